@@ -1,0 +1,75 @@
+"""The iotiam error hierarchy: one root, a few families, no transport knowledge.
+
+Adapters map each family to their own vocabulary (HTTP status + problem type in
+``api/problems.py``, a one-line message and exit code in the CLI).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class IamError(Exception):
+    """Root of every error iotiam raises on purpose."""
+
+    #: short stable slug, becomes the problem type URN suffix
+    kind = "error"
+    title = "iotiam error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def diagnostics(self) -> str:
+        """A one-line human explanation, suitable for a CLI or a log."""
+        return self.detail
+
+
+class InvalidInput(IamError):
+    """The caller sent something malformed or not allowed."""
+
+    kind = "invalid-input"
+    title = "Invalid input"
+
+
+class PayloadTooLarge(InvalidInput):
+    """The request body is larger than this endpoint accepts."""
+
+    kind = "payload-too-large"
+    title = "Payload too large"
+
+
+class NotFound(IamError):
+    """The object does not exist, or the caller may not know that it does."""
+
+    kind = "not-found"
+    title = "Not found"
+
+
+class Conflict(IamError):
+    """The request contradicts current state (duplicate, final state, wrong transition)."""
+
+    kind = "conflict"
+    title = "Conflict"
+
+
+class Unauthenticated(IamError):
+    """No valid credentials were presented."""
+
+    kind = "unauthenticated"
+    title = "Authentication required"
+
+
+class Forbidden(IamError):
+    """The caller is known but its role does not allow the action."""
+
+    kind = "forbidden"
+    title = "Forbidden"
+
+
+class SetupError(IamError):
+    """Local setup is missing or broken (no data directory, wrong passphrase)."""
+
+    kind = "setup"
+    title = "Setup error"

@@ -1,0 +1,155 @@
+"""PKI value types: key algorithms, revocation reasons, certificate records."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography import x509
+
+from iotiam.errors import InvalidInput
+
+
+class KeyAlgorithm(enum.StrEnum):
+    """Key algorithms iotiam can create for its own CAs."""
+
+    EC_P256 = "ec-p256"
+    ED25519 = "ed25519"
+    RSA_3072 = "rsa-3072"
+
+
+class CaRole(enum.StrEnum):
+    """What a key pair held by iotiam is for."""
+
+    ROOT = "root"
+    ISSUING = "issuing"
+    OCSP_RESPONDER = "ocsp"
+    SERVER_TLS = "server-tls"
+
+
+class CertificateStatus(enum.StrEnum):
+    """Lifecycle of an issued certificate as iotiam records it.
+
+    ``reserved`` is written *before* signing (G5); it becomes ``issued`` once the
+    signed certificate is stored. A reserved row left behind by a crash is never
+    reused, so a serial can never be issued twice (G1).
+    """
+
+    RESERVED = "reserved"
+    ISSUED = "issued"
+    REVOKED = "revoked"
+
+
+class RevocationReason(enum.StrEnum):
+    """RFC 5280 §5.3.1 reason codes that iotiam accepts.
+
+    ``certificateHold`` is not offered: revocation in iotiam is final (G4).
+    """
+
+    UNSPECIFIED = "unspecified"
+    KEY_COMPROMISE = "keyCompromise"
+    CA_COMPROMISE = "cACompromise"
+    AFFILIATION_CHANGED = "affiliationChanged"
+    SUPERSEDED = "superseded"
+    CESSATION_OF_OPERATION = "cessationOfOperation"
+    PRIVILEGE_WITHDRAWN = "privilegeWithdrawn"
+    AA_COMPROMISE = "aACompromise"
+
+    @property
+    def flag(self) -> x509.ReasonFlags:
+        """The matching ``cryptography`` flag."""
+        return _REASON_FLAGS[self]
+
+    @classmethod
+    def parse(cls, text: str) -> RevocationReason:
+        """Accept RFC names in any case and with ``-``/``_`` separators, or the code."""
+        wanted = text.strip().replace("-", "").replace("_", "").lower()
+        for reason in cls:
+            if reason.value.lower() == wanted or str(_REASON_CODES[reason]) == wanted:
+                return reason
+        names = ", ".join(r.value for r in cls)
+        raise InvalidInput(f"unknown revocation reason {text!r}; use one of: {names}")
+
+
+_REASON_FLAGS = {
+    RevocationReason.UNSPECIFIED: x509.ReasonFlags.unspecified,
+    RevocationReason.KEY_COMPROMISE: x509.ReasonFlags.key_compromise,
+    RevocationReason.CA_COMPROMISE: x509.ReasonFlags.ca_compromise,
+    RevocationReason.AFFILIATION_CHANGED: x509.ReasonFlags.affiliation_changed,
+    RevocationReason.SUPERSEDED: x509.ReasonFlags.superseded,
+    RevocationReason.CESSATION_OF_OPERATION: x509.ReasonFlags.cessation_of_operation,
+    RevocationReason.PRIVILEGE_WITHDRAWN: x509.ReasonFlags.privilege_withdrawn,
+    RevocationReason.AA_COMPROMISE: x509.ReasonFlags.aa_compromise,
+}
+_REASON_CODES = {
+    RevocationReason.UNSPECIFIED: 0,
+    RevocationReason.KEY_COMPROMISE: 1,
+    RevocationReason.CA_COMPROMISE: 2,
+    RevocationReason.AFFILIATION_CHANGED: 3,
+    RevocationReason.SUPERSEDED: 4,
+    RevocationReason.CESSATION_OF_OPERATION: 5,
+    RevocationReason.PRIVILEGE_WITHDRAWN: 9,
+    RevocationReason.AA_COMPROMISE: 10,
+}
+
+
+def parse_serial(text: str) -> int:
+    """Parse a serial as openssl prints it: hex, with or without colons or ``0x``."""
+    cleaned = text.strip().lower().replace(":", "")
+    if cleaned.startswith("0x"):
+        cleaned = cleaned[2:]
+    if not cleaned or len(cleaned) > 40 or any(c not in "0123456789abcdef" for c in cleaned):
+        raise InvalidInput(f"{text!r} is not a certificate serial (hex, up to 20 bytes)")
+    return int(cleaned, 16)
+
+
+def serial_hex(serial: int) -> str:
+    """Canonical text form of a serial: lowercase hex, even length, no colons."""
+    text = format(serial, "x")
+    return text if len(text) % 2 == 0 else "0" + text
+
+
+@dataclass(frozen=True)
+class CertificateProfile:
+    """What a kind of leaf certificate looks like (RFC 5280 §4.2 extensions)."""
+
+    name: str
+    lifetime: timedelta
+    client_auth: bool
+    server_auth: bool
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    """One certificate iotiam issued (or reserved a serial for)."""
+
+    issuer_id: str
+    serial: int
+    device_id: str | None
+    org_unit_id: str
+    profile: str
+    subject: str
+    not_before: datetime
+    not_after: datetime
+    status: CertificateStatus
+    fingerprint_sha256: str | None
+    pem: str | None
+    created_at: datetime
+    revoked_at: datetime | None = None
+    revocation_reason: RevocationReason | None = None
+
+    @property
+    def serial_hex(self) -> str:
+        """Serial as lowercase hex."""
+        return serial_hex(self.serial)
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """A revoked certificate as it appears on a CRL."""
+
+    serial: int
+    revoked_at: datetime
+    reason: RevocationReason
+    not_after: datetime
