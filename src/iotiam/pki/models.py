@@ -128,6 +128,7 @@ class CertificateRecord:
     serial: int
     device_id: str | None
     org_unit_id: str
+    org_path: str
     profile: str
     subject: str
     not_before: datetime

@@ -1,0 +1,155 @@
+"""Admin bearer tokens: creation within the creator's own rights, authentication, revocation."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import timedelta
+
+from iotiam.admin.models import AdminToken, Principal, Role
+from iotiam.audit.models import AuditDraft, AuditTag
+from iotiam.audit.service import AuditTrail
+from iotiam.clock import Clock
+from iotiam.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+TOKEN_PREFIX = "iotiam_"
+_TOKEN = re.compile(r"^iotiam_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})$")
+
+
+def hash_secret(secret: str) -> str:
+    """SHA-256 of a token secret (the secret has 256 random bits, so no slow KDF is needed)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class AdminTokens:
+    """Create, authenticate and revoke admin tokens."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._audit = audit
+
+    def mint(
+        self,
+        uow: UnitOfWork,
+        *,
+        created_by: str,
+        name: str,
+        role: Role,
+        org_unit_id: str,
+        org_path: str,
+        ttl: timedelta | None,
+    ) -> tuple[AdminToken, str]:
+        """Store a new token inside ``uow`` and return it with its one-time plaintext."""
+        token_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        now = self._clock.now()
+        token = AdminToken(
+            id=token_id,
+            name=name,
+            role=role,
+            org_unit_id=org_unit_id,
+            org_path=org_path,
+            secret_hash=hash_secret(secret),
+            created_at=now,
+            created_by=created_by,
+            expires_at=now + ttl if ttl else None,
+        )
+        uow.admin_tokens.add(token)
+        return token, f"{TOKEN_PREFIX}{token_id}_{secret}"
+
+    def create(
+        self,
+        actor: Principal,
+        *,
+        name: str,
+        role: Role,
+        org_unit_id: str | None = None,
+        ttl: timedelta | None = None,
+    ) -> tuple[AdminToken, str]:
+        """A token never gets more than its creator: same or lower role, same or smaller scope."""
+        if not actor.has_role(Role.ADMIN):
+            raise Forbidden("creating tokens needs the admin role")
+        if not name.strip() or len(name) > 200:
+            raise InvalidInput("token name must be 1-200 characters")
+        if not actor.has_role(role):
+            raise Forbidden(f"a {actor.role} cannot create a {role} token")
+        if ttl is not None and ttl <= timedelta(0):
+            raise InvalidInput("token lifetime must be positive")
+        with self._uow() as uow:
+            unit = uow.org_units.get(org_unit_id or actor.org_unit_id)
+            if unit is None or not actor.sees(unit.path):
+                raise NotFound(f"org unit {org_unit_id!r} not found")
+            token, plaintext = self.mint(
+                uow,
+                created_by=actor.name,
+                name=name,
+                role=role,
+                org_unit_id=unit.id,
+                org_path=unit.path,
+                ttl=ttl,
+            )
+            self._audit.append(
+                uow,
+                AuditDraft(
+                    tag=AuditTag.TOKEN_CREATED,
+                    actor=actor.name,
+                    org_path=unit.path,
+                    subject=f"token:{token.id}",
+                    details={"name": name, "role": str(role), "org_unit": unit.id},
+                ),
+            )
+        return token, plaintext
+
+    def authenticate(self, bearer: str) -> Principal:
+        """Turn a presented bearer token into a principal, or refuse."""
+        match = _TOKEN.match(bearer.strip())
+        if not match:
+            raise Unauthenticated("malformed bearer token")
+        token_id, secret = match.groups()
+        with self._uow.reading() as uow:
+            token = uow.admin_tokens.get(token_id)
+        if token is None or not hmac.compare_digest(token.secret_hash, hash_secret(secret)):
+            raise Unauthenticated("unknown bearer token")
+        now = self._clock.now()
+        if token.revoked_at is not None:
+            raise Unauthenticated("this token was revoked")
+        if token.expires_at is not None and token.expires_at <= now:
+            raise Unauthenticated("this token has expired")
+        return Principal(
+            name=f"token:{token.name}",
+            role=token.role,
+            org_unit_id=token.org_unit_id,
+            org_path=token.org_path,
+            token_id=token.id,
+        )
+
+    def list(self, actor: Principal) -> list[AdminToken]:
+        """Tokens inside the caller's subtree."""
+        if not actor.has_role(Role.ADMIN):
+            raise Forbidden("listing tokens needs the admin role")
+        with self._uow.reading() as uow:
+            return uow.admin_tokens.list(org_path=actor.org_path)
+
+    def revoke(self, actor: Principal, token_id: str) -> None:
+        """Revoke a token inside the caller's subtree."""
+        if not actor.has_role(Role.ADMIN):
+            raise Forbidden("revoking tokens needs the admin role")
+        with self._uow() as uow:
+            token = uow.admin_tokens.get(token_id)
+            if token is None or not actor.sees(token.org_path):
+                raise NotFound(f"token {token_id!r} not found")
+            if token.revoked_at is None:
+                uow.admin_tokens.revoke(token_id, self._clock.now())
+            self._audit.append(
+                uow,
+                AuditDraft(
+                    tag=AuditTag.TOKEN_REVOKED,
+                    actor=actor.name,
+                    org_path=token.org_path,
+                    subject=f"token:{token_id}",
+                ),
+            )

@@ -1,0 +1,170 @@
+"""The hash chain: how records are sealed and how the chain is verified (G7).
+
+Each record's hash covers its own fields and the previous record's hash, so an
+edited, removed or reordered record breaks the chain. A removed *tail* leaves a
+valid shorter chain; it is caught by the head (last seq + hash) that is updated
+in the same transaction and MAC'd with a key stored outside the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from iotiam.audit.models import AuditDraft, AuditRecord, ChainHead, VerifyReport
+
+GENESIS_HASH = "0" * 64
+
+
+def _canonical(fields: dict[str, Any]) -> bytes:
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def record_hash(
+    *,
+    seq: int,
+    at: datetime,
+    tag: str,
+    actor: str,
+    org_path: str,
+    subject: str,
+    outcome: str,
+    reason: str | None,
+    details: dict[str, Any],
+    prev_hash: str,
+) -> str:
+    """SHA-256 over the canonical JSON of a record's fields and its predecessor's hash."""
+    body = {
+        "seq": seq,
+        "at": at.isoformat(),
+        "tag": tag,
+        "actor": actor,
+        "org_path": org_path,
+        "subject": subject,
+        "outcome": outcome,
+        "reason": reason,
+        "details": details,
+        "prev": prev_hash,
+    }
+    return hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def seal(draft: AuditDraft, *, seq: int, at: datetime, prev_hash: str) -> AuditRecord:
+    """Turn a draft into the next link of the chain."""
+    # round-trip details through JSON so what is hashed is exactly what is stored
+    details = json.loads(_canonical(draft.details))
+    digest = record_hash(
+        seq=seq,
+        at=at,
+        tag=str(draft.tag),
+        actor=draft.actor,
+        org_path=draft.org_path,
+        subject=draft.subject,
+        outcome=str(draft.outcome),
+        reason=draft.reason,
+        details=details,
+        prev_hash=prev_hash,
+    )
+    return AuditRecord(
+        seq=seq,
+        at=at,
+        tag=str(draft.tag),
+        actor=draft.actor,
+        org_path=draft.org_path,
+        subject=draft.subject,
+        outcome=str(draft.outcome),
+        reason=draft.reason,
+        details=details,
+        prev_hash=prev_hash,
+        hash=digest,
+    )
+
+
+def head_mac(seq: int, digest: str, key: bytes) -> str:
+    """HMAC-SHA256 binding the head to the installation's audit key."""
+    return hmac.new(key, f"{seq}:{digest}".encode(), hashlib.sha256).hexdigest()
+
+
+def make_head(record: AuditRecord, key: bytes) -> ChainHead:
+    """The head that points at ``record``."""
+    return ChainHead(seq=record.seq, hash=record.hash, mac=head_mac(record.seq, record.hash, key))
+
+
+def verify_chain(
+    records: Iterable[AuditRecord], head: ChainHead | None, key: bytes
+) -> VerifyReport:
+    """Walk the chain in storage order and check every link, then the head."""
+    expected_seq = 1
+    prev = GENESIS_HASH
+    count = 0
+    for rec in records:
+        count += 1
+        if rec.seq != expected_seq:
+            what = "removed" if rec.seq > expected_seq else "reordered or duplicated"
+            return VerifyReport(
+                ok=False,
+                records=count,
+                head_seq=head.seq if head else 0,
+                problem=f"expected record {expected_seq}, found {rec.seq}: a record was {what}",
+                first_bad_seq=expected_seq,
+            )
+        if rec.prev_hash != prev:
+            return VerifyReport(
+                ok=False,
+                records=count,
+                head_seq=head.seq if head else 0,
+                problem=f"record {rec.seq} does not link to its predecessor",
+                first_bad_seq=rec.seq,
+            )
+        digest = record_hash(
+            seq=rec.seq,
+            at=rec.at,
+            tag=rec.tag,
+            actor=rec.actor,
+            org_path=rec.org_path,
+            subject=rec.subject,
+            outcome=rec.outcome,
+            reason=rec.reason,
+            details=rec.details,
+            prev_hash=rec.prev_hash,
+        )
+        if digest != rec.hash:
+            return VerifyReport(
+                ok=False,
+                records=count,
+                head_seq=head.seq if head else 0,
+                problem=f"record {rec.seq} was altered (hash mismatch)",
+                first_bad_seq=rec.seq,
+            )
+        prev = rec.hash
+        expected_seq += 1
+    last_seq = expected_seq - 1
+    if head is None:
+        if last_seq == 0:
+            return VerifyReport(ok=True, records=0, head_seq=0)
+        return VerifyReport(
+            ok=False, records=count, head_seq=0, problem="the chain head is missing"
+        )
+    if not hmac.compare_digest(head.mac, head_mac(head.seq, head.hash, key)):
+        return VerifyReport(
+            ok=False,
+            records=count,
+            head_seq=head.seq,
+            problem="the chain head was altered (MAC mismatch)",
+        )
+    if head.seq != last_seq or head.hash != prev:
+        return VerifyReport(
+            ok=False,
+            records=count,
+            head_seq=head.seq,
+            problem=(
+                f"the chain ends at record {last_seq} but the head says {head.seq}: "
+                "the tail was truncated or rewritten"
+            ),
+            first_bad_seq=min(last_seq, head.seq) + 1,
+        )
+    return VerifyReport(ok=True, records=count, head_seq=head.seq)

@@ -1,0 +1,89 @@
+"""Audit records and the closed set of event tags (``source:subject:action``)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class AuditTag(enum.StrEnum):
+    """Every event iotiam audits. Grep a tag to find each place that emits it."""
+
+    ORG_UNIT_CREATED = "admin:org-unit:created"
+    DEVICE_TYPE_CREATED = "admin:device-type:created"
+    DEVICE_REGISTERED = "admin:device:registered"
+    DEVICE_STATE_CHANGED = "admin:device:state-changed"
+    DEVICE_IMPORTED = "admin:device:imported"
+    DEVICE_REGISTRATION_REFUSED = "admin:device:registration-refused"
+    GROUP_CREATED = "admin:group:created"
+    GROUP_MEMBER_ADDED = "admin:group:member-added"
+    CERTIFICATE_ISSUED = "device:certificate:issued"
+    CERTIFICATE_REFUSED = "device:certificate:refused"
+    CERTIFICATE_REVOKED = "device:certificate:revoked"
+    REVOCATION_REFUSED = "device:certificate:revocation-refused"
+    CRL_PUBLISHED = "pki:crl:published"
+    CA_CREATED = "pki:ca:created"
+    TOKEN_CREATED = "admin:token:created"
+    TOKEN_REVOKED = "admin:token:revoked"
+    ACCESS_DENIED = "admin:access:denied"
+    INSTALLATION_INITIALIZED = "system:installation:initialized"
+
+
+class Outcome(enum.StrEnum):
+    """What happened to the audited request."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    DENIED = "denied"
+
+
+@dataclass(frozen=True)
+class AuditDraft:
+    """An event to append; the chain fills in sequence, time and hashes."""
+
+    tag: AuditTag
+    actor: str
+    org_path: str
+    subject: str
+    outcome: Outcome = Outcome.SUCCESS
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One link of the hash chain."""
+
+    seq: int
+    at: datetime
+    tag: str
+    actor: str
+    org_path: str
+    subject: str
+    outcome: str
+    reason: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """The latest sequence number and hash, MAC'd with a key kept outside the database."""
+
+    seq: int
+    hash: str
+    mac: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Result of ``audit verify``."""
+
+    ok: bool
+    records: int
+    head_seq: int
+    problem: str | None = None
+    first_bad_seq: int | None = None

@@ -1,0 +1,29 @@
+"""Storage the audit log needs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from iotiam.audit.models import AuditRecord, ChainHead
+
+
+class AuditLog(Protocol):
+    """Append-only storage of chain links plus the chain head."""
+
+    def lock_head(self) -> ChainHead | None:
+        """Read the head, holding a lock on it until the transaction ends."""
+        ...
+
+    def append(self, record: AuditRecord, head: ChainHead) -> None:
+        """Store a record and move the head to it."""
+        ...
+
+    def head(self) -> ChainHead | None:
+        """Read the head without locking."""
+        ...
+
+    def iter_records(self, *, org_path: str | None = None, after_seq: int = 0,
+                     limit: int | None = None) -> Iterator[AuditRecord]:
+        """Records in sequence order, optionally only those under ``org_path``."""
+        ...

@@ -1,0 +1,75 @@
+"""Use cases of the audit log: append inside a transaction, verify, export."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+from iotiam.admin.models import Principal, Role
+from iotiam.audit.chain import GENESIS_HASH, make_head, seal, verify_chain
+from iotiam.audit.models import AuditDraft, AuditRecord, Outcome, VerifyReport
+from iotiam.clock import Clock
+from iotiam.errors import Forbidden, IamError, NotFound, Unauthenticated
+from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+
+class AuditTrail:
+    """The hash-chained audit log (G7)."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, head_key: bytes) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._key = head_key
+
+    def append(self, uow: UnitOfWork, draft: AuditDraft) -> AuditRecord:
+        """Append inside the caller's transaction, so the change and its record commit together."""
+        head = uow.audit.lock_head()
+        seq = head.seq + 1 if head else 1
+        record = seal(draft, seq=seq, at=self._clock.now(),
+                      prev_hash=head.hash if head else GENESIS_HASH)
+        uow.audit.append(record, make_head(record, self._key))
+        return record
+
+    def record(self, draft: AuditDraft) -> AuditRecord:
+        """Append in a transaction of its own (for refusals whose change was rolled back)."""
+        with self._uow() as uow:
+            return self.append(uow, draft)
+
+    @contextmanager
+    def refusals(self, draft: AuditDraft) -> Iterator[None]:
+        """Audit a refused request: the change rolled back, but the attempt is recorded."""
+        try:
+            yield
+        except IamError as e:
+            denied = isinstance(e, Forbidden | Unauthenticated | NotFound)
+            outcome = Outcome.DENIED if denied else Outcome.FAILURE
+            self.record(replace(draft, outcome=outcome, reason=e.detail[:500]))
+            raise
+
+    def verify(self, actor: Principal) -> VerifyReport:
+        """Check the whole chain; only a global admin may, as it spans every tenant."""
+        if not (actor.is_global and actor.has_role(Role.ADMIN)):
+            raise Forbidden("verifying the audit chain needs an admin token scoped to the root")
+        with self._uow.reading() as uow:
+            head = uow.audit.head()
+            return verify_chain(uow.audit.iter_records(), head, self._key)
+
+    def export(
+        self, actor: Principal, *, after_seq: int = 0, limit: int = 1000
+    ) -> list[AuditRecord]:
+        """Records the caller may see (its subtree only, G9), in sequence order."""
+        with self._uow.reading() as uow:
+            return list(
+                uow.audit.iter_records(org_path=actor.org_path, after_seq=after_seq, limit=limit)
+            )
+
+    def iter_all(self, actor: Principal, *, page: int = 5000) -> Iterator[AuditRecord]:
+        """Every visible record, fetched page by page."""
+        after = 0
+        while True:
+            batch = self.export(actor, after_seq=after, limit=page)
+            if not batch:
+                return
+            yield from batch
+            after = batch[-1].seq

@@ -1,0 +1,168 @@
+"""Typed settings: one ``Settings`` read from the environment and the data directory.
+
+``iotiam init`` records choices (ports, public URL, server names) in
+``<data_dir>/config.json``; environment variables override them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from iotiam.errors import SetupError
+
+DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "iotiam"
+CONFIG_FILE = "config.json"
+
+
+@dataclass(frozen=True)
+class PkiConfig:
+    """Knobs of the built-in CA, CRL and OCSP."""
+
+    public_base_url: str
+    crl_validity: timedelta = timedelta(hours=24)
+    # rebuild the CRL when less than this is left before nextUpdate
+    crl_refresh_margin: timedelta = timedelta(hours=12)
+    # G6: revoked certificates stay on the CRL this long after they expire
+    crl_expired_buffer: timedelta = timedelta(days=7)
+    ocsp_validity: timedelta = timedelta(hours=1)
+    # leaf notBefore is backdated a little for devices with skewed clocks
+    backdate: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the composition root needs to build the services."""
+
+    data_dir: Path
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8443
+    http_port: int = 8080
+    public_base_url: str | None = None
+    server_names: tuple[str, ...] = ("localhost", "127.0.0.1")
+    rotation_age: timedelta = timedelta(days=30)
+    max_body_bytes: int = 1024 * 1024
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured database, or SQLite in the data directory."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'iotiam.db'}"
+
+    @property
+    def pki(self) -> PkiConfig:
+        """The PKI part of the settings."""
+        base = self.public_base_url or f"http://{self.host}:{self.http_port}"
+        return PkiConfig(public_base_url=base.rstrip("/"))
+
+    @property
+    def api_url(self) -> str:
+        """Where the HTTPS API listens, as a client on this machine reaches it."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        return f"https://{host}:{self.port}"
+
+    @property
+    def tls_dir(self) -> Path:
+        """Directory holding the server TLS certificate and key."""
+        return self.data_dir / "tls"
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Directory for locally generated secrets (mode 0700)."""
+        return self.data_dir / "secrets"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced."""
+        return replace(self, **changes)
+
+
+def resolve_data_dir(explicit: str | Path | None = None) -> Path:
+    """``--data-dir`` beats ``IOTIAM_DATA_DIR`` beats the per-user default."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    env = os.environ.get("IOTIAM_DATA_DIR")
+    return Path(env).expanduser().resolve() if env else DEFAULT_DATA_DIR
+
+
+def load_settings(data_dir: Path) -> Settings:
+    """Read ``config.json`` from the data directory and apply environment overrides."""
+    recorded: dict[str, Any] = {}
+    path = data_dir / CONFIG_FILE
+    if path.exists():
+        try:
+            recorded = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise SetupError(f"cannot read {path}: {e}") from e
+    env = os.environ
+    names = recorded.get("server_names") or ["localhost", "127.0.0.1"]
+    return Settings(
+        data_dir=data_dir,
+        database_url=env.get("IOTIAM_DATABASE_URL") or recorded.get("database_url"),
+        host=env.get("IOTIAM_HOST") or recorded.get("host", "127.0.0.1"),
+        port=int(env.get("IOTIAM_PORT") or recorded.get("port", 8443)),
+        http_port=int(env.get("IOTIAM_HTTP_PORT") or recorded.get("http_port", 8080)),
+        public_base_url=env.get("IOTIAM_PUBLIC_BASE_URL") or recorded.get("public_base_url"),
+        server_names=tuple(names),
+    )
+
+
+def save_settings(settings: Settings) -> None:
+    """Record the choices ``init`` made so that ``serve`` and the CLI find them."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    body = {
+        "host": settings.host,
+        "port": settings.port,
+        "http_port": settings.http_port,
+        "public_base_url": settings.public_base_url,
+        "server_names": list(settings.server_names),
+        "database_url": settings.database_url,
+    }
+    write_private_file(settings.data_dir / CONFIG_FILE, json.dumps(body, indent=2) + "\n")
+
+
+def ca_passphrase(settings: Settings, *, create: bool) -> bytes:
+    """The passphrase that encrypts CA keys at rest.
+
+    ``IOTIAM_CA_PASSPHRASE`` or ``IOTIAM_CA_PASSPHRASE_FILE`` win; otherwise the
+    embedded default keeps a random passphrase in ``secrets/ca-passphrase``
+    (mode 0600). Production installs should pass one from a secret store.
+    """
+    env_value = os.environ.get("IOTIAM_CA_PASSPHRASE")
+    if env_value:
+        return env_value.encode()
+    env_file = os.environ.get("IOTIAM_CA_PASSPHRASE_FILE")
+    if env_file:
+        try:
+            return Path(env_file).read_bytes().strip()
+        except OSError as e:
+            raise SetupError(f"cannot read IOTIAM_CA_PASSPHRASE_FILE: {e}") from e
+    local = settings.secrets_dir / "ca-passphrase"
+    if local.exists():
+        return local.read_bytes().strip()
+    if not create:
+        raise SetupError(
+            "no CA passphrase: set IOTIAM_CA_PASSPHRASE or IOTIAM_CA_PASSPHRASE_FILE, "
+            "or run `iotiam init`"
+        )
+    value = secrets.token_urlsafe(32)
+    write_private_file(local, value + "\n")
+    return value.encode()
+
+
+def write_private_file(path: Path, content: str | bytes) -> None:
+    """Write a file only its owner can read, atomically (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.tmp")
+    data = content.encode() if isinstance(content, str) else content
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

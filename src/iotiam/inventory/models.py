@@ -1,0 +1,242 @@
+"""Inventory value types: org units, device types, devices, groups and lifecycle."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from iotiam.errors import Conflict, InvalidInput
+
+# Device ids become certificate CNs and MQTT usernames; keep them boring.
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Names a device may never take: they are (or may become) privileged broker users.
+RESERVED_DEVICE_IDS = frozenset({"admin", "root", "iotiam", "system", "mosquitto", "broker"})
+
+
+def check_identifier(value: str, what: str) -> str:
+    """Validate an id: 1-128 chars of letters, digits, ``.``, ``_``, ``-``."""
+    if not isinstance(value, str) or not _ID.match(value):
+        raise InvalidInput(
+            f"{what} {value!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+class OrgUnitKind(enum.StrEnum):
+    """Levels of the org-unit tree."""
+
+    ROOT = "root"
+    TENANT = "tenant"
+    BUSINESS_UNIT = "business-unit"
+    SITE = "site"
+
+
+# which kind may hang under which
+ALLOWED_CHILDREN = {
+    OrgUnitKind.ROOT: {OrgUnitKind.TENANT},
+    OrgUnitKind.TENANT: {OrgUnitKind.BUSINESS_UNIT, OrgUnitKind.SITE},
+    OrgUnitKind.BUSINESS_UNIT: {OrgUnitKind.SITE},
+    OrgUnitKind.SITE: set(),
+}
+
+
+@dataclass(frozen=True)
+class OrgUnit:
+    """A node of the org-unit tree; ``path`` is ``/root/tenant/.../self/``."""
+
+    id: str
+    name: str
+    kind: OrgUnitKind
+    parent_id: str | None
+    path: str
+    created_at: datetime
+
+
+class DeviceClass(enum.StrEnum):
+    """Broad hardware classes; they drive default profiles and baselines."""
+
+    CONSTRAINED_SENSOR = "constrained-sensor"
+    SENSOR = "sensor"
+    GATEWAY = "gateway"
+    CONTROLLER = "controller"
+    ACTUATOR = "actuator"
+    CAMERA = "camera"
+    OTHER = "other"
+
+
+class Criticality(enum.StrEnum):
+    """How much it hurts when a device of this type is compromised."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True)
+class DeviceType:
+    """A kind of device in the fleet."""
+
+    name: str
+    device_class: DeviceClass
+    criticality: Criticality
+    description: str
+    certificate_profile: str
+    created_at: datetime
+
+
+class DeviceState(enum.StrEnum):
+    """Device lifecycle states."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    QUARANTINED = "quarantined"
+    SUSPENDED = "suspended"
+    DECOMMISSIONED = "decommissioned"
+
+
+TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = {
+    DeviceState.PENDING: frozenset({DeviceState.ACTIVE, DeviceState.DECOMMISSIONED}),
+    DeviceState.ACTIVE: frozenset(
+        {DeviceState.QUARANTINED, DeviceState.SUSPENDED, DeviceState.DECOMMISSIONED}
+    ),
+    DeviceState.QUARANTINED: frozenset(
+        {DeviceState.ACTIVE, DeviceState.SUSPENDED, DeviceState.DECOMMISSIONED}
+    ),
+    DeviceState.SUSPENDED: frozenset(
+        {DeviceState.ACTIVE, DeviceState.QUARANTINED, DeviceState.DECOMMISSIONED}
+    ),
+    DeviceState.DECOMMISSIONED: frozenset(),
+}
+
+
+def check_transition(current: DeviceState, target: DeviceState) -> None:
+    """Raise ``Conflict`` unless ``current -> target`` is a lifecycle edge."""
+    if target not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (final state)"
+        raise Conflict(
+            f"a device cannot go from {current} to {target}; allowed from {current}: {allowed}"
+        )
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device in the inventory."""
+
+    id: str
+    type_name: str
+    org_unit_id: str
+    org_path: str
+    state: DeviceState
+    site: str | None
+    location: str | None
+    attributes: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DeviceDraft:
+    """What a caller supplies to register a device."""
+
+    id: str
+    type_name: str
+    org_unit_id: str | None = None
+    site: str | None = None
+    location: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def from_mapping(row: dict[str, Any]) -> DeviceDraft:
+        """Build a draft from an import row (CSV columns or a JSON object)."""
+        known = {"id", "type", "org", "site", "location", "attributes"}
+        device_id = str(row.get("id") or "").strip()
+        type_name = str(row.get("type") or "").strip()
+        if not device_id:
+            raise InvalidInput("missing 'id'")
+        if not type_name:
+            raise InvalidInput("missing 'type'")
+        attributes: dict[str, str] = {}
+        raw_attrs = row.get("attributes")
+        if isinstance(raw_attrs, dict):
+            attributes.update({str(k): str(v) for k, v in raw_attrs.items()})
+        elif raw_attrs not in (None, ""):
+            raise InvalidInput("'attributes' must be an object")
+        # CSV: every other column ("attr.k" or plain) is a free attribute
+        for key, value in row.items():
+            if key in known or value in (None, ""):
+                continue
+            name = key[5:] if key.startswith("attr.") else key
+            attributes[str(name)] = str(value)
+        org = row.get("org")
+        return DeviceDraft(
+            id=device_id,
+            type_name=type_name,
+            org_unit_id=str(org).strip() if org else None,
+            site=str(row["site"]).strip() if row.get("site") else None,
+            location=str(row["location"]).strip() if row.get("location") else None,
+            attributes=attributes,
+        )
+
+
+MAX_ATTRIBUTES = 64
+
+
+def check_attributes(attributes: dict[str, str]) -> None:
+    """Attributes are a small flat map of short strings."""
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise InvalidInput(f"at most {MAX_ATTRIBUTES} attributes per device")
+    for key, value in attributes.items():
+        if not re.match(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$", key):
+            raise InvalidInput(f"attribute name {key!r} is not valid")
+        if len(value) > 1024 or "\x00" in value:
+            raise InvalidInput(f"attribute {key!r} is too long or has a NUL byte")
+
+
+@dataclass(frozen=True)
+class Group:
+    """A named set of devices inside one org unit."""
+
+    id: str
+    name: str
+    org_unit_id: str
+    org_path: str
+    description: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ImportRowResult:
+    """Outcome of one row of a bulk import."""
+
+    row: int
+    device_id: str | None
+    ok: bool
+    error: str | None = None
+
+
+class CredentialStatus(enum.StrEnum):
+    """Credential hygiene of a device, for the inventory report."""
+
+    NONE = "none"
+    ACTIVE = "active"
+    EXPIRING = "expiring"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    OVERDUE_ROTATION = "older-than-rotation-age"
+
+
+@dataclass(frozen=True)
+class InventorySummary:
+    """Counts for ``iotiam inventory``."""
+
+    total: int
+    by_type: dict[str, int]
+    by_state: dict[str, int]
+    by_credential_status: dict[str, int]
+    expiring_within_days: int
+    rotation_age_days: int

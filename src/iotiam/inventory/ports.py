@@ -1,0 +1,115 @@
+"""Storage the inventory needs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from iotiam.unit_of_work import UnitOfWork
+
+from iotiam.admin.models import Principal
+from iotiam.inventory.models import Device, DeviceState, DeviceType, Group, OrgUnit
+
+
+class OrgUnitStore(Protocol):
+    """The org-unit tree."""
+
+    def add(self, unit: OrgUnit) -> None:
+        """Insert a new org unit (Conflict if the id exists)."""
+        ...
+
+    def get(self, unit_id: str) -> OrgUnit | None:
+        """One org unit by id."""
+        ...
+
+    def list_under(self, path: str) -> list[OrgUnit]:
+        """Every org unit whose path starts with ``path``."""
+        ...
+
+
+class DeviceTypeStore(Protocol):
+    """Device types."""
+
+    def add(self, device_type: DeviceType) -> None:
+        """Insert a device type (Conflict if the name exists)."""
+        ...
+
+    def get(self, name: str) -> DeviceType | None:
+        """One device type by name."""
+        ...
+
+    def list(self) -> list[DeviceType]:
+        """All device types."""
+        ...
+
+
+class DeviceStore(Protocol):
+    """Devices."""
+
+    def add(self, device: Device) -> None:
+        """Insert a device (Conflict if the id exists)."""
+        ...
+
+    def get(self, device_id: str, *, for_update: bool = False) -> Device | None:
+        """One device by id."""
+        ...
+
+    def exists(self, device_ids: Sequence[str]) -> set[str]:
+        """Which of these ids are already registered."""
+        ...
+
+    def set_state(self, device_id: str, state: DeviceState, at: datetime) -> None:
+        """Move a device to another lifecycle state."""
+        ...
+
+    def list(
+        self,
+        *,
+        org_path: str,
+        type_name: str | None = None,
+        state: DeviceState | None = None,
+        after_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Device]:
+        """Devices under ``org_path`` in id order, keyset-paginated by ``after_id``."""
+        ...
+
+    def iter_all(self, *, org_path: str) -> Iterator[Device]:
+        """Every device under ``org_path``."""
+        ...
+
+
+class GroupStore(Protocol):
+    """Device groups."""
+
+    def add(self, group: Group) -> None:
+        """Insert a group (Conflict if the id exists)."""
+        ...
+
+    def get(self, group_id: str) -> Group | None:
+        """One group by id."""
+        ...
+
+    def list(self, *, org_path: str) -> list[Group]:
+        """Groups under ``org_path``."""
+        ...
+
+    def add_member(self, group_id: str, device_id: str) -> None:
+        """Put a device into a group (idempotent)."""
+        ...
+
+    def members(self, group_id: str) -> list[str]:
+        """Device ids in a group."""
+        ...
+
+
+class CredentialRevoker(Protocol):
+    """Takes a device's credentials away when it leaves service (implemented by the PKI)."""
+
+    def revoke_device_credentials(
+        self, uow: UnitOfWork, actor: Principal, device: Device, reason: str
+    ) -> int:
+        """Revoke every live credential of ``device`` inside ``uow``; return how many."""
+        ...

@@ -1,0 +1,394 @@
+"""Inventory use cases: org units, device types, devices, groups, import and the report."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from iotiam.admin.models import Principal, Role
+from iotiam.audit.models import AuditDraft, AuditTag
+from iotiam.audit.service import AuditTrail
+from iotiam.clock import Clock
+from iotiam.errors import Conflict, Forbidden, IamError, InvalidInput, NotFound
+from iotiam.inventory.credential_status import credential_status_by_device
+from iotiam.inventory.models import (
+    ALLOWED_CHILDREN,
+    RESERVED_DEVICE_IDS,
+    CredentialStatus,
+    Criticality,
+    Device,
+    DeviceClass,
+    DeviceDraft,
+    DeviceState,
+    DeviceType,
+    Group,
+    ImportRowResult,
+    InventorySummary,
+    OrgUnit,
+    OrgUnitKind,
+    check_attributes,
+    check_identifier,
+    check_transition,
+)
+from iotiam.inventory.ports import CredentialRevoker
+from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+MAX_IMPORT_ROWS = 5000
+
+
+def require_role(actor: Principal, role: Role, doing: str) -> None:
+    """Refuse unless the caller's role is at least ``role``."""
+    if not actor.has_role(role):
+        raise Forbidden(f"{doing} needs the {role} role; this token is {actor.role}")
+
+
+class Inventory:
+    """Everything about what is in the fleet and where it belongs."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        audit: AuditTrail,
+        revoker: CredentialRevoker,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._audit = audit
+        self._revoker = revoker
+
+    # -- org units ---------------------------------------------------------------------
+
+    def create_org_unit(
+        self, actor: Principal, *, unit_id: str, name: str, kind: OrgUnitKind, parent_id: str
+    ) -> OrgUnit:
+        """Add an org unit under ``parent_id`` (tenant under root, BU under tenant, ...)."""
+        draft = AuditDraft(
+            tag=AuditTag.ORG_UNIT_CREATED, actor=actor.name, org_path=actor.org_path,
+            subject=f"org-unit:{unit_id}",
+        )
+        with self._audit.refusals(draft):
+            require_role(actor, Role.ADMIN, "creating org units")
+            check_identifier(unit_id, "org unit id")
+            with self._uow() as uow:
+                parent = self._visible_org_unit(uow, actor, parent_id)
+                if kind not in ALLOWED_CHILDREN[parent.kind]:
+                    raise InvalidInput(f"a {kind} cannot be placed under a {parent.kind}")
+                if uow.org_units.get(unit_id) is not None:
+                    raise Conflict(f"org unit {unit_id!r} already exists")
+                unit = OrgUnit(
+                    id=unit_id,
+                    name=name.strip() or unit_id,
+                    kind=kind,
+                    parent_id=parent.id,
+                    path=f"{parent.path}{unit_id}/",
+                    created_at=self._clock.now(),
+                )
+                uow.org_units.add(unit)
+                self._audit.append(uow, _with_path(draft, unit.path, {"kind": str(kind)}))
+                return unit
+
+    def list_org_units(self, actor: Principal) -> list[OrgUnit]:
+        """Org units in the caller's subtree."""
+        with self._uow.reading() as uow:
+            return uow.org_units.list_under(actor.org_path)
+
+    def get_org_unit(self, actor: Principal, unit_id: str) -> OrgUnit:
+        """One org unit the caller may see."""
+        with self._uow.reading() as uow:
+            return self._visible_org_unit(uow, actor, unit_id)
+
+    @staticmethod
+    def _visible_org_unit(uow: UnitOfWork, actor: Principal, unit_id: str) -> OrgUnit:
+        unit = uow.org_units.get(unit_id)
+        if unit is None or not actor.sees(unit.path):
+            raise NotFound(f"org unit {unit_id!r} not found")
+        return unit
+
+    # -- device types ------------------------------------------------------------------
+
+    def create_device_type(
+        self,
+        actor: Principal,
+        *,
+        name: str,
+        device_class: DeviceClass,
+        criticality: Criticality,
+        description: str = "",
+        certificate_profile: str | None = None,
+    ) -> DeviceType:
+        """Device types are fleet-wide, so only a root-scoped admin may add one."""
+        draft = AuditDraft(
+            tag=AuditTag.DEVICE_TYPE_CREATED, actor=actor.name, org_path=actor.org_path,
+            subject=f"device-type:{name}",
+        )
+        with self._audit.refusals(draft):
+            require_role(actor, Role.ADMIN, "creating device types")
+            if not actor.is_global:
+                raise Forbidden("device types are fleet-wide; use a root-scoped admin token")
+            check_identifier(name, "device type")
+            with self._uow() as uow:
+                if uow.device_types.get(name) is not None:
+                    raise Conflict(f"device type {name!r} already exists")
+                profile = certificate_profile or (
+                    "gateway" if device_class is DeviceClass.GATEWAY else "device"
+                )
+                device_type = DeviceType(
+                    name=name,
+                    device_class=device_class,
+                    criticality=criticality,
+                    description=description,
+                    certificate_profile=profile,
+                    created_at=self._clock.now(),
+                )
+                uow.device_types.add(device_type)
+                self._audit.append(uow, draft)
+                return device_type
+
+    def list_device_types(self) -> list[DeviceType]:
+        """All device types."""
+        with self._uow.reading() as uow:
+            return uow.device_types.list()
+
+    # -- devices -----------------------------------------------------------------------
+
+    def add_device(self, actor: Principal, draft: DeviceDraft) -> Device:
+        """Register one device."""
+        audit = AuditDraft(
+            tag=AuditTag.DEVICE_REGISTERED, actor=actor.name, org_path=actor.org_path,
+            subject=f"device:{draft.id}",
+        )
+        with self._audit.refusals(audit), self._uow() as uow:
+            device = self._register(uow, actor, draft)
+            self._audit.append(
+                uow, _with_path(audit, device.org_path, {"type": device.type_name})
+            )
+            return device
+
+    def _register(self, uow: UnitOfWork, actor: Principal, draft: DeviceDraft) -> Device:
+        require_role(actor, Role.OPERATOR, "registering devices")
+        check_identifier(draft.id, "device id")
+        if draft.id.lower() in RESERVED_DEVICE_IDS:
+            raise InvalidInput(f"device id {draft.id!r} is reserved")
+        check_attributes(draft.attributes)
+        for label, value in (("site", draft.site), ("location", draft.location)):
+            if value is not None and (len(value) > 256 or "\x00" in value):
+                raise InvalidInput(f"{label} is too long or has a NUL byte")
+        unit = self._visible_org_unit(uow, actor, draft.org_unit_id or actor.org_unit_id)
+        if uow.device_types.get(draft.type_name) is None:
+            raise InvalidInput(f"unknown device type {draft.type_name!r}")
+        if uow.devices.get(draft.id) is not None:
+            raise Conflict(f"device {draft.id!r} already exists")
+        now = self._clock.now()
+        device = Device(
+            id=draft.id,
+            type_name=draft.type_name,
+            org_unit_id=unit.id,
+            org_path=unit.path,
+            state=DeviceState.PENDING,
+            site=draft.site,
+            location=draft.location,
+            attributes=dict(draft.attributes),
+            created_at=now,
+            updated_at=now,
+        )
+        uow.devices.add(device)
+        return device
+
+    def get_device(self, actor: Principal, device_id: str) -> Device:
+        """One device the caller may see (404 for other tenants' devices, G9)."""
+        with self._uow.reading() as uow:
+            return visible_device(uow, actor, device_id)
+
+    def list_devices(
+        self,
+        actor: Principal,
+        *,
+        type_name: str | None = None,
+        state: DeviceState | None = None,
+        after_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Device]:
+        """Devices in the caller's subtree, in id order."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000")
+        with self._uow.reading() as uow:
+            return uow.devices.list(
+                org_path=actor.org_path, type_name=type_name, state=state,
+                after_id=after_id, limit=limit,
+            )
+
+    def set_state(
+        self, actor: Principal, device_id: str, target: DeviceState, reason: str = ""
+    ) -> Device:
+        """Move a device along its lifecycle; decommissioning revokes every credential."""
+        draft = AuditDraft(
+            tag=AuditTag.DEVICE_STATE_CHANGED, actor=actor.name, org_path=actor.org_path,
+            subject=f"device:{device_id}",
+        )
+        with self._audit.refusals(draft), self._uow() as uow:
+            require_role(actor, Role.OPERATOR, "changing device state")
+            device = visible_device(uow, actor, device_id, for_update=True)
+            check_transition(device.state, target)
+            now = self._clock.now()
+            uow.devices.set_state(device.id, target, now)
+            revoked = 0
+            if target is DeviceState.DECOMMISSIONED:
+                revoked = self._revoker.revoke_device_credentials(
+                    uow, actor, device, "cessationOfOperation"
+                )
+            self._audit.append(
+                uow,
+                _with_path(
+                    draft,
+                    device.org_path,
+                    {"from": str(device.state), "to": str(target), "reason": reason,
+                     "credentials_revoked": revoked},
+                ),
+            )
+            return _replace_state(device, target, now)
+
+    def import_devices(
+        self, actor: Principal, rows: Sequence[tuple[int, dict[str, Any]]]
+    ) -> list[ImportRowResult]:
+        """Register many devices: each row lands whole or not at all, bad rows are reported."""
+        require_role(actor, Role.OPERATOR, "importing devices")
+        if len(rows) > MAX_IMPORT_ROWS:
+            raise InvalidInput(f"at most {MAX_IMPORT_ROWS} rows per request; send chunks")
+        results: list[ImportRowResult] = []
+        landed: list[str] = []
+        with self._uow() as uow:
+            for number, raw in rows:
+                device_id = str(raw.get("id") or "") or None if isinstance(raw, dict) else None
+                try:
+                    if not isinstance(raw, dict):
+                        raise InvalidInput("row is not an object")
+                    draft = DeviceDraft.from_mapping(raw)
+                    with uow.savepoint():
+                        device = self._register(uow, actor, draft)
+                except IamError as e:
+                    results.append(ImportRowResult(number, device_id, False, e.detail))
+                    continue
+                landed.append(device.id)
+                results.append(ImportRowResult(number, device.id, True))
+            failed = [r for r in results if not r.ok]
+            self._audit.append(
+                uow,
+                AuditDraft(
+                    tag=AuditTag.DEVICE_IMPORTED,
+                    actor=actor.name,
+                    org_path=actor.org_path,
+                    subject=f"import:{len(landed)}-devices",
+                    details={
+                        "devices": landed,
+                        "failed_rows": [{"row": r.row, "error": r.error} for r in failed][:100],
+                        "failed": len(failed),
+                    },
+                ),
+            )
+        return results
+
+    # -- groups ------------------------------------------------------------------------
+
+    def create_group(
+        self, actor: Principal, *, group_id: str, name: str, org_unit_id: str | None,
+        description: str = "",
+    ) -> Group:
+        """A named set of devices inside one org unit's subtree."""
+        draft = AuditDraft(
+            tag=AuditTag.GROUP_CREATED, actor=actor.name, org_path=actor.org_path,
+            subject=f"group:{group_id}",
+        )
+        with self._audit.refusals(draft), self._uow() as uow:
+            require_role(actor, Role.OPERATOR, "creating groups")
+            check_identifier(group_id, "group id")
+            unit = self._visible_org_unit(uow, actor, org_unit_id or actor.org_unit_id)
+            if uow.groups.get(group_id) is not None:
+                raise Conflict(f"group {group_id!r} already exists")
+            group = Group(
+                id=group_id, name=name or group_id, org_unit_id=unit.id, org_path=unit.path,
+                description=description, created_at=self._clock.now(),
+            )
+            uow.groups.add(group)
+            self._audit.append(uow, _with_path(draft, unit.path, {}))
+            return group
+
+    def add_to_group(self, actor: Principal, group_id: str, device_id: str) -> None:
+        """Put a device into a group; the device must live inside the group's subtree."""
+        draft = AuditDraft(
+            tag=AuditTag.GROUP_MEMBER_ADDED, actor=actor.name, org_path=actor.org_path,
+            subject=f"group:{group_id}",
+        )
+        with self._audit.refusals(draft), self._uow() as uow:
+            require_role(actor, Role.OPERATOR, "changing groups")
+            group = uow.groups.get(group_id)
+            if group is None or not actor.sees(group.org_path):
+                raise NotFound(f"group {group_id!r} not found")
+            device = visible_device(uow, actor, device_id)
+            if not device.org_path.startswith(group.org_path):
+                raise InvalidInput(f"device {device_id!r} is outside the group's org unit")
+            uow.groups.add_member(group_id, device_id)
+            self._audit.append(uow, _with_path(draft, group.org_path, {"device": device_id}))
+
+    def list_groups(self, actor: Principal) -> list[tuple[Group, list[str]]]:
+        """Groups in the caller's subtree with their members."""
+        with self._uow.reading() as uow:
+            return [(g, uow.groups.members(g.id)) for g in uow.groups.list(org_path=actor.org_path)]
+
+    # -- the report --------------------------------------------------------------------
+
+    def summary(
+        self, actor: Principal, *, expiring_within: timedelta, rotation_age: timedelta
+    ) -> InventorySummary:
+        """Counts by type, state and credential status for the caller's subtree."""
+        now = self._clock.now()
+        by_type: Counter[str] = Counter()
+        by_state: Counter[str] = Counter()
+        with self._uow.reading() as uow:
+            device_ids: list[str] = []
+            for device in uow.devices.iter_all(org_path=actor.org_path):
+                by_type[device.type_name] += 1
+                by_state[str(device.state)] += 1
+                device_ids.append(device.id)
+            statuses = credential_status_by_device(
+                uow.certificates.iter_device_certificates(org_path=actor.org_path),
+                now=now, expiring_within=expiring_within, rotation_age=rotation_age,
+            )
+        by_credential: Counter[str] = Counter(
+            str(statuses.get(d, CredentialStatus.NONE)) for d in device_ids
+        )
+        return InventorySummary(
+            total=len(device_ids),
+            by_type=dict(by_type),
+            by_state=dict(by_state),
+            by_credential_status={str(s): by_credential.get(str(s), 0) for s in CredentialStatus},
+            expiring_within_days=int(expiring_within.total_seconds() // 86400),
+            rotation_age_days=int(rotation_age.total_seconds() // 86400),
+        )
+
+
+def visible_device(
+    uow: UnitOfWork, actor: Principal, device_id: str, *, for_update: bool = False
+) -> Device:
+    """A device inside the caller's subtree, or NotFound (never Forbidden, G9)."""
+    device = uow.devices.get(device_id, for_update=for_update)
+    if device is None or not actor.sees(device.org_path):
+        raise NotFound(f"device {device_id!r} not found")
+    return device
+
+
+def _with_path(draft: AuditDraft, org_path: str, details: dict[str, Any]) -> AuditDraft:
+    return AuditDraft(
+        tag=draft.tag, actor=draft.actor, org_path=org_path, subject=draft.subject,
+        outcome=draft.outcome, reason=draft.reason, details={**draft.details, **details},
+    )
+
+
+def _replace_state(device: Device, state: DeviceState, at: Any) -> Device:
+    return Device(
+        id=device.id, type_name=device.type_name, org_unit_id=device.org_unit_id,
+        org_path=device.org_path, state=state, site=device.site, location=device.location,
+        attributes=device.attributes, created_at=device.created_at, updated_at=at,
+    )

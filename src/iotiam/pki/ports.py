@@ -1,0 +1,140 @@
+"""Storage and outside systems the PKI needs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from iotiam.pki.models import (
+    CaRole,
+    CertificateRecord,
+    CertificateStatus,
+    Revocation,
+    RevocationReason,
+)
+
+#: a source of certificate serial numbers (G1: at least 64 random bits)
+SerialSource = Callable[[], int]
+
+
+@dataclass(frozen=True)
+class StoredCa:
+    """A key pair iotiam holds, with its key encrypted at rest."""
+
+    id: str
+    role: CaRole
+    certificate_pem: str
+    encrypted_key_pem: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredCrl:
+    """A published CRL."""
+
+    issuer_id: str
+    number: int
+    this_update: datetime
+    next_update: datetime
+    revocation_watermark: int
+    der: bytes
+
+
+class CaStore(Protocol):
+    """CA certificates and their encrypted keys."""
+
+    def add(self, ca: StoredCa) -> None:
+        """Store a CA key pair."""
+        ...
+
+    def get(self, ca_id: str) -> StoredCa | None:
+        """One by id."""
+        ...
+
+    def active(self, role: CaRole) -> StoredCa | None:
+        """The newest key pair of a role."""
+        ...
+
+    def list(self) -> list[StoredCa]:
+        """Every stored key pair."""
+        ...
+
+
+class CertificateStore(Protocol):
+    """Issued certificates and revocations."""
+
+    def reserve(self, record: CertificateRecord) -> None:
+        """Record a certificate before it is signed (G5); Conflict on a used serial (G1)."""
+        ...
+
+    def complete(self, issuer_id: str, serial: int, pem: str, fingerprint: str) -> None:
+        """Store the signed certificate for a reserved serial."""
+        ...
+
+    def get(self, issuer_id: str, serial: int, *, for_update: bool = False
+            ) -> CertificateRecord | None:
+        """One certificate."""
+        ...
+
+    def find_by_serial(self, serial: int) -> list[CertificateRecord]:
+        """Certificates with this serial under any issuer."""
+        ...
+
+    def status_of(self, issuer_id: str, serial: int
+                  ) -> tuple[CertificateStatus, datetime | None, RevocationReason | None] | None:
+        """Fast status lookup for OCSP."""
+        ...
+
+    def revoke(self, issuer_id: str, serial: int, at: datetime, reason: RevocationReason) -> None:
+        """Mark a certificate revoked."""
+        ...
+
+    def list(
+        self,
+        *,
+        org_path: str,
+        device_id: str | None = None,
+        status: CertificateStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[CertificateRecord]:
+        """Certificates under ``org_path``, newest first."""
+        ...
+
+    def for_device(self, device_id: str) -> list[CertificateRecord]:
+        """Every certificate of a device."""
+        ...
+
+    def revocations(self, issuer_id: str, *, expired_after: datetime) -> Sequence[Revocation]:
+        """Revoked certificates that expire after ``expired_after`` (G6)."""
+        ...
+
+    def iter_device_certificates(self, *, org_path: str) -> Iterator[CertificateRecord]:
+        """Issued or revoked device certificates under ``org_path`` (without PEM bodies)."""
+        ...
+
+
+class CrlStore(Protocol):
+    """Published CRLs."""
+
+    def add(self, crl: StoredCrl) -> None:
+        """Store a newly built CRL."""
+        ...
+
+    def latest(self, issuer_id: str) -> StoredCrl | None:
+        """The newest CRL of an issuer."""
+        ...
+
+
+class CounterStore(Protocol):
+    """Monotonic per-name counters (CRL numbers, revocation watermarks), G2."""
+
+    def next(self, name: str) -> int:
+        """Increment and return; never repeats, across restarts and replicas."""
+        ...
+
+    def current(self, name: str) -> int:
+        """Current value (0 if never incremented)."""
+        ...

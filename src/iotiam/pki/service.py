@@ -1,0 +1,480 @@
+"""PKI use cases: issue, look up, revoke, publish CRLs, answer OCSP.
+
+Issuance order (G1, G5): validate the CSR, then *reserve* the serial in a
+committed row, then sign, then store the certificate. A crash between the two
+commits leaves a reserved serial that is never handed out again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from iotiam.admin.models import SYSTEM, Principal, Role
+from iotiam.audit.models import AuditDraft, AuditTag
+from iotiam.audit.service import AuditTrail
+from iotiam.clock import Clock
+from iotiam.config import PkiConfig
+from iotiam.errors import Conflict, Forbidden, InvalidInput, NotFound
+from iotiam.inventory.models import Device, DeviceState
+from iotiam.pki.authority import CaMaterial, PublicUrls
+from iotiam.pki.crl import build_crl
+from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
+from iotiam.pki.issuance import LeafIssuer
+from iotiam.pki.keys import require_leaf_public_key
+from iotiam.pki.models import (
+    CertificateRecord,
+    CertificateStatus,
+    RevocationReason,
+    parse_serial,
+    serial_hex,
+)
+from iotiam.pki.ocsp import CertStatusInfo, OcspResponder
+from iotiam.pki.ports import SerialSource, StoredCrl
+from iotiam.pki.profiles import get_profile
+from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+ISSUABLE_STATES = frozenset({DeviceState.PENDING, DeviceState.ACTIVE})
+_SERIAL_RETRIES = 3
+
+
+def public_urls(base_url: str, ca_id: str) -> PublicUrls:
+    """The plain-HTTP URLs relying parties use for a CA (AIA and CDP)."""
+    return PublicUrls(
+        ocsp_url=f"{base_url}/ocsp",
+        ca_issuers_url=f"{base_url}/ca/{ca_id}.crt",
+        crl_url=f"{base_url}/crl/{ca_id}.crl",
+    )
+
+
+def revocation_counter(issuer_id: str) -> str:
+    """Counter bumped by every revocation under an issuer; CRLs record the value they cover."""
+    return f"revocations:{issuer_id}"
+
+
+def crl_number_counter(issuer_id: str) -> str:
+    """Counter giving each CRL of an issuer its number (G2)."""
+    return f"crl-number:{issuer_id}"
+
+
+def device_identity(device: Device, trust_domain: str) -> LeafIdentity:
+    """The name a device's certificate carries: CN = device id, a SPIFFE-style URI SAN."""
+    return LeafIdentity(
+        subject=x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, device.org_unit_id),
+                x509.NameAttribute(NameOID.COMMON_NAME, device.id),
+            ]
+        ),
+        uris=(f"spiffe://{trust_domain}/device/{device.id}",),
+    )
+
+
+@dataclass(frozen=True)
+class CaSet:
+    """The loaded key pairs the service signs with."""
+
+    issuing_id: str
+    issuing: CaMaterial
+    root_id: str
+    root: CaMaterial
+    responder: CaMaterial
+
+    def material(self, ca_id: str) -> CaMaterial:
+        """Key pair of an issuer by id."""
+        if ca_id == self.issuing_id:
+            return self.issuing
+        if ca_id == self.root_id:
+            return self.root
+        raise NotFound(f"no CA {ca_id!r}")
+
+    @property
+    def issuer_ids(self) -> tuple[str, str]:
+        """Every CA that publishes a CRL."""
+        return (self.issuing_id, self.root_id)
+
+    def chain_pem(self) -> str:
+        """Issuing CA then root, PEM."""
+        return "".join(
+            c.certificate.public_bytes(serialization.Encoding.PEM).decode()
+            for c in (self.issuing, self.root)
+        )
+
+
+class Pki:
+    """The built-in CA: issuance, revocation, CRL and OCSP."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        audit: AuditTrail,
+        config: PkiConfig,
+        cas: CaSet,
+        serials: SerialSource,
+        trust_domain: str = "iotiam.local",
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._audit = audit
+        self._config = config
+        self.cas = cas
+        self._serials = serials
+        self._trust_domain = trust_domain
+        self._issuer = LeafIssuer(
+            cas.issuing.signer, cas.issuing.certificate,
+            public_urls(config.public_base_url, cas.issuing_id),
+        )
+        self._ocsp = OcspResponder(
+            cas.issuing.certificate, cas.responder.certificate, cas.responder.signer,
+            validity=config.ocsp_validity,
+        )
+        self._crl_lock = threading.Lock()
+        self.crl_wanted = threading.Event()
+
+    # -- issuance ----------------------------------------------------------------------
+
+    def issue_certificate(
+        self, actor: Principal, *, device_id: str, csr_data: bytes, profile: str | None = None
+    ) -> CertificateRecord:
+        """Certify a device's key; the name comes from the inventory, the key from the CSR."""
+        draft = AuditDraft(
+            tag=AuditTag.CERTIFICATE_REFUSED, actor=actor.name, org_path=actor.org_path,
+            subject=f"device:{device_id}",
+        )
+        with self._audit.refusals(draft):
+            if not actor.has_role(Role.OPERATOR):
+                raise Forbidden(f"issuing certificates needs the operator role; this token is "
+                                f"{actor.role}")
+            csr = parse_csr(csr_data)
+            reservation = self._reserve(actor, device_id, csr, profile)
+            return self._sign_and_store(actor, reservation, csr)
+
+    def _reserve(
+        self, actor: Principal, device_id: str, csr: x509.CertificateSigningRequest,
+        profile_name: str | None,
+    ) -> CertificateRecord:
+        for attempt in range(_SERIAL_RETRIES):
+            try:
+                with self._uow() as uow:
+                    device = uow.devices.get(device_id)
+                    if device is None or not actor.sees(device.org_path):
+                        raise NotFound(f"device {device_id!r} not found")
+                    if device.state not in ISSUABLE_STATES:
+                        raise Conflict(
+                            f"device {device_id!r} is {device.state}; certificates are issued "
+                            "only to pending or active devices"
+                        )
+                    device_type = uow.device_types.get(device.type_name)
+                    profile = get_profile(
+                        profile_name or (device_type.certificate_profile if device_type
+                                         else "device")
+                    )
+                    validate_csr(csr, device_identity(device, self._trust_domain))
+                    now = self._clock.now()
+                    not_before = now - self._config.backdate
+                    issuing_not_after = self.cas.issuing.certificate.not_valid_after_utc
+                    record = CertificateRecord(
+                        issuer_id=self.cas.issuing_id,
+                        serial=self._serials(),
+                        device_id=device.id,
+                        org_unit_id=device.org_unit_id,
+                        org_path=device.org_path,
+                        profile=profile.name,
+                        subject=f"CN={device.id}",
+                        not_before=not_before,
+                        not_after=min(now + profile.lifetime, issuing_not_after),
+                        status=CertificateStatus.RESERVED,
+                        fingerprint_sha256=None,
+                        pem=None,
+                        created_at=now,
+                    )
+                    uow.certificates.reserve(record)
+                    return record
+            except Conflict:
+                # the only insert here is the reservation: a serial collision, draw again
+                if attempt == _SERIAL_RETRIES - 1:
+                    raise
+                with self._uow.reading() as uow:
+                    device = uow.devices.get(device_id)
+                if device is not None and device.state not in ISSUABLE_STATES:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _sign_and_store(
+        self, actor: Principal, record: CertificateRecord, csr: x509.CertificateSigningRequest
+    ) -> CertificateRecord:
+        with self._uow.reading() as uow:
+            device = uow.devices.get(record.device_id or "")
+        if device is None:
+            raise NotFound(f"device {record.device_id!r} not found")
+        certificate = self._issuer.issue(
+            require_leaf_public_key(csr.public_key()),
+            device_identity(device, self._trust_domain),
+            get_profile(record.profile),
+            record.serial,
+            record.not_before,
+        )
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+        fingerprint = hashlib.sha256(der).hexdigest()
+        with self._uow() as uow:
+            uow.certificates.complete(record.issuer_id, record.serial, pem, fingerprint)
+            current = uow.devices.get(device.id)
+            if current is not None and current.state is DeviceState.PENDING:
+                uow.devices.set_state(device.id, DeviceState.ACTIVE, self._clock.now())
+            self._audit.append(
+                uow,
+                AuditDraft(
+                    tag=AuditTag.CERTIFICATE_ISSUED,
+                    actor=actor.name,
+                    org_path=record.org_path,
+                    subject=f"device:{device.id}",
+                    details={
+                        "serial": record.serial_hex,
+                        "issuer": record.issuer_id,
+                        "profile": record.profile,
+                        "not_after": certificate.not_valid_after_utc.isoformat(),
+                        "sha256": fingerprint,
+                    },
+                ),
+            )
+        return CertificateRecord(
+            **{**record.__dict__, "status": CertificateStatus.ISSUED, "pem": pem,
+               "fingerprint_sha256": fingerprint,
+               "not_after": certificate.not_valid_after_utc}
+        )
+
+    # -- lookup ------------------------------------------------------------------------
+
+    def get_certificate(self, actor: Principal, serial_text: str) -> CertificateRecord:
+        """One certificate by serial (hex, colons allowed), inside the caller's subtree."""
+        serial = parse_serial(serial_text)
+        with self._uow.reading() as uow:
+            return self._visible_certificate(uow, actor, serial)
+
+    def list_certificates(
+        self,
+        actor: Principal,
+        *,
+        device_id: str | None = None,
+        status: CertificateStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[CertificateRecord]:
+        """Certificates in the caller's subtree, newest first."""
+        if not 1 <= limit <= 1000 or offset < 0:
+            raise InvalidInput("limit must be 1-1000 and offset >= 0")
+        with self._uow.reading() as uow:
+            return uow.certificates.list(
+                org_path=actor.org_path, device_id=device_id, status=status,
+                limit=limit, offset=offset,
+            )
+
+    @staticmethod
+    def _visible_certificate(
+        uow: UnitOfWork, actor: Principal, serial: int
+    ) -> CertificateRecord:
+        found = [c for c in uow.certificates.find_by_serial(serial) if actor.sees(c.org_path)]
+        if not found:
+            raise NotFound(f"certificate {serial_hex(serial)} not found")
+        if len(found) > 1:
+            raise Conflict(f"serial {serial_hex(serial)} exists under several issuers")
+        return found[0]
+
+    # -- revocation --------------------------------------------------------------------
+
+    def revoke_certificate(
+        self, actor: Principal, serial_text: str, reason: str = "unspecified"
+    ) -> CertificateRecord:
+        """Revoke one certificate; final (G4), visible to OCSP when this returns (G3)."""
+        draft = AuditDraft(
+            tag=AuditTag.REVOCATION_REFUSED, actor=actor.name, org_path=actor.org_path,
+            subject=f"certificate:{serial_text[:64]}",
+        )
+        with self._audit.refusals(draft):
+            if not actor.has_role(Role.OPERATOR):
+                raise Forbidden(f"revoking certificates needs the operator role; this token is "
+                                f"{actor.role}")
+            parsed_reason = RevocationReason.parse(reason)
+            serial = parse_serial(serial_text)
+            with self._uow() as uow:
+                record = self._visible_certificate(uow, actor, serial)
+                revoked = self._revoke(uow, actor, record, parsed_reason)
+        self.crl_wanted.set()
+        return revoked
+
+    def revoke_device(
+        self, actor: Principal, device_id: str, reason: str = "unspecified"
+    ) -> list[CertificateRecord]:
+        """Revoke every live certificate of a device."""
+        draft = AuditDraft(
+            tag=AuditTag.REVOCATION_REFUSED, actor=actor.name, org_path=actor.org_path,
+            subject=f"device:{device_id}",
+        )
+        with self._audit.refusals(draft):
+            if not actor.has_role(Role.OPERATOR):
+                raise Forbidden(f"revoking certificates needs the operator role; this token is "
+                                f"{actor.role}")
+            parsed_reason = RevocationReason.parse(reason)
+            with self._uow() as uow:
+                device = uow.devices.get(device_id)
+                if device is None or not actor.sees(device.org_path):
+                    raise NotFound(f"device {device_id!r} not found")
+                revoked = [
+                    self._revoke(uow, actor, record, parsed_reason)
+                    for record in self._live_certificates(uow, device.id)
+                ]
+        if revoked:
+            self.crl_wanted.set()
+        return revoked
+
+    def revoke_device_credentials(
+        self, uow: UnitOfWork, actor: Principal, device: Device, reason: str
+    ) -> int:
+        """Inside a caller's transaction (e.g. decommission): revoke all live certificates."""
+        parsed = RevocationReason.parse(reason)
+        count = 0
+        for record in self._live_certificates(uow, device.id):
+            self._revoke(uow, actor, record, parsed)
+            count += 1
+        if count:
+            self.crl_wanted.set()
+        return count
+
+    def _live_certificates(self, uow: UnitOfWork, device_id: str) -> list[CertificateRecord]:
+        now = self._clock.now()
+        return [
+            c for c in uow.certificates.for_device(device_id)
+            if c.status is not CertificateStatus.REVOKED and c.not_after > now
+        ]
+
+    def _revoke(
+        self, uow: UnitOfWork, actor: Principal, record: CertificateRecord,
+        reason: RevocationReason,
+    ) -> CertificateRecord:
+        if record.status is CertificateStatus.REVOKED:
+            at = record.revoked_at.isoformat() if record.revoked_at else "earlier"
+            raise Conflict(
+                f"certificate {record.serial_hex} was already revoked ({at}, "
+                f"{record.revocation_reason}); revocation is final"
+            )
+        now = self._clock.now()
+        uow.certificates.revoke(record.issuer_id, record.serial, now, reason)
+        uow.counters.next(revocation_counter(record.issuer_id))
+        self._audit.append(
+            uow,
+            AuditDraft(
+                tag=AuditTag.CERTIFICATE_REVOKED,
+                actor=actor.name,
+                org_path=record.org_path,
+                subject=f"device:{record.device_id}" if record.device_id
+                else f"certificate:{record.serial_hex}",
+                details={"serial": record.serial_hex, "issuer": record.issuer_id,
+                         "reason": str(reason)},
+            ),
+        )
+        return CertificateRecord(
+            **{**record.__dict__, "status": CertificateStatus.REVOKED, "revoked_at": now,
+               "revocation_reason": reason}
+        )
+
+    # -- CRL ---------------------------------------------------------------------------
+
+    def current_crl(self, issuer_id: str) -> StoredCrl:
+        """The newest CRL, rebuilt first if a revocation is missing or nextUpdate is near."""
+        self.cas.material(issuer_id)
+        if (fresh := self._fresh_crl(issuer_id)) is not None:
+            return fresh
+        with self._crl_lock:
+            # another thread may have built it while we waited
+            if (fresh := self._fresh_crl(issuer_id)) is not None:
+                return fresh
+            return self._publish(issuer_id)
+
+    def refresh_crls(self) -> None:
+        """Rebuild every CRL that is out of date (called by the scheduler)."""
+        for issuer_id in self.cas.issuer_ids:
+            self.current_crl(issuer_id)
+
+    def _fresh_crl(self, issuer_id: str) -> StoredCrl | None:
+        with self._uow.reading() as uow:
+            latest = uow.crls.latest(issuer_id)
+            watermark = uow.counters.current(revocation_counter(issuer_id))
+        if latest is None or latest.revocation_watermark < watermark:
+            return None
+        if latest.next_update - self._clock.now() <= self._config.crl_refresh_margin:
+            return None
+        return latest
+
+    def _publish(self, issuer_id: str) -> StoredCrl:
+        material = self.cas.material(issuer_id)
+        with self._uow() as uow:
+            # G2: the number comes from a database counter, consumed even if we crash
+            number = uow.counters.next(crl_number_counter(issuer_id))
+        now = self._clock.now()
+        with self._uow.reading() as uow:
+            # read the watermark first: a revocation racing us is then rebuilt again later
+            watermark = uow.counters.current(revocation_counter(issuer_id))
+            revocations = uow.certificates.revocations(
+                issuer_id, expired_after=now - self._config.crl_expired_buffer
+            )
+        crl = build_crl(
+            signer=material.signer,
+            issuer_cert=material.certificate,
+            revocations=revocations,
+            crl_number=number,
+            this_update=now,
+            next_update=now + self._config.crl_validity,
+        )
+        stored = StoredCrl(
+            issuer_id=issuer_id,
+            number=number,
+            this_update=now,
+            next_update=now + self._config.crl_validity,
+            revocation_watermark=watermark,
+            der=crl.public_bytes(serialization.Encoding.DER),
+        )
+        with self._uow() as uow:
+            uow.crls.add(stored)
+            self._audit.append(
+                uow,
+                AuditDraft(
+                    tag=AuditTag.CRL_PUBLISHED,
+                    actor=SYSTEM.name,
+                    org_path=SYSTEM.org_path,
+                    subject=f"crl:{issuer_id}:{number}",
+                    details={"entries": len(revocations), "next_update":
+                             stored.next_update.isoformat()},
+                ),
+            )
+        return stored
+
+    # -- OCSP --------------------------------------------------------------------------
+
+    def ocsp_response(self, request_der: bytes) -> bytes:
+        """Answer an OCSP request (RFC 6960); status read from the database every time (G3)."""
+        return self._ocsp.respond(request_der, self._ocsp_status, self._clock.now())
+
+    def _ocsp_status(self, serial: int) -> CertStatusInfo:
+        with self._uow.reading() as uow:
+            found = uow.certificates.status_of(self.cas.issuing_id, serial)
+        if found is None:
+            return CertStatusInfo("unknown")
+        status, revoked_at, reason = found
+        if status is CertificateStatus.REVOKED:
+            return CertStatusInfo("revoked", revoked_at, reason)
+        if status is CertificateStatus.ISSUED:
+            return CertStatusInfo("good")
+        # a reserved serial was never handed out
+        return CertStatusInfo("unknown")
+
+    def now(self) -> datetime:
+        """Current time of the service clock."""
+        return self._clock.now()

@@ -1,0 +1,72 @@
+"""SQL implementation of the admin token store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from iotiam.admin.models import AdminToken, Role
+from iotiam.storage import schema as t
+from iotiam.storage.rows import under_path
+
+
+class SqlAdminTokenStore:
+    """Admin tokens (hashes only) in SQL."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, token: AdminToken) -> None:
+        """Store a token."""
+        self._c.execute(
+            insert(t.admin_tokens).values(
+                id=token.id,
+                name=token.name,
+                role=str(token.role),
+                org_unit_id=token.org_unit_id,
+                org_path=token.org_path,
+                secret_hash=token.secret_hash,
+                created_at=token.created_at,
+                created_by=token.created_by,
+                expires_at=token.expires_at,
+                revoked_at=token.revoked_at,
+                is_bootstrap=False,
+            )
+        )
+
+    def get(self, token_id: str) -> AdminToken | None:
+        """One token."""
+        row = self._c.execute(select(t.admin_tokens).where(t.admin_tokens.c.id == token_id)).first()
+        return _token(row) if row else None
+
+    def list(self, *, org_path: str) -> list[AdminToken]:
+        """Tokens scoped inside ``org_path``."""
+        rows = self._c.execute(
+            select(t.admin_tokens)
+            .where(under_path(t.admin_tokens.c.org_path, org_path))
+            .order_by(t.admin_tokens.c.created_at)
+        )
+        return [_token(r) for r in rows]
+
+    def revoke(self, token_id: str, at: datetime) -> None:
+        """Mark a token revoked."""
+        self._c.execute(
+            update(t.admin_tokens).where(t.admin_tokens.c.id == token_id).values(revoked_at=at)
+        )
+
+
+def _token(row: Any) -> AdminToken:
+    return AdminToken(
+        id=row.id,
+        name=row.name,
+        role=Role(row.role),
+        org_unit_id=row.org_unit_id,
+        org_path=row.org_path,
+        secret_hash=row.secret_hash,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+    )

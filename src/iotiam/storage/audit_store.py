@@ -1,0 +1,91 @@
+"""SQL implementation of the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from iotiam.audit.models import AuditRecord, ChainHead
+from iotiam.storage import schema as t
+from iotiam.storage.rows import dump_json, load_json, under_path
+
+_HEAD_ID = 1
+
+
+class SqlAuditLog:
+    """Chain links in ``audit_records``; the head in the one-row ``audit_head``."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def lock_head(self) -> ChainHead | None:
+        """Read the head under a row lock (SQLite: the write transaction already serialises)."""
+        query = select(t.audit_head).where(t.audit_head.c.id == _HEAD_ID)
+        if self._c.dialect.name != "sqlite":
+            query = query.with_for_update()
+        row = self._c.execute(query).first()
+        return ChainHead(seq=row.seq, hash=row.hash, mac=row.mac) if row else None
+
+    def head(self) -> ChainHead | None:
+        """Read the head."""
+        row = self._c.execute(select(t.audit_head).where(t.audit_head.c.id == _HEAD_ID)).first()
+        return ChainHead(seq=row.seq, hash=row.hash, mac=row.mac) if row else None
+
+    def append(self, record: AuditRecord, head: ChainHead) -> None:
+        """Store the record and move the head in the same transaction."""
+        self._c.execute(
+            insert(t.audit_records).values(
+                seq=record.seq,
+                at=record.at,
+                tag=record.tag,
+                actor=record.actor,
+                org_path=record.org_path,
+                subject=record.subject,
+                outcome=record.outcome,
+                reason=record.reason,
+                details=dump_json(record.details),
+                prev_hash=record.prev_hash,
+                hash=record.hash,
+            )
+        )
+        moved = self._c.execute(
+            update(t.audit_head)
+            .where(t.audit_head.c.id == _HEAD_ID)
+            .values(seq=head.seq, hash=head.hash, mac=head.mac)
+        )
+        if moved.rowcount == 0:
+            self._c.execute(
+                insert(t.audit_head).values(id=_HEAD_ID, seq=head.seq, hash=head.hash,
+                                            mac=head.mac)
+            )
+
+    def iter_records(
+        self, *, org_path: str | None = None, after_seq: int = 0, limit: int | None = None
+    ) -> Iterator[AuditRecord]:
+        """Records in storage sequence order."""
+        query = select(t.audit_records).where(t.audit_records.c.seq > after_seq)
+        if org_path is not None:
+            query = query.where(under_path(t.audit_records.c.org_path, org_path))
+        query = query.order_by(t.audit_records.c.seq)
+        if limit is not None:
+            query = query.limit(limit)
+        for row in self._c.execute(query):
+            yield _audit_record(row)
+
+
+def _audit_record(row: Any) -> AuditRecord:
+    return AuditRecord(
+        seq=row.seq,
+        at=row.at,
+        tag=row.tag,
+        actor=row.actor,
+        org_path=row.org_path,
+        subject=row.subject,
+        outcome=row.outcome,
+        reason=row.reason,
+        details=load_json(row.details),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )

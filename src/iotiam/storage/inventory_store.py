@@ -1,0 +1,266 @@
+"""SQL implementation of the inventory stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from iotiam.inventory.models import (
+    Criticality,
+    Device,
+    DeviceClass,
+    DeviceState,
+    DeviceType,
+    Group,
+    OrgUnit,
+    OrgUnitKind,
+)
+from iotiam.storage import schema as t
+from iotiam.storage.rows import dump_json, load_json, under_path
+
+
+def _org_unit(row: Any) -> OrgUnit:
+    return OrgUnit(
+        id=row.id,
+        name=row.name,
+        kind=OrgUnitKind(row.kind),
+        parent_id=row.parent_id,
+        path=row.path,
+        created_at=row.created_at,
+    )
+
+
+def _device(row: Any) -> Device:
+    return Device(
+        id=row.id,
+        type_name=row.type_name,
+        org_unit_id=row.org_unit_id,
+        org_path=row.org_path,
+        state=DeviceState(row.state),
+        site=row.site,
+        location=row.location,
+        attributes=load_json(row.attributes),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class SqlOrgUnitStore:
+    """Org units in SQL."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, unit: OrgUnit) -> None:
+        """Insert a new org unit."""
+        self._c.execute(
+            insert(t.org_units).values(
+                id=unit.id,
+                name=unit.name,
+                kind=str(unit.kind),
+                parent_id=unit.parent_id,
+                path=unit.path,
+                created_at=unit.created_at,
+            )
+        )
+
+    def get(self, unit_id: str) -> OrgUnit | None:
+        """One org unit by id."""
+        row = self._c.execute(select(t.org_units).where(t.org_units.c.id == unit_id)).first()
+        return _org_unit(row) if row else None
+
+    def list_under(self, path: str) -> list[OrgUnit]:
+        """Every org unit inside the subtree at ``path``."""
+        rows = self._c.execute(
+            select(t.org_units).where(under_path(t.org_units.c.path, path)).order_by(
+                t.org_units.c.path
+            )
+        )
+        return [_org_unit(r) for r in rows]
+
+
+class SqlDeviceTypeStore:
+    """Device types in SQL."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, device_type: DeviceType) -> None:
+        """Insert a device type."""
+        self._c.execute(
+            insert(t.device_types).values(
+                name=device_type.name,
+                device_class=str(device_type.device_class),
+                criticality=str(device_type.criticality),
+                description=device_type.description,
+                certificate_profile=device_type.certificate_profile,
+                created_at=device_type.created_at,
+            )
+        )
+
+    def get(self, name: str) -> DeviceType | None:
+        """One device type by name."""
+        row = self._c.execute(select(t.device_types).where(t.device_types.c.name == name)).first()
+        return self._to_model(row) if row else None
+
+    def list(self) -> list[DeviceType]:
+        """All device types, by name."""
+        rows = self._c.execute(select(t.device_types).order_by(t.device_types.c.name))
+        return [self._to_model(r) for r in rows]
+
+    @staticmethod
+    def _to_model(row: Any) -> DeviceType:
+        return DeviceType(
+            name=row.name,
+            device_class=DeviceClass(row.device_class),
+            criticality=Criticality(row.criticality),
+            description=row.description,
+            certificate_profile=row.certificate_profile,
+            created_at=row.created_at,
+        )
+
+
+class SqlDeviceStore:
+    """Devices in SQL."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, device: Device) -> None:
+        """Insert a device."""
+        self._c.execute(
+            insert(t.devices).values(
+                id=device.id,
+                type_name=device.type_name,
+                org_unit_id=device.org_unit_id,
+                org_path=device.org_path,
+                state=str(device.state),
+                site=device.site,
+                location=device.location,
+                attributes=dump_json(device.attributes),
+                created_at=device.created_at,
+                updated_at=device.updated_at,
+            )
+        )
+
+    def get(self, device_id: str, *, for_update: bool = False) -> Device | None:
+        """One device by id."""
+        query = select(t.devices).where(t.devices.c.id == device_id)
+        if for_update and self._c.dialect.name != "sqlite":
+            query = query.with_for_update()
+        row = self._c.execute(query).first()
+        return _device(row) if row else None
+
+    def exists(self, device_ids: Sequence[str]) -> set[str]:
+        """Which of these ids are already registered."""
+        found: set[str] = set()
+        ids = list(device_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self._c.execute(select(t.devices.c.id).where(t.devices.c.id.in_(chunk)))
+            found.update(r.id for r in rows)
+        return found
+
+    def set_state(self, device_id: str, state: DeviceState, at: datetime) -> None:
+        """Move a device to another lifecycle state."""
+        self._c.execute(
+            update(t.devices)
+            .where(t.devices.c.id == device_id)
+            .values(state=str(state), updated_at=at)
+        )
+
+    def list(
+        self,
+        *,
+        org_path: str,
+        type_name: str | None = None,
+        state: DeviceState | None = None,
+        after_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Device]:
+        """Devices under ``org_path`` in id order, keyset-paginated."""
+        query = select(t.devices).where(under_path(t.devices.c.org_path, org_path))
+        if type_name:
+            query = query.where(t.devices.c.type_name == type_name)
+        if state:
+            query = query.where(t.devices.c.state == str(state))
+        if after_id:
+            query = query.where(t.devices.c.id > after_id)
+        rows = self._c.execute(query.order_by(t.devices.c.id).limit(limit))
+        return [_device(r) for r in rows]
+
+    def iter_all(self, *, org_path: str) -> Iterator[Device]:
+        """Every device under ``org_path``."""
+        rows = self._c.execute(
+            select(t.devices).where(under_path(t.devices.c.org_path, org_path))
+        )
+        for row in rows:
+            yield _device(row)
+
+
+class SqlGroupStore:
+    """Groups in SQL."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, group: Group) -> None:
+        """Insert a group."""
+        self._c.execute(
+            insert(t.groups).values(
+                id=group.id,
+                name=group.name,
+                org_unit_id=group.org_unit_id,
+                org_path=group.org_path,
+                description=group.description,
+                created_at=group.created_at,
+            )
+        )
+
+    def get(self, group_id: str) -> Group | None:
+        """One group."""
+        row = self._c.execute(select(t.groups).where(t.groups.c.id == group_id)).first()
+        return self._to_model(row) if row else None
+
+    def list(self, *, org_path: str) -> list[Group]:
+        """Groups under ``org_path``."""
+        rows = self._c.execute(
+            select(t.groups).where(under_path(t.groups.c.org_path, org_path)).order_by(
+                t.groups.c.id
+            )
+        )
+        return [self._to_model(r) for r in rows]
+
+    def add_member(self, group_id: str, device_id: str) -> None:
+        """Put a device into a group; adding it twice is a no-op."""
+        dialect_insert = pg_insert if self._c.dialect.name == "postgresql" else sqlite_insert
+        self._c.execute(
+            dialect_insert(t.group_members)
+            .values(group_id=group_id, device_id=device_id)
+            .on_conflict_do_nothing()
+        )
+
+    def members(self, group_id: str) -> list[str]:
+        """Device ids in a group."""
+        rows = self._c.execute(
+            select(t.group_members.c.device_id)
+            .where(t.group_members.c.group_id == group_id)
+            .order_by(t.group_members.c.device_id)
+        )
+        return [r.device_id for r in rows]
+
+    @staticmethod
+    def _to_model(row: Any) -> Group:
+        return Group(
+            id=row.id,
+            name=row.name,
+            org_unit_id=row.org_unit_id,
+            org_path=row.org_path,
+            description=row.description,
+            created_at=row.created_at,
+        )

@@ -1,0 +1,306 @@
+"""SQL implementation of the PKI stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from iotiam.errors import Conflict
+from iotiam.pki.models import (
+    CaRole,
+    CertificateRecord,
+    CertificateStatus,
+    Revocation,
+    RevocationReason,
+    serial_hex,
+)
+from iotiam.pki.ports import StoredCa, StoredCrl
+from iotiam.storage import schema as t
+from iotiam.storage.rows import under_path
+
+
+def _record(row: Any, *, with_pem: bool = True) -> CertificateRecord:
+    return CertificateRecord(
+        issuer_id=row.issuer_id,
+        serial=int(row.serial, 16),
+        device_id=row.device_id,
+        org_unit_id=row.org_unit_id,
+        org_path=row.org_path,
+        profile=row.profile,
+        subject=row.subject,
+        not_before=row.not_before,
+        not_after=row.not_after,
+        status=CertificateStatus(row.status),
+        fingerprint_sha256=row.fingerprint_sha256,
+        pem=row.pem if with_pem else None,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+        revocation_reason=RevocationReason(row.revocation_reason)
+        if row.revocation_reason
+        else None,
+    )
+
+
+class SqlCaStore:
+    """CA key pairs in SQL (keys already encrypted by the caller)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, ca: StoredCa) -> None:
+        """Store a key pair."""
+        self._c.execute(
+            insert(t.cas).values(
+                id=ca.id,
+                role=str(ca.role),
+                certificate_pem=ca.certificate_pem,
+                encrypted_key_pem=ca.encrypted_key_pem,
+                created_at=ca.created_at,
+            )
+        )
+
+    def get(self, ca_id: str) -> StoredCa | None:
+        """One by id."""
+        row = self._c.execute(select(t.cas).where(t.cas.c.id == ca_id)).first()
+        return self._to_model(row) if row else None
+
+    def active(self, role: CaRole) -> StoredCa | None:
+        """The newest key pair of a role."""
+        row = self._c.execute(
+            select(t.cas).where(t.cas.c.role == str(role)).order_by(t.cas.c.created_at.desc())
+        ).first()
+        return self._to_model(row) if row else None
+
+    def list(self) -> list[StoredCa]:
+        """Every key pair."""
+        return [self._to_model(r) for r in self._c.execute(select(t.cas).order_by(t.cas.c.id))]
+
+    @staticmethod
+    def _to_model(row: Any) -> StoredCa:
+        return StoredCa(
+            id=row.id,
+            role=CaRole(row.role),
+            certificate_pem=row.certificate_pem,
+            encrypted_key_pem=row.encrypted_key_pem,
+            created_at=row.created_at,
+        )
+
+
+class SqlCertificateStore:
+    """Certificates and revocations in SQL."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def reserve(self, record: CertificateRecord) -> None:
+        """Record the certificate before signing; the unique key enforces G1."""
+        self._c.execute(
+            insert(t.certificates).values(
+                issuer_id=record.issuer_id,
+                serial=serial_hex(record.serial),
+                device_id=record.device_id,
+                org_unit_id=record.org_unit_id,
+                org_path=record.org_path,
+                profile=record.profile,
+                subject=record.subject,
+                not_before=record.not_before,
+                not_after=record.not_after,
+                status=str(CertificateStatus.RESERVED),
+                created_at=record.created_at,
+            )
+        )
+
+    def complete(self, issuer_id: str, serial: int, pem: str, fingerprint: str) -> None:
+        """Attach the signed certificate to its reservation."""
+        result = self._c.execute(
+            update(t.certificates)
+            .where(
+                t.certificates.c.issuer_id == issuer_id,
+                t.certificates.c.serial == serial_hex(serial),
+                t.certificates.c.status == str(CertificateStatus.RESERVED),
+            )
+            .values(status=str(CertificateStatus.ISSUED), pem=pem, fingerprint_sha256=fingerprint)
+        )
+        if result.rowcount != 1:
+            raise Conflict(f"serial {serial_hex(serial)} is not reserved")
+
+    def get(
+        self, issuer_id: str, serial: int, *, for_update: bool = False
+    ) -> CertificateRecord | None:
+        """One certificate."""
+        query = select(t.certificates).where(
+            t.certificates.c.issuer_id == issuer_id,
+            t.certificates.c.serial == serial_hex(serial),
+        )
+        if for_update and self._c.dialect.name != "sqlite":
+            query = query.with_for_update()
+        row = self._c.execute(query).first()
+        return _record(row) if row else None
+
+    def find_by_serial(self, serial: int) -> list[CertificateRecord]:
+        """Certificates with this serial under any issuer."""
+        rows = self._c.execute(
+            select(t.certificates).where(t.certificates.c.serial == serial_hex(serial))
+        )
+        return [_record(r) for r in rows]
+
+    def status_of(
+        self, issuer_id: str, serial: int
+    ) -> tuple[CertificateStatus, datetime | None, RevocationReason | None] | None:
+        """Status, revocation time and reason, for OCSP."""
+        c = t.certificates.c
+        row = self._c.execute(
+            select(c.status, c.revoked_at, c.revocation_reason).where(
+                c.issuer_id == issuer_id, c.serial == serial_hex(serial)
+            )
+        ).first()
+        if row is None:
+            return None
+        reason = RevocationReason(row.revocation_reason) if row.revocation_reason else None
+        return CertificateStatus(row.status), row.revoked_at, reason
+
+    def revoke(self, issuer_id: str, serial: int, at: datetime, reason: RevocationReason) -> None:
+        """Mark a certificate revoked; a second revocation of the same serial is refused (G4)."""
+        c = t.certificates.c
+        result = self._c.execute(
+            update(t.certificates)
+            .where(
+                c.issuer_id == issuer_id,
+                c.serial == serial_hex(serial),
+                c.status != str(CertificateStatus.REVOKED),
+            )
+            .values(status=str(CertificateStatus.REVOKED), revoked_at=at,
+                    revocation_reason=str(reason))
+        )
+        if result.rowcount != 1:
+            raise Conflict(f"certificate {serial_hex(serial)} is already revoked")
+
+    def list(
+        self,
+        *,
+        org_path: str,
+        device_id: str | None = None,
+        status: CertificateStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[CertificateRecord]:
+        """Certificates under ``org_path``, newest first."""
+        c = t.certificates.c
+        query = select(t.certificates).where(under_path(c.org_path, org_path))
+        if device_id:
+            query = query.where(c.device_id == device_id)
+        if status:
+            query = query.where(c.status == str(status))
+        rows = self._c.execute(query.order_by(c.id.desc()).limit(limit).offset(offset))
+        return [_record(r) for r in rows]
+
+    def for_device(self, device_id: str) -> list[CertificateRecord]:
+        """Every certificate of a device, oldest first."""
+        rows = self._c.execute(
+            select(t.certificates)
+            .where(t.certificates.c.device_id == device_id)
+            .order_by(t.certificates.c.id)
+        )
+        return [_record(r) for r in rows]
+
+    def revocations(self, issuer_id: str, *, expired_after: datetime) -> Sequence[Revocation]:
+        """Revoked certificates of an issuer still inside the CRL window (G6)."""
+        c = t.certificates.c
+        rows = self._c.execute(
+            select(c.serial, c.revoked_at, c.revocation_reason, c.not_after).where(
+                c.issuer_id == issuer_id,
+                c.status == str(CertificateStatus.REVOKED),
+                c.not_after > expired_after,
+            )
+        )
+        return [
+            Revocation(
+                serial=int(r.serial, 16),
+                revoked_at=r.revoked_at,
+                reason=RevocationReason(r.revocation_reason),
+                not_after=r.not_after,
+            )
+            for r in rows
+        ]
+
+    def iter_device_certificates(self, *, org_path: str) -> Iterator[CertificateRecord]:
+        """Issued or revoked device certificates under ``org_path``, without PEM."""
+        c = t.certificates.c
+        columns = [col for col in t.certificates.c if col.name != "pem"]
+        rows = self._c.execute(
+            select(*columns).where(
+                under_path(c.org_path, org_path),
+                c.device_id.is_not(None),
+                c.status != str(CertificateStatus.RESERVED),
+            )
+        )
+        for row in rows:
+            yield _record(row, with_pem=False)
+
+
+class SqlCrlStore:
+    """Published CRLs in SQL."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, crl: StoredCrl) -> None:
+        """Store a CRL."""
+        self._c.execute(
+            insert(t.crls).values(
+                issuer_id=crl.issuer_id,
+                number=crl.number,
+                this_update=crl.this_update,
+                next_update=crl.next_update,
+                revocation_watermark=crl.revocation_watermark,
+                der=crl.der,
+            )
+        )
+
+    def latest(self, issuer_id: str) -> StoredCrl | None:
+        """The newest CRL of an issuer."""
+        row = self._c.execute(
+            select(t.crls)
+            .where(t.crls.c.issuer_id == issuer_id)
+            .order_by(t.crls.c.number.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        return StoredCrl(
+            issuer_id=row.issuer_id,
+            number=row.number,
+            this_update=row.this_update,
+            next_update=row.next_update,
+            revocation_watermark=row.revocation_watermark,
+            der=bytes(row.der),
+        )
+
+
+class SqlCounterStore:
+    """Monotonic counters; one upsert statement, so it is atomic on both backends (G2)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def next(self, name: str) -> int:
+        """Increment and return the new value."""
+        dialect_insert = pg_insert if self._c.dialect.name == "postgresql" else sqlite_insert
+        stmt = dialect_insert(t.counters).values(name=name, value=1)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.counters.c.name], set_={"value": t.counters.c.value + 1}
+        ).returning(t.counters.c.value)
+        value = self._c.execute(stmt).scalar_one()
+        return int(value)
+
+    def current(self, name: str) -> int:
+        """Current value, 0 if never incremented."""
+        value = self._c.execute(
+            select(t.counters.c.value).where(t.counters.c.name == name)
+        ).scalar_one_or_none()
+        return int(value) if value is not None else 0

@@ -1,0 +1,204 @@
+"""Table definitions (SQLAlchemy Core). Alembic migrations create exactly these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, hands back aware UTC, refuses naive input."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Normalise to naive UTC for storage."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to UtcDateTime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Attach UTC to what the database returns."""
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+org_units = Table(
+    "org_units",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("parent_id", String(128), ForeignKey("org_units.id"), nullable=True),
+    Column("path", String(2048), nullable=False, unique=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+device_types = Table(
+    "device_types",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("device_class", String(32), nullable=False),
+    Column("criticality", String(16), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("certificate_profile", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("type_name", String(128), ForeignKey("device_types.name"), nullable=False),
+    Column("org_unit_id", String(128), ForeignKey("org_units.id"), nullable=False),
+    Column("org_path", String(2048), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("site", String(256), nullable=True),
+    Column("location", String(256), nullable=True),
+    Column("attributes", Text, nullable=False, default="{}"),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_devices_org_path_id", "org_path", "id"),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("org_unit_id", String(128), ForeignKey("org_units.id"), nullable=False),
+    Column("org_path", String(2048), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("group_id", String(128), ForeignKey("groups.id"), nullable=False),
+    Column("device_id", String(128), ForeignKey("devices.id"), nullable=False),
+    PrimaryKeyConstraint("group_id", "device_id"),
+)
+
+cas = Table(
+    "cas",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("certificate_pem", Text, nullable=False),
+    Column("encrypted_key_pem", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("issuer_id", String(64), ForeignKey("cas.id"), nullable=False),
+    Column("serial", String(42), nullable=False),
+    Column("device_id", String(128), nullable=True),
+    Column("org_unit_id", String(128), nullable=False),
+    Column("org_path", String(2048), nullable=False),
+    Column("profile", String(64), nullable=False),
+    Column("subject", String(1024), nullable=False),
+    Column("not_before", UtcDateTime(), nullable=False),
+    Column("not_after", UtcDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("fingerprint_sha256", String(64), nullable=True),
+    Column("pem", Text, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+    Column("revocation_reason", String(32), nullable=True),
+    # G1: the database itself refuses a second certificate with the same serial
+    UniqueConstraint("issuer_id", "serial", name="uq_certificates_issuer_serial"),
+    Index("ix_certificates_device", "device_id"),
+    Index("ix_certificates_serial", "serial"),
+    Index("ix_certificates_revoked", "issuer_id", "status", "not_after"),
+    Index("ix_certificates_org_path", "org_path", "created_at"),
+)
+
+crls = Table(
+    "crls",
+    metadata,
+    Column("issuer_id", String(64), ForeignKey("cas.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("this_update", UtcDateTime(), nullable=False),
+    Column("next_update", UtcDateTime(), nullable=False),
+    Column("revocation_watermark", Integer, nullable=False),
+    Column("der", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("issuer_id", "number"),
+)
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("value", Integer, nullable=False),
+)
+
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("tag", String(64), nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("org_path", String(2048), nullable=False),
+    Column("subject", String(1024), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_org_path_seq", "org_path", "seq"),
+)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("mac", String(64), nullable=False),
+)
+
+admin_tokens = Table(
+    "admin_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("org_unit_id", String(128), ForeignKey("org_units.id"), nullable=False),
+    Column("org_path", String(2048), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=True),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+    Column("is_bootstrap", Boolean, nullable=False, default=False),
+)

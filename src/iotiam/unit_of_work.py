@@ -1,0 +1,47 @@
+"""The transaction boundary every use case works inside.
+
+A use case opens one unit of work, changes what it must and appends its audit
+record in the same transaction, so a change is never stored without its audit
+record and a failed change leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from iotiam.admin.ports import AdminTokenStore
+from iotiam.audit.ports import AuditLog
+from iotiam.inventory.ports import DeviceStore, DeviceTypeStore, GroupStore, OrgUnitStore
+from iotiam.pki.ports import CaStore, CertificateStore, CounterStore, CrlStore
+
+
+class UnitOfWork(Protocol):
+    """The stores, bound to one open transaction."""
+
+    org_units: OrgUnitStore
+    device_types: DeviceTypeStore
+    devices: DeviceStore
+    groups: GroupStore
+    cas: CaStore
+    certificates: CertificateStore
+    crls: CrlStore
+    counters: CounterStore
+    audit: AuditLog
+    admin_tokens: AdminTokenStore
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested transaction: an error inside rolls back only what it did."""
+        ...
+
+
+class UnitOfWorkFactory(Protocol):
+    """Opens units of work."""
+
+    def __call__(self) -> AbstractContextManager[UnitOfWork]:
+        """Begin a write transaction; commit on normal exit, roll back on an exception."""
+        ...
+
+    def reading(self) -> AbstractContextManager[UnitOfWork]:
+        """Begin a read-only transaction that never waits for writers."""
+        ...
