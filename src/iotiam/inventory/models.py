@@ -154,6 +154,10 @@ class DeviceDraft:
     def from_mapping(row: dict[str, Any]) -> DeviceDraft:
         """Build a draft from an import row (CSV columns or a JSON object)."""
         known = {"id", "type", "org", "site", "location", "attributes"}
+        if "__invalid__" in row:
+            raise InvalidInput("row is not a JSON object")
+        if "__extra_columns__" in row:
+            raise InvalidInput("row has more columns than the header")
         device_id = str(row.get("id") or "").strip()
         type_name = str(row.get("type") or "").strip()
         if not device_id:

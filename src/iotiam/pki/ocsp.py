@@ -288,9 +288,7 @@ def _issuer_hashes(issuer_cert: x509.Certificate) -> dict[str, tuple[bytes, byte
     result = {}
     for algorithm in _CERT_ID_HASHES:
         probe = (
-            ocsp.OCSPRequestBuilder()
-            .add_certificate(issuer_cert, issuer_cert, algorithm)
-            .build()
+            ocsp.OCSPRequestBuilder().add_certificate(issuer_cert, issuer_cert, algorithm).build()
         )
         result[algorithm.name] = (probe.issuer_name_hash, probe.issuer_key_hash)
     return result

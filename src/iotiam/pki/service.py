@@ -189,7 +189,7 @@ class Pki:
                         profile=profile.name,
                         subject=f"CN={device.id}",
                         not_before=not_before,
-                        not_after=min(now + profile.lifetime, issuing_not_after),
+                        not_after=min(not_before + profile.lifetime, issuing_not_after),
                         status=CertificateStatus.RESERVED,
                         fingerprint_sha256=None,
                         pem=None,

@@ -1,0 +1,41 @@
+# iotiam: `make run` starts the control plane on its embedded defaults,
+# `make test` runs the whole suite. Both install into .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DATA_DIR ?= $(HOME)/.local/share/iotiam
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	@test -f "$(DATA_DIR)/profile.json" || $(BIN)/iotiam --data-dir "$(DATA_DIR)" init
+	@echo ""
+	@echo "CLI: $(BIN)/iotiam --help   (or: source $(BIN)/activate; iotiam device add dev-1 --type sensor)"
+	@echo ""
+	$(BIN)/iotiam --data-dir "$(DATA_DIR)" serve
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy src/iotiam
+
+test: install lint typecheck
+	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

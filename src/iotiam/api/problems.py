@@ -1,0 +1,89 @@
+"""RFC 9457 problem details: one table maps each error family to a status and type."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from iotiam.errors import (
+    Conflict,
+    Forbidden,
+    IamError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    SetupError,
+    Unauthenticated,
+)
+
+log = logging.getLogger("iotiam.api")
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:iotiam:problem:"
+
+# most specific first: PayloadTooLarge is an InvalidInput
+STATUS_BY_ERROR: tuple[tuple[type[IamError], int], ...] = (
+    (PayloadTooLarge, 413),
+    (InvalidInput, 400),
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (SetupError, 500),
+)
+
+
+def status_for(error: IamError) -> int:
+    """HTTP status of an iotiam error (503 for storage trouble and other unknown kinds)."""
+    for cls, status in STATUS_BY_ERROR:
+        if isinstance(error, cls):
+            return status
+    return 503
+
+
+def problem_response(
+    status: int, kind: str, title: str, detail: str, **extra: Any
+) -> JSONResponse:
+    """A ``application/problem+json`` response."""
+    body = {"type": TYPE_PREFIX + kind, "title": title, "status": status, "detail": detail}
+    body.update(extra)
+    headers = {"WWW-Authenticate": 'Bearer realm="iotiam"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, str]]]:
+    errors = []
+    for err in exc.errors():
+        location = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        errors.append({"field": location or "body", "message": str(err.get("msg", "invalid"))})
+    first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+    return f"{first['field']}: {first['message']}", errors
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Render every error as problem+json; never leak a traceback."""
+
+    @app.exception_handler(IamError)
+    async def _iam(request: Request, exc: IamError) -> JSONResponse:
+        return problem_response(status_for(exc), exc.kind, exc.title, exc.detail, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, errors = _field_errors(exc)
+        return problem_response(400, "invalid-input", "Invalid input", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem_response(exc.status_code, kind, str(exc.detail), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "internal", "Internal error",
+                                "the server failed; the error was logged")

@@ -1,0 +1,82 @@
+"""Admin tokens, audit verification and export, whoami."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from iotiam.api.auth import Caller, Wired
+from iotiam.api.schemas import TokenIn, render_audit, render_token
+from iotiam.audit.export import to_jsonl, to_syslog
+
+router = APIRouter(prefix="/v1", tags=["admin"])
+
+
+@router.get("/whoami")
+def whoami(caller: Caller) -> dict[str, Any]:
+    """Who the token belongs to and what it may do."""
+    return {"name": caller.name, "role": str(caller.role), "org": caller.org_unit_id,
+            "org_path": caller.org_path}
+
+
+@router.post("/tokens", status_code=201)
+def create_token(body: TokenIn, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Create a token with at most the caller's role over at most its subtree."""
+    ttl = timedelta(seconds=body.ttl_seconds) if body.ttl_seconds else None
+    token, plaintext = svc.tokens.create(caller, name=body.name, role=body.role,
+                                         org_unit_id=body.org, ttl=ttl)
+    return {**render_token(token), "token": plaintext}
+
+
+@router.get("/tokens")
+def list_tokens(caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Tokens in the caller's subtree."""
+    return {"items": [render_token(t) for t in svc.tokens.list(caller)]}
+
+
+@router.delete("/tokens/{token_id}", status_code=204)
+def revoke_token(token_id: str, caller: Caller, svc: Wired) -> None:
+    """Revoke a token."""
+    svc.tokens.revoke(caller, token_id)
+
+
+@router.get("/audit/verify")
+def verify_audit(caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Verify the whole hash chain (root-scoped admins)."""
+    report = svc.audit.verify(caller)
+    return {"ok": report.ok, "records": report.records, "head_seq": report.head_seq,
+            "problem": report.problem, "first_bad_seq": report.first_bad_seq}
+
+
+@router.get("/audit/records")
+def audit_records(
+    caller: Caller,
+    svc: Wired,
+    after: int = Query(default=0, ge=0),
+    limit: int = Query(default=100, ge=1, le=5000),
+) -> dict[str, Any]:
+    """Audit records of the caller's subtree in sequence order."""
+    records = svc.audit.export(caller, after_seq=after, limit=limit)
+    return {"items": [render_audit(r) for r in records],
+            "next": records[-1].seq if len(records) == limit else None}
+
+
+@router.get("/audit/export")
+def export_audit(
+    caller: Caller,
+    svc: Wired,
+    format: Literal["jsonl", "syslog"] = "jsonl",  # noqa: A002 - the API's own word
+) -> StreamingResponse:
+    """Every visible record as JSON lines or RFC 5424 syslog lines."""
+    render = to_jsonl if format == "jsonl" else to_syslog
+
+    def lines() -> Iterator[str]:
+        for record in svc.audit.iter_all(caller):
+            yield render(record) + "\n"
+
+    media = "application/jsonl" if format == "jsonl" else "text/plain; charset=utf-8"
+    return StreamingResponse(lines(), media_type=media)

@@ -1,0 +1,154 @@
+"""Org units, device types, devices, groups, bulk import and the inventory report."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from iotiam.api.auth import Caller, Wired
+from iotiam.api.schemas import (
+    DeviceIn,
+    DeviceTypeIn,
+    GroupIn,
+    GroupMemberIn,
+    ImportIn,
+    OrgUnitIn,
+    StateChangeIn,
+    render_device,
+    render_device_type,
+    render_group,
+    render_org_unit,
+)
+from iotiam.inventory.models import DeviceDraft, DeviceState
+
+router = APIRouter(prefix="/v1", tags=["inventory"])
+
+
+@router.get("/org-units")
+def list_org_units(caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Org units in the caller's subtree."""
+    return {"items": [render_org_unit(u) for u in svc.inventory.list_org_units(caller)]}
+
+
+@router.post("/org-units", status_code=201)
+def create_org_unit(body: OrgUnitIn, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Create an org unit under a parent."""
+    unit = svc.inventory.create_org_unit(
+        caller, unit_id=body.id, name=body.name, kind=body.kind, parent_id=body.parent
+    )
+    return render_org_unit(unit)
+
+
+@router.get("/device-types")
+def list_device_types(caller: Caller, svc: Wired) -> dict[str, Any]:
+    """All device types."""
+    return {"items": [render_device_type(t) for t in svc.inventory.list_device_types()]}
+
+
+@router.post("/device-types", status_code=201)
+def create_device_type(body: DeviceTypeIn, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Create a device type (root-scoped admins only)."""
+    created = svc.inventory.create_device_type(
+        caller, name=body.name, device_class=body.device_class, criticality=body.criticality,
+        description=body.description, certificate_profile=body.certificate_profile,
+    )
+    return render_device_type(created)
+
+
+@router.post("/devices", status_code=201)
+def add_device(body: DeviceIn, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Register a device."""
+    device = svc.inventory.add_device(
+        caller,
+        DeviceDraft(id=body.id, type_name=body.type, org_unit_id=body.org, site=body.site,
+                    location=body.location, attributes=body.attributes),
+    )
+    return render_device(device)
+
+
+@router.get("/devices")
+def list_devices(
+    caller: Caller,
+    svc: Wired,
+    type: str | None = None,  # noqa: A002 - the API's own word
+    state: DeviceState | None = None,
+    after: str | None = None,
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> dict[str, Any]:
+    """Devices in the caller's subtree (keyset pagination: pass ``next`` as ``after``)."""
+    devices = svc.inventory.list_devices(caller, type_name=type, state=state, after_id=after,
+                                         limit=limit)
+    return {"items": [render_device(d) for d in devices],
+            "next": devices[-1].id if len(devices) == limit else None}
+
+
+@router.post("/devices/import")
+def import_devices(body: ImportIn, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Register many devices; the answer reports each row."""
+    results = svc.inventory.import_devices(caller, [(r.row, r.data) for r in body.rows])
+    return {
+        "imported": sum(1 for r in results if r.ok),
+        "failed": sum(1 for r in results if not r.ok),
+        "results": [{"row": r.row, "device": r.device_id, "ok": r.ok, "error": r.error}
+                    for r in results],
+    }
+
+
+@router.get("/devices/{device_id}")
+def show_device(device_id: str, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """One device with its certificates."""
+    device = svc.inventory.get_device(caller, device_id)
+    body = render_device(device)
+    certs = svc.pki.list_certificates(caller, device_id=device_id, limit=1000)
+    body["certificates"] = [
+        {"serial": c.serial_hex, "status": str(c.status), "not_after": c.not_after.isoformat()}
+        for c in certs
+    ]
+    return body
+
+
+@router.post("/devices/{device_id}/state")
+def set_state(device_id: str, body: StateChangeIn, caller: Caller, svc: Wired
+              ) -> dict[str, Any]:
+    """Move a device along its lifecycle."""
+    return render_device(svc.inventory.set_state(caller, device_id, body.state, body.reason))
+
+
+@router.get("/inventory")
+def inventory_report(
+    caller: Caller,
+    svc: Wired,
+    expiring_days: int = Query(default=7, ge=0, le=3650),
+    rotation_age_days: int | None = Query(default=None, ge=1, le=3650),
+) -> dict[str, Any]:
+    """Counts by type, state and credential status."""
+    rotation = (timedelta(days=rotation_age_days) if rotation_age_days
+                else svc.settings.rotation_age)
+    summary = svc.inventory.summary(caller, expiring_within=timedelta(days=expiring_days),
+                                    rotation_age=rotation)
+    return {"total": summary.total, "by_type": summary.by_type, "by_state": summary.by_state,
+            "by_credential_status": summary.by_credential_status,
+            "expiring_within_days": summary.expiring_within_days,
+            "rotation_age_days": summary.rotation_age_days}
+
+
+@router.get("/groups")
+def list_groups(caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Groups in the caller's subtree."""
+    return {"items": [render_group(g, m) for g, m in svc.inventory.list_groups(caller)]}
+
+
+@router.post("/groups", status_code=201)
+def create_group(body: GroupIn, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Create a group."""
+    group = svc.inventory.create_group(caller, group_id=body.id, name=body.name,
+                                       org_unit_id=body.org, description=body.description)
+    return render_group(group, [])
+
+
+@router.post("/groups/{group_id}/members", status_code=204)
+def add_group_member(group_id: str, body: GroupMemberIn, caller: Caller, svc: Wired) -> None:
+    """Add a device to a group."""
+    svc.inventory.add_to_group(caller, group_id, body.device)

@@ -1,0 +1,178 @@
+"""Request bodies (pydantic) and the renderers that turn domain objects into JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from iotiam.admin.models import AdminToken, Role
+from iotiam.audit.export import to_jsonl
+from iotiam.audit.models import AuditRecord
+from iotiam.inventory.models import (
+    Criticality,
+    Device,
+    DeviceClass,
+    DeviceState,
+    DeviceType,
+    Group,
+    OrgUnit,
+    OrgUnitKind,
+)
+from iotiam.pki.models import CertificateRecord
+
+
+class Body(BaseModel):
+    """Base for request bodies: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeviceIn(Body):
+    """Register a device."""
+
+    id: str = Field(max_length=128)
+    type: str = Field(max_length=128)
+    org: str | None = Field(default=None, max_length=128)
+    site: str | None = Field(default=None, max_length=256)
+    location: str | None = Field(default=None, max_length=256)
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class StateChangeIn(Body):
+    """Move a device to another lifecycle state."""
+
+    state: DeviceState
+    reason: str = Field(default="", max_length=500)
+
+
+class ImportRowIn(Body):
+    """One row of a bulk import, with its row number in the source file."""
+
+    row: int
+    data: dict[str, Any]
+
+
+class ImportIn(Body):
+    """A chunk of a bulk import."""
+
+    rows: list[ImportRowIn] = Field(max_length=5000)
+
+
+class OrgUnitIn(Body):
+    """Create an org unit."""
+
+    id: str = Field(max_length=128)
+    name: str = Field(default="", max_length=256)
+    kind: OrgUnitKind
+    parent: str = Field(max_length=128)
+
+
+class DeviceTypeIn(Body):
+    """Create a device type."""
+
+    name: str = Field(max_length=128)
+    device_class: DeviceClass
+    criticality: Criticality = Criticality.MEDIUM
+    description: str = Field(default="", max_length=1000)
+    certificate_profile: str | None = None
+
+
+class GroupIn(Body):
+    """Create a group."""
+
+    id: str = Field(max_length=128)
+    name: str = Field(default="", max_length=256)
+    org: str | None = None
+    description: str = Field(default="", max_length=1000)
+
+
+class GroupMemberIn(Body):
+    """Add a device to a group."""
+
+    device: str = Field(max_length=128)
+
+
+class CertificateIn(Body):
+    """Issue a certificate for a device from a PKCS#10 CSR."""
+
+    device: str = Field(max_length=128)
+    csr: str = Field(max_length=32 * 1024)
+    profile: str | None = None
+
+
+class RevokeIn(Body):
+    """Revoke with an RFC 5280 reason."""
+
+    reason: str = Field(default="unspecified", max_length=64)
+
+
+class TokenIn(Body):
+    """Create an admin token."""
+
+    name: str = Field(max_length=200)
+    role: Role
+    org: str | None = None
+    ttl_seconds: int | None = Field(default=None, gt=0, le=10 * 365 * 86400)
+
+
+def render_org_unit(unit: OrgUnit) -> dict[str, Any]:
+    """JSON for an org unit."""
+    return {"id": unit.id, "name": unit.name, "kind": str(unit.kind), "parent": unit.parent_id,
+            "path": unit.path, "created_at": unit.created_at.isoformat()}
+
+
+def render_device_type(t: DeviceType) -> dict[str, Any]:
+    """JSON for a device type."""
+    return {"name": t.name, "device_class": str(t.device_class),
+            "criticality": str(t.criticality), "description": t.description,
+            "certificate_profile": t.certificate_profile}
+
+
+def render_device(d: Device) -> dict[str, Any]:
+    """JSON for a device."""
+    return {"id": d.id, "type": d.type_name, "org": d.org_unit_id, "state": str(d.state),
+            "site": d.site, "location": d.location, "attributes": d.attributes,
+            "created_at": d.created_at.isoformat(), "updated_at": d.updated_at.isoformat()}
+
+
+def render_group(g: Group, members: list[str]) -> dict[str, Any]:
+    """JSON for a group with its members."""
+    return {"id": g.id, "name": g.name, "org": g.org_unit_id, "description": g.description,
+            "members": members}
+
+
+def render_certificate(c: CertificateRecord, *, with_pem: bool = True) -> dict[str, Any]:
+    """JSON for a certificate record."""
+    body: dict[str, Any] = {
+        "serial": c.serial_hex,
+        "issuer": c.issuer_id,
+        "device": c.device_id,
+        "org": c.org_unit_id,
+        "profile": c.profile,
+        "subject": c.subject,
+        "not_before": c.not_before.isoformat(),
+        "not_after": c.not_after.isoformat(),
+        "status": str(c.status),
+        "sha256": c.fingerprint_sha256,
+        "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None,
+        "revocation_reason": str(c.revocation_reason) if c.revocation_reason else None,
+    }
+    if with_pem:
+        body["pem"] = c.pem
+    return body
+
+
+def render_token(t: AdminToken) -> dict[str, Any]:
+    """JSON for an admin token (never the secret)."""
+    return {"id": t.id, "name": t.name, "role": str(t.role), "org": t.org_unit_id,
+            "created_at": t.created_at.isoformat(), "created_by": t.created_by,
+            "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+            "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None}
+
+
+def render_audit(r: AuditRecord) -> dict[str, Any]:
+    """JSON for an audit record (the same fields as the JSON-lines export)."""
+    body: dict[str, Any] = json.loads(to_jsonl(r))
+    return body

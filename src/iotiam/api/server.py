@@ -1,0 +1,93 @@
+"""``iotiam serve``: the HTTPS API and the plain-HTTP endpoints in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import threading
+from collections.abc import Generator
+
+import uvicorn
+
+from iotiam.api.app import create_api_app, create_public_app
+from iotiam.bootstrap import Services
+from iotiam.config import ca_passphrase
+
+log = logging.getLogger("iotiam.server")
+
+CRL_CHECK_SECONDS = 30.0
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to ``serve``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """Signals are handled once for both listeners."""
+        yield
+
+
+def crl_refresher(services: Services, stop: threading.Event) -> None:
+    """Rebuild CRLs soon after revocations and well before nextUpdate."""
+    pki = services.pki
+    while not stop.is_set():
+        try:
+            pki.refresh_crls()
+        except Exception:  # the loop must survive a bad moment (DB restart, ...)
+            log.exception("CRL refresh failed; retrying")
+        pki.crl_wanted.wait(CRL_CHECK_SECONDS)
+        pki.crl_wanted.clear()
+        # let a burst of revocations settle into one CRL
+        stop.wait(0.2)
+
+
+def serve(services: Services, *, log_level: str = "info") -> None:
+    """Run both listeners until SIGINT/SIGTERM."""
+    settings = services.settings
+    passphrase = ca_passphrase(settings, create=False).decode()
+    api = _Server(uvicorn.Config(
+        create_api_app(services),
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=str(settings.tls_dir / "server.pem"),
+        ssl_keyfile=str(settings.tls_dir / "server.key"),
+        ssl_keyfile_password=passphrase,
+        ssl_ca_certs=str(settings.tls_dir / "ca.pem"),
+        # client certificates are optional on the API (device endpoints use them)
+        ssl_cert_reqs=ssl.CERT_OPTIONAL,
+        log_level=log_level,
+        access_log=False,
+        server_header=False,
+    ))
+    public = _Server(uvicorn.Config(
+        create_public_app(services),
+        host=settings.host,
+        port=settings.http_port,
+        log_level=log_level,
+        access_log=False,
+        server_header=False,
+    ))
+    stop = threading.Event()
+    refresher = threading.Thread(target=crl_refresher, args=(services, stop), daemon=True,
+                                 name="crl-refresher")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        def shutdown() -> None:
+            api.should_exit = True
+            public.should_exit = True
+            stop.set()
+            services.pki.crl_wanted.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, shutdown)
+        refresher.start()
+        await asyncio.gather(api.serve(), public.serve())
+        shutdown()
+
+    asyncio.run(main())
+    refresher.join(timeout=5)

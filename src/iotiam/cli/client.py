@@ -1,0 +1,113 @@
+"""The CLI's HTTP client: a profile (URL + token + CA file) and problem+json errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from iotiam.bootstrap import PROFILE_FILE
+from iotiam.errors import IamError, SetupError
+
+
+class ApiError(IamError):
+    """The server answered with a problem."""
+
+    kind = "api"
+    title = "API error"
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Where the API is and how to authenticate to it."""
+
+    url: str
+    token: str
+    ca_file: str | None
+
+
+def load_profile(data_dir: Path, url: str | None = None, token: str | None = None) -> Profile:
+    """Flags beat ``IOTIAM_URL``/``IOTIAM_TOKEN`` beat the profile ``init`` left."""
+    stored: dict[str, Any] = {}
+    path = data_dir / PROFILE_FILE
+    if path.exists():
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise SetupError(f"cannot read the profile {path}: {e}") from e
+    final_url = url or os.environ.get("IOTIAM_URL") or stored.get("url")
+    final_token = token or os.environ.get("IOTIAM_TOKEN") or stored.get("token")
+    if not final_url or not final_token:
+        raise SetupError(
+            f"no profile in {data_dir}: run `iotiam init` there, or pass --url and --token "
+            "(or set IOTIAM_URL and IOTIAM_TOKEN)"
+        )
+    ca_file = os.environ.get("IOTIAM_CA_FILE") or stored.get("ca_file")
+    return Profile(url=final_url.rstrip("/"), token=final_token, ca_file=ca_file)
+
+
+class ApiClient:
+    """Thin wrapper over httpx that turns problems into ``ApiError``."""
+
+    def __init__(self, profile: Profile, timeout: float = 30.0) -> None:
+        verify: Any = True
+        if profile.ca_file and Path(profile.ca_file).exists():
+            verify = profile.ca_file
+        self._url = profile.url
+        self._http = httpx.Client(
+            base_url=profile.url,
+            headers={"Authorization": f"Bearer {profile.token}"},
+            verify=verify,
+            timeout=timeout,
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send a request; raise ``ApiError`` for any 4xx/5xx."""
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError as e:
+            raise ApiError(0, f"cannot reach iotiam at {self._url} (is `iotiam serve` "
+                              f"running?): {e}") from e
+        except httpx.HTTPError as e:
+            raise ApiError(0, f"request to {self._url} failed: {e}") from e
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, _problem_detail(response))
+        return response
+
+    def get(self, path: str, **params: Any) -> Any:
+        """GET returning JSON."""
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self.request("GET", path, params=clean).json()
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        """POST JSON returning JSON (or None for 204)."""
+        response = self.request("POST", path, json=body)
+        return response.json() if response.content else None
+
+    def delete(self, path: str) -> None:
+        """DELETE."""
+        self.request("DELETE", path)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+
+def _problem_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+    if isinstance(body, dict):
+        detail = body.get("detail") or body.get("title")
+        if detail:
+            return f"{detail} (HTTP {response.status_code})"
+    return f"HTTP {response.status_code}"

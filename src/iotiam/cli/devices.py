@@ -1,0 +1,282 @@
+"""``iotiam device|inventory|org|group|device-type``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from iotiam.cli.main import Context, console, errors
+from iotiam.cli.output import print_fields, print_json, print_table
+from iotiam.errors import InvalidInput
+from iotiam.inventory.bulk_import import read_rows
+from iotiam.inventory.models import DeviceState, OrgUnitKind
+
+device_app = typer.Typer(help="Register and manage devices.", no_args_is_help=True)
+org_app = typer.Typer(help="Org units (tenant → business unit → site).", no_args_is_help=True)
+group_app = typer.Typer(help="Device groups.", no_args_is_help=True)
+type_app = typer.Typer(help="Device types.", no_args_is_help=True)
+
+IMPORT_CHUNK = 500
+
+
+def register(app: typer.Typer) -> None:
+    """Add the inventory commands."""
+    app.add_typer(device_app, name="device")
+    app.add_typer(org_app, name="org")
+    app.add_typer(group_app, name="group")
+    app.add_typer(type_app, name="device-type")
+    app.command("inventory")(inventory)
+
+
+def _attrs(pairs: list[str] | None) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"--attr wants key=value, got {pair!r}")
+        result[key] = value
+    return result
+
+
+@device_app.command("add")
+def device_add(
+    ctx: typer.Context,
+    device_id: Annotated[str, typer.Argument(metavar="ID")],
+    type_name: Annotated[str, typer.Option("--type", help="Device type (sensor, gateway, ...).")],
+    org: Annotated[str | None, typer.Option(help="Org unit (default: the token's).")] = None,
+    site: Annotated[str | None, typer.Option(help="Site label.")] = None,
+    location: Annotated[str | None, typer.Option(help="Location label.")] = None,
+    attr: Annotated[list[str] | None, typer.Option(help="Free attribute k=v (repeatable).")
+                    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Register a device."""
+    obj: Context = ctx.obj
+    body: dict[str, Any] = {"id": device_id, "type": type_name, "attributes": _attrs(attr)}
+    for key, value in (("org", org), ("site", site), ("location", location)):
+        if value is not None:
+            body[key] = value
+    device = obj.client().post("/v1/devices", body)
+    if as_json:
+        print_json(device)
+    else:
+        console.print(f"registered {device['id']} ({device['type']}, org {device['org']}, "
+                      f"{device['state']})")
+
+
+@device_app.command("list")
+def device_list(
+    ctx: typer.Context,
+    type_name: Annotated[str | None, typer.Option("--type")] = None,
+    state: Annotated[DeviceState | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List devices."""
+    obj: Context = ctx.obj
+    items: list[dict[str, Any]] = []
+    after: str | None = None
+    while len(items) < limit:
+        page = obj.client().get("/v1/devices", type=type_name,
+                                state=str(state) if state else None, after=after,
+                                limit=min(1000, limit - len(items)))
+        items.extend(page["items"])
+        after = page["next"]
+        if not after:
+            break
+    if as_json:
+        print_json(items)
+        return
+    print_table(f"{len(items)} devices", ["id", "type", "org", "state", "site"],
+                [[d["id"], d["type"], d["org"], d["state"], d["site"]] for d in items])
+
+
+@device_app.command("show")
+def device_show(
+    ctx: typer.Context,
+    device_id: Annotated[str, typer.Argument(metavar="ID")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show one device and its certificates."""
+    obj: Context = ctx.obj
+    device = obj.client().get(f"/v1/devices/{device_id}")
+    if as_json:
+        print_json(device)
+    else:
+        print_fields(device)
+
+
+@device_app.command("set-state")
+def device_set_state(
+    ctx: typer.Context,
+    device_id: Annotated[str, typer.Argument(metavar="ID")],
+    state: Annotated[DeviceState, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
+) -> None:
+    """Move a device along its lifecycle (decommissioned revokes its certificates)."""
+    obj: Context = ctx.obj
+    device = obj.client().post(f"/v1/devices/{device_id}/state",
+                               {"state": str(state), "reason": reason})
+    console.print(f"{device['id']} is now {device['state']}")
+
+
+@device_app.command("import")
+def device_import(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV (header: id,type,org,site,...), JSON or JSONL.")
+                    ],
+    fmt: Annotated[str | None, typer.Option("--format", help="csv, json or jsonl.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the per-row report (CSV) here.")
+                      ] = None,
+) -> None:
+    """Bulk-register devices: bad rows are reported, good rows land."""
+    obj: Context = ctx.obj
+    rows = read_rows(file, fmt)
+    if not rows:
+        raise InvalidInput(f"{file} has no rows")
+    client = obj.client()
+    failures: list[dict[str, Any]] = []
+    imported = 0
+    with Progress(TextColumn("importing"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeRemainingColumn(), console=errors, transient=False) as progress:
+        task = progress.add_task("import", total=len(rows))
+        for start in range(0, len(rows), IMPORT_CHUNK):
+            chunk = rows[start : start + IMPORT_CHUNK]
+            answer = client.post("/v1/devices/import",
+                                 {"rows": [{"row": n, "data": d} for n, d in chunk]})
+            imported += answer["imported"]
+            failures.extend(r for r in answer["results"] if not r["ok"])
+            progress.advance(task, len(chunk))
+    console.print(f"imported {imported}, failed {len(failures)} of {len(rows)} rows")
+    for failure in failures[:50]:
+        console.print(f"  row {failure['row']}: {failure['device'] or '-'}: {failure['error']}",
+                      markup=False, highlight=False)
+    if len(failures) > 50:
+        console.print(f"  ... and {len(failures) - 50} more" +
+                      ("" if report else " (use --report FILE for all)"))
+    if report:
+        lines = ["row,device,error"] + [
+            f"{f['row']},{f['device'] or ''},\"{(f['error'] or '').replace(chr(34), chr(39))}\""
+            for f in failures
+        ]
+        report.write_text("\n".join(lines) + "\n")
+    if failures:
+        raise typer.Exit(code=3)
+
+
+def inventory(
+    ctx: typer.Context,
+    expiring_days: Annotated[int, typer.Option(help="'Expiring' means within this many days.")
+                             ] = 7,
+    rotation_age_days: Annotated[int | None, typer.Option(
+        help="Credentials older than this are overdue for rotation (default 30).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Counts by device type, lifecycle state and credential status."""
+    obj: Context = ctx.obj
+    report = obj.client().get("/v1/inventory", expiring_days=expiring_days,
+                              rotation_age_days=rotation_age_days)
+    if as_json:
+        print_json(report)
+        return
+    console.print(f"{report['total']} devices")
+    print_table("by type", ["type", "devices"], sorted(report["by_type"].items()))
+    print_table("by state", ["state", "devices"], sorted(report["by_state"].items()))
+    labels = {"expiring": f"expiring within {report['expiring_within_days']} days",
+              "older-than-rotation-age":
+                  f"older than rotation age ({report['rotation_age_days']} days)"}
+    print_table("by credential status", ["status", "devices"],
+                [[labels.get(k, k), v] for k, v in report["by_credential_status"].items()])
+
+
+@org_app.command("create")
+def org_create(
+    ctx: typer.Context,
+    unit_id: Annotated[str, typer.Argument(metavar="ID")],
+    kind: Annotated[OrgUnitKind, typer.Option()],
+    parent: Annotated[str, typer.Option(help="Parent org unit id.")] = "root",
+    name: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Create an org unit."""
+    obj: Context = ctx.obj
+    unit = obj.client().post("/v1/org-units", {"id": unit_id, "kind": str(kind),
+                                               "parent": parent, "name": name})
+    console.print(f"created {unit['kind']} {unit['id']} at {unit['path']}")
+
+
+@org_app.command("list")
+def org_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
+             ) -> None:
+    """List org units."""
+    obj: Context = ctx.obj
+    items = obj.client().get("/v1/org-units")["items"]
+    if as_json:
+        print_json(items)
+        return
+    print_table("org units", ["id", "kind", "name", "path"],
+                [[u["id"], u["kind"], u["name"], u["path"]] for u in items])
+
+
+@group_app.command("create")
+def group_create(
+    ctx: typer.Context,
+    group_id: Annotated[str, typer.Argument(metavar="ID")],
+    org: Annotated[str | None, typer.Option()] = None,
+    name: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Create a group."""
+    obj: Context = ctx.obj
+    body: dict[str, Any] = {"id": group_id, "name": name}
+    if org:
+        body["org"] = org
+    group = obj.client().post("/v1/groups", body)
+    console.print(f"created group {group['id']} in {group['org']}")
+
+
+@group_app.command("add")
+def group_add(
+    ctx: typer.Context,
+    group_id: Annotated[str, typer.Argument(metavar="GROUP")],
+    device_id: Annotated[str, typer.Argument(metavar="DEVICE")],
+) -> None:
+    """Add a device to a group."""
+    obj: Context = ctx.obj
+    obj.client().post(f"/v1/groups/{group_id}/members", {"device": device_id})
+    console.print(f"added {device_id} to {group_id}")
+
+
+@group_app.command("list")
+def group_list(ctx: typer.Context) -> None:
+    """List groups and their members."""
+    obj: Context = ctx.obj
+    items = obj.client().get("/v1/groups")["items"]
+    print_table("groups", ["id", "org", "members"],
+                [[g["id"], g["org"], ", ".join(g["members"])] for g in items])
+
+
+@type_app.command("list")
+def type_list(ctx: typer.Context) -> None:
+    """List device types."""
+    obj: Context = ctx.obj
+    items = obj.client().get("/v1/device-types")["items"]
+    print_table("device types", ["name", "class", "criticality", "profile"],
+                [[t["name"], t["device_class"], t["criticality"], t["certificate_profile"]]
+                 for t in items])
+
+
+@type_app.command("add")
+def type_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument()],
+    device_class: Annotated[str, typer.Option("--class", help="constrained-sensor, sensor, "
+                                              "gateway, controller, actuator, camera, other")],
+    criticality: Annotated[str, typer.Option()] = "medium",
+) -> None:
+    """Add a device type."""
+    obj: Context = ctx.obj
+    created = obj.client().post("/v1/device-types", {"name": name, "device_class": device_class,
+                                                     "criticality": criticality})
+    console.print(f"created device type {created['name']}")

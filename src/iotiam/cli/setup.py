@@ -1,0 +1,94 @@
+"""``iotiam init`` and ``iotiam serve``: the two commands that run locally."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from iotiam.cli.main import Context, console
+from iotiam.config import load_settings
+from iotiam.errors import InvalidInput
+from iotiam.pki.models import KeyAlgorithm
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``init`` and ``serve``."""
+    app.command("init")(init)
+    app.command("serve")(serve)
+
+
+def _port(value: int | None, name: str) -> int | None:
+    if value is not None and not 1 <= value <= 65535:
+        raise InvalidInput(f"{name} must be between 1 and 65535")
+    return value
+
+
+def init(
+    ctx: typer.Context,
+    port: Annotated[int | None, typer.Option(help="HTTPS API port (default 8443).")] = None,
+    http_port: Annotated[int | None, typer.Option(
+        help="Plain-HTTP port for OCSP, CRL and CA certificates (default 8080).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")
+                    ] = None,
+    public_url: Annotated[str | None, typer.Option(
+        help="Base URL put in certificates for OCSP/CRL/CA (default http://HOST:HTTP_PORT).")
+    ] = None,
+    name: Annotated[list[str] | None, typer.Option(
+        "--name", help="Extra DNS name or IP for the server certificate (repeatable).")] = None,
+    key_algorithm: Annotated[KeyAlgorithm, typer.Option(
+        help="Key algorithm of the CAs.")] = KeyAlgorithm.EC_P256,
+    organization: Annotated[str, typer.Option(help="Organization name in CA subjects.")
+                            ] = "iotiam",
+) -> None:
+    """Create the data directory, database, CAs, TLS certificate and a local admin profile."""
+    from iotiam.bootstrap import initialize
+
+    obj: Context = ctx.obj
+    settings = load_settings(obj.data_dir)
+    changes: dict[str, object] = {}
+    if (p := _port(port, "--port")) is not None:
+        changes["port"] = p
+    if (p := _port(http_port, "--http-port")) is not None:
+        changes["http_port"] = p
+    if host:
+        changes["host"] = host
+    if public_url:
+        if not public_url.startswith(("http://", "https://")):
+            raise InvalidInput("--public-url must start with http:// or https://")
+        changes["public_base_url"] = public_url.rstrip("/")
+    if name:
+        changes["server_names"] = tuple(dict.fromkeys(("localhost", "127.0.0.1", *name)))
+    settings = settings.with_overrides(**changes)
+    if settings.port == settings.http_port:
+        raise InvalidInput("--port and --http-port must differ")
+    result = initialize(settings, key_algorithm=key_algorithm, organization=organization)
+    console.print(f"data directory  {settings.data_dir}")
+    console.print(f"CA              {'created' if result.created_ca else 'kept (already there)'}")
+    console.print(f"admin profile   {result.profile_path}"
+                  f"{' (new admin token)' if result.created_token else ''}")
+    console.print(f"API (HTTPS)     {result.api_url}  docs: {result.api_url}/docs")
+    console.print(f"OCSP/CRL (HTTP) {result.http_url}")
+    console.print("next: `iotiam serve`, then e.g. `iotiam device add dev-1 --type sensor`")
+
+
+def serve(
+    ctx: typer.Context,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the HTTPS API and the plain-HTTP OCSP/CRL endpoints."""
+    from iotiam.api.server import serve as run_server
+    from iotiam.bootstrap import build_services
+
+    obj: Context = ctx.obj
+    settings = load_settings(obj.data_dir)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    services = build_services(settings)
+    console.print(f"iotiam API     {settings.api_url}  (docs: {settings.api_url}/docs)")
+    console.print(f"OCSP/CRL/CA    http://{settings.host}:{settings.http_port}")
+    console.print(f"CLI profile    {settings.data_dir / 'profile.json'}")
+    try:
+        run_server(services, log_level=log_level)
+    finally:
+        services.close()

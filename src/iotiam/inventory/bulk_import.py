@@ -1,0 +1,79 @@
+"""Read device rows from CSV, JSON or JSON-lines files for a bulk import."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from iotiam.errors import InvalidInput
+
+MAX_IMPORT_FILE_BYTES = 256 * 1024 * 1024
+
+Row = tuple[int, dict[str, Any]]
+
+
+def read_rows(path: Path, fmt: str | None = None) -> list[Row]:
+    """Rows with their position in the file (CSV: line number; JSON: 1-based index)."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_IMPORT_FILE_BYTES:
+            raise InvalidInput(f"{path} is larger than {MAX_IMPORT_FILE_BYTES} bytes")
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise InvalidInput(f"cannot read {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"{path} is not UTF-8 text") from e
+    kind = (fmt or path.suffix.lstrip(".")).lower()
+    if kind == "csv":
+        return parse_csv(text)
+    if kind == "json":
+        return parse_json(text)
+    if kind in ("jsonl", "ndjson"):
+        return parse_jsonl(text)
+    raise InvalidInput(f"cannot tell the format of {path}; use --format csv|json|jsonl")
+
+
+def parse_csv(text: str) -> list[Row]:
+    """A header row naming ``id``, ``type`` and optional ``org``, ``site``, ``location``;
+    every other column becomes a free attribute (``attr.`` prefix optional)."""
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "id" not in reader.fieldnames:
+        raise InvalidInput("CSV needs a header row with at least 'id' and 'type' columns")
+    rows: list[Row] = []
+    for record in reader:
+        extra = record.pop(None, None)  # type: ignore[call-overload]
+        data: dict[str, Any] = {k: (v or "").strip() for k, v in record.items()}
+        if extra:
+            data["__extra_columns__"] = extra
+        rows.append((reader.line_num, data))
+    return rows
+
+
+def parse_json(text: str) -> list[Row]:
+    """A list of objects, or an object with a ``devices`` list."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidInput(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+    items = doc.get("devices") if isinstance(doc, dict) else doc
+    if not isinstance(items, list):
+        raise InvalidInput("JSON import needs a list of devices or {\"devices\": [...]}")
+    return [(i + 1, item if isinstance(item, dict) else {"__invalid__": item})
+            for i, item in enumerate(items)]
+
+
+def parse_jsonl(text: str) -> list[Row]:
+    """One JSON object per line; a broken line becomes a row that fails on import."""
+    rows: list[Row] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            item = {"__invalid__": "not JSON"}
+        rows.append((number, item if isinstance(item, dict) else {"__invalid__": item}))
+    return rows

@@ -1,0 +1,139 @@
+"""Shared fixtures: an initialised installation on SQLite and, when configured, PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from iotiam.api.app import create_api_app, create_public_app
+from iotiam.bootstrap import Services, build_services, initialize
+from iotiam.clock import FrozenClock
+from iotiam.config import Settings
+from iotiam.storage.database import make_engine
+from iotiam.testing.environment import integration_required
+
+PG_URL = os.environ.get("IOTIAM_TEST_DATABASE_URL")
+BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """CI must exercise PostgreSQL: refuse to run when it is required but not configured."""
+    if integration_required() and not PG_URL:
+        raise pytest.UsageError(
+            "IOTIAM_REQUIRE_INTEGRATION is set but IOTIAM_TEST_DATABASE_URL is not"
+        )
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never pick up the developer's own iotiam environment."""
+    for name in ("IOTIAM_CA_PASSPHRASE", "IOTIAM_CA_PASSPHRASE_FILE", "IOTIAM_DATABASE_URL",
+                 "IOTIAM_AUDIT_KEY_FILE", "IOTIAM_DATA_DIR", "IOTIAM_URL", "IOTIAM_TOKEN",
+                 "IOTIAM_PORT", "IOTIAM_HTTP_PORT", "IOTIAM_HOST", "IOTIAM_PUBLIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def postgres_schema_url() -> Iterator[str]:
+    """A throw-away PostgreSQL schema; the URL pins ``search_path`` to it."""
+    assert PG_URL
+    name = "iotiam_t_" + secrets.token_hex(6)
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {name}"))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{name}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    """``None`` (SQLite in the data directory) or a fresh PostgreSQL schema."""
+    backend = getattr(request, "param", "sqlite")
+    if backend == "postgresql":
+        yield from postgres_schema_url()
+    else:
+        yield None
+
+
+@dataclass
+class Installation:
+    """An initialised data directory with wired services and the bootstrap admin token."""
+
+    settings: Settings
+    services: Services
+    clock: FrozenClock
+    admin_token: str
+    _clients: list[TestClient] = field(default_factory=list)
+
+    def api(self, token: str | None = None) -> TestClient:
+        """An in-process client of the admin API, authenticated with ``token``."""
+        client = TestClient(create_api_app(self.services), raise_server_exceptions=False)
+        client.headers["Authorization"] = f"Bearer {token or self.admin_token}"
+        self._clients.append(client)
+        return client
+
+    def public(self) -> TestClient:
+        """An in-process client of the plain-HTTP endpoints."""
+        client = TestClient(create_public_app(self.services), raise_server_exceptions=False)
+        self._clients.append(client)
+        return client
+
+    def token(self, role: str, org: str | None = None) -> str:
+        """Mint an admin-API token through the API."""
+        body: dict[str, Any] = {"name": f"{role}-{secrets.token_hex(3)}", "role": role}
+        if org:
+            body["org"] = org
+        answer = self.api().post("/v1/tokens", json=body)
+        assert answer.status_code == 201, answer.text
+        token: str = answer.json()["token"]
+        return token
+
+    def close(self) -> None:
+        """Release clients and connections."""
+        for client in self._clients:
+            client.close()
+        self.services.close()
+
+
+def make_installation(data_dir: Path, database_url: str | None) -> Installation:
+    """Run ``init`` and wire the services on a frozen clock."""
+    clock = FrozenClock(START)
+    settings = Settings(data_dir=data_dir, database_url=database_url, port=18443,
+                        http_port=18080)
+    initialize(settings, clock=clock)
+    services = build_services(settings, clock=clock)
+    token = json.loads((data_dir / "profile.json").read_text())["token"]
+    return Installation(settings=settings, services=services, clock=clock, admin_token=token)
+
+
+@pytest.fixture(params=BACKENDS)
+def installation(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Installation]:
+    """A fresh installation on each configured backend."""
+    if request.param == "postgresql":
+        gen = postgres_schema_url()
+        url: str | None = next(gen)
+    else:
+        gen, url = None, None
+    inst = make_installation(tmp_path / "data", url)
+    try:
+        yield inst
+    finally:
+        inst.close()
+        if gen is not None:
+            for _ in gen:
+                pass
