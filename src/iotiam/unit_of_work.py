@@ -19,16 +19,55 @@ from iotiam.pki.ports import CaStore, CertificateStore, CounterStore, CrlStore
 class UnitOfWork(Protocol):
     """The stores, bound to one open transaction."""
 
-    org_units: OrgUnitStore
-    device_types: DeviceTypeStore
-    devices: DeviceStore
-    groups: GroupStore
-    cas: CaStore
-    certificates: CertificateStore
-    crls: CrlStore
-    counters: CounterStore
-    audit: AuditLog
-    admin_tokens: AdminTokenStore
+    @property
+    def org_units(self) -> OrgUnitStore:
+        """The org units store."""
+        ...
+
+    @property
+    def device_types(self) -> DeviceTypeStore:
+        """The device types store."""
+        ...
+
+    @property
+    def devices(self) -> DeviceStore:
+        """The devices store."""
+        ...
+
+    @property
+    def groups(self) -> GroupStore:
+        """The groups store."""
+        ...
+
+    @property
+    def cas(self) -> CaStore:
+        """The cas store."""
+        ...
+
+    @property
+    def certificates(self) -> CertificateStore:
+        """The certificates store."""
+        ...
+
+    @property
+    def crls(self) -> CrlStore:
+        """The crls store."""
+        ...
+
+    @property
+    def counters(self) -> CounterStore:
+        """The counters store."""
+        ...
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit store."""
+        ...
+
+    @property
+    def admin_tokens(self) -> AdminTokenStore:
+        """The admin tokens store."""
+        ...
 
     def savepoint(self) -> AbstractContextManager[None]:
         """A nested transaction: an error inside rolls back only what it did."""

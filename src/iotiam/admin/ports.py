@@ -19,7 +19,7 @@ class AdminTokenStore(Protocol):
         """One token by id."""
         ...
 
-    def list(self, *, org_path: str) -> list[AdminToken]:
+    def list_under(self, *, org_path: str) -> list[AdminToken]:
         """Tokens scoped under ``org_path``."""
         ...
 

@@ -15,7 +15,7 @@ from iotiam.clock import Clock
 from iotiam.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
-TOKEN_PREFIX = "iotiam_"
+TOKEN_PREFIX = "iotiam_"  # noqa: S105 - a prefix, not a secret
 _TOKEN = re.compile(r"^iotiam_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})$")
 
 
@@ -132,7 +132,7 @@ class AdminTokens:
         if not actor.has_role(Role.ADMIN):
             raise Forbidden("listing tokens needs the admin role")
         with self._uow.reading() as uow:
-            return uow.admin_tokens.list(org_path=actor.org_path)
+            return uow.admin_tokens.list_under(org_path=actor.org_path)
 
     def revoke(self, actor: Principal, token_id: str) -> None:
         """Revoke a token inside the caller's subtree."""

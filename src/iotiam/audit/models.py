@@ -25,8 +25,8 @@ class AuditTag(enum.StrEnum):
     REVOCATION_REFUSED = "device:certificate:revocation-refused"
     CRL_PUBLISHED = "pki:crl:published"
     CA_CREATED = "pki:ca:created"
-    TOKEN_CREATED = "admin:token:created"
-    TOKEN_REVOKED = "admin:token:revoked"
+    TOKEN_CREATED = "admin:token:created"  # noqa: S105
+    TOKEN_REVOKED = "admin:token:revoked"  # noqa: S105
     ACCESS_DENIED = "admin:access:denied"
     INSTALLATION_INITIALIZED = "system:installation:initialized"
 

@@ -44,7 +44,7 @@ def parse_csv(text: str) -> list[Row]:
         raise InvalidInput("CSV needs a header row with at least 'id' and 'type' columns")
     rows: list[Row] = []
     for record in reader:
-        extra = record.pop(None, None)  # type: ignore[call-overload]
+        extra = record.pop(None, None)
         data: dict[str, Any] = {k: (v or "").strip() for k, v in record.items()}
         if extra:
             data["__extra_columns__"] = extra

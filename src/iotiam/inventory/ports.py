@@ -40,7 +40,7 @@ class DeviceTypeStore(Protocol):
         """One device type by name."""
         ...
 
-    def list(self) -> list[DeviceType]:
+    def list_all(self) -> list[DeviceType]:
         """All device types."""
         ...
 
@@ -64,7 +64,7 @@ class DeviceStore(Protocol):
         """Move a device to another lifecycle state."""
         ...
 
-    def list(
+    def page(
         self,
         *,
         org_path: str,
@@ -92,7 +92,7 @@ class GroupStore(Protocol):
         """One group by id."""
         ...
 
-    def list(self, *, org_path: str) -> list[Group]:
+    def list_under(self, *, org_path: str) -> list[Group]:
         """Groups under ``org_path``."""
         ...
 

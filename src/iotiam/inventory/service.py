@@ -150,7 +150,7 @@ class Inventory:
     def list_device_types(self) -> list[DeviceType]:
         """All device types."""
         with self._uow.reading() as uow:
-            return uow.device_types.list()
+            return uow.device_types.list_all()
 
     # -- devices -----------------------------------------------------------------------
 
@@ -215,7 +215,7 @@ class Inventory:
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit must be between 1 and 1000")
         with self._uow.reading() as uow:
-            return uow.devices.list(
+            return uow.devices.page(
                 org_path=actor.org_path, type_name=type_name, state=state,
                 after_id=after_id, limit=limit,
             )
@@ -335,7 +335,8 @@ class Inventory:
     def list_groups(self, actor: Principal) -> list[tuple[Group, list[str]]]:
         """Groups in the caller's subtree with their members."""
         with self._uow.reading() as uow:
-            return [(g, uow.groups.members(g.id)) for g in uow.groups.list(org_path=actor.org_path)]
+            groups = uow.groups.list_under(org_path=actor.org_path)
+            return [(g, uow.groups.members(g.id)) for g in groups]
 
     # -- the report --------------------------------------------------------------------
 

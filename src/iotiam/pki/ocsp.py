@@ -281,17 +281,47 @@ def _nonce_of(request: ocsp.OCSPRequest) -> bytes | None:
 def _issuer_hashes(issuer_cert: x509.Certificate) -> dict[str, tuple[bytes, bytes]]:
     """(issuerNameHash, issuerKeyHash) of ``issuer_cert`` per CertID hash algorithm.
 
-    RFC 6960 §4.1.1: the name hash covers the DER issuer name, the key hash the
-    subjectPublicKey BIT STRING value. cryptography's request builder computes exactly
-    that, so a throwaway request about the issuer itself yields both hashes.
+    RFC 6960 §4.1.1: the name hash covers the DER of the issuer's subject name, the key
+    hash the value of its subjectPublicKey BIT STRING (no tag, length or unused-bits).
     """
+    name_der = issuer_cert.subject.public_bytes()
+    key_bits = _subject_public_key_bits(issuer_cert)
     result = {}
     for algorithm in _CERT_ID_HASHES:
-        probe = (
-            ocsp.OCSPRequestBuilder().add_certificate(issuer_cert, issuer_cert, algorithm).build()
-        )
-        result[algorithm.name] = (probe.issuer_name_hash, probe.issuer_key_hash)
+        name_hash = hashes.Hash(algorithm)
+        name_hash.update(name_der)
+        key_hash = hashes.Hash(algorithm)
+        key_hash.update(key_bits)
+        result[algorithm.name] = (name_hash.finalize(), key_hash.finalize())
     return result
+
+
+def _subject_public_key_bits(cert: x509.Certificate) -> bytes:
+    """The subjectPublicKey BIT STRING's bytes from the certificate's SPKI (RFC 5280 §4.1)."""
+    spki = cert.public_key().public_bytes(_DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    # SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier,
+    #                                     subjectPublicKey BIT STRING }
+    _, body, _ = _der_element(spki, 0)
+    _, _, after_algorithm = _der_element(spki, body)
+    tag, bits, end = _der_element(spki, after_algorithm)
+    if tag != _DER_BIT_STRING or spki[bits] != 0:
+        raise SetupError("the issuing CA's public key is not a whole-octet BIT STRING")
+    return spki[bits + 1 : end]
+
+
+_DER_BIT_STRING = 0x03
+
+
+def _der_element(data: bytes, offset: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the DER element at ``offset`` (X.690 §8.1)."""
+    tag = data[offset]
+    length = data[offset + 1]
+    start = offset + 2
+    if length & 0x80:
+        octets = length & 0x7F
+        length = int.from_bytes(data[start : start + octets], "big")
+        start += octets
+    return tag, start, start + length
 
 
 def _check_delegation(

@@ -57,7 +57,7 @@ class CaStore(Protocol):
         """The newest key pair of a role."""
         ...
 
-    def list(self) -> list[StoredCa]:
+    def list_all(self) -> list[StoredCa]:
         """Every stored key pair."""
         ...
 
@@ -91,7 +91,7 @@ class CertificateStore(Protocol):
         """Mark a certificate revoked."""
         ...
 
-    def list(
+    def page(
         self,
         *,
         org_path: str,

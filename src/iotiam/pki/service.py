@@ -272,7 +272,7 @@ class Pki:
         if not 1 <= limit <= 1000 or offset < 0:
             raise InvalidInput("limit must be 1-1000 and offset >= 0")
         with self._uow.reading() as uow:
-            return uow.certificates.list(
+            return uow.certificates.page(
                 org_path=actor.org_path, device_id=device_id, status=status,
                 limit=limit, offset=offset,
             )

@@ -41,7 +41,7 @@ class SqlAdminTokenStore:
         row = self._c.execute(select(t.admin_tokens).where(t.admin_tokens.c.id == token_id)).first()
         return _token(row) if row else None
 
-    def list(self, *, org_path: str) -> list[AdminToken]:
+    def list_under(self, *, org_path: str) -> list[AdminToken]:
         """Tokens scoped inside ``org_path``."""
         rows = self._c.execute(
             select(t.admin_tokens)

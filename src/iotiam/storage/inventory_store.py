@@ -108,7 +108,7 @@ class SqlDeviceTypeStore:
         row = self._c.execute(select(t.device_types).where(t.device_types.c.name == name)).first()
         return self._to_model(row) if row else None
 
-    def list(self) -> list[DeviceType]:
+    def list_all(self) -> list[DeviceType]:
         """All device types, by name."""
         rows = self._c.execute(select(t.device_types).order_by(t.device_types.c.name))
         return [self._to_model(r) for r in rows]
@@ -174,7 +174,7 @@ class SqlDeviceStore:
             .values(state=str(state), updated_at=at)
         )
 
-    def list(
+    def page(
         self,
         *,
         org_path: str,
@@ -227,7 +227,7 @@ class SqlGroupStore:
         row = self._c.execute(select(t.groups).where(t.groups.c.id == group_id)).first()
         return self._to_model(row) if row else None
 
-    def list(self, *, org_path: str) -> list[Group]:
+    def list_under(self, *, org_path: str) -> list[Group]:
         """Groups under ``org_path``."""
         rows = self._c.execute(
             select(t.groups).where(under_path(t.groups.c.org_path, org_path)).order_by(

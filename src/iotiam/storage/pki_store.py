@@ -76,7 +76,7 @@ class SqlCaStore:
         ).first()
         return self._to_model(row) if row else None
 
-    def list(self) -> list[StoredCa]:
+    def list_all(self) -> list[StoredCa]:
         """Every key pair."""
         return [self._to_model(r) for r in self._c.execute(select(t.cas).order_by(t.cas.c.id))]
 
@@ -180,7 +180,7 @@ class SqlCertificateStore:
         if result.rowcount != 1:
             raise Conflict(f"certificate {serial_hex(serial)} is already revoked")
 
-    def list(
+    def page(
         self,
         *,
         org_path: str,
@@ -291,8 +291,8 @@ class SqlCounterStore:
     def next(self, name: str) -> int:
         """Increment and return the new value."""
         dialect_insert = pg_insert if self._c.dialect.name == "postgresql" else sqlite_insert
-        stmt = dialect_insert(t.counters).values(name=name, value=1)
-        stmt = stmt.on_conflict_do_update(
+        upsert = dialect_insert(t.counters).values(name=name, value=1)
+        stmt = upsert.on_conflict_do_update(
             index_elements=[t.counters.c.name], set_={"value": t.counters.c.value + 1}
         ).returning(t.counters.c.value)
         value = self._c.execute(stmt).scalar_one()

@@ -69,7 +69,7 @@ def audit_records(
 def export_audit(
     caller: Caller,
     svc: Wired,
-    format: Literal["jsonl", "syslog"] = "jsonl",  # noqa: A002 - the API's own word
+    format: Literal["jsonl", "syslog"] = "jsonl",
 ) -> StreamingResponse:
     """Every visible record as JSON lines or RFC 5424 syslog lines."""
     render = to_jsonl if format == "jsonl" else to_syslog

@@ -72,7 +72,7 @@ def add_device(body: DeviceIn, caller: Caller, svc: Wired) -> dict[str, Any]:
 def list_devices(
     caller: Caller,
     svc: Wired,
-    type: str | None = None,  # noqa: A002 - the API's own word
+    type: str | None = None,
     state: DeviceState | None = None,
     after: str | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
