@@ -64,6 +64,10 @@ class DeviceStore(Protocol):
         """Move a device to another lifecycle state."""
         ...
 
+    def activate_if_pending(self, device_id: str, at: datetime) -> None:
+        """Move a pending device to active (first certificate); other states stay."""
+        ...
+
     def page(
         self,
         *,

@@ -153,13 +153,13 @@ class Pki:
                 raise Forbidden(f"issuing certificates needs the operator role; this token is "
                                 f"{actor.role}")
             csr = parse_csr(csr_data)
-            reservation = self._reserve(actor, device_id, csr, profile)
-            return self._sign_and_store(actor, reservation, csr)
+            reservation, device = self._reserve(actor, device_id, csr, profile)
+            return self._sign_and_store(actor, reservation, device, csr)
 
     def _reserve(
         self, actor: Principal, device_id: str, csr: x509.CertificateSigningRequest,
         profile_name: str | None,
-    ) -> CertificateRecord:
+    ) -> tuple[CertificateRecord, Device]:
         for attempt in range(_SERIAL_RETRIES):
             try:
                 with self._uow() as uow:
@@ -196,7 +196,7 @@ class Pki:
                         created_at=now,
                     )
                     uow.certificates.reserve(record)
-                    return record
+                    return record, device
             except Conflict:
                 # the only insert here is the reservation: a serial collision, draw again
                 if attempt == _SERIAL_RETRIES - 1:
@@ -208,12 +208,9 @@ class Pki:
         raise AssertionError("unreachable")
 
     def _sign_and_store(
-        self, actor: Principal, record: CertificateRecord, csr: x509.CertificateSigningRequest
+        self, actor: Principal, record: CertificateRecord, device: Device,
+        csr: x509.CertificateSigningRequest,
     ) -> CertificateRecord:
-        with self._uow.reading() as uow:
-            device = uow.devices.get(record.device_id or "")
-        if device is None:
-            raise NotFound(f"device {record.device_id!r} not found")
         certificate = self._issuer.issue(
             require_leaf_public_key(csr.public_key()),
             device_identity(device, self._trust_domain),
@@ -226,9 +223,9 @@ class Pki:
         fingerprint = hashlib.sha256(der).hexdigest()
         with self._uow() as uow:
             uow.certificates.complete(record.issuer_id, record.serial, pem, fingerprint)
-            current = uow.devices.get(device.id)
-            if current is not None and current.state is DeviceState.PENDING:
-                uow.devices.set_state(device.id, DeviceState.ACTIVE, self._clock.now())
+            if device.state is DeviceState.PENDING:
+                # only a still-pending device becomes active; a state changed meanwhile stays
+                uow.devices.activate_if_pending(device.id, self._clock.now())
             self._audit.append(
                 uow,
                 AuditDraft(

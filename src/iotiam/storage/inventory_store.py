@@ -174,6 +174,14 @@ class SqlDeviceStore:
             .values(state=str(state), updated_at=at)
         )
 
+    def activate_if_pending(self, device_id: str, at: datetime) -> None:
+        """Move a pending device to active (first certificate); other states stay."""
+        self._c.execute(
+            update(t.devices)
+            .where(t.devices.c.id == device_id, t.devices.c.state == str(DeviceState.PENDING))
+            .values(state=str(DeviceState.ACTIVE), updated_at=at)
+        )
+
     def page(
         self,
         *,
