@@ -176,23 +176,25 @@ def create_server_tls_certificate(
     for raw in names:
         name = raw.strip()
         try:
-            ips.append(ipaddress.ip_address(name))
+            ip = ipaddress.ip_address(name)
         except ValueError:
-            dns_names.append(_dns_name(name))
-    # CN is legacy (RFC 6125 §6.4.4 matches on SAN first) but some MQTT clients and
-    # Mosquitto's use_identity_as_username still read it.
-    subject = (
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])])
-        if dns_names
-        else x509.Name([])
-    )
+            host = _dns_name(name)
+            if host not in dns_names:
+                dns_names.append(host)
+        else:
+            if ip not in ips:
+                ips.append(ip)
+    # The CN is legacy for servers (RFC 6125 §6.4.4: clients match the SAN first), but
+    # older MQTT client libraries still read it; it must fit ub-common-name.
+    common_names = [n for n in dns_names if len(n) <= _MAX_NAME_CHARS][:1]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, n) for n in common_names])
     identity = LeafIdentity(subject=subject, dns_names=tuple(dns_names), ips=tuple(ips))
     profile = CertificateProfile(
         name="server-tls", lifetime=lifetime + BACKDATE, client_auth=False, server_auth=True
     )
     key = generate_private_key(alg)
-    issuer_ = LeafIssuer(issuer.signer, issuer.certificate, urls)
-    certificate = issuer_.issue(key.public_key(), identity, profile, serial, now - BACKDATE)
+    leaf_issuer = LeafIssuer(issuer.signer, issuer.certificate, urls)
+    certificate = leaf_issuer.issue(key.public_key(), identity, profile, serial, now - BACKDATE)
     return CaMaterial(certificate, key)
 
 

@@ -14,7 +14,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509.oid import NameOID
 
 from iotiam.errors import InvalidInput, PayloadTooLarge
-from iotiam.pki.keys import check_leaf_public_key
+from iotiam.pki.keys import PublicKey, require_leaf_public_key
 
 MAX_CSR_BYTES = 16 * 1024
 
@@ -61,15 +61,14 @@ def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
         raise InvalidInput(_NOT_A_CSR) from e
 
 
-def validate_csr(csr: x509.CertificateSigningRequest, identity: LeafIdentity) -> None:
-    """Refuse a CSR that lacks proof of possession, has a weak key or asks for more than
-    ``identity``."""
+def validate_csr(csr: x509.CertificateSigningRequest, identity: LeafIdentity) -> PublicKey:
+    """Check a CSR's proof of possession, key and requested names; return its public key."""
     try:
-        public_key = csr.public_key()
+        raw_key = csr.public_key()
     except (ValueError, UnsupportedAlgorithm) as e:
         raise InvalidInput("CSR public key is malformed or of an unsupported type") from e
     # The key check comes first: it is cheap and keeps hostile keys away from the verifier.
-    check_leaf_public_key(public_key)
+    public_key = require_leaf_public_key(raw_key)
     try:
         signature_ok = csr.is_signature_valid
     except (ValueError, UnsupportedAlgorithm) as e:
@@ -85,6 +84,8 @@ def validate_csr(csr: x509.CertificateSigningRequest, identity: LeafIdentity) ->
         raise InvalidInput(f"CSR subject or extension request is malformed: {e}") from e
     _check_subject(subject, identity)
     _check_extension_request(extensions, identity)
+    # Returned so callers need not parse the key a second time (~20 µs on the hot path).
+    return public_key
 
 
 def _check_subject(subject: x509.Name, identity: LeafIdentity) -> None:

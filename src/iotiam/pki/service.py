@@ -27,7 +27,7 @@ from iotiam.pki.authority import CaMaterial, PublicUrls
 from iotiam.pki.crl import build_crl
 from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
 from iotiam.pki.issuance import LeafIssuer
-from iotiam.pki.keys import require_leaf_public_key
+from iotiam.pki.keys import PublicKey
 from iotiam.pki.models import (
     CertificateRecord,
     CertificateStatus,
@@ -63,8 +63,12 @@ def crl_number_counter(issuer_id: str) -> str:
     return f"crl-number:{issuer_id}"
 
 
-def device_identity(device: Device, trust_domain: str) -> LeafIdentity:
-    """The name a device's certificate carries: CN = device id, a SPIFFE-style URI SAN."""
+def device_identity(device: Device) -> LeafIdentity:
+    """The name a device's certificate carries: CN = device id, OU = its org unit.
+
+    No URI SAN: a ``spiffe://`` or ``urn:`` URI is valid RFC 5280 but pkilint (which
+    we promise to pass) rejects non-hierarchical schemes, and MQTT brokers read the CN.
+    """
     return LeafIdentity(
         subject=x509.Name(
             [
@@ -72,7 +76,6 @@ def device_identity(device: Device, trust_domain: str) -> LeafIdentity:
                 x509.NameAttribute(NameOID.COMMON_NAME, device.id),
             ]
         ),
-        uris=(f"spiffe://{trust_domain}/device/{device.id}",),
     )
 
 
@@ -118,7 +121,6 @@ class Pki:
         config: PkiConfig,
         cas: CaSet,
         serials: SerialSource,
-        trust_domain: str = "iotiam.local",
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -126,7 +128,6 @@ class Pki:
         self._config = config
         self.cas = cas
         self._serials = serials
-        self._trust_domain = trust_domain
         self._issuer = LeafIssuer(
             cas.issuing.signer, cas.issuing.certificate,
             public_urls(config.public_base_url, cas.issuing_id),
@@ -153,13 +154,13 @@ class Pki:
                 raise Forbidden(f"issuing certificates needs the operator role; this token is "
                                 f"{actor.role}")
             csr = parse_csr(csr_data)
-            reservation, device = self._reserve(actor, device_id, csr, profile)
-            return self._sign_and_store(actor, reservation, device, csr)
+            reservation, device, public_key = self._reserve(actor, device_id, csr, profile)
+            return self._sign_and_store(actor, reservation, device, public_key)
 
     def _reserve(
         self, actor: Principal, device_id: str, csr: x509.CertificateSigningRequest,
         profile_name: str | None,
-    ) -> tuple[CertificateRecord, Device]:
+    ) -> tuple[CertificateRecord, Device, PublicKey]:
         for attempt in range(_SERIAL_RETRIES):
             try:
                 with self._uow() as uow:
@@ -176,7 +177,7 @@ class Pki:
                         profile_name or (device_type.certificate_profile if device_type
                                          else "device")
                     )
-                    validate_csr(csr, device_identity(device, self._trust_domain))
+                    public_key = validate_csr(csr, device_identity(device))
                     now = self._clock.now()
                     not_before = now - self._config.backdate
                     issuing_not_after = self.cas.issuing.certificate.not_valid_after_utc
@@ -196,7 +197,7 @@ class Pki:
                         created_at=now,
                     )
                     uow.certificates.reserve(record)
-                    return record, device
+                    return record, device, public_key
             except Conflict:
                 # the only insert here is the reservation: a serial collision, draw again
                 if attempt == _SERIAL_RETRIES - 1:
@@ -209,11 +210,11 @@ class Pki:
 
     def _sign_and_store(
         self, actor: Principal, record: CertificateRecord, device: Device,
-        csr: x509.CertificateSigningRequest,
+        public_key: PublicKey,
     ) -> CertificateRecord:
         certificate = self._issuer.issue(
-            require_leaf_public_key(csr.public_key()),
-            device_identity(device, self._trust_domain),
+            public_key,
+            device_identity(device),
             get_profile(record.profile),
             record.serial,
             record.not_before,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import shlex
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,7 +46,8 @@ ROOT_URLS = PublicUrls(
     ca_issuers_url="http://iotiam.test/ca/root.der",
     crl_url="http://iotiam.test/crl/root.crl",
 )
-VENV_BIN = Path(__file__).resolve().parents[3] / ".venv" / "bin"
+#: pkilint installs its CLIs next to the interpreter running the tests.
+VENV_BIN = Path(sys.executable).parent
 
 
 @dataclass(frozen=True)
@@ -167,13 +170,11 @@ def csr_for() -> Callable[..., x509.CertificateSigningRequest]:
 
 
 @pytest.fixture(scope="session")
-def tool() -> Callable[[Sequence[str | Path]], subprocess.CompletedProcess[str]]:
-    """Run ``openssl`` or a pkilint binary (found next to this venv's python)."""
+def openssl() -> Callable[[str], subprocess.CompletedProcess[str]]:
+    """``openssl("ocsp -issuer ...")``: run the real openssl CLI, capturing text output."""
 
-    def call(args: Sequence[str | Path]) -> subprocess.CompletedProcess[str]:
-        name = str(args[0])
-        binary = VENV_BIN / name if name.startswith("lint_") else name
-        return run([binary, *args[1:]])
+    def call(command: str) -> subprocess.CompletedProcess[str]:
+        return run(["openssl", *shlex.split(command)])
 
     return call
 
@@ -199,10 +200,13 @@ def openssl_verify() -> Callable[..., subprocess.CompletedProcess[str]]:
 def build_chain(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[[KeyAlgorithm], Hierarchy]:
-    """Build another hierarchy with keys of a given algorithm."""
+    """Another hierarchy (not ``hierarchy``, same names) per key algorithm, built once each."""
+    built: dict[KeyAlgorithm, Hierarchy] = {}
 
     def build(alg: KeyAlgorithm) -> Hierarchy:
-        return build_hierarchy(alg, tmp_path_factory.mktemp(f"pki-{alg.value}"))
+        if alg not in built:
+            built[alg] = build_hierarchy(alg, tmp_path_factory.mktemp(f"pki-{alg.value}"))
+        return built[alg]
 
     return build
 
@@ -256,6 +260,22 @@ def lint_in_process(linter: str, path: Path) -> tuple[int, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         code = module.main([*LINT_ARGS[linter], str(path)])
     return code, out.getvalue().strip()
+
+
+@pytest.fixture(scope="session")
+def pkilint() -> Callable[[str, Path], tuple[int, str]]:
+    """``pkilint(linter, path)``: (exit code, findings) of a pkilint CLI at ERROR level."""
+    return lint_in_process
+
+
+@pytest.fixture(scope="session")
+def pkilint_cli() -> Callable[[Sequence[str], Path], subprocess.CompletedProcess[str]]:
+    """``pkilint_cli(["lint_crl", "lint", ...], path)``: the installed pkilint binary itself."""
+
+    def call(command: Sequence[str], path: Path) -> subprocess.CompletedProcess[str]:
+        return run([VENV_BIN / command[0], *command[1:], path])
+
+    return call
 
 
 @pytest.fixture

@@ -198,3 +198,19 @@ def test_hierarchy_ok_openssl_and_pkilint(build_chain, openssl_verify, lint_cert
     assert result.returncode == 0, result.stdout + result.stderr
     for material in (h.root, h.issuing, h.responder, h.server):
         assert lint_cert(material.certificate) == ""
+
+
+def test_create_server_tls_certificate_ok_dedupes_names(hierarchy, now):
+    long_name = "a" * 60 + ".iotiam.test"  # 72 characters: a fine DNS name, too long for a CN
+    server = create_server_tls_certificate(
+        issuer=hierarchy.issuing,
+        alg=KeyAlgorithm.EC_P256,
+        names=[long_name, "MQTT.iotiam.test.", "mqtt.iotiam.test", "10.0.0.1", " 10.0.0.1 "],
+        now=now,
+        serial=x509.random_serial_number(),
+        urls=None,
+    ).certificate
+    san = _ext(server, x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [long_name, "mqtt.iotiam.test"]
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.0.0.1")]
+    assert server.subject.rfc4514_string() == "CN=mqtt.iotiam.test"

@@ -56,7 +56,8 @@ def test_validate_csr_ok(csr_for, device_identity, key_fixture, request) -> None
         x509.DNSName("DEV-0001.devices.iotiam.test"),  # RFC 5280 §7.2: case-insensitive
         x509.UniformResourceIdentifier("spiffe://iotiam.test/device/dev-0001"),
     ]
-    validate_csr(parse_csr(csr_for(key, sans=sans).public_bytes(DER)), device_identity)
+    csr = parse_csr(csr_for(key, sans=sans).public_bytes(DER))
+    assert validate_csr(csr, device_identity) == key.public_key()
 
 
 def test_validate_csr_ok_empty_subject(csr_for, ec_key, device_identity) -> None:

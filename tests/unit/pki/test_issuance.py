@@ -188,9 +188,9 @@ def test_issue_ok_openssl_verifies_chain(
 ):
     key = request.getfixturevalue(key_fixture)
     csr = parse_csr(csr_for(key).public_bytes(serialization.Encoding.DER))
-    validate_csr(csr, device_identity)
+    public_key = validate_csr(csr, device_identity)
     serial = x509.random_serial_number()
-    cert = leaf_issuer.issue(csr.public_key(), device_identity, DEVICE, serial, now)
+    cert = leaf_issuer.issue(public_key, device_identity, DEVICE, serial, now)
     leaf = write("leaf.pem", cert)
     result = openssl_verify(hierarchy, leaf, "-purpose", "sslclient")
     assert result.returncode == 0, result.stdout + result.stderr

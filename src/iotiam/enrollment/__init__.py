@@ -1,0 +1,1 @@
+"""Enrollment: first contact (claim tokens, manufacturer IDevIDs, approvals) and EST."""
