@@ -17,7 +17,14 @@ from iotiam.admin.service import AdminTokens
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock, SystemClock
-from iotiam.config import Settings, ca_passphrase, save_settings, write_private_file
+from iotiam.config import (
+    PROFILE_FILE,
+    Settings,
+    ca_passphrase,
+    save_settings,
+    write_private_file,
+)
+from iotiam.enrollment.service import Enrollment
 from iotiam.errors import SetupError, Unauthenticated
 from iotiam.inventory.models import Criticality, DeviceClass, DeviceType, OrgUnit, OrgUnitKind
 from iotiam.inventory.service import Inventory
@@ -35,7 +42,6 @@ from iotiam.pki.service import CaSet, Pki
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
 from iotiam.storage.migrate import upgrade_to_head
 
-PROFILE_FILE = "profile.json"
 SEED_DEVICE_TYPES = (
     ("sensor", DeviceClass.SENSOR, Criticality.MEDIUM, "Battery or mains powered sensor"),
     ("gateway", DeviceClass.GATEWAY, Criticality.HIGH, "Edge gateway relaying other devices"),
@@ -54,6 +60,7 @@ class Services:
     tokens: AdminTokens
     inventory: Inventory
     pki: Pki
+    enrollment: Enrollment
 
     def close(self) -> None:
         """Release database connections."""
@@ -137,6 +144,7 @@ def build_services(
         tokens=AdminTokens(database, clock, audit),
         inventory=Inventory(database, clock, audit, pki),
         pki=pki,
+        enrollment=Enrollment(database, clock, audit, pki),
     )
 
 

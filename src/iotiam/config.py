@@ -18,6 +18,9 @@ from iotiam.errors import SetupError
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "iotiam"
 CONFIG_FILE = "config.json"
+# the local CLI profile `init` leaves; here rather than in bootstrap so that the CLI, a
+# thin API client, can find it without importing the storage and web layers
+PROFILE_FILE = "profile.json"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class Settings:
     server_names: tuple[str, ...] = ("localhost", "127.0.0.1")
     rotation_age: timedelta = timedelta(days=30)
     max_body_bytes: int = 1024 * 1024
+    # a client certificate is read from CLIENT_CERT_HEADER only on requests from these
+    trusted_proxies: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -109,6 +114,11 @@ def load_settings(data_dir: Path) -> Settings:
         http_port=int(env.get("IOTIAM_HTTP_PORT") or recorded.get("http_port", 8080)),
         public_base_url=env.get("IOTIAM_PUBLIC_BASE_URL") or recorded.get("public_base_url"),
         server_names=tuple(names),
+        trusted_proxies=tuple(
+            p.strip() for p in (env.get("IOTIAM_TRUSTED_PROXIES")
+                                or ",".join(recorded.get("trusted_proxies", []))).split(",")
+            if p.strip()
+        ),
     )
 
 
@@ -122,6 +132,7 @@ def save_settings(settings: Settings) -> None:
         "public_base_url": settings.public_base_url,
         "server_names": list(settings.server_names),
         "database_url": settings.database_url,
+        "trusted_proxies": list(settings.trusted_proxies),
     }
     write_private_file(settings.data_dir / CONFIG_FILE, json.dumps(body, indent=2) + "\n")
 

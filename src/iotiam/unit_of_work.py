@@ -12,6 +12,7 @@ from typing import Protocol
 
 from iotiam.admin.ports import AdminTokenStore
 from iotiam.audit.ports import AuditLog
+from iotiam.enrollment.ports import ClaimTokenStore
 from iotiam.inventory.ports import DeviceStore, DeviceTypeStore, GroupStore, OrgUnitStore
 from iotiam.pki.ports import CaStore, CertificateStore, CounterStore, CrlStore
 
@@ -67,6 +68,11 @@ class UnitOfWork(Protocol):
     @property
     def admin_tokens(self) -> AdminTokenStore:
         """The admin tokens store."""
+        ...
+
+    @property
+    def claims(self) -> ClaimTokenStore:
+        """The claim token store."""
         ...
 
     def savepoint(self) -> AbstractContextManager[None]:

@@ -108,6 +108,12 @@ class RevokeIn(Body):
     reason: str = Field(default="unspecified", max_length=64)
 
 
+class ClaimIn(Body):
+    """Create a one-time claim token."""
+
+    ttl_seconds: int = Field(default=600, ge=30, le=30 * 86400)
+
+
 class TokenIn(Body):
     """Create an admin token."""
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import ssl
 import threading
 from collections.abc import Generator
@@ -13,8 +14,10 @@ from collections.abc import Generator
 import uvicorn
 
 from iotiam.api.app import create_api_app, create_public_app
+from iotiam.api.tls import TlsAwareHttpToolsProtocol
 from iotiam.bootstrap import Services
 from iotiam.config import ca_passphrase
+from iotiam.errors import SetupError
 
 log = logging.getLogger("iotiam.server")
 
@@ -44,9 +47,39 @@ def crl_refresher(services: Services, stop: threading.Event) -> None:
         stop.wait(0.2)
 
 
+def listen_sockets(host: str, port: int) -> list[socket.socket]:
+    """Bind a listener's sockets up front, as asyncio would for ``host``.
+
+    Left to uvicorn, a taken port ends ``iotiam serve`` with tracebacks and exit code 3;
+    bound here it is a one-line ``SetupError``.
+    """
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as e:
+        for sock in sockets:
+            sock.close()
+        raise SetupError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
+    return sockets
+
+
 def serve(services: Services, *, log_level: str = "info") -> None:
     """Run both listeners until SIGINT/SIGTERM."""
     settings = services.settings
+    api_sockets = listen_sockets(settings.host, settings.port)
+    try:
+        public_sockets = listen_sockets(settings.host, settings.http_port)
+    except SetupError:
+        for sock in api_sockets:
+            sock.close()
+        raise
     passphrase = ca_passphrase(settings, create=False).decode()
     api = _Server(uvicorn.Config(
         create_api_app(services),
@@ -58,6 +91,8 @@ def serve(services: Services, *, log_level: str = "info") -> None:
         ssl_ca_certs=str(settings.tls_dir / "ca.pem"),
         # client certificates are optional on the API (device endpoints use them)
         ssl_cert_reqs=ssl.CERT_OPTIONAL,
+        # puts the verified client certificate into scope["extensions"]["tls"] (EST)
+        http=TlsAwareHttpToolsProtocol,
         log_level=log_level,
         access_log=False,
         server_header=False,
@@ -86,7 +121,8 @@ def serve(services: Services, *, log_level: str = "info") -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, shutdown)
         refresher.start()
-        await asyncio.gather(api.serve(), public.serve())
+        await asyncio.gather(api.serve(sockets=api_sockets),
+                             public.serve(sockets=public_sockets))
         shutdown()
 
     asyncio.run(main())

@@ -8,13 +8,18 @@ before 3.13, so ``client_cert_chain`` holds the leaf alone.
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
+from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from starlette.requests import Request
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from iotiam.errors import InvalidInput
 
 
 class TlsAwareHttpToolsProtocol(HttpToolsProtocol):
@@ -47,3 +52,37 @@ def verified_client_certificate(request: Request) -> x509.Certificate | None:
     tls = request.scope.get("extensions", {}).get("tls", {})
     der = tls.get("client_cert_der")
     return x509.load_der_x509_certificate(der) if der else None
+
+
+#: nginx's ``$ssl_client_escaped_cert`` (URL-encoded PEM), the common proxy convention
+CLIENT_CERT_HEADER = "x-ssl-client-cert"
+
+
+def client_certificate(
+    request: Request, trusted_proxies: Sequence[str]
+) -> x509.Certificate | None:
+    """The device's certificate: from TLS, or from the proxy header when the peer is trusted.
+
+    The header is ignored unless the TCP peer is inside ``trusted_proxies`` — otherwise
+    anyone could claim any certificate.
+    """
+    direct = verified_client_certificate(request)
+    if direct is not None:
+        return direct
+    header = request.headers.get(CLIENT_CERT_HEADER)
+    if not header or request.client is None or not _is_trusted(request.client.host,
+                                                                 trusted_proxies):
+        return None
+    try:
+        return x509.load_pem_x509_certificate(unquote(header).encode())
+    except ValueError as e:
+        raise InvalidInput("the proxy's client certificate header is not a PEM certificate"
+                           ) from e
+
+
+def _is_trusted(host: str, networks: Sequence[str]) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(n, strict=False) for n in networks)

@@ -18,6 +18,8 @@ from typing import Any
 from iotiam.audit.models import AuditDraft, AuditRecord, ChainHead, VerifyReport
 
 GENESIS_HASH = "0" * 64
+# size of the subject column; subjects often carry ids straight from a URL
+SUBJECT_MAX_CHARS = 1024
 
 
 def _canonical(fields: dict[str, Any]) -> bytes:
@@ -57,13 +59,15 @@ def seal(draft: AuditDraft, *, seq: int, at: datetime, prev_hash: str) -> AuditR
     """Turn a draft into the next link of the chain."""
     # round-trip details through JSON so what is hashed is exactly what is stored
     details = json.loads(_canonical(draft.details))
+    # a refusal of a hostile id (NUL bytes, megabytes long) must still be storable
+    subject = draft.subject.replace("\x00", "\\x00")[:SUBJECT_MAX_CHARS]
     digest = record_hash(
         seq=seq,
         at=at,
         tag=str(draft.tag),
         actor=draft.actor,
         org_path=draft.org_path,
-        subject=draft.subject,
+        subject=subject,
         outcome=str(draft.outcome),
         reason=draft.reason,
         details=details,
@@ -75,7 +79,7 @@ def seal(draft: AuditDraft, *, seq: int, at: datetime, prev_hash: str) -> AuditR
         tag=str(draft.tag),
         actor=draft.actor,
         org_path=draft.org_path,
-        subject=draft.subject,
+        subject=subject,
         outcome=str(draft.outcome),
         reason=draft.reason,
         details=details,

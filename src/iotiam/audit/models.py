@@ -28,6 +28,11 @@ class AuditTag(enum.StrEnum):
     TOKEN_CREATED = "admin:token:created"  # noqa: S105
     TOKEN_REVOKED = "admin:token:revoked"  # noqa: S105
     ACCESS_DENIED = "admin:access:denied"
+    CLAIM_CREATED = "admin:claim:created"
+    ENROLLMENT_SUCCEEDED = "device:enrollment:succeeded"
+    ENROLLMENT_REFUSED = "device:enrollment:refused"
+    REENROLLMENT_SUCCEEDED = "device:reenrollment:succeeded"
+    REENROLLMENT_REFUSED = "device:reenrollment:refused"
     INSTALLATION_INITIALIZED = "system:installation:initialized"
 
 

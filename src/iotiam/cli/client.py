@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from iotiam.bootstrap import PROFILE_FILE
+from iotiam.config import PROFILE_FILE
 from iotiam.errors import IamError, SetupError
 
 

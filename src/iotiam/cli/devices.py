@@ -18,6 +18,8 @@ device_app = typer.Typer(help="Register and manage devices.", no_args_is_help=Tr
 org_app = typer.Typer(help="Org units (tenant → business unit → site).", no_args_is_help=True)
 group_app = typer.Typer(help="Device groups.", no_args_is_help=True)
 type_app = typer.Typer(help="Device types.", no_args_is_help=True)
+claim_app = typer.Typer(help="One-time claim tokens for first enrollment.",
+                        no_args_is_help=True)
 
 IMPORT_CHUNK = 500
 
@@ -28,6 +30,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(org_app, name="org")
     app.add_typer(group_app, name="group")
     app.add_typer(type_app, name="device-type")
+    app.add_typer(claim_app, name="claim")
     app.command("inventory")(inventory)
 
 
@@ -280,3 +283,21 @@ def type_add(
     created = obj.client().post("/v1/device-types", {"name": name, "device_class": device_class,
                                                      "criticality": criticality})
     console.print(f"created device type {created['name']}")
+
+
+@claim_app.command("create")
+def claim_create(
+    ctx: typer.Context,
+    device: Annotated[str, typer.Option(help="The device that will enroll with it.")],
+    ttl: Annotated[str, typer.Option(help="Lifetime, e.g. 10m, 12h, 7d.")] = "10m",
+) -> None:
+    """Create a one-time claim token; the token is the last line of output."""
+    from iotiam.cli.admin import parse_duration
+
+    obj: Context = ctx.obj
+    seconds = int(parse_duration(ttl).total_seconds())
+    claim = obj.client().post(f"/v1/devices/{device}/claims", {"ttl_seconds": seconds})
+    console.print(f"claim {claim['id']} for {claim['device']}, expires {claim['expires_at']}; "
+                  "use it once as the HTTP Basic password (user = device id) on EST "
+                  "simpleenroll:")
+    print(claim["token"])

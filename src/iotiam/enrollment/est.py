@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -22,16 +22,31 @@ WRAP = 64
 MAX_BODY = 16 * 1024
 
 
-def wrap_base64(der: bytes) -> bytes:
-    """Base64 with lines of 64 characters and a final newline."""
+def wrap_base64(der: bytes, *, one_line: bool = False) -> bytes:
+    """Base64 in lines of 64 characters (RFC 2045 style) and a final newline.
+
+    ``one_line`` is for strongSwan 5.9's EST client, whose base64 decoder does not
+    skip line breaks; the trailing newline falls outside its last 4-character group.
+    """
     encoded = base64.b64encode(der).decode()
+    if one_line:
+        return (encoded + "\n").encode()
     return ("\n".join(textwrap.wrap(encoded, WRAP)) + "\n").encode()
 
 
-def certs_only(certificates: Sequence[x509.Certificate]) -> bytes:
-    """A degenerate certs-only CMS SignedData (RFC 7030 §4.1.3), base64 wrapped."""
+def certs_only(certificates: Sequence[x509.Certificate], *, one_line: bool = False) -> bytes:
+    """A degenerate certs-only CMS SignedData (RFC 7030 §4.1.3), base64."""
     der = pkcs7.serialize_certificates(list(certificates), serialization.Encoding.DER)
-    return wrap_base64(der)
+    return wrap_base64(der, one_line=one_line)
+
+
+def wants_one_line(headers: Mapping[str, str]) -> bool:
+    """Whether the client is a minimal EST client that cannot read wrapped base64.
+
+    strongSwan's ``pki --est`` sends neither User-Agent nor Accept; curl, libest,
+    browsers and HTTP libraries send at least one. Such clients get one line.
+    """
+    return "user-agent" not in headers and "accept" not in headers
 
 
 def decode_csr_body(body: bytes, content_type: str | None) -> bytes:

@@ -18,7 +18,8 @@ RESERVED_DEVICE_IDS = frozenset({"admin", "root", "iotiam", "system", "mosquitto
 
 def check_identifier(value: str, what: str) -> str:
     """Validate an id: 1-128 chars of letters, digits, ``.``, ``_``, ``-``."""
-    if not isinstance(value, str) or not _ID.match(value):
+    # fullmatch: ``$`` alone also matches before a trailing newline ("admin\n")
+    if not isinstance(value, str) or not _ID.fullmatch(value):
         raise InvalidInput(
             f"{what} {value!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -195,7 +196,7 @@ def check_attributes(attributes: dict[str, str]) -> None:
     if len(attributes) > MAX_ATTRIBUTES:
         raise InvalidInput(f"at most {MAX_ATTRIBUTES} attributes per device")
     for key, value in attributes.items():
-        if not re.match(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$", key):
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", key):
             raise InvalidInput(f"attribute name {key!r} is not valid")
         if len(value) > 1024 or "\x00" in value:
             raise InvalidInput(f"attribute {key!r} is too long or has a NUL byte")

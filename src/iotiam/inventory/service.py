@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -33,6 +34,7 @@ from iotiam.inventory.models import (
     check_transition,
 )
 from iotiam.inventory.ports import CredentialRevoker
+from iotiam.pki.profiles import get_profile
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 MAX_IMPORT_ROWS = 5000
@@ -135,6 +137,7 @@ class Inventory:
                 profile = certificate_profile or (
                     "gateway" if device_class is DeviceClass.GATEWAY else "device"
                 )
+                get_profile(profile)  # refuse now, not at every later issuance
                 device_type = DeviceType(
                     name=name,
                     device_class=device_class,
@@ -156,14 +159,15 @@ class Inventory:
 
     def add_device(self, actor: Principal, draft: DeviceDraft) -> Device:
         """Register one device."""
-        audit = AuditDraft(
-            tag=AuditTag.DEVICE_REGISTERED, actor=actor.name, org_path=actor.org_path,
-            subject=f"device:{draft.id}",
+        refused = AuditDraft(
+            tag=AuditTag.DEVICE_REGISTRATION_REFUSED, actor=actor.name,
+            org_path=actor.org_path, subject=f"device:{draft.id}",
         )
-        with self._audit.refusals(audit), self._uow() as uow:
+        with self._audit.refusals(refused), self._uow() as uow:
             device = self._register(uow, actor, draft)
+            registered = replace(refused, tag=AuditTag.DEVICE_REGISTERED)
             self._audit.append(
-                uow, _with_path(audit, device.org_path, {"type": device.type_name})
+                uow, _with_path(registered, device.org_path, {"type": device.type_name})
             )
             return device
 

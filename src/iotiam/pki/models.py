@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
-from iotiam.errors import InvalidInput
+from iotiam.errors import Conflict, InvalidInput
 
 
 class KeyAlgorithm(enum.StrEnum):
@@ -94,6 +94,12 @@ _REASON_CODES = {
 }
 
 
+class SerialInUse(Conflict):
+    """A freshly drawn serial already exists under the issuer (G1 keeps it unique)."""
+
+    kind = "serial-in-use"
+
+
 def parse_serial(text: str) -> int:
     """Parse a serial as openssl prints it: hex, with or without colons or ``0x``."""
     cleaned = text.strip().lower().replace(":", "")
@@ -139,6 +145,7 @@ class CertificateRecord:
     created_at: datetime
     revoked_at: datetime | None = None
     revocation_reason: RevocationReason | None = None
+    public_key_sha256: str | None = None
 
     @property
     def serial_hex(self) -> str:

@@ -107,6 +107,10 @@ class CertificateStore(Protocol):
         """Every certificate of a device."""
         ...
 
+    def with_public_key(self, public_key_sha256: str) -> list[CertificateRecord]:
+        """Certificates (any status) for this key."""
+        ...
+
     def revocations(self, issuer_id: str, *, expired_after: datetime) -> Sequence[Revocation]:
         """Revoked certificates that expire after ``expired_after`` (G6)."""
         ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,6 +33,7 @@ from iotiam.pki.models import (
     CertificateRecord,
     CertificateStatus,
     RevocationReason,
+    SerialInUse,
     parse_serial,
     serial_hex,
 )
@@ -39,6 +41,9 @@ from iotiam.pki.ocsp import CertStatusInfo, OcspResponder
 from iotiam.pki.ports import SerialSource, StoredCrl
 from iotiam.pki.profiles import get_profile
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+#: called inside the reservation transaction with the device being certified
+ReservationHook = Callable[[UnitOfWork, Device], None]
 
 ISSUABLE_STATES = frozenset({DeviceState.PENDING, DeviceState.ACTIVE})
 _SERIAL_RETRIES = 3
@@ -51,6 +56,14 @@ def public_urls(base_url: str, ca_id: str) -> PublicUrls:
         ca_issuers_url=f"{base_url}/ca/{ca_id}.crt",
         crl_url=f"{base_url}/crl/{ca_id}.crl",
     )
+
+
+def public_key_sha256(public_key: PublicKey) -> str:
+    """SHA-256 over the DER SubjectPublicKeyInfo."""
+    spki = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(spki).hexdigest()
 
 
 def revocation_counter(issuer_id: str) -> str:
@@ -142,9 +155,22 @@ class Pki:
     # -- issuance ----------------------------------------------------------------------
 
     def issue_certificate(
-        self, actor: Principal, *, device_id: str, csr_data: bytes, profile: str | None = None
+        self,
+        actor: Principal,
+        *,
+        device_id: str,
+        csr_data: bytes,
+        profile: str | None = None,
+        fresh_key: bool = False,
+        on_reserve: ReservationHook | None = None,
     ) -> CertificateRecord:
-        """Certify a device's key; the name comes from the inventory, the key from the CSR."""
+        """Certify a device's key; the name comes from the inventory, the key from the CSR.
+
+        A key certified for another device is always refused (a shared identity);
+        ``fresh_key`` also refuses one this device already has (first contact, where a
+        known key means a replayed request). ``on_reserve`` runs inside the reservation
+        transaction (e.g. to redeem a claim token atomically with it).
+        """
         draft = AuditDraft(
             tag=AuditTag.CERTIFICATE_REFUSED, actor=actor.name, org_path=actor.org_path,
             subject=f"device:{device_id}",
@@ -154,59 +180,72 @@ class Pki:
                 raise Forbidden(f"issuing certificates needs the operator role; this token is "
                                 f"{actor.role}")
             csr = parse_csr(csr_data)
-            reservation, device, public_key = self._reserve(actor, device_id, csr, profile)
+            for attempt in range(_SERIAL_RETRIES):
+                try:
+                    reservation, device, public_key = self._reserve(
+                        actor, device_id, csr, profile, fresh_key, on_reserve
+                    )
+                    break
+                except SerialInUse:
+                    # ~2^-159 per draw; retried so that G1 holds even with a bad RNG day
+                    if attempt == _SERIAL_RETRIES - 1:
+                        raise
             return self._sign_and_store(actor, reservation, device, public_key)
 
     def _reserve(
-        self, actor: Principal, device_id: str, csr: x509.CertificateSigningRequest,
+        self,
+        actor: Principal,
+        device_id: str,
+        csr: x509.CertificateSigningRequest,
         profile_name: str | None,
+        fresh_key: bool,
+        on_reserve: ReservationHook | None,
     ) -> tuple[CertificateRecord, Device, PublicKey]:
-        for attempt in range(_SERIAL_RETRIES):
-            try:
-                with self._uow() as uow:
-                    device = uow.devices.get(device_id)
-                    if device is None or not actor.sees(device.org_path):
-                        raise NotFound(f"device {device_id!r} not found")
-                    if device.state not in ISSUABLE_STATES:
-                        raise Conflict(
-                            f"device {device_id!r} is {device.state}; certificates are issued "
-                            "only to pending or active devices"
-                        )
-                    device_type = uow.device_types.get(device.type_name)
-                    profile = get_profile(
-                        profile_name or (device_type.certificate_profile if device_type
-                                         else "device")
+        with self._uow() as uow:
+            device = uow.devices.get(device_id)
+            if device is None or not actor.sees(device.org_path):
+                raise NotFound(f"device {device_id!r} not found")
+            if device.state not in ISSUABLE_STATES:
+                raise Conflict(
+                    f"device {device_id!r} is {device.state}; certificates are issued "
+                    "only to pending or active devices"
+                )
+            device_type = uow.device_types.get(device.type_name)
+            profile = get_profile(
+                profile_name or (device_type.certificate_profile if device_type else "device")
+            )
+            public_key = validate_csr(csr, device_identity(device))
+            key_hash = public_key_sha256(public_key)
+            for other in uow.certificates.with_public_key(key_hash):
+                if other.device_id != device.id or fresh_key:
+                    raise Conflict(
+                        "this public key is already certified "
+                        f"({'for this device' if other.device_id == device.id else 'elsewhere'}"
+                        "): a replayed request or a shared key; generate a new key"
                     )
-                    public_key = validate_csr(csr, device_identity(device))
-                    now = self._clock.now()
-                    not_before = now - self._config.backdate
-                    issuing_not_after = self.cas.issuing.certificate.not_valid_after_utc
-                    record = CertificateRecord(
-                        issuer_id=self.cas.issuing_id,
-                        serial=self._serials(),
-                        device_id=device.id,
-                        org_unit_id=device.org_unit_id,
-                        org_path=device.org_path,
-                        profile=profile.name,
-                        subject=f"CN={device.id}",
-                        not_before=not_before,
-                        not_after=min(not_before + profile.lifetime, issuing_not_after),
-                        status=CertificateStatus.RESERVED,
-                        fingerprint_sha256=None,
-                        pem=None,
-                        created_at=now,
-                    )
-                    uow.certificates.reserve(record)
-                    return record, device, public_key
-            except Conflict:
-                # the only insert here is the reservation: a serial collision, draw again
-                if attempt == _SERIAL_RETRIES - 1:
-                    raise
-                with self._uow.reading() as uow:
-                    device = uow.devices.get(device_id)
-                if device is not None and device.state not in ISSUABLE_STATES:
-                    raise
-        raise AssertionError("unreachable")
+            if on_reserve is not None:
+                on_reserve(uow, device)
+            now = self._clock.now()
+            not_before = now - self._config.backdate
+            issuing_not_after = self.cas.issuing.certificate.not_valid_after_utc
+            record = CertificateRecord(
+                issuer_id=self.cas.issuing_id,
+                serial=self._serials(),
+                device_id=device.id,
+                org_unit_id=device.org_unit_id,
+                org_path=device.org_path,
+                profile=profile.name,
+                subject=f"CN={device.id}",
+                not_before=not_before,
+                not_after=min(not_before + profile.lifetime, issuing_not_after),
+                status=CertificateStatus.RESERVED,
+                fingerprint_sha256=None,
+                pem=None,
+                created_at=now,
+                public_key_sha256=key_hash,
+            )
+            uow.certificates.reserve(record)
+            return record, device, public_key
 
     def _sign_and_store(
         self, actor: Principal, record: CertificateRecord, device: Device,

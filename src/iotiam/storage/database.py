@@ -12,12 +12,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from iotiam.errors import Conflict, IamError
+from iotiam.errors import Conflict, IamError, InvalidInput
 from iotiam.storage.admin_store import SqlAdminTokenStore
 from iotiam.storage.audit_store import SqlAuditLog
+from iotiam.storage.enrollment_store import SqlClaimTokenStore
 from iotiam.storage.inventory_store import (
     SqlDeviceStore,
     SqlDeviceTypeStore,
@@ -88,6 +89,7 @@ class SqlUnitOfWork:
         self.counters = SqlCounterStore(conn)
         self.audit = SqlAuditLog(conn)
         self.admin_tokens = SqlAdminTokenStore(conn)
+        self.claims = SqlClaimTokenStore(conn)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -125,6 +127,9 @@ class Database:
                     yield SqlUnitOfWork(conn)
         except IntegrityError as e:
             raise Conflict(f"the change conflicts with stored data: {e.orig}") from e
+        except DataError as e:
+            # PostgreSQL refuses NUL bytes and over-long text that SQLite stores: still bad input
+            raise InvalidInput(f"a value cannot be stored: {e.orig}") from e
         except OperationalError as e:
             raise StorageUnavailable(f"database error: {e.orig}") from e
 

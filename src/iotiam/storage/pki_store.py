@@ -17,6 +17,7 @@ from iotiam.pki.models import (
     CertificateStatus,
     Revocation,
     RevocationReason,
+    SerialInUse,
     serial_hex,
 )
 from iotiam.pki.ports import StoredCa, StoredCrl
@@ -43,6 +44,7 @@ def _record(row: Any, *, with_pem: bool = True) -> CertificateRecord:
         revocation_reason=RevocationReason(row.revocation_reason)
         if row.revocation_reason
         else None,
+        public_key_sha256=row.public_key_sha256,
     )
 
 
@@ -99,6 +101,13 @@ class SqlCertificateStore:
 
     def reserve(self, record: CertificateRecord) -> None:
         """Record the certificate before signing; the unique key enforces G1."""
+        c = t.certificates.c
+        taken = self._c.execute(
+            select(c.id).where(c.issuer_id == record.issuer_id,
+                               c.serial == serial_hex(record.serial))
+        ).first()
+        if taken is not None:
+            raise SerialInUse(f"serial {serial_hex(record.serial)} is already used")
         self._c.execute(
             insert(t.certificates).values(
                 issuer_id=record.issuer_id,
@@ -112,6 +121,7 @@ class SqlCertificateStore:
                 not_after=record.not_after,
                 status=str(CertificateStatus.RESERVED),
                 created_at=record.created_at,
+                public_key_sha256=record.public_key_sha256,
             )
         )
 
@@ -205,6 +215,13 @@ class SqlCertificateStore:
             select(t.certificates)
             .where(t.certificates.c.device_id == device_id)
             .order_by(t.certificates.c.id)
+        )
+        return [_record(r) for r in rows]
+
+    def with_public_key(self, public_key_sha256: str) -> list[CertificateRecord]:
+        """Certificates (any status) for this key."""
+        rows = self._c.execute(
+            select(t.certificates).where(t.certificates.c.public_key_sha256 == public_key_sha256)
         )
         return [_record(r) for r in rows]
 

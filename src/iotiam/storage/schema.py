@@ -134,12 +134,15 @@ certificates = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("revoked_at", UtcDateTime(), nullable=True),
     Column("revocation_reason", String(32), nullable=True),
+    # SHA-256 of the SubjectPublicKeyInfo: refuses a replayed CSR / a key certified twice
+    Column("public_key_sha256", String(64), nullable=True),
     # G1: the database itself refuses a second certificate with the same serial
     UniqueConstraint("issuer_id", "serial", name="uq_certificates_issuer_serial"),
     Index("ix_certificates_device", "device_id"),
     Index("ix_certificates_serial", "serial"),
     Index("ix_certificates_revoked", "issuer_id", "status", "not_after"),
     Index("ix_certificates_org_path", "org_path", "created_at"),
+    Index("ix_certificates_public_key", "public_key_sha256"),
 )
 
 crls = Table(
@@ -201,4 +204,18 @@ admin_tokens = Table(
     Column("expires_at", UtcDateTime(), nullable=True),
     Column("revoked_at", UtcDateTime(), nullable=True),
     Column("is_bootstrap", Boolean, nullable=False, default=False),
+)
+
+claim_tokens = Table(
+    "claim_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("device_id", String(128), ForeignKey("devices.id"), nullable=False),
+    Column("org_path", String(2048), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("used_at", UtcDateTime(), nullable=True),
+    Index("ix_claim_tokens_device", "device_id"),
 )

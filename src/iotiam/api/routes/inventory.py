@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from iotiam.api.auth import Caller, Wired
 from iotiam.api.schemas import (
+    ClaimIn,
     DeviceIn,
     DeviceTypeIn,
     GroupIn,
@@ -114,6 +115,15 @@ def set_state(device_id: str, body: StateChangeIn, caller: Caller, svc: Wired
               ) -> dict[str, Any]:
     """Move a device along its lifecycle."""
     return render_device(svc.inventory.set_state(caller, device_id, body.state, body.reason))
+
+
+@router.post("/devices/{device_id}/claims", status_code=201)
+def create_claim(device_id: str, body: ClaimIn, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """A one-time claim token for the device's first EST enrollment (shown once)."""
+    token, plaintext = svc.enrollment.create_claim(
+        caller, device_id, timedelta(seconds=body.ttl_seconds))
+    return {"id": token.id, "device": token.device_id,
+            "expires_at": token.expires_at.isoformat(), "token": plaintext}
 
 
 @router.get("/inventory")

@@ -1,0 +1,158 @@
+"""EST, RFC 7030, under ``/.well-known/est/`` (optionally ``/.well-known/est/<label>/``).
+
+The label selects a certificate profile (``device``, ``gateway``, ...). Answers are
+base64 certs-only PKCS#7 wrapped at 64 characters.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from cryptography.x509 import load_pem_x509_certificate
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from iotiam.api.auth import Wired
+from iotiam.api.problems import problem_response, status_for
+from iotiam.api.tls import client_certificate
+from iotiam.enrollment.est import (
+    CSRATTRS_MIME,
+    PKCS7_MIME,
+    certs_only,
+    decode_csr_body,
+    wants_one_line,
+)
+from iotiam.errors import IamError, Unauthenticated
+from iotiam.pki.models import CertificateRecord
+from iotiam.pki.profiles import get_profile
+
+router = APIRouter(prefix="/.well-known/est", tags=["est"])
+
+_CERTS_ONLY = f"{PKCS7_MIME}; smime-type=certs-only"
+_BASIC_CHALLENGE = 'Basic realm="iotiam EST", charset="UTF-8"'
+
+
+def _certs_response(body: bytes) -> Response:
+    return Response(body, media_type=_CERTS_ONLY,
+                    headers={"Content-Transfer-Encoding": "base64"})
+
+
+def _problem(error: IamError) -> Response:
+    status = status_for(error)
+    response = problem_response(status, error.kind, error.title, error.detail)
+    if status == 401:
+        # RFC 7030 §3.2.3: the client falls back to HTTP Basic when challenged
+        response.headers["WWW-Authenticate"] = _BASIC_CHALLENGE
+    return response
+
+
+def _issued(request: Request, record: CertificateRecord) -> Response:
+    assert record.pem is not None
+    cert = load_pem_x509_certificate(record.pem.encode())
+    return _certs_response(certs_only([cert], one_line=wants_one_line(request.headers)))
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(
+            ":")
+    except (binascii.Error, UnicodeDecodeError, ValueError) as e:
+        raise Unauthenticated("malformed HTTP Basic credentials") from e
+    if not sep:
+        raise Unauthenticated("malformed HTTP Basic credentials")
+    return user, password
+
+
+def _cacerts(request: Request, svc: Wired, label: str | None) -> Response:
+    if label:
+        get_profile(label)
+    cas = svc.pki.cas
+    return _certs_response(certs_only([cas.issuing.certificate, cas.root.certificate],
+                                      one_line=wants_one_line(request.headers)))
+
+
+async def _simpleenroll(request: Request, svc: Wired, label: str | None) -> Response:
+    try:
+        csr_der = decode_csr_body(await request.body(), request.headers.get("content-type"))
+        credentials = _basic_credentials(request)
+        if credentials is None:
+            raise Unauthenticated(
+                "first enrollment needs a claim token as HTTP Basic credentials "
+                "(user = device id, password = token)")
+        device_id, token = credentials
+        # database and signing work: keep it off the event loop
+        record = await run_in_threadpool(
+            svc.enrollment.enroll_with_claim, device_id, token, csr_der, label)
+    except IamError as e:
+        return _problem(e)
+    return _issued(request, record)
+
+
+async def _simplereenroll(request: Request, svc: Wired, label: str | None) -> Response:
+    try:
+        csr_der = decode_csr_body(await request.body(), request.headers.get("content-type"))
+        cert = client_certificate(request, svc.settings.trusted_proxies)
+        record = await run_in_threadpool(svc.enrollment.reenroll, cert, csr_der, label)
+    except IamError as e:
+        return _problem(e)
+    return _issued(request, record)
+
+
+def _csrattrs(label: str | None) -> Response:
+    if label:
+        get_profile(label)
+    # RFC 7030 §4.5.2: no attributes required beyond what the profile fills in
+    return Response(status_code=204, media_type=CSRATTRS_MIME)
+
+
+@router.get("/cacerts")
+def cacerts(request: Request, svc: Wired) -> Response:
+    """RFC 7030 §4.1: the CA certificates."""
+    return _cacerts(request, svc, None)
+
+
+@router.get("/{label}/cacerts")
+def cacerts_labelled(label: str, request: Request, svc: Wired) -> Response:
+    """RFC 7030 §4.1 with a label."""
+    return _cacerts(request, svc, label)
+
+
+@router.post("/simpleenroll")
+async def simpleenroll(request: Request, svc: Wired) -> Response:
+    """RFC 7030 §4.2.1: first enrollment with a claim token."""
+    return await _simpleenroll(request, svc, None)
+
+
+@router.post("/{label}/simpleenroll")
+async def simpleenroll_labelled(label: str, request: Request, svc: Wired) -> Response:
+    """RFC 7030 §4.2.1 with a label selecting the profile."""
+    return await _simpleenroll(request, svc, label)
+
+
+@router.post("/simplereenroll")
+async def simplereenroll(request: Request, svc: Wired) -> Response:
+    """RFC 7030 §4.2.2: renewal authenticated by the current certificate."""
+    return await _simplereenroll(request, svc, None)
+
+
+@router.post("/{label}/simplereenroll")
+async def simplereenroll_labelled(label: str, request: Request, svc: Wired) -> Response:
+    """RFC 7030 §4.2.2 with a label."""
+    return await _simplereenroll(request, svc, label)
+
+
+@router.get("/csrattrs")
+def csrattrs() -> Response:
+    """RFC 7030 §4.5: no attributes are required."""
+    return _csrattrs(None)
+
+
+@router.get("/{label}/csrattrs")
+def csrattrs_labelled(label: str) -> Response:
+    """RFC 7030 §4.5 with a label."""
+    return _csrattrs(label)
+
