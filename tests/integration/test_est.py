@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import subprocess
 import textwrap
-from urllib.parse import quote
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
