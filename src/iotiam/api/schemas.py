@@ -79,6 +79,14 @@ class DeviceTypeIn(Body):
     certificate_profile: str | None = None
 
 
+class RotationIn(Body):
+    """A device type's rotation policy."""
+
+    certificate_lifetime_seconds: int | None = Field(default=None, ge=30)
+    grace_seconds: int = Field(default=3 * 86400, ge=0)
+    max_credential_age_seconds: int = Field(default=30 * 86400, ge=60)
+
+
 class GroupIn(Body):
     """Create a group."""
 
@@ -131,9 +139,16 @@ def render_org_unit(unit: OrgUnit) -> dict[str, Any]:
 
 def render_device_type(t: DeviceType) -> dict[str, Any]:
     """JSON for a device type."""
+    lifetime = t.rotation.certificate_lifetime
     return {"name": t.name, "device_class": str(t.device_class),
             "criticality": str(t.criticality), "description": t.description,
-            "certificate_profile": t.certificate_profile}
+            "certificate_profile": t.certificate_profile,
+            "rotation": {
+                "certificate_lifetime_seconds": int(lifetime.total_seconds()) if lifetime
+                else None,
+                "grace_seconds": int(t.rotation.grace_period.total_seconds()),
+                "max_credential_age_seconds": int(t.rotation.max_credential_age.total_seconds()),
+            }}
 
 
 def render_device(d: Device) -> dict[str, Any]:

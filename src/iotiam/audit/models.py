@@ -13,6 +13,7 @@ class AuditTag(enum.StrEnum):
 
     ORG_UNIT_CREATED = "admin:org-unit:created"
     DEVICE_TYPE_CREATED = "admin:device-type:created"
+    DEVICE_TYPE_ROTATION_CHANGED = "admin:device-type:rotation-changed"
     DEVICE_REGISTERED = "admin:device:registered"
     DEVICE_STATE_CHANGED = "admin:device:state-changed"
     DEVICE_IMPORTED = "admin:device:imported"
@@ -33,6 +34,8 @@ class AuditTag(enum.StrEnum):
     ENROLLMENT_REFUSED = "device:enrollment:refused"
     REENROLLMENT_SUCCEEDED = "device:reenrollment:succeeded"
     REENROLLMENT_REFUSED = "device:reenrollment:refused"
+    RECOVERY_SUCCEEDED = "device:recovery:succeeded"
+    RECOVERY_REFUSED = "device:recovery:refused"
     INSTALLATION_INITIALIZED = "system:installation:initialized"
 
 

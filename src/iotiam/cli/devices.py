@@ -301,3 +301,28 @@ def claim_create(
                   "use it once as the HTTP Basic password (user = device id) on EST "
                   "simpleenroll:")
     print(claim["token"])
+
+
+@type_app.command("set-rotation")
+def type_set_rotation(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument()],
+    lifetime: Annotated[str | None, typer.Option(
+        help="Certificate lifetime, e.g. 1m, 24h, 30d (default: the profile's).")] = None,
+    grace: Annotated[str, typer.Option(
+        help="How long after expiry an offline device may still recover.")] = "3d",
+    max_age: Annotated[str, typer.Option(
+        help="Keys kept longer than this are flagged never-rotated.")] = "30d",
+) -> None:
+    """Set a device type's rotation policy."""
+    from iotiam.cli.admin import parse_duration
+
+    obj: Context = ctx.obj
+    body: dict[str, Any] = {
+        "certificate_lifetime_seconds": int(parse_duration(lifetime).total_seconds())
+        if lifetime else None,
+        "grace_seconds": int(parse_duration(grace).total_seconds()),
+        "max_credential_age_seconds": int(parse_duration(max_age).total_seconds()),
+    }
+    updated = obj.client().request("PUT", f"/v1/device-types/{name}/rotation", json=body).json()
+    console.print(f"{updated['name']}: rotation {updated['rotation']}", markup=False)

@@ -6,21 +6,22 @@ import hashlib
 import hmac
 import re
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from iotiam.admin.models import Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
+from iotiam.enrollment import proof
 from iotiam.enrollment.models import ClaimToken
 from iotiam.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from iotiam.inventory.models import Device, DeviceState
 from iotiam.inventory.service import require_role, visible_device
 from iotiam.pki.csr import parse_csr
+from iotiam.pki.keys import require_leaf_public_key
 from iotiam.pki.models import CertificateRecord, CertificateStatus
 from iotiam.pki.profiles import get_profile
 from iotiam.pki.service import Pki
@@ -30,6 +31,7 @@ CLAIM_PREFIX = "iotc_"
 _CLAIM = re.compile(r"^iotc_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})$")
 DEFAULT_CLAIM_TTL = timedelta(minutes=10)
 MAX_CLAIM_TTL = timedelta(days=30)
+RECOVERY_CLOCK_SKEW = timedelta(minutes=5)
 CLAIMABLE_STATES = frozenset({DeviceState.PENDING, DeviceState.ACTIVE})
 
 
@@ -153,12 +155,72 @@ class Enrollment:
         ))
         return record
 
-    def _current_record(self, cert: x509.Certificate) -> CertificateRecord:
+    # -- recovery inside the grace window ----------------------------------------------
+
+    def recover(
+        self, certificate_pem: str, csr_der: bytes, signed_at: datetime, signature: bytes
+    ) -> CertificateRecord:
+        """A device offline past expiry proves it holds the old key and gets a new cert.
+
+        Allowed only within its device type's grace period after expiry, only for a
+        certificate that was never revoked, only with a fresh key; always audited.
+        """
+        draft = AuditDraft(tag=AuditTag.RECOVERY_REFUSED, actor="recovery",
+                           org_path="/root/", subject="certificate:unknown")
+        with self._audit.refusals(draft):
+            try:
+                cert = x509.load_pem_x509_certificate(certificate_pem.encode())
+            except ValueError as e:
+                raise InvalidInput("'certificate' is not a PEM certificate") from e
+            draft = AuditDraft(tag=AuditTag.RECOVERY_REFUSED,
+                               actor=f"recovery:{cert.subject.rfc4514_string()[:200]}",
+                               org_path="/root/", subject=f"certificate:{cert.serial_number:x}")
+        with self._audit.refusals(draft):
+            now = self._clock.now()
+            if abs(now - signed_at) > RECOVERY_CLOCK_SKEW:
+                raise Unauthenticated("the recovery proof is not fresh (signed_at too far from "
+                                      "the server's time)")
+            current = self._current_record(cert, allow_expired=True)
+            if not proof.verify(require_leaf_public_key(cert.public_key()), signature,
+                                proof.recovery_message(signed_at, csr_der)):
+                raise Unauthenticated("the recovery proof was not signed by the certificate's key")
+            csr = parse_csr(csr_der)
+            _check_same_names(csr, cert)
+            with self._uow.reading() as uow:
+                device = uow.devices.get(current.device_id or "")
+                device_type = uow.device_types.get(device.type_name) if device else None
+            if device is None or device_type is None:
+                raise NotFound("the device of this certificate no longer exists")
+            expired_for = now - cert.not_valid_after_utc
+            grace = device_type.rotation.grace_period
+            if expired_for > grace:
+                raise Unauthenticated(
+                    f"the certificate expired {_ago(expired_for)} ago, beyond the "
+                    f"{_ago(grace)} grace window of {device_type.name!r}; onboard again "
+                    "with a claim token")
+            record = self._pki.issue_certificate(
+                device_principal(device, "recovery"), device_id=device.id, csr_data=csr_der,
+                profile=current.profile, fresh_key=True,
+            )
+        self._audit.record(AuditDraft(
+            tag=AuditTag.RECOVERY_SUCCEEDED, actor=f"recovery:{device.id}",
+            org_path=device.org_path, subject=f"device:{device.id}",
+            details={"previous": current.serial_hex, "serial": record.serial_hex,
+                     "expired_for_seconds": max(0, int(expired_for.total_seconds())),
+                     "grace_seconds": int(grace.total_seconds())},
+        ))
+        return record
+
+    def _current_record(
+        self, cert: x509.Certificate, *, allow_expired: bool = False
+    ) -> CertificateRecord:
         issuing = self._pki.cas.issuing.certificate
         if cert.issuer != issuing.subject or not _signed_by(cert, issuing):
             raise Unauthenticated("the client certificate was not issued by this CA")
         now = self._clock.now()
-        if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
+        if now < cert.not_valid_before_utc:
+            raise Unauthenticated("the client certificate is not valid yet")
+        if not allow_expired and now >= cert.not_valid_after_utc:
             raise Unauthenticated("the client certificate has expired")
         with self._uow.reading() as uow:
             record = uow.certificates.get(self._pki.cas.issuing_id, cert.serial_number)
@@ -170,23 +232,19 @@ class Enrollment:
 
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    key = issuer.public_key()
     try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            assert cert.signature_hash_algorithm is not None
-            key.verify(cert.signature, cert.tbs_certificate_bytes,
-                       ec.ECDSA(cert.signature_hash_algorithm))
-        elif isinstance(key, rsa.RSAPublicKey):
-            assert cert.signature_hash_algorithm is not None
-            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),
-                       cert.signature_hash_algorithm)
-        elif isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(cert.signature, cert.tbs_certificate_bytes)
-        else:
-            return False
-    except (InvalidSignature, AssertionError):
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
         return False
     return True
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _check_same_names(csr: x509.CertificateSigningRequest, cert: x509.Certificate) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from iotiam.errors import Conflict, InvalidInput
@@ -79,6 +79,31 @@ class Criticality(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class RotationPolicy:
+    """How a device type's credentials are rotated.
+
+    ``certificate_lifetime`` overrides the profile's (None: the profile decides);
+    devices renew at about 2/3 of it. ``grace_period`` is how long after expiry a
+    device that was offline may still recover by proving it holds the old key.
+    ``max_credential_age`` flags keys kept longer than this as never-rotated.
+    """
+
+    certificate_lifetime: timedelta | None = None
+    grace_period: timedelta = timedelta(days=3)
+    max_credential_age: timedelta = timedelta(days=30)
+
+    def __post_init__(self) -> None:
+        if self.certificate_lifetime is not None and not (
+            timedelta(seconds=30) <= self.certificate_lifetime <= timedelta(days=825)
+        ):
+            raise InvalidInput("certificate lifetime must be between 30 s and 825 days")
+        if not timedelta(0) <= self.grace_period <= timedelta(days=90):
+            raise InvalidInput("grace period must be between 0 and 90 days")
+        if not timedelta(minutes=1) <= self.max_credential_age <= timedelta(days=3650):
+            raise InvalidInput("maximum credential age must be between 1 minute and 10 years")
+
+
+@dataclass(frozen=True)
 class DeviceType:
     """A kind of device in the fleet."""
 
@@ -88,6 +113,7 @@ class DeviceType:
     description: str
     certificate_profile: str
     created_at: datetime
+    rotation: RotationPolicy = field(default_factory=RotationPolicy)
 
 
 class DeviceState(enum.StrEnum):

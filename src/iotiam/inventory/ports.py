@@ -10,7 +10,14 @@ if TYPE_CHECKING:
     from iotiam.unit_of_work import UnitOfWork
 
 from iotiam.admin.models import Principal
-from iotiam.inventory.models import Device, DeviceState, DeviceType, Group, OrgUnit
+from iotiam.inventory.models import (
+    Device,
+    DeviceState,
+    DeviceType,
+    Group,
+    OrgUnit,
+    RotationPolicy,
+)
 
 
 class OrgUnitStore(Protocol):
@@ -42,6 +49,10 @@ class DeviceTypeStore(Protocol):
 
     def list_all(self) -> list[DeviceType]:
         """All device types."""
+        ...
+
+    def set_rotation(self, name: str, rotation: RotationPolicy) -> None:
+        """Replace a device type's rotation policy."""
         ...
 
 

@@ -29,6 +29,7 @@ from iotiam.inventory.models import (
     InventorySummary,
     OrgUnit,
     OrgUnitKind,
+    RotationPolicy,
     check_attributes,
     check_identifier,
     check_transition,
@@ -149,6 +150,28 @@ class Inventory:
                 uow.device_types.add(device_type)
                 self._audit.append(uow, draft)
                 return device_type
+
+    def set_rotation(self, actor: Principal, name: str, rotation: RotationPolicy) -> DeviceType:
+        """Change how a device type's credentials rotate (root-scoped admins)."""
+        draft = AuditDraft(
+            tag=AuditTag.DEVICE_TYPE_ROTATION_CHANGED, actor=actor.name,
+            org_path=actor.org_path, subject=f"device-type:{name}",
+        )
+        with self._audit.refusals(draft), self._uow() as uow:
+            require_role(actor, Role.ADMIN, "changing rotation policies")
+            if not actor.is_global:
+                raise Forbidden("device types are fleet-wide; use a root-scoped admin token")
+            current = uow.device_types.get(name)
+            if current is None:
+                raise NotFound(f"device type {name!r} not found")
+            uow.device_types.set_rotation(name, rotation)
+            lifetime = rotation.certificate_lifetime
+            self._audit.append(uow, _with_path(draft, actor.org_path, {
+                "certificate_lifetime_seconds": lifetime.total_seconds() if lifetime else None,
+                "grace_seconds": rotation.grace_period.total_seconds(),
+                "max_credential_age_seconds": rotation.max_credential_age.total_seconds(),
+            }))
+            return replace(current, rotation=rotation)
 
     def list_device_types(self) -> list[DeviceType]:
         """All device types."""

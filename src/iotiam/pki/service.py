@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from cryptography import x509
@@ -214,6 +214,9 @@ class Pki:
             profile = get_profile(
                 profile_name or (device_type.certificate_profile if device_type else "device")
             )
+            if device_type is not None and device_type.rotation.certificate_lifetime:
+                # the device type's rotation policy beats the profile's default lifetime
+                profile = replace(profile, lifetime=device_type.rotation.certificate_lifetime)
             public_key = validate_csr(csr, device_identity(device))
             key_hash = public_key_sha256(public_key)
             for other in uow.certificates.with_public_key(key_hash):
@@ -254,7 +257,7 @@ class Pki:
         certificate = self._issuer.issue(
             public_key,
             device_identity(device),
-            get_profile(record.profile),
+            replace(get_profile(record.profile), lifetime=record.not_after - record.not_before),
             record.serial,
             record.not_before,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -19,6 +19,7 @@ from iotiam.inventory.models import (
     Group,
     OrgUnit,
     OrgUnitKind,
+    RotationPolicy,
 )
 from iotiam.storage import schema as t
 from iotiam.storage.rows import dump_json, load_json, under_path
@@ -33,6 +34,15 @@ def _org_unit(row: Any) -> OrgUnit:
         path=row.path,
         created_at=row.created_at,
     )
+
+
+def _rotation_columns(rotation: RotationPolicy) -> dict[str, int | None]:
+    lifetime = rotation.certificate_lifetime
+    return {
+        "certificate_lifetime_seconds": int(lifetime.total_seconds()) if lifetime else None,
+        "grace_seconds": int(rotation.grace_period.total_seconds()),
+        "max_credential_age_seconds": int(rotation.max_credential_age.total_seconds()),
+    }
 
 
 def _device(row: Any) -> Device:
@@ -100,7 +110,16 @@ class SqlDeviceTypeStore:
                 description=device_type.description,
                 certificate_profile=device_type.certificate_profile,
                 created_at=device_type.created_at,
+                **_rotation_columns(device_type.rotation),
             )
+        )
+
+    def set_rotation(self, name: str, rotation: RotationPolicy) -> None:
+        """Replace a device type's rotation policy."""
+        self._c.execute(
+            update(t.device_types)
+            .where(t.device_types.c.name == name)
+            .values(**_rotation_columns(rotation))
         )
 
     def get(self, name: str) -> DeviceType | None:
@@ -122,6 +141,13 @@ class SqlDeviceTypeStore:
             description=row.description,
             certificate_profile=row.certificate_profile,
             created_at=row.created_at,
+            rotation=RotationPolicy(
+                certificate_lifetime=timedelta(seconds=row.certificate_lifetime_seconds)
+                if row.certificate_lifetime_seconds
+                else None,
+                grace_period=timedelta(seconds=row.grace_seconds),
+                max_credential_age=timedelta(seconds=row.max_credential_age_seconds),
+            ),
         )
 
 

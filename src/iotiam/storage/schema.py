@@ -68,6 +68,9 @@ device_types = Table(
     Column("description", Text, nullable=False, default=""),
     Column("certificate_profile", String(64), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("certificate_lifetime_seconds", Integer, nullable=True),
+    Column("grace_seconds", Integer, nullable=False, server_default="259200"),
+    Column("max_credential_age_seconds", Integer, nullable=False, server_default="2592000"),
 )
 
 devices = Table(

@@ -16,13 +16,14 @@ from iotiam.api.schemas import (
     GroupMemberIn,
     ImportIn,
     OrgUnitIn,
+    RotationIn,
     StateChangeIn,
     render_device,
     render_device_type,
     render_group,
     render_org_unit,
 )
-from iotiam.inventory.models import DeviceDraft, DeviceState
+from iotiam.inventory.models import DeviceDraft, DeviceState, RotationPolicy
 
 router = APIRouter(prefix="/v1", tags=["inventory"])
 
@@ -56,6 +57,18 @@ def create_device_type(body: DeviceTypeIn, caller: Caller, svc: Wired) -> dict[s
         description=body.description, certificate_profile=body.certificate_profile,
     )
     return render_device_type(created)
+
+
+@router.put("/device-types/{name}/rotation")
+def set_rotation(name: str, body: RotationIn, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Set a device type's rotation policy (lifetime, grace window, maximum key age)."""
+    lifetime = body.certificate_lifetime_seconds
+    policy = RotationPolicy(
+        certificate_lifetime=timedelta(seconds=lifetime) if lifetime else None,
+        grace_period=timedelta(seconds=body.grace_seconds),
+        max_credential_age=timedelta(seconds=body.max_credential_age_seconds),
+    )
+    return render_device_type(svc.inventory.set_rotation(caller, name, policy))
 
 
 @router.post("/devices", status_code=201)
