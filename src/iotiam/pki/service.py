@@ -229,7 +229,8 @@ class Pki:
             if on_reserve is not None:
                 on_reserve(uow, device)
             now = self._clock.now()
-            not_before = now - self._config.backdate
+            # backdate for skewed device clocks, but never eat much of a short lifetime
+            not_before = now - min(self._config.backdate, profile.lifetime / 10)
             issuing_not_after = self.cas.issuing.certificate.not_valid_after_utc
             record = CertificateRecord(
                 issuer_id=self.cas.issuing_id,

@@ -1,0 +1,5 @@
+"""The device agent: keeps its key on the device, enrolls over EST, renews itself."""
+
+from iotiam.agent.agent import Agent, AgentError
+
+__all__ = ["Agent", "AgentError"]

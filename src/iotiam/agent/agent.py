@@ -1,0 +1,223 @@
+"""``Agent``: enroll once, then keep a valid certificate forever, without a human.
+
+Renewal happens at about 2/3 of the certificate's lifetime, with jitter so that a
+fleet enrolled together does not renew together, and exponential backoff when the
+server cannot be reached. A device that was offline past expiry recovers by proving
+it holds its old key, which the server accepts only inside the device type's grace
+window. Every renewal uses a new key generated on the device.
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+
+from iotiam.agent.est_client import EnrollmentRefused, EstClient
+from iotiam.agent.files import AgentFiles
+from iotiam.clock import Clock, SystemClock
+from iotiam.errors import IamError
+from iotiam.pki.keys import PrivateKey
+
+RENEW_AT = 2 / 3
+JITTER = 0.05  # +- 5 % of the lifetime
+MAX_BACKOFF = timedelta(minutes=5)
+
+
+class AgentError(IamError):
+    """The agent could not do what it was asked (not enrolled, refused, unreachable)."""
+
+    kind = "agent"
+    title = "Agent error"
+
+
+def _csr(key: PrivateKey, device_id: str) -> bytes:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)])
+    )
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+class Agent:
+    """A device's identity agent, working in one directory on the device."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        server_url: str | None = None,
+        device_id: str | None = None,
+        server_ca: Path | None = None,
+        label: str | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.files = AgentFiles(Path(directory))
+        self._clock = clock or SystemClock()
+        self._rng = rng or random.SystemRandom()
+        state = self.files.load_state()
+        if server_url:
+            state["server_url"] = server_url.rstrip("/")
+        if device_id:
+            state["device_id"] = device_id
+        if label:
+            state["label"] = label
+        if server_ca is not None:
+            self.files.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.files.server_ca.write_bytes(Path(server_ca).read_bytes())
+        if not state.get("server_url") or not state.get("device_id"):
+            raise AgentError("the agent needs --server and --device the first time")
+        self._state = state
+        self.files.save_state(state)
+
+    @property
+    def device_id(self) -> str:
+        """The device this agent speaks for."""
+        return str(self._state["device_id"])
+
+    def _est(self) -> EstClient:
+        if not self.files.server_ca.exists():
+            raise AgentError("no server CA file; pass --ca the first time")
+        return EstClient(self._state["server_url"], self.files.server_ca, self._state.get("label"))
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def enroll(self, claim: str) -> x509.Certificate:
+        """First contact: a new key, a CSR and the one-time claim token."""
+        key = self.files.new_key()
+        try:
+            est = self._est()
+            cert = est.enroll(self.device_id, claim, _csr(key, self.device_id))
+            chain = "".join(c.public_bytes(serialization.Encoding.PEM).decode()
+                            for c in est.cacerts())
+        except EnrollmentRefused as e:
+            raise AgentError(f"enrollment refused: {e}") from e
+        except httpx.HTTPError as e:
+            raise AgentError(f"cannot reach {self._state['server_url']}: {e}") from e
+        self._install(key, cert, chain)
+        return cert
+
+    def renew(self) -> x509.Certificate:
+        """RFC 7030 re-enrollment with the current certificate, onto a fresh key."""
+        current = self._require_certificate()
+        if self._clock.now() >= current.not_valid_after_utc:
+            return self.recover()
+        key = self.files.new_key()
+        try:
+            cert = self._est().reenroll(self.files.cert, self.files.key,
+                                        _csr(key, self.device_id))
+        except EnrollmentRefused as e:
+            raise AgentError(f"renewal refused: {e}") from e
+        except (httpx.HTTPError, ssl.SSLError) as e:
+            raise AgentError(f"cannot reach {self._state['server_url']}: {e}") from e
+        self._install(key, cert, None)
+        return cert
+
+    def recover(self) -> x509.Certificate:
+        """After an outage past expiry: prove the old key (accepted only in the grace window)."""
+        current = self._require_certificate()
+        key = self.files.new_key()
+        try:
+            cert, chain = self._est().recover(
+                current.public_bytes(serialization.Encoding.PEM).decode(),
+                self.files.load_key(), _csr(key, self.device_id), self._clock.now())
+        except EnrollmentRefused as e:
+            raise AgentError(f"recovery refused: {e}") from e
+        except httpx.HTTPError as e:
+            raise AgentError(f"cannot reach {self._state['server_url']}: {e}") from e
+        self._install(key, cert, chain)
+        return cert
+
+    def _require_certificate(self) -> x509.Certificate:
+        cert = self.files.load_certificate()
+        if cert is None:
+            raise AgentError("not enrolled yet; run `iotiam-agent enroll` with a claim token")
+        return cert
+
+    def _install(self, key: PrivateKey, cert: x509.Certificate, chain: str | None) -> None:
+        self.files.save_key(key)
+        self.files.save_certificate(cert, chain)
+        lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+        jitter = lifetime * self._rng.uniform(-JITTER, JITTER)
+        due = cert.not_valid_before_utc + lifetime * RENEW_AT + jitter
+        self._state.update(serial=f"{cert.serial_number:x}", renew_at=due.isoformat(),
+                           failures=0, retry_at=None)
+        self.files.save_state(self._state)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def next_action_at(self) -> datetime:
+        """When the agent next wants to renew (or retry after a failure)."""
+        retry = self._state.get("retry_at")
+        if retry:
+            return datetime.fromisoformat(retry)
+        due = self._state.get("renew_at")
+        if not due:
+            raise AgentError("not enrolled yet")
+        return datetime.fromisoformat(due)
+
+    def tick(self) -> str:
+        """Do whatever is due now: ``renewed``, ``recovered``, ``waiting`` or ``failed``."""
+        now = self._clock.now()
+        if now < self.next_action_at():
+            return "waiting"
+        expired = now >= self._require_certificate().not_valid_after_utc
+        try:
+            self.recover() if expired else self.renew()
+        except AgentError as e:
+            failures = int(self._state.get("failures", 0)) + 1
+            backoff = min(timedelta(seconds=2 ** min(failures, 16)), MAX_BACKOFF)
+            backoff *= self._rng.uniform(0.5, 1.0)
+            self._state.update(failures=failures, retry_at=(now + backoff).isoformat(),
+                               last_error=str(e))
+            self.files.save_state(self._state)
+            return "failed"
+        return "recovered" if expired else "renewed"
+
+    def run(self, stop: threading.Event) -> None:
+        """Renew forever (until ``stop`` is set)."""
+        while not stop.is_set():
+            self.tick()
+            wait = (self.next_action_at() - self._clock.now()).total_seconds()
+            stop.wait(max(0.05, min(wait, 60.0)))
+
+    def status(self) -> dict[str, Any]:
+        """What the agent holds and plans."""
+        cert = self.files.load_certificate()
+        return {
+            "device": self.device_id,
+            "server": self._state["server_url"],
+            "serial": f"{cert.serial_number:x}" if cert else None,
+            "not_after": cert.not_valid_after_utc.isoformat() if cert else None,
+            "renew_at": self._state.get("renew_at"),
+            "failures": self._state.get("failures", 0),
+            "last_error": self._state.get("last_error"),
+        }
+
+    # -- for applications --------------------------------------------------------------
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client TLS context with the device's certificate, trusting the iotiam CA."""
+        self._require_certificate()
+        ca = self.files.chain if self.files.chain.exists() else self.files.server_ca
+        context = ssl.create_default_context(cafile=str(ca))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(str(self.files.cert), str(self.files.key))
+        return context
+
+    def mqtt_client(self, **kwargs: Any) -> Any:
+        """A paho-mqtt client with mTLS set up; the client id is the device id."""
+        from paho.mqtt.client import Client
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        client = Client(CallbackAPIVersion.VERSION2, client_id=self.device_id, **kwargs)
+        client.tls_set_context(self.ssl_context())
+        return client

@@ -1,0 +1,107 @@
+"""The agent's side of EST (RFC 7030) and of recovery, over httpx."""
+
+from __future__ import annotations
+
+import base64
+import ssl
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+from iotiam.enrollment import proof
+from iotiam.pki.keys import PrivateKey
+
+
+class EnrollmentRefused(Exception):
+    """The server answered an enrollment request with an error."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        return str(body.get("detail") or body.get("title") or response.text[:200])
+    except ValueError:
+        return response.text[:200]
+
+
+def _certificate(response: httpx.Response) -> x509.Certificate:
+    if response.status_code != 200:
+        raise EnrollmentRefused(response.status_code, _detail(response))
+    certs = pkcs7.load_der_pkcs7_certificates(base64.b64decode(response.content))
+    return certs[0]
+
+
+class EstClient:
+    """Talks to ``/.well-known/est`` (and ``/v1/recovery``) of one iotiam server."""
+
+    def __init__(self, server_url: str, server_ca: Path, label: str | None = None,
+                 timeout: float = 30.0) -> None:
+        self._url = server_url.rstrip("/")
+        self._server_ca = server_ca
+        prefix = f"/.well-known/est/{label}" if label else "/.well-known/est"
+        self._prefix = prefix
+        self._timeout = timeout
+
+    def _context(self, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self._server_ca))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if cert is not None and key is not None:
+            context.load_cert_chain(str(cert), str(key))
+        return context
+
+    def _post_csr(self, path: str, csr_der: bytes, context: ssl.SSLContext,
+                  auth: tuple[str, str] | None = None) -> httpx.Response:
+        # a new TLS connection per request, as in the field
+        with httpx.Client(base_url=self._url, verify=context, timeout=self._timeout) as http:
+            headers = {"Content-Type": "application/pkcs10"}
+            body = base64.encodebytes(csr_der)
+            if auth is None:
+                return http.post(f"{self._prefix}/{path}", content=body, headers=headers)
+            return http.post(f"{self._prefix}/{path}", content=body, headers=headers,
+                             auth=httpx.BasicAuth(*auth))
+
+    def enroll(self, device_id: str, claim: str, csr_der: bytes) -> x509.Certificate:
+        """``simpleenroll`` with a one-time claim token as HTTP Basic credentials."""
+        return _certificate(self._post_csr("simpleenroll", csr_der, self._context(),
+                                           auth=(device_id, claim)))
+
+    def reenroll(self, cert: Path, key: Path, csr_der: bytes) -> x509.Certificate:
+        """``simplereenroll`` authenticated by the current certificate over TLS."""
+        return _certificate(self._post_csr("simplereenroll", csr_der,
+                                           self._context(cert, key)))
+
+    def recover(self, cert_pem: str, old_key: PrivateKey, csr_der: bytes,
+                now: datetime) -> tuple[x509.Certificate, str]:
+        """After expiry: prove possession of the old key (within the grace window)."""
+        signature = proof.sign(old_key, proof.recovery_message(now, csr_der))
+        body: dict[str, Any] = {
+            "certificate": cert_pem,
+            "csr": base64.b64encode(csr_der).decode(),
+            "signed_at": now.isoformat(),
+            "signature": base64.b64encode(signature).decode(),
+        }
+        with httpx.Client(base_url=self._url, verify=self._context(),
+                          timeout=self._timeout) as http:
+            response = http.post("/v1/recovery", json=body)
+        if response.status_code != 200:
+            raise EnrollmentRefused(response.status_code, _detail(response))
+        answer = response.json()
+        return x509.load_pem_x509_certificate(answer["pem"].encode()), answer["chain_pem"]
+
+    def cacerts(self) -> list[x509.Certificate]:
+        """The CA certificates (``/cacerts``)."""
+        with httpx.Client(base_url=self._url, verify=self._context(),
+                          timeout=self._timeout) as http:
+            response = http.get(f"{self._prefix}/cacerts")
+        if response.status_code != 200:
+            raise EnrollmentRefused(response.status_code, _detail(response))
+        return pkcs7.load_der_pkcs7_certificates(base64.b64decode(response.content))

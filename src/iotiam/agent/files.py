@@ -1,0 +1,99 @@
+"""Where the agent keeps its key, certificate, chain and state on the device."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from iotiam.pki.keys import PrivateKey
+
+
+def write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Write a file with ``mode`` from its first byte, replacing the old one atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class AgentFiles:
+    """The agent's directory: ``key.pem`` (0600), ``cert.pem``, ``chain.pem``, ``state.json``."""
+
+    root: Path
+
+    @property
+    def key(self) -> Path:
+        """The device's private key (never leaves the device)."""
+        return self.root / "key.pem"
+
+    @property
+    def cert(self) -> Path:
+        """The current operational certificate."""
+        return self.root / "cert.pem"
+
+    @property
+    def chain(self) -> Path:
+        """Issuing CA then root."""
+        return self.root / "chain.pem"
+
+    @property
+    def server_ca(self) -> Path:
+        """The CA the agent trusts for the iotiam server's TLS certificate."""
+        return self.root / "server-ca.pem"
+
+    @property
+    def state(self) -> Path:
+        """Device id, server URL and renewal bookkeeping."""
+        return self.root / "state.json"
+
+    def new_key(self) -> ec.EllipticCurvePrivateKey:
+        """Generate a P-256 key here, on the device."""
+        return ec.generate_private_key(ec.SECP256R1())
+
+    def save_key(self, key: PrivateKey) -> None:
+        """Store the key, readable by the owner only."""
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        write_atomically(self.key, pem, 0o600)
+
+    def load_key(self) -> PrivateKey:
+        """The current key."""
+        key = serialization.load_pem_private_key(self.key.read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return key
+
+    def save_certificate(self, cert: x509.Certificate, chain_pem: str | None) -> None:
+        """Store the certificate (and chain) next to the key."""
+        write_atomically(self.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        if chain_pem:
+            write_atomically(self.chain, chain_pem.encode(), 0o644)
+
+    def load_certificate(self) -> x509.Certificate | None:
+        """The current certificate, if enrolled."""
+        if not self.cert.exists():
+            return None
+        return x509.load_pem_x509_certificate(self.cert.read_bytes())
+
+    def load_state(self) -> dict[str, Any]:
+        """The saved state (empty before enrollment)."""
+        if not self.state.exists():
+            return {}
+        loaded: dict[str, Any] = json.loads(self.state.read_text())
+        return loaded
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        """Persist the state."""
+        write_atomically(self.state, (json.dumps(state, indent=2) + "\n").encode(), 0o600)
