@@ -286,8 +286,11 @@ def _write_tls_files(
     chain = material.certificate.public_bytes(serialization.Encoding.PEM).decode()
     write_private_file(cert_file, chain + cas.chain_pem())
     write_private_file(key_file, encrypt_private_key(material.key, passphrase))
+    # trust anchors for API clients, and the CAs device client certificates chain to
+    # (issuing CA included, so a device that sends only its leaf still verifies)
     write_private_file(tls / "ca.pem", cas.root.certificate.public_bytes(
         serialization.Encoding.PEM))
+    write_private_file(tls / "client-ca.pem", cas.chain_pem())
 
 
 def _san_names(cert: x509.Certificate) -> set[str]:

@@ -112,7 +112,7 @@ class Agent:
             return self.recover()
         key = self.files.new_key()
         try:
-            cert = self._est().reenroll(self.files.cert, self.files.key,
+            cert = self._est().reenroll(self.files.fullchain, self.files.key,
                                         _csr(key, self.device_id))
         except EnrollmentRefused as e:
             raise AgentError(f"renewal refused: {e}") from e
@@ -210,7 +210,7 @@ class Agent:
         ca = self.files.chain if self.files.chain.exists() else self.files.server_ca
         context = ssl.create_default_context(cafile=str(ca))
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(str(self.files.cert), str(self.files.key))
+        context.load_cert_chain(str(self.files.fullchain), str(self.files.key))
         return context
 
     def mqtt_client(self, **kwargs: Any) -> Any:

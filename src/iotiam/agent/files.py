@@ -45,6 +45,11 @@ class AgentFiles:
         return self.root / "cert.pem"
 
     @property
+    def fullchain(self) -> Path:
+        """Certificate then issuing CA: what the device presents in TLS."""
+        return self.root / "fullchain.pem"
+
+    @property
     def chain(self) -> Path:
         """Issuing CA then root."""
         return self.root / "chain.pem"
@@ -77,9 +82,16 @@ class AgentFiles:
 
     def save_certificate(self, cert: x509.Certificate, chain_pem: str | None) -> None:
         """Store the certificate (and chain) next to the key."""
-        write_atomically(self.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        leaf = cert.public_bytes(serialization.Encoding.PEM)
+        write_atomically(self.cert, leaf, 0o644)
         if chain_pem:
             write_atomically(self.chain, chain_pem.encode(), 0o644)
+        if self.chain.exists():
+            # the first certificate of the chain file is the issuing CA
+            chain = self.chain.read_bytes()
+            end = b"-----END CERTIFICATE-----\n"
+            issuing = chain[: chain.index(end) + len(end)] if end in chain else b""
+            write_atomically(self.fullchain, leaf + issuing, 0o644)
 
     def load_certificate(self) -> x509.Certificate | None:
         """The current certificate, if enrolled."""

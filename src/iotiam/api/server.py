@@ -88,7 +88,7 @@ def serve(services: Services, *, log_level: str = "info") -> None:
         ssl_certfile=str(settings.tls_dir / "server.pem"),
         ssl_keyfile=str(settings.tls_dir / "server.key"),
         ssl_keyfile_password=passphrase,
-        ssl_ca_certs=str(settings.tls_dir / "ca.pem"),
+        ssl_ca_certs=str(settings.tls_dir / "client-ca.pem"),
         # client certificates are optional on the API (device endpoints use them)
         ssl_cert_reqs=ssl.CERT_OPTIONAL,
         # puts the verified client certificate into scope["extensions"]["tls"] (EST)

@@ -1,0 +1,116 @@
+"""The device agent against a live server, with a 1-minute certificate lifetime."""
+
+from __future__ import annotations
+
+import stat
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from iotiam.agent import Agent, AgentError
+
+from .live_server import Server
+
+pytestmark = pytest.mark.integration
+
+LIFETIME = "1m"
+
+
+def claim(server: Server, device_id: str) -> str:
+    """A one-time claim token for ``device_id``."""
+    return server.cli("claim", "create", "--device", device_id).out.strip().splitlines()[-1]
+
+
+def set_rotation(server: Server, *, grace: str) -> None:
+    """Short-lived certificates for the ``controller`` type used here."""
+    server.cli("device-type", "set-rotation", "controller", "--lifetime", LIFETIME,
+               "--grace", grace)
+
+
+def test_agent_renews_then_recovers_only_inside_grace(server: Server) -> None:
+    set_rotation(server, grace="10m")
+    agents = {}
+    for name in ("agent-live", "agent-offline"):
+        server.register(name, "controller")
+        agents[name] = Agent(server.work_dir / name, server_url=server.api_url, device_id=name,
+                             server_ca=server.tls_ca_file)
+        agents[name].enroll(claim(server, name))
+
+    live = agents["agent-live"]
+    key_mode = stat.S_IMODE((live.files.key).stat().st_mode)
+    assert key_mode == 0o600
+    first = live.files.load_certificate()
+    assert first is not None
+    lifetime = first.not_valid_after_utc - first.not_valid_before_utc
+    assert 50 <= lifetime.total_seconds() <= 60
+    renew_at = live.next_action_at()
+    assert first.not_valid_before_utc + lifetime * 0.6 <= renew_at
+    assert renew_at <= first.not_valid_before_utc + lifetime * 0.72
+
+    # the live agent renews on its own, before expiry, onto a new key
+    stop = threading.Event()
+    runner = threading.Thread(target=live.run, args=(stop,), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 90
+    renewed = first
+    while time.monotonic() < deadline:
+        renewed = live.files.load_certificate() or first
+        if renewed.serial_number != first.serial_number:
+            break
+        time.sleep(0.5)
+    stop.set()
+    runner.join(10)
+    assert renewed.serial_number != first.serial_number, live.status()
+    # renewed before the old certificate expired (notBefore is backdated by lifetime/10)
+    assert renewed.not_valid_before_utc + lifetime / 10 < first.not_valid_after_utc
+    assert renewed.public_key() != first.public_key()
+
+    # the offline agent was not running: wait until its certificate has expired
+    offline = agents["agent-offline"]
+    held = offline.files.load_certificate()
+    assert held is not None
+    while datetime.now(UTC) < held.not_valid_after_utc + (lifetime / 30):
+        time.sleep(0.5)
+
+    set_rotation(server, grace="0s")  # outside the grace window: refused
+    with pytest.raises(AgentError, match="grace window"):
+        offline.recover()
+    set_rotation(server, grace="10m")  # inside: recovered onto a new key
+    recovered = offline.renew()
+    assert recovered.serial_number != held.serial_number
+    assert recovered.not_valid_after_utc > datetime.now(UTC)
+    with server.api() as api:
+        audit = api.get("/v1/audit/records", params={"limit": 5000}).json()["items"]
+    outcomes = [(r["tag"], r["outcome"]) for r in audit
+                if r["tag"].startswith("device:recovery")]
+    assert ("device:recovery:refused", "failure") in outcomes or \
+        ("device:recovery:refused", "denied") in outcomes
+    assert ("device:recovery:succeeded", "success") in outcomes
+
+
+def test_agent_cli_enroll_status_fail(server: Server) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = str(Path(sys.executable).with_name("iotiam-agent"))
+    server.register("agent-cli")
+    token = claim(server, "agent-cli")
+    directory = server.work_dir / "agent-cli"
+    base = [tool]
+    ok = subprocess.run([*base, "enroll", "--dir", str(directory), "--server", server.api_url,
+                         "--device", "agent-cli", "--claim", token, "--ca",
+                         str(server.tls_ca_file)], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "enrolled agent-cli" in ok.stdout
+    again = subprocess.run([*base, "enroll", "--dir", str(directory), "--server",
+                            server.api_url, "--device", "agent-cli", "--claim", token, "--ca",
+                            str(server.tls_ca_file)], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1
+    assert again.stderr.startswith("error: enrollment refused")
+    assert len(again.stderr.strip().splitlines()) == 1
+    status = subprocess.run([*base, "status", "--dir", str(directory)], capture_output=True,
+                            text=True, timeout=60)
+    assert '"device": "agent-cli"' in status.stdout
