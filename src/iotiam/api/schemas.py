@@ -122,6 +122,13 @@ class ClaimIn(Body):
     ttl_seconds: int = Field(default=600, ge=30, le=30 * 86400)
 
 
+class BatchClaimIn(Body):
+    """One-time claim tokens for many devices."""
+
+    devices: list[str] = Field(min_length=1, max_length=1000)
+    ttl_seconds: int = Field(default=600, ge=30, le=30 * 86400)
+
+
 class TokenIn(Body):
     """Create an admin token."""
 

@@ -62,6 +62,8 @@ class ApiClient:
         if profile.ca_file and Path(profile.ca_file).exists():
             verify = profile.ca_file
         self._url = profile.url
+        self.base_url = profile.url
+        self.ca_file = profile.ca_file
         self._http = httpx.Client(
             base_url=profile.url,
             headers={"Authorization": f"Bearer {profile.token}"},

@@ -32,6 +32,7 @@ _CLAIM = re.compile(r"^iotc_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})$")
 DEFAULT_CLAIM_TTL = timedelta(minutes=10)
 MAX_CLAIM_TTL = timedelta(days=30)
 RECOVERY_CLOCK_SKEW = timedelta(minutes=5)
+MAX_BATCH_CLAIMS = 1000
 CLAIMABLE_STATES = frozenset({DeviceState.PENDING, DeviceState.ACTIVE})
 
 
@@ -83,6 +84,39 @@ class Enrollment:
                 details={"claim": token.id, "expires_at": token.expires_at.isoformat()},
             ))
         return token, f"{CLAIM_PREFIX}{token.id}_{secret}"
+
+    def create_claims(
+        self, actor: Principal, device_ids: list[str], ttl: timedelta = DEFAULT_CLAIM_TTL
+    ) -> list[tuple[ClaimToken, str]]:
+        """Claims for many devices in one transaction (all or nothing)."""
+        if not 1 <= len(device_ids) <= MAX_BATCH_CLAIMS:
+            raise InvalidInput(f"between 1 and {MAX_BATCH_CLAIMS} devices per request")
+        draft = AuditDraft(tag=AuditTag.CLAIM_CREATED, actor=actor.name,
+                           org_path=actor.org_path, subject=f"devices:{len(device_ids)}")
+        with self._audit.refusals(draft), self._uow() as uow:
+            require_role(actor, Role.OPERATOR, "creating claim tokens")
+            if not timedelta(seconds=30) <= ttl <= MAX_CLAIM_TTL:
+                raise InvalidInput("claim lifetime must be between 30 s and 30 days")
+            now = self._clock.now()
+            created: list[tuple[ClaimToken, str]] = []
+            for device_id in device_ids:
+                device = visible_device(uow, actor, device_id)
+                if device.state not in CLAIMABLE_STATES:
+                    raise Conflict(f"device {device_id!r} is {device.state}; it cannot be claimed")
+                secret = secrets.token_urlsafe(32)
+                token = ClaimToken(
+                    id=secrets.token_hex(8), device_id=device.id, org_path=device.org_path,
+                    secret_hash=_hash(secret), created_at=now, expires_at=now + ttl,
+                    created_by=actor.name,
+                )
+                uow.claims.add(token)
+                created.append((token, f"{CLAIM_PREFIX}{token.id}_{secret}"))
+            self._audit.append(uow, AuditDraft(
+                tag=AuditTag.CLAIM_CREATED, actor=actor.name, org_path=actor.org_path,
+                subject=f"devices:{len(device_ids)}",
+                details={"claims": {t.device_id: t.id for t, _ in created}},
+            ))
+        return created
 
     # -- EST simpleenroll with a claim -------------------------------------------------
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from iotiam.api.auth import Caller, Wired
 from iotiam.api.schemas import (
+    BatchClaimIn,
     ClaimIn,
     DeviceIn,
     DeviceTypeIn,
@@ -137,6 +138,15 @@ def create_claim(device_id: str, body: ClaimIn, caller: Caller, svc: Wired) -> d
         caller, device_id, timedelta(seconds=body.ttl_seconds))
     return {"id": token.id, "device": token.device_id,
             "expires_at": token.expires_at.isoformat(), "token": plaintext}
+
+
+@router.post("/claims", status_code=201)
+def create_claims(body: BatchClaimIn, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Claim tokens for many devices at once (all or nothing)."""
+    created = svc.enrollment.create_claims(caller, body.devices,
+                                           timedelta(seconds=body.ttl_seconds))
+    return {"items": [{"id": t.id, "device": t.device_id, "expires_at": t.expires_at.isoformat(),
+                       "token": plaintext} for t, plaintext in created]}
 
 
 @router.get("/inventory")
