@@ -24,9 +24,12 @@ from iotiam.config import (
     save_settings,
     write_private_file,
 )
+from iotiam.credentials.sealing import SecretSealer
+from iotiam.credentials.service import Psks
 from iotiam.enrollment.service import Enrollment
 from iotiam.errors import SetupError, Unauthenticated
 from iotiam.inventory.models import Criticality, DeviceClass, DeviceType, OrgUnit, OrgUnitKind
+from iotiam.inventory.ports import AllCredentials
 from iotiam.inventory.service import Inventory
 from iotiam.pki.authority import (
     CaMaterial,
@@ -61,6 +64,7 @@ class Services:
     inventory: Inventory
     pki: Pki
     enrollment: Enrollment
+    psks: Psks
 
     def close(self) -> None:
         """Release database connections."""
@@ -82,6 +86,19 @@ def audit_head_key(settings: Settings, *, create: bool) -> bytes:
         return bytes.fromhex(path.read_text().strip())
     if not create:
         raise SetupError(f"audit key {path} is missing; run `iotiam init`")
+    key = secrets.token_bytes(32)
+    write_private_file(path, key.hex() + "\n")
+    return key
+
+
+def data_key(settings: Settings, *, create: bool) -> bytes:
+    """Key that encrypts readable secrets at rest (PSKs); lives outside the database."""
+    env_file = os.environ.get("IOTIAM_DATA_KEY_FILE")
+    path = Path(env_file) if env_file else settings.secrets_dir / "data.key"
+    if path.exists():
+        return bytes.fromhex(path.read_text().strip())
+    if not create:
+        raise SetupError(f"data key {path} is missing; run `iotiam init`")
     key = secrets.token_bytes(32)
     write_private_file(path, key.hex() + "\n")
     return key
@@ -136,15 +153,17 @@ def build_services(
         load_ca_set(database, passphrase),
         serials or x509.random_serial_number,
     )
+    psks = Psks(database, clock, audit, SecretSealer(data_key(settings, create=False)))
     return Services(
         settings=settings,
         clock=clock,
         database=database,
         audit=audit,
         tokens=AdminTokens(database, clock, audit),
-        inventory=Inventory(database, clock, audit, pki),
+        inventory=Inventory(database, clock, audit, AllCredentials(pki, psks)),
         pki=pki,
         enrollment=Enrollment(database, clock, audit, pki),
+        psks=psks,
     )
 
 
@@ -172,6 +191,7 @@ def initialize(
     save_settings(settings)
     passphrase = ca_passphrase(settings, create=True)
     key = audit_head_key(settings, create=True)
+    data_key(settings, create=True)
     database = open_database(settings)
     audit = AuditTrail(database, clock, key)
     try:

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from iotiam.admin.ports import AdminTokenStore
 from iotiam.audit.ports import AuditLog
+from iotiam.credentials.ports import PskStore
 from iotiam.enrollment.ports import ClaimTokenStore
 from iotiam.inventory.ports import DeviceStore, DeviceTypeStore, GroupStore, OrgUnitStore
 from iotiam.pki.ports import CaStore, CertificateStore, CounterStore, CrlStore
@@ -73,6 +74,11 @@ class UnitOfWork(Protocol):
     @property
     def claims(self) -> ClaimTokenStore:
         """The claim token store."""
+        ...
+
+    @property
+    def psks(self) -> PskStore:
+        """The PSK store."""
         ...
 
     def savepoint(self) -> AbstractContextManager[None]:

@@ -7,7 +7,15 @@ from fastapi import FastAPI
 from iotiam import __version__
 from iotiam.api.limits import BodySizeLimit
 from iotiam.api.problems import install_problem_handlers
-from iotiam.api.routes import admin, certificates, est, inventory, public, recovery
+from iotiam.api.routes import (
+    admin,
+    certificates,
+    credentials,
+    est,
+    inventory,
+    public,
+    recovery,
+)
 from iotiam.bootstrap import Services
 
 
@@ -26,6 +34,7 @@ def create_api_app(services: Services) -> FastAPI:
     app.include_router(public.router)
     app.include_router(est.router)
     app.include_router(recovery.router)
+    app.include_router(credentials.router)
     app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_body_bytes)
     return app
 

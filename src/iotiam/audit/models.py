@@ -36,6 +36,10 @@ class AuditTag(enum.StrEnum):
     REENROLLMENT_REFUSED = "device:reenrollment:refused"
     RECOVERY_SUCCEEDED = "device:recovery:succeeded"
     RECOVERY_REFUSED = "device:recovery:refused"
+    PSK_ISSUED = "device:psk:issued"
+    PSK_ROTATED = "device:psk:rotated"
+    PSK_REVOKED = "device:psk:revoked"
+    PSK_EXPORTED = "admin:psk:exported"
     INSTALLATION_INITIALIZED = "system:installation:initialized"
 
 

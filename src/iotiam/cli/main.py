@@ -61,13 +61,14 @@ def main(
 
 def register_commands() -> None:
     """Attach every command group (imported here to keep start-up cheap and explicit)."""
-    from iotiam.cli import admin, certs, devices, setup, simulate
+    from iotiam.cli import admin, certs, credentials, devices, setup, simulate
 
     setup.register(app)
     devices.register(app)
     certs.register(app)
     admin.register(app)
     simulate.register(app)
+    credentials.register(app)
 
 
 def run() -> None:

@@ -128,3 +128,17 @@ class CredentialRevoker(Protocol):
     ) -> int:
         """Revoke every live credential of ``device`` inside ``uow``; return how many."""
         ...
+
+
+class AllCredentials:
+    """Revokes through several revokers (certificates, PSKs, ...) in one transaction."""
+
+    def __init__(self, *revokers: CredentialRevoker) -> None:
+        self._revokers = revokers
+
+    def revoke_device_credentials(
+        self, uow: UnitOfWork, actor: Principal, device: Device, reason: str
+    ) -> int:
+        """Sum of what each revoker revoked."""
+        return sum(r.revoke_device_credentials(uow, actor, device, reason)
+                   for r in self._revokers)

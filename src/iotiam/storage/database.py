@@ -18,6 +18,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from iotiam.errors import Conflict, IamError, InvalidInput
 from iotiam.storage.admin_store import SqlAdminTokenStore
 from iotiam.storage.audit_store import SqlAuditLog
+from iotiam.storage.credential_store import SqlPskStore
 from iotiam.storage.enrollment_store import SqlClaimTokenStore
 from iotiam.storage.inventory_store import (
     SqlDeviceStore,
@@ -90,6 +91,7 @@ class SqlUnitOfWork:
         self.audit = SqlAuditLog(conn)
         self.admin_tokens = SqlAdminTokenStore(conn)
         self.claims = SqlClaimTokenStore(conn)
+        self.psks = SqlPskStore(conn)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:

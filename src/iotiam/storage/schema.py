@@ -222,3 +222,22 @@ claim_tokens = Table(
     Column("used_at", UtcDateTime(), nullable=True),
     Index("ix_claim_tokens_device", "device_id"),
 )
+
+psks = Table(
+    "psks",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("identity", String(128), nullable=False),
+    Column("device_id", String(128), ForeignKey("devices.id"), nullable=False),
+    Column("org_path", String(2048), nullable=False),
+    # AES-256-GCM ciphertext (credentials/sealing.py); the key itself is never stored
+    Column("encrypted_key", LargeBinary, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=True),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+    Column("revocation_reason", String(32), nullable=True),
+    Column("replaced_by", String(32), nullable=True),
+    Index("ix_psks_device", "device_id"),
+    Index("ix_psks_status_org", "status", "org_path"),
+)

@@ -1,0 +1,33 @@
+"""Storage the PSK lifecycle needs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Protocol
+
+from iotiam.credentials.models import Psk
+
+
+class PskStore(Protocol):
+    """PSKs (keys encrypted by the caller)."""
+
+    def add(self, psk: Psk) -> None:
+        """Store a new PSK."""
+        ...
+
+    def active_for_device(self, device_id: str) -> Psk | None:
+        """The device's active PSK, if any."""
+        ...
+
+    def for_device(self, device_id: str) -> list[Psk]:
+        """Every PSK of a device, oldest first."""
+        ...
+
+    def revoke(self, psk_id: str, at: datetime, reason: str, replaced_by: str | None) -> bool:
+        """Mark revoked if active; True when this call did it."""
+        ...
+
+    def iter_active(self, *, org_path: str) -> Iterator[Psk]:
+        """Active PSKs under ``org_path``."""
+        ...

@@ -1,0 +1,152 @@
+"""PSK lifecycle (issue, rotate, revoke, list, export) and the unified credential view."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from iotiam.admin.models import Principal, Role
+from iotiam.audit.models import AuditDraft, AuditTag
+from iotiam.audit.service import AuditTrail
+from iotiam.clock import Clock
+from iotiam.credentials.models import CredentialKind, CredentialView, Psk, PskStatus
+from iotiam.credentials.sealing import SecretSealer
+from iotiam.errors import Conflict, InvalidInput
+from iotiam.inventory.models import Device, DeviceState
+from iotiam.inventory.service import require_role, visible_device
+from iotiam.pki.models import CertificateStatus
+from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+PSK_BYTES = 32
+ISSUABLE = frozenset({DeviceState.PENDING, DeviceState.ACTIVE})
+
+
+class Psks:
+    """TLS-PSK credentials for constrained devices that cannot do certificates."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail,
+                 sealer: SecretSealer) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._audit = audit
+        self._sealer = sealer
+
+    def issue(self, actor: Principal, device_id: str, lifetime: timedelta | None = None
+              ) -> tuple[Psk, str]:
+        """A new random PSK for a device without one; the hex key is returned once."""
+        return self._issue_or_rotate(actor, device_id, lifetime, rotate=False)
+
+    def rotate(self, actor: Principal, device_id: str, lifetime: timedelta | None = None
+               ) -> tuple[Psk, str]:
+        """Replace the device's active PSK with a new one (the old one is revoked)."""
+        return self._issue_or_rotate(actor, device_id, lifetime, rotate=True)
+
+    def _issue_or_rotate(self, actor: Principal, device_id: str, lifetime: timedelta | None,
+                         *, rotate: bool) -> tuple[Psk, str]:
+        tag = AuditTag.PSK_ROTATED if rotate else AuditTag.PSK_ISSUED
+        draft = AuditDraft(tag=tag, actor=actor.name, org_path=actor.org_path,
+                           subject=f"device:{device_id}", details={"refused": True})
+        with self._audit.refusals(draft), self._uow() as uow:
+            require_role(actor, Role.OPERATOR, "issuing PSKs")
+            if lifetime is not None and not timedelta(minutes=1) <= lifetime <= timedelta(
+                    days=825):
+                raise InvalidInput("PSK lifetime must be between 1 minute and 825 days")
+            device = visible_device(uow, actor, device_id, for_update=True)
+            if device.state not in ISSUABLE:
+                raise Conflict(f"device {device_id!r} is {device.state}; no new credentials")
+            current = uow.psks.active_for_device(device.id)
+            if rotate and current is None:
+                raise Conflict(f"device {device_id!r} has no active PSK to rotate")
+            if not rotate and current is not None:
+                raise Conflict(f"device {device_id!r} already has an active PSK; rotate it")
+            now = self._clock.now()
+            key = secrets.token_bytes(PSK_BYTES)
+            psk = Psk(id=secrets.token_hex(8), identity=device.id, device_id=device.id,
+                      org_path=device.org_path, encrypted_key=b"", status=PskStatus.ACTIVE,
+                      created_at=now, expires_at=now + lifetime if lifetime else None)
+            psk = Psk(**{**psk.__dict__,
+                         "encrypted_key": self._sealer.seal(key, f"psk:{psk.id}")})
+            if current is not None:
+                uow.psks.revoke(current.id, now, "superseded", psk.id)
+            uow.psks.add(psk)
+            self._audit.append(uow, AuditDraft(
+                tag=tag, actor=actor.name, org_path=device.org_path,
+                subject=f"device:{device.id}",
+                details={"psk": psk.id, "identity": psk.identity,
+                         "replaced": current.id if current else None},
+            ))
+        return psk, key.hex()
+
+    def revoke(self, actor: Principal, device_id: str, reason: str = "unspecified") -> Psk:
+        """Revoke the device's active PSK (final)."""
+        draft = AuditDraft(tag=AuditTag.PSK_REVOKED, actor=actor.name,
+                           org_path=actor.org_path, subject=f"device:{device_id}",
+                           details={"refused": True})
+        with self._audit.refusals(draft), self._uow() as uow:
+            require_role(actor, Role.OPERATOR, "revoking PSKs")
+            device = visible_device(uow, actor, device_id)
+            current = uow.psks.active_for_device(device.id)
+            if current is None:
+                raise Conflict(f"device {device_id!r} has no active PSK")
+            self._revoke(uow, actor, current, reason)
+            return Psk(**{**current.__dict__, "status": PskStatus.REVOKED,
+                          "revoked_at": self._clock.now(), "revocation_reason": reason})
+
+    def revoke_device_credentials(self, uow: UnitOfWork, actor: Principal, device: Device,
+                                  reason: str) -> int:
+        """Inside a caller's transaction: revoke the device's active PSK, if any."""
+        current = uow.psks.active_for_device(device.id)
+        if current is None:
+            return 0
+        self._revoke(uow, actor, current, reason)
+        return 1
+
+    def _revoke(self, uow: UnitOfWork, actor: Principal, psk: Psk, reason: str) -> None:
+        if not uow.psks.revoke(psk.id, self._clock.now(), reason, None):
+            raise Conflict(f"PSK {psk.id} was already revoked; revocation is final")
+        self._audit.append(uow, AuditDraft(
+            tag=AuditTag.PSK_REVOKED, actor=actor.name, org_path=psk.org_path,
+            subject=f"device:{psk.device_id}", details={"psk": psk.id, "reason": reason},
+        ))
+
+    def export_mosquitto(self, actor: Principal) -> str:
+        """Active, unexpired PSKs under the caller's subtree in Mosquitto ``psk_file`` format."""
+        draft = AuditDraft(tag=AuditTag.PSK_EXPORTED, actor=actor.name,
+                           org_path=actor.org_path, subject="psk-file")
+        with self._audit.refusals(draft):
+            require_role(actor, Role.ADMIN, "exporting PSKs")
+            now = self._clock.now()
+            lines = []
+            with self._uow.reading() as uow:
+                for psk in uow.psks.iter_active(org_path=actor.org_path):
+                    if psk.expires_at is not None and psk.expires_at <= now:
+                        continue
+                    key = self._sealer.open(psk.encrypted_key, f"psk:{psk.id}")
+                    lines.append(f"{psk.identity}:{key.hex()}")
+            self._audit.record(AuditDraft(tag=AuditTag.PSK_EXPORTED, actor=actor.name,
+                                          org_path=actor.org_path, subject="psk-file",
+                                          details={"identities": len(lines)}))
+        return "".join(line + "\n" for line in sorted(lines))
+
+    def credentials(self, actor: Principal, device_id: str) -> list[CredentialView]:
+        """Every credential of a device (certificates and PSKs), one lifecycle model."""
+        now = self._clock.now()
+        with self._uow.reading() as uow:
+            device = visible_device(uow, actor, device_id)
+            views = [
+                CredentialView(
+                    kind=CredentialKind.CERTIFICATE, id=c.serial_hex, device_id=device.id,
+                    status="expired" if c.status is CertificateStatus.ISSUED
+                    and c.not_after <= now else str(c.status),
+                    created_at=c.created_at, expires_at=c.not_after, revoked_at=c.revoked_at)
+                for c in uow.certificates.for_device(device.id)
+            ]
+            views += [
+                CredentialView(
+                    kind=CredentialKind.PSK, id=p.id, device_id=device.id,
+                    status="expired" if p.status is PskStatus.ACTIVE and p.expires_at
+                    and p.expires_at <= now else str(p.status),
+                    created_at=p.created_at, expires_at=p.expires_at, revoked_at=p.revoked_at)
+                for p in uow.psks.for_device(device.id)
+            ]
+        return sorted(views, key=lambda v: v.created_at)

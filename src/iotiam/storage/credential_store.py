@@ -1,0 +1,67 @@
+"""SQL implementation of the PSK store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from iotiam.credentials.models import Psk, PskStatus
+from iotiam.storage import schema as t
+from iotiam.storage.rows import under_path
+
+
+class SqlPskStore:
+    """PSKs in SQL (only ciphertext is stored)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, psk: Psk) -> None:
+        """Store a new PSK."""
+        self._c.execute(insert(t.psks).values(
+            id=psk.id, identity=psk.identity, device_id=psk.device_id, org_path=psk.org_path,
+            encrypted_key=psk.encrypted_key, status=str(psk.status), created_at=psk.created_at,
+            expires_at=psk.expires_at, revoked_at=psk.revoked_at,
+            revocation_reason=psk.revocation_reason, replaced_by=psk.replaced_by,
+        ))
+
+    def active_for_device(self, device_id: str) -> Psk | None:
+        """The device's active PSK."""
+        row = self._c.execute(select(t.psks).where(
+            t.psks.c.device_id == device_id, t.psks.c.status == str(PskStatus.ACTIVE))).first()
+        return _psk(row) if row else None
+
+    def for_device(self, device_id: str) -> list[Psk]:
+        """Every PSK of a device, oldest first."""
+        rows = self._c.execute(select(t.psks).where(t.psks.c.device_id == device_id)
+                               .order_by(t.psks.c.created_at))
+        return [_psk(r) for r in rows]
+
+    def revoke(self, psk_id: str, at: datetime, reason: str, replaced_by: str | None) -> bool:
+        """Mark revoked if still active."""
+        result = self._c.execute(
+            update(t.psks)
+            .where(t.psks.c.id == psk_id, t.psks.c.status == str(PskStatus.ACTIVE))
+            .values(status=str(PskStatus.REVOKED), revoked_at=at, revocation_reason=reason,
+                    replaced_by=replaced_by)
+        )
+        return result.rowcount == 1
+
+    def iter_active(self, *, org_path: str) -> Iterator[Psk]:
+        """Active PSKs under ``org_path``."""
+        rows = self._c.execute(select(t.psks).where(
+            t.psks.c.status == str(PskStatus.ACTIVE), under_path(t.psks.c.org_path, org_path)))
+        for row in rows:
+            yield _psk(row)
+
+
+def _psk(row: Any) -> Psk:
+    return Psk(
+        id=row.id, identity=row.identity, device_id=row.device_id, org_path=row.org_path,
+        encrypted_key=bytes(row.encrypted_key), status=PskStatus(row.status),
+        created_at=row.created_at, expires_at=row.expires_at, revoked_at=row.revoked_at,
+        revocation_reason=row.revocation_reason, replaced_by=row.replaced_by,
+    )
