@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from conftest import Installation
-
 from iotiam.testing import make_csr
 
 

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from iotiam.admin.models import Principal
+from iotiam.admin.models import ROOT_PATH, Principal
+from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.bootstrap import Services
 from iotiam.errors import Unauthenticated
 
@@ -18,12 +19,16 @@ def services(request: Request) -> Services:
 
 
 def principal(request: Request) -> Principal:
-    """The caller, from ``Authorization: Bearer <token>``."""
+    """The caller, from ``Authorization: Bearer <token>``; refusals are audited."""
+    wired = services(request)
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        raise Unauthenticated("send an admin token as 'Authorization: Bearer <token>'")
-    return services(request).tokens.authenticate(value)
+    draft = AuditDraft(tag=AuditTag.ACCESS_DENIED, actor="anonymous", org_path=ROOT_PATH,
+                       subject=f"{request.method} {request.url.path}"[:300])
+    with wired.audit.refusals(draft):
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthenticated("send an admin token as 'Authorization: Bearer <token>'")
+        return wired.tokens.authenticate(value)
 
 
 Caller = Annotated[Principal, Depends(principal)]

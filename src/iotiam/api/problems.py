@@ -8,8 +8,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from iotiam.admin.models import ROOT_PATH
+from iotiam.audit.models import AuditDraft, AuditTag, Outcome
 from iotiam.errors import (
     Conflict,
     Forbidden,
@@ -65,6 +68,29 @@ def _field_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, str]
     return f"{first['field']}: {first['message']}", errors
 
 
+def audit_refused_request(request: Request, reason: str) -> None:
+    """Record a request refused by the HTTP layer, attributed to its token when valid."""
+    services = getattr(request.app.state, "services", None)
+    if services is None:
+        return
+    actor, org_path = "anonymous", ROOT_PATH
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        try:
+            caller = services.tokens.authenticate(value)
+            actor, org_path = caller.name, caller.org_path
+        except IamError:
+            pass
+    try:
+        services.audit.record(AuditDraft(
+            tag=AuditTag.REQUEST_REFUSED, actor=actor, org_path=org_path,
+            subject=f"{request.method} {request.url.path}"[:300], outcome=Outcome.FAILURE,
+            reason=reason[:500],
+        ))
+    except IamError:
+        log.warning("could not audit a refused request to %s", request.url.path)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Render every error as problem+json; never leak a traceback."""
 
@@ -75,13 +101,18 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail, errors = _field_errors(exc)
+        # refused before any use case ran: audit it here, or it would leave no trace
+        await run_in_threadpool(audit_refused_request, request, detail)
         return problem_response(400, "invalid-input", "Invalid input", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {404: "not-found", 405: "method-not-allowed",
                 413: "payload-too-large"}.get(exc.status_code, "http-error")
-        return problem_response(exc.status_code, kind, str(exc.detail), str(exc.detail))
+        if exc.status_code == 413:
+            await run_in_threadpool(audit_refused_request, request, str(exc.detail))
+        title = {413: "Payload too large"}.get(exc.status_code, str(exc.detail))
+        return problem_response(exc.status_code, kind, title, str(exc.detail))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

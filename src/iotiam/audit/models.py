@@ -29,6 +29,7 @@ class AuditTag(enum.StrEnum):
     TOKEN_CREATED = "admin:token:created"  # noqa: S105
     TOKEN_REVOKED = "admin:token:revoked"  # noqa: S105
     ACCESS_DENIED = "admin:access:denied"
+    REQUEST_REFUSED = "admin:request:refused"
     CLAIM_CREATED = "admin:claim:created"
     ENROLLMENT_SUCCEEDED = "device:enrollment:succeeded"
     ENROLLMENT_REFUSED = "device:enrollment:refused"

@@ -214,6 +214,13 @@ class Pki:
             profile = get_profile(
                 profile_name or (device_type.certificate_profile if device_type else "device")
             )
+            if profile.server_auth and not (
+                (device_type is not None and profile.name == device_type.certificate_profile)
+                or actor.has_role(Role.ADMIN)
+            ):
+                # a server-auth certificate lets its holder impersonate a service
+                raise Forbidden(
+                    f"the {profile.name!r} profile needs an admin for a {device.type_name} device")
             if device_type is not None and device_type.rotation.certificate_lifetime:
                 # the device type's rotation policy beats the profile's default lifetime
                 profile = replace(profile, lifetime=device_type.rotation.certificate_lifetime)
@@ -393,7 +400,8 @@ class Pki:
         now = self._clock.now()
         return [
             c for c in uow.certificates.for_device(device_id)
-            if c.status is not CertificateStatus.REVOKED and c.not_after > now
+            # a reserved serial was never handed out: nothing to revoke
+            if c.status is CertificateStatus.ISSUED and c.not_after > now
         ]
 
     def _revoke(

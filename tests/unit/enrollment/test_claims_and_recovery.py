@@ -171,3 +171,30 @@ def test_rotation_policy_sets_lifetime(installation: Installation) -> None:
     tenant_admin_refused = api.put("/v1/device-types/controller/rotation",
                                    json={"certificate_lifetime_seconds": 1})
     assert tenant_admin_refused.status_code == 400
+
+
+def test_request_refused_before_domain_is_audited(installation: Installation) -> None:
+    api = installation.api()
+    answer = api.post("/v1/devices", content=b"{not json", headers={
+        "Content-Type": "application/json"})
+    assert answer.status_code == 400
+    records = api.get("/v1/audit/records", params={"limit": 1000}).json()["items"]
+    refused = [r for r in records if r["tag"] == "admin:request:refused"]
+    assert refused and refused[-1]["subject"] == "POST /v1/devices"
+    assert refused[-1]["actor"].startswith("token:")
+
+
+def test_server_profile_fail_for_sensor_operator(installation: Installation) -> None:
+    register(installation, "p-1")
+    operator = installation.api(installation.token("operator"))
+    csr = make_csr("p-1").decode()
+    refused = operator.post("/v1/certificates", json={"device": "p-1", "csr": csr,
+                                                      "profile": "broker-server"})
+    assert refused.status_code == 403
+    label = installation.api().post(f"{EST}/gateway/simpleenroll",
+                                    content=base64.b64encode(make_csr("p-1", pem=False)),
+                                    headers=PKCS10, auth=("p-1", claim(installation, "p-1")))
+    assert label.status_code == 403
+    admin = installation.api().post("/v1/certificates", json={"device": "p-1", "csr": csr,
+                                                              "profile": "broker-server"})
+    assert admin.status_code == 201

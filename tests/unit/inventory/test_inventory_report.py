@@ -1,0 +1,157 @@
+"""The inventory report: counts by type and state, and credential hygiene buckets as
+time passes (the clock is frozen and moved by hand)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fleet import add_device, issue, revoke
+
+from conftest import Installation
+
+BUCKETS = ("none", "active", "expiring", "expired", "revoked", "older-than-rotation-age")
+BACKDATE = timedelta(minutes=5)  # leaf notBefore is backdated this much
+DAY = timedelta(days=1)
+
+
+def report(installation: Installation, **params: Any) -> dict[str, Any]:
+    answer = installation.api().get("/v1/inventory", params=params)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def buckets(installation: Installation, **params: Any) -> dict[str, int]:
+    """Only the non-empty credential buckets."""
+    counts = report(installation, **params)["by_credential_status"]
+    assert tuple(counts) == BUCKETS
+    return {name: n for name, n in counts.items() if n}
+
+
+def test_report_ok_empty(installation: Installation) -> None:
+    assert report(installation) == {
+        "total": 0, "by_type": {}, "by_state": {},
+        "by_credential_status": dict.fromkeys(BUCKETS, 0),
+        "expiring_within_days": 7, "rotation_age_days": 30,
+    }
+
+
+def test_report_ok_counts_by_type_and_state(installation: Installation) -> None:
+    api = installation.api()
+    for device_id, device_type, state in [
+        ("s-1", "sensor", None), ("s-2", "sensor", "active"), ("s-3", "sensor", "active"),
+        ("g-1", "gateway", "decommissioned"), ("c-1", "controller", "active"),
+    ]:
+        add_device(api, device_id, device_type)
+        if state:
+            api.post(f"/v1/devices/{device_id}/state", json={"state": state})
+    api.post("/v1/devices/s-3/state", json={"state": "quarantined"})
+    api.post("/v1/devices/c-1/state", json={"state": "suspended"})
+    body = report(installation)
+    assert body["total"] == 5
+    assert body["by_type"] == {"sensor": 3, "gateway": 1, "controller": 1}
+    assert body["by_state"] == {"pending": 1, "active": 1, "quarantined": 1, "suspended": 1,
+                                "decommissioned": 1}
+    assert buckets(installation) == {"none": 5}
+
+
+def test_report_ok_parameters_echoed(installation: Installation) -> None:
+    body = report(installation, expiring_days=3, rotation_age_days=90)
+    assert (body["expiring_within_days"], body["rotation_age_days"]) == (3, 90)
+
+
+def test_report_ok_none_and_active(installation: Installation) -> None:
+    api = installation.api()
+    add_device(api, "bare")
+    add_device(api, "s-1")
+    add_device(api, "g-1", "gateway")
+    issue(api, "s-1")
+    issue(api, "g-1")
+    assert buckets(installation, expiring_days=0) == {"none": 1, "active": 2}
+
+
+def test_report_ok_expiring_window(installation: Installation) -> None:
+    """A sensor certificate lives 24 h, a gateway's 7 days."""
+    api = installation.api()
+    add_device(api, "s-1")
+    add_device(api, "g-1", "gateway")
+    issue(api, "s-1")
+    issue(api, "g-1")
+    assert buckets(installation, expiring_days=0) == {"active": 2}
+    assert buckets(installation, expiring_days=1) == {"expiring": 1, "active": 1}
+    assert buckets(installation) == {"expiring": 2}  # the default window is 7 days
+    installation.clock.advance(timedelta(days=6))
+    assert buckets(installation, expiring_days=1) == {"expiring": 1, "expired": 1}
+
+
+def test_report_ok_expired_at_not_after(installation: Installation) -> None:
+    api = installation.api()
+    add_device(api, "s-1")
+    issue(api, "s-1")
+    installation.clock.advance(DAY - BACKDATE - timedelta(seconds=1))
+    assert buckets(installation, expiring_days=0) == {"active": 1}
+    installation.clock.advance(timedelta(seconds=1))
+    assert buckets(installation, expiring_days=0) == {"expired": 1}
+
+
+def test_report_ok_revoked(installation: Installation) -> None:
+    api = installation.api()
+    for device_id in ("s-1", "s-2"):
+        add_device(api, device_id)
+        revoke(api, issue(api, device_id)["serial"])
+    # a new certificate after a revocation: the device is active again
+    issue(api, "s-2")
+    assert buckets(installation, expiring_days=0) == {"revoked": 1, "active": 1}
+
+
+def test_report_ok_expired_beats_revoked(installation: Installation) -> None:
+    """Without a live certificate, an unrevoked expired one is the finding that matters."""
+    api = installation.api()
+    add_device(api, "s-1")
+    lapsed = issue(api, "s-1")
+    revoke(api, issue(api, "s-1")["serial"])
+    installation.clock.advance(2 * DAY)
+    assert buckets(installation) == {"expired": 1}
+    assert api.get(f"/v1/certificates/{lapsed['serial']}").json()["status"] == "issued"
+
+
+def test_report_ok_rotation_age(installation: Installation) -> None:
+    api = installation.api()
+    add_device(api, "g-1", "gateway")
+    issue(api, "g-1")
+    # the age counts from notBefore, which is backdated
+    installation.clock.advance(DAY - BACKDATE - timedelta(seconds=1))
+    assert buckets(installation, expiring_days=0, rotation_age_days=1) == {"active": 1}
+    installation.clock.advance(timedelta(seconds=1))
+    assert buckets(installation, expiring_days=0, rotation_age_days=1) == {
+        "older-than-rotation-age": 1}
+    assert buckets(installation, expiring_days=0, rotation_age_days=2) == {"active": 1}
+    # expiring wins over overdue: it is the more urgent finding
+    assert buckets(installation, expiring_days=7, rotation_age_days=1) == {"expiring": 1}
+
+
+def test_report_ok_rotation_age_default_from_settings(installation: Installation) -> None:
+    api = installation.api()
+    add_device(api, "g-1", "gateway")
+    issue(api, "g-1")
+    installation.clock.advance(timedelta(days=6))
+    # the 30-day default: six days old is not overdue
+    assert buckets(installation, expiring_days=0) == {"active": 1}
+
+
+def test_report_ok_newest_live_certificate_decides(installation: Installation) -> None:
+    api = installation.api()
+    add_device(api, "g-1", "gateway")
+    issue(api, "g-1")
+    installation.clock.advance(3 * DAY)
+    issue(api, "g-1")
+    assert buckets(installation, expiring_days=0, rotation_age_days=2) == {"active": 1}
+    assert buckets(installation, expiring_days=5, rotation_age_days=2) == {"active": 1}
+
+
+def test_report_ok_ignores_failed_issuance(installation: Installation) -> None:
+    api = installation.api()
+    add_device(api, "s-1")
+    api.post("/v1/certificates", json={"device": "s-1", "csr": "garbage"})
+    assert buckets(installation) == {"none": 1}
