@@ -1,0 +1,1 @@
+"""Integration tests: a real ``iotiam serve`` driven by the CLI, openssl, curl and pkilint."""
