@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	@test -f "$(DATA_DIR)/profile.json" || $(BIN)/iotiam --data-dir "$(DATA_DIR)" init
+	@# init is idempotent: it creates what is missing and never replaces keys
+	$(BIN)/iotiam --data-dir "$(DATA_DIR)" init
 	@echo ""
 	@echo "CLI: $(BIN)/iotiam --help   (or: source $(BIN)/activate; iotiam device add dev-1 --type sensor)"
 	@echo ""

@@ -124,6 +124,8 @@ def ocsp_status(result: subprocess.CompletedProcess[str], leaf: Path) -> str:
     """The status word openssl printed for ``leaf`` after checking the response signature."""
     assert result.returncode == 0, result
     assert "Response verify OK" in result.stderr, result
+    # when openssl sent a nonce (its default), the responder must have echoed it
+    assert "WARNING: no nonce in response" not in result.stdout + result.stderr, result
     match = re.search(rf"^{re.escape(str(leaf))}: (\w+)$", result.stdout, re.MULTILINE)
     assert match, f"no status line for {leaf}: {result.stdout}"
     return match.group(1)
