@@ -44,6 +44,7 @@ from iotiam.pki.ports import SerialSource, StoredCa
 from iotiam.pki.service import CaSet, Pki
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
 from iotiam.storage.migrate import upgrade_to_head
+from iotiam.storage.status_reader import SqlStatusReader
 
 SEED_DEVICE_TYPES = (
     ("sensor", DeviceClass.SENSOR, Criticality.MEDIUM, "Battery or mains powered sensor"),
@@ -152,6 +153,7 @@ def build_services(
         settings.pki,
         load_ca_set(database, passphrase),
         serials or x509.random_serial_number,
+        SqlStatusReader(database.engine),
     )
     psks = Psks(database, clock, audit, SecretSealer(data_key(settings, create=False)))
     return Services(

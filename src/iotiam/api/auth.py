@@ -12,15 +12,15 @@ from iotiam.bootstrap import Services
 from iotiam.errors import Unauthenticated
 
 
-def services(request: Request) -> Services:
-    """The wired services of this app."""
+async def services(request: Request) -> Services:
+    """The wired services of this app (async: no I/O, so no thread hop)."""
     wired: Services = request.app.state.services
     return wired
 
 
 def principal(request: Request) -> Principal:
     """The caller, from ``Authorization: Bearer <token>``; refusals are audited."""
-    wired = services(request)
+    wired: Services = request.app.state.services
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     draft = AuditDraft(tag=AuditTag.ACCESS_DENIED, actor="anonymous", org_path=ROOT_PATH,

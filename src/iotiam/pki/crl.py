@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -50,6 +50,25 @@ def build_crl(
         builder_cls(r.serial, r.revoked_at, _ENTRY_EXTENSIONS[r.reason]).build()
         for r in revocations
     ]
+    return sign_crl_entries(signer=signer, issuer_cert=issuer_cert, entries=entries,
+                            crl_number=crl_number, this_update=this_update,
+                            next_update=next_update)
+
+
+def sign_crl_entries(
+    *,
+    signer: Signer,
+    issuer_cert: x509.Certificate,
+    entries: Sequence[x509.RevokedCertificate],
+    crl_number: int,
+    this_update: datetime,
+    next_update: datetime,
+) -> x509.CertificateRevocationList:
+    """Sign a CRL from ready-made entries (see ``CrlEntryCache``)."""
+    if crl_number < 0:
+        raise ValueError("RFC 5280 §5.2.3: a CRL number is a non-negative integer")
+    if next_update <= this_update:
+        raise ValueError("nextUpdate must be later than thisUpdate")
     extensions: list[Ext] = [
         # RFC 5280 §5.2.3 (CRL number, G2 keeps it increasing) and §5.2.1 (AKI): both
         # are required in a conforming CRL.
@@ -65,9 +84,42 @@ def build_crl(
         last_update=this_update,
         next_update=next_update,
         extensions=extensions,
-        revoked_certificates=entries,
+        revoked_certificates=list(entries),
     )
     return signer.sign_crl(builder)
+
+
+#: a revocation as the database row has it: serial hex, revocation time, reason name
+RevocationRow = tuple[str, "str | datetime", str]
+
+
+class CrlEntryCache:
+    """Built CRL entries, kept between rebuilds of one issuer's CRL.
+
+    Revocation is final (G4), so an entry never changes once built: a rebuild after
+    one more revocation builds one entry, not 100k. Entries that left the CRL (expired
+    past the safety buffer) leave the cache with it.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, x509.RevokedCertificate] = {}
+        self._reasons = {r.value: r for r in RevocationReason}
+
+    def entries(self, rows: Sequence[RevocationRow]) -> list[x509.RevokedCertificate]:
+        """Entries for exactly these rows, building only the ones not seen before."""
+        cached = self._entries
+        current: dict[str, x509.RevokedCertificate] = {}
+        builder_cls = x509.RevokedCertificateBuilder
+        for serial_hex, revoked_at, reason in rows:
+            entry = cached.get(serial_hex)
+            if entry is None:
+                when = (revoked_at if isinstance(revoked_at, datetime)
+                        else datetime.fromisoformat(revoked_at))
+                entry = builder_cls(int(serial_hex, 16), when.replace(tzinfo=UTC),
+                                    _ENTRY_EXTENSIONS[self._reasons[reason]]).build()
+            current[serial_hex] = entry
+        self._entries = current
+        return list(current.values())
 
 
 def verify_crl(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from iotiam.pki.crl import RevocationRow
 from iotiam.pki.models import (
     CaRole,
     CertificateRecord,
@@ -40,6 +41,16 @@ class StoredCrl:
     next_update: datetime
     revocation_watermark: int
     der: bytes
+
+
+@dataclass(frozen=True)
+class CrlInfo:
+    """A published CRL's metadata."""
+
+    issuer_id: str
+    number: int
+    next_update: datetime
+    revocation_watermark: int
 
 
 class CaStore(Protocol):
@@ -115,8 +126,22 @@ class CertificateStore(Protocol):
         """Revoked certificates that expire after ``expired_after`` (G6)."""
         ...
 
+    def revocation_rows(self, issuer_id: str, *, expired_after: datetime
+                        ) -> Sequence[RevocationRow]:
+        """The same as raw rows (serial hex, revocation time, reason): the CRL hot path."""
+        ...
+
     def iter_device_certificates(self, *, org_path: str) -> Iterator[CertificateRecord]:
         """Issued or revoked device certificates under ``org_path`` (without PEM bodies)."""
+        ...
+
+
+class CertificateStatusReader(Protocol):
+    """The OCSP hot path: a certificate's current status straight from the database."""
+
+    def status_of(self, issuer_id: str, serial: int
+                  ) -> tuple[CertificateStatus, datetime | None, RevocationReason | None] | None:
+        """Status, revocation time and reason, or None for an unknown serial."""
         ...
 
 
@@ -129,6 +154,10 @@ class CrlStore(Protocol):
 
     def latest(self, issuer_id: str) -> StoredCrl | None:
         """The newest CRL of an issuer."""
+        ...
+
+    def latest_info(self, issuer_id: str) -> CrlInfo | None:
+        """Number, validity and watermark of the newest CRL, without its body."""
         ...
 
 

@@ -25,7 +25,7 @@ from iotiam.config import PkiConfig
 from iotiam.errors import Conflict, Forbidden, InvalidInput, NotFound
 from iotiam.inventory.models import Device, DeviceState
 from iotiam.pki.authority import CaMaterial, PublicUrls
-from iotiam.pki.crl import build_crl
+from iotiam.pki.crl import CrlEntryCache, sign_crl_entries
 from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
 from iotiam.pki.issuance import LeafIssuer
 from iotiam.pki.keys import PublicKey
@@ -38,7 +38,7 @@ from iotiam.pki.models import (
     serial_hex,
 )
 from iotiam.pki.ocsp import CertStatusInfo, OcspResponder
-from iotiam.pki.ports import SerialSource, StoredCrl
+from iotiam.pki.ports import CertificateStatusReader, SerialSource, StoredCrl
 from iotiam.pki.profiles import get_profile
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
@@ -134,6 +134,7 @@ class Pki:
         config: PkiConfig,
         cas: CaSet,
         serials: SerialSource,
+        status_reader: CertificateStatusReader,
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -141,6 +142,7 @@ class Pki:
         self._config = config
         self.cas = cas
         self._serials = serials
+        self._status = status_reader
         self._issuer = LeafIssuer(
             cas.issuing.signer, cas.issuing.certificate,
             public_urls(config.public_base_url, cas.issuing_id),
@@ -150,6 +152,7 @@ class Pki:
             validity=config.ocsp_validity,
         )
         self._crl_lock = threading.Lock()
+        self._crl_entries: dict[str, CrlEntryCache] = {}
         self.crl_wanted = threading.Event()
 
     # -- issuance ----------------------------------------------------------------------
@@ -454,13 +457,13 @@ class Pki:
 
     def _fresh_crl(self, issuer_id: str) -> StoredCrl | None:
         with self._uow.reading() as uow:
-            latest = uow.crls.latest(issuer_id)
+            info = uow.crls.latest_info(issuer_id)
             watermark = uow.counters.current(revocation_counter(issuer_id))
-        if latest is None or latest.revocation_watermark < watermark:
-            return None
-        if latest.next_update - self._clock.now() <= self._config.crl_refresh_margin:
-            return None
-        return latest
+            if info is None or info.revocation_watermark < watermark:
+                return None
+            if info.next_update - self._clock.now() <= self._config.crl_refresh_margin:
+                return None
+            return uow.crls.latest(issuer_id)
 
     def _publish(self, issuer_id: str) -> StoredCrl:
         material = self.cas.material(issuer_id)
@@ -471,13 +474,15 @@ class Pki:
         with self._uow.reading() as uow:
             # read the watermark first: a revocation racing us is then rebuilt again later
             watermark = uow.counters.current(revocation_counter(issuer_id))
-            revocations = uow.certificates.revocations(
+            rows = uow.certificates.revocation_rows(
                 issuer_id, expired_after=now - self._config.crl_expired_buffer
             )
-        crl = build_crl(
+        cache = self._crl_entries.setdefault(issuer_id, CrlEntryCache())
+        entries = cache.entries(rows)
+        crl = sign_crl_entries(
             signer=material.signer,
             issuer_cert=material.certificate,
-            revocations=revocations,
+            entries=entries,
             crl_number=number,
             this_update=now,
             next_update=now + self._config.crl_validity,
@@ -499,7 +504,7 @@ class Pki:
                     actor=SYSTEM.name,
                     org_path=SYSTEM.org_path,
                     subject=f"crl:{issuer_id}:{number}",
-                    details={"entries": len(revocations), "next_update":
+                    details={"entries": len(entries), "next_update":
                              stored.next_update.isoformat()},
                 ),
             )
@@ -512,8 +517,7 @@ class Pki:
         return self._ocsp.respond(request_der, self._ocsp_status, self._clock.now())
 
     def _ocsp_status(self, serial: int) -> CertStatusInfo:
-        with self._uow.reading() as uow:
-            found = uow.certificates.status_of(self.cas.issuing_id, serial)
+        found = self._status.status_of(self.cas.issuing_id, serial)
         if found is None:
             return CertStatusInfo("unknown")
         status, revoked_at, reason = found

@@ -1,0 +1,181 @@
+"""A real ``iotiam init`` + ``iotiam serve`` in a throw-away data directory, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.harness import (
+    RunConfig,
+    clean_environment,
+    import_rows,
+    process_cpu_seconds,
+    scratch_dir,
+    throwaway_database,
+)
+from iotiam.testing import free_port
+
+STARTUP_SECONDS = 30.0
+STOP_SECONDS = 10.0
+_LOG_TAIL_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """Where a started server listens and how to talk to it."""
+
+    data_dir: Path
+    api_url: str
+    http_url: str
+    token: str
+    ca_file: Path
+    pid: int
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Trust exactly the installation's root (``<data-dir>/tls/ca.pem``)."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def admin_headers(self) -> dict[str, str]:
+        """The bootstrap admin token from ``profile.json``."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def cpu_seconds(self) -> float | None:
+        """CPU the server process has used so far (all threads)."""
+        return process_cpu_seconds(self.pid)
+
+
+def _cli() -> list[str]:
+    """The ``iotiam`` console script of this interpreter's environment."""
+    script = shutil.which("iotiam", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "iotiam.cli.main"]
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-_LOG_TAIL_CHARS:]
+    except OSError:
+        return ""
+
+
+@contextmanager
+def running_server(config: RunConfig, label: str) -> Iterator[RunningServer]:
+    """Init a data directory on free ports, start ``iotiam serve``, stop it afterwards."""
+    with scratch_dir(label) as root, throwaway_database(config) as database_url:
+        data_dir = root / "data"
+        env = clean_environment()
+        if database_url:
+            env["IOTIAM_DATABASE_URL"] = database_url
+        port = free_port()
+        http_port = free_port()
+        while http_port == port:
+            http_port = free_port()
+        cli = [*_cli(), "--data-dir", str(data_dir)]
+        init = subprocess.run(
+            [*cli, "init", "--host", "127.0.0.1", "--port", str(port),
+             "--http-port", str(http_port)],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )
+        if init.returncode != 0:
+            raise RuntimeError(f"iotiam init failed: {init.stderr.strip() or init.stdout.strip()}")
+        profile = json.loads((data_dir / "profile.json").read_text())
+        log_path = root / "serve.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [*cli, "serve", "--log-level", "warning"],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        try:
+            server = RunningServer(
+                data_dir=data_dir,
+                api_url=f"https://127.0.0.1:{port}",
+                http_url=f"http://127.0.0.1:{http_port}",
+                token=profile["token"],
+                ca_file=data_dir / "tls" / "ca.pem",
+                pid=process.pid,
+            )
+            _wait_until_ready(server, process, log_path)
+            yield server
+        finally:
+            _stop(process)
+
+
+def _wait_until_ready(server: RunningServer, process: subprocess.Popen[bytes],
+                      log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    last_error = "no answer yet"
+    with httpx.Client(timeout=2.0, verify=server.tls_context()) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"iotiam serve exited with {process.returncode}: "
+                                   f"{_log_tail(log_path)}")
+            try:
+                public = client.get(f"{server.http_url}/healthz")
+                api = client.get(f"{server.api_url}/v1/ca", headers=server.admin_headers())
+                if public.status_code == 200 and api.status_code == 200:
+                    return
+                last_error = f"healthz {public.status_code}, /v1/ca {api.status_code}"
+            except httpx.TransportError as e:
+                last_error = str(e)
+            time.sleep(0.1)
+    raise RuntimeError(f"iotiam serve not ready after {STARTUP_SECONDS:.0f} s ({last_error}): "
+                       f"{_log_tail(log_path)}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_SECONDS)
+
+
+# -- API calls the benchmarks share ------------------------------------------------------
+
+
+def api_client(server: RunningServer, *, connections: int) -> httpx.AsyncClient:
+    """A keep-alive HTTPS client of the admin API holding up to ``connections`` sockets."""
+    return httpx.AsyncClient(
+        base_url=server.api_url,
+        verify=server.tls_context(),
+        headers=server.admin_headers(),
+        limits=httpx.Limits(max_connections=connections,
+                            max_keepalive_connections=connections),
+        timeout=30.0,
+    )
+
+
+def import_devices(server: RunningServer, ids: Sequence[str], chunk: int = 500) -> None:
+    """Register devices through ``POST /v1/devices/import`` in chunks."""
+    rows = [{"row": n, "data": data} for n, data in import_rows(ids)]
+    with httpx.Client(base_url=server.api_url, verify=server.tls_context(),
+                      headers=server.admin_headers(), timeout=120.0) as client:
+        for start in range(0, len(rows), chunk):
+            answer = client.post("/v1/devices/import", json={"rows": rows[start:start + chunk]})
+            body: dict[str, Any] = answer.json() if answer.status_code == 200 else {}
+            if answer.status_code != 200 or body.get("failed"):
+                raise RuntimeError(f"device import failed: {answer.status_code} "
+                                   f"{answer.text[:300]}")
+
+
+async def issue_via_api(client: httpx.AsyncClient, device_id: str, csr_pem: str
+                        ) -> dict[str, Any]:
+    """``POST /v1/certificates``; anything but 201 stops the benchmark."""
+    answer = await client.post("/v1/certificates", json={"device": device_id, "csr": csr_pem})
+    if answer.status_code != 201:
+        raise RuntimeError(f"issuing for {device_id} answered {answer.status_code}: "
+                           f"{answer.text[:300]}")
+    body: dict[str, Any] = answer.json()
+    return body
