@@ -79,30 +79,28 @@ def open_database(settings: Settings) -> Database:
     return Database(engine)
 
 
-def audit_head_key(settings: Settings, *, create: bool) -> bytes:
-    """Key that MACs the audit chain head; lives outside the database."""
-    env_file = os.environ.get("IOTIAM_AUDIT_KEY_FILE")
-    path = Path(env_file) if env_file else settings.secrets_dir / "audit.key"
+def _local_key(settings: Settings, env: str, name: str, what: str, *, create: bool) -> bytes:
+    """A 32-byte key kept outside the database: ``$env`` names its file, else secrets/."""
+    env_file = os.environ.get(env)
+    path = Path(env_file) if env_file else settings.secrets_dir / name
     if path.exists():
         return bytes.fromhex(path.read_text().strip())
     if not create:
-        raise SetupError(f"audit key {path} is missing; run `iotiam init`")
+        raise SetupError(f"{what} {path} is missing; run `iotiam init`")
     key = secrets.token_bytes(32)
     write_private_file(path, key.hex() + "\n")
     return key
+
+
+def audit_head_key(settings: Settings, *, create: bool) -> bytes:
+    """Key that MACs the audit chain head."""
+    return _local_key(settings, "IOTIAM_AUDIT_KEY_FILE", "audit.key", "audit key",
+                      create=create)
 
 
 def data_key(settings: Settings, *, create: bool) -> bytes:
-    """Key that encrypts readable secrets at rest (PSKs); lives outside the database."""
-    env_file = os.environ.get("IOTIAM_DATA_KEY_FILE")
-    path = Path(env_file) if env_file else settings.secrets_dir / "data.key"
-    if path.exists():
-        return bytes.fromhex(path.read_text().strip())
-    if not create:
-        raise SetupError(f"data key {path} is missing; run `iotiam init`")
-    key = secrets.token_bytes(32)
-    write_private_file(path, key.hex() + "\n")
-    return key
+    """Key that encrypts readable secrets at rest (PSKs)."""
+    return _local_key(settings, "IOTIAM_DATA_KEY_FILE", "data.key", "data key", create=create)
 
 
 def ca_id(role: CaRole, certificate: x509.Certificate) -> str:

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from iotiam.errors import Forbidden
+
 
 class Role(enum.StrEnum):
     """Admin roles, each including the rights of the ones before it."""
@@ -40,6 +42,11 @@ class Principal:
     def has_role(self, needed: Role) -> bool:
         """Whether the caller's role is at least ``needed``."""
         return self.role.rank >= needed.rank
+
+    def require(self, needed: Role, doing: str) -> None:
+        """Refuse (Forbidden) unless the caller's role is at least ``needed``."""
+        if not self.has_role(needed):
+            raise Forbidden(f"{doing} needs the {needed} role; this token is {self.role}")
 
     @property
     def is_global(self) -> bool:

@@ -13,7 +13,7 @@ from iotiam.credentials.models import CredentialKind, CredentialView, Psk, PskSt
 from iotiam.credentials.sealing import SecretSealer
 from iotiam.errors import Conflict, InvalidInput
 from iotiam.inventory.models import Device, DeviceState
-from iotiam.inventory.service import require_role, visible_device
+from iotiam.inventory.service import visible_device
 from iotiam.pki.models import CertificateStatus
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
@@ -47,7 +47,7 @@ class Psks:
         draft = AuditDraft(tag=tag, actor=actor.name, org_path=actor.org_path,
                            subject=f"device:{device_id}", details={"refused": True})
         with self._audit.refusals(draft), self._uow() as uow:
-            require_role(actor, Role.OPERATOR, "issuing PSKs")
+            actor.require(Role.OPERATOR, "issuing PSKs")
             if lifetime is not None and not timedelta(minutes=1) <= lifetime <= timedelta(
                     days=825):
                 raise InvalidInput("PSK lifetime must be between 1 minute and 825 days")
@@ -83,7 +83,7 @@ class Psks:
                            org_path=actor.org_path, subject=f"device:{device_id}",
                            details={"refused": True})
         with self._audit.refusals(draft), self._uow() as uow:
-            require_role(actor, Role.OPERATOR, "revoking PSKs")
+            actor.require(Role.OPERATOR, "revoking PSKs")
             device = visible_device(uow, actor, device_id)
             current = uow.psks.active_for_device(device.id)
             if current is None:
@@ -114,7 +114,7 @@ class Psks:
         draft = AuditDraft(tag=AuditTag.PSK_EXPORTED, actor=actor.name,
                            org_path=actor.org_path, subject="psk-file")
         with self._audit.refusals(draft):
-            require_role(actor, Role.ADMIN, "exporting PSKs")
+            actor.require(Role.ADMIN, "exporting PSKs")
             now = self._clock.now()
             lines = []
             with self._uow.reading() as uow:

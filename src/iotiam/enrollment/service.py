@@ -19,7 +19,7 @@ from iotiam.enrollment import proof
 from iotiam.enrollment.models import ClaimToken
 from iotiam.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from iotiam.inventory.models import Device, DeviceState
-from iotiam.inventory.service import require_role, visible_device
+from iotiam.inventory.service import visible_device
 from iotiam.pki.csr import parse_csr
 from iotiam.pki.keys import require_leaf_public_key
 from iotiam.pki.models import CertificateRecord, CertificateStatus
@@ -64,7 +64,7 @@ class Enrollment:
         draft = AuditDraft(tag=AuditTag.CLAIM_CREATED, actor=actor.name,
                            org_path=actor.org_path, subject=f"device:{device_id}")
         with self._audit.refusals(draft), self._uow() as uow:
-            require_role(actor, Role.OPERATOR, "creating claim tokens")
+            actor.require(Role.OPERATOR, "creating claim tokens")
             if not timedelta(seconds=30) <= ttl <= MAX_CLAIM_TTL:
                 raise InvalidInput("claim lifetime must be between 30 s and 30 days")
             device = visible_device(uow, actor, device_id)
@@ -94,7 +94,7 @@ class Enrollment:
         draft = AuditDraft(tag=AuditTag.CLAIM_CREATED, actor=actor.name,
                            org_path=actor.org_path, subject=f"devices:{len(device_ids)}")
         with self._audit.refusals(draft), self._uow() as uow:
-            require_role(actor, Role.OPERATOR, "creating claim tokens")
+            actor.require(Role.OPERATOR, "creating claim tokens")
             if not timedelta(seconds=30) <= ttl <= MAX_CLAIM_TTL:
                 raise InvalidInput("claim lifetime must be between 30 s and 30 days")
             now = self._clock.now()

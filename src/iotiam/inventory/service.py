@@ -41,12 +41,6 @@ from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 MAX_IMPORT_ROWS = 5000
 
 
-def require_role(actor: Principal, role: Role, doing: str) -> None:
-    """Refuse unless the caller's role is at least ``role``."""
-    if not actor.has_role(role):
-        raise Forbidden(f"{doing} needs the {role} role; this token is {actor.role}")
-
-
 class Inventory:
     """Everything about what is in the fleet and where it belongs."""
 
@@ -73,7 +67,7 @@ class Inventory:
             subject=f"org-unit:{unit_id}",
         )
         with self._audit.refusals(draft):
-            require_role(actor, Role.ADMIN, "creating org units")
+            actor.require(Role.ADMIN, "creating org units")
             check_identifier(unit_id, "org unit id")
             with self._uow() as uow:
                 parent = self._visible_org_unit(uow, actor, parent_id)
@@ -128,7 +122,7 @@ class Inventory:
             subject=f"device-type:{name}",
         )
         with self._audit.refusals(draft):
-            require_role(actor, Role.ADMIN, "creating device types")
+            actor.require(Role.ADMIN, "creating device types")
             if not actor.is_global:
                 raise Forbidden("device types are fleet-wide; use a root-scoped admin token")
             check_identifier(name, "device type")
@@ -158,7 +152,7 @@ class Inventory:
             org_path=actor.org_path, subject=f"device-type:{name}",
         )
         with self._audit.refusals(draft), self._uow() as uow:
-            require_role(actor, Role.ADMIN, "changing rotation policies")
+            actor.require(Role.ADMIN, "changing rotation policies")
             if not actor.is_global:
                 raise Forbidden("device types are fleet-wide; use a root-scoped admin token")
             current = uow.device_types.get(name)
@@ -195,7 +189,7 @@ class Inventory:
             return device
 
     def _register(self, uow: UnitOfWork, actor: Principal, draft: DeviceDraft) -> Device:
-        require_role(actor, Role.OPERATOR, "registering devices")
+        actor.require(Role.OPERATOR, "registering devices")
         check_identifier(draft.id, "device id")
         if draft.id.lower() in RESERVED_DEVICE_IDS:
             raise InvalidInput(f"device id {draft.id!r} is reserved")
@@ -256,7 +250,7 @@ class Inventory:
             subject=f"device:{device_id}",
         )
         with self._audit.refusals(draft), self._uow() as uow:
-            require_role(actor, Role.OPERATOR, "changing device state")
+            actor.require(Role.OPERATOR, "changing device state")
             device = visible_device(uow, actor, device_id, for_update=True)
             check_transition(device.state, target)
             now = self._clock.now()
@@ -281,7 +275,7 @@ class Inventory:
         self, actor: Principal, rows: Sequence[tuple[int, dict[str, Any]]]
     ) -> list[ImportRowResult]:
         """Register many devices: each row lands whole or not at all, bad rows are reported."""
-        require_role(actor, Role.OPERATOR, "importing devices")
+        actor.require(Role.OPERATOR, "importing devices")
         if len(rows) > MAX_IMPORT_ROWS:
             raise InvalidInput(f"at most {MAX_IMPORT_ROWS} rows per request; send chunks")
         results: list[ImportRowResult] = []
@@ -329,7 +323,7 @@ class Inventory:
             subject=f"group:{group_id}",
         )
         with self._audit.refusals(draft), self._uow() as uow:
-            require_role(actor, Role.OPERATOR, "creating groups")
+            actor.require(Role.OPERATOR, "creating groups")
             check_identifier(group_id, "group id")
             unit = self._visible_org_unit(uow, actor, org_unit_id or actor.org_unit_id)
             if uow.groups.get(group_id) is not None:
@@ -349,7 +343,7 @@ class Inventory:
             subject=f"group:{group_id}",
         )
         with self._audit.refusals(draft), self._uow() as uow:
-            require_role(actor, Role.OPERATOR, "changing groups")
+            actor.require(Role.OPERATOR, "changing groups")
             group = uow.groups.get(group_id)
             if group is None or not actor.sees(group.org_path):
                 raise NotFound(f"group {group_id!r} not found")

@@ -179,9 +179,7 @@ class Pki:
             subject=f"device:{device_id}",
         )
         with self._audit.refusals(draft):
-            if not actor.has_role(Role.OPERATOR):
-                raise Forbidden(f"issuing certificates needs the operator role; this token is "
-                                f"{actor.role}")
+            actor.require(Role.OPERATOR, "issuing certificates")
             csr = parse_csr(csr_data)
             for attempt in range(_SERIAL_RETRIES):
                 try:
@@ -350,9 +348,7 @@ class Pki:
             subject=f"certificate:{serial_text[:64]}",
         )
         with self._audit.refusals(draft):
-            if not actor.has_role(Role.OPERATOR):
-                raise Forbidden(f"revoking certificates needs the operator role; this token is "
-                                f"{actor.role}")
+            actor.require(Role.OPERATOR, "revoking certificates")
             parsed_reason = RevocationReason.parse(reason)
             serial = parse_serial(serial_text)
             with self._uow() as uow:
@@ -370,9 +366,7 @@ class Pki:
             subject=f"device:{device_id}",
         )
         with self._audit.refusals(draft):
-            if not actor.has_role(Role.OPERATOR):
-                raise Forbidden(f"revoking certificates needs the operator role; this token is "
-                                f"{actor.role}")
+            actor.require(Role.OPERATOR, "revoking certificates")
             parsed_reason = RevocationReason.parse(reason)
             with self._uow() as uow:
                 device = uow.devices.get(device_id)
