@@ -244,7 +244,7 @@ class SqlCertificateStore:
             c.status == str(CertificateStatus.REVOKED),
             c.not_after > expired_after,
         )
-        return list(self._c.execute(query).tuples())
+        return [(r[0], r[1], r[2]) for r in self._c.execute(query)]
 
     def revocations(self, issuer_id: str, *, expired_after: datetime) -> Sequence[Revocation]:
         """Revoked certificates of an issuer still inside the CRL window (G6)."""
