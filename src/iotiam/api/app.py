@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from iotiam import __version__
 from iotiam.api.limits import BodySizeLimit
+from iotiam.api.ocsp_fast_path import OcspFastPath
 from iotiam.api.problems import install_problem_handlers
 from iotiam.api.routes import (
     admin,
@@ -19,7 +21,7 @@ from iotiam.api.routes import (
 from iotiam.bootstrap import Services
 
 
-def create_api_app(services: Services) -> FastAPI:
+def create_api_app(services: Services) -> ASGIApp:
     """The admin REST API under ``/v1`` with OpenAPI docs at ``/docs``."""
     app = FastAPI(
         title="iotiam",
@@ -35,16 +37,15 @@ def create_api_app(services: Services) -> FastAPI:
     app.include_router(est.router)
     app.include_router(recovery.router)
     app.include_router(credentials.router)
-    app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_body_bytes)
-    return app
+    # the size limit wraps the OCSP fast path too
+    return BodySizeLimit(OcspFastPath(app, services), services.settings.max_body_bytes)
 
 
-def create_public_app(services: Services) -> FastAPI:
+def create_public_app(services: Services) -> ASGIApp:
     """OCSP, CRLs, CA certificates and ``/healthz``, for relying parties, over plain HTTP."""
     app = FastAPI(title="iotiam public endpoints", version=__version__, docs_url=None,
                   redoc_url=None, openapi_url=None)
     app.state.services = services
     install_problem_handlers(app)
     app.include_router(public.router)
-    app.add_middleware(BodySizeLimit, max_bytes=64 * 1024)
-    return app
+    return BodySizeLimit(OcspFastPath(app, services), 64 * 1024)

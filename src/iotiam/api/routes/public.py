@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from cryptography.hazmat.primitives import serialization
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
 from iotiam.api.auth import Wired
 from iotiam.errors import NotFound
-from iotiam.pki.ocsp import parse_ocsp_get_path
 
 router = APIRouter(tags=["public"])
 
-OCSP_RESPONSE = "application/ocsp-response"
-MAX_OCSP_REQUEST = 8 * 1024
 
 
 @router.get("/healthz")
@@ -50,24 +47,5 @@ def ca_certificate(ca_id: str, svc: Wired) -> Response:
     return Response(cert.public_bytes(serialization.Encoding.DER),
                     media_type="application/pkix-cert")
 
-
-@router.post("/ocsp")
-async def ocsp_post(request: Request, svc: Wired) -> Response:
-    """OCSP over POST (RFC 6960 Appendix A.1)."""
-    body = await request.body()
-    if len(body) > MAX_OCSP_REQUEST:
-        body = b""  # answered as malformedRequest, in OCSP's own vocabulary
-    answer = svc.pki.ocsp_response(body)
-    return Response(answer, media_type=OCSP_RESPONSE)
-
-
-@router.get("/ocsp/{encoded:path}")
-def ocsp_get(encoded: str, svc: Wired) -> Response:
-    """OCSP over GET: base64 DER in the path (RFC 6960 Appendix A.1, RFC 5019 §5)."""
-    try:
-        request_der = parse_ocsp_get_path(encoded)
-    except Exception:
-        request_der = b""
-    answer = svc.pki.ocsp_response(request_der)
-    return Response(answer, media_type=OCSP_RESPONSE,
-                    headers={"Cache-Control": "no-cache"})
+# OCSP (POST /ocsp, GET /ocsp/{base64}) is answered in front of the framework: see
+# api/ocsp_fast_path.py.

@@ -1,0 +1,68 @@
+"""OCSP without the framework: the one endpoint that must answer thousands per second.
+
+RFC 6960 Appendix A.1 (POST, and GET with base64 in the path). Everything else goes
+to the FastAPI app behind it. The lookup reads the live status every time (G3); the
+work per request is small enough to run on the event loop without a thread hop.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from iotiam.bootstrap import Services
+from iotiam.pki.ocsp import parse_ocsp_get_path
+
+MAX_OCSP_REQUEST = 8 * 1024
+_HEADERS_POST = [(b"content-type", b"application/ocsp-response")]
+_HEADERS_GET = [(b"content-type", b"application/ocsp-response"),
+                (b"cache-control", b"no-cache")]
+
+
+class OcspFastPath:
+    """ASGI middleware answering ``/ocsp`` itself."""
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        path: str = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == "/ocsp" and scope["method"] == "POST":
+            body = await _read_body(receive, MAX_OCSP_REQUEST)
+            # an oversized or unreadable request is answered as malformedRequest
+            await _answer(send, self.services.pki.ocsp_response(body or b""), _HEADERS_POST)
+            return
+        if path.startswith("/ocsp/") and scope["method"] == "GET":
+            try:
+                request_der = parse_ocsp_get_path(unquote(scope["raw_path"].decode()[6:]))
+            except Exception:
+                request_der = b""
+            await _answer(send, self.services.pki.ocsp_response(request_der), _HEADERS_GET)
+            return
+        await self.app(scope, receive, send)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def _answer(send: Send, der: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [*headers, (b"content-length", str(len(der)).encode())]})
+    await send({"type": "http.response.body", "body": der})
