@@ -84,6 +84,7 @@ def serve(
     obj: Context = ctx.obj
     settings = load_settings(obj.data_dir)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     services = build_services(settings)
     console.print(f"iotiam API     {settings.api_url}  (docs: {settings.api_url}/docs)")
     console.print(f"OCSP/CRL/CA    http://{settings.host}:{settings.http_port}")

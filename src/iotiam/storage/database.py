@@ -7,6 +7,7 @@ PostgreSQL needs nothing special here: row locks and ``ON CONFLICT`` do the work
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -106,11 +107,18 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
+        # SQLite has one writer; queueing writers of this process here, instead of in
+        # SQLite's busy handler (which sleeps with backoff), keeps tail latency low
+        self._sqlite_writer = threading.RLock()
 
     @contextmanager
     def __call__(self) -> Iterator[SqlUnitOfWork]:
         """A write transaction."""
-        with self._transaction("BEGIN IMMEDIATE") as uow:
+        if not self.is_sqlite:
+            with self._transaction("BEGIN") as uow:
+                yield uow
+            return
+        with self._sqlite_writer, self._transaction("BEGIN IMMEDIATE") as uow:
             yield uow
 
     @contextmanager
