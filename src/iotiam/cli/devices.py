@@ -193,6 +193,8 @@ def inventory(
                   f"older than rotation age ({report['rotation_age_days']} days)"}
     print_table("by credential status", ["status", "devices"],
                 [[labels.get(k, k), v] for k, v in report["by_credential_status"].items()])
+    console.print(f"{report['never_rotated']} device(s) still use a key older than their "
+                  "type's maximum credential age (never rotated)")
 
 
 @org_app.command("create")

@@ -51,3 +51,34 @@ def credential_status_by_device(
         else:
             result[device_id] = CredentialStatus.ACTIVE
     return result
+
+
+def never_rotated_devices(
+    certificates: Iterable[CertificateRecord],
+    *,
+    now: datetime,
+    max_age_by_device: dict[str, timedelta],
+) -> set[str]:
+    """Devices whose live key was first certified longer ago than their type allows.
+
+    Renewing onto the same key keeps the certificate fresh but not the key: the age
+    that matters is the key's, counted from its first certificate.
+    """
+    first_seen: dict[tuple[str, str], datetime] = {}
+    live_key: dict[str, tuple[datetime, str]] = {}
+    for cert in certificates:
+        if cert.device_id is None or cert.public_key_sha256 is None:
+            continue
+        key = (cert.device_id, cert.public_key_sha256)
+        if key not in first_seen or cert.not_before < first_seen[key]:
+            first_seen[key] = cert.not_before
+        if cert.status is CertificateStatus.ISSUED and cert.not_after > now:
+            current = live_key.get(cert.device_id)
+            if current is None or cert.not_before > current[0]:
+                live_key[cert.device_id] = (cert.not_before, cert.public_key_sha256)
+    return {
+        device_id
+        for device_id, (_, key_hash) in live_key.items()
+        if device_id in max_age_by_device
+        and now - first_seen[(device_id, key_hash)] >= max_age_by_device[device_id]
+    }

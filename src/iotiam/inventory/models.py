@@ -271,3 +271,5 @@ class InventorySummary:
     by_credential_status: dict[str, int]
     expiring_within_days: int
     rotation_age_days: int
+    #: devices whose current key is older than their type's maximum credential age
+    never_rotated: int = 0

@@ -13,7 +13,10 @@ from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, Forbidden, IamError, InvalidInput, NotFound
-from iotiam.inventory.credential_status import credential_status_by_device
+from iotiam.inventory.credential_status import (
+    credential_status_by_device,
+    never_rotated_devices,
+)
 from iotiam.inventory.models import (
     ALLOWED_CHILDREN,
     RESERVED_DEVICE_IDS,
@@ -370,14 +373,23 @@ class Inventory:
         by_state: Counter[str] = Counter()
         with self._uow.reading() as uow:
             device_ids: list[str] = []
+            max_age: dict[str, timedelta] = {}
+            type_age = {t.name: t.rotation.max_credential_age
+                        for t in uow.device_types.list_all()}
             for device in uow.devices.iter_all(org_path=actor.org_path):
                 by_type[device.type_name] += 1
                 by_state[str(device.state)] += 1
                 device_ids.append(device.id)
+                if device.type_name in type_age:
+                    max_age[device.id] = type_age[device.type_name]
+            certificates = list(
+                uow.certificates.iter_device_certificates(org_path=actor.org_path))
             statuses = credential_status_by_device(
-                uow.certificates.iter_device_certificates(org_path=actor.org_path),
-                now=now, expiring_within=expiring_within, rotation_age=rotation_age,
+                certificates, now=now, expiring_within=expiring_within,
+                rotation_age=rotation_age,
             )
+            never_rotated = never_rotated_devices(certificates, now=now,
+                                                  max_age_by_device=max_age)
         by_credential: Counter[str] = Counter(
             str(statuses.get(d, CredentialStatus.NONE)) for d in device_ids
         )
@@ -388,6 +400,7 @@ class Inventory:
             by_credential_status={str(s): by_credential.get(str(s), 0) for s in CredentialStatus},
             expiring_within_days=int(expiring_within.total_seconds() // 86400),
             rotation_age_days=int(rotation_age.total_seconds() // 86400),
+            never_rotated=len(never_rotated),
         )
 
 

@@ -198,3 +198,28 @@ def test_server_profile_fail_for_sensor_operator(installation: Installation) -> 
     admin = installation.api().post("/v1/certificates", json={"device": "p-1", "csr": csr,
                                                               "profile": "broker-server"})
     assert admin.status_code == 201
+
+
+def test_inventory_counts_never_rotated_keys(installation: Installation) -> None:
+    """Renewing onto the same key keeps the certificate fresh, not the key."""
+    api = installation.api()
+    assert api.put("/v1/device-types/controller/rotation",
+                   json={"max_credential_age_seconds": 2 * 86400}).status_code == 200
+    register(installation, "nr-same", "controller")
+    register(installation, "nr-fresh", "controller")
+    same_key, fresh = make_key(), make_key()
+    for device, key in (("nr-same", same_key), ("nr-fresh", fresh)):
+        csr = make_csr(device, key).decode()
+        assert api.post("/v1/certificates", json={"device": device, "csr": csr}
+                        ).status_code == 201
+    for _ in range(3):  # daily renewals: one device keeps its key, the other rotates
+        installation.clock.advance(timedelta(hours=20))
+        assert api.post("/v1/certificates", json={
+            "device": "nr-same", "csr": make_csr("nr-same", same_key).decode()}
+        ).status_code == 201
+        assert api.post("/v1/certificates", json={
+            "device": "nr-fresh", "csr": make_csr("nr-fresh").decode()}).status_code == 201
+    # 60 h later the kept key is older than the 2-day maximum, the rotated one is not
+    report = api.get("/v1/inventory", params={"expiring_days": 0}).json()
+    assert report["never_rotated"] == 1
+    assert report["by_credential_status"]["active"] == 2

@@ -33,7 +33,7 @@ def test_report_ok_empty(installation: Installation) -> None:
     assert report(installation) == {
         "total": 0, "by_type": {}, "by_state": {},
         "by_credential_status": dict.fromkeys(BUCKETS, 0),
-        "expiring_within_days": 7, "rotation_age_days": 30,
+        "expiring_within_days": 7, "rotation_age_days": 30, "never_rotated": 0,
     }
 
 

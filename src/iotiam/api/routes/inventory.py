@@ -164,7 +164,8 @@ def inventory_report(
     return {"total": summary.total, "by_type": summary.by_type, "by_state": summary.by_state,
             "by_credential_status": summary.by_credential_status,
             "expiring_within_days": summary.expiring_within_days,
-            "rotation_age_days": summary.rotation_age_days}
+            "rotation_age_days": summary.rotation_age_days,
+            "never_rotated": summary.never_rotated}
 
 
 @router.get("/groups")
