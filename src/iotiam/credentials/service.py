@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from datetime import timedelta
 
 from iotiam.admin.models import Principal, Role
@@ -61,11 +62,12 @@ class Psks:
                 raise Conflict(f"device {device_id!r} already has an active PSK; rotate it")
             now = self._clock.now()
             key = secrets.token_bytes(PSK_BYTES)
-            psk = Psk(id=secrets.token_hex(8), identity=device.id, device_id=device.id,
-                      org_path=device.org_path, encrypted_key=b"", status=PskStatus.ACTIVE,
-                      created_at=now, expires_at=now + lifetime if lifetime else None)
-            psk = Psk(**{**psk.__dict__,
-                         "encrypted_key": self._sealer.seal(key, f"psk:{psk.id}")})
+            psk_id = secrets.token_hex(8)
+            psk = Psk(id=psk_id, identity=device.id, device_id=device.id,
+                      org_path=device.org_path,
+                      encrypted_key=self._sealer.seal(key, f"psk:{psk_id}"),
+                      status=PskStatus.ACTIVE, created_at=now,
+                      expires_at=now + lifetime if lifetime else None)
             if current is not None:
                 uow.psks.revoke(current.id, now, "superseded", psk.id)
             uow.psks.add(psk)
@@ -89,8 +91,8 @@ class Psks:
             if current is None:
                 raise Conflict(f"device {device_id!r} has no active PSK")
             self._revoke(uow, actor, current, reason)
-            return Psk(**{**current.__dict__, "status": PskStatus.REVOKED,
-                          "revoked_at": self._clock.now(), "revocation_reason": reason})
+            return replace(current, status=PskStatus.REVOKED, revoked_at=self._clock.now(),
+                           revocation_reason=reason)
 
     def revoke_device_credentials(self, uow: UnitOfWork, actor: Principal, device: Device,
                                   reason: str) -> int:

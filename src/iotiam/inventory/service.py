@@ -272,7 +272,7 @@ class Inventory:
                      "credentials_revoked": revoked},
                 ),
             )
-            return _replace_state(device, target, now)
+            return replace(device, state=target, updated_at=now)
 
     def import_devices(
         self, actor: Principal, rows: Sequence[tuple[int, dict[str, Any]]]
@@ -415,15 +415,4 @@ def visible_device(
 
 
 def _with_path(draft: AuditDraft, org_path: str, details: dict[str, Any]) -> AuditDraft:
-    return AuditDraft(
-        tag=draft.tag, actor=draft.actor, org_path=org_path, subject=draft.subject,
-        outcome=draft.outcome, reason=draft.reason, details={**draft.details, **details},
-    )
-
-
-def _replace_state(device: Device, state: DeviceState, at: Any) -> Device:
-    return Device(
-        id=device.id, type_name=device.type_name, org_unit_id=device.org_unit_id,
-        org_path=device.org_path, state=state, site=device.site, location=device.location,
-        attributes=device.attributes, created_at=device.created_at, updated_at=at,
-    )
+    return replace(draft, org_path=org_path, details={**draft.details, **details})

@@ -294,11 +294,9 @@ class Pki:
                     },
                 ),
             )
-        return CertificateRecord(
-            **{**record.__dict__, "status": CertificateStatus.ISSUED, "pem": pem,
-               "fingerprint_sha256": fingerprint,
-               "not_after": certificate.not_valid_after_utc}
-        )
+        return replace(record, status=CertificateStatus.ISSUED, pem=pem,
+                       fingerprint_sha256=fingerprint,
+                       not_after=certificate.not_valid_after_utc)
 
     # -- lookup ------------------------------------------------------------------------
 
@@ -426,10 +424,8 @@ class Pki:
                          "reason": str(reason)},
             ),
         )
-        return CertificateRecord(
-            **{**record.__dict__, "status": CertificateStatus.REVOKED, "revoked_at": now,
-               "revocation_reason": reason}
-        )
+        return replace(record, status=CertificateStatus.REVOKED, revoked_at=now,
+                       revocation_reason=reason)
 
     # -- CRL ---------------------------------------------------------------------------
 
