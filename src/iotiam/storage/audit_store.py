@@ -5,13 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select
 
 from iotiam.audit.models import AuditRecord, ChainHead
 from iotiam.storage import schema as t
+from iotiam.storage.raw import RawSql, RawStatement
 from iotiam.storage.rows import dump_json, load_json, under_path
 
 _HEAD_ID = 1
+# every audited change runs these three: hand-written (see storage/raw.py)
+_LOCK_HEAD = RawStatement("SELECT seq, hash, mac FROM audit_head WHERE id = 1")
+_LOCK_HEAD_FOR_UPDATE = RawStatement(_LOCK_HEAD.sqlite + " FOR UPDATE")
+_INSERT_RECORD = RawStatement(
+    "INSERT INTO audit_records (seq, at, tag, actor, org_path, subject, outcome, reason, "
+    "details, prev_hash, hash) VALUES (:seq, :at, :tag, :actor, :org_path, :subject, :outcome, "
+    ":reason, :details, :prev_hash, :hash)")
+_MOVE_HEAD = RawStatement("UPDATE audit_head SET seq = :seq, hash = :hash, mac = :mac WHERE id = 1")
 
 
 class SqlAuditLog:
@@ -22,11 +31,9 @@ class SqlAuditLog:
 
     def lock_head(self) -> ChainHead | None:
         """Read the head under a row lock (SQLite: the write transaction already serialises)."""
-        query = select(t.audit_head).where(t.audit_head.c.id == _HEAD_ID)
-        if self._c.dialect.name != "sqlite":
-            query = query.with_for_update()
-        row = self._c.execute(query).first()
-        return ChainHead(seq=row.seq, hash=row.hash, mac=row.mac) if row else None
+        raw = RawSql(self._c)
+        row = raw.first(_LOCK_HEAD if raw.is_sqlite else _LOCK_HEAD_FOR_UPDATE, {})
+        return ChainHead(seq=row[0], hash=row[1], mac=row[2]) if row else None
 
     def head(self) -> ChainHead | None:
         """Read the head."""
@@ -35,27 +42,16 @@ class SqlAuditLog:
 
     def append(self, record: AuditRecord, head: ChainHead) -> None:
         """Store the record and move the head in the same transaction."""
-        self._c.execute(
-            insert(t.audit_records).values(
-                seq=record.seq,
-                at=record.at,
-                tag=record.tag,
-                actor=record.actor,
-                org_path=record.org_path,
-                subject=record.subject,
-                outcome=record.outcome,
-                reason=record.reason,
-                details=dump_json(record.details),
-                prev_hash=record.prev_hash,
-                hash=record.hash,
-            )
-        )
-        moved = self._c.execute(
-            update(t.audit_head)
-            .where(t.audit_head.c.id == _HEAD_ID)
-            .values(seq=head.seq, hash=head.hash, mac=head.mac)
-        )
-        if moved.rowcount == 0:
+        raw = RawSql(self._c)
+        raw.change(_INSERT_RECORD, {
+            "seq": record.seq, "at": raw.when(record.at), "tag": record.tag,
+            "actor": record.actor, "org_path": record.org_path, "subject": record.subject,
+            "outcome": record.outcome, "reason": record.reason,
+            "details": dump_json(record.details), "prev_hash": record.prev_hash,
+            "hash": record.hash,
+        })
+        moved = raw.change(_MOVE_HEAD, {"seq": head.seq, "hash": head.hash, "mac": head.mac})
+        if moved == 0:
             self._c.execute(
                 insert(t.audit_head).values(id=_HEAD_ID, seq=head.seq, hash=head.hash,
                                             mac=head.mac)

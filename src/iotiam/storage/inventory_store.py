@@ -22,7 +22,20 @@ from iotiam.inventory.models import (
     RotationPolicy,
 )
 from iotiam.storage import schema as t
+from iotiam.storage.raw import RawSql, RawStatement, row_object, select_sql
 from iotiam.storage.rows import dump_json, load_json, under_path
+
+_DEVICE_COLUMNS = ("id", "type_name", "org_unit_id", "org_path", "state", "site", "location",
+                   "attributes", "created_at", "updated_at")
+_DEVICE_TIMES = frozenset({"created_at", "updated_at"})
+_GET_DEVICE = RawStatement(select_sql("devices", _DEVICE_COLUMNS, "id = :id"))
+_GET_DEVICE_FOR_UPDATE = RawStatement(_GET_DEVICE.sqlite + " FOR UPDATE")
+_ACTIVATE_IF_PENDING = RawStatement(
+    "UPDATE devices SET state = :active, updated_at = :at WHERE id = :id AND state = :pending")
+_TYPE_COLUMNS = ("name", "device_class", "criticality", "description", "certificate_profile",
+                 "created_at", "certificate_lifetime_seconds", "grace_seconds",
+                 "max_credential_age_seconds")
+_GET_TYPE = RawStatement(select_sql("device_types", _TYPE_COLUMNS, "name = :name"))
 
 
 def _org_unit(row: Any) -> OrgUnit:
@@ -123,9 +136,11 @@ class SqlDeviceTypeStore:
         )
 
     def get(self, name: str) -> DeviceType | None:
-        """One device type by name."""
-        row = self._c.execute(select(t.device_types).where(t.device_types.c.name == name)).first()
-        return self._to_model(row) if row else None
+        """One device type by name (hot: every issuance reads it)."""
+        row = RawSql(self._c).first(_GET_TYPE, {"name": name})
+        if row is None:
+            return None
+        return self._to_model(row_object(_TYPE_COLUMNS, row, frozenset({"created_at"})))
 
     def list_all(self) -> list[DeviceType]:
         """All device types, by name."""
@@ -175,12 +190,12 @@ class SqlDeviceStore:
         )
 
     def get(self, device_id: str, *, for_update: bool = False) -> Device | None:
-        """One device by id."""
-        query = select(t.devices).where(t.devices.c.id == device_id)
-        if for_update and self._c.dialect.name != "sqlite":
-            query = query.with_for_update()
-        row = self._c.execute(query).first()
-        return _device(row) if row else None
+        """One device by id (hot: every issuance and enrollment reads it)."""
+        raw = RawSql(self._c)
+        # SQLite's write transaction already serialises; PostgreSQL locks the row
+        statement = _GET_DEVICE_FOR_UPDATE if for_update and not raw.is_sqlite else _GET_DEVICE
+        row = raw.first(statement, {"id": device_id})
+        return _device(row_object(_DEVICE_COLUMNS, row, _DEVICE_TIMES)) if row else None
 
     def exists(self, device_ids: Sequence[str]) -> set[str]:
         """Which of these ids are already registered."""
@@ -202,11 +217,11 @@ class SqlDeviceStore:
 
     def activate_if_pending(self, device_id: str, at: datetime) -> None:
         """Move a pending device to active (first certificate); other states stay."""
-        self._c.execute(
-            update(t.devices)
-            .where(t.devices.c.id == device_id, t.devices.c.state == str(DeviceState.PENDING))
-            .values(state=str(DeviceState.ACTIVE), updated_at=at)
-        )
+        raw = RawSql(self._c)
+        raw.change(_ACTIVATE_IF_PENDING, {
+            "id": device_id, "at": raw.when(at),
+            "active": str(DeviceState.ACTIVE), "pending": str(DeviceState.PENDING),
+        })
 
     def page(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, String, insert, select, type_coerce, update
@@ -23,7 +23,23 @@ from iotiam.pki.models import (
 )
 from iotiam.pki.ports import CrlInfo, StoredCa, StoredCrl
 from iotiam.storage import schema as t
+from iotiam.storage.raw import RawSql, RawStatement, row_object, select_sql, utc_required
 from iotiam.storage.rows import under_path
+
+_CERT_COLUMNS = tuple(c.name for c in t.certificates.columns if c.name != "id")
+_CERT_TIMES = frozenset({"not_before", "not_after", "created_at", "revoked_at"})
+_WITH_PUBLIC_KEY = RawStatement(
+    select_sql("certificates", _CERT_COLUMNS, "public_key_sha256 = :key_hash"))
+# G1: the unique (issuer_id, serial) key refuses a second use; DO NOTHING keeps the
+# transaction usable on PostgreSQL so that the caller can draw another serial
+_RESERVE = RawStatement(
+    "INSERT INTO certificates (issuer_id, serial, device_id, org_unit_id, org_path, profile, "
+    "subject, not_before, not_after, status, created_at, public_key_sha256) VALUES (:issuer_id, "
+    ":serial, :device_id, :org_unit_id, :org_path, :profile, :subject, :not_before, :not_after, "
+    ":status, :created_at, :public_key_sha256) ON CONFLICT (issuer_id, serial) DO NOTHING")
+_COMPLETE = RawStatement(
+    "UPDATE certificates SET status = :issued, pem = :pem, fingerprint_sha256 = :fingerprint "
+    "WHERE issuer_id = :issuer_id AND serial = :serial AND status = :reserved")
 
 
 def _record(row: Any, *, with_pem: bool = True) -> CertificateRecord:
@@ -47,11 +63,6 @@ def _record(row: Any, *, with_pem: bool = True) -> CertificateRecord:
         else None,
         public_key_sha256=row.public_key_sha256,
     )
-
-
-def _raw_utc(value: Any) -> datetime:
-    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return parsed.replace(tzinfo=UTC)
 
 
 class SqlCaStore:
@@ -107,42 +118,32 @@ class SqlCertificateStore:
 
     def reserve(self, record: CertificateRecord) -> None:
         """Record the certificate before signing; the unique key enforces G1."""
-        c = t.certificates.c
-        taken = self._c.execute(
-            select(c.id).where(c.issuer_id == record.issuer_id,
-                               c.serial == serial_hex(record.serial))
-        ).first()
-        if taken is not None:
+        raw = RawSql(self._c)
+        inserted = raw.change(_RESERVE, {
+            "issuer_id": record.issuer_id,
+            "serial": serial_hex(record.serial),
+            "device_id": record.device_id,
+            "org_unit_id": record.org_unit_id,
+            "org_path": record.org_path,
+            "profile": record.profile,
+            "subject": record.subject,
+            "not_before": raw.when(record.not_before),
+            "not_after": raw.when(record.not_after),
+            "status": str(CertificateStatus.RESERVED),
+            "created_at": raw.when(record.created_at),
+            "public_key_sha256": record.public_key_sha256,
+        })
+        if inserted != 1:
             raise SerialInUse(f"serial {serial_hex(record.serial)} is already used")
-        self._c.execute(
-            insert(t.certificates).values(
-                issuer_id=record.issuer_id,
-                serial=serial_hex(record.serial),
-                device_id=record.device_id,
-                org_unit_id=record.org_unit_id,
-                org_path=record.org_path,
-                profile=record.profile,
-                subject=record.subject,
-                not_before=record.not_before,
-                not_after=record.not_after,
-                status=str(CertificateStatus.RESERVED),
-                created_at=record.created_at,
-                public_key_sha256=record.public_key_sha256,
-            )
-        )
 
     def complete(self, issuer_id: str, serial: int, pem: str, fingerprint: str) -> None:
         """Attach the signed certificate to its reservation."""
-        result = self._c.execute(
-            update(t.certificates)
-            .where(
-                t.certificates.c.issuer_id == issuer_id,
-                t.certificates.c.serial == serial_hex(serial),
-                t.certificates.c.status == str(CertificateStatus.RESERVED),
-            )
-            .values(status=str(CertificateStatus.ISSUED), pem=pem, fingerprint_sha256=fingerprint)
-        )
-        if result.rowcount != 1:
+        updated = RawSql(self._c).change(_COMPLETE, {
+            "issuer_id": issuer_id, "serial": serial_hex(serial), "pem": pem,
+            "fingerprint": fingerprint, "issued": str(CertificateStatus.ISSUED),
+            "reserved": str(CertificateStatus.RESERVED),
+        })
+        if updated != 1:
             raise Conflict(f"serial {serial_hex(serial)} is not reserved")
 
     def get(
@@ -225,11 +226,9 @@ class SqlCertificateStore:
         return [_record(r) for r in rows]
 
     def with_public_key(self, public_key_sha256: str) -> list[CertificateRecord]:
-        """Certificates (any status) for this key."""
-        rows = self._c.execute(
-            select(t.certificates).where(t.certificates.c.public_key_sha256 == public_key_sha256)
-        )
-        return [_record(r) for r in rows]
+        """Certificates (any status) for this key (hot: every issuance asks)."""
+        rows = RawSql(self._c).all(_WITH_PUBLIC_KEY, {"key_hash": public_key_sha256})
+        return [_record(row_object(_CERT_COLUMNS, r, _CERT_TIMES)) for r in rows]
 
     def revocation_rows(self, issuer_id: str, *, expired_after: datetime
                         ) -> Sequence[RevocationRow]:
@@ -250,7 +249,7 @@ class SqlCertificateStore:
         """Revoked certificates of an issuer still inside the CRL window (G6)."""
         reasons = {r.value: r for r in RevocationReason}
         return [
-            Revocation(int(serial, 16), _raw_utc(revoked_at), reasons[reason])
+            Revocation(int(serial, 16), utc_required(revoked_at), reasons[reason])
             for serial, revoked_at, reason in self.revocation_rows(
                 issuer_id, expired_after=expired_after)
         ]

@@ -7,22 +7,15 @@ pooled DBAPI connection, runs one indexed SELECT and returns the connection.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import Engine
 
 from iotiam.pki.models import CertificateStatus, RevocationReason, serial_hex
+from iotiam.storage.raw import utc
 
 _SQL = ("SELECT status, revoked_at, revocation_reason FROM certificates "
         "WHERE issuer_id = {p} AND serial = {p}")
-
-
-def _utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return parsed.replace(tzinfo=UTC)
 
 
 class SqlStatusReader:
@@ -51,5 +44,5 @@ class SqlStatusReader:
         if row is None:
             return None
         status, revoked_at, reason = row
-        return (CertificateStatus(status), _utc(revoked_at),
+        return (CertificateStatus(status), utc(revoked_at),
                 RevocationReason(reason) if reason else None)

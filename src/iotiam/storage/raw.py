@@ -1,0 +1,110 @@
+"""Hand-written SQL for the issuance hot path, run on the unit of work's own connection.
+
+Building and caching a SQLAlchemy statement costs ~100 µs; the DBAPI runs the same
+indexed statement in ~5 µs. Issuance runs about eight statements per certificate, so
+the statements it runs on every call are written once here in both dialects and sent
+straight to the driver, inside the transaction SQLAlchemy opened. Everything else
+stays on SQLAlchemy Core. Values are stored exactly as the Core path stores them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+# SQLAlchemy's SQLite DATETIME format: what the Core path writes and reads back
+_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
+_NAMED = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
+
+
+class RawStatement:
+    """One statement with ``:name`` parameters, rendered for each driver once."""
+
+    def __init__(self, sql: str) -> None:
+        self.sqlite = sql
+        # psycopg's named style; no statement here contains a literal %
+        self.postgresql = _NAMED.sub(r"%(\1)s", sql)
+
+
+class RawSql:
+    """Runs :class:`RawStatement` s on the DBAPI connection under a Core ``Connection``."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.is_sqlite = conn.dialect.name == "sqlite"
+
+    def run(self, statement: RawStatement, params: dict[str, Any]) -> Any:
+        """Execute; returns the DBAPI cursor (fetch from it, read ``rowcount``)."""
+        sql = statement.sqlite if self.is_sqlite else statement.postgresql
+        cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        dbapi = self._conn.dialect.loaded_dbapi
+        try:
+            cursor.execute(sql, params)
+        except dbapi.Error as e:
+            cursor.close()
+            # the same IntegrityError / DataError / OperationalError Core would raise
+            raise DBAPIError.instance(sql, params, e, dbapi.Error) from e
+        return cursor
+
+    def first(self, statement: RawStatement, params: dict[str, Any]) -> Any:
+        """The first row, or None."""
+        cursor = self.run(statement, params)
+        try:
+            return cursor.fetchone()
+        finally:
+            cursor.close()
+
+    def all(self, statement: RawStatement, params: dict[str, Any]) -> list[Any]:
+        """Every row."""
+        cursor = self.run(statement, params)
+        try:
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def change(self, statement: RawStatement, params: dict[str, Any]) -> int:
+        """Execute a write; the number of rows it touched."""
+        cursor = self.run(statement, params)
+        try:
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def when(self, value: datetime | None) -> Any:
+        """A timezone-aware datetime as the ``UtcDateTime`` column stores it."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UtcDateTime column")
+        naive = value.astimezone(UTC).replace(tzinfo=None)
+        return naive.strftime(_SQLITE_DATETIME) if self.is_sqlite else naive
+
+
+def utc(value: Any) -> datetime | None:
+    """A stored ``UtcDateTime`` value (string on SQLite, naive datetime on PostgreSQL)."""
+    return None if value is None else utc_required(value)
+
+
+def utc_required(value: Any) -> datetime:
+    """A stored non-null ``UtcDateTime`` value."""
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return parsed.replace(tzinfo=UTC)
+
+
+def row_object(columns: tuple[str, ...], values: Any, times: frozenset[str]) -> Any:
+    """A raw row with attribute access, its ``UtcDateTime`` columns made aware."""
+    return SimpleNamespace(**{
+        name: utc(value) if name in times else value
+        for name, value in zip(columns, values, strict=True)
+    })
+
+
+def select_sql(table: str, columns: tuple[str, ...], where: str) -> str:
+    """``SELECT <columns> FROM <table> WHERE <where>``."""
+    # only ever called with this package's own constant names, never with input
+    return f"SELECT {', '.join(columns)} FROM {table} WHERE {where}"  # noqa: S608
