@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from iotiam.audit.models import AuditRecord, ChainHead
@@ -15,8 +15,8 @@ class AuditLog(Protocol):
         """Read the head, holding a lock on it until the transaction ends."""
         ...
 
-    def append(self, record: AuditRecord, head: ChainHead) -> None:
-        """Store a record and move the head to it."""
+    def append(self, records: Sequence[AuditRecord], head: ChainHead) -> None:
+        """Store consecutive records and move the head to the last."""
         ...
 
     def head(self) -> ChainHead | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -24,12 +24,25 @@ class AuditTrail:
 
     def append(self, uow: UnitOfWork, draft: AuditDraft) -> AuditRecord:
         """Append inside the caller's transaction, so the change and its record commit together."""
-        head = uow.audit.lock_head()
-        seq = head.seq + 1 if head else 1
-        record = seal(draft, seq=seq, at=self._clock.now(),
-                      prev_hash=head.hash if head else GENESIS_HASH)
-        uow.audit.append(record, make_head(record, self._key))
+        (record,) = self.append_many(uow, [draft])
         return record
+
+    def append_many(self, uow: UnitOfWork, drafts: Sequence[AuditDraft]) -> list[AuditRecord]:
+        """Append consecutive records inside the caller's transaction, moving the head once."""
+        if not drafts:
+            return []
+        head = uow.audit.lock_head()
+        seq = head.seq if head else 0
+        prev_hash = head.hash if head else GENESIS_HASH
+        at = self._clock.now()
+        records = []
+        for draft in drafts:
+            seq += 1
+            record = seal(draft, seq=seq, at=at, prev_hash=prev_hash)
+            records.append(record)
+            prev_hash = record.hash
+        uow.audit.append(records, make_head(records[-1], self._key))
+        return records
 
     def record(self, draft: AuditDraft) -> AuditRecord:
         """Append in a transaction of its own (for refusals whose change was rolled back)."""

@@ -75,8 +75,8 @@ class DeviceStore(Protocol):
         """Move a device to another lifecycle state."""
         ...
 
-    def activate_if_pending(self, device_id: str, at: datetime) -> None:
-        """Move a pending device to active (first certificate); other states stay."""
+    def activate_if_pending(self, device_ids: Sequence[str], at: datetime) -> None:
+        """Move pending devices to active (first certificate); other states stay."""
         ...
 
     def page(

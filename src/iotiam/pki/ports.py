@@ -21,6 +21,16 @@ SerialSource = Callable[[], int]
 
 
 @dataclass(frozen=True)
+class SignedCertificate:
+    """A signed certificate to store against its reservation."""
+
+    issuer_id: str
+    serial: int
+    pem: str
+    fingerprint_sha256: str
+
+
+@dataclass(frozen=True)
 class StoredCa:
     """A key pair iotiam holds, with its key encrypted at rest."""
 
@@ -80,8 +90,8 @@ class CertificateStore(Protocol):
         """Record a certificate before it is signed (G5); Conflict on a used serial (G1)."""
         ...
 
-    def complete(self, issuer_id: str, serial: int, pem: str, fingerprint: str) -> None:
-        """Store the signed certificate for a reserved serial."""
+    def complete(self, signed: Sequence[SignedCertificate]) -> None:
+        """Store signed certificates for their reserved serials (Conflict if one is not)."""
         ...
 
     def get(self, issuer_id: str, serial: int, *, for_update: bool = False

@@ -1,52 +1,42 @@
 """PKI use cases: issue, look up, revoke, publish CRLs, answer OCSP.
 
-Issuance order (G1, G5): validate the CSR, then *reserve* the serial in a
-committed row, then sign, then store the certificate. A crash between the two
-commits leaves a reserved serial that is never handed out again.
+Issuance itself (G1, G5: reserve, sign, store) lives in ``issuing.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
 
 from iotiam.admin.models import SYSTEM, Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
 from iotiam.config import PkiConfig
-from iotiam.errors import Conflict, Forbidden, InvalidInput, NotFound
-from iotiam.inventory.models import Device, DeviceState
+from iotiam.errors import Conflict, IamError, InvalidInput, NotFound
+from iotiam.inventory.models import Device
 from iotiam.pki.authority import CaMaterial, PublicUrls
 from iotiam.pki.crl import CrlEntryCache, sign_crl_entries
-from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
 from iotiam.pki.issuance import LeafIssuer
-from iotiam.pki.keys import PublicKey
+from iotiam.pki.issuing import (
+    CertificateIssuance,
+    IssueRequest,
+    ReservationHook,
+)
 from iotiam.pki.models import (
     CertificateRecord,
     CertificateStatus,
     RevocationReason,
-    SerialInUse,
     parse_serial,
     serial_hex,
 )
 from iotiam.pki.ocsp import CertStatusInfo, OcspResponder
 from iotiam.pki.ports import CertificateStatusReader, SerialSource, StoredCrl
-from iotiam.pki.profiles import get_profile
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
-
-#: called inside the reservation transaction with the device being certified
-ReservationHook = Callable[[UnitOfWork, Device], None]
-
-ISSUABLE_STATES = frozenset({DeviceState.PENDING, DeviceState.ACTIVE})
-_SERIAL_RETRIES = 3
 
 
 def public_urls(base_url: str, ca_id: str) -> PublicUrls:
@@ -58,14 +48,6 @@ def public_urls(base_url: str, ca_id: str) -> PublicUrls:
     )
 
 
-def public_key_sha256(public_key: PublicKey) -> str:
-    """SHA-256 over the DER SubjectPublicKeyInfo."""
-    spki = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(spki).hexdigest()
-
-
 def revocation_counter(issuer_id: str) -> str:
     """Counter bumped by every revocation under an issuer; CRLs record the value they cover."""
     return f"revocations:{issuer_id}"
@@ -74,22 +56,6 @@ def revocation_counter(issuer_id: str) -> str:
 def crl_number_counter(issuer_id: str) -> str:
     """Counter giving each CRL of an issuer its number (G2)."""
     return f"crl-number:{issuer_id}"
-
-
-def device_identity(device: Device) -> LeafIdentity:
-    """The name a device's certificate carries: CN = device id, OU = its org unit.
-
-    No URI SAN: a ``spiffe://`` or ``urn:`` URI is valid RFC 5280 but pkilint (which
-    we promise to pass) rejects non-hierarchical schemes, and MQTT brokers read the CN.
-    """
-    return LeafIdentity(
-        subject=x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, device.org_unit_id),
-                x509.NameAttribute(NameOID.COMMON_NAME, device.id),
-            ]
-        ),
-    )
 
 
 @dataclass(frozen=True)
@@ -143,9 +109,11 @@ class Pki:
         self.cas = cas
         self._serials = serials
         self._status = status_reader
-        self._issuer = LeafIssuer(
-            cas.issuing.signer, cas.issuing.certificate,
-            public_urls(config.public_base_url, cas.issuing_id),
+        self._issuance = CertificateIssuance(
+            uow, clock, audit, config, cas.issuing_id, cas.issuing,
+            LeafIssuer(cas.issuing.signer, cas.issuing.certificate,
+                       public_urls(config.public_base_url, cas.issuing_id)),
+            serials,
         )
         self._ocsp = OcspResponder(
             cas.issuing.certificate, cas.responder.certificate, cas.responder.signer,
@@ -174,129 +142,17 @@ class Pki:
         known key means a replayed request). ``on_reserve`` runs inside the reservation
         transaction (e.g. to redeem a claim token atomically with it).
         """
-        draft = AuditDraft(
-            tag=AuditTag.CERTIFICATE_REFUSED, actor=actor.name, org_path=actor.org_path,
-            subject=f"device:{device_id}",
-        )
-        with self._audit.refusals(draft):
-            actor.require(Role.OPERATOR, "issuing certificates")
-            csr = parse_csr(csr_data)
-            for attempt in range(_SERIAL_RETRIES):
-                try:
-                    reservation, device, public_key = self._reserve(
-                        actor, device_id, csr, profile, fresh_key, on_reserve
-                    )
-                    break
-                except SerialInUse:
-                    # ~2^-159 per draw; retried so that G1 holds even with a bad RNG day
-                    if attempt == _SERIAL_RETRIES - 1:
-                        raise
-            return self._sign_and_store(actor, reservation, device, public_key)
+        request = IssueRequest(device_id, csr_data, profile, fresh_key, on_reserve)
+        (result,) = self._issuance.issue(actor, [request])
+        if isinstance(result, IamError):
+            raise result
+        return result
 
-    def _reserve(
-        self,
-        actor: Principal,
-        device_id: str,
-        csr: x509.CertificateSigningRequest,
-        profile_name: str | None,
-        fresh_key: bool,
-        on_reserve: ReservationHook | None,
-    ) -> tuple[CertificateRecord, Device, PublicKey]:
-        with self._uow() as uow:
-            device = uow.devices.get(device_id)
-            if device is None or not actor.sees(device.org_path):
-                raise NotFound(f"device {device_id!r} not found")
-            if device.state not in ISSUABLE_STATES:
-                raise Conflict(
-                    f"device {device_id!r} is {device.state}; certificates are issued "
-                    "only to pending or active devices"
-                )
-            device_type = uow.device_types.get(device.type_name)
-            profile = get_profile(
-                profile_name or (device_type.certificate_profile if device_type else "device")
-            )
-            if profile.server_auth and not (
-                (device_type is not None and profile.name == device_type.certificate_profile)
-                or actor.has_role(Role.ADMIN)
-            ):
-                # a server-auth certificate lets its holder impersonate a service
-                raise Forbidden(
-                    f"the {profile.name!r} profile needs an admin for a {device.type_name} device")
-            if device_type is not None and device_type.rotation.certificate_lifetime:
-                # the device type's rotation policy beats the profile's default lifetime
-                profile = replace(profile, lifetime=device_type.rotation.certificate_lifetime)
-            public_key = validate_csr(csr, device_identity(device))
-            key_hash = public_key_sha256(public_key)
-            for other in uow.certificates.with_public_key(key_hash):
-                if other.device_id != device.id or fresh_key:
-                    raise Conflict(
-                        "this public key is already certified "
-                        f"({'for this device' if other.device_id == device.id else 'elsewhere'}"
-                        "): a replayed request or a shared key; generate a new key"
-                    )
-            if on_reserve is not None:
-                on_reserve(uow, device)
-            now = self._clock.now()
-            # backdate for skewed device clocks, but never eat much of a short lifetime
-            not_before = now - min(self._config.backdate, profile.lifetime / 10)
-            issuing_not_after = self.cas.issuing.certificate.not_valid_after_utc
-            record = CertificateRecord(
-                issuer_id=self.cas.issuing_id,
-                serial=self._serials(),
-                device_id=device.id,
-                org_unit_id=device.org_unit_id,
-                org_path=device.org_path,
-                profile=profile.name,
-                subject=f"CN={device.id}",
-                not_before=not_before,
-                not_after=min(not_before + profile.lifetime, issuing_not_after),
-                status=CertificateStatus.RESERVED,
-                fingerprint_sha256=None,
-                pem=None,
-                created_at=now,
-                public_key_sha256=key_hash,
-            )
-            uow.certificates.reserve(record)
-            return record, device, public_key
-
-    def _sign_and_store(
-        self, actor: Principal, record: CertificateRecord, device: Device,
-        public_key: PublicKey,
-    ) -> CertificateRecord:
-        certificate = self._issuer.issue(
-            public_key,
-            device_identity(device),
-            replace(get_profile(record.profile), lifetime=record.not_after - record.not_before),
-            record.serial,
-            record.not_before,
-        )
-        der = certificate.public_bytes(serialization.Encoding.DER)
-        pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
-        fingerprint = hashlib.sha256(der).hexdigest()
-        with self._uow() as uow:
-            uow.certificates.complete(record.issuer_id, record.serial, pem, fingerprint)
-            if device.state is DeviceState.PENDING:
-                # only a still-pending device becomes active; a state changed meanwhile stays
-                uow.devices.activate_if_pending(device.id, self._clock.now())
-            self._audit.append(
-                uow,
-                AuditDraft(
-                    tag=AuditTag.CERTIFICATE_ISSUED,
-                    actor=actor.name,
-                    org_path=record.org_path,
-                    subject=f"device:{device.id}",
-                    details={
-                        "serial": record.serial_hex,
-                        "issuer": record.issuer_id,
-                        "profile": record.profile,
-                        "not_after": certificate.not_valid_after_utc.isoformat(),
-                        "sha256": fingerprint,
-                    },
-                ),
-            )
-        return replace(record, status=CertificateStatus.ISSUED, pem=pem,
-                       fingerprint_sha256=fingerprint,
-                       not_after=certificate.not_valid_after_utc)
+    def issue_certificates(
+        self, actor: Principal, requests: Sequence[IssueRequest]
+    ) -> list[CertificateRecord | IamError]:
+        """Certify many keys in two transactions; a refused request yields its error."""
+        return self._issuance.issue(actor, requests)
 
     # -- lookup ------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
@@ -40,16 +40,16 @@ class SqlAuditLog:
         row = self._c.execute(select(t.audit_head).where(t.audit_head.c.id == _HEAD_ID)).first()
         return ChainHead(seq=row.seq, hash=row.hash, mac=row.mac) if row else None
 
-    def append(self, record: AuditRecord, head: ChainHead) -> None:
-        """Store the record and move the head in the same transaction."""
+    def append(self, records: Sequence[AuditRecord], head: ChainHead) -> None:
+        """Store consecutive records and move the head in the same transaction."""
         raw = RawSql(self._c)
-        raw.change(_INSERT_RECORD, {
+        raw.change_many(_INSERT_RECORD, [{
             "seq": record.seq, "at": raw.when(record.at), "tag": record.tag,
             "actor": record.actor, "org_path": record.org_path, "subject": record.subject,
             "outcome": record.outcome, "reason": record.reason,
             "details": dump_json(record.details), "prev_hash": record.prev_hash,
             "hash": record.hash,
-        })
+        } for record in records])
         moved = raw.change(_MOVE_HEAD, {"seq": head.seq, "hash": head.hash, "mac": head.mac})
         if moved == 0:
             self._c.execute(

@@ -215,13 +215,14 @@ class SqlDeviceStore:
             .values(state=str(state), updated_at=at)
         )
 
-    def activate_if_pending(self, device_id: str, at: datetime) -> None:
-        """Move a pending device to active (first certificate); other states stay."""
+    def activate_if_pending(self, device_ids: Sequence[str], at: datetime) -> None:
+        """Move pending devices to active (first certificate); other states stay."""
         raw = RawSql(self._c)
-        raw.change(_ACTIVATE_IF_PENDING, {
-            "id": device_id, "at": raw.when(at),
+        when = raw.when(at)
+        raw.change_many(_ACTIVATE_IF_PENDING, [{
+            "id": device_id, "at": when,
             "active": str(DeviceState.ACTIVE), "pending": str(DeviceState.PENDING),
-        })
+        } for device_id in device_ids])
 
     def page(
         self,

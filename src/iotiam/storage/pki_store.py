@@ -21,7 +21,7 @@ from iotiam.pki.models import (
     SerialInUse,
     serial_hex,
 )
-from iotiam.pki.ports import CrlInfo, StoredCa, StoredCrl
+from iotiam.pki.ports import CrlInfo, SignedCertificate, StoredCa, StoredCrl
 from iotiam.storage import schema as t
 from iotiam.storage.raw import RawSql, RawStatement, row_object, select_sql, utc_required
 from iotiam.storage.rows import under_path
@@ -136,15 +136,15 @@ class SqlCertificateStore:
         if inserted != 1:
             raise SerialInUse(f"serial {serial_hex(record.serial)} is already used")
 
-    def complete(self, issuer_id: str, serial: int, pem: str, fingerprint: str) -> None:
-        """Attach the signed certificate to its reservation."""
-        updated = RawSql(self._c).change(_COMPLETE, {
-            "issuer_id": issuer_id, "serial": serial_hex(serial), "pem": pem,
-            "fingerprint": fingerprint, "issued": str(CertificateStatus.ISSUED),
+    def complete(self, signed: Sequence[SignedCertificate]) -> None:
+        """Attach signed certificates to their reservations."""
+        updated = RawSql(self._c).change_many(_COMPLETE, [{
+            "issuer_id": cert.issuer_id, "serial": serial_hex(cert.serial), "pem": cert.pem,
+            "fingerprint": cert.fingerprint_sha256, "issued": str(CertificateStatus.ISSUED),
             "reserved": str(CertificateStatus.RESERVED),
-        })
-        if updated != 1:
-            raise Conflict(f"serial {serial_hex(serial)} is not reserved")
+        } for cert in signed])
+        if updated != len(signed):
+            raise Conflict("a certificate to store is no longer reserved")
 
     def get(
         self, issuer_id: str, serial: int, *, for_update: bool = False

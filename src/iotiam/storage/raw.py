@@ -10,6 +10,7 @@ stays on SQLAlchemy Core. Values are stored exactly as the Core path stores them
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -40,11 +41,27 @@ class RawSql:
 
     def run(self, statement: RawStatement, params: dict[str, Any]) -> Any:
         """Execute; returns the DBAPI cursor (fetch from it, read ``rowcount``)."""
+        return self._execute(statement, params, many=False)
+
+    def change_many(self, statement: RawStatement, rows: Sequence[dict[str, Any]]) -> int:
+        """Execute a write once per parameter set (``executemany``); rows touched in all."""
+        if not rows:
+            return 0
+        cursor = self._execute(statement, rows, many=True)
+        try:
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def _execute(self, statement: RawStatement, params: Any, *, many: bool) -> Any:
         sql = statement.sqlite if self.is_sqlite else statement.postgresql
         cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         dbapi = self._conn.dialect.loaded_dbapi
         try:
-            cursor.execute(sql, params)
+            if many:
+                cursor.executemany(sql, params)
+            else:
+                cursor.execute(sql, params)
         except dbapi.Error as e:
             cursor.close()
             # the same IntegrityError / DataError / OperationalError Core would raise

@@ -89,7 +89,7 @@ def test_reserved_before_signing(installation: Installation, replica: Callable[.
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     services = replica(SequenceSerials(FIRST))
     add_device(installation.api(), "dev-1")
-    signer = services.pki._issuer
+    signer = services.pki._issuance._leaf
     seen: list[list[dict[str, Any]]] = []
     real_issue = signer.issue
 
@@ -118,7 +118,7 @@ def test_failed_signing_leaves_reservation_never_reused(
     def offline(*args: Any, **kwargs: Any) -> x509.Certificate:
         raise RuntimeError("HSM offline")
 
-    monkeypatch.setattr(services.pki._issuer, "issue", offline)
+    monkeypatch.setattr(services.pki._issuance._leaf, "issue", offline)
     with pytest.raises(RuntimeError, match="HSM offline"):
         issue_with(services, "dev-1")
     [left] = certificate_rows(installation)
@@ -143,7 +143,7 @@ def test_reserved_serial_is_unknown_to_the_report(installation: Installation,
     def offline(*args: Any, **kwargs: Any) -> x509.Certificate:
         raise RuntimeError("HSM offline")
 
-    monkeypatch.setattr(services.pki._issuer, "issue", offline)
+    monkeypatch.setattr(services.pki._issuance._leaf, "issue", offline)
     with pytest.raises(RuntimeError):
         issue_with(services, "dev-1")
     report = installation.api().get("/v1/inventory").json()
