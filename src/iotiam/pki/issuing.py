@@ -13,6 +13,7 @@ refused on its own; the others go on.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -86,6 +87,21 @@ def device_identity(device: Device) -> LeafIdentity:
     )
 
 
+class _Pending:
+    """One caller's requests, waiting in the combining queue."""
+
+    def __init__(self, items: list[tuple[Principal, IssueRequest]]) -> None:
+        self.items = items
+        self.results: list[CertificateRecord | IamError] = []
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def fail(self, error: BaseException) -> None:
+        """Wake the caller with an error for every request."""
+        self.error = error
+        self.done.set()
+
+
 @dataclass
 class _Reserved:
     """A request whose serial is committed, waiting for its signature."""
@@ -120,26 +136,64 @@ class CertificateIssuance:
         self._issuing_not_after = issuing.certificate.not_valid_after_utc
         self._leaf = leaf_issuer
         self._serials = serials
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._leading = False
 
     def issue(self, actor: Principal, requests: Sequence[IssueRequest]
               ) -> list[CertificateRecord | IamError]:
-        """Certify each request's key; a refused request yields its error, in order."""
-        results: list[CertificateRecord | IamError | None] = [None] * len(requests)
+        """Certify each request's key; a refused request yields its error, in order.
+
+        Calls from several threads at once are combined: one thread runs everything
+        queued so far as one batch while the others wait for their results (group
+        commit), so concurrent callers share transactions as a batch does.
+        """
+        pending = _Pending([(actor, request) for request in requests])
+        with self._queue_lock:
+            self._queue.append(pending)
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            self._drain()
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.results
+
+    def _drain(self) -> None:
+        while True:
+            with self._queue_lock:
+                batch, self._queue = self._queue, []
+                if not batch:
+                    self._leading = False
+                    return
+            items = [item for pending in batch for item in pending.items]
+            try:
+                results = self._run(items)
+            except Exception as e:  # a storage failure fails every caller in the batch
+                for pending in batch:
+                    pending.fail(e)
+                continue
+            start = 0
+            for pending in batch:
+                pending.results = results[start:start + len(pending.items)]
+                start += len(pending.items)
+                pending.done.set()
+
+    def _run(self, items: Sequence[tuple[Principal, IssueRequest]]
+             ) -> list[CertificateRecord | IamError]:
+        results: list[CertificateRecord | IamError | None] = [None] * len(items)
         parsed: list[tuple[int, x509.CertificateSigningRequest]] = []
-        try:
-            actor.require(Role.OPERATOR, "issuing certificates")
-        except IamError as e:
-            results = [e] * len(requests)
-        else:
-            for i, request in enumerate(requests):
-                try:
-                    parsed.append((i, parse_csr(request.csr_data)))
-                except IamError as e:
-                    results[i] = e
-        reserved = self._reserve(actor, requests, parsed, results) if parsed else []
+        for i, (actor, request) in enumerate(items):
+            try:
+                actor.require(Role.OPERATOR, "issuing certificates")
+                parsed.append((i, parse_csr(request.csr_data)))
+            except IamError as e:
+                results[i] = e
+        reserved = self._reserve(items, parsed, results) if parsed else []
         signed = [(item, self._sign(item)) for item in reserved]
         if signed or any(isinstance(r, IamError) for r in results):
-            self._complete(actor, requests, signed, results)
+            self._complete(items, signed, results)
         for item, (certificate, pem, fingerprint) in signed:
             results[item.index] = replace(
                 item.record, status=CertificateStatus.ISSUED, pem=pem,
@@ -151,8 +205,7 @@ class CertificateIssuance:
 
     def _reserve(
         self,
-        actor: Principal,
-        requests: Sequence[IssueRequest],
+        items: Sequence[tuple[Principal, IssueRequest]],
         parsed: list[tuple[int, x509.CertificateSigningRequest]],
         results: list[CertificateRecord | IamError | None],
     ) -> list[_Reserved]:
@@ -161,9 +214,10 @@ class CertificateIssuance:
             with self._uow() as uow:
                 types: dict[str, DeviceType | None] = {}
                 for index, csr in parsed:
+                    actor, request = items[index]
                     try:
                         reserved.append(
-                            self._reserve_one(uow, actor, index, requests[index], csr, types))
+                            self._reserve_one(uow, actor, index, request, csr, types))
                     except IamError as e:
                         results[index] = e
         except IamError as e:
@@ -261,8 +315,7 @@ class CertificateIssuance:
 
     def _complete(
         self,
-        actor: Principal,
-        requests: Sequence[IssueRequest],
+        items: Sequence[tuple[Principal, IssueRequest]],
         signed: list[tuple[_Reserved, tuple[x509.Certificate, str, str]]],
         results: list[CertificateRecord | IamError | None],
     ) -> None:
@@ -279,8 +332,8 @@ class CertificateIssuance:
             for item, (certificate, _, fingerprint) in signed:
                 record = item.record
                 drafts.append(AuditDraft(
-                    tag=AuditTag.CERTIFICATE_ISSUED, actor=actor.name, org_path=record.org_path,
-                    subject=f"device:{item.device.id}",
+                    tag=AuditTag.CERTIFICATE_ISSUED, actor=items[item.index][0].name,
+                    org_path=record.org_path, subject=f"device:{item.device.id}",
                     details={
                         "serial": record.serial_hex,
                         "issuer": record.issuer_id,
@@ -289,7 +342,7 @@ class CertificateIssuance:
                         "sha256": fingerprint,
                     },
                 ))
-            drafts += [_refusal(actor, requests[index], result)
+            drafts += [_refusal(*items[index], result)
                        for index, result in enumerate(results) if isinstance(result, IamError)]
             self._audit.append_many(uow, drafts)
 

@@ -9,7 +9,14 @@ from sqlalchemy import Connection, insert, select, update
 
 from iotiam.admin.models import AdminToken, Role
 from iotiam.storage import schema as t
+from iotiam.storage.raw import RawSql, RawStatement, row_object, select_sql
 from iotiam.storage.rows import under_path
+
+_TOKEN_COLUMNS = ("id", "name", "role", "org_unit_id", "org_path", "secret_hash", "created_at",
+                  "created_by", "expires_at", "revoked_at")
+_TOKEN_TIMES = frozenset({"created_at", "expires_at", "revoked_at"})
+# every API request authenticates: hand-written (see storage/raw.py)
+_GET_TOKEN = RawStatement(select_sql("admin_tokens", _TOKEN_COLUMNS, "id = :id"))
 
 
 class SqlAdminTokenStore:
@@ -38,8 +45,8 @@ class SqlAdminTokenStore:
 
     def get(self, token_id: str) -> AdminToken | None:
         """One token."""
-        row = self._c.execute(select(t.admin_tokens).where(t.admin_tokens.c.id == token_id)).first()
-        return _token(row) if row else None
+        row = RawSql(self._c).first(_GET_TOKEN, {"id": token_id})
+        return _token(row_object(_TOKEN_COLUMNS, row, _TOKEN_TIMES)) if row else None
 
     def list_under(self, *, org_path: str) -> list[AdminToken]:
         """Tokens scoped inside ``org_path``."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 from cryptography import x509
 from expect import audit_records, row_counts
 from fleet import add_device
@@ -81,3 +84,35 @@ def test_batch_fail_viewer_refused_every_request(installation: Installation) -> 
     assert row_counts(installation)["certificates"] == before["certificates"]
     refused = [r for r in audit_records(api) if r["tag"] == "device:certificate:refused"]
     assert [(r["actor"], r["outcome"]) for r in refused] == [("token:viewer", "denied")] * 2
+
+
+def test_concurrent_callers_ok_combined(installation: Installation) -> None:
+    api = installation.api()
+    ids = [f"dev-{i}" for i in range(24)]
+    for device_id in ids:
+        add_device(api, device_id)
+    csrs = {device_id: make_csr(device_id) for device_id in ids}
+    csrs["dev-0"] = b"garbage"  # one caller's bad request must not fail the others
+    pki = installation.services.pki
+    start = threading.Barrier(len(ids))
+
+    def issue(device_id: str) -> CertificateRecord | Exception:
+        start.wait()
+        try:
+            return pki.issue_certificate(SYSTEM, device_id=device_id, csr_data=csrs[device_id])
+        except Exception as e:
+            return e
+
+    with ThreadPoolExecutor(len(ids)) as pool:
+        results = dict(zip(ids, pool.map(issue, ids), strict=True))
+
+    assert isinstance(results.pop("dev-0"), InvalidInput)
+    assert all(isinstance(r, CertificateRecord) for r in results.values()), results
+    assert {r.device_id for r in results.values() if isinstance(r, CertificateRecord)} == \
+        set(ids) - {"dev-0"}
+    assert len({r.serial for r in results.values() if isinstance(r, CertificateRecord)}) == 23
+    assert row_counts(installation)["reserved_certificates"] == 0
+    tags = [r["tag"] for r in audit_records(api)]
+    assert tags.count("device:certificate:issued") == 23
+    assert tags.count("device:certificate:refused") == 1
+    assert api.get("/v1/audit/verify").json()["ok"] is True
