@@ -26,7 +26,11 @@ from iotiam.config import (
 )
 from iotiam.credentials.sealing import SecretSealer
 from iotiam.credentials.service import Psks
+from iotiam.enrollment.first_contact import FirstContact
+from iotiam.enrollment.manufacturers import Manufacturers
+from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
 from iotiam.enrollment.service import Enrollment
+from iotiam.enrollment.transfer import OwnershipTransfer
 from iotiam.errors import SetupError, Unauthenticated
 from iotiam.inventory.models import Criticality, DeviceClass, DeviceType, OrgUnit, OrgUnitKind
 from iotiam.inventory.ports import AllCredentials
@@ -66,6 +70,10 @@ class Services:
     pki: Pki
     enrollment: Enrollment
     psks: Psks
+    manufacturers: Manufacturers
+    enrollment_queue: EnrollmentQueue
+    first_contact: FirstContact
+    transfers: OwnershipTransfer
 
     def close(self) -> None:
         """Release database connections."""
@@ -154,16 +162,23 @@ def build_services(
         SqlStatusReader(database.engine),
     )
     psks = Psks(database, clock, audit, SecretSealer(data_key(settings, create=False)))
+    every_credential = AllCredentials(pki, psks)
+    queue = EnrollmentQueue(database, clock, audit, pki, QueueLimits(
+        retry_after_seconds=settings.est_retry_after_seconds))
     return Services(
         settings=settings,
         clock=clock,
         database=database,
         audit=audit,
         tokens=AdminTokens(database, clock, audit),
-        inventory=Inventory(database, clock, audit, AllCredentials(pki, psks)),
+        inventory=Inventory(database, clock, audit, every_credential),
         pki=pki,
         enrollment=Enrollment(database, clock, audit, pki),
         psks=psks,
+        manufacturers=Manufacturers(database, clock, audit),
+        enrollment_queue=queue,
+        first_contact=FirstContact(database, clock, audit, pki, queue),
+        transfers=OwnershipTransfer(database, clock, audit, every_credential),
     )
 
 

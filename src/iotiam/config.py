@@ -53,6 +53,8 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     # a client certificate is read from CLIENT_CERT_HEADER only on requests from these
     trusted_proxies: tuple[str, ...] = ()
+    #: RFC 7030 §4.2.3: how long a held enrollment's client waits before it polls again
+    est_retry_after_seconds: int = 60
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -119,7 +121,21 @@ def load_settings(data_dir: Path) -> Settings:
                                 or ",".join(recorded.get("trusted_proxies", []))).split(",")
             if p.strip()
         ),
+        est_retry_after_seconds=_seconds(env.get("IOTIAM_EST_RETRY_AFTER"),
+                                         "IOTIAM_EST_RETRY_AFTER", 60),
     )
+
+
+def _seconds(value: str | None, name: str, default: int) -> int:
+    if not value:
+        return default
+    try:
+        seconds = int(value)
+    except ValueError:
+        seconds = 0
+    if not 1 <= seconds <= 86400:
+        raise SetupError(f"{name} must be a number of seconds between 1 and 86400")
+    return seconds
 
 
 def save_settings(settings: Settings) -> None:

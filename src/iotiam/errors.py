@@ -68,6 +68,13 @@ class Forbidden(IamError):
     title = "Forbidden"
 
 
+class TooManyRequests(IamError):
+    """A bounded resource (e.g. the queue of held enrollments) is full for this caller."""
+
+    kind = "too-many-requests"
+    title = "Too many requests"
+
+
 class SetupError(IamError):
     """Local setup is missing or broken (no data directory, wrong passphrase)."""
 

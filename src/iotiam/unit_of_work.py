@@ -13,7 +13,13 @@ from typing import Protocol
 from iotiam.admin.ports import AdminTokenStore
 from iotiam.audit.ports import AuditLog
 from iotiam.credentials.ports import PskStore
-from iotiam.enrollment.ports import ClaimTokenStore
+from iotiam.enrollment.ports import (
+    ClaimTokenStore,
+    EnrollmentRequestStore,
+    ManifestStore,
+    ManufacturerStore,
+    OwnershipStore,
+)
 from iotiam.inventory.ports import DeviceStore, DeviceTypeStore, GroupStore, OrgUnitStore
 from iotiam.pki.ports import CaStore, CertificateStore, CounterStore, CrlStore
 
@@ -79,6 +85,26 @@ class UnitOfWork(Protocol):
     @property
     def psks(self) -> PskStore:
         """The PSK store."""
+        ...
+
+    @property
+    def manufacturers(self) -> ManufacturerStore:
+        """The manufacturer CA store."""
+        ...
+
+    @property
+    def manifest(self) -> ManifestStore:
+        """The manufacturing manifest store."""
+        ...
+
+    @property
+    def enrollment_requests(self) -> EnrollmentRequestStore:
+        """The store of enrollment requests held for an admin."""
+        ...
+
+    @property
+    def ownership(self) -> OwnershipStore:
+        """The inventory writes of ownership transfers."""
         ...
 
     def savepoint(self) -> AbstractContextManager[None]:

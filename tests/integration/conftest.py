@@ -20,11 +20,13 @@ from iotiam.testing import require, require_binary
 from .live_server import Server, launch
 
 
-def _serve(backend: str, base: Path) -> Iterator[Server]:
+def serve_live(backend: str, base: Path, extra_env: dict[str, str] | None = None
+               ) -> Iterator[Server]:
+    """Launch a server for a fixture, stop it after, and check it logged no traceback."""
     schema = postgres_schema_url() if backend == "postgresql" else None
     url = next(schema) if schema is not None else None
     try:
-        server = launch(backend, base, url)
+        server = launch(backend, base, url, extra_env)
         try:
             yield server
         finally:
@@ -43,13 +45,13 @@ def _serve(backend: str, base: Path) -> Iterator[Server]:
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Server]:
     """A live server shared by the tests of one module, on each configured backend."""
-    yield from _serve(request.param, tmp_path_factory.mktemp(f"iotiam-{request.param}"))
+    yield from serve_live(request.param, tmp_path_factory.mktemp(f"iotiam-{request.param}"))
 
 
 @pytest.fixture(params=BACKENDS)
 def fresh_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     """A live server of one's own, for tests that tamper with or crash it."""
-    yield from _serve(request.param, tmp_path)
+    yield from serve_live(request.param, tmp_path)
 
 
 @pytest.fixture(scope="session")

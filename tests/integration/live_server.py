@@ -57,6 +57,8 @@ class Server:
     http_port: int
     executable: str
     env: dict[str, str] = field(default_factory=dict)
+    #: extra ``serve`` options, e.g. ``("--workers", "2")``
+    serve_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     _log_offset: int = 0
 
@@ -167,7 +169,7 @@ class Server:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [self.executable, "--data-dir", str(self.data_dir), "serve",
-                 "--log-level", "warning"],
+                 "--log-level", "warning", *self.serve_args],
                 env=self.env, cwd=self.work_dir, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
@@ -250,8 +252,12 @@ def _base_env(data_dir: Path, database_url: str | None) -> dict[str, str]:
     return env
 
 
-def launch(backend: str, base: Path, database_url: str | None) -> Server:
-    """``init`` a data directory and start ``serve``, picking new ports if one was taken."""
+def launch(backend: str, base: Path, database_url: str | None,
+           extra_env: dict[str, str] | None = None) -> Server:
+    """``init`` a data directory and start ``serve``, picking new ports if one was taken.
+
+    ``extra_env`` sets ``IOTIAM_*`` knobs for this server (the developer's own are dropped).
+    """
     executable = venv_tool("iotiam")
     data_dir = base / "data"
     for _attempt in range(3):
@@ -261,7 +267,8 @@ def launch(backend: str, base: Path, database_url: str | None) -> Server:
             http_port = free_port()
         server = Server(backend=backend, data_dir=data_dir, work_dir=base,
                         database_url=database_url, port=port, http_port=http_port,
-                        executable=executable, env=_base_env(data_dir, database_url))
+                        executable=executable,
+                        env={**_base_env(data_dir, database_url), **(extra_env or {})})
         server.init()
         try:
             server.start()

@@ -13,6 +13,7 @@ from iotiam.api.routes import (
     admin,
     certificates,
     credentials,
+    enrollment,
     est,
     inventory,
     public,
@@ -37,6 +38,7 @@ def create_api_app(services: Services) -> ASGIApp:
     app.include_router(est.router)
     app.include_router(recovery.router)
     app.include_router(credentials.router)
+    app.include_router(enrollment.router)
     # the size limit wraps the OCSP fast path too
     return BodySizeLimit(OcspFastPath(app, services), services.settings.max_body_bytes)
 

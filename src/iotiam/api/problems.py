@@ -21,6 +21,7 @@ from iotiam.errors import (
     NotFound,
     PayloadTooLarge,
     SetupError,
+    TooManyRequests,
     Unauthenticated,
 )
 
@@ -37,6 +38,7 @@ STATUS_BY_ERROR: tuple[tuple[type[IamError], int], ...] = (
     (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
+    (TooManyRequests, 429),
     (SetupError, 500),
 )
 

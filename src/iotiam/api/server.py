@@ -14,7 +14,8 @@ from collections.abc import Generator
 import uvicorn
 
 from iotiam.api.app import create_api_app, create_public_app
-from iotiam.api.tls import TlsAwareHttpToolsProtocol
+from iotiam.api.tls import ManufacturerTrust, TlsAwareHttpToolsProtocol
+from iotiam.api.workers import fork_workers, stop_workers
 from iotiam.bootstrap import Services
 from iotiam.config import ca_passphrase
 from iotiam.errors import SetupError
@@ -22,6 +23,7 @@ from iotiam.errors import SetupError
 log = logging.getLogger("iotiam.server")
 
 CRL_CHECK_SECONDS = 30.0
+TRUST_CHECK_SECONDS = 5.0
 
 
 class _Server(uvicorn.Server):
@@ -47,6 +49,15 @@ def crl_refresher(services: Services, stop: threading.Event) -> None:
         stop.wait(0.2)
 
 
+def trust_refresher(trust: ManufacturerTrust, stop: threading.Event) -> None:
+    """Pick up manufacturer CAs another worker process or replica registered."""
+    while not stop.wait(TRUST_CHECK_SECONDS):
+        try:
+            trust.refresh()
+        except Exception:  # a database hiccup must not end the loop
+            log.exception("manufacturer trust refresh failed; retrying")
+
+
 def listen_sockets(host: str, port: int) -> list[socket.socket]:
     """Bind a listener's sockets up front, as asyncio would for ``host``.
 
@@ -70,9 +81,11 @@ def listen_sockets(host: str, port: int) -> list[socket.socket]:
     return sockets
 
 
-def serve(services: Services, *, log_level: str = "info") -> None:
-    """Run both listeners until SIGINT/SIGTERM."""
+def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> None:
+    """Run both listeners until SIGINT/SIGTERM, in ``workers`` processes."""
     settings = services.settings
+    if not 1 <= workers <= 64:
+        raise SetupError(f"workers must be 1-64, not {workers}")
     api_sockets = listen_sockets(settings.host, settings.port)
     try:
         public_sockets = listen_sockets(settings.host, settings.http_port)
@@ -80,7 +93,22 @@ def serve(services: Services, *, log_level: str = "info") -> None:
         for sock in api_sockets:
             sock.close()
         raise
+    index, children = fork_workers(workers - 1)
+    if index:
+        services.database.after_fork()
+    try:
+        _serve_here(services, api_sockets, public_sockets, log_level)
+    finally:
+        stop_workers(children)
+
+
+def _serve_here(services: Services, api_sockets: list[socket.socket],
+                public_sockets: list[socket.socket], log_level: str) -> None:
+    settings = services.settings
     passphrase = ca_passphrase(settings, create=False).decode()
+    # devices present manufacturer IDevIDs on EST: their CAs must pass the TLS handshake
+    trust = ManufacturerTrust(services.manufacturers.trust_anchors)
+    services.manufacturers.add_trust_listener(trust.add)
     api = _Server(uvicorn.Config(
         create_api_app(services),
         host=settings.host,
@@ -91,6 +119,7 @@ def serve(services: Services, *, log_level: str = "info") -> None:
         ssl_ca_certs=str(settings.tls_dir / "client-ca.pem"),
         # client certificates are optional on the API (device endpoints use them)
         ssl_cert_reqs=ssl.CERT_OPTIONAL,
+        ssl_context_factory=trust.context_factory,
         # puts the verified client certificate into scope["extensions"]["tls"] (EST)
         http=TlsAwareHttpToolsProtocol,
         log_level=log_level,
@@ -108,6 +137,8 @@ def serve(services: Services, *, log_level: str = "info") -> None:
     stop = threading.Event()
     refresher = threading.Thread(target=crl_refresher, args=(services, stop), daemon=True,
                                  name="crl-refresher")
+    trust_thread = threading.Thread(target=trust_refresher, args=(trust, stop), daemon=True,
+                                    name="trust-refresher")
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -121,6 +152,7 @@ def serve(services: Services, *, log_level: str = "info") -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, shutdown)
         refresher.start()
+        trust_thread.start()
         await asyncio.gather(api.serve(sockets=api_sockets),
                              public.serve(sockets=public_sockets))
         shutdown()
@@ -132,3 +164,4 @@ def serve(services: Services, *, log_level: str = "info") -> None:
     else:
         uvloop.run(main())
     refresher.join(timeout=5)
+    trust_thread.join(timeout=5)

@@ -9,8 +9,10 @@ before 3.13, so ``client_cert_chain`` holds the leaf alone.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import ssl
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -20,6 +22,8 @@ from starlette.requests import Request
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from iotiam.errors import InvalidInput
+
+log = logging.getLogger("iotiam.tls")
 
 
 class TlsAwareHttpToolsProtocol(HttpToolsProtocol):
@@ -86,3 +90,63 @@ def _is_trusted(host: str, networks: Sequence[str]) -> bool:
     except ValueError:
         return False
     return any(address in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
+def client_address(request: Request, trusted_proxies: Sequence[str]) -> str:
+    """The client's address: the TCP peer, or what a trusted proxy says it forwarded for.
+
+    The right-most ``X-Forwarded-For`` entry is the one the trusted proxy itself added.
+    """
+    peer = request.client.host if request.client is not None else "unknown"
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded and _is_trusted(peer, trusted_proxies):
+        last = forwarded.split(",")[-1].strip()
+        try:
+            return str(ipaddress.ip_address(last))
+        except ValueError:
+            return peer
+    return peer
+
+
+class ManufacturerTrust:
+    """Keeps the live server ``SSLContext`` trusting every registered manufacturer CA.
+
+    Python's ``ssl`` cannot ask for a client certificate without verifying it, so a
+    device's IDevID only gets through the handshake if its manufacturer CA is in the
+    context's trust store. CAs are added to the live context (new handshakes see them
+    at once); partial chains are allowed so that an intermediate that signs IDevIDs
+    can be registered on its own. A CA cannot be taken out of a live context: the
+    application checks every certificate against the database anyway.
+    """
+
+    def __init__(self, anchors: Callable[[], list[str]]) -> None:
+        self._anchors = anchors
+        self._context: ssl.SSLContext | None = None
+        self._loaded: set[str] = set()
+        self._lock = threading.Lock()
+
+    def context_factory(self, config: Any, default: Callable[[], ssl.SSLContext]
+                        ) -> ssl.SSLContext:
+        """uvicorn's ``ssl_context_factory``: its context, plus the manufacturer CAs."""
+        context = default()
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        self._context = context
+        self.refresh()
+        return context
+
+    def add(self, pem: str) -> None:
+        """Trust one more CA for client certificates (idempotent)."""
+        with self._lock:
+            if self._context is None or pem in self._loaded:
+                return
+            try:
+                self._context.load_verify_locations(cadata=pem)
+            except (ssl.SSLError, ValueError):
+                log.warning("could not add a manufacturer CA to the TLS trust store")
+                return
+            self._loaded.add(pem)
+
+    def refresh(self) -> None:
+        """Add CAs registered since (e.g. through another replica)."""
+        for pem in self._anchors():
+            self.add(pem)

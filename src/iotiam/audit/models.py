@@ -41,6 +41,13 @@ class AuditTag(enum.StrEnum):
     PSK_ROTATED = "device:psk:rotated"
     PSK_REVOKED = "device:psk:revoked"
     PSK_EXPORTED = "admin:psk:exported"
+    MANUFACTURER_REGISTERED = "admin:manufacturer:registered"
+    MANIFEST_IMPORTED = "admin:manufacturer:manifest-imported"
+    #: a finding: an unknown device or manufacturer asked to enroll and was held
+    ENROLLMENT_HELD = "device:enrollment:held"
+    ENROLLMENT_APPROVED = "admin:enrollment:approved"
+    ENROLLMENT_REJECTED = "admin:enrollment:rejected"
+    DEVICE_TRANSFERRED = "admin:device:transferred"
     INSTALLATION_INITIALIZED = "system:installation:initialized"
 
 

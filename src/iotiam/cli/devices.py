@@ -126,6 +126,31 @@ def device_set_state(
     console.print(f"{device['id']} is now {device['state']}")
 
 
+@device_app.command("transfer")
+def device_transfer(
+    ctx: typer.Context,
+    device_id: Annotated[str, typer.Argument(metavar="ID")],
+    to: Annotated[str, typer.Option("--to", help="The new owner's org unit.")],
+    ttl: Annotated[str, typer.Option(help="Lifetime of the new claim token, e.g. 12h, 7d.")
+                   ] = "1d",
+) -> None:
+    """Hand a device to another org unit: old credentials revoked, a new claim token
+    (the last line of output)."""
+    from iotiam.cli.admin import parse_duration
+
+    obj: Context = ctx.obj
+    seconds = int(parse_duration(ttl).total_seconds())
+    moved = obj.client().post(f"/v1/devices/{device_id}/transfer",
+                              {"to": to, "claim_ttl_seconds": seconds})
+    left = ", ".join(moved["groups_left"]) or "none"
+    console.print(f"transferred {moved['device']} from {moved['from']} to {moved['to']}: "
+                  f"{moved['credentials_revoked']} credential(s) revoked, left groups: {left}; "
+                  f"it is {moved['state']} again. Claim {moved['claim']['id']} expires "
+                  f"{moved['claim']['expires_at']}; use it once as the HTTP Basic password "
+                  "(user = device id) on EST simpleenroll:", markup=False, highlight=False)
+    print(moved["claim"]["token"])
+
+
 @device_app.command("import")
 def device_import(
     ctx: typer.Context,

@@ -61,7 +61,7 @@ def main(
 
 def register_commands() -> None:
     """Attach every command group (imported here to keep start-up cheap and explicit)."""
-    from iotiam.cli import admin, certs, credentials, devices, setup, simulate
+    from iotiam.cli import admin, certs, credentials, devices, enrollment, setup, simulate
 
     setup.register(app)
     devices.register(app)
@@ -69,6 +69,7 @@ def register_commands() -> None:
     admin.register(app)
     simulate.register(app)
     credentials.register(app)
+    enrollment.register(app)
 
 
 def run() -> None:

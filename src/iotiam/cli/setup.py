@@ -76,6 +76,10 @@ def init(
 def serve(
     ctx: typer.Context,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    workers: Annotated[int, typer.Option(
+        min=1, max=64, envvar="IOTIAM_WORKERS",
+        help="Serving processes sharing the ports (signing is CPU-bound: up to one per core)."
+    )] = 1,
 ) -> None:
     """Run the HTTPS API and the plain-HTTP OCSP/CRL endpoints."""
     from iotiam.api.server import serve as run_server
@@ -90,6 +94,6 @@ def serve(
     console.print(f"OCSP/CRL/CA    http://{settings.host}:{settings.http_port}")
     console.print(f"CLI profile    {settings.data_dir / 'profile.json'}")
     try:
-        run_server(services, log_level=log_level)
+        run_server(services, log_level=log_level, workers=workers)
     finally:
         services.close()

@@ -1,29 +1,91 @@
-"""``iotiam simulate``: a fleet of agents enrolling at once, as on a factory line."""
+"""``iotiam simulate``: a fleet of agents enrolling at once, as on a factory line.
+
+Devices are registered and given their claims a chunk at a time, while the chunk
+before is still enrolling. A claim is used at most about two chunks after it is
+minted, so it stays valid however large the fleet or slow the run (minting them all
+first let a 10-minute claim expire before a large fleet's last devices came to it),
+and the devices in flight, like the memory and disk they take, stay bounded.
+"""
 
 from __future__ import annotations
 
+import queue
 import secrets
-import statistics
+import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from iotiam.agent import Agent, AgentError
+from iotiam.cli.client import ApiClient
 from iotiam.cli.main import Context, console, errors
-from iotiam.cli.output import print_table
+from iotiam.cli.output import print_json, print_table
 from iotiam.errors import InvalidInput
 
+#: devices registered, and claims minted, per request (``POST /v1/claims`` takes ≤ 1,000)
 CHUNK = 500
+#: claims are used within about two chunks of being minted; this is a wide margin
+CLAIM_TTL_SECONDS = 3600
 
 
 def register(app: typer.Typer) -> None:
     """Add ``simulate``."""
     app.command("simulate")(simulate)
+
+
+@dataclass
+class FleetOutcome:
+    """What the enrollments came to: a latency per enrolled device, a line per failure."""
+
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def collect(self, device_id: str, future: Future[float]) -> None:
+        """Record one finished enrollment."""
+        try:
+            self.latencies.append(future.result())
+        except AgentError as e:
+            self.failures.append(f"{device_id}: {e.diagnostics()}")
+        except Exception as e:  # one broken device must not end the fleet's run
+            self.failures.append(f"{device_id}: {type(e).__name__}: {e}")
+
+    def summary(self, devices: int, elapsed: float) -> dict[str, int | float | None]:
+        """The run in numbers (latencies of enrolled devices, in milliseconds)."""
+        ordered = sorted(self.latencies)
+
+        def percentile_ms(q: float) -> float | None:
+            if not ordered:
+                return None
+            return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
+
+        return {
+            "devices": devices,
+            "enrolled": len(ordered),
+            "failed": len(self.failures),
+            "seconds": elapsed,
+            "enrollments/s": len(ordered) / elapsed if elapsed > 0 else None,
+            "p50 ms": percentile_ms(0.5),
+            "p99 ms": percentile_ms(0.99),
+        }
+
+
+def register_chunk(client: ApiClient, chunk: list[str], first_row: int, device_type: str
+                   ) -> dict[str, str]:
+    """Register ``chunk`` and mint a claim for each of its devices: device id -> token."""
+    answer = client.post("/v1/devices/import", {"rows": [
+        {"row": first_row + n, "data": {"id": d, "type": device_type}}
+        for n, d in enumerate(chunk)]})
+    if answer["failed"]:
+        first = next(r for r in answer["results"] if not r["ok"])
+        raise InvalidInput(f"registering simulated devices failed: {first['error']}")
+    claims = client.post("/v1/claims", {"devices": chunk, "ttl_seconds": CLAIM_TTL_SECONDS})
+    return {item["device"]: item["token"] for item in claims["items"]}
 
 
 def simulate(
@@ -32,8 +94,12 @@ def simulate(
     concurrency: Annotated[int, typer.Option(help="Enrollments in flight at once.")] = 16,
     device_type: Annotated[str, typer.Option("--type")] = "sensor",
     directory: Annotated[Path | None, typer.Option(
-        "--dir", help="Keep the agents' directories here (default: a temp dir, removed).")
+        "--dir", help="Keep the agents' directories here (default: each agent works in a "
+                      "temporary directory, removed once it has enrolled, and skips "
+                      "flushing its files to disk).")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")
+                       ] = False,
 ) -> None:
     """Register N devices, give each a claim, and let N agents enroll concurrently."""
     if not 1 <= devices <= 1_000_000:
@@ -42,65 +108,76 @@ def simulate(
         raise InvalidInput("--concurrency must be between 1 and 512")
     obj: Context = ctx.obj
     client = obj.client()
-    profile_url = client.base_url
+    server_url = client.base_url
     ca_file = client.ca_file
     if ca_file is None:
         raise InvalidInput("the profile names no CA file to trust the server with")
+    server_ca = Path(ca_file)
     run_id = secrets.token_hex(3)
     ids = [f"sim-{run_id}-{i:06d}" for i in range(devices)]
-    claims: dict[str, str] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
-                  console=errors) as progress:
-        task = progress.add_task("registering", total=devices)
-        for start in range(0, devices, CHUNK):
-            chunk = ids[start : start + CHUNK]
-            answer = client.post("/v1/devices/import", {"rows": [
-                {"row": start + n + 1, "data": {"id": d, "type": device_type}}
-                for n, d in enumerate(chunk)]})
-            if answer["failed"]:
-                first = next(r for r in answer["results"] if not r["ok"])
-                raise InvalidInput(f"registering simulated devices failed: {first['error']}")
-            for item in client.post("/v1/claims", {"devices": chunk})["items"]:
-                claims[item["device"]] = item["token"]
-            progress.advance(task, len(chunk))
-
+    keep = directory is not None
     base = directory or Path(tempfile.mkdtemp(prefix="iotiam-sim-"))
-    latencies: list[float] = []
-    failures: list[str] = []
 
-    def enroll(device_id: str) -> float:
+    def enroll(device_id: str, claim: str) -> float:
         began = time.perf_counter()
-        Agent(base / device_id, server_url=profile_url, device_id=device_id,
-              server_ca=Path(ca_file)).enroll(claims[device_id])
-        return time.perf_counter() - began
+        home = base / device_id
+        try:
+            # a throw-away directory is deleted next: flushing it to disk is wasted I/O
+            Agent(home, server_url=server_url, device_id=device_id, server_ca=server_ca,
+                  durable=keep).enroll(claim)
+            return time.perf_counter() - began
+        finally:
+            if not keep:
+                shutil.rmtree(home, ignore_errors=True)
+
+    outcome = FleetOutcome()
+    finished: queue.SimpleQueue[tuple[str, Future[float]]] = queue.SimpleQueue()
+    in_flight = 0
+
+    def launch(pool: ThreadPoolExecutor, device_id: str, claim: str) -> None:
+        nonlocal in_flight
+        future = pool.submit(enroll, device_id, claim)
+        in_flight += 1
+        future.add_done_callback(lambda f: finished.put((device_id, f)))
+
+    def collect(progress: Progress, task: TaskID, at_most: int) -> None:
+        nonlocal in_flight
+        while in_flight > at_most:
+            device_id, future = finished.get()
+            in_flight -= 1
+            outcome.collect(device_id, future)
+            progress.advance(task)
 
     began = time.perf_counter()
-    with Progress(TextColumn("enrolling"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeRemainingColumn(), console=errors) as progress, \
-            ThreadPoolExecutor(max_workers=concurrency) as pool:
-        task = progress.add_task("enroll", total=devices)
-        futures = {pool.submit(enroll, d): d for d in ids}
-        for future in as_completed(futures):
-            try:
-                latencies.append(future.result())
-            except AgentError as e:
-                failures.append(f"{futures[future]}: {e.diagnostics()}")
-            progress.advance(task)
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="agent")
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
+                      console=errors) as progress:
+            registered = progress.add_task("registered", total=devices)
+            enrolled = progress.add_task("enrolled  ", total=devices)
+            for start in range(0, devices, CHUNK):
+                chunk = ids[start:start + CHUNK]
+                claims = register_chunk(client, chunk, start + 1, device_type)
+                progress.advance(registered, len(chunk))
+                for device_id in chunk:
+                    launch(pool, device_id, claims[device_id])
+                # the next chunk registers while this one enrolls
+                collect(progress, enrolled, CHUNK)
+            collect(progress, enrolled, 0)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if not keep:
+            shutil.rmtree(base, ignore_errors=True)
     elapsed = time.perf_counter() - began
-    if directory is None:
-        import shutil
-
-        shutil.rmtree(base, ignore_errors=True)
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
-    print_table("simulation", ["devices", "enrolled", "failed", "seconds", "enrollments/s",
-                               "p50 ms", "p99 ms"],
-                [[devices, len(latencies), len(failures), f"{elapsed:.1f}",
-                  f"{len(latencies) / elapsed:.0f}" if elapsed else "-",
-                  f"{statistics.median(ordered) * 1000:.0f}" if ordered else "-",
-                  f"{p99 * 1000:.0f}"]])
-    for failure in failures[:10]:
-        console.print(f"  {failure}", markup=False)
-    if failures:
+    summary = outcome.summary(devices, elapsed)
+    if as_json:
+        print_json({**summary, "failures": outcome.failures[:100]})
+    else:
+        print_table("simulation", list(summary), [[
+            f"{v:,.1f}" if isinstance(v, float) else "-" if v is None else v
+            for v in summary.values()]])
+        for failure in outcome.failures[:10]:
+            console.print(f"  {failure}", markup=False)
+    if outcome.failures:
         raise typer.Exit(code=1)

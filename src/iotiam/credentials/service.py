@@ -117,18 +117,26 @@ class Psks:
                            org_path=actor.org_path, subject="psk-file")
         with self._audit.refusals(draft):
             actor.require(Role.ADMIN, "exporting PSKs")
-            now = self._clock.now()
-            lines = []
-            with self._uow.reading() as uow:
-                for psk in uow.psks.iter_active(org_path=actor.org_path):
-                    if psk.expires_at is not None and psk.expires_at <= now:
-                        continue
-                    key = self._sealer.open(psk.encrypted_key, f"psk:{psk.id}")
-                    lines.append(f"{psk.identity}:{key.hex()}")
+            lines = self._psk_lines(actor.org_path)
             self._audit.record(AuditDraft(tag=AuditTag.PSK_EXPORTED, actor=actor.name,
                                           org_path=actor.org_path, subject="psk-file",
                                           details={"identities": len(lines)}))
-        return "".join(line + "\n" for line in sorted(lines))
+        return "".join(line + "\n" for line in lines)
+
+    def broker_psk_file(self) -> str:
+        """Every live PSK for the managed broker's ``psk_file`` (stays on this host)."""
+        return "".join(line + "\n" for line in self._psk_lines("/"))
+
+    def _psk_lines(self, org_path: str) -> list[str]:
+        now = self._clock.now()
+        lines = []
+        with self._uow.reading() as uow:
+            for psk in uow.psks.iter_active(org_path=org_path):
+                if psk.expires_at is not None and psk.expires_at <= now:
+                    continue
+                key = self._sealer.open(psk.encrypted_key, f"psk:{psk.id}")
+                lines.append(f"{psk.identity}:{key.hex()}")
+        return sorted(lines)
 
     def credentials(self, actor: Principal, device_id: str) -> list[CredentialView]:
         """Every credential of a device (certificates and PSKs), one lifecycle model."""

@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from iotiam.enrollment.models import ClaimToken
+from iotiam.enrollment.models import (
+    ClaimToken,
+    EnrollmentRequest,
+    ManifestEntry,
+    Manufacturer,
+    RequestStatus,
+)
 
 
 class ClaimTokenStore(Protocol):
@@ -25,4 +31,119 @@ class ClaimTokenStore(Protocol):
 
     def for_device(self, device_id: str) -> list[ClaimToken]:
         """Every token of a device."""
+        ...
+
+    def expire_for_device(self, device_id: str, at: datetime) -> int:
+        """End every unused, unexpired token of a device now; return how many."""
+        ...
+
+
+class ManufacturerStore(Protocol):
+    """Registered manufacturer CAs."""
+
+    def add(self, manufacturer: Manufacturer) -> None:
+        """Store a new manufacturer (Conflict if the name or certificate exists)."""
+        ...
+
+    def get(self, name: str) -> Manufacturer | None:
+        """One manufacturer by name."""
+        ...
+
+    def by_fingerprint(self, fingerprint_sha256: str) -> Manufacturer | None:
+        """The manufacturer registered with this CA certificate, if any."""
+        ...
+
+    def list_all(self) -> list[Manufacturer]:
+        """Every manufacturer, by name (first contact checks them all: there are few)."""
+        ...
+
+    def list_under(self, org_path: str) -> list[Manufacturer]:
+        """Manufacturers whose devices land inside the subtree at ``org_path``."""
+        ...
+
+
+class ManifestStore(Protocol):
+    """Manufacturing manifests: which IDevID serials a manufacturer shipped."""
+
+    def add(self, entry: ManifestEntry) -> None:
+        """Store an entry (Conflict if the serial is in any manifest already)."""
+        ...
+
+    def get(self, serial: str) -> ManifestEntry | None:
+        """The entry of a serial, whichever manufacturer listed it."""
+        ...
+
+    def count(self, manufacturer: str) -> int:
+        """How many serials a manufacturer's manifest lists."""
+        ...
+
+    def pin_key(self, serial: str, public_key_sha256: str) -> bool:
+        """Record the IDevID key first seen for an entry without one; False if one is set."""
+        ...
+
+    def mark_enrolled(self, serial: str, at: datetime) -> None:
+        """Remember the first enrollment of a serial."""
+        ...
+
+
+class EnrollmentRequestStore(Protocol):
+    """First contacts held for an admin (RFC 7030 §4.2.3)."""
+
+    def add(self, request: EnrollmentRequest) -> None:
+        """Store a new request (Conflict if its CSR is already queued)."""
+        ...
+
+    def get(self, request_id: str) -> EnrollmentRequest | None:
+        """One request by id."""
+        ...
+
+    def by_csr(self, csr_sha256: str) -> EnrollmentRequest | None:
+        """The request made with this CSR (RFC 7030: a retry is the same CSR)."""
+        ...
+
+    def count_pending(self, *, source: str | None = None) -> int:
+        """Pending requests, in all or from one source address."""
+        ...
+
+    def drop_stale(self, before: datetime) -> int:
+        """Delete pending requests created before ``before``; return how many."""
+        ...
+
+    def touch(self, request_id: str, at: datetime) -> None:
+        """Count a poll."""
+        ...
+
+    def decide(
+        self, request_id: str, status: RequestStatus, at: datetime, by: str, note: str | None
+    ) -> bool:
+        """Close a pending request; True only for the caller that closed it."""
+        ...
+
+    def set_certificate(self, request_id: str, serial_hex: str) -> None:
+        """Record the certificate an approval produced."""
+        ...
+
+    def page(
+        self, *, org_path: str, include_unscoped: bool, status: RequestStatus | None,
+        limit: int,
+    ) -> list[EnrollmentRequest]:
+        """Requests under ``org_path`` (plus those with no org unit when allowed), oldest first."""
+        ...
+
+    def close_for_device(self, device_id: str, at: datetime, by: str, note: str) -> int:
+        """Reject every pending request of a device; return how many."""
+        ...
+
+
+class OwnershipStore(Protocol):
+    """The writes an ownership transfer needs on inventory rows."""
+
+    def move_device(
+        self, device_id: str, org_unit_id: str, org_path: str, at: datetime
+    ) -> None:
+        """Put a device into another org unit, back in the pending state."""
+        ...
+
+    def leave_groups_outside(self, device_id: str, org_path: str) -> list[str]:
+        """Drop the device from every group not above ``org_path``; return their ids."""
         ...

@@ -40,6 +40,24 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def check_claim_ttl(ttl: timedelta) -> None:
+    """Claims live between 30 seconds and 30 days."""
+    if not timedelta(seconds=30) <= ttl <= MAX_CLAIM_TTL:
+        raise InvalidInput("claim lifetime must be between 30 s and 30 days")
+
+
+def mint_claim(
+    device: Device, now: datetime, ttl: timedelta, created_by: str
+) -> tuple[ClaimToken, str]:
+    """A new claim token for ``device`` (to store) and its plaintext (to show once)."""
+    secret = secrets.token_urlsafe(32)
+    token = ClaimToken(
+        id=secrets.token_hex(8), device_id=device.id, org_path=device.org_path,
+        secret_hash=_hash(secret), created_at=now, expires_at=now + ttl, created_by=created_by,
+    )
+    return token, f"{CLAIM_PREFIX}{token.id}_{secret}"
+
+
 def device_principal(device: Device, via: str) -> Principal:
     """The identity a device acts as while it enrolls: its own org unit, nothing more."""
     return Principal(name=f"{via}:{device.id}", role=Role.OPERATOR,
@@ -65,25 +83,18 @@ class Enrollment:
                            org_path=actor.org_path, subject=f"device:{device_id}")
         with self._audit.refusals(draft), self._uow() as uow:
             actor.require(Role.OPERATOR, "creating claim tokens")
-            if not timedelta(seconds=30) <= ttl <= MAX_CLAIM_TTL:
-                raise InvalidInput("claim lifetime must be between 30 s and 30 days")
+            check_claim_ttl(ttl)
             device = visible_device(uow, actor, device_id)
             if device.state not in CLAIMABLE_STATES:
                 raise Conflict(f"device {device_id!r} is {device.state}; it cannot be claimed")
-            now = self._clock.now()
-            secret = secrets.token_urlsafe(32)
-            token = ClaimToken(
-                id=secrets.token_hex(8), device_id=device.id, org_path=device.org_path,
-                secret_hash=_hash(secret), created_at=now, expires_at=now + ttl,
-                created_by=actor.name,
-            )
+            token, plaintext = mint_claim(device, self._clock.now(), ttl, actor.name)
             uow.claims.add(token)
             self._audit.append(uow, AuditDraft(
                 tag=AuditTag.CLAIM_CREATED, actor=actor.name, org_path=device.org_path,
                 subject=f"device:{device.id}",
                 details={"claim": token.id, "expires_at": token.expires_at.isoformat()},
             ))
-        return token, f"{CLAIM_PREFIX}{token.id}_{secret}"
+        return token, plaintext
 
     def create_claims(
         self, actor: Principal, device_ids: list[str], ttl: timedelta = DEFAULT_CLAIM_TTL
@@ -95,22 +106,16 @@ class Enrollment:
                            org_path=actor.org_path, subject=f"devices:{len(device_ids)}")
         with self._audit.refusals(draft), self._uow() as uow:
             actor.require(Role.OPERATOR, "creating claim tokens")
-            if not timedelta(seconds=30) <= ttl <= MAX_CLAIM_TTL:
-                raise InvalidInput("claim lifetime must be between 30 s and 30 days")
+            check_claim_ttl(ttl)
             now = self._clock.now()
             created: list[tuple[ClaimToken, str]] = []
             for device_id in device_ids:
                 device = visible_device(uow, actor, device_id)
                 if device.state not in CLAIMABLE_STATES:
                     raise Conflict(f"device {device_id!r} is {device.state}; it cannot be claimed")
-                secret = secrets.token_urlsafe(32)
-                token = ClaimToken(
-                    id=secrets.token_hex(8), device_id=device.id, org_path=device.org_path,
-                    secret_hash=_hash(secret), created_at=now, expires_at=now + ttl,
-                    created_by=actor.name,
-                )
+                token, plaintext = mint_claim(device, now, ttl, actor.name)
                 uow.claims.add(token)
-                created.append((token, f"{CLAIM_PREFIX}{token.id}_{secret}"))
+                created.append((token, plaintext))
             self._audit.append(uow, AuditDraft(
                 tag=AuditTag.CLAIM_CREATED, actor=actor.name, org_path=actor.org_path,
                 subject=f"devices:{len(device_ids)}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,12 @@ MAX_IMPORT_FILE_BYTES = 256 * 1024 * 1024
 Row = tuple[int, dict[str, Any]]
 
 
-def read_rows(path: Path, fmt: str | None = None) -> list[Row]:
-    """Rows with their position in the file (CSV: line number; JSON: 1-based index)."""
+def read_rows(path: Path, fmt: str | None = None, *,
+              csv_key_columns: Sequence[str] = ("id",)) -> list[Row]:
+    """Rows with their position in the file (CSV: line number; JSON: 1-based index).
+
+    A CSV header must name one of ``csv_key_columns`` (devices: ``id``).
+    """
     try:
         size = path.stat().st_size
         if size > MAX_IMPORT_FILE_BYTES:
@@ -28,7 +33,7 @@ def read_rows(path: Path, fmt: str | None = None) -> list[Row]:
         raise InvalidInput(f"{path} is not UTF-8 text") from e
     kind = (fmt or path.suffix.lstrip(".")).lower()
     if kind == "csv":
-        return parse_csv(text)
+        return parse_csv(text, csv_key_columns)
     if kind == "json":
         return parse_json(text)
     if kind in ("jsonl", "ndjson"):
@@ -36,12 +41,18 @@ def read_rows(path: Path, fmt: str | None = None) -> list[Row]:
     raise InvalidInput(f"cannot tell the format of {path}; use --format csv|json|jsonl")
 
 
-def parse_csv(text: str) -> list[Row]:
+def parse_csv(text: str, key_columns: Sequence[str] = ("id",)) -> list[Row]:
     """A header row naming ``id``, ``type`` and optional ``org``, ``site``, ``location``;
-    every other column becomes a free attribute (``attr.`` prefix optional)."""
+    every other column becomes a free attribute (``attr.`` prefix optional).
+
+    Other imports (manufacturing manifests) name their own ``key_columns``.
+    """
     reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or "id" not in reader.fieldnames:
-        raise InvalidInput("CSV needs a header row with at least 'id' and 'type' columns")
+    if not reader.fieldnames or not set(key_columns) & set(reader.fieldnames):
+        if tuple(key_columns) == ("id",):
+            raise InvalidInput("CSV needs a header row with at least 'id' and 'type' columns")
+        wanted = " or ".join(repr(c) for c in key_columns)
+        raise InvalidInput(f"CSV needs a header row naming a {wanted} column")
     rows: list[Row] = []
     for record in reader:
         extra = record.pop(None, None)

@@ -296,6 +296,13 @@ class Pki:
                 return fresh
             return self._publish(issuer_id)
 
+    def crl_version(self, issuer_id: str) -> tuple[int, int]:
+        """(newest CRL number, revocations counted): cheap, changes when the CRL does."""
+        with self._uow.reading() as uow:
+            info = uow.crls.latest_info(issuer_id)
+            watermark = uow.counters.current(revocation_counter(issuer_id))
+        return (info.number if info else 0, watermark)
+
     def refresh_crls(self) -> None:
         """Rebuild every CRL that is out of date (called by the scheduler)."""
         for issuer_id in self.cas.issuer_ids:

@@ -7,10 +7,11 @@ PostgreSQL needs nothing special here: row locks and ``ON CONFLICT`` do the work
 
 from __future__ import annotations
 
+import fcntl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
@@ -20,13 +21,19 @@ from iotiam.errors import Conflict, IamError, InvalidInput
 from iotiam.storage.admin_store import SqlAdminTokenStore
 from iotiam.storage.audit_store import SqlAuditLog
 from iotiam.storage.credential_store import SqlPskStore
-from iotiam.storage.enrollment_store import SqlClaimTokenStore
+from iotiam.storage.enrollment_store import (
+    SqlClaimTokenStore,
+    SqlEnrollmentRequestStore,
+    SqlManifestStore,
+    SqlManufacturerStore,
+)
 from iotiam.storage.inventory_store import (
     SqlDeviceStore,
     SqlDeviceTypeStore,
     SqlGroupStore,
     SqlOrgUnitStore,
 )
+from iotiam.storage.ownership_store import SqlOwnershipStore
 from iotiam.storage.pki_store import SqlCaStore, SqlCertificateStore, SqlCounterStore, SqlCrlStore
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -93,6 +100,10 @@ class SqlUnitOfWork:
         self.admin_tokens = SqlAdminTokenStore(conn)
         self.claims = SqlClaimTokenStore(conn)
         self.psks = SqlPskStore(conn)
+        self.manufacturers = SqlManufacturerStore(conn)
+        self.manifest = SqlManifestStore(conn)
+        self.enrollment_requests = SqlEnrollmentRequestStore(conn)
+        self.ownership = SqlOwnershipStore(conn)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -107,9 +118,24 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
-        # SQLite has one writer; queueing writers of this process here, instead of in
-        # SQLite's busy handler (which sleeps with backoff), keeps tail latency low
+        # SQLite has one writer; queueing writers here, instead of in SQLite's busy
+        # handler (which sleeps with backoff), keeps tail latency low: threads of this
+        # process on a lock, processes sharing the file (serve --workers) on a flock
         self._sqlite_writer = threading.RLock()
+        self._writer_depth = 0
+        self._writer_file = self._open_writer_lock()
+
+    def _open_writer_lock(self) -> IO[str] | None:
+        path = self.engine.url.database if self.is_sqlite else None
+        if not path or path == ":memory:":
+            return None
+        return open(f"{path}.writer-lock", "a")  # open as long as we are
+
+    def after_fork(self) -> None:
+        """In a forked process: own connections and an own writer lock (a flock is per
+        open file, so an inherited one would not keep the two processes apart)."""
+        self.engine.dispose(close=False)
+        self._writer_file = self._open_writer_lock()
 
     @contextmanager
     def __call__(self) -> Iterator[SqlUnitOfWork]:
@@ -118,8 +144,27 @@ class Database:
             with self._transaction("BEGIN") as uow:
                 yield uow
             return
-        with self._sqlite_writer, self._transaction("BEGIN IMMEDIATE") as uow:
+        with self._sqlite_writer, self._other_processes_wait(), \
+                self._transaction("BEGIN IMMEDIATE") as uow:
             yield uow
+
+    @contextmanager
+    def _other_processes_wait(self) -> Iterator[None]:
+        """Hold the cross-process writer lock (held by this thread's outermost writer)."""
+        if self._writer_file is None or self._writer_depth:
+            self._writer_depth += 1
+            try:
+                yield
+            finally:
+                self._writer_depth -= 1
+            return
+        fcntl.flock(self._writer_file.fileno(), fcntl.LOCK_EX)
+        self._writer_depth = 1
+        try:
+            yield
+        finally:
+            self._writer_depth = 0
+            fcntl.flock(self._writer_file.fileno(), fcntl.LOCK_UN)
 
     @contextmanager
     def reading(self) -> Iterator[SqlUnitOfWork]:
@@ -146,3 +191,6 @@ class Database:
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
+        if self._writer_file is not None:
+            self._writer_file.close()
+            self._writer_file = None

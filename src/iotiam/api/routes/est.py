@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 
 from cryptography.x509 import load_pem_x509_certificate
 from fastapi import APIRouter, Request, Response
@@ -15,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from iotiam.api.auth import Wired
 from iotiam.api.problems import problem_response, status_for
-from iotiam.api.tls import client_certificate
+from iotiam.api.tls import client_address, client_certificate
 from iotiam.enrollment.est import (
     CSRATTRS_MIME,
     PKCS7_MIME,
@@ -23,6 +24,7 @@ from iotiam.enrollment.est import (
     decode_csr_body,
     wants_one_line,
 )
+from iotiam.enrollment.models import Held
 from iotiam.errors import IamError, Unauthenticated
 from iotiam.pki.models import CertificateRecord
 from iotiam.pki.profiles import get_profile
@@ -31,6 +33,7 @@ router = APIRouter(prefix="/.well-known/est", tags=["est"])
 
 _CERTS_ONLY = f"{PKCS7_MIME}; smime-type=certs-only"
 _BASIC_CHALLENGE = 'Basic realm="iotiam EST", charset="UTF-8"'
+_FULL_QUEUE_RETRY_SECONDS = 300
 
 
 def _certs_response(body: bytes) -> Response:
@@ -44,7 +47,18 @@ def _problem(error: IamError) -> Response:
     if status == 401:
         # RFC 7030 §3.2.3: the client falls back to HTTP Basic when challenged
         response.headers["WWW-Authenticate"] = _BASIC_CHALLENGE
+    elif status == 429:
+        response.headers["Retry-After"] = str(_FULL_QUEUE_RETRY_SECONDS)
     return response
+
+
+def _held(held: Held) -> Response:
+    """RFC 7030 §4.2.3: accepted but not processed; retry later with the same CSR."""
+    body = {"status": "pending", "request": held.request.id,
+            "detail": "the enrollment request is waiting for approval; send the same CSR "
+                      f"again after {held.retry_after_seconds} seconds"}
+    return Response(json.dumps(body), status_code=202, media_type="application/json",
+                    headers={"Retry-After": str(held.retry_after_seconds)})
 
 
 def _issued(request: Request, record: CertificateRecord) -> Response:
@@ -79,23 +93,35 @@ async def _simpleenroll(request: Request, svc: Wired, label: str | None) -> Resp
     try:
         csr_der = decode_csr_body(await request.body(), request.headers.get("content-type"))
         credentials = _basic_credentials(request)
-        if credentials is None:
-            raise Unauthenticated(
-                "first enrollment needs a claim token as HTTP Basic credentials "
-                "(user = device id, password = token)")
-        device_id, token = credentials
-        # database and signing work: keep it off the event loop
-        record = await run_in_threadpool(
-            svc.enrollment.enroll_with_claim, device_id, token, csr_der, label)
+        if credentials is not None:
+            device_id, token = credentials
+            # database and signing work: keep it off the event loop
+            record = await run_in_threadpool(
+                svc.enrollment.enroll_with_claim, device_id, token, csr_der, label)
+            return _issued(request, record)
+        # no claim: a manufacturer IDevID over mTLS, or an unknown device to hold
+        trusted = svc.settings.trusted_proxies
+        outcome = await run_in_threadpool(
+            svc.first_contact.enroll, client_certificate(request, trusted), csr_der, label,
+            client_address(request, trusted))
     except IamError as e:
         return _problem(e)
-    return _issued(request, record)
+    if isinstance(outcome, Held):
+        return _held(outcome)
+    return _issued(request, outcome)
 
 
 async def _simplereenroll(request: Request, svc: Wired, label: str | None) -> Response:
     try:
         csr_der = decode_csr_body(await request.body(), request.headers.get("content-type"))
-        cert = client_certificate(request, svc.settings.trusted_proxies)
+        trusted = svc.settings.trusted_proxies
+        cert = client_certificate(request, trusted)
+        if cert is not None and cert.issuer != svc.pki.cas.issuing.certificate.subject:
+            # strongSwan's `pki --est --cert --key` can only send a client certificate to
+            # simplereenroll: one from another issuer is an IDevID's first contact
+            outcome = await run_in_threadpool(svc.first_contact.enroll, cert, csr_der, label,
+                                              client_address(request, trusted))
+            return _held(outcome) if isinstance(outcome, Held) else _issued(request, outcome)
         record = await run_in_threadpool(svc.enrollment.reenroll, cert, csr_der, label)
     except IamError as e:
         return _problem(e)
@@ -123,7 +149,7 @@ def cacerts_labelled(label: str, request: Request, svc: Wired) -> Response:
 
 @router.post("/simpleenroll")
 async def simpleenroll(request: Request, svc: Wired) -> Response:
-    """RFC 7030 §4.2.1: first enrollment with a claim token."""
+    """RFC 7030 §4.2.1: first enrollment with a claim token or a manufacturer IDevID."""
     return await _simpleenroll(request, svc, None)
 
 

@@ -1,0 +1,101 @@
+"""Manufacturing manifest rows: which IDevID serials a manufacturer shipped, and keys.
+
+A row names the serial (``serial``, ``serial_number`` or ``hardware_id``) and
+optionally the IDevID's public key (``public_key``: PEM or base64 DER
+SubjectPublicKeyInfo) or its SHA-256 (``public_key_sha256``, hex). Other columns
+(batch, MAC address, ...) are ignored, except ones that look like a key: a typo there
+must not silently drop the key binding.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
+from iotiam.enrollment.idevid import check_device_id, spki_sha256
+from iotiam.errors import InvalidInput
+
+SERIAL_COLUMNS = ("serial", "serial_number", "hardware_id")
+KEY_COLUMNS = ("public_key", "public_key_sha256")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+MAX_KEY_CHARS = 8192
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """A parsed manifest row."""
+
+    serial: str
+    public_key_sha256: str | None
+
+
+def serial_of(raw: Any) -> str | None:
+    """The serial a raw row names, for the per-row report (even when the row is bad)."""
+    if not isinstance(raw, dict):
+        return None
+    for column in SERIAL_COLUMNS:
+        value = raw.get(column)
+        if value not in (None, ""):
+            return str(value).strip()[:128]
+    return None
+
+
+def parse_row(raw: Any) -> ManifestRow:
+    """Validate one row (a CSV record or a JSON object)."""
+    if not isinstance(raw, dict) or "__invalid__" in raw:
+        raise InvalidInput("row is not an object")
+    if "__extra_columns__" in raw:
+        raise InvalidInput("row has more columns than the header")
+    for column in raw:
+        if _looks_like_a_key(str(column)) and column not in KEY_COLUMNS:
+            raise InvalidInput(f"unknown column {str(column)[:64]!r}; a key goes in "
+                               "'public_key' (PEM) or 'public_key_sha256' (hex)")
+    named = [c for c in SERIAL_COLUMNS if raw.get(c) not in (None, "")]
+    if not named:
+        raise InvalidInput("missing 'serial' (or 'serial_number' / 'hardware_id')")
+    values = {str(raw[c]).strip() for c in named}
+    if len(values) > 1:
+        raise InvalidInput(f"the row names several serials: {', '.join(sorted(values))[:200]}")
+    serial = check_device_id(values.pop(), "serial")
+    from_key = _key_hash(raw.get("public_key"))
+    given = _given_hash(raw.get("public_key_sha256"))
+    if from_key and given and from_key != given:
+        raise InvalidInput("'public_key' and 'public_key_sha256' disagree")
+    return ManifestRow(serial=serial, public_key_sha256=from_key or given)
+
+
+def _looks_like_a_key(column: str) -> bool:
+    name = column.lower()
+    return "spki" in name or ("key" in name and ("pub" in name or name.startswith("key")))
+
+
+def _key_hash(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    if len(text) > MAX_KEY_CHARS:
+        raise InvalidInput("'public_key' is too long")
+    try:
+        if text.startswith("-----BEGIN"):
+            key = serialization.load_pem_public_key(text.encode())
+        else:
+            key = serialization.load_der_public_key(
+                base64.b64decode("".join(text.split()), validate=True))
+    except (ValueError, binascii.Error, UnsupportedAlgorithm) as e:
+        raise InvalidInput("'public_key' is not a PEM or base64 DER public key") from e
+    return spki_sha256(key)
+
+
+def _given_hash(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    text = str(value).strip().lower().replace(":", "")
+    if not _HEX64.fullmatch(text):
+        raise InvalidInput("'public_key_sha256' must be 64 hex digits")
+    return text
