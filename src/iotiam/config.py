@@ -55,6 +55,14 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     #: RFC 7030 §4.2.3: how long a held enrollment's client waits before it polls again
     est_retry_after_seconds: int = 60
+    #: the data plane: "managed" (serve runs Mosquitto when the binary exists),
+    #: "external" (drive a Mosquitto someone else runs, over its dynsec admin link), "off"
+    broker_mode: str = "managed"
+    broker_port: int = 8883
+    broker_psk_port: int = 8884
+    broker_admin_port: int = 18883
+    #: external mode: where the dynsec admin listener is (password: IOTIAM_BROKER_PASSWORD)
+    broker_admin_host: str = "127.0.0.1"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -123,7 +131,24 @@ def load_settings(data_dir: Path) -> Settings:
         ),
         est_retry_after_seconds=_seconds(env.get("IOTIAM_EST_RETRY_AFTER"),
                                          "IOTIAM_EST_RETRY_AFTER", 60),
+        broker_mode=_broker_mode(env.get("IOTIAM_BROKER") or recorded.get("broker_mode",
+                                                                           "managed")),
+        broker_port=int(recorded.get("broker_port", 8883)),
+        broker_psk_port=int(recorded.get("broker_psk_port", 8884)),
+        broker_admin_port=int(env.get("IOTIAM_BROKER_ADMIN_PORT")
+                              or recorded.get("broker_admin_port", 18883)),
+        broker_admin_host=env.get("IOTIAM_BROKER_ADMIN_HOST")
+        or recorded.get("broker_admin_host", "127.0.0.1"),
     )
+
+
+BROKER_MODES = ("managed", "external", "off")
+
+
+def _broker_mode(value: str) -> str:
+    if value not in BROKER_MODES:
+        raise SetupError(f"broker mode must be one of {', '.join(BROKER_MODES)}, not {value!r}")
+    return value
 
 
 def _seconds(value: str | None, name: str, default: int) -> int:
@@ -149,6 +174,11 @@ def save_settings(settings: Settings) -> None:
         "server_names": list(settings.server_names),
         "database_url": settings.database_url,
         "trusted_proxies": list(settings.trusted_proxies),
+        "broker_mode": settings.broker_mode,
+        "broker_port": settings.broker_port,
+        "broker_psk_port": settings.broker_psk_port,
+        "broker_admin_port": settings.broker_admin_port,
+        "broker_admin_host": settings.broker_admin_host,
     }
     write_private_file(settings.data_dir / CONFIG_FILE, json.dumps(body, indent=2) + "\n")
 

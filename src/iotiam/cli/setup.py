@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from iotiam.cli.main import Context, console
-from iotiam.config import load_settings
+from iotiam.config import BROKER_MODES, load_settings
 from iotiam.errors import InvalidInput
 from iotiam.pki.models import KeyAlgorithm
 
@@ -41,6 +41,16 @@ def init(
         help="Key algorithm of the CAs.")] = KeyAlgorithm.EC_P256,
     organization: Annotated[str, typer.Option(help="Organization name in CA subjects.")
                             ] = "iotiam",
+    broker_port: Annotated[int | None, typer.Option(
+        help="mTLS port of the managed Mosquitto (default 8883).")] = None,
+    broker_psk_port: Annotated[int | None, typer.Option(
+        help="TLS-PSK port of the managed Mosquitto (default 8884).")] = None,
+    broker_admin_port: Annotated[int | None, typer.Option(
+        help="Loopback port of the broker's dynsec admin listener (default 18883).")] = None,
+    broker: Annotated[str | None, typer.Option(
+        help="Data plane: managed (run Mosquitto when installed), external, or off.")] = None,
+    no_broker: Annotated[bool, typer.Option(
+        "--no-broker", help="Same as --broker off.")] = False,
 ) -> None:
     """Create the data directory, database, CAs, TLS certificate and a local admin profile."""
     from iotiam.bootstrap import initialize
@@ -60,9 +70,21 @@ def init(
         changes["public_base_url"] = public_url.rstrip("/")
     if name:
         changes["server_names"] = tuple(dict.fromkeys(("localhost", "127.0.0.1", *name)))
+    for option, value in (("broker_port", broker_port), ("broker_psk_port", broker_psk_port),
+                          ("broker_admin_port", broker_admin_port)):
+        if (p := _port(value, "--" + option.replace("_", "-"))) is not None:
+            changes[option] = p
+    if no_broker or broker:
+        mode = "off" if no_broker else broker
+        if mode not in BROKER_MODES:
+            raise InvalidInput(f"--broker must be one of {', '.join(BROKER_MODES)}")
+        changes["broker_mode"] = mode
     settings = settings.with_overrides(**changes)
-    if settings.port == settings.http_port:
-        raise InvalidInput("--port and --http-port must differ")
+    ports = [settings.port, settings.http_port]
+    if settings.broker_mode != "off":
+        ports += [settings.broker_port, settings.broker_psk_port, settings.broker_admin_port]
+    if len(set(ports)) != len(ports):
+        raise InvalidInput("the API, HTTP and broker ports must all differ")
     result = initialize(settings, key_algorithm=key_algorithm, organization=organization)
     console.print(f"data directory  {settings.data_dir}")
     console.print(f"CA              {'created' if result.created_ca else 'kept (already there)'}")

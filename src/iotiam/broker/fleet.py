@@ -1,0 +1,141 @@
+"""The live fleet as the broker sync sees it: inventory + policy + PKI + PSKs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from iotiam.broker.sync import Changes
+from iotiam.clock import Clock
+from iotiam.credentials.service import Psks
+from iotiam.inventory.models import Device, DeviceState
+from iotiam.pki.authority import CaMaterial
+from iotiam.pki.service import Pki
+from iotiam.policy.broker_acl import BrokerAcl, compile_broker_acl
+from iotiam.policy.models import RequestContext, Subject
+from iotiam.policy.service import DecisionPoint
+from iotiam.unit_of_work import UnitOfWorkFactory
+
+#: rows committed late (a transaction that began before the last poll) are still seen
+OVERLAP = timedelta(seconds=5)
+PAGE = 2000
+
+
+class ChangeLog(Protocol):
+    """Cheap, indexed questions about what changed (storage answers them)."""
+
+    def devices_changed(self, since: datetime) -> list[str]:
+        """Devices whose record (state, attributes, org, groups) changed after ``since``."""
+        ...
+
+    def credentials_revoked(self, since: datetime) -> list[tuple[str, str]]:
+        """(device id, credential id) of certificates and PSKs revoked after ``since``."""
+        ...
+
+    def psk_version(self) -> tuple[int, datetime | None]:
+        """Changes whenever a PSK is issued, rotated or revoked."""
+        ...
+
+    def device_page(self, after_id: str | None, limit: int) -> list[Device]:
+        """Devices that may hold a broker identity (not decommissioned), by id."""
+        ...
+
+    def groups_of(self, device_ids: Sequence[str]) -> dict[str, set[str]]:
+        """Group ids of each device."""
+        ...
+
+
+class LiveFleet:
+    """``FleetSource`` over the real services."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, log: ChangeLog, pki: Pki,
+                 psks: Psks, decisions: DecisionPoint) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._log = log
+        self._pki = pki
+        self._psks = psks
+        self._decisions = decisions
+        self._kicked: dict[tuple[str, str], datetime] = {}
+        self._policy_generation: int | None = None
+
+    @property
+    def clock(self) -> Clock:
+        """The clock decisions are made with."""
+        return self._clock
+
+    def now(self) -> datetime:
+        """The current time."""
+        return self._clock.now()
+
+    @property
+    def issuing(self) -> CaMaterial:
+        """The issuing CA (signs the broker's certificate too)."""
+        return self._pki.cas.issuing
+
+    @property
+    def root(self) -> x509.Certificate:
+        """The root CA."""
+        return self._pki.cas.root.certificate
+
+    def _acl(self, device: Device, groups: set[str]) -> BrokerAcl:
+        engine = self._decisions.refresh()
+        subject = Subject.from_device(device, groups)
+        return compile_broker_acl(engine, subject, RequestContext.now(self._clock))
+
+    def broker_acl(self, device_id: str) -> BrokerAcl | None:
+        """The device's ACLs now; None if it is unknown or retired."""
+        with self._uow.reading() as uow:
+            device = uow.devices.get(device_id)
+        if device is None or device.state is DeviceState.DECOMMISSIONED:
+            return None
+        return self._acl(device, self._log.groups_of([device_id]).get(device_id, set()))
+
+    def all_acls(self) -> Iterator[BrokerAcl]:
+        """Every device's ACLs, a page at a time."""
+        after: str | None = None
+        while page := self._log.device_page(after, PAGE):
+            groups = self._log.groups_of([d.id for d in page])
+            for device in page:
+                yield self._acl(device, groups.get(device.id, set()))
+            after = page[-1].id
+
+    def changes_since(self, since: datetime) -> Changes:
+        """What changed after ``since`` (read with an overlap; kicks are not repeated)."""
+        now = self._clock.now()
+        start = since - OVERLAP
+        revoked: set[str] = set()
+        for device_id, credential in self._log.credentials_revoked(start):
+            if (device_id, credential) not in self._kicked:
+                self._kicked[(device_id, credential)] = now
+                revoked.add(device_id)
+        for key, at in list(self._kicked.items()):
+            if at < now - 2 * OVERLAP:
+                del self._kicked[key]
+        generation = self._decisions.refresh().generation
+        policies_changed = (self._policy_generation is not None
+                            and generation != self._policy_generation)
+        self._policy_generation = generation
+        return Changes(changed=set(self._log.devices_changed(start)), revoked=revoked,
+                       policies_changed=policies_changed, until=now)
+
+    def files_version(self) -> tuple[object, ...]:
+        """Changes when the CRL or the PSK file must be reinstalled."""
+        return (self._pki.crl_version(self._pki.cas.issuing_id), self._log.psk_version())
+
+    def crl_pem(self) -> bytes:
+        """The issuing CA's CRL, rebuilt first if a revocation is not on it yet."""
+        der = self._pki.current_crl(self._pki.cas.issuing_id).der
+        return x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM)
+
+    def issuer_certificate(self) -> x509.Certificate:
+        """The issuing CA."""
+        return self._pki.cas.issuing.certificate
+
+    def psk_file(self) -> str:
+        """Every live PSK in ``psk_file`` format."""
+        return self._psks.broker_psk_file()

@@ -1,0 +1,92 @@
+"""Start and stop the data plane inside ``iotiam serve`` (one process of the workers)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from iotiam.broker.dynsec import DynsecAdmin
+from iotiam.broker.fleet import LiveFleet
+from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosquitto_binary
+from iotiam.broker.process import ManagedMosquitto
+from iotiam.broker.provision import admin_password, provision_broker
+from iotiam.broker.sync import BrokerSync
+from iotiam.config import Settings
+from iotiam.errors import SetupError
+
+log = logging.getLogger("iotiam.broker")
+
+
+def broker_config(settings: Settings) -> BrokerConfig:
+    """The broker's listeners as ``init`` recorded them."""
+    return BrokerConfig(host=settings.host, mtls_port=settings.broker_port,
+                        psk_port=settings.broker_psk_port, admin_port=settings.broker_admin_port)
+
+
+def broker_files(settings: Settings) -> BrokerFiles:
+    """``<data-dir>/broker``."""
+    return BrokerFiles(settings.data_dir / "broker")
+
+
+@dataclass
+class DataPlane:
+    """The running sync loop and, when managed, the broker process."""
+
+    sync: BrokerSync
+    broker: ManagedMosquitto | None
+    thread: threading.Thread
+    stop_event: threading.Event
+
+    def stop(self) -> None:
+        """Stop syncing, then the broker."""
+        self.stop_event.set()
+        self.sync.wake.set()
+        self.thread.join(timeout=5)
+        self.sync.close()
+        if self.broker is not None:
+            self.broker.stop()
+
+
+def start_data_plane(fleet: LiveFleet, settings: Settings) -> DataPlane | None:
+    """Provision and start the managed broker (or attach to an external one) and sync it."""
+    if settings.broker_mode == "off":
+        return None
+    config = broker_config(settings)
+    files = broker_files(settings)
+    broker: ManagedMosquitto | None = None
+    if settings.broker_mode == "managed":
+        binary = mosquitto_binary()
+        if binary is None:
+            log.warning("no mosquitto binary on PATH: the managed broker is off "
+                        "(apt-get install mosquitto, or `iotiam init --broker off`)")
+            return None
+        provision_broker(files, config, issuing=fleet.issuing, root=fleet.root,
+                         names=list(settings.server_names), now=fleet.now(),
+                         serial=x509.random_serial_number())
+        broker = ManagedMosquitto(binary, config, files)
+        password = admin_password(files)
+        host = "127.0.0.1"
+    else:
+        password = os.environ.get("IOTIAM_BROKER_PASSWORD", "")
+        if not password:
+            raise SetupError("external broker mode needs IOTIAM_BROKER_PASSWORD "
+                             f"(the dynsec password of {ADMIN_USERNAME!r})")
+        host = settings.broker_admin_host
+
+    def connect() -> DynsecAdmin:
+        return DynsecAdmin(host, config.admin_port, ADMIN_USERNAME, password)
+
+    sync = BrokerSync(fleet, fleet.clock, files, connect, broker)
+    if broker is not None:
+        sync.install_files()  # Mosquitto refuses to start without its CRL file
+        broker.start()
+    stop = threading.Event()
+    thread = threading.Thread(target=sync.run, args=(stop,), daemon=True, name="broker-sync")
+    thread.start()
+    if broker is not None:
+        log.info("managed Mosquitto: mTLS :%d, TLS-PSK :%d", config.mtls_port, config.psk_port)
+    return DataPlane(sync, broker, thread, stop)

@@ -1,0 +1,72 @@
+"""What the policy use cases need from storage and from the rest of the system."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from iotiam.policy.models import Attachment, AttachmentTarget, Site, StoredPolicy
+
+
+class PolicyStore(Protocol):
+    """Every version of every policy document."""
+
+    def latest(self, name: str) -> StoredPolicy | None:
+        """The newest version of a policy."""
+        ...
+
+    def get(self, name: str, version: int) -> StoredPolicy | None:
+        """One version of a policy."""
+        ...
+
+    def versions(self, name: str) -> list[int]:
+        """The stored versions of a policy, oldest first."""
+        ...
+
+    def add(self, policy: StoredPolicy) -> None:
+        """Store a new version (Conflict if that name and version exist)."""
+        ...
+
+    def current(self) -> list[StoredPolicy]:
+        """The newest version of every policy."""
+        ...
+
+    def generation(self) -> int:
+        """A number that grows with every change to policies or attachments."""
+        ...
+
+
+class AttachmentStore(Protocol):
+    """Which policy applies to which target."""
+
+    def attach(self, attachment: Attachment) -> None:
+        """Add an attachment (idempotent for the same policy and target)."""
+        ...
+
+    def detach(self, policy: str, target: AttachmentTarget) -> Attachment | None:
+        """Remove an attachment; return it, or None if there was none."""
+        ...
+
+    def for_policy(self, policy: str) -> list[Attachment]:
+        """Where one policy is attached."""
+        ...
+
+    def all(self) -> list[Attachment]:
+        """Every attachment."""
+        ...
+
+
+class TargetDirectory(Protocol):
+    """Resolves attachment targets against the inventory."""
+
+    def scope_of(self, target: AttachmentTarget) -> str | None:
+        """The org path an org unit, group or device lives at; for a device type the root
+        path if the type exists. None if the target does not exist."""
+        ...
+
+
+class SiteDirectory(Protocol):
+    """Known sites: time zones and networks for conditions."""
+
+    def sites(self) -> list[Site]:
+        """Every known site."""
+        ...

@@ -1,0 +1,77 @@
+"""What changed in the fleet, for the broker sync (``broker.fleet.ChangeLog``).
+
+Polled ten times a second by the one process that drives the broker, so it sees
+changes any iotiam process made; every query here is answered from an index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from iotiam.credentials.models import PskStatus
+from iotiam.inventory.models import Device, DeviceState
+from iotiam.pki.models import CertificateStatus
+from iotiam.storage import schema as t
+from iotiam.storage.database import Database
+from iotiam.storage.inventory_store import _device
+
+
+class SqlChangeLog:
+    """Indexed change queries over devices, certificates and PSKs."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def devices_changed(self, since: datetime) -> list[str]:
+        """Devices updated after ``since``."""
+        with self._db.reading() as uow:
+            rows = uow.conn.execute(select(t.devices.c.id).where(t.devices.c.updated_at > since))
+            return [r.id for r in rows]
+
+    def credentials_revoked(self, since: datetime) -> list[tuple[str, str]]:
+        """(device, credential) for certificates and PSKs revoked after ``since``."""
+        c, p = t.certificates.c, t.psks.c
+        with self._db.reading() as uow:
+            certs = uow.conn.execute(
+                select(c.device_id, c.serial).where(
+                    c.revoked_at > since, c.status == str(CertificateStatus.REVOKED)))
+            found = [(r.device_id, f"cert:{r.serial}") for r in certs if r.device_id]
+            psks = uow.conn.execute(select(p.device_id, p.id).where(p.revoked_at > since))
+            found += [(r.device_id, f"psk:{r.id}") for r in psks]
+        return found
+
+    def psk_version(self) -> tuple[int, datetime | None]:
+        """(live PSKs, newest change): moves on every issue, rotation and revocation."""
+        p = t.psks.c
+        with self._db.reading() as uow:
+            row = uow.conn.execute(
+                select(func.count(), func.max(p.created_at), func.max(p.revoked_at))
+                .where(p.status == str(PskStatus.ACTIVE))).one()
+            revoked = uow.conn.execute(select(func.max(p.revoked_at))).scalar()
+        newest = max((d for d in (row[1], revoked) if d is not None), default=None)
+        return int(row[0]), newest
+
+    def device_page(self, after_id: str | None, limit: int) -> list[Device]:
+        """Devices not decommissioned, by id."""
+        d = t.devices.c
+        query = select(t.devices).where(d.state != str(DeviceState.DECOMMISSIONED))
+        if after_id is not None:
+            query = query.where(d.id > after_id)
+        with self._db.reading() as uow:
+            return [_device(r) for r in uow.conn.execute(query.order_by(d.id).limit(limit))]
+
+    def groups_of(self, device_ids: Sequence[str]) -> dict[str, set[str]]:
+        """Group ids per device."""
+        m = t.group_members.c
+        found: dict[str, set[str]] = {}
+        with self._db.reading() as uow:
+            for start in range(0, len(device_ids), 500):
+                chunk = list(device_ids[start:start + 500])
+                rows = uow.conn.execute(select(m.device_id, m.group_id)
+                                        .where(m.device_id.in_(chunk)))
+                for row in rows:
+                    found.setdefault(row.device_id, set()).add(row.group_id)
+        return found
