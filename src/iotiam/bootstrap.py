@@ -31,7 +31,7 @@ from iotiam.enrollment.manufacturers import Manufacturers
 from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
 from iotiam.enrollment.service import Enrollment
 from iotiam.enrollment.transfer import OwnershipTransfer
-from iotiam.errors import SetupError, Unauthenticated
+from iotiam.errors import NotFound, SetupError, Unauthenticated
 from iotiam.inventory.models import Criticality, DeviceClass, DeviceType, OrgUnit, OrgUnitKind
 from iotiam.inventory.ports import AllCredentials
 from iotiam.inventory.service import Inventory
@@ -46,6 +46,9 @@ from iotiam.pki.keys import encrypt_private_key, load_private_key
 from iotiam.pki.models import CaRole, KeyAlgorithm
 from iotiam.pki.ports import SerialSource, StoredCa
 from iotiam.pki.service import CaSet, Pki
+from iotiam.policy.defaults import DEFAULT_DEVICE_POLICY, DEFAULT_DEVICE_POLICY_YAML
+from iotiam.policy.models import AttachmentTarget, TargetKind
+from iotiam.policy.service import DecisionPoint, PolicyAdministration
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
 from iotiam.storage.migrate import upgrade_to_head
 from iotiam.storage.status_reader import SqlStatusReader
@@ -74,6 +77,8 @@ class Services:
     enrollment_queue: EnrollmentQueue
     first_contact: FirstContact
     transfers: OwnershipTransfer
+    policies: PolicyAdministration
+    decisions: DecisionPoint
 
     def close(self) -> None:
         """Release database connections."""
@@ -165,6 +170,9 @@ def build_services(
     every_credential = AllCredentials(pki, psks)
     queue = EnrollmentQueue(database, clock, audit, pki, QueueLimits(
         retry_after_seconds=settings.est_retry_after_seconds))
+    policies = PolicyAdministration(database, clock, audit)
+    decisions = DecisionPoint(policies, clock)
+    policies.on_change(decisions.invalidate)
     return Services(
         settings=settings,
         clock=clock,
@@ -179,6 +187,8 @@ def build_services(
         enrollment_queue=queue,
         first_contact=FirstContact(database, clock, audit, pki, queue),
         transfers=OwnershipTransfer(database, clock, audit, every_credential),
+        policies=policies,
+        decisions=decisions,
     )
 
 
@@ -215,6 +225,7 @@ def initialize(
             created_ca = _ensure_cas(uow, audit, settings, key_algorithm, organization,
                                      passphrase, clock)
         _write_tls_files(database, settings, passphrase, clock, key_algorithm)
+        _ensure_default_policy(PolicyAdministration(database, clock, audit))
         created_token = _ensure_profile(database, audit, settings, clock)
         if created_ca or created_token:
             audit.record(
@@ -236,6 +247,16 @@ def initialize(
         api_url=settings.api_url,
         http_url=f"http://{settings.host}:{settings.http_port}",
     )
+
+
+def _ensure_default_policy(policies: PolicyAdministration) -> None:
+    """Devices may connect and use ``devices/<their id>/#``, nothing else, unless told."""
+    name = DEFAULT_DEVICE_POLICY.name
+    try:
+        policies.get(SYSTEM, name)
+    except NotFound:
+        policies.write(SYSTEM, DEFAULT_DEVICE_POLICY_YAML, owner_path=ROOT_PATH)
+        policies.attach(SYSTEM, name, AttachmentTarget(TargetKind.ORG_UNIT, ROOT_ORG_ID))
 
 
 def _seed_inventory(uow: SqlUnitOfWork, clock: Clock) -> None:

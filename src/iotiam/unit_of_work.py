@@ -22,6 +22,7 @@ from iotiam.enrollment.ports import (
 )
 from iotiam.inventory.ports import DeviceStore, DeviceTypeStore, GroupStore, OrgUnitStore
 from iotiam.pki.ports import CaStore, CertificateStore, CounterStore, CrlStore
+from iotiam.policy.ports import AttachmentStore, PolicyStore, SiteDirectory, TargetDirectory
 
 
 class UnitOfWork(Protocol):
@@ -109,6 +110,26 @@ class UnitOfWork(Protocol):
 
     def savepoint(self) -> AbstractContextManager[None]:
         """A nested transaction: an error inside rolls back only what it did."""
+        ...
+
+    @property
+    def policies(self) -> PolicyStore:
+        """Policy versions."""
+        ...
+
+    @property
+    def policy_attachments(self) -> AttachmentStore:
+        """Policy attachments."""
+        ...
+
+    @property
+    def policy_targets(self) -> TargetDirectory:
+        """Attachment targets in the inventory."""
+        ...
+
+    @property
+    def sites(self) -> SiteDirectory:
+        """Known sites."""
         ...
 
 

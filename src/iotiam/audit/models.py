@@ -48,6 +48,11 @@ class AuditTag(enum.StrEnum):
     ENROLLMENT_APPROVED = "admin:enrollment:approved"
     ENROLLMENT_REJECTED = "admin:enrollment:rejected"
     DEVICE_TRANSFERRED = "admin:device:transferred"
+    POLICY_WRITTEN = "admin:policy:written"
+    POLICY_ATTACHED = "admin:policy:attached"
+    POLICY_DETACHED = "admin:policy:detached"
+    POLICY_REFUSED = "admin:policy:refused"
+    SITE_SAVED = "admin:site:saved"
     INSTALLATION_INITIALIZED = "system:installation:initialized"
 
 

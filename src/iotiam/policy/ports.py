@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
+from iotiam.audit.models import AuditDraft
 from iotiam.policy.models import Attachment, AttachmentTarget, Site, StoredPolicy
 
 
@@ -69,4 +71,52 @@ class SiteDirectory(Protocol):
 
     def sites(self) -> list[Site]:
         """Every known site."""
+        ...
+
+
+class PolicyUnitOfWork(Protocol):
+    """The stores policy use cases work with, inside one transaction."""
+
+    @property
+    def policies(self) -> PolicyStore:
+        """Policy versions."""
+        ...
+
+    @property
+    def policy_attachments(self) -> AttachmentStore:
+        """Attachments."""
+        ...
+
+    @property
+    def policy_targets(self) -> TargetDirectory:
+        """Attachment targets in the inventory."""
+        ...
+
+    @property
+    def sites(self) -> SiteDirectory:
+        """Known sites."""
+        ...
+
+
+class PolicyUnitOfWorkFactory(Protocol):
+    """Opens write and read units of work."""
+
+    def __call__(self) -> AbstractContextManager[PolicyUnitOfWork]:
+        """A write transaction (its unit of work also holds the audit log)."""
+        ...
+
+    def reading(self) -> AbstractContextManager[PolicyUnitOfWork]:
+        """A read transaction."""
+        ...
+
+
+class Auditor(Protocol):
+    """Appends audit records (``iotiam.audit.service.AuditTrail``)."""
+
+    def append(self, uow: Any, draft: AuditDraft) -> Any:
+        """Append inside the caller's transaction."""
+        ...
+
+    def refusals(self, draft: AuditDraft) -> AbstractContextManager[None]:
+        """Record a refused request."""
         ...

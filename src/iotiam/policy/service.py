@@ -1,16 +1,20 @@
 """Policy use cases: write versions, attach and detach under delegation and guardrails,
 diff and lint, and the in-process decision point over the current compiled set.
 
-Storage, REST, CLI and broker sync are adapters around this; audit records for these
-changes are the adapter's to append in the same transaction as the store calls.
+Every change commits with its audit record in one unit of work; refusals are audited
+too. Storage, REST, CLI and broker sync are adapters around this.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from iotiam.admin.models import Principal, Role
+from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, Forbidden, InvalidInput, NotFound
 from iotiam.policy.conditions import SITE_OF_DEVICE
@@ -32,7 +36,7 @@ from iotiam.policy.models import (
     TargetKind,
 )
 from iotiam.policy.parsing import parse_policy
-from iotiam.policy.ports import AttachmentStore, PolicyStore, SiteDirectory, TargetDirectory
+from iotiam.policy.ports import Auditor, PolicyUnitOfWork, PolicyUnitOfWorkFactory
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,19 +51,10 @@ class WriteResult:
 class PolicyAdministration:
     """Writing, attaching and reading policies on behalf of an admin."""
 
-    def __init__(
-        self,
-        policies: PolicyStore,
-        attachments: AttachmentStore,
-        targets: TargetDirectory,
-        sites: SiteDirectory,
-        clock: Clock,
-    ) -> None:
-        self._policies = policies
-        self._attachments = attachments
-        self._targets = targets
-        self._sites = sites
+    def __init__(self, uow: PolicyUnitOfWorkFactory, clock: Clock, audit: Auditor) -> None:
+        self._uow = uow
         self._clock = clock
+        self._audit = audit
         self._listeners: list[Callable[[], None]] = []
 
     def on_change(self, listener: Callable[[], None]) -> None:
@@ -71,21 +66,36 @@ class PolicyAdministration:
         fmt: str = "auto",
     ) -> WriteResult:
         """Store the next version of a policy, refusing what its author may not grant."""
-        actor.require(Role.ADMIN, "writing policies")
-        document = parse_policy(source, fmt=fmt)
-        self._check_networks(document)
-        latest = self._policies.latest(document.name)
+        with self._audit.refusals(self._refusal(actor, "policy")):
+            actor.require(Role.ADMIN, "writing policies")
+            document = parse_policy(source, fmt=fmt)
+            with self._uow() as uow:
+                result = self._write(uow, actor, document, source, owner_path)
+                self._audit.append(uow, AuditDraft(
+                    tag=AuditTag.POLICY_WRITTEN, actor=actor.name,
+                    org_path=result.stored.owner_path,
+                    subject=f"policy:{document.name}",
+                    details={"version": document.version,
+                             "sha256": hashlib.sha256(result.stored.source.encode())
+                             .hexdigest()}))
+        self._changed()
+        return result
+
+    def _write(self, uow: PolicyUnitOfWork, actor: Principal, document: PolicyDocument,
+               source: str | bytes, owner_path: str | None) -> WriteResult:
+        self._check_networks(uow, document)
+        latest = uow.policies.latest(document.name)
         if latest is not None and owner_path not in (None, latest.owner_path):
             raise InvalidInput(f"policy {document.name!r} belongs to {latest.owner_path}; "
                                "its owner cannot change")
         if latest is None and owner_path is not None:
             unit = AttachmentTarget(TargetKind.ORG_UNIT, owner_path.strip("/").split("/")[-1])
-            if self._targets.scope_of(unit) != owner_path:
+            if uow.policy_targets.scope_of(unit) != owner_path:
                 raise InvalidInput(f"owner {owner_path!r} is not the path of an org unit")
         owner = latest.owner_path if latest else owner_path or actor.org_path
         if latest is not None and not _may_read(actor, owner):
             raise NotFound(f"policy {document.name!r} not found")  # do not reveal it
-        attached = self._attachments.for_policy(document.name)
+        attached = uow.policy_attachments.for_policy(document.name)
         check_delegation(actor, owner_path=owner,
                          targets=[(a.target, a.scope) for a in attached])
         expected = latest.document.version + 1 if latest else 1
@@ -93,11 +103,10 @@ class PolicyAdministration:
             current = f"is at version {latest.document.version}" if latest else "does not exist"
             raise Conflict(f"policy {document.name!r} {current}; the new document must be "
                            f"version {expected}, not {document.version}")
-        check_guardrails(document, [a.scope for a in attached], self._guardrails())
+        check_guardrails(document, [a.scope for a in attached], self._guardrails(uow))
         text = source.decode("utf-8") if isinstance(source, bytes) else source
         stored = StoredPolicy(document, owner, text, self._clock.now(), actor.name)
-        self._policies.add(stored)
-        self._changed()
+        uow.policies.add(stored)
         return WriteResult(stored, tuple(lint_policy(document)),
                            diff_policies(latest.document, document) if latest else None)
 
@@ -110,9 +119,21 @@ class PolicyAdministration:
         ``scope`` matters for device types only (they are global): the subtree whose
         devices of that type get the policy; it defaults to the caller's own scope.
         """
-        actor.require(Role.ADMIN, "attaching policies")
-        stored = self._visible(actor, policy)
-        where = self._targets.scope_of(target)
+        with self._audit.refusals(self._refusal(actor, f"policy:{policy[:128]}")):
+            actor.require(Role.ADMIN, "attaching policies")
+            with self._uow() as uow:
+                attachment = self._attach(uow, actor, policy, target, scope)
+                self._audit.append(uow, AuditDraft(
+                    tag=AuditTag.POLICY_ATTACHED, actor=actor.name, org_path=attachment.scope,
+                    subject=f"policy:{policy}",
+                    details={"target": str(target), "scope": attachment.scope}))
+        self._changed()
+        return attachment
+
+    def _attach(self, uow: PolicyUnitOfWork, actor: Principal, policy: str,
+                target: AttachmentTarget, scope: str | None) -> Attachment:
+        stored = self._visible(uow, actor, policy)
+        where = uow.policy_targets.scope_of(target)
         if where is None or not _may_read(actor, where):
             raise NotFound(f"{target} not found")  # another tenant's: do not reveal it
         if target.kind is TargetKind.DEVICE_TYPE:
@@ -122,17 +143,26 @@ class PolicyAdministration:
                                "take a scope")
         check_delegation(actor, owner_path=stored.owner_path, targets=[(target, where)],
                          editing=False)
-        check_guardrails(stored.document, [where], self._guardrails())
+        check_guardrails(stored.document, [where], self._guardrails(uow))
         attachment = Attachment(policy, target, where)
-        self._attachments.attach(attachment)
-        self._changed()
+        uow.policy_attachments.attach(attachment)
         return attachment
 
     def detach(self, actor: Principal, policy: str, target: AttachmentTarget) -> None:
         """Remove an attachment; a guardrail only by an admin who may edit it."""
-        actor.require(Role.ADMIN, "detaching policies")
-        stored = self._visible(actor, policy)
-        current = [a for a in self._attachments.for_policy(policy)
+        with self._audit.refusals(self._refusal(actor, f"policy:{policy[:128]}")):
+            actor.require(Role.ADMIN, "detaching policies")
+            with self._uow() as uow:
+                scope = self._detach(uow, actor, policy, target)
+                self._audit.append(uow, AuditDraft(
+                    tag=AuditTag.POLICY_DETACHED, actor=actor.name, org_path=scope,
+                    subject=f"policy:{policy}", details={"target": str(target)}))
+        self._changed()
+
+    def _detach(self, uow: PolicyUnitOfWork, actor: Principal, policy: str,
+                target: AttachmentTarget) -> str:
+        stored = self._visible(uow, actor, policy)
+        current = [a for a in uow.policy_attachments.for_policy(policy)
                    if a.target == target and _may_read(actor, a.scope)]
         if not current:
             raise NotFound(f"policy {policy!r} is not attached to {target}")
@@ -141,15 +171,16 @@ class PolicyAdministration:
         if stored.document.guardrail and not actor.sees(stored.owner_path):
             raise Forbidden(f"guardrail {policy!r} was set by {stored.owner_path}; only an "
                             "admin of that scope may detach it")
-        self._attachments.detach(policy, target)
-        self._changed()
+        uow.policy_attachments.detach(policy, target)
+        return current[0].scope
 
     def get(self, actor: Principal, name: str, version: int | None = None) -> StoredPolicy:
         """One version (default: the latest) of a policy the caller may see."""
-        latest = self._visible(actor, name)
-        if version is None:
-            return latest
-        stored = self._policies.get(name, version)
+        with self._uow.reading() as uow:
+            latest = self._visible(uow, actor, name)
+            if version is None:
+                return latest
+            stored = uow.policies.get(name, version)
         if stored is None:
             raise NotFound(f"policy {name!r} has no version {version}")
         return stored
@@ -165,35 +196,46 @@ class PolicyAdministration:
 
     def compile(self) -> PolicyEngine:
         """The current policy set, compiled."""
-        generation = self._policies.generation()
-        return PolicyEngine([p.document for p in self._policies.current()],
-                            self._attachments.all(), self._sites.sites(),
-                            generation=generation)
+        with self._uow.reading() as uow:
+            generation = uow.policies.generation()
+            policies = [p.document for p in uow.policies.current()]
+            attachments = uow.policy_attachments.all()
+            sites = uow.sites.sites()
+        return PolicyEngine(policies, attachments, sites, generation=generation)
 
     def generation(self) -> int:
         """The store's change counter."""
-        return self._policies.generation()
+        with self._uow.reading() as uow:
+            return uow.policies.generation()
 
     # -- internals ------------------------------------------------------------------------
 
-    def _visible(self, actor: Principal, name: str) -> StoredPolicy:
-        stored = self._policies.latest(name)
+    @staticmethod
+    def _refusal(actor: Principal, subject: str) -> AuditDraft:
+        return AuditDraft(tag=AuditTag.POLICY_REFUSED, actor=actor.name,
+                          org_path=actor.org_path, subject=subject)
+
+    @staticmethod
+    def _visible(uow: PolicyUnitOfWork, actor: Principal, name: str) -> StoredPolicy:
+        stored = uow.policies.latest(name)
         if stored is None or not _may_read(actor, stored.owner_path):
             raise NotFound(f"policy {name!r} not found")
         return stored
 
-    def _guardrails(self) -> list[Guardrail]:
+    @staticmethod
+    def _guardrails(uow: PolicyUnitOfWork) -> list[Guardrail]:
         found = []
-        for attachment in self._attachments.all():
+        for attachment in uow.policy_attachments.all():
             if attachment.target.kind is not TargetKind.ORG_UNIT:
                 continue
-            stored = self._policies.latest(attachment.policy)
+            stored = uow.policies.latest(attachment.policy)
             if stored is not None and stored.document.guardrail:
                 found.append(Guardrail(stored.document, attachment))
         return found
 
-    def _check_networks(self, document: PolicyDocument) -> None:
-        known = {site.name for site in self._sites.sites()}
+    @staticmethod
+    def _check_networks(uow: PolicyUnitOfWork, document: PolicyDocument) -> None:
+        known = {site.name for site in uow.sites.sites()}
         problems = []
         for index, statement in enumerate(document.statements):
             for entry in statement.conditions.source_networks:
@@ -223,10 +265,16 @@ class DecisionPoint:
     store's generation. Context time always comes from the clock.
     """
 
-    def __init__(self, administration: PolicyAdministration, clock: Clock) -> None:
+    def __init__(self, administration: PolicyAdministration, clock: Clock, *,
+                 check_every: float = 1.0) -> None:
         self._administration = administration
         self._clock = clock
         self._engine: PolicyEngine | None = None
+        # another process (serve --workers, a replica) may change policies: look at the
+        # store's generation at most this often (seconds of monotonic time)
+        self._check_every = check_every
+        self._checked = 0.0
+        self._lock = threading.Lock()
 
     def invalidate(self) -> None:
         """Recompile before the next decision."""
@@ -234,15 +282,20 @@ class DecisionPoint:
 
     def refresh(self) -> PolicyEngine:
         """Recompile if the store changed since the current set was compiled."""
-        engine = self._engine
-        if engine is None or engine.generation != self._administration.generation():
-            engine = self._engine = self._administration.compile()
-        return engine
+        with self._lock:
+            engine = self._engine
+            self._checked = time.monotonic()
+            if engine is None or engine.generation != self._administration.generation():
+                engine = self._engine = self._administration.compile()
+            return engine
 
     @property
     def engine(self) -> PolicyEngine:
-        """The compiled set decisions use now."""
-        return self._engine or self.refresh()
+        """The compiled set decisions use now (checked against the store every second)."""
+        engine = self._engine
+        if engine is None or time.monotonic() - self._checked >= self._check_every:
+            return self.refresh()
+        return engine
 
     def decide(
         self, subject: Subject, action: str, resource: str, *,

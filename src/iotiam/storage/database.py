@@ -35,6 +35,12 @@ from iotiam.storage.inventory_store import (
 )
 from iotiam.storage.ownership_store import SqlOwnershipStore
 from iotiam.storage.pki_store import SqlCaStore, SqlCertificateStore, SqlCounterStore, SqlCrlStore
+from iotiam.storage.policy_store import (
+    SqlAttachmentStore,
+    SqlPolicyStore,
+    SqlSiteStore,
+    SqlTargetDirectory,
+)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -104,6 +110,10 @@ class SqlUnitOfWork:
         self.manifest = SqlManifestStore(conn)
         self.enrollment_requests = SqlEnrollmentRequestStore(conn)
         self.ownership = SqlOwnershipStore(conn)
+        self.policies = SqlPolicyStore(conn)
+        self.policy_attachments = SqlAttachmentStore(conn)
+        self.policy_targets = SqlTargetDirectory(conn)
+        self.sites = SqlSiteStore(conn)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:

@@ -87,6 +87,8 @@ devices = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     Index("ix_devices_org_path_id", "org_path", "id"),
+    # the broker sync asks "what changed since" ten times a second
+    Index("ix_devices_updated_at", "updated_at"),
 )
 
 groups = Table(
@@ -146,6 +148,7 @@ certificates = Table(
     Index("ix_certificates_revoked", "issuer_id", "status", "not_after"),
     Index("ix_certificates_org_path", "org_path", "created_at"),
     Index("ix_certificates_public_key", "public_key_sha256"),
+    Index("ix_certificates_revoked_at", "revoked_at"),
 )
 
 crls = Table(
@@ -240,6 +243,7 @@ psks = Table(
     Column("replaced_by", String(32), nullable=True),
     Index("ix_psks_device", "device_id"),
     Index("ix_psks_status_org", "status", "org_path"),
+    Index("ix_psks_revoked_at", "revoked_at"),
 )
 
 manufacturers = Table(
@@ -301,4 +305,37 @@ enrollment_requests = Table(
     Index("ix_enrollment_requests_status_source", "status", "source"),
     Index("ix_enrollment_requests_status_created", "status", "created_at"),
     Index("ix_enrollment_requests_device", "device_id"),
+)
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("name", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    # only admins whose scope contains the owner's path may change it
+    Column("owner_path", String(2048), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    PrimaryKeyConstraint("name", "version", name="pk_policies"),
+)
+
+policy_attachments = Table(
+    "policy_attachments",
+    metadata,
+    Column("policy", String(128), nullable=False),
+    Column("target_kind", String(32), nullable=False),
+    Column("target_id", String(128), nullable=False),
+    Column("scope", String(2048), nullable=False),
+    PrimaryKeyConstraint("policy", "target_kind", "target_id", name="pk_policy_attachments"),
+)
+
+sites = Table(
+    "sites",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("timezone", String(64), nullable=False),
+    # JSON list of CIDR networks
+    Column("networks", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )

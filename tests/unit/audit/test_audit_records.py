@@ -131,9 +131,9 @@ def test_every_tag_is_namespaced() -> None:
 def test_initialization_audited(installation: Installation) -> None:
     records = audit_records(installation.api())
     assert [r["tag"] for r in records] == [
-        "pki:ca:created", "pki:ca:created", "pki:ca:created", "admin:token:created",
-        "system:installation:initialized"]
-    assert [r["seq"] for r in records] == [1, 2, 3, 4, 5]
+        "pki:ca:created", "pki:ca:created", "pki:ca:created", "admin:policy:written",
+        "admin:policy:attached", "admin:token:created", "system:installation:initialized"]
+    assert [r["seq"] for r in records] == [1, 2, 3, 4, 5, 6, 7]
     assert {r["actor"] for r in records} == {"system"}
 
 
@@ -167,6 +167,6 @@ def test_records_page_with_next(installation: Installation) -> None:
     first = api.get("/v1/audit/records", params={"limit": 5}).json()
     assert [r["seq"] for r in first["items"]] == [1, 2, 3, 4, 5]
     assert first["next"] == 5
-    rest = api.get("/v1/audit/records", params={"after": 5, "limit": 5}).json()
-    assert [r["seq"] for r in rest["items"]] == [6, 7, 8, 9]
+    rest = api.get("/v1/audit/records", params={"after": 5, "limit": 10}).json()
+    assert [r["seq"] for r in rest["items"]] == [6, 7, 8, 9, 10, 11]  # 7 from init
     assert rest["next"] is None

@@ -16,8 +16,8 @@ from conftest import Installation
 from iotiam.audit.chain import head_mac, record_hash
 from iotiam.storage.schema import audit_head, audit_records
 
-LAST = 11  # 5 records from init, 6 registrations
-TARGET = 7  # the registration of dev-2
+LAST = 13  # 7 records from init, 6 registrations
+TARGET = 9  # the registration of dev-2
 CONTENT = ("at", "tag", "actor", "org_path", "subject", "outcome", "reason", "details",
            "prev_hash", "hash")
 

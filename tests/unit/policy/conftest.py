@@ -6,7 +6,7 @@ import pytest
 
 from iotiam.clock import FrozenClock
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
-from policy.fakes import T0, Directory, MemoryPolicies
+from policy.fakes import T0, AuditRecorder, Directory, MemoryPolicies, MemoryUnitsOfWork
 
 
 @pytest.fixture
@@ -20,9 +20,14 @@ def memory() -> MemoryPolicies:
 
 
 @pytest.fixture
-def admin(memory: MemoryPolicies, clock: FrozenClock) -> PolicyAdministration:
-    directory = Directory()
-    return PolicyAdministration(memory, memory, directory, directory, clock)
+def audit() -> AuditRecorder:
+    return AuditRecorder()
+
+
+@pytest.fixture
+def admin(memory: MemoryPolicies, clock: FrozenClock, audit: AuditRecorder
+          ) -> PolicyAdministration:
+    return PolicyAdministration(MemoryUnitsOfWork(memory, Directory()), clock, audit)
 
 
 @pytest.fixture

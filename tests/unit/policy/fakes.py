@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from iotiam.errors import Conflict
+from iotiam.audit.models import AuditDraft
+from iotiam.errors import Conflict, IamError
 from iotiam.inventory.models import DeviceState
 from iotiam.policy.engine import PolicyEngine
 from iotiam.policy.models import (
@@ -136,3 +139,47 @@ class Directory:
 
     def sites(self) -> list[Site]:
         return [BERLIN, TOKYO]
+
+
+@dataclass
+class MemoryUnitOfWork:
+    """The policy stores in memory; no rollback (the service checks before it writes)."""
+
+    policies: MemoryPolicies
+    policy_attachments: MemoryPolicies
+    policy_targets: Directory
+    sites: Directory
+
+
+class MemoryUnitsOfWork:
+    """``PolicyUnitOfWorkFactory`` over one memory unit of work."""
+
+    def __init__(self, memory: MemoryPolicies, directory: Directory) -> None:
+        self.uow = MemoryUnitOfWork(memory, memory, directory, directory)
+
+    @contextmanager
+    def __call__(self) -> Iterator[MemoryUnitOfWork]:
+        yield self.uow
+
+    @contextmanager
+    def reading(self) -> Iterator[MemoryUnitOfWork]:
+        yield self.uow
+
+
+@dataclass
+class AuditRecorder:
+    """Keeps audit drafts: appended ones and refusals."""
+
+    appended: list[AuditDraft] = field(default_factory=list)
+    refused: list[AuditDraft] = field(default_factory=list)
+
+    def append(self, uow: object, draft: AuditDraft) -> None:
+        self.appended.append(draft)
+
+    @contextmanager
+    def refusals(self, draft: AuditDraft) -> Iterator[None]:
+        try:
+            yield
+        except IamError as e:
+            self.refused.append(replace(draft, reason=e.detail))
+            raise

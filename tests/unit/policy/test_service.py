@@ -19,7 +19,7 @@ from iotiam.policy.models import (
     TargetKind,
 )
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
-from policy.fakes import ACME, BETA, PLANT, ROOT, MemoryPolicies, subject
+from policy.fakes import ACME, BETA, PLANT, ROOT, AuditRecorder, MemoryPolicies, subject
 
 TENANT = Principal("acme-admin", Role.ADMIN, "acme", "/root/acme/")
 SITE = Principal("plant-admin", Role.ADMIN, "plant1", "/root/acme/plant1/")
@@ -194,3 +194,22 @@ def test_detach_fail_outside_scope(admin: PolicyAdministration) -> None:
     with pytest.raises(Forbidden, match="org-unit root is outside your scope"):
         admin.detach(TENANT, "plant-telemetry", ROOT)
     admin.detach(SYSTEM, "plant-telemetry", BETA)
+
+
+def test_changes_ok_audited_with_refusals(admin: PolicyAdministration,
+                                          audit: AuditRecorder) -> None:
+    admin.write(TENANT, _plant(1))
+    admin.attach(TENANT, "plant-telemetry", PLANT)
+    admin.detach(TENANT, "plant-telemetry", PLANT)
+    assert [(d.tag, d.subject, d.org_path) for d in audit.appended] == [
+        ("admin:policy:written", "policy:plant-telemetry", "/root/acme/"),
+        ("admin:policy:attached", "policy:plant-telemetry", "/root/acme/plant1/"),
+        ("admin:policy:detached", "policy:plant-telemetry", "/root/acme/plant1/")]
+    assert audit.appended[0].details["version"] == 1
+    with pytest.raises(Forbidden):
+        admin.write(VIEWER, _plant(2))
+    with pytest.raises(Conflict):
+        admin.write(TENANT, _plant(5))
+    assert [(d.tag, d.actor) for d in audit.refused] == [
+        ("admin:policy:refused", "acme-viewer"), ("admin:policy:refused", "acme-admin")]
+    assert len(audit.appended) == 3
