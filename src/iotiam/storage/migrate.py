@@ -27,5 +27,6 @@ def upgrade_to_head(engine: Engine) -> None:
         if engine.dialect.name == "sqlite":
             conn.info["iotiam_begin"] = "BEGIN IMMEDIATE"
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        # "heads": features developed side by side may add sibling revisions
+        command.upgrade(cfg, "heads")
         conn.commit()
