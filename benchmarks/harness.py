@@ -226,13 +226,16 @@ async def run_bounded_async(
 
 
 def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process and all its threads (Linux ``/proc``), or None."""
+    """User + system CPU time of a process, its threads and its child processes (``serve
+    --workers``), from Linux ``/proc``; None if it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return None
     # fields[11], fields[12] are utime and stime (fields 14 and 15 of proc(5))
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(process_cpu_seconds(int(child)) or 0.0 for child in children)
 
 
 # -- installations ----------------------------------------------------------------------

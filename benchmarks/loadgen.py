@@ -6,11 +6,16 @@ than a few hundred requests/s and what it measures is mostly itself. This client
 sends pre-encoded requests and reads ``Content-Length`` bodies (~0.1 ms a request),
 which leaves the server nearly a whole core: the number is the server's. The httpx
 number is still reported, as what a Python client sees.
+
+``OneShotClient`` is the other shape of traffic: a device in the field opens a new TCP
+and TLS connection, sends one request and hangs up, so every request pays a full
+handshake (no session resumption: each device is a stranger to the server).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,12 +34,15 @@ class Answer:
 
 
 def encode_request(
-    method: str, url: str, body: bytes, headers: Mapping[str, str] | None = None
+    method: str, url: str, body: bytes, headers: Mapping[str, str] | None = None,
+    *, close: bool = False,
 ) -> bytes:
-    """One complete HTTP/1.1 request, keep-alive, ready to write."""
+    """One complete HTTP/1.1 request, ready to write: keep-alive, or ``Connection: close``."""
     parts = urlsplit(url)
     lines = [f"{method} {parts.path or '/'} HTTP/1.1", f"Host: {parts.netloc}",
              f"Content-Length: {len(body)}"]
+    if close:
+        lines.append("Connection: close")
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
@@ -95,3 +103,33 @@ class KeepAlivePool:
     async def send_all(self, requests: Sequence[bytes]) -> list[Answer]:
         """Send each request once, as many at a time as there are connections."""
         return list(await asyncio.gather(*(self.send(r) for r in requests)))
+
+
+#: How long a finished one-shot connection may take to shut TLS down before it is dropped
+_CLOSE_SECONDS = 5.0
+
+
+class OneShotClient:
+    """A new TCP + TLS connection per request, closed once its answer is read.
+
+    Build the requests with ``encode_request(..., close=True)``. Nothing is kept between
+    requests, and asyncio never resumes TLS sessions on its own, so each request costs
+    the server a full handshake, as a fleet of devices enrolling for the first time does.
+    """
+
+    def __init__(self, base_url: str, tls: ssl.SSLContext | None = None) -> None:
+        parts = urlsplit(base_url)
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._tls = tls if parts.scheme == "https" else None
+
+    async def send(self, request: bytes) -> Answer:
+        """Connect (and handshake), write one request, read its answer, hang up."""
+        reader, writer = await asyncio.open_connection(self._host, self._port, ssl=self._tls)
+        try:
+            return await _Connection(reader, writer).exchange(request)
+        finally:
+            writer.close()
+            # the server closes too (Connection: close); a slow TLS goodbye is not ours
+            with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), _CLOSE_SECONDS)

@@ -55,7 +55,7 @@ class RunningServer:
         return process_cpu_seconds(self.pid)
 
 
-def _cli() -> list[str]:
+def iotiam_command() -> list[str]:
     """The ``iotiam`` console script of this interpreter's environment."""
     script = shutil.which("iotiam", path=str(Path(sys.executable).parent))
     return [script] if script else [sys.executable, "-m", "iotiam.cli.main"]
@@ -69,8 +69,16 @@ def _log_tail(path: Path) -> str:
 
 
 @contextmanager
-def running_server(config: RunConfig, label: str) -> Iterator[RunningServer]:
-    """Init a data directory on free ports, start ``iotiam serve``, stop it afterwards."""
+def running_server(config: RunConfig, label: str, *, workers: int = 1,
+                   broker_ports: tuple[int, int, int] | None = None
+                   ) -> Iterator[RunningServer]:
+    """Init a data directory on free ports, start ``iotiam serve``, stop it afterwards.
+
+    The managed broker runs only when ``broker_ports`` (mTLS, PSK, admin) are given.
+    """
+    broker_options = ["--no-broker"] if broker_ports is None else [
+        "--broker-port", str(broker_ports[0]), "--broker-psk-port", str(broker_ports[1]),
+        "--broker-admin-port", str(broker_ports[2])]
     with scratch_dir(label) as root, throwaway_database(config) as database_url:
         data_dir = root / "data"
         env = clean_environment()
@@ -80,10 +88,10 @@ def running_server(config: RunConfig, label: str) -> Iterator[RunningServer]:
         http_port = free_port()
         while http_port == port:
             http_port = free_port()
-        cli = [*_cli(), "--data-dir", str(data_dir)]
+        cli = [*iotiam_command(), "--data-dir", str(data_dir)]
         init = subprocess.run(
             [*cli, "init", "--host", "127.0.0.1", "--port", str(port),
-             "--http-port", str(http_port)],
+             "--http-port", str(http_port), *broker_options],
             env=env, capture_output=True, text=True, timeout=120, check=False,
         )
         if init.returncode != 0:
@@ -92,7 +100,7 @@ def running_server(config: RunConfig, label: str) -> Iterator[RunningServer]:
         log_path = root / "serve.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [*cli, "serve", "--log-level", "warning"],
+                [*cli, "serve", "--log-level", "warning", "--workers", str(workers)],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         try:
@@ -168,6 +176,26 @@ def import_devices(server: RunningServer, ids: Sequence[str], chunk: int = 500) 
             if answer.status_code != 200 or body.get("failed"):
                 raise RuntimeError(f"device import failed: {answer.status_code} "
                                    f"{answer.text[:300]}")
+
+
+#: ``POST /v1/claims`` takes at most this many devices per request
+CLAIM_BATCH = 1000
+
+
+def create_claims(server: RunningServer, ids: Sequence[str], *, ttl_seconds: int = 3600
+                  ) -> dict[str, str]:
+    """One-time claim tokens through ``POST /v1/claims`` in batches: device id -> token."""
+    tokens: dict[str, str] = {}
+    with httpx.Client(base_url=server.api_url, verify=server.tls_context(),
+                      headers=server.admin_headers(), timeout=120.0) as client:
+        for start in range(0, len(ids), CLAIM_BATCH):
+            answer = client.post("/v1/claims", json={
+                "devices": list(ids[start:start + CLAIM_BATCH]), "ttl_seconds": ttl_seconds})
+            if answer.status_code != 201:
+                raise RuntimeError(f"creating claims failed: {answer.status_code} "
+                                   f"{answer.text[:300]}")
+            tokens.update((item["device"], item["token"]) for item in answer.json()["items"])
+    return tokens
 
 
 async def issue_via_api(client: httpx.AsyncClient, device_id: str, csr_pem: str

@@ -59,8 +59,10 @@ class Agent:
         label: str | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        durable: bool = True,
     ) -> None:
-        self.files = AgentFiles(Path(directory))
+        """``durable=False`` is for throw-away directories only (see ``AgentFiles``)."""
+        self.files = AgentFiles(Path(directory), durable=durable)
         self._clock = clock or SystemClock()
         self._rng = rng or random.SystemRandom()
         state = self.files.load_state()
@@ -94,14 +96,13 @@ class Agent:
         """First contact: a new key, a CSR and the one-time claim token."""
         key = self.files.new_key()
         try:
-            est = self._est()
-            cert = est.enroll(self.device_id, claim, _csr(key, self.device_id))
-            chain = "".join(c.public_bytes(serialization.Encoding.PEM).decode()
-                            for c in est.cacerts())
+            cert, cas = self._est().enroll_with_chain(self.device_id, claim,
+                                                      _csr(key, self.device_id))
         except EnrollmentRefused as e:
             raise AgentError(f"enrollment refused: {e}") from e
         except httpx.HTTPError as e:
             raise AgentError(f"cannot reach {self._state['server_url']}: {e}") from e
+        chain = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in cas)
         self._install(key, cert, chain)
         return cert
 

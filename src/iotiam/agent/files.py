@@ -15,24 +15,38 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from iotiam.pki.keys import PrivateKey
 
 
-def write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Write a file with ``mode`` from its first byte, replacing the old one atomically."""
+def write_atomically(path: Path, data: bytes, mode: int, *, durable: bool = True) -> None:
+    """Write a file with ``mode`` from its first byte, replacing the old one atomically.
+
+    ``durable`` flushes it to the disk before the rename, so that a power cut leaves the
+    old file or the new one, never an empty one.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.chmod(tmp, mode)
     os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
 class AgentFiles:
-    """The agent's directory: ``key.pem`` (0600), ``cert.pem``, ``chain.pem``, ``state.json``."""
+    """The agent's directory: ``key.pem`` (0600), ``cert.pem``, ``chain.pem``, ``state.json``.
+
+    ``durable=False`` skips the flush to disk of every write: only for directories thrown
+    away soon after (a simulated fleet sharing one disk), never on a device, where a
+    power cut could then leave an empty key or certificate.
+    """
 
     root: Path
+    durable: bool = True
+
+    def _write(self, path: Path, data: bytes, mode: int) -> None:
+        write_atomically(path, data, mode, durable=self.durable)
 
     @property
     def key(self) -> Path:
@@ -72,7 +86,7 @@ class AgentFiles:
         """Store the key, readable by the owner only."""
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-        write_atomically(self.key, pem, 0o600)
+        self._write(self.key, pem, 0o600)
 
     def load_key(self) -> PrivateKey:
         """The current key."""
@@ -83,15 +97,15 @@ class AgentFiles:
     def save_certificate(self, cert: x509.Certificate, chain_pem: str | None) -> None:
         """Store the certificate (and chain) next to the key."""
         leaf = cert.public_bytes(serialization.Encoding.PEM)
-        write_atomically(self.cert, leaf, 0o644)
+        self._write(self.cert, leaf, 0o644)
         if chain_pem:
-            write_atomically(self.chain, chain_pem.encode(), 0o644)
+            self._write(self.chain, chain_pem.encode(), 0o644)
         if self.chain.exists():
             # the first certificate of the chain file is the issuing CA
             chain = self.chain.read_bytes()
             end = b"-----END CERTIFICATE-----\n"
             issuing = chain[: chain.index(end) + len(end)] if end in chain else b""
-            write_atomically(self.fullchain, leaf + issuing, 0o644)
+            self._write(self.fullchain, leaf + issuing, 0o644)
 
     def load_certificate(self) -> x509.Certificate | None:
         """The current certificate, if enrolled."""
@@ -108,4 +122,4 @@ class AgentFiles:
 
     def save_state(self, state: dict[str, Any]) -> None:
         """Persist the state."""
-        write_atomically(self.state, (json.dumps(state, indent=2) + "\n").encode(), 0o600)
+        self._write(self.state, (json.dumps(state, indent=2) + "\n").encode(), 0o600)

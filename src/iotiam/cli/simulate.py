@@ -23,7 +23,7 @@ import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from iotiam.agent import Agent, AgentError
-from iotiam.cli.client import ApiClient
+from iotiam.cli.client import ApiClient, Profile, load_profile
 from iotiam.cli.main import Context, console, errors
 from iotiam.cli.output import print_json, print_table
 from iotiam.errors import InvalidInput
@@ -75,16 +75,26 @@ class FleetOutcome:
         }
 
 
-def register_chunk(client: ApiClient, chunk: list[str], first_row: int, device_type: str
+def register_chunk(profile: Profile, chunk: list[str], first_row: int, device_type: str
                    ) -> dict[str, str]:
-    """Register ``chunk`` and mint a claim for each of its devices: device id -> token."""
-    answer = client.post("/v1/devices/import", {"rows": [
-        {"row": first_row + n, "data": {"id": d, "type": device_type}}
-        for n, d in enumerate(chunk)]})
-    if answer["failed"]:
-        first = next(r for r in answer["results"] if not r["ok"])
-        raise InvalidInput(f"registering simulated devices failed: {first['error']}")
-    claims = client.post("/v1/claims", {"devices": chunk, "ttl_seconds": CLAIM_TTL_SECONDS})
+    """Register ``chunk`` and mint a claim for each of its devices: device id -> token.
+
+    On a connection of its own: one kept from the chunk before would have idled while
+    that chunk enrolled, for about as long as the server keeps an idle connection
+    open (5 s), and a request sent as the server closes it is lost.
+    """
+    client = ApiClient(profile)
+    try:
+        answer = client.post("/v1/devices/import", {"rows": [
+            {"row": first_row + n, "data": {"id": d, "type": device_type}}
+            for n, d in enumerate(chunk)]})
+        if answer["failed"]:
+            first = next(r for r in answer["results"] if not r["ok"])
+            raise InvalidInput(f"registering simulated devices failed: {first['error']}")
+        claims = client.post("/v1/claims", {"devices": chunk,
+                                            "ttl_seconds": CLAIM_TTL_SECONDS})
+    finally:
+        client.close()
     return {item["device"]: item["token"] for item in claims["items"]}
 
 
@@ -107,12 +117,10 @@ def simulate(
     if not 1 <= concurrency <= 512:
         raise InvalidInput("--concurrency must be between 1 and 512")
     obj: Context = ctx.obj
-    client = obj.client()
-    server_url = client.base_url
-    ca_file = client.ca_file
-    if ca_file is None:
+    profile = load_profile(obj.data_dir, obj.url, obj.token)
+    if profile.ca_file is None:
         raise InvalidInput("the profile names no CA file to trust the server with")
-    server_ca = Path(ca_file)
+    server_url, server_ca = profile.url, Path(profile.ca_file)
     run_id = secrets.token_hex(3)
     ids = [f"sim-{run_id}-{i:06d}" for i in range(devices)]
     keep = directory is not None
@@ -151,14 +159,15 @@ def simulate(
     began = time.perf_counter()
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="agent")
     try:
+        # transient: the summary replaces the bars; an error stays a single line (G10)
         with Progress(TextColumn("{task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
-                      console=errors) as progress:
+                      console=errors, transient=True) as progress:
             registered = progress.add_task("registered", total=devices)
             enrolled = progress.add_task("enrolled  ", total=devices)
             for start in range(0, devices, CHUNK):
                 chunk = ids[start:start + CHUNK]
-                claims = register_chunk(client, chunk, start + 1, device_type)
+                claims = register_chunk(profile, chunk, start + 1, device_type)
                 progress.advance(registered, len(chunk))
                 for device_id in chunk:
                     launch(pool, device_id, claims[device_id])
