@@ -16,6 +16,7 @@ from iotiam.admin.models import ROOT_ORG_ID, ROOT_PATH, SYSTEM, Principal, Role
 from iotiam.admin.service import AdminTokens
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
+from iotiam.broker.fleet import LiveFleet
 from iotiam.clock import Clock, SystemClock
 from iotiam.config import (
     PROFILE_FILE,
@@ -50,6 +51,7 @@ from iotiam.policy.defaults import DEFAULT_DEVICE_POLICY, DEFAULT_DEVICE_POLICY_
 from iotiam.policy.models import AttachmentTarget, TargetKind
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
+from iotiam.storage.fleet_changes import SqlChangeLog
 from iotiam.storage.migrate import upgrade_to_head
 from iotiam.storage.status_reader import SqlStatusReader
 
@@ -190,6 +192,12 @@ def build_services(
         policies=policies,
         decisions=decisions,
     )
+
+
+def broker_fleet(services: Services) -> LiveFleet:
+    """The fleet as the broker sync sees it."""
+    return LiveFleet(services.database, services.clock, SqlChangeLog(services.database),
+                     services.pki, services.psks, services.decisions)
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,13 @@ from iotiam.testing import require, require_binary
 from .live_server import Server, launch
 
 
-def serve_live(backend: str, base: Path, extra_env: dict[str, str] | None = None
-               ) -> Iterator[Server]:
+def serve_live(backend: str, base: Path, extra_env: dict[str, str] | None = None, *,
+               broker: bool = False) -> Iterator[Server]:
     """Launch a server for a fixture, stop it after, and check it logged no traceback."""
     schema = postgres_schema_url() if backend == "postgresql" else None
     url = next(schema) if schema is not None else None
     try:
-        server = launch(backend, base, url, extra_env)
+        server = launch(backend, base, url, extra_env, broker=broker)
         try:
             yield server
         finally:

@@ -59,6 +59,8 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     #: extra ``serve`` options, e.g. ``("--workers", "2")``
     serve_args: tuple[str, ...] = ()
+    #: (mTLS, PSK, admin) ports of a managed Mosquitto; None: the data plane is off
+    broker_ports: tuple[int, int, int] | None = None
     process: subprocess.Popen[bytes] | None = None
     _log_offset: int = 0
 
@@ -160,7 +162,16 @@ class Server:
     def init(self, *, check: bool = True) -> CliResult:
         """``iotiam --data-dir D init --port P --http-port Q``."""
         return self.cli("--data-dir", self.data_dir, "init", "--port", str(self.port),
-                        "--http-port", str(self.http_port), check=check)
+                        "--http-port", str(self.http_port), *self.broker_options(),
+                        check=check)
+
+    def broker_options(self) -> list[str]:
+        """``init`` options for the data plane: off unless broker ports were chosen."""
+        if self.broker_ports is None:
+            return ["--no-broker"]
+        mtls, psk, admin = self.broker_ports
+        return ["--broker", "managed", "--broker-port", str(mtls), "--broker-psk-port", str(psk),
+                "--broker-admin-port", str(admin)]
 
     def start(self) -> None:
         """Start ``iotiam serve`` in its own process group and wait until both ports answer."""
@@ -253,7 +264,7 @@ def _base_env(data_dir: Path, database_url: str | None) -> dict[str, str]:
 
 
 def launch(backend: str, base: Path, database_url: str | None,
-           extra_env: dict[str, str] | None = None) -> Server:
+           extra_env: dict[str, str] | None = None, *, broker: bool = False) -> Server:
     """``init`` a data directory and start ``serve``, picking new ports if one was taken.
 
     ``extra_env`` sets ``IOTIAM_*`` knobs for this server (the developer's own are dropped).
@@ -261,14 +272,16 @@ def launch(backend: str, base: Path, database_url: str | None,
     executable = venv_tool("iotiam")
     data_dir = base / "data"
     for _attempt in range(3):
-        port = free_port()
-        http_port = free_port()
-        while http_port == port:
-            http_port = free_port()
+        ports: list[int] = []
+        while len(ports) < (5 if broker else 2):
+            if (candidate := free_port()) not in ports:
+                ports.append(candidate)
+        port, http_port = ports[:2]
         server = Server(backend=backend, data_dir=data_dir, work_dir=base,
                         database_url=database_url, port=port, http_port=http_port,
                         executable=executable,
-                        env={**_base_env(data_dir, database_url), **(extra_env or {})})
+                        env={**_base_env(data_dir, database_url), **(extra_env or {})},
+                        broker_ports=(ports[2], ports[3], ports[4]) if broker else None)
         server.init()
         try:
             server.start()

@@ -16,7 +16,8 @@ import uvicorn
 from iotiam.api.app import create_api_app, create_public_app
 from iotiam.api.tls import ManufacturerTrust, TlsAwareHttpToolsProtocol
 from iotiam.api.workers import fork_workers, stop_workers
-from iotiam.bootstrap import Services
+from iotiam.bootstrap import Services, broker_fleet
+from iotiam.broker.runtime import start_data_plane
 from iotiam.config import ca_passphrase
 from iotiam.errors import SetupError
 
@@ -96,10 +97,14 @@ def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> N
     index, children = fork_workers(workers - 1)
     if index:
         services.database.after_fork()
+    # one writer of the broker's state: the first process drives the data plane
+    plane = start_data_plane(broker_fleet(services), settings) if index == 0 else None
     try:
         _serve_here(services, api_sockets, public_sockets, log_level)
     finally:
         stop_workers(children)
+        if plane is not None:
+            plane.stop()
 
 
 def _serve_here(services: Services, api_sockets: list[socket.socket],

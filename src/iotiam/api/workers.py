@@ -14,16 +14,14 @@ never leaves orphans holding the port.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
-import sys
 import time
 
-log = logging.getLogger("iotiam.server")
+from iotiam.lifetime import die_with_parent
 
-_PR_SET_PDEATHSIG = 1
+log = logging.getLogger("iotiam.server")
 
 
 def fork_workers(extra: int) -> tuple[int, list[int]]:
@@ -40,9 +38,7 @@ def fork_workers(extra: int) -> tuple[int, list[int]]:
 
 
 def _die_with(parent: int) -> None:
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent()
     if os.getppid() != parent:  # it died before the line above took effect
         os._exit(1)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -44,8 +45,9 @@ class DynsecAdmin:
     """A connected admin client; ``execute`` sends commands and waits for their answers."""
 
     def __init__(self, host: str, port: int, username: str, password: str, *,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, cancel: threading.Event | None = None) -> None:
         self._timeout = timeout
+        self._cancel = cancel or threading.Event()
         self._lock = threading.Condition()
         self._answers: dict[str, dict[str, Any]] = {}
         self._connected = False
@@ -55,6 +57,9 @@ class DynsecAdmin:
                                    client_id=f"iotiam-admin-{secrets.token_hex(4)}",
                                    protocol=mqtt.MQTTv5)
         self._client.username_pw_set(username, password)
+        # a lost link is replaced by a new client, not redialled: keep paho's own retry
+        # short so that closing never waits long behind it
+        self._client.reconnect_delay_set(min_delay=1, max_delay=1)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
@@ -66,8 +71,7 @@ class DynsecAdmin:
                                     f"{host}:{port}: {e}") from e
         self._client.loop_start()
         with self._lock:
-            if not self._lock.wait_for(lambda: self._subscribed or self._connect_error,
-                                       timeout):
+            if not self._wait(lambda: bool(self._subscribed or self._connect_error), timeout):
                 self.close()
                 raise BrokerUnavailable("the broker did not accept the admin connection in "
                                         f"{timeout:.0f}s")
@@ -146,7 +150,7 @@ class DynsecAdmin:
             raise BrokerUnavailable(
                 f"publishing to the broker failed: {mqtt.error_string(info.rc)}")
         with self._lock:
-            done = self._lock.wait_for(
+            done = self._wait(
                 lambda: all(k in self._answers for k in keys) or not self._subscribed,
                 self._timeout)
             if not done or not all(k in self._answers for k in keys):
@@ -155,6 +159,16 @@ class DynsecAdmin:
                 raise BrokerUnavailable("the broker did not answer the dynamic-security "
                                         f"commands within {self._timeout:.0f}s")
             return [self._answers.pop(key) for key in keys]
+
+    def _wait(self, ready: Callable[[], bool], timeout: float) -> bool:
+        """Wait (holding the condition) until ready, the timeout, or cancellation."""
+        deadline = time.monotonic() + timeout
+        while not ready():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._cancel.is_set():
+                return False
+            self._lock.wait(min(remaining, 0.1))
+        return True
 
     def check(self, commands: Sequence[dict[str, Any]], *,
               tolerate: Sequence[str] = ()) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from iotiam.broker.layout import BrokerConfig, BrokerFiles
 from iotiam.errors import SetupError
+from iotiam.lifetime import die_with_parent
 
 log = logging.getLogger("iotiam.broker")
 
@@ -44,6 +45,8 @@ class ManagedMosquitto:
                 self._process = subprocess.Popen(
                     [str(self._binary), "-c", str(self._files.config)],
                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    # a kill -9 of iotiam must not leave a broker holding the ports
+                    preexec_fn=die_with_parent,
                 )
             deadline = time.monotonic() + START_SECONDS
             while time.monotonic() < deadline:

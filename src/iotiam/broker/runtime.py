@@ -77,14 +77,15 @@ def start_data_plane(fleet: LiveFleet, settings: Settings) -> DataPlane | None:
                              f"(the dynsec password of {ADMIN_USERNAME!r})")
         host = settings.broker_admin_host
 
+    stop = threading.Event()
+
     def connect() -> DynsecAdmin:
-        return DynsecAdmin(host, config.admin_port, ADMIN_USERNAME, password)
+        return DynsecAdmin(host, config.admin_port, ADMIN_USERNAME, password, cancel=stop)
 
     sync = BrokerSync(fleet, fleet.clock, files, connect, broker)
     if broker is not None:
         sync.install_files()  # Mosquitto refuses to start without its CRL file
         broker.start()
-    stop = threading.Event()
     thread = threading.Thread(target=sync.run, args=(stop,), daemon=True, name="broker-sync")
     thread.start()
     if broker is not None:

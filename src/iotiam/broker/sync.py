@@ -306,7 +306,7 @@ class BrokerSync:
             try:
                 if time.monotonic() >= next_health:
                     next_health = time.monotonic() + HEALTH_SECONDS
-                    self._check_broker()
+                    self._check_broker(stop)
                 since = self._pass(since)
             except (BrokerUnavailable, DynsecError, OSError) as e:
                 log.warning("broker sync failed, retrying: %s", e)
@@ -322,9 +322,9 @@ class BrokerSync:
             self.wake.wait(POLL_SECONDS)
             self.wake.clear()
 
-    def _check_broker(self) -> None:
+    def _check_broker(self, stop: threading.Event | None = None) -> None:
         """Restart a dead broker; after any (re)start, resync everything and the files."""
-        if self._broker is not None:
+        if self._broker is not None and not (stop is not None and stop.is_set()):
             self._broker.ensure_running()
             if self._broker.generation != self._generation_seen:
                 self._generation_seen = self._broker.generation

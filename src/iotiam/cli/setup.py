@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -119,3 +121,10 @@ def serve(
         run_server(services, log_level=log_level, workers=workers)
     finally:
         services.close()
+    # Everything is stopped and closed. Skip interpreter finalization: a daemon thread a
+    # library left behind (paho's network loop, a resolver) can hold a libc lock that the
+    # final garbage collection then waits on forever.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
