@@ -151,16 +151,18 @@ class Enrollment:
                 if not uow.claims.redeem(token_id, self._clock.now()):
                     raise Unauthenticated("this claim token was already used or has expired")
 
-            record = self._pki.issue_certificate(
+            def enrolled(record: CertificateRecord) -> AuditDraft:
+                # committed with the certificate: no second write transaction per enrollment
+                return AuditDraft(
+                    tag=AuditTag.ENROLLMENT_SUCCEEDED, actor=f"est:{device.id}",
+                    org_path=device.org_path, subject=f"device:{device.id}",
+                    details={"method": "claim", "claim": token_id, "serial": record.serial_hex})
+
+            return self._pki.issue_certificate(
                 device_principal(device, "est"), device_id=device.id, csr_data=csr_der,
                 profile=profile.name if profile else None, fresh_key=True, on_reserve=redeem,
+                also_audit=enrolled,
             )
-        self._audit.record(AuditDraft(
-            tag=AuditTag.ENROLLMENT_SUCCEEDED, actor=f"est:{device.id}", org_path=device.org_path,
-            subject=f"device:{device.id}",
-            details={"method": "claim", "claim": token_id, "serial": record.serial_hex},
-        ))
-        return record
 
     # -- EST simplereenroll ------------------------------------------------------------
 

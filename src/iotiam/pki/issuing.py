@@ -61,6 +61,8 @@ class IssueRequest:
     #: also refuse a key this device already has (first contact: a known key is a replay)
     fresh_key: bool = False
     on_reserve: ReservationHook | None = None
+    #: another audit record to commit with the certificate (e.g. the enrollment it ends)
+    also_audit: Callable[[CertificateRecord], AuditDraft] | None = None
 
 
 def public_key_sha256(public_key: PublicKey) -> str:
@@ -342,6 +344,9 @@ class CertificateIssuance:
                         "sha256": fingerprint,
                     },
                 ))
+                also = items[item.index][1].also_audit
+                if also is not None:
+                    drafts.append(also(record))
             drafts += [_refusal(*items[index], result)
                        for index, result in enumerate(results) if isinstance(result, IamError)]
             self._audit.append_many(uow, drafts)

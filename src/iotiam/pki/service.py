@@ -6,7 +6,7 @@ Issuance itself (G1, G5: reserve, sign, store) lives in ``issuing.py``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -134,6 +134,7 @@ class Pki:
         profile: str | None = None,
         fresh_key: bool = False,
         on_reserve: ReservationHook | None = None,
+        also_audit: Callable[[CertificateRecord], AuditDraft] | None = None,
     ) -> CertificateRecord:
         """Certify a device's key; the name comes from the inventory, the key from the CSR.
 
@@ -142,7 +143,7 @@ class Pki:
         known key means a replayed request). ``on_reserve`` runs inside the reservation
         transaction (e.g. to redeem a claim token atomically with it).
         """
-        request = IssueRequest(device_id, csr_data, profile, fresh_key, on_reserve)
+        request = IssueRequest(device_id, csr_data, profile, fresh_key, on_reserve, also_audit)
         (result,) = self._issuance.issue(actor, [request])
         if isinstance(result, IamError):
             raise result
