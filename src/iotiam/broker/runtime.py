@@ -84,8 +84,7 @@ def start_data_plane(fleet: LiveFleet, settings: Settings) -> DataPlane | None:
 
     sync = BrokerSync(fleet, fleet.clock, files, connect, broker)
     if broker is not None:
-        sync.install_files()  # Mosquitto refuses to start without its CRL file
-        broker.start()
+        log.info("broker cold start: %s", sync.cold_start())
     thread = threading.Thread(target=sync.run, args=(stop,), daemon=True, name="broker-sync")
     thread.start()
     if broker is not None:
