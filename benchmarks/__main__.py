@@ -27,13 +27,15 @@ from benchmarks import (
     issuance,
     ocsp,
     policy_decisions,
+    policy_hook,
     simulate,
 )
 from benchmarks.harness import Result, RunConfig, failed, format_number
 
 #: In the order they run; crypto-floor first, it is the ceiling the others are read against.
 BENCHMARKS: tuple[ModuleType, ...] = (crypto_floor, issuance, api_issuance, est_enroll,
-                                      crl, ocsp, policy_decisions, dataplane, simulate)
+                                      crl, ocsp, policy_decisions, policy_hook, dataplane,
+                                      simulate)
 TABLE_WIDTH = 200
 _VERDICT_STYLE = {"PASS": "bold green", "MISS": "bold red", "ERROR": "bold magenta",
                   "info": "dim"}

@@ -32,7 +32,7 @@ from iotiam.enrollment.manufacturers import Manufacturers
 from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
 from iotiam.enrollment.service import Enrollment
 from iotiam.enrollment.transfer import OwnershipTransfer
-from iotiam.errors import NotFound, SetupError, Unauthenticated
+from iotiam.errors import IamError, NotFound, SetupError, Unauthenticated
 from iotiam.inventory.models import Criticality, DeviceClass, DeviceType, OrgUnit, OrgUnitKind
 from iotiam.inventory.ports import AllCredentials
 from iotiam.inventory.service import Inventory
@@ -48,12 +48,23 @@ from iotiam.pki.models import CaRole, KeyAlgorithm
 from iotiam.pki.ports import SerialSource, StoredCa
 from iotiam.pki.service import CaSet, Pki
 from iotiam.policy.defaults import DEFAULT_DEVICE_POLICY, DEFAULT_DEVICE_POLICY_YAML
+from iotiam.policy.inquiry import PolicyInquiry
 from iotiam.policy.models import AttachmentTarget, TargetKind
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
+from iotiam.policy.subjects import DeviceSubjects
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
 from iotiam.storage.fleet_changes import SqlChangeLog
 from iotiam.storage.migrate import upgrade_to_head
 from iotiam.storage.status_reader import SqlStatusReader
+from iotiam.tokens.client_auth import ClientAuthenticator, IssuingCa
+from iotiam.tokens.clients import OAuthClients
+from iotiam.tokens.device_codes import DeviceCodes
+from iotiam.tokens.introspection import Introspection
+from iotiam.tokens.models import TokenConfig
+from iotiam.tokens.revocation import TokenRevocation
+from iotiam.tokens.scopes import ScopeGrant
+from iotiam.tokens.service import AuthorizationServer
+from iotiam.tokens.signing_keys import SigningKeys
 
 SEED_DEVICE_TYPES = (
     ("sensor", DeviceClass.SENSOR, Criticality.MEDIUM, "Battery or mains powered sensor"),
@@ -81,6 +92,12 @@ class Services:
     transfers: OwnershipTransfer
     policies: PolicyAdministration
     decisions: DecisionPoint
+    #: decision subjects of devices (cached for the broker authorization hook)
+    subjects: DeviceSubjects
+    #: "would X be allowed", "what can X do", "who can publish to T" for admins
+    inquiry: PolicyInquiry
+    #: the OAuth2 authorization server for devices and services
+    oauth: AuthorizationServer
 
     def close(self) -> None:
         """Release database connections."""
@@ -175,13 +192,15 @@ def build_services(
     policies = PolicyAdministration(database, clock, audit)
     decisions = DecisionPoint(policies, clock)
     policies.on_change(decisions.invalidate)
+    subjects = DeviceSubjects(SqlChangeLog(database), clock)
+    inventory = Inventory(database, clock, audit, every_credential)
     return Services(
         settings=settings,
         clock=clock,
         database=database,
         audit=audit,
         tokens=AdminTokens(database, clock, audit),
-        inventory=Inventory(database, clock, audit, every_credential),
+        inventory=inventory,
         pki=pki,
         enrollment=Enrollment(database, clock, audit, pki),
         psks=psks,
@@ -191,6 +210,42 @@ def build_services(
         transfers=OwnershipTransfer(database, clock, audit, every_credential),
         policies=policies,
         decisions=decisions,
+        subjects=subjects,
+        inquiry=PolicyInquiry(decisions, subjects, inventory, clock),
+        oauth=authorization_server(settings, database, clock, audit, pki, decisions,
+                                   passphrase),
+    )
+
+
+def token_config(settings: Settings) -> TokenConfig:
+    """The authorization server's settings: ``IOTIAM_OAUTH_ISSUER`` (default: the API URL)
+    and ``IOTIAM_TOKEN_LIFETIME`` (seconds, default 600)."""
+    issuer = (os.environ.get("IOTIAM_OAUTH_ISSUER") or settings.api_url).rstrip("/")
+    lifetime = os.environ.get("IOTIAM_TOKEN_LIFETIME")
+    try:
+        seconds = int(lifetime) if lifetime else 600
+        return TokenConfig(issuer=issuer, access_token_lifetime=timedelta(seconds=seconds))
+    except (ValueError, IamError) as e:
+        raise SetupError("IOTIAM_TOKEN_LIFETIME must be 30-86400 seconds") from e
+
+
+def authorization_server(
+    settings: Settings, database: Database, clock: Clock, audit: AuditTrail, pki: Pki,
+    decisions: DecisionPoint, passphrase: bytes,
+) -> AuthorizationServer:
+    """Wire the OAuth2 authorization server (signing keys encrypted like the CA keys)."""
+    config = token_config(settings)
+    keys = SigningKeys(database, clock, audit, passphrase, config)
+    scopes = ScopeGrant(decisions, clock)
+    return AuthorizationServer(
+        database, clock, audit, config, keys=keys,
+        authenticator=ClientAuthenticator(
+            config, IssuingCa(pki.cas.issuing_id, pki.cas.issuing.certificate)),
+        scopes=scopes,
+        clients=OAuthClients(database, clock, audit, decisions, scopes),
+        device_codes=DeviceCodes(database, clock, audit, config),
+        introspection=Introspection(database, clock, audit, keys, config, pki.cas.issuing_id),
+        revocation=TokenRevocation(database, clock, audit, keys, config),
     )
 
 

@@ -23,6 +23,13 @@ from iotiam.enrollment.ports import (
 from iotiam.inventory.ports import DeviceStore, DeviceTypeStore, GroupStore, OrgUnitStore
 from iotiam.pki.ports import CaStore, CertificateStore, CounterStore, CrlStore
 from iotiam.policy.ports import AttachmentStore, PolicyStore, SiteDirectory, TargetDirectory
+from iotiam.tokens.ports import (
+    AssertionJtiStore,
+    DeviceCodeStore,
+    OAuthClientStore,
+    SigningKeyStore,
+    TokenDenyList,
+)
 
 
 class UnitOfWork(Protocol):
@@ -130,6 +137,31 @@ class UnitOfWork(Protocol):
     @property
     def sites(self) -> SiteDirectory:
         """Known sites."""
+        ...
+
+    @property
+    def oauth_clients(self) -> OAuthClientStore:
+        """OAuth2 clients."""
+        ...
+
+    @property
+    def oauth_signing_keys(self) -> SigningKeyStore:
+        """Access-token signing keys."""
+        ...
+
+    @property
+    def oauth_assertion_jtis(self) -> AssertionJtiStore:
+        """Used client-assertion jtis."""
+        ...
+
+    @property
+    def oauth_revoked_tokens(self) -> TokenDenyList:
+        """Revoked access tokens."""
+        ...
+
+    @property
+    def oauth_device_codes(self) -> DeviceCodeStore:
+        """RFC 8628 device codes."""
         ...
 
 

@@ -222,3 +222,29 @@ class Agent:
         client = Client(CallbackAPIVersion.VERSION2, client_id=self.device_id, **kwargs)
         client.tls_set_context(self.ssl_context())
         return client
+
+    def access_token(self, scope: str, *, audience: str | None = None,
+                     method: str = "tls_client_auth") -> str:
+        """An OAuth2 access token for ``scope`` from the device's own identity.
+
+        ``tls_client_auth`` gets a token bound to the device certificate (present it with
+        :meth:`ssl_context`); ``private_key_jwt`` signs a client assertion with the device
+        key. Cached, and refreshed before expiry and after every certificate renewal.
+        """
+        from iotiam.agent.oauth import TokenSource
+
+        self._require_certificate()
+        sources: dict[str, TokenSource] = self.__dict__.setdefault("_token_sources", {})
+        serial = str(self._state.get("serial"))
+        source = sources.get(method)
+        if source is None or self.__dict__.get("_token_serial") != serial:
+            source = sources[method] = TokenSource(
+                self._state["server_url"], self.device_id, ssl_context=self.ssl_context,
+                key=self.files.load_key, server_ca=self.files.server_ca, clock=self._clock,
+                method=method)
+            if self.__dict__.get("_token_serial") != serial:
+                for other in list(sources):
+                    if other != method:
+                        del sources[other]
+                self.__dict__["_token_serial"] = serial
+        return source.token(scope, audience)

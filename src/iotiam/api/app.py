@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from iotiam import __version__
+from iotiam.api.emqx_hook import EmqxHookFastPath
 from iotiam.api.limits import BodySizeLimit
 from iotiam.api.ocsp_fast_path import OcspFastPath
 from iotiam.api.problems import install_problem_handlers
@@ -16,6 +17,9 @@ from iotiam.api.routes import (
     enrollment,
     est,
     inventory,
+    oauth,
+    oauth_clients,
+    policies,
     public,
     recovery,
 )
@@ -39,8 +43,12 @@ def create_api_app(services: Services) -> ASGIApp:
     app.include_router(recovery.router)
     app.include_router(credentials.router)
     app.include_router(enrollment.router)
-    # the size limit wraps the OCSP fast path too
-    return BodySizeLimit(OcspFastPath(app, services), services.settings.max_body_bytes)
+    app.include_router(oauth.router)
+    app.include_router(oauth_clients.router)
+    app.include_router(policies.router)
+    # the size limit wraps the OCSP fast path too; the broker hook bounds its own body
+    limited = BodySizeLimit(OcspFastPath(app, services), services.settings.max_body_bytes)
+    return EmqxHookFastPath(limited, services)
 
 
 def create_public_app(services: Services) -> ASGIApp:

@@ -54,6 +54,18 @@ class AuditTag(enum.StrEnum):
     POLICY_REFUSED = "admin:policy:refused"
     SITE_SAVED = "admin:site:saved"
     INSTALLATION_INITIALIZED = "system:installation:initialized"
+    OAUTH_CLIENT_CREATED = "admin:oauth-client:created"
+    OAUTH_CLIENT_REVOKED = "admin:oauth-client:revoked"
+    OAUTH_CLIENT_REFUSED = "admin:oauth-client:refused"
+    OAUTH_TOKEN_ISSUED = "device:access-token:issued"  # noqa: S105
+    OAUTH_TOKEN_REFUSED = "device:access-token:refused"  # noqa: S105
+    OAUTH_TOKEN_REVOKED = "device:access-token:revoked"  # noqa: S105
+    #: introspection or revocation of a token outside the caller's reach (G9)
+    OAUTH_TOKEN_ACCESS_DENIED = "admin:access-token:denied"  # noqa: S105
+    OAUTH_SIGNING_KEY_ROTATED = "pki:oauth-signing-key:rotated"
+    OAUTH_DEVICE_CODE_REQUESTED = "device:device-code:requested"
+    OAUTH_DEVICE_CODE_APPROVED = "admin:device-code:approved"
+    OAUTH_DEVICE_CODE_DENIED = "admin:device-code:denied"
 
 
 class Outcome(enum.StrEnum):

@@ -15,7 +15,8 @@ from iotiam.cli.output import print_fields, print_table
 from iotiam.errors import InvalidInput
 
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
-token_app = typer.Typer(help="Admin API tokens.", no_args_is_help=True)
+token_app = typer.Typer(help="Admin API tokens, and OAuth2 access tokens and signing keys.",
+                         no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:

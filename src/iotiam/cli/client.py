@@ -109,7 +109,8 @@ def _problem_detail(response: httpx.Response) -> str:
     except ValueError:
         return f"HTTP {response.status_code}: {response.text[:200]}"
     if isinstance(body, dict):
-        detail = body.get("detail") or body.get("title")
+        # problem+json, or an RFC 6749 §5.2 error from the OAuth2 endpoints
+        detail = body.get("detail") or body.get("title") or body.get("error_description")
         if detail:
             return f"{detail} (HTTP {response.status_code})"
     return f"HTTP {response.status_code}"

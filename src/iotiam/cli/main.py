@@ -61,7 +61,17 @@ def main(
 
 def register_commands() -> None:
     """Attach every command group (imported here to keep start-up cheap and explicit)."""
-    from iotiam.cli import admin, certs, credentials, devices, enrollment, setup, simulate
+    from iotiam.cli import (
+        admin,
+        certs,
+        credentials,
+        devices,
+        enrollment,
+        oauth,
+        policies,
+        setup,
+        simulate,
+    )
 
     setup.register(app)
     devices.register(app)
@@ -70,6 +80,8 @@ def register_commands() -> None:
     simulate.register(app)
     credentials.register(app)
     enrollment.register(app)
+    oauth.register(app)
+    policies.register(app)
 
 
 def run() -> None:

@@ -111,8 +111,9 @@ class GroupStore(Protocol):
         """Groups under ``org_path``."""
         ...
 
-    def add_member(self, group_id: str, device_id: str) -> None:
-        """Put a device into a group (idempotent)."""
+    def add_member(self, group_id: str, device_id: str, at: datetime) -> None:
+        """Put a device into a group (idempotent); a new membership is a change of the
+        device (its ``updated_at`` moves), so the broker sync and the PDP see it."""
         ...
 
     def members(self, group_id: str) -> list[str]:

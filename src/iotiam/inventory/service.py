@@ -353,7 +353,7 @@ class Inventory:
             device = visible_device(uow, actor, device_id)
             if not device.org_path.startswith(group.org_path):
                 raise InvalidInput(f"device {device_id!r} is outside the group's org unit")
-            uow.groups.add_member(group_id, device_id)
+            uow.groups.add_member(group_id, device_id, self._clock.now())
             self._audit.append(uow, _with_path(draft, group.org_path, {"device": device_id}))
 
     def list_groups(self, actor: Principal) -> list[tuple[Group, list[str]]]:

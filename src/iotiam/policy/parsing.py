@@ -281,6 +281,11 @@ def _conditions(reader: Reader, src: Located, where: str) -> Conditions:
     )
 
 
+def valid_site_name(text: str) -> bool:
+    """Whether ``text`` can name a site in ``source_networks`` (not taken for a CIDR)."""
+    return _NETWORK_NAME.fullmatch(text) is not None
+
+
 def _network(text: str) -> str | None:
     if text == SITE_OF_DEVICE:
         return text

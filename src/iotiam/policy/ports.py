@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any, Protocol
 
 from iotiam.audit.models import AuditDraft
+from iotiam.inventory.models import Device
 from iotiam.policy.models import Attachment, AttachmentTarget, Site, StoredPolicy
 
 
@@ -34,6 +37,10 @@ class PolicyStore(Protocol):
 
     def generation(self) -> int:
         """A number that grows with every change to policies or attachments."""
+        ...
+
+    def names_under(self, org_path: str) -> list[str]:
+        """Names of the policies owned inside ``org_path`` or by one of its ancestors."""
         ...
 
 
@@ -71,6 +78,10 @@ class SiteDirectory(Protocol):
 
     def sites(self) -> list[Site]:
         """Every known site."""
+        ...
+
+    def save(self, site: Site, at: datetime) -> bool:
+        """Create or replace a site; True if it is new."""
         ...
 
 
@@ -119,4 +130,21 @@ class Auditor(Protocol):
 
     def refusals(self, draft: AuditDraft) -> AbstractContextManager[None]:
         """Record a refused request."""
+        ...
+
+
+class DeviceDirectory(Protocol):
+    """Devices and their groups as decisions need them (``storage.fleet_changes``)."""
+
+    def device(self, device_id: str) -> Device | None:
+        """One device, whatever its state; None if unknown."""
+        ...
+
+    def groups_of(self, device_ids: Sequence[str]) -> dict[str, set[str]]:
+        """Group ids of each device."""
+        ...
+
+    def device_changes(self, since: datetime) -> list[tuple[str, datetime]]:
+        """(device, updated_at) of every device whose record (state, attributes, org,
+        groups) changed after ``since``."""
         ...

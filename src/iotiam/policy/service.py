@@ -8,16 +8,18 @@ too. Storage, REST, CLI and broker sync are adapters around this.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from iotiam.admin.models import Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, Forbidden, InvalidInput, NotFound
-from iotiam.policy.conditions import SITE_OF_DEVICE
+from iotiam.policy.conditions import SITE_OF_DEVICE, IpNetwork
 from iotiam.policy.diff import PolicyDiff, diff_policies
 from iotiam.policy.engine import PolicyEngine
 from iotiam.policy.guardrails import Guardrail, check_delegation, check_guardrails
@@ -31,11 +33,12 @@ from iotiam.policy.models import (
     PolicySyntaxError,
     Problem,
     RequestContext,
+    Site,
     StoredPolicy,
     Subject,
     TargetKind,
 )
-from iotiam.policy.parsing import parse_policy
+from iotiam.policy.parsing import parse_policy, valid_site_name
 from iotiam.policy.ports import Auditor, PolicyUnitOfWork, PolicyUnitOfWorkFactory
 
 
@@ -46,6 +49,20 @@ class WriteResult:
     stored: StoredPolicy
     findings: tuple[LintFinding, ...]
     diff: PolicyDiff | None  # None for the first version
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyOverview:
+    """A policy version with every stored version number and the attachments the caller
+    may know of (its own subtree's and its ancestors', never another tenant's)."""
+
+    stored: StoredPolicy
+    versions: tuple[int, ...]
+    attachments: tuple[Attachment, ...]
+
+
+#: most networks one site may list
+MAX_SITE_NETWORKS = 256
 
 
 class PolicyAdministration:
@@ -93,7 +110,7 @@ class PolicyAdministration:
             if uow.policy_targets.scope_of(unit) != owner_path:
                 raise InvalidInput(f"owner {owner_path!r} is not the path of an org unit")
         owner = latest.owner_path if latest else owner_path or actor.org_path
-        if latest is not None and not _may_read(actor, owner):
+        if latest is not None and not may_know_of(actor, owner):
             raise NotFound(f"policy {document.name!r} not found")  # do not reveal it
         attached = uow.policy_attachments.for_policy(document.name)
         check_delegation(actor, owner_path=owner,
@@ -134,7 +151,7 @@ class PolicyAdministration:
                 target: AttachmentTarget, scope: str | None) -> Attachment:
         stored = self._visible(uow, actor, policy)
         where = uow.policy_targets.scope_of(target)
-        if where is None or not _may_read(actor, where):
+        if where is None or not may_know_of(actor, where):
             raise NotFound(f"{target} not found")  # another tenant's: do not reveal it
         if target.kind is TargetKind.DEVICE_TYPE:
             where = scope or actor.org_path
@@ -163,7 +180,7 @@ class PolicyAdministration:
                 target: AttachmentTarget) -> str:
         stored = self._visible(uow, actor, policy)
         current = [a for a in uow.policy_attachments.for_policy(policy)
-                   if a.target == target and _may_read(actor, a.scope)]
+                   if a.target == target and may_know_of(actor, a.scope)]
         if not current:
             raise NotFound(f"policy {policy!r} is not attached to {target}")
         if not actor.sees(current[0].scope):
@@ -190,9 +207,60 @@ class PolicyAdministration:
         return diff_policies(self.get(actor, name, old).document,
                              self.get(actor, name, new).document)
 
-    def lint(self, source: str | bytes) -> list[LintFinding]:
+    def list_policies(self, actor: Principal) -> list[PolicyOverview]:
+        """The latest version of every policy the caller may see, by name."""
+        with self._uow.reading() as uow:
+            return [self._overview(uow, actor, stored)
+                    for name in uow.policies.names_under(actor.org_path)
+                    if (stored := uow.policies.latest(name)) is not None]
+
+    def describe(self, actor: Principal, name: str, version: int | None = None
+                 ) -> PolicyOverview:
+        """One version (default: the latest) of a visible policy, with its versions and
+        the attachments the caller may know of."""
+        with self._uow.reading() as uow:
+            latest = self._visible(uow, actor, name)
+            stored = latest if version is None else uow.policies.get(name, version)
+            if stored is None:
+                raise NotFound(f"policy {name!r} has no version {version}")
+            return self._overview(uow, actor, stored)
+
+    @staticmethod
+    def _overview(uow: PolicyUnitOfWork, actor: Principal, stored: StoredPolicy
+                  ) -> PolicyOverview:
+        name = stored.document.name
+        attachments = tuple(a for a in uow.policy_attachments.for_policy(name)
+                            if may_know_of(actor, a.scope))
+        return PolicyOverview(stored, tuple(uow.policies.versions(name)), attachments)
+
+    def save_site(
+        self, actor: Principal, name: str, timezone: str, networks: Sequence[str] = ()
+    ) -> tuple[Site, bool]:
+        """Create or replace a site (fleet-wide, so root-scoped admins only); True if new."""
+        with self._audit.refusals(self._refusal(actor, f"site:{name[:128]}")):
+            actor.require(Role.ADMIN, "saving sites")
+            if not actor.is_global:
+                raise Forbidden("sites are fleet-wide: saving one needs an admin scoped to "
+                                f"the root, not {actor.org_path}")
+            site = _site(name, timezone, networks)
+            with self._uow() as uow:
+                created = uow.sites.save(site, self._clock.now())
+                self._audit.append(uow, AuditDraft(
+                    tag=AuditTag.SITE_SAVED, actor=actor.name, org_path=actor.org_path,
+                    subject=f"site:{name}",
+                    details={"timezone": timezone, "networks": [str(n) for n in site.networks],
+                             "created": created}))
+        self._changed()
+        return site, created
+
+    def sites(self) -> list[Site]:
+        """Every known site (fleet-wide, like device types: any caller may read them)."""
+        with self._uow.reading() as uow:
+            return uow.sites.sites()
+
+    def lint(self, source: str | bytes, fmt: str = "auto") -> list[LintFinding]:
         """Lint a document without storing it."""
-        return lint_policy(parse_policy(source))
+        return lint_policy(parse_policy(source, fmt=fmt))
 
     def compile(self) -> PolicyEngine:
         """The current policy set, compiled."""
@@ -218,7 +286,7 @@ class PolicyAdministration:
     @staticmethod
     def _visible(uow: PolicyUnitOfWork, actor: Principal, name: str) -> StoredPolicy:
         stored = uow.policies.latest(name)
-        if stored is None or not _may_read(actor, stored.owner_path):
+        if stored is None or not may_know_of(actor, stored.owner_path):
             raise NotFound(f"policy {name!r} not found")
         return stored
 
@@ -251,7 +319,27 @@ class PolicyAdministration:
             listener()
 
 
-def _may_read(actor: Principal, org_path: str) -> bool:
+def _site(name: str, timezone: str, networks: Sequence[str]) -> Site:
+    """A site from what an admin typed; every problem is a clear InvalidInput."""
+    if not valid_site_name(name):
+        raise InvalidInput(f"site name {name[:130]!r} is not valid: 1-128 letters, digits, "
+                           "spaces, '.', '_' or '-', starting with a letter")
+    if len(networks) > MAX_SITE_NETWORKS:
+        raise InvalidInput(f"a site lists at most {MAX_SITE_NETWORKS} networks, "
+                           f"not {len(networks)}")
+    parsed: list[IpNetwork] = []
+    for text in networks:
+        try:
+            network = ipaddress.ip_network(text, strict=True)
+        except ValueError as e:
+            raise InvalidInput(f"network {text[:100]!r} of site {name!r} is not a CIDR "
+                               f"({e})") from e
+        if network not in parsed:
+            parsed.append(network)
+    return Site(name, timezone, tuple(parsed))
+
+
+def may_know_of(actor: Principal, org_path: str) -> bool:
     """Whether the caller may know of what lives at ``org_path``: its own subtree and its
     ancestors (e.g. the root's baseline policy), never another tenant's (G9)."""
     return actor.sees(org_path) or actor.org_path.startswith(org_path)
@@ -300,9 +388,16 @@ class DecisionPoint:
     def decide(
         self, subject: Subject, action: str, resource: str, *,
         source_ip: str | None = None, trust_score: float | None = None,
-        firmware_compliant: bool | None = None,
+        firmware_compliant: bool | None = None, at: datetime | None = None,
     ) -> Decision:
-        """Decide in the current situation (time from the clock)."""
+        """Decide in the current situation (time from the clock).
+
+        ``at`` asks "what if it were then?" (the simulator): the context carries that
+        instant instead of the clock's. Nothing is stored or cached either way, so a
+        simulated decision never changes a real one.
+        """
         context = RequestContext.now(self._clock, source_ip=source_ip, trust_score=trust_score,
                                      firmware_compliant=firmware_compliant)
+        if at is not None:
+            context = RequestContext(at, context.source_ip, trust_score, firmware_compliant)
         return self.engine.decide(subject, action, resource, context)

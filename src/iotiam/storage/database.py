@@ -33,6 +33,13 @@ from iotiam.storage.inventory_store import (
     SqlGroupStore,
     SqlOrgUnitStore,
 )
+from iotiam.storage.oauth_store import (
+    SqlAssertionJtiStore,
+    SqlDeviceCodeStore,
+    SqlOAuthClientStore,
+    SqlSigningKeyStore,
+    SqlTokenDenyList,
+)
 from iotiam.storage.ownership_store import SqlOwnershipStore
 from iotiam.storage.pki_store import SqlCaStore, SqlCertificateStore, SqlCounterStore, SqlCrlStore
 from iotiam.storage.policy_store import (
@@ -114,6 +121,11 @@ class SqlUnitOfWork:
         self.policy_attachments = SqlAttachmentStore(conn)
         self.policy_targets = SqlTargetDirectory(conn)
         self.sites = SqlSiteStore(conn)
+        self.oauth_clients = SqlOAuthClientStore(conn)
+        self.oauth_signing_keys = SqlSigningKeyStore(conn)
+        self.oauth_assertion_jtis = SqlAssertionJtiStore(conn)
+        self.oauth_revoked_tokens = SqlTokenDenyList(conn)
+        self.oauth_device_codes = SqlDeviceCodeStore(conn)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:

@@ -1,4 +1,5 @@
-"""What changed in the fleet, for the broker sync (``broker.fleet.ChangeLog``).
+"""What changed in the fleet, for the broker sync (``broker.fleet.ChangeLog``) and the
+decision point's device cache (``policy.subjects.DeviceSubjects``).
 
 Polled ten times a second by the one process that drives the broker, so it sees
 changes any iotiam process made; every query here is answered from an index.
@@ -31,6 +32,13 @@ class SqlChangeLog:
             rows = uow.conn.execute(select(t.devices.c.id).where(t.devices.c.updated_at > since))
             return [r.id for r in rows]
 
+    def device_changes(self, since: datetime) -> list[tuple[str, datetime]]:
+        """(device, updated_at) of the devices updated after ``since``."""
+        d = t.devices.c
+        with self._db.reading() as uow:
+            rows = uow.conn.execute(select(d.id, d.updated_at).where(d.updated_at > since))
+            return [(r.id, r.updated_at) for r in rows]
+
     def credentials_revoked(self, since: datetime) -> list[tuple[str, str]]:
         """(device, credential) for certificates and PSKs revoked after ``since``."""
         c, p = t.certificates.c, t.psks.c
@@ -53,6 +61,11 @@ class SqlChangeLog:
             revoked = uow.conn.execute(select(func.max(p.revoked_at))).scalar()
         newest = max((d for d in (row[1], revoked) if d is not None), default=None)
         return int(row[0]), newest
+
+    def device(self, device_id: str) -> Device | None:
+        """One device by id, whatever its state (the primary key)."""
+        with self._db.reading() as uow:
+            return uow.devices.get(device_id)
 
     def device_page(self, after_id: str | None, limit: int) -> list[Device]:
         """Devices not decommissioned, by id."""

@@ -286,14 +286,18 @@ class SqlGroupStore:
         )
         return [self._to_model(r) for r in rows]
 
-    def add_member(self, group_id: str, device_id: str) -> None:
-        """Put a device into a group; adding it twice is a no-op."""
+    def add_member(self, group_id: str, device_id: str, at: datetime) -> None:
+        """Put a device into a group; adding it twice is a no-op. A new membership moves
+        the device's ``updated_at``: its rights may change (broker sync, PDP caches)."""
         dialect_insert = pg_insert if self._c.dialect.name == "postgresql" else sqlite_insert
-        self._c.execute(
+        added = self._c.execute(
             dialect_insert(t.group_members)
             .values(group_id=group_id, device_id=device_id)
             .on_conflict_do_nothing()
         )
+        if added.rowcount:
+            self._c.execute(update(t.devices).where(t.devices.c.id == device_id)
+                            .values(updated_at=at))
 
     def members(self, group_id: str) -> list[str]:
         """Device ids in a group."""

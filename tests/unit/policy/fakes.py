@@ -97,6 +97,11 @@ class MemoryPolicies:
     def generation(self) -> int:
         return self.changes
 
+    def names_under(self, org_path: str) -> list[str]:
+        return sorted(name for name, versions in self.stored.items()
+                      if versions[-1].owner_path.startswith(org_path)
+                      or org_path.startswith(versions[-1].owner_path))
+
     def attach(self, attachment: Attachment) -> None:
         if not any(a.policy == attachment.policy and a.target == attachment.target
                    for a in self.attached):
@@ -127,6 +132,7 @@ class Directory:
         self.devices = devices or {"d1": "/root/acme/plant1/", "b1": "/root/beta/"}
         self.groups = groups or {"line-1": "/root/acme/plant1/"}
         self.types = types
+        self.saved: dict[str, Site] = {}
 
     def scope_of(self, target: AttachmentTarget) -> str | None:
         if target.kind is TargetKind.ORG_UNIT:
@@ -138,7 +144,12 @@ class Directory:
         return "/root/" if target.id in self.types else None
 
     def sites(self) -> list[Site]:
-        return [BERLIN, TOKYO]
+        return [BERLIN, TOKYO, *self.saved.values()]
+
+    def save(self, site: Site, at: datetime) -> bool:
+        created = site.name not in self.saved
+        self.saved[site.name] = site
+        return created
 
 
 @dataclass

@@ -19,7 +19,7 @@ from iotiam.policy.models import (
     TargetKind,
 )
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
-from policy.fakes import ACME, BETA, PLANT, ROOT, AuditRecorder, MemoryPolicies, subject
+from policy.fakes import ACME, BETA, PLANT, ROOT, T0, AuditRecorder, MemoryPolicies, subject
 
 TENANT = Principal("acme-admin", Role.ADMIN, "acme", "/root/acme/")
 SITE = Principal("plant-admin", Role.ADMIN, "plant1", "/root/acme/plant1/")
@@ -213,3 +213,59 @@ def test_changes_ok_audited_with_refusals(admin: PolicyAdministration,
     assert [(d.tag, d.actor) for d in audit.refused] == [
         ("admin:policy:refused", "acme-viewer"), ("admin:policy:refused", "acme-admin")]
     assert len(audit.appended) == 3
+
+
+def test_list_and_describe_ok_visible_only(admin: PolicyAdministration) -> None:
+    beta = Principal("beta-admin", Role.ADMIN, "beta", "/root/beta/")
+    admin.write(SYSTEM, DEFAULT_DEVICE_POLICY_YAML)
+    admin.attach(SYSTEM, "iotiam-default-device", ROOT)
+    admin.attach(SYSTEM, "iotiam-default-device", BETA)
+    admin.write(TENANT, _plant(1))
+    admin.write(TENANT, _plant(2))
+    admin.write(beta, _plant(1).replace("plant-telemetry", "beta-telemetry"))
+    listed = {o.stored.document.name: o for o in admin.list_policies(TENANT)}
+    assert set(listed) == {"iotiam-default-device", "plant-telemetry"}
+    assert listed["plant-telemetry"].versions == (1, 2)
+    # the root's attachment is known below it; beta's is not
+    assert [a.target for a in listed["iotiam-default-device"].attachments] == [ROOT]
+    first = admin.describe(TENANT, "plant-telemetry", 1)
+    assert first.stored.document.version == 1 and first.versions == (1, 2)
+    with pytest.raises(NotFound, match="has no version 3"):
+        admin.describe(TENANT, "plant-telemetry", 3)
+    with pytest.raises(NotFound, match="'beta-telemetry' not found"):
+        admin.describe(TENANT, "beta-telemetry")
+
+
+def test_save_site_ok_and_fail(admin: PolicyAdministration, audit: AuditRecorder,
+                               pdp: DecisionPoint) -> None:
+    before = pdp.engine
+    site, created = admin.save_site(SYSTEM, "osaka", "Asia/Tokyo", ["10.5.0.0/16", "10.5.0.0/16"])
+    assert created and [str(n) for n in site.networks] == ["10.5.0.0/16"]
+    assert "osaka" in {s.name for s in admin.sites()}
+    assert pdp.engine is not before and "osaka" in pdp.engine.sites  # recompiled
+    assert [(d.tag, d.subject) for d in audit.appended] == [("admin:site:saved", "site:osaka")]
+    assert admin.save_site(SYSTEM, "osaka", "UTC")[1] is False
+    for actor, name, zone, networks, error, message in (
+        (TENANT, "osaka", "UTC", [], Forbidden, "needs an admin scoped to the root"),
+        (VIEWER, "osaka", "UTC", [], Forbidden, "needs the admin role"),
+        (SYSTEM, "10.1.0.0", "UTC", [], InvalidInput, "is not valid"),
+        (SYSTEM, "osaka", "Nowhere/City", [], InvalidInput, "unknown time zone"),
+        (SYSTEM, "osaka", "UTC", ["10.5.0.1/16"], InvalidInput, "host bits set"),
+    ):
+        with pytest.raises(error, match=message):
+            admin.save_site(actor, name, zone, networks)
+    assert len(audit.refused) == 5
+
+
+def test_decide_ok_at_simulates_without_changing_now(admin: PolicyAdministration,
+                                                     pdp: DecisionPoint) -> None:
+    text = ("name: day\nversion: 1\nstatements:\n  - effect: allow\n    actions: [mqtt:publish]"
+            "\n    topics: [day/x]\n    conditions: {time_window: {start: '08:00', "
+            "end: '18:00'}}\n")
+    admin.write(SYSTEM, text)
+    admin.attach(SYSTEM, "day", ROOT)
+    me = subject()
+    assert pdp.decide(me, PUBLISH, "day/x").allowed  # 13:00 in Berlin
+    night = T0 + timedelta(hours=10)
+    assert not pdp.decide(me, PUBLISH, "day/x", at=night).allowed
+    assert pdp.decide(me, PUBLISH, "day/x").allowed

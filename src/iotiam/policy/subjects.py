@@ -1,0 +1,119 @@
+"""Decision subjects of inventory devices: read fresh for admins, cached for hot hooks.
+
+A broker's authorization hook asks about the same devices thousands of times a second.
+Reading the device and its groups for each question would cost far more than the
+decision (~4 µs), so ``cached`` keeps each device's ``Subject`` and drops it as soon as
+the store says the device changed. That check is one indexed query ("devices updated
+since …") at most every ``check_every`` seconds for the whole cache, and it sees changes
+made by any process or replica: a device quarantined, suspended, moved or put into a
+group loses or gains its rights within about ``check_every`` seconds, wherever the
+change was made. Keeping the same ``Subject`` object also keeps the engine's
+per-subject memo (the compiled view), which a new policy generation replaces by itself.
+
+A change is recognised by its (device, ``updated_at``) pair: the query looks back
+``OVERLAP`` further to catch transactions that committed late, and a pair already acted
+on is not acted on again. So the clocks of the processes writing devices must agree
+within ``OVERLAP`` (as for the broker sync), and a clock that does not move (a test's
+frozen clock) must be advanced between two changes of one device.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from iotiam.clock import Clock
+from iotiam.inventory.models import Device
+from iotiam.policy.models import Subject
+from iotiam.policy.ports import DeviceDirectory
+
+#: rows committed late (a transaction that began before the last check) are still seen
+OVERLAP = timedelta(seconds=5)
+
+
+class DeviceSubjects:
+    """Subjects for decisions: ``subject_of`` reads fresh, ``cached`` serves the hook."""
+
+    def __init__(
+        self, devices: DeviceDirectory, clock: Clock, *, check_every: float = 0.5,
+        max_age: float = 300.0, max_entries: int = 100_000,
+    ) -> None:
+        self._devices = devices
+        self._clock = clock
+        self._check_every = check_every
+        # a safety net only: changes are seen through the check, not through expiry
+        self._max_age = max_age
+        self._max_entries = max_entries
+        #: device id -> (subject, or None for an unknown device; monotonic load time)
+        self._entries: dict[str, tuple[Subject | None, float]] = {}
+        #: changes acted on whose ``updated_at`` is still inside the look-back window
+        self._seen: dict[str, datetime] = {}
+        self._since: datetime = clock.now()
+        self._checked = time.monotonic()
+        #: moves on every check: a device read before a check is not cached after it
+        self._epoch = 0
+        self._lock = threading.Lock()
+
+    def subject_of(self, device: Device) -> Subject:
+        """The subject of ``device`` with its current groups, read now."""
+        groups = self._devices.groups_of([device.id]).get(device.id, set())
+        return Subject.from_device(device, groups)
+
+    def subjects_of(self, devices: Sequence[Device]) -> list[Subject]:
+        """The subjects of a page of devices, read now (one query for every group)."""
+        groups = self._devices.groups_of([d.id for d in devices])
+        return [Subject.from_device(d, groups.get(d.id, set())) for d in devices]
+
+    def cached(self, device_id: str) -> Subject | None:
+        """The subject of a device (None: unknown), no older than the last change check."""
+        now = time.monotonic()
+        if now - self._checked >= self._check_every:
+            self._drop_changed()
+        entry = self._entries.get(device_id)
+        if entry is not None and now - entry[1] < self._max_age:
+            return entry[0]
+        epoch = self._epoch
+        device = self._devices.device(device_id)
+        subject = self.subject_of(device) if device is not None else None
+        if epoch == self._epoch:  # no check ran while reading: nothing newer was missed
+            if len(self._entries) >= self._max_entries:
+                self._evict_oldest()
+            self._entries[device_id] = (subject, now)
+        return subject
+
+    def forget(self, device_id: str | None = None) -> None:
+        """Drop one device's entry (every entry when None): the next question reads it."""
+        with self._lock:
+            if device_id is None:
+                self._entries.clear()
+            else:
+                self._entries.pop(device_id, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _drop_changed(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._checked < self._check_every:
+                return  # another thread checked meanwhile
+            started = self._clock.now()
+            changes = self._devices.device_changes(self._since - OVERLAP)
+            self._epoch += 1
+            seen = self._seen
+            # a registration, state change, move or new membership: read it again
+            for device_id, at in changes:
+                if seen.get(device_id) != at:
+                    self._entries.pop(device_id, None)
+            self._seen = dict(changes)
+            self._since = started
+            self._checked = time.monotonic()
+
+    def _evict_oldest(self) -> None:
+        with self._lock:
+            for _ in range(max(1, self._max_entries // 10)):
+                try:
+                    del self._entries[next(iter(self._entries))]
+                except (StopIteration, KeyError, RuntimeError):
+                    break

@@ -1,0 +1,246 @@
+"""SQL implementation of the OAuth2 stores."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from iotiam.storage import schema as t
+from iotiam.storage.rows import dump_json, load_json, under_path
+from iotiam.tokens.models import (
+    AuthMethod,
+    ClientKind,
+    ClientStatus,
+    DeviceCode,
+    DeviceCodeStatus,
+    GrantType,
+    OAuthClient,
+    RevokedToken,
+    StoredSigningKey,
+)
+
+# built once: constructing a statement costs more than running it (token hot path)
+_CLIENT_BY_ID = select(t.oauth_clients).where(
+    t.oauth_clients.c.client_id == bindparam("client_id"))
+_GROUPS_OF_DEVICE = select(t.group_members.c.group_id).where(
+    t.group_members.c.device_id == bindparam("device_id"))
+_DENIED = select(t.oauth_revoked_tokens.c.jti).where(
+    t.oauth_revoked_tokens.c.jti == bindparam("jti"))
+
+
+def _insert(conn: Connection) -> Any:
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+
+
+class SqlOAuthClientStore:
+    """OAuth2 clients in SQL."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, client: OAuthClient) -> None:
+        """Insert a client."""
+        self._c.execute(insert(t.oauth_clients).values(
+            client_id=client.client_id, kind=str(client.kind), device_id=client.device_id,
+            org_unit_id=client.org_unit_id, org_path=client.org_path,
+            auth_methods=dump_json([str(m) for m in client.auth_methods]),
+            grant_types=dump_json([str(g) for g in client.grant_types]),
+            scopes=dump_json(list(client.scopes)), audiences=dump_json(list(client.audiences)),
+            jwks=dump_json(client.jwks) if client.jwks is not None else None,
+            status=str(client.status), created_at=client.created_at,
+            created_by=client.created_by, revoked_at=client.revoked_at,
+        ))
+
+    def get(self, client_id: str) -> OAuthClient | None:
+        """One client by id."""
+        row = self._c.execute(_CLIENT_BY_ID, {"client_id": client_id}).first()
+        return _client(row) if row else None
+
+    def for_device(self, device_id: str) -> OAuthClient | None:
+        """The client bound to a device."""
+        row = self._c.execute(select(t.oauth_clients).where(
+            t.oauth_clients.c.device_id == device_id)).first()
+        return _client(row) if row else None
+
+    def list_under(self, *, org_path: str, limit: int = 1000) -> list[OAuthClient]:
+        """Clients under ``org_path`` by id."""
+        c = t.oauth_clients.c
+        rows = self._c.execute(select(t.oauth_clients).where(under_path(c.org_path, org_path))
+                               .order_by(c.client_id).limit(limit))
+        return [_client(r) for r in rows]
+
+    def revoke(self, client_id: str, at: datetime) -> None:
+        """Mark revoked."""
+        self._c.execute(update(t.oauth_clients).where(t.oauth_clients.c.client_id == client_id)
+                        .values(status=str(ClientStatus.REVOKED), revoked_at=at))
+
+    def device_groups(self, device_id: str) -> list[str]:
+        """Group ids of a device (for the policy subject of its client)."""
+        return [r.group_id for r in self._c.execute(_GROUPS_OF_DEVICE,
+                                                    {"device_id": device_id})]
+
+
+def _client(row: Any) -> OAuthClient:
+    return OAuthClient(
+        client_id=row.client_id, kind=ClientKind(row.kind), device_id=row.device_id,
+        org_unit_id=row.org_unit_id, org_path=row.org_path,
+        auth_methods=tuple(AuthMethod(m) for m in load_json(row.auth_methods)),
+        grant_types=tuple(GrantType(g) for g in load_json(row.grant_types)),
+        scopes=tuple(load_json(row.scopes)), audiences=tuple(load_json(row.audiences)),
+        jwks=load_json(row.jwks) if row.jwks is not None else None,
+        status=ClientStatus(row.status), created_at=row.created_at,
+        created_by=row.created_by, revoked_at=row.revoked_at,
+    )
+
+
+class SqlSigningKeyStore:
+    """Signing keys in SQL."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, key: StoredSigningKey) -> None:
+        """Store a key."""
+        self._c.execute(insert(t.oauth_signing_keys).values(
+            kid=key.kid, algorithm=key.algorithm, public_jwk=dump_json(key.public_jwk),
+            encrypted_key_pem=key.encrypted_key_pem, created_at=key.created_at,
+            retired_at=key.retired_at, publish_until=key.publish_until,
+        ))
+
+    def list_all(self) -> list[StoredSigningKey]:
+        """Every key, oldest first."""
+        rows = self._c.execute(select(t.oauth_signing_keys)
+                               .order_by(t.oauth_signing_keys.c.created_at))
+        return [StoredSigningKey(
+            kid=r.kid, algorithm=r.algorithm, public_jwk=load_json(r.public_jwk),
+            encrypted_key_pem=r.encrypted_key_pem, created_at=r.created_at,
+            retired_at=r.retired_at, publish_until=r.publish_until) for r in rows]
+
+    def retire(self, kid: str, at: datetime, publish_until: datetime) -> None:
+        """Stop signing with a key."""
+        c = t.oauth_signing_keys.c
+        self._c.execute(update(t.oauth_signing_keys).where(c.kid == kid, c.retired_at.is_(None))
+                        .values(retired_at=at, publish_until=publish_until))
+
+
+class SqlAssertionJtiStore:
+    """Used client-assertion jtis; the primary key makes each usable once."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def use(self, client_id: str, jti: str, expires_at: datetime) -> bool:
+        """Record a jti; False if it was recorded before (by anyone, even concurrently)."""
+        # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT here
+        statement = _insert(self._c)(t.oauth_assertion_jtis).values(
+            client_id=client_id, jti=jti, expires_at=expires_at,
+        ).on_conflict_do_nothing().returning(t.oauth_assertion_jtis.c.jti)
+        return self._c.execute(statement).first() is not None
+
+    def purge(self, before: datetime) -> int:
+        """Forget jtis of assertions that expired before ``before``."""
+        c = t.oauth_assertion_jtis.c
+        return int(self._c.execute(delete(t.oauth_assertion_jtis)
+                                   .where(c.expires_at < before)).rowcount)
+
+
+class SqlTokenDenyList:
+    """Revoked access tokens."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, entry: RevokedToken) -> None:
+        """Deny a token (idempotent)."""
+        self._c.execute(_insert(self._c)(t.oauth_revoked_tokens).values(
+            jti=entry.jti, client_id=entry.client_id, org_path=entry.org_path,
+            revoked_at=entry.revoked_at, expires_at=entry.expires_at,
+        ).on_conflict_do_nothing())
+
+    def is_denied(self, jti: str) -> bool:
+        """Whether a token was revoked."""
+        return self._c.execute(_DENIED, {"jti": jti}).first() is not None
+
+    def purge(self, before: datetime) -> int:
+        """Forget entries of tokens that expired before ``before``."""
+        c = t.oauth_revoked_tokens.c
+        return int(self._c.execute(delete(t.oauth_revoked_tokens)
+                                   .where(c.expires_at < before)).rowcount)
+
+
+class SqlDeviceCodeStore:
+    """RFC 8628 device codes in SQL."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, code: DeviceCode) -> None:
+        """Store a new code."""
+        self._c.execute(insert(t.oauth_device_codes).values(
+            device_code_hash=code.device_code_hash, user_code=code.user_code,
+            client_id=code.client_id, org_path=code.org_path,
+            scopes=dump_json(list(code.scopes)), audience=code.audience,
+            status=str(code.status), created_at=code.created_at, expires_at=code.expires_at,
+            interval_seconds=code.interval_seconds, last_polled_at=code.last_polled_at,
+            decided_at=code.decided_at, decided_by=code.decided_by,
+        ))
+
+    def by_hash(self, device_code_hash: str) -> DeviceCode | None:
+        """One code by the hash of its device code."""
+        row = self._c.execute(select(t.oauth_device_codes).where(
+            t.oauth_device_codes.c.device_code_hash == device_code_hash)).first()
+        return _device_code(row) if row else None
+
+    def by_user_code(self, user_code: str) -> DeviceCode | None:
+        """One code by its user code."""
+        row = self._c.execute(select(t.oauth_device_codes).where(
+            t.oauth_device_codes.c.user_code == user_code)).first()
+        return _device_code(row) if row else None
+
+    def pending_under(self, *, org_path: str, now: datetime) -> list[DeviceCode]:
+        """Pending unexpired codes under ``org_path``."""
+        c = t.oauth_device_codes.c
+        rows = self._c.execute(select(t.oauth_device_codes).where(
+            c.status == str(DeviceCodeStatus.PENDING), c.expires_at > now,
+            under_path(c.org_path, org_path)).order_by(c.created_at).limit(1000))
+        return [_device_code(r) for r in rows]
+
+    def decide(self, device_code_hash: str, status: DeviceCodeStatus, at: datetime,
+               by: str) -> bool:
+        """Pending → approved/denied; False if no longer pending."""
+        c = t.oauth_device_codes.c
+        result = self._c.execute(update(t.oauth_device_codes).where(
+            c.device_code_hash == device_code_hash, c.status == str(DeviceCodeStatus.PENDING),
+        ).values(status=str(status), decided_at=at, decided_by=by))
+        return int(result.rowcount) == 1
+
+    def polled(self, device_code_hash: str, at: datetime, interval_seconds: int) -> None:
+        """Record a poll."""
+        c = t.oauth_device_codes.c
+        self._c.execute(update(t.oauth_device_codes).where(
+            c.device_code_hash == device_code_hash).values(
+            last_polled_at=at, interval_seconds=interval_seconds))
+
+    def redeem(self, device_code_hash: str, at: datetime) -> bool:
+        """Approved → used, once."""
+        c = t.oauth_device_codes.c
+        result = self._c.execute(update(t.oauth_device_codes).where(
+            c.device_code_hash == device_code_hash, c.status == str(DeviceCodeStatus.APPROVED),
+            c.expires_at > at,
+        ).values(status=str(DeviceCodeStatus.USED)))
+        return int(result.rowcount) == 1
+
+
+def _device_code(row: Any) -> DeviceCode:
+    return DeviceCode(
+        device_code_hash=row.device_code_hash, user_code=row.user_code,
+        client_id=row.client_id, org_path=row.org_path, scopes=tuple(load_json(row.scopes)),
+        audience=row.audience, status=DeviceCodeStatus(row.status),
+        created_at=row.created_at, expires_at=row.expires_at,
+        interval_seconds=row.interval_seconds, last_polled_at=row.last_polled_at,
+        decided_at=row.decided_at, decided_by=row.decided_by,
+    )

@@ -1,0 +1,198 @@
+"""OAuth2 clients: register one per device or service, list, revoke (G9 scoped)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from iotiam.admin.models import Principal, Role
+from iotiam.audit.models import AuditDraft, AuditTag
+from iotiam.audit.service import AuditTrail
+from iotiam.clock import Clock
+from iotiam.errors import Conflict, InvalidInput, NotFound
+from iotiam.inventory.models import (
+    RESERVED_DEVICE_IDS,
+    Device,
+    DeviceState,
+    check_identifier,
+)
+from iotiam.policy.actions import ACTION_KINDS
+from iotiam.policy.models import Effect, Subject
+from iotiam.policy.queries import effective_policy
+from iotiam.policy.service import DecisionPoint
+from iotiam.tokens import jws
+from iotiam.tokens.models import (
+    AuthMethod,
+    ClientDraft,
+    ClientKind,
+    ClientStatus,
+    GrantType,
+    OAuthClient,
+)
+from iotiam.tokens.scopes import ScopeGrant, check_registered, subject_of
+from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+MAX_AUDIENCES = 10
+DEVICE_AUTH_METHODS = (AuthMethod.TLS_CLIENT_AUTH, AuthMethod.PRIVATE_KEY_JWT)
+
+
+class OAuthClients:
+    """Register, list and revoke OAuth2 clients."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail,
+                 decisions: DecisionPoint, scopes: ScopeGrant) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._audit = audit
+        self._decisions = decisions
+        self._scopes = scopes
+
+    def create(self, actor: Principal, draft: ClientDraft) -> OAuthClient:
+        """Register a client for a device (id defaults to the device id) or a service."""
+        refused = AuditDraft(tag=AuditTag.OAUTH_CLIENT_REFUSED, actor=actor.name,
+                             org_path=actor.org_path,
+                             subject=f"oauth-client:{draft.client_id or draft.device_id}"[:300])
+        with self._audit.refusals(refused), self._uow() as uow:
+            actor.require(Role.OPERATOR, "registering OAuth clients")
+            client = self._build(uow, actor, draft)
+            if uow.oauth_clients.get(client.client_id) is not None:
+                raise Conflict(f"OAuth client {client.client_id!r} already exists")
+            if client.device_id is not None:
+                existing = uow.oauth_clients.for_device(client.device_id)
+                if existing is not None:
+                    raise Conflict(f"device {client.device_id!r} already has the OAuth client "
+                                   f"{existing.client_id!r}")
+            uow.oauth_clients.add(client)
+            self._audit.append(uow, replace(
+                refused, tag=AuditTag.OAUTH_CLIENT_CREATED, org_path=client.org_path,
+                subject=f"oauth-client:{client.client_id}",
+                details={"kind": str(client.kind), "device": client.device_id,
+                         "auth_methods": [str(m) for m in client.auth_methods],
+                         "scopes": list(client.scopes)}))
+            return client
+
+    def _build(self, uow: UnitOfWork, actor: Principal, draft: ClientDraft) -> OAuthClient:
+        device: Device | None = None
+        if draft.device_id is not None:
+            device = uow.devices.get(draft.device_id)
+            if device is None or not actor.sees(device.org_path):
+                raise NotFound(f"device {draft.device_id!r} not found")
+            if device.state is DeviceState.DECOMMISSIONED:
+                raise Conflict(f"device {device.id!r} is decommissioned")
+            if draft.org_unit_id is not None and draft.org_unit_id != device.org_unit_id:
+                raise InvalidInput("a device client lives in its device's org unit")
+            org_unit_id, org_path = device.org_unit_id, device.org_path
+            client_id = draft.client_id or device.id
+            kind = ClientKind.DEVICE
+            methods = draft.auth_methods or DEVICE_AUTH_METHODS
+        else:
+            if not draft.client_id:
+                raise InvalidInput("a service client needs a client id (or give a device)")
+            unit = uow.org_units.get(draft.org_unit_id or actor.org_unit_id)
+            if unit is None or not actor.sees(unit.path):
+                raise NotFound(f"org unit {draft.org_unit_id!r} not found")
+            org_unit_id, org_path = unit.id, unit.path
+            client_id = draft.client_id
+            kind = ClientKind.SERVICE
+            methods = draft.auth_methods or (AuthMethod.PRIVATE_KEY_JWT,)
+            if AuthMethod.TLS_CLIENT_AUTH in methods:
+                raise InvalidInput("tls_client_auth needs a device client (the device's "
+                                   "iotiam certificate); services use private_key_jwt")
+            if draft.jwks is None:
+                raise InvalidInput("a service client needs a jwks with its public key(s)")
+        check_identifier(client_id, "client id")
+        if client_id.lower() in RESERVED_DEVICE_IDS:
+            raise InvalidInput(f"client id {client_id!r} is reserved")
+        if draft.jwks is not None:
+            jws.public_key_set(draft.jwks)
+        audiences = tuple(dict.fromkeys(draft.audiences))
+        if len(audiences) > MAX_AUDIENCES or any(
+                not a or len(a) > 512 or not a.isprintable() or " " in a for a in audiences):
+            raise InvalidInput(f"at most {MAX_AUDIENCES} audiences of 1-512 printable "
+                               "characters without spaces")
+        if not draft.grant_types:
+            raise InvalidInput("a client needs at least one grant type")
+        client = OAuthClient(
+            client_id=client_id, kind=kind, device_id=device.id if device else None,
+            org_unit_id=org_unit_id, org_path=org_path,
+            auth_methods=tuple(dict.fromkeys(methods)),
+            grant_types=tuple(dict.fromkeys(draft.grant_types)),
+            scopes=(), audiences=audiences, jwks=draft.jwks, status=ClientStatus.ACTIVE,
+            created_at=self._clock.now(), created_by=actor.name,
+        )
+        subject = subject_of(client, device,
+                             uow.oauth_clients.device_groups(device.id) if device else ())
+        scopes = check_registered(draft.scopes) if draft.scopes else self._derived(subject)
+        for scope in scopes:
+            decision = self._scopes.decide(subject, scope)
+            if not decision.allowed:
+                raise InvalidInput(f"scope {scope!r} is not allowed by policy for "
+                                   f"{client_id!r}: {getattr(decision, 'reason', '')}")
+        if not scopes:
+            raise InvalidInput(f"policy allows {client_id!r} nothing a scope could name; "
+                               "attach a policy first or pass scopes")
+        return replace(client, scopes=scopes)
+
+    def _derived(self, subject: Subject) -> tuple[str, ...]:
+        """Scopes for what the policies allow now: each allow statement's resources."""
+        effective = effective_policy(self._decisions.engine, subject)
+        found: list[str] = []
+        for statement in effective.statements:
+            if statement.effect is not Effect.ALLOW or statement.fully_denied or \
+                    statement.resource in (None, "*") or statement.note:
+                continue
+            for action in statement.actions:
+                if action in ACTION_KINDS:
+                    found.append(f"{action}:{statement.resource}")
+        allowed = [s for s in dict.fromkeys(found) if self._scopes.decide(subject, s).allowed]
+        return tuple(allowed[:50])
+
+    def list(self, actor: Principal) -> list[OAuthClient]:
+        """Clients in the caller's subtree."""
+        with self._uow.reading() as uow:
+            return uow.oauth_clients.list_under(org_path=actor.org_path)
+
+    def get(self, actor: Principal, client_id: str) -> OAuthClient:
+        """One client the caller may see (404 for another tenant's, G9)."""
+        with self._uow.reading() as uow:
+            return _visible(uow, actor, client_id)
+
+    def revoke(self, actor: Principal, client_id: str) -> OAuthClient:
+        """Revoke a client (final): its tokens turn inactive at once (G3)."""
+        refused = AuditDraft(tag=AuditTag.OAUTH_CLIENT_REFUSED, actor=actor.name,
+                             org_path=actor.org_path, subject=f"oauth-client:{client_id}"[:300])
+        with self._audit.refusals(refused), self._uow() as uow:
+            actor.require(Role.OPERATOR, "revoking OAuth clients")
+            client = _visible(uow, actor, client_id)
+            if not client.active:
+                raise Conflict(f"OAuth client {client_id!r} was already revoked; "
+                               "revocation is final")
+            now = self._clock.now()
+            uow.oauth_clients.revoke(client_id, now)
+            self._audit.append(uow, replace(refused, tag=AuditTag.OAUTH_CLIENT_REVOKED,
+                                            org_path=client.org_path))
+            return replace(client, status=ClientStatus.REVOKED, revoked_at=now)
+
+
+def _visible(uow: UnitOfWork, actor: Principal, client_id: str) -> OAuthClient:
+    client = uow.oauth_clients.get(client_id) if len(client_id) <= 128 else None
+    if client is None or not actor.sees(client.org_path):
+        raise NotFound(f"OAuth client {client_id!r} not found")
+    return client
+
+
+def render_client(client: OAuthClient) -> dict[str, Any]:
+    """RFC 7591-style client metadata, for the API and CLI."""
+    return {
+        "client_id": client.client_id, "kind": str(client.kind), "device": client.device_id,
+        "org_unit": client.org_unit_id, "status": str(client.status),
+        "token_endpoint_auth_methods": [str(m) for m in client.auth_methods],
+        "grant_types": [str(g) for g in client.grant_types],
+        "scope": " ".join(client.scopes), "audiences": list(client.audiences),
+        "jwks": client.jwks, "created_at": client.created_at.isoformat(),
+        "created_by": client.created_by,
+        "revoked_at": client.revoked_at.isoformat() if client.revoked_at else None,
+    }
+
+
+__all__ = ["GrantType", "OAuthClients", "render_client"]

@@ -1,0 +1,119 @@
+"""Storage the authorization server needs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from iotiam.tokens.models import (
+    DeviceCode,
+    DeviceCodeStatus,
+    OAuthClient,
+    RevokedToken,
+    StoredSigningKey,
+)
+
+
+class OAuthClientStore(Protocol):
+    """Registered OAuth2 clients."""
+
+    def add(self, client: OAuthClient) -> None:
+        """Insert a client (Conflict if the id, or the device's client, exists)."""
+        ...
+
+    def get(self, client_id: str) -> OAuthClient | None:
+        """One client by id."""
+        ...
+
+    def for_device(self, device_id: str) -> OAuthClient | None:
+        """The client bound to a device, if any."""
+        ...
+
+    def list_under(self, *, org_path: str, limit: int = 1000) -> list[OAuthClient]:
+        """Clients under ``org_path``, by id."""
+        ...
+
+    def revoke(self, client_id: str, at: datetime) -> None:
+        """Mark a client revoked (final)."""
+        ...
+
+    def device_groups(self, device_id: str) -> list[str]:
+        """Group ids of a device (its client's policy subject needs them)."""
+        ...
+
+
+class SigningKeyStore(Protocol):
+    """Access-token signing keys."""
+
+    def add(self, key: StoredSigningKey) -> None:
+        """Store a new key."""
+        ...
+
+    def list_all(self) -> list[StoredSigningKey]:
+        """Every key, oldest first."""
+        ...
+
+    def retire(self, kid: str, at: datetime, publish_until: datetime) -> None:
+        """Stop signing with ``kid``; keep it in the JWKS until ``publish_until``."""
+        ...
+
+
+class AssertionJtiStore(Protocol):
+    """``jti`` values of client assertions already used (RFC 7523 §3 item 7)."""
+
+    def use(self, client_id: str, jti: str, expires_at: datetime) -> bool:
+        """Record a jti; False if this client used it before (the insert is the lock)."""
+        ...
+
+    def purge(self, before: datetime) -> int:
+        """Forget entries whose assertion expired before ``before``."""
+        ...
+
+
+class TokenDenyList(Protocol):
+    """Access tokens revoked before they expired (RFC 7009)."""
+
+    def add(self, entry: RevokedToken) -> None:
+        """Deny a token (idempotent)."""
+        ...
+
+    def is_denied(self, jti: str) -> bool:
+        """Whether a token was revoked."""
+        ...
+
+    def purge(self, before: datetime) -> int:
+        """Forget entries of tokens that expired before ``before``."""
+        ...
+
+
+class DeviceCodeStore(Protocol):
+    """RFC 8628 device authorizations."""
+
+    def add(self, code: DeviceCode) -> None:
+        """Store a new device code (Conflict on a user code in use)."""
+        ...
+
+    def by_hash(self, device_code_hash: str) -> DeviceCode | None:
+        """One by the hash of its device code."""
+        ...
+
+    def by_user_code(self, user_code: str) -> DeviceCode | None:
+        """One by its user code."""
+        ...
+
+    def pending_under(self, *, org_path: str, now: datetime) -> list[DeviceCode]:
+        """Unexpired pending codes under ``org_path``, oldest first."""
+        ...
+
+    def decide(self, device_code_hash: str, status: DeviceCodeStatus, at: datetime,
+               by: str) -> bool:
+        """Approve or deny a pending code; False if it is no longer pending."""
+        ...
+
+    def polled(self, device_code_hash: str, at: datetime, interval_seconds: int) -> None:
+        """Record a poll (and a grown interval after slow_down)."""
+        ...
+
+    def redeem(self, device_code_hash: str, at: datetime) -> bool:
+        """Approved → used, exactly once (the row update is the lock, like G8)."""
+        ...
