@@ -24,8 +24,6 @@ from iotiam.errors import SetupError
 #: the dynsec user iotiam administers the broker as; no device may carry this name (a
 #: certificate with this CN would get its rights on the identity listener, no password)
 ADMIN_USERNAME = "iotiam-broker-admin"
-#: every name the broker treats specially: never a device id
-RESERVED_IDENTITIES = frozenset({ADMIN_USERNAME, "admin", "iotiam-broker"})
 PSK_HINT = "iotiam"
 DYNSEC_PLUGIN_PATHS = (
     "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",

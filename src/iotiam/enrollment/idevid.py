@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from iotiam.enrollment.models import Manufacturer
 from iotiam.errors import InvalidInput, Unauthenticated
-from iotiam.inventory.models import RESERVED_DEVICE_IDS, check_identifier
+from iotiam.inventory.models import check_identifier, is_reserved_id
 
 _SHOWN = 200
 
@@ -48,7 +48,7 @@ def describe(cert: x509.Certificate) -> str:
 def check_device_id(value: str, what: str) -> str:
     """A device id iotiam may certify: a valid identifier that no privileged user holds."""
     check_identifier(value, what)
-    if value.lower() in RESERVED_DEVICE_IDS:
+    if is_reserved_id(value):
         raise InvalidInput(f"{what} {value!r} is reserved; it can never name a device")
     return value
 

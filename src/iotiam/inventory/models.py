@@ -12,8 +12,18 @@ from iotiam.errors import Conflict, InvalidInput
 
 # Device ids become certificate CNs and MQTT usernames; keep them boring.
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-# Names a device may never take: they are (or may become) privileged broker users.
-RESERVED_DEVICE_IDS = frozenset({"admin", "root", "iotiam", "system", "mosquitto", "broker"})
+# Names a device may never take: they are (or may become) privileged broker users. A
+# certificate's CN is its MQTT username on the broker's identity listener, with no password.
+RESERVED_DEVICE_IDS = frozenset({"admin", "root", "iotiam", "system", "mosquitto", "broker",
+                                 "iotiam-broker-admin", "iotiam-broker"})
+#: every id starting so is the system's (broker users, internal clients)
+RESERVED_PREFIX = "iotiam-"
+
+
+def is_reserved_id(value: str) -> bool:
+    """Whether a device may not take this id (case-insensitive)."""
+    lowered = value.lower()
+    return lowered in RESERVED_DEVICE_IDS or lowered.startswith(RESERVED_PREFIX)
 
 
 def check_identifier(value: str, what: str) -> str:

@@ -19,7 +19,6 @@ from iotiam.inventory.credential_status import (
 )
 from iotiam.inventory.models import (
     ALLOWED_CHILDREN,
-    RESERVED_DEVICE_IDS,
     CredentialStatus,
     Criticality,
     Device,
@@ -36,6 +35,7 @@ from iotiam.inventory.models import (
     check_attributes,
     check_identifier,
     check_transition,
+    is_reserved_id,
 )
 from iotiam.inventory.ports import CredentialRevoker
 from iotiam.pki.profiles import get_profile
@@ -194,7 +194,7 @@ class Inventory:
     def _register(self, uow: UnitOfWork, actor: Principal, draft: DeviceDraft) -> Device:
         actor.require(Role.OPERATOR, "registering devices")
         check_identifier(draft.id, "device id")
-        if draft.id.lower() in RESERVED_DEVICE_IDS:
+        if is_reserved_id(draft.id):
             raise InvalidInput(f"device id {draft.id!r} is reserved")
         check_attributes(draft.attributes)
         for label, value in (("site", draft.site), ("location", draft.location)):

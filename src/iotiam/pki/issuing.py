@@ -27,7 +27,7 @@ from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
 from iotiam.config import PkiConfig
 from iotiam.errors import Conflict, Forbidden, IamError, NotFound, Unauthenticated
-from iotiam.inventory.models import Device, DeviceState, DeviceType
+from iotiam.inventory.models import Device, DeviceState, DeviceType, is_reserved_id
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
 from iotiam.pki.issuance import LeafIssuer
@@ -241,6 +241,9 @@ class CertificateIssuance:
         device = uow.devices.get(request.device_id)
         if device is None or not actor.sees(device.org_path):
             raise NotFound(f"device {request.device_id!r} not found")
+        if is_reserved_id(device.id):
+            # the CN would be a privileged broker user, with no password (DESIGN.md)
+            raise Forbidden(f"{device.id!r} is a reserved name: no certificate carries it")
         if device.state not in ISSUABLE_STATES:
             raise Conflict(
                 f"device {device.id!r} is {device.state}; certificates are issued "

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from iotiam.inventory.models import RESERVED_DEVICE_IDS
+from iotiam.inventory.models import is_reserved_id
 from iotiam.policy.actions import CONNECT, PUBLISH, RECEIVE, SUBSCRIBE
 from iotiam.policy.conditions import next_window_change, zone_for
 from iotiam.policy.engine import PolicyEngine
@@ -95,7 +95,7 @@ def compile_broker_acl(
     engine: PolicyEngine, subject: Subject, context: RequestContext
 ) -> BrokerAcl:
     """Concrete ACL entries for ``subject`` in ``context`` (the sync time's situation)."""
-    if subject.device_id.lower() in RESERVED_DEVICE_IDS:
+    if is_reserved_id(subject.device_id):
         return BrokerAcl(subject.device_id, False, (), None, engine.generation, context.at,
                          f"device id {subject.device_id!r} is a reserved broker user name")
     view = engine.view(subject)

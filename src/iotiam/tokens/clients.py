@@ -11,10 +11,10 @@ from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, InvalidInput, NotFound
 from iotiam.inventory.models import (
-    RESERVED_DEVICE_IDS,
     Device,
     DeviceState,
     check_identifier,
+    is_reserved_id,
 )
 from iotiam.policy.actions import ACTION_KINDS
 from iotiam.policy.models import Effect, Subject
@@ -101,7 +101,7 @@ class OAuthClients:
             if draft.jwks is None:
                 raise InvalidInput("a service client needs a jwks with its public key(s)")
         check_identifier(client_id, "client id")
-        if client_id.lower() in RESERVED_DEVICE_IDS:
+        if is_reserved_id(client_id):
             raise InvalidInput(f"client id {client_id!r} is reserved")
         if draft.jwks is not None:
             jws.public_key_set(draft.jwks)

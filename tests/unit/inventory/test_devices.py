@@ -41,7 +41,8 @@ def test_register_fail_duplicate(installation: Installation) -> None:
 
 
 @pytest.mark.parametrize("device_id", ["admin", "Admin", "ROOT", "iotiam", "system",
-                                       "mosquitto", "broker"])
+                                       "mosquitto", "broker", "iotiam-broker-admin",
+                                       "IOTIAM-Broker-Admin", "iotiam-anything"])
 def test_register_fail_reserved_id(installation: Installation, device_id: str) -> None:
     before = row_counts(installation)
     answer = installation.api().post("/v1/devices", json={"id": device_id, "type": "sensor"})
