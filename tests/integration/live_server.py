@@ -61,6 +61,8 @@ class Server:
     serve_args: tuple[str, ...] = ()
     #: (mTLS, PSK, admin) ports of a managed Mosquitto; None: the data plane is off
     broker_ports: tuple[int, int, int] | None = None
+    #: "managed" (serve runs Mosquitto) or "external" (serve drives one at the admin port)
+    broker_mode: str = "managed"
     process: subprocess.Popen[bytes] | None = None
     _log_offset: int = 0
 
@@ -170,7 +172,8 @@ class Server:
         if self.broker_ports is None:
             return ["--no-broker"]
         mtls, psk, admin = self.broker_ports
-        return ["--broker", "managed", "--broker-port", str(mtls), "--broker-psk-port", str(psk),
+        return ["--broker", self.broker_mode, "--broker-port", str(mtls), "--broker-psk-port",
+                str(psk),
                 "--broker-admin-port", str(admin)]
 
     def start(self) -> None:
@@ -264,7 +267,8 @@ def _base_env(data_dir: Path, database_url: str | None) -> dict[str, str]:
 
 
 def launch(backend: str, base: Path, database_url: str | None,
-           extra_env: dict[str, str] | None = None, *, broker: bool = False) -> Server:
+           extra_env: dict[str, str] | None = None, *, broker: bool = False,
+           external_broker: tuple[int, int, int] | None = None) -> Server:
     """``init`` a data directory and start ``serve``, picking new ports if one was taken.
 
     ``extra_env`` sets ``IOTIAM_*`` knobs for this server (the developer's own are dropped).
@@ -281,7 +285,9 @@ def launch(backend: str, base: Path, database_url: str | None,
                         database_url=database_url, port=port, http_port=http_port,
                         executable=executable,
                         env={**_base_env(data_dir, database_url), **(extra_env or {})},
-                        broker_ports=(ports[2], ports[3], ports[4]) if broker else None)
+                        broker_ports=external_broker or ((ports[2], ports[3], ports[4])
+                                                         if broker else None),
+                        broker_mode="external" if external_broker else "managed")
         server.init()
         try:
             server.start()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,3 +184,49 @@ def test_plane_ok_kill_9_leaves_no_broker(plane: Server) -> None:
     device = connect(plane, cert, key)
     assert device.connect_result == "Success"
     device.close()
+
+
+def _psk_client(tool: str, plane: Server, identity: str, key_hex: str, *args: str
+                ) -> subprocess.CompletedProcess[str]:
+    assert plane.broker_ports is not None
+    return subprocess.run(
+        [require_binary(tool), "-h", "127.0.0.1", "-p", str(plane.broker_ports[1]),
+         "--psk", key_hex, "--psk-identity", identity, *args],
+        capture_output=True, text=True, timeout=20, check=False)
+
+
+def test_plane_ok_psk_device_on_the_psk_listener(plane: Server) -> None:
+    plane.register("e2e-psk")
+    with plane.api() as api:
+        answer = api.post("/v1/devices/e2e-psk/psk", json={})
+    assert answer.status_code == 201, answer.text
+    key_hex = answer.json()["key_hex"]
+    deadline = time.monotonic() + SYNC_SECONDS
+    while True:  # the PSK file is installed (and the broker HUPed) within a sync pass
+        own = _psk_client("mosquitto_sub", plane, "e2e-psk", key_hex, "-t", "devices/e2e-psk/#",
+                          "-C", "1", "-W", "1", "-q", "1")
+        if "Connection Refused" not in own.stderr and "TLS" not in own.stderr:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"the PSK was not accepted: {own.stderr}")
+        time.sleep(0.3)
+    assert "denied" not in own.stderr, own.stderr
+    # its own namespace works end to end over PSK ...
+    assert plane.broker_ports is not None
+    listener = subprocess.Popen(
+        [require_binary("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(plane.broker_ports[1]),
+         "--psk", key_hex, "--psk-identity", "e2e-psk", "-t", "devices/e2e-psk/#", "-C", "1",
+         "-W", "10", "-q", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    sent = _psk_client("mosquitto_pub", plane, "e2e-psk", key_hex, "-t", "devices/e2e-psk/t",
+                       "-m", "hello", "-q", "1")
+    assert sent.returncode == 0, sent.stderr
+    out, err = listener.communicate(timeout=15)
+    assert out.strip() == "hello", err
+    # ... and nothing else: another device's namespace is refused by the broker
+    other = _psk_client("mosquitto_sub", plane, "e2e-psk", key_hex, "-t", "devices/e2e-q/#",
+                        "-C", "1", "-W", "2")
+    assert "All subscription requests were denied" in other.stderr
+    wrong = _psk_client("mosquitto_pub", plane, "e2e-psk", "00" * 32, "-t",
+                        "devices/e2e-psk/t", "-m", "x")
+    assert wrong.returncode != 0, "a wrong key got in"

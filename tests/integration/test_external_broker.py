@@ -1,0 +1,99 @@
+"""``--broker external``: iotiam drives a Mosquitto it did not start, over dynsec only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from iotiam.broker.dynsec import DynsecAdmin
+from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosquitto_binary
+from iotiam.broker.process import ManagedMosquitto
+from iotiam.broker.provision import admin_password, provision_broker
+from iotiam.pki.authority import create_issuing_ca, create_root_ca
+from iotiam.pki.crl import build_crl
+from iotiam.pki.models import KeyAlgorithm
+from iotiam.testing import free_port, make_csr, require
+
+from .live_server import Server, launch
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def foreign_broker(tmp_path: Path) -> Iterator[tuple[BrokerConfig, str]]:
+    """A Mosquitto with the dynamic-security plugin that someone else operates."""
+    binary = mosquitto_binary()
+    require(binary is not None, "the mosquitto binary is not installed")
+    assert binary is not None
+    now = datetime.now(UTC)
+    root = create_root_ca(alg=KeyAlgorithm.EC_P256, common_name="Their Root",
+                          organization="them", now=now, serial=1)
+    issuing = create_issuing_ca(root=root, alg=KeyAlgorithm.EC_P256,
+                                common_name="Their Issuing", organization="them", now=now,
+                                serial=2)
+    files = BrokerFiles(tmp_path / "theirs")
+    config = BrokerConfig(mtls_port=free_port(), psk_port=free_port(), admin_port=free_port())
+    provision_broker(files, config, issuing=issuing, root=root.certificate,
+                     names=["127.0.0.1"], now=now, serial=3)
+    files.crl.write_bytes(build_crl(
+        signer=issuing.signer, issuer_cert=issuing.certificate, revocations=[], crl_number=1,
+        this_update=now, next_update=now.replace(year=now.year + 1)).public_bytes(
+            serialization.Encoding.PEM))
+    broker = ManagedMosquitto(binary, config, files)
+    broker.start()
+    try:
+        yield config, admin_password(files)
+    finally:
+        broker.stop()
+
+
+def test_external_ok_devices_synced_over_dynsec(
+        foreign_broker: tuple[BrokerConfig, str], tmp_path: Path) -> None:
+    config, password = foreign_broker
+    (tmp_path / "iotiam").mkdir()
+    server: Server = launch("sqlite", tmp_path / "iotiam", None,
+                            {"IOTIAM_BROKER_PASSWORD": password},
+                            external_broker=(config.mtls_port, config.psk_port,
+                                             config.admin_port))
+    admin = DynsecAdmin("127.0.0.1", config.admin_port, ADMIN_USERNAME, password)
+    try:
+        server.register("ext-1")
+        with server.api() as api:
+            assert api.post("/v1/certificates", json={
+                "device": "ext-1", "csr": make_csr("ext-1").decode()}).status_code == 201
+        deadline = time.monotonic() + 5
+        while True:
+            (answer,) = admin.check([{"command": "getClient", "username": "ext-1"}],
+                                    tolerate=("not found",))
+            if not answer.get("error"):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail("iotiam did not create the device on the external broker")
+            time.sleep(0.2)
+        roles = [r["rolename"] for r in answer["data"]["client"]["roles"]]
+        assert roles == ["device:ext-1"]
+        with server.api() as api:
+            assert api.post("/v1/devices/ext-1/state",
+                            json={"state": "suspended"}).status_code == 200
+        deadline = time.monotonic() + 5
+        while not admin.check([{"command": "getClient", "username": "ext-1"}],
+                              tolerate=("not found",))[0].get("error"):
+            if time.monotonic() > deadline:
+                pytest.fail("a suspended device kept its client on the external broker")
+            time.sleep(0.2)
+    finally:
+        admin.close()
+        server.stop()
+    assert "Traceback" not in server.log_text()
+
+
+def test_external_fail_without_password(tmp_path: Path) -> None:
+    ports = (free_port(), free_port(), free_port())
+    (tmp_path / "iotiam").mkdir()
+    with pytest.raises(AssertionError, match="IOTIAM_BROKER_PASSWORD"):
+        launch("sqlite", tmp_path / "iotiam", None, external_broker=ports)
