@@ -5,6 +5,11 @@ fleet enrolled together does not renew together, and exponential backoff when th
 server cannot be reached. A device that was offline past expiry recovers by proving
 it holds its old key, which the server accepts only inside the device type's grace
 window. Every renewal uses a new key generated on the device.
+
+First contact is with a one-time claim token, or zero-touch with the manufacturer's
+IDevID (IEEE 802.1AR) over mTLS. The server may hold an IDevID request for an admin
+(RFC 7030 §4.2.3: 202 + Retry-After); the agent then polls with the same CSR, whose key
+and CSR it keeps on disk so that a restart continues the same request.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import random
 import ssl
 import threading
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,15 +28,20 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from iotiam.agent.est_client import EnrollmentRefused, EstClient
+from iotiam.agent.est_client import EnrollmentRefused, EstClient, Pending
 from iotiam.agent.files import AgentFiles
 from iotiam.clock import Clock, SystemClock
+from iotiam.enrollment.idevid import device_id_of
 from iotiam.errors import IamError
 from iotiam.pki.keys import PrivateKey
 
 RENEW_AT = 2 / 3
 JITTER = 0.05  # +- 5 % of the lifetime
 MAX_BACKOFF = timedelta(minutes=5)
+POLL_DEFAULT = 60.0  # seconds, when a held request names no Retry-After
+POLL_MIN = 1.0
+POLL_MAX = 3600.0  # a longer Retry-After is capped: a device should not go silent for days
+POLL_JITTER = 0.1  # up to +10 %, never earlier than the server asked
 
 
 class AgentError(IamError):
@@ -37,6 +49,53 @@ class AgentError(IamError):
 
     kind = "agent"
     title = "Agent error"
+
+
+class EnrollmentPending(AgentError):
+    """The server still holds the request for an admin; run again to keep polling."""
+
+    kind = "agent-pending"
+    title = "Enrollment pending"
+
+
+def poll_delay(retry_after: float | None, rng: random.Random) -> float:
+    """Seconds until the next poll of a held request: ``Retry-After``, bounded, plus jitter.
+
+    The jitter only lengthens the wait, so that a fleet held together does not poll
+    together and no device polls before the server asked it to (RFC 7030 §4.2.3).
+    """
+    base = POLL_DEFAULT if retry_after is None else retry_after
+    base = min(max(base, POLL_MIN), POLL_MAX)
+    return base * (1 + rng.uniform(0, POLL_JITTER))
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise AgentError(f"cannot read the {what} {path}: {e.strerror or e}") from e
+
+
+def load_idevid(cert_path: Path, key_path: Path) -> tuple[x509.Certificate, str]:
+    """The IDevID certificate and the device id it names, checked against its key file."""
+    try:
+        cert = x509.load_pem_x509_certificate(_read(cert_path, "IDevID certificate"))
+    except ValueError as e:
+        raise AgentError(f"{cert_path} is not a PEM certificate") from e
+    try:
+        key = serialization.load_pem_private_key(_read(key_path, "IDevID key"), password=None)
+    except TypeError as e:
+        raise AgentError(f"the IDevID key {key_path} is encrypted; the agent needs it "
+                         "unencrypted (e.g. exported by the secure element's driver)") from e
+    except ValueError as e:
+        raise AgentError(f"{key_path} is not a PEM private key") from e
+    if key.public_key() != cert.public_key():
+        raise AgentError(f"the IDevID key {key_path} does not match the certificate "
+                         f"{cert_path}")
+    try:
+        return cert, device_id_of(cert)
+    except IamError as e:
+        raise AgentError(f"{cert_path}: {e.detail}") from e
 
 
 def _csr(key: PrivateKey, device_id: str) -> bytes:
@@ -60,11 +119,17 @@ class Agent:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         durable: bool = True,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
-        """``durable=False`` is for throw-away directories only (see ``AgentFiles``)."""
+        """``durable=False`` is for throw-away directories only (see ``AgentFiles``).
+
+        ``sleep`` waits between polls of a held enrollment (tests pass one that moves
+        their clock).
+        """
         self.files = AgentFiles(Path(directory), durable=durable)
         self._clock = clock or SystemClock()
         self._rng = rng or random.SystemRandom()
+        self._sleep = sleep or time.sleep
         state = self.files.load_state()
         if server_url:
             state["server_url"] = server_url.rstrip("/")
@@ -106,6 +171,74 @@ class Agent:
         self._install(key, cert, chain)
         return cert
 
+    def enroll_with_idevid(self, idevid_cert: Path, idevid_key: Path, *,
+                           wait: float = 3600.0) -> x509.Certificate:
+        """Zero-touch first contact: mTLS with the manufacturer's IDevID, a new key made here.
+
+        A request the server holds (202) is polled with the same CSR until an admin
+        decides or ``wait`` seconds have passed (then ``EnrollmentPending``; calling
+        again, even from a restarted agent, continues the same request).
+        """
+        _, named = load_idevid(idevid_cert, idevid_key)
+        if named != self.device_id:
+            raise AgentError(f"the IDevID names device {named!r}, not {self.device_id!r}")
+        est = self._est()
+        held = self.files.load_pending()
+        key: PrivateKey
+        if held is None:
+            key = self.files.new_key()
+            csr = _csr(key, self.device_id)
+            self.files.save_pending(key, csr)
+        else:
+            # RFC 7030 §4.2.3: a held request is polled with the very same CSR
+            key, csr = held
+        deadline = self._clock.now() + timedelta(seconds=max(wait, 0.0))
+        while True:
+            self._wait_for_poll(deadline)
+            try:
+                outcome = est.enroll_with_idevid(idevid_cert, idevid_key, csr,
+                                                 self._clock.now())
+            except EnrollmentRefused as e:
+                # rejected, or fulfilled and gone: this request can never succeed now
+                self._forget_pending()
+                raise AgentError(f"enrollment refused: {e}") from e
+            except (httpx.HTTPError, ssl.SSLError) as e:
+                raise AgentError(f"cannot reach {self._state['server_url']}: {e}") from e
+            if isinstance(outcome, Pending):
+                self._note_pending(outcome)
+                continue
+            cert, cas = outcome
+            chain = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in cas)
+            self._install(key, cert, chain)
+            return cert
+
+    def _note_pending(self, pending: Pending) -> None:
+        due = self._clock.now() + timedelta(seconds=poll_delay(pending.retry_after, self._rng))
+        self._state.update(pending_poll_at=due.isoformat(), pending_request=pending.request)
+        self.files.save_state(self._state)
+
+    def _wait_for_poll(self, deadline: datetime) -> None:
+        """Sleep until the held request's next poll, or give up if that is past ``deadline``."""
+        due = self._state.get("pending_poll_at")
+        if not due:
+            return
+        when = datetime.fromisoformat(due)
+        if when > deadline:
+            request = self._state.get("pending_request") or "(no id given)"
+            raise EnrollmentPending(
+                f"enrollment request {request} is waiting for an administrator's approval; "
+                f"next poll due at {when.isoformat(timespec='seconds')}: run the same "
+                "command again (or with a longer --wait) to keep waiting")
+        delay = (when - self._clock.now()).total_seconds()
+        if delay > 0:
+            self._sleep(delay)
+
+    def _forget_pending(self) -> None:
+        self.files.clear_pending()
+        for field in ("pending_poll_at", "pending_request"):
+            self._state.pop(field, None)
+        self.files.save_state(self._state)
+
     def renew(self) -> x509.Certificate:
         """RFC 7030 re-enrollment with the current certificate, onto a fresh key."""
         current = self._require_certificate()
@@ -140,7 +273,8 @@ class Agent:
     def _require_certificate(self) -> x509.Certificate:
         cert = self.files.load_certificate()
         if cert is None:
-            raise AgentError("not enrolled yet; run `iotiam-agent enroll` with a claim token")
+            raise AgentError("not enrolled yet; run `iotiam-agent enroll` with a claim token "
+                             "or an IDevID")
         return cert
 
     def _install(self, key: PrivateKey, cert: x509.Certificate, chain: str | None) -> None:
@@ -151,7 +285,8 @@ class Agent:
         due = cert.not_valid_before_utc + lifetime * RENEW_AT + jitter
         self._state.update(serial=f"{cert.serial_number:x}", renew_at=due.isoformat(),
                            failures=0, retry_at=None)
-        self.files.save_state(self._state)
+        # the key is installed: a held request's copy of it is no longer needed
+        self._forget_pending()
 
     # -- the loop ----------------------------------------------------------------------
 

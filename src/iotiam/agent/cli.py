@@ -9,10 +9,14 @@ import threading
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
-from iotiam.agent.agent import Agent
+from iotiam.agent.agent import Agent, EnrollmentPending, load_idevid
 from iotiam.errors import IamError
+
+#: exit code of `enroll` when the server still holds the request (run it again later)
+EXIT_PENDING = 3
 
 app = typer.Typer(name="iotiam-agent", help="The iotiam device agent.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -24,14 +28,41 @@ DirOption = Annotated[Path, typer.Option("--dir", help="Agent state directory.")
 def enroll(
     directory: DirOption,
     server: Annotated[str, typer.Option(help="iotiam HTTPS URL, e.g. https://127.0.0.1:8443")],
-    device: Annotated[str, typer.Option(help="This device's id in the inventory.")],
-    claim: Annotated[str, typer.Option(help="One-time claim token from `iotiam claim create`.")],
     ca: Annotated[Path, typer.Option(help="CA file to trust for the server's TLS certificate.")],
+    device: Annotated[str | None, typer.Option(
+        help="This device's id in the inventory (default with an IDevID: its serial).")] = None,
+    claim: Annotated[str | None, typer.Option(
+        help="One-time claim token from `iotiam claim create`.")] = None,
+    idevid_cert: Annotated[Path | None, typer.Option(
+        help="Manufacturer IDevID certificate (PEM), for zero-touch enrollment.")] = None,
+    idevid_key: Annotated[Path | None, typer.Option(
+        help="The IDevID's private key (PEM), e.g. exported by the secure element.")] = None,
+    wait: Annotated[float, typer.Option(
+        help="With an IDevID: seconds to keep polling a request held for approval.")
+    ] = 3600.0,
     label: Annotated[str | None, typer.Option(help="EST label (certificate profile).")] = None,
 ) -> None:
-    """Generate a key here and enroll with a claim token."""
+    """Generate a key here and enroll with a claim token or a manufacturer IDevID.
+
+    A held IDevID request (waiting for an admin) exits 3 once --wait is spent; running
+    the same command again continues polling the same request.
+    """
+    with_idevid = idevid_cert is not None or idevid_key is not None
+    if with_idevid == (claim is not None):
+        raise click.UsageError("give either --claim or --idevid-cert with --idevid-key")
+    if idevid_cert is None or idevid_key is None:
+        if with_idevid:
+            raise click.UsageError("--idevid-cert and --idevid-key go together")
+        if device is None:
+            raise click.UsageError("--device is required with --claim")
+    elif device is None:
+        device = load_idevid(idevid_cert, idevid_key)[1]
     agent = Agent(directory, server_url=server, device_id=device, server_ca=ca, label=label)
-    cert = agent.enroll(claim)
+    if idevid_cert is not None and idevid_key is not None:
+        cert = agent.enroll_with_idevid(idevid_cert, idevid_key, wait=wait)
+    else:
+        assert claim is not None
+        cert = agent.enroll(claim)
     print(f"enrolled {device}: serial {cert.serial_number:x}, valid until "
           f"{cert.not_valid_after_utc.isoformat()}")
 
@@ -61,15 +92,13 @@ def status(directory: DirOption) -> None:
 
 
 def run() -> None:
-    """Console entry point: one line on stderr and exit 1 for any refusal."""
+    """Console entry point: one line on stderr; exit 1 for any refusal, 3 for still pending."""
     try:
         app(standalone_mode=False)
     except IamError as e:
         sys.stderr.write(f"error: {' '.join(e.diagnostics().split())}\n")
-        sys.exit(1)
+        sys.exit(EXIT_PENDING if isinstance(e, EnrollmentPending) else 1)
     except Exception as e:
-        import click
-
         if isinstance(e, click.ClickException):
             sys.stderr.write(f"error: {e.format_message()}\n")
             sys.exit(e.exit_code)

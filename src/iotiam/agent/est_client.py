@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import ssl
+from dataclasses import dataclass
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,49 @@ class EnrollmentRefused(Exception):
         self.detail = detail
 
 
+@dataclass(frozen=True)
+class Pending:
+    """RFC 7030 §4.2.3: the request was accepted but not decided yet; send it again later."""
+
+    status: int
+    #: seconds the server asked the client to wait (``Retry-After``), None if it named none
+    retry_after: float | None
+    detail: str
+    #: the id of the held request, for the admin (``iotiam enrollment approve ID``)
+    request: str | None = None
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    """A ``Retry-After`` header (delay-seconds or HTTP-date, RFC 9110 §10.2.3) in seconds."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - now).total_seconds())
+
+
 def _detail(response: httpx.Response) -> str:
     try:
         body = response.json()
         return str(body.get("detail") or body.get("title") or response.text[:200])
     except ValueError:
         return response.text[:200]
+
+
+def _request_id(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    request = body.get("request") if isinstance(body, dict) else None
+    return str(request) if request else None
 
 
 def _certificates(response: httpx.Response) -> list[x509.Certificate]:
@@ -105,6 +144,24 @@ class EstClient:
             cert = _certificate(self._send_csr(http, "simpleenroll", csr_der,
                                                auth=(device_id, claim)))
         return cert, chain
+
+    def enroll_with_idevid(
+        self, idevid_cert: Path, idevid_key: Path, csr_der: bytes, now: datetime,
+    ) -> tuple[x509.Certificate, list[x509.Certificate]] | Pending:
+        """First contact authenticated by a manufacturer IDevID over mTLS.
+
+        ``cacerts`` then ``simpleenroll`` on one connection, as with a claim. A held
+        request answers 202 (RFC 7030 §4.2.3) and a full approval queue 429; both come
+        back as ``Pending`` with the server's ``Retry-After``.
+        """
+        with self._connect(self._context(idevid_cert, idevid_key)) as http:
+            chain = _certificates(http.get(f"{self._prefix}/cacerts"))
+            response = self._send_csr(http, "simpleenroll", csr_der)
+        if response.status_code in (202, 429):
+            return Pending(response.status_code,
+                           retry_after_seconds(response.headers.get("retry-after"), now),
+                           _detail(response), _request_id(response))
+        return _certificate(response), chain
 
     def reenroll(self, cert: Path, key: Path, csr_der: bytes) -> x509.Certificate:
         """``simplereenroll`` authenticated by the current certificate over TLS."""

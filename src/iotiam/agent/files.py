@@ -74,6 +74,16 @@ class AgentFiles:
         return self.root / "server-ca.pem"
 
     @property
+    def pending_key(self) -> Path:
+        """The key of an enrollment request the server holds (RFC 7030 §4.2.3)."""
+        return self.root / "pending-key.pem"
+
+    @property
+    def pending_csr(self) -> Path:
+        """The CSR (DER) of that held request: polling must send the same one."""
+        return self.root / "pending.csr"
+
+    @property
     def state(self) -> Path:
         """Device id, server URL and renewal bookkeeping."""
         return self.root / "state.json"
@@ -84,15 +94,28 @@ class AgentFiles:
 
     def save_key(self, key: PrivateKey) -> None:
         """Store the key, readable by the owner only."""
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        self._write(self.key, pem, 0o600)
+        self._write(self.key, _key_pem(key), 0o600)
 
     def load_key(self) -> PrivateKey:
         """The current key."""
-        key = serialization.load_pem_private_key(self.key.read_bytes(), password=None)
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
-        return key
+        return _load_key(self.key)
+
+    def save_pending(self, key: PrivateKey, csr_der: bytes) -> None:
+        """Keep a held request's key (0600) and CSR, so a restarted agent polls with them."""
+        self._write(self.pending_key, _key_pem(key), 0o600)
+        # the CSR last: its presence means both files are complete
+        self._write(self.pending_csr, csr_der, 0o600)
+
+    def load_pending(self) -> tuple[PrivateKey, bytes] | None:
+        """The held request's key and CSR, if there is one."""
+        if not (self.pending_csr.exists() and self.pending_key.exists()):
+            return None
+        return _load_key(self.pending_key), self.pending_csr.read_bytes()
+
+    def clear_pending(self) -> None:
+        """Forget the held request (it was fulfilled or refused)."""
+        self.pending_csr.unlink(missing_ok=True)
+        self.pending_key.unlink(missing_ok=True)
 
     def save_certificate(self, cert: x509.Certificate, chain_pem: str | None) -> None:
         """Store the certificate (and chain) next to the key."""
@@ -123,3 +146,14 @@ class AgentFiles:
     def save_state(self, state: dict[str, Any]) -> None:
         """Persist the state."""
         self._write(self.state, (json.dumps(state, indent=2) + "\n").encode(), 0o600)
+
+
+def _key_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _load_key(path: Path) -> PrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
