@@ -22,6 +22,7 @@ from iotiam.errors import Conflict, NotFound
 from iotiam.inventory.models import DeviceState
 from iotiam.inventory.ports import CredentialRevoker
 from iotiam.inventory.service import visible_device
+from iotiam.policy.models import AttachmentTarget, TargetKind
 from iotiam.unit_of_work import UnitOfWorkFactory
 
 DEFAULT_TRANSFER_CLAIM_TTL = timedelta(days=1)
@@ -66,6 +67,13 @@ class OwnershipTransfer:
             requests_closed = uow.enrollment_requests.close_for_device(
                 device.id, now, actor.name, "ownership transferred")
             groups_left = uow.ownership.leave_groups_outside(device.id, target.path)
+            # the old owner's policies attached to this very device do not come along
+            policies_detached = []
+            for attachment in uow.policy_attachments.all():
+                if (attachment.target == AttachmentTarget(TargetKind.DEVICE, device.id)
+                        and not attachment.scope.startswith(target.path)):
+                    uow.policy_attachments.detach(attachment.policy, attachment.target)
+                    policies_detached.append(attachment.policy)
             uow.ownership.move_device(device.id, target.id, target.path, now)
             moved = replace(device, org_unit_id=target.id, org_path=target.path,
                             state=DeviceState.PENDING, updated_at=now)
@@ -74,7 +82,8 @@ class OwnershipTransfer:
             details = {"from": device.org_unit_id, "to": target.id,
                        "previous_state": str(device.state), "credentials_revoked": revoked,
                        "claims_ended": claims_ended, "requests_closed": requests_closed,
-                       "groups_left": groups_left, "claim": claim.id,
+                       "groups_left": groups_left, "policies_detached": policies_detached,
+                       "claim": claim.id,
                        "claim_expires_at": claim.expires_at.isoformat()}
             # one record on each side, so that both owners' admins see the hand-over
             for side, path in (("from", device.org_path), ("to", target.path)):

@@ -11,6 +11,8 @@ from fleet import add_device, add_org_unit, issue
 
 from conftest import Installation
 from enrollment.zerotouch import EST, PKCS10, common_name, csr_for, issued, records
+from iotiam.admin.models import SYSTEM
+from iotiam.policy.models import AttachmentTarget, TargetKind
 from iotiam.testing import make_key
 
 
@@ -151,3 +153,19 @@ def test_transfer_fail_bad_body(fleet: Installation) -> None:
     assert_problem(api.post("/v1/devices/d1/transfer",
                             json={"to": "globex", "claim_ttl_seconds": 5}), 400)
     assert api.get("/v1/devices/d1").json()["org"] == "acme"
+
+
+def test_transfer_ok_old_owners_device_policies_detached(fleet: Installation) -> None:
+    services = fleet.services
+    policy = ("name: d1-extra\nversion: 1\nstatements:\n"
+              "  - {sid: x, effect: allow, actions: [mqtt:publish], topics: ['acme/#']}\n")
+    services.policies.write(SYSTEM, policy, owner_path="/root/acme/")
+    services.policies.attach(SYSTEM, "d1-extra", AttachmentTarget(TargetKind.DEVICE, "d1"))
+    before = services.policies.generation()
+    answer = fleet.api().post("/v1/devices/d1/transfer", json={"to": "globex"})
+    assert answer.status_code == 200, answer.text
+    with services.database.reading() as uow:
+        assert [a for a in uow.policy_attachments.all() if a.target.id == "d1"] == []
+    assert services.policies.generation() > before  # the broker sync and PDP see it
+    moved = [r for r in audit_records(fleet.api()) if r["tag"] == "admin:device:transferred"]
+    assert moved[-1]["details"]["policies_detached"] == ["d1-extra"]
