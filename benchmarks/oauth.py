@@ -1,0 +1,129 @@
+"""Issue 6's targets: tokens issued/s through the endpoint on one worker (≥ 2,000/s) and
+verifications/s with the resource-server helper on one core (≥ 5,000/s, cache allowed).
+
+A real ``iotiam serve --workers 1``; a device with an iotiam certificate and an OAuth
+client (``tls_client_auth``) asks ``POST /oauth2/token`` for a certificate-bound token
+over 8 keep-alive mTLS connections. The tokens it got are then verified with
+``iotiam.tokens.verify.TokenVerifier`` against the JWKS, with the bound certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from benchmarks.harness import CpuMeter, Result, RunConfig, Target, run_bounded_async
+from benchmarks.loadgen import KeepAlivePool, encode_request
+from benchmarks.server import RunningServer, running_server
+from iotiam.testing import make_csr, make_key
+from iotiam.tokens.verify import TokenVerifier
+
+NAME = "oauth"
+TITLE = "OAuth2: tokens issued/s through /oauth2/token (mTLS), verifications/s"
+CONNECTIONS = 8
+DEVICE = "oauth-bench-1"
+SCOPE = f"mqtt:publish:devices/{DEVICE}/#"
+
+
+def run(config: RunConfig) -> list[Result]:
+    """Issue tokens flat out, then verify what was issued."""
+    count = config.size(6_000, 600)
+    with running_server(config, NAME) as server, tempfile.TemporaryDirectory() as scratch:
+        cert_pem, tls = _device(server, Path(scratch))
+        request = encode_request(
+            "POST", f"{server.api_url}/oauth2/token",
+            urlencode({"grant_type": "client_credentials", "client_id": DEVICE,
+                       "scope": SCOPE}).encode(),
+            {"Content-Type": "application/x-www-form-urlencoded"})
+        cpu = CpuMeter(server.pid)
+        tokens: list[str] = []
+        measured = asyncio.run(_drive(server, tls, request, count, config, cpu, tokens))
+        jwks = httpx.get(f"{server.api_url}/oauth2/jwks", verify=server.tls_context()).json()
+        issuer = httpx.get(f"{server.api_url}/.well-known/oauth-authorization-server",
+                           verify=server.tls_context()).json()["issuer"]
+    certificate = x509.load_pem_x509_certificate(cert_pem.encode())
+    audience = json.loads(_claims(tokens[0]))["aud"]
+    rows = [Result(name="tokens issued via /oauth2/token, mTLS, 1 worker",
+                   value=measured.rate, unit="tokens/s", target=Target(2_000),
+                   notes=f"{measured.describe()}; {CONNECTIONS} keep-alive connections; "
+                         f"p99 {measured.percentile_ms(99):.1f} ms; {cpu.describe(measured)}")]
+    for cached in (False, True):
+        verifier = TokenVerifier(issuer=issuer, audience=audience if isinstance(audience, str)
+                                 else audience[0], jwks=lambda: jwks,
+                                 cache_size=10_000 if cached else 0)
+        sample = tokens[:2_000]
+        start = time.perf_counter()
+        cpu_start = time.process_time()
+        for token in sample:
+            verifier.verify(token, certificate=certificate)
+        elapsed = time.perf_counter() - start
+        rate = len(sample) / elapsed
+        rows.append(Result(
+            name=f"verifications/s with the helper ({'cache' if cached else 'no cache'})",
+            value=rate, unit="tokens/s", target=Target(5_000) if cached else None,
+            notes=f"{len(sample):,} distinct tokens, bound certificate checked; "
+                  f"{(time.process_time() - cpu_start) / len(sample) * 1e3:.3f} ms CPU each"))
+    return rows
+
+
+def _device(server: RunningServer, scratch: Path) -> tuple[str, object]:
+    headers = server.admin_headers()
+    with httpx.Client(base_url=server.api_url, headers=headers, verify=server.tls_context(),
+                      timeout=30) as api:
+        assert api.post("/v1/devices", json={"id": DEVICE, "type": "sensor"}).status_code == 201
+        key = make_key()
+        answer = api.post("/v1/certificates", json={"device": DEVICE,
+                                                    "csr": make_csr(DEVICE, key).decode()})
+        if answer.status_code != 201:
+            raise RuntimeError(f"certificate: {answer.status_code} {answer.text}")
+        client = api.post("/v1/oauth/clients", json={
+            "device": DEVICE, "auth_methods": ["tls_client_auth"]})
+        if client.status_code != 201:
+            raise RuntimeError(f"client: {client.status_code} {client.text}")
+    cert_pem: str = answer.json()["pem"]
+    cert_file, key_file = scratch / "device.pem", scratch / "device.key"
+    cert_file.write_text(cert_pem)
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    tls = server.tls_context()
+    tls.load_cert_chain(str(cert_file), str(key_file))
+    return cert_pem, tls
+
+
+async def _drive(server: RunningServer, tls: object, request: bytes, count: int,
+                 config: RunConfig, cpu: CpuMeter, tokens: list[str]) -> object:
+    async with KeepAlivePool(server.api_url, CONNECTIONS, tls) as pool:  # type: ignore[arg-type]
+        first = await pool.send(request)
+        if first.status != 200:
+            raise RuntimeError(f"/oauth2/token answered {first.status}: {first.body[:300]!r}")
+        await pool.send_all([request] * CONNECTIONS)
+
+        async def issue(i: int) -> None:
+            answer = await pool.send(request)
+            if answer.status != 200:
+                raise RuntimeError(f"/oauth2/token answered {answer.status}: "
+                                   f"{answer.body[:300]!r}")
+            tokens.append(json.loads(answer.body)["access_token"])
+
+        cpu.start()
+        measured = await run_bounded_async(issue, count=count,
+                                           seconds=config.seconds(10.0, 2.0),
+                                           concurrency=CONNECTIONS)
+        cpu.stop()
+        return measured
+
+
+def _claims(token: str) -> str:
+    import base64
+
+    payload = token.split(".")[1]
+    return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
