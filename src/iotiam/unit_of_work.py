@@ -22,7 +22,7 @@ from iotiam.enrollment.ports import (
 )
 from iotiam.inventory.ports import DeviceStore, DeviceTypeStore, GroupStore, OrgUnitStore
 from iotiam.pki.ports import CaStore, CertificateStore, CounterStore, CrlStore
-from iotiam.policy.ports import AttachmentStore, PolicyStore, SiteDirectory, TargetDirectory
+from iotiam.policy.ports import PolicyUnitOfWork
 from iotiam.tokens.ports import (
     AssertionJtiStore,
     DeviceCodeStore,
@@ -32,8 +32,8 @@ from iotiam.tokens.ports import (
 )
 
 
-class UnitOfWork(Protocol):
-    """The stores, bound to one open transaction."""
+class UnitOfWork(PolicyUnitOfWork, Protocol):
+    """The stores, bound to one open transaction (the policy ones from ``PolicyUnitOfWork``)."""
 
     @property
     def org_units(self) -> OrgUnitStore:
@@ -117,26 +117,6 @@ class UnitOfWork(Protocol):
 
     def savepoint(self) -> AbstractContextManager[None]:
         """A nested transaction: an error inside rolls back only what it did."""
-        ...
-
-    @property
-    def policies(self) -> PolicyStore:
-        """Policy versions."""
-        ...
-
-    @property
-    def policy_attachments(self) -> AttachmentStore:
-        """Policy attachments."""
-        ...
-
-    @property
-    def policy_targets(self) -> TargetDirectory:
-        """Attachment targets in the inventory."""
-        ...
-
-    @property
-    def sites(self) -> SiteDirectory:
-        """Known sites."""
         ...
 
     @property

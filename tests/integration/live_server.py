@@ -172,9 +172,8 @@ class Server:
         if self.broker_ports is None:
             return ["--no-broker"]
         mtls, psk, admin = self.broker_ports
-        return ["--broker", self.broker_mode, "--broker-port", str(mtls), "--broker-psk-port",
-                str(psk),
-                "--broker-admin-port", str(admin)]
+        return ["--broker", self.broker_mode, "--broker-port", str(mtls),
+                "--broker-psk-port", str(psk), "--broker-admin-port", str(admin)]
 
     def start(self) -> None:
         """Start ``iotiam serve`` in its own process group and wait until both ports answer."""

@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from iotiam.admin.models import ROOT_PATH, Principal
+from iotiam.api.limits import read_body
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.bootstrap import Services
 from iotiam.errors import IamError, InvalidInput, Unauthenticated
@@ -133,7 +134,7 @@ class EmqxHookFastPath:
             elif name == b"content-type":
                 content_type = value
         try:
-            body = await _read_body(receive, MAX_HOOK_BODY)
+            body = await read_body(receive, MAX_HOOK_BODY)
             allowed, reason = self._answer(authorization, content_type, body,
                                            scope.get("query_string", b""))
         except Exception:  # fail closed, never a 5xx (EMQX would "ignore" it)
@@ -181,26 +182,6 @@ class EmqxHookFastPath:
             self._principals.clear()
         self._principals[authorization] = (caller, now + TOKEN_CACHE_SECONDS)
         return caller
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole body, or None if it is larger than ``limit``."""
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False) and len(body) <= limit:
-        return body  # the usual case: one message
-    chunks = [body]
-    size = len(body)
-    while message.get("more_body", False):
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks) if size <= limit else None
 
 
 def header_text(reason: str) -> str:

@@ -11,6 +11,7 @@ from urllib.parse import unquote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from iotiam.api.limits import read_body
 from iotiam.bootstrap import Services
 from iotiam.pki.ocsp import parse_ocsp_get_path
 
@@ -31,7 +32,7 @@ class OcspFastPath:
         """ASGI entry point."""
         path: str = scope.get("path", "") if scope["type"] == "http" else ""
         if path == "/ocsp" and scope["method"] == "POST":
-            body = await _read_body(receive, MAX_OCSP_REQUEST)
+            body = await read_body(receive, MAX_OCSP_REQUEST)
             # an oversized or unreadable request is answered as malformedRequest
             await _answer(send, self.services.pki.ocsp_response(body or b""), _HEADERS_POST)
             return
@@ -43,23 +44,6 @@ class OcspFastPath:
             await _answer(send, self.services.pki.ocsp_response(request_der), _HEADERS_GET)
             return
         await self.app(scope, receive, send)
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    return b"".join(chunks)
 
 
 async def _answer(send: Send, der: bytes, headers: list[tuple[bytes, bytes]]) -> None:

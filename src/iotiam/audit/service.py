@@ -14,6 +14,13 @@ from iotiam.errors import Forbidden, IamError, NotFound, Unauthenticated
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 
+def refused(draft: AuditDraft, error: IamError) -> AuditDraft:
+    """The record of a refusal: denied (who may not, or what is not theirs) or failed."""
+    denied = isinstance(error, Forbidden | Unauthenticated | NotFound)
+    return replace(draft, outcome=Outcome.DENIED if denied else Outcome.FAILURE,
+                   reason=error.detail[:500])
+
+
 class AuditTrail:
     """The hash-chained audit log (G7)."""
 
@@ -55,9 +62,7 @@ class AuditTrail:
         try:
             yield
         except IamError as e:
-            denied = isinstance(e, Forbidden | Unauthenticated | NotFound)
-            outcome = Outcome.DENIED if denied else Outcome.FAILURE
-            self.record(replace(draft, outcome=outcome, reason=e.detail[:500]))
+            self.record(refused(draft, e))
             raise
 
     def verify(self, actor: Principal) -> VerifyReport:

@@ -28,8 +28,9 @@ PAGE = 2000
 class ChangeLog(Protocol):
     """Cheap, indexed questions about what changed (storage answers them)."""
 
-    def devices_changed(self, since: datetime) -> list[str]:
-        """Devices whose record (state, attributes, org, groups) changed after ``since``."""
+    def device_changes(self, since: datetime) -> list[tuple[str, datetime]]:
+        """(device, updated_at) of devices whose record (state, attributes, org, groups)
+        changed after ``since``."""
         ...
 
     def credentials_revoked(self, since: datetime) -> list[tuple[str, str]]:
@@ -120,8 +121,9 @@ class LiveFleet:
         policies_changed = (self._policy_generation is not None
                             and generation != self._policy_generation)
         self._policy_generation = generation
-        return Changes(changed=set(self._log.devices_changed(start)), revoked=revoked,
-                       policies_changed=policies_changed, until=now)
+        changed = {device for device, _ in self._log.device_changes(start)}
+        return Changes(changed=changed, revoked=revoked, policies_changed=policies_changed,
+                       until=now)
 
     def files_version(self) -> tuple[object, ...]:
         """Changes when the CRL or the PSK file must be reinstalled."""

@@ -22,11 +22,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from iotiam.admin.models import Principal, Role
-from iotiam.audit.models import AuditDraft, AuditTag, Outcome
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.models import AuditDraft, AuditTag
+from iotiam.audit.service import AuditTrail, refused
 from iotiam.clock import Clock
 from iotiam.config import PkiConfig
-from iotiam.errors import Conflict, Forbidden, IamError, NotFound, Unauthenticated
+from iotiam.errors import Conflict, Forbidden, IamError, NotFound
 from iotiam.inventory.models import Device, DeviceState, DeviceType, is_reserved_id
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
@@ -356,9 +356,6 @@ class CertificateIssuance:
 
 
 def _refusal(actor: Principal, request: IssueRequest, error: IamError) -> AuditDraft:
-    denied = isinstance(error, Forbidden | Unauthenticated | NotFound)
-    return AuditDraft(
+    return refused(AuditDraft(
         tag=AuditTag.CERTIFICATE_REFUSED, actor=actor.name, org_path=actor.org_path,
-        subject=f"device:{request.device_id[:128]}",
-        outcome=Outcome.DENIED if denied else Outcome.FAILURE, reason=error.detail[:500],
-    )
+        subject=f"device:{request.device_id[:128]}"), error)

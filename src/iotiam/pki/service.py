@@ -107,7 +107,6 @@ class Pki:
         self._audit = audit
         self._config = config
         self.cas = cas
-        self._serials = serials
         self._status = status_reader
         self._issuance = CertificateIssuance(
             uow, clock, audit, config, cas.issuing_id, cas.issuing,

@@ -17,7 +17,7 @@ from iotiam.inventory.models import Device, DeviceState
 from iotiam.pki.models import CertificateStatus
 from iotiam.storage import schema as t
 from iotiam.storage.database import Database
-from iotiam.storage.inventory_store import _device
+from iotiam.storage.inventory_store import device_from_row
 
 
 class SqlChangeLog:
@@ -25,12 +25,6 @@ class SqlChangeLog:
 
     def __init__(self, database: Database) -> None:
         self._db = database
-
-    def devices_changed(self, since: datetime) -> list[str]:
-        """Devices updated after ``since``."""
-        with self._db.reading() as uow:
-            rows = uow.conn.execute(select(t.devices.c.id).where(t.devices.c.updated_at > since))
-            return [r.id for r in rows]
 
     def device_changes(self, since: datetime) -> list[tuple[str, datetime]]:
         """(device, updated_at) of the devices updated after ``since``."""
@@ -74,7 +68,7 @@ class SqlChangeLog:
         if after_id is not None:
             query = query.where(d.id > after_id)
         with self._db.reading() as uow:
-            return [_device(r) for r in uow.conn.execute(query.order_by(d.id).limit(limit))]
+            return [device_from_row(r) for r in uow.conn.execute(query.order_by(d.id).limit(limit))]
 
     def groups_of(self, device_ids: Sequence[str]) -> dict[str, set[str]]:
         """Group ids per device."""

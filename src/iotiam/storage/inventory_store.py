@@ -58,7 +58,7 @@ def _rotation_columns(rotation: RotationPolicy) -> dict[str, int | None]:
     }
 
 
-def _device(row: Any) -> Device:
+def device_from_row(row: Any) -> Device:
     return Device(
         id=row.id,
         type_name=row.type_name,
@@ -195,7 +195,7 @@ class SqlDeviceStore:
         # SQLite's write transaction already serialises; PostgreSQL locks the row
         statement = _GET_DEVICE_FOR_UPDATE if for_update and not raw.is_sqlite else _GET_DEVICE
         row = raw.first(statement, {"id": device_id})
-        return _device(row_object(_DEVICE_COLUMNS, row, _DEVICE_TIMES)) if row else None
+        return device_from_row(row_object(_DEVICE_COLUMNS, row, _DEVICE_TIMES)) if row else None
 
     def exists(self, device_ids: Sequence[str]) -> set[str]:
         """Which of these ids are already registered."""
@@ -242,7 +242,7 @@ class SqlDeviceStore:
         if after_id:
             query = query.where(t.devices.c.id > after_id)
         rows = self._c.execute(query.order_by(t.devices.c.id).limit(limit))
-        return [_device(r) for r in rows]
+        return [device_from_row(r) for r in rows]
 
     def iter_all(self, *, org_path: str) -> Iterator[Device]:
         """Every device under ``org_path``."""
@@ -250,7 +250,7 @@ class SqlDeviceStore:
             select(t.devices).where(under_path(t.devices.c.org_path, org_path))
         )
         for row in rows:
-            yield _device(row)
+            yield device_from_row(row)
 
 
 class SqlGroupStore:

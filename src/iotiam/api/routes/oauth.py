@@ -155,15 +155,21 @@ async def _caller(request: Request, form: dict[str, str], svc: Services) -> Call
     return await run_in_threadpool(svc.oauth.authenticate_caller, credentials)
 
 
+async def _caller_and_token(request: Request, svc: Services) -> tuple[Caller, str]:
+    """The authenticated caller and the ``token`` form field (RFC 7662 §2.1, RFC 7009 §2.1)."""
+    form = await _form(request)
+    caller = await _caller(request, form, svc)
+    token_value = form.get("token")
+    if not token_value:
+        raise InvalidRequest("token is required")
+    return caller, token_value
+
+
 @router.post("/oauth2/introspect")
 async def introspect(request: Request, svc: Wired) -> Response:
     """RFC 7662: whether a token is active now (G3); ``{"active": false}`` otherwise."""
     try:
-        form = await _form(request)
-        caller = await _caller(request, form, svc)
-        token_value = form.get("token")
-        if not token_value:
-            raise InvalidRequest("token is required")
+        caller, token_value = await _caller_and_token(request, svc)
         answer: dict[str, Any] = await run_in_threadpool(svc.oauth.introspect, caller,
                                                          token_value)
     except IamError as e:
@@ -175,11 +181,7 @@ async def introspect(request: Request, svc: Wired) -> Response:
 async def revoke(request: Request, svc: Wired) -> Response:
     """RFC 7009: revoke an access token (200 also for unknown or invalid tokens, §2.2)."""
     try:
-        form = await _form(request)
-        caller = await _caller(request, form, svc)
-        token_value = form.get("token")
-        if not token_value:
-            raise InvalidRequest("token is required")
+        caller, token_value = await _caller_and_token(request, svc)
         await run_in_threadpool(svc.oauth.revoke, caller, token_value)
     except IamError as e:
         return _oauth_error(e)
