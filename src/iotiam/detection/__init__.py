@@ -1,0 +1,1 @@
+"""Behavioural detection: events, baselines, detectors and the findings they raise."""
