@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from iotiam.detection.models import Event, Finding
 
@@ -12,8 +12,14 @@ class Detector(Protocol):
     """One small detector: sees every event, says what is wrong (usually nothing).
 
     A detector keeps its own per-device / per-type state (its baseline). It is called
-    only for events whose device is past its learning period and whose type is not in
-    ``learn`` mode; ``learn`` is called for every event, so baselines keep learning.
+    only for events whose type is not in ``learn`` mode; a device still in its own
+    learning period is judged against its type's baseline (the prior), or not at all
+    while that is young too. ``learn`` is called for every event, after the call, so
+    baselines keep learning; a detector may keep what it just judged abnormal out of
+    its baseline (a false positive, through ``forgive``, teaches it instead).
+
+    ``kinds`` (optional attribute) names the event kinds it looks at; the engine routes
+    only those to it.
     """
 
     name: str
@@ -37,4 +43,20 @@ class FindingSink(Protocol):
 
     def report(self, findings: Sequence[Finding]) -> None:
         """Take findings raised outside the event pipeline (e.g. by attestation)."""
+        ...
+
+
+class PersistentDetector(Detector, Protocol):
+    """A detector whose baseline survives a restart (``DetectionEngine.snapshot``).
+
+    ``snapshot`` keeps what was learned (JSON-safe), not in-flight windows or
+    cooldowns: those last seconds to minutes and refill at once.
+    """
+
+    def snapshot(self) -> dict[str, Any]:
+        """The learned state, JSON-safe."""
+        ...
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Replace the learned state with one ``snapshot`` returned."""
         ...

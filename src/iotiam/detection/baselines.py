@@ -1,0 +1,136 @@
+"""The streaming statistics detectors build their baselines from.
+
+Pure Python and O(1) per event: the pipeline scores tens of thousands of events a
+second on one core, so there is no history kept beyond a few short windows and no
+numpy. Every baseline is JSON-safe through ``to_json`` / ``from_json`` so the engine
+can persist it across restarts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+#: weight of one new sample in the exponentially weighted statistics: ~200 samples of
+#: memory, slow enough that an attack lasting minutes does not teach itself in
+EWMA_ALPHA = 0.01
+#: mean absolute deviation of a normal variable is ~0.8 sigma
+MAD_TO_SIGMA = 1.25
+
+
+class RobustLog:
+    """EWMA of a log-scaled quantity and of its absolute deviation (a streaming MAD).
+
+    Log scale because rates and sizes are multiplicative: a 3x change is the same
+    distance whatever the device's normal level. Deviations fed in are clipped to a few
+    MADs, so one outlier cannot blow the spread open (what makes it robust).
+    """
+
+    __slots__ = ("count", "dev", "mean")
+
+    def __init__(self, mean: float = 0.0, dev: float = 0.0, count: int = 0) -> None:
+        self.mean = mean
+        self.dev = dev
+        self.count = count
+
+    def add(self, value: float) -> None:
+        """Fold one log-scaled sample in."""
+        self.count = count = self.count + 1
+        if count == 1:
+            self.mean = value
+            return
+        # while young, a plain running average; then exponential forgetting
+        alpha = max(1.0 / count, EWMA_ALPHA)
+        delta = value - self.mean
+        spread = abs(delta)
+        if count > 20 and self.dev > 0:
+            limit = 4.0 * self.dev
+            if spread > limit:
+                spread = limit
+                delta = limit if delta > 0 else -limit
+        self.mean += alpha * delta
+        self.dev += alpha * (spread - self.dev)
+
+    def sigma(self, floor: float) -> float:
+        """The spread as a standard deviation, never below ``floor``."""
+        s = self.dev * MAD_TO_SIGMA
+        return s if s > floor else floor
+
+    def to_json(self) -> list[float]:
+        """``[mean, dev, count]``."""
+        return [self.mean, self.dev, self.count]
+
+    @staticmethod
+    def from_json(data: list[float]) -> RobustLog:
+        """Inverse of ``to_json``."""
+        return RobustLog(float(data[0]), float(data[1]), int(data[2]))
+
+
+class Cooldown:
+    """One finding per key per window: dedupe, so an attack is one finding, not 10,000."""
+
+    __slots__ = ("_until", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._until: dict[object, float] = {}
+
+    def ready(self, key: object, at: float) -> bool:
+        """Whether a finding for ``key`` may be raised at ``at`` (and start its window)."""
+        until = self._until.get(key)
+        if until is not None and at < until:
+            return False
+        self._until[key] = at + self.seconds
+        if len(self._until) > 100_000:  # forget the long-expired ones
+            self._until = {k: u for k, u in self._until.items() if u > at}
+        return True
+
+
+class Window:
+    """Timestamps (with a value each) seen in the last ``seconds``: counts and fan-out."""
+
+    __slots__ = ("_items", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._items: deque[tuple[float, object]] = deque()
+
+    def add(self, at: float, value: object = None) -> None:
+        """Record one occurrence and drop what fell out of the window."""
+        self._items.append((at, value))
+        self.advance(at)
+
+    def advance(self, at: float) -> None:
+        """Drop what fell out of the window by ``at``."""
+        items = self._items
+        horizon = at - self.seconds
+        while items and items[0][0] < horizon:
+            items.popleft()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def distinct(self) -> set[object]:
+        """The distinct values in the window."""
+        return {value for _at, value in self._items}
+
+
+def hour_of_day(at: float) -> int:
+    """UTC hour 0-23 of an epoch time."""
+    return int(at // 3600.0) % 24
+
+
+def log_ratio(observed: float, baseline: float) -> float:
+    """``log(observed / baseline)``, safe for zeros."""
+    return math.log(max(observed, 1e-9) / max(baseline, 1e-9))
+
+
+def json_sets(sets: dict[str, set[str]]) -> dict[str, list[str]]:
+    """A dict of sets as a dict of sorted lists."""
+    return {key: sorted(values) for key, values in sets.items()}
+
+
+def sets_from_json(data: Any) -> dict[str, set[str]]:
+    """Inverse of ``json_sets``."""
+    return {str(key): {str(v) for v in values} for key, values in dict(data).items()}

@@ -1,0 +1,90 @@
+"""Auth-failure bursts: many refused connection attempts in a minute, per identity and per
+source address.
+
+Per identity (device id, else the MQTT client id) catches guessing one device's
+credentials from anywhere; per source IP catches one host trying many identities
+(credential stuffing), each of which fails only once or twice. A device retrying
+with an expired certificate fails every half minute or so: under the threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from iotiam.detection.baselines import Cooldown, Window
+from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
+
+WINDOW_SECONDS = 60.0
+MIN_FAILURES = 6
+MANY_FAILURES = 30
+_PRUNE_AT = 50_000
+
+
+class AuthFailureBurst:
+    """Connection attempts refused (Device Defender ``aws:num-connection-attempts`` that
+    failed) in bursts."""
+
+    name = "auth_failure_burst"
+    kinds = frozenset({EventKind.AUTH_FAILURE})
+
+    def __init__(self, *, learning_seconds: float = 3600.0, cooldown: float = 600.0) -> None:
+        self.learning_seconds = learning_seconds
+        self._windows: dict[str, Window] = {}
+        self._allow: dict[str, int] = {}
+        self._cooldown = Cooldown(cooldown)
+
+    def learn(self, event: Event) -> None:
+        """Nothing to learn per event: the threshold is absolute, widened by ``forgive``."""
+
+    def __call__(self, event: Event) -> list[Finding]:
+        """Findings for the identity and the source address whose window crossed."""
+        at = event.at
+        identity = event.device_id or event.client_id
+        keys = []
+        if identity is not None:
+            keys.append(("identity", identity))
+        if event.source_ip is not None:
+            keys.append(("source_ip", event.source_ip))
+        if len(self._windows) > _PRUNE_AT:
+            self._windows = {k: w for k, w in self._windows.items() if len(w) > 1}
+        findings = []
+        for scope, value in keys:
+            key = f"{scope}:{value}"
+            window = self._windows.get(key)
+            if window is None:
+                window = self._windows[key] = Window(WINDOW_SECONDS)
+            window.add(at, event.client_id or event.device_id)
+            threshold = MIN_FAILURES + self._allow.get(key, 0)
+            if len(window) < threshold or not self._cooldown.ready(key, at):
+                continue
+            clients = window.distinct()
+            by_identity = scope == "identity"
+            findings.append(Finding(
+                FindingType.AUTH_FAILURE_BURST,
+                Severity.HIGH if len(window) >= MANY_FAILURES else Severity.MEDIUM,
+                at, event.device_id if by_identity else None,
+                f"{len(window)} failed connection attempts in {WINDOW_SECONDS:.0f} s "
+                + (f"for {value}" if by_identity else
+                   f"from {value} ({len(clients)} identities)"),
+                self.name,
+                {"metric": "aws:num-connection-attempts", "scope": scope, "key": value,
+                 "failures": len(window), "identities": len(clients),
+                 "source_ip": event.source_ip, "client_id": event.client_id,
+                 "window_s": WINDOW_SECONDS, "threshold": threshold},
+                event.device_type if by_identity else None))
+        return findings
+
+    def forgive(self, finding: Finding) -> None:
+        """That many failures from this identity or address are normal from now on."""
+        key = f"{finding.evidence.get('scope')}:{finding.evidence.get('key')}"
+        failures = int(finding.evidence.get("failures", MIN_FAILURES))
+        self._allow[key] = max(self._allow.get(key, 0), failures - MIN_FAILURES + 1)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Taught allowances (windows are seconds long and refill)."""
+        return {"allow": dict(self._allow)}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Inverse of ``snapshot``."""
+        self._allow = {k: int(v) for k, v in state.get("allow", {}).items()}

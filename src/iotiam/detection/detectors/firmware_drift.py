@@ -1,0 +1,170 @@
+"""Firmware drift: a device reporting firmware that neither it nor its fleet runs.
+
+Three shapes, judged on connect and attestation events:
+
+* a version the type knows, with a different hash: the image was modified
+  (critical, at once);
+* an older version than the device ran: a rollback to something vulnerable (high, at
+  once);
+* a version the type has never run. A legitimate OTA campaign reaches many devices of
+  the type within seconds to minutes; a tampered image shows up on one. So the first
+  report waits ``CONSENSUS_SECONDS``: if another device of the type reports the same
+  version and hash by then it is a rollout and becomes known; if not, a finding.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from iotiam.detection.baselines import Cooldown, json_sets, sets_from_json
+from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
+
+CONSENSUS_SECONDS = 45.0
+CONSENSUS_DEVICES = 2
+_NUMBERS = re.compile(r"\d+")
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """``v2.10.1-rc1`` -> ``(2, 10, 1, 1)``: enough order for "older than"."""
+    return tuple(int(n) for n in _NUMBERS.findall(version))
+
+
+class _Pending:
+    __slots__ = ("devices", "due", "events")
+
+    def __init__(self, due: float) -> None:
+        self.due = due
+        self.devices: set[str] = set()
+        self.events: list[Event] = []
+
+
+class FirmwareDrift:
+    """Firmware version or hash outside the device's and its type's known set."""
+
+    name = "firmware_drift"
+    #: every kind, so a pending report is decided on time even when connects are rare
+    kinds = frozenset(EventKind)
+
+    def __init__(self, *, learning_seconds: float = 3600.0, cooldown: float = 600.0) -> None:
+        self.learning_seconds = learning_seconds
+        #: device -> "version|hash" it ran
+        self._devices: dict[str, set[str]] = {}
+        self._current: dict[str, str] = {}
+        #: type -> "version|hash" known; and type -> version -> hashes
+        self._types: dict[str, set[str]] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._next_due = float("inf")
+        self._cooldown = Cooldown(cooldown)
+        self._held: Event | None = None
+
+    def learn(self, event: Event) -> None:
+        """Remember what the device and its type run (unless it was held or flagged)."""
+        version = event.firmware_version
+        if version is None or event.device_id is None or event is self._held:
+            return
+        image = f"{version}|{event.firmware_hash or ''}"
+        self._devices.setdefault(event.device_id, set()).add(image)
+        self._current[event.device_id] = version
+        self._types.setdefault(event.device_type or "", set()).add(image)
+
+    def __call__(self, event: Event) -> list[Finding]:
+        """Findings for tampered images and rollbacks at once, for lone new versions when
+        their consensus window closes."""
+        at = event.at
+        findings = self._decide(at) if at >= self._next_due else []
+        version, device_id = event.firmware_version, event.device_id
+        if version is None or device_id is None:
+            return findings
+        image = f"{version}|{event.firmware_hash or ''}"
+        own = self._devices.get(device_id)
+        if own is not None and image in own:
+            return findings
+        type_name = event.device_type or ""
+        known = self._types.get(type_name)
+        if not known:
+            return findings  # a type never seen: nothing to drift from
+        if image in known:
+            return findings  # catching up with the fleet
+        same_version = [k for k in known if k.split("|", 1)[0] == version]
+        previous = self._current.get(device_id)
+        if same_version and event.firmware_hash:
+            self._held = event
+            return findings + self._finding(event, Severity.CRITICAL, "tampered",
+                                            f"reports {version} with a hash no "
+                                            f"{type_name or 'device'} has for that version",
+                                            sorted(same_version))
+        if previous is not None and version_key(version) < version_key(previous):
+            self._held = event
+            return findings + self._finding(event, Severity.HIGH, "rollback",
+                                            f"went back from {previous} to {version}",
+                                            sorted(own or ()))
+        key = f"{type_name}|{image}"
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = self._pending[key] = _Pending(at + CONSENSUS_SECONDS)
+            self._next_due = min(self._next_due, pending.due)
+        pending.devices.add(device_id)
+        pending.events.append(event)
+        if len(pending.devices) >= CONSENSUS_DEVICES:
+            del self._pending[key]  # a rollout: the fleet moves together
+            for held in pending.events:
+                self._held = None
+                self.learn(held)
+            return findings
+        self._held = event
+        return findings
+
+    def _decide(self, at: float) -> list[Finding]:
+        findings: list[Finding] = []
+        for key, pending in list(self._pending.items()):
+            if pending.due > at:
+                continue
+            del self._pending[key]
+            for event in pending.events:
+                version = event.firmware_version or ""
+                findings += self._finding(
+                    event, Severity.HIGH, "unknown_version",
+                    f"reports {version}, which no other {event.device_type or 'device'} "
+                    f"reported within {CONSENSUS_SECONDS:.0f} s",
+                    sorted(self._devices.get(event.device_id or "", ())), at=at)
+        self._next_due = min((p.due for p in self._pending.values()), default=float("inf"))
+        return findings
+
+    def _finding(self, event: Event, severity: Severity, shape: str, what: str,
+                 known: list[str], *, at: float | None = None) -> list[Finding]:
+        device_id = event.device_id or ""
+        when = event.at if at is None else at
+        if not self._cooldown.ready(device_id, when):
+            return []
+        return [Finding(
+            FindingType.FIRMWARE_DRIFT, severity, when, device_id,
+            f"{device_id} {what}", self.name,
+            {"shape": shape, "firmware_version": event.firmware_version,
+             "firmware_hash": event.firmware_hash, "known": known,
+             "reported_at": event.at},
+            event.device_type)]
+
+    def forgive(self, finding: Finding) -> None:
+        """The reported image is a known one for the device and its type from now on."""
+        version = finding.evidence.get("firmware_version")
+        if finding.device_id is None or not isinstance(version, str):
+            return
+        image = f"{version}|{finding.evidence.get('firmware_hash') or ''}"
+        self._devices.setdefault(finding.device_id, set()).add(image)
+        self._current[finding.device_id] = version
+        self._types.setdefault(finding.device_type or "", set()).add(image)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Known images per device and type, and each device's current version."""
+        return {"devices": json_sets(self._devices), "current": dict(self._current),
+                "types": json_sets(self._types)}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Inverse of ``snapshot`` (pending reports are not kept)."""
+        self._devices = sets_from_json(state.get("devices", {}))
+        self._current = {k: str(v) for k, v in state.get("current", {}).items()}
+        self._types = sets_from_json(state.get("types", {}))
+        self._pending.clear()
+        self._next_due = float("inf")

@@ -1,0 +1,108 @@
+"""Fleet-wide mass re-registration: many existing devices enrolling again at once.
+
+Devices re-enroll one at a time (a certificate renewal, a factory reset). Dozens of
+existing identities re-enrolling within two minutes means someone is taking the fleet
+over (a leaked enrollment secret, a rogue registrar). New devices arriving in a batch
+are normal up to a much higher count. Thresholds follow the fleet's own busiest
+window seen so far, so a fleet that renews in waves is judged by its waves.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from iotiam.detection.baselines import Cooldown, Window
+from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
+
+WINDOW_SECONDS = 120.0
+MIN_REENROLLMENTS = 6
+MIN_ENROLLMENTS = 40
+#: the threshold is at least this many times the busiest normal window
+PEAK_FACTOR = 2.0
+FLEET = "fleet"
+
+
+class MassReregistration:
+    """Enrollments across the fleet (and re-enrollments of known devices) far above baseline."""
+
+    name = "mass_reregistration"
+    kinds = frozenset({EventKind.ENROLL, EventKind.CONNECT})
+
+    def __init__(self, *, learning_seconds: float = 3600.0, cooldown: float = 900.0) -> None:
+        self.learning_seconds = learning_seconds
+        self._known: set[str] = set()
+        self._again = Window(WINDOW_SECONDS)
+        self._all = Window(WINDOW_SECONDS)
+        #: busiest normal windows seen: [re-enrollments, enrollments]
+        self._peak = [0, 0]
+        self._cooldown = Cooldown(cooldown)
+        self._alarm = False
+        self._counted: Event | None = None
+
+    def _count(self, event: Event) -> None:
+        self._counted = event
+        if event.kind is not EventKind.ENROLL or event.device_id is None:
+            return
+        at = event.at
+        value = (event.device_id, event.device_type)
+        self._all.add(at, value)
+        if event.device_id in self._known:
+            self._again.add(at, value)
+        else:
+            self._again.advance(at)
+
+    def learn(self, event: Event) -> None:
+        """Count the enrollment; while nothing is wrong, the window is a normal one."""
+        if event is not self._counted:
+            self._count(event)
+        if event.device_id is not None:
+            self._known.add(event.device_id)
+        if event.kind is EventKind.ENROLL and not self._alarm:
+            self._peak[0] = max(self._peak[0], len(self._again.distinct()))
+            self._peak[1] = max(self._peak[1], len(self._all))
+        self._alarm = False
+
+    def __call__(self, event: Event) -> list[Finding]:
+        """A fleet finding when (re-)enrollments in the window cross the threshold."""
+        self._count(event)
+        if event.kind is not EventKind.ENROLL or event.device_id is None:
+            return []
+        at = event.at
+        reenrolled = len(self._again.distinct())
+        need_again = max(MIN_REENROLLMENTS, int(PEAK_FACTOR * self._peak[0]) + 1)
+        need_all = max(MIN_ENROLLMENTS, int(PEAK_FACTOR * self._peak[1]) + 1)
+        if reenrolled < need_again and len(self._all) < need_all:
+            return []
+        self._alarm = True
+        if not self._cooldown.ready(FLEET, at):
+            return []
+        types = Counter(str(v[1] or "") for v in self._all.distinct() if isinstance(v, tuple))
+        main_type, main_count = types.most_common(1)[0]
+        single_type = main_count >= 0.8 * sum(types.values())
+        return [Finding(
+            FindingType.MASS_REREGISTRATION, Severity.CRITICAL if reenrolled >= need_again
+            else Severity.HIGH, at, None,
+            f"{reenrolled} existing devices re-enrolled and {len(self._all)} enrollments "
+            f"in all within {WINDOW_SECONDS:.0f} s (thresholds {need_again} and {need_all})",
+            self.name,
+            {"reenrollments": reenrolled, "enrollments": len(self._all),
+             "threshold_reenrollments": need_again, "threshold_enrollments": need_all,
+             "by_type": dict(types), "window_s": WINDOW_SECONDS},
+            main_type if single_type and main_type else None)]
+
+    def forgive(self, finding: Finding) -> None:
+        """Waves this large are normal for the fleet from now on."""
+        self._peak[0] = max(self._peak[0], int(finding.evidence.get("reenrollments", 0)))
+        self._peak[1] = max(self._peak[1], int(finding.evidence.get("enrollments", 0)))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Known devices and the busiest normal windows."""
+        return {"known": sorted(self._known), "peak": list(self._peak)}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Inverse of ``snapshot``."""
+        self._known = {str(d) for d in state.get("known", [])}
+        peak = state.get("peak", [0, 0])
+        self._peak = [int(peak[0]), int(peak[1])]

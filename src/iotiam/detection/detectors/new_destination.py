@@ -1,0 +1,115 @@
+"""New destination: a device opening flows to a public address nobody in its type uses.
+
+Internal (private) peers are the lateral-movement detector's business; this one
+watches the way out (command and control, exfiltration). A destination its type
+already knows is not new for a device: cloud endpoints answer from pools of
+addresses and a device meets another member of the pool now and then.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from iotiam.detection.baselines import Cooldown, json_sets, sets_from_json
+from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
+
+MIN_FLOWS = 10
+_PRIVATE_CACHE_LIMIT = 100_000
+_private: dict[str, bool] = {}
+_NONE: frozenset[str] = frozenset()
+
+
+def is_internal(address: str) -> bool:
+    """Private, loopback or link-local (cached: flows repeat the same few addresses)."""
+    known = _private.get(address)
+    if known is None:
+        ip = ipaddress.ip_address(address)
+        known = ip.is_private or ip.is_loopback or ip.is_link_local
+        if len(_private) > _PRIVATE_CACHE_LIMIT:
+            _private.clear()
+        _private[address] = known
+    return known
+
+
+class NewDestination:
+    """Destination IPs (Device Defender ``aws:destination-ip-addresses``) never seen."""
+
+    name = "new_destination"
+    kinds = frozenset({EventKind.FLOW})
+
+    def __init__(self, *, learning_seconds: float = 3600.0, cooldown: float = 600.0) -> None:
+        self.learning_seconds = learning_seconds
+        self._devices: dict[str, set[str]] = {}
+        self._first: dict[str, float] = {}
+        self._flows: dict[str, int] = {}
+        self._types: dict[str, set[str]] = {}
+        self._type_first: dict[str, float] = {}
+        self._cooldown = Cooldown(cooldown)
+        self._outlier: Event | None = None
+
+    def learn(self, event: Event) -> None:
+        """Remember the destination for the device and its type."""
+        device_id, dst = event.device_id, event.dst_ip
+        if device_id is None or dst is None or event is self._outlier:
+            return
+        known = self._devices.get(device_id)
+        if known is None:
+            known = self._devices[device_id] = set()
+            self._first[device_id] = event.at
+            self._flows[device_id] = 0
+            self._type_first.setdefault(event.device_type or "", event.at)
+        self._flows[device_id] += 1
+        if dst not in known and not is_internal(dst):
+            known.add(dst)
+            self._types.setdefault(event.device_type or "", set()).add(dst)
+
+    def __call__(self, event: Event) -> list[Finding]:
+        """A finding for a public destination neither the device nor its type knows."""
+        device_id, dst = event.device_id, event.dst_ip
+        if device_id is None or dst is None:
+            return []
+        known = self._devices.get(device_id)
+        if known is not None and dst in known:
+            return []
+        type_known = self._types.get(event.device_type or "", _NONE)
+        if dst in type_known or is_internal(dst):
+            return []
+        mature = (known is not None and self._flows[device_id] >= MIN_FLOWS
+                  and event.at - self._first[device_id] >= self.learning_seconds)
+        if not mature and (event.at - self._type_first.get(event.device_type or "", event.at)
+                           < self.learning_seconds):
+            return []  # a young device of a young type: nothing to judge it by yet
+        self._outlier = event
+        if not self._cooldown.ready(device_id, event.at):
+            return []
+        return [Finding(
+            FindingType.NEW_DESTINATION, Severity.MEDIUM, event.at, device_id,
+            f"{device_id} opened a flow to {dst}:{event.dst_port}, a destination "
+            f"no {event.device_type or 'device'} has used",
+            self.name,
+            {"metric": "aws:destination-ip-addresses", "destination": dst,
+             "port": event.dst_port, "known_destinations": len(known or ()),
+             "type_destinations": len(type_known)},
+            event.device_type)]
+
+    def forgive(self, finding: Finding) -> None:
+        """The destination is normal for this device from now on."""
+        dst = finding.evidence.get("destination")
+        if finding.device_id is not None and isinstance(dst, str):
+            self._devices.setdefault(finding.device_id, set()).add(dst)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Known destinations per device and type."""
+        return {"devices": json_sets(self._devices), "first": dict(self._first),
+                "flows": dict(self._flows), "types": json_sets(self._types),
+                "type_first": dict(self._type_first)}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Inverse of ``snapshot``."""
+        self._devices = sets_from_json(state.get("devices", {}))
+        self._first = {k: float(v) for k, v in state.get("first", {}).items()}
+        self._flows = {k: int(v) for k, v in state.get("flows", {}).items()}
+        self._types = sets_from_json(state.get("types", {}))
+        self._type_first = {k: float(v) for k, v in state.get("type_first", {}).items()}

@@ -1,0 +1,90 @@
+"""Topic-scope probing: a device trying topics outside its grant, one after another.
+
+A misconfigured device is refused on the same topic again and again; a compromised
+one walks through other devices' namespaces. So what counts is *distinct* refused
+topics in a window, not refusals: the ones the device is refused for normally
+(learned while it learns, or taught by a false positive) do not count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from iotiam.detection.baselines import Cooldown, Window, json_sets, sets_from_json
+from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
+
+WINDOW_SECONDS = 300.0
+MIN_TOPICS = 4
+MANY_TOPICS = 10
+
+
+class TopicProbing:
+    """Authorization failures (Device Defender ``aws:num-authorization-failures``) on
+    many distinct topics."""
+
+    name = "topic_probing"
+    kinds = frozenset({EventKind.AUTHZ_FAILURE, EventKind.CONNECT})
+
+    def __init__(self, *, learning_seconds: float = 3600.0, cooldown: float = 600.0) -> None:
+        self.learning_seconds = learning_seconds
+        self._first: dict[str, float] = {}
+        self._denied: dict[str, set[str]] = {}
+        self._allow: dict[str, int] = {}
+        self._windows: dict[str, Window] = {}
+        self._cooldown = Cooldown(cooldown)
+
+    def learn(self, event: Event) -> None:
+        """While the device learns, the topics it is refused on are its normal ones."""
+        device_id = event.device_id
+        if device_id is None:
+            return
+        first = self._first.setdefault(device_id, event.at)
+        if event.kind is EventKind.AUTHZ_FAILURE and event.topic is not None \
+                and event.at - first < self.learning_seconds:
+            self._denied.setdefault(device_id, set()).add(event.topic)
+
+    def __call__(self, event: Event) -> list[Finding]:
+        """A finding once distinct unusual refused topics in the window reach the threshold."""
+        device_id, topic = event.device_id, event.topic
+        if event.kind is not EventKind.AUTHZ_FAILURE or device_id is None or topic is None:
+            return []
+        if topic in self._denied.get(device_id, ()):
+            return []
+        window = self._windows.get(device_id)
+        if window is None:
+            window = self._windows[device_id] = Window(WINDOW_SECONDS)
+        window.add(event.at, topic)
+        topics = window.distinct()
+        threshold = MIN_TOPICS + self._allow.get(device_id, 0)
+        if len(topics) < threshold or not self._cooldown.ready(device_id, event.at):
+            return []
+        return [Finding(
+            FindingType.TOPIC_PROBING,
+            Severity.HIGH if len(topics) >= MANY_TOPICS else Severity.MEDIUM,
+            event.at, device_id,
+            f"{device_id} was refused on {len(topics)} distinct topics within "
+            f"{WINDOW_SECONDS:.0f} s (latest {event.action or 'access'} on {topic!r})",
+            self.name,
+            {"metric": "aws:num-authorization-failures", "topics": sorted(map(str, topics)),
+             "refusals": len(window), "window_s": WINDOW_SECONDS, "threshold": threshold},
+            event.device_type)]
+
+    def forgive(self, finding: Finding) -> None:
+        """These topics are normal refusals for the device, and so is that many."""
+        if finding.device_id is None:
+            return
+        topics = [str(t) for t in finding.evidence.get("topics", [])]
+        self._denied.setdefault(finding.device_id, set()).update(topics)
+        self._allow[finding.device_id] = max(self._allow.get(finding.device_id, 0), len(topics))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Normally refused topics and taught allowances per device."""
+        return {"first": dict(self._first), "denied": json_sets(self._denied),
+                "allow": dict(self._allow)}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Inverse of ``snapshot``."""
+        self._first = {k: float(v) for k, v in state.get("first", {}).items()}
+        self._denied = sets_from_json(state.get("denied", {}))
+        self._allow = {k: int(v) for k, v in state.get("allow", {}).items()}

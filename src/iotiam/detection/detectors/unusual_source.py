@@ -1,0 +1,103 @@
+"""Impossible location: a device connecting from a network it never connected from.
+
+Networks, not addresses: DHCP hands a device a new address in the same /24 (IPv6:
+/64) every so often, and that is not news. A network its type knows (another site of
+the fleet) is suspicious but explainable (a device moved); one no device of the type
+ever used is worse.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from iotiam.detection.baselines import Cooldown, json_sets, sets_from_json
+from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
+
+
+def network_of(address: str) -> str:
+    """``10.1.2.3`` -> ``10.1.2.0/24``; IPv6 -> its /64."""
+    if ":" not in address:
+        return address.rsplit(".", 1)[0] + ".0/24"
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
+
+
+class UnusualSource:
+    """Source IP (Device Defender ``aws:source-ip-address``) outside the device's networks."""
+
+    name = "unusual_source"
+    kinds = frozenset({EventKind.CONNECT})
+
+    def __init__(self, *, learning_seconds: float = 3600.0, cooldown: float = 600.0) -> None:
+        self.learning_seconds = learning_seconds
+        self._devices: dict[str, set[str]] = {}
+        self._first: dict[str, float] = {}
+        self._types: dict[str, set[str]] = {}
+        self._type_first: dict[str, float] = {}
+        self._cooldown = Cooldown(cooldown)
+        self._outlier: Event | None = None
+
+    def learn(self, event: Event) -> None:
+        """Remember the network for the device and its type."""
+        device_id, source = event.device_id, event.source_ip
+        if device_id is None or source is None or event is self._outlier:
+            return
+        network = network_of(source)
+        known = self._devices.get(device_id)
+        if known is None:
+            known = self._devices[device_id] = set()
+            self._first[device_id] = event.at
+            self._type_first.setdefault(event.device_type or "", event.at)
+        known.add(network)
+        self._types.setdefault(event.device_type or "", set()).add(network)
+
+    def __call__(self, event: Event) -> list[Finding]:
+        """A finding for a connection from a network outside the device's pattern."""
+        device_id, source = event.device_id, event.source_ip
+        if device_id is None or source is None:
+            return []
+        network = network_of(source)
+        known = self._devices.get(device_id)
+        if known is not None and network in known:
+            return []
+        type_known = self._types.get(event.device_type or "", set())
+        at = event.at
+        mature = known is not None and at - self._first[device_id] >= self.learning_seconds
+        if not mature:
+            # a new device is judged by its type's networks, once the type has any
+            type_young = at - self._type_first.get(event.device_type or "", at) \
+                < self.learning_seconds
+            if type_young or network in type_known:
+                return []
+        self._outlier = event
+        if not self._cooldown.ready(device_id, at):
+            return []
+        foreign = network not in type_known
+        return [Finding(
+            FindingType.UNUSUAL_SOURCE, Severity.HIGH if foreign else Severity.MEDIUM,
+            at, device_id,
+            f"{device_id} connected from {source} ({network}), outside its usual networks"
+            + ("; no device of its type ever connected from there" if foreign else ""),
+            self.name,
+            {"metric": "aws:source-ip-address", "source_ip": source, "network": network,
+             "known_networks": sorted(known or ()), "type_knows_network": not foreign},
+            event.device_type)]
+
+    def forgive(self, finding: Finding) -> None:
+        """The network is one of the device's from now on."""
+        network = finding.evidence.get("network")
+        if finding.device_id is not None and isinstance(network, str):
+            self._devices.setdefault(finding.device_id, set()).add(network)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Known networks per device and type."""
+        return {"devices": json_sets(self._devices), "first": dict(self._first),
+                "types": json_sets(self._types), "type_first": dict(self._type_first)}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Inverse of ``snapshot``."""
+        self._devices = sets_from_json(state.get("devices", {}))
+        self._first = {k: float(v) for k, v in state.get("first", {}).items()}
+        self._types = sets_from_json(state.get("types", {}))
+        self._type_first = {k: float(v) for k, v in state.get("type_first", {}).items()}
