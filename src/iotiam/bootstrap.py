@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import serialization
 
 from iotiam.admin.models import ROOT_ORG_ID, ROOT_PATH, SYSTEM, Principal, Role
 from iotiam.admin.service import AdminTokens
+from iotiam.attestation.registry import FirmwareRegistry
+from iotiam.attestation.service import Attestation, DeviceCa
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.broker.fleet import LiveFleet
@@ -98,6 +100,10 @@ class Services:
     inquiry: PolicyInquiry
     #: the OAuth2 authorization server for devices and services
     oauth: AuthorizationServer
+    #: firmware signers, signed images and minimum-firmware rules (admins)
+    firmware: FirmwareRegistry
+    #: device attestation (challenge, evidence) and the compliance read API
+    attestation: Attestation
 
     def close(self) -> None:
         """Release database connections."""
@@ -214,6 +220,9 @@ def build_services(
         inquiry=PolicyInquiry(decisions, subjects, inventory, clock),
         oauth=authorization_server(settings, database, clock, audit, pki, decisions,
                                    passphrase),
+        firmware=FirmwareRegistry(database, clock, audit),
+        attestation=Attestation(database, clock, audit, DeviceCa(
+            pki.cas.issuing_id, pki.cas.issuing.certificate.subject)),
     )
 
 

@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from iotiam.admin.ports import AdminTokenStore
+from iotiam.attestation.ports import FirmwareStore
 from iotiam.audit.ports import AuditLog
 from iotiam.credentials.ports import PskStore
 from iotiam.enrollment.ports import (
@@ -142,6 +143,11 @@ class UnitOfWork(PolicyUnitOfWork, Protocol):
     @property
     def oauth_device_codes(self) -> DeviceCodeStore:
         """RFC 8628 device codes."""
+        ...
+
+    @property
+    def firmware(self) -> FirmwareStore:
+        """Firmware signers, images, rules, attestation nonces and device status."""
         ...
 
 

@@ -12,10 +12,12 @@ from iotiam.api.ocsp_fast_path import OcspFastPath
 from iotiam.api.problems import install_problem_handlers
 from iotiam.api.routes import (
     admin,
+    attestation,
     certificates,
     credentials,
     enrollment,
     est,
+    firmware,
     inventory,
     oauth,
     oauth_clients,
@@ -46,6 +48,8 @@ def create_api_app(services: Services) -> ASGIApp:
     app.include_router(oauth.router)
     app.include_router(oauth_clients.router)
     app.include_router(policies.router)
+    app.include_router(firmware.router)
+    app.include_router(attestation.router)
     # the size limit wraps the OCSP fast path too; the broker hook bounds its own body
     limited = BodySizeLimit(OcspFastPath(app, services), services.settings.max_body_bytes)
     return EmqxHookFastPath(limited, services)

@@ -66,6 +66,15 @@ class AuditTag(enum.StrEnum):
     OAUTH_DEVICE_CODE_REQUESTED = "device:device-code:requested"
     OAUTH_DEVICE_CODE_APPROVED = "admin:device-code:approved"
     OAUTH_DEVICE_CODE_DENIED = "admin:device-code:denied"
+    FIRMWARE_SIGNER_REGISTERED = "admin:firmware-signer:registered"
+    FIRMWARE_REGISTERED = "admin:firmware:registered"
+    #: a firmware signer, image or rule refused (unsigned metadata, unknown signer, ...)
+    FIRMWARE_REFUSED = "admin:firmware:refused"
+    FIRMWARE_RULE_SET = "admin:firmware-rule:set"
+    ATTESTATION_CHALLENGED = "device:attestation:challenged"
+    #: evidence verified; the details say whether the firmware is compliant and why
+    ATTESTATION_VERIFIED = "device:attestation:verified"
+    ATTESTATION_REFUSED = "device:attestation:refused"
 
 
 class Outcome(enum.StrEnum):

@@ -19,6 +19,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from iotiam.errors import Conflict, IamError, InvalidInput
 from iotiam.storage.admin_store import SqlAdminTokenStore
+from iotiam.storage.attestation_store import SqlFirmwareStore
 from iotiam.storage.audit_store import SqlAuditLog
 from iotiam.storage.credential_store import SqlPskStore
 from iotiam.storage.enrollment_store import (
@@ -126,6 +127,7 @@ class SqlUnitOfWork:
         self.oauth_assertion_jtis = SqlAssertionJtiStore(conn)
         self.oauth_revoked_tokens = SqlTokenDenyList(conn)
         self.oauth_device_codes = SqlDeviceCodeStore(conn)
+        self.firmware = SqlFirmwareStore(conn)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:

@@ -1,0 +1,1 @@
+"""Firmware attestation and compliance: signed firmware, device evidence, minimum rules."""
