@@ -8,6 +8,7 @@ from starlette.types import ASGIApp
 from iotiam import __version__
 from iotiam.api.emqx_hook import EmqxHookFastPath
 from iotiam.api.limits import BodySizeLimit
+from iotiam.api.oauth_token_path import OAuthTokenFastPath
 from iotiam.api.ocsp_fast_path import OcspFastPath
 from iotiam.api.problems import install_problem_handlers
 from iotiam.api.routes import (
@@ -50,8 +51,9 @@ def create_api_app(services: Services) -> ASGIApp:
     app.include_router(policies.router)
     app.include_router(firmware.router)
     app.include_router(attestation.router)
-    # the size limit wraps the OCSP fast path too; the broker hook bounds its own body
-    limited = BodySizeLimit(OcspFastPath(app, services), services.settings.max_body_bytes)
+    # the size limit wraps the token and OCSP fast paths too; the broker hook bounds its own
+    limited = BodySizeLimit(OAuthTokenFastPath(OcspFastPath(app, services), services),
+                            services.settings.max_body_bytes)
     return EmqxHookFastPath(limited, services)
 
 

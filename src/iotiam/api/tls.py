@@ -29,26 +29,34 @@ log = logging.getLogger("iotiam.tls")
 class TlsAwareHttpToolsProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` plus the ASGI TLS extension in every request scope."""
 
+    _tls_extension: dict[str, Any] | None = None
+
     def on_message_begin(self) -> None:
         """Build the scope as uvicorn does, then attach what the TLS layer verified."""
         super().on_message_begin()
-        ssl_object: ssl.SSLObject | None = self.transport.get_extra_info("ssl_object")
-        if ssl_object is None:
-            return
-        der = ssl_object.getpeercert(binary_form=True)
-        chain = []
-        if der:
-            cert = x509.load_der_x509_certificate(der)
-            chain.append(cert.public_bytes(serialization.Encoding.PEM).decode())
+        # one connection, one handshake: keep-alive requests share what it verified
+        extension = self._tls_extension
+        if extension is None:
+            ssl_object: ssl.SSLObject | None = self.transport.get_extra_info("ssl_object")
+            if ssl_object is None:
+                return
+            extension = self._tls_extension = _tls_extension(ssl_object)
         scope: Any = self.scope
-        scope["extensions"] = {
-            "tls": {
-                "client_cert_chain": chain,
-                "client_cert_der": der,
-                "tls_version": ssl_object.version(),
-                "cipher_suite": (ssl_object.cipher() or ("",))[0],
-            }
-        }
+        scope["extensions"] = {"tls": dict(extension)}
+
+
+def _tls_extension(ssl_object: ssl.SSLObject) -> dict[str, Any]:
+    der = ssl_object.getpeercert(binary_form=True)
+    chain = []
+    if der:
+        cert = x509.load_der_x509_certificate(der)
+        chain.append(cert.public_bytes(serialization.Encoding.PEM).decode())
+    return {
+        "client_cert_chain": chain,
+        "client_cert_der": der,
+        "tls_version": ssl_object.version(),
+        "cipher_suite": (ssl_object.cipher() or ("",))[0],
+    }
 
 
 def verified_client_certificate(request: Request) -> x509.Certificate | None:
@@ -90,6 +98,16 @@ def _is_trusted(host: str, networks: Sequence[str]) -> bool:
     except ValueError:
         return False
     return any(address in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
+def client_certificate_der(request: Request, trusted_proxies: Sequence[str]) -> bytes | None:
+    """``client_certificate`` as DER, without parsing the one the TLS layer verified."""
+    tls = request.scope.get("extensions", {}).get("tls", {})
+    der: bytes | None = tls.get("client_cert_der")
+    if der:
+        return der
+    cert = client_certificate(request, trusted_proxies)
+    return cert.public_bytes(serialization.Encoding.DER) if cert is not None else None
 
 
 def client_address(request: Request, trusted_proxies: Sequence[str]) -> str:

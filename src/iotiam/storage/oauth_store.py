@@ -1,7 +1,13 @@
-"""SQL implementation of the OAuth2 stores."""
+"""SQL implementation of the OAuth2 stores.
+
+Every token request reads its client, its certificate and its device's groups: those
+reads are hand-written SQL (see ``storage/raw.py``), and a client row is parsed once
+per distinct row, so a revocation (a new row) is seen by the very next read.
+"""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -9,7 +15,9 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from iotiam.pki.models import CertificateRecord, CertificateStatus, serial_hex
 from iotiam.storage import schema as t
+from iotiam.storage.raw import RawSql, RawStatement, row_object, select_sql, utc, utc_required
 from iotiam.storage.rows import dump_json, load_json, under_path
 from iotiam.tokens.models import (
     AuthMethod,
@@ -23,11 +31,22 @@ from iotiam.tokens.models import (
     StoredSigningKey,
 )
 
-# built once: constructing a statement costs more than running it (token hot path)
-_CLIENT_BY_ID = select(t.oauth_clients).where(
-    t.oauth_clients.c.client_id == bindparam("client_id"))
-_GROUPS_OF_DEVICE = select(t.group_members.c.group_id).where(
-    t.group_members.c.device_id == bindparam("device_id"))
+# the token hot path: hand-written, run straight on the driver (see storage/raw.py)
+_CLIENT_COLUMNS = tuple(c.name for c in t.oauth_clients.columns)
+_CLIENT_TIMES = frozenset({"created_at", "revoked_at"})
+_CLIENT_BY_ID = RawStatement(select_sql("oauth_clients", _CLIENT_COLUMNS,
+                                        "client_id = :client_id"))
+_GROUPS_OF_DEVICE = RawStatement(select_sql("group_members", ("group_id",),
+                                            "device_id = :device_id"))
+#: what tls_client_auth checks of a presented certificate (no PEM: it is not needed)
+_PRESENTED_COLUMNS = ("device_id", "org_unit_id", "org_path", "profile", "subject",
+                      "not_before", "not_after", "status", "fingerprint_sha256", "created_at",
+                      "revoked_at", "public_key_sha256")
+_PRESENTED_CERTIFICATE = RawStatement(select_sql(
+    "certificates", _PRESENTED_COLUMNS, "issuer_id = :issuer_id AND serial = :serial"))
+#: parsed clients by their whole stored row: any change to the row is a miss
+_PARSED_CLIENTS: OrderedDict[tuple[Any, ...], OAuthClient] = OrderedDict()
+_PARSED_CLIENTS_MAX = 4096
 _DENIED = select(t.oauth_revoked_tokens.c.jti).where(
     t.oauth_revoked_tokens.c.jti == bindparam("jti"))
 
@@ -56,9 +75,34 @@ class SqlOAuthClientStore:
         ))
 
     def get(self, client_id: str) -> OAuthClient | None:
-        """One client by id."""
-        row = self._c.execute(_CLIENT_BY_ID, {"client_id": client_id}).first()
-        return _client(row) if row else None
+        """One client by id (read every time; parsed once per distinct row)."""
+        row = RawSql(self._c).first(_CLIENT_BY_ID, {"client_id": client_id})
+        if row is None:
+            return None
+        key = tuple(row)
+        client = _PARSED_CLIENTS.get(key)
+        if client is None:
+            client = _client(row_object(_CLIENT_COLUMNS, key, _CLIENT_TIMES))
+            _PARSED_CLIENTS[key] = client
+            if len(_PARSED_CLIENTS) > _PARSED_CLIENTS_MAX:
+                _PARSED_CLIENTS.popitem(last=False)
+        return client
+
+    def presented_certificate(self, issuer_id: str, serial: int) -> CertificateRecord | None:
+        """The certificate a client presents for ``tls_client_auth``, without its PEM."""
+        row = RawSql(self._c).first(_PRESENTED_CERTIFICATE,
+                                    {"issuer_id": issuer_id, "serial": serial_hex(serial)})
+        if row is None:
+            return None
+        (device_id, org_unit_id, org_path, profile, subject, not_before, not_after, status,
+         fingerprint, created_at, revoked_at, public_key_sha256) = row
+        return CertificateRecord(
+            issuer_id=issuer_id, serial=serial, device_id=device_id, org_unit_id=org_unit_id,
+            org_path=org_path, profile=profile, subject=subject,
+            not_before=utc_required(not_before), not_after=utc_required(not_after),
+            status=CertificateStatus(status), fingerprint_sha256=fingerprint, pem=None,
+            created_at=utc_required(created_at), revoked_at=utc(revoked_at),
+            public_key_sha256=public_key_sha256)
 
     def for_device(self, device_id: str) -> OAuthClient | None:
         """The client bound to a device."""
@@ -80,8 +124,7 @@ class SqlOAuthClientStore:
 
     def device_groups(self, device_id: str) -> list[str]:
         """Group ids of a device (for the policy subject of its client)."""
-        return [r.group_id for r in self._c.execute(_GROUPS_OF_DEVICE,
-                                                    {"device_id": device_id})]
+        return [r[0] for r in RawSql(self._c).all(_GROUPS_OF_DEVICE, {"device_id": device_id})]
 
 
 def _client(row: Any) -> OAuthClient:

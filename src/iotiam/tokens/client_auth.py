@@ -6,6 +6,10 @@ an assertion signed with the key of one of its live certificates (or a registere
 JWK); a service client signs with a key of its registered JWKS. A device that is not
 active (quarantined, suspended, decommissioned) or whose certificate was revoked
 cannot authenticate (G3).
+
+``check`` only reads; ``consume`` records the assertion's ``jti`` as used. The token
+endpoint runs every other check before it consumes, so a refused request writes nothing
+and many requests can share one transaction.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from datetime import datetime
 from cryptography import x509
 from joserfc.jwk import Key
 
-from iotiam.inventory.models import DeviceState
+from iotiam.inventory.models import Device, DeviceState
 from iotiam.pki.models import CertificateRecord, CertificateStatus
 from iotiam.tokens import jws
 from iotiam.tokens.assertions import claimed_client, verify_assertion
@@ -36,6 +40,9 @@ from iotiam.tokens.models import (
 from iotiam.unit_of_work import UnitOfWork
 
 _KEY_CACHE = 4096
+#: certificates presented over TLS, by SHA-256 of the DER: serial number, or None when
+#: another CA issued it (parsing a certificate costs more than the database lookup)
+_PRESENTED_CACHE = 4096
 
 
 def x5t_s256(certificate_der: bytes) -> str:
@@ -60,10 +67,28 @@ class ClientAuthenticator:
         self._issuing = issuing
         # parsing a PEM per request costs more than the signature check: keep the keys
         self._cert_keys: OrderedDict[str, Key | None] = OrderedDict()
+        self._presented: dict[str, int | None] = {}
 
     def authenticate(self, uow: UnitOfWork, credentials: ClientCredentials, now: datetime
                      ) -> AuthenticatedClient:
         """Authenticate the client of a request inside ``uow`` (records a used jti)."""
+        client = self.check(uow, credentials, now)
+        self.consume(uow, client)
+        return client
+
+    def consume(self, uow: UnitOfWork, client: AuthenticatedClient) -> None:
+        """Record the client assertion's jti as used; InvalidClient if it was used before."""
+        if client.assertion_jti is None or client.assertion_expires_at is None:
+            return
+        # RFC 7523 §3 item 7: single use; the insert is the lock, like a claim token (G8),
+        # and the database decides across threads, workers and replicas
+        if not uow.oauth_assertion_jtis.use(client.client.client_id, client.assertion_jti,
+                                            client.assertion_expires_at):
+            raise InvalidClient("client assertion replayed: its jti was used before")
+
+    def check(self, uow: UnitOfWork, credentials: ClientCredentials, now: datetime
+              ) -> AuthenticatedClient:
+        """Authenticate without writing: the assertion's jti is left for ``consume``."""
         if credentials.secret_presented:
             raise InvalidClient("client secrets are not accepted; authenticate with "
                                 "private_key_jwt or tls_client_auth")
@@ -104,10 +129,7 @@ class ClientAuthenticator:
                     records.append(live)
         verified = verify_assertion(credentials.assertion, keys, client_id=client_id,
                                     config=self._config, now=now)
-        # RFC 7523 §3 item 7: single use; the insert is the lock, like a claim token (G8)
-        if not uow.oauth_assertion_jtis.use(client_id, verified.jti, verified.expires_at):
-            raise InvalidClient("client assertion replayed: its jti was used before")
-        self._require_active_device(uow, client)
+        device = self._require_active_device(uow, client)
         record = records[verified.key_index]
         bound = self._binding(uow, client, credentials, now)
         if record is None and bound is not None:
@@ -118,6 +140,8 @@ class ClientAuthenticator:
             certificate_not_after=record.not_after if record else None,
             x5t_s256=x5t_s256(credentials.certificate_der)
             if bound is not None and credentials.certificate_der else None,
+            assertion_jti=verified.jti, assertion_expires_at=verified.expires_at,
+            device=device,
         )
 
     def _binding(self, uow: UnitOfWork, client: OAuthClient, credentials: ClientCredentials,
@@ -139,11 +163,11 @@ class ClientAuthenticator:
         if client.kind is not ClientKind.DEVICE:
             raise InvalidClient("tls_client_auth is for device clients")
         record = self._device_certificate(uow, client, credentials.certificate_der, now)
-        self._require_active_device(uow, client)
+        device = self._require_active_device(uow, client)
         return AuthenticatedClient(
             client=client, method=AuthMethod.TLS_CLIENT_AUTH,
             certificate_serial=record.serial_hex, certificate_not_after=record.not_after,
-            x5t_s256=x5t_s256(credentials.certificate_der),
+            x5t_s256=x5t_s256(credentials.certificate_der), device=device,
         )
 
     def _device_certificate(self, uow: UnitOfWork, client: OAuthClient, der: bytes,
@@ -151,17 +175,15 @@ class ClientAuthenticator:
         """RFC 8705 §2.1: the presented certificate is a live iotiam certificate of the
         client's device (checked here even though TLS verified the chain: a trusted
         proxy may have forwarded it)."""
-        try:
-            cert = x509.load_der_x509_certificate(der)
-        except ValueError as e:
-            raise InvalidClient("the TLS client certificate cannot be parsed") from e
-        if cert.issuer != self._issuing.certificate.subject:
+        fingerprint = hashlib.sha256(der).hexdigest()
+        serial = self._presented_serial(der, fingerprint)
+        if serial is None:
             raise InvalidClient("the TLS client certificate was not issued by iotiam")
         # the fingerprint must be that of the very certificate iotiam issued and stored:
         # stronger than a signature check (which it makes redundant), and cheaper
-        record = uow.certificates.get(self._issuing.id, cert.serial_number)
+        record = uow.oauth_clients.presented_certificate(self._issuing.id, serial)
         if record is None or record.device_id != client.device_id or \
-                record.fingerprint_sha256 != hashlib.sha256(der).hexdigest():
+                record.fingerprint_sha256 != fingerprint:
             raise InvalidClient(f"the TLS client certificate does not belong to client "
                                 f"{client.client_id!r}")
         if record.status is not CertificateStatus.ISSUED:
@@ -169,6 +191,22 @@ class ClientAuthenticator:
         if not record.not_before <= now < record.not_after:
             raise InvalidClient(f"certificate {record.serial_hex} is not valid now")
         return record
+
+    def _presented_serial(self, der: bytes, fingerprint: str) -> int | None:
+        """The serial of a presented certificate, None if iotiam's issuing CA did not
+        issue it; parsed once per certificate (the live status is read every time)."""
+        if fingerprint in self._presented:
+            return self._presented[fingerprint]
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError as e:
+            raise InvalidClient("the TLS client certificate cannot be parsed") from e
+        serial = cert.serial_number if cert.issuer == self._issuing.certificate.subject \
+            else None
+        if len(self._presented) >= _PRESENTED_CACHE:
+            self._presented.clear()
+        self._presented[fingerprint] = serial
+        return serial
 
     # -- shared --------------------------------------------------------------------------
 
@@ -184,14 +222,15 @@ class ClientAuthenticator:
         return client
 
     @staticmethod
-    def _require_active_device(uow: UnitOfWork, client: OAuthClient) -> None:
+    def _require_active_device(uow: UnitOfWork, client: OAuthClient) -> Device | None:
         if client.device_id is None:
-            return
+            return None
         device = uow.devices.get(client.device_id)
         if device is None:
             raise InvalidClient(f"the device of client {client.client_id!r} is gone")
         if device.state is not DeviceState.ACTIVE:
             raise InvalidClient(f"device {device.id!r} is {device.state}")
+        return device
 
     @staticmethod
     def _live_certificates(uow: UnitOfWork, device_id: str, now: datetime

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from iotiam.errors import Forbidden, IamError, InvalidInput, Unauthenticated
+from iotiam.inventory.models import Device
 
 # -- vocabulary ------------------------------------------------------------------------------
 
@@ -275,6 +276,12 @@ class AuthenticatedClient:
     certificate_not_after: datetime | None = None
     #: RFC 8705 §3.1: SHA-256 thumbprint of the TLS client certificate, to bind the token
     x5t_s256: str | None = None
+    #: the client assertion's ``jti`` and expiry: ``ClientAuthenticator.consume`` records
+    #: it as used, the last step before a token is issued (RFC 7523 §3 item 7)
+    assertion_jti: str | None = None
+    assertion_expires_at: datetime | None = None
+    #: the client's device as authentication read it (active), so no one reads it twice
+    device: Device | None = None
 
 
 @dataclass(frozen=True)

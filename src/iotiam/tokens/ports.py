@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from iotiam.pki.models import CertificateRecord
 from iotiam.tokens.models import (
     DeviceCode,
     DeviceCodeStatus,
@@ -39,6 +40,10 @@ class OAuthClientStore(Protocol):
 
     def device_groups(self, device_id: str) -> list[str]:
         """Group ids of a device (its client's policy subject needs them)."""
+        ...
+
+    def presented_certificate(self, issuer_id: str, serial: int) -> CertificateRecord | None:
+        """The certificate a client presents for ``tls_client_auth``, without its PEM."""
         ...
 
 

@@ -8,13 +8,17 @@ leaves nothing but its audited refusal.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from iotiam.admin.models import ROOT_PATH
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.service import AuditTrail, refused
 from iotiam.clock import Clock
+from iotiam.errors import IamError
 from iotiam.tokens.access_tokens import AccessTokenMinter
 from iotiam.tokens.client_auth import ClientAuthenticator
 from iotiam.tokens.clients import OAuthClients
@@ -44,6 +48,8 @@ from iotiam.tokens.revocation import TokenRevocation
 from iotiam.tokens.scopes import ScopeGrant, split_scopes, subject_of
 from iotiam.tokens.signing_keys import KeyRing, SigningKeys
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+log = logging.getLogger("iotiam.tokens")
 
 _GRANTS = {g.value: g for g in GrantType}
 #: seconds between two purges of expired jtis and deny-list entries
@@ -86,42 +92,111 @@ class AuthorizationServer:
 
     def token(self, request: TokenRequest, *, source_ip: str | None = None) -> IssuedToken:
         """Issue an access token, or raise the ``OAuthError`` to answer."""
-        refused = _refusal(AuditTag.OAUTH_TOKEN_REFUSED, request.credentials, "oauth:token")
-        outcome: IssuedToken | OAuthError
-        with self._audit.refusals(refused):
-            grant = _GRANTS.get(request.grant_type)
-            if grant is None:
-                raise UnsupportedGrantType(
-                    f"grant_type {request.grant_type[:80]!r} is not supported; use "
-                    f"{GrantType.CLIENT_CREDENTIALS} or {GrantType.DEVICE_CODE}")
-            requested = split_scopes(request.scope)
+        if source_ip is not None and source_ip != request.credentials.source:
+            request = replace(request, credentials=replace(request.credentials,
+                                                           source=source_ip))
+        (outcome,) = self.issue_tokens([request])
+        if isinstance(outcome, IamError):
+            raise outcome
+        return outcome
+
+    def issue_tokens(self, requests: Sequence[TokenRequest]) -> list[IssuedToken | IamError]:
+        """Answer token requests together: a token, or the error to answer, for each.
+
+        Client-credentials requests share one write transaction (group commit): each is
+        checked with reads only, then its assertion jti is consumed and its token signed,
+        and every token's and refusal's audit record is appended at once, so a token
+        never leaves without its committed record and a refused request writes nothing
+        but its refusal. Device-code polls record their poll time: they go one by one.
+        The source address of each request is its ``credentials.source``.
+        """
+        outcomes: list[IssuedToken | IamError | None] = [None] * len(requests)
+        batch: list[int] = []
+        for i, request in enumerate(requests):
+            if request.grant_type == GrantType.CLIENT_CREDENTIALS:
+                batch.append(i)
+            else:
+                outcomes[i] = self._one_by_one(request)
+        if batch:
+            self._client_credentials([(i, requests[i]) for i in batch], outcomes)
+        self._purge_now_and_then()
+        answered = [o for o in outcomes if o is not None]
+        assert len(answered) == len(requests)
+        return answered
+
+    def _client_credentials(self, batch: Sequence[tuple[int, TokenRequest]],
+                            outcomes: list[IssuedToken | IamError | None]) -> None:
+        drafts: list[AuditDraft] = []
+        try:
             ring = self.keys.ring()
             with self._uow() as uow:
-                client = self._authenticate(uow, request.credentials, grant)
-                if grant is GrantType.DEVICE_CODE:
-                    if request.device_code is None:
-                        raise InvalidRequest("device_code is required")
+                for i, request in batch:
+                    try:
+                        issued, draft = self._client_credentials_one(uow, request, ring)
+                    except IamError as e:
+                        outcomes[i] = e
+                        drafts.append(refused(_token_refusal(request), e))
+                        continue
+                    outcomes[i] = issued
+                    drafts.append(draft)
+                self._audit.append_many(uow, drafts)
+        except IamError as e:
+            # the transaction failed as a whole: nothing of it was kept, no token leaves
+            for i, _ in batch:
+                outcomes[i] = e
+            self._record_refusals([refused(_token_refusal(r), e) for _, r in batch])
+
+    def _record_refusals(self, drafts: list[AuditDraft]) -> None:
+        try:
+            with self._uow() as uow:
+                self._audit.append_many(uow, drafts)
+        except IamError:
+            log.exception("%d token refusals could not be audited", len(drafts))
+
+    def _client_credentials_one(self, uow: UnitOfWork, request: TokenRequest, ring: KeyRing
+                                ) -> tuple[IssuedToken, AuditDraft]:
+        """RFC 6749 §4.4: every check reads; the jti insert is the one write (the lock)."""
+        credentials = request.credentials
+        grant = GrantType.CLIENT_CREDENTIALS
+        requested = split_scopes(request.scope)
+        client = self._auth.check(uow, credentials, self._clock.now())
+        self._require_grant(client, grant)
+        scopes = self._granted(uow, client, requested, credentials.source or None)
+        audience = self._audience(client.client, request.resource)
+        self._auth.consume(uow, client)
+        return self._mint(client, scopes, audience, subject=client.client.client_id,
+                          grant=grant, ring=ring)
+
+    def _one_by_one(self, request: TokenRequest) -> IssuedToken | IamError:
+        """A device-code poll (or an unsupported grant) in a transaction of its own."""
+        outcome: IssuedToken | OAuthError
+        try:
+            with self._audit.refusals(_token_refusal(request)):
+                grant = _GRANTS.get(request.grant_type)
+                if grant is None:
+                    raise UnsupportedGrantType(
+                        f"grant_type {request.grant_type[:80]!r} is not supported; use "
+                        f"{GrantType.CLIENT_CREDENTIALS} or {GrantType.DEVICE_CODE}")
+                if request.device_code is None:
+                    raise InvalidRequest("device_code is required")
+                ring = self.keys.ring()
+                with self._uow() as uow:
+                    client = self._authenticate(uow, request.credentials, grant)
                     found = self.device_codes.redeem(uow, client, request.device_code)
                     if isinstance(found, DeviceCode):
-                        outcome = self._issue(uow, client, found.scopes, found.audience,
-                                              subject=DeviceCodes.approver(found),
-                                              grant=grant, ring=ring)
+                        outcome, draft = self._mint(
+                            client, found.scopes, found.audience,
+                            subject=DeviceCodes.approver(found), grant=grant, ring=ring)
+                        self._audit.append(uow, draft)
                     else:
                         outcome = found
-                else:
-                    scopes = self._granted(uow, client.client, requested, source_ip)
-                    audience = self._audience(client.client, request.resource)
-                    outcome = self._issue(uow, client, scopes, audience,
-                                          subject=client.client.client_id, grant=grant,
-                                          ring=ring)
-            # pending/slow-down polls are the protocol working, not refusals: the poll
-            # time they recorded committed above, and they are not audited one by one
-            if isinstance(outcome, OAuthError) and \
-                    not isinstance(outcome, AuthorizationPending | SlowDown):
-                raise outcome
-        if isinstance(outcome, OAuthError):
-            raise outcome
-        self._purge_now_and_then()
+                # pending/slow-down polls are the protocol working, not refusals: the poll
+                # time they recorded committed above, and they are not audited one by one
+                if isinstance(outcome, OAuthError) and \
+                        not isinstance(outcome, AuthorizationPending | SlowDown):
+                    raise outcome
+        except IamError as e:
+            return e
         return outcome
 
     def _purge_now_and_then(self) -> None:
@@ -131,21 +206,20 @@ class AuthorizationServer:
         self._purged_at = time.monotonic()
         self.revocation.purge()
 
-    def _issue(self, uow: UnitOfWork, client: AuthenticatedClient, scopes: tuple[str, ...],
-               audience: str, *, subject: str, grant: GrantType, ring: KeyRing
-               ) -> IssuedToken:
+    def _mint(self, client: AuthenticatedClient, scopes: tuple[str, ...], audience: str, *,
+              subject: str, grant: GrantType, ring: KeyRing) -> tuple[IssuedToken, AuditDraft]:
+        """A signed token and the audit record that must commit before it is handed out."""
         issued, claims = self._minter.mint(client, subject=subject, scopes=scopes,
                                            audience=audience, now=self._clock.now(),
                                            ring=ring)
-        self._audit.append(uow, AuditDraft(
-            tag=AuditTag.OAUTH_TOKEN_ISSUED, actor=f"oauth-client:{client.client.client_id}",
-            org_path=client.client.org_path,
-            subject=f"oauth-client:{client.client.client_id}",
+        who = f"oauth-client:{client.client.client_id}"
+        return issued, AuditDraft(
+            tag=AuditTag.OAUTH_TOKEN_ISSUED, actor=who, org_path=client.client.org_path,
+            subject=who,
             details={"jti": issued.jti, "grant": str(grant), "method": str(client.method),
                      "scope": issued.scope, "aud": audience, "sub": subject,
                      "exp": claims["exp"], "bound": issued.bound,
-                     "certificate": client.certificate_serial}))
-        return issued
+                     "certificate": client.certificate_serial})
 
     # -- device authorization (RFC 8628 §3.1) ------------------------------------------
 
@@ -158,7 +232,7 @@ class AuthorizationServer:
             requested = split_scopes(scope)
             with self._uow() as uow:
                 client = self._authenticate(uow, credentials, GrantType.DEVICE_CODE)
-                scopes = self._granted(uow, client.client, requested, source_ip)
+                scopes = self._granted(uow, client, requested, source_ip)
                 audience = self._audience(client.client, resource)
                 return self.device_codes.start(uow, client, scopes, audience)
 
@@ -210,14 +284,21 @@ class AuthorizationServer:
     def _authenticate(self, uow: UnitOfWork, credentials: ClientCredentials,
                       grant: GrantType) -> AuthenticatedClient:
         client = self._auth.authenticate(uow, credentials, self._clock.now())
+        self._require_grant(client, grant)
+        return client
+
+    @staticmethod
+    def _require_grant(client: AuthenticatedClient, grant: GrantType) -> None:
         if grant not in client.client.grant_types:
             raise UnauthorizedClient(f"client {client.client.client_id!r} may not use the "
                                      f"{grant} grant")
-        return client
 
-    def _granted(self, uow: UnitOfWork, client: OAuthClient,
+    def _granted(self, uow: UnitOfWork, authenticated: AuthenticatedClient,
                  requested: tuple[str, ...] | None, source_ip: str | None) -> tuple[str, ...]:
-        device = uow.devices.get(client.device_id) if client.device_id else None
+        client = authenticated.client
+        device = authenticated.device
+        if device is None and client.device_id:
+            device = uow.devices.get(client.device_id)
         groups = uow.oauth_clients.device_groups(device.id) if device else ()
         return self._scopes.grant(client, subject_of(client, device, groups), requested,
                                   source_ip=source_ip)
@@ -231,6 +312,10 @@ class AuthorizationServer:
             raise InvalidTarget(f"resource {resource[:100]!r} is not registered for client "
                                 f"{client.client_id!r}")
         return resource
+
+
+def _token_refusal(request: TokenRequest) -> AuditDraft:
+    return _refusal(AuditTag.OAUTH_TOKEN_REFUSED, request.credentials, "oauth:token")
 
 
 def _refusal(tag: AuditTag, credentials: ClientCredentials, subject: str) -> AuditDraft:

@@ -14,115 +14,57 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 
 from iotiam.admin.models import ROOT_PATH
+from iotiam.api import oauth_wire
 from iotiam.api.auth import Wired, principal
-from iotiam.api.tls import client_address, client_certificate
+from iotiam.api.oauth_wire import NO_STORE, client_credentials, error_answer, parse_form
+from iotiam.api.tls import client_address, client_certificate_der
 from iotiam.audit.models import AuditDraft, AuditTag, Outcome
 from iotiam.bootstrap import Services
-from iotiam.errors import Conflict, Forbidden, IamError, InvalidInput, NotFound, Unauthenticated
+from iotiam.errors import IamError
 from iotiam.tokens.introspection import Caller
-from iotiam.tokens.models import (
-    ClientCredentials,
-    InvalidClient,
-    InvalidRequest,
-    OAuthError,
-    TokenRequest,
-    UnauthorizedClient,
-)
+from iotiam.tokens.models import ClientCredentials, InvalidClient, InvalidRequest
 
 log = logging.getLogger("iotiam.oauth")
 router = APIRouter(tags=["oauth2"])
 
-FORM = "application/x-www-form-urlencoded"
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-_MAX_FIELDS = 20
-_MAX_VALUE = 8192
-
 
 def _oauth_error(error: IamError) -> JSONResponse:
     """RFC 6749 §5.2 for any iotiam error raised while serving an OAuth request."""
-    if not isinstance(error, OAuthError):
-        if isinstance(error, Unauthenticated):
-            error = InvalidClient(error.detail)
-        elif isinstance(error, Forbidden):
-            error = UnauthorizedClient(error.detail)
-        elif isinstance(error, InvalidInput | NotFound | Conflict):
-            error = InvalidRequest(error.detail)
-        else:
-            # storage trouble: the one case that is not the client's fault
-            return JSONResponse({"error": "temporarily_unavailable",
-                                 "error_description": error.detail[:300]},
-                                status_code=503, headers={**_NO_STORE, "Retry-After": "1"})
-    headers = dict(_NO_STORE)
-    if error.status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="iotiam", error="invalid_client"'
-    return JSONResponse(error.to_response(), status_code=error.status, headers=headers)
+    status, headers, body = error_answer(error)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _form(request: Request) -> dict[str, str]:
-    """The form body; RFC 6749 §3.2 parameters sent twice are an error."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != FORM:
-        raise InvalidRequest(f"send the parameters as {FORM}")
-    try:
-        form = await request.form(max_files=0, max_fields=_MAX_FIELDS)
-    except HTTPException as e:
-        if e.status_code == 413:
-            raise  # the body size limit answers this one
-        raise InvalidRequest("the form body cannot be parsed") from e
-    except (ValueError, KeyError) as e:
-        raise InvalidRequest("the form body cannot be parsed") from e
-    if len(form) > _MAX_FIELDS:
-        raise InvalidRequest(f"at most {_MAX_FIELDS} parameters")
-    values: dict[str, str] = {}
-    for name, value in form.multi_items():
-        if not isinstance(value, str):
-            raise InvalidRequest(f"parameter {name[:40]!r} must be text")
-        if name in values:
-            raise InvalidRequest(f"parameter {name[:40]!r} is repeated")
-        if len(value) > _MAX_VALUE or "\x00" in value:
-            raise InvalidRequest(f"parameter {name[:40]!r} is too long or has a NUL byte")
-        values[name] = value
-    return values
+    """The form body (RFC 6749 §3.2)."""
+    return parse_form(request.headers.get("content-type", ""), await request.body())
 
 
 def _credentials(request: Request, form: dict[str, str], svc: Services) -> ClientCredentials:
     trusted = svc.settings.trusted_proxies
-    cert = client_certificate(request, trusted)
-    scheme = request.headers.get("authorization", "").partition(" ")[0].lower()
-    return ClientCredentials(
-        client_id=form.get("client_id"),
-        assertion_type=form.get("client_assertion_type"),
-        assertion=form.get("client_assertion"),
-        certificate_der=cert.public_bytes(serialization.Encoding.DER) if cert else None,
-        secret_presented="client_secret" in form or scheme == "basic",
-        source=client_address(request, trusted),
-    )
+    return client_credentials(form, certificate_der=client_certificate_der(request, trusted),
+                              authorization=request.headers.get("authorization", ""),
+                              source=client_address(request, trusted))
 
 
 @router.post("/oauth2/token")
 async def token(request: Request, svc: Wired) -> Response:
-    """RFC 6749 §4.4 client credentials and RFC 8628 §3.4 device code grants."""
+    """RFC 6749 §4.4 client credentials and RFC 8628 §3.4 device code grants.
+
+    Served by ``api/oauth_token_path.py`` in front of the framework; this route documents
+    the endpoint and answers exactly as the fast path does.
+    """
     try:
         form = await _form(request)
-        credentials = _credentials(request, form, svc)
-        grant_type = form.get("grant_type")
-        if not grant_type:
-            raise InvalidRequest("grant_type is required")
-        token_request = TokenRequest(
-            grant_type=grant_type, credentials=credentials, scope=form.get("scope"),
-            resource=form.get("resource"), device_code=form.get("device_code"))
-        issued = await run_in_threadpool(svc.oauth.token, token_request,
-                                         source_ip=credentials.source or None)
+        token_request = oauth_wire.token_request(form, _credentials(request, form, svc))
+        issued = await run_in_threadpool(svc.oauth.token, token_request)
     except IamError as e:
         return _oauth_error(e)
-    return JSONResponse(issued.to_response(), headers=_NO_STORE)
+    return JSONResponse(issued.to_response(), headers=NO_STORE)
 
 
 @router.post("/oauth2/device_authorization")
@@ -136,7 +78,7 @@ async def device_authorization(request: Request, svc: Wired) -> Response:
             form.get("resource"), source_ip=credentials.source or None)
     except IamError as e:
         return _oauth_error(e)
-    return JSONResponse(started.to_response(), headers=_NO_STORE)
+    return JSONResponse(started.to_response(), headers=NO_STORE)
 
 
 async def _caller(request: Request, form: dict[str, str], svc: Services) -> Caller:
@@ -174,7 +116,7 @@ async def introspect(request: Request, svc: Wired) -> Response:
                                                          token_value)
     except IamError as e:
         return _oauth_error(e)
-    return JSONResponse(answer, headers=_NO_STORE)
+    return JSONResponse(answer, headers=NO_STORE)
 
 
 @router.post("/oauth2/revoke")
@@ -185,7 +127,7 @@ async def revoke(request: Request, svc: Wired) -> Response:
         await run_in_threadpool(svc.oauth.revoke, caller, token_value)
     except IamError as e:
         return _oauth_error(e)
-    return Response(status_code=200, headers=_NO_STORE)
+    return Response(status_code=200, headers=NO_STORE)
 
 
 @router.get("/oauth2/jwks")

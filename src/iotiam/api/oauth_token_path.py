@@ -1,0 +1,172 @@
+"""The token endpoint without the framework: ``POST /oauth2/token`` thousands of times a second.
+
+The request is read and answered here, exactly as the FastAPI route would (the same
+form rules and RFC 6749 §5.2 errors, from ``oauth_wire.py``); everything else goes on
+to the app behind. Requests that arrive while a batch is with the database wait for
+the next one, and a batch is answered by ``AuthorizationServer.issue_tokens`` in one
+transaction on one thread (group commit): under load, one commit serves many tokens;
+alone, a request is its own batch and waits for no one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from iotiam.api.limits import read_body
+from iotiam.api.oauth_wire import (
+    NO_STORE,
+    client_credentials,
+    error_answer,
+    json_bytes,
+    parse_form,
+    token_request,
+)
+from iotiam.api.tls import CLIENT_CERT_HEADER, client_address, client_certificate_der
+from iotiam.bootstrap import Services
+from iotiam.errors import IamError
+from iotiam.tokens.models import IssuedToken, TokenRequest
+
+log = logging.getLogger("iotiam.api.oauth")
+
+TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path
+#: requests answered by one transaction at most (bounds a batch's latency)
+MAX_BATCH = 64
+
+Outcome = IssuedToken | IamError
+_JSON = (b"content-type", b"application/json")
+_NO_STORE = [(name.lower().encode(), value.encode()) for name, value in NO_STORE.items()]
+_SERVER_ERROR = json_bytes({"error": "server_error",
+                            "error_description": "internal error; the error was logged"})
+
+
+class TokenBatcher:
+    """Gathers concurrent token requests into batches answered on one worker thread."""
+
+    def __init__(self, issue: Callable[[Sequence[TokenRequest]], list[Outcome]]) -> None:
+        self._issue = issue
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[TokenRequest, asyncio.Future[Outcome]]] = []
+        self._running = False
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oauth-tokens")
+
+    async def issue(self, request: TokenRequest) -> Outcome:
+        """The token or the error for one request (raises what a bug raised)."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            self._waiting.append((request, future))
+            start = not self._running
+            self._running = True
+        if start:
+            self._thread.submit(self._drain)
+        return await future
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                batch = self._waiting[:MAX_BATCH]
+                del self._waiting[:MAX_BATCH]
+                if not batch:
+                    self._running = False
+                    return
+            try:
+                outcomes: list[Any] = self._issue([request for request, _ in batch])
+            except Exception as e:  # a bug: every caller of the batch hears of it
+                log.exception("token batch failed")
+                outcomes = [e] * len(batch)
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Any]]] = {}
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+            for loop, settled in by_loop.items():
+                # a closed loop (RuntimeError) has no one waiting any more
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle, settled)
+
+    def close(self) -> None:
+        """Stop the worker thread once the queued batches are answered."""
+        self._thread.shutdown(wait=True)
+
+
+def _settle(settled: list[tuple[asyncio.Future[Outcome], Any]]) -> None:
+    for future, outcome in settled:
+        if future.done():  # the client went away and the request was cancelled
+            continue
+        if isinstance(outcome, IssuedToken | IamError):
+            future.set_result(outcome)
+        else:
+            future.set_exception(outcome)
+
+
+class OAuthTokenFastPath:
+    """ASGI middleware answering ``POST /oauth2/token`` itself."""
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+        self.batcher = TokenBatcher(services.oauth.issue_tokens)
+        self._max_body = services.settings.max_body_bytes
+        self._trusted = services.settings.trusted_proxies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] != "http" or scope["path"] != TOKEN_PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        body = await read_body(receive, self._max_body)
+        if body is None:
+            return  # the client left (an oversized body is the size limit's to answer)
+        try:
+            outcome = await self.batcher.issue(self._request(scope, body))
+        except IamError as e:
+            outcome = e
+        except Exception:
+            log.exception("the token endpoint failed")
+            await _answer(send, 500, _SERVER_ERROR, [])
+            return
+        if isinstance(outcome, IamError):
+            status, headers, content = error_answer(outcome)
+            await _answer(send, status, json_bytes(content),
+                          [(k.lower().encode(), v.encode()) for k, v in headers.items()])
+            return
+        await _answer(send, 200, json_bytes(outcome.to_response()), _NO_STORE)
+
+    def _request(self, scope: Scope, body: bytes) -> TokenRequest:
+        content_type = authorization = ""
+        proxied = forwarded = False
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == CLIENT_CERT_HEADER.encode():
+                proxied = True
+            elif name == b"x-forwarded-for":
+                forwarded = True
+        form = parse_form(content_type, body)
+        der: bytes | None = scope.get("extensions", {}).get("tls", {}).get("client_cert_der")
+        client = scope.get("client")
+        if proxied or forwarded or not der:
+            # what a trusted proxy forwarded: the framework's own request reading decides
+            request = Request(scope)
+            der = client_certificate_der(request, self._trusted)
+            source = client_address(request, self._trusted)
+        else:
+            source = client[0] if client else "unknown"
+        credentials = client_credentials(form, certificate_der=der,
+                                         authorization=authorization, source=source)
+        return token_request(form, credentials)
+
+
+async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+                  ) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, _JSON, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
