@@ -29,6 +29,8 @@ from iotiam.config import (
 )
 from iotiam.credentials.sealing import SecretSealer
 from iotiam.credentials.service import Psks
+from iotiam.detection.engine import DetectionEngine
+from iotiam.detection.ingest import EventIngest
 from iotiam.enrollment.first_contact import FirstContact
 from iotiam.enrollment.manufacturers import Manufacturers
 from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
@@ -54,9 +56,14 @@ from iotiam.policy.inquiry import PolicyInquiry
 from iotiam.policy.models import AttachmentTarget, TargetKind
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
 from iotiam.policy.subjects import DeviceSubjects
+from iotiam.response.alerts import AlertChannel, AlertDispatcher, SyslogChannel, WebhookChannel
+from iotiam.response.ports import NoFirmwareData
+from iotiam.response.scoring import TrustScores
+from iotiam.response.service import Response
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
 from iotiam.storage.fleet_changes import SqlChangeLog
 from iotiam.storage.migrate import upgrade_to_head
+from iotiam.storage.response_store import SqlDeviceLookup
 from iotiam.storage.status_reader import SqlStatusReader
 from iotiam.tokens.client_auth import ClientAuthenticator, IssuingCa
 from iotiam.tokens.clients import OAuthClients
@@ -104,9 +111,18 @@ class Services:
     firmware: FirmwareRegistry
     #: device attestation (challenge, evidence) and the compliance read API
     attestation: Attestation
+    #: findings, their lifecycle, playbooks, modes, mitigations
+    response: Response
+    #: device trust scores (explained), fed back into policy conditions
+    trust: TrustScores
+    #: the event pipeline: every source of events ends here
+    ingest: EventIngest
+    #: signed webhook and syslog delivery of findings
+    alerts: AlertDispatcher
 
     def close(self) -> None:
-        """Release database connections."""
+        """Deliver queued alerts, release database connections."""
+        self.alerts.close()
         self.database.dispose()
 
 
@@ -198,8 +214,18 @@ def build_services(
     policies = PolicyAdministration(database, clock, audit)
     decisions = DecisionPoint(policies, clock)
     policies.on_change(decisions.invalidate)
-    subjects = DeviceSubjects(SqlChangeLog(database), clock)
+    changes = SqlChangeLog(database)
+    subjects = DeviceSubjects(changes, clock, posture=changes)
     inventory = Inventory(database, clock, audit, every_credential)
+    trust = TrustScores(database, clock, NoFirmwareData())
+    alerts = AlertDispatcher(alert_channels(settings))
+    response = Response(database, clock, audit, every_credential, alerts, trust)
+    attestation = Attestation(database, clock, audit, DeviceCa(
+        pki.cas.issuing_id, pki.cas.issuing.certificate.subject), finding_sink=response)
+    trust.use_firmware_source(attestation)
+    ingest = EventIngest(detection_engine(response), response, SqlDeviceLookup(database.engine))
+    response.on_mode_change(ingest.set_mode)
+    response.on_false_positive(ingest.false_positive)
     return Services(
         settings=settings,
         clock=clock,
@@ -221,9 +247,41 @@ def build_services(
         oauth=authorization_server(settings, database, clock, audit, pki, decisions,
                                    passphrase),
         firmware=FirmwareRegistry(database, clock, audit),
-        attestation=Attestation(database, clock, audit, DeviceCa(
-            pki.cas.issuing_id, pki.cas.issuing.certificate.subject)),
+        attestation=attestation,
+        response=response,
+        trust=trust,
+        ingest=ingest,
+        alerts=alerts,
     )
+
+
+def alert_webhook_key(settings: Settings) -> bytes:
+    """The key that signs alert webhooks (share it with the receiver)."""
+    return _local_key(settings, "IOTIAM_ALERT_WEBHOOK_KEY_FILE", "alert-webhook.key",
+                      "alert webhook key", create=True)
+
+
+def alert_channels(settings: Settings) -> list[AlertChannel]:
+    """The configured alert channels (none: findings are stored, not sent)."""
+    channels: list[AlertChannel] = []
+    if settings.alert_webhook_url:
+        channels.append(WebhookChannel(settings.alert_webhook_url, alert_webhook_key(settings)))
+    if settings.alert_syslog:
+        target, _, transport = settings.alert_syslog.partition("/")
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit() or transport not in ("", "udp", "tcp"):
+            raise SetupError(f"IOTIAM_ALERT_SYSLOG {settings.alert_syslog!r}: use host:port "
+                             "or host:port/tcp")
+        channels.append(SyslogChannel(host, int(port), tcp=transport == "tcp"))
+    return channels
+
+
+def detection_engine(response: Response) -> DetectionEngine:
+    """A detection engine following the stored per-type modes."""
+    engine = DetectionEngine()
+    for device_type, mode in response.modes().items():
+        engine.set_mode(device_type, mode)
+    return engine
 
 
 def token_config(settings: Settings) -> TokenConfig:
@@ -260,8 +318,9 @@ def authorization_server(
 
 def broker_fleet(services: Services) -> LiveFleet:
     """The fleet as the broker sync sees it."""
-    return LiveFleet(services.database, services.clock, SqlChangeLog(services.database),
-                     services.pki, services.psks, services.decisions)
+    changes = SqlChangeLog(services.database)
+    return LiveFleet(services.database, services.clock, changes, services.pki, services.psks,
+                     services.decisions, posture=changes)
 
 
 @dataclass(frozen=True)

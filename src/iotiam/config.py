@@ -63,6 +63,10 @@ class Settings:
     broker_admin_port: int = 18883
     #: external mode: where the dynsec admin listener is (password: IOTIAM_BROKER_PASSWORD)
     broker_admin_host: str = "127.0.0.1"
+    #: findings are POSTed here, signed with secrets/alert-webhook.key (HMAC-SHA256)
+    alert_webhook_url: str | None = None
+    #: RFC 5424 syslog target for findings: ``host:port`` (UDP) or ``host:port/tcp``
+    alert_syslog: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -139,6 +143,9 @@ def load_settings(data_dir: Path) -> Settings:
                               or recorded.get("broker_admin_port", 18883)),
         broker_admin_host=env.get("IOTIAM_BROKER_ADMIN_HOST")
         or recorded.get("broker_admin_host", "127.0.0.1"),
+        alert_webhook_url=env.get("IOTIAM_ALERT_WEBHOOK_URL")
+        or recorded.get("alert_webhook_url"),
+        alert_syslog=env.get("IOTIAM_ALERT_SYSLOG") or recorded.get("alert_syslog"),
     )
 
 
@@ -179,6 +186,8 @@ def save_settings(settings: Settings) -> None:
         "broker_psk_port": settings.broker_psk_port,
         "broker_admin_port": settings.broker_admin_port,
         "broker_admin_host": settings.broker_admin_host,
+        "alert_webhook_url": settings.alert_webhook_url,
+        "alert_syslog": settings.alert_syslog,
     }
     write_private_file(settings.data_dir / CONFIG_FILE, json.dumps(body, indent=2) + "\n")
 

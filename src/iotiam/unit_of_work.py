@@ -24,6 +24,12 @@ from iotiam.enrollment.ports import (
 from iotiam.inventory.ports import DeviceStore, DeviceTypeStore, GroupStore, OrgUnitStore
 from iotiam.pki.ports import CaStore, CertificateStore, CounterStore, CrlStore
 from iotiam.policy.ports import PolicyUnitOfWork
+from iotiam.response.ports import (
+    DetectionSettingsStore,
+    FindingStore,
+    MitigationStore,
+    TrustStore,
+)
 from iotiam.tokens.ports import (
     AssertionJtiStore,
     DeviceCodeStore,
@@ -148,6 +154,26 @@ class UnitOfWork(PolicyUnitOfWork, Protocol):
     @property
     def firmware(self) -> FirmwareStore:
         """Firmware signers, images, rules, attestation nonces and device status."""
+        ...
+
+    @property
+    def findings(self) -> FindingStore:
+        """Findings of the detectors and attestation."""
+        ...
+
+    @property
+    def mitigations(self) -> MitigationStore:
+        """Actions taken on devices because of findings."""
+        ...
+
+    @property
+    def detection_settings(self) -> DetectionSettingsStore:
+        """Detection modes per device type and the playbook."""
+        ...
+
+    @property
+    def trust(self) -> TrustStore:
+        """Device trust scores."""
         ...
 
 

@@ -16,6 +16,7 @@ from iotiam.api.routes import (
     attestation,
     certificates,
     credentials,
+    detection,
     enrollment,
     est,
     firmware,
@@ -49,6 +50,7 @@ def create_api_app(services: Services) -> ASGIApp:
     app.include_router(oauth.router)
     app.include_router(oauth_clients.router)
     app.include_router(policies.router)
+    app.include_router(detection.router)
     app.include_router(firmware.router)
     app.include_router(attestation.router)
     # the size limit wraps the token and OCSP fast paths too; the broker hook bounds its own

@@ -75,6 +75,14 @@ class AuditTag(enum.StrEnum):
     #: evidence verified; the details say whether the firmware is compliant and why
     ATTESTATION_VERIFIED = "device:attestation:verified"
     ATTESTATION_REFUSED = "device:attestation:refused"
+    FINDING_RAISED = "detection:finding:raised"
+    FINDING_UPDATED = "admin:finding:state-changed"
+    DETECTION_MODE_SET = "admin:detection-mode:set"
+    PLAYBOOK_SET = "admin:playbook:set"
+    MITIGATION_APPLIED = "detection:mitigation:applied"
+    MITIGATION_LIFTED = "admin:mitigation:lifted"
+    #: a bulk event upload refused whole (not JSON, too large, no rights)
+    EVENTS_REFUSED = "admin:events:refused"
 
 
 class Outcome(enum.StrEnum):

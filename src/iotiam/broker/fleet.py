@@ -16,7 +16,8 @@ from iotiam.inventory.models import Device, DeviceState
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.service import Pki
 from iotiam.policy.broker_acl import BrokerAcl, compile_broker_acl
-from iotiam.policy.models import RequestContext, Subject
+from iotiam.policy.models import DevicePosture, RequestContext, Subject
+from iotiam.policy.ports import PostureLookup
 from iotiam.policy.service import DecisionPoint
 from iotiam.unit_of_work import UnitOfWorkFactory
 
@@ -54,8 +55,11 @@ class LiveFleet:
     """``FleetSource`` over the real services."""
 
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, log: ChangeLog, pki: Pki,
-                 psks: Psks, decisions: DecisionPoint) -> None:
+                 psks: Psks, decisions: DecisionPoint,
+                 posture: PostureLookup | None = None) -> None:
         self._uow = uow
+        #: trust scores and firmware verdicts, settled into the ACLs like other conditions
+        self._posture = posture
         self._clock = clock
         self._log = log
         self._pki = pki
@@ -83,9 +87,13 @@ class LiveFleet:
         """The root CA."""
         return self._pki.cas.root.certificate
 
-    def _acl(self, device: Device, groups: set[str]) -> BrokerAcl:
+    def _postures(self, device_ids: Sequence[str]) -> dict[str, DevicePosture]:
+        return self._posture.posture_of(device_ids) if self._posture is not None else {}
+
+    def _acl(self, device: Device, groups: set[str],
+             posture: DevicePosture | None) -> BrokerAcl:
         engine = self._decisions.refresh()
-        subject = Subject.from_device(device, groups)
+        subject = Subject.from_device(device, groups, posture)
         return compile_broker_acl(engine, subject, RequestContext.now(self._clock))
 
     def broker_acl(self, device_id: str) -> BrokerAcl | None:
@@ -94,15 +102,17 @@ class LiveFleet:
             device = uow.devices.get(device_id)
         if device is None or device.state is DeviceState.DECOMMISSIONED:
             return None
-        return self._acl(device, self._log.groups_of([device_id]).get(device_id, set()))
+        return self._acl(device, self._log.groups_of([device_id]).get(device_id, set()),
+                         self._postures([device_id]).get(device_id))
 
     def all_acls(self) -> Iterator[BrokerAcl]:
         """Every device's ACLs, a page at a time."""
         after: str | None = None
         while page := self._log.device_page(after, PAGE):
             groups = self._log.groups_of([d.id for d in page])
+            postures = self._postures([d.id for d in page])
             for device in page:
-                yield self._acl(device, groups.get(device.id, set()))
+                yield self._acl(device, groups.get(device.id, set()), postures.get(device.id))
             after = page[-1].id
 
     def changes_since(self, since: datetime) -> Changes:

@@ -65,6 +65,7 @@ def register_commands() -> None:
         admin,
         certs,
         credentials,
+        detection,
         devices,
         enrollment,
         oauth,
@@ -82,6 +83,7 @@ def register_commands() -> None:
     enrollment.register(app)
     oauth.register(app)
     policies.register(app)
+    detection.register(app)
 
 
 def run() -> None:

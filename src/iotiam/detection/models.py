@@ -154,7 +154,7 @@ class Event:
         if unknown:
             raise InvalidInput(f"unknown event field(s): {', '.join(sorted(unknown))}")
         try:
-            kind = EventKind(data.get("kind"))
+            kind = EventKind(str(data.get("kind")))
         except ValueError:
             kinds = ", ".join(k.value for k in EventKind)
             raise InvalidInput(f"'kind' must be one of {kinds}") from None

@@ -149,14 +149,16 @@ def compile_conditions(conditions: Conditions, sites: Mapping[str, Site]) -> tup
         floor = conditions.min_trust_score
 
         def trusted(subject: Subject, ctx: RequestContext, site: Site | None) -> Answer:
-            return None if ctx.trust_score is None else ctx.trust_score >= floor
+            score = ctx.trust_score if ctx.trust_score is not None else subject.trust_score
+            return None if score is None else score >= floor
 
         checks.append(Check("min_trust_score", trusted))
     if conditions.trust_score_below is not None:
         ceiling = conditions.trust_score_below
 
         def distrusted(subject: Subject, ctx: RequestContext, site: Site | None) -> Answer:
-            return None if ctx.trust_score is None else ctx.trust_score < ceiling
+            score = ctx.trust_score if ctx.trust_score is not None else subject.trust_score
+            return None if score is None else score < ceiling
 
         checks.append(Check("trust_score_below", distrusted))
     if conditions.firmware_compliant is not None:
@@ -164,6 +166,8 @@ def compile_conditions(conditions: Conditions, sites: Mapping[str, Site]) -> tup
 
         def firmware(subject: Subject, ctx: RequestContext, site: Site | None) -> Answer:
             known = ctx.firmware_compliant
+            if known is None:
+                known = subject.firmware_compliant
             return None if known is None else known is wanted
 
         checks.append(Check("firmware_compliant", firmware))

@@ -202,6 +202,14 @@ class _Memoised:
     _values: dict[str, str | None] | None
 
 
+
+@dataclass(frozen=True)
+class DevicePosture:
+    """What the detection layer knows of a device, as policy conditions read it."""
+
+    trust_score: float | None
+    firmware_compliant: bool | None
+
 @dataclass(frozen=True, slots=True)
 class Subject(_Memoised):
     """The device a decision is about, with the groups it belongs to (immutable).
@@ -218,6 +226,10 @@ class Subject(_Memoised):
     site: str | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
     groups: frozenset[str] = frozenset()
+    #: the device's stored trust score and firmware verdict (None: unknown); a request
+    #: context that carries its own values wins
+    trust_score: float | None = None
+    firmware_compliant: bool | None = None
 
     __hash__ = None  # type: ignore[assignment]  # attributes is a mapping
 
@@ -226,8 +238,9 @@ class Subject(_Memoised):
         object.__setattr__(self, "_values", None)
 
     @staticmethod
-    def from_device(device: Device, groups: Iterable[str] = ()) -> Subject:
-        """The subject of an inventory device."""
+    def from_device(device: Device, groups: Iterable[str] = (),
+                    posture: DevicePosture | None = None) -> Subject:
+        """The subject of an inventory device (with its posture, if known)."""
         return Subject(
             device_id=device.id,
             type_name=device.type_name,
@@ -237,6 +250,8 @@ class Subject(_Memoised):
             site=device.site,
             attributes=dict(device.attributes),
             groups=frozenset(groups),
+            trust_score=posture.trust_score if posture else None,
+            firmware_compliant=posture.firmware_compliant if posture else None,
         )
 
     @property

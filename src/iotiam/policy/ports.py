@@ -9,7 +9,13 @@ from typing import Any, Protocol
 
 from iotiam.audit.models import AuditDraft
 from iotiam.inventory.models import Device
-from iotiam.policy.models import Attachment, AttachmentTarget, Site, StoredPolicy
+from iotiam.policy.models import (
+    Attachment,
+    AttachmentTarget,
+    DevicePosture,
+    Site,
+    StoredPolicy,
+)
 
 
 class PolicyStore(Protocol):
@@ -147,4 +153,12 @@ class DeviceDirectory(Protocol):
     def device_changes(self, since: datetime) -> list[tuple[str, datetime]]:
         """(device, updated_at) of every device whose record (state, attributes, org,
         groups) changed after ``since``."""
+        ...
+
+
+class PostureLookup(Protocol):
+    """Stored trust scores and firmware verdicts of devices (``storage.fleet_changes``)."""
+
+    def posture_of(self, device_ids: Sequence[str]) -> dict[str, DevicePosture]:
+        """Devices with a stored posture; others are unknown."""
         ...

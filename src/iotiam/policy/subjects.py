@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from iotiam.clock import Clock
 from iotiam.inventory.models import Device
 from iotiam.policy.models import Subject
-from iotiam.policy.ports import DeviceDirectory
+from iotiam.policy.ports import DeviceDirectory, PostureLookup
 
 #: rows committed late (a transaction that began before the last check) are still seen
 OVERLAP = timedelta(seconds=5)
@@ -39,8 +39,11 @@ class DeviceSubjects:
     def __init__(
         self, devices: DeviceDirectory, clock: Clock, *, check_every: float = 0.5,
         max_age: float = 300.0, max_entries: int = 100_000,
+        posture: PostureLookup | None = None,
     ) -> None:
         self._devices = devices
+        #: trust scores and firmware verdicts; a change moves the device's updated_at
+        self._posture = posture
         self._clock = clock
         self._check_every = check_every
         # a safety net only: changes are seen through the check, not through expiry
@@ -58,13 +61,15 @@ class DeviceSubjects:
 
     def subject_of(self, device: Device) -> Subject:
         """The subject of ``device`` with its current groups, read now."""
-        groups = self._devices.groups_of([device.id]).get(device.id, set())
-        return Subject.from_device(device, groups)
+        return self.subjects_of([device])[0]
 
     def subjects_of(self, devices: Sequence[Device]) -> list[Subject]:
         """The subjects of a page of devices, read now (one query for every group)."""
-        groups = self._devices.groups_of([d.id for d in devices])
-        return [Subject.from_device(d, groups.get(d.id, set())) for d in devices]
+        ids = [d.id for d in devices]
+        groups = self._devices.groups_of(ids)
+        postures = self._posture.posture_of(ids) if self._posture is not None else {}
+        return [Subject.from_device(d, groups.get(d.id, set()), postures.get(d.id))
+                for d in devices]
 
     def cached(self, device_id: str) -> Subject | None:
         """The subject of a device (None: unknown), no older than the last change check."""

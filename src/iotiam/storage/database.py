@@ -49,6 +49,12 @@ from iotiam.storage.policy_store import (
     SqlSiteStore,
     SqlTargetDirectory,
 )
+from iotiam.storage.response_store import (
+    SqlDetectionSettingsStore,
+    SqlFindingStore,
+    SqlMitigationStore,
+    SqlTrustStore,
+)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -128,6 +134,10 @@ class SqlUnitOfWork:
         self.oauth_revoked_tokens = SqlTokenDenyList(conn)
         self.oauth_device_codes = SqlDeviceCodeStore(conn)
         self.firmware = SqlFirmwareStore(conn)
+        self.findings = SqlFindingStore(conn)
+        self.mitigations = SqlMitigationStore(conn)
+        self.detection_settings = SqlDetectionSettingsStore(conn)
+        self.trust = SqlTrustStore(conn)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from iotiam.credentials.models import PskStatus
 from iotiam.inventory.models import Device, DeviceState
 from iotiam.pki.models import CertificateStatus
+from iotiam.policy.models import DevicePosture
 from iotiam.storage import schema as t
 from iotiam.storage.database import Database
 from iotiam.storage.inventory_store import device_from_row
@@ -81,4 +82,16 @@ class SqlChangeLog:
                                         .where(m.device_id.in_(chunk)))
                 for row in rows:
                     found.setdefault(row.device_id, set()).add(row.group_id)
+        return found
+
+    def posture_of(self, device_ids: Sequence[str]) -> dict[str, DevicePosture]:
+        """Stored trust score and firmware verdict of each device that has one."""
+        d = t.device_trust.c
+        found: dict[str, DevicePosture] = {}
+        with self._db.reading() as uow:
+            for start in range(0, len(device_ids), 500):
+                rows = uow.conn.execute(select(d.device_id, d.score, d.firmware_compliant)
+                                        .where(d.device_id.in_(device_ids[start:start + 500])))
+                for r in rows:
+                    found[r.device_id] = DevicePosture(float(r.score), r.firmware_compliant)
         return found

@@ -1,0 +1,197 @@
+"""Events in; findings, detection modes, playbook, trust scores and mitigations out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import Field
+
+from iotiam.admin.models import Role
+from iotiam.api.auth import Caller, Wired
+from iotiam.api.schemas import Body
+from iotiam.audit.models import AuditDraft, AuditTag
+from iotiam.detection.ingest import json_lines
+from iotiam.errors import InvalidInput
+from iotiam.response.models import Mitigation, StoredFinding
+
+router = APIRouter(prefix="/v1", tags=["detection"])
+
+_EVENTS_BODY: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {
+        "application/x-ndjson": {"schema": {"type": "string"},
+                                 "example": '{"kind":"publish","ts":"2026-12-05T10:00:00Z",'
+                                            '"device_id":"sensor-1","topic":"t/1","size":42}'},
+        "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+    }},
+}
+
+
+class NoteIn(Body):
+    """A note for a finding's state change."""
+
+    note: str = Field(default="", max_length=2000)
+
+
+class ResolveIn(NoteIn):
+    """Resolve a finding (``false_positive`` also teaches the baseline)."""
+
+    false_positive: bool = False
+
+
+class ModeIn(Body):
+    """A device type's detection mode."""
+
+    mode: str = Field(max_length=16)
+
+
+def render_finding(stored: StoredFinding) -> dict[str, Any]:
+    """A finding as the API shows it."""
+    return {**stored.finding.to_json(), "id": stored.id, "state": str(stored.state),
+            "mode": str(stored.mode), "org_path": stored.org_path,
+            "raised_at": stored.raised_at.isoformat(),
+            "updated_at": stored.updated_at.isoformat(),
+            "last_seen_at": stored.last_seen_at.isoformat() if stored.last_seen_at else None,
+            "repeats": stored.repeats, "actions": list(stored.actions), "note": stored.note,
+            "updated_by": stored.updated_by}
+
+
+def render_mitigation(m: Mitigation) -> dict[str, Any]:
+    """A mitigation as the API shows it."""
+    return {"id": m.id, "finding_id": m.finding_id, "device_id": m.device_id,
+            "action": str(m.action),
+            "previous_state": str(m.previous_state) if m.previous_state else None,
+            "applied_at": m.applied_at.isoformat(),
+            "lifted_at": m.lifted_at.isoformat() if m.lifted_at else None,
+            "lifted_by": m.lifted_by}
+
+
+def _records(body: bytes, media: str) -> list[tuple[int, object]]:
+    if media in ("application/x-ndjson", "application/jsonl", "application/json-lines"):
+        return list(json_lines(body))
+    if media == "application/json":
+        try:
+            items = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise InvalidInput(f"the body is not JSON: {e}") from None
+        if not isinstance(items, list):
+            raise InvalidInput("send a JSON array of events (or JSON lines as "
+                               "application/x-ndjson)")
+        return list(enumerate(items, start=1))
+    raise InvalidInput(f"content type {media[:100]!r} is not accepted: send "
+                       "application/x-ndjson (JSON lines) or application/json (an array)")
+
+
+@router.post("/events", openapi_extra=_EVENTS_BODY)
+async def post_events(request: Request, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Ingest events in bulk: bad ones are reported (and counted), the rest scored."""
+    draft = AuditDraft(tag=AuditTag.EVENTS_REFUSED, actor=caller.name,
+                       org_path=caller.org_path, subject="events")
+    with svc.audit.refusals(draft):
+        caller.require(Role.OPERATOR, "sending events")
+        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        records = _records(await request.body(), media)
+        if not records:
+            raise InvalidInput("no events in the body")
+    report = await run_in_threadpool(svc.ingest.ingest_records, records,
+                                     org_path=caller.org_path)
+    return report.to_json()
+
+
+@router.get("/findings")
+def list_findings(
+    caller: Caller, svc: Wired,
+    state: str | None = Query(default=None, max_length=32),
+    device: str | None = Query(default=None, max_length=128),
+    finding_type: str | None = Query(default=None, alias="type", max_length=64),
+    before: str | None = Query(default=None, max_length=40),
+    limit: int = Query(default=100),
+) -> dict[str, Any]:
+    """Findings in the caller's subtree, newest first (``before`` pages)."""
+    items = svc.response.list_findings(caller, state=state, device_id=device,
+                                       finding_type=finding_type, before_id=before, limit=limit)
+    return {"items": [render_finding(f) for f in items],
+            "next": items[-1].id if len(items) == limit else None}
+
+
+@router.get("/findings/{finding_id}")
+def show_finding(finding_id: str, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """One finding."""
+    return render_finding(svc.response.get_finding(caller, finding_id))
+
+
+@router.post("/findings/{finding_id}/ack")
+def ack_finding(finding_id: str, body: NoteIn, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """open -> acknowledged."""
+    return render_finding(svc.response.acknowledge(caller, finding_id, body.note))
+
+
+@router.post("/findings/{finding_id}/resolve")
+def resolve_finding(finding_id: str, body: ResolveIn, caller: Caller,
+                    svc: Wired) -> dict[str, Any]:
+    """-> resolved, or -> false_positive (lifts its quarantine, teaches the baseline)."""
+    return render_finding(svc.response.resolve(caller, finding_id, body.note,
+                                               false_positive=body.false_positive))
+
+
+@router.get("/detection/modes")
+def list_modes(caller: Caller, svc: Wired) -> dict[str, Any]:
+    """The detection mode of every device type."""
+    modes = svc.response.modes()
+    return {"default": str(svc.response.default_mode), "items": [
+        {"device_type": t.name, "mode": str(modes.get(t.name, svc.response.default_mode))}
+        for t in svc.inventory.list_device_types()]}
+
+
+@router.put("/detection/modes/{device_type}")
+def set_mode(device_type: str, body: ModeIn, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """learn | monitor | enforce for one device type (global admins)."""
+    mode = svc.response.set_mode(caller, device_type, body.mode)
+    return {"device_type": device_type, "mode": str(mode)}
+
+
+@router.get("/detection/playbook")
+def get_playbook(caller: Caller, svc: Wired) -> dict[str, Any]:
+    """The playbook in force."""
+    return svc.response.playbook().to_json()
+
+
+@router.put("/detection/playbook")
+async def put_playbook(request: Request, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Replace the playbook: ``{"rules": [{finding_type, min_severity, actions}]}``."""
+    try:
+        document = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidInput(f"the playbook is not JSON: {e}") from None
+    return (await run_in_threadpool(svc.response.set_playbook, caller, document)).to_json()
+
+
+@router.get("/detection/stats")
+def detection_stats(caller: Caller, svc: Wired) -> dict[str, Any]:
+    """What the pipeline has seen in this process."""
+    caller.require(Role.VIEWER, "reading detection statistics")
+    return {"events_seen": svc.ingest.events_seen,
+            "events_rejected": svc.ingest.events_rejected,
+            "alerts_sent": svc.alerts.sent, "alerts_failed": svc.alerts.failed,
+            "alerts_dropped": svc.alerts.dropped}
+
+
+@router.get("/devices/{device_id}/trust")
+def device_trust(device_id: str, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """The device's trust score, computed now, with the factors that moved it."""
+    return svc.trust.explain(caller, device_id).to_json()
+
+
+@router.get("/devices/{device_id}/mitigations")
+def device_mitigations(device_id: str, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Mitigations in force on the device."""
+    return {"items": [render_mitigation(m) for m in svc.response.mitigations(caller, device_id)]}
+
+
+@router.post("/devices/{device_id}/quarantine/lift")
+def lift_quarantine(device_id: str, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Undo a quarantine a playbook applied: the device returns to its previous state."""
+    lifted = svc.response.lift_quarantine(caller, device_id)
+    return {"device_id": device_id, "lifted": [render_mitigation(m) for m in lifted]}

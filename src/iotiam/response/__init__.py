@@ -1,0 +1,1 @@
+"""Response to findings: their lifecycle, playbooks, mitigations, alerts and trust scores."""

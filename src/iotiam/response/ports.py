@@ -1,0 +1,133 @@
+"""The storage and outside systems the response layer needs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from iotiam.detection.models import DetectionMode, FindingState, FindingType
+from iotiam.response.models import Mitigation, StoredFinding, TrustScore
+
+
+class FindingStore(Protocol):
+    """Findings with their lifecycle."""
+
+    def add(self, stored: StoredFinding) -> None:
+        """Store a new finding."""
+        ...
+
+    def live_for(self, device_id: str | None, finding_type: FindingType) -> StoredFinding | None:
+        """The open or acknowledged finding of this device (None: fleet) and type."""
+        ...
+
+    def repeat(self, finding_id: str, at: datetime) -> None:
+        """The same finding was raised again while live: count it, move last_seen_at."""
+        ...
+
+    def get(self, finding_id: str, *, for_update: bool = False) -> StoredFinding | None:
+        """One finding."""
+        ...
+
+    def set_state(self, finding_id: str, state: FindingState, at: datetime, by: str,
+                  note: str | None) -> None:
+        """Move a finding along its lifecycle."""
+        ...
+
+    def add_actions(self, finding_id: str, actions: Sequence[str]) -> None:
+        """Record what was done about a finding."""
+        ...
+
+    def page(self, *, org_path: str, state: FindingState | None, device_id: str | None,
+             finding_type: FindingType | None, before_id: str | None,
+             limit: int) -> list[StoredFinding]:
+        """Newest first, under ``org_path``."""
+        ...
+
+    def live_for_devices(self, device_ids: Sequence[str]) -> dict[str, list[StoredFinding]]:
+        """Open and acknowledged findings of each device."""
+        ...
+
+
+class MitigationStore(Protocol):
+    """Actions taken on devices, and their undoing."""
+
+    def add(self, mitigation: Mitigation) -> None:
+        """Record an applied action."""
+        ...
+
+    def active_for(self, device_id: str) -> list[Mitigation]:
+        """Mitigations of a device that were not lifted, oldest first."""
+        ...
+
+    def lift(self, mitigation_id: str, at: datetime, by: str) -> None:
+        """Mark a mitigation lifted."""
+        ...
+
+
+class DetectionSettingsStore(Protocol):
+    """Detection modes per device type and the playbook document."""
+
+    def modes(self) -> dict[str, DetectionMode]:
+        """Every device type with a mode set."""
+        ...
+
+    def set_mode(self, device_type: str, mode: DetectionMode, at: datetime, by: str) -> None:
+        """Set one device type's mode."""
+        ...
+
+    def get_document(self, name: str) -> str | None:
+        """A named JSON document (the playbook)."""
+        ...
+
+    def put_document(self, name: str, value: str, at: datetime) -> None:
+        """Replace a named JSON document."""
+        ...
+
+
+class TrustStore(Protocol):
+    """The last computed trust score of each device."""
+
+    def for_devices(self, device_ids: Sequence[str]) -> dict[str, TrustScore]:
+        """Stored scores of these devices."""
+        ...
+
+    def put(self, score: TrustScore) -> None:
+        """Store (replace) a device's score."""
+        ...
+
+    def touch_devices(self, device_ids: Sequence[str], at: datetime) -> None:
+        """Move the devices' ``updated_at``: decision caches and the broker sync re-read
+        them (their policy conditions may flip with the new score)."""
+        ...
+
+
+class FirmwareStatusLike(Protocol):
+    """What the trust score needs to know of a device's attested firmware."""
+
+    @property
+    def compliant(self) -> bool:
+        """Whether the attested firmware is a signed image at or above the minimum."""
+        ...
+
+    @property
+    def reason(self) -> str | None:
+        """Why not, if not."""
+        ...
+
+
+class FirmwareCompliance(Protocol):
+    """Attested firmware compliance of devices (the attestation service)."""
+
+    def compliance_of(self, device_ids: Sequence[str]) -> Mapping[str, FirmwareStatusLike]:
+        """Devices that attested, with their verdict; others are missing."""
+        ...
+
+
+class NoFirmwareData:
+    """Compliance source that knows nothing (every device 'unknown'): for set-ups
+    without attestation, and for tests."""
+
+    def compliance_of(self, device_ids: Sequence[str]) -> Mapping[str, FirmwareStatusLike]:
+        """Nothing."""
+        return {}

@@ -1,0 +1,107 @@
+"""Trust scores kept current: recomputed when something behind them changes.
+
+A new score is stored with its factors; when the number or the firmware verdict moved,
+the device's ``updated_at`` moves too, in the same transaction. That is what the
+broker sync and the decision caches watch, so a device whose score falls below a
+policy's ``min_trust_score`` loses those rights on the broker within a sync pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+
+from iotiam.admin.models import Principal
+from iotiam.clock import Clock
+from iotiam.errors import NotFound
+from iotiam.inventory.credential_status import (
+    credential_status_by_device,
+    never_rotated_devices,
+)
+from iotiam.inventory.models import CredentialStatus
+from iotiam.response.models import TrustScore
+from iotiam.response.ports import FirmwareCompliance, FirmwareStatusLike
+from iotiam.response.trust import score_device
+from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+#: a certificate this close to its end counts as expiring. Device certificates live 24 h
+#: and the agent renews at about 2/3 of that, so under 4 h left means renewal is failing
+#: (a week, as the inventory report uses, would mark every healthy device)
+EXPIRING_WITHIN = timedelta(hours=4)
+
+
+class TrustScores:
+    """Computes, stores and explains trust scores."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock,
+                 firmware: FirmwareCompliance) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._firmware = firmware
+
+    def use_firmware_source(self, firmware: FirmwareCompliance) -> None:
+        """Read compliance from ``firmware`` (wired after attestation is built)."""
+        self._firmware = firmware
+
+    def recompute(self, device_ids: Sequence[str]) -> dict[str, TrustScore]:
+        """Compute and store the scores of these devices; unknown ids are skipped."""
+        if not device_ids:
+            return {}
+        compliance = self._firmware.compliance_of(device_ids)
+        with self._uow() as uow:
+            scores = self._compute(uow, device_ids, compliance)
+            before = uow.trust.for_devices(list(scores))
+            moved = []
+            for device_id, score in scores.items():
+                old = before.get(device_id)
+                uow.trust.put(score)
+                if old is None or old.score != score.score \
+                        or old.firmware_compliant != score.firmware_compliant:
+                    moved.append(device_id)
+            if moved:
+                uow.trust.touch_devices(moved, self._clock.now())
+        return scores
+
+    def _compute(self, uow: UnitOfWork, device_ids: Sequence[str],
+                 compliance: Mapping[str, FirmwareStatusLike]) -> dict[str, TrustScore]:
+        now = self._clock.now()
+        findings = uow.findings.live_for_devices(device_ids)
+        types = {t.name: t for t in uow.device_types.list_all()}
+        scores: dict[str, TrustScore] = {}
+        for device_id in device_ids:
+            device = uow.devices.get(device_id)
+            if device is None:
+                continue
+            certificates = uow.certificates.for_device(device_id)
+            device_type = types.get(device.type_name)
+            rotation_age = device_type.rotation.max_credential_age if device_type \
+                else timedelta(days=365)
+            status = credential_status_by_device(
+                certificates, now=now, expiring_within=EXPIRING_WITHIN,
+                rotation_age=rotation_age).get(device_id, CredentialStatus.NONE)
+            never_rotated = device_id in never_rotated_devices(
+                certificates, now=now, max_age_by_device={device_id: rotation_age})
+            firmware = compliance.get(device_id)
+            scores[device_id] = score_device(
+                device_id, state=device.state, credential=status, never_rotated=never_rotated,
+                firmware_compliant=firmware.compliant if firmware is not None else None,
+                firmware_reason=firmware.reason if firmware is not None else None,
+                findings=findings.get(device_id, []), at=now)
+        return scores
+
+    def explain(self, actor: Principal, device_id: str) -> TrustScore:
+        """The device's score computed now, with its factors (404 outside the subtree)."""
+        with self._uow.reading() as uow:
+            device = uow.devices.get(device_id)
+            if device is None or not actor.sees(device.org_path):
+                raise NotFound(f"device {device_id!r} not found")
+        score = self.recompute([device_id]).get(device_id)
+        if score is None:
+            raise NotFound(f"device {device_id!r} not found")
+        return score
+
+    def posture_of(self, device_ids: Sequence[str]) -> dict[str, TrustScore]:
+        """Stored scores (for policy decisions: no recomputation on the hot path)."""
+        with self._uow.reading() as uow:
+            return uow.trust.for_devices(device_ids)
+

@@ -1,0 +1,400 @@
+"""Use cases of the response layer: take findings, act by playbook and mode, and undo.
+
+``report`` is the one way findings come in (the event pipeline and attestation both call
+it). For each finding, in one transaction: a live finding of the same device and type is
+counted again instead of duplicated; a new one is stored and audited. Then, outside the
+transaction, the device type's mode decides: ``learn`` keeps it quiet (the engine raises
+nothing in learn mode anyway; attestation findings still get stored), ``monitor`` alerts,
+``enforce`` alerts and carries out the playbook's actions. Each action is its own
+audited change and is recorded as a ``Mitigation`` that says how to undo it: lifting a
+quarantine puts the device back into the state it was in, so exactly its previous
+rights come back (the policy engine and the broker sync derive rights from state).
+Revocation is final (G4): marking its finding a false positive cannot bring the
+credential back, only a new enrollment can.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from iotiam.admin.models import ROOT_PATH, Principal, Role
+from iotiam.audit.models import AuditDraft, AuditTag
+from iotiam.audit.service import AuditTrail
+from iotiam.clock import Clock
+from iotiam.detection.models import (
+    DetectionMode,
+    Finding,
+    FindingState,
+    FindingType,
+    format_timestamp,
+)
+from iotiam.errors import Conflict, InvalidInput, NotFound
+from iotiam.inventory.models import DeviceState, check_transition
+from iotiam.inventory.ports import CredentialRevoker
+from iotiam.response.alerts import AlertDispatcher
+from iotiam.response.models import (
+    DEFAULT_PLAYBOOK,
+    Action,
+    Mitigation,
+    Playbook,
+    StoredFinding,
+)
+from iotiam.response.scoring import TrustScores
+from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
+
+#: who acts when the playbook acts (audit records name it)
+DETECTION = Principal(name="detection", role=Role.ADMIN, org_unit_id="root",
+                      org_path=ROOT_PATH)
+PLAYBOOK_DOCUMENT = "playbook"
+#: how long modes and the playbook are cached (other processes may change them)
+SETTINGS_TTL = 2.0
+#: a fleet-wide finding (no device) lives at the root: only global admins see it
+FLEET_PATH = ROOT_PATH
+MAX_NOTE = 2000
+
+_E = TypeVar("_E")
+ModeListener = Callable[[str, DetectionMode], None]
+FalsePositiveListener = Callable[[Finding], None]
+
+
+def new_finding_id(at: float) -> str:
+    """Sortable by time: milliseconds then randomness."""
+    return f"fnd-{int(at * 1000):012x}{secrets.token_hex(5)}"
+
+
+class Response:
+    """Findings, their lifecycle, playbooks, modes and mitigations."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail,
+                 revoker: CredentialRevoker, alerts: AlertDispatcher,
+                 trust: TrustScores) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._audit = audit
+        self._revoker = revoker
+        self._alerts = alerts
+        self._trust = trust
+        self._lock = threading.Lock()
+        self._settings_read = 0.0
+        self._modes: dict[str, DetectionMode] = {}
+        self._playbook = DEFAULT_PLAYBOOK
+        self._mode_listeners: list[ModeListener] = []
+        self._fp_listeners: list[FalsePositiveListener] = []
+        self.default_mode = DetectionMode.LEARN
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def on_mode_change(self, listener: ModeListener) -> None:
+        """Call ``listener(type, mode)`` when a type's mode is set (the engine follows)."""
+        self._mode_listeners.append(listener)
+
+    def on_false_positive(self, listener: FalsePositiveListener) -> None:
+        """Call ``listener(finding)`` when an admin marks a finding a false positive."""
+        self._fp_listeners.append(listener)
+
+    # -- settings -------------------------------------------------------------------------
+
+    def _refresh_settings(self) -> None:
+        if time.monotonic() - self._settings_read < SETTINGS_TTL:
+            return
+        with self._uow.reading() as uow:
+            modes = uow.detection_settings.modes()
+            document = uow.detection_settings.get_document(PLAYBOOK_DOCUMENT)
+        self._modes = modes
+        self._playbook = Playbook.from_json(json.loads(document)) if document \
+            else DEFAULT_PLAYBOOK
+        self._settings_read = time.monotonic()
+
+    def modes(self) -> dict[str, DetectionMode]:
+        """Every device type with a mode set (others are in the default mode)."""
+        self._refresh_settings()
+        return dict(self._modes)
+
+    def mode_of(self, device_type: str | None) -> DetectionMode:
+        """The mode of a device type."""
+        self._refresh_settings()
+        return self._modes.get(device_type or "", self.default_mode)
+
+    def set_mode(self, actor: Principal, device_type: str, mode: str) -> DetectionMode:
+        """Switch a device type between learn, monitor and enforce (global admins)."""
+        draft = AuditDraft(tag=AuditTag.DETECTION_MODE_SET, actor=actor.name,
+                           org_path=actor.org_path, subject=f"device-type:{device_type[:128]}")
+        with self._audit.refusals(draft), self._uow() as uow:
+            actor.require(Role.ADMIN, "setting a detection mode")
+            if not actor.is_global:
+                raise NotFound(f"device type {device_type!r} not found")
+            try:
+                parsed = DetectionMode(mode)
+            except ValueError:
+                raise InvalidInput(f"mode must be one of learn, monitor, enforce; not "
+                                   f"{mode[:32]!r}") from None
+            if uow.device_types.get(device_type) is None:
+                raise NotFound(f"device type {device_type!r} not found")
+            before = uow.detection_settings.modes().get(device_type, self.default_mode)
+            uow.detection_settings.set_mode(device_type, parsed, self._clock.now(), actor.name)
+            self._audit.append(uow, replace(draft, details={"from": str(before),
+                                                            "to": str(parsed)}))
+        self._settings_read = 0.0
+        for listener in self._mode_listeners:
+            listener(device_type, parsed)
+        return parsed
+
+    def playbook(self) -> Playbook:
+        """The playbook in force."""
+        self._refresh_settings()
+        return self._playbook
+
+    def set_playbook(self, actor: Principal, document: object) -> Playbook:
+        """Replace the playbook (global admins); the whole document is checked first."""
+        draft = AuditDraft(tag=AuditTag.PLAYBOOK_SET, actor=actor.name,
+                           org_path=actor.org_path, subject="playbook")
+        with self._audit.refusals(draft), self._uow() as uow:
+            actor.require(Role.ADMIN, "changing the playbook")
+            if not actor.is_global:
+                raise Conflict("the playbook is global: only a root-scoped admin may change it")
+            playbook = Playbook.from_json(document)
+            uow.detection_settings.put_document(
+                PLAYBOOK_DOCUMENT, json.dumps(playbook.to_json()), self._clock.now())
+            self._audit.append(uow, replace(draft, details=playbook.to_json()))
+        self._settings_read = 0.0
+        return playbook
+
+    # -- findings in ----------------------------------------------------------------------
+
+    def report(self, findings: Sequence[Finding]) -> None:
+        """Store, alert and act on findings (the ``FindingSink`` of every detector)."""
+        self.handle(findings)
+
+    def handle(self, findings: Sequence[Finding]) -> list[StoredFinding]:
+        """``report``, returning the findings that were new (repeats are counted)."""
+        if not findings:
+            return []
+        self._refresh_settings()
+        fresh: list[StoredFinding] = []
+        with self._lock, self._uow() as uow:
+            now = self._clock.now()
+            drafts = []
+            for finding in findings:
+                live = uow.findings.live_for(finding.device_id, finding.type)
+                if live is not None:
+                    uow.findings.repeat(live.id, now)
+                    continue
+                org_path = FLEET_PATH
+                device_type = finding.device_type
+                if finding.device_id is not None:
+                    device = uow.devices.get(finding.device_id)
+                    if device is not None:
+                        org_path = device.org_path
+                        device_type = device.type_name
+                stored = StoredFinding(
+                    id=new_finding_id(finding.at), org_path=org_path,
+                    finding=replace(finding, device_type=device_type),
+                    state=FindingState.OPEN, mode=self.mode_of(device_type),
+                    raised_at=now, updated_at=now, last_seen_at=now)
+                uow.findings.add(stored)
+                fresh.append(stored)
+                drafts.append(AuditDraft(
+                    tag=AuditTag.FINDING_RAISED, actor=finding.detector, org_path=org_path,
+                    subject=f"device:{finding.device_id}" if finding.device_id else "fleet",
+                    details={"finding": stored.id, "type": str(finding.type),
+                             "severity": finding.severity.label, "mode": str(stored.mode),
+                             "summary": finding.summary[:300]}))
+            self._audit.append_many(uow, drafts)
+        for stored in fresh:
+            self._respond(stored)
+        devices = sorted({s.finding.device_id for s in fresh if s.finding.device_id})
+        if devices:
+            self._trust.recompute(devices)
+        return fresh
+
+    def _respond(self, stored: StoredFinding) -> None:
+        if stored.mode is DetectionMode.LEARN:
+            return
+        actions = self._playbook.actions_for(stored.finding)
+        taken: list[str] = []
+        if Action.ALERT in actions and self._alerts.enabled:
+            self._alerts.send(alert_body(stored))
+            taken.append(str(Action.ALERT))
+        if stored.mode is DetectionMode.ENFORCE and stored.finding.device_id is not None:
+            for action in (Action.QUARANTINE, Action.REVOKE):
+                if action in actions:
+                    try:
+                        if self._mitigate(stored, action):
+                            taken.append(str(action))
+                    except (Conflict, NotFound) as e:
+                        # e.g. the device is decommissioned or already quarantined
+                        log.info("%s of %s skipped: %s", action, stored.finding.device_id, e)
+        if taken:
+            with self._uow() as uow:
+                uow.findings.add_actions(stored.id, taken)
+
+    def _mitigate(self, stored: StoredFinding, action: Action) -> bool:
+        device_id = stored.finding.device_id
+        assert device_id is not None
+        with self._uow() as uow:
+            device = uow.devices.get(device_id, for_update=True)
+            if device is None:
+                raise NotFound(f"device {device_id!r} not found")
+            now = self._clock.now()
+            previous: DeviceState | None = None
+            details: dict[str, Any] = {"finding": stored.id, "action": str(action)}
+            if action is Action.QUARANTINE:
+                if device.state is DeviceState.QUARANTINED:
+                    return False
+                check_transition(device.state, DeviceState.QUARANTINED)
+                previous = device.state
+                uow.devices.set_state(device.id, DeviceState.QUARANTINED, now)
+                details.update({"from": str(previous), "to": str(DeviceState.QUARANTINED)})
+            else:
+                details["credentials_revoked"] = self._revoker.revoke_device_credentials(
+                    uow, DETECTION, device, "keyCompromise")
+            mitigation = Mitigation(id=f"mit-{secrets.token_hex(8)}", finding_id=stored.id,
+                                    device_id=device.id, action=action,
+                                    previous_state=previous, applied_at=now)
+            uow.mitigations.add(mitigation)
+            self._audit.append(uow, AuditDraft(
+                tag=AuditTag.MITIGATION_APPLIED, actor=DETECTION.name,
+                org_path=device.org_path, subject=f"device:{device.id}",
+                details={**details, "mitigation": mitigation.id}))
+        return True
+
+    # -- findings out ---------------------------------------------------------------------
+
+    def list_findings(self, actor: Principal, *, state: str | None = None,
+                      device_id: str | None = None, finding_type: str | None = None,
+                      before_id: str | None = None, limit: int = 100) -> list[StoredFinding]:
+        """Findings under the caller's subtree, newest first."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000")
+        parsed_state = _parse(FindingState, state, "state")
+        parsed_type = _parse(FindingType, finding_type, "type")
+        with self._uow.reading() as uow:
+            return uow.findings.page(org_path=actor.org_path, state=parsed_state,
+                                     device_id=device_id, finding_type=parsed_type,
+                                     before_id=before_id, limit=limit)
+
+    def get_finding(self, actor: Principal, finding_id: str) -> StoredFinding:
+        """One finding the caller may see (404 otherwise, G9)."""
+        with self._uow.reading() as uow:
+            return _visible(uow, actor, finding_id)
+
+    def acknowledge(self, actor: Principal, finding_id: str, note: str = "") -> StoredFinding:
+        """open -> acknowledged."""
+        return self._move(actor, finding_id, FindingState.ACKNOWLEDGED, note)
+
+    def resolve(self, actor: Principal, finding_id: str, note: str = "", *,
+                false_positive: bool = False) -> StoredFinding:
+        """-> resolved, or -> false_positive: that also lifts the finding's mitigations
+        and teaches the baseline that the behaviour is normal."""
+        target = FindingState.FALSE_POSITIVE if false_positive else FindingState.RESOLVED
+        stored = self._move(actor, finding_id, target, note)
+        if false_positive:
+            for listener in self._fp_listeners:
+                listener(stored.finding)
+            if stored.finding.device_id:
+                self._lift(actor, stored.finding.device_id, finding_id=stored.id)
+        if stored.finding.device_id:
+            self._trust.recompute([stored.finding.device_id])
+        return stored
+
+    def _move(self, actor: Principal, finding_id: str, target: FindingState,
+              note: str) -> StoredFinding:
+        draft = AuditDraft(tag=AuditTag.FINDING_UPDATED, actor=actor.name,
+                           org_path=actor.org_path, subject=f"finding:{finding_id[:64]}")
+        if len(note) > MAX_NOTE:
+            raise InvalidInput(f"a note has at most {MAX_NOTE} characters")
+        with self._audit.refusals(draft), self._uow() as uow:
+            actor.require(Role.OPERATOR, "changing a finding")
+            stored = _visible(uow, actor, finding_id, for_update=True)
+            stored.can_move_to(target)
+            now = self._clock.now()
+            uow.findings.set_state(stored.id, target, now, actor.name, note or None)
+            self._audit.append(uow, replace(
+                draft, org_path=stored.org_path,
+                details={"from": str(stored.state), "to": str(target), "note": note[:300]}))
+        return replace(stored, state=target, updated_at=now, updated_by=actor.name,
+                       note=note or stored.note)
+
+    # -- undoing --------------------------------------------------------------------------
+
+    def mitigations(self, actor: Principal, device_id: str) -> list[Mitigation]:
+        """Mitigations in force on a device."""
+        with self._uow.reading() as uow:
+            device = uow.devices.get(device_id)
+            if device is None or not actor.sees(device.org_path):
+                raise NotFound(f"device {device_id!r} not found")
+            return uow.mitigations.active_for(device_id)
+
+    def lift_quarantine(self, actor: Principal, device_id: str) -> list[Mitigation]:
+        """Undo the device's quarantine: it returns to the state it was in before."""
+        lifted = self._lift(actor, device_id, finding_id=None)
+        if not lifted:
+            raise Conflict(f"device {device_id!r} has no quarantine to lift")
+        self._trust.recompute([device_id])
+        return lifted
+
+    def _lift(self, actor: Principal, device_id: str, *, finding_id: str | None
+              ) -> list[Mitigation]:
+        draft = AuditDraft(tag=AuditTag.MITIGATION_LIFTED, actor=actor.name,
+                           org_path=actor.org_path, subject=f"device:{device_id[:128]}")
+        with self._audit.refusals(draft), self._uow() as uow:
+            actor.require(Role.OPERATOR, "lifting a mitigation")
+            device = uow.devices.get(device_id, for_update=True)
+            if device is None or not actor.sees(device.org_path):
+                raise NotFound(f"device {device_id!r} not found")
+            lifted = [m for m in uow.mitigations.active_for(device_id)
+                      if m.action is Action.QUARANTINE
+                      and (finding_id is None or m.finding_id == finding_id)]
+            if not lifted:
+                return []
+            now = self._clock.now()
+            # the oldest quarantine knows the state from before any of them
+            restore = lifted[0].previous_state or DeviceState.ACTIVE
+            for mitigation in lifted:
+                uow.mitigations.lift(mitigation.id, now, actor.name)
+            if device.state is DeviceState.QUARANTINED and \
+                    not [m for m in uow.mitigations.active_for(device_id)
+                         if m.action is Action.QUARANTINE]:
+                check_transition(device.state, restore)
+                uow.devices.set_state(device.id, restore, now)
+            self._audit.append(uow, replace(
+                draft, org_path=device.org_path,
+                details={"mitigations": [m.id for m in lifted], "from": str(device.state),
+                         "to": str(restore)}))
+        return [replace(m, lifted_at=now, lifted_by=actor.name) for m in lifted]
+
+
+def _visible(uow: UnitOfWork, actor: Principal, finding_id: str, *,
+             for_update: bool = False) -> StoredFinding:
+    stored = uow.findings.get(finding_id, for_update=for_update)
+    if stored is None or not actor.sees(stored.org_path):
+        raise NotFound(f"finding {finding_id!r} not found")
+    return stored
+
+
+def _parse(kind: Callable[[str], _E], value: str | None, name: str) -> _E | None:
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        raise InvalidInput(f"unknown {name} {value[:64]!r}") from None
+
+
+def alert_body(stored: StoredFinding) -> dict[str, Any]:
+    """What an alert carries."""
+    finding = stored.finding
+    return {"finding_id": stored.id, "type": str(finding.type),
+            "severity": finding.severity.label, "device_id": finding.device_id,
+            "device_type": finding.device_type, "summary": finding.summary,
+            "detector": finding.detector, "at": format_timestamp(finding.at),
+            "mode": str(stored.mode), "evidence": dict(finding.evidence)}

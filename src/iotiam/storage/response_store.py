@@ -1,0 +1,238 @@
+"""SQL implementations of the response layer's stores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+
+from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType, Severity
+from iotiam.inventory.models import DeviceState
+from iotiam.response.models import Action, Mitigation, StoredFinding, TrustFactor, TrustScore
+from iotiam.storage import schema as t
+from iotiam.storage.rows import dump_json, load_json, under_path
+
+_LIVE = (str(FindingState.OPEN), str(FindingState.ACKNOWLEDGED))
+#: ``IN`` lists are cut to this many ids (SQLite's variable limit is 32,766; stay modest)
+CHUNK = 500
+
+
+class SqlFindingStore:
+    """Findings in SQL."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, stored: StoredFinding) -> None:
+        """Store a new finding."""
+        f = stored.finding
+        self._c.execute(insert(t.findings).values(
+            id=stored.id, device_id=f.device_id, device_type=f.device_type,
+            org_path=stored.org_path, type=str(f.type), severity=int(f.severity),
+            state=str(stored.state), mode=str(stored.mode), detector=f.detector,
+            summary=f.summary, evidence=dump_json(dict(f.evidence)),
+            event_at=datetime.fromtimestamp(f.at, UTC), raised_at=stored.raised_at,
+            updated_at=stored.updated_at, last_seen_at=stored.last_seen_at,
+            repeats=stored.repeats, actions=dump_json(list(stored.actions)), note=stored.note,
+            updated_by=stored.updated_by))
+
+    def live_for(self, device_id: str | None, finding_type: FindingType) -> StoredFinding | None:
+        """The open or acknowledged finding of this device (None: fleet) and type."""
+        device = t.findings.c.device_id.is_(None) if device_id is None \
+            else t.findings.c.device_id == device_id
+        row = self._c.execute(select(t.findings).where(
+            device, t.findings.c.type == str(finding_type),
+            t.findings.c.state.in_(_LIVE)).limit(1)).first()
+        return _finding(row) if row else None
+
+    def repeat(self, finding_id: str, at: datetime) -> None:
+        """Count a repeat."""
+        self._c.execute(update(t.findings).where(t.findings.c.id == finding_id).values(
+            repeats=t.findings.c.repeats + 1, last_seen_at=at))
+
+    def get(self, finding_id: str, *, for_update: bool = False) -> StoredFinding | None:
+        """One finding."""
+        query = select(t.findings).where(t.findings.c.id == finding_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self._c.execute(query).first()
+        return _finding(row) if row else None
+
+    def set_state(self, finding_id: str, state: FindingState, at: datetime, by: str,
+                  note: str | None) -> None:
+        """Move along the lifecycle."""
+        values: dict[str, Any] = {"state": str(state), "updated_at": at, "updated_by": by}
+        if note:
+            values["note"] = note
+        self._c.execute(update(t.findings).where(t.findings.c.id == finding_id).values(**values))
+
+    def add_actions(self, finding_id: str, actions: Sequence[str]) -> None:
+        """Append to the finding's list of actions taken."""
+        row = self._c.execute(select(t.findings.c.actions).where(
+            t.findings.c.id == finding_id)).first()
+        if row is None:
+            return
+        merged = list(dict.fromkeys([*load_json(row.actions), *actions]))
+        self._c.execute(update(t.findings).where(t.findings.c.id == finding_id)
+                        .values(actions=dump_json(merged)))
+
+    def page(self, *, org_path: str, state: FindingState | None, device_id: str | None,
+             finding_type: FindingType | None, before_id: str | None,
+             limit: int) -> list[StoredFinding]:
+        """Newest first (ids sort by time)."""
+        query = select(t.findings).where(under_path(t.findings.c.org_path, org_path))
+        if state is not None:
+            query = query.where(t.findings.c.state == str(state))
+        if device_id is not None:
+            query = query.where(t.findings.c.device_id == device_id)
+        if finding_type is not None:
+            query = query.where(t.findings.c.type == str(finding_type))
+        if before_id is not None:
+            query = query.where(t.findings.c.id < before_id)
+        rows = self._c.execute(query.order_by(t.findings.c.id.desc()).limit(limit))
+        return [_finding(r) for r in rows]
+
+    def live_for_devices(self, device_ids: Sequence[str]) -> dict[str, list[StoredFinding]]:
+        """Open and acknowledged findings of each device."""
+        result: dict[str, list[StoredFinding]] = {}
+        for start in range(0, len(device_ids), CHUNK):
+            rows = self._c.execute(select(t.findings).where(
+                t.findings.c.device_id.in_(device_ids[start:start + CHUNK]),
+                t.findings.c.state.in_(_LIVE)))
+            for row in rows:
+                result.setdefault(row.device_id, []).append(_finding(row))
+        return result
+
+
+def _finding(row: Any) -> StoredFinding:
+    finding = Finding(
+        type=FindingType(row.type), severity=Severity(row.severity),
+        at=row.event_at.timestamp(), device_id=row.device_id, summary=row.summary,
+        detector=row.detector, evidence=load_json(row.evidence), device_type=row.device_type)
+    return StoredFinding(
+        id=row.id, finding=finding, org_path=row.org_path, state=FindingState(row.state),
+        mode=DetectionMode(row.mode), raised_at=row.raised_at, updated_at=row.updated_at,
+        repeats=row.repeats, last_seen_at=row.last_seen_at,
+        actions=tuple(load_json(row.actions)), note=row.note, updated_by=row.updated_by)
+
+
+class SqlMitigationStore:
+    """Mitigations in SQL."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, mitigation: Mitigation) -> None:
+        """Record an applied action."""
+        self._c.execute(insert(t.mitigations).values(
+            id=mitigation.id, finding_id=mitigation.finding_id, device_id=mitigation.device_id,
+            action=str(mitigation.action),
+            previous_state=str(mitigation.previous_state) if mitigation.previous_state else None,
+            applied_at=mitigation.applied_at, lifted_at=mitigation.lifted_at,
+            lifted_by=mitigation.lifted_by))
+
+    def active_for(self, device_id: str) -> list[Mitigation]:
+        """Not lifted, oldest first."""
+        rows = self._c.execute(select(t.mitigations).where(
+            t.mitigations.c.device_id == device_id, t.mitigations.c.lifted_at.is_(None))
+            .order_by(t.mitigations.c.applied_at, t.mitigations.c.id))
+        return [Mitigation(
+            id=r.id, finding_id=r.finding_id, device_id=r.device_id, action=Action(r.action),
+            previous_state=DeviceState(r.previous_state) if r.previous_state else None,
+            applied_at=r.applied_at, lifted_at=r.lifted_at, lifted_by=r.lifted_by)
+            for r in rows]
+
+    def lift(self, mitigation_id: str, at: datetime, by: str) -> None:
+        """Mark lifted."""
+        self._c.execute(update(t.mitigations).where(t.mitigations.c.id == mitigation_id)
+                        .values(lifted_at=at, lifted_by=by))
+
+
+class SqlDetectionSettingsStore:
+    """Modes per device type and named documents."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def modes(self) -> dict[str, DetectionMode]:
+        """Every device type with a mode set."""
+        return {r.device_type: DetectionMode(r.mode)
+                for r in self._c.execute(select(t.detection_modes))}
+
+    def set_mode(self, device_type: str, mode: DetectionMode, at: datetime, by: str) -> None:
+        """Set (replace) one type's mode."""
+        self._c.execute(delete(t.detection_modes).where(
+            t.detection_modes.c.device_type == device_type))
+        self._c.execute(insert(t.detection_modes).values(
+            device_type=device_type, mode=str(mode), updated_at=at, updated_by=by))
+
+    def get_document(self, name: str) -> str | None:
+        """A named document."""
+        row = self._c.execute(select(t.detection_documents.c.value).where(
+            t.detection_documents.c.name == name)).first()
+        return str(row.value) if row else None
+
+    def put_document(self, name: str, value: str, at: datetime) -> None:
+        """Replace a named document."""
+        self._c.execute(delete(t.detection_documents).where(
+            t.detection_documents.c.name == name))
+        self._c.execute(insert(t.detection_documents).values(name=name, value=value,
+                                                             updated_at=at))
+
+
+class SqlTrustStore:
+    """Trust scores in SQL."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def for_devices(self, device_ids: Sequence[str]) -> dict[str, TrustScore]:
+        """Stored scores of these devices."""
+        result: dict[str, TrustScore] = {}
+        for start in range(0, len(device_ids), CHUNK):
+            for r in self._c.execute(select(t.device_trust).where(
+                    t.device_trust.c.device_id.in_(device_ids[start:start + CHUNK]))):
+                result[r.device_id] = TrustScore(
+                    device_id=r.device_id, score=r.score,
+                    factors=tuple(TrustFactor(f["factor"], f["delta"], f["detail"])
+                                  for f in load_json(r.factors)),
+                    firmware_compliant=r.firmware_compliant, computed_at=r.computed_at)
+        return result
+
+    def put(self, score: TrustScore) -> None:
+        """Store (replace) a device's score."""
+        assert score.computed_at is not None
+        self._c.execute(delete(t.device_trust).where(
+            t.device_trust.c.device_id == score.device_id))
+        self._c.execute(insert(t.device_trust).values(
+            device_id=score.device_id, score=score.score,
+            firmware_compliant=score.firmware_compliant,
+            factors=dump_json([f.to_json() for f in score.factors]),
+            computed_at=score.computed_at))
+
+    def touch_devices(self, device_ids: Sequence[str], at: datetime) -> None:
+        """Move the devices' ``updated_at``."""
+        for start in range(0, len(device_ids), CHUNK):
+            self._c.execute(update(t.devices).where(
+                t.devices.c.id.in_(device_ids[start:start + CHUNK])).values(updated_at=at))
+
+
+class SqlDeviceLookup:
+    """Each device's type and org path, for attributing events (one query per batch)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def types_and_paths(self, device_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """(type name, org path) of each known device."""
+        result: dict[str, tuple[str, str]] = {}
+        with self._engine.connect() as conn:
+            for start in range(0, len(device_ids), CHUNK):
+                rows = conn.execute(select(t.devices.c.id, t.devices.c.type_name,
+                                           t.devices.c.org_path).where(
+                    t.devices.c.id.in_(device_ids[start:start + CHUNK])))
+                for row in rows:
+                    result[row.id] = (row.type_name, row.org_path)
+        return result

@@ -1,0 +1,243 @@
+"""Findings in, playbook actions out, and every action undone exactly (real storage)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fleet import add_device, add_org_unit, issue
+
+from conftest import Installation
+from iotiam.admin.models import SYSTEM
+from iotiam.audit.models import AuditTag
+from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType, Severity
+from iotiam.errors import Conflict, NotFound
+from iotiam.inventory.models import DeviceState
+from iotiam.policy.actions import PUBLISH
+from iotiam.response.alerts import AlertDispatcher
+
+
+class RecordingChannel:
+    """An alert channel that keeps what it was given."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.alerts: list[dict[str, Any]] = []
+
+    def deliver(self, alert: Any) -> None:
+        self.alerts.append(dict(alert))
+
+
+def finding(device_id: str | None, kind: FindingType = FindingType.RATE_CHANGE,
+            severity: Severity = Severity.HIGH) -> Finding:
+    return Finding(type=kind, severity=severity, at=1_772_366_400.0, device_id=device_id,
+                   summary=f"{kind} on {device_id}", detector="test-detector",
+                   evidence={"observed": 60, "baseline": 1})
+
+
+@pytest.fixture
+def channel(installation: Installation) -> RecordingChannel:
+    recording = RecordingChannel()
+    dispatcher = AlertDispatcher([recording])
+    installation.services.response._alerts = dispatcher  # the one seam tests need
+    installation.services.alerts = dispatcher
+    return recording
+
+
+def allowed(installation: Installation, device_id: str, topic: str) -> bool:
+    device = installation.services.inventory.get_device(SYSTEM, device_id)
+    subject = installation.services.subjects.subject_of(device)
+    return installation.services.decisions.decide(subject, PUBLISH, topic).allowed
+
+
+def audit_tags(installation: Installation) -> list[str]:
+    return [r.tag for r in installation.services.audit.iter_all(SYSTEM)]
+
+
+def test_ok_learn_mode_stores_but_neither_alerts_nor_acts(
+        installation: Installation, channel: RecordingChannel) -> None:
+    add_device(installation.api(), "s1")
+    (stored,) = installation.services.response.handle([finding("s1")])
+    installation.services.alerts.flush()
+    assert stored.mode is DetectionMode.LEARN and stored.state is FindingState.OPEN
+    assert channel.alerts == []
+    assert installation.services.inventory.get_device(SYSTEM, "s1").state \
+        is DeviceState.PENDING
+    assert AuditTag.FINDING_RAISED in audit_tags(installation)
+
+
+def test_ok_monitor_mode_alerts_only(installation: Installation,
+                                     channel: RecordingChannel) -> None:
+    api = installation.api()
+    add_device(api, "s1")
+    issue(api, "s1")
+    installation.services.response.set_mode(SYSTEM, "sensor", "monitor")
+    (stored,) = installation.services.response.handle([finding("s1")])
+    installation.services.alerts.flush()
+    assert [a["finding_id"] for a in channel.alerts] == [stored.id]
+    assert channel.alerts[0]["evidence"] == {"observed": 60, "baseline": 1}
+    assert installation.services.inventory.get_device(SYSTEM, "s1").state \
+        is DeviceState.ACTIVE
+
+
+def test_ok_repeats_are_counted_not_duplicated(installation: Installation) -> None:
+    add_device(installation.api(), "s1")
+    response = installation.services.response
+    first = response.handle([finding("s1")])
+    again = response.handle([finding("s1"), finding("s1")])
+    assert len(first) == 1 and again == []
+    (only,) = response.list_findings(SYSTEM, device_id="s1")
+    assert only.repeats == 2
+
+
+def test_ok_enforce_quarantines_and_lifting_restores_exactly(
+        installation: Installation, channel: RecordingChannel) -> None:
+    api = installation.api()
+    add_device(api, "s1")
+    issue(api, "s1")
+    assert allowed(installation, "s1", "devices/s1/telemetry")
+    response = installation.services.response
+    response.set_mode(SYSTEM, "sensor", "enforce")
+    (stored,) = response.handle([finding("s1")])
+    assert installation.services.inventory.get_device(SYSTEM, "s1").state \
+        is DeviceState.QUARANTINED
+    assert not allowed(installation, "s1", "devices/s1/telemetry")
+    assert allowed(installation, "s1", "quarantine/s1/report")
+    assert response.get_finding(SYSTEM, stored.id).actions == ("alert", "quarantine")
+    (mitigation,) = response.mitigations(SYSTEM, "s1")
+    assert mitigation.previous_state is DeviceState.ACTIVE
+    installation.clock.advance(timedelta(seconds=1))
+    response.lift_quarantine(SYSTEM, "s1")
+    assert installation.services.inventory.get_device(SYSTEM, "s1").state \
+        is DeviceState.ACTIVE
+    assert allowed(installation, "s1", "devices/s1/telemetry")
+    assert response.mitigations(SYSTEM, "s1") == []
+    tags = audit_tags(installation)
+    assert AuditTag.MITIGATION_APPLIED in tags and AuditTag.MITIGATION_LIFTED in tags
+    with pytest.raises(Conflict, match="no quarantine"):
+        response.lift_quarantine(SYSTEM, "s1")
+
+
+def test_ok_suspended_device_returns_to_suspended(installation: Installation) -> None:
+    api = installation.api()
+    add_device(api, "s1")
+    issue(api, "s1")
+    installation.services.inventory.set_state(SYSTEM, "s1", DeviceState.SUSPENDED)
+    response = installation.services.response
+    response.set_mode(SYSTEM, "sensor", "enforce")
+    response.handle([finding("s1")])
+    assert installation.services.inventory.get_device(SYSTEM, "s1").state \
+        is DeviceState.QUARANTINED
+    response.lift_quarantine(SYSTEM, "s1")
+    assert installation.services.inventory.get_device(SYSTEM, "s1").state \
+        is DeviceState.SUSPENDED
+
+
+def test_ok_false_positive_lifts_its_quarantine_and_teaches(
+        installation: Installation) -> None:
+    api = installation.api()
+    add_device(api, "s1")
+    issue(api, "s1")
+    response = installation.services.response
+    taught: list[Finding] = []
+    response.on_false_positive(taught.append)
+    response.set_mode(SYSTEM, "sensor", "enforce")
+    (stored,) = response.handle([finding("s1")])
+    done = response.resolve(SYSTEM, stored.id, "expected burst", false_positive=True)
+    assert done.state is FindingState.FALSE_POSITIVE
+    assert [f.type for f in taught] == [FindingType.RATE_CHANGE]
+    assert installation.services.inventory.get_device(SYSTEM, "s1").state \
+        is DeviceState.ACTIVE
+    with pytest.raises(Conflict, match="false_positive"):
+        response.acknowledge(SYSTEM, stored.id)
+
+
+def test_ok_revoke_action_is_final(installation: Installation) -> None:
+    api = installation.api()
+    add_device(api, "s1")
+    serial = issue(api, "s1")["serial"]
+    response = installation.services.response
+    response.set_playbook(SYSTEM, {"rules": [
+        {"finding_type": "lateral_movement", "min_severity": "high", "actions": ["revoke"]}]})
+    response.set_mode(SYSTEM, "sensor", "enforce")
+    response.handle([finding("s1", FindingType.LATERAL_MOVEMENT)])
+    status = installation.public().get(f"/v1/certificates/{serial}")
+    shown = api.get(f"/v1/certificates/{serial}").json()
+    assert shown["status"] == "revoked", status.text
+
+
+def test_ok_trust_score_follows_findings_into_policy(installation: Installation) -> None:
+    api = installation.api()
+    add_device(api, "s1")
+    issue(api, "s1")
+    policy = ("name: trusted-only\nversion: 1\nstatements:\n  - effect: allow\n"
+              "    actions: [mqtt:publish]\n    topics: [\"plant/${device.id}\"]\n"
+              "    conditions:\n      min_trust_score: 60\n")
+    put = api.put("/v1/policies", content=policy, headers={"Content-Type": "application/yaml"})
+    assert put.status_code == 201, put.text
+    attach = api.post("/v1/policies/trusted-only/attachments",
+                      json={"kind": "device", "id": "s1"})
+    assert attach.status_code in (200, 201), attach.text
+    trust = installation.services.trust
+    assert trust.explain(SYSTEM, "s1").score == 100
+    assert allowed(installation, "s1", "plant/s1")
+    installation.clock.advance(timedelta(seconds=1))
+    response = installation.services.response
+    (a,) = response.handle([finding("s1", severity=Severity.HIGH)])
+    (b,) = response.handle([finding("s1", FindingType.NEW_DESTINATION, Severity.MEDIUM)])
+    score = trust.explain(SYSTEM, "s1")
+    assert score.score == 55
+    assert {f.detail.split(" finding ")[1].split(":")[0] for f in score.factors} == {a.id, b.id}
+    assert not allowed(installation, "s1", "plant/s1")
+    installation.clock.advance(timedelta(seconds=1))
+    response.resolve(SYSTEM, a.id)
+    assert trust.explain(SYSTEM, "s1").score == 85
+    assert allowed(installation, "s1", "plant/s1")
+
+
+def test_fail_other_tenant_cannot_see_or_touch_findings(installation: Installation) -> None:
+    api = installation.api()
+    add_org_unit(api, "acme", "tenant")
+    add_org_unit(api, "globex", "tenant")
+    add_device(api, "acme-1", org="acme")
+    (stored,) = installation.services.response.handle([finding("acme-1")])
+    globex = installation.api(installation.token("admin", "globex"))
+    acme = installation.api(installation.token("operator", "acme"))
+    assert globex.get(f"/v1/findings/{stored.id}").status_code == 404
+    assert globex.post(f"/v1/findings/{stored.id}/ack", json={}).status_code == 404
+    assert globex.get("/v1/findings").json()["items"] == []
+    assert globex.get("/v1/devices/acme-1/trust").status_code == 404
+    listed = acme.get("/v1/findings").json()["items"]
+    assert [f["id"] for f in listed] == [stored.id]
+    assert acme.post(f"/v1/findings/{stored.id}/ack", json={"note": "on it"}).json()[
+        "state"] == "acknowledged"
+
+
+def test_fail_fleet_findings_are_only_for_global_admins(installation: Installation) -> None:
+    api = installation.api()
+    add_org_unit(api, "acme", "tenant")
+    (stored,) = installation.services.response.handle(
+        [replace(finding(None, FindingType.MASS_REREGISTRATION), device_type="sensor")])
+    acme = installation.api(installation.token("admin", "acme"))
+    assert acme.get(f"/v1/findings/{stored.id}").status_code == 404
+    assert api.get(f"/v1/findings/{stored.id}").json()["device_id"] is None
+
+
+def test_fail_mode_changes_need_a_global_admin(installation: Installation) -> None:
+    api = installation.api()
+    add_org_unit(api, "acme", "tenant")
+    acme = installation.api(installation.token("admin", "acme"))
+    viewer = installation.api(installation.token("viewer"))
+    for client in (acme, viewer):
+        answer = client.put("/v1/detection/modes/sensor", json={"mode": "enforce"})
+        assert answer.status_code in (403, 404), answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")
+    bad = api.put("/v1/detection/modes/sensor", json={"mode": "panic"})
+    assert bad.status_code == 400 and "learn, monitor, enforce" in bad.json()["detail"]
+    assert api.put("/v1/detection/modes/toaster", json={"mode": "monitor"}).status_code == 404
+    assert installation.services.response.mode_of("sensor") is DetectionMode.LEARN
+    with pytest.raises(NotFound):
+        installation.services.response.get_finding(SYSTEM, "fnd-nope")
