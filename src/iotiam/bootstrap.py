@@ -58,7 +58,7 @@ from iotiam.policy.service import DecisionPoint, PolicyAdministration
 from iotiam.policy.subjects import DeviceSubjects
 from iotiam.response.alerts import AlertChannel, AlertDispatcher, SyslogChannel, WebhookChannel
 from iotiam.response.ports import NoFirmwareData
-from iotiam.response.scoring import TrustScores
+from iotiam.response.scoring import TrustRefresher, TrustScores
 from iotiam.response.service import Response
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
 from iotiam.storage.fleet_changes import SqlChangeLog
@@ -321,6 +321,11 @@ def broker_fleet(services: Services) -> LiveFleet:
     changes = SqlChangeLog(services.database)
     return LiveFleet(services.database, services.clock, changes, services.pki, services.psks,
                      services.decisions, posture=changes)
+
+
+def trust_scores_refresher(services: Services) -> TrustRefresher:
+    """Rescoring of devices whose record, credentials or firmware verdict changed."""
+    return TrustRefresher(services.trust, SqlChangeLog(services.database), services.clock)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import uvicorn
 from iotiam.api.app import create_api_app, create_public_app
 from iotiam.api.tls import ManufacturerTrust, TlsAwareHttpToolsProtocol
 from iotiam.api.workers import fork_workers, stop_workers
-from iotiam.bootstrap import Services, broker_fleet
+from iotiam.bootstrap import Services, broker_fleet, trust_scores_refresher
 from iotiam.broker.runtime import start_data_plane
 from iotiam.config import ca_passphrase
 from iotiam.errors import SetupError
@@ -99,9 +99,15 @@ def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> N
         services.database.after_fork()
     # one writer of the broker's state: the first process drives the data plane
     plane = start_data_plane(broker_fleet(services), settings) if index == 0 else None
+    # one process keeps trust scores current, as one drives the broker
+    scores_stop = threading.Event()
+    if index == 0:
+        threading.Thread(target=trust_scores_refresher(services).run, args=(scores_stop,),
+                         daemon=True, name="trust-scores").start()
     try:
         _serve_here(services, api_sockets, public_sockets, log_level)
     finally:
+        scores_stop.set()
         stop_workers(children)
         if plane is not None:
             plane.stop()

@@ -8,12 +8,15 @@ policy's ``min_trust_score`` loses those rights on the broker within a sync pass
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from iotiam.admin.models import Principal
 from iotiam.clock import Clock
-from iotiam.errors import NotFound
+from iotiam.errors import IamError, NotFound
 from iotiam.inventory.credential_status import (
     credential_status_by_device,
     never_rotated_devices,
@@ -24,6 +27,9 @@ from iotiam.response.ports import FirmwareCompliance, FirmwareStatusLike
 from iotiam.response.trust import score_device
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
+log = logging.getLogger(__name__)
+#: a change committed a little late (a transaction begun before the last pass) is seen
+OVERLAP = timedelta(seconds=5)
 #: a certificate this close to its end counts as expiring. Device certificates live 24 h
 #: and the agent renews at about 2/3 of that, so under 4 h left means renewal is failing
 #: (a week, as the inventory report uses, would mark every healthy device)
@@ -105,3 +111,52 @@ class TrustScores:
         with self._uow.reading() as uow:
             return uow.trust.for_devices(device_ids)
 
+
+
+class ChangedDevices(Protocol):
+    """Devices whose record or credentials changed (``storage.fleet_changes``)."""
+
+    def device_changes(self, since: datetime) -> list[tuple[str, datetime]]:
+        """(device, updated_at) of devices updated after ``since``."""
+        ...
+
+    def credentials_revoked(self, since: datetime) -> list[tuple[str, str]]:
+        """(device, credential) revoked after ``since``."""
+        ...
+
+
+class TrustRefresher:
+    """Keeps stored scores current as devices change (state, credentials, firmware).
+
+    Findings recompute their device's score themselves; this catches the rest: a
+    renewed or revoked certificate, a new attestation verdict, a quarantine set by
+    hand. A recomputation that moves a score moves ``updated_at`` too, so the next pass
+    sees the device once more and finds nothing moved: it settles.
+    """
+
+    def __init__(self, trust: TrustScores, changes: ChangedDevices, clock: Clock, *,
+                 every: float = 2.0) -> None:
+        self._trust = trust
+        self._changes = changes
+        self._clock = clock
+        self._every = every
+        self._since = clock.now() - OVERLAP
+
+    def refresh_once(self) -> int:
+        """One pass; returns how many devices were rescored."""
+        now = self._clock.now()
+        start = self._since - OVERLAP
+        devices = {d for d, _ in self._changes.device_changes(start)}
+        devices |= {d for d, _ in self._changes.credentials_revoked(start)}
+        self._since = now
+        if devices:
+            self._trust.recompute(sorted(devices))
+        return len(devices)
+
+    def run(self, stop: threading.Event) -> None:
+        """Refresh until ``stop`` is set (a failed pass is logged and retried)."""
+        while not stop.wait(self._every):
+            try:
+                self.refresh_once()
+            except IamError as e:
+                log.warning("trust refresh failed: %s", e)

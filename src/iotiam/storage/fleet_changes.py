@@ -86,12 +86,19 @@ class SqlChangeLog:
 
     def posture_of(self, device_ids: Sequence[str]) -> dict[str, DevicePosture]:
         """Stored trust score and firmware verdict of each device that has one."""
-        d = t.device_trust.c
-        found: dict[str, DevicePosture] = {}
+        d, f = t.device_trust.c, t.device_firmware.c
+        scores: dict[str, float] = {}
+        firmware: dict[str, bool] = {}
         with self._db.reading() as uow:
             for start in range(0, len(device_ids), 500):
-                rows = uow.conn.execute(select(d.device_id, d.score, d.firmware_compliant)
-                                        .where(d.device_id.in_(device_ids[start:start + 500])))
-                for r in rows:
-                    found[r.device_id] = DevicePosture(float(r.score), r.firmware_compliant)
-        return found
+                chunk = list(device_ids[start:start + 500])
+                for r in uow.conn.execute(select(d.device_id, d.score)
+                                          .where(d.device_id.in_(chunk))):
+                    scores[r.device_id] = float(r.score)
+                # the verdict is read where attestation writes it: fresh, even before the
+                # score catches up
+                for r in uow.conn.execute(select(f.device_id, f.compliant)
+                                          .where(f.device_id.in_(chunk))):
+                    firmware[r.device_id] = bool(r.compliant)
+        return {device: DevicePosture(scores.get(device), firmware.get(device))
+                for device in scores.keys() | firmware.keys()}

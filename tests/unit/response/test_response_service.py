@@ -12,6 +12,7 @@ from fleet import add_device, add_org_unit, issue
 from conftest import Installation
 from iotiam.admin.models import SYSTEM
 from iotiam.audit.models import AuditTag
+from iotiam.bootstrap import trust_scores_refresher
 from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType, Severity
 from iotiam.errors import Conflict, NotFound
 from iotiam.inventory.models import DeviceState
@@ -241,3 +242,21 @@ def test_fail_mode_changes_need_a_global_admin(installation: Installation) -> No
     assert installation.services.response.mode_of("sensor") is DetectionMode.LEARN
     with pytest.raises(NotFound):
         installation.services.response.get_finding(SYSTEM, "fnd-nope")
+
+
+def test_ok_refresher_rescores_after_a_revocation(installation: Installation) -> None:
+    api = installation.api()
+    add_device(api, "s1")
+    serial = issue(api, "s1")["serial"]
+    trust = installation.services.trust
+    assert trust.explain(SYSTEM, "s1").score == 100
+    refresher = trust_scores_refresher(installation.services)
+    installation.clock.advance(timedelta(seconds=1))
+    assert api.post(f"/v1/certificates/{serial}/revoke",
+                    json={"reason": "keyCompromise"}).status_code == 200
+    installation.clock.advance(timedelta(seconds=1))
+    assert refresher.refresh_once() >= 1
+    (stored,) = trust.posture_of(["s1"]).values()
+    assert stored.score == 70
+    assert installation.services.subjects.subject_of(
+        installation.services.inventory.get_device(SYSTEM, "s1")).trust_score == 70
