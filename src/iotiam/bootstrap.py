@@ -36,7 +36,7 @@ from iotiam.enrollment.manufacturers import Manufacturers
 from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
 from iotiam.enrollment.service import Enrollment
 from iotiam.enrollment.transfer import OwnershipTransfer
-from iotiam.errors import IamError, NotFound, SetupError, Unauthenticated
+from iotiam.errors import IamError, InvalidInput, NotFound, SetupError, Unauthenticated
 from iotiam.inventory.models import Criticality, DeviceClass, DeviceType, OrgUnit, OrgUnitKind
 from iotiam.inventory.ports import AllCredentials
 from iotiam.inventory.service import Inventory
@@ -60,6 +60,7 @@ from iotiam.response.alerts import AlertChannel, AlertDispatcher, SyslogChannel,
 from iotiam.response.ports import NoFirmwareData
 from iotiam.response.scoring import TrustRefresher, TrustScores
 from iotiam.response.service import Response
+from iotiam.storage.baseline_file import BaselineFile
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
 from iotiam.storage.fleet_changes import SqlChangeLog
 from iotiam.storage.migrate import upgrade_to_head
@@ -223,7 +224,8 @@ def build_services(
     attestation = Attestation(database, clock, audit, DeviceCa(
         pki.cas.issuing_id, pki.cas.issuing.certificate.subject), finding_sink=response)
     trust.use_firmware_source(attestation)
-    ingest = EventIngest(detection_engine(response), response, SqlDeviceLookup(database.engine))
+    ingest = EventIngest(detection_engine(settings, response), response,
+                         SqlDeviceLookup(database.engine))
     response.on_mode_change(ingest.set_mode)
     response.on_false_positive(ingest.false_positive)
     return Services(
@@ -276,9 +278,21 @@ def alert_channels(settings: Settings) -> list[AlertChannel]:
     return channels
 
 
-def detection_engine(response: Response) -> DetectionEngine:
-    """A detection engine following the stored per-type modes."""
-    engine = DetectionEngine()
+def detection_engine(settings: Settings, response: Response) -> DetectionEngine:
+    """The detection engine: carrying on from its saved baselines when they fit, in the
+    stored per-type modes."""
+    learning = settings.detection_learning_seconds
+    saved_file = BaselineFile(settings.baselines_file)
+    saved = saved_file.load()
+    engine: DetectionEngine | None = None
+    if saved is not None:
+        try:
+            engine = DetectionEngine.restore(saved)
+        except InvalidInput as e:
+            saved_file.set_aside(e.detail)
+        if engine is not None and engine.learning_seconds != learning:
+            engine = None  # a changed learning period: the saved baselines do not fit it
+    engine = engine or DetectionEngine(learning_seconds=learning)
     for device_type, mode in response.modes().items():
         engine.set_mode(device_type, mode)
     return engine
@@ -321,6 +335,11 @@ def broker_fleet(services: Services) -> LiveFleet:
     changes = SqlChangeLog(services.database)
     return LiveFleet(services.database, services.clock, changes, services.pki, services.psks,
                      services.decisions, posture=changes)
+
+
+def save_baselines(services: Services) -> None:
+    """Write the detection engine's baselines to the data directory."""
+    BaselineFile(services.settings.baselines_file).save(services.ingest.engine.snapshot())
 
 
 def trust_scores_refresher(services: Services) -> TrustRefresher:

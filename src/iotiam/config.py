@@ -67,6 +67,8 @@ class Settings:
     alert_webhook_url: str | None = None
     #: RFC 5424 syslog target for findings: ``host:port`` (UDP) or ``host:port/tcp``
     alert_syslog: str | None = None
+    #: how long a new device is only learned from before its detectors may raise findings
+    detection_learning_seconds: float = 3600.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -90,6 +92,11 @@ class Settings:
     def tls_dir(self) -> Path:
         """Directory holding the server TLS certificate and key."""
         return self.data_dir / "tls"
+
+    @property
+    def baselines_file(self) -> Path:
+        """Where the detection engine's learned baselines are kept between runs."""
+        return self.data_dir / "detection" / "baselines.json"
 
     @property
     def secrets_dir(self) -> Path:
@@ -146,6 +153,9 @@ def load_settings(data_dir: Path) -> Settings:
         alert_webhook_url=env.get("IOTIAM_ALERT_WEBHOOK_URL")
         or recorded.get("alert_webhook_url"),
         alert_syslog=env.get("IOTIAM_ALERT_SYSLOG") or recorded.get("alert_syslog"),
+        detection_learning_seconds=float(_seconds(
+            env.get("IOTIAM_DETECTION_LEARNING_SECONDS"), "IOTIAM_DETECTION_LEARNING_SECONDS",
+            int(recorded.get("detection_learning_seconds", 3600)), allow_zero=True)),
     )
 
 
@@ -158,15 +168,16 @@ def _broker_mode(value: str) -> str:
     return value
 
 
-def _seconds(value: str | None, name: str, default: int) -> int:
+def _seconds(value: str | None, name: str, default: int, *, allow_zero: bool = False) -> int:
     if not value:
         return default
     try:
         seconds = int(value)
     except ValueError:
-        seconds = 0
-    if not 1 <= seconds <= 86400:
-        raise SetupError(f"{name} must be a number of seconds between 1 and 86400")
+        seconds = -1
+    low = 0 if allow_zero else 1
+    if not low <= seconds <= 86400:
+        raise SetupError(f"{name} must be a number of seconds between {low} and 86400")
     return seconds
 
 
@@ -188,6 +199,7 @@ def save_settings(settings: Settings) -> None:
         "broker_admin_host": settings.broker_admin_host,
         "alert_webhook_url": settings.alert_webhook_url,
         "alert_syslog": settings.alert_syslog,
+        "detection_learning_seconds": settings.detection_learning_seconds,
     }
     write_private_file(settings.data_dir / CONFIG_FILE, json.dumps(body, indent=2) + "\n")
 

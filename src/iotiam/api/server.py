@@ -16,7 +16,7 @@ import uvicorn
 from iotiam.api.app import create_api_app, create_public_app
 from iotiam.api.tls import ManufacturerTrust, TlsAwareHttpToolsProtocol
 from iotiam.api.workers import fork_workers, stop_workers
-from iotiam.bootstrap import Services, broker_fleet, trust_scores_refresher
+from iotiam.bootstrap import Services, broker_fleet, save_baselines, trust_scores_refresher
 from iotiam.broker.runtime import start_data_plane
 from iotiam.config import ca_passphrase
 from iotiam.errors import SetupError
@@ -24,6 +24,8 @@ from iotiam.errors import SetupError
 log = logging.getLogger("iotiam.server")
 
 CRL_CHECK_SECONDS = 30.0
+#: how often the detection baselines are written to the data directory
+BASELINE_SAVE_SECONDS = 60.0
 TRUST_CHECK_SECONDS = 5.0
 
 
@@ -57,6 +59,15 @@ def trust_refresher(trust: ManufacturerTrust, stop: threading.Event) -> None:
             trust.refresh()
         except Exception:  # a database hiccup must not end the loop
             log.exception("manufacturer trust refresh failed; retrying")
+
+
+def baseline_saver(services: Services, stop: threading.Event) -> None:
+    """Save the detection baselines every ``BASELINE_SAVE_SECONDS`` (and at shutdown)."""
+    while not stop.wait(BASELINE_SAVE_SECONDS):
+        try:
+            save_baselines(services)
+        except OSError as e:
+            log.warning("saving detection baselines failed: %s", e)
 
 
 def listen_sockets(host: str, port: int) -> list[socket.socket]:
@@ -104,10 +115,14 @@ def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> N
     if index == 0:
         threading.Thread(target=trust_scores_refresher(services).run, args=(scores_stop,),
                          daemon=True, name="trust-scores").start()
+        threading.Thread(target=baseline_saver, args=(services, scores_stop), daemon=True,
+                         name="baseline-saver").start()
     try:
         _serve_here(services, api_sockets, public_sockets, log_level)
     finally:
         scores_stop.set()
+        if index == 0:
+            save_baselines(services)
         stop_workers(children)
         if plane is not None:
             plane.stop()

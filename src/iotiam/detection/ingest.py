@@ -42,6 +42,10 @@ class ScoringEngine(Protocol):
         """Learn that ``finding`` was normal behaviour."""
         ...
 
+    def snapshot(self) -> dict[str, Any]:
+        """The learned state, JSON-safe (saved between runs)."""
+        ...
+
 
 class DeviceLookup(Protocol):
     """Inventory facts ingestion needs: each device's type and org path."""
