@@ -76,6 +76,7 @@ class AuditTag(enum.StrEnum):
     ATTESTATION_VERIFIED = "device:attestation:verified"
     ATTESTATION_REFUSED = "device:attestation:refused"
     FINDING_RAISED = "detection:finding:raised"
+    FINDING_ESCALATED = "detection:finding:escalated"
     FINDING_UPDATED = "admin:finding:state-changed"
     DETECTION_MODE_SET = "admin:detection-mode:set"
     PLAYBOOK_SET = "admin:playbook:set"

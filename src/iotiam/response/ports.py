@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from iotiam.detection.models import DetectionMode, FindingState, FindingType
+from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType
 from iotiam.response.models import Mitigation, StoredFinding, TrustScore
 
 
@@ -23,6 +23,11 @@ class FindingStore(Protocol):
 
     def repeat(self, finding_id: str, at: datetime) -> None:
         """The same finding was raised again while live: count it, move last_seen_at."""
+        ...
+
+    def escalate(self, finding_id: str, worse: Finding, at: datetime) -> None:
+        """The live finding was raised again at a higher severity: take its severity,
+        summary and evidence."""
         ...
 
     def get(self, finding_id: str, *, for_update: bool = False) -> StoredFinding | None:

@@ -175,7 +175,8 @@ class Response:
         self.handle(findings)
 
     def handle(self, findings: Sequence[Finding]) -> list[StoredFinding]:
-        """``report``, returning the findings that were new (repeats are counted)."""
+        """``report``, returning the findings that were new or escalated (repeats of a
+        live finding at the same or a lower severity are only counted)."""
         if not findings:
             return []
         self._refresh_settings()
@@ -185,6 +186,20 @@ class Response:
             drafts = []
             for finding in findings:
                 live = uow.findings.live_for(finding.device_id, finding.type)
+                if live is not None and finding.severity > live.finding.severity:
+                    # the same behaviour got worse: the finding escalates and the
+                    # playbook is asked again (it may now quarantine)
+                    uow.findings.escalate(live.id, finding, now)
+                    escalated = replace(live, finding=replace(
+                        finding, device_type=live.finding.device_type), updated_at=now)
+                    fresh.append(escalated)
+                    drafts.append(AuditDraft(
+                        tag=AuditTag.FINDING_ESCALATED, actor=finding.detector,
+                        org_path=live.org_path, subject=_subject(finding),
+                        details={"finding": live.id, "from": live.finding.severity.label,
+                                 "to": finding.severity.label,
+                                 "summary": finding.summary[:300]}))
+                    continue
                 if live is not None:
                     uow.findings.repeat(live.id, now)
                     continue
@@ -204,7 +219,7 @@ class Response:
                 fresh.append(stored)
                 drafts.append(AuditDraft(
                     tag=AuditTag.FINDING_RAISED, actor=finding.detector, org_path=org_path,
-                    subject=f"device:{finding.device_id}" if finding.device_id else "fleet",
+                    subject=_subject(finding),
                     details={"finding": stored.id, "type": str(finding.type),
                              "severity": finding.severity.label, "mode": str(stored.mode),
                              "summary": finding.summary[:300]}))
@@ -371,6 +386,10 @@ class Response:
                 details={"mitigations": [m.id for m in lifted], "from": str(device.state),
                          "to": str(restore)}))
         return [replace(m, lifted_at=now, lifted_by=actor.name) for m in lifted]
+
+
+def _subject(finding: Finding) -> str:
+    return f"device:{finding.device_id}" if finding.device_id else "fleet"
 
 
 def _visible(uow: UnitOfWork, actor: Principal, finding_id: str, *,

@@ -52,6 +52,13 @@ class SqlFindingStore:
         self._c.execute(update(t.findings).where(t.findings.c.id == finding_id).values(
             repeats=t.findings.c.repeats + 1, last_seen_at=at))
 
+    def escalate(self, finding_id: str, worse: Finding, at: datetime) -> None:
+        """Take the worse severity, summary and evidence."""
+        self._c.execute(update(t.findings).where(t.findings.c.id == finding_id).values(
+            severity=int(worse.severity), summary=worse.summary,
+            evidence=dump_json(dict(worse.evidence)), updated_at=at, last_seen_at=at,
+            repeats=t.findings.c.repeats + 1))
+
     def get(self, finding_id: str, *, for_update: bool = False) -> StoredFinding | None:
         """One finding."""
         query = select(t.findings).where(t.findings.c.id == finding_id)

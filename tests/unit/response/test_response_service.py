@@ -260,3 +260,23 @@ def test_ok_refresher_rescores_after_a_revocation(installation: Installation) ->
     assert stored.score == 70
     assert installation.services.subjects.subject_of(
         installation.services.inventory.get_device(SYSTEM, "s1")).trust_score == 70
+
+
+def test_ok_worse_repeat_escalates_and_asks_the_playbook_again(
+        installation: Installation, channel: RecordingChannel) -> None:
+    api = installation.api()
+    add_device(api, "s1")
+    issue(api, "s1")
+    response = installation.services.response
+    response.set_mode(SYSTEM, "sensor", "enforce")
+    (first,) = response.handle([finding("s1", FindingType.TOPIC_PROBING, Severity.MEDIUM)])
+    assert installation.services.inventory.get_device(SYSTEM, "s1").state \
+        is DeviceState.ACTIVE
+    (escalated,) = response.handle([finding("s1", FindingType.TOPIC_PROBING, Severity.HIGH)])
+    assert escalated.id == first.id
+    assert installation.services.inventory.get_device(SYSTEM, "s1").state \
+        is DeviceState.QUARANTINED
+    stored = response.get_finding(SYSTEM, first.id)
+    assert stored.finding.severity is Severity.HIGH and stored.repeats == 1
+    assert response.handle([finding("s1", FindingType.TOPIC_PROBING, Severity.LOW)]) == []
+    assert AuditTag.FINDING_ESCALATED in audit_tags(installation)
