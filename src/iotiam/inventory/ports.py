@@ -67,6 +67,10 @@ class DeviceStore(Protocol):
         """One device by id."""
         ...
 
+    def get_many(self, device_ids: Sequence[str]) -> dict[str, Device]:
+        """The registered devices among these ids, by id."""
+        ...
+
     def exists(self, device_ids: Sequence[str]) -> set[str]:
         """Which of these ids are already registered."""
         ...

@@ -86,8 +86,12 @@ class CaStore(Protocol):
 class CertificateStore(Protocol):
     """Issued certificates and revocations."""
 
-    def reserve(self, record: CertificateRecord) -> None:
-        """Record a certificate before it is signed (G5); Conflict on a used serial (G1)."""
+    def taken_serials(self, issuer_id: str, serials: Sequence[int]) -> set[int]:
+        """Which of these serials the issuer has already used (reserved or issued)."""
+        ...
+
+    def reserve_many(self, records: Sequence[CertificateRecord]) -> None:
+        """Record certificates before they are signed (G5); SerialInUse on a used serial (G1)."""
         ...
 
     def complete(self, signed: Sequence[SignedCertificate]) -> None:
@@ -126,6 +130,10 @@ class CertificateStore(Protocol):
 
     def for_device(self, device_id: str) -> list[CertificateRecord]:
         """Every certificate of a device."""
+        ...
+
+    def key_holders(self, key_hashes: Sequence[str]) -> list[tuple[str, str | None]]:
+        """(key hash, device id) of every certificate (any status) for one of these keys."""
         ...
 
     def with_public_key(self, public_key_sha256: str) -> list[CertificateRecord]:

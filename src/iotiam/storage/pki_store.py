@@ -23,7 +23,15 @@ from iotiam.pki.models import (
 )
 from iotiam.pki.ports import CrlInfo, SignedCertificate, StoredCa, StoredCrl
 from iotiam.storage import schema as t
-from iotiam.storage.raw import RawSql, RawStatement, row_object, select_sql, utc_required
+from iotiam.storage.raw import (
+    RawSql,
+    RawStatement,
+    in_list,
+    in_params,
+    row_object,
+    select_sql,
+    utc_required,
+)
 from iotiam.storage.rows import under_path
 
 _CERT_COLUMNS = tuple(c.name for c in t.certificates.columns if c.name != "id")
@@ -37,6 +45,8 @@ _RESERVE = RawStatement(
     "subject, not_before, not_after, status, created_at, public_key_sha256) VALUES (:issuer_id, "
     ":serial, :device_id, :org_unit_id, :org_path, :profile, :subject, :not_before, :not_after, "
     ":status, :created_at, :public_key_sha256) ON CONFLICT (issuer_id, serial) DO NOTHING")
+# values per ``IN (…)``: far below every driver's parameter limit
+_IN_CHUNK = 500
 _COMPLETE = RawStatement(
     "UPDATE certificates SET status = :issued, pem = :pem, fingerprint_sha256 = :fingerprint "
     "WHERE issuer_id = :issuer_id AND serial = :serial AND status = :reserved")
@@ -63,6 +73,11 @@ def _record(row: Any, *, with_pem: bool = True) -> CertificateRecord:
         else None,
         public_key_sha256=row.public_key_sha256,
     )
+
+
+def _chunks(values: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start:start + _IN_CHUNK]
 
 
 class SqlCaStore:
@@ -116,10 +131,23 @@ class SqlCertificateStore:
     def __init__(self, conn: Connection) -> None:
         self._c = conn
 
-    def reserve(self, record: CertificateRecord) -> None:
-        """Record the certificate before signing; the unique key enforces G1."""
+    def taken_serials(self, issuer_id: str, serials: Sequence[int]) -> set[int]:
+        """Which of these serials the issuer has already used (reserved or issued)."""
         raw = RawSql(self._c)
-        inserted = raw.change(_RESERVE, {
+        taken: set[int] = set()
+        for chunk in _chunks([serial_hex(s) for s in serials]):
+            statement = RawStatement(select_sql(
+                "certificates", ("serial",),
+                f"issuer_id = :issuer_id AND serial IN ({in_list('serial', len(chunk))})"))
+            rows = raw.all(statement, {"issuer_id": issuer_id, **in_params("serial", chunk)})
+            taken.update(int(row[0], 16) for row in rows)
+        return taken
+
+    def reserve_many(self, records: Sequence[CertificateRecord]) -> None:
+        """Record certificates before they are signed; the unique key enforces G1."""
+        raw = RawSql(self._c)
+        reserved = str(CertificateStatus.RESERVED)
+        inserted = raw.change_many(_RESERVE, [{
             "issuer_id": record.issuer_id,
             "serial": serial_hex(record.serial),
             "device_id": record.device_id,
@@ -129,12 +157,13 @@ class SqlCertificateStore:
             "subject": record.subject,
             "not_before": raw.when(record.not_before),
             "not_after": raw.when(record.not_after),
-            "status": str(CertificateStatus.RESERVED),
+            "status": reserved,
             "created_at": raw.when(record.created_at),
             "public_key_sha256": record.public_key_sha256,
-        })
-        if inserted != 1:
-            raise SerialInUse(f"serial {serial_hex(record.serial)} is already used")
+        } for record in records])
+        if inserted != len(records):
+            # a writer took one of these serials since taken_serials looked
+            raise SerialInUse("a serial to reserve is already used")
 
     def complete(self, signed: Sequence[SignedCertificate]) -> None:
         """Attach signed certificates to their reservations."""
@@ -224,6 +253,17 @@ class SqlCertificateStore:
             .order_by(t.certificates.c.id)
         )
         return [_record(r) for r in rows]
+
+    def key_holders(self, key_hashes: Sequence[str]) -> list[tuple[str, str | None]]:
+        """(key hash, device id) of every certificate (any status) for one of these keys."""
+        raw = RawSql(self._c)
+        found: list[tuple[str, str | None]] = []
+        for chunk in _chunks(list(dict.fromkeys(key_hashes))):
+            statement = RawStatement(select_sql(
+                "certificates", ("public_key_sha256", "device_id"),
+                f"public_key_sha256 IN ({in_list('key', len(chunk))})"))
+            found += [(row[0], row[1]) for row in raw.all(statement, in_params("key", chunk))]
+        return found
 
     def with_public_key(self, public_key_sha256: str) -> list[CertificateRecord]:
         """Certificates (any status) for this key (hot: every issuance asks)."""

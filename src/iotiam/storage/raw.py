@@ -98,8 +98,12 @@ class RawSql:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UtcDateTime column")
-        naive = value.astimezone(UTC).replace(tzinfo=None)
-        return naive.strftime(_SQLITE_DATETIME) if self.is_sqlite else naive
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        naive = value.replace(tzinfo=None)
+        # isoformat writes _SQLITE_DATETIME at about half strftime's cost (hot: issuance
+        # stores four times per certificate)
+        return naive.isoformat(" ", "microseconds") if self.is_sqlite else naive
 
 
 def utc(value: Any) -> datetime | None:
@@ -119,6 +123,16 @@ def row_object(columns: tuple[str, ...], values: Any, times: frozenset[str]) -> 
         name: utc(value) if name in times else value
         for name, value in zip(columns, values, strict=True)
     })
+
+
+def in_list(name: str, count: int) -> str:
+    """``:name0, :name1, …``: the parameters of an ``IN (…)`` with ``count`` values."""
+    return ", ".join(f":{name}{i}" for i in range(count))
+
+
+def in_params(name: str, values: Sequence[Any]) -> dict[str, Any]:
+    """The parameters :func:`in_list` names, bound to ``values``."""
+    return {f"{name}{i}": value for i, value in enumerate(values)}
 
 
 def select_sql(table: str, columns: tuple[str, ...], where: str) -> str:

@@ -12,6 +12,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from iotiam.errors import InvalidInput, SetupError
 from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
 from iotiam.pki.issuance import LeafIssuer, build_leaf_certificate
+from iotiam.pki.issuing import pem_certificate
 from iotiam.pki.models import CertificateProfile
 from iotiam.pki.profiles import BROKER_SERVER, DEVICE, GATEWAY, PROFILES, get_profile
 
@@ -228,3 +229,16 @@ def test_issue_ok_pkilint_clean_empty_subject(leaf_issuer, lint_cert, now):
     key = ec.generate_private_key(ec.SECP384R1())
     cert = leaf_issuer.issue(key.public_key(), identity, GATEWAY, x509.random_serial_number(), now)
     assert lint_cert(cert) == ""
+
+
+@pytest.mark.parametrize("key_fixture", ["ec_key", "rsa_key", "ed_key"])
+@pytest.mark.parametrize("cn", ["d", "dev-0001", "x" * 64], ids=["cn1", "cn8", "cn64"])
+def test_pem_certificate_ok_same_bytes_as_cryptography(leaf_issuer, now, key_fixture, cn,
+                                                       request):
+    # the hot path writes PEM itself; relying parties get exactly what pyca would write
+    key = request.getfixturevalue(key_fixture)
+    identity = LeafIdentity(subject=x509.Name.from_rfc4514_string(f"CN={cn}"))
+    cert = leaf_issuer.issue(key.public_key(), identity, DEVICE, x509.random_serial_number(),
+                             now)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert pem_certificate(der) == cert.public_bytes(serialization.Encoding.PEM).decode()

@@ -20,13 +20,16 @@ from iotiam.admin.models import SYSTEM
 from iotiam.api.app import create_public_app
 from iotiam.bootstrap import Services
 from iotiam.errors import Conflict
-from iotiam.pki.models import serial_hex
+from iotiam.pki.issuing import IssueRequest
+from iotiam.pki.models import SerialInUse, serial_hex
 from iotiam.storage.schema import certificates, crls
 from iotiam.testing import SequenceSerials, make_csr
 
 # ≥ 64 bits, as every real serial has (G1)
 FIRST = 0x5EED_0000_0000_0000_0001
 SECOND = 0x5EED_0000_0000_0000_0002
+THIRD = 0x5EED_0000_0000_0000_0003
+FOURTH = 0x5EED_0000_0000_0000_0004
 
 
 def certificate_rows(installation: Installation) -> list[dict[str, Any]]:
@@ -74,6 +77,42 @@ def test_serial_collision_fail_after_retries(installation: Installation,
     assert (refusal["tag"], refusal["outcome"]) == ("device:certificate:refused", "failure")
 
 
+def test_serial_collision_in_batch_draws_again(installation: Installation,
+                                               replica: Callable[..., Services]) -> None:
+    # dev-1 takes FIRST; the batch then draws FIRST (stored), SECOND, SECOND (each other)
+    services = replica(SequenceSerials(FIRST, FIRST, SECOND, SECOND, THIRD, FOURTH))
+    ids = ["dev-1", "dev-2", "dev-3", "dev-4"]
+    for device_id in ids:
+        add_device(installation.api(), device_id)
+    issue_with(services, "dev-1")
+    results = services.pki.issue_certificates(
+        SYSTEM, [IssueRequest(device_id, make_csr(device_id)) for device_id in ids[1:]])
+    assert [r.serial for r in results] == [THIRD, SECOND, FOURTH]
+    rows = certificate_rows(installation)
+    assert sorted((r["serial"], r["device_id"], r["status"]) for r in rows) == sorted([
+        (serial_hex(FIRST), "dev-1", "issued"), (serial_hex(THIRD), "dev-2", "issued"),
+        (serial_hex(SECOND), "dev-3", "issued"), (serial_hex(FOURTH), "dev-4", "issued")])
+
+
+def test_serial_collision_in_batch_fail_refuses_whole_batch(
+    installation: Installation, replica: Callable[..., Services],
+) -> None:
+    # a serial source stuck on a used value is broken: nothing of the batch is kept
+    services = replica(SequenceSerials(FIRST, SECOND, FIRST, FIRST, FIRST))
+    for device_id in ("dev-1", "dev-2", "dev-3"):
+        add_device(installation.api(), device_id)
+    issue_with(services, "dev-1")
+    before = row_counts(installation)
+    results = services.pki.issue_certificates(
+        SYSTEM, [IssueRequest(d, make_csr(d)) for d in ("dev-2", "dev-3")])
+    assert [type(r) for r in results] == [SerialInUse, SerialInUse]
+    assert row_counts(installation) == before
+    refusals = audit_records(installation.api())[-2:]
+    assert [(r["tag"], r["subject"]) for r in refusals] == [
+        ("device:certificate:refused", "device:dev-2"),
+        ("device:certificate:refused", "device:dev-3")]
+
+
 def test_serials_are_random_and_long(installation: Installation) -> None:
     api = installation.api()
     add_device(api, "dev-1")
@@ -106,6 +145,22 @@ def test_reserved_before_signing(installation: Installation, replica: Callable[.
     assert reserved["not_before"] == certificate.not_valid_before_utc
     assert reserved["not_after"] == certificate.not_valid_after_utc
     assert reserved["subject"] == "CN=dev-1"
+
+
+def test_reserved_times_are_the_signed_times(installation: Installation,
+                                             replica: Callable[..., Services]) -> None:
+    # X.509 times have no fractions: the row must not keep any either (G5: recorded
+    # is what was signed), nor the record returned, nor the audit record
+    installation.clock.advance(timedelta(microseconds=654_321))
+    services = replica()
+    add_device(installation.api(), "dev-1")
+    record = issue_with(services, "dev-1")
+    certificate = x509.load_pem_x509_certificate(record.pem.encode())
+    [row] = certificate_rows(installation)
+    assert row["not_before"] == record.not_before == certificate.not_valid_before_utc
+    assert row["not_after"] == record.not_after == certificate.not_valid_after_utc
+    issued = audit_records(installation.api())[-1]
+    assert issued["details"]["not_after"] == certificate.not_valid_after_utc.isoformat()
 
 
 def test_failed_signing_leaves_reservation_never_reused(
