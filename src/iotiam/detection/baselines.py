@@ -12,9 +12,18 @@ import math
 from collections import deque
 from typing import Any
 
-#: weight of one new sample in the exponentially weighted statistics: ~200 samples of
-#: memory, slow enough that an attack lasting minutes does not teach itself in
+#: weight of one new sample in the exponentially weighted statistics, at most
 EWMA_ALPHA = 0.01
+#: memory in time: a sample weighs (seconds since the previous one) / this. A gateway
+#: sending twice a second and a sensor once a minute both remember ~hours, so an
+#: attack lasting minutes cannot teach itself into the baseline before it is judged
+MEMORY_SECONDS = 4 * 3600.0
+
+
+def time_weight(elapsed: float) -> float:
+    """The EWMA weight of a sample that came ``elapsed`` seconds after the previous."""
+    weight = elapsed / MEMORY_SECONDS
+    return weight if weight < EWMA_ALPHA else EWMA_ALPHA
 #: mean absolute deviation of a normal variable is ~0.8 sigma
 MAD_TO_SIGMA = 1.25
 
@@ -34,14 +43,14 @@ class RobustLog:
         self.dev = dev
         self.count = count
 
-    def add(self, value: float) -> None:
-        """Fold one log-scaled sample in."""
+    def add(self, value: float, weight: float = EWMA_ALPHA) -> None:
+        """Fold one log-scaled sample in (``weight``: see ``time_weight``)."""
         self.count = count = self.count + 1
         if count == 1:
             self.mean = value
             return
         # while young, a plain running average; then exponential forgetting
-        alpha = max(1.0 / count, EWMA_ALPHA)
+        alpha = max(1.0 / count, weight)
         delta = value - self.mean
         spread = abs(delta)
         if count > 20 and self.dev > 0:
@@ -68,7 +77,13 @@ class RobustLog:
 
 
 class Cooldown:
-    """One finding per key per window: dedupe, so an attack is one finding, not 10,000."""
+    """One finding per episode: dedupe, so an attack is one finding, not 10,000.
+
+    An episode lasts while abnormal events keep coming less than ``seconds`` apart
+    (each one extends it), so a long attack, and the trailing windows that still hold
+    its events, raise one finding; the same behaviour after ``seconds`` of calm is a
+    new episode.
+    """
 
     __slots__ = ("_until", "seconds")
 
@@ -77,11 +92,11 @@ class Cooldown:
         self._until: dict[object, float] = {}
 
     def ready(self, key: object, at: float) -> bool:
-        """Whether a finding for ``key`` may be raised at ``at`` (and start its window)."""
+        """Whether an abnormal event for ``key`` at ``at`` starts a new episode."""
         until = self._until.get(key)
+        self._until[key] = at + self.seconds
         if until is not None and at < until:
             return False
-        self._until[key] = at + self.seconds
         if len(self._until) > 100_000:  # forget the long-expired ones
             self._until = {k: u for k, u in self._until.items() if u > at}
         return True

@@ -59,7 +59,9 @@ class AuthFailureBurst:
             if len(window) < threshold or not self._cooldown.ready(key, at):
                 continue
             clients = window.distinct()
-            by_identity = scope == "identity"
+            # one address after one device's credentials: the finding is about the device
+            by_identity = scope == "identity" or (len(clients) == 1
+                                                  and event.device_id is not None)
             findings.append(Finding(
                 FindingType.AUTH_FAILURE_BURST,
                 Severity.HIGH if len(window) >= MANY_FAILURES else Severity.MEDIUM,

@@ -55,6 +55,9 @@ class FirmwareDrift:
         #: type -> "version|hash" known; and type -> version -> hashes
         self._types: dict[str, set[str]] = {}
         self._pending: dict[str, _Pending] = {}
+        self._type_first: dict[str, float] = {}
+        #: device -> images already reported: drift is a state, one finding per image
+        self._reported: dict[str, set[str]] = {}
         self._next_due = float("inf")
         self._cooldown = Cooldown(cooldown)
         self._held: Event | None = None
@@ -83,23 +86,24 @@ class FirmwareDrift:
             return findings
         type_name = event.device_type or ""
         known = self._types.get(type_name)
-        if not known:
-            return findings  # a type never seen: nothing to drift from
+        first = self._type_first.setdefault(type_name, at)
+        if not known or at - first < self.learning_seconds:
+            return findings  # a young type: what its devices run is what it runs
+        previous = self._current.get(device_id)
+        if previous is not None and version_key(version) < version_key(previous):
+            self._held = event
+            return findings + self._finding(event, Severity.HIGH, "rollback",
+                                            f"went back from {previous} to {version}",
+                                            sorted(own or ()))
         if image in known:
             return findings  # catching up with the fleet
         same_version = [k for k in known if k.split("|", 1)[0] == version]
-        previous = self._current.get(device_id)
         if same_version and event.firmware_hash:
             self._held = event
             return findings + self._finding(event, Severity.CRITICAL, "tampered",
                                             f"reports {version} with a hash no "
                                             f"{type_name or 'device'} has for that version",
                                             sorted(same_version))
-        if previous is not None and version_key(version) < version_key(previous):
-            self._held = event
-            return findings + self._finding(event, Severity.HIGH, "rollback",
-                                            f"went back from {previous} to {version}",
-                                            sorted(own or ()))
         key = f"{type_name}|{image}"
         pending = self._pending.get(key)
         if pending is None:
@@ -136,8 +140,11 @@ class FirmwareDrift:
                  known: list[str], *, at: float | None = None) -> list[Finding]:
         device_id = event.device_id or ""
         when = event.at if at is None else at
-        if not self._cooldown.ready(device_id, when):
+        image = f"{event.firmware_version}|{event.firmware_hash or ''}"
+        reported = self._reported.setdefault(device_id, set())
+        if image in reported or not self._cooldown.ready(device_id, when):
             return []
+        reported.add(image)
         return [Finding(
             FindingType.FIRMWARE_DRIFT, severity, when, device_id,
             f"{device_id} {what}", self.name,
@@ -159,12 +166,15 @@ class FirmwareDrift:
     def snapshot(self) -> dict[str, Any]:
         """Known images per device and type, and each device's current version."""
         return {"devices": json_sets(self._devices), "current": dict(self._current),
-                "types": json_sets(self._types)}
+                "types": json_sets(self._types), "type_first": dict(self._type_first),
+                "reported": json_sets(self._reported)}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Inverse of ``snapshot`` (pending reports are not kept)."""
         self._devices = sets_from_json(state.get("devices", {}))
         self._current = {k: str(v) for k, v in state.get("current", {}).items()}
         self._types = sets_from_json(state.get("types", {}))
+        self._type_first = {k: float(v) for k, v in state.get("type_first", {}).items()}
+        self._reported = sets_from_json(state.get("reported", {}))
         self._pending.clear()
         self._next_due = float("inf")

@@ -4,7 +4,7 @@ Devices re-enroll one at a time (a certificate renewal, a factory reset). Dozens
 existing identities re-enrolling within two minutes means someone is taking the fleet
 over (a leaked enrollment secret, a rogue registrar). New devices arriving in a batch
 are normal up to a much higher count. Thresholds follow the fleet's own busiest
-window seen so far, so a fleet that renews in waves is judged by its waves.
+window seen while learning, so a fleet that renews in waves is judged by its waves.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class MassReregistration:
         self._cooldown = Cooldown(cooldown)
         self._alarm = False
         self._counted: Event | None = None
+        self._first: float | None = None
 
     def _count(self, event: Event) -> None:
         self._counted = event
@@ -59,7 +60,13 @@ class MassReregistration:
             self._count(event)
         if event.device_id is not None:
             self._known.add(event.device_id)
-        if event.kind is EventKind.ENROLL and not self._alarm:
+        if self._first is None:
+            self._first = event.at
+        learning = event.at - self._first < self.learning_seconds
+        # the busiest windows while learning are the fleet's normal ones; later ones
+        # are not folded in (each would raise the bar a little, and an attack would
+        # chase its own threshold up), only taught by a false positive
+        if event.kind is EventKind.ENROLL and learning and not self._alarm:
             self._peak[0] = max(self._peak[0], len(self._again.distinct()))
             self._peak[1] = max(self._peak[1], len(self._all))
         self._alarm = False
@@ -99,10 +106,12 @@ class MassReregistration:
 
     def snapshot(self) -> dict[str, Any]:
         """Known devices and the busiest normal windows."""
-        return {"known": sorted(self._known), "peak": list(self._peak)}
+        return {"known": sorted(self._known), "peak": list(self._peak), "first": self._first}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Inverse of ``snapshot``."""
         self._known = {str(d) for d in state.get("known", [])}
         peak = state.get("peak", [0, 0])
         self._peak = [int(peak[0]), int(peak[1])]
+        first = state.get("first")
+        self._first = float(first) if first is not None else None

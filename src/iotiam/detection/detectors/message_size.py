@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from iotiam.detection.baselines import Cooldown, RobustLog
+from iotiam.detection.baselines import Cooldown, RobustLog, time_weight
 from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
 
 RECENT = 8
@@ -25,10 +25,11 @@ TYPE_MIN_SAMPLES = 200
 
 
 class _DeviceSize:
-    __slots__ = ("allow", "first_at", "recent", "stat")
+    __slots__ = ("allow", "first_at", "last_at", "recent", "stat")
 
     def __init__(self, first_at: float) -> None:
         self.first_at = first_at
+        self.last_at = first_at
         self.stat = RobustLog()
         self.recent: deque[float] = deque(maxlen=RECENT)
         self.allow = 0.0
@@ -57,8 +58,9 @@ class MessageSize:
             state = self._devices[device_id] = _DeviceSize(event.at)
         value = math.log(size + 1.0)
         state.recent.append(value)
+        state.last_at = event.at
         if event is not self._outlier:
-            state.stat.add(value)
+            state.stat.add(value, time_weight(event.at - state.last_at))
             prior = self._types.get(event.device_type or "")
             if prior is None:
                 prior = self._types[event.device_type or ""] = RobustLog()

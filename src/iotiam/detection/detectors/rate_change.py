@@ -1,9 +1,9 @@
 """Rate change: a device publishing much faster than it (or its type) normally does.
 
 The statistic is the time the last *n* inter-arrivals took (``now - t[-n]``), on a log
-scale, against the EWMA/MAD baseline of the same span. Two spans, because devices
-differ: a periodic sensor's span of 4 barely moves (60 s ± jitter), so a 3x speed-up
-shows within three messages; a gateway's Poisson traffic needs ~32 messages before a
+scale, against the EWMA/MAD baseline of the same span. Three spans, because devices
+differ: a periodic sensor's interval barely moves (60 s ± jitter), so a 3x speed-up
+shows in the first fast interval; a gateway's Poisson traffic needs ~32 messages before a
 3x change stands out of the noise (the log of a Gamma(32) sum has sigma ~0.18, of a
 Gamma(4) ~0.53).
 """
@@ -15,13 +15,13 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from iotiam.detection.baselines import Cooldown, RobustLog
+from iotiam.detection.baselines import Cooldown, RobustLog, time_weight
 from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
 
 SHORT, LONG = 4, 32
 #: z-scores above which the span is abnormal; the short one is stricter because the log
 #: of a short Gamma sum has a heavy left tail
-Z_SHORT, Z_LONG = 7.0, 5.0
+Z_ONE, Z_SHORT, Z_LONG = 8.0, 7.0, 5.0
 #: and the speed-up must be at least this much, whatever the spread says
 MIN_RATIO_SHORT, MIN_RATIO_LONG = math.log(2.5), math.log(2.0)
 SIGMA_FLOOR = 0.05
@@ -30,11 +30,12 @@ TYPE_MIN_SAMPLES = 200
 
 
 class _DeviceRate:
-    __slots__ = ("allow", "first_at", "long", "recent", "short")
+    __slots__ = ("allow", "first_at", "long", "one", "recent", "short")
 
     def __init__(self, first_at: float) -> None:
         self.first_at = first_at
         self.recent: deque[float] = deque(maxlen=LONG)
+        self.one = RobustLog()
         self.short = RobustLog()
         self.long = RobustLog()
         #: extra log-ratio tolerated, taught by false positives
@@ -69,13 +70,16 @@ class RateChange:
             if kinds is None:
                 kinds = self._types[event.device_type or ""] = (RobustLog(), RobustLog())
             n = len(recent)
+            weight = time_weight(at - recent[-1])
+            value = math.log(max(at - recent[-1], 1e-3))
+            state.one.add(value, weight)
             if n >= SHORT:
                 value = math.log(max(at - recent[-SHORT], 1e-3))
-                state.short.add(value)
+                state.short.add(value, weight)
                 kinds[0].add(value)
             if n >= LONG:
                 value = math.log(max(at - recent[0], 1e-3))
-                state.long.add(value)
+                state.long.add(value, weight)
                 kinds[1].add(value)
         recent.append(event.at)
 
@@ -88,19 +92,26 @@ class RateChange:
         if state is None or len(state.recent) < SHORT:
             return []
         at = event.at
+        recent = state.recent
+        hit = False
         if at - state.first_at >= self.learning_seconds and state.short.count >= MIN_SAMPLES:
             short, long = state.short, state.long
+            # one interval: shows a periodic device speeding up within a message or two
+            span, n = max(at - recent[-1], 1e-3), 1
+            drop = state.one.mean - math.log(span)
+            sigma = state.one.sigma(SIGMA_FLOOR)
+            hit = drop > MIN_RATIO_SHORT + state.allow and drop > Z_ONE * sigma
         else:
             prior = self._types.get(event.device_type or "")
             if prior is None or prior[0].count < TYPE_MIN_SAMPLES:
                 return []
             short, long = prior
-        recent = state.recent
-        span = max(at - recent[-SHORT], 1e-3)
-        drop = short.mean - math.log(span)
-        sigma = short.sigma(SIGMA_FLOOR)
-        hit = drop > MIN_RATIO_SHORT + state.allow and drop > Z_SHORT * sigma
-        n = SHORT
+        if not hit:
+            span = max(at - recent[-SHORT], 1e-3)
+            drop = short.mean - math.log(span)
+            sigma = short.sigma(SIGMA_FLOOR)
+            hit = drop > MIN_RATIO_SHORT + state.allow and drop > Z_SHORT * sigma
+            n = SHORT
         if not hit and len(recent) == LONG and long.count >= MIN_SAMPLES:
             span = max(at - recent[0], 1e-3)
             drop = long.mean - math.log(span)
@@ -113,7 +124,7 @@ class RateChange:
         if not self._cooldown.ready(device_id, at):
             return []
         factor = math.exp(drop)
-        baseline_interval = math.exp(short.mean if n == SHORT else long.mean) / n
+        baseline_interval = math.exp(drop) * span / n
         severity = Severity.HIGH if factor >= 10 else Severity.MEDIUM
         return [Finding(
             FindingType.RATE_CHANGE, severity, at, device_id,
@@ -135,7 +146,8 @@ class RateChange:
     def snapshot(self) -> dict[str, Any]:
         """Per-device and per-type span baselines."""
         return {
-            "devices": {d: [s.first_at, s.short.to_json(), s.long.to_json(), s.allow]
+            "devices": {d: [s.first_at, s.one.to_json(), s.short.to_json(), s.long.to_json(),
+                            s.allow]
                         for d, s in self._devices.items()},
             "types": {t: [a.to_json(), b.to_json()] for t, (a, b) in self._types.items()},
         }
@@ -143,8 +155,9 @@ class RateChange:
     def restore(self, state: Mapping[str, Any]) -> None:
         """Inverse of ``snapshot``."""
         self._devices.clear()
-        for device_id, (first_at, short, long, allow) in state.get("devices", {}).items():
+        for device_id, (first_at, one, short, long, allow) in state.get("devices", {}).items():
             entry = _DeviceRate(float(first_at))
+            entry.one = RobustLog.from_json(one)
             entry.short, entry.long = RobustLog.from_json(short), RobustLog.from_json(long)
             entry.allow = float(allow)
             self._devices[device_id] = entry

@@ -3,8 +3,10 @@
 Per type, events per second of each UTC hour of the day; the seconds ("exposure") are
 counted on the fleet's clock, so an hour in which the type sent nothing is known to
 be quiet rather than unseen. An hour is abnormal for a type when its rate is under
-5% of the type's busiest hour; a device is judged only in hours it was never active
-in itself, so a type that works around the clock never raises this.
+5% of the type's busiest hour (early in an hour, this hour and the one before are
+taken together, so the first minutes of a quiet hour are judged too). A device is
+judged only in hours it was never active in itself, so a type that works around the
+clock never raises this.
 """
 
 from __future__ import annotations
@@ -102,16 +104,20 @@ class UnusualTime:
             return []
         self._advance(at)
         offset = self._type_offset[type_name]
-        rates = [0.0] * 24
-        exposure = 0.0
-        for h in range(24):
-            seen = self._exposure[h] - offset[h]
-            if h == hour:
-                exposure = seen
-            if seen >= MIN_EXPOSURE:
-                rates[h] = kind.counts[h] / seen
+        seen = [self._exposure[h] - offset[h] for h in range(24)]
+        rates = [kind.counts[h] / seen[h] if seen[h] >= MIN_EXPOSURE else 0.0
+                 for h in range(24)]
         peak = max(rates)
-        if exposure < MIN_EXPOSURE or peak <= 0 or rates[hour] >= QUIET_SHARE * peak:
+        if seen[hour] >= MIN_EXPOSURE:
+            rate = rates[hour]
+        else:
+            # early in the hour: the hour before, if that was watched, and this one
+            before = (hour - 1) % 24
+            watched = seen[hour] + seen[before]
+            if seen[before] < MIN_EXPOSURE:
+                return []
+            rate = (kind.counts[hour] + kind.counts[before]) / watched
+        if peak <= 0 or rate >= QUIET_SHARE * peak:
             return []
         own_pattern = device is not None and device.total >= MIN_EVENTS
         if not own_pattern and device is not None \
@@ -126,7 +132,7 @@ class UnusualTime:
             f"{device_id} is active at {hour:02d}:00-{hour:02d}:59 UTC, an hour it never was "
             f"active in and its type is quiet in",
             self.name,
-            {"hour_utc": hour, "type_rate_per_hour": round(rates[hour] * HOUR, 2),
+            {"hour_utc": hour, "type_rate_per_hour": round(rate * HOUR, 2),
              "type_peak_rate_per_hour": round(peak * HOUR, 2), "type_active_hours": busy,
              "device_events_this_hour": device.counts[hour] if device else 0},
             event.device_type)]
