@@ -18,7 +18,7 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,19 @@ def _csr(key: PrivateKey, device_id: str) -> bytes:
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)])
     )
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+def _answer(response: httpx.Response, step: str) -> dict[str, Any]:
+    """The JSON object of a 200 answer, or ``AgentError`` with the server's problem."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code != 200 or not isinstance(body, dict):
+        detail = body.get("detail") if isinstance(body, dict) else None
+        raise AgentError(f"attestation {step} refused (HTTP {response.status_code}): "
+                         f"{detail or response.text[:200]}")
+    return body
 
 
 class Agent:
@@ -357,6 +370,38 @@ class Agent:
         client = Client(CallbackAPIVersion.VERSION2, client_id=self.device_id, **kwargs)
         client.tls_set_context(self.ssl_context())
         return client
+
+    def attest(self, firmware_version: str, firmware_hash: str,
+               measurements: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Prove the running firmware: get a nonce over mTLS, sign the evidence (an EAT,
+        ``eat+jwt``) here with the device key, post it; the server's verdict.
+
+        ``firmware_hash`` is the hex SHA-256 of the running image; ``measurements`` maps
+        boot stages to their digests. A refusal (stale nonce, unknown certificate, ...)
+        raises ``AgentError``; a non-compliant verdict is returned, not raised.
+        """
+        from iotiam.attestation.evidence import sign_evidence
+        from iotiam.attestation.models import Measurement
+
+        self._require_certificate()
+        base = self._state["server_url"]
+        try:
+            with httpx.Client(base_url=base, verify=self.ssl_context(), timeout=30) as http:
+                challenge = _answer(http.post("/v1/attestation/challenge"), "challenge")
+                evidence = sign_evidence(
+                    self.files.load_key(), nonce=str(challenge["nonce"]),
+                    device_id=self.device_id, firmware_version=firmware_version,
+                    firmware_hash=firmware_hash,
+                    measurements=[Measurement(n, d) for n, d in (measurements or {}).items()],
+                    now=self._clock.now())
+                return _answer(http.post("/v1/attestation/evidence",
+                                         json={"evidence": evidence}), "evidence")
+        except (httpx.HTTPError, ssl.SSLError) as e:
+            raise AgentError(f"cannot reach {base}: {e}") from e
+        except IamError as e:
+            if isinstance(e, AgentError):
+                raise
+            raise AgentError(f"cannot attest: {e.detail}") from e
 
     def access_token(self, scope: str, *, audience: str | None = None,
                      method: str = "tls_client_auth") -> str:

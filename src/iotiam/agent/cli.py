@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import sys
@@ -17,6 +18,8 @@ from iotiam.errors import IamError
 
 #: exit code of `enroll` when the server still holds the request (run it again later)
 EXIT_PENDING = 3
+#: exit code of `attest` when the server judged the firmware non-compliant
+EXIT_NONCOMPLIANT = 4
 
 app = typer.Typer(name="iotiam-agent", help="The iotiam device agent.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -89,6 +92,35 @@ def run_loop(directory: DirOption) -> None:
 def status(directory: DirOption) -> None:
     """Show what the agent holds and when it renews next."""
     print(json.dumps(Agent(directory).status(), indent=2))
+
+
+@app.command()
+def attest(
+    directory: DirOption,
+    firmware_version: Annotated[str, typer.Option(help="The running firmware's version.")],
+    firmware_file: Annotated[Path, typer.Option(
+        help="The running firmware image (its SHA-256 is attested).")],
+    measurement: Annotated[list[str] | None, typer.Option(
+        help="A boot measurement NAME=DIGEST (repeatable).")] = None,
+) -> None:
+    """Answer an attestation challenge: prints the verdict; exit 4 when non-compliant."""
+    measurements: dict[str, str] = {}
+    for item in measurement or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise click.UsageError(f"--measurement {item!r}: use NAME=DIGEST")
+        measurements[name] = value
+    digest = hashlib.sha256()
+    try:
+        with firmware_file.open("rb") as image:
+            for chunk in iter(lambda: image.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as e:
+        raise click.UsageError(f"cannot read {firmware_file}: {e.strerror or e}") from e
+    verdict = Agent(directory).attest(firmware_version, digest.hexdigest(), measurements)
+    print(json.dumps(verdict, indent=2))
+    if not verdict.get("compliant"):
+        sys.exit(EXIT_NONCOMPLIANT)
 
 
 def run() -> None:

@@ -5,9 +5,10 @@ Metadata is a compact JWS (RFC 7515) whose payload is a JSON object with at leas
 ``released_at`` (ISO 8601 or epoch seconds) and ``notes``. The algorithm follows the
 signer's key: ES256 for P-256, EdDSA for Ed25519, PS256 for RSA of 3072 bits or more.
 The header may carry ``kid`` = the signer's key id (hex SHA-256 of its
-SubjectPublicKeyInfo) and ``typ`` = ``firmware-metadata+jwt`` (plain ``JWT`` or no ``typ`` is accepted
-too); any other ``typ`` (an EAT, an access token) is refused so that one kind of signed object never passes for
-another. ``alg: none``, HMAC and unsigned JSON are refused before a key is chosen.
+SubjectPublicKeyInfo) and ``typ`` = ``firmware-metadata+jwt`` (plain ``JWT`` or no
+``typ`` is accepted too); any other ``typ`` (an EAT, an access token) is refused, so
+that one kind of signed object never passes for another. ``alg: none``, HMAC and
+unsigned JSON are refused before a key is chosen.
 """
 
 from __future__ import annotations

@@ -68,6 +68,7 @@ def register_commands() -> None:
         detection,
         devices,
         enrollment,
+        firmware,
         oauth,
         policies,
         setup,
@@ -83,6 +84,7 @@ def register_commands() -> None:
     enrollment.register(app)
     oauth.register(app)
     policies.register(app)
+    firmware.register(app)
     detection.register(app)
 
 

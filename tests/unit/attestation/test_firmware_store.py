@@ -1,0 +1,88 @@
+"""The SQL firmware store on SQLite and PostgreSQL: subtree queries, single-use nonces,
+status upserts that move a device's ``updated_at`` only when compliance changes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fleet import add_device, add_org_unit
+
+from conftest import Installation
+from iotiam.attestation.models import AttestationNonce, FirmwareRule, FirmwareStatus
+from iotiam.storage.attestation_store import ancestor_paths
+
+
+def test_ancestor_paths_ok() -> None:
+    assert ancestor_paths("/root/") == ["/root/"]
+    assert ancestor_paths("/root/acme/berlin/") == ["/root/", "/root/acme/",
+                                                     "/root/acme/berlin/"]
+
+
+def test_nonce_ok_used_once(installation: Installation) -> None:
+    add_device(installation.api(), "dev-n")
+    database, now = installation.services.database, installation.clock.now()
+    with database() as uow:
+        uow.firmware.add_nonce(AttestationNonce("h" * 64, "dev-n", now,
+                                                now + timedelta(seconds=120)))
+        assert uow.firmware.open_nonces("dev-n", now) == 1
+    with database() as uow:
+        assert not uow.firmware.use_nonce("h" * 64, "other", now)
+        assert not uow.firmware.use_nonce("h" * 64, "dev-n", now + timedelta(seconds=120))
+        assert uow.firmware.use_nonce("h" * 64, "dev-n", now)
+        assert not uow.firmware.use_nonce("h" * 64, "dev-n", now)
+    with database() as uow:
+        stored = uow.firmware.nonce("h" * 64)
+        assert stored is not None and stored.used_at == now
+        assert uow.firmware.open_nonces("dev-n", now) == 0
+        assert uow.firmware.purge_nonces("dev-n", now) == 1
+        assert uow.firmware.nonce("h" * 64) is None
+
+
+def test_status_ok_moves_updated_at_on_change_only(installation: Installation) -> None:
+    add_device(installation.api(), "dev-s")
+    database, clock = installation.services.database, installation.clock
+
+    def updated_at() -> object:
+        with database.reading() as uow:
+            device = uow.devices.get("dev-s")
+            assert device is not None
+            return device.updated_at
+
+    status = FirmwareStatus("dev-s", "1.0", "a" * 64, True, "ok", clock.now())
+    for compliant, expect_change in ((True, True), (True, False), (False, True),
+                                     (False, False), (True, True)):
+        clock.advance(timedelta(seconds=10))
+        before = updated_at()
+        with database() as uow:
+            changed = uow.firmware.put_status(
+                FirmwareStatus(**{**status.__dict__, "compliant": compliant,
+                                  "attested_at": clock.now()}), clock.now())
+        assert changed is expect_change
+        assert (updated_at() == clock.now()) if expect_change else (updated_at() == before)
+    with database.reading() as uow:
+        assert set(uow.firmware.statuses(["dev-s", "nope"])) == {"dev-s"}
+        assert uow.firmware.statuses([]) == {}
+        ((stored, path),) = uow.firmware.statuses_of_type("sensor", "/root/")
+        assert stored.compliant and path == "/root/"
+        assert uow.firmware.statuses_of_type("gateway", "/root/") == []
+
+
+def test_rules_ok_subtree_queries(installation: Installation) -> None:
+    api = installation.api()
+    add_org_unit(api, "acme", "tenant")
+    add_org_unit(api, "globex", "tenant")
+    database, now = installation.services.database, installation.clock.now()
+    with database() as uow:
+        for unit, path, version in (("root", "/root/", "1.0"), ("acme", "/root/acme/", "2.0"),
+                                    ("globex", "/root/globex/", "3.0")):
+            assert uow.firmware.put_rule(FirmwareRule(unit, path, "sensor", version, now,
+                                                      "t")) is None
+        previous = uow.firmware.put_rule(FirmwareRule("acme", "/root/acme/", "sensor", "2.5",
+                                                      now, "t"))
+        assert previous is not None and previous.min_version == "2.0"
+    with database.reading() as uow:
+        over = {r.min_version for r in uow.firmware.rules_over("/root/acme/", "sensor")}
+        assert over == {"1.0", "2.5"}
+        under = {r.org_unit_id for r in uow.firmware.rules_under("/root/acme/")}
+        assert under == {"acme"}
+        assert len(uow.firmware.rules_under("/root/")) == 3
