@@ -8,6 +8,7 @@ import pytest
 
 from .live_server import Server
 from .test_cli import assert_one_line_error
+from .test_dataplane_e2e import enroll
 
 pytestmark = pytest.mark.integration
 
@@ -15,9 +16,15 @@ T0 = 1_772_366_400
 
 
 def test_detect_cli_ok_replay_findings_lifecycle_and_trust(server: Server) -> None:
-    server.register("cli-det-1")
-    assert "sensor: monitor" in server.cli("detect", "mode", "sensor", "monitor").out
-    assert "monitor" in server.cli("detect", "mode").out
+    enroll(server, "cli-det-1")  # active, with a certificate
+    assert "sensor: enforce" in server.cli("detect", "mode", "sensor", "enforce").out
+    assert "enforce" in server.cli("detect", "mode").out
+    playbook = server.work_dir / "strict.json"
+    playbook.write_text(json.dumps({"rules": [
+        {"finding_type": "*", "min_severity": "low", "actions": ["alert"]},
+        {"finding_type": "auth_failure_burst", "min_severity": "medium",
+         "actions": ["quarantine"]}]}))
+    assert "quarantine" in server.cli("detect", "playbook", "--set", playbook).out
     events = server.work_dir / "events.jsonl"
     lines = [json.dumps({"kind": "auth_failure", "ts": T0 + i, "device_id": "cli-det-1",
                          "source_ip": "203.0.113.9"}) for i in range(40)]
@@ -34,15 +41,18 @@ def test_detect_cli_ok_replay_findings_lifecycle_and_trust(server: Server) -> No
     assert finding["type"] == "auth_failure_burst"
     shown = server.cli("findings", "show", finding["id"]).out
     assert "auth_failure_burst" in shown and "evidence" in shown
+    assert "quarantine" in finding["actions"]
     assert "acknowledged" in server.cli("findings", "ack", finding["id"], "--note", "mine").out
     trust = json.loads(server.cli("trust", "show", "cli-det-1", "--json").out)
-    assert any(f["factor"] == "finding" for f in trust["factors"])
+    assert {"finding", "state"} <= {f["factor"] for f in trust["factors"]}
     with_finding = trust["score"]
     assert "false_positive" in server.cli("findings", "resolve", finding["id"],
                                           "--false-positive").out
     trust = json.loads(server.cli("trust", "show", "cli-det-1", "--json").out)
-    assert all(f["factor"] != "finding" for f in trust["factors"])
+    assert not {"finding", "state"} & {f["factor"] for f in trust["factors"]}
     assert trust["score"] > with_finding
+    with server.api() as api:  # the false positive lifted its quarantine
+        assert api.get("/v1/devices/cli-det-1").json()["state"] == "active"
     # the same burst is normal now: replaying it raises nothing new
     again = server.cli("detect", "replay", events, check=False)
     assert "0 findings raised" in again.out

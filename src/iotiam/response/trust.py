@@ -4,7 +4,10 @@ The score is a sum of explained penalties from 100, so an admin can always answe
 is it 55?". The weights are deliberately coarse: a policy condition says
 ``min_trust_score: 60`` and must flip on a real problem, not on noise. One open high
 finding (-30) plus a missed rotation (-15) takes a device below 60; one low finding
-never does. Resolved findings and false positives no longer count.
+never does. Resolved findings and false positives no longer count, and neither do
+findings raised in ``monitor`` mode: monitor means "tell me, change nothing", and a
+lower score takes rights away wherever a policy asks for a minimum. They are listed
+with a delta of 0 so the explanation still shows them.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from iotiam.detection.models import FindingState, Severity
+from iotiam.detection.models import DetectionMode, FindingState, Severity
 from iotiam.inventory.models import CredentialStatus, DeviceState
 from iotiam.response.models import StoredFinding, TrustFactor, TrustScore
 
@@ -64,6 +67,11 @@ def score_device(
     finding_total = 0
     for stored in sorted(findings, key=lambda f: -f.finding.severity):
         if stored.state not in LIVE_STATES:
+            continue
+        if stored.mode is not DetectionMode.ENFORCE:
+            factors.append(TrustFactor(
+                "finding", 0, f"{stored.state} {stored.finding.type} finding {stored.id} "
+                              f"raised in {stored.mode} mode: not counted"))
             continue
         cost = min(FINDING_PENALTY[stored.finding.severity],
                    MAX_FINDINGS_PENALTY - finding_total)

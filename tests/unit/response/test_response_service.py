@@ -187,6 +187,8 @@ def test_ok_trust_score_follows_findings_into_policy(installation: Installation)
     assert allowed(installation, "s1", "plant/s1")
     installation.clock.advance(timedelta(seconds=1))
     response = installation.services.response
+    response.set_mode(SYSTEM, "sensor", "enforce")
+    response.set_playbook(SYSTEM, {"rules": [{"finding_type": "*", "actions": ["alert"]}]})
     (a,) = response.handle([finding("s1", severity=Severity.HIGH)])
     (b,) = response.handle([finding("s1", FindingType.NEW_DESTINATION, Severity.MEDIUM)])
     score = trust.explain(SYSTEM, "s1")

@@ -21,11 +21,11 @@ AT = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def stored(severity: Severity, state: FindingState = FindingState.OPEN,
-           n: int = 0) -> StoredFinding:
+           n: int = 0, mode: DetectionMode = DetectionMode.ENFORCE) -> StoredFinding:
     finding = Finding(type=FindingType.RATE_CHANGE, severity=severity, at=AT.timestamp(),
                       device_id="d1", summary="rate up", detector="rate")
     return StoredFinding(id=f"fnd-{n}", finding=finding, org_path="/root/", state=state,
-                         mode=DetectionMode.MONITOR, raised_at=AT, updated_at=AT)
+                         mode=mode, raised_at=AT, updated_at=AT)
 
 
 def score(**kw: object) -> int:
@@ -83,3 +83,13 @@ def test_ok_score_never_below_zero() -> None:
     assert score(findings=[stored(Severity.CRITICAL, n=i) for i in range(3)],
                  credential=CredentialStatus.REVOKED, firmware_compliant=False,
                  state=DeviceState.QUARANTINED) == 0
+
+
+def test_ok_monitor_mode_findings_are_shown_but_not_counted() -> None:
+    result = score_device("d1", state=DeviceState.ACTIVE, credential=CredentialStatus.ACTIVE,
+                          never_rotated=False, firmware_compliant=True, firmware_reason=None,
+                          findings=[stored(Severity.CRITICAL, mode=DetectionMode.MONITOR)],
+                          at=AT)
+    assert result.score == 100
+    (factor,) = result.factors
+    assert factor.delta == 0 and "monitor mode: not counted" in factor.detail
