@@ -248,7 +248,7 @@ def build_services(
         inquiry=PolicyInquiry(decisions, subjects, inventory, clock),
         oauth=authorization_server(settings, database, clock, audit, pki, decisions,
                                    passphrase),
-        firmware=FirmwareRegistry(database, clock, audit),
+        firmware=FirmwareRegistry(database, clock, audit, finding_sink=response),
         attestation=attestation,
         response=response,
         trust=trust,

@@ -102,6 +102,14 @@ def test_attestation_ok_compliant_then_refusals(server: Server) -> None:
     assert "below the minimum 1.3.0" in json.loads(proc.stdout)["reason"]
     status = json.loads(server.cli("firmware", "status", "attest-1", "--json").out)
     assert status["compliant"] is False
+    # the verdict reaches the response layer: a finding, and the trust score explains it
+    findings = json.loads(server.cli("findings", "list", "--device", "attest-1",
+                                     "--json").out)
+    assert [f["type"] for f in findings] == ["firmware_noncompliant"]
+    assert "below the minimum" in findings[0]["summary"]
+    trust = json.loads(server.cli("trust", "show", "attest-1", "--json").out)
+    assert trust["firmware_compliant"] is False
+    assert any(f["factor"] == "firmware" and f["delta"] < 0 for f in trust["factors"])
     with server.api() as api:
         records = api.get("/v1/audit/records", params={"limit": 5000}).json()["items"]
     verified = [r for r in records if r["tag"] == "device:attestation:verified"]
