@@ -53,10 +53,10 @@ def create_api_app(services: Services) -> ASGIApp:
     app.include_router(detection.router)
     app.include_router(firmware.router)
     app.include_router(attestation.router)
-    # the size limit wraps the token and OCSP fast paths too; the broker hook bounds its own
-    limited = BodySizeLimit(OAuthTokenFastPath(OcspFastPath(app, services), services),
-                            services.settings.max_body_bytes)
-    return EmqxHookFastPath(limited, services)
+    # the size limit wraps the OCSP fast path too; the broker hook and the token endpoint
+    # bound their own bodies
+    limited = BodySizeLimit(OcspFastPath(app, services), services.settings.max_body_bytes)
+    return OAuthTokenFastPath(EmqxHookFastPath(limited, services), services)
 
 
 def create_public_app(services: Services) -> ASGIApp:

@@ -44,6 +44,7 @@ MAX_BATCH = 64
 Outcome = IssuedToken | IamError
 _JSON = (b"content-type", b"application/json")
 _NO_STORE = [(name.lower().encode(), value.encode()) for name, value in NO_STORE.items()]
+_PROXY_HEADERS = frozenset({CLIENT_CERT_HEADER.encode(), b"x-forwarded-for"})
 _SERVER_ERROR = json_bytes({"error": "server_error",
                             "error_description": "internal error; the error was logged"})
 
@@ -106,7 +107,11 @@ def _settle(settled: list[tuple[asyncio.Future[Outcome], Any]]) -> None:
 
 
 class OAuthTokenFastPath:
-    """ASGI middleware answering ``POST /oauth2/token`` itself."""
+    """ASGI middleware answering ``POST /oauth2/token`` itself.
+
+    It sits outside the body size limit: a body declared too large, or not declared at
+    all (chunked), goes on to the app behind, which refuses or answers it as usual.
+    """
 
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
@@ -120,11 +125,15 @@ class OAuthTokenFastPath:
         if scope["type"] != "http" or scope["path"] != TOKEN_PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        headers = _TokenHeaders(scope["headers"])
+        if headers.length is None or headers.length > self._max_body:
+            await self.app(scope, receive, send)
+            return
         body = await read_body(receive, self._max_body)
         if body is None:
-            return  # the client left (an oversized body is the size limit's to answer)
+            return  # the client left
         try:
-            outcome = await self.batcher.issue(self._request(scope, body))
+            outcome = await self.batcher.issue(self._request(scope, headers, body))
         except IamError as e:
             outcome = e
         except Exception:
@@ -132,37 +141,46 @@ class OAuthTokenFastPath:
             await _answer(send, 500, _SERVER_ERROR, [])
             return
         if isinstance(outcome, IamError):
-            status, headers, content = error_answer(outcome)
+            status, extra, content = error_answer(outcome)
             await _answer(send, status, json_bytes(content),
-                          [(k.lower().encode(), v.encode()) for k, v in headers.items()])
+                          [(k.lower().encode(), v.encode()) for k, v in extra.items()])
             return
         await _answer(send, 200, json_bytes(outcome.to_response()), _NO_STORE)
 
-    def _request(self, scope: Scope, body: bytes) -> TokenRequest:
-        content_type = authorization = ""
-        proxied = forwarded = False
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                content_type = value.decode("latin-1")
-            elif name == b"authorization":
-                authorization = value.decode("latin-1")
-            elif name == CLIENT_CERT_HEADER.encode():
-                proxied = True
-            elif name == b"x-forwarded-for":
-                forwarded = True
-        form = parse_form(content_type, body)
+    def _request(self, scope: Scope, headers: _TokenHeaders, body: bytes) -> TokenRequest:
+        form = parse_form(headers.content_type, body)
         der: bytes | None = scope.get("extensions", {}).get("tls", {}).get("client_cert_der")
-        client = scope.get("client")
-        if proxied or forwarded or not der:
-            # what a trusted proxy forwarded: the framework's own request reading decides
+        if headers.proxied or not der:
+            # what a trusted proxy says it forwarded: read as the framework route reads it
             request = Request(scope)
             der = client_certificate_der(request, self._trusted)
             source = client_address(request, self._trusted)
         else:
+            client = scope.get("client")
             source = client[0] if client else "unknown"
         credentials = client_credentials(form, certificate_der=der,
-                                         authorization=authorization, source=source)
+                                         authorization=headers.authorization, source=source)
         return token_request(form, credentials)
+
+
+class _TokenHeaders:
+    """The few request headers the token endpoint reads."""
+
+    __slots__ = ("authorization", "content_type", "length", "proxied")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.content_type = self.authorization = ""
+        self.length: int | None = None
+        self.proxied = False
+        for name, value in raw:
+            if name == b"content-length":
+                self.length = int(value) if value.isdigit() else None
+            elif name == b"content-type":
+                self.content_type = value.decode("latin-1")
+            elif name == b"authorization":
+                self.authorization = value.decode("latin-1")
+            elif name in _PROXY_HEADERS:
+                self.proxied = True
 
 
 async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]

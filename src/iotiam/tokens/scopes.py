@@ -38,11 +38,15 @@ _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 SERVICE_TYPE = "service"
 
 
+#: longest first, so that an action that prefixes another never shadows it
+_ACTIONS_LONGEST_FIRST = tuple(sorted(ACTION_KINDS, key=len, reverse=True))
+
+
 def parse_scope(text: str) -> tuple[str, str]:
     """Split a scope into (action, resource), or raise InvalidScope."""
     if not _SCOPE_TOKEN.fullmatch(text) or len(text) > MAX_SCOPE_LENGTH:
         raise InvalidScope(f"scope {text[:60]!r} is not an RFC 6749 scope token")
-    for action in sorted(ACTION_KINDS, key=len, reverse=True):
+    for action in _ACTIONS_LONGEST_FIRST:
         if text.startswith(action + ":") and len(text) > len(action) + 1:
             return action, text[len(action) + 1:]
     raise InvalidScope(f"scope {text[:60]!r} must be <action>:<resource> with a policy "

@@ -1,0 +1,124 @@
+"""Token requests answered together (group commit) keep every rule of one-by-one issuance.
+
+One transaction per batch: each request is refused on its own, an assertion's jti is
+still used once (also twice in one batch), every token and refusal has its audit
+record and the chain verifies; a revocation is seen by the very next batch (G3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from iotiam.admin.models import SYSTEM
+from iotiam.api.oauth_token_path import OAuthTokenFastPath
+from iotiam.tokens.models import (
+    CLIENT_ASSERTION_TYPE,
+    ClientCredentials,
+    InvalidClient,
+    InvalidScope,
+    IssuedToken,
+    TokenRequest,
+)
+from tokens.oauthkit import TOKEN, DeviceIdentity, OAuthKit, issued_count
+
+
+def by_assertion(assertion: str, scope: str | None = None) -> TokenRequest:
+    """A client-credentials request authenticated with private_key_jwt."""
+    return TokenRequest(grant_type="client_credentials", scope=scope, credentials=ClientCredentials(
+        assertion_type=CLIENT_ASSERTION_TYPE, assertion=assertion, source="192.0.2.1"))
+
+
+def by_certificate(device: DeviceIdentity) -> TokenRequest:
+    """A client-credentials request authenticated with the device's TLS certificate."""
+    return TokenRequest(grant_type="client_credentials", credentials=ClientCredentials(
+        client_id=device.device_id, certificate_der=device.der, source="192.0.2.1"))
+
+
+def audit_ok(kit: OAuthKit) -> bool:
+    """Whether the whole audit chain verifies (G7)."""
+    return bool(kit.inst.services.audit.verify(SYSTEM).ok)
+
+
+def refusals(kit: OAuthKit) -> int:
+    """How many token refusals the audit log holds."""
+    from sqlalchemy import func, select
+
+    from iotiam.storage import schema
+
+    with kit.inst.services.database.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(schema.audit_records).where(
+            schema.audit_records.c.tag == "device:access-token:refused")).scalar_one())
+
+
+def test_ok_a_batch_issues_and_refuses_each_request_on_its_own(kit: OAuthKit,
+                                                                d1: DeviceIdentity) -> None:
+    oauth = kit.inst.services.oauth
+    replayed = kit.assertion("d1", d1.key)
+    before, refused_before = issued_count(kit), refusals(kit)
+    outcomes = oauth.issue_tokens([
+        by_certificate(d1),
+        by_assertion(replayed),
+        by_assertion(replayed),  # the same jti in the same transaction: used once only
+        by_assertion(kit.assertion("d1", d1.key), scope="mqtt:publish:devices/d9/#"),
+        by_assertion(kit.assertion("d1", d1.key)),
+    ])
+    assert [type(o) for o in outcomes] == [IssuedToken, IssuedToken, InvalidClient,
+                                           InvalidScope, IssuedToken]
+    assert "replayed" in str(outcomes[2])
+    assert issued_count(kit) == before + 3 and refusals(kit) == refused_before + 2
+    assert audit_ok(kit)
+    bound = outcomes[0]
+    assert isinstance(bound, IssuedToken) and bound.bound
+    assert len({o.jti for o in outcomes if isinstance(o, IssuedToken)}) == 3
+
+
+def test_ok_a_refused_request_writes_nothing_but_its_refusal(kit: OAuthKit,
+                                                            d1: DeviceIdentity) -> None:
+    oauth = kit.inst.services.oauth
+    assertion = kit.assertion("d1", d1.key)
+    (refused,) = oauth.issue_tokens([by_assertion(assertion, scope="mqtt:publish:other/#")])
+    assert isinstance(refused, InvalidScope)
+    # its jti was not consumed: the refused request changed nothing but the audit log
+    (issued,) = oauth.issue_tokens([by_assertion(assertion)])
+    assert isinstance(issued, IssuedToken)
+    (replay,) = oauth.issue_tokens([by_assertion(assertion)])
+    assert isinstance(replay, InvalidClient)
+
+
+def test_ok_revocations_show_in_the_next_batch(kit: OAuthKit, d1: DeviceIdentity) -> None:
+    services = kit.inst.services
+    d2 = kit.device("d2")
+    first = services.oauth.issue_tokens([by_certificate(d1), by_certificate(d2)])
+    assert all(isinstance(o, IssuedToken) for o in first)
+    # G3: a revoked client and a revoked certificate are refused at once
+    services.oauth.clients.revoke(SYSTEM, "d1")
+    services.pki.revoke_certificate(SYSTEM, d2.serial)
+    second = services.oauth.issue_tokens([by_certificate(d1), by_certificate(d2)])
+    assert isinstance(second[0], InvalidClient) and "revoked" in str(second[0])
+    assert isinstance(second[1], InvalidClient) and "revoked" in str(second[1])
+    assert audit_ok(kit)
+
+
+def test_ok_concurrent_requests_share_transactions(kit: OAuthKit, d1: DeviceIdentity) -> None:
+    app = kit.http.app
+    assert isinstance(app, OAuthTokenFastPath)
+    batches: list[int] = []
+    issue = app.batcher._issue
+    app.batcher._issue = lambda requests: batches.append(len(requests)) or issue(requests)
+    data = {"grant_type": "client_credentials", "client_id": "d1"}
+
+    async def many() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="https://iotiam") as http:
+            return list(await asyncio.gather(*(
+                http.post(TOKEN, data=data, headers=kit.cert_header(d1)) for _ in range(40))))
+
+    before = issued_count(kit)
+    answers = asyncio.run(many())
+    assert [a.status_code for a in answers] == [200] * 40
+    assert sum(batches) == 40 and len(batches) < 40  # group commit
+    assert issued_count(kit) == before + 40
+    assert len({a.json()["access_token"] for a in answers}) == 40
+    assert audit_ok(kit)
