@@ -128,7 +128,7 @@ class _Builder:
     def _build_fleet(self, count: int) -> None:
         rng = self.rng
         self.sites = rng.randint(3, 6)
-        gateways = max(3, count // 35)
+        gateways = max(4, count // 35)
         controllers = max(12, count // 7)
         sensors = max(20, count - gateways - controllers)
         self.versions: dict[str, list[tuple[str, str]]] = {}

@@ -32,6 +32,9 @@ class AuthFailureBurst:
         self.learning_seconds = learning_seconds
         self._windows: dict[str, Window] = {}
         self._allow: dict[str, int] = {}
+        #: the largest window of each key's bursts, for ``forgive`` (the finding only
+        #: knows the count when it was raised)
+        self._peaks: dict[str, int] = {}
         self._cooldown = Cooldown(cooldown)
 
     def learn(self, event: Event) -> None:
@@ -56,7 +59,10 @@ class AuthFailureBurst:
                 window = self._windows[key] = Window(WINDOW_SECONDS)
             window.add(at, event.client_id or event.device_id)
             threshold = MIN_FAILURES + self._allow.get(key, 0)
-            if len(window) < threshold or not self._cooldown.ready(key, at):
+            if len(window) < threshold:
+                continue
+            self._peaks[key] = max(self._peaks.get(key, 0), len(window))
+            if not self._cooldown.ready(key, at):
                 continue
             clients = window.distinct()
             # one address after one device's credentials: the finding is about the device
@@ -80,7 +86,8 @@ class AuthFailureBurst:
     def forgive(self, finding: Finding) -> None:
         """That many failures from this identity or address are normal from now on."""
         key = f"{finding.evidence.get('scope')}:{finding.evidence.get('key')}"
-        failures = int(finding.evidence.get("failures", MIN_FAILURES))
+        failures = max(int(finding.evidence.get("failures", MIN_FAILURES)),
+                       self._peaks.get(key, 0))
         self._allow[key] = max(self._allow.get(key, 0), failures - MIN_FAILURES + 1)
 
     def snapshot(self) -> dict[str, Any]:

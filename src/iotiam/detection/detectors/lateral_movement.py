@@ -34,6 +34,7 @@ class LateralMovement:
         self._flows: dict[str, int] = {}
         self._allow: dict[str, int] = {}
         self._windows: dict[str, Window] = {}
+        self._scan_reported: set[str] = set()
         self._cooldown = Cooldown(cooldown)
         self._outlier: Event | None = None
 
@@ -72,10 +73,16 @@ class LateralMovement:
         peers = window.distinct()
         if len(peers) < MIN_PEERS + self._allow.get(device_id, 0):
             return []
-        if not self._cooldown.ready(device_id, event.at):
-            return []
-        hosts = {str(p).rsplit(":", 1)[0] for p in peers}
         scan = len(peers) >= SCAN_PEERS
+        new_episode = self._cooldown.ready(device_id, event.at)
+        # a finding per episode, and one more if it grows into a scan
+        if new_episode:
+            self._scan_reported.discard(device_id)
+        elif not scan or device_id in self._scan_reported:
+            return []
+        if scan:
+            self._scan_reported.add(device_id)
+        hosts = {str(p).rsplit(":", 1)[0] for p in peers}
         return [Finding(
             FindingType.LATERAL_MOVEMENT, Severity.HIGH if scan else Severity.MEDIUM,
             event.at, device_id,

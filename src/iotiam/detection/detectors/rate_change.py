@@ -1,11 +1,13 @@
 """Rate change: a device publishing much faster than it (or its type) normally does.
 
 The statistic is the time the last *n* inter-arrivals took (``now - t[-n]``), on a log
-scale, against the EWMA/MAD baseline of the same span. Three spans, because devices
+scale, against the EWMA/MAD baseline of the same span. Several spans, because devices
 differ: a periodic sensor's interval barely moves (60 s ± jitter), so a 3x speed-up
-shows in the first fast interval; a gateway's Poisson traffic needs ~32 messages before a
-3x change stands out of the noise (the log of a Gamma(32) sum has sigma ~0.18, of a
-Gamma(4) ~0.53).
+shows in its first fast interval; a gateway's Poisson traffic needs 32-64 messages
+before a 3x change stands out of the noise (the log of a Gamma(n) sum has sigma
+~0.53 for n=4, ~0.18 for 32, ~0.125 for 64), and its left tail is heavier than a
+normal's: over a day of sliding windows a Poisson stream reaches z ~6 by chance, so
+the long spans need 6.5.
 """
 
 from __future__ import annotations
@@ -18,26 +20,24 @@ from typing import Any
 from iotiam.detection.baselines import Cooldown, RobustLog, time_weight
 from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
 
-SHORT, LONG = 4, 32
-#: z-scores above which the span is abnormal; the short one is stricter because the log
-#: of a short Gamma sum has a heavy left tail
-Z_ONE, Z_SHORT, Z_LONG = 8.0, 7.0, 5.0
+#: inter-arrivals per span, and the z-score above which a span is too short
+SPANS = (1, 4, 32, 64)
+Z = (8.0, 7.0, 6.5, 6.5)
 #: and the speed-up must be at least this much, whatever the spread says
-MIN_RATIO_SHORT, MIN_RATIO_LONG = math.log(2.5), math.log(2.0)
+MIN_RATIO = math.log(2.5)
 SIGMA_FLOOR = 0.05
 MIN_SAMPLES = 20
 TYPE_MIN_SAMPLES = 200
+KEEP = SPANS[-1]
 
 
 class _DeviceRate:
-    __slots__ = ("allow", "first_at", "long", "one", "recent", "short")
+    __slots__ = ("allow", "first_at", "recent", "spans")
 
     def __init__(self, first_at: float) -> None:
         self.first_at = first_at
-        self.recent: deque[float] = deque(maxlen=LONG)
-        self.one = RobustLog()
-        self.short = RobustLog()
-        self.long = RobustLog()
+        self.recent: deque[float] = deque(maxlen=KEEP)
+        self.spans = [RobustLog() for _ in SPANS]
         #: extra log-ratio tolerated, taught by false positives
         self.allow = 0.0
 
@@ -51,7 +51,8 @@ class RateChange:
     def __init__(self, *, learning_seconds: float = 3600.0, cooldown: float = 600.0) -> None:
         self.learning_seconds = learning_seconds
         self._devices: dict[str, _DeviceRate] = {}
-        self._types: dict[str, tuple[RobustLog, RobustLog]] = {}
+        #: per type, the spans of all its devices: the prior of young devices
+        self._types: dict[str, list[RobustLog]] = {}
         self._cooldown = Cooldown(cooldown)
         self._outlier: Event | None = None
 
@@ -66,74 +67,64 @@ class RateChange:
         recent = state.recent
         if event is not self._outlier and recent:
             at = event.at
-            kinds = self._types.get(event.device_type or "")
-            if kinds is None:
-                kinds = self._types[event.device_type or ""] = (RobustLog(), RobustLog())
-            n = len(recent)
+            prior = self._types.get(event.device_type or "")
+            if prior is None:
+                prior = self._types[event.device_type or ""] = [RobustLog() for _ in SPANS]
             weight = time_weight(at - recent[-1])
-            value = math.log(max(at - recent[-1], 1e-3))
-            state.one.add(value, weight)
-            if n >= SHORT:
-                value = math.log(max(at - recent[-SHORT], 1e-3))
-                state.short.add(value, weight)
-                kinds[0].add(value)
-            if n >= LONG:
-                value = math.log(max(at - recent[0], 1e-3))
-                state.long.add(value, weight)
-                kinds[1].add(value)
+            n = len(recent)
+            for i, span in enumerate(SPANS):
+                if n < span:
+                    break
+                value = math.log(max(at - recent[-span], 1e-3))
+                state.spans[i].add(value, weight)
+                prior[i].add(value)
         recent.append(event.at)
 
     def __call__(self, event: Event) -> list[Finding]:
-        """A finding when the last 4 or 32 messages came far faster than usual."""
+        """A finding when the last 1, 4, 32 or 64 intervals were far shorter than usual."""
         device_id = event.device_id
         if device_id is None:
             return []
         state = self._devices.get(device_id)
-        if state is None or len(state.recent) < SHORT:
+        if state is None or not state.recent:
             return []
         at = event.at
         recent = state.recent
-        hit = False
-        if at - state.first_at >= self.learning_seconds and state.short.count >= MIN_SAMPLES:
-            short, long = state.short, state.long
-            # one interval: shows a periodic device speeding up within a message or two
-            span, n = max(at - recent[-1], 1e-3), 1
-            drop = state.one.mean - math.log(span)
-            sigma = state.one.sigma(SIGMA_FLOOR)
-            hit = drop > MIN_RATIO_SHORT + state.allow and drop > Z_ONE * sigma
-        else:
+        baseline = state.spans
+        if at - state.first_at < self.learning_seconds or baseline[1].count < MIN_SAMPLES:
             prior = self._types.get(event.device_type or "")
-            if prior is None or prior[0].count < TYPE_MIN_SAMPLES:
+            if prior is None or prior[1].count < TYPE_MIN_SAMPLES:
                 return []
-            short, long = prior
-        if not hit:
-            span = max(at - recent[-SHORT], 1e-3)
-            drop = short.mean - math.log(span)
-            sigma = short.sigma(SIGMA_FLOOR)
-            hit = drop > MIN_RATIO_SHORT + state.allow and drop > Z_SHORT * sigma
-            n = SHORT
-        if not hit and len(recent) == LONG and long.count >= MIN_SAMPLES:
-            span = max(at - recent[0], 1e-3)
-            drop = long.mean - math.log(span)
-            sigma = long.sigma(SIGMA_FLOOR)
-            hit = drop > MIN_RATIO_LONG + state.allow and drop > Z_LONG * sigma
-            n = LONG
-        if not hit:
+            baseline = prior
+        n = len(recent)
+        floor = MIN_RATIO + state.allow
+        for i, span in enumerate(SPANS):
+            if n < span:
+                return []
+            stat = baseline[i]
+            if stat.count < MIN_SAMPLES:
+                return []
+            elapsed = max(at - recent[-span], 1e-3)
+            drop = stat.mean - math.log(elapsed)
+            sigma = stat.sigma(SIGMA_FLOOR)
+            if drop > floor and drop > Z[i] * sigma:
+                break
+        else:
             return []
         self._outlier = event
         if not self._cooldown.ready(device_id, at):
             return []
         factor = math.exp(drop)
-        baseline_interval = math.exp(drop) * span / n
-        severity = Severity.HIGH if factor >= 10 else Severity.MEDIUM
+        interval = elapsed / span
         return [Finding(
-            FindingType.RATE_CHANGE, severity, at, device_id,
+            FindingType.RATE_CHANGE, Severity.HIGH if factor >= 10 else Severity.MEDIUM,
+            at, device_id,
             f"{device_id} sends messages {factor:.1f}x faster than its baseline "
-            f"(every {span / n:.1f} s instead of every {baseline_interval:.1f} s)",
+            f"(every {interval:.1f} s instead of every {interval * factor:.1f} s)",
             self.name,
-            {"metric": "aws:num-messages-sent", "observed_interval_s": round(span / n, 3),
-             "baseline_interval_s": round(baseline_interval, 3),
-             "factor": round(factor, 2), "z": round(drop / sigma, 1), "messages": n},
+            {"metric": "aws:num-messages-sent", "observed_interval_s": round(interval, 3),
+             "baseline_interval_s": round(interval * factor, 3),
+             "factor": round(factor, 2), "z": round(drop / sigma, 1), "messages": span},
             event.device_type)]
 
     def forgive(self, finding: Finding) -> None:
@@ -146,20 +137,22 @@ class RateChange:
     def snapshot(self) -> dict[str, Any]:
         """Per-device and per-type span baselines."""
         return {
-            "devices": {d: [s.first_at, s.one.to_json(), s.short.to_json(), s.long.to_json(),
-                            s.allow]
+            "spans": list(SPANS),
+            "devices": {d: [s.first_at, [x.to_json() for x in s.spans], s.allow]
                         for d, s in self._devices.items()},
-            "types": {t: [a.to_json(), b.to_json()] for t, (a, b) in self._types.items()},
+            "types": {t: [x.to_json() for x in spans] for t, spans in self._types.items()},
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        """Inverse of ``snapshot``."""
+        """Inverse of ``snapshot`` (baselines of other spans than these are dropped)."""
         self._devices.clear()
-        for device_id, (first_at, one, short, long, allow) in state.get("devices", {}).items():
+        self._types.clear()
+        if list(state.get("spans", [])) != list(SPANS):
+            return
+        for device_id, (first_at, spans, allow) in state.get("devices", {}).items():
             entry = _DeviceRate(float(first_at))
-            entry.one = RobustLog.from_json(one)
-            entry.short, entry.long = RobustLog.from_json(short), RobustLog.from_json(long)
+            entry.spans = [RobustLog.from_json(x) for x in spans]
             entry.allow = float(allow)
             self._devices[device_id] = entry
-        self._types = {t: (RobustLog.from_json(a), RobustLog.from_json(b))
-                       for t, (a, b) in state.get("types", {}).items()}
+        self._types = {t: [RobustLog.from_json(x) for x in spans]
+                       for t, spans in state.get("types", {}).items()}

@@ -49,6 +49,9 @@ class TopicProbing:
         device_id, topic = event.device_id, event.topic
         if event.kind is not EventKind.AUTHZ_FAILURE or device_id is None or topic is None:
             return []
+        first = self._first.get(device_id)
+        if first is None or event.at - first < self.learning_seconds:
+            return []  # still learning which refusals are its normal ones
         if topic in self._denied.get(device_id, ()):
             return []
         window = self._windows.get(device_id)

@@ -3,7 +3,9 @@
 Networks, not addresses: DHCP hands a device a new address in the same /24 (IPv6:
 /64) every so often, and that is not news. A network its type knows (another site of
 the fleet) is suspicious but explainable (a device moved); one no device of the type
-ever used is worse.
+ever used is worse. A new device has no networks of its own yet: it is judged by the
+sites (/16) its type connects from, since it may well sit in a subnet of a known site
+that no device of its type used before.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ def network_of(address: str) -> str:
     return str(ipaddress.ip_network(f"{address}/64", strict=False))
 
 
+def site_of(address: str) -> str:
+    """``10.1.2.3`` -> ``10.1.0.0/16``; IPv6 -> its /48: where a new device is judged."""
+    if ":" not in address:
+        return ".".join(address.split(".", 2)[:2]) + ".0.0/16"
+    return str(ipaddress.ip_network(f"{address}/48", strict=False))
+
+
 class UnusualSource:
     """Source IP (Device Defender ``aws:source-ip-address``) outside the device's networks."""
 
@@ -35,6 +44,9 @@ class UnusualSource:
         self._first: dict[str, float] = {}
         self._types: dict[str, set[str]] = {}
         self._type_first: dict[str, float] = {}
+        self._sites: dict[str, set[str]] = {}
+        #: device -> networks already reported: one finding per network, not per connect
+        self._reported: dict[str, set[str]] = {}
         self._cooldown = Cooldown(cooldown)
         self._outlier: Event | None = None
 
@@ -51,6 +63,7 @@ class UnusualSource:
             self._type_first.setdefault(event.device_type or "", event.at)
         known.add(network)
         self._types.setdefault(event.device_type or "", set()).add(network)
+        self._sites.setdefault(event.device_type or "", set()).add(site_of(source))
 
     def __call__(self, event: Event) -> list[Finding]:
         """A finding for a connection from a network outside the device's pattern."""
@@ -68,11 +81,14 @@ class UnusualSource:
             # a new device is judged by its type's networks, once the type has any
             type_young = at - self._type_first.get(event.device_type or "", at) \
                 < self.learning_seconds
-            if type_young or network in type_known:
+            sites = self._sites.get(event.device_type or "", set())
+            if type_young or site_of(source) in sites:
                 return []
         self._outlier = event
-        if not self._cooldown.ready(device_id, at):
+        reported = self._reported.setdefault(device_id, set())
+        if network in reported or not self._cooldown.ready(device_id, at):
             return []
+        reported.add(network)
         foreign = network not in type_known
         return [Finding(
             FindingType.UNUSUAL_SOURCE, Severity.HIGH if foreign else Severity.MEDIUM,
@@ -93,7 +109,8 @@ class UnusualSource:
     def snapshot(self) -> dict[str, Any]:
         """Known networks per device and type."""
         return {"devices": json_sets(self._devices), "first": dict(self._first),
-                "types": json_sets(self._types), "type_first": dict(self._type_first)}
+                "types": json_sets(self._types), "type_first": dict(self._type_first),
+                "sites": json_sets(self._sites), "reported": json_sets(self._reported)}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Inverse of ``snapshot``."""
@@ -101,3 +118,5 @@ class UnusualSource:
         self._first = {k: float(v) for k, v in state.get("first", {}).items()}
         self._types = sets_from_json(state.get("types", {}))
         self._type_first = {k: float(v) for k, v in state.get("type_first", {}).items()}
+        self._sites = sets_from_json(state.get("sites", {}))
+        self._reported = sets_from_json(state.get("reported", {}))

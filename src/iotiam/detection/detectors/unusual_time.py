@@ -22,6 +22,7 @@ QUIET_SHARE = 0.05
 MIN_EXPOSURE = 900.0
 MIN_EVENTS = 30
 HOUR = 3600.0
+MAX_GAP = 900.0
 
 
 class _Activity:
@@ -56,6 +57,11 @@ class UnusualTime:
             self._clock = at
             return
         if at <= clock:
+            return
+        if at - clock > MAX_GAP:
+            # nothing from the whole fleet for this long is an ingestion outage (or a
+            # replay with holes), not a quiet hour: it counts as unwatched
+            self._clock = at
             return
         exposure = self._exposure
         while True:

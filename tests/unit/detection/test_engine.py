@@ -1,0 +1,111 @@
+"""The engine: modes per type, routing, false-positive feedback, stats, snapshot/restore."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from detection.builders import LEARN, T0, event, monitor, publishes, run
+from iotiam.detection.engine import DetectionEngine
+from iotiam.detection.models import DetectionMode, Event, EventKind, Finding, FindingType
+from iotiam.errors import InvalidInput
+
+
+def flood(device: str = "s1", device_type: str = "sensor") -> list[Event]:
+    """An hour of a sensor every minute, then once a second."""
+    normal = publishes(device, T0, 60, 60.0, device_type=device_type)
+    return normal + publishes(device, normal[-1].at + 1, 100, 1.0, device_type=device_type)
+
+
+def test_ok_default_is_learn_and_raises_nothing() -> None:
+    engine = DetectionEngine(learning_seconds=LEARN)
+    assert engine.mode_of("sensor") is DetectionMode.LEARN
+    assert run(engine, flood()) == []
+    assert engine.stats.events == 160 and engine.stats.findings == 0
+
+
+@pytest.mark.parametrize("mode", [DetectionMode.MONITOR, DetectionMode.ENFORCE])
+def test_fail_monitor_and_enforce_raise_findings(mode: DetectionMode) -> None:
+    engine = DetectionEngine(learning_seconds=LEARN)
+    engine.set_mode("sensor", mode)
+    findings = run(engine, flood())
+    assert [f.type for f in findings] == [FindingType.RATE_CHANGE]
+    assert engine.stats.findings_by_type == {"rate_change": 1}
+    assert engine.stats.events_by_kind == {"publish": 160}
+
+
+def test_ok_modes_are_per_type() -> None:
+    engine = DetectionEngine(learning_seconds=LEARN)
+    engine.set_mode("sensor", "monitor")
+    findings = run(engine, flood("s1", "sensor") + flood("c1", "camera"))
+    assert [f.device_id for f in findings] == ["s1"]
+    assert engine.modes() == {"sensor": DetectionMode.MONITOR}
+
+
+def test_fail_unknown_mode() -> None:
+    with pytest.raises(InvalidInput, match="unknown detection mode 'loud'"):
+        DetectionEngine().set_mode("sensor", "loud")
+
+
+def test_ok_learn_mode_still_learns() -> None:
+    """A type watched only after it learned is judged by what it learned in learn mode."""
+    engine = DetectionEngine(learning_seconds=LEARN)
+    normal = publishes("s1", T0, 60, 60.0)
+    run(engine, normal)
+    engine.set_mode("sensor", DetectionMode.MONITOR)
+    fast = publishes("s1", normal[-1].at + 1, 10, 1.0)
+    assert [f.type for f in run(engine, fast)] == [FindingType.RATE_CHANGE]
+
+
+def test_ok_false_positive_stops_the_same_behaviour() -> None:
+    engine = monitor()
+    [finding] = run(engine, flood())
+    engine.false_positive(finding)
+    again = publishes("s1", T0 + 4 * 3600, 100, 1.0)
+    assert run(engine, again) == []
+
+
+def test_fail_false_positive_of_an_unknown_detector() -> None:
+    finding = Finding(FindingType.RATE_CHANGE, 2, T0, "s1", "x", "nope")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="no detector 'nope'"):
+        monitor().false_positive(finding)
+
+
+def test_ok_snapshot_round_trip_keeps_baselines_and_modes() -> None:
+    engine = DetectionEngine(learning_seconds=LEARN)
+    engine.set_mode("sensor", DetectionMode.ENFORCE)
+    normal = publishes("s1", T0, 60, 60.0)
+    connects = [event(EventKind.CONNECT, T0, "s1", source_ip="10.0.0.2",
+                      firmware_version="1.0", firmware_hash="h")]
+    flows = [event(EventKind.FLOW, T0 + 30 * i, "s1", dst_ip="52.0.0.1", dst_port=443)
+             for i in range(20)]
+    run(engine, connects + normal + flows)
+    state = json.loads(json.dumps(engine.snapshot()))  # JSON-safe
+    restored = DetectionEngine.restore(state)
+    assert restored.mode_of("sensor") is DetectionMode.ENFORCE
+    assert restored.snapshot() == state
+    assert restored.stats.events == engine.stats.events
+    later = normal[-1].at + 60
+    odd = [event(EventKind.FLOW, later, "s1", dst_ip="185.0.0.1", dst_port=443),
+           event(EventKind.CONNECT, later, "s1", source_ip="185.0.0.1")]
+    assert sorted(f.type for f in run(restored, odd + publishes("s1", later, 10, 1.0))) == [
+        FindingType.NEW_DESTINATION, FindingType.RATE_CHANGE, FindingType.UNUSUAL_SOURCE]
+
+
+@pytest.mark.parametrize("state", [
+    pytest.param({}, id="fail/empty"),
+    pytest.param({"version": 99}, id="fail/version"),
+    pytest.param({"version": 1, "learning_seconds": 1, "default_mode": "x"}, id="fail/mode"),
+    pytest.param({"version": 1, "learning_seconds": 1, "default_mode": "learn",
+                  "detectors": {"message_size": {"devices": {"d": [1]}}}}, id="fail/damaged"),
+])
+def test_fail_restore_bad_state(state: dict[str, object]) -> None:
+    with pytest.raises(InvalidInput):
+        DetectionEngine.restore(state)
+
+
+def test_fail_duplicate_detector_names() -> None:
+    from iotiam.detection.detectors import RateChange
+    with pytest.raises(InvalidInput, match="unique"):
+        DetectionEngine([RateChange(), RateChange()])

@@ -1,0 +1,50 @@
+"""Firmware drift: tampered images, rollbacks, lone unknown versions; rollouts are fine."""
+
+from __future__ import annotations
+
+import pytest
+
+from detection.builders import LEARN, T0, event, monitor, run
+from iotiam.detection.detectors import FirmwareDrift
+from iotiam.detection.models import Event, EventKind, FindingType, Severity
+
+
+def connect(at: float, device: str, version: str, digest: str) -> Event:
+    return event(EventKind.CONNECT, at, device, firmware_version=version, firmware_hash=digest)
+
+
+def fleet() -> list[Event]:
+    return [connect(T0 + i, f"d{i}", "1.2.0" if i < 2 else "1.3.0", "h12" if i < 2 else "h13")
+            for i in range(10)]
+
+
+LATER = T0 + LEARN + 100
+
+
+@pytest.mark.parametrize(("reports", "expected"), [
+    pytest.param([("d5", "1.3.0", "h13")], [], id="ok"),
+    pytest.param([("d0", "1.3.0", "h13")], [], id="ok/catching-up"),
+    pytest.param([(f"d{i}", "1.4.0", "h14") for i in range(10)], [], id="ok/rollout"),
+    pytest.param([("d5", "1.3.0", "evil")], [("tampered", Severity.CRITICAL)],
+                 id="fail/tampered"),
+    pytest.param([("d5", "1.2.0", "h12")], [("rollback", Severity.HIGH)], id="fail/rollback"),
+    pytest.param([("d5", "1.3.0-dev", "x")], [("unknown_version", Severity.HIGH)],
+                 id="fail/lone-unknown-version"),
+])
+def test_drift(reports: list[tuple[str, str, str]], expected: list[tuple[str, Severity]]
+               ) -> None:
+    engine = monitor(FirmwareDrift(learning_seconds=LEARN))
+    later = [connect(LATER + 5 * i, *r) for i, r in enumerate(reports)]
+    # any later event closes a pending report's consensus window
+    tick = [event(EventKind.PUBLISH, LATER + 50, "d9", topic="t", size=1)]
+    findings = run(engine, fleet() + later + tick)
+    assert [(f.evidence["shape"], f.severity) for f in findings] == expected
+    assert all(f.type is FindingType.FIRMWARE_DRIFT for f in findings)
+    assert all(f.at - LATER <= 60 for f in findings)
+
+
+def test_ok_false_positive_makes_the_image_known() -> None:
+    engine = monitor(FirmwareDrift(learning_seconds=LEARN))
+    [finding] = run(engine, [*fleet(), connect(LATER, "d5", "1.3.0", "evil")])
+    engine.false_positive(finding)
+    assert run(engine, [connect(LATER + 3600, "d6", "1.3.0", "evil")]) == []

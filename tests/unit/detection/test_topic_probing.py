@@ -1,0 +1,50 @@
+"""Topic-scope probing: distinct refused topics in a window."""
+
+from __future__ import annotations
+
+import pytest
+
+from detection.builders import LEARN, T0, event, monitor, run
+from iotiam.detection.detectors import TopicProbing
+from iotiam.detection.models import Event, EventKind, FindingType
+
+
+def refused(at: float, topic: str, device: str = "d1") -> Event:
+    return event(EventKind.AUTHZ_FAILURE, at, device, topic=topic, action="subscribe")
+
+
+def connected() -> list[Event]:
+    return [event(EventKind.CONNECT, T0, source_ip="10.0.0.2")]
+
+
+@pytest.mark.parametrize(("topics", "expected"), [
+    pytest.param([], 0, id="ok"),
+    pytest.param(["devices/d1/config"] * 20, 0, id="ok/same-topic-again-and-again"),
+    pytest.param(["devices/d2/cmd", "devices/d3/cmd", "$SYS/#"], 0, id="ok/three-topics"),
+    pytest.param([f"devices/d{i}/cmd" for i in range(2, 6)], 1, id="fail/four-topics"),
+    pytest.param([f"devices/d{i}/#" for i in range(2, 40)], 1, id="fail/namespace-walk"),
+])
+def test_probing(topics: list[str], expected: int) -> None:
+    engine = monitor(TopicProbing(learning_seconds=LEARN))
+    start = T0 + LEARN + 60
+    findings = run(engine, connected() + [refused(start + 5 * i, t) for i, t in enumerate(topics)])
+    assert len(findings) == expected
+    if expected:
+        assert findings[0].type is FindingType.TOPIC_PROBING
+
+
+def test_ok_topics_refused_while_learning_are_normal() -> None:
+    engine = monitor(TopicProbing(learning_seconds=LEARN))
+    usual = [f"devices/d1/legacy/{i}" for i in range(5)]
+    learning = [refused(T0 + 10 + i, t) for i, t in enumerate(usual)]
+    later = [refused(T0 + LEARN + 100 + i, t) for i, t in enumerate(usual)]
+    assert run(engine, connected() + learning + later) == []
+
+
+def test_ok_false_positive_teaches_the_topics() -> None:
+    engine = monitor(TopicProbing(learning_seconds=LEARN))
+    topics = [f"devices/d{i}/cmd" for i in range(2, 6)]
+    [finding] = run(engine, connected() + [refused(T0 + LEARN + i, t)
+                                           for i, t in enumerate(topics)])
+    engine.false_positive(finding)
+    assert run(engine, [refused(T0 + 9000 + i, t) for i, t in enumerate(topics)]) == []

@@ -1,0 +1,75 @@
+"""Impossible location (networks) and impossible time (quiet hours of the type)."""
+
+from __future__ import annotations
+
+import pytest
+
+from detection.builders import LEARN, T0, event, monitor, run
+from iotiam.detection.detectors import UnusualSource, UnusualTime
+from iotiam.detection.models import Event, EventKind, FindingType, Severity
+
+
+def connect(at: float, ip: str, device: str = "d1", device_type: str = "sensor") -> Event:
+    return event(EventKind.CONNECT, at, device, device_type, source_ip=ip)
+
+
+def fleet_connects() -> list[Event]:
+    return [connect(T0 + 10 * i + 3600 * k, f"10.{i % 2}.1.{i + 2}", f"d{i}")
+            for i in range(1, 6) for k in range(3)]
+
+
+@pytest.mark.parametrize(("ip", "expected"), [
+    pytest.param("10.1.1.2", None, id="ok"),
+    pytest.param("10.1.1.200", None, id="ok/dhcp-same-24"),
+    pytest.param("10.0.1.9", Severity.MEDIUM, id="fail/another-site-of-the-type"),
+    pytest.param("185.3.4.5", Severity.HIGH, id="fail/foreign-network"),
+])
+def test_source_networks(ip: str, expected: Severity | None) -> None:
+    engine = monitor(UnusualSource(learning_seconds=LEARN))
+    findings = run(engine, [*fleet_connects(), connect(T0 + 4 * 3600, ip)])
+    assert [f.severity for f in findings] == ([expected] if expected else [])
+    if expected:
+        assert findings[0].type is FindingType.UNUSUAL_SOURCE
+        assert findings[0].evidence["network"].endswith(".0/24")
+
+
+def test_ok_false_positive_teaches_the_network() -> None:
+    engine = monitor(UnusualSource(learning_seconds=LEARN))
+    [finding] = run(engine, [*fleet_connects(), connect(T0 + 4 * 3600, "185.3.4.5")])
+    engine.false_positive(finding)
+    assert run(engine, [connect(T0 + 6 * 3600, "185.3.4.77")]) == []
+
+
+def shifts(days_hours: range, devices: int = 5) -> list[Event]:
+    """Controllers active every 5 minutes in the given hours of the first day."""
+    return [event(EventKind.PUBLISH, T0 - 12 * 3600 + h * 3600 + m * 300 + d, f"c{d}",
+                  "controller", topic="t", size=10)
+            for d in range(devices) for h in days_hours for m in range(12)]
+
+
+@pytest.mark.parametrize(("hour", "device", "expected"), [
+    pytest.param(15, "c1", 0, id="ok"),
+    pytest.param(17, "c1", 0, id="ok/inside-the-types-hours"),
+    pytest.param(21, "c1", 1, id="fail/night"),
+    pytest.param(21, "new", 1, id="fail/night-new-device-of-the-type"),
+])
+def test_hours(hour: int, device: str, expected: int) -> None:
+    engine = monitor(UnusualTime(learning_seconds=LEARN))
+    day = shifts(range(8, 18))
+    # the fleet clock runs through the evening on another type's traffic
+    clock = [event(EventKind.PUBLISH, T0 + 6 * 3600 + 60 * i, "s1", "sensor", topic="t",
+                   size=1) for i in range(4 * 60)]
+    odd = event(EventKind.PUBLISH, T0 - 12 * 3600 + hour * 3600 + 1800, device, "controller",
+                topic="t", size=10)
+    findings = run(engine, day + clock + [odd])
+    assert len(findings) == expected
+    if expected:
+        assert findings[0].type is FindingType.UNUSUAL_TIME
+        assert findings[0].evidence["hour_utc"] == hour
+
+
+def test_ok_a_type_working_around_the_clock_is_never_odd() -> None:
+    engine = monitor(UnusualTime(learning_seconds=LEARN))
+    events = [event(EventKind.PUBLISH, T0 + 60 * i, f"s{i % 3}", "sensor", topic="t", size=1)
+              for i in range(60 * 30)]
+    assert run(engine, events) == []
