@@ -39,6 +39,11 @@ class LeafIdentity:
         attributes = self.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         return str(attributes[0].value) if attributes else None
 
+    @property
+    def has_names(self) -> bool:
+        """Whether the identity has subjectAltName entries."""
+        return bool(self.dns_names or self.uris or self.ips)
+
     def general_names(self) -> list[x509.GeneralName]:
         """The subjectAltName entries for this identity, DNS names first."""
         names: list[x509.GeneralName] = [x509.DNSName(n) for n in self.dns_names]

@@ -7,14 +7,17 @@ costs one SKI hash and one signature.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from iotiam.errors import InvalidInput, SetupError
+from iotiam.pki import leaf_encoding
 from iotiam.pki.csr import LeafIdentity
 from iotiam.pki.keys import PublicKey
 from iotiam.pki.models import CertificateProfile
@@ -53,6 +56,8 @@ class LeafIssuer:
                 _encoded(authority_information_access(urls), False),
                 _encoded(crl_distribution_points(urls), False),
             ]
+        self._issuer_extensions_der = b"".join(_der(e) for e in self._issuer_extensions)
+        self._encoder = self._checked_encoder(issuer_cert)
 
     def issue(
         self,
@@ -63,17 +68,7 @@ class LeafIssuer:
         not_before: datetime,
     ) -> x509.Certificate:
         """Sign a leaf for ``public_key`` named by ``identity`` and shaped by ``profile``."""
-        if serial <= 0 or serial.bit_length() > _MAX_SERIAL_BITS:
-            raise ValueError("a serial must be positive and fit in 20 octets (RFC 5280 §4.1.2.2)")
-        if not_before.tzinfo is None:
-            raise ValueError("not_before must be timezone-aware")
-        # A certificate must not outlive its issuer: validators reject the chain then.
-        not_after = min(not_before + profile.lifetime, self._issuer_not_after)
-        if not_after <= not_before:
-            raise SetupError(
-                f"the issuing CA {self._issuer_name.rfc4514_string()} expired at "
-                f"{self._issuer_not_after.isoformat()}; rotate it"
-            )
+        not_after = self._not_after(identity, profile, serial, not_before)
         extensions = [
             self._basic_constraints,
             self._key_usage[_key_kind(public_key)],
@@ -84,13 +79,10 @@ class LeafIssuer:
         extensions.append(_ext(x509.SubjectKeyIdentifier.from_public_key(public_key), False))
         extensions.extend(self._issuer_extensions)
         names = identity.general_names()
-        empty_subject = len(identity.subject) == 0
         if names:
             # RFC 5280 §4.2.1.6: with an empty subject the SAN carries the identity and
             # must be critical.
-            extensions.append(_ext(x509.SubjectAlternativeName(names), empty_subject))
-        elif empty_subject:
-            raise InvalidInput("a certificate needs a subject name or a subjectAltName")
+            extensions.append(_ext(x509.SubjectAlternativeName(names), not identity.subject))
         # The constructor skips the per-setter copies of the fluent API; every value
         # here was checked above or built by this class.
         builder = x509.CertificateBuilder(
@@ -103,6 +95,102 @@ class LeafIssuer:
             extensions=extensions,
         )
         return self._signer.sign_certificate(builder)
+
+    def issue_der(
+        self,
+        public_key: PublicKey,
+        identity: LeafIdentity,
+        profile: CertificateProfile,
+        serial: int,
+        not_before: datetime,
+        *,
+        spki_der: bytes | None = None,
+    ) -> bytes:
+        """:meth:`issue`, as DER, without building Python objects for the certificate.
+
+        ``spki_der`` is the key's SubjectPublicKeyInfo if the caller already has it.
+        """
+        encoder = self._encoder
+        if encoder is None:
+            return self.issue(public_key, identity, profile, serial, not_before).public_bytes(
+                serialization.Encoding.DER)
+        not_after = self._not_after(identity, profile, serial, not_before)
+        if spki_der is None:
+            spki_der = public_key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        # the order issue() gives CertificateBuilder, so both paths sign the same bytes
+        parts = [
+            _der(self._basic_constraints),
+            _der(self._key_usage[_key_kind(public_key)]),
+        ]
+        eku = self._extended_key_usage(profile)
+        if eku is not None:
+            parts.append(_der(eku))
+        parts.append(leaf_encoding.subject_key_identifier(spki_der))
+        parts.append(self._issuer_extensions_der)
+        names = identity.general_names()
+        if names:
+            san = x509.SubjectAlternativeName(names)
+            parts.append(leaf_encoding.extension(san.oid, not identity.subject, san.public_bytes()))
+        tbs = encoder.tbs(
+            serial=serial,
+            validity_der=leaf_encoding.validity(not_before, not_after),
+            subject_der=identity.subject.public_bytes(),
+            spki_der=spki_der,
+            extensions_der=parts,
+        )
+        return encoder.certificate(tbs, self._signer.sign_bytes(tbs))
+
+    def _not_after(self, identity: LeafIdentity, profile: CertificateProfile, serial: int,
+                   not_before: datetime) -> datetime:
+        if serial <= 0 or serial.bit_length() > _MAX_SERIAL_BITS:
+            raise ValueError("a serial must be positive and fit in 20 octets (RFC 5280 §4.1.2.2)")
+        if not_before.tzinfo is None:
+            raise ValueError("not_before must be timezone-aware")
+        if not identity.subject and not identity.has_names:
+            raise InvalidInput("a certificate needs a subject name or a subjectAltName")
+        # A certificate must not outlive its issuer: validators reject the chain then.
+        not_after = min(not_before + profile.lifetime, self._issuer_not_after)
+        if not_after <= not_before:
+            raise SetupError(
+                f"the issuing CA {self._issuer_name.rfc4514_string()} expired at "
+                f"{self._issuer_not_after.isoformat()}; rotate it"
+            )
+        return not_after
+
+    def _checked_encoder(self, issuer_cert: x509.Certificate) -> leaf_encoding.LeafEncoder | None:
+        """The direct encoder, if it gives the builder's bytes for this issuer and signer."""
+        probe_identity = LeafIdentity(
+            subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "iotiam-probe")]),
+            dns_names=("probe.iotiam.invalid",),
+        )
+        probe_profile = CertificateProfile("probe", timedelta(hours=1), True, True)
+        # never published, so any instant the issuer allows: this one needs no clock
+        not_before = issuer_cert.not_valid_before_utc
+        key = self._signer.public_key()
+        probe = self.issue(key, probe_identity, probe_profile, 1, not_before)
+        probe_der = probe.public_bytes(serialization.Encoding.DER)
+        _, algorithm, _ = leaf_encoding.elements(probe_der)
+        encoder = leaf_encoding.LeafEncoder(self._issuer_name, algorithm)
+        self._encoder = encoder
+        try:
+            ours = x509.load_der_x509_certificate(
+                self.issue_der(key, probe_identity, probe_profile, 1, not_before))
+        finally:
+            self._encoder = None
+        if ours.tbs_certificate_bytes != probe.tbs_certificate_bytes:
+            return None
+        # the signature must verify as the builder's would (e.g. an HSM signing wrongly)
+        try:
+            ours.verify_directly_issued_by(issuer_cert)
+        except (ValueError, TypeError, InvalidSignature):
+            return None
+        return encoder
+
+    @property
+    def encodes_directly(self) -> bool:
+        """Whether :meth:`issue_der` skips the builder (the start-up probe matched)."""
+        return self._encoder is not None
 
     def _extended_key_usage(self, profile: CertificateProfile) -> Ext | None:
         wanted = (profile.client_auth, profile.server_auth)
@@ -199,6 +287,13 @@ def _leaf_key_usage(kind: str) -> x509.KeyUsage:
 
 def _ext(value: x509.ExtensionType, critical: bool) -> Ext:
     return x509.Extension(value.oid, critical, value)
+
+
+def _der(extension: Ext) -> bytes:
+    """The DER of an extension made by :func:`_encoded`."""
+    value = extension.value
+    assert isinstance(value, x509.UnrecognizedExtension)
+    return leaf_encoding.extension(extension.oid, extension.critical, value.value)
 
 
 def _encoded(value: x509.ExtensionType, critical: bool) -> Ext:

@@ -114,6 +114,7 @@ class _Checked:
     device: Device
     identity: LeafIdentity
     public_key: PublicKey
+    spki_der: bytes
     key_hash: str
     window: _Window
 
@@ -302,8 +303,10 @@ class CertificateIssuance:
             window = windows[profile] = self._window(profile, now)
         identity = device_identity(device)
         public_key = validate_csr(csr, identity)
-        return _Checked(index, device, identity, public_key, public_key_sha256(public_key),
-                        window)
+        spki = public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return _Checked(index, device, identity, public_key, spki,
+                        hashlib.sha256(spki).hexdigest(), window)
 
     def _window(self, profile: CertificateProfile, now: datetime) -> _Window:
         # backdate for skewed device clocks, but never eat much of a short lifetime
@@ -394,10 +397,9 @@ class CertificateIssuance:
         """Sign a reserved certificate: its PEM and SHA-256 fingerprint."""
         record = item.record
         checked = item.checked
-        certificate = self._leaf.issue(
+        der = self._leaf.issue_der(
             checked.public_key, checked.identity, checked.window.profile, record.serial,
-            record.not_before)
-        der = certificate.public_bytes(serialization.Encoding.DER)
+            record.not_before, spki_der=checked.spki_der)
         return pem_certificate(der), hashlib.sha256(der).hexdigest()
 
     def _complete(

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509 import ocsp
 
 from iotiam.pki.keys import PrivateKey, PublicKey
@@ -25,6 +25,11 @@ class Signer(Protocol):
 
     def sign_certificate(self, builder: x509.CertificateBuilder) -> x509.Certificate:
         """Sign a fully populated certificate builder."""
+        ...
+
+    def sign_bytes(self, data: bytes) -> bytes:
+        """The signatureValue over ``data`` (e.g. a TBSCertificate), with the algorithm
+        ``sign_certificate`` uses: DER Ecdsa-Sig-Value, PKCS#1 v1.5 or raw Ed25519."""
         ...
 
     def sign_crl(
@@ -56,6 +61,15 @@ class LocalKeySigner:
     def sign_certificate(self, builder: x509.CertificateBuilder) -> x509.Certificate:
         """Sign a certificate with SHA-256 (EC, RSA PKCS#1 v1.5) or pure Ed25519."""
         return builder.sign(self._key, self._hash)
+
+    def sign_bytes(self, data: bytes) -> bytes:
+        """Sign ``data`` as ``sign_certificate`` signs a TBSCertificate."""
+        key = self._key
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(data, ec.ECDSA(hashes.SHA256()))
+        if isinstance(key, rsa.RSAPrivateKey):
+            return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        return key.sign(data)
 
     def sign_crl(
         self, builder: x509.CertificateRevocationListBuilder

@@ -130,13 +130,13 @@ def test_reserved_before_signing(installation: Installation, replica: Callable[.
     add_device(installation.api(), "dev-1")
     signer = services.pki._issuance._leaf
     seen: list[list[dict[str, Any]]] = []
-    real_issue = signer.issue
+    real_issue = signer.issue_der
 
-    def spy(*args: Any, **kwargs: Any) -> x509.Certificate:
+    def spy(*args: Any, **kwargs: Any) -> bytes:
         seen.append(certificate_rows(installation))  # what the database holds right now
         return real_issue(*args, **kwargs)
 
-    monkeypatch.setattr(signer, "issue", spy)
+    monkeypatch.setattr(signer, "issue_der", spy)
     record = issue_with(services, "dev-1")
     [[reserved]] = seen
     assert (reserved["serial"], reserved["status"], reserved["pem"]) == (
@@ -170,10 +170,10 @@ def test_failed_signing_leaves_reservation_never_reused(
     services = replica(SequenceSerials(FIRST, FIRST, SECOND))
     add_device(installation.api(), "dev-1")
 
-    def offline(*args: Any, **kwargs: Any) -> x509.Certificate:
+    def offline(*args: Any, **kwargs: Any) -> bytes:
         raise RuntimeError("HSM offline")
 
-    monkeypatch.setattr(services.pki._issuance._leaf, "issue", offline)
+    monkeypatch.setattr(services.pki._issuance._leaf, "issue_der", offline)
     with pytest.raises(RuntimeError, match="HSM offline"):
         issue_with(services, "dev-1")
     [left] = certificate_rows(installation)
@@ -195,10 +195,10 @@ def test_reserved_serial_is_unknown_to_the_report(installation: Installation,
     services = replica(SequenceSerials(FIRST))
     add_device(installation.api(), "dev-1")
 
-    def offline(*args: Any, **kwargs: Any) -> x509.Certificate:
+    def offline(*args: Any, **kwargs: Any) -> bytes:
         raise RuntimeError("HSM offline")
 
-    monkeypatch.setattr(services.pki._issuance._leaf, "issue", offline)
+    monkeypatch.setattr(services.pki._issuance._leaf, "issue_der", offline)
     with pytest.raises(RuntimeError):
         issue_with(services, "dev-1")
     report = installation.api().get("/v1/inventory").json()
