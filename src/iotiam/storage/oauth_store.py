@@ -44,9 +44,11 @@ _PRESENTED_COLUMNS = ("device_id", "org_unit_id", "org_path", "profile", "subjec
                       "revoked_at", "public_key_sha256")
 _PRESENTED_CERTIFICATE = RawStatement(select_sql(
     "certificates", _PRESENTED_COLUMNS, "issuer_id = :issuer_id AND serial = :serial"))
-#: parsed clients by their whole stored row: any change to the row is a miss
+#: parsed clients and presented certificates by their whole stored row: any change to
+#: the row (a revocation) is a miss
 _PARSED_CLIENTS: OrderedDict[tuple[Any, ...], OAuthClient] = OrderedDict()
-_PARSED_CLIENTS_MAX = 4096
+_PARSED_CERTIFICATES: OrderedDict[tuple[Any, ...], CertificateRecord] = OrderedDict()
+_PARSED_MAX = 4096
 _DENIED = select(t.oauth_revoked_tokens.c.jti).where(
     t.oauth_revoked_tokens.c.jti == bindparam("jti"))
 
@@ -84,7 +86,7 @@ class SqlOAuthClientStore:
         if client is None:
             client = _client(row_object(_CLIENT_COLUMNS, key, _CLIENT_TIMES))
             _PARSED_CLIENTS[key] = client
-            if len(_PARSED_CLIENTS) > _PARSED_CLIENTS_MAX:
+            if len(_PARSED_CLIENTS) > _PARSED_MAX:
                 _PARSED_CLIENTS.popitem(last=False)
         return client
 
@@ -94,15 +96,13 @@ class SqlOAuthClientStore:
                                     {"issuer_id": issuer_id, "serial": serial_hex(serial)})
         if row is None:
             return None
-        (device_id, org_unit_id, org_path, profile, subject, not_before, not_after, status,
-         fingerprint, created_at, revoked_at, public_key_sha256) = row
-        return CertificateRecord(
-            issuer_id=issuer_id, serial=serial, device_id=device_id, org_unit_id=org_unit_id,
-            org_path=org_path, profile=profile, subject=subject,
-            not_before=utc_required(not_before), not_after=utc_required(not_after),
-            status=CertificateStatus(status), fingerprint_sha256=fingerprint, pem=None,
-            created_at=utc_required(created_at), revoked_at=utc(revoked_at),
-            public_key_sha256=public_key_sha256)
+        key = (issuer_id, serial, *row)
+        record = _PARSED_CERTIFICATES.get(key)
+        if record is None:
+            record = _PARSED_CERTIFICATES[key] = _presented(issuer_id, serial, row)
+            if len(_PARSED_CERTIFICATES) > _PARSED_MAX:
+                _PARSED_CERTIFICATES.popitem(last=False)
+        return record
 
     def for_device(self, device_id: str) -> OAuthClient | None:
         """The client bound to a device."""
@@ -125,6 +125,18 @@ class SqlOAuthClientStore:
     def device_groups(self, device_id: str) -> list[str]:
         """Group ids of a device (for the policy subject of its client)."""
         return [r[0] for r in RawSql(self._c).all(_GROUPS_OF_DEVICE, {"device_id": device_id})]
+
+
+def _presented(issuer_id: str, serial: int, row: Any) -> CertificateRecord:
+    (device_id, org_unit_id, org_path, profile, subject, not_before, not_after, status,
+     fingerprint, created_at, revoked_at, public_key_sha256) = row
+    return CertificateRecord(
+        issuer_id=issuer_id, serial=serial, device_id=device_id, org_unit_id=org_unit_id,
+        org_path=org_path, profile=profile, subject=subject,
+        not_before=utc_required(not_before), not_after=utc_required(not_after),
+        status=CertificateStatus(status), fingerprint_sha256=fingerprint, pem=None,
+        created_at=utc_required(created_at), revoked_at=utc(revoked_at),
+        public_key_sha256=public_key_sha256)
 
 
 def _client(row: Any) -> OAuthClient:
