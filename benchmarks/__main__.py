@@ -23,6 +23,7 @@ from benchmarks import (
     crl,
     crypto_floor,
     dataplane,
+    detection,
     est_enroll,
     issuance,
     oauth,
@@ -36,7 +37,7 @@ from benchmarks.harness import Result, RunConfig, failed, format_number
 #: In the order they run; crypto-floor first, it is the ceiling the others are read against.
 BENCHMARKS: tuple[ModuleType, ...] = (crypto_floor, issuance, api_issuance, est_enroll,
                                       crl, ocsp, policy_decisions, policy_hook, dataplane, oauth,
-                                      simulate)
+                                      simulate, detection)
 TABLE_WIDTH = 200
 _VERDICT_STYLE = {"PASS": "bold green", "MISS": "bold red", "ERROR": "bold magenta",
                   "info": "dim"}

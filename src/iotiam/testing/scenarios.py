@@ -477,9 +477,10 @@ def _firmware_drift(b: _Builder) -> None:
 
 def _mass_reregistration(b: _Builder, start: float) -> None:
     rng = b.rng
-    count = rng.randint(12, 40)
+    free = [d for d in b.devices if d.id not in b.busy]
+    count = min(rng.randint(12, 40), len(free))
     spread = rng.uniform(20, 90)
-    chosen = rng.sample([d for d in b.devices if d.id not in b.busy], count)
+    chosen = rng.sample(free, count)
     for device in chosen:
         b.emit(EventKind.ENROLL, start + rng.uniform(0, spread), device,
                source_ip=b.public_ip(), reason="re-enrollment")

@@ -20,7 +20,11 @@ RECENT = 8
 Z_ONE, Z_MEAN = 8.0, 5.0
 MIN_RATIO = math.log(2.0)
 SIGMA_FLOOR = 0.05
-MIN_SAMPLES = 20
+#: a device's learning period ends after ``learning_seconds`` or this many messages,
+#: whichever comes first; until then it is judged by its type's sizes. Devices of a
+#: type differ in size, so the type's spread is the between-device one and a busy
+#: device is better off with its own baseline soon
+LEARNED_SAMPLES = 100
 TYPE_MIN_SAMPLES = 200
 
 
@@ -76,11 +80,15 @@ class MessageSize:
             return []
         at = event.at
         stat = state.stat
-        if at - state.first_at < self.learning_seconds or stat.count < MIN_SAMPLES:
+        spread_of_mean = 1.0 / math.sqrt(RECENT)
+        if stat.count < LEARNED_SAMPLES and at - state.first_at < self.learning_seconds:
             prior = self._types.get(event.device_type or "")
             if prior is None or prior.count < TYPE_MIN_SAMPLES:
                 return []
             stat = prior
+            # the type's spread is mostly between devices, which averaging one
+            # device's messages does not shrink
+            spread_of_mean = 1.0
         value = math.log(size + 1.0)
         sigma = stat.sigma(SIGMA_FLOOR)
         growth = value - stat.mean
@@ -89,7 +97,7 @@ class MessageSize:
         recent = state.recent
         if not hit and len(recent) == RECENT:
             growth = (sum(recent) - recent[0] + value) / RECENT - stat.mean
-            hit = growth > MIN_RATIO + state.allow and growth > Z_MEAN * sigma / math.sqrt(RECENT)
+            hit = growth > MIN_RATIO + state.allow and growth > Z_MEAN * sigma * spread_of_mean
             n = RECENT
         if not hit:
             return []

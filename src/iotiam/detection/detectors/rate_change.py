@@ -27,7 +27,13 @@ Z = (8.0, 7.0, 6.5, 6.5)
 MIN_RATIO = math.log(2.5)
 SIGMA_FLOOR = 0.05
 MIN_SAMPLES = 20
+#: a device's learning period ends after ``learning_seconds`` or this many messages,
+#: whichever comes first; until then it is judged by its type's spans
+LEARNED_SAMPLES = 100
 TYPE_MIN_SAMPLES = 200
+#: the one- and four-interval spans only judge regular devices (log-interval sigma
+#: below this): for Poisson traffic (sigma ~1.28) a few close messages mean nothing
+REGULAR = 0.5
 KEEP = SPANS[-1]
 
 
@@ -91,16 +97,19 @@ class RateChange:
         at = event.at
         recent = state.recent
         baseline = state.spans
-        if at - state.first_at < self.learning_seconds or baseline[1].count < MIN_SAMPLES:
+        if baseline[1].count < LEARNED_SAMPLES and at - state.first_at < self.learning_seconds:
             prior = self._types.get(event.device_type or "")
             if prior is None or prior[1].count < TYPE_MIN_SAMPLES:
                 return []
             baseline = prior
         n = len(recent)
         floor = MIN_RATIO + state.allow
+        regular = baseline[0].sigma(SIGMA_FLOOR) < REGULAR
         for i, span in enumerate(SPANS):
             if n < span:
                 return []
+            if span < 8 and not regular:
+                continue
             stat = baseline[i]
             if stat.count < MIN_SAMPLES:
                 return []
