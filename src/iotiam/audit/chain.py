@@ -26,6 +26,17 @@ def _canonical(fields: dict[str, Any]) -> bytes:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
+_JSON_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _flat_json(details: dict[str, Any]) -> bool:
+    """Whether JSON gives ``details`` back equal: str keys, str/int/bool/None values.
+
+    Exact types only: a StrEnum or a float (``1.0`` vs ``1``?) takes the round trip.
+    """
+    return all(type(k) is str and type(v) in _JSON_SCALARS for k, v in details.items())
+
+
 def record_hash(
     *,
     seq: int,
@@ -57,8 +68,11 @@ def record_hash(
 
 def seal(draft: AuditDraft, *, seq: int, at: datetime, prev_hash: str) -> AuditRecord:
     """Turn a draft into the next link of the chain."""
-    # round-trip details through JSON so what is hashed is exactly what is stored
-    details = json.loads(_canonical(draft.details))
+    # round-trip details through JSON so what is hashed is exactly what is stored; flat
+    # details of plain JSON scalars come back unchanged, so they skip the trip (hot:
+    # every issuance is audited)
+    details = dict(draft.details) if _flat_json(draft.details) else json.loads(
+        _canonical(draft.details))
     # a refusal of a hostile id (NUL bytes, megabytes long) must still be storable
     subject = draft.subject.replace("\x00", "\\x00")[:SUBJECT_MAX_CHARS]
     digest = record_hash(

@@ -56,6 +56,12 @@ class LeafIssuer:
                 _encoded(authority_information_access(urls), False),
                 _encoded(crl_distribution_points(urls), False),
             ]
+        # DER of the same extensions, for issue_der; basic constraints lead every leaf
+        self._key_usage_der = {
+            kind: _der(self._basic_constraints) + _der(usage)
+            for kind, usage in self._key_usage.items()
+        }
+        self._eku_der: dict[tuple[bool, bool], bytes] = {}
         self._issuer_extensions_der = b"".join(_der(e) for e in self._issuer_extensions)
         self._encoder = self._checked_encoder(issuer_cert)
 
@@ -120,14 +126,11 @@ class LeafIssuer:
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         # the order issue() gives CertificateBuilder, so both paths sign the same bytes
         parts = [
-            _der(self._basic_constraints),
-            _der(self._key_usage[_key_kind(public_key)]),
+            self._key_usage_der[_key_kind(public_key)],
+            self._extended_key_usage_der(profile),
+            leaf_encoding.subject_key_identifier(spki_der),
+            self._issuer_extensions_der,
         ]
-        eku = self._extended_key_usage(profile)
-        if eku is not None:
-            parts.append(_der(eku))
-        parts.append(leaf_encoding.subject_key_identifier(spki_der))
-        parts.append(self._issuer_extensions_der)
         names = identity.general_names()
         if names:
             san = x509.SubjectAlternativeName(names)
@@ -191,6 +194,14 @@ class LeafIssuer:
     def encodes_directly(self) -> bool:
         """Whether :meth:`issue_der` skips the builder (the start-up probe matched)."""
         return self._encoder is not None
+
+    def _extended_key_usage_der(self, profile: CertificateProfile) -> bytes:
+        wanted = (profile.client_auth, profile.server_auth)
+        der = self._eku_der.get(wanted)
+        if der is None:
+            eku = self._extended_key_usage(profile)
+            der = self._eku_der[wanted] = _der(eku) if eku is not None else b""
+        return der
 
     def _extended_key_usage(self, profile: CertificateProfile) -> Ext | None:
         wanted = (profile.client_auth, profile.server_auth)
