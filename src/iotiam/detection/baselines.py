@@ -45,21 +45,27 @@ class RobustLog:
 
     def add(self, value: float, weight: float = EWMA_ALPHA) -> None:
         """Fold one log-scaled sample in (``weight``: see ``time_weight``)."""
-        self.count = count = self.count + 1
+        # the hottest function of the pipeline (several calls per message): written
+        # without builtins calls
+        count = self.count + 1
+        self.count = count
         if count == 1:
             self.mean = value
             return
         # while young, a plain running average; then exponential forgetting
-        alpha = max(1.0 / count, weight)
+        alpha = 1.0 / count
+        if alpha < weight:
+            alpha = weight
+        dev = self.dev
         delta = value - self.mean
-        spread = abs(delta)
-        if count > 20 and self.dev > 0:
-            limit = 4.0 * self.dev
+        spread = delta if delta >= 0 else -delta
+        if count > 20 and dev > 0:
+            limit = 4.0 * dev
             if spread > limit:
                 spread = limit
                 delta = limit if delta > 0 else -limit
         self.mean += alpha * delta
-        self.dev += alpha * (spread - self.dev)
+        self.dev = dev + alpha * (spread - dev)
 
     def sigma(self, floor: float) -> float:
         """The spread as a standard deviation, never below ``floor``."""
