@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
@@ -255,3 +256,21 @@ def test_reenroll_fail_proxy_header_from_untrusted_peer(server: Server) -> None:
                         headers={"Content-Type": "application/pkcs10",
                                  "X-SSL-Client-Cert": quote(pem)})
     assert forged.status_code == 401, forged.text
+
+
+def test_enroll_fail_forwarded_for_from_untrusted_peer_is_not_the_source(
+        server: Server) -> None:
+    """X-Forwarded-For is only believed from IOTIAM_TRUSTED_PROXIES (none here), not
+    even from 127.0.0.1: the audit names the real peer as the source."""
+    with httpx.Client(base_url=server.api_url, verify=server.tls_context(), timeout=30) as c:
+        answer = c.post(f"{EST}/simpleenroll",
+                        content=base64.b64encode(make_csr("xff-unknown", pem=False)),
+                        headers={"Content-Type": "application/pkcs10",
+                                 "X-Forwarded-For": "10.1.2.3"})
+    assert answer.status_code in (202, 401, 403), answer.text
+    with server.api() as api:
+        records = api.get("/v1/audit/records", params={"limit": 5000}).json()["items"]
+    mine = [r for r in records if "xff-unknown" in json.dumps(r)]
+    assert mine, "the anonymous enrollment attempt was not audited"
+    assert "10.1.2.3" not in json.dumps(mine)
+    assert "127.0.0.1" in json.dumps(mine)

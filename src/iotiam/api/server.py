@@ -151,6 +151,9 @@ def _serve_here(services: Services, api_sockets: list[socket.socket],
         log_level=log_level,
         access_log=False,
         server_header=False,
+        # iotiam reads X-Forwarded-For itself, from IOTIAM_TRUSTED_PROXIES only; uvicorn's
+        # middleware would trust it from 127.0.0.1 and rewrite the peer address first
+        proxy_headers=False,
     ))
     public = _Server(uvicorn.Config(
         create_public_app(services),
@@ -159,6 +162,9 @@ def _serve_here(services: Services, api_sockets: list[socket.socket],
         log_level=log_level,
         access_log=False,
         server_header=False,
+        # iotiam reads X-Forwarded-For itself, from IOTIAM_TRUSTED_PROXIES only; uvicorn's
+        # middleware would trust it from 127.0.0.1 and rewrite the peer address first
+        proxy_headers=False,
     ))
     stop = threading.Event()
     refresher = threading.Thread(target=crl_refresher, args=(services, stop), daemon=True,
