@@ -14,10 +14,14 @@ Normal behaviour:
 * controllers work business hours (start before the scenario, end 16:30-18:45 UTC),
   publish every 30-60 s and talk to one or two PLCs.
 
-Benign noise the detectors must not flag: a firmware rollout to a whole type, DHCP
-changes, a device stuck retrying with an expired certificate, a device refused on the
-same topic every minute, single authentication and authorization failures,
-certificate renewals (single re-enrollments) and a batch enrollment of new devices.
+Benign noise the detectors must not flag: a firmware rollout to a whole type (after
+which its messages grow 1.3-1.7x and each device is refused on two new topics), DHCP
+changes, a sensor reconfigured to report twice as often, a gateway relaying 1.3-1.6x
+more for half an hour, a gateway gaining one new internal peer, a device stuck
+retrying with an expired certificate, a device refused on the same topic every
+minute, single authentication and authorization failures, certificate renewals
+(single re-enrollments), a handful of devices re-enrolling together and a batch
+enrollment of new devices.
 
 Attacks are meant to be hard, not obvious: rates up 3-10x (not 60x), messages 3-10x
 larger, one to three new destinations, a couple of new internal peers as well as
@@ -119,6 +123,8 @@ class _Builder:
         self.busy: set[str] = set()
         #: devices enrolled during the scenario, and when they start
         self.newcomers: list[tuple[_Device, float]] = []
+        #: device -> (since, peer): a new internal peer it starts talking to
+        self.new_peers: dict[str, tuple[float, tuple[str, int]]] = {}
         #: device -> its first message of a size attack
         self.first_message: dict[str, float] = {}
         self._build_fleet(devices)
@@ -274,7 +280,11 @@ class _Builder:
             elif device.type == GATEWAY and rng.random() < 0.4:
                 self.flow(device, at, rng.choice(self.cloud_pool), 443)
             else:
-                ip, port = rng.choice(device.peers)
+                peers = device.peers
+                joined = self.new_peers.get(device.id)
+                if joined and at >= joined[0]:
+                    peers = [*peers, joined[1]]
+                ip, port = rng.choice(peers)
                 self.flow(device, at, ip, port)
             at += rng.expovariate(1 / device.flow_every)
 
@@ -500,6 +510,7 @@ def _rollout(b: _Builder) -> None:
     image = (version, _hash(str(b.seed), kind, version))
     start = b.when()
     spread = rng.uniform(60, 180)
+    growth = rng.uniform(1.3, 1.7)
     for device in b.devices:
         if device.type != kind or device.id in b.firmware_changes:
             continue
@@ -507,7 +518,16 @@ def _rollout(b: _Builder) -> None:
         b.firmware_changes.setdefault(device.id, []).append((at, image))
         b.emit(EventKind.DISCONNECT, at - 2, device, reason="firmware update")
         b.connect(device, at)
-    b.noise.append(f"firmware rollout of {version} to every {kind} over {spread:.0f} s")
+        if device.id not in b.busy:
+            # the new firmware reports more fields, and tries two topics its policy
+            # does not grant yet
+            b.size_windows[device.id] = (at, b.end, growth)
+            for topic in ("diagnostics", "shadow/update"):
+                b.emit(EventKind.AUTHZ_FAILURE, at + rng.uniform(5, 60), device,
+                       topic=f"devices/{device.id}/{topic}", action="publish",
+                       reason="not authorized")
+    b.noise.append(f"firmware rollout of {version} to every {kind} over {spread:.0f} s; "
+                   f"messages grow {growth:.2f}x, two topics refused once each")
 
 
 def _noise(b: _Builder) -> None:
@@ -573,6 +593,30 @@ def _noise(b: _Builder) -> None:
         b.busy.add(device.id)
         b.newcomers.append((device, enrolled + rng.uniform(5, 30)))
     b.noise.append(f"batch enrollment of {size} new sensors")
+    # a sensor reconfigured to report twice as often, for good
+    faster = rng.choice([d for d in quiet if d.type == SENSOR and d.id not in b.busy])
+    b.busy.add(faster.id)
+    b.rate_windows[faster.id] = (b.when(), b.end, 2.0)
+    b.noise.append(f"{faster.id} reconfigured to report twice as often")
+    # a gateway's busy spell, and a new internal peer for another
+    gateways = [d for d in b.devices if d.type == GATEWAY and d.id not in b.rate_windows]
+    busy = rng.choice(gateways)
+    since = b.when()
+    # a Poisson device's legitimate 2x surge cannot be told from a 3x attack within a
+    # minute (the noise of 30-60 messages is that wide); surges here stay under 1.6x
+    factor = rng.uniform(1.3, 1.6)
+    b.rate_windows[busy.id] = (since, since + rng.uniform(1200, 2400), factor)
+    joined = rng.choice(gateways)
+    b.new_peers[joined.id] = (b.when(), (b._address(joined.site, 0), 1883))
+    b.noise.append(f"{busy.id} relays {factor:.1f}x more for half an hour; "
+                   f"{joined.id} gains a new internal peer")
+    # a site's certificates rotated: a handful of devices re-enroll together
+    at = b.when()
+    wave = rng.sample([d for d in quiet if d.id not in b.busy], rng.randint(2, 4))
+    for device in wave:
+        b.emit(EventKind.ENROLL, at + rng.uniform(0, 120), device, source_ip=device.ip,
+               reason="certificate rotation")
+    b.noise.append(f"{len(wave)} devices re-enroll within 2 minutes (certificate rotation)")
 
 
 def generate(seed: int, *, devices: int = 150, duration: float = DEFAULT_DURATION,

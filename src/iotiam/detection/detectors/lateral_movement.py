@@ -17,7 +17,7 @@ from iotiam.detection.models import Event, EventKind, Finding, FindingType, Seve
 WINDOW_SECONDS = 120.0
 MIN_PEERS = 2
 SCAN_PEERS = 10
-MIN_FLOWS = 10
+MIN_FLOWS = 3
 
 
 class LateralMovement:

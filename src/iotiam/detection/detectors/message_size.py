@@ -18,7 +18,8 @@ from iotiam.detection.models import Event, EventKind, Finding, FindingType, Seve
 
 RECENT = 8
 Z_ONE, Z_MEAN = 8.0, 5.0
-MIN_RATIO = math.log(2.0)
+#: a firmware update adding fields grows messages up to ~2x (with jitter): not news
+MIN_RATIO = math.log(2.3)
 SIGMA_FLOOR = 0.05
 #: a device's learning period ends after ``learning_seconds`` or this many messages,
 #: whichever comes first; until then it is judged by its type's sizes. Devices of a

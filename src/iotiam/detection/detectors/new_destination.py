@@ -15,7 +15,7 @@ from typing import Any
 from iotiam.detection.baselines import Cooldown, json_sets, sets_from_json
 from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
 
-MIN_FLOWS = 10
+MIN_FLOWS = 3
 _PRIVATE_CACHE_LIMIT = 100_000
 _private: dict[str, bool] = {}
 _NONE: frozenset[str] = frozenset()
