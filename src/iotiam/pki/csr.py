@@ -66,8 +66,17 @@ def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
         raise InvalidInput(_NOT_A_CSR) from e
 
 
-def validate_csr(csr: x509.CertificateSigningRequest, identity: LeafIdentity) -> PublicKey:
-    """Check a CSR's proof of possession, key and requested names; return its public key."""
+def validate_csr(
+    csr: x509.CertificateSigningRequest,
+    identity: LeafIdentity,
+    *,
+    signature_valid: bool | None = None,
+) -> PublicKey:
+    """Check a CSR's proof of possession, key and requested names; return its public key.
+
+    ``signature_valid`` is the verdict of a check already made on these very bytes
+    (the signature helper's); None verifies here.
+    """
     try:
         raw_key = csr.public_key()
     except (ValueError, UnsupportedAlgorithm) as e:
@@ -75,7 +84,8 @@ def validate_csr(csr: x509.CertificateSigningRequest, identity: LeafIdentity) ->
     # The key check comes first: it is cheap and keeps hostile keys away from the verifier.
     public_key = require_leaf_public_key(raw_key)
     try:
-        signature_ok = csr.is_signature_valid
+        signature_ok = (csr.is_signature_valid if signature_valid is None
+                        else signature_valid)
     except (ValueError, UnsupportedAlgorithm) as e:
         raise InvalidInput("CSR signature algorithm is not supported") from e
     if not signature_ok:

@@ -36,6 +36,7 @@ from iotiam.pki.models import (
 )
 from iotiam.pki.ocsp import CertStatusInfo, OcspResponder
 from iotiam.pki.ports import CertificateStatusReader, SerialSource, StoredCrl
+from iotiam.pki.signature_helper import SignatureHelper
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 
@@ -113,6 +114,7 @@ class Pki:
             LeafIssuer(cas.issuing.signer, cas.issuing.certificate,
                        public_urls(config.public_base_url, cas.issuing_id)),
             serials,
+            SignatureHelper(),
         )
         self._ocsp = OcspResponder(
             cas.issuing.certificate, cas.responder.certificate, cas.responder.signer,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from cryptography import x509
 from expect import audit_records, row_counts
 from fleet import add_device
@@ -13,8 +15,9 @@ from conftest import Installation
 from iotiam.admin.models import SYSTEM, Principal, Role
 from iotiam.errors import Conflict, Forbidden, InvalidInput, NotFound
 from iotiam.inventory.models import DeviceState
-from iotiam.pki.issuing import IssueRequest
+from iotiam.pki.issuing import HELPER_MIN_BATCH, HELPER_SHARE, IssueRequest
 from iotiam.pki.models import CertificateRecord, CertificateStatus
+from iotiam.pki.signature_helper import PendingAnswers
 from iotiam.testing import make_csr, make_key
 
 
@@ -116,3 +119,44 @@ def test_concurrent_callers_ok_combined(installation: Installation) -> None:
     assert tags.count("device:certificate:issued") == 23
     assert tags.count("device:certificate:refused") == 1
     assert api.get("/v1/audit/verify").json()["ok"] is True
+
+
+def test_batch_ok_helper_checks_signatures(installation: Installation,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    api = installation.api()
+    ids = [f"dev-{i}" for i in range(HELPER_MIN_BATCH + 4)]
+    for device_id in ids:
+        add_device(api, device_id)
+    issuance = installation.services.pki._issuance
+    helper = issuance._helper
+    assert helper is not None and helper.wait_ready(30)
+    sent: list[int] = []
+    real_check = helper.check
+
+    def spy(csrs_der: Sequence[bytes]) -> PendingAnswers | None:
+        sent.append(len(csrs_der))
+        return real_check(csrs_der)
+
+    monkeypatch.setattr(helper, "check", spy)
+    csrs = [make_csr(device_id, pem=False) for device_id in ids]
+    broken = {0, 3, len(ids) - 1}  # two in the helper's share, one in this process's
+    for i in broken:
+        csrs[i] = csrs[i][:-1] + bytes([csrs[i][-1] ^ 0x01])
+    # a broken signature is reported before a wrong name, wherever it was checked
+    wrong_name = make_csr("dev-0", pem=False)
+    csrs[5] = wrong_name[:-1] + bytes([wrong_name[-1] ^ 0x01])
+    before = row_counts(installation)
+    results = installation.services.pki.issue_certificates(
+        SYSTEM, [IssueRequest(d, c) for d, c in zip(ids, csrs, strict=True)])
+
+    assert sent == [round(len(ids) * HELPER_SHARE)]
+    refused = sorted(broken | {5})
+    assert [i for i, r in enumerate(results) if not isinstance(r, CertificateRecord)] == refused
+    for i in refused:
+        assert isinstance(results[i], InvalidInput)
+        assert str(results[i].detail) == "CSR signature does not verify (no proof of possession)"
+    assert row_counts(installation)["certificates"] == before["certificates"] + len(ids) - 4
+    assert row_counts(installation)["reserved_certificates"] == 0
+    tags = [r["tag"] for r in audit_records(api)]
+    assert tags.count("device:certificate:refused") == 4
+    assert tags.count("device:certificate:issued") == len(ids) - 4
