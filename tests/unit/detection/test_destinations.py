@@ -73,3 +73,12 @@ def test_ok_false_positive_teaches_the_destination_and_the_peers() -> None:
         engine.false_positive(finding)
     later = [flow(e.at + 7200, e.dst_ip or "", e.dst_port or 0) for e in odd]
     assert run(engine, later) == []
+
+
+def test_fail_young_device_scanning_is_judged_by_its_type() -> None:
+    engine = monitor(LateralMovement(learning_seconds=LEARN))
+    base = normal()
+    newcomer = [flow(base[-1].at + i, *PEERS[i % 2], device="g9") for i in range(3)]
+    scan = [flow(base[-1].at + 10 + i, f"10.0.1.{i}", 22, device="g9") for i in range(1, 4)]
+    findings = run(engine, base + newcomer + scan)
+    assert [(f.type, f.device_id) for f in findings] == [(FindingType.LATERAL_MOVEMENT, "g9")]

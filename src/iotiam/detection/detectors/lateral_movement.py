@@ -2,7 +2,8 @@
 
 An IoT device talks to a handful of fixed internal peers. Fan-out to unknown internal
 hosts or ports within a short window is scanning or pivoting; one unknown peer alone
-is not enough (a new peer device joins now and then), two within the window is.
+is not enough (a new peer device joins now and then), two within the window is. A young
+device is judged by the peers its type talks to.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class LateralMovement:
         self._flows: dict[str, int] = {}
         self._allow: dict[str, int] = {}
         self._windows: dict[str, Window] = {}
+        self._types: dict[str, set[str]] = {}
+        self._type_first: dict[str, float] = {}
         self._scan_reported: set[str] = set()
         self._cooldown = Cooldown(cooldown)
         self._outlier: Event | None = None
@@ -48,23 +51,31 @@ class LateralMovement:
             known = self._devices[device_id] = set()
             self._first[device_id] = event.at
             self._flows[device_id] = 0
+            self._type_first.setdefault(event.device_type or "", event.at)
         self._flows[device_id] += 1
         peer = f"{dst}:{event.dst_port}"
         if peer not in known and is_internal(dst):
             known.add(peer)
+            self._types.setdefault(event.device_type or "", set()).add(peer)
 
     def __call__(self, event: Event) -> list[Finding]:
         """A finding once unknown internal peers in the window reach the threshold."""
         device_id, dst = event.device_id, event.dst_ip
         if device_id is None or dst is None:
             return []
+        peer = f"{dst}:{event.dst_port}"
         known = self._devices.get(device_id)
+        if (known is not None and peer in known) or not is_internal(dst):
+            return []
         if known is None or self._flows[device_id] < MIN_FLOWS \
                 or event.at - self._first[device_id] < self.learning_seconds:
-            return []
-        peer = f"{dst}:{event.dst_port}"
-        if peer in known or not is_internal(dst):
-            return []
+            # a young device: judged by the peers of its type, once the type has some
+            type_name = event.device_type or ""
+            first = self._type_first.get(type_name)
+            if first is None or event.at - first < self.learning_seconds \
+                    or peer in self._types.get(type_name, ()):
+                return []
+            known = known or set()
         self._outlier = event
         window = self._windows.get(device_id)
         if window is None:
@@ -106,7 +117,8 @@ class LateralMovement:
     def snapshot(self) -> dict[str, Any]:
         """Known internal peers per device and taught allowances."""
         return {"devices": json_sets(self._devices), "first": dict(self._first),
-                "flows": dict(self._flows), "allow": dict(self._allow)}
+                "flows": dict(self._flows), "allow": dict(self._allow),
+                "types": json_sets(self._types), "type_first": dict(self._type_first)}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Inverse of ``snapshot``."""
@@ -114,3 +126,5 @@ class LateralMovement:
         self._first = {k: float(v) for k, v in state.get("first", {}).items()}
         self._flows = {k: int(v) for k, v in state.get("flows", {}).items()}
         self._allow = {k: int(v) for k, v in state.get("allow", {}).items()}
+        self._types = sets_from_json(state.get("types", {}))
+        self._type_first = {k: float(v) for k, v in state.get("type_first", {}).items()}
