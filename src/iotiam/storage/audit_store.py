@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -43,8 +44,10 @@ class SqlAuditLog:
     def append(self, records: Sequence[AuditRecord], head: ChainHead) -> None:
         """Store consecutive records and move the head in the same transaction."""
         raw = RawSql(self._c)
+        # the records of one append share their instant: convert it once
+        when = functools.lru_cache(maxsize=4)(raw.when)
         raw.change_many(_INSERT_RECORD, [{
-            "seq": record.seq, "at": raw.when(record.at), "tag": record.tag,
+            "seq": record.seq, "at": when(record.at), "tag": record.tag,
             "actor": record.actor, "org_path": record.org_path, "subject": record.subject,
             "outcome": record.outcome, "reason": record.reason,
             "details": dump_json(record.details), "prev_hash": record.prev_hash,

@@ -22,7 +22,14 @@ from iotiam.inventory.models import (
     RotationPolicy,
 )
 from iotiam.storage import schema as t
-from iotiam.storage.raw import RawSql, RawStatement, in_list, in_params, row_object, select_sql
+from iotiam.storage.raw import (
+    RawSql,
+    RawStatement,
+    in_params,
+    in_statement,
+    row_object,
+    select_sql,
+)
 from iotiam.storage.rows import dump_json, load_json, under_path
 
 _DEVICE_COLUMNS = ("id", "type_name", "org_unit_id", "org_path", "state", "site", "location",
@@ -37,6 +44,7 @@ _TYPE_COLUMNS = ("name", "device_class", "criticality", "description", "certific
                  "max_credential_age_seconds")
 # ids per ``IN (…)``: far below every driver's parameter limit
 _IN_CHUNK = 500
+_GET_DEVICES = select_sql("devices", _DEVICE_COLUMNS, "id IN ({in_list})")
 _GET_TYPE = RawStatement(select_sql("device_types", _TYPE_COLUMNS, "name = :name"))
 
 
@@ -206,8 +214,7 @@ class SqlDeviceStore:
         found: dict[str, Device] = {}
         for start in range(0, len(wanted), _IN_CHUNK):
             chunk = wanted[start:start + _IN_CHUNK]
-            statement = RawStatement(
-                select_sql("devices", _DEVICE_COLUMNS, f"id IN ({in_list('id', len(chunk))})"))
+            statement = in_statement(_GET_DEVICES, "id", len(chunk))
             for row in raw.all(statement, in_params("id", chunk)):
                 device = device_from_row(row_object(_DEVICE_COLUMNS, row, _DEVICE_TIMES))
                 found[device.id] = device

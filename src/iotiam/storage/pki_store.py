@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -26,8 +27,8 @@ from iotiam.storage import schema as t
 from iotiam.storage.raw import (
     RawSql,
     RawStatement,
-    in_list,
     in_params,
+    in_statement,
     row_object,
     select_sql,
     utc_required,
@@ -47,6 +48,10 @@ _RESERVE = RawStatement(
     ":status, :created_at, :public_key_sha256) ON CONFLICT (issuer_id, serial) DO NOTHING")
 # values per ``IN (…)``: far below every driver's parameter limit
 _IN_CHUNK = 500
+_TAKEN_SERIALS = select_sql(
+    "certificates", ("serial",), "issuer_id = :issuer_id AND serial IN ({in_list})")
+_KEY_HOLDERS = select_sql(
+    "certificates", ("public_key_sha256", "device_id"), "public_key_sha256 IN ({in_list})")
 _COMPLETE = RawStatement(
     "UPDATE certificates SET status = :issued, pem = :pem, fingerprint_sha256 = :fingerprint "
     "WHERE issuer_id = :issuer_id AND serial = :serial AND status = :reserved")
@@ -136,9 +141,7 @@ class SqlCertificateStore:
         raw = RawSql(self._c)
         taken: set[int] = set()
         for chunk in _chunks([serial_hex(s) for s in serials]):
-            statement = RawStatement(select_sql(
-                "certificates", ("serial",),
-                f"issuer_id = :issuer_id AND serial IN ({in_list('serial', len(chunk))})"))
+            statement = in_statement(_TAKEN_SERIALS, "serial", len(chunk))
             rows = raw.all(statement, {"issuer_id": issuer_id, **in_params("serial", chunk)})
             taken.update(int(row[0], 16) for row in rows)
         return taken
@@ -147,6 +150,8 @@ class SqlCertificateStore:
         """Record certificates before they are signed; the unique key enforces G1."""
         raw = RawSql(self._c)
         reserved = str(CertificateStatus.RESERVED)
+        # a batch shares its instants: convert each once
+        when = functools.lru_cache(maxsize=8)(raw.when)
         inserted = raw.change_many(_RESERVE, [{
             "issuer_id": record.issuer_id,
             "serial": serial_hex(record.serial),
@@ -155,10 +160,10 @@ class SqlCertificateStore:
             "org_path": record.org_path,
             "profile": record.profile,
             "subject": record.subject,
-            "not_before": raw.when(record.not_before),
-            "not_after": raw.when(record.not_after),
+            "not_before": when(record.not_before),
+            "not_after": when(record.not_after),
             "status": reserved,
-            "created_at": raw.when(record.created_at),
+            "created_at": when(record.created_at),
             "public_key_sha256": record.public_key_sha256,
         } for record in records])
         if inserted != len(records):
@@ -259,9 +264,7 @@ class SqlCertificateStore:
         raw = RawSql(self._c)
         found: list[tuple[str, str | None]] = []
         for chunk in _chunks(list(dict.fromkeys(key_hashes))):
-            statement = RawStatement(select_sql(
-                "certificates", ("public_key_sha256", "device_id"),
-                f"public_key_sha256 IN ({in_list('key', len(chunk))})"))
+            statement = in_statement(_KEY_HOLDERS, "key", len(chunk))
             found += [(row[0], row[1]) for row in raw.all(statement, in_params("key", chunk))]
         return found
 

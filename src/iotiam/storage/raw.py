@@ -9,6 +9,7 @@ stays on SQLAlchemy Core. Values are stored exactly as the Core path stores them
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -128,6 +129,13 @@ def row_object(columns: tuple[str, ...], values: Any, times: frozenset[str]) -> 
 def in_list(name: str, count: int) -> str:
     """``:name0, :name1, …``: the parameters of an ``IN (…)`` with ``count`` values."""
     return ", ".join(f":{name}{i}" for i in range(count))
+
+
+@functools.lru_cache(maxsize=256)
+def in_statement(sql: str, name: str, count: int) -> RawStatement:
+    """``sql`` with its ``{in_list}`` made :func:`in_list` (name, count); made once per
+    shape, as rendering for psycopg costs a regex pass per parameter."""
+    return RawStatement(sql.format(in_list=in_list(name, count)))
 
 
 def in_params(name: str, values: Sequence[Any]) -> dict[str, Any]:
