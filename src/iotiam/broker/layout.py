@@ -45,6 +45,9 @@ class BrokerConfig:
     psk_port: int = 8884
     #: plain MQTT on 127.0.0.1 only, password-protected: iotiam's dynsec admin link
     admin_port: int = 18883
+    #: what the log records for detection (iotiam.broker.events): "connections" or
+    #: "messages" (adds the debug and subscribe log types: every publish's topic + size)
+    event_log: str = "connections"
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,13 @@ def mosquitto_binary() -> Path | None:
     return Path(found) if found else None
 
 
+def log_types(event_log: str) -> tuple[str, ...]:
+    """Mosquitto ``log_type``s for an event level (``messages`` costs throughput)."""
+    types = ("error", "warning", "notice", "information")
+    # "subscribe" marks each granted filter: without it every subscribe reads as denied
+    return (*types, "debug", "subscribe") if event_log == "messages" else types
+
+
 def render_config(config: BrokerConfig, files: BrokerFiles, plugin: Path) -> str:
     """mosquitto.conf for the three listeners."""
     # Started as root, Mosquitto switches to the user named here; iotiam's files are
@@ -127,12 +137,10 @@ def render_config(config: BrokerConfig, files: BrokerFiles, plugin: Path) -> str
         f"user {user}",
         "set_tcp_nodelay true",
         f"log_dest file {files.log}",
-        "log_type error",
-        "log_type warning",
-        "log_type notice",
-        "log_type information",
+        *(f"log_type {kind}" for kind in log_types(config.event_log)),
         "connection_messages true",
-        "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+        # with the zone: the event parser reads these times (iotiam.broker.events)
+        "log_timestamp_format %Y-%m-%dT%H:%M:%S%z",
         f"plugin {plugin}",
         f"plugin_opt_config_file {files.dynsec}",
         f"psk_file {files.psk_file}",

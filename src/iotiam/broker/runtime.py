@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from iotiam.broker.dynsec import DynsecAdmin
+from iotiam.broker.event_source import BrokerEventSource, Deliver
 from iotiam.broker.fleet import LiveFleet
 from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosquitto_binary
 from iotiam.broker.process import ManagedMosquitto
@@ -24,7 +25,8 @@ log = logging.getLogger("iotiam.broker")
 def broker_config(settings: Settings) -> BrokerConfig:
     """The broker's listeners as ``init`` recorded them."""
     return BrokerConfig(host=settings.host, mtls_port=settings.broker_port,
-                        psk_port=settings.broker_psk_port, admin_port=settings.broker_admin_port)
+                        psk_port=settings.broker_psk_port, admin_port=settings.broker_admin_port,
+                        event_log=settings.broker_event_log)
 
 
 def broker_files(settings: Settings) -> BrokerFiles:
@@ -40,19 +42,29 @@ class DataPlane:
     broker: ManagedMosquitto | None
     thread: threading.Thread
     stop_event: threading.Event
+    #: the managed broker's log followed into detection events (when asked for)
+    events: BrokerEventSource | None = None
 
     def stop(self) -> None:
-        """Stop syncing, then the broker."""
+        """Stop syncing, then the broker, then read the broker's last log lines."""
         self.stop_event.set()
         self.sync.wake.set()
         self.thread.join(timeout=5)
         self.sync.close()
         if self.broker is not None:
             self.broker.stop()
+        if self.events is not None:
+            self.events.stop()
 
 
-def start_data_plane(fleet: LiveFleet, settings: Settings) -> DataPlane | None:
-    """Provision and start the managed broker (or attach to an external one) and sync it."""
+def start_data_plane(fleet: LiveFleet, settings: Settings,
+                     deliver: Deliver | None = None) -> DataPlane | None:
+    """Provision and start the managed broker (or attach to an external one) and sync it.
+
+    With ``deliver`` (e.g. the detection service's ingest), the managed broker's log is
+    followed and its events are handed to it in batches; an external broker's log is
+    not iotiam's to read.
+    """
     if settings.broker_mode == "off":
         return None
     config = broker_config(settings)
@@ -83,10 +95,21 @@ def start_data_plane(fleet: LiveFleet, settings: Settings) -> DataPlane | None:
         return DynsecAdmin(host, config.admin_port, ADMIN_USERNAME, password, cancel=stop)
 
     sync = BrokerSync(fleet, fleet.clock, files, connect, broker)
+    events: BrokerEventSource | None = None
+    if broker is not None and deliver is not None:
+        # started before the broker: its first connections are in the part of the log
+        # that follows the current end
+        events = BrokerEventSource(files.log, deliver, rotate=broker.reload)
+        events.start()
     if broker is not None:
-        log.info("broker cold start: %s", sync.cold_start())
+        try:
+            log.info("broker cold start: %s", sync.cold_start())
+        except BaseException:
+            if events is not None:
+                events.stop()
+            raise
     thread = threading.Thread(target=sync.run, args=(stop,), daemon=True, name="broker-sync")
     thread.start()
     if broker is not None:
         log.info("managed Mosquitto: mTLS :%d, TLS-PSK :%d", config.mtls_port, config.psk_port)
-    return DataPlane(sync, broker, thread, stop)
+    return DataPlane(sync, broker, thread, stop, events)
