@@ -235,6 +235,8 @@ class FleetBuilder:
         version, digest = self.firmware_at(device, at)
         self.emit(EventKind.CONNECT, at, device, source_ip=ip or device.ip,
                   client_id=device.id, firmware_version=version, firmware_hash=digest)
+        self.emit(EventKind.SUBSCRIBE, at + 0.2, device, topic=f"devices/{device.id}/cmd/#",
+                  qos=1)
 
     def simulate_normal(self) -> None:
         """Every device's normal day from the scenario start."""
@@ -423,11 +425,16 @@ def topic_probing(b: FleetBuilder) -> None:
               for o in others[: rng.randint(4, 30)]]
     extra = ["$SYS/#", f"firmware/{device.type}/upload", "admin/users", "#"]
     topics[rng.randrange(len(topics)):0] = rng.sample(extra, rng.randint(0, 2))
+    # half of the probes meet a grant that is too broad: subscriptions that succeed
+    allowed = rng.random() < 0.5
     at = start
     for topic in topics:
         action = rng.choice(["publish", "subscribe"])
-        b.emit(EventKind.AUTHZ_FAILURE, at, device, topic=topic, action=action,
-               source_ip=device.ip, reason="not authorized")
+        if allowed and action == "subscribe":
+            b.emit(EventKind.SUBSCRIBE, at, device, topic=topic, qos=0)
+        else:
+            b.emit(EventKind.AUTHZ_FAILURE, at, device, topic=topic, action=action,
+                   source_ip=device.ip, reason="not authorized")
         at += rng.uniform(2, 15)
     b.attack(FindingType.TOPIC_PROBING, device, start, at,
              f"{len(topics)} refusals, {len(set(topics))} topics")
@@ -472,11 +479,8 @@ def unusual_source(b: FleetBuilder) -> None:
         ip = b.address((device.site + 1) % b.sites, rng.randint(1, 4))
     else:
         ip = b.address(device.site, rng.randint(5, 9))
-    b.connect(device, start, ip)
-    at = start + rng.uniform(1, 5)
-    b.emit(EventKind.SUBSCRIBE, at, device, topic=f"devices/{device.id}/cmd/#", qos=1,
-           source_ip=ip)
-    end = at + rng.uniform(120, 600)
+    b.connect(device, start, ip)  # and subscribes to the device's commands
+    end = start + rng.uniform(120, 600)
     b.emit(EventKind.DISCONNECT, end, device, source_ip=ip)
     b.attack(FindingType.UNUSUAL_SOURCE, device, start, end, f"{shape}: {ip}")
 

@@ -48,3 +48,19 @@ def test_ok_false_positive_teaches_the_topics() -> None:
                                            for i, t in enumerate(topics)])
     engine.false_positive(finding)
     assert run(engine, [refused(T0 + 9000 + i, t) for i, t in enumerate(topics)]) == []
+
+
+def subscribed(at: float, topic: str, device: str = "d1") -> Event:
+    return event(EventKind.SUBSCRIBE, at, device, topic=topic)
+
+
+@pytest.mark.parametrize(("topics", "expected"), [
+    pytest.param(["devices/d1/cmd/#"] * 5, 0, id="ok/its-own-filter-again"),
+    pytest.param([f"devices/d{i}/#" for i in range(2, 6)], 1,
+                 id="fail/too-broad-grant-walked"),
+])
+def test_allowed_subscriptions_outside_the_topic_set(topics: list[str], expected: int) -> None:
+    engine = monitor(TopicProbing(learning_seconds=LEARN))
+    learning = [subscribed(T0 + 1, "devices/d1/cmd/#")]
+    later = [subscribed(T0 + LEARN + 60 + 5 * i, t) for i, t in enumerate(topics)]
+    assert len(run(engine, connected() + learning + later)) == expected

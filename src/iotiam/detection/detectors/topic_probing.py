@@ -1,9 +1,12 @@
 """Topic-scope probing: a device trying topics outside its grant, one after another.
 
 A misconfigured device is refused on the same topic again and again; a compromised
-one walks through other devices' namespaces. So what counts is *distinct* refused
-topics in a window, not refusals: the ones the device is refused for normally
-(learned while it learns, or taught by a false positive) do not count.
+one walks through other devices' namespaces. So what counts is *distinct* topics in a
+window, not refusals: topics it was refused on, and filters it subscribed to that are
+outside its topic set (a device whose grant is too broad is not refused, but its
+walk through other namespaces is still new subscriptions). Refusals the device has
+normally (learned while it learns, or taught by a false positive) and the filters it
+subscribes to normally do not count.
 """
 
 from __future__ import annotations
@@ -20,39 +23,45 @@ MANY_TOPICS = 10
 
 
 class TopicProbing:
-    """Authorization failures (Device Defender ``aws:num-authorization-failures``) on
-    many distinct topics."""
+    """Authorization failures (Device Defender ``aws:num-authorization-failures``) and
+    new subscriptions on many distinct topics."""
 
     name = "topic_probing"
-    kinds = frozenset({EventKind.AUTHZ_FAILURE, EventKind.CONNECT})
+    kinds = frozenset({EventKind.AUTHZ_FAILURE, EventKind.SUBSCRIBE, EventKind.CONNECT})
 
     def __init__(self, *, learning_seconds: float = 3600.0, cooldown: float = 600.0) -> None:
         self.learning_seconds = learning_seconds
         self._first: dict[str, float] = {}
         self._denied: dict[str, set[str]] = {}
+        #: filters each device subscribed to (allowed), its topic set
+        self._subscribed: dict[str, set[str]] = {}
         self._allow: dict[str, int] = {}
         self._windows: dict[str, Window] = {}
         self._cooldown = Cooldown(cooldown)
 
     def learn(self, event: Event) -> None:
-        """While the device learns, the topics it is refused on are its normal ones."""
-        device_id = event.device_id
+        """While the device learns, its refusals and subscriptions are its normal ones."""
+        device_id, topic = event.device_id, event.topic
         if device_id is None:
             return
         first = self._first.setdefault(device_id, event.at)
-        if event.kind is EventKind.AUTHZ_FAILURE and event.topic is not None \
-                and event.at - first < self.learning_seconds:
-            self._denied.setdefault(device_id, set()).add(event.topic)
+        if topic is None or event.at - first >= self.learning_seconds:
+            return
+        if event.kind is EventKind.AUTHZ_FAILURE:
+            self._denied.setdefault(device_id, set()).add(topic)
+        elif event.kind is EventKind.SUBSCRIBE:
+            self._subscribed.setdefault(device_id, set()).add(topic)
 
     def __call__(self, event: Event) -> list[Finding]:
-        """A finding once distinct unusual refused topics in the window reach the threshold."""
-        device_id, topic = event.device_id, event.topic
-        if event.kind is not EventKind.AUTHZ_FAILURE or device_id is None or topic is None:
+        """A finding once distinct unusual topics in the window reach the threshold."""
+        device_id, topic, kind = event.device_id, event.topic, event.kind
+        if kind is EventKind.CONNECT or device_id is None or topic is None:
             return []
         first = self._first.get(device_id)
         if first is None or event.at - first < self.learning_seconds:
             return []  # still learning which refusals are its normal ones
-        if topic in self._denied.get(device_id, ()):
+        usual = self._denied if kind is EventKind.AUTHZ_FAILURE else self._subscribed
+        if topic in usual.get(device_id, ()):
             return []
         window = self._windows.get(device_id)
         if window is None:
@@ -66,11 +75,11 @@ class TopicProbing:
             FindingType.TOPIC_PROBING,
             Severity.HIGH if len(topics) >= MANY_TOPICS else Severity.MEDIUM,
             event.at, device_id,
-            f"{device_id} was refused on {len(topics)} distinct topics within "
-            f"{WINDOW_SECONDS:.0f} s (latest {event.action or 'access'} on {topic!r})",
+            f"{device_id} tried {len(topics)} distinct topics outside its usual set within "
+            f"{WINDOW_SECONDS:.0f} s (latest {event.action or kind.value} on {topic!r})",
             self.name,
             {"metric": "aws:num-authorization-failures", "topics": sorted(map(str, topics)),
-             "refusals": len(window), "window_s": WINDOW_SECONDS, "threshold": threshold},
+             "attempts": len(window), "window_s": WINDOW_SECONDS, "threshold": threshold},
             event.device_type)]
 
     def forgive(self, finding: Finding) -> None:
@@ -79,15 +88,17 @@ class TopicProbing:
             return
         topics = [str(t) for t in finding.evidence.get("topics", [])]
         self._denied.setdefault(finding.device_id, set()).update(topics)
+        self._subscribed.setdefault(finding.device_id, set()).update(topics)
         self._allow[finding.device_id] = max(self._allow.get(finding.device_id, 0), len(topics))
 
     def snapshot(self) -> dict[str, Any]:
         """Normally refused topics and taught allowances per device."""
         return {"first": dict(self._first), "denied": json_sets(self._denied),
-                "allow": dict(self._allow)}
+                "subscribed": json_sets(self._subscribed), "allow": dict(self._allow)}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Inverse of ``snapshot``."""
         self._first = {k: float(v) for k, v in state.get("first", {}).items()}
         self._denied = sets_from_json(state.get("denied", {}))
+        self._subscribed = sets_from_json(state.get("subscribed", {}))
         self._allow = {k: int(v) for k, v in state.get("allow", {}).items()}
