@@ -8,7 +8,9 @@ behind, and a broker restart just appends to the same file. The cost is disk: at
 (rename to ``.1``, then SIGHUP, on which Mosquitto reopens its log; the same HUP re-reads
 the CRL and PSK file, which iotiam only ever installs verified). External rotation
 (logrotate rename + HUP, or copytruncate) is followed too: a new inode is opened from
-its start once the old file is drained; a shrunk file is read again from the start.
+its start once the old file is drained; a shrunk file is read again from the start (a
+copytruncate that is refilled past the read position between two polls goes unnoticed:
+prefer rename + HUP).
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ class BrokerEventSource:
         self._path = path
         self._deliver = deliver
         self._rotate = rotate
-        self._max_log_bytes = max_log_bytes
+        #: rotate (when a ``rotate`` hook is given) once the log passes this size
+        self.max_log_bytes = max_log_bytes
         self._batch_seconds = batch_seconds
         self._batch_events = batch_events
         self._poll = poll_seconds
@@ -127,7 +130,7 @@ class BrokerEventSource:
             log.exception("delivering %d broker events failed; they are dropped", len(batch))
 
     def _maybe_rotate(self, followed: _Followed) -> None:
-        if self._rotate is None or followed.position < self._max_log_bytes:
+        if self._rotate is None or followed.position < self.max_log_bytes:
             return
         old = self._path.with_name(self._path.name + ".1")
         try:

@@ -1,0 +1,205 @@
+"""Broker events from a real Mosquitto: what devices do arrives as events, never payloads.
+
+The managed broker's configuration at level ``messages``, synced by the real
+``BrokerSync``; the event source follows its log file as the runtime starts it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from iotiam.broker.dynsec import DynsecAdmin
+from iotiam.broker.event_source import BrokerEventSource
+from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosquitto_binary
+from iotiam.broker.process import ManagedMosquitto
+from iotiam.broker.provision import admin_password, provision_broker
+from iotiam.broker.sync import BrokerSync
+from iotiam.clock import SystemClock
+from iotiam.detection.models import Event, EventKind
+from iotiam.pki.authority import CaMaterial, create_issuing_ca, create_root_ca
+from iotiam.pki.csr import LeafIdentity
+from iotiam.pki.issuance import LeafIssuer
+from iotiam.pki.keys import generate_private_key
+from iotiam.pki.models import KeyAlgorithm
+from iotiam.pki.profiles import DEVICE
+from iotiam.testing import free_port, require
+from iotiam.testing.mqtt import MqttDevice
+
+from .test_broker_dataplane import Fleet
+
+pytestmark = pytest.mark.integration
+
+PEM = serialization.Encoding.PEM
+SECRET = b"s3cret-payload-never-logged"
+
+
+class Collected:
+    """The deliver callback: keeps every batch, wakes waiters."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.batches = 0
+        self._changed = threading.Condition()
+
+    def __call__(self, events: list[Event]) -> None:
+        with self._changed:
+            self.events.extend(events)
+            self.batches += 1
+            self._changed.notify_all()
+
+    def wait_for(self, ready: Callable[[list[Event]], bool], timeout: float = 5.0) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: ready(self.events), timeout)
+
+
+@dataclass
+class Broker:
+    files: BrokerFiles
+    config: BrokerConfig
+    fleet: Fleet
+    process: ManagedMosquitto
+    sync: BrokerSync
+    collected: Collected
+    source: BrokerEventSource
+    work: Path
+
+    def credentials(self, device_id: str, issuer: CaMaterial, serial: int) -> tuple[Path, Path]:
+        key = generate_private_key(KeyAlgorithm.EC_P256)
+        identity = LeafIdentity(subject=x509.Name(
+            [x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+        cert = LeafIssuer(issuer.signer, issuer.certificate, None).issue(
+            key.public_key(), identity, DEVICE, serial, self.fleet.now - timedelta(minutes=5))
+        cert_path, key_path = self.work / f"{serial}.pem", self.work / f"{serial}.key"
+        cert_path.write_bytes(cert.public_bytes(PEM))
+        key_path.write_bytes(key.private_bytes(PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        return cert_path, key_path
+
+
+def ca(name: str, now: datetime) -> tuple[CaMaterial, x509.Certificate]:
+    root = create_root_ca(alg=KeyAlgorithm.EC_P256, common_name=f"{name} Root",
+                          organization="t", now=now - timedelta(hours=1), serial=1)
+    issuing = create_issuing_ca(root=root, alg=KeyAlgorithm.EC_P256,
+                                common_name=f"{name} Issuing", organization="t",
+                                now=now - timedelta(hours=1), serial=2)
+    return issuing, root.certificate
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    binary = mosquitto_binary()
+    require(binary is not None, "the mosquitto binary is not installed")
+    assert binary is not None
+    now = datetime.now(UTC)
+    issuing, root = ca("Test", now)
+    files = BrokerFiles(tmp_path / "broker")
+    config = BrokerConfig(mtls_port=free_port(), psk_port=free_port(), admin_port=free_port(),
+                          event_log="messages")
+    provision_broker(files, config, issuing=issuing, root=root,
+                     names=["localhost", "127.0.0.1"], now=now, serial=3)
+    fleet = Fleet(issuing, now)
+    process = ManagedMosquitto(binary, config, files)
+    password = admin_password(files)
+    sync = BrokerSync(
+        fleet, SystemClock(), files,
+        lambda: DynsecAdmin("127.0.0.1", config.admin_port, ADMIN_USERNAME, password),
+        process)
+    sync.install_files()
+    collected = Collected()
+    # as the runtime does it: the source is following before the broker starts
+    source = BrokerEventSource(files.log, collected, rotate=process.reload)
+    source.start()
+    process.start()
+    try:
+        yield Broker(files, config, fleet, process, sync, collected, source, tmp_path)
+    finally:
+        sync.close()
+        process.stop()
+        source.stop()
+
+
+def test_broker_events_ok_device_session_and_bad_certificate(broker: Broker) -> None:
+    broker.fleet.allow("dev-1")
+    broker.sync.full_sync()
+    cert, key = broker.credentials("dev-1", broker.fleet.issuing, 100)
+    device = MqttDevice("dev-1-sensor").use_certificate(broker.files.ca, cert, key)
+    assert device.connect(broker.config.mtls_port)
+    device.publish("devices/dev-1/telemetry", SECRET)
+    assert not device.subscribe("devices/dev-2/#")
+    device.publish("devices/dev-2/cmd", b"12345")
+    device.close()
+    evil, _ = ca("Evil", broker.fleet.now)
+    bad_cert, bad_key = broker.credentials("dev-1", evil, 200)
+    intruder = MqttDevice("intruder").use_certificate(broker.files.ca, bad_cert, bad_key)
+    intruder.client.reconnect_delay_set(60, 120)
+    assert not intruder.connect(broker.config.mtls_port, timeout=1.0)
+    intruder.client.loop_stop()
+
+    def complete(events: list[Event]) -> bool:
+        kinds = {e.kind for e in events}
+        return {EventKind.DISCONNECT, EventKind.AUTH_FAILURE} <= kinds
+
+    assert broker.collected.wait_for(complete), broker.collected.events
+    events = broker.collected.events
+    mine = [e for e in events if e.device_id == "dev-1"]
+    summary = [(e.kind, e.topic, e.size, e.action) for e in mine]
+    assert summary == [
+        (EventKind.CONNECT, None, None, None),
+        (EventKind.PUBLISH, "devices/dev-1/telemetry", len(SECRET), None),
+        (EventKind.AUTHZ_FAILURE, "devices/dev-2/#", None, "subscribe"),
+        (EventKind.AUTHZ_FAILURE, "devices/dev-2/cmd", 5, "publish"),
+        (EventKind.DISCONNECT, None, None, None),
+    ]
+    connect, disconnect = mine[0], mine[-1]
+    assert (connect.client_id, connect.source_ip, connect.protocol) == (
+        "dev-1-sensor", "127.0.0.1", "mqtt5")
+    assert disconnect.reason == "normal"
+    failures = [e for e in events if e.kind is EventKind.AUTH_FAILURE]
+    assert failures[0].reason == "tls: certificate verify failed"
+    assert failures[0].source_ip == "127.0.0.1"
+    assert failures[0].device_id is None
+    # iotiam's own admin link (the sync) is not a device
+    assert all(e.device_id in (None, "dev-1") for e in events)
+    # never a payload, anywhere in an event
+    assert all(SECRET.decode() not in repr(e) for e in events)
+    assert broker.source.stats.malformed == 0
+    assert broker.collected.batches < len(events)  # batched, not one call per event
+
+
+def test_broker_events_ok_rotation_and_restart(broker: Broker) -> None:
+    broker.fleet.allow("dev-1")
+    broker.sync.full_sync()
+    cert, key = broker.credentials("dev-1", broker.fleet.issuing, 101)
+    broker.source.max_log_bytes = 1  # rotate at the next idle moment
+    first = MqttDevice("one").use_certificate(broker.files.ca, cert, key)
+    assert first.connect(broker.config.mtls_port)
+    first.close()
+    assert broker.collected.wait_for(lambda ev: any(e.client_id == "one" and
+                                                    e.kind is EventKind.DISCONNECT for e in ev))
+    assert broker.collected.wait_for(lambda _: broker.source.rotations >= 1)
+    broker.source.max_log_bytes = 1 << 30
+    assert broker.collected.wait_for(lambda _: broker.files.log.exists())
+    second = MqttDevice("two").use_certificate(broker.files.ca, cert, key)
+    assert second.connect(broker.config.mtls_port)
+    second.close()
+    assert broker.collected.wait_for(lambda ev: any(e.client_id == "two" and
+                                                    e.kind is EventKind.DISCONNECT for e in ev))
+    # a broker restart appends to the same file: still followed
+    broker.process.stop()
+    broker.process.start()
+    broker.sync.full_sync()
+    third = MqttDevice("three").use_certificate(broker.files.ca, cert, key)
+    assert third.connect(broker.config.mtls_port)
+    third.close()
+    assert broker.collected.wait_for(lambda ev: any(e.client_id == "three" and
+                                                    e.kind is EventKind.DISCONNECT for e in ev))
+    assert broker.files.log.with_name("mosquitto.log.1").exists()
