@@ -61,7 +61,8 @@ the log grows ~235 bytes per message (3 lines: received, PUBACK, delivery), 23.5
 connects, disconnects and auth failures cost nothing measurable, while per-message
 metadata costs a third of the broker's throughput and disk; ``messages`` is a setting
 (``broker_event_log``, ``IOTIAM_BROKER_EVENT_LOG``, recorded by ``iotiam init``) for
-fleets whose message rate leaves that headroom.
+fleets whose message rate leaves that headroom. The parser itself reads ~380k lines/s
+(~130k publish events/s) on one core, 8x what the broker logs at ``messages``.
 
 Lines of iotiam's own admin/sync link (username ``iotiam-broker-admin``; any reserved
 name, ``iotiam-*``) are dropped, keyed on the authenticated username, never on the client

@@ -7,6 +7,7 @@ default log types, ``messages`` with debug + subscribe added.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -212,3 +213,16 @@ def test_events_ok_captured_connections_log_has_no_message_events() -> None:
     assert stats.malformed == 0
     kinds = {e.kind for e in events}
     assert kinds == {EventKind.CONNECT, EventKind.DISCONNECT, EventKind.AUTH_FAILURE}
+
+
+def test_events_fail_mangled_captured_lines_never_raise() -> None:
+    rng = random.Random(5)
+    source = lines("messages")
+    parser = BrokerLogParser()
+    for _ in range(20_000):
+        line = rng.choice(source)
+        cut = rng.randrange(len(line) + 1)
+        noise = "".join(rng.choice("'() ,.:\t\\x00é0123456789dqrmpuk") for _ in range(3))
+        parser.feed(rng.choice([line[:cut], line[:cut] + noise + line[cut:],
+                                line.replace("'", "", 1), line + line]))
+    assert parser.stats.lines == 20_000
