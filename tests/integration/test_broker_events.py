@@ -6,6 +6,8 @@ The managed broker's configuration at level ``messages``, synced by the real
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,13 +19,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from iotiam.bootstrap import broker_fleet, build_services, initialize
 from iotiam.broker.dynsec import DynsecAdmin
 from iotiam.broker.event_source import BrokerEventSource
 from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosquitto_binary
 from iotiam.broker.process import ManagedMosquitto
 from iotiam.broker.provision import admin_password, provision_broker
+from iotiam.broker.runtime import start_data_plane
 from iotiam.broker.sync import BrokerSync
 from iotiam.clock import SystemClock
+from iotiam.config import Settings
 from iotiam.detection.models import Event, EventKind
 from iotiam.pki.authority import CaMaterial, create_issuing_ca, create_root_ca
 from iotiam.pki.csr import LeafIdentity
@@ -203,3 +208,41 @@ def test_broker_events_ok_rotation_and_restart(broker: Broker) -> None:
     assert broker.collected.wait_for(lambda ev: any(e.client_id == "three" and
                                                     e.kind is EventKind.DISCONNECT for e in ev))
     assert broker.files.log.with_name("mosquitto.log.1").exists()
+
+
+def test_broker_events_ok_serve_runtime_follows_the_managed_broker(tmp_path: Path) -> None:
+    require(mosquitto_binary() is not None, "the mosquitto binary is not installed")
+    settings = Settings(data_dir=tmp_path / "data", port=free_port(), http_port=free_port(),
+                        broker_port=free_port(), broker_psk_port=free_port(),
+                        broker_admin_port=free_port())
+    initialize(settings)
+    services = build_services(settings)
+    collected = Collected()
+    plane = start_data_plane(broker_fleet(services), settings, collected)
+    try:
+        assert plane is not None and plane.events is not None
+        # a client without a certificate: refused at TLS, reported with its source
+        context = ssl.create_default_context(cafile=str(tmp_path / "data" / "broker" / "ca.pem"))
+        context.check_hostname = False
+        with socket.create_connection(("127.0.0.1", settings.broker_port)) as raw:
+            try:
+                with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                    tls.sendall(b"\x10\x00")
+                    tls.recv(1)
+            except (ssl.SSLError, OSError):
+                pass
+        assert collected.wait_for(lambda ev: any(
+            e.kind is EventKind.AUTH_FAILURE and e.source_ip == "127.0.0.1" for e in ev))
+    finally:
+        if plane is not None:
+            plane.stop()
+        services.close()
+    # the sync's own admin link never shows up as a device
+    assert all(e.device_id is None for e in collected.events)
+    again = build_services(settings)
+    try:  # no callback, no source
+        without = start_data_plane(broker_fleet(again), settings)
+        assert without is not None and without.events is None
+        without.stop()
+    finally:
+        again.close()
