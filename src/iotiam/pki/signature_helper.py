@@ -94,7 +94,8 @@ class SignatureHelper:
         return self._process
 
     def _start(self) -> None:
-        env = dict(os.environ)
+        # it needs none of iotiam's settings or secrets (the CA key passphrase)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IOTIAM_")}
         # the helper imports this very package, wherever it was imported from here
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(
