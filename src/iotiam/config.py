@@ -66,7 +66,7 @@ class Settings:
     #: what the managed broker logs for detection: "connections" (connects, disconnects,
     #: auth failures) or "messages" (also each publish's topic and size, subscribes and
     #: ACL refusals; costs broker throughput, measured in iotiam.broker.events)
-    broker_event_log: str = "connections"
+    broker_event_log: str = "messages"
     #: findings are POSTed here, signed with secrets/alert-webhook.key (HMAC-SHA256)
     alert_webhook_url: str | None = None
     #: RFC 5424 syslog target for findings: ``host:port`` (UDP) or ``host:port/tcp``
@@ -155,7 +155,7 @@ def load_settings(data_dir: Path) -> Settings:
         broker_admin_host=env.get("IOTIAM_BROKER_ADMIN_HOST")
         or recorded.get("broker_admin_host", "127.0.0.1"),
         broker_event_log=_broker_event_log(env.get("IOTIAM_BROKER_EVENT_LOG")
-                                           or recorded.get("broker_event_log", "connections")),
+                                           or recorded.get("broker_event_log", "messages")),
         alert_webhook_url=env.get("IOTIAM_ALERT_WEBHOOK_URL")
         or recorded.get("alert_webhook_url"),
         alert_syslog=env.get("IOTIAM_ALERT_SYSLOG") or recorded.get("alert_syslog"),

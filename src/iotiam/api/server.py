@@ -109,7 +109,8 @@ def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> N
     if index:
         services.database.after_fork()
     # one writer of the broker's state: the first process drives the data plane
-    plane = start_data_plane(broker_fleet(services), settings) if index == 0 else None
+    plane = start_data_plane(broker_fleet(services), settings,
+                             deliver=services.ingest.deliver) if index == 0 else None
     # one process keeps trust scores current, as one drives the broker
     scores_stop = threading.Event()
     if index == 0:

@@ -57,12 +57,15 @@ What level ``messages`` costs (measured here, one Mosquitto 2.0.11, mTLS P-256, 
 22.7k-28.1k publishes/s at ``connections`` vs 16.0k-16.3k at ``messages`` (-30 to -40 %);
 the log grows ~235 bytes per message (3 lines: received, PUBACK, delivery), 23.5 MB per
 100k messages, against ~0 at ``connections``. Connect + publish + disconnect cycles
-(client-spawn bound) measured 102-157/s vs 87-95/s. So the default is ``connections``:
-connects, disconnects and auth failures cost nothing measurable, while per-message
-metadata costs a third of the broker's throughput and disk; ``messages`` is a setting
-(``broker_event_log``, ``IOTIAM_BROKER_EVENT_LOG``, recorded by ``iotiam init``) for
-fleets whose message rate leaves that headroom. The parser itself reads ~380k lines/s
-(~130k publish events/s) on one core, 8x what the broker logs at ``messages``.
+(client-spawn bound) measured 102-157/s vs 87-95/s. The default is ``messages`` all the
+same: without it the broker's authorization failures and message rates are invisible,
+and the topic-probing, rate and size detectors are blind on the managed broker — the
+embedded default is for fleets well under 16k messages/s, and the log rotates at
+64 MiB. ``connections`` (``broker_event_log``, ``IOTIAM_BROKER_EVENT_LOG``, recorded
+by ``iotiam init``) gives that third of the throughput back where the message rate needs
+it, keeping connects, disconnects and auth failures, which cost nothing measurable. The
+parser itself reads ~380k lines/s (~130k publish events/s) on one core, 8x what the
+broker logs at ``messages``.
 
 Lines of iotiam's own admin/sync link (username ``iotiam-broker-admin``; any reserved
 name, ``iotiam-*``) are dropped, keyed on the authenticated username, never on the client

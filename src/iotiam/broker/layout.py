@@ -47,7 +47,7 @@ class BrokerConfig:
     admin_port: int = 18883
     #: what the log records for detection (iotiam.broker.events): "connections" or
     #: "messages" (adds the debug and subscribe log types: every publish's topic + size)
-    event_log: str = "connections"
+    event_log: str = "messages"
 
 
 @dataclass(frozen=True)

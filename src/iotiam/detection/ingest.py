@@ -154,6 +154,10 @@ class EventIngest:
             report.findings += len(findings)
         return report
 
+    def deliver(self, events: list[Event]) -> None:
+        """``ingest`` for sources that only hand events over (the broker's log)."""
+        self.ingest(events)
+
     def ingest_records(self, records: Iterable[tuple[int, object]], *,
                        org_path: str | None = None) -> IngestReport:
         """Parse numbered JSON values into events (bad ones reported), then ingest."""

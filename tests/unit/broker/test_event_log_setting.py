@@ -24,11 +24,11 @@ def test_event_log_ok_rendered(tmp_path: Path, level: str, debug: bool) -> None:
 def test_event_log_ok_recorded_and_overridden(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("IOTIAM_BROKER_EVENT_LOG", raising=False)
+    assert load_settings(tmp_path).broker_event_log == "messages"  # detection sees ACLs
+    save_settings(Settings(data_dir=tmp_path, broker_event_log="connections"))
     assert load_settings(tmp_path).broker_event_log == "connections"
-    save_settings(Settings(data_dir=tmp_path, broker_event_log="messages"))
+    monkeypatch.setenv("IOTIAM_BROKER_EVENT_LOG", "messages")
     assert load_settings(tmp_path).broker_event_log == "messages"
-    monkeypatch.setenv("IOTIAM_BROKER_EVENT_LOG", "connections")
-    assert load_settings(tmp_path).broker_event_log == "connections"
 
 
 def test_event_log_fail_unknown_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

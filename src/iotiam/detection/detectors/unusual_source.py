@@ -82,7 +82,9 @@ class UnusualSource:
             type_young = at - self._type_first.get(event.device_type or "", at) \
                 < self.learning_seconds
             sites = self._sites.get(event.device_type or "", set())
-            if type_young or site_of(source) in sites:
+            # no site of the type known at all (the first device of its type, or no
+            # learning period): there is no pattern to be outside of
+            if type_young or not sites or site_of(source) in sites:
                 return []
         self._outlier = event
         reported = self._reported.setdefault(device_id, set())
