@@ -282,3 +282,17 @@ def test_ok_worse_repeat_escalates_and_asks_the_playbook_again(
     assert stored.finding.severity is Severity.HIGH and stored.repeats == 1
     assert response.handle([finding("s1", FindingType.TOPIC_PROBING, Severity.LOW)]) == []
     assert AuditTag.FINDING_ESCALATED in audit_tags(installation)
+
+
+def test_ok_non_compliant_firmware_is_quarantined_in_enforce(
+        installation: Installation) -> None:
+    api = installation.api()
+    add_device(api, "s1")
+    issue(api, "s1")
+    response = installation.services.response
+    response.set_mode(SYSTEM, "sensor", "enforce")
+    attested = replace(finding("s1", FindingType.FIRMWARE_NONCOMPLIANT, Severity.MEDIUM),
+                       detector="attestation")
+    response.report([attested])
+    assert installation.services.inventory.get_device(SYSTEM, "s1").state \
+        is DeviceState.QUARANTINED
