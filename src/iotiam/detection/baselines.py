@@ -88,23 +88,31 @@ class Cooldown:
     An episode lasts while abnormal events keep coming less than ``seconds`` apart
     (each one extends it), so a long attack, and the trailing windows that still hold
     its events, raise one finding; the same behaviour after ``seconds`` of calm is a
-    new episode.
+    new episode. An episode that gets worse (a higher ``severity`` than it was reported
+    at: 6 failed logins became 40) is reported again, so the response can escalate.
     """
 
-    __slots__ = ("_until", "seconds")
+    __slots__ = ("_until", "_worst", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._until: dict[object, float] = {}
+        self._worst: dict[object, int] = {}
 
-    def ready(self, key: object, at: float) -> bool:
-        """Whether an abnormal event for ``key`` at ``at`` starts a new episode."""
+    def ready(self, key: object, at: float, severity: int = 0) -> bool:
+        """Whether an abnormal event for ``key`` at ``at`` starts a new episode, or
+        makes the current one worse than reported."""
         until = self._until.get(key)
         self._until[key] = at + self.seconds
         if until is not None and at < until:
+            if severity > self._worst.get(key, severity):
+                self._worst[key] = severity
+                return True
             return False
+        self._worst[key] = severity
         if len(self._until) > 100_000:  # forget the long-expired ones
             self._until = {k: u for k, u in self._until.items() if u > at}
+            self._worst = {k: w for k, w in self._worst.items() if k in self._until}
         return True
 
 

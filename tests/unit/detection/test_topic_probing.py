@@ -22,7 +22,8 @@ def connected() -> list[Event]:
     pytest.param(["devices/d1/config"] * 20, 0, id="ok/same-topic-again-and-again"),
     pytest.param(["devices/d2/cmd", "devices/d3/cmd", "$SYS/#"], 0, id="ok/three-topics"),
     pytest.param([f"devices/d{i}/cmd" for i in range(2, 6)], 1, id="fail/four-topics"),
-    pytest.param([f"devices/d{i}/#" for i in range(2, 40)], 1, id="fail/namespace-walk"),
+    # medium at four topics, escalated once to high at ten; then one episode
+    pytest.param([f"devices/d{i}/#" for i in range(2, 40)], 2, id="fail/namespace-walk"),
 ])
 def test_probing(topics: list[str], expected: int) -> None:
     engine = monitor(TopicProbing(learning_seconds=LEARN))
@@ -30,7 +31,8 @@ def test_probing(topics: list[str], expected: int) -> None:
     findings = run(engine, connected() + [refused(start + 5 * i, t) for i, t in enumerate(topics)])
     assert len(findings) == expected
     if expected:
-        assert findings[0].type is FindingType.TOPIC_PROBING
+        assert {f.type for f in findings} == {FindingType.TOPIC_PROBING}
+        assert [f.severity.label for f in findings] == ["medium", "high"][:expected]
 
 
 def test_ok_topics_refused_while_learning_are_normal() -> None:

@@ -62,7 +62,8 @@ class AuthFailureBurst:
             if len(window) < threshold:
                 continue
             self._peaks[key] = max(self._peaks.get(key, 0), len(window))
-            if not self._cooldown.ready(key, at):
+            severity = Severity.HIGH if len(window) >= MANY_FAILURES else Severity.MEDIUM
+            if not self._cooldown.ready(key, at, severity):
                 continue
             clients = window.distinct()
             # one address after one device's credentials: the finding is about the device
@@ -70,8 +71,7 @@ class AuthFailureBurst:
                                                   and event.device_id is not None)
             findings.append(Finding(
                 FindingType.AUTH_FAILURE_BURST,
-                Severity.HIGH if len(window) >= MANY_FAILURES else Severity.MEDIUM,
-                at, event.device_id if by_identity else None,
+                severity, at, event.device_id if by_identity else None,
                 f"{len(window)} failed connection attempts in {WINDOW_SECONDS:.0f} s "
                 + (f"for {value}" if by_identity else
                    f"from {value} ({len(clients)} identities)"),

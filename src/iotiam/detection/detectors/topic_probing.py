@@ -69,12 +69,11 @@ class TopicProbing:
         window.add(event.at, topic)
         topics = window.distinct()
         threshold = MIN_TOPICS + self._allow.get(device_id, 0)
-        if len(topics) < threshold or not self._cooldown.ready(device_id, event.at):
+        severity = Severity.HIGH if len(topics) >= MANY_TOPICS else Severity.MEDIUM
+        if len(topics) < threshold or not self._cooldown.ready(device_id, event.at, severity):
             return []
         return [Finding(
-            FindingType.TOPIC_PROBING,
-            Severity.HIGH if len(topics) >= MANY_TOPICS else Severity.MEDIUM,
-            event.at, device_id,
+            FindingType.TOPIC_PROBING, severity, event.at, device_id,
             f"{device_id} tried {len(topics)} distinct topics outside its usual set within "
             f"{WINDOW_SECONDS:.0f} s (latest {event.action or kind.value} on {topic!r})",
             self.name,
