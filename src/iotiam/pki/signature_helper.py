@@ -75,8 +75,15 @@ class SignatureHelper:
         if self._broken:
             return None
         if self._process is not None and self._owner_pid != os.getpid():
-            # a fork of the process that started it: that helper answers the parent
+            # a fork of the process that started it: that helper answers the parent, so
+            # let go of the inherited pipes without stopping it
+            if self._finalizer is not None:
+                self._finalizer.detach()
+            for stream in (self._process.stdin, self._process.stdout):
+                if stream is not None:
+                    stream.close()
             self._process, self._finalizer, self._ready = None, None, False
+            self._outstanding = False
         if self._process is None:
             self._start()
             return None  # starting takes ~0.1 s: this batch checks in-process

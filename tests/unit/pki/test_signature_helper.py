@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from iotiam.pki import signature_helper
 from iotiam.pki.signature_helper import SignatureHelper
 from iotiam.testing import make_csr
 
@@ -67,3 +69,20 @@ def test_helper_ok_unread_answers_never_answer_the_next_request(
         assert helper.wait_ready(READY_TIMEOUT)
         follow_up = helper.check([good])
     assert follow_up is not None and follow_up.verdicts() == [True]
+
+
+def test_helper_ok_fork_starts_its_own_and_leaves_the_parents(
+    helper: SignatureHelper, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parents = helper._process
+    assert parents is not None
+    real_pid = os.getpid()
+    monkeypatch.setattr(signature_helper.os, "getpid", lambda: real_pid + 1)
+    try:
+        assert helper.check([make_csr("dev-1", pem=False)]) is None  # its own is starting
+        assert helper._process is not parents
+        assert parents.poll() is None  # the parent's helper was not stopped
+    finally:
+        monkeypatch.undo()
+        parents.kill()
+        parents.wait()
