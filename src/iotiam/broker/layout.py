@@ -48,6 +48,8 @@ class BrokerConfig:
     #: what the log records for detection (iotiam.broker.events): "connections" or
     #: "messages" (adds the debug and subscribe log types: every publish's topic + size)
     event_log: str = "messages"
+    #: seconds between ``$SYS`` updates (Mosquitto publishes every interval + 1 s)
+    sys_interval: int = 10
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,8 @@ def render_config(config: BrokerConfig, files: BrokerFiles, plugin: Path) -> str
         "connection_messages true",
         # with the zone: the event parser reads these times (iotiam.broker.events)
         "log_timestamp_format %Y-%m-%dT%H:%M:%S%z",
+        # broker statistics for iotiam.broker.broker_watch (changed values only)
+        f"sys_interval {config.sys_interval}",
         f"plugin {plugin}",
         f"plugin_opt_config_file {files.dynsec}",
         f"psk_file {files.psk_file}",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
+from iotiam.broker.broker_watch import BrokerWatch
 from iotiam.broker.dynsec import DynsecAdmin
 from iotiam.broker.event_source import BrokerEventSource, Deliver
 from iotiam.broker.fleet import LiveFleet
@@ -44,6 +45,8 @@ class DataPlane:
     stop_event: threading.Event
     #: the managed broker's log followed into detection events (when asked for)
     events: BrokerEventSource | None = None
+    #: $SYS statistics; on an external broker also every message's metadata
+    watch: BrokerWatch | None = None
 
     def stop(self) -> None:
         """Stop syncing, then the broker, then read the broker's last log lines."""
@@ -51,6 +54,8 @@ class DataPlane:
         self.sync.wake.set()
         self.thread.join(timeout=5)
         self.sync.close()
+        if self.watch is not None:
+            self.watch.stop()
         if self.broker is not None:
             self.broker.stop()
         if self.events is not None:
@@ -63,7 +68,8 @@ def start_data_plane(fleet: LiveFleet, settings: Settings,
 
     With ``deliver`` (e.g. the detection service's ingest), the managed broker's log is
     followed and its events are handed to it in batches; an external broker's log is
-    not iotiam's to read.
+    not iotiam's to read, so there a subscription to every message gives their metadata
+    instead (``BrokerWatch``). Either way ``$SYS`` is watched for broker statistics.
     """
     if settings.broker_mode == "off":
         return None
@@ -108,8 +114,12 @@ def start_data_plane(fleet: LiveFleet, settings: Settings,
             if events is not None:
                 events.stop()
             raise
+    # on the managed broker the log already has every publish: `#` would double them
+    watch = BrokerWatch(host, config.admin_port, ADMIN_USERNAME, password,
+                        deliver=deliver if broker is None else None)
+    watch.start()
     thread = threading.Thread(target=sync.run, args=(stop,), daemon=True, name="broker-sync")
     thread.start()
     if broker is not None:
         log.info("managed Mosquitto: mTLS :%d, TLS-PSK :%d", config.mtls_port, config.psk_port)
-    return DataPlane(sync, broker, thread, stop, events)
+    return DataPlane(sync, broker, thread, stop, events, watch)

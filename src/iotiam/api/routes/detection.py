@@ -13,6 +13,7 @@ from iotiam.admin.models import Role
 from iotiam.api.auth import Caller, Wired
 from iotiam.api.schemas import Body
 from iotiam.audit.models import AuditDraft, AuditTag
+from iotiam.broker.broker_watch import broker_statistics
 from iotiam.detection.ingest import json_lines
 from iotiam.errors import InvalidInput
 from iotiam.response.models import Mitigation, StoredFinding
@@ -172,10 +173,15 @@ async def put_playbook(request: Request, caller: Caller, svc: Wired) -> dict[str
 def detection_stats(caller: Caller, svc: Wired) -> dict[str, Any]:
     """What the pipeline has seen in this process."""
     caller.require(Role.VIEWER, "reading detection statistics")
-    return {"events_seen": svc.ingest.events_seen,
-            "events_rejected": svc.ingest.events_rejected,
-            "alerts_sent": svc.alerts.sent, "alerts_failed": svc.alerts.failed,
-            "alerts_dropped": svc.alerts.dropped}
+    stats: dict[str, Any] = {
+        "events_seen": svc.ingest.events_seen, "events_rejected": svc.ingest.events_rejected,
+        "alerts_sent": svc.alerts.sent, "alerts_failed": svc.alerts.failed,
+        "alerts_dropped": svc.alerts.dropped}
+    # only the process that drives the data plane watches the broker
+    broker = broker_statistics()
+    if broker is not None:
+        stats["broker"] = broker
+    return stats
 
 
 @router.get("/devices/{device_id}/trust")
