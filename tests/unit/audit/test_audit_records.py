@@ -124,7 +124,7 @@ def test_action_audited(installation: Installation, alice: TestClient, tag: Audi
 def test_every_tag_is_namespaced() -> None:
     for tag in AuditTag:
         source, subject, action = tag.value.split(":")
-        assert source in {"admin", "device", "pki", "system"}
+        assert source in {"admin", "device", "pki", "system", "detection"}
         assert subject and action
 
 

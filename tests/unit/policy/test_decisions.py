@@ -285,7 +285,8 @@ def test_subject_memo_stays_private() -> None:
     assert pdp.decide(me, CONNECT, "d1", context()).allowed
     assert "memo" not in repr(me)
     assert set(dataclasses.asdict(me)) == {"device_id", "type_name", "org_unit_id", "org_path",
-                                           "state", "site", "attributes", "groups"}
+                                           "state", "site", "attributes", "groups",
+                                           "trust_score", "firmware_compliant"}
     again = pickle.loads(pickle.dumps(me))
     assert again == me
     assert pdp.decide(again, CONNECT, "d1", context()).allowed
