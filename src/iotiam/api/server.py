@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -105,6 +106,10 @@ def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> N
         for sock in api_sockets:
             sock.close()
         raise
+    # what start-up built lives as long as the process: the collector need not walk it
+    # again on every full collection, and forked workers keep sharing its pages
+    gc.collect()
+    gc.freeze()
     index, children = fork_workers(workers - 1)
     if index:
         services.database.after_fork()
