@@ -71,14 +71,16 @@ class DynsecAdmin:
                                     f"{host}:{port}: {e}") from e
         self._client.loop_start()
         with self._lock:
-            if not self._wait(lambda: bool(self._subscribed or self._connect_error), timeout):
-                self.close()
-                raise BrokerUnavailable("the broker did not accept the admin connection in "
-                                        f"{timeout:.0f}s")
-            if self._connect_error:
-                error = self._connect_error
-                self.close()
-                raise BrokerUnavailable(f"the broker refused the admin connection: {error}")
+            ready = self._wait(lambda: bool(self._subscribed or self._connect_error), timeout)
+            error = self._connect_error
+        # closed outside the lock: closing joins paho's thread, whose callbacks take it
+        if not ready:
+            self.close()
+            raise BrokerUnavailable("the broker did not accept the admin connection in "
+                                    f"{timeout:.0f}s")
+        if error:
+            self.close()
+            raise BrokerUnavailable(f"the broker refused the admin connection: {error}")
 
     # -- paho callbacks (network thread) -------------------------------------------------
 

@@ -1,0 +1,187 @@
+"""The broker watch against a real Mosquitto: ``$SYS`` values and message metadata.
+
+The broker is provisioned as iotiam provisions one (the admin role iotiam seeds, which
+is also what ``mosquitto_ctrl dynsec init`` gives an external broker's admin), with
+``sys_interval 1`` so that two ``$SYS`` periods pass within seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from iotiam.bootstrap import broker_fleet, build_services, initialize
+from iotiam.broker.broker_watch import BrokerWatch, broker_statistics
+from iotiam.broker.dynsec import DynsecAdmin
+from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosquitto_binary
+from iotiam.broker.process import ManagedMosquitto
+from iotiam.broker.provision import admin_password, provision_broker
+from iotiam.broker.runtime import start_data_plane
+from iotiam.config import Settings
+from iotiam.detection.models import Event, EventKind
+from iotiam.pki.authority import create_issuing_ca, create_root_ca
+from iotiam.pki.crl import build_crl
+from iotiam.pki.models import KeyAlgorithm
+from iotiam.testing import free_port, require
+from iotiam.testing.mqtt import MqttDevice
+
+pytestmark = pytest.mark.integration
+
+SECRET = b"s3cret-payload-never-kept"
+
+
+class Collected:
+    """The deliver callback: keeps every batch, wakes waiters."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, events: list[Event]) -> None:
+        with self._changed:
+            self.events.extend(events)
+            self._changed.notify_all()
+
+    def wait_for(self, ready: Callable[[list[Event]], bool], timeout: float = 5.0) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: ready(self.events), timeout)
+
+
+@dataclass
+class Broker:
+    config: BrokerConfig
+    process: ManagedMosquitto
+    password: str
+
+
+def eventually(ready: Callable[[], bool], timeout: float = 6.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    binary = mosquitto_binary()
+    require(binary is not None, "the mosquitto binary is not installed")
+    assert binary is not None
+    now = datetime.now(UTC)
+    root = create_root_ca(alg=KeyAlgorithm.EC_P256, common_name="Their Root",
+                          organization="them", now=now, serial=1)
+    issuing = create_issuing_ca(root=root, alg=KeyAlgorithm.EC_P256,
+                                common_name="Their Issuing", organization="them", now=now,
+                                serial=2)
+    files = BrokerFiles(tmp_path / "theirs")
+    config = BrokerConfig(mtls_port=free_port(), psk_port=free_port(), admin_port=free_port(),
+                          event_log="connections", sys_interval=1)
+    provision_broker(files, config, issuing=issuing, root=root.certificate,
+                     names=["127.0.0.1"], now=now, serial=3)
+    files.crl.write_bytes(build_crl(
+        signer=issuing.signer, issuer_cert=issuing.certificate, revocations=[], crl_number=1,
+        this_update=now, next_update=now + timedelta(days=30)).public_bytes(
+            serialization.Encoding.PEM))
+    process = ManagedMosquitto(binary, config, files)
+    process.start()
+    password = admin_password(files)
+    admin = DynsecAdmin("127.0.0.1", config.admin_port, ADMIN_USERNAME, password)
+    try:  # a device with a password, allowed its own namespace and one foreign topic
+        admin.check([
+            {"command": "createRole", "rolename": "dev"},
+            {"command": "addRoleACL", "rolename": "dev", "acltype": "publishClientSend",
+             "topic": "devices/ext-1/#", "allow": True},
+            {"command": "addRoleACL", "rolename": "dev", "acltype": "publishClientSend",
+             "topic": "factory/line-1", "allow": True},
+            {"command": "createClient", "username": "ext-1", "password": "pw",
+             "roles": [{"rolename": "dev"}]},
+        ])
+    finally:
+        admin.close()
+    try:
+        yield Broker(config, process, password)
+    finally:
+        process.stop()
+
+
+def device(broker: Broker, client_id: str) -> MqttDevice:
+    dev = MqttDevice(client_id)
+    dev.client.username_pw_set("ext-1", "pw")
+    assert dev.connect(broker.config.admin_port)
+    return dev
+
+
+def test_watch_ok_publish_metadata_and_sys_values_across_a_restart(broker: Broker) -> None:
+    first = device(broker, "ext-1-a")
+    first.client.publish("devices/ext-1/state", b"retained", qos=1, retain=True).wait_for_publish(5)
+    collected = Collected()
+    watch = BrokerWatch("127.0.0.1", broker.config.admin_port, ADMIN_USERNAME, broker.password,
+                        deliver=collected)
+    watch.start()
+    try:
+        assert eventually(lambda: watch.retained == 1)  # replayed on subscribing: skipped
+        first.publish("devices/ext-1/t", SECRET)
+        first.publish("factory/line-1", SECRET)
+        assert collected.wait_for(lambda ev: len(ev) >= 1)
+        (event,) = collected.events
+        assert (event.kind, event.device_id, event.topic, event.size) == (
+            EventKind.PUBLISH, "ext-1", "devices/ext-1/t", len(SECRET))
+        assert SECRET.decode() not in repr(event) + repr(event.to_json())
+        assert eventually(lambda: watch.unattributed == 1)
+        # $SYS: the retained set at once, rates after two periods (sys_interval 1: ~2 s)
+        # (a value is as old as the last period: the two publishes show up within ~2 s)
+        assert eventually(lambda: bool(watch.sys.rates())
+                          and watch.sys.values.get("publish/messages/received", 0) >= 3)
+        stats = watch.statistics()
+        assert stats["values"]["version"].startswith("mosquitto version 2.")
+        assert stats["values"]["clients/connected"] >= 2
+        assert set(stats["rates_per_second"]) >= {"publish/messages/received", "bytes/sent"}
+        assert stats["messages"]["ingested"] == 1 and stats["connected"] is True
+        first.close()
+        # a broker restart: the watch reconnects, re-subscribes and sees the new uptime
+        broker.process.stop()
+        broker.process.start()
+        assert eventually(lambda: watch.connects >= 2 and watch.sys.restarts >= 1)
+        second = device(broker, "ext-1-b")
+        second.publish("devices/ext-1/t", b"12345")
+        second.close()
+        assert collected.wait_for(lambda ev: any(e.size == 5 for e in ev))
+    finally:
+        watch.stop()
+    assert watch.statistics()["connected"] is False
+    assert all(e.device_id == "ext-1" for e in collected.events)
+
+
+def test_watch_ok_data_plane_reads_messages_only_from_external_brokers(
+        broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IOTIAM_BROKER_PASSWORD", broker.password)
+    for mode in ("external", "managed"):
+        admin_port = broker.config.admin_port if mode == "external" else free_port()
+        settings = Settings(data_dir=tmp_path / mode, port=free_port(), http_port=free_port(),
+                            broker_mode=mode, broker_port=free_port(),
+                            broker_psk_port=free_port(), broker_admin_port=admin_port)
+        initialize(settings)
+        services = build_services(settings)
+        plane = start_data_plane(broker_fleet(services), settings, Collected())
+        try:
+            assert plane is not None and plane.watch is not None
+            # external: every message's metadata; managed: the log has them, $SYS only
+            assert plane.watch.watches_messages is (mode == "external")
+            assert (plane.events is None) is (mode == "external")
+            assert eventually(lambda: (broker_statistics() or {}).get("uptime_seconds")
+                              is not None)
+            stats = broker_statistics()
+            assert stats is not None and ("messages" in stats) is (mode == "external")
+        finally:
+            if plane is not None:
+                plane.stop()
+            services.close()
+        assert broker_statistics() is None
