@@ -8,7 +8,7 @@ managed mode the log already yields attributed publishes, and ``#`` would double
 Facts about Mosquitto 2.0.11 ``$SYS``, measured here (``mosquitto_sub -t '$SYS/#'``):
 
 * Every ``$SYS/broker/...`` value is published *retained*: a new subscriber gets the
-  whole set at once (53 topics on an idle broker), then the broker republishes, every
+  whole set at once (~50 topics), then the broker republishes, every
   ``sys_interval``, only the values that changed, ``uptime`` first.
 * The period is ``sys_interval`` + 1 s (the check is "more than interval seconds ago" on
   a 1 s clock): ``sys_interval 10`` (the default; the managed broker sets it) gave uptime
