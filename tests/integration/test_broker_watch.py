@@ -7,6 +7,7 @@ is also what ``mosquitto_ctrl dynsec init`` gives an external broker's admin), w
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ from iotiam.detection.models import Event, EventKind
 from iotiam.pki.authority import create_issuing_ca, create_root_ca
 from iotiam.pki.crl import build_crl
 from iotiam.pki.models import KeyAlgorithm
-from iotiam.testing import free_port, require
+from iotiam.testing import free_port, require, require_binary
 from iotiam.testing.mqtt import MqttDevice
 
 pytestmark = pytest.mark.integration
@@ -185,3 +186,39 @@ def test_watch_ok_data_plane_reads_messages_only_from_external_brokers(
                 plane.stop()
             services.close()
         assert broker_statistics() is None
+
+
+def test_watch_ok_external_admin_made_by_mosquitto_ctrl_keeps_its_role(
+        broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an operator's own set-up: `mosquitto_ctrl dynsec init` names the admin's role "admin"
+    files = BrokerFiles(tmp_path / "theirs")
+    broker.process.stop()
+    files.dynsec.unlink()
+    subprocess.run([require_binary("mosquitto_ctrl"), "dynsec", "init", str(files.dynsec),
+                    ADMIN_USERNAME, "operator-pw"], check=True, capture_output=True)
+    broker.process.start()
+    monkeypatch.setenv("IOTIAM_BROKER_PASSWORD", "operator-pw")
+    settings = Settings(data_dir=tmp_path / "iotiam", port=free_port(), http_port=free_port(),
+                        broker_mode="external", broker_port=free_port(),
+                        broker_psk_port=free_port(),
+                        broker_admin_port=broker.config.admin_port)
+    initialize(settings)
+    services = build_services(settings)
+    plane = start_data_plane(broker_fleet(services), settings, Collected())
+    try:
+        assert plane is not None and plane.watch is not None
+        assert eventually(lambda: not plane.sync._needs_full)  # a full sync went through
+        admin = DynsecAdmin("127.0.0.1", broker.config.admin_port, ADMIN_USERNAME,
+                            "operator-pw")
+        try:
+            (answer,) = admin.check([{"command": "getRole", "rolename": "admin"}])
+        finally:
+            admin.close()
+        topics = {(a["acltype"], a["topic"]) for a in answer["data"]["role"]["acls"]}
+        assert {("subscribePattern", "#"), ("subscribePattern", "$SYS/#")} <= topics
+        assert eventually(lambda: (broker_statistics() or {}).get("uptime_seconds")
+                          is not None)
+    finally:
+        if plane is not None:
+            plane.stop()
+        services.close()

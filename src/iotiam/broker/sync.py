@@ -236,7 +236,10 @@ class BrokerSync:
             for username in clients.keys() - desired.keys() - {ADMIN_USERNAME}:
                 commands.append({"command": "deleteClient", "username": username})
                 report.removed += 1
-            for role in roles.keys() - {role_name(d) for d in desired} - {ADMIN_USERNAME}:
+            # the admin's own roles stay, whatever their names: an external broker's
+            # admin made by `mosquitto_ctrl dynsec init` holds a role named "admin"
+            admin_roles = clients.get(ADMIN_USERNAME, set()) | {ADMIN_USERNAME}
+            for role in roles.keys() - {role_name(d) for d in desired} - admin_roles:
                 commands.append({"command": "deleteRole", "rolename": role})
             report.unchanged = len(desired) - report.created - report.updated
             if (allow_restart and self._broker is not None
