@@ -202,6 +202,9 @@ class BrokerWatch:
                                    protocol=mqtt.MQTTv5)
         self._client.username_pw_set(username, password)
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+        # an exception in a callback is logged instead of ending paho's network thread
+        self._client.suppress_exceptions = True
+        self._client.enable_logger(log)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
