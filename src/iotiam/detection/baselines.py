@@ -163,3 +163,49 @@ def json_sets(sets: dict[str, set[str]]) -> dict[str, list[str]]:
 def sets_from_json(data: Any) -> dict[str, set[str]]:
     """Inverse of ``json_sets``."""
     return {str(key): {str(v) for v in values} for key, values in dict(data).items()}
+
+
+class PeerMemory:
+    """The peers each device and each device type talks to, and since when.
+
+    ``learn`` counts every flow of a device; ``keep`` says which peers are worth
+    remembering (public ones for new destinations, internal ``ip:port`` ones for
+    lateral movement). A device's first flow starts its clock, and its type's.
+    """
+
+    __slots__ = ("devices", "first", "flows", "type_first", "types")
+
+    def __init__(self) -> None:
+        self.devices: dict[str, set[str]] = {}
+        self.first: dict[str, float] = {}
+        self.flows: dict[str, int] = {}
+        self.types: dict[str, set[str]] = {}
+        self.type_first: dict[str, float] = {}
+
+    def learn(self, device_id: str, device_type: str | None, at: float,
+              peer: str | None) -> None:
+        """Count a flow of ``device_id``; remember ``peer`` (None: not worth keeping)."""
+        known = self.devices.get(device_id)
+        if known is None:
+            known = self.devices[device_id] = set()
+            self.first[device_id] = at
+            self.flows[device_id] = 0
+            self.type_first.setdefault(device_type or "", at)
+        self.flows[device_id] += 1
+        if peer is not None and peer not in known:
+            known.add(peer)
+            self.types.setdefault(device_type or "", set()).add(peer)
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-safe state."""
+        return {"devices": json_sets(self.devices), "first": dict(self.first),
+                "flows": dict(self.flows), "types": json_sets(self.types),
+                "type_first": dict(self.type_first)}
+
+    def restore(self, state: Any) -> None:
+        """Inverse of ``snapshot``."""
+        self.devices = sets_from_json(state.get("devices", {}))
+        self.first = {k: float(v) for k, v in state.get("first", {}).items()}
+        self.flows = {k: int(v) for k, v in state.get("flows", {}).items()}
+        self.types = sets_from_json(state.get("types", {}))
+        self.type_first = {k: float(v) for k, v in state.get("type_first", {}).items()}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from iotiam.detection.baselines import Cooldown, Window, json_sets, sets_from_json
+from iotiam.detection.baselines import Cooldown, PeerMemory, Window
 from iotiam.detection.detectors.new_destination import is_internal
 from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
 
@@ -30,13 +30,9 @@ class LateralMovement:
 
     def __init__(self, *, learning_seconds: float = 3600.0, cooldown: float = 600.0) -> None:
         self.learning_seconds = learning_seconds
-        self._devices: dict[str, set[str]] = {}
-        self._first: dict[str, float] = {}
-        self._flows: dict[str, int] = {}
+        self._peers = PeerMemory()
         self._allow: dict[str, int] = {}
         self._windows: dict[str, Window] = {}
-        self._types: dict[str, set[str]] = {}
-        self._type_first: dict[str, float] = {}
         self._scan_reported: set[str] = set()
         self._cooldown = Cooldown(cooldown)
         self._outlier: Event | None = None
@@ -46,17 +42,8 @@ class LateralMovement:
         device_id, dst = event.device_id, event.dst_ip
         if device_id is None or dst is None or event is self._outlier:
             return
-        known = self._devices.get(device_id)
-        if known is None:
-            known = self._devices[device_id] = set()
-            self._first[device_id] = event.at
-            self._flows[device_id] = 0
-            self._type_first.setdefault(event.device_type or "", event.at)
-        self._flows[device_id] += 1
-        peer = f"{dst}:{event.dst_port}"
-        if peer not in known and is_internal(dst):
-            known.add(peer)
-            self._types.setdefault(event.device_type or "", set()).add(peer)
+        self._peers.learn(device_id, event.device_type, event.at,
+                          f"{dst}:{event.dst_port}" if is_internal(dst) else None)
 
     def __call__(self, event: Event) -> list[Finding]:
         """A finding once unknown internal peers in the window reach the threshold."""
@@ -64,16 +51,17 @@ class LateralMovement:
         if device_id is None or dst is None:
             return []
         peer = f"{dst}:{event.dst_port}"
-        known = self._devices.get(device_id)
+        peers_of = self._peers
+        known = peers_of.devices.get(device_id)
         if (known is not None and peer in known) or not is_internal(dst):
             return []
-        if known is None or self._flows[device_id] < MIN_FLOWS \
-                or event.at - self._first[device_id] < self.learning_seconds:
+        if known is None or peers_of.flows[device_id] < MIN_FLOWS \
+                or event.at - peers_of.first[device_id] < self.learning_seconds:
             # a young device: judged by the peers of its type, once the type has some
             type_name = event.device_type or ""
-            first = self._type_first.get(type_name)
+            first = peers_of.type_first.get(type_name)
             if first is None or event.at - first < self.learning_seconds \
-                    or peer in self._types.get(type_name, ()):
+                    or peer in peers_of.types.get(type_name, ()):
                 return []
             known = known or set()
         self._outlier = event
@@ -110,21 +98,15 @@ class LateralMovement:
         if finding.device_id is None:
             return
         peers = finding.evidence.get("unknown_peers", [])
-        self._devices.setdefault(finding.device_id, set()).update(str(p) for p in peers)
+        self._peers.devices.setdefault(finding.device_id, set()).update(str(p) for p in peers)
         self._allow[finding.device_id] = max(self._allow.get(finding.device_id, 0),
                                              len(peers))
 
     def snapshot(self) -> dict[str, Any]:
         """Known internal peers per device and taught allowances."""
-        return {"devices": json_sets(self._devices), "first": dict(self._first),
-                "flows": dict(self._flows), "allow": dict(self._allow),
-                "types": json_sets(self._types), "type_first": dict(self._type_first)}
+        return {**self._peers.snapshot(), "allow": dict(self._allow)}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Inverse of ``snapshot``."""
-        self._devices = sets_from_json(state.get("devices", {}))
-        self._first = {k: float(v) for k, v in state.get("first", {}).items()}
-        self._flows = {k: int(v) for k, v in state.get("flows", {}).items()}
+        self._peers.restore(state)
         self._allow = {k: int(v) for k, v in state.get("allow", {}).items()}
-        self._types = sets_from_json(state.get("types", {}))
-        self._type_first = {k: float(v) for k, v in state.get("type_first", {}).items()}

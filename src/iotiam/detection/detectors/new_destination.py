@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from iotiam.detection.baselines import Cooldown, json_sets, sets_from_json
+from iotiam.detection.baselines import Cooldown, PeerMemory
 from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
 
 MIN_FLOWS = 3
@@ -41,11 +41,7 @@ class NewDestination:
 
     def __init__(self, *, learning_seconds: float = 3600.0, cooldown: float = 600.0) -> None:
         self.learning_seconds = learning_seconds
-        self._devices: dict[str, set[str]] = {}
-        self._first: dict[str, float] = {}
-        self._flows: dict[str, int] = {}
-        self._types: dict[str, set[str]] = {}
-        self._type_first: dict[str, float] = {}
+        self._peers = PeerMemory()
         self._cooldown = Cooldown(cooldown)
         self._outlier: Event | None = None
 
@@ -54,31 +50,24 @@ class NewDestination:
         device_id, dst = event.device_id, event.dst_ip
         if device_id is None or dst is None or event is self._outlier:
             return
-        known = self._devices.get(device_id)
-        if known is None:
-            known = self._devices[device_id] = set()
-            self._first[device_id] = event.at
-            self._flows[device_id] = 0
-            self._type_first.setdefault(event.device_type or "", event.at)
-        self._flows[device_id] += 1
-        if dst not in known and not is_internal(dst):
-            known.add(dst)
-            self._types.setdefault(event.device_type or "", set()).add(dst)
+        self._peers.learn(device_id, event.device_type, event.at,
+                          None if is_internal(dst) else dst)
 
     def __call__(self, event: Event) -> list[Finding]:
         """A finding for a public destination neither the device nor its type knows."""
         device_id, dst = event.device_id, event.dst_ip
         if device_id is None or dst is None:
             return []
-        known = self._devices.get(device_id)
+        peers = self._peers
+        known = peers.devices.get(device_id)
         if known is not None and dst in known:
             return []
-        type_known = self._types.get(event.device_type or "", _NONE)
+        type_known = peers.types.get(event.device_type or "", _NONE)
         if dst in type_known or is_internal(dst):
             return []
-        mature = (known is not None and self._flows[device_id] >= MIN_FLOWS
-                  and event.at - self._first[device_id] >= self.learning_seconds)
-        if not mature and (event.at - self._type_first.get(event.device_type or "", event.at)
+        mature = (known is not None and peers.flows[device_id] >= MIN_FLOWS
+                  and event.at - peers.first[device_id] >= self.learning_seconds)
+        if not mature and (event.at - peers.type_first.get(event.device_type or "", event.at)
                            < self.learning_seconds):
             return []  # a young device of a young type: nothing to judge it by yet
         self._outlier = event
@@ -98,18 +87,12 @@ class NewDestination:
         """The destination is normal for this device from now on."""
         dst = finding.evidence.get("destination")
         if finding.device_id is not None and isinstance(dst, str):
-            self._devices.setdefault(finding.device_id, set()).add(dst)
+            self._peers.devices.setdefault(finding.device_id, set()).add(dst)
 
     def snapshot(self) -> dict[str, Any]:
         """Known destinations per device and type."""
-        return {"devices": json_sets(self._devices), "first": dict(self._first),
-                "flows": dict(self._flows), "types": json_sets(self._types),
-                "type_first": dict(self._type_first)}
+        return self._peers.snapshot()
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Inverse of ``snapshot``."""
-        self._devices = sets_from_json(state.get("devices", {}))
-        self._first = {k: float(v) for k, v in state.get("first", {}).items()}
-        self._flows = {k: int(v) for k, v in state.get("flows", {}).items()}
-        self._types = sets_from_json(state.get("types", {}))
-        self._type_first = {k: float(v) for k, v in state.get("type_first", {}).items()}
+        self._peers.restore(state)
