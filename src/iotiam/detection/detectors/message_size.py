@@ -63,9 +63,10 @@ class MessageSize:
             state = self._devices[device_id] = _DeviceSize(event.at)
         value = math.log(size + 1.0)
         state.recent.append(value)
+        elapsed = event.at - state.last_at  # before last_at moves: the weight needs it
         state.last_at = event.at
         if event is not self._outlier:
-            state.stat.add(value, time_weight(event.at - state.last_at))
+            state.stat.add(value, time_weight(elapsed))
             prior = self._types.get(event.device_type or "")
             if prior is None:
                 prior = self._types[event.device_type or ""] = RobustLog()
