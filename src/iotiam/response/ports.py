@@ -69,6 +69,10 @@ class MitigationStore(Protocol):
         """Mark a mitigation lifted."""
         ...
 
+    def lifted_since(self, finding_id: str, at: datetime) -> bool:
+        """Whether an admin lifted one of this finding's mitigations at or after ``at``."""
+        ...
+
 
 class DetectionSettingsStore(Protocol):
     """Detection modes per device type and the playbook document."""

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from iotiam.admin.models import ROOT_PATH, Principal, Role
@@ -264,6 +265,12 @@ class Response:
             details: dict[str, Any] = {"finding": stored.id, "action": str(action)}
             if action is Action.QUARANTINE:
                 if device.state is DeviceState.QUARANTINED:
+                    return False
+                # worse evidence of an episode an admin already lifted the quarantine
+                # of (it happened before the lift, it arrived after): the admin's call
+                # stands; the alert still goes out
+                if uow.mitigations.lifted_since(
+                        stored.id, datetime.fromtimestamp(stored.finding.at, UTC)):
                     return False
                 check_transition(device.state, DeviceState.QUARANTINED)
                 previous = device.state

@@ -156,6 +156,12 @@ class SqlMitigationStore:
         self._c.execute(update(t.mitigations).where(t.mitigations.c.id == mitigation_id)
                         .values(lifted_at=at, lifted_by=by))
 
+    def lifted_since(self, finding_id: str, at: datetime) -> bool:
+        """Whether one of the finding's mitigations was lifted at or after ``at``."""
+        m = t.mitigations.c
+        return self._c.execute(select(m.id).where(
+            m.finding_id == finding_id, m.lifted_at >= at).limit(1)).first() is not None
+
 
 class SqlDetectionSettingsStore:
     """Modes per device type and named documents."""

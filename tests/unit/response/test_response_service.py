@@ -296,3 +296,27 @@ def test_ok_non_compliant_firmware_is_quarantined_in_enforce(
     response.report([attested])
     assert installation.services.inventory.get_device(SYSTEM, "s1").state \
         is DeviceState.QUARANTINED
+
+
+def test_ok_late_escalation_does_not_undo_an_admins_lift(installation: Installation) -> None:
+    api = installation.api()
+    add_device(api, "s1")
+    issue(api, "s1")
+    response = installation.services.response
+    response.set_mode(SYSTEM, "sensor", "enforce")
+    response.set_playbook(SYSTEM, {"rules": [
+        {"finding_type": "topic_probing", "min_severity": "medium", "actions": ["quarantine"]}]})
+    at = installation.clock.now().timestamp()
+    probing = replace(finding("s1", FindingType.TOPIC_PROBING, Severity.MEDIUM), at=at)
+    response.handle([probing])
+    installation.clock.advance(timedelta(seconds=5))
+    response.lift_quarantine(SYSTEM, "s1")
+    # worse evidence from before the lift, delivered after it: no new quarantine
+    response.handle([replace(probing, severity=Severity.HIGH, at=at + 1)])
+    assert installation.services.inventory.get_device(SYSTEM, "s1").state \
+        is DeviceState.ACTIVE
+    # evidence from after the lift is a new matter
+    installation.clock.advance(timedelta(seconds=5))
+    response.handle([replace(probing, severity=Severity.CRITICAL, at=at + 9)])
+    assert installation.services.inventory.get_device(SYSTEM, "s1").state \
+        is DeviceState.QUARANTINED
