@@ -12,26 +12,22 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from iotiam.bootstrap import broker_fleet, build_services, initialize
 from iotiam.broker.broker_watch import BrokerWatch, broker_statistics
 from iotiam.broker.dynsec import DynsecAdmin
-from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosquitto_binary
+from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles
 from iotiam.broker.process import ManagedMosquitto
-from iotiam.broker.provision import admin_password, provision_broker
 from iotiam.broker.runtime import start_data_plane
 from iotiam.config import Settings
 from iotiam.detection.models import Event, EventKind
-from iotiam.pki.authority import create_issuing_ca, create_root_ca
-from iotiam.pki.crl import build_crl
-from iotiam.pki.models import KeyAlgorithm
-from iotiam.testing import free_port, require, require_binary
+from iotiam.testing import free_port, require_binary
 from iotiam.testing.mqtt import MqttDevice
+
+from .foreign_broker import foreign_mosquitto
 
 pytestmark = pytest.mark.integration
 
@@ -73,44 +69,22 @@ def eventually(ready: Callable[[], bool], timeout: float = 6.0) -> bool:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    binary = mosquitto_binary()
-    require(binary is not None, "the mosquitto binary is not installed")
-    assert binary is not None
-    now = datetime.now(UTC)
-    root = create_root_ca(alg=KeyAlgorithm.EC_P256, common_name="Their Root",
-                          organization="them", now=now, serial=1)
-    issuing = create_issuing_ca(root=root, alg=KeyAlgorithm.EC_P256,
-                                common_name="Their Issuing", organization="them", now=now,
-                                serial=2)
-    files = BrokerFiles(tmp_path / "theirs")
-    config = BrokerConfig(mtls_port=free_port(), psk_port=free_port(), admin_port=free_port(),
-                          event_log="connections", sys_interval=1)
-    provision_broker(files, config, issuing=issuing, root=root.certificate,
-                     names=["127.0.0.1"], now=now, serial=3)
-    files.crl.write_bytes(build_crl(
-        signer=issuing.signer, issuer_cert=issuing.certificate, revocations=[], crl_number=1,
-        this_update=now, next_update=now + timedelta(days=30)).public_bytes(
-            serialization.Encoding.PEM))
-    process = ManagedMosquitto(binary, config, files)
-    process.start()
-    password = admin_password(files)
-    admin = DynsecAdmin("127.0.0.1", config.admin_port, ADMIN_USERNAME, password)
-    try:  # a device with a password, allowed its own namespace and one foreign topic
-        admin.check([
-            {"command": "createRole", "rolename": "dev"},
-            {"command": "addRoleACL", "rolename": "dev", "acltype": "publishClientSend",
-             "topic": "devices/ext-1/#", "allow": True},
-            {"command": "addRoleACL", "rolename": "dev", "acltype": "publishClientSend",
-             "topic": "factory/line-1", "allow": True},
-            {"command": "createClient", "username": "ext-1", "password": "pw",
-             "roles": [{"rolename": "dev"}]},
-        ])
-    finally:
-        admin.close()
-    try:
+    with foreign_mosquitto(tmp_path, event_log="connections", sys_interval=1) as (
+            config, process, password):
+        admin = DynsecAdmin("127.0.0.1", config.admin_port, ADMIN_USERNAME, password)
+        try:  # a device with a password, allowed its own namespace and one foreign topic
+            admin.check([
+                {"command": "createRole", "rolename": "dev"},
+                {"command": "addRoleACL", "rolename": "dev", "acltype": "publishClientSend",
+                 "topic": "devices/ext-1/#", "allow": True},
+                {"command": "addRoleACL", "rolename": "dev", "acltype": "publishClientSend",
+                 "topic": "factory/line-1", "allow": True},
+                {"command": "createClient", "username": "ext-1", "password": "pw",
+                 "roles": [{"rolename": "dev"}]},
+            ])
+        finally:
+            admin.close()
         yield Broker(config, process, password)
-    finally:
-        process.stop()
 
 
 def device(broker: Broker, client_id: str) -> MqttDevice:

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from iotiam.broker.dynsec import DynsecAdmin
-from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosquitto_binary
-from iotiam.broker.process import ManagedMosquitto
-from iotiam.broker.provision import admin_password, provision_broker
-from iotiam.pki.authority import create_issuing_ca, create_root_ca
-from iotiam.pki.crl import build_crl
-from iotiam.pki.models import KeyAlgorithm
-from iotiam.testing import free_port, make_csr, require
+from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig
+from iotiam.testing import free_port, make_csr
 
+from .foreign_broker import foreign_mosquitto
 from .live_server import Server, launch
 
 pytestmark = pytest.mark.integration
@@ -27,29 +21,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def foreign_broker(tmp_path: Path) -> Iterator[tuple[BrokerConfig, str]]:
     """A Mosquitto with the dynamic-security plugin that someone else operates."""
-    binary = mosquitto_binary()
-    require(binary is not None, "the mosquitto binary is not installed")
-    assert binary is not None
-    now = datetime.now(UTC)
-    root = create_root_ca(alg=KeyAlgorithm.EC_P256, common_name="Their Root",
-                          organization="them", now=now, serial=1)
-    issuing = create_issuing_ca(root=root, alg=KeyAlgorithm.EC_P256,
-                                common_name="Their Issuing", organization="them", now=now,
-                                serial=2)
-    files = BrokerFiles(tmp_path / "theirs")
-    config = BrokerConfig(mtls_port=free_port(), psk_port=free_port(), admin_port=free_port())
-    provision_broker(files, config, issuing=issuing, root=root.certificate,
-                     names=["127.0.0.1"], now=now, serial=3)
-    files.crl.write_bytes(build_crl(
-        signer=issuing.signer, issuer_cert=issuing.certificate, revocations=[], crl_number=1,
-        this_update=now, next_update=now.replace(year=now.year + 1)).public_bytes(
-            serialization.Encoding.PEM))
-    broker = ManagedMosquitto(binary, config, files)
-    broker.start()
-    try:
-        yield config, admin_password(files)
-    finally:
-        broker.stop()
+    with foreign_mosquitto(tmp_path) as (config, _, password):
+        yield config, password
 
 
 def test_external_ok_devices_synced_over_dynsec(
