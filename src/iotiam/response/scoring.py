@@ -73,11 +73,9 @@ class TrustScores:
         now = self._clock.now()
         findings = uow.findings.live_for_devices(device_ids)
         types = {t.name: t for t in uow.device_types.list_all()}
+        devices = uow.devices.get_many(device_ids)  # one query, not one per device
         scores: dict[str, TrustScore] = {}
-        for device_id in device_ids:
-            device = uow.devices.get(device_id)
-            if device is None:
-                continue
+        for device_id, device in devices.items():
             certificates = uow.certificates.for_device(device_id)
             device_type = types.get(device.type_name)
             rotation_age = device_type.rotation.max_credential_age if device_type \
@@ -105,11 +103,6 @@ class TrustScores:
         if score is None:
             raise NotFound(f"device {device_id!r} not found")
         return score
-
-    def posture_of(self, device_ids: Sequence[str]) -> dict[str, TrustScore]:
-        """Stored scores (for policy decisions: no recomputation on the hot path)."""
-        with self._uow.reading() as uow:
-            return uow.trust.for_devices(device_ids)
 
 
 

@@ -258,7 +258,8 @@ def test_ok_refresher_rescores_after_a_revocation(installation: Installation) ->
                     json={"reason": "keyCompromise"}).status_code == 200
     installation.clock.advance(timedelta(seconds=1))
     assert refresher.refresh_once() >= 1
-    (stored,) = trust.posture_of(["s1"]).values()
+    with installation.services.database.reading() as uow:
+        (stored,) = uow.trust.for_devices(["s1"]).values()
     assert stored.score == 70
     assert installation.services.subjects.subject_of(
         installation.services.inventory.get_device(SYSTEM, "s1")).trust_score == 70
