@@ -185,6 +185,7 @@ class Response:
         with self._lock, self._uow() as uow:
             now = self._clock.now()
             drafts = []
+            devices = uow.devices.get_many([f.device_id for f in findings if f.device_id])
             for finding in findings:
                 live = uow.findings.live_for(finding.device_id, finding.type)
                 if live is not None and finding.severity > live.finding.severity:
@@ -206,11 +207,10 @@ class Response:
                     continue
                 org_path = FLEET_PATH
                 device_type = finding.device_type
-                if finding.device_id is not None:
-                    device = uow.devices.get(finding.device_id)
-                    if device is not None:
-                        org_path = device.org_path
-                        device_type = device.type_name
+                device = devices.get(finding.device_id) if finding.device_id else None
+                if device is not None:
+                    org_path = device.org_path
+                    device_type = device.type_name
                 stored = StoredFinding(
                     id=new_finding_id(finding.at), org_path=org_path,
                     finding=replace(finding, device_type=device_type),
@@ -227,9 +227,9 @@ class Response:
             self._audit.append_many(uow, drafts)
         for stored in fresh:
             self._respond(stored)
-        devices = sorted({s.finding.device_id for s in fresh if s.finding.device_id})
-        if devices:
-            self._trust.recompute(devices)
+        touched = sorted({s.finding.device_id for s in fresh if s.finding.device_id})
+        if touched:
+            self._trust.recompute(touched)
         return fresh
 
     def _respond(self, stored: StoredFinding) -> None:
