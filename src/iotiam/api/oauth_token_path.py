@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import Any
 
 from starlette.requests import Request
@@ -50,10 +51,21 @@ _SERVER_ERROR = json_bytes({"error": "server_error",
 
 
 class TokenBatcher:
-    """Gathers concurrent token requests into batches answered on one worker thread."""
+    """Gathers concurrent token requests into batches, answered one batch at a time.
 
-    def __init__(self, issue: Callable[[Sequence[TokenRequest]], list[Outcome]]) -> None:
+    A batch runs on the event loop itself when ``writer_if_free`` holds the database's
+    writer without waiting (SQLite, no other writer at that moment): no thread hand-off,
+    and no contention for the GIL with a worker thread, which costs about a fifth of the
+    endpoint's CPU (measured). When the writer is taken, or on PostgreSQL (where every
+    statement waits on the network), batches go to one worker thread, so the loop never
+    waits on a lock or a socket.
+    """
+
+    def __init__(self, issue: Callable[[Sequence[TokenRequest]], list[Outcome]],
+                 writer_if_free: Callable[[], AbstractContextManager[bool]] | None = None
+                 ) -> None:
         self._issue = issue
+        self._writer_if_free = writer_if_free
         self._lock = threading.Lock()
         self._waiting: list[tuple[TokenRequest, asyncio.Future[Outcome]]] = []
         self._running = False
@@ -61,35 +73,70 @@ class TokenBatcher:
 
     async def issue(self, request: TokenRequest) -> Outcome:
         """The token or the error for one request (raises what a bug raised)."""
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
         with self._lock:
             self._waiting.append((request, future))
             start = not self._running
             self._running = True
         if start:
-            self._thread.submit(self._drain)
+            if self._writer_if_free is None:
+                self._thread.submit(self._drain)
+            else:
+                # after the requests this loop iteration reads: they join the batch
+                loop.call_soon(self._drain_here)
         return await future
 
+    def _drain_here(self) -> None:
+        """One batch on the event loop if the writer is free, else hand over to the thread."""
+        assert self._writer_if_free is not None
+        answered = None
+        try:
+            with self._writer_if_free() as free:
+                if free:
+                    answered = self._answer(self._next_batch())
+        except Exception:  # the lock itself failed: the thread's way waits for it
+            log.exception("taking the database writer failed")
+        if answered is None:
+            self._thread.submit(self._drain)
+            return
+        _settle(answered)
+        with self._lock:
+            if not self._waiting:
+                self._running = False
+                return
+        asyncio.get_running_loop().call_soon(self._drain_here)
+
     def _drain(self) -> None:
+        """On the worker thread: batches until no request waits."""
         while True:
             with self._lock:
-                batch = self._waiting[:MAX_BATCH]
-                del self._waiting[:MAX_BATCH]
-                if not batch:
+                if not self._waiting:
                     self._running = False
                     return
-            try:
-                outcomes: list[Any] = self._issue([request for request, _ in batch])
-            except Exception as e:  # a bug: every caller of the batch hears of it
-                log.exception("token batch failed")
-                outcomes = [e] * len(batch)
+            batch = self._next_batch()
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Any]]] = {}
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
+            for future, outcome in self._answer(batch):
                 by_loop.setdefault(future.get_loop(), []).append((future, outcome))
             for loop, settled in by_loop.items():
                 # a closed loop (RuntimeError) has no one waiting any more
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(_settle, settled)
+
+    def _next_batch(self) -> list[tuple[TokenRequest, asyncio.Future[Outcome]]]:
+        with self._lock:
+            batch = self._waiting[:MAX_BATCH]
+            del self._waiting[:MAX_BATCH]
+            return batch
+
+    def _answer(self, batch: list[tuple[TokenRequest, asyncio.Future[Outcome]]]
+                ) -> list[tuple[asyncio.Future[Outcome], Any]]:
+        try:
+            outcomes: list[Any] = self._issue([request for request, _ in batch])
+        except Exception as e:  # a bug: every caller of the batch hears of it
+            log.exception("token batch failed")
+            outcomes = [e] * len(batch)
+        return [(future, outcome) for (_, future), outcome in zip(batch, outcomes, strict=True)]
 
     def close(self) -> None:
         """Stop the worker thread once the queued batches are answered."""
@@ -116,7 +163,8 @@ class OAuthTokenFastPath:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.services = services
-        self.batcher = TokenBatcher(services.oauth.issue_tokens)
+        self.batcher = TokenBatcher(services.oauth.issue_tokens,
+                                    writer_if_free=services.database.writer_if_free)
         self._max_body = services.settings.max_body_bytes
         self._trusted = services.settings.trusted_proxies
 

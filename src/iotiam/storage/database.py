@@ -201,6 +201,37 @@ class Database:
             fcntl.flock(self._writer_file.fileno(), fcntl.LOCK_UN)
 
     @contextmanager
+    def writer_if_free(self) -> Iterator[bool]:
+        """Hold SQLite's writer locks if no one holds them now (True), else don't wait
+        (False; always False on PostgreSQL, whose writers wait on rows, not here).
+
+        While True, this thread's write transactions start without waiting for iotiam's
+        other threads and processes; only a writer outside iotiam (a ``sqlite3`` shell)
+        could still make ``BEGIN IMMEDIATE`` wait.
+        """
+        if not self.is_sqlite or not self._sqlite_writer.acquire(blocking=False):
+            yield False
+            return
+        try:
+            if self._writer_file is None or self._writer_depth:
+                with self._other_processes_wait():
+                    yield True
+                return
+            try:
+                fcntl.flock(self._writer_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            self._writer_depth = 1
+            try:
+                yield True
+            finally:
+                self._writer_depth = 0
+                fcntl.flock(self._writer_file.fileno(), fcntl.LOCK_UN)
+        finally:
+            self._sqlite_writer.release()
+
+    @contextmanager
     def reading(self) -> Iterator[SqlUnitOfWork]:
         """A read transaction; on SQLite it never waits for the writer."""
         with self._transaction("BEGIN") as uow:

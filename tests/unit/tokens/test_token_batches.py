@@ -8,8 +8,10 @@ record and the chain verifies; a revocation is seen by the very next batch (G3).
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import httpx
+import pytest
 
 from iotiam.admin.models import SYSTEM
 from iotiam.api.oauth_token_path import OAuthTokenFastPath
@@ -121,4 +123,81 @@ def test_ok_concurrent_requests_share_transactions(kit: OAuthKit, d1: DeviceIden
     assert sum(batches) == 40 and len(batches) < 40  # group commit
     assert issued_count(kit) == before + 40
     assert len({a.json()["access_token"] for a in answers}) == 40
+    assert audit_ok(kit)
+
+
+def _recording_threads(app: OAuthTokenFastPath) -> list[str]:
+    """Names of the threads the app's batches run on, in order."""
+    threads: list[str] = []
+    issue = app.batcher._issue
+
+    def recorded(requests: object) -> object:
+        threads.append(threading.current_thread().name)
+        return issue(requests)  # type: ignore[arg-type]
+
+    app.batcher._issue = recorded  # type: ignore[assignment]
+    return threads
+
+
+def test_ok_a_free_sqlite_writer_answers_on_the_event_loop(kit: OAuthKit,
+                                                           d1: DeviceIdentity) -> None:
+    app = kit.http.app
+    assert isinstance(app, OAuthTokenFastPath)
+    threads = _recording_threads(app)
+    data = {"grant_type": "client_credentials", "client_id": "d1"}
+
+    async def many() -> tuple[str, list[httpx.Response]]:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="https://iotiam") as http:
+            answers = await asyncio.gather(*(
+                http.post(TOKEN, data=data, headers=kit.cert_header(d1)) for _ in range(10)))
+        return threading.current_thread().name, list(answers)
+
+    loop_thread, answers = asyncio.run(many())
+    assert [a.status_code for a in answers] == [200] * 10
+    # SQLite: no hand-off to a thread; PostgreSQL waits on the network, so on the thread
+    expected = loop_thread if kit.inst.services.database.is_sqlite else "oauth-tokens_0"
+    assert threads and set(threads) == {expected}
+    assert audit_ok(kit)
+
+
+@pytest.mark.parametrize("installation", ["sqlite"], indirect=True)  # PostgreSQL: no writer lock
+def test_ok_a_busy_writer_sends_the_batch_to_the_thread(kit: OAuthKit,
+                                                       d1: DeviceIdentity) -> None:
+    app = kit.http.app
+    assert isinstance(app, OAuthTokenFastPath)
+    threads = _recording_threads(app)
+    database = kit.inst.services.database
+    holding, leave = threading.Event(), threading.Event()
+
+    def hold_the_writer() -> None:
+        with database():
+            holding.set()
+            leave.wait(10)
+
+    writer = threading.Thread(target=hold_the_writer)
+    writer.start()
+    assert holding.wait(10)
+    data = {"grant_type": "client_credentials", "client_id": "d1"}
+
+    async def while_held() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="https://iotiam") as http:
+            answer = asyncio.ensure_future(http.post(TOKEN, data=data,
+                                                     headers=kit.cert_header(d1)))
+            # the loop is not blocked by the held writer: time passes, the request waits
+            await asyncio.sleep(0.3)
+            waited = not answer.done()
+            leave.set()
+            response = await answer
+            assert waited
+            return response
+
+    try:
+        response = asyncio.run(while_held())
+    finally:
+        leave.set()
+        writer.join(10)
+    assert response.status_code == 200 and response.json()["access_token"]
+    assert threads == ["oauth-tokens_0"]
     assert audit_ok(kit)
