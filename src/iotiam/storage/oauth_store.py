@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from iotiam.pki.models import CertificateRecord, CertificateStatus, serial_hex
+from iotiam.policy.models import DevicePosture
 from iotiam.storage import schema as t
 from iotiam.storage.raw import RawSql, RawStatement, row_object, select_sql, utc, utc_required
 from iotiam.storage.rows import dump_json, load_json, under_path
@@ -36,8 +37,14 @@ _CLIENT_COLUMNS = tuple(c.name for c in t.oauth_clients.columns)
 _CLIENT_TIMES = frozenset({"created_at", "revoked_at"})
 _CLIENT_BY_ID = RawStatement(select_sql("oauth_clients", _CLIENT_COLUMNS,
                                         "client_id = :client_id"))
-_GROUPS_OF_DEVICE = RawStatement(select_sql("group_members", ("group_id",),
-                                            "device_id = :device_id"))
+#: a device's groups and posture (stored trust score, firmware verdict) in one query: a
+#: row per group, or one row with no group
+_STANDING_OF_DEVICE = RawStatement(
+    "SELECT g.group_id, s.score, f.compliant FROM devices d"
+    " LEFT JOIN group_members g ON g.device_id = d.id"
+    " LEFT JOIN device_trust s ON s.device_id = d.id"
+    " LEFT JOIN device_firmware f ON f.device_id = d.id"
+    " WHERE d.id = :device_id")
 #: what tls_client_auth checks of a presented certificate (no PEM: it is not needed)
 _PRESENTED_COLUMNS = ("device_id", "org_unit_id", "org_path", "profile", "subject",
                       "not_before", "not_after", "status", "fingerprint_sha256", "created_at",
@@ -122,9 +129,15 @@ class SqlOAuthClientStore:
         self._c.execute(update(t.oauth_clients).where(t.oauth_clients.c.client_id == client_id)
                         .values(status=str(ClientStatus.REVOKED), revoked_at=at))
 
-    def device_groups(self, device_id: str) -> list[str]:
-        """Group ids of a device (for the policy subject of its client)."""
-        return [r[0] for r in RawSql(self._c).all(_GROUPS_OF_DEVICE, {"device_id": device_id})]
+    def device_standing(self, device_id: str) -> tuple[list[str], DevicePosture | None]:
+        """Group ids and posture of a device (for the policy subject of its client)."""
+        rows = RawSql(self._c).all(_STANDING_OF_DEVICE, {"device_id": device_id})
+        groups = [r[0] for r in rows if r[0] is not None]
+        if not rows or (rows[0][1] is None and rows[0][2] is None):
+            return groups, None
+        _, score, compliant = rows[0]
+        return groups, DevicePosture(None if score is None else float(score),
+                                     None if compliant is None else bool(compliant))
 
 
 def _presented(issuer_id: str, serial: int, row: Any) -> CertificateRecord:

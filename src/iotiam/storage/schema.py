@@ -108,6 +108,7 @@ group_members = Table(
     Column("group_id", String(128), ForeignKey("groups.id"), nullable=False),
     Column("device_id", String(128), ForeignKey("devices.id"), nullable=False),
     PrimaryKeyConstraint("group_id", "device_id"),
+    Index("ix_group_members_device", "device_id"),
 )
 
 cas = Table(

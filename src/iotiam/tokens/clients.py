@@ -120,8 +120,8 @@ class OAuthClients:
             scopes=(), audiences=audiences, jwks=draft.jwks, status=ClientStatus.ACTIVE,
             created_at=self._clock.now(), created_by=actor.name,
         )
-        subject = subject_of(client, device,
-                             uow.oauth_clients.device_groups(device.id) if device else ())
+        groups, posture = uow.oauth_clients.device_standing(device.id) if device else ([], None)
+        subject = subject_of(client, device, groups, posture)
         scopes = check_registered(draft.scopes) if draft.scopes else self._derived(subject)
         for scope in scopes:
             decision = self._scopes.decide(subject, scope)

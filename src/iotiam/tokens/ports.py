@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Protocol
 
 from iotiam.pki.models import CertificateRecord
+from iotiam.policy.models import DevicePosture
 from iotiam.tokens.models import (
     DeviceCode,
     DeviceCodeStatus,
@@ -38,8 +39,9 @@ class OAuthClientStore(Protocol):
         """Mark a client revoked (final)."""
         ...
 
-    def device_groups(self, device_id: str) -> list[str]:
-        """Group ids of a device (its client's policy subject needs them)."""
+    def device_standing(self, device_id: str) -> tuple[list[str], DevicePosture | None]:
+        """Group ids and stored posture of a device (its client's policy subject needs
+        them: scopes may be conditioned on the trust score or the firmware verdict)."""
         ...
 
     def presented_certificate(self, issuer_id: str, serial: int) -> CertificateRecord | None:

@@ -26,7 +26,7 @@ from iotiam.errors import InvalidInput
 from iotiam.inventory.models import Device
 from iotiam.policy.actions import ACTION_KINDS, PUBLISH, RECEIVE, SUBSCRIBE, ResourceKind
 from iotiam.policy.engine import PolicyEngine
-from iotiam.policy.models import Decision, Deny, Permit, RequestContext, Subject
+from iotiam.policy.models import Decision, Deny, DevicePosture, Permit, RequestContext, Subject
 from iotiam.policy.service import DecisionPoint
 from iotiam.policy.topics import HASH, PLUS, check_topic_filter, covers, overlap
 from iotiam.tokens.models import InvalidScope, OAuthClient
@@ -92,11 +92,11 @@ def _check_resource(action: str, resource: str) -> None:
         raise InvalidScope(e.detail) from e
 
 
-def subject_of(client: OAuthClient, device: Device | None, groups: Iterable[str] = ()
-               ) -> Subject:
-    """The PDP subject a client's scopes are judged for."""
+def subject_of(client: OAuthClient, device: Device | None, groups: Iterable[str] = (),
+               posture: DevicePosture | None = None) -> Subject:
+    """The PDP subject a client's scopes are judged for (a device's with its posture)."""
     if device is not None:
-        return Subject.from_device(device, groups)
+        return Subject.from_device(device, groups, posture)
     return Subject(device_id=client.client_id, type_name=SERVICE_TYPE,
                    org_unit_id=client.org_unit_id, org_path=client.org_path)
 

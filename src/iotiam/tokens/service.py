@@ -299,8 +299,8 @@ class AuthorizationServer:
         device = authenticated.device
         if device is None and client.device_id:
             device = uow.devices.get(client.device_id)
-        groups = uow.oauth_clients.device_groups(device.id) if device else ()
-        return self._scopes.grant(client, subject_of(client, device, groups), requested,
+        groups, posture = uow.oauth_clients.device_standing(device.id) if device else ([], None)
+        return self._scopes.grant(client, subject_of(client, device, groups, posture), requested,
                                   source_ip=source_ip)
 
     def _audience(self, client: OAuthClient, resource: str | None) -> str:

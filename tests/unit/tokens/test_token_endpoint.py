@@ -153,3 +153,36 @@ def test_ok_metadata_and_jwks(kit: OAuthKit) -> None:
     keys = kit.http.get("/oauth2/jwks").json()["keys"]
     assert keys and all(k["kty"] == "EC" and k["alg"] == "ES256" and "d" not in k
                         for k in keys)
+
+
+def test_ok_scopes_follow_the_devices_trust_score(kit: OAuthKit) -> None:
+    from iotiam.admin.models import SYSTEM
+    from iotiam.detection.models import Finding, FindingType, Severity
+    from iotiam.policy.models import AttachmentTarget, TargetKind
+
+    services = kit.inst.services
+    d1 = kit.device("d1", client=False)
+    trusted = ("name: trusted-telemetry\nversion: 1\nstatements:\n  - effect: allow\n"
+               "    actions: [mqtt:publish]\n    topics: ['plant/${device.id}']\n"
+               "    conditions:\n      min_trust_score: 60\n")
+    services.policies.write(SYSTEM, trusted, owner_path="/root/")
+    services.policies.attach(SYSTEM, "trusted-telemetry",
+                             AttachmentTarget(TargetKind.DEVICE, "d1"))
+    assert services.trust.recompute(["d1"])["d1"].score == 100
+    # registering the scope judges it with the stored score, as issuing does
+    created = kit.api.post("/v1/oauth/clients", json={
+        "device": "d1", "scopes": ["mqtt:publish:plant/d1"]})
+    assert created.status_code == 201, created.text
+    assert kit.access_token(d1, mtls=True, scope="mqtt:publish:plant/d1")
+
+    services.response.set_mode(SYSTEM, "sensor", "enforce")
+    services.response.set_playbook(SYSTEM, {"rules": [{"finding_type": "*",
+                                                       "actions": ["alert"]}]})
+    for kind, severity in ((FindingType.RATE_CHANGE, Severity.HIGH),
+                           (FindingType.NEW_DESTINATION, Severity.MEDIUM)):
+        services.response.handle([Finding(
+            type=kind, severity=severity, at=kit.now, device_id="d1", summary="seen",
+            detector="test-detector", evidence={})])
+    assert services.trust.recompute(["d1"])["d1"].score < 60
+    answer = kit.token(cert=d1, client_id="d1", scope="mqtt:publish:plant/d1")
+    kit.assert_oauth_error(answer, "invalid_scope", detail="refused by policy")
