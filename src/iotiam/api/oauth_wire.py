@@ -88,7 +88,10 @@ def error_answer(error: IamError) -> tuple[int, dict[str, str], dict[str, Any]]:
     return error.status, headers, error.to_response()
 
 
+_AS_STARLETTE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None,
+                                 separators=(",", ":"))
+
+
 def json_bytes(content: dict[str, Any]) -> bytes:
     """JSON exactly as Starlette's ``JSONResponse`` renders it."""
-    return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
-                      separators=(",", ":")).encode("utf-8")
+    return _AS_STARLETTE.encode(content).encode("utf-8")

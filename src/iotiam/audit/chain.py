@@ -22,8 +22,11 @@ GENESIS_HASH = "0" * 64
 SUBJECT_MAX_CHARS = 1024
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def _canonical(fields: dict[str, Any]) -> bytes:
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return _CANONICAL.encode(fields).encode()
 
 
 _JSON_SCALARS = frozenset({str, int, bool, type(None)})

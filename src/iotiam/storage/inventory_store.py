@@ -23,6 +23,7 @@ from iotiam.inventory.models import (
 )
 from iotiam.storage import schema as t
 from iotiam.storage.raw import (
+    ParsedRows,
     RawSql,
     RawStatement,
     in_params,
@@ -35,6 +36,8 @@ from iotiam.storage.rows import dump_json, load_json, under_path
 _DEVICE_COLUMNS = ("id", "type_name", "org_unit_id", "org_path", "state", "site", "location",
                    "attributes", "created_at", "updated_at")
 _DEVICE_TIMES = frozenset({"created_at", "updated_at"})
+#: parsed devices by their stored row (every read still goes to the database)
+_PARSED_DEVICES: ParsedRows[Device] = ParsedRows()
 _GET_DEVICE = RawStatement(select_sql("devices", _DEVICE_COLUMNS, "id = :id"))
 _GET_DEVICE_FOR_UPDATE = RawStatement(_GET_DEVICE.sqlite + " FOR UPDATE")
 _ACTIVATE_IF_PENDING = RawStatement(
@@ -205,7 +208,10 @@ class SqlDeviceStore:
         # SQLite's write transaction already serialises; PostgreSQL locks the row
         statement = _GET_DEVICE_FOR_UPDATE if for_update and not raw.is_sqlite else _GET_DEVICE
         row = raw.first(statement, {"id": device_id})
-        return device_from_row(row_object(_DEVICE_COLUMNS, row, _DEVICE_TIMES)) if row else None
+        if row is None:
+            return None
+        return _PARSED_DEVICES.get(tuple(row), lambda values: device_from_row(
+            row_object(_DEVICE_COLUMNS, values, _DEVICE_TIMES)))
 
     def get_many(self, device_ids: Sequence[str]) -> dict[str, Device]:
         """The registered devices among these ids, by id (hot: batch issuance)."""

@@ -7,7 +7,6 @@ per distinct row, so a revocation (a new row) is seen by the very next read.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +17,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from iotiam.pki.models import CertificateRecord, CertificateStatus, serial_hex
 from iotiam.policy.models import DevicePosture
 from iotiam.storage import schema as t
-from iotiam.storage.raw import RawSql, RawStatement, row_object, select_sql, utc, utc_required
+from iotiam.storage.raw import (
+    ParsedRows,
+    RawSql,
+    RawStatement,
+    row_object,
+    select_sql,
+    utc,
+    utc_required,
+)
 from iotiam.storage.rows import dump_json, load_json, under_path
 from iotiam.tokens.models import (
     AuthMethod,
@@ -51,11 +58,8 @@ _PRESENTED_COLUMNS = ("device_id", "org_unit_id", "org_path", "profile", "subjec
                       "revoked_at", "public_key_sha256")
 _PRESENTED_CERTIFICATE = RawStatement(select_sql(
     "certificates", _PRESENTED_COLUMNS, "issuer_id = :issuer_id AND serial = :serial"))
-#: parsed clients and presented certificates by their whole stored row: any change to
-#: the row (a revocation) is a miss
-_PARSED_CLIENTS: OrderedDict[tuple[Any, ...], OAuthClient] = OrderedDict()
-_PARSED_CERTIFICATES: OrderedDict[tuple[Any, ...], CertificateRecord] = OrderedDict()
-_PARSED_MAX = 4096
+_PARSED_CLIENTS: ParsedRows[OAuthClient] = ParsedRows()
+_PARSED_CERTIFICATES: ParsedRows[CertificateRecord] = ParsedRows()
 _DENIED = select(t.oauth_revoked_tokens.c.jti).where(
     t.oauth_revoked_tokens.c.jti == bindparam("jti"))
 
@@ -88,14 +92,8 @@ class SqlOAuthClientStore:
         row = RawSql(self._c).first(_CLIENT_BY_ID, {"client_id": client_id})
         if row is None:
             return None
-        key = tuple(row)
-        client = _PARSED_CLIENTS.get(key)
-        if client is None:
-            client = _client(row_object(_CLIENT_COLUMNS, key, _CLIENT_TIMES))
-            _PARSED_CLIENTS[key] = client
-            if len(_PARSED_CLIENTS) > _PARSED_MAX:
-                _PARSED_CLIENTS.popitem(last=False)
-        return client
+        return _PARSED_CLIENTS.get(tuple(row), lambda values: _client(
+            row_object(_CLIENT_COLUMNS, values, _CLIENT_TIMES)))
 
     def presented_certificate(self, issuer_id: str, serial: int) -> CertificateRecord | None:
         """The certificate a client presents for ``tls_client_auth``, without its PEM."""
@@ -103,13 +101,8 @@ class SqlOAuthClientStore:
                                     {"issuer_id": issuer_id, "serial": serial_hex(serial)})
         if row is None:
             return None
-        key = (issuer_id, serial, *row)
-        record = _PARSED_CERTIFICATES.get(key)
-        if record is None:
-            record = _PARSED_CERTIFICATES[key] = _presented(issuer_id, serial, row)
-            if len(_PARSED_CERTIFICATES) > _PARSED_MAX:
-                _PARSED_CERTIFICATES.popitem(last=False)
-        return record
+        return _PARSED_CERTIFICATES.get((issuer_id, serial, *row), lambda values: _presented(
+            issuer_id, serial, values[2:]))
 
     def for_device(self, device_id: str) -> OAuthClient | None:
         """The client bound to a device."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
@@ -31,6 +32,30 @@ class RawStatement:
         self.sqlite = sql
         # psycopg's named style; no statement here contains a literal %
         self.postgresql = _NAMED.sub(r"%(\1)s", sql)
+
+
+T = TypeVar("T")
+
+
+class ParsedRows(Generic[T]):
+    """Objects built from stored rows, kept by the whole row (its values as read).
+
+    Any change to a row (a revocation, an update) makes it a different key, so nothing
+    stale is ever served: what is saved is only the parsing, never the read.
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._built: OrderedDict[tuple[Any, ...], T] = OrderedDict()
+        self._limit = limit
+
+    def get(self, row: tuple[Any, ...], build: Callable[[tuple[Any, ...]], T]) -> T:
+        """The object of ``row``, built once (the oldest is forgotten beyond the limit)."""
+        built = self._built.get(row)
+        if built is None:
+            built = self._built[row] = build(row)
+            if len(self._built) > self._limit:
+                self._built.popitem(last=False)
+        return built
 
 
 class RawSql:

@@ -9,10 +9,13 @@ from sqlalchemy import ColumnElement
 
 from iotiam.errors import InvalidInput
 
+#: one encoder for every call: ``json.dumps`` with options builds a new one each time
+_STORED = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
 
 def dump_json(value: Any) -> str:
     """Compact, key-sorted JSON for storage."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return _STORED.encode(value)
 
 
 def load_json(text: str) -> Any:

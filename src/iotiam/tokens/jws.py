@@ -154,8 +154,11 @@ def _header_segment(kid: str, typ: str) -> str:
     return _b64(_compact_json({"alg": "ES256", "kid": kid, "typ": typ}))
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _compact_json(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _COMPACT.encode(value).encode("utf-8")
 
 
 def _b64(data: bytes) -> str:

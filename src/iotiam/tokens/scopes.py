@@ -18,6 +18,8 @@ a guardrail shows in the next token, never later.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import re
 from collections.abc import Iterable
 
@@ -26,7 +28,15 @@ from iotiam.errors import InvalidInput
 from iotiam.inventory.models import Device
 from iotiam.policy.actions import ACTION_KINDS, PUBLISH, RECEIVE, SUBSCRIBE, ResourceKind
 from iotiam.policy.engine import PolicyEngine
-from iotiam.policy.models import Decision, Deny, DevicePosture, Permit, RequestContext, Subject
+from iotiam.policy.models import (
+    Decision,
+    Deny,
+    DevicePosture,
+    IpAddress,
+    Permit,
+    RequestContext,
+    Subject,
+)
 from iotiam.policy.service import DecisionPoint
 from iotiam.policy.topics import HASH, PLUS, check_topic_filter, covers, overlap
 from iotiam.tokens.models import InvalidScope, OAuthClient
@@ -51,6 +61,15 @@ def parse_scope(text: str) -> tuple[str, str]:
             return action, text[len(action) + 1:]
     raise InvalidScope(f"scope {text[:60]!r} must be <action>:<resource> with a policy "
                        "action such as mqtt:publish, mqtt:subscribe or http:GET")
+
+
+@functools.lru_cache(maxsize=1024)
+def _address(text: str) -> IpAddress | None:
+    """A request's source address; None (unknown: conditions on it fail) if malformed."""
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
 
 
 def split_scopes(text: str | None) -> tuple[str, ...] | None:
@@ -113,10 +132,7 @@ class ScopeGrant:
         """Permit or Deny one scope for ``subject`` now."""
         action, resource = parse_scope(scope)
         _check_resource(action, resource)
-        try:
-            context = RequestContext.now(self._clock, source_ip=source_ip)
-        except InvalidInput:
-            context = RequestContext.now(self._clock)
+        context = RequestContext(self._clock.now(), _address(source_ip) if source_ip else None)
         engine = self._decisions.engine
         if action in (PUBLISH, RECEIVE) and (PLUS in resource or HASH in resource):
             return _filter_decision(engine, subject, action, resource, context)
