@@ -26,10 +26,15 @@ def is_reserved_id(value: str) -> bool:
     return lowered in RESERVED_DEVICE_IDS or lowered.startswith(RESERVED_PREFIX)
 
 
+def is_identifier(value: object) -> bool:
+    """Whether ``value`` is an id ``check_identifier`` accepts."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
 def check_identifier(value: str, what: str) -> str:
     """Validate an id: 1-128 chars of letters, digits, ``.``, ``_``, ``-``."""
     # fullmatch: ``$`` alone also matches before a trailing newline ("admin\n")
-    if not isinstance(value, str) or not _ID.fullmatch(value):
+    if not is_identifier(value):
         raise InvalidInput(
             f"{what} {value!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"

@@ -7,6 +7,7 @@ per distinct row, so a revocation (a new row) is seen by the very next read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,8 @@ from iotiam.storage.raw import (
     ParsedRows,
     RawSql,
     RawStatement,
+    in_params,
+    in_statement,
     row_object,
     select_sql,
     utc,
@@ -52,12 +55,23 @@ _STANDING_OF_DEVICE = RawStatement(
     " LEFT JOIN device_trust s ON s.device_id = d.id"
     " LEFT JOIN device_firmware f ON f.device_id = d.id"
     " WHERE d.id = :device_id")
+_CLIENTS_BY_ID = select_sql("oauth_clients", _CLIENT_COLUMNS, "client_id IN ({in_list})")
+_STANDINGS_OF_DEVICES = (
+    "SELECT d.id, g.group_id, s.score, f.compliant FROM devices d"
+    " LEFT JOIN group_members g ON g.device_id = d.id"
+    " LEFT JOIN device_trust s ON s.device_id = d.id"
+    " LEFT JOIN device_firmware f ON f.device_id = d.id"
+    " WHERE d.id IN ({in_list})")
 #: what tls_client_auth checks of a presented certificate (no PEM: it is not needed)
 _PRESENTED_COLUMNS = ("device_id", "org_unit_id", "org_path", "profile", "subject",
                       "not_before", "not_after", "status", "fingerprint_sha256", "created_at",
                       "revoked_at", "public_key_sha256")
 _PRESENTED_CERTIFICATE = RawStatement(select_sql(
     "certificates", _PRESENTED_COLUMNS, "issuer_id = :issuer_id AND serial = :serial"))
+_PRESENTED_CERTIFICATES = select_sql("certificates", ("serial", *_PRESENTED_COLUMNS),
+                                     "issuer_id = :issuer_id AND serial IN ({in_list})")
+#: rows per IN (...) query
+_IN_CHUNK = 500
 _PARSED_CLIENTS: ParsedRows[OAuthClient] = ParsedRows()
 _PARSED_CERTIFICATES: ParsedRows[CertificateRecord] = ParsedRows()
 _DENIED = select(t.oauth_revoked_tokens.c.jti).where(
@@ -95,6 +109,44 @@ class SqlOAuthClientStore:
         return _PARSED_CLIENTS.get(tuple(row), lambda values: _client(
             row_object(_CLIENT_COLUMNS, values, _CLIENT_TIMES)))
 
+    def get_many(self, client_ids: Sequence[str]) -> dict[str, OAuthClient]:
+        """The registered clients among these ids, by id."""
+        raw = RawSql(self._c)
+        found: dict[str, OAuthClient] = {}
+        for chunk in _chunks(client_ids):
+            statement = in_statement(_CLIENTS_BY_ID, "id", len(chunk))
+            for row in raw.all(statement, in_params("id", chunk)):
+                client = _PARSED_CLIENTS.get(tuple(row), lambda values: _client(
+                    row_object(_CLIENT_COLUMNS, values, _CLIENT_TIMES)))
+                found[client.client_id] = client
+        return found
+
+    def presented_certificates(self, issuer_id: str, serials: Sequence[int]
+                               ) -> dict[int, CertificateRecord]:
+        """``presented_certificate`` for many serials of one issuer, by serial."""
+        raw = RawSql(self._c)
+        found: dict[int, CertificateRecord] = {}
+        for chunk in _chunks(serials):
+            statement = in_statement(_PRESENTED_CERTIFICATES, "serial", len(chunk))
+            params = {"issuer_id": issuer_id, **in_params("serial", [serial_hex(s) for s in chunk])}
+            for row in raw.all(statement, params):
+                serial = int(row[0], 16)
+                found[serial] = _PARSED_CERTIFICATES.get(
+                    (issuer_id, serial, *row[1:]),
+                    lambda values: _presented(issuer_id, values[1], values[2:]))
+        return found
+
+    def device_standings(self, device_ids: Sequence[str]
+                         ) -> dict[str, tuple[list[str], DevicePosture | None]]:
+        """``device_standing`` for many devices, by id (registered devices only)."""
+        raw = RawSql(self._c)
+        rows_of: dict[str, list[Any]] = {}
+        for chunk in _chunks(device_ids):
+            statement = in_statement(_STANDINGS_OF_DEVICES, "id", len(chunk))
+            for row in raw.all(statement, in_params("id", chunk)):
+                rows_of.setdefault(row[0], []).append(row[1:])
+        return {device_id: _standing(rows) for device_id, rows in rows_of.items()}
+
     def presented_certificate(self, issuer_id: str, serial: int) -> CertificateRecord | None:
         """The certificate a client presents for ``tls_client_auth``, without its PEM."""
         row = RawSql(self._c).first(_PRESENTED_CERTIFICATE,
@@ -124,13 +176,22 @@ class SqlOAuthClientStore:
 
     def device_standing(self, device_id: str) -> tuple[list[str], DevicePosture | None]:
         """Group ids and posture of a device (for the policy subject of its client)."""
-        rows = RawSql(self._c).all(_STANDING_OF_DEVICE, {"device_id": device_id})
-        groups = [r[0] for r in rows if r[0] is not None]
-        if not rows or (rows[0][1] is None and rows[0][2] is None):
-            return groups, None
-        _, score, compliant = rows[0]
-        return groups, DevicePosture(None if score is None else float(score),
-                                     None if compliant is None else bool(compliant))
+        return _standing(RawSql(self._c).all(_STANDING_OF_DEVICE, {"device_id": device_id}))
+
+
+def _chunks(values: Sequence[Any]) -> list[list[Any]]:
+    wanted = list(dict.fromkeys(values))
+    return [wanted[i:i + _IN_CHUNK] for i in range(0, len(wanted), _IN_CHUNK)]
+
+
+def _standing(rows: Sequence[Any]) -> tuple[list[str], DevicePosture | None]:
+    """Groups and posture from (group, score, compliant) rows of one device."""
+    groups = [r[0] for r in rows if r[0] is not None]
+    if not rows or (rows[0][1] is None and rows[0][2] is None):
+        return groups, None
+    _, score, compliant = rows[0]
+    return groups, DevicePosture(None if score is None else float(score),
+                                 None if compliant is None else bool(compliant))
 
 
 def _presented(issuer_id: str, serial: int, row: Any) -> CertificateRecord:

@@ -15,8 +15,10 @@ and many requests can share one transaction.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,6 +39,7 @@ from iotiam.tokens.models import (
     OAuthClient,
     TokenConfig,
 )
+from iotiam.tokens.reads import ClientReads, ReadAhead
 from iotiam.unit_of_work import UnitOfWork
 
 _KEY_CACHE = 4096
@@ -86,16 +89,40 @@ class ClientAuthenticator:
                                             client.assertion_expires_at):
             raise InvalidClient("client assertion replayed: its jti was used before")
 
-    def check(self, uow: UnitOfWork, credentials: ClientCredentials, now: datetime
-              ) -> AuthenticatedClient:
-        """Authenticate without writing: the assertion's jti is left for ``consume``."""
+    def read_ahead(self, uow: UnitOfWork, requests: Sequence[ClientCredentials]
+                   ) -> ReadAhead:
+        """The rows ``check`` will read for these requests, read in one query per kind."""
+        client_ids: list[str] = []
+        serials: list[int] = []
+        for credentials in requests:
+            if credentials.client_id:
+                client_ids.append(credentials.client_id)
+            elif credentials.assertion:
+                with contextlib.suppress(InvalidClient):  # check says why, in its turn
+                    client_ids.append(claimed_client(credentials.assertion))
+            der = credentials.certificate_der
+            if der is not None:
+                with contextlib.suppress(InvalidClient):
+                    serial = self._presented_serial(der, hashlib.sha256(der).hexdigest())
+                    if serial is not None:
+                        serials.append(serial)
+        return ReadAhead(uow, client_ids=client_ids, issuer_id=self._issuing.id,
+                         serials=serials)
+
+    def check(self, uow: UnitOfWork, credentials: ClientCredentials, now: datetime,
+              reads: ClientReads | None = None) -> AuthenticatedClient:
+        """Authenticate without writing: the assertion's jti is left for ``consume``.
+
+        ``reads`` may hold rows read ahead for a batch (``read_ahead``) of this ``uow``.
+        """
+        reads = reads or ClientReads(uow)
         if credentials.secret_presented:
             raise InvalidClient("client secrets are not accepted; authenticate with "
                                 "private_key_jwt or tls_client_auth")
         if credentials.assertion is not None or credentials.assertion_type is not None:
-            return self._by_assertion(uow, credentials, now)
+            return self._by_assertion(reads, credentials, now)
         if credentials.certificate_der is not None and credentials.client_id:
-            return self._by_certificate(uow, credentials, now)
+            return self._by_certificate(reads, credentials, now)
         if credentials.client_id:
             raise InvalidClient("client authentication is required: send a client_assertion "
                                 "(private_key_jwt) or a TLS client certificate "
@@ -105,8 +132,8 @@ class ClientAuthenticator:
 
     # -- private_key_jwt -----------------------------------------------------------------
 
-    def _by_assertion(self, uow: UnitOfWork, credentials: ClientCredentials, now: datetime
-                      ) -> AuthenticatedClient:
+    def _by_assertion(self, reads: ClientReads, credentials: ClientCredentials,
+                      now: datetime) -> AuthenticatedClient:
         if credentials.assertion_type != CLIENT_ASSERTION_TYPE:
             raise InvalidClient(f"client_assertion_type must be {CLIENT_ASSERTION_TYPE!r}")
         if not credentials.assertion:
@@ -114,7 +141,7 @@ class ClientAuthenticator:
         client_id = claimed_client(credentials.assertion)
         if credentials.client_id is not None and credentials.client_id != client_id:
             raise InvalidClient("client_id does not match the client assertion's issuer")
-        client = self._client(uow, client_id, AuthMethod.PRIVATE_KEY_JWT)
+        client = self._client(reads, client_id, AuthMethod.PRIVATE_KEY_JWT)
         keys: list[Key] = []
         records: list[CertificateRecord | None] = []
         if client.jwks is not None:
@@ -122,16 +149,16 @@ class ClientAuthenticator:
                 keys.append(key)
                 records.append(None)
         if client.kind is ClientKind.DEVICE and client.device_id is not None:
-            for live in self._live_certificates(uow, client.device_id, now):
+            for live in self._live_certificates(reads.uow, client.device_id, now):
                 cert_key = self._certificate_key(live)
                 if cert_key is not None:
                     keys.append(cert_key)
                     records.append(live)
         verified = verify_assertion(credentials.assertion, keys, client_id=client_id,
                                     config=self._config, now=now)
-        device = self._require_active_device(uow, client)
+        device = self._require_active_device(reads, client)
         record = records[verified.key_index]
-        bound = self._binding(uow, client, credentials, now)
+        bound = self._binding(reads, client, credentials, now)
         if record is None and bound is not None:
             record = bound
         return AuthenticatedClient(
@@ -144,33 +171,33 @@ class ClientAuthenticator:
             device=device,
         )
 
-    def _binding(self, uow: UnitOfWork, client: OAuthClient, credentials: ClientCredentials,
-                 now: datetime) -> CertificateRecord | None:
+    def _binding(self, reads: ClientReads, client: OAuthClient,
+                 credentials: ClientCredentials, now: datetime) -> CertificateRecord | None:
         """A TLS certificate of this device on the same request binds the token to it."""
         if credentials.certificate_der is None or client.device_id is None:
             return None
         try:
-            return self._device_certificate(uow, client, credentials.certificate_der, now)
+            return self._device_certificate(reads, client, credentials.certificate_der, now)
         except InvalidClient:
             return None
 
     # -- tls_client_auth -----------------------------------------------------------------
 
-    def _by_certificate(self, uow: UnitOfWork, credentials: ClientCredentials, now: datetime
-                        ) -> AuthenticatedClient:
+    def _by_certificate(self, reads: ClientReads, credentials: ClientCredentials,
+                        now: datetime) -> AuthenticatedClient:
         assert credentials.client_id is not None and credentials.certificate_der is not None
-        client = self._client(uow, credentials.client_id, AuthMethod.TLS_CLIENT_AUTH)
+        client = self._client(reads, credentials.client_id, AuthMethod.TLS_CLIENT_AUTH)
         if client.kind is not ClientKind.DEVICE:
             raise InvalidClient("tls_client_auth is for device clients")
-        record = self._device_certificate(uow, client, credentials.certificate_der, now)
-        device = self._require_active_device(uow, client)
+        record = self._device_certificate(reads, client, credentials.certificate_der, now)
+        device = self._require_active_device(reads, client)
         return AuthenticatedClient(
             client=client, method=AuthMethod.TLS_CLIENT_AUTH,
             certificate_serial=record.serial_hex, certificate_not_after=record.not_after,
             x5t_s256=x5t_s256(credentials.certificate_der), device=device,
         )
 
-    def _device_certificate(self, uow: UnitOfWork, client: OAuthClient, der: bytes,
+    def _device_certificate(self, reads: ClientReads, client: OAuthClient, der: bytes,
                             now: datetime) -> CertificateRecord:
         """RFC 8705 §2.1: the presented certificate is a live iotiam certificate of the
         client's device (checked here even though TLS verified the chain: a trusted
@@ -181,7 +208,7 @@ class ClientAuthenticator:
             raise InvalidClient("the TLS client certificate was not issued by iotiam")
         # the fingerprint must be that of the very certificate iotiam issued and stored:
         # stronger than a signature check (which it makes redundant), and cheaper
-        record = uow.oauth_clients.presented_certificate(self._issuing.id, serial)
+        record = reads.certificate(self._issuing.id, serial)
         if record is None or record.device_id != client.device_id or \
                 record.fingerprint_sha256 != fingerprint:
             raise InvalidClient(f"the TLS client certificate does not belong to client "
@@ -211,8 +238,8 @@ class ClientAuthenticator:
     # -- shared --------------------------------------------------------------------------
 
     @staticmethod
-    def _client(uow: UnitOfWork, client_id: str, method: AuthMethod) -> OAuthClient:
-        client = uow.oauth_clients.get(client_id) if len(client_id) <= 128 else None
+    def _client(reads: ClientReads, client_id: str, method: AuthMethod) -> OAuthClient:
+        client = reads.client(client_id)
         if client is None:
             raise InvalidClient(f"unknown client {client_id[:128]!r}")
         if not client.active:
@@ -222,10 +249,10 @@ class ClientAuthenticator:
         return client
 
     @staticmethod
-    def _require_active_device(uow: UnitOfWork, client: OAuthClient) -> Device | None:
+    def _require_active_device(reads: ClientReads, client: OAuthClient) -> Device | None:
         if client.device_id is None:
             return None
-        device = uow.devices.get(client.device_id)
+        device = reads.device(client.device_id)
         if device is None:
             raise InvalidClient(f"the device of client {client.client_id!r} is gone")
         if device.state is not DeviceState.ACTIVE:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -37,6 +38,20 @@ class OAuthClientStore(Protocol):
 
     def revoke(self, client_id: str, at: datetime) -> None:
         """Mark a client revoked (final)."""
+        ...
+
+    def get_many(self, client_ids: Sequence[str]) -> dict[str, OAuthClient]:
+        """The registered clients among these ids, by id (one query per few hundred)."""
+        ...
+
+    def presented_certificates(self, issuer_id: str, serials: Sequence[int]
+                               ) -> dict[int, CertificateRecord]:
+        """``presented_certificate`` for many serials of one issuer, by serial."""
+        ...
+
+    def device_standings(self, device_ids: Sequence[str]
+                         ) -> dict[str, tuple[list[str], DevicePosture | None]]:
+        """``device_standing`` for many devices, by id (registered devices only)."""
         ...
 
     def device_standing(self, device_id: str) -> tuple[list[str], DevicePosture | None]:

@@ -44,6 +44,7 @@ from iotiam.tokens.models import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
+from iotiam.tokens.reads import ClientReads
 from iotiam.tokens.revocation import TokenRevocation
 from iotiam.tokens.scopes import ScopeGrant, split_scopes, subject_of
 from iotiam.tokens.signing_keys import KeyRing, SigningKeys
@@ -130,9 +131,10 @@ class AuthorizationServer:
         try:
             ring = self.keys.ring()
             with self._uow() as uow:
+                reads = self._auth.read_ahead(uow, [request.credentials for _, request in batch])
                 for i, request in batch:
                     try:
-                        issued, draft = self._client_credentials_one(uow, request, ring)
+                        issued, draft = self._client_credentials_one(uow, request, ring, reads)
                     except IamError as e:
                         outcomes[i] = e
                         drafts.append(refused(_token_refusal(request), e))
@@ -153,15 +155,15 @@ class AuthorizationServer:
         except IamError:
             log.exception("%d token refusals could not be audited", len(drafts))
 
-    def _client_credentials_one(self, uow: UnitOfWork, request: TokenRequest, ring: KeyRing
-                                ) -> tuple[IssuedToken, AuditDraft]:
+    def _client_credentials_one(self, uow: UnitOfWork, request: TokenRequest, ring: KeyRing,
+                                reads: ClientReads) -> tuple[IssuedToken, AuditDraft]:
         """RFC 6749 §4.4: every check reads; the jti insert is the one write (the lock)."""
         credentials = request.credentials
         grant = GrantType.CLIENT_CREDENTIALS
         requested = split_scopes(request.scope)
-        client = self._auth.check(uow, credentials, self._clock.now())
+        client = self._auth.check(uow, credentials, self._clock.now(), reads)
         self._require_grant(client, grant)
-        scopes = self._granted(uow, client, requested, credentials.source or None)
+        scopes = self._granted(reads, client, requested, credentials.source or None)
         audience = self._audience(client.client, request.resource)
         self._auth.consume(uow, client)
         return self._mint(client, scopes, audience, subject=client.client.client_id,
@@ -232,7 +234,7 @@ class AuthorizationServer:
             requested = split_scopes(scope)
             with self._uow() as uow:
                 client = self._authenticate(uow, credentials, GrantType.DEVICE_CODE)
-                scopes = self._granted(uow, client, requested, source_ip)
+                scopes = self._granted(ClientReads(uow), client, requested, source_ip)
                 audience = self._audience(client.client, resource)
                 return self.device_codes.start(uow, client, scopes, audience)
 
@@ -293,13 +295,13 @@ class AuthorizationServer:
             raise UnauthorizedClient(f"client {client.client.client_id!r} may not use the "
                                      f"{grant} grant")
 
-    def _granted(self, uow: UnitOfWork, authenticated: AuthenticatedClient,
+    def _granted(self, reads: ClientReads, authenticated: AuthenticatedClient,
                  requested: tuple[str, ...] | None, source_ip: str | None) -> tuple[str, ...]:
         client = authenticated.client
         device = authenticated.device
         if device is None and client.device_id:
-            device = uow.devices.get(client.device_id)
-        groups, posture = uow.oauth_clients.device_standing(device.id) if device else ([], None)
+            device = reads.device(client.device_id)
+        groups, posture = reads.standing(device.id) if device else ([], None)
         return self._scopes.grant(client, subject_of(client, device, groups, posture), requested,
                                   source_ip=source_ip)
 

@@ -201,3 +201,53 @@ def test_ok_a_busy_writer_sends_the_batch_to_the_thread(kit: OAuthKit,
     assert response.status_code == 200 and response.json()["access_token"]
     assert threads == ["oauth-tokens_0"]
     assert audit_ok(kit)
+
+
+def test_fail_a_hostile_client_id_spoils_no_one_elses_request(kit: OAuthKit,
+                                                             d1: DeviceIdentity) -> None:
+    # PostgreSQL refuses a NUL byte in text, and an error aborts the whole transaction:
+    # an id no client could have is unknown without asking the database
+    before = issued_count(kit)
+    outcomes = kit.inst.services.oauth.issue_tokens([
+        by_certificate(d1),
+        by_assertion(kit.assertion("d1\x00x", d1.key)),
+        by_assertion(kit.assertion("d1 ' OR 1=1 --", d1.key)),
+        by_certificate(d1),
+    ])
+    assert [type(o) for o in outcomes] == [IssuedToken, InvalidClient, InvalidClient,
+                                           IssuedToken]
+    assert "unknown client" in str(outcomes[1])
+    assert issued_count(kit) == before + 2
+    assert audit_ok(kit)
+
+
+@pytest.mark.parametrize("installation", ["sqlite"], indirect=True)  # SQLite's statement trace
+def test_ok_a_batch_reads_its_rows_in_one_query_per_kind(kit: OAuthKit) -> None:
+    from sqlalchemy import event
+
+    devices = [kit.device(f"r{i}") for i in range(6)]
+    oauth = kit.inst.services.oauth
+    statements: list[str] = []
+
+    def trace(dbapi_connection: object, *_: object) -> None:
+        dbapi_connection.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+
+    engine = kit.inst.services.database.engine
+    event.listen(engine, "checkout", trace)
+    try:
+        def count(batch: list[TokenRequest]) -> int:
+            statements.clear()
+            outcomes = oauth.issue_tokens(batch)
+            assert all(isinstance(o, IssuedToken) for o in outcomes)
+            return sum(s.startswith("SELECT") for s in statements)
+
+        count([by_certificate(devices[0])])  # the first batch also loads the key ring
+        one = count([by_certificate(devices[0])])
+        six = count([by_certificate(d) for d in devices])
+        mixed = count([by_certificate(d) for d in devices[:3]] +
+                      [by_assertion(kit.assertion(d.device_id, d.key)) for d in devices[3:]])
+    finally:
+        event.remove(engine, "checkout", trace)
+    # clients, certificates, devices and their standing: one query each for the batch
+    assert six == one == 5  # and the audit head
+    assert mixed > one  # assertion keys come from the device's live certificates

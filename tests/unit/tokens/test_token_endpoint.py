@@ -186,3 +186,36 @@ def test_ok_scopes_follow_the_devices_trust_score(kit: OAuthKit) -> None:
     assert services.trust.recompute(["d1"])["d1"].score < 60
     answer = kit.token(cert=d1, client_id="d1", scope="mqtt:publish:plant/d1")
     kit.assert_oauth_error(answer, "invalid_scope", detail="refused by policy")
+
+
+def test_ok_each_request_of_a_batch_is_judged_with_its_own_groups(kit: OAuthKit) -> None:
+    from iotiam.admin.models import SYSTEM
+    from iotiam.policy.models import AttachmentTarget, TargetKind
+    from iotiam.tokens.models import ClientCredentials, IssuedToken, TokenRequest
+
+    services = kit.inst.services
+    devices = [kit.device(d, client=False) for d in ("m1", "m2")]
+    for group in ("line-a", "suspect"):
+        services.inventory.create_group(SYSTEM, group_id=group, name=group, org_unit_id=None)
+    alarms = "mqtt:publish:alarms/line-a"
+    for name, effect, group in (("line-a-alarms", "allow", "line-a"),
+                                ("suspect-silenced", "deny", "suspect")):
+        services.policies.write(SYSTEM, (
+            f"name: {name}\nversion: 1\nstatements:\n  - effect: {effect}\n"
+            "    actions: [mqtt:publish]\n    topics: ['alarms/line-a']\n"), owner_path="/root/")
+        services.policies.attach(SYSTEM, name, AttachmentTarget(TargetKind.GROUP, group))
+    for device in devices:
+        services.inventory.add_to_group(SYSTEM, "line-a", device.device_id)
+        created = kit.api.post("/v1/oauth/clients", json={"device": device.device_id})
+        assert created.status_code == 201, created.text
+        assert alarms in created.json()["scope"].split()
+    services.inventory.add_to_group(SYSTEM, "suspect", "m2")
+
+    def ask(device: DeviceIdentity) -> TokenRequest:
+        return TokenRequest(grant_type="client_credentials", scope=alarms,
+                            credentials=ClientCredentials(client_id=device.device_id,
+                                                          certificate_der=device.der))
+
+    granted, refused = services.oauth.issue_tokens([ask(d) for d in devices])
+    assert isinstance(granted, IssuedToken) and granted.scope == alarms
+    assert not isinstance(refused, IssuedToken) and "refused by policy" in str(refused)
