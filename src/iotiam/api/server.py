@@ -15,6 +15,7 @@ from collections.abc import Generator
 import uvicorn
 
 from iotiam.api.app import create_api_app, create_public_app
+from iotiam.api.one_send import OneSendHttpToolsProtocol
 from iotiam.api.tls import ManufacturerTrust, TlsAwareHttpToolsProtocol
 from iotiam.api.workers import fork_workers, stop_workers
 from iotiam.bootstrap import Services, broker_fleet, save_baselines, trust_scores_refresher
@@ -165,6 +166,7 @@ def _serve_here(services: Services, api_sockets: list[socket.socket],
         create_public_app(services),
         host=settings.host,
         port=settings.http_port,
+        http=OneSendHttpToolsProtocol,
         log_level=log_level,
         access_log=False,
         server_header=False,

@@ -19,15 +19,16 @@ from urllib.parse import unquote
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from starlette.requests import Request
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from iotiam.api.one_send import OneSendHttpToolsProtocol
 from iotiam.errors import InvalidInput
 
 log = logging.getLogger("iotiam.tls")
 
 
-class TlsAwareHttpToolsProtocol(HttpToolsProtocol):
-    """``HttpToolsProtocol`` plus the ASGI TLS extension in every request scope."""
+class TlsAwareHttpToolsProtocol(OneSendHttpToolsProtocol):
+    """``HttpToolsProtocol`` plus the ASGI TLS extension in every request scope (and one
+    send per response, ``one_send.py``)."""
 
     _tls_extension: dict[str, Any] | None = None
 
