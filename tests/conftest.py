@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +21,7 @@ from iotiam.api.app import create_api_app, create_public_app
 from iotiam.bootstrap import Services, build_services, initialize
 from iotiam.clock import FrozenClock
 from iotiam.config import Settings
-from iotiam.storage.database import make_engine
+from iotiam.storage.database import Database, make_engine
 from iotiam.testing.environment import integration_required
 
 PG_URL = os.environ.get("IOTIAM_TEST_DATABASE_URL")
@@ -137,3 +139,24 @@ def installation(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ins
         if gen is not None:
             for _ in gen:
                 pass
+
+
+@contextmanager
+def writer_held(database: Database) -> Iterator[threading.Event]:
+    """Another thread holds a write transaction until the block ends or the yielded
+    event is set."""
+    holding, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with database():
+            holding.set()
+            leave.wait(10)
+
+    writer = threading.Thread(target=hold)
+    writer.start()
+    try:
+        assert holding.wait(10)
+        yield leave
+    finally:
+        leave.set()
+        writer.join(10)

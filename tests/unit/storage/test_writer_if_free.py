@@ -7,12 +7,11 @@ thread of this process, or another process on the same file) must make it say Fa
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
 
-from conftest import Installation
+from conftest import Installation, writer_held
 from iotiam.storage import schema
 from iotiam.storage.database import Database, make_engine
 
@@ -53,22 +52,8 @@ def test_ok_free_writer_is_held_and_writes_inside_do_not_wait(
 
 @sqlite_only
 def test_ok_a_writing_thread_makes_it_busy(sqlite_file: Database) -> None:
-    inside, leave = threading.Event(), threading.Event()
-
-    def write() -> None:
-        with sqlite_file():
-            inside.set()
-            leave.wait(10)
-
-    writer = threading.Thread(target=write)
-    writer.start()
-    try:
-        assert inside.wait(10)
-        with sqlite_file.writer_if_free() as free:
-            assert not free
-    finally:
-        leave.set()
-        writer.join(10)
+    with writer_held(sqlite_file), sqlite_file.writer_if_free() as free:
+        assert not free
     with sqlite_file.writer_if_free() as free:
         assert free
 

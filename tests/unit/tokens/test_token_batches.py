@@ -13,6 +13,7 @@ import threading
 import httpx
 import pytest
 
+from conftest import writer_held
 from iotiam.admin.models import SYSTEM
 from iotiam.api.oauth_token_path import OAuthTokenFastPath
 from iotiam.tokens.models import (
@@ -167,20 +168,9 @@ def test_ok_a_busy_writer_sends_the_batch_to_the_thread(kit: OAuthKit,
     app = kit.http.app
     assert isinstance(app, OAuthTokenFastPath)
     threads = _recording_threads(app)
-    database = kit.inst.services.database
-    holding, leave = threading.Event(), threading.Event()
-
-    def hold_the_writer() -> None:
-        with database():
-            holding.set()
-            leave.wait(10)
-
-    writer = threading.Thread(target=hold_the_writer)
-    writer.start()
-    assert holding.wait(10)
     data = {"grant_type": "client_credentials", "client_id": "d1"}
 
-    async def while_held() -> httpx.Response:
+    async def while_held(leave: threading.Event) -> httpx.Response:
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="https://iotiam") as http:
             answer = asyncio.ensure_future(http.post(TOKEN, data=data,
@@ -193,11 +183,8 @@ def test_ok_a_busy_writer_sends_the_batch_to_the_thread(kit: OAuthKit,
             assert waited
             return response
 
-    try:
-        response = asyncio.run(while_held())
-    finally:
-        leave.set()
-        writer.join(10)
+    with writer_held(kit.inst.services.database) as leave:
+        response = asyncio.run(while_held(leave))
     assert response.status_code == 200 and response.json()["access_token"]
     assert threads == ["oauth-tokens_0"]
     assert audit_ok(kit)
