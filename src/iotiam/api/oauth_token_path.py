@@ -4,7 +4,8 @@ The request is read and answered here, exactly as the FastAPI route would (the s
 form rules and RFC 6749 §5.2 errors, from ``oauth_wire.py``); everything else goes on
 to the app behind. Requests that arrive while a batch is with the database wait for
 the next one, and a batch is answered by ``AuthorizationServer.issue_tokens`` in one
-transaction on one thread (group commit): under load, one commit serves many tokens;
+transaction (group commit), on the event loop when SQLite's writer is free and on one
+worker thread otherwise (``TokenBatcher``): under load, one commit serves many tokens;
 alone, a request is its own batch and waits for no one.
 """
 
