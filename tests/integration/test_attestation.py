@@ -148,3 +148,29 @@ def test_attestation_ok_compliant_then_refusals(server: Server) -> None:
     assert refused.err.startswith("error: ") and refused.err.count("\n") == 1
     assert "unsigned metadata is refused" in refused.err
     assert "9.0" not in server.cli("firmware", "list").out
+
+
+def test_signer_revoke_ok_through_the_cli(server: Server) -> None:
+    directory = server.work_dir / "leaky-signer"
+    directory.mkdir()
+    signer_key, signer_pub = write_signer(directory)
+    server.cli("firmware", "signer", "add", "leaky", "--key", signer_pub)
+    image = register_image(server, signer_key, "3.1.0")
+    agent = enrolled_agent(server, "attest-leaky")
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    assert agent.attest("3.1.0", digest, {})["compliant"] is True
+
+    out = server.cli("firmware", "signer", "revoke", "leaky").out
+    assert "firmware signer leaky revoked in root: 1 image(s) no longer count, 1 device(s) " \
+           "became non-compliant" in out
+    status = json.loads(server.cli("firmware", "status", "attest-leaky", "--json").out)
+    assert status["compliant"] is False
+    assert "revoked firmware signer 'leaky'" in status["reason"]
+    signers = json.loads(server.cli("firmware", "signer", "list", "--json").out)
+    assert [s["revoked_at"] is not None for s in signers if s["name"] == "leaky"] == [True]
+    assert "leaky" in server.cli("firmware", "signer", "list").out
+
+    again = server.cli("firmware", "signer", "revoke", "leaky", check=False)
+    assert again.rc == 1
+    assert again.err.startswith("error: ") and again.err.count("\n") == 1
+    assert "already revoked" in again.err

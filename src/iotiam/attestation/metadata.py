@@ -138,7 +138,8 @@ def sign_metadata(key: PrivateKey, *, device_type: str, version: str, sha256: st
 
 def verify_metadata(token: object, signers: Sequence[FirmwareSigner]
                     ) -> tuple[FirmwareMetadata, FirmwareSigner]:
-    """Verify ``token`` with one of ``signers`` and parse its payload, or raise."""
+    """Verify ``token`` with one of ``signers`` and parse its payload, or raise; a
+    signature by a revoked signer is refused as such."""
     if not isinstance(token, str) or token.count(".") != 2:
         raise InvalidFirmwareMetadata(
             "firmware metadata must be a compact JWS signed by a registered firmware signer "
@@ -153,7 +154,10 @@ def verify_metadata(token: object, signers: Sequence[FirmwareSigner]
         raise InvalidFirmwareMetadata(f"firmware metadata must have typ {METADATA_TYP!r} "
                                       "(or JWT, or none)")
     kid = header.get("kid")
-    candidates = [s for s in signers if kid is None or s.key_id == kid]
+    # live signers first: a key registered at two org units and revoked at one still
+    # verifies as the other's
+    candidates = sorted((s for s in signers if kid is None or s.key_id == kid),
+                        key=lambda s: s.revoked_at is not None)
     if not candidates:
         raise InvalidFirmwareMetadata("the metadata is not signed by a firmware signer "
                                       "registered for this org unit")
@@ -165,6 +169,10 @@ def verify_metadata(token: object, signers: Sequence[FirmwareSigner]
             "the metadata signature does not verify with any firmware signer registered "
             "for this org unit") from e
     signer = candidates[index]
+    if signer.revoked_at is not None:
+        raise InvalidFirmwareMetadata(
+            f"the metadata is signed by firmware signer {signer.name!r}, revoked at "
+            f"{signer.revoked_at.isoformat()}: re-sign it with a signer that is not revoked")
     alg = str(header.get("alg"))
     if _ALIASES.get(alg, alg) != str(signer.algorithm):
         raise InvalidFirmwareMetadata(f"signer {signer.name!r} signs with "

@@ -31,6 +31,10 @@ class FirmwareSigner:
     key_id: str
     created_at: datetime
     created_by: str
+    #: once set, nothing it signed counts: its metadata is refused, its images are not
+    #: registered images any more (a leaked key). Final: trust a new key instead
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
 
 
 @dataclass(frozen=True)

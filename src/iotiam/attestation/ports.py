@@ -34,8 +34,21 @@ class FirmwareStore(Protocol):
         """Signers that cover ``org_path``: registered at it or at one of its ancestors."""
         ...
 
+    def revoke_signer(self, signer_id: str, at: datetime, by: str) -> bool:
+        """Mark the signer revoked unless it already is; True when this call did it (a
+        conditional update: of two concurrent revocations exactly one wins)."""
+        ...
+
     def add_image(self, image: FirmwareImage) -> None:
         """Store a new image (unique device type + version per org unit)."""
+        ...
+
+    def replace_image(self, image: FirmwareImage) -> None:
+        """Overwrite the stored image with ``image.id`` (same org unit, type, version)."""
+        ...
+
+    def images_of_signer(self, signer_id: str) -> list[FirmwareImage]:
+        """Images whose metadata ``signer_id`` signed."""
         ...
 
     def images_under(self, org_path: str, device_type: str | None = None
@@ -92,6 +105,10 @@ class FirmwareStore(Protocol):
     def statuses_of_type(self, device_type: str, org_path: str
                          ) -> list[tuple[FirmwareStatus, str]]:
         """Statuses of devices of ``device_type`` under ``org_path``, with their org path."""
+        ...
+
+    def statuses_of_signer(self, signer_id: str) -> list[FirmwareStatus]:
+        """Statuses that name an image ``signer_id`` signed."""
         ...
 
     def put_status(self, status: FirmwareStatus, at: datetime) -> bool:

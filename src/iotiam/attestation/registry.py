@@ -4,7 +4,8 @@ Everything lives in an org unit and covers its subtree: a signer registered at a
 unit vouches for images registered there or below; an image covers the devices there or
 below; a rule applies there and below (the highest minimum on the way up wins). An
 admin sees and changes only their own subtree (G9), and a signature by another
-tenant's signer is simply a signature by an unknown key.
+tenant's signer is simply a signature by an unknown key. A revoked signer vouches for
+nothing: its metadata is refused and its images no longer make a device compliant.
 """
 
 from __future__ import annotations
@@ -14,12 +15,17 @@ from dataclasses import dataclass, replace
 
 from iotiam.admin.models import Principal, Role
 from iotiam.attestation import findings
-from iotiam.attestation.compliance import against_minimum, effective_minimum
+from iotiam.attestation.compliance import (
+    against_minimum,
+    effective_minimum,
+    signed_by_revoked,
+)
 from iotiam.attestation.metadata import load_signer_key, verify_metadata
 from iotiam.attestation.models import (
     FirmwareImage,
     FirmwareRule,
     FirmwareSigner,
+    FirmwareStatus,
     NonCompliant,
 )
 from iotiam.attestation.versions import FirmwareVersion
@@ -41,6 +47,16 @@ class RuleView:
     device_type: str
     rules: list[FirmwareRule]
     effective: FirmwareRule | None
+
+
+@dataclass(frozen=True)
+class SignerRevocation:
+    """A signer just revoked, how many images it had signed and how many devices lost
+    their compliance with it."""
+
+    signer: FirmwareSigner
+    images_affected: int
+    devices_changed: int
 
 
 def _org_unit(uow: UnitOfWork, actor: Principal, unit_id: str | None) -> OrgUnit:
@@ -106,6 +122,63 @@ class FirmwareRegistry:
                              "key_id": key.key_id}))
         return signer
 
+    def revoke_signer(self, actor: Principal, name: str, org_unit_id: str | None = None
+                      ) -> SignerRevocation:
+        """Stop trusting a signer at once (a leaked key); final.
+
+        In the same transaction every device whose status names an image it signed is
+        judged again: it is non-compliant now, a flip moves its ``updated_at`` (decision
+        caches, the broker sync and the trust scores follow), and newly non-compliant
+        devices are reported as findings, as ``set_rule`` does.
+        """
+        draft = self._refused(actor, f"firmware-signer:{str(name)[:128]}", "revoke-signer")
+        raised: list[Finding] = []
+        with self._audit.refusals(draft):
+            actor.require(Role.ADMIN, "revoking firmware signers")
+            check_identifier(name, "signer name")
+            with self._uow() as uow:
+                unit = _org_unit(uow, actor, org_unit_id)
+                signer = uow.firmware.signer_by_name(unit.id, name)
+                if signer is None:
+                    raise NotFound(f"firmware signer {name!r} not found in org unit "
+                                   f"{unit.id!r}")
+                now = self._clock.now()
+                if signer.revoked_at is not None or \
+                        not uow.firmware.revoke_signer(signer.id, now, actor.name):
+                    raise Conflict(f"firmware signer {name!r} is already revoked")
+                signer = replace(signer, revoked_at=now, revoked_by=actor.name)
+                images = uow.firmware.images_of_signer(signer.id)
+                flipped = self._distrust(uow, signer, images, raised)
+                self._audit.append(uow, AuditDraft(
+                    tag=AuditTag.FIRMWARE_SIGNER_REVOKED, actor=actor.name,
+                    org_path=unit.path, subject=f"firmware-signer:{signer.id}",
+                    details={"name": name, "org": unit.id, "key_id": signer.key_id,
+                             "images_affected": len(images), "devices_changed": flipped}))
+        findings.report(self._findings, raised)
+        return SignerRevocation(signer=signer, images_affected=len(images),
+                                devices_changed=flipped)
+
+    def _distrust(self, uow: UnitOfWork, signer: FirmwareSigner,
+                  images: list[FirmwareImage], raised: list[Finding]) -> int:
+        """Judge again every device whose status names an image of the revoked signer."""
+        by_id = {i.id: i for i in images}
+        now = self._clock.now()
+        newly: list[tuple[FirmwareStatus, NonCompliant]] = []
+        for status in uow.firmware.statuses_of_signer(signer.id):
+            assert status.image_id is not None
+            verdict = signed_by_revoked(by_id[status.image_id], signer)
+            changed = replace(status, compliant=False, reason=verdict.reason,
+                              image_id=verdict.image_id)
+            # already non-compliant (below the minimum): the reason changes, not the flag
+            if uow.firmware.put_status(changed, now):
+                newly.append((changed, verdict))
+        devices = uow.devices.get_many([s.device_id for s, _ in newly])
+        for status, verdict in newly:
+            device = devices.get(status.device_id)
+            if device is not None and device.state is not DeviceState.DECOMMISSIONED:
+                raised.append(findings.noncompliant(device, status, verdict, None))
+        return len(newly)
+
     def list_signers(self, actor: Principal) -> list[FirmwareSigner]:
         """Signers in the caller's subtree."""
         with self._uow.reading() as uow:
@@ -115,18 +188,27 @@ class FirmwareRegistry:
 
     def register_image(self, actor: Principal, metadata_jws: str,
                        org_unit_id: str | None = None) -> FirmwareImage:
-        """Register an image from metadata signed by a signer covering the org unit."""
+        """Register an image from metadata signed by a signer covering the org unit.
+
+        The same version registered there before by a since revoked signer is replaced
+        (re-signed with a new key); any other earlier registration of it is a conflict.
+        """
         draft = self._refused(actor, "firmware:unverified", "register-image")
         with self._audit.refusals(draft):
             actor.require(Role.ADMIN, "registering firmware")
             with self._uow() as uow:
                 unit = _org_unit(uow, actor, org_unit_id)
-                metadata, signer = verify_metadata(metadata_jws,
-                                                   uow.firmware.signers_over(unit.path))
+                signers = uow.firmware.signers_over(unit.path)
+                metadata, signer = verify_metadata(metadata_jws, signers)
+                revoked = {s.id: s for s in signers if s.revoked_at is not None}
                 _device_type(uow, metadata.device_type)
+                replaced: FirmwareImage | None = None
                 for known in uow.firmware.images_over(unit.path, metadata.device_type):
                     if known.org_unit_id == unit.id and \
                             FirmwareVersion.parse(known.version) == metadata.version:
+                        if known.signer_id in revoked:
+                            replaced = known
+                            continue
                         same = known.sha256 == metadata.sha256
                         raise Conflict(
                             f"{metadata.device_type} {known.version} is already registered "
@@ -134,19 +216,26 @@ class FirmwareRegistry:
                             + ("" if same else " with another hash: give the new build a "
                                "new version"))
                 image = FirmwareImage(
-                    id=secrets.token_hex(8), device_type=metadata.device_type,
+                    id=replaced.id if replaced else secrets.token_hex(8),
+                    device_type=metadata.device_type,
                     version=metadata.version.text, sha256=metadata.sha256,
                     org_unit_id=unit.id, org_path=unit.path, signer_id=signer.id,
                     metadata_jws=metadata_jws, created_at=self._clock.now(),
                     created_by=actor.name, released_at=metadata.released_at,
                     notes=metadata.notes)
-                uow.firmware.add_image(image)
+                details: dict[str, object] = {
+                    "device_type": image.device_type, "version": image.version,
+                    "sha256": image.sha256, "signer": signer.name,
+                    "signer_key_id": signer.key_id, "org": unit.id}
+                if replaced is None:
+                    uow.firmware.add_image(image)
+                else:
+                    uow.firmware.replace_image(image)
+                    details["replaced"] = {"sha256": replaced.sha256,
+                                           "signer": revoked[replaced.signer_id].name}
                 self._audit.append(uow, AuditDraft(
                     tag=AuditTag.FIRMWARE_REGISTERED, actor=actor.name, org_path=unit.path,
-                    subject=f"firmware:{image.id}",
-                    details={"device_type": image.device_type, "version": image.version,
-                             "sha256": image.sha256, "signer": signer.name,
-                             "signer_key_id": signer.key_id, "org": unit.id}))
+                    subject=f"firmware:{image.id}", details=details))
         return image
 
     def list_images(self, actor: Principal, device_type: str | None = None

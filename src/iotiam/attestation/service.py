@@ -137,11 +137,14 @@ class Attestation:
             self._spend_nonce(uow, current, claims.nonce)
             minimum = effective_minimum(uow.firmware.rules_over(current.org_path,
                                                                 current.type_name))
+            # every image covering the device was signed by a signer covering it
+            revoked = {s.id: s for s in uow.firmware.signers_over(current.org_path)
+                       if s.revoked_at is not None}
             verdict = judge(device_type=current.type_name, version=claims.firmware_version,
                             firmware_hash=claims.firmware_hash,
                             images=uow.firmware.images_over(current.org_path,
                                                             current.type_name),
-                            minimum=minimum)
+                            minimum=minimum, revoked=revoked)
             status = FirmwareStatus(
                 device_id=current.id, firmware_version=claims.firmware_version.text,
                 firmware_hash=claims.firmware_hash, compliant=verdict.compliant,

@@ -67,6 +67,8 @@ class AuditTag(enum.StrEnum):
     OAUTH_DEVICE_CODE_APPROVED = "admin:device-code:approved"
     OAUTH_DEVICE_CODE_DENIED = "admin:device-code:denied"
     FIRMWARE_SIGNER_REGISTERED = "admin:firmware-signer:registered"
+    #: a signer stopped being trusted; its devices were judged again
+    FIRMWARE_SIGNER_REVOKED = "admin:firmware-signer:revoked"
     FIRMWARE_REGISTERED = "admin:firmware:registered"
     #: a firmware signer, image or rule refused (unsigned metadata, unknown signer, ...)
     FIRMWARE_REFUSED = "admin:firmware:refused"

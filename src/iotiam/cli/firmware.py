@@ -64,9 +64,24 @@ def signer_list(ctx: typer.Context,
     if as_json:
         print_json(items)
         return
-    print_table("firmware signers", ["name", "org", "algorithm", "key id", "created"],
-                [[s["name"], s["org"], s["algorithm"], s["key_id"][:16], s["created_at"]]
-                 for s in items])
+    print_table("firmware signers",
+                ["name", "org", "algorithm", "key id", "created", "revoked"],
+                [[s["name"], s["org"], s["algorithm"], s["key_id"][:16], s["created_at"],
+                  s["revoked_at"] or ""] for s in items])
+
+
+@signer_app.command("revoke")
+def signer_revoke(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Signer name.")],
+    org: Annotated[str | None, typer.Option(help="Org unit (default: the token's).")] = None,
+) -> None:
+    """Stop trusting a signer at once (a leaked key): final; its images no longer count."""
+    obj: Context = ctx.obj
+    answer = obj.client().post(f"/v1/firmware/signers/{name}/revoke", _org(org))
+    console.print(f"firmware signer {answer['name']} revoked in {answer['org']}: "
+                  f"{answer['images_affected']} image(s) no longer count, "
+                  f"{answer['devices_changed']} device(s) became non-compliant")
 
 
 @firmware_app.command("add")

@@ -46,7 +46,8 @@ class SqlFirmwareStore:
             id=signer.id, name=signer.name, org_unit_id=signer.org_unit_id,
             org_path=signer.org_path, algorithm=str(signer.algorithm),
             public_key_pem=signer.public_key_pem, key_id=signer.key_id,
-            created_at=signer.created_at, created_by=signer.created_by))
+            created_at=signer.created_at, created_by=signer.created_by,
+            revoked_at=signer.revoked_at, revoked_by=signer.revoked_by))
 
     def signer_by_name(self, org_unit_id: str, name: str) -> FirmwareSigner | None:
         """The signer ``name`` of one org unit."""
@@ -69,6 +70,13 @@ class SqlFirmwareStore:
             s.org_path.in_(ancestor_paths(org_path))))
         return sorted((_signer(r) for r in rows), key=lambda x: (-len(x.org_path), x.name))
 
+    def revoke_signer(self, signer_id: str, at: datetime, by: str) -> bool:
+        """Set ``revoked_at`` where it is still unset (one winner, like ``use_nonce``)."""
+        s = t.firmware_signers.c
+        result = self._c.execute(update(t.firmware_signers).where(
+            s.id == signer_id, s.revoked_at.is_(None)).values(revoked_at=at, revoked_by=by))
+        return result.rowcount == 1
+
     # -- images ------------------------------------------------------------------------
 
     def add_image(self, image: FirmwareImage) -> None:
@@ -79,6 +87,21 @@ class SqlFirmwareStore:
             signer_id=image.signer_id, metadata_jws=image.metadata_jws,
             released_at=image.released_at, notes=image.notes, created_at=image.created_at,
             created_by=image.created_by))
+
+    def replace_image(self, image: FirmwareImage) -> None:
+        """Overwrite the image with the same id."""
+        self._c.execute(update(t.firmware_images).where(t.firmware_images.c.id == image.id)
+                        .values(sha256=image.sha256, signer_id=image.signer_id,
+                                metadata_jws=image.metadata_jws,
+                                released_at=image.released_at, notes=image.notes,
+                                created_at=image.created_at, created_by=image.created_by))
+
+    def images_of_signer(self, signer_id: str) -> list[FirmwareImage]:
+        """Images the signer signed."""
+        i = t.firmware_images.c
+        rows = self._c.execute(select(t.firmware_images).where(i.signer_id == signer_id)
+                               .order_by(i.device_type, i.created_at, i.id))
+        return [_image(r) for r in rows]
 
     def images_under(self, org_path: str, device_type: str | None = None
                      ) -> list[FirmwareImage]:
@@ -193,6 +216,14 @@ class SqlFirmwareStore:
             .order_by(f.device_id))
         return [(_status(r), r.device_org_path) for r in rows]
 
+    def statuses_of_signer(self, signer_id: str) -> list[FirmwareStatus]:
+        """Statuses naming one of the signer's images."""
+        f, i = t.device_firmware.c, t.firmware_images.c
+        rows = self._c.execute(
+            select(t.device_firmware).join(t.firmware_images, i.id == f.image_id)
+            .where(i.signer_id == signer_id).order_by(f.device_id))
+        return [_status(r) for r in rows]
+
     def put_status(self, status: FirmwareStatus, at: datetime) -> bool:
         """Upsert; a change of ``compliant`` moves the device's ``updated_at`` (the broker
         sync and the decision caches watch it, as with group changes)."""
@@ -221,7 +252,8 @@ def _signer(row: Any) -> FirmwareSigner:
     return FirmwareSigner(
         id=row.id, name=row.name, org_unit_id=row.org_unit_id, org_path=row.org_path,
         algorithm=SignerAlgorithm(row.algorithm), public_key_pem=row.public_key_pem,
-        key_id=row.key_id, created_at=row.created_at, created_by=row.created_by)
+        key_id=row.key_id, created_at=row.created_at, created_by=row.created_by,
+        revoked_at=row.revoked_at, revoked_by=row.revoked_by)
 
 
 def _image(row: Any) -> FirmwareImage:

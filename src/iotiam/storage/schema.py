@@ -435,6 +435,9 @@ firmware_signers = Table(
     Column("key_id", String(64), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("created_by", String(256), nullable=False),
+    # set once, when the signer is revoked (migration 0011)
+    Column("revoked_at", UtcDateTime(), nullable=True),
+    Column("revoked_by", String(256), nullable=True),
     UniqueConstraint("org_unit_id", "name", name="uq_firmware_signers_org_name"),
     UniqueConstraint("org_unit_id", "key_id", name="uq_firmware_signers_org_key"),
     Index("ix_firmware_signers_org_path", "org_path"),

@@ -103,6 +103,14 @@ class FirmwareKit:
             body["org"] = org
         return self.inst.api(token).post("/v1/firmware/signers", json=body)
 
+    def revoke(self, name: str, org: str | None = None, token: str | None = None
+               ) -> httpx.Response:
+        """POST /v1/firmware/signers/{name}/revoke (a body only when ``org`` is given)."""
+        path = f"/v1/firmware/signers/{name}/revoke"
+        if org:
+            return self.inst.api(token).post(path, json={"org": org})
+        return self.inst.api(token).post(path)
+
     def add_image(self, metadata: Any, org: str | None = None, token: str | None = None
                   ) -> httpx.Response:
         """POST /v1/firmware/images."""

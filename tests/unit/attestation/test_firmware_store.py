@@ -1,14 +1,23 @@
 """The SQL firmware store on SQLite and PostgreSQL: subtree queries, single-use nonces,
-status upserts that move a device's ``updated_at`` only when compliance changes."""
+status upserts that move a device's ``updated_at`` only when compliance changes, signer
+revocation that happens once."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from fleet import add_device, add_org_unit
 
 from conftest import Installation
-from iotiam.attestation.models import AttestationNonce, FirmwareRule, FirmwareStatus
+from iotiam.attestation.models import (
+    AttestationNonce,
+    FirmwareImage,
+    FirmwareRule,
+    FirmwareSigner,
+    FirmwareStatus,
+    SignerAlgorithm,
+)
 from iotiam.storage.attestation_store import ancestor_paths
 
 
@@ -86,3 +95,43 @@ def test_rules_ok_subtree_queries(installation: Installation) -> None:
         under = {r.org_unit_id for r in uow.firmware.rules_under("/root/acme/")}
         assert under == {"acme"}
         assert len(uow.firmware.rules_under("/root/")) == 3
+
+
+def test_signer_ok_revoked_once_and_its_images_found(installation: Installation) -> None:
+    add_device(installation.api(), "dev-r")
+    database, clock = installation.services.database, installation.clock
+    now = clock.now()
+
+    def signer(name: str) -> FirmwareSigner:
+        return FirmwareSigner(f"id-{name}", name, "root", "/root/", SignerAlgorithm.ES256,
+                              "pem", name * 8, now, "t")
+
+    def image(name: str, signer_id: str) -> FirmwareImage:
+        return FirmwareImage(f"img-{name}", "sensor", name, name[0] * 64, "root", "/root/",
+                             signer_id, "jws", now, "t")
+
+    with database() as uow:
+        for name in ("a", "b"):
+            uow.firmware.add_signer(signer(name))
+        uow.firmware.add_image(image("1.0", "id-a"))
+        uow.firmware.add_image(image("2.0", "id-b"))
+        uow.firmware.put_status(FirmwareStatus("dev-r", "1.0", "1" * 64, True, "ok", now,
+                                               image_id="img-1.0"), now)
+    clock.advance(timedelta(seconds=10))
+    with database() as uow:
+        assert uow.firmware.revoke_signer("id-a", clock.now(), "alice")
+        assert not uow.firmware.revoke_signer("id-a", clock.now(), "bob")
+    with database.reading() as uow:
+        a, b = uow.firmware.signer_by_name("root", "a"), uow.firmware.signer_by_name("root", "b")
+        assert a is not None and (a.revoked_at, a.revoked_by) == (clock.now(), "alice")
+        assert b is not None and (b.revoked_at, b.revoked_by) == (None, None)
+        assert [i.id for i in uow.firmware.images_of_signer("id-a")] == ["img-1.0"]
+        assert [s.device_id for s in uow.firmware.statuses_of_signer("id-a")] == ["dev-r"]
+        assert uow.firmware.statuses_of_signer("id-b") == []
+    with database() as uow:
+        uow.firmware.replace_image(replace(image("1.0", "id-b"), sha256="f" * 64))
+    with database.reading() as uow:
+        stored = {i.id: i for i in uow.firmware.images_of_signer("id-b")}
+        assert set(stored) == {"img-1.0", "img-2.0"}
+        assert stored["img-1.0"].sha256 == "f" * 64
+        assert uow.firmware.images_of_signer("id-a") == []

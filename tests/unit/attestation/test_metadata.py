@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -121,6 +122,24 @@ def test_verify_fail_unregistered_key() -> None:
         verify_metadata(token, [signer_of(make_key())])
     with pytest.raises(InvalidFirmwareMetadata):
         verify_metadata(token, [])
+
+
+def test_verify_fail_revoked_signer() -> None:
+    key = make_key()
+    token = sign_metadata(key, device_type="sensor", version="1.0", sha256=IMAGE)
+    revoked = replace(signer_of(key), revoked_at=NOW, revoked_by="test")
+    with pytest.raises(InvalidFirmwareMetadata, match="signer 'vendor', revoked at"):
+        verify_metadata(token, [signer_of(make_key(), "other"), revoked])
+
+
+def test_verify_ok_same_key_live_at_another_org_unit() -> None:
+    """Revocation is per signer: the key registered at the parent still verifies there,
+    whichever of the two comes first."""
+    key = make_key()
+    token = sign_metadata(key, device_type="sensor", version="1.0", sha256=IMAGE)
+    child = replace(signer_of(key, "child", "/root/acme/"), revoked_at=NOW)
+    _, signer = verify_metadata(token, [child, signer_of(key, "parent")])
+    assert signer.name == "parent"
 
 
 def test_verify_fail_kid_of_registered_key_but_other_signature() -> None:

@@ -15,6 +15,7 @@ from iotiam.attestation.models import (
     FirmwareSigner,
     FirmwareStatus,
 )
+from iotiam.attestation.registry import SignerRevocation
 
 router = APIRouter(prefix="/v1", tags=["firmware"])
 
@@ -24,6 +25,12 @@ class SignerIn(Body):
 
     name: str = Field(max_length=128)
     public_key_pem: str = Field(max_length=8192)
+    org: str | None = Field(default=None, max_length=128)
+
+
+class SignerRevokeIn(Body):
+    """Revoke a signer of an org unit (default: the caller's)."""
+
     org: str | None = Field(default=None, max_length=128)
 
 
@@ -48,7 +55,16 @@ def render_signer(signer: FirmwareSigner) -> dict[str, Any]:
     return {"id": signer.id, "name": signer.name, "org": signer.org_unit_id,
             "org_path": signer.org_path, "algorithm": str(signer.algorithm),
             "key_id": signer.key_id, "public_key_pem": signer.public_key_pem,
-            "created_at": signer.created_at.isoformat(), "created_by": signer.created_by}
+            "created_at": signer.created_at.isoformat(), "created_by": signer.created_by,
+            "revoked_at": signer.revoked_at.isoformat() if signer.revoked_at else None,
+            "revoked_by": signer.revoked_by}
+
+
+def render_revocation(revocation: SignerRevocation) -> dict[str, Any]:
+    """JSON of a revoked signer and what its revocation changed."""
+    return {**render_signer(revocation.signer),
+            "images_affected": revocation.images_affected,
+            "devices_changed": revocation.devices_changed}
 
 
 def render_image(image: FirmwareImage) -> dict[str, Any]:
@@ -94,6 +110,15 @@ def register_signer(body: SignerIn, caller: Caller, svc: Wired) -> dict[str, Any
     """Trust a public key (P-256, Ed25519, RSA >= 3072) to sign firmware metadata."""
     return render_signer(svc.firmware.register_signer(
         caller, name=body.name, public_key_pem=body.public_key_pem, org_unit_id=body.org))
+
+
+@router.post("/firmware/signers/{name}/revoke")
+def revoke_signer(name: str, caller: Caller, svc: Wired,
+                  body: SignerRevokeIn | None = None) -> dict[str, Any]:
+    """Stop trusting a signer at once (final): its metadata is refused and devices running
+    its images become non-compliant."""
+    return render_revocation(svc.firmware.revoke_signer(
+        caller, name, body.org if body else None))
 
 
 @router.get("/firmware/images")
