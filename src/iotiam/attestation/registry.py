@@ -102,6 +102,13 @@ class FirmwareRegistry:
             key = load_signer_key(public_key_pem)
             with self._uow() as uow:
                 unit = _org_unit(uow, actor, org_unit_id)
+                revoked = next((s for s in uow.firmware.signers_over(unit.path)
+                                if s.key_id == key.key_id and s.revoked_at is not None), None)
+                if revoked is not None:
+                    # a leaked key stays distrusted: not here, not below where it was revoked
+                    raise Conflict(f"this key was revoked as firmware signer {revoked.name!r} "
+                                   f"of org unit {revoked.org_unit_id!r}; a revoked key is "
+                                   "never trusted again")
                 if uow.firmware.signer_by_name(unit.id, name) is not None:
                     raise Conflict(f"firmware signer {name!r} already exists in org unit "
                                    f"{unit.id!r}")

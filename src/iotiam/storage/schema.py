@@ -501,6 +501,7 @@ device_firmware = Table(
     # JSON list of {"name", "digest"}
     Column("measurements", Text, nullable=False),
     Column("attested_at", UtcDateTime(), nullable=False),
+    Index("ix_device_firmware_image", "image_id"),
 )
 
 # -- detection and response (migration 0009) ------------------------------------------------

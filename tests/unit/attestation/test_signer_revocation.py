@@ -206,6 +206,20 @@ def test_revoke_ok_in_an_org_unit_below(installation: Installation) -> None:
         ("root", "vendor"): False, ("acme", "vendor"): True, ("acme", "acme-own"): True}
 
 
+def test_revoke_fail_a_revoked_key_is_never_registered_again(signed: Signed) -> None:
+    kit = signed.kit
+    add_org_unit(kit.api, "acme", "tenant")
+    acme = kit.inst.token("admin", "acme")
+    assert kit.revoke("vendor").status_code == 200
+    before = stored_state(kit.inst)
+    for org, token in ((None, None), ("acme", None), (None, acme)):
+        answer = kit.add_signer("vendor-again", signed.vendor, org=org, token=token)
+        assert_problem(answer, 409, "was revoked as firmware signer 'vendor'")
+    assert stored_state(kit.inst) == before
+    # another key under the new name is fine
+    kit.signer("vendor-again", org="acme")
+
+
 REFUSALS = [
     ("viewer", 403, "admin role"),
     ("unknown", 404, "firmware signer 'nope' not found"),
