@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from iotiam.api.one_send import OneSendHttpToolsProtocol, OneSendTransport
+from iotiam.api.one_send import FLUSH_AT, OneSendHttpToolsProtocol, OneSendTransport
 from iotiam.testing import free_port
 
 
@@ -62,6 +62,19 @@ def test_ok_writes_of_one_turn_leave_as_one_in_order(loop: asyncio.AbstractEvent
     transport.write(b"next")
     _turn(loop)
     assert inner.writes[1:] == [b"next"]
+
+
+def test_ok_a_long_stream_is_not_held(loop: asyncio.AbstractEventLoop) -> None:
+    inner = Recorder()
+    transport = OneSendTransport(inner, loop)
+    chunk = b"x" * (FLUSH_AT // 4)
+    for _ in range(9):
+        transport.write(chunk)
+    # sent as it passes the limit, within the turn; only the rest waits for its end
+    assert [len(w) for w in inner.writes] == [FLUSH_AT, FLUSH_AT]
+    assert transport.get_write_buffer_size() == len(chunk)
+    _turn(loop)
+    assert b"".join(inner.writes) == chunk * 9
 
 
 def test_ok_close_sends_what_is_held_first(loop: asyncio.AbstractEventLoop) -> None:
