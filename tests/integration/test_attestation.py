@@ -170,6 +170,19 @@ def test_signer_revoke_ok_through_the_cli(server: Server) -> None:
     assert [s["revoked_at"] is not None for s in signers if s["name"] == "leaky"] == [True]
     assert "leaky" in server.cli("firmware", "signer", "list").out
 
+    # the build re-signed with a new key: the device is compliant again at once
+    renewed = server.work_dir / "renewed-signer"
+    renewed.mkdir()
+    renewed_key, renewed_pub = write_signer(renewed)
+    server.cli("firmware", "signer", "add", "renewed", "--key", renewed_pub)
+    metadata = renewed / "sensor-3.1.0.jws"
+    server.cli("firmware", "sign", "--key", renewed_key, "--type", "sensor", "--version",
+               "3.1.0", "--image", image, "--out", metadata)
+    out = server.cli("firmware", "add", "--metadata", metadata).out
+    assert "in root; 1 device(s) that ran it became compliant" in out
+    status = json.loads(server.cli("firmware", "status", "attest-leaky", "--json").out)
+    assert status["compliant"] is True
+
     again = server.cli("firmware", "signer", "revoke", "leaky", check=False)
     assert again.rc == 1
     assert again.err.startswith("error: ") and again.err.count("\n") == 1

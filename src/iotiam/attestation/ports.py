@@ -107,6 +107,12 @@ class FirmwareStore(Protocol):
         """Statuses of devices of ``device_type`` under ``org_path``, with their org path."""
         ...
 
+    def unmatched_statuses(self, device_type: str, org_path: str, firmware_hash: str
+                           ) -> list[tuple[FirmwareStatus, str]]:
+        """Statuses of devices of ``device_type`` under ``org_path`` that name no image and
+        whose attested hash is ``firmware_hash`` (any case), with the device's org path."""
+        ...
+
     def statuses_of_signer(self, signer_id: str) -> list[FirmwareStatus]:
         """Statuses that name an image ``signer_id`` signed."""
         ...

@@ -59,6 +59,15 @@ class SignerRevocation:
     devices_changed: int
 
 
+@dataclass(frozen=True)
+class ImageRegistration:
+    """An image just registered and how many devices that had attested this very build
+    became compliant with it."""
+
+    image: FirmwareImage
+    devices_changed: int
+
+
 def _org_unit(uow: UnitOfWork, actor: Principal, unit_id: str | None) -> OrgUnit:
     wanted = unit_id or actor.org_unit_id
     unit = uow.org_units.get(wanted) if isinstance(wanted, str) and len(wanted) <= 128 \
@@ -73,6 +82,15 @@ def _device_type(uow: UnitOfWork, name: str) -> str:
     if uow.device_types.get(name) is None:
         raise NotFound(f"device type {name!r} not found")
     return name
+
+
+def _minimum(uow: UnitOfWork, cache: dict[str, FirmwareRule | None], device_path: str,
+             device_type: str) -> FirmwareRule | None:
+    """The minimum in force at ``device_path``, looked up once per path."""
+    if device_path not in cache:
+        cache[device_path] = effective_minimum(uow.firmware.rules_over(device_path,
+                                                                       device_type))
+    return cache[device_path]
 
 
 class FirmwareRegistry:
@@ -194,11 +212,13 @@ class FirmwareRegistry:
     # -- images ------------------------------------------------------------------------
 
     def register_image(self, actor: Principal, metadata_jws: str,
-                       org_unit_id: str | None = None) -> FirmwareImage:
+                       org_unit_id: str | None = None) -> ImageRegistration:
         """Register an image from metadata signed by a signer covering the org unit.
 
         The same version registered there before by a since revoked signer is replaced
         (re-signed with a new key); any other earlier registration of it is a conflict.
+        In the same transaction the devices it covers that attested this very build while
+        it matched no live image are judged again (see ``_recognize``).
         """
         draft = self._refused(actor, "firmware:unverified", "register-image")
         with self._audit.refusals(draft):
@@ -240,10 +260,38 @@ class FirmwareRegistry:
                     uow.firmware.replace_image(image)
                     details["replaced"] = {"sha256": replaced.sha256,
                                            "signer": revoked[replaced.signer_id].name}
+                flipped = self._recognize(uow, image)
+                details["devices_changed"] = flipped
                 self._audit.append(uow, AuditDraft(
                     tag=AuditTag.FIRMWARE_REGISTERED, actor=actor.name, org_path=unit.path,
                     subject=f"firmware:{image.id}", details=details))
-        return image
+        return ImageRegistration(image=image, devices_changed=flipped)
+
+    def _recognize(self, uow: UnitOfWork, image: FirmwareImage) -> int:
+        """Judge again, against the new image, the devices it covers whose status names no
+        image but whose attested version and hash are the image's (an unregistered build,
+        or one whose signer was revoked); a status naming an image is left alone.
+
+        Such a status was non-compliant, so none becomes newly non-compliant and no
+        finding is raised: it turns compliant (a flip, counted, ``updated_at`` moves) or
+        stays non-compliant below the minimum, now naming the image.
+        """
+        version = FirmwareVersion.parse(image.version)
+        minimums: dict[str, FirmwareRule | None] = {}
+        flipped = 0
+        now = self._clock.now()
+        for status, device_path in uow.firmware.unmatched_statuses(
+                image.device_type, image.org_path, image.sha256):
+            attested = FirmwareVersion.parse(status.firmware_version)
+            if attested != version:
+                continue
+            verdict = against_minimum(image.device_type, attested, image.id, _minimum(
+                uow, minimums, device_path, image.device_type))
+            changed = replace(status, compliant=verdict.compliant, reason=verdict.reason,
+                              image_id=image.id)
+            if uow.firmware.put_status(changed, now):
+                flipped += 1
+        return flipped
 
     def list_images(self, actor: Principal, device_type: str | None = None
                     ) -> list[FirmwareImage]:
@@ -293,10 +341,7 @@ class FirmwareRegistry:
         for status, device_path in uow.firmware.statuses_of_type(device_type, org_path):
             if status.image_id is None:
                 continue  # matched no registered image: no minimum makes it compliant
-            if device_path not in minimums:
-                minimums[device_path] = effective_minimum(
-                    uow.firmware.rules_over(device_path, device_type))
-            minimum = minimums[device_path]
+            minimum = _minimum(uow, minimums, device_path, device_type)
             verdict = against_minimum(device_type, FirmwareVersion.parse(
                 status.firmware_version), status.image_id, minimum)
             if verdict.compliant == status.compliant:

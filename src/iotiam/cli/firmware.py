@@ -96,7 +96,8 @@ def add(
     image = obj.client().post("/v1/firmware/images", {
         "metadata": _read_text(metadata, "metadata file").strip(), **_org(org)})
     console.print(f"registered {image['device_type']} {image['version']} "
-                  f"(sha256 {image['sha256']}) as image {image['id']} in {image['org']}")
+                  f"(sha256 {image['sha256']}) as image {image['id']} in {image['org']}; "
+                  f"{image['devices_changed']} device(s) that ran it became compliant")
 
 
 @firmware_app.command("list")

@@ -216,6 +216,20 @@ class SqlFirmwareStore:
             .order_by(f.device_id))
         return [(_status(r), r.device_org_path) for r in rows]
 
+    def unmatched_statuses(self, device_type: str, org_path: str, firmware_hash: str
+                           ) -> list[tuple[FirmwareStatus, str]]:
+        """Image-less statuses of the type's devices under ``org_path`` with that hash: a
+        join over the subtree's devices like ``statuses_of_type`` (no index on the hash:
+        only an admin registering an image asks)."""
+        d, f = t.devices.c, t.device_firmware.c
+        rows = self._c.execute(
+            select(t.device_firmware, d.org_path.label("device_org_path"))
+            .join(t.devices, d.id == f.device_id)
+            .where(d.type_name == device_type, under_path(d.org_path, org_path),
+                   f.image_id.is_(None), func.lower(f.firmware_hash) == firmware_hash.lower())
+            .order_by(f.device_id))
+        return [(_status(r), r.device_org_path) for r in rows]
+
     def statuses_of_signer(self, signer_id: str) -> list[FirmwareStatus]:
         """Statuses naming one of the signer's images."""
         f, i = t.device_firmware.c, t.firmware_images.c

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 from fleet import add_device, issue
+from sqlalchemy import select
 
 from conftest import Installation
 from iotiam.api.app import create_api_app
@@ -28,6 +29,7 @@ from iotiam.attestation.registry import FirmwareRegistry
 from iotiam.attestation.service import Attestation, DeviceCa
 from iotiam.detection.models import Finding
 from iotiam.pki.keys import PrivateKey
+from iotiam.storage import schema
 from iotiam.testing import make_key
 
 BOOT = (Measurement("bootloader", "ab" * 32),)
@@ -178,3 +180,32 @@ class FirmwareKit:
         assert answer.status_code == 200, answer.text
         verdict: dict[str, Any] = answer.json()
         return verdict
+
+
+def firmware(kit: FirmwareKit, device_id: str) -> dict[str, Any]:
+    """GET /v1/devices/{id}/firmware, or fail the test."""
+    answer = kit.api.get(f"/v1/devices/{device_id}/firmware")
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def updated_at(kit: FirmwareKit, device_id: str) -> str:
+    """The device's ``updated_at`` as the API shows it."""
+    value: str = kit.api.get(f"/v1/devices/{device_id}").json()["updated_at"]
+    return value
+
+
+def stored_state(inst: Installation) -> dict[str, list[tuple[Any, ...]]]:
+    """Signers, images, device firmware statuses and devices' ``updated_at``, as stored."""
+    queries = {
+        "signers": select(schema.firmware_signers).order_by(schema.firmware_signers.c.id),
+        "images": select(schema.firmware_images).order_by(schema.firmware_images.c.id),
+        "statuses": select(schema.device_firmware).order_by(
+            schema.device_firmware.c.device_id),
+        "devices": select(schema.devices.c.id, schema.devices.c.updated_at).order_by(
+            schema.devices.c.id),
+    }
+    with inst.services.database.engine.connect() as conn:
+        return {name: [tuple(row) for row in conn.execute(query)]
+                for name, query in queries.items()}

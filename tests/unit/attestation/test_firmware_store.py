@@ -135,3 +135,35 @@ def test_signer_ok_revoked_once_and_its_images_found(installation: Installation)
         assert set(stored) == {"img-1.0", "img-2.0"}
         assert stored["img-1.0"].sha256 == "f" * 64
         assert uow.firmware.images_of_signer("id-a") == []
+
+
+def test_status_ok_unmatched_found_by_type_subtree_and_hash(
+        installation: Installation) -> None:
+    api = installation.api()
+    add_org_unit(api, "acme", "tenant")
+    add_org_unit(api, "globex", "tenant")
+    for device_id, org, device_type in (("dev-a", "acme", "sensor"),
+                                        ("dev-upper", "acme", "sensor"),
+                                        ("dev-matched", "acme", "sensor"),
+                                        ("dev-other-hash", "acme", "sensor"),
+                                        ("dev-gateway", "acme", "gateway"),
+                                        ("dev-globex", "globex", "sensor")):
+        add_device(api, device_id, device_type, org=org)
+    database, now = installation.services.database, installation.clock.now()
+    with database() as uow:
+        uow.firmware.add_signer(FirmwareSigner("s", "s", "root", "/root/",
+                                               SignerAlgorithm.ES256, "pem", "k" * 64,
+                                               now, "t"))
+        uow.firmware.add_image(FirmwareImage("img", "sensor", "1.0", "a" * 64, "root",
+                                             "/root/", "s", "jws", now, "t"))
+        for device_id, fw_hash, image_id in (
+                ("dev-a", "a" * 64, None), ("dev-upper", "A" * 64, None),
+                ("dev-matched", "a" * 64, "img"), ("dev-other-hash", "b" * 64, None),
+                ("dev-gateway", "a" * 64, None), ("dev-globex", "a" * 64, None)):
+            uow.firmware.put_status(FirmwareStatus(device_id, "1.0", fw_hash, False, "no",
+                                                   now, image_id=image_id), now)
+    with database.reading() as uow:
+        found = uow.firmware.unmatched_statuses("sensor", "/root/acme/", "A" * 32 + "a" * 32)
+        assert [(s.device_id, path) for s, path in found] == [("dev-a", "/root/acme/"),
+                                                               ("dev-upper", "/root/acme/")]
+        assert uow.firmware.unmatched_statuses("sensor", "/root/acme/", "c" * 64) == []

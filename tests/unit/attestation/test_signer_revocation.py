@@ -7,22 +7,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from expect import assert_problem, audit_records, last_seq
 from fleet import add_org_unit
-from sqlalchemy import select
 
 from conftest import Installation
 from iotiam.attestation.metadata import sign_metadata
 from iotiam.bootstrap import trust_scores_refresher
 from iotiam.detection.models import FindingType, Severity
 from iotiam.pki.keys import PrivateKey
-from iotiam.storage import schema
 
 from .forge import header_of, payload_of
-from .kit import FirmwareKit, image_hash
+from .kit import FirmwareKit, firmware, image_hash, stored_state, updated_at
 
 REVOKED = "was signed by revoked firmware signer 'vendor'"
 
@@ -46,33 +43,6 @@ def signed(installation: Installation) -> Iterator[Signed]:
     kit.image(other, "2.0.0")
     assert kit.rule("1.3.0").status_code == 200
     yield Signed(kit, vendor, other)
-
-
-def firmware(kit: FirmwareKit, device_id: str) -> dict[str, Any]:
-    answer = kit.api.get(f"/v1/devices/{device_id}/firmware")
-    assert answer.status_code == 200, answer.text
-    body: dict[str, Any] = answer.json()
-    return body
-
-
-def updated_at(kit: FirmwareKit, device_id: str) -> str:
-    value: str = kit.api.get(f"/v1/devices/{device_id}").json()["updated_at"]
-    return value
-
-
-def stored_state(inst: Installation) -> dict[str, list[tuple[Any, ...]]]:
-    """Signers, images, device firmware statuses and devices' ``updated_at``, as stored."""
-    queries = {
-        "signers": select(schema.firmware_signers).order_by(schema.firmware_signers.c.id),
-        "images": select(schema.firmware_images).order_by(schema.firmware_images.c.id),
-        "statuses": select(schema.device_firmware).order_by(
-            schema.device_firmware.c.device_id),
-        "devices": select(schema.devices.c.id, schema.devices.c.updated_at).order_by(
-            schema.devices.c.id),
-    }
-    with inst.services.database.engine.connect() as conn:
-        return {name: [tuple(row) for row in conn.execute(query)]
-                for name, query in queries.items()}
 
 
 def test_revoke_ok_judges_devices_again(signed: Signed) -> None:

@@ -15,7 +15,7 @@ from iotiam.attestation.models import (
     FirmwareSigner,
     FirmwareStatus,
 )
-from iotiam.attestation.registry import SignerRevocation
+from iotiam.attestation.registry import ImageRegistration, SignerRevocation
 
 router = APIRouter(prefix="/v1", tags=["firmware"])
 
@@ -77,6 +77,12 @@ def render_image(image: FirmwareImage) -> dict[str, Any]:
             "created_by": image.created_by}
 
 
+def render_registration(registration: ImageRegistration) -> dict[str, Any]:
+    """JSON of a registered image and how many devices became compliant with it."""
+    return {**render_image(registration.image),
+            "devices_changed": registration.devices_changed}
+
+
 def render_rule(rule: FirmwareRule) -> dict[str, Any]:
     """JSON of a rule."""
     return {"device_type": rule.device_type, "min_version": rule.min_version,
@@ -131,8 +137,9 @@ def list_images(caller: Caller, svc: Wired,
 
 @router.post("/firmware/images", status_code=201)
 def register_image(body: ImageIn, caller: Caller, svc: Wired) -> dict[str, Any]:
-    """Register an image from metadata signed by a registered signer."""
-    return render_image(svc.firmware.register_image(caller, body.metadata, body.org))
+    """Register an image from metadata signed by a registered signer; devices that
+    attested this very build before are judged again at once."""
+    return render_registration(svc.firmware.register_image(caller, body.metadata, body.org))
 
 
 @router.get("/firmware/rules")
