@@ -28,7 +28,8 @@ from urllib.parse import urlencode
 
 import httpx
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from benchmarks.harness import CpuMeter, Measured, Result, RunConfig, Target, run_bounded_async
 from benchmarks.loadgen import KeepAlivePool, encode_request
@@ -45,11 +46,13 @@ DEVICES = [f"oauth-bench-{i}" for i in range(CONNECTIONS)]
 def run(config: RunConfig) -> list[Result]:
     """Issue tokens flat out, then verify what was issued."""
     count = config.size(6_000, 600)
+    sign_us = _es256_sign_us()
     with running_server(config, NAME) as server, tempfile.TemporaryDirectory() as scratch:
         devices = [_device(server, Path(scratch), device) for device in DEVICES]
         cpu = CpuMeter(server.pid)
         tokens: list[tuple[int, str]] = []
         measured = asyncio.run(_drive(server, devices, count, config, cpu, tokens))
+        sign_after_us = _es256_sign_us()
         jwks = httpx.get(f"{server.api_url}/oauth2/jwks", verify=server.tls_context()).json()
         issuer = httpx.get(f"{server.api_url}/.well-known/oauth-authorization-server",
                            verify=server.tls_context()).json()["issuer"]
@@ -61,7 +64,9 @@ def run(config: RunConfig) -> list[Result]:
                    notes=f"{measured.describe()}; {CONNECTIONS} devices, a keep-alive "
                          f"connection each; "
                          f"p99 {measured.percentile_ms(99):.1f} ms; {cpu.describe(measured)}"
-                         f"{_one_core(cpu, measured.done)}")]
+                         f"{_one_core(cpu, measured.done)}; one ES256 signature took "
+                         f"{sign_us:.0f} µs here before the run and {sign_after_us:.0f} µs "
+                         "after (this host's speed varies)")]
     for cached in (False, True):
         verifier = TokenVerifier(issuer=issuer, audience=audience if isinstance(audience, str)
                                  else audience[0], jwks=lambda: jwks,
@@ -79,6 +84,15 @@ def run(config: RunConfig) -> list[Result]:
             notes=f"{len(sample):,} distinct tokens, bound certificate checked; "
                   f"{(time.process_time() - cpu_start) / len(sample) * 1e3:.3f} ms CPU each"))
     return rows
+
+
+def _es256_sign_us() -> float:
+    """µs per ES256 signature here, now: how fast this host runs at the moment."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = time.perf_counter()
+    for _ in range(1_000):
+        key.sign(b"iotiam" * 50, ec.ECDSA(hashes.SHA256()))
+    return (time.perf_counter() - start) * 1e3
 
 
 def _one_core(cpu: CpuMeter, done: int) -> str:
