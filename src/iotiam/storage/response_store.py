@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType, Severity
 from iotiam.inventory.models import DeviceState
@@ -215,15 +217,15 @@ class SqlTrustStore:
         return result
 
     def put(self, score: TrustScore) -> None:
-        """Store (replace) a device's score."""
+        """Store (replace) a device's score; one upsert, so two writers of the same
+        device's score (the refresher and an API request) never conflict."""
         assert score.computed_at is not None
-        self._c.execute(delete(t.device_trust).where(
-            t.device_trust.c.device_id == score.device_id))
-        self._c.execute(insert(t.device_trust).values(
-            device_id=score.device_id, score=score.score,
-            firmware_compliant=score.firmware_compliant,
-            factors=dump_json([f.to_json() for f in score.factors]),
-            computed_at=score.computed_at))
+        upsert = pg_insert if self._c.dialect.name == "postgresql" else sqlite_insert
+        values = {"score": score.score, "firmware_compliant": score.firmware_compliant,
+                  "factors": dump_json([f.to_json() for f in score.factors]),
+                  "computed_at": score.computed_at}
+        self._c.execute(upsert(t.device_trust).values(device_id=score.device_id, **values)
+                        .on_conflict_do_update(index_elements=["device_id"], set_=values))
 
     def touch_devices(self, device_ids: Sequence[str], at: datetime) -> None:
         """Move the devices' ``updated_at``."""
