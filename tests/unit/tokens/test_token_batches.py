@@ -113,8 +113,7 @@ def test_ok_concurrent_requests_share_transactions(kit: OAuthKit, d1: DeviceIden
     data = {"grant_type": "client_credentials", "client_id": "d1"}
 
     async def many() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="https://iotiam") as http:
+        async with _http(app) as http:
             return list(await asyncio.gather(*(
                 http.post(TOKEN, data=data, headers=kit.cert_header(d1)) for _ in range(40))))
 
@@ -127,8 +126,16 @@ def test_ok_concurrent_requests_share_transactions(kit: OAuthKit, d1: DeviceIden
     assert audit_ok(kit)
 
 
-def _recording_threads(app: OAuthTokenFastPath) -> list[str]:
-    """Names of the threads the app's batches run on, in order."""
+def _http(app: OAuthTokenFastPath) -> httpx.AsyncClient:
+    """An in-process client of the app, from a trusted-proxy address."""
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    return httpx.AsyncClient(transport=transport, base_url="https://iotiam")
+
+
+def _recording_threads(kit: OAuthKit) -> tuple[OAuthTokenFastPath, list[str]]:
+    """The fast path, and the names of the threads its batches run on, in order."""
+    app = kit.http.app
+    assert isinstance(app, OAuthTokenFastPath)
     threads: list[str] = []
     issue = app.batcher._issue
 
@@ -137,19 +144,16 @@ def _recording_threads(app: OAuthTokenFastPath) -> list[str]:
         return issue(requests)  # type: ignore[arg-type]
 
     app.batcher._issue = recorded  # type: ignore[assignment]
-    return threads
+    return app, threads
 
 
 def test_ok_a_free_sqlite_writer_answers_on_the_event_loop(kit: OAuthKit,
                                                            d1: DeviceIdentity) -> None:
-    app = kit.http.app
-    assert isinstance(app, OAuthTokenFastPath)
-    threads = _recording_threads(app)
+    app, threads = _recording_threads(kit)
     data = {"grant_type": "client_credentials", "client_id": "d1"}
 
     async def many() -> tuple[str, list[httpx.Response]]:
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="https://iotiam") as http:
+        async with _http(app) as http:
             answers = await asyncio.gather(*(
                 http.post(TOKEN, data=data, headers=kit.cert_header(d1)) for _ in range(10)))
         return threading.current_thread().name, list(answers)
@@ -165,14 +169,11 @@ def test_ok_a_free_sqlite_writer_answers_on_the_event_loop(kit: OAuthKit,
 @pytest.mark.parametrize("installation", ["sqlite"], indirect=True)  # PostgreSQL: no writer lock
 def test_ok_a_busy_writer_sends_the_batch_to_the_thread(kit: OAuthKit,
                                                        d1: DeviceIdentity) -> None:
-    app = kit.http.app
-    assert isinstance(app, OAuthTokenFastPath)
-    threads = _recording_threads(app)
+    app, threads = _recording_threads(kit)
     data = {"grant_type": "client_credentials", "client_id": "d1"}
 
     async def while_held(leave: threading.Event) -> httpx.Response:
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="https://iotiam") as http:
+        async with _http(app) as http:
             answer = asyncio.ensure_future(http.post(TOKEN, data=data,
                                                      headers=kit.cert_header(d1)))
             # the loop is not blocked by the held writer: time passes, the request waits
