@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Table, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -178,10 +178,8 @@ class SqlDetectionSettingsStore:
 
     def set_mode(self, device_type: str, mode: DetectionMode, at: datetime, by: str) -> None:
         """Set (replace) one type's mode."""
-        self._c.execute(delete(t.detection_modes).where(
-            t.detection_modes.c.device_type == device_type))
-        self._c.execute(insert(t.detection_modes).values(
-            device_type=device_type, mode=str(mode), updated_at=at, updated_by=by))
+        _replace(self._c, t.detection_modes, {"device_type": device_type},
+                 {"mode": str(mode), "updated_at": at, "updated_by": by})
 
     def get_document(self, name: str) -> str | None:
         """A named document."""
@@ -191,10 +189,18 @@ class SqlDetectionSettingsStore:
 
     def put_document(self, name: str, value: str, at: datetime) -> None:
         """Replace a named document."""
-        self._c.execute(delete(t.detection_documents).where(
-            t.detection_documents.c.name == name))
-        self._c.execute(insert(t.detection_documents).values(name=name, value=value,
-                                                             updated_at=at))
+        _replace(self._c, t.detection_documents, {"name": name},
+                 {"value": value, "updated_at": at})
+
+
+def _replace(conn: Connection, table: Table, key: dict[str, Any], values: dict[str, Any]
+             ) -> None:
+    """Insert the row of ``key`` or replace its ``values``: one upsert, so two writers of
+    the same row at the same moment both succeed (the later one wins) instead of one
+    failing on the primary key."""
+    upsert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(upsert(table).values(**key, **values)
+                 .on_conflict_do_update(index_elements=list(key), set_=values))
 
 
 class SqlTrustStore:
@@ -220,12 +226,10 @@ class SqlTrustStore:
         """Store (replace) a device's score; one upsert, so two writers of the same
         device's score (the refresher and an API request) never conflict."""
         assert score.computed_at is not None
-        upsert = pg_insert if self._c.dialect.name == "postgresql" else sqlite_insert
-        values = {"score": score.score, "firmware_compliant": score.firmware_compliant,
-                  "factors": dump_json([f.to_json() for f in score.factors]),
-                  "computed_at": score.computed_at}
-        self._c.execute(upsert(t.device_trust).values(device_id=score.device_id, **values)
-                        .on_conflict_do_update(index_elements=["device_id"], set_=values))
+        _replace(self._c, t.device_trust, {"device_id": score.device_id}, {
+            "score": score.score, "firmware_compliant": score.firmware_compliant,
+            "factors": dump_json([f.to_json() for f in score.factors]),
+            "computed_at": score.computed_at})
 
     def touch_devices(self, device_ids: Sequence[str], at: datetime) -> None:
         """Move the devices' ``updated_at``."""

@@ -1,45 +1,80 @@
-"""Storing trust scores: two writers of one device's score never conflict.
+"""Rows written from two places at once: both writers succeed and the later one wins.
 
 The trust refresher in ``serve`` and an API request (``GET /v1/devices/{id}/trust``
-rescores the device) may store the same device's score at the same moment; on
-PostgreSQL a delete-then-insert made the second fail on the primary key (409).
+rescores the device) may store the same device's score at the same moment, as two
+admins may set the same detection mode or playbook; on PostgreSQL a delete-then-insert
+made the second writer fail on the primary key (409).
 """
 
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from fleet import add_device
 
 from conftest import Installation
+from iotiam.detection.models import DetectionMode
 from iotiam.response.models import TrustFactor, TrustScore
+from iotiam.unit_of_work import UnitOfWork
+
+Write = Callable[[UnitOfWork, int], None]
+Read = Callable[[UnitOfWork], Any]
 
 
-def test_ok_concurrent_writers_of_one_score_both_succeed(installation: Installation) -> None:
+def _at(n: int) -> datetime:
+    return datetime(2026, 3, 1, 12, tzinfo=UTC) + timedelta(seconds=n)
+
+
+def _score(uow: UnitOfWork, n: int) -> None:
+    uow.trust.put(TrustScore("t1", 50 + n, (TrustFactor("credentials", -n, "none"),),
+                             n % 2 == 0, _at(n)))
+
+
+def _mode(uow: UnitOfWork, n: int) -> None:
+    mode = (DetectionMode.MONITOR, DetectionMode.ENFORCE)[n]
+    uow.detection_settings.set_mode("sensor", mode, _at(n), f"admin-{n}")
+
+
+def _document(uow: UnitOfWork, n: int) -> None:
+    uow.detection_settings.put_document("playbook", f'{{"rules": [], "n": {n}}}', _at(n))
+
+
+CASES: dict[str, tuple[Write, Read, Any]] = {
+    "trust-score": (_score, lambda uow: uow.trust.for_devices(["t1"])["t1"].score, 51),
+    "detection-mode": (_mode, lambda uow: uow.detection_settings.modes()["sensor"],
+                       DetectionMode.ENFORCE),
+    "playbook": (_document, lambda uow: uow.detection_settings.get_document("playbook"),
+                 '{"rules": [], "n": 1}'),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=[f"ok/{c}" for c in CASES])
+def test_ok_concurrent_writers_of_one_row_both_succeed(installation: Installation,
+                                                        case: str) -> None:
+    write, read, expected = CASES[case]
     add_device(installation.api(), "t1")
     database = installation.services.database
-    now = installation.clock.now()
-    first = TrustScore("t1", 80, (TrustFactor("credentials", -20, "none"),), None, now)
-    second = TrustScore("t1", 55, (), True, now + timedelta(seconds=1))
-    stored_first, errors = threading.Event(), []
+    first_written, errors = threading.Event(), []
 
     def later_writer() -> None:
         try:
-            stored_first.wait(10)
+            first_written.wait(10)
             with database() as uow:  # waits for the first transaction, then replaces it
-                uow.trust.put(second)
+                write(uow, 1)
         except Exception as e:  # reported by the assertion below
             errors.append(e)
 
     writer = threading.Thread(target=later_writer)
     writer.start()
     with database() as uow:
-        uow.trust.put(first)
-        stored_first.set()
+        write(uow, 0)
+        first_written.set()
         writer.join(0.5)  # the other writer is now waiting on this one
     writer.join(10)
     assert errors == []
     with database.reading() as uow:
-        (stored,) = uow.trust.for_devices(["t1"]).values()
-    assert (stored.score, stored.firmware_compliant, stored.factors) == (55, True, ())
+        assert read(uow) == expected
