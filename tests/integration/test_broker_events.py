@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,31 +38,13 @@ from iotiam.pki.profiles import DEVICE
 from iotiam.testing import free_port, require
 from iotiam.testing.mqtt import MqttDevice
 
+from .collected import Collected
 from .test_broker_dataplane import Fleet
 
 pytestmark = pytest.mark.integration
 
 PEM = serialization.Encoding.PEM
 SECRET = b"s3cret-payload-never-logged"
-
-
-class Collected:
-    """The deliver callback: keeps every batch, wakes waiters."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.batches = 0
-        self._changed = threading.Condition()
-
-    def __call__(self, events: list[Event]) -> None:
-        with self._changed:
-            self.events.extend(events)
-            self.batches += 1
-            self._changed.notify_all()
-
-    def wait_for(self, ready: Callable[[list[Event]], bool], timeout: float = 5.0) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: ready(self.events), timeout)
 
 
 @dataclass

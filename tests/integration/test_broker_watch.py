@@ -8,7 +8,6 @@ is also what ``mosquitto_ctrl dynsec init`` gives an external broker's admin), w
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,32 +22,16 @@ from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles
 from iotiam.broker.process import ManagedMosquitto
 from iotiam.broker.runtime import start_data_plane
 from iotiam.config import Settings
-from iotiam.detection.models import Event, EventKind
+from iotiam.detection.models import EventKind
 from iotiam.testing import free_port, require_binary
 from iotiam.testing.mqtt import MqttDevice
 
+from .collected import Collected
 from .foreign_broker import foreign_mosquitto
 
 pytestmark = pytest.mark.integration
 
 SECRET = b"s3cret-payload-never-kept"
-
-
-class Collected:
-    """The deliver callback: keeps every batch, wakes waiters."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self._changed = threading.Condition()
-
-    def __call__(self, events: list[Event]) -> None:
-        with self._changed:
-            self.events.extend(events)
-            self._changed.notify_all()
-
-    def wait_for(self, ready: Callable[[list[Event]], bool], timeout: float = 5.0) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: ready(self.events), timeout)
 
 
 @dataclass
