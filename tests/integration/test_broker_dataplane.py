@@ -127,36 +127,62 @@ class Plane:
         return device
 
 
-@pytest.fixture
-def plane(tmp_path: Path) -> Iterator[Plane]:
+def ca(name: str, now: datetime) -> tuple[CaMaterial, x509.Certificate]:
+    """An issuing CA (and its root's certificate), valid since an hour ago."""
+    root = create_root_ca(alg=KeyAlgorithm.EC_P256, common_name=f"{name} Root",
+                          organization="t", now=now - timedelta(hours=1), serial=1)
+    issuing = create_issuing_ca(root=root, alg=KeyAlgorithm.EC_P256,
+                                common_name=f"{name} Issuing", organization="t",
+                                now=now - timedelta(hours=1), serial=2)
+    return issuing, root.certificate
+
+
+@dataclass
+class Provisioned:
+    """A managed broker's files and config, its fleet and sync; the broker not started."""
+
+    files: BrokerFiles
+    config: BrokerConfig
+    fleet: Fleet
+    process: ManagedMosquitto
+    sync: BrokerSync
+
+
+def provisioned_broker(work: Path) -> Provisioned:
+    """Provision a managed Mosquitto under ``work`` with a fresh test CA and iotiam's
+    default config (message log on), its files (the CRL among them) installed."""
     binary = mosquitto_binary()
     require(binary is not None, "the mosquitto binary is not installed")
     assert binary is not None
     now = datetime.now(UTC)
-    root = create_root_ca(alg=KeyAlgorithm.EC_P256, common_name="Test Root", organization="t",
-                          now=now - timedelta(hours=1), serial=1)
-    issuing = create_issuing_ca(root=root, alg=KeyAlgorithm.EC_P256,
-                                common_name="Test Issuing", organization="t",
-                                now=now - timedelta(hours=1), serial=2)
-    files = BrokerFiles(tmp_path / "broker")
-    config = BrokerConfig(mtls_port=free_port(), psk_port=free_port(), admin_port=free_port())
-    provision_broker(files, config, issuing=issuing, root=root.certificate,
+    issuing, root = ca("Test", now)
+    files = BrokerFiles(work / "broker")
+    broker_config = BrokerConfig(mtls_port=free_port(), psk_port=free_port(),
+                                 admin_port=free_port())
+    provision_broker(files, broker_config, issuing=issuing, root=root,
                      names=["localhost", "127.0.0.1"], now=now, serial=3)
     fleet = Fleet(issuing, now)
-    broker = ManagedMosquitto(binary, config, files)
+    process = ManagedMosquitto(binary, broker_config, files)
     password = admin_password(files)
     sync = BrokerSync(
         fleet, SystemClock(), files,
-        lambda: DynsecAdmin("127.0.0.1", config.admin_port, ADMIN_USERNAME, password),
-        broker)
+        lambda: DynsecAdmin("127.0.0.1", broker_config.admin_port, ADMIN_USERNAME, password),
+        process)
     sync.install_files()  # the CRL must exist before the broker starts
-    broker.start()
+    return Provisioned(files, broker_config, fleet, process, sync)
+
+
+@pytest.fixture
+def plane(tmp_path: Path) -> Iterator[Plane]:
+    made = provisioned_broker(tmp_path)
+    made.process.start()
     try:
-        yield Plane(fleet, files, config, broker, sync,
-                    LeafIssuer(issuing.signer, issuing.certificate, None), tmp_path)
+        yield Plane(made.fleet, made.files, made.config, made.process, made.sync,
+                    LeafIssuer(made.fleet.issuing.signer, made.fleet.issuing.certificate,
+                               None), tmp_path)
     finally:
-        sync.close()
-        broker.stop()
+        made.sync.close()
+        made.process.stop()
 
 
 def test_dataplane_ok_own_topics_only(plane: Plane) -> None:

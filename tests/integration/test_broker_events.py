@@ -10,7 +10,7 @@ import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,17 +19,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from iotiam.bootstrap import broker_fleet, build_services, initialize
-from iotiam.broker.dynsec import DynsecAdmin
 from iotiam.broker.event_source import BrokerEventSource
-from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosquitto_binary
+from iotiam.broker.layout import BrokerConfig, BrokerFiles, mosquitto_binary
 from iotiam.broker.process import ManagedMosquitto
-from iotiam.broker.provision import admin_password, provision_broker
 from iotiam.broker.runtime import start_data_plane
 from iotiam.broker.sync import BrokerSync
-from iotiam.clock import SystemClock
 from iotiam.config import Settings
 from iotiam.detection.models import Event, EventKind
-from iotiam.pki.authority import CaMaterial, create_issuing_ca, create_root_ca
+from iotiam.pki.authority import CaMaterial
 from iotiam.pki.csr import LeafIdentity
 from iotiam.pki.issuance import LeafIssuer
 from iotiam.pki.keys import generate_private_key
@@ -39,7 +36,7 @@ from iotiam.testing import free_port, require
 from iotiam.testing.mqtt import MqttDevice
 
 from .collected import Collected
-from .test_broker_dataplane import Fleet
+from .test_broker_dataplane import Fleet, ca, provisioned_broker
 
 pytestmark = pytest.mark.integration
 
@@ -71,45 +68,20 @@ class Broker:
         return cert_path, key_path
 
 
-def ca(name: str, now: datetime) -> tuple[CaMaterial, x509.Certificate]:
-    root = create_root_ca(alg=KeyAlgorithm.EC_P256, common_name=f"{name} Root",
-                          organization="t", now=now - timedelta(hours=1), serial=1)
-    issuing = create_issuing_ca(root=root, alg=KeyAlgorithm.EC_P256,
-                                common_name=f"{name} Issuing", organization="t",
-                                now=now - timedelta(hours=1), serial=2)
-    return issuing, root.certificate
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    binary = mosquitto_binary()
-    require(binary is not None, "the mosquitto binary is not installed")
-    assert binary is not None
-    now = datetime.now(UTC)
-    issuing, root = ca("Test", now)
-    files = BrokerFiles(tmp_path / "broker")
-    config = BrokerConfig(mtls_port=free_port(), psk_port=free_port(), admin_port=free_port(),
-                          event_log="messages")
-    provision_broker(files, config, issuing=issuing, root=root,
-                     names=["localhost", "127.0.0.1"], now=now, serial=3)
-    fleet = Fleet(issuing, now)
-    process = ManagedMosquitto(binary, config, files)
-    password = admin_password(files)
-    sync = BrokerSync(
-        fleet, SystemClock(), files,
-        lambda: DynsecAdmin("127.0.0.1", config.admin_port, ADMIN_USERNAME, password),
-        process)
-    sync.install_files()
+    made = provisioned_broker(tmp_path)  # the default message log: what these tests read
     collected = Collected()
     # as the runtime does it: the source is following before the broker starts
-    source = BrokerEventSource(files.log, collected, rotate=process.reload)
+    source = BrokerEventSource(made.files.log, collected, rotate=made.process.reload)
     source.start()
-    process.start()
+    made.process.start()
     try:
-        yield Broker(files, config, fleet, process, sync, collected, source, tmp_path)
+        yield Broker(made.files, made.config, made.fleet, made.process, made.sync, collected,
+                     source, tmp_path)
     finally:
-        sync.close()
-        process.stop()
+        made.sync.close()
+        made.process.stop()
         source.stop()
 
 
