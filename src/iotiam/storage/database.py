@@ -178,24 +178,30 @@ class Database:
             with self._transaction("BEGIN") as uow:
                 yield uow
             return
-        with self._sqlite_writer, self._other_processes_wait(), \
+        with self._sqlite_writer, self._other_processes(), \
                 self._transaction("BEGIN IMMEDIATE") as uow:
             yield uow
 
     @contextmanager
-    def _other_processes_wait(self) -> Iterator[None]:
-        """Hold the cross-process writer lock (held by this thread's outermost writer)."""
+    def _other_processes(self, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the cross-process writer lock (held by this thread's outermost writer);
+        with ``wait=False``, False instead of waiting for another process's."""
         if self._writer_file is None or self._writer_depth:
             self._writer_depth += 1
             try:
-                yield
+                yield True
             finally:
                 self._writer_depth -= 1
             return
-        fcntl.flock(self._writer_file.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._writer_file.fileno(),
+                        fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
         self._writer_depth = 1
         try:
-            yield
+            yield True
         finally:
             self._writer_depth = 0
             fcntl.flock(self._writer_file.fileno(), fcntl.LOCK_UN)
@@ -213,21 +219,8 @@ class Database:
             yield False
             return
         try:
-            if self._writer_file is None or self._writer_depth:
-                with self._other_processes_wait():
-                    yield True
-                return
-            try:
-                fcntl.flock(self._writer_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            self._writer_depth = 1
-            try:
-                yield True
-            finally:
-                self._writer_depth = 0
-                fcntl.flock(self._writer_file.fileno(), fcntl.LOCK_UN)
+            with self._other_processes(wait=False) as free:
+                yield free
         finally:
             self._sqlite_writer.release()
 
