@@ -47,15 +47,9 @@ _CLIENT_COLUMNS = tuple(c.name for c in t.oauth_clients.columns)
 _CLIENT_TIMES = frozenset({"created_at", "revoked_at"})
 _CLIENT_BY_ID = RawStatement(select_sql("oauth_clients", _CLIENT_COLUMNS,
                                         "client_id = :client_id"))
-#: a device's groups and posture (stored trust score, firmware verdict) in one query: a
-#: row per group, or one row with no group
-_STANDING_OF_DEVICE = RawStatement(
-    "SELECT g.group_id, s.score, f.compliant FROM devices d"
-    " LEFT JOIN group_members g ON g.device_id = d.id"
-    " LEFT JOIN device_trust s ON s.device_id = d.id"
-    " LEFT JOIN device_firmware f ON f.device_id = d.id"
-    " WHERE d.id = :device_id")
 _CLIENTS_BY_ID = select_sql("oauth_clients", _CLIENT_COLUMNS, "client_id IN ({in_list})")
+#: devices' groups and posture (stored trust score, firmware verdict) in one query: a row
+#: per (device, group), or one with no group
 _STANDINGS_OF_DEVICES = (
     "SELECT d.id, g.group_id, s.score, f.compliant FROM devices d"
     " LEFT JOIN group_members g ON g.device_id = d.id"
@@ -176,7 +170,7 @@ class SqlOAuthClientStore:
 
     def device_standing(self, device_id: str) -> tuple[list[str], DevicePosture | None]:
         """Group ids and posture of a device (for the policy subject of its client)."""
-        return _standing(RawSql(self._c).all(_STANDING_OF_DEVICE, {"device_id": device_id}))
+        return self.device_standings([device_id]).get(device_id, ([], None))
 
 
 def _chunks(values: Sequence[Any]) -> list[list[Any]]:
@@ -187,7 +181,7 @@ def _chunks(values: Sequence[Any]) -> list[list[Any]]:
 def _standing(rows: Sequence[Any]) -> tuple[list[str], DevicePosture | None]:
     """Groups and posture from (group, score, compliant) rows of one device."""
     groups = [r[0] for r in rows if r[0] is not None]
-    if not rows or (rows[0][1] is None and rows[0][2] is None):
+    if rows[0][1] is None and rows[0][2] is None:
         return groups, None
     _, score, compliant = rows[0]
     return groups, DevicePosture(None if score is None else float(score),
