@@ -69,8 +69,8 @@ class ReadAhead(ClientReads):
         devices = list(dict.fromkeys(c.device_id for c in self._clients.found.values()
                                      if c.device_id is not None))
         self._devices = _Asked(devices, uow.devices.get_many(devices))
-        present = list(self._devices.found)
-        self._standings = _Asked(present, uow.oauth_clients.device_standings(present))
+        # every registered device has a standing: what is not here is read on its own
+        self._standings = uow.oauth_clients.device_standings(list(self._devices.found))
 
     def client(self, client_id: str) -> OAuthClient | None:
         """A client read ahead (None: read, not found), else read now."""
@@ -92,7 +92,7 @@ class ReadAhead(ClientReads):
 
     def standing(self, device_id: str) -> Standing:
         """A standing read ahead, else read now."""
-        found = self._standings.found.get(device_id)
+        found = self._standings.get(device_id)
         return found if found is not None else super().standing(device_id)
 
 
