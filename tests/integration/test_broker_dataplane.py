@@ -304,3 +304,20 @@ def test_dataplane_ok_broker_restart_full_resync(plane: Plane) -> None:
     assert device.connect_result == "Success"
     assert device.subscribe("devices/dev-2/#")
     device.close()
+
+
+def test_dataplane_ok_cold_start_after_a_torn_dynsec_file(plane: Plane) -> None:
+    plane.fleet.allow("dev-1")
+    plane.sync.full_sync()
+    plane.broker.stop()
+    plane.files.dynsec.write_text("")  # the broker died while rewriting its state
+    report = plane.sync.cold_start()  # the admin from the seed, the fleet anew
+    assert report.created == 1
+    cert, key, _ = plane.device("dev-1")
+    device = plane.connect("dev-1", cert, key)
+    try:
+        assert device.connect_result == "Success"
+        assert device.subscribe("devices/dev-1/#")
+        assert not device.subscribe("devices/dev-2/#")
+    finally:
+        device.close()

@@ -30,8 +30,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from iotiam.broker.dynsec import BrokerUnavailable, DynsecAdmin, DynsecError
-from iotiam.broker.layout import ADMIN_USERNAME, BrokerFiles
+from iotiam.broker.layout import ADMIN_USERNAME, BrokerFiles, dynsec_seed
 from iotiam.broker.process import ManagedMosquitto
+from iotiam.broker.provision import admin_password
 from iotiam.clock import Clock
 from iotiam.config import write_private_file
 from iotiam.errors import IamError, InvalidInput
@@ -268,7 +269,7 @@ class BrokerSync:
             self.close()
             self._broker.stop()
             acls = list(self._fleet.all_acls())
-            state = json.loads(self._files.dynsec.read_text())
+            state = self._dynsec_state()
             keep_clients = [c for c in state.get("clients", [])
                             if c.get("username") == ADMIN_USERNAME]
             keep_roles = [r for r in state.get("roles", []) if r.get("rolename") == ADMIN_USERNAME]
@@ -287,6 +288,19 @@ class BrokerSync:
             report = self.full_sync(allow_restart=False)
             report.created = len(allowed)
             return report
+
+    def _dynsec_state(self) -> dict[str, Any]:
+        """The stopped broker's dynsec file; the seed (its admin only) if the broker died
+        while rewriting it, as it does after every command (the fleet is written anew)."""
+        try:
+            state = json.loads(self._files.dynsec.read_text())
+            if isinstance(state, dict):
+                return state
+        except (OSError, ValueError):
+            pass
+        log.warning("the broker's dynsec file is unreadable; rebuilding it from the seed")
+        seeded: dict[str, Any] = json.loads(dynsec_seed(admin_password(self._files)))
+        return seeded
 
     def sync_devices(self, device_ids: Iterable[str], *, kick: Iterable[str] = ()
                      ) -> SyncReport:
@@ -370,6 +384,11 @@ class BrokerSync:
                 stop.wait(1.0)
             except IamError as e:
                 log.error("broker sync refused: %s", e)
+                stop.wait(1.0)
+            except Exception:  # a bug: logged, and the broker is still looked after
+                log.exception("broker sync failed unexpectedly")
+                with self._lock:
+                    self._needs_full = True
                 stop.wait(1.0)
             self.wake.wait(POLL_SECONDS)
             self.wake.clear()
