@@ -299,3 +299,28 @@ def test_fail_token_endpoint_garbage_is_a_4xx(server: Server) -> None:
                                headers={"content-type": "application/x-www-form-urlencoded"})
             assert 400 <= answer.status_code < 500, (body[:40], answer.text)
             assert "error" in answer.json()
+
+
+def test_ok_introspection_check_over_mtls_with_file_paths(server: Server) -> None:
+    """``IntrospectionCheck(cert=(pem, key), verify="ca.pem")`` as documented: the device's
+    certificate reaches the issuer (httpx ≥ 0.28 dropped it), so a live token is active."""
+    device = enroll(server, "rc-introspect")
+    token = mtls_token(server, device).json()["access_token"]
+    check = IntrospectionCheck(f"{server.api_url}/oauth2/introspect",
+                               client_id=device.device_id,
+                               cert=(str(device.cert_file), str(device.key_file)),
+                               verify=str(server.tls_ca_file))
+    verifier = TokenVerifier(
+        issuer=issuer(server), audience="urn:iotiam:fleet",
+        jwks=RemoteJwks(f"{server.api_url}/oauth2/jwks", verify=str(server.tls_ca_file)),
+        revocation_check=check)
+    certificate = x509.load_pem_x509_certificate(device.cert_file.read_bytes()).public_bytes(
+        serialization.Encoding.DER)
+    try:
+        verified = verifier.verify(token, certificate=certificate)
+        assert verified.client_id == "rc-introspect"
+        server.cli("token", "revoke-access", token)
+        with pytest.raises(TokenRejected):
+            verifier.verify(token, certificate=certificate)
+    finally:
+        check.close()

@@ -35,6 +35,8 @@ Without one, a revoked token is accepted until it expires.
 from __future__ import annotations
 
 import hashlib
+import os
+import ssl
 import threading
 import time
 from collections import OrderedDict
@@ -55,6 +57,9 @@ from iotiam.tokens.client_auth import x5t_s256
 from iotiam.tokens.models import ACCESS_TOKEN_TYP, SIGNING_ALGORITHM
 
 JwksSource = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
+#: a client certificate as httpx took it: a PEM file with the key, ``(cert, key)`` or
+#: ``(cert, key, password)``
+ClientCertificate = str | tuple[str, str] | tuple[str, str, str]
 #: ``(token, verified) -> still active?``
 RevocationCheck = Callable[[str, "VerifiedToken"], bool]
 
@@ -259,10 +264,10 @@ class TokenVerifier:
 class RemoteJwks:
     """A JWKS fetched over HTTPS and cached; an unknown kid refetches (rate limited)."""
 
-    def __init__(self, url: str, *, verify: Any = True, min_refetch: float = 10.0,
-                 timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, verify: ssl.SSLContext | str | bool = True,
+                 min_refetch: float = 10.0, timeout: float = 5.0) -> None:
         self._url = url
-        self._verify = verify
+        self._verify = client_tls_context(verify)
         self._min_refetch = min_refetch
         self._timeout = timeout
         self._jwks: Mapping[str, Any] | None = None
@@ -305,15 +310,16 @@ class IntrospectionCheck:
     def __init__(self, url: str, *, headers: Mapping[str, str] | None = None,
                  client_id: str | None = None,
                  client_assertion: Callable[[], str] | None = None,
-                 cert: Any = None, verify: Any = True, cache_seconds: float = 0.0,
+                 cert: ClientCertificate | None = None,
+                 verify: ssl.SSLContext | str | bool = True, cache_seconds: float = 0.0,
                  timeout: float = 5.0) -> None:
         import httpx
 
         self._url = url
         self._client_id = client_id
         self._assertion = client_assertion
-        self._http = httpx.Client(headers=dict(headers or {}), cert=cert, verify=verify,
-                                  timeout=timeout)
+        self._http = httpx.Client(headers=dict(headers or {}),
+                                  verify=client_tls_context(verify, cert), timeout=timeout)
         self._cache_seconds = cache_seconds
         self._answers: dict[str, tuple[float, bool]] = {}
 
@@ -349,6 +355,35 @@ class IntrospectionCheck:
         self._http.close()
 
 
+def client_tls_context(verify: ssl.SSLContext | str | bool = True,
+                       cert: ClientCertificate | None = None) -> ssl.SSLContext | bool:
+    """The one TLS context for the helpers' HTTPS calls: trust ``verify``, present ``cert``.
+
+    httpx 0.28 deprecated ``cert=`` and a path as ``verify=``, and returns early for a
+    path, so ``cert`` was silently dropped and mTLS introspection refused every token.
+    Building the context here keeps the client certificate whatever httpx does with them.
+    """
+    if cert is None and not isinstance(verify, str):
+        return verify
+    if isinstance(verify, ssl.SSLContext):
+        context = verify
+    elif isinstance(verify, str) and os.path.isdir(verify):
+        context = ssl.create_default_context(capath=verify)
+    elif isinstance(verify, str):
+        context = ssl.create_default_context(cafile=verify)
+    elif verify:
+        context = ssl.create_default_context()
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if isinstance(cert, str):
+        context.load_cert_chain(cert)
+    elif cert is not None:
+        context.load_cert_chain(*cert)
+    return context
+
+
 def _numeric(claims: dict[str, Any], name: str, *, required: bool = False) -> float | None:
     value = claims.get(name)
     if value is None:
@@ -361,5 +396,5 @@ def _numeric(claims: dict[str, Any], name: str, *, required: bool = False) -> fl
     return float(value)
 
 
-__all__ = ["IntrospectionCheck", "RemoteJwks", "RevocationCheck", "TokenRejected",
-           "TokenVerifier", "VerifiedToken"]
+__all__ = ["ClientCertificate", "IntrospectionCheck", "RemoteJwks", "RevocationCheck",
+           "TokenRejected", "TokenVerifier", "VerifiedToken", "client_tls_context"]
