@@ -34,6 +34,11 @@ def test_detect_cli_ok_replay_findings_lifecycle_and_trust(server: Server) -> No
     replay = server.cli("detect", "replay", events, check=False)
     assert replay.rc == 3, replay  # partly done: bad lines were reported
     assert "40 events ingested, 2 rejected" in replay.out
+    # item 16: the playbook alerts but no channel is configured: said at start, counted
+    assert "no alert channel is configured" in server.log_text()
+    with server.api() as api:
+        stats = api.get("/v1/detection/stats").json()
+    assert stats["alerts_undelivered"]["no_channel"] >= 1 and stats["alerts_sent"] == 0
     assert "line 6: line is not JSON" in replay.out
     assert "line 42: a publish event needs a 'topic'" in replay.out
     listed = json.loads(server.cli("findings", "list", "--device", "cli-det-1", "--json").out)

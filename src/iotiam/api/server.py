@@ -22,6 +22,8 @@ from iotiam.bootstrap import Services, broker_fleet, save_baselines, trust_score
 from iotiam.broker.runtime import start_data_plane
 from iotiam.config import ca_passphrase
 from iotiam.errors import SetupError
+from iotiam.response.alerts import AlertDispatcher
+from iotiam.response.models import Action, Playbook
 
 log = logging.getLogger("iotiam.server")
 
@@ -95,6 +97,16 @@ def listen_sockets(host: str, port: int) -> list[socket.socket]:
     return sockets
 
 
+def warn_if_alerts_go_nowhere(playbook: Playbook, alerts: AlertDispatcher) -> None:
+    """Say at start when the playbook alerts but no channel would carry an alert."""
+    if alerts.enabled or not any(Action.ALERT in rule.actions for rule in playbook.rules):
+        return
+    log.warning("the detection playbook alerts but no alert channel is configured "
+                "(set IOTIAM_ALERT_WEBHOOK_URL or IOTIAM_ALERT_SYSLOG): findings are "
+                "stored, and alerts are only counted as undelivered in "
+                "GET /v1/detection/stats")
+
+
 def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> None:
     """Run both listeners until SIGINT/SIGTERM, in ``workers`` processes."""
     settings = services.settings
@@ -111,6 +123,7 @@ def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> N
     # again on every full collection, and forked workers keep sharing its pages
     gc.collect()
     gc.freeze()
+    warn_if_alerts_go_nowhere(services.response.playbook(), services.alerts)
     index, children = fork_workers(workers - 1)
     if index:
         services.database.after_fork()

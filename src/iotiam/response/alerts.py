@@ -16,6 +16,7 @@ import queue
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -135,7 +136,12 @@ def format_syslog(alert: Mapping[str, Any], *, app_name: str = "iotiam") -> byte
 
 
 class AlertDispatcher:
-    """Queues alerts and delivers them to every channel from one background thread."""
+    """Queues alerts and delivers them to every channel from one background thread.
+
+    An alert that reaches no receiver is counted in ``undelivered`` by reason
+    (``no_channel``, ``queue_full``, ``delivery_failed``): an installation with no
+    channel configured still shows, in ``/v1/detection/stats``, what went nowhere.
+    """
 
     def __init__(self, channels: Sequence[AlertChannel], *, capacity: int = 10_000) -> None:
         self._channels = list(channels)
@@ -143,6 +149,7 @@ class AlertDispatcher:
         self.sent = 0
         self.failed = 0
         self.dropped = 0
+        self.undelivered: Counter[str] = Counter()
         self._thread: threading.Thread | None = None
 
     @property
@@ -151,8 +158,9 @@ class AlertDispatcher:
         return bool(self._channels)
 
     def send(self, alert: Mapping[str, Any]) -> None:
-        """Queue an alert (dropped and counted if the queue is full)."""
+        """Queue an alert (counted as undelivered if there is no channel or room)."""
         if not self._channels:
+            self.undelivered["no_channel"] += 1
             return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="iotiam-alerts", daemon=True)
@@ -161,16 +169,21 @@ class AlertDispatcher:
             self._queue.put_nowait(alert)
         except queue.Full:
             self.dropped += 1
+            self.undelivered["queue_full"] += 1
 
     def _run(self) -> None:
         while (alert := self._queue.get()) is not None:
+            delivered = False
             for channel in self._channels:
                 try:
                     channel.deliver(alert)
                     self.sent += 1
+                    delivered = True
                 except Exception as e:  # a receiver's failure must not stop the others
                     self.failed += 1
                     log.warning("alert to %s failed: %s", channel.name, e)
+            if not delivered:
+                self.undelivered["delivery_failed"] += 1
             self._queue.task_done()
 
     def flush(self, timeout: float = 5.0) -> None:

@@ -237,9 +237,11 @@ class Response:
             return
         actions = self._playbook.actions_for(stored.finding)
         taken: list[str] = []
-        if Action.ALERT in actions and self._alerts.enabled:
+        if Action.ALERT in actions:
+            # with no channel the dispatcher counts it as undelivered (stats), not taken
             self._alerts.send(alert_body(stored))
-            taken.append(str(Action.ALERT))
+            if self._alerts.enabled:
+                taken.append(str(Action.ALERT))
         if stored.mode is DetectionMode.ENFORCE and stored.finding.device_id is not None:
             for action in (Action.QUARANTINE, Action.REVOKE):
                 if action in actions:

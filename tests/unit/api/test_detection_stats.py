@@ -29,3 +29,22 @@ def test_stats_ok_with_broker_watch(installation: Installation) -> None:
     broker = answer.json()["broker"]
     assert broker["uptime_seconds"] == 42 and broker["connected"] is False
     assert broker["values"] == {"uptime": 42} and "messages" not in broker
+
+
+def test_stats_ok_alerts_with_no_channel_counted_as_undelivered(
+        installation: Installation) -> None:
+    from fleet import add_device, issue
+
+    from iotiam.admin.models import SYSTEM
+    from iotiam.detection.models import Finding, FindingType, Severity
+
+    api = installation.api()
+    add_device(api, "s1")
+    issue(api, "s1")
+    installation.services.response.set_mode(SYSTEM, "sensor", "monitor")
+    installation.services.response.handle([Finding(
+        type=FindingType.RATE_CHANGE, severity=Severity.HIGH, at=1_772_366_400.0,
+        device_id="s1", summary="rate", detector="test", evidence={})])
+    stats = api.get("/v1/detection/stats").json()
+    assert stats["alerts_sent"] == 0
+    assert stats["alerts_undelivered"] == {"no_channel": 1}

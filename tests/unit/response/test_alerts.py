@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import time
+
+import pytest
 
 from iotiam.response.alerts import (
     AlertDispatcher,
@@ -85,3 +88,37 @@ def test_fail_signature_checks() -> None:
     assert not verify_webhook_signature(secret, body, header, now=now + 3600)  # replayed late
     assert not verify_webhook_signature(secret, body, "t=abc,v1=00", now=now)  # garbage
     assert not verify_webhook_signature(secret, body, "", now=now)
+
+
+def test_ok_undelivered_alerts_counted_by_reason() -> None:
+    nowhere = AlertDispatcher([])
+    nowhere.send({"finding_id": "f1"})
+    assert nowhere.undelivered == {"no_channel": 1}
+
+    class Broken:
+        name = "broken"
+
+        def deliver(self, alert: object) -> None:
+            raise OSError("refused")
+
+    failing = AlertDispatcher([Broken()])
+    failing.send({"finding_id": "f2"})
+    failing.flush()
+    failing.close()
+    assert failing.undelivered == {"delivery_failed": 1} and failing.failed == 1
+
+
+def test_ok_serve_warns_when_the_playbook_alerts_into_no_channel(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from iotiam.api.server import warn_if_alerts_go_nowhere
+    from iotiam.response.models import DEFAULT_PLAYBOOK, Playbook
+
+    with caplog.at_level(logging.WARNING):
+        warn_if_alerts_go_nowhere(DEFAULT_PLAYBOOK, AlertDispatcher([]))
+    assert "no alert channel is configured" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        warn_if_alerts_go_nowhere(Playbook(rules=()), AlertDispatcher([]))
+        warn_if_alerts_go_nowhere(DEFAULT_PLAYBOOK, AlertDispatcher([SyslogChannel(
+            "127.0.0.1", 9)]))
+    assert caplog.text == ""

@@ -175,7 +175,8 @@ def detection_stats(caller: Caller, svc: Wired) -> dict[str, Any]:
     stats: dict[str, Any] = {
         "events_seen": svc.ingest.events_seen, "events_rejected": svc.ingest.events_rejected,
         "alerts_sent": svc.alerts.sent, "alerts_failed": svc.alerts.failed,
-        "alerts_dropped": svc.alerts.dropped}
+        "alerts_dropped": svc.alerts.dropped,
+        "alerts_undelivered": dict(svc.alerts.undelivered)}
     # only the process that drives the data plane watches the broker
     broker = broker_statistics()
     if broker is not None:
