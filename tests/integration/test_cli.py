@@ -412,3 +412,21 @@ def test_audit_verify_detects_edit_removal_and_truncation(server: Server) -> Non
     assert f"the chain ends at record {head - 1} but the head says {head}" in \
         truncated.out, truncated
     assert server.cli("audit", "verify").out.startswith("audit chain OK")
+
+
+def test_device_list_ok_says_the_total_and_how_to_page(server: Server) -> None:
+    prefix = f"page-{_suffix()}"
+    with server.api() as api:
+        rows = [{"row": i + 1, "data": {"id": f"{prefix}-{i}", "type": "sensor"}}
+                for i in range(3)]
+        assert api.post("/v1/devices/import", json={"rows": rows}).json()["imported"] == 3
+        total = api.get("/v1/devices", params={"limit": 1}).json()["total"]
+    assert total >= 3
+    first = server.cli("device", "list", "--limit", "2").out
+    assert f"2 of {total} devices" in first
+    last_shown = sorted(json.loads(server.cli("device", "list", "--json", "--limit", "2").out),
+                        key=lambda d: d["id"])[-1]["id"]
+    assert f"iotiam device list --after {last_shown}" in first
+    rest = json.loads(server.cli("device", "list", "--json", "--after", last_shown,
+                                 "--limit", "1000").out)
+    assert len(rest) == total - 2

@@ -33,10 +33,12 @@ from iotiam.agent.files import AgentFiles
 from iotiam.clock import Clock, SystemClock
 from iotiam.enrollment.idevid import device_id_of
 from iotiam.errors import IamError
+from iotiam.inventory.credential_status import RENEWAL_JITTER, RENEWAL_POINT
 from iotiam.pki.keys import PrivateKey
 
-RENEW_AT = 2 / 3
-JITTER = 0.05  # +- 5 % of the lifetime
+# one renewal rule: the inventory calls "expiring" what this agent would have renewed
+RENEW_AT = RENEWAL_POINT
+JITTER = RENEWAL_JITTER  # +- this fraction of the lifetime
 MAX_BACKOFF = timedelta(minutes=5)
 POLL_DEFAULT = 60.0  # seconds, when a held request names no Retry-After
 POLL_MIN = 1.0

@@ -76,25 +76,31 @@ def device_list(
     type_name: Annotated[str | None, typer.Option("--type")] = None,
     state: Annotated[DeviceState | None, typer.Option()] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    after: Annotated[str | None, typer.Option(
+        metavar="ID", help="Start after this device id (the next page).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """List devices."""
+    """List devices, in id order; says how many match and how to see the rest."""
     obj: Context = ctx.obj
     items: list[dict[str, Any]] = []
-    after: str | None = None
+    total = 0
+    more: str | None = after
     while len(items) < limit:
         page = obj.client().get("/v1/devices", type=type_name,
-                                state=str(state) if state else None, after=after,
+                                state=str(state) if state else None, after=more,
                                 limit=min(1000, limit - len(items)))
         items.extend(page["items"])
-        after = page["next"]
-        if not after:
+        total = page["total"]
+        more = page["next"]
+        if not more:
             break
     if as_json:
         print_json(items)
         return
-    print_table(f"{len(items)} devices", ["id", "type", "org", "state", "site"],
+    print_table(f"{len(items)} of {total} devices", ["id", "type", "org", "state", "site"],
                 [[d["id"], d["type"], d["org"], d["state"], d["site"]] for d in items])
+    if more:
+        console.print(f"more: iotiam device list --after {more} (or --limit {total})")
 
 
 @device_app.command("show")
@@ -197,8 +203,9 @@ def device_import(
 
 def inventory(
     ctx: typer.Context,
-    expiring_days: Annotated[int, typer.Option(help="'Expiring' means within this many days.")
-                             ] = 7,
+    expiring_days: Annotated[int | None, typer.Option(
+        help="Also count as expiring what ends within this many days (default: only what "
+             "is past its renewal point, 2/3 of its lifetime, and not renewed).")] = None,
     rotation_age_days: Annotated[int | None, typer.Option(
         help="Credentials older than this are overdue for rotation (default 30).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -213,7 +220,7 @@ def inventory(
     console.print(f"{report['total']} devices")
     print_table("by type", ["type", "devices"], sorted(report["by_type"].items()))
     print_table("by state", ["state", "devices"], sorted(report["by_state"].items()))
-    labels = {"expiring": f"expiring within {report['expiring_within_days']} days",
+    labels = {"expiring": f"expiring ({report['expiring_rule']})",
               "older-than-rotation-age":
                   f"older than rotation age ({report['rotation_age_days']} days)"}
     print_table("by credential status", ["status", "devices"],

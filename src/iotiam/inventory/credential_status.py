@@ -8,18 +8,38 @@ from datetime import datetime, timedelta
 from iotiam.inventory.models import CredentialStatus
 from iotiam.pki.models import CertificateRecord, CertificateStatus
 
+#: a certificate is renewed at this fraction of its lifetime (what the agent does) ...
+RENEWAL_POINT = 2 / 3
+#: ... give or take this fraction of the lifetime, so that a fleet does not renew at once
+RENEWAL_JITTER = 0.05
+#: how ``expiring`` is judged by default, for reports
+EXPIRING_RULE = (f"past its renewal point ({RENEWAL_POINT:.0%} of its lifetime, "
+                 f"+{RENEWAL_JITTER:.0%} jitter) and not renewed")
+
+
+def renewal_overdue_at(certificate: CertificateRecord) -> datetime:
+    """When a healthy renewer would certainly have replaced ``certificate``.
+
+    Judged against each certificate's own lifetime: with 24 h certificates a fixed
+    window of days would call every device "expiring".
+    """
+    lifetime = certificate.not_after - certificate.not_before
+    return certificate.not_before + lifetime * (RENEWAL_POINT + RENEWAL_JITTER)
+
 
 def credential_status_by_device(
     certificates: Iterable[CertificateRecord],
     *,
     now: datetime,
-    expiring_within: timedelta,
     rotation_age: timedelta,
+    expiring_within: timedelta | None = None,
 ) -> dict[str, CredentialStatus]:
     """Classify each device by its newest live certificate.
 
     A device with a live (issued, unexpired) certificate is ``expiring`` when that
-    certificate ends within ``expiring_within``, ``older-than-rotation-age`` when it
+    certificate is past its renewal point (:func:`renewal_overdue_at`: a newer one would
+    be the newest) or, if ``expiring_within`` is given, ends within it;
+    ``older-than-rotation-age`` when it
     was issued longer ago than ``rotation_age``, otherwise ``active``. Without a live
     one it is ``expired`` if any unrevoked certificate expired, else ``revoked``.
     """
@@ -44,7 +64,8 @@ def credential_status_by_device(
             result[device_id] = (
                 CredentialStatus.EXPIRED if device_id in has_expired else CredentialStatus.REVOKED
             )
-        elif live.not_after - now <= expiring_within:
+        elif now >= renewal_overdue_at(live) or (
+                expiring_within is not None and live.not_after - now <= expiring_within):
             result[device_id] = CredentialStatus.EXPIRING
         elif now - live.not_before >= rotation_age:
             result[device_id] = CredentialStatus.OVERDUE_ROTATION

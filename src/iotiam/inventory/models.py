@@ -284,7 +284,8 @@ class InventorySummary:
     by_type: dict[str, int]
     by_state: dict[str, int]
     by_credential_status: dict[str, int]
-    expiring_within_days: int
+    #: None: expiry judged by each certificate's renewal point only
+    expiring_within_days: int | None
     rotation_age_days: int
     #: devices whose current key is older than their type's maximum credential age
     never_rotated: int = 0

@@ -95,6 +95,11 @@ class DeviceStore(Protocol):
         """Devices under ``org_path`` in id order, keyset-paginated by ``after_id``."""
         ...
 
+    def count(self, *, org_path: str, type_name: str | None = None,
+              state: DeviceState | None = None) -> int:
+        """How many devices under ``org_path`` match the filters."""
+        ...
+
     def iter_all(self, *, org_path: str) -> Iterator[Device]:
         """Every device under ``org_path``."""
         ...

@@ -244,6 +244,13 @@ class Inventory:
                 after_id=after_id, limit=limit,
             )
 
+    def count_devices(self, actor: Principal, *, type_name: str | None = None,
+                      state: DeviceState | None = None) -> int:
+        """How many devices in the caller's subtree match the filters (every page)."""
+        with self._uow.reading() as uow:
+            return uow.devices.count(org_path=actor.org_path, type_name=type_name,
+                                     state=state)
+
     def set_state(
         self, actor: Principal, device_id: str, target: DeviceState, reason: str = ""
     ) -> Device:
@@ -365,7 +372,8 @@ class Inventory:
     # -- the report --------------------------------------------------------------------
 
     def summary(
-        self, actor: Principal, *, expiring_within: timedelta, rotation_age: timedelta
+        self, actor: Principal, *, rotation_age: timedelta,
+        expiring_within: timedelta | None = None,
     ) -> InventorySummary:
         """Counts by type, state and credential status for the caller's subtree."""
         now = self._clock.now()
@@ -398,7 +406,8 @@ class Inventory:
             by_type=dict(by_type),
             by_state=dict(by_state),
             by_credential_status={str(s): by_credential.get(str(s), 0) for s in CredentialStatus},
-            expiring_within_days=int(expiring_within.total_seconds() // 86400),
+            expiring_within_days=(None if expiring_within is None
+                                  else int(expiring_within.total_seconds() // 86400)),
             rotation_age_days=int(rotation_age.total_seconds() // 86400),
             never_rotated=len(never_rotated),
         )

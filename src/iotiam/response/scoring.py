@@ -30,10 +30,6 @@ from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 log = logging.getLogger(__name__)
 #: a change committed a little late (a transaction begun before the last pass) is seen
 OVERLAP = timedelta(seconds=5)
-#: a certificate this close to its end counts as expiring. Device certificates live 24 h
-#: and the agent renews at about 2/3 of that, so under 4 h left means renewal is failing
-#: (a week, as the inventory report uses, would mark every healthy device)
-EXPIRING_WITHIN = timedelta(hours=4)
 
 
 class TrustScores:
@@ -81,8 +77,8 @@ class TrustScores:
             rotation_age = device_type.rotation.max_credential_age if device_type \
                 else timedelta(days=365)
             status = credential_status_by_device(
-                certificates, now=now, expiring_within=EXPIRING_WITHIN,
-                rotation_age=rotation_age).get(device_id, CredentialStatus.NONE)
+                certificates, now=now, rotation_age=rotation_age,
+            ).get(device_id, CredentialStatus.NONE)
             never_rotated = device_id in never_rotated_devices(
                 certificates, now=now, max_age_by_device={device_id: rotation_age})
             firmware = compliance.get(device_id)

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Select, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -263,15 +263,18 @@ class SqlDeviceStore:
         limit: int = 100,
     ) -> list[Device]:
         """Devices under ``org_path`` in id order, keyset-paginated."""
-        query = select(t.devices).where(under_path(t.devices.c.org_path, org_path))
-        if type_name:
-            query = query.where(t.devices.c.type_name == type_name)
-        if state:
-            query = query.where(t.devices.c.state == str(state))
+        query = _filtered(select(t.devices), org_path, type_name, state)
         if after_id:
             query = query.where(t.devices.c.id > after_id)
         rows = self._c.execute(query.order_by(t.devices.c.id).limit(limit))
         return [device_from_row(r) for r in rows]
+
+    def count(self, *, org_path: str, type_name: str | None = None,
+              state: DeviceState | None = None) -> int:
+        """How many devices under ``org_path`` match the filters."""
+        query = _filtered(select(func.count()).select_from(t.devices), org_path, type_name,
+                          state)
+        return int(self._c.execute(query).scalar_one())
 
     def iter_all(self, *, org_path: str) -> Iterator[Device]:
         """Every device under ``org_path``."""
@@ -280,6 +283,17 @@ class SqlDeviceStore:
         )
         for row in rows:
             yield device_from_row(row)
+
+
+def _filtered(query: Select[Any], org_path: str, type_name: str | None,
+              state: DeviceState | None) -> Select[Any]:
+    """``query`` over devices narrowed to a subtree, a type and a state."""
+    query = query.where(under_path(t.devices.c.org_path, org_path))
+    if type_name:
+        query = query.where(t.devices.c.type_name == type_name)
+    if state:
+        query = query.where(t.devices.c.state == str(state))
+    return query
 
 
 class SqlGroupStore:

@@ -240,3 +240,15 @@ def test_group_fail_viewer(sites: Installation) -> None:
     assert_problem(viewer.post("/v1/groups/g/members", json={"device": "hq-1"}), 403,
                    "changing groups")
     assert members(api, "g") == []
+
+
+def test_list_ok_total_counts_every_match_not_the_page(installation: Installation) -> None:
+    api = installation.api()
+    for device_id, device_type in (("g-1", "gateway"), ("s-1", "sensor"), ("s-2", "sensor"),
+                                   ("s-3", "sensor")):
+        add_device(api, device_id, device_type)
+    first = api.get("/v1/devices", params={"limit": 2}).json()
+    assert len(first["items"]) == 2 and first["total"] == 4
+    later = api.get("/v1/devices", params={"limit": 2, "after": first["next"]}).json()
+    assert later["total"] == 4  # the whole selection, whichever page
+    assert api.get("/v1/devices", params={"type": "sensor", "limit": 1}).json()["total"] == 3

@@ -33,7 +33,9 @@ def test_report_ok_empty(installation: Installation) -> None:
     assert report(installation) == {
         "total": 0, "by_type": {}, "by_state": {},
         "by_credential_status": dict.fromkeys(BUCKETS, 0),
-        "expiring_within_days": 7, "rotation_age_days": 30, "never_rotated": 0,
+        "expiring_within_days": None, "rotation_age_days": 30, "never_rotated": 0,
+        "expiring_rule": "past its renewal point (67% of its lifetime, +5% jitter) and "
+                         "not renewed",
     }
 
 
@@ -80,7 +82,9 @@ def test_report_ok_expiring_window(installation: Installation) -> None:
     issue(api, "g-1")
     assert buckets(installation, expiring_days=0) == {"active": 2}
     assert buckets(installation, expiring_days=1) == {"expiring": 1, "active": 1}
-    assert buckets(installation) == {"expiring": 2}  # the default window is 7 days
+    # a window of days is opt-in: by default fresh certificates are not "expiring"
+    assert buckets(installation, expiring_days=7) == {"expiring": 2}
+    assert buckets(installation) == {"active": 2}
     installation.clock.advance(timedelta(days=6))
     assert buckets(installation, expiring_days=1) == {"expiring": 1, "expired": 1}
 
@@ -90,7 +94,7 @@ def test_report_ok_expired_at_not_after(installation: Installation) -> None:
     add_device(api, "s-1")
     issue(api, "s-1")
     installation.clock.advance(DAY - BACKDATE - timedelta(seconds=1))
-    assert buckets(installation, expiring_days=0) == {"active": 1}
+    assert buckets(installation, expiring_days=0) == {"expiring": 1}  # past renewal
     installation.clock.advance(timedelta(seconds=1))
     assert buckets(installation, expiring_days=0) == {"expired": 1}
 
@@ -135,8 +139,8 @@ def test_report_ok_rotation_age_default_from_settings(installation: Installation
     api = installation.api()
     add_device(api, "g-1", "gateway")
     issue(api, "g-1")
-    installation.clock.advance(timedelta(days=6))
-    # the 30-day default: six days old is not overdue
+    installation.clock.advance(timedelta(days=4))  # of 7: before its renewal point
+    # the 30-day default: four days old is not overdue
     assert buckets(installation, expiring_days=0) == {"active": 1}
 
 
@@ -155,3 +159,25 @@ def test_report_ok_ignores_failed_issuance(installation: Installation) -> None:
     add_device(api, "s-1")
     api.post("/v1/certificates", json={"device": "s-1", "csr": "garbage"})
     assert buckets(installation) == {"none": 1}
+
+
+def test_report_ok_expiry_judged_by_lifetime_and_renewal_point(
+        installation: Installation) -> None:
+    """24 h certificates are not all "expiring": only one past its renewal point (2/3 of
+    the lifetime, plus the agent's 5 % jitter) that has not been renewed is."""
+    api = installation.api()
+    add_device(api, "s-1")
+    add_device(api, "s-2")
+    issue(api, "s-1")
+    issue(api, "s-2")
+    assert buckets(installation) == {"active": 2}
+    lifetime = DAY  # from the backdated notBefore
+    # just before the latest moment a healthy agent renews: still fine
+    installation.clock.advance(lifetime * (2 / 3 + 0.05) - BACKDATE - timedelta(minutes=1))
+    assert buckets(installation) == {"active": 2}
+    installation.clock.advance(timedelta(minutes=2))
+    assert buckets(installation) == {"expiring": 2}
+    issue(api, "s-2")  # renewed: its newest certificate decides
+    assert buckets(installation) == {"expiring": 1, "active": 1}
+    body = report(installation)
+    assert body["expiring_within_days"] is None and "renewal point" in body["expiring_rule"]

@@ -24,6 +24,7 @@ from iotiam.api.schemas import (
     render_group,
     render_org_unit,
 )
+from iotiam.inventory.credential_status import EXPIRING_RULE
 from iotiam.inventory.models import DeviceDraft, DeviceState, RotationPolicy
 
 router = APIRouter(prefix="/v1", tags=["inventory"])
@@ -92,10 +93,12 @@ def list_devices(
     after: str | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> dict[str, Any]:
-    """Devices in the caller's subtree (keyset pagination: pass ``next`` as ``after``)."""
+    """Devices in the caller's subtree (keyset pagination: pass ``next`` as ``after``);
+    ``total`` counts every device the filters select, not only this page."""
     devices = svc.inventory.list_devices(caller, type_name=type, state=state, after_id=after,
                                          limit=limit)
-    return {"items": [render_device(d) for d in devices],
+    total = svc.inventory.count_devices(caller, type_name=type, state=state)
+    return {"items": [render_device(d) for d in devices], "total": total,
             "next": devices[-1].id if len(devices) == limit else None}
 
 
@@ -153,17 +156,21 @@ def create_claims(body: BatchClaimIn, caller: Caller, svc: Wired) -> dict[str, A
 def inventory_report(
     caller: Caller,
     svc: Wired,
-    expiring_days: int = Query(default=7, ge=0, le=3650),
+    expiring_days: int | None = Query(default=None, ge=0, le=3650),
     rotation_age_days: int | None = Query(default=None, ge=1, le=3650),
 ) -> dict[str, Any]:
     """Counts by type, state and credential status."""
     rotation = (timedelta(days=rotation_age_days) if rotation_age_days
                 else svc.settings.rotation_age)
-    summary = svc.inventory.summary(caller, expiring_within=timedelta(days=expiring_days),
-                                    rotation_age=rotation)
+    summary = svc.inventory.summary(
+        caller, rotation_age=rotation,
+        expiring_within=None if expiring_days is None else timedelta(days=expiring_days))
     return {"total": summary.total, "by_type": summary.by_type, "by_state": summary.by_state,
             "by_credential_status": summary.by_credential_status,
             "expiring_within_days": summary.expiring_within_days,
+            "expiring_rule": EXPIRING_RULE + (
+                "" if summary.expiring_within_days is None
+                else f", or ending within {summary.expiring_within_days} days"),
             "rotation_age_days": summary.rotation_age_days,
             "never_rotated": summary.never_rotated}
 
