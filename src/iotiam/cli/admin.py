@@ -1,7 +1,8 @@
-"""``iotiam audit``, ``iotiam token`` and ``iotiam whoami``."""
+"""``iotiam audit``, ``iotiam token``, ``iotiam whoami`` and ``iotiam profile``."""
 
 from __future__ import annotations
 
+import enum
 import re
 import sys
 from datetime import timedelta
@@ -10,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from iotiam.cli.client import load_profile
 from iotiam.cli.main import Context, console
 from iotiam.cli.output import print_fields, print_table
 from iotiam.errors import InvalidInput
@@ -24,6 +26,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(audit_app, name="audit")
     app.add_typer(token_app, name="token")
     app.command("whoami")(whoami)
+    app.command("profile")(show_profile)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -113,3 +116,23 @@ def whoami(ctx: typer.Context) -> None:
     """Show who the current token is."""
     obj: Context = ctx.obj
     print_fields(obj.client().get("/v1/whoami"))
+
+
+class ProfileField(enum.StrEnum):
+    """One value of the CLI profile, for scripts."""
+
+    URL = "url"
+    CA_FILE = "ca-file"
+
+
+def show_profile(ctx: typer.Context, field: Annotated[ProfileField | None, typer.Argument(
+        help="Print only this value (for scripts: --server \"$(iotiam profile url)\").")
+        ] = None) -> None:
+    """Where this CLI talks to: the API URL and the CA file its TLS certificate chains to."""
+    obj: Context = ctx.obj
+    profile = load_profile(obj.data_dir, obj.url, obj.token)
+    values = {ProfileField.URL: profile.url, ProfileField.CA_FILE: profile.ca_file or ""}
+    if field is not None:
+        typer.echo(values[field])
+        return
+    print_fields({str(k): v for k, v in values.items()})

@@ -220,7 +220,9 @@ def inventory(
     console.print(f"{report['total']} devices")
     print_table("by type", ["type", "devices"], sorted(report["by_type"].items()))
     print_table("by state", ["state", "devices"], sorted(report["by_state"].items()))
-    labels = {"expiring": f"expiring ({report['expiring_rule']})",
+    days = report["expiring_within_days"]
+    labels = {"expiring": "expiring (past renewal point, not renewed"
+                          + (f"; or within {days} days)" if days is not None else ")"),
               "older-than-rotation-age":
                   f"older than rotation age ({report['rotation_age_days']} days)"}
     print_table("by credential status", ["status", "devices"],
