@@ -1,6 +1,7 @@
 """The README pasted block by block into a shell on a fresh ``make run``.
 
-Every ```` ```bash ```` block of README.md is run in order with ``bash -e -o pipefail``,
+Every ```` ```bash ```` block of README.md, then of docs/policies.md (its worked
+example), is run in order with ``bash -e -o pipefail``,
 as a newcomer would paste it into one terminal: variables and the working directory
 carry from one block to the next. The block that starts the control plane
 (``<!-- readme-test: server -->``, i.e. ``make run``) is done by the test itself: ``iotiam
@@ -28,7 +29,10 @@ from .live_server import Server
 
 pytestmark = pytest.mark.integration
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+#: pasted in this order, into the same shell session
+DOCUMENTS = (README, ROOT / "docs" / "policies.md")
 FENCE = re.compile(r"^```\s*([A-Za-z0-9_+-]*)\s*$")
 MARK = re.compile(r"^<!--\s*readme-test:\s*(?P<kind>[a-z]+)\s*(?::\s*(?P<why>.*?))?\s*-->$")
 UNCHECKED_SHELLS = {"sh", "shell", "console", "zsh"}
@@ -78,10 +82,16 @@ def readme_blocks(text: str) -> list[Block]:
     return blocks
 
 
-def test_ok_every_shell_block_is_checked() -> None:
-    blocks = readme_blocks(README.read_text())
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda d: f"ok/{d.name}")
+def test_ok_no_unchecked_shell_fence(document: Path) -> None:
+    blocks = readme_blocks(document.read_text())
     unchecked = [b.line for b in blocks if b.language in UNCHECKED_SHELLS]
-    assert not unchecked, f"README.md lines {unchecked}: use ```bash (run by this test)"
+    assert not unchecked, f"{document.name} lines {unchecked}: use ```bash (run by this test)"
+    assert any(b.language == "bash" and b.mark is None for b in blocks)
+
+
+def test_ok_readme_markers() -> None:
+    blocks = readme_blocks(README.read_text())
     marks = [b for b in blocks if b.mark is not None]
     assert all(b.mark in ("skip", "server") for b in marks), \
         [(b.line, b.mark) for b in marks if b.mark not in ("skip", "server")]
@@ -125,15 +135,16 @@ def test_ok_readme_pasted_block_by_block(fresh_run: Server, tmp_path: Path) -> N
     if os.environ.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     skipped: list[str] = []
-    for block in readme_blocks(README.read_text()):
+    for document, block in [(d, b) for d in DOCUMENTS for b in readme_blocks(d.read_text())]:
+        where = f"{document.relative_to(ROOT)}:{block.line}"
         if block.language != "bash" or block.mark == "server":
             continue
         if block.mark == "skip":
-            skipped.append(f"README.md:{block.line}: {block.why}")
+            skipped.append(f"{where}: {block.why}")
             continue
         done = run_block(block, env, state)
         assert done.returncode == 0, (
-            f"README.md block at line {block.line} failed (exit {done.returncode}):\n"
+            f"{where}: the block failed (exit {done.returncode}):\n"
             f"{block.code}\n--- stdout ---\n{done.stdout[-3000:]}\n"
             f"--- stderr ---\n{done.stderr[-3000:]}")
     print("not run here:", *skipped, sep="\n  ")
