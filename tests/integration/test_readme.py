@@ -131,7 +131,10 @@ def test_ok_readme_pasted_block_by_block(fresh_run: Server, tmp_path: Path) -> N
     # the newcomer's checkout after `make run`: its .venv is the one running this test
     (work / ".venv").symlink_to(Path(sys.executable).parent.parent)
     (state / "cwd").write_text(str(work))
-    env = {**fresh_run.env, "README_STATE": str(state), "PYTHONUNBUFFERED": "1"}
+    # the blocks find the profile where `make run` leaves it: ~/.local/share/iotiam
+    (fresh_run.data_dir.parent / "iotiam").symlink_to(fresh_run.data_dir)
+    env = {k: v for k, v in fresh_run.env.items() if k != "IOTIAM_DATA_DIR"}
+    env.update({"README_STATE": str(state), "PYTHONUNBUFFERED": "1"})
     if os.environ.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     skipped: list[str] = []
