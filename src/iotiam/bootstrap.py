@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -11,11 +13,15 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from iotiam.admin.models import ROOT_ORG_ID, ROOT_PATH, SYSTEM, Principal, Role
 from iotiam.admin.service import AdminTokens
 from iotiam.attestation.registry import FirmwareRegistry
 from iotiam.attestation.service import Attestation, DeviceCa
+from iotiam.audit.anchor import CheckpointWriter
+from iotiam.audit.checkpoint import CheckpointKey, Verifier
+from iotiam.audit.export import checkpoint_to_syslog
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.broker.fleet import LiveFleet
@@ -61,6 +67,7 @@ from iotiam.response.ports import NoFirmwareData
 from iotiam.response.scoring import TrustRefresher, TrustScores
 from iotiam.response.service import Response
 from iotiam.storage.baseline_file import BaselineFile
+from iotiam.storage.checkpoint_file import CheckpointFile
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
 from iotiam.storage.fleet_changes import SqlChangeLog
 from iotiam.storage.migrate import upgrade_to_head
@@ -75,6 +82,8 @@ from iotiam.tokens.revocation import TokenRevocation
 from iotiam.tokens.scopes import ScopeGrant
 from iotiam.tokens.service import AuthorizationServer
 from iotiam.tokens.signing_keys import SigningKeys
+
+log = logging.getLogger(__name__)
 
 SEED_DEVICE_TYPES = (
     ("sensor", DeviceClass.SENSOR, Criticality.MEDIUM, "Battery or mains powered sensor"),
@@ -91,6 +100,8 @@ class Services:
     clock: Clock
     database: Database
     audit: AuditTrail
+    #: signs audit checkpoints into the data directory (G7); run by ``serve`` and ``init``
+    checkpoints: CheckpointWriter
     tokens: AdminTokens
     inventory: Inventory
     pki: Pki
@@ -153,6 +164,57 @@ def audit_head_key(settings: Settings, *, create: bool) -> bytes:
                       create=create)
 
 
+CHECKPOINT_KEY_FILE = "audit-checkpoint.key"
+CHECKPOINT_VKEY_FILE = "checkpoint.vkey"
+
+
+def checkpoint_key(settings: Settings, passphrase: bytes) -> CheckpointKey:
+    """The dedicated Ed25519 key that signs audit checkpoints, encrypted like the CA keys.
+
+    Created on first use; its verifier key (name and public key) is written next to the
+    checkpoints as ``audit/checkpoint.vkey`` for auditors to take away.
+    """
+    key_file = settings.secrets_dir / CHECKPOINT_KEY_FILE
+    vkey_file = settings.audit_dir / CHECKPOINT_VKEY_FILE
+    if key_file.exists() and vkey_file.exists():
+        key = load_private_key(key_file.read_bytes(), passphrase)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise SetupError(f"{key_file} is not an Ed25519 key")
+        verifier = Verifier.parse(vkey_file.read_text())
+        signer = CheckpointKey(name=verifier.name, key=key)
+        if signer.verifier_key() != vkey_file.read_text().strip():
+            raise SetupError(f"{vkey_file} is not the public half of {key_file}")
+        return signer
+    if key_file.exists():
+        raise SetupError(f"{vkey_file} is missing: the checkpoint key's name is lost")
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(serialization.Encoding.Raw,
+                                           serialization.PublicFormat.Raw)
+    # the name is the checkpoint origin: unique per installation, stable for its life
+    signer = CheckpointKey(name=f"iotiam/audit/{hashlib.sha256(public).hexdigest()[:16]}",
+                           key=key)
+    write_private_file(key_file, encrypt_private_key(key, passphrase))
+    write_private_file(vkey_file, signer.verifier_key() + "\n")
+    return signer
+
+
+def checkpoint_writer(settings: Settings, database: Database, clock: Clock,
+                      passphrase: bytes) -> tuple[CheckpointWriter, Verifier, CheckpointFile]:
+    """The checkpoint writer, the verifier key and the checkpoint files (G7)."""
+    key = checkpoint_key(settings, passphrase)
+    files = CheckpointFile(settings.audit_dir)
+    publish = None
+    if settings.alert_syslog:
+        syslog = next(c for c in alert_channels(settings) if isinstance(c, SyslogChannel))
+
+        def publish(note: str, refused: bool) -> None:
+            try:
+                syslog.send(checkpoint_to_syslog(note, refused=refused).encode())
+            except OSError as e:  # the file is the anchor; the SIEM copy is best effort
+                log.warning("could not send the audit checkpoint to syslog: %s", e)
+    return CheckpointWriter(database, clock, files, key, publish), key.verifier(), files
+
+
 def data_key(settings: Settings, *, create: bool) -> bytes:
     """Key that encrypts readable secrets at rest (PSKs)."""
     return _local_key(settings, "IOTIAM_DATA_KEY_FILE", "data.key", "data key", create=create)
@@ -198,7 +260,10 @@ def build_services(
     clock = clock or SystemClock()
     database = database or open_database(settings)
     passphrase = ca_passphrase(settings, create=False)
-    audit = AuditTrail(database, clock, audit_head_key(settings, create=False))
+    checkpoints, verifier, checkpoint_files = checkpoint_writer(settings, database, clock,
+                                                                passphrase)
+    audit = AuditTrail(database, clock, audit_head_key(settings, create=False),
+                       checkpoint_files, verifier)
     pki = Pki(
         database,
         clock,
@@ -233,6 +298,7 @@ def build_services(
         clock=clock,
         database=database,
         audit=audit,
+        checkpoints=checkpoints,
         tokens=AdminTokens(database, clock, audit),
         inventory=inventory,
         pki=pki,
@@ -393,6 +459,8 @@ def initialize(
                              "api": settings.api_url},
                 )
             )
+        # anchor what init wrote: from here on a wiped database is told from a new one
+        checkpoint_writer(settings, database, clock, passphrase)[0].write()
     finally:
         database.dispose()
     return InitResult(
