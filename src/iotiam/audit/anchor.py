@@ -31,7 +31,7 @@ from iotiam.errors import InvalidInput
 from iotiam.unit_of_work import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
-#: ranges of records read "records 1,101–1,234"
+#: ranges of records read "records 1,101 to 1,234" with an en dash
 DASH = "\u2013"
 
 

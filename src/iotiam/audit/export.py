@@ -80,7 +80,10 @@ def checkpoint_to_syslog(note: str, hostname: str | None = None, *, refused: boo
     lines = note.split("\n", 2)
     params = {} if refused or len(lines) < 3 else {"origin": lines[0], "size": lines[1]}
     sd = "[" + _SD_ID + "".join(f' {k}="{_sd_escape(v)}"' for k, v in params.items()) + "]"
-    return f"<{pri}>1 {timestamp} {host} iotiam - {msgid} {sd} \ufeff{note}"
+    # the note's lines travel JSON-escaped: one export line per message
+    body = json.dumps({"refused" if refused else "checkpoint": note}, sort_keys=True,
+                      separators=(",", ":"))
+    return f"<{pri}>1 {timestamp} {host} iotiam - {msgid} {sd} \ufeff{body}"
 
 
 def checkpoint_to_jsonl(note: str, at: datetime, size: int) -> str:
