@@ -19,6 +19,7 @@ from iotiam.api.app import create_api_app, create_public_app
 from iotiam.api.one_send import OneSendHttpToolsProtocol
 from iotiam.api.tls import ManufacturerTrust, TlsAwareHttpToolsProtocol
 from iotiam.api.workers import fork_workers, stop_workers
+from iotiam.audit.anchor import Refused
 from iotiam.bootstrap import Services, broker_fleet, save_baselines, trust_scores_refresher
 from iotiam.broker.runtime import start_data_plane
 from iotiam.config import ca_passphrase
@@ -86,12 +87,14 @@ def checkpoint_signer(services: Services, stop: threading.Event) -> None:
     writer = services.checkpoints
     last_written = time.monotonic()
     pending = 1  # at start-up: anchor whatever was appended while nothing ran
+    refused = False
     while True:
         due = time.monotonic() - last_written >= settings.audit_checkpoint_seconds
-        if pending >= settings.audit_checkpoint_records or (pending and due) or \
-                stop.is_set():
+        # a chain that shrank is reported at once, then once a minute while it lasts
+        if (pending >= settings.audit_checkpoint_records and not refused) or \
+                (pending < 0 and not refused) or (pending and due) or stop.is_set():
             try:
-                writer.write()
+                refused = isinstance(writer.write(), Refused)
             except Exception:  # a database or disk hiccup must not end the loop
                 log.exception("writing the audit checkpoint failed; retrying")
             last_written = time.monotonic()
