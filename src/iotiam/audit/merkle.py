@@ -64,7 +64,7 @@ class Frontier:
 
     def encode(self) -> str:
         """Text for storage: the peaks' hex, in order."""
-        return "".join(p.hex() for p in self.peaks)
+        return b"".join(self.peaks).hex()
 
     @classmethod
     def decode(cls, size: int, text: str) -> Frontier:

@@ -125,7 +125,7 @@ def audit_export(
     response = obj.client().request("GET", "/v1/audit/export", params={"format": fmt})
     if out:
         out.write_text(response.text)
-        console.print(f"wrote {response.text.count(chr(10))} records to {out}")
+        console.print(f"wrote {response.text.count(chr(10))} lines to {out}")
     else:
         sys.stdout.write(response.text)
 
