@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -13,14 +12,13 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from iotiam.admin.models import ROOT_ORG_ID, ROOT_PATH, SYSTEM, Principal, Role
 from iotiam.admin.service import AdminTokens
 from iotiam.attestation.registry import FirmwareRegistry
 from iotiam.attestation.service import Attestation, DeviceCa
 from iotiam.audit.anchor import CheckpointWriter
-from iotiam.audit.checkpoint import CheckpointKey, Verifier
+from iotiam.audit.checkpoint import Verifier
 from iotiam.audit.export import checkpoint_to_syslog
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
@@ -67,7 +65,7 @@ from iotiam.response.ports import NoFirmwareData
 from iotiam.response.scoring import TrustRefresher, TrustScores
 from iotiam.response.service import Response
 from iotiam.storage.baseline_file import BaselineFile
-from iotiam.storage.checkpoint_file import CheckpointFile
+from iotiam.storage.checkpoint_file import CheckpointFile, CheckpointKeyFile
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
 from iotiam.storage.fleet_changes import SqlChangeLog
 from iotiam.storage.migrate import upgrade_to_head
@@ -164,44 +162,11 @@ def audit_head_key(settings: Settings, *, create: bool) -> bytes:
                       create=create)
 
 
-CHECKPOINT_KEY_FILE = "audit-checkpoint.key"
-CHECKPOINT_VKEY_FILE = "checkpoint.vkey"
-
-
-def checkpoint_key(settings: Settings, passphrase: bytes) -> CheckpointKey:
-    """The dedicated Ed25519 key that signs audit checkpoints, encrypted like the CA keys.
-
-    Created on first use; its verifier key (name and public key) is written next to the
-    checkpoints as ``audit/checkpoint.vkey`` for auditors to take away.
-    """
-    key_file = settings.secrets_dir / CHECKPOINT_KEY_FILE
-    vkey_file = settings.audit_dir / CHECKPOINT_VKEY_FILE
-    if key_file.exists() and vkey_file.exists():
-        key = load_private_key(key_file.read_bytes(), passphrase)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise SetupError(f"{key_file} is not an Ed25519 key")
-        verifier = Verifier.parse(vkey_file.read_text())
-        signer = CheckpointKey(name=verifier.name, key=key)
-        if signer.verifier_key() != vkey_file.read_text().strip():
-            raise SetupError(f"{vkey_file} is not the public half of {key_file}")
-        return signer
-    if key_file.exists():
-        raise SetupError(f"{vkey_file} is missing: the checkpoint key's name is lost")
-    key = Ed25519PrivateKey.generate()
-    public = key.public_key().public_bytes(serialization.Encoding.Raw,
-                                           serialization.PublicFormat.Raw)
-    # the name is the checkpoint origin: unique per installation, stable for its life
-    signer = CheckpointKey(name=f"iotiam/audit/{hashlib.sha256(public).hexdigest()[:16]}",
-                           key=key)
-    write_private_file(key_file, encrypt_private_key(key, passphrase))
-    write_private_file(vkey_file, signer.verifier_key() + "\n")
-    return signer
-
-
 def checkpoint_writer(settings: Settings, database: Database, clock: Clock,
                       passphrase: bytes) -> tuple[CheckpointWriter, Verifier, CheckpointFile]:
     """The checkpoint writer, the verifier key and the checkpoint files (G7)."""
-    key = checkpoint_key(settings, passphrase)
+    key = CheckpointKeyFile(settings.secrets_dir / "audit-checkpoint.key",
+                            settings.audit_dir / "checkpoint.vkey").load_or_create(passphrase)
     files = CheckpointFile(settings.audit_dir)
     publish = None
     if settings.alert_syslog:

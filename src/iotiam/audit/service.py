@@ -115,9 +115,9 @@ class AuditTrail:
         note, size = self._checkpoint_note(size)
         if not 1 <= seq <= size:
             raise InvalidInput(f"record {seq} is not in the checkpoint of {size} records")
-        leaves, records = self._leaves(note, size, keep=seq)
-        assert records is not None
-        return InclusionProof(checkpoint=note, record=records,
+        leaves, record = self._leaves(note, size, keep=seq)
+        assert record is not None  # all `size` records were read, seq among them
+        return InclusionProof(checkpoint=note, record=record,
                               path=inclusion_proof(leaves, seq - 1))
 
     def prove_consistency(self, actor: Principal, old_size: int, new_size: int | None = None
