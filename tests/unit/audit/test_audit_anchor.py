@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +23,8 @@ from iotiam.audit.anchor import Refused, Unchanged, Written
 from iotiam.audit.checkpoint import Verifier
 from iotiam.audit.merkle import leaf_hash
 from iotiam.audit.proofs import check_bundle
+from iotiam.bootstrap import checkpoint_writer
+from iotiam.config import ca_passphrase
 from iotiam.errors import InvalidInput
 from iotiam.storage.schema import audit_head, audit_records
 
@@ -276,3 +279,24 @@ def test_proof_fail_below_root_admin(anchored: tuple[Installation, dict[str, Any
     api = installation.api(installation.token(role))
     assert api.get("/v1/audit/proofs/inclusion", params={"seq": 1}).status_code == 403
     assert api.get("/v1/audit/checkpoint").status_code == 403
+
+
+def test_anchor_ok_checkpoint_sent_to_syslog(installation: Installation) -> None:
+    """With a syslog target configured the SIEM gets every checkpoint as RFC 5424."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(5)
+        settings = installation.settings.with_overrides(
+            alert_syslog=f"127.0.0.1:{receiver.getsockname()[1]}")
+        writer, _, _ = checkpoint_writer(settings, installation.services.database,
+                                         installation.clock,
+                                         ca_passphrase(settings, create=False))
+        add_device(installation.api(), "dev-1")
+        outcome = writer.write()
+        assert isinstance(outcome, Written)
+        message = receiver.recv(65536).decode()
+    assert message.startswith("<86>1 ")  # authpriv, informational
+    assert " audit:checkpoint:signed [iotiam@32473 origin=\"iotiam/audit/" in message
+    assert f'size="{outcome.checkpoint.size}"' in message
+    body = json.loads(message.split("\ufeff", 1)[1])
+    assert body == {"checkpoint": outcome.checkpoint.note}
