@@ -101,6 +101,11 @@ class AuditTrail:
             walk = TreeWalk(uow.audit.iter_records(),
                             (s.checkpoint.size for s in signed or ()))
             report = verify_chain(walk, head, self._key)
+        if report.ok and head is not None and head.frontier not in (None,
+                                                                    walk.frontier.encode()):
+            # appends would extend a wrong tree, and the checkpoint writer refuses to sign it
+            report = replace(report, ok=False, problem=(
+                "the chain head's Merkle tree does not match the records: it was altered"))
         return report if signed is None else held_to_checkpoints(report, walk, signed)
 
     def latest_checkpoint(self, actor: Principal) -> StoredCheckpoint | None:

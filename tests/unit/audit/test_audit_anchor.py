@@ -300,3 +300,16 @@ def test_anchor_ok_checkpoint_sent_to_syslog(installation: Installation) -> None
     assert f'size="{outcome.checkpoint.size}"' in message
     body = json.loads(message.split("\ufeff", 1)[1])
     assert body == {"checkpoint": outcome.checkpoint.note}
+
+
+def test_anchor_fail_tree_head_altered(anchored: tuple[Installation, dict[str, Any]]) -> None:
+    installation, _ = anchored
+    frontier = head_row(installation)["frontier"]
+    execute(installation, update(audit_head).values(frontier="00" * 32 + frontier[64:]))
+    report = verify(installation)
+    assert report["ok"] is False
+    assert report["problem"] == ("the chain head's Merkle tree does not match the records: "
+                                 "it was altered")
+    add_device(installation.api(), "dev-late")
+    outcome = installation.services.checkpoints.write()
+    assert outcome == Refused("the database's Merkle tree head does not match its records")
