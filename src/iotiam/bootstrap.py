@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ from iotiam.admin.models import ROOT_ORG_ID, ROOT_PATH, SYSTEM, Principal, Role
 from iotiam.admin.service import AdminTokens
 from iotiam.attestation.registry import FirmwareRegistry
 from iotiam.attestation.service import Attestation, DeviceCa
+from iotiam.audit.anchor import CheckpointWriter
+from iotiam.audit.checkpoint import Verifier
+from iotiam.audit.export import checkpoint_to_syslog
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.broker.fleet import LiveFleet
@@ -61,6 +65,7 @@ from iotiam.response.ports import NoFirmwareData
 from iotiam.response.scoring import TrustRefresher, TrustScores
 from iotiam.response.service import Response
 from iotiam.storage.baseline_file import BaselineFile
+from iotiam.storage.checkpoint_file import CheckpointFile, CheckpointKeyFile
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
 from iotiam.storage.fleet_changes import SqlChangeLog
 from iotiam.storage.migrate import upgrade_to_head
@@ -75,6 +80,8 @@ from iotiam.tokens.revocation import TokenRevocation
 from iotiam.tokens.scopes import ScopeGrant
 from iotiam.tokens.service import AuthorizationServer
 from iotiam.tokens.signing_keys import SigningKeys
+
+log = logging.getLogger(__name__)
 
 SEED_DEVICE_TYPES = (
     ("sensor", DeviceClass.SENSOR, Criticality.MEDIUM, "Battery or mains powered sensor"),
@@ -91,6 +98,8 @@ class Services:
     clock: Clock
     database: Database
     audit: AuditTrail
+    #: signs audit checkpoints into the data directory (G7); run by ``serve`` and ``init``
+    checkpoints: CheckpointWriter
     tokens: AdminTokens
     inventory: Inventory
     pki: Pki
@@ -153,6 +162,24 @@ def audit_head_key(settings: Settings, *, create: bool) -> bytes:
                       create=create)
 
 
+def checkpoint_writer(settings: Settings, database: Database, clock: Clock,
+                      passphrase: bytes) -> tuple[CheckpointWriter, Verifier, CheckpointFile]:
+    """The checkpoint writer, the verifier key and the checkpoint files (G7)."""
+    key = CheckpointKeyFile(settings.secrets_dir / "audit-checkpoint.key",
+                            settings.audit_dir / "checkpoint.vkey").load_or_create(passphrase)
+    files = CheckpointFile(settings.audit_dir)
+    publish = None
+    if settings.alert_syslog:
+        syslog = next(c for c in alert_channels(settings) if isinstance(c, SyslogChannel))
+
+        def publish(note: str, refused: bool) -> None:
+            try:
+                syslog.send(checkpoint_to_syslog(note, refused=refused).encode())
+            except OSError as e:  # the file is the anchor; the SIEM copy is best effort
+                log.warning("could not send the audit checkpoint to syslog: %s", e)
+    return CheckpointWriter(database, clock, files, key, publish), key.verifier(), files
+
+
 def data_key(settings: Settings, *, create: bool) -> bytes:
     """Key that encrypts readable secrets at rest (PSKs)."""
     return _local_key(settings, "IOTIAM_DATA_KEY_FILE", "data.key", "data key", create=create)
@@ -198,7 +225,10 @@ def build_services(
     clock = clock or SystemClock()
     database = database or open_database(settings)
     passphrase = ca_passphrase(settings, create=False)
-    audit = AuditTrail(database, clock, audit_head_key(settings, create=False))
+    checkpoints, verifier, checkpoint_files = checkpoint_writer(settings, database, clock,
+                                                                passphrase)
+    audit = AuditTrail(database, clock, audit_head_key(settings, create=False),
+                       checkpoint_files, verifier)
     pki = Pki(
         database,
         clock,
@@ -233,6 +263,7 @@ def build_services(
         clock=clock,
         database=database,
         audit=audit,
+        checkpoints=checkpoints,
         tokens=AdminTokens(database, clock, audit),
         inventory=inventory,
         pki=pki,
@@ -393,6 +424,8 @@ def initialize(
                              "api": settings.api_url},
                 )
             )
+        # anchor what init wrote: from here on a wiped database is told from a new one
+        checkpoint_writer(settings, database, clock, passphrase)[0].write()
     finally:
         database.dispose()
     return InitResult(

@@ -73,6 +73,10 @@ class Settings:
     alert_syslog: str | None = None
     #: how long a new device is only learned from before its detectors may raise findings
     detection_learning_seconds: float = 3600.0
+    #: a signed audit checkpoint is written after this many records ...
+    audit_checkpoint_records: int = 1000
+    #: ... and at least this often while records arrive (seconds)
+    audit_checkpoint_seconds: int = 60
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -101,6 +105,11 @@ class Settings:
     def baselines_file(self) -> Path:
         """Where the detection engine's learned baselines are kept between runs."""
         return self.data_dir / "detection" / "baselines.json"
+
+    @property
+    def audit_dir(self) -> Path:
+        """Signed audit checkpoints and the checkpoint verifier key (outside the database)."""
+        return self.data_dir / "audit"
 
     @property
     def secrets_dir(self) -> Path:
@@ -162,6 +171,12 @@ def load_settings(data_dir: Path) -> Settings:
         detection_learning_seconds=float(_seconds(
             env.get("IOTIAM_DETECTION_LEARNING_SECONDS"), "IOTIAM_DETECTION_LEARNING_SECONDS",
             int(recorded.get("detection_learning_seconds", 3600)), allow_zero=True)),
+        audit_checkpoint_records=_records(
+            env.get("IOTIAM_AUDIT_CHECKPOINT_RECORDS"), "IOTIAM_AUDIT_CHECKPOINT_RECORDS",
+            int(recorded.get("audit_checkpoint_records", 1000))),
+        audit_checkpoint_seconds=_seconds(
+            env.get("IOTIAM_AUDIT_CHECKPOINT_SECONDS"), "IOTIAM_AUDIT_CHECKPOINT_SECONDS",
+            int(recorded.get("audit_checkpoint_seconds", 60))),
     )
 
 
@@ -195,6 +210,14 @@ def _seconds(value: str | None, name: str, default: int, *, allow_zero: bool = F
     if not low <= seconds <= 86400:
         raise SetupError(f"{name} must be a number of seconds between {low} and 86400")
     return seconds
+
+
+def _records(value: str | None, name: str, default: int) -> int:
+    if not value:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= 1_000_000:
+        raise SetupError(f"{name} must be a number of records between 1 and 1000000")
+    return int(value)
 
 
 def save_settings(settings: Settings) -> None:

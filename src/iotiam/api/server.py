@@ -10,6 +10,7 @@ import signal
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Generator
 
 import uvicorn
@@ -18,6 +19,7 @@ from iotiam.api.app import create_api_app, create_public_app
 from iotiam.api.one_send import OneSendHttpToolsProtocol
 from iotiam.api.tls import ManufacturerTrust, TlsAwareHttpToolsProtocol
 from iotiam.api.workers import fork_workers, stop_workers
+from iotiam.audit.anchor import Refused
 from iotiam.bootstrap import Services, broker_fleet, save_baselines, trust_scores_refresher
 from iotiam.broker.runtime import start_data_plane
 from iotiam.config import ca_passphrase
@@ -31,6 +33,8 @@ CRL_CHECK_SECONDS = 30.0
 #: how often the detection baselines are written to the data directory
 BASELINE_SAVE_SECONDS = 60.0
 TRUST_CHECK_SECONDS = 5.0
+#: how often the audit head is read to see whether a checkpoint is due
+CHECKPOINT_POLL_SECONDS = 1.0
 
 
 class _Server(uvicorn.Server):
@@ -72,6 +76,38 @@ def baseline_saver(services: Services, stop: threading.Event) -> None:
             save_baselines(services)
         except OSError as e:
             log.warning("saving detection baselines failed: %s", e)
+
+
+def checkpoint_signer(services: Services, stop: threading.Event) -> None:
+    """Sign an audit checkpoint every N records and at least every minute (G7).
+
+    The head is polled (one indexed read) rather than signalled by the appenders: the
+    token path appends thousands of records a second and must not wait for a signature
+    or a file write.
+    """
+    settings = services.settings
+    writer = services.checkpoints
+    last_written = time.monotonic()
+    pending = 1  # at start-up: anchor whatever was appended while nothing ran
+    refused = False
+    while True:
+        due = time.monotonic() - last_written >= settings.audit_checkpoint_seconds
+        # a chain that shrank is reported at once, then once a minute while it lasts
+        if (pending >= settings.audit_checkpoint_records and not refused) or \
+                (pending < 0 and not refused) or (pending and due) or stop.is_set():
+            try:
+                refused = isinstance(writer.write(), Refused)
+            except Exception:  # a database or disk hiccup must not end the loop
+                log.exception("writing the audit checkpoint failed; retrying")
+            last_written = time.monotonic()
+        if stop.is_set():
+            return
+        stop.wait(CHECKPOINT_POLL_SECONDS)
+        try:
+            pending = writer.pending()
+        except Exception:
+            log.exception("reading the audit head failed; retrying")
+            pending = 0
 
 
 def listen_sockets(host: str, port: int) -> list[socket.socket]:
@@ -132,7 +168,10 @@ def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> N
                              deliver=services.ingest.deliver) if index == 0 else None
     # one process keeps trust scores current, as one drives the broker
     scores_stop = threading.Event()
+    signer = threading.Thread(target=checkpoint_signer, args=(services, scores_stop),
+                              daemon=True, name="audit-checkpoints")
     if index == 0:
+        signer.start()
         threading.Thread(target=trust_scores_refresher(services).run, args=(scores_stop,),
                          daemon=True, name="trust-scores").start()
         threading.Thread(target=baseline_saver, args=(services, scores_stop), daemon=True,
@@ -143,6 +182,7 @@ def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> N
         scores_stop.set()
         if index == 0:
             save_baselines(services)
+            signer.join(timeout=10)  # it signs what the last requests appended
         stop_workers(children)
         if plane is not None:
             plane.stop()

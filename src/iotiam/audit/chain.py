@@ -110,9 +110,10 @@ def head_mac(seq: int, digest: str, key: bytes) -> str:
     return hmac.new(key, f"{seq}:{digest}".encode(), hashlib.sha256).hexdigest()
 
 
-def make_head(record: AuditRecord, key: bytes) -> ChainHead:
-    """The head that points at ``record``."""
-    return ChainHead(seq=record.seq, hash=record.hash, mac=head_mac(record.seq, record.hash, key))
+def make_head(record: AuditRecord, key: bytes, frontier: str | None = None) -> ChainHead:
+    """The head that points at ``record`` (and the Merkle compact range up to it)."""
+    return ChainHead(seq=record.seq, hash=record.hash, mac=head_mac(record.seq, record.hash, key),
+                     frontier=frontier)
 
 
 def verify_chain(

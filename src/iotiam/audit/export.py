@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import UTC, datetime
 
 from iotiam.audit.models import AuditRecord
 
@@ -66,3 +67,26 @@ def to_syslog(record: AuditRecord, hostname: str | None = None) -> str:
     sd = "[" + _SD_ID + "".join(f' {k}="{_sd_escape(v)}"' for k, v in params.items()) + "]"
     msg = json.dumps(record.details, sort_keys=True, separators=(",", ":"))
     return f"<{pri}>1 {timestamp} {host} iotiam - {msgid} {sd} \ufeff{msg}"
+
+
+def checkpoint_to_syslog(note: str, hostname: str | None = None, *, refused: bool = False,
+                         at: datetime | None = None) -> str:
+    """An RFC 5424 message carrying a signed checkpoint note, or why none was signed."""
+    # RFC 5424 §6.2.1 severities: 3 (error) for a refusal, 6 (informational) otherwise
+    pri = _FACILITY_AUTHPRIV * 8 + (3 if refused else 6)
+    timestamp = (at or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
+    host = _printable(hostname or socket.gethostname(), 255)
+    msgid = "audit:checkpoint:refused" if refused else "audit:checkpoint:signed"
+    lines = note.split("\n", 2)
+    params = {} if refused or len(lines) < 3 else {"origin": lines[0], "size": lines[1]}
+    sd = "[" + _SD_ID + "".join(f' {k}="{_sd_escape(v)}"' for k, v in params.items()) + "]"
+    # the note's lines travel JSON-escaped: one export line per message
+    body = json.dumps({"refused" if refused else "checkpoint": note}, sort_keys=True,
+                      separators=(",", ":"))
+    return f"<{pri}>1 {timestamp} {host} iotiam - {msgid} {sd} \ufeff{body}"
+
+
+def checkpoint_to_jsonl(note: str, at: datetime, size: int) -> str:
+    """The latest checkpoint as the last JSON line of an export."""
+    return json.dumps({"checkpoint": note, "at": at.isoformat(), "size": size},
+                      sort_keys=True, separators=(",", ":"))

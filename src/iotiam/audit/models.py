@@ -133,6 +133,9 @@ class ChainHead:
     seq: int
     hash: str
     mac: str
+    #: the Merkle compact range over records 1..seq (``Frontier.encode``); None on a head
+    #: written before the tree existed (rebuilt from the records on the next append)
+    frontier: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,3 +147,19 @@ class VerifyReport:
     head_seq: int
     problem: str | None = None
     first_bad_seq: int | None = None
+    #: size of the latest signed checkpoint the chain was compared to (0: none)
+    checkpoint_size: int = 0
+    checkpoint_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """A signed checkpoint as kept outside the database, with the state to extend it."""
+
+    note: str
+    at: datetime
+    size: int
+    #: the compact range of the tree it signed, and the hash of its last record, so the
+    #: next checkpoint extends exactly this tree
+    frontier: str
+    last_hash: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 import re
 import sys
 from datetime import timedelta
@@ -11,10 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
+from iotiam.audit.checkpoint import Verifier
+from iotiam.audit.proofs import check_bundle
 from iotiam.cli.client import load_profile
 from iotiam.cli.main import Context, console
 from iotiam.cli.output import print_fields, print_table
 from iotiam.errors import InvalidInput
+from iotiam.untrusted import load_json
 
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 token_app = typer.Typer(help="Admin API tokens, and OAuth2 access tokens and signing keys.",
@@ -44,11 +48,70 @@ def audit_verify(ctx: typer.Context) -> None:
     obj: Context = ctx.obj
     report = obj.client().get("/v1/audit/verify")
     if report["ok"]:
+        anchored = report.get("checkpoint") or {}
         console.print(f"audit chain OK: {report['records']} records, head at "
-                      f"{report['head_seq']}")
+                      f"{report['head_seq']}; signed checkpoint of "
+                      f"{anchored.get('size', 0)} records at {anchored.get('at')}",
+                      markup=False)
         return
     console.print(f"audit chain BROKEN: {report['problem']}", markup=False)
     raise typer.Exit(code=1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(ctx: typer.Context) -> None:
+    """Print the latest signed checkpoint (a C2SP tlog-checkpoint signed note)."""
+    obj: Context = ctx.obj
+    sys.stdout.write(obj.client().get("/v1/audit/checkpoint")["note"])
+
+
+@audit_app.command("prove")
+def audit_prove(
+    ctx: typer.Context,
+    record: Annotated[int | None, typer.Option(
+        help="Prove this record is in the checkpoint (inclusion proof).", min=1)] = None,
+    since: Annotated[int | None, typer.Option(
+        "--from", help="Prove the checkpoint of this many records is a prefix of the newer "
+        "one (consistency proof).", min=1)] = None,
+    size: Annotated[int | None, typer.Option(
+        "--size", help="The checkpoint to prove against, by its size (default: the latest).",
+        min=1)] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the proof here instead of stdout.")
+                   ] = None,
+) -> None:
+    """Fetch an inclusion or consistency proof that `iotiam audit check-proof` verifies."""
+    obj: Context = ctx.obj
+    if (record is None) == (since is None):
+        raise InvalidInput("give --record N (inclusion) or --from SIZE (consistency)")
+    params: dict[str, Any] = {"size": size} if record is not None else {"new": size}
+    if record is not None:
+        params["seq"] = record
+        path = "/v1/audit/proofs/inclusion"
+    else:
+        params["old"] = since
+        path = "/v1/audit/proofs/consistency"
+    proof = obj.client().get(path, **params)
+    text = json.dumps(proof, indent=2, ensure_ascii=False) + "\n"
+    if out:
+        out.write_text(text)
+        console.print(f"wrote the {proof['type']} proof to {out}", markup=False)
+    else:
+        sys.stdout.write(text)
+
+
+@audit_app.command("check-proof")
+def audit_check_proof(
+    key: Annotated[Path, typer.Option(
+        help="The log's verifier key (audit/checkpoint.vkey from the data directory).")],
+    proof: Annotated[Path, typer.Argument(help="A proof from `iotiam audit prove`.")],
+) -> None:
+    """Check a proof offline, with only the log's public key: no server is asked."""
+    try:
+        verifier = Verifier.parse(key.read_text())
+        bundle = load_json(proof.read_bytes(), what=str(proof))
+    except OSError as e:
+        raise InvalidInput(f"cannot read {e.filename}: {e.strerror}") from e
+    console.print(check_bundle(bundle, verifier), markup=False)
 
 
 @audit_app.command("export")
@@ -65,7 +128,7 @@ def audit_export(
     response = obj.client().request("GET", "/v1/audit/export", params={"format": fmt})
     if out:
         out.write_text(response.text)
-        console.print(f"wrote {response.text.count(chr(10))} records to {out}")
+        console.print(f"wrote {response.text.count(chr(10))} lines to {out}")
     else:
         sys.stdout.write(response.text)
 

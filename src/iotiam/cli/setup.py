@@ -94,6 +94,8 @@ def init(
                   f"{' (new admin token)' if result.created_token else ''}")
     console.print(f"API (HTTPS)     {result.api_url}  docs: {result.api_url}/docs")
     console.print(f"OCSP/CRL (HTTP) {result.http_url}")
+    console.print(f"audit key       {settings.audit_dir / 'checkpoint.vkey'}  (give it to "
+                  "your auditors: it checks the signed audit checkpoints)", markup=False)
     console.print("next: `iotiam serve`, then e.g. `iotiam device add dev-1 --type sensor`")
 
 

@@ -106,7 +106,10 @@ class SyslogChannel:
 
     def deliver(self, alert: Mapping[str, Any]) -> None:
         """Send one message."""
-        message = format_syslog(alert, app_name=self.app_name)
+        self.send(format_syslog(alert, app_name=self.app_name))
+
+    def send(self, message: bytes) -> None:
+        """Send one already formatted RFC 5424 message."""
         if self.tcp:
             with socket.create_connection((self.host, self.port), timeout=5) as conn:
                 conn.sendall(f"{len(message)} ".encode() + message)

@@ -15,13 +15,14 @@ from iotiam.storage.rows import dump_json, load_json, under_path
 
 _HEAD_ID = 1
 # every audited change runs these three: hand-written (see storage/raw.py)
-_LOCK_HEAD = RawStatement("SELECT seq, hash, mac FROM audit_head WHERE id = 1")
+_LOCK_HEAD = RawStatement("SELECT seq, hash, mac, frontier FROM audit_head WHERE id = 1")
 _LOCK_HEAD_FOR_UPDATE = RawStatement(_LOCK_HEAD.sqlite + " FOR UPDATE")
 _INSERT_RECORD = RawStatement(
     "INSERT INTO audit_records (seq, at, tag, actor, org_path, subject, outcome, reason, "
     "details, prev_hash, hash) VALUES (:seq, :at, :tag, :actor, :org_path, :subject, :outcome, "
     ":reason, :details, :prev_hash, :hash)")
-_MOVE_HEAD = RawStatement("UPDATE audit_head SET seq = :seq, hash = :hash, mac = :mac WHERE id = 1")
+_MOVE_HEAD = RawStatement("UPDATE audit_head SET seq = :seq, hash = :hash, mac = :mac, "
+                          "frontier = :frontier WHERE id = 1")
 
 
 class SqlAuditLog:
@@ -34,12 +35,13 @@ class SqlAuditLog:
         """Read the head under a row lock (SQLite: the write transaction already serialises)."""
         raw = RawSql(self._c)
         row = raw.first(_LOCK_HEAD if raw.is_sqlite else _LOCK_HEAD_FOR_UPDATE, {})
-        return ChainHead(seq=row[0], hash=row[1], mac=row[2]) if row else None
+        return ChainHead(seq=row[0], hash=row[1], mac=row[2], frontier=row[3]) if row else None
 
     def head(self) -> ChainHead | None:
         """Read the head."""
         row = self._c.execute(select(t.audit_head).where(t.audit_head.c.id == _HEAD_ID)).first()
-        return ChainHead(seq=row.seq, hash=row.hash, mac=row.mac) if row else None
+        return ChainHead(seq=row.seq, hash=row.hash, mac=row.mac,
+                         frontier=row.frontier) if row else None
 
     def append(self, records: Sequence[AuditRecord], head: ChainHead) -> None:
         """Store consecutive records and move the head in the same transaction."""
@@ -53,11 +55,12 @@ class SqlAuditLog:
             "details": dump_json(record.details), "prev_hash": record.prev_hash,
             "hash": record.hash,
         } for record in records])
-        moved = raw.change(_MOVE_HEAD, {"seq": head.seq, "hash": head.hash, "mac": head.mac})
+        moved = raw.change(_MOVE_HEAD, {"seq": head.seq, "hash": head.hash, "mac": head.mac,
+                                        "frontier": head.frontier})
         if moved == 0:
             self._c.execute(
                 insert(t.audit_head).values(id=_HEAD_ID, seq=head.seq, hash=head.hash,
-                                            mac=head.mac)
+                                            mac=head.mac, frontier=head.frontier)
             )
 
     def iter_records(

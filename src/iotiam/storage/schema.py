@@ -195,6 +195,8 @@ audit_head = Table(
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
     Column("mac", String(64), nullable=False),
+    # the Merkle compact range over records 1..seq (audit/merkle.py), at most 64 hashes
+    Column("frontier", Text, nullable=True),
 )
 
 admin_tokens = Table(

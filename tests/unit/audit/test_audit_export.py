@@ -35,6 +35,7 @@ def fleet(installation: Installation) -> Installation:
     add_device(tricky_api, "dev-1", org="acme")
     add_device(api, "dev-2")
     api.post("/v1/devices", json={"id": "admin", "type": "sensor"})  # refused
+    installation.services.checkpoints.write()  # as `serve` does every N records or minute
     return installation
 
 
@@ -55,7 +56,11 @@ def test_export_jsonl_ok(fleet: Installation) -> None:
     answer = fleet.api().get("/v1/audit/export", params={"format": "jsonl"})
     assert answer.headers["content-type"] == "application/jsonl"
     lines = [json.loads(line) for line in answer.text.splitlines()]
+    # the signed tree head over the exported records comes last (G7)
+    checkpoint = lines.pop()
     assert lines == audit_records(fleet.api())
+    assert checkpoint["size"] == len(lines)
+    assert checkpoint["checkpoint"].split("\n")[1] == str(len(lines))
     assert [r["seq"] for r in lines] == list(range(1, len(lines) + 1))
     assert lines[0]["prev_hash"] == GENESIS_HASH
     for earlier, later in itertools.pairwise(lines):
@@ -70,7 +75,13 @@ def test_export_jsonl_is_the_default(fleet: Installation) -> None:
 def test_export_syslog_ok_rfc5424(fleet: Installation) -> None:
     records = audit_records(fleet.api())
     lines = export(fleet, "syslog")
+    checkpoint = lines.pop()
     assert len(lines) == len(records)
+    assert SYSLOG.match(checkpoint), checkpoint
+    assert sd_params(checkpoint)["size"] == str(len(records))
+    assert SYSLOG.match(checkpoint)["msgid"] == "audit:checkpoint:signed"  # type: ignore[index]
+    note = json.loads(SYSLOG.match(checkpoint)["msg"])["checkpoint"]  # type: ignore[index]
+    assert note.split("\n")[1] == str(len(records))
     for line, record in zip(lines, records, strict=True):
         match = SYSLOG.match(line)
         assert match, line
@@ -96,7 +107,7 @@ def test_export_syslog_ok_escapes_param_values(fleet: Installation) -> None:
 
 
 def test_export_syslog_ok_refusal_is_a_warning(fleet: Installation) -> None:
-    line = export(fleet, "syslog")[-1]
+    line = export(fleet, "syslog")[-2]  # the last record; the checkpoint follows it
     params = sd_params(line)
     assert line.startswith("<84>1 ")
     assert params["outcome"] == "failure"
@@ -114,6 +125,7 @@ def test_export_ok_tenant_subtree_only(fleet: Installation, fmt: str) -> None:
     else:
         paths = [sd_params(line)["org"] for line in lines]
     assert paths
+    # no checkpoint line: it counts every tenant's records (G9)
     assert all(p.startswith("/root/acme/") for p in paths)
     everything = export(fleet, fmt)
     assert len(lines) < len(everything)
@@ -126,4 +138,4 @@ def test_export_ok_more_than_one_page(installation: Installation) -> None:
     caller = installation.services.tokens.authenticate(installation.admin_token)
     paged: list[Any] = list(installation.services.audit.iter_all(caller, page=5))
     assert [r.seq for r in paged] == list(range(1, 20))  # 7 from init, 12 registrations
-    assert len(export(installation, "jsonl")) == 19
+    assert len(export(installation, "jsonl")) == 19 + 1  # and the checkpoint

@@ -71,7 +71,9 @@ def rehash_from(installation: Installation, seq: int) -> str:
 
 def test_verify_ok_untouched(chain: Installation) -> None:
     assert verify(chain) == {"ok": True, "records": LAST, "head_seq": LAST, "problem": None,
-                             "first_bad_seq": None}
+                             "first_bad_seq": None,
+                             # the checkpoint init signed; serve signs the rest
+                             "checkpoint": {"size": 7, "at": "2026-03-01T12:00:00+00:00"}}
 
 
 def test_verify_ok_details_reencoded(chain: Installation) -> None:

@@ -9,9 +9,13 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
+from iotiam.admin.models import Principal
 from iotiam.api.auth import Caller, Wired
 from iotiam.api.schemas import TokenIn, render_audit, render_token
-from iotiam.audit.export import to_jsonl, to_syslog
+from iotiam.audit.export import checkpoint_to_jsonl, checkpoint_to_syslog, to_jsonl, to_syslog
+from iotiam.audit.models import StoredCheckpoint
+from iotiam.audit.service import AuditTrail
+from iotiam.errors import Forbidden, NotFound
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 
@@ -49,7 +53,43 @@ def verify_audit(caller: Caller, svc: Wired) -> dict[str, Any]:
     """Verify the whole hash chain (root-scoped admins)."""
     report = svc.audit.verify(caller)
     return {"ok": report.ok, "records": report.records, "head_seq": report.head_seq,
-            "problem": report.problem, "first_bad_seq": report.first_bad_seq}
+            "problem": report.problem, "first_bad_seq": report.first_bad_seq,
+            "checkpoint": {"size": report.checkpoint_size,
+                           "at": report.checkpoint_at.isoformat()}
+            if report.checkpoint_at else None}
+
+
+#: bounds of a record number or tree size in a query (a SQL BIGINT; beyond is a 422)
+_MAX_SEQ = 2**62
+
+
+@router.get("/audit/checkpoint")
+def latest_checkpoint(caller: Caller, svc: Wired) -> dict[str, Any]:
+    """The latest signed checkpoint (C2SP tlog-checkpoint note)."""
+    latest = svc.audit.latest_checkpoint(caller)
+    if latest is None:
+        raise NotFound("no audit checkpoint was written yet")
+    return {"note": latest.note, "size": latest.size, "at": latest.at.isoformat()}
+
+
+@router.get("/audit/proofs/inclusion")
+def prove_inclusion(
+    caller: Caller, svc: Wired,
+    seq: int = Query(ge=1, le=_MAX_SEQ),
+    size: int | None = Query(default=None, ge=1, le=_MAX_SEQ),
+) -> dict[str, Any]:
+    """RFC 9162 inclusion proof of record ``seq`` in a signed checkpoint (default: latest)."""
+    return svc.audit.prove_inclusion(caller, seq, size).bundle()
+
+
+@router.get("/audit/proofs/consistency")
+def prove_consistency(
+    caller: Caller, svc: Wired,
+    old: int = Query(ge=1, le=_MAX_SEQ),
+    new: int | None = Query(default=None, ge=1, le=_MAX_SEQ),
+) -> dict[str, Any]:
+    """RFC 9162 consistency proof between two signed checkpoints (default: the latest)."""
+    return svc.audit.prove_consistency(caller, old, new).bundle()
 
 
 @router.get("/audit/records")
@@ -77,6 +117,20 @@ def export_audit(
     def lines() -> Iterator[str]:
         for record in svc.audit.iter_all(caller):
             yield render(record) + "\n"
+        # the SIEM keeps the signed tree head too, so it can hold the records to it
+        checkpoint = _visible_checkpoint(svc.audit, caller)
+        if checkpoint is not None:
+            yield (checkpoint_to_jsonl(checkpoint.note, checkpoint.at, checkpoint.size)
+                   if format == "jsonl" else
+                   checkpoint_to_syslog(checkpoint.note, at=checkpoint.at)) + "\n"
 
     media = "application/jsonl" if format == "jsonl" else "text/plain; charset=utf-8"
     return StreamingResponse(lines(), media_type=media)
+
+
+def _visible_checkpoint(audit: AuditTrail, caller: Principal) -> StoredCheckpoint | None:
+    """The latest checkpoint for root admins (it counts every tenant's records, G9)."""
+    try:
+        return audit.latest_checkpoint(caller)
+    except Forbidden:
+        return None
