@@ -40,10 +40,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never pick up the developer's own iotiam environment."""
-    for name in ("IOTIAM_CA_PASSPHRASE", "IOTIAM_CA_PASSPHRASE_FILE", "IOTIAM_DATABASE_URL",
-                 "IOTIAM_AUDIT_KEY_FILE", "IOTIAM_DATA_DIR", "IOTIAM_URL", "IOTIAM_TOKEN",
-                 "IOTIAM_PORT", "IOTIAM_HTTP_PORT", "IOTIAM_HOST", "IOTIAM_PUBLIC_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
+    # every setting, so a new one is covered without being listed; the suite's own
+    # switches (IOTIAM_TEST_*, IOTIAM_REQUIRE_INTEGRATION) stay
+    for name in list(os.environ):
+        if name.startswith("IOTIAM_") and not name.startswith(
+                ("IOTIAM_TEST_", "IOTIAM_REQUIRE_INTEGRATION")):
+            monkeypatch.delenv(name, raising=False)
 
 
 def postgres_schema_url() -> Iterator[str]:
