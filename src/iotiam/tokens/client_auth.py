@@ -173,13 +173,19 @@ class ClientAuthenticator:
 
     def _binding(self, reads: ClientReads, client: OAuthClient,
                  credentials: ClientCredentials, now: datetime) -> CertificateRecord | None:
-        """A TLS certificate of this device on the same request binds the token to it."""
-        if credentials.certificate_der is None or client.device_id is None:
+        """A TLS certificate of this device on the same request binds the token to it.
+
+        A presented certificate that is not the client's is refused, not ignored: the
+        client would get an unbound token while believing it bound (RFC 8705 §3), and a
+        certificate of another device says the request is not what it claims.
+        """
+        if credentials.certificate_der is None:
             return None
-        try:
-            return self._device_certificate(reads, client, credentials.certificate_der, now)
-        except InvalidClient:
-            return None
+        if client.device_id is None:
+            raise InvalidClient(f"the TLS client certificate does not belong to client "
+                                f"{client.client_id!r}: a service client has none; connect "
+                                f"without one")
+        return self._device_certificate(reads, client, credentials.certificate_der, now)
 
     # -- tls_client_auth -----------------------------------------------------------------
 
