@@ -35,23 +35,23 @@ _DESCRIPTION_SWAPS = str.maketrans({'"': "'", "\\": "/"})
 class OAuthForm(dict[str, str]):
     """Form parameters: one value each (the first of a repeatable one), and all of them."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._repeated: dict[str, list[str]] = {}
+    __slots__ = ("_repeated",)
+    _repeated: dict[str, list[str]] | None
 
-    def add(self, name: str, value: str) -> None:
-        """One parameter; a parameter sent twice is an error unless it is ``REPEATABLE``."""
-        if name in self:
-            if name not in REPEATABLE:
-                raise InvalidRequest(f"parameter {name[:40]!r} is repeated")
-            self._repeated.setdefault(name, [self[name]]).append(value)
-            return
-        self[name] = value
+    def again(self, name: str, value: str) -> None:
+        """A parameter sent before: an error unless it is ``REPEATABLE``."""
+        if name not in REPEATABLE:
+            raise InvalidRequest(f"parameter {name[:40]!r} is repeated")
+        if getattr(self, "_repeated", None) is None:
+            self._repeated = {}
+        assert self._repeated is not None
+        self._repeated.setdefault(name, [self[name]]).append(value)
 
     def every(self, name: str) -> tuple[str, ...]:
         """Every value of a parameter, in the order sent."""
-        if name in self._repeated:
-            return tuple(self._repeated[name])
+        repeated = getattr(self, "_repeated", None)
+        if repeated is not None and name in repeated:
+            return tuple(repeated[name])
         return (self[name],) if name in self else ()
 
 
@@ -70,8 +70,12 @@ def parse_form(content_type: str, body: bytes) -> OAuthForm:
         if len(value) > MAX_VALUE or "\x00" in value:
             raise InvalidRequest(f"parameter {name[:40]!r} is too long or has a NUL byte")
         # §3.2: "parameters sent without a value MUST be treated as if they were omitted"
-        if value:
-            values.add(name, value)
+        if not value:
+            continue
+        if name in values:
+            values.again(name, value)
+        else:
+            values[name] = value
     return values
 
 

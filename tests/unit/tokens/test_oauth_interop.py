@@ -179,3 +179,17 @@ def test_fail_a_quarantined_device_is_told_why(kit: OAuthKit, d1: DeviceIdentity
                    post_token(kit, path, {"grant_type": "client_credentials",
                                           "client_id": "d1"}, cert=d1)):
         kit.assert_oauth_error(answer, "access_denied", 400, f"device {state}: ")
+
+
+def test_fail_a_device_authorization_for_several_resources(kit: OAuthKit) -> None:
+    panel = kit.device("panel", grant_types=["device_code"], audiences=[A, B])
+    answer = kit.http.post("/oauth2/device_authorization", content=urlencode([
+        ("client_id", "panel"), ("resource", A), ("resource", B)]),
+        headers={"content-type": "application/x-www-form-urlencoded",
+                 **kit.cert_header(panel)})
+    kit.assert_oauth_error(answer, "invalid_target", 400, "one resource")
+    answer = kit.http.post("/oauth2/device_authorization", content=urlencode([
+        ("client_id", "panel"), ("resource", B)]),
+        headers={"content-type": "application/x-www-form-urlencoded",
+                 **kit.cert_header(panel)})
+    assert answer.status_code == 200, answer.text
