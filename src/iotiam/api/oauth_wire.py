@@ -36,22 +36,21 @@ class OAuthForm(dict[str, str]):
     """Form parameters: one value each (the first of a repeatable one), and all of them."""
 
     __slots__ = ("_repeated",)
-    _repeated: dict[str, list[str]] | None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._repeated: dict[str, list[str]] = {}
 
     def again(self, name: str, value: str) -> None:
         """A parameter sent before: an error unless it is ``REPEATABLE``."""
         if name not in REPEATABLE:
             raise InvalidRequest(f"parameter {name[:40]!r} is repeated")
-        if getattr(self, "_repeated", None) is None:
-            self._repeated = {}
-        assert self._repeated is not None
         self._repeated.setdefault(name, [self[name]]).append(value)
 
     def every(self, name: str) -> tuple[str, ...]:
         """Every value of a parameter, in the order sent."""
-        repeated = getattr(self, "_repeated", None)
-        if repeated is not None and name in repeated:
-            return tuple(repeated[name])
+        if name in self._repeated:
+            return tuple(self._repeated[name])
         return (self[name],) if name in self else ()
 
 
