@@ -18,12 +18,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 import uvicorn
+from authlib.integrations.base_client.errors import OAuthError as AuthlibError
 from authlib.integrations.httpx_client import OAuth2Client
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -62,7 +65,8 @@ class Device:
         return context
 
 
-def enroll(server: Server, device_id: str, *grants: str) -> Device:
+def enroll(server: Server, device_id: str, *grants: str, client_args: tuple[str, ...] = ()
+           ) -> Device:
     """Register, certify (admin API) and give an OAuth client (CLI) to a device."""
     server.register(device_id)
     key = make_key()
@@ -77,7 +81,8 @@ def enroll(server: Server, device_id: str, *grants: str) -> Device:
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     grant_options = [arg for grant in grants for arg in ("--grant", grant)]
-    out = server.cli("client", "create", "--device", device_id, *grant_options).out
+    out = server.cli("client", "create", "--device", device_id, *grant_options,
+                     *client_args).out
     assert device_id in out
     return Device(device_id, key, cert_file, key_file, answer.json()["serial"])
 
@@ -324,3 +329,101 @@ def test_ok_introspection_check_over_mtls_with_file_paths(server: Server) -> Non
             verifier.verify(token, certificate=certificate)
     finally:
         check.close()
+
+
+# -- issue 12 items 5, 6 and 14 with a third-party client (authlib) over real mTLS -----------
+
+
+def authlib_client(server: Server, device: Device, presenting: Device | None) -> OAuth2Client:
+    """authlib signing private_key_jwt assertions with ``device``'s key over TLS that
+    presents ``presenting``'s certificate (or none)."""
+    return OAuth2Client(
+        client_id=device.device_id, client_secret=ECKey.import_key(device.key),
+        # the one line authlib needs: rfc7523bis wants the issuer as the audience
+        token_endpoint_auth_method=PrivateKeyJWT(token_endpoint=issuer(server), alg="ES256"),
+        verify=presenting.tls(server) if presenting else server.tls_context())
+
+
+def fetch(client: OAuth2Client, server: Server) -> dict[str, Any]:
+    """client_credentials through authlib."""
+    token: dict[str, Any] = client.fetch_token(f"{server.api_url}/oauth2/token",
+                                               grant_type="client_credentials")
+    return token
+
+
+def quarantine_by_detection(server: Server, device_id: str) -> None:
+    """An auth-failure burst makes the enforce-mode playbook quarantine the device."""
+    server.cli("detect", "mode", "sensor", "enforce")
+    playbook = server.work_dir / "quarantine.json"
+    playbook.write_text(json.dumps({"rules": [
+        {"finding_type": "auth_failure_burst", "min_severity": "medium",
+         "actions": ["quarantine"]}]}))
+    server.cli("detect", "playbook", "--set", playbook)
+    events = server.work_dir / f"{device_id}-events.jsonl"
+    start = int(time.time()) - 60
+    events.write_text("".join(json.dumps({
+        "kind": "auth_failure", "ts": start + i, "device_id": device_id,
+        "source_ip": "203.0.113.9"}) + "\n" for i in range(40)))
+    server.cli("detect", "replay", events, check=False)
+    with server.api() as api:
+        assert api.get(f"/v1/devices/{device_id}").json()["state"] == "quarantined"
+
+
+def test_ok_authlib_validates_the_metadata(server: Server) -> None:
+    answer = httpx.get(f"{server.api_url}/.well-known/oauth-authorization-server",
+                       verify=server.tls_context())
+    metadata = AuthorizationServerMetadata(answer.json())
+    metadata.validate()
+    assert metadata["response_types_supported"]
+    assert "mqtt:publish:{topic-or-filter}" in metadata["scopes_supported"]
+
+
+def test_fail_authlib_presenting_another_devices_certificate(server: Server) -> None:
+    device = enroll(server, "rc-own")
+    other = enroll(server, "rc-stranger")
+    with authlib_client(server, device, presenting=other) as client, \
+            pytest.raises(AuthlibError) as refused:
+        fetch(client, server)
+    assert refused.value.error == "invalid_client"
+    assert "does not belong to client 'rc-own'" in str(refused.value.description)
+    with authlib_client(server, device, presenting=device) as client:
+        token = fetch(client, server)
+    assert "x5t#S256" in introspect_cli(server, token["access_token"])["cnf"]
+
+
+def test_ok_quarantine_is_told_and_its_tokens_stay_dead_after_the_lift(
+        server: Server, resource_server: ResourceServer) -> None:
+    device = enroll(server, "rc-quarantine")
+    with authlib_client(server, device, presenting=device) as client:
+        before = fetch(client, server)["access_token"]
+        assert call(resource_server, before, device, server).status_code == 200
+        time.sleep(1.1)  # iat has whole seconds
+        quarantine_by_detection(server, "rc-quarantine")
+        with pytest.raises(AuthlibError) as refused:
+            fetch(client, server)
+        assert refused.value.error == "access_denied"
+        assert str(refused.value.description).startswith("device quarantined: ")
+        time.sleep(1.1)
+        server.cli("detect", "lift", "rc-quarantine")
+        # trusted again, but what it had before the quarantine is not
+        assert introspect_cli(server, before) == {"active": False}
+        assert call(resource_server, before, device, server).status_code == 401
+        after = fetch(client, server)["access_token"]
+    assert introspect_cli(server, after)["active"] is True
+    assert call(resource_server, after, device, server).status_code == 200
+
+
+def test_ok_several_resources_and_empty_parameters_over_mtls(server: Server) -> None:
+    a, b = "https://a.example/api", "https://b.example/api"
+    device = enroll(server, "rc-resources", client_args=("--audience", a, "--audience", b))
+    with httpx.Client(verify=device.tls(server), timeout=30) as http:
+        answer = http.post(f"{server.api_url}/oauth2/token", content=urlencode([
+            ("grant_type", "client_credentials"), ("client_id", "rc-resources"),
+            ("resource", a), ("resource", b), ("scope", ""), ("client_secret", "")]),
+            headers={"content-type": "application/x-www-form-urlencoded"})
+        assert answer.status_code == 200, answer.text
+        assert introspect_cli(server, answer.json()["access_token"])["aud"] == [a, b]
+        basic = http.post(f"{server.api_url}/oauth2/token", auth=("rc-resources", "secret"),
+                          data={"grant_type": "client_credentials"})
+    assert basic.status_code == 401
+    assert basic.headers["www-authenticate"] == 'Basic realm="iotiam"'

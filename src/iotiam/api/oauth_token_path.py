@@ -190,7 +190,7 @@ class OAuthTokenFastPath:
             await _answer(send, 500, _SERVER_ERROR, [])
             return
         if isinstance(outcome, IamError):
-            status, extra, content = error_answer(outcome)
+            status, extra, content = error_answer(outcome, headers.authorization)
             await _answer(send, status, json_bytes(content),
                           [(k.lower().encode(), v.encode()) for k, v in extra.items()])
             return

@@ -179,6 +179,19 @@ class Device:
     attributes: dict[str, str]
     created_at: datetime
     updated_at: datetime
+    #: the last time the device stopped being trusted (it left ``active``, or every
+    #: credential it had was revoked): an access token issued until then stays dead,
+    #: even once the device is active again (G3, G4)
+    tokens_not_before: datetime | None = None
+
+    def trusts_token_issued_at(self, issued_at: float) -> bool:
+        """Whether a token issued at ``issued_at`` (a NumericDate) postdates every distrust.
+
+        ``iat`` has whole seconds: a token of the same second as the distrust counts as
+        issued before it (a token refused once too often, never one accepted wrongly).
+        """
+        return self.tokens_not_before is None or \
+            issued_at > self.tokens_not_before.timestamp()
 
 
 @dataclass(frozen=True)

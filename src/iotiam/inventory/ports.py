@@ -76,7 +76,15 @@ class DeviceStore(Protocol):
         ...
 
     def set_state(self, device_id: str, state: DeviceState, at: datetime) -> None:
-        """Move a device to another lifecycle state."""
+        """Move a device to another lifecycle state.
+
+        Any state but ``active`` also does ``end_tokens(device_id, at)``: a token from
+        before a quarantine or a suspension does not come back when it is lifted.
+        """
+        ...
+
+    def end_tokens(self, device_id: str, at: datetime) -> None:
+        """Access tokens of the device issued until ``at`` stay dead (``tokens_not_before``)."""
         ...
 
     def activate_if_pending(self, device_ids: Sequence[str], at: datetime) -> None:

@@ -232,6 +232,8 @@ class Pki:
                     self._revoke(uow, actor, record, parsed_reason)
                     for record in self._live_certificates(uow, device.id)
                 ]
+                # tokens it got with another key (a registered JWK) end too, for good
+                uow.devices.end_tokens(device.id, self._clock.now())
         if revoked:
             self.crl_wanted.set()
         return revoked
@@ -245,6 +247,7 @@ class Pki:
         for record in self._live_certificates(uow, device.id):
             self._revoke(uow, actor, record, parsed)
             count += 1
+        uow.devices.end_tokens(device.id, self._clock.now())
         if count:
             self.crl_wanted.set()
         return count

@@ -34,8 +34,8 @@ from iotiam.storage.raw import (
 from iotiam.storage.rows import dump_json, load_json, under_path
 
 _DEVICE_COLUMNS = ("id", "type_name", "org_unit_id", "org_path", "state", "site", "location",
-                   "attributes", "created_at", "updated_at")
-_DEVICE_TIMES = frozenset({"created_at", "updated_at"})
+                   "attributes", "created_at", "updated_at", "tokens_not_before")
+_DEVICE_TIMES = frozenset({"created_at", "updated_at", "tokens_not_before"})
 #: parsed devices by their stored row (every read still goes to the database)
 _PARSED_DEVICES: ParsedRows[Device] = ParsedRows()
 _GET_DEVICE = RawStatement(select_sql("devices", _DEVICE_COLUMNS, "id = :id"))
@@ -83,6 +83,7 @@ def device_from_row(row: Any) -> Device:
         attributes=load_json(row.attributes),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        tokens_not_before=row.tokens_not_before,
     )
 
 
@@ -237,12 +238,16 @@ class SqlDeviceStore:
         return found
 
     def set_state(self, device_id: str, state: DeviceState, at: datetime) -> None:
-        """Move a device to another lifecycle state."""
-        self._c.execute(
-            update(t.devices)
-            .where(t.devices.c.id == device_id)
-            .values(state=str(state), updated_at=at)
-        )
+        """Move a device to another lifecycle state; leaving ``active`` ends its tokens."""
+        values: dict[str, Any] = {"state": str(state), "updated_at": at}
+        if state is not DeviceState.ACTIVE:
+            values["tokens_not_before"] = at
+        self._c.execute(update(t.devices).where(t.devices.c.id == device_id).values(**values))
+
+    def end_tokens(self, device_id: str, at: datetime) -> None:
+        """Access tokens of the device issued until ``at`` stay dead from now on."""
+        self._c.execute(update(t.devices).where(t.devices.c.id == device_id)
+                        .values(tokens_not_before=at))
 
     def activate_if_pending(self, device_ids: Sequence[str], at: datetime) -> None:
         """Move pending devices to active (first certificate); other states stay."""

@@ -86,6 +86,8 @@ devices = Table(
     Column("attributes", Text, nullable=False, default="{}"),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    #: access tokens issued until this instant are dead (quarantine, suspension, revocation)
+    Column("tokens_not_before", UtcDateTime(), nullable=True),
     Index("ix_devices_org_path_id", "org_path", "id"),
     # the broker sync asks "what changed since" ten times a second
     Index("ix_devices_updated_at", "updated_at"),

@@ -12,6 +12,7 @@ from iotiam.tokens import jws
 from iotiam.tokens.models import (
     ACCESS_TOKEN_TYP,
     SIGNING_ALGORITHM,
+    Audience,
     AuthenticatedClient,
     InvalidClient,
     IssuedToken,
@@ -31,7 +32,8 @@ class AccessTokenMinter:
         self._config = config
 
     def mint(self, client: AuthenticatedClient, *, subject: str, scopes: Sequence[str],
-             audience: str, now: datetime, ring: KeyRing) -> tuple[IssuedToken, dict[str, Any]]:
+             audience: Audience, now: datetime, ring: KeyRing
+             ) -> tuple[IssuedToken, dict[str, Any]]:
         """A signed token and its claims (for the audit record).
 
         ``ring`` is fetched by the caller before its transaction: loading it may create or
@@ -49,7 +51,7 @@ class AccessTokenMinter:
             # RFC 9068 §2.2
             "iss": self._config.issuer,
             "sub": subject,
-            "aud": audience,
+            "aud": audience if isinstance(audience, str) else list(audience),
             "exp": issued_at + lifetime,
             "iat": issued_at,
             "jti": secrets.token_urlsafe(16),

@@ -4,8 +4,8 @@ No shared secrets: ``client_secret_*`` and HTTP Basic are refused. A device clie
 authenticates with its iotiam identity, either the TLS client certificate itself or
 an assertion signed with the key of one of its live certificates (or a registered
 JWK); a service client signs with a key of its registered JWKS. A device that is not
-active (quarantined, suspended, decommissioned) or whose certificate was revoked
-cannot authenticate (G3).
+active or whose certificate was revoked cannot authenticate (G3); one that is
+quarantined or suspended is told so with ``access_denied`` once it proved who it is.
 
 ``check`` only reads; ``consume`` records the assertion's ``jti`` as used. The token
 endpoint runs every other check before it consumes, so a refused request writes nothing
@@ -31,6 +31,7 @@ from iotiam.tokens import jws
 from iotiam.tokens.assertions import claimed_client, verify_assertion
 from iotiam.tokens.models import (
     CLIENT_ASSERTION_TYPE,
+    AccessDenied,
     AuthenticatedClient,
     AuthMethod,
     ClientCredentials,
@@ -42,6 +43,16 @@ from iotiam.tokens.models import (
 from iotiam.tokens.reads import ClientReads, ReadAhead
 from iotiam.unit_of_work import UnitOfWork
 
+#: what a client whose device is out of service for now is told (a client can act on it:
+#: stop asking until an administrator acts); a decommissioned device is gone for good
+_WHY_NO_TOKEN = {
+    DeviceState.QUARANTINED: "detection or an administrator isolated it; it gets no token "
+                             "until an administrator lifts the quarantine, so do not retry "
+                             "before then",
+    DeviceState.SUSPENDED: "an administrator suspended it; it gets no token until it is "
+                           "made active again, so do not retry before then",
+    DeviceState.PENDING: "it is not active yet; it gets a token once it has enrolled",
+}
 _KEY_CACHE = 4096
 #: certificates presented over TLS, by SHA-256 of the DER: serial number, or None when
 #: another CA issued it (parsing a certificate costs more than the database lookup)
@@ -173,13 +184,19 @@ class ClientAuthenticator:
 
     def _binding(self, reads: ClientReads, client: OAuthClient,
                  credentials: ClientCredentials, now: datetime) -> CertificateRecord | None:
-        """A TLS certificate of this device on the same request binds the token to it."""
-        if credentials.certificate_der is None or client.device_id is None:
+        """A TLS certificate of this device on the same request binds the token to it.
+
+        A presented certificate that is not the client's is refused, not ignored: the
+        client would get an unbound token while believing it bound (RFC 8705 §3), and a
+        certificate of another device says the request is not what it claims.
+        """
+        if credentials.certificate_der is None:
             return None
-        try:
-            return self._device_certificate(reads, client, credentials.certificate_der, now)
-        except InvalidClient:
-            return None
+        if client.device_id is None:
+            raise InvalidClient(f"the TLS client certificate does not belong to client "
+                                f"{client.client_id!r}: a service client has none; connect "
+                                f"without one")
+        return self._device_certificate(reads, client, credentials.certificate_der, now)
 
     # -- tls_client_auth -----------------------------------------------------------------
 
@@ -256,6 +273,10 @@ class ClientAuthenticator:
         if device is None:
             raise InvalidClient(f"the device of client {client.client_id!r} is gone")
         if device.state is not DeviceState.ACTIVE:
+            # the client proved who it is: say why it gets nothing, and what ends it
+            why = _WHY_NO_TOKEN.get(device.state)
+            if why is not None:
+                raise AccessDenied(f"device {device.state}: {why}")
             raise InvalidClient(f"device {device.id!r} is {device.state}")
         return device
 

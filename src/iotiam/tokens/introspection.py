@@ -2,9 +2,11 @@
 
 Introspection decides "active" from the live database every time (G3): the token's
 signature and expiry, the deny list, its client (not revoked), its device (active:
-not quarantined, suspended or decommissioned) and the certificate it was obtained
-with (not revoked). Every negative answer is the bare ``{"active": false}`` (§2.2),
-whatever the reason, including a token of another tenant (G9).
+not quarantined, suspended or decommissioned, and not distrusted since the token was
+issued: ``Device.tokens_not_before``, so a lifted quarantine does not revive a token)
+and the certificate it was obtained with (not revoked). Every negative answer is the
+bare ``{"active": false}`` (§2.2), whatever the reason, including a token of another
+tenant (G9).
 
 Who may ask: an admin token (any role) for tokens of clients inside its subtree; an
 OAuth client authenticated like at the token endpoint — a service client for tokens
@@ -105,6 +107,12 @@ class Introspection:
         if client.device_id is not None:
             device = uow.devices.get(client.device_id)
             if device is None or device.state is not DeviceState.ACTIVE:
+                return False
+            # a token from before a quarantine, suspension or revocation stays dead
+            # after it is lifted (the device is trusted again, its old tokens are not)
+            issued_at = signed.claims.get("iat")
+            if isinstance(issued_at, bool) or not isinstance(issued_at, int | float) or \
+                    not device.trusts_token_issued_at(issued_at):
                 return False
         serial = signed.claims.get(CERTIFICATE_CLAIM)
         if serial is not None:

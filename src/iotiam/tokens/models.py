@@ -25,6 +25,8 @@ SIGNING_ALGORITHM = "ES256"
 ASSERTION_ALGORITHMS = ("ES256", "ES384", "PS256", "RS256", "EdDSA", "Ed25519")
 #: the audience of a token when the client asks for none and registered none
 DEFAULT_AUDIENCE = "urn:iotiam:fleet"
+#: RFC 7519 §4.1.3 ``aud``: one resource, or several (RFC 8707 §2), in the order asked for
+Audience = str | tuple[str, ...]
 
 
 class AuthMethod(enum.StrEnum):
@@ -291,7 +293,8 @@ class TokenRequest:
     grant_type: str
     credentials: ClientCredentials
     scope: str | None = None
-    resource: str | None = None
+    #: RFC 8707 §2: every ``resource`` parameter, in the order sent
+    resources: tuple[str, ...] = ()
     device_code: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -377,7 +380,9 @@ class SlowDown(OAuthError, InvalidInput):
 
 
 class AccessDenied(OAuthError, Forbidden):
-    """RFC 8628 §3.5: the admin refused the device code."""
+    """The client is known but may get no token now: an admin refused its device code
+    (RFC 8628 §3.5) or its device is quarantined or suspended (the OAuth extensions
+    error registry lists ``access_denied`` for the token endpoint)."""
 
     kind = "access-denied"
     error = "access_denied"

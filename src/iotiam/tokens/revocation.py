@@ -1,7 +1,9 @@
 """RFC 7009 token revocation: a deny list of token ids, kept until the tokens expire.
 
 Revoking a client, quarantining or decommissioning its device or revoking its
-certificate needs no entry here: introspection reads those states live (G3).
+certificate needs no entry here: introspection reads those states live (G3), and a
+device's ``tokens_not_before`` (set when it stops being trusted) keeps the tokens it
+had before dead once it is trusted again, without listing them.
 """
 
 from __future__ import annotations

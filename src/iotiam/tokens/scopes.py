@@ -72,6 +72,20 @@ def _address(text: str) -> IpAddress | None:
         return None
 
 
+#: how each kind of resource is shown in a scope's form
+_PLACEHOLDERS = {ResourceKind.TOPIC: "{topic-or-filter}", ResourceKind.CLIENT: "{client-id}",
+                 ResourceKind.PATH: "{path}"}
+
+
+def scope_forms() -> list[str]:
+    """RFC 8414 ``scopes_supported``: the form of every scope, one per policy action.
+
+    A scope names a resource (``mqtt:publish:devices/d1/telemetry``), so the set of
+    scopes is not finite: each action is listed with a placeholder for its resource.
+    """
+    return [f"{action}:{_PLACEHOLDERS[kind]}" for action, kind in ACTION_KINDS.items()]
+
+
 def split_scopes(text: str | None) -> tuple[str, ...] | None:
     """RFC 6749 §3.3: space-delimited, order-insensitive, duplicates collapsed."""
     if text is None:

@@ -26,6 +26,7 @@ from iotiam.tokens.device_codes import DeviceCodes
 from iotiam.tokens.introspection import Caller, Introspection
 from iotiam.tokens.models import (
     ASSERTION_ALGORITHMS,
+    Audience,
     AuthenticatedClient,
     AuthMethod,
     AuthorizationPending,
@@ -46,7 +47,7 @@ from iotiam.tokens.models import (
 )
 from iotiam.tokens.reads import ClientReads
 from iotiam.tokens.revocation import TokenRevocation
-from iotiam.tokens.scopes import ScopeGrant, split_scopes, subject_of
+from iotiam.tokens.scopes import ScopeGrant, scope_forms, split_scopes, subject_of
 from iotiam.tokens.signing_keys import KeyRing, SigningKeys
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
@@ -164,7 +165,7 @@ class AuthorizationServer:
         client = self._auth.check(uow, credentials, self._clock.now(), reads)
         self._require_grant(client, grant)
         scopes = self._granted(reads, client, requested, credentials.source or None)
-        audience = self._audience(client.client, request.resource)
+        audience = self._audience(client.client, request.resources)
         self._auth.consume(uow, client)
         return self._mint(client, scopes, audience, subject=client.client.client_id,
                           grant=grant, ring=ring)
@@ -208,7 +209,7 @@ class AuthorizationServer:
         self._purged_at = time.monotonic()
         self.revocation.purge()
 
-    def _mint(self, client: AuthenticatedClient, scopes: tuple[str, ...], audience: str, *,
+    def _mint(self, client: AuthenticatedClient, scopes: tuple[str, ...], audience: Audience, *,
               subject: str, grant: GrantType, ring: KeyRing) -> tuple[IssuedToken, AuditDraft]:
         """A signed token and the audit record that must commit before it is handed out."""
         issued, claims = self._minter.mint(client, subject=subject, scopes=scopes,
@@ -219,23 +220,28 @@ class AuthorizationServer:
             tag=AuditTag.OAUTH_TOKEN_ISSUED, actor=who, org_path=client.client.org_path,
             subject=who,
             details={"jti": issued.jti, "grant": str(grant), "method": str(client.method),
-                     "scope": issued.scope, "aud": audience, "sub": subject,
+                     "scope": issued.scope, "aud": claims["aud"], "sub": subject,
                      "exp": claims["exp"], "bound": issued.bound,
                      "certificate": client.certificate_serial})
 
     # -- device authorization (RFC 8628 §3.1) ------------------------------------------
 
     def device_authorization(self, credentials: ClientCredentials, scope: str | None,
-                             resource: str | None, *, source_ip: str | None = None
-                             ) -> DeviceAuthorization:
+                             resources: tuple[str, ...] = (), *,
+                             source_ip: str | None = None) -> DeviceAuthorization:
         """Start a device authorization for an authenticated client."""
         refused = _refusal(AuditTag.OAUTH_TOKEN_REFUSED, credentials, "oauth:device-code")
         with self._audit.refusals(refused):
             requested = split_scopes(scope)
+            if len(set(resources)) > 1:
+                # RFC 8707 §2 lets a server refuse a combination it cannot issue for
+                raise InvalidTarget("a device authorization is for one resource: send "
+                                    "one resource parameter")
             with self._uow() as uow:
                 client = self._authenticate(uow, credentials, GrantType.DEVICE_CODE)
                 scopes = self._granted(ClientReads(uow), client, requested, source_ip)
-                audience = self._audience(client.client, resource)
+                audience = self._audience(client.client, resources[:1])
+                assert isinstance(audience, str)
                 return self.device_codes.start(uow, client, scopes, audience)
 
     # -- introspection and revocation ------------------------------------------------
@@ -268,7 +274,9 @@ class AuthorizationServer:
             "revocation_endpoint": f"{issuer}/oauth2/revoke",
             "device_authorization_endpoint": f"{issuer}/oauth2/device_authorization",
             "grant_types_supported": [str(g) for g in GrantType],
-            "response_types_supported": [],
+            # required by RFC 8414 §2; no authorization endpoint, so nothing comes from
+            # one: "none" (OAuth 2.0 Multiple Response Type Encoding Practices §4)
+            "response_types_supported": ["none"],
             "token_endpoint_auth_methods_supported": methods,
             "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
             "introspection_endpoint_auth_methods_supported": methods,
@@ -277,7 +285,7 @@ class AuthorizationServer:
             "revocation_endpoint_auth_methods_supported": methods,
             "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
             "tls_client_certificate_bound_access_tokens": True,
-            "scopes_supported": [],
+            "scopes_supported": scope_forms(),
             "service_documentation": "https://github.com/iotiam/iotiam#oauth2",
         }
 
@@ -305,15 +313,18 @@ class AuthorizationServer:
         return self._scopes.grant(client, subject_of(client, device, groups, posture), requested,
                                   source_ip=source_ip)
 
-    def _audience(self, client: OAuthClient, resource: str | None) -> str:
+    def _audience(self, client: OAuthClient, resources: tuple[str, ...]) -> Audience:
+        """RFC 8707 §2: the resources asked for (each registered for the client) as the
+        token's audience, a list for several; the first registered one for none."""
         allowed = client.audiences or (self.config.default_audience,)
-        if resource is None:
+        if not resources:
             return allowed[0]
-        # RFC 8707 §2: only resources registered for the client
-        if resource not in allowed:
-            raise InvalidTarget(f"resource {resource[:100]!r} is not registered for client "
-                                f"{client.client_id!r}")
-        return resource
+        for resource in resources:
+            if resource not in allowed:
+                raise InvalidTarget(f"resource {resource[:100]!r} is not registered for "
+                                    f"client {client.client_id!r}")
+        unique = tuple(dict.fromkeys(resources))
+        return unique[0] if len(unique) == 1 else unique
 
 
 def _token_refusal(request: TokenRequest) -> AuditDraft:

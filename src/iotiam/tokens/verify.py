@@ -24,7 +24,9 @@ the one it is bound to.
 
 What it cannot know locally: that a token was revoked (RFC 7009), or that its device
 was quarantined or its certificate revoked since it was issued. Those take effect at
-the issuer at once (G3): its introspection endpoint answers ``active: false``. A
+the issuer at once (G3): its introspection endpoint answers ``active: false``, and
+keeps answering it after a quarantine is lifted or a suspension ends (a token from
+before it stays dead; the device gets new ones). A
 resource server that must honour them before the token expires (minutes) passes a
 ``revocation_check``: :class:`IntrospectionCheck` asks the issuer (optionally caching
 answers for a few seconds), or any callable ``(token, verified) -> bool`` that answers

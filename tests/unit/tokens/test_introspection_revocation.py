@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from cryptography import x509
 from fleet import add_org_unit, issue
+from joserfc.jwk import ECKey
 from sqlalchemy import select
 
+from iotiam.admin.models import SYSTEM
+from iotiam.detection.models import Finding, FindingType, Severity
+from iotiam.inventory.models import DeviceState
 from iotiam.storage import schema
 from iotiam.testing import make_key
 from iotiam.tokens.verify import TokenRejected, TokenVerifier
@@ -175,3 +182,63 @@ def test_ok_expired_token_is_inactive(kit: OAuthKit, d1: DeviceIdentity) -> None
     token = kit.access_token(d1)
     kit.inst.clock.advance(timedelta(minutes=10, seconds=1))
     assert kit.introspect(token) == {"active": False}
+
+
+
+def quarantine_by_detection(kit: OAuthKit, device_id: str) -> None:
+    """A playbook in enforce mode quarantines the device, as ``iotiam detect`` would."""
+    response = kit.inst.services.response
+    response.set_mode(SYSTEM, "sensor", "enforce")
+    response.handle([Finding(type=FindingType.RATE_CHANGE, severity=Severity.HIGH,
+                             at=kit.inst.clock.now().timestamp(), device_id=device_id,
+                             summary="rate change", detector="test-detector",
+                             evidence={"observed": 60, "baseline": 1})])
+
+
+@pytest.mark.parametrize("how", ["quarantine-lifted", "suspension-ended",
+                                 "device-credentials-revoked"])
+def test_fail_a_token_from_before_a_distrust_stays_dead(kit: OAuthKit, how: str) -> None:
+    # signs with a registered key, so no certificate of its own ties its tokens' fate
+    jwk_key = make_key()
+    public = ECKey.import_key(jwk_key).as_dict(private=False, kid="k1")
+    d1 = kit.device("d1", jwks={"keys": [public]})
+    bound = kit.access_token(d1, mtls=True)
+    answer = kit.token(assertion=kit.assertion("d1", ECKey.import_key(jwk_key),
+                                               header={"kid": "k1"}))
+    assert answer.status_code == 200, answer.text
+    by_jwk = answer.json()["access_token"]
+    verifier = verifier_asking(kit)
+    api = kit.api
+    presented = d1.certificate
+    kit.inst.clock.advance(timedelta(seconds=1))
+    if how == "quarantine-lifted":
+        quarantine_by_detection(kit, "d1")
+        kit.inst.clock.advance(timedelta(seconds=5))
+        answer = api.post("/v1/devices/d1/quarantine/lift")
+    elif how == "suspension-ended":
+        assert api.post("/v1/devices/d1/state", json={"state": "suspended"}).status_code == 200
+        kit.inst.clock.advance(timedelta(seconds=5))
+        answer = api.post("/v1/devices/d1/state", json={"state": "active"})
+    else:
+        answer = api.post("/v1/devices/d1/revoke-certificates",
+                          json={"reason": "keyCompromise"})
+        kit.inst.clock.advance(timedelta(seconds=5))
+        d1 = certify_again(kit, d1)  # enrolled again with a new key
+    assert answer.status_code == 200, answer.text
+    assert kit.inst.services.inventory.get_device(SYSTEM, "d1").state is DeviceState.ACTIVE
+    for token in (bound, by_jwk):
+        assert kit.introspect(token) == {"active": False}
+        with pytest.raises(TokenRejected, match="revoked"):
+            verifier.verify(token, certificate=presented)
+    # the device is trusted again: what it gets now is active
+    fresh = kit.access_token(d1, mtls=True)
+    assert kit.introspect(fresh)["active"] is True
+    assert verifier.verify(fresh, certificate=d1.certificate).client_id == "d1"
+
+
+def certify_again(kit: OAuthKit, device: DeviceIdentity) -> DeviceIdentity:
+    """The device with a new key and certificate."""
+    key = make_key()
+    issued = issue(kit.api, device.device_id, key)
+    cert = x509.load_pem_x509_certificate(issued["pem"].encode())
+    return DeviceIdentity(device.device_id, key, cert, issued["serial"])

@@ -113,7 +113,9 @@ def test_fail_client_secret_is_refused(kit: OAuthKit, d1: DeviceIdentity) -> Non
 def test_fail_no_client_authentication(kit: OAuthKit, d1: DeviceIdentity) -> None:
     answer = kit.token(client_id="d1")
     kit.assert_oauth_error(answer, "invalid_client", 401)
-    assert "WWW-Authenticate" in answer.headers
+    # RFC 6749 §5.2: a challenge names the HTTP scheme the client used; it used none
+    # (and Bearer cannot authenticate a client here)
+    assert "WWW-Authenticate" not in answer.headers
 
 
 def test_fail_certificate_of_another_device(kit: OAuthKit, d1: DeviceIdentity) -> None:

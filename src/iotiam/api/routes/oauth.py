@@ -21,7 +21,13 @@ from starlette.concurrency import run_in_threadpool
 from iotiam.admin.models import ROOT_PATH
 from iotiam.api import oauth_wire
 from iotiam.api.auth import Wired, principal
-from iotiam.api.oauth_wire import NO_STORE, client_credentials, error_answer, parse_form
+from iotiam.api.oauth_wire import (
+    NO_STORE,
+    OAuthForm,
+    client_credentials,
+    error_answer,
+    parse_form,
+)
 from iotiam.api.tls import client_address, client_certificate_der
 from iotiam.audit.models import AuditDraft, AuditTag, Outcome
 from iotiam.bootstrap import Services
@@ -33,13 +39,13 @@ log = logging.getLogger("iotiam.oauth")
 router = APIRouter(tags=["oauth2"])
 
 
-def _oauth_error(error: IamError) -> JSONResponse:
+def _oauth_error(error: IamError, request: Request) -> JSONResponse:
     """RFC 6749 §5.2 for any iotiam error raised while serving an OAuth request."""
-    status, headers, body = error_answer(error)
+    status, headers, body = error_answer(error, request.headers.get("authorization", ""))
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def _form(request: Request) -> OAuthForm:
     """The form body (RFC 6749 §3.2)."""
     return parse_form(request.headers.get("content-type", ""), await request.body())
 
@@ -63,7 +69,7 @@ async def token(request: Request, svc: Wired) -> Response:
         token_request = oauth_wire.token_request(form, _credentials(request, form, svc))
         issued = await run_in_threadpool(svc.oauth.token, token_request)
     except IamError as e:
-        return _oauth_error(e)
+        return _oauth_error(e, request)
     return JSONResponse(issued.to_response(), headers=NO_STORE)
 
 
@@ -75,13 +81,13 @@ async def device_authorization(request: Request, svc: Wired) -> Response:
         credentials = _credentials(request, form, svc)
         started = await run_in_threadpool(
             svc.oauth.device_authorization, credentials, form.get("scope"),
-            form.get("resource"), source_ip=credentials.source or None)
+            form.every("resource"), source_ip=credentials.source or None)
     except IamError as e:
-        return _oauth_error(e)
+        return _oauth_error(e, request)
     return JSONResponse(started.to_response(), headers=NO_STORE)
 
 
-async def _caller(request: Request, form: dict[str, str], svc: Services) -> Caller:
+async def _caller(request: Request, form: OAuthForm, svc: Services) -> Caller:
     """An admin bearer token or an authenticated client; anyone else is refused (audited)."""
     scheme = request.headers.get("authorization", "").partition(" ")[0].lower()
     if scheme == "bearer":
@@ -115,7 +121,7 @@ async def introspect(request: Request, svc: Wired) -> Response:
         answer: dict[str, Any] = await run_in_threadpool(svc.oauth.introspect, caller,
                                                          token_value)
     except IamError as e:
-        return _oauth_error(e)
+        return _oauth_error(e, request)
     return JSONResponse(answer, headers=NO_STORE)
 
 
@@ -126,17 +132,17 @@ async def revoke(request: Request, svc: Wired) -> Response:
         caller, token_value = await _caller_and_token(request, svc)
         await run_in_threadpool(svc.oauth.revoke, caller, token_value)
     except IamError as e:
-        return _oauth_error(e)
+        return _oauth_error(e, request)
     return Response(status_code=200, headers=NO_STORE)
 
 
 @router.get("/oauth2/jwks")
-async def jwks(svc: Wired) -> Response:
+async def jwks(request: Request, svc: Wired) -> Response:
     """RFC 7517 JWK set of the access-token signing keys (old ones during the overlap)."""
     try:
         keys = await run_in_threadpool(svc.oauth.keys.jwks)
     except IamError as e:
-        return _oauth_error(e)
+        return _oauth_error(e, request)
     return JSONResponse(keys, headers={"Cache-Control": "public, max-age=60"},
                         media_type="application/jwk-set+json")
 
