@@ -1,18 +1,24 @@
 """Keep the broker's dynamic-security state equal to what policy and inventory decide.
 
 Each device is one dynsec client (username = its certificate CN / PSK identity = its
-id) with one role holding its compiled ACLs. The sync is:
+id) holding three roles (``iotiam.broker.roles``): the denies and the allows it shares
+with its class-mates, and its own role with the entries naming it. The sync is:
 
-* **full** at start and after the broker restarts: the broker's own ``listClients`` /
-  ``listRoles`` are compared with the desired state and only differences are sent;
+* **full** at start, after the broker restarts and after a policy change: the broker's
+  own ``listClients`` / ``listRoles`` are compared with the desired state and only
+  differences are sent. A policy attached to a type, a group or the root edits the
+  roles of a few classes (``modifyRole``, which kicks nobody); the broker is never
+  restarted for it, however large the fleet (G11);
 * **incremental** on change: devices whose state, attributes or policies changed get
-  their role's ACLs patched; devices that lost a credential are kicked (the client is
-  deleted and, if it may still connect with another credential, created again), after
-  the new CRL is installed, so the reconnect with the revoked certificate fails at TLS;
+  their own role or class fixed; devices that lost a credential are kicked (the client
+  is deleted and, if it may still connect with another credential, created again),
+  after the new CRL is installed, so the reconnect with the revoked certificate fails;
 * **timed**: an ACL that depends on a time window is recomputed when the window flips.
 
 Every command is idempotent, so repeating a sync after a failure is always safe; a
-failed sync leaves its devices queued and is retried (nothing lost, G3).
+failed sync leaves its devices queued and is retried (nothing lost, G3). The broker is
+restarted only when it is dead: its process gone, or its admin listener refusing
+connections at ``DEAD_AFTER`` health checks in a row.
 """
 
 from __future__ import annotations
@@ -33,6 +39,21 @@ from iotiam.broker.dynsec import BrokerUnavailable, DynsecAdmin, DynsecError
 from iotiam.broker.layout import ADMIN_USERNAME, BrokerFiles, dynsec_seed
 from iotiam.broker.process import ManagedMosquitto
 from iotiam.broker.provision import admin_password
+from iotiam.broker.roles import (
+    Acl,
+    DeviceRights,
+    acl_json,
+    allow_role,
+    class_commands,
+    class_of_role,
+    class_roles_json,
+    client_roles,
+    deny_role,
+    edit_role,
+    own_role,
+    plan_classes,
+    split_rights,
+)
 from iotiam.clock import Clock
 from iotiam.config import write_private_file
 from iotiam.errors import IamError, InvalidInput
@@ -45,12 +66,9 @@ log = logging.getLogger("iotiam.broker")
 POLL_SECONDS = 0.1
 #: how often it checks the broker is alive and the admin link is up
 HEALTH_SECONDS = 2.0
-#: Mosquitto 2.0's dynsec plugin rewrites its whole file after every command (~9 µs per
-#: device in it, measured); when commands x devices passes this (~10 s of rewriting), a
-#: restart with the state written first is far quicker
-RESTART_ABOVE = 1_000_000
-
-Acl = tuple[str, str, int, bool]  # acltype, topic, priority, allow
+#: health checks in a row the admin listener must refuse connections before the broker
+#: is taken for dead (a busy broker still accepts: the kernel answers for it)
+DEAD_AFTER = 3
 
 
 class FleetSource(Protocol):
@@ -105,19 +123,12 @@ class SyncReport:
     kicked: int = 0
     unchanged: int = 0
     commands: int = 0
-
-
-def role_name(device_id: str) -> str:
-    """The dynsec role holding a device's ACLs."""
-    return f"device:{device_id}"
+    #: class roles whose ACLs were replaced (each edit serves all the class's devices)
+    roles_edited: int = 0
 
 
 def _acls(acl: BrokerAcl) -> frozenset[Acl]:
     return frozenset((str(e.acltype), e.topic, e.priority, e.allow) for e in acl.entries)
-
-
-def _acl_json(acl: Acl) -> dict[str, Any]:
-    return {"acltype": acl[0], "topic": acl[1], "priority": acl[2], "allow": acl[3]}
 
 
 class BrokerSync:
@@ -140,6 +151,10 @@ class BrokerSync:
         self._lock = threading.RLock()
         #: what the broker holds, per device: its role's ACLs (None: no client)
         self._known: dict[str, frozenset[Acl]] = {}
+        #: each device's class, every class's shared ACLs, every role's ACLs (as sent)
+        self._members: dict[str, str] = {}
+        self._classes: dict[str, frozenset[Acl]] = {}
+        self._roles: dict[str, frozenset[Acl]] = {}
         self._timers: dict[str, datetime] = {}
         self._pending: set[str] = set()
         self._pending_kicks: set[str] = set()
@@ -204,56 +219,60 @@ class BrokerSync:
 
     # -- syncing -----------------------------------------------------------------------
 
-    def full_sync(self, *, allow_restart: bool = True) -> SyncReport:
-        """Compare the broker's state with the desired one and send the differences.
+    def full_sync(self) -> SyncReport:
+        """Compare the broker's state with the desired one and send only the differences.
 
-        When the commands would keep the plugin busy for long (``RESTART_ABOVE``: a policy
-        change for a large fleet), a managed broker is restarted with the state written
-        first instead; devices reconnect within their retry interval.
+        However many devices a change touches, nothing is restarted: shared rights are
+        edited once per class (``modifyRole``: no session dropped) and the commands go
+        to the plugin in pipelined batches.
         """
         with self._lock:
             admin = self._link()
             clients, roles = _broker_state(admin)
-            desired: dict[str, frozenset[Acl]] = {}
-            timers: dict[str, datetime] = {}
-            for acl in self._fleet.all_acls():
-                device_id = acl.device_id
-                if acl.valid_until is not None:
-                    timers[device_id] = acl.valid_until
-                if acl.can_connect:
-                    desired[device_id] = _acls(acl)
+            desired, timers = self._desired()
+            classes = _classes_on_broker(roles)
+            members = {device: name for device, held in clients.items()
+                       if (name := _class_held(device, held)) in classes}
+            plan = plan_classes(classes, members,
+                                {d: rights.shared for d, rights in desired.items()})
             report = SyncReport()
-            commands: list[dict[str, Any]] = []
-            for device_id, acls in desired.items():
-                role = role_name(device_id)
-                commands += _role_commands(role, roles.get(role), acls, report)
-                if device_id not in clients:
-                    commands.append({"command": "createClient", "username": device_id,
-                                     "roles": [{"rolename": role}]})
-                    report.created += 1
-                elif role not in clients[device_id]:
-                    commands.append({"command": "addClientRole", "username": device_id,
-                                     "rolename": role})
-            for username in clients.keys() - desired.keys() - {ADMIN_USERNAME}:
-                commands.append({"command": "deleteClient", "username": username})
-                report.removed += 1
-            # the admin's own roles stay, whatever their names: an external broker's
-            # admin made by `mosquitto_ctrl dynsec init` holds a role named "admin"
-            admin_roles = clients.get(ADMIN_USERNAME, set()) | {ADMIN_USERNAME}
-            for role in roles.keys() - {role_name(d) for d in desired} - admin_roles:
-                commands.append({"command": "deleteRole", "rolename": role})
+            commands = self._class_edits(plan.contents, roles, report)
+            for device_id, rights in desired.items():
+                commands += _device_commands(device_id, rights, roles.get(own_role(device_id)),
+                                             plan.members[device_id], clients.get(device_id),
+                                             report)
+            commands += _stale_commands(clients, roles, desired, plan.contents, report)
             report.unchanged = len(desired) - report.created - report.updated
-            if (allow_restart and self._broker is not None
-                    and len(commands) * max(len(desired), 1) > RESTART_ABOVE):
-                log.warning("%d broker changes: restarting it with the new state instead",
-                            len(commands))
-                return self.cold_start()
             admin.check(commands, tolerate=("already exists", "not found"))
             report.commands = len(commands)
-            self._known = desired
+            self._known = {d: rights.shared | rights.own for d, rights in desired.items()}
+            self._members = dict(plan.members)
+            self._classes = dict(plan.contents)
+            self._roles = {**_class_role_contents(plan.contents),
+                           **{own_role(d): rights.own for d, rights in desired.items()}}
             self._timers = timers
             self._needs_full = False
             return report
+
+    def _desired(self) -> tuple[dict[str, DeviceRights], dict[str, datetime]]:
+        desired: dict[str, DeviceRights] = {}
+        timers: dict[str, datetime] = {}
+        for acl in self._fleet.all_acls():
+            if acl.valid_until is not None:
+                timers[acl.device_id] = acl.valid_until
+            if acl.can_connect:
+                desired[acl.device_id] = split_rights(acl.device_id, _acls(acl))
+        return desired, timers
+
+    @staticmethod
+    def _class_edits(contents: dict[str, frozenset[Acl]], roles: dict[str, frozenset[Acl]],
+                     report: SyncReport) -> list[dict[str, Any]]:
+        commands: list[dict[str, Any]] = []
+        for name, content in sorted(contents.items()):
+            edits = class_commands(name, roles, content)
+            report.roles_edited += sum(c["command"] == "modifyRole" for c in edits)
+            commands += edits
+        return commands
 
     def cold_start(self) -> SyncReport:
         """Start a stopped broker with the whole desired state already in its dynsec file.
@@ -261,32 +280,34 @@ class BrokerSync:
         Mosquitto 2.0's plugin rewrites its JSON file after every command, so creating
         10k clients one command at a time is quadratic; written before the start, the
         same state loads in well under a second. The result is then checked against the
-        broker's own ``listClients`` / ``listRoles`` like any full sync.
+        broker's own ``listClients`` / ``listRoles`` like any full sync. Used at start
+        and when the broker died, never for a change.
         """
         if self._broker is None:
             return self.full_sync()
         with self._lock:
             self.close()
             self._broker.stop()
-            acls = list(self._fleet.all_acls())
+            desired, _ = self._desired()
+            plan = plan_classes({}, {}, {d: rights.shared for d, rights in desired.items()})
             state = self._dynsec_state()
             keep_clients = [c for c in state.get("clients", [])
                             if c.get("username") == ADMIN_USERNAME]
             keep_roles = [r for r in state.get("roles", []) if r.get("rolename") == ADMIN_USERNAME]
-            allowed = [a for a in acls if a.can_connect]
             state["clients"] = keep_clients + [
-                {"username": a.device_id, "roles": [{"rolename": role_name(a.device_id)}]}
-                for a in allowed]
+                {"username": d, "roles": client_roles(d, plan.members[d])} for d in desired]
             state["roles"] = keep_roles + [
-                {"rolename": role_name(a.device_id),
-                 "acls": [_acl_json(x) for x in sorted(_acls(a))]} for a in allowed]
+                role for name, content in sorted(plan.contents.items())
+                for role in class_roles_json(name, content)] + [
+                {"rolename": own_role(d), "acls": [acl_json(a) for a in sorted(rights.own)]}
+                for d, rights in desired.items()]
             write_private_file(self._files.dynsec, json.dumps(state))
             self._crl_installed = self._psk_installed = self._files_version = None
             self.install_files()
             self._broker.start()
             self._generation_seen = self._broker.generation
-            report = self.full_sync(allow_restart=False)
-            report.created = len(allowed)
+            report = self.full_sync()
+            report.created = len(desired)
             return report
 
     def _dynsec_state(self) -> dict[str, Any]:
@@ -312,45 +333,60 @@ class BrokerSync:
             kicked = set(kick)
             report = SyncReport()
             commands: list[dict[str, Any]] = []
-            known: dict[str, frozenset[Acl] | None] = {}
+            wanted: dict[str, DeviceRights] = {}
+            gone: list[str] = []
             for device_id in sorted(set(device_ids) | kicked):
                 acl = self._fleet.broker_acl(device_id)
-                had = self._known.get(device_id)
-                want = _acls(acl) if acl is not None and acl.can_connect else None
                 if acl is not None and acl.valid_until is not None:
                     self._timers[device_id] = acl.valid_until
                 else:
                     self._timers.pop(device_id, None)
-                role = role_name(device_id)
-                if want is None:
-                    if had is not None or device_id in kicked:
-                        commands += [{"command": "deleteClient", "username": device_id},
-                                     {"command": "deleteRole", "rolename": role}]
-                        report.removed += 1
-                    known[device_id] = None
+                if acl is not None and acl.can_connect:
+                    wanted[device_id] = split_rights(device_id, _acls(acl))
                     continue
-                if device_id in kicked and had is not None:
+                if device_id in self._known or device_id in kicked:
+                    commands += [{"command": "deleteClient", "username": device_id},
+                                 {"command": "deleteRole", "rolename": own_role(device_id)}]
+                    report.removed += 1
+                gone.append(device_id)
+            members = {d: c for d, c in self._members.items() if d not in gone}
+            plan = plan_classes(self._classes, members,
+                                {d: rights.shared for d, rights in wanted.items()})
+            commands += self._class_edits(plan.contents, self._roles, report)
+            for device_id, rights in wanted.items():
+                held = self._held(device_id)
+                if device_id in kicked and held is not None:
                     # deleting the client drops its session; its other credentials still work
                     commands.append({"command": "deleteClient", "username": device_id})
                     report.kicked += 1
-                    had_client = False
-                else:
-                    had_client = had is not None
-                commands += _role_commands(role, had, want, report)
-                if not had_client:
-                    commands.append({"command": "createClient", "username": device_id,
-                                     "roles": [{"rolename": role}]})
-                    if had is None:
-                        report.created += 1
-                known[device_id] = want
+                    report.created -= 1  # counted below, but it is not a new device
+                    held = None
+                commands += _device_commands(device_id, rights,
+                                             self._roles.get(own_role(device_id)),
+                                             plan.members[device_id], held, report)
             admin.check(commands, tolerate=("already exists", "not found"))
             report.commands = len(commands)
-            for device_id, acls in known.items():
-                if acls is None:
-                    self._known.pop(device_id, None)
-                else:
-                    self._known[device_id] = acls
+            self._remember(gone, wanted, plan.members, plan.contents)
             return report
+
+    def _held(self, device_id: str) -> set[tuple[str, int]] | None:
+        """The roles this process last gave the device's client (None: no client)."""
+        if device_id not in self._known:
+            return None
+        return _role_set(client_roles(device_id, self._members[device_id]))
+
+    def _remember(self, gone: Iterable[str], wanted: dict[str, DeviceRights],
+                  members: dict[str, str], contents: dict[str, frozenset[Acl]]) -> None:
+        for device_id in gone:
+            self._known.pop(device_id, None)
+            self._members.pop(device_id, None)
+            self._roles.pop(own_role(device_id), None)
+        for device_id, rights in wanted.items():
+            self._known[device_id] = rights.shared | rights.own
+            self._roles[own_role(device_id)] = rights.own
+        self._members.update(members)
+        self._classes.update(contents)
+        self._roles.update(_class_role_contents(contents))
 
     def due(self, now: datetime) -> list[str]:
         """Devices whose time-window ACLs must be recomputed."""
@@ -425,13 +461,15 @@ class BrokerSync:
         return changes.until or since
 
 
-def _broker_state(admin: DynsecAdmin) -> tuple[dict[str, set[str]], dict[str, frozenset[Acl]]]:
+def _broker_state(admin: DynsecAdmin
+                  ) -> tuple[dict[str, set[tuple[str, int]]], dict[str, frozenset[Acl]]]:
+    """Every client's (role, priority) pairs and every role's ACLs, as the broker has them."""
     clients_answer, roles_answer = admin.check([
         {"command": "listClients", "verbose": True, "count": -1},
         {"command": "listRoles", "verbose": True, "count": -1},
     ])
     clients = {
-        c["username"]: {r["rolename"] for r in c.get("roles", [])}
+        c["username"]: {(r["rolename"], int(r.get("priority", -1))) for r in c.get("roles", [])}
         for c in clients_answer.get("data", {}).get("clients", [])
     }
     roles = {
@@ -443,20 +481,69 @@ def _broker_state(admin: DynsecAdmin) -> tuple[dict[str, set[str]], dict[str, fr
     return clients, roles
 
 
-def _role_commands(role: str, current: frozenset[Acl] | None, wanted: frozenset[Acl],
-                   report: SyncReport) -> list[dict[str, Any]]:
-    if current is None:
-        return [{"command": "createRole", "rolename": role,
-                 "acls": [_acl_json(a) for a in sorted(wanted)]}]
-    if current == wanted:
-        return []
-    report.updated += 1
-    # stale ones out first: a moment with fewer rights, never one with more
-    stale = [{"command": "removeRoleACL", "rolename": role, "acltype": a[0], "topic": a[1]}
-             for a in sorted(current - wanted)]
-    fresh = [{"command": "addRoleACL", "rolename": role, **_acl_json(a)}
-             for a in sorted(wanted - current)]
-    return stale + fresh
+def _role_set(roles: list[dict[str, Any]]) -> set[tuple[str, int]]:
+    return {(r["rolename"], r["priority"]) for r in roles}
+
+
+def _classes_on_broker(roles: dict[str, frozenset[Acl]]) -> dict[str, frozenset[Acl]]:
+    """Classes whose two roles both exist, with what they hold together."""
+    names = {name for role in roles if (name := class_of_role(role)) is not None}
+    return {name: roles[deny_role(name)] | roles[allow_role(name)] for name in names
+            if deny_role(name) in roles and allow_role(name) in roles}
+
+
+def _class_held(device_id: str, held: set[tuple[str, int]]) -> str | None:
+    """The class a client is laid out in, if it holds exactly the layout's roles."""
+    names = {name for role, _ in held if (name := class_of_role(role)) is not None}
+    if len(names) != 1:
+        return None
+    name = names.pop()
+    return name if held == _role_set(client_roles(device_id, name)) else None
+
+
+def _class_role_contents(contents: dict[str, frozenset[Acl]]) -> dict[str, frozenset[Acl]]:
+    roles: dict[str, frozenset[Acl]] = {}
+    for name, content in contents.items():
+        for role in class_roles_json(name, content):
+            roles[role["rolename"]] = frozenset(
+                (a["acltype"], a["topic"], a["priority"], a["allow"]) for a in role["acls"])
+    return roles
+
+
+def _device_commands(device_id: str, rights: DeviceRights, own: frozenset[Acl] | None,
+                     class_name: str, held: set[tuple[str, int]] | None,
+                     report: SyncReport) -> list[dict[str, Any]]:
+    """A device's own role brought up to date, and its client created or moved."""
+    commands = edit_role(own_role(device_id), own, rights.own)
+    roles = client_roles(device_id, class_name)
+    if held is None:
+        commands.append({"command": "createClient", "username": device_id, "roles": roles})
+        report.created += 1
+    elif held != _role_set(roles):
+        # another class (or an older layout): the plugin kicks the client, whose
+        # shared rights did change
+        commands.append({"command": "modifyClient", "username": device_id, "roles": roles})
+        report.updated += 1
+    elif commands:
+        report.updated += 1
+    return commands
+
+
+def _stale_commands(clients: dict[str, set[tuple[str, int]]], roles: dict[str, frozenset[Acl]],
+                    desired: dict[str, DeviceRights], contents: dict[str, frozenset[Acl]],
+                    report: SyncReport) -> list[dict[str, Any]]:
+    """Clients no device wants any more, then roles no client of ours holds."""
+    commands: list[dict[str, Any]] = []
+    for username in sorted(clients.keys() - desired.keys() - {ADMIN_USERNAME}):
+        commands.append({"command": "deleteClient", "username": username})
+        report.removed += 1
+    # the admin's own roles stay, whatever their names: an external broker's admin made
+    # by `mosquitto_ctrl dynsec init` holds a role named "admin"
+    keep = ({role for role, _ in clients.get(ADMIN_USERNAME, set())} | {ADMIN_USERNAME}
+            | set(_class_role_contents(contents)) | {own_role(d) for d in desired})
+    for role in sorted(roles.keys() - keep):
+        commands.append({"command": "deleteRole", "rolename": role})
+    return commands
 
 
 def checked_crl(pem: bytes, issuer: x509.Certificate, now: datetime) -> None:

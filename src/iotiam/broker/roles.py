@@ -1,0 +1,205 @@
+"""How devices' compiled ACLs are laid out as dynamic-security roles, and how a change
+is planned so that it edits few roles and moves few clients.
+
+What Mosquitto 2.0.11's dynsec plugin does (read in its source, ``roles.c`` and
+``clients.c``, and measured by ``tests/integration/test_broker_policy_change.py``):
+
+* ``addRoleACL`` / ``removeRoleACL`` **kick every client holding the role**;
+  ``addClientRole`` / ``removeClientRole`` / ``modifyClient`` kick that client;
+  ``deleteClient`` kicks it (the revocation path relies on this);
+* ``modifyRole`` with a new ``acls`` list replaces the role's ACLs **without a kick**:
+  ACLs are checked on every publish, subscribe and delivery, so the new ones apply to
+  live sessions at once; a subscription made earlier stays, so a change that takes a
+  subscribe allow away is applied with ``removeRoleACL`` (which kicks its holders,
+  whose rights did change) before the ``modifyRole``;
+* ACL topics are matched literally: 2.0.11 has no ``%u`` / ``%c`` substitution, so an
+  entry naming the device itself (``devices/<id>/#``) cannot be shared;
+* every command rewrites the whole state file (~9 µs per client in it): commands must
+  be few, whatever the fleet size.
+
+The layout, per device (a client's roles are tried by descending priority, and within a
+role its ACLs by descending priority; the first matching ACL decides):
+
+* ``class:<h>:deny`` (priority 3): the denies it shares with other devices;
+* ``device:<id>`` (priority 2): the entries naming the device itself;
+* ``class:<h>:allow`` (priority 1): the shared allows, then the default-deny fallback.
+
+So every deny is tried before every allow, as in one compiled role. Devices with the same
+shared entries hold one class, whatever their number; a policy attached to a type, a
+group or the root changes the shared entries of its classes, which is one ``modifyRole``
+per class role and no client command at all (G11: nobody is disconnected). A device
+moves to another class only when its own rights diverge from its class-mates'.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from iotiam.policy.broker_acl import FALLBACK_PRIORITY
+
+Acl = tuple[str, str, int, bool]  # acltype, topic, priority, allow
+
+CLASS_PREFIX = "class:"
+DENY_SUFFIX = ":deny"
+ALLOW_SUFFIX = ":allow"
+DENY_ROLE_PRIORITY = 3
+OWN_ROLE_PRIORITY = 2
+ALLOW_ROLE_PRIORITY = 1
+_SUBSCRIBE_TYPES = ("subscribeLiteral", "subscribePattern")
+
+
+@dataclass(frozen=True)
+class DeviceRights:
+    """A device's compiled ACLs split into the part it shares and the part naming it."""
+
+    shared: frozenset[Acl]
+    own: frozenset[Acl]
+
+
+def split_rights(device_id: str, acls: frozenset[Acl]) -> DeviceRights:
+    """Entries with the device's id as a topic level are its own; the rest are shared."""
+    own = frozenset(a for a in acls if device_id in a[1].split("/"))
+    return DeviceRights(acls - own, own)
+
+
+def own_role(device_id: str) -> str:
+    """The dynsec role holding the entries that name the device."""
+    return f"device:{device_id}"
+
+
+def deny_role(class_name: str) -> str:
+    """The class role tried first: the shared denies."""
+    return class_name + DENY_SUFFIX
+
+
+def allow_role(class_name: str) -> str:
+    """The class role tried last: the shared allows and the fallback."""
+    return class_name + ALLOW_SUFFIX
+
+
+def class_of_role(rolename: str) -> str | None:
+    """The class a class role belongs to (None for any other role)."""
+    if not rolename.startswith(CLASS_PREFIX):
+        return None
+    for suffix in (DENY_SUFFIX, ALLOW_SUFFIX):
+        if rolename.endswith(suffix):
+            return rolename[: -len(suffix)]
+    return None
+
+
+def client_roles(device_id: str, class_name: str) -> list[dict[str, Any]]:
+    """The ``roles`` of a device's dynsec client, in the order they must be tried."""
+    return [{"rolename": deny_role(class_name), "priority": DENY_ROLE_PRIORITY},
+            {"rolename": own_role(device_id), "priority": OWN_ROLE_PRIORITY},
+            {"rolename": allow_role(class_name), "priority": ALLOW_ROLE_PRIORITY}]
+
+
+def acl_json(acl: Acl) -> dict[str, Any]:
+    """One ACL as the plugin's JSON."""
+    return {"acltype": acl[0], "topic": acl[1], "priority": acl[2], "allow": acl[3]}
+
+
+def _is_shared_deny(acl: Acl) -> bool:
+    return not acl[3] and acl[2] > FALLBACK_PRIORITY
+
+
+def class_roles_json(name: str, content: frozenset[Acl]) -> list[dict[str, Any]]:
+    """A class's two roles as the plugin's state file holds them."""
+    return [{"rolename": name + suffix, "acls": [acl_json(a) for a in sorted(acls or ())]}
+            for suffix, acls in _by_role(content).items()]
+
+
+def edit_role(rolename: str, current: frozenset[Acl] | None, wanted: frozenset[Acl]
+              ) -> list[dict[str, Any]]:
+    """Commands taking a role from ``current`` (None: absent) to ``wanted``.
+
+    ``modifyRole`` does not kick; only when a subscribe allow goes away are the holders
+    kicked (``removeRoleACL``), so no subscription outlives the right to make it.
+    """
+    acls = [acl_json(a) for a in sorted(wanted)]
+    if current is None:
+        return [{"command": "createRole", "rolename": rolename, "acls": acls}]
+    if current == wanted:
+        return []
+    lost = sorted(a for a in current - wanted if a[0] in _SUBSCRIBE_TYPES and a[3])
+    kicks = [{"command": "removeRoleACL", "rolename": rolename, "acltype": a[0],
+              "topic": a[1]} for a in lost]
+    return [*kicks, {"command": "modifyRole", "rolename": rolename, "acls": acls}]
+
+
+def class_commands(name: str, roles: Mapping[str, frozenset[Acl]], wanted: frozenset[Acl]
+                   ) -> list[dict[str, Any]]:
+    """Commands taking both roles of a class from what ``roles`` says they hold (absent:
+    created) to ``wanted``."""
+    return [command for suffix, acls in _by_role(wanted).items()
+            for command in edit_role(name + suffix, roles.get(name + suffix), acls)]
+
+
+def _by_role(content: frozenset[Acl]) -> dict[str, frozenset[Acl]]:
+    return {DENY_SUFFIX: frozenset(a for a in content if _is_shared_deny(a)),
+            ALLOW_SUFFIX: frozenset(a for a in content if not _is_shared_deny(a))}
+
+
+def class_name_for(content: frozenset[Acl], taken: Iterable[str]) -> str:
+    """A new class's name: a digest of what it first holds, made unique."""
+    digest = hashlib.sha256(repr(sorted(content)).encode()).hexdigest()[:12]
+    used = set(taken)
+    name, n = f"{CLASS_PREFIX}{digest}", 1
+    while name in used:
+        n += 1
+        name = f"{CLASS_PREFIX}{digest}-{n}"
+    return name
+
+
+@dataclass
+class ClassPlan:
+    """Where each device's shared rights go: class contents to set, and memberships."""
+
+    #: the classes' contents after the change (every class that has a holder)
+    contents: dict[str, frozenset[Acl]] = field(default_factory=dict)
+    #: each device's class after the change
+    members: dict[str, str] = field(default_factory=dict)
+
+
+def plan_classes(contents: Mapping[str, frozenset[Acl]], members: Mapping[str, str],
+                 wanted: Mapping[str, frozenset[Acl]]) -> ClassPlan:
+    """Assign each device in ``wanted`` (its shared rights) to a class, editing classes
+    rather than moving devices.
+
+    A class keeps the devices that still want what it holds; if none does, it takes the
+    content most of its devices now want (one edit, no kick). The others move to a class
+    that will hold what they want, or a new one. Devices not in ``wanted`` stay as they
+    are; classes left with no device are not in the plan.
+    """
+    plan = ClassPlan()
+    holders: dict[str, list[str]] = {}
+    for device, name in members.items():
+        if name in contents:
+            holders.setdefault(name, []).append(device)
+    homeless = [d for d in wanted if members.get(d) not in contents]
+    movers: list[str] = []
+    for name in sorted(holders):
+        wants = {d: wanted.get(d, contents[name]) for d in holders[name]}
+        votes = Counter(wants.values())
+        keep = contents[name] if contents[name] in votes else max(
+            votes, key=lambda c: (votes[c], repr(sorted(c))))
+        plan.contents[name] = keep
+        for device, content in wants.items():
+            if content == keep:
+                plan.members[device] = name
+            else:
+                movers.append(device)
+    by_content = {content: name for name, content in sorted(plan.contents.items())}
+    for device in sorted(movers + homeless):
+        content = wanted[device]
+        found = by_content.get(content)
+        if found is None:
+            found = class_name_for(content, [*contents, *plan.contents])
+            plan.contents[found] = content
+            by_content[content] = found
+        plan.members[device] = found
+    return plan
