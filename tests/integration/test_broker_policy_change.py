@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from iotiam.broker.sync import Changes, SyncReport
+from iotiam.broker.dynsec import DynsecAdmin
+from iotiam.broker.layout import ADMIN_USERNAME
+from iotiam.broker.provision import admin_password
+from iotiam.broker.sync import BrokerSync, Changes, SyncReport
+from iotiam.clock import SystemClock
 from iotiam.pki.issuance import LeafIssuer
 from iotiam.policy.broker_acl import AclEntry, AclType
 from iotiam.testing.mqtt import MqttDevice
@@ -86,3 +90,30 @@ def test_policy_change_ok_fleet_wide_guardrail_drops_no_session(
     finally:
         for device in devices:
             device.close()
+
+
+def test_policy_change_ok_many_device_changes_on_a_busy_broker_do_not_time_out(
+        fleet_plane: Plane) -> None:
+    """Each command rewrites the plugin's whole file: hundreds of them on a large fleet
+    take longer than the admin link's timeout, which must not read as a dead broker:
+    they go in small pipelined messages, each answered well within the timeout."""
+    plane = fleet_plane
+    password = admin_password(plane.files)
+    sync = BrokerSync(plane.fleet, SystemClock(), plane.files, lambda: DynsecAdmin(
+        "127.0.0.1", plane.config.admin_port, ADMIN_USERNAME, password, timeout=3.0),
+        plane.broker)
+    try:
+        sync.full_sync()
+        pid = plane.broker.pid
+        changed = [f"dev-{n:05d}" for n in range(0, FLEET, 10)]
+        for device_id in changed:  # each gets a topic of its own: its own role is edited
+            status = AclEntry(100, AclType.PUBLISH_CLIENT_SEND, f"status/{device_id}", True)
+            plane.fleet.allow(device_id, (*fleet_rights(device_id, guardrail=False), status))
+        started = time.monotonic()
+        report = sync.sync_devices(changed)
+        print(f"{len(changed)} own roles edited in {time.monotonic() - started:.1f}s")
+        assert report.updated == len(changed)
+        assert plane.broker.pid == pid
+        assert sync.full_sync().commands == 0  # the broker holds what was decided
+    finally:
+        sync.close()
