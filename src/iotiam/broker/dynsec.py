@@ -148,11 +148,11 @@ class DynsecAdmin:
         answers: list[dict[str, Any]] = []
         collected = 0
         try:
-            for chunk in chunks:
+            for batch in chunks:
                 if len(sent) - collected >= IN_FLIGHT:
                     answers += self._collect(sent[collected])
                     collected += 1
-                sent.append(self._send(chunk))
+                sent.append(self._send(batch))
             for keys in sent[collected:]:
                 answers += self._collect(keys)
         except BaseException:
