@@ -3,7 +3,10 @@ few edits of shared roles, with no restart and no connected device dropped."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +16,7 @@ import pytest
 from iotiam.broker.dynsec import DynsecAdmin
 from iotiam.broker.layout import ADMIN_USERNAME
 from iotiam.broker.provision import admin_password
-from iotiam.broker.sync import BrokerSync, Changes, SyncReport
+from iotiam.broker.sync import DEAD_AFTER, BrokerSync, Changes, SyncReport
 from iotiam.clock import SystemClock
 from iotiam.pki.issuance import LeafIssuer
 from iotiam.policy.broker_acl import AclEntry, AclType
@@ -117,3 +120,23 @@ def test_policy_change_ok_many_device_changes_on_a_busy_broker_do_not_time_out(
         assert sync.full_sync().commands == 0  # the broker holds what was decided
     finally:
         sync.close()
+
+
+def test_broker_liveness_ok_only_a_hung_broker_is_restarted(fleet_plane: Plane) -> None:
+    """A broker that stopped answering (SIGSTOP: its kernel still accepts connections)
+    is restarted after DEAD_AFTER probes; a running one never is."""
+    plane = fleet_plane
+    pid = plane.broker.pid
+    assert pid is not None
+    for _ in range(DEAD_AFTER + 1):
+        plane.sync._check_broker()
+    assert plane.broker.pid == pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(DEAD_AFTER):
+            plane.sync._check_broker()
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # killed by the restart
+            os.kill(pid, signal.SIGCONT)
+    assert plane.broker.pid not in (None, pid), "the hung broker was left as it was"
+    assert plane.sync.full_sync().commands == 0  # restarted with the whole fleet

@@ -39,6 +39,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from iotiam.broker.dynsec import DynsecAdmin
 from iotiam.policy.broker_acl import FALLBACK_PRIORITY
 
 Acl = tuple[str, str, int, bool]  # acltype, topic, priority, allow
@@ -203,3 +204,104 @@ def plan_classes(contents: Mapping[str, frozenset[Acl]], members: Mapping[str, s
             by_content[content] = found
         plan.members[device] = found
     return plan
+
+
+def broker_state(admin: DynsecAdmin
+                  ) -> tuple[dict[str, set[tuple[str, int]]], dict[str, frozenset[Acl]]]:
+    """Every client's (role, priority) pairs and every role's ACLs, as the broker has them."""
+    clients_answer, roles_answer = admin.check([
+        {"command": "listClients", "verbose": True, "count": -1},
+        {"command": "listRoles", "verbose": True, "count": -1},
+    ])
+    clients = {
+        c["username"]: {(r["rolename"], int(r.get("priority", -1))) for r in c.get("roles", [])}
+        for c in clients_answer.get("data", {}).get("clients", [])
+    }
+    roles = {
+        r["rolename"]: frozenset(
+            (a["acltype"], a["topic"], int(a.get("priority", 0)), bool(a["allow"]))
+            for a in r.get("acls", []))
+        for r in roles_answer.get("data", {}).get("roles", [])
+    }
+    return clients, roles
+
+
+def role_set(roles: list[dict[str, Any]]) -> set[tuple[str, int]]:
+    """A client's roles as (name, priority) pairs, as ``broker_state`` reads them."""
+    return {(r["rolename"], r["priority"]) for r in roles}
+
+
+def classes_on_broker(roles: dict[str, frozenset[Acl]]) -> dict[str, frozenset[Acl]]:
+    """Classes whose two roles both exist, with what they hold together."""
+    names = {name for role in roles if (name := class_of_role(role)) is not None}
+    return {name: roles[deny_role(name)] | roles[allow_role(name)] for name in names
+            if deny_role(name) in roles and allow_role(name) in roles}
+
+
+def class_held(device_id: str, held: set[tuple[str, int]]) -> str | None:
+    """The class a client is laid out in, if it holds exactly the layout's roles."""
+    names = {name for role, _ in held if (name := class_of_role(role)) is not None}
+    if len(names) != 1:
+        return None
+    name = names.pop()
+    return name if held == role_set(client_roles(device_id, name)) else None
+
+
+def class_role_contents(contents: Mapping[str, frozenset[Acl]]) -> dict[str, frozenset[Acl]]:
+    """What each role of these classes holds."""
+    roles: dict[str, frozenset[Acl]] = {}
+    for name, content in contents.items():
+        for role in class_roles_json(name, content):
+            roles[role["rolename"]] = frozenset(
+                (a["acltype"], a["topic"], a["priority"], a["allow"]) for a in role["acls"])
+    return roles
+
+
+def device_commands(device_id: str, rights: DeviceRights, own: frozenset[Acl] | None,
+                    class_name: str, held: set[tuple[str, int]] | None
+                    ) -> tuple[list[dict[str, Any]], str]:
+    """A device's own role brought up to date and its client created or moved; and
+    which of "created", "updated" or "" (nothing to do) that was."""
+    commands = edit_role(own_role(device_id), own, rights.own)
+    roles = client_roles(device_id, class_name)
+    if held is None:
+        commands.append({"command": "createClient", "username": device_id, "roles": roles})
+        return commands, "created"
+    if held != role_set(roles):
+        # another class (or an older layout): the plugin kicks the client, whose
+        # shared rights did change
+        commands.append({"command": "modifyClient", "username": device_id, "roles": roles})
+    return commands, "updated" if commands else ""
+
+
+def stale_commands(clients: Mapping[str, set[tuple[str, int]]],
+                   roles: Mapping[str, frozenset[Acl]], desired: Mapping[str, DeviceRights],
+                   contents: Mapping[str, frozenset[Acl]], admin: str
+                   ) -> list[dict[str, Any]]:
+    """Delete the clients no device wants any more (but ``admin``), then the roles no
+    client of ours holds."""
+    commands: list[dict[str, Any]] = [
+        {"command": "deleteClient", "username": username}
+        for username in sorted(clients.keys() - desired.keys() - {admin})]
+    # the admin's own roles stay, whatever their names: an external broker's admin made
+    # by `mosquitto_ctrl dynsec init` holds a role named "admin"
+    keep = ({role for role, _ in clients.get(admin, set())} | {admin}
+            | set(class_role_contents(contents)) | {own_role(d) for d in desired})
+    for role in sorted(roles.keys() - keep):
+        commands.append({"command": "deleteRole", "rolename": role})
+    return commands
+
+
+def laid_out_state(state: dict[str, Any], admin: str, desired: Mapping[str, DeviceRights]
+                   ) -> dict[str, Any]:
+    """A dynsec state file holding ``admin`` (kept from ``state``) and the fleet, laid out."""
+    plan = plan_classes({}, {}, {d: rights.shared for d, rights in desired.items()})
+    clients = [c for c in state.get("clients", []) if c.get("username") == admin]
+    roles = [r for r in state.get("roles", []) if r.get("rolename") == admin]
+    return {**state,
+            "clients": clients + [{"username": d, "roles": client_roles(d, plan.members[d])}
+                                  for d in desired],
+            "roles": roles + [role for name, content in sorted(plan.contents.items())
+                              for role in class_roles_json(name, content)] + [
+                {"rolename": own_role(d), "acls": [acl_json(a) for a in sorted(rights.own)]}
+                for d, rights in desired.items()]}

@@ -33,7 +33,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from iotiam.broker.dynsec import BrokerUnavailable, DynsecAdmin, DynsecError
 from iotiam.broker.layout import ADMIN_USERNAME, BrokerFiles, dynsec_seed
@@ -42,17 +41,19 @@ from iotiam.broker.provision import admin_password
 from iotiam.broker.roles import (
     Acl,
     DeviceRights,
-    acl_json,
-    allow_role,
+    broker_state,
     class_commands,
-    class_of_role,
-    class_roles_json,
+    class_held,
+    class_role_contents,
+    classes_on_broker,
     client_roles,
-    deny_role,
-    edit_role,
+    device_commands,
+    laid_out_state,
     own_role,
     plan_classes,
+    role_set,
     split_rights,
+    stale_commands,
 )
 from iotiam.clock import Clock
 from iotiam.config import write_private_file
@@ -165,6 +166,8 @@ class BrokerSync:
         self._pending: set[str] = set()
         self._pending_kicks: set[str] = set()
         self._needs_full = True
+        #: liveness probes in a row the broker did not answer
+        self._silent = 0
         self._generation_seen = -1
         self._crl_installed: bytes | None = None
         self._psk_installed: str | None = None
@@ -234,20 +237,22 @@ class BrokerSync:
         """
         with self._lock:
             admin = self._link()
-            clients, roles = _broker_state(admin)
+            clients, roles = broker_state(admin)
             desired, timers = self._desired()
-            classes = _classes_on_broker(roles)
+            classes = classes_on_broker(roles)
             members = {device: name for device, held in clients.items()
-                       if (name := _class_held(device, held)) in classes}
+                       if (name := class_held(device, held)) in classes}
             plan = plan_classes(classes, members,
                                 {d: rights.shared for d, rights in desired.items()})
             report = SyncReport()
             commands = self._class_edits(plan.contents, roles, report)
             for device_id, rights in desired.items():
-                commands += _device_commands(device_id, rights, roles.get(own_role(device_id)),
-                                             plan.members[device_id], clients.get(device_id),
-                                             report)
-            commands += _stale_commands(clients, roles, desired, plan.contents, report)
+                commands += _counted(report, *device_commands(
+                    device_id, rights, roles.get(own_role(device_id)),
+                    plan.members[device_id], clients.get(device_id)))
+            stale = stale_commands(clients, roles, desired, plan.contents, ADMIN_USERNAME)
+            report.removed = sum(c["command"] == "deleteClient" for c in stale)
+            commands += stale
             report.unchanged = len(desired) - report.created - report.updated
             admin.check(commands, tolerate=("already exists", "not found"),
                         chunk=self._chunk(len(desired)))
@@ -255,7 +260,7 @@ class BrokerSync:
             self._known = {d: rights.shared | rights.own for d, rights in desired.items()}
             self._members = dict(plan.members)
             self._classes = dict(plan.contents)
-            self._roles = {**_class_role_contents(plan.contents),
+            self._roles = {**class_role_contents(plan.contents),
                            **{own_role(d): rights.own for d, rights in desired.items()}}
             self._timers = timers
             self._needs_full = False
@@ -301,18 +306,7 @@ class BrokerSync:
             self.close()
             self._broker.stop()
             desired, _ = self._desired()
-            plan = plan_classes({}, {}, {d: rights.shared for d, rights in desired.items()})
-            state = self._dynsec_state()
-            keep_clients = [c for c in state.get("clients", [])
-                            if c.get("username") == ADMIN_USERNAME]
-            keep_roles = [r for r in state.get("roles", []) if r.get("rolename") == ADMIN_USERNAME]
-            state["clients"] = keep_clients + [
-                {"username": d, "roles": client_roles(d, plan.members[d])} for d in desired]
-            state["roles"] = keep_roles + [
-                role for name, content in sorted(plan.contents.items())
-                for role in class_roles_json(name, content)] + [
-                {"rolename": own_role(d), "acls": [acl_json(a) for a in sorted(rights.own)]}
-                for d, rights in desired.items()]
+            state = laid_out_state(self._dynsec_state(), ADMIN_USERNAME, desired)
             write_private_file(self._files.dynsec, json.dumps(state))
             self._crl_installed = self._psk_installed = self._files_version = None
             self.install_files()
@@ -373,9 +367,9 @@ class BrokerSync:
                     report.kicked += 1
                     report.created -= 1  # counted below, but it is not a new device
                     held = None
-                commands += _device_commands(device_id, rights,
-                                             self._roles.get(own_role(device_id)),
-                                             plan.members[device_id], held, report)
+                commands += _counted(report, *device_commands(
+                    device_id, rights, self._roles.get(own_role(device_id)),
+                    plan.members[device_id], held))
             admin.check(commands, tolerate=("already exists", "not found"),
                         chunk=self._chunk(len(self._known) + len(wanted)))
             report.commands = len(commands)
@@ -386,7 +380,7 @@ class BrokerSync:
         """The roles this process last gave the device's client (None: no client)."""
         if device_id not in self._known:
             return None
-        return _role_set(client_roles(device_id, self._members[device_id]))
+        return role_set(client_roles(device_id, self._members[device_id]))
 
     def _remember(self, gone: Iterable[str], wanted: dict[str, DeviceRights],
                   members: dict[str, str], contents: dict[str, frozenset[Acl]]) -> None:
@@ -399,7 +393,7 @@ class BrokerSync:
             self._roles[own_role(device_id)] = rights.own
         self._members.update(members)
         self._classes.update(contents)
-        self._roles.update(_class_role_contents(contents))
+        self._roles.update(class_role_contents(contents))
 
     def due(self, now: datetime) -> list[str]:
         """Devices whose time-window ACLs must be recomputed."""
@@ -443,11 +437,26 @@ class BrokerSync:
             self.wake.clear()
 
     def _check_broker(self, stop: threading.Event | None = None) -> None:
-        """Restart a dead broker; after any (re)start, resync everything and the files."""
-        if (self._broker is not None and self._broker.pid is None
-                and not (stop is not None and stop.is_set())):
-            log.warning("mosquitto is not running; starting it again with the full state")
-            self.cold_start()
+        """Restart a dead broker; after any (re)start, resync everything and the files.
+
+        Dead means its process is gone, or it has not answered a CONNECT on its admin
+        port at ``DEAD_AFTER`` checks in a row; a broker busy with a large change answers
+        between two messages of commands, so it is never restarted for being slow.
+        """
+        if self._broker is not None and not (stop is not None and stop.is_set()):
+            if self._broker.pid is None:
+                log.warning("mosquitto is not running; starting it again with the full state")
+                self.cold_start()
+            elif self._broker.answers():
+                self._silent = 0
+            else:
+                self._silent += 1
+                if self._silent >= DEAD_AFTER:
+                    log.warning("mosquitto (pid %s) has not answered %d liveness probes; "
+                                "restarting it with the full state", self._broker.pid,
+                                self._silent)
+                    self._silent = 0
+                    self.cold_start()
         self.install_files()
 
     def _pass(self, since: datetime) -> datetime:
@@ -474,88 +483,12 @@ class BrokerSync:
         return changes.until or since
 
 
-def _broker_state(admin: DynsecAdmin
-                  ) -> tuple[dict[str, set[tuple[str, int]]], dict[str, frozenset[Acl]]]:
-    """Every client's (role, priority) pairs and every role's ACLs, as the broker has them."""
-    clients_answer, roles_answer = admin.check([
-        {"command": "listClients", "verbose": True, "count": -1},
-        {"command": "listRoles", "verbose": True, "count": -1},
-    ])
-    clients = {
-        c["username"]: {(r["rolename"], int(r.get("priority", -1))) for r in c.get("roles", [])}
-        for c in clients_answer.get("data", {}).get("clients", [])
-    }
-    roles = {
-        r["rolename"]: frozenset(
-            (a["acltype"], a["topic"], int(a.get("priority", 0)), bool(a["allow"]))
-            for a in r.get("acls", []))
-        for r in roles_answer.get("data", {}).get("roles", [])
-    }
-    return clients, roles
-
-
-def _role_set(roles: list[dict[str, Any]]) -> set[tuple[str, int]]:
-    return {(r["rolename"], r["priority"]) for r in roles}
-
-
-def _classes_on_broker(roles: dict[str, frozenset[Acl]]) -> dict[str, frozenset[Acl]]:
-    """Classes whose two roles both exist, with what they hold together."""
-    names = {name for role in roles if (name := class_of_role(role)) is not None}
-    return {name: roles[deny_role(name)] | roles[allow_role(name)] for name in names
-            if deny_role(name) in roles and allow_role(name) in roles}
-
-
-def _class_held(device_id: str, held: set[tuple[str, int]]) -> str | None:
-    """The class a client is laid out in, if it holds exactly the layout's roles."""
-    names = {name for role, _ in held if (name := class_of_role(role)) is not None}
-    if len(names) != 1:
-        return None
-    name = names.pop()
-    return name if held == _role_set(client_roles(device_id, name)) else None
-
-
-def _class_role_contents(contents: dict[str, frozenset[Acl]]) -> dict[str, frozenset[Acl]]:
-    roles: dict[str, frozenset[Acl]] = {}
-    for name, content in contents.items():
-        for role in class_roles_json(name, content):
-            roles[role["rolename"]] = frozenset(
-                (a["acltype"], a["topic"], a["priority"], a["allow"]) for a in role["acls"])
-    return roles
-
-
-def _device_commands(device_id: str, rights: DeviceRights, own: frozenset[Acl] | None,
-                     class_name: str, held: set[tuple[str, int]] | None,
-                     report: SyncReport) -> list[dict[str, Any]]:
-    """A device's own role brought up to date, and its client created or moved."""
-    commands = edit_role(own_role(device_id), own, rights.own)
-    roles = client_roles(device_id, class_name)
-    if held is None:
-        commands.append({"command": "createClient", "username": device_id, "roles": roles})
+def _counted(report: SyncReport, commands: list[dict[str, Any]], outcome: str
+             ) -> list[dict[str, Any]]:
+    if outcome == "created":
         report.created += 1
-    elif held != _role_set(roles):
-        # another class (or an older layout): the plugin kicks the client, whose
-        # shared rights did change
-        commands.append({"command": "modifyClient", "username": device_id, "roles": roles})
+    elif outcome == "updated":
         report.updated += 1
-    elif commands:
-        report.updated += 1
-    return commands
-
-
-def _stale_commands(clients: dict[str, set[tuple[str, int]]], roles: dict[str, frozenset[Acl]],
-                    desired: dict[str, DeviceRights], contents: dict[str, frozenset[Acl]],
-                    report: SyncReport) -> list[dict[str, Any]]:
-    """Clients no device wants any more, then roles no client of ours holds."""
-    commands: list[dict[str, Any]] = []
-    for username in sorted(clients.keys() - desired.keys() - {ADMIN_USERNAME}):
-        commands.append({"command": "deleteClient", "username": username})
-        report.removed += 1
-    # the admin's own roles stay, whatever their names: an external broker's admin made
-    # by `mosquitto_ctrl dynsec init` holds a role named "admin"
-    keep = ({role for role, _ in clients.get(ADMIN_USERNAME, set())} | {ADMIN_USERNAME}
-            | set(_class_role_contents(contents)) | {own_role(d) for d in desired})
-    for role in sorted(roles.keys() - keep):
-        commands.append({"command": "deleteRole", "rolename": role})
     return commands
 
 
@@ -565,8 +498,3 @@ def checked_crl(pem: bytes, issuer: x509.Certificate, now: datetime) -> None:
         verify_crl(x509.load_pem_x509_crl(pem), issuer, now)
     except (ValueError, InvalidInput) as e:
         raise BrokerUnavailable(f"refusing to install this CRL on the broker: {e}") from e
-
-
-def crl_to_pem(der: bytes) -> bytes:
-    """DER CRL to PEM, as Mosquitto's ``crlfile`` wants it."""
-    return x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM)
