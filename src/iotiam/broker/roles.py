@@ -9,9 +9,10 @@ What Mosquitto 2.0.11's dynsec plugin does (read in its source, ``roles.c`` and
   ``deleteClient`` kicks it (the revocation path relies on this);
 * ``modifyRole`` with a new ``acls`` list replaces the role's ACLs **without a kick**:
   ACLs are checked on every publish, subscribe and delivery, so the new ones apply to
-  live sessions at once; a subscription made earlier stays, so a change that takes a
-  subscribe allow away is applied with ``removeRoleACL`` (which kicks its holders,
-  whose rights did change) before the ``modifyRole``;
+  live sessions at once. A subscription made earlier stays, but every message sent down
+  it is checked against ``publishClientReceive`` (the compiler backs each subscribe deny
+  with a receive deny, and the fallback denies receiving anything not granted): it
+  delivers only what the device may still receive;
 * ACL topics are matched literally: 2.0.11 has no ``%u`` / ``%c`` substitution, so an
   entry naming the device itself (``devices/<id>/#``) cannot be shared;
 * every command rewrites the whole state file (~9 µs per client in it): commands must
@@ -27,14 +28,15 @@ role its ACLs by descending priority; the first matching ACL decides):
 So every deny is tried before every allow, as in one compiled role. Devices with the same
 shared entries hold one class, whatever their number; a policy attached to a type, a
 group or the root changes the shared entries of its classes, which is one ``modifyRole``
-per class role and no client command at all (G11: nobody is disconnected). A device
-moves to another class only when its own rights diverge from its class-mates'.
+per class role and no client command at all. A device never changes class (that would
+kick it): what it alone gains (a quarantine channel, say) rides in its own role, and a
+class keeps what all its devices have in common. So no change of rights ever drops a
+session (G11); only a revocation or a device that may no longer connect does.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +52,6 @@ ALLOW_SUFFIX = ":allow"
 DENY_ROLE_PRIORITY = 3
 OWN_ROLE_PRIORITY = 2
 ALLOW_ROLE_PRIORITY = 1
-_SUBSCRIBE_TYPES = ("subscribeLiteral", "subscribePattern")
 
 
 @dataclass(frozen=True)
@@ -116,20 +117,14 @@ def class_roles_json(name: str, content: frozenset[Acl]) -> list[dict[str, Any]]
 
 def edit_role(rolename: str, current: frozenset[Acl] | None, wanted: frozenset[Acl]
               ) -> list[dict[str, Any]]:
-    """Commands taking a role from ``current`` (None: absent) to ``wanted``.
-
-    ``modifyRole`` does not kick; only when a subscribe allow goes away are the holders
-    kicked (``removeRoleACL``), so no subscription outlives the right to make it.
-    """
+    """Commands taking a role from ``current`` (None: absent) to ``wanted``: one
+    ``modifyRole``, which kicks nobody."""
     acls = [acl_json(a) for a in sorted(wanted)]
     if current is None:
         return [{"command": "createRole", "rolename": rolename, "acls": acls}]
     if current == wanted:
         return []
-    lost = sorted(a for a in current - wanted if a[0] in _SUBSCRIBE_TYPES and a[3])
-    kicks = [{"command": "removeRoleACL", "rolename": rolename, "acltype": a[0],
-              "topic": a[1]} for a in lost]
-    return [*kicks, {"command": "modifyRole", "rolename": rolename, "acls": acls}]
+    return [{"command": "modifyRole", "rolename": rolename, "acls": acls}]
 
 
 def class_commands(name: str, roles: Mapping[str, frozenset[Acl]], wanted: frozenset[Acl]
@@ -160,7 +155,7 @@ def class_name_for(content: frozenset[Acl], taken: Iterable[str]) -> str:
 class ClassPlan:
     """Where each device's shared rights go: class contents to set, and memberships."""
 
-    #: the classes' contents after the change (every class that has a holder)
+    #: the classes' contents after the change (every class that has a device)
     contents: dict[str, frozenset[Acl]] = field(default_factory=dict)
     #: each device's class after the change
     members: dict[str, str] = field(default_factory=dict)
@@ -168,34 +163,26 @@ class ClassPlan:
 
 def plan_classes(contents: Mapping[str, frozenset[Acl]], members: Mapping[str, str],
                  wanted: Mapping[str, frozenset[Acl]]) -> ClassPlan:
-    """Assign each device in ``wanted`` (its shared rights) to a class, editing classes
-    rather than moving devices.
+    """Assign each device in ``wanted`` (its shared rights) to a class, never moving a
+    device that has one (moving a client kicks it).
 
-    A class keeps the devices that still want what it holds; if none does, it takes the
-    content most of its devices now want (one edit, no kick). The others move to a class
-    that will hold what they want, or a new one. Devices not in ``wanted`` stay as they
-    are; classes left with no device are not in the plan.
+    A class holds what all its devices want in common (a change made for all of them is
+    one edit of the class); what a device wants beyond that goes into its own role
+    (``overlay``). A device without a class joins one holding exactly what it wants, or
+    a new one. Devices not in ``wanted`` keep what they have; classes with no device are
+    not in the plan.
     """
     plan = ClassPlan()
     holders: dict[str, list[str]] = {}
     for device, name in members.items():
         if name in contents:
             holders.setdefault(name, []).append(device)
-    homeless = [d for d in wanted if members.get(d) not in contents]
-    movers: list[str] = []
-    for name in sorted(holders):
-        wants = {d: wanted.get(d, contents[name]) for d in holders[name]}
-        votes = Counter(wants.values())
-        keep = contents[name] if contents[name] in votes else max(
-            votes, key=lambda c: (votes[c], repr(sorted(c))))
-        plan.contents[name] = keep
-        for device, content in wants.items():
-            if content == keep:
-                plan.members[device] = name
-            else:
-                movers.append(device)
+    for name, devices in sorted(holders.items()):
+        plan.contents[name] = frozenset.intersection(
+            *(wanted.get(d, contents[name]) for d in devices))
+        plan.members.update(dict.fromkeys(devices, name))
     by_content = {content: name for name, content in sorted(plan.contents.items())}
-    for device in sorted(movers + homeless):
+    for device in sorted(d for d in wanted if d not in plan.members):
         content = wanted[device]
         found = by_content.get(content)
         if found is None:
@@ -204,6 +191,12 @@ def plan_classes(contents: Mapping[str, frozenset[Acl]], members: Mapping[str, s
             by_content[content] = found
         plan.members[device] = found
     return plan
+
+
+def overlay(shared: frozenset[Acl], class_content: frozenset[Acl]) -> frozenset[Acl]:
+    """What a device wants beyond its class: carried by its own role (tried after the
+    class's denies and before its allows, so a deny there still beats every allow)."""
+    return shared - class_content
 
 
 def broker_state(admin: DynsecAdmin

@@ -40,6 +40,7 @@ from iotiam.broker.process import ManagedMosquitto
 from iotiam.broker.provision import admin_password
 from iotiam.broker.roles import (
     Acl,
+    ClassPlan,
     DeviceRights,
     broker_state,
     class_commands,
@@ -49,6 +50,7 @@ from iotiam.broker.roles import (
     client_roles,
     device_commands,
     laid_out_state,
+    overlay,
     own_role,
     plan_classes,
     role_set,
@@ -246,6 +248,7 @@ class BrokerSync:
                                 {d: rights.shared for d, rights in desired.items()})
             report = SyncReport()
             commands = self._class_edits(plan.contents, roles, report)
+            desired = _with_overlays(desired, plan)
             for device_id, rights in desired.items():
                 commands += _counted(report, *device_commands(
                     device_id, rights, roles.get(own_role(device_id)),
@@ -359,6 +362,7 @@ class BrokerSync:
             plan = plan_classes(self._classes, members,
                                 {d: rights.shared for d, rights in wanted.items()})
             commands += self._class_edits(plan.contents, self._roles, report)
+            wanted = _with_overlays(wanted, plan)
             for device_id, rights in wanted.items():
                 held = self._held(device_id)
                 if device_id in kicked and held is not None:
@@ -481,6 +485,14 @@ class BrokerSync:
             self.request(kicks, kick=True)
             raise
         return changes.until or since
+
+
+def _with_overlays(desired: dict[str, DeviceRights], plan: ClassPlan
+                   ) -> dict[str, DeviceRights]:
+    """Each device's own role made to carry what it wants beyond its class."""
+    return {d: DeviceRights(plan.contents[plan.members[d]],
+                            rights.own | overlay(rights.shared, plan.contents[plan.members[d]]))
+            for d, rights in desired.items()}
 
 
 def _counted(report: SyncReport, commands: list[dict[str, Any]], outcome: str

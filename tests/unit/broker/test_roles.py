@@ -7,6 +7,7 @@ from iotiam.broker.roles import (
     class_commands,
     client_roles,
     edit_role,
+    overlay,
     plan_classes,
     split_rights,
 )
@@ -40,23 +41,26 @@ def test_plan_ok_fleet_wide_change_edits_the_class_moves_nobody() -> None:
     assert plan.contents == {"class:a": GUARDED}
 
 
-def test_plan_ok_unchanged_devices_keep_their_class_even_as_a_minority() -> None:
+def test_plan_ok_one_device_gaining_rights_stays_and_gets_an_overlay() -> None:
     members = {f"d{n}": "class:a" for n in range(10)}
-    wanted = {f"d{n}": GUARDED for n in range(1, 10)}  # d0 not asked: unchanged
-    plan = plan_classes({"class:a": BASE}, members, wanted)
-    assert plan.members["d0"] == "class:a" and plan.contents["class:a"] == BASE
-    moved = {plan.members[f"d{n}"] for n in range(1, 10)}
-    assert len(moved) == 1 and moved != {"class:a"}
-    assert plan.contents[moved.pop()] == GUARDED
+    plan = plan_classes({"class:a": BASE}, members, {"d3": GUARDED})  # d3 quarantined, say
+    assert plan.members == members  # nobody moves: moving a client kicks it
+    assert plan.contents == {"class:a": BASE}
+    assert overlay(GUARDED, plan.contents["class:a"]) == {GUARD}
 
 
-def test_plan_ok_devices_join_a_class_holding_what_they_want() -> None:
+def test_plan_ok_a_class_keeps_what_its_devices_have_in_common() -> None:
+    members = {"d1": "class:a", "d2": "class:a"}
+    plan = plan_classes({"class:a": GUARDED}, members, {"d1": BASE})  # d1 loses GUARD
+    assert plan.members == members
+    assert plan.contents["class:a"] == BASE
+    assert overlay(GUARDED, BASE) == {GUARD}  # d2 keeps it in its own role
+
+
+def test_plan_ok_devices_join_a_class_holding_exactly_what_they_want() -> None:
     plan = plan_classes({"class:a": BASE, "class:b": GUARDED},
-                        {"d1": "class:a", "d2": "class:b"}, {"d1": GUARDED, "d3": GUARDED})
-    # d1 is alone in class:a: the class is edited rather than d1 moved (no kick)
-    assert (plan.members["d1"], plan.members["d2"]) == ("class:a", "class:b")
-    assert plan.contents == {"class:a": GUARDED, "class:b": GUARDED}
-    assert plan.members["d3"] in ("class:a", "class:b")  # no third class
+                        {"d1": "class:a", "d2": "class:b"}, {"d3": GUARDED, "d4": BASE})
+    assert (plan.members["d3"], plan.members["d4"]) == ("class:b", "class:a")
 
 
 def test_plan_ok_new_devices_share_one_new_class() -> None:
@@ -65,13 +69,13 @@ def test_plan_ok_new_devices_share_one_new_class() -> None:
     assert len(plan.contents) == 2
 
 
-def test_edit_role_ok_modify_without_kick_unless_a_subscription_right_goes() -> None:
+def test_edit_role_ok_one_modify_never_a_kicking_command() -> None:
     assert edit_role("r", frozenset({TELEMETRY}), frozenset({TELEMETRY})) == []
-    grown = edit_role("r", frozenset({TELEMETRY}), frozenset({TELEMETRY, SUB}))
-    assert [c["command"] for c in grown] == ["modifyRole"]
-    shrunk = edit_role("r", frozenset({TELEMETRY, SUB}), frozenset({TELEMETRY}))
-    # removeRoleACL kicks the holders: no subscription outlives the right to make it
-    assert [c["command"] for c in shrunk] == ["removeRoleACL", "modifyRole"]
+    for old, new in ((frozenset({TELEMETRY}), frozenset({TELEMETRY, SUB})),
+                     (frozenset({TELEMETRY, SUB}), frozenset({TELEMETRY}))):
+        commands = edit_role("r", old, new)
+        # addRoleACL / removeRoleACL would kick every holder of the role
+        assert [c["command"] for c in commands] == ["modifyRole"]
 
 
 def test_class_commands_ok_denies_and_allows_in_their_roles() -> None:
