@@ -206,9 +206,9 @@ def _full_sync(config: RunConfig) -> list[Result]:
             warm_seconds = time.perf_counter() - warm
             # ... and a hundredth at once: one modifyRole each, never a restart (each
             # command rewrites the plugin's whole file: this is the slow case)
-            tenth = count // 100
-            fleet.acls[20:20 + tenth] = [replace(a, entries=a.entries[1:])
-                                         for a in fleet.acls[20:20 + tenth]]
+            hundredth = count // 100
+            fleet.acls[20:20 + hundredth] = [replace(a, entries=a.entries[1:])
+                                         for a in fleet.acls[20:20 + hundredth]]
             bulk = time.perf_counter()
             sync.full_sync()
             bulk_seconds = time.perf_counter() - bulk

@@ -17,6 +17,7 @@ from iotiam.pki.crl import build_crl
 from iotiam.testing import free_port, require
 
 from .foreign_broker import foreign_mosquitto
+from .live_server import Server, _base_env, venv_tool
 from .test_broker_dataplane import ca
 
 pytestmark = pytest.mark.integration
@@ -62,3 +63,22 @@ def test_broker_ports_ok_free_ports_start(tmp_path: Path) -> None:
         assert ours.pid is not None and ours.answers()
     finally:
         ours.stop()
+
+
+def test_broker_ports_fail_serve_says_which_port_in_one_line(tmp_path: Path) -> None:
+    """The reported case end to end: a second instance whose broker admin port another
+    instance's broker holds; ``iotiam serve`` exits non-zero with one line naming it."""
+    with foreign_mosquitto(tmp_path) as (theirs, _, _):
+        data_dir = tmp_path / "second"
+        port, http_port, mtls, psk = (free_port() for _ in range(4))
+        server = Server(backend="sqlite", data_dir=data_dir, work_dir=tmp_path,
+                        database_url=None, port=port, http_port=http_port,
+                        executable=venv_tool("iotiam"), env=_base_env(data_dir, None),
+                        broker_ports=(mtls, psk, theirs.admin_port), broker_mode="managed")
+        server.init()
+        result = server.cli("--data-dir", data_dir, "serve", check=False, timeout=60)
+        assert result.rc != 0
+        errors = [line for line in result.err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, result.err
+        assert f"127.0.0.1:{theirs.admin_port} is already in use" in errors[0]
+        assert "Not authorized" not in result.err + result.out
