@@ -140,3 +140,17 @@ def test_broker_liveness_ok_only_a_hung_broker_is_restarted(fleet_plane: Plane) 
             os.kill(pid, signal.SIGCONT)
     assert plane.broker.pid not in (None, pid), "the hung broker was left as it was"
     assert plane.sync.full_sync().commands == 0  # restarted with the whole fleet
+
+
+def test_policy_change_ok_with_devices_retired_in_the_same_sync(fleet_plane: Plane) -> None:
+    """Retired devices do not hold their class back: the others still change together,
+    one edit of the class, and not one own-role edit each."""
+    plane = fleet_plane
+    retired = [f"dev-{n:05d}" for n in range(10)]
+    for device_id in retired:
+        del plane.fleet.acls[device_id]
+    for n in range(10, FLEET):
+        plane.fleet.allow(f"dev-{n:05d}", fleet_rights(f"dev-{n:05d}", guardrail=True))
+    report = plane.sync.full_sync()
+    assert (report.removed, report.updated, report.roles_edited) == (10, 0, 1)
+    assert report.commands == 1 + 2 * len(retired)  # the class edit; delete client + role

@@ -242,8 +242,9 @@ class BrokerSync:
             clients, roles = broker_state(admin)
             desired, timers = self._desired()
             classes = classes_on_broker(roles)
+            # only devices that stay: one being deleted must not hold its class back
             members = {device: name for device, held in clients.items()
-                       if (name := class_held(device, held)) in classes}
+                       if device in desired and (name := class_held(device, held)) in classes}
             plan = plan_classes(classes, members,
                                 {d: rights.shared for d, rights in desired.items()})
             report = SyncReport()
