@@ -16,7 +16,8 @@ import pytest
 from iotiam.broker.dynsec import DynsecAdmin
 from iotiam.broker.layout import ADMIN_USERNAME
 from iotiam.broker.provision import admin_password
-from iotiam.broker.sync import DEAD_AFTER, BrokerSync, Changes, SyncReport
+from iotiam.broker.sync import DEAD_AFTER, BrokerSync
+from iotiam.broker.sync_ports import Changes, SyncReport
 from iotiam.clock import SystemClock
 from iotiam.pki.issuance import LeafIssuer
 from iotiam.policy.broker_acl import AclEntry, AclType
@@ -154,3 +155,29 @@ def test_policy_change_ok_with_devices_retired_in_the_same_sync(fleet_plane: Pla
     report = plane.sync.full_sync()
     assert (report.removed, report.updated, report.roles_edited) == (10, 0, 1)
     assert report.commands == 1 + 2 * len(retired)  # the class edit; delete client + role
+
+
+def test_sync_ok_a_mass_enrolment_does_not_hold_revocations_back(fleet_plane: Plane) -> None:
+    """Hundreds of new devices on a large broker take many seconds of plugin work: one
+    pass of the loop does about a second of it and leaves the rest queued, so a
+    revocation arriving meanwhile waits for a slice, not for the whole enrolment (G3)."""
+    plane = fleet_plane
+    victim = connect(plane, "dev-00001")
+    new = [f"new-{n:04d}" for n in range(100)]
+    for device_id in new:
+        plane.fleet.allow(device_id, fleet_rights(device_id, guardrail=False))
+    plane.fleet.changes = Changes(changed=set(new), revoked={"dev-00001"})
+    try:
+        started = time.monotonic()
+        plane.sync._pass(plane.fleet.now)
+        took = time.monotonic() - started
+        assert victim.disconnected.wait(1), "the revocation waited behind the enrolment"
+        assert took < 4, f"one pass worked {took:.1f}s before looking for revocations"
+        left = len(plane.sync._pending)
+        assert 0 < left < len(new)
+        deadline = time.monotonic() + 60
+        while plane.sync._pending and time.monotonic() < deadline:
+            plane.sync._pass(plane.fleet.now)
+        assert plane.sync.full_sync().commands == 0  # every new device arrived
+    finally:
+        victim.close()

@@ -28,9 +28,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography import x509
 
@@ -57,6 +56,7 @@ from iotiam.broker.roles import (
     split_rights,
     stale_commands,
 )
+from iotiam.broker.sync_ports import FleetSource, SyncReport
 from iotiam.clock import Clock
 from iotiam.config import write_private_file
 from iotiam.errors import IamError, InvalidInput
@@ -77,63 +77,10 @@ DEAD_AFTER = 3
 #: nothing else meanwhile, so a message holds about this many seconds of commands:
 #: devices wait no longer, and answers come often enough to tell busy from dead
 SECONDS_PER_MESSAGE = 0.5
+#: how long one pass of the loop works through queued devices before it looks again for
+#: revocations (which go first)
+PASS_SECONDS = 1.0
 REWRITE_SECONDS_PER_DEVICE = 25e-6
-
-
-class FleetSource(Protocol):
-    """What the sync needs to know about the fleet."""
-
-    def broker_acl(self, device_id: str) -> BrokerAcl | None:
-        """The device's compiled ACLs now; None if it is unknown to the inventory."""
-        ...
-
-    def all_acls(self) -> Iterable[BrokerAcl]:
-        """The ACLs of every device that may have a broker identity."""
-        ...
-
-    def files_version(self) -> tuple[object, ...]:
-        """Cheap: changes whenever the CRL or the PSK file must be reinstalled."""
-        ...
-
-    def changes_since(self, since: datetime) -> Changes:
-        """Devices changed, and devices that lost a credential, after ``since``."""
-        ...
-
-    def crl_pem(self) -> bytes:
-        """The issuing CA's current CRL (PEM)."""
-        ...
-
-    def issuer_certificate(self) -> x509.Certificate:
-        """The CA whose CRL the broker checks."""
-        ...
-
-    def psk_file(self) -> str:
-        """Mosquitto ``psk_file`` content for every live PSK."""
-        ...
-
-
-@dataclass
-class Changes:
-    """What changed in a window, and the watermark to ask from next time."""
-
-    changed: set[str] = field(default_factory=set)
-    revoked: set[str] = field(default_factory=set)
-    policies_changed: bool = False
-    until: datetime | None = None
-
-
-@dataclass
-class SyncReport:
-    """What one sync sent."""
-
-    created: int = 0
-    updated: int = 0
-    removed: int = 0
-    kicked: int = 0
-    unchanged: int = 0
-    commands: int = 0
-    #: class roles whose ACLs were replaced (each edit serves all the class's devices)
-    roles_edited: int = 0
 
 
 def _acls(acl: BrokerAcl) -> frozenset[Acl]:
@@ -464,6 +411,18 @@ class BrokerSync:
                     self.cold_start()
         self.install_files()
 
+    def _sync_slices(self, todo: list[str]) -> None:
+        """Sync these devices a slice at a time; what is left after ``PASS_SECONDS`` waits
+        for the next pass, so a revocation behind a mass enrolment still goes first (G3)."""
+        deadline = time.monotonic() + PASS_SECONDS
+        size = max(1, self._chunk(len(self._known)) // 2)  # ~2 commands per new device
+        while todo:
+            batch, todo = todo[:size], todo[size:]
+            self.sync_devices(batch)
+            if todo and time.monotonic() >= deadline:
+                self.request(todo)
+                return
+
     def _pass(self, since: datetime) -> datetime:
         changes = self._fleet.changes_since(since)
         with self._lock:
@@ -471,19 +430,23 @@ class BrokerSync:
             kicks, self._pending_kicks = self._pending_kicks | changes.revoked, set()
             if changes.policies_changed:
                 self._needs_full = True
+        kicked = False
         try:
             if kicks:
                 # the CRL first: a kicked device must not get back in with that certificate
                 self.install_files()
+                # and revocations on their own: no queue of other changes delays them (G3)
+                self.sync_devices(kicks, kick=kicks)
+                kicked = True
             if self._needs_full:
                 log.info("broker full sync: %s", self.full_sync())
-                pending -= set(self._known) - kicks
+                pending -= set(self._known)
             pending |= set(self.due(self._clock.now()))
-            if pending or kicks:
-                self.sync_devices(pending, kick=kicks)
+            self._sync_slices(sorted(pending - kicks))
         except Exception:
             self.request(pending)
-            self.request(kicks, kick=True)
+            if not kicked:
+                self.request(kicks, kick=True)
             raise
         return changes.until or since
 
