@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from iotiam.broker.events import BrokerLogParser
 from iotiam.broker.layout import BrokerConfig, BrokerFiles, mosquitto_binary
 from iotiam.broker.process import ManagedMosquitto
 from iotiam.broker.provision import provision_broker
+from iotiam.detection.models import EventKind
 from iotiam.errors import SetupError
 from iotiam.pki.crl import build_crl
 from iotiam.testing import free_port, require
@@ -63,6 +66,19 @@ def test_broker_ports_ok_free_ports_start(tmp_path: Path) -> None:
         assert ours.pid is not None and ours.answers()
     finally:
         ours.stop()
+
+
+def test_broker_liveness_ok_probe_is_no_authorization_failure(tmp_path: Path) -> None:
+    """The sync probes every 2 s: detection must not read that as failed logins."""
+    ours = our_broker(tmp_path)
+    try:
+        ours.start()
+        assert all(ours.answers() for _ in range(3))
+        time.sleep(0.3)  # the broker's log is written as it goes
+    finally:
+        ours.stop()
+    events = BrokerLogParser().feed_all(ours.log_tail(100_000).splitlines())
+    assert [e for e in events if e.kind is EventKind.AUTH_FAILURE] == []
 
 
 def test_broker_ports_fail_serve_says_which_port_in_one_line(tmp_path: Path) -> None:

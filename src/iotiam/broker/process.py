@@ -102,13 +102,17 @@ class ManagedMosquitto:
         return all(port in owned for _, _, port in self._listeners())
 
     def answers(self, timeout: float = 2.0) -> bool:
-        """Liveness: the broker answers an MQTT CONNECT on its admin port with a CONNACK
-        (a refusal is an answer); a hung broker's kernel still accepts the TCP connection."""
+        """Liveness: the broker reacts to a packet on its admin port (a hung broker's
+        kernel still accepts the TCP connection). The packet is a PINGREQ before any
+        CONNECT, which Mosquitto answers by closing the connection: no authentication
+        is tried, so the probe is never logged as an authorization failure."""
         try:
             with socket.create_connection(("127.0.0.1", self._config.admin_port),
                                           timeout=timeout) as sock:
-                sock.sendall(_PROBE_CONNECT)
-                return sock.recv(1) == b"\x20"  # CONNACK
+                sock.sendall(_PROBE_PINGREQ)
+                return sock.recv(1) in (b"", b"\xd0")  # closed (or PINGRESP)
+        except ConnectionResetError:
+            return True  # closed, abruptly: it reacted
         except OSError:
             return False
 
@@ -152,8 +156,8 @@ class ManagedMosquitto:
             return ""
 
 
-#: MQTT 3.1.1 CONNECT, clean session, keepalive 0, client id "iotiam-probe"
-_PROBE_CONNECT = bytes([0x10, 24, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 0, 0, 12]) + b"iotiam-probe"
+#: an MQTT PINGREQ, which as a first packet is a protocol error the broker must act on
+_PROBE_PINGREQ = bytes([0xC0, 0x00])
 _LISTEN = "0A"
 
 
