@@ -69,8 +69,8 @@ log = logging.getLogger("iotiam.broker")
 POLL_SECONDS = 0.1
 #: how often it checks the broker is alive and the admin link is up
 HEALTH_SECONDS = 2.0
-#: health checks in a row the admin listener must refuse connections before the broker
-#: is taken for dead (a busy broker still accepts: the kernel answers for it)
+#: health checks in a row the broker must fail its liveness probe (``answers``) before
+#: it is taken for dead and restarted; a busy one answers between two messages
 DEAD_AFTER = 3
 #: Mosquitto 2.0's plugin rewrites its whole state file after every command: 22 µs per
 #: device in it, measured here with 2,000 devices of ~10 ACLs (1 MB). The broker does
