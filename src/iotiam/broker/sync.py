@@ -17,8 +17,10 @@ with its class-mates, and its own role with the entries naming it. The sync is:
 
 Every command is idempotent, so repeating a sync after a failure is always safe; a
 failed sync leaves its devices queued and is retried (nothing lost, G3). The broker is
-restarted only when it is dead: its process gone, or its admin listener refusing
-connections at ``DEAD_AFTER`` health checks in a row.
+restarted only when it is dead: its process gone, or no reaction to the liveness probe
+at ``DEAD_AFTER`` health checks in a row; never because a change is large or slow.
+Revocations go first; other queued devices are worked through ``PASS_SECONDS`` at a
+time, in messages of ``SECONDS_PER_MESSAGE`` of plugin work.
 """
 
 from __future__ import annotations
