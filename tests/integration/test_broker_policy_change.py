@@ -109,7 +109,7 @@ def test_policy_change_ok_many_device_changes_on_a_busy_broker_do_not_time_out(
     try:
         sync.full_sync()
         pid = plane.broker.pid
-        changed = [f"dev-{n:05d}" for n in range(0, FLEET, 10)]
+        changed = [f"dev-{n:05d}" for n in range(0, FLEET, 5)]
         for device_id in changed:  # each gets a topic of its own: its own role is edited
             status = AclEntry(100, AclType.PUBLISH_CLIENT_SEND, f"status/{device_id}", True)
             plane.fleet.allow(device_id, (*fleet_rights(device_id, guardrail=False), status))
