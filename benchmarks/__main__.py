@@ -20,6 +20,7 @@ from rich.table import Table
 
 from benchmarks import (
     api_issuance,
+    broker_policy_change,
     crl,
     crypto_floor,
     dataplane,
@@ -36,8 +37,8 @@ from benchmarks.harness import Result, RunConfig, failed, format_number
 
 #: In the order they run; crypto-floor first, it is the ceiling the others are read against.
 BENCHMARKS: tuple[ModuleType, ...] = (crypto_floor, issuance, api_issuance, est_enroll,
-                                      crl, ocsp, policy_decisions, policy_hook, dataplane, oauth,
-                                      simulate, detection)
+                                      crl, ocsp, policy_decisions, policy_hook, dataplane,
+                                      broker_policy_change, oauth, simulate, detection)
 TABLE_WIDTH = 200
 _VERDICT_STYLE = {"PASS": "bold green", "MISS": "bold red", "ERROR": "bold magenta",
                   "info": "dim"}

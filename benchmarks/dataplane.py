@@ -36,7 +36,8 @@ from iotiam.broker.dynsec import DynsecAdmin
 from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosquitto_binary
 from iotiam.broker.process import ManagedMosquitto
 from iotiam.broker.provision import admin_password, provision_broker
-from iotiam.broker.sync import BrokerSync, Changes
+from iotiam.broker.sync import BrokerSync
+from iotiam.broker.sync_ports import Changes
 from iotiam.clock import SystemClock
 from iotiam.pki.authority import CaMaterial, create_issuing_ca, create_root_ca
 from iotiam.pki.crl import build_crl
@@ -204,10 +205,11 @@ def _full_sync(config: RunConfig) -> list[Result]:
             warm = time.perf_counter()
             patched = sync.full_sync()
             warm_seconds = time.perf_counter() - warm
-            # ... a tenth of the fleet at once restarts the broker with the state written
-            tenth = count // 10
-            fleet.acls[20:20 + tenth] = [replace(a, entries=a.entries[1:])
-                                         for a in fleet.acls[20:20 + tenth]]
+            # ... and a hundredth at once: one modifyRole each, never a restart (each
+            # command rewrites the plugin's whole file: this is the slow case)
+            hundredth = count // 100
+            fleet.acls[20:20 + hundredth] = [replace(a, entries=a.entries[1:])
+                                         for a in fleet.acls[20:20 + hundredth]]
             bulk = time.perf_counter()
             sync.full_sync()
             bulk_seconds = time.perf_counter() - bulk
@@ -223,8 +225,10 @@ def _full_sync(config: RunConfig) -> list[Result]:
         Result(name="incremental sync, 20 changed roles", value=warm_seconds, unit="s",
                notes=f"{patched.commands:,} dynsec commands to a running broker holding "
                      f"{count:,} devices (the plugin rewrites its file after each)"),
-        Result(name=f"bulk sync, {count // 10:,} changed roles", value=bulk_seconds, unit="s",
-               notes="past RESTART_ABOVE the broker restarts with the state written first"),
+        Result(name=f"bulk sync, {count // 100:,} devices' own roles changed",
+               value=bulk_seconds, unit="s",
+               notes="no restart: pipelined messages of ~0.5 s of plugin work each, "
+                     "sessions kept (see broker-policy-change)"),
     ]
 
 

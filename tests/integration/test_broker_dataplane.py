@@ -21,7 +21,8 @@ from iotiam.broker.dynsec import DynsecAdmin
 from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosquitto_binary
 from iotiam.broker.process import ManagedMosquitto
 from iotiam.broker.provision import admin_password, provision_broker
-from iotiam.broker.sync import BrokerSync, Changes
+from iotiam.broker.sync import BrokerSync
+from iotiam.broker.sync_ports import Changes
 from iotiam.clock import SystemClock
 from iotiam.pki.authority import CaMaterial, create_issuing_ca, create_root_ca
 from iotiam.pki.crl import build_crl

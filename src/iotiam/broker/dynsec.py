@@ -13,6 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -25,6 +26,8 @@ CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = f"{CONTROL_TOPIC}/response"
 #: commands per MQTT message: large enough to amortise, small enough to answer quickly
 CHUNK = 500
+#: messages sent ahead of their answers: the plugin is never idle waiting for the next
+IN_FLIGHT = 4
 
 
 class BrokerUnavailable(IamError):
@@ -130,14 +133,37 @@ class DynsecAdmin:
         """Whether the admin link is up."""
         return self._subscribed
 
-    def execute(self, commands: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run commands in order; their answers (``error`` set where the plugin refused)."""
+    def execute(self, commands: Sequence[dict[str, Any]], *, chunk: int = CHUNK
+                ) -> list[dict[str, Any]]:
+        """Run commands in order; their answers (``error`` set where the plugin refused).
+
+        They go in messages of ``chunk`` commands, up to ``IN_FLIGHT`` messages ahead of
+        the answers (the plugin runs them in order, each ``correlationData`` says which
+        answer is whose). The wait fails only when no answer at all arrived for
+        ``timeout`` seconds: a long batch on a busy broker is slow, not dead.
+        """
+        size = max(1, chunk)
+        chunks = [commands[i:i + size] for i in range(0, len(commands), size)]
+        sent: list[list[str]] = []
         answers: list[dict[str, Any]] = []
-        for start in range(0, len(commands), CHUNK):
-            answers += self._execute_chunk(commands[start:start + CHUNK])
+        collected = 0
+        try:
+            for batch in chunks:
+                if len(sent) - collected >= IN_FLIGHT:
+                    answers += self._collect(sent[collected])
+                    collected += 1
+                sent.append(self._send(batch))
+            for keys in sent[collected:]:
+                answers += self._collect(keys)
+        except BaseException:
+            with self._lock:
+                for keys in sent:
+                    for key in keys:
+                        self._answers.pop(key, None)
+            raise
         return answers
 
-    def _execute_chunk(self, commands: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _send(self, commands: Sequence[dict[str, Any]]) -> list[str]:
         prefix = secrets.token_hex(4)
         keys = [f"{prefix}-{i}" for i in range(len(commands))]
         payload = json.dumps({"commands": [
@@ -151,16 +177,27 @@ class DynsecAdmin:
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise BrokerUnavailable(
                 f"publishing to the broker failed: {mqtt.error_string(info.rc)}")
+        return keys
+
+    def _collect(self, keys: Sequence[str]) -> list[dict[str, Any]]:
+        """Wait for these answers while any answer keeps arriving."""
         with self._lock:
-            done = self._wait(
-                lambda: all(k in self._answers for k in keys) or not self._subscribed,
-                self._timeout)
-            if not done or not all(k in self._answers for k in keys):
-                for key in keys:
-                    self._answers.pop(key, None)
-                raise BrokerUnavailable("the broker did not answer the dynamic-security "
-                                        f"commands within {self._timeout:.0f}s")
-            return [self._answers.pop(key) for key in keys]
+            while True:
+                seen = len(self._answers)
+                self._wait(partial(self._moved, keys, seen), self._timeout)
+                if all(k in self._answers for k in keys):
+                    return [self._answers.pop(key) for key in keys]
+                if not self._subscribed:
+                    raise BrokerUnavailable("the admin link to the broker went down while "
+                                            "it ran dynamic-security commands")
+                if len(self._answers) == seen:
+                    raise BrokerUnavailable("the broker did not answer the dynamic-security "
+                                            f"commands within {self._timeout:.0f}s")
+
+    def _moved(self, keys: Sequence[str], seen: int) -> bool:
+        """All these answers are in, the link fell, or some other answer came."""
+        return (all(k in self._answers for k in keys) or not self._subscribed
+                or len(self._answers) != seen)
 
     def _wait(self, ready: Callable[[], bool], timeout: float) -> bool:
         """Wait (holding the condition) until ready, the timeout, or cancellation."""
@@ -173,9 +210,9 @@ class DynsecAdmin:
         return True
 
     def check(self, commands: Sequence[dict[str, Any]], *,
-              tolerate: Sequence[str] = ()) -> list[dict[str, Any]]:
+              tolerate: Sequence[str] = (), chunk: int = CHUNK) -> list[dict[str, Any]]:
         """``execute`` and raise on the first refusal not in ``tolerate`` (substrings)."""
-        answers = self.execute(commands)
+        answers = self.execute(commands, chunk=chunk)
         for command, answer in zip(commands, answers, strict=True):
             error = answer.get("error")
             if error and not any(t in error for t in tolerate):

@@ -9,7 +9,7 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from iotiam.broker.sync import Changes
+from iotiam.broker.sync_ports import Changes
 from iotiam.clock import Clock
 from iotiam.credentials.service import Psks
 from iotiam.inventory.models import Device, DeviceState

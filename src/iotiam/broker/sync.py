@@ -1,18 +1,26 @@
 """Keep the broker's dynamic-security state equal to what policy and inventory decide.
 
 Each device is one dynsec client (username = its certificate CN / PSK identity = its
-id) with one role holding its compiled ACLs. The sync is:
+id) holding three roles (``iotiam.broker.roles``): the denies and the allows it shares
+with its class-mates, and its own role with the entries naming it. The sync is:
 
-* **full** at start and after the broker restarts: the broker's own ``listClients`` /
-  ``listRoles`` are compared with the desired state and only differences are sent;
+* **full** at start, after the broker restarts and after a policy change: the broker's
+  own ``listClients`` / ``listRoles`` are compared with the desired state and only
+  differences are sent. A policy attached to a type, a group or the root edits the
+  roles of a few classes (``modifyRole``, which kicks nobody); the broker is never
+  restarted for it, however large the fleet (G11);
 * **incremental** on change: devices whose state, attributes or policies changed get
-  their role's ACLs patched; devices that lost a credential are kicked (the client is
-  deleted and, if it may still connect with another credential, created again), after
-  the new CRL is installed, so the reconnect with the revoked certificate fails at TLS;
+  their own role or class fixed; devices that lost a credential are kicked (the client
+  is deleted and, if it may still connect with another credential, created again),
+  after the new CRL is installed, so the reconnect with the revoked certificate fails;
 * **timed**: an ACL that depends on a time window is recomputed when the window flips.
 
 Every command is idempotent, so repeating a sync after a failure is always safe; a
-failed sync leaves its devices queued and is retried (nothing lost, G3).
+failed sync leaves its devices queued and is retried (nothing lost, G3). The broker is
+restarted only when it is dead: its process gone, or no reaction to the liveness probe
+at ``DEAD_AFTER`` health checks in a row; never because a change is large or slow.
+Revocations go first; other queued devices are worked through ``PASS_SECONDS`` at a
+time, in messages of ``SECONDS_PER_MESSAGE`` of plugin work.
 """
 
 from __future__ import annotations
@@ -22,17 +30,35 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from iotiam.broker.dynsec import BrokerUnavailable, DynsecAdmin, DynsecError
 from iotiam.broker.layout import ADMIN_USERNAME, BrokerFiles, dynsec_seed
 from iotiam.broker.process import ManagedMosquitto
 from iotiam.broker.provision import admin_password
+from iotiam.broker.roles import (
+    Acl,
+    ClassPlan,
+    DeviceRights,
+    broker_state,
+    class_commands,
+    class_held,
+    class_role_contents,
+    classes_on_broker,
+    client_roles,
+    device_commands,
+    laid_out_state,
+    overlay,
+    own_role,
+    plan_classes,
+    role_set,
+    split_rights,
+    stale_commands,
+)
+from iotiam.broker.sync_ports import FleetSource, SyncReport
 from iotiam.clock import Clock
 from iotiam.config import write_private_file
 from iotiam.errors import IamError, InvalidInput
@@ -45,79 +71,22 @@ log = logging.getLogger("iotiam.broker")
 POLL_SECONDS = 0.1
 #: how often it checks the broker is alive and the admin link is up
 HEALTH_SECONDS = 2.0
-#: Mosquitto 2.0's dynsec plugin rewrites its whole file after every command (~9 µs per
-#: device in it, measured); when commands x devices passes this (~10 s of rewriting), a
-#: restart with the state written first is far quicker
-RESTART_ABOVE = 1_000_000
-
-Acl = tuple[str, str, int, bool]  # acltype, topic, priority, allow
-
-
-class FleetSource(Protocol):
-    """What the sync needs to know about the fleet."""
-
-    def broker_acl(self, device_id: str) -> BrokerAcl | None:
-        """The device's compiled ACLs now; None if it is unknown to the inventory."""
-        ...
-
-    def all_acls(self) -> Iterable[BrokerAcl]:
-        """The ACLs of every device that may have a broker identity."""
-        ...
-
-    def files_version(self) -> tuple[object, ...]:
-        """Cheap: changes whenever the CRL or the PSK file must be reinstalled."""
-        ...
-
-    def changes_since(self, since: datetime) -> Changes:
-        """Devices changed, and devices that lost a credential, after ``since``."""
-        ...
-
-    def crl_pem(self) -> bytes:
-        """The issuing CA's current CRL (PEM)."""
-        ...
-
-    def issuer_certificate(self) -> x509.Certificate:
-        """The CA whose CRL the broker checks."""
-        ...
-
-    def psk_file(self) -> str:
-        """Mosquitto ``psk_file`` content for every live PSK."""
-        ...
-
-
-@dataclass
-class Changes:
-    """What changed in a window, and the watermark to ask from next time."""
-
-    changed: set[str] = field(default_factory=set)
-    revoked: set[str] = field(default_factory=set)
-    policies_changed: bool = False
-    until: datetime | None = None
-
-
-@dataclass
-class SyncReport:
-    """What one sync sent."""
-
-    created: int = 0
-    updated: int = 0
-    removed: int = 0
-    kicked: int = 0
-    unchanged: int = 0
-    commands: int = 0
-
-
-def role_name(device_id: str) -> str:
-    """The dynsec role holding a device's ACLs."""
-    return f"device:{device_id}"
+#: health checks in a row the broker must fail its liveness probe (``answers``) before
+#: it is taken for dead and restarted; a busy one answers between two messages
+DEAD_AFTER = 3
+#: Mosquitto 2.0's plugin rewrites its whole state file after every command: 22 µs per
+#: device in it, measured here with 2,000 devices of ~10 ACLs (1 MB). The broker does
+#: nothing else meanwhile, so a message holds about this many seconds of commands:
+#: devices wait no longer, and answers come often enough to tell busy from dead
+SECONDS_PER_MESSAGE = 0.5
+#: how long one pass of the loop works through queued devices before it looks again for
+#: revocations (which go first)
+PASS_SECONDS = 1.0
+REWRITE_SECONDS_PER_DEVICE = 25e-6
 
 
 def _acls(acl: BrokerAcl) -> frozenset[Acl]:
     return frozenset((str(e.acltype), e.topic, e.priority, e.allow) for e in acl.entries)
-
-
-def _acl_json(acl: Acl) -> dict[str, Any]:
-    return {"acltype": acl[0], "topic": acl[1], "priority": acl[2], "allow": acl[3]}
 
 
 class BrokerSync:
@@ -140,10 +109,16 @@ class BrokerSync:
         self._lock = threading.RLock()
         #: what the broker holds, per device: its role's ACLs (None: no client)
         self._known: dict[str, frozenset[Acl]] = {}
+        #: each device's class, every class's shared ACLs, every role's ACLs (as sent)
+        self._members: dict[str, str] = {}
+        self._classes: dict[str, frozenset[Acl]] = {}
+        self._roles: dict[str, frozenset[Acl]] = {}
         self._timers: dict[str, datetime] = {}
         self._pending: set[str] = set()
         self._pending_kicks: set[str] = set()
         self._needs_full = True
+        #: liveness probes in a row the broker did not answer
+        self._silent = 0
         self._generation_seen = -1
         self._crl_installed: bytes | None = None
         self._psk_installed: str | None = None
@@ -204,56 +179,70 @@ class BrokerSync:
 
     # -- syncing -----------------------------------------------------------------------
 
-    def full_sync(self, *, allow_restart: bool = True) -> SyncReport:
-        """Compare the broker's state with the desired one and send the differences.
+    def full_sync(self) -> SyncReport:
+        """Compare the broker's state with the desired one and send only the differences.
 
-        When the commands would keep the plugin busy for long (``RESTART_ABOVE``: a policy
-        change for a large fleet), a managed broker is restarted with the state written
-        first instead; devices reconnect within their retry interval.
+        However many devices a change touches, nothing is restarted: shared rights are
+        edited once per class (``modifyRole``: no session dropped) and the commands go
+        to the plugin in pipelined batches.
         """
         with self._lock:
             admin = self._link()
-            clients, roles = _broker_state(admin)
-            desired: dict[str, frozenset[Acl]] = {}
-            timers: dict[str, datetime] = {}
-            for acl in self._fleet.all_acls():
-                device_id = acl.device_id
-                if acl.valid_until is not None:
-                    timers[device_id] = acl.valid_until
-                if acl.can_connect:
-                    desired[device_id] = _acls(acl)
+            clients, roles = broker_state(admin)
+            desired, timers = self._desired()
+            classes = classes_on_broker(roles)
+            # only devices that stay: one being deleted must not hold its class back
+            members = {device: name for device, held in clients.items()
+                       if device in desired and (name := class_held(device, held)) in classes}
+            plan = plan_classes(classes, members,
+                                {d: rights.shared for d, rights in desired.items()})
             report = SyncReport()
-            commands: list[dict[str, Any]] = []
-            for device_id, acls in desired.items():
-                role = role_name(device_id)
-                commands += _role_commands(role, roles.get(role), acls, report)
-                if device_id not in clients:
-                    commands.append({"command": "createClient", "username": device_id,
-                                     "roles": [{"rolename": role}]})
-                    report.created += 1
-                elif role not in clients[device_id]:
-                    commands.append({"command": "addClientRole", "username": device_id,
-                                     "rolename": role})
-            for username in clients.keys() - desired.keys() - {ADMIN_USERNAME}:
-                commands.append({"command": "deleteClient", "username": username})
-                report.removed += 1
-            # the admin's own roles stay, whatever their names: an external broker's
-            # admin made by `mosquitto_ctrl dynsec init` holds a role named "admin"
-            admin_roles = clients.get(ADMIN_USERNAME, set()) | {ADMIN_USERNAME}
-            for role in roles.keys() - {role_name(d) for d in desired} - admin_roles:
-                commands.append({"command": "deleteRole", "rolename": role})
+            commands = self._class_edits(plan.contents, roles, report)
+            desired = _with_overlays(desired, plan)
+            for device_id, rights in desired.items():
+                commands += _counted(report, *device_commands(
+                    device_id, rights, roles.get(own_role(device_id)),
+                    plan.members[device_id], clients.get(device_id)))
+            stale = stale_commands(clients, roles, desired, plan.contents, ADMIN_USERNAME)
+            report.removed = sum(c["command"] == "deleteClient" for c in stale)
+            commands += stale
             report.unchanged = len(desired) - report.created - report.updated
-            if (allow_restart and self._broker is not None
-                    and len(commands) * max(len(desired), 1) > RESTART_ABOVE):
-                log.warning("%d broker changes: restarting it with the new state instead",
-                            len(commands))
-                return self.cold_start()
-            admin.check(commands, tolerate=("already exists", "not found"))
+            admin.check(commands, tolerate=("already exists", "not found"),
+                        chunk=self._chunk(len(desired)))
             report.commands = len(commands)
-            self._known = desired
+            self._known = {d: rights.shared | rights.own for d, rights in desired.items()}
+            self._members = dict(plan.members)
+            self._classes = dict(plan.contents)
+            self._roles = {**class_role_contents(plan.contents),
+                           **{own_role(d): rights.own for d, rights in desired.items()}}
             self._timers = timers
             self._needs_full = False
             return report
+
+    @staticmethod
+    def _chunk(devices: int) -> int:
+        """Commands per message for a broker holding about this many devices."""
+        return int(SECONDS_PER_MESSAGE / (REWRITE_SECONDS_PER_DEVICE * max(devices, 1)))
+
+    def _desired(self) -> tuple[dict[str, DeviceRights], dict[str, datetime]]:
+        desired: dict[str, DeviceRights] = {}
+        timers: dict[str, datetime] = {}
+        for acl in self._fleet.all_acls():
+            if acl.valid_until is not None:
+                timers[acl.device_id] = acl.valid_until
+            if acl.can_connect:
+                desired[acl.device_id] = split_rights(acl.device_id, _acls(acl))
+        return desired, timers
+
+    @staticmethod
+    def _class_edits(contents: dict[str, frozenset[Acl]], roles: dict[str, frozenset[Acl]],
+                     report: SyncReport) -> list[dict[str, Any]]:
+        commands: list[dict[str, Any]] = []
+        for name, content in sorted(contents.items()):
+            edits = class_commands(name, roles, content)
+            report.roles_edited += sum(c["command"] == "modifyRole" for c in edits)
+            commands += edits
+        return commands
 
     def cold_start(self) -> SyncReport:
         """Start a stopped broker with the whole desired state already in its dynsec file.
@@ -261,32 +250,23 @@ class BrokerSync:
         Mosquitto 2.0's plugin rewrites its JSON file after every command, so creating
         10k clients one command at a time is quadratic; written before the start, the
         same state loads in well under a second. The result is then checked against the
-        broker's own ``listClients`` / ``listRoles`` like any full sync.
+        broker's own ``listClients`` / ``listRoles`` like any full sync. Used at start
+        and when the broker died, never for a change.
         """
         if self._broker is None:
             return self.full_sync()
         with self._lock:
             self.close()
             self._broker.stop()
-            acls = list(self._fleet.all_acls())
-            state = self._dynsec_state()
-            keep_clients = [c for c in state.get("clients", [])
-                            if c.get("username") == ADMIN_USERNAME]
-            keep_roles = [r for r in state.get("roles", []) if r.get("rolename") == ADMIN_USERNAME]
-            allowed = [a for a in acls if a.can_connect]
-            state["clients"] = keep_clients + [
-                {"username": a.device_id, "roles": [{"rolename": role_name(a.device_id)}]}
-                for a in allowed]
-            state["roles"] = keep_roles + [
-                {"rolename": role_name(a.device_id),
-                 "acls": [_acl_json(x) for x in sorted(_acls(a))]} for a in allowed]
+            desired, _ = self._desired()
+            state = laid_out_state(self._dynsec_state(), ADMIN_USERNAME, desired)
             write_private_file(self._files.dynsec, json.dumps(state))
             self._crl_installed = self._psk_installed = self._files_version = None
             self.install_files()
             self._broker.start()
             self._generation_seen = self._broker.generation
-            report = self.full_sync(allow_restart=False)
-            report.created = len(allowed)
+            report = self.full_sync()
+            report.created = len(desired)
             return report
 
     def _dynsec_state(self) -> dict[str, Any]:
@@ -312,45 +292,62 @@ class BrokerSync:
             kicked = set(kick)
             report = SyncReport()
             commands: list[dict[str, Any]] = []
-            known: dict[str, frozenset[Acl] | None] = {}
+            wanted: dict[str, DeviceRights] = {}
+            gone: list[str] = []
             for device_id in sorted(set(device_ids) | kicked):
                 acl = self._fleet.broker_acl(device_id)
-                had = self._known.get(device_id)
-                want = _acls(acl) if acl is not None and acl.can_connect else None
                 if acl is not None and acl.valid_until is not None:
                     self._timers[device_id] = acl.valid_until
                 else:
                     self._timers.pop(device_id, None)
-                role = role_name(device_id)
-                if want is None:
-                    if had is not None or device_id in kicked:
-                        commands += [{"command": "deleteClient", "username": device_id},
-                                     {"command": "deleteRole", "rolename": role}]
-                        report.removed += 1
-                    known[device_id] = None
+                if acl is not None and acl.can_connect:
+                    wanted[device_id] = split_rights(device_id, _acls(acl))
                     continue
-                if device_id in kicked and had is not None:
+                if device_id in self._known or device_id in kicked:
+                    commands += [{"command": "deleteClient", "username": device_id},
+                                 {"command": "deleteRole", "rolename": own_role(device_id)}]
+                    report.removed += 1
+                gone.append(device_id)
+            members = {d: c for d, c in self._members.items() if d not in gone}
+            plan = plan_classes(self._classes, members,
+                                {d: rights.shared for d, rights in wanted.items()})
+            commands += self._class_edits(plan.contents, self._roles, report)
+            wanted = _with_overlays(wanted, plan)
+            for device_id, rights in wanted.items():
+                held = self._held(device_id)
+                if device_id in kicked and held is not None:
                     # deleting the client drops its session; its other credentials still work
                     commands.append({"command": "deleteClient", "username": device_id})
                     report.kicked += 1
-                    had_client = False
-                else:
-                    had_client = had is not None
-                commands += _role_commands(role, had, want, report)
-                if not had_client:
-                    commands.append({"command": "createClient", "username": device_id,
-                                     "roles": [{"rolename": role}]})
-                    if had is None:
-                        report.created += 1
-                known[device_id] = want
-            admin.check(commands, tolerate=("already exists", "not found"))
+                    report.created -= 1  # counted below, but it is not a new device
+                    held = None
+                commands += _counted(report, *device_commands(
+                    device_id, rights, self._roles.get(own_role(device_id)),
+                    plan.members[device_id], held))
+            admin.check(commands, tolerate=("already exists", "not found"),
+                        chunk=self._chunk(len(self._known) + len(wanted)))
             report.commands = len(commands)
-            for device_id, acls in known.items():
-                if acls is None:
-                    self._known.pop(device_id, None)
-                else:
-                    self._known[device_id] = acls
+            self._remember(gone, wanted, plan.members, plan.contents)
             return report
+
+    def _held(self, device_id: str) -> set[tuple[str, int]] | None:
+        """The roles this process last gave the device's client (None: no client)."""
+        if device_id not in self._known:
+            return None
+        return role_set(client_roles(device_id, self._members[device_id]))
+
+    def _remember(self, gone: Iterable[str], wanted: dict[str, DeviceRights],
+                  members: dict[str, str], contents: dict[str, frozenset[Acl]]) -> None:
+        for device_id in gone:
+            self._known.pop(device_id, None)
+            self._members.pop(device_id, None)
+            self._roles.pop(own_role(device_id), None)
+        for device_id, rights in wanted.items():
+            self._known[device_id] = rights.shared | rights.own
+            self._roles[own_role(device_id)] = rights.own
+        self._members.update(members)
+        self._classes.update(contents)
+        self._roles.update(class_role_contents(contents))
 
     def due(self, now: datetime) -> list[str]:
         """Devices whose time-window ACLs must be recomputed."""
@@ -394,12 +391,39 @@ class BrokerSync:
             self.wake.clear()
 
     def _check_broker(self, stop: threading.Event | None = None) -> None:
-        """Restart a dead broker; after any (re)start, resync everything and the files."""
-        if (self._broker is not None and self._broker.pid is None
-                and not (stop is not None and stop.is_set())):
-            log.warning("mosquitto is not running; starting it again with the full state")
-            self.cold_start()
+        """Restart a dead broker; after any (re)start, resync everything and the files.
+
+        Dead means its process is gone, or it has not answered a CONNECT on its admin
+        port at ``DEAD_AFTER`` checks in a row; a broker busy with a large change answers
+        between two messages of commands, so it is never restarted for being slow.
+        """
+        if self._broker is not None and not (stop is not None and stop.is_set()):
+            if self._broker.pid is None:
+                log.warning("mosquitto is not running; starting it again with the full state")
+                self.cold_start()
+            elif self._broker.answers():
+                self._silent = 0
+            else:
+                self._silent += 1
+                if self._silent >= DEAD_AFTER:
+                    log.warning("mosquitto (pid %s) has not answered %d liveness probes; "
+                                "restarting it with the full state", self._broker.pid,
+                                self._silent)
+                    self._silent = 0
+                    self.cold_start()
         self.install_files()
+
+    def _sync_slices(self, todo: list[str]) -> None:
+        """Sync these devices a slice at a time; what is left after ``PASS_SECONDS`` waits
+        for the next pass, so a revocation behind a mass enrolment still goes first (G3)."""
+        deadline = time.monotonic() + PASS_SECONDS
+        size = max(1, self._chunk(len(self._known)) // 2)  # ~2 commands per new device
+        while todo:
+            batch, todo = todo[:size], todo[size:]
+            self.sync_devices(batch)
+            if todo and time.monotonic() >= deadline:
+                self.request(todo)
+                return
 
     def _pass(self, since: datetime) -> datetime:
         changes = self._fleet.changes_since(since)
@@ -408,55 +432,42 @@ class BrokerSync:
             kicks, self._pending_kicks = self._pending_kicks | changes.revoked, set()
             if changes.policies_changed:
                 self._needs_full = True
+        kicked = False
         try:
             if kicks:
                 # the CRL first: a kicked device must not get back in with that certificate
                 self.install_files()
+                # and revocations on their own: no queue of other changes delays them (G3)
+                self.sync_devices(kicks, kick=kicks)
+                kicked = True
             if self._needs_full:
                 log.info("broker full sync: %s", self.full_sync())
-                pending -= set(self._known) - kicks
+                pending -= set(self._known)
             pending |= set(self.due(self._clock.now()))
-            if pending or kicks:
-                self.sync_devices(pending, kick=kicks)
+            self._sync_slices(sorted(pending - kicks))
         except Exception:
             self.request(pending)
-            self.request(kicks, kick=True)
+            if not kicked:
+                self.request(kicks, kick=True)
             raise
         return changes.until or since
 
 
-def _broker_state(admin: DynsecAdmin) -> tuple[dict[str, set[str]], dict[str, frozenset[Acl]]]:
-    clients_answer, roles_answer = admin.check([
-        {"command": "listClients", "verbose": True, "count": -1},
-        {"command": "listRoles", "verbose": True, "count": -1},
-    ])
-    clients = {
-        c["username"]: {r["rolename"] for r in c.get("roles", [])}
-        for c in clients_answer.get("data", {}).get("clients", [])
-    }
-    roles = {
-        r["rolename"]: frozenset(
-            (a["acltype"], a["topic"], int(a.get("priority", 0)), bool(a["allow"]))
-            for a in r.get("acls", []))
-        for r in roles_answer.get("data", {}).get("roles", [])
-    }
-    return clients, roles
+def _with_overlays(desired: dict[str, DeviceRights], plan: ClassPlan
+                   ) -> dict[str, DeviceRights]:
+    """Each device's own role made to carry what it wants beyond its class."""
+    return {d: DeviceRights(plan.contents[plan.members[d]],
+                            rights.own | overlay(rights.shared, plan.contents[plan.members[d]]))
+            for d, rights in desired.items()}
 
 
-def _role_commands(role: str, current: frozenset[Acl] | None, wanted: frozenset[Acl],
-                   report: SyncReport) -> list[dict[str, Any]]:
-    if current is None:
-        return [{"command": "createRole", "rolename": role,
-                 "acls": [_acl_json(a) for a in sorted(wanted)]}]
-    if current == wanted:
-        return []
-    report.updated += 1
-    # stale ones out first: a moment with fewer rights, never one with more
-    stale = [{"command": "removeRoleACL", "rolename": role, "acltype": a[0], "topic": a[1]}
-             for a in sorted(current - wanted)]
-    fresh = [{"command": "addRoleACL", "rolename": role, **_acl_json(a)}
-             for a in sorted(wanted - current)]
-    return stale + fresh
+def _counted(report: SyncReport, commands: list[dict[str, Any]], outcome: str
+             ) -> list[dict[str, Any]]:
+    if outcome == "created":
+        report.created += 1
+    elif outcome == "updated":
+        report.updated += 1
+    return commands
 
 
 def checked_crl(pem: bytes, issuer: x509.Certificate, now: datetime) -> None:
@@ -465,8 +476,3 @@ def checked_crl(pem: bytes, issuer: x509.Certificate, now: datetime) -> None:
         verify_crl(x509.load_pem_x509_crl(pem), issuer, now)
     except (ValueError, InvalidInput) as e:
         raise BrokerUnavailable(f"refusing to install this CRL on the broker: {e}") from e
-
-
-def crl_to_pem(der: bytes) -> bytes:
-    """DER CRL to PEM, as Mosquitto's ``crlfile`` wants it."""
-    return x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM)

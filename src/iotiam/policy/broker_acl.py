@@ -10,8 +10,9 @@ How the dynamic-security plugin (Mosquitto 2.0) checks ACLs, and what follows:
 
 * per role, ACLs are tried highest ``priority`` first and the first match decides; so
   denies get a higher priority than allows, and a lowest-priority deny of ``#`` per type
-  keeps default deny whatever the broker's default access is. The entries are meant to
-  form the device's only role.
+  keeps default deny whatever the broker's default access is. The broker sync spreads
+  the entries over three roles (shared denies, the device's own, shared allows; see
+  ``iotiam.broker.roles``) in an order that keeps every deny ahead of every allow.
 * ``subscribeLiteral`` is looked up before any ``subscribePattern`` of the same role,
   whatever the priorities; a literal allow is therefore used only when no subscribe
   deny overlaps it (else it becomes a pattern, which a filter without wildcards also is).
@@ -19,9 +20,10 @@ How the dynamic-security plugin (Mosquitto 2.0) checks ACLs, and what follows:
   Our PDP also refuses a subscription that merely *overlaps* a denied filter; the broker
   cannot, so each subscribe deny is backed by a ``publishClientReceive`` deny of the same
   filter: nothing under it is delivered, whichever wider subscription is allowed.
-* a whole level ``%c`` or ``%u`` in an ACL topic is replaced by the broker with the
-  client id / username; such a level coming from a policy is dropped (allow) or
-  widened to ``+`` (deny).
+* a whole level ``%c`` or ``%u`` is a client id / username pattern in Mosquitto's
+  ``acl_file``; 2.0's dynsec plugin matches it literally (``mosquitto_topic_matches_sub``
+  in its ``acl.c``), so entries naming a device cannot be shared. Such a level coming
+  from a policy is dropped (allow) or widened to ``+`` (deny), whatever the broker.
 * there is no connect ACL: ``can_connect`` False means the sync loop must remove the
   dynsec client (or its role) so the device is kicked and stays out; ``disableClient``
   alone lets it reconnect (DESIGN.md, Mosquitto facts).

@@ -1,0 +1,68 @@
+"""What the broker sync needs from the rest of iotiam, and what it reports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from cryptography import x509
+
+from iotiam.policy.broker_acl import BrokerAcl
+
+
+class FleetSource(Protocol):
+    """What the sync needs to know about the fleet."""
+
+    def broker_acl(self, device_id: str) -> BrokerAcl | None:
+        """The device's compiled ACLs now; None if it is unknown to the inventory."""
+        ...
+
+    def all_acls(self) -> Iterable[BrokerAcl]:
+        """The ACLs of every device that may have a broker identity."""
+        ...
+
+    def files_version(self) -> tuple[object, ...]:
+        """Cheap: changes whenever the CRL or the PSK file must be reinstalled."""
+        ...
+
+    def changes_since(self, since: datetime) -> Changes:
+        """Devices changed, and devices that lost a credential, after ``since``."""
+        ...
+
+    def crl_pem(self) -> bytes:
+        """The issuing CA's current CRL (PEM)."""
+        ...
+
+    def issuer_certificate(self) -> x509.Certificate:
+        """The CA whose CRL the broker checks."""
+        ...
+
+    def psk_file(self) -> str:
+        """Mosquitto ``psk_file`` content for every live PSK."""
+        ...
+
+
+@dataclass
+class Changes:
+    """What changed in a window, and the watermark to ask from next time."""
+
+    changed: set[str] = field(default_factory=set)
+    revoked: set[str] = field(default_factory=set)
+    policies_changed: bool = False
+    until: datetime | None = None
+
+
+@dataclass
+class SyncReport:
+    """What one sync sent."""
+
+    created: int = 0
+    updated: int = 0
+    removed: int = 0
+    kicked: int = 0
+    unchanged: int = 0
+    commands: int = 0
+    #: class roles whose ACLs were replaced (each edit serves all the class's devices)
+    roles_edited: int = 0
