@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import signal
 import sys
 import threading
@@ -81,7 +82,10 @@ def renew(directory: DirOption) -> None:
 
 @app.command("run")
 def run_loop(directory: DirOption) -> None:
-    """Keep the certificate renewed until stopped (SIGINT/SIGTERM)."""
+    """Keep the certificate renewed until stopped (SIGINT/SIGTERM); logs to stderr."""
+    # each renewal and failure is one line on stderr, for journald or a container log
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s iotiam-agent %(levelname)s %(message)s")
     agent = Agent(directory)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
