@@ -412,3 +412,31 @@ def test_audit_verify_detects_edit_removal_and_truncation(server: Server) -> Non
     assert f"the chain ends at record {head - 1} but the head says {head}" in \
         truncated.out, truncated
     assert server.cli("audit", "verify").out.startswith("audit chain OK")
+
+
+# -- ids stay inside their path segment (issue 12 item 3) -------------------------------
+
+
+def test_ids_that_look_like_paths_name_nothing_else(server: Server, openssl: str) -> None:
+    victim = f"victim-{_suffix()}"
+    issued = _issue_through_api(server, victim, openssl)
+    with server.api() as api:
+        before = api.get(f"/v1/certificates/{issued['serial']}").json()
+    attacks = {
+        # would revoke the victim's certificates if the id left its segment
+        "psk": ["psk", "create", "--device", f"x/../{victim}/revoke-certificates?"],
+        "dot-dot": ["device", "show", "../whoami"],
+        # the server must not decode %2F into a separator that reaches another route
+        "slash": ["device", "show", "a/b"],
+        "other-route": ["device", "show", f"{victim}/trust"],
+        "encoded": ["device", "show", f"{victim}%2Ftrust"],
+    }
+    for name, args in attacks.items():
+        line = assert_one_line_error(server.cli(*args, check=False, timeout=30))
+        assert "HTTP 404" in line, (name, line)
+    line = assert_one_line_error(server.cli("device", "show", "a\x01b", check=False))
+    assert "control character" in line
+    with server.api() as api:
+        after = api.get(f"/v1/certificates/{issued['serial']}").json()
+    assert after == before
+    assert after["status"] != "revoked"
