@@ -36,6 +36,16 @@ LOCAL = {"iotiam init", "iotiam serve", "iotiam simulate", "iotiam firmware sign
 API_COMMANDS = [c for c in commands() if c.cli.name == "iotiam" and c.id not in LOCAL]
 
 
+CONTROL = "dev\x00ice"
+ID_COMMANDS = [c for c in API_COMMANDS
+               if any(p.required and annotation(p) is str and not p.opts[0].startswith("-")
+                      for p in c.params)]
+
+
+#: commands that need one of several optional parameters to do anything
+TARGETS = {"iotiam policy attach": ["--org", "root"], "iotiam policy detach": ["--org", "root"]}
+
+
 class Recorder:
     """An API that answers every request 404 and remembers its raw path."""
 
@@ -61,13 +71,13 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
 def _hostile_line(command: Command, work: Path, value: str, *, options: bool = True
                   ) -> list[str]:
     """Every text parameter of ``command`` set to ``value``, the rest left usable."""
-    texts = [p for p in command.params if annotation(p) is str and not is_flag(p) and options]
+    texts = [p for p in command.params if annotation(p) is str and not is_flag(p)]
     line = command_line(command, work, leave_out=None)
     for param in texts:
         if param.required and param.opts[0].startswith("-"):
             at = line.index(param.opts[0])
             line[at + 1] = value
-        elif not param.required and param.opts[0].startswith("-"):
+        elif options and param.opts[0].startswith("-"):
             line += words_for(param, value)
     arguments = [p for p in command.params if not p.opts[0].startswith("-") and p.required]
     if arguments and all(annotation(p) is str for p in arguments):
@@ -79,8 +89,11 @@ def _hostile_line(command: Command, work: Path, value: str, *, options: bool = T
                          ids=[f"ok/{c.id.replace(' ', '-')}" for c in API_COMMANDS])
 def test_ids_stay_in_their_segment(command: Command, tmp_path: Path, recorder: Recorder,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    argv = _hostile_line(command, tmp_path, HOSTILE)
+    argv = _hostile_line(command, tmp_path, HOSTILE, options=False)
+    argv[-1:-1] = TARGETS.get(command.id, [])
     result = invoke(command.cli, argv, capsys)
+    if command in ID_COMMANDS:
+        assert recorder.paths, (argv, result)  # it got as far as the API
     for path in recorder.paths:
         segments = [unquote(s) for s in path.split("/")]
         # the hostile id is either absent from the path or one whole segment of it
@@ -89,19 +102,12 @@ def test_ids_stay_in_their_segment(command: Command, tmp_path: Path, recorder: R
         assert_one_line_error(result, argv)
 
 
-CONTROL = "dev\x00ice"
-ID_COMMANDS = [c for c in API_COMMANDS
-               if any(p.required and annotation(p) is str and not p.opts[0].startswith("-")
-                      for p in c.params)]
-
-
 @pytest.mark.parametrize("command", ID_COMMANDS,
                          ids=[f"fail/{c.id.replace(' ', '-')}" for c in ID_COMMANDS])
 def test_control_character_in_an_id(command: Command, tmp_path: Path, recorder: Recorder,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     argv = _hostile_line(command, tmp_path, CONTROL, options=False)
-    if command.words[:2] in (("policy", "attach"), ("policy", "detach")):
-        argv[-1:-1] = ["--org", "root"]  # attach and detach need a target
+    argv[-1:-1] = TARGETS.get(command.id, [])
     result = invoke(command.cli, argv, capsys)
     line = assert_one_line_error(result, argv)
     assert "control character" in line or "HTTP 404" in line, line
