@@ -95,12 +95,16 @@ class ApiClient:
         self._url = profile.url
         self.base_url = profile.url
         self.ca_file = profile.ca_file
-        self._http = httpx.Client(
-            base_url=profile.url,
-            headers={"Authorization": f"Bearer {profile.token}"},
-            verify=verify,
-            timeout=timeout,
-        )
+        try:
+            self._http = httpx.Client(
+                base_url=profile.url,
+                headers={"Authorization": f"Bearer {profile.token}"},
+                verify=verify,
+                timeout=timeout,
+            )
+        except (httpx.InvalidURL, ValueError) as e:
+            raise SetupError(f"cannot use the API URL {profile.url!r} or its token: {e}"
+                             ) from e
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send a request; raise ``ApiError`` for any 4xx/5xx."""

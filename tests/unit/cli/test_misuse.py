@@ -156,6 +156,13 @@ def test_server_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "cannot reach iotiam at http://127.0.0.1:9" in line
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/\x00", "ftp://127.0.0.1:9", "nowhere"],
+                         ids=["fail/control-character", "fail/scheme", "fail/no-scheme"])
+def test_bad_url(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--data-dir", str(tmp_path), "--url", url, "--token", "t", "whoami"]
+    assert_one_line_error(invoke(CLIS[0], argv, capsys), argv)
+
+
 def test_ok_help_still_works(capsys: pytest.CaptureFixture[str]) -> None:
     result = invoke(CLIS[0], ["device", "add", "--help"], capsys)
     assert result.rc == 0
