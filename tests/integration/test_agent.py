@@ -169,6 +169,7 @@ def test_agent_run_logs_each_renewal_and_failure(server: Server) -> None:
             process.wait(15)
     ok, revoked = (logs[name] for name in names)
     assert "Traceback" not in "\n".join(ok + revoked)
+    assert ok, "iotiam-agent run printed nothing"
     assert "running for agent-logs-ok: serial" in ok[0], ok
     renewed = next((m for m in map(RENEWED.search, ok) if m), None)
     assert renewed is not None, ok

@@ -289,7 +289,7 @@ class Agent:
                 self.files.load_key(), _csr(key, self.device_id), self._clock.now())
         except EnrollmentRefused as e:
             raise AgentError(f"recovery refused: {e}") from e
-        except httpx.HTTPError as e:
+        except (httpx.HTTPError, ssl.SSLError) as e:
             raise AgentError(f"cannot reach {self._state['server_url']}: {e}") from e
         self._install(key, cert, chain)
         return cert
