@@ -114,25 +114,36 @@ def usable_value(param: Any, work: Path) -> str:
 
 
 def command_line(command: Command, work: Path, *, leave_out: Any = None,
-                 extra: Sequence[str] = ()) -> list[str]:
-    """Global options, the command, every required parameter but ``leave_out``, ``extra``."""
+                 extra: Sequence[str] = (), replace: tuple[Any, str] | None = None
+                 ) -> list[str]:
+    """Global options, the command, every required parameter but ``leave_out``, ``extra``.
+
+    ``replace`` gives one parameter (required or not) the value a test wants, in its
+    place among the positional arguments.
+    """
     line: list[str] = []
     if command.cli.name == "iotiam":
         # an API that is not there: a command that gets past parsing fails on one line
         line += ["--data-dir", str(work / "data"), "--url", "http://127.0.0.1:9",
                  "--token", "t"]
     line += command.words
-    arguments = [p for p in command.params if is_argument(p)]
+
+    def value_of(param: Any) -> str:
+        return replace[1] if replace and param is replace[0] else usable_value(param, work)
+
     for param in command.params:
-        if param is leave_out or not param.required or is_argument(param):
+        wanted = param.required or (replace is not None and param is replace[0])
+        if param is leave_out or not wanted or is_argument(param):
             continue
-        line += words_for(param, usable_value(param, work))
+        line += words_for(param, value_of(param))
     line += list(extra)
-    for param in arguments:
+    for param in command.params:
+        if not is_argument(param):
+            continue
         if param is leave_out:
             break  # later arguments would shift into its place
-        if param.required:
-            line.append(usable_value(param, work))
+        if param.required or (replace is not None and param is replace[0]):
+            line.append(value_of(param))
     return line
 
 
