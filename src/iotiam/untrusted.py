@@ -47,7 +47,8 @@ def load_json(
     except UnicodeDecodeError:
         raise MalformedDocument(f"{what} is not UTF-8") from None
     except ValueError as e:
-        message = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+        message = (f"{e.msg} at line {e.lineno} column {e.colno}"
+                   if isinstance(e, json.JSONDecodeError) else str(e))
         raise MalformedDocument(f"{what} is not valid JSON: {message}") from None
     check_depth(value, max_depth=max_depth, what=what, text=data)
     return value

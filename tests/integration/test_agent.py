@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -117,3 +123,64 @@ def test_agent_cli_enroll_status_fail(server: Server) -> None:
     status = subprocess.run([*base, "status", "--dir", str(directory)], capture_output=True,
                             text=True, timeout=60)
     assert '"device": "agent-cli"' in status.stdout
+
+
+RENEWED = re.compile(r"iotiam-agent INFO renewed: serial (?P<serial>[0-9a-f]+), valid until "
+                     r"(?P<until>\S+), next renewal at (?P<next>\S+)$")
+FAILED = re.compile(r"iotiam-agent WARNING renewal failed \(attempt 1\): (?P<reason>.+); "
+                    r"retrying at (?P<retry>\S+)$")
+
+
+def _collect(stream: IO[str], into: list[str]) -> None:
+    for line in stream:
+        into.append(line.rstrip("\n"))
+
+
+# like the test above: a minute of real lifetime, run once
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_agent_run_logs_each_renewal_and_failure(server: Server) -> None:
+    """``iotiam-agent run`` says on stderr what it renewed and why a renewal failed."""
+    set_rotation(server, grace="10m")
+    tool = str(Path(sys.executable).with_name("iotiam-agent"))
+    names = ("agent-logs-ok", "agent-logs-revoked")
+    for name in names:
+        server.register(name, "controller")
+        Agent(server.work_dir / name, server_url=server.api_url, device_id=name,
+              server_ca=server.tls_ca_file).enroll(claim(server, name))
+    # a revoked certificate cannot be renewed (RFC 7030 §4.2.2 authenticates with it)
+    server.cli("cert", "revoke", "--device", names[1], "--reason", "keyCompromise")
+    logs: dict[str, list[str]] = {name: [] for name in names}
+    running = {}
+    for name in names:
+        process = subprocess.Popen([tool, "run", "--dir", str(server.work_dir / name)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        threading.Thread(target=_collect, args=(process.stderr, logs[name]), daemon=True).start()
+        running[name] = process
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not (
+                any(RENEWED.search(line) for line in logs[names[0]])
+                and any(FAILED.search(line) for line in logs[names[1]])):
+            time.sleep(0.5)
+    finally:
+        for process in running.values():
+            process.send_signal(signal.SIGTERM)
+        for process in running.values():
+            process.wait(15)
+    ok, revoked = (logs[name] for name in names)
+    assert "Traceback" not in "\n".join(ok + revoked)
+    assert ok, "iotiam-agent run printed nothing"
+    assert "running for agent-logs-ok: serial" in ok[0], ok
+    renewed = next((m for m in map(RENEWED.search, ok) if m), None)
+    assert renewed is not None, ok
+    cert = Agent(server.work_dir / names[0]).files.load_certificate()
+    assert cert is not None and renewed["serial"] == f"{cert.serial_number:x}"
+    assert datetime.fromisoformat(renewed["until"]) == cert.not_valid_after_utc.replace(
+        microsecond=0)
+    assert datetime.fromisoformat(renewed["next"]) < cert.not_valid_after_utc
+    failed = next((m for m in map(FAILED.search, revoked) if m), None)
+    assert failed is not None, revoked
+    assert "revoked" in failed["reason"] or "refused" in failed["reason"], failed["reason"]
+    assert datetime.fromisoformat(failed["retry"]) > datetime.now(UTC) - timedelta(minutes=1)
+    for process in running.values():
+        assert process.returncode in (0, -signal.SIGTERM)

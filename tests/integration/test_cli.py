@@ -434,3 +434,31 @@ def test_device_list_ok_says_the_total_and_how_to_page(server: Server) -> None:
     rest = json.loads(server.cli("device", "list", "--json", "--after", last_shown,
                                  "--limit", "1000").out)
     assert len(rest) == total - 2
+
+
+# -- ids stay inside their path segment (issue 12 item 3) -------------------------------
+
+
+def test_ids_that_look_like_paths_name_nothing_else(server: Server, openssl: str) -> None:
+    victim = f"victim-{_suffix()}"
+    issued = _issue_through_api(server, victim, openssl)
+    with server.api() as api:
+        before = api.get(f"/v1/certificates/{issued['serial']}").json()
+    attacks = {
+        # would revoke the victim's certificates if the id left its segment
+        "psk": ["psk", "create", "--device", f"x/../{victim}/revoke-certificates?"],
+        "dot-dot": ["device", "show", "../whoami"],
+        # the server must not decode %2F into a separator that reaches another route
+        "slash": ["device", "show", "a/b"],
+        "other-route": ["device", "show", f"{victim}/trust"],
+        "encoded": ["device", "show", f"{victim}%2Ftrust"],
+    }
+    for name, args in attacks.items():
+        line = assert_one_line_error(server.cli(*args, check=False, timeout=30))
+        assert "HTTP 404" in line, (name, line)
+    line = assert_one_line_error(server.cli("device", "show", "a\x01b", check=False))
+    assert "control character" in line
+    with server.api() as api:
+        after = api.get(f"/v1/certificates/{issued['serial']}").json()
+    assert after == before
+    assert after["status"] != "revoked"

@@ -14,6 +14,7 @@ and CSR it keeps on disk so that a restart continues the same request.
 
 from __future__ import annotations
 
+import logging
 import random
 import ssl
 import threading
@@ -35,6 +36,8 @@ from iotiam.enrollment.idevid import device_id_of
 from iotiam.errors import IamError
 from iotiam.inventory.credential_status import RENEWAL_JITTER, RENEWAL_POINT
 from iotiam.pki.keys import PrivateKey
+
+log = logging.getLogger("iotiam.agent")
 
 # one renewal rule: the inventory calls "expiring" what this agent would have renewed
 RENEW_AT = RENEWAL_POINT
@@ -58,6 +61,10 @@ class EnrollmentPending(AgentError):
 
     kind = "agent-pending"
     title = "Enrollment pending"
+
+
+def _when(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
 
 
 def poll_delay(retry_after: float | None, rng: random.Random) -> float:
@@ -154,7 +161,11 @@ class Agent:
             state["label"] = label
         if server_ca is not None:
             self.files.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self.files.server_ca.write_bytes(Path(server_ca).read_bytes())
+            try:
+                self.files.server_ca.write_bytes(Path(server_ca).read_bytes())
+            except OSError as e:
+                raise AgentError(f"cannot read the CA file {server_ca}: {e.strerror or e}"
+                                 ) from e
         if not state.get("server_url") or not state.get("device_id"):
             raise AgentError("the agent needs --server and --device the first time")
         self._state = state
@@ -280,7 +291,7 @@ class Agent:
                 self.files.load_key(), _csr(key, self.device_id), self._clock.now())
         except EnrollmentRefused as e:
             raise AgentError(f"recovery refused: {e}") from e
-        except httpx.HTTPError as e:
+        except (httpx.HTTPError, ssl.SSLError) as e:
             raise AgentError(f"cannot reach {self._state['server_url']}: {e}") from e
         self._install(key, cert, chain)
         return cert
@@ -322,19 +333,31 @@ class Agent:
             return "waiting"
         expired = now >= self._require_certificate().not_valid_after_utc
         try:
-            self.recover() if expired else self.renew()
+            cert = self.recover() if expired else self.renew()
         except AgentError as e:
             failures = int(self._state.get("failures", 0)) + 1
             backoff = min(timedelta(seconds=2 ** min(failures, 16)), MAX_BACKOFF)
             backoff *= self._rng.uniform(0.5, 1.0)
-            self._state.update(failures=failures, retry_at=(now + backoff).isoformat(),
+            retry_at = now + backoff
+            self._state.update(failures=failures, retry_at=retry_at.isoformat(),
                                last_error=str(e))
             self.files.save_state(self._state)
+            log.warning("%s failed (attempt %d): %s; retrying at %s",
+                        "recovery" if expired else "renewal", failures,
+                        " ".join(e.diagnostics().split()), _when(retry_at))
             return "failed"
-        return "recovered" if expired else "renewed"
+        outcome = "recovered" if expired else "renewed"
+        log.info("%s: serial %x, valid until %s, next renewal at %s", outcome,
+                 cert.serial_number, _when(cert.not_valid_after_utc),
+                 _when(self.next_action_at()))
+        return outcome
 
     def run(self, stop: threading.Event) -> None:
         """Renew forever (until ``stop`` is set)."""
+        cert = self._require_certificate()
+        log.info("running for %s: serial %x, valid until %s, next renewal at %s",
+                 self.device_id, cert.serial_number, _when(cert.not_valid_after_utc),
+                 _when(self.next_action_at()))
         while not stop.is_set():
             self.tick()
             wait = (self.next_action_at() - self._clock.now()).total_seconds()

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from iotiam.agent.agent import Agent, EnrollmentPending, load_idevid
-from iotiam.errors import IamError
+from iotiam.cli.entry import EXIT_FAILED, UsageError, run_app
+from iotiam.errors import InvalidInput
 
 #: exit code of `enroll` when the server still holds the request (run it again later)
 EXIT_PENDING = 3
@@ -52,12 +54,12 @@ def enroll(
     """
     with_idevid = idevid_cert is not None or idevid_key is not None
     if with_idevid == (claim is not None):
-        raise click.UsageError("give either --claim or --idevid-cert with --idevid-key")
+        raise UsageError("give either --claim or --idevid-cert with --idevid-key")
     if idevid_cert is None or idevid_key is None:
         if with_idevid:
-            raise click.UsageError("--idevid-cert and --idevid-key go together")
+            raise UsageError("--idevid-cert and --idevid-key go together")
         if device is None:
-            raise click.UsageError("--device is required with --claim")
+            raise UsageError("--device is required with --claim")
     elif device is None:
         device = load_idevid(idevid_cert, idevid_key)[1]
     agent = Agent(directory, server_url=server, device_id=device, server_ca=ca, label=label)
@@ -80,7 +82,10 @@ def renew(directory: DirOption) -> None:
 
 @app.command("run")
 def run_loop(directory: DirOption) -> None:
-    """Keep the certificate renewed until stopped (SIGINT/SIGTERM)."""
+    """Keep the certificate renewed until stopped (SIGINT/SIGTERM); logs to stderr."""
+    # each renewal and failure is one line on stderr, for journald or a container log
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s iotiam-agent %(levelname)s %(message)s")
     agent = Agent(directory)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -108,7 +113,7 @@ def attest(
     for item in measurement or []:
         name, sep, value = item.partition("=")
         if not sep or not name or not value:
-            raise click.UsageError(f"--measurement {item!r}: use NAME=DIGEST")
+            raise UsageError(f"--measurement {item!r}: use NAME=DIGEST")
         measurements[name] = value
     digest = hashlib.sha256()
     try:
@@ -116,22 +121,14 @@ def attest(
             for chunk in iter(lambda: image.read(1 << 20), b""):
                 digest.update(chunk)
     except OSError as e:
-        raise click.UsageError(f"cannot read {firmware_file}: {e.strerror or e}") from e
+        raise InvalidInput(f"cannot read {firmware_file}: {e.strerror or e}") from e
     verdict = Agent(directory).attest(firmware_version, digest.hexdigest(), measurements)
     print(json.dumps(verdict, indent=2))
     if not verdict.get("compliant"):
         sys.exit(EXIT_NONCOMPLIANT)
 
 
-def run() -> None:
+def run(argv: Sequence[str] | None = None) -> None:
     """Console entry point: one line on stderr; exit 1 for any refusal, 3 for still pending."""
-    try:
-        app(standalone_mode=False)
-    except IamError as e:
-        sys.stderr.write(f"error: {' '.join(e.diagnostics().split())}\n")
-        sys.exit(EXIT_PENDING if isinstance(e, EnrollmentPending) else 1)
-    except Exception as e:
-        if isinstance(e, click.ClickException):
-            sys.stderr.write(f"error: {e.format_message()}\n")
-            sys.exit(e.exit_code)
-        raise
+    run_app(app, argv, exit_code=lambda e: EXIT_PENDING if isinstance(e, EnrollmentPending)
+            else EXIT_FAILED)

@@ -14,6 +14,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from iotiam.cli.client import api_path
 from iotiam.enrollment import proof
 from iotiam.pki.keys import PrivateKey
 
@@ -97,8 +98,7 @@ class EstClient:
                  timeout: float = 30.0) -> None:
         self._url = server_url.rstrip("/")
         self._server_ca = server_ca
-        prefix = f"/.well-known/est/{label}" if label else "/.well-known/est"
-        self._prefix = prefix
+        self._prefix = api_path("/.well-known/est", *([label] if label else []))
         self._timeout = timeout
 
     def _context(self, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:

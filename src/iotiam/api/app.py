@@ -10,6 +10,7 @@ from iotiam.api.emqx_hook import EmqxHookFastPath
 from iotiam.api.limits import BodySizeLimit
 from iotiam.api.oauth_token_path import OAuthTokenFastPath
 from iotiam.api.ocsp_fast_path import OcspFastPath
+from iotiam.api.path_segments import EncodedSlashRefusal
 from iotiam.api.problems import install_problem_handlers
 from iotiam.api.routes import (
     admin,
@@ -55,7 +56,8 @@ def create_api_app(services: Services) -> ASGIApp:
     app.include_router(attestation.router)
     # the size limit wraps the OCSP fast path too; the broker hook and the token endpoint
     # bound their own bodies
-    limited = BodySizeLimit(OcspFastPath(app, services), services.settings.max_body_bytes)
+    limited = BodySizeLimit(OcspFastPath(EncodedSlashRefusal(app), services),
+                            services.settings.max_body_bytes)
     return OAuthTokenFastPath(EmqxHookFastPath(limited, services), services)
 
 
@@ -66,4 +68,4 @@ def create_public_app(services: Services) -> ASGIApp:
     app.state.services = services
     install_problem_handlers(app)
     app.include_router(public.router)
-    return BodySizeLimit(OcspFastPath(app, services), 64 * 1024)
+    return BodySizeLimit(OcspFastPath(EncodedSlashRefusal(app), services), 64 * 1024)

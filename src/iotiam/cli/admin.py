@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,7 +12,8 @@ import typer
 
 from iotiam.audit.checkpoint import Verifier
 from iotiam.audit.proofs import check_bundle
-from iotiam.cli.client import load_profile
+from iotiam.cli.client import api_path, load_profile
+from iotiam.cli.inputs import parse_duration
 from iotiam.cli.main import Context, console
 from iotiam.cli.output import print_fields, print_table
 from iotiam.errors import InvalidInput
@@ -31,15 +30,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(token_app, name="token")
     app.command("whoami")(whoami)
     app.command("profile")(show_profile)
-
-
-def parse_duration(text: str) -> timedelta:
-    """``90s``, ``10m``, ``12h``, ``30d``."""
-    match = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text)
-    if not match:
-        raise InvalidInput(f"bad duration {text!r}; use e.g. 90s, 10m, 12h or 30d")
-    value, unit = int(match.group(1)), match.group(2)
-    return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: value})
 
 
 @audit_app.command("verify")
@@ -171,7 +161,7 @@ def token_revoke(ctx: typer.Context, token_id: Annotated[str, typer.Argument(met
                  ) -> None:
     """Revoke an admin token."""
     obj: Context = ctx.obj
-    obj.client().delete(f"/v1/tokens/{token_id}")
+    obj.client().delete(api_path("/v1/tokens", token_id))
     console.print(f"revoked token {token_id}")
 
 

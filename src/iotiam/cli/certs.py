@@ -10,6 +10,8 @@ import typer
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from iotiam.cli.client import api_path
+from iotiam.cli.entry import UsageError
 from iotiam.cli.main import Context, console, errors
 from iotiam.cli.output import print_fields, print_json, print_table
 from iotiam.errors import InvalidInput
@@ -93,7 +95,7 @@ def cert_show(
 ) -> None:
     """Show one certificate."""
     obj: Context = ctx.obj
-    cert = obj.client().get(f"/v1/certificates/{serial}")
+    cert = obj.client().get(api_path("/v1/certificates", serial))
     if as_json:
         print_json(cert)
     else:
@@ -111,13 +113,15 @@ def cert_revoke(
 ) -> None:
     """Revoke a certificate by serial, or all of a device's (final)."""
     obj: Context = ctx.obj
-    if bool(serial) == bool(device):
-        raise InvalidInput("give either a SERIAL or --device, not both")
-    if serial:
-        revoked = obj.client().post(f"/v1/certificates/{serial}/revoke", {"reason": reason})
+    if serial and not device:
+        revoked = obj.client().post(api_path("/v1/certificates", serial, "revoke"),
+                                    {"reason": reason})
         console.print(f"revoked {revoked['serial']} ({revoked['revocation_reason']})")
         return
-    answer = obj.client().post(f"/v1/devices/{device}/revoke-certificates", {"reason": reason})
+    if serial or not device:
+        raise UsageError("give either a SERIAL or --device, not both")
+    answer = obj.client().post(api_path("/v1/devices", device, "revoke-certificates"),
+                               {"reason": reason})
     for cert in answer["revoked"]:
         console.print(f"revoked {cert['serial']} ({cert['revocation_reason']})")
     console.print(f"{len(answer['revoked'])} certificate(s) of {device} revoked")

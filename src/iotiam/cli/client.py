@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from iotiam.config import PROFILE_FILE
-from iotiam.errors import IamError, SetupError
+from iotiam.errors import IamError, InvalidInput, SetupError
+from iotiam.untrusted import load_json
 
 
 class ApiError(IamError):
@@ -25,6 +27,24 @@ class ApiError(IamError):
         self.status = status
 
 
+def api_path(route: str, *segments: str) -> str:
+    """``route`` (a literal such as ``/v1/devices``) then each segment, percent-encoded.
+
+    Every id a user types goes into a URL path through here and nowhere else: with
+    ``safe=""`` a ``/``, ``?`` or ``#`` in an id stays inside its segment (RFC 3986 §3.3)
+    instead of reaching another route. ``.`` and ``..`` are refused because clients
+    remove such dot segments (RFC 3986 §5.2.4) even when they arrive alone.
+    """
+    encoded = [route.rstrip("/")]
+    for segment in segments:
+        if segment in ("", ".", ".."):
+            raise InvalidInput(f"{segment!r} is not a usable id")
+        if any(unicodedata.category(char) == "Cc" for char in segment):
+            raise InvalidInput(f"{segment!r} contains a control character")
+        encoded.append(quote(segment, safe=""))
+    return "/".join(encoded)
+
+
 @dataclass(frozen=True)
 class Profile:
     """Where the API is and how to authenticate to it."""
@@ -36,13 +56,7 @@ class Profile:
 
 def load_profile(data_dir: Path, url: str | None = None, token: str | None = None) -> Profile:
     """Flags beat ``IOTIAM_URL``/``IOTIAM_TOKEN`` beat the profile ``init`` left."""
-    stored: dict[str, Any] = {}
-    path = data_dir / PROFILE_FILE
-    if path.exists():
-        try:
-            stored = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise SetupError(f"cannot read the profile {path}: {e}") from e
+    stored = _stored_profile(data_dir / PROFILE_FILE)
     final_url = url or os.environ.get("IOTIAM_URL") or stored.get("url")
     final_token = token or os.environ.get("IOTIAM_TOKEN") or stored.get("token")
     if not final_url or not final_token:
@@ -52,6 +66,23 @@ def load_profile(data_dir: Path, url: str | None = None, token: str | None = Non
         )
     ca_file = os.environ.get("IOTIAM_CA_FILE") or stored.get("ca_file")
     return Profile(url=final_url.rstrip("/"), token=final_token, ca_file=ca_file)
+
+
+def _stored_profile(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        stored = load_json(path.read_bytes(), what=f"the profile {path}")
+    except OSError as e:
+        raise SetupError(f"cannot read the profile {path}: {e.strerror or e}") from e
+    except InvalidInput as e:
+        raise SetupError(f"{e}; run `iotiam init` again to rewrite it") from e
+    fields = ("url", "token", "ca_file")
+    if not isinstance(stored, dict) or any(
+            not isinstance(stored.get(name, ""), str) for name in fields):
+        raise SetupError(f"the profile {path} is not an object of strings {fields}; run "
+                         "`iotiam init` again to rewrite it")
+    return stored
 
 
 class ApiClient:
@@ -64,12 +95,16 @@ class ApiClient:
         self._url = profile.url
         self.base_url = profile.url
         self.ca_file = profile.ca_file
-        self._http = httpx.Client(
-            base_url=profile.url,
-            headers={"Authorization": f"Bearer {profile.token}"},
-            verify=verify,
-            timeout=timeout,
-        )
+        try:
+            self._http = httpx.Client(
+                base_url=profile.url,
+                headers={"Authorization": f"Bearer {profile.token}"},
+                verify=verify,
+                timeout=timeout,
+            )
+        except (httpx.InvalidURL, ValueError) as e:
+            raise SetupError(f"cannot use the API URL {profile.url!r} or its token: {e}"
+                             ) from e
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send a request; raise ``ApiError`` for any 4xx/5xx."""
@@ -78,7 +113,7 @@ class ApiClient:
         except httpx.ConnectError as e:
             raise ApiError(0, f"cannot reach iotiam at {self._url} (is `iotiam serve` "
                               f"running?): {e}") from e
-        except httpx.HTTPError as e:
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
             raise ApiError(0, f"request to {self._url} failed: {e}") from e
         if response.status_code >= 400:
             raise ApiError(response.status_code, _problem_detail(response))

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from iotiam.cli.client import api_path
+from iotiam.cli.inputs import parse_duration
 from iotiam.cli.main import Context, console
 from iotiam.cli.output import print_table
 
@@ -20,7 +22,6 @@ def register(app: typer.Typer) -> None:
 
 
 def _lifetime(value: str | None) -> dict[str, Any]:
-    from iotiam.cli.admin import parse_duration
 
     return {"lifetime_seconds": int(parse_duration(value).total_seconds())} if value else {}
 
@@ -33,7 +34,7 @@ def psk_create(
 ) -> None:
     """Issue a PSK; identity and hex key on the last line, shown once."""
     obj: Context = ctx.obj
-    psk = obj.client().post(f"/v1/devices/{device}/psk", _lifetime(lifetime))
+    psk = obj.client().post(api_path("/v1/devices", device, "psk"), _lifetime(lifetime))
     console.print(f"PSK {psk['id']} for {psk['device']}; store the key now:")
     print(f"{psk['identity']}:{psk['key_hex']}")
 
@@ -46,7 +47,7 @@ def psk_rotate(
 ) -> None:
     """Replace a device's PSK; the new identity:key is the last line."""
     obj: Context = ctx.obj
-    psk = obj.client().post(f"/v1/devices/{device}/psk/rotate", _lifetime(lifetime))
+    psk = obj.client().post(api_path("/v1/devices", device, "psk", "rotate"), _lifetime(lifetime))
     console.print(f"PSK {psk['id']} replaces the previous one of {psk['device']}:")
     print(f"{psk['identity']}:{psk['key_hex']}")
 
@@ -59,7 +60,7 @@ def psk_revoke(
 ) -> None:
     """Revoke a device's PSK (final)."""
     obj: Context = ctx.obj
-    psk = obj.client().post(f"/v1/devices/{device}/psk/revoke", {"reason": reason})
+    psk = obj.client().post(api_path("/v1/devices", device, "psk", "revoke"), {"reason": reason})
     console.print(f"revoked PSK {psk['id']} of {psk['device']}")
 
 
@@ -83,7 +84,7 @@ def credentials(
 ) -> None:
     """Every credential of a device: certificates and PSKs."""
     obj: Context = ctx.obj
-    items = obj.client().get(f"/v1/devices/{device}/credentials")["items"]
+    items = obj.client().get(api_path("/v1/devices", device, "credentials"))["items"]
     print_table(f"credentials of {device}", ["kind", "id", "status", "created", "expires"],
                 [[c["kind"], c["id"], c["status"], c["created_at"], c["expires_at"]]
                  for c in items])

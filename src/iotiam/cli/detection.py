@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import Progress
 
+from iotiam.cli.client import api_path
 from iotiam.cli.main import Context, console
 from iotiam.cli.output import print_fields, print_json, print_table
 from iotiam.errors import InvalidInput
@@ -59,7 +60,7 @@ def findings_list(
 def findings_show(ctx: typer.Context, finding_id: str) -> None:
     """One finding with its evidence."""
     obj: Context = ctx.obj
-    finding = obj.client().get(f"/v1/findings/{finding_id}")
+    finding = obj.client().get(api_path("/v1/findings", finding_id))
     print_fields(finding, skip=("evidence",))
     console.print("evidence:")
     print_json(finding["evidence"])
@@ -70,7 +71,7 @@ def findings_ack(ctx: typer.Context, finding_id: str,
                  note: Annotated[str, typer.Option()] = "") -> None:
     """Acknowledge a finding (someone is on it)."""
     obj: Context = ctx.obj
-    finding = obj.client().post(f"/v1/findings/{finding_id}/ack", {"note": note})
+    finding = obj.client().post(api_path("/v1/findings", finding_id, "ack"), {"note": note})
     console.print(f"{finding['id']}: {finding['state']}")
 
 
@@ -84,7 +85,7 @@ def findings_resolve(
 ) -> None:
     """Resolve a finding, or mark it a false positive."""
     obj: Context = ctx.obj
-    finding = obj.client().post(f"/v1/findings/{finding_id}/resolve",
+    finding = obj.client().post(api_path("/v1/findings", finding_id, "resolve"),
                                 {"note": note, "false_positive": false_positive})
     console.print(f"{finding['id']}: {finding['state']}")
 
@@ -99,7 +100,7 @@ def detect_mode(
     obj: Context = ctx.obj
     client = obj.client()
     if device_type is not None and mode is not None:
-        result = client.request("PUT", f"/v1/detection/modes/{device_type}",
+        result = client.request("PUT", api_path("/v1/detection/modes", device_type),
                                 json={"mode": mode}).json()
         console.print(f"{result['device_type']}: {result['mode']}")
         return
@@ -171,7 +172,7 @@ def detect_replay(
 def detect_lift(ctx: typer.Context, device: str) -> None:
     """Lift the quarantine a playbook put on a device (its previous state returns)."""
     obj: Context = ctx.obj
-    result = obj.client().post(f"/v1/devices/{device}/quarantine/lift", {})
+    result = obj.client().post(api_path("/v1/devices", device, "quarantine", "lift"), {})
     for m in result["lifted"]:
         console.print(f"{m['id']}: lifted ({m['action']} from finding {m['finding_id']}, "
                       f"back to {m['previous_state'] or 'active'})")
@@ -182,7 +183,7 @@ def trust_show(ctx: typer.Context, device: str,
                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """A device's trust score and the factors that moved it."""
     obj: Context = ctx.obj
-    score = obj.client().get(f"/v1/devices/{device}/trust")
+    score = obj.client().get(api_path("/v1/devices", device, "trust"))
     if as_json:
         print(json.dumps(score))
         return

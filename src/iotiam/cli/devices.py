@@ -8,6 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from iotiam.cli.client import api_path
+from iotiam.cli.inputs import parse_duration
 from iotiam.cli.main import Context, console, errors
 from iotiam.cli.output import print_fields, print_json, print_table
 from iotiam.errors import InvalidInput
@@ -111,7 +113,7 @@ def device_show(
 ) -> None:
     """Show one device and its certificates."""
     obj: Context = ctx.obj
-    device = obj.client().get(f"/v1/devices/{device_id}")
+    device = obj.client().get(api_path("/v1/devices", device_id))
     if as_json:
         print_json(device)
     else:
@@ -127,7 +129,7 @@ def device_set_state(
 ) -> None:
     """Move a device along its lifecycle (decommissioned revokes its certificates)."""
     obj: Context = ctx.obj
-    device = obj.client().post(f"/v1/devices/{device_id}/state",
+    device = obj.client().post(api_path("/v1/devices", device_id, "state"),
                                {"state": str(state), "reason": reason})
     console.print(f"{device['id']} is now {device['state']}")
 
@@ -142,11 +144,10 @@ def device_transfer(
 ) -> None:
     """Hand a device to another org unit: old credentials revoked, a new claim token
     (the last line of output)."""
-    from iotiam.cli.admin import parse_duration
 
     obj: Context = ctx.obj
     seconds = int(parse_duration(ttl).total_seconds())
-    moved = obj.client().post(f"/v1/devices/{device_id}/transfer",
+    moved = obj.client().post(api_path("/v1/devices", device_id, "transfer"),
                               {"to": to, "claim_ttl_seconds": seconds})
     left = ", ".join(moved["groups_left"]) or "none"
     console.print(f"transferred {moved['device']} from {moved['from']} to {moved['to']}: "
@@ -175,7 +176,7 @@ def device_import(
     failures: list[dict[str, Any]] = []
     imported = 0
     with Progress(TextColumn("importing"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeRemainingColumn(), console=errors, transient=False) as progress:
+                  TimeRemainingColumn(), console=errors, transient=True) as progress:
         task = progress.add_task("import", total=len(rows))
         for start in range(0, len(rows), IMPORT_CHUNK):
             chunk = rows[start : start + IMPORT_CHUNK]
@@ -283,7 +284,7 @@ def group_add(
 ) -> None:
     """Add a device to a group."""
     obj: Context = ctx.obj
-    obj.client().post(f"/v1/groups/{group_id}/members", {"device": device_id})
+    obj.client().post(api_path("/v1/groups", group_id, "members"), {"device": device_id})
     console.print(f"added {device_id} to {group_id}")
 
 
@@ -328,11 +329,10 @@ def claim_create(
     ttl: Annotated[str, typer.Option(help="Lifetime, e.g. 10m, 12h, 7d.")] = "10m",
 ) -> None:
     """Create a one-time claim token; the token is the last line of output."""
-    from iotiam.cli.admin import parse_duration
 
     obj: Context = ctx.obj
     seconds = int(parse_duration(ttl).total_seconds())
-    claim = obj.client().post(f"/v1/devices/{device}/claims", {"ttl_seconds": seconds})
+    claim = obj.client().post(api_path("/v1/devices", device, "claims"), {"ttl_seconds": seconds})
     console.print(f"claim {claim['id']} for {claim['device']}, expires {claim['expires_at']}; "
                   "use it once as the HTTP Basic password (user = device id) on EST "
                   "simpleenroll:")
@@ -351,7 +351,6 @@ def type_set_rotation(
         help="Keys kept longer than this are flagged never-rotated.")] = "30d",
 ) -> None:
     """Set a device type's rotation policy."""
-    from iotiam.cli.admin import parse_duration
 
     obj: Context = ctx.obj
     body: dict[str, Any] = {
@@ -360,5 +359,6 @@ def type_set_rotation(
         "grace_seconds": int(parse_duration(grace).total_seconds()),
         "max_credential_age_seconds": int(parse_duration(max_age).total_seconds()),
     }
-    updated = obj.client().request("PUT", f"/v1/device-types/{name}/rotation", json=body).json()
+    updated = obj.client().request("PUT", api_path("/v1/device-types", name, "rotation"),
+                                   json=body).json()
     console.print(f"{updated['name']}: rotation {updated['rotation']}", markup=False)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from iotiam.cli.client import api_path
 from iotiam.cli.main import Context, console
 from iotiam.cli.output import print_fields, print_json, print_table
 from iotiam.errors import InvalidInput
@@ -98,7 +99,7 @@ def manufacturer_manifest(
     imported = 0
     for start in range(0, len(rows), MANIFEST_CHUNK):
         chunk = rows[start : start + MANIFEST_CHUNK]
-        answer = client.post(f"/v1/manufacturers/{name}/manifest",
+        answer = client.post(api_path("/v1/manufacturers", name, "manifest"),
                              {"rows": [{"row": n, "data": d} for n, d in chunk]})
         imported += answer["imported"]
         failures.extend(r for r in answer["results"] if not r["ok"])
@@ -147,7 +148,7 @@ def enrollment_show(
 ) -> None:
     """Show one enrollment request with what the device presented."""
     obj: Context = ctx.obj
-    request = obj.client().get(f"/v1/enrollment-requests/{request_id}")
+    request = obj.client().get(api_path("/v1/enrollment-requests", request_id))
     if as_json:
         print_json(request)
     else:
@@ -171,7 +172,7 @@ def enrollment_approve(
         body["type"] = type_name
     if org:
         body["org"] = org
-    answer = obj.client().post(f"/v1/enrollment-requests/{request_id}/approve", body)
+    answer = obj.client().post(api_path("/v1/enrollment-requests", request_id, "approve"), body)
     cert = answer["certificate"]
     console.print(f"approved {answer['id']}: {cert['device']} (org {cert['org']}) certified, "
                   f"serial {cert['serial']}; the device receives it on its next poll",
@@ -186,7 +187,7 @@ def enrollment_reject(
 ) -> None:
     """Reject: the device's further polls with this request get a 403."""
     obj: Context = ctx.obj
-    answer = obj.client().post(f"/v1/enrollment-requests/{request_id}/reject",
+    answer = obj.client().post(api_path("/v1/enrollment-requests", request_id, "reject"),
                                {"reason": reason})
     console.print(f"rejected {answer['id']} ({answer['device']})", markup=False,
                   highlight=False)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from iotiam.cli.client import api_path
 from iotiam.cli.main import Context, console
 from iotiam.cli.output import print_fields, print_json, print_table
 from iotiam.errors import InvalidInput
@@ -78,7 +79,7 @@ def signer_revoke(
 ) -> None:
     """Stop trusting a signer at once (a leaked key): final; its images no longer count."""
     obj: Context = ctx.obj
-    answer = obj.client().post(f"/v1/firmware/signers/{name}/revoke", _org(org))
+    answer = obj.client().post(api_path("/v1/firmware/signers", name, "revoke"), _org(org))
     console.print(f"firmware signer {answer['name']} revoked in {answer['org']}: "
                   f"{answer['images_affected']} image(s) no longer count, "
                   f"{answer['devices_changed']} device(s) became non-compliant")
@@ -135,11 +136,11 @@ def rule(
     obj: Context = ctx.obj
     client = obj.client()
     if min_version is None:
-        view = client.get(f"/v1/firmware/rules/{device_type}")
+        view = client.get(api_path("/v1/firmware/rules", device_type))
         console.print(f"{device_type}: minimum {view['min_version'] or '(none)'}"
                       + (f" (set at {view['set_at']})" if view["set_at"] else ""))
         return
-    answer = client.request("PUT", f"/v1/firmware/rules/{device_type}",
+    answer = client.request("PUT", api_path("/v1/firmware/rules", device_type),
                             json={"min_version": min_version, **_org(org)}).json()
     console.print(f"{answer['device_type']}: minimum {answer['min_version']} in "
                   f"{answer['org']}")
@@ -153,7 +154,7 @@ def status(
 ) -> None:
     """What a device last attested and whether it is compliant."""
     obj: Context = ctx.obj
-    answer = obj.client().get(f"/v1/devices/{device}/firmware")
+    answer = obj.client().get(api_path("/v1/devices", device, "firmware"))
     if as_json:
         print_json(answer)
         return

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import sys
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 
 from iotiam.cli.client import ApiClient, load_profile
+from iotiam.cli.entry import run_app
 from iotiam.config import resolve_data_dir
-from iotiam.errors import IamError
 
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
@@ -59,6 +59,7 @@ def main(
     ctx.obj = Context(data_dir=resolve_data_dir(data_dir), url=url, token=token)
 
 
+@functools.cache  # once per process: ``run`` may be called again (tests, embedding)
 def register_commands() -> None:
     """Attach every command group (imported here to keep start-up cheap and explicit)."""
     from iotiam.cli import (
@@ -88,27 +89,10 @@ def register_commands() -> None:
     detection.register(app)
 
 
-def run() -> None:
-    """Console entry point: the one place errors become a line on stderr and an exit code."""
+def run(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: every failure is one line on stderr and a non-zero exit."""
     register_commands()
-    try:
-        code = app(standalone_mode=False)
-    except IamError as e:
-        sys.stderr.write(f"error: {_one_line(e.diagnostics())}\n")
-        sys.exit(1)
-    except click.exceptions.Abort:
-        errors.print("aborted")
-        sys.exit(130)
-    except click.ClickException as e:
-        sys.stderr.write(f"error: {_one_line(e.format_message())}\n")
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    run_app(app, argv)
 
 
 if __name__ == "__main__":

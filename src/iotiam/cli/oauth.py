@@ -9,9 +9,13 @@ from typing import Annotated, Any
 import typer
 
 from iotiam.cli.admin import token_app
+from iotiam.cli.client import api_path
+from iotiam.cli.inputs import load_json_file
 from iotiam.cli.main import Context, console
 from iotiam.cli.output import print_table
-from iotiam.errors import InvalidInput
+
+#: a JWK set holds a few public keys; anything this big is not one
+MAX_JWKS_FILE_BYTES = 256 * 1024
 
 client_app = typer.Typer(help="OAuth2 clients of devices and services.", no_args_is_help=True)
 code_app = typer.Typer(help="RFC 8628 device codes waiting for approval.",
@@ -70,10 +74,7 @@ def client_create(
     if grant:
         body["grant_types"] = grant
     if jwks is not None:
-        try:
-            body["jwks"] = json.loads(jwks.read_text())
-        except (OSError, ValueError) as e:
-            raise InvalidInput(f"cannot read the JWK set {jwks}: {e}") from e
+        body["jwks"] = load_json_file(jwks, "the JWK set", max_bytes=MAX_JWKS_FILE_BYTES)
     created = obj.client().post("/v1/oauth/clients", body)
     console.print(f"OAuth client {created['client_id']} ({created['kind']}) allowed: "
                   f"{created['scope']}")
@@ -91,14 +92,14 @@ def client_list(ctx: typer.Context) -> None:
 def client_show(ctx: typer.Context, client_id: str) -> None:
     """One client, as JSON."""
     obj: Context = ctx.obj
-    print(json.dumps(obj.client().get(f"/v1/oauth/clients/{client_id}"), indent=2))
+    print(json.dumps(obj.client().get(api_path("/v1/oauth/clients", client_id)), indent=2))
 
 
 @client_app.command("revoke")
 def client_revoke(ctx: typer.Context, client_id: str) -> None:
     """Revoke a client (final): its tokens are inactive at once."""
     obj: Context = ctx.obj
-    revoked = obj.client().post(f"/v1/oauth/clients/{client_id}/revoke", {})
+    revoked = obj.client().post(api_path("/v1/oauth/clients", client_id, "revoke"), {})
     console.print(f"revoked OAuth client {revoked['client_id']}")
 
 
@@ -156,7 +157,7 @@ def code_list(ctx: typer.Context) -> None:
 def code_approve(ctx: typer.Context, user_code: str) -> None:
     """Consent to a device's request: its next poll gets a token."""
     obj: Context = ctx.obj
-    code = obj.client().post(f"/v1/oauth/device-codes/{user_code}/approve", {})
+    code = obj.client().post(api_path("/v1/oauth/device-codes", user_code, "approve"), {})
     console.print(f"approved {code['user_code']} for {code['client_id']} ({code['scope']})")
 
 
@@ -164,6 +165,6 @@ def code_approve(ctx: typer.Context, user_code: str) -> None:
 def code_deny(ctx: typer.Context, user_code: str) -> None:
     """Refuse a device's request."""
     obj: Context = ctx.obj
-    code = obj.client().post(f"/v1/oauth/device-codes/{user_code}/deny", {})
+    code = obj.client().post(api_path("/v1/oauth/device-codes", user_code, "deny"), {})
     console.print(f"denied {code['user_code']} for {code['client_id']}")
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from iotiam.cli.client import api_path
 from iotiam.cli.main import Context, console
 from iotiam.cli.output import print_json, print_table
 from iotiam.errors import InvalidInput
@@ -143,7 +144,7 @@ def policy_show(
 ) -> None:
     """One version of a policy: where it applies, then its source."""
     obj: Context = ctx.obj
-    body = obj.client().get(f"/v1/policies/{name}", version=version)
+    body = obj.client().get(api_path("/v1/policies", name), version=version)
     if as_json:
         print_json(body)
         return
@@ -165,7 +166,7 @@ def policy_diff(
 ) -> None:
     """What changed between two versions."""
     obj: Context = ctx.obj
-    body = obj.client().get(f"/v1/policies/{name}/diff", **{"from": old, "to": new})
+    body = obj.client().get(api_path("/v1/policies", name, "diff"), **{"from": old, "to": new})
     if not body["lines"]:
         _say(f"{name}: versions {old} and {new} do not differ")
     for line in body["lines"]:
@@ -219,7 +220,7 @@ def policy_attach(
     body = _target(org, device_type, group, device)
     if scope is not None:
         body["scope"] = scope
-    attached = obj.client().post(f"/v1/policies/{name}/attachments", body)
+    attached = obj.client().post(api_path("/v1/policies", name, "attachments"), body)
     target = attached["target"]
     _say(f"attached {name} to {target['kind']} {target['id']} (scope {attached['scope']})")
 
@@ -237,7 +238,7 @@ def policy_detach(
     """Remove an attachment."""
     obj: Context = ctx.obj
     target = _target(org, device_type, group, device)
-    obj.client().request("DELETE", f"/v1/policies/{name}/attachments", params=target)
+    obj.client().request("DELETE", api_path("/v1/policies", name, "attachments"), params=target)
     _say(f"detached {name} from {target['kind']} {target['id']}")
 
 
@@ -332,7 +333,7 @@ def policy_what_can(
 ) -> None:
     """Everything DEVICE may do (variables substituted), denies first."""
     obj: Context = ctx.obj
-    body = obj.client().get(f"/v1/devices/{device}/permissions")
+    body = obj.client().get(api_path("/v1/devices", device, "permissions"))
     if as_json:
         print_json(body)
         return
@@ -355,7 +356,7 @@ def site_set(
 ) -> None:
     """Create or replace a site (root admins)."""
     obj: Context = ctx.obj
-    response = obj.client().request("PUT", f"/v1/sites/{name}",
+    response = obj.client().request("PUT", api_path("/v1/sites", name),
                                     json={"timezone": tz, "networks": network or []})
     site = response.json()
     verb = "created" if response.status_code == 201 else "updated"

@@ -192,10 +192,10 @@ def test_parse_json_ok_list_and_object() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[{"id": "d1",\n  "type": }]', r"invalid JSON at line 2 column 11: Expecting value"),
+        ('[{"id": "d1",\n  "type": }]', r"not valid JSON: Expecting value at line 2 column 11"),
         ('{"things": []}', r'JSON import needs a list of devices or \{"devices": \[...\]\}'),
         ('"d1"', "JSON import needs a list"),
-        ("", "invalid JSON at line 1 column 1"),
+        ("", "not valid JSON: Expecting value at line 1 column 1"),
     ],
     ids=["broken", "no-devices-key", "scalar", "empty"],
 )
