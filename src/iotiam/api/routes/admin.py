@@ -10,10 +10,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from iotiam.api.auth import Caller, Wired
-from iotiam.api.schemas import TokenIn, render_audit, render_token
+from iotiam.api.json_bodies import UntrustedJsonRoute
+from iotiam.api.schemas import MAX_JSON_INT, TokenIn, render_audit, render_token
 from iotiam.audit.export import to_jsonl, to_syslog
 
-router = APIRouter(prefix="/v1", tags=["admin"])
+router = APIRouter(prefix="/v1", tags=["admin"], route_class=UntrustedJsonRoute)
 
 
 @router.get("/whoami")
@@ -56,7 +57,7 @@ def verify_audit(caller: Caller, svc: Wired) -> dict[str, Any]:
 def audit_records(
     caller: Caller,
     svc: Wired,
-    after: int = Query(default=0, ge=0),
+    after: int = Query(default=0, ge=0, le=MAX_JSON_INT),
     limit: int = Query(default=100, ge=1, le=5000),
 ) -> dict[str, Any]:
     """Audit records of the caller's subtree in sequence order."""

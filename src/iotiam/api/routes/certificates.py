@@ -9,11 +9,12 @@ from cryptography import x509
 from fastapi import APIRouter, Query
 
 from iotiam.api.auth import Caller, Wired
-from iotiam.api.schemas import CertificateIn, RevokeIn, render_certificate
+from iotiam.api.json_bodies import UntrustedJsonRoute
+from iotiam.api.schemas import MAX_JSON_INT, CertificateIn, RevokeIn, render_certificate
 from iotiam.pki.models import CertificateStatus
 from iotiam.pki.service import public_urls
 
-router = APIRouter(prefix="/v1", tags=["pki"])
+router = APIRouter(prefix="/v1", tags=["pki"], route_class=UntrustedJsonRoute)
 
 
 @router.post("/certificates", status_code=201)
@@ -34,7 +35,7 @@ def list_certificates(
     device: str | None = None,
     status: CertificateStatus | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_JSON_INT),
 ) -> dict[str, Any]:
     """Certificates in the caller's subtree, newest first."""
     records = svc.pki.list_certificates(caller, device_id=device, status=status, limit=limit,

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from iotiam.api.auth import Wired
+from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.problems import problem_response, status_for
 from iotiam.api.tls import client_address, client_certificate
 from iotiam.enrollment.est import (
@@ -29,7 +30,7 @@ from iotiam.errors import IamError, Unauthenticated
 from iotiam.pki.models import CertificateRecord
 from iotiam.pki.profiles import get_profile
 
-router = APIRouter(prefix="/.well-known/est", tags=["est"])
+router = APIRouter(prefix="/.well-known/est", tags=["est"], route_class=UntrustedJsonRoute)
 
 _CERTS_ONLY = f"{PKCS7_MIME}; smime-type=certs-only"
 _BASIC_CHALLENGE = 'Basic realm="iotiam EST", charset="UTF-8"'

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from iotiam.api.auth import Caller, Wired
+from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.schemas import (
     BatchClaimIn,
     ClaimIn,
@@ -26,7 +27,7 @@ from iotiam.api.schemas import (
 )
 from iotiam.inventory.models import DeviceDraft, DeviceState, RotationPolicy
 
-router = APIRouter(prefix="/v1", tags=["inventory"])
+router = APIRouter(prefix="/v1", tags=["inventory"], route_class=UntrustedJsonRoute)
 
 
 @router.get("/org-units")

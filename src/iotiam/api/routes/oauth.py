@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from iotiam.admin.models import ROOT_PATH
 from iotiam.api import oauth_wire
 from iotiam.api.auth import Wired, principal
+from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.oauth_wire import NO_STORE, client_credentials, error_answer, parse_form
 from iotiam.api.tls import client_address, client_certificate_der
 from iotiam.audit.models import AuditDraft, AuditTag, Outcome
@@ -30,7 +31,7 @@ from iotiam.tokens.introspection import Caller
 from iotiam.tokens.models import ClientCredentials, InvalidClient, InvalidRequest
 
 log = logging.getLogger("iotiam.oauth")
-router = APIRouter(tags=["oauth2"])
+router = APIRouter(tags=["oauth2"], route_class=UntrustedJsonRoute)
 
 
 def _oauth_error(error: IamError) -> JSONResponse:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from iotiam.api.auth import Caller, Wired
+from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.policy_schemas import (
     AttachmentIn,
     DecisionIn,
@@ -33,7 +34,7 @@ from iotiam.policy.actions import PUBLISH
 from iotiam.policy.models import AttachmentTarget, PolicySyntaxError, TargetKind
 from iotiam.policy.parsing import parse_policy
 
-router = APIRouter(prefix="/v1", tags=["policies"])
+router = APIRouter(prefix="/v1", tags=["policies"], route_class=UntrustedJsonRoute)
 
 #: request media types a policy document may come as, and how each is parsed
 POLICY_MEDIA = {

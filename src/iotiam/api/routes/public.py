@@ -6,9 +6,10 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Response
 
 from iotiam.api.auth import Wired
+from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.errors import NotFound
 
-router = APIRouter(tags=["public"])
+router = APIRouter(tags=["public"], route_class=UntrustedJsonRoute)
 
 
 
