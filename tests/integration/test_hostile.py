@@ -1,0 +1,64 @@
+"""Hostile clients against the live API (issue 12, "How it is checked"): what reaches the
+HTTP parser before any route, and schemathesis' generated requests."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import httpx
+import pytest
+
+from .live_server import Server
+
+pytestmark = pytest.mark.integration
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def raw_request(server: Server, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` as is over TLS; the status, headers and body of the answer."""
+    context = server.tls_context()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock, \
+            context.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
+        tls.sendall(request)
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            headers = dict(line.decode().lower().split(": ", 1)
+                           for line in head.split(b"\r\n")[1:] if b": " in line)
+            if "content-length" in headers and len(body) >= int(headers["content-length"]):
+                break
+    status = int(data.split(b" ", 2)[1])
+    return status, headers, body
+
+
+@pytest.mark.parametrize("length", [100_000, 1_000_000])
+def test_long_url_fail_problem_json(server: Server, length: int) -> None:
+    path = "/v1/devices/" + "a" * length
+    try:
+        status, headers, body = raw_request(
+            server, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    except (ConnectionError, ssl.SSLError) as e:
+        pytest.fail(f"the server dropped the connection: {e}")
+    assert status == 414, body
+    assert headers["content-type"] == PROBLEM_JSON, (headers, body)
+    assert b"urn:iotiam:problem:" in body
+
+
+def test_bad_request_line_fail_problem_json(server: Server) -> None:
+    status, headers, body = raw_request(server, b"GET /\x01 HTTP/1.1\r\n\r\n")
+    assert status == 400
+    assert headers["content-type"] == PROBLEM_JSON, (headers, body)
+
+
+def test_405_ok_allow_header_live(server: Server) -> None:
+    with server.api() as api:
+        answer = api.delete("/v1/devices")
+    assert answer.status_code == 405
+    assert answer.headers["content-type"] == PROBLEM_JSON
+    assert set(answer.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+    with server.api() as api:
+        assert api.get("/v1/whoami").status_code == 200  # the connection pool still works
+    assert isinstance(answer, httpx.Response)
