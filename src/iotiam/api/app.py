@@ -11,6 +11,7 @@ from iotiam.api.emqx_hook import EmqxHookFastPath
 from iotiam.api.limits import BodySizeLimit
 from iotiam.api.oauth_token_path import OAuthTokenFastPath
 from iotiam.api.ocsp_fast_path import OcspFastPath
+from iotiam.api.openapi import install_openapi
 from iotiam.api.problems import install_problem_handlers
 from iotiam.api.routes import (
     admin,
@@ -42,6 +43,7 @@ def create_api_app(services: Services) -> ASGIApp:
     app.state.services = services
     install_problem_handlers(app)
     install_offline_docs(app)
+    install_openapi(app)
     app.include_router(inventory.router)
     app.include_router(certificates.router)
     app.include_router(admin.router)

@@ -11,20 +11,21 @@ from fastapi.responses import StreamingResponse
 
 from iotiam.api.auth import Caller, Wired
 from iotiam.api.json_bodies import UntrustedJsonRoute
+from iotiam.api.responses import AuditPage, TokenList, TokenOut, WhoamiOut
 from iotiam.api.schemas import MAX_JSON_INT, TokenIn, render_audit, render_token
 from iotiam.audit.export import to_jsonl, to_syslog
 
 router = APIRouter(prefix="/v1", tags=["admin"], route_class=UntrustedJsonRoute)
 
 
-@router.get("/whoami")
+@router.get("/whoami", response_model=WhoamiOut)
 def whoami(caller: Caller) -> dict[str, Any]:
     """Who the token belongs to and what it may do."""
     return {"name": caller.name, "role": str(caller.role), "org": caller.org_unit_id,
             "org_path": caller.org_path}
 
 
-@router.post("/tokens", status_code=201)
+@router.post("/tokens", status_code=201, response_model=TokenOut)
 def create_token(body: TokenIn, caller: Caller, svc: Wired) -> dict[str, Any]:
     """Create a token with at most the caller's role over at most its subtree."""
     ttl = timedelta(seconds=body.ttl_seconds) if body.ttl_seconds else None
@@ -33,7 +34,7 @@ def create_token(body: TokenIn, caller: Caller, svc: Wired) -> dict[str, Any]:
     return {**render_token(token), "token": plaintext}
 
 
-@router.get("/tokens")
+@router.get("/tokens", response_model=TokenList)
 def list_tokens(caller: Caller, svc: Wired) -> dict[str, Any]:
     """Tokens in the caller's subtree."""
     return {"items": [render_token(t) for t in svc.tokens.list(caller)]}
@@ -53,7 +54,7 @@ def verify_audit(caller: Caller, svc: Wired) -> dict[str, Any]:
             "problem": report.problem, "first_bad_seq": report.first_bad_seq}
 
 
-@router.get("/audit/records")
+@router.get("/audit/records", response_model=AuditPage)
 def audit_records(
     caller: Caller,
     svc: Wired,
@@ -66,7 +67,10 @@ def audit_records(
             "next": records[-1].seq if len(records) == limit else None}
 
 
-@router.get("/audit/export")
+@router.get("/audit/export", response_class=StreamingResponse, responses={200: {
+    "description": "one record a line: JSON lines (format=jsonl) or RFC 5424 syslog",
+    "content": {"application/jsonl": {"schema": {"type": "string"}},
+                "text/plain": {"schema": {"type": "string"}}}}})
 def export_audit(
     caller: Caller,
     svc: Wired,

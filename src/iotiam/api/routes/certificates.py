@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 
 from iotiam.api.auth import Caller, Wired
 from iotiam.api.json_bodies import UntrustedJsonRoute
+from iotiam.api.responses import CertificateList, CertificateOut
 from iotiam.api.schemas import MAX_JSON_INT, CertificateIn, RevokeIn, render_certificate
 from iotiam.pki.models import CertificateStatus
 from iotiam.pki.service import public_urls
@@ -17,7 +18,7 @@ from iotiam.pki.service import public_urls
 router = APIRouter(prefix="/v1", tags=["pki"], route_class=UntrustedJsonRoute)
 
 
-@router.post("/certificates", status_code=201)
+@router.post("/certificates", status_code=201, response_model=CertificateOut)
 def issue_certificate(body: CertificateIn, caller: Caller, svc: Wired) -> dict[str, Any]:
     """Issue a certificate for a device from its CSR (PEM or base64 DER)."""
     record = svc.pki.issue_certificate(
@@ -28,7 +29,7 @@ def issue_certificate(body: CertificateIn, caller: Caller, svc: Wired) -> dict[s
     return out
 
 
-@router.get("/certificates")
+@router.get("/certificates", response_model=CertificateList)
 def list_certificates(
     caller: Caller,
     svc: Wired,
@@ -43,13 +44,13 @@ def list_certificates(
     return {"items": [render_certificate(r, with_pem=False) for r in records]}
 
 
-@router.get("/certificates/{serial}")
+@router.get("/certificates/{serial}", response_model=CertificateOut)
 def show_certificate(serial: str, caller: Caller, svc: Wired) -> dict[str, Any]:
     """One certificate by serial (hex, colons allowed)."""
     return render_certificate(svc.pki.get_certificate(caller, serial))
 
 
-@router.post("/certificates/{serial}/revoke")
+@router.post("/certificates/{serial}/revoke", response_model=CertificateOut)
 def revoke_certificate(serial: str, body: RevokeIn, caller: Caller, svc: Wired
                        ) -> dict[str, Any]:
     """Revoke one certificate (final)."""
