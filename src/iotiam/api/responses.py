@@ -174,3 +174,20 @@ class AuditPage(Out):
 
     items: list[AuditRecordOut]
     next: int | None
+
+
+class SiteOut(Out):
+    """A site: its time zone and networks."""
+
+    name: str
+    timezone: str
+    networks: list[str]
+
+
+class PolicyWriteOut(Out):
+    """A stored policy version with its lint findings and the diff to the previous one."""
+
+    name: str
+    version: int
+    findings: list[dict[str, Any]]
+    diff: list[str]

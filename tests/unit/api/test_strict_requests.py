@@ -204,8 +204,8 @@ def test_every_json_body_fail_duplicate_key(installation: Installation) -> None:
     for template, operations in spec["paths"].items():
         for method, operation in operations.items():
             content = operation.get("requestBody", {}).get("content", {})
-            if "application/json" not in content:
-                continue
+            if "application/json" not in content or template.startswith("/v1/hooks/"):
+                continue  # the EMQX hook answers allow/deny, never an HTTP error
             path = template.replace("{", "").replace("}", "")  # every parameter its name
             answer = installation.api().request(
                 method, path, content=b'{"a": 1, "a": 2}',
