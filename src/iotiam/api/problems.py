@@ -138,7 +138,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             # RFC 9110 §15.5.6: a 405 lists every method the resource has
-            headers["Allow"] = ", ".join(allowed_methods(request))
+            # (Starlette's own for a route the document leaves out, e.g. /docs)
+            headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
         return problem_response(exc.status_code, kind, title, str(exc.detail),
                                 headers=headers)
 

@@ -215,3 +215,9 @@ def test_every_json_body_fail_duplicate_key(installation: Installation) -> None:
             assert_problem(answer, 400, None if own_decoder else "twice")
             checked.append(f"{method} {template}")
     assert len(checked) > 30, checked
+
+
+def test_405_ok_allow_header_undocumented_route(installation: Installation) -> None:
+    answer = installation.api().post("/docs")
+    assert_problem(answer, 405)
+    assert answer.headers["allow"] == "GET"
