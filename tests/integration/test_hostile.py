@@ -88,6 +88,7 @@ def test_schemathesis_ok_no_5xx_and_as_documented(server: Server) -> None:
               content_type_conformance, response_schema_conformance]
     for media in ("application/pkcs10", "application/ocsp-request"):
         schemathesis.serializer.alias(media, "application/octet-stream")
+    schemathesis.serializer.alias("application/x-ndjson", "text/plain")
     with server.api() as api:
         document = api.get("/openapi.json").json()
     schema = schemathesis.openapi.from_dict(document)
