@@ -6,10 +6,12 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from iotiam import __version__
+from iotiam.api.docs import install_offline_docs
 from iotiam.api.emqx_hook import EmqxHookFastPath
 from iotiam.api.limits import BodySizeLimit
 from iotiam.api.oauth_token_path import OAuthTokenFastPath
 from iotiam.api.ocsp_fast_path import OcspFastPath
+from iotiam.api.openapi import install_openapi
 from iotiam.api.path_segments import EncodedSlashRefusal
 from iotiam.api.problems import install_problem_handlers
 from iotiam.api.routes import (
@@ -37,9 +39,12 @@ def create_api_app(services: Services) -> ASGIApp:
         title="iotiam",
         version=__version__,
         description="Identity and access control plane for IoT fleets.",
+        docs_url=None, redoc_url=None,  # served from the package: install_offline_docs
     )
     app.state.services = services
     install_problem_handlers(app)
+    install_offline_docs(app)
+    install_openapi(app)
     app.include_router(inventory.router)
     app.include_router(certificates.router)
     app.include_router(admin.router)

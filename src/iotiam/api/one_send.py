@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from iotiam.api.http_errors import ProblemHttpToolsProtocol
 
 #: bytes held at most before they are sent without waiting for the end of the turn
 FLUSH_AT = 64 * 1024
@@ -113,8 +113,9 @@ class OneSendTransport(asyncio.Transport):
         return self._inner.get_write_buffer_size() + self._size
 
 
-class OneSendHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's ``HttpToolsProtocol`` writing through a ``OneSendTransport``."""
+class OneSendHttpToolsProtocol(ProblemHttpToolsProtocol):
+    """uvicorn's ``HttpToolsProtocol`` writing through a ``OneSendTransport`` (and answering
+    what its parser refuses as problem+json, ``http_errors.py``)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Wrap the connection's transport, then set up as uvicorn does."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictFloat
 
 from iotiam.api.schemas import Body
 from iotiam.policy.diff import PolicyDiff
@@ -52,8 +52,8 @@ class DecisionIn(Body):
     source_ip: str | None = Field(default=None, max_length=64)
     #: simulate: decide as if it were this instant (never changes a real decision)
     at: datetime | None = None
-    trust_score: float | None = Field(default=None, ge=0, le=100)
-    firmware_compliant: bool | None = None
+    trust_score: StrictFloat | None = Field(default=None, ge=0, le=100)
+    firmware_compliant: StrictBool | None = None
 
 
 def render_target(target: AttachmentTarget | None) -> dict[str, str] | None:

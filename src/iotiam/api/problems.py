@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from iotiam.admin.models import ROOT_PATH
 from iotiam.audit.models import AuditDraft, AuditTag, Outcome
@@ -29,6 +31,7 @@ log = logging.getLogger("iotiam.api")
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:iotiam:problem:"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 # most specific first: PayloadTooLarge is an InvalidInput
 STATUS_BY_ERROR: tuple[tuple[type[IamError], int], ...] = (
@@ -52,13 +55,17 @@ def status_for(error: IamError) -> int:
 
 
 def problem_response(
-    status: int, kind: str, title: str, detail: str, **extra: Any
+    status: int, kind: str, title: str, detail: str, *,
+    headers: Mapping[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     """A ``application/problem+json`` response."""
     body = {"type": TYPE_PREFIX + kind, "title": title, "status": status, "detail": detail}
     body.update(extra)
-    headers = {"WWW-Authenticate": 'Bearer realm="iotiam"'} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    all_headers = dict(headers or {})
+    if status == 401:
+        all_headers.setdefault("WWW-Authenticate", 'Bearer realm="iotiam"')
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON,
+                        headers=all_headers or None)
 
 
 def _field_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, str]]]:
@@ -93,6 +100,20 @@ def audit_refused_request(request: Request, reason: str) -> None:
         log.warning("could not audit a refused request to %s", request.url.path)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the API documents for the request's path.
+
+    Starlette's own ``Allow`` names only the methods of the first route that matched the
+    path (POST but not GET for ``/v1/devices``); the OpenAPI document has them all.
+    """
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern, _, _ = compile_path(template)
+        if pattern.match(request.url.path):
+            methods |= {m.upper() for m in operations if m.upper() in HTTP_METHODS}
+    return sorted(methods)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Render every error as problem+json; never leak a traceback."""
 
@@ -114,7 +135,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         if exc.status_code == 413:
             await run_in_threadpool(audit_refused_request, request, str(exc.detail))
         title = {413: "Payload too large"}.get(exc.status_code, str(exc.detail))
-        return problem_response(exc.status_code, kind, title, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # RFC 9110 §15.5.6: a 405 lists every method the resource has
+            # (Starlette's own for a route the document leaves out, e.g. /docs)
+            headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
+        return problem_response(exc.status_code, kind, title, str(exc.detail),
+                                headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from iotiam.admin.models import AdminToken, Role
 from iotiam.audit.export import to_jsonl
@@ -22,9 +22,20 @@ from iotiam.inventory.models import (
 )
 from iotiam.pki.models import CertificateRecord
 
+#: the largest integer any field or query parameter takes: the largest every JSON
+#: implementation holds exactly (RFC 7493 §2.2), and well inside the 64 bits SQLite and
+#: PostgreSQL store. Python's int has no bound of its own, so an integer without a maximum
+#: meets ``OverflowError`` somewhere (a ``timedelta``, a database bind).
+MAX_JSON_INT = 2**53 - 1
+
 
 class Body(BaseModel):
-    """Base for request bodies: unknown fields are an error, not silently dropped."""
+    """Base for request bodies: unknown fields are an error, not silently dropped.
+
+    Integers are ``StrictInt`` and booleans ``StrictBool``: JSON keeps ``false``, ``0``,
+    ``1.0`` and ``"1"`` apart, and so does the API (a ``false`` TTL is a client bug, not 0).
+    Enums and datetimes still come from their JSON strings.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -50,7 +61,7 @@ class StateChangeIn(Body):
 class ImportRowIn(Body):
     """One row of a bulk import, with its row number in the source file."""
 
-    row: int
+    row: StrictInt = Field(ge=0, le=MAX_JSON_INT)
     data: dict[str, Any]
 
 
@@ -80,11 +91,13 @@ class DeviceTypeIn(Body):
 
 
 class RotationIn(Body):
-    """A device type's rotation policy."""
+    """A device type's rotation policy (the bounds of ``inventory.models.RotationPolicy``)."""
 
-    certificate_lifetime_seconds: int | None = Field(default=None, ge=30)
-    grace_seconds: int = Field(default=3 * 86400, ge=0)
-    max_credential_age_seconds: int = Field(default=30 * 86400, ge=60)
+    certificate_lifetime_seconds: StrictInt | None = Field(default=None, ge=30,
+                                                           le=825 * 86400)
+    grace_seconds: StrictInt = Field(default=3 * 86400, ge=0, le=90 * 86400)
+    max_credential_age_seconds: StrictInt = Field(default=30 * 86400, ge=60,
+                                                  le=3650 * 86400)
 
 
 class GroupIn(Body):
@@ -119,14 +132,14 @@ class RevokeIn(Body):
 class ClaimIn(Body):
     """Create a one-time claim token."""
 
-    ttl_seconds: int = Field(default=600, ge=30, le=30 * 86400)
+    ttl_seconds: StrictInt = Field(default=600, ge=30, le=30 * 86400)
 
 
 class BatchClaimIn(Body):
     """One-time claim tokens for many devices."""
 
     devices: list[str] = Field(min_length=1, max_length=1000)
-    ttl_seconds: int = Field(default=600, ge=30, le=30 * 86400)
+    ttl_seconds: StrictInt = Field(default=600, ge=30, le=30 * 86400)
 
 
 class TokenIn(Body):
@@ -135,7 +148,7 @@ class TokenIn(Body):
     name: str = Field(max_length=200)
     role: Role
     org: str | None = None
-    ttl_seconds: int | None = Field(default=None, gt=0, le=10 * 365 * 86400)
+    ttl_seconds: StrictInt | None = Field(default=None, gt=0, le=10 * 365 * 86400)
 
 
 def render_org_unit(unit: OrgUnit) -> dict[str, Any]:

@@ -11,23 +11,25 @@ from fastapi.responses import StreamingResponse
 
 from iotiam.admin.models import Principal
 from iotiam.api.auth import Caller, Wired
-from iotiam.api.schemas import TokenIn, render_audit, render_token
+from iotiam.api.json_bodies import UntrustedJsonRoute
+from iotiam.api.responses import AuditPage, TokenList, TokenOut, WhoamiOut
+from iotiam.api.schemas import MAX_JSON_INT, TokenIn, render_audit, render_token
 from iotiam.audit.export import checkpoint_to_jsonl, checkpoint_to_syslog, to_jsonl, to_syslog
 from iotiam.audit.models import StoredCheckpoint
 from iotiam.audit.service import AuditTrail
 from iotiam.errors import Forbidden, NotFound
 
-router = APIRouter(prefix="/v1", tags=["admin"])
+router = APIRouter(prefix="/v1", tags=["admin"], route_class=UntrustedJsonRoute)
 
 
-@router.get("/whoami")
+@router.get("/whoami", response_model=WhoamiOut)
 def whoami(caller: Caller) -> dict[str, Any]:
     """Who the token belongs to and what it may do."""
     return {"name": caller.name, "role": str(caller.role), "org": caller.org_unit_id,
             "org_path": caller.org_path}
 
 
-@router.post("/tokens", status_code=201)
+@router.post("/tokens", status_code=201, response_model=TokenOut)
 def create_token(body: TokenIn, caller: Caller, svc: Wired) -> dict[str, Any]:
     """Create a token with at most the caller's role over at most its subtree."""
     ttl = timedelta(seconds=body.ttl_seconds) if body.ttl_seconds else None
@@ -36,7 +38,7 @@ def create_token(body: TokenIn, caller: Caller, svc: Wired) -> dict[str, Any]:
     return {**render_token(token), "token": plaintext}
 
 
-@router.get("/tokens")
+@router.get("/tokens", response_model=TokenList)
 def list_tokens(caller: Caller, svc: Wired) -> dict[str, Any]:
     """Tokens in the caller's subtree."""
     return {"items": [render_token(t) for t in svc.tokens.list(caller)]}
@@ -59,8 +61,8 @@ def verify_audit(caller: Caller, svc: Wired) -> dict[str, Any]:
             if report.checkpoint_at else None}
 
 
-#: bounds of a record number or tree size in a query (a SQL BIGINT; beyond is a 422)
-_MAX_SEQ = 2**62
+#: bounds of a record number or tree size in a query (the API's one integer bound)
+_MAX_SEQ = MAX_JSON_INT
 
 
 @router.get("/audit/checkpoint")
@@ -92,11 +94,11 @@ def prove_consistency(
     return svc.audit.prove_consistency(caller, old, new).bundle()
 
 
-@router.get("/audit/records")
+@router.get("/audit/records", response_model=AuditPage)
 def audit_records(
     caller: Caller,
     svc: Wired,
-    after: int = Query(default=0, ge=0),
+    after: int = Query(default=0, ge=0, le=MAX_JSON_INT),
     limit: int = Query(default=100, ge=1, le=5000),
 ) -> dict[str, Any]:
     """Audit records of the caller's subtree in sequence order."""
@@ -105,7 +107,10 @@ def audit_records(
             "next": records[-1].seq if len(records) == limit else None}
 
 
-@router.get("/audit/export")
+@router.get("/audit/export", response_class=StreamingResponse, responses={200: {
+    "description": "one record a line: JSON lines (format=jsonl) or RFC 5424 syslog",
+    "content": {"application/jsonl": {"schema": {"type": "string"}},
+                "text/plain": {"schema": {"type": "string"}}}}})
 def export_audit(
     caller: Caller,
     svc: Wired,

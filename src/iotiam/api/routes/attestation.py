@@ -11,11 +11,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from iotiam.api.auth import Wired
+from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.routes.firmware import render_status
 from iotiam.api.schemas import Body
 from iotiam.api.tls import client_certificate
 
-router = APIRouter(prefix="/v1/attestation", tags=["attestation"])
+router = APIRouter(prefix="/v1/attestation", tags=["attestation"], route_class=UntrustedJsonRoute)
 
 
 class EvidenceIn(Body):

@@ -9,14 +9,16 @@ from cryptography import x509
 from fastapi import APIRouter, Query
 
 from iotiam.api.auth import Caller, Wired
-from iotiam.api.schemas import CertificateIn, RevokeIn, render_certificate
+from iotiam.api.json_bodies import UntrustedJsonRoute
+from iotiam.api.responses import CertificateList, CertificateOut
+from iotiam.api.schemas import MAX_JSON_INT, CertificateIn, RevokeIn, render_certificate
 from iotiam.pki.models import CertificateStatus
 from iotiam.pki.service import public_urls
 
-router = APIRouter(prefix="/v1", tags=["pki"])
+router = APIRouter(prefix="/v1", tags=["pki"], route_class=UntrustedJsonRoute)
 
 
-@router.post("/certificates", status_code=201)
+@router.post("/certificates", status_code=201, response_model=CertificateOut)
 def issue_certificate(body: CertificateIn, caller: Caller, svc: Wired) -> dict[str, Any]:
     """Issue a certificate for a device from its CSR (PEM or base64 DER)."""
     record = svc.pki.issue_certificate(
@@ -27,14 +29,14 @@ def issue_certificate(body: CertificateIn, caller: Caller, svc: Wired) -> dict[s
     return out
 
 
-@router.get("/certificates")
+@router.get("/certificates", response_model=CertificateList)
 def list_certificates(
     caller: Caller,
     svc: Wired,
     device: str | None = None,
     status: CertificateStatus | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_JSON_INT),
 ) -> dict[str, Any]:
     """Certificates in the caller's subtree, newest first."""
     records = svc.pki.list_certificates(caller, device_id=device, status=status, limit=limit,
@@ -42,13 +44,13 @@ def list_certificates(
     return {"items": [render_certificate(r, with_pem=False) for r in records]}
 
 
-@router.get("/certificates/{serial}")
+@router.get("/certificates/{serial}", response_model=CertificateOut)
 def show_certificate(serial: str, caller: Caller, svc: Wired) -> dict[str, Any]:
     """One certificate by serial (hex, colons allowed)."""
     return render_certificate(svc.pki.get_certificate(caller, serial))
 
 
-@router.post("/certificates/{serial}/revoke")
+@router.post("/certificates/{serial}/revoke", response_model=CertificateOut)
 def revoke_certificate(serial: str, body: RevokeIn, caller: Caller, svc: Wired
                        ) -> dict[str, Any]:
     """Revoke one certificate (final)."""

@@ -7,19 +7,20 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from iotiam.api.auth import Caller, Wired
+from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.schemas import Body, RevokeIn
 from iotiam.credentials.models import Psk
 
-router = APIRouter(prefix="/v1", tags=["credentials"])
+router = APIRouter(prefix="/v1", tags=["credentials"], route_class=UntrustedJsonRoute)
 
 
 class PskIn(Body):
     """Issue or rotate a PSK."""
 
-    lifetime_seconds: int | None = Field(default=None, ge=60, le=825 * 86400)
+    lifetime_seconds: StrictInt | None = Field(default=None, ge=60, le=825 * 86400)
 
 
 def _render(psk: Psk, key_hex: str | None = None) -> dict[str, Any]:

@@ -7,10 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from iotiam.admin.models import Role
 from iotiam.api.auth import Caller, Wired
+from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.schemas import Body
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.broker.broker_watch import broker_statistics
@@ -18,7 +19,7 @@ from iotiam.detection.ingest import json_lines
 from iotiam.errors import InvalidInput
 from iotiam.response.models import Mitigation, StoredFinding
 
-router = APIRouter(prefix="/v1", tags=["detection"])
+router = APIRouter(prefix="/v1", tags=["detection"], route_class=UntrustedJsonRoute)
 
 _EVENTS_BODY: dict[str, Any] = {
     "requestBody": {"required": True, "content": {
@@ -39,7 +40,7 @@ class NoteIn(Body):
 class ResolveIn(NoteIn):
     """Resolve a finding (``false_positive`` also teaches the baseline)."""
 
-    false_positive: bool = False
+    false_positive: StrictBool = False
 
 
 class ModeIn(Body):
@@ -108,7 +109,7 @@ def list_findings(
     device: str | None = Query(default=None, max_length=128),
     finding_type: str | None = Query(default=None, alias="type", max_length=64),
     before: str | None = Query(default=None, max_length=40),
-    limit: int = Query(default=100),
+    limit: int = Query(default=100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Findings in the caller's subtree, newest first (``before`` pages)."""
     items = svc.response.list_findings(caller, state=state, device_id=device,

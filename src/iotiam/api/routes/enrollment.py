@@ -6,14 +6,15 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from iotiam.api.auth import Caller, Wired
+from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.schemas import Body, ImportRowIn, render_certificate
 from iotiam.enrollment.models import EnrollmentRequest, Manufacturer, RequestStatus
 from iotiam.enrollment.transfer import DEFAULT_TRANSFER_CLAIM_TTL
 
-router = APIRouter(prefix="/v1", tags=["enrollment"])
+router = APIRouter(prefix="/v1", tags=["enrollment"], route_class=UntrustedJsonRoute)
 
 
 class ManufacturerIn(Body):
@@ -48,7 +49,7 @@ class TransferIn(Body):
     """Hand a device to another org unit."""
 
     to: str = Field(max_length=128)
-    claim_ttl_seconds: int = Field(default=int(DEFAULT_TRANSFER_CLAIM_TTL.total_seconds()),
+    claim_ttl_seconds: StrictInt = Field(default=int(DEFAULT_TRANSFER_CLAIM_TTL.total_seconds()),
                                    ge=30, le=30 * 86400)
 
 

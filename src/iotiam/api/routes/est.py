@@ -15,6 +15,8 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from iotiam.api.auth import Wired
+from iotiam.api.json_bodies import UntrustedJsonRoute
+from iotiam.api.openapi import binary
 from iotiam.api.problems import problem_response, status_for
 from iotiam.api.tls import client_address, client_certificate
 from iotiam.enrollment.est import (
@@ -29,11 +31,24 @@ from iotiam.errors import IamError, Unauthenticated
 from iotiam.pki.models import CertificateRecord
 from iotiam.pki.profiles import get_profile
 
-router = APIRouter(prefix="/.well-known/est", tags=["est"])
+router = APIRouter(prefix="/.well-known/est", tags=["est"], route_class=UntrustedJsonRoute)
 
 _CERTS_ONLY = f"{PKCS7_MIME}; smime-type=certs-only"
 _BASIC_CHALLENGE = 'Basic realm="iotiam EST", charset="UTF-8"'
 _FULL_QUEUE_RETRY_SECONDS = 300
+_CERTS_DOC = binary(PKCS7_MIME, "base64 PKCS#7 certs-only (RFC 7030 §4.1.3)")
+#: RFC 7030 §4.2.1: the body is a base64 PKCS#10 (DER accepted too)
+_CSR_BODY = {"requestBody": {"required": True, "content": {
+    "application/pkcs10": {"schema": {"type": "string"}}}}}
+_ENROLL_DOC = {**binary(PKCS7_MIME, "base64 PKCS#7 certs-only with the new certificate "
+                                    "(RFC 7030 §4.2.3)"),
+               202: {"description": "held for approval: send the same CSR again after "
+                                    "Retry-After seconds (RFC 7030 §4.2.3)",
+                     "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["status", "request", "detail"],
+                         "properties": {"status": {"type": "string", "enum": ["pending"]},
+                                        "request": {"type": "string"},
+                                        "detail": {"type": "string"}}}}}}}
 
 
 def _certs_response(body: bytes) -> Response:
@@ -135,49 +150,55 @@ def _csrattrs(label: str | None) -> Response:
     return Response(status_code=204, media_type=CSRATTRS_MIME)
 
 
-@router.get("/cacerts")
+@router.get("/cacerts", responses=_CERTS_DOC, response_class=Response)
 def cacerts(request: Request, svc: Wired) -> Response:
     """RFC 7030 §4.1: the CA certificates."""
     return _cacerts(request, svc, None)
 
 
-@router.get("/{label}/cacerts")
+@router.get("/{label}/cacerts", responses=_CERTS_DOC, response_class=Response)
 def cacerts_labelled(label: str, request: Request, svc: Wired) -> Response:
     """RFC 7030 §4.1 with a label."""
     return _cacerts(request, svc, label)
 
 
-@router.post("/simpleenroll")
+@router.post("/simpleenroll", responses=_ENROLL_DOC, response_class=Response,
+             openapi_extra=_CSR_BODY)
 async def simpleenroll(request: Request, svc: Wired) -> Response:
     """RFC 7030 §4.2.1: first enrollment with a claim token or a manufacturer IDevID."""
     return await _simpleenroll(request, svc, None)
 
 
-@router.post("/{label}/simpleenroll")
+@router.post("/{label}/simpleenroll",
+             responses=_ENROLL_DOC, response_class=Response,
+             openapi_extra=_CSR_BODY)
 async def simpleenroll_labelled(label: str, request: Request, svc: Wired) -> Response:
     """RFC 7030 §4.2.1 with a label selecting the profile."""
     return await _simpleenroll(request, svc, label)
 
 
-@router.post("/simplereenroll")
+@router.post("/simplereenroll", responses=_ENROLL_DOC, response_class=Response,
+             openapi_extra=_CSR_BODY)
 async def simplereenroll(request: Request, svc: Wired) -> Response:
     """RFC 7030 §4.2.2: renewal authenticated by the current certificate."""
     return await _simplereenroll(request, svc, None)
 
 
-@router.post("/{label}/simplereenroll")
+@router.post("/{label}/simplereenroll",
+             responses=_ENROLL_DOC, response_class=Response,
+             openapi_extra=_CSR_BODY)
 async def simplereenroll_labelled(label: str, request: Request, svc: Wired) -> Response:
     """RFC 7030 §4.2.2 with a label."""
     return await _simplereenroll(request, svc, label)
 
 
-@router.get("/csrattrs")
+@router.get("/csrattrs", status_code=204, response_class=Response)
 def csrattrs() -> Response:
     """RFC 7030 §4.5: no attributes are required."""
     return _csrattrs(None)
 
 
-@router.get("/{label}/csrattrs")
+@router.get("/{label}/csrattrs", status_code=204, response_class=Response)
 def csrattrs_labelled(label: str) -> Response:
     """RFC 7030 §4.5 with a label."""
     return _csrattrs(label)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from iotiam.api.auth import Caller, Wired
+from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.schemas import Body
 from iotiam.attestation.models import (
     FirmwareImage,
@@ -17,7 +18,7 @@ from iotiam.attestation.models import (
 )
 from iotiam.attestation.registry import ImageRegistration, SignerRevocation
 
-router = APIRouter(prefix="/v1", tags=["firmware"])
+router = APIRouter(prefix="/v1", tags=["firmware"], route_class=UntrustedJsonRoute)
 
 
 class SignerIn(Body):

@@ -8,6 +8,17 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from iotiam.api.auth import Caller, Wired
+from iotiam.api.json_bodies import UntrustedJsonRoute
+from iotiam.api.responses import (
+    DeviceOut,
+    DevicePage,
+    DeviceTypeList,
+    DeviceTypeOut,
+    GroupList,
+    GroupOut,
+    OrgUnitList,
+    OrgUnitOut,
+)
 from iotiam.api.schemas import (
     BatchClaimIn,
     ClaimIn,
@@ -27,16 +38,16 @@ from iotiam.api.schemas import (
 from iotiam.inventory.credential_status import EXPIRING_RULE
 from iotiam.inventory.models import DeviceDraft, DeviceState, RotationPolicy
 
-router = APIRouter(prefix="/v1", tags=["inventory"])
+router = APIRouter(prefix="/v1", tags=["inventory"], route_class=UntrustedJsonRoute)
 
 
-@router.get("/org-units")
+@router.get("/org-units", response_model=OrgUnitList)
 def list_org_units(caller: Caller, svc: Wired) -> dict[str, Any]:
     """Org units in the caller's subtree."""
     return {"items": [render_org_unit(u) for u in svc.inventory.list_org_units(caller)]}
 
 
-@router.post("/org-units", status_code=201)
+@router.post("/org-units", status_code=201, response_model=OrgUnitOut)
 def create_org_unit(body: OrgUnitIn, caller: Caller, svc: Wired) -> dict[str, Any]:
     """Create an org unit under a parent."""
     unit = svc.inventory.create_org_unit(
@@ -45,13 +56,13 @@ def create_org_unit(body: OrgUnitIn, caller: Caller, svc: Wired) -> dict[str, An
     return render_org_unit(unit)
 
 
-@router.get("/device-types")
+@router.get("/device-types", response_model=DeviceTypeList)
 def list_device_types(caller: Caller, svc: Wired) -> dict[str, Any]:
     """All device types."""
     return {"items": [render_device_type(t) for t in svc.inventory.list_device_types()]}
 
 
-@router.post("/device-types", status_code=201)
+@router.post("/device-types", status_code=201, response_model=DeviceTypeOut)
 def create_device_type(body: DeviceTypeIn, caller: Caller, svc: Wired) -> dict[str, Any]:
     """Create a device type (root-scoped admins only)."""
     created = svc.inventory.create_device_type(
@@ -61,7 +72,7 @@ def create_device_type(body: DeviceTypeIn, caller: Caller, svc: Wired) -> dict[s
     return render_device_type(created)
 
 
-@router.put("/device-types/{name}/rotation")
+@router.put("/device-types/{name}/rotation", response_model=DeviceTypeOut)
 def set_rotation(name: str, body: RotationIn, caller: Caller, svc: Wired) -> dict[str, Any]:
     """Set a device type's rotation policy (lifetime, grace window, maximum key age)."""
     lifetime = body.certificate_lifetime_seconds
@@ -73,7 +84,7 @@ def set_rotation(name: str, body: RotationIn, caller: Caller, svc: Wired) -> dic
     return render_device_type(svc.inventory.set_rotation(caller, name, policy))
 
 
-@router.post("/devices", status_code=201)
+@router.post("/devices", status_code=201, response_model=DeviceOut)
 def add_device(body: DeviceIn, caller: Caller, svc: Wired) -> dict[str, Any]:
     """Register a device."""
     device = svc.inventory.add_device(
@@ -84,7 +95,7 @@ def add_device(body: DeviceIn, caller: Caller, svc: Wired) -> dict[str, Any]:
     return render_device(device)
 
 
-@router.get("/devices")
+@router.get("/devices", response_model=DevicePage)
 def list_devices(
     caller: Caller,
     svc: Wired,
@@ -114,7 +125,7 @@ def import_devices(body: ImportIn, caller: Caller, svc: Wired) -> dict[str, Any]
     }
 
 
-@router.get("/devices/{device_id}")
+@router.get("/devices/{device_id}", response_model=DeviceOut)
 def show_device(device_id: str, caller: Caller, svc: Wired) -> dict[str, Any]:
     """One device with its certificates."""
     device = svc.inventory.get_device(caller, device_id)
@@ -127,7 +138,7 @@ def show_device(device_id: str, caller: Caller, svc: Wired) -> dict[str, Any]:
     return body
 
 
-@router.post("/devices/{device_id}/state")
+@router.post("/devices/{device_id}/state", response_model=DeviceOut)
 def set_state(device_id: str, body: StateChangeIn, caller: Caller, svc: Wired
               ) -> dict[str, Any]:
     """Move a device along its lifecycle."""
@@ -175,13 +186,13 @@ def inventory_report(
             "never_rotated": summary.never_rotated}
 
 
-@router.get("/groups")
+@router.get("/groups", response_model=GroupList)
 def list_groups(caller: Caller, svc: Wired) -> dict[str, Any]:
     """Groups in the caller's subtree."""
     return {"items": [render_group(g, m) for g, m in svc.inventory.list_groups(caller)]}
 
 
-@router.post("/groups", status_code=201)
+@router.post("/groups", status_code=201, response_model=GroupOut)
 def create_group(body: GroupIn, caller: Caller, svc: Wired) -> dict[str, Any]:
     """Create a group."""
     group = svc.inventory.create_group(caller, group_id=body.id, name=body.name,

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from iotiam.admin.models import ROOT_PATH
 from iotiam.api import oauth_wire
 from iotiam.api.auth import Wired, principal
+from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.oauth_wire import (
     NO_STORE,
     OAuthForm,
@@ -28,6 +29,7 @@ from iotiam.api.oauth_wire import (
     error_answer,
     parse_form,
 )
+from iotiam.api.openapi import OAUTH_FORM, oauth
 from iotiam.api.tls import client_address, client_certificate_der
 from iotiam.audit.models import AuditDraft, AuditTag, Outcome
 from iotiam.bootstrap import Services
@@ -36,7 +38,23 @@ from iotiam.tokens.introspection import Caller
 from iotiam.tokens.models import ClientCredentials, InvalidClient, InvalidRequest
 
 log = logging.getLogger("iotiam.oauth")
-router = APIRouter(tags=["oauth2"])
+router = APIRouter(tags=["oauth2"], route_class=UntrustedJsonRoute)
+
+_TOKEN = {"type": "object", "required": ["access_token", "token_type", "expires_in"],
+          "properties": {"access_token": {"type": "string"}, "token_type": {"type": "string"},
+                         "expires_in": {"type": "integer"}, "scope": {"type": "string"}}}
+_DEVICE_CODE = {"type": "object",
+                "required": ["device_code", "user_code", "verification_uri", "expires_in"],
+                "properties": {"device_code": {"type": "string"},
+                               "user_code": {"type": "string"},
+                               "verification_uri": {"type": "string"},
+                               "verification_uri_complete": {"type": "string"},
+                               "expires_in": {"type": "integer"},
+                               "interval": {"type": "integer"}}}
+_INTROSPECTION = {"type": "object", "required": ["active"],
+                  "properties": {"active": {"type": "boolean"}}}
+_JWKS = {"type": "object", "required": ["keys"],
+         "properties": {"keys": {"type": "array", "items": {"type": "object"}}}}
 
 
 def _oauth_error(error: IamError, request: Request) -> JSONResponse:
@@ -57,7 +75,8 @@ def _credentials(request: Request, form: dict[str, str], svc: Services) -> Clien
                               source=client_address(request, trusted))
 
 
-@router.post("/oauth2/token")
+@router.post("/oauth2/token", response_class=Response, openapi_extra=OAUTH_FORM,
+             responses=oauth(_TOKEN))
 async def token(request: Request, svc: Wired) -> Response:
     """RFC 6749 §4.4 client credentials and RFC 8628 §3.4 device code grants.
 
@@ -73,7 +92,8 @@ async def token(request: Request, svc: Wired) -> Response:
     return JSONResponse(issued.to_response(), headers=NO_STORE)
 
 
-@router.post("/oauth2/device_authorization")
+@router.post("/oauth2/device_authorization", response_class=Response,
+             openapi_extra=OAUTH_FORM, responses=oauth(_DEVICE_CODE))
 async def device_authorization(request: Request, svc: Wired) -> Response:
     """RFC 8628 §3.1: a device code and a user code for an admin to approve."""
     try:
@@ -113,7 +133,8 @@ async def _caller_and_token(request: Request, svc: Services) -> tuple[Caller, st
     return caller, token_value
 
 
-@router.post("/oauth2/introspect")
+@router.post("/oauth2/introspect", response_class=Response, openapi_extra=OAUTH_FORM,
+             responses=oauth(_INTROSPECTION))
 async def introspect(request: Request, svc: Wired) -> Response:
     """RFC 7662: whether a token is active now (G3); ``{"active": false}`` otherwise."""
     try:
@@ -125,7 +146,8 @@ async def introspect(request: Request, svc: Wired) -> Response:
     return JSONResponse(answer, headers=NO_STORE)
 
 
-@router.post("/oauth2/revoke")
+@router.post("/oauth2/revoke", response_class=Response, openapi_extra=OAUTH_FORM,
+             responses=oauth(None))
 async def revoke(request: Request, svc: Wired) -> Response:
     """RFC 7009: revoke an access token (200 also for unknown or invalid tokens, §2.2)."""
     try:
@@ -136,7 +158,8 @@ async def revoke(request: Request, svc: Wired) -> Response:
     return Response(status_code=200, headers=NO_STORE)
 
 
-@router.get("/oauth2/jwks")
+@router.get("/oauth2/jwks", response_class=Response,
+            responses=oauth(_JWKS, "application/jwk-set+json"))
 async def jwks(request: Request, svc: Wired) -> Response:
     """RFC 7517 JWK set of the access-token signing keys (old ones during the overlap)."""
     try:

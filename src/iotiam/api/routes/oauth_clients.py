@@ -8,13 +8,14 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from iotiam.api.auth import Caller, Wired
+from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.schemas import Body
 from iotiam.errors import InvalidInput
 from iotiam.tokens.clients import render_client
 from iotiam.tokens.device_codes import display_user_code
 from iotiam.tokens.models import AuthMethod, ClientDraft, DeviceCode, GrantType, StoredSigningKey
 
-router = APIRouter(prefix="/v1/oauth", tags=["oauth2"])
+router = APIRouter(prefix="/v1/oauth", tags=["oauth2"], route_class=UntrustedJsonRoute)
 
 _GRANT_NAMES = {"client_credentials": GrantType.CLIENT_CREDENTIALS,
                 "device_code": GrantType.DEVICE_CODE,

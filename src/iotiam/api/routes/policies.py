@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from iotiam.api.auth import Caller, Wired
+from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.policy_schemas import (
     AttachmentIn,
     DecisionIn,
@@ -28,12 +29,13 @@ from iotiam.api.policy_schemas import (
     render_site,
     render_write,
 )
+from iotiam.api.responses import PolicyWriteOut, SiteOut
 from iotiam.errors import InvalidInput
 from iotiam.policy.actions import PUBLISH
 from iotiam.policy.models import AttachmentTarget, PolicySyntaxError, TargetKind
 from iotiam.policy.parsing import parse_policy
 
-router = APIRouter(prefix="/v1", tags=["policies"])
+router = APIRouter(prefix="/v1", tags=["policies"], route_class=UntrustedJsonRoute)
 
 #: request media types a policy document may come as, and how each is parsed
 POLICY_MEDIA = {
@@ -75,7 +77,8 @@ def _org_path(svc: Wired, caller: Caller, unit_id: str | None) -> str | None:
 # -- documents -------------------------------------------------------------------------
 
 
-@router.put("/policies", status_code=201, openapi_extra=_DOCUMENT_BODY)
+@router.put("/policies", status_code=201, openapi_extra=_DOCUMENT_BODY,
+            responses={201: {"model": PolicyWriteOut}})
 async def put_policy(
     request: Request, caller: Caller, svc: Wired,
     owner: Annotated[str | None, Query(max_length=128,
@@ -189,7 +192,7 @@ def detach_policy(
 # -- sites -----------------------------------------------------------------------------
 
 
-@router.put("/sites/{name}")
+@router.put("/sites/{name}", responses={200: {"model": SiteOut}, 201: {"model": SiteOut}})
 def put_site(name: str, body: SiteIn, caller: Caller, svc: Wired) -> JSONResponse:
     """Create (201) or replace (200) a site: its time zone and networks (root admins)."""
     site, created = svc.policies.save_site(caller, name, body.timezone, body.networks)

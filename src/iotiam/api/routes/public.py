@@ -6,9 +6,11 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Response
 
 from iotiam.api.auth import Wired
+from iotiam.api.json_bodies import UntrustedJsonRoute
+from iotiam.api.openapi import binary, text
 from iotiam.errors import NotFound
 
-router = APIRouter(tags=["public"])
+router = APIRouter(tags=["public"], route_class=UntrustedJsonRoute)
 
 
 
@@ -20,7 +22,8 @@ def healthz(svc: Wired) -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/crl/{ca_id}.crl")
+@router.get("/crl/{ca_id}.crl", response_class=Response,
+            responses=binary("application/pkix-crl", "the CRL, DER"))
 def crl(ca_id: str, svc: Wired) -> Response:
     """The current CRL of a CA, DER (RFC 5280 §4.2.1.13 CDP target)."""
     if ca_id not in svc.pki.cas.issuer_ids:
@@ -32,13 +35,15 @@ def crl(ca_id: str, svc: Wired) -> Response:
                     headers={"Cache-Control": f"public, max-age={min(max_age, 300)}"})
 
 
-@router.get("/ca/chain.pem")
+@router.get("/ca/chain.pem", response_class=Response,
+            responses=text("application/pem-certificate-chain", "issuing CA then root"))
 def chain(svc: Wired) -> Response:
     """Issuing CA followed by the root, PEM."""
     return Response(svc.pki.cas.chain_pem(), media_type="application/pem-certificate-chain")
 
 
-@router.get("/ca/{ca_id}.crt")
+@router.get("/ca/{ca_id}.crt", response_class=Response,
+            responses=binary("application/pkix-cert", "the CA certificate, DER"))
 def ca_certificate(ca_id: str, svc: Wired) -> Response:
     """A CA certificate, DER (AIA caIssuers target, RFC 5280 §4.2.2.1)."""
     if ca_id not in svc.pki.cas.issuer_ids:

@@ -12,10 +12,11 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from iotiam.api.auth import Wired
+from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.schemas import Body, render_certificate
 from iotiam.errors import InvalidInput
 
-router = APIRouter(prefix="/v1", tags=["enrollment"])
+router = APIRouter(prefix="/v1", tags=["enrollment"], route_class=UntrustedJsonRoute)
 
 
 class RecoveryIn(Body):
