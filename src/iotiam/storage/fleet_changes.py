@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, or_, select
 
+from iotiam.clock import Clock
 from iotiam.credentials.models import PskStatus
 from iotiam.inventory.models import Device, DeviceState
 from iotiam.pki.models import CertificateStatus
@@ -19,13 +20,16 @@ from iotiam.policy.models import DevicePosture
 from iotiam.storage import schema as t
 from iotiam.storage.database import Database
 from iotiam.storage.inventory_store import device_from_row
+from iotiam.tokens.models import ClientStatus
 
 
 class SqlChangeLog:
     """Indexed change queries over devices, certificates and PSKs."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, clock: Clock) -> None:
         self._db = database
+        #: credential standing is judged at this clock's now (expiry)
+        self._clock = clock
 
     def device_changes(self, since: datetime) -> list[tuple[str, datetime]]:
         """(device, updated_at) of the devices updated after ``since``."""
@@ -85,10 +89,12 @@ class SqlChangeLog:
         return found
 
     def posture_of(self, device_ids: Sequence[str]) -> dict[str, DevicePosture]:
-        """Stored trust score and firmware verdict of each device that has one."""
+        """Stored trust score, firmware verdict and credential standing of every device."""
         d, f = t.device_trust.c, t.device_firmware.c
         scores: dict[str, float] = {}
         firmware: dict[str, bool] = {}
+        credentialed: set[str] = set()
+        now = self._clock.now()
         with self._db.reading() as uow:
             for start in range(0, len(device_ids), 500):
                 chunk = list(device_ids[start:start + 500])
@@ -100,5 +106,25 @@ class SqlChangeLog:
                 for r in uow.conn.execute(select(f.device_id, f.compliant)
                                           .where(f.device_id.in_(chunk))):
                     firmware[r.device_id] = bool(r.compliant)
-        return {device: DevicePosture(scores.get(device), firmware.get(device))
-                for device in scores.keys() | firmware.keys()}
+                credentialed.update(_credentialed(uow.conn, chunk, now))
+        return {device: DevicePosture(scores.get(device), firmware.get(device),
+                                      credentialed=device in credentialed)
+                for device in device_ids}
+
+
+def _credentialed(conn: Connection, device_ids: list[str], now: datetime) -> set[str]:
+    """The devices that hold a valid credential now (G3): an issued, unexpired
+    certificate, an active, unexpired PSK or an active OAuth client with its own keys
+    (a client that signs with its certificate's key has no credential of its own)."""
+    c, p, o = t.certificates.c, t.psks.c, t.oauth_clients.c
+    queries = [
+        select(c.device_id).where(c.device_id.in_(device_ids),
+                                  c.status == str(CertificateStatus.ISSUED),
+                                  c.not_before <= now, c.not_after > now),
+        select(p.device_id).where(p.device_id.in_(device_ids),
+                                  p.status == str(PskStatus.ACTIVE),
+                                  or_(p.expires_at.is_(None), p.expires_at > now)),
+        select(o.device_id).where(o.device_id.in_(device_ids),
+                                  o.status == str(ClientStatus.ACTIVE), o.jwks.is_not(None)),
+    ]
+    return {row[0] for query in queries for row in conn.execute(query.distinct())}
