@@ -65,10 +65,14 @@ def may(state: DeviceState, transport: Transport) -> bool:
     return transport in ALLOWED[state]
 
 
+def allowed_states(transport: Transport) -> str:
+    """The states that may use ``transport``, for messages ("pending or active")."""
+    return " or ".join(sorted(s for s, ways in ALLOWED.items() if transport in ways)) or "no"
+
+
 def refusal(device_id: str, state: DeviceState, transport: Transport) -> str | None:
-    """Why a device in ``state`` is refused ``transport``; None when it is allowed."""
+    """Why a device in ``state`` is refused ``transport`` ("device 'x' is suspended");
+    None when it is allowed."""
     if transport in ALLOWED[state]:
         return None
-    allowed = sorted(s for s, ways in ALLOWED.items() if transport in ways)
-    return (f"device {device_id!r} is {state}; {transport} is allowed only to "
-            f"{' or '.join(allowed) or 'no'} devices")
+    return f"device {device_id!r} is {state}"

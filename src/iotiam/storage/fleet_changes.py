@@ -51,14 +51,20 @@ class SqlChangeLog:
         return found
 
     def psk_version(self) -> tuple[int, datetime | None]:
-        """(live PSKs, newest change): moves on every issue, rotation and revocation."""
-        p = t.psks.c
+        """(live PSKs, newest change): moves on every issue, rotation and revocation, and
+        on every change of a device holding a live PSK (its state decides whether the
+        PSK opens the broker: inventory/lifecycle.py)."""
+        p, d = t.psks.c, t.devices.c
         with self._db.reading() as uow:
             row = uow.conn.execute(
                 select(func.count(), func.max(p.created_at), func.max(p.revoked_at))
                 .where(p.status == str(PskStatus.ACTIVE))).one()
             revoked = uow.conn.execute(select(func.max(p.revoked_at))).scalar()
-        newest = max((d for d in (row[1], revoked) if d is not None), default=None)
+            holders = uow.conn.execute(
+                select(func.max(d.updated_at)).select_from(
+                    t.psks.join(t.devices, d.id == p.device_id))
+                .where(p.status == str(PskStatus.ACTIVE))).scalar()
+        newest = max((x for x in (row[1], revoked, holders) if x is not None), default=None)
         return int(row[0]), newest
 
     def device(self, device_id: str) -> Device | None:

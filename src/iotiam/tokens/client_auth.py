@@ -25,7 +25,8 @@ from datetime import datetime
 from cryptography import x509
 from joserfc.jwk import Key
 
-from iotiam.inventory.models import Device, DeviceState
+from iotiam.inventory.lifecycle import Transport, refusal
+from iotiam.inventory.models import Device
 from iotiam.pki.models import CertificateRecord, CertificateStatus
 from iotiam.tokens import jws
 from iotiam.tokens.assertions import claimed_client, verify_assertion
@@ -255,8 +256,9 @@ class ClientAuthenticator:
         device = reads.device(client.device_id)
         if device is None:
             raise InvalidClient(f"the device of client {client.client_id!r} is gone")
-        if device.state is not DeviceState.ACTIVE:
-            raise InvalidClient(f"device {device.id!r} is {device.state}")
+        refused = refusal(device.id, device.state, Transport.OAUTH)
+        if refused is not None:
+            raise InvalidClient(refused)
         return device
 
     @staticmethod

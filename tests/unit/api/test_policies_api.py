@@ -12,7 +12,7 @@ import httpx
 import pytest
 from expect import assert_problem, audit_records, last_seq
 from fastapi.testclient import TestClient
-from fleet import add_device
+from fleet import add_device, issue
 
 from api.tenants import Tenants
 from conftest import Installation
@@ -371,6 +371,7 @@ def _berlin(installation: Installation) -> TestClient:
     assert answer.status_code == 201, answer.text
     assert api.post("/v1/devices", json={"id": "press-1", "type": "sensor",
                                          "site": "berlin"}).status_code == 201
+    issue(api, "press-1")  # enrolled: active, with a credential
     stored(api, WORK_HOURS)
     assert attach(api, "work-hours", "device-type", "sensor").status_code == 201
     return api
