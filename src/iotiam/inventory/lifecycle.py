@@ -67,7 +67,7 @@ def may(state: DeviceState, transport: Transport) -> bool:
 
 def allowed_states(transport: Transport) -> str:
     """The states that may use ``transport``, for messages ("pending or active")."""
-    return " or ".join(sorted(s for s, ways in ALLOWED.items() if transport in ways)) or "no"
+    return " or ".join(s for s in DeviceState if transport in ALLOWED[s]) or "no"
 
 
 def refusal(device_id: str, state: DeviceState, transport: Transport) -> str | None:

@@ -9,7 +9,7 @@ from iotiam.admin.models import Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
-from iotiam.errors import Conflict, InvalidInput, NotFound
+from iotiam.errors import Conflict, IdNotAvailable, InvalidInput, NotFound
 from iotiam.inventory.models import (
     Device,
     DeviceState,
@@ -56,7 +56,7 @@ class OAuthClients:
             actor.require(Role.OPERATOR, "registering OAuth clients")
             client = self._build(uow, actor, draft)
             if uow.oauth_clients.get(client.client_id) is not None:
-                raise Conflict(f"OAuth client {client.client_id!r} already exists")
+                raise IdNotAvailable("OAuth client id", client.client_id)
             if client.device_id is not None:
                 existing = uow.oauth_clients.for_device(client.device_id)
                 if existing is not None:
