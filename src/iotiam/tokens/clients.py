@@ -122,6 +122,11 @@ class OAuthClients:
         )
         groups, posture = uow.oauth_clients.device_standing(device.id) if device else ([], None)
         subject = subject_of(client, device, groups, posture)
+        if device is not None and device.state is DeviceState.PENDING:
+            # registered ahead of its enrollment: the scopes it may ask for are judged as
+            # for the live device (every token is decided again, and a pending device
+            # gets none: inventory/lifecycle.py)
+            subject = replace(subject, state=DeviceState.ACTIVE)
         scopes = check_registered(draft.scopes) if draft.scopes else self._derived(subject)
         for scope in scopes:
             decision = self._scopes.decide(subject, scope)

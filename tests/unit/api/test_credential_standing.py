@@ -90,3 +90,13 @@ def test_decision_by_state(tenants: Tenants, state: DeviceState) -> None:
     # quarantined devices get only the quarantine policy's allows (not their telemetry)
     expected = "permit" if state is DeviceState.ACTIVE else "deny"
     assert answer["decision"] == expected, answer
+
+
+def test_client_registration_ok_for_pending_device(tenants: Tenants) -> None:
+    """Pre-provisioning: a pending device's OAuth client gets the scopes it will have once
+    live (every token is decided again, and a pending device gets none)."""
+    api = tenants.installation.api()
+    add_device(api, "pre-1", org="acme")
+    answer = api.post("/v1/oauth/clients", json={"device": "pre-1"})
+    assert answer.status_code == 201, answer.text
+    assert "mqtt:publish:devices/pre-1/#" in answer.json()["scope"].split()
