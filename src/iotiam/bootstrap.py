@@ -245,7 +245,7 @@ def build_services(
     policies = PolicyAdministration(database, clock, audit)
     decisions = DecisionPoint(policies, clock)
     policies.on_change(decisions.invalidate)
-    changes = SqlChangeLog(database)
+    changes = SqlChangeLog(database, clock)
     subjects = DeviceSubjects(changes, clock, posture=changes)
     inventory = Inventory(database, clock, audit, every_credential)
     trust = TrustScores(database, clock, NoFirmwareData())
@@ -363,7 +363,7 @@ def authorization_server(
 
 def broker_fleet(services: Services) -> LiveFleet:
     """The fleet as the broker sync sees it."""
-    changes = SqlChangeLog(services.database)
+    changes = SqlChangeLog(services.database, services.clock)
     return LiveFleet(services.database, services.clock, changes, services.pki, services.psks,
                      services.decisions, posture=changes)
 
@@ -375,7 +375,8 @@ def save_baselines(services: Services) -> None:
 
 def trust_scores_refresher(services: Services) -> TrustRefresher:
     """Rescoring of devices whose record, credentials or firmware verdict changed."""
-    return TrustRefresher(services.trust, SqlChangeLog(services.database), services.clock)
+    return TrustRefresher(services.trust, SqlChangeLog(services.database, services.clock),
+                          services.clock)
 
 
 @dataclass(frozen=True)

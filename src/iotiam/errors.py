@@ -54,6 +54,19 @@ class Conflict(IamError):
     title = "Conflict"
 
 
+class IdNotAvailable(Conflict):
+    """An id or name is taken; by whom is not said (G9, docs/tenancy.md).
+
+    Ids are unique across the installation, so a tenant cannot take one another tenant
+    holds. The answer is the same whoever holds it (the caller's own tenant or another),
+    and names neither the holder nor its org unit.
+    """
+
+    def __init__(self, what: str, value: str) -> None:
+        super().__init__(f"{what} {value!r} is not available: ids are unique across the "
+                         "whole installation; choose another")
+
+
 class Unauthenticated(IamError):
     """No valid credentials were presented."""
 

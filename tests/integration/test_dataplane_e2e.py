@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -195,22 +196,37 @@ def _psk_client(tool: str, plane: Server, identity: str, key_hex: str, *args: st
         capture_output=True, text=True, timeout=20, check=False)
 
 
+def _psk_accepted(plane: Server, identity: str, key_hex: str) -> bool:
+    """Whether the PSK listener lets ``identity`` in and subscribe to its namespace."""
+    own = _psk_client("mosquitto_sub", plane, identity, key_hex, "-t",
+                      f"devices/{identity}/#", "-C", "1", "-W", "1", "-q", "1")
+    return ("Connection Refused" not in own.stderr and "TLS" not in own.stderr
+            and "denied" not in own.stderr)
+
+
+def _psk_settles(plane: Server, identity: str, key_hex: str, wanted: bool) -> bool:
+    """``_psk_accepted`` once a sync pass had time to install the PSK file."""
+    deadline = time.monotonic() + SYNC_SECONDS
+    while True:
+        accepted = _psk_accepted(plane, identity, key_hex)
+        if accepted is wanted or time.monotonic() > deadline:
+            return accepted
+        time.sleep(0.3)
+
+
 def test_plane_ok_psk_device_on_the_psk_listener(plane: Server) -> None:
     plane.register("e2e-psk")
     with plane.api() as api:
         answer = api.post("/v1/devices/e2e-psk/psk", json={})
     assert answer.status_code == 201, answer.text
     key_hex = answer.json()["key_hex"]
-    deadline = time.monotonic() + SYNC_SECONDS
-    while True:  # the PSK file is installed (and the broker HUPed) within a sync pass
-        own = _psk_client("mosquitto_sub", plane, "e2e-psk", key_hex, "-t", "devices/e2e-psk/#",
-                          "-C", "1", "-W", "1", "-q", "1")
-        if "Connection Refused" not in own.stderr and "TLS" not in own.stderr:
-            break
-        if time.monotonic() > deadline:
-            pytest.fail(f"the PSK was not accepted: {own.stderr}")
-        time.sleep(0.3)
-    assert "denied" not in own.stderr, own.stderr
+    # pending: its PSK opens nothing (docs/lifecycle.md), however long we wait
+    assert _psk_settles(plane, "e2e-psk", key_hex, True) is False, "a pending device got in"
+    with plane.api() as api:
+        assert api.post("/v1/devices/e2e-psk/state",
+                        json={"state": "active"}).status_code == 200
+    # the PSK file is installed (and the broker HUPed) within a sync pass
+    assert _psk_settles(plane, "e2e-psk", key_hex, True), "the PSK was not accepted"
     # its own namespace works end to end over PSK ...
     assert plane.broker_ports is not None
     listener = subprocess.Popen(
@@ -230,3 +246,58 @@ def test_plane_ok_psk_device_on_the_psk_listener(plane: Server) -> None:
     wrong = _psk_client("mosquitto_pub", plane, "e2e-psk", "00" * 32, "-t",
                         "devices/e2e-psk/t", "-m", "x")
     assert wrong.returncode != 0, "a wrong key got in"
+    # revoked: its last credential gone, the broker refuses it
+    with plane.api() as api:
+        assert api.post("/v1/devices/e2e-psk/psk/revoke",
+                        json={"reason": "keyCompromise"}).status_code == 200
+        decision = api.post("/v1/decisions", json={
+            "device": "e2e-psk", "action": "mqtt:publish", "resource": "devices/e2e-psk/t"})
+    assert decision.json()["decision"] == "deny"
+    assert _psk_settles(plane, "e2e-psk", key_hex, False) is False, "a revoked PSK got in"
+
+
+def test_plane_fail_pending_device_with_a_live_certificate(plane: Server) -> None:
+    """No lifecycle edge leads back to pending with a live certificate; should a device be
+    pending anyway (a restored backup, a hand edit), the broker still keeps it out."""
+    cert, key, _ = enroll(plane, "e2e-pending")
+    device = connect(plane, cert, key)
+    assert device.connect_result == "Success"
+    device.client.reconnect_delay_set(30, 60)
+    plane.sql("UPDATE devices SET state = 'pending', updated_at = :at WHERE id = 'e2e-pending'",
+              at=datetime.now(UTC).replace(tzinfo=None))
+    assert device.disconnected.wait(SYNC_SECONDS), "a pending device kept its session"
+    device.close()
+    again = connect(plane, cert, key, wait=1)
+    assert not again.subscribe("devices/e2e-pending/#"), "a pending device got rights"
+    again.close()
+    with plane.api() as api:
+        decision = api.post("/v1/decisions", json={
+            "device": "e2e-pending", "action": "mqtt:connect", "resource": "e2e-pending"})
+    assert decision.json()["decision"] == "deny"
+
+
+def test_plane_ok_revoked_only_certificate_denied_everywhere(plane: Server) -> None:
+    """G3: with its only certificate revoked, the PDP denies the device and the broker
+    holds no client for it (no rights even for a session that slipped through)."""
+    cert, key, serial = enroll(plane, "e2e-g3")
+    device = connect(plane, cert, key)
+    assert device.connect_result == "Success"
+    device.close()
+    with plane.api() as api:
+        assert api.post(f"/v1/certificates/{serial}/revoke",
+                        json={"reason": "keyCompromise"}).status_code == 200
+        decision = api.post("/v1/decisions", json={
+            "device": "e2e-g3", "action": "mqtt:publish", "resource": "devices/e2e-g3/t"})
+    assert decision.json()["decision"] == "deny"
+    assert "no valid credential" in decision.json()["reason"]
+    deadline = time.monotonic() + SYNC_SECONDS
+    while True:  # within a sync pass: refused at TLS (CRL) or left with no rights
+        again = MqttDevice(f"e2e-g3-{time.monotonic_ns()}").use_certificate(
+            plane.chain_pem, cert, key)
+        kept_out = not again.connect(plane.broker_ports[0] if plane.broker_ports else 0) \
+            or not again.subscribe("devices/e2e-g3/#", timeout=1)
+        again.close()
+        if kept_out:
+            break
+        assert time.monotonic() < deadline, "a device with no valid credential kept rights"
+        time.sleep(0.2)

@@ -8,6 +8,8 @@ import secrets
 
 import pytest
 
+from iotiam.testing import make_csr
+
 from .live_server import CliResult, Server
 
 pytestmark = pytest.mark.integration
@@ -44,7 +46,16 @@ def _set_up(server: Server) -> tuple[str, str, str]:
                                    "fd07::/64)")
     server.cli("org", "create", tenant, "--kind", "tenant", "--parent", "root")
     server.cli("device", "add", device, "--type", "sensor", "--org", tenant, "--site", site)
+    certify(server, device)
     return site, tenant, device
+
+
+def certify(server: Server, device: str) -> None:
+    """Give a device a certificate: it is live (a pending one is denied everything)."""
+    with server.api() as api:
+        answer = api.post("/v1/certificates", json={"device": device,
+                                                    "csr": make_csr(device).decode()})
+    assert answer.status_code == 201, answer.text
 
 
 def test_policy_put_attach_test_ok(server: Server) -> None:
@@ -108,6 +119,7 @@ def test_policy_who_can_and_what_can_ok(server: Server) -> None:
     _, tenant, device = _set_up(server)
     other = f"{device}-b"
     server.cli("device", "add", other, "--type", "sensor", "--org", tenant)
+    certify(server, other)
     name = f"shared-{secrets.token_hex(3)}"
     document = server.work_dir / f"{name}.yml"
     document.write_text(f"name: {name}\nversion: 1\nstatements:\n"

@@ -40,7 +40,8 @@ from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
 from iotiam.detection.ports import FindingSink
 from iotiam.errors import IamError, TooManyRequests, Unauthenticated
-from iotiam.inventory.models import Device, DeviceState
+from iotiam.inventory.lifecycle import Transport, refusal
+from iotiam.inventory.models import Device
 from iotiam.inventory.service import visible_device
 from iotiam.pki.models import CertificateStatus
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -51,7 +52,6 @@ DEFAULT_NONCE_TTL = timedelta(seconds=120)
 MAX_OPEN_NONCES = 8
 STATUS_BATCH = 500
 #: states in which a device may not attest (its certificates are revoked anyway)
-_CANNOT_ATTEST = frozenset({DeviceState.SUSPENDED, DeviceState.DECOMMISSIONED})
 
 
 @dataclass(frozen=True)
@@ -204,8 +204,9 @@ class Attestation:
                 device = uow.devices.get(record.device_id)
             if device is None:
                 raise Unauthenticated("the device of this certificate no longer exists")
-            if device.state in _CANNOT_ATTEST:
-                raise Unauthenticated(f"device {device.id!r} is {device.state}")
+            refused = refusal(device.id, device.state, Transport.ATTESTATION)
+            if refused is not None:
+                raise Unauthenticated(refused)
             return device
 
     @staticmethod

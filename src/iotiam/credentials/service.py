@@ -13,13 +13,13 @@ from iotiam.clock import Clock
 from iotiam.credentials.models import CredentialKind, CredentialView, Psk, PskStatus
 from iotiam.credentials.sealing import SecretSealer
 from iotiam.errors import Conflict, InvalidInput
-from iotiam.inventory.models import Device, DeviceState
+from iotiam.inventory.lifecycle import Transport, may, refusal
+from iotiam.inventory.models import Device
 from iotiam.inventory.service import visible_device
 from iotiam.pki.models import CertificateStatus
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 PSK_BYTES = 32
-ISSUABLE = frozenset({DeviceState.PENDING, DeviceState.ACTIVE})
 
 
 class Psks:
@@ -53,8 +53,9 @@ class Psks:
                     days=825):
                 raise InvalidInput("PSK lifetime must be between 1 minute and 825 days")
             device = visible_device(uow, actor, device_id, for_update=True)
-            if device.state not in ISSUABLE:
-                raise Conflict(f"device {device_id!r} is {device.state}; no new credentials")
+            refused = refusal(device.id, device.state, Transport.ENROLL)
+            if refused is not None:
+                raise Conflict(f"{refused}; no new credentials")
             current = uow.psks.active_for_device(device.id)
             if rotate and current is None:
                 raise Conflict(f"device {device_id!r} has no active PSK to rotate")
@@ -71,6 +72,8 @@ class Psks:
             if current is not None:
                 uow.psks.revoke(current.id, now, "superseded", psk.id)
             uow.psks.add(psk)
+            # its standing may change (G3): decision caches and the broker sync re-read it
+            uow.devices.touch([device.id], now)
             self._audit.append(uow, AuditDraft(
                 tag=tag, actor=actor.name, org_path=device.org_path,
                 subject=f"device:{device.id}",
@@ -131,8 +134,13 @@ class Psks:
         now = self._clock.now()
         lines = []
         with self._uow.reading() as uow:
-            for psk in uow.psks.iter_active(org_path=org_path):
-                if psk.expires_at is not None and psk.expires_at <= now:
+            live = [psk for psk in uow.psks.iter_active(org_path=org_path)
+                    if psk.expires_at is None or psk.expires_at > now]
+            devices = uow.devices.get_many(list({psk.device_id for psk in live}))
+            for psk in live:
+                # a pending or suspended device's PSK stays stored but opens nothing
+                holder = devices.get(psk.device_id)
+                if holder is None or not may(holder.state, Transport.MQTT_PSK):
                     continue
                 key = self._sealer.open(psk.encrypted_key, f"psk:{psk.id}")
                 lines.append(f"{psk.identity}:{key.hex()}")

@@ -22,7 +22,7 @@ from iotiam.clock import Clock
 from iotiam.enrollment import idevid
 from iotiam.enrollment.manifest import parse_row, serial_of
 from iotiam.enrollment.models import ManifestEntry, ManifestRowResult, Manufacturer
-from iotiam.errors import Conflict, IamError, InvalidInput, NotFound
+from iotiam.errors import Conflict, IamError, IdNotAvailable, InvalidInput, NotFound
 from iotiam.inventory.models import check_identifier
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
@@ -79,7 +79,7 @@ class Manufacturers:
                 if uow.device_types.get(device_type) is None:
                     raise InvalidInput(f"unknown device type {device_type!r}")
                 if uow.manufacturers.get(name) is not None:
-                    raise Conflict(f"manufacturer {name!r} already exists")
+                    raise IdNotAvailable("manufacturer name", name)
                 if uow.manufacturers.by_fingerprint(fingerprint) is not None:
                     raise Conflict("this CA certificate is already registered as a manufacturer")
                 if any(idevid.certificate_sha256(x509.load_pem_x509_certificate(
@@ -159,7 +159,8 @@ class Manufacturers:
         existing = uow.manifest.get(row.serial)
         if existing is not None:
             if existing.manufacturer != maker.name:
-                raise Conflict(f"serial {row.serial!r} is in another manufacturer's manifest")
+                # held by another manufacturer, maybe another tenant's: not said (G9)
+                raise IdNotAvailable("device id", row.serial)
             if row.public_key_sha256 is None or row.public_key_sha256 == \
                     existing.public_key_sha256:
                 return False
@@ -170,8 +171,7 @@ class Manufacturers:
             return False
         device = uow.devices.get(row.serial)
         if device is not None and not device.org_path.startswith(maker.org_path):
-            raise Conflict(f"device {row.serial!r} already exists outside the manufacturer's "
-                           "org unit")
+            raise IdNotAvailable("device id", row.serial)  # whose it is is not said (G9)
         with uow.savepoint():
             uow.manifest.add(ManifestEntry(manufacturer=maker.name, serial=row.serial,
                                            imported_at=now,

@@ -14,7 +14,7 @@ from cryptography import x509
 
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
-from iotiam.errors import Conflict, Forbidden
+from iotiam.errors import Conflict, Forbidden, IdNotAvailable
 from iotiam.inventory.models import Device, DeviceState, DeviceType, OrgUnit
 from iotiam.pki.csr import validate_csr
 from iotiam.pki.issuing import device_identity, public_key_sha256
@@ -49,7 +49,7 @@ def register(uow: UnitOfWork, audit: AuditTrail, device: Device, actor: str,
              details: dict[str, Any]) -> None:
     """Insert the device and its audit record in the caller's transaction."""
     if uow.devices.get(device.id) is not None:
-        raise Conflict(f"device {device.id!r} already exists")
+        raise IdNotAvailable("device id", device.id)
     uow.devices.add(device)
     audit.append(uow, AuditDraft(
         tag=AuditTag.DEVICE_REGISTERED, actor=actor, org_path=device.org_path,

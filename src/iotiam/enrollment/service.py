@@ -18,7 +18,8 @@ from iotiam.clock import Clock
 from iotiam.enrollment import proof
 from iotiam.enrollment.models import ClaimToken
 from iotiam.errors import Conflict, InvalidInput, NotFound, Unauthenticated
-from iotiam.inventory.models import Device, DeviceState
+from iotiam.inventory.lifecycle import Transport, refusal
+from iotiam.inventory.models import Device
 from iotiam.inventory.service import visible_device
 from iotiam.pki.csr import parse_csr
 from iotiam.pki.keys import require_leaf_public_key
@@ -33,7 +34,6 @@ DEFAULT_CLAIM_TTL = timedelta(minutes=10)
 MAX_CLAIM_TTL = timedelta(days=30)
 RECOVERY_CLOCK_SKEW = timedelta(minutes=5)
 MAX_BATCH_CLAIMS = 1000
-CLAIMABLE_STATES = frozenset({DeviceState.PENDING, DeviceState.ACTIVE})
 
 
 def _hash(secret: str) -> str:
@@ -85,8 +85,9 @@ class Enrollment:
             actor.require(Role.OPERATOR, "creating claim tokens")
             check_claim_ttl(ttl)
             device = visible_device(uow, actor, device_id)
-            if device.state not in CLAIMABLE_STATES:
-                raise Conflict(f"device {device_id!r} is {device.state}; it cannot be claimed")
+            refused = refusal(device.id, device.state, Transport.ENROLL)
+            if refused is not None:
+                raise Conflict(f"{refused}; it cannot be claimed")
             token, plaintext = mint_claim(device, self._clock.now(), ttl, actor.name)
             uow.claims.add(token)
             self._audit.append(uow, AuditDraft(
@@ -111,8 +112,9 @@ class Enrollment:
             created: list[tuple[ClaimToken, str]] = []
             for device_id in device_ids:
                 device = visible_device(uow, actor, device_id)
-                if device.state not in CLAIMABLE_STATES:
-                    raise Conflict(f"device {device_id!r} is {device.state}; it cannot be claimed")
+                refused = refusal(device.id, device.state, Transport.ENROLL)
+                if refused is not None:
+                    raise Conflict(f"{refused}; it cannot be claimed")
                 token, plaintext = mint_claim(device, now, ttl, actor.name)
                 uow.claims.add(token)
                 created.append((token, plaintext))
@@ -184,6 +186,9 @@ class Enrollment:
                 device = uow.devices.get(current.device_id or "")
             if device is None:
                 raise NotFound("the device of this certificate no longer exists")
+            refused = refusal(device.id, device.state, Transport.REENROLL)
+            if refused is not None:
+                raise Conflict(refused)
             profile = get_profile(label).name if label else current.profile
             record = self._pki.issue_certificate(
                 device_principal(device, "est"), device_id=device.id, csr_data=csr_der,

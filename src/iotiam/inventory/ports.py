@@ -91,6 +91,11 @@ class DeviceStore(Protocol):
         """Move pending devices to active (first certificate); other states stay."""
         ...
 
+    def touch(self, device_ids: Sequence[str], at: datetime) -> None:
+        """Move the devices' ``updated_at``: their standing changed (a new credential), so
+        decision caches and the broker sync read them again."""
+        ...
+
     def page(
         self,
         *,

@@ -12,7 +12,13 @@ from iotiam.admin.models import Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
-from iotiam.errors import Conflict, Forbidden, IamError, InvalidInput, NotFound
+from iotiam.errors import (
+    Forbidden,
+    IamError,
+    IdNotAvailable,
+    InvalidInput,
+    NotFound,
+)
 from iotiam.inventory.credential_status import (
     credential_status_by_device,
     never_rotated_devices,
@@ -77,7 +83,7 @@ class Inventory:
                 if kind not in ALLOWED_CHILDREN[parent.kind]:
                     raise InvalidInput(f"a {kind} cannot be placed under a {parent.kind}")
                 if uow.org_units.get(unit_id) is not None:
-                    raise Conflict(f"org unit {unit_id!r} already exists")
+                    raise IdNotAvailable("org unit id", unit_id)
                 unit = OrgUnit(
                     id=unit_id,
                     name=name.strip() or unit_id,
@@ -131,7 +137,7 @@ class Inventory:
             check_identifier(name, "device type")
             with self._uow() as uow:
                 if uow.device_types.get(name) is not None:
-                    raise Conflict(f"device type {name!r} already exists")
+                    raise IdNotAvailable("device type", name)
                 profile = certificate_profile or (
                     "gateway" if device_class is DeviceClass.GATEWAY else "device"
                 )
@@ -204,7 +210,7 @@ class Inventory:
         if uow.device_types.get(draft.type_name) is None:
             raise InvalidInput(f"unknown device type {draft.type_name!r}")
         if uow.devices.get(draft.id) is not None:
-            raise Conflict(f"device {draft.id!r} already exists")
+            raise IdNotAvailable("device id", draft.id)
         now = self._clock.now()
         device = Device(
             id=draft.id,
@@ -337,7 +343,7 @@ class Inventory:
             check_identifier(group_id, "group id")
             unit = self._visible_org_unit(uow, actor, org_unit_id or actor.org_unit_id)
             if uow.groups.get(group_id) is not None:
-                raise Conflict(f"group {group_id!r} already exists")
+                raise IdNotAvailable("group id", group_id)
             group = Group(
                 id=group_id, name=name or group_id, org_unit_id=unit.id, org_path=unit.path,
                 description=description, created_at=self._clock.now(),

@@ -29,6 +29,7 @@ from iotiam.audit.service import AuditTrail, refused
 from iotiam.clock import Clock
 from iotiam.config import PkiConfig
 from iotiam.errors import Conflict, Forbidden, IamError, NotFound
+from iotiam.inventory.lifecycle import Transport, allowed_states, refusal
 from iotiam.inventory.models import Device, DeviceState, DeviceType, is_reserved_id
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
@@ -50,7 +51,6 @@ from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 #: raise before it writes: a batch shares the transaction with other requests.
 ReservationHook = Callable[[UnitOfWork, Device], None]
 
-ISSUABLE_STATES = frozenset({DeviceState.PENDING, DeviceState.ACTIVE})
 SERIAL_RETRIES = 3
 #: batches this large hand CSR signatures to the helper process (smaller ones would
 #: wait on the pipe longer than the checks take)
@@ -323,11 +323,10 @@ class CertificateIssuance:
         if is_reserved_id(device.id):
             # the CN would be a privileged broker user, with no password (DESIGN.md)
             raise Forbidden(f"{device.id!r} is a reserved name: no certificate carries it")
-        if device.state not in ISSUABLE_STATES:
-            raise Conflict(
-                f"device {device.id!r} is {device.state}; certificates are issued "
-                "only to pending or active devices"
-            )
+        refused = refusal(device.id, device.state, Transport.ENROLL)
+        if refused is not None:
+            raise Conflict(f"{refused}; certificates are issued only to "
+                           f"{allowed_states(Transport.ENROLL)} devices")
         if device.type_name not in types:
             types[device.type_name] = uow.device_types.get(device.type_name)
         device_type = types[device.type_name]
@@ -470,6 +469,12 @@ class CertificateIssuance:
             uow.devices.activate_if_pending(
                 [item.checked.device.id for item, _ in signed
                  if item.checked.device.state is DeviceState.PENDING],
+                self._clock.now())
+            # a device that had lost its last credential has one again (G3): caches and
+            # the broker sync see it through the change
+            uow.devices.touch(
+                sorted({item.checked.device.id for item, _ in signed
+                        if item.checked.device.state is not DeviceState.PENDING}),
                 self._clock.now())
             for item, (_, fingerprint) in signed:
                 record = item.record

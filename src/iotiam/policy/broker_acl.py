@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from iotiam.inventory.lifecycle import Transport, may
 from iotiam.inventory.models import is_reserved_id
 from iotiam.policy.actions import CONNECT, PUBLISH, RECEIVE, SUBSCRIBE
 from iotiam.policy.conditions import next_window_change, zone_for
@@ -100,6 +101,9 @@ def compile_broker_acl(
     if is_reserved_id(subject.device_id):
         return BrokerAcl(subject.device_id, False, (), None, engine.generation, context.at,
                          f"device id {subject.device_id!r} is a reserved broker user name")
+    if not (may(subject.state, Transport.MQTT_MTLS) or may(subject.state, Transport.MQTT_PSK)):
+        return BrokerAcl(subject.device_id, False, (), None, engine.generation, context.at,
+                         f"device {subject.device_id!r} is {subject.state}")
     view = engine.view(subject)
     site = engine.site_of(subject)
     values = subject.variables

@@ -19,7 +19,9 @@ org unit's deny always beats a child's allow); an allow needs every condition Tr
 a deny applies unless a condition is False (unknown fails closed); a variable without
 a safe value makes an allow not match and a deny match that level as ``+``.
 Quarantined devices get the quarantine policy's allows instead of their own (their
-denies still apply); suspended and decommissioned devices are denied everything.
+denies still apply); a device whose lifecycle state may not be decided for
+(``inventory.lifecycle``: pending, suspended, decommissioned) or that holds no valid
+credential (G3) is denied everything.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from iotiam.errors import InvalidInput
+from iotiam.inventory.lifecycle import Transport, refusal
 from iotiam.inventory.models import DeviceState
 from iotiam.policy.actions import ACTION_KINDS, SUBSCRIBE, ResourceKind
 from iotiam.policy.defaults import QUARANTINE_POLICY
@@ -55,7 +58,6 @@ from iotiam.policy.topics import (
 )
 from iotiam.policy.trie import walk
 
-_BLOCKED_STATES = frozenset({DeviceState.SUSPENDED, DeviceState.DECOMMISSIONED})
 _SLOW_ACTIONS = frozenset(a for a, k in ACTION_KINDS.items()
                           if a == SUBSCRIBE or k is ResourceKind.CLIENT)
 
@@ -67,7 +69,7 @@ class View:
 
     rules: tuple[Rule, ...]
     tables: dict[str, tuple[ActionTable, ...]]
-    blocked: str | None = None  # a reason to deny everything (device state)
+    blocked: str | None = None  # a reason to deny everything (state, no credential)
     #: the tables of the actions matched by walking tries (topic names, paths)
     walked: dict[str, tuple[ActionTable, ...]] = field(default_factory=dict)
 
@@ -240,8 +242,9 @@ class PolicyEngine:
         return memo
 
     def _view_for(self, subject: Subject) -> View:
-        if subject.state in _BLOCKED_STATES:
-            return View((), {}, f"device {subject.device_id!r} is {subject.state}")
+        blocked = _blocked(subject)
+        if blocked is not None:
+            return View((), {}, blocked)
         quarantined = subject.state is DeviceState.QUARANTINED
         own = (TargetKind.DEVICE, subject.device_id) in self._by_target
         key = (subject.org_path, subject.type_name, subject.groups,
@@ -411,3 +414,15 @@ def _denied(
     if not notes:
         return rule.denial
     return Deny(f"{rule.denial.reason} ({'; '.join(notes)})", rule.denial.matched)
+
+
+def _blocked(subject: Subject) -> str | None:
+    """Why ``subject`` is denied everything whatever the policies say (None: it is not)."""
+    refused = refusal(subject.device_id, subject.state, Transport.DECISION)
+    if refused is not None:
+        return refused
+    if subject.credentialed is False:
+        # G3: its last certificate revoked or expired, its PSK revoked, no client key
+        return (f"device {subject.device_id!r} holds no valid credential (no unrevoked, "
+                "unexpired certificate, live PSK or OAuth client key)")
+    return None

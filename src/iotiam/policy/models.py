@@ -209,6 +209,9 @@ class DevicePosture:
 
     trust_score: float | None
     firmware_compliant: bool | None
+    #: whether the device holds a valid credential (an unrevoked, unexpired certificate,
+    #: a live PSK or an active OAuth client with its own keys); None: not looked up
+    credentialed: bool | None = None
 
 @dataclass(frozen=True, slots=True)
 class Subject(_Memoised):
@@ -230,6 +233,9 @@ class Subject(_Memoised):
     #: context that carries its own values wins
     trust_score: float | None = None
     firmware_compliant: bool | None = None
+    #: False: the device holds no valid credential, so it is denied everything (G3);
+    #: None: not a question here (a hand-built subject, a service client)
+    credentialed: bool | None = None
 
     __hash__ = None  # type: ignore[assignment]  # attributes is a mapping
 
@@ -252,6 +258,7 @@ class Subject(_Memoised):
             groups=frozenset(groups),
             trust_score=posture.trust_score if posture else None,
             firmware_compliant=posture.firmware_compliant if posture else None,
+            credentialed=posture.credentialed if posture else None,
         )
 
     @property

@@ -155,10 +155,16 @@ class DeviceDirectory(Protocol):
         groups) changed after ``since``."""
         ...
 
+    def credentials_revoked(self, since: datetime) -> list[tuple[str, str]]:
+        """(device, credential) of the certificates and PSKs revoked after ``since``."""
+        ...
+
 
 class PostureLookup(Protocol):
-    """Stored trust scores and firmware verdicts of devices (``storage.fleet_changes``)."""
+    """Stored trust scores, firmware verdicts and credential standing of devices
+    (``storage.fleet_changes``)."""
 
     def posture_of(self, device_ids: Sequence[str]) -> dict[str, DevicePosture]:
-        """Devices with a stored posture; others are unknown."""
+        """The posture of every device asked about (scores and verdicts None if unknown;
+        ``credentialed`` always known)."""
         ...

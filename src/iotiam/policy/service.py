@@ -18,7 +18,7 @@ from datetime import datetime
 from iotiam.admin.models import Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.clock import Clock
-from iotiam.errors import Conflict, Forbidden, InvalidInput, NotFound
+from iotiam.errors import Conflict, Forbidden, IdNotAvailable, InvalidInput, NotFound
 from iotiam.policy.conditions import SITE_OF_DEVICE, IpNetwork
 from iotiam.policy.diff import PolicyDiff, diff_policies
 from iotiam.policy.engine import PolicyEngine
@@ -101,7 +101,13 @@ class PolicyAdministration:
     def _write(self, uow: PolicyUnitOfWork, actor: Principal, document: PolicyDocument,
                source: str | bytes, owner_path: str | None) -> WriteResult:
         self._check_networks(uow, document)
+        if owner_path is not None and not actor.sees(owner_path):
+            # before any lookup: the same answer whether that org unit exists or not (G9)
+            raise Forbidden(f"owner {owner_path!r} is outside your scope {actor.org_path}")
         latest = uow.policies.latest(document.name)
+        if latest is not None and not may_know_of(actor, latest.owner_path):
+            # another tenant's: its name is taken, by whom is not said (G9)
+            raise IdNotAvailable("policy name", document.name)
         if latest is not None and owner_path not in (None, latest.owner_path):
             raise InvalidInput(f"policy {document.name!r} belongs to {latest.owner_path}; "
                                "its owner cannot change")
@@ -110,8 +116,6 @@ class PolicyAdministration:
             if uow.policy_targets.scope_of(unit) != owner_path:
                 raise InvalidInput(f"owner {owner_path!r} is not the path of an org unit")
         owner = latest.owner_path if latest else owner_path or actor.org_path
-        if latest is not None and not may_know_of(actor, owner):
-            raise NotFound(f"policy {document.name!r} not found")  # do not reveal it
         attached = uow.policy_attachments.for_policy(document.name)
         check_delegation(actor, owner_path=owner,
                          targets=[(a.target, a.scope) for a in attached])

@@ -15,6 +15,12 @@ A change is recognised by its (device, ``updated_at``) pair: the query looks bac
 on is not acted on again. So the clocks of the processes writing devices must agree
 within ``OVERLAP`` (as for the broker sync), and a clock that does not move (a test's
 frozen clock) must be advanced between two changes of one device.
+
+Credentials are part of the subject (G3): a certificate or PSK revoked since the last
+check drops its device like a change of the device does, so the hook denies a device
+whose last credential was revoked at the next check. A subject without a valid
+credential is kept only until the next check (``check_every``), so a device that gets
+one again (re-enrollment, a new PSK) is read again soon.
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ class DeviceSubjects:
         self._max_entries = max_entries
         #: device id -> (subject, or None for an unknown device; monotonic load time)
         self._entries: dict[str, tuple[Subject | None, float]] = {}
-        #: changes acted on whose ``updated_at`` is still inside the look-back window
+        #: changes acted on whose ``updated_at`` is still inside the look-back window, and
+        #: revoked credentials acted on ("cert:…", "psk:…": a device id has no colon)
         self._seen: dict[str, datetime] = {}
         self._since: datetime = clock.now()
         self._checked = time.monotonic()
@@ -77,7 +84,7 @@ class DeviceSubjects:
         if now - self._checked >= self._check_every:
             self._drop_changed()
         entry = self._entries.get(device_id)
-        if entry is not None and now - entry[1] < self._max_age:
+        if entry is not None and now - entry[1] < self._lifetime(entry[0]):
             return entry[0]
         epoch = self._epoch
         device = self._devices.device(device_id)
@@ -87,6 +94,12 @@ class DeviceSubjects:
                 self._evict_oldest()
             self._entries[device_id] = (subject, now)
         return subject
+
+    def _lifetime(self, subject: Subject | None) -> float:
+        # nothing moves updated_at when a device gets a credential: re-read such subjects
+        if subject is not None and subject.credentialed is False:
+            return self._check_every
+        return self._max_age
 
     def forget(self, device_id: str | None = None) -> None:
         """Drop one device's entry (every entry when None): the next question reads it."""
@@ -104,14 +117,22 @@ class DeviceSubjects:
             if time.monotonic() - self._checked < self._check_every:
                 return  # another thread checked meanwhile
             started = self._clock.now()
-            changes = self._devices.device_changes(self._since - OVERLAP)
+            since = self._since - OVERLAP
+            changes = self._devices.device_changes(since)
+            revoked = self._devices.credentials_revoked(since)
             self._epoch += 1
             seen = self._seen
             # a registration, state change, move or new membership: read it again
             for device_id, at in changes:
                 if seen.get(device_id) != at:
                     self._entries.pop(device_id, None)
+            # a revocation may have taken its last credential (G3); read again at most
+            # once per revoked credential
+            for device_id, credential in revoked:
+                if credential not in seen:
+                    self._entries.pop(device_id, None)
             self._seen = dict(changes)
+            self._seen.update((credential, since) for _, credential in revoked)
             self._since = started
             self._checked = time.monotonic()
 

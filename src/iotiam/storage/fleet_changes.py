@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, or_, select
 
+from iotiam.clock import Clock
 from iotiam.credentials.models import PskStatus
 from iotiam.inventory.models import Device, DeviceState
 from iotiam.pki.models import CertificateStatus
@@ -19,13 +20,16 @@ from iotiam.policy.models import DevicePosture
 from iotiam.storage import schema as t
 from iotiam.storage.database import Database
 from iotiam.storage.inventory_store import device_from_row
+from iotiam.tokens.models import ClientStatus
 
 
 class SqlChangeLog:
     """Indexed change queries over devices, certificates and PSKs."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, clock: Clock) -> None:
         self._db = database
+        #: credential standing is judged at this clock's now (expiry)
+        self._clock = clock
 
     def device_changes(self, since: datetime) -> list[tuple[str, datetime]]:
         """(device, updated_at) of the devices updated after ``since``."""
@@ -47,14 +51,20 @@ class SqlChangeLog:
         return found
 
     def psk_version(self) -> tuple[int, datetime | None]:
-        """(live PSKs, newest change): moves on every issue, rotation and revocation."""
-        p = t.psks.c
+        """(live PSKs, newest change): moves on every issue, rotation and revocation, and
+        on every change of a device holding a live PSK (its state decides whether the
+        PSK opens the broker: inventory/lifecycle.py)."""
+        p, d = t.psks.c, t.devices.c
         with self._db.reading() as uow:
             row = uow.conn.execute(
                 select(func.count(), func.max(p.created_at), func.max(p.revoked_at))
                 .where(p.status == str(PskStatus.ACTIVE))).one()
             revoked = uow.conn.execute(select(func.max(p.revoked_at))).scalar()
-        newest = max((d for d in (row[1], revoked) if d is not None), default=None)
+            holders = uow.conn.execute(
+                select(func.max(d.updated_at)).select_from(
+                    t.psks.join(t.devices, d.id == p.device_id))
+                .where(p.status == str(PskStatus.ACTIVE))).scalar()
+        newest = max((x for x in (row[1], revoked, holders) if x is not None), default=None)
         return int(row[0]), newest
 
     def device(self, device_id: str) -> Device | None:
@@ -85,10 +95,12 @@ class SqlChangeLog:
         return found
 
     def posture_of(self, device_ids: Sequence[str]) -> dict[str, DevicePosture]:
-        """Stored trust score and firmware verdict of each device that has one."""
+        """Stored trust score, firmware verdict and credential standing of every device."""
         d, f = t.device_trust.c, t.device_firmware.c
         scores: dict[str, float] = {}
         firmware: dict[str, bool] = {}
+        credentialed: set[str] = set()
+        now = self._clock.now()
         with self._db.reading() as uow:
             for start in range(0, len(device_ids), 500):
                 chunk = list(device_ids[start:start + 500])
@@ -100,5 +112,25 @@ class SqlChangeLog:
                 for r in uow.conn.execute(select(f.device_id, f.compliant)
                                           .where(f.device_id.in_(chunk))):
                     firmware[r.device_id] = bool(r.compliant)
-        return {device: DevicePosture(scores.get(device), firmware.get(device))
-                for device in scores.keys() | firmware.keys()}
+                credentialed.update(_credentialed(uow.conn, chunk, now))
+        return {device: DevicePosture(scores.get(device), firmware.get(device),
+                                      credentialed=device in credentialed)
+                for device in device_ids}
+
+
+def _credentialed(conn: Connection, device_ids: list[str], now: datetime) -> set[str]:
+    """The devices that hold a valid credential now (G3): an issued, unexpired
+    certificate, an active, unexpired PSK or an active OAuth client with its own keys
+    (a client that signs with its certificate's key has no credential of its own)."""
+    c, p, o = t.certificates.c, t.psks.c, t.oauth_clients.c
+    queries = [
+        select(c.device_id).where(c.device_id.in_(device_ids),
+                                  c.status == str(CertificateStatus.ISSUED),
+                                  c.not_before <= now, c.not_after > now),
+        select(p.device_id).where(p.device_id.in_(device_ids),
+                                  p.status == str(PskStatus.ACTIVE),
+                                  or_(p.expires_at.is_(None), p.expires_at > now)),
+        select(o.device_id).where(o.device_id.in_(device_ids),
+                                  o.status == str(ClientStatus.ACTIVE), o.jwks.is_not(None)),
+    ]
+    return {row[0] for query in queries for row in conn.execute(query.distinct())}

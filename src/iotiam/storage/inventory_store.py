@@ -42,6 +42,7 @@ _GET_DEVICE = RawStatement(select_sql("devices", _DEVICE_COLUMNS, "id = :id"))
 _GET_DEVICE_FOR_UPDATE = RawStatement(_GET_DEVICE.sqlite + " FOR UPDATE")
 _ACTIVATE_IF_PENDING = RawStatement(
     "UPDATE devices SET state = :active, updated_at = :at WHERE id = :id AND state = :pending")
+_TOUCH = RawStatement("UPDATE devices SET updated_at = :at WHERE id = :id")
 _TYPE_COLUMNS = ("name", "device_class", "criticality", "description", "certificate_profile",
                  "created_at", "certificate_lifetime_seconds", "grace_seconds",
                  "max_credential_age_seconds")
@@ -257,6 +258,12 @@ class SqlDeviceStore:
             "id": device_id, "at": when,
             "active": str(DeviceState.ACTIVE), "pending": str(DeviceState.PENDING),
         } for device_id in device_ids])
+
+    def touch(self, device_ids: Sequence[str], at: datetime) -> None:
+        """Move the devices' ``updated_at`` (a new credential changes their standing)."""
+        raw = RawSql(self._c)
+        when = raw.when(at)
+        raw.change_many(_TOUCH, [{"id": device_id, "at": when} for device_id in device_ids])
 
     def page(
         self,

@@ -25,6 +25,7 @@ from datetime import datetime
 from cryptography import x509
 from joserfc.jwk import Key
 
+from iotiam.inventory.lifecycle import Transport, refusal
 from iotiam.inventory.models import Device, DeviceState
 from iotiam.pki.models import CertificateRecord, CertificateStatus
 from iotiam.tokens import jws
@@ -272,12 +273,13 @@ class ClientAuthenticator:
         device = reads.device(client.device_id)
         if device is None:
             raise InvalidClient(f"the device of client {client.client_id!r} is gone")
-        if device.state is not DeviceState.ACTIVE:
+        refused = refusal(device.id, device.state, Transport.OAUTH)
+        if refused is not None:
             # the client proved who it is: say why it gets nothing, and what ends it
             why = _WHY_NO_TOKEN.get(device.state)
             if why is not None:
                 raise AccessDenied(f"device {device.state}: {why}")
-            raise InvalidClient(f"device {device.id!r} is {device.state}")
+            raise InvalidClient(refused)
         return device
 
     @staticmethod

@@ -9,7 +9,7 @@ from iotiam.admin.models import Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
-from iotiam.errors import Conflict, InvalidInput, NotFound
+from iotiam.errors import Conflict, IdNotAvailable, InvalidInput, NotFound
 from iotiam.inventory.models import (
     Device,
     DeviceState,
@@ -56,7 +56,7 @@ class OAuthClients:
             actor.require(Role.OPERATOR, "registering OAuth clients")
             client = self._build(uow, actor, draft)
             if uow.oauth_clients.get(client.client_id) is not None:
-                raise Conflict(f"OAuth client {client.client_id!r} already exists")
+                raise IdNotAvailable("OAuth client id", client.client_id)
             if client.device_id is not None:
                 existing = uow.oauth_clients.for_device(client.device_id)
                 if existing is not None:
@@ -122,6 +122,11 @@ class OAuthClients:
         )
         groups, posture = uow.oauth_clients.device_standing(device.id) if device else ([], None)
         subject = subject_of(client, device, groups, posture)
+        if device is not None and device.state is DeviceState.PENDING:
+            # registered ahead of its enrollment: the scopes it may ask for are judged as
+            # for the live device (every token is decided again, and a pending device
+            # gets none: inventory/lifecycle.py)
+            subject = replace(subject, state=DeviceState.ACTIVE)
         scopes = check_registered(draft.scopes) if draft.scopes else self._derived(subject)
         for scope in scopes:
             decision = self._scopes.decide(subject, scope)

@@ -22,7 +22,7 @@ from iotiam.audit.models import AuditDraft, AuditTag, Outcome
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
 from iotiam.errors import InvalidInput
-from iotiam.inventory.models import DeviceState
+from iotiam.inventory.lifecycle import Transport, may
 from iotiam.pki.models import CertificateStatus, parse_serial
 from iotiam.tokens.access_tokens import CERTIFICATE_CLAIM, SignedAccessToken, read_signed
 from iotiam.tokens.models import (
@@ -106,7 +106,7 @@ class Introspection:
             return False
         if client.device_id is not None:
             device = uow.devices.get(client.device_id)
-            if device is None or device.state is not DeviceState.ACTIVE:
+            if device is None or not may(device.state, Transport.OAUTH):
                 return False
             # a token from before a quarantine, suspension or revocation stays dead
             # after it is lifted (the device is trusted again, its old tokens are not)

@@ -20,6 +20,9 @@ from enrollment.zerotouch import (
 )
 from iotiam.testing import make_key, make_manufacturer_ca
 
+#: the tail of every "id not available" answer (docs/tenancy.md)
+TAKEN = ": ids are unique across the whole installation; choose another"
+
 
 def test_register_ok(installation: Installation) -> None:
     add_org_unit(installation.api(), "acme", "tenant")
@@ -73,7 +76,7 @@ def test_register_fail_duplicates_and_bad_references(installation: Installation)
     assert_problem(api.post("/v1/manufacturers", json={"name": "acme-devices",
                                                        "certificate": manufacturer_ca(
                                                            installation).pem}), 409,
-                   "already exists")
+                   "manufacturer name 'acme-devices' is not available")
     assert_problem(api.post("/v1/manufacturers", json={"name": "again", "certificate": ca.pem}),
                    409, "already registered")
     other = manufacturer_ca(installation).pem
@@ -153,10 +156,10 @@ def test_manifest_ok_per_row_report(installation: Installation) -> None:
         7: "'public_key' is not a PEM or base64 DER public key",
         8: "'public_key_sha256' must be 64 hex digits",
         9: errors[9],
-        10: "serial 'SN-OTHER' is in another manufacturer's manifest",
+        10: "device id 'SN-OTHER' is not available" + TAKEN,
         11: "row is not an object",
         12: "row has more columns than the header",
-        14: "device 'SN-ELSEWHERE' already exists outside the manufacturer's org unit",
+        14: "device id 'SN-ELSEWHERE' is not available" + TAKEN,
         15: errors[15],
     }
     assert "is not valid" in errors[5]

@@ -16,10 +16,13 @@ from iotiam.errors import InvalidInput
 from iotiam.inventory.bulk_import import parse_csv, parse_json, parse_jsonl, read_rows
 from iotiam.inventory.models import DeviceDraft
 
+#: the tail of every "id not available" answer (docs/tenancy.md)
+TAKEN = ": ids are unique across the whole installation; choose another"
+
 #: (row number, data, expected error or None when the row must land)
 MIXED: list[tuple[int, dict[str, Any], str | None]] = [
     (2, {"id": "imp-1", "type": "sensor"}, None),
-    (3, {"id": "imp-1", "type": "gateway"}, "device 'imp-1' already exists"),
+    (3, {"id": "imp-1", "type": "gateway"}, "device id 'imp-1' is not available" + TAKEN),
     (4, {"id": "imp-3", "type": "toaster"}, "unknown device type 'toaster'"),
     (5, {"id": "imp-4", "type": "sensor", "org": "nosuch"}, "org unit 'nosuch' not found"),
     (6, {"id": "bad id!", "type": "sensor"}, "device id 'bad id!' is not valid"),
@@ -35,7 +38,7 @@ MIXED: list[tuple[int, dict[str, Any], str | None]] = [
      "attribute name '1bad' is not valid"),
     (14, {"id": "imp-13", "type": "sensor", "attributes": "fw=1"},
      "'attributes' must be an object"),
-    (15, {"id": "existing", "type": "sensor"}, "device 'existing' already exists"),
+    (15, {"id": "existing", "type": "sensor"}, "device id 'existing' is not available" + TAKEN),
     (16, {"id": "imp-15", "type": "sensor", "site": "x" * 300},
      "site is too long or has a NUL byte"),
 ]

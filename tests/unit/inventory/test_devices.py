@@ -35,7 +35,7 @@ def test_register_fail_duplicate(installation: Installation) -> None:
     add_device(api, "dev-1")
     before = row_counts(installation)
     answer = api.post("/v1/devices", json={"id": "dev-1", "type": "gateway"})
-    assert_problem(answer, 409, "device 'dev-1' already exists")
+    assert_problem(answer, 409, "device id 'dev-1' is not available")
     assert row_counts(installation) == before
     assert api.get("/v1/devices/dev-1").json()["type"] == "sensor"
 
@@ -229,7 +229,7 @@ def test_group_fail_duplicate_id(sites: Installation) -> None:
     api = sites.api()
     api.post("/v1/groups", json={"id": "g", "org": "acme"})
     assert_problem(api.post("/v1/groups", json={"id": "g", "org": "berlin"}), 409,
-                   "group 'g' already exists")
+                   "group id 'g' is not available")
 
 
 def test_group_fail_viewer(sites: Installation) -> None:

@@ -81,7 +81,7 @@ def test_create_fail_duplicate_id(tree: Installation) -> None:
     before = row_counts(tree)
     answer = tree.api().post("/v1/org-units", json={"id": "lab", "kind": "site",
                                                     "parent": "emea"})
-    assert_problem(answer, 409, "org unit 'lab' already exists")
+    assert_problem(answer, 409, "org unit id 'lab' is not available")
     assert row_counts(tree) == before
 
 

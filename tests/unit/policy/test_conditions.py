@@ -173,16 +173,17 @@ def test_low_trust_deny(trust: float | None, allowed: bool) -> None:
 
 
 def test_device_state_and_attributes() -> None:
-    doc = _allow_if("device_state: [pending]\nattribute_equals: {vendor: acme}\n"
+    # pending devices are refused before any condition (inventory/lifecycle.py)
+    doc = _allow_if("device_state: [active]\nattribute_equals: {vendor: acme}\n"
                     "attribute_in: {line: ['1', '2']}")
     pdp = engine((doc, ROOT))
     good = {"vendor": "acme", "line": "2"}
-    assert pdp.decide(subject(state=DeviceState.PENDING, attributes=good), PUBLISH, "x",
+    assert pdp.decide(subject(state=DeviceState.ACTIVE, attributes=good), PUBLISH, "x",
                       context()).allowed
-    for state, attributes in [(DeviceState.ACTIVE, good),
-                              (DeviceState.PENDING, {**good, "vendor": "other"}),
-                              (DeviceState.PENDING, {**good, "line": "3"}),
-                              (DeviceState.PENDING, {"vendor": "acme"})]:
+    for state, attributes in [(DeviceState.QUARANTINED, good), (DeviceState.PENDING, good),
+                              (DeviceState.ACTIVE, {**good, "vendor": "other"}),
+                              (DeviceState.ACTIVE, {**good, "line": "3"}),
+                              (DeviceState.ACTIVE, {"vendor": "acme"})]:
         assert not pdp.decide(subject(state=state, attributes=attributes), PUBLISH, "x",
                               context()).allowed
 

@@ -286,7 +286,8 @@ def test_subject_memo_stays_private() -> None:
     assert "memo" not in repr(me)
     assert set(dataclasses.asdict(me)) == {"device_id", "type_name", "org_unit_id", "org_path",
                                            "state", "site", "attributes", "groups",
-                                           "trust_score", "firmware_compliant"}
+                                           "trust_score", "firmware_compliant",
+                                           "credentialed"}
     again = pickle.loads(pickle.dumps(me))
     assert again == me
     assert pdp.decide(again, CONNECT, "d1", context()).allowed

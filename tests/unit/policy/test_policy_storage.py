@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fleet import add_device
+from fleet import add_device, issue
 
 from conftest import Installation
 from iotiam.admin.models import SYSTEM
@@ -30,6 +30,7 @@ def test_default_policy_ok_installed_by_init(installation: Installation) -> None
     stored = services.policies.get(SYSTEM, DEFAULT_DEVICE_POLICY.name)
     assert stored.owner_path == "/root/"
     add_device(installation.api(), "dev-1")
+    issue(installation.api(), "dev-1")  # enrolled: active (a pending device gets nothing)
     subject = subject_of(installation, "dev-1")
     decide = services.decisions.decide
     assert decide(subject, CONNECT, "dev-1").allowed
@@ -45,6 +46,8 @@ def test_write_attach_ok_versions_and_generation(installation: Installation) -> 
     assert api.post("/v1/devices", json={"id": "dev-1", "type": "sensor",
                                          "site": "berlin"}).status_code == 201
     add_device(api, "dev-2")  # no site: the variable is missing, so the allow never matches
+    issue(api, "dev-1")
+    issue(api, "dev-2")
     before = services.policies.generation()
     services.policies.write(SYSTEM, PLANT_POLICY)
     services.policies.attach(SYSTEM, "line-telemetry",

@@ -9,7 +9,7 @@ import pytest
 
 from iotiam.admin.models import SYSTEM, Principal, Role
 from iotiam.clock import FrozenClock
-from iotiam.errors import Conflict, Forbidden, InvalidInput, NotFound
+from iotiam.errors import Conflict, Forbidden, IdNotAvailable, InvalidInput, NotFound
 from iotiam.policy.actions import CONNECT, PUBLISH
 from iotiam.policy.defaults import DEFAULT_DEVICE_POLICY_YAML
 from iotiam.policy.models import (
@@ -81,7 +81,7 @@ def test_write_fail_unknown_site_network(admin: PolicyAdministration) -> None:
 def test_write_fail_roles_and_owners(admin: PolicyAdministration) -> None:
     with pytest.raises(Forbidden, match="writing policies needs the admin role"):
         admin.write(VIEWER, _plant(1))
-    with pytest.raises(Forbidden, match="belongs to /root/beta/, outside your scope"):
+    with pytest.raises(Forbidden, match="owner '/root/beta/' is outside your scope"):
         admin.write(TENANT, _plant(1), owner_path="/root/beta/")
     with pytest.raises(InvalidInput, match="is not the path of an org unit"):
         admin.write(SYSTEM, _plant(1), owner_path="/root/nowhere/")
@@ -98,8 +98,8 @@ def test_other_tenants_policies_are_invisible(admin: PolicyAdministration) -> No
     admin.write(beta, _plant(1))
     with pytest.raises(NotFound, match="policy 'plant-telemetry' not found"):
         admin.get(TENANT, "plant-telemetry")
-    with pytest.raises(NotFound):
-        admin.write(TENANT, _plant(2))
+    with pytest.raises(IdNotAvailable, match="policy name 'plant-telemetry' is not available"):
+        admin.write(TENANT, _plant(2))  # taken; by whom is not said
     with pytest.raises(NotFound):
         admin.attach(TENANT, "plant-telemetry", PLANT)
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from iotiam.clock import FrozenClock
 from iotiam.inventory.models import Device, DeviceState
+from iotiam.policy.models import DevicePosture
 from iotiam.policy.subjects import DeviceSubjects
 from policy.fakes import T0
 
@@ -26,6 +27,8 @@ class FakeFleet:
     groups: dict[str, set[str]] = field(default_factory=dict)
     reads: int = 0
     checks: int = 0
+    #: (device, credential, revoked at)
+    revocations: list[tuple[str, str, datetime]] = field(default_factory=list)
 
     def device(self, device_id: str) -> Device | None:
         self.reads += 1
@@ -37,6 +40,9 @@ class FakeFleet:
     def device_changes(self, since: datetime) -> list[tuple[str, datetime]]:
         self.checks += 1
         return [(d.id, d.updated_at) for d in self.devices.values() if d.updated_at > since]
+
+    def credentials_revoked(self, since: datetime) -> list[tuple[str, str]]:
+        return [(d, c) for d, c, at in self.revocations if at > since]
 
     def change(self, device_id: str, at: datetime, **fields: object) -> None:
         self.devices[device_id] = replace(self.devices[device_id], updated_at=at,
@@ -112,3 +118,39 @@ def test_subjects_of_ok_one_group_query() -> None:
     assert [(s.device_id, s.groups) for s in page] == [("a", frozenset()),
                                                       ("b", frozenset({"g"}))]
     assert fleet.reads == 0
+
+
+def test_cached_ok_revocation_seen_at_next_check() -> None:
+    """G3: a revoked credential drops its device's subject like a change does."""
+    clock = FrozenClock(T0)
+    fleet = FakeFleet({"d1": _device("d1", T0 - timedelta(hours=1)),
+                       "d2": _device("d2", T0 - timedelta(hours=1))})
+    cache = _cache(fleet, clock, check_every=0)
+    d1, d2 = cache.cached("d1"), cache.cached("d2")
+    clock.advance(timedelta(seconds=1))
+    fleet.revocations.append(("d1", "cert:01ab", clock.now()))
+    again = cache.cached("d1")
+    assert again is not None and again is not d1
+    assert cache.cached("d2") is d2
+    assert cache.cached("d1") is again  # one revocation, one re-read
+
+
+def test_cached_ok_uncredentialed_subject_kept_one_check_only() -> None:
+    """A device with no valid credential is read again after ``check_every``: getting a
+    credential back moves nothing the change check sees."""
+    clock = FrozenClock(T0)
+    fleet = FakeFleet({"d1": _device("d1", T0 - timedelta(hours=1))})
+    cache = DeviceSubjects(fleet, clock, check_every=3600,  # type: ignore[arg-type]
+                           posture=NoCredentials())
+    first = cache.cached("d1")
+    assert first is not None and first.credentialed is False
+    assert cache.cached("d1") is first
+    cache._check_every = 0  # the interval has passed
+    assert cache.cached("d1") is not first
+
+
+class NoCredentials:
+    """``PostureLookup`` for devices that hold no credential."""
+
+    def posture_of(self, device_ids: Sequence[str]) -> dict[str, DevicePosture]:
+        return {d: DevicePosture(None, None, credentialed=False) for d in device_ids}
