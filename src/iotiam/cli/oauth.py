@@ -12,6 +12,7 @@ from iotiam.cli.admin import token_app
 from iotiam.cli.main import Context, console
 from iotiam.cli.output import print_table
 from iotiam.errors import InvalidInput
+from iotiam.untrusted import load_json
 
 client_app = typer.Typer(help="OAuth2 clients of devices and services.", no_args_is_help=True)
 code_app = typer.Typer(help="RFC 8628 device codes waiting for approval.",
@@ -71,9 +72,9 @@ def client_create(
         body["grant_types"] = grant
     if jwks is not None:
         try:
-            body["jwks"] = json.loads(jwks.read_text())
-        except (OSError, ValueError) as e:
-            raise InvalidInput(f"cannot read the JWK set {jwks}: {e}") from e
+            body["jwks"] = load_json(jwks.read_bytes(), what=f"the JWK set {jwks}")
+        except OSError as e:
+            raise InvalidInput(f"cannot read the JWK set {jwks}: {e.strerror}") from e
     created = obj.client().post("/v1/oauth/clients", body)
     console.print(f"OAuth client {created['client_id']} ({created['kind']}) allowed: "
                   f"{created['scope']}")

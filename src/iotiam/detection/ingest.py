@@ -10,7 +10,6 @@ the scoring of the next batch for longer than one write.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 from iotiam.detection.models import DetectionMode, Event, Finding
 from iotiam.detection.ports import FindingSink
 from iotiam.errors import InvalidInput
+from iotiam.untrusted import load_json
 
 #: a bulk upload reports at most this many bad rows in detail (all are counted)
 MAX_REPORTED_ERRORS = 100
@@ -185,8 +185,6 @@ def json_lines(data: bytes) -> Iterable[tuple[int, object]]:
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as e:
-            yield number, InvalidInput(f"line is not JSON: {e.msg}")
-        except UnicodeDecodeError:
-            yield number, InvalidInput("line is not UTF-8")
+            yield number, load_json(line, what="the line")
+        except InvalidInput as e:  # a bad line is reported as that line (G12)
+            yield number, e

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from iotiam.errors import InvalidInput
+from iotiam.untrusted import load_json
 
 MAX_IMPORT_FILE_BYTES = 256 * 1024 * 1024
 
 Row = tuple[int, dict[str, Any]]
+#: the key of a row standing for a line that could not be read; its value says why
+UNREADABLE = "__unreadable__"
 
 
 def read_rows(path: Path, fmt: str | None = None, *,
@@ -65,10 +67,7 @@ def parse_csv(text: str, key_columns: Sequence[str] = ("id",)) -> list[Row]:
 
 def parse_json(text: str) -> list[Row]:
     """A list of objects, or an object with a ``devices`` list."""
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidInput(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+    doc = load_json(text, what="the file", max_bytes=MAX_IMPORT_FILE_BYTES)
     items = doc.get("devices") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
         raise InvalidInput("JSON import needs a list of devices or {\"devices\": [...]}")
@@ -83,8 +82,8 @@ def parse_jsonl(text: str) -> list[Row]:
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
-        except json.JSONDecodeError:
-            item = {"__invalid__": "not JSON"}
+            item = load_json(line, what="the line")
+        except InvalidInput as e:  # the row fails on import, saying why
+            item = {UNREADABLE: e.detail}
         rows.append((number, item if isinstance(item, dict) else {"__invalid__": item}))
     return rows
