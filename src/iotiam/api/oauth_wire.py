@@ -10,7 +10,15 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl
 
-from iotiam.errors import Conflict, Forbidden, IamError, InvalidInput, NotFound, Unauthenticated
+from iotiam.errors import (
+    Conflict,
+    Forbidden,
+    IamError,
+    InternalError,
+    InvalidInput,
+    NotFound,
+    Unauthenticated,
+)
 from iotiam.tokens.models import (
     ClientCredentials,
     InvalidClient,
@@ -78,6 +86,9 @@ def error_answer(error: IamError) -> tuple[int, dict[str, str], dict[str, Any]]:
             error = UnauthorizedClient(error.detail)
         elif isinstance(error, InvalidInput | NotFound | Conflict):
             error = InvalidRequest(error.detail)
+        elif isinstance(error, InternalError):  # a bug met by this request alone
+            return 500, dict(NO_STORE), {"error": "server_error",
+                                         "error_description": error.detail[:300]}
         else:
             # storage trouble: the one case that is not the client's fault
             return 503, {**NO_STORE, "Retry-After": "1"}, {

@@ -17,6 +17,7 @@ from iotiam.errors import (
     Conflict,
     Forbidden,
     IamError,
+    InternalError,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
@@ -40,6 +41,7 @@ STATUS_BY_ERROR: tuple[tuple[type[IamError], int], ...] = (
     (Conflict, 409),
     (TooManyRequests, 429),
     (SetupError, 500),
+    (InternalError, 500),
 )
 
 

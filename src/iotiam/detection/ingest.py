@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from iotiam.detection.models import DetectionMode, Event, Finding
 from iotiam.detection.ports import FindingSink
-from iotiam.errors import InvalidInput
+from iotiam.errors import InvalidInput, contained
 from iotiam.untrusted import load_json
 
 #: a bulk upload reports at most this many bad rows in detail (all are counted)
@@ -172,8 +172,8 @@ class EventIngest:
                     raise InvalidInput("an event must be a JSON object")
                 events.append(Event.from_json(record))
                 numbers.append(number)
-            except InvalidInput as e:
-                report.reject(number, e.detail)
+            except Exception as e:  # a bad event is reported alone, even on a bug (G12)
+                report.reject(number, contained(e, "an event").detail)
         events_sorted = sorted(zip(events, numbers, strict=True), key=lambda p: p[0].at)
         return self.ingest([e for e, _ in events_sorted], org_path=org_path, report=report,
                            numbers=[n for _, n in events_sorted])
