@@ -34,7 +34,7 @@ def test_detect_cli_ok_replay_findings_lifecycle_and_trust(server: Server) -> No
     replay = server.cli("detect", "replay", events, check=False)
     assert replay.rc == 3, replay  # partly done: bad lines were reported
     assert "40 events ingested, 2 rejected" in replay.out
-    assert "line 6: line is not JSON" in replay.out
+    assert "line 6: the line is not valid JSON" in replay.out
     assert "line 42: a publish event needs a 'topic'" in replay.out
     listed = json.loads(server.cli("findings", "list", "--device", "cli-det-1", "--json").out)
     (finding,) = listed
