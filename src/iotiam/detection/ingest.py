@@ -136,16 +136,20 @@ class EventIngest:
         with self._lock:
             known = self._attribute(events)
             for index, event in enumerate(events):
+                number = numbers[index] if numbers else index + 1
                 type_name: str | None = None
                 if event.device_id is not None:
                     type_name, path = known.get(event.device_id, (None, None))
                     if org_path is not None and (path is None or not path.startswith(org_path)):
-                        number = numbers[index] if numbers else index + 1
                         report.reject(number, f"device {event.device_id!r} not found")
                         continue
                 if type_name is not None and event.device_type != type_name:
                     event = replace(event, device_type=type_name)
-                findings.extend(self._engine.process(event))
+                try:
+                    findings.extend(self._engine.process(event))
+                except Exception as e:  # a detector's bug on one event fails it alone (G12)
+                    report.reject(number, contained(e, "an event").detail)
+                    continue
                 report.accepted += 1
             self.events_seen += report.accepted
             self.events_rejected += report.rejected

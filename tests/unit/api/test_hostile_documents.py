@@ -8,6 +8,7 @@ the last of two equal keys silently win.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -79,7 +80,7 @@ def test_policy_lint_fail_hostile(installation: Installation, text: str,
     assert_problem(answer, 400, detail)
 
 
-EVENT = {"kind": "auth_failure", "ts": 1_772_366_400.0, "device_id": "s1",
+EVENT: dict[str, Any] = {"kind": "auth_failure", "ts": 1_772_366_400.0, "device_id": "s1",
          "source_ip": "198.51.100.7", "reason": "bad certificate"}
 
 
@@ -102,7 +103,7 @@ def test_events_ndjson_fail_hostile_lines_alone(installation: Installation) -> N
     add_device(api, "s1")
     lines = [json.dumps(EVENT), deep_list(), deep_object(100_000),
              '{"kind": "auth_failure", "kind": "flow", "ts": 1, "device_id": "s1"}',
-             json.dumps({**EVENT, "ts": EVENT["ts"] + 1})]  # type: ignore[operator]
+             json.dumps({**EVENT, "ts": EVENT["ts"] + 1})]
     answer = api.post("/v1/events", content="\n".join(lines).encode(), headers=NDJSON)
     assert answer.status_code == 200, answer.text
     report = answer.json()
@@ -152,3 +153,29 @@ def test_hook_fail_closed_on_hostile_body(installation: Installation, body: byte
     emqx = installation.api(installation.token("viewer"))
     result, said = hook_verdict(emqx.post(HOOK, content=body, headers=JSON))
     assert result == "deny" and reason in said
+
+
+def test_events_ok_a_bug_on_one_event_fails_it_alone(installation: Installation,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """G12 in the events batch: a detector that raises on one device's event rejects that
+    event (reported, logged); the events around it are scored."""
+    api = installation.api()
+    add_device(api, "s1")
+    add_device(api, "s2")
+    engine = installation.services.ingest.engine
+    process = engine.process
+
+    def buggy(event: Any) -> Any:
+        if event.device_id == "s2":
+            raise RuntimeError("a detector bug")
+        return process(event)
+
+    monkeypatch.setattr(engine, "process", buggy)
+    rows = [EVENT, {**EVENT, "device_id": "s2"}, {**EVENT, "ts": EVENT["ts"] + 1}]
+    answer = api.post("/v1/events", content="\n".join(json.dumps(r) for r in rows).encode(),
+                      headers=NDJSON)
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert (report["accepted"], report["rejected"]) == (2, 1)
+    assert "internal error" in report["errors"][0]["error"]
+    assert report["errors"][0]["item"] == 2
