@@ -210,7 +210,10 @@ class AuthorizationServer:
         if time.monotonic() - self._purged_at < PURGE_EVERY:
             return
         self._purged_at = time.monotonic()
-        self.revocation.purge()
+        try:
+            self.revocation.purge()
+        except Exception:  # housekeeping: the batch's tokens are committed and answered
+            log.exception("purging expired jtis and deny-list entries failed; retried later")
 
     def _mint(self, client: AuthenticatedClient, scopes: tuple[str, ...], audience: str, *,
               subject: str, grant: GrantType, ring: KeyRing) -> tuple[IssuedToken, AuditDraft]:

@@ -200,3 +200,20 @@ def test_access_token_fail_hostile(kit: OAuthKit, d1: DeviceIdentity, case: str)
     assert kit.introspect(token) == {"active": False}
     # and the endpoint still answers a real token beside it
     assert kit.introspect(kit.access_token(d1))["active"] is True
+
+
+def test_batch_ok_failed_housekeeping_fails_no_request(
+        kit: OAuthKit, d1: DeviceIdentity, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The once-a-minute purge of expired jtis runs after a batch committed: its failure
+    must not turn the batch's committed tokens into errors."""
+    oauth = kit.inst.services.oauth
+
+    def purge_fails() -> None:
+        raise RuntimeError("the purge met a bug")
+
+    monkeypatch.setattr(oauth.revocation, "purge", purge_fails)
+    monkeypatch.setattr(oauth, "_purged_at", float("-inf"))
+    before = issued_count(kit)
+    outcomes = oauth.issue_tokens([by_certificate(d1), by_assertion(kit.assertion("d1", d1.key))])
+    assert [type(o) for o in outcomes] == [IssuedToken, IssuedToken]
+    assert issued_count(kit) == before + 2
