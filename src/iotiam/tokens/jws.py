@@ -31,7 +31,7 @@ from iotiam.untrusted import check_depth, load_json
 
 #: longest compact JWS we look at (a client assertion or access token is < 2 KiB)
 MAX_TOKEN_BYTES = 8192
-#: a JWK set is {"keys": [{..., "x5c": [...]}]}: three levels, one to spare
+#: a JWK set nests at most four levels: {"keys": [{..., "x5c": [...]}]}
 JWKS_MAX_DEPTH = 4
 _KID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
@@ -55,8 +55,9 @@ def _b64decode(segment: str) -> bytes:
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
-    # RFC 7515 §5.2 step 4 lets a JWS with duplicate header names be refused; so are
-    # duplicate claims (RFC 7519 §4), and nesting no header or claim set needs
+    # RFC 7515 §4 and RFC 7519 §4: parsers must refuse duplicate header parameter and
+    # claim names or keep the last; refusing leaves no room for two readers to disagree.
+    # Bounded depth: no header or claim set nests deeply, and recursion must not decide
     try:
         value = load_json(data, what=f"the JWS {what}", max_bytes=MAX_TOKEN_BYTES)
     except InvalidInput as e:
