@@ -6,7 +6,10 @@ Adapters map each family to their own vocabulary (HTTP status + problem type in
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+_log = logging.getLogger("iotiam")
 
 
 class IamError(Exception):
@@ -86,6 +89,22 @@ class TooManyRequests(IamError):
 
     kind = "too-many-requests"
     title = "Too many requests"
+
+
+class InternalError(IamError):
+    """A bug met while answering one request: that request fails, its neighbours go on."""
+
+    kind = "internal"
+    title = "Internal error"
+
+
+def contained(error: Exception, what: str) -> IamError:
+    """The error to answer one request of a batch with (G12): its own ``IamError``, or for
+    anything else (a bug) an ``InternalError``, logged here with its traceback."""
+    if isinstance(error, IamError):
+        return error
+    _log.error("%s failed; only it is refused", what, exc_info=error)
+    return InternalError(f"internal error while answering {what}; the error was logged")
 
 
 class SetupError(IamError):

@@ -1,10 +1,10 @@
 """Decoding of data that arrives from outside: bounded in size and depth, strict in form.
 
 Every JSON document that an attacker can send (request bodies, JWS headers and claims,
-events, imports, manifests, JWKS) goes through :func:`load_json`, so that a hostile
-document is refused the same way everywhere: an ``InvalidInput`` with one clear line,
-never a ``RecursionError`` or a ``MemoryError`` escaping into a batch shared with
-other requests.
+events, imports, manifests, JWKS) goes through :func:`load_json`, and every YAML one
+through :func:`compose_yaml`, so that a hostile document is refused the same way
+everywhere: an ``InvalidInput`` with one clear line, never a ``RecursionError`` or a
+``MemoryError`` escaping into a batch shared with other requests.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from typing import Any
+
+import yaml
 
 from iotiam.errors import InvalidInput, PayloadTooLarge
 
@@ -27,6 +29,11 @@ class MalformedDocument(InvalidInput):
     kind = "malformed-document"
     title = "Malformed document"
 
+    def __init__(self, detail: str, *, line: int | None = None) -> None:
+        super().__init__(detail)
+        #: the 1-based line the problem is on, when the decoder knows it
+        self.line = line
+
 
 def load_json(
     data: bytes | str, *, what: str = "the document", max_bytes: int = MAX_BYTES,
@@ -36,8 +43,9 @@ def load_json(
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"{what} is larger than {max_bytes} bytes")
     try:
-        value = json.loads(data, object_pairs_hook=_refuse_duplicate_keys,
-                           parse_constant=_refuse_constant)
+        if isinstance(data, bytes):  # as json.loads reads bytes (RFC 8259 §8.1)
+            data = data.decode(json.detect_encoding(data), "surrogatepass")
+        value = _DECODER.decode(data)
     except _DuplicateKey as e:
         raise MalformedDocument(f"{what} has the key {e.key!r} twice") from None
     except _NonFiniteNumber as e:
@@ -46,10 +54,12 @@ def load_json(
         raise MalformedDocument(f"{what} is nested more than {max_depth} deep") from None
     except UnicodeDecodeError:
         raise MalformedDocument(f"{what} is not UTF-8") from None
-    except ValueError as e:
-        message = (f"{e.msg} at line {e.lineno} column {e.colno}"
-                   if isinstance(e, json.JSONDecodeError) else str(e))
-        raise MalformedDocument(f"{what} is not valid JSON: {message}") from None
+    except json.JSONDecodeError as e:
+        raise MalformedDocument(
+            f"{what} is not valid JSON: {e.msg} (line {e.lineno} column {e.colno})",
+            line=e.lineno) from None
+    except ValueError as e:  # e.g. an integer past Python's digit limit
+        raise MalformedDocument(f"{what} is not valid JSON: {e}") from None
     check_depth(value, max_depth=max_depth, what=what, text=data)
     return value
 
@@ -76,6 +86,71 @@ def check_depth(
         stack.extend((child, depth + 1) for child in children)
 
 
+def compose_yaml(
+    text: str, *, what: str = "the document", max_bytes: int = MAX_BYTES,
+    max_depth: int = MAX_DEPTH,
+) -> yaml.Node | None:
+    """Compose untrusted YAML into its node graph (None when empty), never into objects.
+
+    Size and depth are bounded before PyYAML's recursive composer could overflow the
+    stack; anchors and aliases are refused (an alias expands a node wherever it is
+    used: "billion laughs"), and so are two equal keys in one mapping (the last would
+    silently win). Tags are left to the caller, which knows which ones it reads.
+    """
+    if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise PayloadTooLarge(f"{what} is larger than {max_bytes} bytes")
+    loader = _BoundedComposer(text, what, max_depth)
+    try:
+        return loader.get_single_node()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        message = " ".join(str(e.problem or e.context or "invalid YAML").split())
+        raise MalformedDocument(f"{what} is not valid YAML: {message}",
+                                line=mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as e:
+        raise MalformedDocument(f"{what} is not valid YAML: {e}") from None
+    finally:
+        loader.dispose()
+
+
+class _BoundedComposer(yaml.SafeLoader):
+    """PyYAML's pure-Python composer with a depth count and no anchors or aliases."""
+
+    def __init__(self, text: str, what: str, max_depth: int) -> None:
+        super().__init__(text)
+        self._what = what
+        self._max_depth = max_depth
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise MalformedDocument(f"{self._what} uses YAML anchors or aliases, which are "
+                                    "not allowed", line=line)
+        if not isinstance(event, yaml.CollectionStartEvent):
+            return super().compose_node(parent, index)
+        if self._depth >= self._max_depth:
+            raise MalformedDocument(f"{self._what} is nested more than {self._max_depth} "
+                                    "deep", line=line)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        seen: set[str] = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    raise MalformedDocument(f"{self._what} has the key {key.value!r} twice",
+                                            line=key.start_mark.line + 1)
+                seen.add(key.value)
+        return node
+
+
 def _openings(text: bytes | str) -> int:
     if isinstance(text, bytes):
         return text.count(b"[") + text.count(b"{")
@@ -95,13 +170,25 @@ class _NonFiniteNumber(Exception):
 
 
 def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
+    # dict() in C, then a look for the duplicate only when one exists: this runs for
+    # every object of every JWS header and payload on the token path
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
     return result
 
 
 def _refuse_constant(literal: str) -> Any:
     raise _NonFiniteNumber(literal)
+
+
+# made once and shared, as json.loads shares its own default decoder: json.loads with
+# hooks builds a decoder and its C scanner on every call, which cost more than parsing
+# a JWS header (measured, CPU time: load_json 4.2 µs this way, 2.7 µs now; json.loads
+# alone 2.1 µs)
+_DECODER = json.JSONDecoder(object_pairs_hook=_refuse_duplicate_keys,
+                            parse_constant=_refuse_constant)

@@ -39,7 +39,7 @@ def test_detect_cli_ok_replay_findings_lifecycle_and_trust(server: Server) -> No
     with server.api() as api:
         stats = api.get("/v1/detection/stats").json()
     assert stats["alerts_undelivered"]["no_channel"] >= 1 and stats["alerts_sent"] == 0
-    assert "line 6: line is not JSON" in replay.out
+    assert "line 6: the line is not valid JSON" in replay.out
     assert "line 42: a publish event needs a 'topic'" in replay.out
     listed = json.loads(server.cli("findings", "list", "--device", "cli-det-1", "--json").out)
     (finding,) = listed

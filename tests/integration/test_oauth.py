@@ -427,3 +427,44 @@ def test_ok_several_resources_and_empty_parameters_over_mtls(server: Server) -> 
                           data={"grant_type": "client_credentials"})
     assert basic.status_code == 401
     assert basic.headers["www-authenticate"] == 'Basic realm="iotiam"'
+
+
+def _segment(text: str) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+def test_fail_deep_assertions_spoil_no_legitimate_token_request(server: Server) -> None:
+    """Issue 12 item 1 over real TLS: two attacker connections send client assertions
+    whose header or payload is ``[[[…]]]`` 1,000 deep while four devices ask for tokens
+    over mTLS; each attack gets invalid_client, every legitimate request its token (the
+    requests share group-commit batches), and the server logs no traceback."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    devices = [enroll(server, f"rc-flood-{i}") for i in range(4)]
+    deep = "[" * 1000 + "]" * 1000
+    header = _segment('{"alg": "ES256", "typ": "client-authentication+jwt"}')
+    attacks = [f"{_segment(deep)}.{_segment('{}')}.AAAA", f"{header}.{_segment(deep)}.AAAA"]
+    url = f"{server.api_url}/oauth2/token"
+
+    def attacker(assertion: str) -> list[tuple[int, str]]:
+        form = {"grant_type": "client_credentials", "client_assertion": assertion,
+                "client_assertion_type":
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}
+        with httpx.Client(verify=server.tls_context(), timeout=30) as http:
+            answers = [http.post(url, data=form) for _ in range(40)]
+        return [(a.status_code, a.json()["error"]) for a in answers]
+
+    def device(d: Device) -> list[int]:
+        form = {"grant_type": "client_credentials", "client_id": d.device_id}
+        with httpx.Client(verify=d.tls(server), timeout=30) as http:
+            return [http.post(url, data=form).status_code for _ in range(40)]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        attacked = [pool.submit(attacker, a) for a in attacks]
+        legitimate = [pool.submit(device, d) for d in devices]
+        for future in attacked:
+            assert set(future.result()) == {(401, "invalid_client")}
+        for future in legitimate:
+            assert future.result() == [200] * 40

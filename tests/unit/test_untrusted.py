@@ -3,7 +3,7 @@
 import pytest
 
 from iotiam.errors import InvalidInput, PayloadTooLarge
-from iotiam.untrusted import MalformedDocument, check_depth, load_json
+from iotiam.untrusted import MalformedDocument, check_depth, compose_yaml, load_json
 
 
 @pytest.mark.parametrize(("text", "reason"), [
@@ -50,3 +50,52 @@ def test_check_depth_on_decoded_value() -> None:
     with pytest.raises(MalformedDocument):
         check_depth(value, max_depth=32)
     check_depth(value, max_depth=41)
+
+
+# -- YAML --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("[" * 1000 + "]" * 1000, "nested more than 32 deep"),
+    ("a: " + "[" * 100_000 + "]" * 100_000, "nested more than 32 deep"),
+    ("".join(f"{'  ' * i}k:\n" for i in range(40)) + "  " * 40 + "k: 1\n",
+     "nested more than 32 deep"),
+    ("a: &x [1, 2]\nb: *x\n", "anchors or aliases"),
+    ("a: &x 1\n", "anchors or aliases"),
+    ("b: *x\n", "anchors or aliases"),
+    ("a: 1\nb: 2\na: 3\n", "the key 'a' twice"),
+    ("a: [1,\n", "not valid YAML"),
+    ("a: 1\n---\nb: 2\n", "not valid YAML"),
+], ids=["fail/deep-flow", "fail/deep-flow-100k", "fail/deep-block", "fail/alias",
+        "fail/anchor", "fail/undefined-alias", "fail/duplicate-key", "fail/unclosed",
+        "fail/two-documents"])
+def test_yaml_refused(text: str, reason: str) -> None:
+    with pytest.raises(MalformedDocument, match=reason) as caught:
+        compose_yaml(text, what="the policy")
+    assert str(caught.value).startswith("the policy ")
+
+
+def test_yaml_refused_names_the_line() -> None:
+    with pytest.raises(MalformedDocument) as caught:
+        compose_yaml("a: 1\nb: 2\na: 3\n")
+    assert caught.value.line == 3
+
+
+def test_yaml_too_large() -> None:
+    with pytest.raises(PayloadTooLarge):
+        compose_yaml("a: " + "x" * 100, max_bytes=64)
+
+
+def test_yaml_ok_at_the_depth_limit() -> None:
+    node = compose_yaml("[" * 32 + "]" * 32)
+    for _ in range(31):
+        assert node is not None
+        node = node.value[0]
+    assert node is not None and node.value == []
+    assert compose_yaml("") is None
+
+
+def test_json_error_names_line_and_column() -> None:
+    with pytest.raises(MalformedDocument, match=r"line 2 column 5") as caught:
+        load_json('{"a":\n  1,,}')
+    assert caught.value.line == 2

@@ -22,7 +22,6 @@ kept for ``TOKEN_CACHE_SECONDS`` and device subjects come from
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -38,6 +37,7 @@ from iotiam.bootstrap import Services
 from iotiam.errors import IamError, InvalidInput, Unauthenticated
 from iotiam.inventory.models import check_identifier
 from iotiam.policy.actions import PUBLISH, SUBSCRIBE
+from iotiam.untrusted import load_json
 
 log = logging.getLogger("iotiam.api.emqx")
 
@@ -69,9 +69,9 @@ def hook_fields(content_type: str, body: bytes, query: bytes) -> Mapping[str, An
         if media == _FORM:
             return _form(body)
         try:
-            fields = json.loads(body)
-        except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
-            raise MalformedHookRequest("the body is not JSON") from e
+            fields = load_json(body, what="the body", max_bytes=MAX_HOOK_BODY)
+        except InvalidInput as e:
+            raise MalformedHookRequest(e.detail) from None
         if not isinstance(fields, dict):
             raise MalformedHookRequest("the body is not a JSON object")
         return fields

@@ -11,7 +11,15 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from iotiam.errors import Conflict, Forbidden, IamError, InvalidInput, NotFound, Unauthenticated
+from iotiam.errors import (
+    Conflict,
+    Forbidden,
+    IamError,
+    InternalError,
+    InvalidInput,
+    NotFound,
+    Unauthenticated,
+)
 from iotiam.tokens.models import (
     ClientCredentials,
     InvalidClient,
@@ -123,6 +131,9 @@ def error_answer(error: IamError, authorization: str = ""
             error = UnauthorizedClient(error.detail)
         elif isinstance(error, InvalidInput | NotFound | Conflict):
             error = InvalidRequest(error.detail)
+        elif isinstance(error, InternalError):  # a bug met by this request alone
+            return 500, dict(NO_STORE), {"error": "server_error",
+                                         "error_description": error.detail[:300]}
         else:
             # storage trouble: the one case that is not the client's fault
             return 503, {**NO_STORE, "Retry-After": "1"}, {

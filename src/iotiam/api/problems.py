@@ -19,6 +19,7 @@ from iotiam.errors import (
     Conflict,
     Forbidden,
     IamError,
+    InternalError,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
@@ -43,6 +44,7 @@ STATUS_BY_ERROR: tuple[tuple[type[IamError], int], ...] = (
     (Conflict, 409),
     (TooManyRequests, 429),
     (SetupError, 500),
+    (InternalError, 500),
 )
 
 

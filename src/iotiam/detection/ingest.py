@@ -10,7 +10,6 @@ the scoring of the next batch for longer than one write.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,7 +18,8 @@ from typing import Any, Protocol
 
 from iotiam.detection.models import DetectionMode, Event, Finding
 from iotiam.detection.ports import FindingSink
-from iotiam.errors import InvalidInput
+from iotiam.errors import InvalidInput, contained
+from iotiam.untrusted import load_json
 
 #: a bulk upload reports at most this many bad rows in detail (all are counted)
 MAX_REPORTED_ERRORS = 100
@@ -136,16 +136,20 @@ class EventIngest:
         with self._lock:
             known = self._attribute(events)
             for index, event in enumerate(events):
+                number = numbers[index] if numbers else index + 1
                 type_name: str | None = None
                 if event.device_id is not None:
                     type_name, path = known.get(event.device_id, (None, None))
                     if org_path is not None and (path is None or not path.startswith(org_path)):
-                        number = numbers[index] if numbers else index + 1
                         report.reject(number, f"device {event.device_id!r} not found")
                         continue
                 if type_name is not None and event.device_type != type_name:
                     event = replace(event, device_type=type_name)
-                findings.extend(self._engine.process(event))
+                try:
+                    findings.extend(self._engine.process(event))
+                except Exception as e:  # a detector's bug on one event fails it alone (G12)
+                    report.reject(number, contained(e, "an event").detail)
+                    continue
                 report.accepted += 1
             self.events_seen += report.accepted
             self.events_rejected += report.rejected
@@ -172,8 +176,8 @@ class EventIngest:
                     raise InvalidInput("an event must be a JSON object")
                 events.append(Event.from_json(record))
                 numbers.append(number)
-            except InvalidInput as e:
-                report.reject(number, e.detail)
+            except Exception as e:  # a bad event is reported alone, even on a bug (G12)
+                report.reject(number, contained(e, "an event").detail)
         events_sorted = sorted(zip(events, numbers, strict=True), key=lambda p: p[0].at)
         return self.ingest([e for e, _ in events_sorted], org_path=org_path, report=report,
                            numbers=[n for _, n in events_sorted])
@@ -185,8 +189,6 @@ def json_lines(data: bytes) -> Iterable[tuple[int, object]]:
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as e:
-            yield number, InvalidInput(f"line is not JSON: {e.msg}")
-        except UnicodeDecodeError:
-            yield number, InvalidInput("line is not UTF-8")
+            yield number, load_json(line, what="the line")
+        except InvalidInput as e:  # a bad line is reported as that line (G12)
+            yield number, e

@@ -50,6 +50,8 @@ def parse_row(raw: Any) -> ManifestRow:
     """Validate one row (a CSV record or a JSON object)."""
     if not isinstance(raw, dict) or "__invalid__" in raw:
         raise InvalidInput("row is not an object")
+    if "__unreadable__" in raw:  # a line that is not JSON: the reader said why
+        raise InvalidInput(str(raw["__unreadable__"])[:300])
     if "__extra_columns__" in raw:
         raise InvalidInput("row has more columns than the header")
     for column in raw:

@@ -14,6 +14,8 @@ from iotiam.untrusted import load_json
 MAX_IMPORT_FILE_BYTES = 256 * 1024 * 1024
 
 Row = tuple[int, dict[str, Any]]
+#: the key of a row standing for a line that could not be read; its value says why
+UNREADABLE = "__unreadable__"
 
 
 def read_rows(path: Path, fmt: str | None = None, *,
@@ -65,7 +67,7 @@ def parse_csv(text: str, key_columns: Sequence[str] = ("id",)) -> list[Row]:
 
 def parse_json(text: str) -> list[Row]:
     """A list of objects, or an object with a ``devices`` list."""
-    doc = load_json(text, what="the JSON import", max_bytes=MAX_IMPORT_FILE_BYTES)
+    doc = load_json(text, what="the file", max_bytes=MAX_IMPORT_FILE_BYTES)
     items = doc.get("devices") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
         raise InvalidInput("JSON import needs a list of devices or {\"devices\": [...]}")
@@ -80,8 +82,8 @@ def parse_jsonl(text: str) -> list[Row]:
         if not line.strip():
             continue
         try:
-            item = load_json(line, what=f"line {number}", max_bytes=MAX_IMPORT_FILE_BYTES)
-        except InvalidInput:
-            item = {"__invalid__": "not JSON"}
+            item = load_json(line, what="the line")
+        except InvalidInput as e:  # the row fails on import, saying why
+            item = {UNREADABLE: e.detail}
         rows.append((number, item if isinstance(item, dict) else {"__invalid__": item}))
     return rows

@@ -211,6 +211,8 @@ class DeviceDraft:
         known = {"id", "type", "org", "site", "location", "attributes"}
         if "__invalid__" in row:
             raise InvalidInput("row is not a JSON object")
+        if "__unreadable__" in row:  # a line that is not JSON: the reader said why
+            raise InvalidInput(str(row["__unreadable__"])[:300])
         if "__extra_columns__" in row:
             raise InvalidInput("row has more columns than the header")
         device_id = str(row.get("id") or "").strip()

@@ -28,7 +28,7 @@ from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail, refused
 from iotiam.clock import Clock
 from iotiam.config import PkiConfig
-from iotiam.errors import Conflict, Forbidden, IamError, NotFound
+from iotiam.errors import Conflict, Forbidden, IamError, NotFound, contained
 from iotiam.inventory.lifecycle import Transport, allowed_states, refusal
 from iotiam.inventory.models import Device, DeviceState, DeviceType, is_reserved_id
 from iotiam.pki.authority import CaMaterial
@@ -51,6 +51,8 @@ from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 #: raise before it writes: a batch shares the transaction with other requests.
 ReservationHook = Callable[[UnitOfWork, Device], None]
 
+#: how a bug met by one request of a batch names that request in its error
+_ONE = "a certificate request"
 SERIAL_RETRIES = 3
 #: batches this large hand CSR signatures to the helper process (smaller ones would
 #: wait on the pipe longer than the checks take)
@@ -231,11 +233,11 @@ class CertificateIssuance:
             try:
                 actor.require(Role.OPERATOR, "issuing certificates")
                 parsed.append((i, parse_csr(request.csr_data)))
-            except IamError as e:
-                results[i] = e
+            except Exception as e:  # each request fails alone, even on a bug (G12)
+                results[i] = contained(e, _ONE)
         proofs = self._send_to_helper(parsed)
         reserved = self._reserve(items, parsed, results, proofs) if parsed else []
-        signed = [(item, self._sign(item)) for item in reserved]
+        signed = self._sign_each(reserved, results)
         if signed or any(isinstance(r, IamError) for r in results):
             self._complete(items, signed, results)
         for item, (pem, fingerprint) in signed:
@@ -283,8 +285,8 @@ class CertificateIssuance:
                             waiting.append((index, csr, device, window))
                         else:
                             checked.append(self._check_csr(index, csr, device, window, None))
-                    except IamError as e:
-                        results[index] = e
+                    except Exception as e:
+                        results[index] = contained(e, _ONE)
                 if proofs is not None:
                     # read even if nothing waits: the helper's answers must not linger
                     verdicts = dict(zip(proofs.indexes, proofs.pending.verdicts(), strict=True))
@@ -292,8 +294,8 @@ class CertificateIssuance:
                         try:
                             checked.append(self._check_csr(index, csr, device, window,
                                                            verdicts[index]))
-                        except IamError as e:
-                            results[index] = e
+                        except Exception as e:
+                            results[index] = contained(e, _ONE)
                     checked.sort(key=lambda item: item.index)
                 accepted = self._claim_keys(uow, items, checked, results)
                 serials = self._draw_serials(uow, len(accepted))
@@ -392,8 +394,8 @@ class CertificateIssuance:
                         )
                 if request.on_reserve is not None:
                     request.on_reserve(uow, item.device)
-            except IamError as e:
-                results[item.index] = e
+            except Exception as e:
+                results[item.index] = contained(e, _ONE)
                 continue
             # a later request of this batch with the same key sees this one
             holders.setdefault(item.key_hash, []).append(item.device.id)
@@ -443,6 +445,19 @@ class CertificateIssuance:
         )
 
     # -- signing and completion --------------------------------------------------------
+
+    def _sign_each(self, reserved: list[_Reserved],
+                   results: list[CertificateRecord | IamError | None]
+                   ) -> list[tuple[_Reserved, tuple[str, str]]]:
+        """Sign every reserved certificate; one that fails leaves its serial reserved (G1)
+        and fails its request alone."""
+        signed = []
+        for item in reserved:
+            try:
+                signed.append((item, self._sign(item)))
+            except Exception as e:
+                results[item.checked.index] = contained(e, _ONE)
+        return signed
 
     def _sign(self, item: _Reserved) -> tuple[str, str]:
         """Sign a reserved certificate: its PEM and SHA-256 fingerprint."""

@@ -2,15 +2,15 @@
 
 Every value keeps the line it came from (YAML node marks; JSON has none, so its
 errors name the field path). YAML is composed, never constructed into arbitrary
-objects: anchors/aliases (billion laughs), duplicate keys (two ``effect:`` keys where
-the last silently wins) and custom tags are refused. Plain scalars keep their raw text,
+objects (``iotiam.untrusted.compose_yaml`` bounds size and depth and refuses
+anchors/aliases (billion laughs) and duplicate keys: two ``effect:`` keys where the
+last silently wins); custom tags are refused here. Plain scalars keep their raw text,
 so ``start: 18:00`` stays "18:00" instead of YAML 1.1's sexagesimal 1080.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +19,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 
 from iotiam.policy.models import PolicySyntaxError, Problem
+from iotiam.untrusted import MalformedDocument, check_depth, compose_yaml, load_json
 
 MAX_SOURCE_BYTES = 256 * 1024
 MAX_DEPTH = 16
@@ -63,89 +64,69 @@ def load_source(text: str | bytes, fmt: str = "auto") -> Located:
 
 def wrap(value: Any) -> Located:
     """Plain Python data (a decoded JSON body) as located values without lines."""
+    try:
+        check_depth(value, max_depth=MAX_DEPTH, what="the policy")
+    except MalformedDocument as e:
+        raise PolicySyntaxError([Problem(e.detail)]) from None
+    return _wrapped(value)
+
+
+def _wrapped(value: Any) -> Located:
     if isinstance(value, Mapping):
-        return Located({str(k): wrap(v) for k, v in value.items()})
+        return Located({str(k): _wrapped(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
-        return Located([wrap(v) for v in value])
+        return Located([_wrapped(v) for v in value])
     return Located(value)
 
 
 def _load_json(text: str) -> Located:
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in result:
-                raise _DuplicateKey(key)
-            result[key] = value
-        return result
-
     try:
-        data = json.loads(text, object_pairs_hook=no_duplicates)
-    except _DuplicateKey as e:
-        raise PolicySyntaxError([Problem(f"key {e.key!r} appears twice")]) from None
-    except json.JSONDecodeError as e:
-        raise PolicySyntaxError(
-            [Problem(f"not valid JSON: {e.msg} (column {e.colno})", line=e.lineno)]
-        ) from None
-    except RecursionError:
-        raise PolicySyntaxError([Problem("document is nested too deeply")]) from None
+        data = load_json(text, what="the policy", max_bytes=MAX_SOURCE_BYTES,
+                         max_depth=MAX_DEPTH)
+    except MalformedDocument as e:
+        raise PolicySyntaxError([Problem(e.detail, line=e.line)]) from None
     return wrap(data)
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
 
 
 def _load_yaml(text: str) -> Located:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        message = " ".join(str(e.problem or e.context or "invalid YAML").split())
-        raise PolicySyntaxError(
-            [Problem(f"not valid YAML: {message}", line=mark.line + 1 if mark else None)]
-        ) from None
-    except yaml.YAMLError as e:
-        raise PolicySyntaxError([Problem(f"not valid YAML: {e}")]) from None
+        node = compose_yaml(text, what="the policy", max_bytes=MAX_SOURCE_BYTES,
+                            max_depth=MAX_DEPTH)
+    except MalformedDocument as e:
+        raise PolicySyntaxError([Problem(e.detail, line=e.line)]) from None
     if node is None:
         raise PolicySyntaxError([Problem("policy document is empty")])
-    return _YamlConverter().convert(node, 0)
+    return _YamlConverter().convert(node)
 
 
 class _YamlConverter:
+    """Located values from a composed node graph (bounded, with no aliases: see
+    ``compose_yaml``), reading scalars with the safe constructor only."""
+
     def __init__(self) -> None:
-        self._seen: set[int] = set()
         self._scalars = SafeConstructor()
 
-    def convert(self, node: yaml.Node, depth: int) -> Located:
+    def convert(self, node: yaml.Node) -> Located:
+        """The located value of ``node``."""
         line = node.start_mark.line + 1
-        if id(node) in self._seen or getattr(node, "anchor", None):
-            raise PolicySyntaxError([Problem("YAML anchors and aliases are not allowed", line)])
-        self._seen.add(id(node))
-        if depth > MAX_DEPTH:
-            raise PolicySyntaxError([Problem("document is nested too deeply", line)])
         if node.tag not in _SAFE_TAGS:
             raise PolicySyntaxError([Problem(f"YAML tag {node.tag!r} is not allowed", line)])
         if isinstance(node, yaml.MappingNode):
             items: dict[str, Located] = {}
             for key_node, value_node in node.value:
-                key_line = key_node.start_mark.line + 1
                 if not isinstance(key_node, yaml.ScalarNode):
-                    raise PolicySyntaxError([Problem("mapping keys must be plain text", key_line)])
-                if key_node.value in items:
-                    raise PolicySyntaxError(
-                        [Problem(f"key {key_node.value!r} appears twice", key_line)]
-                    )
-                items[key_node.value] = self.convert(value_node, depth + 1)
+                    raise PolicySyntaxError([Problem("mapping keys must be plain text",
+                                                     key_node.start_mark.line + 1)])
+                items[key_node.value] = self.convert(value_node)
             return Located(items, line)
         if isinstance(node, yaml.SequenceNode):
-            return Located([self.convert(item, depth + 1) for item in node.value], line)
+            return Located([self.convert(item) for item in node.value], line)
         try:
             value = self._scalars.construct_object(node, deep=True)
-        except yaml.YAMLError as e:
-            raise PolicySyntaxError([Problem(f"bad value {node.value!r}: {e}", line)]) from None
+        except (yaml.YAMLError, ValueError) as e:
+            # ValueError: e.g. an integer past Python's digit limit
+            raise PolicySyntaxError([Problem(f"bad value {node.value[:64]!r}: {e}", line)]
+                                    ) from None
         return Located(value, line, node.value)
 
 

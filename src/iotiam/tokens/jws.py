@@ -27,9 +27,12 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, KeySet, KeySetSerialization, OKPKey, RSAKey
 
 from iotiam.errors import InvalidInput
+from iotiam.untrusted import check_depth, load_json
 
 #: longest compact JWS we look at (a client assertion or access token is < 2 KiB)
 MAX_TOKEN_BYTES = 8192
+#: a JWK set nests at most four levels: {"keys": [{..., "x5c": [...]}]}
+JWKS_MAX_DEPTH = 4
 _KID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
 _ES256 = ec.ECDSA(hashes.SHA256())
@@ -52,10 +55,13 @@ def _b64decode(segment: str) -> bytes:
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    # RFC 7515 §4 and RFC 7519 §4: parsers must refuse duplicate header parameter and
+    # claim names or keep the last; refusing leaves no room for two readers to disagree.
+    # Bounded depth: no header or claim set nests deeply, and recursion must not decide
     try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise JoseRejected(f"the JWS {what} is not JSON") from e
+        value = load_json(data, what=f"the JWS {what}", max_bytes=MAX_TOKEN_BYTES)
+    except InvalidInput as e:
+        raise JoseRejected(e.detail) from None
     if not isinstance(value, dict):
         raise JoseRejected(f"the JWS {what} is not a JSON object")
     return value
@@ -178,6 +184,7 @@ def key_from_public(public_key: PublicKeyTypes) -> Key | None:
 
 def public_key_set(value: Any) -> list[Key]:
     """Parse a client's registered JWKS: public asymmetric keys only."""
+    check_depth(value, what="jwks", max_depth=JWKS_MAX_DEPTH)
     if not isinstance(value, dict) or not isinstance(value.get("keys"), list):
         raise InvalidInput("jwks must be a JSON object with a 'keys' list")
     if not value["keys"] or len(value["keys"]) > 10:

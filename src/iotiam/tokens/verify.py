@@ -53,10 +53,11 @@ from joserfc.errors import JoseError
 from joserfc.jwk import Key, KeySet
 
 from iotiam.clock import Clock, SystemClock
-from iotiam.errors import Unauthenticated
+from iotiam.errors import InvalidInput, Unauthenticated
 from iotiam.tokens import jws
 from iotiam.tokens.client_auth import x5t_s256
 from iotiam.tokens.models import ACCESS_TOKEN_TYP, SIGNING_ALGORITHM
+from iotiam.untrusted import load_json
 
 JwksSource = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
 #: a client certificate as httpx took it: a PEM file with the key, ``(cert, key)`` or
@@ -289,8 +290,8 @@ class RemoteJwks:
         try:
             response = httpx.get(self._url, verify=self._verify, timeout=self._timeout)
             response.raise_for_status()
-            body = response.json()
-        except (httpx.HTTPError, ValueError) as e:
+            body = load_json(response.content, what="the issuer's JWKS")
+        except (httpx.HTTPError, InvalidInput) as e:
             if self._jwks is not None:
                 return  # keep the last good set
             raise TokenRejected(f"cannot fetch the issuer's JWKS: {e}") from e
@@ -343,8 +344,10 @@ class IntrospectionCheck:
             form["client_assertion"] = self._assertion()
         try:
             response = self._http.post(self._url, data=form)
-            active = response.status_code == 200 and response.json().get("active") is True
-        except (httpx.HTTPError, ValueError):
+            answer = load_json(response.content, what="the introspection answer") \
+                if response.status_code == 200 else None
+            active = isinstance(answer, dict) and answer.get("active") is True
+        except (httpx.HTTPError, InvalidInput):
             active = False
         if self._cache_seconds:
             if len(self._answers) > 10_000:

@@ -550,9 +550,9 @@ def test_hook_fail_closed(tenants: Tenants, body: dict[str, Any], reason: str) -
 
 
 @pytest.mark.parametrize(("content", "headers", "reason"), [
-    (b"not json", {"Content-Type": "application/json"}, "not JSON"),
+    (b"not json", {"Content-Type": "application/json"}, "not valid JSON"),
     (b"[1, 2]", {"Content-Type": "application/json"}, "not a JSON object"),
-    (b"\xff\xfe", {"Content-Type": "application/json"}, "not JSON"),
+    (b"\xff\xfe", {"Content-Type": "application/json"}, "not valid JSON"),
     (b"x" * 200_000, {"Content-Type": "application/json"}, "larger than"),
     (b"", {}, "no username"),
     (b'{"username": "\\ud800", "topic": "a", "action": "publish"}',

@@ -3,12 +3,16 @@ verdict, stored status, findings, refusals (G10) and single use of nonces (G8-li
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from expect import assert_problem, audit_records, last_seq
 from sqlalchemy import func, select
 
@@ -245,3 +249,39 @@ def test_rule_change_ok_rejudges_and_moves_updated_at(kit: FirmwareKit) -> None:
     rule_set = [r for r in records if r["tag"] == "admin:firmware-rule:set"][-1]
     assert rule_set["details"]["devices_changed"] == 1
     assert rule_set["details"]["previous"] == "1.3.0"
+
+
+def _segment(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("part", ["header", "payload"])
+def test_evidence_fail_deep_jws(kit: FirmwareKit, part: str) -> None:
+    """A JWS whose header or payload is ``[[[…]]]`` 1,000 deep: a 400, never a 500."""
+    device = kit.device("dev-deep")
+    deep = "[" * 1000 + "]" * 1000
+    header = deep if part == "header" else '{"alg": "ES256", "typ": "JWT"}'
+    payload = deep if part == "payload" else '{"eat_nonce": "x"}'
+    seq = last_seq(kit.inst)
+    answer = kit.evidence(device, "", token=f"{_segment(header)}.{_segment(payload)}.AAAA")
+    refused(kit, answer, 400, "nested more than", seq)
+
+
+def test_evidence_fail_duplicate_claim(kit: FirmwareKit) -> None:
+    """Two ``eat_nonce`` claims in correctly signed evidence: the last must not win."""
+    device = kit.device("dev-dup")
+    token = sign_evidence(device.key, nonce=kit.nonce(device), device_id=device.id,
+                          firmware_version="1.4.0", firmware_hash=image_hash("1.4.0"),
+                          measurements=BOOT, now=kit.inst.clock.now())
+    header, payload, _ = token.split(".")
+    claims = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    doubled = claims.replace('"eat_nonce":', '"eat_nonce": "stale", "eat_nonce":', 1)
+    assert doubled != claims
+    signing_input = f"{header}.{_segment(doubled)}"
+    assert isinstance(device.key, ec.EllipticCurvePrivateKey)
+    r, s = decode_dss_signature(device.key.sign(signing_input.encode(),
+                                                ec.ECDSA(hashes.SHA256())))
+    signature = base64.urlsafe_b64encode(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    seq = last_seq(kit.inst)
+    answer = kit.evidence(device, "", token=f"{signing_input}.{signature.rstrip(b'=').decode()}")
+    refused(kit, answer, 400, "the key 'eat_nonce' twice", seq)

@@ -195,10 +195,11 @@ def test_parse_json_ok_list_and_object() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[{"id": "d1",\n  "type": }]', r"not valid JSON: Expecting value at line 2 column 11"),
+        ('[{"id": "d1",\n  "type": }]',
+         r"the file is not valid JSON: Expecting value \(line 2 column 11\)"),
         ('{"things": []}', r'JSON import needs a list of devices or \{"devices": \[...\]\}'),
         ('"d1"', "JSON import needs a list"),
-        ("", "not valid JSON: Expecting value at line 1 column 1"),
+        ("", r"the file is not valid JSON: Expecting value \(line 1 column 1\)"),
     ],
     ids=["broken", "no-devices-key", "scalar", "empty"],
 )
@@ -212,13 +213,14 @@ def test_parse_jsonl_ok_broken_lines_become_failing_rows() -> None:
     rows = parse_jsonl(text)
     assert rows == [
         (1, {"id": "d1", "type": "sensor"}),
-        (3, {"__invalid__": "not JSON"}),
+        (3, {"__unreadable__": "the line is not valid JSON: Expecting value (line 1 column 1)"}),
         (4, {"__invalid__": [1, 2]}),
         (5, {"id": "d5", "type": "x"}),
     ]
-    for _, data in rows[1:3]:
-        with pytest.raises(InvalidInput, match="row is not a JSON object"):
-            DeviceDraft.from_mapping(data)
+    with pytest.raises(InvalidInput, match="the line is not valid JSON"):
+        DeviceDraft.from_mapping(rows[1][1])
+    with pytest.raises(InvalidInput, match="row is not a JSON object"):
+        DeviceDraft.from_mapping(rows[2][1])
 
 
 def test_read_rows_ok_by_suffix(tmp_path: Path) -> None:
@@ -256,3 +258,28 @@ def test_import_ok_from_csv_file(fleet: Installation, tmp_path: Path) -> None:
     assert [(r["row"], r["device"], r["ok"]) for r in body["results"]] == [
         (2, "c-1", True), (3, "c-2", False), (4, "c-3", False)]
     assert fleet.api().get("/v1/devices/c-1").json()["attributes"] == {"fw": "1.0"}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[" * 1000 + "]" * 1000, "the file is nested more than 32 deep"),
+    ('[{"id": "d1", "type": "sensor", "attributes": ' + '{"a": ' * 500 + "1" + "}" * 500
+     + "}]", "the file is nested more than 32 deep"),
+    ('[{"id": "d1", "id": "d2", "type": "sensor"}]', "the file has the key 'id' twice"),
+], ids=["fail/deep", "fail/deep-attributes", "fail/duplicate-id"])
+def test_parse_json_fail_hostile(text: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        parse_json(text)
+
+
+def test_parse_jsonl_fail_hostile_lines_alone() -> None:
+    text = "\n".join(['{"id": "d1", "type": "sensor"}', "[" * 1000 + "]" * 1000,
+                      '{"state": "active", "state": "decommissioned", "id": "d3"}',
+                      '{"id": "d4", "type": "sensor"}'])
+    rows = parse_jsonl(text)
+    assert [number for number, _ in rows] == [1, 2, 3, 4]
+    assert rows[0][1] == {"id": "d1", "type": "sensor"}
+    assert rows[3][1] == {"id": "d4", "type": "sensor"}
+    with pytest.raises(InvalidInput, match="nested more than 32 deep"):
+        DeviceDraft.from_mapping(rows[1][1])
+    with pytest.raises(InvalidInput, match="the key 'state' twice"):
+        DeviceDraft.from_mapping(rows[2][1])

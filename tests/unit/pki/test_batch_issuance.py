@@ -13,7 +13,7 @@ from fleet import add_device
 
 from conftest import Installation
 from iotiam.admin.models import SYSTEM, Principal, Role
-from iotiam.errors import Conflict, Forbidden, InvalidInput, NotFound
+from iotiam.errors import Conflict, Forbidden, InternalError, InvalidInput, NotFound
 from iotiam.inventory.models import DeviceState
 from iotiam.pki.issuing import HELPER_MIN_BATCH, HELPER_SHARE, IssueRequest
 from iotiam.pki.models import CertificateRecord, CertificateStatus
@@ -160,3 +160,26 @@ def test_batch_ok_helper_checks_signatures(installation: Installation,
     tags = [r["tag"] for r in audit_records(api)]
     assert tags.count("device:certificate:refused") == 4
     assert tags.count("device:certificate:issued") == len(ids) - 4
+
+
+def test_batch_fail_a_bug_in_one_request_fails_it_alone(installation: Installation) -> None:
+    """G12: not only a refusal: an unexpected exception (here in one request's reservation
+    hook) answers that request with an InternalError, and the batch's others are issued."""
+    api = installation.api()
+    for device_id in ("good-1", "buggy", "good-2"):
+        add_device(api, device_id)
+
+    def hook_with_a_bug(uow: object, device: object) -> None:
+        raise RuntimeError("a bug in one request's hook")
+
+    results = installation.services.pki.issue_certificates(SYSTEM, [
+        IssueRequest("good-1", make_csr("good-1")),
+        IssueRequest("buggy", make_csr("buggy"), on_reserve=hook_with_a_bug),
+        IssueRequest("good-2", make_csr("good-2")),
+    ])
+    assert [type(r) for r in results] == [CertificateRecord, InternalError, CertificateRecord]
+    assert "the error was logged" in str(results[1])
+    assert api.get("/v1/devices/buggy").json()["state"] == "pending"
+    refused = [r for r in audit_records(api) if r["tag"] == "device:certificate:refused"]
+    assert [r["subject"] for r in refused] == ["device:buggy"]
+    assert installation.api().get("/v1/audit/verify").json()["ok"] is True

@@ -39,7 +39,7 @@ def test_ok_good_rows_land_bad_rows_are_reported(installation: Installation) -> 
     report = answer.json()
     assert (report["accepted"], report["rejected"]) == (3, 6)
     messages = {e["item"]: e["error"] for e in report["errors"]}
-    assert "not JSON" in messages[4]
+    assert "not valid JSON" in messages[4]
     assert "'kind' must be one of" in messages[5]
     assert "needs a 'topic'" in messages[6]
     assert "ISO 8601" in messages[7]

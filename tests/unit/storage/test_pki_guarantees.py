@@ -19,7 +19,7 @@ from conftest import Installation
 from iotiam.admin.models import SYSTEM
 from iotiam.api.app import create_public_app
 from iotiam.bootstrap import Services
-from iotiam.errors import Conflict
+from iotiam.errors import Conflict, InternalError
 from iotiam.pki.issuing import IssueRequest
 from iotiam.pki.models import SerialInUse, serial_hex
 from iotiam.storage.schema import certificates, crls
@@ -174,7 +174,8 @@ def test_failed_signing_leaves_reservation_never_reused(
         raise RuntimeError("HSM offline")
 
     monkeypatch.setattr(services.pki._issuance._leaf, "issue_der", offline)
-    with pytest.raises(RuntimeError, match="HSM offline"):
+    # the signer's failure fails this request alone (G12), logged, as an InternalError
+    with pytest.raises(InternalError, match="the error was logged"):
         issue_with(services, "dev-1")
     [left] = certificate_rows(installation)
     assert (left["serial"], left["status"], left["pem"], left["device_id"]) == (
@@ -199,7 +200,7 @@ def test_reserved_serial_is_unknown_to_the_report(installation: Installation,
         raise RuntimeError("HSM offline")
 
     monkeypatch.setattr(services.pki._issuance._leaf, "issue_der", offline)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(InternalError):
         issue_with(services, "dev-1")
     report = installation.api().get("/v1/inventory").json()
     assert report["by_credential_status"]["none"] == 1

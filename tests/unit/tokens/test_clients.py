@@ -115,3 +115,29 @@ def test_fail_other_tenants_clients_are_invisible(kit: OAuthKit) -> None:
     viewer = kit.inst.api(kit.inst.token("viewer", "acme"))
     assert viewer.post("/v1/oauth/clients/acme-d1/revoke").status_code == 403
     assert kit.api.get("/v1/oauth/clients/globex-d1").json()["status"] == "active"
+
+
+def nested(depth: int) -> Any:
+    """``[[[…]]]`` nested ``depth`` deep, as decoded data."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("where", ["key-member", "set-member"])
+def test_fail_deep_jwks(kit: OAuthKit, where: str) -> None:
+    """A JWKS nested far beyond any JWK (here 300 deep, inside what a key may carry) is
+    refused before it is stored, where it would break every later read of the client."""
+    jwks = public_jwks()
+    if where == "key-member":
+        jwks["keys"][0]["ext_data"] = nested(300)
+    else:
+        jwks["extra"] = nested(300)
+    before = client_count(kit)
+    answer = kit.api.post("/v1/oauth/clients", json={
+        "client_id": "svc", "jwks": jwks, "scopes": ["mqtt:subscribe:devices/svc/#"]})
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "jwks is nested more than 4 deep" in answer.json()["detail"]
+    assert client_count(kit) == before

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -18,6 +17,7 @@ from iotiam.broker.broker_watch import broker_statistics
 from iotiam.detection.ingest import json_lines
 from iotiam.errors import InvalidInput
 from iotiam.response.models import Mitigation, StoredFinding
+from iotiam.untrusted import load_json
 
 router = APIRouter(prefix="/v1", tags=["detection"], route_class=UntrustedJsonRoute)
 
@@ -70,14 +70,11 @@ def render_mitigation(m: Mitigation) -> dict[str, Any]:
             "lifted_by": m.lifted_by}
 
 
-def _records(body: bytes, media: str) -> list[tuple[int, object]]:
+def _records(body: bytes, media: str, max_bytes: int) -> list[tuple[int, object]]:
     if media in ("application/x-ndjson", "application/jsonl", "application/json-lines"):
         return list(json_lines(body))
     if media == "application/json":
-        try:
-            items = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise InvalidInput(f"the body is not JSON: {e}") from None
+        items = load_json(body, what="the body", max_bytes=max_bytes)
         if not isinstance(items, list):
             raise InvalidInput("send a JSON array of events (or JSON lines as "
                                "application/x-ndjson)")
@@ -94,7 +91,7 @@ async def post_events(request: Request, caller: Caller, svc: Wired) -> dict[str,
     with svc.audit.refusals(draft):
         caller.require(Role.OPERATOR, "sending events")
         media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-        records = _records(await request.body(), media)
+        records = _records(await request.body(), media, svc.settings.max_body_bytes)
         if not records:
             raise InvalidInput("no events in the body")
     report = await run_in_threadpool(svc.ingest.ingest_records, records,
@@ -163,10 +160,8 @@ def get_playbook(caller: Caller, svc: Wired) -> dict[str, Any]:
 @router.put("/detection/playbook")
 async def put_playbook(request: Request, caller: Caller, svc: Wired) -> dict[str, Any]:
     """Replace the playbook: ``{"rules": [{finding_type, min_severity, actions}]}``."""
-    try:
-        document = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidInput(f"the playbook is not JSON: {e}") from None
+    document = load_json(await request.body(), what="the playbook",
+                         max_bytes=svc.settings.max_body_bytes)
     return (await run_in_threadpool(svc.response.set_playbook, caller, document)).to_json()
 
 
