@@ -25,14 +25,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from benchmarks.dataplane import PEM, _cas, _crl
+from benchmarks.dataplane import PEM, StaticFleet, _cas
 from benchmarks.harness import Result, RunConfig, Target
 from iotiam.broker.dynsec import DynsecAdmin
 from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosquitto_binary
 from iotiam.broker.process import ManagedMosquitto
 from iotiam.broker.provision import admin_password, provision_broker
 from iotiam.broker.sync import BrokerSync
-from iotiam.broker.sync_ports import Changes
 from iotiam.clock import SystemClock
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.csr import LeafIdentity
@@ -40,10 +39,9 @@ from iotiam.pki.issuance import LeafIssuer
 from iotiam.pki.keys import generate_private_key
 from iotiam.pki.models import KeyAlgorithm
 from iotiam.pki.profiles import DEVICE
-from iotiam.policy.broker_acl import BrokerAcl, compile_broker_acl
 from iotiam.policy.defaults import DEFAULT_DEVICE_POLICY
 from iotiam.policy.engine import PolicyEngine
-from iotiam.policy.models import Attachment, AttachmentTarget, RequestContext, Subject, TargetKind
+from iotiam.policy.models import Attachment, AttachmentTarget, Subject, TargetKind
 from iotiam.policy.parsing import parse_policy
 from iotiam.testing import free_port
 
@@ -75,43 +73,19 @@ def _at_root(*names: str) -> list[Attachment]:
             for name in names]
 
 
-class _Fleet:
-    """``FleetSource`` of N devices whose ACLs the real engine compiles."""
+class _Fleet(StaticFleet):
+    """N devices of two types whose ACLs the real engine compiles."""
 
     def __init__(self, count: int, issuing: CaMaterial) -> None:
-        self._issuing = issuing
-        self._now = datetime.now(UTC)
+        super().__init__(issuing)
         self.subjects = [Subject(device_id=f"pc-{i:05d}", type_name=("sensor", "gateway")[i % 2],
                                  org_unit_id="root", org_path="/root/") for i in range(count)]
-        self.acls: list[BrokerAcl] = []
-        self.compile(PolicyEngine([DEFAULT_DEVICE_POLICY, TELEMETRY],
-                                  _at_root(DEFAULT_DEVICE_POLICY.name, TELEMETRY.name)))
+        self.under(PolicyEngine([DEFAULT_DEVICE_POLICY, TELEMETRY],
+                                _at_root(DEFAULT_DEVICE_POLICY.name, TELEMETRY.name)))
 
-    def compile(self, engine: PolicyEngine) -> None:
+    def under(self, engine: PolicyEngine) -> None:
         """Every device's ACLs under ``engine``."""
-        context = RequestContext(at=self._now)
-        self.acls = [compile_broker_acl(engine, s, context) for s in self.subjects]
-
-    def all_acls(self) -> list[BrokerAcl]:
-        return self.acls
-
-    def broker_acl(self, device_id: str) -> BrokerAcl | None:
-        return None
-
-    def files_version(self) -> tuple[object, ...]:
-        return (1,)
-
-    def changes_since(self, since: datetime) -> Changes:
-        return Changes()
-
-    def crl_pem(self) -> bytes:
-        return _crl(self._issuing, self._now)
-
-    def issuer_certificate(self) -> x509.Certificate:
-        return self._issuing.certificate
-
-    def psk_file(self) -> str:
-        return ""
+        self.compile(engine, self.subjects)
 
 
 def run(config: RunConfig) -> list[Result]:
@@ -143,7 +117,7 @@ def run(config: RunConfig) -> list[Result]:
             sessions = _connect_all(scratch, issuing, files.ca, broker_config.mtls_port,
                                     [s.device_id for s in fleet.subjects[:connected]])
             started = time.perf_counter()
-            fleet.compile(PolicyEngine(
+            fleet.under(PolicyEngine(
                 [DEFAULT_DEVICE_POLICY, TELEMETRY, GUARDRAIL],
                 _at_root(DEFAULT_DEVICE_POLICY.name, TELEMETRY.name, GUARDRAIL.name)))
             compiled = time.perf_counter() - started

@@ -140,19 +140,18 @@ def _connected(chain: Path, cert: Path, key: Path, port: int, device_id: str) ->
 # -- full sync ----------------------------------------------------------------------------
 
 
-class _SyntheticFleet:
-    """``FleetSource`` of N devices under the default policy."""
+class StaticFleet:
+    """``FleetSource`` whose devices' ACLs are compiled once (``acls``), with no changes."""
 
-    def __init__(self, count: int, issuing: CaMaterial) -> None:
+    def __init__(self, issuing: CaMaterial) -> None:
         self._issuing = issuing
         self._now = datetime.now(UTC)
-        engine = PolicyEngine([DEFAULT_DEVICE_POLICY], [Attachment(
-            DEFAULT_DEVICE_POLICY.name, AttachmentTarget(TargetKind.ORG_UNIT, "root"),
-            "/root/")])
+        self.acls: list[BrokerAcl] = []
+
+    def compile(self, engine: PolicyEngine, subjects: list[Subject]) -> None:
+        """Every subject's ACLs under ``engine``."""
         context = RequestContext(at=self._now)
-        self.acls = [compile_broker_acl(engine, Subject(
-            device_id=f"sync-{i:05d}", type_name="sensor", org_unit_id="root",
-            org_path="/root/"), context) for i in range(count)]
+        self.acls = [compile_broker_acl(engine, s, context) for s in subjects]
 
     def all_acls(self) -> list[BrokerAcl]:
         return self.acls
@@ -176,6 +175,16 @@ class _SyntheticFleet:
         return ""
 
 
+def _synthetic_fleet(count: int, issuing: CaMaterial) -> StaticFleet:
+    """N devices under the default policy."""
+    fleet = StaticFleet(issuing)
+    fleet.compile(PolicyEngine([DEFAULT_DEVICE_POLICY], [Attachment(
+        DEFAULT_DEVICE_POLICY.name, AttachmentTarget(TargetKind.ORG_UNIT, "root"), "/root/")]),
+        [Subject(device_id=f"sync-{i:05d}", type_name="sensor", org_unit_id="root",
+                 org_path="/root/") for i in range(count)])
+    return fleet
+
+
 def _full_sync(config: RunConfig) -> list[Result]:
     count = config.size(10_000, 1_000)
     with tempfile.TemporaryDirectory() as scratch:
@@ -185,7 +194,7 @@ def _full_sync(config: RunConfig) -> list[Result]:
                                      admin_port=free_port())
         provision_broker(files, broker_config, issuing=issuing, root=root.certificate,
                          names=["127.0.0.1"], now=datetime.now(UTC), serial=7)
-        fleet = _SyntheticFleet(count, issuing)
+        fleet = _synthetic_fleet(count, issuing)
         binary = mosquitto_binary()
         assert binary is not None
         broker = ManagedMosquitto(binary, broker_config, files)

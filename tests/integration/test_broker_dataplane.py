@@ -7,6 +7,7 @@ certificates from an iotiam CA, and paho-mqtt devices.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -173,17 +174,24 @@ def provisioned_broker(work: Path) -> Provisioned:
     return Provisioned(files, broker_config, fleet, process, sync)
 
 
+@contextlib.contextmanager
+def running_plane(made: Provisioned, work: Path) -> Iterator[Plane]:
+    """The provisioned broker as a ``Plane`` (already started); stopped on exit."""
+    try:
+        yield Plane(made.fleet, made.files, made.config, made.process, made.sync,
+                    LeafIssuer(made.fleet.issuing.signer, made.fleet.issuing.certificate,
+                               None), work)
+    finally:
+        made.sync.close()
+        made.process.stop()
+
+
 @pytest.fixture
 def plane(tmp_path: Path) -> Iterator[Plane]:
     made = provisioned_broker(tmp_path)
     made.process.start()
-    try:
-        yield Plane(made.fleet, made.files, made.config, made.process, made.sync,
-                    LeafIssuer(made.fleet.issuing.signer, made.fleet.issuing.certificate,
-                               None), tmp_path)
-    finally:
-        made.sync.close()
-        made.process.stop()
+    with running_plane(made, tmp_path) as started:
+        yield started
 
 
 def test_dataplane_ok_own_topics_only(plane: Plane) -> None:

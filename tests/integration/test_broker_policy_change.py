@@ -19,11 +19,10 @@ from iotiam.broker.provision import admin_password
 from iotiam.broker.sync import DEAD_AFTER, BrokerSync
 from iotiam.broker.sync_ports import Changes, SyncReport
 from iotiam.clock import SystemClock
-from iotiam.pki.issuance import LeafIssuer
 from iotiam.policy.broker_acl import AclEntry, AclType
 from iotiam.testing.mqtt import MqttDevice
 
-from .test_broker_dataplane import Plane, own_namespace, provisioned_broker
+from .test_broker_dataplane import Plane, own_namespace, provisioned_broker, running_plane
 
 pytestmark = pytest.mark.integration
 
@@ -44,13 +43,8 @@ def fleet_plane(tmp_path: Path) -> Iterator[Plane]:
     for n in range(FLEET):
         made.fleet.allow(f"dev-{n:05d}", fleet_rights(f"dev-{n:05d}", guardrail=False))
     made.sync.cold_start()  # the fleet written before the start, as `serve` does
-    try:
-        yield Plane(made.fleet, made.files, made.config, made.process, made.sync,
-                    LeafIssuer(made.fleet.issuing.signer, made.fleet.issuing.certificate,
-                               None), tmp_path)
-    finally:
-        made.sync.close()
-        made.process.stop()
+    with running_plane(made, tmp_path) as started:
+        yield started
 
 
 def connect(plane: Plane, device_id: str) -> MqttDevice:

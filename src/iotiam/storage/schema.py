@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -173,10 +174,14 @@ counters = Table(
     Column("value", Integer, nullable=False),
 )
 
+#: audit record numbers: 64-bit (at 2,000 audited tokens/s a 32-bit number lasts 12 days);
+#: INTEGER on SQLite, which is 64-bit there and keeps the primary key the rowid
+AuditSeq = BigInteger().with_variant(Integer(), "sqlite")
+
 audit_records = Table(
     "audit_records",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("seq", AuditSeq, primary_key=True, autoincrement=False),
     Column("at", UtcDateTime(), nullable=False),
     Column("tag", String(64), nullable=False),
     Column("actor", String(256), nullable=False),
@@ -194,7 +199,7 @@ audit_head = Table(
     "audit_head",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("seq", Integer, nullable=False),
+    Column("seq", AuditSeq, nullable=False),
     Column("hash", String(64), nullable=False),
     Column("mac", String(64), nullable=False),
     # the Merkle compact range over records 1..seq (audit/merkle.py), at most 64 hashes
