@@ -129,6 +129,16 @@ def resolve_data_dir(explicit: str | Path | None = None) -> Path:
     return Path(env).expanduser().resolve() if env else DEFAULT_DATA_DIR
 
 
+def cli_profile_overrides() -> dict[str, str | None]:
+    """``IOTIAM_URL``, ``IOTIAM_TOKEN`` and ``IOTIAM_CA_FILE`` as set (``None`` when unset).
+
+    An empty value is returned as ``""``, not ``None``: the CLI refuses it rather than
+    fall back to the profile's token (a script's unset ``$T`` must not run as admin).
+    """
+    return {name: os.environ.get(f"IOTIAM_{name.upper()}") for name in
+            ("url", "token", "ca_file")}
+
+
 def load_settings(data_dir: Path) -> Settings:
     """Read ``config.json`` from the data directory and apply environment overrides."""
     recorded: dict[str, Any] = {}

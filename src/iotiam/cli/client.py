@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from iotiam.config import PROFILE_FILE
+from iotiam.cli.entry import UsageError
+from iotiam.config import PROFILE_FILE, cli_profile_overrides
 from iotiam.errors import IamError, InvalidInput, SetupError
 from iotiam.untrusted import load_json
 
@@ -55,17 +55,56 @@ class Profile:
 
 
 def load_profile(data_dir: Path, url: str | None = None, token: str | None = None) -> Profile:
-    """Flags beat ``IOTIAM_URL``/``IOTIAM_TOKEN`` beat the profile ``init`` left."""
+    """Flags beat ``IOTIAM_URL``/``IOTIAM_TOKEN`` beat the profile ``init`` left.
+
+    A flag or variable given empty is refused, never skipped: ``--token "$T"`` with
+    ``T`` unset would otherwise run with the profile's (bootstrap admin) token.
+    """
     stored = _stored_profile(data_dir / PROFILE_FILE)
-    final_url = url or os.environ.get("IOTIAM_URL") or stored.get("url")
-    final_token = token or os.environ.get("IOTIAM_TOKEN") or stored.get("token")
-    if not final_url or not final_token:
+    environment = cli_profile_overrides()
+    final_url = _first_given(("--url", url), ("IOTIAM_URL", environment["url"]),
+                             ("the profile's url", stored.get("url")))
+    final_token = _first_given(("--token", token), ("IOTIAM_TOKEN", environment["token"]),
+                               ("the profile's token", stored.get("token")))
+    if final_url is None or final_token is None:
         raise SetupError(
             f"no profile in {data_dir}: run `iotiam init` there, or pass --url and --token "
             "(or set IOTIAM_URL and IOTIAM_TOKEN)"
         )
-    ca_file = os.environ.get("IOTIAM_CA_FILE") or stored.get("ca_file")
-    return Profile(url=final_url.rstrip("/"), token=final_token, ca_file=ca_file)
+    ca_file = environment["ca_file"] or stored.get("ca_file")
+    return Profile(url=base_url(*final_url), token=final_token[1], ca_file=ca_file)
+
+
+def _first_given(*sources: tuple[str, str | None]) -> tuple[str, str] | None:
+    """The first source that is set, as (its name, its value); an empty one is refused."""
+    for name, value in sources:
+        if value is None:
+            continue
+        if not value.strip():
+            raise UsageError(f"{name} is empty")
+        return name, value
+    return None
+
+
+def base_url(source: str, url: str) -> str:
+    """The API's base URL from ``source``: scheme and authority only, no query or fragment.
+
+    Every request path is appended to it, so a query (``?x=``), a fragment or a path
+    would change which route each command reaches (RFC 3986 §5.3); refused, not mended.
+    """
+    # a flag or variable is a usage error (exit 2); a stored profile is a setup problem
+    refused = SetupError if source.startswith("the profile") else UsageError
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - parsing the port is what raises on a bad one
+    except ValueError as e:
+        raise refused(f"{source} {url!r} is not a URL: {e}") from e
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise refused(f"{source} {url!r} must be http(s)://HOST[:PORT]")
+    if "?" in url or "#" in url or parts.path not in ("", "/"):
+        raise refused(f"{source} {url!r} must be the API's base URL, "
+                      "http(s)://HOST[:PORT], without a path, query or fragment")
+    return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
 
 
 def _stored_profile(path: Path) -> dict[str, Any]:
