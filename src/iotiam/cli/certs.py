@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 
 from iotiam.cli.client import api_path
 from iotiam.cli.entry import UsageError
+from iotiam.cli.inputs import LimitOption
 from iotiam.cli.main import Context, console, errors
 from iotiam.cli.output import print_fields, print_json, print_table
 from iotiam.errors import InvalidInput
@@ -73,7 +74,7 @@ def cert_list(
     ctx: typer.Context,
     device: Annotated[str | None, typer.Option()] = None,
     status: Annotated[str | None, typer.Option(help="issued, revoked or reserved.")] = None,
-    limit: Annotated[int, typer.Option()] = 100,
+    limit: LimitOption = 100,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List certificates, newest first."""

@@ -10,6 +10,7 @@ import typer
 from rich.progress import Progress
 
 from iotiam.cli.client import api_path
+from iotiam.cli.inputs import LimitOption
 from iotiam.cli.main import Context, console
 from iotiam.cli.output import print_fields, print_json, print_table
 from iotiam.errors import InvalidInput
@@ -42,7 +43,7 @@ def findings_list(
                                                    "false_positive")] = None,
     device: Annotated[str | None, typer.Option()] = None,
     kind: Annotated[str | None, typer.Option("--type", help="e.g. rate_change")] = None,
-    limit: Annotated[int, typer.Option()] = 50,
+    limit: LimitOption = 50,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Findings, newest first."""

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from iotiam.cli.client import api_path
-from iotiam.cli.inputs import parse_duration
+from iotiam.cli.inputs import MAX_PAGE, LimitOption, parse_duration
 from iotiam.cli.main import Context, console, errors
 from iotiam.cli.output import print_fields, print_json, print_table
 from iotiam.errors import InvalidInput
@@ -77,7 +77,7 @@ def device_list(
     ctx: typer.Context,
     type_name: Annotated[str | None, typer.Option("--type")] = None,
     state: Annotated[DeviceState | None, typer.Option()] = None,
-    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    limit: LimitOption = 100,
     after: Annotated[str | None, typer.Option(
         metavar="ID", help="Start after this device id (the next page).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -90,7 +90,7 @@ def device_list(
     while len(items) < limit:
         page = obj.client().get("/v1/devices", type=type_name,
                                 state=str(state) if state else None, after=more,
-                                limit=min(1000, limit - len(items)))
+                                limit=limit - len(items))
         items.extend(page["items"])
         total = page["total"]
         more = page["next"]
@@ -102,7 +102,9 @@ def device_list(
     print_table(f"{len(items)} of {total} devices", ["id", "type", "org", "state", "site"],
                 [[d["id"], d["type"], d["org"], d["state"], d["site"]] for d in items])
     if more:
-        console.print(f"more: iotiam device list --after {more} (or --limit {total})")
+        # a bigger --limit is offered only where the API's page bound allows it
+        bigger = f" (or --limit {total})" if total <= MAX_PAGE else ""
+        console.print(f"more: iotiam device list --after {more}{bigger}")
 
 
 @device_app.command("show")

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from iotiam.cli.client import api_path
+from iotiam.cli.inputs import LimitOption
 from iotiam.cli.main import Context, console
 from iotiam.cli.output import print_fields, print_json, print_table
 from iotiam.errors import InvalidInput
@@ -125,7 +126,7 @@ def enrollment_pending(
     ctx: typer.Context,
     status: Annotated[str, typer.Option(help="pending, approved, rejected, enrolled or all.")
                       ] = "pending",
-    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    limit: LimitOption = 100,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List enrollment requests waiting for a decision (oldest first)."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from iotiam.errors import InvalidInput
 from iotiam.untrusted import MAX_BYTES, load_json
@@ -13,6 +15,13 @@ from iotiam.untrusted import MAX_BYTES, load_json
 #: no lifetime iotiam manages is longer; the server applies each field's own bound
 MAX_DURATION = timedelta(days=100 * 365)
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: the API's bound on ``limit`` for every list route (``Query(ge=1, le=1000)``)
+MAX_PAGE = 1000
+
+#: ``--limit`` of every list command: bounded here, so that ``--limit 0`` or ``-5`` is a
+#: usage error (exit 2) rather than an empty listing or the server's 422
+LimitOption = Annotated[int, typer.Option(
+    min=1, max=MAX_PAGE, help=f"At most this many (1 to {MAX_PAGE}).")]
 
 
 def parse_duration(text: str) -> timedelta:

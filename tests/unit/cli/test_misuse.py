@@ -35,6 +35,8 @@ TYPED = [(c, p) for c in ALL for p in c.params
 DURATIONS = [(c, p) for c in ALL for p in c.params if p.name in ("ttl", "lifetime", "grace",
                                                                  "max_age")]
 
+LIMITS = [(c, p) for c in ALL for p in c.params if p.name == "limit"]
+
 
 def _id(case: tuple[Command, Any]) -> str:
     command, param = case
@@ -105,6 +107,27 @@ def _deep(path: Path, suffix: str = "json") -> Path:
     target = path / f"deep.{suffix}"
     target.write_text("[" * 100_000 + "]" * 100_000)
     return target
+
+
+LIMIT_CASES = [(c, p, v) for c, p in LIMITS for v in ("0", "-5", "1001")]
+
+
+@pytest.mark.parametrize("case", LIMIT_CASES,
+                         ids=[f"{_id((c, p))}/{v}" for c, p, v in LIMIT_CASES])
+def test_limit_out_of_range(case: tuple[Command, Any, str], tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    """``device list --limit -5`` printed "0 of 0 devices" and exited 0; the API wants 1..1000."""
+    command, param, value = case
+    argv = command_line(command, tmp_path, replace=(param, value))
+    result = invoke(command.cli, argv, capsys)
+    line = assert_one_line_error(result, argv)
+    assert result.rc == 2, (argv, result)
+    assert "Invalid value for '--limit'" in line, line
+
+
+def test_ok_every_list_command_has_a_bounded_limit() -> None:
+    assert {c.id for c, _ in LIMITS} >= {"iotiam device list", "iotiam cert list",
+                                         "iotiam enrollment pending", "iotiam findings list"}
 
 
 DEEP_FILES = {
