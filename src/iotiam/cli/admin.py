@@ -13,6 +13,7 @@ import typer
 from iotiam.audit.checkpoint import Verifier
 from iotiam.audit.proofs import check_bundle
 from iotiam.cli.client import api_path, load_profile
+from iotiam.cli.entry import UsageError
 from iotiam.cli.inputs import parse_duration
 from iotiam.cli.main import Context, console
 from iotiam.cli.output import print_fields, print_table
@@ -72,7 +73,7 @@ def audit_prove(
     """Fetch an inclusion or consistency proof that `iotiam audit check-proof` verifies."""
     obj: Context = ctx.obj
     if (record is None) == (since is None):
-        raise InvalidInput("give --record N (inclusion) or --from SIZE (consistency)")
+        raise UsageError("give --record N (inclusion) or --from SIZE (consistency)")
     params: dict[str, Any] = {"size": size} if record is not None else {"new": size}
     if record is not None:
         params["seq"] = record
@@ -114,7 +115,7 @@ def audit_export(
     """Export the audit records your token can see."""
     obj: Context = ctx.obj
     if fmt not in ("jsonl", "syslog"):
-        raise InvalidInput("--format must be jsonl or syslog")
+        raise UsageError("--format must be jsonl or syslog")
     response = obj.client().request("GET", "/v1/audit/export", params={"format": fmt})
     if out:
         out.write_text(response.text)

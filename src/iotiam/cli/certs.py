@@ -119,8 +119,10 @@ def cert_revoke(
                                     {"reason": reason})
         console.print(f"revoked {revoked['serial']} ({revoked['revocation_reason']})")
         return
-    if serial or not device:
-        raise UsageError("give either a SERIAL or --device, not both")
+    if serial and device:
+        raise UsageError("give a SERIAL or --device, not both")
+    if not device:
+        raise UsageError("give a SERIAL or --device")
     answer = obj.client().post(api_path("/v1/devices", device, "revoke-certificates"),
                                {"reason": reason})
     for cert in answer["revoked"]:

@@ -10,6 +10,7 @@ import typer
 from rich.progress import Progress
 
 from iotiam.cli.client import api_path
+from iotiam.cli.entry import UsageError
 from iotiam.cli.inputs import LimitOption
 from iotiam.cli.main import Context, console
 from iotiam.cli.output import print_fields, print_json, print_table
@@ -106,7 +107,7 @@ def detect_mode(
         console.print(f"{result['device_type']}: {result['mode']}")
         return
     if device_type is not None:
-        raise InvalidInput("give both a device type and a mode (learn, monitor, enforce)")
+        raise UsageError("give both a device type and a mode (learn, monitor, enforce)")
     modes = client.get("/v1/detection/modes")
     print_table("Detection modes", ["device type", "mode"],
                 [[m["device_type"], m["mode"]] for m in modes["items"]])

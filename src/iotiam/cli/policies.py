@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 
 from iotiam.cli.client import api_path
+from iotiam.cli.entry import UsageError
 from iotiam.cli.main import Context, console
 from iotiam.cli.output import print_json, print_table
 from iotiam.errors import InvalidInput
@@ -65,7 +66,7 @@ def _target(org: str | None, device_type: str | None, group: str | None,
                                                 ("group", group), ("device", device))
              if value is not None]
     if len(given) != 1:
-        raise InvalidInput("name exactly one target: --org, --type, --group or --device")
+        raise UsageError("name exactly one target: --org, --type, --group or --device")
     kind, value = given[0]
     return {"kind": kind, "id": value}
 

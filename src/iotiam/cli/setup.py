@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from iotiam.cli.entry import UsageError
 from iotiam.cli.main import Context, console
 from iotiam.config import BROKER_MODES, load_settings
 from iotiam.errors import InvalidInput
@@ -23,7 +24,7 @@ def register(app: typer.Typer) -> None:
 
 def _port(value: int | None, name: str) -> int | None:
     if value is not None and not 1 <= value <= 65535:
-        raise InvalidInput(f"{name} must be between 1 and 65535")
+        raise UsageError(f"{name} must be between 1 and 65535")
     return value
 
 
@@ -68,7 +69,7 @@ def init(
         changes["host"] = host
     if public_url:
         if not public_url.startswith(("http://", "https://")):
-            raise InvalidInput("--public-url must start with http:// or https://")
+            raise UsageError("--public-url must start with http:// or https://")
         changes["public_base_url"] = public_url.rstrip("/")
     if name:
         changes["server_names"] = tuple(dict.fromkeys(("localhost", "127.0.0.1", *name)))
@@ -79,7 +80,7 @@ def init(
     if no_broker or broker:
         mode = "off" if no_broker else broker
         if mode not in BROKER_MODES:
-            raise InvalidInput(f"--broker must be one of {', '.join(BROKER_MODES)}")
+            raise UsageError(f"--broker must be one of {', '.join(BROKER_MODES)}")
         changes["broker_mode"] = mode
     settings = settings.with_overrides(**changes)
     ports = [settings.port, settings.http_port]

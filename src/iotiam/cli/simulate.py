@@ -24,6 +24,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 
 from iotiam.agent import Agent, AgentError
 from iotiam.cli.client import ApiClient, Profile, load_profile
+from iotiam.cli.entry import UsageError
 from iotiam.cli.main import Context, console, errors
 from iotiam.cli.output import print_json, print_table
 from iotiam.errors import InvalidInput
@@ -113,9 +114,9 @@ def simulate(
 ) -> None:
     """Register N devices, give each a claim, and let N agents enroll concurrently."""
     if not 1 <= devices <= 1_000_000:
-        raise InvalidInput("--devices must be between 1 and 1,000,000")
+        raise UsageError("--devices must be between 1 and 1,000,000")
     if not 1 <= concurrency <= 512:
-        raise InvalidInput("--concurrency must be between 1 and 512")
+        raise UsageError("--concurrency must be between 1 and 512")
     obj: Context = ctx.obj
     profile = load_profile(obj.data_dir, obj.url, obj.token)
     if profile.ca_file is None:
