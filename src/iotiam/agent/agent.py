@@ -31,6 +31,7 @@ from cryptography.x509.oid import NameOID
 
 from iotiam.agent.est_client import EnrollmentRefused, EstClient, Pending
 from iotiam.agent.files import AgentFiles
+from iotiam.agent.paths import AgentError, agent_directory, server_tls_context
 from iotiam.clock import Clock, SystemClock
 from iotiam.enrollment.idevid import device_id_of
 from iotiam.errors import IamError
@@ -47,13 +48,6 @@ POLL_DEFAULT = 60.0  # seconds, when a held request names no Retry-After
 POLL_MIN = 1.0
 POLL_MAX = 3600.0  # a longer Retry-After is capped: a device should not go silent for days
 POLL_JITTER = 0.1  # up to +10 %, never earlier than the server asked
-
-
-class AgentError(IamError):
-    """The agent could not do what it was asked (not enrolled, refused, unreachable)."""
-
-    kind = "agent"
-    title = "Agent error"
 
 
 class EnrollmentPending(AgentError):
@@ -148,7 +142,13 @@ class Agent:
         ``sleep`` waits between polls of a held enrollment (tests pass one that moves
         their clock).
         """
-        self.files = AgentFiles(Path(directory), durable=durable)
+        ca_pem = None
+        if server_ca is not None:
+            # refused here, before the directory is made, rather than at first connection
+            server_tls_context(Path(server_ca), what="--ca")
+            ca_pem = _read(Path(server_ca), "CA file")
+        self.files = AgentFiles(agent_directory(Path(directory), create=ca_pem is not None),
+                                durable=durable)
         self._clock = clock or SystemClock()
         self._rng = rng or random.SystemRandom()
         self._sleep = sleep or time.sleep
@@ -159,13 +159,8 @@ class Agent:
             state["device_id"] = device_id
         if label:
             state["label"] = label
-        if server_ca is not None:
-            self.files.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            try:
-                self.files.server_ca.write_bytes(Path(server_ca).read_bytes())
-            except OSError as e:
-                raise AgentError(f"cannot read the CA file {server_ca}: {e.strerror or e}"
-                                 ) from e
+        if ca_pem is not None:
+            self.files.save_server_ca(ca_pem)
         if not state.get("server_url") or not state.get("device_id"):
             raise AgentError("the agent needs --server and --device the first time")
         self._state = state
@@ -382,10 +377,7 @@ class Agent:
         """A client TLS context with the device's certificate, trusting the iotiam CA."""
         self._require_certificate()
         ca = self.files.chain if self.files.chain.exists() else self.files.server_ca
-        context = ssl.create_default_context(cafile=str(ca))
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(str(self.files.fullchain), str(self.files.key))
-        return context
+        return server_tls_context(ca, cert=self.files.fullchain, key=self.files.key)
 
     def mqtt_client(self, **kwargs: Any) -> Any:
         """A paho-mqtt client with mTLS set up; the client id is the device id."""

@@ -14,6 +14,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from iotiam.agent.paths import server_tls_context
 from iotiam.cli.client import api_path
 from iotiam.enrollment import proof
 from iotiam.pki.keys import PrivateKey
@@ -102,11 +103,7 @@ class EstClient:
         self._timeout = timeout
 
     def _context(self, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self._server_ca))
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if cert is not None and key is not None:
-            context.load_cert_chain(str(cert), str(key))
-        return context
+        return server_tls_context(self._server_ca, cert=cert, key=key)
 
     def _connect(self, context: ssl.SSLContext) -> httpx.Client:
         # a new TLS connection per exchange, as in the field

@@ -88,6 +88,10 @@ class AgentFiles:
         """Device id, server URL and renewal bookkeeping."""
         return self.root / "state.json"
 
+    def save_server_ca(self, pem: bytes) -> None:
+        """Keep the CA the user gave with ``--ca`` for every later connection."""
+        self._write(self.server_ca, pem, 0o644)
+
     def new_key(self) -> ec.EllipticCurvePrivateKey:
         """Generate a P-256 key here, on the device."""
         return ec.generate_private_key(ec.SECP256R1())

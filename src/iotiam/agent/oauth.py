@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from joserfc import jwt
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 
+from iotiam.agent.paths import server_tls_context
 from iotiam.clock import Clock
 from iotiam.errors import IamError
 from iotiam.pki.keys import PrivateKey
@@ -104,8 +105,7 @@ class TokenSource:
         if self._method == "private_key_jwt":
             form.update(client_assertion_type=CLIENT_ASSERTION_TYPE,
                         client_assertion=self._assertion())
-            verify: ssl.SSLContext | str = ssl.create_default_context(
-                cafile=str(self._server_ca))
+            verify: ssl.SSLContext | str = server_tls_context(self._server_ca)
         else:
             verify = self._ssl_context()
         now = self._clock.now()
@@ -137,7 +137,7 @@ class TokenSource:
 
     def _discover_issuer(self) -> str:
         """RFC 8414: the issuer identifier is the assertion's audience (rfc7523bis)."""
-        context = ssl.create_default_context(cafile=str(self._server_ca))
+        context = server_tls_context(self._server_ca)
         try:
             response = httpx.get(f"{self._url}/.well-known/oauth-authorization-server",
                                  verify=context, timeout=30)
