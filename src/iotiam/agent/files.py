@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from iotiam.agent.paths import AgentError
 from iotiam.pki.keys import PrivateKey
 
 
@@ -46,7 +47,10 @@ class AgentFiles:
     durable: bool = True
 
     def _write(self, path: Path, data: bytes, mode: int) -> None:
-        write_atomically(path, data, mode, durable=self.durable)
+        try:
+            write_atomically(path, data, mode, durable=self.durable)
+        except OSError as e:  # a read-only or full --dir: one line, not a traceback
+            raise AgentError(f"cannot write {path}: {e.strerror or e}") from e
 
     @property
     def key(self) -> Path:

@@ -111,3 +111,10 @@ def test_ok_usable_paths_get_as_far_as_the_server(
     rc, line = _run(_enroll(tmp_path / "agent", ca_file), capsys, monkeypatch)
     assert rc == 1 and line.startswith("error: cannot reach https://127.0.0.1:9"), line
     assert (tmp_path / "agent" / "server-ca.pem").read_bytes() == ca_file.read_bytes()
+
+
+def test_dir_that_cannot_be_written(ca_file: Path, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # /proc/self is a directory no one, root included, can create files in
+    rc, line = _run(_enroll("/proc/self", ca_file), capsys, monkeypatch)
+    assert rc == 1 and line.startswith("error: cannot write /proc/self/server-ca.pem: "), line
