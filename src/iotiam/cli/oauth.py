@@ -112,7 +112,7 @@ def _form(ctx: typer.Context, path: str, form: dict[str, str]) -> Any:
 
 @token_app.command("introspect")
 def token_introspect(ctx: typer.Context, token: str) -> None:
-    """RFC 7662: is TOKEN active now, and what does it grant? (JSON)"""
+    """RFC 7662: is TOKEN active, and what does it grant? JSON answer; exit 1 if inactive."""
     answer = _form(ctx, "/oauth2/introspect", {"token": token})
     print(json.dumps(answer, indent=2))
     if not answer.get("active"):
