@@ -156,9 +156,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:
             # RFC 9110 §15.5.6: a 405 lists every method the resource has
             # (Starlette's own for a route the document leaves out, e.g. /docs)
-            documented = allowed_methods(request)
-            headers["Allow"] = allow_header(documented) if documented else \
-                headers.get("Allow", "")
+            methods = allowed_methods(request) or headers.get("Allow", "").split(",")
+            headers["Allow"] = allow_header(m.strip() for m in methods if m.strip())
         return problem_response(exc.status_code, kind, title, str(exc.detail),
                                 headers=headers)
 
