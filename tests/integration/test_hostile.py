@@ -59,10 +59,22 @@ def test_405_ok_allow_header_live(server: Server) -> None:
         answer = api.delete("/v1/devices")
     assert answer.status_code == 405
     assert answer.headers["content-type"] == PROBLEM_JSON
-    assert set(answer.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+    # HEAD wherever GET (RFC 9110 §9.3.2), answered by api/head_requests.py
+    assert set(answer.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "POST"}
     with server.api() as api:
         assert api.get("/v1/whoami").status_code == 200  # the connection pool still works
     assert isinstance(answer, httpx.Response)
+
+
+def test_head_ok_live(server: Server) -> None:
+    """HEAD through the real server (RFC 9110 §9.3.2): GET's status and headers, no body,
+    and the connection stays usable."""
+    with server.api() as api:
+        got, head = api.get("/healthz"), api.head("/healthz")
+        assert head.status_code == got.status_code == 200
+        assert head.content == b""
+        assert head.headers["content-length"] == got.headers["content-length"]
+        assert api.get("/v1/whoami").status_code == 200
 
 
 # -- schemathesis: generated requests against the documented schema ---------------------

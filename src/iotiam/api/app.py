@@ -8,6 +8,7 @@ from starlette.types import ASGIApp
 from iotiam import __version__
 from iotiam.api.docs import install_offline_docs
 from iotiam.api.emqx_hook import EmqxHookFastPath
+from iotiam.api.head_requests import HeadAsGet
 from iotiam.api.limits import BodySizeLimit
 from iotiam.api.oauth_token_path import OAuthTokenFastPath
 from iotiam.api.ocsp_fast_path import OcspFastPath
@@ -63,7 +64,7 @@ def create_api_app(services: Services) -> ASGIApp:
     # bound their own bodies
     limited = BodySizeLimit(OcspFastPath(EncodedSlashRefusal(app), services),
                             services.settings.max_body_bytes)
-    return OAuthTokenFastPath(EmqxHookFastPath(limited, services), services)
+    return HeadAsGet(OAuthTokenFastPath(EmqxHookFastPath(limited, services), services))
 
 
 def create_public_app(services: Services) -> ASGIApp:
@@ -73,4 +74,5 @@ def create_public_app(services: Services) -> ASGIApp:
     app.state.services = services
     install_problem_handlers(app)
     app.include_router(public.router)
-    return BodySizeLimit(OcspFastPath(EncodedSlashRefusal(app), services), 64 * 1024)
+    return HeadAsGet(BodySizeLimit(OcspFastPath(EncodedSlashRefusal(app), services),
+                                   64 * 1024))

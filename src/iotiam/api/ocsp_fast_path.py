@@ -12,6 +12,7 @@ from urllib.parse import unquote
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from iotiam.api.limits import read_body
+from iotiam.api.problems import method_not_allowed
 from iotiam.bootstrap import Services
 from iotiam.pki.ocsp import parse_ocsp_get_path
 
@@ -31,12 +32,18 @@ class OcspFastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
         path: str = scope.get("path", "") if scope["type"] == "http" else ""
-        if path == "/ocsp" and scope["method"] == "POST":
+        if path == "/ocsp":
+            if scope["method"] != "POST":  # a 405, not the framework's 404 (RFC 9110)
+                await method_not_allowed(["POST"])(scope, receive, send)
+                return
             body = await read_body(receive, MAX_OCSP_REQUEST)
             # an oversized or unreadable request is answered as malformedRequest
             await _answer(send, self.services.pki.ocsp_response(body or b""), _HEADERS_POST)
             return
-        if path.startswith("/ocsp/") and scope["method"] == "GET":
+        if path.startswith("/ocsp/"):
+            if scope["method"] != "GET":  # HEAD arrives as GET (head_requests.HeadAsGet)
+                await method_not_allowed(["GET"])(scope, receive, send)
+                return
             try:
                 request_der = parse_ocsp_get_path(unquote(scope["raw_path"].decode()[6:]))
             except Exception:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -102,6 +102,21 @@ def audit_refused_request(request: Request, reason: str) -> None:
         log.warning("could not audit a refused request to %s", request.url.path)
 
 
+def allow_header(methods: Iterable[str]) -> str:
+    """The ``Allow`` value for a resource taking ``methods``: HEAD wherever GET is
+    (RFC 9110 §9.3.2; ``head_requests.HeadAsGet`` answers it, undocumented)."""
+    allowed = {m.upper() for m in methods}
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return ", ".join(sorted(allowed))
+
+
+def method_not_allowed(methods: Iterable[str]) -> JSONResponse:
+    """A 405 problem naming the methods the resource takes (RFC 9110 §15.5.6)."""
+    return problem_response(405, "method-not-allowed", "Method Not Allowed",
+                            "Method Not Allowed", headers={"Allow": allow_header(methods)})
+
+
 def allowed_methods(request: Request) -> list[str]:
     """Every method the API documents for the request's path.
 
@@ -141,7 +156,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:
             # RFC 9110 §15.5.6: a 405 lists every method the resource has
             # (Starlette's own for a route the document leaves out, e.g. /docs)
-            headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
+            methods = allowed_methods(request) or headers.get("Allow", "").split(",")
+            headers["Allow"] = allow_header(m.strip() for m in methods if m.strip())
         return problem_response(exc.status_code, kind, title, str(exc.detail),
                                 headers=headers)
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 
 from iotiam.enrollment.idevid import check_device_id, spki_sha256
 from iotiam.errors import InvalidInput
+from iotiam.inventory.bulk_import import readable_row, row_text
 
 SERIAL_COLUMNS = ("serial", "serial_number", "hardware_id")
 KEY_COLUMNS = ("public_key", "public_key_sha256")
@@ -41,32 +42,28 @@ def serial_of(raw: Any) -> str | None:
         return None
     for column in SERIAL_COLUMNS:
         value = raw.get(column)
-        if value not in (None, ""):
-            return str(value).strip()[:128]
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:128]
     return None
 
 
 def parse_row(raw: Any) -> ManifestRow:
     """Validate one row (a CSV record or a JSON object)."""
-    if not isinstance(raw, dict) or "__invalid__" in raw:
-        raise InvalidInput("row is not an object")
-    if "__unreadable__" in raw:  # a line that is not JSON: the reader said why
-        raise InvalidInput(str(raw["__unreadable__"])[:300])
-    if "__extra_columns__" in raw:
-        raise InvalidInput("row has more columns than the header")
-    for column in raw:
+    row = readable_row(raw)
+    for column in row:
         if _looks_like_a_key(str(column)) and column not in KEY_COLUMNS:
             raise InvalidInput(f"unknown column {str(column)[:64]!r}; a key goes in "
                                "'public_key' (PEM) or 'public_key_sha256' (hex)")
-    named = [c for c in SERIAL_COLUMNS if raw.get(c) not in (None, "")]
+    # other columns are ignored, so only these must be text (bulk_import.text_of)
+    named = {c: text for c in SERIAL_COLUMNS if (text := row_text(row, c))}
     if not named:
         raise InvalidInput("missing 'serial' (or 'serial_number' / 'hardware_id')")
-    values = {str(raw[c]).strip() for c in named}
+    values = set(named.values())
     if len(values) > 1:
         raise InvalidInput(f"the row names several serials: {', '.join(sorted(values))[:200]}")
     serial = check_device_id(values.pop(), "serial")
-    from_key = _key_hash(raw.get("public_key"))
-    given = _given_hash(raw.get("public_key_sha256"))
+    from_key = _key_hash(row_text(row, "public_key"))
+    given = _given_hash(row_text(row, "public_key_sha256"))
     if from_key and given and from_key != given:
         raise InvalidInput("'public_key' and 'public_key_sha256' disagree")
     return ManifestRow(serial=serial, public_key_sha256=from_key or given)
@@ -77,10 +74,9 @@ def _looks_like_a_key(column: str) -> bool:
     return "spki" in name or ("key" in name and ("pub" in name or name.startswith("key")))
 
 
-def _key_hash(value: Any) -> str | None:
-    if value in (None, ""):
+def _key_hash(text: str | None) -> str | None:
+    if text is None:
         return None
-    text = str(value).strip()
     if len(text) > MAX_KEY_CHARS:
         raise InvalidInput("'public_key' is too long")
     try:
@@ -94,10 +90,10 @@ def _key_hash(value: Any) -> str | None:
     return spki_sha256(key)
 
 
-def _given_hash(value: Any) -> str | None:
-    if value in (None, ""):
+def _given_hash(value: str | None) -> str | None:
+    if value is None:
         return None
-    text = str(value).strip().lower().replace(":", "")
+    text = value.lower().replace(":", "")
     if not _HEX64.fullmatch(text):
         raise InvalidInput("'public_key_sha256' must be 64 hex digits")
     return text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,45 @@ MAX_IMPORT_FILE_BYTES = 256 * 1024 * 1024
 Row = tuple[int, dict[str, Any]]
 #: the key of a row standing for a line that could not be read; its value says why
 UNREADABLE = "__unreadable__"
+#: the key of a row standing for a JSON item that is not an object
+INVALID = "__invalid__"
+#: the key of a CSV row holding the cells past the header's columns
+EXTRA_COLUMNS = "__extra_columns__"
+#: why a value that is not a string fails: the words the API uses for a body field
+#: (``POST /v1/devices`` answers ``attributes.x: Input should be a valid string``)
+NOT_TEXT = "Input should be a valid string"
+
+
+def readable_row(raw: Any) -> Mapping[str, Any]:
+    """The row as a mapping; ``InvalidInput`` saying why when the reader could not read it."""
+    if not isinstance(raw, Mapping) or INVALID in raw:
+        raise InvalidInput("row is not a JSON object")
+    if UNREADABLE in raw:  # a line that is not JSON: the reader said why
+        raise InvalidInput(str(raw[UNREADABLE])[:300])
+    if EXTRA_COLUMNS in raw:
+        raise InvalidInput("row has more columns than the header")
+    return raw
+
+
+def text_of(value: Any, where: str) -> str:
+    """``value`` if it is a string; ``InvalidInput`` naming ``where`` otherwise.
+
+    Every value of an import row is a string, as a CSV cell is and as the one-at-a-time
+    API requires: a JSON row's number, list, object or null fails the row, and never
+    becomes its Python text (``[[1]]`` stored as ``"[[1]]"``, ``{"q": null}`` as
+    ``"{'q': None}"``, ``2**63`` as a serial).
+    """
+    if not isinstance(value, str):
+        raise InvalidInput(f"{where[:80]}: {NOT_TEXT}")
+    return value
+
+
+def row_text(row: Mapping[str, Any], key: str) -> str | None:
+    """The row's optional ``key`` as stripped text; None when absent, null or empty."""
+    value = row.get(key)
+    if value is None or value == "":
+        return None
+    return text_of(value, key).strip() or None
 
 
 def read_rows(path: Path, fmt: str | None = None, *,
@@ -60,7 +99,7 @@ def parse_csv(text: str, key_columns: Sequence[str] = ("id",)) -> list[Row]:
         extra = record.pop(None, None)
         data: dict[str, Any] = {k: (v or "").strip() for k, v in record.items()}
         if extra:
-            data["__extra_columns__"] = extra
+            data[EXTRA_COLUMNS] = extra
         rows.append((reader.line_num, data))
     return rows
 
@@ -71,7 +110,7 @@ def parse_json(text: str) -> list[Row]:
     items = doc.get("devices") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
         raise InvalidInput("JSON import needs a list of devices or {\"devices\": [...]}")
-    return [(i + 1, item if isinstance(item, dict) else {"__invalid__": item})
+    return [(i + 1, item if isinstance(item, dict) else {INVALID: item})
             for i, item in enumerate(items)]
 
 
@@ -85,5 +124,5 @@ def parse_jsonl(text: str) -> list[Row]:
             item = load_json(line, what="the line")
         except InvalidInput as e:  # the row fails on import, saying why
             item = {UNREADABLE: e.detail}
-        rows.append((number, item if isinstance(item, dict) else {"__invalid__": item}))
+        rows.append((number, item if isinstance(item, dict) else {INVALID: item}))
     return rows

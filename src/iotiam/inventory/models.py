@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from iotiam.errors import Conflict, InvalidInput
+from iotiam.inventory.bulk_import import readable_row, row_text, text_of
 
 # Device ids become certificate CNs and MQTT usernames; keep them boring.
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -206,17 +207,13 @@ class DeviceDraft:
     attributes: dict[str, str] = field(default_factory=dict)
 
     @staticmethod
-    def from_mapping(row: dict[str, Any]) -> DeviceDraft:
-        """Build a draft from an import row (CSV columns or a JSON object)."""
+    def from_mapping(raw: Any) -> DeviceDraft:
+        """Build a draft from an import row (CSV columns or a JSON object); its values
+        must be strings, as ``POST /v1/devices`` requires (``bulk_import.text_of``)."""
         known = {"id", "type", "org", "site", "location", "attributes"}
-        if "__invalid__" in row:
-            raise InvalidInput("row is not a JSON object")
-        if "__unreadable__" in row:  # a line that is not JSON: the reader said why
-            raise InvalidInput(str(row["__unreadable__"])[:300])
-        if "__extra_columns__" in row:
-            raise InvalidInput("row has more columns than the header")
-        device_id = str(row.get("id") or "").strip()
-        type_name = str(row.get("type") or "").strip()
+        row = readable_row(raw)
+        device_id = row_text(row, "id")
+        type_name = row_text(row, "type")
         if not device_id:
             raise InvalidInput("missing 'id'")
         if not type_name:
@@ -224,7 +221,8 @@ class DeviceDraft:
         attributes: dict[str, str] = {}
         raw_attrs = row.get("attributes")
         if isinstance(raw_attrs, dict):
-            attributes.update({str(k): str(v) for k, v in raw_attrs.items()})
+            attributes.update({str(k): text_of(v, f"attributes.{k}")
+                               for k, v in raw_attrs.items()})
         elif raw_attrs not in (None, ""):
             raise InvalidInput("'attributes' must be an object")
         # CSV: every other column ("attr.k" or plain) is a free attribute
@@ -232,14 +230,13 @@ class DeviceDraft:
             if key in known or value in (None, ""):
                 continue
             name = key[5:] if key.startswith("attr.") else key
-            attributes[str(name)] = str(value)
-        org = row.get("org")
+            attributes[str(name)] = text_of(value, str(key))
         return DeviceDraft(
             id=device_id,
             type_name=type_name,
-            org_unit_id=str(org).strip() if org else None,
-            site=str(row["site"]).strip() if row.get("site") else None,
-            location=str(row["location"]).strip() if row.get("location") else None,
+            org_unit_id=row_text(row, "org"),
+            site=row_text(row, "site"),
+            location=row_text(row, "location"),
             attributes=attributes,
         )
 

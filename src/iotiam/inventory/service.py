@@ -298,10 +298,9 @@ class Inventory:
         landed: list[str] = []
         with self._uow() as uow:
             for number, raw in rows:
-                device_id = str(raw.get("id") or "") or None if isinstance(raw, dict) else None
+                named = raw.get("id") if isinstance(raw, dict) else None
+                device_id = named[:128] if isinstance(named, str) and named else None
                 try:
-                    if not isinstance(raw, dict):
-                        raise InvalidInput("row is not an object")
                     draft = DeviceDraft.from_mapping(raw)
                     with uow.savepoint():
                         device = self._register(uow, actor, draft)

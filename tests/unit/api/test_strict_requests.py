@@ -193,7 +193,8 @@ def test_body_ok_enums_and_numbers_from_json(installation: Installation) -> None
 def test_405_ok_allow_header(installation: Installation) -> None:
     answer = installation.api().delete("/v1/devices")
     assert_problem(answer, 405)
-    assert {m.strip() for m in answer.headers["allow"].split(",")} == {"GET", "POST"}
+    # HEAD wherever GET (RFC 9110 §9.3.2; test_http_methods.py)
+    assert {m.strip() for m in answer.headers["allow"].split(",")} == {"GET", "HEAD", "POST"}
 
 
 def test_every_json_body_fail_duplicate_key(installation: Installation) -> None:
@@ -220,4 +221,4 @@ def test_every_json_body_fail_duplicate_key(installation: Installation) -> None:
 def test_405_ok_allow_header_undocumented_route(installation: Installation) -> None:
     answer = installation.api().post("/docs")
     assert_problem(answer, 405)
-    assert answer.headers["allow"] == "GET"
+    assert answer.headers["allow"] == "GET, HEAD"

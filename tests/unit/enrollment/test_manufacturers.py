@@ -157,7 +157,7 @@ def test_manifest_ok_per_row_report(installation: Installation) -> None:
         8: "'public_key_sha256' must be 64 hex digits",
         9: errors[9],
         10: "device id 'SN-OTHER' is not available" + TAKEN,
-        11: "row is not an object",
+        11: "row is not a JSON object",
         12: "row has more columns than the header",
         14: "device id 'SN-ELSEWHERE' is not available" + TAKEN,
         15: errors[15],
