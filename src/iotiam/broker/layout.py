@@ -2,7 +2,7 @@
 
 Everything lives under ``<data-dir>/broker/``. iotiam writes the configuration; the
 broker is never configured by hand, so a restart always comes back to what iotiam
-decided. Facts this relies on (Mosquitto 2.0, see DESIGN.md): ``crlfile`` is re-read
+decided. Facts this relies on (Mosquitto 2.0, see docs/measured-facts.md): ``crlfile`` is re-read
 only on SIGHUP and a broken file there fails open, so the CRL is verified before it is
 installed; ``psk_file`` also reloads on SIGHUP; ``set_tcp_nodelay`` cuts a handshake
 from ~48 ms to ~4 ms.

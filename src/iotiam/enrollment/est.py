@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from iotiam.errors import InvalidInput, PayloadTooLarge
 
 # RFC 7030 §4.1.3 and §4.2.3: responses are application/pkcs7-mime, base64 (RFC 4648),
-# wrapped: `openssl base64 -d` drops a single over-long line (see DESIGN.md)
+# wrapped: `openssl base64 -d` drops a single over-long line (docs/measured-facts.md)
 PKCS7_MIME = "application/pkcs7-mime"
 CSR_MIME = "application/pkcs10"
 CSRATTRS_MIME = "application/csrattrs"

@@ -323,7 +323,7 @@ class CertificateIssuance:
         if device is None or not actor.sees(device.org_path):
             raise NotFound(f"device {request.device_id!r} not found")
         if is_reserved_id(device.id):
-            # the CN would be a privileged broker user, with no password (DESIGN.md)
+            # the CN would be a privileged broker user, with no password (docs/measured-facts.md)
             raise Forbidden(f"{device.id!r} is a reserved name: no certificate carries it")
         refused = refusal(device.id, device.state, Transport.ENROLL)
         if refused is not None:

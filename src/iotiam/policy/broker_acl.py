@@ -26,7 +26,7 @@ How the dynamic-security plugin (Mosquitto 2.0) checks ACLs, and what follows:
   from a policy is dropped (allow) or widened to ``+`` (deny), whatever the broker.
 * there is no connect ACL: ``can_connect`` False means the sync loop must remove the
   dynsec client (or its role) so the device is kicked and stays out; ``disableClient``
-  alone lets it reconnect (DESIGN.md, Mosquitto facts).
+  alone lets it reconnect (docs/measured-facts.md).
 * a device whose id is a reserved (privileged) broker name never gets entries: on the
   identity listener it would inherit that user's rights.
 """

@@ -19,7 +19,8 @@ CLIENT_CREDENTIALS_GRANT = "client_credentials"
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type
 #: draft-ietf-oauth-rfc7523bis: the explicit type of a client assertion
 CLIENT_ASSERTION_TYP = "client-authentication+jwt"
-#: the one algorithm iotiam signs access tokens with (DESIGN.md: ES256 verifies fastest)
+#: the one algorithm iotiam signs access tokens with (ES256 verifies fastest:
+#: docs/measured-facts.md)
 SIGNING_ALGORITHM = "ES256"
 #: what a client may sign its assertion with: asymmetric only, never "none" or HMAC
 ASSERTION_ALGORITHMS = ("ES256", "ES384", "PS256", "RS256", "EdDSA", "Ed25519")
