@@ -188,6 +188,10 @@ def test_kill_9_mid_burst_keeps_serials_unique_revocations_final_crl_numbers_ris
             time.sleep(0.02)
         burst.killed.set()
         server.crash()
+        # the workers end by themselves at the request the kill cuts short or refuses;
+        # stopping them first could catch every one between two requests on a slow host
+        for thread in threads:
+            thread.join(timeout=10)
     finally:
         burst.stop.set()
         for thread in threads:

@@ -64,7 +64,8 @@ def create_api_app(services: Services) -> ASGIApp:
     # bound their own bodies
     limited = BodySizeLimit(OcspFastPath(EncodedSlashRefusal(app), services),
                             services.settings.max_body_bytes)
-    return HeadAsGet(OAuthTokenFastPath(EmqxHookFastPath(limited, services), services))
+    # the token fast path outermost (it answers only POST /oauth2/token); HEAD inside it
+    return OAuthTokenFastPath(HeadAsGet(EmqxHookFastPath(limited, services)), services)
 
 
 def create_public_app(services: Services) -> ASGIApp:
