@@ -25,14 +25,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from benchmarks.dataplane import PEM, StaticFleet, _cas
+from benchmarks.dataplane import PEM, StaticFleet, synced_broker
 from benchmarks.harness import Result, RunConfig, Target
 from iotiam.broker.dynsec import DynsecAdmin
-from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosquitto_binary
-from iotiam.broker.process import ManagedMosquitto
-from iotiam.broker.provision import admin_password, provision_broker
-from iotiam.broker.sync import BrokerSync
-from iotiam.clock import SystemClock
+from iotiam.broker.layout import ADMIN_USERNAME, mosquitto_binary
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.csr import LeafIdentity
 from iotiam.pki.issuance import LeafIssuer
@@ -43,7 +39,6 @@ from iotiam.policy.defaults import DEFAULT_DEVICE_POLICY
 from iotiam.policy.engine import PolicyEngine
 from iotiam.policy.models import Attachment, AttachmentTarget, Subject, TargetKind
 from iotiam.policy.parsing import parse_policy
-from iotiam.testing import free_port
 
 NAME = "broker-policy-change"
 TITLE = "a fleet-wide policy change on a live managed Mosquitto: time, commands, disconnects"
@@ -97,19 +92,10 @@ def run(config: RunConfig) -> list[Result]:
     connected = config.size(500, 50)
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
-        issuing, root = _cas()
-        files = BrokerFiles(scratch / "broker")
-        broker_config = BrokerConfig(mtls_port=free_port(), psk_port=free_port(),
-                                     admin_port=free_port(), event_log="connections")
-        provision_broker(files, broker_config, issuing=issuing, root=root.certificate,
-                         names=["127.0.0.1"], now=datetime.now(UTC), serial=7)
-        fleet = _Fleet(count, issuing)
-        binary = mosquitto_binary()
-        assert binary is not None
-        broker = ManagedMosquitto(binary, broker_config, files)
-        password = admin_password(files)
-        sync = BrokerSync(fleet, SystemClock(), files, lambda: DynsecAdmin(
-            "127.0.0.1", broker_config.admin_port, ADMIN_USERNAME, password), broker)
+        made = synced_broker(scratch, lambda issuing: _Fleet(count, issuing),
+                             event_log="connections")
+        issuing, files, broker_config = made.issuing, made.files, made.config
+        broker, password, sync, fleet = made.process, made.password, made.sync, made.fleet
         sessions: list[ssl.SSLSocket] = []
         try:
             sync.cold_start()

@@ -20,10 +20,12 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import httpx
 from cryptography import x509
@@ -185,23 +187,51 @@ def _synthetic_fleet(count: int, issuing: CaMaterial) -> StaticFleet:
     return fleet
 
 
+Fleet = TypeVar("Fleet", bound=StaticFleet)
+
+
+@dataclass
+class SyncedBroker(Generic[Fleet]):
+    """A managed Mosquitto provisioned under a scratch directory and synced to a fleet."""
+
+    fleet: Fleet
+    issuing: CaMaterial
+    files: BrokerFiles
+    config: BrokerConfig
+    process: ManagedMosquitto
+    password: str
+    sync: BrokerSync
+
+
+def synced_broker(work: Path, fleet_of: Callable[[CaMaterial], Fleet], *,
+                  event_log: str | None = None, admin_timeout: float = 10.0
+                  ) -> SyncedBroker[Fleet]:
+    """Provision a broker under ``work`` (fresh CAs, free ports) and its sync loop for the
+    fleet ``fleet_of`` builds on the issuing CA; nothing is started yet."""
+    issuing, root = _cas()
+    files = BrokerFiles(work / "broker")
+    config = BrokerConfig(mtls_port=free_port(), psk_port=free_port(), admin_port=free_port())
+    if event_log is not None:
+        config = replace(config, event_log=event_log)
+    provision_broker(files, config, issuing=issuing, root=root.certificate,
+                     names=["127.0.0.1"], now=datetime.now(UTC), serial=7)
+    binary = mosquitto_binary()
+    assert binary is not None
+    process = ManagedMosquitto(binary, config, files)
+    password = admin_password(files)
+    fleet = fleet_of(issuing)
+    sync = BrokerSync(fleet, SystemClock(), files, lambda: DynsecAdmin(
+        "127.0.0.1", config.admin_port, ADMIN_USERNAME, password, timeout=admin_timeout),
+        process)
+    return SyncedBroker(fleet, issuing, files, config, process, password, sync)
+
+
 def _full_sync(config: RunConfig) -> list[Result]:
     count = config.size(10_000, 1_000)
     with tempfile.TemporaryDirectory() as scratch:
-        issuing, root = _cas()
-        files = BrokerFiles(Path(scratch) / "broker")
-        broker_config = BrokerConfig(mtls_port=free_port(), psk_port=free_port(),
-                                     admin_port=free_port())
-        provision_broker(files, broker_config, issuing=issuing, root=root.certificate,
-                         names=["127.0.0.1"], now=datetime.now(UTC), serial=7)
-        fleet = _synthetic_fleet(count, issuing)
-        binary = mosquitto_binary()
-        assert binary is not None
-        broker = ManagedMosquitto(binary, broker_config, files)
-        password = admin_password(files)
-        sync = BrokerSync(fleet, SystemClock(), files, lambda: DynsecAdmin(
-            "127.0.0.1", broker_config.admin_port, ADMIN_USERNAME, password, timeout=120),
-            broker)
+        made = synced_broker(Path(scratch), lambda issuing: _synthetic_fleet(count, issuing),
+                             admin_timeout=120)
+        sync, broker, fleet = made.sync, made.process, made.fleet
         try:
             start = time.perf_counter()
             report = sync.cold_start()
