@@ -31,8 +31,8 @@ from iotiam.broker.dynsec import DynsecAdmin
 from iotiam.broker.layout import ADMIN_USERNAME, mosquitto_binary
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.csr import LeafIdentity
-from iotiam.pki.issuance import LeafIssuer
 from iotiam.pki.keys import generate_private_key
+from iotiam.pki.leaf_builder import LeafBuilder
 from iotiam.pki.models import KeyAlgorithm
 from iotiam.pki.profiles import DEVICE
 from iotiam.policy.defaults import DEFAULT_DEVICE_POLICY
@@ -150,7 +150,7 @@ def _control_kick(admin_port: int, password: str, session: ssl.SSLSocket,
 def _connect_all(scratch: Path, issuing: CaMaterial, ca: Path, port: int,
                  device_ids: list[str]) -> list[ssl.SSLSocket]:
     """One mTLS MQTT session per device (its own certificate), CONNACK checked."""
-    leaf = LeafIssuer(issuing.signer, issuing.certificate, None)
+    leaf = LeafBuilder(issuing.signer, issuing.certificate, None)
     key = generate_private_key(KeyAlgorithm.EC_P256)
     key_file = scratch / "device.key"
     key_file.write_bytes(key.private_bytes(PEM, serialization.PrivateFormat.PKCS8,

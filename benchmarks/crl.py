@@ -26,8 +26,8 @@ from benchmarks.harness import (
     installation,
     register_devices,
 )
-from iotiam.admin.models import SYSTEM
 from iotiam.bootstrap import Services
+from iotiam.kernel import SYSTEM
 from iotiam.pki.crl import build_crl
 from iotiam.pki.models import CertificateStatus, RevocationReason, serial_hex
 from iotiam.pki.service import revocation_counter

@@ -1,7 +1,7 @@
 """Context, no target: what ``cryptography`` alone allows on this machine.
 
 The same domain functions the service calls (``parse_csr``, ``validate_csr``,
-``LeafIssuer.issue``, ``OcspResponder``) with no database, no audit and no HTTP. The
+``LeafBuilder.issue``, ``OcspResponder``) with no database, no audit and no HTTP. The
 gap between these rows and the service rows is what storage, audit and the web stack
 cost. (This replaces the earlier hand-run ``benchmarks/pki_throughput.py``.)
 """
@@ -24,8 +24,8 @@ from iotiam.pki.authority import (
     create_root_ca,
 )
 from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
-from iotiam.pki.issuance import LeafIssuer
 from iotiam.pki.keys import require_leaf_public_key
+from iotiam.pki.leaf_builder import LeafBuilder
 from iotiam.pki.models import KeyAlgorithm
 from iotiam.pki.ocsp import GOOD, CertStatusInfo, OcspResponder
 from iotiam.pki.profiles import DEVICE
@@ -46,7 +46,7 @@ def run(config: RunConfig) -> list[Result]:
     responder = create_ocsp_responder(issuer=issuing, alg=alg, common_name="bench ocsp",
                                       now=NOW, serial=3)
     identity = LeafIdentity(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dev")]))
-    issuer = LeafIssuer(issuing.signer, issuing.certificate, URLS)
+    issuer = LeafBuilder(issuing.signer, issuing.certificate, URLS)
     csrs = [
         x509.CertificateSigningRequestBuilder()
         .subject_name(identity.subject)

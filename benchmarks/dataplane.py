@@ -44,8 +44,8 @@ from iotiam.clock import SystemClock
 from iotiam.pki.authority import CaMaterial, create_issuing_ca, create_root_ca
 from iotiam.pki.crl import build_crl
 from iotiam.pki.csr import LeafIdentity
-from iotiam.pki.issuance import LeafIssuer
 from iotiam.pki.keys import generate_private_key
+from iotiam.pki.leaf_builder import LeafBuilder
 from iotiam.pki.models import KeyAlgorithm
 from iotiam.pki.profiles import DEVICE
 from iotiam.policy.broker_acl import BrokerAcl, compile_broker_acl
@@ -282,7 +282,7 @@ def _connects(config: RunConfig) -> list[Result]:
         chain = scratch / "chain.pem"
         chain.write_bytes(issuing.certificate.public_bytes(PEM)
                           + root.certificate.public_bytes(PEM))
-        leaf = LeafIssuer(issuing.signer, issuing.certificate, None)
+        leaf = LeafBuilder(issuing.signer, issuing.certificate, None)
         key = generate_private_key(KeyAlgorithm.EC_P256)
         cert = leaf.issue(key.public_key(), LeafIdentity(subject=x509.Name(
             [x509.NameAttribute(NameOID.COMMON_NAME, "conn-1")])), DEVICE, 99,

@@ -30,7 +30,7 @@ from benchmarks.harness import (
     register_devices,
     run_bounded,
 )
-from iotiam.admin.models import SYSTEM
+from iotiam.kernel import SYSTEM
 from iotiam.pki.issuing import IssueRequest
 from iotiam.pki.models import CertificateRecord
 

@@ -43,7 +43,7 @@ from benchmarks.server import (
     issue_via_api,
     running_server,
 )
-from iotiam.admin.models import SYSTEM
+from iotiam.kernel import SYSTEM
 
 NAME = "ocsp"
 TITLE = "OCSP via Pki.ocsp_response and POST /ocsp (no nonce: cached signatures)"

@@ -13,7 +13,6 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from iotiam.admin.models import ROOT_ORG_ID, ROOT_PATH, SYSTEM, Principal, Role
 from iotiam.admin.service import AdminTokens
 from iotiam.attestation.registry import FirmwareRegistry
 from iotiam.attestation.service import Attestation, DeviceCa
@@ -44,6 +43,7 @@ from iotiam.errors import IamError, InvalidInput, NotFound, SetupError, Unauthen
 from iotiam.inventory.models import Criticality, DeviceClass, DeviceType, OrgUnit, OrgUnitKind
 from iotiam.inventory.ports import AllCredentials
 from iotiam.inventory.service import Inventory
+from iotiam.kernel import ROOT_ORG_ID, ROOT_PATH, SYSTEM, Principal, Role
 from iotiam.pki.authority import (
     CaMaterial,
     create_issuing_ca,
@@ -63,7 +63,7 @@ from iotiam.policy.subjects import DeviceSubjects
 from iotiam.response.alerts import AlertChannel, AlertDispatcher, SyslogChannel, WebhookChannel
 from iotiam.response.ports import NoFirmwareData
 from iotiam.response.scoring import TrustRefresher, TrustScores
-from iotiam.response.service import Response
+from iotiam.response.service import IncidentResponse
 from iotiam.storage.baseline_file import BaselineFile
 from iotiam.storage.checkpoint_file import CheckpointFile, CheckpointKeyFile
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
@@ -100,7 +100,7 @@ class Services:
     audit: AuditTrail
     #: signs audit checkpoints into the data directory (G7); run by ``serve`` and ``init``
     checkpoints: CheckpointWriter
-    tokens: AdminTokens
+    admin_tokens: AdminTokens
     inventory: Inventory
     pki: Pki
     enrollment: Enrollment
@@ -122,7 +122,7 @@ class Services:
     #: device attestation (challenge, evidence) and the compliance read API
     attestation: Attestation
     #: findings, their lifecycle, playbooks, modes, mitigations
-    response: Response
+    response: IncidentResponse
     #: device trust scores (explained), fed back into policy conditions
     trust: TrustScores
     #: the event pipeline: every source of events ends here
@@ -250,7 +250,7 @@ def build_services(
     inventory = Inventory(database, clock, audit, every_credential)
     trust = TrustScores(database, clock, NoFirmwareData())
     alerts = AlertDispatcher(alert_channels(settings))
-    response = Response(database, clock, audit, every_credential, alerts, trust)
+    response = IncidentResponse(database, clock, audit, every_credential, alerts, trust)
     attestation = Attestation(database, clock, audit, DeviceCa(
         pki.cas.issuing_id, pki.cas.issuing.certificate.subject), finding_sink=response)
     trust.use_firmware_source(attestation)
@@ -264,7 +264,7 @@ def build_services(
         database=database,
         audit=audit,
         checkpoints=checkpoints,
-        tokens=AdminTokens(database, clock, audit),
+        admin_tokens=AdminTokens(database, clock, audit),
         inventory=inventory,
         pki=pki,
         enrollment=Enrollment(database, clock, audit, pki),
@@ -309,7 +309,7 @@ def alert_channels(settings: Settings) -> list[AlertChannel]:
     return channels
 
 
-def detection_engine(settings: Settings, response: Response) -> DetectionEngine:
+def detection_engine(settings: Settings, response: IncidentResponse) -> DetectionEngine:
     """The detection engine: carrying on from its saved baselines when they fit, in the
     stored per-type modes."""
     learning = settings.detection_learning_seconds

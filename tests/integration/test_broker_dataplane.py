@@ -28,8 +28,8 @@ from iotiam.clock import SystemClock
 from iotiam.pki.authority import CaMaterial, create_issuing_ca, create_root_ca
 from iotiam.pki.crl import build_crl
 from iotiam.pki.csr import LeafIdentity
-from iotiam.pki.issuance import LeafIssuer
 from iotiam.pki.keys import generate_private_key
+from iotiam.pki.leaf_builder import LeafBuilder
 from iotiam.pki.models import KeyAlgorithm, Revocation, RevocationReason
 from iotiam.pki.profiles import DEVICE
 from iotiam.policy.broker_acl import AclEntry, AclType, BrokerAcl
@@ -103,7 +103,7 @@ class Plane:
     config: BrokerConfig
     broker: ManagedMosquitto
     sync: BrokerSync
-    leaf: LeafIssuer
+    leaf: LeafBuilder
     work: Path
     serial: int = 1000
 
@@ -179,7 +179,7 @@ def running_plane(made: Provisioned, work: Path) -> Iterator[Plane]:
     """The provisioned broker as a ``Plane`` (already started); stopped on exit."""
     try:
         yield Plane(made.fleet, made.files, made.config, made.process, made.sync,
-                    LeafIssuer(made.fleet.issuing.signer, made.fleet.issuing.certificate,
+                    LeafBuilder(made.fleet.issuing.signer, made.fleet.issuing.certificate,
                                None), work)
     finally:
         made.sync.close()

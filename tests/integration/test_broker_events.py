@@ -28,8 +28,8 @@ from iotiam.config import Settings
 from iotiam.detection.models import Event, EventKind
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.csr import LeafIdentity
-from iotiam.pki.issuance import LeafIssuer
 from iotiam.pki.keys import generate_private_key
+from iotiam.pki.leaf_builder import LeafBuilder
 from iotiam.pki.models import KeyAlgorithm
 from iotiam.pki.profiles import DEVICE
 from iotiam.testing import free_port, require
@@ -59,7 +59,7 @@ class Broker:
         key = generate_private_key(KeyAlgorithm.EC_P256)
         identity = LeafIdentity(subject=x509.Name(
             [x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
-        cert = LeafIssuer(issuer.signer, issuer.certificate, None).issue(
+        cert = LeafBuilder(issuer.signer, issuer.certificate, None).issue(
             key.public_key(), identity, DEVICE, serial, self.fleet.now - timedelta(minutes=5))
         cert_path, key_path = self.work / f"{serial}.pem", self.work / f"{serial}.key"
         cert_path.write_bytes(cert.public_bytes(PEM))

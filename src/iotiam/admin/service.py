@@ -8,11 +8,12 @@ import re
 import secrets
 from datetime import timedelta
 
-from iotiam.admin.models import AdminToken, Principal, Role
+from iotiam.admin.models import AdminToken
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
 from iotiam.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from iotiam.kernel import Principal, Role
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 TOKEN_PREFIX = "iotiam_"  # noqa: S105 - a prefix, not a secret

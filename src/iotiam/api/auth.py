@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from iotiam.admin.models import ROOT_PATH, Principal
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.bootstrap import Services
 from iotiam.errors import Unauthenticated
+from iotiam.kernel import ROOT_PATH, Principal
 
 
 async def services(request: Request) -> Services:
@@ -28,7 +28,7 @@ def principal(request: Request) -> Principal:
     with wired.audit.refusals(draft):
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthenticated("send an admin token as 'Authorization: Bearer <token>'")
-        return wired.tokens.authenticate(value)
+        return wired.admin_tokens.authenticate(value)
 
 
 Caller = Annotated[Principal, Depends(principal)]

@@ -30,12 +30,12 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from iotiam.admin.models import ROOT_PATH, Principal
 from iotiam.api.limits import read_body
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.bootstrap import Services
 from iotiam.errors import IamError, InvalidInput, Unauthenticated
 from iotiam.inventory.models import check_identifier
+from iotiam.kernel import ROOT_PATH, Principal
 from iotiam.policy.actions import PUBLISH, SUBSCRIBE
 from iotiam.untrusted import load_json
 
@@ -175,7 +175,7 @@ class EmqxHookFastPath:
             with self.services.audit.refusals(draft):
                 if scheme.lower() != "bearer" or not value.strip():
                     raise Unauthenticated("send an admin token as 'Authorization: Bearer …'")
-                caller = self.services.tokens.authenticate(value)
+                caller = self.services.admin_tokens.authenticate(value)
         except IamError:
             pass  # refused (and audited): a misconfigured broker is audited once a second
         if len(self._principals) >= _TOKEN_CACHE_ENTRIES:

@@ -13,7 +13,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
-from iotiam.admin.models import ROOT_PATH
 from iotiam.audit.models import AuditDraft, AuditTag, Outcome
 from iotiam.errors import (
     Conflict,
@@ -27,6 +26,7 @@ from iotiam.errors import (
     TooManyRequests,
     Unauthenticated,
 )
+from iotiam.kernel import ROOT_PATH
 
 log = logging.getLogger("iotiam.api")
 
@@ -88,7 +88,7 @@ def audit_refused_request(request: Request, reason: str) -> None:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         try:
-            caller = services.tokens.authenticate(value)
+            caller = services.admin_tokens.authenticate(value)
             actor, org_path = caller.name, caller.org_path
         except IamError:
             pass

@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from iotiam.admin.models import Role
 from iotiam.inventory.models import Criticality, DeviceClass, DeviceState, OrgUnitKind
+from iotiam.kernel import Role
 from iotiam.pki.models import CertificateStatus
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from iotiam.admin.models import AdminToken, Role
+from iotiam.admin.models import AdminToken
 from iotiam.audit.export import to_jsonl
 from iotiam.audit.models import AuditRecord
 from iotiam.inventory.models import (
@@ -20,6 +20,7 @@ from iotiam.inventory.models import (
     OrgUnit,
     OrgUnitKind,
 )
+from iotiam.kernel import Role
 from iotiam.pki.models import CertificateRecord
 
 #: the largest integer any field or query parameter takes: the largest every JSON

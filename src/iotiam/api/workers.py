@@ -19,7 +19,7 @@ import os
 import signal
 import time
 
-from iotiam.lifetime import die_with_parent
+from iotiam.child_processes import die_with_parent
 
 log = logging.getLogger("iotiam.server")
 

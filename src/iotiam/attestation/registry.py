@@ -13,7 +13,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, replace
 
-from iotiam.admin.models import Principal, Role
 from iotiam.attestation import findings
 from iotiam.attestation.compliance import (
     against_minimum,
@@ -36,6 +35,7 @@ from iotiam.detection.models import Finding
 from iotiam.detection.ports import FindingSink
 from iotiam.errors import Conflict, NotFound
 from iotiam.inventory.models import DeviceState, OrgUnit, check_identifier
+from iotiam.kernel import Principal, Role
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 

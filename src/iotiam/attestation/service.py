@@ -23,7 +23,6 @@ from datetime import timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from iotiam.admin.models import Principal
 from iotiam.attestation import findings
 from iotiam.attestation.compliance import effective_minimum, judge
 from iotiam.attestation.evidence import verify_evidence
@@ -43,6 +42,7 @@ from iotiam.errors import IamError, TooManyRequests, Unauthenticated
 from iotiam.inventory.lifecycle import Transport, refusal
 from iotiam.inventory.models import Device
 from iotiam.inventory.service import visible_device
+from iotiam.kernel import ROOT_PATH, Principal
 from iotiam.pki.models import CertificateStatus
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
@@ -183,7 +183,7 @@ class Attestation:
         """The live iotiam certificate of an attesting device, or ``Unauthenticated``."""
         subject = certificate.subject.rfc4514_string()[:200] if certificate else "anonymous"
         draft = AuditDraft(tag=AuditTag.ATTESTATION_REFUSED, actor=f"attestation:{subject}",
-                           org_path="/root/", subject=f"certificate:{subject}")
+                           org_path=ROOT_PATH, subject=f"certificate:{subject}")
         with self._audit.refusals(draft):
             if certificate is None:
                 raise Unauthenticated("attestation needs the device's iotiam certificate "

@@ -6,7 +6,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 
-from iotiam.admin.models import Principal, Role
 from iotiam.audit.anchor import TreeWalk, held_to_checkpoints, open_history
 from iotiam.audit.chain import GENESIS_HASH, make_head, seal, verify_chain
 from iotiam.audit.checkpoint import Verifier, open_note
@@ -23,6 +22,7 @@ from iotiam.audit.ports import AuditLog, CheckpointLog
 from iotiam.audit.proofs import ConsistencyProof, InclusionProof
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, Forbidden, IamError, InvalidInput, NotFound, Unauthenticated
+from iotiam.kernel import Principal, Role
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from iotiam.broker.layout import BrokerConfig, BrokerFiles
+from iotiam.child_processes import die_with_parent
 from iotiam.errors import SetupError
-from iotiam.lifetime import die_with_parent
 
 log = logging.getLogger("iotiam.broker")
 

@@ -6,7 +6,6 @@ import secrets
 from dataclasses import replace
 from datetime import timedelta
 
-from iotiam.admin.models import Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
@@ -16,6 +15,7 @@ from iotiam.errors import Conflict, InvalidInput
 from iotiam.inventory.lifecycle import Transport, may, refusal
 from iotiam.inventory.models import Device
 from iotiam.inventory.service import visible_device
+from iotiam.kernel import Principal, Role
 from iotiam.pki.models import CertificateStatus
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 

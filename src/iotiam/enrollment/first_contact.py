@@ -23,7 +23,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from iotiam.admin.models import ROOT_PATH
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
@@ -40,6 +39,7 @@ from iotiam.enrollment.queue import EnrollmentQueue, Holding
 from iotiam.enrollment.service import device_principal
 from iotiam.errors import Conflict, Forbidden, Unauthenticated
 from iotiam.inventory.models import Device
+from iotiam.kernel import ROOT_PATH
 from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
 from iotiam.pki.models import CertificateRecord, CertificateStatus
 from iotiam.pki.profiles import get_profile

@@ -15,7 +15,6 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from iotiam.admin.models import Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
@@ -24,6 +23,7 @@ from iotiam.enrollment.manifest import parse_row, serial_of
 from iotiam.enrollment.models import ManifestEntry, ManifestRowResult, Manufacturer
 from iotiam.errors import Conflict, IamError, IdNotAvailable, InvalidInput, NotFound
 from iotiam.inventory.models import check_identifier
+from iotiam.kernel import Principal, Role
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 MAX_MANIFEST_ROWS = 5000

@@ -16,7 +16,6 @@ from datetime import timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from iotiam.admin.models import ROOT_PATH, Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag, Outcome
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
@@ -31,6 +30,7 @@ from iotiam.enrollment.models import (
 )
 from iotiam.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from iotiam.inventory.models import Device, DeviceType, OrgUnit
+from iotiam.kernel import ROOT_PATH, Principal, Role
 from iotiam.pki.csr import parse_csr
 from iotiam.pki.models import CertificateRecord
 from iotiam.pki.service import Pki

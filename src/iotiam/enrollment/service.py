@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from iotiam.admin.models import Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
@@ -21,6 +20,7 @@ from iotiam.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from iotiam.inventory.lifecycle import Transport, refusal
 from iotiam.inventory.models import Device
 from iotiam.inventory.service import visible_device
+from iotiam.kernel import ROOT_PATH, Principal, Role
 from iotiam.pki.csr import parse_csr
 from iotiam.pki.keys import require_leaf_public_key
 from iotiam.pki.models import CertificateRecord, CertificateStatus
@@ -132,7 +132,7 @@ class Enrollment:
     ) -> CertificateRecord:
         """RFC 7030 §3.2.3 / §4.2.1: HTTP Basic (device id, claim token) + a CSR."""
         draft = AuditDraft(tag=AuditTag.ENROLLMENT_REFUSED, actor=f"est:{device_id[:128]}",
-                           org_path="/root/", subject=f"device:{device_id[:128]}",
+                           org_path=ROOT_PATH, subject=f"device:{device_id[:128]}",
                            details={"method": "claim"})
         with self._audit.refusals(draft):
             match = _CLAIM.match(presented.strip())
@@ -175,7 +175,7 @@ class Enrollment:
         subject_hint = (client_cert.subject.rfc4514_string()[:200] if client_cert
                         else "anonymous")
         draft = AuditDraft(tag=AuditTag.REENROLLMENT_REFUSED, actor=f"est:{subject_hint}",
-                           org_path="/root/", subject=f"certificate:{subject_hint}")
+                           org_path=ROOT_PATH, subject=f"certificate:{subject_hint}")
         with self._audit.refusals(draft):
             if client_cert is None:
                 raise Unauthenticated("re-enrollment needs the current certificate over TLS")
@@ -212,7 +212,7 @@ class Enrollment:
         certificate that was never revoked, only with a fresh key; always audited.
         """
         draft = AuditDraft(tag=AuditTag.RECOVERY_REFUSED, actor="recovery",
-                           org_path="/root/", subject="certificate:unknown")
+                           org_path=ROOT_PATH, subject="certificate:unknown")
         with self._audit.refusals(draft):
             try:
                 cert = x509.load_pem_x509_certificate(certificate_pem.encode())
@@ -220,7 +220,7 @@ class Enrollment:
                 raise InvalidInput("'certificate' is not a PEM certificate") from e
             draft = AuditDraft(tag=AuditTag.RECOVERY_REFUSED,
                                actor=f"recovery:{cert.subject.rfc4514_string()[:200]}",
-                               org_path="/root/", subject=f"certificate:{cert.serial_number:x}")
+                               org_path=ROOT_PATH, subject=f"certificate:{cert.serial_number:x}")
         with self._audit.refusals(draft):
             now = self._clock.now()
             if abs(now - signed_at) > RECOVERY_CLOCK_SKEW:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from iotiam.admin.models import Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
@@ -22,6 +21,7 @@ from iotiam.errors import Conflict, NotFound
 from iotiam.inventory.models import DeviceState
 from iotiam.inventory.ports import CredentialRevoker
 from iotiam.inventory.service import visible_device
+from iotiam.kernel import Principal, Role
 from iotiam.policy.models import AttachmentTarget, TargetKind
 from iotiam.unit_of_work import UnitOfWorkFactory
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from iotiam.unit_of_work import UnitOfWork
 
-from iotiam.admin.models import Principal
 from iotiam.inventory.models import (
     Device,
     DeviceState,
@@ -18,6 +17,7 @@ from iotiam.inventory.models import (
     OrgUnit,
     RotationPolicy,
 )
+from iotiam.kernel import Principal
 
 
 class OrgUnitStore(Protocol):

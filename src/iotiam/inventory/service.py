@@ -8,7 +8,6 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from iotiam.admin.models import Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
@@ -44,6 +43,7 @@ from iotiam.inventory.models import (
     is_reserved_id,
 )
 from iotiam.inventory.ports import CredentialRevoker
+from iotiam.kernel import Principal, Role, child_path
 from iotiam.pki.profiles import get_profile
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
@@ -89,7 +89,7 @@ class Inventory:
                     name=name.strip() or unit_id,
                     kind=kind,
                     parent_id=parent.id,
-                    path=f"{parent.path}{unit_id}/",
+                    path=child_path(parent.path, unit_id),
                     created_at=self._clock.now(),
                 )
                 uow.org_units.add(unit)

@@ -17,13 +17,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from iotiam.errors import InvalidInput
 from iotiam.pki.csr import IpAddress, LeafIdentity
-from iotiam.pki.issuance import (
-    LeafIssuer,
+from iotiam.pki.keys import PrivateKey, generate_private_key
+from iotiam.pki.leaf_builder import (
+    LeafBuilder,
     authority_information_access,
     authority_key_identifier,
     crl_distribution_points,
 )
-from iotiam.pki.keys import PrivateKey, generate_private_key
 from iotiam.pki.models import CertificateProfile, KeyAlgorithm
 from iotiam.pki.signer import LocalKeySigner, Signer
 
@@ -193,8 +193,8 @@ def create_server_tls_certificate(
         name="server-tls", lifetime=lifetime + BACKDATE, client_auth=False, server_auth=True
     )
     key = generate_private_key(alg)
-    leaf_issuer = LeafIssuer(issuer.signer, issuer.certificate, urls)
-    certificate = leaf_issuer.issue(key.public_key(), identity, profile, serial, now - BACKDATE)
+    leaf_builder = LeafBuilder(issuer.signer, issuer.certificate, urls)
+    certificate = leaf_builder.issue(key.public_key(), identity, profile, serial, now - BACKDATE)
     return CaMaterial(certificate, key)
 
 

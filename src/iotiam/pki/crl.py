@@ -9,8 +9,8 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from iotiam.errors import InvalidInput
-from iotiam.pki.issuance import authority_key_identifier
 from iotiam.pki.keys import PublicKey
+from iotiam.pki.leaf_builder import authority_key_identifier
 from iotiam.pki.models import Revocation, RevocationReason
 from iotiam.pki.signer import Signer
 

@@ -23,7 +23,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from iotiam.admin.models import Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail, refused
 from iotiam.clock import Clock
@@ -31,10 +30,11 @@ from iotiam.config import PkiConfig
 from iotiam.errors import Conflict, Forbidden, IamError, NotFound, contained
 from iotiam.inventory.lifecycle import Transport, allowed_states, refusal
 from iotiam.inventory.models import Device, DeviceState, DeviceType, is_reserved_id
+from iotiam.kernel import Principal, Role
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
-from iotiam.pki.issuance import LeafIssuer
 from iotiam.pki.keys import PublicKey
+from iotiam.pki.leaf_builder import LeafBuilder
 from iotiam.pki.models import (
     CertificateProfile,
     CertificateRecord,
@@ -168,7 +168,7 @@ class CertificateIssuance:
         config: PkiConfig,
         issuing_id: str,
         issuing: CaMaterial,
-        leaf_issuer: LeafIssuer,
+        leaf_builder: LeafBuilder,
         serials: SerialSource,
         signature_helper: SignatureHelper | None = None,
     ) -> None:
@@ -178,7 +178,7 @@ class CertificateIssuance:
         self._config = config
         self._issuing_id = issuing_id
         self._issuing_not_after = issuing.certificate.not_valid_after_utc
-        self._leaf = leaf_issuer
+        self._leaf = leaf_builder
         self._serials = serials
         self._helper = signature_helper
         self._queue_lock = threading.Lock()

@@ -4,7 +4,7 @@
 every certificate; a leaf under one issuer differs from the next only in its serial,
 validity, subject, key and key identifier. :class:`LeafEncoder` keeps every other
 byte (issuer name, signature algorithm, the issuer-only extensions) encoded once and
-joins the per-certificate parts around them. ``LeafIssuer`` checks at start-up that
+joins the per-certificate parts around them. ``LeafBuilder`` checks at start-up that
 this gives exactly the bytes ``CertificateBuilder`` gives, and falls back to the
 builder if it ever does not.
 """

@@ -12,21 +12,21 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives import serialization
 
-from iotiam.admin.models import SYSTEM, Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
 from iotiam.config import PkiConfig
 from iotiam.errors import Conflict, IamError, InvalidInput, NotFound
 from iotiam.inventory.models import Device
+from iotiam.kernel import SYSTEM, Principal, Role
 from iotiam.pki.authority import CaMaterial, PublicUrls
 from iotiam.pki.crl import CrlEntryCache, sign_crl_entries
-from iotiam.pki.issuance import LeafIssuer
 from iotiam.pki.issuing import (
     CertificateIssuance,
     IssueRequest,
     ReservationHook,
 )
+from iotiam.pki.leaf_builder import LeafBuilder
 from iotiam.pki.models import (
     CertificateRecord,
     CertificateStatus,
@@ -111,7 +111,7 @@ class Pki:
         self._status = status_reader
         self._issuance = CertificateIssuance(
             uow, clock, audit, config, cas.issuing_id, cas.issuing,
-            LeafIssuer(cas.issuing.signer, cas.issuing.certificate,
+            LeafBuilder(cas.issuing.signer, cas.issuing.certificate,
                        public_urls(config.public_base_url, cas.issuing_id)),
             serials,
             SignatureHelper(),

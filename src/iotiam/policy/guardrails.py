@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from iotiam.admin.models import Principal
 from iotiam.errors import Forbidden
+from iotiam.kernel import Principal
 from iotiam.policy.actions import ResourceKind
 from iotiam.policy.models import (
     Attachment,

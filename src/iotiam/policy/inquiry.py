@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from iotiam.admin.models import Principal
 from iotiam.clock import Clock
 from iotiam.errors import InvalidInput
 from iotiam.inventory.models import Device
+from iotiam.kernel import Principal
 from iotiam.policy.actions import expand_action
 from iotiam.policy.models import Decision, RequestContext
 from iotiam.policy.queries import (

@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from iotiam.admin.models import Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, Forbidden, IdNotAvailable, InvalidInput, NotFound
+from iotiam.kernel import Principal, Role
 from iotiam.policy.conditions import SITE_OF_DEVICE, IpNetwork
 from iotiam.policy.diff import PolicyDiff, diff_policies
 from iotiam.policy.engine import PolicyEngine

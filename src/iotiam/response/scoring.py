@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from iotiam.admin.models import Principal
 from iotiam.clock import Clock
 from iotiam.errors import IamError, NotFound
 from iotiam.inventory.credential_status import (
@@ -22,6 +21,7 @@ from iotiam.inventory.credential_status import (
     never_rotated_devices,
 )
 from iotiam.inventory.models import CredentialStatus
+from iotiam.kernel import Principal
 from iotiam.response.models import TrustScore
 from iotiam.response.ports import FirmwareCompliance, FirmwareStatusLike
 from iotiam.response.trust import score_device

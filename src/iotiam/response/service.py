@@ -25,7 +25,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from iotiam.admin.models import ROOT_PATH, Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
@@ -39,6 +38,7 @@ from iotiam.detection.models import (
 from iotiam.errors import Conflict, InvalidInput, NotFound
 from iotiam.inventory.models import DeviceState, check_transition
 from iotiam.inventory.ports import CredentialRevoker
+from iotiam.kernel import ROOT_PATH, Principal, Role
 from iotiam.response.alerts import AlertDispatcher
 from iotiam.response.models import (
     DEFAULT_PLAYBOOK,
@@ -72,7 +72,7 @@ def new_finding_id(at: float) -> str:
     return f"fnd-{int(at * 1000):012x}{secrets.token_hex(5)}"
 
 
-class Response:
+class IncidentResponse:
     """Findings, their lifecycle, playbooks, modes and mitigations."""
 
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail,

@@ -7,7 +7,8 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from iotiam.admin.models import AdminToken, Role
+from iotiam.admin.models import AdminToken
+from iotiam.kernel import Role
 from iotiam.storage import schema as t
 from iotiam.storage.raw import RawSql, RawStatement, row_object, select_sql
 from iotiam.storage.rows import under_path

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select
 
+from iotiam.kernel import ROOT_PATH
 from iotiam.policy.models import (
     Attachment,
     AttachmentTarget,
@@ -21,7 +22,6 @@ from iotiam.storage.pki_store import SqlCounterStore
 
 #: bumped by every change to policies, attachments or sites: compiled sets compare it
 GENERATION_COUNTER = "policies:generation"
-ROOT_PATH = "/root/"
 
 
 class SqlPolicyStore:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from iotiam.admin.models import Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
@@ -16,6 +15,7 @@ from iotiam.inventory.models import (
     check_identifier,
     is_reserved_id,
 )
+from iotiam.kernel import Principal, Role
 from iotiam.policy.actions import ACTION_KINDS
 from iotiam.policy.models import Effect, Subject
 from iotiam.policy.queries import effective_policy

@@ -14,11 +14,11 @@ import secrets
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from iotiam.admin.models import Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, InvalidInput, NotFound
+from iotiam.kernel import Principal, Role
 from iotiam.tokens.models import (
     AccessDenied,
     AuthenticatedClient,

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from iotiam.admin.models import Principal
 from iotiam.audit.models import AuditDraft, AuditTag, Outcome
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
 from iotiam.errors import InvalidInput
 from iotiam.inventory.lifecycle import Transport, may
+from iotiam.kernel import Principal
 from iotiam.pki.models import CertificateStatus, parse_serial
 from iotiam.tokens.access_tokens import CERTIFICATE_CLAIM, SignedAccessToken, read_signed
 from iotiam.tokens.models import (

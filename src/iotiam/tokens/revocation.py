@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from iotiam.admin.models import Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
+from iotiam.kernel import Role
 from iotiam.tokens.access_tokens import read_signed
 from iotiam.tokens.introspection import Caller, audit_denied, caller_name
 from iotiam.tokens.models import AuthenticatedClient, RevokedToken, TokenConfig

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from iotiam.admin.models import ROOT_PATH
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail, refused
 from iotiam.clock import Clock
 from iotiam.errors import IamError, contained
+from iotiam.kernel import ROOT_PATH
 from iotiam.tokens.access_tokens import AccessTokenMinter
 from iotiam.tokens.client_auth import ClientAuthenticator
 from iotiam.tokens.clients import OAuthClients

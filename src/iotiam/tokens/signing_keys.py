@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey
 
-from iotiam.admin.models import SYSTEM, Principal, Role
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
 from iotiam.errors import Forbidden
+from iotiam.kernel import SYSTEM, Principal, Role
 from iotiam.pki.keys import encrypt_private_key, load_private_key
 from iotiam.tokens.models import SIGNING_ALGORITHM, StoredSigningKey, TokenConfig
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory

@@ -35,8 +35,8 @@ def test_stats_ok_alerts_with_no_channel_counted_as_undelivered(
         installation: Installation) -> None:
     from fleet import add_device, issue
 
-    from iotiam.admin.models import SYSTEM
     from iotiam.detection.models import Finding, FindingType, Severity
+    from iotiam.kernel import SYSTEM
 
     api = installation.api()
     add_device(api, "s1")

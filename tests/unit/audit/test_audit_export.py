@@ -135,7 +135,7 @@ def test_export_ok_more_than_one_page(installation: Installation) -> None:
     api = installation.api()
     for i in range(12):
         add_device(api, f"dev-{i}")
-    caller = installation.services.tokens.authenticate(installation.admin_token)
+    caller = installation.services.admin_tokens.authenticate(installation.admin_token)
     paged: list[Any] = list(installation.services.audit.iter_all(caller, page=5))
     assert [r.seq for r in paged] == list(range(1, 20))  # 7 from init, 12 registrations
     assert len(export(installation, "jsonl")) == 19 + 1  # and the checkpoint

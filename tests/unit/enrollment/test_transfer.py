@@ -11,7 +11,7 @@ from fleet import add_device, add_org_unit, issue
 
 from conftest import Installation
 from enrollment.zerotouch import EST, PKCS10, common_name, csr_for, issued, records
-from iotiam.admin.models import SYSTEM
+from iotiam.kernel import SYSTEM
 from iotiam.policy.models import AttachmentTarget, TargetKind
 from iotiam.testing import make_key
 

@@ -28,8 +28,8 @@ from iotiam.pki.authority import (
     create_server_tls_certificate,
 )
 from iotiam.pki.csr import LeafIdentity
-from iotiam.pki.issuance import LeafIssuer
 from iotiam.pki.keys import PrivateKey
+from iotiam.pki.leaf_builder import LeafBuilder
 from iotiam.pki.models import KeyAlgorithm
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -218,8 +218,8 @@ def hierarchy(tmp_path_factory: pytest.TempPathFactory) -> Hierarchy:
 
 
 @pytest.fixture(scope="session")
-def leaf_issuer(hierarchy: Hierarchy) -> LeafIssuer:
-    return LeafIssuer(hierarchy.issuing.signer, hierarchy.issuing.certificate, URLS)
+def leaf_builder(hierarchy: Hierarchy) -> LeafBuilder:
+    return LeafBuilder(hierarchy.issuing.signer, hierarchy.issuing.certificate, URLS)
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,9 @@ from expect import audit_records, row_counts
 from fleet import add_device
 
 from conftest import Installation
-from iotiam.admin.models import SYSTEM, Principal, Role
 from iotiam.errors import Conflict, Forbidden, InternalError, InvalidInput, NotFound
 from iotiam.inventory.models import DeviceState
+from iotiam.kernel import SYSTEM, Principal, Role
 from iotiam.pki.issuing import HELPER_MIN_BATCH, HELPER_SHARE, IssueRequest
 from iotiam.pki.models import CertificateRecord, CertificateStatus
 from iotiam.pki.signature_helper import PendingAnswers

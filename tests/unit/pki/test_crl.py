@@ -86,10 +86,10 @@ def test_build_crl_fail_bad_arguments(hierarchy, now, number, next_delta, messag
 
 
 def test_build_crl_ok_openssl_reports_revoked_cert_as_error_23(
-    hierarchy, leaf_issuer, device_identity, ec_key, openssl_verify, write, now
+    hierarchy, leaf_builder, device_identity, ec_key, openssl_verify, write, now
 ):
-    revoked = leaf_issuer.issue(ec_key.public_key(), device_identity, DEVICE, 0xDEAD01, now)
-    healthy = leaf_issuer.issue(ec_key.public_key(), device_identity, DEVICE, 0xDEAD02, now)
+    revoked = leaf_builder.issue(ec_key.public_key(), device_identity, DEVICE, 0xDEAD01, now)
+    healthy = leaf_builder.issue(ec_key.public_key(), device_identity, DEVICE, 0xDEAD02, now)
     crl = _crl(hierarchy.issuing, [_revocation(revoked.serial_number, now)], now)
     crl_pem = write("issuing.crl.pem", crl)
 

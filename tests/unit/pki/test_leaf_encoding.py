@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from iotiam.pki import leaf_encoding
 from iotiam.pki.authority import CaMaterial, PublicUrls, create_issuing_ca, create_root_ca
 from iotiam.pki.csr import LeafIdentity
-from iotiam.pki.issuance import LeafIssuer
 from iotiam.pki.keys import PrivateKey, PublicKey
+from iotiam.pki.leaf_builder import LeafBuilder
 from iotiam.pki.models import KeyAlgorithm
 from iotiam.pki.profiles import BROKER_SERVER, DEVICE, GATEWAY
 from iotiam.pki.signer import LocalKeySigner
@@ -64,9 +64,9 @@ def issuing(request: pytest.FixtureRequest) -> CaMaterial:
 
 
 @pytest.fixture(scope="module")
-def leaf_issuer() -> LeafIssuer:
+def leaf_builder() -> LeafBuilder:
     ca = issuing_ca(KeyAlgorithm.EC_P256)
-    return LeafIssuer(ca.signer, ca.certificate, URLS)
+    return LeafBuilder(ca.signer, ca.certificate, URLS)
 
 
 @pytest.mark.parametrize("leaf_key", list(LEAF_KEYS))
@@ -74,7 +74,7 @@ def leaf_issuer() -> LeafIssuer:
 @pytest.mark.parametrize("profile", [DEVICE, GATEWAY, BROKER_SERVER], ids=lambda p: p.name)
 def test_issue_der_ok_same_tbs_as_builder(issuing: CaMaterial, leaf_key: str,
                                           identity: str, profile, now: datetime) -> None:
-    issuer = LeafIssuer(issuing.signer, issuing.certificate, URLS)
+    issuer = LeafBuilder(issuing.signer, issuing.certificate, URLS)
     assert issuer.encodes_directly
     public_key = LEAF_KEYS[leaf_key]().public_key()
     serial = x509.random_serial_number()
@@ -87,24 +87,24 @@ def test_issue_der_ok_same_tbs_as_builder(issuing: CaMaterial, leaf_key: str,
     direct.verify_directly_issued_by(issuing.certificate)
 
 
-def test_issue_der_ok_given_spki_is_used(leaf_issuer: LeafIssuer, now: datetime) -> None:
+def test_issue_der_ok_given_spki_is_used(leaf_builder: LeafBuilder, now: datetime) -> None:
     public_key = ec.generate_private_key(ec.SECP256R1()).public_key()
     spki = public_key.public_bytes(*SPKI)
     identity = IDENTITIES["ou-and-cn"]
-    with_spki = leaf_issuer.issue_der(public_key, identity, DEVICE, 7, now, spki_der=spki)
-    without = leaf_issuer.issue_der(public_key, identity, DEVICE, 7, now)
+    with_spki = leaf_builder.issue_der(public_key, identity, DEVICE, 7, now, spki_der=spki)
+    without = leaf_builder.issue_der(public_key, identity, DEVICE, 7, now)
     assert (x509.load_der_x509_certificate(with_spki).tbs_certificate_bytes
             == x509.load_der_x509_certificate(without).tbs_certificate_bytes)
 
 
 @pytest.mark.parametrize("serial", [1, 0x7F, 0x80, 0xFF, 0x100, 2**63, 2**64 - 1, 2**159 - 1])
-def test_integer_ok_serials_as_builder(leaf_issuer: LeafIssuer, now: datetime,
+def test_integer_ok_serials_as_builder(leaf_builder: LeafBuilder, now: datetime,
                                        serial: int) -> None:
     public_key = ec.generate_private_key(ec.SECP256R1()).public_key()
     identity = IDENTITIES["subject-only"]
-    built = leaf_issuer.issue(public_key, identity, DEVICE, serial, now)
+    built = leaf_builder.issue(public_key, identity, DEVICE, serial, now)
     direct = x509.load_der_x509_certificate(
-        leaf_issuer.issue_der(public_key, identity, DEVICE, serial, now))
+        leaf_builder.issue_der(public_key, identity, DEVICE, serial, now))
     assert direct.serial_number == serial
     assert direct.tbs_certificate_bytes == built.tbs_certificate_bytes
 
@@ -172,7 +172,7 @@ class _WrongSigner:
 
 def test_issue_der_ok_falls_back_to_builder_when_probe_fails(now: datetime) -> None:
     issuing = issuing_ca(KeyAlgorithm.EC_P256)
-    issuer = LeafIssuer(_WrongSigner(issuing.key), issuing.certificate, URLS)
+    issuer = LeafBuilder(_WrongSigner(issuing.key), issuing.certificate, URLS)
     assert not issuer.encodes_directly
     public_key = ec.generate_private_key(ec.SECP256R1()).public_key()
     der = issuer.issue_der(public_key, IDENTITIES["subject-only"], DEVICE, 99,

@@ -38,9 +38,9 @@ def responder(hierarchy):
 
 
 @pytest.fixture
-def leaf(leaf_issuer, device_identity, ec_key, now):
+def leaf(leaf_builder, device_identity, ec_key, now):
     serial = x509.random_serial_number()
-    return leaf_issuer.issue(ec_key.public_key(), device_identity, DEVICE, serial, now)
+    return leaf_builder.issue(ec_key.public_key(), device_identity, DEVICE, serial, now)
 
 
 def _request(cert, issuer, algorithm=SHA1, nonce=None) -> bytes:
@@ -244,13 +244,13 @@ def test_respond_ok_unknown_is_not_cached(hierarchy, responder, leaf, now):
     assert responder.respond(request, lookup, now) != responder.respond(request, lookup, now)
 
 
-def test_respond_ok_cache_size_is_bounded(hierarchy, leaf_issuer, device_identity, ec_key, now):
+def test_respond_ok_cache_size_is_bounded(hierarchy, leaf_builder, device_identity, ec_key, now):
     small = OcspResponder.from_material(
         hierarchy.issuing.certificate, hierarchy.responder, cache_size=2
     )
     issuer = hierarchy.issuing.certificate
     leaves = [
-        leaf_issuer.issue(ec_key.public_key(), device_identity, DEVICE, 0x5000 + i, now)
+        leaf_builder.issue(ec_key.public_key(), device_identity, DEVICE, 0x5000 + i, now)
         for i in range(3)
     ]
     first = small.respond(_request(leaves[0], issuer), Lookup(), now)

@@ -22,12 +22,12 @@ OCSP = ["lint_ocsp_response", "lint", "-s", "ERROR"]
 
 
 @pytest.fixture(scope="module")
-def documents(hierarchy, leaf_issuer, device_identity, ec_key, now, tmp_path_factory):
+def documents(hierarchy, leaf_builder, device_identity, ec_key, now, tmp_path_factory):
     """Every kind of document iotiam signs, written to disk: name → (command, path)."""
     directory = tmp_path_factory.mktemp("pkilint-cli")
     # DNS names only: pkilint rejects URI SANs outside http(s)-like schemes.
     identity = LeafIdentity(subject=device_identity.subject, dns_names=device_identity.dns_names)
-    device = leaf_issuer.issue(
+    device = leaf_builder.issue(
         ec_key.public_key(), identity, DEVICE, x509.random_serial_number(), now
     )
     crl = build_crl(

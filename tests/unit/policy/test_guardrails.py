@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from iotiam.admin.models import Principal, Role
 from iotiam.errors import Forbidden
+from iotiam.kernel import Principal, Role
 from iotiam.policy.actions import ResourceKind
 from iotiam.policy.guardrails import (
     Guardrail,

@@ -6,8 +6,8 @@ import pytest
 from fleet import add_device, issue
 
 from conftest import Installation
-from iotiam.admin.models import SYSTEM
 from iotiam.errors import Conflict, NotFound
+from iotiam.kernel import SYSTEM
 from iotiam.policy.actions import CONNECT, PUBLISH, SUBSCRIBE
 from iotiam.policy.defaults import DEFAULT_DEVICE_POLICY
 from iotiam.policy.models import AttachmentTarget, Subject, TargetKind

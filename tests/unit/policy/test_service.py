@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from iotiam.admin.models import SYSTEM, Principal, Role
 from iotiam.clock import FrozenClock
 from iotiam.errors import Conflict, Forbidden, IdNotAvailable, InvalidInput, NotFound
+from iotiam.kernel import SYSTEM, Principal, Role
 from iotiam.policy.actions import CONNECT, PUBLISH
 from iotiam.policy.defaults import DEFAULT_DEVICE_POLICY_YAML
 from iotiam.policy.models import (

@@ -10,12 +10,12 @@ import pytest
 from fleet import add_device, add_org_unit, issue
 
 from conftest import Installation
-from iotiam.admin.models import SYSTEM
 from iotiam.audit.models import AuditTag
 from iotiam.bootstrap import trust_scores_refresher
 from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType, Severity
 from iotiam.errors import Conflict, NotFound
 from iotiam.inventory.models import DeviceState
+from iotiam.kernel import SYSTEM
 from iotiam.policy.actions import PUBLISH
 from iotiam.response.alerts import AlertDispatcher
 

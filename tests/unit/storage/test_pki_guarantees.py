@@ -16,10 +16,10 @@ from fleet import add_device, issue, revoke
 from sqlalchemy import delete, select
 
 from conftest import Installation
-from iotiam.admin.models import SYSTEM
 from iotiam.api.app import create_public_app
 from iotiam.bootstrap import Services
 from iotiam.errors import Conflict, InternalError
+from iotiam.kernel import SYSTEM
 from iotiam.pki.issuing import IssueRequest
 from iotiam.pki.models import SerialInUse, serial_hex
 from iotiam.storage.schema import certificates, crls

@@ -10,9 +10,9 @@ from fleet import add_org_unit, issue
 from joserfc.jwk import ECKey
 from sqlalchemy import select
 
-from iotiam.admin.models import SYSTEM
 from iotiam.detection.models import Finding, FindingType, Severity
 from iotiam.inventory.models import DeviceState
+from iotiam.kernel import SYSTEM
 from iotiam.storage import schema
 from iotiam.testing import make_key
 from iotiam.tokens.verify import TokenRejected, TokenVerifier

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from conftest import writer_held
-from iotiam.admin.models import SYSTEM
 from iotiam.api.oauth_token_path import OAuthTokenFastPath
+from iotiam.kernel import SYSTEM
 from iotiam.tokens.models import (
     CLIENT_ASSERTION_TYPE,
     ClientCredentials,

@@ -72,7 +72,7 @@ def test_fail_scope_a_policy_no_longer_allows(kit: OAuthKit, d1: DeviceIdentity)
     deny = ("name: no-telemetry\nversion: 1\nstatements:\n  - effect: deny\n"
             "    actions: [mqtt:publish]\n    topics: ['devices/+/#']\n")
     policies = kit.inst.services.policies
-    from iotiam.admin.models import SYSTEM
+    from iotiam.kernel import SYSTEM
     from iotiam.policy.models import AttachmentTarget, TargetKind
 
     policies.write(SYSTEM, deny, owner_path="/root/")
@@ -158,8 +158,8 @@ def test_ok_metadata_and_jwks(kit: OAuthKit) -> None:
 
 
 def test_ok_scopes_follow_the_devices_trust_score(kit: OAuthKit) -> None:
-    from iotiam.admin.models import SYSTEM
     from iotiam.detection.models import Finding, FindingType, Severity
+    from iotiam.kernel import SYSTEM
     from iotiam.policy.models import AttachmentTarget, TargetKind
 
     services = kit.inst.services
@@ -191,7 +191,7 @@ def test_ok_scopes_follow_the_devices_trust_score(kit: OAuthKit) -> None:
 
 
 def test_ok_each_request_of_a_batch_is_judged_with_its_own_groups(kit: OAuthKit) -> None:
-    from iotiam.admin.models import SYSTEM
+    from iotiam.kernel import SYSTEM
     from iotiam.policy.models import AttachmentTarget, TargetKind
     from iotiam.tokens.models import ClientCredentials, IssuedToken, TokenRequest
 

@@ -9,7 +9,6 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from iotiam.admin.models import Principal
 from iotiam.api.auth import Caller, Wired
 from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.responses import AuditPage, TokenList, TokenOut, WhoamiOut
@@ -18,6 +17,7 @@ from iotiam.audit.export import checkpoint_to_jsonl, checkpoint_to_syslog, to_js
 from iotiam.audit.models import StoredCheckpoint
 from iotiam.audit.service import AuditTrail
 from iotiam.errors import Forbidden, NotFound
+from iotiam.kernel import Principal
 
 router = APIRouter(prefix="/v1", tags=["admin"], route_class=UntrustedJsonRoute)
 
@@ -33,7 +33,7 @@ def whoami(caller: Caller) -> dict[str, Any]:
 def create_token(body: TokenIn, caller: Caller, svc: Wired) -> dict[str, Any]:
     """Create a token with at most the caller's role over at most its subtree."""
     ttl = timedelta(seconds=body.ttl_seconds) if body.ttl_seconds else None
-    token, plaintext = svc.tokens.create(caller, name=body.name, role=body.role,
+    token, plaintext = svc.admin_tokens.create(caller, name=body.name, role=body.role,
                                          org_unit_id=body.org, ttl=ttl)
     return {**render_token(token), "token": plaintext}
 
@@ -41,13 +41,13 @@ def create_token(body: TokenIn, caller: Caller, svc: Wired) -> dict[str, Any]:
 @router.get("/tokens", response_model=TokenList)
 def list_tokens(caller: Caller, svc: Wired) -> dict[str, Any]:
     """Tokens in the caller's subtree."""
-    return {"items": [render_token(t) for t in svc.tokens.list(caller)]}
+    return {"items": [render_token(t) for t in svc.admin_tokens.list(caller)]}
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
 def revoke_token(token_id: str, caller: Caller, svc: Wired) -> None:
     """Revoke a token."""
-    svc.tokens.revoke(caller, token_id)
+    svc.admin_tokens.revoke(caller, token_id)
 
 
 @router.get("/audit/verify")

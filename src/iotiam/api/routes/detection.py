@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import Field, StrictBool
 
-from iotiam.admin.models import Role
 from iotiam.api.auth import Caller, Wired
 from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.schemas import Body
@@ -16,6 +15,7 @@ from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.broker.broker_watch import broker_statistics
 from iotiam.detection.ingest import json_lines
 from iotiam.errors import InvalidInput
+from iotiam.kernel import Role
 from iotiam.response.models import Mitigation, StoredFinding
 from iotiam.untrusted import load_json
 

@@ -18,7 +18,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from iotiam.admin.models import ROOT_PATH
 from iotiam.api import oauth_wire
 from iotiam.api.auth import Wired, principal
 from iotiam.api.json_bodies import UntrustedJsonRoute
@@ -34,6 +33,7 @@ from iotiam.api.tls import client_address, client_certificate_der
 from iotiam.audit.models import AuditDraft, AuditTag, Outcome
 from iotiam.bootstrap import Services
 from iotiam.errors import IamError
+from iotiam.kernel import ROOT_PATH
 from iotiam.tokens.introspection import Caller
 from iotiam.tokens.models import ClientCredentials, InvalidClient, InvalidRequest
 

@@ -1,7 +1,7 @@
 """Leaf certificate issuance: the RFC 5280 end-entity profile, built fast.
 
 Everything that depends only on the issuer (AKI, AIA, CRL distribution points, key
-usage and EKU variants) is built once per :class:`LeafIssuer`, so a single issuance
+usage and EKU variants) is built once per :class:`LeafBuilder`, so a single issuance
 costs one SKI hash and one signature.
 """
 
@@ -33,7 +33,7 @@ Ext = x509.Extension[x509.ExtensionType]
 _MAX_SERIAL_BITS = 159
 
 
-class LeafIssuer:
+class LeafBuilder:
     """Issues end-entity certificates under one CA, reusing every issuer-only extension."""
 
     def __init__(
@@ -226,8 +226,8 @@ def build_leaf_certificate(
     not_before: datetime,
     urls: PublicUrls,
 ) -> x509.Certificate:
-    """Issue one leaf certificate; prefer a long-lived :class:`LeafIssuer` in hot paths."""
-    return LeafIssuer(signer, issuer_cert, urls).issue(
+    """Issue one leaf certificate; prefer a long-lived :class:`LeafBuilder` in hot paths."""
+    return LeafBuilder(signer, issuer_cert, urls).issue(
         public_key, identity, profile, serial, not_before
     )
 
