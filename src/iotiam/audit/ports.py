@@ -1,11 +1,12 @@
-"""Storage the audit log needs."""
+"""Storage the audit log needs, and what every other domain needs from it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
-from iotiam.audit.models import AuditRecord, ChainHead, StoredCheckpoint
+from iotiam.audit.models import AuditDraft, AuditRecord, ChainHead, StoredCheckpoint
 
 
 class AuditLog(Protocol):
@@ -42,4 +43,35 @@ class CheckpointLog(Protocol):
 
     def append(self, checkpoint: StoredCheckpoint) -> None:
         """Add ``checkpoint`` to the history and make it the latest, durably."""
+        ...
+
+
+class AuditUnitOfWork(Protocol):
+    """A transaction that can hold audit records: every domain's unit of work is one."""
+
+    @property
+    def audit(self) -> AuditLog:
+        """The chain the records of this transaction are appended to."""
+        ...
+
+
+class Auditor(Protocol):
+    """Appends audit records (``audit.service.AuditTrail``): what a use case calls to
+    record the change it makes in the same transaction, or a refusal in its own."""
+
+    def append(self, uow: AuditUnitOfWork, draft: AuditDraft) -> AuditRecord:
+        """Append inside the caller's transaction."""
+        ...
+
+    def append_many(self, uow: AuditUnitOfWork,
+                    drafts: Sequence[AuditDraft]) -> list[AuditRecord]:
+        """Append consecutive records inside the caller's transaction."""
+        ...
+
+    def record(self, draft: AuditDraft) -> AuditRecord:
+        """Append in a transaction of its own."""
+        ...
+
+    def refusals(self, draft: AuditDraft) -> AbstractContextManager[None]:
+        """Record the refusal of the request run inside, then let the error go on."""
         ...
