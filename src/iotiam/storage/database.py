@@ -8,8 +8,9 @@ PostgreSQL needs nothing special here: row locks and ``ON CONFLICT`` do the work
 from __future__ import annotations
 
 import fcntl
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -21,6 +22,7 @@ from iotiam.errors import Conflict, IamError, InvalidInput
 from iotiam.storage.admin_store import SqlAdminTokenStore
 from iotiam.storage.attestation_store import SqlFirmwareStore
 from iotiam.storage.audit_store import SqlAuditLog
+from iotiam.storage.change_table import RECORDED, SqlChangeRecorder
 from iotiam.storage.credential_store import SqlPskStore
 from iotiam.storage.enrollment_store import (
     SqlClaimTokenStore,
@@ -55,6 +57,8 @@ from iotiam.storage.response_store import (
     SqlMitigationStore,
     SqlTrustStore,
 )
+
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -139,6 +143,11 @@ class SqlUnitOfWork:
         self.detection_settings = SqlDetectionSettingsStore(conn)
         self.trust = SqlTrustStore(conn)
 
+    @property
+    def changes(self) -> SqlChangeRecorder:
+        """Records the changes this transaction publishes (``iotiam.changes``)."""
+        return SqlChangeRecorder(self.conn)
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A nested transaction; an exception inside rolls back only its own work."""
@@ -158,6 +167,12 @@ class Database:
         self._sqlite_writer = threading.RLock()
         self._writer_depth = 0
         self._writer_file = self._open_writer_lock()
+        self._on_changes: list[Callable[[], object]] = []
+
+    def on_changes_committed(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` after every commit of this process that recorded a change
+        (the change feed delivers it at once, without waiting for its next poll)."""
+        self._on_changes.append(callback)
 
     def _open_writer_lock(self) -> IO[str] | None:
         path = self.engine.url.database if self.is_sqlite else None
@@ -177,10 +192,19 @@ class Database:
         if not self.is_sqlite:
             with self._transaction("BEGIN") as uow:
                 yield uow
-            return
-        with self._sqlite_writer, self._other_processes(), \
-                self._transaction("BEGIN IMMEDIATE") as uow:
-            yield uow
+                recorded = uow.conn.info.pop(RECORDED, False)
+        else:
+            with self._sqlite_writer, self._other_processes(), \
+                    self._transaction("BEGIN IMMEDIATE") as uow:
+                yield uow
+                recorded = uow.conn.info.pop(RECORDED, False)
+        # committed, and every lock released
+        if recorded:
+            for callback in self._on_changes:
+                try:
+                    callback()
+                except Exception:  # the change is stored: its feed delivers it at the next poll
+                    log.exception("delivering committed changes failed")
 
     @contextmanager
     def _other_processes(self, *, wait: bool = True) -> Iterator[bool]:

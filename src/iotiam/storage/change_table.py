@@ -1,0 +1,90 @@
+"""The change table: every published change, by an increasing id (``iotiam.changes``).
+
+A use case records its change in its own transaction (``SqlChangeRecorder``); the feeds
+read the table by id (``change_delivery.ChangeCursor``). On PostgreSQL the recorder also
+sends ``NOTIFY``, which PostgreSQL delivers when (and only if) the transaction commits.
+Old rows are pruned by a background job (``prune_changes``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
+
+from iotiam.changes import Change, Published, from_fields, kind_name, to_fields
+from iotiam.storage.schema import UtcDateTime, metadata
+
+#: the PostgreSQL channel the recorder notifies and the feed listens on
+NOTIFY_CHANNEL = "iotiam_changes"
+#: marks a connection whose transaction recorded a change (``Database`` wakes the feed)
+RECORDED = "iotiam_changes_recorded"
+
+ChangeId = BigInteger().with_variant(Integer(), "sqlite")
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("id", ChangeId, primary_key=True, autoincrement=True),
+    Column("kind", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Index("ix_changes_recorded_at", "recorded_at"),
+    # ids are never reused, even after every row was pruned
+    sqlite_autoincrement=True,
+)
+
+
+class SqlChangeRecorder:
+    """``ChangeRecorder`` of a SQL unit of work: one row per change, in its transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def record(self, change: Change) -> None:
+        """Insert the change (and, on PostgreSQL, NOTIFY: sent on commit)."""
+        # the wall clock: this time only decides when the row is pruned
+        row = self._conn.execute(insert(changes).values(
+            kind=kind_name(change), body=json.dumps(to_fields(change)),
+            recorded_at=datetime.now(UTC)))
+        self._conn.info[RECORDED] = True
+        if self._conn.dialect.name == "postgresql":
+            self._conn.execute(text("SELECT pg_notify(:channel, :id)"),
+                               {"channel": NOTIFY_CHANNEL,
+                                "id": str(row.inserted_primary_key[0])})  # type: ignore[index]
+
+
+def read_changes(conn: Connection, after: int, limit: int) -> list[Published]:
+    """Changes with an id above ``after``, by id."""
+    c = changes.c
+    rows = conn.execute(select(c.id, c.kind, c.body).where(c.id > after)
+                        .order_by(c.id).limit(limit))
+    return [Published(r.id, from_fields(r.kind, json.loads(r.body))) for r in rows]
+
+
+def last_change_id(conn: Connection) -> int:
+    """The newest change's id (0: none yet)."""
+    return int(conn.execute(select(func.max(changes.c.id))).scalar() or 0)
+
+
+def prune_changes(conn: Connection, keep: timedelta, now: datetime) -> int:
+    """Delete changes older than ``keep`` (the newest always stays); how many."""
+    c = changes.c
+    newest = last_change_id(conn)
+    done = conn.execute(delete(changes).where(c.recorded_at < now - keep, c.id < newest))
+    return int(done.rowcount or 0)
