@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from iotiam.admin.service import AdminTokens
+from iotiam.api.tls import ManufacturerTrust
 from iotiam.attestation.registry import FirmwareRegistry
 from iotiam.attestation.service import Attestation, DeviceCa
 from iotiam.audit.anchor import CheckpointWriter
@@ -21,7 +23,25 @@ from iotiam.audit.checkpoint import Verifier
 from iotiam.audit.export import checkpoint_to_syslog
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
+from iotiam.background import (
+    BackgroundJobs,
+    CrlRefresher,
+    Job,
+    baseline_saver,
+    change_pruner,
+    checkpoint_signer,
+)
 from iotiam.broker.fleet import LiveFleet
+from iotiam.broker.runtime import start_data_plane
+from iotiam.changes import (
+    CertificateRevoked,
+    CredentialRevoked,
+    DetectionModeChanged,
+    DeviceChanged,
+    ManufacturerTrustChanged,
+    PolicyChanged,
+    TrustChanged,
+)
 from iotiam.clock import Clock, SystemClock
 from iotiam.config import (
     PROFILE_FILE,
@@ -69,6 +89,8 @@ from iotiam.storage.checkpoint_file import CheckpointFile, CheckpointKeyFile
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
 from iotiam.storage.fleet_changes import SqlChangeLog
 from iotiam.storage.migrate import upgrade_to_head
+from iotiam.storage.pg_feed import ListeningChangeFeed
+from iotiam.storage.polling_feed import PollingChangeFeed
 from iotiam.storage.response_store import SqlDeviceLookup
 from iotiam.storage.status_reader import SqlStatusReader
 from iotiam.tokens.client_auth import ClientAuthenticator, IssuingCa
@@ -90,6 +112,9 @@ SEED_DEVICE_TYPES = (
 )
 
 
+FleetChangeFeed = PollingChangeFeed | ListeningChangeFeed
+
+
 @dataclass
 class Services:
     """Everything the front ends (API, CLI, server) need, fully wired."""
@@ -97,6 +122,8 @@ class Services:
     settings: Settings
     clock: Clock
     database: Database
+    #: every published change (revocations, device state, policies...), after commit
+    changes: FleetChangeFeed
     audit: AuditTrail
     #: signs audit checkpoints into the data directory (G7); run by ``serve`` and ``init``
     checkpoints: CheckpointWriter
@@ -244,7 +271,6 @@ def build_services(
         retry_after_seconds=settings.est_retry_after_seconds))
     policies = PolicyAdministration(database, clock, audit)
     decisions = DecisionPoint(policies, clock)
-    policies.on_change(decisions.invalidate)
     changes = SqlChangeLog(database, clock)
     subjects = DeviceSubjects(changes, clock, posture=changes)
     inventory = Inventory(database, clock, audit, every_credential)
@@ -256,12 +282,12 @@ def build_services(
     trust.use_firmware_source(attestation)
     ingest = EventIngest(detection_engine(settings, response), response,
                          SqlDeviceLookup(database.engine))
-    response.on_mode_change(ingest.set_mode)
     response.on_false_positive(ingest.false_positive)
-    return Services(
+    return follow_changes(Services(
         settings=settings,
         clock=clock,
         database=database,
+        changes=change_feed(database),
         audit=audit,
         checkpoints=checkpoints,
         admin_tokens=AdminTokens(database, clock, audit),
@@ -285,7 +311,29 @@ def build_services(
         trust=trust,
         ingest=ingest,
         alerts=alerts,
-    )
+    ))
+
+
+def change_feed(database: Database) -> FleetChangeFeed:
+    """The change feed: ``LISTEN/NOTIFY`` on PostgreSQL (replicas on several hosts), the
+    polled change table on SQLite (one host)."""
+    return PollingChangeFeed(database) if database.is_sqlite else ListeningChangeFeed(database)
+
+
+def follow_changes(services: Services) -> Services:
+    """Who follows which published change, in every process. (The jobs that follow
+    changes subscribe where they are built: ``background_jobs``, ``trust_scores_refresher``,
+    ``manufacturer_trust``; the broker sync in ``broker_plane``.)"""
+    feed = services.changes
+    # G3: the broker hook's subjects, OCSP's cached answers
+    feed.subscribe((CertificateRevoked, CredentialRevoked, DeviceChanged, TrustChanged),
+                   services.subjects.changed)
+    feed.subscribe((CertificateRevoked,), services.pki.forget_ocsp_response)
+    feed.subscribe((PolicyChanged,), services.decisions.policies_changed)
+    # one mode, held by the response settings and followed by the detection engine
+    feed.subscribe((DetectionModeChanged,), services.response.settings_changed)
+    feed.subscribe((DetectionModeChanged,), services.ingest.mode_changed)
+    return services
 
 
 def alert_webhook_key(settings: Settings) -> bytes:
@@ -368,6 +416,49 @@ def broker_fleet(services: Services) -> LiveFleet:
                      services.decisions, posture=changes)
 
 
+#: what the broker sync acts on (``BrokerSync.follow``)
+BROKER_FOLLOWS = (CertificateRevoked, CredentialRevoked, DeviceChanged, TrustChanged,
+                  PolicyChanged)
+
+
+def broker_plane(services: Services) -> Callable[[], None] | None:
+    """Start the managed broker (or attach to an external one) and its sync, which
+    follows the change feed from before its cold start; returns how to stop it."""
+    before = services.changes.position
+    plane = start_data_plane(broker_fleet(services), services.settings,
+                             deliver=services.ingest.deliver)
+    if plane is None:
+        return None
+    services.changes.subscribe(BROKER_FOLLOWS, plane.sync.follow, after=before)
+    return plane.stop
+
+
+def manufacturer_trust(services: Services) -> ManufacturerTrust:
+    """The TLS trust store of device endpoints: every registered manufacturer CA, a new
+    one as soon as it is registered in any process."""
+    trust = ManufacturerTrust(services.manufacturers.trust_anchors)
+    services.changes.subscribe((ManufacturerTrustChanged,), trust.anchors_changed)
+    return trust
+
+
+def background_jobs(services: Services) -> BackgroundJobs:
+    """Everything ``serve`` runs beside the requests (``iotiam.background``)."""
+    settings = services.settings
+    crls = CrlRefresher(services.pki)
+    services.changes.subscribe((CertificateRevoked,), crls.revoked)
+    return BackgroundJobs([
+        Job("change-feed", services.changes.run),
+        Job("crl-refresher", crls.run),
+        Job("audit-checkpoints", checkpoint_signer(
+            services.checkpoints, settings.audit_checkpoint_records,
+            settings.audit_checkpoint_seconds), singleton=True),
+        Job("trust-scores", trust_scores_refresher(services).run, singleton=True),
+        Job("baseline-saver", baseline_saver(lambda: save_baselines(services)),
+            singleton=True, at_exit=lambda: save_baselines(services)),
+        Job("change-pruner", change_pruner(services.changes, services.clock), singleton=True),
+    ], start_data_plane=lambda: broker_plane(services))
+
+
 def save_baselines(services: Services) -> None:
     """Write the detection engine's baselines to the data directory."""
     BaselineFile(services.settings.baselines_file).save(services.ingest.engine.snapshot())
@@ -375,8 +466,11 @@ def save_baselines(services: Services) -> None:
 
 def trust_scores_refresher(services: Services) -> TrustRefresher:
     """Rescoring of devices whose record, credentials or firmware verdict changed."""
-    return TrustRefresher(services.trust, SqlChangeLog(services.database, services.clock),
-                          services.clock)
+    refresher = TrustRefresher(services.trust, SqlChangeLog(services.database, services.clock),
+                               services.clock)
+    services.changes.subscribe((CertificateRevoked, CredentialRevoked, DeviceChanged),
+                               refresher.rescore_later)
+    return refresher
 
 
 @dataclass(frozen=True)

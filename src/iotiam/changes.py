@@ -147,8 +147,11 @@ class ChangeRecorder(Protocol):
 class ChangeFeed(Protocol):
     """Committed changes, delivered to subscribers in order, at least once."""
 
-    def subscribe(self, kinds: tuple[type[Change], ...], consumer: Consumer) -> None:
-        """Call ``consumer`` with every change of these kinds committed from now on."""
+    def subscribe(self, kinds: tuple[type[Change], ...], consumer: Consumer, *,
+                  after: int | None = None) -> None:
+        """Call ``consumer`` with every change of these kinds committed from now on; with
+        ``after`` (a ``position`` read earlier), first with those delivered since then
+        (a consumer that was being built meanwhile catches up)."""
         ...
 
     @property

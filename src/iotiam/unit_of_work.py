@@ -13,6 +13,7 @@ from typing import Protocol
 from iotiam.admin.ports import AdminTokenStore
 from iotiam.attestation.ports import FirmwareStore
 from iotiam.audit.ports import AuditLog
+from iotiam.changes import ChangeRecorder
 from iotiam.credentials.ports import PskStore
 from iotiam.enrollment.ports import (
     ClaimTokenStore,
@@ -41,6 +42,11 @@ from iotiam.tokens.ports import (
 
 class UnitOfWork(PolicyUnitOfWork, Protocol):
     """The stores, bound to one open transaction (the policy ones from ``PolicyUnitOfWork``)."""
+
+    @property
+    def changes(self) -> ChangeRecorder:
+        """Publishes what changed when the transaction commits (``iotiam.changes``)."""
+        ...
 
     @property
     def org_units(self) -> OrgUnitStore:

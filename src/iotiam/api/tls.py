@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from starlette.requests import Request
 
 from iotiam.api.one_send import OneSendHttpToolsProtocol
+from iotiam.changes import Published
 from iotiam.errors import InvalidInput
 
 log = logging.getLogger("iotiam.tls")
@@ -169,3 +170,7 @@ class ManufacturerTrust:
         """Add CAs registered since (e.g. through another replica)."""
         for pem in self._anchors():
             self.add(pem)
+
+    def anchors_changed(self, published: Published) -> None:
+        """A manufacturer CA was registered (in any process): trust it from now on."""
+        self.refresh()

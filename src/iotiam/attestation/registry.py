@@ -30,6 +30,7 @@ from iotiam.attestation.models import (
 from iotiam.attestation.versions import FirmwareVersion
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
+from iotiam.changes import FirmwareSignerRevoked
 from iotiam.clock import Clock
 from iotiam.detection.models import Finding
 from iotiam.detection.ports import FindingSink
@@ -172,6 +173,7 @@ class FirmwareRegistry:
                         not uow.firmware.revoke_signer(signer.id, now, actor.name):
                     raise Conflict(f"firmware signer {name!r} is already revoked")
                 signer = replace(signer, revoked_at=now, revoked_by=actor.name)
+                uow.changes.record(FirmwareSignerRevoked(signer.id))
                 images = uow.firmware.images_of_signer(signer.id)
                 flipped = self._distrust(uow, signer, images, raised)
                 self._audit.append(uow, AuditDraft(

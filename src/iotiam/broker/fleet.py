@@ -34,10 +34,6 @@ class ChangeLog(Protocol):
         changed after ``since``."""
         ...
 
-    def credentials_revoked(self, since: datetime) -> list[tuple[str, str]]:
-        """(device id, credential id) of certificates and PSKs revoked after ``since``."""
-        ...
-
     def psk_version(self) -> tuple[int, datetime | None]:
         """Changes whenever a PSK is issued, rotated or revoked."""
         ...
@@ -65,7 +61,6 @@ class LiveFleet:
         self._pki = pki
         self._psks = psks
         self._decisions = decisions
-        self._kicked: dict[tuple[str, str], datetime] = {}
         self._policy_generation: int | None = None
 
     @property
@@ -116,24 +111,16 @@ class LiveFleet:
             after = page[-1].id
 
     def changes_since(self, since: datetime) -> Changes:
-        """What changed after ``since`` (read with an overlap; kicks are not repeated)."""
+        """What changed after ``since`` (read with an overlap). Revocations are not
+        asked here: they reach the sync through the change feed (``BrokerSync.follow``)."""
         now = self._clock.now()
         start = since - OVERLAP
-        revoked: set[str] = set()
-        for device_id, credential in self._log.credentials_revoked(start):
-            if (device_id, credential) not in self._kicked:
-                self._kicked[(device_id, credential)] = now
-                revoked.add(device_id)
-        for key, at in list(self._kicked.items()):
-            if at < now - 2 * OVERLAP:
-                del self._kicked[key]
         generation = self._decisions.refresh().generation
         policies_changed = (self._policy_generation is not None
                             and generation != self._policy_generation)
         self._policy_generation = generation
         changed = {device for device, _ in self._log.device_changes(start)}
-        return Changes(changed=changed, revoked=revoked, policies_changed=policies_changed,
-                       until=now)
+        return Changes(changed=changed, policies_changed=policies_changed, until=now)
 
     def files_version(self) -> tuple[object, ...]:
         """Changes when the CRL or the PSK file must be reinstalled."""

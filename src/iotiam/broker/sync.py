@@ -9,8 +9,11 @@ with its class-mates, and its own role with the entries naming it. The sync is:
   differences are sent. A policy attached to a type, a group or the root edits the
   roles of a few classes (``modifyRole``, which kicks nobody); the broker is never
   restarted for it, however large the fleet (G11);
-* **incremental** on change: devices whose state, attributes or policies changed get
-  their own role or class fixed; devices that lost a credential are kicked (the client
+* **incremental** on change: published changes (``follow``, fed by the change feed)
+  queue their devices and wake the loop at once; a short poll of devices' ``updated_at``
+  catches what moves a device without publishing a change (a first certificate, a
+  firmware verdict). Devices whose state, attributes or policies changed get their own
+  role or class fixed; devices that lost a credential are kicked (the client
   is deleted and, if it may still connect with another credential, created again),
   after the new CRL is installed, so the reconnect with the revoked certificate fails;
 * **timed**: an ACL that depends on a time window is recomputed when the window flips.
@@ -59,6 +62,14 @@ from iotiam.broker.roles import (
     stale_commands,
 )
 from iotiam.broker.sync_ports import FleetSource, SyncReport
+from iotiam.changes import (
+    CertificateRevoked,
+    CredentialRevoked,
+    DeviceChanged,
+    PolicyChanged,
+    Published,
+    TrustChanged,
+)
 from iotiam.clock import Clock
 from iotiam.config import write_private_file
 from iotiam.errors import IamError, InvalidInput
@@ -67,7 +78,8 @@ from iotiam.policy.broker_acl import BrokerAcl
 
 log = logging.getLogger("iotiam.broker")
 
-#: how often the loop looks for changes made by any iotiam process
+#: how often the loop looks at devices' ``updated_at`` (changes published on the change
+#: feed wake it at once)
 POLL_SECONDS = 0.1
 #: how often it checks the broker is alive and the admin link is up
 HEALTH_SECONDS = 2.0
@@ -152,6 +164,21 @@ class BrokerSync:
             if kick:
                 self._pending_kicks |= ids
         self.wake.set()
+
+    def follow(self, published: Published) -> None:
+        """Act on a published change (subscribed to the change feed in ``bootstrap.py``):
+        a revoked credential kicks its device at once (G3), a changed device or trust
+        score re-syncs it, a policy change re-syncs everything."""
+        change = published.change
+        if isinstance(change, CertificateRevoked | CredentialRevoked):
+            if change.device_id is not None:
+                self.request([change.device_id], kick=True)
+        elif isinstance(change, DeviceChanged | TrustChanged):
+            self.request(change.device_ids)
+        elif isinstance(change, PolicyChanged):
+            with self._lock:
+                self._needs_full = True
+            self.wake.set()
 
     # -- files the broker reads on SIGHUP -----------------------------------------------
 
@@ -429,7 +456,7 @@ class BrokerSync:
         changes = self._fleet.changes_since(since)
         with self._lock:
             pending, self._pending = self._pending | changes.changed, set()
-            kicks, self._pending_kicks = self._pending_kicks | changes.revoked, set()
+            kicks, self._pending_kicks = self._pending_kicks, set()
             if changes.policies_changed:
                 self._needs_full = True
         kicked = False

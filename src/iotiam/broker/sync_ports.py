@@ -28,7 +28,8 @@ class FleetSource(Protocol):
         ...
 
     def changes_since(self, since: datetime) -> Changes:
-        """Devices changed, and devices that lost a credential, after ``since``."""
+        """Devices changed after ``since``, and whether policies changed (the safety net
+        under the change feed: what moves a device without publishing a change)."""
         ...
 
     def crl_pem(self) -> bytes:
@@ -49,7 +50,6 @@ class Changes:
     """What changed in a window, and the watermark to ask from next time."""
 
     changed: set[str] = field(default_factory=set)
-    revoked: set[str] = field(default_factory=set)
     policies_changed: bool = False
     until: datetime | None = None
 

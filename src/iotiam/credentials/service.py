@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
+from iotiam.changes import CredentialRevoked
 from iotiam.clock import Clock
 from iotiam.credentials.models import CredentialKind, CredentialView, Psk, PskStatus
 from iotiam.credentials.sealing import SecretSealer
@@ -71,6 +72,7 @@ class Psks:
                       expires_at=now + lifetime if lifetime else None)
             if current is not None:
                 uow.psks.revoke(current.id, now, "superseded", psk.id)
+                uow.changes.record(CredentialRevoked("psk", current.id, device.id))
             uow.psks.add(psk)
             # its standing may change (G3): decision caches and the broker sync re-read it
             uow.devices.touch([device.id], now)
@@ -109,6 +111,7 @@ class Psks:
     def _revoke(self, uow: UnitOfWork, actor: Principal, psk: Psk, reason: str) -> None:
         if not uow.psks.revoke(psk.id, self._clock.now(), reason, None):
             raise Conflict(f"PSK {psk.id} was already revoked; revocation is final")
+        uow.changes.record(CredentialRevoked("psk", psk.id, psk.device_id))
         self._audit.append(uow, AuditDraft(
             tag=AuditTag.PSK_REVOKED, actor=actor.name, org_path=psk.org_path,
             subject=f"device:{psk.device_id}", details={"psk": psk.id, "reason": reason},

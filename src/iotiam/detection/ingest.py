@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from iotiam.changes import DetectionModeChanged, Published
 from iotiam.detection.models import DetectionMode, Event, Finding
 from iotiam.detection.ports import FindingSink
 from iotiam.errors import InvalidInput, contained
@@ -101,6 +102,12 @@ class EventIngest:
         """Tell the engine a type's mode changed."""
         with self._lock:
             self._engine.set_mode(device_type, mode)
+
+    def mode_changed(self, published: Published) -> None:
+        """Follow a mode set through the change feed (here or in another process)."""
+        change = published.change
+        if isinstance(change, DetectionModeChanged):
+            self.set_mode(change.device_type, DetectionMode(change.mode))
 
     def false_positive(self, finding: Finding) -> None:
         """Tell the engine an admin marked a finding a false positive."""

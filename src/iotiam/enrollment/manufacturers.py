@@ -8,7 +8,7 @@ with nothing but their IDevID (see ``first_contact``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
+from iotiam.changes import ManufacturerTrustChanged
 from iotiam.clock import Clock
 from iotiam.enrollment import idevid
 from iotiam.enrollment.manifest import parse_row, serial_of
@@ -28,9 +29,6 @@ from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 MAX_MANIFEST_ROWS = 5000
 DEFAULT_DEVICE_TYPE = "sensor"
-
-#: told the PEM of each newly registered manufacturer CA (e.g. to trust it at TLS)
-TrustListener = Callable[[str], None]
 
 
 def _visible(uow: UnitOfWork, actor: Principal, name: str) -> Manufacturer:
@@ -47,11 +45,6 @@ class Manufacturers:
         self._uow = uow
         self._clock = clock
         self._audit = audit
-        self._listeners: list[TrustListener] = []
-
-    def add_trust_listener(self, listener: TrustListener) -> None:
-        """Call ``listener`` with each CA registered from now on (after it committed)."""
-        self._listeners.append(listener)
 
     def trust_anchors(self) -> list[str]:
         """PEM of every registered manufacturer CA (for the TLS layer, not for tenants)."""
@@ -94,6 +87,8 @@ class Manufacturers:
                     not_after=ca.not_valid_after_utc, created_at=now, created_by=actor.name,
                 )
                 uow.manufacturers.add(maker)
+                # the TLS layer of every process trusts it for the handshake
+                uow.changes.record(ManufacturerTrustChanged(name))
                 self._audit.append(uow, AuditDraft(
                     tag=AuditTag.MANUFACTURER_REGISTERED, actor=actor.name,
                     org_path=unit.path, subject=f"manufacturer:{name}",
@@ -101,8 +96,6 @@ class Manufacturers:
                              "org": unit.id, "type": device_type,
                              "not_after": maker.not_after.isoformat()},
                 ))
-        for listener in self._listeners:
-            listener(maker.certificate_pem)
         return maker
 
     def list_manufacturers(self, actor: Principal) -> list[tuple[Manufacturer, int]]:

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
+from iotiam.changes import DeviceChanged, PolicyChanged
 from iotiam.clock import Clock
 from iotiam.enrollment.models import Transfer
 from iotiam.enrollment.service import check_claim_ttl, mint_claim
@@ -75,6 +76,9 @@ class OwnershipTransfer:
                     uow.policy_attachments.detach(attachment.policy, attachment.target)
                     policies_detached.append(attachment.policy)
             uow.ownership.move_device(device.id, target.id, target.path, now)
+            uow.changes.record(DeviceChanged((device.id,), str(DeviceState.PENDING)))
+            if policies_detached:
+                uow.changes.record(PolicyChanged())
             moved = replace(device, org_unit_id=target.id, org_path=target.path,
                             state=DeviceState.PENDING, updated_at=now)
             claim, plaintext = mint_claim(moved, now, claim_ttl, actor.name)

@@ -10,6 +10,7 @@ from typing import Any
 
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
+from iotiam.changes import DeviceChanged
 from iotiam.clock import Clock
 from iotiam.errors import (
     Forbidden,
@@ -191,6 +192,7 @@ class Inventory:
         )
         with self._audit.refusals(refused), self._uow() as uow:
             device = self._register(uow, actor, draft)
+            uow.changes.record(DeviceChanged((device.id,), str(device.state)))
             registered = replace(refused, tag=AuditTag.DEVICE_REGISTERED)
             self._audit.append(
                 uow, _with_path(registered, device.org_path, {"type": device.type_name})
@@ -271,6 +273,7 @@ class Inventory:
             check_transition(device.state, target)
             now = self._clock.now()
             uow.devices.set_state(device.id, target, now)
+            uow.changes.record(DeviceChanged((device.id,), str(target)))
             revoked = 0
             if target is DeviceState.DECOMMISSIONED:
                 revoked = self._revoker.revoke_device_credentials(
@@ -310,6 +313,8 @@ class Inventory:
                 landed.append(device.id)
                 results.append(ImportRowResult(number, device.id, True))
             failed = [r for r in results if not r.ok]
+            if landed:
+                uow.changes.record(DeviceChanged(tuple(landed), str(DeviceState.PENDING)))
             self._audit.append(
                 uow,
                 AuditDraft(
@@ -366,6 +371,7 @@ class Inventory:
             if not device.org_path.startswith(group.org_path):
                 raise InvalidInput(f"device {device_id!r} is outside the group's org unit")
             uow.groups.add_member(group_id, device_id, self._clock.now())
+            uow.changes.record(DeviceChanged((device.id,)))
             self._audit.append(uow, _with_path(draft, group.org_path, {"device": device_id}))
 
     def list_groups(self, actor: Principal) -> list[tuple[Group, list[str]]]:

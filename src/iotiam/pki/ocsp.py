@@ -170,6 +170,12 @@ class OcspResponder:
             self._remember(key, _CachedResponse(status, now, der))
         return der
 
+    def forget(self, serial: int) -> None:
+        """Drop the cached responses about one serial (it was revoked)."""
+        with self._cache_lock:
+            for algorithm in self._issuer_hashes:
+                self._cache.pop((algorithm, serial), None)
+
     def clear_cache(self) -> None:
         """Forget every cached response (e.g. after rotating the responder certificate)."""
         with self._cache_lock:

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
+from iotiam.changes import CertificateRevoked, Published
 from iotiam.clock import Clock
 from iotiam.config import PkiConfig
 from iotiam.errors import Conflict, IamError, InvalidInput, NotFound
@@ -122,7 +123,6 @@ class Pki:
         )
         self._crl_lock = threading.Lock()
         self._crl_entries: dict[str, CrlEntryCache] = {}
-        self.crl_wanted = threading.Event()
 
     # -- issuance ----------------------------------------------------------------------
 
@@ -210,7 +210,6 @@ class Pki:
             with self._uow() as uow:
                 record = self._visible_certificate(uow, actor, serial)
                 revoked = self._revoke(uow, actor, record, parsed_reason)
-        self.crl_wanted.set()
         return revoked
 
     def revoke_device(
@@ -234,8 +233,6 @@ class Pki:
                 ]
                 # tokens it got with another key (a registered JWK) end too, for good
                 uow.devices.end_tokens(device.id, self._clock.now())
-        if revoked:
-            self.crl_wanted.set()
         return revoked
 
     def revoke_device_credentials(
@@ -248,8 +245,6 @@ class Pki:
             self._revoke(uow, actor, record, parsed)
             count += 1
         uow.devices.end_tokens(device.id, self._clock.now())
-        if count:
-            self.crl_wanted.set()
         return count
 
     def _live_certificates(self, uow: UnitOfWork, device_id: str) -> list[CertificateRecord]:
@@ -273,6 +268,7 @@ class Pki:
         now = self._clock.now()
         uow.certificates.revoke(record.issuer_id, record.serial, now, reason)
         uow.counters.next(revocation_counter(record.issuer_id))
+        uow.changes.record(CertificateRevoked(record.serial, record.issuer_id, record.device_id))
         self._audit.append(
             uow,
             AuditDraft(
@@ -373,6 +369,13 @@ class Pki:
     def ocsp_response(self, request_der: bytes) -> bytes:
         """Answer an OCSP request (RFC 6960); status read from the database every time (G3)."""
         return self._ocsp.respond(request_der, self._ocsp_status, self._clock.now())
+
+    def forget_ocsp_response(self, published: Published) -> None:
+        """Drop the cached OCSP answer of a revoked certificate (the status is read on
+        every request anyway, G3; this only frees the stale entry at once)."""
+        change = published.change
+        if isinstance(change, CertificateRevoked) and change.issuer_id == self.cas.issuing_id:
+            self._ocsp.forget(change.serial)
 
     def _ocsp_status(self, serial: int) -> CertStatusInfo:
         found = self._status.status_of(self.cas.issuing_id, serial)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from iotiam.audit.models import AuditDraft
+from iotiam.changes import ChangeRecorder
 from iotiam.inventory.models import Device
 from iotiam.policy.models import (
     Attachment,
@@ -114,6 +115,11 @@ class PolicyUnitOfWork(Protocol):
         """Known sites."""
         ...
 
+    @property
+    def changes(self) -> ChangeRecorder:
+        """Publishes what changed when the transaction commits."""
+        ...
+
 
 class PolicyUnitOfWorkFactory(Protocol):
     """Opens write and read units of work."""
@@ -153,10 +159,6 @@ class DeviceDirectory(Protocol):
     def device_changes(self, since: datetime) -> list[tuple[str, datetime]]:
         """(device, updated_at) of every device whose record (state, attributes, org,
         groups) changed after ``since``."""
-        ...
-
-    def credentials_revoked(self, since: datetime) -> list[tuple[str, str]]:
-        """(device, credential) of the certificates and PSKs revoked after ``since``."""
         ...
 
 

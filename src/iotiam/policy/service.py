@@ -11,11 +11,12 @@ import hashlib
 import ipaddress
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from iotiam.audit.models import AuditDraft, AuditTag
+from iotiam.changes import PolicyChanged, Published
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, Forbidden, IdNotAvailable, InvalidInput, NotFound
 from iotiam.kernel import Principal, Role
@@ -72,11 +73,6 @@ class PolicyAdministration:
         self._uow = uow
         self._clock = clock
         self._audit = audit
-        self._listeners: list[Callable[[], None]] = []
-
-    def on_change(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` after every stored change (e.g. ``DecisionPoint.invalidate``)."""
-        self._listeners.append(listener)
 
     def write(
         self, actor: Principal, source: str | bytes, *, owner_path: str | None = None,
@@ -88,6 +84,7 @@ class PolicyAdministration:
             document = parse_policy(source, fmt=fmt)
             with self._uow() as uow:
                 result = self._write(uow, actor, document, source, owner_path)
+                uow.changes.record(PolicyChanged(document.name))
                 self._audit.append(uow, AuditDraft(
                     tag=AuditTag.POLICY_WRITTEN, actor=actor.name,
                     org_path=result.stored.owner_path,
@@ -95,7 +92,6 @@ class PolicyAdministration:
                     details={"version": document.version,
                              "sha256": hashlib.sha256(result.stored.source.encode())
                              .hexdigest()}))
-        self._changed()
         return result
 
     def _write(self, uow: PolicyUnitOfWork, actor: Principal, document: PolicyDocument,
@@ -144,11 +140,11 @@ class PolicyAdministration:
             actor.require(Role.ADMIN, "attaching policies")
             with self._uow() as uow:
                 attachment = self._attach(uow, actor, policy, target, scope)
+                uow.changes.record(PolicyChanged(policy))
                 self._audit.append(uow, AuditDraft(
                     tag=AuditTag.POLICY_ATTACHED, actor=actor.name, org_path=attachment.scope,
                     subject=f"policy:{policy}",
                     details={"target": str(target), "scope": attachment.scope}))
-        self._changed()
         return attachment
 
     def _attach(self, uow: PolicyUnitOfWork, actor: Principal, policy: str,
@@ -175,10 +171,10 @@ class PolicyAdministration:
             actor.require(Role.ADMIN, "detaching policies")
             with self._uow() as uow:
                 scope = self._detach(uow, actor, policy, target)
+                uow.changes.record(PolicyChanged(policy))
                 self._audit.append(uow, AuditDraft(
                     tag=AuditTag.POLICY_DETACHED, actor=actor.name, org_path=scope,
                     subject=f"policy:{policy}", details={"target": str(target)}))
-        self._changed()
 
     def _detach(self, uow: PolicyUnitOfWork, actor: Principal, policy: str,
                 target: AttachmentTarget) -> str:
@@ -249,12 +245,12 @@ class PolicyAdministration:
             site = _site(name, timezone, networks)
             with self._uow() as uow:
                 created = uow.sites.save(site, self._clock.now())
+                uow.changes.record(PolicyChanged())
                 self._audit.append(uow, AuditDraft(
                     tag=AuditTag.SITE_SAVED, actor=actor.name, org_path=actor.org_path,
                     subject=f"site:{name}",
                     details={"timezone": timezone, "networks": [str(n) for n in site.networks],
                              "created": created}))
-        self._changed()
         return site, created
 
     def sites(self) -> list[Site]:
@@ -318,10 +314,6 @@ class PolicyAdministration:
         if problems:
             raise PolicySyntaxError(problems)
 
-    def _changed(self) -> None:
-        for listener in self._listeners:
-            listener()
-
 
 def _site(name: str, timezone: str, networks: Sequence[str]) -> Site:
     """A site from what an admin typed; every problem is a clear InvalidInput."""
@@ -352,9 +344,10 @@ def may_know_of(actor: Principal, org_path: str) -> bool:
 class DecisionPoint:
     """The in-process PDP: the current compiled set, rebuilt after a change.
 
-    ``invalidate`` (wired to ``PolicyAdministration.on_change``, or to a NOTIFY from
-    another replica) makes the next decision recompile; ``refresh`` compares the
-    store's generation. Context time always comes from the clock.
+    ``policies_changed`` (subscribed to ``PolicyChanged`` on the change feed, which
+    brings this process's changes and every other's) makes the next decision
+    recompile; ``refresh`` compares the store's generation. Context time always comes
+    from the clock.
     """
 
     def __init__(self, administration: PolicyAdministration, clock: Clock, *,
@@ -371,6 +364,10 @@ class DecisionPoint:
     def invalidate(self) -> None:
         """Recompile before the next decision."""
         self._engine = None
+
+    def policies_changed(self, published: Published) -> None:
+        """A policy, attachment or site changed (in any process): recompile."""
+        self.invalidate()
 
     def refresh(self) -> PolicyEngine:
         """Recompile if the store changed since the current set was compiled."""

@@ -3,12 +3,15 @@
 A broker's authorization hook asks about the same devices thousands of times a second.
 Reading the device and its groups for each question would cost far more than the
 decision (~4 µs), so ``cached`` keeps each device's ``Subject`` and drops it as soon as
-the store says the device changed. That check is one indexed query ("devices updated
-since …") at most every ``check_every`` seconds for the whole cache, and it sees changes
-made by any process or replica: a device quarantined, suspended, moved or put into a
-group loses or gains its rights within about ``check_every`` seconds, wherever the
-change was made. Keeping the same ``Subject`` object also keeps the engine's
-per-subject memo (the compiled view), which a new policy generation replaces by itself.
+the device changes. Published changes (``iotiam.changes``: a revoked credential, a
+device's state, registration or groups, its trust score) come through the change feed
+(``changed``, subscribed in ``bootstrap.py``), from this process at commit and from any
+other process or replica as soon as its feed delivers them. What moves a device's
+``updated_at`` without publishing a change (a first certificate activating it, a new
+credential, a firmware verdict) is seen by a check: one indexed query ("devices updated
+since …") at most every ``check_every`` seconds for the whole cache. Keeping the same
+``Subject`` object also keeps the engine's per-subject memo (the compiled view), which a
+new policy generation replaces by itself.
 
 A change is recognised by its (device, ``updated_at``) pair: the query looks back
 ``OVERLAP`` further to catch transactions that committed late, and a pair already acted
@@ -16,11 +19,11 @@ on is not acted on again. So the clocks of the processes writing devices must ag
 within ``OVERLAP`` (as for the broker sync), and a clock that does not move (a test's
 frozen clock) must be advanced between two changes of one device.
 
-Credentials are part of the subject (G3): a certificate or PSK revoked since the last
-check drops its device like a change of the device does, so the hook denies a device
-whose last credential was revoked at the next check. A subject without a valid
-credential is kept only until the next check (``check_every``), so a device that gets
-one again (re-enrollment, a new PSK) is read again soon.
+Credentials are part of the subject (G3): a certificate, PSK or OAuth client revoked
+drops its device at once, so the hook denies a device whose last credential was
+revoked. A subject without a valid credential is kept only until the next check
+(``check_every``), so a device that gets one again (re-enrollment, a new PSK) is read
+again soon.
 """
 
 from __future__ import annotations
@@ -30,6 +33,13 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from iotiam.changes import (
+    CertificateRevoked,
+    CredentialRevoked,
+    DeviceChanged,
+    Published,
+    TrustChanged,
+)
 from iotiam.clock import Clock
 from iotiam.inventory.models import Device
 from iotiam.policy.models import Subject
@@ -57,8 +67,7 @@ class DeviceSubjects:
         self._max_entries = max_entries
         #: device id -> (subject, or None for an unknown device; monotonic load time)
         self._entries: dict[str, tuple[Subject | None, float]] = {}
-        #: changes acted on whose ``updated_at`` is still inside the look-back window, and
-        #: revoked credentials acted on ("cert:…", "psk:…": a device id has no colon)
+        #: changes acted on whose ``updated_at`` is still inside the look-back window
         self._seen: dict[str, datetime] = {}
         self._since: datetime = clock.now()
         self._checked = time.monotonic()
@@ -109,6 +118,21 @@ class DeviceSubjects:
             else:
                 self._entries.pop(device_id, None)
 
+    def changed(self, published: Published) -> None:
+        """Drop the devices a published change touched: the next question reads them."""
+        change = published.change
+        if isinstance(change, CertificateRevoked | CredentialRevoked):
+            devices: tuple[str | None, ...] = (change.device_id,)
+        elif isinstance(change, DeviceChanged | TrustChanged):
+            devices = change.device_ids
+        else:
+            return
+        with self._lock:
+            self._epoch += 1  # a read that began before this must not be cached
+            for device_id in devices:
+                if device_id is not None:
+                    self._entries.pop(device_id, None)
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -119,20 +143,13 @@ class DeviceSubjects:
             started = self._clock.now()
             since = self._since - OVERLAP
             changes = self._devices.device_changes(since)
-            revoked = self._devices.credentials_revoked(since)
             self._epoch += 1
             seen = self._seen
-            # a registration, state change, move or new membership: read it again
+            # an activation, a new credential, a firmware verdict: read it again
             for device_id, at in changes:
                 if seen.get(device_id) != at:
                     self._entries.pop(device_id, None)
-            # a revocation may have taken its last credential (G3); read again at most
-            # once per revoked credential
-            for device_id, credential in revoked:
-                if credential not in seen:
-                    self._entries.pop(device_id, None)
             self._seen = dict(changes)
-            self._seen.update((credential, since) for _, credential in revoked)
             self._since = started
             self._checked = time.monotonic()
 

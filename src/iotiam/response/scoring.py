@@ -14,6 +14,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from iotiam.changes import (
+    CertificateRevoked,
+    CredentialRevoked,
+    DeviceChanged,
+    Published,
+    TrustChanged,
+)
 from iotiam.clock import Clock
 from iotiam.errors import IamError, NotFound
 from iotiam.inventory.credential_status import (
@@ -62,6 +69,7 @@ class TrustScores:
                     moved.append(device_id)
             if moved:
                 uow.trust.touch_devices(moved, self._clock.now())
+                uow.changes.record(TrustChanged(tuple(moved)))
         return scores
 
     def _compute(self, uow: UnitOfWork, device_ids: Sequence[str],
@@ -101,7 +109,6 @@ class TrustScores:
         return score
 
 
-
 class ChangedDevices(Protocol):
     """Devices whose record or credentials changed (``storage.fleet_changes``)."""
 
@@ -109,18 +116,16 @@ class ChangedDevices(Protocol):
         """(device, updated_at) of devices updated after ``since``."""
         ...
 
-    def credentials_revoked(self, since: datetime) -> list[tuple[str, str]]:
-        """(device, credential) revoked after ``since``."""
-        ...
-
 
 class TrustRefresher:
     """Keeps stored scores current as devices change (state, credentials, firmware).
 
     Findings recompute their device's score themselves; this catches the rest: a
-    renewed or revoked certificate, a new attestation verdict, a quarantine set by
-    hand. A recomputation that moves a score moves ``updated_at`` too, so the next pass
-    sees the device once more and finds nothing moved: it settles.
+    revoked credential or a changed device (``rescore_later``, subscribed to the change
+    feed), and what moves a device's ``updated_at`` without publishing a change (a
+    renewed certificate, a new attestation verdict). A recomputation that moves a score
+    moves ``updated_at`` too, so the next pass sees the device once more and finds
+    nothing moved: it settles.
     """
 
     def __init__(self, trust: TrustScores, changes: ChangedDevices, clock: Clock, *,
@@ -130,13 +135,26 @@ class TrustRefresher:
         self._clock = clock
         self._every = every
         self._since = clock.now() - OVERLAP
+        self._queued: set[str] = set()
+        self._lock = threading.Lock()
+
+    def rescore_later(self, published: Published) -> None:
+        """Queue the devices a revocation or a device change touched for the next pass."""
+        change = published.change
+        with self._lock:
+            if isinstance(change, CertificateRevoked | CredentialRevoked):
+                if change.device_id is not None:
+                    self._queued.add(change.device_id)
+            elif isinstance(change, DeviceChanged):
+                self._queued.update(change.device_ids)
 
     def refresh_once(self) -> int:
         """One pass; returns how many devices were rescored."""
         now = self._clock.now()
         start = self._since - OVERLAP
-        devices = {d for d, _ in self._changes.device_changes(start)}
-        devices |= {d for d, _ in self._changes.credentials_revoked(start)}
+        with self._lock:
+            devices, self._queued = self._queued, set()
+        devices |= {d for d, _ in self._changes.device_changes(start)}
         self._since = now
         if devices:
             self._trust.recompute(sorted(devices))

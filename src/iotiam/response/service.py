@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
+from iotiam.changes import DetectionModeChanged, DeviceChanged, Published
 from iotiam.clock import Clock
 from iotiam.detection.models import (
     DetectionMode,
@@ -63,7 +64,6 @@ FLEET_PATH = ROOT_PATH
 MAX_NOTE = 2000
 
 _E = TypeVar("_E")
-ModeListener = Callable[[str, DetectionMode], None]
 FalsePositiveListener = Callable[[Finding], None]
 
 
@@ -88,15 +88,10 @@ class IncidentResponse:
         self._settings_read = 0.0
         self._modes: dict[str, DetectionMode] = {}
         self._playbook = DEFAULT_PLAYBOOK
-        self._mode_listeners: list[ModeListener] = []
         self._fp_listeners: list[FalsePositiveListener] = []
         self.default_mode = DetectionMode.LEARN
 
     # -- wiring ---------------------------------------------------------------------------
-
-    def on_mode_change(self, listener: ModeListener) -> None:
-        """Call ``listener(type, mode)`` when a type's mode is set (the engine follows)."""
-        self._mode_listeners.append(listener)
 
     def on_false_positive(self, listener: FalsePositiveListener) -> None:
         """Call ``listener(finding)`` when an admin marks a finding a false positive."""
@@ -142,12 +137,14 @@ class IncidentResponse:
                 raise NotFound(f"device type {device_type!r} not found")
             before = uow.detection_settings.modes().get(device_type, self.default_mode)
             uow.detection_settings.set_mode(device_type, parsed, self._clock.now(), actor.name)
+            uow.changes.record(DetectionModeChanged(device_type, str(parsed)))
             self._audit.append(uow, replace(draft, details={"from": str(before),
                                                             "to": str(parsed)}))
-        self._settings_read = 0.0
-        for listener in self._mode_listeners:
-            listener(device_type, parsed)
         return parsed
+
+    def settings_changed(self, published: Published) -> None:
+        """A mode was set (here or in another process): read the settings again."""
+        self._settings_read = 0.0
 
     def playbook(self) -> Playbook:
         """The playbook in force."""
@@ -277,6 +274,7 @@ class IncidentResponse:
                 check_transition(device.state, DeviceState.QUARANTINED)
                 previous = device.state
                 uow.devices.set_state(device.id, DeviceState.QUARANTINED, now)
+                uow.changes.record(DeviceChanged((device.id,), str(DeviceState.QUARANTINED)))
                 details.update({"from": str(previous), "to": str(DeviceState.QUARANTINED)})
             else:
                 details["credentials_revoked"] = self._revoker.revoke_device_credentials(
@@ -390,6 +388,7 @@ class IncidentResponse:
                          if m.action is Action.QUARANTINE]:
                 check_transition(device.state, restore)
                 uow.devices.set_state(device.id, restore, now)
+                uow.changes.record(DeviceChanged((device.id,), str(restore)))
             self._audit.append(uow, replace(
                 draft, org_path=device.org_path,
                 details={"mitigations": [m.id for m in lifted], "from": str(device.state),

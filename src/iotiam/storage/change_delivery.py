@@ -43,6 +43,10 @@ class ChangeCursor:
         """What of ``found`` was not delivered yet."""
         return [p for p in found if p.position > self.position and p.position not in self._ahead]
 
+    def was_delivered(self, position: int) -> bool:
+        """Whether the change at ``position`` was delivered."""
+        return position <= self.position or position in self._ahead
+
     def delivered(self, positions: Iterable[int]) -> None:
         """Note delivered ids and move ``position`` over every settled id."""
         self._ahead.update(positions)
@@ -82,9 +86,25 @@ class ChangeDelivery:
         # every commit of this process that recorded a change delivers it at once
         database.on_changes_committed(self.deliver_pending)
 
-    def subscribe(self, kinds: tuple[type[Change], ...], consumer: Consumer) -> None:
-        """Call ``consumer`` with every change of these kinds committed from now on."""
-        self._subscribers.append((kinds, consumer))
+    def subscribe(self, kinds: tuple[type[Change], ...], consumer: Consumer, *,
+                  after: int | None = None) -> None:
+        """Call ``consumer`` with every change of these kinds committed from now on; with
+        ``after``, first with those already delivered to others since that position."""
+        with self._delivering:
+            position = self._cursor.position if after is None else after
+            while True:
+                with self._database.reading() as uow:
+                    found = read_changes(uow.conn, position, PAGE)
+                for published in found:
+                    if self._cursor.was_delivered(published.position) and \
+                            isinstance(published.change, kinds):
+                        consumer(published)
+                if len(found) < PAGE:
+                    break
+                position = found[-1].position
+            self._subscribers.append((kinds, consumer))
+        if self._again.is_set():  # a commit came while we held the delivery
+            self.deliver_pending()
 
     @property
     def position(self) -> int:

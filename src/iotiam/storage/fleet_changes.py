@@ -1,8 +1,10 @@
-"""What changed in the fleet, for the broker sync (``broker.fleet.ChangeLog``) and the
-decision point's device cache (``policy.subjects.DeviceSubjects``).
+"""Devices as the broker sync (``broker.fleet.ChangeLog``), the decision point's device
+cache (``policy.subjects.DeviceSubjects``) and the trust refresher read them.
 
-Polled ten times a second by the one process that drives the broker, so it sees
-changes any iotiam process made; every query here is answered from an index.
+Published changes (revocations, state, policies: ``iotiam.changes``) reach them through
+the change feed; ``device_changes`` is the safety net they poll for what moves a
+device's ``updated_at`` without publishing a change. Every query here is answered from
+an index.
 """
 
 from __future__ import annotations
@@ -37,18 +39,6 @@ class SqlChangeLog:
         with self._db.reading() as uow:
             rows = uow.conn.execute(select(d.id, d.updated_at).where(d.updated_at > since))
             return [(r.id, r.updated_at) for r in rows]
-
-    def credentials_revoked(self, since: datetime) -> list[tuple[str, str]]:
-        """(device, credential) for certificates and PSKs revoked after ``since``."""
-        c, p = t.certificates.c, t.psks.c
-        with self._db.reading() as uow:
-            certs = uow.conn.execute(
-                select(c.device_id, c.serial).where(
-                    c.revoked_at > since, c.status == str(CertificateStatus.REVOKED)))
-            found = [(r.device_id, f"cert:{r.serial}") for r in certs if r.device_id]
-            psks = uow.conn.execute(select(p.device_id, p.id).where(p.revoked_at > since))
-            found += [(r.device_id, f"psk:{r.id}") for r in psks]
-        return found
 
     def psk_version(self) -> tuple[int, datetime | None]:
         """(live PSKs, newest change): moves on every issue, rotation and revocation, and

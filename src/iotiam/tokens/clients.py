@@ -7,6 +7,7 @@ from typing import Any
 
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
+from iotiam.changes import CredentialRevoked
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, IdNotAvailable, InvalidInput, NotFound
 from iotiam.inventory.models import (
@@ -174,6 +175,7 @@ class OAuthClients:
                                "revocation is final")
             now = self._clock.now()
             uow.oauth_clients.revoke(client_id, now)
+            uow.changes.record(CredentialRevoked("oauth-client", client_id, client.device_id))
             self._audit.append(uow, replace(refused, tag=AuditTag.OAUTH_CLIENT_REVOKED,
                                             org_path=client.org_path))
             return replace(client, status=ClientStatus.REVOKED, revoked_at=now)

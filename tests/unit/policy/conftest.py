@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from iotiam.changes import PolicyChanged
 from iotiam.clock import FrozenClock
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
+from iotiam.testing.changes import MemoryChangeFeed
 from policy.fakes import T0, AuditRecorder, Directory, MemoryPolicies, MemoryUnitsOfWork
 
 
@@ -25,13 +27,19 @@ def audit() -> AuditRecorder:
 
 
 @pytest.fixture
-def admin(memory: MemoryPolicies, clock: FrozenClock, audit: AuditRecorder
-          ) -> PolicyAdministration:
-    return PolicyAdministration(MemoryUnitsOfWork(memory, Directory()), clock, audit)
+def feed() -> MemoryChangeFeed:
+    return MemoryChangeFeed()
 
 
 @pytest.fixture
-def pdp(admin: PolicyAdministration, clock: FrozenClock) -> DecisionPoint:
+def admin(memory: MemoryPolicies, clock: FrozenClock, audit: AuditRecorder,
+          feed: MemoryChangeFeed) -> PolicyAdministration:
+    return PolicyAdministration(MemoryUnitsOfWork(memory, Directory(), feed), clock, audit)
+
+
+@pytest.fixture
+def pdp(admin: PolicyAdministration, clock: FrozenClock, feed: MemoryChangeFeed
+        ) -> DecisionPoint:
     point = DecisionPoint(admin, clock)
-    admin.on_change(point.invalidate)
+    feed.subscribe((PolicyChanged,), point.policies_changed)
     return point

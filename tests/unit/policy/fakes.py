@@ -23,6 +23,7 @@ from iotiam.policy.models import (
     TargetKind,
 )
 from iotiam.policy.parsing import parse_policy
+from iotiam.testing.changes import MemoryChangeFeed
 
 T0 = datetime(2026, 1, 7, 12, 0, tzinfo=UTC)  # a Wednesday, noon UTC
 ROOT = AttachmentTarget(TargetKind.ORG_UNIT, "root")
@@ -160,13 +161,16 @@ class MemoryUnitOfWork:
     policy_attachments: MemoryPolicies
     policy_targets: Directory
     sites: Directory
+    changes: MemoryChangeFeed = field(default_factory=MemoryChangeFeed)
 
 
 class MemoryUnitsOfWork:
     """``PolicyUnitOfWorkFactory`` over one memory unit of work."""
 
-    def __init__(self, memory: MemoryPolicies, directory: Directory) -> None:
-        self.uow = MemoryUnitOfWork(memory, memory, directory, directory)
+    def __init__(self, memory: MemoryPolicies, directory: Directory,
+                 feed: MemoryChangeFeed | None = None) -> None:
+        self.uow = MemoryUnitOfWork(memory, memory, directory, directory,
+                                    feed or MemoryChangeFeed())
 
     @contextmanager
     def __call__(self) -> Iterator[MemoryUnitOfWork]:

@@ -1,4 +1,5 @@
-"""The hook's subject cache: no store reads on a hit, changes seen at the next check."""
+"""The hook's subject cache: no store reads on a hit; published changes drop their
+devices at once, other record changes are seen at the next check."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from iotiam.changes import CertificateRevoked, CredentialRevoked, DeviceChanged
 from iotiam.clock import FrozenClock
 from iotiam.inventory.models import Device, DeviceState
 from iotiam.policy.models import DevicePosture
 from iotiam.policy.subjects import DeviceSubjects
+from iotiam.testing.changes import MemoryChangeFeed
 from policy.fakes import T0
 
 
@@ -27,8 +30,6 @@ class FakeFleet:
     groups: dict[str, set[str]] = field(default_factory=dict)
     reads: int = 0
     checks: int = 0
-    #: (device, credential, revoked at)
-    revocations: list[tuple[str, str, datetime]] = field(default_factory=list)
 
     def device(self, device_id: str) -> Device | None:
         self.reads += 1
@@ -40,9 +41,6 @@ class FakeFleet:
     def device_changes(self, since: datetime) -> list[tuple[str, datetime]]:
         self.checks += 1
         return [(d.id, d.updated_at) for d in self.devices.values() if d.updated_at > since]
-
-    def credentials_revoked(self, since: datetime) -> list[tuple[str, str]]:
-        return [(d, c) for d, c, at in self.revocations if at > since]
 
     def change(self, device_id: str, at: datetime, **fields: object) -> None:
         self.devices[device_id] = replace(self.devices[device_id], updated_at=at,
@@ -120,19 +118,24 @@ def test_subjects_of_ok_one_group_query() -> None:
     assert fleet.reads == 0
 
 
-def test_cached_ok_revocation_seen_at_next_check() -> None:
-    """G3: a revoked credential drops its device's subject like a change does."""
+def test_cached_ok_revocation_from_the_feed_drops_at_once() -> None:
+    """G3: a revoked credential drops its device's subject as soon as the change feed
+    delivers it, without waiting for a check."""
     clock = FrozenClock(T0)
     fleet = FakeFleet({"d1": _device("d1", T0 - timedelta(hours=1)),
                        "d2": _device("d2", T0 - timedelta(hours=1))})
-    cache = _cache(fleet, clock, check_every=0)
+    cache = _cache(fleet, clock, check_every=3600)
+    feed = MemoryChangeFeed()
+    feed.subscribe((CertificateRevoked, CredentialRevoked, DeviceChanged), cache.changed)
     d1, d2 = cache.cached("d1"), cache.cached("d2")
-    clock.advance(timedelta(seconds=1))
-    fleet.revocations.append(("d1", "cert:01ab", clock.now()))
+    feed.publish(CertificateRevoked(0x01AB, "issuing-1", "d1"))
     again = cache.cached("d1")
     assert again is not None and again is not d1
     assert cache.cached("d2") is d2
     assert cache.cached("d1") is again  # one revocation, one re-read
+    feed.publish(CredentialRevoked("psk", "psk-1", "d2"), DeviceChanged(("d1",), "suspended"))
+    assert cache.cached("d2") is not d2 and cache.cached("d1") is not again
+    assert fleet.checks == 0
 
 
 def test_cached_ok_uncredentialed_subject_kept_one_check_only() -> None:

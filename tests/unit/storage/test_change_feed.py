@@ -273,3 +273,19 @@ def test_listening_feed_ok_lost_connection_catches_up(pg_url: str) -> None:
 def test_delivery_ok_is_the_base_of_both() -> None:
     assert issubclass(PollingChangeFeed, ChangeDelivery)
     assert issubclass(ListeningChangeFeed, ChangeDelivery)
+
+
+def test_subscribe_ok_after_a_position_catches_up(databases: Callable[[], Database]) -> None:
+    """A consumer built while changes were delivered (the broker sync during its cold
+    start) asks for what it missed since the position it read before."""
+    database = databases()
+    feed = PollingChangeFeed(database)
+    mark = feed.position
+    psk = CredentialRevoked("psk", "psk-1", "d1")
+    _record(database, REVOKED, DeviceChanged(("d2",)))
+    _record(database, psk)
+    late = Seen()
+    feed.subscribe((CertificateRevoked, CredentialRevoked), late, after=mark)
+    assert late.changes == [REVOKED, psk]
+    _record(database, REVOKED)
+    assert late.changes == [REVOKED, psk, REVOKED]

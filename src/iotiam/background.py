@@ -1,0 +1,192 @@
+"""What ``iotiam serve`` runs beside the requests: every background job, in one list.
+
+``bootstrap.background_jobs`` builds the list (and subscribes the jobs that follow the
+change feed); ``serve`` only starts and stops it. Two kinds of job:
+
+* **every process** runs its own: the change feed's dispatcher (it delivers to this
+  process's caches) and the CRL refresher;
+* **singletons** run in the first process only (``serve --workers``): the managed
+  broker and its sync, audit checkpoints, trust scores, baseline saving and pruning
+  the change table.
+
+A job is a loop ``run(stop)`` that survives a bad moment (a database restart) and
+returns soon after ``stop`` is set; ``at_exit`` runs once after every loop ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from iotiam.audit.anchor import CheckpointWriter, Refused
+from iotiam.changes import Published
+from iotiam.clock import Clock
+from iotiam.pki.service import Pki
+
+log = logging.getLogger("iotiam.server")
+
+CRL_CHECK_SECONDS = 30.0
+#: how long revocations may settle into one CRL
+CRL_SETTLE_SECONDS = 0.2
+#: how often the detection baselines are written to the data directory
+BASELINE_SAVE_SECONDS = 60.0
+#: how often the audit head is read to see whether a checkpoint is due
+CHECKPOINT_POLL_SECONDS = 1.0
+#: how long published changes are kept (a replica away longer resyncs in full)
+CHANGE_RETENTION = timedelta(days=1)
+PRUNE_SECONDS = 3600.0
+#: how often a loop that waits for a wake-up looks at ``stop``
+STOP_SECONDS = 0.5
+
+Loop = Callable[[threading.Event], None]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One background loop."""
+
+    name: str
+    run: Loop
+    #: only the first process runs it
+    singleton: bool = False
+    #: once, after every loop ended (e.g. save the baselines one last time)
+    at_exit: Callable[[], None] | None = None
+
+
+@dataclass
+class BackgroundJobs:
+    """The jobs of one process: started after the fork, stopped at shutdown."""
+
+    jobs: list[Job]
+    #: the managed broker and its sync (a singleton started before the listeners, so a
+    #: broker that cannot start stops ``serve`` with a one-line error)
+    start_data_plane: Callable[[], Callable[[], None] | None] | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _running: list[Job] = field(default_factory=list)
+    _stop_data_plane: Callable[[], None] | None = None
+
+    def start(self, *, singletons: bool) -> None:
+        """Start this process's jobs (``singletons``: the first process's too)."""
+        if singletons and self.start_data_plane is not None:
+            self._stop_data_plane = self.start_data_plane()
+        self._running = [job for job in self.jobs if singletons or not job.singleton]
+        for job in self._running:
+            thread = threading.Thread(target=job.run, args=(self._stop,), daemon=True,
+                                      name=job.name)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End every loop, then run what must run at exit."""
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        for job in self._running:
+            if job.at_exit is not None:
+                job.at_exit()
+
+    def stop_data_plane(self) -> None:
+        """Stop the broker sync and the managed broker, if this process runs them."""
+        if self._stop_data_plane is not None:
+            self._stop_data_plane()
+            self._stop_data_plane = None
+
+
+class CrlRefresher:
+    """Rebuilds CRLs soon after revocations and well before nextUpdate."""
+
+    def __init__(self, pki: Pki) -> None:
+        self._pki = pki
+        self._wanted = threading.Event()
+
+    def revoked(self, published: Published) -> None:
+        """A certificate was revoked (subscribed to the change feed): rebuild soon."""
+        self._wanted.set()
+
+    def run(self, stop: threading.Event) -> None:
+        """Rebuild what is out of date, then wait for a revocation or the next check."""
+        while not stop.is_set():
+            try:
+                self._pki.refresh_crls()
+            except Exception:  # the loop must survive a bad moment (DB restart, ...)
+                log.exception("CRL refresh failed; retrying")
+            deadline = time.monotonic() + CRL_CHECK_SECONDS
+            while not stop.is_set() and time.monotonic() < deadline:
+                if self._wanted.wait(STOP_SECONDS):
+                    break
+            self._wanted.clear()
+            stop.wait(CRL_SETTLE_SECONDS)  # a burst of revocations: one CRL
+
+
+class ChangeDispatcher(Protocol):
+    """The change feed as a job: delivers, and prunes the table."""
+
+    def run(self, stop: threading.Event) -> None:
+        """Deliver what any process commits until ``stop`` is set."""
+        ...
+
+    def prune(self, keep: timedelta, now: datetime) -> int:
+        """Delete changes older than ``keep``."""
+        ...
+
+
+def change_pruner(feed: ChangeDispatcher, clock: Clock) -> Loop:
+    """A loop deleting published changes older than ``CHANGE_RETENTION``."""
+    def run(stop: threading.Event) -> None:
+        while not stop.wait(PRUNE_SECONDS):
+            try:
+                feed.prune(CHANGE_RETENTION, clock.now())
+            except Exception:  # a database hiccup must not end the loop
+                log.exception("pruning the change table failed; retrying")
+    return run
+
+
+def baseline_saver(save: Callable[[], None]) -> Loop:
+    """A loop saving the detection baselines every ``BASELINE_SAVE_SECONDS``."""
+    def run(stop: threading.Event) -> None:
+        while not stop.wait(BASELINE_SAVE_SECONDS):
+            try:
+                save()
+            except OSError as e:
+                log.warning("saving detection baselines failed: %s", e)
+    return run
+
+
+def checkpoint_signer(writer: CheckpointWriter, every_records: int,
+                      every_seconds: float) -> Loop:
+    """A loop signing an audit checkpoint every N records and at least every minute (G7).
+
+    The head is polled (one indexed read) rather than signalled by the appenders: the
+    token path appends thousands of records a second and must not wait for a signature
+    or a file write.
+    """
+    def run(stop: threading.Event) -> None:
+        last_written = time.monotonic()
+        pending = 1  # at start-up: anchor whatever was appended while nothing ran
+        refused = False
+        while True:
+            due = time.monotonic() - last_written >= every_seconds
+            # a chain that shrank is reported at once, then once a minute while it lasts
+            if (pending >= every_records and not refused) or \
+                    (pending < 0 and not refused) or (pending and due) or stop.is_set():
+                try:
+                    refused = isinstance(writer.write(), Refused)
+                except Exception:  # a database or disk hiccup must not end the loop
+                    log.exception("writing the audit checkpoint failed; retrying")
+                last_written = time.monotonic()
+            if stop.is_set():
+                return
+            stop.wait(CHECKPOINT_POLL_SECONDS)
+            try:
+                pending = writer.pending()
+            except Exception:
+                log.exception("reading the audit head failed; retrying")
+                pending = 0
+    return run
