@@ -24,6 +24,7 @@ from iotiam.broker.process import ManagedMosquitto
 from iotiam.broker.provision import admin_password, provision_broker
 from iotiam.broker.sync import BrokerSync
 from iotiam.broker.sync_ports import Changes
+from iotiam.changes import CertificateRevoked, Published
 from iotiam.clock import SystemClock
 from iotiam.pki.authority import CaMaterial, create_issuing_ca, create_root_ca
 from iotiam.pki.crl import build_crl
@@ -248,7 +249,8 @@ def test_dataplane_ok_revocation_kicks_and_refuses(plane: Plane) -> None:
     device.client.reconnect_delay_set(60, 120)  # the check below is about a fresh connect
     plane.fleet.revoked.append(Revocation(serial, plane.fleet.now, RevocationReason.KEY_COMPROMISE))
     plane.fleet.crl_number += 1
-    plane.fleet.changes = Changes(revoked={"dev-1"})
+    # the change feed delivers the revocation (BrokerSync.follow), then one pass runs
+    plane.sync.follow(Published(1, CertificateRevoked(serial, "issuing", "dev-1")))
     plane.sync._pass(plane.fleet.now)  # one pass of the loop, as after a revoke
     assert device.disconnected.wait(2), "the live session survived the revocation"
     device.close()

@@ -18,6 +18,7 @@ from iotiam.broker.layout import ADMIN_USERNAME
 from iotiam.broker.provision import admin_password
 from iotiam.broker.sync import DEAD_AFTER, BrokerSync
 from iotiam.broker.sync_ports import Changes, SyncReport
+from iotiam.changes import CredentialRevoked, Published
 from iotiam.clock import SystemClock
 from iotiam.policy.broker_acl import AclEntry, AclType
 from iotiam.testing.mqtt import MqttDevice
@@ -160,7 +161,9 @@ def test_sync_ok_a_mass_enrolment_does_not_hold_revocations_back(fleet_plane: Pl
     new = [f"new-{n:04d}" for n in range(100)]
     for device_id in new:
         plane.fleet.allow(device_id, fleet_rights(device_id, guardrail=False))
-    plane.fleet.changes = Changes(changed=set(new), revoked={"dev-00001"})
+    plane.fleet.changes = Changes(changed=set(new))
+    # the change feed delivers the revocation (BrokerSync.follow)
+    plane.sync.follow(Published(1, CredentialRevoked("psk", "psk-1", "dev-00001")))
     try:
         started = time.monotonic()
         plane.sync._pass(plane.fleet.now)
