@@ -126,6 +126,8 @@ class BrokerSync:
         self._classes: dict[str, frozenset[Acl]] = {}
         self._roles: dict[str, frozenset[Acl]] = {}
         self._timers: dict[str, datetime] = {}
+        #: the queue alone: a revoking request never waits for a sync in progress
+        self._queue_lock = threading.Lock()
         self._pending: set[str] = set()
         self._pending_kicks: set[str] = set()
         self._needs_full = True
@@ -158,7 +160,7 @@ class BrokerSync:
 
     def request(self, device_ids: Iterable[str], *, kick: bool = False) -> None:
         """Queue devices for the next pass (kick: a credential of theirs was revoked)."""
-        with self._lock:
+        with self._queue_lock:
             ids = set(device_ids)
             self._pending |= ids
             if kick:
@@ -176,8 +178,7 @@ class BrokerSync:
         elif isinstance(change, DeviceChanged | TrustChanged):
             self.request(change.device_ids)
         elif isinstance(change, PolicyChanged):
-            with self._lock:
-                self._needs_full = True
+            self._needs_full = True
             self.wake.set()
 
     # -- files the broker reads on SIGHUP -----------------------------------------------
@@ -454,7 +455,7 @@ class BrokerSync:
 
     def _pass(self, since: datetime) -> datetime:
         changes = self._fleet.changes_since(since)
-        with self._lock:
+        with self._queue_lock:
             pending, self._pending = self._pending | changes.changed, set()
             kicks, self._pending_kicks = self._pending_kicks, set()
             if changes.policies_changed:
