@@ -30,7 +30,7 @@ from iotiam.attestation.models import (
 from iotiam.attestation.versions import FirmwareVersion
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
-from iotiam.changes import FirmwareSignerRevoked
+from iotiam.changes import DeviceChanged, FirmwareSignerRevoked
 from iotiam.clock import Clock
 from iotiam.detection.models import Finding
 from iotiam.detection.ports import FindingSink
@@ -199,6 +199,8 @@ class FirmwareRegistry:
             # already non-compliant (below the minimum): the reason changes, not the flag
             if uow.firmware.put_status(changed, now):
                 newly.append((changed, verdict))
+        if newly:
+            uow.changes.record(DeviceChanged(tuple(s.device_id for s, _ in newly)))
         devices = uow.devices.get_many([s.device_id for s, _ in newly])
         for status, verdict in newly:
             device = devices.get(status.device_id)
@@ -292,6 +294,7 @@ class FirmwareRegistry:
             changed = replace(status, compliant=verdict.compliant, reason=verdict.reason,
                               image_id=image.id)
             if uow.firmware.put_status(changed, now):
+                uow.changes.record(DeviceChanged((status.device_id,)))
                 flipped += 1
         return flipped
 
@@ -350,6 +353,7 @@ class FirmwareRegistry:
                 continue
             changed = replace(status, compliant=verdict.compliant, reason=verdict.reason)
             uow.firmware.put_status(changed, now)
+            uow.changes.record(DeviceChanged((status.device_id,)))
             flipped += 1
             if isinstance(verdict, NonCompliant):
                 device = uow.devices.get(status.device_id)

@@ -36,6 +36,7 @@ from iotiam.attestation.models import (
 )
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
+from iotiam.changes import DeviceChanged
 from iotiam.clock import Clock
 from iotiam.detection.ports import FindingSink
 from iotiam.errors import IamError, TooManyRequests, Unauthenticated
@@ -151,6 +152,8 @@ class Attestation:
                 reason=verdict.reason, attested_at=now, image_id=verdict.image_id,
                 measurements=claims.measurements)
             changed = uow.firmware.put_status(status, now)
+            if changed:
+                uow.changes.record(DeviceChanged((current.id,)))
             self._audit.append(uow, self._draft(AuditTag.ATTESTATION_VERIFIED, current, {
                 "firmware_version": status.firmware_version,
                 "firmware_hash": status.firmware_hash, "compliant": status.compliant,

@@ -10,12 +10,12 @@ with its class-mates, and its own role with the entries naming it. The sync is:
   roles of a few classes (``modifyRole``, which kicks nobody); the broker is never
   restarted for it, however large the fleet (G11);
 * **incremental** on change: published changes (``follow``, fed by the change feed)
-  queue their devices and wake the loop at once; a short poll of devices' ``updated_at``
-  catches what moves a device without publishing a change (a first certificate, a
-  firmware verdict). Devices whose state, attributes or policies changed get their own
-  role or class fixed; devices that lost a credential are kicked (the client
-  is deleted and, if it may still connect with another credential, created again),
-  after the new CRL is installed, so the reconnect with the revoked certificate fails;
+  queue their devices and wake the loop at once; a poll of devices' ``updated_at`` every
+  ``SAFETY_NET_SECONDS`` catches a change that was not published. Devices whose state,
+  attributes or policies changed get their own role or class fixed; devices that lost a
+  credential are kicked (the client is deleted and, if it may still connect with another
+  credential, created again), after the new CRL is installed, so the reconnect with the
+  revoked certificate fails;
 * **timed**: an ACL that depends on a time window is recomputed when the window flips.
 
 Every command is idempotent, so repeating a sync after a failure is always safe; a
@@ -61,7 +61,7 @@ from iotiam.broker.roles import (
     split_rights,
     stale_commands,
 )
-from iotiam.broker.sync_ports import FleetSource, SyncReport
+from iotiam.broker.sync_ports import Changes, FleetSource, SyncReport
 from iotiam.changes import (
     CertificateRevoked,
     CredentialRevoked,
@@ -78,9 +78,12 @@ from iotiam.policy.broker_acl import BrokerAcl
 
 log = logging.getLogger("iotiam.broker")
 
-#: how often the loop looks at devices' ``updated_at`` (changes published on the change
-#: feed wake it at once)
+#: how often the loop looks at its queue and its time windows (changes published on the
+#: change feed wake it at once)
 POLL_SECONDS = 0.1
+#: how often it also asks the store what changed (devices' ``updated_at``, the policy
+#: generation): the safety net under the change feed
+SAFETY_NET_SECONDS = 1.0
 #: how often it checks the broker is alive and the admin link is up
 HEALTH_SECONDS = 2.0
 #: health checks in a row the broker must fail its liveness probe (``answers``) before
@@ -390,15 +393,18 @@ class BrokerSync:
     # -- the loop ----------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Poll for changes made by any iotiam process and keep the broker in step."""
+        """Keep the broker in step with what the change feed and the store say."""
         since = self._clock.now()
-        next_health = 0.0
+        next_health = next_look = 0.0
         while not stop.is_set():
             try:
                 if time.monotonic() >= next_health:
                     next_health = time.monotonic() + HEALTH_SECONDS
                     self._check_broker(stop)
-                since = self._pass(since)
+                look = time.monotonic() >= next_look
+                if look:
+                    next_look = time.monotonic() + SAFETY_NET_SECONDS
+                since = self._pass(since, look=look)
             except (BrokerUnavailable, DynsecError, OSError) as e:
                 log.warning("broker sync failed, retrying: %s", e)
                 with self._lock:
@@ -453,8 +459,8 @@ class BrokerSync:
                 self.request(todo)
                 return
 
-    def _pass(self, since: datetime) -> datetime:
-        changes = self._fleet.changes_since(since)
+    def _pass(self, since: datetime, *, look: bool = True) -> datetime:
+        changes = self._fleet.changes_since(since) if look else Changes()
         with self._queue_lock:
             pending, self._pending = self._pending | changes.changed, set()
             kicks, self._pending_kicks = self._pending_kicks, set()

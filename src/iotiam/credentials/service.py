@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
-from iotiam.changes import CredentialRevoked
+from iotiam.changes import CredentialRevoked, DeviceChanged
 from iotiam.clock import Clock
 from iotiam.credentials.models import CredentialKind, CredentialView, Psk, PskStatus
 from iotiam.credentials.sealing import SecretSealer
@@ -76,6 +76,7 @@ class Psks:
             uow.psks.add(psk)
             # its standing may change (G3): decision caches and the broker sync re-read it
             uow.devices.touch([device.id], now)
+            uow.changes.record(DeviceChanged((device.id,)))
             self._audit.append(uow, AuditDraft(
                 tag=tag, actor=actor.name, org_path=device.org_path,
                 subject=f"device:{device.id}",

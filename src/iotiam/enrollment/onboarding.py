@@ -14,6 +14,7 @@ from cryptography import x509
 
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
+from iotiam.changes import DeviceChanged
 from iotiam.errors import Conflict, Forbidden, IdNotAvailable
 from iotiam.inventory.models import Device, DeviceState, DeviceType, OrgUnit
 from iotiam.pki.csr import validate_csr
@@ -51,6 +52,7 @@ def register(uow: UnitOfWork, audit: AuditTrail, device: Device, actor: str,
     if uow.devices.get(device.id) is not None:
         raise IdNotAvailable("device id", device.id)
     uow.devices.add(device)
+    uow.changes.record(DeviceChanged((device.id,), str(device.state)))
     audit.append(uow, AuditDraft(
         tag=AuditTag.DEVICE_REGISTERED, actor=actor, org_path=device.org_path,
         subject=f"device:{device.id}", details={"type": device.type_name, **details},

@@ -25,6 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail, refused
+from iotiam.changes import DeviceChanged
 from iotiam.clock import Clock
 from iotiam.config import PkiConfig
 from iotiam.errors import Conflict, Forbidden, IamError, NotFound, contained
@@ -491,6 +492,8 @@ class CertificateIssuance:
                 sorted({item.checked.device.id for item, _ in signed
                         if item.checked.device.state is not DeviceState.PENDING}),
                 self._clock.now())
+            uow.changes.record(DeviceChanged(tuple(sorted(
+                {item.checked.device.id for item, _ in signed}))))
             for item, (_, fingerprint) in signed:
                 record = item.record
                 actor, request = items[item.checked.index]

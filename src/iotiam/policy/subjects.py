@@ -3,13 +3,13 @@
 A broker's authorization hook asks about the same devices thousands of times a second.
 Reading the device and its groups for each question would cost far more than the
 decision (~4 µs), so ``cached`` keeps each device's ``Subject`` and drops it as soon as
-the device changes. Published changes (``iotiam.changes``: a revoked credential, a
-device's state, registration or groups, its trust score) come through the change feed
-(``changed``, subscribed in ``bootstrap.py``), from this process at commit and from any
-other process or replica as soon as its feed delivers them. What moves a device's
-``updated_at`` without publishing a change (a first certificate activating it, a new
-credential, a firmware verdict) is seen by a check: one indexed query ("devices updated
-since …") at most every ``check_every`` seconds for the whole cache. Keeping the same
+the device changes. Published changes (``iotiam.changes``: a revoked or new credential,
+a device's state, registration, groups or firmware verdict, its trust score) come
+through the change feed (``changed``, subscribed in ``bootstrap.py``), from this process
+at commit and from any other process or replica as soon as its feed delivers them. A
+check stays as the safety net for a change that was not published: one indexed
+query ("devices updated since …") at most every ``check_every`` seconds for the whole
+cache. Keeping the same
 ``Subject`` object also keeps the engine's per-subject memo (the compiled view), which a
 new policy generation replaces by itself.
 
@@ -145,7 +145,7 @@ class DeviceSubjects:
             changes = self._devices.device_changes(since)
             self._epoch += 1
             seen = self._seen
-            # an activation, a new credential, a firmware verdict: read it again
+            # a change the feed did not bring: read it again
             for device_id, at in changes:
                 if seen.get(device_id) != at:
                     self._entries.pop(device_id, None)
