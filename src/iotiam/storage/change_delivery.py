@@ -11,6 +11,7 @@ one committed while the table keeps it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -84,7 +85,7 @@ class ChangeDelivery:
         self._delivering = threading.Lock()
         self._again = threading.Event()
         # every commit of this process that recorded a change delivers it at once
-        database.on_changes_committed(self.deliver_pending)
+        database.on_changes_committed(self.committed)
 
     def subscribe(self, kinds: tuple[type[Change], ...], consumer: Consumer, *,
                   after: int | None = None) -> None:
@@ -110,6 +111,24 @@ class ChangeDelivery:
     def position(self) -> int:
         """Every change up to this id was delivered."""
         return self._cursor.position
+
+    def committed(self, published: list[Published]) -> None:
+        """This process just committed these changes: deliver them as they are when they
+        follow the last one delivered (no read), else read the table up to them."""
+        if self._delivering.acquire(blocking=False):
+            try:
+                follows = published[0].position == self._cursor.position + 1 and all(
+                    later.position == earlier.position + 1
+                    for earlier, later in itertools.pairwise(published))
+                if follows:
+                    for change in published:
+                        self._deliver(change)
+                    self._cursor.delivered(p.position for p in published)
+            finally:
+                self._delivering.release()
+            if follows and not self._again.is_set():
+                return
+        self.deliver_pending()
 
     def deliver_pending(self) -> int:
         """Deliver every change committed since the last delivery; how many.

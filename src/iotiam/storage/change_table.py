@@ -22,18 +22,25 @@ from sqlalchemy import (
     Text,
     delete,
     func,
-    insert,
     select,
-    text,
 )
 
 from iotiam.changes import Change, Published, from_fields, kind_name, to_fields
+from iotiam.storage.raw import RawSql, RawStatement
 from iotiam.storage.schema import UtcDateTime, metadata
 
 #: the PostgreSQL channel the recorder notifies and the feed listens on
 NOTIFY_CHANNEL = "iotiam_changes"
-#: marks a connection whose transaction recorded a change (``Database`` wakes the feed)
+#: the changes a connection's transaction recorded (``Database`` hands them to the feed)
 RECORDED = "iotiam_changes_recorded"
+
+# issuance records one change per call: written for the driver (``storage/raw.py``)
+_RECORD_SQLITE = RawStatement(
+    "INSERT INTO changes (kind, body, recorded_at) VALUES (:kind, :body, :at) RETURNING id")
+# NOTIFY is sent when (and only if) the transaction commits; the channel is NOTIFY_CHANNEL
+_RECORD_POSTGRESQL = RawStatement(
+    "WITH added AS (INSERT INTO changes (kind, body, recorded_at) VALUES (:kind, :body, :at)"
+    " RETURNING id) SELECT id, pg_notify('iotiam_changes', id::text) FROM added")
 
 ChangeId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -58,15 +65,12 @@ class SqlChangeRecorder:
 
     def record(self, change: Change) -> None:
         """Insert the change (and, on PostgreSQL, NOTIFY: sent on commit)."""
-        # the wall clock: this time only decides when the row is pruned
-        row = self._conn.execute(insert(changes).values(
-            kind=kind_name(change), body=json.dumps(to_fields(change)),
-            recorded_at=datetime.now(UTC)))
-        self._conn.info[RECORDED] = True
-        if self._conn.dialect.name == "postgresql":
-            self._conn.execute(text("SELECT pg_notify(:channel, :id)"),
-                               {"channel": NOTIFY_CHANNEL,
-                                "id": str(row.inserted_primary_key[0])})  # type: ignore[index]
+        raw = RawSql(self._conn)
+        row = raw.first(_RECORD_SQLITE if raw.is_sqlite else _RECORD_POSTGRESQL, {
+            "kind": kind_name(change), "body": json.dumps(to_fields(change)),
+            # the wall clock: this time only decides when the row is pruned
+            "at": raw.when(datetime.now(UTC))})
+        self._conn.info.setdefault(RECORDED, []).append(Published(int(row[0]), change))
 
 
 def read_changes(conn: Connection, after: int, limit: int) -> list[Published]:

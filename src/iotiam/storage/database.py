@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from iotiam.changes import Published
 from iotiam.errors import Conflict, IamError, InvalidInput
 from iotiam.storage.admin_store import SqlAdminTokenStore
 from iotiam.storage.attestation_store import SqlFirmwareStore
@@ -167,11 +168,11 @@ class Database:
         self._sqlite_writer = threading.RLock()
         self._writer_depth = 0
         self._writer_file = self._open_writer_lock()
-        self._on_changes: list[Callable[[], object]] = []
+        self._on_changes: list[Callable[[list[Published]], object]] = []
 
-    def on_changes_committed(self, callback: Callable[[], object]) -> None:
-        """Call ``callback`` after every commit of this process that recorded a change
-        (the change feed delivers it at once, without waiting for its next poll)."""
+    def on_changes_committed(self, callback: Callable[[list[Published]], object]) -> None:
+        """Call ``callback`` with the changes of every commit of this process that recorded
+        some (the change feed delivers them at once, without waiting for its next poll)."""
         self._on_changes.append(callback)
 
     def _open_writer_lock(self) -> IO[str] | None:
@@ -191,18 +192,20 @@ class Database:
         """A write transaction."""
         if not self.is_sqlite:
             with self._transaction("BEGIN") as uow:
+                uow.conn.info.pop(RECORDED, None)
                 yield uow
-                recorded = uow.conn.info.pop(RECORDED, False)
+                recorded = uow.conn.info.pop(RECORDED, None)
         else:
             with self._sqlite_writer, self._other_processes(), \
                     self._transaction("BEGIN IMMEDIATE") as uow:
+                uow.conn.info.pop(RECORDED, None)  # left by a transaction that failed
                 yield uow
-                recorded = uow.conn.info.pop(RECORDED, False)
+                recorded = uow.conn.info.pop(RECORDED, None)
         # committed, and every lock released
         if recorded:
             for callback in self._on_changes:
                 try:
-                    callback()
+                    callback(recorded)
                 except Exception:  # the change is stored: its feed delivers it at the next poll
                     log.exception("delivering committed changes failed")
 

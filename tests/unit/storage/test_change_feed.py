@@ -289,3 +289,17 @@ def test_subscribe_ok_after_a_position_catches_up(databases: Callable[[], Databa
     assert late.changes == [REVOKED, psk]
     _record(database, REVOKED)
     assert late.changes == [REVOKED, psk, REVOKED]
+
+
+def test_feed_ok_own_commit_after_anothers_keeps_the_order(
+        databases: Callable[[], Database]) -> None:
+    """A's own commit follows B's, which A's poll has not read yet: A reads B's first."""
+    here, there = databases(), databases()
+    feed = PollingChangeFeed(here)
+    seen = Seen()
+    feed.subscribe((CertificateRevoked, DeviceChanged), seen)
+    _record(there, DeviceChanged(("from-b",)))
+    _record(here, REVOKED)
+    assert seen.changes == [DeviceChanged(("from-b",)), REVOKED]
+    positions = [p.position for p in seen.published]
+    assert positions == sorted(positions)
