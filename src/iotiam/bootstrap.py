@@ -333,6 +333,7 @@ def follow_changes(services: Services) -> Services:
     # one mode, held by the response settings and followed by the detection engine
     feed.subscribe((DetectionModeChanged,), services.response.settings_changed)
     feed.subscribe((DetectionModeChanged,), services.ingest.mode_changed)
+    feed.subscribe((DeviceChanged,), services.ingest.devices_changed)
     return services
 
 

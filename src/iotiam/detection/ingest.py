@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from iotiam.changes import DetectionModeChanged, Published
+from iotiam.changes import DetectionModeChanged, DeviceChanged, Published
 from iotiam.detection.models import DetectionMode, Event, Finding
 from iotiam.detection.ports import FindingSink
 from iotiam.errors import InvalidInput, contained
@@ -109,6 +109,13 @@ class EventIngest:
         if isinstance(change, DetectionModeChanged):
             self.set_mode(change.device_type, DetectionMode(change.mode))
 
+    def devices_changed(self, published: Published) -> None:
+        """Registered, moved or re-typed devices: look their type and org path up again."""
+        change = published.change
+        if isinstance(change, DeviceChanged):
+            for device_id in change.device_ids:
+                self._types.pop(device_id, None)
+
     def false_positive(self, finding: Finding) -> None:
         """Tell the engine an admin marked a finding a false positive."""
         # a finding no detector of the engine raised (attestation, say) has no baseline
@@ -119,8 +126,9 @@ class EventIngest:
     def _attribute(self, events: Sequence[Event]) -> dict[str, tuple[str | None, str | None]]:
         now = self._clock()
         wanted = {e.device_id for e in events if e.device_id is not None}
+        # ``devices_changed`` may drop entries meanwhile (the change feed's thread)
         stale = [d for d in wanted
-                 if d not in self._types or now - self._types[d][2] > TYPE_CACHE_SECONDS]
+                 if (known := self._types.get(d)) is None or now - known[2] > TYPE_CACHE_SECONDS]
         if stale:
             found = self._devices.types_and_paths(stale)
             for device_id in stale:
@@ -128,7 +136,12 @@ class EventIngest:
                 self._types[device_id] = (type_name, path, now)
             if len(self._types) > 1_000_000:  # a flood of made-up ids must not grow forever
                 self._types.clear()
-        return {d: self._types[d][:2] for d in wanted if d in self._types}
+        attributed: dict[str, tuple[str | None, str | None]] = {}
+        for device_id in wanted:
+            entry = self._types.get(device_id)
+            if entry is not None:
+                attributed[device_id] = (entry[0], entry[1])
+        return attributed
 
     def ingest(self, events: Sequence[Event], *, org_path: str | None = None,
                report: IngestReport | None = None,
