@@ -151,9 +151,15 @@ class SqlUnitOfWork:
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        """A nested transaction; an exception inside rolls back only its own work."""
-        with self.conn.begin_nested():
-            yield
+        """A nested transaction; an exception inside rolls back only its own work (the
+        changes it recorded included)."""
+        recorded = len(self.conn.info.get(RECORDED, ()))
+        try:
+            with self.conn.begin_nested():
+                yield
+        except BaseException:
+            del self.conn.info.get(RECORDED, [])[recorded:]
+            raise
 
 
 class Database:

@@ -303,3 +303,18 @@ def test_feed_ok_own_commit_after_anothers_keeps_the_order(
     assert seen.changes == [DeviceChanged(("from-b",)), REVOKED]
     positions = [p.position for p in seen.published]
     assert positions == sorted(positions)
+
+
+def test_feed_ok_change_of_a_rolled_back_savepoint_not_published(
+        databases: Callable[[], Database]) -> None:
+    database = databases()
+    feed = PollingChangeFeed(database)
+    seen = Seen()
+    feed.subscribe((CertificateRevoked, DeviceChanged), seen)
+    with database() as uow:
+        with pytest.raises(RuntimeError), uow.savepoint():
+            uow.changes.record(DeviceChanged(("undone",)))
+            raise RuntimeError("this row failed")
+        uow.changes.record(REVOKED)
+    assert seen.changes == [REVOKED]
+    assert feed.deliver_pending() == 0
