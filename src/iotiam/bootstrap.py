@@ -101,7 +101,7 @@ class Services:
     #: signs audit checkpoints into the data directory (G7); run by ``serve`` and ``init``
     checkpoints: CheckpointWriter
     admin_tokens: AdminTokens
-    inventory: Inventory
+    inventory: Inventory[SqlUnitOfWork]
     pki: Pki
     enrollment: Enrollment
     psks: Psks
@@ -122,7 +122,7 @@ class Services:
     #: device attestation (challenge, evidence) and the compliance read API
     attestation: Attestation
     #: findings, their lifecycle, playbooks, modes, mitigations
-    response: IncidentResponse
+    response: IncidentResponse[SqlUnitOfWork]
     #: device trust scores (explained), fed back into policy conditions
     trust: TrustScores
     #: the event pipeline: every source of events ends here
@@ -250,7 +250,8 @@ def build_services(
     inventory = Inventory(database, clock, audit, every_credential)
     trust = TrustScores(database, clock, NoFirmwareData())
     alerts = AlertDispatcher(alert_channels(settings))
-    response = IncidentResponse(database, clock, audit, every_credential, alerts, trust)
+    response = IncidentResponse(database, clock, audit, inventory, every_credential, alerts,
+                                trust)
     attestation = Attestation(database, clock, audit, DeviceCa(
         pki.cas.issuing_id, pki.cas.issuing.certificate.subject), finding_sink=response)
     trust.use_firmware_source(attestation)
@@ -309,7 +310,8 @@ def alert_channels(settings: Settings) -> list[AlertChannel]:
     return channels
 
 
-def detection_engine(settings: Settings, response: IncidentResponse) -> DetectionEngine:
+def detection_engine(settings: Settings, response: IncidentResponse[SqlUnitOfWork]
+                     ) -> DetectionEngine:
     """The detection engine: carrying on from its saved baselines when they fit, in the
     stored per-type modes."""
     learning = settings.detection_learning_seconds

@@ -7,17 +7,17 @@ from dataclasses import replace
 from datetime import timedelta
 
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.credentials.models import CredentialKind, CredentialView, Psk, PskStatus
+from iotiam.credentials.ports import CredentialsUnitOfWork
 from iotiam.credentials.sealing import SecretSealer
 from iotiam.errors import Conflict, InvalidInput
 from iotiam.inventory.lifecycle import Transport, may, refusal
 from iotiam.inventory.models import Device
-from iotiam.inventory.service import visible_device
-from iotiam.kernel import Principal, Role
+from iotiam.inventory.ports import visible_device
+from iotiam.kernel import Principal, Role, Transactions
 from iotiam.pki.models import CertificateStatus
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 PSK_BYTES = 32
 
@@ -25,8 +25,8 @@ PSK_BYTES = 32
 class Psks:
     """TLS-PSK credentials for constrained devices that cannot do certificates."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail,
-                 sealer: SecretSealer) -> None:
+    def __init__(self, uow: Transactions[CredentialsUnitOfWork], clock: Clock,
+                 audit: Auditor, sealer: SecretSealer) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
@@ -97,8 +97,8 @@ class Psks:
             return replace(current, status=PskStatus.REVOKED, revoked_at=self._clock.now(),
                            revocation_reason=reason)
 
-    def revoke_device_credentials(self, uow: UnitOfWork, actor: Principal, device: Device,
-                                  reason: str) -> int:
+    def revoke_device_credentials(self, uow: CredentialsUnitOfWork, actor: Principal,
+                                  device: Device, reason: str) -> int:
         """Inside a caller's transaction: revoke the device's active PSK, if any."""
         current = uow.psks.active_for_device(device.id)
         if current is None:
@@ -106,7 +106,8 @@ class Psks:
         self._revoke(uow, actor, current, reason)
         return 1
 
-    def _revoke(self, uow: UnitOfWork, actor: Principal, psk: Psk, reason: str) -> None:
+    def _revoke(self, uow: CredentialsUnitOfWork, actor: Principal, psk: Psk,
+                reason: str) -> None:
         if not uow.psks.revoke(psk.id, self._clock.now(), reason, None):
             raise Conflict(f"PSK {psk.id} was already revoked; revocation is final")
         self._audit.append(uow, AuditDraft(

@@ -19,7 +19,7 @@ from iotiam.enrollment.models import ClaimToken
 from iotiam.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from iotiam.inventory.lifecycle import Transport, refusal
 from iotiam.inventory.models import Device
-from iotiam.inventory.service import visible_device
+from iotiam.inventory.ports import visible_device
 from iotiam.kernel import ROOT_PATH, Principal, Role
 from iotiam.pki.csr import parse_csr
 from iotiam.pki.keys import require_leaf_public_key

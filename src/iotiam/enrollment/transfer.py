@@ -19,11 +19,10 @@ from iotiam.enrollment.models import Transfer
 from iotiam.enrollment.service import check_claim_ttl, mint_claim
 from iotiam.errors import Conflict, NotFound
 from iotiam.inventory.models import DeviceState
-from iotiam.inventory.ports import CredentialRevoker
-from iotiam.inventory.service import visible_device
+from iotiam.inventory.ports import CredentialRevoker, visible_device
 from iotiam.kernel import Principal, Role
 from iotiam.policy.models import AttachmentTarget, TargetKind
-from iotiam.unit_of_work import UnitOfWorkFactory
+from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 DEFAULT_TRANSFER_CLAIM_TTL = timedelta(days=1)
 #: a quarantined device stays where it is (moving it would lift the quarantine)
@@ -35,7 +34,7 @@ class OwnershipTransfer:
     """Move a device to another org unit with a clean slate."""
 
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail,
-                 revoker: CredentialRevoker) -> None:
+                 revoker: CredentialRevoker[UnitOfWork]) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit

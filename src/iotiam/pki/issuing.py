@@ -23,8 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail, refused
+from iotiam.audit.models import AuditDraft, AuditTag, refused
+from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
 from iotiam.config import PkiConfig
 from iotiam.errors import Conflict, Forbidden, IamError, NotFound, contained

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail, refused
+from iotiam.audit.models import AuditDraft, AuditTag, refused
+from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
 from iotiam.errors import IamError, contained
 from iotiam.kernel import ROOT_PATH
