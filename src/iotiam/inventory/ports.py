@@ -196,12 +196,13 @@ class InventoryUnitOfWork(DeviceUnitOfWork, AuditUnitOfWork, Protocol):
 
 
 class DeviceLifecycle(Protocol):
-    """Moves a device along its lifecycle inside another domain's transaction
-    (the inventory service): response quarantines devices and lifts quarantines."""
+    """Moves a device along its lifecycle inside another domain's transaction, the way
+    the inventory does it (implemented by the inventory service). Response quarantines
+    devices with it and lifts quarantines."""
 
     def quarantine(self, uow: DeviceUnitOfWork, device: Device) -> None:
-        """Move ``device`` (read for update) into quarantine, or Conflict if its state
-        may not go there."""
+        """Move ``device`` (the caller read it for update) into quarantine, or Conflict if
+        its state may not go there."""
         ...
 
     def restore(self, uow: DeviceUnitOfWork, device: Device, state: DeviceState) -> None:
@@ -209,7 +210,6 @@ class DeviceLifecycle(Protocol):
         ...
 
 
-#: the unit of work a revoker works in; a caller's transactions must be ones it can
 UnitOfWorkT = TypeVar("UnitOfWorkT")
 UnitOfWorkT_contra = TypeVar("UnitOfWorkT_contra", contravariant=True)
 
