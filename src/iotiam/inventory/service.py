@@ -59,9 +59,9 @@ UnitOfWorkT = TypeVar("UnitOfWorkT", bound=InventoryUnitOfWork)
 class Inventory(Generic[UnitOfWorkT]):
     """Everything about what is in the fleet and where it belongs.
 
-    Decommissioning revokes the device's credentials in its own transaction, so the
-    inventory's transactions are ones its revoker works in too (``UnitOfWorkT``).
-    It is the ``DeviceLifecycle`` of the other domains.
+    Decommissioning revokes the device's credentials in the transaction that moves
+    its state, so the inventory's transactions are ones its revoker works in too
+    (``UnitOfWorkT``). It is the ``DeviceLifecycle`` of the other domains.
     """
 
     def __init__(

@@ -21,6 +21,7 @@ from iotiam.inventory.credential_status import (
     never_rotated_devices,
 )
 from iotiam.inventory.models import CredentialStatus
+from iotiam.inventory.ports import visible_device
 from iotiam.kernel import Principal, Transactions
 from iotiam.response.models import TrustScore
 from iotiam.response.ports import FirmwareCompliance, FirmwareStatusLike, ResponseUnitOfWork
@@ -91,9 +92,7 @@ class TrustScores:
     def explain(self, actor: Principal, device_id: str) -> TrustScore:
         """The device's score computed now, with its factors (404 outside the subtree)."""
         with self._uow.reading() as uow:
-            device = uow.devices.get(device_id)
-            if device is None or not actor.sees(device.org_path):
-                raise NotFound(f"device {device_id!r} not found")
+            visible_device(uow, actor, device_id)
         score = self.recompute([device_id]).get(device_id)
         if score is None:
             raise NotFound(f"device {device_id!r} not found")

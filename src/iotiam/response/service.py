@@ -37,7 +37,7 @@ from iotiam.detection.models import (
 )
 from iotiam.errors import Conflict, InvalidInput, NotFound
 from iotiam.inventory.models import DeviceState
-from iotiam.inventory.ports import CredentialRevoker, DeviceLifecycle
+from iotiam.inventory.ports import CredentialRevoker, DeviceLifecycle, visible_device
 from iotiam.kernel import ROOT_PATH, Principal, Role, Transactions
 from iotiam.response.alerts import AlertDispatcher
 from iotiam.response.models import (
@@ -359,10 +359,8 @@ class IncidentResponse(Generic[UnitOfWorkT]):
     def mitigations(self, actor: Principal, device_id: str) -> list[Mitigation]:
         """Mitigations in force on a device."""
         with self._uow.reading() as uow:
-            device = uow.devices.get(device_id)
-            if device is None or not actor.sees(device.org_path):
-                raise NotFound(f"device {device_id!r} not found")
-            return uow.mitigations.active_for(device_id)
+            device = visible_device(uow, actor, device_id)
+            return uow.mitigations.active_for(device.id)
 
     def lift_quarantine(self, actor: Principal, device_id: str) -> list[Mitigation]:
         """Undo the device's quarantine: it returns to the state it was in before."""
@@ -378,9 +376,7 @@ class IncidentResponse(Generic[UnitOfWorkT]):
                            org_path=actor.org_path, subject=f"device:{device_id[:128]}")
         with self._audit.refusals(draft), self._uow() as uow:
             actor.require(Role.OPERATOR, "lifting a mitigation")
-            device = uow.devices.get(device_id, for_update=True)
-            if device is None or not actor.sees(device.org_path):
-                raise NotFound(f"device {device_id!r} not found")
+            device = visible_device(uow, actor, device_id, for_update=True)
             lifted = [m for m in uow.mitigations.active_for(device_id)
                       if m.action is Action.QUARANTINE
                       and (finding_id is None or m.finding_id == finding_id)]
