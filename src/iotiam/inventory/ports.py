@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.errors import NotFound
@@ -20,7 +20,10 @@ from iotiam.inventory.models import (
     RotationPolicy,
 )
 from iotiam.kernel import Principal
-from iotiam.pki.ports import CertificateStore
+
+if TYPE_CHECKING:
+    # the PKI's ports name the inventory's stores: only the type checker reads both
+    from iotiam.pki.ports import CertificateStore
 
 
 class OrgUnitStore(Protocol):
