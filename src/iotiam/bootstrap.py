@@ -108,7 +108,7 @@ class Services:
     manufacturers: Manufacturers
     enrollment_queue: EnrollmentQueue
     first_contact: FirstContact
-    transfers: OwnershipTransfer
+    transfers: OwnershipTransfer[SqlUnitOfWork]
     policies: PolicyAdministration
     decisions: DecisionPoint
     #: decision subjects of devices (cached for the broker authorization hook)
@@ -239,7 +239,7 @@ def build_services(
         SqlStatusReader(database.engine),
     )
     psks = Psks(database, clock, audit, SecretSealer(data_key(settings, create=False)))
-    every_credential = AllCredentials(pki, psks)
+    every_credential: AllCredentials[SqlUnitOfWork] = AllCredentials(pki, psks)
     queue = EnrollmentQueue(database, clock, audit, pki, QueueLimits(
         retry_after_seconds=settings.est_retry_after_seconds))
     policies = PolicyAdministration(database, clock, audit)
@@ -268,12 +268,12 @@ def build_services(
         admin_tokens=AdminTokens(database, clock, audit),
         inventory=inventory,
         pki=pki,
-        enrollment=Enrollment(database, clock, audit, pki),
+        enrollment=Enrollment(database, clock, audit, pki, inventory),
         psks=psks,
         manufacturers=Manufacturers(database, clock, audit),
         enrollment_queue=queue,
         first_contact=FirstContact(database, clock, audit, pki, queue),
-        transfers=OwnershipTransfer(database, clock, audit, every_credential),
+        transfers=OwnershipTransfer(database, clock, audit, every_credential, inventory),
         policies=policies,
         decisions=decisions,
         subjects=subjects,

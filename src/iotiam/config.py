@@ -15,27 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from iotiam.errors import SetupError
+from iotiam.pki.models import PkiConfig
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "iotiam"
 CONFIG_FILE = "config.json"
 # the local CLI profile `init` leaves; here rather than in bootstrap so that the CLI, a
 # thin API client, can find it without importing the storage and web layers
 PROFILE_FILE = "profile.json"
-
-
-@dataclass(frozen=True)
-class PkiConfig:
-    """Knobs of the built-in CA, CRL and OCSP."""
-
-    public_base_url: str
-    crl_validity: timedelta = timedelta(hours=24)
-    # rebuild the CRL when less than this is left before nextUpdate
-    crl_refresh_margin: timedelta = timedelta(hours=12)
-    # G6: revoked certificates stay on the CRL this long after they expire
-    crl_expired_buffer: timedelta = timedelta(days=7)
-    ocsp_validity: timedelta = timedelta(hours=1)
-    # leaf notBefore is backdated a little for devices with skewed clocks
-    backdate: timedelta = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)

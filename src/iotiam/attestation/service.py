@@ -221,7 +221,7 @@ class Attestation:
     def status(self, actor: Principal, device_id: str) -> tuple[Device, FirmwareStatus | None]:
         """A device the caller sees and its last attested firmware (None: never)."""
         with self._uow.reading() as uow:
-            device = visible_device(uow, actor, device_id)
+            device = visible_device(uow.devices, actor, device_id)
             return device, uow.firmware.status(device.id)
 
     def compliance_of(self, device_ids: Sequence[str]) -> dict[str, FirmwareStatus]:

@@ -52,7 +52,7 @@ class Psks:
             if lifetime is not None and not timedelta(minutes=1) <= lifetime <= timedelta(
                     days=825):
                 raise InvalidInput("PSK lifetime must be between 1 minute and 825 days")
-            device = visible_device(uow, actor, device_id, for_update=True)
+            device = visible_device(uow.devices, actor, device_id, for_update=True)
             refused = refusal(device.id, device.state, Transport.ENROLL)
             if refused is not None:
                 raise Conflict(f"{refused}; no new credentials")
@@ -89,7 +89,7 @@ class Psks:
                            details={"refused": True})
         with self._audit.refusals(draft), self._uow() as uow:
             actor.require(Role.OPERATOR, "revoking PSKs")
-            device = visible_device(uow, actor, device_id)
+            device = visible_device(uow.devices, actor, device_id)
             current = uow.psks.active_for_device(device.id)
             if current is None:
                 raise Conflict(f"device {device_id!r} has no active PSK")
@@ -151,7 +151,7 @@ class Psks:
         """Every credential of a device (certificates and PSKs), one lifecycle model."""
         now = self._clock.now()
         with self._uow.reading() as uow:
-            device = visible_device(uow, actor, device_id)
+            device = visible_device(uow.devices, actor, device_id)
             views = [
                 CredentialView(
                     kind=CredentialKind.CERTIFICATE, id=c.serial_hex, device_id=device.id,

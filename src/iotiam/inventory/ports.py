@@ -26,6 +26,17 @@ if TYPE_CHECKING:
     from iotiam.pki.ports import CertificateStore
 
 
+class VisibleDevices(Protocol):
+    """Finds a device for another domain's use case, in that use case's transaction, by
+    the inventory's rule: another tenant's device is not found (G9). Implemented by
+    ``inventory.service.Inventory``."""
+
+    def visible_device(self, devices: DeviceStore, actor: Principal, device_id: str, *,
+                       for_update: bool = False) -> Device:
+        """The device if it lies inside ``actor``'s subtree, else NotFound."""
+        ...
+
+
 class OrgUnitStore(Protocol):
     """The org-unit tree."""
 
@@ -160,10 +171,11 @@ class DeviceUnitOfWork(Protocol):
 
 
 def visible_device(
-    uow: DeviceUnitOfWork, actor: Principal, device_id: str, *, for_update: bool = False
+    devices: DeviceStore, actor: Principal, device_id: str, *, for_update: bool = False
 ) -> Device:
-    """A device inside the caller's subtree, or NotFound (never Forbidden, G9)."""
-    device = uow.devices.get(device_id, for_update=for_update)
+    """A device inside the caller's subtree, read in the caller's transaction through
+    its ``devices``, or NotFound (never Forbidden, G9)."""
+    device = devices.get(device_id, for_update=for_update)
     if device is None or not actor.sees(device.org_path):
         raise NotFound(f"device {device_id!r} not found")
     return device

@@ -44,6 +44,7 @@ from iotiam.inventory.models import (
 )
 from iotiam.inventory.ports import (
     CredentialRevoker,
+    DeviceStore,
     DeviceUnitOfWork,
     InventoryUnitOfWork,
     visible_device,
@@ -241,7 +242,7 @@ class Inventory(Generic[UnitOfWorkT]):
     def get_device(self, actor: Principal, device_id: str) -> Device:
         """One device the caller may see (404 for other tenants' devices, G9)."""
         with self._uow.reading() as uow:
-            return visible_device(uow, actor, device_id)
+            return visible_device(uow.devices, actor, device_id)
 
     def list_devices(
         self,
@@ -278,7 +279,7 @@ class Inventory(Generic[UnitOfWorkT]):
         )
         with self._audit.refusals(draft), self._uow() as uow:
             actor.require(Role.OPERATOR, "changing device state")
-            device = visible_device(uow, actor, device_id, for_update=True)
+            device = visible_device(uow.devices, actor, device_id, for_update=True)
             check_transition(device.state, target)
             now = self._clock.now()
             uow.devices.set_state(device.id, target, now)
@@ -385,7 +386,7 @@ class Inventory(Generic[UnitOfWorkT]):
             group = uow.groups.get(group_id)
             if group is None or not actor.sees(group.org_path):
                 raise NotFound(f"group {group_id!r} not found")
-            device = visible_device(uow, actor, device_id)
+            device = visible_device(uow.devices, actor, device_id)
             if not device.org_path.startswith(group.org_path):
                 raise InvalidInput(f"device {device_id!r} is outside the group's org unit")
             uow.groups.add_member(group_id, device_id, self._clock.now())
@@ -439,6 +440,11 @@ class Inventory(Generic[UnitOfWorkT]):
             rotation_age_days=int(rotation_age.total_seconds() // 86400),
             never_rotated=len(never_rotated),
         )
+
+    def visible_device(self, devices: DeviceStore, actor: Principal, device_id: str, *,
+                       for_update: bool = False) -> Device:
+        """``VisibleDevices``: ``inventory.ports.visible_device``."""
+        return visible_device(devices, actor, device_id, for_update=for_update)
 
 
 def _with_path(draft: AuditDraft, org_path: str, details: dict[str, Any]) -> AuditDraft:

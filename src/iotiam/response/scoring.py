@@ -92,7 +92,7 @@ class TrustScores:
     def explain(self, actor: Principal, device_id: str) -> TrustScore:
         """The device's score computed now, with its factors (404 outside the subtree)."""
         with self._uow.reading() as uow:
-            visible_device(uow, actor, device_id)
+            visible_device(uow.devices, actor, device_id)
         score = self.recompute([device_id]).get(device_id)
         if score is None:
             raise NotFound(f"device {device_id!r} not found")

@@ -359,7 +359,7 @@ class IncidentResponse(Generic[UnitOfWorkT]):
     def mitigations(self, actor: Principal, device_id: str) -> list[Mitigation]:
         """Mitigations in force on a device."""
         with self._uow.reading() as uow:
-            device = visible_device(uow, actor, device_id)
+            device = visible_device(uow.devices, actor, device_id)
             return uow.mitigations.active_for(device.id)
 
     def lift_quarantine(self, actor: Principal, device_id: str) -> list[Mitigation]:
@@ -376,7 +376,7 @@ class IncidentResponse(Generic[UnitOfWorkT]):
                            org_path=actor.org_path, subject=f"device:{device_id[:128]}")
         with self._audit.refusals(draft), self._uow() as uow:
             actor.require(Role.OPERATOR, "lifting a mitigation")
-            device = visible_device(uow, actor, device_id, for_update=True)
+            device = visible_device(uow.devices, actor, device_id, for_update=True)
             lifted = [m for m in uow.mitigations.active_for(device_id)
                       if m.action is Action.QUARANTINE
                       and (finding_id is None or m.finding_id == finding_id)]
