@@ -106,12 +106,12 @@ def test_lifecycle_port_ok(installation: Installation) -> None:
     before = len(audit_records(api))
     installation.clock.advance(timedelta(minutes=1))
     with database() as uow:
-        inventory.quarantine(uow, visible_device(uow, SYSTEM, "lent", for_update=True))
+        inventory.quarantine(uow, visible_device(uow.devices, SYSTEM, "lent", for_update=True))
     shown = api.get("/v1/devices/lent").json()
     assert (shown["state"], shown["updated_at"]) == (
         "quarantined", installation.clock.now().isoformat())
     with database() as uow:
-        inventory.restore(uow, visible_device(uow, SYSTEM, "lent", for_update=True),
+        inventory.restore(uow, visible_device(uow.devices, SYSTEM, "lent", for_update=True),
                           DeviceState.SUSPENDED)
     assert api.get("/v1/devices/lent").json()["state"] == "suspended"
     assert len(audit_records(api)) == before
@@ -124,7 +124,7 @@ def test_lifecycle_port_fail_decommissioned(installation: Installation) -> None:
     before = row_counts(installation)
     with pytest.raises(Conflict, match="cannot go from decommissioned to quarantined"), \
             database() as uow:
-        inventory.quarantine(uow, visible_device(uow, SYSTEM, "gone", for_update=True))
+        inventory.quarantine(uow, visible_device(uow.devices, SYSTEM, "gone", for_update=True))
     assert api.get("/v1/devices/gone").json()["state"] == "decommissioned"
     assert row_counts(installation) == before
 
