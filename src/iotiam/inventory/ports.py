@@ -26,17 +26,6 @@ if TYPE_CHECKING:
     from iotiam.pki.ports import CertificateStore
 
 
-class VisibleDevices(Protocol):
-    """Finds a device for another domain's use case, in that use case's transaction, by
-    the inventory's rule: another tenant's device is not found (G9). Implemented by
-    ``inventory.service.Inventory``."""
-
-    def visible_device(self, devices: DeviceStore, actor: Principal, device_id: str, *,
-                       for_update: bool = False) -> Device:
-        """The device if it lies inside ``actor``'s subtree, else NotFound."""
-        ...
-
-
 class OrgUnitStore(Protocol):
     """The org-unit tree."""
 
@@ -179,6 +168,18 @@ def visible_device(
     if device is None or not actor.sees(device.org_path):
         raise NotFound(f"device {device_id!r} not found")
     return device
+
+
+class VisibleDevices(Protocol):
+    """Finds a device for another domain's use case, in that use case's transaction, by
+    the inventory's rule: another tenant's device is not found (G9). Implemented by
+    ``inventory.service.Inventory`` with :func:`visible_device`, for a use case that is
+    handed the inventory rather than calling the function itself."""
+
+    def visible_device(self, devices: DeviceStore, actor: Principal, device_id: str, *,
+                       for_update: bool = False) -> Device:
+        """The device if it lies inside ``actor``'s subtree, else NotFound."""
+        ...
 
 
 class InventoryUnitOfWork(DeviceUnitOfWork, AuditUnitOfWork, Protocol):
