@@ -194,94 +194,81 @@ def load_settings(data_dir: Path) -> Settings:
             recorded = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise SetupError(f"cannot read {path}: {e}") from e
-    env = os.environ
-    return Settings(data_dir=data_dir, **_server_settings(env, recorded),
-                    **_broker_settings(env, recorded), **_pki_settings(env, recorded),
-                    **_detection_settings(env, recorded), **_secret_files(env))
-
-
-def _server_settings(env: Mapping[str, str], recorded: dict[str, Any]) -> dict[str, Any]:
-    names = recorded.get("server_names") or ["localhost", "127.0.0.1"]
-    return {
-        "database_url": env.get("IOTIAM_DATABASE_URL") or recorded.get("database_url"),
-        "host": env.get("IOTIAM_HOST") or recorded.get("host", "127.0.0.1"),
-        "port": _port(env.get("IOTIAM_PORT"), "IOTIAM_PORT", recorded.get("port", 8443)),
-        "http_port": _port(env.get("IOTIAM_HTTP_PORT"), "IOTIAM_HTTP_PORT",
-                           recorded.get("http_port", 8080)),
-        "public_base_url": env.get("IOTIAM_PUBLIC_BASE_URL")
-        or recorded.get("public_base_url"),
-        "server_names": tuple(names),
-        "trusted_proxies": tuple(
-            p.strip() for p in (env.get("IOTIAM_TRUSTED_PROXIES")
-                                or ",".join(recorded.get("trusted_proxies", []))).split(",")
-            if p.strip()
-        ),
-        "est_retry_after_seconds": _seconds(env.get("IOTIAM_EST_RETRY_AFTER"),
-                                            "IOTIAM_EST_RETRY_AFTER", 60),
-        "oauth_issuer": env.get("IOTIAM_OAUTH_ISSUER") or None,
-        "token_lifetime_seconds": _seconds(env.get("IOTIAM_TOKEN_LIFETIME"),
-                                           "IOTIAM_TOKEN_LIFETIME", 600, low=30),
-        "workers": _count(env.get("IOTIAM_WORKERS"), "IOTIAM_WORKERS", 1, "processes",
-                          high=64),
-    }
-
-
-def _broker_settings(env: Mapping[str, str], recorded: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "broker_mode": _broker_mode(env.get("IOTIAM_BROKER")
-                                    or recorded.get("broker_mode", "managed")),
-        "broker_port": _port(env.get("IOTIAM_BROKER_PORT"), "IOTIAM_BROKER_PORT",
-                             recorded.get("broker_port", 8883)),
-        "broker_psk_port": _port(env.get("IOTIAM_BROKER_PSK_PORT"), "IOTIAM_BROKER_PSK_PORT",
-                                 recorded.get("broker_psk_port", 8884)),
-        "broker_admin_port": _port(env.get("IOTIAM_BROKER_ADMIN_PORT"),
-                                   "IOTIAM_BROKER_ADMIN_PORT",
-                                   recorded.get("broker_admin_port", 18883)),
-        "broker_admin_host": env.get("IOTIAM_BROKER_ADMIN_HOST")
-        or recorded.get("broker_admin_host", "127.0.0.1"),
-        "broker_password": env.get("IOTIAM_BROKER_PASSWORD") or None,
-        "broker_event_log": _broker_event_log(env.get("IOTIAM_BROKER_EVENT_LOG")
-                                              or recorded.get("broker_event_log", "messages")),
-    }
-
-
-def _pki_settings(env: Mapping[str, str], recorded: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "crl_validity": timedelta(seconds=_seconds(
-            env.get("IOTIAM_CRL_VALIDITY"), "IOTIAM_CRL_VALIDITY",
-            int(recorded.get("crl_validity_seconds", 86400)), low=CRL_VALIDITY_MIN,
+    read = _Layers(os.environ, recorded)
+    return Settings(
+        data_dir=data_dir,
+        database_url=read.text("IOTIAM_DATABASE_URL", "database_url"),
+        host=read.text("IOTIAM_HOST", "host") or "127.0.0.1",
+        port=read.port("IOTIAM_PORT", "port", 8443),
+        http_port=read.port("IOTIAM_HTTP_PORT", "http_port", 8080),
+        public_base_url=read.text("IOTIAM_PUBLIC_BASE_URL", "public_base_url"),
+        server_names=tuple(recorded.get("server_names") or ["localhost", "127.0.0.1"]),
+        trusted_proxies=tuple(p.strip() for p in (
+            read.text("IOTIAM_TRUSTED_PROXIES")
+            or ",".join(recorded.get("trusted_proxies", []))).split(",") if p.strip()),
+        est_retry_after_seconds=read.seconds("IOTIAM_EST_RETRY_AFTER", None, 60),
+        broker_mode=_broker_mode(read.text("IOTIAM_BROKER", "broker_mode") or "managed"),
+        broker_port=read.port("IOTIAM_BROKER_PORT", "broker_port", 8883),
+        broker_psk_port=read.port("IOTIAM_BROKER_PSK_PORT", "broker_psk_port", 8884),
+        broker_admin_port=read.port("IOTIAM_BROKER_ADMIN_PORT", "broker_admin_port", 18883),
+        broker_admin_host=read.text("IOTIAM_BROKER_ADMIN_HOST", "broker_admin_host")
+        or "127.0.0.1",
+        broker_password=read.text("IOTIAM_BROKER_PASSWORD"),
+        broker_event_log=_broker_event_log(read.text("IOTIAM_BROKER_EVENT_LOG",
+                                                     "broker_event_log") or "messages"),
+        alert_webhook_url=read.text("IOTIAM_ALERT_WEBHOOK_URL", "alert_webhook_url"),
+        alert_syslog=read.text("IOTIAM_ALERT_SYSLOG", "alert_syslog"),
+        detection_learning_seconds=float(read.seconds(
+            "IOTIAM_DETECTION_LEARNING_SECONDS", "detection_learning_seconds", 3600, low=0)),
+        audit_checkpoint_records=read.count("IOTIAM_AUDIT_CHECKPOINT_RECORDS",
+                                            "audit_checkpoint_records", 1000, "records",
+                                            high=1_000_000),
+        audit_checkpoint_seconds=read.seconds("IOTIAM_AUDIT_CHECKPOINT_SECONDS",
+                                              "audit_checkpoint_seconds", 60),
+        crl_validity=timedelta(seconds=read.seconds(
+            "IOTIAM_CRL_VALIDITY", "crl_validity_seconds", 86400, low=CRL_VALIDITY_MIN,
             high=CRL_VALIDITY_MAX)),
-        "ocsp_validity": timedelta(seconds=_seconds(
-            env.get("IOTIAM_OCSP_VALIDITY"), "IOTIAM_OCSP_VALIDITY",
-            int(recorded.get("ocsp_validity_seconds", 3600)), low=OCSP_VALIDITY_MIN,
+        ocsp_validity=timedelta(seconds=read.seconds(
+            "IOTIAM_OCSP_VALIDITY", "ocsp_validity_seconds", 3600, low=OCSP_VALIDITY_MIN,
             high=CRL_VALIDITY_MAX)),
-    }
+        oauth_issuer=read.text("IOTIAM_OAUTH_ISSUER"),
+        token_lifetime_seconds=read.seconds("IOTIAM_TOKEN_LIFETIME", None, 600, low=30),
+        audit_key_file=read.path("IOTIAM_AUDIT_KEY_FILE"),
+        data_key_file=read.path("IOTIAM_DATA_KEY_FILE"),
+        alert_webhook_key_file=read.path("IOTIAM_ALERT_WEBHOOK_KEY_FILE"),
+        workers=read.count("IOTIAM_WORKERS", None, 1, "processes", high=64),
+    )
 
 
-def _detection_settings(env: Mapping[str, str], recorded: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "alert_webhook_url": env.get("IOTIAM_ALERT_WEBHOOK_URL")
-        or recorded.get("alert_webhook_url"),
-        "alert_syslog": env.get("IOTIAM_ALERT_SYSLOG") or recorded.get("alert_syslog"),
-        "detection_learning_seconds": float(_seconds(
-            env.get("IOTIAM_DETECTION_LEARNING_SECONDS"), "IOTIAM_DETECTION_LEARNING_SECONDS",
-            int(recorded.get("detection_learning_seconds", 3600)), low=0)),
-        "audit_checkpoint_records": _count(
-            env.get("IOTIAM_AUDIT_CHECKPOINT_RECORDS"), "IOTIAM_AUDIT_CHECKPOINT_RECORDS",
-            int(recorded.get("audit_checkpoint_records", 1000)), "records", high=1_000_000),
-        "audit_checkpoint_seconds": _seconds(
-            env.get("IOTIAM_AUDIT_CHECKPOINT_SECONDS"), "IOTIAM_AUDIT_CHECKPOINT_SECONDS",
-            int(recorded.get("audit_checkpoint_seconds", 60))),
-    }
+@dataclass(frozen=True)
+class _Layers:
+    """A setting's value: its environment variable, else what ``init`` recorded under
+    ``key`` (``None``: a setting never recorded), else the default. A variable that is
+    set but empty counts as unset."""
 
+    env: Mapping[str, str]
+    recorded: dict[str, Any]
 
-def _secret_files(env: Mapping[str, str]) -> dict[str, Any]:
-    """Key files kept elsewhere than ``secrets/`` (a mounted secret store, say)."""
-    return {field_name: Path(value) if (value := env.get(name)) else None
-            for field_name, name in (("audit_key_file", "IOTIAM_AUDIT_KEY_FILE"),
-                                     ("data_key_file", "IOTIAM_DATA_KEY_FILE"),
-                                     ("alert_webhook_key_file",
-                                      "IOTIAM_ALERT_WEBHOOK_KEY_FILE"))}
+    def text(self, name: str, key: str | None = None) -> str | None:
+        value = self.env.get(name) or (self.recorded.get(key) if key else None)
+        return str(value) if value else None
+
+    def path(self, name: str) -> Path | None:
+        value = self.env.get(name)
+        return Path(value) if value else None
+
+    def port(self, name: str, key: str, default: int) -> int:
+        return _port(self.env.get(name), name, int(self.recorded.get(key, default)))
+
+    def seconds(self, name: str, key: str | None, default: int, *, low: int = 1,
+                high: int = 86400) -> int:
+        recorded = int(self.recorded.get(key, default)) if key else default
+        return _seconds(self.env.get(name), name, recorded, low=low, high=high)
+
+    def count(self, name: str, key: str | None, default: int, what: str, *,
+              high: int) -> int:
+        recorded = int(self.recorded.get(key, default)) if key else default
+        return _count(self.env.get(name), name, recorded, what, high=high)
 
 
 def firmware_key_passphrase() -> str | None:
@@ -331,7 +318,7 @@ def _count(value: str | None, name: str, default: int, what: str, *, high: int) 
 
 def _port(value: str | None, name: str, default: int) -> int:
     if not value:
-        return int(default)
+        return default
     if not value.isdigit() or not 1 <= int(value) <= 65535:
         raise SetupError(f"{name} must be a port between 1 and 65535")
     return int(value)
