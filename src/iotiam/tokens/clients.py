@@ -99,18 +99,7 @@ class OAuthClients:
                                    "iotiam certificate); services use private_key_jwt")
             if draft.jwks is None:
                 raise InvalidInput("a service client needs a jwks with its public key(s)")
-        check_identifier(client_id, "client id")
-        if is_reserved_id(client_id):
-            raise InvalidInput(f"client id {client_id!r} is reserved")
-        if draft.jwks is not None:
-            jws.public_key_set(draft.jwks)
-        audiences = tuple(dict.fromkeys(draft.audiences))
-        if len(audiences) > MAX_AUDIENCES or any(
-                not a or len(a) > 512 or not a.isprintable() or " " in a for a in audiences):
-            raise InvalidInput(f"at most {MAX_AUDIENCES} audiences of 1-512 printable "
-                               "characters without spaces")
-        if not draft.grant_types:
-            raise InvalidInput("a client needs at least one grant type")
+        audiences = self._checked_fields(client_id, draft)
         client = OAuthClient(
             client_id=client_id, kind=kind, device_id=device.id if device else None,
             org_unit_id=org_unit_id, org_path=org_path,
@@ -126,7 +115,31 @@ class OAuthClients:
             # for the live device (every token is decided again, and a pending device
             # gets none: inventory/lifecycle.py)
             subject = replace(subject, state=DeviceState.ACTIVE)
-        scopes = check_registered(draft.scopes) if draft.scopes else self._derived(subject)
+        return replace(client, scopes=self._allowed_scopes(subject, client_id, draft.scopes))
+
+    @staticmethod
+    def _checked_fields(client_id: str, draft: ClientDraft) -> tuple[str, ...]:
+        """Refuse a reserved or malformed client id, a bad JWK set, bad audiences or no
+        grant type; returns the audiences without duplicates."""
+        check_identifier(client_id, "client id")
+        if is_reserved_id(client_id):
+            raise InvalidInput(f"client id {client_id!r} is reserved")
+        if draft.jwks is not None:
+            jws.public_key_set(draft.jwks)
+        audiences = tuple(dict.fromkeys(draft.audiences))
+        if len(audiences) > MAX_AUDIENCES or any(
+                not a or len(a) > 512 or not a.isprintable() or " " in a for a in audiences):
+            raise InvalidInput(f"at most {MAX_AUDIENCES} audiences of 1-512 printable "
+                               "characters without spaces")
+        if not draft.grant_types:
+            raise InvalidInput("a client needs at least one grant type")
+        return audiences
+
+    def _allowed_scopes(self, subject: Subject, client_id: str, requested: tuple[str, ...]
+                        ) -> tuple[str, ...]:
+        """The scopes asked for (or, none asked, derived from the policies), each one
+        allowed by policy for ``subject`` now; refuses an empty set."""
+        scopes = check_registered(requested) if requested else self._derived(subject)
         for scope in scopes:
             decision = self._scopes.decide(subject, scope)
             if not decision.allowed:
@@ -135,7 +148,7 @@ class OAuthClients:
         if not scopes:
             raise InvalidInput(f"policy allows {client_id!r} nothing a scope could name; "
                                "attach a policy first or pass scopes")
-        return replace(client, scopes=scopes)
+        return scopes
 
     def _derived(self, subject: Subject) -> tuple[str, ...]:
         """Scopes for what the policies allow now: each allow statement's resources."""
