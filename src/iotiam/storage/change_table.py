@@ -1,4 +1,4 @@
-"""The change table: every published change, by an increasing id (``iotiam.changes``).
+"""The change table (``tables/changes.py``): every published change, by an increasing id.
 
 A use case records its change in its own transaction (``SqlChangeRecorder``); the feeds
 read the table by id (``change_delivery.ChangeCursor``). On PostgreSQL the recorder also
@@ -11,23 +11,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Connection,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
-    delete,
-    func,
-    select,
-)
+from sqlalchemy import Connection, delete, func, select
 
 from iotiam.changes import Change, Published, from_fields, kind_name, to_fields
 from iotiam.storage.raw import RawSql, RawStatement
-from iotiam.storage.schema import UtcDateTime, metadata
+from iotiam.storage.tables.changes import changes
 
 #: the PostgreSQL channel the recorder notifies and the feed listens on
 NOTIFY_CHANNEL = "iotiam_changes"
@@ -41,21 +29,6 @@ _RECORD_SQLITE = RawStatement(
 _RECORD_POSTGRESQL = RawStatement(
     "WITH added AS (INSERT INTO changes (kind, body, recorded_at) VALUES (:kind, :body, :at)"
     " RETURNING id) SELECT id, pg_notify('iotiam_changes', id::text) FROM added")
-
-ChangeId = BigInteger().with_variant(Integer(), "sqlite")
-
-changes = Table(
-    "changes",
-    metadata,
-    Column("id", ChangeId, primary_key=True, autoincrement=True),
-    Column("kind", String(64), nullable=False),
-    Column("body", Text, nullable=False),
-    Column("recorded_at", UtcDateTime(), nullable=False),
-    Index("ix_changes_recorded_at", "recorded_at"),
-    # ids are never reused, even after every row was pruned
-    sqlite_autoincrement=True,
-)
-
 
 class SqlChangeRecorder:
     """``ChangeRecorder`` of a SQL unit of work: one row per change, in its transaction."""
