@@ -40,6 +40,10 @@ from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
 from iotiam.enrollment.service import Enrollment
 from iotiam.enrollment.transfer import OwnershipTransfer
 from iotiam.errors import IamError, InvalidInput, NotFound, SetupError, Unauthenticated
+from iotiam.fast.batching import ThreadCombiner
+from iotiam.fast.leaf_encoding import DirectLeafSigner
+from iotiam.fast.signature_helper import HelperProofChecks
+from iotiam.fast.token_reads import ReadAhead
 from iotiam.inventory.models import Criticality, DeviceClass, DeviceType, OrgUnit, OrgUnitKind
 from iotiam.inventory.ports import AllCredentials
 from iotiam.inventory.service import Inventory
@@ -214,6 +218,15 @@ def load_ca_set(database: Database, passphrase: bytes) -> CaSet:
                  responder=responder)
 
 
+def certificate_authority(settings: Settings, database: Database, clock: Clock,
+                          audit: AuditTrail, passphrase: bytes, serials: SerialSource) -> Pki:
+    """The built-in CA, with its fast paths (``iotiam.fast``): leaf DER joined directly,
+    proofs of possession checked on the other core, concurrent callers sharing batches."""
+    return Pki(database, clock, audit, settings.pki, load_ca_set(database, passphrase),
+               serials, SqlStatusReader(database.engine), leaf_signers=DirectLeafSigner,
+               proofs=HelperProofChecks(), batching=ThreadCombiner)
+
+
 def build_services(
     settings: Settings,
     *,
@@ -229,15 +242,8 @@ def build_services(
                                                                 passphrase)
     audit = AuditTrail(database, clock, audit_head_key(settings, create=False),
                        checkpoint_files, verifier)
-    pki = Pki(
-        database,
-        clock,
-        audit,
-        settings.pki,
-        load_ca_set(database, passphrase),
-        serials or x509.random_serial_number,
-        SqlStatusReader(database.engine),
-    )
+    pki = certificate_authority(settings, database, clock, audit, passphrase,
+                                serials or x509.random_serial_number)
     psks = Psks(database, clock, audit, SecretSealer(data_key(settings, create=False)))
     every_credential = AllCredentials(pki, psks)
     queue = EnrollmentQueue(database, clock, audit, pki, QueueLimits(
@@ -352,7 +358,8 @@ def authorization_server(
     return AuthorizationServer(
         database, clock, audit, config, keys=keys,
         authenticator=ClientAuthenticator(
-            config, IssuingCa(pki.cas.issuing_id, pki.cas.issuing.certificate)),
+            config, IssuingCa(pki.cas.issuing_id, pki.cas.issuing.certificate),
+            reads_ahead=ReadAhead),
         scopes=scopes,
         clients=OAuthClients(database, clock, audit, decisions, scopes),
         device_codes=DeviceCodes(database, clock, audit, config),

@@ -41,7 +41,7 @@ from iotiam.tokens.models import (
     OAuthClient,
     TokenConfig,
 )
-from iotiam.tokens.reads import ClientReads, ReadAhead
+from iotiam.tokens.reads import ClientReads, ReadsAhead, read_when_asked
 from iotiam.unit_of_work import UnitOfWork
 
 #: what a client whose device is out of service for now is told (a client can act on it:
@@ -77,9 +77,11 @@ class IssuingCa:
 class ClientAuthenticator:
     """Turns presented credentials into an ``AuthenticatedClient`` or ``InvalidClient``."""
 
-    def __init__(self, config: TokenConfig, issuing: IssuingCa) -> None:
+    def __init__(self, config: TokenConfig, issuing: IssuingCa,
+                 reads_ahead: ReadsAhead = read_when_asked) -> None:
         self._config = config
         self._issuing = issuing
+        self._reads_ahead = reads_ahead
         # parsing a PEM per request costs more than the signature check: keep the keys
         self._cert_keys: OrderedDict[str, Key | None] = OrderedDict()
         self._presented: dict[str, int | None] = {}
@@ -102,8 +104,8 @@ class ClientAuthenticator:
             raise InvalidClient("client assertion replayed: its jti was used before")
 
     def read_ahead(self, uow: UnitOfWork, requests: Sequence[ClientCredentials]
-                   ) -> ReadAhead:
-        """The rows ``check`` will read for these requests, read in one query per kind."""
+                   ) -> ClientReads:
+        """Reads for these requests, told the rows ``check`` will ask for."""
         client_ids: list[str] = []
         serials: list[int] = []
         # a request this cannot read is only not read ahead: ``check`` runs the same code
@@ -120,8 +122,8 @@ class ClientAuthenticator:
                     serial = self._presented_serial(der, hashlib.sha256(der).hexdigest())
                     if serial is not None:
                         serials.append(serial)
-        return ReadAhead(uow, client_ids=client_ids, issuer_id=self._issuing.id,
-                         serials=serials)
+        return self._reads_ahead(uow, client_ids=client_ids, issuer_id=self._issuing.id,
+                                 serials=serials)
 
     def check(self, uow: UnitOfWork, credentials: ClientCredentials, now: datetime,
               reads: ClientReads | None = None) -> AuthenticatedClient:

@@ -13,11 +13,11 @@ from fleet import add_device
 
 from conftest import Installation
 from iotiam.errors import Conflict, Forbidden, InternalError, InvalidInput, NotFound
+from iotiam.fast.signature_helper import HELPER_MIN_BATCH, HELPER_SHARE, PendingAnswers
 from iotiam.inventory.models import DeviceState
 from iotiam.kernel import SYSTEM, Principal, Role
-from iotiam.pki.issuing import HELPER_MIN_BATCH, HELPER_SHARE, IssueRequest
+from iotiam.pki.issuing import IssueRequest
 from iotiam.pki.models import CertificateRecord, CertificateStatus
-from iotiam.pki.signature_helper import PendingAnswers
 from iotiam.testing import make_csr, make_key
 
 
@@ -128,7 +128,8 @@ def test_batch_ok_helper_checks_signatures(installation: Installation,
     for device_id in ids:
         add_device(api, device_id)
     issuance = installation.services.pki._issuance
-    helper = issuance._helper
+    assert issuance._proofs is not None
+    helper = issuance._proofs.helper
     assert helper is not None and helper.wait_ready(30)
     sent: list[int] = []
     real_check = helper.check

@@ -108,8 +108,8 @@ def test_ok_concurrent_requests_share_transactions(kit: OAuthKit, d1: DeviceIden
     app = kit.http.app
     assert isinstance(app, OAuthTokenFastPath)
     batches: list[int] = []
-    issue = app.batcher._issue
-    app.batcher._issue = lambda requests: batches.append(len(requests)) or issue(requests)
+    issue = app.batcher._run
+    app.batcher._run = lambda requests: batches.append(len(requests)) or issue(requests)
     data = {"grant_type": "client_credentials", "client_id": "d1"}
 
     async def many() -> list[httpx.Response]:
@@ -137,13 +137,13 @@ def _recording_threads(kit: OAuthKit) -> tuple[OAuthTokenFastPath, list[str]]:
     app = kit.http.app
     assert isinstance(app, OAuthTokenFastPath)
     threads: list[str] = []
-    issue = app.batcher._issue
+    issue = app.batcher._run
 
     def recorded(requests: object) -> object:
         threads.append(threading.current_thread().name)
         return issue(requests)  # type: ignore[arg-type]
 
-    app.batcher._issue = recorded  # type: ignore[assignment]
+    app.batcher._run = recorded  # type: ignore[assignment]
     return app, threads
 
 
