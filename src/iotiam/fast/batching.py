@@ -30,24 +30,24 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger("iotiam.fast.batching")
 
 RequestT = TypeVar("RequestT")
 OutcomeT = TypeVar("OutcomeT")
-WaiterT = TypeVar("WaiterT", bound="_Waiter")
+WaiterT = TypeVar("WaiterT", bound="_Waiter[Any]")
 
 #: a batch's answer to one waiter: its outcomes in order, or what the call raised
 Answer = list[OutcomeT] | Exception
 
 
-class _Waiter:
+class _Waiter(Generic[RequestT]):
     """One caller's requests, waiting in the queue."""
 
     __slots__ = ("requests",)
 
-    def __init__(self, requests: Sequence[object]) -> None:
+    def __init__(self, requests: Sequence[RequestT]) -> None:
         self.requests = requests
 
 
@@ -101,7 +101,7 @@ class _Queue(Generic[RequestT, OutcomeT, WaiterT]):
         else:
             requests = [request for waiter in batch for request in waiter.requests]
         try:
-            outcomes = self._run(requests)  # type: ignore[arg-type]
+            outcomes = self._run(requests)
         except Exception as e:  # the whole call failed: every caller of this batch hears
             log.exception("a batch of %d requests failed", len(requests))
             return [(waiter, e) for waiter in batch]
@@ -116,18 +116,18 @@ class _Queue(Generic[RequestT, OutcomeT, WaiterT]):
         return answers
 
 
-class _Sleeper(_Waiter):
+class _Sleeper(_Waiter[RequestT], Generic[RequestT, OutcomeT]):
     """A caller on a thread, asleep until its answer is in."""
 
     __slots__ = ("answer", "done")
 
-    def __init__(self, requests: Sequence[object]) -> None:
+    def __init__(self, requests: Sequence[RequestT]) -> None:
         super().__init__(requests)
-        self.answer: Answer[object] = []
+        self.answer: Answer[OutcomeT] = []
         self.done = threading.Event()
 
 
-class ThreadCombiner(_Queue[RequestT, OutcomeT, _Sleeper]):
+class ThreadCombiner(_Queue[RequestT, OutcomeT, _Sleeper[RequestT, OutcomeT]]):
     """``run`` for callers on many threads, concurrent calls combined into one batch."""
 
     def __init__(self, run: Callable[[Sequence[RequestT]], list[OutcomeT]]) -> None:
@@ -135,32 +135,36 @@ class ThreadCombiner(_Queue[RequestT, OutcomeT, _Sleeper]):
 
     def __call__(self, requests: Sequence[RequestT]) -> list[OutcomeT]:
         """The outcome of each request, in order (raises what the batch's call raised)."""
-        waiter = _Sleeper(requests)
+        waiter: _Sleeper[RequestT, OutcomeT] = _Sleeper(requests)
         if self._join(waiter):
             self._lead()
         waiter.done.wait()
         if isinstance(waiter.answer, Exception):
             raise waiter.answer
-        return waiter.answer  # type: ignore[return-value]
+        return waiter.answer
 
     def _lead(self) -> None:
         while self._more():
             for waiter, answer in self._answer(self._next_batch()):
-                waiter.answer = answer  # type: ignore[assignment]
+                waiter.answer = answer
                 waiter.done.set()
 
 
-class _Awaiting(_Waiter):
+class _Awaiting(_Waiter[RequestT], Generic[RequestT, OutcomeT]):
     """A coroutine's request, answered through its future."""
 
     __slots__ = ("future",)
 
-    def __init__(self, request: object, future: asyncio.Future[object]) -> None:
+    def __init__(self, request: RequestT, future: asyncio.Future[OutcomeT]) -> None:
         super().__init__((request,))
         self.future = future
 
 
-class LoopCombiner(_Queue[RequestT, OutcomeT, _Awaiting]):
+#: a coroutine's request and its answer, on the way back to its event loop
+_Answered = tuple[_Awaiting[RequestT, OutcomeT], Answer[OutcomeT]]
+
+
+class LoopCombiner(_Queue[RequestT, OutcomeT, _Awaiting[RequestT, OutcomeT]]):
     """``run`` for coroutines, one request each, concurrent requests combined.
 
     A batch runs on the event loop when ``run_here_if()`` holds True without waiting
@@ -179,14 +183,14 @@ class LoopCombiner(_Queue[RequestT, OutcomeT, _Awaiting]):
     async def submit(self, request: RequestT) -> OutcomeT:
         """The outcome of ``request`` (raises what the batch's call raised)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[object] = loop.create_future()
+        future: asyncio.Future[OutcomeT] = loop.create_future()
         if self._join(_Awaiting(request, future)):
             if self._run_here_if is None:
                 self._thread.submit(self._drain)
             else:
                 # after the requests this loop iteration reads: they join the batch
                 loop.call_soon(self._drain_here)
-        return await future  # type: ignore[return-value]
+        return await future
 
     def _drain_here(self) -> None:
         """One batch on the event loop if it may run here, else hand over to the thread."""
@@ -208,8 +212,7 @@ class LoopCombiner(_Queue[RequestT, OutcomeT, _Awaiting]):
     def _drain(self) -> None:
         """On the worker thread: batches until no request waits."""
         while self._more():
-            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Awaiting, Answer[OutcomeT]]]]
-            by_loop = {}
+            by_loop: dict[asyncio.AbstractEventLoop, list[_Answered[RequestT, OutcomeT]]] = {}
             for waiter, answer in self._answer(self._next_batch()):
                 by_loop.setdefault(waiter.future.get_loop(), []).append((waiter, answer))
             for loop, answered in by_loop.items():
@@ -222,7 +225,7 @@ class LoopCombiner(_Queue[RequestT, OutcomeT, _Awaiting]):
         self._thread.shutdown(wait=True)
 
 
-def _settle(answered: Sequence[tuple[_Awaiting, Answer[OutcomeT]]]) -> None:
+def _settle(answered: Sequence[_Answered[RequestT, OutcomeT]]) -> None:
     for waiter, answer in answered:
         if waiter.future.done():  # the client went away and the request was cancelled
             continue
