@@ -25,6 +25,7 @@ from iotiam.api.oauth_wire import (
     parse_form,
     token_request,
 )
+from iotiam.api.one_send import send_response
 from iotiam.api.tls import CLIENT_CERT_HEADER, client_address, client_certificate_der
 from iotiam.bootstrap import Services
 from iotiam.errors import IamError
@@ -39,7 +40,8 @@ MAX_BATCH = 64
 
 Outcome = IssuedToken | IamError
 _JSON = (b"content-type", b"application/json")
-_NO_STORE = [(name.lower().encode(), value.encode()) for name, value in NO_STORE.items()]
+_NO_STORE_JSON = [*((name.lower().encode(), value.encode()) for name, value in NO_STORE.items()),
+                  _JSON]
 _PROXY_HEADERS = frozenset({CLIENT_CERT_HEADER.encode(), b"x-forwarded-for"})
 _SERVER_ERROR = json_bytes({"error": "server_error",
                             "error_description": "internal error; the error was logged"})
@@ -79,14 +81,15 @@ class OAuthTokenFastPath:
             outcome = e
         except Exception:
             log.exception("the token endpoint failed")
-            await _answer(send, 500, _SERVER_ERROR, [])
+            await send_response(send, 500, [_JSON], _SERVER_ERROR)
             return
         if isinstance(outcome, IamError):
             status, extra, content = error_answer(outcome, headers.authorization)
-            await _answer(send, status, json_bytes(content),
-                          [(k.lower().encode(), v.encode()) for k, v in extra.items()])
+            await send_response(send, status, [
+                *((k.lower().encode(), v.encode()) for k, v in extra.items()), _JSON],
+                json_bytes(content))
             return
-        await _answer(send, 200, json_bytes(outcome.to_response()), _NO_STORE)
+        await send_response(send, 200, _NO_STORE_JSON, json_bytes(outcome.to_response()))
 
     def _request(self, scope: Scope, headers: _TokenHeaders, body: bytes) -> TokenRequest:
         form = parse_form(headers.content_type, body)
@@ -122,10 +125,3 @@ class _TokenHeaders:
                 self.authorization = value.decode("latin-1")
             elif name in _PROXY_HEADERS:
                 self.proxied = True
-
-
-async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-                  ) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, _JSON, (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
