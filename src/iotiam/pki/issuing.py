@@ -171,6 +171,7 @@ class CertificateIssuance:
         """Certify each request's key for its actor, in two transactions for them all; a
         refused request yields its error, in order."""
         results: list[CertificateRecord | IamError | None] = [None] * len(items)
+        # 1. an operator's request, with a CSR that parses (RFC 2986)
         parsed: list[tuple[int, x509.CertificateSigningRequest]] = []
         for i, (actor, request) in enumerate(items):
             try:
@@ -181,8 +182,11 @@ class CertificateIssuance:
         # RFC 2986 §3: part of a batch's proofs of possession may be checked elsewhere
         # while this process does the other checks
         proofs = self._proofs.start([csr for _, csr in parsed]) if self._proofs else None
+        # 2. every check, then the serials reserved in a committed row (G1, G5)
         reserved = self._reserve(items, parsed, results, proofs) if parsed else []
+        # 3. sign (RFC 5280 §4.1); a failure leaves its serial reserved, never reused
         signed = self._sign_each(reserved, results)
+        # 4. store each certificate with its audit record, and audit each refusal
         if signed or any(isinstance(r, IamError) for r in results):
             self._complete(items, signed, results)
         for item, (pem, fingerprint) in signed:
