@@ -24,6 +24,7 @@ from iotiam.tokens.models import (
     IssuedToken,
     TokenRequest,
 )
+from iotiam.tokens.reads import read_when_asked
 from tokens.oauthkit import TOKEN, DeviceIdentity, OAuthKit, issued_count
 
 
@@ -239,3 +240,20 @@ def test_ok_a_batch_reads_its_rows_in_one_query_per_kind(kit: OAuthKit) -> None:
     # clients, certificates, devices and their standing: one query each for the batch
     assert six == one == 5  # and the audit head
     assert mixed > one  # assertion keys come from the device's live certificates
+
+
+def test_ok_without_read_ahead_each_request_reads_its_own_rows(
+        kit: OAuthKit, d1: DeviceIdentity, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plain ``ReadsAhead`` (no rows read ahead) judges a batch exactly the same."""
+    oauth = kit.inst.services.oauth
+    monkeypatch.setattr(oauth._auth, "_reads_ahead", read_when_asked)
+    replayed = kit.assertion("d1", d1.key)
+    outcomes = oauth.issue_tokens([
+        by_certificate(d1),
+        by_assertion(replayed),
+        by_assertion(replayed),
+        by_assertion(kit.assertion("d1", d1.key), scope="mqtt:publish:devices/d9/#"),
+    ])
+    assert [type(o) for o in outcomes] == [IssuedToken, IssuedToken, InvalidClient,
+                                           InvalidScope]
+    assert audit_ok(kit)
