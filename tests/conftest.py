@@ -18,9 +18,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from iotiam.api.app import create_api_app, create_public_app
-from iotiam.bootstrap import Services, build_services, initialize
+from iotiam.bootstrap import Services, build_services
 from iotiam.clock import FrozenClock
 from iotiam.config import Settings
+from iotiam.installation import initialize
 from iotiam.storage.database import Database, make_engine
 from iotiam.testing.environment import integration_required
 

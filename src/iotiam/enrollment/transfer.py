@@ -13,17 +13,16 @@ from dataclasses import replace
 from datetime import timedelta
 
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.enrollment.models import Transfer
+from iotiam.enrollment.ports import EnrollmentUnitOfWork
 from iotiam.enrollment.service import check_claim_ttl, mint_claim
 from iotiam.errors import Conflict, NotFound
 from iotiam.inventory.models import DeviceState
-from iotiam.inventory.ports import CredentialRevoker
-from iotiam.inventory.service import visible_device
-from iotiam.kernel import Principal, Role
+from iotiam.inventory.ports import CredentialRevoker, VisibleDevices
+from iotiam.kernel import Principal, Role, Transactions
 from iotiam.policy.models import AttachmentTarget, TargetKind
-from iotiam.unit_of_work import UnitOfWorkFactory
 
 DEFAULT_TRANSFER_CLAIM_TTL = timedelta(days=1)
 #: a quarantined device stays where it is (moving it would lift the quarantine)
@@ -34,12 +33,13 @@ REVOCATION_REASON = "affiliationChanged"
 class OwnershipTransfer:
     """Move a device to another org unit with a clean slate."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail,
-                 revoker: CredentialRevoker) -> None:
+    def __init__(self, uow: Transactions[EnrollmentUnitOfWork], clock: Clock, audit: Auditor,
+                 revoker: CredentialRevoker, inventory: VisibleDevices) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
         self._revoker = revoker
+        self._inventory = inventory
 
     def transfer(
         self, actor: Principal, device_id: str, to_org: str,
@@ -51,7 +51,8 @@ class OwnershipTransfer:
         with self._audit.refusals(draft), self._uow() as uow:
             actor.require(Role.ADMIN, "transferring devices")
             check_claim_ttl(claim_ttl)
-            device = visible_device(uow, actor, device_id, for_update=True)
+            device = self._inventory.visible_device(uow.devices, actor, device_id,
+                                                    for_update=True)
             target = uow.org_units.get(to_org)
             if target is None or not actor.sees(target.path):
                 raise NotFound(f"org unit {to_org[:128]!r} not found")
@@ -61,8 +62,9 @@ class OwnershipTransfer:
                 raise Conflict(f"device {device.id!r} is {device.state}; only pending, active "
                                "or suspended devices change owner")
             now = self._clock.now()
-            revoked = self._revoker.revoke_device_credentials(uow, actor, device,
-                                                              REVOCATION_REASON)
+            # CredentialRevoker (inventory/ports.py) still names the shared unit of work
+            revoked = self._revoker.revoke_device_credentials(
+                uow, actor, device, REVOCATION_REASON)  # type: ignore[arg-type]
             claims_ended = uow.claims.expire_for_device(device.id, now)
             requests_closed = uow.enrollment_requests.close_for_device(
                 device.id, now, actor.name, "ownership transferred")

@@ -16,8 +16,8 @@ from typing import Generic, TypeVar
 from iotiam.inventory.models import Device, is_identifier
 from iotiam.pki.models import CertificateRecord
 from iotiam.tokens.models import OAuthClient
+from iotiam.tokens.ports import TokensUnitOfWork
 from iotiam.tokens.reads import ClientReads, Standing
-from iotiam.unit_of_work import UnitOfWork
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -26,7 +26,7 @@ V = TypeVar("V")
 class ReadAhead(ClientReads):
     """The rows of a batch of requests, read together before any request is judged."""
 
-    def __init__(self, uow: UnitOfWork, *, client_ids: Iterable[str], issuer_id: str,
+    def __init__(self, uow: TokensUnitOfWork, *, client_ids: Iterable[str], issuer_id: str,
                  serials: Iterable[int]) -> None:
         super().__init__(uow)
         self._issuer_id = issuer_id

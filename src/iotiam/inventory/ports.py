@@ -20,6 +20,17 @@ from iotiam.inventory.models import (
 from iotiam.kernel import Principal
 
 
+class VisibleDevices(Protocol):
+    """Finds a device for another domain's use case, in that use case's transaction, by
+    the inventory's rule: another tenant's device is not found (G9). Implemented by
+    ``inventory.service.Inventory``."""
+
+    def visible_device(self, devices: DeviceStore, actor: Principal, device_id: str, *,
+                       for_update: bool = False) -> Device:
+        """The device if it lies inside ``actor``'s subtree, else NotFound."""
+        ...
+
+
 class OrgUnitStore(Protocol):
     """The org-unit tree."""
 

@@ -42,7 +42,7 @@ from iotiam.inventory.models import (
     check_transition,
     is_reserved_id,
 )
-from iotiam.inventory.ports import CredentialRevoker
+from iotiam.inventory.ports import CredentialRevoker, DeviceStore
 from iotiam.kernel import Principal, Role, child_path
 from iotiam.pki.profiles import get_profile
 from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -417,12 +417,23 @@ class Inventory:
             never_rotated=len(never_rotated),
         )
 
+    def visible_device(self, devices: DeviceStore, actor: Principal, device_id: str, *,
+                       for_update: bool = False) -> Device:
+        """A device inside the caller's subtree, read through another use case's
+        ``devices`` (its transaction), or NotFound (never Forbidden, G9)."""
+        return _visible(devices, actor, device_id, for_update)
+
 
 def visible_device(
     uow: UnitOfWork, actor: Principal, device_id: str, *, for_update: bool = False
 ) -> Device:
     """A device inside the caller's subtree, or NotFound (never Forbidden, G9)."""
-    device = uow.devices.get(device_id, for_update=for_update)
+    return _visible(uow.devices, actor, device_id, for_update)
+
+
+def _visible(devices: DeviceStore, actor: Principal, device_id: str, for_update: bool
+             ) -> Device:
+    device = devices.get(device_id, for_update=for_update)
     if device is None or not actor.sees(device.org_path):
         raise NotFound(f"device {device_id!r} not found")
     return device

@@ -22,19 +22,19 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail, refused
+from iotiam.audit.models import AuditDraft, AuditTag, refused
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
-from iotiam.config import PkiConfig
 from iotiam.errors import Conflict, Forbidden, IamError, NotFound, contained
 from iotiam.inventory.lifecycle import Transport, allowed_states, refusal
 from iotiam.inventory.models import Device, DeviceState, DeviceType, is_reserved_id
-from iotiam.kernel import Principal, Role
+from iotiam.kernel import Principal, Role, Transactions
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
 from iotiam.pki.keys import PublicKey
@@ -42,22 +42,25 @@ from iotiam.pki.models import (
     CertificateProfile,
     CertificateRecord,
     CertificateStatus,
+    PkiConfig,
     SerialInUse,
 )
 from iotiam.pki.ports import (
     LeafSigner,
     PendingProofs,
+    PkiUnitOfWork,
     ProofChecks,
     SerialSource,
     SignedCertificate,
 )
 from iotiam.pki.profiles import get_profile
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 #: Runs inside the reservation transaction with the device being certified (e.g. to
 #: redeem a claim token atomically with the reservation). A hook that refuses must
-#: raise before it writes: a batch shares the transaction with other requests.
-ReservationHook = Callable[[UnitOfWork, Device], None]
+#: raise before it writes: a batch shares the transaction with other requests. It sees
+#: the transaction as its caller's own unit of work (``ports.DeviceCertificates``; the
+#: SQL unit of work is every domain's), which this module does not name.
+ReservationHook = Callable[[Any, Device], None]
 
 #: how a bug met by one request of a batch names that request in its error
 _ONE = "a certificate request"
@@ -146,9 +149,9 @@ class CertificateIssuance:
 
     def __init__(
         self,
-        uow: UnitOfWorkFactory,
+        uow: Transactions[PkiUnitOfWork],
         clock: Clock,
-        audit: AuditTrail,
+        audit: Auditor,
         config: PkiConfig,
         issuing_id: str,
         issuing: CaMaterial,
@@ -250,7 +253,7 @@ class CertificateIssuance:
 
     def _check_request(
         self,
-        uow: UnitOfWork,
+        uow: PkiUnitOfWork,
         actor: Principal,
         request: IssueRequest,
         device: Device | None,
@@ -311,7 +314,7 @@ class CertificateIssuance:
 
     def _claim_keys(
         self,
-        uow: UnitOfWork,
+        uow: PkiUnitOfWork,
         items: Sequence[tuple[Principal, IssueRequest]],
         checked: list[_Checked],
         results: list[CertificateRecord | IamError | None],
@@ -341,7 +344,7 @@ class CertificateIssuance:
             accepted.append(item)
         return accepted
 
-    def _draw_serials(self, uow: UnitOfWork, count: int) -> list[int]:
+    def _draw_serials(self, uow: PkiUnitOfWork, count: int) -> list[int]:
         """``count`` serials unused under the issuer and distinct from each other (G1)."""
         serials = [self._serials() for _ in range(count)]
         unchecked = set(range(count))

@@ -16,7 +16,7 @@ from iotiam.inventory.models import Device, is_identifier
 from iotiam.pki.models import CertificateRecord
 from iotiam.policy.models import DevicePosture
 from iotiam.tokens.models import OAuthClient
-from iotiam.unit_of_work import UnitOfWork
+from iotiam.tokens.ports import TokensUnitOfWork
 
 Standing = tuple[list[str], DevicePosture | None]
 
@@ -24,7 +24,7 @@ Standing = tuple[list[str], DevicePosture | None]
 class ClientReads:
     """The rows of one request, read when asked for."""
 
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: TokensUnitOfWork) -> None:
         self.uow = uow
 
     def client(self, client_id: str) -> OAuthClient | None:
@@ -52,13 +52,13 @@ class ReadsAhead(Protocol):
     """Gives the reads of a batch of token requests, told the rows they will ask for:
     the clients, and the certificates of ``issuer_id`` presented by serial."""
 
-    def __call__(self, uow: UnitOfWork, *, client_ids: Sequence[str], issuer_id: str,
+    def __call__(self, uow: TokensUnitOfWork, *, client_ids: Sequence[str], issuer_id: str,
                  serials: Sequence[int]) -> ClientReads:
         """Reads for the batch, inside its transaction ``uow``."""
         ...
 
 
-def read_when_asked(uow: UnitOfWork, *, client_ids: Sequence[str], issuer_id: str,
+def read_when_asked(uow: TokensUnitOfWork, *, client_ids: Sequence[str], issuer_id: str,
                     serials: Sequence[int]) -> ClientReads:
     """The plain :class:`ReadsAhead`: nothing ahead, each row read when asked for."""
     return ClientReads(uow)

@@ -163,7 +163,8 @@ class MemoryUnitOfWork:
 
 
 class MemoryUnitsOfWork:
-    """``PolicyUnitOfWorkFactory`` over one memory unit of work."""
+    """``Transactions[PolicyUnitOfWork]`` over one memory unit of work (the audit log is
+    the ``AuditRecorder``, which ignores the unit of work)."""
 
     def __init__(self, memory: MemoryPolicies, directory: Directory) -> None:
         self.uow = MemoryUnitOfWork(memory, memory, directory, directory)
