@@ -36,7 +36,7 @@ from iotiam.fast.batching import ThreadCombiner
 from iotiam.fast.leaf_encoding import DirectLeafSigner
 from iotiam.fast.signature_helper import HelperProofChecks
 from iotiam.fast.token_reads import ReadAhead
-from iotiam.inventory.ports import AllCredentials
+from iotiam.inventory.ports import AllCredentials, DeviceLifecycle
 from iotiam.inventory.service import Inventory
 from iotiam.local_keys import alert_webhook_key, audit_head_key, data_key
 from iotiam.pki.authority import CaMaterial
@@ -53,7 +53,7 @@ from iotiam.response.scoring import TrustRefresher, TrustScores
 from iotiam.response.service import IncidentResponse
 from iotiam.storage.baseline_file import BaselineFile
 from iotiam.storage.checkpoint_file import CheckpointFile, CheckpointKeyFile
-from iotiam.storage.database import Database, make_engine
+from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
 from iotiam.storage.fleet_changes import SqlChangeLog
 from iotiam.storage.migrate import upgrade_to_head
 from iotiam.storage.response_store import SqlDeviceLookup
@@ -82,14 +82,14 @@ class Services:
     #: signs audit checkpoints into the data directory (G7); run by ``serve`` and ``init``
     checkpoints: CheckpointWriter
     admin_tokens: AdminTokens
-    inventory: Inventory
+    inventory: Inventory[SqlUnitOfWork]
     pki: Pki
     enrollment: Enrollment
     psks: Psks
     manufacturers: Manufacturers
     enrollment_queue: EnrollmentQueue
     first_contact: FirstContact
-    transfers: OwnershipTransfer
+    transfers: OwnershipTransfer[SqlUnitOfWork]
     policies: PolicyAdministration
     decisions: DecisionPoint
     #: decision subjects of devices (cached for the broker authorization hook)
@@ -103,7 +103,7 @@ class Services:
     #: device attestation (challenge, evidence) and the compliance read API
     attestation: Attestation
     #: findings, their lifecycle, playbooks, modes, mitigations
-    response: IncidentResponse
+    response: IncidentResponse[SqlUnitOfWork]
     #: device trust scores (explained), fed back into policy conditions
     trust: TrustScores
     #: the event pipeline: every source of events ends here
@@ -189,14 +189,14 @@ def build_services(
     pki = certificate_authority(settings, database, clock, audit, passphrase,
                                 serials or x509.random_serial_number)
     psks = Psks(database, clock, audit, SecretSealer(data_key(settings, create=False)))
-    every_credential = AllCredentials(pki, psks)
+    every_credential: AllCredentials[SqlUnitOfWork] = AllCredentials(pki, psks)
     queue = EnrollmentQueue(database, clock, audit, pki, QueueLimits(
         retry_after_seconds=settings.est_retry_after_seconds))
     policies, decisions, subjects = policy_services(database, clock, audit)
     inventory = Inventory(database, clock, audit, every_credential)
     alerts = AlertDispatcher(alert_channels(settings))
     response, trust, attestation, ingest = detection_and_response(
-        settings, database, clock, audit, pki, every_credential, alerts)
+        settings, database, clock, audit, pki, inventory, every_credential, alerts)
     return Services(
         settings=settings,
         clock=clock,
@@ -249,12 +249,14 @@ def policy_services(database: Database, clock: Clock, audit: AuditTrail
 
 def detection_and_response(
     settings: Settings, database: Database, clock: Clock, audit: AuditTrail, pki: Pki,
-    every_credential: AllCredentials, alerts: AlertDispatcher,
-) -> tuple[IncidentResponse, TrustScores, Attestation, EventIngest]:
+    devices: DeviceLifecycle, every_credential: AllCredentials[SqlUnitOfWork],
+    alerts: AlertDispatcher,
+) -> tuple[IncidentResponse[SqlUnitOfWork], TrustScores, Attestation, EventIngest]:
     """Incident response, the trust scores it keeps, attestation reporting findings to
     it, and the event pipeline that follows its per-type modes."""
     trust = TrustScores(database, clock, NoFirmwareData())
-    response = IncidentResponse(database, clock, audit, every_credential, alerts, trust)
+    response = IncidentResponse(database, clock, audit, devices, every_credential, alerts,
+                                trust)
     attestation = Attestation(database, clock, audit, DeviceCa(
         pki.cas.issuing_id, pki.cas.issuing.certificate.subject), finding_sink=response)
     trust.use_firmware_source(attestation)
@@ -280,7 +282,8 @@ def alert_channels(settings: Settings) -> list[AlertChannel]:
     return channels
 
 
-def detection_engine(settings: Settings, response: IncidentResponse) -> DetectionEngine:
+def detection_engine(settings: Settings, response: IncidentResponse[SqlUnitOfWork]
+                     ) -> DetectionEngine:
     """The detection engine: carrying on from its saved baselines when they fit, in the
     stored per-type modes."""
     learning = settings.detection_learning_seconds

@@ -22,14 +22,13 @@ from iotiam.audit.ports import AuditLog, AuditUnitOfWork, CheckpointLog
 from iotiam.audit.proofs import ConsistencyProof, InclusionProof
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, Forbidden, IamError, InvalidInput, NotFound
-from iotiam.kernel import Principal, Role
-from iotiam.unit_of_work import UnitOfWorkFactory
+from iotiam.kernel import Principal, Role, Transactions
 
 
 class AuditTrail:
-    """The hash-chained audit log (G7)."""
+    """The hash-chained audit log (G7): the ``Auditor`` of every domain."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, head_key: bytes,
+    def __init__(self, uow: Transactions[AuditUnitOfWork], clock: Clock, head_key: bytes,
                  checkpoints: CheckpointLog | None = None,
                  verifier: Verifier | None = None) -> None:
         self._uow = uow

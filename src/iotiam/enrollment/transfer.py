@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import Generic, TypeVar
 
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.ports import Auditor
@@ -29,12 +30,18 @@ DEFAULT_TRANSFER_CLAIM_TTL = timedelta(days=1)
 TRANSFERABLE = frozenset({DeviceState.PENDING, DeviceState.ACTIVE, DeviceState.SUSPENDED})
 REVOCATION_REASON = "affiliationChanged"
 
+UnitOfWorkT = TypeVar("UnitOfWorkT", bound=EnrollmentUnitOfWork)
 
-class OwnershipTransfer:
-    """Move a device to another org unit with a clean slate."""
 
-    def __init__(self, uow: Transactions[EnrollmentUnitOfWork], clock: Clock, audit: Auditor,
-                 revoker: CredentialRevoker, inventory: VisibleDevices) -> None:
+class OwnershipTransfer(Generic[UnitOfWorkT]):
+    """Move a device to another org unit with a clean slate.
+
+    The device's credentials are revoked in the transaction that moves it, so the
+    transfer's transactions are ones its revoker works in too (``UnitOfWorkT``).
+    """
+
+    def __init__(self, uow: Transactions[UnitOfWorkT], clock: Clock, audit: Auditor,
+                 revoker: CredentialRevoker[UnitOfWorkT], inventory: VisibleDevices) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
@@ -62,9 +69,8 @@ class OwnershipTransfer:
                 raise Conflict(f"device {device.id!r} is {device.state}; only pending, active "
                                "or suspended devices change owner")
             now = self._clock.now()
-            # CredentialRevoker (inventory/ports.py) still names the shared unit of work
-            revoked = self._revoker.revoke_device_credentials(
-                uow, actor, device, REVOCATION_REASON)  # type: ignore[arg-type]
+            revoked = self._revoker.revoke_device_credentials(uow, actor, device,
+                                                              REVOCATION_REASON)
             claims_ended = uow.claims.expire_for_device(device.id, now)
             requests_closed = uow.enrollment_requests.close_for_device(
                 device.id, now, actor.name, "ownership transferred")
