@@ -20,7 +20,7 @@ from iotiam.enrollment.ports import EnrollmentUnitOfWork
 from iotiam.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from iotiam.inventory.lifecycle import Transport, refusal
 from iotiam.inventory.models import Device
-from iotiam.inventory.ports import VisibleDevices
+from iotiam.inventory.ports import visible_device
 from iotiam.kernel import ROOT_PATH, Principal, Role, Transactions
 from iotiam.pki.csr import parse_csr
 from iotiam.pki.keys import require_leaf_public_key
@@ -68,12 +68,11 @@ class Enrollment:
     """First contact and renewal for devices (RFC 7030 flows)."""
 
     def __init__(self, uow: Transactions[EnrollmentUnitOfWork], clock: Clock, audit: Auditor,
-                 pki: DeviceCertificates[EnrollmentUnitOfWork], inventory: VisibleDevices) -> None:
+                 pki: DeviceCertificates[EnrollmentUnitOfWork]) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
         self._pki = pki
-        self._inventory = inventory
 
     # -- claim tokens ------------------------------------------------------------------
 
@@ -86,7 +85,7 @@ class Enrollment:
         with self._audit.refusals(draft), self._uow() as uow:
             actor.require(Role.OPERATOR, "creating claim tokens")
             check_claim_ttl(ttl)
-            device = self._inventory.visible_device(uow.devices, actor, device_id)
+            device = visible_device(uow.devices, actor, device_id)
             refused = refusal(device.id, device.state, Transport.ENROLL)
             if refused is not None:
                 raise Conflict(f"{refused}; it cannot be claimed")
@@ -113,7 +112,7 @@ class Enrollment:
             now = self._clock.now()
             created: list[tuple[ClaimToken, str]] = []
             for device_id in device_ids:
-                device = self._inventory.visible_device(uow.devices, actor, device_id)
+                device = visible_device(uow.devices, actor, device_id)
                 refused = refusal(device.id, device.state, Transport.ENROLL)
                 if refused is not None:
                     raise Conflict(f"{refused}; it cannot be claimed")

@@ -21,7 +21,7 @@ from iotiam.enrollment.ports import EnrollmentUnitOfWork
 from iotiam.enrollment.service import check_claim_ttl, mint_claim
 from iotiam.errors import Conflict, NotFound
 from iotiam.inventory.models import DeviceState
-from iotiam.inventory.ports import CredentialRevoker, VisibleDevices
+from iotiam.inventory.ports import CredentialRevoker, visible_device
 from iotiam.kernel import Principal, Role, Transactions
 from iotiam.policy.models import AttachmentTarget, TargetKind
 
@@ -41,12 +41,11 @@ class OwnershipTransfer(Generic[UnitOfWorkT]):
     """
 
     def __init__(self, uow: Transactions[UnitOfWorkT], clock: Clock, audit: Auditor,
-                 revoker: CredentialRevoker[UnitOfWorkT], inventory: VisibleDevices) -> None:
+                 revoker: CredentialRevoker[UnitOfWorkT]) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
         self._revoker = revoker
-        self._inventory = inventory
 
     def transfer(
         self, actor: Principal, device_id: str, to_org: str,
@@ -58,7 +57,7 @@ class OwnershipTransfer(Generic[UnitOfWorkT]):
         with self._audit.refusals(draft), self._uow() as uow:
             actor.require(Role.ADMIN, "transferring devices")
             check_claim_ttl(claim_ttl)
-            device = self._inventory.visible_device(uow.devices, actor, device_id,
+            device = visible_device(uow.devices, actor, device_id,
                                                     for_update=True)
             target = uow.org_units.get(to_org)
             if target is None or not actor.sees(target.path):

@@ -170,18 +170,6 @@ def visible_device(
     return device
 
 
-class VisibleDevices(Protocol):
-    """Finds a device for another domain's use case, in that use case's transaction, by
-    the inventory's rule: another tenant's device is not found (G9). Implemented by
-    ``inventory.service.Inventory`` with :func:`visible_device`, for a use case that is
-    handed the inventory rather than calling the function itself."""
-
-    def visible_device(self, devices: DeviceStore, actor: Principal, device_id: str, *,
-                       for_update: bool = False) -> Device:
-        """The device if it lies inside ``actor``'s subtree, else NotFound."""
-        ...
-
-
 class InventoryUnitOfWork(DeviceUnitOfWork, AuditUnitOfWork, Protocol):
     """The stores inventory use cases work with, inside one transaction."""
 

@@ -44,7 +44,6 @@ from iotiam.inventory.models import (
 )
 from iotiam.inventory.ports import (
     CredentialRevoker,
-    DeviceStore,
     DeviceUnitOfWork,
     InventoryUnitOfWork,
     visible_device,
@@ -440,11 +439,6 @@ class Inventory(Generic[UnitOfWorkT]):
             rotation_age_days=int(rotation_age.total_seconds() // 86400),
             never_rotated=len(never_rotated),
         )
-
-    def visible_device(self, devices: DeviceStore, actor: Principal, device_id: str, *,
-                       for_update: bool = False) -> Device:
-        """``VisibleDevices``: ``inventory.ports.visible_device``."""
-        return visible_device(devices, actor, device_id, for_update=for_update)
 
 
 def _with_path(draft: AuditDraft, org_path: str, details: dict[str, Any]) -> AuditDraft:
