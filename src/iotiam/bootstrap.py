@@ -10,11 +10,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
 from iotiam.admin.service import AdminTokens
-from iotiam.api.tls import ManufacturerTrust
 from iotiam.attestation.registry import FirmwareRegistry
 from iotiam.attestation.service import Attestation, DeviceCa
 from iotiam.audit.anchor import CheckpointWriter
@@ -76,7 +76,6 @@ from iotiam.storage.checkpoint_file import CheckpointFile, CheckpointKeyFile
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
 from iotiam.storage.fleet_changes import SqlChangeLog
 from iotiam.storage.migrate import upgrade_to_head
-from iotiam.storage.pg_feed import ListeningChangeFeed
 from iotiam.storage.polling_feed import PollingChangeFeed
 from iotiam.storage.response_store import SqlDeviceLookup
 from iotiam.storage.status_reader import SqlStatusReader
@@ -93,7 +92,11 @@ from iotiam.tokens.signing_keys import SigningKeys
 log = logging.getLogger(__name__)
 
 
-FleetChangeFeed = PollingChangeFeed | ListeningChangeFeed
+if TYPE_CHECKING:  # loaded where used: psycopg and uvicorn weigh on every CLI start
+    from iotiam.api.tls import ManufacturerTrust
+    from iotiam.storage.pg_feed import ListeningChangeFeed
+
+    FleetChangeFeed = PollingChangeFeed | ListeningChangeFeed
 
 
 @dataclass
@@ -258,7 +261,10 @@ def build_services(
 def change_feed(database: Database) -> FleetChangeFeed:
     """The change feed: ``LISTEN/NOTIFY`` on PostgreSQL (replicas on several hosts), the
     polled change table on SQLite (one host)."""
-    return PollingChangeFeed(database) if database.is_sqlite else ListeningChangeFeed(database)
+    if database.is_sqlite:
+        return PollingChangeFeed(database)
+    from iotiam.storage.pg_feed import ListeningChangeFeed
+    return ListeningChangeFeed(database)
 
 
 def follow_changes(services: Services) -> Services:
@@ -411,6 +417,7 @@ def broker_plane(services: Services) -> Callable[[], None] | None:
 def manufacturer_trust(services: Services) -> ManufacturerTrust:
     """The TLS trust store of device endpoints: every registered manufacturer CA, a new
     one as soon as it is registered in any process."""
+    from iotiam.api.tls import ManufacturerTrust
     trust = ManufacturerTrust(services.manufacturers.trust_anchors)
     services.changes.subscribe((ManufacturerTrustChanged,), trust.anchors_changed)
     return trust
