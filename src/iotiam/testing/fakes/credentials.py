@@ -18,8 +18,8 @@ class MemoryPskStore(MemoryStore):
     psks: dict[str, Psk] = field(default_factory=dict)
 
     def add(self, psk: Psk) -> None:
-        """Store a new PSK (Conflict if the id or identity exists)."""
-        if psk.id in self.psks or any(p.identity == psk.identity for p in self.psks.values()):
+        """Store a new PSK (Conflict if the id exists)."""
+        if psk.id in self.psks:
             raise Conflict(f"PSK {psk.id} exists")
         self.psks[psk.id] = psk
 

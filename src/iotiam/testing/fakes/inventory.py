@@ -18,8 +18,8 @@ class MemoryOrgUnitStore(MemoryStore):
     units: dict[str, OrgUnit] = field(default_factory=dict)
 
     def add(self, unit: OrgUnit) -> None:
-        """Insert a new org unit (Conflict if the id exists)."""
-        if unit.id in self.units:
+        """Insert a new org unit (Conflict if the id or the path exists)."""
+        if unit.id in self.units or any(u.path == unit.path for u in self.units.values()):
             raise Conflict(f"org unit {unit.id} exists")
         self.units[unit.id] = unit
 
