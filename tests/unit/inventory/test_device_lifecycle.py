@@ -16,6 +16,12 @@ from fleet import add_device, issue, revoke
 from conftest import Installation
 from iotiam.testing import make_csr
 
+
+@pytest.fixture
+def installation(memory_installation: Installation) -> Installation:
+    """The lifecycle is a use case: it runs on the memory stores."""
+    return memory_installation
+
 STATES = ["pending", "active", "quarantined", "suspended", "decommissioned"]
 ALLOWED = {
     "pending": {"active", "decommissioned"},

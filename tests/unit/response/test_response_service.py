@@ -20,6 +20,12 @@ from iotiam.policy.actions import PUBLISH
 from iotiam.response.alerts import AlertDispatcher
 
 
+@pytest.fixture
+def installation(memory_installation: Installation) -> Installation:
+    """Response is a use case: it runs on the memory stores."""
+    return memory_installation
+
+
 class RecordingChannel:
     """An alert channel that keeps what it was given."""
 
@@ -246,7 +252,9 @@ def test_fail_mode_changes_need_a_global_admin(installation: Installation) -> No
         installation.services.response.get_finding(SYSTEM, "fnd-nope")
 
 
-def test_ok_refresher_rescores_after_a_revocation(installation: Installation) -> None:
+def test_ok_refresher_rescores_after_a_revocation(sql_installation: Installation) -> None:
+    # the refresher reads the SQL change log (bootstrap.trust_scores_refresher)
+    installation = sql_installation
     api = installation.api()
     add_device(api, "s1")
     serial = issue(api, "s1")["serial"]
