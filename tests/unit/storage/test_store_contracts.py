@@ -1,0 +1,572 @@
+"""The memory stores of ``iotiam.testing.fakes`` answer as the SQL stores do.
+
+Every test here runs the same calls and the same assertions against the memory unit of
+work and the SQL one (SQLite, and PostgreSQL when ``IOTIAM_TEST_DATABASE_URL`` is set):
+the use-case tests that run in memory can only be trusted while these pass. Each store
+the converted tests lean on is covered: ordering, Conflict on duplicates, misses,
+paging, filters by org path, and a failed transaction leaving nothing behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import BACKENDS, postgres_schema_url
+from iotiam import bootstrap
+from iotiam.audit.models import AuditRecord, ChainHead
+from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType, Severity
+from iotiam.enrollment.models import (
+    ClaimToken,
+    EnrollmentRequest,
+    HoldReason,
+    ManifestEntry,
+    Manufacturer,
+    RequestStatus,
+)
+from iotiam.errors import Conflict, InvalidInput
+from iotiam.inventory.models import (
+    Criticality,
+    Device,
+    DeviceClass,
+    DeviceState,
+    DeviceType,
+    Group,
+    OrgUnit,
+    OrgUnitKind,
+    RotationPolicy,
+)
+from iotiam.pki.models import (
+    CaRole,
+    CertificateRecord,
+    CertificateStatus,
+    RevocationReason,
+    SerialInUse,
+)
+from iotiam.pki.ports import SignedCertificate, StoredCa
+from iotiam.response.models import Action, Mitigation, StoredFinding, TrustFactor, TrustScore
+from iotiam.storage.database import Database, make_engine
+from iotiam.storage.migrate import upgrade_to_head
+from iotiam.testing.fakes import services as memory
+from iotiam.testing.fakes.unit_of_work import MemoryDatabase
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+ACME, BETA = "/root/acme/", "/root/beta/"
+ISSUER = "issuing-0001"
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite database at the newest schema, copied by each test."""
+    path = tmp_path_factory.mktemp("contracts") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade_to_head(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(params=["memory", *BACKENDS])
+def db(request: pytest.FixtureRequest, tmp_path: Path, migrated_sqlite: Path) -> Iterator[Any]:
+    """Empty transactions over memory, SQLite or PostgreSQL, seeded with the rows the
+    stores refer to (org units, device types, devices, an issuing CA)."""
+    if request.param == "memory":
+        transactions: Any = MemoryDatabase()
+        seed(transactions)
+        yield transactions
+        return
+    if request.param == "sqlite":
+        shutil.copy(migrated_sqlite, tmp_path / "store.db")
+        urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'store.db'}"])
+    else:
+        urls = postgres_schema_url()
+    engine = make_engine(next(urls))
+    if request.param == "postgresql":
+        upgrade_to_head(engine)
+    database = Database(engine)
+    seed(database)
+    try:
+        yield database
+    finally:
+        database.dispose()
+        for _ in urls:
+            pass
+
+
+def seed(db: Any) -> None:
+    with db() as uow:
+        for unit_id, parent, path, kind in (
+                ("root", None, "/root/", OrgUnitKind.ROOT),
+                ("acme", "root", ACME, OrgUnitKind.TENANT),
+                ("beta", "root", BETA, OrgUnitKind.TENANT),
+                ("ac", "root", "/root/ac/", OrgUnitKind.TENANT)):
+            uow.org_units.add(OrgUnit(unit_id, unit_id.title(), kind, parent, path, T0))
+        for name in ("sensor", "gateway"):
+            uow.device_types.add(device_type(name))
+        for device_id, path in (("d2", BETA), ("d1", ACME), ("d3", ACME)):
+            uow.devices.add(device(device_id, path))
+        uow.cas.add(StoredCa(ISSUER, CaRole.ISSUING, "CERT", "KEY", T0))
+
+
+def device_type(name: str) -> DeviceType:
+    return DeviceType(name=name, device_class=DeviceClass.SENSOR, criticality=Criticality.LOW,
+                      description=f"{name}s", certificate_profile="device", created_at=T0)
+
+
+def device(device_id: str, path: str = ACME, *, type_name: str = "sensor",
+           state: DeviceState = DeviceState.PENDING) -> Device:
+    return Device(id=device_id, type_name=type_name, org_unit_id=path.split("/")[-2],
+                  org_path=path, state=state, site="hall 3", location=None,
+                  attributes={"fw": "1.0", "hw": "b"}, created_at=T0, updated_at=T0)
+
+
+# -- transactions ------------------------------------------------------------------------
+
+
+def test_failed_write_leaves_nothing(db: Any) -> None:
+    with pytest.raises(RuntimeError), db() as uow:
+        uow.devices.add(device("d9"))
+        uow.devices.set_state("d1", DeviceState.ACTIVE, T0 + timedelta(seconds=1))
+        raise RuntimeError("the use case fails after writing")
+    with db.reading() as uow:
+        assert uow.devices.get("d9") is None
+        assert uow.devices.get("d1") == device("d1")
+
+
+def test_failed_savepoint_undoes_only_its_own_work(db: Any) -> None:
+    with db() as uow:
+        uow.devices.add(device("d8"))
+        with pytest.raises(RuntimeError), uow.savepoint():
+            uow.devices.add(device("d9"))
+            raise RuntimeError("one row of an import fails")
+    with db.reading() as uow:
+        assert uow.devices.exists(["d8", "d9"]) == {"d8"}
+
+
+# -- inventory ---------------------------------------------------------------------------
+
+
+def test_org_units(db: Any) -> None:
+    with db.reading() as uow:
+        assert [u.id for u in uow.org_units.list_under("/root/")] == ["root", "ac", "acme",
+                                                                      "beta"]
+        assert [u.id for u in uow.org_units.list_under("/root/ac/")] == ["ac"]
+        assert uow.org_units.get("acme") == OrgUnit("acme", "Acme", OrgUnitKind.TENANT,
+                                                    "root", ACME, T0)
+        assert uow.org_units.get("nosuch") is None
+        with pytest.raises(InvalidInput):
+            uow.org_units.list_under("/root")
+    with pytest.raises(Conflict), db() as uow:
+        uow.org_units.add(OrgUnit("acme", "Again", OrgUnitKind.TENANT, "root", "/root/x/", T0))
+
+
+def test_device_types(db: Any) -> None:
+    rotation = RotationPolicy(certificate_lifetime=timedelta(hours=6),
+                              grace_period=timedelta(days=1),
+                              max_credential_age=timedelta(days=9))
+    with db() as uow:
+        uow.device_types.add(device_type("controller"))
+        uow.device_types.set_rotation("gateway", rotation)
+    with db.reading() as uow:
+        assert [t.name for t in uow.device_types.list_all()] == ["controller", "gateway",
+                                                                  "sensor"]
+        assert uow.device_types.get("gateway").rotation == rotation
+        assert uow.device_types.get("sensor") == device_type("sensor")
+        assert uow.device_types.get("toaster") is None
+    with pytest.raises(Conflict), db() as uow:
+        uow.device_types.add(device_type("sensor"))
+
+
+def test_devices_read_back_and_page(db: Any) -> None:
+    with db() as uow:
+        uow.devices.add(device("g1", BETA, type_name="gateway"))
+        uow.devices.add(device("a0", "/root/ac/"))
+    with db.reading() as uow:
+        assert uow.devices.get("d1") == device("d1")
+        assert uow.devices.get("nope") is None
+        assert set(uow.devices.get_many(["d1", "nope", "d1", "g1"])) == {"d1", "g1"}
+        assert uow.devices.exists(["d1", "nope", "g1"]) == {"d1", "g1"}
+        assert [d.id for d in uow.devices.page(org_path="/root/")] == ["a0", "d1", "d2", "d3",
+                                                                       "g1"]
+        assert [d.id for d in uow.devices.page(org_path=ACME)] == ["d1", "d3"]
+        assert [d.id for d in uow.devices.page(org_path="/root/", after_id="d1",
+                                               limit=2)] == ["d2", "d3"]
+        assert [d.id for d in uow.devices.page(org_path=BETA,
+                                               type_name="gateway")] == ["g1"]
+        assert uow.devices.count(org_path="/root/") == 5
+        assert uow.devices.count(org_path=BETA, type_name="sensor") == 1
+        assert uow.devices.count(org_path="/root/", state=DeviceState.ACTIVE) == 0
+        assert sorted(d.id for d in uow.devices.iter_all(org_path=ACME)) == ["d1", "d3"]
+    with pytest.raises(Conflict), db() as uow:
+        uow.devices.add(device("d1", BETA))
+
+
+def test_devices_state_and_touch(db: Any) -> None:
+    t1, t2, t3 = (T0 + timedelta(minutes=n) for n in (1, 2, 3))
+    with db() as uow:
+        uow.devices.activate_if_pending(["d1", "d2"], t1)
+        uow.devices.set_state("d2", DeviceState.SUSPENDED, t2)
+        uow.devices.activate_if_pending(["d2"], t3)
+        uow.devices.touch(["d3"], t3)
+        uow.devices.end_tokens("d3", t2)
+    with db.reading() as uow:
+        d1, d2, d3 = (uow.devices.get(i) for i in ("d1", "d2", "d3"))
+        assert (d1.state, d1.updated_at, d1.tokens_not_before) == (DeviceState.ACTIVE, t1, None)
+        assert (d2.state, d2.updated_at, d2.tokens_not_before) == (DeviceState.SUSPENDED, t2,
+                                                                   t2)
+        assert (d3.state, d3.updated_at, d3.tokens_not_before) == (DeviceState.PENDING, t3, t2)
+        assert uow.devices.page(org_path="/root/", state=DeviceState.ACTIVE) == [d1]
+
+
+def test_groups_and_ownership(db: Any) -> None:
+    t1, t2 = T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)
+    with db() as uow:
+        uow.groups.add(Group("line-2", "Line 2", "acme", ACME, "", T0))
+        uow.groups.add(Group("all", "All", "root", "/root/", "", T0))
+        uow.groups.add(Group("line-1", "Line 1", "acme", ACME, "", T0))
+        uow.groups.add_member("line-1", "d3", t1)
+        uow.groups.add_member("line-1", "d1", t1)
+        uow.groups.add_member("line-1", "d1", t2)  # again: nothing moves
+        uow.groups.add_member("all", "d1", t1)
+    with db.reading() as uow:
+        assert [g.id for g in uow.groups.list_under(org_path="/root/")] == ["all", "line-1",
+                                                                           "line-2"]
+        assert [g.id for g in uow.groups.list_under(org_path=ACME)] == ["line-1", "line-2"]
+        assert uow.groups.members("line-1") == ["d1", "d3"]
+        assert uow.groups.members("line-2") == []
+        assert uow.devices.get("d1").updated_at == t1
+        assert uow.groups.get("nope") is None
+    with db() as uow:
+        assert uow.ownership.leave_groups_outside("d1", BETA) == ["line-1"]
+        uow.ownership.move_device("d1", "beta", BETA, t2)
+    with db.reading() as uow:
+        moved = uow.devices.get("d1")
+        assert (moved.org_path, moved.org_unit_id, moved.state, moved.updated_at) == (
+            BETA, "beta", DeviceState.PENDING, t2)
+        assert uow.groups.members("line-1") == ["d3"] and uow.groups.members("all") == ["d1"]
+    with pytest.raises(Conflict), db() as uow:
+        uow.groups.add(Group("all", "Again", "acme", ACME, "", T0))
+
+
+# -- pki ---------------------------------------------------------------------------------
+
+
+def certificate(serial: int, device_id: str | None = "d1", path: str = ACME, *,
+                key: str = "k1", not_after: datetime = T0 + timedelta(days=1)
+                ) -> CertificateRecord:
+    return CertificateRecord(
+        issuer_id=ISSUER, serial=serial, device_id=device_id, org_unit_id="acme",
+        org_path=path, profile="device", subject=f"CN={device_id}", not_before=T0,
+        not_after=not_after, status=CertificateStatus.RESERVED, fingerprint_sha256=None,
+        pem=None, created_at=T0, public_key_sha256=key)
+
+
+def signed(serial: int) -> SignedCertificate:
+    return SignedCertificate(ISSUER, serial, f"PEM {serial}", f"fp{serial}")
+
+
+def test_certificates_reserve_complete_revoke(db: Any) -> None:
+    revoked_at = T0 + timedelta(hours=1)
+    with db() as uow:
+        uow.certificates.reserve_many([certificate(1 << 64), certificate((1 << 64) + 1)])
+        uow.certificates.complete([signed(1 << 64)])
+        uow.certificates.revoke(ISSUER, 1 << 64, revoked_at, RevocationReason.KEY_COMPROMISE)
+    with db.reading() as uow:
+        assert uow.certificates.taken_serials(ISSUER, [1 << 64, 5]) == {1 << 64}
+        stored = uow.certificates.get(ISSUER, 1 << 64)
+        assert (stored.status, stored.pem, stored.fingerprint_sha256, stored.revoked_at,
+                stored.revocation_reason) == (CertificateStatus.REVOKED, f"PEM {1 << 64}",
+                                              f"fp{1 << 64}", revoked_at,
+                                              RevocationReason.KEY_COMPROMISE)
+        assert uow.certificates.status_of(ISSUER, (1 << 64) + 1) == (
+            CertificateStatus.RESERVED, None, None)
+        assert uow.certificates.status_of(ISSUER, 7) is None
+        assert [c.serial for c in uow.certificates.find_by_serial(1 << 64)] == [1 << 64]
+    with pytest.raises(SerialInUse), db() as uow:
+        uow.certificates.reserve_many([certificate(1 << 64)])
+    with pytest.raises(Conflict), db() as uow:
+        uow.certificates.complete([signed(1 << 64)])
+    with pytest.raises(Conflict), db() as uow:
+        uow.certificates.revoke(ISSUER, 1 << 64, revoked_at, RevocationReason.SUPERSEDED)
+
+
+def test_certificates_lists(db: Any) -> None:
+    serials = [(1 << 64) + n for n in range(5)]
+    with db() as uow:
+        uow.certificates.reserve_many([
+            certificate(serials[0]), certificate(serials[1], "d2", BETA, key="k2"),
+            certificate(serials[2], key="k2", not_after=T0 + timedelta(hours=2)),
+            certificate(serials[3], None), certificate(serials[4])])
+        uow.certificates.complete([signed(s) for s in serials[:4]])
+        uow.certificates.revoke(ISSUER, serials[2], T0, RevocationReason.SUPERSEDED)
+    with db.reading() as uow:
+        page = uow.certificates.page(org_path="/root/")
+        assert [c.serial for c in page] == serials[::-1]
+        assert [c.serial for c in uow.certificates.page(org_path=ACME, limit=2, offset=1)] == [
+            serials[3], serials[2]]
+        assert [c.serial for c in uow.certificates.page(
+            org_path="/root/", device_id="d1", status=CertificateStatus.ISSUED)] == [serials[0]]
+        assert [c.serial for c in uow.certificates.for_device("d1")] == [
+            serials[0], serials[2], serials[4]]
+        assert sorted(uow.certificates.key_holders(["k2", "k9"])) == [("k2", "d1"),
+                                                                      ("k2", "d2")]
+        assert sorted(c.serial for c in uow.certificates.with_public_key("k2")) == [
+            serials[1], serials[2]]
+        listed = sorted(uow.certificates.iter_device_certificates(org_path=ACME),
+                        key=lambda c: c.serial)
+        assert [(c.serial, c.pem) for c in listed] == [(serials[0], None), (serials[2], None)]
+        assert [r.serial for r in uow.certificates.revocations(
+            ISSUER, expired_after=T0 + timedelta(hours=1))] == [serials[2]]
+        assert uow.certificates.revocations(ISSUER,
+                                            expired_after=T0 + timedelta(hours=3)) == []
+
+
+def test_counters(db: Any) -> None:
+    with db() as uow:
+        assert [uow.counters.next("crl"), uow.counters.next("crl")] == [1, 2]
+        assert (uow.counters.current("crl"), uow.counters.current("other")) == (2, 0)
+
+
+# -- enrollment --------------------------------------------------------------------------
+
+
+def claim(claim_id: str, device_id: str = "d1", *, created: int = 0,
+          expires: int = 60) -> ClaimToken:
+    return ClaimToken(claim_id, device_id, ACME, "hash", T0 + timedelta(seconds=created),
+                      T0 + timedelta(seconds=expires), "admin")
+
+
+def test_claims(db: Any) -> None:
+    with db() as uow:
+        uow.claims.add(claim("c2", created=2))
+        uow.claims.add(claim("c1", created=1))
+        uow.claims.add(claim("c3", expires=10))
+        uow.claims.add(claim("c4", "d2"))
+    with db() as uow:
+        assert uow.claims.redeem("c1", T0 + timedelta(seconds=5))
+        assert not uow.claims.redeem("c1", T0 + timedelta(seconds=6))  # G8: once
+        assert not uow.claims.redeem("c3", T0 + timedelta(seconds=10))  # expired
+        assert not uow.claims.redeem("nope", T0)
+        assert uow.claims.expire_for_device("d1", T0 + timedelta(seconds=7)) == 2  # c2, c3
+    with db.reading() as uow:
+        assert [c.id for c in uow.claims.for_device("d1")] == ["c3", "c1", "c2"]
+        assert uow.claims.get("c1").used_at == T0 + timedelta(seconds=5)
+        assert uow.claims.get("c2").expires_at == T0 + timedelta(seconds=7)
+        assert uow.claims.get("c3").expires_at == T0 + timedelta(seconds=7)
+        assert uow.claims.get("c4").expires_at == T0 + timedelta(seconds=60)
+        assert uow.claims.get("nope") is None
+    with pytest.raises(Conflict), db() as uow:
+        uow.claims.add(claim("c1"))
+
+
+def manufacturer(name: str, path: str = ACME, fingerprint: str | None = None) -> Manufacturer:
+    return Manufacturer(name=name, org_unit_id=path.split("/")[-2], org_path=path,
+                        device_type="sensor", certificate_pem="PEM", subject=f"CN={name}",
+                        fingerprint_sha256=fingerprint or f"fp-{name}",
+                        not_after=T0 + timedelta(days=9), created_at=T0, created_by="admin")
+
+
+def test_manufacturers_and_manifest(db: Any) -> None:
+    with db() as uow:
+        for m in (manufacturer("zeta", BETA), manufacturer("acme-devices"),
+                  manufacturer("beta-devices", "/root/ac/")):
+            uow.manufacturers.add(m)
+        uow.manifest.add(ManifestEntry("zeta", "SN-2", T0))
+        uow.manifest.add(ManifestEntry("zeta", "SN-1", T0, public_key_sha256="k"))
+        assert uow.manifest.pin_key("SN-2", "k2")
+        assert not uow.manifest.pin_key("SN-2", "k3")
+        assert not uow.manifest.pin_key("SN-9", "k3")
+        uow.manifest.mark_enrolled("SN-2", T0 + timedelta(seconds=1))
+        uow.manifest.mark_enrolled("SN-2", T0 + timedelta(seconds=2))
+    with db.reading() as uow:
+        assert [m.name for m in uow.manufacturers.list_all()] == ["acme-devices",
+                                                                  "beta-devices", "zeta"]
+        assert [m.name for m in uow.manufacturers.list_under(ACME)] == ["acme-devices"]
+        assert uow.manufacturers.by_fingerprint("fp-zeta") == manufacturer("zeta", BETA)
+        assert uow.manufacturers.get("nope") is None
+        assert uow.manifest.get("SN-2") == ManifestEntry(
+            "zeta", "SN-2", T0, public_key_sha256="k2", enrolled_at=T0 + timedelta(seconds=1))
+        assert (uow.manifest.count("zeta"), uow.manifest.count("acme-devices")) == (2, 0)
+    for duplicate in (manufacturer("zeta"), manufacturer("other", fingerprint="fp-zeta")):
+        with pytest.raises(Conflict), db() as uow:
+            uow.manufacturers.add(duplicate)
+    with pytest.raises(Conflict), db() as uow:
+        uow.manifest.add(ManifestEntry("acme-devices", "SN-1", T0))
+
+
+def request(request_id: str, *, csr: str | None = None, path: str | None = ACME,
+            source: str = "10.0.0.1", created: int = 0, device_id: str = "d1"
+            ) -> EnrollmentRequest:
+    return EnrollmentRequest(
+        id=request_id, device_id=device_id, reason=HoldReason.UNKNOWN_DEVICE, detail="held",
+        source=source, presented="claim", csr_pem="CSR", csr_sha256=csr or f"csr-{request_id}",
+        public_key_sha256="k", status=RequestStatus.PENDING,
+        created_at=T0 + timedelta(seconds=created), last_seen_at=T0,
+        org_unit_id=path.split("/")[-2] if path else None, org_path=path)
+
+
+def test_enrollment_requests(db: Any) -> None:
+    with db() as uow:
+        uow.enrollment_requests.add(request("r2", created=2))
+        uow.enrollment_requests.add(request("r1", created=1, source="10.0.0.2"))
+        uow.enrollment_requests.add(request("r3", path=None, created=3))
+        uow.enrollment_requests.add(request("r4", path=BETA, device_id="d2"))
+        uow.enrollment_requests.add(request("r5", created=-9, device_id="d3"))
+    with db() as uow:
+        assert uow.enrollment_requests.drop_stale(T0 - timedelta(seconds=5)) == 1  # r5
+        assert uow.enrollment_requests.decide("r2", RequestStatus.APPROVED, T0, "admin", "ok")
+        assert not uow.enrollment_requests.decide("r2", RequestStatus.REJECTED, T0, "x", None)
+        uow.enrollment_requests.set_certificate("r2", "0abc")
+        uow.enrollment_requests.touch("r1", T0 + timedelta(seconds=9))
+        uow.enrollment_requests.touch("r1", T0 + timedelta(seconds=10))
+        assert uow.enrollment_requests.close_for_device("d1", T0, "transfer", "moved") == 2
+    with db.reading() as uow:
+        requests = uow.enrollment_requests
+        assert [r.id for r in requests.page(org_path="/root/", include_unscoped=True,
+                                            status=None, limit=10)] == ["r4", "r1", "r2", "r3"]
+        assert [r.id for r in requests.page(org_path=ACME, include_unscoped=False,
+                                            status=RequestStatus.REJECTED,
+                                            limit=1)] == ["r1"]
+        assert requests.count_pending() == 1 and requests.count_pending(source="10.0.0.2") == 0
+        assert requests.by_csr("csr-r4").id == "r4" and requests.by_csr("nope") is None
+        r1, r2 = requests.get("r1"), requests.get("r2")
+        assert (r1.polls, r1.last_seen_at, r1.status, r1.decided_by, r1.decision_note) == (
+            2, T0 + timedelta(seconds=10), RequestStatus.REJECTED, "transfer", "moved")
+        assert (r2.status, r2.certificate_serial) == (RequestStatus.APPROVED, "0abc")
+        assert requests.get("r5") is None
+    with pytest.raises(Conflict), db() as uow:
+        uow.enrollment_requests.add(request("r9", csr="csr-r4"))
+
+
+# -- response ----------------------------------------------------------------------------
+
+
+def finding(finding_id: str, device_id: str | None = "d1", *, path: str = ACME,
+            kind: FindingType = FindingType.RATE_CHANGE) -> StoredFinding:
+    found = Finding(type=kind, severity=Severity.MEDIUM, at=T0.timestamp(),
+                    device_id=device_id, summary="rate", detector="rate",
+                    evidence={"observed": 5}, device_type="sensor")
+    return StoredFinding(id=finding_id, finding=found, org_path=path, state=FindingState.OPEN,
+                         mode=DetectionMode.MONITOR, raised_at=T0, updated_at=T0,
+                         last_seen_at=T0)
+
+
+def test_findings(db: Any) -> None:
+    t1 = T0 + timedelta(minutes=1)
+    worse = Finding(type=FindingType.RATE_CHANGE, severity=Severity.HIGH, at=0.0,
+                    device_id="d1", summary="worse", detector="rate",
+                    evidence={"observed": 50})
+    with db() as uow:
+        uow.findings.add(finding("f1"))
+        uow.findings.add(finding("f3", "d2", path=BETA))
+        uow.findings.add(finding("f2", kind=FindingType.NEW_DESTINATION))
+        uow.findings.add(finding("f4", None, path="/root/"))
+        uow.findings.repeat("f1", t1)
+        uow.findings.escalate("f1", worse, t1)
+        uow.findings.add_actions("f1", ["alert", "quarantine"])
+        uow.findings.add_actions("f1", ["quarantine", "revoke"])
+        uow.findings.set_state("f2", FindingState.ACKNOWLEDGED, t1, "admin", "looking")
+        uow.findings.set_state("f2", FindingState.RESOLVED, t1, "admin", None)
+    with db.reading() as uow:
+        f1, f2 = uow.findings.get("f1"), uow.findings.get("f2")
+        assert (f1.repeats, f1.last_seen_at, f1.updated_at, f1.finding.severity,
+                f1.finding.summary, dict(f1.finding.evidence), f1.actions) == (
+            2, t1, t1, Severity.HIGH, "worse", {"observed": 50},
+            ("alert", "quarantine", "revoke"))
+        assert (f2.state, f2.note, f2.updated_by) == (FindingState.RESOLVED, "looking", "admin")
+        assert uow.findings.live_for("d1", FindingType.RATE_CHANGE).id == "f1"
+        assert uow.findings.live_for("d1", FindingType.NEW_DESTINATION) is None
+        assert uow.findings.live_for(None, FindingType.RATE_CHANGE).id == "f4"
+        assert uow.findings.get("f3") == finding("f3", "d2", path=BETA)
+
+        def page(**filters: Any) -> list[str]:
+            query: dict[str, Any] = {"org_path": "/root/", "state": None, "device_id": None,
+                                     "finding_type": None, "before_id": None, "limit": 10}
+            return [f.id for f in uow.findings.page(**{**query, **filters})]
+
+        assert page() == ["f4", "f3", "f2", "f1"]
+        assert page(org_path=ACME) == ["f2", "f1"]
+        assert page(before_id="f3", limit=1) == ["f2"]
+        assert page(state=FindingState.OPEN, device_id="d1") == ["f1"]
+        assert page(finding_type=FindingType.NEW_DESTINATION) == ["f2"]
+        live = uow.findings.live_for_devices(["d1", "d2", "d3"])
+        assert {d: [f.id for f in found] for d, found in live.items()} == {"d1": ["f1"],
+                                                                          "d2": ["f3"]}
+    with pytest.raises(Conflict), db() as uow:
+        uow.findings.add(finding("f1"))
+
+
+def test_mitigations(db: Any) -> None:
+    t1, t2 = T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)
+    with db() as uow:
+        uow.findings.add(finding("f1"))
+        for mitigation_id, at in (("m2", T0), ("m1", T0), ("m3", t1)):
+            uow.mitigations.add(Mitigation(mitigation_id, "f1", "d1", Action.QUARANTINE,
+                                           DeviceState.ACTIVE, at))
+        uow.mitigations.lift("m1", t1, "admin")
+    with db.reading() as uow:
+        assert [m.id for m in uow.mitigations.active_for("d1")] == ["m2", "m3"]
+        assert uow.mitigations.active_for("d2") == []
+        assert uow.mitigations.lifted_since("f1", t1)
+        assert not uow.mitigations.lifted_since("f1", t2)
+
+
+def test_detection_settings_and_trust(db: Any) -> None:
+    t1 = T0 + timedelta(minutes=1)
+    score = TrustScore("d1", 70, (TrustFactor("finding", -30, "open finding f1: rate"),),
+                       firmware_compliant=None, computed_at=T0)
+    with db() as uow:
+        uow.detection_settings.set_mode("sensor", DetectionMode.MONITOR, T0, "admin")
+        uow.detection_settings.set_mode("sensor", DetectionMode.ENFORCE, t1, "admin")
+        uow.detection_settings.put_document("playbook", '{"rules": []}', T0)
+        uow.trust.put(replace_score(score, 50))
+        uow.trust.put(score)
+        uow.trust.touch_devices(["d1", "d3"], t1)
+    with db.reading() as uow:
+        assert uow.detection_settings.modes() == {"sensor": DetectionMode.ENFORCE}
+        assert uow.detection_settings.get_document("playbook") == '{"rules": []}'
+        assert uow.detection_settings.get_document("nope") is None
+        assert uow.trust.for_devices(["d1", "d2"]) == {"d1": score}
+        assert [uow.devices.get(i).updated_at for i in ("d1", "d2", "d3")] == [t1, T0, t1]
+
+
+def replace_score(score: TrustScore, value: int) -> TrustScore:
+    return TrustScore(score.device_id, value, (), True, score.computed_at)
+
+
+# -- audit -------------------------------------------------------------------------------
+
+
+def record(seq: int, path: str) -> AuditRecord:
+    return AuditRecord(seq=seq, at=T0, tag="admin:device:created", actor="admin",
+                       org_path=path, subject=f"device:{seq}", outcome="success",
+                       reason=None, details={"n": seq}, prev_hash=f"h{seq - 1}", hash=f"h{seq}")
+
+
+def test_audit_log(db: Any) -> None:
+    with db.reading() as uow:
+        assert uow.audit.head() is None
+    with db() as uow:
+        uow.audit.append([record(1, ACME), record(2, BETA)], ChainHead(2, "h2", "mac2", "f2"))
+    with db() as uow:
+        assert uow.audit.lock_head() == ChainHead(2, "h2", "mac2", "f2")
+        uow.audit.append([record(3, ACME)], ChainHead(3, "h3", "mac3", None))
+    with db.reading() as uow:
+        assert uow.audit.head() == ChainHead(3, "h3", "mac3", None)
+        assert list(uow.audit.iter_records()) == [record(1, ACME), record(2, BETA),
+                                                  record(3, ACME)]
+        assert [r.seq for r in uow.audit.iter_records(org_path=ACME)] == [1, 3]
+        assert [r.seq for r in uow.audit.iter_records(after_seq=1, limit=1)] == [2]
+    with pytest.raises(Conflict), db() as uow:
+        uow.audit.append([record(3, ACME)], ChainHead(3, "h3", "mac3", None))
+
+
+# -- the memory installation -------------------------------------------------------------
+
+
+def test_memory_installation_seeds_what_init_seeds() -> None:
+    assert memory.SEED_DEVICE_TYPES == bootstrap.SEED_DEVICE_TYPES
