@@ -9,6 +9,7 @@ paging, filters by org path, and a failed transaction leaving nothing behind.
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,10 @@ import pytest
 
 from conftest import BACKENDS, postgres_schema_url
 from iotiam import bootstrap
+from iotiam.admin.models import AdminToken
 from iotiam.audit.models import AuditRecord, ChainHead
+from iotiam.clock import FrozenClock
+from iotiam.credentials.models import Psk, PskStatus
 from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType, Severity
 from iotiam.enrollment.models import (
     ClaimToken,
@@ -41,18 +45,35 @@ from iotiam.inventory.models import (
     OrgUnitKind,
     RotationPolicy,
 )
+from iotiam.kernel import Role
 from iotiam.pki.models import (
     CaRole,
     CertificateRecord,
     CertificateStatus,
     RevocationReason,
     SerialInUse,
+    serial_hex,
 )
-from iotiam.pki.ports import SignedCertificate, StoredCa
+from iotiam.pki.ports import CrlInfo, SignedCertificate, StoredCa, StoredCrl
+from iotiam.policy.models import (
+    Attachment,
+    AttachmentTarget,
+    DevicePosture,
+    Site,
+    StoredPolicy,
+    TargetKind,
+)
+from iotiam.policy.parsing import parse_policy
 from iotiam.response.models import Action, Mitigation, StoredFinding, TrustFactor, TrustScore
 from iotiam.storage.database import Database, make_engine
+from iotiam.storage.fleet_changes import SqlChangeLog
 from iotiam.storage.migrate import upgrade_to_head
+from iotiam.storage.response_store import SqlDeviceLookup
+from iotiam.storage.status_reader import SqlStatusReader
 from iotiam.testing.fakes import services as memory
+from iotiam.testing.fakes.changes import MemoryChangeLog
+from iotiam.testing.fakes.pki import MemoryStatusReader
+from iotiam.testing.fakes.response import MemoryDeviceLookup
 from iotiam.testing.fakes.unit_of_work import MemoryDatabase
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -570,3 +591,185 @@ def test_audit_log(db: Any) -> None:
 
 def test_memory_installation_seeds_what_init_seeds() -> None:
     assert memory.SEED_DEVICE_TYPES == bootstrap.SEED_DEVICE_TYPES
+
+
+# -- admin, credentials ------------------------------------------------------------------
+
+
+def admin_token(token_id: str, path: str = ACME, *, created: int = 0) -> AdminToken:
+    return AdminToken(id=token_id, name=token_id, role=Role.OPERATOR,
+                      org_unit_id=path.split("/")[-2], org_path=path, secret_hash="hash",
+                      created_at=T0 + timedelta(seconds=created), created_by="admin")
+
+
+def test_admin_tokens(db: Any) -> None:
+    with db() as uow:
+        uow.admin_tokens.add(admin_token("t2", created=2))
+        uow.admin_tokens.add(admin_token("t1", created=1))
+        uow.admin_tokens.add(admin_token("t3", BETA))
+        uow.admin_tokens.revoke("t1", T0 + timedelta(hours=1))
+    with db.reading() as uow:
+        assert [t.id for t in uow.admin_tokens.list_under(org_path=ACME)] == ["t1", "t2"]
+        assert uow.admin_tokens.get("t1").revoked_at == T0 + timedelta(hours=1)
+        assert uow.admin_tokens.get("t3") == admin_token("t3", BETA)
+        assert uow.admin_tokens.get("nope") is None
+    with pytest.raises(Conflict), db() as uow:
+        uow.admin_tokens.add(admin_token("t3"))
+
+
+def psk(psk_id: str, device_id: str = "d1", path: str = ACME, *, created: int = 0) -> Psk:
+    return Psk(id=psk_id, identity=device_id, device_id=device_id, org_path=path,
+               encrypted_key=b"sealed", status=PskStatus.ACTIVE,
+               created_at=T0 + timedelta(seconds=created), expires_at=None)
+
+
+def test_psks(db: Any) -> None:
+    with db() as uow:
+        uow.psks.add(psk("p2", created=2))
+        uow.psks.add(psk("p1", created=1))
+        uow.psks.add(psk("p3", "d2", BETA))
+        assert uow.psks.revoke("p1", T0, "rotated", "p2")
+        assert not uow.psks.revoke("p1", T0, "again", None)
+    with db.reading() as uow:
+        assert [p.id for p in uow.psks.for_device("d1")] == ["p1", "p2"]
+        assert uow.psks.active_for_device("d1") == psk("p2", created=2)
+        assert uow.psks.active_for_device("d3") is None
+        revoked = uow.psks.for_device("d1")[0]
+        assert (revoked.status, revoked.revoked_at, revoked.revocation_reason,
+                revoked.replaced_by) == (PskStatus.REVOKED, T0, "rotated", "p2")
+        assert sorted(p.id for p in uow.psks.iter_active(org_path="/root/")) == ["p2", "p3"]
+        assert [p.id for p in uow.psks.iter_active(org_path=BETA)] == ["p3"]
+    with pytest.raises(Conflict), db() as uow:
+        uow.psks.add(psk("p3"))
+
+
+# -- pki: CAs and CRLs -------------------------------------------------------------------
+
+
+def test_cas_and_crls(db: Any) -> None:
+    later = StoredCa("issuing-0002", CaRole.ISSUING, "CERT2", "KEY2", T0 + timedelta(days=1))
+    with db() as uow:
+        uow.cas.add(later)
+        uow.cas.add(StoredCa("root-0001", CaRole.ROOT, "ROOT", "KEY", T0))
+        for number in (1, 3, 2):
+            uow.crls.add(StoredCrl(ISSUER, number, T0, T0 + timedelta(hours=number), number,
+                                   b"DER%d" % number))
+    with db.reading() as uow:
+        assert uow.cas.active(CaRole.ISSUING) == later
+        assert uow.cas.active(CaRole.OCSP_RESPONDER) is None
+        assert [c.id for c in uow.cas.list_all()] == ["issuing-0001", "issuing-0002",
+                                                      "root-0001"]
+        assert uow.cas.get("root-0001").certificate_pem == "ROOT"
+        assert uow.crls.latest(ISSUER) == StoredCrl(ISSUER, 3, T0, T0 + timedelta(hours=3), 3,
+                                                    b"DER3")
+        assert uow.crls.latest_info(ISSUER) == CrlInfo(ISSUER, 3, T0 + timedelta(hours=3), 3)
+        assert uow.crls.latest("issuing-0002") is None
+        assert uow.crls.latest_info("issuing-0002") is None
+    with pytest.raises(Conflict), db() as uow:
+        uow.cas.add(later)
+
+
+# -- policy ------------------------------------------------------------------------------
+
+
+def stored_policy(name: str, version: int, owner: str = ACME) -> StoredPolicy:
+    source = (f"name: {name}\nversion: {version}\nstatements:\n"
+              "  - {effect: allow, actions: [mqtt:publish], topics: ['a/#']}\n")
+    return StoredPolicy(parse_policy(source), owner, source, T0, "admin")
+
+
+def test_policies_attachments_sites_and_targets(db: Any) -> None:
+    berlin = Site("berlin", "Europe/Berlin", (ipaddress.ip_network("10.1.0.0/16"),))
+    with db() as uow:
+        generation = uow.policies.generation()
+        uow.policies.add(stored_policy("zeta", 1, BETA))
+        uow.policies.add(stored_policy("alpha", 1))
+        uow.policies.add(stored_policy("alpha", 2))  # the service keeps a policy's owner
+        for target in (AttachmentTarget(TargetKind.DEVICE, "d1"),
+                       AttachmentTarget(TargetKind.ORG_UNIT, "acme")):
+            uow.policy_attachments.attach(Attachment("alpha", target, ACME))
+        uow.policy_attachments.attach(Attachment("alpha", AttachmentTarget(
+            TargetKind.ORG_UNIT, "acme"), ACME))  # again: no change
+        uow.policy_attachments.attach(Attachment("zeta", AttachmentTarget(
+            TargetKind.GROUP, "g"), BETA))
+        assert uow.sites.save(berlin, T0)
+        assert not uow.sites.save(berlin, T0)
+        assert uow.policies.generation() == generation + 8
+        uow.groups.add(Group("line-1", "Line 1", "beta", BETA, "", T0))
+    with db() as uow:
+        assert uow.policy_attachments.detach("zeta", AttachmentTarget(TargetKind.GROUP, "g"))
+        assert uow.policy_attachments.detach("zeta", AttachmentTarget(TargetKind.GROUP,
+                                                                      "g")) is None
+        assert uow.policies.generation() == generation + 9
+    with db.reading() as uow:
+        assert uow.policies.latest("alpha") == stored_policy("alpha", 2)
+        assert uow.policies.get("alpha", 1) == stored_policy("alpha", 1)
+        assert uow.policies.get("alpha", 3) is None and uow.policies.latest("nope") is None
+        assert uow.policies.versions("alpha") == [1, 2]
+        assert [(p.document.name, p.document.version) for p in uow.policies.current()] == [
+            ("alpha", 2), ("zeta", 1)]
+        assert uow.policies.names_under(ACME) == ["alpha"]
+        assert uow.policies.names_under(BETA) == ["zeta"]
+        assert uow.policies.names_under("/root/") == ["alpha", "zeta"]
+        assert uow.policies.names_under("/root/acme/plant/") == ["alpha"]
+        assert [(a.policy, str(a.target)) for a in uow.policy_attachments.all()] == [
+            ("alpha", "device d1"), ("alpha", "org-unit acme")]
+        assert [str(a.target) for a in uow.policy_attachments.for_policy("alpha")] == [
+            "device d1", "org-unit acme"]
+        assert uow.sites.sites() == [berlin]
+        scope = uow.policy_targets.scope_of
+        assert [scope(AttachmentTarget(kind, target_id)) for kind, target_id in (
+            (TargetKind.ORG_UNIT, "acme"), (TargetKind.DEVICE, "d2"),
+            (TargetKind.GROUP, "line-1"), (TargetKind.DEVICE_TYPE, "sensor"),
+            (TargetKind.DEVICE_TYPE, "toaster"), (TargetKind.DEVICE, "nope"))] == [
+            ACME, BETA, BETA, "/root/", None, None]
+    with pytest.raises(Conflict), db() as uow:
+        uow.policies.add(stored_policy("alpha", 2))
+
+
+# -- what the decision point, OCSP and the event ingest read beside the stores -----------
+
+
+def readers(db: Any, clock: FrozenClock) -> tuple[Any, Any, Any]:
+    """The change log, the certificate status reader and the device lookup of ``db``."""
+    if isinstance(db, MemoryDatabase):
+        return (MemoryChangeLog(db, clock), MemoryStatusReader(db.uow.certificates),
+                MemoryDeviceLookup(db.uow.devices))
+    return SqlChangeLog(db, clock), SqlStatusReader(db.engine), SqlDeviceLookup(db.engine)
+
+
+def test_change_log_status_reader_and_device_lookup(db: Any) -> None:
+    clock = FrozenClock(T0 + timedelta(hours=1))
+    t1 = T0 + timedelta(minutes=1)
+    changes, status, lookup = readers(db, clock)
+    assert changes.psk_version() == (0, None)
+    with db() as uow:
+        uow.devices.add(device("d4", BETA, type_name="gateway"))
+        uow.devices.set_state("d4", DeviceState.DECOMMISSIONED, T0)
+        uow.devices.touch(["d1"], t1)
+        uow.groups.add(Group("line-1", "Line 1", "acme", ACME, "", T0))
+        uow.groups.add_member("line-1", "d3", T0)
+        uow.certificates.reserve_many([certificate(1 << 64), certificate((1 << 64) + 1, "d2")])
+        uow.certificates.complete([signed(1 << 64), signed((1 << 64) + 1)])
+        uow.certificates.revoke(ISSUER, (1 << 64) + 1, t1, RevocationReason.KEY_COMPROMISE)
+        uow.psks.add(psk("p1", "d3"))
+        uow.psks.add(psk("p2", "d3", created=5))
+        uow.psks.revoke("p1", t1, "rotated", "p2")
+        uow.trust.put(TrustScore("d1", 70, (), None, T0))
+    assert sorted(changes.device_changes(T0)) == [("d1", t1)]
+    assert changes.credentials_revoked(T0) == [("d2", f"cert:{serial_hex((1 << 64) + 1)}"),
+                                               ("d3", "psk:p1")]
+    assert changes.psk_version() == (1, t1)
+    assert changes.device("d4").state is DeviceState.DECOMMISSIONED
+    assert [d.id for d in changes.device_page(None, 10)] == ["d1", "d2", "d3"]
+    assert [d.id for d in changes.device_page("d1", 1)] == ["d2"]
+    assert changes.groups_of(["d1", "d3"]) == {"d3": {"line-1"}}
+    assert changes.posture_of(["d1", "d2", "d3"]) == {
+        "d1": DevicePosture(70.0, None, credentialed=True),
+        "d2": DevicePosture(None, None, credentialed=False),
+        "d3": DevicePosture(None, None, credentialed=True)}
+    assert status.status_of(ISSUER, (1 << 64) + 1) == (
+        CertificateStatus.REVOKED, t1, RevocationReason.KEY_COMPROMISE)
+    assert status.status_of(ISSUER, 5) is None
+    assert lookup.types_and_paths(["d4", "d1", "nope"]) == {"d4": ("gateway", BETA),
+                                                            "d1": ("sensor", ACME)}
