@@ -21,6 +21,15 @@ import pytest
 from conftest import BACKENDS, postgres_schema_url
 from iotiam import bootstrap
 from iotiam.admin.models import AdminToken
+from iotiam.attestation.models import (
+    AttestationNonce,
+    FirmwareImage,
+    FirmwareRule,
+    FirmwareSigner,
+    FirmwareStatus,
+    Measurement,
+    SignerAlgorithm,
+)
 from iotiam.audit.models import AuditRecord, ChainHead
 from iotiam.clock import FrozenClock
 from iotiam.credentials.models import Psk, PskStatus
@@ -75,6 +84,17 @@ from iotiam.testing.fakes.changes import MemoryChangeLog
 from iotiam.testing.fakes.pki import MemoryStatusReader
 from iotiam.testing.fakes.response import MemoryDeviceLookup
 from iotiam.testing.fakes.unit_of_work import MemoryDatabase
+from iotiam.tokens.models import (
+    AuthMethod,
+    ClientKind,
+    ClientStatus,
+    DeviceCode,
+    DeviceCodeStatus,
+    GrantType,
+    OAuthClient,
+    RevokedToken,
+    StoredSigningKey,
+)
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ACME, BETA = "/root/acme/", "/root/beta/"
@@ -773,3 +793,158 @@ def test_change_log_status_reader_and_device_lookup(db: Any) -> None:
     assert status.status_of(ISSUER, 5) is None
     assert lookup.types_and_paths(["d4", "d1", "nope"]) == {"d4": ("gateway", BETA),
                                                             "d1": ("sensor", ACME)}
+
+
+# -- attestation -------------------------------------------------------------------------
+
+
+def signer(signer_id: str, name: str, path: str = ACME, key_id: str | None = None
+           ) -> FirmwareSigner:
+    return FirmwareSigner(id=signer_id, name=name, org_unit_id=path.split("/")[-2],
+                          org_path=path, algorithm=SignerAlgorithm.ES256, public_key_pem="PEM",
+                          key_id=key_id or f"kid-{signer_id}", created_at=T0, created_by="admin")
+
+
+def image(image_id: str, version: str, signer_id: str = "s1", path: str = ACME, *,
+          created: int = 0) -> FirmwareImage:
+    return FirmwareImage(id=image_id, device_type="sensor", version=version,
+                         sha256=f"{image_id:0>64}", org_unit_id=path.split("/")[-2],
+                         org_path=path, signer_id=signer_id, metadata_jws="jws",
+                         created_at=T0 + timedelta(seconds=created), created_by="admin")
+
+
+def firmware_status(device_id: str, compliant: bool, image_id: str | None = None,
+                    firmware_hash: str = "AB12") -> FirmwareStatus:
+    return FirmwareStatus(device_id=device_id, firmware_version="1.0",
+                          firmware_hash=firmware_hash, compliant=compliant, reason="why",
+                          attested_at=T0, image_id=image_id,
+                          measurements=(Measurement("boot", "00"),))
+
+
+def test_firmware(db: Any) -> None:
+    t1 = T0 + timedelta(minutes=1)
+    with db() as uow:
+        store = uow.firmware
+        store.add_signer(signer("s2", "zed", "/root/"))
+        store.add_signer(signer("s1", "acme-signer"))
+        store.add_image(image("i2", "2.0", created=2))
+        store.add_image(image("i1", "1.0", created=1))
+        store.put_rule(FirmwareRule("root", "/root/", "sensor", "1.0", T0, "admin"))
+        assert store.put_rule(FirmwareRule("root", "/root/", "sensor", "2.0", t1, "admin")) \
+            == FirmwareRule("root", "/root/", "sensor", "1.0", T0, "admin")
+        assert store.put_status(firmware_status("d1", True, "i1"), t1)
+        assert not store.put_status(firmware_status("d1", True, "i2"), T0)
+        assert store.put_status(firmware_status("d3", False, firmware_hash="ab12"), t1)
+        store.add_nonce(AttestationNonce("n1", "d1", T0, T0 + timedelta(minutes=5)))
+        store.add_nonce(AttestationNonce("n2", "d1", T0, T0 + timedelta(seconds=1)))
+        assert not store.use_nonce("n1", "d2", T0)
+        assert store.use_nonce("n1", "d1", T0)
+        assert not store.use_nonce("n1", "d1", T0)
+        assert store.revoke_signer("s1", t1, "admin")
+        assert not store.revoke_signer("s1", t1, "admin")
+    with db() as uow:
+        store = uow.firmware
+        assert store.open_nonces("d1", T0) == 1
+        assert store.purge_nonces("d1", T0 + timedelta(seconds=2)) == 2
+        assert store.nonce("n1") is None
+    with db.reading() as uow:
+        store = uow.firmware
+        assert [s.id for s in store.signers_under("/root/")] == ["s2", "s1"]
+        assert [s.id for s in store.signers_over("/root/acme/plant/")] == ["s1", "s2"]
+        assert store.signer_by_name("acme", "acme-signer").revoked_at == t1
+        assert [i.id for i in store.images_under(ACME)] == ["i1", "i2"]
+        assert [i.id for i in store.images_of_signer("s1")] == ["i1", "i2"]
+        assert sorted(i.id for i in store.images_over("/root/acme/plant/", "sensor")) == [
+            "i1", "i2"]
+        assert [r.min_version for r in store.rules_over(ACME, "sensor")] == ["2.0"]
+        assert [r.min_version for r in store.rules_under("/root/")] == ["2.0"]
+        assert store.status("d1") == firmware_status("d1", True, "i2")
+        assert set(store.statuses(["d1", "d2", "d3"])) == {"d1", "d3"}
+        assert [(s.device_id, p) for s, p in store.statuses_of_type("sensor", "/root/")] == [
+            ("d1", ACME), ("d3", ACME)]
+        assert [s.device_id for s, _ in store.unmatched_statuses("sensor", ACME, "Ab12")] == [
+            "d3"]
+        assert [s.device_id for s in store.statuses_of_signer("s1")] == ["d1"]
+        assert [uow.devices.get(i).updated_at for i in ("d1", "d3")] == [t1, t1]
+    for duplicate in (signer("s9", "acme-signer"), signer("s9", "other", key_id="kid-s1")):
+        with pytest.raises(Conflict), db() as uow:
+            uow.firmware.add_signer(duplicate)
+    with pytest.raises(Conflict), db() as uow:
+        uow.firmware.add_image(image("i9", "1.0"))
+
+
+# -- tokens ------------------------------------------------------------------------------
+
+
+def client(client_id: str, device_id: str | None = None, path: str = ACME) -> OAuthClient:
+    return OAuthClient(client_id=client_id, kind=ClientKind.DEVICE, device_id=device_id,
+                       org_unit_id=path.split("/")[-2], org_path=path,
+                       auth_methods=(AuthMethod.PRIVATE_KEY_JWT,),
+                       grant_types=(GrantType.CLIENT_CREDENTIALS,), scopes=("mqtt:publish",),
+                       audiences=("broker",), jwks={"keys": []}, status=ClientStatus.ACTIVE,
+                       created_at=T0, created_by="admin")
+
+
+def device_code(code_hash: str, user_code: str, *, created: int = 0) -> DeviceCode:
+    return DeviceCode(device_code_hash=code_hash, user_code=user_code, client_id="c1",
+                      org_path=ACME, scopes=("read",), audience="api",
+                      status=DeviceCodeStatus.PENDING,
+                      created_at=T0 + timedelta(seconds=created),
+                      expires_at=T0 + timedelta(minutes=10), interval_seconds=5)
+
+
+def test_oauth_stores(db: Any) -> None:
+    t1 = T0 + timedelta(minutes=1)
+    with db() as uow:
+        for c in (client("c2", "d2", BETA), client("c1", "d1")):
+            uow.oauth_clients.add(c)
+        uow.oauth_clients.revoke("c2", t1)
+        uow.groups.add(Group("line-1", "Line 1", "acme", ACME, "", T0))
+        uow.groups.add_member("line-1", "d1", T0)
+        uow.trust.put(TrustScore("d1", 70, (), None, T0))
+        uow.certificates.reserve_many([certificate(1 << 64)])
+        uow.certificates.complete([signed(1 << 64)])
+        uow.oauth_signing_keys.add(StoredSigningKey("k2", "ES256", {"kty": "EC"}, "PEM", t1))
+        uow.oauth_signing_keys.add(StoredSigningKey("k1", "ES256", {"kty": "EC"}, "PEM", T0))
+        uow.oauth_signing_keys.retire("k1", t1, t1 + timedelta(hours=1))
+        assert uow.oauth_assertion_jtis.use("c1", "j1", t1)
+        assert not uow.oauth_assertion_jtis.use("c1", "j1", t1)
+        assert uow.oauth_assertion_jtis.use("c2", "j1", T0)
+        uow.oauth_revoked_tokens.add(RevokedToken("t1", "c1", ACME, T0, t1))
+        uow.oauth_revoked_tokens.add(RevokedToken("t1", "c1", ACME, T0, t1))
+        uow.oauth_device_codes.add(device_code("h2", "USER-2", created=2))
+        uow.oauth_device_codes.add(device_code("h1", "USER-1", created=1))
+        assert uow.oauth_device_codes.decide("h1", DeviceCodeStatus.APPROVED, T0, "admin")
+        assert not uow.oauth_device_codes.decide("h1", DeviceCodeStatus.DENIED, T0, "admin")
+        uow.oauth_device_codes.polled("h2", T0, 10)
+        assert uow.oauth_device_codes.redeem("h1", t1)
+        assert not uow.oauth_device_codes.redeem("h1", t1)
+    with db() as uow:
+        assert uow.oauth_assertion_jtis.purge(t1) == 1
+        assert uow.oauth_revoked_tokens.purge(t1 + timedelta(seconds=1)) == 1
+    with db.reading() as uow:
+        clients = uow.oauth_clients
+        assert clients.get("c1") == client("c1", "d1")
+        assert clients.for_device("d2").revoked_at == t1
+        assert [c.client_id for c in clients.list_under(org_path="/root/")] == ["c1", "c2"]
+        assert set(clients.get_many(["c1", "nope"])) == {"c1"}
+        assert clients.device_standing("d1") == (["line-1"], DevicePosture(70.0, None))
+        assert clients.device_standing("d2") == ([], None)
+        assert clients.device_standings(["d1", "d3", "nope"]) == {
+            "d1": (["line-1"], DevicePosture(70.0, None)), "d3": ([], None)}
+        presented = clients.presented_certificate(ISSUER, 1 << 64)
+        assert (presented.status, presented.pem, presented.device_id) == (
+            CertificateStatus.ISSUED, None, "d1")
+        assert clients.presented_certificates(ISSUER, [1 << 64, 5]) == {1 << 64: presented}
+        keys = uow.oauth_signing_keys.list_all()
+        assert [(k.kid, k.retired_at) for k in keys] == [("k1", t1), ("k2", None)]
+        assert not uow.oauth_revoked_tokens.is_denied("t1")
+        codes = uow.oauth_device_codes
+        assert codes.by_hash("h1").status is DeviceCodeStatus.USED
+        assert codes.by_user_code("USER-2").interval_seconds == 10
+        assert [c.device_code_hash for c in codes.pending_under(org_path="/root/", now=T0)] \
+            == ["h2"]
+    with pytest.raises(Conflict), db() as uow:
+        uow.oauth_clients.add(client("c3", "d1"))
+    with pytest.raises(Conflict), db() as uow:
+        uow.oauth_device_codes.add(device_code("h3", "USER-2"))
