@@ -83,7 +83,7 @@ from iotiam.testing.fakes import services as memory
 from iotiam.testing.fakes.changes import MemoryChangeLog
 from iotiam.testing.fakes.pki import MemoryStatusReader
 from iotiam.testing.fakes.response import MemoryDeviceLookup
-from iotiam.testing.fakes.unit_of_work import MemoryDatabase
+from iotiam.testing.fakes.unit_of_work import MemoryDatabase, NestedWrite
 from iotiam.tokens.models import (
     AuthMethod,
     ClientKind,
@@ -948,3 +948,13 @@ def test_oauth_stores(db: Any) -> None:
         uow.oauth_clients.add(client("c3", "d1"))
     with pytest.raises(Conflict), db() as uow:
         uow.oauth_device_codes.add(device_code("h3", "USER-2"))
+
+
+def test_memory_refuses_a_write_inside_a_write() -> None:
+    """On SQLite the inner one would wait for the outer's writer lock until it timed
+    out; the memory database says so at once instead of committing both together."""
+    db = MemoryDatabase()
+    with db(), pytest.raises(NestedWrite), db():
+        pass
+    with db.writer_if_free() as free, db():
+        assert free

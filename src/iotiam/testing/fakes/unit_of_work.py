@@ -119,19 +119,39 @@ class MemoryUnitOfWork:
             raise
 
 
+class NestedWrite(RuntimeError):
+    """A write transaction was opened inside another on the same thread."""
+
+
 class MemoryDatabase:
     """``Transactions`` over one :class:`MemoryUnitOfWork`: one writer at a time (as
-    SQLite), readers never wait; a write block that raises leaves the rows as they were."""
+    SQLite), readers never wait; a write block that raises leaves the rows as they were.
+
+    Unlike the database, a reader sees a writer's rows before it commits: tests of
+    concurrent transactions belong on the database. A write opened inside another on
+    one thread is refused (:class:`NestedWrite`): on SQLite it would wait for the outer
+    one's writer lock until it timed out, so no use case may do it.
+    """
 
     def __init__(self, uow: MemoryUnitOfWork | None = None) -> None:
         self.uow = uow or MemoryUnitOfWork()
+        # re-entrant: a thread holding it through ``writer_if_free`` then writes
         self._writer = threading.RLock()
+        self._writing = threading.local()
 
     @contextmanager
     def __call__(self) -> Iterator[MemoryUnitOfWork]:
         """A write transaction: commit on normal exit, roll back on an exception."""
-        with self._writer, self.uow.savepoint():
-            yield self.uow
+        if getattr(self._writing, "active", False):
+            raise NestedWrite("a write transaction inside another would wait for its "
+                              "writer lock on SQLite")
+        with self._writer:
+            self._writing.active = True
+            try:
+                with self.uow.savepoint():
+                    yield self.uow
+            finally:
+                self._writing.active = False
 
     @contextmanager
     def reading(self) -> Iterator[MemoryUnitOfWork]:
@@ -140,7 +160,8 @@ class MemoryDatabase:
 
     @contextmanager
     def writer_if_free(self) -> Iterator[bool]:
-        """Hold the writer lock if no one holds it now (True), else don't wait (False)."""
+        """Hold the writer lock if no one holds it now (True), else don't wait (False);
+        while True, this thread's write transactions start without waiting."""
         if not self._writer.acquire(blocking=False):
             yield False
             return
