@@ -1,9 +1,12 @@
 """What every in-memory store shares: rows kept in plain containers, copied out and
-back in by the unit of work so that a failed transaction leaves nothing behind."""
+back in by the unit of work so that a failed transaction leaves nothing behind.
+
+Rows are frozen dataclasses that a store replaces, never changes, so a copy of the
+containers (dicts, lists, sets) is a copy of the rows: the rows themselves are shared.
+"""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from iotiam.errors import InvalidInput
@@ -14,13 +17,24 @@ class MemoryStore:
     is a reference (a join), not data, and is neither copied nor restored."""
 
     def saved(self) -> dict[str, Any]:
-        """A deep copy of this store's rows."""
-        return {name: copy.deepcopy(value) for name, value in vars(self).items()
+        """A copy of this store's rows."""
+        return {name: _containers(value) for name, value in vars(self).items()
                 if not isinstance(value, MemoryStore)}
 
     def restore(self, saved: dict[str, Any]) -> None:
         """Put back rows taken by :meth:`saved`."""
         vars(self).update(saved)
+
+
+def _containers(value: Any) -> Any:
+    """``value`` with every dict, list and set in it copied; anything else shared."""
+    if isinstance(value, dict):
+        return {key: _containers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_containers(item) for item in value]
+    if isinstance(value, set):
+        return set(value)
+    return value
 
 
 def under(org_path: str | None, scope: str) -> bool:
