@@ -1,7 +1,7 @@
 """Target 3: a CRL with 100k revocations built in ≤ 1 s, end to end.
 
 100k revoked rows are bulk-inserted into ``certificates`` (SQLAlchemy Core on
-``iotiam.storage.schema``), each with a real certificate's PEM so the table is as
+``iotiam.storage.tables.pki``), each with a real certificate's PEM so the table is as
 large as a real one, and the ``revocations:<issuer>`` counter is bumped so the stored
 CRL is stale. ``Pki.current_crl`` is then timed end to end: freshness check, CRL
 number, query, build + sign, store + audit. The query and ``build_crl`` alone are
@@ -31,7 +31,7 @@ from iotiam.kernel import SYSTEM
 from iotiam.pki.crl import build_crl
 from iotiam.pki.models import CertificateStatus, RevocationReason, serial_hex
 from iotiam.pki.service import revocation_counter
-from iotiam.storage import schema as t
+from iotiam.storage.tables.pki import certificates
 
 NAME = "crl"
 TITLE = "CRL of 100k revocations (25k with --quick) via Pki.current_crl"
@@ -76,7 +76,7 @@ def seed_revocations(services: Services, count: int) -> str:
             for i in range(start, min(start + INSERT_BATCH, count))
         ]
         with services.database() as uow:
-            uow.conn.execute(insert(t.certificates), rows)
+            uow.conn.execute(insert(certificates), rows)
     bump_revocations(services, issuer_id)
     return issuer_id
 

@@ -3,7 +3,7 @@
 The same domain functions the service calls (``parse_csr``, ``validate_csr``,
 ``LeafBuilder.issue``, ``OcspResponder``) with no database, no audit and no HTTP. The
 gap between these rows and the service rows is what storage, audit and the web stack
-cost. (This replaces the earlier hand-run ``benchmarks/pki_throughput.py``.)
+cost. (This replaces an earlier hand-run PKI throughput script.)
 """
 
 from __future__ import annotations

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from iotiam.bootstrap import Services, build_services, initialize
+from iotiam.bootstrap import Services, build_services
 from iotiam.config import Settings
+from iotiam.installation import initialize
 from iotiam.kernel import SYSTEM
 from iotiam.storage.database import make_engine
 from iotiam.testing import free_port, make_csr

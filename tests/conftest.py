@@ -18,10 +18,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from iotiam.api.app import create_api_app, create_public_app
-from iotiam.bootstrap import Services, build_services, initialize, token_config
+from iotiam.bootstrap import Services, build_services, token_config
 from iotiam.clock import FrozenClock
 from iotiam.config import Settings
 from iotiam.enrollment.queue import QueueLimits
+from iotiam.installation import initialize
 from iotiam.storage.database import Database, make_engine
 from iotiam.testing.environment import integration_required
 from iotiam.testing.fakes.services import MemoryConfig, memory_services

@@ -1,7 +1,8 @@
 """Typed settings: one ``Settings`` read from the environment and the data directory.
 
 ``iotiam init`` records choices (ports, public URL, server names) in
-``<data_dir>/config.json``; environment variables override them.
+``<data_dir>/config.json``; environment variables override them. This is the only
+module that reads the environment: a setting is a field here, found in one place.
 """
 
 from __future__ import annotations
@@ -9,33 +10,26 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from iotiam.errors import SetupError
+from iotiam.pki.models import PkiConfig
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "iotiam"
 CONFIG_FILE = "config.json"
 # the local CLI profile `init` leaves; here rather than in bootstrap so that the CLI, a
 # thin API client, can find it without importing the storage and web layers
 PROFILE_FILE = "profile.json"
-
-
-@dataclass(frozen=True)
-class PkiConfig:
-    """Knobs of the built-in CA, CRL and OCSP."""
-
-    public_base_url: str
-    crl_validity: timedelta = timedelta(hours=24)
-    # rebuild the CRL when less than this is left before nextUpdate
-    crl_refresh_margin: timedelta = timedelta(hours=12)
-    # G6: revoked certificates stay on the CRL this long after they expire
-    crl_expired_buffer: timedelta = timedelta(days=7)
-    ocsp_validity: timedelta = timedelta(hours=1)
-    # leaf notBefore is backdated a little for devices with skewed clocks
-    backdate: timedelta = timedelta(minutes=5)
+#: the passphrase of an encrypted signing key, for ``firmware sign``
+FIRMWARE_KEY_PASSPHRASE_ENV = "IOTIAM_FIRMWARE_KEY_PASSPHRASE"  # noqa: S105 (a variable name)
+#: a CRL lasts from ten minutes (a fetcher then refetches every five) to a week
+CRL_VALIDITY_MIN, CRL_VALIDITY_MAX = 600, 7 * 86400
+#: an OCSP response lasts at least a minute, and never longer than the CRL
+OCSP_VALIDITY_MIN = 60
 
 
 @dataclass(frozen=True)
@@ -58,11 +52,15 @@ class Settings:
     #: the data plane: "managed" (serve runs Mosquitto when the binary exists),
     #: "external" (drive a Mosquitto someone else runs, over its dynsec admin link), "off"
     broker_mode: str = "managed"
+    #: the broker's mTLS and TLS-PSK listeners (IOTIAM_BROKER_PORT, IOTIAM_BROKER_PSK_PORT)
     broker_port: int = 8883
     broker_psk_port: int = 8884
+    #: its dynamic-security admin listener, loopback only when managed
     broker_admin_port: int = 18883
-    #: external mode: where the dynsec admin listener is (password: IOTIAM_BROKER_PASSWORD)
+    #: external mode: where the dynsec admin listener is ...
     broker_admin_host: str = "127.0.0.1"
+    #: ... and the password of its admin (IOTIAM_BROKER_PASSWORD; never recorded)
+    broker_password: str | None = field(default=None, repr=False)
     #: what the managed broker logs for detection: "connections" (connects, disconnects,
     #: auth failures) or "messages" (also each publish's topic and size, subscribes and
     #: ACL refusals; costs broker throughput, measured in iotiam.broker.events)
@@ -77,7 +75,36 @@ class Settings:
     audit_checkpoint_records: int = 1000
     #: ... and at least this often while records arrive (seconds)
     audit_checkpoint_seconds: int = 60
+    #: RFC 5280 §5.1.2.5: a CRL's nextUpdate is this long after its thisUpdate
+    crl_validity: timedelta = timedelta(hours=24)
+    #: RFC 6960 §4.2.1: an OCSP response's nextUpdate; at most the CRL's validity
+    ocsp_validity: timedelta = timedelta(hours=1)
+    #: the ``iss`` of access tokens (IOTIAM_OAUTH_ISSUER; default: the API URL)
+    oauth_issuer: str | None = None
+    #: access token lifetime (IOTIAM_TOKEN_LIFETIME)
+    token_lifetime_seconds: int = 600
+    #: where the audit-head, data and alert-webhook keys are kept when not in secrets/
+    #: (IOTIAM_AUDIT_KEY_FILE, IOTIAM_DATA_KEY_FILE, IOTIAM_ALERT_WEBHOOK_KEY_FILE)
+    audit_key_file: Path | None = None
+    data_key_file: Path | None = None
+    alert_webhook_key_file: Path | None = None
+    #: serving processes of ``iotiam serve`` (IOTIAM_WORKERS; ``--workers`` wins)
+    workers: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # the bounds that span two settings; each value's own bounds are checked as it
+        # is read (load_settings) or typed (`iotiam init`)
+        if self.ocsp_validity > self.crl_validity:
+            raise SetupError(f"IOTIAM_OCSP_VALIDITY ({_secs(self.ocsp_validity)} s) must not "
+                             f"exceed IOTIAM_CRL_VALIDITY ({_secs(self.crl_validity)} s)")
+        ports = {"API": self.port, "HTTP": self.http_port}
+        if self.broker_mode != "off":
+            ports |= {"broker mTLS": self.broker_port, "broker PSK": self.broker_psk_port,
+                      "broker admin": self.broker_admin_port}
+        if len(set(ports.values())) != len(ports):
+            taken = ", ".join(f"{name} {port}" for name, port in ports.items())
+            raise SetupError(f"the API, HTTP and broker ports must all differ ({taken})")
 
     @property
     def effective_database_url(self) -> str:
@@ -88,7 +115,11 @@ class Settings:
     def pki(self) -> PkiConfig:
         """The PKI part of the settings."""
         base = self.public_base_url or f"http://{self.host}:{self.http_port}"
-        return PkiConfig(public_base_url=base.rstrip("/"))
+        # the CRL is rebuilt once half its validity is gone: a fetcher always gets one
+        # with half of it left
+        return PkiConfig(public_base_url=base.rstrip("/"), crl_validity=self.crl_validity,
+                         crl_refresh_margin=self.crl_validity / 2,
+                         ocsp_validity=self.ocsp_validity)
 
     @property
     def api_url(self) -> str:
@@ -115,6 +146,21 @@ class Settings:
     def secrets_dir(self) -> Path:
         """Directory for locally generated secrets (mode 0700)."""
         return self.data_dir / "secrets"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """The key that MACs the audit chain head."""
+        return self.audit_key_file or self.secrets_dir / "audit.key"
+
+    @property
+    def data_key_path(self) -> Path:
+        """The key that encrypts readable secrets (PSKs) at rest."""
+        return self.data_key_file or self.secrets_dir / "data.key"
+
+    @property
+    def alert_webhook_key_path(self) -> Path:
+        """The key that signs alert webhooks."""
+        return self.alert_webhook_key_file or self.secrets_dir / "alert-webhook.key"
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields replaced."""
@@ -148,46 +194,86 @@ def load_settings(data_dir: Path) -> Settings:
             recorded = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise SetupError(f"cannot read {path}: {e}") from e
-    env = os.environ
-    names = recorded.get("server_names") or ["localhost", "127.0.0.1"]
+    read = _Layers(os.environ, recorded)
     return Settings(
         data_dir=data_dir,
-        database_url=env.get("IOTIAM_DATABASE_URL") or recorded.get("database_url"),
-        host=env.get("IOTIAM_HOST") or recorded.get("host", "127.0.0.1"),
-        port=int(env.get("IOTIAM_PORT") or recorded.get("port", 8443)),
-        http_port=int(env.get("IOTIAM_HTTP_PORT") or recorded.get("http_port", 8080)),
-        public_base_url=env.get("IOTIAM_PUBLIC_BASE_URL") or recorded.get("public_base_url"),
-        server_names=tuple(names),
-        trusted_proxies=tuple(
-            p.strip() for p in (env.get("IOTIAM_TRUSTED_PROXIES")
-                                or ",".join(recorded.get("trusted_proxies", []))).split(",")
-            if p.strip()
-        ),
-        est_retry_after_seconds=_seconds(env.get("IOTIAM_EST_RETRY_AFTER"),
-                                         "IOTIAM_EST_RETRY_AFTER", 60),
-        broker_mode=_broker_mode(env.get("IOTIAM_BROKER") or recorded.get("broker_mode",
-                                                                           "managed")),
-        broker_port=int(recorded.get("broker_port", 8883)),
-        broker_psk_port=int(recorded.get("broker_psk_port", 8884)),
-        broker_admin_port=int(env.get("IOTIAM_BROKER_ADMIN_PORT")
-                              or recorded.get("broker_admin_port", 18883)),
-        broker_admin_host=env.get("IOTIAM_BROKER_ADMIN_HOST")
-        or recorded.get("broker_admin_host", "127.0.0.1"),
-        broker_event_log=_broker_event_log(env.get("IOTIAM_BROKER_EVENT_LOG")
-                                           or recorded.get("broker_event_log", "messages")),
-        alert_webhook_url=env.get("IOTIAM_ALERT_WEBHOOK_URL")
-        or recorded.get("alert_webhook_url"),
-        alert_syslog=env.get("IOTIAM_ALERT_SYSLOG") or recorded.get("alert_syslog"),
-        detection_learning_seconds=float(_seconds(
-            env.get("IOTIAM_DETECTION_LEARNING_SECONDS"), "IOTIAM_DETECTION_LEARNING_SECONDS",
-            int(recorded.get("detection_learning_seconds", 3600)), allow_zero=True)),
-        audit_checkpoint_records=_records(
-            env.get("IOTIAM_AUDIT_CHECKPOINT_RECORDS"), "IOTIAM_AUDIT_CHECKPOINT_RECORDS",
-            int(recorded.get("audit_checkpoint_records", 1000))),
-        audit_checkpoint_seconds=_seconds(
-            env.get("IOTIAM_AUDIT_CHECKPOINT_SECONDS"), "IOTIAM_AUDIT_CHECKPOINT_SECONDS",
-            int(recorded.get("audit_checkpoint_seconds", 60))),
+        database_url=read.text("IOTIAM_DATABASE_URL", "database_url"),
+        host=read.text("IOTIAM_HOST", "host") or "127.0.0.1",
+        port=read.port("IOTIAM_PORT", "port", 8443),
+        http_port=read.port("IOTIAM_HTTP_PORT", "http_port", 8080),
+        public_base_url=read.text("IOTIAM_PUBLIC_BASE_URL", "public_base_url"),
+        server_names=tuple(recorded.get("server_names") or ["localhost", "127.0.0.1"]),
+        trusted_proxies=tuple(p.strip() for p in (
+            read.text("IOTIAM_TRUSTED_PROXIES")
+            or ",".join(recorded.get("trusted_proxies", []))).split(",") if p.strip()),
+        est_retry_after_seconds=read.seconds("IOTIAM_EST_RETRY_AFTER", None, 60),
+        broker_mode=_broker_mode(read.text("IOTIAM_BROKER", "broker_mode") or "managed"),
+        broker_port=read.port("IOTIAM_BROKER_PORT", "broker_port", 8883),
+        broker_psk_port=read.port("IOTIAM_BROKER_PSK_PORT", "broker_psk_port", 8884),
+        broker_admin_port=read.port("IOTIAM_BROKER_ADMIN_PORT", "broker_admin_port", 18883),
+        broker_admin_host=read.text("IOTIAM_BROKER_ADMIN_HOST", "broker_admin_host")
+        or "127.0.0.1",
+        broker_password=read.text("IOTIAM_BROKER_PASSWORD"),
+        broker_event_log=_broker_event_log(read.text("IOTIAM_BROKER_EVENT_LOG",
+                                                     "broker_event_log") or "messages"),
+        alert_webhook_url=read.text("IOTIAM_ALERT_WEBHOOK_URL", "alert_webhook_url"),
+        alert_syslog=read.text("IOTIAM_ALERT_SYSLOG", "alert_syslog"),
+        detection_learning_seconds=float(read.seconds(
+            "IOTIAM_DETECTION_LEARNING_SECONDS", "detection_learning_seconds", 3600, low=0)),
+        audit_checkpoint_records=read.count("IOTIAM_AUDIT_CHECKPOINT_RECORDS",
+                                            "audit_checkpoint_records", 1000, "records",
+                                            high=1_000_000),
+        audit_checkpoint_seconds=read.seconds("IOTIAM_AUDIT_CHECKPOINT_SECONDS",
+                                              "audit_checkpoint_seconds", 60),
+        crl_validity=timedelta(seconds=read.seconds(
+            "IOTIAM_CRL_VALIDITY", "crl_validity_seconds", 86400, low=CRL_VALIDITY_MIN,
+            high=CRL_VALIDITY_MAX)),
+        ocsp_validity=timedelta(seconds=read.seconds(
+            "IOTIAM_OCSP_VALIDITY", "ocsp_validity_seconds", 3600, low=OCSP_VALIDITY_MIN,
+            high=CRL_VALIDITY_MAX)),
+        oauth_issuer=read.text("IOTIAM_OAUTH_ISSUER"),
+        token_lifetime_seconds=read.seconds("IOTIAM_TOKEN_LIFETIME", None, 600, low=30),
+        audit_key_file=read.path("IOTIAM_AUDIT_KEY_FILE"),
+        data_key_file=read.path("IOTIAM_DATA_KEY_FILE"),
+        alert_webhook_key_file=read.path("IOTIAM_ALERT_WEBHOOK_KEY_FILE"),
+        workers=read.count("IOTIAM_WORKERS", None, 1, "processes", high=64),
     )
+
+
+@dataclass(frozen=True)
+class _Layers:
+    """A setting's value: its environment variable, else what ``init`` recorded under
+    ``key`` (``None``: a setting never recorded), else the default. A variable that is
+    set but empty counts as unset."""
+
+    env: Mapping[str, str]
+    recorded: dict[str, Any]
+
+    def text(self, name: str, key: str | None = None) -> str | None:
+        value = self.env.get(name) or (self.recorded.get(key) if key else None)
+        return str(value) if value else None
+
+    def path(self, name: str) -> Path | None:
+        value = self.env.get(name)
+        return Path(value) if value else None
+
+    def port(self, name: str, key: str, default: int) -> int:
+        return _port(self.env.get(name), name, int(self.recorded.get(key, default)))
+
+    def seconds(self, name: str, key: str | None, default: int, *, low: int = 1,
+                high: int = 86400) -> int:
+        recorded = int(self.recorded.get(key, default)) if key else default
+        return _seconds(self.env.get(name), name, recorded, low=low, high=high)
+
+    def count(self, name: str, key: str | None, default: int, what: str, *,
+              high: int) -> int:
+        recorded = int(self.recorded.get(key, default)) if key else default
+        return _count(self.env.get(name), name, recorded, what, high=high)
+
+
+def firmware_key_passphrase() -> str | None:
+    """The passphrase of an encrypted firmware signing key, for ``firmware sign``."""
+    return os.environ.get(FIRMWARE_KEY_PASSPHRASE_ENV) or None
 
 
 BROKER_MODES = ("managed", "external", "off")
@@ -209,25 +295,37 @@ def _broker_mode(value: str) -> str:
     return value
 
 
-def _seconds(value: str | None, name: str, default: int, *, allow_zero: bool = False) -> int:
+def _seconds(value: str | None, name: str, default: int, *, low: int = 1,
+             high: int = 86400) -> int:
     if not value:
         return default
     try:
         seconds = int(value)
     except ValueError:
         seconds = -1
-    low = 0 if allow_zero else 1
-    if not low <= seconds <= 86400:
-        raise SetupError(f"{name} must be a number of seconds between {low} and 86400")
+    if not low <= seconds <= high:
+        raise SetupError(f"{name} must be a number of seconds between {low} and {high}")
     return seconds
 
 
-def _records(value: str | None, name: str, default: int) -> int:
+def _count(value: str | None, name: str, default: int, what: str, *, high: int) -> int:
     if not value:
         return default
-    if not value.isdigit() or not 1 <= int(value) <= 1_000_000:
-        raise SetupError(f"{name} must be a number of records between 1 and 1000000")
+    if not value.isdigit() or not 1 <= int(value) <= high:
+        raise SetupError(f"{name} must be a number of {what} between 1 and {high}")
     return int(value)
+
+
+def _port(value: str | None, name: str, default: int) -> int:
+    if not value:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise SetupError(f"{name} must be a port between 1 and 65535")
+    return int(value)
+
+
+def _secs(period: timedelta) -> int:
+    return int(period.total_seconds())
 
 
 def save_settings(settings: Settings) -> None:
@@ -250,6 +348,8 @@ def save_settings(settings: Settings) -> None:
         "alert_webhook_url": settings.alert_webhook_url,
         "alert_syslog": settings.alert_syslog,
         "detection_learning_seconds": settings.detection_learning_seconds,
+        "crl_validity_seconds": _secs(settings.crl_validity),
+        "ocsp_validity_seconds": _secs(settings.ocsp_validity),
     }
     write_private_file(settings.data_dir / CONFIG_FILE, json.dumps(body, indent=2) + "\n")
 

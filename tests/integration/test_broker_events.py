@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from iotiam.bootstrap import broker_fleet, build_services, initialize
+from iotiam.bootstrap import broker_fleet, build_services
 from iotiam.broker.event_source import BrokerEventSource
 from iotiam.broker.layout import BrokerConfig, BrokerFiles, mosquitto_binary
 from iotiam.broker.process import ManagedMosquitto
@@ -26,6 +26,7 @@ from iotiam.broker.runtime import start_data_plane
 from iotiam.broker.sync import BrokerSync
 from iotiam.config import Settings
 from iotiam.detection.models import Event, EventKind
+from iotiam.installation import initialize
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.csr import LeafIdentity
 from iotiam.pki.keys import generate_private_key

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from iotiam.bootstrap import broker_fleet, build_services, initialize
+from iotiam.bootstrap import broker_fleet, build_services
 from iotiam.broker.broker_watch import BrokerWatch, broker_statistics
 from iotiam.broker.dynsec import DynsecAdmin
 from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles
@@ -23,6 +23,7 @@ from iotiam.broker.process import ManagedMosquitto
 from iotiam.broker.runtime import start_data_plane
 from iotiam.config import Settings
 from iotiam.detection.models import EventKind
+from iotiam.installation import initialize
 from iotiam.testing import free_port, require_binary
 from iotiam.testing.mqtt import MqttDevice
 
@@ -119,13 +120,13 @@ def test_watch_ok_publish_metadata_and_sys_values_across_a_restart(broker: Broke
 
 
 def test_watch_ok_data_plane_reads_messages_only_from_external_brokers(
-        broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IOTIAM_BROKER_PASSWORD", broker.password)
+        broker: Broker, tmp_path: Path) -> None:
     for mode in ("external", "managed"):
         admin_port = broker.config.admin_port if mode == "external" else free_port()
         settings = Settings(data_dir=tmp_path / mode, port=free_port(), http_port=free_port(),
                             broker_mode=mode, broker_port=free_port(),
-                            broker_psk_port=free_port(), broker_admin_port=admin_port)
+                            broker_psk_port=free_port(), broker_admin_port=admin_port,
+                            broker_password=broker.password)
         initialize(settings)
         services = build_services(settings)
         plane = start_data_plane(broker_fleet(services), settings, Collected())
@@ -146,7 +147,7 @@ def test_watch_ok_data_plane_reads_messages_only_from_external_brokers(
 
 
 def test_watch_ok_external_admin_made_by_mosquitto_ctrl_keeps_its_role(
-        broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        broker: Broker, tmp_path: Path) -> None:
     # an operator's own set-up: `mosquitto_ctrl dynsec init` names the admin's role "admin"
     files = BrokerFiles(tmp_path / "theirs")
     broker.process.stop()
@@ -154,11 +155,11 @@ def test_watch_ok_external_admin_made_by_mosquitto_ctrl_keeps_its_role(
     subprocess.run([require_binary("mosquitto_ctrl"), "dynsec", "init", str(files.dynsec),
                     ADMIN_USERNAME, "operator-pw"], check=True, capture_output=True)
     broker.process.start()
-    monkeypatch.setenv("IOTIAM_BROKER_PASSWORD", "operator-pw")
     settings = Settings(data_dir=tmp_path / "iotiam", port=free_port(), http_port=free_port(),
                         broker_mode="external", broker_port=free_port(),
                         broker_psk_port=free_port(),
-                        broker_admin_port=broker.config.admin_port)
+                        broker_admin_port=broker.config.admin_port,
+                        broker_password="operator-pw")
     initialize(settings)
     services = build_services(settings)
     plane = start_data_plane(broker_fleet(services), settings, Collected())

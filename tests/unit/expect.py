@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from conftest import Installation
 from iotiam.pki.models import CertificateStatus
-from iotiam.storage import schema
+from iotiam.storage.tables import admin, audit, inventory, pki
 from iotiam.testing.fakes.unit_of_work import MemoryDatabase, MemoryUnitOfWork
 
 PROBLEM_JSON = "application/problem+json"
@@ -24,13 +24,13 @@ PROBLEM_FIELDS = {"type", "title", "status", "detail"}
 
 #: tables holding fleet state; the audit log is checked separately
 STATE_TABLES = (
-    schema.org_units,
-    schema.device_types,
-    schema.devices,
-    schema.groups,
-    schema.group_members,
-    schema.certificates,
-    schema.admin_tokens,
+    inventory.org_units,
+    inventory.device_types,
+    inventory.devices,
+    inventory.groups,
+    inventory.group_members,
+    pki.certificates,
+    admin.admin_tokens,
 )
 
 
@@ -63,8 +63,8 @@ def row_counts(installation: Installation) -> dict[str, int]:
         }
         counts["reserved_certificates"] = conn.execute(
             select(func.count())
-            .select_from(schema.certificates)
-            .where(schema.certificates.c.status == "reserved")
+            .select_from(pki.certificates)
+            .where(pki.certificates.c.status == "reserved")
         ).scalar_one()
     return counts
 
@@ -104,7 +104,7 @@ def last_seq(installation: Installation) -> int:
         head = installation.services.database.uow.audit.head()
         return head.seq if head else 0
     with installation.services.database.engine.connect() as conn:
-        value = conn.execute(select(func.max(schema.audit_records.c.seq))).scalar_one()
+        value = conn.execute(select(func.max(audit.audit_records.c.seq))).scalar_one()
     return int(value or 0)
 
 

@@ -28,7 +28,7 @@ KERNEL = {"iotiam.errors", "iotiam.clock", "iotiam.untrusted", "iotiam.kernel",
 #: and functions that read no store and call no service
 PUBLISHED: dict[str, set[str]] = {
     "pki": {"keys", "csr", "profiles"},
-    "inventory": {"lifecycle", "credential_status"},
+    "inventory": {"lifecycle", "credential_status", "bulk_import"},
     "policy": {"actions", "topics"},
     "tokens": {"jws"},
 }

@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Protocol
 
 from iotiam.admin.models import AdminToken
+from iotiam.audit.ports import AuditUnitOfWork
+from iotiam.inventory.ports import OrgUnitStore
 
 
 class AdminTokenStore(Protocol):
@@ -25,4 +27,18 @@ class AdminTokenStore(Protocol):
 
     def revoke(self, token_id: str, at: datetime) -> None:
         """Mark a token revoked."""
+        ...
+
+
+class AdminUnitOfWork(AuditUnitOfWork, Protocol):
+    """The stores admin token use cases work with, inside one transaction."""
+
+    @property
+    def admin_tokens(self) -> AdminTokenStore:
+        """Admin tokens."""
+        ...
+
+    @property
+    def org_units(self) -> OrgUnitStore:
+        """The org units a token may be scoped to (read only)."""
         ...

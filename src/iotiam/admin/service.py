@@ -9,12 +9,12 @@ import secrets
 from datetime import timedelta
 
 from iotiam.admin.models import AdminToken
+from iotiam.admin.ports import AdminUnitOfWork
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
-from iotiam.kernel import Principal, Role
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from iotiam.kernel import Principal, Role, Transactions
 
 TOKEN_PREFIX = "iotiam_"  # noqa: S105 - a prefix, not a secret
 _TOKEN = re.compile(r"^iotiam_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})$")
@@ -28,14 +28,15 @@ def hash_secret(secret: str) -> str:
 class AdminTokens:
     """Create, authenticate and revoke admin tokens."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail) -> None:
+    def __init__(self, uow: Transactions[AdminUnitOfWork], clock: Clock,
+                 audit: Auditor) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
 
     def mint(
         self,
-        uow: UnitOfWork,
+        uow: AdminUnitOfWork,
         *,
         created_by: str,
         name: str,

@@ -14,13 +14,15 @@ from iotiam.policy.models import (
     Attachment,
     AttachmentTarget,
     Decision,
+    EffectivePolicy,
+    EffectiveStatement,
     LintFinding,
     Site,
     StatementRef,
     StoredPolicy,
     TargetKind,
 )
-from iotiam.policy.queries import EffectivePolicy, EffectiveStatement, TargetGrant
+from iotiam.policy.queries import TargetGrant
 from iotiam.policy.service import PolicyOverview, WriteResult
 
 #: longer than any valid topic (65,535 bytes of UTF-8), so the engine names the problem

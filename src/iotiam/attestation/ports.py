@@ -13,6 +13,9 @@ from iotiam.attestation.models import (
     FirmwareSigner,
     FirmwareStatus,
 )
+from iotiam.audit.ports import AuditUnitOfWork
+from iotiam.inventory.ports import DeviceTypeStore, DeviceUnitOfWork, OrgUnitStore
+from iotiam.pki.ports import CertificateStore
 
 
 class FirmwareStore(Protocol):
@@ -120,4 +123,29 @@ class FirmwareStore(Protocol):
     def put_status(self, status: FirmwareStatus, at: datetime) -> bool:
         """Create or replace a device's status; when its ``compliant`` value changes (or it
         had none), move the device's ``updated_at`` to ``at``. True when it changed."""
+        ...
+
+
+class AttestationUnitOfWork(DeviceUnitOfWork, AuditUnitOfWork, Protocol):
+    """The stores the firmware registry and attestation work with, inside one
+    transaction (the inventory's and the PKI's read only)."""
+
+    @property
+    def firmware(self) -> FirmwareStore:
+        """Signers, images, rules, nonces and firmware statuses."""
+        ...
+
+    @property
+    def org_units(self) -> OrgUnitStore:
+        """The org units signers, images and rules belong to."""
+        ...
+
+    @property
+    def device_types(self) -> DeviceTypeStore:
+        """The device types images and rules name."""
+        ...
+
+    @property
+    def certificates(self) -> CertificateStore:
+        """Certificates, to authenticate an attesting device."""
         ...

@@ -27,16 +27,16 @@ from iotiam.attestation.models import (
     FirmwareStatus,
     NonCompliant,
 )
+from iotiam.attestation.ports import AttestationUnitOfWork
 from iotiam.attestation.versions import FirmwareVersion
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.detection.models import Finding
 from iotiam.detection.ports import FindingSink
 from iotiam.errors import Conflict, NotFound
 from iotiam.inventory.models import DeviceState, OrgUnit, check_identifier
-from iotiam.kernel import Principal, Role
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from iotiam.kernel import Principal, Role, Transactions
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,8 @@ class ImageRegistration:
     devices_changed: int
 
 
-def _org_unit(uow: UnitOfWork, actor: Principal, unit_id: str | None) -> OrgUnit:
+def _org_unit(uow: AttestationUnitOfWork, actor: Principal, unit_id: str | None
+              ) -> OrgUnit:
     wanted = unit_id or actor.org_unit_id
     unit = uow.org_units.get(wanted) if isinstance(wanted, str) and len(wanted) <= 128 \
         else None
@@ -77,15 +78,15 @@ def _org_unit(uow: UnitOfWork, actor: Principal, unit_id: str | None) -> OrgUnit
     return unit
 
 
-def _device_type(uow: UnitOfWork, name: str) -> str:
+def _device_type(uow: AttestationUnitOfWork, name: str) -> str:
     check_identifier(name, "device type")
     if uow.device_types.get(name) is None:
         raise NotFound(f"device type {name!r} not found")
     return name
 
 
-def _minimum(uow: UnitOfWork, cache: dict[str, FirmwareRule | None], device_path: str,
-             device_type: str) -> FirmwareRule | None:
+def _minimum(uow: AttestationUnitOfWork, cache: dict[str, FirmwareRule | None],
+             device_path: str, device_type: str) -> FirmwareRule | None:
     """The minimum in force at ``device_path``, looked up once per path."""
     if device_path not in cache:
         cache[device_path] = effective_minimum(uow.firmware.rules_over(device_path,
@@ -96,8 +97,8 @@ def _minimum(uow: UnitOfWork, cache: dict[str, FirmwareRule | None], device_path
 class FirmwareRegistry:
     """Register firmware signers and images, and set minimum firmware per device type."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail,
-                 finding_sink: FindingSink | None = None) -> None:
+    def __init__(self, uow: Transactions[AttestationUnitOfWork], clock: Clock,
+                 audit: Auditor, finding_sink: FindingSink | None = None) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
@@ -183,7 +184,7 @@ class FirmwareRegistry:
         return SignerRevocation(signer=signer, images_affected=len(images),
                                 devices_changed=flipped)
 
-    def _distrust(self, uow: UnitOfWork, signer: FirmwareSigner,
+    def _distrust(self, uow: AttestationUnitOfWork, signer: FirmwareSigner,
                   images: list[FirmwareImage], raised: list[Finding]) -> int:
         """Judge again every device whose status names an image of the revoked signer."""
         by_id = {i.id: i for i in images}
@@ -267,7 +268,7 @@ class FirmwareRegistry:
                     subject=f"firmware:{image.id}", details=details))
         return ImageRegistration(image=image, devices_changed=flipped)
 
-    def _recognize(self, uow: UnitOfWork, image: FirmwareImage) -> int:
+    def _recognize(self, uow: AttestationUnitOfWork, image: FirmwareImage) -> int:
         """Judge again, against the new image, the devices it covers whose status names no
         image but whose attested version and hash are the image's (an unregistered build,
         or one whose signer was revoked); a status naming an image is left alone.
@@ -332,7 +333,7 @@ class FirmwareRegistry:
         findings.report(self._findings, raised)
         return rule
 
-    def _rejudge(self, uow: UnitOfWork, device_type: str, org_path: str,
+    def _rejudge(self, uow: AttestationUnitOfWork, device_type: str, org_path: str,
                  raised: list[Finding]) -> int:
         """Judge again every attested device of the type under ``org_path``."""
         minimums: dict[str, FirmwareRule | None] = {}

@@ -34,17 +34,17 @@ from iotiam.attestation.models import (
     NonCompliant,
     Verdict,
 )
+from iotiam.attestation.ports import AttestationUnitOfWork
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.detection.ports import FindingSink
 from iotiam.errors import IamError, TooManyRequests, Unauthenticated
 from iotiam.inventory.lifecycle import Transport, refusal
 from iotiam.inventory.models import Device
-from iotiam.inventory.service import visible_device
-from iotiam.kernel import ROOT_PATH, Principal
+from iotiam.inventory.ports import visible_device
+from iotiam.kernel import ROOT_PATH, Principal, Transactions
 from iotiam.pki.models import CertificateStatus
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 NONCE_BYTES = 32
 DEFAULT_NONCE_TTL = timedelta(seconds=120)
@@ -70,8 +70,9 @@ def nonce_hash(nonce: str) -> str:
 class Attestation:
     """Challenges devices, verifies their evidence and keeps their firmware status."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail,
-                 device_ca: DeviceCa, finding_sink: FindingSink | None = None, *,
+    def __init__(self, uow: Transactions[AttestationUnitOfWork], clock: Clock,
+                 audit: Auditor, device_ca: DeviceCa,
+                 finding_sink: FindingSink | None = None, *,
                  nonce_ttl: timedelta = DEFAULT_NONCE_TTL,
                  random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> None:
         self._uow = uow
@@ -159,7 +160,7 @@ class Attestation:
                 "measurements": len(status.measurements), "compliance_changed": changed}))
         return status, verdict, minimum.min_version if minimum else None
 
-    def _spend_nonce(self, uow: UnitOfWork, device: Device, nonce: str) -> None:
+    def _spend_nonce(self, uow: AttestationUnitOfWork, device: Device, nonce: str) -> None:
         """RFC 9711 §4.1 eat_nonce: ours, for this device, unexpired, and never used."""
         digest = nonce_hash(nonce)
         now = self._clock.now()
@@ -220,7 +221,7 @@ class Attestation:
     def status(self, actor: Principal, device_id: str) -> tuple[Device, FirmwareStatus | None]:
         """A device the caller sees and its last attested firmware (None: never)."""
         with self._uow.reading() as uow:
-            device = visible_device(uow, actor, device_id)
+            device = visible_device(uow.devices, actor, device_id)
             return device, uow.firmware.status(device.id)
 
     def compliance_of(self, device_ids: Sequence[str]) -> dict[str, FirmwareStatus]:

@@ -25,10 +25,10 @@ from iotiam.audit.chain import GENESIS_HASH
 from iotiam.audit.checkpoint import Checkpoint, CheckpointKey, Verifier, open_note
 from iotiam.audit.merkle import Frontier, record_leaf
 from iotiam.audit.models import AuditRecord, StoredCheckpoint, VerifyReport
-from iotiam.audit.ports import CheckpointLog
+from iotiam.audit.ports import AuditUnitOfWork, CheckpointLog
 from iotiam.clock import Clock
 from iotiam.errors import InvalidInput
-from iotiam.unit_of_work import UnitOfWorkFactory
+from iotiam.kernel import Transactions
 
 log = logging.getLogger(__name__)
 #: ranges of records read "records 1,101 to 1,234" with an en dash
@@ -69,8 +69,9 @@ def when(at: datetime) -> str:
 class CheckpointWriter:
     """Signs the tree head when the chain continues the last checkpoint."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, checkpoints: CheckpointLog,
-                 key: CheckpointKey, publish: Publish | None = None) -> None:
+    def __init__(self, uow: Transactions[AuditUnitOfWork], clock: Clock,
+                 checkpoints: CheckpointLog, key: CheckpointKey,
+                 publish: Publish | None = None) -> None:
         self._uow = uow
         self._clock = clock
         self._log = checkpoints

@@ -125,63 +125,67 @@ def verify_chain(
     count = 0
     for rec in records:
         count += 1
-        if rec.seq != expected_seq:
-            what = "removed" if rec.seq > expected_seq else "reordered or duplicated"
+        broken = _broken_link(rec, expected_seq, prev)
+        if broken is not None:
+            problem, first_bad_seq = broken
             return VerifyReport(
                 ok=False,
                 records=count,
                 head_seq=head.seq if head else 0,
-                problem=f"expected record {expected_seq}, found {rec.seq}: a record was {what}",
-                first_bad_seq=expected_seq,
-            )
-        if rec.prev_hash != prev:
-            return VerifyReport(
-                ok=False,
-                records=count,
-                head_seq=head.seq if head else 0,
-                problem=f"record {rec.seq} does not link to its predecessor",
-                first_bad_seq=rec.seq,
-            )
-        digest = record_hash(
-            seq=rec.seq,
-            at=rec.at,
-            tag=rec.tag,
-            actor=rec.actor,
-            org_path=rec.org_path,
-            subject=rec.subject,
-            outcome=rec.outcome,
-            reason=rec.reason,
-            details=rec.details,
-            prev_hash=rec.prev_hash,
-        )
-        if digest != rec.hash:
-            return VerifyReport(
-                ok=False,
-                records=count,
-                head_seq=head.seq if head else 0,
-                problem=f"record {rec.seq} was altered (hash mismatch)",
-                first_bad_seq=rec.seq,
+                problem=problem,
+                first_bad_seq=first_bad_seq,
             )
         prev = rec.hash
         expected_seq += 1
-    last_seq = expected_seq - 1
+    return _verify_head(head, key, records=count, last_seq=expected_seq - 1, last_hash=prev)
+
+
+def _broken_link(rec: AuditRecord, expected_seq: int, prev: str) -> tuple[str, int] | None:
+    """What is wrong with ``rec`` as the link after hash ``prev``: the problem and the
+    first bad record number, or None when the link holds."""
+    if rec.seq != expected_seq:
+        what = "removed" if rec.seq > expected_seq else "reordered or duplicated"
+        return (f"expected record {expected_seq}, found {rec.seq}: a record was {what}",
+                expected_seq)
+    if rec.prev_hash != prev:
+        return f"record {rec.seq} does not link to its predecessor", rec.seq
+    digest = record_hash(
+        seq=rec.seq,
+        at=rec.at,
+        tag=rec.tag,
+        actor=rec.actor,
+        org_path=rec.org_path,
+        subject=rec.subject,
+        outcome=rec.outcome,
+        reason=rec.reason,
+        details=rec.details,
+        prev_hash=rec.prev_hash,
+    )
+    if digest != rec.hash:
+        return f"record {rec.seq} was altered (hash mismatch)", rec.seq
+    return None
+
+
+def _verify_head(head: ChainHead | None, key: bytes, *, records: int, last_seq: int,
+                 last_hash: str) -> VerifyReport:
+    """Check the MAC'd head against the intact chain's last record (a removed tail)."""
     if head is None:
         if last_seq == 0:
             return VerifyReport(ok=True, records=0, head_seq=0)
         return VerifyReport(
-            ok=False, records=count, head_seq=0, problem="the chain head is missing"
+            ok=False, records=records, head_seq=0, problem="the chain head is missing"
         )
     if not hmac.compare_digest(head.mac, head_mac(head.seq, head.hash, key)):
         return VerifyReport(
             ok=False,
-            records=count,
+            records=records,
             head_seq=head.seq,
             problem="the chain head was altered (MAC mismatch)",
         )
-    if head.seq != last_seq or head.hash != prev:
+    if head.seq != last_seq or head.hash != last_hash:
         return VerifyReport(
             ok=False,
-            records=count,
+            records=records,
             head_seq=head.seq,
             problem=(
                 f"the chain ends at record {last_seq} but the head says {head.seq}: "
@@ -189,4 +193,4 @@ def verify_chain(
             ),
             first_bad_seq=min(last_seq, head.seq) + 1,
         )
-    return VerifyReport(ok=True, records=count, head_seq=head.seq)
+    return VerifyReport(ok=True, records=records, head_seq=head.seq)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+
+from iotiam.errors import Forbidden, IamError, NotFound, Unauthenticated
 
 
 class AuditTag(enum.StrEnum):
@@ -107,6 +109,13 @@ class AuditDraft:
     outcome: Outcome = Outcome.SUCCESS
     reason: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+def refused(draft: AuditDraft, error: IamError) -> AuditDraft:
+    """The record of a refusal: denied (who may not, or what is not theirs) or failed."""
+    denied = isinstance(error, Forbidden | Unauthenticated | NotFound)
+    return replace(draft, outcome=Outcome.DENIED if denied else Outcome.FAILURE,
+                   reason=error.detail[:500])
 
 
 @dataclass(frozen=True)

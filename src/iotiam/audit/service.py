@@ -14,29 +14,21 @@ from iotiam.audit.models import (
     AuditDraft,
     AuditRecord,
     ChainHead,
-    Outcome,
     StoredCheckpoint,
     VerifyReport,
+    refused,
 )
-from iotiam.audit.ports import AuditLog, CheckpointLog
+from iotiam.audit.ports import AuditLog, AuditUnitOfWork, CheckpointLog
 from iotiam.audit.proofs import ConsistencyProof, InclusionProof
 from iotiam.clock import Clock
-from iotiam.errors import Conflict, Forbidden, IamError, InvalidInput, NotFound, Unauthenticated
-from iotiam.kernel import Principal, Role
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
-
-
-def refused(draft: AuditDraft, error: IamError) -> AuditDraft:
-    """The record of a refusal: denied (who may not, or what is not theirs) or failed."""
-    denied = isinstance(error, Forbidden | Unauthenticated | NotFound)
-    return replace(draft, outcome=Outcome.DENIED if denied else Outcome.FAILURE,
-                   reason=error.detail[:500])
+from iotiam.errors import Conflict, Forbidden, IamError, InvalidInput, NotFound
+from iotiam.kernel import Principal, Role, Transactions
 
 
 class AuditTrail:
-    """The hash-chained audit log (G7)."""
+    """The hash-chained audit log (G7): the ``Auditor`` of every domain."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, head_key: bytes,
+    def __init__(self, uow: Transactions[AuditUnitOfWork], clock: Clock, head_key: bytes,
                  checkpoints: CheckpointLog | None = None,
                  verifier: Verifier | None = None) -> None:
         self._uow = uow
@@ -45,12 +37,13 @@ class AuditTrail:
         self._checkpoints = checkpoints
         self._verifier = verifier
 
-    def append(self, uow: UnitOfWork, draft: AuditDraft) -> AuditRecord:
+    def append(self, uow: AuditUnitOfWork, draft: AuditDraft) -> AuditRecord:
         """Append inside the caller's transaction, so the change and its record commit together."""
         (record,) = self.append_many(uow, [draft])
         return record
 
-    def append_many(self, uow: UnitOfWork, drafts: Sequence[AuditDraft]) -> list[AuditRecord]:
+    def append_many(self, uow: AuditUnitOfWork, drafts: Sequence[AuditDraft]
+                    ) -> list[AuditRecord]:
         """Append consecutive records inside the caller's transaction, moving the head once."""
         if not drafts:
             return []

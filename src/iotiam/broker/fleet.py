@@ -13,13 +13,14 @@ from iotiam.broker.sync_ports import Changes
 from iotiam.clock import Clock
 from iotiam.credentials.service import Psks
 from iotiam.inventory.models import Device, DeviceState
+from iotiam.inventory.ports import DeviceUnitOfWork
+from iotiam.kernel import Transactions
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.service import Pki
 from iotiam.policy.broker_acl import BrokerAcl, compile_broker_acl
 from iotiam.policy.models import DevicePosture, RequestContext, Subject
 from iotiam.policy.ports import PostureLookup
 from iotiam.policy.service import DecisionPoint
-from iotiam.unit_of_work import UnitOfWorkFactory
 
 #: rows committed late (a transaction that began before the last poll) are still seen
 OVERLAP = timedelta(seconds=5)
@@ -54,8 +55,8 @@ class ChangeLog(Protocol):
 class LiveFleet:
     """``FleetSource`` over the real services."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, log: ChangeLog, pki: Pki,
-                 psks: Psks, decisions: DecisionPoint,
+    def __init__(self, uow: Transactions[DeviceUnitOfWork], clock: Clock, log: ChangeLog,
+                 pki: Pki, psks: Psks, decisions: DecisionPoint,
                  posture: PostureLookup | None = None) -> None:
         self._uow = uow
         #: trust scores and firmware verdicts, settled into the ACLs like other conditions

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 
@@ -75,26 +74,10 @@ def start_data_plane(fleet: LiveFleet, settings: Settings,
         return None
     config = broker_config(settings)
     files = broker_files(settings)
-    broker: ManagedMosquitto | None = None
-    if settings.broker_mode == "managed":
-        binary = mosquitto_binary()
-        if binary is None:
-            log.warning("no mosquitto binary on PATH: the managed broker is off "
-                        "(apt-get install mosquitto, or `iotiam init --broker off`)")
-            return None
-        provision_broker(files, config, issuing=fleet.issuing, root=fleet.root,
-                         names=list(settings.server_names), now=fleet.now(),
-                         serial=x509.random_serial_number())
-        broker = ManagedMosquitto(binary, config, files)
-        password = admin_password(files)
-        host = "127.0.0.1"
-    else:
-        password = os.environ.get("IOTIAM_BROKER_PASSWORD", "")
-        if not password:
-            raise SetupError("external broker mode needs IOTIAM_BROKER_PASSWORD "
-                             f"(the dynsec password of {ADMIN_USERNAME!r})")
-        host = settings.broker_admin_host
-
+    link = _admin_link(fleet, settings, config, files)
+    if link is None:
+        return None
+    broker, host, password = link
     stop = threading.Event()
 
     def connect() -> DynsecAdmin:
@@ -123,3 +106,24 @@ def start_data_plane(fleet: LiveFleet, settings: Settings,
     if broker is not None:
         log.info("managed Mosquitto: mTLS :%d, TLS-PSK :%d", config.mtls_port, config.psk_port)
     return DataPlane(sync, broker, thread, stop, events, watch)
+
+
+def _admin_link(fleet: LiveFleet, settings: Settings, config: BrokerConfig, files: BrokerFiles
+                ) -> tuple[ManagedMosquitto | None, str, str] | None:
+    """The managed broker, provisioned but not started, or none for an external one; and
+    where and with which password its dynsec admin is reached. ``None``: no broker to
+    run (no mosquitto binary)."""
+    if settings.broker_mode != "managed":
+        if not settings.broker_password:
+            raise SetupError("external broker mode needs IOTIAM_BROKER_PASSWORD "
+                             f"(the dynsec password of {ADMIN_USERNAME!r})")
+        return None, settings.broker_admin_host, settings.broker_password
+    binary = mosquitto_binary()
+    if binary is None:
+        log.warning("no mosquitto binary on PATH: the managed broker is off "
+                    "(apt-get install mosquitto, or `iotiam init --broker off`)")
+        return None
+    provision_broker(files, config, issuing=fleet.issuing, root=fleet.root,
+                     names=list(settings.server_names), now=fleet.now(),
+                     serial=x509.random_serial_number())
+    return ManagedMosquitto(binary, config, files), "127.0.0.1", admin_password(files)

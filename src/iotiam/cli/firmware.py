@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,16 +13,13 @@ import typer
 from iotiam.cli.client import api_path
 from iotiam.cli.main import Context, console
 from iotiam.cli.output import print_fields, print_json, print_table
+from iotiam.config import FIRMWARE_KEY_PASSPHRASE_ENV, firmware_key_passphrase
 from iotiam.errors import InvalidInput
 
 firmware_app = typer.Typer(help="Firmware images, signers, minimum versions, compliance.",
                            no_args_is_help=True)
 signer_app = typer.Typer(help="Keys trusted to sign firmware metadata.", no_args_is_help=True)
 firmware_app.add_typer(signer_app, name="signer")
-
-#: the passphrase of an encrypted signing key, for ``firmware sign``
-KEY_PASSPHRASE_ENV = "IOTIAM_FIRMWARE_KEY_PASSPHRASE"  # noqa: S105 (a variable name)
-
 
 def register(app: typer.Typer) -> None:
     """Add ``firmware``."""
@@ -165,7 +161,7 @@ def status(
 def sign(
     key: Annotated[Path, typer.Option(
         help="The signer's PRIVATE key (PEM); it stays here. Encrypted keys: passphrase in "
-             f"${KEY_PASSPHRASE_ENV}.")],
+             f"${FIRMWARE_KEY_PASSPHRASE_ENV}.")],
     device_type: Annotated[str, typer.Option("--type", help="Device type of the image.")],
     version: Annotated[str, typer.Option(help="Firmware version, e.g. 1.4.2.")],
     image: Annotated[Path, typer.Option(help="The firmware image file (hashed here).")],
@@ -179,15 +175,15 @@ def sign(
 
     from iotiam.attestation.metadata import sign_metadata
 
-    passphrase = os.environ.get(KEY_PASSPHRASE_ENV)
+    passphrase = firmware_key_passphrase()
     try:
         private = serialization.load_pem_private_key(
             key.read_bytes(), password=passphrase.encode() if passphrase else None)
     except OSError as e:
         raise InvalidInput(f"cannot read the key {key}: {e.strerror or e}") from e
     except TypeError as e:
-        raise InvalidInput(f"{key} is encrypted: put its passphrase in ${KEY_PASSPHRASE_ENV}"
-                           ) from e
+        raise InvalidInput(f"{key} is encrypted: put its passphrase in "
+                           f"${FIRMWARE_KEY_PASSPHRASE_ENV}") from e
     except ValueError as e:
         raise InvalidInput(f"{key} is not a PEM private key (or the passphrase is wrong)"
                            ) from e

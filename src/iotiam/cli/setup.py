@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from iotiam.cli.entry import UsageError
 from iotiam.cli.main import Context, console
 from iotiam.config import BROKER_MODES, load_settings
-from iotiam.errors import InvalidInput
 from iotiam.pki.models import KeyAlgorithm
 
 
@@ -56,38 +55,16 @@ def init(
         "--no-broker", help="Same as --broker off.")] = False,
 ) -> None:
     """Create the data directory, database, CAs, TLS certificate and a local admin profile."""
-    from iotiam.bootstrap import initialize
+    from iotiam.installation import initialize
 
     obj: Context = ctx.obj
-    settings = load_settings(obj.data_dir)
-    changes: dict[str, object] = {}
-    if (p := _port(port, "--port")) is not None:
-        changes["port"] = p
-    if (p := _port(http_port, "--http-port")) is not None:
-        changes["http_port"] = p
-    if host:
-        changes["host"] = host
-    if public_url:
-        if not public_url.startswith(("http://", "https://")):
-            raise UsageError("--public-url must start with http:// or https://")
-        changes["public_base_url"] = public_url.rstrip("/")
-    if name:
-        changes["server_names"] = tuple(dict.fromkeys(("localhost", "127.0.0.1", *name)))
-    for option, value in (("broker_port", broker_port), ("broker_psk_port", broker_psk_port),
-                          ("broker_admin_port", broker_admin_port)):
-        if (p := _port(value, "--" + option.replace("_", "-"))) is not None:
-            changes[option] = p
-    if no_broker or broker:
-        mode = "off" if no_broker else broker
-        if mode not in BROKER_MODES:
-            raise UsageError(f"--broker must be one of {', '.join(BROKER_MODES)}")
-        changes["broker_mode"] = mode
-    settings = settings.with_overrides(**changes)
-    ports = [settings.port, settings.http_port]
-    if settings.broker_mode != "off":
-        ports += [settings.broker_port, settings.broker_psk_port, settings.broker_admin_port]
-    if len(set(ports)) != len(ports):
-        raise InvalidInput("the API, HTTP and broker ports must all differ")
+    changes = _recorded_choices(port=port, http_port=http_port, host=host,
+                                public_url=public_url, name=name, broker_port=broker_port,
+                                broker_psk_port=broker_psk_port,
+                                broker_admin_port=broker_admin_port, broker=broker,
+                                no_broker=no_broker)
+    # the settings check the ports together (all distinct) as they are made
+    settings = load_settings(obj.data_dir).with_overrides(**changes)
     result = initialize(settings, key_algorithm=key_algorithm, organization=organization)
     console.print(f"data directory  {settings.data_dir}")
     console.print(f"CA              {'created' if result.created_ca else 'kept (already there)'}")
@@ -100,13 +77,42 @@ def init(
     console.print("next: `iotiam serve`, then e.g. `iotiam device add dev-1 --type sensor`")
 
 
+def _recorded_choices(*, port: int | None, http_port: int | None, host: str | None,
+                      public_url: str | None, name: list[str] | None,
+                      broker_port: int | None, broker_psk_port: int | None,
+                      broker_admin_port: int | None, broker: str | None,
+                      no_broker: bool) -> dict[str, Any]:
+    """The settings ``init``'s options change (it records them in ``config.json``)."""
+    changes: dict[str, Any] = {}
+    for option, value in (("port", port), ("http_port", http_port),
+                          ("broker_port", broker_port), ("broker_psk_port", broker_psk_port),
+                          ("broker_admin_port", broker_admin_port)):
+        if (p := _port(value, "--" + option.replace("_", "-"))) is not None:
+            changes[option] = p
+    if host:
+        changes["host"] = host
+    if public_url:
+        if not public_url.startswith(("http://", "https://")):
+            raise UsageError("--public-url must start with http:// or https://")
+        changes["public_base_url"] = public_url.rstrip("/")
+    if name:
+        changes["server_names"] = tuple(dict.fromkeys(("localhost", "127.0.0.1", *name)))
+    if no_broker or broker:
+        mode = "off" if no_broker else broker
+        if mode not in BROKER_MODES:
+            raise UsageError(f"--broker must be one of {', '.join(BROKER_MODES)}")
+        changes["broker_mode"] = mode
+    return changes
+
+
 def serve(
     ctx: typer.Context,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
-    workers: Annotated[int, typer.Option(
-        min=1, max=64, envvar="IOTIAM_WORKERS",
-        help="Serving processes sharing the ports (signing is CPU-bound: up to one per core)."
-    )] = 1,
+    workers: Annotated[int | None, typer.Option(
+        min=1, max=64, show_default=False,
+        help="Serving processes sharing the ports (signing is CPU-bound: up to one per core; "
+             "default $IOTIAM_WORKERS, else 1)."
+    )] = None,
 ) -> None:
     """Run the HTTPS API and the plain-HTTP OCSP/CRL endpoints."""
     from iotiam.api.server import serve as run_server
@@ -121,7 +127,7 @@ def serve(
     console.print(f"OCSP/CRL/CA    http://{settings.host}:{settings.http_port}")
     console.print(f"CLI profile    {settings.data_dir / 'profile.json'}")
     try:
-        run_server(services, log_level=log_level, workers=workers)
+        run_server(services, log_level=log_level, workers=workers or settings.workers)
     finally:
         services.close()
     # Everything is stopped and closed. Skip interpreter finalization: a daemon thread a

@@ -99,6 +99,85 @@ def register_chunk(profile: Profile, chunk: list[str], first_row: int, device_ty
     return {item["device"]: item["token"] for item in claims["items"]}
 
 
+@dataclass
+class AgentFleet:
+    """The run's agents: each enrolls in a directory of its own under ``base``, and at
+    most a bounded number are in flight."""
+
+    server_url: str
+    server_ca: Path
+    base: Path
+    keep: bool
+    outcome: FleetOutcome = field(default_factory=FleetOutcome)
+    finished: queue.SimpleQueue[tuple[str, Future[float]]] = field(
+        default_factory=queue.SimpleQueue)
+    in_flight: int = 0
+
+    def enroll(self, device_id: str, claim: str) -> float:
+        """Enroll one agent with its claim; returns how long it took, in seconds."""
+        began = time.perf_counter()
+        home = self.base / device_id
+        try:
+            # a throw-away directory is deleted next: flushing it to disk is wasted I/O
+            Agent(home, server_url=self.server_url, device_id=device_id,
+                  server_ca=self.server_ca, durable=self.keep).enroll(claim)
+            return time.perf_counter() - began
+        finally:
+            if not self.keep:
+                shutil.rmtree(home, ignore_errors=True)
+
+    def launch(self, pool: ThreadPoolExecutor, device_id: str, claim: str) -> None:
+        """Start one agent's enrollment on ``pool``."""
+        future = pool.submit(self.enroll, device_id, claim)
+        self.in_flight += 1
+        future.add_done_callback(lambda f: self.finished.put((device_id, f)))
+
+    def collect(self, progress: Progress, task: TaskID, at_most: int) -> None:
+        """Wait for enrollments to finish until at most ``at_most`` are in flight."""
+        while self.in_flight > at_most:
+            device_id, future = self.finished.get()
+            self.in_flight -= 1
+            self.outcome.collect(device_id, future)
+            progress.advance(task)
+
+
+def enroll_fleet(fleet: AgentFleet, profile: Profile, ids: list[str], device_type: str,
+                 concurrency: int) -> None:
+    """Register ``ids`` a chunk at a time; each chunk enrolls while the next registers."""
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="agent")
+    try:
+        # transient: the summary replaces the bars; an error stays a single line (G10)
+        with Progress(TextColumn("{task.description}"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
+                      console=errors, transient=True) as progress:
+            registered = progress.add_task("registered", total=len(ids))
+            enrolled = progress.add_task("enrolled  ", total=len(ids))
+            for start in range(0, len(ids), CHUNK):
+                chunk = ids[start:start + CHUNK]
+                claims = register_chunk(profile, chunk, start + 1, device_type)
+                progress.advance(registered, len(chunk))
+                for device_id in chunk:
+                    fleet.launch(pool, device_id, claims[device_id])
+                # the next chunk registers while this one enrolls
+                fleet.collect(progress, enrolled, CHUNK)
+            fleet.collect(progress, enrolled, 0)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def print_outcome(outcome: FleetOutcome, devices: int, elapsed: float, as_json: bool) -> None:
+    """The summary as a table (and the first failures) or as JSON."""
+    summary = outcome.summary(devices, elapsed)
+    if as_json:
+        print_json({**summary, "failures": outcome.failures[:100]})
+    else:
+        print_table("simulation", list(summary), [[
+            f"{v:,.1f}" if isinstance(v, float) else "-" if v is None else v
+            for v in summary.values()]])
+        for failure in outcome.failures[:10]:
+            console.print(f"  {failure}", markup=False)
+
+
 def simulate(
     ctx: typer.Context,
     devices: Annotated[int, typer.Option(help="How many devices enroll.")] = 100,
@@ -121,73 +200,17 @@ def simulate(
     profile = load_profile(obj.data_dir, obj.url, obj.token)
     if profile.ca_file is None:
         raise InvalidInput("the profile names no CA file to trust the server with")
-    server_url, server_ca = profile.url, Path(profile.ca_file)
     run_id = secrets.token_hex(3)
     ids = [f"sim-{run_id}-{i:06d}" for i in range(devices)]
     keep = directory is not None
     base = directory or Path(tempfile.mkdtemp(prefix="iotiam-sim-"))
-
-    def enroll(device_id: str, claim: str) -> float:
-        began = time.perf_counter()
-        home = base / device_id
-        try:
-            # a throw-away directory is deleted next: flushing it to disk is wasted I/O
-            Agent(home, server_url=server_url, device_id=device_id, server_ca=server_ca,
-                  durable=keep).enroll(claim)
-            return time.perf_counter() - began
-        finally:
-            if not keep:
-                shutil.rmtree(home, ignore_errors=True)
-
-    outcome = FleetOutcome()
-    finished: queue.SimpleQueue[tuple[str, Future[float]]] = queue.SimpleQueue()
-    in_flight = 0
-
-    def launch(pool: ThreadPoolExecutor, device_id: str, claim: str) -> None:
-        nonlocal in_flight
-        future = pool.submit(enroll, device_id, claim)
-        in_flight += 1
-        future.add_done_callback(lambda f: finished.put((device_id, f)))
-
-    def collect(progress: Progress, task: TaskID, at_most: int) -> None:
-        nonlocal in_flight
-        while in_flight > at_most:
-            device_id, future = finished.get()
-            in_flight -= 1
-            outcome.collect(device_id, future)
-            progress.advance(task)
-
+    fleet = AgentFleet(profile.url, Path(profile.ca_file), base, keep)
     began = time.perf_counter()
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="agent")
     try:
-        # transient: the summary replaces the bars; an error stays a single line (G10)
-        with Progress(TextColumn("{task.description}"), BarColumn(),
-                      TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
-                      console=errors, transient=True) as progress:
-            registered = progress.add_task("registered", total=devices)
-            enrolled = progress.add_task("enrolled  ", total=devices)
-            for start in range(0, devices, CHUNK):
-                chunk = ids[start:start + CHUNK]
-                claims = register_chunk(profile, chunk, start + 1, device_type)
-                progress.advance(registered, len(chunk))
-                for device_id in chunk:
-                    launch(pool, device_id, claims[device_id])
-                # the next chunk registers while this one enrolls
-                collect(progress, enrolled, CHUNK)
-            collect(progress, enrolled, 0)
+        enroll_fleet(fleet, profile, ids, device_type, concurrency)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
-    elapsed = time.perf_counter() - began
-    summary = outcome.summary(devices, elapsed)
-    if as_json:
-        print_json({**summary, "failures": outcome.failures[:100]})
-    else:
-        print_table("simulation", list(summary), [[
-            f"{v:,.1f}" if isinstance(v, float) else "-" if v is None else v
-            for v in summary.values()]])
-        for failure in outcome.failures[:10]:
-            console.print(f"  {failure}", markup=False)
-    if outcome.failures:
+    print_outcome(fleet.outcome, devices, time.perf_counter() - began, as_json)
+    if fleet.outcome.failures:
         raise typer.Exit(code=1)

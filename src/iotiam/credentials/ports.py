@@ -6,7 +6,10 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Protocol
 
+from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.credentials.models import Psk
+from iotiam.inventory.ports import DeviceUnitOfWork
+from iotiam.pki.ports import CertificateStore
 
 
 class PskStore(Protocol):
@@ -30,4 +33,18 @@ class PskStore(Protocol):
 
     def iter_active(self, *, org_path: str) -> Iterator[Psk]:
         """Active PSKs under ``org_path``."""
+        ...
+
+
+class CredentialsUnitOfWork(DeviceUnitOfWork, AuditUnitOfWork, Protocol):
+    """The stores the PSK lifecycle works with, inside one transaction."""
+
+    @property
+    def psks(self) -> PskStore:
+        """PSKs."""
+        ...
+
+    @property
+    def certificates(self) -> CertificateStore:
+        """Certificates, read for the unified credential view."""
         ...

@@ -7,17 +7,17 @@ from dataclasses import replace
 from datetime import timedelta
 
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.credentials.models import CredentialKind, CredentialView, Psk, PskStatus
+from iotiam.credentials.ports import CredentialsUnitOfWork
 from iotiam.credentials.sealing import SecretSealer
 from iotiam.errors import Conflict, InvalidInput
 from iotiam.inventory.lifecycle import Transport, may, refusal
 from iotiam.inventory.models import Device
-from iotiam.inventory.service import visible_device
-from iotiam.kernel import Principal, Role
+from iotiam.inventory.ports import visible_device
+from iotiam.kernel import Principal, Role, Transactions
 from iotiam.pki.models import CertificateStatus
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 PSK_BYTES = 32
 
@@ -25,8 +25,8 @@ PSK_BYTES = 32
 class Psks:
     """TLS-PSK credentials for constrained devices that cannot do certificates."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail,
-                 sealer: SecretSealer) -> None:
+    def __init__(self, uow: Transactions[CredentialsUnitOfWork], clock: Clock,
+                 audit: Auditor, sealer: SecretSealer) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
@@ -52,7 +52,7 @@ class Psks:
             if lifetime is not None and not timedelta(minutes=1) <= lifetime <= timedelta(
                     days=825):
                 raise InvalidInput("PSK lifetime must be between 1 minute and 825 days")
-            device = visible_device(uow, actor, device_id, for_update=True)
+            device = visible_device(uow.devices, actor, device_id, for_update=True)
             refused = refusal(device.id, device.state, Transport.ENROLL)
             if refused is not None:
                 raise Conflict(f"{refused}; no new credentials")
@@ -89,7 +89,7 @@ class Psks:
                            details={"refused": True})
         with self._audit.refusals(draft), self._uow() as uow:
             actor.require(Role.OPERATOR, "revoking PSKs")
-            device = visible_device(uow, actor, device_id)
+            device = visible_device(uow.devices, actor, device_id)
             current = uow.psks.active_for_device(device.id)
             if current is None:
                 raise Conflict(f"device {device_id!r} has no active PSK")
@@ -97,8 +97,8 @@ class Psks:
             return replace(current, status=PskStatus.REVOKED, revoked_at=self._clock.now(),
                            revocation_reason=reason)
 
-    def revoke_device_credentials(self, uow: UnitOfWork, actor: Principal, device: Device,
-                                  reason: str) -> int:
+    def revoke_device_credentials(self, uow: CredentialsUnitOfWork, actor: Principal,
+                                  device: Device, reason: str) -> int:
         """Inside a caller's transaction: revoke the device's active PSK, if any."""
         current = uow.psks.active_for_device(device.id)
         if current is None:
@@ -106,7 +106,8 @@ class Psks:
         self._revoke(uow, actor, current, reason)
         return 1
 
-    def _revoke(self, uow: UnitOfWork, actor: Principal, psk: Psk, reason: str) -> None:
+    def _revoke(self, uow: CredentialsUnitOfWork, actor: Principal, psk: Psk,
+                reason: str) -> None:
         if not uow.psks.revoke(psk.id, self._clock.now(), reason, None):
             raise Conflict(f"PSK {psk.id} was already revoked; revocation is final")
         self._audit.append(uow, AuditDraft(
@@ -150,7 +151,7 @@ class Psks:
         """Every credential of a device (certificates and PSKs), one lifecycle model."""
         now = self._clock.now()
         with self._uow.reading() as uow:
-            device = visible_device(uow, actor, device_id)
+            device = visible_device(uow.devices, actor, device_id)
             views = [
                 CredentialView(
                     kind=CredentialKind.CERTIFICATE, id=c.serial_hex, device_id=device.id,

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.enrollment import idevid, onboarding
 from iotiam.enrollment.models import (
@@ -35,16 +35,16 @@ from iotiam.enrollment.models import (
     Manufacturer,
     RequestStatus,
 )
+from iotiam.enrollment.ports import EnrollmentUnitOfWork
 from iotiam.enrollment.queue import EnrollmentQueue, Holding
 from iotiam.enrollment.service import device_principal
 from iotiam.errors import Conflict, Forbidden, Unauthenticated
 from iotiam.inventory.models import Device
-from iotiam.kernel import ROOT_PATH
+from iotiam.kernel import ROOT_PATH, Transactions
 from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
 from iotiam.pki.models import CertificateRecord, CertificateStatus
+from iotiam.pki.ports import DeviceCertificates
 from iotiam.pki.profiles import get_profile
-from iotiam.pki.service import Pki
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,8 @@ Verdict = Admit | Hold
 class FirstContact:
     """First enrollment by IDevID, or held for approval."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail, pki: Pki,
-                 queue: EnrollmentQueue) -> None:
+    def __init__(self, uow: Transactions[EnrollmentUnitOfWork], clock: Clock, audit: Auditor,
+                 pki: DeviceCertificates[EnrollmentUnitOfWork], queue: EnrollmentQueue) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
@@ -173,7 +173,7 @@ class FirstContact:
     def _judge(self, cert: x509.Certificate, device_id: str) -> Verdict:
         """Decide on an IDevID: admit, hold, or refuse (raises)."""
         now = self._clock.now()
-        if idevid.issued_by(cert, self._pki.cas.issuing.certificate):
+        if idevid.issued_by(cert, self._pki.issuing_certificate):
             raise Unauthenticated("this certificate was issued by iotiam; renew it with "
                                   "simplereenroll instead")
         idevid.check_validity(cert, now, "IDevID")
@@ -222,7 +222,7 @@ class FirstContact:
             device = self._register(maker, device_id, csr_der, profile)
         now = self._clock.now()
 
-        def bind(uow: UnitOfWork, current: Device) -> None:
+        def bind(uow: EnrollmentUnitOfWork, current: Device) -> None:
             # in the reservation's transaction, checks before writes: the first key seen
             # for a serial is pinned, and a held request is closed exactly once
             entry = uow.manifest.get(device_id)
@@ -254,16 +254,17 @@ class FirstContact:
 
     def _register(self, maker: Manufacturer, device_id: str, csr_der: bytes,
                   profile: str | None) -> Device:
-        with self._uow() as uow:
+        with self._uow.reading() as uow:
             unit = uow.org_units.get(maker.org_unit_id)
             device_type = uow.device_types.get(maker.device_type)
-            if unit is None or device_type is None:
-                raise Conflict(f"manufacturer {maker.name!r} names an org unit or device type "
-                               "that no longer exists")
-            device = onboarding.new_device(device_id, device_type, unit, self._clock.now(),
-                                           {"manufacturer": maker.name})
-            onboarding.check_issuable(uow, parse_csr(csr_der), device, device_type, profile,
-                                      admin=False)
+        if unit is None or device_type is None:
+            raise Conflict(f"manufacturer {maker.name!r} names an org unit or device type "
+                           "that no longer exists")
+        device = onboarding.new_device(device_id, device_type, unit, self._clock.now(),
+                                       {"manufacturer": maker.name})
+        self._pki.check_issuable(parse_csr(csr_der), device, device_type, profile,
+                                 admin=False)
+        with self._uow() as uow:
             onboarding.register(uow, self._audit, device, f"idevid:{maker.name}",
                                 {"manufacturer": maker.name, "via": "idevid"})
         return device

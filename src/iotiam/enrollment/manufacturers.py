@@ -16,15 +16,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.enrollment import idevid
 from iotiam.enrollment.manifest import parse_row, serial_of
 from iotiam.enrollment.models import ManifestEntry, ManifestRowResult, Manufacturer
+from iotiam.enrollment.ports import EnrollmentUnitOfWork
 from iotiam.errors import Conflict, IamError, IdNotAvailable, InvalidInput, NotFound
 from iotiam.inventory.models import check_identifier
-from iotiam.kernel import Principal, Role
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from iotiam.kernel import Principal, Role, Transactions
 
 MAX_MANIFEST_ROWS = 5000
 DEFAULT_DEVICE_TYPE = "sensor"
@@ -33,7 +33,7 @@ DEFAULT_DEVICE_TYPE = "sensor"
 TrustListener = Callable[[str], None]
 
 
-def _visible(uow: UnitOfWork, actor: Principal, name: str) -> Manufacturer:
+def _visible(uow: EnrollmentUnitOfWork, actor: Principal, name: str) -> Manufacturer:
     maker = uow.manufacturers.get(name)
     if maker is None or not actor.sees(maker.org_path):
         raise NotFound(f"manufacturer {name[:128]!r} not found")
@@ -43,7 +43,8 @@ def _visible(uow: UnitOfWork, actor: Principal, name: str) -> Manufacturer:
 class Manufacturers:
     """Register manufacturer CAs and import their manifests."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail) -> None:
+    def __init__(self, uow: Transactions[EnrollmentUnitOfWork], clock: Clock,
+                 audit: Auditor) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
@@ -153,7 +154,8 @@ class Manufacturers:
         return results
 
     @staticmethod
-    def _import_row(uow: UnitOfWork, maker: Manufacturer, raw: Any, now: datetime) -> bool:
+    def _import_row(uow: EnrollmentUnitOfWork, maker: Manufacturer, raw: Any, now: datetime
+                    ) -> bool:
         """Store one row; False when the manifest already held it (re-imports are no-ops)."""
         row = parse_row(raw)
         existing = uow.manifest.get(row.serial)

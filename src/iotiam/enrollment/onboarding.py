@@ -1,8 +1,9 @@
 """Putting a device that first showed up at enrollment into the inventory.
 
 The device row is written before the certificate is issued (issuance reads the
-device), so everything issuance would refuse is checked first: a request that
-fails leaves no half-registered device behind.
+device), so everything issuance would refuse is checked first
+(``DeviceCertificates.check_issuable``): a request that fails leaves no half-registered
+device behind.
 """
 
 from __future__ import annotations
@@ -10,16 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from cryptography import x509
-
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
-from iotiam.errors import Conflict, Forbidden, IdNotAvailable
+from iotiam.audit.ports import Auditor
+from iotiam.enrollment.ports import EnrollmentUnitOfWork
+from iotiam.errors import IdNotAvailable
 from iotiam.inventory.models import Device, DeviceState, DeviceType, OrgUnit
-from iotiam.pki.csr import validate_csr
-from iotiam.pki.issuing import device_identity, public_key_sha256
-from iotiam.pki.profiles import get_profile
-from iotiam.unit_of_work import UnitOfWork
 
 
 def new_device(device_id: str, device_type: DeviceType, unit: OrgUnit, now: datetime,
@@ -30,22 +26,7 @@ def new_device(device_id: str, device_type: DeviceType, unit: OrgUnit, now: date
                   attributes=dict(attributes or {}), created_at=now, updated_at=now)
 
 
-def check_issuable(
-    uow: UnitOfWork, csr: x509.CertificateSigningRequest, device: Device,
-    device_type: DeviceType, profile: str | None, *, admin: bool,
-) -> None:
-    """What ``Pki.issue_certificate(fresh_key=True)`` would refuse, checked up front."""
-    chosen = get_profile(profile or device_type.certificate_profile)
-    if chosen.server_auth and chosen.name != device_type.certificate_profile and not admin:
-        raise Forbidden(
-            f"the {chosen.name!r} profile needs an admin for a {device_type.name} device")
-    key = validate_csr(csr, device_identity(device))
-    if uow.certificates.with_public_key(public_key_sha256(key)):
-        raise Conflict("this public key is already certified (a replayed request or a "
-                       "shared key); generate a new key")
-
-
-def register(uow: UnitOfWork, audit: AuditTrail, device: Device, actor: str,
+def register(uow: EnrollmentUnitOfWork, audit: Auditor, device: Device, actor: str,
              details: dict[str, Any]) -> None:
     """Insert the device and its audit record in the caller's transaction."""
     if uow.devices.get(device.id) is not None:

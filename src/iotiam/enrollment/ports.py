@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
 
+from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.enrollment.models import (
     ClaimToken,
     EnrollmentRequest,
@@ -12,6 +14,9 @@ from iotiam.enrollment.models import (
     Manufacturer,
     RequestStatus,
 )
+from iotiam.inventory.ports import DeviceStore, DeviceTypeStore, OrgUnitStore
+from iotiam.pki.ports import CaStore, CertificateStore
+from iotiam.policy.ports import AttachmentStore
 
 
 class ClaimTokenStore(Protocol):
@@ -146,4 +151,68 @@ class OwnershipStore(Protocol):
 
     def leave_groups_outside(self, device_id: str, org_path: str) -> list[str]:
         """Drop the device from every group not above ``org_path``; return their ids."""
+        ...
+
+
+class EnrollmentUnitOfWork(AuditUnitOfWork, Protocol):
+    """The stores enrollment use cases work with, inside one transaction: its own, and
+    the inventory, PKI and policy rows a first contact or a transfer reads or ends."""
+
+    @property
+    def claims(self) -> ClaimTokenStore:
+        """One-time claim tokens."""
+        ...
+
+    @property
+    def manufacturers(self) -> ManufacturerStore:
+        """Registered manufacturer CAs."""
+        ...
+
+    @property
+    def manifest(self) -> ManifestStore:
+        """Manufacturing manifests."""
+        ...
+
+    @property
+    def enrollment_requests(self) -> EnrollmentRequestStore:
+        """First contacts held for an admin."""
+        ...
+
+    @property
+    def ownership(self) -> OwnershipStore:
+        """The inventory writes of ownership transfers."""
+        ...
+
+    @property
+    def org_units(self) -> OrgUnitStore:
+        """Where devices land (read)."""
+        ...
+
+    @property
+    def device_types(self) -> DeviceTypeStore:
+        """Device types (read)."""
+        ...
+
+    @property
+    def devices(self) -> DeviceStore:
+        """Devices (read; a device first seen at enrollment is added)."""
+        ...
+
+    @property
+    def certificates(self) -> CertificateStore:
+        """Certificates (read: the one a renewal presents, the one an approval made)."""
+        ...
+
+    @property
+    def cas(self) -> CaStore:
+        """iotiam's own CAs (read: never registered as a manufacturer's)."""
+        ...
+
+    @property
+    def policy_attachments(self) -> AttachmentStore:
+        """Policy attachments (a transferred device leaves its old owner's behind)."""
+        ...
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested transaction: an error inside rolls back only what it did."""
         ...

@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from iotiam.audit.models import AuditDraft, AuditTag, Outcome
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.enrollment import onboarding
 from iotiam.enrollment.idevid import spki_sha256
@@ -28,13 +28,13 @@ from iotiam.enrollment.models import (
     Manufacturer,
     RequestStatus,
 )
+from iotiam.enrollment.ports import EnrollmentUnitOfWork
 from iotiam.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from iotiam.inventory.models import Device, DeviceType, OrgUnit
-from iotiam.kernel import ROOT_PATH, Principal, Role
+from iotiam.kernel import ROOT_PATH, Principal, Role, Transactions
 from iotiam.pki.csr import parse_csr
 from iotiam.pki.models import CertificateRecord
-from iotiam.pki.service import Pki
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from iotiam.pki.ports import DeviceCertificates
 
 MAX_NOTE_CHARS = 500
 
@@ -70,7 +70,7 @@ def csr_sha256(csr: x509.CertificateSigningRequest) -> str:
     return hashlib.sha256(csr.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
-def _visible(uow: UnitOfWork, actor: Principal, request_id: str) -> EnrollmentRequest:
+def _visible(uow: EnrollmentUnitOfWork, actor: Principal, request_id: str) -> EnrollmentRequest:
     request = uow.enrollment_requests.get(request_id)
     if request is None or not _sees(actor, request):
         raise NotFound(f"enrollment request {request_id[:64]!r} not found")
@@ -87,7 +87,8 @@ def _sees(actor: Principal, request: EnrollmentRequest) -> bool:
 class EnrollmentQueue:
     """Hold, list, approve and reject first enrollments."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail, pki: Pki,
+    def __init__(self, uow: Transactions[EnrollmentUnitOfWork], clock: Clock, audit: Auditor,
+                 pki: DeviceCertificates[EnrollmentUnitOfWork],
                  limits: QueueLimits | None = None) -> None:
         self._uow = uow
         self._clock = clock
@@ -190,17 +191,16 @@ class EnrollmentQueue:
                 csr = parse_csr(request.csr_pem.encode())
                 device, is_new = self._target_device(uow, actor, request, type_name, org_unit_id)
                 device_type = uow.device_types.get(device.type_name)
-                if device_type is None:
-                    raise InvalidInput(f"unknown device type {device.type_name!r}")
-                onboarding.check_issuable(uow, csr, device, device_type, request.profile,
-                                          admin=True)
+            if device_type is None:
+                raise InvalidInput(f"unknown device type {device.type_name!r}")
+            self._pki.check_issuable(csr, device, device_type, request.profile, admin=True)
             now = self._clock.now()
             if is_new:
                 with self._uow() as uow:
                     onboarding.register(uow, self._audit, device, actor.name,
                                         {"enrollment_request": request.id})
 
-            def decide(uow: UnitOfWork, current: Device) -> None:
+            def decide(uow: EnrollmentUnitOfWork, current: Device) -> None:
                 # in the reservation's transaction: approved exactly once, with its record
                 if not uow.enrollment_requests.decide(request.id, RequestStatus.APPROVED, now,
                                                       actor.name, None):
@@ -222,7 +222,7 @@ class EnrollmentQueue:
                        decided_by=actor.name, certificate_serial=record.serial_hex), record
 
     def _target_device(
-        self, uow: UnitOfWork, actor: Principal, request: EnrollmentRequest,
+        self, uow: EnrollmentUnitOfWork, actor: Principal, request: EnrollmentRequest,
         type_name: str | None, org_unit_id: str | None,
     ) -> tuple[Device, bool]:
         existing = uow.devices.get(request.device_id)
@@ -245,14 +245,14 @@ class EnrollmentQueue:
                                      attributes), True
 
     @staticmethod
-    def _unit(uow: UnitOfWork, actor: Principal, unit_id: str) -> OrgUnit:
+    def _unit(uow: EnrollmentUnitOfWork, actor: Principal, unit_id: str) -> OrgUnit:
         unit = uow.org_units.get(unit_id)
         if unit is None or not actor.sees(unit.path):
             raise NotFound(f"org unit {unit_id!r} not found")
         return unit
 
     @staticmethod
-    def _device_type(uow: UnitOfWork, name: str) -> DeviceType:
+    def _device_type(uow: EnrollmentUnitOfWork, name: str) -> DeviceType:
         device_type = uow.device_types.get(name)
         if device_type is None:
             raise InvalidInput(f"unknown device type {name!r}")

@@ -12,21 +12,21 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.enrollment import proof
 from iotiam.enrollment.models import ClaimToken
+from iotiam.enrollment.ports import EnrollmentUnitOfWork
 from iotiam.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from iotiam.inventory.lifecycle import Transport, refusal
 from iotiam.inventory.models import Device
-from iotiam.inventory.service import visible_device
-from iotiam.kernel import ROOT_PATH, Principal, Role
+from iotiam.inventory.ports import visible_device
+from iotiam.kernel import ROOT_PATH, Principal, Role, Transactions
 from iotiam.pki.csr import parse_csr
 from iotiam.pki.keys import require_leaf_public_key
 from iotiam.pki.models import CertificateRecord, CertificateStatus
+from iotiam.pki.ports import DeviceCertificates
 from iotiam.pki.profiles import get_profile
-from iotiam.pki.service import Pki
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 CLAIM_PREFIX = "iotc_"
 _CLAIM = re.compile(r"^iotc_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})$")
@@ -67,7 +67,8 @@ def device_principal(device: Device, via: str) -> Principal:
 class Enrollment:
     """First contact and renewal for devices (RFC 7030 flows)."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail, pki: Pki) -> None:
+    def __init__(self, uow: Transactions[EnrollmentUnitOfWork], clock: Clock, audit: Auditor,
+                 pki: DeviceCertificates[EnrollmentUnitOfWork]) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
@@ -84,7 +85,7 @@ class Enrollment:
         with self._audit.refusals(draft), self._uow() as uow:
             actor.require(Role.OPERATOR, "creating claim tokens")
             check_claim_ttl(ttl)
-            device = visible_device(uow, actor, device_id)
+            device = visible_device(uow.devices, actor, device_id)
             refused = refusal(device.id, device.state, Transport.ENROLL)
             if refused is not None:
                 raise Conflict(f"{refused}; it cannot be claimed")
@@ -111,7 +112,7 @@ class Enrollment:
             now = self._clock.now()
             created: list[tuple[ClaimToken, str]] = []
             for device_id in device_ids:
-                device = visible_device(uow, actor, device_id)
+                device = visible_device(uow.devices, actor, device_id)
                 refused = refusal(device.id, device.state, Transport.ENROLL)
                 if refused is not None:
                     raise Conflict(f"{refused}; it cannot be claimed")
@@ -148,7 +149,7 @@ class Enrollment:
                     or not hmac.compare_digest(token.secret_hash, _hash(secret))):
                 raise Unauthenticated("unknown claim token for this device")
 
-            def redeem(uow: UnitOfWork, current: Device) -> None:
+            def redeem(uow: EnrollmentUnitOfWork, current: Device) -> None:
                 # same transaction as the reservation: a refused CSR does not burn the claim
                 if not uow.claims.redeem(token_id, self._clock.now()):
                     raise Unauthenticated("this claim token was already used or has expired")
@@ -260,7 +261,7 @@ class Enrollment:
     def _current_record(
         self, cert: x509.Certificate, *, allow_expired: bool = False
     ) -> CertificateRecord:
-        issuing = self._pki.cas.issuing.certificate
+        issuing = self._pki.issuing_certificate
         if cert.issuer != issuing.subject or not _signed_by(cert, issuing):
             raise Unauthenticated("the client certificate was not issued by this CA")
         now = self._clock.now()
@@ -269,7 +270,7 @@ class Enrollment:
         if not allow_expired and now >= cert.not_valid_after_utc:
             raise Unauthenticated("the client certificate has expired")
         with self._uow.reading() as uow:
-            record = uow.certificates.get(self._pki.cas.issuing_id, cert.serial_number)
+            record = uow.certificates.get(self._pki.issuing_id, cert.serial_number)
         if record is None or record.device_id is None:
             raise Unauthenticated("unknown client certificate")
         if record.status is not CertificateStatus.ISSUED:

@@ -11,31 +11,37 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import Generic, TypeVar
 
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.enrollment.models import Transfer
+from iotiam.enrollment.ports import EnrollmentUnitOfWork
 from iotiam.enrollment.service import check_claim_ttl, mint_claim
 from iotiam.errors import Conflict, NotFound
 from iotiam.inventory.models import DeviceState
-from iotiam.inventory.ports import CredentialRevoker
-from iotiam.inventory.service import visible_device
-from iotiam.kernel import Principal, Role
+from iotiam.inventory.ports import CredentialRevoker, visible_device
+from iotiam.kernel import Principal, Role, Transactions
 from iotiam.policy.models import AttachmentTarget, TargetKind
-from iotiam.unit_of_work import UnitOfWorkFactory
 
 DEFAULT_TRANSFER_CLAIM_TTL = timedelta(days=1)
 #: a quarantined device stays where it is (moving it would lift the quarantine)
 TRANSFERABLE = frozenset({DeviceState.PENDING, DeviceState.ACTIVE, DeviceState.SUSPENDED})
 REVOCATION_REASON = "affiliationChanged"
 
+UnitOfWorkT = TypeVar("UnitOfWorkT", bound=EnrollmentUnitOfWork)
 
-class OwnershipTransfer:
-    """Move a device to another org unit with a clean slate."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail,
-                 revoker: CredentialRevoker) -> None:
+class OwnershipTransfer(Generic[UnitOfWorkT]):
+    """Move a device to another org unit with a clean slate.
+
+    The device's credentials are revoked in the transaction that moves it, so the
+    transfer's transactions are ones its revoker works in too (``UnitOfWorkT``).
+    """
+
+    def __init__(self, uow: Transactions[UnitOfWorkT], clock: Clock, audit: Auditor,
+                 revoker: CredentialRevoker[UnitOfWorkT]) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
@@ -51,7 +57,8 @@ class OwnershipTransfer:
         with self._audit.refusals(draft), self._uow() as uow:
             actor.require(Role.ADMIN, "transferring devices")
             check_claim_ttl(claim_ttl)
-            device = visible_device(uow, actor, device_id, for_update=True)
+            device = visible_device(uow.devices, actor, device_id,
+                                                    for_update=True)
             target = uow.org_units.get(to_org)
             if target is None or not actor.sees(target.path):
                 raise NotFound(f"org unit {to_org[:128]!r} not found")

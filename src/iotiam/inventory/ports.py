@@ -1,14 +1,16 @@
-"""Storage the inventory needs."""
+"""Storage the inventory needs, and what it offers the other domains: looking a device
+up as a caller may see it, and moving a device along its lifecycle inside their
+transaction."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from iotiam.unit_of_work import UnitOfWork
-
+from iotiam.audit.ports import AuditUnitOfWork
+from iotiam.errors import NotFound
 from iotiam.inventory.models import (
     Device,
     DeviceState,
@@ -18,6 +20,10 @@ from iotiam.inventory.models import (
     RotationPolicy,
 )
 from iotiam.kernel import Principal
+
+if TYPE_CHECKING:
+    # the PKI's ports name the inventory's stores: only the type checker reads both
+    from iotiam.pki.ports import CertificateStore
 
 
 class OrgUnitStore(Protocol):
@@ -143,24 +149,100 @@ class GroupStore(Protocol):
         ...
 
 
-class CredentialRevoker(Protocol):
-    """Takes a device's credentials away when it leaves service (implemented by the PKI)."""
+class DeviceUnitOfWork(Protocol):
+    """A transaction that holds the devices: what another domain's unit of work has when
+    it reads devices or hands them to :class:`DeviceLifecycle`."""
+
+    @property
+    def devices(self) -> DeviceStore:
+        """Devices."""
+        ...
+
+
+def visible_device(
+    devices: DeviceStore, actor: Principal, device_id: str, *, for_update: bool = False
+) -> Device:
+    """A device inside the caller's subtree, read in the caller's transaction through
+    its ``devices``, or NotFound (never Forbidden, G9)."""
+    device = devices.get(device_id, for_update=for_update)
+    if device is None or not actor.sees(device.org_path):
+        raise NotFound(f"device {device_id!r} not found")
+    return device
+
+
+class InventoryUnitOfWork(DeviceUnitOfWork, AuditUnitOfWork, Protocol):
+    """The stores inventory use cases work with, inside one transaction."""
+
+    @property
+    def org_units(self) -> OrgUnitStore:
+        """The org-unit tree."""
+        ...
+
+    @property
+    def device_types(self) -> DeviceTypeStore:
+        """Device types."""
+        ...
+
+    @property
+    def groups(self) -> GroupStore:
+        """Device groups."""
+        ...
+
+    @property
+    def certificates(self) -> CertificateStore:
+        """Certificates, read for the credential status of the report."""
+        ...
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested transaction: an error inside rolls back only what it did (one
+        imported row)."""
+        ...
+
+
+class DeviceLifecycle(Protocol):
+    """Moves a device along its lifecycle inside another domain's transaction, the way
+    the inventory does it (implemented by the inventory service). Response quarantines
+    devices with it and lifts quarantines."""
+
+    def quarantine(self, uow: DeviceUnitOfWork, device: Device) -> None:
+        """Move ``device`` (the caller read it for update) into quarantine, or Conflict if
+        its state may not go there."""
+        ...
+
+    def restore(self, uow: DeviceUnitOfWork, device: Device, state: DeviceState) -> None:
+        """Move a quarantined ``device`` back to ``state``, the one it was in before."""
+        ...
+
+
+UnitOfWorkT = TypeVar("UnitOfWorkT")
+UnitOfWorkT_contra = TypeVar("UnitOfWorkT_contra", contravariant=True)
+
+
+class CredentialRevoker(Protocol[UnitOfWorkT_contra]):
+    """Takes a device's credentials away when it leaves service, inside the caller's
+    transaction (implemented by the PKI and the PSK service).
+
+    Generic in the unit of work the revoker works in: a caller (decommissioning,
+    ownership transfer, the playbook's revoke) is generic in its own, bound to what it
+    needs itself, and takes a revoker of that same type, so the transactions it opens
+    are ones the revoker can work in too (the SQL unit of work is every domain's).
+    """
 
     def revoke_device_credentials(
-        self, uow: UnitOfWork, actor: Principal, device: Device, reason: str
+        self, uow: UnitOfWorkT_contra, actor: Principal, device: Device, reason: str
     ) -> int:
         """Revoke every live credential of ``device`` inside ``uow``; return how many."""
         ...
 
 
-class AllCredentials:
+class AllCredentials(Generic[UnitOfWorkT]):
     """Revokes through several revokers (certificates, PSKs, ...) in one transaction."""
 
-    def __init__(self, *revokers: CredentialRevoker) -> None:
+    def __init__(self, *revokers: CredentialRevoker[UnitOfWorkT]) -> None:
         self._revokers = revokers
 
     def revoke_device_credentials(
-        self, uow: UnitOfWork, actor: Principal, device: Device, reason: str
+        self, uow: UnitOfWorkT, actor: Principal, device: Device, reason: str
     ) -> int:
         """Sum of what each revoker revoked."""
         return sum(r.revoke_device_credentials(uow, actor, device, reason)

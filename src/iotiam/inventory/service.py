@@ -6,10 +6,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.errors import (
     Forbidden,
@@ -42,23 +42,34 @@ from iotiam.inventory.models import (
     check_transition,
     is_reserved_id,
 )
-from iotiam.inventory.ports import CredentialRevoker
-from iotiam.kernel import Principal, Role, child_path
+from iotiam.inventory.ports import (
+    CredentialRevoker,
+    DeviceUnitOfWork,
+    InventoryUnitOfWork,
+    visible_device,
+)
+from iotiam.kernel import Principal, Role, Transactions, child_path
 from iotiam.pki.profiles import get_profile
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 MAX_IMPORT_ROWS = 5000
 
+UnitOfWorkT = TypeVar("UnitOfWorkT", bound=InventoryUnitOfWork)
 
-class Inventory:
-    """Everything about what is in the fleet and where it belongs."""
+
+class Inventory(Generic[UnitOfWorkT]):
+    """Everything about what is in the fleet and where it belongs.
+
+    Decommissioning revokes the device's credentials in the transaction that moves
+    its state, so the inventory's transactions are ones its revoker works in too
+    (``UnitOfWorkT``). It is the ``DeviceLifecycle`` of the other domains.
+    """
 
     def __init__(
         self,
-        uow: UnitOfWorkFactory,
+        uow: Transactions[UnitOfWorkT],
         clock: Clock,
-        audit: AuditTrail,
-        revoker: CredentialRevoker,
+        audit: Auditor,
+        revoker: CredentialRevoker[UnitOfWorkT],
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -107,7 +118,7 @@ class Inventory:
             return self._visible_org_unit(uow, actor, unit_id)
 
     @staticmethod
-    def _visible_org_unit(uow: UnitOfWork, actor: Principal, unit_id: str) -> OrgUnit:
+    def _visible_org_unit(uow: InventoryUnitOfWork, actor: Principal, unit_id: str) -> OrgUnit:
         unit = uow.org_units.get(unit_id)
         if unit is None or not actor.sees(unit.path):
             raise NotFound(f"org unit {unit_id!r} not found")
@@ -197,7 +208,7 @@ class Inventory:
             )
             return device
 
-    def _register(self, uow: UnitOfWork, actor: Principal, draft: DeviceDraft) -> Device:
+    def _register(self, uow: InventoryUnitOfWork, actor: Principal, draft: DeviceDraft) -> Device:
         actor.require(Role.OPERATOR, "registering devices")
         check_identifier(draft.id, "device id")
         if is_reserved_id(draft.id):
@@ -230,7 +241,7 @@ class Inventory:
     def get_device(self, actor: Principal, device_id: str) -> Device:
         """One device the caller may see (404 for other tenants' devices, G9)."""
         with self._uow.reading() as uow:
-            return visible_device(uow, actor, device_id)
+            return visible_device(uow.devices, actor, device_id)
 
     def list_devices(
         self,
@@ -267,7 +278,7 @@ class Inventory:
         )
         with self._audit.refusals(draft), self._uow() as uow:
             actor.require(Role.OPERATOR, "changing device state")
-            device = visible_device(uow, actor, device_id, for_update=True)
+            device = visible_device(uow.devices, actor, device_id, for_update=True)
             check_transition(device.state, target)
             now = self._clock.now()
             uow.devices.set_state(device.id, target, now)
@@ -286,6 +297,18 @@ class Inventory:
                 ),
             )
             return replace(device, state=target, updated_at=now)
+
+    def quarantine(self, uow: DeviceUnitOfWork, device: Device) -> None:
+        """Inside a caller's transaction: move ``device`` into quarantine."""
+        self._move(uow, device, DeviceState.QUARANTINED)
+
+    def restore(self, uow: DeviceUnitOfWork, device: Device, state: DeviceState) -> None:
+        """Inside a caller's transaction: move a quarantined ``device`` back to ``state``."""
+        self._move(uow, device, state)
+
+    def _move(self, uow: DeviceUnitOfWork, device: Device, target: DeviceState) -> None:
+        check_transition(device.state, target)
+        uow.devices.set_state(device.id, target, self._clock.now())
 
     def import_devices(
         self, actor: Principal, rows: Sequence[tuple[int, dict[str, Any]]]
@@ -362,7 +385,7 @@ class Inventory:
             group = uow.groups.get(group_id)
             if group is None or not actor.sees(group.org_path):
                 raise NotFound(f"group {group_id!r} not found")
-            device = visible_device(uow, actor, device_id)
+            device = visible_device(uow.devices, actor, device_id)
             if not device.org_path.startswith(group.org_path):
                 raise InvalidInput(f"device {device_id!r} is outside the group's org unit")
             uow.groups.add_member(group_id, device_id, self._clock.now())
@@ -416,16 +439,6 @@ class Inventory:
             rotation_age_days=int(rotation_age.total_seconds() // 86400),
             never_rotated=len(never_rotated),
         )
-
-
-def visible_device(
-    uow: UnitOfWork, actor: Principal, device_id: str, *, for_update: bool = False
-) -> Device:
-    """A device inside the caller's subtree, or NotFound (never Forbidden, G9)."""
-    device = uow.devices.get(device_id, for_update=for_update)
-    if device is None or not actor.sees(device.org_path):
-        raise NotFound(f"device {device_id!r} not found")
-    return device
 
 
 def _with_path(draft: AuditDraft, org_path: str, details: dict[str, Any]) -> AuditDraft:

@@ -23,10 +23,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail, refused
+from iotiam.audit.models import AuditDraft, AuditTag, refused
+from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
-from iotiam.config import PkiConfig
 from iotiam.errors import Conflict, Forbidden, IamError, NotFound, contained
 from iotiam.inventory.lifecycle import Transport, allowed_states, refusal
 from iotiam.inventory.models import Device, DeviceState, DeviceType, is_reserved_id
@@ -39,6 +38,7 @@ from iotiam.pki.models import (
     CertificateProfile,
     CertificateRecord,
     CertificateStatus,
+    PkiConfig,
     SerialInUse,
 )
 from iotiam.pki.ports import SerialSource, SignedCertificate

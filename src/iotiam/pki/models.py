@@ -164,3 +164,18 @@ class Revocation(NamedTuple):
     revoked_at: datetime
     reason: RevocationReason
     not_after: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PkiConfig:
+    """Knobs of the built-in CA, CRL and OCSP (``iotiam.config.Settings.pki`` builds it)."""
+
+    public_base_url: str
+    crl_validity: timedelta = timedelta(hours=24)
+    # rebuild the CRL when less than this is left before nextUpdate
+    crl_refresh_margin: timedelta = timedelta(hours=12)
+    # G6: revoked certificates stay on the CRL this long after they expire
+    crl_expired_buffer: timedelta = timedelta(days=7)
+    ocsp_validity: timedelta = timedelta(hours=1)
+    # leaf notBefore is backdated a little for devices with skewed clocks
+    backdate: timedelta = timedelta(minutes=5)

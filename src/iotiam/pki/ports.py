@@ -5,8 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
+from cryptography import x509
+
+from iotiam.audit.models import AuditDraft
+from iotiam.audit.ports import AuditUnitOfWork
+from iotiam.inventory.models import Device, DeviceType
+from iotiam.inventory.ports import DeviceStore, DeviceTypeStore
+from iotiam.kernel import Principal
 from iotiam.pki.crl import RevocationRow
 from iotiam.pki.models import (
     CaRole,
@@ -188,4 +195,77 @@ class CounterStore(Protocol):
 
     def current(self, name: str) -> int:
         """Current value (0 if never incremented)."""
+        ...
+
+
+class PkiUnitOfWork(AuditUnitOfWork, Protocol):
+    """The stores PKI use cases work with, inside one transaction."""
+
+    @property
+    def certificates(self) -> CertificateStore:
+        """Issued, reserved and revoked certificates."""
+        ...
+
+    @property
+    def crls(self) -> CrlStore:
+        """Published CRLs."""
+        ...
+
+    @property
+    def counters(self) -> CounterStore:
+        """CRL numbers and revocation watermarks."""
+        ...
+
+    @property
+    def devices(self) -> DeviceStore:
+        """The devices certified (read; their tokens end with their certificates)."""
+        ...
+
+    @property
+    def device_types(self) -> DeviceTypeStore:
+        """The device types whose profiles and lifetimes issuance follows (read)."""
+        ...
+
+
+#: the unit of work a caller's reservation hook sees: the caller's own view of the
+#: reservation transaction (the SQL unit of work is every domain's)
+CallerUnitOfWork_co = TypeVar("CallerUnitOfWork_co", covariant=True)
+
+
+class DeviceCertificates(Protocol[CallerUnitOfWork_co]):
+    """Certifies devices' keys for another domain's use case (``pki.service.Pki``)."""
+
+    @property
+    def issuing_id(self) -> str:
+        """The id of the CA that certifies devices."""
+        ...
+
+    @property
+    def issuing_certificate(self) -> x509.Certificate:
+        """The certificate of the CA that certifies devices."""
+        ...
+
+    def issue_certificate(
+        self,
+        actor: Principal,
+        *,
+        device_id: str,
+        csr_data: bytes,
+        profile: str | None = None,
+        fresh_key: bool = False,
+        on_reserve: Callable[[CallerUnitOfWork_co, Device], None] | None = None,
+        also_audit: Callable[[CertificateRecord], AuditDraft] | None = None,
+    ) -> CertificateRecord:
+        """Certify a device's key; ``on_reserve`` runs inside the reservation transaction
+        (a refusing hook raises before it writes), ``also_audit`` commits with the
+        certificate."""
+        ...
+
+    def check_issuable(
+        self, csr: x509.CertificateSigningRequest, device: Device, device_type: DeviceType,
+        profile: str | None, *, admin: bool,
+    ) -> None:
+        """Refuse up front what ``issue_certificate(fresh_key=True)`` would refuse for a
+        device not stored yet: a profile it may not have, a CSR naming something else, a
+        key already certified."""
         ...

@@ -10,7 +10,9 @@ from iotiam.errors import InvalidInput
 from iotiam.pki.models import CertificateProfile
 
 #: A device renews at ~2/3 of its lifetime, so a day keeps a stolen key useful for
-#: hours, not months, and keeps CRLs short (see DESIGN: a 100k CRL slows the broker).
+#: hours, not months, and keeps CRLs short: a revoked certificate leaves the CRL a week
+#: after it expires (G6), and the broker reads the whole CRL again on every change
+#: (docs/measured-facts.md, "CRL reload").
 DEVICE = CertificateProfile(
     name="device", lifetime=timedelta(hours=24), client_auth=True, server_auth=False
 )

@@ -10,34 +10,38 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
-from iotiam.config import PkiConfig
-from iotiam.errors import Conflict, IamError, InvalidInput, NotFound
-from iotiam.inventory.models import Device
-from iotiam.kernel import SYSTEM, Principal, Role
+from iotiam.errors import Conflict, Forbidden, IamError, InvalidInput, NotFound
+from iotiam.inventory.models import Device, DeviceType
+from iotiam.kernel import SYSTEM, Principal, Role, Transactions
 from iotiam.pki.authority import CaMaterial, PublicUrls
 from iotiam.pki.crl import CrlEntryCache, sign_crl_entries
+from iotiam.pki.csr import validate_csr
 from iotiam.pki.issuing import (
     CertificateIssuance,
     IssueRequest,
     ReservationHook,
+    device_identity,
+    public_key_sha256,
 )
 from iotiam.pki.leaf_builder import LeafBuilder
 from iotiam.pki.models import (
     CertificateRecord,
     CertificateStatus,
+    PkiConfig,
     RevocationReason,
     parse_serial,
     serial_hex,
 )
 from iotiam.pki.ocsp import CertStatusInfo, OcspResponder
-from iotiam.pki.ports import CertificateStatusReader, SerialSource, StoredCrl
+from iotiam.pki.ports import CertificateStatusReader, PkiUnitOfWork, SerialSource, StoredCrl
+from iotiam.pki.profiles import get_profile
 from iotiam.pki.signature_helper import SignatureHelper
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 
 def public_urls(base_url: str, ca_id: str) -> PublicUrls:
@@ -95,9 +99,9 @@ class Pki:
 
     def __init__(
         self,
-        uow: UnitOfWorkFactory,
+        uow: Transactions[PkiUnitOfWork],
         clock: Clock,
-        audit: AuditTrail,
+        audit: Auditor,
         config: PkiConfig,
         cas: CaSet,
         serials: SerialSource,
@@ -109,8 +113,9 @@ class Pki:
         self._config = config
         self.cas = cas
         self._status = status_reader
+        # issuing.py still names the shared unit of work and the AuditTrail class
         self._issuance = CertificateIssuance(
-            uow, clock, audit, config, cas.issuing_id, cas.issuing,
+            uow, clock, audit, config, cas.issuing_id, cas.issuing,  # type: ignore[arg-type]
             LeafBuilder(cas.issuing.signer, cas.issuing.certificate,
                        public_urls(config.public_base_url, cas.issuing_id)),
             serials,
@@ -156,6 +161,33 @@ class Pki:
         """Certify many keys in two transactions; a refused request yields its error."""
         return self._issuance.issue(actor, requests)
 
+    def check_issuable(
+        self, csr: x509.CertificateSigningRequest, device: Device, device_type: DeviceType,
+        profile: str | None, *, admin: bool,
+    ) -> None:
+        """What ``issue_certificate(fresh_key=True)`` would refuse, checked up front (for a
+        device first seen at enrollment, before it is stored)."""
+        chosen = get_profile(profile or device_type.certificate_profile)
+        if chosen.server_auth and chosen.name != device_type.certificate_profile and not admin:
+            raise Forbidden(
+                f"the {chosen.name!r} profile needs an admin for a {device_type.name} device")
+        key = validate_csr(csr, device_identity(device))
+        with self._uow.reading() as uow:
+            certified = uow.certificates.with_public_key(public_key_sha256(key))
+        if certified:
+            raise Conflict("this public key is already certified (a replayed request or a "
+                           "shared key); generate a new key")
+
+    @property
+    def issuing_id(self) -> str:
+        """The id of the CA that certifies devices."""
+        return self.cas.issuing_id
+
+    @property
+    def issuing_certificate(self) -> x509.Certificate:
+        """The certificate of the CA that certifies devices."""
+        return self.cas.issuing.certificate
+
     # -- lookup ------------------------------------------------------------------------
 
     def get_certificate(self, actor: Principal, serial_text: str) -> CertificateRecord:
@@ -184,7 +216,7 @@ class Pki:
 
     @staticmethod
     def _visible_certificate(
-        uow: UnitOfWork, actor: Principal, serial: int
+        uow: PkiUnitOfWork, actor: Principal, serial: int
     ) -> CertificateRecord:
         found = [c for c in uow.certificates.find_by_serial(serial) if actor.sees(c.org_path)]
         if not found:
@@ -239,7 +271,7 @@ class Pki:
         return revoked
 
     def revoke_device_credentials(
-        self, uow: UnitOfWork, actor: Principal, device: Device, reason: str
+        self, uow: PkiUnitOfWork, actor: Principal, device: Device, reason: str
     ) -> int:
         """Inside a caller's transaction (e.g. decommission): revoke all live certificates."""
         parsed = RevocationReason.parse(reason)
@@ -252,7 +284,7 @@ class Pki:
             self.crl_wanted.set()
         return count
 
-    def _live_certificates(self, uow: UnitOfWork, device_id: str) -> list[CertificateRecord]:
+    def _live_certificates(self, uow: PkiUnitOfWork, device_id: str) -> list[CertificateRecord]:
         now = self._clock.now()
         return [
             c for c in uow.certificates.for_device(device_id)
@@ -261,7 +293,7 @@ class Pki:
         ]
 
     def _revoke(
-        self, uow: UnitOfWork, actor: Principal, record: CertificateRecord,
+        self, uow: PkiUnitOfWork, actor: Principal, record: CertificateRecord,
         reason: RevocationReason,
     ) -> CertificateRecord:
         if record.status is CertificateStatus.REVOKED:

@@ -149,42 +149,9 @@ class PolicyEngine:
                 walk(table.trie, parts, values, memo[5], found)
             if table.unrestricted:
                 found += table.unrestricted
-        # explicit loops, no generators: this is the hot path
-        for rule in found:
-            if rule.deny:
-                for check in rule.checks:
-                    if check.answer(subject, context, site) is False:
-                        break
-                else:
-                    return _denied(rule, subject, context, site)
-        permit: Permit | None = None
-        refs: list[StatementRef] | None = None
-        for rule in found:
-            if rule.deny:
-                continue
-            satisfied = True
-            for check in rule.checks:
-                if check.answer(subject, context, site) is not True:
-                    satisfied = False
-                    break
-            if not satisfied:
-                continue
-            if permit is None:
-                permit = rule.permit
-                continue
-            # one statement can match through several rules: they share one ref object
-            ref = rule.ref
-            if refs is None:
-                refs = [permit.matched[0]]
-            for seen in refs:
-                if seen is ref:
-                    break
-            else:
-                refs.append(ref)
-        if refs is not None and len(refs) > 1:
-            return Permit(tuple(refs))
-        if permit is not None:
-            return permit
+        verdict = _verdict(found, subject, context, site)
+        if verdict is not None:
+            return verdict
         return Deny(f"no policy allows {action} on {resource!r}")
 
     def _decide_other(
@@ -301,6 +268,47 @@ def _merge(parts: list[tuple[list[Rule], dict[str, ActionTable]]]) -> View:
     merged = {action: tuple(ts) for action, ts in tables.items()}
     walked = {action: ts for action, ts in merged.items() if action not in _SLOW_ACTIONS}
     return View(rules, merged, None, walked)
+
+
+def _verdict(found: list[Rule], subject: Subject, context: RequestContext, site: Site | None
+             ) -> Decision | None:
+    """Combine the rules a topic or path matched: any applicable deny wins, else the
+    Permit of the satisfied allows (one ref per statement); None when nothing allows."""
+    # explicit loops, no generators: this is the hot path
+    for rule in found:
+        if rule.deny:
+            for check in rule.checks:
+                if check.answer(subject, context, site) is False:
+                    break
+            else:
+                return _denied(rule, subject, context, site)
+    permit: Permit | None = None
+    refs: list[StatementRef] | None = None
+    for rule in found:
+        if rule.deny:
+            continue
+        satisfied = True
+        for check in rule.checks:
+            if check.answer(subject, context, site) is not True:
+                satisfied = False
+                break
+        if not satisfied:
+            continue
+        if permit is None:
+            permit = rule.permit
+            continue
+        # one statement can match through several rules: they share one ref object
+        ref = rule.ref
+        if refs is None:
+            refs = [permit.matched[0]]
+        for seen in refs:
+            if seen is ref:
+                break
+        else:
+            refs.append(ref)
+    if refs is not None and len(refs) > 1:
+        return Permit(tuple(refs))
+    return permit
 
 
 def _decide_subscribe(

@@ -16,9 +16,8 @@ from iotiam.errors import InvalidInput
 from iotiam.inventory.models import Device
 from iotiam.kernel import Principal
 from iotiam.policy.actions import expand_action
-from iotiam.policy.models import Decision, RequestContext
+from iotiam.policy.models import Decision, EffectivePolicy, RequestContext
 from iotiam.policy.queries import (
-    EffectivePolicy,
     Holder,
     TargetGrant,
     effective_policy,

@@ -351,6 +351,52 @@ class Deny:
 Decision = Permit | Deny
 
 
+@dataclass(frozen=True, slots=True)
+class EffectiveStatement:
+    """A statement as it applies to one device: variables substituted, denies shown.
+
+    ``resource`` None: any resource. ``denied_by`` lists the deny statements that take
+    away some (``fully_denied``: all, when unconditional) of what an allow grants.
+    ``note`` explains a variable without a safe value.
+    """
+
+    ref: StatementRef
+    effect: Effect
+    actions: tuple[str, ...]
+    resource: str | None
+    conditions: Conditions
+    denied_by: tuple[StatementRef, ...] = ()
+    fully_denied: bool = False
+    note: str = ""
+
+    def __str__(self) -> str:
+        target = self.resource if self.resource is not None else "any resource"
+        text = f"{self.effect} {', '.join(self.actions)} on {target!r} ({self.ref})"
+        if not self.conditions.empty:
+            text += f" if {self.conditions.to_dict()}"
+        if self.denied_by:
+            how = "entirely" if self.fully_denied else "partly"
+            text += f" — {how} overridden by " + "; ".join(str(r) for r in self.denied_by)
+        if self.note:
+            text += f" [{self.note}]"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class EffectivePolicy:
+    """Everything that applies to one device, denies first."""
+
+    device_id: str
+    statements: tuple[EffectiveStatement, ...]
+    blocked: str | None = None  # why the device may do nothing at all
+
+    def lines(self) -> list[str]:
+        """One line per statement, for a CLI."""
+        if self.blocked:
+            return [f"nothing: {self.blocked}"]
+        return [str(s) for s in self.statements]
+
+
 # -- lint and broker ----------------------------------------------------------------------
 
 

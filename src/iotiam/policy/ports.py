@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from iotiam.audit.models import AuditDraft
+from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.inventory.models import Device
 from iotiam.policy.models import (
     Attachment,
     AttachmentTarget,
+    Decision,
     DevicePosture,
+    EffectivePolicy,
+    RequestContext,
     Site,
     StoredPolicy,
+    Subject,
 )
 
 
@@ -91,7 +94,7 @@ class SiteDirectory(Protocol):
         ...
 
 
-class PolicyUnitOfWork(Protocol):
+class PolicyUnitOfWork(AuditUnitOfWork, Protocol):
     """The stores policy use cases work with, inside one transaction."""
 
     @property
@@ -115,27 +118,23 @@ class PolicyUnitOfWork(Protocol):
         ...
 
 
-class PolicyUnitOfWorkFactory(Protocol):
-    """Opens write and read units of work."""
+class PolicyDecisions(Protocol):
+    """The decision point as another domain puts questions to it, on the policies in
+    force now (``policy.service.DecisionPoint``)."""
 
-    def __call__(self) -> AbstractContextManager[PolicyUnitOfWork]:
-        """A write transaction (its unit of work also holds the audit log)."""
+    def decide_in(self, subject: Subject, action: str, resource: str,
+                  context: RequestContext) -> Decision:
+        """Permit or Deny ``action`` on one resource (a topic name, a client id, a path)."""
         ...
 
-    def reading(self) -> AbstractContextManager[PolicyUnitOfWork]:
-        """A read transaction."""
+    def decide_filter(self, subject: Subject, action: str, topic_filter: str,
+                      context: RequestContext) -> Decision:
+        """Permit a publish or receive on every topic a filter matches, or Deny: an allow
+        must cover the filter whole and no deny may meet any of it."""
         ...
 
-
-class Auditor(Protocol):
-    """Appends audit records (``iotiam.audit.service.AuditTrail``)."""
-
-    def append(self, uow: Any, draft: AuditDraft) -> Any:
-        """Append inside the caller's transaction."""
-        ...
-
-    def refusals(self, draft: AuditDraft) -> AbstractContextManager[None]:
-        """Record a refused request."""
+    def effective_policy(self, subject: Subject) -> EffectivePolicy:
+        """What ``subject`` may do: its statements after substitution, denies shown."""
         ...
 
 

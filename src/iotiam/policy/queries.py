@@ -6,12 +6,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from iotiam.policy.actions import PUBLISH, ResourceKind, kind_of
-from iotiam.policy.conditions import Conditions
 from iotiam.policy.engine import PolicyEngine
 from iotiam.policy.guardrails import patterns_overlap
 from iotiam.policy.models import (
     Attachment,
+    Decision,
+    Deny,
     Effect,
+    EffectivePolicy,
+    EffectiveStatement,
     Permit,
     RequestContext,
     StatementRef,
@@ -19,53 +22,7 @@ from iotiam.policy.models import (
 )
 from iotiam.policy.patterns import check_pattern
 from iotiam.policy.rules import Rule
-from iotiam.policy.topics import covers, overlap
-
-
-@dataclass(frozen=True, slots=True)
-class EffectiveStatement:
-    """A statement as it applies to one device: variables substituted, denies shown.
-
-    ``resource`` None: any resource. ``denied_by`` lists the deny statements that take
-    away some (``fully_denied``: all, when unconditional) of what an allow grants.
-    ``note`` explains a variable without a safe value.
-    """
-
-    ref: StatementRef
-    effect: Effect
-    actions: tuple[str, ...]
-    resource: str | None
-    conditions: Conditions
-    denied_by: tuple[StatementRef, ...] = ()
-    fully_denied: bool = False
-    note: str = ""
-
-    def __str__(self) -> str:
-        target = self.resource if self.resource is not None else "any resource"
-        text = f"{self.effect} {', '.join(self.actions)} on {target!r} ({self.ref})"
-        if not self.conditions.empty:
-            text += f" if {self.conditions.to_dict()}"
-        if self.denied_by:
-            how = "entirely" if self.fully_denied else "partly"
-            text += f" — {how} overridden by " + "; ".join(str(r) for r in self.denied_by)
-        if self.note:
-            text += f" [{self.note}]"
-        return text
-
-
-@dataclass(frozen=True, slots=True)
-class EffectivePolicy:
-    """Everything that applies to one device, denies first."""
-
-    device_id: str
-    statements: tuple[EffectiveStatement, ...]
-    blocked: str | None = None  # why the device may do nothing at all
-
-    def lines(self) -> list[str]:
-        """One line per statement, for a CLI."""
-        if self.blocked:
-            return [f"nothing: {self.blocked}"]
-        return [str(s) for s in self.statements]
+from iotiam.policy.topics import check_topic_filter, covers, overlap
 
 
 def effective_policy(engine: PolicyEngine, subject: Subject) -> EffectivePolicy:
@@ -112,6 +69,40 @@ def effective_policy(engine: PolicyEngine, subject: Subject) -> EffectivePolicy:
         ))
     out.sort(key=lambda s: (s.effect is Effect.ALLOW, s.ref.policy, s.ref.index))
     return EffectivePolicy(subject.device_id, tuple(out))
+
+
+def decide_filter(engine: PolicyEngine, subject: Subject, action: str, topic_filter: str,
+                  context: RequestContext) -> Decision:
+    """Permit a publish or receive on every topic ``topic_filter`` matches, or Deny: an allow
+    must cover the filter whole and no deny may meet any of it (token scopes use it)."""
+    wanted = check_topic_filter(topic_filter, "scope topic")
+    view = engine.view(subject)
+    if view.blocked:
+        return Deny(view.blocked)
+    site = engine.site_of(subject)
+    values = subject.variables
+    rules = [r for r in view.rules if r.action == action]
+    for rule in rules:
+        if not rule.deny:
+            continue
+        levels = rule.pattern.substitute(values, widen=True) if rule.pattern else None
+        if rule.pattern is not None and (levels is None or not overlap(levels, wanted)):
+            continue
+        if all(check.answer(subject, context, site) is not False for check in rule.checks):
+            return Deny(f"{rule.ref} denies {action} on part of {topic_filter!r}", (rule.ref,))
+    matched = []
+    for rule in rules:
+        if rule.deny:
+            continue
+        if rule.pattern is not None:
+            levels = rule.pattern.substitute(values, widen=False)
+            if levels is None or not covers(levels, wanted):
+                continue
+        if all(check.answer(subject, context, site) is True for check in rule.checks):
+            matched.append(rule.ref)
+    if matched:
+        return Permit(tuple(dict.fromkeys(matched)))
+    return Deny(f"no policy allows {action} on all of {topic_filter!r}")
 
 
 def _meets(

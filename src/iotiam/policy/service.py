@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from iotiam.audit.models import AuditDraft, AuditTag
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, Forbidden, IdNotAvailable, InvalidInput, NotFound
-from iotiam.kernel import Principal, Role
+from iotiam.kernel import Principal, Role, Transactions
 from iotiam.policy.conditions import SITE_OF_DEVICE, IpNetwork
 from iotiam.policy.diff import PolicyDiff, diff_policies
 from iotiam.policy.engine import PolicyEngine
@@ -28,6 +29,7 @@ from iotiam.policy.models import (
     Attachment,
     AttachmentTarget,
     Decision,
+    EffectivePolicy,
     LintFinding,
     PolicyDocument,
     PolicySyntaxError,
@@ -39,7 +41,8 @@ from iotiam.policy.models import (
     TargetKind,
 )
 from iotiam.policy.parsing import parse_policy, valid_site_name
-from iotiam.policy.ports import Auditor, PolicyUnitOfWork, PolicyUnitOfWorkFactory
+from iotiam.policy.ports import PolicyUnitOfWork
+from iotiam.policy.queries import decide_filter, effective_policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,7 @@ MAX_SITE_NETWORKS = 256
 class PolicyAdministration:
     """Writing, attaching and reading policies on behalf of an admin."""
 
-    def __init__(self, uow: PolicyUnitOfWorkFactory, clock: Clock, audit: Auditor) -> None:
+    def __init__(self, uow: Transactions[PolicyUnitOfWork], clock: Clock, audit: Auditor) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
@@ -405,3 +408,17 @@ class DecisionPoint:
         if at is not None:
             context = RequestContext(at, context.source_ip, trust_score, firmware_compliant)
         return self.engine.decide(subject, action, resource, context)
+
+    def decide_in(self, subject: Subject, action: str, resource: str,
+                  context: RequestContext) -> Decision:
+        """Decide on the current set in a context the caller built."""
+        return self.engine.decide(subject, action, resource, context)
+
+    def decide_filter(self, subject: Subject, action: str, topic_filter: str,
+                      context: RequestContext) -> Decision:
+        """Permit a publish or receive on every topic a filter matches, or Deny."""
+        return decide_filter(self.engine, subject, action, topic_filter, context)
+
+    def effective_policy(self, subject: Subject) -> EffectivePolicy:
+        """What ``subject`` may do under the current set."""
+        return effective_policy(self.engine, subject)

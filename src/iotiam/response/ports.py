@@ -6,7 +6,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType
+from iotiam.inventory.ports import DeviceTypeStore, DeviceUnitOfWork
+from iotiam.pki.ports import CertificateStore
 from iotiam.response.models import Mitigation, StoredFinding, TrustScore
 
 
@@ -108,6 +111,42 @@ class TrustStore(Protocol):
     def touch_devices(self, device_ids: Sequence[str], at: datetime) -> None:
         """Move the devices' ``updated_at``: decision caches and the broker sync re-read
         them (their policy conditions may flip with the new score)."""
+        ...
+
+
+class ResponseUnitOfWork(DeviceUnitOfWork, AuditUnitOfWork, Protocol):
+    """The stores response use cases and the trust score work with, inside one
+    transaction (the inventory's and the PKI's read only: a device changes state through
+    the inventory's ``DeviceLifecycle``)."""
+
+    @property
+    def findings(self) -> FindingStore:
+        """Findings."""
+        ...
+
+    @property
+    def mitigations(self) -> MitigationStore:
+        """Mitigations."""
+        ...
+
+    @property
+    def detection_settings(self) -> DetectionSettingsStore:
+        """Detection modes and the playbook."""
+        ...
+
+    @property
+    def trust(self) -> TrustStore:
+        """Trust scores."""
+        ...
+
+    @property
+    def device_types(self) -> DeviceTypeStore:
+        """Device types (modes are set per type; rotation ages count in the score)."""
+        ...
+
+    @property
+    def certificates(self) -> CertificateStore:
+        """Certificates, read for the credential factor of the score."""
         ...
 
 

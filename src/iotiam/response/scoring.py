@@ -21,11 +21,11 @@ from iotiam.inventory.credential_status import (
     never_rotated_devices,
 )
 from iotiam.inventory.models import CredentialStatus
-from iotiam.kernel import Principal
+from iotiam.inventory.ports import visible_device
+from iotiam.kernel import Principal, Transactions
 from iotiam.response.models import TrustScore
-from iotiam.response.ports import FirmwareCompliance, FirmwareStatusLike
+from iotiam.response.ports import FirmwareCompliance, FirmwareStatusLike, ResponseUnitOfWork
 from iotiam.response.trust import score_device
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 #: a change committed a little late (a transaction begun before the last pass) is seen
@@ -35,7 +35,7 @@ OVERLAP = timedelta(seconds=5)
 class TrustScores:
     """Computes, stores and explains trust scores."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock,
+    def __init__(self, uow: Transactions[ResponseUnitOfWork], clock: Clock,
                  firmware: FirmwareCompliance) -> None:
         self._uow = uow
         self._clock = clock
@@ -64,7 +64,7 @@ class TrustScores:
                 uow.trust.touch_devices(moved, self._clock.now())
         return scores
 
-    def _compute(self, uow: UnitOfWork, device_ids: Sequence[str],
+    def _compute(self, uow: ResponseUnitOfWork, device_ids: Sequence[str],
                  compliance: Mapping[str, FirmwareStatusLike]) -> dict[str, TrustScore]:
         now = self._clock.now()
         findings = uow.findings.live_for_devices(device_ids)
@@ -92,9 +92,7 @@ class TrustScores:
     def explain(self, actor: Principal, device_id: str) -> TrustScore:
         """The device's score computed now, with its factors (404 outside the subtree)."""
         with self._uow.reading() as uow:
-            device = uow.devices.get(device_id)
-            if device is None or not actor.sees(device.org_path):
-                raise NotFound(f"device {device_id!r} not found")
+            visible_device(uow.devices, actor, device_id)
         score = self.recompute([device_id]).get(device_id)
         if score is None:
             raise NotFound(f"device {device_id!r} not found")

@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.detection.models import (
     DetectionMode,
@@ -36,9 +36,9 @@ from iotiam.detection.models import (
     format_timestamp,
 )
 from iotiam.errors import Conflict, InvalidInput, NotFound
-from iotiam.inventory.models import DeviceState, check_transition
-from iotiam.inventory.ports import CredentialRevoker
-from iotiam.kernel import ROOT_PATH, Principal, Role
+from iotiam.inventory.models import DeviceState
+from iotiam.inventory.ports import CredentialRevoker, DeviceLifecycle, visible_device
+from iotiam.kernel import ROOT_PATH, Principal, Role, Transactions
 from iotiam.response.alerts import AlertDispatcher
 from iotiam.response.models import (
     DEFAULT_PLAYBOOK,
@@ -47,8 +47,8 @@ from iotiam.response.models import (
     Playbook,
     StoredFinding,
 )
+from iotiam.response.ports import ResponseUnitOfWork
 from iotiam.response.scoring import TrustScores
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ FLEET_PATH = ROOT_PATH
 MAX_NOTE = 2000
 
 _E = TypeVar("_E")
+UnitOfWorkT = TypeVar("UnitOfWorkT", bound=ResponseUnitOfWork)
 ModeListener = Callable[[str, DetectionMode], None]
 FalsePositiveListener = Callable[[Finding], None]
 
@@ -72,15 +73,21 @@ def new_finding_id(at: float) -> str:
     return f"fnd-{int(at * 1000):012x}{secrets.token_hex(5)}"
 
 
-class IncidentResponse:
-    """Findings, their lifecycle, playbooks, modes and mitigations."""
+class IncidentResponse(Generic[UnitOfWorkT]):
+    """Findings, their lifecycle, playbooks, modes and mitigations.
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail,
-                 revoker: CredentialRevoker, alerts: AlertDispatcher,
-                 trust: TrustScores) -> None:
+    A mitigation moves the device through the inventory (``devices``) or revokes its
+    credentials (``revoker``) in the transaction that records it, so response's
+    transactions are ones the revoker works in too (``UnitOfWorkT``).
+    """
+
+    def __init__(self, uow: Transactions[UnitOfWorkT], clock: Clock, audit: Auditor,
+                 devices: DeviceLifecycle, revoker: CredentialRevoker[UnitOfWorkT],
+                 alerts: AlertDispatcher, trust: TrustScores) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
+        self._devices = devices
         self._revoker = revoker
         self._alerts = alerts
         self._trust = trust
@@ -274,9 +281,8 @@ class IncidentResponse:
                 if uow.mitigations.lifted_since(
                         stored.id, datetime.fromtimestamp(stored.finding.at, UTC)):
                     return False
-                check_transition(device.state, DeviceState.QUARANTINED)
                 previous = device.state
-                uow.devices.set_state(device.id, DeviceState.QUARANTINED, now)
+                self._devices.quarantine(uow, device)
                 details.update({"from": str(previous), "to": str(DeviceState.QUARANTINED)})
             else:
                 details["credentials_revoked"] = self._revoker.revoke_device_credentials(
@@ -353,10 +359,8 @@ class IncidentResponse:
     def mitigations(self, actor: Principal, device_id: str) -> list[Mitigation]:
         """Mitigations in force on a device."""
         with self._uow.reading() as uow:
-            device = uow.devices.get(device_id)
-            if device is None or not actor.sees(device.org_path):
-                raise NotFound(f"device {device_id!r} not found")
-            return uow.mitigations.active_for(device_id)
+            device = visible_device(uow.devices, actor, device_id)
+            return uow.mitigations.active_for(device.id)
 
     def lift_quarantine(self, actor: Principal, device_id: str) -> list[Mitigation]:
         """Undo the device's quarantine: it returns to the state it was in before."""
@@ -372,9 +376,7 @@ class IncidentResponse:
                            org_path=actor.org_path, subject=f"device:{device_id[:128]}")
         with self._audit.refusals(draft), self._uow() as uow:
             actor.require(Role.OPERATOR, "lifting a mitigation")
-            device = uow.devices.get(device_id, for_update=True)
-            if device is None or not actor.sees(device.org_path):
-                raise NotFound(f"device {device_id!r} not found")
+            device = visible_device(uow.devices, actor, device_id, for_update=True)
             lifted = [m for m in uow.mitigations.active_for(device_id)
                       if m.action is Action.QUARANTINE
                       and (finding_id is None or m.finding_id == finding_id)]
@@ -388,8 +390,7 @@ class IncidentResponse:
             if device.state is DeviceState.QUARANTINED and \
                     not [m for m in uow.mitigations.active_for(device_id)
                          if m.action is Action.QUARANTINE]:
-                check_transition(device.state, restore)
-                uow.devices.set_state(device.id, restore, now)
+                self._devices.restore(uow, device, restore)
             self._audit.append(uow, replace(
                 draft, org_path=device.org_path,
                 details={"mitigations": [m.id for m in lifted], "from": str(device.state),
@@ -401,7 +402,7 @@ def _subject(finding: Finding) -> str:
     return f"device:{finding.device_id}" if finding.device_id else "fleet"
 
 
-def _visible(uow: UnitOfWork, actor: Principal, finding_id: str, *,
+def _visible(uow: ResponseUnitOfWork, actor: Principal, finding_id: str, *,
              for_update: bool = False) -> StoredFinding:
     stored = uow.findings.get(finding_id, for_update=for_update)
     if stored is None or not actor.sees(stored.org_path):

@@ -9,9 +9,9 @@ from sqlalchemy import Connection, insert, select, update
 
 from iotiam.admin.models import AdminToken
 from iotiam.kernel import Role
-from iotiam.storage import schema as t
 from iotiam.storage.raw import RawSql, RawStatement, row_object, select_sql
 from iotiam.storage.rows import under_path
+from iotiam.storage.tables import admin as t
 
 _TOKEN_COLUMNS = ("id", "name", "role", "org_unit_id", "org_path", "secret_hash", "created_at",
                   "created_by", "expires_at", "revoked_at")

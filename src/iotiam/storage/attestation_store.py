@@ -19,8 +19,9 @@ from iotiam.attestation.models import (
     Measurement,
     SignerAlgorithm,
 )
-from iotiam.storage import schema as t
 from iotiam.storage.rows import dump_json, load_json, under_path
+from iotiam.storage.tables import attestation as t
+from iotiam.storage.tables import inventory
 
 
 def ancestor_paths(org_path: str) -> list[str]:
@@ -208,10 +209,10 @@ class SqlFirmwareStore:
     def statuses_of_type(self, device_type: str, org_path: str
                          ) -> list[tuple[FirmwareStatus, str]]:
         """Statuses of the type's devices under ``org_path``, with the device's org path."""
-        d, f = t.devices.c, t.device_firmware.c
+        d, f = inventory.devices.c, t.device_firmware.c
         rows = self._c.execute(
             select(t.device_firmware, d.org_path.label("device_org_path"))
-            .join(t.devices, and_(d.id == f.device_id))
+            .join(inventory.devices, and_(d.id == f.device_id))
             .where(d.type_name == device_type, under_path(d.org_path, org_path))
             .order_by(f.device_id))
         return [(_status(r), r.device_org_path) for r in rows]
@@ -221,10 +222,10 @@ class SqlFirmwareStore:
         """Image-less statuses of the type's devices under ``org_path`` with that hash: a
         join over the subtree's devices like ``statuses_of_type`` (no index on the hash:
         only an admin registering an image asks)."""
-        d, f = t.devices.c, t.device_firmware.c
+        d, f = inventory.devices.c, t.device_firmware.c
         rows = self._c.execute(
             select(t.device_firmware, d.org_path.label("device_org_path"))
-            .join(t.devices, d.id == f.device_id)
+            .join(inventory.devices, d.id == f.device_id)
             .where(d.type_name == device_type, under_path(d.org_path, org_path),
                    f.image_id.is_(None), func.lower(f.firmware_hash) == firmware_hash.lower())
             .order_by(f.device_id))
@@ -257,7 +258,8 @@ class SqlFirmwareStore:
                         .on_conflict_do_update(index_elements=["device_id"], set_=values))
         changed = previous is None or bool(previous.compliant) != status.compliant
         if changed:
-            self._c.execute(update(t.devices).where(t.devices.c.id == status.device_id)
+            self._c.execute(update(inventory.devices)
+                            .where(inventory.devices.c.id == status.device_id)
                             .values(updated_at=at))
         return changed
 

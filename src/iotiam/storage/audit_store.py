@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 
 from iotiam.audit.models import AuditRecord, ChainHead
-from iotiam.storage import schema as t
 from iotiam.storage.raw import RawSql, RawStatement
 from iotiam.storage.rows import dump_json, load_json, under_path
+from iotiam.storage.tables import audit as t
 
 _HEAD_ID = 1
 # every audited change runs these three: hand-written (see storage/raw.py)

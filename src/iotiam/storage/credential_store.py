@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from iotiam.credentials.models import Psk, PskStatus
-from iotiam.storage import schema as t
 from iotiam.storage.rows import under_path
+from iotiam.storage.tables import credentials as t
 
 
 class SqlPskStore:

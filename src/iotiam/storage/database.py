@@ -104,7 +104,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 class SqlUnitOfWork:
-    """Every store bound to one connection inside one transaction."""
+    """Every store bound to one connection inside one transaction: the unit of work of
+    every domain (``InventoryUnitOfWork``, ``ResponseUnitOfWork``, ...), structurally."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -147,7 +148,7 @@ class SqlUnitOfWork:
 
 
 class Database:
-    """Opens units of work on an engine (the ``UnitOfWorkFactory`` of the domain)."""
+    """Opens units of work on an engine (the ``Transactions`` of every domain)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

@@ -15,9 +15,9 @@ from iotiam.enrollment.models import (
     Manufacturer,
     RequestStatus,
 )
-from iotiam.storage import schema as t
 from iotiam.storage.raw import RawSql, RawStatement, row_object, select_sql
 from iotiam.storage.rows import under_path
+from iotiam.storage.tables import enrollment as t
 
 
 class SqlClaimTokenStore:

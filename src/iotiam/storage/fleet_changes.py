@@ -17,9 +17,9 @@ from iotiam.credentials.models import PskStatus
 from iotiam.inventory.models import Device, DeviceState
 from iotiam.pki.models import CertificateStatus
 from iotiam.policy.models import DevicePosture
-from iotiam.storage import schema as t
 from iotiam.storage.database import Database
 from iotiam.storage.inventory_store import device_from_row
+from iotiam.storage.tables import attestation, credentials, inventory, pki, response, tokens
 from iotiam.tokens.models import ClientStatus
 
 
@@ -33,14 +33,14 @@ class SqlChangeLog:
 
     def device_changes(self, since: datetime) -> list[tuple[str, datetime]]:
         """(device, updated_at) of the devices updated after ``since``."""
-        d = t.devices.c
+        d = inventory.devices.c
         with self._db.reading() as uow:
             rows = uow.conn.execute(select(d.id, d.updated_at).where(d.updated_at > since))
             return [(r.id, r.updated_at) for r in rows]
 
     def credentials_revoked(self, since: datetime) -> list[tuple[str, str]]:
         """(device, credential) for certificates and PSKs revoked after ``since``."""
-        c, p = t.certificates.c, t.psks.c
+        c, p = pki.certificates.c, credentials.psks.c
         with self._db.reading() as uow:
             certs = uow.conn.execute(
                 select(c.device_id, c.serial).where(
@@ -54,7 +54,7 @@ class SqlChangeLog:
         """(live PSKs, newest change): moves on every issue, rotation and revocation, and
         on every change of a device holding a live PSK (its state decides whether the
         PSK opens the broker: inventory/lifecycle.py)."""
-        p, d = t.psks.c, t.devices.c
+        p, d = credentials.psks.c, inventory.devices.c
         with self._db.reading() as uow:
             row = uow.conn.execute(
                 select(func.count(), func.max(p.created_at), func.max(p.revoked_at))
@@ -62,7 +62,7 @@ class SqlChangeLog:
             revoked = uow.conn.execute(select(func.max(p.revoked_at))).scalar()
             holders = uow.conn.execute(
                 select(func.max(d.updated_at)).select_from(
-                    t.psks.join(t.devices, d.id == p.device_id))
+                    credentials.psks.join(inventory.devices, d.id == p.device_id))
                 .where(p.status == str(PskStatus.ACTIVE))).scalar()
         newest = max((x for x in (row[1], revoked, holders) if x is not None), default=None)
         return int(row[0]), newest
@@ -74,8 +74,8 @@ class SqlChangeLog:
 
     def device_page(self, after_id: str | None, limit: int) -> list[Device]:
         """Devices not decommissioned, by id."""
-        d = t.devices.c
-        query = select(t.devices).where(d.state != str(DeviceState.DECOMMISSIONED))
+        d = inventory.devices.c
+        query = select(inventory.devices).where(d.state != str(DeviceState.DECOMMISSIONED))
         if after_id is not None:
             query = query.where(d.id > after_id)
         with self._db.reading() as uow:
@@ -83,7 +83,7 @@ class SqlChangeLog:
 
     def groups_of(self, device_ids: Sequence[str]) -> dict[str, set[str]]:
         """Group ids per device."""
-        m = t.group_members.c
+        m = inventory.group_members.c
         found: dict[str, set[str]] = {}
         with self._db.reading() as uow:
             for start in range(0, len(device_ids), 500):
@@ -96,7 +96,7 @@ class SqlChangeLog:
 
     def posture_of(self, device_ids: Sequence[str]) -> dict[str, DevicePosture]:
         """Stored trust score, firmware verdict and credential standing of every device."""
-        d, f = t.device_trust.c, t.device_firmware.c
+        d, f = response.device_trust.c, attestation.device_firmware.c
         scores: dict[str, float] = {}
         firmware: dict[str, bool] = {}
         credentialed: set[str] = set()
@@ -122,7 +122,7 @@ def _credentialed(conn: Connection, device_ids: list[str], now: datetime) -> set
     """The devices that hold a valid credential now (G3): an issued, unexpired
     certificate, an active, unexpired PSK or an active OAuth client with its own keys
     (a client that signs with its certificate's key has no credential of its own)."""
-    c, p, o = t.certificates.c, t.psks.c, t.oauth_clients.c
+    c, p, o = pki.certificates.c, credentials.psks.c, tokens.oauth_clients.c
     queries = [
         select(c.device_id).where(c.device_id.in_(device_ids),
                                   c.status == str(CertificateStatus.ISSUED),

@@ -21,7 +21,6 @@ from iotiam.inventory.models import (
     OrgUnitKind,
     RotationPolicy,
 )
-from iotiam.storage import schema as t
 from iotiam.storage.raw import (
     ParsedRows,
     RawSql,
@@ -32,6 +31,7 @@ from iotiam.storage.raw import (
     select_sql,
 )
 from iotiam.storage.rows import dump_json, load_json, under_path
+from iotiam.storage.tables import inventory as t
 
 _DEVICE_COLUMNS = ("id", "type_name", "org_unit_id", "org_path", "state", "site", "location",
                    "attributes", "created_at", "updated_at", "tokens_not_before")

@@ -17,7 +17,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from iotiam.pki.models import CertificateRecord, CertificateStatus, serial_hex
 from iotiam.policy.models import DevicePosture
-from iotiam.storage import schema as t
 from iotiam.storage.raw import (
     ParsedRows,
     RawSql,
@@ -30,6 +29,7 @@ from iotiam.storage.raw import (
     utc_required,
 )
 from iotiam.storage.rows import dump_json, load_json, under_path
+from iotiam.storage.tables import tokens as t
 from iotiam.tokens.models import (
     AuthMethod,
     ClientKind,

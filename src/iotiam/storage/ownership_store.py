@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Connection, delete, select, update
 
 from iotiam.inventory.models import DeviceState
-from iotiam.storage import schema as t
+from iotiam.storage.tables import inventory
 
 
 class SqlOwnershipStore:
@@ -21,8 +21,8 @@ class SqlOwnershipStore:
     ) -> None:
         """Put a device into another org unit, back in the pending state."""
         self._c.execute(
-            update(t.devices)
-            .where(t.devices.c.id == device_id)
+            update(inventory.devices)
+            .where(inventory.devices.c.id == device_id)
             .values(org_unit_id=org_unit_id, org_path=org_path,
                     state=str(DeviceState.PENDING), updated_at=at)
         )
@@ -30,15 +30,16 @@ class SqlOwnershipStore:
     def leave_groups_outside(self, device_id: str, org_path: str) -> list[str]:
         """Drop the device from every group whose subtree no longer holds ``org_path``."""
         rows = self._c.execute(
-            select(t.groups.c.id, t.groups.c.org_path)
-            .join(t.group_members, t.group_members.c.group_id == t.groups.c.id)
-            .where(t.group_members.c.device_id == device_id)
-            .order_by(t.groups.c.id)
+            select(inventory.groups.c.id, inventory.groups.c.org_path)
+            .join(inventory.group_members,
+                  inventory.group_members.c.group_id == inventory.groups.c.id)
+            .where(inventory.group_members.c.device_id == device_id)
+            .order_by(inventory.groups.c.id)
         )
         # a member must live inside its group's subtree (Inventory.add_to_group)
         leaving = [r.id for r in rows if not org_path.startswith(r.org_path)]
         if leaving:
-            self._c.execute(delete(t.group_members).where(
-                t.group_members.c.device_id == device_id,
-                t.group_members.c.group_id.in_(leaving)))
+            self._c.execute(delete(inventory.group_members).where(
+                inventory.group_members.c.device_id == device_id,
+                inventory.group_members.c.group_id.in_(leaving)))
         return leaving

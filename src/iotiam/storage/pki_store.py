@@ -23,7 +23,6 @@ from iotiam.pki.models import (
     serial_hex,
 )
 from iotiam.pki.ports import CrlInfo, SignedCertificate, StoredCa, StoredCrl
-from iotiam.storage import schema as t
 from iotiam.storage.raw import (
     RawSql,
     RawStatement,
@@ -34,6 +33,7 @@ from iotiam.storage.raw import (
     utc_required,
 )
 from iotiam.storage.rows import under_path
+from iotiam.storage.tables import pki as t
 
 _CERT_COLUMNS = tuple(c.name for c in t.certificates.columns if c.name != "id")
 _CERT_TIMES = frozenset({"not_before", "not_after", "created_at", "revoked_at"})

@@ -17,8 +17,9 @@ from iotiam.policy.models import (
     TargetKind,
 )
 from iotiam.policy.parsing import parse_policy
-from iotiam.storage import schema as t
 from iotiam.storage.pki_store import SqlCounterStore
+from iotiam.storage.tables import inventory
+from iotiam.storage.tables import policy as t
 
 #: bumped by every change to policies, attachments or sites: compiled sets compare it
 GENERATION_COUNTER = "policies:generation"
@@ -133,14 +134,14 @@ class SqlTargetDirectory:
         """The org path a target lives at (device types: the root, if the type exists)."""
         query: Any
         if target.kind is TargetKind.ORG_UNIT:
-            query = select(t.org_units.c.path).where(t.org_units.c.id == target.id)
+            query = select(inventory.org_units.c.path).where(inventory.org_units.c.id == target.id)
         elif target.kind is TargetKind.GROUP:
-            query = select(t.groups.c.org_path).where(t.groups.c.id == target.id)
+            query = select(inventory.groups.c.org_path).where(inventory.groups.c.id == target.id)
         elif target.kind is TargetKind.DEVICE:
-            query = select(t.devices.c.org_path).where(t.devices.c.id == target.id)
+            query = select(inventory.devices.c.org_path).where(inventory.devices.c.id == target.id)
         else:
-            exists = self._c.execute(select(t.device_types.c.name)
-                                     .where(t.device_types.c.name == target.id)).first()
+            exists = self._c.execute(select(inventory.device_types.c.name)
+                                     .where(inventory.device_types.c.name == target.id)).first()
             return ROOT_PATH if exists else None
         value = self._c.execute(query).scalar_one_or_none()
         return str(value) if value is not None else None

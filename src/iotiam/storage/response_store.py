@@ -13,8 +13,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType, Severity
 from iotiam.inventory.models import DeviceState
 from iotiam.response.models import Action, Mitigation, StoredFinding, TrustFactor, TrustScore
-from iotiam.storage import schema as t
 from iotiam.storage.rows import dump_json, load_json, under_path
+from iotiam.storage.tables import inventory
+from iotiam.storage.tables import response as t
 
 _LIVE = (str(FindingState.OPEN), str(FindingState.ACKNOWLEDGED))
 #: ``IN`` lists are cut to this many ids (SQLite's variable limit is 32,766; stay modest)
@@ -234,8 +235,8 @@ class SqlTrustStore:
     def touch_devices(self, device_ids: Sequence[str], at: datetime) -> None:
         """Move the devices' ``updated_at``."""
         for start in range(0, len(device_ids), CHUNK):
-            self._c.execute(update(t.devices).where(
-                t.devices.c.id.in_(device_ids[start:start + CHUNK])).values(updated_at=at))
+            self._c.execute(update(inventory.devices).where(
+                inventory.devices.c.id.in_(device_ids[start:start + CHUNK])).values(updated_at=at))
 
 
 class SqlDeviceLookup:
@@ -249,9 +250,9 @@ class SqlDeviceLookup:
         result: dict[str, tuple[str, str]] = {}
         with self._engine.connect() as conn:
             for start in range(0, len(device_ids), CHUNK):
-                rows = conn.execute(select(t.devices.c.id, t.devices.c.type_name,
-                                           t.devices.c.org_path).where(
-                    t.devices.c.id.in_(device_ids[start:start + CHUNK])))
+                rows = conn.execute(select(inventory.devices.c.id, inventory.devices.c.type_name,
+                                           inventory.devices.c.org_path).where(
+                    inventory.devices.c.id.in_(device_ids[start:start + CHUNK])))
                 for row in rows:
                     result[row.id] = (row.type_name, row.org_path)
         return result

@@ -41,8 +41,8 @@ from iotiam.tokens.models import (
     OAuthClient,
     TokenConfig,
 )
+from iotiam.tokens.ports import TokensUnitOfWork
 from iotiam.tokens.reads import ClientReads, ReadAhead
-from iotiam.unit_of_work import UnitOfWork
 
 #: what a client whose device is out of service for now is told (a client can act on it:
 #: stop asking until an administrator acts); a decommissioned device is gone for good
@@ -84,14 +84,14 @@ class ClientAuthenticator:
         self._cert_keys: OrderedDict[str, Key | None] = OrderedDict()
         self._presented: dict[str, int | None] = {}
 
-    def authenticate(self, uow: UnitOfWork, credentials: ClientCredentials, now: datetime
+    def authenticate(self, uow: TokensUnitOfWork, credentials: ClientCredentials, now: datetime
                      ) -> AuthenticatedClient:
         """Authenticate the client of a request inside ``uow`` (records a used jti)."""
         client = self.check(uow, credentials, now)
         self.consume(uow, client)
         return client
 
-    def consume(self, uow: UnitOfWork, client: AuthenticatedClient) -> None:
+    def consume(self, uow: TokensUnitOfWork, client: AuthenticatedClient) -> None:
         """Record the client assertion's jti as used; InvalidClient if it was used before."""
         if client.assertion_jti is None or client.assertion_expires_at is None:
             return
@@ -101,7 +101,7 @@ class ClientAuthenticator:
                                             client.assertion_expires_at):
             raise InvalidClient("client assertion replayed: its jti was used before")
 
-    def read_ahead(self, uow: UnitOfWork, requests: Sequence[ClientCredentials]
+    def read_ahead(self, uow: TokensUnitOfWork, requests: Sequence[ClientCredentials]
                    ) -> ReadAhead:
         """The rows ``check`` will read for these requests, read in one query per kind."""
         client_ids: list[str] = []
@@ -120,16 +120,17 @@ class ClientAuthenticator:
                     serial = self._presented_serial(der, hashlib.sha256(der).hexdigest())
                     if serial is not None:
                         serials.append(serial)
-        return ReadAhead(uow, client_ids=client_ids, issuer_id=self._issuing.id,
-                         serials=serials)
+        # reads.py still names the shared unit of work (the SQL one is both)
+        return ReadAhead(uow, client_ids=client_ids,  # type: ignore[arg-type]
+                         issuer_id=self._issuing.id, serials=serials)
 
-    def check(self, uow: UnitOfWork, credentials: ClientCredentials, now: datetime,
+    def check(self, uow: TokensUnitOfWork, credentials: ClientCredentials, now: datetime,
               reads: ClientReads | None = None) -> AuthenticatedClient:
         """Authenticate without writing: the assertion's jti is left for ``consume``.
 
         ``reads`` may hold rows read ahead for a batch (``read_ahead``) of this ``uow``.
         """
-        reads = reads or ClientReads(uow)
+        reads = reads or ClientReads(uow)  # type: ignore[arg-type]  # as in read_ahead
         if credentials.secret_presented:
             raise InvalidClient("client secrets are not accepted; authenticate with "
                                 "private_key_jwt or tls_client_auth")
@@ -285,7 +286,7 @@ class ClientAuthenticator:
         return device
 
     @staticmethod
-    def _live_certificates(uow: UnitOfWork, device_id: str, now: datetime
+    def _live_certificates(uow: TokensUnitOfWork, device_id: str, now: datetime
                            ) -> list[CertificateRecord]:
         return [c for c in uow.certificates.for_device(device_id)
                 if c.status is CertificateStatus.ISSUED and c.pem is not None

@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, IdNotAvailable, InvalidInput, NotFound
 from iotiam.inventory.models import (
@@ -15,11 +15,10 @@ from iotiam.inventory.models import (
     check_identifier,
     is_reserved_id,
 )
-from iotiam.kernel import Principal, Role
+from iotiam.kernel import Principal, Role, Transactions
 from iotiam.policy.actions import ACTION_KINDS
 from iotiam.policy.models import Effect, Subject
-from iotiam.policy.queries import effective_policy
-from iotiam.policy.service import DecisionPoint
+from iotiam.policy.ports import PolicyDecisions
 from iotiam.tokens import jws
 from iotiam.tokens.models import (
     AuthMethod,
@@ -29,8 +28,8 @@ from iotiam.tokens.models import (
     GrantType,
     OAuthClient,
 )
+from iotiam.tokens.ports import TokensUnitOfWork
 from iotiam.tokens.scopes import ScopeGrant, check_registered, subject_of
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 MAX_AUDIENCES = 10
 DEVICE_AUTH_METHODS = (AuthMethod.TLS_CLIENT_AUTH, AuthMethod.PRIVATE_KEY_JWT)
@@ -39,8 +38,8 @@ DEVICE_AUTH_METHODS = (AuthMethod.TLS_CLIENT_AUTH, AuthMethod.PRIVATE_KEY_JWT)
 class OAuthClients:
     """Register, list and revoke OAuth2 clients."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail,
-                 decisions: DecisionPoint, scopes: ScopeGrant) -> None:
+    def __init__(self, uow: Transactions[TokensUnitOfWork], clock: Clock, audit: Auditor,
+                 decisions: PolicyDecisions, scopes: ScopeGrant) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
@@ -71,7 +70,7 @@ class OAuthClients:
                          "scopes": list(client.scopes)}))
             return client
 
-    def _build(self, uow: UnitOfWork, actor: Principal, draft: ClientDraft) -> OAuthClient:
+    def _build(self, uow: TokensUnitOfWork, actor: Principal, draft: ClientDraft) -> OAuthClient:
         device: Device | None = None
         if draft.device_id is not None:
             device = uow.devices.get(draft.device_id)
@@ -100,18 +99,7 @@ class OAuthClients:
                                    "iotiam certificate); services use private_key_jwt")
             if draft.jwks is None:
                 raise InvalidInput("a service client needs a jwks with its public key(s)")
-        check_identifier(client_id, "client id")
-        if is_reserved_id(client_id):
-            raise InvalidInput(f"client id {client_id!r} is reserved")
-        if draft.jwks is not None:
-            jws.public_key_set(draft.jwks)
-        audiences = tuple(dict.fromkeys(draft.audiences))
-        if len(audiences) > MAX_AUDIENCES or any(
-                not a or len(a) > 512 or not a.isprintable() or " " in a for a in audiences):
-            raise InvalidInput(f"at most {MAX_AUDIENCES} audiences of 1-512 printable "
-                               "characters without spaces")
-        if not draft.grant_types:
-            raise InvalidInput("a client needs at least one grant type")
+        audiences = self._checked_fields(client_id, draft)
         client = OAuthClient(
             client_id=client_id, kind=kind, device_id=device.id if device else None,
             org_unit_id=org_unit_id, org_path=org_path,
@@ -127,7 +115,31 @@ class OAuthClients:
             # for the live device (every token is decided again, and a pending device
             # gets none: inventory/lifecycle.py)
             subject = replace(subject, state=DeviceState.ACTIVE)
-        scopes = check_registered(draft.scopes) if draft.scopes else self._derived(subject)
+        return replace(client, scopes=self._allowed_scopes(subject, client_id, draft.scopes))
+
+    @staticmethod
+    def _checked_fields(client_id: str, draft: ClientDraft) -> tuple[str, ...]:
+        """Refuse a reserved or malformed client id, a bad JWK set, bad audiences or no
+        grant type; returns the audiences without duplicates."""
+        check_identifier(client_id, "client id")
+        if is_reserved_id(client_id):
+            raise InvalidInput(f"client id {client_id!r} is reserved")
+        if draft.jwks is not None:
+            jws.public_key_set(draft.jwks)
+        audiences = tuple(dict.fromkeys(draft.audiences))
+        if len(audiences) > MAX_AUDIENCES or any(
+                not a or len(a) > 512 or not a.isprintable() or " " in a for a in audiences):
+            raise InvalidInput(f"at most {MAX_AUDIENCES} audiences of 1-512 printable "
+                               "characters without spaces")
+        if not draft.grant_types:
+            raise InvalidInput("a client needs at least one grant type")
+        return audiences
+
+    def _allowed_scopes(self, subject: Subject, client_id: str, requested: tuple[str, ...]
+                        ) -> tuple[str, ...]:
+        """The scopes asked for (or, none asked, derived from the policies), each one
+        allowed by policy for ``subject`` now; refuses an empty set."""
+        scopes = check_registered(requested) if requested else self._derived(subject)
         for scope in scopes:
             decision = self._scopes.decide(subject, scope)
             if not decision.allowed:
@@ -136,11 +148,11 @@ class OAuthClients:
         if not scopes:
             raise InvalidInput(f"policy allows {client_id!r} nothing a scope could name; "
                                "attach a policy first or pass scopes")
-        return replace(client, scopes=scopes)
+        return scopes
 
     def _derived(self, subject: Subject) -> tuple[str, ...]:
         """Scopes for what the policies allow now: each allow statement's resources."""
-        effective = effective_policy(self._decisions.engine, subject)
+        effective = self._decisions.effective_policy(subject)
         found: list[str] = []
         for statement in effective.statements:
             if statement.effect is not Effect.ALLOW or statement.fully_denied or \
@@ -179,7 +191,7 @@ class OAuthClients:
             return replace(client, status=ClientStatus.REVOKED, revoked_at=now)
 
 
-def _visible(uow: UnitOfWork, actor: Principal, client_id: str) -> OAuthClient:
+def _visible(uow: TokensUnitOfWork, actor: Principal, client_id: str) -> OAuthClient:
     client = uow.oauth_clients.get(client_id) if len(client_id) <= 128 else None
     if client is None or not actor.sees(client.org_path):
         raise NotFound(f"OAuth client {client_id!r} not found")

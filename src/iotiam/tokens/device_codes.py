@@ -15,10 +15,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, InvalidInput, NotFound
-from iotiam.kernel import Principal, Role
+from iotiam.kernel import Principal, Role, Transactions
 from iotiam.tokens.models import (
     AccessDenied,
     AuthenticatedClient,
@@ -32,7 +32,7 @@ from iotiam.tokens.models import (
     SlowDown,
     TokenConfig,
 )
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from iotiam.tokens.ports import TokensUnitOfWork
 
 #: RFC 8628 §6.1: no vowels (no words), no look-alikes; 20^8 ≈ 2^34.6 codes
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
@@ -62,14 +62,14 @@ def display_user_code(code: str) -> str:
 class DeviceCodes:
     """Issue, decide and redeem device codes."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail,
+    def __init__(self, uow: Transactions[TokensUnitOfWork], clock: Clock, audit: Auditor,
                  config: TokenConfig) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
         self._config = config
 
-    def start(self, uow: UnitOfWork, client: AuthenticatedClient, scopes: tuple[str, ...],
+    def start(self, uow: TokensUnitOfWork, client: AuthenticatedClient, scopes: tuple[str, ...],
               audience: str) -> DeviceAuthorization:
         """RFC 8628 §3.1-3.2, inside the caller's transaction."""
         now = self._clock.now()
@@ -137,7 +137,7 @@ class DeviceCodes:
 
     # -- the device's side ---------------------------------------------------------------
 
-    def redeem(self, uow: UnitOfWork, client: AuthenticatedClient, device_code: str
+    def redeem(self, uow: TokensUnitOfWork, client: AuthenticatedClient, device_code: str
                ) -> DeviceCode | OAuthError:
         """RFC 8628 §3.4-3.5: the approved code (used up now), or the error to answer.
 

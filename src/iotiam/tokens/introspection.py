@@ -18,11 +18,11 @@ from __future__ import annotations
 from typing import Any
 
 from iotiam.audit.models import AuditDraft, AuditTag, Outcome
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.errors import InvalidInput
 from iotiam.inventory.lifecycle import Transport, may
-from iotiam.kernel import Principal
+from iotiam.kernel import Principal, Transactions
 from iotiam.pki.models import CertificateStatus, parse_serial
 from iotiam.tokens.access_tokens import CERTIFICATE_CLAIM, SignedAccessToken, read_signed
 from iotiam.tokens.models import (
@@ -32,8 +32,8 @@ from iotiam.tokens.models import (
     OAuthClient,
     TokenConfig,
 )
+from iotiam.tokens.ports import TokensUnitOfWork
 from iotiam.tokens.signing_keys import SigningKeys
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 #: who is asking: an admin or an authenticated OAuth client
 Caller = Principal | AuthenticatedClient
@@ -56,7 +56,7 @@ def may_see(caller: Caller, client: OAuthClient) -> bool:
     return own.client_id == client.client_id
 
 
-def audit_denied(audit: AuditTrail, caller: Caller, reason: str) -> None:
+def audit_denied(audit: Auditor, caller: Caller, reason: str) -> None:
     """Record a refused look at, or action on, a token (G9: the caller learns nothing)."""
     org_path = caller.org_path if isinstance(caller, Principal) else caller.client.org_path
     audit.record(AuditDraft(
@@ -67,7 +67,7 @@ def audit_denied(audit: AuditTrail, caller: Caller, reason: str) -> None:
 class Introspection:
     """RFC 7662 introspection over the live database."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail,
+    def __init__(self, uow: Transactions[TokensUnitOfWork], clock: Clock, audit: Auditor,
                  keys: SigningKeys, config: TokenConfig, issuing_id: str) -> None:
         self._uow = uow
         self._clock = clock
@@ -101,7 +101,8 @@ class Introspection:
             ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti", "cnf")
             if name in signed.claims}}
 
-    def _active(self, uow: UnitOfWork, client: OAuthClient, signed: SignedAccessToken) -> bool:
+    def _active(self, uow: TokensUnitOfWork, client: OAuthClient, signed: SignedAccessToken
+                ) -> bool:
         if not client.active or uow.oauth_revoked_tokens.is_denied(signed.jti):
             return False
         if client.device_id is not None:

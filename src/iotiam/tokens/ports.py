@@ -6,7 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from iotiam.audit.ports import AuditUnitOfWork
+from iotiam.inventory.ports import DeviceStore, OrgUnitStore
 from iotiam.pki.models import CertificateRecord
+from iotiam.pki.ports import CertificateStore
 from iotiam.policy.models import DevicePosture
 from iotiam.tokens.models import (
     DeviceCode,
@@ -138,4 +141,49 @@ class DeviceCodeStore(Protocol):
 
     def redeem(self, device_code_hash: str, at: datetime) -> bool:
         """Approved → used, exactly once (the row update is the lock, like G8)."""
+        ...
+
+
+class TokensUnitOfWork(AuditUnitOfWork, Protocol):
+    """The stores the authorization server works with, inside one transaction: its own,
+    and the devices, org units and certificates its clients stand on (read)."""
+
+    @property
+    def oauth_clients(self) -> OAuthClientStore:
+        """OAuth2 clients."""
+        ...
+
+    @property
+    def oauth_signing_keys(self) -> SigningKeyStore:
+        """Access-token signing keys."""
+        ...
+
+    @property
+    def oauth_assertion_jtis(self) -> AssertionJtiStore:
+        """Used client-assertion jtis."""
+        ...
+
+    @property
+    def oauth_revoked_tokens(self) -> TokenDenyList:
+        """Revoked access tokens."""
+        ...
+
+    @property
+    def oauth_device_codes(self) -> DeviceCodeStore:
+        """RFC 8628 device codes."""
+        ...
+
+    @property
+    def devices(self) -> DeviceStore:
+        """The devices of device clients (read)."""
+        ...
+
+    @property
+    def org_units(self) -> OrgUnitStore:
+        """Where a service client is registered (read)."""
+        ...
+
+    @property
+    def certificates(self) -> CertificateStore:
+        """The certificates devices authenticate with (read)."""
         ...

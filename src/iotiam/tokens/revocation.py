@@ -11,20 +11,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
-from iotiam.kernel import Role
+from iotiam.kernel import Role, Transactions
 from iotiam.tokens.access_tokens import read_signed
 from iotiam.tokens.introspection import Caller, audit_denied, caller_name
 from iotiam.tokens.models import AuthenticatedClient, RevokedToken, TokenConfig
+from iotiam.tokens.ports import TokensUnitOfWork
 from iotiam.tokens.signing_keys import SigningKeys
-from iotiam.unit_of_work import UnitOfWorkFactory
 
 
 class TokenRevocation:
     """Revokes access tokens and forgets what can no longer matter."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail,
+    def __init__(self, uow: Transactions[TokensUnitOfWork], clock: Clock, audit: Auditor,
                  keys: SigningKeys, config: TokenConfig) -> None:
         self._uow = uow
         self._clock = clock

@@ -27,18 +27,16 @@ from iotiam.clock import Clock
 from iotiam.errors import InvalidInput
 from iotiam.inventory.models import Device
 from iotiam.policy.actions import ACTION_KINDS, PUBLISH, RECEIVE, SUBSCRIBE, ResourceKind
-from iotiam.policy.engine import PolicyEngine
 from iotiam.policy.models import (
     Decision,
     Deny,
     DevicePosture,
     IpAddress,
-    Permit,
     RequestContext,
     Subject,
 )
-from iotiam.policy.service import DecisionPoint
-from iotiam.policy.topics import HASH, PLUS, check_topic_filter, covers, overlap
+from iotiam.policy.ports import PolicyDecisions
+from iotiam.policy.topics import HASH, PLUS, check_topic_filter
 from iotiam.tokens.models import InvalidScope, OAuthClient
 
 MAX_SCOPES = 50
@@ -137,7 +135,7 @@ def subject_of(client: OAuthClient, device: Device | None, groups: Iterable[str]
 class ScopeGrant:
     """Puts scopes to the policy decision point."""
 
-    def __init__(self, decisions: DecisionPoint, clock: Clock) -> None:
+    def __init__(self, decisions: PolicyDecisions, clock: Clock) -> None:
         self._decisions = decisions
         self._clock = clock
 
@@ -147,11 +145,10 @@ class ScopeGrant:
         action, resource = parse_scope(scope)
         _check_resource(action, resource)
         context = RequestContext(self._clock.now(), _address(source_ip) if source_ip else None)
-        engine = self._decisions.engine
         if action in (PUBLISH, RECEIVE) and (PLUS in resource or HASH in resource):
-            return _filter_decision(engine, subject, action, resource, context)
+            return self._decisions.decide_filter(subject, action, resource, context)
         try:
-            return engine.decide(subject, action, resource, context)
+            return self._decisions.decide_in(subject, action, resource, context)
         except InvalidInput as e:
             raise InvalidScope(e.detail) from e
 
@@ -173,39 +170,6 @@ class ScopeGrant:
             if isinstance(decision, Deny):
                 raise InvalidScope(f"scope {scope!r} is refused by policy: {decision.reason}")
         return requested
-
-
-def _filter_decision(engine: PolicyEngine, subject: Subject, action: str, topic_filter: str,
-                     context: RequestContext) -> Decision:
-    """A publish/receive filter: an allow must cover it whole and no deny may meet it."""
-    wanted = check_topic_filter(topic_filter, "scope topic")
-    view = engine.view(subject)
-    if view.blocked:
-        return Deny(view.blocked)
-    site = engine.site_of(subject)
-    values = subject.variables
-    rules = [r for r in view.rules if r.action == action]
-    for rule in rules:
-        if not rule.deny:
-            continue
-        levels = rule.pattern.substitute(values, widen=True) if rule.pattern else None
-        if rule.pattern is not None and (levels is None or not overlap(levels, wanted)):
-            continue
-        if all(check.answer(subject, context, site) is not False for check in rule.checks):
-            return Deny(f"{rule.ref} denies {action} on part of {topic_filter!r}", (rule.ref,))
-    matched = []
-    for rule in rules:
-        if rule.deny:
-            continue
-        if rule.pattern is not None:
-            levels = rule.pattern.substitute(values, widen=False)
-            if levels is None or not covers(levels, wanted):
-                continue
-        if all(check.answer(subject, context, site) is True for check in rule.checks):
-            matched.append(rule.ref)
-    if matched:
-        return Permit(tuple(dict.fromkeys(matched)))
-    return Deny(f"no policy allows {action} on all of {topic_filter!r}")
 
 
 __all__ = ["SUBSCRIBE", "ScopeGrant", "check_registered", "parse_scope", "split_scopes",

@@ -18,13 +18,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey
 
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.errors import Forbidden
-from iotiam.kernel import SYSTEM, Principal, Role
+from iotiam.kernel import SYSTEM, Principal, Role, Transactions
 from iotiam.pki.keys import encrypt_private_key, load_private_key
 from iotiam.tokens.models import SIGNING_ALGORITHM, StoredSigningKey, TokenConfig
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from iotiam.tokens.ports import TokensUnitOfWork
 
 #: seconds between two looks at the key table when nothing prompts one
 RELOAD_EVERY = 5.0
@@ -45,7 +45,7 @@ class KeyRing:
 class SigningKeys:
     """Loads, creates and rotates the access-token signing keys."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, audit: AuditTrail,
+    def __init__(self, uow: Transactions[TokensUnitOfWork], clock: Clock, audit: Auditor,
                  passphrase: bytes, config: TokenConfig) -> None:
         self._uow = uow
         self._clock = clock
@@ -139,7 +139,7 @@ class SigningKeys:
             self._record(uow, actor, created, [k.kid for k in retired], reason)
         return created
 
-    def _record(self, uow: UnitOfWork, actor: Principal, key: StoredSigningKey,
+    def _record(self, uow: TokensUnitOfWork, actor: Principal, key: StoredSigningKey,
                 retired: list[str], reason: str) -> None:
         self._audit.append(uow, AuditDraft(
             tag=AuditTag.OAUTH_SIGNING_KEY_ROTATED, actor=actor.name, org_path=SYSTEM.org_path,

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from conftest import Installation
-from iotiam.storage.schema import admin_tokens
+from iotiam.storage.tables.admin import admin_tokens
 
 CHALLENGE = 'Bearer realm="iotiam"'
 

@@ -29,7 +29,8 @@ from iotiam.attestation.registry import FirmwareRegistry
 from iotiam.attestation.service import Attestation, DeviceCa
 from iotiam.detection.models import Finding
 from iotiam.pki.keys import PrivateKey
-from iotiam.storage import schema
+from iotiam.storage.tables.attestation import device_firmware, firmware_images, firmware_signers
+from iotiam.storage.tables.inventory import devices
 from iotiam.testing import make_key
 
 BOOT = (Measurement("bootloader", "ab" * 32),)
@@ -199,12 +200,12 @@ def updated_at(kit: FirmwareKit, device_id: str) -> str:
 def stored_state(inst: Installation) -> dict[str, list[tuple[Any, ...]]]:
     """Signers, images, device firmware statuses and devices' ``updated_at``, as stored."""
     queries = {
-        "signers": select(schema.firmware_signers).order_by(schema.firmware_signers.c.id),
-        "images": select(schema.firmware_images).order_by(schema.firmware_images.c.id),
-        "statuses": select(schema.device_firmware).order_by(
-            schema.device_firmware.c.device_id),
-        "devices": select(schema.devices.c.id, schema.devices.c.updated_at).order_by(
-            schema.devices.c.id),
+        "signers": select(firmware_signers).order_by(firmware_signers.c.id),
+        "images": select(firmware_images).order_by(firmware_images.c.id),
+        "statuses": select(device_firmware).order_by(
+            device_firmware.c.device_id),
+        "devices": select(devices.c.id, devices.c.updated_at).order_by(
+            devices.c.id),
     }
     with inst.services.database.engine.connect() as conn:
         return {name: [tuple(row) for row in conn.execute(query)]

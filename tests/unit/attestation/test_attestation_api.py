@@ -20,7 +20,7 @@ from conftest import Installation
 from iotiam.attestation.evidence import sign_evidence
 from iotiam.detection.models import FindingType, Severity
 from iotiam.errors import IamError
-from iotiam.storage import schema
+from iotiam.storage.tables.attestation import attestation_nonces, device_firmware
 from iotiam.testing import make_key
 
 from .kit import BOOT, FirmwareKit, image_hash
@@ -40,7 +40,7 @@ def kit(installation: Installation) -> Iterator[FirmwareKit]:
 def stored_statuses(inst: Installation) -> int:
     with inst.services.database.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(
-            schema.device_firmware)).scalar_one())
+            device_firmware)).scalar_one())
 
 
 def tags_since(inst: Installation, seq: int) -> list[tuple[str, str]]:
@@ -63,7 +63,7 @@ def test_attest_ok_compliant(kit: FirmwareKit) -> None:
     assert kit.sink.findings == []
     # only the hash of a nonce is stored
     with kit.inst.services.database.engine.connect() as conn:
-        hashes = conn.execute(select(schema.attestation_nonces.c.nonce_hash)).scalars().all()
+        hashes = conn.execute(select(attestation_nonces.c.nonce_hash)).scalars().all()
     assert body["nonce"] not in hashes
     compliance = kit.inst.services.attestation.compliance_of(["dev-ok", "never", "dev-ok"])
     assert set(compliance) == {"dev-ok"} and compliance["dev-ok"].compliant

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from conftest import Installation
 from iotiam.attestation.metadata import sign_metadata
-from iotiam.storage import schema
+from iotiam.storage.tables.attestation import firmware_images, firmware_rules, firmware_signers
 from iotiam.testing import make_key
 
 from .forge import forge
@@ -18,7 +18,7 @@ from .kit import FirmwareKit, image_hash
 
 
 def firmware_rows(inst: Installation) -> dict[str, int]:
-    tables = (schema.firmware_signers, schema.firmware_images, schema.firmware_rules)
+    tables = (firmware_signers, firmware_images, firmware_rules)
     with inst.services.database.engine.connect() as conn:
         return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
                 for t in tables}

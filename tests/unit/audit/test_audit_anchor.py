@@ -26,7 +26,7 @@ from iotiam.audit.proofs import check_bundle
 from iotiam.bootstrap import checkpoint_writer
 from iotiam.config import ca_passphrase
 from iotiam.errors import InvalidInput
-from iotiam.storage.schema import audit_head, audit_records
+from iotiam.storage.tables.audit import audit_head, audit_records
 
 LAST = 13  # 7 records from init, 6 registrations
 KEPT = 11  # the head saved after 4 registrations

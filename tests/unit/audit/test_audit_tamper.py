@@ -14,7 +14,7 @@ from sqlalchemy import delete, select, update
 
 from conftest import Installation
 from iotiam.audit.chain import head_mac, record_hash
-from iotiam.storage.schema import audit_head, audit_records
+from iotiam.storage.tables.audit import audit_head, audit_records
 
 LAST = 13  # 7 records from init, 6 registrations
 TARGET = 9  # the registration of dev-2

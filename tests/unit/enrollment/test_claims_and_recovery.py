@@ -58,7 +58,7 @@ def test_claim_ok_once_then_fail(sql_installation: Installation) -> None:
     # stored hashed: the plaintext secret is nowhere in the table
     from sqlalchemy import select
 
-    from iotiam.storage.schema import claim_tokens
+    from iotiam.storage.tables.enrollment import claim_tokens
     with installation.services.database.engine.connect() as conn:
         rows = [tuple(map(str, r)) for r in conn.execute(select(claim_tokens))]
     assert rows and not any(token.split("_")[-1] in "".join(r) for r in rows)

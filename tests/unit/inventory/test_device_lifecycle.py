@@ -14,6 +14,10 @@ from fastapi.testclient import TestClient
 from fleet import add_device, issue, revoke
 
 from conftest import Installation
+from iotiam.errors import Conflict
+from iotiam.inventory.models import DeviceState
+from iotiam.inventory.ports import visible_device
+from iotiam.kernel import SYSTEM
 from iotiam.testing import make_csr
 
 
@@ -97,6 +101,38 @@ def test_transition_fail_viewer(installation: Installation) -> None:
         "/v1/devices/dev-1/state", json={"state": "active"})
     assert_problem(answer, 403, "changing device state needs the operator role")
     assert installation.api().get("/v1/devices/dev-1").json()["state"] == "pending"
+
+
+def test_lifecycle_port_ok(installation: Installation) -> None:
+    """The ``DeviceLifecycle`` other domains move devices with (response's quarantine
+    and its lift) writes in the caller's transaction and leaves the audit record to it."""
+    api = installation.api()
+    device_in(api, "lent", "suspended")
+    inventory, database = installation.services.inventory, installation.services.database
+    before = len(audit_records(api))
+    installation.clock.advance(timedelta(minutes=1))
+    with database() as uow:
+        inventory.quarantine(uow, visible_device(uow.devices, SYSTEM, "lent", for_update=True))
+    shown = api.get("/v1/devices/lent").json()
+    assert (shown["state"], shown["updated_at"]) == (
+        "quarantined", installation.clock.now().isoformat())
+    with database() as uow:
+        inventory.restore(uow, visible_device(uow.devices, SYSTEM, "lent", for_update=True),
+                          DeviceState.SUSPENDED)
+    assert api.get("/v1/devices/lent").json()["state"] == "suspended"
+    assert len(audit_records(api)) == before
+
+
+def test_lifecycle_port_fail_decommissioned(installation: Installation) -> None:
+    api = installation.api()
+    device_in(api, "gone", "decommissioned")
+    inventory, database = installation.services.inventory, installation.services.database
+    before = row_counts(installation)
+    with pytest.raises(Conflict, match="cannot go from decommissioned to quarantined"), \
+            database() as uow:
+        inventory.quarantine(uow, visible_device(uow.devices, SYSTEM, "gone", for_update=True))
+    assert api.get("/v1/devices/gone").json()["state"] == "decommissioned"
+    assert row_counts(installation) == before
 
 
 def test_first_certificate_activates_pending_device(installation: Installation) -> None:

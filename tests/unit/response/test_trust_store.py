@@ -19,27 +19,27 @@ from fleet import add_device
 from conftest import Installation
 from iotiam.detection.models import DetectionMode
 from iotiam.response.models import TrustFactor, TrustScore
-from iotiam.unit_of_work import UnitOfWork
+from iotiam.response.ports import ResponseUnitOfWork
 
-Write = Callable[[UnitOfWork, int], None]
-Read = Callable[[UnitOfWork], Any]
+Write = Callable[[ResponseUnitOfWork, int], None]
+Read = Callable[[ResponseUnitOfWork], Any]
 
 
 def _at(n: int) -> datetime:
     return datetime(2026, 3, 1, 12, tzinfo=UTC) + timedelta(seconds=n)
 
 
-def _score(uow: UnitOfWork, n: int) -> None:
+def _score(uow: ResponseUnitOfWork, n: int) -> None:
     uow.trust.put(TrustScore("t1", 50 + n, (TrustFactor("credentials", -n, "none"),),
                              n % 2 == 0, _at(n)))
 
 
-def _mode(uow: UnitOfWork, n: int) -> None:
+def _mode(uow: ResponseUnitOfWork, n: int) -> None:
     mode = (DetectionMode.MONITOR, DetectionMode.ENFORCE)[n]
     uow.detection_settings.set_mode("sensor", mode, _at(n), f"admin-{n}")
 
 
-def _document(uow: UnitOfWork, n: int) -> None:
+def _document(uow: ResponseUnitOfWork, n: int) -> None:
     uow.detection_settings.put_document("playbook", f'{{"rules": [], "n": {n}}}', _at(n))
 
 

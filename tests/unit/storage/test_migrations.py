@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from conftest import Installation
-from iotiam.storage.schema import metadata
+from iotiam.storage.tables import metadata
 
 
 def test_migrations_ok_match_schema(installation: Installation) -> None:

@@ -22,7 +22,7 @@ from iotiam.errors import Conflict, InternalError
 from iotiam.kernel import SYSTEM
 from iotiam.pki.issuing import IssueRequest
 from iotiam.pki.models import SerialInUse, serial_hex
-from iotiam.storage.schema import certificates, crls
+from iotiam.storage.tables.pki import certificates, crls
 from iotiam.testing import SequenceSerials, make_csr
 
 # ≥ 64 bits, as every real serial has (G1)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from conftest import BACKENDS, postgres_schema_url
-from iotiam import bootstrap
+from iotiam import installation
 from iotiam.admin.models import AdminToken
 from iotiam.attestation.models import (
     AttestationNonce,
@@ -610,7 +610,7 @@ def test_audit_log(db: Any) -> None:
 
 
 def test_memory_installation_seeds_what_init_seeds() -> None:
-    assert memory.SEED_DEVICE_TYPES == bootstrap.SEED_DEVICE_TYPES
+    assert memory.SEED_DEVICE_TYPES == installation.SEED_DEVICE_TYPES
 
 
 # -- admin, credentials ------------------------------------------------------------------

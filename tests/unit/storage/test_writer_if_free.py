@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import Installation, writer_held
-from iotiam.storage import schema
 from iotiam.storage.database import Database, make_engine
+from iotiam.storage.tables.audit import audit_records
 
 #: SQLite's writer lock; PostgreSQL has none (its own test below)
 sqlite_only = pytest.mark.parametrize("installation", ["sqlite"], indirect=True)
@@ -44,8 +44,8 @@ def test_ok_free_writer_is_held_and_writes_inside_do_not_wait(
         with other_process.writer_if_free() as other_free:
             assert not other_free  # the flock is held for the whole block
         with sqlite_file() as uow:  # nested: the same thread's writer passes through
-            uow.conn.execute(schema.audit_records.delete().where(
-                schema.audit_records.c.seq < 0))
+            uow.conn.execute(audit_records.delete().where(
+                audit_records.c.seq < 0))
     with other_process.writer_if_free() as other_free:
         assert other_free  # released afterwards
 

@@ -25,7 +25,7 @@ from conftest import Installation
 from iotiam.api.app import create_api_app
 from iotiam.api.tls import CLIENT_CERT_HEADER
 from iotiam.pki.keys import PrivateKey
-from iotiam.storage import schema
+from iotiam.storage.tables.audit import audit_records
 from iotiam.testing import make_key
 from iotiam.tokens.models import CLIENT_ASSERTION_TYPE
 
@@ -173,8 +173,8 @@ class OAuthKit:
 def issued_count(kit: OAuthKit) -> int:
     """How many tokens the audit log says were issued."""
     with kit.inst.services.database.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(schema.audit_records).where(
-            schema.audit_records.c.tag == "device:access-token:issued")).scalar_one())
+        return int(conn.execute(select(func.count()).select_from(audit_records).where(
+            audit_records.c.tag == "device:access-token:issued")).scalar_one())
 
 
 def refused(kit: OAuthKit, assertion: str, detail: str | None = None) -> None:
@@ -184,6 +184,6 @@ def refused(kit: OAuthKit, assertion: str, detail: str | None = None) -> None:
     kit.assert_oauth_error(answer, "invalid_client", 401, detail)
     assert issued_count(kit) == before
     with kit.inst.services.database.engine.connect() as conn:
-        last = conn.execute(select(schema.audit_records.c.tag, schema.audit_records.c.outcome)
-                            .order_by(schema.audit_records.c.seq.desc()).limit(1)).one()
+        last = conn.execute(select(audit_records.c.tag, audit_records.c.outcome)
+                            .order_by(audit_records.c.seq.desc()).limit(1)).one()
     assert last.tag == "device:access-token:refused" and last.outcome == "denied"

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from joserfc.jwk import ECKey
 from sqlalchemy import func, select
 
-from iotiam.storage import schema
+from iotiam.storage.tables.tokens import oauth_clients
 from iotiam.testing import make_key
 from tokens.oauthkit import DeviceIdentity, OAuthKit, forge, forge_hs256, refused
 
@@ -87,5 +87,5 @@ def test_ok_jku_x5u_ignored_on_a_correct_assertion(kit: OAuthKit, d1: DeviceIden
 def test_fail_kid_path_traversal_or_sql(kit: OAuthKit, d1: DeviceIdentity, kid: str) -> None:
     refused(kit, kit.assertion("d1", d1.key, header={"kid": kid}), "kid")
     with kit.inst.services.database.engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(schema.oauth_clients)
+        assert conn.execute(select(func.count()).select_from(oauth_clients)
                             ).scalar_one() == 1

@@ -9,7 +9,7 @@ from fleet import add_device, add_org_unit
 from joserfc.jwk import ECKey, OctKey, RSAKey
 from sqlalchemy import func, select
 
-from iotiam.storage import schema
+from iotiam.storage.tables.tokens import oauth_clients
 from iotiam.testing import make_key
 from tokens.oauthkit import DeviceIdentity, OAuthKit
 
@@ -17,7 +17,7 @@ from tokens.oauthkit import DeviceIdentity, OAuthKit
 def client_count(kit: OAuthKit) -> int:
     """Stored clients."""
     with kit.inst.services.database.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(schema.oauth_clients)
+        return int(conn.execute(select(func.count()).select_from(oauth_clients)
                                 ).scalar_one())
 
 

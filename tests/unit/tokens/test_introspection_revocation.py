@@ -13,7 +13,7 @@ from sqlalchemy import select
 from iotiam.detection.models import Finding, FindingType, Severity
 from iotiam.inventory.models import DeviceState
 from iotiam.kernel import SYSTEM
-from iotiam.storage import schema
+from iotiam.storage.tables.audit import audit_records
 from iotiam.testing import make_key
 from iotiam.tokens.verify import TokenRejected, TokenVerifier
 from tokens.oauthkit import INTROSPECT, REVOKE, DeviceIdentity, OAuthKit
@@ -22,9 +22,9 @@ from tokens.oauthkit import INTROSPECT, REVOKE, DeviceIdentity, OAuthKit
 def last_audit(kit: OAuthKit) -> tuple[str, str, str]:
     """(tag, outcome, actor) of the newest audit record."""
     with kit.inst.services.database.engine.connect() as conn:
-        row = conn.execute(select(schema.audit_records.c.tag, schema.audit_records.c.outcome,
-                                  schema.audit_records.c.actor)
-                           .order_by(schema.audit_records.c.seq.desc()).limit(1)).one()
+        row = conn.execute(select(audit_records.c.tag, audit_records.c.outcome,
+                                  audit_records.c.actor)
+                           .order_by(audit_records.c.seq.desc()).limit(1)).one()
     return row.tag, row.outcome, row.actor
 
 

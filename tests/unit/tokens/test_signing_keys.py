@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from iotiam.storage import schema
+from iotiam.storage.tables.tokens import oauth_signing_keys
 from iotiam.tokens.verify import TokenVerifier
 from tokens.oauthkit import DeviceIdentity, OAuthKit
 
@@ -14,7 +14,7 @@ from tokens.oauthkit import DeviceIdentity, OAuthKit
 def test_ok_private_key_encrypted_at_rest(kit: OAuthKit, d1: DeviceIdentity) -> None:
     kit.access_token(d1)
     with kit.inst.services.database.engine.connect() as conn:
-        rows = list(conn.execute(select(schema.oauth_signing_keys)))
+        rows = list(conn.execute(select(oauth_signing_keys)))
     assert len(rows) == 1
     assert rows[0].encrypted_key_pem.startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
     assert '"d"' not in rows[0].public_jwk

@@ -48,11 +48,11 @@ def refusals(kit: OAuthKit) -> int:
     """How many token refusals the audit log holds."""
     from sqlalchemy import func, select
 
-    from iotiam.storage import schema
+    from iotiam.storage.tables.audit import audit_records
 
     with kit.inst.services.database.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(schema.audit_records).where(
-            schema.audit_records.c.tag == "device:access-token:refused")).scalar_one())
+        return int(conn.execute(select(func.count()).select_from(audit_records).where(
+            audit_records.c.tag == "device:access-token:refused")).scalar_one())
 
 
 def test_ok_a_batch_issues_and_refuses_each_request_on_its_own(kit: OAuthKit,

@@ -8,7 +8,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 from sqlalchemy import select
 
-from iotiam.storage import schema
+from iotiam.storage.tables.audit import audit_records
 from iotiam.tokens.client_auth import x5t_s256
 from tokens.oauthkit import TOKEN, DeviceIdentity, OAuthKit
 
@@ -140,7 +140,7 @@ def test_ok_issuance_and_refusal_are_audited(kit: OAuthKit, d1: DeviceIdentity) 
     kit.token(client_id="d1")
     engine = kit.inst.services.database.engine
     with engine.connect() as conn:
-        tags = [r.tag for r in conn.execute(select(schema.audit_records.c.tag))]
+        tags = [r.tag for r in conn.execute(select(audit_records.c.tag))]
     assert "device:access-token:issued" in tags and "device:access-token:refused" in tags
 
 

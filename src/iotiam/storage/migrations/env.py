@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from iotiam.storage.schema import metadata
+from iotiam.storage.tables import metadata
 
 
 def _run(connection: Connection) -> None:

@@ -26,7 +26,6 @@ from iotiam.audit.checkpoint import CheckpointKey
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import FrozenClock
-from iotiam.config import PkiConfig
 from iotiam.credentials.sealing import SecretSealer
 from iotiam.credentials.service import Psks
 from iotiam.detection.engine import DetectionEngine
@@ -47,7 +46,7 @@ from iotiam.pki.authority import (
     create_root_ca,
 )
 from iotiam.pki.keys import encrypt_private_key
-from iotiam.pki.models import CaRole, KeyAlgorithm
+from iotiam.pki.models import CaRole, KeyAlgorithm, PkiConfig
 from iotiam.pki.ports import SerialSource, StoredCa
 from iotiam.pki.service import CaSet, Pki
 from iotiam.policy.defaults import DEFAULT_DEVICE_POLICY, DEFAULT_DEVICE_POLICY_YAML
@@ -74,7 +73,7 @@ from iotiam.tokens.scopes import ScopeGrant
 from iotiam.tokens.service import AuthorizationServer
 from iotiam.tokens.signing_keys import SigningKeys
 
-#: the device types ``iotiam init`` seeds (``bootstrap.SEED_DEVICE_TYPES``; a test
+#: the device types ``iotiam init`` seeds (``installation.SEED_DEVICE_TYPES``; a test
 #: keeps the two equal)
 SEED_DEVICE_TYPES = (
     ("sensor", DeviceClass.SENSOR, Criticality.MEDIUM, "Battery or mains powered sensor"),
@@ -108,14 +107,14 @@ class MemoryServices:
     audit: AuditTrail
     checkpoints: CheckpointWriter
     admin_tokens: AdminTokens
-    inventory: Inventory
+    inventory: Inventory[MemoryUnitOfWork]
     pki: Pki
     enrollment: Enrollment
     psks: Psks
     manufacturers: Manufacturers
     enrollment_queue: EnrollmentQueue
     first_contact: FirstContact
-    transfers: OwnershipTransfer
+    transfers: OwnershipTransfer[MemoryUnitOfWork]
     policies: PolicyAdministration
     decisions: DecisionPoint
     subjects: DeviceSubjects
@@ -123,7 +122,7 @@ class MemoryServices:
     oauth: AuthorizationServer
     firmware: FirmwareRegistry
     attestation: Attestation
-    response: IncidentResponse
+    response: IncidentResponse[MemoryUnitOfWork]
     trust: TrustScores
     ingest: EventIngest
     alerts: AlertDispatcher
@@ -176,17 +175,18 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
     pki = Pki(database, clock, audit, config.pki, cas, serials,
               MemoryStatusReader(database.uow.certificates))
     psks = Psks(database, clock, audit, SecretSealer(secrets.token_bytes(32)))
-    every_credential = AllCredentials(pki, psks)
+    every_credential: AllCredentials[MemoryUnitOfWork] = AllCredentials(pki, psks)
     queue = EnrollmentQueue(database, clock, audit, pki, config.queue)
     policies = PolicyAdministration(database, clock, audit)
     decisions = DecisionPoint(policies, clock)
     policies.on_change(decisions.invalidate)
     changes = MemoryChangeLog(database, clock)
     subjects = DeviceSubjects(changes, clock, posture=changes)
-    inventory = Inventory(database, clock, audit, every_credential)
+    inventory: Inventory[MemoryUnitOfWork] = Inventory(database, clock, audit, every_credential)
     trust = TrustScores(database, clock, NoFirmwareData())
     alerts = AlertDispatcher(list(alert_channels))
-    response = IncidentResponse(database, clock, audit, every_credential, alerts, trust)
+    response = IncidentResponse(database, clock, audit, inventory, every_credential, alerts,
+                                trust)
     attestation = Attestation(database, clock, audit, DeviceCa(
         cas.issuing_id, cas.issuing.certificate.subject), finding_sink=response)
     trust.use_firmware_source(attestation)
@@ -266,7 +266,7 @@ def _seed(database: MemoryDatabase, audit: AuditTrail, config: MemoryConfig,
 
 def _store_ca(uow: MemoryUnitOfWork, role: CaRole, material: CaMaterial, passphrase: bytes,
               now: datetime) -> str:
-    """Store a key pair under the id ``bootstrap.ca_id`` gives it."""
+    """Store a key pair under the id ``installation.ca_id`` gives it."""
     ski = x509.SubjectKeyIdentifier.from_public_key(
         material.certificate.public_key()).digest.hex()
     identifier = f"{role}-{ski[:12]}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from iotiam.detection.models import EventKind
-from iotiam.testing.scenarios.fleet import GATEWAY, SENSOR, FleetBuilder, image_hash
+from iotiam.testing.scenarios.fleet import GATEWAY, SENSOR, Device, FleetBuilder, image_hash
 
 
 def rollout(b: FleetBuilder) -> None:
@@ -37,9 +37,21 @@ def rollout(b: FleetBuilder) -> None:
 
 def background_noise(b: FleetBuilder) -> None:
     """Everything else benign that looks a little like an attack."""
-    rng = b.rng
     quiet = [d for d in b.devices if d.id not in b.busy]
-    # single authentication failures: a device's own, and internet background
+    # the order matters: each step draws from the one seeded random generator
+    _single_auth_failures(b, quiet)
+    _expired_certificate_retries(b, quiet)
+    _refused_topics(b, quiet)
+    _renewals(b, quiet)
+    _new_sensor_batch(b)
+    _faster_sensor(b, quiet)
+    _busy_gateways(b)
+    _rotation_wave(b, quiet)
+
+
+def _single_auth_failures(b: FleetBuilder, quiet: list[Device]) -> None:
+    """Single authentication failures: a device's own, and internet background."""
+    rng = b.rng
     at = b.start
     while at < b.end:
         at += rng.expovariate(1 / 600.0)
@@ -55,7 +67,11 @@ def background_noise(b: FleetBuilder) -> None:
                    source_ip=source, reason="bad username or password")
             at += rng.uniform(1, 10)
     b.noise.append("single auth failures of devices and of internet background scanners")
-    # a device retrying with an expired certificate
+
+
+def _expired_certificate_retries(b: FleetBuilder, quiet: list[Device]) -> None:
+    """A device retrying with an expired certificate."""
+    rng = b.rng
     stuck = rng.choice(quiet)
     b.busy.add(stuck.id)
     at = b.when()
@@ -65,7 +81,11 @@ def background_noise(b: FleetBuilder) -> None:
                reason="certificate expired")
         at += rng.uniform(20, 40)
     b.noise.append(f"{stuck.id} retries with an expired certificate every 20-40 s")
-    # refused on the same topic every minute, and single refusals
+
+
+def _refused_topics(b: FleetBuilder, quiet: list[Device]) -> None:
+    """Refused on the same topic every minute, and single refusals."""
+    rng = b.rng
     wrong = rng.choice([d for d in quiet if d.id not in b.busy])
     b.busy.add(wrong.id)
     at = b.start + rng.uniform(0, 60)
@@ -80,14 +100,22 @@ def background_noise(b: FleetBuilder) -> None:
         b.emit(EventKind.AUTHZ_FAILURE, at, device, topic=f"devices/{device.id}/shadow/get",
                action="publish", reason="not authorized")
     b.noise.append(f"{wrong.id} is refused on one topic every minute; single refusals")
-    # certificate renewals: single re-enrollments
+
+
+def _renewals(b: FleetBuilder, quiet: list[Device]) -> None:
+    """Certificate renewals: single re-enrollments."""
+    rng = b.rng
     at = b.start
     while at < b.end:
         at += rng.expovariate(1 / 1200.0)
         device = rng.choice(quiet)
         b.emit(EventKind.ENROLL, at, device, source_ip=device.ip, reason="renewal")
     b.noise.append("certificate renewals (single re-enrollments)")
-    # a batch of new sensors enrolled, connecting from the fleet's sites
+
+
+def _new_sensor_batch(b: FleetBuilder) -> None:
+    """A batch of new sensors enrolled, connecting from the fleet's sites."""
+    rng = b.rng
     at = b.when()
     size = rng.randint(8, 25)
     kind = SENSOR
@@ -99,12 +127,19 @@ def background_noise(b: FleetBuilder) -> None:
         b.busy.add(device.id)
         b.newcomers.append((device, enrolled + rng.uniform(5, 30)))
     b.noise.append(f"batch enrollment of {size} new sensors")
-    # a sensor reconfigured to report twice as often, for good
-    faster = rng.choice([d for d in quiet if d.type == SENSOR and d.id not in b.busy])
+
+
+def _faster_sensor(b: FleetBuilder, quiet: list[Device]) -> None:
+    """A sensor reconfigured to report twice as often, for good."""
+    faster = b.rng.choice([d for d in quiet if d.type == SENSOR and d.id not in b.busy])
     b.busy.add(faster.id)
     b.rate_windows[faster.id] = (b.when(), b.end, 2.0)
     b.noise.append(f"{faster.id} reconfigured to report twice as often")
-    # a gateway's busy spell, and a new internal peer for another
+
+
+def _busy_gateways(b: FleetBuilder) -> None:
+    """A gateway's busy spell, and a new internal peer for another."""
+    rng = b.rng
     gateways = [d for d in b.devices if d.type == GATEWAY and d.id not in b.rate_windows]
     busy = rng.choice(gateways)
     since = b.when()
@@ -116,7 +151,11 @@ def background_noise(b: FleetBuilder) -> None:
     b.new_peers[joined.id] = (b.when(), (b.address(joined.site, 0), 1883))
     b.noise.append(f"{busy.id} relays {factor:.1f}x more for half an hour; "
                    f"{joined.id} gains a new internal peer")
-    # a site's certificates rotated: a handful of devices re-enroll together
+
+
+def _rotation_wave(b: FleetBuilder, quiet: list[Device]) -> None:
+    """A site's certificates rotated: a handful of devices re-enroll together."""
+    rng = b.rng
     at = b.when()
     wave = rng.sample([d for d in quiet if d.id not in b.busy], rng.randint(2, 4))
     for device in wave:

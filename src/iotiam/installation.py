@@ -1,0 +1,255 @@
+"""Installing iotiam: what ``iotiam init`` creates and what running it again completes.
+
+The CAs and their keys, the seeded root org unit and device types, the default device
+policy, the server's TLS certificate (re-issued when the configured names change or it
+nears its end), the local keys and the CLI profile with a root admin token. Running it
+again never destroys keys. The services themselves are wired in ``bootstrap``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from iotiam.admin.service import AdminTokens
+from iotiam.audit.models import AuditDraft, AuditTag
+from iotiam.audit.service import AuditTrail
+from iotiam.bootstrap import checkpoint_writer, load_ca_set, open_database
+from iotiam.clock import Clock, SystemClock
+from iotiam.config import PROFILE_FILE, Settings, ca_passphrase, save_settings, write_private_file
+from iotiam.errors import NotFound, Unauthenticated
+from iotiam.inventory.models import Criticality, DeviceClass, DeviceType, OrgUnit, OrgUnitKind
+from iotiam.kernel import ROOT_ORG_ID, ROOT_PATH, SYSTEM, Principal, Role
+from iotiam.local_keys import audit_head_key, data_key
+from iotiam.pki.authority import (
+    CaMaterial,
+    create_issuing_ca,
+    create_ocsp_responder,
+    create_root_ca,
+    create_server_tls_certificate,
+)
+from iotiam.pki.keys import encrypt_private_key, load_private_key
+from iotiam.pki.models import CaRole, KeyAlgorithm
+from iotiam.pki.ports import StoredCa
+from iotiam.policy.defaults import DEFAULT_DEVICE_POLICY, DEFAULT_DEVICE_POLICY_YAML
+from iotiam.policy.models import AttachmentTarget, TargetKind
+from iotiam.policy.service import PolicyAdministration
+from iotiam.storage.database import Database, SqlUnitOfWork
+
+SEED_DEVICE_TYPES = (
+    ("sensor", DeviceClass.SENSOR, Criticality.MEDIUM, "Battery or mains powered sensor"),
+    ("gateway", DeviceClass.GATEWAY, Criticality.HIGH, "Edge gateway relaying other devices"),
+    ("controller", DeviceClass.CONTROLLER, Criticality.HIGH, "PLC or controller driving plant"),
+)
+
+
+@dataclass(frozen=True)
+class InitResult:
+    """What ``iotiam init`` did."""
+
+    created_ca: bool
+    created_token: bool
+    profile_path: Path
+    api_url: str
+    http_url: str
+
+
+def initialize(
+    settings: Settings,
+    *,
+    key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256,
+    organization: str = "iotiam",
+    clock: Clock | None = None,
+) -> InitResult:
+    """Create or complete an installation. Running it again never destroys keys."""
+    clock = clock or SystemClock()
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    save_settings(settings)
+    passphrase = ca_passphrase(settings, create=True)
+    key = audit_head_key(settings, create=True)
+    data_key(settings, create=True)
+    database = open_database(settings)
+    audit = AuditTrail(database, clock, key)
+    try:
+        with database() as uow:
+            _seed_inventory(uow, clock)
+            created_ca = _ensure_cas(uow, audit, settings, key_algorithm, organization,
+                                     passphrase, clock)
+        _write_tls_files(database, settings, passphrase, clock, key_algorithm)
+        _ensure_default_policy(PolicyAdministration(database, clock, audit))
+        created_token = _ensure_profile(database, audit, settings, clock)
+        if created_ca or created_token:
+            audit.record(
+                AuditDraft(
+                    tag=AuditTag.INSTALLATION_INITIALIZED,
+                    actor=SYSTEM.name,
+                    org_path=ROOT_PATH,
+                    subject="installation",
+                    details={"created_ca": created_ca, "created_token": created_token,
+                             "api": settings.api_url},
+                )
+            )
+        # anchor what init wrote: from here on a wiped database is told from a new one
+        checkpoint_writer(settings, database, clock, passphrase)[0].write()
+    finally:
+        database.dispose()
+    return InitResult(
+        created_ca=created_ca,
+        created_token=created_token,
+        profile_path=settings.data_dir / PROFILE_FILE,
+        api_url=settings.api_url,
+        http_url=f"http://{settings.host}:{settings.http_port}",
+    )
+
+
+def _ensure_default_policy(policies: PolicyAdministration) -> None:
+    """Devices may connect and use ``devices/<their id>/#``, nothing else, unless told."""
+    name = DEFAULT_DEVICE_POLICY.name
+    try:
+        policies.get(SYSTEM, name)
+    except NotFound:
+        policies.write(SYSTEM, DEFAULT_DEVICE_POLICY_YAML, owner_path=ROOT_PATH)
+        policies.attach(SYSTEM, name, AttachmentTarget(TargetKind.ORG_UNIT, ROOT_ORG_ID))
+
+
+def _seed_inventory(uow: SqlUnitOfWork, clock: Clock) -> None:
+    now = clock.now()
+    if uow.org_units.get(ROOT_ORG_ID) is None:
+        uow.org_units.add(OrgUnit(id=ROOT_ORG_ID, name="Root", kind=OrgUnitKind.ROOT,
+                                  parent_id=None, path=ROOT_PATH, created_at=now))
+    for name, device_class, criticality, description in SEED_DEVICE_TYPES:
+        if uow.device_types.get(name) is None:
+            profile = "gateway" if device_class is DeviceClass.GATEWAY else "device"
+            uow.device_types.add(DeviceType(name=name, device_class=device_class,
+                                            criticality=criticality, description=description,
+                                            certificate_profile=profile, created_at=now))
+
+
+def _ensure_cas(
+    uow: SqlUnitOfWork, audit: AuditTrail, settings: Settings, alg: KeyAlgorithm,
+    organization: str, passphrase: bytes, clock: Clock,
+) -> bool:
+    if uow.cas.active(CaRole.ISSUING) is not None:
+        return False
+    now = clock.now()
+    root = create_root_ca(alg=alg, common_name=f"{organization} Root CA",
+                          organization=organization, now=now,
+                          serial=x509.random_serial_number())
+    issuing = create_issuing_ca(root=root, alg=alg, common_name=f"{organization} Issuing CA 1",
+                                organization=organization, now=now,
+                                serial=x509.random_serial_number())
+    responder = create_ocsp_responder(issuer=issuing, alg=alg,
+                                      common_name=f"{organization} OCSP Responder 1", now=now,
+                                      serial=x509.random_serial_number())
+    for role, material in ((CaRole.ROOT, root), (CaRole.ISSUING, issuing),
+                           (CaRole.OCSP_RESPONDER, responder)):
+        _store_material(uow, role, material, passphrase, clock)
+        audit.append(uow, AuditDraft(tag=AuditTag.CA_CREATED, actor=SYSTEM.name,
+                                     org_path=ROOT_PATH, subject=f"ca:{role}",
+                                     details={"algorithm": str(alg),
+                                              "subject": material.certificate.subject
+                                              .rfc4514_string()}))
+    return True
+
+
+def ca_id(role: CaRole, certificate: x509.Certificate) -> str:
+    """Stable id of a key pair: its role and the start of its key identifier."""
+    ski = x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest.hex()
+    return f"{role}-{ski[:12]}"
+
+
+def _store_material(
+    uow: SqlUnitOfWork, role: CaRole, material: CaMaterial, passphrase: bytes, clock: Clock
+) -> str:
+    identifier = ca_id(role, material.certificate)
+    uow.cas.add(StoredCa(
+        id=identifier,
+        role=role,
+        certificate_pem=material.certificate.public_bytes(serialization.Encoding.PEM).decode(),
+        encrypted_key_pem=encrypt_private_key(material.key, passphrase).decode(),
+        created_at=clock.now(),
+    ))
+    return identifier
+
+
+def _write_tls_files(
+    database: Database, settings: Settings, passphrase: bytes, clock: Clock,
+    alg: KeyAlgorithm,
+) -> None:
+    """The server's own TLS certificate; re-issued when the configured names change."""
+    cas = load_ca_set(database, passphrase)
+    tls = settings.tls_dir
+    cert_file, key_file = tls / "server.pem", tls / "server.key"
+    names = list(dict.fromkeys(settings.server_names))
+    with database() as uow:
+        current = uow.cas.active(CaRole.SERVER_TLS)
+        if current is not None:
+            cert = x509.load_pem_x509_certificate(current.certificate_pem.encode())
+            if _san_names(cert) == set(names) and cert.not_valid_after_utc - clock.now() > \
+                    timedelta(days=30):
+                material = CaMaterial(cert, load_private_key(current.encrypted_key_pem.encode(),
+                                                             passphrase))
+            else:
+                current = None
+        if current is None:
+            material = create_server_tls_certificate(
+                issuer=cas.issuing, alg=KeyAlgorithm.EC_P256 if alg is KeyAlgorithm.ED25519
+                else alg, names=names, now=clock.now(), serial=x509.random_serial_number(),
+                urls=None,
+            )
+            _store_material(uow, CaRole.SERVER_TLS, material, passphrase, clock)
+    chain = material.certificate.public_bytes(serialization.Encoding.PEM).decode()
+    write_private_file(cert_file, chain + cas.chain_pem())
+    write_private_file(key_file, encrypt_private_key(material.key, passphrase))
+    # trust anchors for API clients, and the CAs device client certificates chain to
+    # (issuing CA included, so a device that sends only its leaf still verifies)
+    write_private_file(tls / "ca.pem", cas.root.certificate.public_bytes(
+        serialization.Encoding.PEM))
+    write_private_file(tls / "client-ca.pem", cas.chain_pem())
+
+
+def _san_names(cert: x509.Certificate) -> set[str]:
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return {str(v) for v in san.get_values_for_type(x509.DNSName)} | {
+        str(v) for v in san.get_values_for_type(x509.IPAddress)
+    }
+
+
+def _ensure_profile(
+    database: Database, audit: AuditTrail, settings: Settings, clock: Clock
+) -> bool:
+    """Leave a local profile (API URL + a root admin token) unless a working one exists."""
+    path = settings.data_dir / PROFILE_FILE
+    tokens = AdminTokens(database, clock, audit)
+    if path.exists():
+        try:
+            profile = json.loads(path.read_text())
+            tokens.authenticate(str(profile.get("token", "")))
+            profile["url"] = settings.api_url
+            profile["ca_file"] = str(settings.tls_dir / "ca.pem")
+            write_private_file(path, json.dumps(profile, indent=2) + "\n")
+            return False
+        except (ValueError, OSError, Unauthenticated):
+            pass
+    with database() as uow:
+        token, plaintext = tokens.mint(
+            uow, created_by=SYSTEM.name, name="bootstrap-admin", role=Role.ADMIN,
+            org_unit_id=ROOT_ORG_ID, org_path=ROOT_PATH, ttl=None,
+        )
+        audit.append(uow, AuditDraft(tag=AuditTag.TOKEN_CREATED, actor=SYSTEM.name,
+                                     org_path=ROOT_PATH, subject=f"token:{token.id}",
+                                     details={"name": token.name, "role": "admin"}))
+    profile = {"url": settings.api_url, "token": plaintext,
+               "ca_file": str(settings.tls_dir / "ca.pem")}
+    write_private_file(path, json.dumps(profile, indent=2) + "\n")
+    return True
+
+
+def root_principal() -> Principal:
+    """The built-in system principal (for in-process callers such as benchmarks)."""
+    return SYSTEM

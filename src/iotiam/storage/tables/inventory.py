@@ -1,0 +1,81 @@
+"""The inventory's tables: org units, device types, devices and groups."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+from iotiam.storage.tables.columns import UtcDateTime, metadata
+
+org_units = Table(
+    "org_units",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("parent_id", String(128), ForeignKey("org_units.id"), nullable=True),
+    Column("path", String(2048), nullable=False, unique=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+device_types = Table(
+    "device_types",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("device_class", String(32), nullable=False),
+    Column("criticality", String(16), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("certificate_profile", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("certificate_lifetime_seconds", Integer, nullable=True),
+    Column("grace_seconds", Integer, nullable=False, server_default="259200"),
+    Column("max_credential_age_seconds", Integer, nullable=False, server_default="2592000"),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("type_name", String(128), ForeignKey("device_types.name"), nullable=False),
+    Column("org_unit_id", String(128), ForeignKey("org_units.id"), nullable=False),
+    Column("org_path", String(2048), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("site", String(256), nullable=True),
+    Column("location", String(256), nullable=True),
+    Column("attributes", Text, nullable=False, default="{}"),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    #: access tokens issued until this instant are dead (quarantine, suspension, revocation)
+    Column("tokens_not_before", UtcDateTime(), nullable=True),
+    Index("ix_devices_org_path_id", "org_path", "id"),
+    # the broker sync asks "what changed since" ten times a second
+    Index("ix_devices_updated_at", "updated_at"),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("org_unit_id", String(128), ForeignKey("org_units.id"), nullable=False),
+    Column("org_path", String(2048), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("group_id", String(128), ForeignKey("groups.id"), nullable=False),
+    Column("device_id", String(128), ForeignKey("devices.id"), nullable=False),
+    PrimaryKeyConstraint("group_id", "device_id"),
+    Index("ix_group_members_device", "device_id"),
+)
