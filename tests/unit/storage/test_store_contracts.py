@@ -958,3 +958,19 @@ def test_memory_refuses_a_write_inside_a_write() -> None:
         pass
     with db.writer_if_free() as free, db():
         assert free
+
+
+def test_memory_changes_go_with_their_transaction() -> None:
+    db, commits = MemoryDatabase(), []
+    db.after_commit.append(lambda: commits.append(list(db.uow.changes.recorded)))
+    with db() as uow:
+        uow.changes.record("revoked 1")
+    with pytest.raises(RuntimeError), db() as uow:
+        uow.changes.record("revoked 2")
+        raise RuntimeError("rolled back")
+    with db() as uow:
+        with pytest.raises(RuntimeError), uow.savepoint():
+            uow.changes.record("revoked 3")
+            raise RuntimeError("rolled back")
+        uow.changes.record("revoked 4")
+    assert commits == [["revoked 1"], ["revoked 1", "revoked 4"]]

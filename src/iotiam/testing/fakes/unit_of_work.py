@@ -9,8 +9,9 @@ on the database (``savepoint`` does the same for its inner block).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from iotiam.testing.fakes.admin import MemoryAdminTokenStore
@@ -53,10 +54,23 @@ from iotiam.testing.fakes.tokens import (
 )
 
 
+@dataclass
+class MemoryChangeRecorder(MemoryStore):
+    """The changes use cases record, in order; those of a transaction that rolls back
+    go with it (a feed delivers ``recorded`` from its last position after a commit)."""
+
+    recorded: list[object] = field(default_factory=list)
+
+    def record(self, change: object) -> None:
+        """Keep ``change``; it stays only if its transaction commits."""
+        self.recorded.append(change)
+
+
 class MemoryUnitOfWork:
     """Every store of every domain, in memory (what ``SqlUnitOfWork`` holds)."""
 
     def __init__(self) -> None:
+        self.changes = MemoryChangeRecorder()
         self.org_units = MemoryOrgUnitStore()
         self.device_types = MemoryDeviceTypeStore()
         self.devices = MemoryDeviceStore()
@@ -135,6 +149,8 @@ class MemoryDatabase:
 
     def __init__(self, uow: MemoryUnitOfWork | None = None) -> None:
         self.uow = uow or MemoryUnitOfWork()
+        #: called after each committed write (a change feed delivering what it recorded)
+        self.after_commit: list[Callable[[], None]] = []
         # re-entrant: a thread holding it through ``writer_if_free`` then writes
         self._writer = threading.RLock()
         self._writing = threading.local()
@@ -152,6 +168,8 @@ class MemoryDatabase:
                     yield self.uow
             finally:
                 self._writing.active = False
+        for committed in self.after_commit:
+            committed()
 
     @contextmanager
     def reading(self) -> Iterator[MemoryUnitOfWork]:
