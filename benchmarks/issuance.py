@@ -9,7 +9,7 @@ would make the number depend on the loop length).
 A call pays two durable transactions (reserve before signing, then complete), so one
 certificate per call stays near 1,000/s on SQLite; batches share both. A batch of 16
 or more also hands most CSR signature checks to the helper process
-(``iotiam.pki.signature_helper``) on the other core, so the batch row needs that core
+(``iotiam.fast.signature_helper``) on the other core, so the batch row needs that core
 free: with other work on the machine (see "other processes used" above the table) it
 can fall well below the target.
 """

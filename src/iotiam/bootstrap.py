@@ -32,6 +32,10 @@ from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
 from iotiam.enrollment.service import Enrollment
 from iotiam.enrollment.transfer import OwnershipTransfer
 from iotiam.errors import IamError, InvalidInput, SetupError
+from iotiam.fast.batching import ThreadCombiner
+from iotiam.fast.leaf_encoding import DirectLeafSigner
+from iotiam.fast.signature_helper import HelperProofChecks
+from iotiam.fast.token_reads import ReadAhead
 from iotiam.inventory.ports import AllCredentials, DeviceLifecycle
 from iotiam.inventory.service import Inventory
 from iotiam.local_keys import alert_webhook_key, audit_head_key, data_key
@@ -161,6 +165,15 @@ def load_ca_set(database: Database, passphrase: bytes) -> CaSet:
                  responder=responder)
 
 
+def certificate_authority(settings: Settings, database: Database, clock: Clock,
+                          audit: AuditTrail, passphrase: bytes, serials: SerialSource) -> Pki:
+    """The built-in CA, with its fast paths (``iotiam.fast``): leaf DER joined directly,
+    proofs of possession checked on the other core, concurrent callers sharing batches."""
+    return Pki(database, clock, audit, settings.pki, load_ca_set(database, passphrase),
+               serials, SqlStatusReader(database.engine), leaf_signers=DirectLeafSigner,
+               proofs=HelperProofChecks(), batching=ThreadCombiner)
+
+
 def build_services(
     settings: Settings,
     *,
@@ -173,8 +186,8 @@ def build_services(
     database = database or open_database(settings)
     passphrase = ca_passphrase(settings, create=False)
     audit, checkpoints = audit_trail(settings, database, clock, passphrase)
-    pki = Pki(database, clock, audit, settings.pki, load_ca_set(database, passphrase),
-              serials or x509.random_serial_number, SqlStatusReader(database.engine))
+    pki = certificate_authority(settings, database, clock, audit, passphrase,
+                                serials or x509.random_serial_number)
     psks = Psks(database, clock, audit, SecretSealer(data_key(settings, create=False)))
     every_credential: AllCredentials[SqlUnitOfWork] = AllCredentials(pki, psks)
     queue = EnrollmentQueue(database, clock, audit, pki, QueueLimits(
@@ -312,7 +325,8 @@ def authorization_server(
     return AuthorizationServer(
         database, clock, audit, config, keys=keys,
         authenticator=ClientAuthenticator(
-            config, IssuingCa(pki.cas.issuing_id, pki.cas.issuing.certificate)),
+            config, IssuingCa(pki.cas.issuing_id, pki.cas.issuing.certificate),
+            reads_ahead=ReadAhead),
         scopes=scopes,
         clients=OAuthClients(database, clock, audit, decisions, scopes),
         device_codes=DeviceCodes(database, clock, audit, config),

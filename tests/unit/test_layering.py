@@ -142,7 +142,7 @@ def test_only_config_reads_the_environment() -> None:
     """Settings come from ``iotiam.config``; a module reading ``os.environ`` itself
     would be a setting nobody can find. (The signature helper strips IOTIAM_* from a
     child's environment; the test kit reads the suite's own switch.)"""
-    allowed = {"iotiam.config", "iotiam.pki.signature_helper", "iotiam.testing.environment"}
+    allowed = {"iotiam.config", "iotiam.fast.signature_helper", "iotiam.testing.environment"}
     wrong = [name for name, path in _modules() if name not in allowed
              and ("os.environ" in path.read_text() or "getenv(" in path.read_text())]
     assert not wrong, wrong

@@ -2,23 +2,16 @@
 
 The request is read and answered here, exactly as the FastAPI route would (the same
 form rules and RFC 6749 §5.2 errors, from ``oauth_wire.py``); everything else goes on
-to the app behind. Requests that arrive while a batch is with the database wait for
-the next one, and a batch is answered by ``AuthorizationServer.issue_tokens`` in one
-transaction (group commit), on the event loop when SQLite's writer is free and on one
-worker thread otherwise (``TokenBatcher``): under load, one commit serves many tokens;
-alone, a request is its own batch and waits for no one.
+to the app behind. Requests are combined into batches (group commit,
+``iotiam.fast.batching.LoopCombiner``), each answered by
+``AuthorizationServer.issue_tokens`` in one transaction, on the event loop when
+SQLite's writer is free and on one worker thread otherwise: under load, one commit
+serves many tokens; alone, a request is its own batch and waits for no one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
-from typing import Any
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -32,9 +25,11 @@ from iotiam.api.oauth_wire import (
     parse_form,
     token_request,
 )
+from iotiam.api.one_send import send_response
 from iotiam.api.tls import CLIENT_CERT_HEADER, client_address, client_certificate_der
 from iotiam.bootstrap import Services
 from iotiam.errors import IamError
+from iotiam.fast.batching import LoopCombiner
 from iotiam.tokens.models import IssuedToken, TokenRequest
 
 log = logging.getLogger("iotiam.api.oauth")
@@ -45,113 +40,11 @@ MAX_BATCH = 64
 
 Outcome = IssuedToken | IamError
 _JSON = (b"content-type", b"application/json")
-_NO_STORE = [(name.lower().encode(), value.encode()) for name, value in NO_STORE.items()]
+_NO_STORE_JSON = [*((name.lower().encode(), value.encode()) for name, value in NO_STORE.items()),
+                  _JSON]
 _PROXY_HEADERS = frozenset({CLIENT_CERT_HEADER.encode(), b"x-forwarded-for"})
 _SERVER_ERROR = json_bytes({"error": "server_error",
                             "error_description": "internal error; the error was logged"})
-
-
-class TokenBatcher:
-    """Gathers concurrent token requests into batches, answered one batch at a time.
-
-    A batch runs on the event loop itself when ``writer_if_free`` holds the database's
-    writer without waiting (SQLite, no other writer at that moment): no thread hand-off,
-    and no contention for the GIL with a worker thread, which costs about a fifth of the
-    endpoint's CPU (measured). When the writer is taken, or on PostgreSQL (where every
-    statement waits on the network), batches go to one worker thread, so the loop never
-    waits on a lock or a socket.
-    """
-
-    def __init__(self, issue: Callable[[Sequence[TokenRequest]], list[Outcome]],
-                 writer_if_free: Callable[[], AbstractContextManager[bool]] | None = None
-                 ) -> None:
-        self._issue = issue
-        self._writer_if_free = writer_if_free
-        self._lock = threading.Lock()
-        self._waiting: list[tuple[TokenRequest, asyncio.Future[Outcome]]] = []
-        self._running = False
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oauth-tokens")
-
-    async def issue(self, request: TokenRequest) -> Outcome:
-        """The token or the error for one request (raises what a bug raised)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Outcome] = loop.create_future()
-        with self._lock:
-            self._waiting.append((request, future))
-            start = not self._running
-            self._running = True
-        if start:
-            if self._writer_if_free is None:
-                self._thread.submit(self._drain)
-            else:
-                # after the requests this loop iteration reads: they join the batch
-                loop.call_soon(self._drain_here)
-        return await future
-
-    def _drain_here(self) -> None:
-        """One batch on the event loop if the writer is free, else hand over to the thread."""
-        assert self._writer_if_free is not None
-        answered = None
-        try:
-            with self._writer_if_free() as free:
-                if free:
-                    answered = self._answer(self._next_batch())
-        except Exception:  # the lock itself failed: the thread's way waits for it
-            log.exception("taking the database writer failed")
-        if answered is None:
-            self._thread.submit(self._drain)
-            return
-        _settle(answered)
-        with self._lock:
-            if not self._waiting:
-                self._running = False
-                return
-        asyncio.get_running_loop().call_soon(self._drain_here)
-
-    def _drain(self) -> None:
-        """On the worker thread: batches until no request waits."""
-        while True:
-            with self._lock:
-                if not self._waiting:
-                    self._running = False
-                    return
-            batch = self._next_batch()
-            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Any]]] = {}
-            for future, outcome in self._answer(batch):
-                by_loop.setdefault(future.get_loop(), []).append((future, outcome))
-            for loop, settled in by_loop.items():
-                # a closed loop (RuntimeError) has no one waiting any more
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_settle, settled)
-
-    def _next_batch(self) -> list[tuple[TokenRequest, asyncio.Future[Outcome]]]:
-        with self._lock:
-            batch = self._waiting[:MAX_BATCH]
-            del self._waiting[:MAX_BATCH]
-            return batch
-
-    def _answer(self, batch: list[tuple[TokenRequest, asyncio.Future[Outcome]]]
-                ) -> list[tuple[asyncio.Future[Outcome], Any]]:
-        try:
-            outcomes: list[Any] = self._issue([request for request, _ in batch])
-        except Exception as e:  # a bug: every caller of the batch hears of it
-            log.exception("token batch failed")
-            outcomes = [e] * len(batch)
-        return [(future, outcome) for (_, future), outcome in zip(batch, outcomes, strict=True)]
-
-    def close(self) -> None:
-        """Stop the worker thread once the queued batches are answered."""
-        self._thread.shutdown(wait=True)
-
-
-def _settle(settled: list[tuple[asyncio.Future[Outcome], Any]]) -> None:
-    for future, outcome in settled:
-        if future.done():  # the client went away and the request was cancelled
-            continue
-        if isinstance(outcome, IssuedToken | IamError):
-            future.set_result(outcome)
-        else:
-            future.set_exception(outcome)
 
 
 class OAuthTokenFastPath:
@@ -164,8 +57,9 @@ class OAuthTokenFastPath:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.services = services
-        self.batcher = TokenBatcher(services.oauth.issue_tokens,
-                                    writer_if_free=services.database.writer_if_free)
+        self.batcher: LoopCombiner[TokenRequest, Outcome] = LoopCombiner(
+            services.oauth.issue_tokens, max_batch=MAX_BATCH, thread_name="oauth-tokens",
+            run_here_if=services.database.writer_if_free)
         self._max_body = services.settings.max_body_bytes
         self._trusted = services.settings.trusted_proxies
 
@@ -182,19 +76,20 @@ class OAuthTokenFastPath:
         if body is None:
             return  # the client left
         try:
-            outcome = await self.batcher.issue(self._request(scope, headers, body))
+            outcome = await self.batcher.submit(self._request(scope, headers, body))
         except IamError as e:
             outcome = e
         except Exception:
             log.exception("the token endpoint failed")
-            await _answer(send, 500, _SERVER_ERROR, [])
+            await send_response(send, 500, [_JSON], _SERVER_ERROR)
             return
         if isinstance(outcome, IamError):
             status, extra, content = error_answer(outcome, headers.authorization)
-            await _answer(send, status, json_bytes(content),
-                          [(k.lower().encode(), v.encode()) for k, v in extra.items()])
+            await send_response(send, status, [
+                *((k.lower().encode(), v.encode()) for k, v in extra.items()), _JSON],
+                json_bytes(content))
             return
-        await _answer(send, 200, json_bytes(outcome.to_response()), _NO_STORE)
+        await send_response(send, 200, _NO_STORE_JSON, json_bytes(outcome.to_response()))
 
     def _request(self, scope: Scope, headers: _TokenHeaders, body: bytes) -> TokenRequest:
         form = parse_form(headers.content_type, body)
@@ -230,10 +125,3 @@ class _TokenHeaders:
                 self.authorization = value.decode("latin-1")
             elif name in _PROXY_HEADERS:
                 self.proxied = True
-
-
-async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-                  ) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, _JSON, (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})

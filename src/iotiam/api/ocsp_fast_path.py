@@ -12,6 +12,7 @@ from urllib.parse import unquote
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from iotiam.api.limits import read_body
+from iotiam.api.one_send import send_response
 from iotiam.api.problems import method_not_allowed
 from iotiam.bootstrap import Services
 from iotiam.pki.ocsp import parse_ocsp_get_path
@@ -38,7 +39,8 @@ class OcspFastPath:
                 return
             body = await read_body(receive, MAX_OCSP_REQUEST)
             # an oversized or unreadable request is answered as malformedRequest
-            await _answer(send, self.services.pki.ocsp_response(body or b""), _HEADERS_POST)
+            await send_response(send, 200, _HEADERS_POST,
+                                self.services.pki.ocsp_response(body or b""))
             return
         if path.startswith("/ocsp/"):
             if scope["method"] != "GET":  # HEAD arrives as GET (head_requests.HeadAsGet)
@@ -48,12 +50,7 @@ class OcspFastPath:
                 request_der = parse_ocsp_get_path(unquote(scope["raw_path"].decode()[6:]))
             except Exception:
                 request_der = b""
-            await _answer(send, self.services.pki.ocsp_response(request_der), _HEADERS_GET)
+            await send_response(send, 200, _HEADERS_GET,
+                                self.services.pki.ocsp_response(request_der))
             return
         await self.app(scope, receive, send)
-
-
-async def _answer(send: Send, der: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [*headers, (b"content-length", str(len(der)).encode())]})
-    await send({"type": "http.response.body", "body": der})

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from starlette.types import Send
+
 from iotiam.api.http_errors import ProblemHttpToolsProtocol
 
 #: bytes held at most before they are sent without waiting for the end of the turn
@@ -111,6 +113,15 @@ class OneSendTransport(asyncio.Transport):
     def get_write_buffer_size(self) -> int:
         """The real transport's buffer and what is held here."""
         return self._inner.get_write_buffer_size() + self._size
+
+
+async def send_response(send: Send, status: int, headers: list[tuple[bytes, bytes]],
+                        body: bytes) -> None:
+    """A whole response written by an ASGI fast path (no framework): the head, with the
+    body's length, and the body, which ``OneSendTransport`` sends together."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class OneSendHttpToolsProtocol(ProblemHttpToolsProtocol):

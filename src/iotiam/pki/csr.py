@@ -75,7 +75,7 @@ def validate_csr(
     """Check a CSR's proof of possession, key and requested names; return its public key.
 
     ``signature_valid`` is the verdict of a check already made on these very bytes
-    (the signature helper's); None verifies here.
+    elsewhere (``ports.ProofChecks``); None verifies here.
     """
     try:
         raw_key = csr.public_key()

@@ -8,32 +8,36 @@ A batch runs every request's checks and reservation in one transaction and every
 completion in another, so the per-transaction cost (BEGIN, COMMIT, the WAL write) is
 paid once per batch instead of twice per certificate. A request that fails is
 refused on its own; the others go on.
+
+What signs the certificate (:class:`~iotiam.pki.ports.LeafSigner`) and whether proofs
+of possession are checked on another core (:class:`~iotiam.pki.ports.ProofChecks`)
+are ports; when concurrent callers share a batch is decided outside, in
+``iotiam.fast`` (wired in ``bootstrap.py``).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from iotiam.audit.models import AuditDraft, AuditTag, refused
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, Forbidden, IamError, NotFound, contained
 from iotiam.inventory.lifecycle import Transport, allowed_states, refusal
 from iotiam.inventory.models import Device, DeviceState, DeviceType, is_reserved_id
-from iotiam.kernel import Principal, Role
+from iotiam.kernel import Principal, Role, Transactions
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
 from iotiam.pki.keys import PublicKey
-from iotiam.pki.leaf_builder import LeafBuilder
 from iotiam.pki.models import (
     CertificateProfile,
     CertificateRecord,
@@ -41,25 +45,26 @@ from iotiam.pki.models import (
     PkiConfig,
     SerialInUse,
 )
-from iotiam.pki.ports import SerialSource, SignedCertificate
+from iotiam.pki.ports import (
+    LeafSigner,
+    PendingProofs,
+    PkiUnitOfWork,
+    ProofChecks,
+    SerialSource,
+    SignedCertificate,
+)
 from iotiam.pki.profiles import get_profile
-from iotiam.pki.signature_helper import PendingAnswers, SignatureHelper
-from iotiam.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 #: Runs inside the reservation transaction with the device being certified (e.g. to
 #: redeem a claim token atomically with the reservation). A hook that refuses must
-#: raise before it writes: a batch shares the transaction with other requests.
-ReservationHook = Callable[[UnitOfWork, Device], None]
+#: raise before it writes: a batch shares the transaction with other requests. It sees
+#: the transaction as its caller's own unit of work (``ports.DeviceCertificates``; the
+#: SQL unit of work is every domain's), which this module does not name.
+ReservationHook = Callable[[Any, Device], None]
 
 #: how a bug met by one request of a batch names that request in its error
 _ONE = "a certificate request"
 SERIAL_RETRIES = 3
-#: batches this large hand CSR signatures to the helper process (smaller ones would
-#: wait on the pipe longer than the checks take)
-HELPER_MIN_BATCH = 16
-#: the helper's part of a batch: it only verifies (~90 µs a CSR) while this process
-#: also does every other check of every request, so both end at about the same time
-HELPER_SHARE = 0.7
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,11 @@ class IssueRequest:
     on_reserve: ReservationHook | None = None
     #: another audit record to commit with the certificate (e.g. the enrollment it ends)
     also_audit: Callable[[CertificateRecord], AuditDraft] | None = None
+
+
+#: a batch of certificate requests, each with its actor, to the result of each in order
+IssueBatch = Callable[[Sequence[tuple[Principal, IssueRequest]]],
+                      list[CertificateRecord | IamError]]
 
 
 def public_key_sha256(public_key: PublicKey) -> str:
@@ -98,21 +108,6 @@ def device_identity(device: Device) -> LeafIdentity:
             ]
         ),
     )
-
-
-class _Pending:
-    """One caller's requests, waiting in the combining queue."""
-
-    def __init__(self, items: list[tuple[Principal, IssueRequest]]) -> None:
-        self.items = items
-        self.results: list[CertificateRecord | IamError] = []
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-
-    def fail(self, error: BaseException) -> None:
-        """Wake the caller with an error for every request."""
-        self.error = error
-        self.done.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,14 +137,6 @@ class _Window:
 
 
 @dataclass(frozen=True, slots=True)
-class _HelperProofs:
-    """The requests whose CSR signatures the helper process checks, and its answers."""
-
-    indexes: list[int]
-    pending: PendingAnswers
-
-
-@dataclass(frozen=True, slots=True)
 class _Reserved:
     """A request whose serial is recorded, waiting for its signature."""
 
@@ -162,15 +149,15 @@ class CertificateIssuance:
 
     def __init__(
         self,
-        uow: UnitOfWorkFactory,
+        uow: Transactions[PkiUnitOfWork],
         clock: Clock,
-        audit: AuditTrail,
+        audit: Auditor,
         config: PkiConfig,
         issuing_id: str,
         issuing: CaMaterial,
-        leaf_builder: LeafBuilder,
+        leaf_signer: LeafSigner,
         serials: SerialSource,
-        signature_helper: SignatureHelper | None = None,
+        proofs: ProofChecks | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -178,56 +165,16 @@ class CertificateIssuance:
         self._config = config
         self._issuing_id = issuing_id
         self._issuing_not_after = issuing.certificate.not_valid_after_utc
-        self._leaf = leaf_builder
+        self._leaf = leaf_signer
         self._serials = serials
-        self._helper = signature_helper
-        self._queue_lock = threading.Lock()
-        self._queue: list[_Pending] = []
-        self._leading = False
+        self._proofs = proofs
 
-    def issue(self, actor: Principal, requests: Sequence[IssueRequest]
-              ) -> list[CertificateRecord | IamError]:
-        """Certify each request's key; a refused request yields its error, in order.
-
-        Calls from several threads at once are combined: one thread runs everything
-        queued so far as one batch while the others wait for their results (group
-        commit), so concurrent callers share transactions as a batch does.
-        """
-        pending = _Pending([(actor, request) for request in requests])
-        with self._queue_lock:
-            self._queue.append(pending)
-            lead = not self._leading
-            self._leading = True
-        if lead:
-            self._drain()
-        pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        return pending.results
-
-    def _drain(self) -> None:
-        while True:
-            with self._queue_lock:
-                batch, self._queue = self._queue, []
-                if not batch:
-                    self._leading = False
-                    return
-            items = [item for pending in batch for item in pending.items]
-            try:
-                results = self._run(items)
-            except Exception as e:  # a storage failure fails every caller in the batch
-                for pending in batch:
-                    pending.fail(e)
-                continue
-            start = 0
-            for pending in batch:
-                pending.results = results[start:start + len(pending.items)]
-                start += len(pending.items)
-                pending.done.set()
-
-    def _run(self, items: Sequence[tuple[Principal, IssueRequest]]
-             ) -> list[CertificateRecord | IamError]:
+    def issue_many(self, items: Sequence[tuple[Principal, IssueRequest]]
+                   ) -> list[CertificateRecord | IamError]:
+        """Certify each request's key for its actor, in two transactions for them all; a
+        refused request yields its error, in order."""
         results: list[CertificateRecord | IamError | None] = [None] * len(items)
+        # 1. an operator's request, with a CSR that parses (RFC 2986)
         parsed: list[tuple[int, x509.CertificateSigningRequest]] = []
         for i, (actor, request) in enumerate(items):
             try:
@@ -235,26 +182,19 @@ class CertificateIssuance:
                 parsed.append((i, parse_csr(request.csr_data)))
             except Exception as e:  # each request fails alone, even on a bug (G12)
                 results[i] = contained(e, _ONE)
-        proofs = self._send_to_helper(parsed)
+        # RFC 2986 §3: part of a batch's proofs of possession may be checked elsewhere
+        # while this process does the other checks
+        proofs = self._proofs.start([csr for _, csr in parsed]) if self._proofs else None
+        # 2. every check, then the serials reserved in a committed row (G1, G5)
         reserved = self._reserve(items, parsed, results, proofs) if parsed else []
+        # 3. sign (RFC 5280 §4.1); a failure leaves its serial reserved, never reused
         signed = self._sign_each(reserved, results)
+        # 4. store each certificate with its audit record, and audit each refusal
         if signed or any(isinstance(r, IamError) for r in results):
             self._complete(items, signed, results)
         for item, (pem, fingerprint) in signed:
             results[item.checked.index] = _issued(item.record, pem, fingerprint)
         return [r if r is not None else Conflict("not issued") for r in results]
-
-    def _send_to_helper(self, parsed: list[tuple[int, x509.CertificateSigningRequest]]
-                        ) -> _HelperProofs | None:
-        """Hand the first part of a large batch's CSR signatures to the helper process."""
-        if self._helper is None or len(parsed) < HELPER_MIN_BATCH:
-            return None
-        share = parsed[:round(len(parsed) * HELPER_SHARE)]
-        pending = self._helper.check(
-            [csr.public_bytes(serialization.Encoding.DER) for _, csr in share])
-        if pending is None:
-            return None
-        return _HelperProofs([index for index, _ in share], pending)
 
     # -- reservation -------------------------------------------------------------------
 
@@ -263,7 +203,7 @@ class CertificateIssuance:
         items: Sequence[tuple[Principal, IssueRequest]],
         parsed: list[tuple[int, x509.CertificateSigningRequest]],
         results: list[CertificateRecord | IamError | None],
-        proofs: _HelperProofs | None,
+        proofs: PendingProofs | None,
     ) -> list[_Reserved]:
         """Check every request, then record the survivors' serials, in one transaction."""
         try:
@@ -272,7 +212,9 @@ class CertificateIssuance:
                 now = self._clock.now()
                 types: dict[str, DeviceType | None] = {}
                 windows: dict[CertificateProfile, _Window] = {}
-                helped = set(proofs.indexes) if proofs is not None else set()
+                # the first ``proofs.count`` requests wait for the verdicts from elsewhere
+                elsewhere = [index for index, _ in parsed[:proofs.count]] if proofs else []
+                later = set(elsewhere)
                 checked: list[_Checked] = []
                 waiting: list[tuple[int, x509.CertificateSigningRequest, Device, _Window]] = []
                 for index, csr in parsed:
@@ -281,15 +223,15 @@ class CertificateIssuance:
                         device, window = self._check_request(
                             uow, actor, request, devices.get(request.device_id), types,
                             windows, now)
-                        if index in helped:
+                        if index in later:
                             waiting.append((index, csr, device, window))
                         else:
                             checked.append(self._check_csr(index, csr, device, window, None))
                     except Exception as e:
                         results[index] = contained(e, _ONE)
                 if proofs is not None:
-                    # read even if nothing waits: the helper's answers must not linger
-                    verdicts = dict(zip(proofs.indexes, proofs.pending.verdicts(), strict=True))
+                    # read even if nothing waits: unread answers must not linger
+                    verdicts = dict(zip(elsewhere, proofs.verdicts(), strict=True))
                     for index, csr, device, window in waiting:
                         try:
                             checked.append(self._check_csr(index, csr, device, window,
@@ -311,7 +253,7 @@ class CertificateIssuance:
 
     def _check_request(
         self,
-        uow: UnitOfWork,
+        uow: PkiUnitOfWork,
         actor: Principal,
         request: IssueRequest,
         device: Device | None,
@@ -352,8 +294,8 @@ class CertificateIssuance:
     @staticmethod
     def _check_csr(index: int, csr: x509.CertificateSigningRequest, device: Device,
                    window: _Window, signature_valid: bool | None) -> _Checked:
-        """The CSR's checks: key, proof of possession (``signature_valid`` if the helper
-        gave a verdict), names the inventory gives this device."""
+        """The CSR's checks: key, proof of possession (``signature_valid`` if it was
+        checked elsewhere), names the inventory gives this device."""
         identity = device_identity(device)
         public_key = validate_csr(csr, identity, signature_valid=signature_valid)
         spki = public_key.public_bytes(
@@ -372,7 +314,7 @@ class CertificateIssuance:
 
     def _claim_keys(
         self,
-        uow: UnitOfWork,
+        uow: PkiUnitOfWork,
         items: Sequence[tuple[Principal, IssueRequest]],
         checked: list[_Checked],
         results: list[CertificateRecord | IamError | None],
@@ -402,7 +344,7 @@ class CertificateIssuance:
             accepted.append(item)
         return accepted
 
-    def _draw_serials(self, uow: UnitOfWork, count: int) -> list[int]:
+    def _draw_serials(self, uow: PkiUnitOfWork, count: int) -> list[int]:
         """``count`` serials unused under the issuer and distinct from each other (G1)."""
         serials = [self._serials() for _ in range(count)]
         unchecked = set(range(count))

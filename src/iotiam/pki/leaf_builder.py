@@ -1,23 +1,23 @@
-"""Leaf certificate issuance: the RFC 5280 end-entity profile, built fast.
+"""Leaf certificate issuance: the RFC 5280 end-entity profile.
 
 Everything that depends only on the issuer (AKI, AIA, CRL distribution points, key
 usage and EKU variants) is built once per :class:`LeafBuilder`, so a single issuance
-costs one SKI hash and one signature.
+costs one SKI hash and one signature. :class:`LeafBuilder` is the plain
+:class:`~iotiam.pki.ports.LeafSigner`; ``iotiam.fast.leaf_encoding`` holds one that
+skips the builder.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from iotiam.errors import InvalidInput, SetupError
-from iotiam.pki import leaf_encoding
 from iotiam.pki.csr import LeafIdentity
 from iotiam.pki.keys import PublicKey
 from iotiam.pki.models import CertificateProfile
@@ -56,14 +56,6 @@ class LeafBuilder:
                 _encoded(authority_information_access(urls), False),
                 _encoded(crl_distribution_points(urls), False),
             ]
-        # DER of the same extensions, for issue_der; basic constraints lead every leaf
-        self._key_usage_der = {
-            kind: _der(self._basic_constraints) + _der(usage)
-            for kind, usage in self._key_usage.items()
-        }
-        self._eku_der: dict[tuple[bool, bool], bytes] = {}
-        self._issuer_extensions_der = b"".join(_der(e) for e in self._issuer_extensions)
-        self._encoder = self._checked_encoder(issuer_cert)
 
     def issue(
         self,
@@ -77,7 +69,7 @@ class LeafBuilder:
         not_after = self._not_after(identity, profile, serial, not_before)
         extensions = [
             self._basic_constraints,
-            self._key_usage[_key_kind(public_key)],
+            self._key_usage[key_kind(public_key)],
         ]
         eku = self._extended_key_usage(profile)
         if eku is not None:
@@ -112,37 +104,9 @@ class LeafBuilder:
         *,
         spki_der: bytes | None = None,
     ) -> bytes:
-        """:meth:`issue`, as DER, without building Python objects for the certificate.
-
-        ``spki_der`` is the key's SubjectPublicKeyInfo if the caller already has it.
-        """
-        encoder = self._encoder
-        if encoder is None:
-            return self.issue(public_key, identity, profile, serial, not_before).public_bytes(
-                serialization.Encoding.DER)
-        not_after = self._not_after(identity, profile, serial, not_before)
-        if spki_der is None:
-            spki_der = public_key.public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        # the order issue() gives CertificateBuilder, so both paths sign the same bytes
-        parts = [
-            self._key_usage_der[_key_kind(public_key)],
-            self._extended_key_usage_der(profile),
-            leaf_encoding.subject_key_identifier(spki_der),
-            self._issuer_extensions_der,
-        ]
-        names = identity.general_names()
-        if names:
-            san = x509.SubjectAlternativeName(names)
-            parts.append(leaf_encoding.extension(san.oid, not identity.subject, san.public_bytes()))
-        tbs = encoder.tbs(
-            serial=serial,
-            validity_der=leaf_encoding.validity(not_before, not_after),
-            subject_der=identity.subject.public_bytes(),
-            spki_der=spki_der,
-            extensions_der=parts,
-        )
-        return encoder.certificate(tbs, self._signer.sign_bytes(tbs))
+        """:meth:`issue`, as DER (``spki_der`` is not needed here)."""
+        return self.issue(public_key, identity, profile, serial, not_before).public_bytes(
+            serialization.Encoding.DER)
 
     def _not_after(self, identity: LeafIdentity, profile: CertificateProfile, serial: int,
                    not_before: datetime) -> datetime:
@@ -160,48 +124,6 @@ class LeafBuilder:
                 f"{self._issuer_not_after.isoformat()}; rotate it"
             )
         return not_after
-
-    def _checked_encoder(self, issuer_cert: x509.Certificate) -> leaf_encoding.LeafEncoder | None:
-        """The direct encoder, if it gives the builder's bytes for this issuer and signer."""
-        probe_identity = LeafIdentity(
-            subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "iotiam-probe")]),
-            dns_names=("probe.iotiam.invalid",),
-        )
-        probe_profile = CertificateProfile("probe", timedelta(hours=1), True, True)
-        # never published, so any instant the issuer allows: this one needs no clock
-        not_before = issuer_cert.not_valid_before_utc
-        key = self._signer.public_key()
-        probe = self.issue(key, probe_identity, probe_profile, 1, not_before)
-        probe_der = probe.public_bytes(serialization.Encoding.DER)
-        _, algorithm, _ = leaf_encoding.elements(probe_der)
-        encoder = leaf_encoding.LeafEncoder(self._issuer_name, algorithm)
-        self._encoder = encoder
-        try:
-            ours = x509.load_der_x509_certificate(
-                self.issue_der(key, probe_identity, probe_profile, 1, not_before))
-        finally:
-            self._encoder = None
-        if ours.tbs_certificate_bytes != probe.tbs_certificate_bytes:
-            return None
-        # the signature must verify as the builder's would (e.g. an HSM signing wrongly)
-        try:
-            ours.verify_directly_issued_by(issuer_cert)
-        except (ValueError, TypeError, InvalidSignature):
-            return None
-        return encoder
-
-    @property
-    def encodes_directly(self) -> bool:
-        """Whether :meth:`issue_der` skips the builder (the start-up probe matched)."""
-        return self._encoder is not None
-
-    def _extended_key_usage_der(self, profile: CertificateProfile) -> bytes:
-        wanted = (profile.client_auth, profile.server_auth)
-        der = self._eku_der.get(wanted)
-        if der is None:
-            eku = self._extended_key_usage(profile)
-            der = self._eku_der[wanted] = _der(eku) if eku is not None else b""
-        return der
 
     def _extended_key_usage(self, profile: CertificateProfile) -> Ext | None:
         wanted = (profile.client_auth, profile.server_auth)
@@ -272,7 +194,8 @@ def crl_distribution_points(urls: PublicUrls) -> x509.CRLDistributionPoints:
     )
 
 
-def _key_kind(public_key: PublicKey) -> str:
+def key_kind(public_key: PublicKey) -> str:
+    """Which key usage a leaf for ``public_key`` gets: ``rsa``, ``ec`` or ``other``."""
     if isinstance(public_key, rsa.RSAPublicKey):
         return "rsa"
     if isinstance(public_key, ec.EllipticCurvePublicKey):
@@ -298,13 +221,6 @@ def _leaf_key_usage(kind: str) -> x509.KeyUsage:
 
 def _ext(value: x509.ExtensionType, critical: bool) -> Ext:
     return x509.Extension(value.oid, critical, value)
-
-
-def _der(extension: Ext) -> bytes:
-    """The DER of an extension made by :func:`_encoded`."""
-    value = extension.value
-    assert isinstance(value, x509.UnrecognizedExtension)
-    return leaf_encoding.extension(extension.oid, extension.critical, value.value)
 
 
 def _encoded(value: x509.ExtensionType, critical: bool) -> Ext:

@@ -15,8 +15,11 @@ from iotiam.inventory.models import Device, DeviceType
 from iotiam.inventory.ports import DeviceStore, DeviceTypeStore
 from iotiam.kernel import Principal
 from iotiam.pki.crl import RevocationRow
+from iotiam.pki.csr import LeafIdentity
+from iotiam.pki.keys import PublicKey
 from iotiam.pki.models import (
     CaRole,
+    CertificateProfile,
     CertificateRecord,
     CertificateStatus,
     Revocation,
@@ -268,4 +271,44 @@ class DeviceCertificates(Protocol[CallerUnitOfWork_co]):
         """Refuse up front what ``issue_certificate(fresh_key=True)`` would refuse for a
         device not stored yet: a profile it may not have, a CSR naming something else, a
         key already certified."""
+        ...
+
+
+class LeafSigner(Protocol):
+    """Signs end-entity certificates under the issuing CA (RFC 5280 §4.1), as DER.
+
+    ``pki.leaf_builder.LeafBuilder`` does it with ``cryptography``'s builder;
+    ``iotiam.fast.leaf_encoding.DirectLeafSigner`` encodes the same bytes itself.
+    """
+
+    def issue_der(self, public_key: PublicKey, identity: LeafIdentity,
+                  profile: CertificateProfile, serial: int, not_before: datetime, *,
+                  spki_der: bytes | None = None) -> bytes:
+        """The signed certificate; ``spki_der`` is the key's SubjectPublicKeyInfo if known."""
+        ...
+
+
+class PendingProofs(Protocol):
+    """Verdicts on the CSR signatures handed to :class:`ProofChecks`, read when needed."""
+
+    @property
+    def count(self) -> int:
+        """How many CSRs were taken: the first ``count`` of those offered."""
+        ...
+
+    def verdicts(self) -> list[bool | None]:
+        """Per CSR taken: True (verifies), False (does not) or None (check it here).
+
+        Called exactly once, even when no request needs the answers any more.
+        """
+        ...
+
+
+class ProofChecks(Protocol):
+    """Checks CSR signatures (proof of possession, RFC 2986 §3) outside this process
+    while it does a batch's other checks (``iotiam.fast.signature_helper``: another
+    core). Any doubt comes back as None: the issuing process checks it itself."""
+
+    def start(self, csrs: Sequence[x509.CertificateSigningRequest]) -> PendingProofs | None:
+        """Take the first CSRs of a batch; None if it takes none."""
         ...

@@ -24,6 +24,7 @@ from iotiam.pki.crl import CrlEntryCache, sign_crl_entries
 from iotiam.pki.csr import validate_csr
 from iotiam.pki.issuing import (
     CertificateIssuance,
+    IssueBatch,
     IssueRequest,
     ReservationHook,
     device_identity,
@@ -39,9 +40,19 @@ from iotiam.pki.models import (
     serial_hex,
 )
 from iotiam.pki.ocsp import CertStatusInfo, OcspResponder
-from iotiam.pki.ports import CertificateStatusReader, PkiUnitOfWork, SerialSource, StoredCrl
+from iotiam.pki.ports import (
+    CertificateStatusReader,
+    LeafSigner,
+    PkiUnitOfWork,
+    ProofChecks,
+    SerialSource,
+    StoredCrl,
+)
 from iotiam.pki.profiles import get_profile
-from iotiam.pki.signature_helper import SignatureHelper
+from iotiam.pki.signer import Signer
+
+#: makes the leaf signer of the issuing CA (``LeafBuilder``, or a faster one)
+LeafSigners = Callable[[Signer, x509.Certificate, PublicUrls], LeafSigner]
 
 
 def public_urls(base_url: str, ca_id: str) -> PublicUrls:
@@ -106,21 +117,31 @@ class Pki:
         cas: CaSet,
         serials: SerialSource,
         status_reader: CertificateStatusReader,
+        *,
+        leaf_signers: LeafSigners = LeafBuilder,
+        proofs: ProofChecks | None = None,
+        batching: Callable[[IssueBatch], IssueBatch] | None = None,
     ) -> None:
+        """``leaf_signers``, ``proofs`` and ``batching`` are where speed plugs in
+        (``iotiam.fast``, wired by ``bootstrap.py``): what signs a leaf, whether proofs
+        of possession are checked on another core, and how calls from many threads
+        reach :meth:`CertificateIssuance.issue_many` (combined into shared batches, or
+        each on its own)."""
         self._uow = uow
         self._clock = clock
         self._audit = audit
         self._config = config
         self.cas = cas
         self._status = status_reader
-        # issuing.py still names the shared unit of work and the AuditTrail class
         self._issuance = CertificateIssuance(
-            uow, clock, audit, config, cas.issuing_id, cas.issuing,  # type: ignore[arg-type]
-            LeafBuilder(cas.issuing.signer, cas.issuing.certificate,
-                       public_urls(config.public_base_url, cas.issuing_id)),
+            uow, clock, audit, config, cas.issuing_id, cas.issuing,
+            leaf_signers(cas.issuing.signer, cas.issuing.certificate,
+                         public_urls(config.public_base_url, cas.issuing_id)),
             serials,
-            SignatureHelper(),
+            proofs,
         )
+        issue_many = self._issuance.issue_many
+        self._issue = batching(issue_many) if batching is not None else issue_many
         self._ocsp = OcspResponder(
             cas.issuing.certificate, cas.responder.certificate, cas.responder.signer,
             validity=config.ocsp_validity,
@@ -150,7 +171,7 @@ class Pki:
         transaction (e.g. to redeem a claim token atomically with it).
         """
         request = IssueRequest(device_id, csr_data, profile, fresh_key, on_reserve, also_audit)
-        (result,) = self._issuance.issue(actor, [request])
+        (result,) = self._issue([(actor, request)])
         if isinstance(result, IamError):
             raise result
         return result
@@ -159,7 +180,7 @@ class Pki:
         self, actor: Principal, requests: Sequence[IssueRequest]
     ) -> list[CertificateRecord | IamError]:
         """Certify many keys in two transactions; a refused request yields its error."""
-        return self._issuance.issue(actor, requests)
+        return self._issue([(actor, request) for request in requests])
 
     def check_issuable(
         self, csr: x509.CertificateSigningRequest, device: Device, device_type: DeviceType,

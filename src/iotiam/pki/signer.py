@@ -28,8 +28,9 @@ class Signer(Protocol):
         ...
 
     def sign_bytes(self, data: bytes) -> bytes:
-        """The signatureValue over ``data`` (e.g. a TBSCertificate), with the algorithm
-        ``sign_certificate`` uses: DER Ecdsa-Sig-Value, PKCS#1 v1.5 or raw Ed25519."""
+        """The signatureValue over ``data`` (e.g. a TBSCertificate joined by
+        ``iotiam.fast.leaf_encoding``), with the algorithm ``sign_certificate`` uses:
+        DER Ecdsa-Sig-Value, PKCS#1 v1.5 or raw Ed25519."""
         ...
 
     def sign_crl(

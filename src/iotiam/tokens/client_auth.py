@@ -42,7 +42,7 @@ from iotiam.tokens.models import (
     TokenConfig,
 )
 from iotiam.tokens.ports import TokensUnitOfWork
-from iotiam.tokens.reads import ClientReads, ReadAhead
+from iotiam.tokens.reads import ClientReads, ReadsAhead, read_when_asked
 
 #: what a client whose device is out of service for now is told (a client can act on it:
 #: stop asking until an administrator acts); a decommissioned device is gone for good
@@ -77,9 +77,11 @@ class IssuingCa:
 class ClientAuthenticator:
     """Turns presented credentials into an ``AuthenticatedClient`` or ``InvalidClient``."""
 
-    def __init__(self, config: TokenConfig, issuing: IssuingCa) -> None:
+    def __init__(self, config: TokenConfig, issuing: IssuingCa,
+                 reads_ahead: ReadsAhead = read_when_asked) -> None:
         self._config = config
         self._issuing = issuing
+        self._reads_ahead = reads_ahead
         # parsing a PEM per request costs more than the signature check: keep the keys
         self._cert_keys: OrderedDict[str, Key | None] = OrderedDict()
         self._presented: dict[str, int | None] = {}
@@ -102,8 +104,8 @@ class ClientAuthenticator:
             raise InvalidClient("client assertion replayed: its jti was used before")
 
     def read_ahead(self, uow: TokensUnitOfWork, requests: Sequence[ClientCredentials]
-                   ) -> ReadAhead:
-        """The rows ``check`` will read for these requests, read in one query per kind."""
+                   ) -> ClientReads:
+        """Reads for these requests, told the rows ``check`` will ask for."""
         client_ids: list[str] = []
         serials: list[int] = []
         # a request this cannot read is only not read ahead: ``check`` runs the same code
@@ -120,9 +122,8 @@ class ClientAuthenticator:
                     serial = self._presented_serial(der, hashlib.sha256(der).hexdigest())
                     if serial is not None:
                         serials.append(serial)
-        # reads.py still names the shared unit of work (the SQL one is both)
-        return ReadAhead(uow, client_ids=client_ids,  # type: ignore[arg-type]
-                         issuer_id=self._issuing.id, serials=serials)
+        return self._reads_ahead(uow, client_ids=client_ids, issuer_id=self._issuing.id,
+                                 serials=serials)
 
     def check(self, uow: TokensUnitOfWork, credentials: ClientCredentials, now: datetime,
               reads: ClientReads | None = None) -> AuthenticatedClient:
@@ -130,7 +131,7 @@ class ClientAuthenticator:
 
         ``reads`` may hold rows read ahead for a batch (``read_ahead``) of this ``uow``.
         """
-        reads = reads or ClientReads(uow)  # type: ignore[arg-type]  # as in read_ahead
+        reads = reads or ClientReads(uow)
         if credentials.secret_presented:
             raise InvalidClient("client secrets are not accepted; authenticate with "
                                 "private_key_jwt or tls_client_auth")

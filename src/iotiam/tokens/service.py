@@ -246,9 +246,7 @@ class AuthorizationServer:
                                     "one resource parameter")
             with self._uow() as uow:
                 client = self._authenticate(uow, credentials, GrantType.DEVICE_CODE)
-                # reads.py still names the shared unit of work (the SQL one is both)
-                reads = ClientReads(uow)  # type: ignore[arg-type]
-                scopes = self._granted(reads, client, requested, source_ip)
+                scopes = self._granted(ClientReads(uow), client, requested, source_ip)
                 audience = self._audience(client.client, resources[:1])
                 assert isinstance(audience, str)
                 return self.device_codes.start(uow, client, scopes, audience)

@@ -13,11 +13,13 @@ from fleet import add_device
 
 from conftest import Installation
 from iotiam.errors import Conflict, Forbidden, InternalError, InvalidInput, NotFound
+from iotiam.fast.signature_helper import HELPER_MIN_BATCH, HELPER_SHARE, PendingAnswers
 from iotiam.inventory.models import DeviceState
 from iotiam.kernel import SYSTEM, Principal, Role
-from iotiam.pki.issuing import HELPER_MIN_BATCH, HELPER_SHARE, IssueRequest
+from iotiam.pki.issuing import IssueRequest
 from iotiam.pki.models import CertificateRecord, CertificateStatus
-from iotiam.pki.signature_helper import PendingAnswers
+from iotiam.pki.service import Pki
+from iotiam.storage.status_reader import SqlStatusReader
 from iotiam.testing import make_csr, make_key
 
 
@@ -128,7 +130,8 @@ def test_batch_ok_helper_checks_signatures(installation: Installation,
     for device_id in ids:
         add_device(api, device_id)
     issuance = installation.services.pki._issuance
-    helper = issuance._helper
+    assert issuance._proofs is not None
+    helper = issuance._proofs.helper
     assert helper is not None and helper.wait_ready(30)
     sent: list[int] = []
     real_check = helper.check
@@ -183,3 +186,32 @@ def test_batch_fail_a_bug_in_one_request_fails_it_alone(installation: Installati
     refused = [r for r in audit_records(api) if r["tag"] == "device:certificate:refused"]
     assert [r["subject"] for r in refused] == ["device:buggy"]
     assert installation.api().get("/v1/audit/verify").json()["ok"] is True
+
+
+def test_batch_ok_plain_ports_issue_the_same(installation: Installation) -> None:
+    """Without the fast paths (builder signing, every proof checked here, no combining)
+    a batch gives the same certificates and records."""
+    services = installation.services
+    plain = Pki(services.database, services.clock, services.audit, services.settings.pki,
+                services.pki.cas, x509.random_serial_number,
+                SqlStatusReader(services.database.engine))
+    api = installation.api()
+    ids = [f"dev-{i}" for i in range(HELPER_MIN_BATCH + 2)]
+    for device_id in ids:
+        add_device(api, device_id)
+    csrs = [make_csr(device_id) for device_id in ids]
+    csrs[1] = b"garbage"
+    results = plain.issue_certificates(
+        SYSTEM, [IssueRequest(d, c) for d, c in zip(ids, csrs, strict=True)])
+
+    assert isinstance(results[1], InvalidInput)
+    issued = [r for r in results if isinstance(r, CertificateRecord)]
+    assert [r.device_id for r in issued] == ids[:1] + ids[2:]
+    issuing = services.pki.cas.issuing.certificate
+    for record in issued:
+        assert record.pem is not None
+        cert = x509.load_pem_x509_certificate(record.pem.encode())
+        cert.verify_directly_issued_by(issuing)
+        assert cert.serial_number == record.serial
+    assert row_counts(installation)["reserved_certificates"] == 0
+    assert api.get("/v1/audit/verify").json()["ok"] is True

@@ -143,8 +143,8 @@ def test_batch_ok_concurrent_hostile_requests_spoil_no_one_elses(kit: OAuthKit,
     app = kit.http.app
     assert isinstance(app, OAuthTokenFastPath)
     batches: list[int] = []
-    issue = app.batcher._issue
-    app.batcher._issue = lambda requests: batches.append(len(requests)) or issue(requests)
+    issue = app.batcher._run
+    app.batcher._run = lambda requests: batches.append(len(requests)) or issue(requests)
     deep = hostile_assertions(kit, d1)["deep-header"][0]
     hostile = {"grant_type": "client_credentials", "client_assertion": deep,
                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}

@@ -24,6 +24,7 @@ from iotiam.tokens.models import (
     IssuedToken,
     TokenRequest,
 )
+from iotiam.tokens.reads import read_when_asked
 from tokens.oauthkit import TOKEN, DeviceIdentity, OAuthKit, issued_count
 
 
@@ -108,8 +109,8 @@ def test_ok_concurrent_requests_share_transactions(kit: OAuthKit, d1: DeviceIden
     app = kit.http.app
     assert isinstance(app, OAuthTokenFastPath)
     batches: list[int] = []
-    issue = app.batcher._issue
-    app.batcher._issue = lambda requests: batches.append(len(requests)) or issue(requests)
+    issue = app.batcher._run
+    app.batcher._run = lambda requests: batches.append(len(requests)) or issue(requests)
     data = {"grant_type": "client_credentials", "client_id": "d1"}
 
     async def many() -> list[httpx.Response]:
@@ -137,13 +138,13 @@ def _recording_threads(kit: OAuthKit) -> tuple[OAuthTokenFastPath, list[str]]:
     app = kit.http.app
     assert isinstance(app, OAuthTokenFastPath)
     threads: list[str] = []
-    issue = app.batcher._issue
+    issue = app.batcher._run
 
     def recorded(requests: object) -> object:
         threads.append(threading.current_thread().name)
         return issue(requests)  # type: ignore[arg-type]
 
-    app.batcher._issue = recorded  # type: ignore[assignment]
+    app.batcher._run = recorded  # type: ignore[assignment]
     return app, threads
 
 
@@ -239,3 +240,20 @@ def test_ok_a_batch_reads_its_rows_in_one_query_per_kind(kit: OAuthKit) -> None:
     # clients, certificates, devices and their standing: one query each for the batch
     assert six == one == 5  # and the audit head
     assert mixed > one  # assertion keys come from the device's live certificates
+
+
+def test_ok_without_read_ahead_each_request_reads_its_own_rows(
+        kit: OAuthKit, d1: DeviceIdentity, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plain ``ReadsAhead`` (no rows read ahead) judges a batch exactly the same."""
+    oauth = kit.inst.services.oauth
+    monkeypatch.setattr(oauth._auth, "_reads_ahead", read_when_asked)
+    replayed = kit.assertion("d1", d1.key)
+    outcomes = oauth.issue_tokens([
+        by_certificate(d1),
+        by_assertion(replayed),
+        by_assertion(replayed),
+        by_assertion(kit.assertion("d1", d1.key), scope="mqtt:publish:devices/d9/#"),
+    ])
+    assert [type(o) for o in outcomes] == [IssuedToken, IssuedToken, InvalidClient,
+                                           InvalidScope]
+    assert audit_ok(kit)

@@ -112,8 +112,8 @@ def test_ok_both_paths_issue_the_same_kind_of_token(kit: OAuthKit, d1: DeviceIde
     app = fast.app
     assert isinstance(app, OAuthTokenFastPath)
     batches: list[int] = []
-    issue = app.batcher._issue
-    app.batcher._issue = lambda requests: batches.append(len(requests)) or issue(requests)
+    issue = app.batcher._run
+    app.batcher._run = lambda requests: batches.append(len(requests)) or issue(requests)
     data = {"grant_type": "client_credentials", "client_id": "d1",
             "scope": "mqtt:publish:devices/d1/#"}
     answers = [client.post(TOKEN, data=data, headers=kit.cert_header(d1))

@@ -10,11 +10,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from iotiam.pki import leaf_encoding
+from iotiam.fast import leaf_encoding
+from iotiam.fast.leaf_encoding import DirectLeafSigner
 from iotiam.pki.authority import CaMaterial, PublicUrls, create_issuing_ca, create_root_ca
 from iotiam.pki.csr import LeafIdentity
 from iotiam.pki.keys import PrivateKey, PublicKey
-from iotiam.pki.leaf_builder import LeafBuilder
 from iotiam.pki.models import KeyAlgorithm
 from iotiam.pki.profiles import BROKER_SERVER, DEVICE, GATEWAY
 from iotiam.pki.signer import LocalKeySigner
@@ -58,15 +58,21 @@ def issuing_ca(alg: KeyAlgorithm) -> CaMaterial:
                              serial=x509.random_serial_number())
 
 
+@pytest.fixture(scope="session")
+def now() -> datetime:
+    """The fixed instant every test here runs at."""
+    return NOW
+
+
 @pytest.fixture(scope="module", params=list(KeyAlgorithm), ids=str)
 def issuing(request: pytest.FixtureRequest) -> CaMaterial:
     return issuing_ca(request.param)
 
 
 @pytest.fixture(scope="module")
-def leaf_builder() -> LeafBuilder:
+def leaf_builder() -> DirectLeafSigner:
     ca = issuing_ca(KeyAlgorithm.EC_P256)
-    return LeafBuilder(ca.signer, ca.certificate, URLS)
+    return DirectLeafSigner(ca.signer, ca.certificate, URLS)
 
 
 @pytest.mark.parametrize("leaf_key", list(LEAF_KEYS))
@@ -74,7 +80,7 @@ def leaf_builder() -> LeafBuilder:
 @pytest.mark.parametrize("profile", [DEVICE, GATEWAY, BROKER_SERVER], ids=lambda p: p.name)
 def test_issue_der_ok_same_tbs_as_builder(issuing: CaMaterial, leaf_key: str,
                                           identity: str, profile, now: datetime) -> None:
-    issuer = LeafBuilder(issuing.signer, issuing.certificate, URLS)
+    issuer = DirectLeafSigner(issuing.signer, issuing.certificate, URLS)
     assert issuer.encodes_directly
     public_key = LEAF_KEYS[leaf_key]().public_key()
     serial = x509.random_serial_number()
@@ -87,7 +93,7 @@ def test_issue_der_ok_same_tbs_as_builder(issuing: CaMaterial, leaf_key: str,
     direct.verify_directly_issued_by(issuing.certificate)
 
 
-def test_issue_der_ok_given_spki_is_used(leaf_builder: LeafBuilder, now: datetime) -> None:
+def test_issue_der_ok_given_spki_is_used(leaf_builder: DirectLeafSigner, now: datetime) -> None:
     public_key = ec.generate_private_key(ec.SECP256R1()).public_key()
     spki = public_key.public_bytes(*SPKI)
     identity = IDENTITIES["ou-and-cn"]
@@ -98,7 +104,7 @@ def test_issue_der_ok_given_spki_is_used(leaf_builder: LeafBuilder, now: datetim
 
 
 @pytest.mark.parametrize("serial", [1, 0x7F, 0x80, 0xFF, 0x100, 2**63, 2**64 - 1, 2**159 - 1])
-def test_integer_ok_serials_as_builder(leaf_builder: LeafBuilder, now: datetime,
+def test_integer_ok_serials_as_builder(leaf_builder: DirectLeafSigner, now: datetime,
                                        serial: int) -> None:
     public_key = ec.generate_private_key(ec.SECP256R1()).public_key()
     identity = IDENTITIES["subject-only"]
@@ -172,7 +178,7 @@ class _WrongSigner:
 
 def test_issue_der_ok_falls_back_to_builder_when_probe_fails(now: datetime) -> None:
     issuing = issuing_ca(KeyAlgorithm.EC_P256)
-    issuer = LeafBuilder(_WrongSigner(issuing.key), issuing.certificate, URLS)
+    issuer = DirectLeafSigner(_WrongSigner(issuing.key), issuing.certificate, URLS)
     assert not issuer.encodes_directly
     public_key = ec.generate_private_key(ec.SECP256R1()).public_key()
     der = issuer.issue_der(public_key, IDENTITIES["subject-only"], DEVICE, 99,

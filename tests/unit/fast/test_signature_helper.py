@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from iotiam.pki import signature_helper
-from iotiam.pki.signature_helper import SignatureHelper
+from iotiam.fast import signature_helper
+from iotiam.fast.signature_helper import SignatureHelper
 from iotiam.testing import make_csr
 
 READY_TIMEOUT = 30.0
