@@ -6,7 +6,9 @@ import pytest
 
 from iotiam.clock import FrozenClock
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
-from policy.fakes import T0, AuditRecorder, Directory, MemoryPolicies, MemoryUnitsOfWork
+from iotiam.testing.fakes.audit import AuditRecorder
+from iotiam.testing.fakes.policy import MemoryPolicies, MemoryPolicyTransactions
+from policy.fakes import T0, directory
 
 
 @pytest.fixture
@@ -27,7 +29,7 @@ def audit() -> AuditRecorder:
 @pytest.fixture
 def admin(memory: MemoryPolicies, clock: FrozenClock, audit: AuditRecorder
           ) -> PolicyAdministration:
-    return PolicyAdministration(MemoryUnitsOfWork(memory, Directory()), clock, audit)
+    return PolicyAdministration(MemoryPolicyTransactions(memory, directory()), clock, audit)
 
 
 @pytest.fixture
