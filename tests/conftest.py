@@ -18,12 +18,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from iotiam.api.app import create_api_app, create_public_app
-from iotiam.bootstrap import Services, build_services
+from iotiam.bootstrap import Services, build_services, token_config
 from iotiam.clock import FrozenClock
 from iotiam.config import Settings
+from iotiam.enrollment.queue import QueueLimits
 from iotiam.installation import initialize
 from iotiam.storage.database import Database, make_engine
 from iotiam.testing.environment import integration_required
+from iotiam.testing.fakes.services import MemoryConfig, memory_services
 
 PG_URL = os.environ.get("IOTIAM_TEST_DATABASE_URL")
 BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
@@ -129,7 +131,19 @@ def make_installation(data_dir: Path, database_url: str | None) -> Installation:
 @pytest.fixture(params=BACKENDS)
 def installation(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Installation]:
     """A fresh installation on each configured backend."""
-    if request.param == "postgresql":
+    yield from _installation(request.param, tmp_path)
+
+
+@pytest.fixture(params=BACKENDS)
+def sql_installation(request: pytest.FixtureRequest, tmp_path: Path
+                     ) -> Iterator[Installation]:
+    """``installation``, for a test of what the database stores in a module whose
+    other tests run in memory."""
+    yield from _installation(request.param, tmp_path)
+
+
+def _installation(backend: str, tmp_path: Path) -> Iterator[Installation]:
+    if backend == "postgresql":
         gen = postgres_schema_url()
         url: str | None = next(gen)
     else:
@@ -142,6 +156,43 @@ def installation(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ins
         if gen is not None:
             for _ in gen:
                 pass
+
+
+def make_memory_installation(data_dir: Path) -> Installation:
+    """An installation whose stores live in memory (``iotiam.testing.fakes``): seeded
+    like ``init``, wired like ``build_services``, on the same frozen clock. No data
+    directory is written; ``settings`` names one only for what reads its values."""
+    clock = FrozenClock(START)
+    settings = Settings(data_dir=data_dir, port=18443, http_port=18080)
+    config = MemoryConfig(pki=settings.pki, tokens=token_config(settings),
+                          queue=QueueLimits(
+                              retry_after_seconds=settings.est_retry_after_seconds),
+                          detection_learning_seconds=settings.detection_learning_seconds)
+    memory = memory_services(config, clock=clock)
+    services = Services(
+        settings=settings, clock=clock,
+        database=memory.database,  # type: ignore[arg-type]  # the memory Transactions
+        changes=memory.changes,
+        audit=memory.audit, checkpoints=memory.checkpoints, admin_tokens=memory.admin_tokens,
+        inventory=memory.inventory, pki=memory.pki, enrollment=memory.enrollment,
+        psks=memory.psks, manufacturers=memory.manufacturers,
+        enrollment_queue=memory.enrollment_queue, first_contact=memory.first_contact,
+        transfers=memory.transfers, policies=memory.policies, decisions=memory.decisions,
+        subjects=memory.subjects, inquiry=memory.inquiry, oauth=memory.oauth,
+        firmware=memory.firmware, attestation=memory.attestation, response=memory.response,
+        trust=memory.trust, ingest=memory.ingest, alerts=memory.alerts)
+    return Installation(settings=settings, services=services, clock=clock,
+                        admin_token=memory.admin_token)
+
+
+@pytest.fixture
+def memory_installation(tmp_path: Path) -> Iterator[Installation]:
+    """A fresh installation in memory: for tests of use cases, not of storage."""
+    inst = make_memory_installation(tmp_path / "data")
+    try:
+        yield inst
+    finally:
+        inst.close()
 
 
 @contextmanager

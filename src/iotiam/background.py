@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from iotiam.audit.anchor import CheckpointWriter, Refused
-from iotiam.changes import Published
+from iotiam.changes import ChangeFeed, Published
 from iotiam.clock import Clock
 from iotiam.pki.service import Pki
 
@@ -125,7 +125,7 @@ class CrlRefresher:
             stop.wait(CRL_SETTLE_SECONDS)  # a burst of revocations: one CRL
 
 
-class ChangeDispatcher(Protocol):
+class ChangeDispatcher(ChangeFeed, Protocol):
     """The change feed as a job: delivers, and prunes the table."""
 
     def run(self, stop: threading.Event) -> None:

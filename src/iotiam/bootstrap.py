@@ -23,6 +23,7 @@ from iotiam.audit.export import checkpoint_to_syslog
 from iotiam.audit.service import AuditTrail
 from iotiam.background import (
     BackgroundJobs,
+    ChangeDispatcher,
     CrlRefresher,
     Job,
     baseline_saver,
@@ -92,11 +93,8 @@ from iotiam.tokens.signing_keys import SigningKeys
 log = logging.getLogger(__name__)
 
 
-if TYPE_CHECKING:  # loaded where used: psycopg and uvicorn weigh on every CLI start
+if TYPE_CHECKING:  # loaded where used: uvicorn weighs on every CLI start
     from iotiam.api.tls import ManufacturerTrust
-    from iotiam.storage.pg_feed import ListeningChangeFeed
-
-    FleetChangeFeed = PollingChangeFeed | ListeningChangeFeed
 
 
 @dataclass
@@ -107,7 +105,7 @@ class Services:
     clock: Clock
     database: Database
     #: every published change (revocations, device state, policies...), after commit
-    changes: FleetChangeFeed
+    changes: ChangeDispatcher
     audit: AuditTrail
     #: signs audit checkpoints into the data directory (G7); run by ``serve`` and ``init``
     checkpoints: CheckpointWriter
@@ -258,12 +256,12 @@ def build_services(
     ))
 
 
-def change_feed(database: Database) -> FleetChangeFeed:
+def change_feed(database: Database) -> ChangeDispatcher:
     """The change feed: ``LISTEN/NOTIFY`` on PostgreSQL (replicas on several hosts), the
     polled change table on SQLite (one host)."""
     if database.is_sqlite:
         return PollingChangeFeed(database)
-    from iotiam.storage.pg_feed import ListeningChangeFeed
+    from iotiam.storage.pg_feed import ListeningChangeFeed  # psycopg: PostgreSQL only
     return ListeningChangeFeed(database)
 
 

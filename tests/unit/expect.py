@@ -15,7 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from conftest import Installation
+from iotiam.pki.models import CertificateStatus
 from iotiam.storage.tables import admin, audit, inventory, pki
+from iotiam.testing.fakes.unit_of_work import MemoryDatabase, MemoryUnitOfWork
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_FIELDS = {"type", "title", "status", "detail"}
@@ -52,6 +54,8 @@ def assert_problem(
 
 def row_counts(installation: Installation) -> dict[str, int]:
     """Row count of every fleet-state table, plus reserved (never signed) certificates."""
+    if isinstance(installation.services.database, MemoryDatabase):
+        return _memory_row_counts(installation.services.database.uow)
     with installation.services.database.engine.connect() as conn:
         counts = {
             table.name: conn.execute(select(func.count()).select_from(table)).scalar_one()
@@ -63,6 +67,22 @@ def row_counts(installation: Installation) -> dict[str, int]:
             .where(pki.certificates.c.status == "reserved")
         ).scalar_one()
     return counts
+
+
+def _memory_row_counts(uow: MemoryUnitOfWork) -> dict[str, int]:
+    """``row_counts`` of an installation in memory: the same tables, as stores."""
+    certificates = uow.certificates.certificates.values()
+    return {
+        "org_units": len(uow.org_units.units),
+        "device_types": len(uow.device_types.types),
+        "devices": len(uow.devices.devices),
+        "groups": len(uow.groups.groups),
+        "group_members": len(uow.groups.memberships),
+        "certificates": len(certificates),
+        "admin_tokens": len(uow.admin_tokens.tokens),
+        "reserved_certificates": sum(1 for c in certificates
+                                     if c.status is CertificateStatus.RESERVED),
+    }
 
 
 def audit_records(api: TestClient, after: int = 0) -> list[dict[str, Any]]:
@@ -80,6 +100,9 @@ def audit_records(api: TestClient, after: int = 0) -> list[dict[str, Any]]:
 
 def last_seq(installation: Installation) -> int:
     """Sequence number of the newest audit record."""
+    if isinstance(installation.services.database, MemoryDatabase):
+        head = installation.services.database.uow.audit.head()
+        return head.seq if head else 0
     with installation.services.database.engine.connect() as conn:
         value = conn.execute(select(func.max(audit.audit_records.c.seq))).scalar_one()
     return int(value or 0)

@@ -25,6 +25,12 @@ from enrollment.zerotouch import (
 )
 
 
+@pytest.fixture
+def installation(memory_installation: Installation) -> Installation:
+    """The approval queue is a use case: it runs on the memory stores."""
+    return memory_installation
+
+
 def pending(installation: Installation, token: str | None = None) -> list[dict[str, Any]]:
     answer = installation.api(token).get("/v1/enrollment-requests")
     assert answer.status_code == 200, answer.text

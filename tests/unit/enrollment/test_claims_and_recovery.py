@@ -14,6 +14,12 @@ from conftest import Installation
 from iotiam.enrollment import proof
 from iotiam.testing import make_csr, make_key
 
+
+@pytest.fixture
+def installation(memory_installation: Installation) -> Installation:
+    """Claims and recovery are use cases: they run on the memory stores."""
+    return memory_installation
+
 EST = "/.well-known/est"
 PKCS10 = {"Content-Type": "application/pkcs10"}
 
@@ -40,7 +46,9 @@ def enroll(inst: Installation, device_id: str, token: str, key: object = None
     return 200, pkcs7.load_der_pkcs7_certificates(base64.b64decode(answer.content))[0]
 
 
-def test_claim_ok_once_then_fail(installation: Installation) -> None:
+def test_claim_ok_once_then_fail(sql_installation: Installation) -> None:
+    # it reads the stored table: on the database
+    installation = sql_installation
     register(installation, "c-1")
     token = claim(installation, "c-1")
     status, cert = enroll(installation, "c-1", token)

@@ -31,6 +31,12 @@ from iotiam.testing import Issuer, make_key
 
 
 @pytest.fixture
+def installation(memory_installation: Installation) -> Installation:
+    """First contact is a use case: it runs on the memory stores."""
+    return memory_installation
+
+
+@pytest.fixture
 def factory(installation: Installation) -> Issuer:
     """A manufacturer in tenant ``acme`` (devices land there as gateways), SN-1..SN-3."""
     api = installation.api()

@@ -20,6 +20,12 @@ from enrollment.zerotouch import (
 )
 from iotiam.testing import make_key, make_manufacturer_ca
 
+
+@pytest.fixture
+def installation(memory_installation: Installation) -> Installation:
+    """Manufacturers and manifests are use cases: they run on the memory stores."""
+    return memory_installation
+
 #: the tail of every "id not available" answer (docs/tenancy.md)
 TAKEN = ": ids are unique across the whole installation; choose another"
 

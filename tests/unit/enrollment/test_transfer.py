@@ -16,6 +16,12 @@ from iotiam.policy.models import AttachmentTarget, TargetKind
 from iotiam.testing import make_key
 
 
+@pytest.fixture
+def installation(memory_installation: Installation) -> Installation:
+    """Transfers are a use case: they run on the memory stores."""
+    return memory_installation
+
+
 def claim_enroll(installation: Installation, device_id: str, token: str) -> Any:
     return installation.api().post(f"{EST}/simpleenroll",
                                    content=base64.b64encode(csr_for(device_id)),

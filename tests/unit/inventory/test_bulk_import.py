@@ -16,6 +16,12 @@ from iotiam.errors import InvalidInput
 from iotiam.inventory.bulk_import import parse_csv, parse_json, parse_jsonl, read_rows
 from iotiam.inventory.models import DeviceDraft
 
+
+@pytest.fixture
+def installation(memory_installation: Installation) -> Installation:
+    """Bulk import is a use case: it runs on the memory stores."""
+    return memory_installation
+
 #: the tail of every "id not available" answer (docs/tenancy.md)
 TAKEN = ": ids are unique across the whole installation; choose another"
 

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from expect import audit_records
 from fleet import add_device, issue
 
 from conftest import Installation
 from iotiam.testing import make_csr, make_key
+
+
+@pytest.fixture
+def installation(memory_installation: Installation) -> Installation:
+    """Decommissioning is a use case: it runs on the memory stores."""
+    return memory_installation
 
 
 def test_decommission_revokes_certificates_and_psk_keeps_history(

@@ -20,6 +20,12 @@ from iotiam.inventory.ports import visible_device
 from iotiam.kernel import SYSTEM
 from iotiam.testing import make_csr
 
+
+@pytest.fixture
+def installation(memory_installation: Installation) -> Installation:
+    """The lifecycle is a use case: it runs on the memory stores."""
+    return memory_installation
+
 STATES = ["pending", "active", "quarantined", "suspended", "decommissioned"]
 ALLOWED = {
     "pending": {"active", "decommissioned"},

@@ -10,6 +10,12 @@ from fleet import add_device, add_org_unit
 
 from conftest import Installation
 
+
+@pytest.fixture
+def installation(memory_installation: Installation) -> Installation:
+    """Registration, listing and groups are use cases: they run on the memory stores."""
+    return memory_installation
+
 REGISTRATION_REFUSED = "admin:device:registration-refused"
 
 

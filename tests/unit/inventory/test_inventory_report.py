@@ -6,9 +6,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from fleet import add_device, issue, revoke
 
 from conftest import Installation
+
+
+@pytest.fixture
+def installation(memory_installation: Installation) -> Installation:
+    """The report is a use case: it runs on the memory stores."""
+    return memory_installation
 
 BUCKETS = ("none", "active", "expiring", "expired", "revoked", "older-than-rotation-age")
 BACKDATE = timedelta(minutes=5)  # leaf notBefore is backdated this much

@@ -10,6 +10,12 @@ from conftest import Installation
 
 
 @pytest.fixture
+def installation(memory_installation: Installation) -> Installation:
+    """The org-unit use cases, on the memory stores."""
+    return memory_installation
+
+
+@pytest.fixture
 def tree(installation: Installation) -> Installation:
     """root → acme (tenant) → emea (business unit) → berlin (site); acme → lab (site)."""
     api = installation.api()

@@ -7,8 +7,10 @@ import pytest
 from iotiam.changes import PolicyChanged
 from iotiam.clock import FrozenClock
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
-from iotiam.testing.changes import MemoryChangeFeed
-from policy.fakes import T0, AuditRecorder, Directory, MemoryPolicies, MemoryUnitsOfWork
+from iotiam.testing.fakes.audit import AuditRecorder
+from iotiam.testing.fakes.changes import MemoryChangeFeed
+from iotiam.testing.fakes.policy import MemoryPolicies, MemoryPolicyTransactions
+from policy.fakes import T0, directory
 
 
 @pytest.fixture
@@ -34,7 +36,8 @@ def feed() -> MemoryChangeFeed:
 @pytest.fixture
 def admin(memory: MemoryPolicies, clock: FrozenClock, audit: AuditRecorder,
           feed: MemoryChangeFeed) -> PolicyAdministration:
-    return PolicyAdministration(MemoryUnitsOfWork(memory, Directory(), feed), clock, audit)
+    return PolicyAdministration(MemoryPolicyTransactions(memory, directory(), feed), clock,
+                                audit)
 
 
 @pytest.fixture

@@ -1,15 +1,11 @@
-"""In-memory ports and small builders for the policy tests (and for adapters to mimic)."""
+"""The policy tests' org tree and small builders; the stores are the in-memory ones of
+``iotiam.testing.fakes.policy``."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from iotiam.audit.models import AuditDraft
-from iotiam.errors import Conflict, IamError
 from iotiam.inventory.models import DeviceState
 from iotiam.policy.engine import PolicyEngine
 from iotiam.policy.models import (
@@ -18,12 +14,11 @@ from iotiam.policy.models import (
     PolicyDocument,
     RequestContext,
     Site,
-    StoredPolicy,
     Subject,
     TargetKind,
 )
 from iotiam.policy.parsing import parse_policy
-from iotiam.testing.changes import MemoryChangeFeed
+from iotiam.testing.fakes.policy import MemoryDirectory
 
 T0 = datetime(2026, 1, 7, 12, 0, tzinfo=UTC)  # a Wednesday, noon UTC
 ROOT = AttachmentTarget(TargetKind.ORG_UNIT, "root")
@@ -66,136 +61,8 @@ def engine(*attached: tuple[PolicyDocument, AttachmentTarget],
     return PolicyEngine([d for d, _ in attached], attachments, sites)
 
 
-@dataclass
-class MemoryPolicies:
-    """PolicyStore and AttachmentStore in memory."""
-
-    stored: dict[str, list[StoredPolicy]] = field(default_factory=dict)
-    attached: list[Attachment] = field(default_factory=list)
-    changes: int = 0
-
-    def latest(self, name: str) -> StoredPolicy | None:
-        return self.stored[name][-1] if name in self.stored else None
-
-    def get(self, name: str, version: int) -> StoredPolicy | None:
-        for stored in self.stored.get(name, []):
-            if stored.document.version == version:
-                return stored
-        return None
-
-    def versions(self, name: str) -> list[int]:
-        return [s.document.version for s in self.stored.get(name, [])]
-
-    def add(self, policy: StoredPolicy) -> None:
-        if self.get(policy.document.name, policy.document.version):
-            raise Conflict("exists")
-        self.stored.setdefault(policy.document.name, []).append(policy)
-        self.changes += 1
-
-    def current(self) -> list[StoredPolicy]:
-        return [v[-1] for v in self.stored.values()]
-
-    def generation(self) -> int:
-        return self.changes
-
-    def names_under(self, org_path: str) -> list[str]:
-        return sorted(name for name, versions in self.stored.items()
-                      if versions[-1].owner_path.startswith(org_path)
-                      or org_path.startswith(versions[-1].owner_path))
-
-    def attach(self, attachment: Attachment) -> None:
-        if not any(a.policy == attachment.policy and a.target == attachment.target
-                   for a in self.attached):
-            self.attached.append(attachment)
-        self.changes += 1
-
-    def detach(self, policy: str, target: AttachmentTarget) -> Attachment | None:
-        for a in self.attached:
-            if a.policy == policy and a.target == target:
-                self.attached.remove(a)
-                self.changes += 1
-                return a
-        return None
-
-    def for_policy(self, policy: str) -> list[Attachment]:
-        return [a for a in self.attached if a.policy == policy]
-
-    def all(self) -> list[Attachment]:
-        return list(self.attached)
-
-
-class Directory:
-    """TargetDirectory and SiteDirectory over the test org tree."""
-
-    def __init__(self, devices: dict[str, str] | None = None,
-                 groups: dict[str, str] | None = None,
-                 types: tuple[str, ...] = ("sensor", "gateway")) -> None:
-        self.devices = devices or {"d1": "/root/acme/plant1/", "b1": "/root/beta/"}
-        self.groups = groups or {"line-1": "/root/acme/plant1/"}
-        self.types = types
-        self.saved: dict[str, Site] = {}
-
-    def scope_of(self, target: AttachmentTarget) -> str | None:
-        if target.kind is TargetKind.ORG_UNIT:
-            return PATHS.get(target.id)
-        if target.kind is TargetKind.DEVICE:
-            return self.devices.get(target.id)
-        if target.kind is TargetKind.GROUP:
-            return self.groups.get(target.id)
-        return "/root/" if target.id in self.types else None
-
-    def sites(self) -> list[Site]:
-        return [BERLIN, TOKYO, *self.saved.values()]
-
-    def save(self, site: Site, at: datetime) -> bool:
-        created = site.name not in self.saved
-        self.saved[site.name] = site
-        return created
-
-
-@dataclass
-class MemoryUnitOfWork:
-    """The policy stores in memory; no rollback (the service checks before it writes)."""
-
-    policies: MemoryPolicies
-    policy_attachments: MemoryPolicies
-    policy_targets: Directory
-    sites: Directory
-    changes: MemoryChangeFeed = field(default_factory=MemoryChangeFeed)
-
-
-class MemoryUnitsOfWork:
-    """``Transactions[PolicyUnitOfWork]`` over one memory unit of work (the audit log is
-    the ``AuditRecorder``, which ignores the unit of work)."""
-
-    def __init__(self, memory: MemoryPolicies, directory: Directory,
-                 feed: MemoryChangeFeed | None = None) -> None:
-        self.uow = MemoryUnitOfWork(memory, memory, directory, directory,
-                                    feed or MemoryChangeFeed())
-
-    @contextmanager
-    def __call__(self) -> Iterator[MemoryUnitOfWork]:
-        yield self.uow
-
-    @contextmanager
-    def reading(self) -> Iterator[MemoryUnitOfWork]:
-        yield self.uow
-
-
-@dataclass
-class AuditRecorder:
-    """Keeps audit drafts: appended ones and refusals."""
-
-    appended: list[AuditDraft] = field(default_factory=list)
-    refused: list[AuditDraft] = field(default_factory=list)
-
-    def append(self, uow: object, draft: AuditDraft) -> None:
-        self.appended.append(draft)
-
-    @contextmanager
-    def refusals(self, draft: AuditDraft) -> Iterator[None]:
-        try:
-            yield
-        except IamError as e:
-            self.refused.append(replace(draft, reason=e.detail))
-            raise
+def directory() -> MemoryDirectory:
+    """Targets and sites of the test org tree: d1 in plant1, b1 in beta, group line-1."""
+    return MemoryDirectory(PATHS, {"d1": "/root/acme/plant1/", "b1": "/root/beta/"},
+                           {"line-1": "/root/acme/plant1/"}, ("sensor", "gateway"),
+                           (BERLIN, TOKYO))

@@ -19,7 +19,9 @@ from iotiam.policy.models import (
     TargetKind,
 )
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
-from policy.fakes import ACME, BETA, PLANT, ROOT, T0, AuditRecorder, MemoryPolicies, subject
+from iotiam.testing.fakes.audit import AuditRecorder
+from iotiam.testing.fakes.policy import MemoryPolicies
+from policy.fakes import ACME, BETA, PLANT, ROOT, T0, subject
 
 TENANT = Principal("acme-admin", Role.ADMIN, "acme", "/root/acme/")
 SITE = Principal("plant-admin", Role.ADMIN, "plant1", "/root/acme/plant1/")

@@ -12,7 +12,7 @@ from iotiam.clock import FrozenClock
 from iotiam.inventory.models import Device, DeviceState
 from iotiam.policy.models import DevicePosture
 from iotiam.policy.subjects import DeviceSubjects
-from iotiam.testing.changes import MemoryChangeFeed
+from iotiam.testing.fakes.changes import MemoryChangeFeed
 from policy.fakes import T0
 
 

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fleet import add_device, add_org_unit
 
 from conftest import Installation
+
+
+@pytest.fixture
+def installation(memory_installation: Installation) -> Installation:
+    """Event ingest is a use case: it runs on the memory stores."""
+    return memory_installation
 
 T0 = 1_772_366_400.0
 

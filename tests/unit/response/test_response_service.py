@@ -1,4 +1,5 @@
-"""Findings in, playbook actions out, and every action undone exactly (real storage)."""
+"""Findings in, playbook actions out, and every action undone exactly (on the memory
+stores, which tests/unit/storage/test_store_contracts.py holds to the SQL ones)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,21 @@ from fleet import add_device, add_org_unit, issue
 
 from conftest import Installation
 from iotiam.audit.models import AuditTag
-from iotiam.bootstrap import trust_scores_refresher
+from iotiam.changes import CertificateRevoked, CredentialRevoked, DeviceChanged
 from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType, Severity
 from iotiam.errors import Conflict, NotFound
 from iotiam.inventory.models import DeviceState
 from iotiam.kernel import SYSTEM
 from iotiam.policy.actions import PUBLISH
 from iotiam.response.alerts import AlertDispatcher
+from iotiam.response.scoring import TrustRefresher
+from iotiam.testing.fakes.changes import MemoryChangeLog
+
+
+@pytest.fixture
+def installation(memory_installation: Installation) -> Installation:
+    """Response is a use case: it runs on the memory stores."""
+    return memory_installation
 
 
 class RecordingChannel:
@@ -252,7 +261,11 @@ def test_ok_refresher_rescores_after_a_revocation(installation: Installation) ->
     serial = issue(api, "s1")["serial"]
     trust = installation.services.trust
     assert trust.explain(SYSTEM, "s1").score == 100
-    refresher = trust_scores_refresher(installation.services)
+    # bootstrap.trust_scores_refresher, over the change log and feed of the memory stores
+    refresher = TrustRefresher(trust, MemoryChangeLog(installation.services.database,
+                                                      installation.clock), installation.clock)
+    installation.services.changes.subscribe(
+        (CertificateRevoked, CredentialRevoked, DeviceChanged), refresher.rescore_later)
     installation.clock.advance(timedelta(seconds=1))
     assert api.post(f"/v1/certificates/{serial}/revoke",
                     json={"reason": "keyCompromise"}).status_code == 200
