@@ -257,6 +257,17 @@ def test_listening_feed_ok_lost_connection_catches_up(pg_url: str) -> None:
         pid = feed_b.listener_pid()
         with a() as uow:
             uow.conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+        def gone() -> bool:
+            with a.reading() as uow:
+                return uow.conn.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                    {"pid": pid}).scalar() == 0
+
+        deadline = time.monotonic() + 5
+        while not gone():  # termination is asynchronous
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         # committed while B has no listening connection: its NOTIFY reaches nobody
         _record(a, REVOKED)
         _record(a, DeviceChanged(("d1",)))
