@@ -65,6 +65,7 @@ from iotiam.pki.keys import load_private_key
 from iotiam.pki.models import CaRole
 from iotiam.pki.ports import SerialSource
 from iotiam.pki.service import CaSet, Pki
+from iotiam.pki.signer import SigningCa
 from iotiam.policy.inquiry import PolicyInquiry
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
 from iotiam.policy.subjects import DeviceSubjects
@@ -179,10 +180,11 @@ def load_ca_set(database: Database, passphrase: bytes) -> CaSet:
     if missing:
         raise SetupError(f"no {', '.join(missing)} CA in the database; run `iotiam init`")
 
-    def material(role: CaRole) -> tuple[str, CaMaterial]:
+    def material(role: CaRole) -> tuple[str, SigningCa]:
         item = stored[role]
         assert item is not None
         cert = x509.load_pem_x509_certificate(item.certificate_pem.encode())
+        # the one line a signer elsewhere (an HSM) changes: its SigningCa instead
         return item.id, CaMaterial(cert, load_private_key(item.encrypted_key_pem.encode(),
                                                           passphrase))
 

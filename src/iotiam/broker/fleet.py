@@ -15,8 +15,8 @@ from iotiam.credentials.service import Psks
 from iotiam.inventory.models import Device, DeviceState
 from iotiam.inventory.ports import DeviceUnitOfWork
 from iotiam.kernel import Transactions
-from iotiam.pki.authority import CaMaterial
 from iotiam.pki.service import Pki
+from iotiam.pki.signer import SigningCa
 from iotiam.policy.broker_acl import BrokerAcl, compile_broker_acl
 from iotiam.policy.models import DevicePosture, RequestContext, Subject
 from iotiam.policy.ports import PostureLookup
@@ -74,7 +74,7 @@ class LiveFleet:
         return self._clock.now()
 
     @property
-    def issuing(self) -> CaMaterial:
+    def issuing(self) -> SigningCa:
         """The issuing CA (signs the broker's certificate too)."""
         return self._pki.cas.issuing
 

@@ -17,8 +17,9 @@ from iotiam.broker.layout import (
     render_config,
 )
 from iotiam.config import write_private_file
-from iotiam.pki.authority import CaMaterial, create_server_tls_certificate
+from iotiam.pki.authority import create_server_tls_certificate
 from iotiam.pki.models import KeyAlgorithm
+from iotiam.pki.signer import SigningCa
 
 #: renew the broker's own certificate when less than this much of it is left
 _RENEW_DAYS = 30
@@ -28,7 +29,7 @@ def provision_broker(
     files: BrokerFiles,
     config: BrokerConfig,
     *,
-    issuing: CaMaterial,
+    issuing: SigningCa,
     root: x509.Certificate,
     names: list[str],
     now: datetime,

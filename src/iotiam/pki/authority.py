@@ -25,7 +25,7 @@ from iotiam.pki.leaf_builder import (
     crl_distribution_points,
 )
 from iotiam.pki.models import CertificateProfile, KeyAlgorithm
-from iotiam.pki.signer import LocalKeySigner, Signer
+from iotiam.pki.signer import LocalKeySigner, Signer, SigningCa
 
 #: notBefore is set this far before ``now`` so that peers whose clocks lag a little
 #: accept a certificate created moments ago (step-ca and Let's Encrypt do the same).
@@ -87,7 +87,7 @@ def create_root_ca(
 
 def create_issuing_ca(
     *,
-    root: CaMaterial,
+    root: SigningCa,
     alg: KeyAlgorithm,
     common_name: str,
     organization: str,
@@ -125,7 +125,7 @@ def create_issuing_ca(
 
 def create_ocsp_responder(
     *,
-    issuer: CaMaterial,
+    issuer: SigningCa,
     alg: KeyAlgorithm,
     common_name: str,
     now: datetime,
@@ -160,7 +160,7 @@ def create_ocsp_responder(
 
 def create_server_tls_certificate(
     *,
-    issuer: CaMaterial,
+    issuer: SigningCa,
     alg: KeyAlgorithm,
     names: Sequence[str],
     now: datetime,

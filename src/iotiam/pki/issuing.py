@@ -36,7 +36,6 @@ from iotiam.errors import Conflict, Forbidden, IamError, NotFound, contained
 from iotiam.inventory.lifecycle import Transport, allowed_states, refusal
 from iotiam.inventory.models import Device, DeviceState, DeviceType, is_reserved_id
 from iotiam.kernel import Principal, Role, Transactions
-from iotiam.pki.authority import CaMaterial
 from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
 from iotiam.pki.keys import PublicKey
 from iotiam.pki.models import (
@@ -55,6 +54,7 @@ from iotiam.pki.ports import (
     SignedCertificate,
 )
 from iotiam.pki.profiles import get_profile
+from iotiam.pki.signer import SigningCa
 
 #: Runs inside the reservation transaction with the device being certified (e.g. to
 #: redeem a claim token atomically with the reservation). A hook that refuses must
@@ -155,7 +155,7 @@ class CertificateIssuance:
         audit: Auditor,
         config: PkiConfig,
         issuing_id: str,
-        issuing: CaMaterial,
+        issuing: SigningCa,
         leaf_signer: LeafSigner,
         serials: SerialSource,
         proofs: ProofChecks | None = None,

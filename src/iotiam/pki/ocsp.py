@@ -22,9 +22,8 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from iotiam.errors import InvalidInput, PayloadTooLarge, SetupError
-from iotiam.pki.authority import CaMaterial
 from iotiam.pki.models import RevocationReason
-from iotiam.pki.signer import Signer
+from iotiam.pki.signer import Signer, SigningCa
 
 #: A single-certificate request is ~100 bytes; anything much larger is not one.
 MAX_OCSP_REQUEST_BYTES = 4 * 1024
@@ -117,12 +116,12 @@ class OcspResponder:
     def from_material(
         cls,
         issuer_cert: x509.Certificate,
-        responder: CaMaterial,
+        responder: SigningCa,
         *,
         validity: timedelta = timedelta(hours=1),
         cache_size: int = 100_000,
     ) -> OcspResponder:
-        """A responder whose key is held in memory (see :class:`CaMaterial`)."""
+        """A responder signing with ``responder``'s signer (in this process or a module)."""
         return cls(
             issuer_cert,
             responder.certificate,

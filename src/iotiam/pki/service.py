@@ -20,7 +20,7 @@ from iotiam.clock import Clock
 from iotiam.errors import Conflict, Forbidden, IamError, InvalidInput, NotFound
 from iotiam.inventory.models import Device, DeviceType
 from iotiam.kernel import SYSTEM, Principal, Role, Transactions
-from iotiam.pki.authority import CaMaterial, PublicUrls
+from iotiam.pki.authority import PublicUrls
 from iotiam.pki.crl import CrlEntryCache, sign_crl_entries
 from iotiam.pki.csr import validate_csr
 from iotiam.pki.issuing import (
@@ -50,7 +50,7 @@ from iotiam.pki.ports import (
     StoredCrl,
 )
 from iotiam.pki.profiles import get_profile
-from iotiam.pki.signer import Signer
+from iotiam.pki.signer import Signer, SigningCa
 
 #: makes the leaf signer of the issuing CA (``LeafBuilder``, or a faster one)
 LeafSigners = Callable[[Signer, x509.Certificate, PublicUrls], LeafSigner]
@@ -80,12 +80,12 @@ class CaSet:
     """The loaded key pairs the service signs with."""
 
     issuing_id: str
-    issuing: CaMaterial
+    issuing: SigningCa
     root_id: str
-    root: CaMaterial
-    responder: CaMaterial
+    root: SigningCa
+    responder: SigningCa
 
-    def material(self, ca_id: str) -> CaMaterial:
+    def material(self, ca_id: str) -> SigningCa:
         """Key pair of an issuer by id."""
         if ca_id == self.issuing_id:
             return self.issuing

@@ -44,6 +44,25 @@ class Signer(Protocol):
         ...
 
 
+class SigningCa(Protocol):
+    """A CA as the PKI signs with it: its certificate and the signer that holds its key.
+
+    ``authority.CaMaterial`` is one, with the key in this process; a CA whose key lives
+    in a hardware module is any object with these two attributes, built where
+    ``bootstrap.load_ca_set`` builds the others.
+    """
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        """The CA's certificate."""
+        ...
+
+    @property
+    def signer(self) -> Signer:
+        """What signs with the CA's key."""
+        ...
+
+
 class LocalKeySigner:
     """A :class:`Signer` over a private key held in this process's memory."""
 
