@@ -52,8 +52,6 @@ class Job:
 
     name: str
     run: Loop
-    #: only the first process runs it
-    singleton: bool = False
     #: once, after every loop ended (e.g. save the baselines one last time)
     at_exit: Callable[[], None] | None = None
 
@@ -68,15 +66,13 @@ class BackgroundJobs:
     start_data_plane: Callable[[], Callable[[], None] | None] | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
-    _running: list[Job] = field(default_factory=list)
     _stop_data_plane: Callable[[], None] | None = None
 
-    def start(self, *, singletons: bool) -> None:
-        """Start this process's jobs (``singletons``: the first process's too)."""
-        if singletons and self.start_data_plane is not None:
+    def start(self) -> None:
+        """Start the data plane (if this process runs it), then every loop."""
+        if self.start_data_plane is not None:
             self._stop_data_plane = self.start_data_plane()
-        self._running = [job for job in self.jobs if singletons or not job.singleton]
-        for job in self._running:
+        for job in self.jobs:
             thread = threading.Thread(target=job.run, args=(self._stop,), daemon=True,
                                       name=job.name)
             thread.start()
@@ -88,7 +84,7 @@ class BackgroundJobs:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        for job in self._running:
+        for job in self.jobs:
             if job.at_exit is not None:
                 job.at_exit()
 

@@ -423,21 +423,24 @@ def manufacturer_trust(services: Services) -> ManufacturerTrust:
     return trust
 
 
-def background_jobs(services: Services) -> BackgroundJobs:
-    """Everything ``serve`` runs beside the requests (``iotiam.background``)."""
+def background_jobs(services: Services, *, singletons: bool) -> BackgroundJobs:
+    """Everything ``serve`` runs beside the requests in this process (``singletons``: the
+    jobs only the first process runs too; ``iotiam.background``)."""
     settings = services.settings
     crls = CrlRefresher(services.pki)
     services.changes.subscribe((CertificateRevoked,), crls.revoked)
+    jobs = [Job("change-feed", services.changes.run), Job("crl-refresher", crls.run)]
+    if not singletons:
+        return BackgroundJobs(jobs)
     return BackgroundJobs([
-        Job("change-feed", services.changes.run),
-        Job("crl-refresher", crls.run),
+        *jobs,
         Job("audit-checkpoints", checkpoint_signer(
             services.checkpoints, settings.audit_checkpoint_records,
-            settings.audit_checkpoint_seconds), singleton=True),
-        Job("trust-scores", trust_scores_refresher(services).run, singleton=True),
+            settings.audit_checkpoint_seconds)),
+        Job("trust-scores", trust_scores_refresher(services).run),
         Job("baseline-saver", baseline_saver(lambda: save_baselines(services)),
-            singleton=True, at_exit=lambda: save_baselines(services)),
-        Job("change-pruner", change_pruner(services.changes, services.clock), singleton=True),
+            at_exit=lambda: save_baselines(services)),
+        Job("change-pruner", change_pruner(services.changes, services.clock)),
     ], start_data_plane=lambda: broker_plane(services))
 
 

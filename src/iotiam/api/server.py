@@ -90,9 +90,9 @@ def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> N
     index, children = fork_workers(workers - 1)
     if index:
         services.database.after_fork()
-    jobs = background_jobs(services)
     # one writer of the broker's state, one signer of checkpoints...: the first process
-    jobs.start(singletons=index == 0)
+    jobs = background_jobs(services, singletons=index == 0)
+    jobs.start()
     try:
         _serve_here(services, api_sockets, public_sockets, log_level)
     finally:

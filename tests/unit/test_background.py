@@ -1,0 +1,42 @@
+"""The background jobs of ``serve``: which run where, and how they start and stop."""
+
+from __future__ import annotations
+
+import threading
+
+from conftest import Installation
+from iotiam.background import BackgroundJobs, Job
+from iotiam.bootstrap import background_jobs
+
+
+def test_jobs_ok_singletons_only_in_the_first_process(installation: Installation) -> None:
+    services = installation.services
+    other = background_jobs(services, singletons=False)
+    assert [j.name for j in other.jobs] == ["change-feed", "crl-refresher"]
+    assert other.start_data_plane is None
+    first = background_jobs(services, singletons=True)
+    assert [j.name for j in first.jobs] == [
+        "change-feed", "crl-refresher", "audit-checkpoints", "trust-scores",
+        "baseline-saver", "change-pruner"]
+    assert first.start_data_plane is not None
+
+
+def test_jobs_ok_stop_ends_every_loop_then_runs_at_exit() -> None:
+    happened: list[str] = []
+    started = threading.Event()
+
+    def loop(stop: threading.Event) -> None:
+        started.set()
+        stop.wait()
+        happened.append("loop ended")
+
+    stopped_plane: list[bool] = []
+    jobs = BackgroundJobs([Job("loop", loop, at_exit=lambda: happened.append("at exit"))],
+                          start_data_plane=lambda: lambda: stopped_plane.append(True))
+    jobs.start()
+    assert started.wait(5)
+    jobs.stop()
+    assert happened == ["loop ended", "at exit"]
+    jobs.stop_data_plane()
+    jobs.stop_data_plane()  # once only
+    assert stopped_plane == [True]
