@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from cryptography import x509
 
@@ -34,6 +34,7 @@ from iotiam.broker.fleet import LiveFleet
 from iotiam.broker.runtime import start_data_plane
 from iotiam.changes import (
     CertificateRevoked,
+    ChangeFeed,
     CredentialRevoked,
     DetectionModeChanged,
     DeviceChanged,
@@ -59,11 +60,12 @@ from iotiam.fast.signature_helper import HelperProofChecks
 from iotiam.fast.token_reads import ReadAhead
 from iotiam.inventory.ports import AllCredentials, DeviceLifecycle
 from iotiam.inventory.service import Inventory
+from iotiam.kernel import Transactions
 from iotiam.local_keys import alert_webhook_key, audit_head_key, data_key
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.keys import load_private_key
 from iotiam.pki.models import CaRole
-from iotiam.pki.ports import SerialSource
+from iotiam.pki.ports import CaUnitOfWork, SerialSource
 from iotiam.pki.service import CaSet, Pki
 from iotiam.pki.signer import SigningCa
 from iotiam.policy.inquiry import PolicyInquiry
@@ -171,7 +173,7 @@ def checkpoint_writer(settings: Settings, database: Database, clock: Clock,
     return CheckpointWriter(database, clock, files, key, publish), key.verifier(), files
 
 
-def load_ca_set(database: Database, passphrase: bytes) -> CaSet:
+def load_ca_set(database: Transactions[CaUnitOfWork], passphrase: bytes) -> CaSet:
     """Decrypt the CA keys for this process."""
     with database.reading() as uow:
         stored = {role: uow.cas.active(role) for role in CaRole}
@@ -267,7 +269,45 @@ def change_feed(database: Database) -> ChangeDispatcher:
     return ListeningChangeFeed(database)
 
 
-def follow_changes(services: Services) -> Services:
+class ChangeFollowers(Protocol):
+    """The services that follow the feed in every process (``Services``, and the
+    in-memory installation of ``iotiam.testing.fakes``, which subscribes the same way)."""
+
+    @property
+    def changes(self) -> ChangeFeed:
+        """The feed."""
+        ...
+
+    @property
+    def subjects(self) -> DeviceSubjects:
+        """The decision subjects cached for the broker hook."""
+        ...
+
+    @property
+    def pki(self) -> Pki:
+        """The PKI (its cached OCSP answers)."""
+        ...
+
+    @property
+    def decisions(self) -> DecisionPoint:
+        """The policy decision point."""
+        ...
+
+    @property
+    def response(self) -> IncidentResponse[Any]:
+        """The response settings (detection modes)."""
+        ...
+
+    @property
+    def ingest(self) -> EventIngest:
+        """The event pipeline (modes, its device cache)."""
+        ...
+
+
+FollowersT = TypeVar("FollowersT", bound=ChangeFollowers)
+
+
+def follow_changes(services: FollowersT) -> FollowersT:
     """Who follows which published change, in every process. (The jobs that follow
     changes subscribe where they are built: ``background_jobs``, ``trust_scores_refresher``,
     ``manufacturer_trust``; the broker sync in ``broker_plane``.)"""

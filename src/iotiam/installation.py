@@ -12,18 +12,21 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from iotiam.admin.service import AdminTokens
 from iotiam.audit.models import AuditDraft, AuditTag
+from iotiam.audit.ports import Auditor, AuditUnitOfWork
 from iotiam.audit.service import AuditTrail
 from iotiam.bootstrap import checkpoint_writer, load_ca_set, open_database
 from iotiam.clock import Clock, SystemClock
 from iotiam.config import PROFILE_FILE, Settings, ca_passphrase, save_settings, write_private_file
 from iotiam.errors import NotFound, Unauthenticated
 from iotiam.inventory.models import Criticality, DeviceClass, DeviceType, OrgUnit, OrgUnitKind
+from iotiam.inventory.ports import DeviceTypeStore, OrgUnitStore
 from iotiam.kernel import ROOT_ORG_ID, ROOT_PATH, SYSTEM, Principal, Role
 from iotiam.local_keys import audit_head_key, data_key
 from iotiam.pki.authority import (
@@ -35,17 +38,32 @@ from iotiam.pki.authority import (
 )
 from iotiam.pki.keys import encrypt_private_key, load_private_key
 from iotiam.pki.models import CaRole, KeyAlgorithm
-from iotiam.pki.ports import StoredCa
+from iotiam.pki.ports import CaUnitOfWork, StoredCa
 from iotiam.policy.defaults import DEFAULT_DEVICE_POLICY, DEFAULT_DEVICE_POLICY_YAML
 from iotiam.policy.models import AttachmentTarget, TargetKind
 from iotiam.policy.service import PolicyAdministration
-from iotiam.storage.database import Database, SqlUnitOfWork
+from iotiam.storage.database import Database
 
 SEED_DEVICE_TYPES = (
     ("sensor", DeviceClass.SENSOR, Criticality.MEDIUM, "Battery or mains powered sensor"),
     ("gateway", DeviceClass.GATEWAY, Criticality.HIGH, "Edge gateway relaying other devices"),
     ("controller", DeviceClass.CONTROLLER, Criticality.HIGH, "PLC or controller driving plant"),
 )
+
+
+class SeedUnitOfWork(CaUnitOfWork, AuditUnitOfWork, Protocol):
+    """What seeding an installation writes: the org tree's root, device types, CAs."""
+
+    @property
+    def org_units(self) -> OrgUnitStore:
+        """The org-unit tree."""
+        ...
+
+    @property
+    def device_types(self) -> DeviceTypeStore:
+        """Device types."""
+        ...
+
 
 
 @dataclass(frozen=True)
@@ -77,11 +95,11 @@ def initialize(
     audit = AuditTrail(database, clock, key)
     try:
         with database() as uow:
-            _seed_inventory(uow, clock)
-            created_ca = _ensure_cas(uow, audit, settings, key_algorithm, organization,
+            seed_inventory(uow, clock)
+            created_ca = ensure_cas(uow, audit, key_algorithm, organization,
                                      passphrase, clock)
         _write_tls_files(database, settings, passphrase, clock, key_algorithm)
-        _ensure_default_policy(PolicyAdministration(database, clock, audit))
+        ensure_default_policy(PolicyAdministration(database, clock, audit))
         created_token = _ensure_profile(database, audit, settings, clock)
         if created_ca or created_token:
             audit.record(
@@ -107,7 +125,7 @@ def initialize(
     )
 
 
-def _ensure_default_policy(policies: PolicyAdministration) -> None:
+def ensure_default_policy(policies: PolicyAdministration) -> None:
     """Devices may connect and use ``devices/<their id>/#``, nothing else, unless told."""
     name = DEFAULT_DEVICE_POLICY.name
     try:
@@ -117,7 +135,8 @@ def _ensure_default_policy(policies: PolicyAdministration) -> None:
         policies.attach(SYSTEM, name, AttachmentTarget(TargetKind.ORG_UNIT, ROOT_ORG_ID))
 
 
-def _seed_inventory(uow: SqlUnitOfWork, clock: Clock) -> None:
+def seed_inventory(uow: SeedUnitOfWork, clock: Clock) -> None:
+    """The root org unit and the seeded device types, where missing."""
     now = clock.now()
     if uow.org_units.get(ROOT_ORG_ID) is None:
         uow.org_units.add(OrgUnit(id=ROOT_ORG_ID, name="Root", kind=OrgUnitKind.ROOT,
@@ -130,10 +149,11 @@ def _seed_inventory(uow: SqlUnitOfWork, clock: Clock) -> None:
                                             certificate_profile=profile, created_at=now))
 
 
-def _ensure_cas(
-    uow: SqlUnitOfWork, audit: AuditTrail, settings: Settings, alg: KeyAlgorithm,
-    organization: str, passphrase: bytes, clock: Clock,
+def ensure_cas(
+    uow: SeedUnitOfWork, audit: Auditor, alg: KeyAlgorithm, organization: str,
+    passphrase: bytes, clock: Clock,
 ) -> bool:
+    """Create and store the root, issuing and OCSP responder CAs unless there are some."""
     if uow.cas.active(CaRole.ISSUING) is not None:
         return False
     now = clock.now()
@@ -164,7 +184,7 @@ def ca_id(role: CaRole, certificate: x509.Certificate) -> str:
 
 
 def _store_material(
-    uow: SqlUnitOfWork, role: CaRole, material: CaMaterial, passphrase: bytes, clock: Clock
+    uow: SeedUnitOfWork, role: CaRole, material: CaMaterial, passphrase: bytes, clock: Clock
 ) -> str:
     identifier = ca_id(role, material.certificate)
     uow.cas.add(StoredCa(

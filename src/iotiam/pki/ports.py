@@ -202,6 +202,15 @@ class CounterStore(Protocol):
         ...
 
 
+class CaUnitOfWork(Protocol):
+    """A transaction that reads or stores the CAs themselves (start-up, ``iotiam init``)."""
+
+    @property
+    def cas(self) -> CaStore:
+        """CA certificates and their encrypted keys."""
+        ...
+
+
 class PkiUnitOfWork(AuditUnitOfWork, Protocol):
     """The stores PKI use cases work with, inside one transaction."""
 

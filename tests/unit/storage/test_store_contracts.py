@@ -609,7 +609,15 @@ def test_audit_log(db: Any) -> None:
 
 
 def test_memory_installation_seeds_what_init_seeds() -> None:
-    assert memory.SEED_DEVICE_TYPES == installation.SEED_DEVICE_TYPES
+    services = memory.memory_services()
+    with services.database.reading() as uow:
+        assert uow.org_units.get("root") is not None
+        seeded = {t.name: (t.device_class, t.criticality, t.description)
+                  for t in uow.device_types.list_all()}
+        assert seeded == {name: (cls, crit, text)
+                          for name, cls, crit, text in installation.SEED_DEVICE_TYPES}
+        assert {ca.role for ca in uow.cas.list_all()} >= {CaRole.ROOT, CaRole.ISSUING,
+                                                          CaRole.OCSP_RESPONDER}
 
 
 # -- admin, credentials ------------------------------------------------------------------

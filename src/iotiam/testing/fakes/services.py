@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from iotiam.admin.service import AdminTokens
@@ -25,14 +24,7 @@ from iotiam.audit.anchor import CheckpointWriter
 from iotiam.audit.checkpoint import CheckpointKey
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
-from iotiam.changes import (
-    CertificateRevoked,
-    CredentialRevoked,
-    DetectionModeChanged,
-    DeviceChanged,
-    PolicyChanged,
-    TrustChanged,
-)
+from iotiam.bootstrap import follow_changes, load_ca_set
 from iotiam.clock import FrozenClock
 from iotiam.credentials.sealing import SecretSealer
 from iotiam.credentials.service import Psks
@@ -43,23 +35,14 @@ from iotiam.enrollment.manufacturers import Manufacturers
 from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
 from iotiam.enrollment.service import Enrollment
 from iotiam.enrollment.transfer import OwnershipTransfer
-from iotiam.inventory.models import Criticality, DeviceClass, DeviceType, OrgUnit, OrgUnitKind
+from iotiam.installation import ensure_cas, ensure_default_policy, seed_inventory
 from iotiam.inventory.ports import AllCredentials
 from iotiam.inventory.service import Inventory
 from iotiam.kernel import ROOT_ORG_ID, ROOT_PATH, SYSTEM, Role
-from iotiam.pki.authority import (
-    CaMaterial,
-    create_issuing_ca,
-    create_ocsp_responder,
-    create_root_ca,
-)
-from iotiam.pki.keys import encrypt_private_key
-from iotiam.pki.models import CaRole, KeyAlgorithm, PkiConfig
-from iotiam.pki.ports import SerialSource, StoredCa
+from iotiam.pki.models import KeyAlgorithm, PkiConfig
+from iotiam.pki.ports import SerialSource
 from iotiam.pki.service import CaSet, Pki
-from iotiam.policy.defaults import DEFAULT_DEVICE_POLICY, DEFAULT_DEVICE_POLICY_YAML
 from iotiam.policy.inquiry import PolicyInquiry
-from iotiam.policy.models import AttachmentTarget, TargetKind
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
 from iotiam.policy.subjects import DeviceSubjects
 from iotiam.response.alerts import AlertChannel, AlertDispatcher
@@ -81,13 +64,6 @@ from iotiam.tokens.scopes import ScopeGrant
 from iotiam.tokens.service import AuthorizationServer
 from iotiam.tokens.signing_keys import SigningKeys
 
-#: the device types ``iotiam init`` seeds (``installation.SEED_DEVICE_TYPES``; a test
-#: keeps the two equal)
-SEED_DEVICE_TYPES = (
-    ("sensor", DeviceClass.SENSOR, Criticality.MEDIUM, "Battery or mains powered sensor"),
-    ("gateway", DeviceClass.GATEWAY, Criticality.HIGH, "Edge gateway relaying other devices"),
-    ("controller", DeviceClass.CONTROLLER, Criticality.HIGH, "PLC or controller driving plant"),
-)
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -167,7 +143,7 @@ def memory_services(
     cas = _seed(database, audit, config, clock, passphrase)
     services = _wire(database, clock, audit, checkpoints, config, cas, passphrase,
                      serials or x509.random_serial_number, alert_channels)
-    _ensure_default_policy(services.policies)
+    ensure_default_policy(services.policies)
     services.admin_token = _bootstrap_token(services)
     audit.record(AuditDraft(tag=AuditTag.INSTALLATION_INITIALIZED, actor=SYSTEM.name,
                             org_path=ROOT_PATH, subject="installation",
@@ -202,7 +178,7 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
     engine = DetectionEngine(learning_seconds=config.detection_learning_seconds)
     ingest = EventIngest(engine, response, MemoryDeviceLookup(database.uow.devices))
     response.on_false_positive(ingest.false_positive)
-    return _follow_changes(MemoryServices(
+    return follow_changes(MemoryServices(
         clock=clock, database=database, changes=MemoryChangeFeed.following(database),
         audit=audit, checkpoints=checkpoints,
         admin_tokens=AdminTokens(database, clock, audit), inventory=inventory, pki=pki,
@@ -218,19 +194,6 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
         attestation=attestation, response=response, trust=trust, ingest=ingest,
         alerts=alerts,
     ))
-
-
-def _follow_changes(services: MemoryServices) -> MemoryServices:
-    """The subscriptions of ``bootstrap.follow_changes``, on the memory feed."""
-    feed = services.changes
-    feed.subscribe((CertificateRevoked, CredentialRevoked, DeviceChanged, TrustChanged),
-                   services.subjects.changed)
-    feed.subscribe((CertificateRevoked,), services.pki.forget_ocsp_response)
-    feed.subscribe((PolicyChanged,), services.decisions.policies_changed)
-    feed.subscribe((DetectionModeChanged,), services.response.settings_changed)
-    feed.subscribe((DetectionModeChanged,), services.ingest.mode_changed)
-    feed.subscribe((DeviceChanged,), services.ingest.devices_changed)
-    return services
 
 
 def _authorization_server(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
@@ -253,58 +216,12 @@ def _authorization_server(database: MemoryDatabase, clock: FrozenClock, audit: A
 
 def _seed(database: MemoryDatabase, audit: AuditTrail, config: MemoryConfig,
           clock: FrozenClock, passphrase: bytes) -> CaSet:
-    """The root org unit, the device types and the three CAs, as ``iotiam init``."""
-    now = clock.now()
-    alg, organization = config.key_algorithm, config.organization
-    root = create_root_ca(alg=alg, common_name=f"{organization} Root CA",
-                          organization=organization, now=now,
-                          serial=x509.random_serial_number())
-    issuing = create_issuing_ca(root=root, alg=alg, common_name=f"{organization} Issuing CA 1",
-                                organization=organization, now=now,
-                                serial=x509.random_serial_number())
-    responder = create_ocsp_responder(issuer=issuing, alg=alg,
-                                      common_name=f"{organization} OCSP Responder 1", now=now,
-                                      serial=x509.random_serial_number())
-    ids: dict[CaRole, str] = {}
+    """The root org unit, the device types and the three CAs, by ``iotiam init``'s own
+    steps (``installation.py``)."""
     with database() as uow:
-        uow.org_units.add(OrgUnit(id=ROOT_ORG_ID, name="Root", kind=OrgUnitKind.ROOT,
-                                  parent_id=None, path=ROOT_PATH, created_at=now))
-        for name, device_class, criticality, description in SEED_DEVICE_TYPES:
-            profile = "gateway" if device_class is DeviceClass.GATEWAY else "device"
-            uow.device_types.add(DeviceType(name=name, device_class=device_class,
-                                            criticality=criticality, description=description,
-                                            certificate_profile=profile, created_at=now))
-        for role, material in ((CaRole.ROOT, root), (CaRole.ISSUING, issuing),
-                               (CaRole.OCSP_RESPONDER, responder)):
-            ids[role] = _store_ca(uow, role, material, passphrase, now)
-            audit.append(uow, AuditDraft(tag=AuditTag.CA_CREATED, actor=SYSTEM.name,
-                                         org_path=ROOT_PATH, subject=f"ca:{role}",
-                                         details={"algorithm": str(alg),
-                                                  "subject": material.certificate.subject
-                                                  .rfc4514_string()}))
-    return CaSet(issuing_id=ids[CaRole.ISSUING], issuing=issuing, root_id=ids[CaRole.ROOT],
-                 root=root, responder=responder)
-
-
-def _store_ca(uow: MemoryUnitOfWork, role: CaRole, material: CaMaterial, passphrase: bytes,
-              now: datetime) -> str:
-    """Store a key pair under the id ``installation.ca_id`` gives it."""
-    ski = x509.SubjectKeyIdentifier.from_public_key(
-        material.certificate.public_key()).digest.hex()
-    identifier = f"{role}-{ski[:12]}"
-    uow.cas.add(StoredCa(
-        id=identifier, role=role,
-        certificate_pem=material.certificate.public_bytes(serialization.Encoding.PEM).decode(),
-        encrypted_key_pem=encrypt_private_key(material.key, passphrase).decode(),
-        created_at=now))
-    return identifier
-
-
-def _ensure_default_policy(policies: PolicyAdministration) -> None:
-    """Devices may connect and use ``devices/<their id>/#``, nothing else, unless told."""
-    policies.write(SYSTEM, DEFAULT_DEVICE_POLICY_YAML, owner_path=ROOT_PATH)
-    policies.attach(SYSTEM, DEFAULT_DEVICE_POLICY.name,
-                    AttachmentTarget(TargetKind.ORG_UNIT, ROOT_ORG_ID))
+        seed_inventory(uow, clock)
+        ensure_cas(uow, audit, config.key_algorithm, config.organization, passphrase, clock)
+    return load_ca_set(database, passphrase)
 
 
 def _bootstrap_token(services: MemoryServices) -> str:
