@@ -24,6 +24,12 @@ def child_path(parent_path: str, unit_id: str) -> str:
     return f"{parent_path}{unit_id}/"
 
 
+def ancestor_paths(org_path: str) -> list[str]:
+    """``/root/a/b/`` -> ``/root/``, ``/root/a/``, ``/root/a/b/`` (the path itself last)."""
+    parts = [p for p in org_path.split("/") if p]
+    return ["/" + "/".join(parts[:n]) + "/" for n in range(1, len(parts) + 1)]
+
+
 def within(org_path: str, scope: str) -> bool:
     """Whether an object living at ``org_path`` is inside the subtree at ``scope``."""
     return org_path.startswith(scope)

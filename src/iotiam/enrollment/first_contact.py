@@ -40,7 +40,7 @@ from iotiam.enrollment.queue import EnrollmentQueue, Holding
 from iotiam.enrollment.service import device_principal
 from iotiam.errors import Conflict, Forbidden, Unauthenticated
 from iotiam.inventory.models import Device
-from iotiam.kernel import ROOT_PATH, Transactions
+from iotiam.kernel import ROOT_PATH, Transactions, within
 from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
 from iotiam.pki.models import CertificateRecord, CertificateStatus
 from iotiam.pki.ports import DeviceCertificates
@@ -196,7 +196,7 @@ class FirstContact:
             if entry.public_key_sha256 is not None and entry.public_key_sha256 != key:
                 raise Unauthenticated(_key_mismatch(device_id, maker))
             device = uow.devices.get(device_id)
-        if device is not None and not device.org_path.startswith(maker.org_path):
+        if device is not None and not within(device.org_path, maker.org_path):
             raise Conflict(f"device {device_id!r} belongs to another org unit than manufacturer "
                            f"{maker.name!r}'s; enroll it with a claim token")
         return Admit(maker, entry, device, key)

@@ -25,7 +25,7 @@ from iotiam.enrollment.models import ManifestEntry, ManifestRowResult, Manufactu
 from iotiam.enrollment.ports import EnrollmentUnitOfWork
 from iotiam.errors import Conflict, IamError, IdNotAvailable, InvalidInput, NotFound
 from iotiam.inventory.models import check_identifier
-from iotiam.kernel import Principal, Role, Transactions
+from iotiam.kernel import Principal, Role, Transactions, within
 
 MAX_MANIFEST_ROWS = 5000
 DEFAULT_DEVICE_TYPE = "sensor"
@@ -165,7 +165,7 @@ class Manufacturers:
             uow.manifest.pin_key(row.serial, row.public_key_sha256)
             return False
         device = uow.devices.get(row.serial)
-        if device is not None and not device.org_path.startswith(maker.org_path):
+        if device is not None and not within(device.org_path, maker.org_path):
             raise IdNotAvailable("device id", row.serial)  # whose it is is not said (G9)
         with uow.savepoint():
             uow.manifest.add(ManifestEntry(manufacturer=maker.name, serial=row.serial,

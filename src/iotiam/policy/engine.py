@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from iotiam.errors import InvalidInput
 from iotiam.inventory.lifecycle import Transport, refusal
 from iotiam.inventory.models import DeviceState
+from iotiam.kernel import within
 from iotiam.policy.actions import ACTION_KINDS, SUBSCRIBE, ResourceKind
 from iotiam.policy.defaults import QUARANTINE_POLICY
 from iotiam.policy.models import (
@@ -256,7 +257,7 @@ class PolicyEngine:
     def _rules(self, target: tuple[TargetKind, str], org_path: str) -> list[Rule]:
         # an attachment reaches only devices inside its scope (G9)
         return [rule for attachment, rules in self._by_target.get(target, ())
-                if org_path.startswith(attachment.scope) for rule in rules]
+                if within(org_path, attachment.scope) for rule in rules]
 
 
 def _merge(parts: list[tuple[list[Rule], dict[str, ActionTable]]]) -> View:

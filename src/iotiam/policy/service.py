@@ -20,7 +20,7 @@ from iotiam.audit.ports import Auditor
 from iotiam.changes import PolicyChanged, Published
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, Forbidden, IdNotAvailable, InvalidInput, NotFound
-from iotiam.kernel import Principal, Role, Transactions
+from iotiam.kernel import Principal, Role, Transactions, within
 from iotiam.policy.conditions import SITE_OF_DEVICE, IpNetwork
 from iotiam.policy.diff import PolicyDiff, diff_policies
 from iotiam.policy.engine import PolicyEngine
@@ -341,7 +341,7 @@ def _site(name: str, timezone: str, networks: Sequence[str]) -> Site:
 def may_know_of(actor: Principal, org_path: str) -> bool:
     """Whether the caller may know of what lives at ``org_path``: its own subtree and its
     ancestors (e.g. the root's baseline policy), never another tenant's (G9)."""
-    return actor.sees(org_path) or actor.org_path.startswith(org_path)
+    return actor.sees(org_path) or within(actor.org_path, org_path)
 
 
 class DecisionPoint:

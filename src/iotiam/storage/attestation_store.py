@@ -19,15 +19,10 @@ from iotiam.attestation.models import (
     Measurement,
     SignerAlgorithm,
 )
+from iotiam.kernel import ancestor_paths
 from iotiam.storage.rows import dump_json, load_json, under_path
 from iotiam.storage.tables import attestation as t
 from iotiam.storage.tables import inventory
-
-
-def ancestor_paths(org_path: str) -> list[str]:
-    """``/root/a/b/`` -> ``/root/``, ``/root/a/``, ``/root/a/b/`` (the path itself last)."""
-    parts = [p for p in org_path.split("/") if p]
-    return ["/" + "/".join(parts[:n]) + "/" for n in range(1, len(parts) + 1)]
 
 
 class SqlFirmwareStore:

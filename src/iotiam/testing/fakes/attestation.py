@@ -14,14 +14,9 @@ from iotiam.attestation.models import (
     FirmwareStatus,
 )
 from iotiam.errors import Conflict
+from iotiam.kernel import ancestor_paths
 from iotiam.testing.fakes.inventory import MemoryDeviceStore
 from iotiam.testing.fakes.memory import MemoryStore, under
-
-
-def ancestor_paths(org_path: str) -> list[str]:
-    """``/root/a/b/`` -> ``/root/``, ``/root/a/``, ``/root/a/b/``."""
-    parts = [p for p in org_path.split("/") if p]
-    return ["/" + "/".join(parts[:n]) + "/" for n in range(1, len(parts) + 1)]
 
 
 @dataclass
