@@ -26,6 +26,9 @@ from typing import Protocol
 from iotiam.audit.anchor import CheckpointWriter, Refused
 from iotiam.changes import ChangeFeed, Published
 from iotiam.clock import Clock
+
+# composition-level like bootstrap.py (it wires these jobs): the CRL job drives the PKI
+# service itself (allowed by name in tests/unit/test_layering.py, SERVICE_USERS)
 from iotiam.pki.service import Pki
 
 log = logging.getLogger("iotiam.server")

@@ -54,7 +54,7 @@ from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
 from iotiam.enrollment.service import Enrollment
 from iotiam.enrollment.transfer import OwnershipTransfer
 from iotiam.errors import IamError, InvalidInput, SetupError
-from iotiam.fast.batching import ThreadCombiner
+from iotiam.fast.batching import LoopCombiner, ThreadCombiner
 from iotiam.fast.leaf_encoding import DirectLeafSigner
 from iotiam.fast.signature_helper import HelperProofChecks
 from iotiam.fast.token_reads import ReadAhead
@@ -87,7 +87,7 @@ from iotiam.tokens.client_auth import ClientAuthenticator, IssuingCa
 from iotiam.tokens.clients import OAuthClients
 from iotiam.tokens.device_codes import DeviceCodes
 from iotiam.tokens.introspection import Introspection
-from iotiam.tokens.models import TokenConfig
+from iotiam.tokens.models import IssuedToken, TokenConfig, TokenRequest
 from iotiam.tokens.revocation import TokenRevocation
 from iotiam.tokens.scopes import ScopeGrant
 from iotiam.tokens.service import AuthorizationServer
@@ -428,6 +428,15 @@ def authorization_server(
         introspection=Introspection(database, clock, audit, keys, config, pki.cas.issuing_id),
         revocation=TokenRevocation(database, clock, audit, keys, config),
     )
+
+
+def token_batches(services: Services, *, max_batch: int
+                  ) -> LoopCombiner[TokenRequest, IssuedToken | IamError]:
+    """The token endpoint's group commit (``api/oauth_token_path.py``): concurrent
+    requests share one ``issue_tokens`` call, on the event loop while SQLite's writer is
+    free, else on one worker thread."""
+    return LoopCombiner(services.oauth.issue_tokens, max_batch=max_batch,
+                        thread_name="oauth-tokens", run_here_if=services.database.writer_if_free)
 
 
 def broker_fleet(services: Services) -> LiveFleet:

@@ -2,8 +2,9 @@
 
 The request is read and answered here, exactly as the FastAPI route would (the same
 form rules and RFC 6749 §5.2 errors, from ``oauth_wire.py``); everything else goes on
-to the app behind. Requests are combined into batches (group commit,
-``iotiam.fast.batching.LoopCombiner``), each answered by
+to the app behind. Requests are combined into batches (group commit, a
+``iotiam.fast.batching.LoopCombiner`` built by ``bootstrap.token_batches``: only the
+composition root imports ``iotiam.fast``), each answered by
 ``AuthorizationServer.issue_tokens`` in one transaction, on the event loop when
 SQLite's writer is free and on one worker thread otherwise: under load, one commit
 serves many tokens; alone, a request is its own batch and waits for no one.
@@ -27,9 +28,8 @@ from iotiam.api.oauth_wire import (
 )
 from iotiam.api.one_send import send_response
 from iotiam.api.tls import CLIENT_CERT_HEADER, client_address, client_certificate_der
-from iotiam.bootstrap import Services
+from iotiam.bootstrap import Services, token_batches
 from iotiam.errors import IamError
-from iotiam.fast.batching import LoopCombiner
 from iotiam.tokens.models import IssuedToken, TokenRequest
 
 log = logging.getLogger("iotiam.api.oauth")
@@ -57,9 +57,7 @@ class OAuthTokenFastPath:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.services = services
-        self.batcher: LoopCombiner[TokenRequest, Outcome] = LoopCombiner(
-            services.oauth.issue_tokens, max_batch=MAX_BATCH, thread_name="oauth-tokens",
-            run_here_if=services.database.writer_if_free)
+        self.batcher = token_batches(services, max_batch=MAX_BATCH)
         self._max_body = services.settings.max_body_bytes
         self._trusted = services.settings.trusted_proxies
 

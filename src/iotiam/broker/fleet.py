@@ -1,4 +1,9 @@
-"""The live fleet as the broker sync sees it: inventory + policy + PKI + PSKs."""
+"""The live fleet as the broker sync sees it: inventory + policy + PKI + PSKs.
+
+The broker names what it needs of the PKI, the PSKs and the decision point as the
+protocols below; the composition root (``bootstrap.broker_fleet``) hands it the services
+(``pki.service.Pki``, ``credentials.service.Psks``, ``policy.service.DecisionPoint``).
+"""
 
 from __future__ import annotations
 
@@ -11,16 +16,15 @@ from cryptography.hazmat.primitives import serialization
 
 from iotiam.broker.sync_ports import Changes
 from iotiam.clock import Clock
-from iotiam.credentials.service import Psks
 from iotiam.inventory.models import Device, DeviceState
 from iotiam.inventory.ports import DeviceUnitOfWork
 from iotiam.kernel import Transactions
-from iotiam.pki.service import Pki
+from iotiam.pki.ports import StoredCrl
 from iotiam.pki.signer import SigningCa
 from iotiam.policy.broker_acl import BrokerAcl, compile_broker_acl
+from iotiam.policy.engine import PolicyEngine
 from iotiam.policy.models import DevicePosture, RequestContext, Subject
 from iotiam.policy.ports import PostureLookup
-from iotiam.policy.service import DecisionPoint
 
 #: rows committed late (a transaction that began before the last poll) are still seen
 OVERLAP = timedelta(seconds=5)
@@ -48,11 +52,63 @@ class ChangeLog(Protocol):
         ...
 
 
+class FleetCas(Protocol):
+    """The CAs the broker is certified by and trusts (``pki.service.CaSet``)."""
+
+    @property
+    def issuing_id(self) -> str:
+        """The id of the CA that certifies devices (and the broker)."""
+        ...
+
+    @property
+    def issuing(self) -> SigningCa:
+        """The issuing CA: it signs the broker's certificate, its CRL is the broker's."""
+        ...
+
+    @property
+    def root(self) -> SigningCa:
+        """The root CA."""
+        ...
+
+
+class FleetPki(Protocol):
+    """What the broker needs of the PKI (``pki.service.Pki``): its CAs and their CRLs."""
+
+    @property
+    def cas(self) -> FleetCas:
+        """The loaded CAs."""
+        ...
+
+    def crl_version(self, issuer_id: str) -> tuple[int, int]:
+        """Cheap: changes when the issuer's CRL does."""
+        ...
+
+    def current_crl(self, issuer_id: str) -> StoredCrl:
+        """The issuer's newest CRL, rebuilt first if a revocation is missing from it."""
+        ...
+
+
+class FleetPsks(Protocol):
+    """What the broker needs of the PSKs (``credentials.service.Psks``)."""
+
+    def broker_psk_file(self) -> str:
+        """Every live PSK in Mosquitto's ``psk_file`` format."""
+        ...
+
+
+class FleetDecisions(Protocol):
+    """What the broker needs of the decision point (``policy.service.DecisionPoint``)."""
+
+    def refresh(self) -> PolicyEngine:
+        """The engine over the current policies (its ``generation`` changes with them)."""
+        ...
+
+
 class LiveFleet:
     """``FleetSource`` over the real services."""
 
     def __init__(self, uow: Transactions[DeviceUnitOfWork], clock: Clock, log: ChangeLog,
-                 pki: Pki, psks: Psks, decisions: DecisionPoint,
+                 pki: FleetPki, psks: FleetPsks, decisions: FleetDecisions,
                  posture: PostureLookup | None = None) -> None:
         self._uow = uow
         #: trust scores and firmware verdicts, settled into the ACLs like other conditions

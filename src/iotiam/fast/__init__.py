@@ -1,12 +1,13 @@
 """Speed machinery, beside the domains and plugged into their ports by ``bootstrap.py``.
 
 Every module here has a plain counterpart in its domain that does the same with no
-tricks; the domains never import this package.
+tricks; the domains never import this package, nor does anything but ``bootstrap.py``.
 
 - ``batching``: group commit. One combiner (on threads, or on an event loop with a
   worker thread) decides when to call a domain's plain batch use case:
   ``CertificateIssuance.issue_many`` (through ``Pki``'s ``batching``) and
-  ``AuthorizationServer.issue_tokens`` (from ``api/oauth_token_path.py``).
+  ``AuthorizationServer.issue_tokens`` (for ``api/oauth_token_path.py``, built by
+  ``bootstrap.token_batches``).
 - ``leaf_encoding``: ``DirectLeafSigner``, a ``pki.ports.LeafSigner`` joining the leaf
   certificate's DER itself, checked at start-up against ``pki.leaf_builder.LeafBuilder``.
 - ``signature_helper``: ``HelperProofChecks``, a ``pki.ports.ProofChecks`` checking part
