@@ -29,7 +29,7 @@ import statistics
 import time
 
 from benchmarks.harness import Result, RunConfig, Target
-from iotiam.detection.engine import DetectionEngine
+from iotiam.detection.engine import DetectionEngine, ModeTable
 from iotiam.detection.models import DetectionMode, Event
 from iotiam.testing.scenarios import generate
 
@@ -44,7 +44,7 @@ SEED = 20260302
 def engine_for(learning_seconds: float) -> DetectionEngine:
     """Every detector, every type monitored from the start."""
     return DetectionEngine(learning_seconds=learning_seconds,
-                           default_mode=DetectionMode.MONITOR)
+                           modes=ModeTable(DetectionMode.MONITOR))
 
 
 def one_pass(events: list[Event], learning_seconds: float) -> tuple[float, float, int]:

@@ -48,6 +48,7 @@ from iotiam.credentials.sealing import SecretSealer
 from iotiam.credentials.service import Psks
 from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.ingest import EventIngest
+from iotiam.detection.ports import ModeSource
 from iotiam.enrollment.first_contact import FirstContact
 from iotiam.enrollment.manufacturers import Manufacturers
 from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
@@ -300,7 +301,7 @@ class ChangeFollowers(Protocol):
 
     @property
     def ingest(self) -> EventIngest:
-        """The event pipeline (modes, its device cache)."""
+        """The event pipeline (its device cache)."""
         ...
 
 
@@ -317,9 +318,8 @@ def follow_changes(services: FollowersT) -> FollowersT:
                    services.subjects.changed)
     feed.subscribe((CertificateRevoked,), services.pki.forget_ocsp_response)
     feed.subscribe((PolicyChanged,), services.decisions.policies_changed)
-    # one mode, held by the response settings and followed by the detection engine
+    # the modes, held once by the response settings (the detection engine asks them)
     feed.subscribe((DetectionModeChanged,), services.response.settings_changed)
-    feed.subscribe((DetectionModeChanged,), services.ingest.mode_changed)
     feed.subscribe((DeviceChanged,), services.ingest.devices_changed)
     return services
 
@@ -349,7 +349,7 @@ def detection_and_response(
     alerts: AlertDispatcher,
 ) -> tuple[IncidentResponse[SqlUnitOfWork], TrustScores, Attestation, EventIngest]:
     """Incident response, the trust scores it keeps, attestation reporting findings to
-    it, and the event pipeline that follows its per-type modes."""
+    it, and the event pipeline whose engine reads its per-type modes."""
     trust = TrustScores(database, clock, NoFirmwareData())
     response = IncidentResponse(database, clock, audit, devices, every_credential, alerts,
                                 trust)
@@ -377,25 +377,21 @@ def alert_channels(settings: Settings) -> list[AlertChannel]:
     return channels
 
 
-def detection_engine(settings: Settings, response: IncidentResponse[SqlUnitOfWork]
-                     ) -> DetectionEngine:
-    """The detection engine: carrying on from its saved baselines when they fit, in the
-    stored per-type modes."""
+def detection_engine(settings: Settings, modes: ModeSource) -> DetectionEngine:
+    """The detection engine: carrying on from its saved baselines when they fit, reading
+    each type's mode from ``modes`` (the response settings)."""
     learning = settings.detection_learning_seconds
     saved_file = BaselineFile(settings.baselines_file)
     saved = saved_file.load()
     engine: DetectionEngine | None = None
     if saved is not None:
         try:
-            engine = DetectionEngine.restore(saved)
+            engine = DetectionEngine.restore(saved, modes=modes)
         except InvalidInput as e:
             saved_file.set_aside(e.detail)
         if engine is not None and engine.learning_seconds != learning:
             engine = None  # a changed learning period: the saved baselines do not fit it
-    engine = engine or DetectionEngine(learning_seconds=learning)
-    for device_type, mode in response.modes().items():
-        engine.set_mode(device_type, mode)
-    return engine
+    return engine or DetectionEngine(learning_seconds=learning, modes=modes)
 
 
 def token_config(settings: Settings) -> TokenConfig:

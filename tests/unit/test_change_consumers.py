@@ -26,6 +26,8 @@ from iotiam.changes import (
     Published,
 )
 from iotiam.clock import FrozenClock
+from iotiam.detection.engine import DetectionEngine
+from iotiam.detection.models import DetectionMode
 from iotiam.inventory.models import DeviceState
 from iotiam.kernel import SYSTEM
 
@@ -151,5 +153,25 @@ def test_revoke_ok_other_process_learns_by_its_poll(installation: Installation) 
         assert b.changes.deliver_pending() >= 1
         again = b.subjects.cached("d1")
         assert again is not first and again is not None and again.credentialed is False
+    finally:
+        b.close()
+
+
+def test_mode_ok_held_once_and_followed_by_the_feed(installation: Installation) -> None:
+    """Two processes on one SQLite file: the mode is held by each one's response settings
+    and nowhere else (its engine asks them); A's mode change reaches B when B's feed
+    delivers it, and B's engine judges the next event in it."""
+    a = installation.services
+    b = build_services(installation.settings, clock=installation.clock)
+    try:
+        engine = b.ingest.engine
+        assert isinstance(engine, DetectionEngine) and engine.modes is b.response
+        assert "modes" not in engine.snapshot()
+        assert b.response.mode_of("sensor") is DetectionMode.LEARN
+        a.response.set_mode(SYSTEM, "sensor", "monitor")
+        assert a.response.mode_of("sensor") is DetectionMode.MONITOR  # delivered at commit
+        assert b.response.mode_of("sensor") is DetectionMode.LEARN  # until B's feed polls
+        assert b.changes.deliver_pending() >= 1
+        assert b.response.mode_of("sensor") is DetectionMode.MONITOR
     finally:
         b.close()

@@ -1,14 +1,17 @@
-"""The detection pipeline: events in, findings out, per device type learn/monitor/enforce.
+"""The detection pipeline: events in, findings out, in the mode of each event's device type.
 
 Synchronous and in-process: ``process`` returns the findings the event raised, so the
 event -> finding latency is the time of that call. The engine decides nothing about
-responses; in ``enforce`` mode the findings are the same as in ``monitor``, and the
-response layer reads ``mode_of(device_type)`` to decide whether to act.
+responses and holds no modes: it asks its ``ModeSource`` (``detection/ports.py``; in a
+running installation the response settings, which admins set) for the mode of each
+event's type, learns only in ``learn``, and raises the same findings in ``monitor`` and
+``enforce`` (the response layer reads the mode again to decide whether to act).
 
 Threading: built for one ingest thread calling ``process`` / ``process_many``, with
-admin calls (``set_mode``, ``false_positive``, ``snapshot``, ``stats``) from other
-threads. One lock serialises them all; ``process_many`` takes it once per batch, so
-feed batches from the ingest thread to keep the lock out of the per-event cost.
+admin calls (``false_positive``, ``snapshot``, ``stats``) from other threads. One lock
+serialises them all; ``process_many`` takes it once per batch, so feed batches from the
+ingest thread to keep the lock out of the per-event cost. Asking for a mode adds no
+lock: the source answers with one dict lookup.
 """
 
 from __future__ import annotations
@@ -21,12 +24,45 @@ from typing import Any
 
 from iotiam.detection.detectors import default_detectors
 from iotiam.detection.models import DetectionMode, Event, EventKind, Finding
-from iotiam.detection.ports import Detector
+from iotiam.detection.ports import Detector, ModeSource
 from iotiam.errors import InvalidInput
 
 #: a device is judged by its own baseline after this long (before, by its type's)
 DEFAULT_LEARNING_SECONDS = 3600.0
-SNAPSHOT_VERSION = 1
+#: 2: no modes (they are the response settings'); 1 also kept them, and is still read
+SNAPSHOT_VERSION = 2
+READABLE_VERSIONS = (1, SNAPSHOT_VERSION)
+
+
+def parse_mode(mode: DetectionMode | str) -> DetectionMode:
+    """``mode`` as a ``DetectionMode`` (``InvalidInput`` naming the choices if it is none)."""
+    try:
+        return DetectionMode(mode)
+    except ValueError:
+        modes = ", ".join(m.value for m in DetectionMode)
+        raise InvalidInput(f"unknown detection mode {mode!r}; one of {modes}") from None
+
+
+class ModeTable:
+    """A ``ModeSource`` given in code: ``default`` for every type but those in ``by_type``.
+
+    An engine built without a source reads ``ModeTable()``: every type learns. The tests
+    and the benchmarks give others; a running installation's engine reads the response
+    settings instead (``bootstrap.detection_engine``).
+    """
+
+    def __init__(self, default: DetectionMode | str = DetectionMode.LEARN,
+                 by_type: Mapping[str, DetectionMode | str] | None = None) -> None:
+        self.default = parse_mode(default)
+        self._by_type = {t: parse_mode(m) for t, m in (by_type or {}).items()}
+
+    def set(self, device_type: str, mode: DetectionMode | str) -> None:
+        """Put a device type in another mode (the engine follows from its next event)."""
+        self._by_type[device_type] = parse_mode(mode)
+
+    def mode_of(self, device_type: str | None) -> DetectionMode:
+        """The type's mode."""
+        return self._by_type.get(device_type or "", self.default)
 
 
 @dataclass(frozen=True)
@@ -54,11 +90,13 @@ class DetectionEngine:
 
     def __init__(self, detectors: Sequence[Detector] | None = None, *,
                  learning_seconds: float = DEFAULT_LEARNING_SECONDS,
-                 default_mode: DetectionMode = DetectionMode.LEARN) -> None:
+                 modes: ModeSource | None = None) -> None:
         if learning_seconds < 0:
             raise InvalidInput("learning_seconds must not be negative")
         self.learning_seconds = learning_seconds
-        self.default_mode = DetectionMode(default_mode)
+        #: where each type's mode is read (asked for every event, never copied)
+        self.modes: ModeSource = ModeTable() if modes is None else modes
+        self._mode_of = self.modes.mode_of
         self.detectors: list[Detector] = list(
             default_detectors(learning_seconds) if detectors is None else detectors)
         names = [d.name for d in self.detectors]
@@ -70,32 +108,10 @@ class DetectionEngine:
             kind: tuple(d for d in self.detectors
                         if kind in getattr(d, "kinds", frozenset(EventKind)))
             for kind in EventKind}
-        self._modes: dict[str | None, DetectionMode] = {}
         self._lock = threading.Lock()
         self._events = 0
         self._by_kind: Counter[EventKind] = Counter()
         self._by_type: Counter[str] = Counter()
-
-    # -- modes ------------------------------------------------------------------------
-
-    def set_mode(self, device_type: str, mode: DetectionMode | str) -> None:
-        """Put a device type in learn, monitor or enforce."""
-        try:
-            chosen = DetectionMode(mode)
-        except ValueError:
-            modes = ", ".join(m.value for m in DetectionMode)
-            raise InvalidInput(f"unknown detection mode {mode!r}; one of {modes}") from None
-        with self._lock:
-            self._modes[device_type] = chosen
-
-    def mode_of(self, device_type: str | None) -> DetectionMode:
-        """The type's mode (types never set are in ``default_mode``)."""
-        return self._modes.get(device_type, self.default_mode)
-
-    def modes(self) -> dict[str, DetectionMode]:
-        """Every type whose mode was set."""
-        with self._lock:
-            return {t: m for t, m in self._modes.items() if t is not None}
 
     # -- the pipeline -------------------------------------------------------------------
 
@@ -119,7 +135,7 @@ class DetectionEngine:
         self._events += 1
         self._by_kind[event.kind] += 1
         detectors = self._routes[event.kind]
-        if self._modes.get(event.device_type, self.default_mode) is DetectionMode.LEARN:
+        if self._mode_of(event.device_type) is DetectionMode.LEARN:
             for detector in detectors:
                 detector.learn(event)
             return []
@@ -152,7 +168,7 @@ class DetectionEngine:
     # -- persistence --------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """Modes and every detector's learned baselines, JSON-safe."""
+        """Every detector's learned baselines, JSON-safe (the modes are not the engine's)."""
         with self._lock:
             states = {}
             for detector in self.detectors:
@@ -162,24 +178,27 @@ class DetectionEngine:
             return {
                 "version": SNAPSHOT_VERSION,
                 "learning_seconds": self.learning_seconds,
-                "default_mode": self.default_mode.value,
-                "modes": {t: m.value for t, m in self._modes.items() if t is not None},
                 "stats": {"events": self._events, "findings_by_type": dict(self._by_type)},
                 "detectors": states,
             }
 
     @classmethod
-    def restore(cls, state: Mapping[str, Any],
-                detectors: Sequence[Detector] | None = None) -> DetectionEngine:
+    def restore(cls, state: Mapping[str, Any], detectors: Sequence[Detector] | None = None,
+                *, modes: ModeSource | None = None) -> DetectionEngine:
         """An engine that carries on from ``snapshot``'s state (default detectors unless
-        given; a detector missing from the state starts from scratch)."""
-        if not isinstance(state, Mapping) or state.get("version") != SNAPSHOT_VERSION:
+        given; a detector missing from the state starts from scratch), reading ``modes``.
+
+        A version 1 state (saved when the engine kept modes too) is read as well: its
+        ``default_mode`` must be a mode, as that engine wrote it, and is then read past,
+        like its ``modes``: the modes in force are the source's.
+        """
+        if not isinstance(state, Mapping) or state.get("version") not in READABLE_VERSIONS:
             raise InvalidInput(f"not a detection snapshot of version {SNAPSHOT_VERSION}")
         try:
+            if state["version"] == 1:
+                DetectionMode(state["default_mode"])
             engine = cls(detectors, learning_seconds=float(state["learning_seconds"]),
-                         default_mode=DetectionMode(state["default_mode"]))
-            for device_type, mode in dict(state.get("modes", {})).items():
-                engine._modes[str(device_type)] = DetectionMode(mode)
+                         modes=modes)
             stats = state.get("stats", {})
             engine._events = int(stats.get("events", 0))
             engine._by_type.update({str(k): int(v)

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from iotiam.changes import DetectionModeChanged, DeviceChanged, Published
-from iotiam.detection.models import DetectionMode, Event, Finding
+from iotiam.changes import DeviceChanged, Published
+from iotiam.detection.models import Event, Finding
 from iotiam.detection.ports import FindingSink
 from iotiam.errors import InvalidInput, contained
 from iotiam.untrusted import load_json
@@ -33,10 +33,6 @@ class ScoringEngine(Protocol):
 
     def process(self, event: Event) -> list[Finding]:
         """Findings this event raises."""
-        ...
-
-    def set_mode(self, device_type: str, mode: DetectionMode) -> None:
-        """Follow a device type's mode."""
         ...
 
     def false_positive(self, finding: Finding) -> None:
@@ -97,17 +93,6 @@ class EventIngest:
     def engine(self) -> ScoringEngine:
         """The engine (for snapshots and stats)."""
         return self._engine
-
-    def set_mode(self, device_type: str, mode: DetectionMode) -> None:
-        """Tell the engine a type's mode changed."""
-        with self._lock:
-            self._engine.set_mode(device_type, mode)
-
-    def mode_changed(self, published: Published) -> None:
-        """Follow a mode set through the change feed (here or in another process)."""
-        change = published.change
-        if isinstance(change, DetectionModeChanged):
-            self.set_mode(change.device_type, DetectionMode(change.mode))
 
     def devices_changed(self, published: Published) -> None:
         """Registered, moved or re-typed devices: look their type and org path up again."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from iotiam.detection.models import Event, Finding
+from iotiam.detection.models import DetectionMode, Event, Finding
 
 
 class Detector(Protocol):
@@ -35,6 +35,20 @@ class Detector(Protocol):
     def forgive(self, finding: Finding) -> None:
         """An admin marked ``finding`` a false positive: widen the baseline so the same
         behaviour no longer raises it."""
+        ...
+
+
+class ModeSource(Protocol):
+    """Where the engine reads the mode of a device type: learn, monitor or enforce.
+
+    The modes are held once, by whoever admins set them through (the response settings,
+    ``IncidentResponse``, which read them again when the change feed says one changed);
+    the engine only asks. It asks for every event, so ``mode_of`` must be a dict lookup:
+    no lock, no clock, no database.
+    """
+
+    def mode_of(self, device_type: str | None) -> DetectionMode:
+        """The type's mode (a type never set, or no type, is in the default mode)."""
         ...
 
 

@@ -57,7 +57,8 @@ log = logging.getLogger(__name__)
 DETECTION = Principal(name="detection", role=Role.ADMIN, org_unit_id="root",
                       org_path=ROOT_PATH)
 PLAYBOOK_DOCUMENT = "playbook"
-#: how long modes and the playbook are cached (other processes may change them)
+#: how long the admin paths trust the cached modes and playbook (other processes may
+#: change them; a mode change also arrives through the change feed: ``settings_changed``)
 SETTINGS_TTL = 2.0
 #: a fleet-wide finding (no device) lives at the root: only global admins see it
 FLEET_PATH = ROOT_PATH
@@ -79,6 +80,9 @@ class IncidentResponse(Generic[UnitOfWorkT]):
     A mitigation moves the device through the inventory (``devices``) or revokes its
     credentials (``revoker``) in the transaction that records it, so response's
     transactions are ones the revoker works in too (``UnitOfWorkT``).
+
+    The per-type detection modes are held here and only here: the detection engine
+    reads them through ``mode_of`` (its ``ModeSource``, ``detection/ports.py``).
     """
 
     def __init__(self, uow: Transactions[UnitOfWorkT], clock: Clock, audit: Auditor,
@@ -92,8 +96,12 @@ class IncidentResponse(Generic[UnitOfWorkT]):
         self._alerts = alerts
         self._trust = trust
         self._lock = threading.Lock()
+        # one reader at a time: a read that began before a mode changed must not
+        # replace the modes read after it
+        self._settings_lock = threading.Lock()
         self._settings_read = 0.0
-        self._modes: dict[str, DetectionMode] = {}
+        #: None until first read; then replaced whole on every read, never edited
+        self._modes: dict[str, DetectionMode] | None = None
         self._playbook = DEFAULT_PLAYBOOK
         self._fp_listeners: list[FalsePositiveListener] = []
         self.default_mode = DetectionMode.LEARN
@@ -106,26 +114,36 @@ class IncidentResponse(Generic[UnitOfWorkT]):
 
     # -- settings -------------------------------------------------------------------------
 
-    def _refresh_settings(self) -> None:
-        if time.monotonic() - self._settings_read < SETTINGS_TTL:
-            return
-        with self._uow.reading() as uow:
-            modes = uow.detection_settings.modes()
-            document = uow.detection_settings.get_document(PLAYBOOK_DOCUMENT)
-        self._modes = modes
-        self._playbook = Playbook.from_json(json.loads(document)) if document \
-            else DEFAULT_PLAYBOOK
-        self._settings_read = time.monotonic()
+    def _refresh_settings(self) -> dict[str, DetectionMode]:
+        modes = self._modes
+        if modes is None or time.monotonic() - self._settings_read >= SETTINGS_TTL:
+            modes = self._read_settings()
+        return modes
+
+    def _read_settings(self) -> dict[str, DetectionMode]:
+        with self._settings_lock:
+            with self._uow.reading() as uow:
+                modes = uow.detection_settings.modes()
+                document = uow.detection_settings.get_document(PLAYBOOK_DOCUMENT)
+            self._playbook = Playbook.from_json(json.loads(document)) if document \
+                else DEFAULT_PLAYBOOK
+            self._modes = modes
+            self._settings_read = time.monotonic()
+        return modes
 
     def modes(self) -> dict[str, DetectionMode]:
         """Every device type with a mode set (others are in the default mode)."""
-        self._refresh_settings()
-        return dict(self._modes)
+        return dict(self._refresh_settings())
 
     def mode_of(self, device_type: str | None) -> DetectionMode:
-        """The mode of a device type."""
-        self._refresh_settings()
-        return self._modes.get(device_type or "", self.default_mode)
+        """The mode of a device type: the detection engine asks for every event, so this
+        is one dict lookup (no lock, no clock; the database only the first time). The
+        modes are read again when the change feed says one changed (``settings_changed``)
+        and when the admin paths find them older than ``SETTINGS_TTL``."""
+        modes = self._modes
+        if modes is None:
+            modes = self._read_settings()
+        return modes.get(device_type or "", self.default_mode)
 
     def set_mode(self, actor: Principal, device_type: str, mode: str) -> DetectionMode:
         """Switch a device type between learn, monitor and enforce (global admins)."""
@@ -150,8 +168,11 @@ class IncidentResponse(Generic[UnitOfWorkT]):
         return parsed
 
     def settings_changed(self, published: Published) -> None:
-        """A mode was set (here or in another process): read the settings again."""
+        """A mode was set (here or in another process): read the settings again now, so
+        the detection engine judges the next event in the new mode (if the read fails,
+        the old modes stay in force and the next admin path reads again)."""
         self._settings_read = 0.0
+        self._read_settings()
 
     def playbook(self) -> Playbook:
         """The playbook in force."""

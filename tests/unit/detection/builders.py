@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from iotiam.detection.engine import DetectionEngine
+from iotiam.detection.engine import DetectionEngine, ModeTable
 from iotiam.detection.models import DetectionMode, Event, EventKind, Finding
 from iotiam.detection.ports import Detector
 
@@ -33,7 +33,7 @@ def publishes(device: str, start: float, count: int, every: float, size: int = 1
 def monitor(*detectors: Detector, learning: float = LEARN) -> DetectionEngine:
     """An engine with these detectors, every type in monitor mode."""
     return DetectionEngine(list(detectors) or None, learning_seconds=learning,
-                           default_mode=DetectionMode.MONITOR)
+                           modes=ModeTable(DetectionMode.MONITOR))
 
 
 def run(engine: DetectionEngine, events: list[Event]) -> list[Finding]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from iotiam.detection.engine import DetectionEngine
+from iotiam.detection.engine import DetectionEngine, ModeTable
 from iotiam.detection.models import DetectionMode, Finding, FindingType
 from iotiam.testing.scenarios import Attack, Scenario, generate
 
@@ -90,7 +90,7 @@ def outcome() -> tuple[dict[FindingType, Tally], list[str]]:
     for seed in SEEDS:
         scenario = generate(seed, devices=DEVICES)
         engine = DetectionEngine(learning_seconds=scenario.learning_seconds,
-                                 default_mode=DetectionMode.MONITOR)
+                                 modes=ModeTable(DetectionMode.MONITOR))
         score(scenario, engine.process_many(scenario.events), tallies, misses)
     return tallies, misses
 

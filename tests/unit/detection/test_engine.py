@@ -1,4 +1,5 @@
-"""The engine: modes per type, routing, false-positive feedback, stats, snapshot/restore."""
+"""The engine: modes per type (read from its mode source), routing, false-positive
+feedback, stats, snapshot/restore."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import pytest
 
 from detection.builders import LEARN, T0, event, monitor, publishes, run
-from iotiam.detection.engine import DetectionEngine
+from iotiam.detection.engine import DetectionEngine, ModeTable
 from iotiam.detection.models import DetectionMode, Event, EventKind, Finding, FindingType
 from iotiam.errors import InvalidInput
 
@@ -20,15 +21,14 @@ def flood(device: str = "s1", device_type: str = "sensor") -> list[Event]:
 
 def test_ok_default_is_learn_and_raises_nothing() -> None:
     engine = DetectionEngine(learning_seconds=LEARN)
-    assert engine.mode_of("sensor") is DetectionMode.LEARN
+    assert engine.modes.mode_of("sensor") is DetectionMode.LEARN
     assert run(engine, flood()) == []
     assert engine.stats.events == 160 and engine.stats.findings == 0
 
 
 @pytest.mark.parametrize("mode", [DetectionMode.MONITOR, DetectionMode.ENFORCE])
 def test_fail_monitor_and_enforce_raise_findings(mode: DetectionMode) -> None:
-    engine = DetectionEngine(learning_seconds=LEARN)
-    engine.set_mode("sensor", mode)
+    engine = DetectionEngine(learning_seconds=LEARN, modes=ModeTable(by_type={"sensor": mode}))
     findings = run(engine, flood())
     assert [f.type for f in findings] == [FindingType.RATE_CHANGE]
     assert engine.stats.findings_by_type == {"rate_change": 1}
@@ -36,24 +36,51 @@ def test_fail_monitor_and_enforce_raise_findings(mode: DetectionMode) -> None:
 
 
 def test_ok_modes_are_per_type() -> None:
-    engine = DetectionEngine(learning_seconds=LEARN)
-    engine.set_mode("sensor", "monitor")
+    modes = ModeTable(by_type={"sensor": "monitor"})
+    engine = DetectionEngine(learning_seconds=LEARN, modes=modes)
     findings = run(engine, flood("s1", "sensor") + flood("c1", "camera"))
     assert [f.device_id for f in findings] == ["s1"]
-    assert engine.modes() == {"sensor": DetectionMode.MONITOR}
+    assert engine.modes is modes and modes.mode_of("camera") is DetectionMode.LEARN
 
 
 def test_fail_unknown_mode() -> None:
     with pytest.raises(InvalidInput, match="unknown detection mode 'loud'"):
-        DetectionEngine().set_mode("sensor", "loud")
+        ModeTable().set("sensor", "loud")
+    with pytest.raises(InvalidInput, match="unknown detection mode 'loud'"):
+        ModeTable(by_type={"sensor": "loud"})
+
+
+class CountingModes(ModeTable):
+    """A mode source that counts how often it is asked."""
+
+    def __init__(self, default: DetectionMode) -> None:
+        super().__init__(default)
+        self.asked = 0
+
+    def mode_of(self, device_type: str | None) -> DetectionMode:
+        self.asked += 1
+        return super().mode_of(device_type)
+
+
+def test_ok_engine_asks_its_source_once_per_event_and_keeps_no_modes() -> None:
+    """The mode is held once, by the source: asked for every event (a change shows at
+    the next one), never copied into the engine or its snapshot."""
+    modes = CountingModes(DetectionMode.LEARN)
+    engine = DetectionEngine(learning_seconds=LEARN, modes=modes)
+    assert run(engine, flood()) == [] and modes.asked == 160
+    modes.set("sensor", DetectionMode.MONITOR)
+    assert run(engine, publishes("s1", T0 + 7200, 60, 1.0)) != []
+    assert modes.asked == 220
+    assert not {"modes", "default_mode"} & set(engine.snapshot())
 
 
 def test_ok_learn_mode_still_learns() -> None:
     """A type watched only after it learned is judged by what it learned in learn mode."""
-    engine = DetectionEngine(learning_seconds=LEARN)
+    modes = ModeTable()
+    engine = DetectionEngine(learning_seconds=LEARN, modes=modes)
     normal = publishes("s1", T0, 60, 60.0)
     run(engine, normal)
-    engine.set_mode("sensor", DetectionMode.MONITOR)
+    modes.set("sensor", DetectionMode.MONITOR)
     fast = publishes("s1", normal[-1].at + 1, 10, 1.0)
     assert [f.type for f in run(engine, fast)] == [FindingType.RATE_CHANGE]
 
@@ -72,9 +99,9 @@ def test_fail_false_positive_of_an_unknown_detector() -> None:
         monitor().false_positive(finding)
 
 
-def test_ok_snapshot_round_trip_keeps_baselines_and_modes() -> None:
-    engine = DetectionEngine(learning_seconds=LEARN)
-    engine.set_mode("sensor", DetectionMode.ENFORCE)
+def test_ok_snapshot_round_trip_keeps_baselines() -> None:
+    modes = ModeTable(by_type={"sensor": DetectionMode.ENFORCE})
+    engine = DetectionEngine(learning_seconds=LEARN, modes=modes)
     normal = publishes("s1", T0, 60, 60.0)
     connects = [event(EventKind.CONNECT, T0, "s1", source_ip="10.0.0.2",
                       firmware_version="1.0", firmware_hash="h")]
@@ -82,8 +109,8 @@ def test_ok_snapshot_round_trip_keeps_baselines_and_modes() -> None:
              for i in range(20)]
     run(engine, connects + normal + flows)
     state = json.loads(json.dumps(engine.snapshot()))  # JSON-safe
-    restored = DetectionEngine.restore(state)
-    assert restored.mode_of("sensor") is DetectionMode.ENFORCE
+    restored = DetectionEngine.restore(state, modes=modes)
+    assert restored.modes is modes
     assert restored.snapshot() == state
     assert restored.stats.events == engine.stats.events
     later = normal[-1].at + 60
@@ -93,12 +120,34 @@ def test_ok_snapshot_round_trip_keeps_baselines_and_modes() -> None:
         FindingType.NEW_DESTINATION, FindingType.RATE_CHANGE, FindingType.UNUSUAL_SOURCE]
 
 
+def test_ok_restore_reads_a_version_1_file_and_ignores_its_modes() -> None:
+    """Baselines saved when the engine kept modes too: the baselines carry on, the saved
+    modes are read past (the modes in force are the source's)."""
+    engine = DetectionEngine(learning_seconds=LEARN)
+    normal = publishes("s1", T0, 60, 60.0)
+    run(engine, normal)
+    current = engine.snapshot()
+    old = {**current, "version": 1, "default_mode": "monitor",
+           "modes": {"sensor": "enforce", "camera": "monitor"}}
+    learning = ModeTable()
+    restored = DetectionEngine.restore(json.loads(json.dumps(old)), modes=learning)
+    assert restored.modes is learning
+    assert restored.snapshot() == current and restored.snapshot()["version"] == 2
+    fast = publishes("s1", normal[-1].at + 1, 10, 1.0)
+    assert run(restored, fast) == []  # every type learns, whatever the file said
+    watched = DetectionEngine.restore(old, modes=ModeTable(by_type={"sensor": "monitor"}))
+    assert [f.type for f in run(watched, fast)] == [FindingType.RATE_CHANGE]
+
+
 @pytest.mark.parametrize("state", [
     pytest.param({}, id="fail/empty"),
     pytest.param({"version": 99}, id="fail/version"),
     pytest.param({"version": 1, "learning_seconds": 1, "default_mode": "x"}, id="fail/mode"),
     pytest.param({"version": 1, "learning_seconds": 1, "default_mode": "learn",
                   "detectors": {"message_size": {"devices": {"d": [1]}}}}, id="fail/damaged"),
+    pytest.param({"version": 2, "detectors": {}}, id="fail/v2-no-learning"),
+    pytest.param({"version": 2, "learning_seconds": 1,
+                  "detectors": {"message_size": {"devices": {"d": [1]}}}}, id="fail/v2-damaged"),
 ])
 def test_fail_restore_bad_state(state: dict[str, object]) -> None:
     with pytest.raises(InvalidInput):

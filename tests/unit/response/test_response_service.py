@@ -12,7 +12,14 @@ from fleet import add_device, add_org_unit, issue
 
 from conftest import Installation
 from iotiam.audit.models import AuditTag
-from iotiam.changes import CertificateRevoked, CredentialRevoked, DeviceChanged
+from iotiam.changes import (
+    CertificateRevoked,
+    CredentialRevoked,
+    DetectionModeChanged,
+    DeviceChanged,
+    Published,
+)
+from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType, Severity
 from iotiam.errors import Conflict, NotFound
 from iotiam.inventory.models import DeviceState
@@ -253,6 +260,40 @@ def test_fail_mode_changes_need_a_global_admin(installation: Installation) -> No
     assert installation.services.response.mode_of("sensor") is DetectionMode.LEARN
     with pytest.raises(NotFound):
         installation.services.response.get_finding(SYSTEM, "fnd-nope")
+
+
+def test_ok_modes_are_read_once_then_again_when_the_feed_says(
+        installation: Installation, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine asks ``mode_of`` for every event: the store is read the first time
+    and when a mode changes, never per call; a failed read keeps the modes in force."""
+    services = installation.services
+    response = services.response
+    engine = services.ingest.engine
+    assert isinstance(engine, DetectionEngine) and engine.modes is response
+    store = services.database.uow.detection_settings
+    reads: list[int] = []
+    stored_modes = store.modes
+
+    def counted() -> dict[str, DetectionMode]:
+        reads.append(1)
+        return stored_modes()
+
+    monkeypatch.setattr(store, "modes", counted)
+    for _ in range(1000):
+        response.mode_of("sensor")
+    assert len(reads) <= 1
+    response.set_mode(SYSTEM, "sensor", "enforce")
+    reads.clear()
+    assert {response.mode_of(t) for t in ["sensor"] * 1000} == {DetectionMode.ENFORCE}
+    assert response.mode_of("gateway") is DetectionMode.LEARN and reads == []
+
+    def down() -> dict[str, DetectionMode]:
+        raise ConnectionError("database down")
+
+    monkeypatch.setattr(store, "modes", down)
+    with pytest.raises(ConnectionError):
+        response.settings_changed(Published(9, DetectionModeChanged("sensor", "monitor")))
+    assert response.mode_of("sensor") is DetectionMode.ENFORCE
 
 
 def test_ok_refresher_rescores_after_a_revocation(installation: Installation) -> None:

@@ -175,7 +175,8 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
     attestation = Attestation(database, clock, audit, DeviceCa(
         cas.issuing_id, cas.issuing.certificate.subject), finding_sink=response)
     trust.use_firmware_source(attestation)
-    engine = DetectionEngine(learning_seconds=config.detection_learning_seconds)
+    engine = DetectionEngine(learning_seconds=config.detection_learning_seconds,
+                             modes=response)
     ingest = EventIngest(engine, response, MemoryDeviceLookup(database.uow.devices))
     response.on_false_positive(ingest.false_positive)
     return follow_changes(MemoryServices(
