@@ -345,7 +345,8 @@ def policy_services(database: Database, clock: Clock, audit: AuditTrail
 
 def detection_and_response(
     settings: Settings, database: Database, clock: Clock, audit: AuditTrail, pki: Pki,
-    devices: DeviceLifecycle, every_credential: AllCredentials[SqlUnitOfWork],
+    devices: DeviceLifecycle[SqlUnitOfWork],
+    every_credential: AllCredentials[SqlUnitOfWork],
     alerts: AlertDispatcher,
 ) -> tuple[IncidentResponse[SqlUnitOfWork], TrustScores, Attestation, EventIngest]:
     """Incident response, the trust scores it keeps, attestation reporting findings to

@@ -15,7 +15,7 @@ from iotiam.enrollment.models import (
     Manufacturer,
     RequestStatus,
 )
-from iotiam.inventory.ports import DeviceStore, DeviceTypeStore, OrgUnitStore
+from iotiam.inventory.ports import DeviceRegistry, DeviceTypeStore, OrgUnitStore
 from iotiam.pki.ports import CaStore, CertificateStore
 from iotiam.policy.ports import AttachmentStore
 
@@ -200,8 +200,9 @@ class EnrollmentUnitOfWork(AuditUnitOfWork, Protocol):
         ...
 
     @property
-    def devices(self) -> DeviceStore:
-        """Devices (read; a device first seen at enrollment is added)."""
+    def devices(self) -> DeviceRegistry:
+        """Devices (read; a device first seen at enrollment is added, pending, by
+        ``onboarding.register``: nothing else of a device is enrollment's to write)."""
         ...
 
     @property

@@ -78,12 +78,14 @@ class IncidentResponse(Generic[UnitOfWorkT]):
 
     A mitigation moves the device through the inventory (``devices``) or revokes its
     credentials (``revoker``) in the transaction that records it, so response's
-    transactions are ones the revoker works in too (``UnitOfWorkT``).
+    transactions are ones the lifecycle and the revoker work in too (``UnitOfWorkT``);
+    response itself only reads devices.
     """
 
     def __init__(self, uow: Transactions[UnitOfWorkT], clock: Clock, audit: Auditor,
-                 devices: DeviceLifecycle, revoker: CredentialRevoker[UnitOfWorkT],
-                 alerts: AlertDispatcher, trust: TrustScores) -> None:
+                 devices: DeviceLifecycle[UnitOfWorkT],
+                 revoker: CredentialRevoker[UnitOfWorkT], alerts: AlertDispatcher,
+                 trust: TrustScores) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
