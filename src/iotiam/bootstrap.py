@@ -244,7 +244,7 @@ def build_services(
         manufacturers=Manufacturers(database, clock, audit),
         enrollment_queue=queue,
         first_contact=FirstContact(database, clock, audit, pki, queue),
-        transfers=OwnershipTransfer(database, clock, audit, every_credential),
+        transfers=OwnershipTransfer(database, clock, audit, every_credential, policies),
         policies=policies,
         decisions=decisions,
         subjects=subjects,
