@@ -202,7 +202,7 @@ class EnrollmentUnitOfWork(AuditUnitOfWork, Protocol):
     @property
     def devices(self) -> DeviceRegistry:
         """Devices (read; a device first seen at enrollment is added, pending, by
-        ``onboarding.register``: nothing else of a device is enrollment's to write)."""
+        ``onboarding.register``, the one write of this store enrollment has)."""
         ...
 
     @property

@@ -143,7 +143,9 @@ class DeviceRegistry(DeviceReader, Protocol):
     certificate is reserved in that same transaction (issuance reads the device), so a
     refused enrollment leaves no device behind (``enrollment/onboarding.py``). The rows
     it adds are new and ``pending`` (``onboarding.new_device``); such a device moves on
-    only through the inventory and the PKI. Enrollment gets no other device write.
+    only through the inventory and the PKI. No other write of the device store is
+    enrollment's (an ownership transfer still moves its device through enrollment's own
+    ``OwnershipStore``).
     """
 
     def add(self, device: Device) -> None:
