@@ -245,7 +245,7 @@ def build_services(
         manufacturers=Manufacturers(database, clock, audit),
         enrollment_queue=queue,
         first_contact=FirstContact(database, clock, audit, pki, queue),
-        transfers=OwnershipTransfer(database, clock, audit, every_credential),
+        transfers=OwnershipTransfer(database, clock, audit, every_credential, policies),
         policies=policies,
         decisions=decisions,
         subjects=subjects,
@@ -345,7 +345,8 @@ def policy_services(database: Database, clock: Clock, audit: AuditTrail
 
 def detection_and_response(
     settings: Settings, database: Database, clock: Clock, audit: AuditTrail, pki: Pki,
-    devices: DeviceLifecycle, every_credential: AllCredentials[SqlUnitOfWork],
+    devices: DeviceLifecycle[SqlUnitOfWork],
+    every_credential: AllCredentials[SqlUnitOfWork],
     alerts: AlertDispatcher,
 ) -> tuple[IncidentResponse[SqlUnitOfWork], TrustScores, Attestation, EventIngest]:
     """Incident response, the trust scores it keeps, attestation reporting findings to

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.credentials.models import Psk
-from iotiam.inventory.ports import DeviceUnitOfWork
+from iotiam.inventory.ports import CredentialHolders, DeviceUnitOfWork
 from iotiam.pki.ports import CertificateStore
 
 
@@ -38,6 +38,11 @@ class PskStore(Protocol):
 
 class CredentialsUnitOfWork(DeviceUnitOfWork, AuditUnitOfWork, Protocol):
     """The stores the PSK lifecycle works with, inside one transaction."""
+
+    @property
+    def devices(self) -> CredentialHolders:
+        """The devices holding PSKs (read; a new PSK touches its device)."""
+        ...
 
     @property
     def psks(self) -> PskStore:

@@ -3,7 +3,10 @@
 The device row is written before the certificate is issued (issuance reads the
 device), so everything issuance would refuse is checked first
 (``DeviceCertificates.check_issuable``): a request that fails leaves no half-registered
-device behind.
+device behind. That is why enrollment inserts the row itself, in its own transaction,
+through the one device write the inventory offers it (``inventory.ports.DeviceRegistry``:
+``add``, no state changes): going through the inventory's service would need a
+transaction of its own and could leave a device without its certificate.
 """
 
 from __future__ import annotations

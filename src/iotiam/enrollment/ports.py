@@ -15,9 +15,8 @@ from iotiam.enrollment.models import (
     Manufacturer,
     RequestStatus,
 )
-from iotiam.inventory.ports import DeviceStore, DeviceTypeStore, OrgUnitStore
+from iotiam.inventory.ports import DeviceRegistry, DeviceTypeStore, OrgUnitStore
 from iotiam.pki.ports import CaStore, CertificateStore
-from iotiam.policy.ports import AttachmentStore
 
 
 class ClaimTokenStore(Protocol):
@@ -157,7 +156,8 @@ class OwnershipStore(Protocol):
 
 class EnrollmentUnitOfWork(AuditUnitOfWork, Protocol):
     """The stores enrollment use cases work with, inside one transaction: its own, and
-    the inventory, PKI and policy rows a first contact or a transfer reads or ends."""
+    the inventory and PKI rows a first contact or a transfer reads or ends (a
+    transfer detaches policies through ``policy.ports.DeviceAttachments``)."""
 
     @property
     def changes(self) -> ChangeRecorder:
@@ -200,8 +200,9 @@ class EnrollmentUnitOfWork(AuditUnitOfWork, Protocol):
         ...
 
     @property
-    def devices(self) -> DeviceStore:
-        """Devices (read; a device first seen at enrollment is added)."""
+    def devices(self) -> DeviceRegistry:
+        """Devices (read; a device first seen at enrollment is added, pending, by
+        ``onboarding.register``, the one write of this store enrollment has)."""
         ...
 
     @property
@@ -212,11 +213,6 @@ class EnrollmentUnitOfWork(AuditUnitOfWork, Protocol):
     @property
     def cas(self) -> CaStore:
         """iotiam's own CAs (read: never registered as a manufacturer's)."""
-        ...
-
-    @property
-    def policy_attachments(self) -> AttachmentStore:
-        """Policy attachments (a transferred device leaves its old owner's behind)."""
         ...
 
     def savepoint(self) -> AbstractContextManager[None]:

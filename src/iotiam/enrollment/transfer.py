@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.ports import Auditor
-from iotiam.changes import DeviceChanged, PolicyChanged
+from iotiam.changes import DeviceChanged
 from iotiam.clock import Clock
 from iotiam.enrollment.models import Transfer
 from iotiam.enrollment.ports import EnrollmentUnitOfWork
@@ -24,7 +24,7 @@ from iotiam.errors import Conflict, NotFound
 from iotiam.inventory.models import DeviceState
 from iotiam.inventory.ports import CredentialRevoker, visible_device
 from iotiam.kernel import Principal, Role, Transactions
-from iotiam.policy.models import AttachmentTarget, TargetKind
+from iotiam.policy.ports import DeviceAttachments
 
 DEFAULT_TRANSFER_CLAIM_TTL = timedelta(days=1)
 #: a quarantined device stays where it is (moving it would lift the quarantine)
@@ -37,16 +37,19 @@ UnitOfWorkT = TypeVar("UnitOfWorkT", bound=EnrollmentUnitOfWork)
 class OwnershipTransfer(Generic[UnitOfWorkT]):
     """Move a device to another org unit with a clean slate.
 
-    The device's credentials are revoked in the transaction that moves it, so the
-    transfer's transactions are ones its revoker works in too (``UnitOfWorkT``).
+    The device's credentials are revoked and the old owner's policy attachments of the
+    device detached in the transaction that moves it, so the transfer's transactions are
+    ones its revoker and the policy domain work in too (``UnitOfWorkT``).
     """
 
     def __init__(self, uow: Transactions[UnitOfWorkT], clock: Clock, audit: Auditor,
-                 revoker: CredentialRevoker[UnitOfWorkT]) -> None:
+                 revoker: CredentialRevoker[UnitOfWorkT],
+                 attachments: DeviceAttachments[UnitOfWorkT]) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
         self._revoker = revoker
+        self._attachments = attachments
 
     def transfer(
         self, actor: Principal, device_id: str, to_org: str,
@@ -75,17 +78,12 @@ class OwnershipTransfer(Generic[UnitOfWorkT]):
             requests_closed = uow.enrollment_requests.close_for_device(
                 device.id, now, actor.name, "ownership transferred")
             groups_left = uow.ownership.leave_groups_outside(device.id, target.path)
-            # the old owner's policies attached to this very device do not come along
-            policies_detached = []
-            for attachment in uow.policy_attachments.all():
-                if (attachment.target == AttachmentTarget(TargetKind.DEVICE, device.id)
-                        and not attachment.scope.startswith(target.path)):
-                    uow.policy_attachments.detach(attachment.policy, attachment.target)
-                    policies_detached.append(attachment.policy)
             uow.ownership.move_device(device.id, target.id, target.path, now)
             uow.changes.record(DeviceChanged((device.id,), str(DeviceState.PENDING)))
-            if policies_detached:
-                uow.changes.record(PolicyChanged())
+            # the old owner's policies attached to this very device do not come along
+            # (the policy domain records the policy change after the device's, as before)
+            policies_detached = self._attachments.detach_device_outside(
+                uow, device.id, target.path)
             moved = replace(device, org_unit_id=target.id, org_path=target.path,
                             state=DeviceState.PENDING, updated_at=now)
             claim, plaintext = mint_claim(moved, now, claim_ttl, actor.name)

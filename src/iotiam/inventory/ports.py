@@ -1,6 +1,13 @@
 """Storage the inventory needs, and what it offers the other domains: looking a device
 up as a caller may see it, and moving a device along its lifecycle inside their
-transaction."""
+transaction.
+
+The device store is split by who may do what: every domain reads devices
+(:class:`DeviceReader`); the domains that issue or end credentials make the few changes
+a credential has on its holder (:class:`CredentialHolders`); enrollment registers a
+device it meets first (:class:`DeviceRegistry`); only the inventory's own unit of work
+has everything (:class:`DeviceStore`, with ``set_state``). Another domain moves a device
+to another state through :class:`DeviceLifecycle`."""
 
 from __future__ import annotations
 
@@ -63,15 +70,11 @@ class DeviceTypeStore(Protocol):
         ...
 
 
-class DeviceStore(Protocol):
-    """Devices."""
-
-    def add(self, device: Device) -> None:
-        """Insert a device (Conflict if the id exists)."""
-        ...
+class DeviceReader(Protocol):
+    """Devices, read: what every domain that looks devices up gets."""
 
     def get(self, device_id: str, *, for_update: bool = False) -> Device | None:
-        """One device by id."""
+        """One device by id (``for_update`` locks its row until the transaction ends)."""
         ...
 
     def get_many(self, device_ids: Sequence[str]) -> dict[str, Device]:
@@ -80,27 +83,6 @@ class DeviceStore(Protocol):
 
     def exists(self, device_ids: Sequence[str]) -> set[str]:
         """Which of these ids are already registered."""
-        ...
-
-    def set_state(self, device_id: str, state: DeviceState, at: datetime) -> None:
-        """Move a device to another lifecycle state.
-
-        Any state but ``active`` also does ``end_tokens(device_id, at)``: a token from
-        before a quarantine or a suspension does not come back when it is lifted.
-        """
-        ...
-
-    def end_tokens(self, device_id: str, at: datetime) -> None:
-        """Access tokens of the device issued until ``at`` stay dead (``tokens_not_before``)."""
-        ...
-
-    def activate_if_pending(self, device_ids: Sequence[str], at: datetime) -> None:
-        """Move pending devices to active (first certificate); other states stay."""
-        ...
-
-    def touch(self, device_ids: Sequence[str], at: datetime) -> None:
-        """Move the devices' ``updated_at``: their standing changed (a new credential), so
-        decision caches and the broker sync read them again."""
         ...
 
     def page(
@@ -122,6 +104,64 @@ class DeviceStore(Protocol):
 
     def iter_all(self, *, org_path: str) -> Iterator[Device]:
         """Every device under ``org_path``."""
+        ...
+
+
+class CredentialHolders(DeviceReader, Protocol):
+    """Devices, as the domains that give them credentials (the PKI, the PSK service)
+    may change them, inside their own transaction.
+
+    These are the consequences a credential has on its holder, so they belong in the
+    transaction that issues or ends the credential; none of them moves a device into a
+    state the inventory did not allow (``inventory/lifecycle.py``). Everything else about
+    a device (its state, its org unit, registering it) stays with the inventory.
+    """
+
+    def activate_if_pending(self, device_ids: Sequence[str], at: datetime) -> None:
+        """Move pending devices to active, other states stay: the pending -> active
+        transition of ``inventory/lifecycle.py`` happens when a device gets its first
+        certificate, in the transaction that issues it."""
+        ...
+
+    def touch(self, device_ids: Sequence[str], at: datetime) -> None:
+        """Move the devices' ``updated_at``: their standing changed (a new credential), so
+        decision caches and the broker sync read them again."""
+        ...
+
+    def end_tokens(self, device_id: str, at: datetime) -> None:
+        """Access tokens of the device issued until ``at`` stay dead
+        (``tokens_not_before``): a revoked certificate takes the tokens it stood for
+        along, in the transaction that revokes it."""
+        ...
+
+
+class DeviceRegistry(DeviceReader, Protocol):
+    """Devices, as enrollment may change them: it registers a device it meets first.
+
+    A device that first shows up at enrollment (an IDevID first contact, an approved
+    enrollment request) gets its inventory row in the enrollment transaction, before its
+    certificate is reserved in that same transaction (issuance reads the device), so a
+    refused enrollment leaves no device behind (``enrollment/onboarding.py``). The rows
+    it adds are new and ``pending`` (``onboarding.new_device``); such a device moves on
+    only through the inventory and the PKI. No other write of the device store is
+    enrollment's (an ownership transfer still moves its device through enrollment's own
+    ``OwnershipStore``).
+    """
+
+    def add(self, device: Device) -> None:
+        """Insert a device (Conflict if the id exists)."""
+        ...
+
+
+class DeviceStore(CredentialHolders, DeviceRegistry, Protocol):
+    """Devices, everything: the inventory's own store."""
+
+    def set_state(self, device_id: str, state: DeviceState, at: datetime) -> None:
+        """Move a device to another lifecycle state.
+
+        Any state but ``active`` also does ``end_tokens(device_id, at)``: a token from
+        before a quarantine or a suspension does not come back when it is lifted.
+        """
         ...
 
 
@@ -152,11 +192,13 @@ class GroupStore(Protocol):
 
 class DeviceUnitOfWork(Protocol):
     """A transaction that holds the devices: what another domain's unit of work has when
-    it reads devices or hands them to :class:`DeviceLifecycle`."""
+    it reads devices or hands them to :class:`DeviceLifecycle`. A domain that may write
+    some device rows narrows ``devices`` further (:class:`CredentialHolders`,
+    :class:`DeviceRegistry`); only the inventory's own has the whole :class:`DeviceStore`."""
 
     @property
-    def devices(self) -> DeviceStore:
-        """Devices."""
+    def devices(self) -> DeviceReader:
+        """Devices (read)."""
         ...
 
     @property
@@ -166,7 +208,7 @@ class DeviceUnitOfWork(Protocol):
 
 
 def visible_device(
-    devices: DeviceStore, actor: Principal, device_id: str, *, for_update: bool = False
+    devices: DeviceReader, actor: Principal, device_id: str, *, for_update: bool = False
 ) -> Device:
     """A device inside the caller's subtree, read in the caller's transaction through
     its ``devices``, or NotFound (never Forbidden, G9)."""
@@ -178,6 +220,11 @@ def visible_device(
 
 class InventoryUnitOfWork(DeviceUnitOfWork, AuditUnitOfWork, Protocol):
     """The stores inventory use cases work with, inside one transaction."""
+
+    @property
+    def devices(self) -> DeviceStore:
+        """Devices: the inventory registers them and moves them along their lifecycle."""
+        ...
 
     @property
     def org_units(self) -> OrgUnitStore:
@@ -205,23 +252,29 @@ class InventoryUnitOfWork(DeviceUnitOfWork, AuditUnitOfWork, Protocol):
         ...
 
 
-class DeviceLifecycle(Protocol):
+UnitOfWorkT = TypeVar("UnitOfWorkT")
+UnitOfWorkT_contra = TypeVar("UnitOfWorkT_contra", contravariant=True)
+
+
+class DeviceLifecycle(Protocol[UnitOfWorkT_contra]):
     """Moves a device along its lifecycle inside another domain's transaction, the way
     the inventory does it (implemented by the inventory service). Response quarantines
-    devices with it and lifts quarantines."""
+    devices with it and lifts quarantines.
 
-    def quarantine(self, uow: DeviceUnitOfWork, device: Device) -> None:
+    Generic in the unit of work like :class:`CredentialRevoker`: the caller's own unit of
+    work reads devices only (``DeviceUnitOfWork``); the lifecycle writes the state through
+    the inventory's store of that same transaction (the SQL unit of work is every
+    domain's), so the caller never holds ``set_state`` itself.
+    """
+
+    def quarantine(self, uow: UnitOfWorkT_contra, device: Device) -> None:
         """Move ``device`` (the caller read it for update) into quarantine, or Conflict if
         its state may not go there."""
         ...
 
-    def restore(self, uow: DeviceUnitOfWork, device: Device, state: DeviceState) -> None:
+    def restore(self, uow: UnitOfWorkT_contra, device: Device, state: DeviceState) -> None:
         """Move a quarantined ``device`` back to ``state``, the one it was in before."""
         ...
-
-
-UnitOfWorkT = TypeVar("UnitOfWorkT")
-UnitOfWorkT_contra = TypeVar("UnitOfWorkT_contra", contravariant=True)
 
 
 class CredentialRevoker(Protocol[UnitOfWorkT_contra]):

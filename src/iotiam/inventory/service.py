@@ -45,7 +45,6 @@ from iotiam.inventory.models import (
 )
 from iotiam.inventory.ports import (
     CredentialRevoker,
-    DeviceUnitOfWork,
     InventoryUnitOfWork,
     visible_device,
 )
@@ -301,15 +300,15 @@ class Inventory(Generic[UnitOfWorkT]):
             )
             return replace(device, state=target, updated_at=now)
 
-    def quarantine(self, uow: DeviceUnitOfWork, device: Device) -> None:
+    def quarantine(self, uow: UnitOfWorkT, device: Device) -> None:
         """Inside a caller's transaction: move ``device`` into quarantine."""
         self._move(uow, device, DeviceState.QUARANTINED)
 
-    def restore(self, uow: DeviceUnitOfWork, device: Device, state: DeviceState) -> None:
+    def restore(self, uow: UnitOfWorkT, device: Device, state: DeviceState) -> None:
         """Inside a caller's transaction: move a quarantined ``device`` back to ``state``."""
         self._move(uow, device, state)
 
-    def _move(self, uow: DeviceUnitOfWork, device: Device, target: DeviceState) -> None:
+    def _move(self, uow: InventoryUnitOfWork, device: Device, target: DeviceState) -> None:
         check_transition(device.state, target)
         uow.devices.set_state(device.id, target, self._clock.now())
         uow.changes.record(DeviceChanged((device.id,), str(target)))

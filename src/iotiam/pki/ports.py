@@ -13,7 +13,7 @@ from iotiam.audit.models import AuditDraft
 from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.changes import ChangeRecorder
 from iotiam.inventory.models import Device, DeviceType
-from iotiam.inventory.ports import DeviceStore, DeviceTypeStore
+from iotiam.inventory.ports import CredentialHolders, DeviceTypeStore
 from iotiam.kernel import Principal
 from iotiam.pki.crl import RevocationRow
 from iotiam.pki.csr import LeafIdentity
@@ -235,8 +235,9 @@ class PkiUnitOfWork(AuditUnitOfWork, Protocol):
         ...
 
     @property
-    def devices(self) -> DeviceStore:
-        """The devices certified (read; their tokens end with their certificates)."""
+    def devices(self) -> CredentialHolders:
+        """The devices certified (read; a first certificate activates a pending device, a
+        new one touches it, a revocation ends its tokens)."""
         ...
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.changes import ChangeRecorder
@@ -121,6 +121,23 @@ class PolicyUnitOfWork(AuditUnitOfWork, Protocol):
     @property
     def changes(self) -> ChangeRecorder:
         """Publishes what changed when the transaction commits."""
+        ...
+
+
+#: the unit of work of the domain that calls a policy port (the SQL one is every domain's)
+CallerUnitOfWork_contra = TypeVar("CallerUnitOfWork_contra", contravariant=True)
+
+
+class DeviceAttachments(Protocol[CallerUnitOfWork_contra]):
+    """Policy attachments of one device, as another domain's use case ends them inside
+    its own transaction (``policy.service.PolicyAdministration``). An ownership transfer
+    leaves the old owner's policies attached to the device behind with it."""
+
+    def detach_device_outside(self, uow: CallerUnitOfWork_contra, device_id: str,
+                              org_path: str) -> list[str]:
+        """Detach from ``device_id`` every policy attached at a scope outside
+        ``org_path``; record the policy change if there was one; return the policies'
+        names. No audit record of its own: the caller's record lists them."""
         ...
 
 

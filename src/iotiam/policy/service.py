@@ -70,7 +70,8 @@ MAX_SITE_NETWORKS = 256
 
 
 class PolicyAdministration:
-    """Writing, attaching and reading policies on behalf of an admin."""
+    """Writing, attaching and reading policies on behalf of an admin; the
+    ``DeviceAttachments`` an ownership transfer ends a device's old attachments with."""
 
     def __init__(self, uow: Transactions[PolicyUnitOfWork], clock: Clock, audit: Auditor) -> None:
         self._uow = uow
@@ -178,6 +179,21 @@ class PolicyAdministration:
                 self._audit.append(uow, AuditDraft(
                     tag=AuditTag.POLICY_DETACHED, actor=actor.name, org_path=scope,
                     subject=f"policy:{policy}", details={"target": str(target)}))
+
+    def detach_device_outside(self, uow: PolicyUnitOfWork, device_id: str,
+                              org_path: str) -> list[str]:
+        """Inside a caller's transaction (an ownership transfer, which checked the
+        caller's rights and audits the hand-over): detach from the device every policy
+        attached at a scope outside ``org_path`` (``policy.ports.DeviceAttachments``)."""
+        device = AttachmentTarget(TargetKind.DEVICE, device_id)
+        detached = []
+        for attachment in uow.policy_attachments.all():
+            if attachment.target == device and not attachment.scope.startswith(org_path):
+                uow.policy_attachments.detach(attachment.policy, attachment.target)
+                detached.append(attachment.policy)
+        if detached:
+            uow.changes.record(PolicyChanged())
+        return detached
 
     def _detach(self, uow: PolicyUnitOfWork, actor: Principal, policy: str,
                 target: AttachmentTarget) -> str:

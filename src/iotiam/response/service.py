@@ -79,15 +79,17 @@ class IncidentResponse(Generic[UnitOfWorkT]):
 
     A mitigation moves the device through the inventory (``devices``) or revokes its
     credentials (``revoker``) in the transaction that records it, so response's
-    transactions are ones the revoker works in too (``UnitOfWorkT``).
+    transactions are ones the lifecycle and the revoker work in too (``UnitOfWorkT``);
+    response itself only reads devices.
 
     The per-type detection modes are held here and only here: the detection engine
     reads them through ``mode_of`` (its ``ModeSource``, ``detection/ports.py``).
     """
 
     def __init__(self, uow: Transactions[UnitOfWorkT], clock: Clock, audit: Auditor,
-                 devices: DeviceLifecycle, revoker: CredentialRevoker[UnitOfWorkT],
-                 alerts: AlertDispatcher, trust: TrustScores) -> None:
+                 devices: DeviceLifecycle[UnitOfWorkT],
+                 revoker: CredentialRevoker[UnitOfWorkT], alerts: AlertDispatcher,
+                 trust: TrustScores) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.changes import ChangeRecorder
-from iotiam.inventory.ports import DeviceStore, OrgUnitStore
+from iotiam.inventory.ports import DeviceReader, OrgUnitStore
 from iotiam.pki.models import CertificateRecord
 from iotiam.pki.ports import CertificateStore
 from iotiam.policy.models import DevicePosture
@@ -180,7 +180,7 @@ class TokensUnitOfWork(AuditUnitOfWork, Protocol):
         ...
 
     @property
-    def devices(self) -> DeviceStore:
+    def devices(self) -> DeviceReader:
         """The devices of device clients (read)."""
         ...
 
