@@ -15,7 +15,7 @@ from iotiam.enrollment.models import (
     Manufacturer,
     RequestStatus,
 )
-from iotiam.inventory.ports import DeviceRegistry, DeviceTypeStore, OrgUnitStore
+from iotiam.inventory.ports import DeviceOwnership, DeviceRegistry, DeviceTypeStore, OrgUnitStore
 from iotiam.pki.ports import CaStore, CertificateStore
 
 
@@ -140,20 +140,6 @@ class EnrollmentRequestStore(Protocol):
         ...
 
 
-class OwnershipStore(Protocol):
-    """The writes an ownership transfer needs on inventory rows."""
-
-    def move_device(
-        self, device_id: str, org_unit_id: str, org_path: str, at: datetime
-    ) -> None:
-        """Put a device into another org unit, back in the pending state."""
-        ...
-
-    def leave_groups_outside(self, device_id: str, org_path: str) -> list[str]:
-        """Drop the device from every group not above ``org_path``; return their ids."""
-        ...
-
-
 class EnrollmentUnitOfWork(AuditUnitOfWork, Protocol):
     """The stores enrollment use cases work with, inside one transaction: its own, and
     the inventory and PKI rows a first contact or a transfer reads or ends (a
@@ -185,7 +171,7 @@ class EnrollmentUnitOfWork(AuditUnitOfWork, Protocol):
         ...
 
     @property
-    def ownership(self) -> OwnershipStore:
+    def ownership(self) -> DeviceOwnership:
         """The inventory writes of ownership transfers."""
         ...
 

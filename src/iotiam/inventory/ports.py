@@ -144,12 +144,27 @@ class DeviceRegistry(DeviceReader, Protocol):
     refused enrollment leaves no device behind (``enrollment/onboarding.py``). The rows
     it adds are new and ``pending`` (``onboarding.new_device``); such a device moves on
     only through the inventory and the PKI. No other write of the device store is
-    enrollment's (an ownership transfer still moves its device through enrollment's own
-    ``OwnershipStore``).
+    enrollment's (an ownership transfer moves its device through :class:`DeviceOwnership`).
     """
 
     def add(self, device: Device) -> None:
         """Insert a device (Conflict if the id exists)."""
+        ...
+
+
+class DeviceOwnership(Protocol):
+    """What the inventory offers an ownership transfer (enrollment): moving a device to
+    another org unit and out of the groups that do not reach it, in the transfer's own
+    transaction, beside the revocation of its credentials."""
+
+    def move_device(
+        self, device_id: str, org_unit_id: str, org_path: str, at: datetime
+    ) -> None:
+        """Put a device into another org unit, back in the pending state."""
+        ...
+
+    def leave_groups_outside(self, device_id: str, org_path: str) -> list[str]:
+        """Drop the device from every group not above ``org_path``; return their ids."""
         ...
 
 

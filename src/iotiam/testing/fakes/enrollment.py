@@ -197,7 +197,7 @@ class MemoryEnrollmentRequestStore(MemoryStore):
 
 @dataclass
 class MemoryOwnershipStore(MemoryStore):
-    """``OwnershipStore``: writes on the inventory's device and membership rows."""
+    """``DeviceOwnership``: writes on the inventory's device and membership rows."""
 
     devices: MemoryDeviceStore
     groups: MemoryGroupStore
