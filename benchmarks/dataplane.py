@@ -39,7 +39,7 @@ from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosq
 from iotiam.broker.process import ManagedMosquitto
 from iotiam.broker.provision import admin_password, provision_broker
 from iotiam.broker.sync import BrokerSync
-from iotiam.broker.sync_ports import Changes
+from iotiam.broker.sync_ports import Updates
 from iotiam.clock import SystemClock
 from iotiam.pki.authority import CaMaterial, create_issuing_ca, create_root_ca
 from iotiam.pki.crl import build_crl
@@ -164,8 +164,8 @@ class StaticFleet:
     def files_version(self) -> tuple[object, ...]:
         return (1,)
 
-    def changes_since(self, since: datetime) -> Changes:
-        return Changes()
+    def updates_since(self, since: datetime) -> Updates:
+        return Updates()
 
     def crl_pem(self) -> bytes:
         return _crl(self._issuing, self._now)

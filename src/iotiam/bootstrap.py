@@ -79,7 +79,7 @@ from iotiam.response.service import IncidentResponse
 from iotiam.storage.baseline_file import BaselineFile
 from iotiam.storage.checkpoint_file import CheckpointFile, CheckpointKeyFile
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
-from iotiam.storage.fleet_changes import SqlChangeLog
+from iotiam.storage.fleet_reads import SqlFleetReads
 from iotiam.storage.migrate import upgrade_to_head
 from iotiam.storage.polling_feed import PollingChangeFeed
 from iotiam.storage.response_store import SqlDeviceLookup
@@ -339,8 +339,8 @@ def policy_services(database: Database, clock: Clock, audit: AuditTrail
     """Policy administration, the decision point it invalidates, decision subjects."""
     policies = PolicyAdministration(database, clock, audit)
     decisions = DecisionPoint(policies, clock)
-    changes = SqlChangeLog(database, clock)
-    return policies, decisions, DeviceSubjects(changes, clock, posture=changes)
+    reads = SqlFleetReads(database, clock)
+    return policies, decisions, DeviceSubjects(reads, clock, posture=reads)
 
 
 def detection_and_response(
@@ -438,9 +438,9 @@ def token_batches(services: Services, *, max_batch: int
 
 def broker_fleet(services: Services) -> LiveFleet:
     """The fleet as the broker sync sees it."""
-    changes = SqlChangeLog(services.database, services.clock)
-    return LiveFleet(services.database, services.clock, changes, services.pki, services.psks,
-                     services.decisions, posture=changes)
+    reads = SqlFleetReads(services.database, services.clock)
+    return LiveFleet(services.database, services.clock, reads, services.pki, services.psks,
+                     services.decisions, posture=reads)
 
 
 #: what the broker sync acts on (``BrokerSync.follow``)
@@ -497,7 +497,7 @@ def save_baselines(services: Services) -> None:
 
 def trust_scores_refresher(services: Services) -> TrustRefresher:
     """Rescoring of devices whose record, credentials or firmware verdict changed."""
-    refresher = TrustRefresher(services.trust, SqlChangeLog(services.database, services.clock),
+    refresher = TrustRefresher(services.trust, SqlFleetReads(services.database, services.clock),
                                services.clock)
     services.changes.subscribe((CertificateRevoked, CredentialRevoked, DeviceChanged),
                                refresher.rescore_later)

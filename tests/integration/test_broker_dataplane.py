@@ -23,7 +23,7 @@ from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosq
 from iotiam.broker.process import ManagedMosquitto
 from iotiam.broker.provision import admin_password, provision_broker
 from iotiam.broker.sync import BrokerSync
-from iotiam.broker.sync_ports import Changes
+from iotiam.broker.sync_ports import Updates
 from iotiam.changes import CertificateRevoked, Published
 from iotiam.clock import SystemClock
 from iotiam.pki.authority import CaMaterial, create_issuing_ca, create_root_ca
@@ -64,7 +64,7 @@ class Fleet:
     acls: dict[str, BrokerAcl] = field(default_factory=dict)
     revoked: list[Revocation] = field(default_factory=list)
     crl_number: int = 1
-    changes: Changes = field(default_factory=Changes)
+    changes: Updates = field(default_factory=Updates)
 
     def allow(self, device_id: str, entries: Sequence[AclEntry] | None = None) -> None:
         self.acls[device_id] = BrokerAcl(device_id, True, tuple(entries or own_namespace(
@@ -79,8 +79,8 @@ class Fleet:
     def files_version(self) -> tuple[object, ...]:
         return (self.crl_number,)
 
-    def changes_since(self, since: datetime) -> Changes:
-        changes, self.changes = self.changes, Changes()
+    def updates_since(self, since: datetime) -> Updates:
+        changes, self.changes = self.changes, Updates()
         return changes
 
     def crl_pem(self) -> bytes:

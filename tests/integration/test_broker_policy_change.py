@@ -17,7 +17,7 @@ from iotiam.broker.dynsec import DynsecAdmin
 from iotiam.broker.layout import ADMIN_USERNAME
 from iotiam.broker.provision import admin_password
 from iotiam.broker.sync import DEAD_AFTER, BrokerSync
-from iotiam.broker.sync_ports import Changes, SyncReport
+from iotiam.broker.sync_ports import SyncReport, Updates
 from iotiam.changes import CredentialRevoked, Published
 from iotiam.clock import SystemClock
 from iotiam.policy.broker_acl import AclEntry, AclType
@@ -67,7 +67,7 @@ def test_policy_change_ok_fleet_wide_guardrail_drops_no_session(
         watcher = devices[0]
         for n in range(FLEET):  # a root guardrail: every device's rights change
             plane.fleet.allow(f"dev-{n:05d}", fleet_rights(f"dev-{n:05d}", guardrail=True))
-        plane.fleet.changes = Changes(policies_changed=True)
+        plane.fleet.changes = Updates(policies_changed=True)
         started = time.monotonic()
         plane.sync._pass(plane.fleet.now)  # one pass of the loop, as after the change
         took = time.monotonic() - started
@@ -161,7 +161,7 @@ def test_sync_ok_a_mass_enrolment_does_not_hold_revocations_back(fleet_plane: Pl
     new = [f"new-{n:04d}" for n in range(100)]
     for device_id in new:
         plane.fleet.allow(device_id, fleet_rights(device_id, guardrail=False))
-    plane.fleet.changes = Changes(changed=set(new))
+    plane.fleet.changes = Updates(changed=set(new))
     # the change feed delivers the revocation (BrokerSync.follow)
     plane.sync.follow(Published(1, CredentialRevoked("psk", "psk-1", "dev-00001")))
     try:

@@ -14,7 +14,7 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from iotiam.broker.sync_ports import Changes
+from iotiam.broker.sync_ports import Updates
 from iotiam.clock import Clock
 from iotiam.inventory.models import Device, DeviceState
 from iotiam.inventory.ports import DeviceUnitOfWork
@@ -31,7 +31,7 @@ OVERLAP = timedelta(seconds=5)
 PAGE = 2000
 
 
-class ChangeLog(Protocol):
+class FleetReads(Protocol):
     """Cheap, indexed questions about what changed (storage answers them)."""
 
     def device_changes(self, since: datetime) -> list[tuple[str, datetime]]:
@@ -107,7 +107,7 @@ class FleetDecisions(Protocol):
 class LiveFleet:
     """``FleetSource`` over the real services."""
 
-    def __init__(self, uow: Transactions[DeviceUnitOfWork], clock: Clock, log: ChangeLog,
+    def __init__(self, uow: Transactions[DeviceUnitOfWork], clock: Clock, log: FleetReads,
                  pki: FleetPki, psks: FleetPsks, decisions: FleetDecisions,
                  posture: PostureLookup | None = None) -> None:
         self._uow = uow
@@ -167,7 +167,7 @@ class LiveFleet:
                 yield self._acl(device, groups.get(device.id, set()), postures.get(device.id))
             after = page[-1].id
 
-    def changes_since(self, since: datetime) -> Changes:
+    def updates_since(self, since: datetime) -> Updates:
         """What changed after ``since`` (read with an overlap). Revocations are not
         asked here: they reach the sync through the change feed (``BrokerSync.follow``)."""
         now = self._clock.now()
@@ -177,7 +177,7 @@ class LiveFleet:
                             and generation != self._policy_generation)
         self._policy_generation = generation
         changed = {device for device, _ in self._log.device_changes(start)}
-        return Changes(changed=changed, policies_changed=policies_changed, until=now)
+        return Updates(changed=changed, policies_changed=policies_changed, until=now)
 
     def files_version(self) -> tuple[object, ...]:
         """Changes when the CRL or the PSK file must be reinstalled."""

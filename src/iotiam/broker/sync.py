@@ -61,7 +61,7 @@ from iotiam.broker.roles import (
     split_rights,
     stale_commands,
 )
-from iotiam.broker.sync_ports import Changes, FleetSource, SyncReport
+from iotiam.broker.sync_ports import FleetSource, SyncReport, Updates
 from iotiam.changes import (
     CertificateRevoked,
     CredentialRevoked,
@@ -460,7 +460,7 @@ class BrokerSync:
                 return
 
     def _pass(self, since: datetime, *, look: bool = True) -> datetime:
-        changes = self._fleet.changes_since(since) if look else Changes()
+        changes = self._fleet.updates_since(since) if look else Updates()
         with self._queue_lock:
             pending, self._pending = self._pending | changes.changed, set()
             kicks, self._pending_kicks = self._pending_kicks, set()

@@ -27,7 +27,7 @@ class FleetSource(Protocol):
         """Cheap: changes whenever the CRL or the PSK file must be reinstalled."""
         ...
 
-    def changes_since(self, since: datetime) -> Changes:
+    def updates_since(self, since: datetime) -> Updates:
         """Devices changed after ``since``, and whether policies changed (the safety net
         under the change feed: what moves a device without publishing a change)."""
         ...
@@ -46,8 +46,9 @@ class FleetSource(Protocol):
 
 
 @dataclass
-class Changes:
-    """What changed in a window, and the watermark to ask from next time."""
+class Updates:
+    """Devices updated in a window (the safety net beside the change feed), and the
+    watermark to ask from next time."""
 
     changed: set[str] = field(default_factory=set)
     policies_changed: bool = False

@@ -162,7 +162,7 @@ class PolicyDecisions(Protocol):
 
 
 class DeviceDirectory(Protocol):
-    """Devices and their groups as decisions need them (``storage.fleet_changes``)."""
+    """Devices and their groups as decisions need them (``storage.fleet_reads``)."""
 
     def device(self, device_id: str) -> Device | None:
         """One device, whatever its state; None if unknown."""
@@ -180,7 +180,7 @@ class DeviceDirectory(Protocol):
 
 class PostureLookup(Protocol):
     """Stored trust scores, firmware verdicts and credential standing of devices
-    (``storage.fleet_changes``)."""
+    (``storage.fleet_reads``)."""
 
     def posture_of(self, device_ids: Sequence[str]) -> dict[str, DevicePosture]:
         """The posture of every device asked about (scores and verdicts None if unknown;

@@ -108,7 +108,7 @@ class TrustScores:
 
 
 class ChangedDevices(Protocol):
-    """Devices whose record or credentials changed (``storage.fleet_changes``)."""
+    """Devices whose record or credentials changed (``storage.fleet_reads``)."""
 
     def device_changes(self, since: datetime) -> list[tuple[str, datetime]]:
         """(device, updated_at) of devices updated after ``since``."""

@@ -27,7 +27,7 @@ from iotiam.kernel import SYSTEM
 from iotiam.policy.actions import PUBLISH
 from iotiam.response.alerts import AlertDispatcher
 from iotiam.response.scoring import TrustRefresher
-from iotiam.testing.fakes.changes import MemoryChangeLog
+from iotiam.testing.fakes.changes import MemoryFleetReads
 
 
 @pytest.fixture
@@ -303,7 +303,7 @@ def test_ok_refresher_rescores_after_a_revocation(installation: Installation) ->
     trust = installation.services.trust
     assert trust.explain(SYSTEM, "s1").score == 100
     # bootstrap.trust_scores_refresher, over the change log and feed of the memory stores
-    refresher = TrustRefresher(trust, MemoryChangeLog(installation.services.database,
+    refresher = TrustRefresher(trust, MemoryFleetReads(installation.services.database,
                                                       installation.clock), installation.clock)
     installation.services.changes.subscribe(
         (CertificateRevoked, CredentialRevoked, DeviceChanged), refresher.rescore_later)

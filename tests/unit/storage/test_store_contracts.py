@@ -74,12 +74,12 @@ from iotiam.policy.models import (
 from iotiam.policy.parsing import parse_policy
 from iotiam.response.models import Action, Mitigation, StoredFinding, TrustFactor, TrustScore
 from iotiam.storage.database import Database, make_engine
-from iotiam.storage.fleet_changes import SqlChangeLog
+from iotiam.storage.fleet_reads import SqlFleetReads
 from iotiam.storage.migrate import upgrade_to_head
 from iotiam.storage.response_store import SqlDeviceLookup
 from iotiam.storage.status_reader import SqlStatusReader
 from iotiam.testing.fakes import services as memory
-from iotiam.testing.fakes.changes import MemoryChangeLog
+from iotiam.testing.fakes.changes import MemoryFleetReads
 from iotiam.testing.fakes.pki import MemoryStatusReader
 from iotiam.testing.fakes.response import MemoryDeviceLookup
 from iotiam.testing.fakes.unit_of_work import MemoryDatabase, NestedWrite
@@ -760,9 +760,9 @@ def test_policies_attachments_sites_and_targets(db: Any) -> None:
 def readers(db: Any, clock: FrozenClock) -> tuple[Any, Any, Any]:
     """The change log, the certificate status reader and the device lookup of ``db``."""
     if isinstance(db, MemoryDatabase):
-        return (MemoryChangeLog(db, clock), MemoryStatusReader(db.uow.certificates),
+        return (MemoryFleetReads(db, clock), MemoryStatusReader(db.uow.certificates),
                 MemoryDeviceLookup(db.uow.devices))
-    return SqlChangeLog(db, clock), SqlStatusReader(db.engine), SqlDeviceLookup(db.engine)
+    return SqlFleetReads(db, clock), SqlStatusReader(db.engine), SqlDeviceLookup(db.engine)
 
 
 def test_change_log_status_reader_and_device_lookup(db: Any) -> None:

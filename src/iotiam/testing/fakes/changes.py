@@ -20,7 +20,7 @@ from iotiam.testing.fakes.unit_of_work import MemoryChangeRecorder, MemoryDataba
 from iotiam.tokens.models import ClientStatus
 
 
-class MemoryChangeLog:
+class MemoryFleetReads:
     """Change queries over the memory stores."""
 
     def __init__(self, database: MemoryDatabase, clock: Clock) -> None:

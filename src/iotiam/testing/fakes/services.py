@@ -50,7 +50,7 @@ from iotiam.response.ports import NoFirmwareData
 from iotiam.response.scoring import TrustScores
 from iotiam.response.service import IncidentResponse
 from iotiam.testing.fakes.audit import MemoryCheckpointLog
-from iotiam.testing.fakes.changes import MemoryChangeFeed, MemoryChangeLog
+from iotiam.testing.fakes.changes import MemoryChangeFeed, MemoryFleetReads
 from iotiam.testing.fakes.pki import MemoryStatusReader
 from iotiam.testing.fakes.response import MemoryDeviceLookup
 from iotiam.testing.fakes.unit_of_work import MemoryDatabase, MemoryUnitOfWork
@@ -165,8 +165,8 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
     queue = EnrollmentQueue(database, clock, audit, pki, config.queue)
     policies = PolicyAdministration(database, clock, audit)
     decisions = DecisionPoint(policies, clock)
-    changes = MemoryChangeLog(database, clock)
-    subjects = DeviceSubjects(changes, clock, posture=changes)
+    reads = MemoryFleetReads(database, clock)
+    subjects = DeviceSubjects(reads, clock, posture=reads)
     inventory: Inventory[MemoryUnitOfWork] = Inventory(database, clock, audit, every_credential)
     trust = TrustScores(database, clock, NoFirmwareData())
     alerts = AlertDispatcher(list(alert_channels))

@@ -1,4 +1,4 @@
-"""Devices as the broker sync (``broker.fleet.ChangeLog``), the decision point's device
+"""Devices as the broker sync (``broker.fleet.FleetReads``), the decision point's device
 cache (``policy.subjects.DeviceSubjects``) and the trust refresher read them.
 
 Published changes (revocations, state, policies: ``iotiam.changes``) reach them through
@@ -25,7 +25,7 @@ from iotiam.storage.tables import attestation, credentials, inventory, pki, resp
 from iotiam.tokens.models import ClientStatus
 
 
-class SqlChangeLog:
+class SqlFleetReads:
     """Indexed change queries over devices, certificates and PSKs."""
 
     def __init__(self, database: Database, clock: Clock) -> None:
