@@ -28,6 +28,9 @@ log = logging.getLogger("iotiam.changes")
 #: still be committing)
 GAP_GRACE = 10.0
 PAGE = 1000
+#: how long a committing thread waits for another thread's delivery to end before it
+#: leaves its changes to that thread
+COMMIT_WAIT = 1.0
 #: a gap wider than this is not tracked id by id (a sequence jump, not a transaction)
 MAX_GAP = 10_000
 
@@ -113,22 +116,33 @@ class ChangeDelivery:
         return self._cursor.position
 
     def committed(self, published: list[Published]) -> None:
-        """This process just committed these changes: deliver them as they are when they
-        follow the last one delivered (no read), else read the table up to them."""
-        if self._delivering.acquire(blocking=False):
-            try:
-                follows = published[0].position == self._cursor.position + 1 and all(
-                    later.position == earlier.position + 1
-                    for earlier, later in itertools.pairwise(published))
-                if follows:
-                    for change in published:
-                        self._deliver(change)
-                    self._cursor.delivered(p.position for p in published)
-            finally:
-                self._delivering.release()
-            if follows and not self._again.is_set():
+        """This process just committed these changes: deliver them before the committing
+        call returns (G3: a revocation is reflected once its call returns). As they are
+        when they follow the last one delivered (no read), else by reading the table up
+        to them. Another thread delivering (the listener catching up) is waited for,
+        briefly: it may deliver these too."""
+        if not self._delivering.acquire(timeout=COMMIT_WAIT):
+            # a consumer that itself committed changes (same thread), or a stuck one:
+            # the thread delivering reads again before it lets go
+            self.deliver_pending()
+            return
+        try:
+            if all(self._cursor.was_delivered(p.position) for p in published):
                 return
-        self.deliver_pending()
+            follows = published[0].position == self._cursor.position + 1 and all(
+                later.position == earlier.position + 1
+                for earlier, later in itertools.pairwise(published))
+            if follows:
+                for change in published:
+                    self._deliver(change)
+                self._cursor.delivered(p.position for p in published)
+            else:
+                self._again.clear()
+                self._deliver_all()
+        finally:
+            self._delivering.release()
+        if self._again.is_set():  # a commit came while we held the delivery
+            self.deliver_pending()
 
     def deliver_pending(self) -> int:
         """Deliver every change committed since the last delivery; how many.

@@ -94,6 +94,31 @@ def test_fields_ok_round_trip(change: Change) -> None:
     assert KINDS[kind_name(change)] is type(change)
 
 
+def test_feed_ok_own_commit_delivered_before_the_call_returns_while_another_delivers(
+        databases: Callable[[], Database]) -> None:
+    """A commit made while another thread is delivering (the listener catching up, a
+    slow consumer) is still delivered before the committing call returns (G3)."""
+    database = databases()
+    feed = PollingChangeFeed(database)
+    seen = Seen()
+    busy = threading.Event()
+
+    def slow(published: Published) -> None:
+        if published.change == REVOKED:
+            busy.set()
+            time.sleep(0.3)  # another thread holds the delivery meanwhile
+
+    feed.subscribe((CertificateRevoked,), slow)
+    feed.subscribe((CertificateRevoked,), seen)
+    first = threading.Thread(target=_record, args=(database, REVOKED))
+    first.start()
+    assert busy.wait(5)
+    second = CertificateRevoked(serial=2, issuer_id="issuing-1", device_id="d2")
+    _record(database, second)
+    assert seen.changes == [REVOKED, second]
+    first.join(5)
+
+
 def test_feed_ok_own_commit_delivered_at_once_in_order(
         databases: Callable[[], Database]) -> None:
     database = databases()
