@@ -31,11 +31,12 @@ from benchmarks.harness import (
     Result,
     RunConfig,
     Target,
+    device_csrs,
     device_ids,
     run_bounded_async,
 )
 from benchmarks.loadgen import KeepAlivePool, encode_request
-from benchmarks.server import RunningServer, import_devices, running_server
+from benchmarks.server import RunningServer, import_devices, issue_via_api, running_server
 
 NAME = "policy-hook"
 TITLE = "EMQX HTTP authorization hook over HTTPS (serve --workers 1)"
@@ -97,9 +98,24 @@ def make_probes(server: RunningServer, ids: Sequence[str], token: str) -> list[P
     return probes
 
 
+async def _certify(server: RunningServer, ids: Sequence[str]) -> None:
+    """A certificate for every device: the hook allows nothing to a device that holds no
+    valid credential (G3), and a first certificate makes a pending device active."""
+    csrs = device_csrs(ids, pem=True)
+    async with httpx.AsyncClient(base_url=server.api_url, verify=server.tls_context(),
+                                 headers=server.admin_headers(), timeout=120.0) as client:
+        for start in range(0, len(ids), CONNECTIONS):
+            await asyncio.gather(*(issue_via_api(client, device, csr.decode())
+                                   for device, csr in zip(ids[start:start + CONNECTIONS],
+                                                          csrs[start:start + CONNECTIONS],
+                                                          strict=True)))
+
+
 def prepare(server: RunningServer, ids: Sequence[str]) -> str:
-    """Register the devices, store and attach the line policy, mint the hook's token."""
+    """Register and certify the devices, store and attach the line policy, mint the
+    hook's token."""
     import_devices(server, ids)
+    asyncio.run(_certify(server, ids))
     with httpx.Client(base_url=server.api_url, verify=server.tls_context(),
                       headers=server.admin_headers(), timeout=60.0) as client:
         stored = client.put("/v1/policies", content=LINE_POLICY,
