@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from iotiam.api.limits import read_body
+from iotiam.api.one_send import send_response
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.bootstrap import Services
 from iotiam.errors import IamError, InvalidInput, Unauthenticated
@@ -53,8 +54,6 @@ ACTIONS = {"publish": PUBLISH, "subscribe": SUBSCRIBE}
 _ALLOW = b'{"result":"allow"}'
 _DENY = b'{"result":"deny"}'
 _JSON = (b"content-type", b"application/json")
-_ALLOW_HEADERS = [_JSON, (b"content-length", str(len(_ALLOW)).encode())]
-_DENY_HEADERS = [_JSON, (b"content-length", str(len(_DENY)).encode())]
 _FORM = "application/x-www-form-urlencoded"
 
 
@@ -141,13 +140,10 @@ class EmqxHookFastPath:
             log.exception("the EMQX authorization hook failed; denying")
             allowed, reason = False, "internal error; the error was logged"
         if allowed:
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": _ALLOW_HEADERS})
-            await send({"type": "http.response.body", "body": _ALLOW})
+            await send_response(send, 200, [_JSON], _ALLOW)
             return
-        headers = [*_DENY_HEADERS, (b"x-iotiam-reason", header_text(reason).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": _DENY})
+        await send_response(send, 200, [_JSON, (b"x-iotiam-reason",
+                                                header_text(reason).encode())], _DENY)
 
     def _answer(self, authorization: bytes, content_type: bytes, body: bytes | None,
                 query: bytes) -> tuple[bool, str]:
