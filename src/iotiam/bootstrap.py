@@ -89,6 +89,8 @@ from iotiam.tokens.clients import OAuthClients
 from iotiam.tokens.device_codes import DeviceCodes
 from iotiam.tokens.introspection import Introspection
 from iotiam.tokens.models import IssuedToken, TokenConfig, TokenRequest
+from iotiam.tokens.ports import TokensUnitOfWork
+from iotiam.tokens.reads import ReadsAhead
 from iotiam.tokens.revocation import TokenRevocation
 from iotiam.tokens.scopes import ScopeGrant
 from iotiam.tokens.service import AuthorizationServer
@@ -250,8 +252,8 @@ def build_services(
         decisions=decisions,
         subjects=subjects,
         inquiry=PolicyInquiry(decisions, subjects, inventory, clock),
-        oauth=authorization_server(settings, database, clock, audit, pki, decisions,
-                                   passphrase),
+        oauth=authorization_server(token_config(settings), database, clock, audit, pki,
+                                   decisions, passphrase),
         firmware=FirmwareRegistry(database, clock, audit, finding_sink=response),
         attestation=attestation,
         response=response,
@@ -407,18 +409,19 @@ def token_config(settings: Settings) -> TokenConfig:
 
 
 def authorization_server(
-    settings: Settings, database: Database, clock: Clock, audit: AuditTrail, pki: Pki,
-    decisions: DecisionPoint, passphrase: bytes,
+    config: TokenConfig, database: Transactions[TokensUnitOfWork], clock: Clock,
+    audit: AuditTrail, pki: Pki, decisions: DecisionPoint, passphrase: bytes, *,
+    reads_ahead: ReadsAhead = ReadAhead,
 ) -> AuthorizationServer:
-    """Wire the OAuth2 authorization server (signing keys encrypted like the CA keys)."""
-    config = token_config(settings)
+    """Wire the OAuth2 authorization server (signing keys encrypted like the CA keys;
+    a batch's rows read ahead, ``fast.token_reads``, unless told otherwise)."""
     keys = SigningKeys(database, clock, audit, passphrase, config)
     scopes = ScopeGrant(decisions, clock)
     return AuthorizationServer(
         database, clock, audit, config, keys=keys,
         authenticator=ClientAuthenticator(
             config, IssuingCa(pki.cas.issuing_id, pki.cas.issuing.certificate),
-            reads_ahead=ReadAhead),
+            reads_ahead=reads_ahead),
         scopes=scopes,
         clients=OAuthClients(database, clock, audit, decisions, scopes),
         device_codes=DeviceCodes(database, clock, audit, config),

@@ -24,7 +24,7 @@ from iotiam.audit.anchor import CheckpointWriter
 from iotiam.audit.checkpoint import CheckpointKey
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
-from iotiam.bootstrap import follow_changes, load_ca_set
+from iotiam.bootstrap import authorization_server, follow_changes, load_ca_set
 from iotiam.clock import FrozenClock
 from iotiam.credentials.sealing import SecretSealer
 from iotiam.credentials.service import Psks
@@ -54,15 +54,9 @@ from iotiam.testing.fakes.changes import MemoryChangeFeed, MemoryFleetReads
 from iotiam.testing.fakes.pki import MemoryStatusReader
 from iotiam.testing.fakes.response import MemoryDeviceLookup
 from iotiam.testing.fakes.unit_of_work import MemoryDatabase, MemoryUnitOfWork
-from iotiam.tokens.client_auth import ClientAuthenticator, IssuingCa
-from iotiam.tokens.clients import OAuthClients
-from iotiam.tokens.device_codes import DeviceCodes
-from iotiam.tokens.introspection import Introspection
 from iotiam.tokens.models import TokenConfig
-from iotiam.tokens.revocation import TokenRevocation
-from iotiam.tokens.scopes import ScopeGrant
+from iotiam.tokens.reads import read_when_asked
 from iotiam.tokens.service import AuthorizationServer
-from iotiam.tokens.signing_keys import SigningKeys
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -189,30 +183,12 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
         transfers=OwnershipTransfer(database, clock, audit, every_credential, policies),
         policies=policies, decisions=decisions, subjects=subjects,
         inquiry=PolicyInquiry(decisions, subjects, inventory, clock),
-        oauth=_authorization_server(database, clock, audit, config.tokens, cas, decisions,
-                                    passphrase),
+        oauth=authorization_server(config.tokens, database, clock, audit, pki, decisions,
+                                   passphrase, reads_ahead=read_when_asked),
         firmware=FirmwareRegistry(database, clock, audit, finding_sink=response),
         attestation=attestation, response=response, trust=trust, ingest=ingest,
         alerts=alerts,
     ))
-
-
-def _authorization_server(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
-                          config: TokenConfig, cas: CaSet, decisions: DecisionPoint,
-                          passphrase: bytes) -> AuthorizationServer:
-    """``bootstrap.authorization_server`` on the memory database."""
-    keys = SigningKeys(database, clock, audit, passphrase, config)
-    scopes = ScopeGrant(decisions, clock)
-    return AuthorizationServer(
-        database, clock, audit, config, keys=keys,
-        authenticator=ClientAuthenticator(config, IssuingCa(cas.issuing_id,
-                                                            cas.issuing.certificate)),
-        scopes=scopes,
-        clients=OAuthClients(database, clock, audit, decisions, scopes),
-        device_codes=DeviceCodes(database, clock, audit, config),
-        introspection=Introspection(database, clock, audit, keys, config, cas.issuing_id),
-        revocation=TokenRevocation(database, clock, audit, keys, config),
-    )
 
 
 def _seed(database: MemoryDatabase, audit: AuditTrail, config: MemoryConfig,
