@@ -1,0 +1,1 @@
+"""Discovery: what is seen on the network, reconciled with what is registered."""
