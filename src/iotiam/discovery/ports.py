@@ -47,6 +47,18 @@ class RegisteredIdentities(Protocol):
         ...
 
 
+class SightingSink(Protocol):
+    """Where iotiam's own traffic reports what it saw of unknown identities.
+
+    Called from hot paths (the event pipeline, the broker watcher, the token endpoint):
+    ``observe`` must not block on the database; it queues and returns.
+    """
+
+    def observe(self, sightings: Sequence[Sighting]) -> None:
+        """Take sightings made by iotiam itself (recorded under the root org)."""
+        ...
+
+
 class DiscoveryStore(Protocol):
     """Sightings, discovered assets and the identifiers that join them."""
 
@@ -110,4 +122,4 @@ class DiscoveryReader(Protocol):
 
 
 __all__ = ["DiscoveryReader", "DiscoveryStore", "Refusal", "RegisteredIdentities",
-           "SightingSource"]
+           "SightingSink", "SightingSource"]
