@@ -1,0 +1,1 @@
+"""Sighting sources: one module per kind of input, each behind ``ports.SightingSource``."""
