@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from itertools import chain
@@ -65,6 +66,8 @@ _DEFAULT_HEADERS: dict[str, tuple[str, ...]] = {
     "seen_at": ("lastseen", "lastseenat", "seenat", "lastdiscovered", "lastscan",
                 "timestamp"),
 }
+#: the most lines one record may span (a note with line breaks takes a few)
+MAX_RECORD_LINES = 100
 _DELIMITERS = {",": ",", ";": ";", "tab": "\t", "\t": "\t", "|": "|"}
 _OPTIONS = {"delimiter", "encoding", "time-format"}
 
@@ -109,11 +112,13 @@ class CmdbCsv:
             except _LineRefused as e:
                 yield e.refusal
                 continue
-            except csv.Error as e:
-                yield Refusal(feed.start or feed.number, f"the CSV is malformed: {e}")
+            except (csv.Error, _RunawayRecord) as e:
+                reason = str(e) or f"a quoted field is not closed within {MAX_RECORD_LINES} lines"
+                yield Refusal(feed.start, f"the row is malformed CSV: {reason}")
+                feed.read_again()
                 continue
             if any(cell.strip() for cell in row):
-                yield rows.sighting(row, feed.start or feed.number, len(header))
+                yield rows.sighting(row, feed.start, len(header))
 
 
 def _blank(item: Line | Refusal) -> bool:
@@ -269,26 +274,48 @@ class _LineRefused(Exception):
         self.refusal = refusal
 
 
+class _RunawayRecord(Exception):
+    """A record went on for more lines than any real one: a quote was never closed."""
+
+
 class _LineFeed:
-    """The lines ``csv.reader`` pulls, remembering where each record starts."""
+    """The lines ``csv.reader`` pulls, remembering where each record starts.
+
+    The lines of the record being read are kept (at most ``MAX_RECORD_LINES``): when it
+    turns out malformed, its first line is refused and the others are read again, so an
+    unclosed quote costs one row, not every row up to the CSV module's field limit.
+    """
 
     def __init__(self, lines: Iterator[Line | Refusal]) -> None:
         self._lines = lines
+        self._record: list[Line] = []
+        self._again: deque[Line] = deque()
         self.number = 0
-        self.start: int | None = None
+
+    @property
+    def start(self) -> int:
+        """The line the record being read starts on."""
+        return self._record[0].number if self._record else self.number
 
     def mark(self) -> None:
         """The next line pulled starts a record."""
-        self.start = None
+        self._record.clear()
+
+    def read_again(self) -> None:
+        """Drop the record's first line; its other lines are pulled again."""
+        self._again.extendleft(reversed(self._record[1:]))
+        self._record.clear()
 
     def __iter__(self) -> _LineFeed:
         return self
 
     def __next__(self) -> str:
-        item = next(self._lines)
+        item = self._again.popleft() if self._again else next(self._lines)
         if isinstance(item, Refusal):
             raise _LineRefused(item)
+        if len(self._record) >= MAX_RECORD_LINES:
+            self._again.appendleft(item)
+            raise _RunawayRecord
+        self._record.append(item)
         self.number = item.number
-        if self.start is None:
-            self.start = item.number
         return item.text
