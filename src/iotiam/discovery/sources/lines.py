@@ -12,8 +12,7 @@ from __future__ import annotations
 import codecs
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import IO
+from typing import IO, NamedTuple
 
 from iotiam.discovery.models import Refusal, SourceContext
 from iotiam.errors import InvalidInput
@@ -23,9 +22,10 @@ MAX_LINE = 64 * 1024
 _BOM = codecs.BOM_UTF8
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
+class Line(NamedTuple):
     """One decoded line and its 1-based number."""
+
+    # a tuple, made ~3x faster than a frozen dataclass: one is made for every line
 
     number: int
     text: str
@@ -39,9 +39,10 @@ def read_lines(stream: IO[bytes], *, what: str, encoding: str = "utf-8",
     line is stripped unless ``keep_ends`` (the CSV reader needs it inside quoted fields).
     """
     number = 0
-    while raw := stream.readline(max_line + 1):
+    readline = stream.readline
+    while raw := readline(max_line + 1):
         number += 1
-        if len(raw) > max_line and not raw.endswith(b"\n"):
+        if len(raw) > max_line and raw[-1:] != b"\n":
             _skip_to_end_of_line(stream, max_line)
             yield Refusal(number, f"the line is longer than {max_line} bytes; skipped")
             continue
@@ -53,8 +54,8 @@ def read_lines(stream: IO[bytes], *, what: str, encoding: str = "utf-8",
             text = "\x00"
         if "\x00" in text:
             if number == 1:
-                raise InvalidInput(f"{what} is not a text file in {encoding} (binary data "
-                                   "on its first line)")
+                raise InvalidInput(f"{what} is not a text file in {encoding} (its first "
+                                   "line is binary data or in another encoding)")
             yield Refusal(number, f"the line is not {encoding} text")
             continue
         yield Line(number, text if keep_ends else text.rstrip("\r\n"))
