@@ -36,6 +36,8 @@ _TOP_LEVEL = {"lease", "host", "group", "subgroup", "class", "subclass", "failov
 _YEAR_2001 = 978307200
 #: a statement longer than this is no dhcpd statement (``set`` and ``option`` take ~5)
 _MAX_TOKENS = 64
+#: dhcpd writes ~10 statements a lease; a block that never closes is not held whole
+_MAX_STATEMENTS = 256
 
 
 class DhcpdLeases:
@@ -74,6 +76,13 @@ class _Lease:
     statements: list[list[str]] = field(default_factory=list)
     problem: str | None = None
 
+    def take(self, statement: list[str]) -> None:
+        """Keep one statement of the lease, up to ``_MAX_STATEMENTS``."""
+        if len(self.statements) < _MAX_STATEMENTS:
+            self.statements.append(statement)
+        else:
+            self.problem = f"the lease has more than {_MAX_STATEMENTS} statements"
+
 
 class _LeaseFile:
     """The brace structure of a leases file, read token by token across lines."""
@@ -96,7 +105,7 @@ class _LeaseFile:
         statement = _one_statement(text)
         if statement is None:
             return False
-        self._lease.statements.append(statement)
+        self._lease.take(statement)
         return True
 
     def feed(self, line: Line) -> Iterator[Sighting | Refusal]:
@@ -109,7 +118,7 @@ class _LeaseFile:
                 self._open(line.number)
             elif lexeme == ";":
                 if self._lease is not None and self._depth == 1:
-                    self._lease.statements.append(self._statement)
+                    self._lease.take(self._statement)
                 self._statement = []
             elif lexeme == "}":
                 yield from self._close(line.number)

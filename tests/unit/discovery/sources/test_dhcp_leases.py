@@ -158,6 +158,16 @@ def test_a_truncated_file_refuses_the_lease_it_ends_in() -> None:
                               "the file ends inside this lease (truncated?)")
 
 
+def test_a_lease_that_never_closes_is_not_held_whole() -> None:
+    data = b"lease 10.0.0.5 {\n" + b" binding state active;\n" * 20_000
+    refusal, peak = peak_memory(lambda: dhcpd(data))
+    assert refusal == [Refusal(1, "the file ends inside this lease (truncated?)")]
+    assert peak < 1_000_000
+    data += b"}\n"
+    assert dhcpd(data) == [Refusal(1, "lease 10.0.0.5: the lease has more than 256 "
+                                      "statements")]
+
+
 def test_a_10_mb_line_refuses_its_lease_and_nothing_else() -> None:
     data = (b"lease 10.0.0.5 {\n binding state active;\n client-hostname \"" + b"x" * 10_000_000
             + b'";\n}\n' + DHCPD)
