@@ -100,7 +100,11 @@ class CmdbCsv:
                 raise InvalidInput("the CSV file has no header line after 'sep='")
         feed = _LineFeed(chain([first], lines))
         reader = csv.reader(feed, delimiter=delimiter or _sniff(first.text))
-        header = next(reader)
+        try:
+            header = next(reader)
+        except (csv.Error, _RunawayRecord, _LineRefused, StopIteration):
+            raise InvalidInput("the CSV file's header line is not a CSV record (a quote "
+                               "not closed?)") from None
         columns = _columns(header, mapping)
         rows = _Rows(columns, context)
         while True:

@@ -167,13 +167,14 @@ def test_a_quoted_field_may_span_lines() -> None:
     (EXCEL, {"encoding": "utf-16"}, "not ASCII-compatible"),
     (EXCEL, {"encoding": "klingon"}, "unknown text encoding"),
     ("Asset Tag,Owner,Name\nA-1,ops,Pump 3\n", {}, "no column of the CSV identifies"),
+    ('ip,"mac\n' + "10.0.0.1,x\n" * 200, {}, "header line is not a CSV record"),
     ("", {}, "empty"),
     ("\n\n", {}, "empty"),
     ("ip,mac\n".encode("utf-16"), {}, "UTF-16"),
     (bytes(range(256)) * 64, {}, "not a text file"),
 ], ids=["fail/unknown-field", "fail/missing-column", "fail/unknown-option",
         "fail/delimiter", "fail/utf-16-option", "fail/unknown-encoding",
-        "fail/no-identifier-column", "fail/empty", "fail/blank", "fail/utf-16",
+        "fail/no-identifier-column", "fail/header-quote", "fail/empty", "fail/blank", "fail/utf-16",
         "fail/binary"])
 def test_refused_whole(data: bytes | str, options: dict[str, str], reason: str) -> None:
     with pytest.raises(InvalidInput, match=reason.replace("(", r"\(").replace(")", r"\)")):
