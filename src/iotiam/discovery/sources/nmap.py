@@ -192,7 +192,7 @@ class _Scan:
                 self._out.append(self._sighting(host))
 
     def _sighting(self, host: _Host) -> Sighting | Refusal:
-        if host.ip is None and host.mac is None:
+        if not host.ip and not host.mac:
             return Refusal(host.line, "the host has no IP or MAC address")
         try:
             return Sighting(

@@ -133,8 +133,10 @@ def test_a_ptr_name_that_is_no_host_name_is_passed_over() -> None:
     assert sighting.hostname == "ok.lan"
 
 
-def test_a_host_without_address_is_refused_at_its_line() -> None:
-    host = b'\n<host><status state="up"/><hostnames/></host>\n'
+@pytest.mark.parametrize("address", [b"", b'<address addr="" addrtype="ipv4"/>'],
+                         ids=["fail/none", "fail/empty"])
+def test_a_host_without_address_is_refused_at_its_line(address: bytes) -> None:
+    host = b'\n<host><status state="up"/>' + address + b"<hostnames/></host>\n"
     (refusal,) = read(HEAD + host + TAIL)
     assert refusal == Refusal(HEAD.count(b"\n") + 2, "the host has no IP or MAC address")
 
