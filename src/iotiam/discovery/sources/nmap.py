@@ -201,7 +201,7 @@ class _Scan:
                 ip=normalize_ip(host.ip) if host.ip else None,
                 mac=normalize_mac(host.mac) if host.mac else None,
                 hostname=_first_hostname(host.names),
-                vendor=bounded_text(host.mac_vendor or host.os_vendor, "the vendor"),
+                vendor=bounded_text(_clip(host.mac_vendor or host.os_vendor), "the vendor"),
                 model=bounded_text(_clip(host.os_name), "the OS match"),
                 open_ports=tuple(sorted(host.ports)),
                 detail=bounded_text(_clip("; ".join(host.services)), "the services"))
