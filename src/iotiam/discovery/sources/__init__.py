@@ -1,0 +1,1 @@
+"""Discovery sources: one module per kind of input, each behind ``ports.SightingSource``."""
