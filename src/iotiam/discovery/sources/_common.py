@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from itertools import chain
 from typing import IO, Any
 
 from cryptography import x509
@@ -66,6 +67,18 @@ class Reading(Iterator[Record]):
         return next(self._records)
 
 
+#: distinct kinds ``Reading.skipped`` names before it lumps the rest under "other"
+MAX_SKIPPED_KINDS = 64
+
+
+def count(skipped: Counter[str], kind: str) -> None:
+    """Count one record skipped on purpose (a hostile file cannot grow the counter)."""
+    key = kind[:60]
+    if key not in skipped and len(skipped) >= MAX_SKIPPED_KINDS:
+        key = "other"
+    skipped[key] += 1
+
+
 def bounded_lines(stream: IO[bytes], limit: int = MAX_LINE
                   ) -> Iterator[tuple[int, bytes | None]]:
     """``(line number, line without its end)``; ``None`` for a line over ``limit`` bytes,
@@ -84,6 +97,19 @@ def bounded_lines(stream: IO[bytes], limit: int = MAX_LINE
             yield number, None
             continue
         yield number, line.rstrip(b"\r\n")
+
+
+Lines = Iterator[tuple[int, bytes | None]]
+
+
+def opening(lines: Lines, what: str) -> tuple[bytes, Lines] | None:
+    """The first non-blank line, and every line from it on; None for a blank input."""
+    for number, line in lines:
+        if line is None:
+            raise InvalidInput(f"not {what}: its first line is longer than {MAX_LINE} bytes")
+        if line.strip():
+            return line, chain([(number, line)], lines)
+    return None
 
 
 def too_long(number: int) -> Refusal:

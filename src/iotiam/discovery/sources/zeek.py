@@ -35,7 +35,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
-from itertools import chain
 from typing import IO, Any
 
 from iotiam.discovery.models import (
@@ -50,14 +49,17 @@ from iotiam.discovery.models import (
 )
 from iotiam.discovery.sources._common import (
     Addresses,
+    Lines,
     Reading,
     Record,
     bounded_lines,
     certificate_facts,
     clip,
+    count,
     epoch,
     json_object,
     key_label,
+    opening,
     responders,
     signature_hash,
     soft,
@@ -172,15 +174,10 @@ class _Reader:
     def run(self, stream: IO[bytes], skipped: Counter[str]) -> Iterator[Record]:
         """Tell the form from the first line, then read every record."""
         self.skipped = skipped
-        lines = bounded_lines(stream)
-        for number, line in lines:
-            if line is None:
-                raise InvalidInput("not a Zeek log: its first line is over-long")
-            if line.strip():
-                break
-        else:
+        opened = opening(bounded_lines(stream), "a Zeek log")
+        if opened is None:
             return
-        rest = chain([(number, line)], lines)
+        line, rest = opened
         if line.startswith(b"#separator"):
             yield from self._tsv(rest)
         elif line.lstrip().startswith(b"{"):
@@ -191,7 +188,7 @@ class _Reader:
 
     # -- the two forms -----------------------------------------------------------------
 
-    def _tsv(self, lines: Iterator[tuple[int, bytes | None]]) -> Iterator[Record]:
+    def _tsv(self, lines: Lines) -> Iterator[Record]:
         header = _Header()
         known = False
         for number, line in lines:
@@ -210,7 +207,7 @@ class _Reader:
                 known = known or header.path in KINDS
                 continue
             if header.path not in KINDS:
-                self.skipped[f"{header.path or 'unnamed'} log"] += 1
+                count(self.skipped, f"{header.path or 'unnamed'} log")
                 continue
             values = text.split(header.separator)
             if len(values) != len(header.fields):
@@ -245,7 +242,7 @@ class _Reader:
             header.types = value.split(header.separator)
             header.plan()
 
-    def _json(self, lines: Iterator[tuple[int, bytes | None]]) -> Iterator[Record]:
+    def _json(self, lines: Lines) -> Iterator[Record]:
         for number, line in lines:
             if line is None:
                 yield too_long(number)
@@ -259,7 +256,7 @@ class _Reader:
                 yield Refusal(number, e.detail)
                 continue
             if kind not in KINDS:
-                self.skipped[f"{kind} log"] += 1
+                count(self.skipped, f"{kind} log")
                 continue
             yield from self._emit(number, kind, row)
 
@@ -342,10 +339,10 @@ class _Reader:
     def _x509(self, row: dict[str, Any]) -> list[Sighting]:
         host, client = _flag(row, "host_cert"), _flag(row, "client_cert")
         if host is False:
-            self.skipped["x509 ca certificate"] += 1
+            count(self.skipped, "x509 ca certificate")
             return []
         if client is not True and not self.server_certs:
-            self.skipped["x509 server certificate"] += 1
+            count(self.skipped, "x509 server certificate")
             return []
         seen = epoch(row.get("ts"), "ts")
         encoded = _text(row, "cert")  # policy/protocols/ssl/log-certs-base64.zeek
