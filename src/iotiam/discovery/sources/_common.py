@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from itertools import chain
-from typing import IO, Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
@@ -79,7 +79,15 @@ def count(skipped: Counter[str], kind: str) -> None:
     skipped[key] += 1
 
 
-def bounded_lines(stream: IO[bytes], limit: int = MAX_LINE
+class LineStream(Protocol):
+    """What ``bounded_lines`` reads: a binary stream's ``readline``."""
+
+    def readline(self, size: int = -1, /) -> bytes:
+        """At most ``size`` bytes, up to and including the next newline."""
+        ...
+
+
+def bounded_lines(stream: LineStream, limit: int = MAX_LINE
                   ) -> Iterator[tuple[int, bytes | None]]:
     """``(line number, line without its end)``; ``None`` for a line over ``limit`` bytes,
     which is read past in chunks, never held."""
