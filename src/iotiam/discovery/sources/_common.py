@@ -141,15 +141,13 @@ def default_time(context: SourceContext) -> float:
 def epoch(value: Any, what: str = "time") -> float:
     """Seconds since the epoch from a number, a decimal string or an ISO 8601 text."""
     seconds: float
-    if isinstance(value, bool):
-        raise InvalidInput(f"{what} {value!r} is not a time")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
+    if value.__class__ is str:
         try:
             seconds = float(value)
         except ValueError:
             seconds = _iso(value, what)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
     else:
         raise InvalidInput(f"{what} {str(value)[:40]!r} is not a time")
     if not math.isfinite(seconds) or not _EARLIEST <= seconds <= _LATEST:
