@@ -29,6 +29,7 @@ Which side is the device:
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -60,6 +61,8 @@ from iotiam.discovery.sources._common import (
 from iotiam.errors import InvalidInput
 
 _SOURCE = "suricata"
+#: an attribute type as x509-parser writes it: a short name or a dotted OID
+_ATTRIBUTE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)+)=")
 _SYN_ACK = 0x12
 _UNSET_IPS = {"0.0.0.0", "::"}  # noqa: S104 - an address a DHCP record leaves unset
 
@@ -232,13 +235,25 @@ def rfc4514(dn: str) -> str:
     ``cryptography``'s ``rfc4514_string`` does for the certificates iotiam issues.
     """
     rdns = []
-    for rdn in reversed(dn.split(", ")):
+    for rdn in reversed(_pieces(dn, ", ")):
         parts = []
-        for attribute in rdn.split(" + "):
+        for attribute in _pieces(rdn, " + "):
             name, eq, value = attribute.partition("=")
             parts.append(f"{name.strip()}={_escape(value)}" if eq else _escape(attribute))
         rdns.append("+".join(parts))
     return ",".join(rdns)
+
+
+def _pieces(text: str, separator: str) -> list[str]:
+    """``text`` split on ``separator``, except where what follows is no ``type=``: then
+    the separator was inside a value (``O=Acme, Inc.``)."""
+    pieces: list[str] = []
+    for piece in text.split(separator):
+        if pieces and not _ATTRIBUTE.match(piece):
+            pieces[-1] += separator + piece
+        else:
+            pieces.append(piece)
+    return pieces
 
 
 def _escape(value: str) -> str:
