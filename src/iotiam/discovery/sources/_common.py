@@ -172,7 +172,8 @@ class Addresses:
     once keeps a large import fast. The memo is dropped when it grows past a bound.
     """
 
-    _BOUND = 1 << 16
+    #: ~2 MB of memo at most; a log with more distinct addresses only parses some twice
+    _BOUND = 8192
 
     def __init__(self) -> None:
         self._known: dict[str, tuple[str, bool]] = {}

@@ -33,10 +33,10 @@ from iotiam.discovery.models import (
     Sighting,
     SourceContext,
     bounded_text,
+    normalize_ip,
 )
 from iotiam.discovery.sources._common import (
     MAX_DOCUMENT,
-    Addresses,
     Lines,
     LineStream,
     Reading,
@@ -261,7 +261,6 @@ class _Emqx(_Listing):
 
     def run(self, stream: IO[bytes]) -> Iterator[Record]:
         """Pages, client objects or arrays of them."""
-        self.addresses = Addresses()
         more = False
         for line, value in documents(stream, "the EMQX clients listing"):
             self.line = line
@@ -291,7 +290,7 @@ class _Emqx(_Listing):
         try:
             seen = self._time(client)
             address = client.get("ip_address")
-            ip = self.addresses.look(address)[0] if isinstance(address, str) else None
+            ip = normalize_ip(address) if isinstance(address, str) else None
         except InvalidInput as e:
             self.record += 1
             return Refusal(self.where(), e.detail)

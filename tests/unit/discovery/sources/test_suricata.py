@@ -262,5 +262,5 @@ def test_eve_ok_streams_in_bounded_memory() -> None:
     records, grown = blocks_while_reading(reading)
     assert records == 200_000  # flow: 2 sightings, tls 1, mqtt 1, alert 0
     assert reading.skipped == {"alert": 50_000}
-    assert grown < 20_000, grown
+    assert grown < 40_000, grown  # the address memo and buffers, not the records
     assert time.perf_counter() - start < 60
