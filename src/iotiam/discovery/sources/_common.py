@@ -114,7 +114,7 @@ def opening(lines: Lines, what: str) -> tuple[bytes, Lines] | None:
     """The first non-blank line, and every line from it on; None for a blank input."""
     for number, line in lines:
         if line is None:
-            raise InvalidInput(f"not {what}: its first line is longer than {MAX_LINE} bytes")
+            raise InvalidInput(f"not {what}: its first line is over-long")
         if line.strip():
             return line, chain([(number, line)], lines)
     return None
@@ -141,6 +141,8 @@ def default_time(context: SourceContext) -> float:
 def epoch(value: Any, what: str = "time") -> float:
     """Seconds since the epoch from a number, a decimal string or an ISO 8601 text."""
     seconds: float
+    if value is None or value == "":
+        raise InvalidInput(f"{what} is missing")
     if value.__class__ is str:
         try:
             seconds = float(value)

@@ -52,6 +52,10 @@ from iotiam.discovery.sources._common import (
 from iotiam.errors import InvalidInput, PayloadTooLarge
 from iotiam.untrusted import load_json
 
+#: the longest line read: a one-line answer of the plugin or an EMQX page of its largest
+#: size (limit=10000) is a few MB; past this, page the listing (``listClients`` count
+#: and offset, EMQX's ``page``/``limit``) and give one page per line
+MAX_LINE = 8 * 1024 * 1024
 #: ``mosquitto_ctrl dynsec getClient`` fields that are not the username or client id
 _CTRL_FIELDS = ("Textname:", "Textdescription:", "Roles:", "Groups:", "Disabled:")
 
@@ -83,7 +87,7 @@ def documents(stream: LineStream, what: str) -> Iterator[tuple[int | None, Any]]
     The first line decides: when it is a whole JSON value the input is JSON lines, else
     it is one document, read up to ``MAX_DOCUMENT`` bytes.
     """
-    opened = opening(bounded_lines(stream), what)
+    opened = opening(bounded_lines(stream, MAX_LINE), what)
     if opened is None:
         return
     first, lines = opened
@@ -97,7 +101,8 @@ def documents(stream: LineStream, what: str) -> Iterator[tuple[int | None, Any]]
         return
     for number, line in lines:
         if line is None:
-            yield number, too_long(number)
+            yield number, Refusal(number, f"line is longer than {MAX_LINE} bytes: give one "
+                                          "page of the listing per line")
         elif line.strip():
             try:
                 yield number, load_json(line, what=f"line {number}", max_bytes=MAX_DOCUMENT)
@@ -110,7 +115,8 @@ def _gather(lines: Lines, what: str) -> bytes:
     size = 0
     for _, line in lines:
         if line is None:
-            raise InvalidInput(f"{what} has an over-long line and is not JSON lines")
+            raise InvalidInput(f"{what} has a line longer than {MAX_LINE} bytes and is not "
+                               "JSON lines")
         size += len(line) + 1
         if size > MAX_DOCUMENT:
             raise PayloadTooLarge(f"{what} is one JSON document larger than {MAX_DOCUMENT} "

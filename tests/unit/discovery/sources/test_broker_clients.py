@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from iotiam.discovery.models import IdentifierKind, Refusal, Sighting, SourceContext
-from iotiam.discovery.sources import _common
+from iotiam.discovery.sources import _common, broker_clients
 from iotiam.discovery.sources.broker_clients import EmqxClientsSource, MosquittoClientsSource
 from iotiam.errors import InvalidInput, PayloadTooLarge
 
@@ -207,6 +207,8 @@ def test_document_over_the_bound_refused_clearly(monkeypatch: pytest.MonkeyPatch
 
 
 def test_10mb_line_refused_in_bounded_memory() -> None:
+    # a broker's one-line answer may be a few MB (an EMQX page of 10,000 clients): lines
+    # are bounded at 8 MiB here, and one over it is refused without being held whole
     data = (json.dumps(PAGE) + "\n" + '{"data": ["' + "A" * (10 * 1024 * 1024) + '"]}\n'
             + json.dumps(PAGE) + "\n").encode()
     tracemalloc.start()
@@ -216,8 +218,16 @@ def test_10mb_line_refused_in_bounded_memory() -> None:
     finally:
         tracemalloc.stop()
     assert [r.position for r in refusals] == [2] and "longer than" in refusals[0].reason
+    assert "one page of the listing per line" in refusals[0].reason
     assert len(sightings) == 4
-    assert peak < 3 * 1024 * 1024, peak
+    assert peak < 2 * broker_clients.MAX_LINE + 1024 * 1024, peak
+
+
+def test_one_line_page_of_10000_clients_is_read() -> None:
+    line = emqx_line(0, per_page=10_000)
+    assert len(line) > _common.MAX_LINE  # over the log sources' 1 MiB line bound
+    sightings, refusals = emqx(line)
+    assert refusals == [] and len(sightings) == 10_000
 
 
 def test_emqx_ok_streams_json_lines_in_bounded_memory() -> None:

@@ -238,7 +238,7 @@ def test_eve_fail_garbage_and_other_files_are_not_eve() -> None:
         read(bytes(range(256)) * 10)
     with pytest.raises(InvalidInput, match="not Suricata EVE JSON"):
         read(b"#separator \\x09\n#path\tconn\n")
-    with pytest.raises(InvalidInput, match="first line is longer"):
+    with pytest.raises(InvalidInput, match="first line is over-long"):
         read(b"{" + b" " * (2 * 1024 * 1024) + b"}\n")
 
 
