@@ -144,10 +144,13 @@ def epoch(value: Any, what: str = "time") -> float:
     if value is None or value == "":
         raise InvalidInput(f"{what} is missing")
     if value.__class__ is str:
-        try:
-            seconds = float(value)
-        except ValueError:
+        if value[4:5] == "-":  # 2026-12-06T...: no use trying it as a number first
             seconds = _iso(value, what)
+        else:
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = _iso(value, what)
     elif isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     else:

@@ -24,6 +24,7 @@ the form to use for a listing of millions of clients.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterator
 from typing import IO, Any
@@ -56,6 +57,8 @@ from iotiam.untrusted import load_json
 #: size (limit=10000) is a few MB; past this, page the listing (``listClients`` count
 #: and offset, EMQX's ``page``/``limit``) and give one page per line
 MAX_LINE = 8 * 1024 * 1024
+#: a username as mosquitto_ctrl prints it: printable, no white space, valid UTF-8
+_WORD = re.compile(r"[^\s\x00-\x1f\x7f\ufffd]+")
 #: ``mosquitto_ctrl dynsec getClient`` fields that are not the username or client id
 _CTRL_FIELDS = ("Textname:", "Textdescription:", "Roles:", "Groups:", "Disabled:")
 
@@ -222,21 +225,21 @@ class _Mosquitto(_Listing):
         return detail + (f", {name[:60]!r}" if isinstance(name, str) and name else "")
 
     def _text(self, stream: LineStream) -> Iterator[Record]:
-        """``mosquitto_ctrl dynsec listClients`` (a username a line) or ``getClient``."""
+        """``mosquitto_ctrl dynsec listClients`` (a username a line) or ``getClient``.
+
+        A line of this text can be anything, so a username is taken only when it has no
+        white space or control character: another file given by mistake (a Zeek log, a
+        CSV with spaces) is refused from its first line instead of read as usernames.
+        A username with a space in it must come in the plugin's JSON.
+        """
         pending: dict[str, str] = {}
+        first = True
         for number, line in bounded_lines(stream):
             self.line = number
             if line is None:
                 yield too_long(number)
                 continue
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError:
-                if number == 1:
-                    raise InvalidInput("not a dynamic-security client listing: its first "
-                                       "line is not UTF-8 text") from None
-                yield Refusal(number, "line is not UTF-8")
-                continue
+            text = line.decode("utf-8", "replace")
             if not text.strip() or text[0].isspace() or text.startswith(_CTRL_FIELDS):
                 continue  # blank, a continued Roles: list, or a field we do not read
             if text.startswith("$SYS/"):
@@ -247,13 +250,15 @@ class _Mosquitto(_Listing):
                 pending = {"username": text[len("Username:"):].strip()}
             elif text.startswith("Clientid:") and pending:
                 pending["clientid"] = text[len("Clientid:"):].strip()
-            elif any(ord(c) < 0x20 for c in text):
-                if number == 1:
-                    raise InvalidInput("not a dynamic-security client listing: its first "
-                                       "line has control characters")
-                yield Refusal(number, "line has control characters: not a username")
+            elif _WORD.fullmatch(text.rstrip()):
+                yield self._client(text.rstrip(), None, self.now, self._detail({}))
+            elif first:
+                raise InvalidInput("not a dynamic-security client listing: its first line "
+                                   "is not a username (mosquitto_ctrl prints one a line)")
             else:
-                yield self._client(text.strip(), None, self.now, self._detail({}))
+                yield Refusal(number, "not a username: white space, control characters or "
+                                      "bytes that are not UTF-8")
+            first = False
         if pending:
             yield self._pending(pending)
 

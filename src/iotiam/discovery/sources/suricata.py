@@ -29,6 +29,7 @@ Which side is the device:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -226,6 +227,7 @@ def _certificate(fields: dict[str, Any], der_key: str) -> dict[str, Any]:
             "not_after": epoch(after, "notafter") if after else None}
 
 
+@functools.lru_cache(maxsize=1024)  # a network has few issuers, logged a million times
 def rfc4514(dn: str) -> str:
     """Suricata's ``C=US, O=Them, CN=Their CA`` as RFC 4514 text, ``CN=Their CA,O=Them,C=US``.
 

@@ -135,6 +135,25 @@ def test_mosquitto_fail_not_a_listing(data: bytes) -> None:
         mosquitto(data)
 
 
+def test_mosquitto_fail_text_lines_that_are_no_usernames() -> None:
+    sightings, refusals = mosquitto(b"dev-a\nJohn Smith\nbad\x07bell\n\xff\xfe\ndev-b\n")
+    assert [s.username for s in sightings] == ["dev-a", "dev-b"]
+    assert [r.position for r in refusals] == [2, 3, 4]
+    assert all("not a username" in r.reason for r in refusals)
+
+
+@pytest.mark.parametrize("other", [
+    b"#separator \\x09\n#set_separator\t,\n#path\tconn\n",
+    b"mac,ip,host name\naa:bb:cc:dd:ee:ff,10.0.0.1,cam\n",
+    b"lease 10.0.0.5 {\n  starts 4 2026/12/03 10:00:00;\n}\n",
+], ids=["fail/zeek-log", "fail/csv", "fail/dhcpd-leases"])
+def test_broker_fail_another_kind_of_file(other: bytes) -> None:
+    with pytest.raises(InvalidInput):
+        mosquitto(other)
+    with pytest.raises(InvalidInput):
+        emqx(other)
+
+
 def test_mosquitto_fail_json_lines_bad_line_refused_rest_read() -> None:
     data = json.dumps(PLAIN) + "\n{oops\n" + json.dumps(42) + "\n" + json.dumps(GET) + "\n"
     sightings, refusals = mosquitto(data)

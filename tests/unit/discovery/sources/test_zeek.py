@@ -423,3 +423,11 @@ def test_zeek_ok_tracemalloc_peak_does_not_grow_with_the_input() -> None:
             tracemalloc.stop()
     assert peaks[1] < 2 * 1024 * 1024, peaks
     assert peaks[1] < peaks[0] * 1.5, peaks  # four times the lines, the same memory
+
+
+def test_zeek_fail_suricata_eve_lines_are_refused_not_guessed() -> None:
+    eve = {"timestamp": "2026-12-06T10:00:00.000000+0000", "event_type": "flow",
+           "src_ip": "10.0.0.5", "src_port": 50000, "dest_ip": "10.0.0.9", "dest_port": 1883,
+           "proto": "TCP", "flow": {"pkts_toclient": 3}}
+    sightings, refusals = read(((json.dumps(eve) + "\n") * 3).encode())
+    assert sightings == [] and [r.position for r in refusals] == [1, 2, 3]
