@@ -22,12 +22,14 @@ from itertools import chain
 from typing import Any, Protocol
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from iotiam.discovery.models import (
     Refusal,
     Sighting,
     SourceContext,
+    bounded_text,
     normalize_ip,
     normalize_serial,
 )
@@ -264,9 +266,10 @@ def certificate_facts(encoded: str) -> dict[str, Any]:
         key = _public_key_label(cert.public_key())
         not_after = cert.not_valid_after_utc.timestamp()
         serial = normalize_serial(cert.serial_number)
-    except (ValueError, TypeError, binascii.Error) as e:
+    except (ValueError, TypeError, binascii.Error, UnsupportedAlgorithm) as e:
         raise InvalidInput(f"the logged certificate does not parse: {str(e)[:80]}") from None
-    return {"certificate": hashlib.sha256(der).hexdigest(), "issuer": issuer,
+    return {"certificate": hashlib.sha256(der).hexdigest(),
+            "issuer": bounded_text(issuer, "the certificate's issuer"),
             "subject": subject[:256], "serial": serial, "not_after": not_after,
             "key": key, "signature_hash": hash_name}
 
