@@ -173,7 +173,7 @@ def _iso(text: str, what: str) -> float:
 
 
 class Addresses:
-    """Normalised addresses and whether each is on a local (private) network, memoised.
+    """Normalised addresses, whether each is local, and whether it can be a device's.
 
     A flow log repeats the same few thousand addresses a million times; parsing each
     once keeps a large import fast. The memo is dropped when it grows past a bound.
@@ -183,16 +183,22 @@ class Addresses:
     _BOUND = 8192
 
     def __init__(self) -> None:
-        self._known: dict[str, tuple[str, bool]] = {}
+        self._known: dict[str, tuple[str, bool, bool]] = {}
 
-    def look(self, value: str) -> tuple[str, bool]:
-        """``(canonical address, is local)``; ``InvalidInput`` when it is not an address."""
+    def look(self, value: str) -> tuple[str, bool, bool]:
+        """``(canonical address, is local, can be a device's)``; ``InvalidInput`` when it
+        is not an address.
+
+        Local: RFC 1918, RFC 4193 ULA, link-local (a host of this site). No device's:
+        0.0.0.0 (a DHCP client before its lease), broadcast, multicast, loopback.
+        """
         found = self._known.get(value)
         if found is None:
             canonical = normalize_ip(value)
             address = ipaddress.ip_address(canonical)
-            # RFC 1918, RFC 4193 ULA, link-local, loopback: a host of this site
-            found = (canonical, address.is_private and not address.is_unspecified)
+            device = not (address.is_unspecified or address.is_multicast
+                          or address.is_loopback or canonical == "255.255.255.255")
+            found = (canonical, device and address.is_private, device)
             if len(self._known) >= self._BOUND:
                 self._known.clear()
             self._known[value] = found

@@ -25,6 +25,9 @@ Which side is the device:
 - ``mqtt``: the CONNECT's ``client_id``, ``username`` (never the password) and protocol
   version, from the client side (``src_ip`` of a to-server transaction).
 - ``dhcp``: ``client_mac``, ``hostname`` and the ``assigned_ip`` (else ``client_ip``).
+
+An address that is no device's (0.0.0.0, broadcast, multicast, loopback) gives no
+sighting for its side.
 """
 
 from __future__ import annotations
@@ -126,18 +129,21 @@ class _Eve:
         return Sighting(source=_SOURCE, seen_at=seen_at, site=self.site,
                         network=self.network, **facts)
 
-    def _ends(self, event: dict[str, Any]) -> tuple[str, str, bool, int | None, str]:
-        """``(client address, server address, server is local, server port, protocol)``."""
+    def _ends(self, event: dict[str, Any]
+              ) -> tuple[str | None, str | None, bool, int | None, str]:
+        """``(client address, server address, server is local, server port, protocol)``;
+        an address that can be no device's (0.0.0.0, broadcast, multicast) is None."""
         src, dest = event.get("src_ip"), event.get("dest_ip")
         if not isinstance(src, str) or not isinstance(dest, str):
             raise InvalidInput("the event has no src_ip and dest_ip")
         port = _port(event.get("dest_port"))
         if event.get("direction") == "to_client":  # a server's transaction: ends swapped
             src, dest, port = dest, src, _port(event.get("src_port"))
-        client, _ = self.addresses.look(src)
-        server, server_local = self.addresses.look(dest)
+        client, _, client_device = self.addresses.look(src)
+        server, server_local, server_device = self.addresses.look(dest)
         proto = event.get("proto")
-        return client, server, server_local, port, proto if isinstance(proto, str) else "?"
+        return (client if client_device else None, server if server_device else None,
+                server_local, port, proto if isinstance(proto, str) else "?")
 
     def _wanted_server(self, server_local: bool) -> bool:
         return self.policy == "all" or (self.policy == "local" and server_local)
@@ -149,9 +155,9 @@ class _Eve:
         about = f"{proto} {server}:{port}" + (f" ({app})" if isinstance(app, str) else "")
         client_mac, server_mac = _macs(event)
         found = [self._sighting(seen, ip=client, mac=client_mac,
-                                detail=clip(f"flow: to {about}"))]
+                                detail=clip(f"flow: to {about}"))] if client else []
         answered = _count(flow.get("pkts_toclient")) > 0
-        if answered and self._wanted_server(server_local):
+        if server and answered and self._wanted_server(server_local):
             found.append(self._sighting(
                 seen, ip=server, mac=server_mac,
                 open_ports=(port,) if port is not None and _accepted(event, flow, proto) else (),
@@ -170,8 +176,10 @@ class _Eve:
         found = [self._sighting(
             seen, ip=client, mac=client_mac,
             detail=clip(f"tls: {version} client of {sni}:{port}"
-                        + (f", ja3 {ja3}" if isinstance(ja3, str) else "")), **facts)]
-        if self._wanted_server(server_local) and (tls.get("serial") or tls.get("certificate")):
+                        + (f", ja3 {ja3}" if isinstance(ja3, str) else "")), **facts)
+        ] if client or facts else []
+        if server and self._wanted_server(server_local) and (
+                tls.get("serial") or tls.get("certificate")):
             found.append(self._sighting(
                 seen, ip=server, mac=server_mac, open_ports=(port,) if port else (),
                 detail=clip(f"tls: {version} server for {client}"),
@@ -184,6 +192,8 @@ class _Eve:
         if not isinstance(connect, dict):
             return []  # a PUBLISH, SUBSCRIBE ...: no identity in it
         client, server, _, port, _ = self._ends(event)
+        if client is None:
+            raise InvalidInput("the MQTT client's address is no device's")
         version = connect.get("protocol_version")
         answer = _object(mqtt, "connack").get("return_code")
         return [self._sighting(
@@ -205,9 +215,16 @@ class _Eve:
         kind = _short(dhcp.get("dhcp_type")) or _short(dhcp.get("type")) or "dhcp"
         named = f", calls itself {name!r}" if name and not hostname else ""
         return [self._sighting(
-            seen, ip=self.addresses.look(address)[0] if address else None,
+            seen, ip=_device_ip(self.addresses, address),
             mac=normalize_mac(mac_text) if mac_text else None, hostname=hostname,
             detail=clip(f"dhcp: {kind}{named}"))]
+
+
+def _device_ip(addresses: Addresses, value: str | None) -> str | None:
+    if not value:
+        return None
+    ip, _, device = addresses.look(value)
+    return ip if device else None
 
 
 def _certificate(fields: dict[str, Any], der_key: str) -> dict[str, Any]:

@@ -27,7 +27,9 @@ Which side is the device:
 - ``mqtt_connect``: the MQTT client (originator) and its ``client_id``.
 - ``dhcp``: the client's ``mac``, ``host_name`` and its assigned (else client) address.
 
-Times are ``ts``, epoch seconds (or ISO 8601 when the JSON writer was told so).
+An address that is no device's (0.0.0.0 of a DHCP client without a lease, broadcast,
+multicast, loopback) gives no sighting for its side. Times are ``ts``, epoch seconds
+(or ISO 8601 when the JSON writer was told so).
 """
 
 from __future__ import annotations
@@ -274,7 +276,7 @@ class _Reader:
         return Sighting(source=_SOURCE, seen_at=seen_at, site=self.site,
                         network=self.network, **facts)
 
-    def _address(self, row: dict[str, Any], key: str) -> tuple[str, bool]:
+    def _address(self, row: dict[str, Any], key: str) -> tuple[str, bool, bool]:
         value = _text(row, key)
         if value is None:
             raise InvalidInput(f"{key} is missing")
@@ -291,21 +293,21 @@ class _Reader:
     def _conn(self, row: dict[str, Any]) -> list[Sighting]:
         # the hot path of a large import: Sighting built directly, each column read once
         seen = epoch(row.get("ts"), "ts")
-        orig, _ = self._address(row, "id.orig_h")
-        resp, resp_private = self._address(row, "id.resp_h")
+        orig, _, orig_device = self._address(row, "id.orig_h")
+        resp, resp_private, resp_device = self._address(row, "id.resp_h")
         port = _port(row, "id.resp_p")
         proto = _text(row, "proto") or "?"
         service = _text(row, "service")
         state = _text(row, "conn_state") or ""
         about = f"{proto} {resp}:{port} ({service})" if service else f"{proto} {resp}:{port}"
         found = []
-        if _flag(row, "local_orig") is not False:
+        if orig_device and _flag(row, "local_orig") is not False:
             mac = row.get("orig_l2_addr")
             found.append(Sighting(
                 _SOURCE, seen, self.site, self.network, orig,
                 soft(normalize_mac, mac) if mac else None,
                 detail=clip(f"conn: to {about}, {state or 'no state'}")))
-        if state in _ANSWERED and self._wanted_responder(row, resp_private):
+        if resp_device and state in _ANSWERED and self._wanted_responder(row, resp_private):
             open_ports = (port,) if (state in _ACCEPTED and port is not None
                                      and proto in ("tcp", "udp")) else ()
             mac = row.get("resp_l2_addr")
@@ -317,13 +319,13 @@ class _Reader:
 
     def _ssl(self, row: dict[str, Any]) -> list[Sighting]:
         seen = epoch(row.get("ts"), "ts")
-        orig, _ = self._address(row, "id.orig_h")
-        resp, resp_private = self._address(row, "id.resp_h")
+        orig, _, orig_device = self._address(row, "id.orig_h")
+        resp, resp_private, resp_device = self._address(row, "id.resp_h")
         port = _port(row, "id.resp_p")
         version = _text(row, "version") or "tls"
         server = _text(row, "server_name") or resp
         found = []
-        if _flag(row, "local_orig") is not False:
+        if orig_device and _flag(row, "local_orig") is not False:
             chain_fps = _list(row, "client_cert_chain_fps")
             found.append(self._sighting(
                 seen, ip=orig,
@@ -332,7 +334,7 @@ class _Reader:
                 issuer=bounded_text(_text(row, "client_issuer"), "client_issuer"),
                 detail=clip(f"ssl: {version} client of {server}:{port}")))
         server_fps = _list(row, "cert_chain_fps")
-        if server_fps and self._wanted_responder(row, resp_private):
+        if server_fps and resp_device and self._wanted_responder(row, resp_private):
             found.append(self._sighting(
                 seen, ip=resp, certificate=normalize_fingerprint(server_fps[0]),
                 subject=_display(row, "subject"),
@@ -374,7 +376,9 @@ class _Reader:
 
     def _mqtt(self, row: dict[str, Any]) -> list[Sighting]:
         seen = epoch(row.get("ts"), "ts")
-        orig, _ = self._address(row, "id.orig_h")
+        orig, _, device = self._address(row, "id.orig_h")
+        if not device:
+            raise InvalidInput(f"the MQTT client's address {orig} is no device's")
         resp = _text(row, "id.resp_h") or "?"
         status = _text(row, "connect_status") or "no answer"
         version = _text(row, "proto_version") or "?"
@@ -387,7 +391,10 @@ class _Reader:
     def _dhcp(self, row: dict[str, Any]) -> list[Sighting]:
         seen = epoch(row.get("ts"), "ts")
         address = _text(row, "assigned_addr") or _text(row, "client_addr")
-        ip = self.addresses.look(address)[0] if address else None
+        ip = None
+        if address:
+            canonical, _, device = self.addresses.look(address)
+            ip = canonical if device else None
         mac_text = _text(row, "mac")
         name = _text(row, "host_name")
         hostname = soft(normalize_hostname, name) or soft(normalize_hostname,

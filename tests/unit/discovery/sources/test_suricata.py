@@ -90,6 +90,14 @@ def test_flow_ok_open_port_needs_an_accepted_connection(body: dict[str, Any],
     assert {s.ip: s.open_ports for s in sightings}["10.1.0.9"] == ports
 
 
+def test_flow_ok_addresses_of_no_device_give_no_sighting() -> None:
+    sightings, refusals = read(lines(
+        event("flow", src="0.0.0.0", dest="255.255.255.255", dport=67, **flow()),
+        event("flow", src="10.1.0.5", dest="239.255.255.250", dport=1900, **flow())))
+    assert refusals == []
+    assert [s.ip for s in sightings] == ["10.1.0.5"]
+
+
 def test_flow_ok_unanswered_server_is_no_sighting() -> None:
     sightings, _ = read(lines(event("flow", **flow(to_client=0))))
     assert [s.ip for s in sightings] == ["10.1.0.5"]

@@ -107,6 +107,18 @@ def test_conn_ok_silent_responder_is_no_sighting(state: str) -> None:
     assert [s.ip for s in sightings] == ["10.0.0.5"]
 
 
+def test_conn_ok_addresses_of_no_device_give_no_sighting() -> None:
+    sightings, refusals = read(tsv("conn", CONN_FIELDS, [
+        conn_row("0.0.0.0", "255.255.255.255", "67", proto="udp", state="SF",
+                 service="dhcp"),
+        conn_row("10.0.0.5", "224.0.0.251", "5353", proto="udp", state="SF", service="dns"),
+        conn_row("127.0.0.1", "127.0.0.1", "8080", service="http"),
+        conn_row("fe80::1", "ff02::fb", "5353", proto="udp", state="SF", service="dns"),
+    ]))
+    assert refusals == []
+    assert [s.ip for s in sightings] == ["10.0.0.5", "fe80::1"]
+
+
 def test_conn_ok_zeek_local_marks_win_over_the_address() -> None:
     sightings, _ = read(tsv("conn", CONN_FIELDS, [
         # an inbound scan from outside: Zeek says the originator is remote
