@@ -349,7 +349,9 @@ class _Reader:
             count(self.skipped, "x509 ca certificate")
             return []
         if client is not True and not self.server_certs:
-            count(self.skipped, "x509 server certificate")
+            # an x509.log before Zeek 4.2 logs no host_cert/client_cert: side unknown
+            count(self.skipped, "x509 server certificate" if client is False
+                  else "x509 certificate of unknown side")
             return []
         seen = epoch(row.get("ts"), "ts")
         encoded = _text(row, "cert")  # policy/protocols/ssl/log-certs-base64.zeek
