@@ -349,7 +349,7 @@ class _Reader:
             count(self.skipped, "x509 ca certificate")
             return []
         if client is not True and not self.server_certs:
-            # an x509.log before Zeek 4.2 logs no host_cert/client_cert: side unknown
+            # older x509.logs have no host_cert/client_cert columns: the side is unknown
             count(self.skipped, "x509 server certificate" if client is False
                   else "x509 certificate of unknown side")
             return []
