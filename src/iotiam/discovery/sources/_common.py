@@ -1,0 +1,308 @@
+"""What the passive-log and broker sources share: bounded lines, times, sides, certificates.
+
+Every input here is hostile until read: a line is read with a bound (a 10 MB line costs
+one refusal and a bounded buffer, never 10 MB), a JSON record goes through
+``iotiam.untrusted.load_json``, and a time, an address or a certificate that does not
+parse is a ``InvalidInput`` the caller turns into a ``Refusal`` for that record.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import ipaddress
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from itertools import chain
+from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+from iotiam.discovery.models import (
+    Refusal,
+    Sighting,
+    SourceContext,
+    bounded_text,
+    normalize_ip,
+    normalize_serial,
+)
+from iotiam.errors import InvalidInput
+from iotiam.untrusted import load_json
+
+#: the longest line (one log record, one JSON document per line) a source reads
+MAX_LINE = 1024 * 1024
+#: the largest single JSON document (a pretty-printed broker listing) read at once
+MAX_DOCUMENT = 64 * 1024 * 1024
+_CHUNK = 64 * 1024
+#: a detail is for people; longer ones are cut
+MAX_DETAIL = 200
+#: the earliest and latest times a record may carry (1990 .. 2200): anything else is a
+#: unit mistake (milliseconds) or garbage
+_EARLIEST, _LATEST = 631152000.0, 7258118400.0
+
+Record = Sighting | Refusal
+
+
+class Reading(Iterator[Record]):
+    """The iterator ``read`` returns: what a source yields, plus what it skipped on purpose.
+
+    Records a source passes over by design (a Suricata ``alert``, a CA certificate in
+    Zeek's x509.log, a ``$SYS`` counter) are neither sightings nor refusals; they are
+    counted here by kind so a caller can show them (``reading.skipped``).
+    """
+
+    def __init__(self, produce: Callable[[Counter[str]], Iterator[Record]]) -> None:
+        self.skipped: Counter[str] = Counter()
+        self._records = produce(self.skipped)
+
+    def __iter__(self) -> Reading:
+        return self
+
+    def __next__(self) -> Record:
+        return next(self._records)
+
+
+#: distinct kinds ``Reading.skipped`` names before it lumps the rest under "other"
+MAX_SKIPPED_KINDS = 64
+
+
+def count(skipped: Counter[str], kind: str) -> None:
+    """Count one record skipped on purpose (a hostile file cannot grow the counter)."""
+    key = kind[:60]
+    if key not in skipped and len(skipped) >= MAX_SKIPPED_KINDS:
+        key = "other"
+    skipped[key] += 1
+
+
+class LineStream(Protocol):
+    """What ``bounded_lines`` reads: a binary stream's ``readline``."""
+
+    def readline(self, size: int = -1, /) -> bytes:
+        """At most ``size`` bytes, up to and including the next newline."""
+        ...
+
+
+def bounded_lines(stream: LineStream, limit: int = MAX_LINE
+                  ) -> Iterator[tuple[int, bytes | None]]:
+    """``(line number, line without its end)``; ``None`` for a line over ``limit`` bytes,
+    which is read past in chunks, never held."""
+    number = 0
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > limit and not line.endswith(b"\n"):
+            while True:  # drain the rest of the over-long line
+                rest = stream.readline(_CHUNK)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield number, None
+            continue
+        yield number, line.rstrip(b"\r\n")
+
+
+Lines = Iterator[tuple[int, bytes | None]]
+
+
+def opening(lines: Lines, what: str) -> tuple[bytes, Lines] | None:
+    """The first non-blank line, and every line from it on; None for a blank input."""
+    for number, line in lines:
+        if line is None:
+            raise InvalidInput(f"not {what}: its first line is over-long")
+        if line.strip():
+            return line, chain([(number, line)], lines)
+    return None
+
+
+def too_long(number: int) -> Refusal:
+    """The refusal for a line over ``MAX_LINE``."""
+    return Refusal(number, f"line is longer than {MAX_LINE} bytes")
+
+
+def json_object(line: bytes, what: str) -> dict[str, Any]:
+    """One JSON object on one line (bounded, duplicate keys and NaN refused)."""
+    value = load_json(line, what=what, max_bytes=MAX_LINE)
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} is not a JSON object")
+    return value
+
+
+def default_time(context: SourceContext) -> float:
+    """The time given to records that carry none: the caller's, else now."""
+    return context.default_time if context.default_time is not None else time.time()
+
+
+def epoch(value: Any, what: str = "time") -> float:
+    """Seconds since the epoch from a number, a decimal string or an ISO 8601 text."""
+    seconds: float
+    if value is None or value == "":
+        raise InvalidInput(f"{what} is missing")
+    if value.__class__ is str:
+        if value[4:5] == "-":  # 2026-12-06T...: no use trying it as a number first
+            seconds = _iso(value, what)
+        else:
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = _iso(value, what)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidInput(f"{what} {str(value)[:40]!r} is not a time")
+    if not math.isfinite(seconds) or not _EARLIEST <= seconds <= _LATEST:
+        raise InvalidInput(f"{what} {str(value)[:40]!r} is not a plausible time")
+    return seconds
+
+
+def _iso(text: str, what: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput(f"{what} {text[:40]!r} is not a time") from None
+    if moment.tzinfo is None:  # a log without an offset is read as UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+class Addresses:
+    """Normalised addresses, whether each is local, and whether it can be a device's.
+
+    A flow log repeats the same few thousand addresses a million times; parsing each
+    once keeps a large import fast. The memo is dropped when it grows past a bound.
+    """
+
+    #: ~2 MB of memo at most; a log with more distinct addresses only parses some twice
+    _BOUND = 8192
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[str, bool, bool]] = {}
+
+    def look(self, value: str) -> tuple[str, bool, bool]:
+        """``(canonical address, is local, can be a device's)``; ``InvalidInput`` when it
+        is not an address.
+
+        Local: RFC 1918, RFC 4193 ULA, link-local (a host of this site). No device's:
+        0.0.0.0 (a DHCP client before its lease), broadcast, multicast, loopback.
+        """
+        found = self._known.get(value)
+        if found is None:
+            canonical = normalize_ip(value)
+            address = ipaddress.ip_address(canonical)
+            device = not (address.is_unspecified or address.is_multicast
+                          or address.is_loopback or canonical == "255.255.255.255")
+            found = (canonical, device and address.is_private, device)
+            if len(self._known) >= self._BOUND:
+                self._known.clear()
+            self._known[value] = found
+        return found
+
+
+#: which responders (servers) of a flow are taken as devices (option ``responders``)
+RESPONDERS = ("local", "none", "all")
+
+
+def responders(context: SourceContext) -> str:
+    """The ``responders`` option: ``local`` (default), ``none`` or ``all``."""
+    choice = context.options.get("responders", "local").strip().lower()
+    if choice not in RESPONDERS:
+        raise InvalidInput(f"option responders={choice[:20]!r}: choose one of "
+                           + ", ".join(RESPONDERS))
+    return choice
+
+
+def clip(text: str) -> str:
+    """A detail cut to ``MAX_DETAIL`` characters."""
+    return text if len(text) <= MAX_DETAIL else text[:MAX_DETAIL - 1] + "…"
+
+
+_HASH = re.compile(r"(sha3-\d+|sha\d+|md5|md2|shake\d+)", re.IGNORECASE)
+
+
+def signature_hash(algorithm: str | None) -> str | None:
+    """``sha1WithRSAEncryption`` / ``ecdsa-with-SHA256`` -> ``sha1`` / ``sha256``."""
+    if not algorithm:
+        return None
+    found = _HASH.search(algorithm)
+    return found.group(1).lower() if found else None
+
+
+#: OpenSSL's curve names -> the SEC names ``Sighting.key`` uses
+CURVES = {"prime256v1": "secp256r1", "prime192v1": "secp192r1", "prime239v1": "prime239v1"}
+
+
+def key_label(kind: str | None, bits: int | None = None, curve: str | None = None
+              ) -> str | None:
+    """``rsa:2048``, ``ec:secp256r1``, ``ed25519``, ``dsa:1024`` from a log's key facts."""
+    if not kind:
+        return None
+    name = kind.strip().lower()
+    if name in ("ecdsa", "ec", "id-ecpublickey"):
+        if not curve:
+            return "ec"
+        return "ec:" + CURVES.get(curve.lower(), curve.lower())
+    if name in ("ed25519", "ed448"):
+        return name
+    if name in ("rsa", "rsaencryption", "dsa"):
+        base = "dsa" if name == "dsa" else "rsa"
+        return f"{base}:{bits}" if bits else base
+    return name[:40]
+
+
+def certificate_facts(encoded: str) -> dict[str, Any]:
+    """What a base64 DER certificate in a log says, in ``Sighting``'s terms.
+
+    Suricata logs a SHA-1 fingerprint and Zeek may use another hash; with the
+    certificate itself the SHA-256 fingerprint, the issuer as RFC 4514 text and the
+    exact key and signature hash can be had (RFC 5280 §4.1).
+    """
+    try:
+        der = base64.b64decode(encoded, validate=True)
+        cert = x509.load_der_x509_certificate(der)
+        issuer = cert.issuer.rfc4514_string()
+        subject = cert.subject.rfc4514_string()
+        hash_name = cert.signature_hash_algorithm.name if cert.signature_hash_algorithm else None
+        key = _public_key_label(cert.public_key())
+        not_after = cert.not_valid_after_utc.timestamp()
+        serial = normalize_serial(cert.serial_number)
+    except (ValueError, TypeError, binascii.Error, UnsupportedAlgorithm) as e:
+        raise InvalidInput(f"the logged certificate does not parse: {str(e)[:80]}") from None
+    return {"certificate": hashlib.sha256(der).hexdigest(),
+            "issuer": bounded_text(issuer, "the certificate's issuer"),
+            "subject": subject[:256], "serial": serial, "not_after": not_after,
+            "key": key, "signature_hash": hash_name}
+
+
+def _public_key_label(key: Any) -> str | None:
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"rsa:{key.key_size}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"ec:{key.curve.name}"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "ed448"
+    if isinstance(key, dsa.DSAPublicKey):
+        return f"dsa:{key.key_size}"
+    return None
+
+
+def soft(normalize: Callable[[str], str], value: str | None) -> str | None:
+    """``normalize(value)``, or None when the value is missing or not of its form.
+
+    For hints a device makes up itself (a DHCP host name such as "Anna's phone"): a
+    bad hint is dropped, and the record is kept for its other identifiers.
+    """
+    if not value:
+        return None
+    try:
+        return normalize(value)
+    except InvalidInput:
+        return None
