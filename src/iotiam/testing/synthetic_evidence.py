@@ -126,7 +126,8 @@ class Truth:
 
 def observations(network: Network, issued: dict[str, Issued]) -> Truth:
     """Every record the evidence files will hold, in a stable order, with the truth."""
-    rng = random.Random(network.seed * 7919 + 1)
+    # reproducible by seed on purpose: this is test data, never a secret
+    rng = random.Random(network.seed * 7919 + 1)  # noqa: S311
     records: list[Record] = []
     for device in network.devices.values():
         records.extend(_device_records(rng, device, issued.get(device.label, Issued())))
@@ -136,9 +137,9 @@ def observations(network: Network, issued: dict[str, Issued]) -> Truth:
     return Truth(network=network, records=records, issued=dict(issued))
 
 
-def _who(device: Device) -> dict[str, str | None]:
-    return {"registered": device.label if device.registered else None,
-            "unmanaged": None if device.registered else device.label}
+def _who(device: Device) -> tuple[str | None, str | None]:
+    """(registered, unmanaged): the truth of what ``device`` is."""
+    return (device.label, None) if device.registered else (None, device.label)
 
 
 def _device_records(rng: random.Random, device: Device, issued: Issued) -> Iterator[Record]:
@@ -151,36 +152,44 @@ def _device_records(rng: random.Random, device: Device, issued: Issued) -> Itera
             yield _lease(rng, device, day, ip, who)
         for _ in range(rng.randint(1, 2)):
             yield Record(source="zeek", file=f"zeek-{site}", event="conn", site=site,
-                         seen_at=day_time(day, rng.uniform(7, 21)), ip=ip, **who)
+                         seen_at=day_time(day, rng.uniform(7, 21)), ip=ip, registered=who[0],
+                         unmanaged=who[1])
         hour = rng.uniform(7, 21)
         if device.credential == "cert" and cert is not None:
             yield Record(source="suricata", file=f"eve-{site}", event="tls", site=site,
-                         seen_at=day_time(day, hour), ip=ip, cert=cert, **who)
+                         seen_at=day_time(day, hour), ip=ip, cert=cert, registered=who[0],
+                         unmanaged=who[1])
             if device.cloned:
-                other = f"10.{200 + len(device.label) % 50}.9.{1 + int(digest_hex(device.label), 16) % 250}"
+                # the same certificate from a second address at once: a cloned device
+                host = 1 + int(digest_hex(device.label), 16) % 250
+                other = f"10.{200 + len(device.label) % 50}.9.{host}"
                 yield Record(source="suricata", file=f"eve-{site}", event="tls", site=site,
                              seen_at=day_time(day, hour + 0.05), ip=other, cert=cert,
                              registered=device.label, unmanaged=f"clone:{device.label}")
         elif device.credential == "mqtt" and device.client_id:
             yield Record(source="suricata", file=f"eve-{site}", event="mqtt", site=site,
                          seen_at=day_time(day, hour), ip=ip, client_id=device.client_id,
-                         **who)
+                         registered=who[0],
+                         unmanaged=who[1])
         elif device.credential == "psk" and psk:
             yield Record(source="jsonl", file="broker-psk", event="sighting", site=site,
                          seen_at=day_time(day, hour), ip=ip, psk_identity=psk,
-                         client_id=device.label if device.registered else None, **who)
+                         client_id=device.label if device.registered else None, registered=who[0],
+                         unmanaged=who[1])
         if device.credential in ("cert", "mqtt") and rng.random() < 0.5:
             yield Record(source="suricata", file=f"eve-{site}", event="flow", site=site,
-                         seen_at=day_time(day, hour + 0.01), ip=ip, **who)
+                         seen_at=day_time(day, hour + 0.01), ip=ip, registered=who[0],
+                         unmanaged=who[1])
 
 
 def _lease(rng: random.Random, device: Device, day: int, ip: str,
-           who: dict[str, str | None]) -> Record:
+           who: tuple[str | None, str | None]) -> Record:
     kind = DHCP_KIND[device.site]
     file = f"dhcpd-{device.site}" if kind == "dhcpd" else f"dnsmasq-{device.site}-d{day:02d}"
     return Record(source=kind, file=file, event="lease", site=device.site,
                   seen_at=day_time(day, 6 + rng.uniform(0, 0.9)), ip=ip, mac=device.mac,
-                  hostname=device.hostname, **who)
+                  hostname=device.hostname, registered=who[0],
+                         unmanaged=who[1])
 
 
 def _scans(rng: random.Random, network: Network) -> Iterator[Record]:
@@ -194,7 +203,7 @@ def _scans(rng: random.Random, network: Network) -> Iterator[Record]:
                          hostname=(f"{device.hostname}.{device.site}.example.net"
                                    if device.hostname else None),
                          vendor=device.vendor, open_ports=PORTS[device.vendor],
-                         **_who(device))
+                         registered=_who(device)[0], unmanaged=_who(device)[1])
 
 
 def _cmdb(network: Network) -> Iterator[Record]:
@@ -203,7 +212,8 @@ def _cmdb(network: Network) -> Iterator[Record]:
         if device.in_cmdb and device.mac:
             yield Record(source="cmdb", file="cmdb", event="row", site=device.site,
                          seen_at=AS_OF, mac=device.mac, hostname=device.hostname,
-                         vendor=device.vendor, model=device.model, **_who(device))
+                         vendor=device.vendor, model=device.model,
+                         registered=_who(device)[0], unmanaged=_who(device)[1])
 
 
 __all__ = ["SCAN_DAYS", "Issued", "Truth", "observations"]

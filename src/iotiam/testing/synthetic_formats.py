@@ -86,7 +86,8 @@ def write_nmap(out: IO[str], records: list[Record]) -> None:
     out.write('<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE nmaprun>\n'
               '<?xml-stylesheet href="file:///usr/bin/../share/nmap/nmap.xsl" '
               'type="text/xsl"?>\n')
-    args = f"nmap -sS -O -oX scan.xml 10.{records[0].ip.split('.')[1] if records[0].ip else 0}.0.0/16"
+    second = records[0].ip.split(".")[1] if records[0].ip else "0"
+    args = f"nmap -sS -O -oX scan.xml 10.{second}.0.0/16"
     out.write(f'<nmaprun scanner="nmap" args={quoteattr(args)} start="{start}" '
               f'startstr="{_utc(start):%a %b %d %H:%M:%S %Y}" version="7.93" '
               'xmloutputversion="1.05">\n'
