@@ -37,6 +37,8 @@ CMDB_COLUMNS = ("Asset Tag", "Hostname", "MAC Address", "Serial Number", "Site",
 CMDB_OPTIONS = (("map.hostname", "Hostname"), ("map.mac", "MAC Address"),
                 ("map.site", "Site"), ("map.vendor", "Manufacturer"),
                 ("map.model", "Model"))
+#: a dnsmasq leases line has only the expiry: the lease time dates the grant
+DNSMASQ_OPTIONS = (("lease_seconds", "86400"),)
 EXTENSION = {"nmap": "xml", "dhcpd": "leases", "dnsmasq": "leases", "zeek": "log",
              "suricata": "json", "cmdb": "csv", "jsonl": "jsonl"}
 
@@ -66,7 +68,7 @@ def write_evidence(truth: Truth, directory: Path) -> list[EvidenceFile]:
         with path.open("w", encoding="utf-8", newline="") as out:
             WRITERS[source](out, records)
         site = None if source in ("cmdb", "jsonl") else records[0].site
-        options = CMDB_OPTIONS if source == "cmdb" else ()
+        options = {"cmdb": CMDB_OPTIONS, "dnsmasq": DNSMASQ_OPTIONS}.get(source, ())
         written.append(EvidenceFile(source, path, site, options, len(records)))
     return written
 
@@ -265,5 +267,5 @@ WRITERS = {"nmap": write_nmap, "dhcpd": write_dhcpd, "dnsmasq": write_dnsmasq,
            "zeek": write_zeek, "suricata": write_suricata, "cmdb": write_cmdb,
            "jsonl": write_jsonl}
 
-__all__ = ["AS_OF", "CMDB_OPTIONS", "WRITERS", "EvidenceFile", "iso", "sighting_line",
+__all__ = ["AS_OF", "CMDB_OPTIONS", "DNSMASQ_OPTIONS", "WRITERS", "EvidenceFile", "iso", "sighting_line",
            "suricata_event", "write_evidence"]
