@@ -267,5 +267,6 @@ WRITERS = {"nmap": write_nmap, "dhcpd": write_dhcpd, "dnsmasq": write_dnsmasq,
            "zeek": write_zeek, "suricata": write_suricata, "cmdb": write_cmdb,
            "jsonl": write_jsonl}
 
-__all__ = ["AS_OF", "CMDB_OPTIONS", "DNSMASQ_OPTIONS", "WRITERS", "EvidenceFile", "iso", "sighting_line",
+__all__ = ["AS_OF", "CMDB_OPTIONS", "DNSMASQ_OPTIONS", "WRITERS", "EvidenceFile", "iso",
+           "sighting_line",
            "suricata_event", "write_evidence"]
