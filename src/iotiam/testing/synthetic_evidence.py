@@ -83,9 +83,8 @@ class Truth:
                         (day_time(day, 0), day_time(day + 1, 0), who))
             self._holders = {k: sorted(set(v)) for k, v in spans.items()}
         found: set[str] = set()
-        for site_ip, spans_at in self._holders.items():
-            if site_ip[1] != ip or (site is not None and site_ip[0] != site):
-                continue
+        sites = [site] if site is not None else [s[0] for s in SITES]
+        for spans_at in (self._holders.get((s, ip), []) for s in sites):
             start = bisect.bisect_left(spans_at, (first - DAY, 0.0, ""))
             for begin, end, who in spans_at[start:]:
                 if begin > last:

@@ -146,7 +146,7 @@ class Network:
 
     seed: int
     devices: dict[str, Device]
-    #: site -> the (first, last) DHCP address octets handed out, for the truth's holder
+    #: the sites, each with its own subnet (10.<octet>.0.0/16) and DHCP server
     sites: tuple[str, ...] = tuple(s[0] for s in SITES)
 
     @property

@@ -333,3 +333,24 @@ def test_ok_registration_issued_values_become_identity_keys(network: Network) ->
     device = next(d for d in network.registered if d.credential == "psk")
     with_psk = observations(network, {device.label: Issued(psk_identity="psk-xyz")})
     assert with_psk.owners()["psk-xyz"] == {device.label}
+
+
+def test_ok_an_address_only_asset_is_whoever_held_the_address_then(truth: Truth) -> None:
+    leases: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    for record in truth.records:
+        if record.event == "lease" and record.ip and record.unmanaged:
+            leases[(record.site, record.ip)].append(record)
+    site_ip, records = next((k, v) for k, v in sorted(leases.items())
+                            if len({r.unmanaged for r in v}) > 1)
+    first, last = records[0], records[-1]
+    assert first.unmanaged != last.unmanaged
+
+    def ip_only(name: str, at: Record) -> dict[str, Any]:
+        return {"id": name, "site": site_ip[0], "ip": site_ip[1], "device_id": None,
+                "first_seen": at.seen_at + 3600, "last_seen": at.seen_at + 7200,
+                "identifiers": [{"kind": "ip", "value": site_ip[1]}]}
+    answer = [*ideal_assets(truth), ip_only("early", first), ip_only("late", last)]
+    score = score_assets(truth, answer)
+    assert score.identities_of["early"] == {first.unmanaged}
+    assert score.identities_of["late"] == {last.unmanaged}
+    assert (score.splits, score.merges, score.recall) == (2, 0, 1.0)
