@@ -9,7 +9,7 @@ attributed to whoever held that address while the asset was seen.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,7 +36,7 @@ class AssetScore:
     assets: int = 0
     unmanaged: int = 0
     found: int = 0
-    #: assets beyond one per unmanaged device (or shared-credential pair)
+    #: assets beyond one per unmanaged device (a shared-credential pair may be one or two)
     splits: int = 0
     #: assets that hold two or more unrelated devices
     merges: int = 0
@@ -49,6 +49,8 @@ class AssetScore:
     unknown_assets: int = 0
     #: identity -> the asset ids it was found in
     assets_of: dict[str, set[str]] = field(default_factory=dict)
+    #: one per unmanaged device, a shared-credential pair counted once
+    expected_assets: int = 0
     #: asset id -> the identities it holds
     identities_of: dict[str, set[str]] = field(default_factory=dict)
 
@@ -101,7 +103,11 @@ def score_assets(truth: Truth, assets: Sequence[Mapping[str, Any]]) -> AssetScor
             by_group[groups[label]].add(asset_id)
     observed = truth.observed_unmanaged()
     score.found = sum(1 for label in observed if groups[label] in by_group)
-    score.splits = sum(len(ids) - 1 for ids in by_group.values())
+    # a shared-credential pair may fairly be one asset (they share an identifier) or
+    # two (they are two boxes): only more than that is a split
+    size = Counter(groups[label] for label in observed)
+    score.splits = sum(max(0, len(ids) - size[g]) for g, ids in by_group.items())
+    score.expected_assets = len({groups[label] for label in observed})
     return score
 
 
@@ -188,7 +194,7 @@ def table(truth: Truth, assets: AssetScore, risks: Mapping[str, FactorScore]) ->
     """A small text table of the figures, for the test's output."""
     observed = len({r.registered for r in truth.records if r.registered}) + assets.unmanaged
     rows = [("unmanaged devices observed", str(assets.unmanaged)),
-            ("assets reported", str(assets.assets)),
+            ("assets reported", f"{assets.assets} (ideal {assets.expected_assets})"),
             ("found as an asset", f"{assets.found} ({assets.recall:.2%})"),
             ("split (extra assets)", str(assets.splits)),
             ("merged strangers", str(assets.merges)),

@@ -354,3 +354,18 @@ def test_ok_an_address_only_asset_is_whoever_held_the_address_then(truth: Truth)
     assert score.identities_of["early"] == {first.unmanaged}
     assert score.identities_of["late"] == {last.unmanaged}
     assert (score.splits, score.merges, score.recall) == (2, 0, 1.0)
+
+
+def test_ok_a_shared_credential_pair_may_be_one_asset_or_two_but_not_three(
+        truth: Truth) -> None:
+    pair = next(d for d in truth.network.unmanaged if d.shares_with and d.cert)
+    group = truth.groups()[pair.label]
+    answer = [a for a in ideal_assets(truth) if a["id"] != group]
+    for label in (pair.label, pair.shares_with):
+        records = [r for r in truth.records if r.unmanaged == label]
+        answer.append(_asset(f"box-{label}", records))
+    two = score_assets(truth, answer)
+    assert (two.splits, two.merges, two.recall) == (0, 0, 1.0)
+    third = [r for r in truth.records if r.unmanaged == pair.label and r.cert][:1]
+    three = score_assets(truth, [*answer, _asset("third", third)])
+    assert three.splits == 1
