@@ -1,0 +1,1 @@
+"""Sighting sources: each input format (and iotiam's own traffic) in one module."""
