@@ -12,8 +12,8 @@ from cryptography.x509.oid import NameOID
 
 from iotiam.detection.models import Event, EventKind
 from iotiam.discovery.models import (
-    IdentifierKind,
     MAX_TEXT,
+    IdentifierKind,
     Sighting,
     normalize_fingerprint,
     normalize_serial,
