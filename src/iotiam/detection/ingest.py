@@ -181,7 +181,7 @@ class EventIngest:
                 report.accepted += 1
             self.events_seen += report.accepted
             self.events_rejected += report.rejected
-        if org_path is None or org_path == ROOT_PATH:
+        if self._sightings is not NO_SIGHTINGS and (org_path is None or org_path == ROOT_PATH):
             self._sighted(events, known, via)
         if findings:
             self._sink.report(findings)

@@ -79,9 +79,10 @@ def x5t_s256(certificate_der: bytes) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-class UnrecognisedClient(InvalidClient):
+class _Unrecognised(InvalidClient):
     """``invalid_client`` because iotiam does not know the identity presented: an
-    unregistered client id, or a TLS client certificate it did not issue."""
+    unregistered client id, or a TLS client certificate it did not issue (``check``
+    reports a sighting and raises a plain ``InvalidClient``)."""
 
     def __init__(self, detail: str, client_id: str | None) -> None:
         super().__init__(detail)
@@ -159,11 +160,12 @@ class ClientAuthenticator:
         """
         try:
             return self._check(reads or ClientReads(uow), credentials, now)
-        except UnrecognisedClient as e:
+        except _Unrecognised as e:
             self._sighted(credentials, e, now)
-            raise
+            # the client is answered, and the refusal audited, like any invalid client
+            raise InvalidClient(e.detail) from None
 
-    def _sighted(self, credentials: ClientCredentials, error: UnrecognisedClient,
+    def _sighted(self, credentials: ClientCredentials, error: _Unrecognised,
                  now: datetime) -> None:
         """Tell discovery who tried an identity iotiam does not know (the sink queues)."""
         try:
@@ -274,14 +276,14 @@ class ClientAuthenticator:
         fingerprint = hashlib.sha256(der).hexdigest()
         serial = self._presented_serial(der, fingerprint)
         if serial is None:
-            raise UnrecognisedClient("the TLS client certificate was not issued by iotiam",
+            raise _Unrecognised("the TLS client certificate was not issued by iotiam",
                                      client.client_id)
         # the fingerprint must be that of the very certificate iotiam issued and stored:
         # stronger than a signature check (which it makes redundant), and cheaper
         record = reads.certificate(self._issuing.id, serial)
         if record is None or record.fingerprint_sha256 != fingerprint:
             # iotiam's issuer name on a certificate iotiam never issued
-            raise UnrecognisedClient(f"the TLS client certificate does not belong to client "
+            raise _Unrecognised(f"the TLS client certificate does not belong to client "
                                      f"{client.client_id!r}", client.client_id)
         if record.device_id != client.device_id:
             raise InvalidClient(f"the TLS client certificate does not belong to client "
@@ -314,7 +316,7 @@ class ClientAuthenticator:
     def _client(reads: ClientReads, client_id: str, method: AuthMethod) -> OAuthClient:
         client = reads.client(client_id)
         if client is None:
-            raise UnrecognisedClient(f"unknown client {client_id[:128]!r}", client_id)
+            raise _Unrecognised(f"unknown client {client_id[:128]!r}", client_id)
         if not client.active:
             raise InvalidClient(f"client {client_id!r} was revoked")
         if method not in client.auth_methods:
