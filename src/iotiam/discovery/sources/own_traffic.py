@@ -9,7 +9,7 @@ No I/O, no clock, no store: each function turns one thing iotiam observed into
   whose MQTT username (= certificate CN or PSK identity) the inventory does not know.
   What Mosquitto 2.0.11 logs of a refusal is measured in docs/discovery-own-traffic.md:
   the source address and the TLS error, never the certificate nor the PSK identity.
-* ``events``: detection events sent to ``POST /v1/detection/events``: auth failures of
+* ``events``: detection events sent to ``POST /v1/events``: auth failures of
   unknown clients, and flows whose peer is an address of the site's own network (the
   peer is a device there; reconciliation tells whether it is a registered one).
 * ``est``: EST first contacts held in the approval queue (RFC 7030 §4.2.3).
