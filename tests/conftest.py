@@ -21,6 +21,8 @@ from iotiam.api.app import create_api_app, create_public_app
 from iotiam.bootstrap import Services, build_services, token_config
 from iotiam.clock import FrozenClock
 from iotiam.config import Settings
+from iotiam.discovery.ports import SightingSink
+from iotiam.discovery.sources.own_traffic import NO_SIGHTINGS
 from iotiam.enrollment.queue import QueueLimits
 from iotiam.installation import initialize
 from iotiam.storage.database import Database, make_engine
@@ -158,17 +160,19 @@ def _installation(backend: str, tmp_path: Path) -> Iterator[Installation]:
                 pass
 
 
-def make_memory_installation(data_dir: Path) -> Installation:
+def make_memory_installation(data_dir: Path, *,
+                             sightings: SightingSink = NO_SIGHTINGS) -> Installation:
     """An installation whose stores live in memory (``iotiam.testing.fakes``): seeded
     like ``init``, wired like ``build_services``, on the same frozen clock. No data
-    directory is written; ``settings`` names one only for what reads its values."""
+    directory is written; ``settings`` names one only for what reads its values.
+    What its own traffic sees of unmanaged identities goes to ``sightings``."""
     clock = FrozenClock(START)
     settings = Settings(data_dir=data_dir, port=18443, http_port=18080)
     config = MemoryConfig(pki=settings.pki, tokens=token_config(settings),
                           queue=QueueLimits(
                               retry_after_seconds=settings.est_retry_after_seconds),
                           detection_learning_seconds=settings.detection_learning_seconds)
-    memory = memory_services(config, clock=clock)
+    memory = memory_services(config, clock=clock, sightings=sightings)
     services = Services(
         settings=settings, clock=clock,
         database=memory.database,  # type: ignore[arg-type]  # the memory Transactions

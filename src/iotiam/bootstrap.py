@@ -49,6 +49,8 @@ from iotiam.credentials.service import Psks
 from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.ingest import EventIngest
 from iotiam.detection.ports import ModeSource
+from iotiam.discovery.ports import SightingSink
+from iotiam.discovery.sources.own_traffic import NO_SIGHTINGS
 from iotiam.enrollment.first_contact import FirstContact
 from iotiam.enrollment.manufacturers import Manufacturers
 from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
@@ -411,17 +413,18 @@ def token_config(settings: Settings) -> TokenConfig:
 def authorization_server(
     config: TokenConfig, database: Transactions[TokensUnitOfWork], clock: Clock,
     audit: AuditTrail, pki: Pki, decisions: DecisionPoint, passphrase: bytes, *,
-    reads_ahead: ReadsAhead = ReadAhead,
+    reads_ahead: ReadsAhead = ReadAhead, sightings: SightingSink = NO_SIGHTINGS,
 ) -> AuthorizationServer:
     """Wire the OAuth2 authorization server (signing keys encrypted like the CA keys;
-    a batch's rows read ahead, ``fast.token_reads``, unless told otherwise)."""
+    a batch's rows read ahead, ``fast.token_reads``, unless told otherwise; clients it
+    does not know reported to ``sightings``)."""
     keys = SigningKeys(database, clock, audit, passphrase, config)
     scopes = ScopeGrant(decisions, clock)
     return AuthorizationServer(
         database, clock, audit, config, keys=keys,
         authenticator=ClientAuthenticator(
             config, IssuingCa(pki.cas.issuing_id, pki.cas.issuing.certificate),
-            reads_ahead=reads_ahead),
+            reads_ahead=reads_ahead, sightings=sightings),
         scopes=scopes,
         clients=OAuthClients(database, clock, audit, decisions, scopes),
         device_codes=DeviceCodes(database, clock, audit, config),

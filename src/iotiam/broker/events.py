@@ -26,7 +26,9 @@ Level ``connections`` (log types error, warning, notice, information):
   ``OpenSSL Error[0]: error:0A000086:SSL routines::certificate verify failed`` then
   ``Client <unknown> disconnected: Protocol error.``; the ip:port is only on the
   ``New connection`` line logged before it (the parser attributes it when the pending
-  connections leave no doubt). When the whole handshake completes inside accept the one
+  connections leave no doubt; the failure then carries that line's client port as
+  ``src_port`` and its listener as ``dst_port``, which tells a refused certificate
+  from a refused PSK). When the whole handshake completes inside accept the one
   line is ``Client connection from 127.0.0.1 failed: error:0A000086:SSL
   routines::certificate verify failed.`` (ip, no port). Unknown CA, revoked (CRL) and
   expired certificates all read ``certificate verify failed``; no certificate reads
@@ -162,8 +164,9 @@ class BrokerLogParser:
     def __init__(self) -> None:
         self.stats = ParserStats()
         self.sessions: dict[str, Session] = {}
-        #: "ip:port" -> (ip, port, logged time) of TCP accepts not yet a client
-        self._pending: dict[str, tuple[str, int | None, float]] = {}
+        #: "ip:port" -> (ip, port, listener port, logged time) of TCP accepts not yet a
+        #: client
+        self._pending: dict[str, tuple[str, int | None, int | None, float]] = {}
         self._tls_error: str | None = None
         self._refused_ip: str | None = None
         self._subscribe: _Subscribe | None = None
@@ -253,13 +256,14 @@ class BrokerLogParser:
     # -- connections ------------------------------------------------------------------
 
     def _accepted(self, rest: str, at: float) -> list[Event]:
-        peer, _, _listener = rest.partition(" on port ")
+        peer, _, listener = rest.partition(" on port ")
         ip, port = _split_peer(peer)
+        listener = listener.removesuffix(".")
         if len(self._pending) >= _MAX_PENDING:
             self._expire_pending(at)
             if len(self._pending) >= _MAX_PENDING:
                 self._pending.pop(next(iter(self._pending)))
-        self._pending[peer] = (ip, port, at)
+        self._pending[peer] = (ip, port, int(listener) if listener.isdigit() else None, at)
         return []
 
     def _connected(self, rest: str, at: float) -> list[Event]:
@@ -323,32 +327,44 @@ class BrokerLogParser:
         if match is None:
             self.stats.malformed += 1
             return []
-        return self._refused(at, match.group(2), match.group(1))
+        # failed inside accept: no accept line of its own was logged, leave the others
+        return self._refused(at, match.group(2), match.group(1), accepted=False)
 
-    def _refused(self, at: float, reason: str, source_ip: str | None) -> list[Event]:
+    def _refused(self, at: float, reason: str, source_ip: str | None, *,
+                 accepted: bool = True) -> list[Event]:
         if reason in NOT_AUTH_ATTEMPTS:
             self.stats.aborted_handshakes += 1
             if source_ip is None:
                 self._attribute(at)  # still consumes its pending accept
             return []
-        if source_ip is None:
-            source_ip = self._attribute(at)
-        if source_ip is None:
+        # the accept line gives the client's port and the listener it came to (the
+        # listener tells a refused certificate from a refused PSK); an accept-time
+        # failure names the ip only
+        ip, port, listener = (self._attribute(at, source_ip) if accepted
+                              else (source_ip, None, None))
+        if ip is None:
             self.stats.unknown_source += 1
         label = reason if reason == "not_authorised" else f"tls: {reason}"
-        return [Event(EventKind.AUTH_FAILURE, at, source_ip=source_ip, reason=label)]
+        return [Event(EventKind.AUTH_FAILURE, at, source_ip=ip, src_port=port,
+                      dst_port=listener, reason=label)]
 
-    def _attribute(self, at: float) -> str | None:
-        """The source of a failure that named none: the only ip with a pending accept."""
+    def _attribute(self, at: float, ip: str | None = None
+                   ) -> tuple[str | None, int | None, int | None]:
+        """The source of a failure: the only pending accept (of ``ip``, when the log named
+        it), as (ip, client port, listener port); ``ip`` alone when that is ambiguous."""
         self._expire_pending(at)
-        ips = {ip for ip, _, _ in self._pending.values()}
-        if len(ips) != 1:
-            return None
-        peer = next(iter(self._pending))  # the oldest accept: handshakes finish in order
-        return self._pending.pop(peer)[0]
+        candidates = [peer for peer, pending in self._pending.items()
+                      if ip is None or pending[0] == ip]
+        if len({self._pending[peer][0] for peer in candidates}) != 1 or (
+                ip is not None and len(candidates) != 1):
+            return ip, None, None
+        # the oldest accept: handshakes finish in order
+        found_ip, port, listener, _ = self._pending.pop(candidates[0])
+        return found_ip, port, listener
 
     def _expire_pending(self, at: float) -> None:
-        stale = [peer for peer, (_, _, t) in self._pending.items() if at - t > PENDING_SECONDS]
+        stale = [peer for peer, (_, _, _, t) in self._pending.items()
+                 if at - t > PENDING_SECONDS]
         for peer in stale:
             del self._pending[peer]
 

@@ -5,11 +5,18 @@ Every source ends here: the REST bulk endpoint, the managed broker's event sourc
 plain dicts), so ingestion serialises on one lock; a batch is scored as a whole and its
 findings are reported once, after the lock is released, so a slow database never stalls
 the scoring of the next batch for longer than one write.
+
+What the events show of identities iotiam does not manage (refused connections, a
+connection as an identity the inventory does not know, flows to peers on the site's
+network) goes on to discovery as sightings (``discovery.sources.own_traffic``), for
+root-scoped input only: a tenant's upload must not add to the root's discovered assets
+(G9).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,8 +26,19 @@ from typing import Any, Protocol
 from iotiam.changes import DeviceChanged, Published
 from iotiam.detection.models import Event, Finding
 from iotiam.detection.ports import FindingSink
+from iotiam.discovery.ports import SightingSink
+from iotiam.discovery.sources.own_traffic import (
+    BROKER,
+    EVENTS,
+    NO_SIGHTINGS,
+    RecentSightings,
+    sightings_of_events,
+)
 from iotiam.errors import InvalidInput, contained
+from iotiam.kernel import ROOT_PATH
 from iotiam.untrusted import load_json
+
+log = logging.getLogger("iotiam.detection")
 
 #: a bulk upload reports at most this many bad rows in detail (all are counted)
 MAX_REPORTED_ERRORS = 100
@@ -79,11 +97,14 @@ class EventIngest:
     """The ingestion pipeline: thread-safe, one engine, one finding sink."""
 
     def __init__(self, engine: ScoringEngine, sink: FindingSink, devices: DeviceLookup,
-                 *, clock: Callable[[], float] = time.time) -> None:
+                 *, clock: Callable[[], float] = time.time,
+                 sightings: SightingSink = NO_SIGHTINGS) -> None:
         self._engine = engine
         self._sink = sink
         self._devices = devices
         self._clock = clock
+        self._sightings = sightings
+        self._recent = RecentSightings()
         self._lock = threading.Lock()
         self._types: dict[str, tuple[str | None, str | None, float]] = {}
         self.events_seen = 0
@@ -130,11 +151,13 @@ class EventIngest:
 
     def ingest(self, events: Sequence[Event], *, org_path: str | None = None,
                report: IngestReport | None = None,
-               numbers: Sequence[int] | None = None) -> IngestReport:
+               numbers: Sequence[int] | None = None,
+               via: str = EVENTS) -> IngestReport:
         """Score events (time order within the batch is the caller's) and report findings.
 
         With ``org_path`` (a tenant's upload) events about devices outside that subtree,
         or unknown to the inventory, are rejected, as if the device did not exist (G9).
+        ``via`` names the source of the sightings they show (``broker``, ``events``).
         """
         report = report or IngestReport()
         findings: list[Finding] = []
@@ -158,6 +181,8 @@ class EventIngest:
                 report.accepted += 1
             self.events_seen += report.accepted
             self.events_rejected += report.rejected
+        if self._sightings is not NO_SIGHTINGS and (org_path is None or org_path == ROOT_PATH):
+            self._sighted(events, known, via)
         if findings:
             self._sink.report(findings)
             report.findings += len(findings)
@@ -165,7 +190,19 @@ class EventIngest:
 
     def deliver(self, events: list[Event]) -> None:
         """``ingest`` for sources that only hand events over (the broker's log)."""
-        self.ingest(events)
+        self.ingest(events, via=BROKER)
+
+    def _sighted(self, events: Sequence[Event],
+                 known: Mapping[str, tuple[str | None, str | None]], via: str) -> None:
+        """Hand discovery what the events show of unmanaged identities (it queues)."""
+        unknown = frozenset(d for d, (_, path) in known.items() if path is None)
+        try:
+            seen = self._recent.fresh(sightings_of_events(
+                events, source=via, unknown_devices=unknown))
+            if seen:
+                self._sightings.observe(seen)
+        except Exception:  # discovery's trouble must not cost detection its findings
+            log.exception("handing %d events' sightings to discovery failed", len(events))
 
     def ingest_records(self, records: Iterable[tuple[int, object]], *,
                        org_path: str | None = None) -> IngestReport:

@@ -4,11 +4,15 @@ RFC 7030 §4.2.3: the server answers 202 with Retry-After and the client polls w
 the *same* CSR, which is how a poll finds its request. Approving certifies the CSR's
 key at once; the next poll picks the certificate up. The queue is bounded per source
 address and in total, so an anonymous flood cannot fill the database.
+
+Each hold and each poll of a pending request is also a sighting for discovery (source
+``est``): a device nobody vouched for is asking to be managed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -19,6 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from iotiam.audit.models import AuditDraft, AuditTag, Outcome
 from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
+from iotiam.discovery.ports import SightingSink
+from iotiam.discovery.sources.own_traffic import NO_SIGHTINGS, sighting_of_held_request
 from iotiam.enrollment import onboarding
 from iotiam.enrollment.idevid import spki_sha256
 from iotiam.enrollment.models import (
@@ -35,6 +41,8 @@ from iotiam.kernel import ROOT_PATH, Principal, Role, Transactions
 from iotiam.pki.csr import parse_csr
 from iotiam.pki.models import CertificateRecord
 from iotiam.pki.ports import DeviceCertificates
+
+log = logging.getLogger("iotiam.enrollment")
 
 MAX_NOTE_CHARS = 500
 
@@ -89,12 +97,14 @@ class EnrollmentQueue:
 
     def __init__(self, uow: Transactions[EnrollmentUnitOfWork], clock: Clock, audit: Auditor,
                  pki: DeviceCertificates[EnrollmentUnitOfWork],
-                 limits: QueueLimits | None = None) -> None:
+                 limits: QueueLimits | None = None, *,
+                 sightings: SightingSink = NO_SIGHTINGS) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
         self._pki = pki
         self.limits = limits or QueueLimits()
+        self._sightings = sightings
 
     # -- the device side ---------------------------------------------------------------
 
@@ -143,13 +153,24 @@ class EnrollmentQueue:
             if stored is None:
                 raise
             request = stored
+        self._sighted(request)
         return Held(request, self.limits.retry_after_seconds)
 
     def polled(self, request: EnrollmentRequest) -> Held:
         """A device asked again while its request is still pending."""
         with self._uow() as uow:
             uow.enrollment_requests.touch(request.id, self._clock.now())
+        self._sighted(request)
         return Held(request, self.limits.retry_after_seconds)
+
+    def _sighted(self, request: EnrollmentRequest) -> None:
+        """Tell discovery a device is waiting for approval (the sink queues)."""
+        try:
+            self._sightings.observe([sighting_of_held_request(
+                request, self._clock.now().timestamp())])
+        except Exception:  # discovery's trouble is not the enrolling device's
+            log.exception("handing the sighting of enrollment request %s to discovery "
+                          "failed", request.id)
 
     def find(self, csr: x509.CertificateSigningRequest) -> EnrollmentRequest | None:
         """The request an earlier attempt with this CSR left, if any."""

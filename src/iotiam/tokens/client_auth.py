@@ -10,6 +10,10 @@ quarantined or suspended is told so with ``access_denied`` once it proved who it
 ``check`` only reads; ``consume`` records the assertion's ``jti`` as used. The token
 endpoint runs every other check before it consumes, so a refused request writes nothing
 and many requests can share one transaction.
+
+A client id nobody registered, or a TLS client certificate iotiam did not issue, is also
+a sighting for discovery (source ``api``): something out there holds an identity that
+nobody manages and tries it here.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +30,12 @@ from datetime import datetime
 from cryptography import x509
 from joserfc.jwk import Key
 
+from iotiam.discovery.ports import SightingSink
+from iotiam.discovery.sources.own_traffic import (
+    NO_SIGHTINGS,
+    RecentSightings,
+    sighting_of_refused_client,
+)
 from iotiam.inventory.lifecycle import Transport, refusal
 from iotiam.inventory.models import Device, DeviceState
 from iotiam.pki.models import CertificateRecord, CertificateStatus
@@ -43,6 +54,8 @@ from iotiam.tokens.models import (
 )
 from iotiam.tokens.ports import TokensUnitOfWork
 from iotiam.tokens.reads import ClientReads, ReadsAhead, read_when_asked
+
+log = logging.getLogger("iotiam.tokens")
 
 #: what a client whose device is out of service for now is told (a client can act on it:
 #: stop asking until an administrator acts); a decommissioned device is gone for good
@@ -66,6 +79,17 @@ def x5t_s256(certificate_der: bytes) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+class _Unrecognised(InvalidClient):
+    """``invalid_client`` because iotiam does not know the identity presented: an
+    unregistered client id, or a TLS client certificate it did not issue (``check``
+    reports a sighting and raises a plain ``InvalidClient``)."""
+
+    def __init__(self, detail: str, client_id: str | None) -> None:
+        super().__init__(detail)
+        #: the client id the request named or its assertion claimed
+        self.client_id = client_id
+
+
 @dataclass(frozen=True)
 class IssuingCa:
     """The CA whose certificates identify devices."""
@@ -78,10 +102,13 @@ class ClientAuthenticator:
     """Turns presented credentials into an ``AuthenticatedClient`` or ``InvalidClient``."""
 
     def __init__(self, config: TokenConfig, issuing: IssuingCa,
-                 reads_ahead: ReadsAhead = read_when_asked) -> None:
+                 reads_ahead: ReadsAhead = read_when_asked, *,
+                 sightings: SightingSink = NO_SIGHTINGS) -> None:
         self._config = config
         self._issuing = issuing
         self._reads_ahead = reads_ahead
+        self._sightings = sightings
+        self._recent = RecentSightings()
         # parsing a PEM per request costs more than the signature check: keep the keys
         self._cert_keys: OrderedDict[str, Key | None] = OrderedDict()
         self._presented: dict[str, int | None] = {}
@@ -131,7 +158,29 @@ class ClientAuthenticator:
 
         ``reads`` may hold rows read ahead for a batch (``read_ahead``) of this ``uow``.
         """
-        reads = reads or ClientReads(uow)
+        try:
+            return self._check(reads or ClientReads(uow), credentials, now)
+        except _Unrecognised as e:
+            self._sighted(credentials, e, now)
+            # the client is answered, and the refusal audited, like any invalid client
+            raise InvalidClient(e.detail) from None
+
+    def _sighted(self, credentials: ClientCredentials, error: _Unrecognised,
+                 now: datetime) -> None:
+        """Tell discovery who tried an identity iotiam does not know (the sink queues)."""
+        try:
+            sighting = sighting_of_refused_client(
+                client_id=error.client_id, source_ip=credentials.source,
+                certificate_der=credentials.certificate_der, reason=error.detail,
+                seen_at=now.timestamp())
+            fresh = self._recent.fresh([sighting] if sighting is not None else [])
+            if fresh:
+                self._sightings.observe(fresh)
+        except Exception:  # discovery's trouble must not change the client's answer
+            log.exception("handing a refused client's sighting to discovery failed")
+
+    def _check(self, reads: ClientReads, credentials: ClientCredentials, now: datetime
+               ) -> AuthenticatedClient:
         if credentials.secret_presented:
             raise InvalidClient("client secrets are not accepted; authenticate with "
                                 "private_key_jwt or tls_client_auth")
@@ -227,12 +276,16 @@ class ClientAuthenticator:
         fingerprint = hashlib.sha256(der).hexdigest()
         serial = self._presented_serial(der, fingerprint)
         if serial is None:
-            raise InvalidClient("the TLS client certificate was not issued by iotiam")
+            raise _Unrecognised("the TLS client certificate was not issued by iotiam",
+                                     client.client_id)
         # the fingerprint must be that of the very certificate iotiam issued and stored:
         # stronger than a signature check (which it makes redundant), and cheaper
         record = reads.certificate(self._issuing.id, serial)
-        if record is None or record.device_id != client.device_id or \
-                record.fingerprint_sha256 != fingerprint:
+        if record is None or record.fingerprint_sha256 != fingerprint:
+            # iotiam's issuer name on a certificate iotiam never issued
+            raise _Unrecognised(f"the TLS client certificate does not belong to client "
+                                     f"{client.client_id!r}", client.client_id)
+        if record.device_id != client.device_id:
             raise InvalidClient(f"the TLS client certificate does not belong to client "
                                 f"{client.client_id!r}")
         if record.status is not CertificateStatus.ISSUED:
@@ -263,7 +316,7 @@ class ClientAuthenticator:
     def _client(reads: ClientReads, client_id: str, method: AuthMethod) -> OAuthClient:
         client = reads.client(client_id)
         if client is None:
-            raise InvalidClient(f"unknown client {client_id[:128]!r}")
+            raise _Unrecognised(f"unknown client {client_id[:128]!r}", client_id)
         if not client.active:
             raise InvalidClient(f"client {client_id!r} was revoked")
         if method not in client.auth_methods:

@@ -83,35 +83,56 @@ def test_events_ok_disconnect_reasons(text: str, reason: str) -> None:
     assert parser.sessions == {}
 
 
-@pytest.mark.parametrize(("texts", "reason", "source"), [
+@pytest.mark.parametrize(("texts", "reason", "source", "ports"), [
     (["New connection from 10.9.9.9:40000 on port 8883.",
       "OpenSSL Error[0]: error:0A000086:SSL routines::certificate verify failed",
       "Client <unknown> disconnected: Protocol error."],
-     "tls: certificate verify failed", "10.9.9.9"),
+     "tls: certificate verify failed", "10.9.9.9", (40000, 8883)),
     (["Client connection from 10.9.9.8 failed: error:0A000086:SSL routines::certificate "
-      "verify failed."], "tls: certificate verify failed", "10.9.9.8"),
+      "verify failed."], "tls: certificate verify failed", "10.9.9.8", (None, None)),
     (["New connection from 10.9.9.9:40000 on port 8883.",
       "OpenSSL Error[0]: error:0A0000C7:SSL routines::peer did not return a certificate",
       "Client <unknown> disconnected: Protocol error."],
-     "tls: peer did not return a certificate", "10.9.9.9"),
+     "tls: peer did not return a certificate", "10.9.9.9", (40000, 8883)),
     (["New connection from 10.9.9.9:40000 on port 8884.",
       "OpenSSL Error[0]: error:0A0000FD:SSL routines::binder does not verify",
       "Client <unknown> disconnected: Protocol error."], "tls: binder does not verify",
-     "10.9.9.9"),
+     "10.9.9.9", (40000, 8884)),
     (["New connection from 127.0.0.1:53827 on port 18883.",
       "Sending CONNACK to 127.0.0.1 (0, 135)", "Client <unknown> disconnected, not authorised."],
-     "not_authorised", "127.0.0.1"),
+     "not_authorised", "127.0.0.1", (53827, 18883)),
     # two sources waiting in their handshake: the log cannot say whose failed
     (["New connection from 10.9.9.9:40000 on port 8883.",
       "New connection from 10.7.7.7:40000 on port 8883.",
       "OpenSSL Error[0]: error:0A000086:SSL routines::certificate verify failed",
       "Client <unknown> disconnected: Protocol error."],
-     "tls: certificate verify failed", None),
+     "tls: certificate verify failed", None, (None, None)),
+    # the CONNACK names the ip, but two accepts of it wait: the ports are left out
+    (["New connection from 127.0.0.1:53827 on port 18883.",
+      "New connection from 127.0.0.1:53828 on port 18883.",
+      "Sending CONNACK to 127.0.0.1 (0, 135)", "Client <unknown> disconnected, not authorised."],
+     "not_authorised", "127.0.0.1", (None, None)),
 ], ids=["ok/bad-cert", "ok/bad-cert-in-accept", "ok/no-cert", "ok/bad-psk",
-        "ok/not-authorised", "ok/ambiguous-source"])
-def test_events_ok_auth_failures(texts: list[str], reason: str, source: str | None) -> None:
+        "ok/not-authorised", "ok/ambiguous-source", "ok/ambiguous-port"])
+def test_events_ok_auth_failures(texts: list[str], reason: str, source: str | None,
+                                 ports: tuple[int | None, int | None]) -> None:
     events, _ = feed(*texts)
-    assert events == [Event(EventKind.AUTH_FAILURE, AT, source_ip=source, reason=reason)]
+    assert events == [Event(EventKind.AUTH_FAILURE, AT, source_ip=source, reason=reason,
+                            src_port=ports[0], dst_port=ports[1])]
+
+
+def test_events_ok_failure_in_accept_leaves_other_accepts_pending() -> None:
+    """An accept-time failure had no accept line: another handshake of the same ip that
+    fails next is still attributed, with its own ports."""
+    events, _ = feed(
+        "New connection from 10.9.9.9:40001 on port 8884.",
+        "Client connection from 10.9.9.9 failed: error:0A000076:SSL routines::no suitable "
+        "signature algorithm.",
+        "OpenSSL Error[0]: error:0A000086:SSL routines::certificate verify failed",
+        "Client <unknown> disconnected: Protocol error.")
+    assert [(e.source_ip, e.src_port, e.dst_port, e.reason) for e in events] == [
+        ("10.9.9.9", None, None, "tls: no suitable signature algorithm"),
+        ("10.9.9.9", 40001, 8884, "tls: certificate verify failed")]
 
 
 def test_events_ok_aborted_handshake_is_no_auth_failure() -> None:

@@ -30,6 +30,8 @@ from iotiam.credentials.sealing import SecretSealer
 from iotiam.credentials.service import Psks
 from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.ingest import EventIngest
+from iotiam.discovery.ports import SightingSink
+from iotiam.discovery.sources.own_traffic import NO_SIGHTINGS
 from iotiam.enrollment.first_contact import FirstContact
 from iotiam.enrollment.manufacturers import Manufacturers
 from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
@@ -122,9 +124,11 @@ class MemoryServices:
 def memory_services(
     config: MemoryConfig | None = None, *, clock: FrozenClock | None = None,
     serials: SerialSource | None = None, alert_channels: tuple[AlertChannel, ...] = (),
+    sightings: SightingSink = NO_SIGHTINGS,
 ) -> MemoryServices:
     """An installation in memory, initialised like ``iotiam init`` and wired like
-    ``bootstrap.build_services``."""
+    ``bootstrap.build_services`` (what iotiam's own traffic sees of unmanaged identities
+    goes to ``sightings``)."""
     config = config or MemoryConfig()
     clock = clock or FrozenClock(START)
     database = MemoryDatabase()
@@ -136,7 +140,7 @@ def memory_services(
                        checkpoint_key.verifier())
     cas = _seed(database, audit, config, clock, passphrase)
     services = _wire(database, clock, audit, checkpoints, config, cas, passphrase,
-                     serials or x509.random_serial_number, alert_channels)
+                     serials or x509.random_serial_number, alert_channels, sightings)
     ensure_default_policy(services.policies)
     services.admin_token = _bootstrap_token(services)
     audit.record(AuditDraft(tag=AuditTag.INSTALLATION_INITIALIZED, actor=SYSTEM.name,
@@ -149,14 +153,14 @@ def memory_services(
 
 def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
           checkpoints: CheckpointWriter, config: MemoryConfig, cas: CaSet, passphrase: bytes,
-          serials: Callable[[], int], alert_channels: tuple[AlertChannel, ...]
-          ) -> MemoryServices:
+          serials: Callable[[], int], alert_channels: tuple[AlertChannel, ...],
+          sightings: SightingSink) -> MemoryServices:
     """The object graph of ``bootstrap.build_services`` on the memory database."""
     pki = Pki(database, clock, audit, config.pki, cas, serials,
               MemoryStatusReader(database.uow.certificates))
     psks = Psks(database, clock, audit, SecretSealer(secrets.token_bytes(32)))
     every_credential: AllCredentials[MemoryUnitOfWork] = AllCredentials(pki, psks)
-    queue = EnrollmentQueue(database, clock, audit, pki, config.queue)
+    queue = EnrollmentQueue(database, clock, audit, pki, config.queue, sightings=sightings)
     policies = PolicyAdministration(database, clock, audit)
     decisions = DecisionPoint(policies, clock)
     reads = MemoryFleetReads(database, clock)
@@ -171,7 +175,8 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
     trust.use_firmware_source(attestation)
     engine = DetectionEngine(learning_seconds=config.detection_learning_seconds,
                              modes=response)
-    ingest = EventIngest(engine, response, MemoryDeviceLookup(database.uow.devices))
+    ingest = EventIngest(engine, response, MemoryDeviceLookup(database.uow.devices),
+                         sightings=sightings)
     response.on_false_positive(ingest.false_positive)
     return follow_changes(MemoryServices(
         clock=clock, database=database, changes=MemoryChangeFeed.following(database),
@@ -184,7 +189,8 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
         policies=policies, decisions=decisions, subjects=subjects,
         inquiry=PolicyInquiry(decisions, subjects, inventory, clock),
         oauth=authorization_server(config.tokens, database, clock, audit, pki, decisions,
-                                   passphrase, reads_ahead=read_when_asked),
+                                   passphrase, reads_ahead=read_when_asked,
+                                   sightings=sightings),
         firmware=FirmwareRegistry(database, clock, audit, finding_sink=response),
         attestation=attestation, response=response, trust=trust, ingest=ingest,
         alerts=alerts,
