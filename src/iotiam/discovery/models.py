@@ -317,6 +317,59 @@ class CredentialSeen:
     signature_hash: str | None = None
 
 
+def ip_key(site: str | None, ip: str) -> str:
+    """How an IP address is keyed for matching: it only means something at one site."""
+    return f"{site or ''}|{ip}"
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """An identifier value as last seen on one asset or device, within one org subtree.
+
+    IP values are keyed by :func:`ip_key`. ``device_id`` set means the value belongs to
+    a registered device (learned from a sighting matched by a stronger identifier, or
+    from an asset that turned out to be that device).
+    """
+
+    kind: IdentifierKind
+    value: str
+    org_path: str
+    first_seen: float
+    last_seen: float
+    asset_id: str | None = None
+    device_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredDevice:
+    """A registered device an identifier value belongs to, and where it lives (G9)."""
+
+    device_id: str
+    org_path: str
+
+
+@dataclass(frozen=True)
+class DevicePresence:
+    """The per-device aggregate kept on import (what :class:`DeviceSeen` is read from)."""
+
+    device_id: str
+    org_path: str
+    first_seen: float
+    last_seen: float
+    sources: frozenset[str]
+    sightings: int
+    #: (site, ip) -> when it was last seen there (pruned to ``IP_BINDING_SECONDS``)
+    places: dict[tuple[str | None, str], float] = field(default_factory=dict)
+
+    def seen(self) -> DeviceSeen:
+        """As the risk register reads it."""
+        recent = sorted((place for place, at in self.places.items()
+                         if at >= self.last_seen - IP_BINDING_SECONDS),
+                        key=lambda place: (place[0] or "", place[1]))
+        return DeviceSeen(self.device_id, self.org_path, self.first_seen, self.last_seen,
+                          tuple(sorted(self.sources)), self.sightings, tuple(recent))
+
+
 @dataclass
 class ImportReport:
     """What became of one import: counts, and the first refusals in detail."""
