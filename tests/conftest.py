@@ -180,7 +180,8 @@ def make_memory_installation(data_dir: Path) -> Installation:
         transfers=memory.transfers, policies=memory.policies, decisions=memory.decisions,
         subjects=memory.subjects, inquiry=memory.inquiry, oauth=memory.oauth,
         firmware=memory.firmware, attestation=memory.attestation, response=memory.response,
-        trust=memory.trust, ingest=memory.ingest, alerts=memory.alerts)
+        trust=memory.trust, ingest=memory.ingest, alerts=memory.alerts,
+        discovery=memory.discovery)
     return Installation(settings=settings, services=services, clock=clock,
                         admin_token=memory.admin_token)
 

@@ -49,6 +49,7 @@ from iotiam.credentials.service import Psks
 from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.ingest import EventIngest
 from iotiam.detection.ports import ModeSource
+from iotiam.discovery.service import Discovery
 from iotiam.enrollment.first_contact import FirstContact
 from iotiam.enrollment.manufacturers import Manufacturers
 from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
@@ -144,6 +145,8 @@ class Services:
     ingest: EventIngest
     #: signed webhook and syslog delivery of findings
     alerts: AlertDispatcher
+    #: sightings, their reconciliation with the fleet, the discovered assets
+    discovery: Discovery
 
     def close(self) -> None:
         """Deliver queued alerts, release database connections."""
@@ -260,6 +263,7 @@ def build_services(
         trust=trust,
         ingest=ingest,
         alerts=alerts,
+        discovery=Discovery(database, clock, audit),
     ))
 
 
@@ -478,7 +482,8 @@ def background_jobs(services: Services, *, singletons: bool) -> BackgroundJobs:
     settings = services.settings
     crls = CrlRefresher(services.pki)
     services.changes.subscribe((CertificateRevoked,), crls.revoked)
-    jobs = [Job("change-feed", services.changes.run), Job("crl-refresher", crls.run)]
+    jobs = [Job("change-feed", services.changes.run), Job("crl-refresher", crls.run),
+            Job("discovery-observer", services.discovery.run_observer)]
     if not singletons:
         return BackgroundJobs(jobs)
     return BackgroundJobs([

@@ -30,6 +30,7 @@ from iotiam.credentials.sealing import SecretSealer
 from iotiam.credentials.service import Psks
 from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.ingest import EventIngest
+from iotiam.discovery.service import Discovery
 from iotiam.enrollment.first_contact import FirstContact
 from iotiam.enrollment.manufacturers import Manufacturers
 from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
@@ -106,6 +107,8 @@ class MemoryServices:
     trust: TrustScores
     ingest: EventIngest
     alerts: AlertDispatcher
+    #: sightings, their reconciliation and the discovered assets
+    discovery: Discovery
     #: the plaintext of the bootstrap admin token (``profile.json`` of a real install)
     admin_token: str = ""
 
@@ -187,7 +190,7 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
                                    passphrase, reads_ahead=read_when_asked),
         firmware=FirmwareRegistry(database, clock, audit, finding_sink=response),
         attestation=attestation, response=response, trust=trust, ingest=ingest,
-        alerts=alerts,
+        alerts=alerts, discovery=Discovery(database, clock, audit),
     ))
 
 
