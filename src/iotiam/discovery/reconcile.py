@@ -267,6 +267,10 @@ class Reconciler:
     def _bind(self, kind: IdentifierKind, key: str, at: float, org_path: str, *,
               asset_id: str | None = None, device_id: str | None = None) -> None:
         old = self._bindings.get((kind, key))
+        if device_id and old is not None and old.asset_id:
+            owner = self._assets.get(self._live(old.asset_id))
+            if owner is not None and owner.device_id == device_id:
+                asset_id = owner.id  # the asset that turned out to be this device keeps it
         if old is not None and old.org_path == org_path and (
                 old.asset_id, old.device_id) == (asset_id, device_id):
             if old.first_seen - TOUCH_SECONDS <= at <= old.last_seen + TOUCH_SECONDS:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field, replace
 
 from cryptography import x509
 
+from iotiam.discovery.credentials_seen import CredentialTally
 from iotiam.discovery.models import (
-    IP_BINDING_SECONDS,
     Binding,
     CredentialSeen,
     DevicePresence,
@@ -150,43 +150,11 @@ class MemoryDiscoveryStore(MemoryStore):
 
     def iter_credentials_seen(self, *, org_path: str) -> Iterator[CredentialSeen]:
         """Every credential the sightings under ``org_path`` carried."""
-        groups: dict[tuple[IdentifierKind, str], list[tuple[Sighting, Match]]] = {}
+        tally = CredentialTally(org_path)
         for sighting, path, match in self.sightings.values():
             if under(path, org_path):
-                for key in credential_keys(sighting):
-                    groups.setdefault(key, []).append((sighting, match))
-        for (kind, value), seen in sorted(groups.items()):
-            yield credential_seen(kind, value, org_path, seen)
-
-
-def credential_keys(sighting: Sighting) -> list[tuple[IdentifierKind, str]]:
-    """The credentials a sighting shows: its certificate (by fingerprint, else by issuer
-    and serial) and its PSK identity."""
-    keys = []
-    if sighting.certificate:
-        keys.append((Kind.CERTIFICATE, sighting.certificate))
-    elif sighting.issuer and sighting.serial:
-        keys.append((Kind.ISSUER_SERIAL, f"{sighting.issuer}|{sighting.serial}"))
-    if sighting.psk_identity:
-        keys.append((Kind.PSK_IDENTITY, sighting.psk_identity))
-    return keys
-
-
-def credential_seen(kind: IdentifierKind, value: str, org_path: str,
-                    seen: list[tuple[Sighting, Match]]) -> CredentialSeen:
-    """One credential from the sightings that showed it (the SQL store's rule too)."""
-    last = max(s.seen_at for s, _ in seen)
-    newest = max(seen, key=lambda item: item[0].seen_at)[0]
-    places = sorted({(s.site, s.ip) for s, _ in seen
-                     if s.ip and s.seen_at >= last - IP_BINDING_SECONDS},
-                    key=lambda p: (p[0] or "", p[1] or ""))
-    return CredentialSeen(
-        kind=kind, value=value, org_path=org_path, last_seen=last,
-        device_ids=tuple(sorted({m.device_id for _, m in seen if m.device_id})),
-        asset_ids=tuple(sorted({m.asset_id for _, m in seen if m.asset_id})),
-        places=tuple((site, ip) for site, ip in places if ip),
-        issuer=newest.issuer, serial=newest.serial, subject=newest.subject,
-        not_after=newest.not_after, key=newest.key, signature_hash=newest.signature_hash)
+                tally.add(sighting, match.device_id, match.asset_id)
+        yield from tally.results()
 
 
 @functools.lru_cache(maxsize=64)
