@@ -6,10 +6,10 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from expect import assert_problem
 from sqlalchemy import func, select
 
 from conftest import Installation
-from expect import assert_problem
 from iotiam.storage.tables import discovery
 from iotiam.testing.fakes.unit_of_work import MemoryDatabase
 

@@ -29,15 +29,12 @@ from iotiam.discovery.models import (
 from iotiam.errors import InvalidInput
 from iotiam.pki.models import CaRole
 from iotiam.pki.ports import SignedCertificate, StoredCa
-from storage.test_store_contracts import (  # noqa: F401  (fixtures)
-    ACME,
-    BETA,
-    certificate,
-    db,
-    device,
-    migrated_sqlite,
-    psk,
-)
+from storage import test_store_contracts as contracts
+from storage.test_store_contracts import ACME, BETA, certificate, device, psk
+
+# the fixtures of the store contracts, used here under their own names
+db = contracts.db
+migrated_sqlite = contracts.migrated_sqlite
 
 K = IdentifierKind
 T = 1_772_000_000.0

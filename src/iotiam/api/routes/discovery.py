@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.from_thread
 from fastapi import APIRouter, Query, Request
@@ -76,8 +76,9 @@ def _context(site: str | None, network: str | None, options: list[str]) -> Sourc
     parsed: dict[str, str] = {}
     for option in options:
         key, sep, value = option.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInput(f"option {option[:60]!r} is not key=value")
+        if not sep or not key.strip() or len(key) > 64:
+            raise InvalidInput(f"option {option[:60]!r} is not key=value (a key of at "
+                               "most 64 characters)")
         parsed[key.strip()] = bounded_text(value, f"option {key[:60]}") or ""
     return SourceContext(site=bounded_text(site, "site"), network=bounded_text(network,
                                                                                 "network"),
@@ -114,10 +115,10 @@ async def import_sightings(
     source: str = Query(min_length=1, max_length=64),
     site: str | None = Query(default=None, max_length=256),
     network: str | None = Query(default=None, max_length=256),
-    option: list[str] = Query(default=[]),
+    option: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
     """Import what a source saw; the answer counts what was added, matched and refused."""
-    context = _context(site, network, option)
+    context = _context(site, network, option or [])
     body = io.BufferedReader(BodyStream(request.stream()), buffer_size=READ_BUFFER)
     report = await run_in_threadpool(svc.discovery.import_stream, caller, source, body,
                                      context)
