@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import ipaddress
+import operator
 import re
 from dataclasses import dataclass, field, fields
 
@@ -189,11 +190,12 @@ class Sighting:
 
     def digest(self) -> bytes:
         """16 bytes naming this exact observation: importing it twice adds nothing."""
-        parts = [repr(getattr(self, f.name)) for f in _FIELDS]
+        parts = map(repr, _ALL_FIELDS(self))
         return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).digest()
 
 
-_FIELDS = fields(Sighting)
+#: every field's value, in declaration order (one C call: the digest runs per sighting)
+_ALL_FIELDS = operator.attrgetter(*(f.name for f in fields(Sighting)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,11 +58,11 @@ def keys_of(sighting: Sighting) -> list[Key]:
             for kind, value in sighting.identifiers()]
 
 
-def lookup_values(sightings: Iterable[Sighting]) -> dict[IdentifierKind, list[str]]:
-    """Every value to look up for a batch, by kind (each once)."""
+def lookup_values(keyed: Iterable[list[Key]]) -> dict[IdentifierKind, list[str]]:
+    """Every value to look up for a batch (its sightings' ``keys_of``), by kind, once."""
     wanted: dict[IdentifierKind, set[str]] = {}
-    for sighting in sightings:
-        for kind, value in keys_of(sighting):
+    for keys in keyed:
+        for kind, value in keys:
             wanted.setdefault(kind, set()).add(value)
     return {kind: sorted(values) for kind, values in wanted.items()}
 
@@ -90,6 +90,67 @@ class Outcome:
     new_assets: int
 
 
+class _Asset:
+    """An asset being changed by the batch (mutable: a batch touches it many times)."""
+
+    __slots__ = ("device_id", "first_seen", "hostname", "id", "ip", "last_seen", "mac",
+                 "model", "network", "open_ports", "org_path", "sightings", "site", "sources",
+                 "status", "vendor")
+    id: str
+    org_path: str
+    status: AssetStatus
+    first_seen: float
+    last_seen: float
+    sources: set[str]
+    sightings: int
+    site: str | None
+    network: str | None
+    ip: str | None
+    mac: str | None
+    hostname: str | None
+    vendor: str | None
+    model: str | None
+    open_ports: tuple[int, ...]
+    device_id: str | None
+
+    def __init__(self, asset: DiscoveredAsset) -> None:
+        for name in self.__slots__:
+            setattr(self, name, getattr(asset, name))
+        self.sources = set(asset.sources)
+
+    def value(self) -> DiscoveredAsset:
+        """As stored."""
+        return DiscoveredAsset(
+            id=self.id, org_path=self.org_path, status=self.status,
+            first_seen=self.first_seen, last_seen=self.last_seen,
+            sources=tuple(sorted(self.sources)), identifiers=(), sightings=self.sightings,
+            site=self.site, network=self.network, ip=self.ip, mac=self.mac,
+            hostname=self.hostname, vendor=self.vendor, model=self.model,
+            open_ports=self.open_ports, device_id=self.device_id)
+
+
+class _Presence:
+    """A device's presence being changed by the batch."""
+
+    __slots__ = ("device_id", "first_seen", "last_seen", "org_path", "places", "sightings",
+                 "sources")
+
+    def __init__(self, row: DevicePresence) -> None:
+        self.device_id, self.org_path = row.device_id, row.org_path
+        self.first_seen, self.last_seen = row.first_seen, row.last_seen
+        self.sources = set(row.sources)
+        self.sightings = row.sightings
+        self.places = dict(row.places)
+
+    def value(self) -> DevicePresence:
+        """As stored (the places pruned to the binding window, at most ``MAX_PLACES``)."""
+        recent = sorted(self.places.items(), key=lambda item: -item[1])[:MAX_PLACES]
+        return DevicePresence(self.device_id, self.org_path, self.first_seen, self.last_seen,
+                              frozenset(self.sources), self.sightings,
+                              {p: t for p, t in recent
+                               if t >= self.last_seen - IP_BINDING_SECONDS})
+
+
 @dataclass
 class _Hit:
     kind: IdentifierKind
@@ -106,8 +167,8 @@ class Reconciler:
         self._org_path = org_path
         self._registered = lookups.registered
         self._bindings = dict(lookups.bindings)
-        self._assets = dict(lookups.assets)
-        self._presence = dict(lookups.presence)
+        self._assets = {a: _Asset(asset) for a, asset in lookups.assets.items()}
+        self._presence = {d: _Presence(row) for d, row in lookups.presence.items()}
         self._new_id = new_id
         self._merged: dict[str, str] = {}
         self._dirty_assets: set[str] = set()
@@ -116,9 +177,10 @@ class Reconciler:
         self._matched = 0
         self._new_assets = 0
 
-    def place(self, sighting: Sighting) -> Match:
-        """Match one sighting to a device or an asset, and remember what it bound."""
-        keys = keys_of(sighting)
+    def place(self, sighting: Sighting, keys: list[Key] | None = None) -> Match:
+        """Match one sighting to a device or an asset, and remember what it bound
+        (``keys``: its ``keys_of``, when the caller has them already)."""
+        keys = keys_of(sighting) if keys is None else keys
         hits = [self._resolve(kind, key, sighting.seen_at) for kind, key in keys]
         first = next((h for h in hits if h.device or h.asset), None)
         if first is None:
@@ -133,9 +195,10 @@ class Reconciler:
     def outcome(self) -> Outcome:
         """The rows this batch changes."""
         return Outcome(
-            assets=[self._assets[a] for a in sorted(self._dirty_assets) if a in self._assets],
+            assets=[self._assets[a].value() for a in sorted(self._dirty_assets)
+                    if a in self._assets],
             bindings=[self._bindings[k] for k in sorted(self._dirty_bindings)],
-            presence=[self._presence[d] for d in sorted(self._dirty_presence)],
+            presence=[self._presence[d].value() for d in sorted(self._dirty_presence)],
             merged={gone: self._live(kept) for gone, kept in self._merged.items()},
             matched=self._matched, new_assets=self._new_assets)
 
@@ -198,8 +261,7 @@ class Reconciler:
         if not (within(asset.org_path, device.org_path) or within(device.org_path,
                                                                   asset.org_path)):
             return  # never across tenants (G9)
-        self._assets[asset_id] = replace(asset, status=AssetStatus.MATCHED,
-                                         device_id=device.device_id)
+        asset.status, asset.device_id = AssetStatus.MATCHED, device.device_id
         self._dirty_assets.add(asset_id)
 
     def _to_asset(self, sighting: Sighting, hits: list[_Hit], first: _Hit) -> Match:
@@ -222,12 +284,12 @@ class Reconciler:
         if gone == kept or a is None or b is None or a.org_path != b.org_path:
             return  # assets of two org units stay apart (G9)
         newer, older = (b, a) if b.last_seen > a.last_seen else (a, b)
-        self._assets[kept] = replace(
-            a, first_seen=min(a.first_seen, b.first_seen),
-            last_seen=max(a.last_seen, b.last_seen),
-            sources=tuple(sorted(set(a.sources) | set(b.sources))),
-            sightings=a.sightings + b.sightings,
-            **{name: getattr(newer, name) or getattr(older, name) for name in _ATTRIBUTES})
+        for name in _ATTRIBUTES:
+            setattr(a, name, getattr(newer, name) or getattr(older, name))
+        a.first_seen, a.last_seen = min(a.first_seen, b.first_seen), max(a.last_seen,
+                                                                          b.last_seen)
+        a.sources |= b.sources
+        a.sightings += b.sightings
         del self._assets[gone]
         self._dirty_assets.discard(gone)
         self._dirty_assets.add(kept)
@@ -239,9 +301,9 @@ class Reconciler:
     def _new_asset(self, sighting: Sighting, keys: list[Key]) -> Match:
         asset_id = self._new_id()
         at = sighting.seen_at
-        self._assets[asset_id] = DiscoveredAsset(
+        self._assets[asset_id] = _Asset(DiscoveredAsset(
             id=asset_id, org_path=self._org_path, status=AssetStatus.UNMANAGED,
-            first_seen=at, last_seen=at, sources=(), identifiers=(), sightings=0)
+            first_seen=at, last_seen=at, sources=(), identifiers=(), sightings=0))
         self._grow(asset_id, sighting)
         for kind, key in keys:
             self._bind(kind, key, at, self._org_path, asset_id=asset_id)
@@ -251,17 +313,15 @@ class Reconciler:
 
     def _grow(self, asset_id: str, sighting: Sighting) -> None:
         asset = self._assets[asset_id]
-        newest = sighting.seen_at >= asset.last_seen
-        seen = {name: getattr(sighting, name) for name in _ATTRIBUTES}
-        seen["open_ports"] = sighting.open_ports
-        changes = {name: value if (newest and value) or not getattr(asset, name)
-                   else getattr(asset, name) for name, value in seen.items()}
-        self._assets[asset_id] = replace(
-            asset, first_seen=min(asset.first_seen, sighting.seen_at),
-            last_seen=max(asset.last_seen, sighting.seen_at),
-            sources=asset.sources if sighting.source in asset.sources
-            else tuple(sorted((*asset.sources, sighting.source))),
-            sightings=asset.sightings + 1, **changes)
+        at = sighting.seen_at
+        newest = at >= asset.last_seen
+        for name in _ATTRIBUTES:
+            value = getattr(sighting, name)
+            if value and (newest or not getattr(asset, name)):
+                setattr(asset, name, value)
+        asset.first_seen, asset.last_seen = min(asset.first_seen, at), max(asset.last_seen, at)
+        asset.sources.add(sighting.source)
+        asset.sightings += 1
         self._dirty_assets.add(asset_id)
 
     def _bind(self, kind: IdentifierKind, key: str, at: float, org_path: str, *,
@@ -286,20 +346,16 @@ class Reconciler:
 
     def _present(self, device: RegisteredDevice, sighting: Sighting) -> None:
         at = sighting.seen_at
-        old = self._presence.get(device.device_id) or DevicePresence(
-            device.device_id, device.org_path, at, at, frozenset(), 0)
-        places = dict(old.places)
+        row = self._presence.get(device.device_id)
+        if row is None:
+            row = self._presence[device.device_id] = _Presence(DevicePresence(
+                device.device_id, device.org_path, at, at, frozenset(), 0))
         if sighting.ip:
             place = (sighting.site, sighting.ip)
-            places[place] = max(at, places.get(place, at))
-        last = max(old.last_seen, at)
-        if len(places) > MAX_PLACES or any(t < last - IP_BINDING_SECONDS
-                                           for t in places.values()):
-            recent = sorted(places.items(), key=lambda item: -item[1])[:MAX_PLACES]
-            places = {p: t for p, t in recent if t >= last - IP_BINDING_SECONDS}
-        self._presence[device.device_id] = DevicePresence(
-            device.device_id, old.org_path, min(old.first_seen, at), last,
-            old.sources | {sighting.source}, old.sightings + 1, places)
+            row.places[place] = max(at, row.places.get(place, at))
+        row.first_seen, row.last_seen = min(row.first_seen, at), max(row.last_seen, at)
+        row.sources.add(sighting.source)
+        row.sightings += 1
         self._dirty_presence.add(device.device_id)
 
 

@@ -38,7 +38,7 @@ from iotiam.discovery.ports import (
     SightingRow,
     SightingSource,
 )
-from iotiam.discovery.reconcile import Lookups, Reconciler, lookup_values
+from iotiam.discovery.reconcile import Key, Lookups, Reconciler, keys_of, lookup_values
 from iotiam.errors import InvalidInput, NotFound
 from iotiam.kernel import SYSTEM, Principal, Role, Transactions
 
@@ -50,6 +50,9 @@ MAX_OBSERVED = 100_000
 #: how often the observer stores what was queued, at the latest
 OBSERVE_SECONDS = 1.0
 MAX_PAGE = 1000
+
+#: a sighting with its identifiers as reconciliation looks them up (computed once)
+Keyed = tuple[Sighting, list[Key]]
 
 
 def new_asset_id() -> str:
@@ -108,29 +111,30 @@ class Discovery:
             return report
 
     def _batches(self, records: Iterable[Sighting | Refusal], report: ImportReport
-                 ) -> Iterator[list[Sighting]]:
-        batch: list[Sighting] = []
+                 ) -> Iterator[list[Keyed]]:
+        batch: list[Keyed] = []
         for record in records:
             report.read += 1
             if isinstance(record, Refusal):
                 report.refuse(record)
                 continue
-            if not record.identifiers():
+            keys = keys_of(record)
+            if not keys:
                 report.refuse(Refusal(report.read, "no identifier"))
                 continue
-            batch.append(record)
+            batch.append((record, keys))
             if len(batch) >= self._batch_size:
                 yield batch
                 batch = []
         if batch:
             yield batch
 
-    def _store_batch(self, principal: Principal, source: str, batch: Sequence[Sighting],
+    def _store_batch(self, principal: Principal, source: str, batch: Sequence[Keyed],
                      report: ImportReport) -> None:
         """One transaction: dedup, look up, reconcile, write, audit."""
-        unique: dict[bytes, Sighting] = {}
-        for sighting in batch:
-            unique.setdefault(sighting.digest(), sighting)
+        unique: dict[bytes, Keyed] = {}
+        for keyed in batch:
+            unique.setdefault(keyed[0].digest(), keyed)
         report.duplicates += len(batch) - len(unique)
         scope = principal.org_path
         with self._uow() as uow:
@@ -141,10 +145,11 @@ class Discovery:
             report.duplicates += len(unique) - len(fresh)
             added = matched = new_assets = 0
             if fresh:
-                reconciler = Reconciler(scope, self._lookups(uow, scope, [s for _, s in fresh]),
+                reconciler = Reconciler(scope, self._lookups(uow, scope, [k for _, (_, k)
+                                                                          in fresh]),
                                         self._new_id)
-                rows: list[SightingRow] = [(s, digest, scope, reconciler.place(s))
-                                           for digest, s in fresh]
+                rows: list[SightingRow] = [(s, digest, scope, reconciler.place(s, keys))
+                                           for digest, (s, keys) in fresh]
                 outcome = reconciler.outcome()
                 store.merge_assets(outcome.merged)
                 store.save_assets(outcome.assets)
@@ -163,11 +168,11 @@ class Discovery:
         report.new_assets += new_assets
 
     @staticmethod
-    def _lookups(uow: DiscoveryUnitOfWork, scope: str, sightings: Sequence[Sighting]
+    def _lookups(uow: DiscoveryUnitOfWork, scope: str, keys: Sequence[list[Key]]
                  ) -> Lookups:
         """Everything the batch's identifiers are bound to: one query per kind."""
         lookups = Lookups()
-        for kind, values in lookup_values(sightings).items():
+        for kind, values in lookup_values(keys).items():
             for value, device in uow.registered_identities.devices_for(
                     kind, values, org_path=scope).items():
                 lookups.registered[(kind, value)] = device
@@ -205,7 +210,7 @@ class Discovery:
                 return taken
             taken += len(batch)
             report = ImportReport(source="observed")
-            kept = [s for s in batch if s.identifiers()]
+            kept = [(s, keys) for s in batch if (keys := keys_of(s))]
             if kept:
                 self._store_batch(SYSTEM, "observed", kept, report)
 

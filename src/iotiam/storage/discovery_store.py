@@ -10,6 +10,7 @@ Reads of assets, presence and credentials are in ``discovery_reads.py``.
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ IMPORT_LOCK = 0x6469736376  # "discv"
 _SIGHTING_FIELDS = ("source", "seen_at", "site", "network", "ip", "mac", "hostname",
                     "client_id", "username", "certificate", "issuer", "serial", "subject",
                     "not_after", "key", "signature_hash", "psk_identity", "vendor", "model")
+_SIGHTING_VALUES = operator.attrgetter(*_SIGHTING_FIELDS)
 _SIGHTING_COLUMNS = ("digest", "org_path", *_SIGHTING_FIELDS, "open_ports", "detail",
                      "device_id", "asset_id", "basis", "confidence")
 _ASSET_COLUMNS = ("id", "org_path", "status", "first_seen", "last_seen", "sources",
@@ -210,7 +212,7 @@ class SqlDiscoveryStore(SqlDiscoveryReads):
     def add_sightings(self, rows: Sequence[SightingRow]) -> int:
         """Store the rows whose digest is new; how many were."""
         return _ADD_SIGHTINGS.run(self._conn, [
-            (digest, org_path, *(getattr(s, name) for name in _SIGHTING_FIELDS),
-             _ports(s.open_ports), s.detail, m.device_id, m.asset_id, str(m.basis),
-             m.confidence) for s, digest, org_path, m in rows])
+            (digest, org_path, *_SIGHTING_VALUES(s), _ports(s.open_ports), s.detail,
+             m.device_id, m.asset_id, m.basis.value, m.confidence)
+            for s, digest, org_path, m in rows])
 
