@@ -76,6 +76,10 @@ def normalize_mac(value: str) -> str:
 
 def normalize_ip(value: str) -> str:
     """The canonical text of an IPv4 or IPv6 address (IPv4-mapped IPv6 unwrapped)."""
+    octets = value.split(".")
+    if len(octets) == 4 and all(o.isdigit() and o.isascii() and len(o) <= 3 and int(o) < 256
+                                and (o == "0" or o[0] != "0") for o in octets):
+        return value  # already canonical dotted IPv4 (ipaddress would answer the same)
     try:
         address = ipaddress.ip_address(value.strip().split("%", 1)[0])
     except ValueError:

@@ -113,10 +113,14 @@ class _Asset:
     open_ports: tuple[int, ...]
     device_id: str | None
 
-    def __init__(self, asset: DiscoveredAsset) -> None:
-        for name in self.__slots__:
-            setattr(self, name, getattr(asset, name))
-        self.sources = set(asset.sources)
+    def __init__(self, a: DiscoveredAsset) -> None:
+        self.id, self.org_path, self.status, self.device_id = (a.id, a.org_path, a.status,
+                                                                a.device_id)
+        self.first_seen, self.last_seen, self.sightings = a.first_seen, a.last_seen, a.sightings
+        self.sources = set(a.sources)
+        self.site, self.network, self.ip, self.mac = a.site, a.network, a.ip, a.mac
+        self.hostname, self.vendor, self.model = a.hostname, a.vendor, a.model
+        self.open_ports = a.open_ports
 
     def value(self) -> DiscoveredAsset:
         """As stored."""
@@ -167,6 +171,11 @@ class Reconciler:
         self._org_path = org_path
         self._registered = lookups.registered
         self._bindings = dict(lookups.bindings)
+        #: asset id -> the keys bound to it (a merge moves them without a scan)
+        self._bound: dict[str, set[Key]] = {}
+        for key, binding in self._bindings.items():
+            if binding.asset_id:
+                self._bound.setdefault(binding.asset_id, set()).add(key)
         self._assets = {a: _Asset(asset) for a, asset in lookups.assets.items()}
         self._presence = {d: _Presence(row) for d, row in lookups.presence.items()}
         self._new_id = new_id
@@ -294,9 +303,12 @@ class Reconciler:
         self._dirty_assets.discard(gone)
         self._dirty_assets.add(kept)
         self._merged[gone] = kept
-        for key, binding in self._bindings.items():
+        moved = self._bound.pop(gone, set())
+        for key in moved:
+            binding = self._bindings[key]
             if binding.asset_id == gone:
                 self._bindings[key] = replace(binding, asset_id=kept)
+        self._bound.setdefault(kept, set()).update(moved)
 
     def _new_asset(self, sighting: Sighting, keys: list[Key]) -> Match:
         asset_id = self._new_id()
@@ -335,14 +347,16 @@ class Reconciler:
                 old.asset_id, old.device_id) == (asset_id, device_id):
             if old.first_seen - TOUCH_SECONDS <= at <= old.last_seen + TOUCH_SECONDS:
                 return  # already known, and its times barely move
-            bound = replace(old, first_seen=min(old.first_seen, at),
-                            last_seen=max(old.last_seen, at))
+            bound = Binding(kind, key, org_path, min(old.first_seen, at),
+                            max(old.last_seen, at), asset_id, device_id)
         else:
             # new, or moved to another holder (an address handed to someone else)
             bound = Binding(kind, key, org_path, at, at, asset_id=asset_id,
                             device_id=device_id)
         self._bindings[(kind, key)] = bound
         self._dirty_bindings.add((kind, key))
+        if bound.asset_id:
+            self._bound.setdefault(bound.asset_id, set()).add((kind, key))
 
     def _present(self, device: RegisteredDevice, sighting: Sighting) -> None:
         at = sighting.seen_at

@@ -41,8 +41,10 @@ def _text(what: str) -> Callable[[Any], str | None]:
 
 
 def _normalized(what: str, normalize: Callable[[str], str]) -> Callable[[Any], str | None]:
+    text_of = _text(what)
+
     def parse(value: Any) -> str | None:
-        text = _text(what)(value)
+        text = text_of(value)
         return None if text is None else normalize(text)
     return parse
 
