@@ -17,6 +17,7 @@ import ipaddress
 import operator
 import re
 from dataclasses import dataclass, field, fields
+from typing import NamedTuple
 
 from iotiam.errors import InvalidInput
 
@@ -328,13 +329,13 @@ def ip_key(site: str | None, ip: str) -> str:
     return f"{site or ''}|{ip}"
 
 
-@dataclass(frozen=True, slots=True)
-class Binding:
+class Binding(NamedTuple):
     """An identifier value as last seen on one asset or device, within one org subtree.
 
     IP values are keyed by :func:`ip_key`. ``device_id`` set means the value belongs to
     a registered device (learned from a sighting matched by a stronger identifier, or
-    from an asset that turned out to be that device).
+    from an asset that turned out to be that device). A tuple: an import makes one per
+    identifier of every new asset.
     """
 
     kind: IdentifierKind

@@ -25,7 +25,8 @@ write come out (:class:`Outcome`). The rules, strongest identifier first
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from iotiam.discovery.models import (
     CONFIDENCE,
@@ -155,8 +156,9 @@ class _Presence:
                                if t >= self.last_seen - IP_BINDING_SECONDS})
 
 
-@dataclass
-class _Hit:
+class _Hit(NamedTuple):
+    """What one identifier of a sighting resolved to (a tuple: made ~3 times a sighting)."""
+
     kind: IdentifierKind
     key: str
     device: RegisteredDevice | None
@@ -191,10 +193,15 @@ class Reconciler:
         (``keys``: its ``keys_of``, when the caller has them already)."""
         keys = keys_of(sighting) if keys is None else keys
         hits = [self._resolve(kind, key, sighting.seen_at) for kind, key in keys]
-        first = next((h for h in hits if h.device or h.asset), None)
+        first = by_device = None
+        for hit in hits:
+            if first is None and (hit.device or hit.asset):
+                first = hit
+            if hit.device and hit.kind is not IP:
+                by_device = hit
+                break
         if first is None:
             return self._new_asset(sighting, keys)
-        by_device = next((h for h in hits if h.device and h.kind is not IP), None)
         if by_device is None and first.kind is IP and first.device:
             by_device = first
         if by_device is not None:
@@ -221,6 +228,8 @@ class Reconciler:
     def _resolve(self, kind: IdentifierKind, key: str, seen_at: float) -> _Hit:
         registered = self._registered.get((kind, key))
         binding = self._bindings.get((kind, key))
+        if registered is None and binding is None:
+            return _Hit(kind, key, None, None)  # the common case of a new asset
         if binding is not None and kind is IP and not (
                 binding.first_seen - IP_BINDING_SECONDS <= seen_at
                 <= binding.last_seen + IP_BINDING_SECONDS):
@@ -307,7 +316,7 @@ class Reconciler:
         for key in moved:
             binding = self._bindings[key]
             if binding.asset_id == gone:
-                self._bindings[key] = replace(binding, asset_id=kept)
+                self._bindings[key] = binding._replace(asset_id=kept)
         self._bound.setdefault(kept, set()).update(moved)
 
     def _new_asset(self, sighting: Sighting, keys: list[Key]) -> Match:

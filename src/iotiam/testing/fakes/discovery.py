@@ -76,7 +76,7 @@ class MemoryDiscoveryStore(MemoryStore):
         for gone, kept in merged.items():
             for key, binding in list(self.bindings.items()):
                 if binding.asset_id == gone:
-                    self.bindings[key] = replace(binding, asset_id=kept)
+                    self.bindings[key] = binding._replace(asset_id=kept)
             for digest, (sighting, path, match) in list(self.sightings.items()):
                 if match.asset_id == gone:
                     self.sightings[digest] = (sighting, path, replace(match, asset_id=kept))
