@@ -211,10 +211,11 @@ class Reconciler:
     def outcome(self) -> Outcome:
         """The rows this batch changes."""
         return Outcome(
-            assets=[self._assets[a].value() for a in sorted(self._dirty_assets)
-                    if a in self._assets],
-            bindings=[self._bindings[k] for k in sorted(self._dirty_bindings)],
-            presence=[self._presence[d].value() for d in sorted(self._dirty_presence)],
+            # in no particular order: imports run one at a time, so no two batches' upserts
+            # can wait on each other's rows
+            assets=[self._assets[a].value() for a in self._dirty_assets if a in self._assets],
+            bindings=[self._bindings[k] for k in self._dirty_bindings],
+            presence=[self._presence[d].value() for d in self._dirty_presence],
             merged={gone: self._live(kept) for gone, kept in self._merged.items()},
             matched=self._matched, new_assets=self._new_assets)
 
