@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -165,3 +167,19 @@ def test_credentials_ok_seen_on_device_and_asset(svc: MemoryServices) -> None:
     (cred,) = svc.discovery.reader.iter_credentials_seen(org_path=ROOT_PATH)
     assert cred.kind is IdentifierKind.CERTIFICATE and cred.device_ids == ("cam-a",)
     assert cred.places == (("hq", "10.0.0.1"), ("hq", "10.0.0.2"))
+
+
+def test_observe_ok_the_background_loop_stores_and_stops(svc: MemoryServices) -> None:
+    stop = threading.Event()
+    loop = threading.Thread(target=svc.discovery.run_observer, args=(stop,))
+    loop.start()
+    try:
+        svc.discovery.observe([Sighting(source="api", seen_at=1772359200.0, client_id="who")])
+        deadline = time.monotonic() + 5
+        while not svc.uow.discovery.sightings and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        loop.join(5)
+    assert not loop.is_alive()
+    assert len(svc.uow.discovery.sightings) == 1
