@@ -59,8 +59,9 @@ class SqlRegisteredIdentities:
         cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             if self._pg:
-                cursor.execute(sql.format(**{"in": "= ANY(%s)"}).replace("?", "%s"),
-                               [list(values), *extra])
+                # a semi-join (see discovery_store.SqlDiscoveryStore._where_in)
+                semi_join = sql.format(**{"in": "IN (SELECT unnest(%s::text[]))"})
+                cursor.execute(semi_join.replace("?", "%s"), [list(values), *extra])
                 yield from cursor.fetchall()
                 return
             for start in range(0, len(values), IN_CHUNK):
