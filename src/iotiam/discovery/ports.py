@@ -74,9 +74,10 @@ class DiscoveryStore(Protocol):
     """Sightings, discovered assets, the identifier bindings that join them, and the
     per-device presence aggregate. Writes come in batches (one import batch each)."""
 
-    def lock_for_import(self) -> None:
+    def begin_import(self) -> None:
         """Hold, until the transaction ends, the lock that keeps imports one at a time
-        (two imports reconciling at once would both create the asset of one MAC)."""
+        (two imports reconciling at once would both create the asset of one MAC), and
+        make the batch's lookups fast whatever the tables' size (planner statistics)."""
         ...
 
     def known_digests(self, digests: Sequence[bytes]) -> set[bytes]:

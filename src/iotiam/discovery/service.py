@@ -139,7 +139,7 @@ class Discovery:
         scope = principal.org_path
         with self._uow() as uow:
             store = uow.discovery
-            store.lock_for_import()
+            store.begin_import()
             known = store.known_digests(list(unique))
             fresh = [(digest, s) for digest, s in unique.items() if digest not in known]
             report.duplicates += len(unique) - len(fresh)

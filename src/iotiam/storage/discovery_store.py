@@ -45,6 +45,12 @@ _BINDING_COLUMNS = ("kind", "value", "org_path", "asset_id", "device_id", "first
 _PRESENCE_COLUMNS = ("device_id", "org_path", "first_seen", "last_seen", "sources",
                      "sightings", "places")
 
+#: the tables an import grows, by name (only these names are ever analysed)
+_ANALYSED = {name: name for name in ("discovery_sightings", "discovery_identifiers",
+                                     "discovery_assets", "discovery_presence")}
+_GROWN_TABLES = ("SELECT relname FROM pg_stat_user_tables WHERE relname = ANY(%s) "
+                 "AND schemaname = current_schema() AND n_mod_since_analyze > 1000 "
+                 "AND n_mod_since_analyze > n_live_tup / 4")
 # constant names only, never input
 _ASSETS_WHERE = f"SELECT {', '.join(_ASSET_COLUMNS)} FROM discovery_assets WHERE {{in}}"  # noqa: S608
 _PRESENCE_WHERE = (f"SELECT {', '.join(_PRESENCE_COLUMNS)} "  # noqa: S608
@@ -117,7 +123,7 @@ class SqlDiscoveryStore(SqlDiscoveryReads):
         cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(sql, params)
-            return list(cursor.fetchall())
+            return [] if cursor.description is None else list(cursor.fetchall())
         finally:
             cursor.close()
 
@@ -140,10 +146,17 @@ class SqlDiscoveryStore(SqlDiscoveryReads):
             found.extend(self._query(where, [*chunk, *extra]))
         return found
 
-    def lock_for_import(self) -> None:
-        """PostgreSQL: a transaction-scoped advisory lock; SQLite has one writer anyway."""
-        if self._pg:
-            self._query("SELECT pg_advisory_xact_lock(%s)", [IMPORT_LOCK])
+    def begin_import(self) -> None:
+        """PostgreSQL: a transaction-scoped advisory lock, and fresh statistics for the
+        discovery tables that grew since they were last analysed; SQLite has one writer
+        anyway, and its planner takes the indexes without statistics."""
+        if not self._pg:
+            return
+        self._query("SELECT pg_advisory_xact_lock(%s)", [IMPORT_LOCK])
+        # an import grows these tables faster than autovacuum analyses them; with the
+        # statistics of an empty table the planner scans them for every looked-up value
+        for (table,) in self._query(_GROWN_TABLES, [list(_ANALYSED)]):
+            self._query(f"ANALYZE {_ANALYSED[table]}", [])
 
     def known_digests(self, digests: Sequence[bytes]) -> set[bytes]:
         """Which of these sighting digests are stored."""

@@ -158,7 +158,7 @@ def test_sightings_idempotent_and_credentials(db: Any) -> None:
             (sighting(3, psk_identity="shared", issuer="CN=x", serial="1"), b"c" * 16, BETA,
              Match(K.PSK_IDENTITY, 0.95, asset_id="as-8"))]
     with db() as uow:
-        uow.discovery.lock_for_import()
+        uow.discovery.begin_import()
         assert uow.discovery.add_sightings(rows) == 3
     with db() as uow:
         assert uow.discovery.known_digests([b"a" * 16, b"z" * 16]) == {b"a" * 16}

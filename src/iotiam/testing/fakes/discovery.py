@@ -42,7 +42,7 @@ class MemoryDiscoveryStore(MemoryStore):
     bindings: dict[tuple[IdentifierKind, str, str], Binding] = field(default_factory=dict)
     presence: dict[str, DevicePresence] = field(default_factory=dict)
 
-    def lock_for_import(self) -> None:
+    def begin_import(self) -> None:
         """The memory database has one writer at a time already."""
 
     def known_digests(self, digests: Sequence[bytes]) -> set[bytes]:
