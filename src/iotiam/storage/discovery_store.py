@@ -122,7 +122,12 @@ class SqlDiscoveryStore(SqlDiscoveryReads):
     def _query(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
         cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(sql, params)
+            if self._pg:
+                # planned for these values each time (a custom plan): a generic plan of
+                # an IN list is chosen blind, and has scanned a table per value
+                cursor.execute(sql, params, prepare=False)  # type: ignore[call-arg]
+            else:
+                cursor.execute(sql, params)
             return [] if cursor.description is None else list(cursor.fetchall())
         finally:
             cursor.close()
@@ -134,10 +139,9 @@ class SqlDiscoveryStore(SqlDiscoveryReads):
         if not values:
             return []
         if self._pg:
-            # a semi-join, not ``= ANY(array)``: that is a linear search of the array per
-            # row whenever the planner scans (a young table's statistics say it is tiny)
-            semi_join = f"{column} IN (SELECT unnest(%s::{array}))"
-            where = select.replace("{in}", semi_join).replace("?", "%s")
+            # planned with the values known (``_query``), ``= ANY`` is an index probe per
+            # value or, if the planner scans, one hashed lookup per row (PostgreSQL 14+)
+            where = select.replace("{in}", f"{column} = ANY(%s::{array})").replace("?", "%s")
             return self._query(where, [list(values), *extra])
         found: list[Any] = []
         for start in range(0, len(values), IN_CHUNK):

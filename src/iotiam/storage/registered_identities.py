@@ -59,9 +59,9 @@ class SqlRegisteredIdentities:
         cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             if self._pg:
-                # a semi-join (see discovery_store.SqlDiscoveryStore._where_in)
-                semi_join = sql.format(**{"in": "IN (SELECT unnest(%s::text[]))"})
-                cursor.execute(semi_join.replace("?", "%s"), [list(values), *extra])
+                # planned for these values (see discovery_store.SqlDiscoveryStore._query)
+                cursor.execute(sql.format(**{"in": "= ANY(%s::text[])"}).replace("?", "%s"),
+                               [list(values), *extra], prepare=False)  # type: ignore[call-arg]
                 yield from cursor.fetchall()
                 return
             for start in range(0, len(values), IN_CHUNK):
