@@ -161,11 +161,12 @@ def _installation(backend: str, tmp_path: Path) -> Iterator[Installation]:
 
 
 def make_memory_installation(data_dir: Path, *,
-                             sightings: SightingSink = NO_SIGHTINGS) -> Installation:
+                             sightings: SightingSink | None = None) -> Installation:
     """An installation whose stores live in memory (``iotiam.testing.fakes``): seeded
     like ``init``, wired like ``build_services``, on the same frozen clock. No data
     directory is written; ``settings`` names one only for what reads its values.
-    What its own traffic sees of unmanaged identities goes to ``sightings``."""
+    What its own traffic sees of unmanaged identities goes to ``sightings`` (its own
+    discovery when None)."""
     clock = FrozenClock(START)
     settings = Settings(data_dir=data_dir, port=18443, http_port=18080)
     config = MemoryConfig(pki=settings.pki, tokens=token_config(settings),
@@ -184,7 +185,8 @@ def make_memory_installation(data_dir: Path, *,
         transfers=memory.transfers, policies=memory.policies, decisions=memory.decisions,
         subjects=memory.subjects, inquiry=memory.inquiry, oauth=memory.oauth,
         firmware=memory.firmware, attestation=memory.attestation, response=memory.response,
-        trust=memory.trust, ingest=memory.ingest, alerts=memory.alerts)
+        trust=memory.trust, ingest=memory.ingest, alerts=memory.alerts,
+        discovery=memory.discovery)
     return Installation(settings=settings, services=services, clock=clock,
                         admin_token=memory.admin_token)
 

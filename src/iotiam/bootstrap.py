@@ -51,6 +51,7 @@ from iotiam.detection.ingest import EventIngest
 from iotiam.detection.ports import ModeSource
 from iotiam.discovery.ports import SightingSink
 from iotiam.discovery.sources.own_traffic import NO_SIGHTINGS
+from iotiam.discovery.service import Discovery
 from iotiam.enrollment.first_contact import FirstContact
 from iotiam.enrollment.manufacturers import Manufacturers
 from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
@@ -146,6 +147,8 @@ class Services:
     ingest: EventIngest
     #: signed webhook and syslog delivery of findings
     alerts: AlertDispatcher
+    #: sightings, their reconciliation with the fleet, the discovered assets
+    discovery: Discovery
 
     def close(self) -> None:
         """Deliver queued alerts, release database connections."""
@@ -227,13 +230,17 @@ def build_services(
                                 serials or x509.random_serial_number)
     psks = Psks(database, clock, audit, SecretSealer(data_key(settings, create=False)))
     every_credential: AllCredentials[SqlUnitOfWork] = AllCredentials(pki, psks)
+    # iotiam's own traffic (refused clients, held EST requests, unknown OAuth clients)
+    # is a discovery source: the queue, the event pipeline and the token endpoint report
+    discovery = Discovery(database, clock, audit)
     queue = EnrollmentQueue(database, clock, audit, pki, QueueLimits(
-        retry_after_seconds=settings.est_retry_after_seconds))
+        retry_after_seconds=settings.est_retry_after_seconds), sightings=discovery)
     policies, decisions, subjects = policy_services(database, clock, audit)
     inventory = Inventory(database, clock, audit, every_credential)
     alerts = AlertDispatcher(alert_channels(settings))
     response, trust, attestation, ingest = detection_and_response(
-        settings, database, clock, audit, pki, inventory, every_credential, alerts)
+        settings, database, clock, audit, pki, inventory, every_credential, alerts,
+        discovery)
     return follow_changes(Services(
         settings=settings,
         clock=clock,
@@ -255,13 +262,14 @@ def build_services(
         subjects=subjects,
         inquiry=PolicyInquiry(decisions, subjects, inventory, clock),
         oauth=authorization_server(token_config(settings), database, clock, audit, pki,
-                                   decisions, passphrase),
+                                   decisions, passphrase, sightings=discovery),
         firmware=FirmwareRegistry(database, clock, audit, finding_sink=response),
         attestation=attestation,
         response=response,
         trust=trust,
         ingest=ingest,
         alerts=alerts,
+        discovery=discovery,
     ))
 
 
@@ -352,6 +360,7 @@ def detection_and_response(
     devices: DeviceLifecycle[SqlUnitOfWork],
     every_credential: AllCredentials[SqlUnitOfWork],
     alerts: AlertDispatcher,
+    sightings: SightingSink,
 ) -> tuple[IncidentResponse[SqlUnitOfWork], TrustScores, Attestation, EventIngest]:
     """Incident response, the trust scores it keeps, attestation reporting findings to
     it, and the event pipeline whose engine reads its per-type modes."""
@@ -362,7 +371,7 @@ def detection_and_response(
         pki.cas.issuing_id, pki.cas.issuing.certificate.subject), finding_sink=response)
     trust.use_firmware_source(attestation)
     ingest = EventIngest(detection_engine(settings, response), response,
-                         SqlDeviceLookup(database.engine))
+                         SqlDeviceLookup(database.engine), sightings=sightings)
     response.on_false_positive(ingest.false_positive)
     return response, trust, attestation, ingest
 
@@ -481,7 +490,8 @@ def background_jobs(services: Services, *, singletons: bool) -> BackgroundJobs:
     settings = services.settings
     crls = CrlRefresher(services.pki)
     services.changes.subscribe((CertificateRevoked,), crls.revoked)
-    jobs = [Job("change-feed", services.changes.run), Job("crl-refresher", crls.run)]
+    jobs = [Job("change-feed", services.changes.run), Job("crl-refresher", crls.run),
+            Job("discovery-observer", services.discovery.run_observer)]
     if not singletons:
         return BackgroundJobs(jobs)
     return BackgroundJobs([

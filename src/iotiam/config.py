@@ -45,6 +45,8 @@ class Settings:
     server_names: tuple[str, ...] = ("localhost", "127.0.0.1")
     rotation_age: timedelta = timedelta(days=30)
     max_body_bytes: int = 1024 * 1024
+    #: a discovery import's body (streamed, never held: ``POST /v1/discovery/imports``)
+    max_import_bytes: int = 16 * 1024 ** 3
     # a client certificate is read from CLIENT_CERT_HEADER only on requests from these
     trusted_proxies: tuple[str, ...] = ()
     #: RFC 7030 §4.2.3: how long a held enrollment's client waits before it polls again

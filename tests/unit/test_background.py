@@ -12,11 +12,14 @@ from iotiam.bootstrap import background_jobs
 def test_jobs_ok_singletons_only_in_the_first_process(installation: Installation) -> None:
     services = installation.services
     other = background_jobs(services, singletons=False)
-    assert [j.name for j in other.jobs] == ["change-feed", "crl-refresher"]
+    # each process stores the sightings of its own traffic it queued
+    assert [j.name for j in other.jobs] == ["change-feed", "crl-refresher",
+                                            "discovery-observer"]
     assert other.start_data_plane is None
     first = background_jobs(services, singletons=True)
     assert [j.name for j in first.jobs] == [
-        "change-feed", "crl-refresher", "audit-checkpoints", "trust-scores",
+        "change-feed", "crl-refresher", "discovery-observer", "audit-checkpoints",
+        "trust-scores",
         "baseline-saver", "change-pruner"]
     assert first.start_data_plane is not None
 

@@ -21,6 +21,7 @@ from iotiam.api.routes import (
     certificates,
     credentials,
     detection,
+    discovery,
     enrollment,
     est,
     firmware,
@@ -60,10 +61,12 @@ def create_api_app(services: Services) -> ASGIApp:
     app.include_router(detection.router)
     app.include_router(firmware.router)
     app.include_router(attestation.router)
+    app.include_router(discovery.router)
     # the size limit wraps the OCSP fast path too; the broker hook and the token endpoint
     # bound their own bodies
     limited = BodySizeLimit(OcspFastPath(EncodedSlashRefusal(app), services),
-                            services.settings.max_body_bytes)
+                            services.settings.max_body_bytes,
+                            larger={"/v1/discovery/imports": services.settings.max_import_bytes})
     # the token fast path outermost (it answers only POST /oauth2/token); HEAD inside it
     return OAuthTokenFastPath(HeadAsGet(EmqxHookFastPath(limited, services)), services)
 

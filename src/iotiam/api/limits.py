@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -11,25 +12,29 @@ from iotiam.api.problems import PROBLEM_JSON, TYPE_PREFIX
 
 
 class BodySizeLimit:
-    """Answer 413 problem+json for bodies over ``max_bytes`` (declared or streamed)."""
+    """Answer 413 problem+json for bodies over ``max_bytes`` (declared or streamed);
+    ``larger`` names the paths that stream their bodies, with their own bound."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 larger: Mapping[str, int] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max_bytes = max_bytes
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.larger.get(scope.get("path", ""), self.default_max_bytes)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
-                    declared = self.max_bytes + 1
-                if declared > self.max_bytes:
-                    await self._refuse(send)
+                    declared = max_bytes + 1
+                if declared > max_bytes:
+                    await self._refuse(send, max_bytes)
                     return
         received = 0
         refused = False
@@ -39,23 +44,24 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     refused = True
-                    raise _TooLarge(self.max_bytes)
+                    raise _TooLarge(max_bytes)
             return message
 
         try:
             await self.app(scope, limited_receive, send)
         except _TooLarge:
             if refused:
-                await self._refuse(send)
+                await self._refuse(send, max_bytes)
 
-    async def _refuse(self, send: Send) -> None:
+    @staticmethod
+    async def _refuse(send: Send, max_bytes: int) -> None:
         body = json.dumps({
             "type": TYPE_PREFIX + "payload-too-large",
             "title": "Payload too large",
             "status": 413,
-            "detail": f"request body exceeds {self.max_bytes} bytes",
+            "detail": f"request body exceeds {max_bytes} bytes",
         }).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", PROBLEM_JSON.encode()),

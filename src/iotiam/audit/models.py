@@ -88,6 +88,10 @@ class AuditTag(enum.StrEnum):
     MITIGATION_LIFTED = "admin:mitigation:lifted"
     #: a bulk event upload refused whole (not JSON, too large, no rights)
     EVENTS_REFUSED = "admin:events:refused"
+    #: one batch of sightings imported (its count and the digest of its rows)
+    SIGHTINGS_IMPORTED = "discovery:sightings:imported"
+    #: a discovery import refused whole (unknown source, not that format, no rights)
+    DISCOVERY_IMPORT_REFUSED = "admin:discovery-import:refused"
 
 
 class Outcome(enum.StrEnum):

@@ -68,6 +68,7 @@ def register_commands() -> None:
         credentials,
         detection,
         devices,
+        discover,
         enrollment,
         firmware,
         oauth,
@@ -87,6 +88,7 @@ def register_commands() -> None:
     policies.register(app)
     firmware.register(app)
     detection.register(app)
+    discover.register(app)
 
 
 def run(argv: Sequence[str] | None = None) -> None:

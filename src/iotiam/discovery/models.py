@@ -14,8 +14,10 @@ from __future__ import annotations
 import enum
 import hashlib
 import ipaddress
+import operator
 import re
 from dataclasses import dataclass, field, fields
+from typing import NamedTuple
 
 from iotiam.errors import InvalidInput
 
@@ -75,6 +77,10 @@ def normalize_mac(value: str) -> str:
 
 def normalize_ip(value: str) -> str:
     """The canonical text of an IPv4 or IPv6 address (IPv4-mapped IPv6 unwrapped)."""
+    octets = value.split(".")
+    if len(octets) == 4 and all(o.isdigit() and o.isascii() and len(o) <= 3 and int(o) < 256
+                                and (o == "0" or o[0] != "0") for o in octets):
+        return value  # already canonical dotted IPv4 (ipaddress would answer the same)
     try:
         address = ipaddress.ip_address(value.strip().split("%", 1)[0])
     except ValueError:
@@ -189,11 +195,12 @@ class Sighting:
 
     def digest(self) -> bytes:
         """16 bytes naming this exact observation: importing it twice adds nothing."""
-        parts = [repr(getattr(self, f.name)) for f in _FIELDS]
+        parts = map(repr, _ALL_FIELDS(self))
         return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).digest()
 
 
-_FIELDS = fields(Sighting)
+#: every field's value, in declaration order (one C call: the digest runs per sighting)
+_ALL_FIELDS = operator.attrgetter(*(f.name for f in fields(Sighting)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +322,59 @@ class CredentialSeen:
     not_after: float | None = None
     key: str | None = None
     signature_hash: str | None = None
+
+
+def ip_key(site: str | None, ip: str) -> str:
+    """How an IP address is keyed for matching: it only means something at one site."""
+    return f"{site or ''}|{ip}"
+
+
+class Binding(NamedTuple):
+    """An identifier value as last seen on one asset or device, within one org subtree.
+
+    IP values are keyed by :func:`ip_key`. ``device_id`` set means the value belongs to
+    a registered device (learned from a sighting matched by a stronger identifier, or
+    from an asset that turned out to be that device). A tuple: an import makes one per
+    identifier of every new asset.
+    """
+
+    kind: IdentifierKind
+    value: str
+    org_path: str
+    first_seen: float
+    last_seen: float
+    asset_id: str | None = None
+    device_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredDevice:
+    """A registered device an identifier value belongs to, and where it lives (G9)."""
+
+    device_id: str
+    org_path: str
+
+
+@dataclass(frozen=True)
+class DevicePresence:
+    """The per-device aggregate kept on import (what :class:`DeviceSeen` is read from)."""
+
+    device_id: str
+    org_path: str
+    first_seen: float
+    last_seen: float
+    sources: frozenset[str]
+    sightings: int
+    #: (site, ip) -> when it was last seen there (pruned to ``IP_BINDING_SECONDS``)
+    places: dict[tuple[str | None, str], float] = field(default_factory=dict)
+
+    def seen(self) -> DeviceSeen:
+        """As the risk register reads it."""
+        recent = sorted((place for place, at in self.places.items()
+                         if at >= self.last_seen - IP_BINDING_SECONDS),
+                        key=lambda place: (place[0] or "", place[1]))
+        return DeviceSeen(self.device_id, self.org_path, self.first_seen, self.last_seen,
+                          tuple(sorted(self.sources)), self.sightings, tuple(recent))
 
 
 @dataclass

@@ -5,15 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Protocol
 
+from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.discovery.models import (
+    Binding,
     CredentialSeen,
+    DevicePresence,
     DeviceSeen,
     DiscoveredAsset,
     IdentifierKind,
+    Match,
     Refusal,
+    RegisteredDevice,
     Sighting,
     SourceContext,
 )
+
+#: a sighting as stored: the sighting, its digest, the org path it was imported under,
+#: and what it was matched to
+SightingRow = tuple[Sighting, bytes, str, Match]
 
 
 class SightingSource(Protocol):
@@ -38,12 +47,14 @@ class RegisteredIdentities(Protocol):
 
     A device is known by the fingerprints and issuer+serial of every certificate it was
     issued, its PSK identities, its id (its MQTT client id and username), and the
-    ``mac``, ``hostname`` and ``ip`` attributes an admin gave it.
+    ``mac``, ``hostname`` and ``ip`` attributes an admin gave it. An ``ip`` is asked as
+    ``models.ip_key(site, ip)`` and matches a device whose ``site`` is that site: an
+    address an admin declared is static, but only at its own site.
     """
 
     def devices_for(self, kind: IdentifierKind, values: Sequence[str], *,
-                    org_path: str) -> Mapping[str, str]:
-        """``value -> device id`` for the values some device under ``org_path`` has."""
+                    org_path: str) -> Mapping[str, RegisteredDevice]:
+        """``value -> device`` for the values some device under ``org_path`` has."""
         ...
 
 
@@ -60,25 +71,58 @@ class SightingSink(Protocol):
 
 
 class DiscoveryStore(Protocol):
-    """Sightings, discovered assets and the identifiers that join them."""
+    """Sightings, discovered assets, the identifier bindings that join them, and the
+    per-device presence aggregate. Writes come in batches (one import batch each)."""
 
-    def add_sightings(self, rows: Sequence[tuple[Sighting, str, str | None, str | None]]
-                      ) -> int:
-        """Store ``(sighting, org_path, device_id, asset_id)`` rows whose digest is new;
-        how many were new."""
+    def begin_import(self) -> None:
+        """Hold, until the transaction ends, the lock that keeps imports one at a time
+        (two imports reconciling at once would both create the asset of one MAC), and
+        make the batch's lookups fast whatever the tables' size (planner statistics)."""
         ...
 
     def known_digests(self, digests: Sequence[bytes]) -> set[bytes]:
         """Which of these sighting digests are already stored."""
         ...
 
-    def assets_for(self, kind: IdentifierKind, values: Sequence[str], *,
-                   org_path: str) -> Mapping[str, str]:
-        """``value -> asset id`` for the values a discovered asset under ``org_path`` has."""
+    def bindings_for(self, kind: IdentifierKind, values: Sequence[str], *,
+                     org_path: str) -> Mapping[str, Binding]:
+        """``value -> binding`` for the values bound under ``org_path``; where several
+        org units hold one value, the one at ``org_path`` itself, else the latest seen."""
+        ...
+
+    def assets_by_id(self, asset_ids: Sequence[str]) -> Mapping[str, DiscoveredAsset]:
+        """These assets (without their identifiers), by id."""
+        ...
+
+    def presence_for(self, device_ids: Sequence[str]) -> Mapping[str, DevicePresence]:
+        """The presence aggregate of these devices, those that have one."""
+        ...
+
+    def merge_assets(self, merged: Mapping[str, str]) -> None:
+        """``gone -> kept``: move each gone asset's bindings and sightings to the kept
+        one and delete it (the kept one's aggregate is saved by ``save_assets``)."""
+        ...
+
+    def save_assets(self, assets: Sequence[DiscoveredAsset]) -> None:
+        """Insert or replace these assets' rows (their ``identifiers`` are not stored
+        here: they are the bindings)."""
+        ...
+
+    def save_bindings(self, bindings: Sequence[Binding]) -> None:
+        """Insert or replace these bindings (keyed by kind, value and org path)."""
+        ...
+
+    def save_presence(self, presence: Sequence[DevicePresence]) -> None:
+        """Insert or replace these devices' presence aggregates."""
+        ...
+
+    def add_sightings(self, rows: Sequence[SightingRow]) -> int:
+        """Store ``(sighting, digest, org_path, match)`` rows whose digest is new; how
+        many were new."""
         ...
 
     def asset(self, asset_id: str) -> DiscoveredAsset | None:
-        """One asset."""
+        """One asset, with its identifiers."""
         ...
 
     def assets(self, *, org_path: str, after: str | None = None, limit: int = 100,
@@ -105,6 +149,21 @@ class DiscoveryStore(Protocol):
         ...
 
 
+class DiscoveryUnitOfWork(AuditUnitOfWork, Protocol):
+    """What an import works in: the discovery store, the registered identities it
+    matches against, and the audit chain its batches are recorded in."""
+
+    @property
+    def discovery(self) -> DiscoveryStore:
+        """Sightings, assets, bindings, presence."""
+        ...
+
+    @property
+    def registered_identities(self) -> RegisteredIdentities:
+        """The identifiers of registered devices (read only)."""
+        ...
+
+
 class DiscoveryReader(Protocol):
     """What the risk register reads of discovery (one consistent read)."""
 
@@ -121,5 +180,5 @@ class DiscoveryReader(Protocol):
         ...
 
 
-__all__ = ["DiscoveryReader", "DiscoveryStore", "Refusal", "RegisteredIdentities",
-           "SightingSink", "SightingSource"]
+__all__ = ["DiscoveryReader", "DiscoveryStore", "DiscoveryUnitOfWork", "Refusal",
+           "RegisteredIdentities", "SightingRow", "SightingSink", "SightingSource"]

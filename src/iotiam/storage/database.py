@@ -25,6 +25,7 @@ from iotiam.storage.attestation_store import SqlFirmwareStore
 from iotiam.storage.audit_store import SqlAuditLog
 from iotiam.storage.change_table import RECORDED, SqlChangeRecorder
 from iotiam.storage.credential_store import SqlPskStore
+from iotiam.storage.discovery_store import SqlDiscoveryStore
 from iotiam.storage.enrollment_store import (
     SqlClaimTokenStore,
     SqlEnrollmentRequestStore,
@@ -52,6 +53,7 @@ from iotiam.storage.policy_store import (
     SqlSiteStore,
     SqlTargetDirectory,
 )
+from iotiam.storage.registered_identities import SqlRegisteredIdentities
 from iotiam.storage.response_store import (
     SqlDetectionSettingsStore,
     SqlFindingStore,
@@ -144,6 +146,8 @@ class SqlUnitOfWork:
         self.mitigations = SqlMitigationStore(conn)
         self.detection_settings = SqlDetectionSettingsStore(conn)
         self.trust = SqlTrustStore(conn)
+        self.discovery = SqlDiscoveryStore(conn)
+        self.registered_identities = SqlRegisteredIdentities(conn)
 
     @property
     def changes(self) -> SqlChangeRecorder:

@@ -15,6 +15,7 @@ from iotiam.storage.tables import (
     audit,
     changes,
     credentials,
+    discovery,
     enrollment,
     inventory,
     pki,
@@ -24,5 +25,5 @@ from iotiam.storage.tables import (
 )
 from iotiam.storage.tables.columns import metadata
 
-__all__ = ["admin", "attestation", "audit", "changes", "credentials", "enrollment", "inventory",
-           "metadata", "pki", "policy", "response", "tokens"]
+__all__ = ["admin", "attestation", "audit", "changes", "credentials", "discovery", "enrollment",
+           "inventory", "metadata", "pki", "policy", "response", "tokens"]

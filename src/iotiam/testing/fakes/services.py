@@ -31,7 +31,7 @@ from iotiam.credentials.service import Psks
 from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.ingest import EventIngest
 from iotiam.discovery.ports import SightingSink
-from iotiam.discovery.sources.own_traffic import NO_SIGHTINGS
+from iotiam.discovery.service import Discovery
 from iotiam.enrollment.first_contact import FirstContact
 from iotiam.enrollment.manufacturers import Manufacturers
 from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
@@ -108,6 +108,8 @@ class MemoryServices:
     trust: TrustScores
     ingest: EventIngest
     alerts: AlertDispatcher
+    #: sightings, their reconciliation and the discovered assets
+    discovery: Discovery
     #: the plaintext of the bootstrap admin token (``profile.json`` of a real install)
     admin_token: str = ""
 
@@ -124,11 +126,11 @@ class MemoryServices:
 def memory_services(
     config: MemoryConfig | None = None, *, clock: FrozenClock | None = None,
     serials: SerialSource | None = None, alert_channels: tuple[AlertChannel, ...] = (),
-    sightings: SightingSink = NO_SIGHTINGS,
+    sightings: SightingSink | None = None,
 ) -> MemoryServices:
     """An installation in memory, initialised like ``iotiam init`` and wired like
     ``bootstrap.build_services`` (what iotiam's own traffic sees of unmanaged identities
-    goes to ``sightings``)."""
+    goes to ``sightings``, the installation's discovery when None)."""
     config = config or MemoryConfig()
     clock = clock or FrozenClock(START)
     database = MemoryDatabase()
@@ -154,8 +156,10 @@ def memory_services(
 def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
           checkpoints: CheckpointWriter, config: MemoryConfig, cas: CaSet, passphrase: bytes,
           serials: Callable[[], int], alert_channels: tuple[AlertChannel, ...],
-          sightings: SightingSink) -> MemoryServices:
+          sightings: SightingSink | None) -> MemoryServices:
     """The object graph of ``bootstrap.build_services`` on the memory database."""
+    discovery = Discovery(database, clock, audit)
+    sightings = sightings or discovery
     pki = Pki(database, clock, audit, config.pki, cas, serials,
               MemoryStatusReader(database.uow.certificates))
     psks = Psks(database, clock, audit, SecretSealer(secrets.token_bytes(32)))
@@ -193,7 +197,7 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
                                    sightings=sightings),
         firmware=FirmwareRegistry(database, clock, audit, finding_sink=response),
         attestation=attestation, response=response, trust=trust, ingest=ingest,
-        alerts=alerts,
+        alerts=alerts, discovery=discovery,
     ))
 
 

@@ -18,6 +18,7 @@ from iotiam.testing.fakes.admin import MemoryAdminTokenStore
 from iotiam.testing.fakes.attestation import MemoryFirmwareStore
 from iotiam.testing.fakes.audit import MemoryAuditLog
 from iotiam.testing.fakes.credentials import MemoryPskStore
+from iotiam.testing.fakes.discovery import MemoryDiscoveryStore, MemoryRegisteredIdentities
 from iotiam.testing.fakes.enrollment import (
     MemoryClaimTokenStore,
     MemoryEnrollmentRequestStore,
@@ -103,6 +104,9 @@ class MemoryUnitOfWork:
         self.oauth_assertion_jtis = MemoryAssertionJtiStore()
         self.oauth_revoked_tokens = MemoryTokenDenyList()
         self.oauth_device_codes = MemoryDeviceCodeStore()
+        self.discovery = MemoryDiscoveryStore()
+        self.registered_identities = MemoryRegisteredIdentities(
+            self.devices, self.certificates, self.psks, self.cas)
 
     def stores(self) -> dict[str, MemoryStore]:
         """Every store by its attribute name (one entry per store object)."""

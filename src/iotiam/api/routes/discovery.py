@@ -1,0 +1,149 @@
+"""Discovery: import what a source saw (the raw file as the body, streamed), list assets.
+
+The import's body is never held whole: the import runs on a worker thread and reads
+the body through :class:`BodyStream`, which asks the event loop for the next chunk
+only when the source wants more bytes (so a slow import slows the client, not memory).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import anyio.from_thread
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from iotiam.api.auth import Caller, Wired
+from iotiam.discovery.models import DiscoveredAsset, ImportReport, SourceContext, bounded_text
+from iotiam.errors import InvalidInput
+
+router = APIRouter(prefix="/v1/discovery", tags=["discovery"])
+
+MAX_OPTIONS = 64
+#: the buffer the sources read through (lines are read from it, never from the socket)
+READ_BUFFER = 256 * 1024
+
+_IMPORT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    "description": "The file the source reads (nmap XML, a leases file, JSON lines ...)."}}
+
+
+class BodyStream(io.RawIOBase):
+    """A request body as a blocking binary stream, for a worker thread started by
+    ``run_in_threadpool`` (each read past the buffer waits for the event loop)."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self._chunk = b""
+        self._offset = 0
+        self._done = False
+        #: bytes handed to the reader so far
+        self.received = 0
+
+    def readable(self) -> bool:
+        """It is."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` from the current chunk, fetching the next one when it is used."""
+        while self._offset >= len(self._chunk) and not self._done:
+            try:
+                self._chunk = anyio.from_thread.run(self._next)
+            except StopAsyncIteration:
+                self._done = True
+            except ClientDisconnect:
+                raise InvalidInput("the client went away before the body ended") from None
+            self._offset = 0
+        if self._done and self._offset >= len(self._chunk):
+            return 0
+        size = min(len(buffer), len(self._chunk) - self._offset)
+        buffer[:size] = self._chunk[self._offset:self._offset + size]
+        self._offset += size
+        self.received += size
+        return size
+
+    async def _next(self) -> bytes:
+        return await self._chunks.__anext__()
+
+
+def _context(site: str | None, network: str | None, options: list[str]) -> SourceContext:
+    if len(options) > MAX_OPTIONS:
+        raise InvalidInput(f"at most {MAX_OPTIONS} options")
+    parsed: dict[str, str] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip() or len(key) > 64:
+            raise InvalidInput(f"option {option[:60]!r} is not key=value (a key of at "
+                               "most 64 characters)")
+        parsed[key.strip()] = bounded_text(value, f"option {key[:60]}") or ""
+    return SourceContext(site=bounded_text(site, "site"), network=bounded_text(network,
+                                                                                "network"),
+                         options=parsed)
+
+
+def render_report(report: ImportReport) -> dict[str, Any]:
+    """An import's report as the API answers it."""
+    return {"source": report.source, "read": report.read, "added": report.added,
+            "duplicates": report.duplicates, "matched": report.matched,
+            "new_assets": report.new_assets, "refused": report.refused,
+            "refusals": [{"line": r.position, "reason": r.reason} for r in report.refusals]}
+
+
+def _when(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+def render_asset(asset: DiscoveredAsset) -> dict[str, Any]:
+    """A discovered asset as the API shows it."""
+    return {"id": asset.id, "status": str(asset.status), "org_path": asset.org_path,
+            "site": asset.site, "network": asset.network, "ip": asset.ip, "mac": asset.mac,
+            "hostname": asset.hostname, "vendor": asset.vendor, "model": asset.model,
+            "open_ports": list(asset.open_ports), "first_seen": _when(asset.first_seen),
+            "last_seen": _when(asset.last_seen), "sources": list(asset.sources),
+            "identifiers": [{"kind": str(kind), "value": value}
+                            for kind, value in asset.identifiers],
+            "sightings": asset.sightings, "device_id": asset.device_id}
+
+
+@router.post("/imports", openapi_extra=_IMPORT_BODY)
+async def import_sightings(
+    request: Request, caller: Caller, svc: Wired,
+    source: str = Query(min_length=1, max_length=64),
+    site: str | None = Query(default=None, max_length=256),
+    network: str | None = Query(default=None, max_length=256),
+    option: Annotated[list[str] | None, Query()] = None,
+) -> dict[str, Any]:
+    """Import what a source saw; the answer counts what was added, matched and refused."""
+    context = _context(site, network, option or [])
+    body = io.BufferedReader(BodyStream(request.stream()), buffer_size=READ_BUFFER)
+    report = await run_in_threadpool(svc.discovery.import_stream, caller, source, body,
+                                     context)
+    return render_report(report)
+
+
+@router.get("/assets")
+def list_assets(
+    caller: Caller, svc: Wired,
+    status: str | None = Query(default=None, max_length=32),
+    site: str | None = Query(default=None, max_length=256),
+    source: str | None = Query(default=None, max_length=64),
+    after: str | None = Query(default=None, max_length=64),
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> dict[str, Any]:
+    """Discovered assets in the caller's subtree, in id order (pass ``next`` as
+    ``after``); ``total`` counts all the filters select."""
+    items = svc.discovery.assets(caller, status=status, site=site, source=source,
+                                 after=after, limit=limit)
+    total = svc.discovery.count_assets(caller, status=status, site=site, source=source)
+    return {"items": [render_asset(a) for a in items], "total": total,
+            "next": items[-1].id if len(items) == limit else None}
+
+
+@router.get("/assets/{asset_id}")
+def show_asset(asset_id: str, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """One asset (not found outside the caller's subtree)."""
+    return render_asset(svc.discovery.asset(caller, asset_id))

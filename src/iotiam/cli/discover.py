@@ -1,0 +1,147 @@
+"""``iotiam discover import|list|show``: what sources saw, and the assets nobody manages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from iotiam.cli.client import api_path
+from iotiam.cli.entry import UsageError
+from iotiam.cli.inputs import MAX_PAGE, LimitOption
+from iotiam.cli.main import Context, console, errors
+from iotiam.cli.output import print_fields, print_json, print_table
+from iotiam.errors import InvalidInput
+
+discover_app = typer.Typer(help="Import what network sources saw; list discovered assets.",
+                           no_args_is_help=True)
+
+#: bytes per piece of the upload (the progress bar moves once per piece)
+UPLOAD_CHUNK = 256 * 1024
+#: an import answers when the whole file is read: wait as long as it takes
+IMPORT_TIMEOUT = httpx.Timeout(30.0, read=None)
+#: refused lines printed (all are counted)
+SHOWN_REFUSALS = 50
+
+
+def register(app: typer.Typer) -> None:
+    """Add the discovery commands."""
+    app.add_typer(discover_app, name="discover")
+
+
+def _options(pairs: list[str] | None) -> list[str]:
+    for pair in pairs or []:
+        key, sep, _ = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--option wants key=value, got {pair[:60]!r}")
+    return list(pairs or [])
+
+
+def _pieces(path: Path, progress: Progress, task: Any) -> Iterator[bytes]:
+    with path.open("rb") as stream:
+        while piece := stream.read(UPLOAD_CHUNK):
+            progress.advance(task, len(piece))
+            yield piece
+
+
+@discover_app.command("import")
+def discover_import(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="The file the source reads.")],
+    source: Annotated[str, typer.Option(help="What FILE is: jsonl, nmap, dhcpd, ...")],
+    site: Annotated[str | None, typer.Option(help="The site FILE was collected at.")] = None,
+    network: Annotated[str | None, typer.Option(help="The network (VLAN, subnet) it saw.")
+                       ] = None,
+    option: Annotated[list[str] | None, typer.Option(
+        help="A source setting k=v (repeatable), e.g. map.mac='MAC Address'.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Import FILE: sightings are matched to registered devices or become assets."""
+    obj: Context = ctx.obj
+    params: dict[str, Any] = {"source": source, "option": _options(option)}
+    for key, value in (("site", site), ("network", network)):
+        if value is not None:
+            params[key] = value
+    try:
+        size = file.stat().st_size
+        if not file.is_file():
+            raise InvalidInput(f"{file} is not a file")
+    except OSError as e:
+        raise InvalidInput(f"cannot read {file}: {e.strerror or e}") from e
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=errors, transient=True) as progress:
+        task = progress.add_task(f"importing {file.name}", total=size)
+        response = obj.client().request(
+            "POST", "/v1/discovery/imports", params=params,
+            content=_pieces(file, progress, task), timeout=IMPORT_TIMEOUT,
+            headers={"Content-Type": "application/octet-stream"})
+    report = response.json()
+    if as_json:
+        print_json(report)
+        return
+    console.print(f"{report['source']}: read {report['read']}, added {report['added']}, "
+                  f"duplicates {report['duplicates']}, matched {report['matched']}, "
+                  f"new assets {report['new_assets']}, refused {report['refused']}",
+                  markup=False, highlight=False)
+    for refusal in report["refusals"][:SHOWN_REFUSALS]:
+        console.print(f"  line {refusal['line']}: {refusal['reason']}", markup=False,
+                      highlight=False)
+    if report["refused"] > SHOWN_REFUSALS:
+        console.print(f"  ... {report['refused'] - SHOWN_REFUSALS} more refused "
+                      "(--json lists up to 1000)")
+
+
+@discover_app.command("list")
+def discover_list(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="unmanaged, adopted or matched.")] = None,
+    site: Annotated[str | None, typer.Option()] = None,
+    source: Annotated[str | None, typer.Option(help="Seen by this source.")] = None,
+    limit: LimitOption = 100,
+    after: Annotated[str | None, typer.Option(metavar="ID",
+                                              help="Start after this asset (next page).")
+                     ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List discovered assets, in id order; says how many match and how to see more."""
+    obj: Context = ctx.obj
+    page = obj.client().get("/v1/discovery/assets", status=status, site=site, source=source,
+                            after=after, limit=limit)
+    items, total, more = page["items"], page["total"], page["next"]
+    if as_json:
+        print_json(items)
+        return
+    print_table(f"{len(items)} of {total} assets",
+                ["id", "status", "site", "ip", "mac", "hostname", "sources", "last seen"],
+                [[a["id"], a["status"], a["site"], a["ip"], a["mac"], a["hostname"],
+                  ",".join(a["sources"]), a["last_seen"]] for a in items])
+    if more:
+        bigger = f" (or --limit {total})" if total <= MAX_PAGE else ""
+        console.print(f"more: iotiam discover list --after {more}{bigger}")
+
+
+@discover_app.command("show")
+def discover_show(
+    ctx: typer.Context,
+    asset_id: Annotated[str, typer.Argument(metavar="ID")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show one discovered asset with every identifier it was seen with."""
+    obj: Context = ctx.obj
+    asset = obj.client().get(api_path("/v1/discovery/assets", asset_id))
+    if as_json:
+        print_json(asset)
+    else:
+        print_fields(asset)

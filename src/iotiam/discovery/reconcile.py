@@ -1,0 +1,387 @@
+"""Reconciliation: which registered device or discovered asset each sighting is.
+
+Pure: the batch's lookups come in (:class:`Lookups`), the decisions and the rows to
+write come out (:class:`Outcome`). The rules, strongest identifier first
+(``IdentifierKind``'s order):
+
+1. Every identifier of a sighting is resolved to what it is bound to: a registered
+   device (its certificate, PSK identity, id, or the ``mac``/``hostname``/``ip`` an
+   admin gave it), or a binding a past sighting left (to a device, or to an asset). An
+   IP binding counts only at the same site and within ``IP_BINDING_SECONDS`` of when it
+   was seen (DHCP moves addresses).
+2. The sighting is a device's when its strongest identifier that names a device is not
+   an IP, or when an IP is the strongest identifier that resolves at all. Another
+   identifier naming a *different* device lowers the confidence (a cloned MAC, a
+   reassigned address); the match keeps the stronger identifier.
+3. Assets reached through a non-IP identifier of a device's sighting turn out to be
+   that device: they become ``MATCHED``.
+4. Otherwise the sighting joins the asset of its strongest resolving identifier; other
+   assets (of the same org unit) reached through a non-IP identifier are the same thing
+   seen by other sources and are merged into it. Nothing resolving: a new asset.
+5. Every identifier of the sighting is then bound to what it matched, so the next
+   sighting with only a weaker identifier (a DHCP lease with the MAC) finds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from iotiam.discovery.models import (
+    CONFIDENCE,
+    IP_BINDING_SECONDS,
+    AssetStatus,
+    Binding,
+    DevicePresence,
+    DiscoveredAsset,
+    IdentifierKind,
+    Match,
+    RegisteredDevice,
+    Sighting,
+    ip_key,
+)
+from iotiam.kernel import within
+
+IP = IdentifierKind.IP
+#: a binding's seen times are written again only when they move by more than this: an
+#: import of a million sightings of the same few addresses writes each binding once
+TOUCH_SECONDS = 3600.0
+#: places kept per device (the most recent)
+MAX_PLACES = 16
+
+Key = tuple[IdentifierKind, str]
+
+
+def keys_of(sighting: Sighting) -> list[Key]:
+    """The sighting's identifiers as they are looked up: strongest first, IP per site."""
+    return [(kind, ip_key(sighting.site, value) if kind is IP else value)
+            for kind, value in sighting.identifiers()]
+
+
+def lookup_values(keyed: Iterable[list[Key]]) -> dict[IdentifierKind, list[str]]:
+    """Every value to look up for a batch (its sightings' ``keys_of``), by kind, once."""
+    wanted: dict[IdentifierKind, set[str]] = {}
+    for keys in keyed:
+        for kind, value in keys:
+            wanted.setdefault(kind, set()).add(value)
+    return {kind: sorted(values) for kind, values in wanted.items()}
+
+
+@dataclass
+class Lookups:
+    """What a batch read before reconciling (every lookup one query per kind)."""
+
+    registered: dict[Key, RegisteredDevice] = field(default_factory=dict)
+    bindings: dict[Key, Binding] = field(default_factory=dict)
+    assets: dict[str, DiscoveredAsset] = field(default_factory=dict)
+    presence: dict[str, DevicePresence] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """What a batch changes: rows to write, and counts for the report."""
+
+    assets: list[DiscoveredAsset]
+    bindings: list[Binding]
+    presence: list[DevicePresence]
+    #: gone asset id -> the asset it was merged into
+    merged: dict[str, str]
+    matched: int
+    new_assets: int
+
+
+class _Asset:
+    """An asset being changed by the batch (mutable: a batch touches it many times)."""
+
+    __slots__ = ("device_id", "first_seen", "hostname", "id", "ip", "last_seen", "mac",
+                 "model", "network", "open_ports", "org_path", "sightings", "site", "sources",
+                 "status", "vendor")
+    id: str
+    org_path: str
+    status: AssetStatus
+    first_seen: float
+    last_seen: float
+    sources: set[str]
+    sightings: int
+    site: str | None
+    network: str | None
+    ip: str | None
+    mac: str | None
+    hostname: str | None
+    vendor: str | None
+    model: str | None
+    open_ports: tuple[int, ...]
+    device_id: str | None
+
+    def __init__(self, a: DiscoveredAsset) -> None:
+        self.id, self.org_path, self.status, self.device_id = (a.id, a.org_path, a.status,
+                                                                a.device_id)
+        self.first_seen, self.last_seen, self.sightings = a.first_seen, a.last_seen, a.sightings
+        self.sources = set(a.sources)
+        self.site, self.network, self.ip, self.mac = a.site, a.network, a.ip, a.mac
+        self.hostname, self.vendor, self.model = a.hostname, a.vendor, a.model
+        self.open_ports = a.open_ports
+
+    def value(self) -> DiscoveredAsset:
+        """As stored."""
+        return DiscoveredAsset(
+            id=self.id, org_path=self.org_path, status=self.status,
+            first_seen=self.first_seen, last_seen=self.last_seen,
+            sources=tuple(sorted(self.sources)), identifiers=(), sightings=self.sightings,
+            site=self.site, network=self.network, ip=self.ip, mac=self.mac,
+            hostname=self.hostname, vendor=self.vendor, model=self.model,
+            open_ports=self.open_ports, device_id=self.device_id)
+
+
+class _Presence:
+    """A device's presence being changed by the batch."""
+
+    __slots__ = ("device_id", "first_seen", "last_seen", "org_path", "places", "sightings",
+                 "sources")
+
+    def __init__(self, row: DevicePresence) -> None:
+        self.device_id, self.org_path = row.device_id, row.org_path
+        self.first_seen, self.last_seen = row.first_seen, row.last_seen
+        self.sources = set(row.sources)
+        self.sightings = row.sightings
+        self.places = dict(row.places)
+
+    def value(self) -> DevicePresence:
+        """As stored (the places pruned to the binding window, at most ``MAX_PLACES``)."""
+        recent = sorted(self.places.items(), key=lambda item: -item[1])[:MAX_PLACES]
+        return DevicePresence(self.device_id, self.org_path, self.first_seen, self.last_seen,
+                              frozenset(self.sources), self.sightings,
+                              {p: t for p, t in recent
+                               if t >= self.last_seen - IP_BINDING_SECONDS})
+
+
+class _Hit(NamedTuple):
+    """What one identifier of a sighting resolved to (a tuple: made ~3 times a sighting)."""
+
+    kind: IdentifierKind
+    key: str
+    device: RegisteredDevice | None
+    asset: str | None
+
+
+class Reconciler:
+    """Places the sightings of one batch, in order, each seeing what the ones before it
+    bound (a batch is one transaction: the second sighting of a new asset joins it)."""
+
+    def __init__(self, org_path: str, lookups: Lookups, new_id: Callable[[], str]) -> None:
+        self._org_path = org_path
+        self._registered = lookups.registered
+        self._bindings = dict(lookups.bindings)
+        #: asset id -> the keys bound to it (a merge moves them without a scan)
+        self._bound: dict[str, set[Key]] = {}
+        for key, binding in self._bindings.items():
+            if binding.asset_id:
+                self._bound.setdefault(binding.asset_id, set()).add(key)
+        self._assets = {a: _Asset(asset) for a, asset in lookups.assets.items()}
+        self._presence = {d: _Presence(row) for d, row in lookups.presence.items()}
+        self._new_id = new_id
+        self._merged: dict[str, str] = {}
+        self._dirty_assets: set[str] = set()
+        self._dirty_bindings: set[Key] = set()
+        self._dirty_presence: set[str] = set()
+        self._matched = 0
+        self._new_assets = 0
+
+    def place(self, sighting: Sighting, keys: list[Key] | None = None) -> Match:
+        """Match one sighting to a device or an asset, and remember what it bound
+        (``keys``: its ``keys_of``, when the caller has them already)."""
+        keys = keys_of(sighting) if keys is None else keys
+        hits = [self._resolve(kind, key, sighting.seen_at) for kind, key in keys]
+        first = by_device = None
+        for hit in hits:
+            if first is None and (hit.device or hit.asset):
+                first = hit
+            if hit.device and hit.kind is not IP:
+                by_device = hit
+                break
+        if first is None:
+            return self._new_asset(sighting, keys)
+        if by_device is None and first.kind is IP and first.device:
+            by_device = first
+        if by_device is not None:
+            return self._to_device(sighting, hits, by_device)
+        return self._to_asset(sighting, hits, first)
+
+    def outcome(self) -> Outcome:
+        """The rows this batch changes."""
+        return Outcome(
+            # in no particular order: imports run one at a time, so no two batches' upserts
+            # can wait on each other's rows
+            assets=[self._assets[a].value() for a in self._dirty_assets if a in self._assets],
+            bindings=[self._bindings[k] for k in self._dirty_bindings],
+            presence=[self._presence[d].value() for d in self._dirty_presence],
+            merged={gone: self._live(kept) for gone, kept in self._merged.items()},
+            matched=self._matched, new_assets=self._new_assets)
+
+    # -- resolving ------------------------------------------------------------------
+
+    def _live(self, asset_id: str) -> str:
+        while asset_id in self._merged:
+            asset_id = self._merged[asset_id]
+        return asset_id
+
+    def _resolve(self, kind: IdentifierKind, key: str, seen_at: float) -> _Hit:
+        registered = self._registered.get((kind, key))
+        binding = self._bindings.get((kind, key))
+        if registered is None and binding is None:
+            return _Hit(kind, key, None, None)  # the common case of a new asset
+        if binding is not None and kind is IP and not (
+                binding.first_seen - IP_BINDING_SECONDS <= seen_at
+                <= binding.last_seen + IP_BINDING_SECONDS):
+            binding = None  # the address was someone's, too long ago to say it is still
+        asset = self._live(binding.asset_id) if binding and binding.asset_id else None
+        device = registered
+        if device is None and binding is not None and binding.device_id:
+            device = RegisteredDevice(binding.device_id, binding.org_path)
+        if device is None and asset is not None:
+            owner = self._assets.get(asset)
+            if owner is not None and owner.device_id:
+                device = RegisteredDevice(owner.device_id, owner.org_path)
+        return _Hit(kind, key, device, asset)
+
+    # -- placing --------------------------------------------------------------------
+
+    def _to_device(self, sighting: Sighting, hits: list[_Hit], by: _Hit) -> Match:
+        assert by.device is not None
+        device = by.device
+        confidence = CONFIDENCE[by.kind]
+        other = next((h for h in hits if h.device and h.device.device_id != device.device_id),
+                     None)
+        if other is not None:
+            # a weaker identifier names another device: still this one, less surely
+            confidence = round(confidence * (1 - CONFIDENCE[other.kind] / 2), 3)
+        if by.kind is not IP:
+            for hit in hits:
+                if hit.asset and hit.kind is not IP:
+                    self._tie(hit.asset, device)
+        for hit in hits:
+            if hit.device and hit.device.device_id != device.device_id and hit.kind is not IP:
+                continue  # the contradicting value stays with its own device
+            if (hit.kind, hit.key) in self._registered and hit.device == device:
+                continue  # registered already: nothing to learn
+            if by.kind is IP and hit.kind is not IP and hit.device is None:
+                continue  # an address alone does not teach a device its MAC
+            self._bind(hit.kind, hit.key, sighting.seen_at, device.org_path,
+                       device_id=device.device_id)
+        self._present(device, sighting)
+        self._matched += 1
+        return Match(by.kind, confidence, device_id=device.device_id)
+
+    def _tie(self, asset_id: str, device: RegisteredDevice) -> None:
+        asset = self._assets.get(asset_id)
+        if asset is None or asset.device_id:
+            return
+        if not (within(asset.org_path, device.org_path) or within(device.org_path,
+                                                                  asset.org_path)):
+            return  # never across tenants (G9)
+        asset.status, asset.device_id = AssetStatus.MATCHED, device.device_id
+        self._dirty_assets.add(asset_id)
+
+    def _to_asset(self, sighting: Sighting, hits: list[_Hit], first: _Hit) -> Match:
+        assert first.asset is not None
+        kept = first.asset
+        for hit in hits:
+            if hit.asset and hit.asset != kept and hit.kind is not IP:
+                self._merge(hit.asset, kept)
+        kept = self._live(kept)
+        path = self._assets[kept].org_path
+        for hit in hits:
+            # only an IP can name a device here: the address was handed on, it is ours now
+            self._bind(hit.kind, hit.key, sighting.seen_at, path, asset_id=kept)
+        self._grow(kept, sighting)
+        return Match(first.kind, CONFIDENCE[first.kind], asset_id=kept)
+
+    def _merge(self, gone: str, kept: str) -> None:
+        gone, kept = self._live(gone), self._live(kept)
+        a, b = self._assets.get(kept), self._assets.get(gone)
+        if gone == kept or a is None or b is None or a.org_path != b.org_path:
+            return  # assets of two org units stay apart (G9)
+        newer, older = (b, a) if b.last_seen > a.last_seen else (a, b)
+        for name in _ATTRIBUTES:
+            setattr(a, name, getattr(newer, name) or getattr(older, name))
+        a.first_seen, a.last_seen = min(a.first_seen, b.first_seen), max(a.last_seen,
+                                                                          b.last_seen)
+        a.sources |= b.sources
+        a.sightings += b.sightings
+        del self._assets[gone]
+        self._dirty_assets.discard(gone)
+        self._dirty_assets.add(kept)
+        self._merged[gone] = kept
+        moved = self._bound.pop(gone, set())
+        for key in moved:
+            binding = self._bindings[key]
+            if binding.asset_id == gone:
+                self._bindings[key] = binding._replace(asset_id=kept)
+        self._bound.setdefault(kept, set()).update(moved)
+
+    def _new_asset(self, sighting: Sighting, keys: list[Key]) -> Match:
+        asset_id = self._new_id()
+        at = sighting.seen_at
+        self._assets[asset_id] = _Asset(DiscoveredAsset(
+            id=asset_id, org_path=self._org_path, status=AssetStatus.UNMANAGED,
+            first_seen=at, last_seen=at, sources=(), identifiers=(), sightings=0))
+        self._grow(asset_id, sighting)
+        for kind, key in keys:
+            self._bind(kind, key, at, self._org_path, asset_id=asset_id)
+        self._new_assets += 1
+        kind = keys[0][0] if keys else IP
+        return Match(kind, CONFIDENCE[kind], asset_id=asset_id)
+
+    def _grow(self, asset_id: str, sighting: Sighting) -> None:
+        asset = self._assets[asset_id]
+        at = sighting.seen_at
+        newest = at >= asset.last_seen
+        for name in _ATTRIBUTES:
+            value = getattr(sighting, name)
+            if value and (newest or not getattr(asset, name)):
+                setattr(asset, name, value)
+        asset.first_seen, asset.last_seen = min(asset.first_seen, at), max(asset.last_seen, at)
+        asset.sources.add(sighting.source)
+        asset.sightings += 1
+        self._dirty_assets.add(asset_id)
+
+    def _bind(self, kind: IdentifierKind, key: str, at: float, org_path: str, *,
+              asset_id: str | None = None, device_id: str | None = None) -> None:
+        old = self._bindings.get((kind, key))
+        if device_id and old is not None and old.asset_id:
+            owner = self._assets.get(self._live(old.asset_id))
+            if owner is not None and owner.device_id == device_id:
+                asset_id = owner.id  # the asset that turned out to be this device keeps it
+        if old is not None and old.org_path == org_path and (
+                old.asset_id, old.device_id) == (asset_id, device_id):
+            if old.first_seen - TOUCH_SECONDS <= at <= old.last_seen + TOUCH_SECONDS:
+                return  # already known, and its times barely move
+            bound = Binding(kind, key, org_path, min(old.first_seen, at),
+                            max(old.last_seen, at), asset_id, device_id)
+        else:
+            # new, or moved to another holder (an address handed to someone else)
+            bound = Binding(kind, key, org_path, at, at, asset_id=asset_id,
+                            device_id=device_id)
+        self._bindings[(kind, key)] = bound
+        self._dirty_bindings.add((kind, key))
+        if bound.asset_id:
+            self._bound.setdefault(bound.asset_id, set()).add((kind, key))
+
+    def _present(self, device: RegisteredDevice, sighting: Sighting) -> None:
+        at = sighting.seen_at
+        row = self._presence.get(device.device_id)
+        if row is None:
+            row = self._presence[device.device_id] = _Presence(DevicePresence(
+                device.device_id, device.org_path, at, at, frozenset(), 0))
+        if sighting.ip:
+            place = (sighting.site, sighting.ip)
+            row.places[place] = max(at, row.places.get(place, at))
+        row.first_seen, row.last_seen = min(row.first_seen, at), max(row.last_seen, at)
+        row.sources.add(sighting.source)
+        row.sightings += 1
+        self._dirty_presence.add(device.device_id)
+
+
+#: what an asset shows of its newest sighting
+_ATTRIBUTES = ("site", "network", "ip", "mac", "hostname", "vendor", "model", "open_ports")

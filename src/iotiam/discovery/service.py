@@ -1,0 +1,288 @@
+"""Discovery use cases: import what sources saw, take what iotiam itself saw, list assets.
+
+An import streams: the source yields a record at a time, records are gathered into
+batches of ``BATCH_SIZE``, and each batch is one transaction that looks up every
+identifier it needs in one query per kind, reconciles (``reconcile.py``), writes its
+rows in bulk and appends one audit record naming its count and the digest of its
+rows. Memory holds one batch, never the input. A sighting's digest
+(``Sighting.digest``) is its identity: importing the same file twice adds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
+from typing import IO
+
+from iotiam.audit.models import AuditDraft, AuditTag
+from iotiam.audit.ports import Auditor
+from iotiam.clock import Clock
+from iotiam.discovery.catalog import source_named
+from iotiam.discovery.models import (
+    AssetStatus,
+    CredentialSeen,
+    DeviceSeen,
+    DiscoveredAsset,
+    ImportReport,
+    Refusal,
+    Sighting,
+    SourceContext,
+)
+from iotiam.discovery.ports import (
+    DiscoveryUnitOfWork,
+    SightingRow,
+    SightingSource,
+)
+from iotiam.discovery.reconcile import Key, Lookups, Reconciler, keys_of, lookup_values
+from iotiam.errors import InvalidInput, NotFound
+from iotiam.kernel import SYSTEM, Principal, Role, Transactions
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 5000
+#: sightings of iotiam's own traffic waiting to be stored; beyond it the oldest go
+MAX_OBSERVED = 100_000
+#: how often the observer stores what was queued, at the latest
+OBSERVE_SECONDS = 1.0
+MAX_PAGE = 1000
+
+#: a sighting with its identifiers as reconciliation looks them up (computed once)
+Keyed = tuple[Sighting, list[Key]]
+
+
+def new_asset_id() -> str:
+    """A fresh asset id (64 random bits)."""
+    return "as-" + secrets.token_hex(8)
+
+
+class Discovery:
+    """Imports sightings, reconciles them with the registered fleet, serves the assets."""
+
+    def __init__(self, uow: Transactions[DiscoveryUnitOfWork], clock: Clock, audit: Auditor,
+                 *, sources: Callable[[str], SightingSource] = source_named,
+                 new_id: Callable[[], str] = new_asset_id, batch_size: int = BATCH_SIZE
+                 ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._audit = audit
+        self._sources = sources
+        self._new_id = new_id
+        self._batch_size = batch_size
+        self._observed: deque[Sighting] = deque(maxlen=MAX_OBSERVED)
+        self._observed_lock = threading.Lock()
+        self._wake = threading.Event()
+        #: sightings of our own traffic dropped because the queue was full
+        self.observed_dropped = 0
+
+    # -- imports ----------------------------------------------------------------------
+
+    def import_stream(self, principal: Principal, source_name: str, stream: IO[bytes],
+                      context: SourceContext,
+                      progress: Callable[[int], None] | None = None) -> ImportReport:
+        """Read ``stream`` with the named source and store what it saw, batch by batch.
+
+        Scope (G9): the sightings are stored under the caller's org path and matched
+        only against devices and assets inside it. ``InvalidInput`` (with the refusals)
+        when the input holds no sighting at all: it is not of the named kind.
+        """
+        draft = AuditDraft(tag=AuditTag.DISCOVERY_IMPORT_REFUSED, actor=principal.name,
+                           org_path=principal.org_path, subject=f"discovery:{source_name[:60]}")
+        with self._audit.refusals(draft):
+            principal.require(Role.OPERATOR, "importing sightings")
+            source = self._sources(source_name)
+            if context.default_time is None:
+                context = replace(context, default_time=self._clock.now().timestamp())
+            report = ImportReport(source=source.name)
+            for batch in self._batches(source.read(stream, context), report):
+                self._store_batch(principal, source.name, batch, report)
+                if progress is not None:
+                    progress(report.read)
+            if report.read == report.refused:
+                refusals = [{"line": r.position, "reason": r.reason}
+                            for r in report.refusals[:100]]
+                what = ("is empty" if not report.read else
+                        f"has no {source.name} record that could be read")
+                raise InvalidInput(f"the input {what}", refusals=refusals)
+            return report
+
+    def _batches(self, records: Iterable[Sighting | Refusal], report: ImportReport
+                 ) -> Iterator[list[Keyed]]:
+        batch: list[Keyed] = []
+        for record in records:
+            report.read += 1
+            if isinstance(record, Refusal):
+                report.refuse(record)
+                continue
+            keys = keys_of(record)
+            if not keys:
+                report.refuse(Refusal(report.read, "no identifier"))
+                continue
+            batch.append((record, keys))
+            if len(batch) >= self._batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def _store_batch(self, principal: Principal, source: str, batch: Sequence[Keyed],
+                     report: ImportReport) -> None:
+        """One transaction: dedup, look up, reconcile, write, audit."""
+        unique: dict[bytes, Keyed] = {}
+        for keyed in batch:
+            unique.setdefault(keyed[0].digest(), keyed)
+        report.duplicates += len(batch) - len(unique)
+        scope = principal.org_path
+        with self._uow() as uow:
+            store = uow.discovery
+            store.begin_import()
+            known = store.known_digests(list(unique))
+            fresh = [(digest, s) for digest, s in unique.items() if digest not in known]
+            report.duplicates += len(unique) - len(fresh)
+            added = matched = new_assets = 0
+            if fresh:
+                reconciler = Reconciler(scope, self._lookups(uow, scope, [k for _, (_, k)
+                                                                          in fresh]),
+                                        self._new_id)
+                rows: list[SightingRow] = [(s, digest, scope, reconciler.place(s, keys))
+                                           for digest, (s, keys) in fresh]
+                outcome = reconciler.outcome()
+                store.merge_assets(outcome.merged)
+                store.save_assets(outcome.assets)
+                store.save_bindings(outcome.bindings)
+                store.save_presence(outcome.presence)
+                added = store.add_sightings(rows)
+                matched, new_assets = outcome.matched, outcome.new_assets
+            rows_digest = hashlib.blake2b(b"".join(unique), digest_size=16).hexdigest()
+            self._audit.append(uow, AuditDraft(
+                tag=AuditTag.SIGHTINGS_IMPORTED, actor=principal.name, org_path=scope,
+                subject=f"discovery:{source}", details={
+                    "count": len(batch), "added": added, "matched": matched,
+                    "new_assets": new_assets, "rows_blake2b": rows_digest}))
+        report.added += added
+        report.matched += matched
+        report.new_assets += new_assets
+
+    @staticmethod
+    def _lookups(uow: DiscoveryUnitOfWork, scope: str, keys: Sequence[list[Key]]
+                 ) -> Lookups:
+        """Everything the batch's identifiers are bound to: one query per kind."""
+        lookups = Lookups()
+        for kind, values in lookup_values(keys).items():
+            for value, device in uow.registered_identities.devices_for(
+                    kind, values, org_path=scope).items():
+                lookups.registered[(kind, value)] = device
+            for value, binding in uow.discovery.bindings_for(kind, values,
+                                                             org_path=scope).items():
+                lookups.bindings[(kind, value)] = binding
+        asset_ids = sorted({b.asset_id for b in lookups.bindings.values() if b.asset_id})
+        lookups.assets = dict(uow.discovery.assets_by_id(asset_ids))
+        device_ids = {d.device_id for d in lookups.registered.values()}
+        device_ids |= {b.device_id for b in lookups.bindings.values() if b.device_id}
+        device_ids |= {a.device_id for a in lookups.assets.values() if a.device_id}
+        lookups.presence = dict(uow.discovery.presence_for(sorted(device_ids)))
+        return lookups
+
+    # -- iotiam's own traffic (SightingSink) ---------------------------------------
+
+    def observe(self, sightings: Sequence[Sighting]) -> None:
+        """Queue sightings iotiam made itself; stored by :meth:`run_observer` (never
+        blocks: when the queue is full the oldest are dropped and counted)."""
+        with self._observed_lock:
+            overflow = len(self._observed) + len(sightings) - MAX_OBSERVED
+            if overflow > 0:
+                self.observed_dropped += overflow
+            self._observed.extend(sightings)
+        self._wake.set()
+
+    def flush_observed(self) -> int:
+        """Store what was observed (under the root org, as iotiam); how many were taken."""
+        taken = 0
+        while True:
+            with self._observed_lock:
+                batch = [self._observed.popleft()
+                         for _ in range(min(self._batch_size, len(self._observed)))]
+            if not batch:
+                return taken
+            taken += len(batch)
+            report = ImportReport(source="observed")
+            kept = [(s, keys) for s in batch if (keys := keys_of(s))]
+            if kept:
+                self._store_batch(SYSTEM, "observed", kept, report)
+
+    def run_observer(self, stop: threading.Event) -> None:
+        """The background loop the composition root runs: store observed sightings."""
+        while not stop.is_set():
+            self._wake.wait(OBSERVE_SECONDS)
+            self._wake.clear()
+            try:
+                self.flush_observed()
+            except Exception:  # a database hiccup must not end the loop
+                log.exception("storing observed sightings failed; retrying")
+        self.flush_observed()
+
+    # -- reads ----------------------------------------------------------------------
+
+    def assets(self, principal: Principal, *, status: str | None = None,
+               site: str | None = None, source: str | None = None,
+               after: str | None = None, limit: int = 100) -> list[DiscoveredAsset]:
+        """Assets in the caller's subtree, in id order after ``after``."""
+        _check_filters(status, limit)
+        with self._uow.reading() as uow:
+            return uow.discovery.assets(org_path=principal.org_path, after=after, limit=limit,
+                                        status=status, site=site, source=source)
+
+    def count_assets(self, principal: Principal, *, status: str | None = None,
+                     site: str | None = None, source: str | None = None) -> int:
+        """How many assets the same filters select."""
+        _check_filters(status, 1)
+        with self._uow.reading() as uow:
+            return uow.discovery.count_assets(org_path=principal.org_path, status=status,
+                                              site=site, source=source)
+
+    def asset(self, principal: Principal, asset_id: str) -> DiscoveredAsset:
+        """One asset; outside the caller's subtree it is not found, like a missing one."""
+        with self._uow.reading() as uow:
+            found = uow.discovery.asset(asset_id)
+        if found is None or not principal.sees(found.org_path):
+            raise NotFound(f"no asset {asset_id[:80]!r}")
+        return found
+
+    @property
+    def reader(self) -> StoredDiscovery:
+        """What the risk register reads (``ports.DiscoveryReader``)."""
+        return StoredDiscovery(self._uow)
+
+
+def _check_filters(status: str | None, limit: int) -> None:
+    if status is not None and status not in {s.value for s in AssetStatus}:
+        raise InvalidInput(f"unknown status {status[:40]!r}; one of "
+                           f"{', '.join(s.value for s in AssetStatus)}")
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be 1 to {MAX_PAGE}")
+
+
+class StoredDiscovery:
+    """``ports.DiscoveryReader`` over the store: each iteration in one read transaction."""
+
+    def __init__(self, uow: Transactions[DiscoveryUnitOfWork]) -> None:
+        self._uow = uow
+
+    def iter_assets(self, *, org_path: str) -> Iterator[DiscoveredAsset]:
+        """Every asset under ``org_path``, streamed."""
+        with self._uow.reading() as uow:
+            yield from uow.discovery.iter_assets(org_path=org_path)
+
+    def iter_devices_seen(self, *, org_path: str) -> Iterator[DeviceSeen]:
+        """What the sources saw of each registered device under ``org_path``."""
+        with self._uow.reading() as uow:
+            yield from uow.discovery.iter_devices_seen(org_path=org_path)
+
+    def iter_credentials_seen(self, *, org_path: str) -> Iterator[CredentialSeen]:
+        """Every certificate and PSK identity the sources saw under ``org_path``."""
+        with self._uow.reading() as uow:
+            yield from uow.discovery.iter_credentials_seen(org_path=org_path)

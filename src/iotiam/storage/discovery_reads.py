@@ -1,0 +1,164 @@
+"""SQL reads of discovery: asset pages and details, and the streams the risk register
+reads (assets, device presence, credentials seen), each paged by key so a large
+installation is read in bounded memory."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
+
+from iotiam.discovery.credentials_seen import CredentialTally
+from iotiam.discovery.models import (
+    AssetStatus,
+    CredentialSeen,
+    DevicePresence,
+    DeviceSeen,
+    DiscoveredAsset,
+    IdentifierKind,
+    Sighting,
+)
+from iotiam.storage.rows import under_path
+from iotiam.storage.tables import discovery as t
+
+#: rows per page of the streamed reads
+STREAM_PAGE = 2000
+_KIND_ORDER = {kind: n for n, kind in enumerate(IdentifierKind)}
+
+
+def _ports(text: str | None) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(",")) if text else ()
+
+
+def asset_of(row: Sequence[Any], identifiers: tuple[tuple[IdentifierKind, str], ...] = ()
+             ) -> DiscoveredAsset:
+    """An asset from a row of ``discovery_assets`` (its columns in table order)."""
+    (asset_id, org_path, status, first_seen, last_seen, sources, sightings, site, network,
+     ip, mac, hostname, vendor, model, open_ports, device_id) = row
+    return DiscoveredAsset(
+        id=asset_id, org_path=org_path, status=AssetStatus(status), first_seen=first_seen,
+        last_seen=last_seen, sources=tuple(sources.split(",")) if sources else (),
+        identifiers=identifiers, sightings=sightings, site=site, network=network, ip=ip,
+        mac=mac, hostname=hostname, vendor=vendor, model=model,
+        open_ports=_ports(open_ports), device_id=device_id)
+
+
+def presence_of(row: Sequence[Any]) -> DevicePresence:
+    """A presence aggregate from a row of ``discovery_presence``."""
+    device_id, org_path, first_seen, last_seen, sources, sightings, places = row
+    return DevicePresence(
+        device_id=device_id, org_path=org_path, first_seen=first_seen, last_seen=last_seen,
+        sources=frozenset(sources.split(",")) if sources else frozenset(),
+        sightings=int(sightings),
+        places={(site, ip): at for site, ip, at in json.loads(places)})
+
+
+class SqlDiscoveryReads:
+    """The read half of the discovery store."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def _identifiers(self, asset_ids: Sequence[str]
+                     ) -> dict[str, tuple[tuple[IdentifierKind, str], ...]]:
+        found: dict[str, set[tuple[IdentifierKind, str]]] = {a: set() for a in asset_ids}
+        if asset_ids:
+            rows = self._conn.execute(select(t.bindings.c.asset_id, t.bindings.c.kind,
+                                             t.bindings.c.value)
+                                      .where(t.bindings.c.asset_id.in_(list(asset_ids))))
+            for asset_id, kind, value in rows:
+                kind = IdentifierKind(kind)
+                found[asset_id].add((kind, value.partition("|")[2] if kind is
+                                     IdentifierKind.IP else value))
+        return {a: tuple(sorted(ids, key=lambda i: (_KIND_ORDER[i[0]], i[1])))
+                for a, ids in found.items()}
+
+    def _with_identifiers(self, rows: Sequence[Sequence[Any]]) -> list[DiscoveredAsset]:
+        identifiers = self._identifiers([row[0] for row in rows])
+        return [asset_of(row, identifiers[row[0]]) for row in rows]
+
+    def asset(self, asset_id: str) -> DiscoveredAsset | None:
+        """One asset with its identifiers."""
+        row = self._conn.execute(select(t.assets).where(t.assets.c.id == asset_id)).first()
+        return None if row is None else self._with_identifiers([row])[0]
+
+    @staticmethod
+    def _filters(org_path: str, status: str | None, site: str | None,
+                 source: str | None) -> list[ColumnElement[bool]]:
+        where = [under_path(t.assets.c.org_path, org_path)]
+        if status is not None:
+            where.append(t.assets.c.status == status)
+        if site is not None:
+            where.append(t.assets.c.site == site)
+        if source is not None:
+            # sources is a sorted comma-joined list: match one whole name
+            where.append(or_(t.assets.c.sources == source,
+                             t.assets.c.sources.startswith(f"{source},", autoescape=True),
+                             t.assets.c.sources.endswith(f",{source}", autoescape=True),
+                             t.assets.c.sources.contains(f",{source},", autoescape=True)))
+        return where
+
+    def assets(self, *, org_path: str, after: str | None = None, limit: int = 100,
+               status: str | None = None, site: str | None = None,
+               source: str | None = None) -> list[DiscoveredAsset]:
+        """A page of assets under ``org_path`` in id order."""
+        where = self._filters(org_path, status, site, source)
+        if after is not None:
+            where.append(t.assets.c.id > after)
+        rows = self._conn.execute(select(t.assets).where(and_(*where))
+                                  .order_by(t.assets.c.id).limit(limit)).all()
+        return self._with_identifiers(rows)
+
+    def count_assets(self, *, org_path: str, status: str | None = None,
+                     site: str | None = None, source: str | None = None) -> int:
+        """How many assets the filters select."""
+        where = self._filters(org_path, status, site, source)
+        return int(self._conn.execute(select(func.count()).select_from(t.assets)
+                                      .where(and_(*where))).scalar_one())
+
+    def iter_assets(self, *, org_path: str) -> Iterator[DiscoveredAsset]:
+        """Every asset under ``org_path``, a page at a time."""
+        after: str | None = None
+        while True:
+            page = self.assets(org_path=org_path, after=after, limit=STREAM_PAGE)
+            yield from page
+            if len(page) < STREAM_PAGE:
+                return
+            after = page[-1].id
+
+    def iter_devices_seen(self, *, org_path: str) -> Iterator[DeviceSeen]:
+        """Each device's presence under ``org_path``, by device id."""
+        after = ""
+        while True:
+            rows = self._conn.execute(
+                select(t.presence).where(under_path(t.presence.c.org_path, org_path),
+                                         t.presence.c.device_id > after)
+                .order_by(t.presence.c.device_id).limit(STREAM_PAGE)).all()
+            for row in rows:
+                yield presence_of(row).seen()
+            if len(rows) < STREAM_PAGE:
+                return
+            after = rows[-1][0]
+
+    def iter_credentials_seen(self, *, org_path: str) -> Iterator[CredentialSeen]:
+        """Every certificate and PSK identity the sightings under ``org_path`` showed."""
+        s = t.sightings.c
+        shows = or_(s.certificate.is_not(None), s.psk_identity.is_not(None),
+                    and_(s.issuer.is_not(None), s.serial.is_not(None)))
+        fields = ("source", "seen_at", "site", "ip", "certificate", "issuer", "serial",
+                  "subject", "not_after", "key", "signature_hash", "psk_identity")
+        tally = CredentialTally(org_path)
+        after = 0
+        while True:
+            rows = self._conn.execute(
+                select(s.id, s.device_id, s.asset_id, *(s[name] for name in fields))
+                .where(under_path(s.org_path, org_path), shows, s.id > after)
+                .order_by(s.id).limit(STREAM_PAGE)).all()
+            for row in rows:
+                tally.add(Sighting(**dict(zip(fields, row[3:], strict=True))), row[1], row[2])
+            if len(rows) < STREAM_PAGE:
+                break
+            after = rows[-1][0]
+        yield from tally.results()

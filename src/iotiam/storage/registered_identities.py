@@ -1,0 +1,159 @@
+"""``RegisteredIdentities`` in SQL: which registered device a batch of identifier values
+belongs to, one indexed query per kind (certificates by fingerprint or issuer and
+serial, PSKs by identity, devices by id or by their ``mac``/``hostname``/``ip``
+attribute through the expression indexes of migration 0016)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from cryptography import x509
+from sqlalchemy import Connection
+
+from iotiam.discovery.models import IdentifierKind, RegisteredDevice
+from iotiam.errors import InvalidInput
+from iotiam.storage.discovery_store import IN_CHUNK
+from iotiam.storage.tables import discovery as discovery_tables
+
+K = IdentifierKind
+#: the indexed expression of each device attribute (as migration 0016 wrote it)
+_ATTRIBUTE_SQL = {
+    "sqlite": "lower(json_extract(attributes, '$.{name}'))",
+    "postgresql": "lower((attributes::json) ->> '{name}')",
+}
+assert set(discovery_tables.DEVICE_ATTRIBUTES) == {"mac", "hostname", "ip"}
+
+
+def _mac_spellings(mac: str) -> list[str]:
+    """How an admin may have written a MAC attribute (lower-cased by the index)."""
+    bare = mac.replace(":", "")
+    return [mac, mac.replace(":", "-"), bare, f"{bare[:4]}.{bare[4:8]}.{bare[8:]}"]
+
+
+@functools.lru_cache(maxsize=64)
+def ca_subject(pem: str) -> str | None:
+    """A CA's subject as RFC 4514 text (None for what is not a certificate)."""
+    try:
+        return x509.load_pem_x509_certificate(pem.encode()).subject.rfc4514_string()
+    except ValueError:
+        return None
+
+
+def _stored_serial(serial: str) -> str:
+    """A sighting's serial (hex, no leading zeros) as the PKI stores it (even length)."""
+    return serial if len(serial) % 2 == 0 else "0" + serial
+
+
+class SqlRegisteredIdentities:
+    """Registered identities on one connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._pg = conn.dialect.name == "postgresql"
+
+    def _rows(self, sql: str, values: Sequence[str], extra: Sequence[Any]) -> Iterator[Any]:
+        """``sql`` with ``{in}`` the values (``ANY`` on PostgreSQL, chunks on SQLite),
+        then the ``extra`` parameters."""
+        cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if self._pg:
+                # planned for these values (see discovery_store.SqlDiscoveryStore._query)
+                cursor.execute(sql.format(**{"in": "= ANY(%s::text[])"}).replace("?", "%s"),
+                               [list(values), *extra], prepare=False)  # type: ignore[call-arg]
+                yield from cursor.fetchall()
+                return
+            for start in range(0, len(values), IN_CHUNK):
+                chunk = values[start:start + IN_CHUNK]
+                cursor.execute(sql.format(**{"in": f"IN ({', '.join('?' * len(chunk))})"}),
+                               [*chunk, *extra])
+                yield from cursor.fetchall()
+        finally:
+            cursor.close()
+
+    def devices_for(self, kind: IdentifierKind, values: Sequence[str], *,
+                    org_path: str) -> Mapping[str, RegisteredDevice]:
+        """``value -> device`` for values some device under ``org_path`` has."""
+        if not org_path.startswith("/") or not org_path.endswith("/"):
+            raise InvalidInput(f"bad org path {org_path!r}")
+        if not values:
+            return {}
+        scope = [len(org_path), org_path]
+        if kind is K.CERTIFICATE:
+            return self._pairs(self._rows(
+                "SELECT fingerprint_sha256, device_id, org_path FROM certificates WHERE "
+                "fingerprint_sha256 {in} AND device_id IS NOT NULL "
+                "AND substr(org_path, 1, ?) = ?", values, scope))
+        if kind is K.ISSUER_SERIAL:
+            return self._by_issuer_serial(values, scope)
+        if kind is K.PSK_IDENTITY:
+            return self._pairs(self._rows(
+                "SELECT identity, device_id, org_path FROM psks WHERE identity {in} "
+                "AND substr(org_path, 1, ?) = ?", values, scope))
+        if kind is K.CLIENT_ID:
+            return self._pairs(self._rows(
+                "SELECT id, id, org_path FROM devices WHERE id {in} "
+                "AND substr(org_path, 1, ?) = ?", values, scope))
+        return self._by_attribute(kind, values, scope)
+
+    @staticmethod
+    def _pairs(rows: Iterator[Any]) -> dict[str, RegisteredDevice]:
+        found: dict[str, RegisteredDevice] = {}
+        for value, device_id, org_path in sorted(rows):
+            found.setdefault(value, RegisteredDevice(device_id, org_path))
+        return found
+
+    def _by_issuer_serial(self, values: Sequence[str], scope: list[Any]
+                          ) -> dict[str, RegisteredDevice]:
+        cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute("SELECT id, certificate_pem FROM cas")
+            cas = cursor.fetchall()
+        finally:
+            cursor.close()
+        by_subject: dict[str, list[str]] = {}
+        for ca_id, pem in cas:
+            subject = ca_subject(pem)
+            if subject is not None:
+                by_subject.setdefault(subject, []).append(ca_id)
+        wanted: dict[str, dict[str, str]] = {}  # ca id -> stored serial -> value
+        for value in values:
+            issuer, _, serial = value.rpartition("|")
+            for ca_id in by_subject.get(issuer, ()):
+                wanted.setdefault(ca_id, {})[_stored_serial(serial)] = value
+        found: dict[str, RegisteredDevice] = {}
+        for ca_id, serials in sorted(wanted.items()):
+            for serial, device_id, org_path in sorted(self._rows(
+                    "SELECT serial, device_id, org_path FROM certificates WHERE serial {in} "
+                    "AND issuer_id = ? AND device_id IS NOT NULL AND substr(org_path, 1, ?) = ?",
+                    sorted(serials), [ca_id, *scope])):
+                found.setdefault(serials[serial], RegisteredDevice(device_id, org_path))
+        return found
+
+    def _by_attribute(self, kind: IdentifierKind, values: Sequence[str], scope: list[Any]
+                      ) -> dict[str, RegisteredDevice]:
+        spelled: dict[str, str] = {}  # a spelling an admin may have used -> the value
+        wanted = set(values)
+        for value in values:
+            if kind is K.IP:
+                address = value.rpartition("|")[2]
+                spelled[address] = address
+            elif kind is K.MAC:
+                spelled |= {spelling: value for spelling in _mac_spellings(value)}
+            else:
+                spelled |= {value: value, f"{value}.": value}
+        expression = _ATTRIBUTE_SQL["postgresql" if self._pg else "sqlite"].format(name=kind)
+        found: dict[str, RegisteredDevice] = {}
+        for attribute, device_id, org_path, site in sorted(self._rows(
+                f"SELECT {expression}, id, org_path, coalesce(site, '') FROM devices "  # noqa: S608
+                f"WHERE {expression} {{in}} AND substr(org_path, 1, ?) = ?",
+                sorted(spelled), scope), key=lambda row: (row[0], row[1])):
+            if kind is K.IP:
+                # an address an admin gave a device is its own at its own site only
+                key = f"{site}|{attribute}"
+                if key in wanted:
+                    found.setdefault(key, RegisteredDevice(device_id, org_path))
+            else:
+                found.setdefault(spelled[attribute], RegisteredDevice(device_id, org_path))
+        return found

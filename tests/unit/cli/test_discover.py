@@ -1,0 +1,91 @@
+"""``iotiam discover``: imports stream a file to the API and report per line; misuse is
+one error line and a non-zero exit. The API is the real app, in process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import Installation
+from iotiam.api.app import create_api_app
+from iotiam.cli import client as cli_client
+
+from .commands import CLIS, assert_one_line_error, invoke
+
+LINES = [{"seen_at": 1772359200, "mac": "02:00:00:00:00:01", "hostname": "cam-1"},
+         {"mac": "not a mac"},
+         {"seen_at": 1772359260, "hostname": "cam-1", "ip": "10.0.0.4"}]
+
+
+@pytest.fixture
+def cli(memory_installation: Installation, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> list[str]:
+    """The global options of a CLI talking to the memory installation's API."""
+    app = create_api_app(memory_installation.services)
+
+    def client(**kwargs: Any) -> TestClient:
+        return TestClient(app, base_url=kwargs["base_url"], headers=kwargs["headers"],
+                          raise_server_exceptions=False)
+
+    monkeypatch.setattr(cli_client.httpx, "Client", client)
+    return ["--data-dir", str(tmp_path), "--url", "https://127.0.0.1:18443", "--token",
+            memory_installation.admin_token]
+
+
+def scan(tmp_path: Path, lines: list[dict[str, Any]] = LINES) -> str:
+    path = tmp_path / "seen.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return str(path)
+
+
+def test_import_list_show_ok(cli: list[str], tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    result = invoke(CLIS[0], [*cli, "discover", "import", "--source", "jsonl", "--site", "hq",
+                              scan(tmp_path)], capsys)
+    assert result.rc == 0, result
+    report, refused = result.out.strip().splitlines()
+    assert report == ("jsonl: read 3, added 2, duplicates 0, matched 0, new assets 1, "
+                      "refused 1")
+    assert refused.startswith("  line 2: ") and "MAC" in refused
+    listed = invoke(CLIS[0], [*cli, "discover", "list", "--json"], capsys)
+    (asset,) = json.loads(listed.out)
+    assert (asset["site"], asset["hostname"], asset["sightings"]) == ("hq", "cam-1", 2)
+    shown = invoke(CLIS[0], [*cli, "discover", "show", asset["id"]], capsys)
+    assert shown.rc == 0 and "10.0.0.4" in shown.out
+    again = invoke(CLIS[0], [*cli, "discover", "import", "--source", "jsonl", "--site", "hq",
+                             "--json", scan(tmp_path)], capsys)
+    assert json.loads(again.out)["duplicates"] == 2
+
+
+@pytest.mark.parametrize(("args", "rc", "words"), [
+    (["--source", "nosuch"], 1, "known sources: jsonl"),
+    (["--source", "jsonl", "--option", "novalue"], 2, "key=value"),
+    (["--source", "jsonl", "--site", "x" * 300], 1, "site"),
+    (["--source", "jsonl", "MISSING"], 1, "cannot read"),
+], ids=["fail/unknown-source", "fail/bad-option", "fail/long-site", "fail/missing-file"])
+def test_import_fail_one_line(cli: list[str], tmp_path: Path, args: list[str], rc: int,
+                              words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    file = [] if "MISSING" in args else [scan(tmp_path)]
+    argv = [*cli, "discover", "import",
+            *[str(tmp_path / "nope.xml") if a == "MISSING" else a for a in args], *file]
+    result = invoke(CLIS[0], argv, capsys)
+    line = assert_one_line_error(result, argv)
+    assert result.rc == rc and words in line, result
+
+
+def test_import_fail_garbage_file(cli: list[str], tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "scan.xml"
+    path.write_text("<nmaprun>\n</nmaprun>\n")
+    argv = [*cli, "discover", "import", "--source", "jsonl", str(path)]
+    line = assert_one_line_error(invoke(CLIS[0], argv, capsys), argv)
+    assert "no jsonl record" in line and "(HTTP 400)" in line
+
+
+def test_show_fail_unknown(cli: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [*cli, "discover", "show", "as-nope"]
+    assert "(HTTP 404)" in assert_one_line_error(invoke(CLIS[0], argv, capsys), argv)
