@@ -22,7 +22,6 @@ from iotiam.bootstrap import Services, build_services, token_config
 from iotiam.clock import FrozenClock
 from iotiam.config import Settings
 from iotiam.discovery.ports import SightingSink
-from iotiam.discovery.sources.own_traffic import NO_SIGHTINGS
 from iotiam.enrollment.queue import QueueLimits
 from iotiam.installation import initialize
 from iotiam.storage.database import Database, make_engine

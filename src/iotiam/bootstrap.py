@@ -50,8 +50,8 @@ from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.ingest import EventIngest
 from iotiam.detection.ports import ModeSource
 from iotiam.discovery.ports import SightingSink
-from iotiam.discovery.sources.own_traffic import NO_SIGHTINGS
 from iotiam.discovery.service import Discovery
+from iotiam.discovery.sources.own_traffic import NO_SIGHTINGS
 from iotiam.enrollment.first_contact import FirstContact
 from iotiam.enrollment.manufacturers import Manufacturers
 from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
