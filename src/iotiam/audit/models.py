@@ -88,6 +88,10 @@ class AuditTag(enum.StrEnum):
     MITIGATION_LIFTED = "admin:mitigation:lifted"
     #: a bulk event upload refused whole (not JSON, too large, no rights)
     EVENTS_REFUSED = "admin:events:refused"
+    #: the identity risk register was judged again in full
+    RISK_REGISTER_REBUILT = "risk:register:rebuilt"
+    #: an admin accepted one factor of a register entry, with a reason, until a date
+    RISK_FACTOR_ACCEPTED = "risk:factor:accepted"
 
 
 class Outcome(enum.StrEnum):
