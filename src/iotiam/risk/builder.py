@@ -8,7 +8,7 @@ back in batches. Every entry's score counts only the factors no live acceptance 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from iotiam.attestation.models import FirmwareStatus
@@ -27,7 +27,6 @@ from iotiam.risk.models import (
     FleetChannels,
     PolicyFacts,
     RiskEntry,
-    RiskFactor,
     RiskSettings,
     Subject,
     Weighting,
@@ -223,13 +222,3 @@ class RegisterBuilder:
                                       Weighting()))
         return entries
 
-
-def presence_counts(entries: Iterable[RiskEntry]) -> dict[str, int]:
-    """The register's presence counts among ``entries`` (unmanaged, dormant, zombie)."""
-    counts = {"unmanaged": 0, "dormant": 0, "zombie": 0}
-    names = {RiskFactor.UNMANAGED: "unmanaged", RiskFactor.ZOMBIE: "zombie",
-             RiskFactor.DORMANT_VALID_CREDENTIALS: "dormant"}
-    for entry in entries:
-        for factor in {h.factor for h in entry.factors} & names.keys():
-            counts[names[factor]] += 1
-    return counts

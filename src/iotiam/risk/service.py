@@ -23,7 +23,7 @@ from iotiam.discovery.ports import DiscoveryReader
 from iotiam.errors import Conflict, InvalidInput, NotFound
 from iotiam.inventory.models import DeviceState
 from iotiam.kernel import ROOT_PATH, SYSTEM, Principal, Role, Transactions
-from iotiam.risk.builder import RegisterBuilder, presence_counts
+from iotiam.risk.builder import RegisterBuilder
 from iotiam.risk.models import (
     Acceptance,
     EntryFilter,
@@ -164,10 +164,9 @@ class RiskRegister:
         if counts is None:
             return
         for entry in entries:
+            # the presence counts are factor counts: unmanaged, zombie, dormant-valid-...
             for hit in entry.visible(now):
                 counts[entry.org_path][hit.factor.value] += 1
-            for key, n in presence_counts([entry]).items():
-                counts[entry.org_path][key] += n
 
     def refresh_devices(self, device_ids: Sequence[str]) -> int:
         """Judge these devices (and their credentials) again now; how many entries."""
@@ -257,8 +256,10 @@ class RiskRegister:
         latest = last[-1] if last else None
         presence = latest.counts if latest else {}
         return RiskSummary(total, by_factor, by_severity, presence.get("managed", 0),
-                           presence.get("unmanaged", 0), presence.get("dormant", 0),
-                           presence.get("zombie", 0), latest.at if latest else None)
+                           presence.get(RiskFactor.UNMANAGED.value, 0),
+                           presence.get(RiskFactor.DORMANT_VALID_CREDENTIALS.value, 0),
+                           presence.get(RiskFactor.ZOMBIE.value, 0),
+                           latest.at if latest else None)
 
     def trend(self, principal: Principal, limit: int = 90) -> list[TrendPoint]:
         """The counts per factor of the last rebuilds, oldest first."""

@@ -45,6 +45,7 @@ from iotiam.testing.fakes.response import (
     MemoryMitigationStore,
     MemoryTrustStore,
 )
+from iotiam.testing.fakes.risk import MemoryRiskStore
 from iotiam.testing.fakes.tokens import (
     MemoryAssertionJtiStore,
     MemoryDeviceCodeStore,
@@ -103,6 +104,7 @@ class MemoryUnitOfWork:
         self.oauth_assertion_jtis = MemoryAssertionJtiStore()
         self.oauth_revoked_tokens = MemoryTokenDenyList()
         self.oauth_device_codes = MemoryDeviceCodeStore()
+        self.risk = MemoryRiskStore()
 
     def stores(self) -> dict[str, MemoryStore]:
         """Every store by its attribute name (one entry per store object)."""
