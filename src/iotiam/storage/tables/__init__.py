@@ -20,9 +20,10 @@ from iotiam.storage.tables import (
     pki,
     policy,
     response,
+    risk,
     tokens,
 )
 from iotiam.storage.tables.columns import metadata
 
 __all__ = ["admin", "attestation", "audit", "changes", "credentials", "enrollment", "inventory",
-           "metadata", "pki", "policy", "response", "tokens"]
+           "metadata", "pki", "policy", "response", "risk", "tokens"]
