@@ -1,7 +1,7 @@
 """The identity risk register: entries, their factors, acceptances, rebuild counts
 
 Revision ID: 0017
-Revises: 0016
+Revises: 0015 (TEMPORARY: 0016 once discovery lands)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0016"
+down_revision = "0015"  # TEMPORARY: revert this commit once 0016 exists
 branch_labels = None
 depends_on = None
 
