@@ -58,6 +58,7 @@ from iotiam.storage.response_store import (
     SqlMitigationStore,
     SqlTrustStore,
 )
+from iotiam.storage.risk_store import SqlRiskStore
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,7 @@ class SqlUnitOfWork:
         self.mitigations = SqlMitigationStore(conn)
         self.detection_settings = SqlDetectionSettingsStore(conn)
         self.trust = SqlTrustStore(conn)
+        self.risk = SqlRiskStore(conn)
 
     @property
     def changes(self) -> SqlChangeRecorder:
