@@ -70,12 +70,16 @@ from iotiam.pki.ports import CaUnitOfWork, SerialSource
 from iotiam.pki.service import CaSet, Pki
 from iotiam.pki.signer import SigningCa
 from iotiam.policy.inquiry import PolicyInquiry
+from iotiam.policy.lint import lint_policy
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
 from iotiam.policy.subjects import DeviceSubjects
 from iotiam.response.alerts import AlertChannel, AlertDispatcher, SyslogChannel, WebhookChannel
 from iotiam.response.ports import NoFirmwareData
 from iotiam.response.scoring import TrustRefresher, TrustScores
 from iotiam.response.service import IncidentResponse
+from iotiam.risk.models import FleetChannels
+from iotiam.risk.ports import NoDiscovery, StaticChannels
+from iotiam.risk.service import RiskRegister
 from iotiam.storage.baseline_file import BaselineFile
 from iotiam.storage.checkpoint_file import CheckpointFile, CheckpointKeyFile
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
@@ -144,6 +148,8 @@ class Services:
     ingest: EventIngest
     #: signed webhook and syslog delivery of findings
     alerts: AlertDispatcher
+    #: the identity risk register (issue 13)
+    risk: RiskRegister
 
     def close(self) -> None:
         """Deliver queued alerts, release database connections."""
@@ -229,7 +235,8 @@ def build_services(
         retry_after_seconds=settings.est_retry_after_seconds))
     policies, decisions, subjects = policy_services(database, clock, audit)
     inventory = Inventory(database, clock, audit, every_credential)
-    alerts = AlertDispatcher(alert_channels(settings))
+    channels = alert_channels(settings)
+    alerts = AlertDispatcher(channels)
     response, trust, attestation, ingest = detection_and_response(
         settings, database, clock, audit, pki, inventory, every_credential, alerts)
     return follow_changes(Services(
@@ -260,6 +267,8 @@ def build_services(
         trust=trust,
         ingest=ingest,
         alerts=alerts,
+        risk=RiskRegister(database, audit, clock, NoDiscovery(), StaticChannels(FleetChannels(
+            False, tuple(c.name for c in channels))), lint_policy),
     ))
 
 

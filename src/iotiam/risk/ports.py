@@ -14,6 +14,7 @@ from typing import Protocol
 from iotiam.attestation.models import FirmwareStatus
 from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.credentials.ports import PskStore
+from iotiam.discovery.models import CredentialSeen, DeviceSeen, DiscoveredAsset
 from iotiam.inventory.ports import DeviceReader, DeviceTypeStore, GroupStore
 from iotiam.pki.ports import CaStore, CertificateStore
 from iotiam.policy.models import LintFinding, PolicyDocument
@@ -190,3 +191,31 @@ class FleetSettings(Protocol):
     def channels(self) -> FleetChannels:
         """The fleet's audit export and alert channels, now."""
         ...
+
+
+class StaticChannels:
+    """Fleet settings fixed at start-up (the composition root reads them from config)."""
+
+    def __init__(self, channels: FleetChannels) -> None:
+        self._channels = channels
+
+    def channels(self) -> FleetChannels:
+        """The channels given at start-up."""
+        return self._channels
+
+
+class NoDiscovery:
+    """A ``discovery.ports.DiscoveryReader`` that has seen nothing: the register judges
+    registered identities only (until discovery's reader is wired)."""
+
+    def iter_assets(self, *, org_path: str) -> Iterator[DiscoveredAsset]:
+        """Nothing."""
+        return iter(())
+
+    def iter_devices_seen(self, *, org_path: str) -> Iterator[DeviceSeen]:
+        """Nothing."""
+        return iter(())
+
+    def iter_credentials_seen(self, *, org_path: str) -> Iterator[CredentialSeen]:
+        """Nothing."""
+        return iter(())
