@@ -212,14 +212,14 @@ class RiskRegister:
         live = tuple(a for a in entry.accepted if a.live(now))
         return replace(entry, factors=entry.visible(now), accepted=live)
 
-    def _scope(self, principal: Principal, where: EntryFilter) -> str:
+    def _scope(self, principal: Principal, where: EntryFilter) -> str | None:
+        """The subtree to read: the caller's, or the narrower one ``where`` names inside it;
+        None when ``where`` names one outside it (answered as empty, G9)."""
         if where.org_path is None:
             return principal.org_path
         if not where.org_path.startswith("/") or not where.org_path.endswith("/"):
             raise InvalidInput("'org' must be an org path such as /root/acme/")
-        # a path outside the caller's subtree is answered as an empty one (G9)
-        return where.org_path if principal.sees(where.org_path) else principal.org_path + \
-            "\x00none/"
+        return where.org_path if principal.sees(where.org_path) else None
 
     def entries(self, principal: Principal, where: EntryFilter = ANY, *,
                 after: str | None = None, limit: int = 100
@@ -229,6 +229,8 @@ class RiskRegister:
             raise InvalidInput("limit must be between 1 and 1000")
         cursor = decode_cursor(after)
         scope = self._scope(principal, where)
+        if scope is None:
+            return [], 0, None
         now = self._clock.now().timestamp()
         with self._tx.reading() as uow:
             items = uow.risk.page(org_path=scope, where=where, after=cursor, limit=limit,
@@ -273,14 +275,14 @@ class RiskRegister:
         """The caller's entries as CSV or JSON, in chunks (streamed, never all at once)."""
         if fmt not in ("csv", "json"):
             raise InvalidInput(f"unknown export format {fmt[:20]!r}; csv or json")
-        scope = self._scope(principal, where)
-        return self._export(scope, fmt, where)
+        return self._export(self._scope(principal, where), fmt, where)
 
-    def _export(self, scope: str, fmt: str, where: EntryFilter) -> Iterator[str]:
+    def _export(self, scope: str | None, fmt: str, where: EntryFilter) -> Iterator[str]:
         now = self._clock.now().timestamp()
         with self._tx.reading() as uow:
             rows = (self._present(e, now) for e in
-                    uow.risk.iter_entries(org_path=scope, where=where, now=now))
+                    (uow.risk.iter_entries(org_path=scope, where=where, now=now)
+                     if scope is not None else ()))
             if fmt == "json":
                 yield from _json_chunks(rows)
             else:
