@@ -6,9 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from expect import assert_problem, audit_records
 
 from api.tenants import Tenants
-from expect import assert_problem, audit_records
 
 PROBLEM = "application/problem+json"
 
