@@ -72,6 +72,7 @@ def register_commands() -> None:
         firmware,
         oauth,
         policies,
+        risk,
         setup,
         simulate,
     )
@@ -87,6 +88,7 @@ def register_commands() -> None:
     policies.register(app)
     firmware.register(app)
     detection.register(app)
+    risk.register(app)
 
 
 def run(argv: Sequence[str] | None = None) -> None:
