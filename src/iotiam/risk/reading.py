@@ -89,7 +89,6 @@ def read_index(uow: RiskUnitOfWork, discovery: DiscoveryReader, linter: PolicyLi
         cas=_cas(uow), attachments=_attachments(uow, linter),
         groups=_groups(uow), certificates=certificates, psks=psks,
         seen_credentials=seen_credentials, seen_devices=seen_devices,
-        registered_ids=_registered_ids(uow, devices),
         key_holders=key_holders, acceptances=acceptances, channels=fleet.channels())
     snapshot = Snapshot(index, {c.fingerprint_sha256 for cs in certificates.values()
                                 for c in cs if c.fingerprint_sha256},
@@ -162,14 +161,6 @@ def _groups(uow: RiskUnitOfWork) -> dict[str, frozenset[str]]:
     groups = {a.target.id for a in uow.policy_attachments.all()
               if a.target.kind is TargetKind.GROUP}
     return {g: frozenset(uow.groups.members(g)) for g in sorted(groups)}
-
-
-def _registered_ids(uow: RiskUnitOfWork, devices: Sequence[str] | None) -> frozenset[str]:
-    """The registered device ids a discovered asset's client id could clash with (a
-    refresh judges no asset: none)."""
-    if devices is not None:
-        return frozenset()
-    return frozenset(d.id for d in uow.devices.iter_all(org_path=ROOT_PATH))
 
 
 def _revoked_psks_seen(uow: RiskUnitOfWork, snapshot: Snapshot) -> None:

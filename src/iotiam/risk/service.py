@@ -39,7 +39,7 @@ from iotiam.risk.reading import Snapshot, read_index
 from iotiam.risk.scoring import score
 
 #: entries written per statement (and per write transaction) by a rebuild
-BATCH = 1000
+BATCH = 2000
 MAX_REASON = 500
 MAX_ACCEPT_DAYS = 365
 #: no filter
@@ -129,7 +129,9 @@ class RiskRegister:
                     firmware=firmware.get(device.id)))
             devices.clear()
 
+        registered: set[str] = set()
         for device in reader.devices.iter_all(org_path=ROOT_PATH):
+            registered.add(device.id)
             if device.state is not DeviceState.DECOMMISSIONED:
                 counts[device.org_path]["managed"] += 1
             devices.append(device)
@@ -139,6 +141,8 @@ class RiskRegister:
                 yield batch
                 batch = []
         judge_devices()
+        # an asset using a registered device's id as its MQTT client id clashes with it
+        snapshot.index.registered_ids = frozenset(registered)
         for asset in self._discovery.iter_assets(org_path=ROOT_PATH):
             entry = builder.asset_entry(asset)
             if entry is not None:

@@ -37,12 +37,22 @@ from iotiam.risk.models import (
     Weighting,
 )
 from iotiam.risk.ports import Cursor
+from iotiam.storage.raw import RawSql, RawStatement
 from iotiam.storage.rows import dump_json, load_json, under_path
 from iotiam.storage.tables import risk as t
 
 #: ids per ``IN`` list
 CHUNK = 500
 _E, _F, _A = t.risk_entries, t.risk_entry_factors, t.risk_acceptances
+# a rebuild writes hundreds of thousands of rows: straight to the driver (storage/raw.py)
+_INSERT_ENTRY = RawStatement(
+    "INSERT INTO risk_entries (id, subject, subject_id, org_path, site, type, score, "
+    "factors, criticality, device_class, can_write, holder, generation, updated_at) "
+    "VALUES (:id, :subject, :subject_id, :org_path, :site, :type, :score, :factors, "
+    ":criticality, :device_class, :can_write, :holder, :generation, :updated_at)")
+_INSERT_FACTOR = RawStatement(
+    "INSERT INTO risk_entry_factors (entry_id, factor, severity) "
+    "VALUES (:entry_id, :factor, :severity)")
 
 
 def _hidden(now: float) -> ColumnElement[bool]:
@@ -67,7 +77,8 @@ class SqlRiskStore:
             chunk = ids[start:start + CHUNK]
             self._c.execute(delete(_F).where(_F.c.entry_id.in_(chunk)))
             self._c.execute(delete(_E).where(_E.c.id.in_(chunk)))
-        self._c.execute(insert(_E), [{
+        raw = RawSql(self._c)
+        raw.change_many(_INSERT_ENTRY, [{
             "id": e.id, "subject": e.subject.value, "subject_id": e.subject_id,
             "org_path": e.org_path, "site": e.site, "type": e.type, "score": e.score,
             "factors": dump_json([h.to_json() for h in e.factors]),
@@ -80,8 +91,7 @@ class SqlRiskStore:
             for h in e.factors:
                 key = (e.id, h.factor.value)
                 factor_rows[key] = max(factor_rows.get(key, 0), int(h.severity))
-        if factor_rows:
-            self._c.execute(insert(_F), [{"entry_id": i, "factor": f, "severity": s}
+        raw.change_many(_INSERT_FACTOR, [{"entry_id": i, "factor": f, "severity": s}
                                          for (i, f), s in factor_rows.items()])
 
     def remove_stale(self, generation: int) -> int:
@@ -122,8 +132,9 @@ class SqlRiskStore:
             else org_path
         query = query.where(under_path(_E.c.org_path, scope))
         if where.factor is not None:
-            query = query.where(exists().where(
-                _F.c.entry_id == _E.c.id, _F.c.factor == where.factor.value, ~_hidden(now)))
+            # driven from the factor index: the few entries with that factor, not a scan
+            query = query.where(_E.c.id.in_(select(_F.c.entry_id).where(
+                _F.c.factor == where.factor.value, ~_hidden(now))))
         if where.site is not None:
             query = query.where(_E.c.site == where.site)
         if where.type is not None:
