@@ -123,13 +123,14 @@ def test_fail_bad_export_format(tenants: Tenants) -> None:
 @pytest.mark.parametrize(("body", "status"), [
     ({"factor": "expiring-no-renewal", "reason": "", "expires_in_days": 5}, 400),
     ({"factor": "expiring-no-renewal", "reason": "   ", "expires_in_days": 5}, 400),
-    ({"factor": "expiring-no-renewal", "reason": "x", "expires_in_days": -1}, 400),
+    ({"factor": "expiring-no-renewal", "reason": "x", "expires_in_days": -1}, 422),
+    ({"factor": "expiring-no-renewal", "reason": "x", "expires_in_days": 366}, 422),
     ({"factor": "expiring-no-renewal", "reason": "x", "expires_in_days": "5"}, 422),
     ({"factor": "bogus", "reason": "x", "expires_in_days": 5}, 400),
     ({"factor": "zombie", "reason": "x", "expires_in_days": 5}, 409),
     ({"factor": "expiring-no-renewal", "reason": "x", "expires_in_days": 5, "extra": 1}, 422)],
     ids=["fail/empty-reason", "fail/blank-reason", "fail/negative-expiry",
-         "fail/string-expiry", "fail/unknown-factor", "fail/factor-not-on-entry",
+         "fail/too-long-expiry", "fail/string-expiry", "fail/unknown-factor", "fail/factor-not-on-entry",
          "fail/unknown-field"])
 def test_fail_bad_accept_stores_nothing(tenants: Tenants, body: dict[str, Any],
                                         status: int) -> None:

@@ -16,7 +16,7 @@ from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.schemas import Body
 from iotiam.errors import InvalidInput
 from iotiam.risk.models import EntryFilter, RiskFactor, Subject
-from iotiam.risk.service import entry_json
+from iotiam.risk.service import MAX_ACCEPT_DAYS, entry_json
 
 router = APIRouter(prefix="/v1/risk", tags=["risk"], route_class=UntrustedJsonRoute)
 
@@ -28,7 +28,7 @@ class AcceptIn(Body):
 
     factor: str = Field(max_length=48)
     reason: str = Field(max_length=500)
-    expires_in_days: StrictInt
+    expires_in_days: StrictInt = Field(ge=1, le=MAX_ACCEPT_DAYS)
 
 
 def _iso(moment: float | None) -> str | None:
@@ -98,7 +98,11 @@ def trend(caller: Caller, svc: Wired,
                       for p in svc.risk.trend(caller, limit)]}
 
 
-@router.get("/export")
+@router.get("/export", response_class=StreamingResponse, responses={200: {
+    "description": "every entry the caller may see: a CSV table or a JSON array",
+    "content": {"text/csv": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "array",
+                                                 "items": {"type": "object"}}}}}})
 def export(
     caller: Caller, svc: Wired,
     export_format: str = Query(default="json", alias="format", max_length=8),
