@@ -130,8 +130,8 @@ def test_fail_bad_export_format(tenants: Tenants) -> None:
     ({"factor": "zombie", "reason": "x", "expires_in_days": 5}, 409),
     ({"factor": "expiring-no-renewal", "reason": "x", "expires_in_days": 5, "extra": 1}, 422)],
     ids=["fail/empty-reason", "fail/blank-reason", "fail/negative-expiry",
-         "fail/too-long-expiry", "fail/string-expiry", "fail/unknown-factor", "fail/factor-not-on-entry",
-         "fail/unknown-field"])
+         "fail/too-long-expiry", "fail/string-expiry", "fail/unknown-factor",
+         "fail/factor-not-on-entry", "fail/unknown-field"])
 def test_fail_bad_accept_stores_nothing(tenants: Tenants, body: dict[str, Any],
                                         status: int) -> None:
     make_expiring(tenants)
