@@ -202,6 +202,8 @@ def checkpoint_signer(writer: CheckpointWriter, every_records: int,
 
 #: how often the whole register is rebuilt (a refresh follows every change in between)
 RISK_REBUILD_SECONDS = 3600.0
+#: after a failed update, a full rebuild follows this soon (not at once: no log storm)
+RISK_RETRY_SECONDS = 60.0
 #: how long device changes may gather into one refresh
 RISK_SETTLE_SECONDS = 1.0
 
@@ -246,13 +248,14 @@ class RiskRefresher:
             try:
                 if time.monotonic() >= next_rebuild:
                     self.take()  # the rebuild judges them too
-                    self._register.rebuild()
                     next_rebuild = time.monotonic() + self._every
+                    self._register.rebuild()
                 elif devices := self.take():
                     self._register.refresh_devices(devices)
                 self._register.expire_acceptances()
             except Exception:  # the loop must survive a bad moment (DB restart, ...)
-                log.exception("risk register update failed; retrying")
+                log.exception("risk register update failed; a full rebuild follows")
+                next_rebuild = min(next_rebuild, time.monotonic() + RISK_RETRY_SECONDS)
             self._wanted.wait(min(STOP_SECONDS * 10, max(0.0,
                                                          next_rebuild - time.monotonic())))
             self._wanted.clear()

@@ -69,6 +69,11 @@ def test_fail_g9_tenant_sees_only_its_own(tenants: Tenants) -> None:
     mine = acme.get("/v1/risk/entries").json()
     assert {e["org_path"] for e in mine["items"]} <= {"/root/acme/", "/root/acme/acme-berlin/"}
     assert mine["total"] == 2
+    summary = acme.get("/v1/risk/summary").json()
+    assert summary["total"] == 2 and summary["managed"] == 2
+    assert summary["by_factor"] == {"expiring-no-renewal": 2}
+    assert acme.get("/v1/risk/trend").json()["items"][0]["counts"] == {
+        "managed": 2, "expiring-no-renewal": 2}
     theirs = globex.get("/v1/risk/entries").json()["items"][0]
     assert_problem(acme.get(f"/v1/risk/entries/{theirs['id']}"), 404)
     missing = acme.get("/v1/risk/entries/device-00000000000000000000")
