@@ -6,11 +6,22 @@ import secrets
 from datetime import timedelta
 
 import pytest
-from tests.unit.risk.facts import NOW_DT, asset, cert, device, device_type, seen_device
+from tests.unit.risk.facts import (
+    NOW_DT,
+    asset,
+    cert,
+    device,
+    device_type,
+    psk,
+    seen_cert,
+    seen_device,
+    seen_psk,
+)
 
 from iotiam.audit.models import AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import FrozenClock
+from iotiam.credentials.models import PskStatus
 from iotiam.errors import Conflict, Forbidden, InvalidInput, NotFound
 from iotiam.kernel import SYSTEM, Principal, Role
 from iotiam.policy.lint import lint_policy
@@ -176,3 +187,25 @@ def test_ok_fleet_channels_and_export(world) -> None:  # type: ignore[no-untyped
     assert len(json.loads("".join(register.export(ACME, "json")))) == 2
     with pytest.raises(InvalidInput):
         register.export(ACME, "xml")
+
+
+def test_ok_credentials_seen_on_the_network(world) -> None:  # type: ignore[no-untyped-def]
+    register, db, _, discovery = world
+    db.uow.psks.add(psk("dev-1", "dev-1-old", status=PskStatus.REVOKED, revoked_days=5))
+    db.uow.psks.add(psk("dev-1", "Client_identity", created_days=1))
+    own = next(iter(db.uow.certificates.certificates.values()))
+    discovery.credentials_seen = [
+        seen_cert("e" * 64, issuer="CN=Vendor CA", assets=("ast-acme",)),
+        seen_cert(own.fingerprint_sha256 or "", issuer="CN=iotiam", devices=("dev-1",),
+                  org=own.org_path),
+        seen_psk("dev-1-old", devices=("dev-1",)),
+        seen_psk("stray", assets=("ast-acme",))]
+    register.rebuild()
+    by_subject = {(e.subject, e.subject_id): {h.factor for h in e.factors}
+                  for e in register.entries(SYSTEM, limit=100)[0]}
+    assert by_subject[(Subject.CERTIFICATE, "e" * 64)] == {RiskFactor.UNKNOWN_ISSUER}
+    assert by_subject[(Subject.PSK, "dev-1-old")] == {RiskFactor.REVOKED_IN_USE}
+    assert by_subject[(Subject.PSK, "Client_identity")] == {RiskFactor.DEFAULT_CREDENTIAL}
+    assert by_subject[(Subject.PSK, "stray")] == {RiskFactor.UNMANAGED}
+    # iotiam's own certificate, seen in use as issued, is no entry of its own
+    assert not any(s is Subject.CERTIFICATE and i != "e" * 64 for s, i in by_subject)
