@@ -1,13 +1,13 @@
 """What ``iotiam serve`` runs beside the requests: every background job, in one list.
 
-``bootstrap.background_jobs`` builds the list (and subscribes the jobs that follow the
+``serving.background_jobs`` builds the list (and subscribes the jobs that follow the
 change feed); ``serve`` only starts and stops it. Two kinds of job:
 
 * **every process** runs its own: the change feed's dispatcher (it delivers to this
   process's caches) and the CRL refresher;
 * **singletons** run in the first process only (``serve --workers``): the managed
-  broker and its sync, audit checkpoints, trust scores, baseline saving and pruning
-  the change table.
+  broker and its sync, audit checkpoints, trust scores, baseline saving, pruning
+  the change table and the risk register (``RiskRefresher``).
 
 A job is a loop ``run(stop)`` that survives a bad moment (a database restart) and
 returns soon after ``stop`` is set; ``at_exit`` runs once after every loop ended.
@@ -24,12 +24,21 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from iotiam.audit.anchor import CheckpointWriter, Refused
-from iotiam.changes import ChangeFeed, Published
+from iotiam.changes import (
+    CertificateRevoked,
+    ChangeFeed,
+    CredentialRevoked,
+    DeviceChanged,
+    Published,
+    TrustChanged,
+)
 from iotiam.clock import Clock
 
 # composition-level like bootstrap.py (it wires these jobs): the CRL job drives the PKI
-# service itself (allowed by name in tests/unit/test_layering.py, SERVICE_USERS)
+# service itself, the risk job the register (allowed by name in
+# tests/unit/test_layering.py, SERVICE_USERS)
 from iotiam.pki.service import Pki
+from iotiam.risk.service import RiskRegister
 
 log = logging.getLogger("iotiam.server")
 
@@ -189,3 +198,65 @@ def checkpoint_signer(writer: CheckpointWriter, every_records: int,
                 log.exception("reading the audit head failed; retrying")
                 pending = 0
     return run
+
+
+#: how often the whole register is rebuilt (a refresh follows every change in between)
+RISK_REBUILD_SECONDS = 3600.0
+#: after a failed update, a full rebuild follows this soon (not at once: no log storm)
+RISK_RETRY_SECONDS = 60.0
+#: how long device changes may gather into one refresh
+RISK_SETTLE_SECONDS = 1.0
+
+
+class RiskRefresher:
+    """Keeps the risk register current: the devices the change feed names are judged
+    again within a second or so, the whole register on a schedule, and acceptances that
+    ran out count again (a singleton: the rebuild writes the register in full)."""
+
+    def __init__(self, register: RiskRegister, every_seconds: float = RISK_REBUILD_SECONDS
+                 ) -> None:
+        self._register = register
+        self._every = every_seconds
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
+        self._wanted = threading.Event()
+
+    def changed(self, published: Published) -> None:
+        """A device, credential or trust changed (subscribed to the change feed): queue
+        its device(s) and return at once."""
+        change = published.change
+        wanted: set[str] = set()
+        if isinstance(change, DeviceChanged | TrustChanged):
+            wanted.update(change.device_ids)
+        elif isinstance(change, CertificateRevoked | CredentialRevoked) and change.device_id:
+            wanted.add(change.device_id)
+        if wanted:
+            with self._lock:
+                self._pending |= wanted
+            self._wanted.set()
+
+    def take(self) -> list[str]:
+        """The devices queued since the last call."""
+        with self._lock:
+            taken, self._pending = sorted(self._pending), set()
+        return taken
+
+    def run(self, stop: threading.Event) -> None:
+        """Rebuild now and every ``every_seconds``; refresh queued devices in between."""
+        next_rebuild = time.monotonic()
+        while not stop.is_set():
+            try:
+                if time.monotonic() >= next_rebuild:
+                    self.take()  # the rebuild judges them too
+                    next_rebuild = time.monotonic() + self._every
+                    self._register.rebuild()
+                elif devices := self.take():
+                    self._register.refresh_devices(devices)
+                self._register.expire_acceptances()
+            except Exception:  # the loop must survive a bad moment (DB restart, ...)
+                log.exception("risk register update failed; a full rebuild follows")
+                next_rebuild = min(next_rebuild, time.monotonic() + RISK_RETRY_SECONDS)
+            self._wanted.wait(min(STOP_SECONDS * 10, max(0.0,
+                                                         next_rebuild - time.monotonic())))
+            self._wanted.clear()
+            stop.wait(RISK_SETTLE_SECONDS if not stop.is_set() else 0)

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -22,23 +21,14 @@ from iotiam.audit.checkpoint import Verifier
 from iotiam.audit.export import checkpoint_to_syslog
 from iotiam.audit.service import AuditTrail
 from iotiam.background import (
-    BackgroundJobs,
     ChangeDispatcher,
-    CrlRefresher,
-    Job,
-    baseline_saver,
-    change_pruner,
-    checkpoint_signer,
 )
-from iotiam.broker.fleet import LiveFleet
-from iotiam.broker.runtime import start_data_plane
 from iotiam.changes import (
     CertificateRevoked,
     ChangeFeed,
     CredentialRevoked,
     DetectionModeChanged,
     DeviceChanged,
-    ManufacturerTrustChanged,
     PolicyChanged,
     TrustChanged,
 )
@@ -73,12 +63,16 @@ from iotiam.pki.ports import CaUnitOfWork, SerialSource
 from iotiam.pki.service import CaSet, Pki
 from iotiam.pki.signer import SigningCa
 from iotiam.policy.inquiry import PolicyInquiry
+from iotiam.policy.lint import lint_policy
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
 from iotiam.policy.subjects import DeviceSubjects
 from iotiam.response.alerts import AlertChannel, AlertDispatcher, SyslogChannel, WebhookChannel
 from iotiam.response.ports import NoFirmwareData
-from iotiam.response.scoring import TrustRefresher, TrustScores
+from iotiam.response.scoring import TrustScores
 from iotiam.response.service import IncidentResponse
+from iotiam.risk.models import FleetChannels
+from iotiam.risk.ports import StaticChannels
+from iotiam.risk.service import RiskRegister
 from iotiam.storage.baseline_file import BaselineFile
 from iotiam.storage.checkpoint_file import CheckpointFile, CheckpointKeyFile
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
@@ -103,7 +97,7 @@ log = logging.getLogger(__name__)
 
 
 if TYPE_CHECKING:  # loaded where used: uvicorn weighs on every CLI start
-    from iotiam.api.tls import ManufacturerTrust
+    pass
 
 
 @dataclass
@@ -149,6 +143,8 @@ class Services:
     alerts: AlertDispatcher
     #: sightings, their reconciliation with the fleet, the discovered assets
     discovery: Discovery
+    #: the identity risk register (issue 13)
+    risk: RiskRegister
 
     def close(self) -> None:
         """Deliver queued alerts, release database connections."""
@@ -237,7 +233,8 @@ def build_services(
         retry_after_seconds=settings.est_retry_after_seconds), sightings=discovery)
     policies, decisions, subjects = policy_services(database, clock, audit)
     inventory = Inventory(database, clock, audit, every_credential)
-    alerts = AlertDispatcher(alert_channels(settings))
+    channels = alert_channels(settings)
+    alerts = AlertDispatcher(channels)
     response, trust, attestation, ingest = detection_and_response(
         settings, database, clock, audit, pki, inventory, every_credential, alerts,
         discovery)
@@ -270,6 +267,10 @@ def build_services(
         ingest=ingest,
         alerts=alerts,
         discovery=discovery,
+        risk=RiskRegister(database, audit, clock, discovery.reader, StaticChannels(
+            # audit checkpoints leave the host only through the syslog target
+            FleetChannels(bool(settings.alert_syslog), tuple(c.name for c in channels))),
+            lint_policy),
     ))
 
 
@@ -449,74 +450,3 @@ def token_batches(services: Services, *, max_batch: int
     free, else on one worker thread."""
     return LoopCombiner(services.oauth.issue_tokens, max_batch=max_batch,
                         thread_name="oauth-tokens", run_here_if=services.database.writer_if_free)
-
-
-def broker_fleet(services: Services) -> LiveFleet:
-    """The fleet as the broker sync sees it."""
-    reads = SqlFleetReads(services.database, services.clock)
-    return LiveFleet(services.database, services.clock, reads, services.pki, services.psks,
-                     services.decisions, posture=reads)
-
-
-#: what the broker sync acts on (``BrokerSync.follow``)
-BROKER_FOLLOWS = (CertificateRevoked, CredentialRevoked, DeviceChanged, TrustChanged,
-                  PolicyChanged)
-
-
-def broker_plane(services: Services) -> Callable[[], None] | None:
-    """Start the managed broker (or attach to an external one) and its sync, which
-    follows the change feed from before its cold start; returns how to stop it."""
-    before = services.changes.position
-    plane = start_data_plane(broker_fleet(services), services.settings,
-                             deliver=services.ingest.deliver)
-    if plane is None:
-        return None
-    services.changes.subscribe(BROKER_FOLLOWS, plane.sync.follow, after=before)
-    return plane.stop
-
-
-def manufacturer_trust(services: Services) -> ManufacturerTrust:
-    """The TLS trust store of device endpoints: every registered manufacturer CA, a new
-    one as soon as it is registered in any process."""
-    from iotiam.api.tls import ManufacturerTrust
-    trust = ManufacturerTrust(services.manufacturers.trust_anchors)
-    services.changes.subscribe((ManufacturerTrustChanged,), trust.anchors_changed)
-    return trust
-
-
-def background_jobs(services: Services, *, singletons: bool) -> BackgroundJobs:
-    """Everything ``serve`` runs beside the requests in this process (``singletons``: the
-    jobs only the first process runs too; ``iotiam.background``)."""
-    settings = services.settings
-    crls = CrlRefresher(services.pki)
-    services.changes.subscribe((CertificateRevoked,), crls.revoked)
-    jobs = [Job("change-feed", services.changes.run), Job("crl-refresher", crls.run),
-            Job("discovery-observer", services.discovery.run_observer)]
-    if not singletons:
-        return BackgroundJobs(jobs)
-    return BackgroundJobs([
-        *jobs,
-        Job("audit-checkpoints", checkpoint_signer(
-            services.checkpoints, settings.audit_checkpoint_records,
-            settings.audit_checkpoint_seconds)),
-        Job("trust-scores", trust_scores_refresher(services).run),
-        Job("baseline-saver", baseline_saver(lambda: save_baselines(services)),
-            at_exit=lambda: save_baselines(services)),
-        Job("change-pruner", change_pruner(services.changes, services.clock)),
-    ], start_data_plane=lambda: broker_plane(services))
-
-
-def save_baselines(services: Services) -> None:
-    """Write the detection engine's baselines to the data directory."""
-    BaselineFile(services.settings.baselines_file).save(services.ingest.engine.snapshot())
-
-
-def trust_scores_refresher(services: Services) -> TrustRefresher:
-    """Rescoring of devices whose record, credentials or firmware verdict changed."""
-    refresher = TrustRefresher(services.trust, SqlFleetReads(services.database, services.clock),
-                               services.clock)
-    services.changes.subscribe((CertificateRevoked, CredentialRevoked, DeviceChanged),
-                               refresher.rescore_later)
-    return refresher
-
-

@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from iotiam.bootstrap import broker_fleet, build_services
+from iotiam.bootstrap import build_services
 from iotiam.broker.event_source import BrokerEventSource
 from iotiam.broker.layout import BrokerConfig, BrokerFiles, mosquitto_binary
 from iotiam.broker.process import ManagedMosquitto
@@ -33,6 +33,7 @@ from iotiam.pki.keys import generate_private_key
 from iotiam.pki.leaf_builder import LeafBuilder
 from iotiam.pki.models import KeyAlgorithm
 from iotiam.pki.profiles import DEVICE
+from iotiam.serving import broker_fleet
 from iotiam.testing import free_port, require
 from iotiam.testing.mqtt import MqttDevice
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from iotiam.bootstrap import broker_fleet, build_services
+from iotiam.bootstrap import build_services
 from iotiam.broker.broker_watch import BrokerWatch, broker_statistics
 from iotiam.broker.dynsec import DynsecAdmin
 from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles
@@ -24,6 +24,7 @@ from iotiam.broker.runtime import start_data_plane
 from iotiam.config import Settings
 from iotiam.detection.models import EventKind
 from iotiam.installation import initialize
+from iotiam.serving import broker_fleet
 from iotiam.testing import free_port, require_binary
 from iotiam.testing.mqtt import MqttDevice
 

@@ -6,7 +6,7 @@ import threading
 
 from conftest import Installation
 from iotiam.background import BackgroundJobs, Job
-from iotiam.bootstrap import background_jobs
+from iotiam.serving import background_jobs
 
 
 def test_jobs_ok_singletons_only_in_the_first_process(installation: Installation) -> None:
@@ -20,7 +20,7 @@ def test_jobs_ok_singletons_only_in_the_first_process(installation: Installation
     assert [j.name for j in first.jobs] == [
         "change-feed", "crl-refresher", "discovery-observer", "audit-checkpoints",
         "trust-scores",
-        "baseline-saver", "change-pruner"]
+        "baseline-saver", "change-pruner", "risk-register"]
     assert first.start_data_plane is not None
 
 

@@ -15,7 +15,7 @@ from fleet import add_device, certificate_of, issue, revoke
 
 from conftest import Installation
 from iotiam.background import CrlRefresher
-from iotiam.bootstrap import BROKER_FOLLOWS, background_jobs, build_services
+from iotiam.bootstrap import build_services
 from iotiam.broker.layout import BrokerFiles
 from iotiam.broker.sync import BrokerSync
 from iotiam.changes import (
@@ -30,6 +30,7 @@ from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.models import DetectionMode
 from iotiam.inventory.models import DeviceState
 from iotiam.kernel import SYSTEM
+from iotiam.serving import BROKER_FOLLOWS, background_jobs
 
 
 def _until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:

@@ -54,12 +54,12 @@ PUBLISHED: dict[str, set[str]] = {
     # queue and the token endpoint hand them to discovery's SightingSink
     "discovery": {"sources.own_traffic"},
 }
-COMPOSITION = {"iotiam.bootstrap", "iotiam.installation"}
+COMPOSITION = {"iotiam.bootstrap", "iotiam.installation", "iotiam.serving"}
 #: who builds the speed machinery into the graph (``api/oauth_token_path.py`` is handed
 #: its combiner by ``bootstrap.token_batches``)
 FAST_USERS = {"iotiam.bootstrap"}
 #: outside the domains, who may import a domain's ``service`` module: the composition
-#: root, and ``background.py``, composition-level like it (``bootstrap.background_jobs``
+#: root, and ``background.py``, composition-level like it (``serving.background_jobs``
 #: wires its jobs; the CRL job drives ``pki.service.Pki``)
 SERVICE_USERS = COMPOSITION | {"iotiam.background"}
 #: the front end the services are built for, and the test kit that builds them over fakes

@@ -31,6 +31,7 @@ from iotiam.api.routes import (
     policies,
     public,
     recovery,
+    risk,
 )
 from iotiam.bootstrap import Services
 
@@ -62,6 +63,7 @@ def create_api_app(services: Services) -> ASGIApp:
     app.include_router(firmware.router)
     app.include_router(attestation.router)
     app.include_router(discovery.router)
+    app.include_router(risk.router)
     # the size limit wraps the OCSP fast path too; the broker hook and the token endpoint
     # bound their own bodies
     limited = BodySizeLimit(OcspFastPath(EncodedSlashRefusal(app), services),

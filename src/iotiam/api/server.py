@@ -19,11 +19,12 @@ from iotiam.api.app import create_api_app, create_public_app
 from iotiam.api.one_send import OneSendHttpToolsProtocol
 from iotiam.api.tls import TlsAwareHttpToolsProtocol
 from iotiam.api.workers import fork_workers, stop_workers
-from iotiam.bootstrap import Services, background_jobs, manufacturer_trust
+from iotiam.bootstrap import Services
 from iotiam.config import ca_passphrase
 from iotiam.errors import SetupError
 from iotiam.response.alerts import AlertDispatcher
 from iotiam.response.models import Action, Playbook
+from iotiam.serving import background_jobs, manufacturer_trust
 
 log = logging.getLogger("iotiam.server")
 

@@ -92,6 +92,10 @@ class AuditTag(enum.StrEnum):
     SIGHTINGS_IMPORTED = "discovery:sightings:imported"
     #: a discovery import refused whole (unknown source, not that format, no rights)
     DISCOVERY_IMPORT_REFUSED = "admin:discovery-import:refused"
+    #: the identity risk register was judged again in full
+    RISK_REGISTER_REBUILT = "risk:register:rebuilt"
+    #: an admin accepted one factor of a register entry, with a reason, until a date
+    RISK_FACTOR_ACCEPTED = "risk:factor:accepted"
 
 
 class Outcome(enum.StrEnum):

@@ -1,7 +1,7 @@
 """The live fleet as the broker sync sees it: inventory + policy + PKI + PSKs.
 
 The broker names what it needs of the PKI, the PSKs and the decision point as the
-protocols below; the composition root (``bootstrap.broker_fleet``) hands it the services
+protocols below; the composition root (``serving.broker_fleet``) hands it the services
 (``pki.service.Pki``, ``credentials.service.Psks``, ``policy.service.DecisionPoint``).
 """
 

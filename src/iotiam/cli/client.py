@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,25 @@ class ApiClient:
         """POST JSON returning JSON (or None for 204)."""
         response = self.request("POST", path, json=body)
         return response.json() if response.content else None
+
+    def download(self, path: str, write: Callable[[bytes], object], **params: Any) -> int:
+        """GET a streamed body, handing each chunk to ``write``; the bytes received."""
+        clean = {k: v for k, v in params.items() if v is not None}
+        received = 0
+        try:
+            with self._http.stream("GET", path, params=clean) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ApiError(response.status_code, _problem_detail(response))
+                for chunk in response.iter_bytes():
+                    write(chunk)
+                    received += len(chunk)
+        except httpx.ConnectError as e:
+            raise ApiError(0, f"cannot reach iotiam at {self._url} (is `iotiam serve` "
+                              f"running?): {e}") from e
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
+            raise ApiError(0, f"request to {self._url} failed: {e}") from e
+        return received
 
     def delete(self, path: str) -> None:
         """DELETE."""

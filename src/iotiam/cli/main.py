@@ -73,6 +73,7 @@ def register_commands() -> None:
         firmware,
         oauth,
         policies,
+        risk,
         setup,
         simulate,
     )
@@ -89,6 +90,7 @@ def register_commands() -> None:
     firmware.register(app)
     detection.register(app)
     discover.register(app)
+    risk.register(app)
 
 
 def run(argv: Sequence[str] | None = None) -> None:

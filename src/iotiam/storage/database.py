@@ -60,6 +60,7 @@ from iotiam.storage.response_store import (
     SqlMitigationStore,
     SqlTrustStore,
 )
+from iotiam.storage.risk_store import SqlRiskStore
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ class SqlUnitOfWork:
         self.trust = SqlTrustStore(conn)
         self.discovery = SqlDiscoveryStore(conn)
         self.registered_identities = SqlRegisteredIdentities(conn)
+        self.risk = SqlRiskStore(conn)
 
     @property
     def changes(self) -> SqlChangeRecorder:

@@ -13,7 +13,7 @@ from fleet import add_org_unit
 
 from conftest import Installation
 from iotiam.attestation.metadata import sign_metadata
-from iotiam.bootstrap import trust_scores_refresher
+from iotiam.serving import trust_scores_refresher
 from iotiam.testing import make_key
 
 from .kit import FirmwareKit, firmware, image_hash, stored_state, updated_at

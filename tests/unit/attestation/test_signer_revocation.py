@@ -14,9 +14,9 @@ from fleet import add_org_unit
 
 from conftest import Installation
 from iotiam.attestation.metadata import sign_metadata
-from iotiam.bootstrap import trust_scores_refresher
 from iotiam.detection.models import FindingType, Severity
 from iotiam.pki.keys import PrivateKey
+from iotiam.serving import trust_scores_refresher
 
 from .forge import header_of, payload_of
 from .kit import FirmwareKit, firmware, image_hash, stored_state, updated_at

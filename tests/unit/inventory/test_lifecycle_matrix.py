@@ -8,11 +8,11 @@ from cryptography.hazmat.primitives import serialization
 from tokens.oauthkit import DeviceIdentity, OAuthKit
 
 from conftest import Installation
-from iotiam.bootstrap import broker_fleet
 from iotiam.errors import IamError
 from iotiam.inventory.lifecycle import ALLOWED, Transport, may
 from iotiam.inventory.models import DeviceState
 from iotiam.kernel import SYSTEM
+from iotiam.serving import broker_fleet
 from iotiam.testing import make_csr
 
 P, A, Q, S, D = (DeviceState.PENDING, DeviceState.ACTIVE, DeviceState.QUARANTINED,

@@ -7,8 +7,9 @@ from dataclasses import replace
 from fleet import add_device
 
 from conftest import Installation
-from iotiam.bootstrap import build_services, save_baselines
+from iotiam.bootstrap import build_services
 from iotiam.detection.models import Event, EventKind
+from iotiam.serving import save_baselines
 
 T0 = 1_772_366_400.0
 

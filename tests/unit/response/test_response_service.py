@@ -302,7 +302,7 @@ def test_ok_refresher_rescores_after_a_revocation(installation: Installation) ->
     serial = issue(api, "s1")["serial"]
     trust = installation.services.trust
     assert trust.explain(SYSTEM, "s1").score == 100
-    # bootstrap.trust_scores_refresher, over the change log and feed of the memory stores
+    # serving.trust_scores_refresher, over the change log and feed of the memory stores
     refresher = TrustRefresher(trust, MemoryFleetReads(installation.services.database,
                                                       installation.clock), installation.clock)
     installation.services.changes.subscribe(

@@ -21,9 +21,12 @@ from iotiam.storage.tables import (
     pki,
     policy,
     response,
+    risk,
     tokens,
 )
 from iotiam.storage.tables.columns import metadata
 
 __all__ = ["admin", "attestation", "audit", "changes", "credentials", "discovery", "enrollment",
            "inventory", "metadata", "pki", "policy", "response", "tokens"]
+__all__ = ["admin", "attestation", "audit", "changes", "credentials", "enrollment", "inventory",
+           "metadata", "pki", "policy", "response", "risk", "tokens"]

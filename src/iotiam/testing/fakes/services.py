@@ -45,16 +45,19 @@ from iotiam.pki.models import KeyAlgorithm, PkiConfig
 from iotiam.pki.ports import SerialSource
 from iotiam.pki.service import CaSet, Pki
 from iotiam.policy.inquiry import PolicyInquiry
+from iotiam.policy.lint import lint_policy
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
 from iotiam.policy.subjects import DeviceSubjects
 from iotiam.response.alerts import AlertChannel, AlertDispatcher
 from iotiam.response.ports import NoFirmwareData
 from iotiam.response.scoring import TrustScores
 from iotiam.response.service import IncidentResponse
+from iotiam.risk.service import RiskRegister
 from iotiam.testing.fakes.audit import MemoryCheckpointLog
 from iotiam.testing.fakes.changes import MemoryChangeFeed, MemoryFleetReads
 from iotiam.testing.fakes.pki import MemoryStatusReader
 from iotiam.testing.fakes.response import MemoryDeviceLookup
+from iotiam.testing.fakes.risk import FixedChannels
 from iotiam.testing.fakes.unit_of_work import MemoryDatabase, MemoryUnitOfWork
 from iotiam.tokens.models import TokenConfig
 from iotiam.tokens.reads import read_when_asked
@@ -110,6 +113,7 @@ class MemoryServices:
     alerts: AlertDispatcher
     #: sightings, their reconciliation and the discovered assets
     discovery: Discovery
+    risk: RiskRegister
     #: the plaintext of the bootstrap admin token (``profile.json`` of a real install)
     admin_token: str = ""
 
@@ -198,6 +202,8 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
         firmware=FirmwareRegistry(database, clock, audit, finding_sink=response),
         attestation=attestation, response=response, trust=trust, ingest=ingest,
         alerts=alerts, discovery=discovery,
+        risk=RiskRegister(database, audit, clock, discovery.reader, FixedChannels(),
+                          lint_policy),
     ))
 
 

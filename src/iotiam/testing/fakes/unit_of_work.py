@@ -46,6 +46,7 @@ from iotiam.testing.fakes.response import (
     MemoryMitigationStore,
     MemoryTrustStore,
 )
+from iotiam.testing.fakes.risk import MemoryRiskStore
 from iotiam.testing.fakes.tokens import (
     MemoryAssertionJtiStore,
     MemoryDeviceCodeStore,
@@ -107,6 +108,7 @@ class MemoryUnitOfWork:
         self.discovery = MemoryDiscoveryStore()
         self.registered_identities = MemoryRegisteredIdentities(
             self.devices, self.certificates, self.psks, self.cas)
+        self.risk = MemoryRiskStore()
 
     def stores(self) -> dict[str, MemoryStore]:
         """Every store by its attribute name (one entry per store object)."""

@@ -1,0 +1,177 @@
+"""Reads what the checks need of the whole fleet, once per rebuild, into a
+:class:`~iotiam.risk.builder.FleetIndex` (bulk reads only: no query per device)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cryptography import x509
+
+from iotiam.credentials.models import Psk, PskStatus
+from iotiam.discovery.models import CredentialSeen, IdentifierKind
+from iotiam.discovery.ports import DiscoveryReader
+from iotiam.inventory.models import Device
+from iotiam.kernel import ROOT_PATH
+from iotiam.pki.models import CertificateRecord, CertificateStatus
+from iotiam.policy.actions import PUBLISH
+from iotiam.policy.models import Attachment, TargetKind
+from iotiam.risk import credentials, posture
+from iotiam.risk.builder import FleetIndex, RegisterBuilder
+from iotiam.risk.fleet import ca_facts
+from iotiam.risk.models import (
+    Acceptance,
+    CaFacts,
+    PolicyFacts,
+    RiskEntry,
+    RiskSettings,
+    Subject,
+)
+from iotiam.risk.ports import FleetSettings, PolicyLinter, RiskUnitOfWork
+
+
+@dataclass
+class Snapshot:
+    """The index, and what the register needs to tell registered credentials apart."""
+
+    index: FleetIndex
+    fingerprints: set[str] = field(default_factory=set)
+    psk_identities: set[str] = field(default_factory=set)
+    #: revoked PSKs whose identity the sources still see, with their holder
+    revoked_psks: list[tuple[Psk, Device]] = field(default_factory=list)
+
+    def registered(self, seen: CredentialSeen) -> bool:
+        """Whether iotiam issued this credential (its own entry judges it)."""
+        if seen.kind is IdentifierKind.CERTIFICATE:
+            return seen.value in self.fingerprints
+        return seen.value in self.psk_identities
+
+    def revoked_psk_entries(self, builder: RegisterBuilder) -> list[RiskEntry]:
+        """Entries of revoked PSKs the sources still see (revoked in use)."""
+        found: list[RiskEntry] = []
+        index = builder.index
+        for psk, device in self.revoked_psks:
+            seen = index.seen_credentials.get((IdentifierKind.PSK_IDENTITY, psk.identity))
+            hits = credentials.psk_checks(psk, now=index.now, settings=index.settings,
+                                          max_key_age=None, seen=seen)
+            if hits:
+                found.append(builder.entry(Subject.PSK, psk.identity, psk.org_path,
+                                           device.site, device.type_name, hits,
+                                           builder.weighting(device)))
+        return found
+
+
+def read_index(uow: RiskUnitOfWork, discovery: DiscoveryReader, linter: PolicyLinter,
+               fleet: FleetSettings, settings: RiskSettings, now: float, *,
+               devices: Sequence[str] | None = None) -> Snapshot:
+    """Everything fleet-wide the checks read; ``devices`` narrows the per-device parts to
+    those devices (a refresh)."""
+    seen_credentials = {(s.kind, s.value): s
+                        for s in discovery.iter_credentials_seen(org_path=ROOT_PATH)}
+    wanted = set(devices) if devices is not None else None
+    seen_devices = {s.device_id: s for s in discovery.iter_devices_seen(org_path=ROOT_PATH)
+                    if wanted is None or s.device_id in wanted}
+    certificates, key_holders = _certificates(uow, devices)
+    psks: dict[str, list[Psk]] = defaultdict(list)
+    if devices is None:
+        for psk in uow.psks.iter_active(org_path=ROOT_PATH):
+            psks[psk.device_id].append(psk)
+    else:
+        for device_id in devices:
+            psks[device_id] = [p for p in uow.psks.for_device(device_id)
+                               if p.status is PskStatus.ACTIVE]
+    acceptances: dict[str, list[Acceptance]] = defaultdict(list)
+    for acceptance in uow.risk.live_acceptances(now):
+        acceptances[acceptance.entry_id].append(acceptance)
+    index = FleetIndex(
+        now=now, settings=settings, types={t.name: t for t in uow.device_types.list_all()},
+        cas=_cas(uow), attachments=_attachments(uow, linter),
+        groups=_groups(uow), certificates=certificates, psks=psks,
+        seen_credentials=seen_credentials, seen_devices=seen_devices,
+        key_holders=key_holders, acceptances=acceptances, channels=fleet.channels())
+    snapshot = Snapshot(index, {c.fingerprint_sha256 for cs in certificates.values()
+                                for c in cs if c.fingerprint_sha256},
+                        {p.identity for ps in psks.values() for p in ps})
+    if devices is None:
+        _revoked_psks_seen(uow, snapshot)
+    return snapshot
+
+
+def _certificates(uow: RiskUnitOfWork, devices: Sequence[str] | None
+                  ) -> tuple[dict[str, list[CertificateRecord]], dict[str, frozenset[str]]]:
+    by_device: dict[str, list[CertificateRecord]] = defaultdict(list)
+    if devices is None:
+        for cert in uow.certificates.iter_device_certificates(org_path=ROOT_PATH):
+            if cert.device_id is not None:
+                by_device[cert.device_id].append(cert)
+    else:
+        for device_id in devices:
+            by_device[device_id] = [c for c in uow.certificates.for_device(device_id)
+                                    if c.status is not CertificateStatus.RESERVED]
+    holders: dict[str, set[str]] = defaultdict(set)
+    if devices is None:
+        for device_id, certs in by_device.items():
+            for cert in certs:
+                if cert.public_key_sha256:
+                    holders[cert.public_key_sha256].add(device_id)
+    else:
+        keys = sorted({c.public_key_sha256 for cs in by_device.values() for c in cs
+                       if c.public_key_sha256})
+        for key, holder in uow.certificates.key_holders(keys):
+            if holder is not None:
+                holders[key].add(holder)
+    return by_device, {k: frozenset(v) for k, v in holders.items() if len(v) > 1}
+
+
+def _cas(uow: RiskUnitOfWork) -> list[CaFacts]:
+    """The CAs iotiam runs that sign (roots and issuing CAs), each with its revocation."""
+    found: list[CaFacts] = []
+    for stored in uow.cas.list_all():
+        if str(stored.role) not in ("root", "issuing"):
+            continue
+        facts = ca_facts(stored, None)
+        serial = _serial_of(stored.certificate_pem)
+        revoked = [c for c in uow.certificates.find_by_serial(serial)
+                   if c.status is CertificateStatus.REVOKED and c.issuer_id != stored.id]
+        if revoked and revoked[0].revoked_at is not None:
+            facts = ca_facts(stored, revoked[0].revoked_at.timestamp())
+        found.append(facts)
+    return found
+
+
+def _serial_of(pem: str) -> int:
+    return x509.load_pem_x509_certificate(pem.encode()).serial_number
+
+
+def _attachments(uow: RiskUnitOfWork, linter: PolicyLinter
+                 ) -> list[tuple[Attachment, PolicyFacts]]:
+    facts: dict[str, PolicyFacts] = {}
+    for stored in uow.policies.current():
+        document = stored.document
+        problems = tuple((str(f.severity), f.code, f.statement) for f in linter(document)
+                         if str(f.severity) in posture.FLAGGED_LINT)
+        can_write = any(str(s.effect) == "allow" and PUBLISH in s.covered_actions()
+                        for s in document.statements)
+        facts[document.name] = PolicyFacts(document.name, problems, can_write)
+    return [(a, facts[a.policy]) for a in uow.policy_attachments.all() if a.policy in facts]
+
+
+def _groups(uow: RiskUnitOfWork) -> dict[str, frozenset[str]]:
+    groups = {a.target.id for a in uow.policy_attachments.all()
+              if a.target.kind is TargetKind.GROUP}
+    return {g: frozenset(uow.groups.members(g)) for g in sorted(groups)}
+
+
+def _revoked_psks_seen(uow: RiskUnitOfWork, snapshot: Snapshot) -> None:
+    index = snapshot.index
+    for (kind, value), seen in index.seen_credentials.items():
+        if kind is not IdentifierKind.PSK_IDENTITY or value in snapshot.psk_identities:
+            continue
+        for device_id in seen.device_ids:
+            for psk in uow.psks.for_device(device_id):
+                if psk.identity == value and psk.status is PskStatus.REVOKED:
+                    device = uow.devices.get(device_id)
+                    if device is not None:
+                        snapshot.revoked_psks.append((psk, device))
+                        snapshot.psk_identities.add(value)

@@ -1,0 +1,79 @@
+"""The identity risk register (migration 0017): entries, the factors each has (to filter
+and count by factor), acceptances, and the counts of every rebuild (the trend).
+
+Times are seconds since the epoch (``Float``): the register is rebuilt in bulk and its
+values come from the checks as floats.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, Float, Index, Integer, String, Table, Text
+
+from iotiam.storage.tables.columns import metadata
+
+risk_entries = Table(
+    "risk_entries",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("subject", String(16), nullable=False),
+    Column("subject_id", String(512), nullable=False),
+    Column("org_path", String(2048), nullable=False),
+    Column("site", String(256), nullable=True),
+    Column("type", String(128), nullable=True),
+    Column("score", Integer, nullable=False),
+    #: every hit as JSON (``FactorHit.to_json``), accepted ones included
+    Column("factors", Text, nullable=False),
+    Column("criticality", String(16), nullable=True),
+    Column("device_class", String(32), nullable=True),
+    Column("can_write", Boolean, nullable=False),
+    #: the device whose entry (or credential's entry) this is: a refresh replaces them
+    Column("holder", String(128), nullable=True),
+    #: the rebuild that last wrote it; a rebuild drops the rows of earlier ones
+    Column("generation", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    # the register's order (score down, then id) is the keyset of its pages
+    Index("ix_risk_entries_score_id", "score", "id"),
+    Index("ix_risk_entries_org_path", "org_path"),
+    Index("ix_risk_entries_holder", "holder"),
+    Index("ix_risk_entries_generation", "generation"),
+)
+
+risk_entry_factors = Table(
+    "risk_entry_factors",
+    metadata,
+    Column("entry_id", String(64), primary_key=True),
+    Column("factor", String(48), primary_key=True),
+    Column("severity", Integer, nullable=False),
+    Index("ix_risk_entry_factors_factor", "factor", "entry_id"),
+)
+
+risk_acceptances = Table(
+    "risk_acceptances",
+    metadata,
+    Column("entry_id", String(64), primary_key=True),
+    Column("factor", String(48), primary_key=True),
+    Column("org_path", String(2048), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("accepted_by", String(256), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_risk_acceptances_expires_at", "expires_at"),
+)
+
+risk_rebuilds = Table(
+    "risk_rebuilds",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    sqlite_autoincrement=True,
+)
+
+risk_counts = Table(
+    "risk_counts",
+    metadata,
+    Column("rebuild", Integer, primary_key=True),
+    Column("org_path", String(2048), primary_key=True),
+    Column("key", String(48), primary_key=True),
+    Column("count", Integer, nullable=False),
+)

@@ -1,0 +1,65 @@
+"""The risk job: changes queue devices, the loop rebuilds on schedule and refreshes them."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from iotiam.background import RiskRefresher
+from iotiam.changes import (
+    CertificateRevoked,
+    CredentialRevoked,
+    DeviceChanged,
+    PolicyChanged,
+    Published,
+    TrustChanged,
+)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+        self.done = threading.Event()
+
+    def rebuild(self) -> None:
+        self.calls.append(("rebuild", ()))
+
+    def refresh_devices(self, device_ids: list[str]) -> int:
+        self.calls.append(("refresh", tuple(device_ids)))
+        self.done.set()
+        return 0
+
+    def expire_acceptances(self) -> int:
+        return 0
+
+
+def test_ok_changes_queue_their_devices_once() -> None:
+    job = RiskRefresher(Recorder())  # type: ignore[arg-type]
+    for position, change in enumerate([
+            DeviceChanged(("d1", "d2")), TrustChanged(("d2",)),
+            CertificateRevoked(serial=1, issuer_id="i", device_id="d3"),
+            CredentialRevoked(kind="psk", credential_id="p", device_id=None),
+            PolicyChanged()]):
+        job.changed(Published(position, change))
+    assert job.take() == ["d1", "d2", "d3"]
+    assert job.take() == []
+
+
+def test_ok_run_rebuilds_first_then_refreshes_queued_devices() -> None:
+    recorder = Recorder()
+    job = RiskRefresher(recorder, every_seconds=3600)  # type: ignore[arg-type]
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not recorder.calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        job.changed(Published(1, DeviceChanged(("d9",))))
+        assert recorder.done.wait(5)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert recorder.calls[0] == ("rebuild", ())
+    assert ("refresh", ("d9",)) in recorder.calls

@@ -1,0 +1,41 @@
+"""The score orders the register: what to fix first comes first."""
+
+from __future__ import annotations
+
+from tests.unit.risk.facts import NOW, asset, cert, device, device_type, seen_device
+
+from iotiam.inventory.models import Criticality, DeviceClass
+from iotiam.risk.builder import FleetIndex, RegisterBuilder
+from iotiam.risk.models import RiskFactor, RiskSettings, Severity, Weighting, hit
+from iotiam.risk.scoring import score
+
+
+def test_ok_unmanaged_controller_outranks_dormant_sensor() -> None:
+    builder = RegisterBuilder(FleetIndex(
+        now=NOW, settings=RiskSettings(), types={"sensor": device_type()},
+        certificates={"dev-1": [cert(issued_days=1, lifetime_days=365)]},
+        seen_devices={"dev-1": seen_device("dev-1", last_days=60)}))
+    (dormant,) = builder.device_entries(device(updated_days=60))
+    controller = builder.asset_entry(asset(ports=(502,)))
+    plain = builder.asset_entry(asset("ast-2"))
+    assert controller is not None and plain is not None
+    assert {h.factor for h in dormant.factors} == {RiskFactor.DORMANT_VALID_CREDENTIALS}
+    assert controller.score > plain.score > dormant.score
+
+
+def test_ok_criticality_class_and_write_access_raise_the_score() -> None:
+    hits = [hit(RiskFactor.NEVER_ROTATED, "x")]
+    low = score(hits, Weighting(Criticality.LOW, DeviceClass.SENSOR))
+    critical = score(hits, Weighting(Criticality.CRITICAL, DeviceClass.SENSOR))
+    controller = score(hits, Weighting(Criticality.LOW, DeviceClass.CONTROLLER))
+    writer = score(hits, Weighting(Criticality.LOW, DeviceClass.SENSOR, can_write=True))
+    assert low < writer and low < controller < critical
+
+
+def test_ok_one_critical_outranks_several_low() -> None:
+    weighting = Weighting(Criticality.LOW, DeviceClass.SENSOR)
+    critical = score([hit(RiskFactor.SHARED_CREDENTIAL, "x")], weighting)
+    lows = score([hit(RiskFactor.AUDIT_EXPORT_DISABLED, "x", severity=Severity.LOW)] * 5,
+                 weighting)
+    assert critical > lows
+    assert score([], weighting) == 0

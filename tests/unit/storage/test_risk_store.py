@@ -1,0 +1,169 @@
+"""The risk store answers alike in memory, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import BACKENDS, postgres_schema_url
+from iotiam.inventory.models import Criticality, DeviceClass
+from iotiam.risk.models import (
+    Acceptance,
+    EntryFilter,
+    RiskEntry,
+    RiskFactor,
+    Subject,
+    Weighting,
+    entry_id,
+    hit,
+)
+from iotiam.storage.database import Database, make_engine
+from iotiam.storage.migrate import upgrade_to_head
+from iotiam.testing.fakes.unit_of_work import MemoryDatabase
+
+ACME, BETA = "/root/acme/", "/root/beta/"
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("risk") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade_to_head(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(params=["memory", *BACKENDS])
+def db(request: pytest.FixtureRequest, tmp_path: Path, migrated: Path) -> Iterator[Any]:
+    if request.param == "memory":
+        yield MemoryDatabase()
+        return
+    if request.param == "sqlite":
+        shutil.copy(migrated, tmp_path / "risk.db")
+        urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'risk.db'}"])
+    else:
+        urls = postgres_schema_url()
+    engine = make_engine(next(urls))
+    if request.param == "postgresql":
+        upgrade_to_head(engine)
+    database = Database(engine)
+    try:
+        yield database
+    finally:
+        database.dispose()
+        for _ in urls:
+            pass
+
+
+def entry(subject_id: str, score: int, *factors: RiskFactor, org: str = ACME,
+          subject: Subject = Subject.DEVICE, site: str | None = "hall",
+          type_name: str | None = "sensor") -> RiskEntry:
+    return RiskEntry(entry_id(subject, subject_id), subject, subject_id, org, site, type_name,
+                     score, tuple(hit(f, f"{f} here", {"n": 1}) for f in factors), (),
+                     Weighting(Criticality.HIGH, DeviceClass.GATEWAY, True))
+
+
+def fill(db: Any, generation: int = 1) -> list[RiskEntry]:
+    rows = [entry("d1", 50, RiskFactor.NEVER_ROTATED),
+            entry("d2", 150, RiskFactor.UNMANAGED, RiskFactor.WEAK_KEY, subject=Subject.ASSET,
+                  type_name=None),
+            entry("d3", 50, RiskFactor.ZOMBIE, site="yard"),
+            entry("d4", 90, RiskFactor.UNMANAGED, org=BETA)]
+    with db() as uow:
+        uow.risk.put_entries(rows, generation=generation,
+                             holder={rows[0].id: "d1", rows[2].id: "d3"}, now=NOW)
+    return rows
+
+
+def test_ok_entries_round_trip_and_page_by_score(db: Any) -> None:
+    rows = fill(db)
+    with db.reading() as uow:
+        assert uow.risk.get(rows[1].id) == rows[1]
+        assert uow.risk.get("device-nosuch") is None
+        page = uow.risk.page(org_path=ACME, where=EntryFilter(), after=None, limit=2, now=NOW)
+        assert [e.subject_id for e in page] == ["d2", *sorted(["d1", "d3"],
+                                                key=lambda s: entry_id(Subject.DEVICE, s))[:1]]
+        rest = uow.risk.page(org_path=ACME, where=EntryFilter(),
+                             after=(page[-1].score, page[-1].id), limit=2, now=NOW)
+        assert {e.subject_id for e in page + rest} == {"d1", "d2", "d3"} and len(rest) == 1
+        assert uow.risk.count(org_path="/root/", where=EntryFilter(), now=NOW) == 4
+        assert [e.subject_id for e in uow.risk.iter_entries(
+            org_path=BETA, where=EntryFilter(), now=NOW)] == ["d4"]
+
+
+@pytest.mark.parametrize(("where", "expected"), [
+    (EntryFilter(factor=RiskFactor.UNMANAGED), {"d2"}),
+    (EntryFilter(site="yard"), {"d3"}), (EntryFilter(type="sensor"), {"d1", "d3"}),
+    (EntryFilter(subject=Subject.ASSET), {"d2"}), (EntryFilter(min_score=51), {"d2"}),
+    (EntryFilter(org_path=BETA), set())],
+    ids=["ok/factor", "ok/site", "ok/type", "ok/subject", "ok/min-score",
+         "ok/org-outside-scope-narrows-nothing"])
+def test_ok_filters(db: Any, where: EntryFilter, expected: set[str]) -> None:
+    fill(db)
+    with db.reading() as uow:
+        found = uow.risk.page(org_path=ACME, where=where, after=None, limit=10, now=NOW)
+        if where.org_path == BETA:
+            # the store narrows only inside the caller's scope; the service refuses the rest
+            assert {e.org_path for e in found} <= {ACME}
+            return
+        assert {e.subject_id for e in found} == expected
+        assert uow.risk.count(org_path=ACME, where=where, now=NOW) == len(expected)
+
+
+def test_ok_acceptance_hides_factor_until_expiry(db: Any) -> None:
+    rows = fill(db)
+    with db() as uow:
+        uow.risk.accept(Acceptance(rows[1].id, RiskFactor.UNMANAGED, "lab kit", NOW + 100,
+                                   "alice", NOW, ACME))
+        uow.risk.set_score(rows[1].id, 50)
+    with db.reading() as uow:
+        stored = uow.risk.get(rows[1].id)
+        assert stored.score == 50 and stored.accepted[0].reason == "lab kit"
+        unmanaged = EntryFilter(factor=RiskFactor.UNMANAGED)
+        assert uow.risk.count(org_path=ACME, where=unmanaged, now=NOW) == 0
+        assert uow.risk.count(org_path=ACME, where=unmanaged, now=NOW + 100) == 1
+        total, by_factor, by_severity = uow.risk.factor_counts(org_path=ACME, now=NOW)
+        assert total == 3 and "unmanaged" not in by_factor and by_factor["weak-key"] == 1
+        assert sum(by_severity.values()) == 3
+        assert [a.entry_id for a in uow.risk.live_acceptances(NOW)] == [rows[1].id]
+        assert uow.risk.live_acceptances(NOW + 100) == []
+        assert uow.risk.with_expired_acceptances(NOW + 100, since=NOW) == [rows[1].id]
+        assert uow.risk.with_expired_acceptances(NOW + 50, since=NOW) == []
+
+
+def test_ok_generations_remove_stale_and_devices(db: Any) -> None:
+    rows = fill(db)
+    with db() as uow:
+        first = uow.risk.start_rebuild(NOW)
+        second = uow.risk.start_rebuild(NOW + 1)
+        assert second > first and uow.risk.current_generation() == second
+        uow.risk.put_entries([rows[0]], generation=second, holder={rows[0].id: "d1"},
+                             now=NOW)
+        assert uow.risk.remove_stale(second) == 3
+    with db() as uow:
+        assert uow.risk.remove_for_devices(["d1"]) == 1
+    with db.reading() as uow:
+        assert uow.risk.count(org_path="/root/", where=EntryFilter(), now=NOW) == 0
+        assert uow.risk.factor_counts(org_path="/root/", now=NOW) == (0, {}, {})
+
+
+def test_ok_trend_sums_under_scope(db: Any) -> None:
+    with db() as uow:
+        for n in (1, 2):
+            number = uow.risk.start_rebuild(NOW + n)
+            uow.risk.finish_rebuild(number, NOW + n + 0.5, {
+                ACME: {"unmanaged": n, "managed": 3}, "/root/acme/site/": {"unmanaged": 1},
+                BETA: {"unmanaged": 10}})
+        uow.risk.start_rebuild(NOW + 9)  # unfinished: not in the trend
+    with db.reading() as uow:
+        points = uow.risk.trend(org_path=ACME, limit=10)
+        assert [p.counts for p in points] == [{"unmanaged": 2, "managed": 3},
+                                              {"unmanaged": 3, "managed": 3}]
+        assert points[-1].at == NOW + 2.5
+        assert [p.counts for p in uow.risk.trend(org_path="/root/", limit=1)] == [
+            {"unmanaged": 13, "managed": 3}]
