@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from iotiam.discovery.ports import SightingSource
+from iotiam.discovery.sources.broker_clients import EmqxClientsSource, MosquittoClientsSource
+from iotiam.discovery.sources.cmdb import CmdbCsv
+from iotiam.discovery.sources.dhcp_leases import DhcpdLeases, DnsmasqLeases
 from iotiam.discovery.sources.jsonl import JsonLinesSource
+from iotiam.discovery.sources.neighbours import NeighbourTable
+from iotiam.discovery.sources.nmap import NmapXml
+from iotiam.discovery.sources.suricata import SuricataSource
+from iotiam.discovery.sources.zeek import ZeekSource
 from iotiam.errors import InvalidInput
 
 #: every source, by the name users give it
 SOURCES: dict[str, SightingSource] = {
     source.name: source for source in (
-        JsonLinesSource(),
+        JsonLinesSource(), NmapXml(), DhcpdLeases(), DnsmasqLeases(), NeighbourTable(),
+        CmdbCsv(), ZeekSource(), SuricataSource(), MosquittoClientsSource(),
+        EmqxClientsSource(),
     )
 }
 
