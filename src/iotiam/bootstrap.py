@@ -39,6 +39,7 @@ from iotiam.credentials.service import Psks
 from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.ingest import EventIngest
 from iotiam.detection.ports import ModeSource
+from iotiam.discovery.adoption import Adoption
 from iotiam.discovery.ports import SightingSink
 from iotiam.discovery.service import Discovery
 from iotiam.discovery.sources.own_traffic import NO_SIGHTINGS
@@ -143,6 +144,8 @@ class Services:
     alerts: AlertDispatcher
     #: sightings, their reconciliation with the fleet, the discovered assets
     discovery: Discovery
+    #: discovered assets brought under management (registered, with a claim token)
+    adoption: Adoption
     #: the identity risk register (issue 13)
     risk: RiskRegister
 
@@ -226,8 +229,7 @@ def build_services(
                                 serials or x509.random_serial_number)
     psks = Psks(database, clock, audit, SecretSealer(data_key(settings, create=False)))
     every_credential: AllCredentials[SqlUnitOfWork] = AllCredentials(pki, psks)
-    # iotiam's own traffic (refused clients, held EST requests, unknown OAuth clients)
-    # is a discovery source: the queue, the event pipeline and the token endpoint report
+    # the queue, the event pipeline and the token endpoint report unknown identities
     discovery = Discovery(database, clock, audit)
     queue = EnrollmentQueue(database, clock, audit, pki, QueueLimits(
         retry_after_seconds=settings.est_retry_after_seconds), sightings=discovery)
@@ -235,6 +237,7 @@ def build_services(
     inventory = Inventory(database, clock, audit, every_credential)
     channels = alert_channels(settings)
     alerts = AlertDispatcher(channels)
+    enrollment = Enrollment(database, clock, audit, pki)
     response, trust, attestation, ingest = detection_and_response(
         settings, database, clock, audit, pki, inventory, every_credential, alerts,
         discovery)
@@ -248,7 +251,7 @@ def build_services(
         admin_tokens=AdminTokens(database, clock, audit),
         inventory=inventory,
         pki=pki,
-        enrollment=Enrollment(database, clock, audit, pki),
+        enrollment=enrollment,
         psks=psks,
         manufacturers=Manufacturers(database, clock, audit),
         enrollment_queue=queue,
@@ -267,11 +270,19 @@ def build_services(
         ingest=ingest,
         alerts=alerts,
         discovery=discovery,
-        risk=RiskRegister(database, audit, clock, discovery.reader, StaticChannels(
-            # audit checkpoints leave the host only through the syslog target
-            FleetChannels(bool(settings.alert_syslog), tuple(c.name for c in channels))),
-            lint_policy),
+        adoption=Adoption(discovery, inventory, enrollment),
+        risk=risk_register(settings, database, clock, audit, discovery, channels),
     ))
+
+
+def risk_register(settings: Settings, database: Database, clock: Clock, audit: AuditTrail,
+                  discovery: Discovery, channels: list[AlertChannel]) -> RiskRegister:
+    """The risk register over discovery's reads, judging the fleet's alert and audit
+    export channels too."""
+    # audit checkpoints leave the host only through the syslog target
+    fleet = FleetChannels(bool(settings.alert_syslog), tuple(c.name for c in channels))
+    return RiskRegister(database, audit, clock, discovery.reader, StaticChannels(fleet),
+                        lint_policy)
 
 
 def change_feed(database: Database) -> ChangeDispatcher:

@@ -92,6 +92,8 @@ class AuditTag(enum.StrEnum):
     SIGHTINGS_IMPORTED = "discovery:sightings:imported"
     #: a discovery import refused whole (unknown source, not that format, no rights)
     DISCOVERY_IMPORT_REFUSED = "admin:discovery-import:refused"
+    #: discovered assets brought under management: each is now a registered device
+    ASSETS_ADOPTED = "admin:discovery-asset:adopted"
     #: the identity risk register was judged again in full
     RISK_REGISTER_REBUILT = "risk:register:rebuilt"
     #: an admin accepted one factor of a register entry, with a reason, until a date

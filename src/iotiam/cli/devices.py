@@ -232,6 +232,13 @@ def inventory(
                 [[labels.get(k, k), v] for k, v in report["by_credential_status"].items()])
     console.print(f"{report['never_rotated']} device(s) still use a key older than their "
                   "type's maximum credential age (never rotated)")
+    seen = report["presence"]
+    when = f"as of {seen['as_of']}" if seen["as_of"] else "no risk register built yet"
+    print_table(f"against the network ({when})", ["identities", "count"], [
+        ["managed (registered, not decommissioned)", seen["managed"]],
+        ["unmanaged (discovered, nobody manages them)", seen["unmanaged"]],
+        ["dormant (not seen for long, credentials still valid)", seen["dormant"]],
+        ["zombie (decommissioned, still seen)", seen["zombie"]]])
 
 
 @org_app.command("create")

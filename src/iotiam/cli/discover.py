@@ -1,8 +1,11 @@
-"""``iotiam discover import|list|show``: what sources saw, and the assets nobody manages."""
+"""``iotiam discover import|list|show|adopt``: what sources saw, the assets nobody
+manages, and bringing them under management."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +22,7 @@ from rich.progress import (
 
 from iotiam.cli.client import api_path
 from iotiam.cli.entry import UsageError
-from iotiam.cli.inputs import MAX_PAGE, LimitOption
+from iotiam.cli.inputs import MAX_PAGE, LimitOption, parse_duration
 from iotiam.cli.main import Context, console, errors
 from iotiam.cli.output import print_fields, print_json, print_table
 from iotiam.errors import InvalidInput
@@ -74,11 +77,15 @@ def discover_import(
         if value is not None:
             params[key] = value
     try:
-        size = file.stat().st_size
+        stat = file.stat()
         if not file.is_file():
             raise InvalidInput(f"{file} is not a file")
     except OSError as e:
         raise InvalidInput(f"cannot read {file}: {e.strerror or e}") from e
+    size = stat.st_size
+    # records with no time of their own (an ARP table, a CMDB export) take the file's:
+    # importing the same file again then adds nothing
+    params["observed_at"] = datetime.fromtimestamp(stat.st_mtime, UTC).isoformat()
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=errors, transient=True) as progress:
@@ -145,3 +152,79 @@ def discover_show(
         print_json(asset)
     else:
         print_fields(asset)
+
+
+#: assets per adoption request (the API's maximum)
+ADOPT_CHUNK = 1000
+
+
+def _selected(ctx: typer.Context, ids: list[str], site: str | None,
+              source: str | None) -> list[str]:
+    """The assets named, or every unmanaged one the filters select."""
+    if ids:
+        if site or source:
+            raise UsageError("name assets or select them with --seen-at/--seen-by, not both")
+        return ids
+    if not (site or source):
+        raise UsageError("name the assets to adopt, or select them with --seen-at/--seen-by")
+    client, found, after = ctx.obj.client(), [], None
+    while True:
+        page = client.get("/v1/discovery/assets", status="unmanaged", site=site,
+                          source=source, after=after, limit=MAX_PAGE)
+        found += [a["id"] for a in page["items"]]
+        after = page["next"]
+        if not after:
+            return found
+
+
+@discover_app.command("adopt")
+def discover_adopt(
+    ctx: typer.Context,
+    asset_ids: Annotated[list[str] | None, typer.Argument(metavar="[ID]...")] = None,
+    device_type: Annotated[str, typer.Option("--type", help="The device type they get.")
+                           ] = "",
+    org: Annotated[str | None, typer.Option(help="The org unit they join.")] = None,
+    site: Annotated[str | None, typer.Option(help="Their site (default: where each was "
+                                                  "seen).")] = None,
+    seen_at: Annotated[str | None, typer.Option(help="Select the unmanaged assets seen at "
+                                                     "this site.")] = None,
+    seen_by: Annotated[str | None, typer.Option(help="Select the unmanaged assets this "
+                                                     "source saw.")] = None,
+    claim_ttl: Annotated[str | None, typer.Option(help="Give each a one-time claim token "
+                                                       "valid this long (e.g. 7d).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask to confirm.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Register discovered assets as pending devices, after showing what each becomes."""
+    if not device_type:
+        raise UsageError("--type is required: the device type the assets become")
+    body: dict[str, Any] = {"type": device_type, "org": org, "site": site}
+    if claim_ttl is not None:
+        body["claim_ttl_seconds"] = int(parse_duration(claim_ttl).total_seconds())
+    ids = _selected(ctx, asset_ids or [], seen_at, seen_by)
+    if not ids:
+        raise InvalidInput("no unmanaged asset matches")
+    client = ctx.obj.client()
+    chunks = [ids[i:i + ADOPT_CHUNK] for i in range(0, len(ids), ADOPT_CHUNK)]
+    if not yes:
+        proposals = [p for chunk in chunks for p in client.post(
+            "/v1/discovery/adoptions", {**body, "assets": chunk, "dry_run": True})["items"]]
+        print_table(f"{len(proposals)} asset(s) would become devices of type {device_type}",
+                    ["asset", "device", "site", "mac", "hostname", "ip"],
+                    [[p["asset"], p["device"], p["site"], p["attributes"].get("mac"),
+                      p["attributes"].get("hostname"), p["attributes"].get("ip")]
+                     for p in proposals])
+        if not sys.stdin.isatty():
+            raise UsageError("confirm with --yes (no terminal to ask on)")
+        typer.confirm("register them?", abort=True, err=True)
+    results = [item for chunk in chunks for item in client.post(
+        "/v1/discovery/adoptions", {**body, "assets": chunk})["items"]]
+    if as_json:
+        print_json(results)
+    else:
+        print_table(f"{sum(r['ok'] for r in results)} of {len(results)} adopted",
+                    ["asset", "device", "ok", "claim token (shown once)", "error"],
+                    [[r["asset"], r["device"], r["ok"], (r["claim"] or {}).get("token"),
+                      r["error"]] for r in results])
+    if not all(r["ok"] for r in results):
+        raise typer.Exit(1)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, Protocol
+from datetime import timedelta
+from typing import IO, Any, Protocol
 
 from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.discovery.models import (
@@ -19,6 +20,9 @@ from iotiam.discovery.models import (
     Sighting,
     SourceContext,
 )
+from iotiam.enrollment.models import ClaimToken
+from iotiam.inventory.models import ImportRowResult
+from iotiam.kernel import Principal
 
 #: a sighting as stored: the sighting, its digest, the org path it was imported under,
 #: and what it was matched to
@@ -180,5 +184,36 @@ class DiscoveryReader(Protocol):
         ...
 
 
-__all__ = ["DiscoveryReader", "DiscoveryStore", "DiscoveryUnitOfWork", "Refusal",
-           "RegisteredIdentities", "SightingRow", "SightingSink", "SightingSource"]
+__all__ = ["AdoptionTargets", "ClaimIssuer", "DeviceRegistration", "DiscoveryReader",
+           "DiscoveryStore", "DiscoveryUnitOfWork", "Refusal", "RegisteredIdentities",
+           "SightingRow", "SightingSink", "SightingSource"]
+
+
+class AdoptionTargets(Protocol):
+    """The discovered assets an admin brings under management (the ``Discovery`` service)."""
+
+    def asset(self, principal: Principal, asset_id: str) -> DiscoveredAsset:
+        """One asset in the caller's subtree (``NotFound`` otherwise)."""
+        ...
+
+    def mark_adopted(self, principal: Principal, adopted: Mapping[str, str]) -> None:
+        """Record ``asset id -> device id``: the assets are now those devices (audited)."""
+        ...
+
+
+class DeviceRegistration(Protocol):
+    """How adoption registers devices (the inventory's bulk import: row by row, G12)."""
+
+    def import_devices(self, actor: Principal, rows: Sequence[tuple[int, dict[str, Any]]]
+                       ) -> list[ImportRowResult]:
+        """Register each row as a pending device; each lands whole or is reported."""
+        ...
+
+
+class ClaimIssuer(Protocol):
+    """How adoption gives each new device its first enrollment (one-time claim tokens)."""
+
+    def create_claims(self, actor: Principal, device_ids: list[str], ttl: timedelta
+                      ) -> list[tuple[ClaimToken, str]]:
+        """A claim per device, all or nothing; the plaintexts are shown once."""
+        ...

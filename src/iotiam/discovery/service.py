@@ -15,7 +15,7 @@ import logging
 import secrets
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import IO
 
@@ -251,6 +251,24 @@ class Discovery:
         if found is None or not principal.sees(found.org_path):
             raise NotFound(f"no asset {asset_id[:80]!r}")
         return found
+
+    def mark_adopted(self, principal: Principal, adopted: Mapping[str, str]) -> None:
+        """Record that these assets are now these devices: their sightings, past bindings
+        and future ones, are the device's from here on (``adoption.Adoption``)."""
+        principal.require(Role.OPERATOR, "bringing discovered assets under management")
+        with self._uow() as uow:
+            found = uow.discovery.assets_by_id(list(adopted))
+            missing = [a for a in adopted
+                       if a not in found or not principal.sees(found[a].org_path)]
+            if missing:
+                raise NotFound(f"no asset {missing[0][:80]!r}")
+            uow.discovery.save_assets([
+                replace(found[asset_id], status=AssetStatus.ADOPTED, device_id=device_id)
+                for asset_id, device_id in adopted.items()])
+            self._audit.append(uow, AuditDraft(
+                tag=AuditTag.ASSETS_ADOPTED, actor=principal.name,
+                org_path=principal.org_path, subject=f"assets:{len(adopted)}",
+                details={"adopted": dict(adopted)}))
 
     @property
     def reader(self) -> StoredDiscovery:

@@ -65,7 +65,7 @@ def test_import_ok_large_streamed_body_twice(installation: Installation) -> None
 def test_import_fail_hostile_input_stores_nothing(memory_installation: Installation) -> None:
     api = memory_installation.api()
     for params, data, status, detail in (
-        ({"source": "nosuch"}, body(2), 400, "known sources: jsonl"),
+        ({"source": "nosuch"}, body(2), 400, "known sources: arp, cmdb, dhcpd"),
         ({"source": "jsonl", "option": "novalue"}, body(2), 400, "key=value"),
         ({"source": "jsonl"}, b"\x00\xff garbage\n<xml>\n", 400, "no jsonl record"),
         ({"source": "jsonl"}, b"{" + b"x" * 200_000 + b"\n", 400, "no jsonl record"),

@@ -62,7 +62,7 @@ def test_import_list_show_ok(cli: list[str], tmp_path: Path,
 
 
 @pytest.mark.parametrize(("args", "rc", "words"), [
-    (["--source", "nosuch"], 1, "known sources: jsonl"),
+    (["--source", "nosuch"], 1, "known sources: arp, cmdb, dhcpd"),
     (["--source", "jsonl", "--option", "novalue"], 2, "key=value"),
     (["--source", "jsonl", "--site", "x" * 300], 1, "site"),
     (["--source", "jsonl", "MISSING"], 1, "cannot read"),
@@ -89,3 +89,42 @@ def test_import_fail_garbage_file(cli: list[str], tmp_path: Path,
 def test_show_fail_unknown(cli: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     argv = [*cli, "discover", "show", "as-nope"]
     assert "(HTTP 404)" in assert_one_line_error(invoke(CLIS[0], argv, capsys), argv)
+
+
+def test_adopt_ok_selected_by_site(cli: list[str], tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert invoke(CLIS[0], [*cli, "discover", "import", "--source", "jsonl", "--site", "hq",
+                            scan(tmp_path)], capsys).rc == 0
+    adopted = invoke(CLIS[0], [*cli, "discover", "adopt", "--type", "sensor", "--seen-at",
+                               "hq", "--claim-ttl", "1h", "--yes", "--json"], capsys)
+    assert adopted.rc == 0, adopted
+    (item,) = json.loads(adopted.out)
+    assert (item["device"], item["ok"]) == ("cam-1", True) and item["claim"]["token"]
+    device = invoke(CLIS[0], [*cli, "device", "show", "cam-1", "--json"], capsys)
+    assert json.loads(device.out)["state"] == "pending"
+
+
+@pytest.mark.parametrize("args, rc, message", [
+    pytest.param(["--seen-at", "hq"], 2, "--type is required", id="fail/no-type"),
+    pytest.param(["--type", "sensor"], 2, "name the assets", id="fail/nothing-selected"),
+    pytest.param(["--type", "sensor", "--seen-at", "hq", "as-1"], 2, "not both",
+                 id="fail/ids-and-filter"),
+    pytest.param(["--type", "sensor", "--seen-at", "hq"], 2, "confirm with --yes",
+                 id="fail/no-terminal-to-confirm"),
+    pytest.param(["--type", "sensor", "--seen-at", "nowhere", "--yes"], 1,
+                 "no unmanaged asset", id="fail/none-match"),
+    pytest.param(["--type", "sensor", "--claim-ttl", "soon", "--seen-at", "hq"], 1,
+                 "bad duration",
+                 id="fail/bad-duration"),
+])
+def test_adopt_fail_one_line(cli: list[str], tmp_path: Path, args: list[str], rc: int,
+                             message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert invoke(CLIS[0], [*cli, "discover", "import", "--source", "jsonl", "--site", "hq",
+                            scan(tmp_path)], capsys).rc == 0
+    argv = [*cli, "discover", "adopt", *args]
+    result = invoke(CLIS[0], argv, capsys)
+    line = assert_one_line_error(result, argv)
+    assert result.rc == rc and message in line, result
+    listed = invoke(CLIS[0], [*cli, "discover", "list", "--status", "unmanaged", "--json"],
+                    capsys)
+    assert len(json.loads(listed.out)) == 1

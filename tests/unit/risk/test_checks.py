@@ -5,17 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from tests.unit.risk.facts import (
-    DAY,
-    NOW,
-    asset,
-    cert,
-    device,
-    psk,
-    seen_cert,
-    seen_device,
-    seen_psk,
-)
 
 from iotiam.discovery.models import AssetStatus, IdentifierKind
 from iotiam.inventory.models import DeviceState
@@ -28,6 +17,18 @@ from iotiam.risk.models import (
     RiskFactor,
     RiskSettings,
     Severity,
+)
+
+from .facts import (
+    DAY,
+    NOW,
+    asset,
+    cert,
+    device,
+    psk,
+    seen_cert,
+    seen_device,
+    seen_psk,
 )
 
 SETTINGS = RiskSettings()

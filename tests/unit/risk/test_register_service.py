@@ -6,17 +6,6 @@ import secrets
 from datetime import timedelta
 
 import pytest
-from tests.unit.risk.facts import (
-    NOW_DT,
-    asset,
-    cert,
-    device,
-    device_type,
-    psk,
-    seen_cert,
-    seen_device,
-    seen_psk,
-)
 
 from iotiam.audit.models import AuditTag
 from iotiam.audit.service import AuditTrail
@@ -29,6 +18,18 @@ from iotiam.risk.models import EntryFilter, FleetChannels, RiskFactor, Subject
 from iotiam.risk.service import RiskRegister
 from iotiam.testing.fakes.risk import FixedChannels, ListedDiscovery
 from iotiam.testing.fakes.unit_of_work import MemoryDatabase
+
+from .facts import (
+    NOW_DT,
+    asset,
+    cert,
+    device,
+    device_type,
+    psk,
+    seen_cert,
+    seen_device,
+    seen_psk,
+)
 
 ACME = Principal("acme-admin", Role.ADMIN, "acme", "/root/acme/")
 GLOBEX = Principal("globex-admin", Role.ADMIN, "globex", "/root/globex/")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from tests.unit.risk.facts import NOW, asset, cert, device, device_type, seen_device
-
 from iotiam.inventory.models import Criticality, DeviceClass
 from iotiam.risk.builder import FleetIndex, RegisterBuilder
 from iotiam.risk.models import RiskFactor, RiskSettings, Severity, Weighting, hit
 from iotiam.risk.scoring import score
+
+from .facts import NOW, asset, cert, device, device_type, seen_device
 
 
 def test_ok_unmanaged_controller_outranks_dormant_sensor() -> None:

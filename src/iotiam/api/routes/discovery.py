@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import anyio.from_thread
 from fastapi import APIRouter, Query, Request
+from pydantic import Field, StrictBool, StrictInt
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from iotiam.api.auth import Caller, Wired
+from iotiam.api.json_bodies import UntrustedJsonRoute
+from iotiam.api.schemas import Body
+from iotiam.discovery.adoption import MAX_ADOPT, Adopted, Proposal
 from iotiam.discovery.models import DiscoveredAsset, ImportReport, SourceContext, bounded_text
 from iotiam.errors import InvalidInput
 
-router = APIRouter(prefix="/v1/discovery", tags=["discovery"])
+router = APIRouter(prefix="/v1/discovery", tags=["discovery"], route_class=UntrustedJsonRoute)
 
 MAX_OPTIONS = 64
 #: the buffer the sources read through (lines are read from it, never from the socket)
@@ -70,7 +74,8 @@ class BodyStream(io.RawIOBase):
         return await self._chunks.__anext__()
 
 
-def _context(site: str | None, network: str | None, options: list[str]) -> SourceContext:
+def _context(site: str | None, network: str | None, options: list[str],
+             observed_at: datetime | None = None) -> SourceContext:
     if len(options) > MAX_OPTIONS:
         raise InvalidInput(f"at most {MAX_OPTIONS} options")
     parsed: dict[str, str] = {}
@@ -80,8 +85,11 @@ def _context(site: str | None, network: str | None, options: list[str]) -> Sourc
             raise InvalidInput(f"option {option[:60]!r} is not key=value (a key of at "
                                "most 64 characters)")
         parsed[key.strip()] = bounded_text(value, f"option {key[:60]}") or ""
+    if observed_at is not None and observed_at.tzinfo is None:
+        raise InvalidInput("observed_at needs a time zone (e.g. 'Z' or '+00:00')")
     return SourceContext(site=bounded_text(site, "site"), network=bounded_text(network,
                                                                                 "network"),
+                         default_time=None if observed_at is None else observed_at.timestamp(),
                          options=parsed)
 
 
@@ -116,9 +124,13 @@ async def import_sightings(
     site: str | None = Query(default=None, max_length=256),
     network: str | None = Query(default=None, max_length=256),
     option: Annotated[list[str] | None, Query()] = None,
+    observed_at: Annotated[datetime | None, Query(description=(
+        "The time of records that carry none (an ARP table, a CMDB export): give the "
+        "file's own time, so that importing it again adds nothing; now when omitted"))
+    ] = None,
 ) -> dict[str, Any]:
     """Import what a source saw; the answer counts what was added, matched and refused."""
-    context = _context(site, network, option or [])
+    context = _context(site, network, option or [], observed_at)
     body = io.BufferedReader(BodyStream(request.stream()), buffer_size=READ_BUFFER)
     report = await run_in_threadpool(svc.discovery.import_stream, caller, source, body,
                                      context)
@@ -147,3 +159,45 @@ def list_assets(
 def show_asset(asset_id: str, caller: Caller, svc: Wired) -> dict[str, Any]:
     """One asset (not found outside the caller's subtree)."""
     return render_asset(svc.discovery.asset(caller, asset_id))
+
+
+class AdoptIn(Body):
+    """Bring discovered assets under management."""
+
+    assets: list[str] = Field(min_length=1, max_length=MAX_ADOPT)
+    #: the device type every one of them gets
+    type: str = Field(min_length=1, max_length=128)
+    org: str | None = Field(default=None, max_length=128)
+    #: overrides the site each was seen at
+    site: str | None = Field(default=None, max_length=256)
+    #: mint a one-time claim token per device, valid this long (none: they wait for
+    #: their EST request in the approval queue)
+    claim_ttl_seconds: StrictInt | None = Field(default=None, ge=30, le=30 * 86400)
+    #: only say what each would become
+    dry_run: StrictBool = False
+
+
+def _proposal(proposal: Proposal) -> dict[str, Any]:
+    return {"asset": proposal.asset_id, "device": proposal.device_id, "site": proposal.site,
+            "attributes": proposal.attributes}
+
+
+def _adopted(adopted: Adopted) -> dict[str, Any]:
+    claim = None if adopted.claim_token is None else {
+        "token": adopted.claim_token, "expires_at": adopted.claim_expires_at}
+    return {"asset": adopted.asset_id, "device": adopted.device_id, "ok": adopted.ok,
+            "error": adopted.error, "claim": claim}
+
+
+@router.post("/adoptions")
+def adopt_assets(body: AdoptIn, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Register each asset as a pending device of ``type`` (with a claim token when
+    ``claim_ttl_seconds``); ``dry_run`` shows the proposals and stores nothing."""
+    if body.dry_run:
+        return {"dry_run": True, "items": [
+            _proposal(p) for p in svc.adoption.proposals(caller, body.assets, body.site)]}
+    ttl = None if body.claim_ttl_seconds is None else timedelta(seconds=body.claim_ttl_seconds)
+    done = svc.adoption.adopt(caller, body.assets, type_name=body.type, org_unit_id=body.org,
+                              site=body.site, claim_ttl=ttl)
+    return {"dry_run": False, "items": [_adopted(a) for a in done],
+            "adopted": sum(1 for a in done if a.ok)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -37,6 +37,7 @@ from iotiam.api.schemas import (
 )
 from iotiam.inventory.credential_status import EXPIRING_RULE
 from iotiam.inventory.models import DeviceDraft, DeviceState, RotationPolicy
+from iotiam.risk.models import RiskSummary
 
 router = APIRouter(prefix="/v1", tags=["inventory"], route_class=UntrustedJsonRoute)
 
@@ -170,7 +171,8 @@ def inventory_report(
     expiring_days: int | None = Query(default=None, ge=0, le=3650),
     rotation_age_days: int | None = Query(default=None, ge=1, le=3650),
 ) -> dict[str, Any]:
-    """Counts by type, state and credential status."""
+    """Counts by type, state and credential status, and how the fleet stands against
+    what the network shows (as of the risk register's last rebuild)."""
     rotation = (timedelta(days=rotation_age_days) if rotation_age_days
                 else svc.settings.rotation_age)
     summary = svc.inventory.summary(
@@ -183,7 +185,16 @@ def inventory_report(
                 "" if summary.expiring_within_days is None
                 else f", or ending within {summary.expiring_within_days} days"),
             "rotation_age_days": summary.rotation_age_days,
-            "never_rotated": summary.never_rotated}
+            "never_rotated": summary.never_rotated,
+            "presence": presence(svc.risk.summary(caller))}
+
+
+def presence(register: RiskSummary) -> dict[str, Any]:
+    """Managed, unmanaged, dormant and zombie identities, from the register's last rebuild."""
+    return {"managed": register.managed, "unmanaged": register.unmanaged,
+            "dormant": register.dormant, "zombie": register.zombie,
+            "as_of": None if register.rebuilt_at is None else
+            datetime.fromtimestamp(register.rebuilt_at, UTC).isoformat().replace("+00:00", "Z")}
 
 
 @router.get("/groups", response_model=GroupList)

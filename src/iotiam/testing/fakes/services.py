@@ -30,6 +30,7 @@ from iotiam.credentials.sealing import SecretSealer
 from iotiam.credentials.service import Psks
 from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.ingest import EventIngest
+from iotiam.discovery.adoption import Adoption
 from iotiam.discovery.ports import SightingSink
 from iotiam.discovery.service import Discovery
 from iotiam.enrollment.first_contact import FirstContact
@@ -113,6 +114,7 @@ class MemoryServices:
     alerts: AlertDispatcher
     #: sightings, their reconciliation and the discovered assets
     discovery: Discovery
+    adoption: Adoption
     risk: RiskRegister
     #: the plaintext of the bootstrap admin token (``profile.json`` of a real install)
     admin_token: str = ""
@@ -174,6 +176,7 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
     reads = MemoryFleetReads(database, clock)
     subjects = DeviceSubjects(reads, clock, posture=reads)
     inventory: Inventory[MemoryUnitOfWork] = Inventory(database, clock, audit, every_credential)
+    enrollment = Enrollment(database, clock, audit, pki)
     trust = TrustScores(database, clock, NoFirmwareData())
     alerts = AlertDispatcher(list(alert_channels))
     response = IncidentResponse(database, clock, audit, inventory, every_credential, alerts,
@@ -190,7 +193,7 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
         clock=clock, database=database, changes=MemoryChangeFeed.following(database),
         audit=audit, checkpoints=checkpoints,
         admin_tokens=AdminTokens(database, clock, audit), inventory=inventory, pki=pki,
-        enrollment=Enrollment(database, clock, audit, pki), psks=psks,
+        enrollment=enrollment, psks=psks,
         manufacturers=Manufacturers(database, clock, audit), enrollment_queue=queue,
         first_contact=FirstContact(database, clock, audit, pki, queue),
         transfers=OwnershipTransfer(database, clock, audit, every_credential, policies),
@@ -202,6 +205,7 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
         firmware=FirmwareRegistry(database, clock, audit, finding_sink=response),
         attestation=attestation, response=response, trust=trust, ingest=ingest,
         alerts=alerts, discovery=discovery,
+        adoption=Adoption(discovery, inventory, enrollment),
         risk=RiskRegister(database, audit, clock, discovery.reader, FixedChannels(),
                           lint_policy),
     ))
