@@ -317,8 +317,10 @@ class Reconciler:
         for hit in hits:
             if hit.device and hit.device.device_id != device.device_id and hit.kind is not IP:
                 continue  # the contradicting value stays with its own device
-            if (hit.kind, hit.key) in self._registered and hit.device == device:
-                continue  # registered already: nothing to learn
+            known = self._registered.get((hit.kind, hit.key))
+            if hit.kind is not IP and known is not None and known.device_id == device.device_id:
+                continue  # registered already: nothing to learn (an address is: it has
+                # no time, and the days this device holds it are what later sightings need)
             if by.kind is IP and hit.kind is not IP and hit.device is None:
                 continue  # an address alone does not teach a device its MAC
             self._bind(hit.kind, hit.key, sighting.seen_at, device.org_path,
