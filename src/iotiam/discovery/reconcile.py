@@ -237,6 +237,9 @@ class Reconciler:
             if hit.device and hit.kind is not IP:
                 by_device = hit
                 break
+        if first is not None and first.kind is IP and first.device is None \
+                and first.asset and not self._same_box(first.asset, sighting):
+            first = None  # another MAC or host name: the address was handed on
         if first is None:
             return self._new_asset(sighting, keys)
         if by_device is None and first.kind is IP and first.device:
