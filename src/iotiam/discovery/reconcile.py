@@ -198,6 +198,8 @@ class _Hit(NamedTuple):
     key: str
     device: RegisteredDevice | None
     asset: str | None
+    #: named only by the ``ip`` an admin wrote on a device, which carries no time
+    timeless: bool = False
 
 
 class Reconciler:
@@ -300,7 +302,7 @@ class Reconciler:
             owner = self._assets.get(asset)
             if owner is not None and owner.device_id:
                 device = RegisteredDevice(owner.device_id, owner.org_path)
-        return _Hit(kind, key, device, asset)
+        return _Hit(kind, key, device, asset, timeless=kind is IP and binding is None)
 
     # -- placing --------------------------------------------------------------------
 
@@ -313,6 +315,13 @@ class Reconciler:
         if other is not None:
             # a weaker identifier names another device: still this one, less surely
             confidence = round(confidence * (1 - CONFIDENCE[other.kind] / 2), 3)
+        self._matched += 1
+        if by.timeless:
+            # only the address an admin once wrote names it: attributed, but it neither
+            # teaches the address's days nor proves the device alive (DHCP may have
+            # handed the address on: a dormant device would look active, a retired one
+            # like a zombie)
+            return Match(by.kind, confidence, device_id=device.device_id)
         if by.kind is not IP:
             for hit in hits:
                 if hit.asset and (hit.kind is not IP or self._same_box(hit.asset, sighting)):
@@ -329,7 +338,6 @@ class Reconciler:
             self._bind(hit.kind, hit.key, sighting.seen_at, device.org_path,
                        device_id=device.device_id)
         self._present(device, sighting)
-        self._matched += 1
         return Match(by.kind, confidence, device_id=device.device_id)
 
     def _tie(self, asset_id: str, device: RegisteredDevice) -> None:

@@ -117,3 +117,10 @@ def test_tie_ok_address_only_asset_is_the_device_seen_there_then() -> None:
     (tied,) = rec.outcome().assets
     assert (tied.id, tied.status, tied.device_id) == (flow.asset_id, AssetStatus.MATCHED,
                                                       "dev-1")
+
+
+def test_ip_fail_admin_address_alone_neither_binds_nor_proves_presence() -> None:
+    rec = reconciler(Lookups(registered={(K.IP, ip_key("hq", "10.0.0.5")): DEV}))
+    assert rec.place(seen(T, ip="10.0.0.5")).device_id == "dev-1"
+    out = rec.outcome()
+    assert (out.matched, out.presence, out.bindings) == (1, [], [])
