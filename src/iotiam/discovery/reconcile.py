@@ -326,6 +326,8 @@ class Reconciler:
             for hit in hits:
                 if hit.asset and (hit.kind is not IP or self._same_box(hit.asset, sighting)):
                     self._tie(hit.asset, device)
+                if hit.kind is IP:
+                    self._absorb(hit.key, sighting, device=device)
         for hit in hits:
             if hit.device and hit.device.device_id != device.device_id and hit.kind is not IP:
                 continue  # the contradicting value stays with its own device
@@ -357,6 +359,9 @@ class Reconciler:
             if hit.asset and hit.asset != kept and (
                     hit.kind is not IP or self._same_box(hit.asset, sighting, kept)):
                 self._merge(hit.asset, kept)
+        for hit in hits:
+            if hit.kind is IP:
+                self._absorb(hit.key, sighting, kept=kept)
         kept = self._live(kept)
         path = self._assets[kept].org_path
         for hit in hits:
@@ -384,6 +389,23 @@ class Reconciler:
             if asset.hostname and hostname and _host(asset.hostname) != _host(hostname):
                 return False
         return True
+
+    def _absorb(self, key: str, sighting: Sighting, *, kept: str | None = None,
+                device: RegisteredDevice | None = None) -> None:
+        """The asset holding this sighting's own slot of the address is about to lose it
+        (the address is re-bound to what the sighting is): when it is the same box (it
+        was nearer another holder's time, e.g. flows imported before the lease between
+        them), merge it into ``kept`` or tie it to ``device`` instead."""
+        old = self._bindings.get((IP, ip_slot(key, sighting.seen_at)))
+        if old is None or not old.asset_id:
+            return
+        other = self._live(old.asset_id)
+        if other == kept or not self._same_box(other, sighting, kept):
+            return
+        if device is not None:
+            self._tie(other, device)
+        elif kept is not None:
+            self._merge(other, kept)
 
     def _merge(self, gone: str, kept: str) -> None:
         gone, kept = self._live(gone), self._live(kept)

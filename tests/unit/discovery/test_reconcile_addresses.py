@@ -124,3 +124,23 @@ def test_ip_fail_admin_address_alone_neither_binds_nor_proves_presence() -> None
     assert rec.place(seen(T, ip="10.0.0.5")).device_id == "dev-1"
     out = rec.outcome()
     assert (out.matched, out.presence, out.bindings) == (1, [], [])
+
+
+def test_merge_ok_flow_nearer_no_holder_joins_the_box_that_takes_its_day() -> None:
+    rec = reconciler()
+    # flows first: a day and more apart, so each starts an asset of its own
+    rec.place(seen(T + 17 * 3600, ip="10.0.0.5"))
+    rec.place(seen(T + DAY + 20.75 * 3600, ip="10.0.0.5"))
+    # the scan of the second morning is nearer the first flow, and takes the second
+    # flow's day of the address: that flow was the same box
+    rec.place(seen(T + DAY + 2 * 3600, "nmap", mac=MAC_A, ip="10.0.0.5"))
+    out = rec.outcome()
+    assert len(out.assets) == 1 and out.assets[0].sightings == 3
+
+
+def test_merge_fail_flow_of_another_mac_keeps_its_asset() -> None:
+    rec = reconciler()
+    rec.place(seen(T + 17 * 3600, "nmap", mac=MAC_B, ip="10.0.0.5"))
+    rec.place(seen(T + DAY + 20.75 * 3600, "dhcpd", mac=MAC_B, ip="10.0.0.5"))
+    rec.place(seen(T + DAY + 2 * 3600, "nmap", mac=MAC_A, ip="10.0.0.5"))
+    assert rec.outcome().merged == {}
