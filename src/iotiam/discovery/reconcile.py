@@ -7,8 +7,12 @@ write come out (:class:`Outcome`). The rules, strongest identifier first
 1. Every identifier of a sighting is resolved to what it is bound to: a registered
    device (its certificate, PSK identity, id, or the ``mac``/``hostname``/``ip`` an
    admin gave it), or a binding a past sighting left (to a device, or to an asset). An
-   IP binding counts only at the same site and within ``IP_BINDING_SECONDS`` of when it
-   was seen (DHCP moves addresses).
+   address is bound per site *and per day* (``site|ip@day``): each holder of an
+   address keeps its own days, so a sighting finds whoever held the address within
+   ``IP_BINDING_SECONDS`` of its own time, even when the files come in another order
+   than the days (DHCP moves addresses). The ``ip`` an admin gave a device carries no
+   time: it decides only for a sighting that has nothing but addresses, and only when
+   no sighting bound the address to someone else around that time.
 2. The sighting is a device's when its strongest identifier that names a device is not
    an IP, or when an IP is the strongest identifier that resolves at all. Another
    identifier naming a *different* device lowers the confidence (a cloned MAC, a
@@ -49,6 +53,11 @@ IP = IdentifierKind.IP
 TOUCH_SECONDS = 3600.0
 #: places kept per device (the most recent)
 MAX_PLACES = 16
+#: an address's bindings are kept one per slot of this length (``site|ip@slot``)
+IP_SLOT_SECONDS = 86400.0
+#: the slots either side of a sighting's own that may hold a binding within
+#: ``IP_BINDING_SECONDS`` of it
+_IP_REACH = int(-(-IP_BINDING_SECONDS // IP_SLOT_SECONDS))
 
 Key = tuple[IdentifierKind, str]
 
@@ -65,6 +74,32 @@ def lookup_values(keyed: Iterable[list[Key]]) -> dict[IdentifierKind, list[str]]
     for keys in keyed:
         for kind, value in keys:
             wanted.setdefault(kind, set()).add(value)
+    return {kind: sorted(values) for kind, values in wanted.items()}
+
+
+def ip_slot(key: str, at: float) -> str:
+    """The binding key of address ``key`` (``site|ip``) for a sighting at ``at``."""
+    return f"{key}@{int(at // IP_SLOT_SECONDS)}"
+
+
+def ip_slots_around(key: str, at: float) -> list[str]:
+    """The binding keys of ``key`` that may hold a binding in reach of ``at``."""
+    slot = int(at // IP_SLOT_SECONDS)
+    return [f"{key}@{n}" for n in range(slot - _IP_REACH, slot + _IP_REACH + 1)]
+
+
+def binding_values(keyed: Iterable[tuple[Sighting, list[Key]]]
+                   ) -> dict[IdentifierKind, list[str]]:
+    """Every binding value to look up for a batch, by kind, once (an address by the
+    slots around each sighting's time)."""
+    wanted: dict[IdentifierKind, set[str]] = {}
+    for sighting, keys in keyed:
+        for kind, value in keys:
+            if kind is IP:
+                wanted.setdefault(kind, set()).update(ip_slots_around(value,
+                                                                      sighting.seen_at))
+            else:
+                wanted.setdefault(kind, set()).add(value)
     return {kind: sorted(values) for kind, values in wanted.items()}
 
 
@@ -163,6 +198,8 @@ class _Hit(NamedTuple):
     key: str
     device: RegisteredDevice | None
     asset: str | None
+    #: named only by the ``ip`` an admin wrote on a device, which carries no time
+    timeless: bool = False
 
 
 class Reconciler:
@@ -192,7 +229,9 @@ class Reconciler:
         """Match one sighting to a device or an asset, and remember what it bound
         (``keys``: its ``keys_of``, when the caller has them already)."""
         keys = keys_of(sighting) if keys is None else keys
-        hits = [self._resolve(kind, key, sighting.seen_at) for kind, key in keys]
+        # the ``ip`` an admin gave a device speaks only for a sighting of addresses alone
+        alone = keys[0][0] is IP if keys else True
+        hits = [self._resolve(kind, key, sighting.seen_at, alone) for kind, key in keys]
         first = by_device = None
         for hit in hits:
             if first is None and (hit.device or hit.asset):
@@ -200,6 +239,9 @@ class Reconciler:
             if hit.device and hit.kind is not IP:
                 by_device = hit
                 break
+        if first is not None and first.kind is IP and first.device is None \
+                and first.asset and not self._same_box(first.asset, sighting):
+            first = None  # another MAC or host name: the address was handed on
         if first is None:
             return self._new_asset(sighting, keys)
         if by_device is None and first.kind is IP and first.device:
@@ -226,15 +268,32 @@ class Reconciler:
             asset_id = self._merged[asset_id]
         return asset_id
 
-    def _resolve(self, kind: IdentifierKind, key: str, seen_at: float) -> _Hit:
+    def _ip_binding(self, key: str, seen_at: float) -> Binding | None:
+        """Who held address ``key`` nearest to ``seen_at``, within the binding window."""
+        best: Binding | None = None
+        distance = IP_BINDING_SECONDS
+        for slot in ip_slots_around(key, seen_at):
+            binding = self._bindings.get((IP, slot))
+            if binding is None:
+                continue
+            away = max(binding.first_seen - seen_at, seen_at - binding.last_seen, 0.0)
+            if away <= distance:
+                best, distance = binding, away
+        return best
+
+    def _resolve(self, kind: IdentifierKind, key: str, seen_at: float,
+                 alone: bool = True) -> _Hit:
         registered = self._registered.get((kind, key))
-        binding = self._bindings.get((kind, key))
+        if kind is IP:
+            binding = self._ip_binding(key, seen_at)
+            if binding is not None or not alone:
+                # what a sighting bound the address to at this time beats the address
+                # an admin wrote down once (DHCP has since handed it on)
+                registered = None
+        else:
+            binding = self._bindings.get((kind, key))
         if registered is None and binding is None:
             return _Hit(kind, key, None, None)  # the common case of a new asset
-        if binding is not None and kind is IP and not (
-                binding.first_seen - IP_BINDING_SECONDS <= seen_at
-                <= binding.last_seen + IP_BINDING_SECONDS):
-            binding = None  # the address was someone's, too long ago to say it is still
         asset = self._live(binding.asset_id) if binding and binding.asset_id else None
         device = registered
         if device is None and binding is not None and binding.device_id:
@@ -243,7 +302,7 @@ class Reconciler:
             owner = self._assets.get(asset)
             if owner is not None and owner.device_id:
                 device = RegisteredDevice(owner.device_id, owner.org_path)
-        return _Hit(kind, key, device, asset)
+        return _Hit(kind, key, device, asset, timeless=kind is IP and binding is None)
 
     # -- placing --------------------------------------------------------------------
 
@@ -256,21 +315,31 @@ class Reconciler:
         if other is not None:
             # a weaker identifier names another device: still this one, less surely
             confidence = round(confidence * (1 - CONFIDENCE[other.kind] / 2), 3)
+        self._matched += 1
+        if by.timeless:
+            # only the address an admin once wrote names it: attributed, but it neither
+            # teaches the address's days nor proves the device alive (DHCP may have
+            # handed the address on: a dormant device would look active, a retired one
+            # like a zombie)
+            return Match(by.kind, confidence, device_id=device.device_id)
         if by.kind is not IP:
             for hit in hits:
-                if hit.asset and hit.kind is not IP:
+                if hit.asset and (hit.kind is not IP or self._same_box(hit.asset, sighting)):
                     self._tie(hit.asset, device)
+                if hit.kind is IP:
+                    self._absorb(hit.key, sighting, device=device)
         for hit in hits:
             if hit.device and hit.device.device_id != device.device_id and hit.kind is not IP:
                 continue  # the contradicting value stays with its own device
-            if (hit.kind, hit.key) in self._registered and hit.device == device:
-                continue  # registered already: nothing to learn
+            known = self._registered.get((hit.kind, hit.key))
+            if hit.kind is not IP and known is not None and known.device_id == device.device_id:
+                continue  # registered already: nothing to learn (an address is: it has
+                # no time, and the days this device holds it are what later sightings need)
             if by.kind is IP and hit.kind is not IP and hit.device is None:
                 continue  # an address alone does not teach a device its MAC
             self._bind(hit.kind, hit.key, sighting.seen_at, device.org_path,
                        device_id=device.device_id)
         self._present(device, sighting)
-        self._matched += 1
         return Match(by.kind, confidence, device_id=device.device_id)
 
     def _tie(self, asset_id: str, device: RegisteredDevice) -> None:
@@ -287,8 +356,12 @@ class Reconciler:
         assert first.asset is not None
         kept = first.asset
         for hit in hits:
-            if hit.asset and hit.asset != kept and hit.kind is not IP:
+            if hit.asset and hit.asset != kept and (
+                    hit.kind is not IP or self._same_box(hit.asset, sighting, kept)):
                 self._merge(hit.asset, kept)
+        for hit in hits:
+            if hit.kind is IP:
+                self._absorb(hit.key, sighting, kept=kept)
         kept = self._live(kept)
         path = self._assets[kept].org_path
         for hit in hits:
@@ -296,6 +369,43 @@ class Reconciler:
             self._bind(hit.kind, hit.key, sighting.seen_at, path, asset_id=kept)
         self._grow(kept, sighting)
         return Match(first.kind, CONFIDENCE[first.kind], asset_id=kept)
+
+    def _same_box(self, asset_id: str, sighting: Sighting, kept: str | None = None) -> bool:
+        """Whether an asset found through the address a sighting used at that time is
+        the sighting's own box: on one segment an address answers for one interface at
+        a time (ARP), so it is, unless the asset shows another MAC or host name than
+        the sighting (or than ``kept``, the asset the sighting joins): then the address
+        was handed on (DHCP) and the two stay apart."""
+        asset = self._assets.get(self._live(asset_id))
+        if asset is None or asset.device_id:
+            return False
+        others = [(sighting.mac, sighting.hostname)]
+        joined = self._assets.get(self._live(kept)) if kept else None
+        if joined is not None:
+            others.append((joined.mac, joined.hostname))
+        for mac, hostname in others:
+            if asset.mac and mac and asset.mac != mac:
+                return False
+            if asset.hostname and hostname and _host(asset.hostname) != _host(hostname):
+                return False
+        return True
+
+    def _absorb(self, key: str, sighting: Sighting, *, kept: str | None = None,
+                device: RegisteredDevice | None = None) -> None:
+        """The asset holding this sighting's own slot of the address is about to lose it
+        (the address is re-bound to what the sighting is): when it is the same box (it
+        was nearer another holder's time, e.g. flows imported before the lease between
+        them), merge it into ``kept`` or tie it to ``device`` instead."""
+        old = self._bindings.get((IP, ip_slot(key, sighting.seen_at)))
+        if old is None or not old.asset_id:
+            return
+        other = self._live(old.asset_id)
+        if other == kept or not self._same_box(other, sighting, kept):
+            return
+        if device is not None:
+            self._tie(other, device)
+        elif kept is not None:
+            self._merge(other, kept)
 
     def _merge(self, gone: str, kept: str) -> None:
         gone, kept = self._live(gone), self._live(kept)
@@ -348,6 +458,8 @@ class Reconciler:
 
     def _bind(self, kind: IdentifierKind, key: str, at: float, org_path: str, *,
               asset_id: str | None = None, device_id: str | None = None) -> None:
+        if kind is IP:
+            key = ip_slot(key, at)
         old = self._bindings.get((kind, key))
         if device_id and old is not None and old.asset_id:
             owner = self._assets.get(self._live(old.asset_id))
@@ -381,6 +493,11 @@ class Reconciler:
         row.sources.add(sighting.source)
         row.sightings += 1
         self._dirty_presence.add(device.device_id)
+
+
+def _host(name: str) -> str:
+    """A host name's first label: a lease's ``cam-1`` is a PTR record's ``cam-1.lan``."""
+    return name.partition(".")[0]
 
 
 #: what an asset shows of its newest sighting

@@ -38,7 +38,14 @@ from iotiam.discovery.ports import (
     SightingRow,
     SightingSource,
 )
-from iotiam.discovery.reconcile import Key, Lookups, Reconciler, keys_of, lookup_values
+from iotiam.discovery.reconcile import (
+    Key,
+    Lookups,
+    Reconciler,
+    binding_values,
+    keys_of,
+    lookup_values,
+)
 from iotiam.errors import InvalidInput, NotFound
 from iotiam.kernel import SYSTEM, Principal, Role, Transactions
 
@@ -145,7 +152,7 @@ class Discovery:
             report.duplicates += len(unique) - len(fresh)
             added = matched = new_assets = 0
             if fresh:
-                reconciler = Reconciler(scope, self._lookups(uow, scope, [k for _, (_, k)
+                reconciler = Reconciler(scope, self._lookups(uow, scope, [k for _, k
                                                                           in fresh]),
                                         self._new_id)
                 rows: list[SightingRow] = [(s, digest, scope, reconciler.place(s, keys))
@@ -168,14 +175,15 @@ class Discovery:
         report.new_assets += new_assets
 
     @staticmethod
-    def _lookups(uow: DiscoveryUnitOfWork, scope: str, keys: Sequence[list[Key]]
+    def _lookups(uow: DiscoveryUnitOfWork, scope: str, keyed: Sequence[Keyed]
                  ) -> Lookups:
         """Everything the batch's identifiers are bound to: one query per kind."""
         lookups = Lookups()
-        for kind, values in lookup_values(keys).items():
+        for kind, values in lookup_values(k for _, k in keyed).items():
             for value, device in uow.registered_identities.devices_for(
                     kind, values, org_path=scope).items():
                 lookups.registered[(kind, value)] = device
+        for kind, values in binding_values(keyed).items():
             for value, binding in uow.discovery.bindings_for(kind, values,
                                                              org_path=scope).items():
                 lookups.bindings[(kind, value)] = binding

@@ -72,6 +72,7 @@ class RegisterBuilder:
         self._revoked_ca_subjects = {c.subject: c.revoked_at for c in index.cas
                                      if c.revoked_at is not None}
         self._ca_subjects = frozenset(c.subject for c in index.cas)
+        self._ca_subject_of = {c.id: c.subject for c in index.cas}
         self._group_of: dict[str, set[str]] = {}
         for group, members in index.groups.items():
             for member in members:
@@ -154,8 +155,7 @@ class RegisterBuilder:
                      default=None)
         entries: list[RiskEntry] = []
         for cert in certs:
-            seen = index.seen_credentials.get(
-                (IdentifierKind.CERTIFICATE, cert.fingerprint_sha256 or ""))
+            seen = self._seen_certificate(cert)
             holders = index.key_holders.get(cert.public_key_sha256 or "", frozenset())
             hits = credentials.certificate_checks(
                 cert, now=index.now, settings=index.settings, max_key_age=max_age,
@@ -177,6 +177,17 @@ class RegisterBuilder:
                 entries.append(self.entry(Subject.PSK, psk.identity, psk.org_path,
                                           device.site, device.type_name, hits, weighting))
         return entries
+
+    def _seen_certificate(self, cert: CertificateRecord) -> CredentialSeen | None:
+        """What the sources saw of an issued certificate: by its fingerprint, else by
+        its issuer's subject and its serial (RFC 5280 §4.1.2.2: unique per issuer) for
+        sensors that log only those."""
+        seen = self.index.seen_credentials
+        found = seen.get((IdentifierKind.CERTIFICATE, cert.fingerprint_sha256 or ""))
+        issuer = self._ca_subject_of.get(cert.issuer_id)
+        if found is None and issuer is not None:
+            found = seen.get((IdentifierKind.ISSUER_SERIAL, f"{issuer}|{cert.serial_hex}"))
+        return found
 
     def asset_entry(self, asset: DiscoveredAsset) -> RiskEntry | None:
         """The entry of one discovered asset (None: nothing against it)."""

@@ -84,16 +84,21 @@ def certificate_checks(cert: CertificateRecord, *, now: float, settings: RiskSet
     not_before, not_after = cert.not_before.timestamp(), cert.not_after.timestamp()
     last_seen = seen.last_seen if seen else None
     live = cert.status is CertificateStatus.ISSUED and now < not_after
+    # the evidence names the certificate as a sensor saw it, and its device
+    named = certificate_names(cert)
     if cert.status is CertificateStatus.REVOKED and cert.revoked_at is not None \
             and last_seen is not None and last_seen > cert.revoked_at.timestamp():
         found.append(hit(RiskFactor.REVOKED_IN_USE, "seen in use after it was revoked", {
-            "revoked_at": cert.revoked_at.timestamp(), "last_seen": last_seen,
+            **named, "revoked_at": cert.revoked_at.timestamp(), "last_seen": last_seen,
             "reason": str(cert.revocation_reason) if cert.revocation_reason else None},
             since=cert.revoked_at.timestamp()))
-    if cert.status is CertificateStatus.ISSUED and last_seen is not None \
+    # judged by what the sources saw against its notAfter, whatever its status now: a
+    # revoked certificate used after it expired was both (RFC 5280 §4.1.2.5)
+    if cert.status is not CertificateStatus.RESERVED and last_seen is not None \
             and last_seen > not_after:
         found.append(hit(RiskFactor.EXPIRED_IN_USE, "seen in use after it expired",
-                         {"not_after": not_after, "last_seen": last_seen}, since=not_after))
+                         {**named, "not_after": not_after, "last_seen": last_seen},
+                         since=not_after))
     renewal_point = not_before + (not_after - not_before) * settings.renewal_fraction
     if live and now >= renewal_point and not renewed:
         found.append(hit(RiskFactor.EXPIRING_NO_RENEWAL,
@@ -108,6 +113,12 @@ def certificate_checks(cert: CertificateRecord, *, now: float, settings: RiskSet
         weak = weak_key(seen.key, seen.signature_hash) if seen else None
         found += [h for h in (weak, shared(seen, key_holders)) if h is not None]
     return found
+
+
+def certificate_names(cert: CertificateRecord) -> dict[str, object]:
+    """What names an issued certificate in evidence: its device, serial, fingerprint."""
+    return {"device": cert.device_id, "serial": cert.serial_hex,
+            "fingerprint": cert.fingerprint_sha256}
 
 
 def _never_rotated(now: float, since: float, max_age: float,

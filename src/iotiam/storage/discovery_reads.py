@@ -70,8 +70,9 @@ class SqlDiscoveryReads:
                                       .where(t.bindings.c.asset_id.in_(list(asset_ids))))
             for asset_id, kind, value in rows:
                 kind = IdentifierKind(kind)
-                found[asset_id].add((kind, value.partition("|")[2] if kind is
-                                     IdentifierKind.IP else value))
+                # an address is bound as ``site|ip@slot`` (``reconcile.ip_slot``)
+                found[asset_id].add((kind, value.partition("|")[2].partition("@")[0]
+                                     if kind is IdentifierKind.IP else value))
         return {a: tuple(sorted(ids, key=lambda i: (_KIND_ORDER[i[0]], i[1])))
                 for a, ids in found.items()}
 

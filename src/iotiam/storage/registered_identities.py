@@ -144,10 +144,12 @@ class SqlRegisteredIdentities:
             else:
                 spelled |= {value: value, f"{value}.": value}
         expression = _ATTRIBUTE_SQL["postgresql" if self._pg else "sqlite"].format(name=kind)
+        # a decommissioned device holds no address any more: its old one is someone else's
+        live = " AND state <> 'decommissioned'" if kind is K.IP else ""
         found: dict[str, RegisteredDevice] = {}
         for attribute, device_id, org_path, site in sorted(self._rows(
                 f"SELECT {expression}, id, org_path, coalesce(site, '') FROM devices "  # noqa: S608
-                f"WHERE {expression} {{in}} AND substr(org_path, 1, ?) = ?",
+                f"WHERE {expression} {{in}} AND substr(org_path, 1, ?) = ?{live}",
                 sorted(spelled), scope), key=lambda row: (row[0], row[1])):
             if kind is K.IP:
                 # an address an admin gave a device is its own at its own site only

@@ -17,7 +17,7 @@ from iotiam.discovery.models import (
     Sighting,
     ip_key,
 )
-from iotiam.discovery.reconcile import Lookups, Reconciler
+from iotiam.discovery.reconcile import Lookups, Reconciler, ip_slot
 
 K = IdentifierKind
 ACME = "/root/acme/"
@@ -57,7 +57,9 @@ def test_match_ok_each_identifier_kind(kind: K, fields: dict[str, str], value: s
     match = rec.place(seen(**fields))
     assert (match.device_id, match.basis, match.confidence) == ("dev-1", kind, CONFIDENCE[kind])
     assert rec.outcome().matched == 1
-    assert rec.outcome().presence[0].device_id == "dev-1"
+    presence = rec.outcome().presence
+    # the address an admin wrote down carries no time: it does not prove the device alive
+    assert [p.device_id for p in presence] == ([] if kind is K.IP else ["dev-1"])
 
 
 def test_match_ok_strongest_identifier_wins() -> None:
@@ -78,7 +80,7 @@ def test_match_fail_contradiction_lowers_confidence() -> None:
 
 
 def test_ip_fail_outside_time_bound() -> None:
-    key = ip_key("hq", "10.0.0.5")
+    key = ip_slot(ip_key("hq", "10.0.0.5"), T - 10)
     binding = Binding(K.IP, key, ACME, T - 10, T - 10, device_id="dev-1")
     late = reconciler(Lookups(bindings={(K.IP, key): binding}))
     match = late.place(seen(T + IP_BINDING_SECONDS + 60, ip="10.0.0.5", site="hq"))
@@ -88,7 +90,8 @@ def test_ip_fail_outside_time_bound() -> None:
 
 
 def test_ip_fail_other_site() -> None:
-    binding = Binding(K.IP, ip_key("hq", "10.0.0.5"), ACME, T, T, device_id="dev-1")
+    binding = Binding(K.IP, ip_slot(ip_key("hq", "10.0.0.5"), T), ACME, T, T,
+                      device_id="dev-1")
     rec = reconciler(Lookups(bindings={(K.IP, binding.value): binding}))
     match = rec.place(seen(ip="10.0.0.5", site="plant"))
     assert match.device_id is None
@@ -103,7 +106,7 @@ def test_ip_ok_learnt_from_a_strong_match() -> None:
 
 
 def test_ip_ok_does_not_tie_a_stronger_asset_to_a_device() -> None:
-    key = ip_key("hq", "10.0.0.5")
+    key = ip_slot(ip_key("hq", "10.0.0.5"), T)
     lookups = Lookups(
         bindings={(K.IP, key): Binding(K.IP, key, ACME, T, T, device_id="dev-1"),
                   (K.MAC, "aa:bb:cc:dd:ee:ff"): Binding(K.MAC, "aa:bb:cc:dd:ee:ff", ACME,

@@ -187,3 +187,18 @@ def test_presence(db: Any) -> None:
         assert [(s.device_id, s.sightings, s.sources, s.places) for s in seen] == [
             ("d1", 5, ("arp", "nmap"), (("hq", "10.0.0.1"),)), ("d2", 1, ("zeek",), ())]
         assert [s.device_id for s in uow.discovery.iter_devices_seen(org_path=BETA)] == ["d2"]
+
+
+def test_registered_identities_ip_fail_decommissioned_device(db: Any) -> None:
+    from iotiam.inventory.models import DeviceState
+    with db() as uow:
+        uow.devices.add(replace(device("gone"), attributes={"ip": "10.0.0.8", "mac": "aa:00"},
+                                state=DeviceState.DECOMMISSIONED))
+        uow.devices.add(replace(device("live"), attributes={"ip": "10.0.0.9"}))
+    with db.reading() as uow:
+        ids = uow.registered_identities
+        site = device("gone").site
+        # a retired device holds no address: its old one has been handed on
+        assert ids.devices_for(K.IP, [ip_key(site, "10.0.0.8"), ip_key(site, "10.0.0.9")],
+                               org_path=ACME) == {ip_key(site, "10.0.0.9"):
+                                                  RegisteredDevice("live", ACME)}

@@ -212,8 +212,8 @@ class MemoryRegisteredIdentities:
                      Kind.IP: normalize_ip}[kind]
         for device in self._devices.devices.values():
             raw = device.attributes.get(str(kind))
-            if not raw:
-                continue
+            if not raw or (kind is Kind.IP and str(device.state) == "decommissioned"):
+                continue  # a retired device holds no address: its old one is handed on
             try:
                 value = normalize(raw)
             except InvalidInput:
