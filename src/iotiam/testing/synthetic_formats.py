@@ -37,8 +37,9 @@ CMDB_COLUMNS = ("Asset Tag", "Hostname", "MAC Address", "Serial Number", "Site",
 CMDB_OPTIONS = (("map.hostname", "Hostname"), ("map.mac", "MAC Address"),
                 ("map.site", "Site"), ("map.vendor", "Manufacturer"),
                 ("map.model", "Model"))
-#: a dnsmasq leases line has only the expiry: the lease time dates the grant
-DNSMASQ_OPTIONS = (("lease_seconds", "86400"),)
+#: a dnsmasq leases line has only the expiry: the lease time (the source's ``lease-time``
+#: option, dnsmasq's --dhcp-range lease) dates the grant
+DNSMASQ_OPTIONS = (("lease-time", "86400"),)
 EXTENSION = {"nmap": "xml", "dhcpd": "leases", "dnsmasq": "leases", "zeek": "log",
              "suricata": "json", "cmdb": "csv", "jsonl": "jsonl"}
 
