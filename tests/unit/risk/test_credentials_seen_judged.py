@@ -4,13 +4,13 @@ the issuer and serial still counts (the accuracy classes of issue 13)."""
 
 from __future__ import annotations
 
-from tests.unit.risk.facts import DAY, NOW, cert, device, device_type
-
 from iotiam.discovery.models import CredentialSeen, IdentifierKind
 from iotiam.pki.models import CertificateStatus
 from iotiam.risk import credentials
 from iotiam.risk.builder import FleetIndex, RegisterBuilder
 from iotiam.risk.models import CaFacts, RiskFactor, RiskSettings
+
+from .facts import DAY, NOW, cert, device, device_type
 
 SETTINGS = RiskSettings()
 
