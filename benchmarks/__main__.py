@@ -25,6 +25,7 @@ from benchmarks import (
     crypto_floor,
     dataplane,
     detection,
+    discovery_import,
     est_enroll,
     issuance,
     oauth,
@@ -38,7 +39,8 @@ from benchmarks.harness import Result, RunConfig, failed, format_number
 #: In the order they run; crypto-floor first, it is the ceiling the others are read against.
 BENCHMARKS: tuple[ModuleType, ...] = (crypto_floor, issuance, api_issuance, est_enroll,
                                       crl, ocsp, policy_decisions, policy_hook, dataplane,
-                                      broker_policy_change, oauth, simulate, detection)
+                                      broker_policy_change, oauth, simulate, detection,
+                                      discovery_import)
 TABLE_WIDTH = 200
 _VERDICT_STYLE = {"PASS": "bold green", "MISS": "bold red", "ERROR": "bold magenta",
                   "info": "dim"}

@@ -55,6 +55,8 @@ CONFIDENCE: dict[IdentifierKind, float] = {
 IP_BINDING_SECONDS = 24 * 3600.0
 
 _MAC = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}$")
+#: the canonical spelling itself (what most sources already give): no rewriting needed
+_MAC_CANONICAL = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 _MAC_DOTTED = re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}$")
 _LABEL = r"[a-z0-9_][a-z0-9_-]{0,62}"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
@@ -65,6 +67,8 @@ MAX_TEXT = 256
 def normalize_mac(value: str) -> str:
     """``AA-BB-CC-DD-EE-FF``, ``aabb.ccdd.eeff`` or ``aabbccddeeff`` -> ``aa:bb:cc:dd:ee:ff``."""
     text = value.strip().lower()
+    if _MAC_CANONICAL.fullmatch(text):
+        return text
     if _MAC_DOTTED.fullmatch(text):
         text = text.replace(".", "")
     elif not _MAC.fullmatch(text):

@@ -140,6 +140,18 @@ def test_assets_bindings_and_merge(db: Any) -> None:
         assert store.count_assets(org_path=BETA) == 1
         assert [a.id for a in store.iter_assets(org_path=ACME)] == ["as-1", "as-2"]
     with db() as uow:
+        uow.discovery.save_bindings([
+            Binding(K.HOSTNAME, "tie", BETA, T, T + 3, asset_id="as-3"),
+            Binding(K.HOSTNAME, "tie", ACME, T, T + 3, asset_id="as-1"),
+            Binding(K.HOSTNAME, "late", ACME, T, T + 3, asset_id="as-1"),
+            Binding(K.HOSTNAME, "late", BETA, T, T + 4, asset_id="as-3")])
+    with db.reading() as uow:
+        # no binding of the caller's own: the latest of those below it, and on a tie the
+        # smaller org path, whatever order the rows come back in
+        found = uow.discovery.bindings_for(K.HOSTNAME, ["tie", "late"], org_path="/root/")
+        assert {k: b.org_path for k, b in found.items()} == {"tie": min(ACME, BETA),
+                                                             "late": BETA}
+    with db() as uow:
         uow.discovery.merge_assets({"as-2": "as-1"})
     with db.reading() as uow:
         store = uow.discovery
