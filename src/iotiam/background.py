@@ -16,6 +16,7 @@ returns soon after ``stop`` is set; ``at_exit`` runs once after every loop ended
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from iotiam.changes import (
     CredentialRevoked,
     DeviceChanged,
     Published,
+    SightingsImported,
     TrustChanged,
 )
 from iotiam.clock import Clock
@@ -206,6 +208,9 @@ RISK_REBUILD_SECONDS = 3600.0
 RISK_RETRY_SECONDS = 60.0
 #: how long device changes may gather into one refresh
 RISK_SETTLE_SECONDS = 1.0
+#: a full rebuild follows an import this long after its last batch (an import of many
+#: batches is judged once, when it is done)
+RISK_AFTER_IMPORT_SECONDS = 10.0
 
 
 class RiskRefresher:
@@ -220,11 +225,18 @@ class RiskRefresher:
         self._pending: set[str] = set()
         self._lock = threading.Lock()
         self._wanted = threading.Event()
+        #: when sightings were imported: the monotonic time a rebuild is due by
+        self._rebuild_by = math.inf
 
     def changed(self, published: Published) -> None:
-        """A device, credential or trust changed (subscribed to the change feed): queue
-        its device(s) and return at once."""
+        """A device, credential or trust changed, or sightings were imported (subscribed
+        to the change feed): queue its device(s), or a rebuild, and return at once."""
         change = published.change
+        if isinstance(change, SightingsImported):
+            with self._lock:
+                self._rebuild_by = time.monotonic() + RISK_AFTER_IMPORT_SECONDS
+            self._wanted.set()
+            return
         wanted: set[str] = set()
         if isinstance(change, DeviceChanged | TrustChanged):
             wanted.update(change.device_ids)
@@ -246,6 +258,9 @@ class RiskRefresher:
         next_rebuild = time.monotonic()
         while not stop.is_set():
             try:
+                with self._lock:
+                    next_rebuild, self._rebuild_by = min(next_rebuild, self._rebuild_by), \
+                        math.inf
                 if time.monotonic() >= next_rebuild:
                     self.take()  # the rebuild judges them too
                     next_rebuild = time.monotonic() + self._every

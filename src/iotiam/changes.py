@@ -84,9 +84,17 @@ class ManufacturerTrustChanged:
     manufacturer: str
 
 
+@dataclass(frozen=True)
+class SightingsImported:
+    """Sightings were stored under ``org_path``: assets may be new, devices seen again."""
+
+    org_path: str
+    sightings: int
+
+
 Change = (CertificateRevoked | CredentialRevoked | DeviceChanged | PolicyChanged
           | TrustChanged | DetectionModeChanged | FirmwareSignerRevoked
-          | ManufacturerTrustChanged)
+          | ManufacturerTrustChanged | SightingsImported)
 
 #: every kind of change by the name it is stored under
 KINDS: dict[str, type[Change]] = {
@@ -98,6 +106,7 @@ KINDS: dict[str, type[Change]] = {
     "detection-mode-changed": DetectionModeChanged,
     "firmware-signer-revoked": FirmwareSignerRevoked,
     "manufacturer-trust-changed": ManufacturerTrustChanged,
+    "sightings-imported": SightingsImported,
 }
 _NAMES = {kind: name for name, kind in KINDS.items()}
 

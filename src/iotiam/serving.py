@@ -29,6 +29,7 @@ from iotiam.changes import (
     DeviceChanged,
     ManufacturerTrustChanged,
     PolicyChanged,
+    SightingsImported,
     TrustChanged,
 )
 from iotiam.response.scoring import TrustRefresher
@@ -111,8 +112,9 @@ def trust_scores_refresher(services: Services) -> TrustRefresher:
     return refresher
 
 
-#: what changes send a device's risk entries to be judged again
-RISK_FOLLOWS = (CertificateRevoked, CredentialRevoked, DeviceChanged, TrustChanged)
+#: what changes send a device's risk entries (an import: the register) to be judged again
+RISK_FOLLOWS = (CertificateRevoked, CredentialRevoked, DeviceChanged, TrustChanged,
+                SightingsImported)
 
 
 def risk_refresher(services: Services) -> RiskRefresher:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import IO, Any, Protocol
 
 from iotiam.audit.ports import AuditUnitOfWork
+from iotiam.changes import ChangeRecorder
 from iotiam.discovery.models import (
     Binding,
     CredentialSeen,
@@ -165,6 +166,11 @@ class DiscoveryUnitOfWork(AuditUnitOfWork, Protocol):
     @property
     def registered_identities(self) -> RegisteredIdentities:
         """The identifiers of registered devices (read only)."""
+        ...
+
+    @property
+    def changes(self) -> ChangeRecorder:
+        """Where an import says that sightings were stored (the risk register follows)."""
         ...
 
 

@@ -21,6 +21,7 @@ from typing import IO
 
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.ports import Auditor
+from iotiam.changes import SightingsImported
 from iotiam.clock import Clock
 from iotiam.discovery.catalog import source_named
 from iotiam.discovery.models import (
@@ -164,6 +165,8 @@ class Discovery:
                 store.save_presence(outcome.presence)
                 added = store.add_sightings(rows)
                 matched, new_assets = outcome.matched, outcome.new_assets
+                if added:
+                    uow.changes.record(SightingsImported(scope, added))
             rows_digest = hashlib.blake2b(b"".join(unique), digest_size=16).hexdigest()
             self._audit.append(uow, AuditDraft(
                 tag=AuditTag.SIGHTINGS_IMPORTED, actor=principal.name, org_path=scope,

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from iotiam.audit.models import AuditTag
+from iotiam.changes import SightingsImported
 from iotiam.discovery.models import AssetStatus, IdentifierKind, Sighting, SourceContext
 from iotiam.discovery.service import Discovery
 from iotiam.errors import Forbidden, InvalidInput, NotFound
@@ -183,3 +184,13 @@ def test_observe_ok_the_background_loop_stores_and_stops(svc: MemoryServices) ->
         loop.join(5)
     assert not loop.is_alive()
     assert len(svc.uow.discovery.sightings) == 1
+
+
+def test_import_ok_says_so_on_the_change_feed_only_when_it_stored_something(
+        svc: MemoryServices) -> None:
+    heard: list[object] = []
+    svc.changes.subscribe((SightingsImported,), lambda p: heard.append(p.change))
+    svc.discovery.import_stream(SYSTEM, "jsonl", lines(*RECORDS), SourceContext())
+    assert heard == [SightingsImported(ROOT_PATH, 3)]
+    svc.discovery.import_stream(SYSTEM, "jsonl", lines(*RECORDS), SourceContext())
+    assert heard == [SightingsImported(ROOT_PATH, 3)]  # nothing new: nothing to judge again

@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
+from iotiam import background
 from iotiam.background import RiskRefresher
 from iotiam.changes import (
     CertificateRevoked,
@@ -12,6 +15,7 @@ from iotiam.changes import (
     DeviceChanged,
     PolicyChanged,
     Published,
+    SightingsImported,
     TrustChanged,
 )
 
@@ -63,3 +67,27 @@ def test_ok_run_rebuilds_first_then_refreshes_queued_devices() -> None:
     assert not thread.is_alive()
     assert recorder.calls[0] == ("rebuild", ())
     assert ("refresh", ("d9",)) in recorder.calls
+
+
+def test_ok_an_import_brings_the_next_rebuild_forward(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(background, "RISK_AFTER_IMPORT_SECONDS", 0.2)
+    recorder = Recorder()
+    job = RiskRefresher(recorder, every_seconds=3600)  # type: ignore[arg-type]
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not recorder.calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert recorder.calls == [("rebuild", ())]
+        job.changed(Published(1, SightingsImported("/root/", 3)))
+        deadline = time.monotonic() + 5
+        while len(recorder.calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        thread.join(10)
+    # the scheduled rebuild was an hour away: the import brought it to within a second
+    assert recorder.calls[:2] == [("rebuild", ()), ("rebuild", ())]
+    assert job.take() == []
