@@ -29,7 +29,8 @@ from iotiam.discovery.models import (
     normalize_ip,
     normalize_mac,
 )
-from iotiam.discovery.sources.lines import import_time, read_lines
+from iotiam.discovery.sources._common import import_time
+from iotiam.discovery.sources.lines import read_lines
 from iotiam.errors import InvalidInput
 
 #: ``(ip, mac, hostname)`` of a resolved entry; None for a line to pass over

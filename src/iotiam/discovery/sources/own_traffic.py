@@ -31,12 +31,11 @@ from dataclasses import replace
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from iotiam.detection.models import Event, EventKind
 from iotiam.discovery.models import MAX_TEXT, Sighting, normalize_ip
+from iotiam.discovery.sources._common import can_be_a_device, public_key_label
+from iotiam.discovery.sources._common import certificate_fields as _certificate_fields
 from iotiam.enrollment.models import EnrollmentRequest
 from iotiam.errors import InvalidInput
 
@@ -71,9 +70,7 @@ def is_site_address(address: str) -> bool:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    if ip.is_loopback or ip.is_unspecified or ip.is_multicast:
-        return False
-    return ip.is_private or ip.is_link_local
+    return can_be_a_device(ip) and (ip.is_private or ip.is_link_local)
 
 
 # -- detection events (the broker's log and the events API) ------------------------------
@@ -150,7 +147,7 @@ def sighting_of_held_request(request: EnrollmentRequest, seen_at: float) -> Sigh
         try:
             csr = x509.load_pem_x509_csr(request.csr_pem.encode())
             presented = {"subject": _text(csr.subject.rfc4514_string()),
-                         "key": key_label(csr.public_key())}
+                         "key": public_key_label(csr.public_key())}
         except (ValueError, TypeError):
             presented = {}
     return Sighting(source=EST, seen_at=seen_at, ip=_ip(request.source),
@@ -183,37 +180,12 @@ def sighting_of_refused_client(*, client_id: str | None, source_ip: str | None,
 
 def certificate_fields(cert: x509.Certificate) -> dict[str, Any]:
     """The ``Sighting`` fields a presented certificate fills (fingerprint, issuer and
-    serial as ``discovery.models`` normalises them, subject, expiry, key, hash)."""
-    der = cert.public_bytes(serialization.Encoding.DER)
-    try:
-        key: str | None = key_label(cert.public_key())
-    except ValueError:  # an algorithm cryptography cannot load: the rest still holds
-        key = None
-    algorithm = cert.signature_hash_algorithm
-    return {
-        "certificate": hashlib.sha256(der).hexdigest(),
-        "issuer": _text(cert.issuer.rfc4514_string()),
-        "serial": format(cert.serial_number, "x"),
-        "subject": _text(cert.subject.rfc4514_string()),
-        "not_after": cert.not_valid_after_utc.timestamp(),
-        "key": key,
-        "signature_hash": algorithm.name if algorithm is not None else None,
-    }
-
-
-def key_label(public_key: PublicKeyTypes) -> str | None:
-    """``rsa:2048``, ``ec:secp256r1``, ``ed25519`` ... as ``Sighting.key`` reads."""
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return f"rsa:{public_key.key_size}"
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return f"ec:{public_key.curve.name}"
-    if isinstance(public_key, dsa.DSAPublicKey):
-        return f"dsa:{public_key.key_size}"
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
-        return "ed25519"
-    if isinstance(public_key, ed448.Ed448PublicKey):
-        return "ed448"
-    return None
+    serial as ``discovery.models`` normalises them, subject, expiry, key, hash); text
+    is cut, never refused, and a key cryptography cannot load is left out: it was seen."""
+    fields = _certificate_fields(cert, lenient_key=True)
+    fields["issuer"] = _text(fields["issuer"])
+    fields["subject"] = _text(fields["subject"])
+    return fields
 
 
 # -- repeats -----------------------------------------------------------------------------

@@ -244,7 +244,7 @@ def test_10mb_line_refused_in_bounded_memory() -> None:
 
 def test_one_line_page_of_10000_clients_is_read() -> None:
     line = emqx_line(0, per_page=10_000)
-    assert len(line) > _common.MAX_LINE  # over the log sources' 1 MiB line bound
+    assert len(line) > _common.MAX_LINE  # over the log sources' 64 KiB line bound
     sightings, refusals = emqx(line)
     assert refusals == [] and len(sightings) == 10_000
 
