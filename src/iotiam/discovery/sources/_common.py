@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import ipaddress
 import math
 import re
@@ -22,9 +21,6 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from iotiam.discovery.models import (
     Refusal,
@@ -32,9 +28,9 @@ from iotiam.discovery.models import (
     SourceContext,
     bounded_text,
     normalize_ip,
-    normalize_serial,
 )
 from iotiam.discovery.sources.lines import MAX_LINE
+from iotiam.discovery.sources.own_traffic import can_be_a_device, read_certificate
 from iotiam.errors import InvalidInput
 from iotiam.untrusted import load_json
 
@@ -157,16 +153,6 @@ class Addresses:
         return found
 
 
-def can_be_a_device(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """False for addresses nobody holds: 0.0.0.0 (a DHCP client before its lease),
-    broadcast, multicast, loopback."""
-    return not (address.is_unspecified or address.is_multicast or address.is_loopback
-                or address == _BROADCAST)
-
-
-_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
-
-
 #: which responders (servers) of a flow are taken as devices (option ``responders``)
 RESPONDERS = ("local", "none", "all")
 
@@ -228,49 +214,12 @@ def certificate_facts(encoded: str) -> dict[str, Any]:
     """
     try:
         der = base64.b64decode(encoded, validate=True)
-        facts = certificate_fields(x509.load_der_x509_certificate(der), der)
+        facts = read_certificate(x509.load_der_x509_certificate(der), der)
     except (ValueError, TypeError, binascii.Error, UnsupportedAlgorithm) as e:
         raise InvalidInput(f"the logged certificate does not parse: {str(e)[:80]}") from None
     facts["issuer"] = bounded_text(facts["issuer"], "the certificate's issuer")
     facts["subject"] = facts["subject"][:256]
     return facts
-
-
-def certificate_fields(cert: x509.Certificate, der: bytes | None = None, *,
-                       lenient_key: bool = False) -> dict[str, Any]:
-    """The ``Sighting`` fields a certificate fills (RFC 5280 §4.1), issuer and subject as
-    whole RFC 4514 text for the caller to bound; ``der`` is the certificate's encoding
-    when the caller has it. An unloadable key raises, or is None when ``lenient_key``."""
-    if der is None:
-        der = cert.public_bytes(serialization.Encoding.DER)
-    try:
-        key = public_key_label(cert.public_key())
-    except ValueError:
-        if not lenient_key:
-            raise
-        key = None
-    algorithm = cert.signature_hash_algorithm
-    return {"certificate": hashlib.sha256(der).hexdigest(),
-            "issuer": cert.issuer.rfc4514_string(),
-            "subject": cert.subject.rfc4514_string(),
-            "serial": normalize_serial(cert.serial_number),
-            "not_after": cert.not_valid_after_utc.timestamp(), "key": key,
-            "signature_hash": algorithm.name if algorithm is not None else None}
-
-
-def public_key_label(key: PublicKeyTypes) -> str | None:
-    """``rsa:2048``, ``ec:secp256r1``, ``ed25519`` ... as ``Sighting.key`` reads."""
-    if isinstance(key, rsa.RSAPublicKey):
-        return f"rsa:{key.key_size}"
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return f"ec:{key.curve.name}"
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "ed25519"
-    if isinstance(key, ed448.Ed448PublicKey):
-        return "ed448"
-    if isinstance(key, dsa.DSAPublicKey):
-        return f"dsa:{key.key_size}"
-    return None
 
 
 def soft(normalize: Callable[[str], str], value: str | None) -> str | None:
