@@ -52,17 +52,21 @@ def bounded_lines(stream: LineStream, *, what: str, limit: int = MAX_LINE,
                   keep_ends: bool = False) -> Lines:
     """``(line number, line)`` as bytes, its end stripped unless ``keep_ends``; ``None``
     for a line over ``limit`` bytes, which is read past in chunks, never held."""
-    number = 0
     readline = stream.readline
-    while raw := readline(limit + 1):
+    raw = readline(limit + 1)
+    if raw and (len(raw) <= limit or raw[-1:] == b"\n"):
+        raw = _without_bom(raw, what)  # before the loop: no test per line
+    number = 0
+    while raw:
         number += 1
         if len(raw) > limit and raw[-1:] != b"\n":
             _skip_to_end_of_line(stream, limit)
             yield number, None
-            continue
-        if number == 1:
-            raw = _without_bom(raw, what)
-        yield number, raw if keep_ends else raw.rstrip(b"\r\n")
+        elif keep_ends:
+            yield number, raw
+        else:
+            yield number, raw.rstrip(b"\r\n")
+        raw = readline(limit + 1)
 
 
 def read_lines(stream: LineStream, *, what: str, encoding: str = "utf-8",
@@ -72,7 +76,9 @@ def read_lines(stream: LineStream, *, what: str, encoding: str = "utf-8",
     A UTF-8 byte order mark on the first line is dropped (Excel writes one); the end of
     line is stripped unless ``keep_ends`` (the CSV reader needs it inside quoted fields).
     """
-    for number, raw in bounded_lines(stream, what=what, limit=max_line, keep_ends=True):
+    # the end is stripped from the bytes: the same as from the text, since the encoding
+    # is ASCII-compatible (check_encoding)
+    for number, raw in bounded_lines(stream, what=what, limit=max_line, keep_ends=keep_ends):
         if raw is None:
             yield too_long(number, max_line)
             continue
@@ -86,7 +92,7 @@ def read_lines(stream: LineStream, *, what: str, encoding: str = "utf-8",
                                    "line is binary data or in another encoding)")
             yield Refusal(number, f"the line is not {encoding} text")
             continue
-        yield Line(number, text if keep_ends else text.rstrip("\r\n"))
+        yield Line(number, text)
 
 
 def too_long(number: int, limit: int = MAX_LINE) -> Refusal:
