@@ -1,4 +1,4 @@
-"""What the passive-log and broker sources share: bounded lines, times, sides, certificates.
+"""What the sources share besides their lines (``lines.py``): times, addresses, certificates.
 
 Every input here is hostile until read: a line is read with a bound (a 10 MB line costs
 one refusal and a bounded buffer, never 10 MB), a JSON record goes through
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import ipaddress
 import math
 import re
@@ -18,12 +17,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from itertools import chain
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from iotiam.discovery.models import (
     Refusal,
@@ -31,16 +28,14 @@ from iotiam.discovery.models import (
     SourceContext,
     bounded_text,
     normalize_ip,
-    normalize_serial,
 )
+from iotiam.discovery.sources.lines import MAX_LINE
+from iotiam.discovery.sources.own_traffic import can_be_a_device, read_certificate
 from iotiam.errors import InvalidInput
 from iotiam.untrusted import load_json
 
-#: the longest line (one log record, one JSON document per line) a source reads
-MAX_LINE = 1024 * 1024
 #: the largest single JSON document (a pretty-printed broker listing) read at once
 MAX_DOCUMENT = 64 * 1024 * 1024
-_CHUNK = 64 * 1024
 #: a detail is for people; longer ones are cut
 MAX_DETAIL = 200
 #: the earliest and latest times a record may carry (1990 .. 2200): anything else is a
@@ -81,52 +76,6 @@ def count(skipped: Counter[str], kind: str) -> None:
     skipped[key] += 1
 
 
-class LineStream(Protocol):
-    """What ``bounded_lines`` reads: a binary stream's ``readline``."""
-
-    def readline(self, size: int = -1, /) -> bytes:
-        """At most ``size`` bytes, up to and including the next newline."""
-        ...
-
-
-def bounded_lines(stream: LineStream, limit: int = MAX_LINE
-                  ) -> Iterator[tuple[int, bytes | None]]:
-    """``(line number, line without its end)``; ``None`` for a line over ``limit`` bytes,
-    which is read past in chunks, never held."""
-    number = 0
-    while True:
-        line = stream.readline(limit + 1)
-        if not line:
-            return
-        number += 1
-        if len(line) > limit and not line.endswith(b"\n"):
-            while True:  # drain the rest of the over-long line
-                rest = stream.readline(_CHUNK)
-                if not rest or rest.endswith(b"\n"):
-                    break
-            yield number, None
-            continue
-        yield number, line.rstrip(b"\r\n")
-
-
-Lines = Iterator[tuple[int, bytes | None]]
-
-
-def opening(lines: Lines, what: str) -> tuple[bytes, Lines] | None:
-    """The first non-blank line, and every line from it on; None for a blank input."""
-    for number, line in lines:
-        if line is None:
-            raise InvalidInput(f"not {what}: its first line is over-long")
-        if line.strip():
-            return line, chain([(number, line)], lines)
-    return None
-
-
-def too_long(number: int) -> Refusal:
-    """The refusal for a line over ``MAX_LINE``."""
-    return Refusal(number, f"line is longer than {MAX_LINE} bytes")
-
-
 def json_object(line: bytes, what: str) -> dict[str, Any]:
     """One JSON object on one line (bounded, duplicate keys and NaN refused)."""
     value = load_json(line, what=what, max_bytes=MAX_LINE)
@@ -135,8 +84,8 @@ def json_object(line: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def default_time(context: SourceContext) -> float:
-    """The time given to records that carry none: the caller's, else now."""
+def import_time(context: SourceContext) -> float:
+    """The time for records that carry none: the caller's, else the import's start."""
     return context.default_time if context.default_time is not None else time.time()
 
 
@@ -196,8 +145,7 @@ class Addresses:
         if found is None:
             canonical = normalize_ip(value)
             address = ipaddress.ip_address(canonical)
-            device = not (address.is_unspecified or address.is_multicast
-                          or address.is_loopback or canonical == "255.255.255.255")
+            device = can_be_a_device(address)
             found = (canonical, device and address.is_private, device)
             if len(self._known) >= self._BOUND:
                 self._known.clear()
@@ -261,37 +209,17 @@ def certificate_facts(encoded: str) -> dict[str, Any]:
 
     Suricata logs a SHA-1 fingerprint and Zeek may use another hash; with the
     certificate itself the SHA-256 fingerprint, the issuer as RFC 4514 text and the
-    exact key and signature hash can be had (RFC 5280 §4.1).
+    exact key and signature hash can be had (RFC 5280 §4.1). A key cryptography cannot
+    load refuses the record, like any other part that does not parse.
     """
     try:
         der = base64.b64decode(encoded, validate=True)
-        cert = x509.load_der_x509_certificate(der)
-        issuer = cert.issuer.rfc4514_string()
-        subject = cert.subject.rfc4514_string()
-        hash_name = cert.signature_hash_algorithm.name if cert.signature_hash_algorithm else None
-        key = _public_key_label(cert.public_key())
-        not_after = cert.not_valid_after_utc.timestamp()
-        serial = normalize_serial(cert.serial_number)
+        facts = read_certificate(x509.load_der_x509_certificate(der), der)
     except (ValueError, TypeError, binascii.Error, UnsupportedAlgorithm) as e:
         raise InvalidInput(f"the logged certificate does not parse: {str(e)[:80]}") from None
-    return {"certificate": hashlib.sha256(der).hexdigest(),
-            "issuer": bounded_text(issuer, "the certificate's issuer"),
-            "subject": subject[:256], "serial": serial, "not_after": not_after,
-            "key": key, "signature_hash": hash_name}
-
-
-def _public_key_label(key: Any) -> str | None:
-    if isinstance(key, rsa.RSAPublicKey):
-        return f"rsa:{key.key_size}"
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return f"ec:{key.curve.name}"
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "ed25519"
-    if isinstance(key, ed448.Ed448PublicKey):
-        return "ed448"
-    if isinstance(key, dsa.DSAPublicKey):
-        return f"dsa:{key.key_size}"
-    return None
+    facts["issuer"] = bounded_text(facts["issuer"], "the certificate's issuer")
+    facts["subject"] = facts["subject"][:256]
+    return facts
 
 
 def soft(normalize: Callable[[str], str], value: str | None) -> str | None:

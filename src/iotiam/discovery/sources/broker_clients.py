@@ -38,18 +38,14 @@ from iotiam.discovery.models import (
 )
 from iotiam.discovery.sources._common import (
     MAX_DOCUMENT,
-    Lines,
-    LineStream,
     Reading,
     Record,
-    bounded_lines,
     clip,
     count,
-    default_time,
     epoch,
-    opening,
-    too_long,
+    import_time,
 )
+from iotiam.discovery.sources.lines import Lines, LineStream, bounded_lines, opening, too_long
 from iotiam.errors import InvalidInput, PayloadTooLarge
 from iotiam.untrusted import load_json
 
@@ -90,7 +86,7 @@ def documents(stream: LineStream, what: str) -> Iterator[tuple[int | None, Any]]
     The first line decides: when it is a whole JSON value the input is JSON lines, else
     it is one document, read up to ``MAX_DOCUMENT`` bytes.
     """
-    opened = opening(bounded_lines(stream, MAX_LINE), what)
+    opened = opening(bounded_lines(stream, what=what, limit=MAX_LINE), what)
     if opened is None:
         return
     first, lines = opened
@@ -136,7 +132,7 @@ class _Listing:
     def __init__(self, context: SourceContext, skipped: Counter[str]) -> None:
         self.context = context
         self.skipped = skipped
-        self.now = default_time(context)
+        self.now = import_time(context)
         self.broker = (context.options.get("broker") or self.source).strip()[:100]
         #: the line being read (JSON lines, text), or None in one document, where a
         #: refusal names the client's record number instead
@@ -234,7 +230,7 @@ class _Mosquitto(_Listing):
         """
         pending: dict[str, str] = {}
         first = True
-        for number, line in bounded_lines(stream):
+        for number, line in bounded_lines(stream, what="the mosquitto_ctrl listing"):
             self.line = number
             if line is None:
                 yield too_long(number)

@@ -38,7 +38,8 @@ from iotiam.discovery.models import (
     normalize_mac,
     normalize_serial,
 )
-from iotiam.discovery.sources.lines import Line, check_encoding, import_time, read_lines
+from iotiam.discovery.sources._common import import_time
+from iotiam.discovery.sources.lines import Line, check_encoding, read_lines
 from iotiam.errors import InvalidInput
 
 FIELDS = ("ip", "mac", "hostname", "client_id", "username", "certificate", "issuer",

@@ -21,7 +21,8 @@ from iotiam.discovery.models import (
     normalize_ip,
     normalize_mac,
 )
-from iotiam.discovery.sources.lines import Line, import_time, read_lines
+from iotiam.discovery.sources._common import import_time
+from iotiam.discovery.sources.lines import Line, read_lines
 from iotiam.errors import InvalidInput
 
 # dhcpd.leases(5): tokens are quoted strings (with backslash escapes), braces,

@@ -29,7 +29,8 @@ from iotiam.discovery.models import (
     normalize_ip,
     normalize_mac,
 )
-from iotiam.discovery.sources.lines import import_time, read_lines
+from iotiam.discovery.sources._common import import_time, soft
+from iotiam.discovery.sources.lines import read_lines
 from iotiam.errors import InvalidInput
 
 #: ``(ip, mac, hostname)`` of a resolved entry; None for a line to pass over
@@ -135,17 +136,8 @@ def _sighting(entry: tuple[str, str, str | None], seen_at: float,
         return None  # no address learnt, or broadcast/multicast (I/G bit, IEEE 802)
     return Sighting(source="arp", seen_at=seen_at, site=context.site,
                     network=context.network, ip=normalize_ip(ip), mac=mac,
-                    hostname=_resolved_name(name))
-
-
-def _resolved_name(name: str | None) -> str | None:
-    # the name `arp -a` resolved is a bonus: an odd one is passed over, not the entry
-    if not name:
-        return None
-    try:
-        return normalize_hostname(name)
-    except InvalidInput:
-        return None
+                    # the name `arp -a` resolved is a bonus: an odd one is passed over
+                    hostname=soft(normalize_hostname, name))
 
 
 def _with_leading_zeros(mac: str) -> str:

@@ -30,7 +30,7 @@ from iotiam.discovery.models import (
     normalize_ip,
     normalize_mac,
 )
-from iotiam.discovery.sources.lines import import_time
+from iotiam.discovery.sources._common import import_time
 from iotiam.errors import InvalidInput
 
 _CHUNK = 64 * 1024

@@ -18,6 +18,10 @@ No I/O, no clock, no store: each function turns one thing iotiam observed into
 
 A device that keeps trying yields the same sighting again and again: ``RecentSightings``
 lets one through per ``window`` seconds, so a retry loop costs the sink nothing.
+
+How a certificate is read (``read_certificate``) and which addresses can be a device's
+(``can_be_a_device``) are written once, here, for the log sources too (``_common.py``):
+a published module may import no other of its domain's.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from iotiam.detection.models import Event, EventKind
-from iotiam.discovery.models import MAX_TEXT, Sighting, normalize_ip
+from iotiam.discovery.models import MAX_TEXT, Sighting, normalize_ip, normalize_serial
 from iotiam.enrollment.models import EnrollmentRequest
 from iotiam.errors import InvalidInput
 
@@ -71,9 +75,17 @@ def is_site_address(address: str) -> bool:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    if ip.is_loopback or ip.is_unspecified or ip.is_multicast:
-        return False
-    return ip.is_private or ip.is_link_local
+    return can_be_a_device(ip) and (ip.is_private or ip.is_link_local)
+
+
+def can_be_a_device(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """False for addresses nobody holds: 0.0.0.0 (a DHCP client before its lease),
+    broadcast, multicast, loopback."""
+    return not (address.is_unspecified or address.is_multicast or address.is_loopback
+                or address == _BROADCAST)
+
+
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 # -- detection events (the broker's log and the events API) ------------------------------
@@ -150,7 +162,7 @@ def sighting_of_held_request(request: EnrollmentRequest, seen_at: float) -> Sigh
         try:
             csr = x509.load_pem_x509_csr(request.csr_pem.encode())
             presented = {"subject": _text(csr.subject.rfc4514_string()),
-                         "key": key_label(csr.public_key())}
+                         "key": public_key_label(csr.public_key())}
         except (ValueError, TypeError):
             presented = {}
     return Sighting(source=EST, seen_at=seen_at, ip=_ip(request.source),
@@ -179,40 +191,52 @@ def sighting_of_refused_client(*, client_id: str | None, source_ip: str | None,
                     detail=_text(f"oauth client refused: {reason}"), **presented)
 
 
-# -- certificates and keys ---------------------------------------------------------------
+# -- certificates and keys (the log sources' too) ----------------------------------------
 
 def certificate_fields(cert: x509.Certificate) -> dict[str, Any]:
     """The ``Sighting`` fields a presented certificate fills (fingerprint, issuer and
-    serial as ``discovery.models`` normalises them, subject, expiry, key, hash)."""
-    der = cert.public_bytes(serialization.Encoding.DER)
+    serial as ``discovery.models`` normalises them, subject, expiry, key, hash); text
+    is cut, never refused, and a key cryptography cannot load is left out: it was seen."""
+    fields = read_certificate(cert, lenient_key=True)
+    fields["issuer"] = _text(fields["issuer"])
+    fields["subject"] = _text(fields["subject"])
+    return fields
+
+
+def read_certificate(cert: x509.Certificate, der: bytes | None = None, *,
+                     lenient_key: bool = False) -> dict[str, Any]:
+    """The ``Sighting`` fields a certificate fills (RFC 5280 §4.1), issuer and subject as
+    whole RFC 4514 text for the caller to bound; ``der`` is the certificate's encoding
+    when the caller has it. An unloadable key raises, or is None when ``lenient_key``."""
+    if der is None:
+        der = cert.public_bytes(serialization.Encoding.DER)
     try:
-        key: str | None = key_label(cert.public_key())
-    except ValueError:  # an algorithm cryptography cannot load: the rest still holds
+        key = public_key_label(cert.public_key())
+    except ValueError:
+        if not lenient_key:
+            raise
         key = None
     algorithm = cert.signature_hash_algorithm
-    return {
-        "certificate": hashlib.sha256(der).hexdigest(),
-        "issuer": _text(cert.issuer.rfc4514_string()),
-        "serial": format(cert.serial_number, "x"),
-        "subject": _text(cert.subject.rfc4514_string()),
-        "not_after": cert.not_valid_after_utc.timestamp(),
-        "key": key,
-        "signature_hash": algorithm.name if algorithm is not None else None,
-    }
+    return {"certificate": hashlib.sha256(der).hexdigest(),
+            "issuer": cert.issuer.rfc4514_string(),
+            "subject": cert.subject.rfc4514_string(),
+            "serial": normalize_serial(cert.serial_number),
+            "not_after": cert.not_valid_after_utc.timestamp(), "key": key,
+            "signature_hash": algorithm.name if algorithm is not None else None}
 
 
-def key_label(public_key: PublicKeyTypes) -> str | None:
+def public_key_label(key: PublicKeyTypes) -> str | None:
     """``rsa:2048``, ``ec:secp256r1``, ``ed25519`` ... as ``Sighting.key`` reads."""
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return f"rsa:{public_key.key_size}"
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return f"ec:{public_key.curve.name}"
-    if isinstance(public_key, dsa.DSAPublicKey):
-        return f"dsa:{public_key.key_size}"
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"rsa:{key.key_size}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"ec:{key.curve.name}"
+    if isinstance(key, ed25519.Ed25519PublicKey):
         return "ed25519"
-    if isinstance(public_key, ed448.Ed448PublicKey):
+    if isinstance(key, ed448.Ed448PublicKey):
         return "ed448"
+    if isinstance(key, dsa.DSAPublicKey):
+        return f"dsa:{key.key_size}"
     return None
 
 

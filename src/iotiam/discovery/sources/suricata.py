@@ -51,17 +51,15 @@ from iotiam.discovery.sources._common import (
     Addresses,
     Reading,
     Record,
-    bounded_lines,
     certificate_facts,
     clip,
     count,
     epoch,
     json_object,
-    opening,
     responders,
     soft,
-    too_long,
 )
+from iotiam.discovery.sources.lines import bounded_lines, opening, too_long
 from iotiam.errors import InvalidInput
 
 _SOURCE = "suricata"
@@ -95,7 +93,7 @@ class _Eve:
 
     def run(self, stream: IO[bytes], skipped: Counter[str]) -> Iterator[Record]:
         """Check the first line is a JSON object, then read every event."""
-        opened = opening(bounded_lines(stream), "Suricata EVE JSON")
+        opened = opening(bounded_lines(stream, what="Suricata EVE JSON"), "Suricata EVE JSON")
         if opened is None:
             return
         first, lines = opened

@@ -51,22 +51,19 @@ from iotiam.discovery.models import (
 )
 from iotiam.discovery.sources._common import (
     Addresses,
-    Lines,
     Reading,
     Record,
-    bounded_lines,
     certificate_facts,
     clip,
     count,
     epoch,
     json_object,
     key_label,
-    opening,
     responders,
     signature_hash,
     soft,
-    too_long,
 )
+from iotiam.discovery.sources.lines import Lines, bounded_lines, opening, too_long
 from iotiam.errors import InvalidInput
 
 KINDS = ("conn", "ssl", "x509", "mqtt_connect", "dhcp")
@@ -176,7 +173,7 @@ class _Reader:
     def run(self, stream: IO[bytes], skipped: Counter[str]) -> Iterator[Record]:
         """Tell the form from the first line, then read every record."""
         self.skipped = skipped
-        opened = opening(bounded_lines(stream), "a Zeek log")
+        opened = opening(bounded_lines(stream, what="a Zeek log"), "a Zeek log")
         if opened is None:
             return
         line, rest = opened

@@ -1,14 +1,18 @@
-"""Large inputs made on the fly, never held whole: for streaming and memory tests."""
+"""Large inputs made on the fly, never held whole, and what reading them costs in memory:
+the helpers of the sources' streaming tests."""
 
 from __future__ import annotations
 
 import gc
 import io
 import sys
-from collections.abc import Callable, Iterator
-from typing import Any
+import tracemalloc
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any, TypeVar
 
 from iotiam.discovery.models import Refusal
+
+T = TypeVar("T")
 
 CONN_HEADER = (
     "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n"
@@ -62,44 +66,55 @@ def emqx_line(i: int, per_page: int = 100) -> str:
             f'"hasnext":true}}}}\n')
 
 
-class Generated(io.RawIOBase):
-    """A read-only binary stream of ``header`` then ``line(0) .. line(count - 1)``."""
+class Chunks(io.RawIOBase):
+    """A read-only binary stream of ``chunks`` joined, made as it is read; ``size`` is how
+    many bytes were made so far."""
 
-    def __init__(self, count: int, line: Callable[[int], str], header: str = "") -> None:
-        self._parts = self._produce(count, line, header)
-        self._buffer = b""
-
-    @staticmethod
-    def _produce(count: int, line: Callable[[int], str], header: str) -> Iterator[bytes]:
-        if header:
-            yield header.encode()
-        batch: list[str] = []
-        for i in range(count):
-            batch.append(line(i))
-            if len(batch) == 512:
-                yield "".join(batch).encode()
-                batch = []
-        if batch:
-            yield "".join(batch).encode()
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+        self.size = 0
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buffer:
-            part = next(self._parts, None)
-            if part is None:
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
                 return 0
-            self._buffer = part
-        size = min(len(target), len(self._buffer))
-        target[:size] = self._buffer[:size]
-        self._buffer = self._buffer[size:]
-        return size
+            self.size += len(chunk)
+            self._pending = memoryview(chunk)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
 
 
 def generated(count: int, line: Callable[[int], str], header: str = "") -> io.BufferedReader:
-    """``Generated`` behind a buffer, as a file opened ``rb`` would be."""
-    return io.BufferedReader(Generated(count, line, header), buffer_size=64 * 1024)
+    """``header`` then ``line(0) .. line(count - 1)``, buffered as a file opened ``rb``."""
+    def chunks() -> Iterator[bytes]:
+        if header:
+            yield header.encode()
+        for start in range(0, count, 512):
+            yield "".join(line(i) for i in range(start, min(start + 512, count))).encode()
+    return io.BufferedReader(Chunks(chunks()), buffer_size=64 * 1024)
+
+
+def streamed(parts: Iterable[bytes], batch: int = 200) -> tuple[IO[bytes], Chunks]:
+    """A buffered binary stream of ``parts`` joined, ``batch`` parts a chunk, and its raw
+    end (whose ``size`` is how many bytes were made)."""
+    def chunks() -> Iterator[bytes]:
+        pending: list[bytes] = []
+        for part in parts:
+            pending.append(part)
+            if len(pending) >= batch:
+                yield b"".join(pending)
+                pending.clear()
+        if pending:
+            yield b"".join(pending)
+    raw = Chunks(chunks())
+    return io.BufferedReader(raw), raw
 
 
 def collect(records: Iterator[object]) -> tuple[list[Any], list[Any]]:
@@ -127,3 +142,29 @@ def blocks_while_reading(records: Iterator[object], every: int = 10_000
         if count % every == 0:
             grown = max(grown, sys.getallocatedblocks() - start)
     return count, grown
+
+
+def peak_memory(run: Callable[[], T]) -> tuple[T, int]:
+    """What ``run`` returns and the peak of memory it allocated, in bytes."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = run()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
+
+
+def memory_is_flat(read: Callable[[IO[bytes]], int], make: Callable[[int], Iterable[bytes]],
+                   small: int, big: int) -> tuple[int, int]:
+    """Read ``make(small)`` and ``make(big)`` records with ``read`` (which returns how many
+    it took) and check the peak of the bigger did not grow with it: ``(peak, bytes)``."""
+    peaks = []
+    for count in (small, big):
+        stream, raw = streamed(make(count))
+        taken, peak = peak_memory(lambda: read(stream))  # noqa: B023 (called at once)
+        assert taken >= count * 0.9
+        peaks.append(peak)
+    assert peaks[1] < peaks[0] * 1.25 + 64 * 1024, f"the peak grew: {peaks}"
+    return peaks[1], raw.size

@@ -11,17 +11,16 @@ from __future__ import annotations
 import io
 import json
 import time
-import tracemalloc
 from typing import Any
 
 import pytest
 
 from iotiam.discovery.models import IdentifierKind, Refusal, Sighting, SourceContext
-from iotiam.discovery.sources import _common, broker_clients
+from iotiam.discovery.sources import _common, broker_clients, lines
 from iotiam.discovery.sources.broker_clients import EmqxClientsSource, MosquittoClientsSource
 from iotiam.errors import InvalidInput, PayloadTooLarge
 
-from .generated import blocks_while_reading, collect, emqx_line, generated
+from .generated import blocks_while_reading, collect, emqx_line, generated, peak_memory
 
 NOW = 1796551200.0
 CONTEXT = SourceContext(site="plant-3", default_time=NOW, options={"broker": "mqtt.plant:8883"})
@@ -230,12 +229,7 @@ def test_10mb_line_refused_in_bounded_memory() -> None:
     # are bounded at 8 MiB here, and one over it is refused without being held whole
     data = (json.dumps(PAGE) + "\n" + '{"data": ["' + "A" * (10 * 1024 * 1024) + '"]}\n'
             + json.dumps(PAGE) + "\n").encode()
-    tracemalloc.start()
-    try:
-        sightings, refusals = emqx(data)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    (sightings, refusals), peak = peak_memory(lambda: emqx(data))
     assert [r.position for r in refusals] == [2] and "longer than" in refusals[0].reason
     assert "one page of the listing per line" in refusals[0].reason
     assert len(sightings) == 4
@@ -244,7 +238,7 @@ def test_10mb_line_refused_in_bounded_memory() -> None:
 
 def test_one_line_page_of_10000_clients_is_read() -> None:
     line = emqx_line(0, per_page=10_000)
-    assert len(line) > _common.MAX_LINE  # over the log sources' 1 MiB line bound
+    assert len(line) > lines.MAX_LINE  # over the other sources' 64 KiB line bound
     sightings, refusals = emqx(line)
     assert refusals == [] and len(sightings) == 10_000
 

@@ -12,7 +12,7 @@ from iotiam.discovery.sources.dhcp_leases import DhcpdLeases, DnsmasqLeases
 from iotiam.discovery.sources.lines import MAX_LINE
 from iotiam.errors import InvalidInput
 
-from .streams import memory_is_flat, peak_memory
+from .generated import memory_is_flat, peak_memory
 
 CONTEXT = SourceContext(site="plant-a", network="vlan-20", default_time=7.0)
 

@@ -11,7 +11,7 @@ from iotiam.discovery.models import Refusal, Sighting, SourceContext
 from iotiam.discovery.sources.nmap import MAX_PENDING, NmapXml
 from iotiam.errors import InvalidInput
 
-from .streams import generated, memory_is_flat, peak_memory
+from .generated import memory_is_flat, peak_memory, streamed
 
 # the head nmap 7.93 writes (run here: nmap -sT -Pn -oX - ...), and a privileged LAN scan
 # with service and OS detection (-sS -sV -O -v), whose hosts carry MACs, vendors, PTR
@@ -198,7 +198,7 @@ def test_an_entity_reference_without_declaration_stops_the_file() -> None:
 def test_a_100_mb_tag_is_refused_in_bounded_memory() -> None:
     # expat holds a whole tag to parse it (and doubles its buffer as it grows): this one
     # would take over 200 MB if the source let it
-    stream, _ = generated(iter([HEAD, CAMERA, b'<host comment="',
+    stream, _ = streamed(iter([HEAD, CAMERA, b'<host comment="',
                                 *[b"x" * 1024 * 1024] * 100, b'"/>', TAIL]), batch=1)
     results, peak = peak_memory(lambda: list(NmapXml().read(stream, CONTEXT)))
     camera, refusal = results

@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import time
-import tracemalloc
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +26,7 @@ from iotiam.discovery.models import Refusal, Sighting, SourceContext
 from iotiam.discovery.sources.suricata import SuricataSource, rfc4514
 from iotiam.errors import InvalidInput
 
-from .generated import blocks_while_reading, collect, eve_line, generated
+from .generated import blocks_while_reading, collect, eve_line, generated, peak_memory
 
 CONTEXT = SourceContext(site="plant-2")
 STAMP = "2026-12-06T10:00:00.123456+0000"
@@ -253,12 +252,7 @@ def test_eve_fail_garbage_and_other_files_are_not_eve() -> None:
 def test_eve_fail_10mb_line_refused_in_bounded_memory() -> None:
     data = lines(event("flow", **flow())) + b'{"x": "' + b"A" * (10 * 1024 * 1024) + b'"}\n' \
         + lines(event("flow", src="10.1.0.6", **flow()))
-    tracemalloc.start()
-    try:
-        sightings, refusals = read(data)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    (sightings, refusals), peak = peak_memory(lambda: read(data))
     assert [r.position for r in refusals] == [2] and "longer than" in refusals[0].reason
     assert {s.ip for s in sightings} == {"10.1.0.5", "10.1.0.6", "10.1.0.9"}
     assert peak < 3 * 1024 * 1024, peak

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import time
-import tracemalloc
 from datetime import UTC, datetime
 
 import pytest
@@ -25,7 +24,14 @@ from iotiam.discovery.models import Refusal, Sighting, SourceContext
 from iotiam.discovery.sources.zeek import ZeekSource
 from iotiam.errors import InvalidInput
 
-from .generated import CONN_HEADER, blocks_while_reading, collect, conn_line, generated
+from .generated import (
+    CONN_HEADER,
+    blocks_while_reading,
+    collect,
+    conn_line,
+    generated,
+    peak_memory,
+)
 
 CONTEXT = SourceContext(site="plant-1", network="ot")
 TS = 1796551200.25  # 2026-12-06T10:00:00.25Z
@@ -398,12 +404,7 @@ def test_zeek_fail_10mb_line_refused_in_bounded_memory() -> None:
     head = tsv("conn", CONN_FIELDS, [conn_row("10.0.0.5", "10.0.0.9", "1883")])
     data = head + b"A" * (10 * 1024 * 1024) + b"\n" + "\t".join(
         conn_row("10.0.0.6", "10.0.0.9", "1883")).encode() + b"\n"
-    tracemalloc.start()
-    try:
-        sightings, refusals = read(data)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    (sightings, refusals), peak = peak_memory(lambda: read(data))
     assert [r.position for r in refusals] == [11]
     assert "longer than" in refusals[0].reason and len(refusals[0].reason) < 100
     assert {s.ip for s in sightings} == {"10.0.0.5", "10.0.0.6", "10.0.0.9"}
@@ -426,13 +427,11 @@ def test_zeek_ok_streams_500k_lines_in_bounded_memory() -> None:
 def test_zeek_ok_tracemalloc_peak_does_not_grow_with_the_input() -> None:
     peaks = []
     for lines in (5_000, 20_000):
-        tracemalloc.start()
-        try:
-            for _ in ZeekSource().read(generated(lines, conn_line, CONN_HEADER), CONTEXT):
-                pass
-            peaks.append(tracemalloc.get_traced_memory()[1])
-        finally:
-            tracemalloc.stop()
+        def read_all(count: int = lines) -> int:
+            return sum(1 for _ in ZeekSource().read(generated(count, conn_line, CONN_HEADER),
+                                                    CONTEXT))
+        _, peak = peak_memory(read_all)
+        peaks.append(peak)
     assert peaks[1] < 2 * 1024 * 1024, peaks
     assert peaks[1] < peaks[0] * 1.5, peaks  # four times the lines, the same memory
 
