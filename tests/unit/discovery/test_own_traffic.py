@@ -162,6 +162,22 @@ def test_own_traffic_ok_unparsable_certificate_keeps_its_fingerprint() -> None:
         hashlib.sha256(b"junk").hexdigest(), None, None)
 
 
+def test_own_traffic_ok_unknown_signature_algorithm_is_still_seen() -> None:
+    # a certificate signed with an algorithm cryptography does not know (an OID past
+    # ecdsa-with-SHA512): what can be read is kept, the hash is unknown, nothing raises
+    certificate = make_idevid(make_manufacturer_ca(), "SN-2").certificate
+    der = certificate.public_bytes(DER)
+    ecdsa_sha256 = bytes.fromhex("06082a8648ce3d040302")
+    assert der.count(ecdsa_sha256) == 2
+    odd = der.replace(ecdsa_sha256, bytes.fromhex("06082a8648ce3d040309"))
+    sighting = sighting_of_refused_client(client_id="ghost", source_ip="198.51.100.7",
+                                          certificate_der=odd, reason="r", seen_at=AT)
+    assert sighting is not None
+    assert sighting.certificate == hashlib.sha256(odd).hexdigest()
+    assert (sighting.signature_hash, sighting.subject) == (
+        None, certificate.subject.rfc4514_string())
+
+
 def test_own_traffic_fail_refused_client_naming_nothing() -> None:
     assert sighting_of_refused_client(client_id=None, source_ip="", certificate_der=None,
                                       reason="r", seen_at=AT) is None

@@ -35,6 +35,7 @@ from dataclasses import replace
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -212,11 +213,14 @@ def read_certificate(cert: x509.Certificate, der: bytes | None = None, *,
         der = cert.public_bytes(serialization.Encoding.DER)
     try:
         key = public_key_label(cert.public_key())
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         if not lenient_key:
             raise
         key = None
-    algorithm = cert.signature_hash_algorithm
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:  # an algorithm cryptography does not know: still seen
+        algorithm = None
     return {"certificate": hashlib.sha256(der).hexdigest(),
             "issuer": cert.issuer.rfc4514_string(),
             "subject": cert.subject.rfc4514_string(),
