@@ -119,3 +119,18 @@ def test_fail_unknown_option_silently_ignored(installation: Installation) -> Non
                                        ("option", "lease_seconds=3600")], content=leases)
     assert_problem(answer, 400)
     assert api.get(ASSETS).json()["total"] == 0
+
+
+def test_fail_evidence_times_are_not_iso(installation: Installation) -> None:
+    """The asset answers ISO 8601 times; the same asset's evidence in the register (and in
+    ``iotiam risk show`` and the export) gave raw epoch floats such as 1796588908.615989."""
+    api = installation.api()
+    assert api.post(IMPORTS, params={"source": "jsonl", "site": "lab"}, content=jsonl(
+        {"seen_at": 1772359200, "hostname": "cam-9", "mac": "02:00:5e:10:20:09"})
+    ).status_code == 200
+    assert api.post("/v1/risk/rebuild").status_code == 200
+    (asset,) = api.get(ASSETS).json()["items"]
+    (entry,) = api.get("/v1/risk/entries", params={"subject": "asset"}).json()["items"]
+    evidence = entry["factors"][0]["evidence"]
+    assert (evidence["first_seen"], evidence["last_seen"]) == (
+        asset["first_seen"], asset["last_seen"])
