@@ -134,3 +134,18 @@ def test_fail_evidence_times_are_not_iso(installation: Installation) -> None:
     evidence = entry["factors"][0]["evidence"]
     assert (evidence["first_seen"], evidence["last_seen"]) == (
         asset["first_seen"], asset["last_seen"])
+
+
+def test_fail_dnsmasq_lease_dated_after_the_import(installation: Installation) -> None:
+    """dnsmasq writes a lease's expiry; with a 12 h lease (a common ``dhcp-range``) and no
+    ``lease-time`` option, expiry minus the assumed hour is 11 h after the import: the
+    device is recorded as seen in the future (a file cannot report a renewal that has not
+    happened), so its last_seen outlives it and dormancy starts 11 h late."""
+    api = installation.api()
+    now = installation.clock.now().timestamp()
+    leases = f"{int(now) + 12 * 3600} 02:00:5e:10:20:08 10.20.0.8 cam-8 *\n".encode()
+    answer = api.post(IMPORTS, params={"source": "dnsmasq", "site": "lab"}, content=leases)
+    assert answer.status_code == 200, answer.text
+    (asset,) = api.get(ASSETS).json()["items"]
+    imported = installation.clock.now().strftime("%Y-%m-%dT%H:%M:%S")
+    assert asset["last_seen"][:19] <= imported, (asset["last_seen"], imported)
