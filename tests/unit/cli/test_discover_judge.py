@@ -20,3 +20,18 @@ def test_adopt_fail_every_row_refused_is_one_error_line(
     argv = [*cli, "discover", "adopt", "--type", "no-such-type", "--seen-at", "hq", "--yes"]
     line = assert_one_line_error(invoke(CLIS[0], argv, capsys), argv)
     assert "no-such-type" in line
+
+
+def test_import_fail_nothing_readable_says_why(
+        cli: list[str], tmp_path: Path,  # noqa: F811 (the imported fixture)
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A CMDB export saved by Excel as "CSV (semicolon)" is cp1252: every row is refused.
+    The API's problem names why for each line; the CLI said only "the input has no cmdb
+    record that could be read (HTTP 400)", so the user cannot learn to pass encoding."""
+    export = tmp_path / "assets.csv"
+    export.write_bytes(b"Asset Tag;MAC Address;Hostname;Vendor\r\n"
+                       b"A-4;02-00-5E-10-20-41;hmi-41;M\xfcller GmbH\r\n")
+    argv = [*cli, "discover", "import", "--source", "cmdb", "--option", "delimiter=;",
+            str(export)]
+    line = assert_one_line_error(invoke(CLIS[0], argv, capsys), argv)
+    assert "line 2" in line and "utf-8" in line.lower(), line
