@@ -226,5 +226,11 @@ def discover_adopt(
                     ["asset", "device", "ok", "claim token (shown once)", "error"],
                     [[r["asset"], r["device"], r["ok"], (r["claim"] or {}).get("token"),
                       r["error"]] for r in results])
-    if not all(r["ok"] for r in results):
-        raise typer.Exit(1)
+    failed = [r for r in results if not r["ok"]]
+    if failed:
+        message = (f"{len(failed)} of {len(results)} asset(s) were not adopted; "
+                   f"{failed[0]['asset']}: {failed[0]['error']}")
+        if len(failed) == len(results):
+            raise InvalidInput(message)
+        errors.print(f"error: {message}", markup=False, highlight=False)
+        raise typer.Exit(3)  # partly done, as for imports

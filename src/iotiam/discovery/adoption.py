@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from iotiam.discovery.models import AssetStatus, DiscoveredAsset, IdentifierKind
 from iotiam.discovery.ports import AdoptionTargets, ClaimIssuer, DeviceRegistration
-from iotiam.errors import Conflict, IamError, InvalidInput
+from iotiam.errors import Conflict, IamError, IdNotAvailable, InvalidInput
+from iotiam.inventory.models import ImportRowResult
 from iotiam.kernel import Principal, Role
 
 #: at most this many assets per call (a filter selecting more is refused: narrow it)
@@ -65,13 +66,23 @@ def device_id_for(asset: DiscoveredAsset) -> str:
     return "dev-" + hashlib.sha256(asset.id.encode()).hexdigest()[:12]
 
 
-def propose(asset: DiscoveredAsset, site: str | None = None) -> Proposal:
-    """The device an asset would become (``site`` overrides the one it was seen at)."""
+def propose(asset: DiscoveredAsset, site: str | None = None,
+            device_id: str | None = None) -> Proposal:
+    """The device an asset would become (``site`` overrides the one it was seen at,
+    ``device_id`` the id guessed from it)."""
     attributes = {name: value for name, value in
                   (("mac", asset.mac), ("hostname", asset.hostname), ("ip", asset.ip))
                   if value}
     attributes["discovered-as"] = asset.id
-    return Proposal(asset.id, device_id_for(asset), site or asset.site, attributes)
+    return Proposal(asset.id, device_id or device_id_for(asset), site or asset.site,
+                    attributes)
+
+
+def unique_id(proposal: Proposal) -> str:
+    """The guessed id made unique by the asset's own id: ``raspberrypi`` is a name many
+    boxes carry, and ids are unique across the installation."""
+    suffix = proposal.asset_id.rsplit("-", 1)[-1][:8]
+    return f"{proposal.device_id[:128 - len(suffix) - 1]}-{suffix}"
 
 
 class Adoption:
@@ -84,25 +95,38 @@ class Adoption:
         self._claims = claims
 
     def proposals(self, actor: Principal, asset_ids: Sequence[str],
-                  site: str | None = None) -> list[Proposal]:
-        """What each asset would become; nothing is stored."""
-        return [propose(a, site) for a in self._assets(actor, asset_ids)]
+                  site: str | None = None, device_ids: Mapping[str, str] | None = None
+                  ) -> list[Proposal]:
+        """What each asset would become; nothing is stored. ``device_ids`` names the id
+        an asset gets instead of the guessed one."""
+        named = device_ids or {}
+        unknown = set(named) - set(asset_ids)
+        if unknown:
+            raise InvalidInput(f"an id is named for asset {sorted(unknown)[0][:80]!r}, "
+                               "which is not being adopted")
+        return [propose(a, site, named.get(a.id)) for a in self._assets(actor, asset_ids)]
 
     def adopt(self, actor: Principal, asset_ids: Sequence[str], *, type_name: str,
               org_unit_id: str | None = None, site: str | None = None,
-              claim_ttl: timedelta | None = None) -> list[Adopted]:
+              claim_ttl: timedelta | None = None,
+              device_ids: Mapping[str, str] | None = None) -> list[Adopted]:
         """Register each asset as a pending device (and mint its claim when ``claim_ttl``).
 
-        Each asset lands whole or not at all; one that cannot (its id is taken, it was
-        adopted meanwhile) is reported and the others go on (G12).
+        Each asset lands whole or not at all; one that cannot (it was adopted meanwhile,
+        its type is unknown) is reported and the others go on (G12). A guessed id that
+        is taken is made unique with the asset's id; an id the admin named is not.
         """
         actor.require(Role.OPERATOR, "bringing discovered assets under management")
-        proposals = self.proposals(actor, asset_ids, site)
-        rows: list[tuple[int, dict[str, Any]]] = [
-            (n, {"id": p.device_id, "type": type_name, "org": org_unit_id, "site": p.site,
-                 "attributes": p.attributes})
-            for n, p in enumerate(proposals, start=1)]
-        results = self._registration.import_devices(actor, rows)
+        proposals = self.proposals(actor, asset_ids, site, device_ids)
+        results = self._register(actor, proposals, type_name, org_unit_id)
+        retry = [n for n, (p, r) in enumerate(zip(proposals, results, strict=True))
+                 if not r.ok and p.asset_id not in (device_ids or {})
+                 and r.error == IdNotAvailable("device id", p.device_id).detail]
+        if retry:
+            again = [replace(proposals[n], device_id=unique_id(proposals[n])) for n in retry]
+            done = self._register(actor, again, type_name, org_unit_id)
+            for n, proposal, result in zip(retry, again, done, strict=True):
+                proposals[n], results[n] = proposal, result
         outcome: dict[str, Adopted] = {}
         landed: dict[str, str] = {}
         for proposal, result in zip(proposals, results, strict=True):
@@ -117,6 +141,14 @@ class Adoption:
         if landed and claim_ttl is not None:
             self._claim(actor, landed, claim_ttl, outcome)
         return [outcome[p.asset_id] for p in proposals]
+
+    def _register(self, actor: Principal, proposals: Sequence[Proposal], type_name: str,
+                  org_unit_id: str | None) -> list[ImportRowResult]:
+        rows: list[tuple[int, dict[str, Any]]] = [
+            (n, {"id": p.device_id, "type": type_name, "org": org_unit_id, "site": p.site,
+                 "attributes": p.attributes})
+            for n, p in enumerate(proposals, start=1)]
+        return self._registration.import_devices(actor, rows)
 
     def _claim(self, actor: Principal, landed: dict[str, str], ttl: timedelta,
                outcome: dict[str, Adopted]) -> None:

@@ -41,6 +41,10 @@ class SightingSource(Protocol):
 
     #: the name users give ``--source`` (``nmap``, ``dhcpd`` ...)
     name: str
+    #: the options (``SourceContext.options``) it reads; one ending in ``.`` names a
+    #: family (``map.``). An import naming any other is refused before a byte is read:
+    #: a misspelt option must not be ignored
+    options: frozenset[str]
 
     def read(self, stream: IO[bytes], context: SourceContext) -> Iterator[Sighting | Refusal]:
         """The sightings in ``stream``."""

@@ -103,6 +103,7 @@ class Discovery:
         with self._audit.refusals(draft):
             principal.require(Role.OPERATOR, "importing sightings")
             source = self._sources(source_name)
+            check_options(source, context.options)
             if context.default_time is None:
                 context = replace(context, default_time=self._clock.now().timestamp())
             report = ImportReport(source=source.name)
@@ -115,7 +116,9 @@ class Discovery:
                             for r in report.refusals[:100]]
                 what = ("is empty" if not report.read else
                         f"has no {source.name} record that could be read")
-                raise InvalidInput(f"the input {what}", refusals=refusals)
+                first = (f" (line {report.refusals[0].position}: {report.refusals[0].reason})"
+                         if report.refusals else "")
+                raise InvalidInput(f"the input {what}{first}", refusals=refusals)
             return report
 
     def _batches(self, records: Iterable[Sighting | Refusal], report: ImportReport
@@ -285,6 +288,16 @@ class Discovery:
     def reader(self) -> StoredDiscovery:
         """What the risk register reads (``ports.DiscoveryReader``)."""
         return StoredDiscovery(self._uow)
+
+
+def check_options(source: SightingSource, options: Mapping[str, str]) -> None:
+    """Refuse an option the source does not read: a misspelt one must not be ignored."""
+    for name in options:
+        if name not in source.options and not any(
+                family.endswith(".") and name.startswith(family) for family in source.options):
+            known = ", ".join(sorted(source.options)) or "none"
+            raise InvalidInput(f"the {source.name} source has no option {name[:64]!r}; "
+                               f"its options: {known}")
 
 
 def _check_filters(status: str | None, limit: int) -> None:

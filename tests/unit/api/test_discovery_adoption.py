@@ -103,18 +103,28 @@ def test_adopt_fail_per_asset_errors_do_not_fail_the_others(
         memory_installation: Installation) -> None:
     inst = memory_installation
     api = inst.api()
-    found = assets(inst, 2)
-    taken = next(a for a in found if a["hostname"] == "cam-1.plant.example")
+    found = assets(inst, 3)
+    by_host = {a["hostname"]: a for a in found}
+    taken, named, guessed = (by_host[f"cam-{n}.plant.example"] for n in (1, 2, 3))
     assert api.post("/v1/devices", json={"id": "cam-1", "type": "sensor"}).status_code == 201
-    answer = api.post(ADOPT, json={"assets": [a["id"] for a in found],
-                                   "type": "sensor"}).json()
+    assert api.post("/v1/devices", json={"id": "cam-3", "type": "sensor"}).status_code == 201
+    answer = api.post(ADOPT, json={
+        "assets": [a["id"] for a in found], "type": "sensor",
+        # an id the admin names is kept or refused, never changed
+        "device_ids": {taken["id"]: "cam-1", named["id"]: "hmi-2"}}).json()
     outcome = {i["asset"]: i for i in answer["items"]}
     assert not outcome[taken["id"]]["ok"] and "cam-1" in outcome[taken["id"]]["error"]
-    assert answer["adopted"] == 1
+    assert (outcome[named["id"]]["ok"], outcome[named["id"]]["device"]) == (True, "hmi-2")
+    # a guessed id that is taken is made unique with the asset's own id
+    suffix = guessed["id"].rsplit("-", 1)[-1][:8]
+    assert (outcome[guessed["id"]]["ok"], outcome[guessed["id"]]["device"]) == (
+        True, f"cam-3-{suffix}")
+    assert answer["adopted"] == 2
     assert api.get(f"/v1/discovery/assets/{taken['id']}").json()["status"] == "unmanaged"
     # adopted once: a second time is a conflict
-    other = next(a for a in found if a is not taken)
-    assert_problem(api.post(ADOPT, json={"assets": [other["id"]], "type": "sensor"}), 409)
+    assert_problem(api.post(ADOPT, json={"assets": [named["id"]], "type": "sensor"}), 409)
+    assert_problem(api.post(ADOPT, json={"assets": [taken["id"]], "type": "sensor",
+                                         "device_ids": {"as-0": "x"}}), 400)
 
 
 def test_adopt_fail_other_tenants_asset_not_found(memory_installation: Installation) -> None:

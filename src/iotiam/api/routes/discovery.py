@@ -173,6 +173,8 @@ class AdoptIn(Body):
     #: mint a one-time claim token per device, valid this long (none: they wait for
     #: their EST request in the approval queue)
     claim_ttl_seconds: StrictInt | None = Field(default=None, ge=30, le=30 * 86400)
+    #: the id an asset becomes, instead of the one guessed from what it was seen with
+    device_ids: dict[str, str] | None = Field(default=None, max_length=MAX_ADOPT)
     #: only say what each would become
     dry_run: StrictBool = False
 
@@ -195,9 +197,10 @@ def adopt_assets(body: AdoptIn, caller: Caller, svc: Wired) -> dict[str, Any]:
     ``claim_ttl_seconds``); ``dry_run`` shows the proposals and stores nothing."""
     if body.dry_run:
         return {"dry_run": True, "items": [
-            _proposal(p) for p in svc.adoption.proposals(caller, body.assets, body.site)]}
+            _proposal(p) for p in svc.adoption.proposals(caller, body.assets, body.site,
+                                                         body.device_ids)]}
     ttl = None if body.claim_ttl_seconds is None else timedelta(seconds=body.claim_ttl_seconds)
     done = svc.adoption.adopt(caller, body.assets, type_name=body.type, org_unit_id=body.org,
-                              site=body.site, claim_ttl=ttl)
+                              site=body.site, claim_ttl=ttl, device_ids=body.device_ids)
     return {"dry_run": False, "items": [_adopted(a) for a in done],
             "adopted": sum(1 for a in done if a.ok)}

@@ -63,6 +63,7 @@ class MosquittoClientsSource:
     """The dynamic-security plugin's ``listClients``/``getClient``, JSON or mosquitto_ctrl."""
 
     name = "mosquitto"
+    options: frozenset[str] = frozenset({"broker"})
 
     def read(self, stream: IO[bytes], context: SourceContext) -> Iterator[Sighting | Refusal]:
         """A sighting per client the broker knows."""
@@ -73,6 +74,7 @@ class EmqxClientsSource:
     """EMQX 5's ``GET /api/v5/clients`` pages (or single clients)."""
 
     name = "emqx"
+    options: frozenset[str] = frozenset({"broker"})
 
     def read(self, stream: IO[bytes], context: SourceContext) -> Iterator[Sighting | Refusal]:
         """A sighting per client on the page(s)."""

@@ -81,6 +81,7 @@ class CmdbCsv:
     """A CSV asset export with a column mapping (see the module's description)."""
 
     name = "cmdb"
+    options: frozenset[str] = frozenset({"map.", "encoding", "delimiter", "time-format"})
 
     def read(self, stream: IO[bytes], context: SourceContext) -> Iterator[Sighting | Refusal]:
         """One sighting per row, in file order."""

@@ -57,6 +57,7 @@ class DhcpdLeases:
     """
 
     name = "dhcpd"
+    options: frozenset[str] = frozenset()
 
     def read(self, stream: IO[bytes], context: SourceContext) -> Iterator[Sighting | Refusal]:
         """One sighting per block of a bound lease, in file order."""
@@ -268,6 +269,7 @@ class DnsmasqLeases:
     """
 
     name = "dnsmasq"
+    options: frozenset[str] = frozenset({"lease-time"})
 
     def read(self, stream: IO[bytes], context: SourceContext) -> Iterator[Sighting | Refusal]:
         """One sighting per lease line, in file order."""
@@ -321,7 +323,10 @@ def _dnsmasq_sighting(fields: list[str], context: SourceContext, lease_time: flo
     hostname, detail = _client_hostname(None if name == "*" else name)
     return Sighting(
         source="dnsmasq", site=context.site, network=context.network,
-        seen_at=seconds - lease_time if seconds else import_time(context), ip=ip, mac=mac,
+        # a file cannot report a renewal after it was written: a lease longer than the
+        # lease-time option would otherwise be dated in the future
+        seen_at=min(seconds - lease_time, import_time(context)) if seconds
+        else import_time(context), ip=ip, mac=mac,
         hostname=hostname, detail=detail)
 
 

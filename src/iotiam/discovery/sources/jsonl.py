@@ -63,7 +63,8 @@ def parse_time(value: Any, what: str) -> float:
         seconds = parsed.timestamp()
     else:
         seconds = float(value)
-    if not math.isfinite(seconds) or not 0 <= seconds < 253402300800:  # year 10000
+    # 1990 .. 2200, as every source: anything else is a unit mistake or garbage
+    if not math.isfinite(seconds) or not 631152000.0 <= seconds <= 7258118400.0:
         raise InvalidInput(f"{what} is out of range")
     return seconds
 
@@ -138,6 +139,7 @@ class JsonLinesSource:
     """Sightings written one JSON object per line."""
 
     name = "jsonl"
+    options: frozenset[str] = frozenset()
 
     def read(self, stream: IO[bytes], context: SourceContext) -> Iterator[Sighting | Refusal]:
         """One sighting or refusal per non-blank line."""

@@ -44,6 +44,7 @@ class NeighbourTable:
     """An ARP or IPv6 neighbour table, in any of the four dumps above."""
 
     name = "arp"
+    options: frozenset[str] = frozenset()
 
     def read(self, stream: IO[bytes], context: SourceContext) -> Iterator[Sighting | Refusal]:
         """One sighting per resolved entry, in table order."""

@@ -48,6 +48,7 @@ class NmapXml:
     """``nmap -oX`` output (any scan type; hosts that were down are skipped)."""
 
     name = "nmap"
+    options: frozenset[str] = frozenset()
 
     def read(self, stream: IO[bytes], context: SourceContext) -> Iterator[Sighting | Refusal]:
         """One sighting per host that was up, in the order nmap wrote them."""

@@ -73,6 +73,7 @@ class SuricataSource:
     """Suricata EVE JSON lines: flows, TLS client certificates, MQTT connects, DHCP."""
 
     name = _SOURCE
+    options: frozenset[str] = frozenset({"responders"})
 
     def read(self, stream: IO[bytes], context: SourceContext) -> Iterator[Sighting | Refusal]:
         """The sightings in ``stream`` (``InvalidInput`` when it is not EVE JSON)."""

@@ -97,6 +97,7 @@ class ZeekSource:
     """Zeek's conn, ssl, x509, mqtt_connect and dhcp logs, TSV or JSON lines."""
 
     name = _SOURCE
+    options: frozenset[str] = frozenset({"responders", "x509"})
 
     def read(self, stream: IO[bytes], context: SourceContext) -> Iterator[Sighting | Refusal]:
         """The sightings in ``stream`` (``InvalidInput`` when it is no Zeek log we read)."""

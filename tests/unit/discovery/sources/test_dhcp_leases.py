@@ -14,7 +14,9 @@ from iotiam.errors import InvalidInput
 
 from .generated import memory_is_flat, peak_memory
 
-CONTEXT = SourceContext(site="plant-a", network="vlan-20", default_time=7.0)
+#: the file's time: after every lease in the samples was granted or renewed
+FILE_TIME = 1796724000.0
+CONTEXT = SourceContext(site="plant-a", network="vlan-20", default_time=FILE_TIME)
 
 # dhcpd.leases(5) of isc-dhcp 4.4 in a failover pair: the head dhcpd writes, the peer's
 # state, then the log of one address: granted to a camera, renewed, released (dhcpd
@@ -236,7 +238,7 @@ def test_dnsmasq_leases_v4_and_v6() -> None:
                            network="vlan-20", ip="192.168.10.50", mac="b8:27:eb:12:34:56",
                            hostname="cam-lobby")
     assert isinstance(anonymous, Sighting) and anonymous.hostname is None
-    assert isinstance(infinite, Sighting) and infinite.seen_at == 7.0  # expiry 0: infinite
+    assert isinstance(infinite, Sighting) and infinite.seen_at == FILE_TIME  # expiry 0
     assert isinstance(infiniband, Sighting) and (infiniband.mac, infiniband.hostname) == (
         None, "ib-node")
     # the MAC of a DUID-LLT and a DUID-LL; an enterprise DUID (type 2) carries none
@@ -247,8 +249,17 @@ def test_dnsmasq_leases_v4_and_v6() -> None:
 
 
 def test_the_lease_time_option_dates_the_last_renewal() -> None:
-    (cam, *_) = dnsmasq(DNSMASQ, SourceContext(options={"lease-time": "43200"}))
+    (cam, *_) = dnsmasq(DNSMASQ, SourceContext(options={"lease-time": "43200"},
+                                               default_time=FILE_TIME))
     assert isinstance(cam, Sighting) and cam.seen_at == 1796634000.0 - 43200
+
+
+def test_a_renewal_is_never_dated_after_the_file() -> None:
+    # a 12 h lease read with the default hour: expiry minus an hour is after the file
+    # was written, and a file cannot report a renewal that had not happened yet
+    written = 1796634000.0 - 11 * 3600
+    (cam, *_) = dnsmasq(DNSMASQ, SourceContext(default_time=written))
+    assert isinstance(cam, Sighting) and cam.seen_at == written
 
 
 @pytest.mark.parametrize(("line", "reason"), [
