@@ -31,6 +31,7 @@ from benchmarks import (
     ocsp,
     policy_decisions,
     policy_hook,
+    risk_register,
     simulate,
 )
 from benchmarks.harness import Result, RunConfig, failed, format_number
@@ -38,7 +39,8 @@ from benchmarks.harness import Result, RunConfig, failed, format_number
 #: In the order they run; crypto-floor first, it is the ceiling the others are read against.
 BENCHMARKS: tuple[ModuleType, ...] = (crypto_floor, issuance, api_issuance, est_enroll,
                                       crl, ocsp, policy_decisions, policy_hook, dataplane,
-                                      broker_policy_change, oauth, simulate, detection)
+                                      broker_policy_change, oauth, simulate, detection,
+                                      risk_register)
 TABLE_WIDTH = 200
 _VERDICT_STYLE = {"PASS": "bold green", "MISS": "bold red", "ERROR": "bold magenta",
                   "info": "dim"}
