@@ -40,8 +40,11 @@ from iotiam.risk.ports import Cursor, FleetSettings, PolicyLinter, RiskUnitOfWor
 from iotiam.risk.reading import Snapshot, read_index
 from iotiam.risk.scoring import score
 
-#: entries written per statement (and per write transaction) by a rebuild
-BATCH = 2000
+#: entries written per write transaction by a rebuild (larger batches dirty fewer
+#: index pages per entry: entry ids are hashes, spread over the whole table)
+BATCH = 10_000
+#: devices whose findings, trust and firmware are read together
+DEVICES_PER_READ = 2000
 MAX_REASON = 500
 MAX_ACCEPT_DAYS = 365
 #: no filter
@@ -139,7 +142,7 @@ class RiskRegister:
             if device.state is not DeviceState.DECOMMISSIONED:
                 counts[device.org_path]["managed"] += 1
             devices.append(device)
-            if len(devices) >= self._batch:
+            if len(devices) >= min(self._batch, DEVICES_PER_READ):
                 judge_devices()
             if len(batch) >= self._batch:
                 yield batch

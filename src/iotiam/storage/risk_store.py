@@ -55,6 +55,9 @@ from iotiam.storage.tables import risk as t
 
 #: ids per ``IN`` list
 CHUNK = 500
+#: a batch this large (a rebuild's) gets a larger page cache on SQLite
+LARGE_BATCH = 1000
+SQLITE_WRITE_CACHE_KIB = 131072
 _E, _F, _A, _T = t.risk_entries, t.risk_entry_factors, t.risk_acceptances, t.risk_tallies
 #: the tally key of the entries themselves (factor rows carry their factor)
 ENTRIES = ""
@@ -120,6 +123,14 @@ class SqlRiskStore:
         if not entries:
             return
         raw = RawSql(self._c)
+        if raw.is_sqlite and len(entries) >= LARGE_BATCH:
+            # a batch dirties a page of every index per few rows (entry ids are hashes,
+            # spread over the whole table); SQLite's default 2 MB cache would spill them
+            # to the WAL and read them back mid-transaction (the pragma is this
+            # connection's, an upper bound: memory is taken only when used)
+            self._c.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_WRITE_CACHE_KIB}")
+        # in id order: neighbouring rows land on the same pages of the primary keys
+        entries = sorted(entries, key=lambda e: e.id)
         ids = [e.id for e in entries]
         delta: Counter[Key] = Counter()
         _take_off(delta, _DELETE_ENTRIES.rows(raw, ids), _DELETE_FACTORS.rows(raw, ids))

@@ -40,7 +40,8 @@ risk_entries = Table(
     Column("can_write", Boolean, nullable=False),
     #: the device whose entry (or credential's entry) this is: a refresh replaces them
     Column("holder", String(128), nullable=True),
-    #: the rebuild that last wrote it; a rebuild drops the rows of earlier ones
+    #: the rebuild that last wrote it; a rebuild drops the rows of earlier ones (once per
+    #: rebuild, a scan: an index on it would be rewritten for every entry every rebuild)
     Column("generation", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
     # the register's order (score down, then id) is the keyset of its pages; a site's
@@ -49,7 +50,6 @@ risk_entries = Table(
     Index("ix_risk_entries_site_score_id", "site", text("score DESC"), "id"),
     Index("ix_risk_entries_org_path", "org_path"),
     Index("ix_risk_entries_holder", "holder"),
-    Index("ix_risk_entries_generation", "generation"),
 )
 
 risk_entry_factors = Table(

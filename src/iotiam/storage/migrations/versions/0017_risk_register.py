@@ -38,7 +38,6 @@ def upgrade() -> None:
                     ["site", sa.text("score DESC"), "id"])
     op.create_index("ix_risk_entries_org_path", "risk_entries", ["org_path"])
     op.create_index("ix_risk_entries_holder", "risk_entries", ["holder"])
-    op.create_index("ix_risk_entries_generation", "risk_entries", ["generation"])
     op.create_table(
         "risk_entry_factors",
         sa.Column("entry_id", sa.String(64), primary_key=True),
@@ -96,6 +95,6 @@ def downgrade() -> None:
     op.drop_index("ix_risk_entry_factors_site", table_name="risk_entry_factors")
     op.drop_index("ix_risk_entry_factors_factor", table_name="risk_entry_factors")
     op.drop_table("risk_entry_factors")
-    for name in ("generation", "holder", "org_path", "site_score_id", "score_id"):
+    for name in ("holder", "org_path", "site_score_id", "score_id"):
         op.drop_index(f"ix_risk_entries_{name}", table_name="risk_entries")
     op.drop_table("risk_entries")
