@@ -18,7 +18,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    text,
 )
 
 from iotiam.storage.tables.columns import metadata
@@ -44,10 +43,6 @@ risk_entries = Table(
     #: rebuild, a scan: an index on it would be rewritten for every entry every rebuild)
     Column("generation", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
-    # the register's order (score down, then id) is the keyset of its pages; a site's
-    # page walks its own slice of that order
-    Index("ix_risk_entries_score_id", text("score DESC"), "id"),
-    Index("ix_risk_entries_site_score_id", "site", text("score DESC"), "id"),
     Index("ix_risk_entries_org_path", "org_path"),
     Index("ix_risk_entries_holder", "holder"),
 )
@@ -63,11 +58,17 @@ risk_entry_factors = Table(
     Column("org_path", String(2048), nullable=False),
     Column("site", String(256), nullable=True),
     Column("score", Integer, nullable=False),
-    Index("ix_risk_entry_factors_factor", "factor", text("score DESC"), "entry_id",
-          "org_path"),
-    Index("ix_risk_entry_factors_site", "factor", "site", text("score DESC"), "entry_id",
-          "org_path"),
 )
+# the register's order (score down, then id) is the keyset of its pages; a site's page, a
+# factor's, a factor's on one site walk their own slice of that order
+Index("ix_risk_entries_score_id", risk_entries.c.score.desc(), risk_entries.c.id)
+Index("ix_risk_entries_site_score_id", risk_entries.c.site, risk_entries.c.score.desc(),
+      risk_entries.c.id)
+_factors = risk_entry_factors.c
+Index("ix_risk_entry_factors_factor", _factors.factor, _factors.score.desc(),
+      _factors.entry_id, _factors.org_path)
+Index("ix_risk_entry_factors_site", _factors.factor, _factors.site, _factors.score.desc(),
+      _factors.entry_id, _factors.org_path)
 
 #: entries (``factor`` '') and factor rows (hidden or not) per org path, site ('' for
 #: none), factor and severity, kept by every write of entries in the same transaction
