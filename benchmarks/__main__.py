@@ -32,6 +32,7 @@ from benchmarks import (
     ocsp,
     policy_decisions,
     policy_hook,
+    risk_register,
     simulate,
 )
 from benchmarks.harness import Result, RunConfig, failed, format_number
@@ -40,7 +41,7 @@ from benchmarks.harness import Result, RunConfig, failed, format_number
 BENCHMARKS: tuple[ModuleType, ...] = (crypto_floor, issuance, api_issuance, est_enroll,
                                       crl, ocsp, policy_decisions, policy_hook, dataplane,
                                       broker_policy_change, oauth, simulate, detection,
-                                      discovery_import)
+                                      discovery_import, risk_register)
 TABLE_WIDTH = 200
 _VERDICT_STYLE = {"PASS": "bold green", "MISS": "bold red", "ERROR": "bold magenta",
                   "info": "dim"}

@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import queue
+import threading
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -38,8 +40,11 @@ from iotiam.risk.ports import Cursor, FleetSettings, PolicyLinter, RiskUnitOfWor
 from iotiam.risk.reading import Snapshot, read_index
 from iotiam.risk.scoring import score
 
-#: entries written per statement (and per write transaction) by a rebuild
-BATCH = 2000
+#: entries written per write transaction by a rebuild (larger batches dirty fewer
+#: index pages per entry: entry ids are hashes, spread over the whole table)
+BATCH = 10_000
+#: devices whose findings, trust and firmware are read together
+DEVICES_PER_READ = 2000
 MAX_REASON = 500
 MAX_ACCEPT_DAYS = 365
 #: no filter
@@ -93,12 +98,14 @@ class RiskRegister:
             generation = uow.risk.start_rebuild(started)
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         written = 0
-        with self._tx.reading() as reader:
+        with self._tx.reading() as reader, BatchWriter(
+                lambda batch: self._write(batch, generation, started)) as writer:
             snapshot = read_index(reader, self._discovery, self._linter, self._fleet,
                                   self.settings, started)
             builder = RegisterBuilder(snapshot.index)
             for batch in self._batches(reader, snapshot, builder, counts):
-                self._write(batch, generation, started, counts)
+                _count(batch, started, counts)
+                writer.put(batch)
                 written += len(batch)
         finished = self._clock.now().timestamp()
         with self._tx() as uow:
@@ -135,7 +142,7 @@ class RiskRegister:
             if device.state is not DeviceState.DECOMMISSIONED:
                 counts[device.org_path]["managed"] += 1
             devices.append(device)
-            if len(devices) >= self._batch:
+            if len(devices) >= min(self._batch, DEVICES_PER_READ):
                 judge_devices()
             if len(batch) >= self._batch:
                 yield batch
@@ -160,17 +167,10 @@ class RiskRegister:
             yield batch
 
     def _write(self, batch: Sequence[tuple[RiskEntry, str | None]], generation: int,
-               now: float, counts: dict[str, dict[str, int]] | None) -> None:
-        entries = [e for e, _ in batch]
+               now: float) -> None:
         with self._tx() as uow:
-            uow.risk.put_entries(entries, generation=generation,
+            uow.risk.put_entries([e for e, _ in batch], generation=generation,
                                  holder={e.id: h for e, h in batch}, now=now)
-        if counts is None:
-            return
-        for entry in entries:
-            # the presence counts are factor counts: unmanaged, zombie, dormant-valid-...
-            for hit in entry.visible(now):
-                counts[entry.org_path][hit.factor.value] += 1
 
     def refresh_devices(self, device_ids: Sequence[str]) -> int:
         """Judge these devices (and their credentials) again now; how many entries."""
@@ -327,6 +327,61 @@ class RiskRegister:
                     "expires_at": acceptance.expires_at, "subject": entry.subject_id}))
         return self._present(replace(updated, score=score(updated.visible(now),
                                                           entry.weighting)), now)
+
+
+class BatchWriter:
+    """Writes a rebuild's batches on a thread of its own while the next batch is judged:
+    the database works (the driver waits without the GIL) while Python judges.
+
+    At most ``depth`` batches wait; the first failure of a write stops the writer and is
+    raised to the judging thread at its next ``put`` or at the end.
+    """
+
+    def __init__(self, write: Callable[[list[tuple[RiskEntry, str | None]]], None],
+                 depth: int = 2) -> None:
+        self._write = write
+        self._queue: queue.Queue[list[tuple[RiskEntry, str | None]] | None] = \
+            queue.Queue(maxsize=depth)
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="risk-rebuild-writer",
+                                        daemon=True)
+
+    def __enter__(self) -> BatchWriter:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._failure is None:
+                try:
+                    self._write(batch)
+                except BaseException as e:  # handed to the judging thread, which raises it
+                    self._failure = e
+
+    def put(self, batch: list[tuple[RiskEntry, str | None]]) -> None:
+        """Queue a batch (waits while ``depth`` are queued)."""
+        self._raise_failure()
+        self._queue.put(batch)
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if error is None:
+            self._raise_failure()
+
+
+def _count(batch: Sequence[tuple[RiskEntry, str | None]], now: float,
+           counts: dict[str, dict[str, int]]) -> None:
+    """Add a batch's visible factors to the rebuild's counts per org path (the trend);
+    the presence counts are factor counts: unmanaged, zombie, dormant-valid-..."""
+    for entry, _ in batch:
+        keys = counts[entry.org_path]
+        for hit in entry.visible(now):
+            keys[hit.factor.value] += 1
 
 
 def _totals(counts: Mapping[str, Mapping[str, int]]) -> dict[str, int]:

@@ -1,13 +1,24 @@
 """SQL implementation of the risk register's store (``risk.ports.RiskStore``).
 
-A batch of entries is four statements (delete the old rows and factor rows of those ids,
-insert the new ones), never a statement per row. Pages are keyset-paginated on
-(score down, id up), the index ``ix_risk_entries_score_id``.
+A batch of entries is a handful of statements whatever its size (count what the batch
+replaces, delete it, insert the new rows, add the difference to the tallies), never a
+statement per row. Pages are keyset-paginated on (score down, id up): on the entries'
+indexes (``ix_risk_entries_score_id``, ``..._site_score_id``) or, filtered by factor, on
+the factor rows' (``ix_risk_entry_factors_factor``, ``..._site``), which carry the
+entry's org path, site and score for that purpose.
+
+Totals (``docs/risk-register.md``, "Totals"): the entries and factor rows per org path,
+site, factor and severity are kept in ``risk_tallies`` by every write, in the write's
+transaction. A total filtered by nothing but org, site and factor is a sum of a few
+tally rows, less the factor rows a live acceptance hides (a join from the few live
+acceptances); any other combination is an exact count over the index its page uses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -23,6 +34,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 
 from iotiam.inventory.models import Criticality, DeviceClass
 from iotiam.risk.models import (
@@ -43,22 +55,60 @@ from iotiam.storage.tables import risk as t
 
 #: ids per ``IN`` list
 CHUNK = 500
-_E, _F, _A = t.risk_entries, t.risk_entry_factors, t.risk_acceptances
+#: a batch this large (a rebuild's) gets a larger page cache on SQLite
+LARGE_BATCH = 1000
+SQLITE_WRITE_CACHE_KIB = 131072
+_E, _F, _A, _T = t.risk_entries, t.risk_entry_factors, t.risk_acceptances, t.risk_tallies
+#: the tally key of the entries themselves (factor rows carry their factor)
+ENTRIES = ""
+Key = tuple[str, str, str, int]
 # a rebuild writes hundreds of thousands of rows: straight to the driver (storage/raw.py)
-_INSERT_ENTRY = RawStatement(
-    "INSERT INTO risk_entries (id, subject, subject_id, org_path, site, type, score, "
-    "factors, criticality, device_class, can_write, holder, generation, updated_at) "
-    "VALUES (:id, :subject, :subject_id, :org_path, :site, :type, :score, :factors, "
-    ":criticality, :device_class, :can_write, :holder, :generation, :updated_at)")
-_INSERT_FACTOR = RawStatement(
-    "INSERT INTO risk_entry_factors (entry_id, factor, severity) "
-    "VALUES (:entry_id, :factor, :severity)")
+_ENTRY_COLUMNS = ("id", "subject", "subject_id", "org_path", "site", "type", "score",
+                  "factors", "criticality", "device_class", "can_write", "holder",
+                  "generation", "updated_at")
+_FACTOR_COLUMNS = ("entry_id", "factor", "severity", "org_path", "site", "score")
+_TALLY = RawStatement(
+    "INSERT INTO risk_tallies (org_path, site, factor, severity, count) "
+    "VALUES (:org_path, :site, :factor, :severity, :count) "
+    "ON CONFLICT (org_path, site, factor, severity) "
+    "DO UPDATE SET count = risk_tallies.count + excluded.count")
+
+
+class _ByIds:
+    """A statement over a list of entry ids given as one text parameter (entry ids never
+    hold a comma, ``risk.models.entry_id``): no SQL compiled and no array built per
+    call, which at 5,000 ids is most of the statement's cost."""
+
+    def __init__(self, template: str) -> None:
+        self._sqlite = RawStatement(template.format(ids="IN (SELECT value FROM json_each(:ids))"))
+        self._postgresql = RawStatement(
+            template.format(ids="= ANY(string_to_array(:ids, ','))"))
+
+    def rows(self, raw: RawSql, ids: Sequence[str]) -> list[Any]:
+        """Execute; every row it returns."""
+        if raw.is_sqlite:
+            return raw.all(self._sqlite, {"ids": json.dumps(list(ids))})
+        return raw.all(self._postgresql, {"ids": ",".join(ids)})
+
+
+# deleted rows come back (RETURNING) to be taken off the tallies: one statement each
+_DELETE_FACTORS = _ByIds("DELETE FROM risk_entry_factors WHERE entry_id {ids} "
+                         "RETURNING org_path, site, factor, severity")
+_DELETE_ENTRIES = _ByIds("DELETE FROM risk_entries WHERE id {ids} RETURNING org_path, site")
 
 
 def _hidden(now: float) -> ColumnElement[bool]:
     """The factor row is hidden by a live acceptance."""
     return exists().where(_A.c.entry_id == _F.c.entry_id, _A.c.factor == _F.c.factor,
                           _A.c.expires_at > now)
+
+
+def _factor_rows(entry: RiskEntry) -> dict[str, int]:
+    """Factor -> the worst severity of its hits (one row per factor)."""
+    rows: dict[str, int] = {}
+    for h in entry.factors:
+        rows[h.factor.value] = max(rows.get(h.factor.value, 0), int(h.severity))
+    return rows
 
 
 class SqlRiskStore:
@@ -69,45 +119,99 @@ class SqlRiskStore:
 
     def put_entries(self, entries: Sequence[RiskEntry], *, generation: int,
                     holder: Mapping[str, str | None], now: float) -> None:
-        """Replace these entries and their factor rows."""
+        """Replace these entries and their factor rows; the tallies follow."""
         if not entries:
             return
-        ids = [e.id for e in entries]
-        for start in range(0, len(ids), CHUNK):
-            chunk = ids[start:start + CHUNK]
-            self._c.execute(delete(_F).where(_F.c.entry_id.in_(chunk)))
-            self._c.execute(delete(_E).where(_E.c.id.in_(chunk)))
         raw = RawSql(self._c)
-        raw.change_many(_INSERT_ENTRY, [{
-            "id": e.id, "subject": e.subject.value, "subject_id": e.subject_id,
-            "org_path": e.org_path, "site": e.site, "type": e.type, "score": e.score,
-            "factors": dump_json([h.to_json() for h in e.factors]),
-            "criticality": _text(e.weighting.criticality),
-            "device_class": _text(e.weighting.device_class),
-            "can_write": e.weighting.can_write, "holder": holder.get(e.id),
-            "generation": generation, "updated_at": now} for e in entries])
-        factor_rows: dict[tuple[str, str], int] = {}
+        if raw.is_sqlite and len(entries) >= LARGE_BATCH:
+            # a batch dirties a page of every index per few rows (entry ids are hashes,
+            # spread over the whole table); SQLite's default 2 MB cache would spill them
+            # to the WAL and read them back mid-transaction (the pragma is this
+            # connection's, an upper bound: memory is taken only when used)
+            self._c.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_WRITE_CACHE_KIB}")
+        # in id order: neighbouring rows land on the same pages of the primary keys
+        entries = sorted(entries, key=lambda e: e.id)
+        ids = [e.id for e in entries]
+        delta: Counter[Key] = Counter()
+        _take_off(delta, _DELETE_ENTRIES.rows(raw, ids), _DELETE_FACTORS.rows(raw, ids))
+        entry_rows: list[tuple[Any, ...]] = []
+        factor_rows: list[tuple[Any, ...]] = []
         for e in entries:
-            for h in e.factors:
-                key = (e.id, h.factor.value)
-                factor_rows[key] = max(factor_rows.get(key, 0), int(h.severity))
-        raw.change_many(_INSERT_FACTOR, [{"entry_id": i, "factor": f, "severity": s}
-                                         for (i, f), s in factor_rows.items()])
+            site = e.site or ""
+            delta[(e.org_path, site, ENTRIES, 0)] += 1
+            entry_rows.append((
+                e.id, e.subject.value, e.subject_id, e.org_path, e.site, e.type, e.score,
+                dump_json([h.to_json() for h in e.factors]), _text(e.weighting.criticality),
+                _text(e.weighting.device_class), e.weighting.can_write, holder.get(e.id),
+                generation, now))
+            for factor, severity in _factor_rows(e).items():
+                delta[(e.org_path, site, factor, severity)] += 1
+                factor_rows.append((e.id, factor, severity, e.org_path, e.site, e.score))
+        self._insert(raw, "risk_entries", _ENTRY_COLUMNS, entry_rows)
+        self._insert(raw, "risk_entry_factors", _FACTOR_COLUMNS, factor_rows)
+        self._tally(raw, delta)
+
+    def _insert(self, raw: RawSql, table: str, columns: Sequence[str],
+                rows: Sequence[tuple[Any, ...]]) -> None:
+        """Bulk insert: ``executemany`` on SQLite, ``COPY`` on PostgreSQL (a row costs the
+        driver a few microseconds instead of a pipelined statement of its own)."""
+        names = ", ".join(columns)
+        dbapi = self._c.dialect.loaded_dbapi
+        cursor = self._c.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        # table and column names are this module's constants, never input
+        sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})" \
+            if raw.is_sqlite else f"COPY {table} ({names}) FROM STDIN"  # noqa: S608
+        try:
+            if raw.is_sqlite:
+                cursor.executemany(sql, rows)
+            else:
+                with cursor.copy(sql) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        except dbapi.Error as e:
+            # the same IntegrityError / DataError Core would raise (storage/database.py)
+            raise DBAPIError.instance(sql, None, e, dbapi.Error) from e
+        finally:
+            cursor.close()
+
+    @staticmethod
+    def _tally(raw: RawSql, delta: Counter[Key]) -> None:
+        """Add ``delta`` to the tallies, keys in order (two writers never deadlock)."""
+        raw.change_many(_TALLY, [
+            {"org_path": k[0], "site": k[1], "factor": k[2], "severity": k[3], "count": n}
+            for k, n in sorted(delta.items()) if n])
 
     def remove_stale(self, generation: int) -> int:
         """Delete what no rebuild since ``generation`` wrote."""
-        stale = select(_E.c.id).where(_E.c.generation < generation)
-        self._c.execute(delete(_F).where(_F.c.entry_id.in_(stale)))
-        return self._c.execute(delete(_E).where(_E.c.generation < generation)).rowcount or 0
+        stale = _E.c.generation < generation
+        delta: Counter[Key] = Counter()
+        _subtract(delta, self._c.execute(
+            select(_E.c.org_path, _E.c.site, func.count()).where(stale)
+            .group_by(_E.c.org_path, _E.c.site)), self._c.execute(
+            select(_F.c.org_path, _F.c.site, _F.c.factor, _F.c.severity, func.count())
+            .select_from(_F.join(_E, _E.c.id == _F.c.entry_id)).where(stale)
+            .group_by(_F.c.org_path, _F.c.site, _F.c.factor, _F.c.severity)))
+        self._c.execute(delete(_F).where(_F.c.entry_id.in_(select(_E.c.id).where(stale))))
+        removed = self._c.execute(delete(_E).where(stale)).rowcount or 0
+        self._tally(RawSql(self._c), delta)
+        self._c.execute(delete(_T).where(_T.c.count == 0))
+        return removed
 
     def remove_for_devices(self, device_ids: Sequence[str]) -> int:
         """Delete the entries these devices hold."""
         removed = 0
+        raw = RawSql(self._c)
         for start in range(0, len(device_ids), CHUNK):
             chunk = list(device_ids[start:start + CHUNK])
-            held = select(_E.c.id).where(_E.c.holder.in_(chunk))
-            self._c.execute(delete(_F).where(_F.c.entry_id.in_(held)))
-            removed += self._c.execute(delete(_E).where(_E.c.holder.in_(chunk))).rowcount or 0
+            held = [r[0] for r in self._c.execute(select(_E.c.id).where(
+                _E.c.holder.in_(chunk)))]
+            if not held:
+                continue
+            delta: Counter[Key] = Counter()
+            gone = _DELETE_ENTRIES.rows(raw, held)
+            _take_off(delta, gone, _DELETE_FACTORS.rows(raw, held))
+            removed += len(gone)
+            self._tally(raw, delta)
         return removed
 
     def get(self, entry_id: str) -> RiskEntry | None:
@@ -126,40 +230,88 @@ class SqlRiskStore:
                 found.setdefault(row.entry_id, []).append(_acceptance(row))
         return found
 
+    @staticmethod
+    def _scope(org_path: str, where: EntryFilter) -> str:
+        return where.org_path if where.org_path and where.org_path.startswith(org_path) \
+            else org_path
+
     def _where(self, query: Select[Any], org_path: str, where: EntryFilter,
                now: float) -> Select[Any]:
-        scope = where.org_path if where.org_path and where.org_path.startswith(org_path) \
-            else org_path
-        query = query.where(under_path(_E.c.org_path, scope))
+        """``where`` on the entries, or, by factor, on the factor rows joined to them."""
+        scope = self._scope(org_path, where)
         if where.factor is not None:
-            # driven from the factor index: the few entries with that factor, not a scan
-            query = query.where(_E.c.id.in_(select(_F.c.entry_id).where(
-                _F.c.factor == where.factor.value, ~_hidden(now))))
-        if where.site is not None:
-            query = query.where(_E.c.site == where.site)
+            # driven from the factor rows' indexes: (factor[, site], score down, id)
+            query = query.where(_F.c.factor == where.factor.value, ~_hidden(now),
+                                under_path(_F.c.org_path, scope))
+            if where.site is not None:
+                query = query.where(_F.c.site == where.site)
+            if where.min_score is not None:
+                query = query.where(_F.c.score >= where.min_score)
+        else:
+            query = query.where(under_path(_E.c.org_path, scope))
+            if where.site is not None:
+                query = query.where(_E.c.site == where.site)
+            if where.min_score is not None:
+                query = query.where(_E.c.score >= where.min_score)
         if where.type is not None:
             query = query.where(_E.c.type == where.type)
         if where.subject is not None:
             query = query.where(_E.c.subject == where.subject.value)
-        if where.min_score is not None:
-            query = query.where(_E.c.score >= where.min_score)
         return query
 
     def page(self, *, org_path: str, where: EntryFilter, after: Cursor | None,
              limit: int, now: float) -> list[RiskEntry]:
         """Score down, then id; after the cursor."""
-        query = self._where(select(_E), org_path, where, now)
+        if where.factor is not None:
+            query = select(_E).select_from(_F.join(_E, _E.c.id == _F.c.entry_id))
+            score, ident = _F.c.score, _F.c.entry_id
+        else:
+            query, score, ident = select(_E), _E.c.score, _E.c.id
+        query = self._where(query, org_path, where, now)
         if after is not None:
-            query = query.where(or_(_E.c.score < after[0],
-                                    and_(_E.c.score == after[0], _E.c.id > after[1])))
-        rows = self._c.execute(query.order_by(_E.c.score.desc(), _E.c.id).limit(limit)).all()
+            query = query.where(or_(score < after[0], and_(score == after[0], ident > after[1])))
+        rows = self._c.execute(query.order_by(score.desc(), ident).limit(limit)).all()
         accepted = self._acceptances([r.id for r in rows])
         return [_entry(r, accepted.get(r.id, ())) for r in rows]
 
     def count(self, *, org_path: str, where: EntryFilter, now: float) -> int:
-        """How many match."""
-        query = self._where(select(func.count()).select_from(_E), org_path, where, now)
-        return int(self._c.execute(query).scalar_one())
+        """How many match: from the tallies when only org, site and factor narrow it,
+        else counted on the page's index."""
+        if where.type is None and where.subject is None and where.min_score is None \
+                and where.site != "":
+            return self._tallied(self._scope(org_path, where), where, now)
+        if where.factor is None:
+            query = select(func.count()).select_from(_E)
+        elif where.type is None and where.subject is None:
+            query = select(func.count()).select_from(_F)
+        else:
+            query = select(func.count()).select_from(_F.join(_E, _E.c.id == _F.c.entry_id))
+        return int(self._c.execute(self._where(query, org_path, where, now)).scalar_one())
+
+    def _tallied(self, scope: str, where: EntryFilter, now: float) -> int:
+        factor = where.factor.value if where.factor is not None else ENTRIES
+        query = select(func.coalesce(func.sum(_T.c.count), 0)).where(
+            under_path(_T.c.org_path, scope), _T.c.factor == factor)
+        if where.site is not None:
+            query = query.where(_T.c.site == where.site)
+        total = int(self._c.execute(query).scalar_one())
+        if where.factor is not None:
+            total -= sum(self._hidden_rows(scope, now, factor=factor, site=where.site).values())
+        return total
+
+    def _hidden_rows(self, scope: str, now: float, *, factor: str | None = None,
+                     site: str | None = None) -> Counter[tuple[str, int]]:
+        """Factor rows live acceptances hide, per (factor, severity): the few acceptances
+        joined to their rows."""
+        query = select(_F.c.factor, _F.c.severity, func.count()).select_from(
+            _A.join(_F, and_(_F.c.entry_id == _A.c.entry_id, _F.c.factor == _A.c.factor))
+        ).where(_A.c.expires_at > now, under_path(_F.c.org_path, scope))
+        if factor is not None:
+            query = query.where(_A.c.factor == factor)
+        if site is not None:
+            query = query.where(_F.c.site == site)
+        rows = self._c.execute(query.group_by(_F.c.factor, _F.c.severity))
+        return Counter({(f, int(s)): int(n) for f, s, n in rows})
 
     def iter_entries(self, *, org_path: str, where: EntryFilter, now: float
                      ) -> Iterator[RiskEntry]:
@@ -174,23 +326,26 @@ class SqlRiskStore:
 
     def factor_counts(self, *, org_path: str, now: float
                       ) -> tuple[int, dict[str, int], dict[str, int]]:
-        """Entries, and visible hits per factor and per severity."""
-        total = self.count(org_path=org_path, where=EntryFilter(), now=now)
-        joined = select(_F.c.factor, _F.c.severity, func.count()).select_from(
-            _F.join(_E, _E.c.id == _F.c.entry_id)).where(
-            under_path(_E.c.org_path, org_path), ~_hidden(now)).group_by(
-            _F.c.factor, _F.c.severity)
+        """Entries, and visible hits per factor and per severity (from the tallies)."""
+        total = self._tallied(org_path, EntryFilter(), now)
+        rows = self._c.execute(select(_T.c.factor, _T.c.severity, func.sum(_T.c.count)).where(
+            under_path(_T.c.org_path, org_path), _T.c.factor != ENTRIES).group_by(
+            _T.c.factor, _T.c.severity))
+        hits = Counter({(f, int(s)): int(n) for f, s, n in rows})
+        hits.subtract(self._hidden_rows(org_path, now))
         by_factor: dict[str, int] = {}
         by_severity: dict[str, int] = {}
-        for factor, severity, n in self._c.execute(joined):
-            by_factor[factor] = by_factor.get(factor, 0) + n
-            label = Severity(severity).label
-            by_severity[label] = by_severity.get(label, 0) + n
+        for (factor, severity), n in sorted(hits.items()):
+            if n > 0:
+                by_factor[factor] = by_factor.get(factor, 0) + n
+                label = Severity(severity).label
+                by_severity[label] = by_severity.get(label, 0) + n
         return total, by_factor, by_severity
 
     def set_score(self, entry_id: str, score: int) -> None:
-        """Replace the score."""
+        """Replace the score (the factor rows carry it too)."""
         self._c.execute(update(_E).where(_E.c.id == entry_id).values(score=score))
+        self._c.execute(update(_F).where(_F.c.entry_id == entry_id).values(score=score))
 
     def accept(self, acceptance: Acceptance) -> None:
         """Store (replace) an acceptance."""
@@ -248,6 +403,24 @@ class SqlRiskStore:
         for rebuild, key, n in sums:
             points[rebuild].counts[key] = int(n)
         return [points[k] for k in sorted(points)]
+
+
+def _take_off(delta: Counter[Key], entries: Iterable[Any], factors: Iterable[Any]) -> None:
+    """Take deleted rows ((org, site) of entries, (org, site, factor, severity) of factor
+    rows) off ``delta``."""
+    for org_path, site in entries:
+        delta[(org_path, site or "", ENTRIES, 0)] -= 1
+    for org_path, site, factor, severity in factors:
+        delta[(org_path, site or "", factor, int(severity))] -= 1
+
+
+def _subtract(delta: Counter[Key], entries: Iterable[Any], factors: Iterable[Any]) -> None:
+    """Take grouped counts ((org, site, n) and (org, site, factor, severity, n)) of rows
+    about to be deleted off ``delta``."""
+    for org_path, site, n in entries:
+        delta[(org_path, site or "", ENTRIES, 0)] -= int(n)
+    for org_path, site, factor, severity, n in factors:
+        delta[(org_path, site or "", factor, int(severity))] -= int(n)
 
 
 def _text(value: object | None) -> str | None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from conftest import BACKENDS, postgres_schema_url
 from iotiam.inventory.models import Criticality, DeviceClass
@@ -167,3 +170,84 @@ def test_ok_trend_sums_under_scope(db: Any) -> None:
         assert points[-1].at == NOW + 2.5
         assert [p.counts for p in uow.risk.trend(org_path="/root/", limit=1)] == [
             {"unmanaged": 13, "managed": 3}]
+
+
+# -- the tallies (SQL: risk_tallies) agree with a full count ------------------------------
+
+FACTORS = (None, RiskFactor.UNMANAGED, RiskFactor.WEAK_KEY, RiskFactor.NEVER_ROTATED,
+           RiskFactor.ZOMBIE, RiskFactor.EXPIRED_IN_USE)
+
+
+def assert_totals_agree(db: Any, now: float) -> None:
+    """Every org/site/factor total (tallied on SQL) equals the same question counted row
+    by row (``min_score=0`` matches every entry and bypasses the tallies), and the
+    summary's counts equal the factor pages'."""
+    with db.reading() as uow:
+        for org in ("/root/", ACME, BETA, "/root/acme/site/"):
+            for site in (None, "hall", "yard", "nowhere"):
+                for factor in FACTORS:
+                    where = EntryFilter(factor=factor, site=site)
+                    counted = uow.risk.count(org_path=org, now=now,
+                                             where=EntryFilter(factor=factor, site=site,
+                                                               min_score=0))
+                    assert uow.risk.count(org_path=org, where=where, now=now) == counted, \
+                        (org, site, factor)
+            total, by_factor, by_severity = uow.risk.factor_counts(org_path=org, now=now)
+            everything = list(uow.risk.iter_entries(org_path=org, where=EntryFilter(),
+                                                    now=now))
+            assert total == len(everything)
+            visible = [h for e in everything for h in e.visible(now)]
+            assert by_factor == {f.value: n for f, n in
+                                 Counter(h.factor for h in visible).items()}
+            assert by_severity == dict(Counter(h.severity.label for h in visible))
+            for factor in FACTORS[1:]:
+                assert by_factor.get(factor.value, 0) == uow.risk.count(
+                    org_path=org, where=EntryFilter(factor=factor, min_score=0), now=now)
+
+
+def test_ok_tallies_follow_every_write(db: Any) -> None:
+    rows = fill(db, generation=0)
+    assert_totals_agree(db, NOW)
+    # rewritten in place (a rebuild over a full register): same ids, changed factors/site
+    moved = [replace(rows[0], factors=(hit(RiskFactor.ZOMBIE, "z"),
+                                       hit(RiskFactor.EXPIRED_IN_USE, "e")), site="yard"),
+             replace(rows[1], site=None)]
+    with db() as uow:
+        generation = uow.risk.start_rebuild(NOW)
+        uow.risk.put_entries(moved, generation=generation, holder={moved[0].id: "d1"},
+                             now=NOW)
+    assert_totals_agree(db, NOW)
+    with db() as uow:
+        uow.risk.accept(Acceptance(rows[1].id, RiskFactor.UNMANAGED, "lab kit", NOW + 100,
+                                   "alice", NOW, ACME))
+        uow.risk.set_score(rows[1].id, 40)
+    assert_totals_agree(db, NOW)  # hidden: out of the factor's total and the summary
+    assert_totals_agree(db, NOW + 100)  # expired: counts again, with no write at all
+    with db() as uow:
+        assert uow.risk.remove_for_devices(["d1"]) == 1
+    assert_totals_agree(db, NOW)
+    with db() as uow:
+        assert uow.risk.remove_stale(generation) == 2
+    assert_totals_agree(db, NOW)
+    with db.reading() as uow:
+        assert uow.risk.count(org_path="/root/", where=EntryFilter(), now=NOW) == 1
+
+
+def test_ok_tally_rows_equal_a_recount(db: Any) -> None:
+    if isinstance(db, MemoryDatabase):
+        pytest.skip("the tallies are a table of the SQL store")
+    rows = fill(db)
+    with db() as uow:
+        uow.risk.put_entries([replace(rows[2], site=None)], generation=2, holder={}, now=NOW)
+        uow.risk.remove_for_devices(["d1"])
+    with db.reading() as uow:
+        conn = uow.conn
+        tallied = {(o, s, f, v): n for o, s, f, v, n in conn.execute(text(
+            "SELECT org_path, site, factor, severity, count FROM risk_tallies "
+            "WHERE count != 0"))}
+        recount = {(o, s or "", "", 0): n for o, s, n in conn.execute(text(
+            "SELECT org_path, site, count(*) FROM risk_entries GROUP BY org_path, site"))}
+        recount |= {(o, s or "", f, v): n for o, s, f, v, n in conn.execute(text(
+            "SELECT org_path, site, factor, severity, count(*) FROM risk_entry_factors "
+            "GROUP BY org_path, site, factor, severity"))}
+    assert tallied == recount and len(recount) == 7

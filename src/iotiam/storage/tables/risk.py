@@ -1,5 +1,6 @@
 """The identity risk register (migration 0017): entries, the factors each has (to filter
-and count by factor), acceptances, and the counts of every rebuild (the trend).
+and count by factor), maintained counts (the summary and common totals), acceptances,
+and the counts of every rebuild (the trend).
 
 Times are seconds since the epoch (``Float``): the register is rebuilt in bulk and its
 values come from the checks as floats.
@@ -7,7 +8,17 @@ values come from the checks as floats.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Float, Index, Integer, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
 
 from iotiam.storage.tables.columns import metadata
 
@@ -28,14 +39,12 @@ risk_entries = Table(
     Column("can_write", Boolean, nullable=False),
     #: the device whose entry (or credential's entry) this is: a refresh replaces them
     Column("holder", String(128), nullable=True),
-    #: the rebuild that last wrote it; a rebuild drops the rows of earlier ones
+    #: the rebuild that last wrote it; a rebuild drops the rows of earlier ones (once per
+    #: rebuild, a scan: an index on it would be rewritten for every entry every rebuild)
     Column("generation", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
-    # the register's order (score down, then id) is the keyset of its pages
-    Index("ix_risk_entries_score_id", "score", "id"),
     Index("ix_risk_entries_org_path", "org_path"),
     Index("ix_risk_entries_holder", "holder"),
-    Index("ix_risk_entries_generation", "generation"),
 )
 
 risk_entry_factors = Table(
@@ -44,7 +53,33 @@ risk_entry_factors = Table(
     Column("entry_id", String(64), primary_key=True),
     Column("factor", String(48), primary_key=True),
     Column("severity", Integer, nullable=False),
-    Index("ix_risk_entry_factors_factor", "factor", "entry_id"),
+    # the entry's columns a factor page filters and orders by, copied so that a page or
+    # a count by factor (and site, score, org) reads this table's indexes alone
+    Column("org_path", String(2048), nullable=False),
+    Column("site", String(256), nullable=True),
+    Column("score", Integer, nullable=False),
+)
+# the register's order (score down, then id) is the keyset of its pages; a site's page, a
+# factor's, a factor's on one site walk their own slice of that order
+Index("ix_risk_entries_score_id", risk_entries.c.score.desc(), risk_entries.c.id)
+Index("ix_risk_entries_site_score_id", risk_entries.c.site, risk_entries.c.score.desc(),
+      risk_entries.c.id)
+_factors = risk_entry_factors.c
+Index("ix_risk_entry_factors_factor", _factors.factor, _factors.score.desc(),
+      _factors.entry_id, _factors.org_path)
+Index("ix_risk_entry_factors_site", _factors.factor, _factors.site, _factors.score.desc(),
+      _factors.entry_id, _factors.org_path)
+
+#: entries (``factor`` '') and factor rows (hidden or not) per org path, site ('' for
+#: none), factor and severity, kept by every write of entries in the same transaction
+risk_tallies = Table(
+    "risk_tallies",
+    metadata,
+    Column("org_path", String(2048), primary_key=True),
+    Column("site", String(256), primary_key=True),
+    Column("factor", String(48), primary_key=True),
+    Column("severity", Integer, primary_key=True),
+    Column("count", BigInteger, nullable=False),
 )
 
 risk_acceptances = Table(

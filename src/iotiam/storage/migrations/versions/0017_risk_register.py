@@ -1,4 +1,4 @@
-"""The identity risk register: entries, their factors, acceptances, rebuild counts
+"""The identity risk register: entries, their factors, tallies, acceptances, rebuild counts
 
 Revision ID: 0017
 Revises: 0016
@@ -33,18 +33,32 @@ def upgrade() -> None:
         sa.Column("generation", sa.Integer(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
     )
-    op.create_index("ix_risk_entries_score_id", "risk_entries", ["score", "id"])
+    op.create_index("ix_risk_entries_score_id", "risk_entries", [sa.text("score DESC"), "id"])
+    op.create_index("ix_risk_entries_site_score_id", "risk_entries",
+                    ["site", sa.text("score DESC"), "id"])
     op.create_index("ix_risk_entries_org_path", "risk_entries", ["org_path"])
     op.create_index("ix_risk_entries_holder", "risk_entries", ["holder"])
-    op.create_index("ix_risk_entries_generation", "risk_entries", ["generation"])
     op.create_table(
         "risk_entry_factors",
         sa.Column("entry_id", sa.String(64), primary_key=True),
         sa.Column("factor", sa.String(48), primary_key=True),
         sa.Column("severity", sa.Integer(), nullable=False),
+        sa.Column("org_path", sa.String(2048), nullable=False),
+        sa.Column("site", sa.String(256), nullable=True),
+        sa.Column("score", sa.Integer(), nullable=False),
     )
     op.create_index("ix_risk_entry_factors_factor", "risk_entry_factors",
-                    ["factor", "entry_id"])
+                    ["factor", sa.text("score DESC"), "entry_id", "org_path"])
+    op.create_index("ix_risk_entry_factors_site", "risk_entry_factors",
+                    ["factor", "site", sa.text("score DESC"), "entry_id", "org_path"])
+    op.create_table(
+        "risk_tallies",
+        sa.Column("org_path", sa.String(2048), primary_key=True),
+        sa.Column("site", sa.String(256), primary_key=True),
+        sa.Column("factor", sa.String(48), primary_key=True),
+        sa.Column("severity", sa.Integer(), primary_key=True),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+    )
     op.create_table(
         "risk_acceptances",
         sa.Column("entry_id", sa.String(64), primary_key=True),
@@ -77,8 +91,10 @@ def downgrade() -> None:
     op.drop_table("risk_rebuilds")
     op.drop_index("ix_risk_acceptances_expires_at", table_name="risk_acceptances")
     op.drop_table("risk_acceptances")
+    op.drop_table("risk_tallies")
+    op.drop_index("ix_risk_entry_factors_site", table_name="risk_entry_factors")
     op.drop_index("ix_risk_entry_factors_factor", table_name="risk_entry_factors")
     op.drop_table("risk_entry_factors")
-    for name in ("generation", "holder", "org_path", "score_id"):
+    for name in ("holder", "org_path", "site_score_id", "score_id"):
         op.drop_index(f"ix_risk_entries_{name}", table_name="risk_entries")
     op.drop_table("risk_entries")
