@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from iotiam.discovery.models import AssetStatus, DiscoveredAsset, IdentifierKind
+from iotiam.discovery.models import ADOPTED_FROM, AssetStatus, DiscoveredAsset, IdentifierKind
 from iotiam.discovery.ports import AdoptionTargets, ClaimIssuer, DeviceRegistration
 from iotiam.errors import Conflict, IamError, IdNotAvailable, InvalidInput
 from iotiam.inventory.models import ImportRowResult
@@ -73,7 +73,7 @@ def propose(asset: DiscoveredAsset, site: str | None = None,
     attributes = {name: value for name, value in
                   (("mac", asset.mac), ("hostname", asset.hostname), ("ip", asset.ip))
                   if value}
-    attributes["discovered-as"] = asset.id
+    attributes[ADOPTED_FROM] = asset.id
     return Proposal(asset.id, device_id or device_id_for(asset), site or asset.site,
                     attributes)
 

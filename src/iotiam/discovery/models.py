@@ -51,6 +51,9 @@ CONFIDENCE: dict[IdentifierKind, float] = {
     IdentifierKind.IP: 0.5,
 }
 
+#: the attribute a device adopted from a discovered asset keeps that asset's id in
+ADOPTED_FROM = "discovered-as"
+
 #: an IP address identifies a device only this long around the time it was seen with it
 IP_BINDING_SECONDS = 24 * 3600.0
 

@@ -52,6 +52,10 @@ class RiskStore(Protocol):
         """Delete the entries these devices hold (their own and their credentials')."""
         ...
 
+    def remove_entries(self, entry_ids: Sequence[str]) -> int:
+        """Delete these entries (those that exist); how many."""
+        ...
+
     def get(self, entry_id: str) -> RiskEntry | None:
         """One entry, with its acceptances."""
         ...

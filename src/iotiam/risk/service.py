@@ -21,6 +21,7 @@ from typing import Any
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
+from iotiam.discovery.models import ADOPTED_FROM
 from iotiam.discovery.ports import DiscoveryReader
 from iotiam.errors import Conflict, InvalidInput, NotFound
 from iotiam.inventory.models import DeviceState
@@ -34,7 +35,9 @@ from iotiam.risk.models import (
     RiskFactor,
     RiskSettings,
     RiskSummary,
+    Subject,
     TrendPoint,
+    entry_id,
 )
 from iotiam.risk.ports import Cursor, FleetSettings, PolicyLinter, RiskUnitOfWork
 from iotiam.risk.reading import Snapshot, read_index
@@ -189,8 +192,12 @@ class RiskRegister:
             batch = [(e, d.id) for d in devices.values() for e in builder.device_entries(
                 d, findings=findings.get(d.id, ()), trust=trust.get(d.id),
                 firmware=firmware.get(d.id))]
+        # an asset adopted as one of these devices is that device now: its entry goes
+        adopted = [entry_id(Subject.ASSET, d.attributes[ADOPTED_FROM])
+                   for d in devices.values() if ADOPTED_FROM in d.attributes]
         with self._tx() as uow:
             uow.risk.remove_for_devices(wanted)
+            uow.risk.remove_entries(adopted)
             uow.risk.put_entries([e for e, _ in batch],
                                  generation=uow.risk.current_generation(),
                                  holder={e.id: h for e, h in batch}, now=now)
@@ -260,11 +267,13 @@ class RiskRegister:
                 org_path=principal.org_path, now=now)
             last = uow.risk.trend(org_path=principal.org_path, limit=1)
         latest = last[-1] if last else None
-        presence = latest.counts if latest else {}
-        return RiskSummary(total, by_factor, by_severity, presence.get("managed", 0),
-                           presence.get(RiskFactor.UNMANAGED.value, 0),
-                           presence.get(RiskFactor.DORMANT_VALID_CREDENTIALS.value, 0),
-                           presence.get(RiskFactor.ZOMBIE.value, 0),
+        managed = latest.counts.get("managed", 0) if latest else 0
+        # the factors' counts are kept as entries change (a refresh, an adoption), the
+        # managed count is the last rebuild's
+        return RiskSummary(total, by_factor, by_severity, managed,
+                           by_factor.get(RiskFactor.UNMANAGED.value, 0),
+                           by_factor.get(RiskFactor.DORMANT_VALID_CREDENTIALS.value, 0),
+                           by_factor.get(RiskFactor.ZOMBIE.value, 0),
                            latest.at if latest else None)
 
     def trend(self, principal: Principal, limit: int = 90) -> list[TrendPoint]:

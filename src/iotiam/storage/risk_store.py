@@ -200,19 +200,22 @@ class SqlRiskStore:
     def remove_for_devices(self, device_ids: Sequence[str]) -> int:
         """Delete the entries these devices hold."""
         removed = 0
-        raw = RawSql(self._c)
         for start in range(0, len(device_ids), CHUNK):
             chunk = list(device_ids[start:start + CHUNK])
-            held = [r[0] for r in self._c.execute(select(_E.c.id).where(
-                _E.c.holder.in_(chunk)))]
-            if not held:
-                continue
-            delta: Counter[Key] = Counter()
-            gone = _DELETE_ENTRIES.rows(raw, held)
-            _take_off(delta, gone, _DELETE_FACTORS.rows(raw, held))
-            removed += len(gone)
-            self._tally(raw, delta)
+            removed += self.remove_entries([r[0] for r in self._c.execute(
+                select(_E.c.id).where(_E.c.holder.in_(chunk)))])
         return removed
+
+    def remove_entries(self, entry_ids: Sequence[str]) -> int:
+        """Delete these entries, keeping the counters by what went."""
+        if not entry_ids:
+            return 0
+        raw = RawSql(self._c)
+        delta: Counter[Key] = Counter()
+        gone = _DELETE_ENTRIES.rows(raw, list(entry_ids))
+        _take_off(delta, gone, _DELETE_FACTORS.rows(raw, list(entry_ids)))
+        self._tally(raw, delta)
+        return len(gone)
 
     def get(self, entry_id: str) -> RiskEntry | None:
         """One entry with its acceptances."""

@@ -69,6 +69,13 @@ class MemoryRiskStore(MemoryStore):
             self._drop(ident)
         return len(gone)
 
+    def remove_entries(self, entry_ids: Sequence[str]) -> int:
+        """Drop these entries (those that exist)."""
+        gone = [i for i in entry_ids if i in self.entries]
+        for ident in gone:
+            self._drop(ident)
+        return len(gone)
+
     def get(self, entry_id: str) -> RiskEntry | None:
         """One entry with its acceptances."""
         entry = self.entries.get(entry_id)
