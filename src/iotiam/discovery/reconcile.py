@@ -6,13 +6,12 @@ write come out (:class:`Outcome`). The rules, strongest identifier first
 
 1. Every identifier of a sighting is resolved to what it is bound to: a registered
    device (its certificate, PSK identity, id, or the ``mac``/``hostname``/``ip`` an
-   admin gave it), or a binding a past sighting left (to a device, or to an asset). An
-   address is bound per site *and per day* (``site|ip@day``): each holder of an
-   address keeps its own days, so a sighting finds whoever held the address within
-   ``IP_BINDING_SECONDS`` of its own time, even when the files come in another order
-   than the days (DHCP moves addresses). The ``ip`` an admin gave a device carries no
-   time: it decides only for a sighting that has nothing but addresses, and only when
-   no sighting bound the address to someone else around that time.
+   admin gave it), or a binding a past sighting left (to a device, or to an asset); an
+   address per site and day, a host name per site (``keys.py``). The ``ip`` an admin
+   gave a device carries no time: it decides only for a sighting that has nothing but
+   addresses, and only when no sighting bound the address to someone else then. What
+   a stronger identifier of the sighting contradicts (another MAC, client id, or, for
+   a host name or an address, another credential) is not resolved at all.
 2. The sighting is a device's when its strongest identifier that names a device is not
    an IP, or when an IP is the strongest identifier that resolves at all. Another
    identifier naming a *different* device lowers the confidence (a cloned MAC, a
@@ -28,10 +27,20 @@ write come out (:class:`Outcome`). The rules, strongest identifier first
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+# the keys' functions are re-exported: the service imports them from here
+from iotiam.discovery.keys import (
+    Key,
+    binding_key,
+    binding_values,
+    ip_slot,
+    ip_slots_around,
+    keys_of,
+    lookup_values,
+)
 from iotiam.discovery.models import (
     CONFIDENCE,
     IP_BINDING_SECONDS,
@@ -43,8 +52,8 @@ from iotiam.discovery.models import (
     Match,
     RegisteredDevice,
     Sighting,
-    ip_key,
 )
+from iotiam.discovery.presence import PresenceRow
 from iotiam.kernel import within
 
 IP = IdentifierKind.IP
@@ -59,62 +68,8 @@ _CREDENTIALS = (IdentifierKind.CERTIFICATE, IdentifierKind.ISSUER_SERIAL,
 #: a binding's seen times are written again only when they move by more than this: an
 #: import of a million sightings of the same few addresses writes each binding once
 TOUCH_SECONDS = 3600.0
-#: places kept per device (the most recent)
-MAX_PLACES = 16
-#: an address's bindings are kept one per slot of this length (``site|ip@slot``)
-IP_SLOT_SECONDS = 86400.0
-#: the slots either side of a sighting's own that may hold a binding within
-#: ``IP_BINDING_SECONDS`` of it
-_IP_REACH = int(-(-IP_BINDING_SECONDS // IP_SLOT_SECONDS))
-
-Key = tuple[IdentifierKind, str]
-
-
-def keys_of(sighting: Sighting) -> list[Key]:
-    """The sighting's identifiers as they are looked up: strongest first, IP per site."""
-    return [(kind, ip_key(sighting.site, value) if kind is IP else value)
-            for kind, value in sighting.identifiers()]
-
-
-def lookup_values(keyed: Iterable[list[Key]]) -> dict[IdentifierKind, list[str]]:
-    """Every value to look up for a batch (its sightings' ``keys_of``), by kind, once."""
-    wanted: dict[IdentifierKind, set[str]] = {}
-    for keys in keyed:
-        for kind, value in keys:
-            wanted.setdefault(kind, set()).add(value)
-    return {kind: sorted(values) for kind, values in wanted.items()}
-
-
-def ip_slot(key: str, at: float) -> str:
-    """The binding key of address ``key`` (``site|ip``) for a sighting at ``at``."""
-    return f"{key}@{int(at // IP_SLOT_SECONDS)}"
-
-
-def binding_key(kind: IdentifierKind, key: str, site: str | None) -> str:
-    """How a sighting's identifier is bound: a host name only within its site (the
-    vendor's default names, ``raspberrypi``, ``localhost``, repeat across sites)."""
-    return ip_key(site, key) if kind is HOSTNAME else key
-
-
-def ip_slots_around(key: str, at: float) -> list[str]:
-    """The binding keys of ``key`` that may hold a binding in reach of ``at``."""
-    slot = int(at // IP_SLOT_SECONDS)
-    return [f"{key}@{n}" for n in range(slot - _IP_REACH, slot + _IP_REACH + 1)]
-
-
-def binding_values(keyed: Iterable[tuple[Sighting, list[Key]]]
-                   ) -> dict[IdentifierKind, list[str]]:
-    """Every binding value to look up for a batch, by kind, once (an address by the
-    slots around each sighting's time)."""
-    wanted: dict[IdentifierKind, set[str]] = {}
-    for sighting, keys in keyed:
-        for kind, value in keys:
-            if kind is IP:
-                wanted.setdefault(kind, set()).update(ip_slots_around(value,
-                                                                      sighting.seen_at))
-            else:
-                wanted.setdefault(kind, set()).add(binding_key(kind, value, sighting.site))
-    return {kind: sorted(values) for kind, values in wanted.items()}
+__all__ = ["Key", "Lookups", "Outcome", "Reconciler", "binding_values", "ip_slot", "keys_of",
+           "lookup_values"]
 
 
 @dataclass
@@ -183,28 +138,6 @@ class _Asset:
             open_ports=self.open_ports, device_id=self.device_id)
 
 
-class _Presence:
-    """A device's presence being changed by the batch."""
-
-    __slots__ = ("device_id", "first_seen", "last_seen", "org_path", "places", "sightings",
-                 "sources")
-
-    def __init__(self, row: DevicePresence) -> None:
-        self.device_id, self.org_path = row.device_id, row.org_path
-        self.first_seen, self.last_seen = row.first_seen, row.last_seen
-        self.sources = set(row.sources)
-        self.sightings = row.sightings
-        self.places = dict(row.places)
-
-    def value(self) -> DevicePresence:
-        """As stored (the places pruned to the binding window, at most ``MAX_PLACES``)."""
-        recent = sorted(self.places.items(), key=lambda item: -item[1])[:MAX_PLACES]
-        return DevicePresence(self.device_id, self.org_path, self.first_seen, self.last_seen,
-                              frozenset(self.sources), self.sightings,
-                              {p: t for p, t in recent
-                               if t >= self.last_seen - IP_BINDING_SECONDS})
-
-
 class _Hit(NamedTuple):
     """What one identifier of a sighting resolved to (a tuple: made ~3 times a sighting)."""
 
@@ -239,7 +172,7 @@ class Reconciler:
         for key, device in self._registered.items():
             self._device_keys.setdefault(device.device_id, set()).add(key)
         self._assets = {a: _Asset(asset) for a, asset in lookups.assets.items()}
-        self._presence = {d: _Presence(row) for d, row in lookups.presence.items()}
+        self._presence = {d: PresenceRow(row) for d, row in lookups.presence.items()}
         self._new_id = new_id
         self._merged: dict[str, str] = {}
         self._dirty_assets: set[str] = set()
@@ -553,7 +486,7 @@ class Reconciler:
         at = sighting.seen_at
         row = self._presence.get(device.device_id)
         if row is None:
-            row = self._presence[device.device_id] = _Presence(DevicePresence(
+            row = self._presence[device.device_id] = PresenceRow(DevicePresence(
                 device.device_id, device.org_path, at, at, frozenset(), 0))
         if sighting.ip:
             place = (sighting.site, sighting.ip)
