@@ -77,8 +77,8 @@ class SqlDiscoveryReads:
             for asset_id, kind, value in rows:
                 kind = IdentifierKind(kind)
                 # an address is bound as ``site|ip@slot`` (``reconcile.ip_slot``), a host
-                # name as ``site|name`` (``reconcile.binding_key``)
-                found[asset_id].add((kind, value.partition("|")[2].partition("@")[0]
+                # name as ``site|name`` (``keys.binding_key``; the last part is the value)
+                found[asset_id].add((kind, value.rpartition("|")[2].partition("@")[0]
                                      if kind in _PER_SITE else value))
         return {a: tuple(sorted(ids, key=lambda i: (_KIND_ORDER[i[0]], i[1])))
                 for a, ids in found.items()}
