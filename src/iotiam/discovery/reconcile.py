@@ -6,13 +6,12 @@ write come out (:class:`Outcome`). The rules, strongest identifier first
 
 1. Every identifier of a sighting is resolved to what it is bound to: a registered
    device (its certificate, PSK identity, id, or the ``mac``/``hostname``/``ip`` an
-   admin gave it), or a binding a past sighting left (to a device, or to an asset). An
-   address is bound per site *and per day* (``site|ip@day``): each holder of an
-   address keeps its own days, so a sighting finds whoever held the address within
-   ``IP_BINDING_SECONDS`` of its own time, even when the files come in another order
-   than the days (DHCP moves addresses). The ``ip`` an admin gave a device carries no
-   time: it decides only for a sighting that has nothing but addresses, and only when
-   no sighting bound the address to someone else around that time.
+   admin gave it), or a binding a past sighting left (to a device, or to an asset); an
+   address per site and day, a host name per site (``keys.py``). The ``ip`` an admin
+   gave a device carries no time: it decides only for a sighting that has nothing but
+   addresses, and only when no sighting bound the address to someone else then. What
+   a stronger identifier of the sighting contradicts (another MAC, client id, or, for
+   a host name or an address, another credential) is not resolved at all.
 2. The sighting is a device's when its strongest identifier that names a device is not
    an IP, or when an IP is the strongest identifier that resolves at all. Another
    identifier naming a *different* device lowers the confidence (a cloned MAC, a
@@ -28,10 +27,20 @@ write come out (:class:`Outcome`). The rules, strongest identifier first
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+# the keys' functions are re-exported: the service imports them from here
+from iotiam.discovery.keys import (
+    Key,
+    binding_key,
+    binding_values,
+    ip_slot,
+    ip_slots_around,
+    keys_of,
+    lookup_values,
+)
 from iotiam.discovery.models import (
     CONFIDENCE,
     IP_BINDING_SECONDS,
@@ -43,64 +52,24 @@ from iotiam.discovery.models import (
     Match,
     RegisteredDevice,
     Sighting,
-    ip_key,
 )
+from iotiam.discovery.presence import PresenceRow
 from iotiam.kernel import within
 
 IP = IdentifierKind.IP
+HOSTNAME = IdentifierKind.HOSTNAME
+#: kinds a box has one of: a target that shows another value of one of them than the
+#: sighting is another box, whatever weaker identifier they share
+_ONE_PER_BOX = (IdentifierKind.CLIENT_ID, IdentifierKind.MAC)
+#: credentials are rotated (a device holds an old and a new certificate), so another
+#: one contradicts only the weakest, per-site identifiers (a host name, an address)
+_CREDENTIALS = (IdentifierKind.CERTIFICATE, IdentifierKind.ISSUER_SERIAL,
+                IdentifierKind.PSK_IDENTITY)
 #: a binding's seen times are written again only when they move by more than this: an
 #: import of a million sightings of the same few addresses writes each binding once
 TOUCH_SECONDS = 3600.0
-#: places kept per device (the most recent)
-MAX_PLACES = 16
-#: an address's bindings are kept one per slot of this length (``site|ip@slot``)
-IP_SLOT_SECONDS = 86400.0
-#: the slots either side of a sighting's own that may hold a binding within
-#: ``IP_BINDING_SECONDS`` of it
-_IP_REACH = int(-(-IP_BINDING_SECONDS // IP_SLOT_SECONDS))
-
-Key = tuple[IdentifierKind, str]
-
-
-def keys_of(sighting: Sighting) -> list[Key]:
-    """The sighting's identifiers as they are looked up: strongest first, IP per site."""
-    return [(kind, ip_key(sighting.site, value) if kind is IP else value)
-            for kind, value in sighting.identifiers()]
-
-
-def lookup_values(keyed: Iterable[list[Key]]) -> dict[IdentifierKind, list[str]]:
-    """Every value to look up for a batch (its sightings' ``keys_of``), by kind, once."""
-    wanted: dict[IdentifierKind, set[str]] = {}
-    for keys in keyed:
-        for kind, value in keys:
-            wanted.setdefault(kind, set()).add(value)
-    return {kind: sorted(values) for kind, values in wanted.items()}
-
-
-def ip_slot(key: str, at: float) -> str:
-    """The binding key of address ``key`` (``site|ip``) for a sighting at ``at``."""
-    return f"{key}@{int(at // IP_SLOT_SECONDS)}"
-
-
-def ip_slots_around(key: str, at: float) -> list[str]:
-    """The binding keys of ``key`` that may hold a binding in reach of ``at``."""
-    slot = int(at // IP_SLOT_SECONDS)
-    return [f"{key}@{n}" for n in range(slot - _IP_REACH, slot + _IP_REACH + 1)]
-
-
-def binding_values(keyed: Iterable[tuple[Sighting, list[Key]]]
-                   ) -> dict[IdentifierKind, list[str]]:
-    """Every binding value to look up for a batch, by kind, once (an address by the
-    slots around each sighting's time)."""
-    wanted: dict[IdentifierKind, set[str]] = {}
-    for sighting, keys in keyed:
-        for kind, value in keys:
-            if kind is IP:
-                wanted.setdefault(kind, set()).update(ip_slots_around(value,
-                                                                      sighting.seen_at))
-            else:
-                wanted.setdefault(kind, set()).add(value)
-    return {kind: sorted(values) for kind, values in wanted.items()}
+__all__ = ["Key", "Lookups", "Outcome", "Reconciler", "binding_values", "ip_slot", "keys_of",
+           "lookup_values"]
 
 
 @dataclass
@@ -169,28 +138,6 @@ class _Asset:
             open_ports=self.open_ports, device_id=self.device_id)
 
 
-class _Presence:
-    """A device's presence being changed by the batch."""
-
-    __slots__ = ("device_id", "first_seen", "last_seen", "org_path", "places", "sightings",
-                 "sources")
-
-    def __init__(self, row: DevicePresence) -> None:
-        self.device_id, self.org_path = row.device_id, row.org_path
-        self.first_seen, self.last_seen = row.first_seen, row.last_seen
-        self.sources = set(row.sources)
-        self.sightings = row.sightings
-        self.places = dict(row.places)
-
-    def value(self) -> DevicePresence:
-        """As stored (the places pruned to the binding window, at most ``MAX_PLACES``)."""
-        recent = sorted(self.places.items(), key=lambda item: -item[1])[:MAX_PLACES]
-        return DevicePresence(self.device_id, self.org_path, self.first_seen, self.last_seen,
-                              frozenset(self.sources), self.sightings,
-                              {p: t for p, t in recent
-                               if t >= self.last_seen - IP_BINDING_SECONDS})
-
-
 class _Hit(NamedTuple):
     """What one identifier of a sighting resolved to (a tuple: made ~3 times a sighting)."""
 
@@ -200,6 +147,9 @@ class _Hit(NamedTuple):
     asset: str | None
     #: named only by the ``ip`` an admin wrote on a device, which carries no time
     timeless: bool = False
+    #: it named something a stronger identifier of the sighting contradicts: it neither
+    #: matches nor is re-bound (the value stays with what it named)
+    contradicted: bool = False
 
 
 class Reconciler:
@@ -212,11 +162,17 @@ class Reconciler:
         self._bindings = dict(lookups.bindings)
         #: asset id -> the keys bound to it (a merge moves them without a scan)
         self._bound: dict[str, set[Key]] = {}
+        #: device id -> the keys known to name it (registered, or bound by a sighting)
+        self._device_keys: dict[str, set[Key]] = {}
         for key, binding in self._bindings.items():
             if binding.asset_id:
                 self._bound.setdefault(binding.asset_id, set()).add(key)
+            if binding.device_id:
+                self._device_keys.setdefault(binding.device_id, set()).add(key)
+        for key, device in self._registered.items():
+            self._device_keys.setdefault(device.device_id, set()).add(key)
         self._assets = {a: _Asset(asset) for a, asset in lookups.assets.items()}
-        self._presence = {d: _Presence(row) for d, row in lookups.presence.items()}
+        self._presence = {d: PresenceRow(row) for d, row in lookups.presence.items()}
         self._new_id = new_id
         self._merged: dict[str, str] = {}
         self._dirty_assets: set[str] = set()
@@ -231,7 +187,8 @@ class Reconciler:
         keys = keys_of(sighting) if keys is None else keys
         # the ``ip`` an admin gave a device speaks only for a sighting of addresses alone
         alone = keys[0][0] is IP if keys else True
-        hits = [self._resolve(kind, key, sighting.seen_at, alone) for kind, key in keys]
+        hits = self._uncontradicted([self._resolve(kind, key, sighting, alone)
+                                     for kind, key in keys])
         first = by_device = None
         for hit in hits:
             if first is None and (hit.device or hit.asset):
@@ -243,7 +200,7 @@ class Reconciler:
                 and first.asset and not self._same_box(first.asset, sighting):
             first = None  # another MAC or host name: the address was handed on
         if first is None:
-            return self._new_asset(sighting, keys)
+            return self._new_asset(sighting, hits)
         if by_device is None and first.kind is IP and first.device:
             by_device = first
         if by_device is not None:
@@ -281,17 +238,17 @@ class Reconciler:
                 best, distance = binding, away
         return best
 
-    def _resolve(self, kind: IdentifierKind, key: str, seen_at: float,
+    def _resolve(self, kind: IdentifierKind, key: str, sighting: Sighting,
                  alone: bool = True) -> _Hit:
         registered = self._registered.get((kind, key))
         if kind is IP:
-            binding = self._ip_binding(key, seen_at)
+            binding = self._ip_binding(key, sighting.seen_at)
             if binding is not None or not alone:
                 # what a sighting bound the address to at this time beats the address
                 # an admin wrote down once (DHCP has since handed it on)
                 registered = None
         else:
-            binding = self._bindings.get((kind, key))
+            binding = self._bindings.get((kind, binding_key(kind, key, sighting.site)))
         if registered is None and binding is None:
             return _Hit(kind, key, None, None)  # the common case of a new asset
         asset = self._live(binding.asset_id) if binding and binding.asset_id else None
@@ -303,6 +260,45 @@ class Reconciler:
             if owner is not None and owner.device_id:
                 device = RegisteredDevice(owner.device_id, owner.org_path)
         return _Hit(kind, key, device, asset, timeless=kind is IP and binding is None)
+
+    def _uncontradicted(self, hits: list[_Hit]) -> list[_Hit]:
+        """The hits, with those whose device or asset a stronger identifier of the same
+        sighting contradicts turned into misses: two boxes with the vendor's default
+        host name and their own MACs are two boxes."""
+        carried: dict[IdentifierKind, set[str]] = {}
+        for hit in hits:
+            carried.setdefault(hit.kind, set()).add(hit.key)
+        found = []
+        for hit in hits:
+            if (hit.device or hit.asset) and self._contradicted(hit, carried):
+                hit = _Hit(hit.kind, hit.key, None, None, contradicted=True)
+            found.append(hit)
+        return found
+
+    def _contradicted(self, hit: _Hit, carried: dict[IdentifierKind, set[str]]) -> bool:
+        """Whether what ``hit`` names shows, for a kind stronger than the hit's, values
+        of which the sighting carries none (known from this batch's lookups and the
+        asset's newest MAC: a cheap check, not the target's every identifier)."""
+        order = _ORDER[hit.kind]
+        kinds = [k for k in _ONE_PER_BOX if k in carried and _ORDER[k] < order]
+        if hit.kind in (HOSTNAME, IP):
+            kinds += [k for k in _CREDENTIALS if k in carried]
+        if not kinds:
+            return False
+        known: set[Key] = set()
+        if hit.device is not None:
+            known |= self._device_keys.get(hit.device.device_id, set())
+        asset = self._assets.get(hit.asset) if hit.asset else None
+        if asset is not None:
+            known |= {k for k in self._bound.get(asset.id, ())
+                      if self._bindings[k].asset_id == asset.id}
+            if asset.mac:
+                known.add((IdentifierKind.MAC, asset.mac))
+        for kind in kinds:
+            theirs = {value for k, value in known if k is kind}
+            if theirs and not theirs & carried[kind]:
+                return True
+        return False
 
     # -- placing --------------------------------------------------------------------
 
@@ -337,7 +333,9 @@ class Reconciler:
                 # no time, and the days this device holds it are what later sightings need)
             if by.kind is IP and hit.kind is not IP and hit.device is None:
                 continue  # an address alone does not teach a device its MAC
-            self._bind(hit.kind, hit.key, sighting.seen_at, device.org_path,
+            if hit.contradicted:
+                continue
+            self._bind(hit.kind, hit.key, sighting, device.org_path,
                        device_id=device.device_id)
         self._present(device, sighting)
         return Match(by.kind, confidence, device_id=device.device_id)
@@ -366,7 +364,8 @@ class Reconciler:
         path = self._assets[kept].org_path
         for hit in hits:
             # only an IP can name a device here: the address was handed on, it is ours now
-            self._bind(hit.kind, hit.key, sighting.seen_at, path, asset_id=kept)
+            if not hit.contradicted:
+                self._bind(hit.kind, hit.key, sighting, path, asset_id=kept)
         self._grow(kept, sighting)
         return Match(first.kind, CONFIDENCE[first.kind], asset_id=kept)
 
@@ -430,17 +429,18 @@ class Reconciler:
                 self._bindings[key] = binding._replace(asset_id=kept)
         self._bound.setdefault(kept, set()).update(moved)
 
-    def _new_asset(self, sighting: Sighting, keys: list[Key]) -> Match:
+    def _new_asset(self, sighting: Sighting, hits: list[_Hit]) -> Match:
         asset_id = self._new_id()
         at = sighting.seen_at
         self._assets[asset_id] = _Asset(DiscoveredAsset(
             id=asset_id, org_path=self._org_path, status=AssetStatus.UNMANAGED,
             first_seen=at, last_seen=at, sources=(), identifiers=(), sightings=0))
         self._grow(asset_id, sighting)
-        for kind, key in keys:
-            self._bind(kind, key, at, self._org_path, asset_id=asset_id)
+        for hit in hits:
+            if not hit.contradicted:
+                self._bind(hit.kind, hit.key, sighting, self._org_path, asset_id=asset_id)
         self._new_assets += 1
-        kind = keys[0][0] if keys else IP
+        kind = hits[0].kind if hits else IP
         return Match(kind, CONFIDENCE[kind], asset_id=asset_id)
 
     def _grow(self, asset_id: str, sighting: Sighting) -> None:
@@ -456,10 +456,10 @@ class Reconciler:
         asset.sightings += 1
         self._dirty_assets.add(asset_id)
 
-    def _bind(self, kind: IdentifierKind, key: str, at: float, org_path: str, *,
+    def _bind(self, kind: IdentifierKind, key: str, sighting: Sighting, org_path: str, *,
               asset_id: str | None = None, device_id: str | None = None) -> None:
-        if kind is IP:
-            key = ip_slot(key, at)
+        at = sighting.seen_at
+        key = ip_slot(key, at) if kind is IP else binding_key(kind, key, sighting.site)
         old = self._bindings.get((kind, key))
         if device_id and old is not None and old.asset_id:
             owner = self._assets.get(self._live(old.asset_id))
@@ -479,12 +479,14 @@ class Reconciler:
         self._dirty_bindings.add((kind, key))
         if bound.asset_id:
             self._bound.setdefault(bound.asset_id, set()).add((kind, key))
+        if bound.device_id:
+            self._device_keys.setdefault(bound.device_id, set()).add((kind, key))
 
     def _present(self, device: RegisteredDevice, sighting: Sighting) -> None:
         at = sighting.seen_at
         row = self._presence.get(device.device_id)
         if row is None:
-            row = self._presence[device.device_id] = _Presence(DevicePresence(
+            row = self._presence[device.device_id] = PresenceRow(DevicePresence(
                 device.device_id, device.org_path, at, at, frozenset(), 0))
         if sighting.ip:
             place = (sighting.site, sighting.ip)
@@ -499,6 +501,8 @@ def _host(name: str) -> str:
     """A host name's first label: a lease's ``cam-1`` is a PTR record's ``cam-1.lan``."""
     return name.partition(".")[0]
 
+
+_ORDER = {kind: n for n, kind in enumerate(IdentifierKind)}
 
 #: what an asset shows of its newest sighting
 _ATTRIBUTES = ("site", "network", "ip", "mac", "hostname", "vendor", "model", "open_ports")

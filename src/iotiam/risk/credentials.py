@@ -11,7 +11,7 @@ from datetime import datetime
 from iotiam.credentials.models import Psk, PskStatus
 from iotiam.discovery.models import CredentialSeen
 from iotiam.pki.models import CertificateRecord, CertificateStatus
-from iotiam.risk.models import FactorHit, RiskFactor, RiskSettings, Severity, hit
+from iotiam.risk.models import FactorHit, RiskFactor, RiskSettings, Severity, hit, when
 
 #: PSK identities shipped as defaults or used in every example, so anyone may guess them:
 #: OpenSSL's ``s_client``/``s_server`` default (``Client_identity``), and the identities
@@ -89,7 +89,7 @@ def certificate_checks(cert: CertificateRecord, *, now: float, settings: RiskSet
     if cert.status is CertificateStatus.REVOKED and cert.revoked_at is not None \
             and last_seen is not None and last_seen > cert.revoked_at.timestamp():
         found.append(hit(RiskFactor.REVOKED_IN_USE, "seen in use after it was revoked", {
-            **named, "revoked_at": cert.revoked_at.timestamp(), "last_seen": last_seen,
+            **named, "revoked_at": when(ts(cert.revoked_at)), "last_seen": when(last_seen),
             "reason": str(cert.revocation_reason) if cert.revocation_reason else None},
             since=cert.revoked_at.timestamp()))
     # judged by what the sources saw against its notAfter, whatever its status now: a
@@ -97,13 +97,13 @@ def certificate_checks(cert: CertificateRecord, *, now: float, settings: RiskSet
     if cert.status is not CertificateStatus.RESERVED and last_seen is not None \
             and last_seen > not_after:
         found.append(hit(RiskFactor.EXPIRED_IN_USE, "seen in use after it expired",
-                         {**named, "not_after": not_after, "last_seen": last_seen},
+                         {**named, "not_after": when(not_after), "last_seen": when(last_seen)},
                          since=not_after))
     renewal_point = not_before + (not_after - not_before) * settings.renewal_fraction
     if live and now >= renewal_point and not renewed:
         found.append(hit(RiskFactor.EXPIRING_NO_RENEWAL,
                          "past its renewal point and no newer certificate was issued",
-                         {"renewal_point": renewal_point, "not_after": not_after},
+                         {"renewal_point": when(renewal_point), "not_after": when(not_after)},
                          since=renewal_point))
     if live and max_key_age is not None and key_since is not None \
             and now - key_since > max_key_age:
@@ -126,7 +126,7 @@ def _never_rotated(now: float, since: float, max_age: float,
     days = (now - since) / 86400.0
     return hit(RiskFactor.NEVER_ROTATED,
                f"key in use for {days:.0f} days; its type allows {max_age / 86400.0:.0f}",
-               {**evidence, "key_since": since, "age_days": round(days, 1),
+               {**evidence, "key_since": when(since), "age_days": round(days, 1),
                 "max_age_days": round(max_age / 86400.0, 1)}, since=since + max_age)
 
 
@@ -153,13 +153,14 @@ def psk_checks(psk: Psk, *, now: float, settings: RiskSettings, max_key_age: flo
     if psk.status is PskStatus.REVOKED and psk.revoked_at is not None \
             and last_seen is not None and last_seen > psk.revoked_at.timestamp():
         found.append(hit(RiskFactor.REVOKED_IN_USE, "PSK seen in use after it was revoked", {
-            "revoked_at": psk.revoked_at.timestamp(), "last_seen": last_seen,
+            "revoked_at": when(ts(psk.revoked_at)), "last_seen": when(last_seen),
             "reason": psk.revocation_reason}, since=psk.revoked_at.timestamp()))
     active = psk.status is PskStatus.ACTIVE and (expires is None or now < expires)
     if psk.status is PskStatus.ACTIVE and expires is not None and last_seen is not None \
             and last_seen > expires:
         found.append(hit(RiskFactor.EXPIRED_IN_USE, "PSK seen in use after it expired",
-                         {"expires_at": expires, "last_seen": last_seen}, since=expires))
+                         {"expires_at": when(expires), "last_seen": when(last_seen)},
+                         since=expires))
     if active and max_key_age is not None and now - created > max_key_age:
         found.append(_never_rotated(now, created, max_key_age, {"identity": psk.identity}))
     found += [h for h in (default_psk(psk.identity, seen, settings), shared(seen))
@@ -180,8 +181,8 @@ def seen_certificate_checks(seen: CredentialSeen, *, ca_subjects: frozenset[str]
         found.append(hit(RiskFactor.ACTIVE_UNDER_REVOKED_CA,
                          "seen in use under a CA that was revoked",
                          {"issuer": seen.issuer, "serial": seen.serial,
-                          "ca_revoked_at": revoked_cas[seen.issuer],
-                          "last_seen": seen.last_seen}))
+                          "ca_revoked_at": when(revoked_cas[seen.issuer]),
+                          "last_seen": when(seen.last_seen)}))
     elif seen.issuer is None or seen.issuer not in ca_subjects:
         found.append(hit(RiskFactor.UNKNOWN_ISSUER,
                          "issued by a CA iotiam does not run" if seen.issuer
@@ -190,7 +191,7 @@ def seen_certificate_checks(seen: CredentialSeen, *, ca_subjects: frozenset[str]
                           "subject": seen.subject, "fingerprint": seen.value}))
     if seen.not_after is not None and seen.last_seen > seen.not_after:
         found.append(hit(RiskFactor.EXPIRED_IN_USE, "seen in use after it expired",
-                         {"not_after": seen.not_after, "last_seen": seen.last_seen},
+                         {"not_after": when(seen.not_after), "last_seen": when(seen.last_seen)},
                          since=seen.not_after))
     found += [h for h in (weak_key(seen.key, seen.signature_hash), shared(seen))
               if h is not None]
@@ -201,6 +202,6 @@ def seen_psk_checks(seen: CredentialSeen, settings: RiskSettings) -> list[Factor
     """The factors of a PSK identity the sources saw that nobody registered."""
     found = [hit(RiskFactor.UNMANAGED, "PSK identity nobody registered",
                  {"identity": seen.value, "devices": list(seen.device_ids[:50]),
-                  "assets": list(seen.asset_ids[:50]), "last_seen": seen.last_seen})]
+                  "assets": list(seen.asset_ids[:50]), "last_seen": when(seen.last_seen)})]
     return found + [h for h in (default_psk(seen.value, seen, settings), shared(seen))
                     if h is not None]

@@ -18,6 +18,7 @@ from iotiam.risk.models import (
     RiskSettings,
     Severity,
     hit,
+    when,
 )
 
 
@@ -29,7 +30,7 @@ def ca_checks(ca: CaFacts, *, now: float, settings: RiskSettings) -> list[Factor
         found.append(hit(
             RiskFactor.CA_EXPIRING,
             "expired" if left <= 0 else f"expires in {left / 86400.0:.0f} days",
-            {"ca": ca.id, "subject": ca.subject, "not_after": ca.not_after,
+            {"ca": ca.id, "subject": ca.subject, "not_after": when(ca.not_after),
              "warn_days": round(settings.ca_expiry_seconds / 86400.0, 1)},
             severity=Severity.CRITICAL if left < 7 * 86400.0 else None))
     weak = weak_key(ca.key, ca.signature_hash)
@@ -39,7 +40,7 @@ def ca_checks(ca: CaFacts, *, now: float, settings: RiskSettings) -> list[Factor
     if ca.revoked_at is not None:
         # it is one iotiam runs: still in the trust stores it publishes
         found.append(hit(RiskFactor.REVOKED_CA_TRUSTED, "revoked, yet still a trusted CA",
-                         {"ca": ca.id, "subject": ca.subject, "revoked_at": ca.revoked_at},
+                         {"ca": ca.id, "subject": ca.subject, "revoked_at": when(ca.revoked_at)},
                          since=ca.revoked_at))
     return found
 
@@ -53,7 +54,7 @@ def under_revoked_ca(cert: CertificateRecord, revoked_ca_ids: dict[str, float],
         return None
     return hit(RiskFactor.ACTIVE_UNDER_REVOKED_CA, "active under a revoked CA",
                {"issuer": cert.issuer_id, "serial": cert.serial_hex,
-                "ca_revoked_at": revoked_at}, since=revoked_at)
+                "ca_revoked_at": when(revoked_at)}, since=revoked_at)
 
 
 def channel_checks(channels: FleetChannels) -> list[FactorHit]:

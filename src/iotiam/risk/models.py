@@ -12,6 +12,7 @@ import enum
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from iotiam.detection.models import Severity
@@ -136,6 +137,14 @@ class FactorHit:
         return FactorHit(RiskFactor(data["factor"]), Severity.parse(data["severity"]),
                          str(data["summary"]), dict(data.get("evidence") or {}),
                          data.get("since"))
+
+
+def when(seconds: float | None) -> str | None:
+    """A time in evidence as the rest of the API writes one: ISO 8601 in UTC with ``Z``
+    (the text ``GET /v1/discovery/assets`` gives for the same time)."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
 def hit(factor: RiskFactor, summary: str, evidence: Mapping[str, Any] | None = None, *,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from iotiam.attestation.models import FirmwareStatus
 from iotiam.policy.models import Severity as LintSeverity
 from iotiam.response.models import StoredFinding, TrustScore
-from iotiam.risk.models import FactorHit, PolicyFacts, RiskFactor, RiskSettings, Severity, hit
+from iotiam.risk.models import FactorHit, PolicyFacts, RiskFactor, RiskSettings, Severity, hit, when
 
 #: lint severities that make a policy over-permissive for the register
 FLAGGED_LINT = frozenset({str(LintSeverity.HIGH), str(LintSeverity.CRITICAL)})
@@ -20,7 +20,7 @@ def firmware_check(status: FirmwareStatus | None) -> FactorHit | None:
         return None
     return hit(RiskFactor.FIRMWARE_NONCOMPLIANT, status.reason, {
         "firmware_version": status.firmware_version, "firmware_hash": status.firmware_hash,
-        "image_id": status.image_id, "attested_at": status.attested_at.timestamp()},
+        "image_id": status.image_id, "attested_at": when(status.attested_at.timestamp())},
         since=status.attested_at.timestamp())
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from iotiam.discovery.models import DeviceSeen, DiscoveredAsset, IdentifierKind
 from iotiam.inventory.models import Device, DeviceClass, DeviceState
-from iotiam.risk.models import FactorHit, RiskFactor, RiskSettings, Severity, hit
+from iotiam.risk.models import FactorHit, RiskFactor, RiskSettings, Severity, hit, when
 
 #: industrial-control ports (IANA): Modbus/TCP 502, S7comm (ISO-TSAP) 102, EtherNet/IP
 #: 44818, DNP3 20000, BACnet 47808, OPC UA 4840, IEC 60870-5-104 2404, PROFINET 34962-4
@@ -45,8 +45,8 @@ def asset_checks(asset: DiscoveredAsset, registered_ids: frozenset[str]) -> list
                  "seen on the network, registered nowhere" + (
                      f"; presents {len(credentials)} credential(s) nobody manages"
                      if credentials else ""), {
-                     "sources": list(asset.sources), "first_seen": asset.first_seen,
-                     "last_seen": asset.last_seen, "ip": asset.ip, "mac": asset.mac,
+                     "sources": list(asset.sources), "first_seen": when(asset.first_seen),
+                     "last_seen": when(asset.last_seen), "ip": asset.ip, "mac": asset.mac,
                      "hostname": asset.hostname, "open_ports": list(asset.open_ports),
                      "credentials": [{"kind": k, "value": v} for k, v in credentials[:20]],
                      "guessed_class": str(guessed) if guessed else None},
@@ -57,7 +57,7 @@ def asset_checks(asset: DiscoveredAsset, registered_ids: frozenset[str]) -> list
         found.append(hit(RiskFactor.CONFLICTING_CLIENT_ID,
                          "uses the MQTT client id of a registered device",
                          {"client_ids": clashes[:20], "asset": asset.id,
-                          "last_seen": asset.last_seen}))
+                          "last_seen": when(asset.last_seen)}))
     return found
 
 
@@ -74,7 +74,7 @@ def device_presence_checks(device: Device, seen: DeviceSeen | None, *, now: floa
         retired = device.updated_at.timestamp()
         if last_seen is not None and last_seen > retired:
             return [hit(RiskFactor.ZOMBIE, "decommissioned and still seen on the network", {
-                "decommissioned_at": retired, "last_seen": last_seen,
+                "decommissioned_at": when(retired), "last_seen": when(last_seen),
                 "sources": list(seen.sources) if seen else []}, since=retired)]
         return []
     activity = max(last_seen or 0.0, device.updated_at.timestamp())
@@ -83,7 +83,7 @@ def device_presence_checks(device: Device, seen: DeviceSeen | None, *, now: floa
         return [hit(RiskFactor.DORMANT_VALID_CREDENTIALS,
                     f"not seen for {idle / 86400.0:.0f} days and holds "
                     f"{live_credentials} live credential(s)", {
-                        "last_seen": last_seen, "last_activity": activity,
+                        "last_seen": when(last_seen), "last_activity": when(activity),
                         "dormancy_days": round(settings.dormancy_seconds / 86400.0, 1),
                         "live_credentials": live_credentials},
                     since=activity + settings.dormancy_seconds)]
@@ -96,4 +96,4 @@ def shared_device_places(seen: DeviceSeen | None) -> FactorHit | None:
         return None
     return hit(RiskFactor.SHARED_CREDENTIAL, f"seen from {len(seen.places)} places at once",
                {"places": [{"site": s, "ip": ip} for s, ip in seen.places[:50]],
-                "last_seen": seen.last_seen})
+                "last_seen": when(seen.last_seen)})

@@ -58,6 +58,9 @@ def presence_of(row: Sequence[Any]) -> DevicePresence:
         places={(site, ip): at for site, ip, at in json.loads(places)})
 
 
+_PER_SITE = (IdentifierKind.IP, IdentifierKind.HOSTNAME)
+
+
 class SqlDiscoveryReads:
     """The read half of the discovery store."""
 
@@ -73,9 +76,10 @@ class SqlDiscoveryReads:
                                       .where(t.bindings.c.asset_id.in_(list(asset_ids))))
             for asset_id, kind, value in rows:
                 kind = IdentifierKind(kind)
-                # an address is bound as ``site|ip@slot`` (``reconcile.ip_slot``)
-                found[asset_id].add((kind, value.partition("|")[2].partition("@")[0]
-                                     if kind is IdentifierKind.IP else value))
+                # an address is bound as ``site|ip@slot`` (``reconcile.ip_slot``), a host
+                # name as ``site|name`` (``keys.binding_key``; the last part is the value)
+                found[asset_id].add((kind, value.rpartition("|")[2].partition("@")[0]
+                                     if kind in _PER_SITE else value))
         return {a: tuple(sorted(ids, key=lambda i: (_KIND_ORDER[i[0]], i[1])))
                 for a, ids in found.items()}
 

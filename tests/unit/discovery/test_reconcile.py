@@ -150,7 +150,7 @@ def test_asset_fail_no_merge_across_org_units() -> None:
     lookups = Lookups(
         bindings={(K.MAC, "aa:bb:cc:dd:ee:ff"): Binding(K.MAC, "aa:bb:cc:dd:ee:ff", ACME, T, T,
                                                         asset_id="as-a"),
-                  (K.HOSTNAME, "cam-1"): Binding(K.HOSTNAME, "cam-1", "/root/beta/", T, T,
+                  (K.HOSTNAME, "|cam-1"): Binding(K.HOSTNAME, "|cam-1", "/root/beta/", T, T,
                                                  asset_id="as-b")},
         assets={"as-a": asset("as-a"), "as-b": asset("as-b", "/root/beta/")})
     rec = reconciler(lookups, path="/root/")
@@ -176,7 +176,7 @@ def test_asset_ok_later_matched_when_the_device_enrolls() -> None:
 
 def test_asset_ok_matched_asset_resolves_to_its_device() -> None:
     lookups = Lookups(
-        bindings={(K.HOSTNAME, "cam-1"): Binding(K.HOSTNAME, "cam-1", ACME, T, T,
+        bindings={(K.HOSTNAME, "|cam-1"): Binding(K.HOSTNAME, "|cam-1", ACME, T, T,
                                                  asset_id="as-9")},
         assets={"as-9": asset("as-9", device_id="dev-1")})
     match = reconciler(lookups).place(seen(hostname="cam-1"))
@@ -190,3 +190,62 @@ def test_presence_ok_places_within_the_binding_window() -> None:
     (presence,) = rec.outcome().presence
     assert presence.sightings == 2
     assert presence.seen().places == (("hq", "10.0.0.2"),)
+
+
+def test_asset_fail_default_hostname_with_another_mac_is_another_box() -> None:
+    """A host name (the vendor's default) does not tie a sighting to an asset whose MAC
+    differs from the sighting's: two boxes, not one."""
+    rec = reconciler(Lookups())
+    first = rec.place(seen(site="plant", hostname="raspberrypi", mac="02:00:00:aa:01:01"))
+    second = rec.place(seen(T + 1, site="plant", hostname="raspberrypi",
+                            mac="02:00:00:aa:01:02"))
+    assert first.asset_id != second.asset_id
+    again = rec.place(seen(T + 2, site="plant", hostname="raspberrypi",
+                           mac="02:00:00:aa:01:02"))
+    assert again.asset_id == second.asset_id
+    assert rec.outcome().merged == {}
+
+
+def test_asset_fail_hostname_binds_only_within_its_site() -> None:
+    rec = reconciler(Lookups())
+    a = rec.place(seen(site="plant-a", hostname="localhost"))
+    b = rec.place(seen(site="plant-b", hostname="localhost"))
+    assert a.asset_id != b.asset_id
+    assert rec.place(seen(T + 5, site="plant-a", hostname="localhost")).asset_id == a.asset_id
+
+
+def test_asset_ok_same_hostname_same_site_without_mac_joins() -> None:
+    rec = reconciler(Lookups())
+    a = rec.place(seen(site="plant", hostname="cam-1", mac="02:00:00:aa:01:01"))
+    assert rec.place(seen(T + 5, site="plant", hostname="cam-1")).asset_id == a.asset_id
+
+
+def test_device_fail_hostname_of_device_with_another_mac_is_not_the_device() -> None:
+    """A device bound to one MAC is not named by a host name a sighting with another MAC
+    shares: the sighting is a new asset, and the host name stays the device's."""
+    registered = {(K.MAC, "02:00:00:aa:01:01"): RegisteredDevice("dev-1", ACME),
+                  (K.HOSTNAME, "raspberrypi"): RegisteredDevice("dev-1", ACME)}
+    rec = reconciler(Lookups(registered=registered))
+    assert rec.place(seen(hostname="raspberrypi", mac="02:00:00:aa:01:01")).device_id == "dev-1"
+    match = rec.place(seen(T + 1, hostname="raspberrypi", mac="02:00:00:aa:01:02"))
+    assert match.device_id is None and match.asset_id is not None
+
+
+def test_device_fail_client_id_contradicts_a_mac_binding() -> None:
+    """A MAC bound to a device whose client id is another than the sighting's does not
+    make the sighting that device (one client id per box)."""
+    lookups = Lookups(
+        registered={(K.CLIENT_ID, "dev-1"): RegisteredDevice("dev-1", ACME)},
+        bindings={(K.MAC, "aa:bb:cc:dd:ee:01"): Binding(K.MAC, "aa:bb:cc:dd:ee:01", ACME,
+                                                        T, T, device_id="dev-1")})
+    match = reconciler(lookups).place(seen(client_id="other", mac="aa:bb:cc:dd:ee:01",
+                                           hostname="x"))
+    assert match.device_id is None
+
+
+def test_asset_ok_rotated_certificate_keeps_its_mac() -> None:
+    """Credentials rotate: a new certificate with a known MAC is the same asset."""
+    rec = reconciler(Lookups())
+    a = rec.place(seen(certificate="a" * 64, mac="aa:bb:cc:dd:ee:02"))
+    b = rec.place(seen(T + 9, certificate="b" * 64, mac="aa:bb:cc:dd:ee:02"))
+    assert a.asset_id == b.asset_id

@@ -17,6 +17,7 @@ from iotiam.risk.models import (
     RiskFactor,
     RiskSettings,
     Severity,
+    when,
 )
 
 from .facts import (
@@ -62,7 +63,9 @@ def test_fail_expired_in_use() -> None:
     record = cert(issued_days=20, lifetime_days=10)
     hits = cert_hits(record, seen_cert(record.fingerprint_sha256 or "", issuer=None))
     (hit,) = [h for h in hits if h.factor is RiskFactor.EXPIRED_IN_USE]
-    assert hit.evidence["last_seen"] > hit.evidence["not_after"]
+    # times in evidence are ISO 8601 in UTC with Z, as the rest of the API writes them
+    assert (hit.evidence["not_after"], hit.evidence["last_seen"]) == (
+        "2026-05-22T00:00:00Z", "2026-06-01T00:00:00Z")
 
 
 def test_ok_expired_and_not_seen_is_no_risk() -> None:
@@ -166,6 +169,8 @@ def test_fail_unmanaged_asset_with_evidence() -> None:
     (hit,) = presence.asset_checks(asset(), frozenset())
     assert hit.factor is RiskFactor.UNMANAGED and hit.severity is Severity.MEDIUM
     assert hit.evidence["mac"] == "aa:bb:cc:dd:ee:ff" and hit.evidence["sources"] == ["nmap"]
+    assert (hit.evidence["first_seen"], hit.evidence["last_seen"]) == (
+        "2026-05-22T00:00:00Z", "2026-05-31T00:00:00Z")
 
 
 def test_fail_unmanaged_controller_is_high() -> None:
@@ -200,6 +205,7 @@ def test_fail_dormant_with_valid_credentials() -> None:
                                              now=NOW, live_credentials=1, settings=SETTINGS)
     assert hit.factor is RiskFactor.DORMANT_VALID_CREDENTIALS
     assert hit.evidence["dormancy_days"] == 30
+    assert hit.evidence["last_seen"] == "2026-04-27T00:00:00Z"
     assert presence.device_presence_checks(idle, None, now=NOW, live_credentials=0,
                                            settings=SETTINGS) == []
     short = RiskSettings(dormancy_seconds=50 * DAY)
@@ -269,3 +275,10 @@ def test_ok_factor_names_are_the_contract() -> None:
         "active-under-revoked-ca", "conflicting-client-id", "audit-export-disabled",
         "alert-channels-disabled"]
     assert timedelta(seconds=SETTINGS.dormancy_seconds).days == 30
+
+
+def test_ok_evidence_time_is_iso_8601_utc() -> None:
+    """The same text as a discovered asset's times in the API (fractions kept)."""
+    assert when(1772359200.615989) == "2026-03-01T10:00:00.615989Z"
+    assert when(1772359200.0) == "2026-03-01T10:00:00Z"
+    assert when(None) is None

@@ -107,7 +107,8 @@ class MemoryDiscoveryStore(MemoryStore):
         return added
 
     def _with_identifiers(self, asset: DiscoveredAsset) -> DiscoveredAsset:
-        found = sorted({(b.kind, b.value.partition("|")[2] if b.kind is Kind.IP else b.value)
+        found = sorted({(b.kind, b.value.rpartition("|")[2].partition("@")[0]
+                         if b.kind in (Kind.IP, Kind.HOSTNAME) else b.value)
                         for b in self.bindings.values() if b.asset_id == asset.id},
                        key=lambda item: (list(Kind).index(item[0]), item[1]))
         return replace(asset, identifiers=tuple(found))

@@ -1,0 +1,70 @@
+"""How a sighting's identifiers are keyed for lookups and bindings.
+
+An address means something only at one site and for a while: it is looked up as
+``site|ip`` and bound per day (``site|ip@day``). A host name is looked up as it is (the
+``hostname`` an admin gave a device) but bound per site (``site|name``): the vendors'
+default names (``raspberrypi``, ``localhost``, ``ESP_...``) repeat across sites.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from iotiam.discovery.models import IP_BINDING_SECONDS, IdentifierKind, Sighting, ip_key
+
+IP = IdentifierKind.IP
+HOSTNAME = IdentifierKind.HOSTNAME
+#: an address's bindings are kept one per slot of this length (``site|ip@slot``)
+IP_SLOT_SECONDS = 86400.0
+#: the slots either side of a sighting's own that may hold a binding within
+#: ``IP_BINDING_SECONDS`` of it
+_IP_REACH = int(-(-IP_BINDING_SECONDS // IP_SLOT_SECONDS))
+
+Key = tuple[IdentifierKind, str]
+
+
+def keys_of(sighting: Sighting) -> list[Key]:
+    """The sighting's identifiers as they are looked up: strongest first, IP per site."""
+    return [(kind, ip_key(sighting.site, value) if kind is IP else value)
+            for kind, value in sighting.identifiers()]
+
+
+def lookup_values(keyed: Iterable[list[Key]]) -> dict[IdentifierKind, list[str]]:
+    """Every value to look up for a batch (its sightings' ``keys_of``), by kind, once."""
+    wanted: dict[IdentifierKind, set[str]] = {}
+    for keys in keyed:
+        for kind, value in keys:
+            wanted.setdefault(kind, set()).add(value)
+    return {kind: sorted(values) for kind, values in wanted.items()}
+
+
+def ip_slot(key: str, at: float) -> str:
+    """The binding key of address ``key`` (``site|ip``) for a sighting at ``at``."""
+    return f"{key}@{int(at // IP_SLOT_SECONDS)}"
+
+
+def binding_key(kind: IdentifierKind, key: str, site: str | None) -> str:
+    """How a sighting's identifier is bound: a host name only within its site (the
+    vendor's default names, ``raspberrypi``, ``localhost``, repeat across sites)."""
+    return ip_key(site, key) if kind is HOSTNAME else key
+
+
+def ip_slots_around(key: str, at: float) -> list[str]:
+    """The binding keys of ``key`` that may hold a binding in reach of ``at``."""
+    slot = int(at // IP_SLOT_SECONDS)
+    return [f"{key}@{n}" for n in range(slot - _IP_REACH, slot + _IP_REACH + 1)]
+
+
+def binding_values(keyed: Iterable[tuple[Sighting, list[Key]]]
+                   ) -> dict[IdentifierKind, list[str]]:
+    """Every binding value to look up for a batch, by kind, once (an address by the
+    slots around each sighting's time)."""
+    wanted: dict[IdentifierKind, set[str]] = {}
+    for sighting, keys in keyed:
+        for kind, value in keys:
+            if kind is IP:
+                wanted.setdefault(kind, set()).update(ip_slots_around(value,
+                                                                      sighting.seen_at))
+            else:
+                wanted.setdefault(kind, set()).add(binding_key(kind, value, sighting.site))
+    return {kind: sorted(values) for kind, values in wanted.items()}
