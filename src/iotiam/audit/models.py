@@ -89,15 +89,15 @@ class AuditTag(enum.StrEnum):
     #: a bulk event upload refused whole (not JSON, too large, no rights)
     EVENTS_REFUSED = "admin:events:refused"
     #: one batch of sightings imported (its count and the digest of its rows)
-    SIGHTINGS_IMPORTED = "discovery:sightings:imported"
+    SIGHTINGS_IMPORTED = "admin:sightings:imported"
     #: a discovery import refused whole (unknown source, not that format, no rights)
     DISCOVERY_IMPORT_REFUSED = "admin:discovery-import:refused"
     #: discovered assets brought under management: each is now a registered device
     ASSETS_ADOPTED = "admin:discovery-asset:adopted"
     #: the identity risk register was judged again in full
-    RISK_REGISTER_REBUILT = "risk:register:rebuilt"
+    RISK_REGISTER_REBUILT = "system:risk-register:rebuilt"
     #: an admin accepted one factor of a register entry, with a reason, until a date
-    RISK_FACTOR_ACCEPTED = "risk:factor:accepted"
+    RISK_FACTOR_ACCEPTED = "admin:risk-factor:accepted"
 
 
 class Outcome(enum.StrEnum):

@@ -102,7 +102,7 @@ def test_ok_accept_is_audited_and_hides_the_factor(tenants: Tenants) -> None:
     assert accepted["accepted"][0]["reason"] == "replaced next week"
     assert accepted["accepted"][0]["expires_at"].endswith("Z")
     tags = [r["tag"] for r in audit_records(tenants.installation.api())]
-    assert "risk:factor:accepted" in tags and "risk:register:rebuilt" in tags
+    assert "admin:risk-factor:accepted" in tags and "system:risk-register:rebuilt" in tags
     tenants.installation.clock.advance(timedelta(days=8))
     again = acme.get(f"/v1/risk/entries/{entry['id']}").json()
     assert again["accepted"] == [] and again["factors"][0]["factor"] == "expiring-no-renewal"

@@ -43,6 +43,8 @@ def test_report_ok_empty(installation: Installation) -> None:
         "expiring_within_days": None, "rotation_age_days": 30, "never_rotated": 0,
         "expiring_rule": "past its renewal point (67% of its lifetime, +5% jitter) and "
                          "not renewed",
+        # no risk register was built yet: nothing against the network to count
+        "presence": {"managed": 0, "unmanaged": 0, "dormant": 0, "zombie": 0, "as_of": None},
     }
 
 
