@@ -253,6 +253,16 @@ class RiskRefresher:
             taken, self._pending = sorted(self._pending), set()
         return taken
 
+    def _idle(self, stop: threading.Event, seconds: float) -> None:
+        """Wait until a change is queued, ``stop`` is set or ``seconds`` pass (stop is
+        seen within ``STOP_SECONDS``: ``serve`` shuts down at once)."""
+        deadline = time.monotonic() + seconds
+        while not (stop.is_set() or self._wanted.is_set()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wanted.wait(min(STOP_SECONDS, left))
+
     def run(self, stop: threading.Event) -> None:
         """Rebuild now and every ``every_seconds``; refresh queued devices in between."""
         next_rebuild = time.monotonic()
@@ -271,7 +281,6 @@ class RiskRefresher:
             except Exception:  # the loop must survive a bad moment (DB restart, ...)
                 log.exception("risk register update failed; a full rebuild follows")
                 next_rebuild = min(next_rebuild, time.monotonic() + RISK_RETRY_SECONDS)
-            self._wanted.wait(min(STOP_SECONDS * 10, max(0.0,
-                                                         next_rebuild - time.monotonic())))
+            self._idle(stop, min(STOP_SECONDS * 10, max(0.0, next_rebuild - time.monotonic())))
             self._wanted.clear()
             stop.wait(RISK_SETTLE_SECONDS if not stop.is_set() else 0)

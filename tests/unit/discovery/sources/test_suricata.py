@@ -12,7 +12,6 @@ import base64
 import hashlib
 import io
 import json
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -259,10 +258,8 @@ def test_eve_fail_10mb_line_refused_in_bounded_memory() -> None:
 
 
 def test_eve_ok_streams_in_bounded_memory() -> None:
-    start = time.perf_counter()
     reading = SuricataSource().read(generated(200_000, eve_line), CONTEXT)
     records, grown = blocks_while_reading(reading)
     assert records == 200_000  # flow: 2 sightings, tls 1, mqtt 1, alert 0
     assert reading.skipped == {"alert": 50_000}
     assert grown < 40_000, grown  # the address memo and buffers, not the records
-    assert time.perf_counter() - start < 60
