@@ -270,7 +270,7 @@ def build_services(
         ingest=ingest,
         alerts=alerts,
         discovery=discovery,
-        adoption=Adoption(discovery, inventory, enrollment),
+        adoption=Adoption(discovery, inventory, enrollment, audit),
         risk=risk_register(settings, database, clock, audit, discovery, channels),
     ))
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from iotiam.audit.models import AuditDraft, AuditTag
+from iotiam.audit.ports import Auditor
 from iotiam.discovery.models import ADOPTED_FROM, AssetStatus, DiscoveredAsset, IdentifierKind
 from iotiam.discovery.ports import AdoptionTargets, ClaimIssuer, DeviceRegistration
 from iotiam.errors import Conflict, IamError, IdNotAvailable, InvalidInput
@@ -89,10 +91,11 @@ class Adoption:
     """Bring discovered assets under management, one audited request at a time."""
 
     def __init__(self, targets: AdoptionTargets, registration: DeviceRegistration,
-                 claims: ClaimIssuer) -> None:
+                 claims: ClaimIssuer, audit: Auditor) -> None:
         self._targets = targets
         self._registration = registration
         self._claims = claims
+        self._audit = audit
 
     def proposals(self, actor: Principal, asset_ids: Sequence[str],
                   site: str | None = None, device_ids: Mapping[str, str] | None = None
@@ -116,8 +119,12 @@ class Adoption:
         its type is unknown) is reported and the others go on (G12). A guessed id that
         is taken is made unique with the asset's id; an id the admin named is not.
         """
-        actor.require(Role.OPERATOR, "bringing discovered assets under management")
-        proposals = self.proposals(actor, asset_ids, site, device_ids)
+        draft = AuditDraft(tag=AuditTag.ASSETS_ADOPTED, actor=actor.name,
+                           org_path=actor.org_path, subject=f"assets:{len(asset_ids)}",
+                           details={"assets": list(asset_ids)[:100]})
+        with self._audit.refusals(draft):  # a refused adoption is recorded too
+            actor.require(Role.OPERATOR, "bringing discovered assets under management")
+            proposals = self.proposals(actor, asset_ids, site, device_ids)
         results = self._register(actor, proposals, type_name, org_unit_id)
         retry = [n for n, (p, r) in enumerate(zip(proposals, results, strict=True))
                  if not r.ok and p.asset_id not in (device_ids or {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from expect import assert_problem
 from fastapi.testclient import TestClient
@@ -29,16 +30,20 @@ def assets(inst: Installation, count: int) -> list[dict[str, object]]:
     return items
 
 
-def audit_tags(api: TestClient) -> list[str]:
-    tags: list[str] = []
+def audit_records(api: TestClient) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
     after = None
     while True:
         page = api.get("/v1/audit/records", params={"limit": 1000, **(
             {"after": after} if after is not None else {})}).json()
-        tags += [r["tag"] for r in page["items"]]
+        records += page["items"]
         after = page["next"]
         if after is None:
-            return tags
+            return records
+
+
+def audit_tags(api: TestClient) -> list[str]:
+    return [r["tag"] for r in audit_records(api)]
 
 
 def test_adopt_ok_dry_run_then_devices_with_claims(installation: Installation) -> None:
@@ -97,6 +102,11 @@ def test_adopt_fail_refusals_store_nothing(memory_installation: Installation) ->
     assert_problem(viewer.post(ADOPT, json={"assets": [asset["id"]], "type": "sensor"}), 403)
     assert api.get("/v1/devices", params={"type": "sensor"}).json()["total"] == 0
     assert api.get("/v1/discovery/assets", params={"status": "unmanaged"}).json()["total"] == 1
+    # every refused adoption is on the audit chain too, with why
+    refused = [r for r in audit_records(api) if r["tag"] == "admin:discovery-asset:adopted"]
+    assert {r["outcome"] for r in refused} == {"denied", "failure"}
+    assert any("already" in (r["reason"] or "") or "twice" in (r["reason"] or "")
+               for r in refused)
 
 
 def test_adopt_fail_per_asset_errors_do_not_fail_the_others(

@@ -205,7 +205,7 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
         firmware=FirmwareRegistry(database, clock, audit, finding_sink=response),
         attestation=attestation, response=response, trust=trust, ingest=ingest,
         alerts=alerts, discovery=discovery,
-        adoption=Adoption(discovery, inventory, enrollment),
+        adoption=Adoption(discovery, inventory, enrollment, audit),
         risk=RiskRegister(database, audit, clock, discovery.reader, FixedChannels(),
                           lint_policy),
     ))
