@@ -79,6 +79,9 @@ def test_revoke_ok_subject_cache_drops_the_device_at_once(installation: Installa
     add_device(api, "d2")
     serial = issue(api, "d1")["serial"]
     issue(api, "d2")
+    # the activations (pending -> active) may still be on their way from the issuing
+    # thread: deliver them, so that what follows sees only the revocation's effect
+    services.changes.deliver_pending()
     first, other = services.subjects.cached("d1"), services.subjects.cached("d2")
     assert first is not None and first.credentialed
     revoke(api, serial)
