@@ -40,7 +40,7 @@ MAX_DOCUMENT = 64 * 1024 * 1024
 MAX_DETAIL = 200
 #: the earliest and latest times a record may carry (1990 .. 2200): anything else is a
 #: unit mistake (milliseconds) or garbage
-_EARLIEST, _LATEST = 631152000.0, 7258118400.0
+EARLIEST, LATEST = 631152000.0, 7258118400.0
 
 Record = Sighting | Refusal
 
@@ -106,7 +106,7 @@ def epoch(value: Any, what: str = "time") -> float:
         seconds = float(value)
     else:
         raise InvalidInput(f"{what} {str(value)[:40]!r} is not a time")
-    if not math.isfinite(seconds) or not _EARLIEST <= seconds <= _LATEST:
+    if not math.isfinite(seconds) or not EARLIEST <= seconds <= LATEST:
         raise InvalidInput(f"{what} {str(value)[:40]!r} is not a plausible time")
     return seconds
 

@@ -25,6 +25,7 @@ from iotiam.discovery.models import (
     normalize_mac,
     normalize_serial,
 )
+from iotiam.discovery.sources._common import EARLIEST, LATEST
 from iotiam.errors import InvalidInput
 from iotiam.untrusted import load_json
 
@@ -63,8 +64,8 @@ def parse_time(value: Any, what: str) -> float:
         seconds = parsed.timestamp()
     else:
         seconds = float(value)
-    # 1990 .. 2200, as every source: anything else is a unit mistake or garbage
-    if not math.isfinite(seconds) or not 631152000.0 <= seconds <= 7258118400.0:
+    # the bounds every source holds times to: anything else is a unit mistake or garbage
+    if not math.isfinite(seconds) or not EARLIEST <= seconds <= LATEST:
         raise InvalidInput(f"{what} is out of range")
     return seconds
 
