@@ -51,8 +51,9 @@ PUBLISHED: dict[str, set[str]] = {
     "policy": {"actions", "topics"},
     "tokens": {"jws"},
     # what iotiam's own traffic shows, as sightings: the broker's events, the approval
-    # queue and the token endpoint hand them to discovery's SightingSink
-    "discovery": {"sources.own_traffic"},
+    # queue and the token endpoint hand them to discovery's SightingSink; it reads
+    # certificates as every source does (``certificates``)
+    "discovery": {"sources.own_traffic", "certificates"},
 }
 COMPOSITION = {"iotiam.bootstrap", "iotiam.installation", "iotiam.serving"}
 #: who builds the speed machinery into the graph (``api/oauth_token_path.py`` is handed

@@ -97,6 +97,16 @@ def normalize_ip(value: str) -> str:
     return str(address)
 
 
+def can_be_a_device(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """False for addresses nobody holds: 0.0.0.0 (a DHCP client before its lease),
+    broadcast, multicast, loopback."""
+    return not (address.is_unspecified or address.is_multicast or address.is_loopback
+                or address == _BROADCAST)
+
+
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
 def normalize_hostname(value: str) -> str:
     """Lower-case, without the trailing dot; ``InvalidInput`` when it is not a host name."""
     text = value.strip().lower().rstrip(".")

@@ -22,15 +22,16 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
+from iotiam.discovery.certificates import read_certificate
 from iotiam.discovery.models import (
     Refusal,
     Sighting,
     SourceContext,
     bounded_text,
+    can_be_a_device,
     normalize_ip,
 )
 from iotiam.discovery.sources.lines import MAX_LINE
-from iotiam.discovery.sources.own_traffic import can_be_a_device, read_certificate
 from iotiam.errors import InvalidInput
 from iotiam.untrusted import load_json
 

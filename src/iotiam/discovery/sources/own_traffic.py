@@ -19,9 +19,8 @@ No I/O, no clock, no store: each function turns one thing iotiam observed into
 A device that keeps trying yields the same sighting again and again: ``RecentSightings``
 lets one through per ``window`` seconds, so a retry loop costs the sink nothing.
 
-How a certificate is read (``read_certificate``) and which addresses can be a device's
-(``can_be_a_device``) are written once, here, for the log sources too (``_common.py``):
-a published module may import no other of its domain's.
+How a certificate reads as sighting fields is ``discovery.certificates``, shared with the
+log sources; which addresses can be a device's is ``discovery.models.can_be_a_device``.
 """
 
 from __future__ import annotations
@@ -35,13 +34,10 @@ from dataclasses import replace
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from iotiam.detection.models import Event, EventKind
-from iotiam.discovery.models import MAX_TEXT, Sighting, normalize_ip, normalize_serial
+from iotiam.discovery.certificates import public_key_label, read_certificate
+from iotiam.discovery.models import MAX_TEXT, Sighting, can_be_a_device, normalize_ip
 from iotiam.enrollment.models import EnrollmentRequest
 from iotiam.errors import InvalidInput
 
@@ -77,16 +73,6 @@ def is_site_address(address: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return can_be_a_device(ip) and (ip.is_private or ip.is_link_local)
-
-
-def can_be_a_device(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """False for addresses nobody holds: 0.0.0.0 (a DHCP client before its lease),
-    broadcast, multicast, loopback."""
-    return not (address.is_unspecified or address.is_multicast or address.is_loopback
-                or address == _BROADCAST)
-
-
-_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 # -- detection events (the broker's log and the events API) ------------------------------
@@ -202,46 +188,6 @@ def certificate_fields(cert: x509.Certificate) -> dict[str, Any]:
     fields["issuer"] = _text(fields["issuer"])
     fields["subject"] = _text(fields["subject"])
     return fields
-
-
-def read_certificate(cert: x509.Certificate, der: bytes | None = None, *,
-                     lenient_key: bool = False) -> dict[str, Any]:
-    """The ``Sighting`` fields a certificate fills (RFC 5280 §4.1), issuer and subject as
-    whole RFC 4514 text for the caller to bound; ``der`` is the certificate's encoding
-    when the caller has it. An unloadable key raises, or is None when ``lenient_key``."""
-    if der is None:
-        der = cert.public_bytes(serialization.Encoding.DER)
-    try:
-        key = public_key_label(cert.public_key())
-    except (ValueError, UnsupportedAlgorithm):
-        if not lenient_key:
-            raise
-        key = None
-    try:
-        algorithm = cert.signature_hash_algorithm
-    except UnsupportedAlgorithm:  # an algorithm cryptography does not know: still seen
-        algorithm = None
-    return {"certificate": hashlib.sha256(der).hexdigest(),
-            "issuer": cert.issuer.rfc4514_string(),
-            "subject": cert.subject.rfc4514_string(),
-            "serial": normalize_serial(cert.serial_number),
-            "not_after": cert.not_valid_after_utc.timestamp(), "key": key,
-            "signature_hash": algorithm.name if algorithm is not None else None}
-
-
-def public_key_label(key: PublicKeyTypes) -> str | None:
-    """``rsa:2048``, ``ec:secp256r1``, ``ed25519`` ... as ``Sighting.key`` reads."""
-    if isinstance(key, rsa.RSAPublicKey):
-        return f"rsa:{key.key_size}"
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return f"ec:{key.curve.name}"
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "ed25519"
-    if isinstance(key, ed448.Ed448PublicKey):
-        return "ed448"
-    if isinstance(key, dsa.DSAPublicKey):
-        return f"dsa:{key.key_size}"
-    return None
 
 
 # -- repeats -----------------------------------------------------------------------------
