@@ -68,6 +68,10 @@ class IdNotAvailable(Conflict):
     def __init__(self, what: str, value: str) -> None:
         super().__init__(f"{what} {value!r} is not available: ids are unique across the "
                          "whole installation; choose another")
+        #: what kind of id ("device id", "policy name" ...) and the one asked for, for a
+        #: caller that tries another (never the message text, which is for people)
+        self.what = what
+        self.value = value
 
 
 class Unauthenticated(IamError):

@@ -20,7 +20,7 @@ from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.ports import Auditor
 from iotiam.discovery.models import ADOPTED_FROM, AssetStatus, DiscoveredAsset, IdentifierKind
 from iotiam.discovery.ports import AdoptionTargets, ClaimIssuer, DeviceRegistration
-from iotiam.errors import Conflict, IamError, IdNotAvailable, InvalidInput
+from iotiam.errors import Conflict, IamError, InvalidInput
 from iotiam.inventory.models import ImportRowResult
 from iotiam.kernel import Principal, Role
 
@@ -127,8 +127,7 @@ class Adoption:
             proposals = self.proposals(actor, asset_ids, site, device_ids)
         results = self._register(actor, proposals, type_name, org_unit_id)
         retry = [n for n, (p, r) in enumerate(zip(proposals, results, strict=True))
-                 if not r.ok and p.asset_id not in (device_ids or {})
-                 and r.error == IdNotAvailable("device id", p.device_id).detail]
+                 if not r.ok and r.id_taken and p.asset_id not in (device_ids or {})]
         if retry:
             again = [replace(proposals[n], device_id=unique_id(proposals[n])) for n in retry]
             done = self._register(actor, again, type_name, org_unit_id)

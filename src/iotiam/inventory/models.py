@@ -275,6 +275,9 @@ class ImportRowResult:
     device_id: str | None
     ok: bool
     error: str | None = None
+    #: refused because the row's device id is held already (``IdNotAvailable``): the
+    #: same row under another id may land
+    id_taken: bool = False
 
 
 class CredentialStatus(enum.StrEnum):

@@ -52,6 +52,8 @@ from iotiam.kernel import Principal, Role, Transactions, child_path
 from iotiam.pki.profiles import get_profile
 
 MAX_IMPORT_ROWS = 5000
+#: what ``IdNotAvailable`` names when a device id is taken
+DEVICE_ID = "device id"
 
 UnitOfWorkT = TypeVar("UnitOfWorkT", bound=InventoryUnitOfWork)
 
@@ -222,7 +224,7 @@ class Inventory(Generic[UnitOfWorkT]):
         if uow.device_types.get(draft.type_name) is None:
             raise InvalidInput(f"unknown device type {draft.type_name!r}")
         if uow.devices.get(draft.id) is not None:
-            raise IdNotAvailable("device id", draft.id)
+            raise IdNotAvailable(DEVICE_ID, draft.id)
         now = self._clock.now()
         device = Device(
             id=draft.id,
@@ -331,7 +333,9 @@ class Inventory(Generic[UnitOfWorkT]):
                     with uow.savepoint():
                         device = self._register(uow, actor, draft)
                 except IamError as e:
-                    results.append(ImportRowResult(number, device_id, False, e.detail))
+                    taken = isinstance(e, IdNotAvailable) and e.what == DEVICE_ID
+                    results.append(ImportRowResult(number, device_id, False, e.detail,
+                                                   id_taken=taken))
                     continue
                 landed.append(device.id)
                 results.append(ImportRowResult(number, device.id, True))
