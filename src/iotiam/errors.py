@@ -43,6 +43,13 @@ class PayloadTooLarge(InvalidInput):
     title = "Payload too large"
 
 
+class UnsupportedMediaType(InvalidInput):
+    """The request body is of a media type this endpoint does not read."""
+
+    kind = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
 class NotFound(IamError):
     """The object does not exist, or the caller may not know that it does."""
 

@@ -25,6 +25,7 @@ from iotiam.errors import (
     SetupError,
     TooManyRequests,
     Unauthenticated,
+    UnsupportedMediaType,
 )
 from iotiam.kernel import ROOT_PATH
 
@@ -34,9 +35,10 @@ PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:iotiam:problem:"
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-# most specific first: PayloadTooLarge is an InvalidInput
+# most specific first: PayloadTooLarge and UnsupportedMediaType are InvalidInputs
 STATUS_BY_ERROR: tuple[tuple[type[IamError], int], ...] = (
     (PayloadTooLarge, 413),
+    (UnsupportedMediaType, 415),
     (InvalidInput, 400),
     (Unauthenticated, 401),
     (Forbidden, 403),

@@ -97,6 +97,15 @@ def normalize_ip(value: str) -> str:
     return str(address)
 
 
+#: a discovered asset's id: "as-" and 64 random bits in hex (``service.new_asset_id``)
+_ASSET_ID = re.compile(r"as-[0-9a-f]{16}")
+
+
+def is_asset_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a discovered asset's id."""
+    return _ASSET_ID.fullmatch(value) is not None
+
+
 def can_be_a_device(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """False for addresses nobody holds: 0.0.0.0 (a DHCP client before its lease),
     broadcast, multicast, loopback."""

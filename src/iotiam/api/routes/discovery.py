@@ -13,27 +13,40 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import anyio.from_thread
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field, StrictBool, StrictInt
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from iotiam.api.auth import Caller, Wired
 from iotiam.api.json_bodies import UntrustedJsonRoute
+from iotiam.api.query_params import refuse_repeated_query
 from iotiam.api.schemas import Body
 from iotiam.discovery.adoption import MAX_ADOPT, Adopted, Proposal
-from iotiam.discovery.models import DiscoveredAsset, ImportReport, SourceContext, bounded_text
-from iotiam.errors import InvalidInput
+from iotiam.discovery.models import (
+    DiscoveredAsset,
+    ImportReport,
+    SourceContext,
+    bounded_text,
+    is_asset_id,
+)
+from iotiam.errors import InvalidInput, UnsupportedMediaType
 
-router = APIRouter(prefix="/v1/discovery", tags=["discovery"], route_class=UntrustedJsonRoute)
+router = APIRouter(prefix="/v1/discovery", tags=["discovery"], route_class=UntrustedJsonRoute,
+                   dependencies=[Depends(refuse_repeated_query)])
 
 MAX_OPTIONS = 64
 #: the buffer the sources read through (lines are read from it, never from the socket)
 READ_BUFFER = 256 * 1024
 
+#: an import's body is the file itself, byte for byte; without a Content-Type it is taken
+#: as such (RFC 9110 §8.3). A form (multipart or urlencoded) wraps the file in its own
+#: framing, which the sources would read as lines of the file: refused (415).
+IMPORT_MEDIA_TYPE = "application/octet-stream"
 _IMPORT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
-    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    "description": "The file the source reads (nmap XML, a leases file, JSON lines ...)."}}
+    IMPORT_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+    "description": "The file the source reads (nmap XML, a leases file, JSON lines ...), "
+                   "as the raw body; any other media type is refused (415)."}}
 
 
 class BodyStream(io.RawIOBase):
@@ -93,6 +106,13 @@ def _context(site: str | None, network: str | None, options: list[str],
                          options=parsed)
 
 
+def _require_raw_body(request: Request) -> None:
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media not in ("", IMPORT_MEDIA_TYPE):
+        raise UnsupportedMediaType(f"an import's body is the file itself as "
+                                   f"{IMPORT_MEDIA_TYPE}, not {media[:60]!r}")
+
+
 def render_report(report: ImportReport) -> dict[str, Any]:
     """An import's report as the API answers it."""
     return {"source": report.source, "read": report.read, "added": report.added,
@@ -130,6 +150,7 @@ async def import_sightings(
     ] = None,
 ) -> dict[str, Any]:
     """Import what a source saw; the answer counts what was added, matched and refused."""
+    _require_raw_body(request)
     context = _context(site, network, option or [], observed_at)
     body = io.BufferedReader(BodyStream(request.stream()), buffer_size=READ_BUFFER)
     report = await run_in_threadpool(svc.discovery.import_stream, caller, source, body,
@@ -148,6 +169,8 @@ def list_assets(
 ) -> dict[str, Any]:
     """Discovered assets in the caller's subtree, in id order (pass ``next`` as
     ``after``); ``total`` counts all the filters select."""
+    if after is not None and not is_asset_id(after):
+        raise InvalidInput("'after' is not a cursor this API returned (an asset id)")
     items = svc.discovery.assets(caller, status=status, site=site, source=source,
                                  after=after, limit=limit)
     total = svc.discovery.count_assets(caller, status=status, site=site, source=source)
