@@ -99,7 +99,12 @@ def compose_yaml(
     """
     if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise PayloadTooLarge(f"{what} is larger than {max_bytes} bytes")
-    loader = _BoundedComposer(text, what, max_depth)
+    try:
+        # the reader refuses control characters (YAML 1.1 §5.1) as it is made
+        loader = _BoundedComposer(text, what, max_depth)
+    except yaml.YAMLError as e:
+        raise MalformedDocument(f"{what} is not valid YAML: {' '.join(str(e).split())}"
+                                ) from None
     try:
         return loader.get_single_node()
     except yaml.MarkedYAMLError as e:

@@ -66,9 +66,10 @@ def test_check_depth_on_decoded_value() -> None:
     ("a: 1\nb: 2\na: 3\n", "the key 'a' twice"),
     ("a: [1,\n", "not valid YAML"),
     ("a: 1\n---\nb: 2\n", "not valid YAML"),
+    ("name: pol\x13icy\n", "not valid YAML: unacceptable character #x0013"),
 ], ids=["fail/deep-flow", "fail/deep-flow-100k", "fail/deep-block", "fail/alias",
         "fail/anchor", "fail/undefined-alias", "fail/duplicate-key", "fail/unclosed",
-        "fail/two-documents"])
+        "fail/two-documents", "fail/control-character"])
 def test_yaml_refused(text: str, reason: str) -> None:
     with pytest.raises(MalformedDocument, match=reason) as caught:
         compose_yaml(text, what="the policy")
