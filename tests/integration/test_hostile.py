@@ -81,12 +81,32 @@ def test_head_ok_live(server: Server) -> None:
 
 #: examples per operation and mode: ~110 operations, most in two modes, near a minute here
 EXAMPLES_PER_OPERATION = 3
+#: the discovery and risk endpoints take hostile files and filters: more examples each
+DISCOVERY_AND_RISK = ("/v1/discovery/", "/v1/risk/")
+EXAMPLES_DISCOVERY_AND_RISK = 40
 
 
 def test_schemathesis_ok_no_5xx_and_as_documented(server: Server) -> None:
     """Every operation, fed valid and invalid requests generated from the OpenAPI document
     (fixed seed), answers without a 5xx and as the document says (status codes, media
     types, response schemas)."""
+    document, calls = generated_requests(server, ("/",), EXAMPLES_PER_OPERATION)
+    assert len(set(calls)) >= len(document["paths"]), "operations were left out"
+
+
+def test_schemathesis_ok_discovery_and_risk(server: Server) -> None:
+    """The same, with more examples, for ``/v1/discovery`` and ``/v1/risk``."""
+    document, calls = generated_requests(server, DISCOVERY_AND_RISK,
+                                         EXAMPLES_DISCOVERY_AND_RISK)
+    wanted = [p for p in document["paths"] if p.startswith(DISCOVERY_AND_RISK)]
+    assert len(wanted) >= 10 and len(set(calls)) >= len(wanted), "operations were left out"
+
+
+def generated_requests(server: Server, prefixes: tuple[str, ...],
+                       examples: int) -> tuple[dict[str, Any], list[str]]:
+    """Run schemathesis' generated requests against the operations whose path starts
+    with one of ``prefixes``; fail with every operation that broke a check. The OpenAPI
+    document and the operations called."""
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.errors import Unsatisfiable
@@ -109,6 +129,8 @@ def test_schemathesis_ok_no_5xx_and_as_documented(server: Server) -> None:
     calls: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()
+        if not operation.path.startswith(prefixes):
+            continue
         documented = document["paths"][operation.path][operation.method.lower()]
         modes = [schemathesis.GenerationMode.POSITIVE]
         # schemathesis cannot make a string path parameter invalid: a query or a body it can
@@ -118,7 +140,7 @@ def test_schemathesis_ok_no_5xx_and_as_documented(server: Server) -> None:
         for mode in modes:
 
             @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(max_examples=EXAMPLES_PER_OPERATION, derandomize=True, deadline=None,
+            @settings(max_examples=examples, derandomize=True, deadline=None,
                       database=None, phases=[Phase.explicit, Phase.generate],
                       suppress_health_check=list(HealthCheck))
             def call(case: Any) -> None:
@@ -137,4 +159,4 @@ def test_schemathesis_ok_no_5xx_and_as_documented(server: Server) -> None:
                 failures.append(f"{operation.label} ({mode}): "
                                 + "; ".join(str(p) for p in parts)[:2000])
     assert failures == [], "\n\n".join(failures)
-    assert len(set(calls)) >= len(document["paths"]), "operations were left out"
+    return document, calls
