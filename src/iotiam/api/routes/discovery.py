@@ -39,14 +39,15 @@ MAX_OPTIONS = 64
 #: the buffer the sources read through (lines are read from it, never from the socket)
 READ_BUFFER = 256 * 1024
 
-#: an import's body is the file itself, byte for byte; without a Content-Type it is taken
-#: as such (RFC 9110 §8.3). A form (multipart or urlencoded) wraps the file in its own
-#: framing, which the sources would read as lines of the file: refused (415).
+#: an import's body is the file itself, byte for byte, whatever type it is labelled with
+#: (octet-stream, text/*, application/xml, application/x-ndjson ...). A form wraps the file
+#: in its own framing, which the sources would read as lines of the file: refused (415).
 IMPORT_MEDIA_TYPE = "application/octet-stream"
+FORM_MEDIA_TYPES = ("multipart/", "application/x-www-form-urlencoded")
 _IMPORT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
     IMPORT_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
     "description": "The file the source reads (nmap XML, a leases file, JSON lines ...), "
-                   "as the raw body; any other media type is refused (415)."}}
+                   "as the raw body; a form (multipart or urlencoded) is refused (415)."}}
 
 
 class BodyStream(io.RawIOBase):
@@ -108,9 +109,9 @@ def _context(site: str | None, network: str | None, options: list[str],
 
 def _require_raw_body(request: Request) -> None:
     media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media not in ("", IMPORT_MEDIA_TYPE):
-        raise UnsupportedMediaType(f"an import's body is the file itself as "
-                                   f"{IMPORT_MEDIA_TYPE}, not {media[:60]!r}")
+    if media.startswith(FORM_MEDIA_TYPES):
+        raise UnsupportedMediaType(f"an import's body is the file itself (for example as "
+                                   f"{IMPORT_MEDIA_TYPE}), not a form ({media[:60]!r})")
 
 
 def render_report(report: ImportReport) -> dict[str, Any]:
