@@ -18,7 +18,7 @@ import marshal
 import operator
 import re
 from dataclasses import dataclass, field, fields
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from iotiam.errors import InvalidInput
 
@@ -225,7 +225,7 @@ _ALL_FIELDS = operator.attrgetter(*(f.name for f in fields(Sighting)))
 _MARSHAL_VERSION = 2
 
 
-def _exact(value: object) -> object:
+def _exact(value: Any) -> Any:
     """``value`` as the built-in type it derives from (marshal refuses subclasses)."""
     if isinstance(value, str):
         return str.__str__(value)
