@@ -10,7 +10,7 @@ everywhere: an ``InvalidInput`` with one clear line, never a ``RecursionError`` 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
@@ -199,7 +199,7 @@ def _decode(text: str) -> Any:
     to the C scanner (the two white-space matches cost a third of a JSON line's parse)."""
     if text[:1] != "{" or text[-1:] != "}":
         return _DECODER.decode(text)
-    value, end = _DECODER.scan_once(text, 0)
+    value, end = _SCAN(text, 0)
     if end != len(text):  # something after the object: the decoder says where and what
         return _DECODER.decode(text)
     return value
@@ -211,3 +211,6 @@ def _decode(text: str) -> Any:
 # alone 2.1 µs)
 _DECODER = json.JSONDecoder(object_pairs_hook=_refuse_duplicate_keys,
                             parse_constant=_refuse_constant)
+#: the decoder's C scanner: ``(value, end)`` of the JSON value at an index (an attribute
+#: JSONDecoder sets in ``__init__``, which typeshed does not declare)
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
