@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from iotiam.discovery.models import (
+    MAX_TEXT,
     Refusal,
     Sighting,
     SourceContext,
@@ -35,6 +36,7 @@ _TEXT: dict[str, Callable[[str], str] | None] = {
     "issuer": None, "subject": None, "key": None, "signature_hash": None,
     "psk_identity": None, "vendor": None, "model": None, "detail": None,
 }
+_NOT_TEXT = object()
 #: the fields an identifier is read from, alone (issuer and serial count as a pair)
 _IDENTIFYING = frozenset({"certificate", "psk_identity", "client_id", "username", "mac",
                           "hostname", "ip"})
@@ -75,12 +77,15 @@ def sighting_of(record: dict[str, Any], context: SourceContext, default_time: fl
     for name, raw in record.items():
         if raw is None:
             continue
-        if name in _TEXT:
-            if raw.__class__ is not str and not isinstance(raw, str):
+        normalize = _TEXT.get(name, _NOT_TEXT)
+        if normalize is not _NOT_TEXT:
+            if raw.__class__ is not str:
                 raise InvalidInput(f"{name} must be a string")
-            text = bounded_text(raw, name)
-            if text is not None:
-                normalize = _TEXT[name]
+            # bounded_text's rules, without a call per field (most lines are all text)
+            text = raw.strip()
+            if len(text) > MAX_TEXT or "\x00" in text:
+                bounded_text(text, name)  # refuses, saying why
+            if text:
                 values[name] = text if normalize is None else normalize(text)
         elif name == "seen_at":
             seen_at = epoch(raw, "seen_at")
