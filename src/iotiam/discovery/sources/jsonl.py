@@ -36,7 +36,6 @@ _TEXT: dict[str, Callable[[str], str] | None] = {
     "issuer": None, "subject": None, "key": None, "signature_hash": None,
     "psk_identity": None, "vendor": None, "model": None, "detail": None,
 }
-_NOT_TEXT = object()
 #: the fields an identifier is read from, alone (issuer and serial count as a pair)
 _IDENTIFYING = frozenset({"certificate", "psk_identity", "client_id", "username", "mac",
                           "hostname", "ip"})
@@ -77,8 +76,7 @@ def sighting_of(record: dict[str, Any], context: SourceContext, default_time: fl
     for name, raw in record.items():
         if raw is None:
             continue
-        normalize = _TEXT.get(name, _NOT_TEXT)
-        if normalize is not _NOT_TEXT:
+        if name in _TEXT:
             if raw.__class__ is not str:
                 raise InvalidInput(f"{name} must be a string")
             # bounded_text's rules, without a call per field (most lines are all text)
@@ -86,6 +84,7 @@ def sighting_of(record: dict[str, Any], context: SourceContext, default_time: fl
             if len(text) > MAX_TEXT or "\x00" in text:
                 bounded_text(text, name)  # refuses, saying why
             if text:
+                normalize = _TEXT[name]
                 values[name] = text if normalize is None else normalize(text)
         elif name == "seen_at":
             seen_at = epoch(raw, "seen_at")
