@@ -16,6 +16,8 @@ API and the CLI call it:
 - the same file again: every line a duplicate, nothing added;
 - the Zeek file after it: every address resolves to what the first file bound (a flow
   between two local addresses is two sightings, one of each side);
+- reading each file with its source alone (parse, normalise, digest; nothing stored):
+  the CPU per line that leaves the rest of the budget to storing and reconciling;
 - the peak resident memory of this process (``ru_maxrss``): bounded means it does not
   grow with the file, so it is reported with the file's size beside it.
 
@@ -35,7 +37,8 @@ from typing import cast
 
 from benchmarks.harness import Result, RunConfig, Target, installation, scratch_dir
 from iotiam.bootstrap import Services
-from iotiam.discovery.models import ImportReport, SourceContext
+from iotiam.discovery.catalog import source_named
+from iotiam.discovery.models import ImportReport, Refusal, SourceContext
 from iotiam.inventory.models import Criticality, DeviceClass
 from iotiam.kernel import SYSTEM
 from iotiam.testing.synthetic_bulk import (
@@ -50,6 +53,8 @@ from iotiam.testing.synthetic_bulk import (
 NAME = "discovery-import"
 TITLE = "discovery: a 1M-sighting jsonl file and a Zeek conn.log imported (100k with --quick)"
 RATE_TARGET = 50_000
+#: the part of the 20 µs a line has at the target rate that reading it may take
+PARSE_TARGET_US = 6.0
 #: rows per device-import request (the API's limit is larger; this keeps each short)
 REGISTER_CHUNK = 1000
 
@@ -112,6 +117,28 @@ class Timed:
                 f"{self.wall:.1f} s")
 
 
+class Parsed:
+    """One file read by its source alone: parsed, normalised and digested, not stored."""
+
+    def __init__(self, source: str, path: Path, site: str) -> None:
+        gc.collect()
+        self.sightings = 0
+        cpu = time.process_time()
+        with path.open("rb") as stream:
+            for record in source_named(source).read(stream, SourceContext(site=site)):
+                if isinstance(record, Refusal):
+                    raise RuntimeError(f"{source} refused line {record.position}: "
+                                       f"{record.reason}")
+                record.digest()
+                self.sightings += 1
+        self.cpu = time.process_time() - cpu
+
+    @property
+    def cpu_us(self) -> float:
+        """CPU microseconds per sighting."""
+        return self.cpu / max(1, self.sightings) * 1e6
+
+
 def check(what: str, timed: Timed, **wanted: int) -> None:
     """Raise when the report's figures are not the expected ones."""
     wrong = {name: (getattr(timed.report, name), value) for name, value in wanted.items()
@@ -134,6 +161,8 @@ def run(config: RunConfig) -> list[Result]:
         jsonl, zeek = files / "bulk.jsonl", files / "conn.log"
         expected: BulkExpectation = write_bulk_jsonl(jsonl, plan)
         write_bulk_zeek(zeek, plan)
+        parsed_jsonl = Parsed("jsonl", jsonl, plan.site)
+        parsed_zeek = Parsed("zeek", zeek, plan.site)
         register(services, plan)
         rss_before = peak_rss_mib()
         first = Timed(services, "jsonl", jsonl, plan.site)
@@ -155,11 +184,19 @@ def run(config: RunConfig) -> list[Result]:
                    Target(1e6 / RATE_TARGET, at_least=False),
                    "process CPU time of the first import / lines (one core's budget at "
                    "the target is 20 µs)"),
+            Result(f"{NAME}: jsonl, parse + digest only", parsed_jsonl.cpu_us, "µs",
+                   Target(PARSE_TARGET_US, at_least=False),
+                   f"CPU per line of reading the file with the jsonl source and digesting "
+                   f"each sighting, nothing stored ({parsed_jsonl.sightings:,} sightings)"),
             Result(f"{NAME}: jsonl again (all duplicates)", again.rate, "lines/s",
                    Target(RATE_TARGET), f"{again.counts()}; {again.cpu_us:.1f} µs CPU/line"),
             Result(f"{NAME}: Zeek conn.log (addresses of known things)", flows.rate,
                    "sightings/s", Target(RATE_TARGET),
                    f"{flows.counts()}; {flows.cpu_us:.1f} µs CPU/line"),
+            Result(f"{NAME}: Zeek conn.log, parse + digest only", parsed_zeek.cpu_us, "µs",
+                   Target(PARSE_TARGET_US, at_least=False),
+                   f"CPU per sighting, nothing stored ({parsed_zeek.sightings:,} sightings "
+                   f"of {plan.sightings:,} flows: both sides are local)"),
             Result(f"{NAME}: peak RSS of this process", rss_after, "MiB",
                    notes=f"{rss_before:.0f} MiB before the imports; files "
                          f"{mib(jsonl):.0f} MiB jsonl, {mib(zeek):.0f} MiB conn.log"),

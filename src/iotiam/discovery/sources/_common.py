@@ -127,6 +127,8 @@ class Addresses:
 
     A flow log repeats the same few thousand addresses a million times; parsing each
     once keeps a large import fast. The memo is dropped when it grows past a bound.
+    Whether an IPv4 address is local or a device's is the same across its /24 (below),
+    so a log of more addresses than the memo holds still classifies each /24 once.
     """
 
     #: ~2 MB of memo at most; a log with more distinct addresses only parses some twice
@@ -134,6 +136,8 @@ class Addresses:
 
     def __init__(self) -> None:
         self._known: dict[str, tuple[str, bool, bool]] = {}
+        #: /24 prefix (``10.1.2``) -> (is local, can be a device's)
+        self._blocks: dict[str, tuple[bool, bool]] = {}
 
     def look(self, value: str) -> tuple[str, bool, bool]:
         """``(canonical address, is local, can be a device's)``; ``InvalidInput`` when it
@@ -145,13 +149,34 @@ class Addresses:
         found = self._known.get(value)
         if found is None:
             canonical = normalize_ip(value)
-            address = ipaddress.ip_address(canonical)
-            device = can_be_a_device(address)
-            found = (canonical, device and address.is_private, device)
+            block, dot, _ = canonical.rpartition(".")
+            if dot and block not in _MIXED_BLOCKS:
+                classes = self._blocks.get(block)
+                if classes is None:
+                    classes = _classify(canonical)
+                    if len(self._blocks) >= self._BOUND:
+                        self._blocks.clear()
+                    self._blocks[block] = classes
+            else:
+                classes = _classify(canonical)
+            found = (canonical, *classes)
             if len(self._known) >= self._BOUND:
                 self._known.clear()
             self._known[value] = found
         return found
+
+
+#: the IPv4 /24s inside which ``ipaddress`` or ``can_be_a_device`` tell addresses apart
+#: (0.0.0.0, 192.0.0.0/29 and 192.0.0.170/31, 255.255.255.255); every other network they
+#: test is a /24 or wider, so one address of any other /24 answers for all of it
+_MIXED_BLOCKS = frozenset({"0.0.0", "192.0.0", "255.255.255"})
+
+
+def _classify(canonical: str) -> tuple[bool, bool]:
+    """``(is local, can be a device's)`` of a canonical address."""
+    address = ipaddress.ip_address(canonical)
+    device = can_be_a_device(address)
+    return device and address.is_private, device
 
 
 #: which responders (servers) of a flow are taken as devices (option ``responders``)

@@ -1,20 +1,19 @@
 """``jsonl``: one JSON object per line, with the field names of ``models.Sighting``.
 
 The generic way in for anything no dedicated source reads (a script's output, another
-tool's export). ``seen_at`` is ISO 8601 or seconds since the epoch; a line without it
-takes the import's time. Identifiers are normalised as every source normalises them.
-A line that is not one such object is refused with its number and why; a line longer
-than ``MAX_LINE_BYTES`` is skipped without being held in memory.
+tool's export). ``seen_at`` is ISO 8601 or seconds since the epoch (a number or a decimal
+text); a line without it takes the import's time. Identifiers are normalised as every
+source normalises them. A line that is not one such object is refused with its number
+and why; a line longer than ``MAX_LINE`` is skipped without being held in memory.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import IO, Any
 
 from iotiam.discovery.models import (
+    MAX_TEXT,
     Refusal,
     Sighting,
     SourceContext,
@@ -25,49 +24,21 @@ from iotiam.discovery.models import (
     normalize_mac,
     normalize_serial,
 )
-from iotiam.discovery.sources._common import EARLIEST, LATEST
+from iotiam.discovery.sources._common import epoch, import_time, json_object
+from iotiam.discovery.sources.lines import MAX_LINE, bounded_lines, too_long
 from iotiam.errors import InvalidInput
-from iotiam.untrusted import load_json
 
-MAX_LINE_BYTES = 64 * 1024
-_READ = 64 * 1024
-
-
-def _text(what: str) -> Callable[[Any], str | None]:
-    def parse(value: Any) -> str | None:
-        if not isinstance(value, str):
-            raise InvalidInput(f"{what} must be a string")
-        return bounded_text(value, what)
-    return parse
-
-
-def _normalized(what: str, normalize: Callable[[str], str]) -> Callable[[Any], str | None]:
-    text_of = _text(what)
-
-    def parse(value: Any) -> str | None:
-        text = text_of(value)
-        return None if text is None else normalize(text)
-    return parse
-
-
-def parse_time(value: Any, what: str) -> float:
-    """Seconds since the epoch from a number or an ISO 8601 text (UTC when no offset)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise InvalidInput(f"{what} must be ISO 8601 text or seconds since the epoch")
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidInput(f"{what} {value[:40]!r} is not an ISO 8601 time") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        seconds = parsed.timestamp()
-    else:
-        seconds = float(value)
-    # the bounds every source holds times to: anything else is a unit mistake or garbage
-    if not math.isfinite(seconds) or not EARLIEST <= seconds <= LATEST:
-        raise InvalidInput(f"{what} is out of range")
-    return seconds
+#: the text fields, each with the normalisation its value goes through (None: as given)
+_TEXT: dict[str, Callable[[str], str] | None] = {
+    "source": None, "site": None, "network": None,
+    "ip": normalize_ip, "mac": normalize_mac, "hostname": normalize_hostname,
+    "client_id": None, "username": None, "certificate": normalize_fingerprint,
+    "issuer": None, "subject": None, "key": None, "signature_hash": None,
+    "psk_identity": None, "vendor": None, "model": None, "detail": None,
+}
+#: the fields an identifier is read from, alone (issuer and serial count as a pair)
+_IDENTIFYING = frozenset({"certificate", "psk_identity", "client_id", "username", "mac",
+                          "hostname", "ip"})
 
 
 def _ports(value: Any) -> tuple[int, ...]:
@@ -86,54 +57,48 @@ def _serial(value: Any) -> str:
     return normalize_serial(value)
 
 
-_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "source": _text("source"),
-    "site": _text("site"),
-    "network": _text("network"),
-    "ip": _normalized("ip", normalize_ip),
-    "mac": _normalized("mac", normalize_mac),
-    "hostname": _normalized("hostname", normalize_hostname),
-    "client_id": _text("client_id"),
-    "username": _text("username"),
-    "certificate": _normalized("certificate", normalize_fingerprint),
-    "issuer": _text("issuer"),
-    "serial": _serial,
-    "subject": _text("subject"),
-    "not_after": lambda value: parse_time(value, "not_after"),
-    "key": _text("key"),
-    "signature_hash": _text("signature_hash"),
-    "psk_identity": _text("psk_identity"),
-    "vendor": _text("vendor"),
-    "model": _text("model"),
-    "open_ports": _ports,
-    "detail": _text("detail"),
+def _not_after(value: Any) -> float:
+    return epoch(value, "not_after")
+
+
+#: the fields that are not text, each with its parser
+_OTHER: dict[str, Callable[[Any], Any]] = {
+    "serial": _serial, "not_after": _not_after, "open_ports": _ports,
 }
 
 
-def sighting_of(record: Any, context: SourceContext, default_time: float) -> Sighting:
+def sighting_of(record: dict[str, Any], context: SourceContext, default_time: float
+                ) -> Sighting:
     """The sighting one decoded line describes; ``InvalidInput`` saying why not."""
-    if not isinstance(record, dict):
-        raise InvalidInput("the line is not a JSON object")
     values: dict[str, Any] = {"source": "jsonl", "site": context.site,
                               "network": context.network}
     seen_at = default_time
     for name, raw in record.items():
         if raw is None:
             continue
-        if name == "seen_at":
-            seen_at = parse_time(raw, "seen_at")
-            continue
-        parse = _FIELDS.get(name)
-        if parse is None:
+        if name in _TEXT:
+            if raw.__class__ is not str:
+                raise InvalidInput(f"{name} must be a string")
+            # bounded_text's rules, without a call per field (most lines are all text)
+            text = raw.strip()
+            if len(text) > MAX_TEXT or "\x00" in text:
+                bounded_text(text, name)  # refuses, saying why
+            if text:
+                normalize = _TEXT[name]
+                values[name] = text if normalize is None else normalize(text)
+        elif name == "seen_at":
+            seen_at = epoch(raw, "seen_at")
+        elif name in _OTHER:
+            parsed = _OTHER[name](raw)
+            if parsed != ():
+                values[name] = parsed
+        else:
             raise InvalidInput(f"unknown field {str(name)[:40]!r}")
-        parsed = parse(raw)
-        if parsed is not None and parsed != ():
-            values[name] = parsed
-    sighting = Sighting(seen_at=seen_at, **values)
-    if not sighting.identifiers():
+    if values.keys().isdisjoint(_IDENTIFYING) and not ("issuer" in values
+                                                       and "serial" in values):
         raise InvalidInput("no identifier (ip, mac, hostname, client_id, username, "
                            "certificate, issuer and serial, psk_identity)")
-    return sighting
+    return Sighting(seen_at=seen_at, **values)
 
 
 class JsonLinesSource:
@@ -144,33 +109,14 @@ class JsonLinesSource:
 
     def read(self, stream: IO[bytes], context: SourceContext) -> Iterator[Sighting | Refusal]:
         """One sighting or refusal per non-blank line."""
-        default_time = context.default_time if context.default_time is not None else 0.0
-        for number, line in _lines(stream):
+        default_time = import_time(context)
+        for number, line in bounded_lines(stream, what="a JSON-lines file"):
             if line is None:
-                yield Refusal(number, f"the line is longer than {MAX_LINE_BYTES} bytes")
+                yield too_long(number, MAX_LINE)
                 continue
-            if not line.strip():
+            if not line or line.isspace():
                 continue
             try:
-                record = load_json(line, what="the line", max_bytes=MAX_LINE_BYTES)
-                yield sighting_of(record, context, default_time)
+                yield sighting_of(json_object(line, "the line"), context, default_time)
             except InvalidInput as e:
                 yield Refusal(number, e.detail[:300])
-
-
-def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
-    """Numbered lines; None for one over the bound (read past, never held)."""
-    number = 0
-    while True:
-        line = stream.readline(MAX_LINE_BYTES + 1)
-        if not line:
-            return
-        number += 1
-        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-            while True:  # drop the rest of the line in bounded pieces
-                rest = stream.readline(_READ)
-                if not rest or rest.endswith(b"\n"):
-                    break
-            yield number, None
-            continue
-        yield number, line

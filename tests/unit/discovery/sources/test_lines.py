@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import codecs
 import io
+import ipaddress
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from iotiam.discovery.models import Refusal, SourceContext
-from iotiam.discovery.sources._common import Addresses, certificate_facts
+from iotiam.discovery.sources._common import _MIXED_BLOCKS, Addresses, certificate_facts
 from iotiam.discovery.sources.broker_clients import EmqxClientsSource
 from iotiam.discovery.sources.lines import MAX_LINE, Line, bounded_lines, read_lines
 from iotiam.discovery.sources.own_traffic import certificate_fields, is_site_address
@@ -111,3 +112,40 @@ def test_addresses_ok_site_addresses_are_local_device_addresses(address: str) ->
 def test_addresses_fail_nobodys_addresses_are_no_device_and_no_site(address: str) -> None:
     assert not is_site_address(address)
     assert Addresses().look(address)[2] is False
+
+
+#: addresses whose /24 another one classified first: the answer must still be their own
+NEIGHBOURS = ["10.1.2.3", "10.1.2.200", "192.0.0.1", "192.0.0.9", "192.0.0.170",
+              "192.0.0.200", "255.255.255.254", "255.255.255.255", "0.0.0.1", "0.0.0.0",
+              "127.0.0.1", "127.0.0.2", "224.0.0.1", "224.0.0.251", "100.64.0.1",
+              "172.31.255.1", "172.32.0.1", "8.8.8.8", "8.8.8.9", "::ffff:10.1.2.4",
+              "fe80::1", "fd00::1", "2001:db8::1"]
+
+
+def exact(address: str) -> tuple[bool, bool]:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    device = not (ip.is_unspecified or ip.is_multicast or ip.is_loopback
+                  or ip == ipaddress.IPv4Address("255.255.255.255"))
+    return device and ip.is_private, device
+
+
+@pytest.mark.parametrize("order", [1, -1], ids=["ok/forward", "ok/backward"])
+def test_addresses_ok_per_block_answers_are_each_addresses_own(order: int) -> None:
+    addresses = Addresses()
+    for address in NEIGHBOURS[::order]:
+        assert addresses.look(address)[1:] == exact(address), address
+
+
+def test_addresses_ok_networks_narrower_than_a_block_are_all_in_mixed_blocks() -> None:
+    # what lets Addresses classify a /24 once: ipaddress's own tables (private names,
+    # read here only to notice a Python that adds a narrower network)
+    constants = ipaddress._IPv4Constants  # type: ignore[attr-defined]
+    networks = [*constants._private_networks,
+                *getattr(constants, "_private_networks_exceptions", []),
+                constants._multicast_network, constants._loopback_network,
+                ipaddress.IPv4Network("0.0.0.0/32"), ipaddress.IPv4Network("255.255.255.255/32")]
+    narrow = {str(n.network_address).rpartition(".")[0] for n in networks
+              if isinstance(n, ipaddress.IPv4Network) and n.prefixlen > 24}
+    assert narrow <= _MIXED_BLOCKS
