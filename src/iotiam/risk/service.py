@@ -8,12 +8,14 @@ answers "not found" like a missing one.
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import queue
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -101,7 +103,7 @@ class RiskRegister:
             generation = uow.risk.start_rebuild(started)
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         written = 0
-        with self._tx.reading() as reader, BatchWriter(
+        with _collector_paused(), self._tx.reading() as reader, BatchWriter(
                 lambda batch: self._write(batch, generation, started)) as writer:
             snapshot = read_index(reader, self._discovery, self._linter, self._fleet,
                                   self.settings, started)
@@ -381,6 +383,25 @@ class BatchWriter:
         self._thread.join()
         if error is None:
             self._raise_failure()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a rebuild judges (as it was before, after).
+
+    A rebuild allocates millions of small acyclic objects (hits, entries, rows) that
+    outlive a young collection while they wait in a batch, and holds the fleet's index:
+    every collection traversed both, a tenth of a rebuild's CPU at 20k devices and more
+    as the heap grows. Reference counting frees all of it; nothing it makes is a cycle.
+    """
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 def _count(batch: Sequence[tuple[RiskEntry, str | None]], now: float,

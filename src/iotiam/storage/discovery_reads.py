@@ -5,7 +5,7 @@ installation is read in bounded memory."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
@@ -59,6 +59,29 @@ def presence_of(row: Sequence[Any]) -> DevicePresence:
 
 
 _PER_SITE = (IdentifierKind.IP, IdentifierKind.HOSTNAME)
+_KIND = {kind.value: kind for kind in IdentifierKind}
+
+
+def _grouped(asset_ids: Sequence[str], rows: Iterable[Sequence[Any]]
+             ) -> dict[str, tuple[tuple[IdentifierKind, str], ...]]:
+    """Binding rows (asset id, kind, value) -> each asset's identifiers in kind order
+    (rows of assets not in ``asset_ids`` are ignored: a range holds other org paths')."""
+    found: dict[str, set[tuple[IdentifierKind, str]]] = {a: set() for a in asset_ids}
+    for asset_id, stored_kind, value in rows:
+        identifiers = found.get(asset_id)
+        if identifiers is None:
+            continue
+        kind = _KIND[stored_kind]
+        # an address is bound as ``site|ip@slot`` (``reconcile.ip_slot``), a host name as
+        # ``site|name`` (``keys.binding_key``; the last part is the value)
+        identifiers.add((kind, value.rpartition("|")[2].partition("@")[0]
+                         if kind in _PER_SITE else value))
+    return {a: tuple(sorted(ids, key=_identifier_order)) if len(ids) > 1 else tuple(ids)
+            for a, ids in found.items()}
+
+
+def _identifier_order(identifier: tuple[IdentifierKind, str]) -> tuple[int, str]:
+    return _KIND_ORDER[identifier[0]], identifier[1]
 
 
 class SqlDiscoveryReads:
@@ -69,19 +92,23 @@ class SqlDiscoveryReads:
 
     def _identifiers(self, asset_ids: Sequence[str]
                      ) -> dict[str, tuple[tuple[IdentifierKind, str], ...]]:
-        found: dict[str, set[tuple[IdentifierKind, str]]] = {a: set() for a in asset_ids}
-        if asset_ids:
-            rows = self._conn.execute(select(t.bindings.c.asset_id, t.bindings.c.kind,
-                                             t.bindings.c.value)
-                                      .where(t.bindings.c.asset_id.in_(list(asset_ids))))
-            for asset_id, kind, value in rows:
-                kind = IdentifierKind(kind)
-                # an address is bound as ``site|ip@slot`` (``reconcile.ip_slot``), a host
-                # name as ``site|name`` (``keys.binding_key``; the last part is the value)
-                found[asset_id].add((kind, value.rpartition("|")[2].partition("@")[0]
-                                     if kind in _PER_SITE else value))
-        return {a: tuple(sorted(ids, key=lambda i: (_KIND_ORDER[i[0]], i[1])))
-                for a, ids in found.items()}
+        b = t.bindings.c
+        rows = self._conn.execute(select(b.asset_id, b.kind, b.value).where(
+            b.asset_id.in_(list(asset_ids)))) if asset_ids else ()
+        return _grouped(asset_ids, rows)
+
+    def _identifiers_between(self, asset_ids: Sequence[str], after: str | None
+                             ) -> dict[str, tuple[tuple[IdentifierKind, str], ...]]:
+        """The identifiers of a page of assets in id order: one range scan of the
+        bindings' asset index (``after`` < id <= the page's last), not an ``IN`` list."""
+        if not asset_ids:
+            return {}
+        b = t.bindings.c
+        where = [b.asset_id <= asset_ids[-1]]
+        if after is not None:
+            where.append(b.asset_id > after)
+        return _grouped(asset_ids, self._conn.execute(
+            select(b.asset_id, b.kind, b.value).where(*where)))
 
     def _with_identifiers(self, rows: Sequence[Sequence[Any]]) -> list[DiscoveredAsset]:
         identifiers = self._identifiers([row[0] for row in rows])
@@ -127,14 +154,20 @@ class SqlDiscoveryReads:
                                       .where(and_(*where))).scalar_one())
 
     def iter_assets(self, *, org_path: str) -> Iterator[DiscoveredAsset]:
-        """Every asset under ``org_path``, a page at a time."""
+        """Every asset under ``org_path`` in id order, a page at a time, each page's
+        identifiers read by one range of the bindings' asset index."""
+        where = self._filters(org_path, None, None, None)
         after: str | None = None
         while True:
-            page = self.assets(org_path=org_path, after=after, limit=STREAM_PAGE)
-            yield from page
-            if len(page) < STREAM_PAGE:
+            rows = self._conn.execute(
+                select(t.assets).where(*where, *([t.assets.c.id > after] if after else []))
+                .order_by(t.assets.c.id).limit(STREAM_PAGE)).all()
+            identifiers = self._identifiers_between([row[0] for row in rows], after)
+            for row in rows:
+                yield asset_of(row, identifiers[row[0]])
+            if len(rows) < STREAM_PAGE:
                 return
-            after = page[-1].id
+            after = rows[-1][0]
 
     def iter_devices_seen(self, *, org_path: str) -> Iterator[DeviceSeen]:
         """Each device's presence under ``org_path``, by device id."""
