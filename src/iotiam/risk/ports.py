@@ -14,7 +14,7 @@ from typing import Protocol
 from iotiam.attestation.models import FirmwareStatus
 from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.credentials.ports import PskStore
-from iotiam.discovery.models import CredentialSeen, DeviceSeen, DiscoveredAsset
+from iotiam.discovery.models import CredentialSeen, DeviceSeen, DiscoveredAsset, IdentifierKind
 from iotiam.inventory.ports import DeviceReader, DeviceTypeStore, GroupStore
 from iotiam.pki.ports import CaStore, CertificateStore
 from iotiam.policy.models import LintFinding, PolicyDocument
@@ -223,3 +223,12 @@ class NoDiscovery:
     def iter_credentials_seen(self, *, org_path: str) -> Iterator[CredentialSeen]:
         """Nothing."""
         return iter(())
+
+    def devices_seen(self, *, org_path: str, device_ids: Sequence[str]) -> list[DeviceSeen]:
+        """Nothing."""
+        return []
+
+    def credentials_seen(self, *, org_path: str,
+                         keys: Sequence[tuple[IdentifierKind, str]]) -> list[CredentialSeen]:
+        """Nothing."""
+        return []

@@ -25,6 +25,10 @@ from iotiam.storage.tables import discovery as t
 
 #: rows per page of the streamed reads
 STREAM_PAGE = 2000
+#: values per ``IN`` list of the narrow reads
+IN_CHUNK = 500
+_CREDENTIAL_KINDS = (IdentifierKind.CERTIFICATE, IdentifierKind.ISSUER_SERIAL,
+                     IdentifierKind.PSK_IDENTITY)
 _KIND_ORDER = {kind: n for n, kind in enumerate(IdentifierKind)}
 #: a stored status -> its member (a dict look-up: calling the enum costs a microsecond, and
 #: an import batch reads back thousands of assets)
@@ -186,11 +190,55 @@ class SqlDiscoveryReads:
     def iter_credentials_seen(self, *, org_path: str) -> Iterator[CredentialSeen]:
         """Every certificate and PSK identity the sightings under ``org_path`` showed."""
         s = t.sightings.c
-        shows = or_(s.certificate.is_not(None), s.psk_identity.is_not(None),
-                    and_(s.issuer.is_not(None), s.serial.is_not(None)))
+        tally = CredentialTally(org_path)
+        self._tally(tally, org_path, or_(s.certificate.is_not(None), s.psk_identity.is_not(None),
+                                         and_(s.issuer.is_not(None), s.serial.is_not(None))))
+        yield from tally.results()
+
+    def devices_seen(self, *, org_path: str, device_ids: Sequence[str]) -> list[DeviceSeen]:
+        """What the sources saw of these devices under ``org_path``, by device id."""
+        p = t.presence.c
+        found: list[DeviceSeen] = []
+        wanted = sorted(set(device_ids))
+        for start in range(0, len(wanted), IN_CHUNK):
+            rows = self._conn.execute(
+                select(t.presence).where(under_path(p.org_path, org_path),
+                                         p.device_id.in_(wanted[start:start + IN_CHUNK]))
+                .order_by(p.device_id))
+            found.extend(presence_of(row).seen() for row in rows)
+        return found
+
+    def credentials_seen(self, *, org_path: str,
+                         keys: Sequence[tuple[IdentifierKind, str]]) -> list[CredentialSeen]:
+        """The credentials of ``keys`` under ``org_path``: the sightings that show one of
+        them, tallied as :meth:`iter_credentials_seen` tallies them all."""
+        s = t.sightings.c
+        wanted = set(keys)
+        values: dict[IdentifierKind, list[str]] = {kind: [] for kind in _CREDENTIAL_KINDS}
+        for kind, value in sorted(wanted):
+            if kind in values:
+                values[kind].append(value)
+        tally = CredentialTally(org_path)
+        # a sighting tallied twice (it shows two wanted credentials, in two chunks) counts
+        # once: a tally keeps sets and maxima
+        for kind, column in ((IdentifierKind.CERTIFICATE, s.certificate),
+                             (IdentifierKind.PSK_IDENTITY, s.psk_identity)):
+            for start in range(0, len(values[kind]), IN_CHUNK):
+                self._tally(tally, org_path,
+                            column.in_(values[kind][start:start + IN_CHUNK]))
+        pairs = [value.rpartition("|") for value in values[IdentifierKind.ISSUER_SERIAL]]
+        for start in range(0, len(pairs), IN_CHUNK):
+            self._tally(tally, org_path, or_(*(and_(s.issuer == issuer, s.serial == serial)
+                                              for issuer, _, serial in
+                                              pairs[start:start + IN_CHUNK])))
+        return [c for c in tally.results() if (c.kind, c.value) in wanted]
+
+    def _tally(self, tally: CredentialTally, org_path: str,
+               shows: ColumnElement[bool]) -> None:
+        """Add the sightings under ``org_path`` that ``shows`` selects, a page at a time."""
+        s = t.sightings.c
         fields = ("source", "seen_at", "site", "ip", "certificate", "issuer", "serial",
                   "subject", "not_after", "key", "signature_hash", "psk_identity")
-        tally = CredentialTally(org_path)
         after = 0
         while True:
             rows = self._conn.execute(
@@ -200,6 +248,5 @@ class SqlDiscoveryReads:
             for row in rows:
                 tally.add(Sighting(**dict(zip(fields, row[3:], strict=True))), row[1], row[2])
             if len(rows) < STREAM_PAGE:
-                break
+                return
             after = rows[-1][0]
-        yield from tally.results()
