@@ -102,7 +102,8 @@ class RiskRegister:
         with self._tx() as uow:
             generation = uow.risk.start_rebuild(started)
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        written = 0
+        #: every entry of this rebuild (the store leaves unchanged ones as they were)
+        kept: set[str] = set()
         with _collector_paused(), self._tx.reading() as reader, BatchWriter(
                 lambda batch: self._write(batch, generation, started)) as writer:
             snapshot = read_index(reader, self._discovery, self._linter, self._fleet,
@@ -110,19 +111,19 @@ class RiskRegister:
             builder = RegisterBuilder(snapshot.index)
             for batch in self._batches(reader, snapshot, builder, counts):
                 _count(batch, started, counts)
+                kept.update(e.id for e, _ in batch)
                 writer.put(batch)
-                written += len(batch)
         finished = self._clock.now().timestamp()
         with self._tx() as uow:
-            removed = uow.risk.remove_stale(generation)
+            removed = uow.risk.remove_stale(generation, kept)
             frozen = {path: dict(keys) for path, keys in counts.items()}
             uow.risk.finish_rebuild(generation, finished, frozen)
             totals = _totals(frozen)
             self._audit.append(uow, AuditDraft(
                 tag=AuditTag.RISK_REGISTER_REBUILT, actor=principal.name, org_path=ROOT_PATH,
-                subject="risk-register", details={"rebuild": generation, "entries": written,
+                subject="risk-register", details={"rebuild": generation, "entries": len(kept),
                                                   "removed": removed, "counts": totals}))
-        return RebuildReport(generation, started, finished, written, removed, totals)
+        return RebuildReport(generation, started, finished, len(kept), removed, totals)
 
     def _batches(self, reader: RiskUnitOfWork, snapshot: Snapshot, builder: RegisterBuilder,
                  counts: dict[str, dict[str, int]]

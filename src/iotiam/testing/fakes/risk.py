@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from iotiam.discovery.models import CredentialSeen, DeviceSeen, DiscoveredAsset, IdentifierKind
@@ -51,9 +51,9 @@ class MemoryRiskStore(MemoryStore):
             self.holders[entry.id] = holder.get(entry.id)
             self.generations[entry.id] = generation
 
-    def remove_stale(self, generation: int) -> int:
-        """Drop what this rebuild did not write."""
-        stale = [i for i, g in self.generations.items() if g < generation]
+    def remove_stale(self, generation: int, kept: Collection[str] = frozenset()) -> int:
+        """Drop what this rebuild did not write (nor keep)."""
+        stale = [i for i, g in self.generations.items() if g < generation and i not in kept]
         for ident in stale:
             self._drop(ident)
         return len(stale)
