@@ -411,7 +411,7 @@ def _count(batch: Sequence[tuple[RiskEntry, str | None]], now: float,
     the presence counts are factor counts: unmanaged, zombie, dormant-valid-..."""
     for entry, _ in batch:
         keys = counts[entry.org_path]
-        for hit in entry.visible(now):
+        for hit in entry.visible(now) if entry.accepted else entry.factors:
             keys[hit.factor.value] += 1
 
 

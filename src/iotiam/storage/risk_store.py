@@ -69,8 +69,6 @@ Key = tuple[str, str, str, int]
 _ENTRY_COLUMNS = ("id", "subject", "subject_id", "org_path", "site", "type", "score",
                   "factors", "criticality", "device_class", "can_write", "holder",
                   "digest", "generation", "updated_at")
-#: the columns of an entry row its digest covers (all but digest, generation, updated_at)
-_CONTENT = len(_ENTRY_COLUMNS) - 3
 _FACTOR_COLUMNS = ("entry_id", "factor", "severity", "org_path", "site", "score")
 _TALLY = RawStatement(
     "INSERT INTO risk_tallies (org_path, site, factor, severity, count) "
@@ -133,10 +131,12 @@ class SqlRiskStore:
         raw = RawSql(self._c)
         # in id order: neighbouring rows land on the same pages of the primary keys
         entries = sorted(entries, key=lambda e: e.id)
-        rows = [_entry_row(e, holder.get(e.id), generation, now) for e in entries]
-        stored = dict(_DIGESTS.rows(raw, [row[0] for row in rows]))
-        changed = [(e, row) for e, row in zip(entries, rows, strict=True)
-                   if stored.get(row[0]) != row[_CONTENT]]
+        stored = dict(_DIGESTS.rows(raw, [e.id for e in entries]))
+        changed: list[tuple[RiskEntry, tuple[Any, ...]]] = []
+        for e in entries:
+            digest = _digest(e, holder.get(e.id))
+            if stored.get(e.id) != digest:
+                changed.append((e, _entry_row(e, holder.get(e.id), digest, generation, now)))
         if not changed:
             return
         if raw.is_sqlite and len(changed) >= LARGE_BATCH:
@@ -146,7 +146,7 @@ class SqlRiskStore:
             # connection's, an upper bound: memory is taken only when used)
             self._c.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_WRITE_CACHE_KIB}")
         delta: Counter[Key] = Counter()
-        replaced = [row[0] for _, row in changed if row[0] in stored]
+        replaced = [e.id for e, _ in changed if e.id in stored]
         if replaced:
             _take_off(delta, _DELETE_ENTRIES.rows(raw, replaced),
                       _DELETE_FACTORS.rows(raw, replaced))
@@ -424,15 +424,23 @@ def _take_off(delta: Counter[Key], entries: Iterable[Any], factors: Iterable[Any
         delta[(org_path, site or "", factor, int(severity))] -= 1
 
 
-def _entry_row(e: RiskEntry, holder: str | None, generation: int, now: float
-               ) -> tuple[Any, ...]:
-    """The row of ``risk_entries`` (``_ENTRY_COLUMNS``) for an entry, with the digest of
-    its content."""
+def _digest(e: RiskEntry, holder: str | None) -> str:
+    """Of what an entry's row stores but its generation and time (the hits as their
+    values: no JSON is encoded for an entry that turns out unchanged)."""
     content = (e.id, e.subject.value, e.subject_id, e.org_path, e.site, e.type, e.score,
-               dump_json([h.to_json() for h in e.factors]), _text(e.weighting.criticality),
+               [(h.factor.value, int(h.severity), h.summary, h.evidence, h.since)
+                for h in e.factors], _text(e.weighting.criticality),
                _text(e.weighting.device_class), e.weighting.can_write, holder)
-    digest = hashlib.blake2b(repr(content).encode(), digest_size=16).hexdigest()
-    return (*content, digest, generation, now)
+    return hashlib.blake2b(repr(content).encode(), digest_size=16).hexdigest()
+
+
+def _entry_row(e: RiskEntry, holder: str | None, digest: str, generation: int,
+               now: float) -> tuple[Any, ...]:
+    """The row of ``risk_entries`` (``_ENTRY_COLUMNS``) for an entry."""
+    return (e.id, e.subject.value, e.subject_id, e.org_path, e.site, e.type, e.score,
+            dump_json([h.to_json() for h in e.factors]), _text(e.weighting.criticality),
+            _text(e.weighting.device_class), e.weighting.can_write, holder, digest,
+            generation, now)
 
 
 def _text(value: object | None) -> str | None:
