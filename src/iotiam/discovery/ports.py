@@ -157,6 +157,16 @@ class DiscoveryStore(Protocol):
         """Every certificate and PSK identity the sources saw under ``org_path``."""
         ...
 
+    def devices_seen(self, *, org_path: str, device_ids: Sequence[str]) -> list[DeviceSeen]:
+        """What the sources saw of these devices (those seen) under ``org_path``."""
+        ...
+
+    def credentials_seen(self, *, org_path: str,
+                         keys: Sequence[tuple[IdentifierKind, str]]) -> list[CredentialSeen]:
+        """The credentials of ``keys`` (those seen) under ``org_path``, each exactly as
+        :meth:`iter_credentials_seen` tallies it."""
+        ...
+
 
 class DiscoveryUnitOfWork(AuditUnitOfWork, Protocol):
     """What an import works in: the discovery store, the registered identities it
@@ -191,6 +201,16 @@ class DiscoveryReader(Protocol):
 
     def iter_credentials_seen(self, *, org_path: str) -> Iterator[CredentialSeen]:
         """Every certificate and PSK identity the sources saw under ``org_path``."""
+        ...
+
+    def devices_seen(self, *, org_path: str, device_ids: Sequence[str]) -> list[DeviceSeen]:
+        """What the sources saw of these devices (those seen) under ``org_path``."""
+        ...
+
+    def credentials_seen(self, *, org_path: str,
+                         keys: Sequence[tuple[IdentifierKind, str]]) -> list[CredentialSeen]:
+        """The credentials of ``keys`` (those seen) under ``org_path``, each exactly as
+        :meth:`iter_credentials_seen` tallies it."""
         ...
 
 

@@ -29,6 +29,7 @@ from iotiam.discovery.models import (
     CredentialSeen,
     DeviceSeen,
     DiscoveredAsset,
+    IdentifierKind,
     ImportReport,
     Refusal,
     Sighting,
@@ -328,3 +329,14 @@ class StoredDiscovery:
         """Every certificate and PSK identity the sources saw under ``org_path``."""
         with self._uow.reading() as uow:
             yield from uow.discovery.iter_credentials_seen(org_path=org_path)
+
+    def devices_seen(self, *, org_path: str, device_ids: Sequence[str]) -> list[DeviceSeen]:
+        """What the sources saw of these devices under ``org_path``."""
+        with self._uow.reading() as uow:
+            return uow.discovery.devices_seen(org_path=org_path, device_ids=device_ids)
+
+    def credentials_seen(self, *, org_path: str,
+                         keys: Sequence[tuple[IdentifierKind, str]]) -> list[CredentialSeen]:
+        """The credentials of ``keys`` the sources saw under ``org_path``."""
+        with self._uow.reading() as uow:
+            return uow.discovery.credentials_seen(org_path=org_path, keys=keys)

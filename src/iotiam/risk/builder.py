@@ -83,7 +83,11 @@ class RegisterBuilder:
               weighting: Weighting) -> RiskEntry:
         """An entry with its acceptances and a score over what they leave visible."""
         ident = entry_id(subject, subject_id)
-        accepted = tuple(a for a in self.index.acceptances.get(ident, ())
+        acceptances = self.index.acceptances.get(ident)
+        if not acceptances:  # nearly every entry: nothing to hide
+            return RiskEntry(ident, subject, subject_id, org_path, site, type_name,
+                             score(hits, weighting), tuple(hits), (), weighting)
+        accepted = tuple(a for a in acceptances
                          if a.live(self.index.now) and any(h.factor is a.factor for h in hits))
         hidden = {a.factor for a in accepted}
         return RiskEntry(ident, subject, subject_id, org_path, site, type_name,

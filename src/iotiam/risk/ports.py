@@ -8,13 +8,13 @@ each offers), inside one read transaction of :class:`RiskUnitOfWork`; discovery 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from iotiam.attestation.models import FirmwareStatus
 from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.credentials.ports import PskStore
-from iotiam.discovery.models import CredentialSeen, DeviceSeen, DiscoveredAsset
+from iotiam.discovery.models import CredentialSeen, DeviceSeen, DiscoveredAsset, IdentifierKind
 from iotiam.inventory.ports import DeviceReader, DeviceTypeStore, GroupStore
 from iotiam.pki.ports import CaStore, CertificateStore
 from iotiam.policy.models import LintFinding, PolicyDocument
@@ -41,11 +41,13 @@ class RiskStore(Protocol):
     def put_entries(self, entries: Sequence[RiskEntry], *, generation: int,
                     holder: Mapping[str, str | None], now: float) -> None:
         """Insert or replace entries (one statement per batch); ``holder`` maps an entry
-        id to the device it belongs to (for :meth:`remove_for_devices`)."""
+        id to the device it belongs to (for :meth:`remove_for_devices`). A store may
+        leave an entry whose stored content is the same as it is (its generation too)."""
         ...
 
-    def remove_stale(self, generation: int) -> int:
-        """Delete entries no rebuild since ``generation`` wrote; how many."""
+    def remove_stale(self, generation: int, kept: Collection[str] = frozenset()) -> int:
+        """Delete entries no rebuild since ``generation`` wrote, but those in ``kept``
+        (the rebuild's own, which it may have left as they were); how many."""
         ...
 
     def remove_for_devices(self, device_ids: Sequence[str]) -> int:
@@ -223,3 +225,12 @@ class NoDiscovery:
     def iter_credentials_seen(self, *, org_path: str) -> Iterator[CredentialSeen]:
         """Nothing."""
         return iter(())
+
+    def devices_seen(self, *, org_path: str, device_ids: Sequence[str]) -> list[DeviceSeen]:
+        """Nothing."""
+        return []
+
+    def credentials_seen(self, *, org_path: str,
+                         keys: Sequence[tuple[IdentifierKind, str]]) -> list[CredentialSeen]:
+        """Nothing."""
+        return []

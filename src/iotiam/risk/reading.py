@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -66,12 +66,8 @@ def read_index(uow: RiskUnitOfWork, discovery: DiscoveryReader, linter: PolicyLi
                fleet: FleetSettings, settings: RiskSettings, now: float, *,
                devices: Sequence[str] | None = None) -> Snapshot:
     """Everything fleet-wide the checks read; ``devices`` narrows the per-device parts to
-    those devices (a refresh)."""
-    seen_credentials = {(s.kind, s.value): s
-                        for s in discovery.iter_credentials_seen(org_path=ROOT_PATH)}
-    wanted = set(devices) if devices is not None else None
-    seen_devices = {s.device_id: s for s in discovery.iter_devices_seen(org_path=ROOT_PATH)
-                    if wanted is None or s.device_id in wanted}
+    those devices (a refresh): their presence, and what the sources saw of their own
+    certificates and PSKs, read by key instead of every sighting of the fleet."""
     certificates, key_holders = _certificates(uow, devices)
     psks: dict[str, list[Psk]] = defaultdict(list)
     if devices is None:
@@ -81,12 +77,24 @@ def read_index(uow: RiskUnitOfWork, discovery: DiscoveryReader, linter: PolicyLi
         for device_id in devices:
             psks[device_id] = [p for p in uow.psks.for_device(device_id)
                                if p.status is PskStatus.ACTIVE]
+    cas = _cas(uow)
+    if devices is None:
+        seen_credentials = {(s.kind, s.value): s
+                            for s in discovery.iter_credentials_seen(org_path=ROOT_PATH)}
+        seen_devices = {s.device_id: s
+                        for s in discovery.iter_devices_seen(org_path=ROOT_PATH)}
+    else:
+        keys = _credential_keys(certificates, psks, cas)
+        seen_credentials = {(s.kind, s.value): s for s in discovery.credentials_seen(
+            org_path=ROOT_PATH, keys=keys)}
+        seen_devices = {s.device_id: s for s in discovery.devices_seen(
+            org_path=ROOT_PATH, device_ids=devices)}
     acceptances: dict[str, list[Acceptance]] = defaultdict(list)
     for acceptance in uow.risk.live_acceptances(now):
         acceptances[acceptance.entry_id].append(acceptance)
     index = FleetIndex(
         now=now, settings=settings, types={t.name: t for t in uow.device_types.list_all()},
-        cas=_cas(uow), attachments=_attachments(uow, linter),
+        cas=cas, attachments=_attachments(uow, linter),
         groups=_groups(uow), certificates=certificates, psks=psks,
         seen_credentials=seen_credentials, seen_devices=seen_devices,
         key_holders=key_holders, acceptances=acceptances, channels=fleet.channels())
@@ -96,6 +104,25 @@ def read_index(uow: RiskUnitOfWork, discovery: DiscoveryReader, linter: PolicyLi
     if devices is None:
         _revoked_psks_seen(uow, snapshot)
     return snapshot
+
+
+def _credential_keys(certificates: Mapping[str, Sequence[CertificateRecord]],
+                     psks: Mapping[str, Sequence[Psk]], cas: Sequence[CaFacts]
+                     ) -> list[tuple[IdentifierKind, str]]:
+    """How the sources would name these devices' credentials: a certificate by its
+    fingerprint or its issuer's subject and serial (``RegisterBuilder._seen_certificate``),
+    a PSK by its identity."""
+    subject_of = {ca.id: ca.subject for ca in cas}
+    keys: list[tuple[IdentifierKind, str]] = []
+    for certs in certificates.values():
+        for cert in certs:
+            if cert.fingerprint_sha256:
+                keys.append((IdentifierKind.CERTIFICATE, cert.fingerprint_sha256))
+            issuer = subject_of.get(cert.issuer_id)
+            if issuer is not None:
+                keys.append((IdentifierKind.ISSUER_SERIAL, f"{issuer}|{cert.serial_hex}"))
+    keys.extend((IdentifierKind.PSK_IDENTITY, p.identity) for ps in psks.values() for p in ps)
+    return keys
 
 
 def _certificates(uow: RiskUnitOfWork, devices: Sequence[str] | None

@@ -5,7 +5,7 @@ installation is read in bounded memory."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
@@ -25,6 +25,10 @@ from iotiam.storage.tables import discovery as t
 
 #: rows per page of the streamed reads
 STREAM_PAGE = 2000
+#: values per ``IN`` list of the narrow reads
+IN_CHUNK = 500
+_CREDENTIAL_KINDS = (IdentifierKind.CERTIFICATE, IdentifierKind.ISSUER_SERIAL,
+                     IdentifierKind.PSK_IDENTITY)
 _KIND_ORDER = {kind: n for n, kind in enumerate(IdentifierKind)}
 #: a stored status -> its member (a dict look-up: calling the enum costs a microsecond, and
 #: an import batch reads back thousands of assets)
@@ -59,6 +63,29 @@ def presence_of(row: Sequence[Any]) -> DevicePresence:
 
 
 _PER_SITE = (IdentifierKind.IP, IdentifierKind.HOSTNAME)
+_KIND = {kind.value: kind for kind in IdentifierKind}
+
+
+def _grouped(asset_ids: Sequence[str], rows: Iterable[Sequence[Any]]
+             ) -> dict[str, tuple[tuple[IdentifierKind, str], ...]]:
+    """Binding rows (asset id, kind, value) -> each asset's identifiers in kind order
+    (rows of assets not in ``asset_ids`` are ignored: a range holds other org paths')."""
+    found: dict[str, set[tuple[IdentifierKind, str]]] = {a: set() for a in asset_ids}
+    for asset_id, stored_kind, value in rows:
+        identifiers = found.get(asset_id)
+        if identifiers is None:
+            continue
+        kind = _KIND[stored_kind]
+        # an address is bound as ``site|ip@slot`` (``reconcile.ip_slot``), a host name as
+        # ``site|name`` (``keys.binding_key``; the last part is the value)
+        identifiers.add((kind, value.rpartition("|")[2].partition("@")[0]
+                         if kind in _PER_SITE else value))
+    return {a: tuple(sorted(ids, key=_identifier_order)) if len(ids) > 1 else tuple(ids)
+            for a, ids in found.items()}
+
+
+def _identifier_order(identifier: tuple[IdentifierKind, str]) -> tuple[int, str]:
+    return _KIND_ORDER[identifier[0]], identifier[1]
 
 
 class SqlDiscoveryReads:
@@ -69,19 +96,23 @@ class SqlDiscoveryReads:
 
     def _identifiers(self, asset_ids: Sequence[str]
                      ) -> dict[str, tuple[tuple[IdentifierKind, str], ...]]:
-        found: dict[str, set[tuple[IdentifierKind, str]]] = {a: set() for a in asset_ids}
-        if asset_ids:
-            rows = self._conn.execute(select(t.bindings.c.asset_id, t.bindings.c.kind,
-                                             t.bindings.c.value)
-                                      .where(t.bindings.c.asset_id.in_(list(asset_ids))))
-            for asset_id, kind, value in rows:
-                kind = IdentifierKind(kind)
-                # an address is bound as ``site|ip@slot`` (``reconcile.ip_slot``), a host
-                # name as ``site|name`` (``keys.binding_key``; the last part is the value)
-                found[asset_id].add((kind, value.rpartition("|")[2].partition("@")[0]
-                                     if kind in _PER_SITE else value))
-        return {a: tuple(sorted(ids, key=lambda i: (_KIND_ORDER[i[0]], i[1])))
-                for a, ids in found.items()}
+        b = t.bindings.c
+        rows = self._conn.execute(select(b.asset_id, b.kind, b.value).where(
+            b.asset_id.in_(list(asset_ids)))) if asset_ids else ()
+        return _grouped(asset_ids, rows)
+
+    def _identifiers_between(self, asset_ids: Sequence[str], after: str | None
+                             ) -> dict[str, tuple[tuple[IdentifierKind, str], ...]]:
+        """The identifiers of a page of assets in id order: one range scan of the
+        bindings' asset index (``after`` < id <= the page's last), not an ``IN`` list."""
+        if not asset_ids:
+            return {}
+        b = t.bindings.c
+        where = [b.asset_id <= asset_ids[-1]]
+        if after is not None:
+            where.append(b.asset_id > after)
+        return _grouped(asset_ids, self._conn.execute(
+            select(b.asset_id, b.kind, b.value).where(*where)))
 
     def _with_identifiers(self, rows: Sequence[Sequence[Any]]) -> list[DiscoveredAsset]:
         identifiers = self._identifiers([row[0] for row in rows])
@@ -127,14 +158,20 @@ class SqlDiscoveryReads:
                                       .where(and_(*where))).scalar_one())
 
     def iter_assets(self, *, org_path: str) -> Iterator[DiscoveredAsset]:
-        """Every asset under ``org_path``, a page at a time."""
+        """Every asset under ``org_path`` in id order, a page at a time, each page's
+        identifiers read by one range of the bindings' asset index."""
+        where = self._filters(org_path, None, None, None)
         after: str | None = None
         while True:
-            page = self.assets(org_path=org_path, after=after, limit=STREAM_PAGE)
-            yield from page
-            if len(page) < STREAM_PAGE:
+            rows = self._conn.execute(
+                select(t.assets).where(*where, *([t.assets.c.id > after] if after else []))
+                .order_by(t.assets.c.id).limit(STREAM_PAGE)).all()
+            identifiers = self._identifiers_between([row[0] for row in rows], after)
+            for row in rows:
+                yield asset_of(row, identifiers[row[0]])
+            if len(rows) < STREAM_PAGE:
                 return
-            after = page[-1].id
+            after = rows[-1][0]
 
     def iter_devices_seen(self, *, org_path: str) -> Iterator[DeviceSeen]:
         """Each device's presence under ``org_path``, by device id."""
@@ -153,11 +190,55 @@ class SqlDiscoveryReads:
     def iter_credentials_seen(self, *, org_path: str) -> Iterator[CredentialSeen]:
         """Every certificate and PSK identity the sightings under ``org_path`` showed."""
         s = t.sightings.c
-        shows = or_(s.certificate.is_not(None), s.psk_identity.is_not(None),
-                    and_(s.issuer.is_not(None), s.serial.is_not(None)))
+        tally = CredentialTally(org_path)
+        self._tally(tally, org_path, or_(s.certificate.is_not(None), s.psk_identity.is_not(None),
+                                         and_(s.issuer.is_not(None), s.serial.is_not(None))))
+        yield from tally.results()
+
+    def devices_seen(self, *, org_path: str, device_ids: Sequence[str]) -> list[DeviceSeen]:
+        """What the sources saw of these devices under ``org_path``, by device id."""
+        p = t.presence.c
+        found: list[DeviceSeen] = []
+        wanted = sorted(set(device_ids))
+        for start in range(0, len(wanted), IN_CHUNK):
+            rows = self._conn.execute(
+                select(t.presence).where(under_path(p.org_path, org_path),
+                                         p.device_id.in_(wanted[start:start + IN_CHUNK]))
+                .order_by(p.device_id))
+            found.extend(presence_of(row).seen() for row in rows)
+        return found
+
+    def credentials_seen(self, *, org_path: str,
+                         keys: Sequence[tuple[IdentifierKind, str]]) -> list[CredentialSeen]:
+        """The credentials of ``keys`` under ``org_path``: the sightings that show one of
+        them, tallied as :meth:`iter_credentials_seen` tallies them all."""
+        s = t.sightings.c
+        wanted = set(keys)
+        values: dict[IdentifierKind, list[str]] = {kind: [] for kind in _CREDENTIAL_KINDS}
+        for kind, value in sorted(wanted):
+            if kind in values:
+                values[kind].append(value)
+        tally = CredentialTally(org_path)
+        # a sighting tallied twice (it shows two wanted credentials, in two chunks) counts
+        # once: a tally keeps sets and maxima
+        for kind, column in ((IdentifierKind.CERTIFICATE, s.certificate),
+                             (IdentifierKind.PSK_IDENTITY, s.psk_identity)):
+            for start in range(0, len(values[kind]), IN_CHUNK):
+                self._tally(tally, org_path,
+                            column.in_(values[kind][start:start + IN_CHUNK]))
+        pairs = [value.rpartition("|") for value in values[IdentifierKind.ISSUER_SERIAL]]
+        for start in range(0, len(pairs), IN_CHUNK):
+            self._tally(tally, org_path, or_(*(and_(s.issuer == issuer, s.serial == serial)
+                                              for issuer, _, serial in
+                                              pairs[start:start + IN_CHUNK])))
+        return [c for c in tally.results() if (c.kind, c.value) in wanted]
+
+    def _tally(self, tally: CredentialTally, org_path: str,
+               shows: ColumnElement[bool]) -> None:
+        """Add the sightings under ``org_path`` that ``shows`` selects, a page at a time."""
+        s = t.sightings.c
         fields = ("source", "seen_at", "site", "ip", "certificate", "issuer", "serial",
                   "subject", "not_after", "key", "signature_hash", "psk_identity")
-        tally = CredentialTally(org_path)
         after = 0
         while True:
             rows = self._conn.execute(
@@ -167,6 +248,5 @@ class SqlDiscoveryReads:
             for row in rows:
                 tally.add(Sighting(**dict(zip(fields, row[3:], strict=True))), row[1], row[2])
             if len(rows) < STREAM_PAGE:
-                break
+                return
             after = rows[-1][0]
-        yield from tally.results()

@@ -16,9 +16,10 @@ acceptances); any other combination is an exact count over the index its page us
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -55,6 +56,8 @@ from iotiam.storage.tables import risk as t
 
 #: ids per ``IN`` list
 CHUNK = 500
+#: stale entries deleted per statement
+STALE_CHUNK = 5000
 #: a batch this large (a rebuild's) gets a larger page cache on SQLite
 LARGE_BATCH = 1000
 SQLITE_WRITE_CACHE_KIB = 131072
@@ -65,7 +68,7 @@ Key = tuple[str, str, str, int]
 # a rebuild writes hundreds of thousands of rows: straight to the driver (storage/raw.py)
 _ENTRY_COLUMNS = ("id", "subject", "subject_id", "org_path", "site", "type", "score",
                   "factors", "criticality", "device_class", "can_write", "holder",
-                  "generation", "updated_at")
+                  "digest", "generation", "updated_at")
 _FACTOR_COLUMNS = ("entry_id", "factor", "severity", "org_path", "site", "score")
 _TALLY = RawStatement(
     "INSERT INTO risk_tallies (org_path, site, factor, severity, count) "
@@ -95,6 +98,7 @@ class _ByIds:
 _DELETE_FACTORS = _ByIds("DELETE FROM risk_entry_factors WHERE entry_id {ids} "
                          "RETURNING org_path, site, factor, severity")
 _DELETE_ENTRIES = _ByIds("DELETE FROM risk_entries WHERE id {ids} RETURNING org_path, site")
+_DIGESTS = _ByIds("SELECT id, digest FROM risk_entries WHERE id {ids}")
 
 
 def _hidden(now: float) -> ColumnElement[bool]:
@@ -119,35 +123,41 @@ class SqlRiskStore:
 
     def put_entries(self, entries: Sequence[RiskEntry], *, generation: int,
                     holder: Mapping[str, str | None], now: float) -> None:
-        """Replace these entries and their factor rows; the tallies follow."""
+        """Replace these entries and their factor rows; the tallies follow. An entry
+        whose stored row holds the same content (its digest) is left as it is: a rebuild
+        over a full register rewrites only what changed."""
         if not entries:
             return
         raw = RawSql(self._c)
-        if raw.is_sqlite and len(entries) >= LARGE_BATCH:
+        # in id order: neighbouring rows land on the same pages of the primary keys
+        entries = sorted(entries, key=lambda e: e.id)
+        stored = dict(_DIGESTS.rows(raw, [e.id for e in entries]))
+        changed: list[tuple[RiskEntry, tuple[Any, ...]]] = []
+        for e in entries:
+            digest = _digest(e, holder.get(e.id))
+            if stored.get(e.id) != digest:
+                changed.append((e, _entry_row(e, holder.get(e.id), digest, generation, now)))
+        if not changed:
+            return
+        if raw.is_sqlite and len(changed) >= LARGE_BATCH:
             # a batch dirties a page of every index per few rows (entry ids are hashes,
             # spread over the whole table); SQLite's default 2 MB cache would spill them
             # to the WAL and read them back mid-transaction (the pragma is this
             # connection's, an upper bound: memory is taken only when used)
             self._c.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_WRITE_CACHE_KIB}")
-        # in id order: neighbouring rows land on the same pages of the primary keys
-        entries = sorted(entries, key=lambda e: e.id)
-        ids = [e.id for e in entries]
         delta: Counter[Key] = Counter()
-        _take_off(delta, _DELETE_ENTRIES.rows(raw, ids), _DELETE_FACTORS.rows(raw, ids))
-        entry_rows: list[tuple[Any, ...]] = []
+        replaced = [e.id for e, _ in changed if e.id in stored]
+        if replaced:
+            _take_off(delta, _DELETE_ENTRIES.rows(raw, replaced),
+                      _DELETE_FACTORS.rows(raw, replaced))
         factor_rows: list[tuple[Any, ...]] = []
-        for e in entries:
+        for e, _ in changed:
             site = e.site or ""
             delta[(e.org_path, site, ENTRIES, 0)] += 1
-            entry_rows.append((
-                e.id, e.subject.value, e.subject_id, e.org_path, e.site, e.type, e.score,
-                dump_json([h.to_json() for h in e.factors]), _text(e.weighting.criticality),
-                _text(e.weighting.device_class), e.weighting.can_write, holder.get(e.id),
-                generation, now))
             for factor, severity in _factor_rows(e).items():
                 delta[(e.org_path, site, factor, severity)] += 1
                 factor_rows.append((e.id, factor, severity, e.org_path, e.site, e.score))
-        self._insert(raw, "risk_entries", _ENTRY_COLUMNS, entry_rows)
+        self._insert(raw, "risk_entries", _ENTRY_COLUMNS, [row for _, row in changed])
         self._insert(raw, "risk_entry_factors", _FACTOR_COLUMNS, factor_rows)
         self._tally(raw, delta)
 
@@ -181,19 +191,14 @@ class SqlRiskStore:
             {"org_path": k[0], "site": k[1], "factor": k[2], "severity": k[3], "count": n}
             for k, n in sorted(delta.items()) if n])
 
-    def remove_stale(self, generation: int) -> int:
-        """Delete what no rebuild since ``generation`` wrote."""
-        stale = _E.c.generation < generation
-        delta: Counter[Key] = Counter()
-        _subtract(delta, self._c.execute(
-            select(_E.c.org_path, _E.c.site, func.count()).where(stale)
-            .group_by(_E.c.org_path, _E.c.site)), self._c.execute(
-            select(_F.c.org_path, _F.c.site, _F.c.factor, _F.c.severity, func.count())
-            .select_from(_F.join(_E, _E.c.id == _F.c.entry_id)).where(stale)
-            .group_by(_F.c.org_path, _F.c.site, _F.c.factor, _F.c.severity)))
-        self._c.execute(delete(_F).where(_F.c.entry_id.in_(select(_E.c.id).where(stale))))
-        removed = self._c.execute(delete(_E).where(stale)).rowcount or 0
-        self._tally(RawSql(self._c), delta)
+    def remove_stale(self, generation: int, kept: Collection[str] = frozenset()) -> int:
+        """Delete what no rebuild since ``generation`` wrote, but ``kept`` (the entries
+        this rebuild found unchanged and left as they were)."""
+        stale = [ident for (ident,) in self._c.execute(
+            select(_E.c.id).where(_E.c.generation < generation)) if ident not in kept]
+        removed = 0
+        for start in range(0, len(stale), STALE_CHUNK):
+            removed += self.remove_entries(stale[start:start + STALE_CHUNK])
         self._c.execute(delete(_T).where(_T.c.count == 0))
         return removed
 
@@ -347,7 +352,9 @@ class SqlRiskStore:
 
     def set_score(self, entry_id: str, score: int) -> None:
         """Replace the score (the factor rows carry it too)."""
-        self._c.execute(update(_E).where(_E.c.id == entry_id).values(score=score))
+        # no digest: the next rebuild writes the row whatever it finds
+        self._c.execute(update(_E).where(_E.c.id == entry_id).values(score=score,
+                                                                       digest=None))
         self._c.execute(update(_F).where(_F.c.entry_id == entry_id).values(score=score))
 
     def accept(self, acceptance: Acceptance) -> None:
@@ -417,13 +424,23 @@ def _take_off(delta: Counter[Key], entries: Iterable[Any], factors: Iterable[Any
         delta[(org_path, site or "", factor, int(severity))] -= 1
 
 
-def _subtract(delta: Counter[Key], entries: Iterable[Any], factors: Iterable[Any]) -> None:
-    """Take grouped counts ((org, site, n) and (org, site, factor, severity, n)) of rows
-    about to be deleted off ``delta``."""
-    for org_path, site, n in entries:
-        delta[(org_path, site or "", ENTRIES, 0)] -= int(n)
-    for org_path, site, factor, severity, n in factors:
-        delta[(org_path, site or "", factor, int(severity))] -= int(n)
+def _digest(e: RiskEntry, holder: str | None) -> str:
+    """Of what an entry's row stores but its generation and time (the hits as their
+    values: no JSON is encoded for an entry that turns out unchanged)."""
+    content = (e.id, e.subject.value, e.subject_id, e.org_path, e.site, e.type, e.score,
+               [(h.factor.value, int(h.severity), h.summary, h.evidence, h.since)
+                for h in e.factors], _text(e.weighting.criticality),
+               _text(e.weighting.device_class), e.weighting.can_write, holder)
+    return hashlib.blake2b(repr(content).encode(), digest_size=16).hexdigest()
+
+
+def _entry_row(e: RiskEntry, holder: str | None, digest: str, generation: int,
+               now: float) -> tuple[Any, ...]:
+    """The row of ``risk_entries`` (``_ENTRY_COLUMNS``) for an entry."""
+    return (e.id, e.subject.value, e.subject_id, e.org_path, e.site, e.type, e.score,
+            dump_json([h.to_json() for h in e.factors]), _text(e.weighting.criticality),
+            _text(e.weighting.device_class), e.weighting.can_write, holder, digest,
+            generation, now)
 
 
 def _text(value: object | None) -> str | None:

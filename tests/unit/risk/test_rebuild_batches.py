@@ -31,7 +31,7 @@ def register_of(batch: int) -> tuple[RiskRegister, MemoryDatabase]:
         db.uow.certificates.certificates[(record.issuer_id, record.serial)] = record
     discovery = ListedDiscovery(
         assets=[asset(f"ast-{n}", ports=(502,) if n % 3 == 0 else ()) for n in range(9)],
-        devices_seen=[seen_device("dev-1", last_days=45)])
+        seen_devices=[seen_device("dev-1", last_days=45)])
     audit = AuditTrail(db, clock, secrets.token_bytes(32))
     return RiskRegister(db, audit, clock, discovery, FixedChannels(), lint_policy,
                         batch=batch), db

@@ -49,7 +49,7 @@ def world() -> tuple[RiskRegister, MemoryDatabase, FrozenClock, ListedDiscovery]
         uow.certificates.certificates[(record.issuer_id, record.serial)] = record
     discovery = ListedDiscovery(
         assets=[asset("ast-acme", ports=(502,)), asset("ast-globex", org="/root/globex/")],
-        devices_seen=[seen_device("dev-1", last_days=45)])
+        seen_devices=[seen_device("dev-1", last_days=45)])
     audit = AuditTrail(db, clock, secrets.token_bytes(32))
     register = RiskRegister(db, audit, clock, discovery, FixedChannels(), lint_policy)
     return register, db, clock, discovery
@@ -166,7 +166,7 @@ def test_fail_viewer_may_not_accept_or_rebuild(world) -> None:  # type: ignore[n
 def test_ok_refresh_rejudges_one_device(world) -> None:  # type: ignore[no-untyped-def]
     register, db, _, discovery = world
     register.rebuild()
-    discovery.devices_seen[:] = [seen_device("dev-1", last_days=0)]
+    discovery.seen_devices[:] = [seen_device("dev-1", last_days=0)]
     db.uow.devices.touch(["dev-1"], NOW_DT)
     register.refresh_devices(["dev-1"])
     subjects = {e.subject_id for e in register.entries(SYSTEM)[0]}
@@ -195,7 +195,7 @@ def test_ok_credentials_seen_on_the_network(world) -> None:  # type: ignore[no-u
     db.uow.psks.add(psk("dev-1", "dev-1-old", status=PskStatus.REVOKED, revoked_days=5))
     db.uow.psks.add(psk("dev-1", "Client_identity", created_days=1))
     own = next(iter(db.uow.certificates.certificates.values()))
-    discovery.credentials_seen = [
+    discovery.seen_credentials = [
         seen_cert("e" * 64, issuer="CN=Vendor CA", assets=("ast-acme",)),
         seen_cert(own.fingerprint_sha256 or "", issuer="CN=iotiam", devices=("dev-1",),
                   org=own.org_path),

@@ -214,3 +214,43 @@ def test_registered_identities_ip_fail_decommissioned_device(db: Any) -> None:
         assert ids.devices_for(K.IP, [ip_key(site, "10.0.0.8"), ip_key(site, "10.0.0.9")],
                                org_path=ACME) == {ip_key(site, "10.0.0.9"):
                                                   RegisteredDevice("live", ACME)}
+
+
+def test_narrow_reads_answer_as_the_streams_do(db: Any) -> None:
+    """A refresh reads a few devices' presence and credentials by key: each exactly as
+    the fleet-wide stream has it, and nothing else."""
+    fp = "d" * 64
+    rows = [(sighting(1, certificate=fp, ip="10.0.0.1", site="hq"), b"n1" * 8, ACME,
+             Match(K.CERTIFICATE, 1.0, device_id="d1")),
+            (sighting(5, certificate=fp, ip="10.0.0.2", site="hq"), b"n2" * 8, ACME,
+             Match(K.CERTIFICATE, 0.75, asset_id="as-9")),
+            # shows two credentials: a PSK identity and an issuer + serial
+            (sighting(3, psk_identity="shared", issuer="CN=x", serial="1f"), b"n3" * 8, ACME,
+             Match(K.PSK_IDENTITY, 0.95, device_id="d3")),
+            (sighting(4, psk_identity="shared"), b"n4" * 8, BETA,
+             Match(K.PSK_IDENTITY, 0.95, asset_id="as-8")),
+            (sighting(2, psk_identity="other"), b"n5" * 8, ACME,
+             Match(K.PSK_IDENTITY, 0.95, device_id="d1"))]
+    presence = [DevicePresence("d1", ACME, T, T + 9, frozenset({"arp"}), 4,
+                               {("hq", "10.0.0.1"): T + 9}),
+                DevicePresence("d2", BETA, T, T, frozenset({"zeek"}), 1),
+                DevicePresence("d3", ACME, T, T + 2, frozenset({"nmap"}), 2)]
+    with db() as uow:
+        uow.discovery.begin_import()
+        uow.discovery.add_sightings(rows)
+        uow.discovery.save_presence(presence)
+    keys = [(K.CERTIFICATE, fp), (K.PSK_IDENTITY, "shared"), (K.ISSUER_SERIAL, "CN=x|1f"),
+            (K.CERTIFICATE, "e" * 64)]
+    with db.reading() as uow:
+        store = uow.discovery
+        for path in ("/root/", ACME):
+            every = list(store.iter_credentials_seen(org_path=path))
+            assert store.credentials_seen(org_path=path, keys=keys) == [
+                c for c in every if (c.kind, c.value) in keys]
+            assert store.devices_seen(org_path=path, device_ids=["d3", "d2", "nobody"]) == [
+                s for s in store.iter_devices_seen(org_path=path) if s.device_id in ("d2", "d3")]
+        (shared,) = store.credentials_seen(org_path="/root/", keys=[(K.PSK_IDENTITY, "shared")])
+        assert (shared.device_ids, shared.asset_ids, shared.last_seen) == (("d3",), ("as-8",),
+                                                                           T + 4)
+        assert store.credentials_seen(org_path="/root/", keys=[]) == []
+        assert store.devices_seen(org_path="/root/", device_ids=[]) == []

@@ -147,12 +147,36 @@ def test_ok_generations_remove_stale_and_devices(db: Any) -> None:
         assert second > first and uow.risk.current_generation() == second
         uow.risk.put_entries([rows[0]], generation=second, holder={rows[0].id: "d1"},
                              now=NOW)
-        assert uow.risk.remove_stale(second) == 3
+        # rows[0] is the same as stored: the store may leave it as it was, the rebuild
+        # names it as its own
+        assert uow.risk.remove_stale(second, kept={rows[0].id}) == 3
     with db() as uow:
         assert uow.risk.remove_for_devices(["d1"]) == 1
     with db.reading() as uow:
         assert uow.risk.count(org_path="/root/", where=EntryFilter(), now=NOW) == 0
         assert uow.risk.factor_counts(org_path="/root/", now=NOW) == (0, {}, {})
+
+
+def test_ok_a_rewrite_changes_what_changed_and_keeps_the_rest(db: Any) -> None:
+    rows = fill(db, generation=0)
+    changed = replace(rows[1], score=151)
+    with db() as uow:
+        # an acceptance rescored rows[2]: written again with its old content, it is that
+        uow.risk.set_score(rows[2].id, 5)
+    with db() as uow:
+        second = uow.risk.start_rebuild(NOW)
+        uow.risk.put_entries([rows[0], changed, rows[2]], generation=second,
+                             holder={rows[0].id: "d1", rows[2].id: "d3"}, now=NOW + 5)
+        assert uow.risk.remove_stale(second, kept={rows[0].id, changed.id, rows[2].id}) == 1
+    with db.reading() as uow:
+        assert [uow.risk.get(r.id) for r in rows] == [rows[0], changed, rows[2], None]
+    assert_totals_agree(db, NOW)
+    with db() as uow:
+        # the holder is part of what is stored: a new holder is a change
+        uow.risk.put_entries([rows[0]], generation=second, holder={rows[0].id: "d9"},
+                             now=NOW)
+        assert uow.risk.remove_for_devices(["d9"]) == 1
+    assert_totals_agree(db, NOW)
 
 
 def test_ok_trend_sums_under_scope(db: Any) -> None:

@@ -1,4 +1,4 @@
-"""The identity risk register (migration 0017): entries, the factors each has (to filter
+"""The identity risk register (migrations 0017, 0019): entries, the factors each has (to filter
 and count by factor), maintained counts (the summary and common totals), acceptances,
 and the counts of every rebuild (the trend).
 
@@ -39,8 +39,12 @@ risk_entries = Table(
     Column("can_write", Boolean, nullable=False),
     #: the device whose entry (or credential's entry) this is: a refresh replaces them
     Column("holder", String(128), nullable=True),
-    #: the rebuild that last wrote it; a rebuild drops the rows of earlier ones (once per
-    #: rebuild, a scan: an index on it would be rewritten for every entry every rebuild)
+    #: of the columns above (migration 0019): a write that would store the same content
+    #: leaves the row as it is; None (a score changed by an acceptance) always differs
+    Column("digest", String(32), nullable=True),
+    #: the rebuild that last wrote it; a rebuild drops the rows of earlier ones it did not
+    #: find unchanged (once per rebuild, a scan: an index on it would be rewritten for
+    #: every entry every rebuild)
     Column("generation", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
     Index("ix_risk_entries_org_path", "org_path"),

@@ -157,6 +157,18 @@ class MemoryDiscoveryStore(MemoryStore):
                 tally.add(sighting, match.device_id, match.asset_id)
         yield from tally.results()
 
+    def devices_seen(self, *, org_path: str, device_ids: Sequence[str]) -> list[DeviceSeen]:
+        """These devices' presence under ``org_path``, by device id."""
+        wanted = set(device_ids)
+        return [s for s in self.iter_devices_seen(org_path=org_path) if s.device_id in wanted]
+
+    def credentials_seen(self, *, org_path: str,
+                         keys: Sequence[tuple[IdentifierKind, str]]) -> list[CredentialSeen]:
+        """The credentials of ``keys`` under ``org_path``."""
+        wanted = set(keys)
+        return [c for c in self.iter_credentials_seen(org_path=org_path)
+                if (c.kind, c.value) in wanted]
+
 
 @functools.lru_cache(maxsize=64)
 def ca_subject(pem: str) -> str | None:

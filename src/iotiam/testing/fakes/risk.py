@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from iotiam.discovery.models import CredentialSeen, DeviceSeen, DiscoveredAsset
+from iotiam.discovery.models import CredentialSeen, DeviceSeen, DiscoveredAsset, IdentifierKind
 from iotiam.risk.models import Acceptance, EntryFilter, FleetChannels, RiskEntry, TrendPoint
 from iotiam.risk.ports import Cursor
 from iotiam.testing.fakes.memory import MemoryStore, under
@@ -51,9 +51,9 @@ class MemoryRiskStore(MemoryStore):
             self.holders[entry.id] = holder.get(entry.id)
             self.generations[entry.id] = generation
 
-    def remove_stale(self, generation: int) -> int:
-        """Drop what this rebuild did not write."""
-        stale = [i for i, g in self.generations.items() if g < generation]
+    def remove_stale(self, generation: int, kept: Collection[str] = frozenset()) -> int:
+        """Drop what this rebuild did not write (nor keep)."""
+        stale = [i for i, g in self.generations.items() if g < generation and i not in kept]
         for ident in stale:
             self._drop(ident)
         return len(stale)
@@ -173,8 +173,8 @@ class ListedDiscovery:
     """A ``discovery.ports.DiscoveryReader`` over lists (until the real one is wired)."""
 
     assets: list[DiscoveredAsset] = field(default_factory=list)
-    devices_seen: list[DeviceSeen] = field(default_factory=list)
-    credentials_seen: list[CredentialSeen] = field(default_factory=list)
+    seen_devices: list[DeviceSeen] = field(default_factory=list)
+    seen_credentials: list[CredentialSeen] = field(default_factory=list)
 
     def iter_assets(self, *, org_path: str) -> Iterator[DiscoveredAsset]:
         """The assets under ``org_path``."""
@@ -182,11 +182,22 @@ class ListedDiscovery:
 
     def iter_devices_seen(self, *, org_path: str) -> Iterator[DeviceSeen]:
         """The devices seen under ``org_path``."""
-        return (d for d in self.devices_seen if under(d.org_path, org_path))
+        return (d for d in self.seen_devices if under(d.org_path, org_path))
 
     def iter_credentials_seen(self, *, org_path: str) -> Iterator[CredentialSeen]:
         """The credentials seen under ``org_path``."""
-        return (c for c in self.credentials_seen if under(c.org_path, org_path))
+        return (c for c in self.seen_credentials if under(c.org_path, org_path))
+
+    def devices_seen(self, *, org_path: str, device_ids: Sequence[str]) -> list[DeviceSeen]:
+        """These devices' presence under ``org_path``."""
+        return [d for d in self.iter_devices_seen(org_path=org_path)
+                if d.device_id in device_ids]
+
+    def credentials_seen(self, *, org_path: str,
+                         keys: Sequence[tuple[IdentifierKind, str]]) -> list[CredentialSeen]:
+        """The credentials of ``keys`` under ``org_path``."""
+        return [c for c in self.iter_credentials_seen(org_path=org_path)
+                if (c.kind, c.value) in keys]
 
 
 @dataclass

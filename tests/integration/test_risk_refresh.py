@@ -1,0 +1,81 @@
+"""A refresh of a few devices (the change feed's) reads their presence and credentials
+by key, not the fleet's: what it writes must be exactly what a full rebuild writes for
+those devices, on each backend (issue 13)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from conftest import Installation
+from iotiam.kernel import SYSTEM
+from iotiam.risk.models import RiskEntry, RiskFactor
+from iotiam.testing.synthetic_evidence import observations
+from iotiam.testing.synthetic_fleet import register_fleet
+from iotiam.testing.synthetic_formats import write_evidence
+from iotiam.testing.synthetic_network import AS_OF, build_network
+
+from .test_discovery_accuracy import import_file, rest
+
+
+def register(installation: Installation) -> dict[str, RiskEntry]:
+    """Every entry of the register, by id."""
+    found: dict[str, RiskEntry] = {}
+    after = None
+    while True:
+        page, _, after = installation.services.risk.entries(SYSTEM, after=after, limit=1000)
+        found.update((e.id, e) for e in page)
+        if after is None:
+            return found
+
+
+def held_by(entries: dict[str, RiskEntry], device: str, psk_identity: str | None
+            ) -> dict[str, RiskEntry]:
+    """The entries of a device: its own, its PSK's, its certificates' (they name it)."""
+    return {i: e for i, e in entries.items()
+            if e.subject_id in (device, psk_identity)
+            or any(h.evidence.get("device") == device for h in e.factors)}
+
+
+def test_ok_refresh_writes_what_a_rebuild_writes(installation: Installation,
+                                                 tmp_path: Path) -> None:
+    client = installation.api()
+    network = build_network(7, registered=60, ratio=2.0)
+    issued = register_fleet(network, rest(client))
+    installation.clock.set(datetime.fromtimestamp(AS_OF, UTC))
+    for evidence in write_evidence(observations(network, issued), tmp_path / "evidence"):
+        assert import_file(client, evidence)["refused"] == 0
+    # a registered device's PSK identity used from two addresses at once: shared
+    shared_psk = next(d.label for d in network.registered
+                      if d.fate == "seen" and d.label in issued
+                      and issued[d.label].psk_identity)
+    lines = [json.dumps({"psk_identity": issued[shared_psk].psk_identity, "ip": ip,
+                         "site": "plant-x", "seen_at": AS_OF - age})
+             for ip, age in (("10.250.0.8", 600), ("10.250.0.9", 300))]
+    answer = client.post("/v1/discovery/imports", params={"source": "jsonl"},
+                         content="\n".join(lines).encode(),
+                         headers={"Content-Type": "application/octet-stream"})
+    assert answer.status_code == 200 and answer.json()["refused"] == 0, answer.text
+    installation.services.risk.rebuild(SYSTEM)
+    rebuilt = register(installation)
+
+    plan = network.registered
+    revoked = next(d.label for d in plan if d.revoke and d.fate == "seen")
+    dormant = next(d.label for d in plan if d.fate == "dormant")
+    chosen = [revoked, dormant, shared_psk]
+    held: dict[str, RiskEntry] = {}
+    factors: dict[str, set[RiskFactor]] = {}
+    for label in chosen:
+        mine = held_by(rebuilt, label, issued[label].psk_identity if label in issued else None)
+        held.update(mine)
+        factors[label] = {h.factor for e in mine.values() for h in e.factors}
+    # the cases the refresh must judge as the rebuild did are there to be judged
+    assert RiskFactor.REVOKED_IN_USE in factors[revoked], factors
+    assert RiskFactor.DORMANT_VALID_CREDENTIALS in factors[dormant], factors
+    assert RiskFactor.SHARED_CREDENTIAL in factors[shared_psk], factors
+
+    written = installation.services.risk.refresh_devices(chosen)
+
+    assert written == len(held)
+    assert register(installation) == rebuilt
