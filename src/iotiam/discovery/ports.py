@@ -89,8 +89,9 @@ class DiscoveryStore(Protocol):
         make the batch's lookups fast whatever the tables' size (planner statistics)."""
         ...
 
-    def known_digests(self, digests: Sequence[bytes]) -> set[bytes]:
-        """Which of these sighting digests are already stored."""
+    def claim_digests(self, digests: Sequence[bytes]) -> set[bytes]:
+        """Record these sighting digests (``Sighting.digest``); the ones that were not
+        recorded before: the rest are duplicates of sightings stored already."""
         ...
 
     def bindings_for(self, kind: IdentifierKind, values: Sequence[str], *,
@@ -125,9 +126,10 @@ class DiscoveryStore(Protocol):
         """Insert or replace these devices' presence aggregates."""
         ...
 
-    def add_sightings(self, rows: Sequence[SightingRow]) -> int:
-        """Store ``(sighting, digest, org_path, match)`` rows whose digest is new; how
-        many were new."""
+    def add_sightings(self, rows: Sequence[SightingRow]) -> None:
+        """Keep what ``iter_credentials_seen`` reads of these ``(sighting, digest,
+        org_path, match)`` rows, whose digests were claimed: the rows that show a
+        credential (a certificate, an issuer and serial, a PSK identity)."""
         ...
 
     def asset(self, asset_id: str) -> DiscoveredAsset | None:

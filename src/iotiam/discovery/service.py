@@ -152,8 +152,8 @@ class Discovery:
         with self._uow() as uow:
             store = uow.discovery
             store.begin_import()
-            known = store.known_digests(list(unique))
-            fresh = [(digest, s) for digest, s in unique.items() if digest not in known]
+            claimed = store.claim_digests(list(unique))
+            fresh = [(digest, keyed) for digest, keyed in unique.items() if digest in claimed]
             report.duplicates += len(unique) - len(fresh)
             added = matched = new_assets = 0
             if fresh:
@@ -167,10 +167,10 @@ class Discovery:
                 store.save_assets(outcome.assets)
                 store.save_bindings(outcome.bindings)
                 store.save_presence(outcome.presence)
-                added = store.add_sightings(rows)
+                store.add_sightings(rows)
+                added = len(fresh)
                 matched, new_assets = outcome.matched, outcome.new_assets
-                if added:
-                    uow.changes.record(SightingsImported(scope, added))
+                uow.changes.record(SightingsImported(scope, added))
             rows_digest = hashlib.blake2b(b"".join(unique), digest_size=16).hexdigest()
             self._audit.append(uow, AuditDraft(
                 tag=AuditTag.SIGHTINGS_IMPORTED, actor=principal.name, org_path=scope,

@@ -2,8 +2,10 @@
 
 An import batch is a few thousand rows of each kind, so every write is one statement
 per batch, sent straight to the driver: ``executemany`` of one prepared statement on
-SQLite, one ``INSERT ... SELECT FROM unnest(<column arrays>)`` on PostgreSQL. Sightings
-are inserted ``ON CONFLICT (digest) DO NOTHING`` and counted by the rows that went in.
+SQLite, one ``INSERT ... SELECT FROM unnest(<column arrays>)`` on PostgreSQL. A batch's
+sighting digests are claimed first (``INSERT ... ON CONFLICT DO NOTHING RETURNING``: the
+new ones come back, the rest are duplicates); only sightings that show a credential are
+kept as rows.
 Reads of assets, presence and credentials are in ``discovery_reads.py``.
 """
 
@@ -104,6 +106,16 @@ def _upsert(table: Table, columns: Sequence[str], key: Sequence[str]) -> BulkIns
     return BulkInsert(table, columns, f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}")
 
 
+_CLAIM_PG = ("INSERT INTO discovery_sighting_digests (digest) SELECT unnest(%s::bytea[]) "
+             "ON CONFLICT DO NOTHING RETURNING digest")
+_CLAIM_SQLITE_STAGE = ("CREATE TEMP TABLE IF NOT EXISTS discovery_claimed "
+                       "(digest BLOB PRIMARY KEY) WITHOUT ROWID")
+_CLAIM_SQLITE_FILL = "INSERT OR IGNORE INTO temp.discovery_claimed (digest) VALUES (?)"
+# ``WHERE true``: SQLite's grammar needs it between a SELECT and an ON CONFLICT
+_CLAIM_SQLITE_MOVE = ("INSERT INTO discovery_sighting_digests (digest) SELECT digest "
+                      "FROM temp.discovery_claimed WHERE true ON CONFLICT DO NOTHING "
+                      "RETURNING digest")
+_CLAIM_SQLITE_EMPTY = "DELETE FROM temp.discovery_claimed"
 _ADD_SIGHTINGS = BulkInsert(t.sightings, _SIGHTING_COLUMNS, "ON CONFLICT (digest) DO NOTHING")
 _SAVE_ASSETS = _upsert(t.assets, _ASSET_COLUMNS, ("id",))
 _SAVE_BINDINGS = _upsert(t.bindings, _BINDING_COLUMNS, ("kind", "value", "org_path"))
@@ -168,11 +180,25 @@ class SqlDiscoveryStore(SqlDiscoveryReads):
         for (table,) in self._query(_GROWN_TABLES, [list(_ANALYSED)]):
             self._query(f"ANALYZE {_ANALYSED[table]}", [])
 
-    def known_digests(self, digests: Sequence[bytes]) -> set[bytes]:
-        """Which of these sighting digests are stored."""
-        rows = self._where_in("SELECT digest FROM discovery_sightings WHERE {in}", "digest",
-                              list(digests), array="bytea[]")
-        return {bytes(row[0]) for row in rows}
+    def claim_digests(self, digests: Sequence[bytes]) -> set[bytes]:
+        """Record these sighting digests; the ones that were not recorded before."""
+        if not digests:
+            return set()
+        if self._pg:
+            rows = self._query(_CLAIM_PG, [list(digests)])
+            return {bytes(row[0]) for row in rows}
+        # SQLite's RETURNING answers ``execute``, not ``executemany``: the digests go
+        # through a temporary table (one prepared insert per digest), then one statement
+        # moves the new ones over and names them
+        cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(_CLAIM_SQLITE_STAGE)
+            cursor.executemany(_CLAIM_SQLITE_FILL, [(d,) for d in digests])
+            fresh = {row[0] for row in cursor.execute(_CLAIM_SQLITE_MOVE).fetchall()}
+            cursor.execute(_CLAIM_SQLITE_EMPTY)
+            return fresh
+        finally:
+            cursor.close()
 
     def bindings_for(self, kind: IdentifierKind, values: Sequence[str], *,
                      org_path: str) -> Mapping[str, Binding]:
@@ -238,10 +264,10 @@ class SqlDiscoveryStore(SqlDiscoveryReads):
              p.sightings, json.dumps([[site, ip, at] for (site, ip), at in p.places.items()]))
             for p in presence])
 
-    def add_sightings(self, rows: Sequence[SightingRow]) -> int:
-        """Store the rows whose digest is new; how many were."""
-        return _ADD_SIGHTINGS.run(self._conn, [
+    def add_sightings(self, rows: Sequence[SightingRow]) -> None:
+        """Keep the rows that show a credential (their digests are claimed already)."""
+        _ADD_SIGHTINGS.run(self._conn, [
             (digest, org_path, *_SIGHTING_VALUES(s), _ports(s.open_ports), s.detail,
              m.device_id, m.asset_id, m.basis.value, m.confidence)
-            for s, digest, org_path, m in rows])
-
+            for s, digest, org_path, m in rows
+            if s.certificate or s.psk_identity or (s.issuer and s.serial)])

@@ -26,9 +26,9 @@ def body(count: int, start: int = 0, **extra: Any) -> bytes:
 def stored(inst: Installation) -> int:
     database = inst.services.database
     if isinstance(database, MemoryDatabase):
-        return len(database.uow.discovery.sightings)
+        return len(database.uow.discovery.digests)
     with database.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(discovery.sightings))
+        return int(conn.execute(select(func.count()).select_from(discovery.sighting_digests))
                    .scalar_one())
 
 

@@ -74,10 +74,10 @@ def test_import_ok_matches_and_creates_assets(svc: MemoryServices) -> None:
 
 def test_import_ok_same_file_twice_adds_nothing(svc: MemoryServices) -> None:
     svc.discovery.import_stream(SYSTEM, "jsonl", lines(*RECORDS), SourceContext())
-    before = (svc.discovery.assets(SYSTEM), list(svc.uow.discovery.sightings))
+    before = (svc.discovery.assets(SYSTEM), list(svc.uow.discovery.digests))
     again = svc.discovery.import_stream(SYSTEM, "jsonl", lines(*RECORDS), SourceContext())
     assert (again.added, again.duplicates, again.matched, again.new_assets) == (0, 3, 0, 0)
-    assert (svc.discovery.assets(SYSTEM), list(svc.uow.discovery.sightings)) == before
+    assert (svc.discovery.assets(SYSTEM), list(svc.uow.discovery.digests)) == before
 
 
 def test_import_ok_one_audit_record_per_batch(svc: MemoryServices) -> None:
@@ -103,7 +103,7 @@ def test_import_fail_not_the_format(svc: MemoryServices) -> None:
         svc.discovery.import_stream(SYSTEM, "jsonl", io.BytesIO(b"<xml/>\n<nmaprun>\n"),
                                     SourceContext())
     assert [r["line"] for r in refused.value.extra["refusals"]] == [1, 2]
-    assert not svc.uow.discovery.sightings and not imports(svc)
+    assert not svc.uow.discovery.digests and not imports(svc)
 
 
 @pytest.mark.parametrize(("who", "source"), [
@@ -115,7 +115,7 @@ def test_import_fail_refused_whole(svc: MemoryServices, who: Principal, source: 
         svc.discovery.import_stream(who, source, lines(*RECORDS), SourceContext())
     if source == "nosuch":
         assert "jsonl" in refused.value.detail  # the known sources are listed
-    assert not svc.uow.discovery.sightings
+    assert not svc.uow.discovery.digests
     assert svc.uow.audit.records[-1].tag == AuditTag.DISCOVERY_IMPORT_REFUSED
 
 
@@ -145,9 +145,9 @@ def test_scope_fail_tenant_never_matches_or_sees_another(svc: MemoryServices) ->
 def test_observe_ok_queued_then_stored(svc: MemoryServices) -> None:
     seen = Sighting(source="broker", seen_at=1772359200.0, client_id="cam-a", ip="10.1.1.1")
     svc.discovery.observe([seen, seen])
-    assert not svc.uow.discovery.sightings  # queued, not stored by the caller
+    assert not svc.uow.discovery.digests  # queued, not stored by the caller
     assert svc.discovery.flush_observed() == 2
-    assert len(svc.uow.discovery.sightings) == 1
+    assert len(svc.uow.discovery.digests) == 1
     (presence,) = svc.discovery.reader.iter_devices_seen(org_path=ROOT_PATH)
     assert presence.sources == ("broker",)
 
@@ -177,13 +177,13 @@ def test_observe_ok_the_background_loop_stores_and_stops(svc: MemoryServices) ->
     try:
         svc.discovery.observe([Sighting(source="api", seen_at=1772359200.0, client_id="who")])
         deadline = time.monotonic() + 5
-        while not svc.uow.discovery.sightings and time.monotonic() < deadline:
+        while not svc.uow.discovery.digests and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
         stop.set()
         loop.join(5)
     assert not loop.is_alive()
-    assert len(svc.uow.discovery.sightings) == 1
+    assert len(svc.uow.discovery.digests) == 1
 
 
 def test_import_ok_says_so_on_the_change_feed_only_when_it_stored_something(

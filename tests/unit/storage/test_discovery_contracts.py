@@ -117,6 +117,7 @@ def test_assets_bindings_and_merge(db: Any) -> None:
             Binding(K.HOSTNAME, "cam", ACME, T, T, asset_id="as-2"),
             Binding(K.HOSTNAME, "cam", BETA, T, T + 9, asset_id="as-3"),
             Binding(K.HOSTNAME, "cam", "/root/", T, T + 1, device_id="d1")])
+        assert store.claim_digests([b"1" * 16]) == {b"1" * 16}
         store.add_sightings([(sighting(1, hostname="cam"), b"1" * 16, ACME,
                               Match(K.HOSTNAME, 0.7, asset_id="as-2"))])
     with db.reading() as uow:
@@ -169,12 +170,21 @@ def test_sightings_idempotent_and_credentials(db: Any) -> None:
              b"b" * 16, ACME, Match(K.CERTIFICATE, 0.75, asset_id="as-9")),
             (sighting(3, psk_identity="shared", issuer="CN=x", serial="1"), b"c" * 16, BETA,
              Match(K.PSK_IDENTITY, 0.95, asset_id="as-8"))]
+    plain = (sighting(4, mac="aa:bb:cc:dd:ee:04", ip="10.0.0.4", site="hq"), b"d" * 16, ACME,
+             Match(K.MAC, 0.85, asset_id="as-7"))
     with db() as uow:
         uow.discovery.begin_import()
-        assert uow.discovery.add_sightings(rows) == 3
+        assert uow.discovery.claim_digests([b"a" * 16, b"b" * 16, b"c" * 16, b"d" * 16]
+                                           ) == {b"a" * 16, b"b" * 16, b"c" * 16, b"d" * 16}
+        uow.discovery.add_sightings([*rows, plain])
     with db() as uow:
-        assert uow.discovery.known_digests([b"a" * 16, b"z" * 16]) == {b"a" * 16}
-        assert uow.discovery.add_sightings(rows[:2]) == 0
+        assert uow.discovery.claim_digests([b"a" * 16, b"z" * 16]) == {b"z" * 16}
+        assert uow.discovery.claim_digests([b"z" * 16, b"d" * 16]) == set()
+    with pytest.raises(RuntimeError), db() as uow:
+        assert uow.discovery.claim_digests([b"y" * 16]) == {b"y" * 16}
+        raise RuntimeError("the batch fails: its digests are not kept")
+    with db() as uow:
+        assert uow.discovery.claim_digests([b"y" * 16]) == {b"y" * 16}
     with db.reading() as uow:
         (cert,) = uow.discovery.iter_credentials_seen(org_path=ACME)
         assert (cert.kind, cert.value, cert.device_ids, cert.asset_ids, cert.last_seen,

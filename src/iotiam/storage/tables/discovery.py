@@ -1,5 +1,8 @@
 """Discovery's tables: sightings, discovered assets, identifier bindings, device presence.
 
+Every sighting's digest is kept (idempotency); a sighting's full row only when it shows
+a credential, the one thing read back of sightings (migration 0018).
+
 Times are seconds since the epoch (``Float``), as in ``discovery/models.py``: an import
 writes a million of them. The registered identities are read from the inventory, PKI
 and PSK tables; the indexes those lookups need are declared here, on those tables
@@ -30,6 +33,17 @@ from iotiam.storage.tables.columns import metadata
 
 SightingId = BigInteger().with_variant(Integer(), "sqlite")
 
+#: every sighting ever stored, by ``Sighting.digest()``: what makes an import idempotent
+sighting_digests = Table(
+    "discovery_sighting_digests",
+    metadata,
+    Column("digest", LargeBinary(16), primary_key=True),
+    sqlite_with_rowid=False,
+)
+
+#: the sightings that show a credential (a certificate, an issuer and serial, a PSK
+#: identity), in full: what the risk register reads back (``iter_credentials_seen``);
+#: the others are only their digest
 sightings = Table(
     "discovery_sightings",
     metadata,

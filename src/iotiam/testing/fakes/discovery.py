@@ -35,8 +35,12 @@ Kind = IdentifierKind
 
 @dataclass
 class MemoryDiscoveryStore(MemoryStore):
-    """``DiscoveryStore``: sightings by digest, assets by id, bindings by key."""
+    """``DiscoveryStore``: sighting digests, credential sightings by digest, assets by id,
+    bindings by key."""
 
+    #: every claimed sighting digest
+    digests: set[bytes] = field(default_factory=set)
+    #: the sightings that show a credential
     sightings: dict[bytes, tuple[Sighting, str, Match]] = field(default_factory=dict)
     stored_assets: dict[str, DiscoveredAsset] = field(default_factory=dict)
     bindings: dict[tuple[IdentifierKind, str, str], Binding] = field(default_factory=dict)
@@ -45,9 +49,11 @@ class MemoryDiscoveryStore(MemoryStore):
     def begin_import(self) -> None:
         """The memory database has one writer at a time already."""
 
-    def known_digests(self, digests: Sequence[bytes]) -> set[bytes]:
-        """Which of these digests are stored."""
-        return {d for d in digests if d in self.sightings}
+    def claim_digests(self, digests: Sequence[bytes]) -> set[bytes]:
+        """Record these digests; the new ones."""
+        fresh = set(digests) - self.digests
+        self.digests |= fresh
+        return fresh
 
     def bindings_for(self, kind: IdentifierKind, values: Sequence[str], *,
                      org_path: str) -> Mapping[str, Binding]:
@@ -97,14 +103,12 @@ class MemoryDiscoveryStore(MemoryStore):
         for row in presence:
             self.presence[row.device_id] = row
 
-    def add_sightings(self, rows: Sequence[SightingRow]) -> int:
-        """Store the rows whose digest is new."""
-        added = 0
+    def add_sightings(self, rows: Sequence[SightingRow]) -> None:
+        """Keep the rows that show a credential."""
         for sighting, digest, path, match in rows:
-            if digest not in self.sightings:
-                self.sightings[digest] = (sighting, path, match)
-                added += 1
-        return added
+            if sighting.certificate or sighting.psk_identity or (
+                    sighting.issuer and sighting.serial):
+                self.sightings.setdefault(digest, (sighting, path, match))
 
     def _with_identifiers(self, asset: DiscoveredAsset) -> DiscoveredAsset:
         found = sorted({(b.kind, b.value.rpartition("|")[2].partition("@")[0]
