@@ -65,9 +65,14 @@ _ONE_PER_BOX = (IdentifierKind.CLIENT_ID, IdentifierKind.MAC)
 #: one contradicts only the weakest, per-site identifiers (a host name, an address)
 _CREDENTIALS = (IdentifierKind.CERTIFICATE, IdentifierKind.ISSUER_SERIAL,
                 IdentifierKind.PSK_IDENTITY)
-#: a binding's seen times are written again only when they move by more than this: an
-#: import of a million sightings of the same few addresses writes each binding once
+#: an address binding's seen times are written again only when they move by more than
+#: this: an import of a million sightings of the same few addresses writes each binding
+#: once
 TOUCH_SECONDS = 3600.0
+#: the same for the other kinds, whose times only order two org units' claims to one
+#: value (``DiscoveryStore.bindings_for``): a day's precision is plenty, and a device
+#: seen a few times a day keeps its MAC's and name's rows unwritten
+TOUCH_SECONDS_TIMELESS = 86400.0
 __all__ = ["Key", "Lookups", "Outcome", "Reconciler", "binding_values", "ip_slot", "keys_of",
            "lookup_values"]
 
@@ -285,20 +290,22 @@ class Reconciler:
             kinds += [k for k in _CREDENTIALS if k in carried]
         if not kinds:
             return False
-        known: set[Key] = set()
+        # what the target shows of those kinds, gathered without copying its key sets
+        wanted = set(kinds)
+        theirs: dict[IdentifierKind, set[str]] = {}
         if hit.device is not None:
-            known |= self._device_keys.get(hit.device.device_id, set())
+            for kind, value in self._device_keys.get(hit.device.device_id, ()):
+                if kind in wanted:
+                    theirs.setdefault(kind, set()).add(value)
         asset = self._assets.get(hit.asset) if hit.asset else None
         if asset is not None:
-            known |= {k for k in self._bound.get(asset.id, ())
-                      if self._bindings[k].asset_id == asset.id}
-            if asset.mac:
-                known.add((IdentifierKind.MAC, asset.mac))
-        for kind in kinds:
-            theirs = {value for k, value in known if k is kind}
-            if theirs and not theirs & carried[kind]:
-                return True
-        return False
+            bindings = self._bindings
+            for key in self._bound.get(asset.id, ()):
+                if key[0] in wanted and bindings[key].asset_id == asset.id:
+                    theirs.setdefault(key[0], set()).add(key[1])
+            if asset.mac and IdentifierKind.MAC in wanted:
+                theirs.setdefault(IdentifierKind.MAC, set()).add(asset.mac)
+        return any(values.isdisjoint(carried[kind]) for kind, values in theirs.items())
 
     # -- placing --------------------------------------------------------------------
 
@@ -467,7 +474,8 @@ class Reconciler:
                 asset_id = owner.id  # the asset that turned out to be this device keeps it
         if old is not None and old.org_path == org_path and (
                 old.asset_id, old.device_id) == (asset_id, device_id):
-            if old.first_seen - TOUCH_SECONDS <= at <= old.last_seen + TOUCH_SECONDS:
+            touch = TOUCH_SECONDS if kind is IP else TOUCH_SECONDS_TIMELESS
+            if old.first_seen - touch <= at <= old.last_seen + touch:
                 return  # already known, and its times barely move
             bound = Binding(kind, key, org_path, min(old.first_seen, at),
                             max(old.last_seen, at), asset_id, device_id)

@@ -34,6 +34,8 @@ IN_CHUNK = 900
 #: hash of the schema, so that installations sharing one server (a schema each) do not
 #: queue behind each other's imports (advisory locks are per database, not per schema)
 IMPORT_LOCK = 0x64697363  # "disc"
+#: the page cache an import's connection may use on SQLite, KiB
+SQLITE_IMPORT_CACHE_KIB = 131072
 
 _SIGHTING_FIELDS = ("source", "seen_at", "site", "network", "ip", "mac", "hostname",
                     "client_id", "username", "certificate", "issuer", "serial", "subject",
@@ -169,6 +171,11 @@ class SqlDiscoveryStore(SqlDiscoveryReads):
         discovery tables that grew since they were last analysed; SQLite has one writer
         anyway, and its planner takes the indexes without statistics."""
         if not self._pg:
+            # a batch dirties pages all over the bindings' and the digests' keys; with
+            # SQLite's default 2 MB cache they spill to the WAL and are read back within
+            # the transaction (the pragma is this connection's and an upper bound: the
+            # memory is taken only when used)
+            self._query(f"PRAGMA cache_size=-{SQLITE_IMPORT_CACHE_KIB}", [])
             return
         self._query("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))",
                     [IMPORT_LOCK])
@@ -193,7 +200,7 @@ class SqlDiscoveryStore(SqlDiscoveryReads):
         cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(_CLAIM_SQLITE_STAGE)
-            cursor.executemany(_CLAIM_SQLITE_FILL, [(d,) for d in digests])
+            cursor.executemany(_CLAIM_SQLITE_FILL, [(d,) for d in sorted(digests)])
             fresh = {row[0] for row in cursor.execute(_CLAIM_SQLITE_MOVE).fetchall()}
             cursor.execute(_CLAIM_SQLITE_EMPTY)
             return fresh
@@ -246,16 +253,18 @@ class SqlDiscoveryStore(SqlDiscoveryReads):
 
     def save_assets(self, assets: Sequence[DiscoveredAsset]) -> None:
         """Insert or replace these assets' rows."""
+        # in key order, here and below: neighbouring rows land on the same pages
         _SAVE_ASSETS.run(self._conn, [
             (a.id, a.org_path, str(a.status), a.first_seen, a.last_seen, ",".join(a.sources),
              a.sightings, a.site, a.network, a.ip, a.mac, a.hostname, a.vendor, a.model,
-             _ports(a.open_ports), a.device_id) for a in assets])
+             _ports(a.open_ports), a.device_id)
+            for a in sorted(assets, key=operator.attrgetter("id"))])
 
     def save_bindings(self, bindings: Sequence[Binding]) -> None:
         """Insert or replace these bindings."""
         _SAVE_BINDINGS.run(self._conn, [
-            (str(b.kind), b.value, b.org_path, b.asset_id, b.device_id, b.first_seen,
-             b.last_seen) for b in bindings])
+            (b.kind.value, b.value, b.org_path, b.asset_id, b.device_id, b.first_seen,
+             b.last_seen) for b in sorted(bindings)])
 
     def save_presence(self, presence: Sequence[DevicePresence]) -> None:
         """Insert or replace these presence aggregates."""
