@@ -249,3 +249,19 @@ def test_asset_ok_rotated_certificate_keeps_its_mac() -> None:
     a = rec.place(seen(certificate="a" * 64, mac="aa:bb:cc:dd:ee:02"))
     b = rec.place(seen(T + 9, certificate="b" * 64, mac="aa:bb:cc:dd:ee:02"))
     assert a.asset_id == b.asset_id
+
+
+@pytest.mark.parametrize(("later", "written"), [
+    (20 * 3600.0, {K.IP}),  # a day's precision: the MAC's row stands, the address moves
+    (3 * 86400.0, {K.IP, K.MAC}),
+], ids=["ok/mac-row-unwritten-within-a-day", "ok/mac-row-moved-after-a-day"])
+def test_binding_ok_rewritten_only_when_its_times_move_enough(later: float,
+                                                              written: set[K]) -> None:
+    mac = Binding(K.MAC, "aa:bb:cc:dd:ee:01", ACME, T, T, asset_id="as-9")
+    rec = reconciler(Lookups(bindings={(K.MAC, mac.value): mac},
+                             assets={"as-9": asset("as-9")}))
+    match = rec.place(seen(T + later, mac=mac.value, ip="10.0.0.7", site="hq"))
+    assert match.asset_id == "as-9"
+    bindings = rec.outcome().bindings
+    assert {b.kind for b in bindings} == written
+    assert all(b.asset_id == "as-9" for b in bindings)

@@ -142,6 +142,16 @@ def test_scope_fail_tenant_never_matches_or_sees_another(svc: MemoryServices) ->
     assert mine.matched == 1
 
 
+def test_import_ok_keeps_full_rows_only_of_sightings_that_show_a_credential(
+        svc: MemoryServices) -> None:
+    report = svc.discovery.import_stream(SYSTEM, "jsonl", lines(
+        {"mac": "02:00:00:00:00:71", "ip": "10.0.0.71"},
+        {"psk_identity": "psk-71", "ip": "10.0.0.71"}), SourceContext())
+    assert report.added == 2 and len(svc.uow.discovery.digests) == 2
+    ((kept, _, _),) = svc.uow.discovery.sightings.values()
+    assert kept.psk_identity == "psk-71"
+
+
 def test_observe_ok_queued_then_stored(svc: MemoryServices) -> None:
     seen = Sighting(source="broker", seen_at=1772359200.0, client_id="cam-a", ip="10.1.1.1")
     svc.discovery.observe([seen, seen])
