@@ -270,6 +270,8 @@ class Reconciler:
         """The hits, with those whose device or asset a stronger identifier of the same
         sighting contradicts turned into misses: two boxes with the vendor's default
         host name and their own MACs are two boxes."""
+        if not any(hit.device or hit.asset for hit in hits):
+            return hits  # nothing named: nothing to contradict (every new thing)
         carried: dict[IdentifierKind, set[str]] = {}
         for hit in hits:
             carried.setdefault(hit.kind, set()).add(hit.key)
