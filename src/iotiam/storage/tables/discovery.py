@@ -1,7 +1,7 @@
 """Discovery's tables: sightings, discovered assets, identifier bindings, device presence.
 
 Every sighting's digest is kept (idempotency); a sighting's full row only when it shows
-a credential, the one thing read back of sightings (migration 0018).
+a credential, the one thing read back of sightings (migration 0020).
 
 Times are seconds since the epoch (``Float``), as in ``discovery/models.py``: an import
 writes a million of them. The registered identities are read from the inventory, PKI

@@ -6,8 +6,8 @@ credentials seen (``iter_credentials_seen``): a compact table keyed by the 16-by
 the rows that carry a certificate, an issuer and serial, or a PSK identity. The rows
 without one are dropped here (their digests are kept); a downgrade cannot bring them back.
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0020
+Revises: 0019
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018"
-down_revision = "0017"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
