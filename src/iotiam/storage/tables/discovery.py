@@ -78,6 +78,11 @@ sightings = Table(
     Column("confidence", Float, nullable=False),
     # a merge moves an asset's sightings to the asset it joined
     Index("ix_discovery_sightings_asset", "asset_id"),
+    #: a refresh reads the sightings of its devices' own credentials by value
+    #: (``discovery_reads.credentials_seen``)
+    Index("ix_discovery_sightings_certificate", "certificate"),
+    Index("ix_discovery_sightings_psk_identity", "psk_identity"),
+    Index("ix_discovery_sightings_issuer_serial", "issuer", "serial"),
 )
 
 assets = Table(

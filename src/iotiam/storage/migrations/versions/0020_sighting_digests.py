@@ -3,8 +3,9 @@
 Idempotency needs only a sighting's digest, and the only read of sighting rows is the
 credentials seen (``iter_credentials_seen``): a compact table keyed by the 16-byte digest
 (``WITHOUT ROWID`` on SQLite) records every sighting, and ``discovery_sightings`` keeps
-the rows that carry a certificate, an issuer and serial, or a PSK identity. The rows
-without one are dropped here (their digests are kept); a downgrade cannot bring them back.
+the rows that carry a certificate, an issuer and serial, or a PSK identity, indexed by
+each for a refresh's narrow read. The rows without one are dropped here (their digests
+are kept); a downgrade cannot bring them back.
 
 Revision ID: 0020
 Revises: 0019
@@ -20,6 +21,13 @@ down_revision = "0019"
 branch_labels = None
 depends_on = None
 
+#: what the narrow read of a refresh looks sightings up by (credentials_seen)
+_CREDENTIAL_INDEXES = {
+    "ix_discovery_sightings_certificate": ["certificate"],
+    "ix_discovery_sightings_psk_identity": ["psk_identity"],
+    "ix_discovery_sightings_issuer_serial": ["issuer", "serial"],
+}
+
 
 def upgrade() -> None:
     op.create_table(
@@ -31,7 +39,11 @@ def upgrade() -> None:
                "SELECT digest FROM discovery_sightings")
     op.execute("DELETE FROM discovery_sightings WHERE certificate IS NULL "
                "AND psk_identity IS NULL AND (issuer IS NULL OR serial IS NULL)")
+    for name, columns in _CREDENTIAL_INDEXES.items():
+        op.create_index(name, "discovery_sightings", columns)
 
 
 def downgrade() -> None:
+    for name in _CREDENTIAL_INDEXES:
+        op.drop_index(name, "discovery_sightings")
     op.drop_table("discovery_sighting_digests")
