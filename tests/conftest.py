@@ -135,7 +135,9 @@ class SchemaPool:
         self._admin = make_engine(url)
         self._free: list[str] = []
         self._made: list[str] = []
-        self._shape: str | None = None
+        #: the first schema's SCHEMA_SHAPE, and the statements that empty one like it
+        self._shape = ""
+        self._emptying = ""
 
     def take(self) -> str:
         """An empty migrated schema."""
@@ -148,39 +150,35 @@ class SchemaPool:
         engine = make_engine(schema_url(name))
         try:
             upgrade_to_head(engine)
-            if self._shape is None:
-                with engine.connect() as conn:
-                    self._shape = conn.execute(SCHEMA_SHAPE).scalar_one()
         finally:
             engine.dispose()
+        if not self._shape:
+            with self._admin.begin() as conn:
+                conn.exec_driver_sql(f"SET LOCAL search_path = {name}")
+                self._shape = conn.execute(SCHEMA_SHAPE).scalar_one()
+                sequences = conn.execute(text(
+                    "SELECT sequencename FROM pg_sequences WHERE schemaname = :name"
+                ), {"name": name}).scalars()
+                # children before parents, so that no foreign key refuses a delete
+                self._emptying = "; ".join(
+                    [f'DELETE FROM "{table.name}"' for table in reversed(metadata.sorted_tables)]
+                    + [f'ALTER SEQUENCE "{sequence}" RESTART' for sequence in sequences])
         return name
 
     def give_back(self, name: str) -> None:
         """Empty ``name`` for the next test, or drop it if the test changed its catalog
         or its rows cannot be deleted (a connection a test left open holds them)."""
-        engine = make_engine(schema_url(name))
         try:
-            with engine.begin() as conn:
-                conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+            with self._admin.begin() as conn:
+                conn.exec_driver_sql(f"SET LOCAL search_path = {name}; "
+                                     "SET LOCAL lock_timeout = '5s'")
                 if conn.execute(SCHEMA_SHAPE).scalar_one() != self._shape:
                     raise LookupError(f"schema {name} changed")
-                present = set(conn.execute(text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-                )).scalars())
-                # children before parents, so that no foreign key refuses a delete
-                for table in reversed(metadata.sorted_tables):
-                    if table.name in present:
-                        conn.execute(text(f'DELETE FROM "{table.name}"'))
-                for sequence in conn.execute(text(
-                        "SELECT sequencename FROM pg_sequences "
-                        "WHERE schemaname = current_schema()")).scalars():
-                    conn.execute(text(f'ALTER SEQUENCE "{sequence}" RESTART'))
+                conn.exec_driver_sql(self._emptying)  # one round trip
         except (LookupError, SQLAlchemyError):
             self._drop(name)
         else:
             self._free.append(name)
-        finally:
-            engine.dispose()
 
     def _drop(self, name: str) -> None:
         self._made.remove(name)
