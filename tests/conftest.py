@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from iotiam.api.app import create_api_app, create_public_app
 from iotiam.bootstrap import Services, build_services, token_config
@@ -25,6 +28,8 @@ from iotiam.discovery.ports import SightingSink
 from iotiam.enrollment.queue import QueueLimits
 from iotiam.installation import initialize
 from iotiam.storage.database import Database, make_engine
+from iotiam.storage.migrate import upgrade_to_head
+from iotiam.storage.tables import metadata
 from iotiam.testing.environment import integration_required
 from iotiam.testing.fakes.services import MemoryConfig, memory_services
 
@@ -53,19 +58,157 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def postgres_schema_url() -> Iterator[str]:
-    """A throw-away PostgreSQL schema; the URL pins ``search_path`` to it."""
+    """A throw-away PostgreSQL schema, empty; the URL pins ``search_path`` to it."""
     assert PG_URL
     name = "iotiam_t_" + secrets.token_hex(6)
     admin = make_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {name}"))
-    sep = "&" if "?" in PG_URL else "?"
     try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{name}"
+        yield schema_url(name)
     finally:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
         admin.dispose()
+
+
+def schema_url(name: str) -> str:
+    """``IOTIAM_TEST_DATABASE_URL`` with ``search_path`` pinned to schema ``name``."""
+    assert PG_URL
+    sep = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{sep}options=-csearch_path%3D{name}"
+
+
+def migrated_schema_url() -> Iterator[str]:
+    """A PostgreSQL schema at the newest migration with no rows, as ``init`` leaves a new
+    database before seeding it; the URL pins ``search_path`` to it. Taken from this
+    process's pool and emptied for the next test after (migrating costs ~1.5 s a test)."""
+    name = _schema_pool().take()
+    try:
+        yield schema_url(name)
+    finally:
+        _schema_pool().give_back(name)
+
+
+# one catalog text per schema: its relations, columns, constraints, indexes, types and
+# functions; a test that changed any of them leaves a schema the pool drops
+SCHEMA_SHAPE = text("""
+    SELECT md5(string_agg(item, E'\\n' ORDER BY item)) FROM (
+      SELECT concat_ws(' ', 'r', relname, relkind) FROM pg_class
+        WHERE relnamespace = current_schema()::regnamespace
+      UNION ALL
+      SELECT concat_ws(' ', 'a', c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+                       a.attnotnull, pg_get_expr(d.adbin, d.adrelid))
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE c.relnamespace = current_schema()::regnamespace
+          AND a.attnum > 0 AND NOT a.attisdropped
+      UNION ALL
+      SELECT concat_ws(' ', 'c', conrelid::regclass, conname, pg_get_constraintdef(oid))
+        FROM pg_constraint WHERE connamespace = current_schema()::regnamespace
+      UNION ALL
+      SELECT concat_ws(' ', 'i', indexdef) FROM pg_indexes
+        WHERE schemaname = current_schema()
+      UNION ALL
+      SELECT concat_ws(' ', 't', c.relname, t.tgname) FROM pg_trigger t
+        JOIN pg_class c ON c.oid = t.tgrelid
+        WHERE c.relnamespace = current_schema()::regnamespace
+      UNION ALL
+      SELECT concat_ws(' ', 'y', typname) FROM pg_type
+        WHERE typnamespace = current_schema()::regnamespace
+      UNION ALL
+      SELECT concat_ws(' ', 'f', proname, md5(prosrc)) FROM pg_proc
+        WHERE pronamespace = current_schema()::regnamespace
+      UNION ALL
+      SELECT concat_ws(' ', 'v', version_num) FROM alembic_version
+    ) AS shape(item)
+""")
+
+
+
+class SchemaPool:
+    """Migrated PostgreSQL schemas this test process reuses: one is handed back emptied
+    (rows deleted, sequences restarted) when its catalog is still the one the migrations
+    made, and dropped otherwise."""
+
+    def __init__(self, url: str) -> None:
+        self._admin = make_engine(url)
+        self._free: list[str] = []
+        self._made: list[str] = []
+        #: the first schema's SCHEMA_SHAPE, and the statements that empty one like it
+        self._shape = ""
+        self._emptying = ""
+
+    def take(self) -> str:
+        """An empty migrated schema."""
+        if self._free:
+            return self._free.pop()
+        name = "iotiam_t_" + secrets.token_hex(6)
+        with self._admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {name}"))
+        self._made.append(name)
+        engine = make_engine(schema_url(name))
+        try:
+            upgrade_to_head(engine)
+        finally:
+            engine.dispose()
+        if not self._shape:
+            with self._admin.begin() as conn:
+                conn.exec_driver_sql(f"SET LOCAL search_path = {name}")
+                self._shape = conn.execute(SCHEMA_SHAPE).scalar_one()
+                sequences = conn.execute(text(
+                    "SELECT sequencename FROM pg_sequences WHERE schemaname = :name"
+                ), {"name": name}).scalars()
+                # children before parents, so that no foreign key refuses a delete
+                self._emptying = "; ".join(
+                    [f'DELETE FROM "{table.name}"' for table in reversed(metadata.sorted_tables)]
+                    + [f'ALTER SEQUENCE "{sequence}" RESTART' for sequence in sequences])
+        return name
+
+    def give_back(self, name: str) -> None:
+        """Empty ``name`` for the next test, or drop it if the test changed its catalog
+        or its rows cannot be deleted (a connection a test left open holds them)."""
+        try:
+            with self._admin.begin() as conn:
+                conn.exec_driver_sql(f"SET LOCAL search_path = {name}; "
+                                     "SET LOCAL lock_timeout = '5s'")
+                if conn.execute(SCHEMA_SHAPE).scalar_one() != self._shape:
+                    raise LookupError(f"schema {name} changed")
+                conn.exec_driver_sql(self._emptying)  # one round trip
+        except (LookupError, SQLAlchemyError):
+            self._drop(name)
+        else:
+            self._free.append(name)
+
+    def _drop(self, name: str) -> None:
+        self._made.remove(name)
+        with self._admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+
+    def close(self) -> None:
+        """Drop every schema the pool made."""
+        for name in list(self._made):
+            self._drop(name)
+        self._free.clear()
+        self._admin.dispose()
+
+
+_pools: list[SchemaPool] = []
+
+
+def _schema_pool() -> SchemaPool:
+    assert PG_URL
+    if not _pools:
+        _pools.append(SchemaPool(PG_URL))
+    return _pools[0]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop the pooled PostgreSQL schemas."""
+    while _pools:
+        _pools.pop().close()
+    while _sqlite_templates:
+        shutil.rmtree(_sqlite_templates.pop().parent, ignore_errors=True)
 
 
 @pytest.fixture
@@ -144,12 +287,17 @@ def sql_installation(request: pytest.FixtureRequest, tmp_path: Path
 
 
 def _installation(backend: str, tmp_path: Path) -> Iterator[Installation]:
+    # the schema comes migrated (the migrations' own tests run on installations too, on
+    # the pool's first schema and the SQLite template): ``init`` finds nothing to upgrade
+    data_dir = tmp_path / "data"
     if backend == "postgresql":
-        gen = postgres_schema_url()
+        gen = migrated_schema_url()
         url: str | None = next(gen)
     else:
         gen, url = None, None
-    inst = make_installation(tmp_path / "data", url)
+        data_dir.mkdir(mode=0o700)
+        shutil.copyfile(migrated_sqlite_template(), data_dir / "iotiam.db")
+    inst = make_installation(data_dir, url)
     try:
         yield inst
     finally:
@@ -157,6 +305,23 @@ def _installation(backend: str, tmp_path: Path) -> Iterator[Installation]:
         if gen is not None:
             for _ in gen:
                 pass
+
+
+_sqlite_templates: list[Path] = []
+
+
+def migrated_sqlite_template() -> Path:
+    """A SQLite database at the newest migration with no rows, made once per test
+    process; copying it is what migrating a new one per test cost (~0.4 s)."""
+    if not _sqlite_templates:
+        path = Path(tempfile.mkdtemp(prefix="iotiam-template-")) / "iotiam.db"
+        engine = make_engine(f"sqlite:///{path}")
+        try:
+            upgrade_to_head(engine)
+        finally:
+            engine.dispose()  # the last connection closing folds the WAL into the file
+        _sqlite_templates.append(path)
+    return _sqlite_templates[0]
 
 
 def make_memory_installation(data_dir: Path, *,

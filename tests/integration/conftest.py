@@ -14,16 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BACKENDS, postgres_schema_url
+from conftest import BACKENDS, migrated_schema_url, postgres_schema_url
 from iotiam.testing import require, require_binary
 
 from .live_server import Server, launch
 
 
 def serve_live(backend: str, base: Path, extra_env: dict[str, str] | None = None, *,
-               broker: bool = False) -> Iterator[Server]:
-    """Launch a server for a fixture, stop it after, and check it logged no traceback."""
-    schema = postgres_schema_url() if backend == "postgresql" else None
+               broker: bool = False, migrated: bool = True) -> Iterator[Server]:
+    """Launch a server for a fixture, stop it after, and check it logged no traceback.
+
+    On PostgreSQL ``init`` finds the schema ``migrated`` already (one from the pool of
+    ``conftest.migrated_schema_url``), or migrates an empty one itself."""
+    schema = None
+    if backend == "postgresql":
+        schema = migrated_schema_url() if migrated else postgres_schema_url()
     url = next(schema) if schema is not None else None
     try:
         server = launch(backend, base, url, extra_env, broker=broker)
@@ -50,8 +55,9 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(params=BACKENDS)
 def fresh_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    """A live server of one's own, for tests that tamper with or crash it."""
-    yield from serve_live(request.param, tmp_path)
+    """A live server of one's own, for tests that tamper with or crash it (on PostgreSQL,
+    ``init`` migrates an empty schema, as it does a new database)."""
+    yield from serve_live(request.param, tmp_path, migrated=False)
 
 
 @pytest.fixture(scope="session")

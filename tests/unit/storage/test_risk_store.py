@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from conftest import BACKENDS, postgres_schema_url
+from conftest import BACKENDS, migrated_schema_url
 from iotiam.inventory.models import Criticality, DeviceClass
 from iotiam.risk.models import (
     Acceptance,
@@ -50,10 +50,8 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, migrated: Path) -> Iterat
         shutil.copy(migrated, tmp_path / "risk.db")
         urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'risk.db'}"])
     else:
-        urls = postgres_schema_url()
+        urls = migrated_schema_url()
     engine = make_engine(next(urls))
-    if request.param == "postgresql":
-        upgrade_to_head(engine)
     database = Database(engine)
     try:
         yield database

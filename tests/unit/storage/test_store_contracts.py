@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from conftest import BACKENDS, postgres_schema_url
+from conftest import BACKENDS, migrated_schema_url
 from iotiam import installation
 from iotiam.admin.models import AdminToken
 from iotiam.attestation.models import (
@@ -123,10 +123,8 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, migrated_sqlite: Path) ->
         shutil.copy(migrated_sqlite, tmp_path / "store.db")
         urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'store.db'}"])
     else:
-        urls = postgres_schema_url()
+        urls = migrated_schema_url()
     engine = make_engine(next(urls))
-    if request.param == "postgresql":
-        upgrade_to_head(engine)
     database = Database(engine)
     seed(database)
     try:
