@@ -14,6 +14,7 @@ import hashlib
 import logging
 import secrets
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -58,6 +59,8 @@ BATCH_SIZE = 5000
 MAX_OBSERVED = 100_000
 #: how often the observer stores what was queued, at the latest
 OBSERVE_SECONDS = 1.0
+#: how soon the observer sees that it must stop
+STOP_SECONDS = 0.25
 MAX_PAGE = 1000
 
 #: a sighting with its identifiers as reconciliation looks them up (computed once)
@@ -232,13 +235,23 @@ class Discovery:
     def run_observer(self, stop: threading.Event) -> None:
         """The background loop the composition root runs: store observed sightings."""
         while not stop.is_set():
-            self._wake.wait(OBSERVE_SECONDS)
+            self._idle(stop)
             self._wake.clear()
             try:
                 self.flush_observed()
             except Exception:  # a database hiccup must not end the loop
                 log.exception("storing observed sightings failed; retrying")
         self.flush_observed()
+
+    def _idle(self, stop: threading.Event) -> None:
+        """Wait until sightings are queued, ``stop`` is set or ``OBSERVE_SECONDS`` pass;
+        ``stop`` is seen within ``STOP_SECONDS`` (``serve`` shuts down at once)."""
+        deadline = time.monotonic() + OBSERVE_SECONDS
+        while not (stop.is_set() or self._wake.is_set()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.wait(min(STOP_SECONDS, left))
 
     # -- reads ----------------------------------------------------------------------
 

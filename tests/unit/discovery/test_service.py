@@ -13,7 +13,7 @@ import pytest
 from iotiam.audit.models import AuditTag
 from iotiam.changes import SightingsImported
 from iotiam.discovery.models import AssetStatus, IdentifierKind, Sighting, SourceContext
-from iotiam.discovery.service import Discovery
+from iotiam.discovery.service import OBSERVE_SECONDS, Discovery
 from iotiam.errors import Forbidden, InvalidInput, NotFound
 from iotiam.inventory.models import Device, DeviceState, OrgUnit, OrgUnitKind
 from iotiam.kernel import ROOT_PATH, SYSTEM, Principal, Role
@@ -189,9 +189,11 @@ def test_observe_ok_the_background_loop_stores_and_stops(svc: MemoryServices) ->
         deadline = time.monotonic() + 5
         while not svc.uow.discovery.digests and time.monotonic() < deadline:
             time.sleep(0.01)
+        time.sleep(0.1)  # the loop is back to waiting for the next sightings
     finally:
         stop.set()
-        loop.join(5)
+        # it sees the stop within STOP_SECONDS, not after its OBSERVE_SECONDS wait
+        loop.join(OBSERVE_SECONDS * 0.8)
     assert not loop.is_alive()
     assert len(svc.uow.discovery.digests) == 1
 
