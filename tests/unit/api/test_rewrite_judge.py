@@ -114,3 +114,26 @@ def test_fail_same_sightings_imported_by_two_tenants_stored_for_each(
         reports[tenant] = answer.json()
         assert api.get(ASSETS).json()["total"] == 1, tenant
     assert reports["globex"]["added"] == 1 and reports["globex"]["duplicates"] == 0
+
+
+@pytest.mark.xfail(strict=True, reason="an address handed on within the same day stays "
+                   "bound to its first holder: the new holder's lease does not re-bind it "
+                   "and a flow minutes after that lease joins the old holder")
+def test_fail_address_handed_on_within_a_day_names_its_new_holder(
+        installation: Installation) -> None:
+    """docs/discovery.md: a sighting takes the holder of its address seen nearest to it
+    (exact to within an hour); an address seen with another MAC was handed on and is
+    re-bound to the new holder. Box 1 leases 10.14.0.1 at 00:00, box 2 at 03:00 the
+    same day, and a flow from the address at 03:01 is box 2's."""
+    api = installation.api()
+    t = 1764892800  # 2025-12-05T00:00:00Z
+    for record in ({"seen_at": t, "mac": "02:00:00:0e:00:01", "ip": "10.14.0.1"},
+                   {"seen_at": t + 3 * 3600, "mac": "02:00:00:0e:00:02", "ip": "10.14.0.1"},
+                   {"seen_at": t + 3 * 3600 + 60, "ip": "10.14.0.1"}):
+        answer = api.post(IMPORTS, params={"source": "jsonl", "site": "hq"}, headers=RAW,
+                          content=jsonl(record))
+        assert answer.status_code == 200 and answer.json()["added"] == 1, answer.text
+    assets = {a["mac"]: a for a in api.get(ASSETS).json()["items"]}
+    assert sorted(assets) == ["02:00:00:0e:00:01", "02:00:00:0e:00:02"]
+    assert assets["02:00:00:0e:00:01"]["sightings"] == 1
+    assert assets["02:00:00:0e:00:02"]["sightings"] == 2
