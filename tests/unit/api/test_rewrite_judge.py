@@ -137,3 +137,21 @@ def test_fail_address_handed_on_within_a_day_names_its_new_holder(
     assert sorted(assets) == ["02:00:00:0e:00:01", "02:00:00:0e:00:02"]
     assert assets["02:00:00:0e:00:01"]["sightings"] == 1
     assert assets["02:00:00:0e:00:02"]["sightings"] == 2
+
+
+@pytest.mark.xfail(strict=True, reason="an import option given twice with two values "
+                   "keeps the last one silently (map.mac=MAC then map.mac=Mac2 maps the "
+                   "second column)")
+def test_fail_same_import_option_twice_is_a_400(installation: Installation) -> None:
+    """docs/discovery.md: a query parameter given twice is a 400 naming it, never one of
+    the two kept silently, and an option that would map every record wrongly is refused
+    before a byte is read. `option` repeats for different keys; the same key twice with
+    two values is that ambiguity."""
+    api = installation.api()
+    answer = api.post(IMPORTS, headers=RAW, params=[
+        ("source", "cmdb"), ("site", "opt"), ("option", "map.mac=MAC"),
+        ("option", "map.mac=Mac2"), ("option", "map.ip=IP")],
+        content=b"MAC,Mac2,IP\n02:00:00:0a:0a:01,02:00:00:0a:0a:02,10.10.10.1\n")
+    problem = assert_problem(answer, 400)
+    assert "map.mac" in json.dumps(problem)
+    assert api.get(ASSETS).json()["total"] == 0
