@@ -155,3 +155,25 @@ def test_fail_same_import_option_twice_is_a_400(installation: Installation) -> N
     problem = assert_problem(answer, 400)
     assert "map.mac" in json.dumps(problem)
     assert api.get(ASSETS).json()["total"] == 0
+
+
+@pytest.mark.xfail(strict=True, reason="a JSON escape of a lone surrogate (\\ud800) in a "
+                   "text field passes the jsonl source and fails the database write: the "
+                   "whole import is a 500 instead of one refused line")
+@pytest.mark.parametrize("field", ["vendor", "client_id", "psk_identity", "issuer"])
+def test_fail_lone_surrogate_in_a_text_field_is_one_refused_line(
+        installation: Installation, field: str) -> None:
+    """docs/discovery.md: bad values are refused with their line number and why, and
+    the rest is read; never a 5xx (G10). `\\ud800` is valid JSON but no UTF-8 text."""
+    api = installation.api()
+    bad: dict[str, object] = {"seen_at": 1764000000, "mac": "02:00:00:19:00:02",
+                              field: "a\ud800b"}
+    if field == "issuer":
+        bad["serial"] = "1"
+    answer = api.post(IMPORTS, params={"source": "jsonl", "site": "sur"}, headers=RAW,
+                      content=jsonl({"seen_at": 1764000000, "mac": "02:00:00:19:00:01"})
+                      + json.dumps(bad).encode() + b"\n")
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert (report["added"], report["refused"]) == (1, 1), report
+    assert report["refusals"][0]["line"] == 2
