@@ -205,3 +205,22 @@ def test_fail_lone_surrogate_in_other_sources_is_no_5xx(installation: Installati
                       content=SURROGATE_RECORDS[source])
     assert answer.status_code < 500, answer.text
     assert api.get(ASSETS).json()["total"] == 0
+
+
+@pytest.mark.xfail(strict=True, reason="a device id with a lone surrogate escape in "
+                   "device_ids reaches the answer's JSON encoder: 500 "
+                   "(PydanticSerializationError)")
+def test_fail_adoption_with_a_lone_surrogate_device_id_is_a_400(
+        installation: Installation) -> None:
+    """G10: a device id no device can have is a 400 problem, even in a dry run."""
+    api = installation.api()
+    answer = api.post(IMPORTS, params={"source": "jsonl", "site": "hq"}, headers=RAW,
+                      content=jsonl({"seen_at": 1764000000, "mac": "02:00:00:19:00:09"}))
+    assert answer.status_code == 200, answer.text
+    (asset,) = api.get(ASSETS).json()["items"]
+    answer = api.post("/v1/discovery/adoptions",
+                      content=json.dumps({  # json escapes the surrogate as \\ud800
+                          "assets": [asset["id"]], "type": "sensor", "dry_run": True,
+                          "device_ids": {asset["id"]: "x\ud800"}}).encode(),
+                      headers={"Content-Type": "application/json"})
+    assert_problem(answer, 400)
