@@ -236,6 +236,14 @@ class Sighting:
         return hashlib.blake2b(encoded, digest_size=16).digest()
 
 
+def scoped_digest(digest: bytes, org_path: str) -> bytes:
+    """16 bytes naming a sighting (by its ``Sighting.digest()``) as imported under
+    ``org_path``: what an import claims, so that each org's imports are idempotent on
+    their own (G9) and one org's sighting never hides another's."""
+    # the digest has a fixed length, so digest + path cannot collide across paths
+    return hashlib.blake2b(digest + org_path.encode(), digest_size=16).digest()
+
+
 #: every field's value, in declaration order (one C call: the digest runs per sighting)
 _ALL_FIELDS = operator.attrgetter(*(f.name for f in fields(Sighting)))
 #: marshal's format 2 (Python 2.5 on): binary floats, text as UTF-8 and no back-references

@@ -25,8 +25,8 @@ from iotiam.enrollment.models import ClaimToken
 from iotiam.inventory.models import ImportRowResult
 from iotiam.kernel import Principal
 
-#: a sighting as stored: the sighting, its digest, the org path it was imported under,
-#: and what it was matched to
+#: a sighting as stored: the sighting, its digest under the org path it was imported
+#: under (``scoped_digest``), that org path, and what it was matched to
 SightingRow = tuple[Sighting, bytes, str, Match]
 
 
@@ -90,8 +90,9 @@ class DiscoveryStore(Protocol):
         ...
 
     def claim_digests(self, digests: Sequence[bytes]) -> set[bytes]:
-        """Record these sighting digests (``Sighting.digest``); the ones that were not
-        recorded before: the rest are duplicates of sightings stored already."""
+        """Record these sighting digests (``scoped_digest``: a sighting's digest under the
+        org path it is imported under); the ones that were not recorded before: the rest
+        are duplicates of sightings that org stored already."""
         ...
 
     def bindings_for(self, kind: IdentifierKind, values: Sequence[str], *,

@@ -5,7 +5,8 @@ batches of ``BATCH_SIZE``, and each batch is one transaction that looks up every
 identifier it needs in one query per kind, reconciles (``reconcile.py``), writes its
 rows in bulk and appends one audit record naming its count and the digest of its
 rows. Memory holds one batch, never the input. A sighting's digest
-(``Sighting.digest``) is its identity: importing the same file twice adds nothing.
+(``Sighting.digest``) under the importing caller's org path (``scoped_digest``) is its
+identity: importing the same file twice adds nothing, and each org's imports are its own.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from iotiam.discovery.models import (
     Refusal,
     Sighting,
     SourceContext,
+    scoped_digest,
 )
 from iotiam.discovery.ports import (
     DiscoveryUnitOfWork,
@@ -152,19 +154,22 @@ class Discovery:
             unique.setdefault(keyed[0].digest(), keyed)
         report.duplicates += len(batch) - len(unique)
         scope = principal.org_path
+        # what is claimed and stored is the digest under the caller's org path: another
+        # org importing the same line gets it as its own (G9)
+        scoped = {scoped_digest(digest, scope): keyed for digest, keyed in unique.items()}
         with self._uow() as uow:
             store = uow.discovery
             store.begin_import()
-            claimed = store.claim_digests(list(unique))
-            fresh = [(digest, keyed) for digest, keyed in unique.items() if digest in claimed]
+            claimed = store.claim_digests(list(scoped))
+            fresh = [(key, keyed) for key, keyed in scoped.items() if key in claimed]
             report.duplicates += len(unique) - len(fresh)
             added = matched = new_assets = 0
             if fresh:
                 reconciler = Reconciler(scope, self._lookups(uow, scope, [k for _, k
                                                                           in fresh]),
                                         self._new_id)
-                rows: list[SightingRow] = [(s, digest, scope, reconciler.place(s, keys))
-                                           for digest, (s, keys) in fresh]
+                rows: list[SightingRow] = [(s, key, scope, reconciler.place(s, keys))
+                                           for key, (s, keys) in fresh]
                 outcome = reconciler.outcome()
                 store.merge_assets(outcome.merged)
                 store.save_assets(outcome.assets)

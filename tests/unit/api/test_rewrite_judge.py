@@ -95,9 +95,6 @@ def test_fail_refresh_after_a_psk_is_revoked_writes_what_a_rebuild_writes(
     assert register(installation) == refreshed
 
 
-@pytest.mark.xfail(strict=True, reason="sighting digests are one table for every org "
-                   "unit: a tenant's import of what another tenant imported counts as "
-                   "duplicates, stores nothing for it and tells it the other saw them")
 def test_fail_same_sightings_imported_by_two_tenants_stored_for_each(
         installation: Installation) -> None:
     """G9: an import can never reveal another tenant's asset. Two tenants' scanners see

@@ -33,7 +33,8 @@ from iotiam.storage.tables.columns import metadata
 
 SightingId = BigInteger().with_variant(Integer(), "sqlite")
 
-#: every sighting ever stored, by ``Sighting.digest()``: what makes an import idempotent
+#: every sighting ever stored, by ``scoped_digest`` (its ``Sighting.digest()`` under the
+#: org path it was imported under): what makes each org's imports idempotent
 sighting_digests = Table(
     "discovery_sighting_digests",
     metadata,
@@ -48,7 +49,8 @@ sightings = Table(
     "discovery_sightings",
     metadata,
     Column("id", SightingId, primary_key=True, autoincrement=True),
-    #: ``Sighting.digest()``: the same observation is stored once
+    #: ``scoped_digest``, as in ``discovery_sighting_digests``: the same observation is
+    #: stored once per org path
     Column("digest", LargeBinary(16), nullable=False, unique=True),
     Column("org_path", String(2048), nullable=False),
     Column("source", String(64), nullable=False),
