@@ -17,6 +17,7 @@ import ipaddress
 import marshal
 import operator
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
@@ -236,12 +237,19 @@ class Sighting:
         return hashlib.blake2b(encoded, digest_size=16).digest()
 
 
-def scoped_digest(digest: bytes, org_path: str) -> bytes:
-    """16 bytes naming a sighting (by its ``Sighting.digest()``) as imported under
-    ``org_path``: what an import claims, so that each org's imports are idempotent on
-    their own (G9) and one org's sighting never hides another's."""
-    # the digest has a fixed length, so digest + path cannot collide across paths
-    return hashlib.blake2b(digest + org_path.encode(), digest_size=16).digest()
+def scoped_digests(org_path: str, digests: Iterable[bytes]) -> list[bytes]:
+    """Each sighting digest (``Sighting.digest()``) as imported under ``org_path``: what
+    an import claims, so that each org's imports are idempotent on their own (G9) and one
+    org's sighting never hides another's. BLAKE2b-128 of the path, then the digest."""
+    # the digest's fixed length at the end keeps paths apart; the path's state is hashed
+    # once and copied per digest (0.2 µs, where a new hash of both took 0.4)
+    scope = hashlib.blake2b(org_path.encode(), digest_size=16)
+    keys: list[bytes] = []
+    for digest in digests:
+        hashed = scope.copy()
+        hashed.update(digest)
+        keys.append(hashed.digest())
+    return keys
 
 
 #: every field's value, in declaration order (one C call: the digest runs per sighting)

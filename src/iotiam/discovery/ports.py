@@ -26,7 +26,7 @@ from iotiam.inventory.models import ImportRowResult
 from iotiam.kernel import Principal
 
 #: a sighting as stored: the sighting, its digest under the org path it was imported
-#: under (``scoped_digest``), that org path, and what it was matched to
+#: under (``scoped_digests``), that org path, and what it was matched to
 SightingRow = tuple[Sighting, bytes, str, Match]
 
 
@@ -90,7 +90,7 @@ class DiscoveryStore(Protocol):
         ...
 
     def claim_digests(self, digests: Sequence[bytes]) -> set[bytes]:
-        """Record these sighting digests (``scoped_digest``: a sighting's digest under the
+        """Record these sighting digests (``scoped_digests``: a sighting's digest under the
         org path it is imported under); the ones that were not recorded before: the rest
         are duplicates of sightings that org stored already."""
         ...

@@ -5,7 +5,7 @@ batches of ``BATCH_SIZE``, and each batch is one transaction that looks up every
 identifier it needs in one query per kind, reconciles (``reconcile.py``), writes its
 rows in bulk and appends one audit record naming its count and the digest of its
 rows. Memory holds one batch, never the input. A sighting's digest
-(``Sighting.digest``) under the importing caller's org path (``scoped_digest``) is its
+(``Sighting.digest``) under the importing caller's org path (``scoped_digests``) is its
 identity: importing the same file twice adds nothing, and each org's imports are its own.
 """
 
@@ -36,7 +36,7 @@ from iotiam.discovery.models import (
     Refusal,
     Sighting,
     SourceContext,
-    scoped_digest,
+    scoped_digests,
 )
 from iotiam.discovery.ports import (
     DiscoveryUnitOfWork,
@@ -156,7 +156,7 @@ class Discovery:
         scope = principal.org_path
         # what is claimed and stored is the digest under the caller's org path: another
         # org importing the same line gets it as its own (G9)
-        scoped = {scoped_digest(digest, scope): keyed for digest, keyed in unique.items()}
+        scoped = dict(zip(scoped_digests(scope, unique), unique.values(), strict=True))
         with self._uow() as uow:
             store = uow.discovery
             store.begin_import()

@@ -33,7 +33,7 @@ from iotiam.storage.tables.columns import metadata
 
 SightingId = BigInteger().with_variant(Integer(), "sqlite")
 
-#: every sighting ever stored, by ``scoped_digest`` (its ``Sighting.digest()`` under the
+#: every sighting ever stored, by ``scoped_digests`` (its ``Sighting.digest()`` under the
 #: org path it was imported under): what makes each org's imports idempotent
 sighting_digests = Table(
     "discovery_sighting_digests",
@@ -49,7 +49,7 @@ sightings = Table(
     "discovery_sightings",
     metadata,
     Column("id", SightingId, primary_key=True, autoincrement=True),
-    #: ``scoped_digest``, as in ``discovery_sighting_digests``: the same observation is
+    #: ``scoped_digests``, as in ``discovery_sighting_digests``: the same observation is
     #: stored once per org path
     Column("digest", LargeBinary(16), nullable=False, unique=True),
     Column("org_path", String(2048), nullable=False),
