@@ -8,9 +8,15 @@ default names (``raspberrypi``, ``localhost``, ``ESP_...``) repeat across sites.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from iotiam.discovery.models import IP_BINDING_SECONDS, IdentifierKind, Sighting, ip_key
+from iotiam.discovery.models import (
+    IP_BINDING_SECONDS,
+    Binding,
+    IdentifierKind,
+    Sighting,
+    ip_key,
+)
 
 IP = IdentifierKind.IP
 HOSTNAME = IdentifierKind.HOSTNAME
@@ -53,6 +59,22 @@ def ip_slots_around(key: str, at: float) -> list[str]:
     """The binding keys of ``key`` that may hold a binding in reach of ``at``."""
     slot = int(at // IP_SLOT_SECONDS)
     return [f"{key}@{n}" for n in range(slot - _IP_REACH, slot + _IP_REACH + 1)]
+
+
+def nearest_ip_binding(bindings: Mapping[Key, Binding], key: str, at: float
+                       ) -> Binding | None:
+    """Who held address ``key`` (``site|ip``) nearest to ``at``, within the binding window
+    (a binding of each slot around ``at``: its holder seen latest in that slot)."""
+    best: Binding | None = None
+    distance = IP_BINDING_SECONDS
+    for slot in ip_slots_around(key, at):
+        binding = bindings.get((IP, slot))
+        if binding is None:
+            continue
+        away = max(binding.first_seen - at, at - binding.last_seen, 0.0)
+        if away <= distance:
+            best, distance = binding, away
+    return best
 
 
 def binding_values(keyed: Iterable[tuple[Sighting, list[Key]]]

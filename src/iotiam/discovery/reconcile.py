@@ -37,13 +37,12 @@ from iotiam.discovery.keys import (
     binding_key,
     binding_values,
     ip_slot,
-    ip_slots_around,
     keys_of,
     lookup_values,
+    nearest_ip_binding,
 )
 from iotiam.discovery.models import (
     CONFIDENCE,
-    IP_BINDING_SECONDS,
     AssetStatus,
     Binding,
     DevicePresence,
@@ -153,7 +152,8 @@ class _Hit(NamedTuple):
     #: named only by the ``ip`` an admin wrote on a device, which carries no time
     timeless: bool = False
     #: it named something a stronger identifier of the sighting contradicts: it neither
-    #: matches nor is re-bound (the value stays with what it named)
+    #: matches nor is re-bound (the value stays with what it named; an address whose
+    #: holder shows another MAC or client id was handed on instead: a plain miss)
     contradicted: bool = False
 
 
@@ -230,24 +230,11 @@ class Reconciler:
             asset_id = self._merged[asset_id]
         return asset_id
 
-    def _ip_binding(self, key: str, seen_at: float) -> Binding | None:
-        """Who held address ``key`` nearest to ``seen_at``, within the binding window."""
-        best: Binding | None = None
-        distance = IP_BINDING_SECONDS
-        for slot in ip_slots_around(key, seen_at):
-            binding = self._bindings.get((IP, slot))
-            if binding is None:
-                continue
-            away = max(binding.first_seen - seen_at, seen_at - binding.last_seen, 0.0)
-            if away <= distance:
-                best, distance = binding, away
-        return best
-
     def _resolve(self, kind: IdentifierKind, key: str, sighting: Sighting,
                  alone: bool = True) -> _Hit:
         registered = self._registered.get((kind, key))
         if kind is IP:
-            binding = self._ip_binding(key, sighting.seen_at)
+            binding = nearest_ip_binding(self._bindings, key, sighting.seen_at)
             if binding is not None or not alone:
                 # what a sighting bound the address to at this time beats the address
                 # an admin wrote down once (DHCP has since handed it on)
@@ -277,21 +264,27 @@ class Reconciler:
             carried.setdefault(hit.kind, set()).add(hit.key)
         found = []
         for hit in hits:
-            if (hit.device or hit.asset) and self._contradicted(hit, carried):
+            against = self._contradicting(hit, carried) if hit.device or hit.asset else ()
+            if hit.kind is IP and not set(against).isdisjoint(_ONE_PER_BOX):
+                # its holder then was another box: the address was handed on, so it names
+                # nothing and is re-bound to this sighting's holder (``_bind``)
+                hit = _Hit(hit.kind, hit.key, None, None)
+            elif against:
                 hit = _Hit(hit.kind, hit.key, None, None, contradicted=True)
             found.append(hit)
         return found
 
-    def _contradicted(self, hit: _Hit, carried: dict[IdentifierKind, set[str]]) -> bool:
-        """Whether what ``hit`` names shows, for a kind stronger than the hit's, values
-        of which the sighting carries none (known from this batch's lookups and the
-        asset's newest MAC: a cheap check, not the target's every identifier)."""
+    def _contradicting(self, hit: _Hit, carried: dict[IdentifierKind, set[str]]
+                       ) -> list[IdentifierKind]:
+        """The kinds, stronger than the hit's, of which what ``hit`` names shows values
+        and the sighting carries none (known from this batch's lookups and the asset's
+        newest MAC: a cheap check, not the target's every identifier)."""
         order = _ORDER[hit.kind]
         kinds = [k for k in _ONE_PER_BOX if k in carried and _ORDER[k] < order]
         if hit.kind in (HOSTNAME, IP):
             kinds += [k for k in _CREDENTIALS if k in carried]
         if not kinds:
-            return False
+            return []
         # what the target shows of those kinds, gathered without copying its key sets
         wanted = set(kinds)
         theirs: dict[IdentifierKind, set[str]] = {}
@@ -307,7 +300,7 @@ class Reconciler:
                     theirs.setdefault(key[0], set()).add(key[1])
             if asset.mac and IdentifierKind.MAC in wanted:
                 theirs.setdefault(IdentifierKind.MAC, set()).add(asset.mac)
-        return any(values.isdisjoint(carried[kind]) for kind, values in theirs.items())
+        return [kind for kind, values in theirs.items() if values.isdisjoint(carried[kind])]
 
     # -- placing --------------------------------------------------------------------
 
@@ -474,6 +467,10 @@ class Reconciler:
             owner = self._assets.get(self._live(old.asset_id))
             if owner is not None and owner.device_id == device_id:
                 asset_id = owner.id  # the asset that turned out to be this device keeps it
+        if kind is IP and old is not None and old.org_path == org_path \
+                and at < old.last_seen and not self._holds(old, asset_id, device_id):
+            # handed on within the slot: it is its later holder's, whatever the imports' order
+            return
         if old is not None and old.org_path == org_path and (
                 old.asset_id, old.device_id) == (asset_id, device_id):
             touch = TOUCH_SECONDS if kind is IP else TOUCH_SECONDS_TIMELESS
@@ -491,6 +488,11 @@ class Reconciler:
             self._bound.setdefault(bound.asset_id, set()).add((kind, key))
         if bound.device_id:
             self._device_keys.setdefault(bound.device_id, set()).add((kind, key))
+
+    def _holds(self, binding: Binding, asset_id: str | None, device_id: str | None) -> bool:
+        """Whether ``binding`` names this device, or this asset (or one merged into it)."""
+        return bool((device_id and binding.device_id == device_id) or (
+            asset_id and binding.asset_id and self._live(binding.asset_id) == asset_id))
 
     def _present(self, device: RegisteredDevice, sighting: Sighting) -> None:
         at = sighting.seen_at

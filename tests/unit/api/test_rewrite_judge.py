@@ -113,9 +113,6 @@ def test_fail_same_sightings_imported_by_two_tenants_stored_for_each(
     assert reports["globex"]["added"] == 1 and reports["globex"]["duplicates"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="an address handed on within the same day stays "
-                   "bound to its first holder: the new holder's lease does not re-bind it "
-                   "and a flow minutes after that lease joins the old holder")
 def test_fail_address_handed_on_within_a_day_names_its_new_holder(
         installation: Installation) -> None:
     """docs/discovery.md: a sighting takes the holder of its address seen nearest to it

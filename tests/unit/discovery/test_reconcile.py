@@ -121,6 +121,26 @@ def test_ip_ok_does_not_tie_a_stronger_asset_to_a_device() -> None:
     assert {b.kind: b.asset_id for b in out.bindings}[K.IP] == "as-9"
 
 
+@pytest.mark.parametrize("in_time_order", [True, False],
+                         ids=["ok/leases-in-time-order", "ok/later-lease-first"])
+def test_ip_ok_handed_on_within_a_day_is_its_later_holders(in_time_order: bool) -> None:
+    """Box 1 leases the address at midnight and box 2 three hours later: whatever the
+    order of the imports, the day's slot is box 2's and a flow a minute after its lease
+    joins box 2 (docs/discovery.md: the holder seen nearest in time)."""
+    day = T - T % 86400
+    box1 = seen(day, mac="02:00:00:0e:00:01", ip="10.14.0.1", site="hq", source="dhcpd")
+    box2 = seen(day + 3 * 3600, mac="02:00:00:0e:00:02", ip="10.14.0.1", site="hq",
+                source="dhcpd")
+    rec = reconciler()
+    placed = {s.mac: rec.place(s).asset_id for s in
+              ([box1, box2] if in_time_order else [box2, box1])}
+    assert len(set(placed.values())) == 2
+    flow = rec.place(seen(day + 3 * 3600 + 60, ip="10.14.0.1", site="hq", source="zeek"))
+    assert flow.asset_id == placed[box2.mac]
+    (ip,) = [b for b in rec.outcome().bindings if b.kind is K.IP]
+    assert (ip.asset_id, ip.first_seen) == (placed[box2.mac], day + 3 * 3600)
+
+
 def test_asset_ok_new_then_joined_by_weaker_identifier() -> None:
     rec = reconciler()
     first = rec.place(seen(mac="aa:bb:cc:dd:ee:ff", ip="10.0.0.5", hostname="cam-1"))
