@@ -45,6 +45,10 @@ class OrgUnitStore(Protocol):
         """One org unit by id."""
         ...
 
+    def get_many(self, unit_ids: Sequence[str]) -> dict[str, OrgUnit]:
+        """The org units among these ids, by id (one query: a bulk import's rows)."""
+        ...
+
     def list_under(self, path: str) -> list[OrgUnit]:
         """Every org unit whose path starts with ``path``."""
         ...
@@ -59,6 +63,10 @@ class DeviceTypeStore(Protocol):
 
     def get(self, name: str) -> DeviceType | None:
         """One device type by name."""
+        ...
+
+    def known(self, names: Sequence[str]) -> set[str]:
+        """Which of these device type names exist (one query: a bulk import's rows)."""
         ...
 
     def list_all(self) -> list[DeviceType]:
@@ -170,6 +178,12 @@ class DeviceOwnership(Protocol):
 
 class DeviceStore(CredentialHolders, DeviceRegistry, Protocol):
     """Devices, everything: the inventory's own store."""
+
+    def add_new(self, devices: Sequence[Device]) -> set[str]:
+        """Insert many devices at once (a bulk import's batch, distinct ids); the ids
+        another transaction stored first are skipped, not an error, and returned: those
+        rows wrote nothing."""
+        ...
 
     def set_state(self, device_id: str, state: DeviceState, at: datetime) -> None:
         """Move a device to another lifecycle state.

@@ -14,11 +14,12 @@ from iotiam.changes import DeviceChanged
 from iotiam.clock import Clock
 from iotiam.errors import (
     Forbidden,
-    IamError,
     IdNotAvailable,
     InvalidInput,
     NotFound,
 )
+from iotiam.inventory import bulk
+from iotiam.inventory.bulk import DEVICE_ID
 from iotiam.inventory.credential_status import (
     credential_status_by_device,
     never_rotated_devices,
@@ -38,10 +39,8 @@ from iotiam.inventory.models import (
     OrgUnit,
     OrgUnitKind,
     RotationPolicy,
-    check_attributes,
     check_identifier,
     check_transition,
-    is_reserved_id,
 )
 from iotiam.inventory.ports import (
     CredentialRevoker,
@@ -52,8 +51,6 @@ from iotiam.kernel import Principal, Role, Transactions, child_path
 from iotiam.pki.profiles import get_profile
 
 MAX_IMPORT_ROWS = 5000
-#: what ``IdNotAvailable`` names when a device id is taken
-DEVICE_ID = "device id"
 
 UnitOfWorkT = TypeVar("UnitOfWorkT", bound=InventoryUnitOfWork)
 
@@ -213,13 +210,7 @@ class Inventory(Generic[UnitOfWorkT]):
 
     def _register(self, uow: InventoryUnitOfWork, actor: Principal, draft: DeviceDraft) -> Device:
         actor.require(Role.OPERATOR, "registering devices")
-        check_identifier(draft.id, "device id")
-        if is_reserved_id(draft.id):
-            raise InvalidInput(f"device id {draft.id!r} is reserved")
-        check_attributes(draft.attributes)
-        for label, value in (("site", draft.site), ("location", draft.location)):
-            if value is not None and (len(value) > 256 or "\x00" in value):
-                raise InvalidInput(f"{label} is too long or has a NUL byte")
+        bulk.check_row(draft)  # the same checks, in the same order, as every import row
         unit = self._visible_org_unit(uow, actor, draft.org_unit_id or actor.org_unit_id)
         if uow.device_types.get(draft.type_name) is None:
             raise InvalidInput(f"unknown device type {draft.type_name!r}")
@@ -318,44 +309,34 @@ class Inventory(Generic[UnitOfWorkT]):
     def import_devices(
         self, actor: Principal, rows: Sequence[tuple[int, dict[str, Any]]]
     ) -> list[ImportRowResult]:
-        """Register many devices: each row lands whole or not at all, bad rows are reported."""
+        """Register many devices: each row lands whole or not at all, bad rows are reported.
+
+        One batch (``inventory/bulk.py``): every row checked in Python, one lookup per
+        kind (org units, types, ids), the good rows written at once, one audit record and
+        one change for the batch.
+        """
         actor.require(Role.OPERATOR, "importing devices")
         if len(rows) > MAX_IMPORT_ROWS:
             raise InvalidInput(f"at most {MAX_IMPORT_ROWS} rows per request; send chunks")
-        results: list[ImportRowResult] = []
-        landed: list[str] = []
+        drafts = bulk.drafts_of(rows)
+        unit_ids, type_names, device_ids = bulk.wanted(actor, drafts)
         with self._uow() as uow:
-            for number, raw in rows:
-                named = raw.get("id") if isinstance(raw, dict) else None
-                device_id = named[:128] if isinstance(named, str) and named else None
-                try:
-                    draft = DeviceDraft.from_mapping(raw)
-                    with uow.savepoint():
-                        device = self._register(uow, actor, draft)
-                except IamError as e:
-                    taken = isinstance(e, IdNotAvailable) and e.what == DEVICE_ID
-                    results.append(ImportRowResult(number, device_id, False, e.detail,
-                                                   id_taken=taken))
-                    continue
-                landed.append(device.id)
-                results.append(ImportRowResult(number, device.id, True))
-            failed = [r for r in results if not r.ok]
-            if landed:
-                uow.changes.record(DeviceChanged(tuple(landed), str(DeviceState.PENDING)))
-            self._audit.append(
-                uow,
-                AuditDraft(
-                    tag=AuditTag.DEVICE_IMPORTED,
-                    actor=actor.name,
-                    org_path=actor.org_path,
-                    subject=f"import:{len(landed)}-devices",
-                    details={
-                        "devices": landed,
-                        "failed_rows": [{"row": r.row, "error": r.error} for r in failed][:100],
-                        "failed": len(failed),
-                    },
-                ),
+            lookups = bulk.Lookups(
+                org_units=uow.org_units.get_many(sorted(unit_ids)),
+                type_names=frozenset(uow.device_types.known(sorted(type_names))),
+                taken_ids=frozenset(uow.devices.exists(sorted(device_ids))),
             )
+            judged = bulk.judge(actor, rows, drafts, lookups, self._clock.now())
+            taken = uow.devices.add_new(judged.devices)
+            results, landed = bulk.settle(rows, judged, taken)
+            if landed:
+                uow.changes.record(DeviceChanged(tuple(d.id for d in landed),
+                                                 str(DeviceState.PENDING)))
+            self._audit.append(uow, AuditDraft(
+                tag=AuditTag.DEVICE_IMPORTED, actor=actor.name, org_path=actor.org_path,
+                subject=f"import:{len(landed)}-devices",
+                details=bulk.audit_details(results, landed),
+            ))
         return results
 
     # -- groups ------------------------------------------------------------------------

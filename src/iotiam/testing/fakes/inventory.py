@@ -27,6 +27,10 @@ class MemoryOrgUnitStore(MemoryStore):
         """One org unit by id."""
         return self.units.get(unit_id)
 
+    def get_many(self, unit_ids: Sequence[str]) -> dict[str, OrgUnit]:
+        """The org units among these ids, by id."""
+        return {i: self.units[i] for i in unit_ids if i in self.units}
+
     def list_under(self, path: str) -> list[OrgUnit]:
         """Every org unit in the subtree at ``path``, by path."""
         return sorted((u for u in self.units.values() if under(u.path, path)),
@@ -48,6 +52,10 @@ class MemoryDeviceTypeStore(MemoryStore):
     def get(self, name: str) -> DeviceType | None:
         """One device type by name."""
         return self.types.get(name)
+
+    def known(self, names: Sequence[str]) -> set[str]:
+        """Which of these device type names exist."""
+        return {n for n in names if n in self.types}
 
     def list_all(self) -> list[DeviceType]:
         """All device types, by name."""
@@ -71,6 +79,14 @@ class MemoryDeviceStore(MemoryStore):
             raise Conflict(f"device {device.id} exists")
         self.devices[device.id] = replace(device, attributes=dict(device.attributes),
                                           tokens_not_before=None)
+
+    def add_new(self, devices: Sequence[Device]) -> set[str]:
+        """Insert the devices whose ids are free; return the ids that were taken."""
+        taken = {d.id for d in devices if d.id in self.devices}
+        for device in devices:
+            if device.id not in taken:
+                self.add(device)
+        return taken
 
     def get(self, device_id: str, *, for_update: bool = False) -> Device | None:
         """One device by id."""
