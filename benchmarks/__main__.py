@@ -25,6 +25,7 @@ from benchmarks import (
     crypto_floor,
     dataplane,
     detection,
+    device_import,
     discovery_import,
     est_enroll,
     issuance,
@@ -41,7 +42,7 @@ from benchmarks.harness import Result, RunConfig, failed, format_number
 BENCHMARKS: tuple[ModuleType, ...] = (crypto_floor, issuance, api_issuance, est_enroll,
                                       crl, ocsp, policy_decisions, policy_hook, dataplane,
                                       broker_policy_change, oauth, simulate, detection,
-                                      discovery_import, risk_register)
+                                      device_import, discovery_import, risk_register)
 TABLE_WIDTH = 200
 _VERDICT_STYLE = {"PASS": "bold green", "MISS": "bold red", "ERROR": "bold magenta",
                   "info": "dim"}

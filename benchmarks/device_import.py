@@ -1,0 +1,136 @@
+"""Bulk device import: ≥ 20,000 devices/s through the service and through the API.
+
+Rows as an inventory export has them: an id, a type (sensor or gateway), every other row
+in a tenant's org unit, a site and two attributes. They are sent in chunks of
+``MAX_IMPORT_ROWS`` (5,000, the API's limit per request), as ``iotiam device import``
+sends them.
+
+- through the service (``Inventory.import_devices``, as the API calls it), in this
+  process: 1,000,000 devices (100,000 with ``--quick``) into one fresh installation;
+  devices/s by wall clock while importing, and this process's CPU per device (on
+  PostgreSQL the server's CPU is not in it). Making the rows is not timed.
+- through the API over HTTPS (``POST /v1/devices/import`` on a real ``iotiam serve``):
+  100,000 devices (20,000 with ``--quick``); devices/s, and the server's CPU per device
+  (request parsing, validation, the import, the answer).
+
+Every import is checked: each row must land, and the installation must then hold
+exactly that many devices; a fast import that loses rows is an error, not a number.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from benchmarks.harness import CpuMeter, Measured, Result, RunConfig, Target, installation
+from benchmarks.server import running_server
+from iotiam.bootstrap import Services
+from iotiam.inventory.models import OrgUnitKind
+from iotiam.inventory.service import MAX_IMPORT_ROWS
+from iotiam.kernel import SYSTEM
+
+NAME = "device-import"
+TITLE = ("bulk device import: 1M devices through the service, 100k through the API "
+         "(--quick: 100k, 20k)")
+RATE_TARGET = 20_000
+TENANT = "bench-tenant"
+
+Rows = list[tuple[int, dict[str, Any]]]
+
+
+def chunks(count: int, prefix: str) -> Iterator[Rows]:
+    """The import's rows, ``MAX_IMPORT_ROWS`` at a time (row numbers as in a file)."""
+    for start in range(0, count, MAX_IMPORT_ROWS):
+        end = min(count, start + MAX_IMPORT_ROWS)
+        yield [(n + 1, row(n, prefix)) for n in range(start, end)]
+
+
+def row(n: int, prefix: str) -> dict[str, Any]:
+    """One device of the export."""
+    data: dict[str, Any] = {"id": f"{prefix}-{n:07d}", "type": "gateway" if n % 10 == 0
+                            else "sensor", "site": f"hall-{n % 40}",
+                            "attributes": {"fw": f"1.{n % 7}", "batch": f"b{n // 10000}"}}
+    if n % 2:
+        data["org"] = TENANT
+    return data
+
+
+def through_service(services: Services, count: int) -> Measured:
+    """Import ``count`` devices with ``Inventory.import_devices``; wall and CPU of the calls."""
+    services.inventory.create_org_unit(SYSTEM, unit_id=TENANT, name=TENANT,
+                                       kind=OrgUnitKind.TENANT, parent_id="root")
+    wall = cpu = 0.0
+    done = 0
+    for rows in chunks(count, "svc"):
+        began, began_cpu = time.perf_counter(), time.process_time()
+        results = services.inventory.import_devices(SYSTEM, rows)
+        wall += time.perf_counter() - began
+        cpu += time.process_time() - began_cpu
+        bad = [r for r in results if not r.ok]
+        if bad:
+            raise RuntimeError(f"row {bad[0].row} refused: {bad[0].error}")
+        done += len(results)
+    stored = services.inventory.count_devices(SYSTEM)
+    if stored != count:
+        raise RuntimeError(f"imported {count:,} rows but {stored:,} devices are stored")
+    return Measured(done, wall, cpu_seconds=cpu)
+
+
+def through_api(config: RunConfig, count: int) -> tuple[Measured, CpuMeter]:
+    """Import ``count`` devices with ``POST /v1/devices/import`` on a real server."""
+    with running_server(config, "device-import-api") as server, httpx.Client(
+            base_url=server.api_url, verify=server.tls_context(),
+            headers=server.admin_headers(), timeout=120.0) as client:
+        made = client.post("/v1/org-units", json={"id": TENANT, "kind": "tenant",
+                                                  "parent": "root"})
+        if made.status_code != 201:
+            raise RuntimeError(f"creating the tenant answered {made.status_code}: {made.text}")
+        bodies = [{"rows": [{"row": n, "data": d} for n, d in rows]}
+                  for rows in chunks(count, "api")]
+        meter = CpuMeter(server.pid)
+        meter.start()
+        began = time.perf_counter()
+        for body in bodies:
+            answer = client.post("/v1/devices/import", json=body)
+            if answer.status_code != 200 or answer.json()["failed"]:
+                raise RuntimeError(f"import answered {answer.status_code}: {answer.text[:300]}")
+        elapsed = time.perf_counter() - began
+        meter.stop()
+        total = client.get("/v1/devices", params={"limit": 1}).json()["total"]
+        if total != count:
+            raise RuntimeError(f"imported {count:,} rows but {total:,} devices are stored")
+    return Measured(count, elapsed), meter
+
+
+def run(config: RunConfig) -> list[Result]:
+    """Time the service import, then the API import."""
+    backend = "PostgreSQL" if config.database_url else "SQLite"
+    service_count = config.size(1_000_000, 100_000)
+    api_count = config.size(100_000, 20_000)
+    with installation(config, "device-import") as services:
+        service = through_service(services, service_count)
+    api, meter = through_api(config, api_count)
+    cpu_us = (service.cpu_seconds or 0.0) / service.done * 1e6
+    server_us = (float("nan") if meter.server_seconds is None
+                 else meter.server_seconds / api.done * 1e6)
+    budget = 1e6 / RATE_TARGET
+    elsewhere = "; PostgreSQL's own CPU is not in it" if config.database_url else ""
+    return [
+        Result(f"{NAME}: through the service", service.rate, "devices/s", Target(RATE_TARGET),
+               f"{service.done:,} devices in chunks of {MAX_IMPORT_ROWS:,}, {backend}; "
+               f"{service.elapsed:.1f} s"),
+        Result(f"{NAME}: service, CPU per device (this process)", cpu_us, "µs",
+               Target(budget, at_least=False),
+               f"process CPU of the import calls / devices (one core's budget at the target "
+               f"is {budget:.0f} µs){elsewhere}"),
+        Result(f"{NAME}: through the API (HTTPS)", api.rate, "devices/s", Target(RATE_TARGET),
+               f"{api.done:,} devices, POST /v1/devices/import of {MAX_IMPORT_ROWS:,} rows, "
+               f"{backend}; {api.elapsed:.1f} s; {meter.describe(api)} (a request is a chunk)"),
+        Result(f"{NAME}: API, server CPU per device", server_us, "µs",
+               Target(budget, at_least=False),
+               "iotiam serve's CPU while importing / devices: JSON, validation, the import, "
+               "the answer"),
+    ]
