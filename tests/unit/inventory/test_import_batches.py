@@ -134,7 +134,7 @@ def test_import_ok_concurrent_imports_of_the_same_ids(installation: Installation
         start.wait()
         try:
             results[site] = import_rows(installation, rows)
-        except BaseException as e:  # noqa: BLE001  # reported below
+        except BaseException as e:  # reported below
             failures.append(e)
 
     threads = [threading.Thread(target=run, args=(site,)) for site in ("left", "right")]
