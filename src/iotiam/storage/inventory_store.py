@@ -301,9 +301,9 @@ class SqlDeviceStore:
         if not device_ids:
             return set()
         if self._c.dialect.name == "postgresql":
-            # one array, one index scan (``varchar[]``: a ``text[]`` would compare
-            # ``id::text`` and scan the table); a 500-value IN list, once prepared, kept
-            # the generic plan of an emptier table
+            # one query for the batch (``varchar[]``: a ``text[]`` would compare
+            # ``id::text``, which the primary key cannot answer); IN lists of 500 scanned
+            # the table once each while a fast-growing table's statistics were stale
             cursor = self._c.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
                 cursor.execute(_EXISTING_PG, [list(device_ids)])
