@@ -105,6 +105,13 @@ def through_api(config: RunConfig, count: int) -> tuple[Measured, CpuMeter]:
     return Measured(count, elapsed), meter
 
 
+def cores(meter: CpuMeter, api: Measured) -> str:
+    """``server 0.73 cores, client 0.06 cores``: who was busy while importing."""
+    server = ("server ?" if meter.server_seconds is None
+              else f"server {meter.server_seconds / api.elapsed:.2f} cores")
+    return f"{server}, client {meter.client_seconds / api.elapsed:.2f} cores"
+
+
 def run(config: RunConfig) -> list[Result]:
     """Time the service import, then the API import."""
     backend = "PostgreSQL" if config.database_url else "SQLite"
@@ -128,7 +135,7 @@ def run(config: RunConfig) -> list[Result]:
                f"is {budget:.0f} µs){elsewhere}"),
         Result(f"{NAME}: through the API (HTTPS)", api.rate, "devices/s", Target(RATE_TARGET),
                f"{api.done:,} devices, POST /v1/devices/import of {MAX_IMPORT_ROWS:,} rows, "
-               f"{backend}; {api.elapsed:.1f} s; {meter.describe(api)} (a request is a chunk)"),
+               f"{backend}; {api.elapsed:.1f} s; {cores(meter, api)}"),
         Result(f"{NAME}: API, server CPU per device", server_us, "µs",
                Target(budget, at_least=False),
                "iotiam serve's CPU while importing / devices: JSON, validation, the import, "
