@@ -89,7 +89,7 @@ def test_import_ok_org_outside_subtree_and_unusable_names(installation: Installa
 
 
 def rows_sha256(devices: list[dict[str, Any]]) -> str:
-    """The digest ``docs/inventory.md`` defines, from devices as the API shows them."""
+    """The digest ``docs/device-import.md`` defines, from devices as the API shows them."""
     content = [[d["id"], d["type"], d["org"], d["site"], d["location"], d["attributes"]]
                for d in devices]
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
