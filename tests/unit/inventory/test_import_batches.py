@@ -169,3 +169,33 @@ def test_add_new_ok_skips_and_names_taken_ids(installation: Installation) -> Non
     assert stored["new-1"] == devices[1] and stored["new-2"] == devices[2]
     # the stored device is left as it was
     assert (stored["held"].type_name, stored["held"].site) == ("sensor", None)
+
+
+def test_add_new_ok_waits_for_a_concurrent_insert_and_skips_it(
+        installation: Installation) -> None:
+    """Another transaction inserted the id and has not committed yet: the write waits
+    for it (a row lock on PostgreSQL, the writer on SQLite), then skips the id."""
+    now = installation.clock.now()
+
+    def new(device_id: str, site: str) -> Device:
+        return Device(id=device_id, type_name="sensor", org_unit_id="root", org_path="/root/",
+                      state=DeviceState.PENDING, site=site, location=None, attributes={},
+                      created_at=now, updated_at=now)
+
+    database = installation.services.database
+    taken: list[set[str]] = []
+    with database() as first:
+        assert first.devices.add_new([new("contested", "first")]) == set()
+
+        def second_writer() -> None:
+            with database() as second:
+                taken.append(second.devices.add_new([new("contested", "second"),
+                                                     new("other", "second")]))
+
+        writer = threading.Thread(target=second_writer)
+        writer.start()
+    writer.join(30)
+    assert taken == [{"contested"}]
+    with database.reading() as uow:
+        stored = uow.devices.get_many(["contested", "other"])
+    assert (stored["contested"].site, stored["other"].site) == ("first", "second")
