@@ -167,7 +167,7 @@ class RiskRegister:
             entry = builder.seen_credential_entry(seen, registered=snapshot.registered(seen))
             if entry is not None:
                 batch.append((entry, None))
-        batch.extend((e, None) for e in snapshot.revoked_psk_entries(builder))
+        batch.extend(snapshot.revoked_psk_entries(builder))
         batch.extend((e, None) for e in builder.fleet_entries())
         if batch:
             yield batch
@@ -195,6 +195,7 @@ class RiskRegister:
             batch = [(e, d.id) for d in devices.values() for e in builder.device_entries(
                 d, findings=findings.get(d.id, ()), trust=trust.get(d.id),
                 firmware=firmware.get(d.id))]
+            batch.extend(snapshot.revoked_psk_entries(builder))
         # an asset adopted as one of these devices is that device now: its entry goes
         adopted = [entry_id(Subject.ASSET, d.attributes[ADOPTED_FROM])
                    for d in devices.values() if ADOPTED_FROM in d.attributes]

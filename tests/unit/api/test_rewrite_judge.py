@@ -63,8 +63,6 @@ def test_fail_risk_cursor_not_returned_by_the_api_is_a_400(installation: Install
     assert_problem(answer, 400)
 
 
-@pytest.mark.xfail(strict=True, reason="a refresh after a device's PSK is revoked drops "
-                   "the PSK's shared-credential entry that a rebuild writes back")
 def test_fail_refresh_after_a_psk_is_revoked_writes_what_a_rebuild_writes(
         installation: Installation) -> None:
     """docs/risk-register.md: what `refresh_devices` writes equals what a rebuild writes
