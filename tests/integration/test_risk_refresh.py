@@ -5,8 +5,10 @@ those devices, on each backend (issue 13)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from conftest import Installation
 from iotiam.kernel import SYSTEM
@@ -78,4 +80,50 @@ def test_ok_refresh_writes_what_a_rebuild_writes(installation: Installation,
     written = installation.services.risk.refresh_devices(chosen)
 
     assert written == len(held)
+    assert register(installation) == rebuilt
+
+
+def psk_seen_from_two_assets(installation: Installation, device: str) -> None:
+    """The device's PSK identity, seen from two boxes: a shared credential."""
+    now = installation.clock.now().timestamp()
+    lines = [json.dumps({"psk_identity": device, "mac": mac, "ip": ip, "site": "hq",
+                         "seen_at": now - age})
+             for mac, ip, age in (("02:00:00:0d:00:01", "10.13.0.1", 600),
+                                  ("02:00:00:0d:00:02", "10.13.0.2", 300))]
+    answer = installation.api().post(
+        "/v1/discovery/imports", params={"source": "jsonl"},
+        content="\n".join(lines).encode(),
+        headers={"Content-Type": "application/octet-stream"})
+    assert answer.status_code == 200 and answer.json()["added"] == 2, answer.text
+
+
+@pytest.mark.parametrize("rotations", [0, 2])
+def test_ok_refresh_after_a_psk_is_revoked_writes_what_a_rebuild_writes(
+        installation: Installation, rotations: int) -> None:
+    """A revoked PSK the sources still see keeps its entry (here: shared) in a refresh of
+    its device as in a rebuild; a PSK rotated before it was revoked leaves one entry for
+    its identity, judged by the last key's revocation."""
+    api = installation.api()
+    assert api.post("/v1/devices", json={"id": "d9", "type": "sensor"}).status_code == 201
+    assert api.post("/v1/devices/d9/psk", json={}).status_code == 201
+    for _ in range(rotations):
+        installation.clock.advance(timedelta(seconds=1000))
+        assert api.post("/v1/devices/d9/psk/rotate", json={}).status_code == 201
+    # seen after the rotations revoked the earlier keys, before the last is revoked
+    psk_seen_from_two_assets(installation, "d9")
+    installation.services.risk.rebuild(SYSTEM)
+    installation.clock.advance(timedelta(seconds=60))
+    revoked = api.post("/v1/devices/d9/psk/revoke", json={"reason": "key-compromise"})
+    assert revoked.status_code == 200, revoked.text
+
+    installation.services.risk.refresh_devices(["d9"])
+    refreshed = register(installation)
+    installation.services.risk.rebuild(SYSTEM)
+    rebuilt = register(installation)
+    psk = [e for e in rebuilt.values() if e.subject == "psk" and e.subject_id == "d9"]
+    assert [h.factor for e in psk for h in e.factors] == [RiskFactor.SHARED_CREDENTIAL]
+    assert rebuilt == refreshed
+
+    # the rebuild's entry is the device's: a refresh replaces it, to the same content
+    installation.services.risk.refresh_devices(["d9"])
     assert register(installation) == rebuilt

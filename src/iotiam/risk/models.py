@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -106,11 +107,23 @@ class Subject(enum.StrEnum):
             raise InvalidInput(f"unknown subject {text[:60]!r}; one of {names}") from None
 
 
+#: bytes of the hash in an entry id (twice as many hex digits)
+ENTRY_ID_DIGEST_BYTES = 10
+_ENTRY_ID = re.compile("(?:{})-[0-9a-f]{{{}}}".format(
+    "|".join(re.escape(s.value) for s in Subject), 2 * ENTRY_ID_DIGEST_BYTES))
+
+
 def entry_id(subject: Subject, subject_id: str) -> str:
     """A stable, URL-safe id for the entry of ``subject_id``: the same identity keeps its
     id across rebuilds, so an acceptance made on it survives them."""
-    digest = hashlib.blake2b(f"{subject}\x1f{subject_id}".encode(), digest_size=10).hexdigest()
+    digest = hashlib.blake2b(f"{subject}\x1f{subject_id}".encode(),
+                             digest_size=ENTRY_ID_DIGEST_BYTES).hexdigest()
     return f"{subject}-{digest}"
+
+
+def is_entry_id(text: str) -> bool:
+    """Whether ``text`` has the shape :func:`entry_id` gives (``psk-`` and 20 hex digits)."""
+    return _ENTRY_ID.fullmatch(text) is not None
 
 
 @dataclass(frozen=True, slots=True)

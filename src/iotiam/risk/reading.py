@@ -47,18 +47,19 @@ class Snapshot:
             return seen.value in self.fingerprints
         return seen.value in self.psk_identities
 
-    def revoked_psk_entries(self, builder: RegisterBuilder) -> list[RiskEntry]:
-        """Entries of revoked PSKs the sources still see (revoked in use)."""
-        found: list[RiskEntry] = []
+    def revoked_psk_entries(self, builder: RegisterBuilder) -> list[tuple[RiskEntry, str]]:
+        """Entries of revoked PSKs the sources still see (revoked in use, still shared),
+        each with the device that held the PSK (a refresh of it replaces the entry)."""
+        found: list[tuple[RiskEntry, str]] = []
         index = builder.index
         for psk, device in self.revoked_psks:
             seen = index.seen_credentials.get((IdentifierKind.PSK_IDENTITY, psk.identity))
             hits = credentials.psk_checks(psk, now=index.now, settings=index.settings,
                                           max_key_age=None, seen=seen)
             if hits:
-                found.append(builder.entry(Subject.PSK, psk.identity, psk.org_path,
-                                           device.site, device.type_name, hits,
-                                           builder.weighting(device)))
+                found.append((builder.entry(Subject.PSK, psk.identity, psk.org_path,
+                                            device.site, device.type_name, hits,
+                                            builder.weighting(device)), device.id))
         return found
 
 
@@ -67,16 +68,24 @@ def read_index(uow: RiskUnitOfWork, discovery: DiscoveryReader, linter: PolicyLi
                devices: Sequence[str] | None = None) -> Snapshot:
     """Everything fleet-wide the checks read; ``devices`` narrows the per-device parts to
     those devices (a refresh): their presence, and what the sources saw of their own
-    certificates and PSKs, read by key instead of every sighting of the fleet."""
+    certificates and PSKs (revoked ones too: a revoked PSK still seen keeps its entry),
+    read by key instead of every sighting of the fleet."""
     certificates, key_holders = _certificates(uow, devices)
     psks: dict[str, list[Psk]] = defaultdict(list)
+    #: a refresh's devices' revoked PSKs whose identity no live PSK of theirs took over
+    revoked: list[tuple[str, Psk]] = []
     if devices is None:
         for psk in uow.psks.iter_active(org_path=ROOT_PATH):
             psks[psk.device_id].append(psk)
     else:
         for device_id in devices:
-            psks[device_id] = [p for p in uow.psks.for_device(device_id)
-                               if p.status is PskStatus.ACTIVE]
+            held = uow.psks.for_device(device_id)
+            psks[device_id] = [p for p in held if p.status is PskStatus.ACTIVE]
+            live = {p.identity for p in psks[device_id]}
+            for identity in sorted({p.identity for p in held} - live):
+                last = last_revoked(held, identity)
+                if last is not None:
+                    revoked.append((device_id, last))
     cas = _cas(uow)
     if devices is None:
         seen_credentials = {(s.kind, s.value): s
@@ -85,6 +94,7 @@ def read_index(uow: RiskUnitOfWork, discovery: DiscoveryReader, linter: PolicyLi
                         for s in discovery.iter_devices_seen(org_path=ROOT_PATH)}
     else:
         keys = _credential_keys(certificates, psks, cas)
+        keys.extend((IdentifierKind.PSK_IDENTITY, p.identity) for _, p in revoked)
         seen_credentials = {(s.kind, s.value): s for s in discovery.credentials_seen(
             org_path=ROOT_PATH, keys=keys)}
         seen_devices = {s.device_id: s for s in discovery.devices_seen(
@@ -103,7 +113,22 @@ def read_index(uow: RiskUnitOfWork, discovery: DiscoveryReader, linter: PolicyLi
                         {p.identity for ps in psks.values() for p in ps})
     if devices is None:
         _revoked_psks_seen(uow, snapshot)
+    else:
+        for device_id, psk in revoked:
+            _add_revoked_if_seen(uow, snapshot, psk, device_id)
     return snapshot
+
+
+def last_revoked(psks: Sequence[Psk], identity: str) -> Psk | None:
+    """Of one device's PSKs (none of them live under ``identity``), the one whose
+    revocation ended ``identity``: the end of its rotation chain (rotating revokes the
+    old key as superseded, naming its successor), else the one revoked last. A rotated
+    identity has one entry, judged by when the identity stopped being valid."""
+    candidates = [p for p in psks if p.identity == identity and p.status is PskStatus.REVOKED]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: (p.replaced_by is None,
+                                          p.revoked_at or p.created_at, p.id))
 
 
 def _credential_keys(certificates: Mapping[str, Sequence[CertificateRecord]],
@@ -191,14 +216,25 @@ def _groups(uow: RiskUnitOfWork) -> dict[str, frozenset[str]]:
 
 
 def _revoked_psks_seen(uow: RiskUnitOfWork, snapshot: Snapshot) -> None:
-    index = snapshot.index
-    for (kind, value), seen in index.seen_credentials.items():
+    """Every revoked PSK the sources still see whose identity no live PSK holds."""
+    for (kind, value), seen in snapshot.index.seen_credentials.items():
         if kind is not IdentifierKind.PSK_IDENTITY or value in snapshot.psk_identities:
             continue
         for device_id in seen.device_ids:
-            for psk in uow.psks.for_device(device_id):
-                if psk.identity == value and psk.status is PskStatus.REVOKED:
-                    device = uow.devices.get(device_id)
-                    if device is not None:
-                        snapshot.revoked_psks.append((psk, device))
-                        snapshot.psk_identities.add(value)
+            psk = last_revoked(uow.psks.for_device(device_id), value)
+            if psk is not None:
+                _add_revoked_if_seen(uow, snapshot, psk, device_id)
+
+
+def _add_revoked_if_seen(uow: RiskUnitOfWork, snapshot: Snapshot, psk: Psk,
+                         device_id: str) -> None:
+    """Judge ``psk`` (revoked, of ``device_id``) when the sources saw its identity on
+    that device: the same test for a rebuild and a refresh."""
+    seen = snapshot.index.seen_credentials.get((IdentifierKind.PSK_IDENTITY, psk.identity))
+    if seen is None or device_id not in seen.device_ids \
+            or psk.identity in snapshot.psk_identities:
+        return
+    device = uow.devices.get(device_id)
+    if device is not None:
+        snapshot.revoked_psks.append((psk, device))
+        snapshot.psk_identities.add(psk.identity)

@@ -17,10 +17,11 @@ as a controller, so an unmanaged controller outranks a dormant sensor.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
 from iotiam.inventory.models import Criticality, DeviceClass
-from iotiam.risk.models import FactorHit, Severity, Weighting
+from iotiam.risk.models import FactorHit, RiskFactor, Severity, Weighting
 
 SEVERITY_POINTS: Mapping[Severity, int] = {
     Severity.LOW: 10, Severity.MEDIUM: 25, Severity.HIGH: 50, Severity.CRITICAL: 100}
@@ -48,8 +49,26 @@ def weight(weighting: Weighting) -> float:
 
 
 def score(hits: Iterable[FactorHit], weighting: Weighting) -> int:
-    """The entry's score (0: nothing visible against it)."""
-    points = sorted((SEVERITY_POINTS[h.severity] for h in hits), reverse=True)
-    if not points:
+    """The entry's score (0: nothing visible against it). A factor counts once, at its
+    worst hit's severity, as it has one row in the register."""
+    worst: dict[RiskFactor, int] = {}
+    for h in hits:
+        points = SEVERITY_POINTS[h.severity]
+        if points > worst.get(h.factor, 0):
+            worst[h.factor] = points
+    if not worst:
         return 0
-    return round(weight(weighting) * (points[0] + OTHERS * sum(points[1:])))
+    ranked = sorted(worst.values(), reverse=True)
+    return round(weight(weighting) * (ranked[0] + OTHERS * sum(ranked[1:])))
+
+
+def _max_score() -> int:
+    heaviest = max([*CRITICALITY_WEIGHT.values(), UNKNOWN_WEIGHT]) \
+        * max([*CLASS_WEIGHT.values(), UNKNOWN_WEIGHT]) * WRITE_WEIGHT
+    top = max(SEVERITY_POINTS.values())
+    return math.ceil(heaviest * (top + OTHERS * top * (len(RiskFactor) - 1)))
+
+
+#: no entry scores more: every factor at its worst on the heaviest identity (a page
+#: cursor naming a higher score is none the register gave)
+MAX_SCORE = _max_score()

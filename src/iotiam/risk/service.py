@@ -12,6 +12,7 @@ import gc
 import io
 import json
 import queue
+import re
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,10 +41,11 @@ from iotiam.risk.models import (
     Subject,
     TrendPoint,
     entry_id,
+    is_entry_id,
 )
 from iotiam.risk.ports import Cursor, FleetSettings, PolicyLinter, RiskUnitOfWork
 from iotiam.risk.reading import Snapshot, read_index
-from iotiam.risk.scoring import score
+from iotiam.risk.scoring import MAX_SCORE, score
 
 #: entries written per write transaction by a rebuild (larger batches dirty fewer
 #: index pages per entry: entry ids are hashes, spread over the whole table)
@@ -63,13 +65,20 @@ def encode_cursor(entry: RiskEntry) -> str:
     return f"{entry.score}.{entry.id}"
 
 
+#: a score as ``encode_cursor`` writes it: ASCII digits, no sign, no leading zero
+_SCORE = re.compile(f"0|[1-9][0-9]{{0,{len(str(MAX_SCORE)) - 1}}}")
+
+
 def decode_cursor(text: str | None) -> Cursor | None:
-    """``after`` back into (score, id); ``InvalidInput`` if it is not one of ours."""
+    """``after`` back into (score, id); ``InvalidInput`` if it is not one of ours: a score
+    an entry can have (0 to ``MAX_SCORE``) and an entry id (``is_entry_id``). Checked
+    whole here, so nothing the register never gave reaches a query."""
     if text is None or text == "":
         return None
-    head, dot, tail = text.partition(".")
-    if not dot or not head.isdigit() or not tail or len(text) > 200:
-        raise InvalidInput("'after' is not a cursor this API returned")
+    head, _, tail = text.partition(".")
+    if _SCORE.fullmatch(head) is None or int(head) > MAX_SCORE or not is_entry_id(tail):
+        raise InvalidInput("'after' is not a cursor this API returned: give the 'next' "
+                           "of a previous page")
     return int(head), tail
 
 
@@ -167,7 +176,7 @@ class RiskRegister:
             entry = builder.seen_credential_entry(seen, registered=snapshot.registered(seen))
             if entry is not None:
                 batch.append((entry, None))
-        batch.extend((e, None) for e in snapshot.revoked_psk_entries(builder))
+        batch.extend(snapshot.revoked_psk_entries(builder))
         batch.extend((e, None) for e in builder.fleet_entries())
         if batch:
             yield batch
@@ -195,6 +204,7 @@ class RiskRegister:
             batch = [(e, d.id) for d in devices.values() for e in builder.device_entries(
                 d, findings=findings.get(d.id, ()), trust=trust.get(d.id),
                 firmware=firmware.get(d.id))]
+            batch.extend(snapshot.revoked_psk_entries(builder))
         # an asset adopted as one of these devices is that device now: its entry goes
         adopted = [entry_id(Subject.ASSET, d.attributes[ADOPTED_FROM])
                    for d in devices.values() if ADOPTED_FROM in d.attributes]

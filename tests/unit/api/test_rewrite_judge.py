@@ -39,22 +39,15 @@ def register(installation: Installation) -> dict[str, RiskEntry]:
 
 @pytest.mark.parametrize("cursor", ["99999999999999999999.x", "9223372036854775808.x"])
 def test_fail_risk_cursor_with_a_huge_score_is_a_400(installation: Installation,
-                                                     cursor: str,
-                                                     request: pytest.FixtureRequest) -> None:
+                                                     cursor: str) -> None:
     """`after` is `score.id`; a score no entry can have is not a cursor this API
     returned: a 400 problem, never a 5xx (G10). (PostgreSQL answers 200 today.)"""
-    if installation.settings.database_url is None:
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="on SQLite a risk cursor whose score overflows a 64-bit "
-            "integer reaches the database: 500 (OverflowError)"))
     api = installation.api()
     for params in ({}, {"factor": "unmanaged"}, {"site": "hq"}):
         answer = api.get(ENTRIES, params={**params, "after": cursor})
         assert_problem(answer, 400)
 
 
-@pytest.mark.xfail(strict=True, reason="a risk cursor is checked only for a number, a "
-                   "dot and some text: 'after=1.x' answers an empty 200 page")
 def test_fail_risk_cursor_not_returned_by_the_api_is_a_400(installation: Installation
                                                            ) -> None:
     """docs/risk-register.md: 'An `after` that is not a cursor this API returned is a
@@ -63,8 +56,6 @@ def test_fail_risk_cursor_not_returned_by_the_api_is_a_400(installation: Install
     assert_problem(answer, 400)
 
 
-@pytest.mark.xfail(strict=True, reason="a refresh after a device's PSK is revoked drops "
-                   "the PSK's shared-credential entry that a rebuild writes back")
 def test_fail_refresh_after_a_psk_is_revoked_writes_what_a_rebuild_writes(
         installation: Installation) -> None:
     """docs/risk-register.md: what `refresh_devices` writes equals what a rebuild writes

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+
+from conftest import Installation
+from iotiam.api.app import create_api_app
+from iotiam.cli import client as cli_client
+from iotiam.kernel import SYSTEM
 
 from .commands import CLIS, assert_one_line_error, invoke
 
@@ -49,3 +57,44 @@ def test_unreachable_api_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     result = invoke(CLIS[0], argv, capsys)
     line = assert_one_line_error(result, argv)
     assert result.rc != 0 and "cannot reach iotiam" in line
+
+
+@pytest.fixture
+def cli(installation: Installation, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> list[str]:
+    """The global options of a CLI talking to the installation's API (each backend)."""
+    app = create_api_app(installation.services)
+
+    def client(**kwargs: Any) -> TestClient:
+        return TestClient(app, base_url=kwargs["base_url"], headers=kwargs["headers"],
+                          raise_server_exceptions=False)
+
+    monkeypatch.setattr(cli_client.httpx, "Client", client)
+    installation.services.risk.rebuild(SYSTEM)
+    return ["--data-dir", str(tmp_path), "--url", "https://127.0.0.1:18443", "--token",
+            installation.admin_token]
+
+
+@pytest.mark.parametrize("cursor", ["99999999999999999999.x", "1.x",
+                                    "99999999999999999999.device-0123456789abcdef0123"],
+                         ids=["fail/huge-score", "fail/not-an-id", "fail/huge-score-real-id"])
+def test_fail_list_after_a_cursor_the_api_never_gave(cli: list[str], cursor: str,
+                                                     capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    argv = [*cli, "risk", "list", "--after", cursor]
+    result = invoke(CLIS[0], argv, capsys)
+    line = assert_one_line_error(result, argv)
+    assert "not a cursor this API returned" in line
+
+
+def test_ok_list_after_the_next_of_a_page(cli: list[str],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    first = invoke(CLIS[0], [*cli, "risk", "list", "--limit", "1", "--json"], capsys)
+    assert first.rc == 0, first
+    page = json.loads(first.out)
+    assert page["total"] >= 1, page
+    following = invoke(CLIS[0], [*cli, "risk", "list", "--json", "--after",
+                                 f"{page['items'][0]['score']}.{page['items'][0]['id']}"],
+                       capsys)
+    assert following.rc == 0, following
+    assert page["items"][0]["id"] not in [e["id"] for e in json.loads(following.out)["items"]]

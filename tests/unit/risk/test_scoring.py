@@ -5,7 +5,7 @@ from __future__ import annotations
 from iotiam.inventory.models import Criticality, DeviceClass
 from iotiam.risk.builder import FleetIndex, RegisterBuilder
 from iotiam.risk.models import RiskFactor, RiskSettings, Severity, Weighting, hit
-from iotiam.risk.scoring import score
+from iotiam.risk.scoring import MAX_SCORE, score
 
 from .facts import NOW, asset, cert, device, device_type, seen_device
 
@@ -35,7 +35,25 @@ def test_ok_criticality_class_and_write_access_raise_the_score() -> None:
 def test_ok_one_critical_outranks_several_low() -> None:
     weighting = Weighting(Criticality.LOW, DeviceClass.SENSOR)
     critical = score([hit(RiskFactor.SHARED_CREDENTIAL, "x")], weighting)
-    lows = score([hit(RiskFactor.AUDIT_EXPORT_DISABLED, "x", severity=Severity.LOW)] * 5,
+    lows = score([hit(f, "x", severity=Severity.LOW) for f in list(RiskFactor)[:5]],
                  weighting)
-    assert critical > lows
+    assert critical > lows > score([hit(RiskFactor.UNMANAGED, "x", severity=Severity.LOW)],
+                                   weighting)
     assert score([], weighting) == 0
+
+
+def test_ok_a_factor_counts_once_at_its_worst() -> None:
+    """As the register stores it: one row per factor, its worst hit's severity."""
+    weighting = Weighting(Criticality.LOW, DeviceClass.SENSOR)
+    once = score([hit(RiskFactor.SHARED_CREDENTIAL, "x")], weighting)
+    twice = score([hit(RiskFactor.SHARED_CREDENTIAL, "x", severity=Severity.LOW),
+                   hit(RiskFactor.SHARED_CREDENTIAL, "y")], weighting)
+    assert twice == once == 100
+
+
+def test_ok_max_score_is_the_worst_entry_there_can_be() -> None:
+    heaviest = Weighting(Criticality.CRITICAL, DeviceClass.CONTROLLER, can_write=True)
+    everything = [hit(f, "x", severity=Severity.CRITICAL) for f in RiskFactor]
+    assert score(everything * 2, heaviest) == MAX_SCORE
+    assert score(everything[:-1], heaviest) < MAX_SCORE
+    assert score(everything, Weighting(can_write=True)) < MAX_SCORE
