@@ -157,9 +157,6 @@ def test_fail_same_import_option_twice_is_a_400(installation: Installation) -> N
     assert api.get(ASSETS).json()["total"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="a JSON escape of a lone surrogate (\\ud800) in a "
-                   "text field passes the jsonl source and fails the database write: the "
-                   "whole import is a 500 instead of one refused line")
 @pytest.mark.parametrize("field", ["vendor", "client_id", "psk_identity", "issuer"])
 def test_fail_lone_surrogate_in_a_text_field_is_one_refused_line(
         installation: Installation, field: str) -> None:
@@ -193,8 +190,6 @@ SURROGATE_RECORDS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="suricata, zeek (JSON) and emqx pass a lone "
-                   "surrogate escape on to the database write: the import is a 500")
 @pytest.mark.parametrize("source", sorted(SURROGATE_RECORDS))
 def test_fail_lone_surrogate_in_other_sources_is_no_5xx(installation: Installation,
                                                         source: str) -> None:
@@ -207,9 +202,6 @@ def test_fail_lone_surrogate_in_other_sources_is_no_5xx(installation: Installati
     assert api.get(ASSETS).json()["total"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="a device id with a lone surrogate escape in "
-                   "device_ids reaches the answer's JSON encoder: 500 "
-                   "(PydanticSerializationError)")
 def test_fail_adoption_with_a_lone_surrogate_device_id_is_a_400(
         installation: Installation) -> None:
     """G10: a device id no device can have is a 400 problem, even in a dry run."""
