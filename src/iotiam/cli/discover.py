@@ -23,8 +23,8 @@ from rich.progress import (
 from iotiam.cli.client import api_path
 from iotiam.cli.entry import UsageError
 from iotiam.cli.inputs import MAX_PAGE, LimitOption, parse_duration
-from iotiam.cli.main import Context, console, errors
-from iotiam.cli.output import print_fields, print_json, print_table
+from iotiam.cli.main import Context, errors
+from iotiam.cli.output import print_fields, print_json, print_line, print_table
 from iotiam.errors import InvalidInput
 
 discover_app = typer.Typer(help="Import what network sources saw; list discovered assets.",
@@ -98,16 +98,14 @@ def discover_import(
     if as_json:
         print_json(report)
         return
-    console.print(f"{report['source']}: read {report['read']}, added {report['added']}, "
-                  f"duplicates {report['duplicates']}, matched {report['matched']}, "
-                  f"new assets {report['new_assets']}, refused {report['refused']}",
-                  markup=False, highlight=False)
+    print_line(f"{report['source']}: read {report['read']}, added {report['added']}, "
+               f"duplicates {report['duplicates']}, matched {report['matched']}, "
+               f"new assets {report['new_assets']}, refused {report['refused']}")
     for refusal in report["refusals"][:SHOWN_REFUSALS]:
-        console.print(f"  line {refusal['line']}: {refusal['reason']}", markup=False,
-                      highlight=False)
+        print_line(f"  line {refusal['line']}: {refusal['reason']}")
     if report["refused"] > SHOWN_REFUSALS:
-        console.print(f"  ... {report['refused'] - SHOWN_REFUSALS} more refused "
-                      "(--json lists up to 1000)")
+        print_line(f"  ... {report['refused'] - SHOWN_REFUSALS} more refused "
+                   "(--json lists up to 1000)")
 
 
 @discover_app.command("list")
@@ -136,7 +134,7 @@ def discover_list(
                   ",".join(a["sources"]), a["last_seen"]] for a in items])
     if more:
         bigger = f" (or --limit {total})" if total <= MAX_PAGE else ""
-        console.print(f"more: iotiam discover list --after {more}{bigger}")
+        print_line(f"more: iotiam discover list --after {more}{bigger}")
 
 
 @discover_app.command("show")
@@ -232,5 +230,5 @@ def discover_adopt(
                    f"{failed[0]['asset']}: {failed[0]['error']}")
         if len(failed) == len(results):
             raise InvalidInput(message)
-        errors.print(f"error: {message}", markup=False, highlight=False)
+        print_line(f"error: {message}", to=errors)
         raise typer.Exit(3)  # partly done, as for imports
