@@ -44,10 +44,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _options(pairs: list[str] | None) -> list[str]:
+    seen: set[str] = set()
     for pair in pairs or []:
         key, sep, _ = pair.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--option wants key=value, got {pair[:60]!r}")
+        if key.strip() in seen:  # the API refuses it too: neither value is kept silently
+            raise UsageError(f"--option {key.strip()[:60]!r} is given twice: give each "
+                             "option once")
+        seen.add(key.strip())
     return list(pairs or [])
 
 

@@ -139,9 +139,6 @@ def test_fail_address_handed_on_within_a_day_names_its_new_holder(
     assert assets["02:00:00:0e:00:02"]["sightings"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason="an import option given twice with two values "
-                   "keeps the last one silently (map.mac=MAC then map.mac=Mac2 maps the "
-                   "second column)")
 def test_fail_same_import_option_twice_is_a_400(installation: Installation) -> None:
     """docs/discovery.md: a query parameter given twice is a 400 naming it, never one of
     the two kept silently, and an option that would map every record wrongly is refused
