@@ -17,13 +17,31 @@ from iotiam.untrusted import MalformedDocument, check_depth, compose_yaml, load_
     ('{"n": -Infinity}', "Infinity"),
     ("[1,", "not valid JSON"),
     (b"\"\xc3\x28\"", "UTF-8"),
+    ('{"vendor": "a\\ud800b"}', r"lone surrogate \(\\ud800\)"),
+    (b'{"vendor": "a\\uDC00"}', r"lone surrogate \(\\udc00\)"),
+    ('{"x\\udbff": 1}', "lone surrogate"),
+    ('[["\\\\", "\\ude00\\ud83d"]]', "lone surrogate"),
+    ('{"vendor": "a\ud800b"}', "lone surrogate"),
+    (b'{"vendor": "a\xed\xa0\x80b"}', "UTF-8"),
 ], ids=["fail/deep-1000", "fail/deep-100k", "fail/duplicate-id", "fail/duplicate-state",
-        "fail/nan", "fail/infinity", "fail/truncated", "fail/not-utf8"])
+        "fail/nan", "fail/infinity", "fail/truncated", "fail/not-utf8",
+        "fail/escaped-lone-surrogate", "fail/escaped-lone-low-surrogate",
+        "fail/lone-surrogate-in-a-key", "fail/pair-in-the-wrong-order",
+        "fail/raw-lone-surrogate", "fail/utf8-encoded-surrogate"])
 def test_refused(text: str | bytes, reason: str) -> None:
     with pytest.raises(MalformedDocument, match=reason) as caught:
         load_json(text, what="the body")
     assert isinstance(caught.value, InvalidInput)
     assert str(caught.value).startswith("the body ")
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    (b'{"vendor": "\\ud83d\\ude00"}', {"vendor": "\U0001f600"}),
+    (b'{"path": "C:\\\\ud800"}', {"path": "C:\\ud800"}),
+], ids=["ok/surrogate-pair", "ok/escaped-backslash-before-u"])
+def test_ok_surrogate_escapes_that_make_text(text: bytes, value: object) -> None:
+    """A pair decodes to one character; ``\\\\ud800`` is a backslash and five letters."""
+    assert load_json(text) == value
 
 
 def test_too_large() -> None:

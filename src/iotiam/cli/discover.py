@@ -23,8 +23,8 @@ from rich.progress import (
 from iotiam.cli.client import api_path
 from iotiam.cli.entry import UsageError
 from iotiam.cli.inputs import MAX_PAGE, LimitOption, parse_duration
-from iotiam.cli.main import Context, console, errors
-from iotiam.cli.output import print_fields, print_json, print_table
+from iotiam.cli.main import Context, errors
+from iotiam.cli.output import print_fields, print_json, print_line, print_table
 from iotiam.errors import InvalidInput
 
 discover_app = typer.Typer(help="Import what network sources saw; list discovered assets.",
@@ -44,10 +44,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _options(pairs: list[str] | None) -> list[str]:
+    seen: set[str] = set()
     for pair in pairs or []:
         key, sep, _ = pair.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--option wants key=value, got {pair[:60]!r}")
+        if key.strip() in seen:  # the API refuses it too: neither value is kept silently
+            raise UsageError(f"--option {key.strip()[:60]!r} is given twice: give each "
+                             "option once")
+        seen.add(key.strip())
     return list(pairs or [])
 
 
@@ -98,16 +103,14 @@ def discover_import(
     if as_json:
         print_json(report)
         return
-    console.print(f"{report['source']}: read {report['read']}, added {report['added']}, "
-                  f"duplicates {report['duplicates']}, matched {report['matched']}, "
-                  f"new assets {report['new_assets']}, refused {report['refused']}",
-                  markup=False, highlight=False)
+    print_line(f"{report['source']}: read {report['read']}, added {report['added']}, "
+               f"duplicates {report['duplicates']}, matched {report['matched']}, "
+               f"new assets {report['new_assets']}, refused {report['refused']}")
     for refusal in report["refusals"][:SHOWN_REFUSALS]:
-        console.print(f"  line {refusal['line']}: {refusal['reason']}", markup=False,
-                      highlight=False)
+        print_line(f"  line {refusal['line']}: {refusal['reason']}")
     if report["refused"] > SHOWN_REFUSALS:
-        console.print(f"  ... {report['refused'] - SHOWN_REFUSALS} more refused "
-                      "(--json lists up to 1000)")
+        print_line(f"  ... {report['refused'] - SHOWN_REFUSALS} more refused "
+                   "(--json lists up to 1000)")
 
 
 @discover_app.command("list")
@@ -136,7 +139,7 @@ def discover_list(
                   ",".join(a["sources"]), a["last_seen"]] for a in items])
     if more:
         bigger = f" (or --limit {total})" if total <= MAX_PAGE else ""
-        console.print(f"more: iotiam discover list --after {more}{bigger}")
+        print_line(f"more: iotiam discover list --after {more}{bigger}")
 
 
 @discover_app.command("show")
@@ -232,5 +235,5 @@ def discover_adopt(
                    f"{failed[0]['asset']}: {failed[0]['error']}")
         if len(failed) == len(results):
             raise InvalidInput(message)
-        errors.print(f"error: {message}", markup=False, highlight=False)
+        print_line(f"error: {message}", to=errors)
         raise typer.Exit(3)  # partly done, as for imports

@@ -15,6 +15,7 @@ from typing import NoReturn
 
 import typer
 
+from iotiam.cli.terminal_text import escape_controls
 from iotiam.errors import IamError, InvalidInput
 
 #: a command line that does not parse or does not make sense (click's convention)
@@ -64,5 +65,6 @@ def _fail_to_parse(e: typer.TyperException) -> NoReturn:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+    # one line, and no control character of a server's or a file's text on the terminal
+    sys.stderr.write(f"error: {escape_controls(' '.join(message.split()))}\n")
     sys.exit(code)

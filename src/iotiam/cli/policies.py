@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from iotiam.cli.client import api_path
 from iotiam.cli.entry import UsageError
-from iotiam.cli.main import Context, console
-from iotiam.cli.output import print_json, print_table
+from iotiam.cli.main import Context
+from iotiam.cli.output import print_json, print_line, print_table
 from iotiam.errors import InvalidInput
 
 policy_app = typer.Typer(help="Policies: write, attach, test and ask who may do what.",
@@ -43,7 +42,7 @@ def register(app: typer.Typer) -> None:
 
 def _say(text: str) -> None:
     """A line as is (reasons and topics may hold ``[...]``, which is not markup)."""
-    console.print(text, markup=False, highlight=False)
+    print_line(text)
 
 
 def _read_document(path: Path) -> tuple[bytes, str]:
@@ -129,10 +128,10 @@ def policy_list(
         print_json(items)
         return
     print_table(f"{len(items)} policies", ["name", "version", "owner", "guardrail", "attached to"],
-                [[p["name"], p["version"], escape(p["owner_path"]),
+                [[p["name"], p["version"], p["owner_path"],
                   "yes" if p["guardrail"] else "",
-                  escape(", ".join(f"{a['target']['kind']} {a['target']['id']}"
-                                   for a in p["attachments"]))] for p in items])
+                  ", ".join(f"{a['target']['kind']} {a['target']['id']}"
+                            for a in p["attachments"])] for p in items])
 
 
 @policy_app.command("show")
@@ -315,10 +314,10 @@ def policy_who_can(
         print_json({"action": full_action, "topic": topic, "devices": devices,
                     "targets": targets})
         return
-    print_table(escape(f"{len(devices)} devices may {full_action} on {topic!r}"),
+    print_table(f"{len(devices)} devices may {full_action} on {topic!r}",
                 ["device", "org", "allowed by"],
-                [[escape(d["device"]), escape(d["org_path"]),
-                  escape("; ".join(s["text"] for s in d["statements"]))] for d in devices])
+                [[d["device"], d["org_path"], "; ".join(s["text"] for s in d["statements"])]
+                 for d in devices])
     for grant in targets:
         target = grant["attachment"]["target"]
         note = " (depends on the device or conditions)" if grant["conditional"] else ""
@@ -377,4 +376,4 @@ def site_list(
         print_json(items)
         return
     print_table(f"{len(items)} sites", ["name", "time zone", "networks"],
-                [[escape(s["name"]), s["timezone"], ", ".join(s["networks"])] for s in items])
+                [[s["name"], s["timezone"], ", ".join(s["networks"])] for s in items])

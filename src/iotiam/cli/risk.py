@@ -12,8 +12,8 @@ import typer
 from iotiam.cli.client import api_path
 from iotiam.cli.entry import UsageError
 from iotiam.cli.inputs import LimitOption
-from iotiam.cli.main import Context, console
-from iotiam.cli.output import print_fields, print_json, print_table
+from iotiam.cli.main import Context
+from iotiam.cli.output import print_fields, print_json, print_line, print_table
 from iotiam.errors import InvalidInput
 
 risk_app = typer.Typer(help="The identity risk register: what to fix first.",
@@ -55,7 +55,7 @@ def risk_list(
                 ["id", "score", "subject", "subject id", "org", "site", "factors"],
                 _rows(page["items"]))
     if page["next"]:
-        console.print(f"next page: --after {page['next']}")
+        print_line(f"next page: --after {page['next']}")
 
 
 @risk_app.command("show")
@@ -65,11 +65,11 @@ def risk_show(ctx: typer.Context, entry_id: str) -> None:
     entry = obj.client().get(api_path("/v1/risk/entries", entry_id))
     print_fields(entry, skip=("factors", "accepted"))
     for factor in entry["factors"]:
-        console.print(f"- {factor['factor']} ({factor['severity']}): {factor['summary']}")
+        print_line(f"- {factor['factor']} ({factor['severity']}): {factor['summary']}")
         print_json(factor["evidence"])
     for accepted in entry["accepted"]:
-        console.print(f"accepted {accepted['factor']} until {accepted['expires_at']} by "
-                      f"{accepted['by']}: {accepted['reason']}")
+        print_line(f"accepted {accepted['factor']} until {accepted['expires_at']} by "
+                   f"{accepted['by']}: {accepted['reason']}")
 
 
 @risk_app.command("summary")
@@ -106,7 +106,7 @@ def risk_rebuild(ctx: typer.Context) -> None:
     """Judge every identity again now."""
     obj: Context = ctx.obj
     report = obj.client().post("/v1/risk/rebuild", {})
-    console.print(f"rebuild {report['rebuild']}: {report['entries']} entries, "
+    print_line(f"rebuild {report['rebuild']}: {report['entries']} entries, "
                   f"{report['removed']} removed")
 
 
@@ -123,7 +123,7 @@ def risk_accept(
     obj: Context = ctx.obj
     entry = obj.client().post(api_path("/v1/risk/entries", entry_id, "accept"),
                               {"factor": factor, "reason": reason, "expires_in_days": days})
-    console.print(f"{entry['id']}: {factor} accepted for {days} days; score {entry['score']}")
+    print_line(f"{entry['id']}: {factor} accepted for {days} days; score {entry['score']}")
 
 
 @risk_app.command("export")
@@ -155,4 +155,4 @@ def risk_export(
         raise InvalidInput(f"cannot write {output}: {e.strerror}") from None
     finally:
         partial.unlink(missing_ok=True)
-    console.print(f"wrote {size} bytes to {output}", highlight=False)
+    print_line(f"wrote {size} bytes to {output}")

@@ -124,9 +124,6 @@ def test_fail_address_handed_on_within_a_day_names_its_new_holder(
     assert assets["02:00:00:0e:00:02"]["sightings"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason="an import option given twice with two values "
-                   "keeps the last one silently (map.mac=MAC then map.mac=Mac2 maps the "
-                   "second column)")
 def test_fail_same_import_option_twice_is_a_400(installation: Installation) -> None:
     """docs/discovery.md: a query parameter given twice is a 400 naming it, never one of
     the two kept silently, and an option that would map every record wrongly is refused
@@ -142,9 +139,6 @@ def test_fail_same_import_option_twice_is_a_400(installation: Installation) -> N
     assert api.get(ASSETS).json()["total"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="a JSON escape of a lone surrogate (\\ud800) in a "
-                   "text field passes the jsonl source and fails the database write: the "
-                   "whole import is a 500 instead of one refused line")
 @pytest.mark.parametrize("field", ["vendor", "client_id", "psk_identity", "issuer"])
 def test_fail_lone_surrogate_in_a_text_field_is_one_refused_line(
         installation: Installation, field: str) -> None:
@@ -178,8 +172,6 @@ SURROGATE_RECORDS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="suricata, zeek (JSON) and emqx pass a lone "
-                   "surrogate escape on to the database write: the import is a 500")
 @pytest.mark.parametrize("source", sorted(SURROGATE_RECORDS))
 def test_fail_lone_surrogate_in_other_sources_is_no_5xx(installation: Installation,
                                                         source: str) -> None:
@@ -192,9 +184,6 @@ def test_fail_lone_surrogate_in_other_sources_is_no_5xx(installation: Installati
     assert api.get(ASSETS).json()["total"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="a device id with a lone surrogate escape in "
-                   "device_ids reaches the answer's JSON encoder: 500 "
-                   "(PydanticSerializationError)")
 def test_fail_adoption_with_a_lone_surrogate_device_id_is_a_400(
         installation: Installation) -> None:
     """G10: a device id no device can have is a 400 problem, even in a dry run."""

@@ -66,7 +66,10 @@ def test_import_list_show_ok(cli: list[str], tmp_path: Path,
     (["--source", "jsonl", "--option", "novalue"], 2, "key=value"),
     (["--source", "jsonl", "--site", "x" * 300], 1, "site"),
     (["--source", "jsonl", "MISSING"], 1, "cannot read"),
-], ids=["fail/unknown-source", "fail/bad-option", "fail/long-site", "fail/missing-file"])
+    (["--source", "cmdb", "--option", "map.mac=MAC", "--option", " map.mac=Mac2"], 2,
+     "--option 'map.mac' is given twice"),
+], ids=["fail/unknown-source", "fail/bad-option", "fail/long-site", "fail/missing-file",
+        "fail/option-twice"])
 def test_import_fail_one_line(cli: list[str], tmp_path: Path, args: list[str], rc: int,
                               words: str, capsys: pytest.CaptureFixture[str]) -> None:
     file = [] if "MISSING" in args else [scan(tmp_path)]

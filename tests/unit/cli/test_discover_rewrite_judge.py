@@ -36,9 +36,6 @@ def cli(memory_installation: Installation, monkeypatch: pytest.MonkeyPatch,
             memory_installation.admin_token]
 
 
-@pytest.mark.xfail(strict=True, reason="text a sighting carries (client id, vendor, site) "
-                   "reaches the terminal with its ESC bytes: `discover list` and `discover "
-                   "show` print terminal control sequences from the network")
 def test_fail_show_and_list_print_no_terminal_escapes(
         cli: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Hostile input: whatever a scanned device calls itself, what the admin's terminal

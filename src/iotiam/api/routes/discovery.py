@@ -98,7 +98,10 @@ def _context(site: str | None, network: str | None, options: list[str],
         if not sep or not key.strip() or len(key) > 64:
             raise InvalidInput(f"option {option[:60]!r} is not key=value (a key of at "
                                "most 64 characters)")
-        parsed[key.strip()] = bounded_text(value, f"option {key[:60]}") or ""
+        key = key.strip()
+        if key in parsed:  # keeping either silently could map every record wrongly
+            raise InvalidInput(f"option {key!r} is given twice: give each option once")
+        parsed[key] = bounded_text(value, f"option {key}") or ""
     if observed_at is not None and observed_at.tzinfo is None:
         raise InvalidInput("observed_at needs a time zone (e.g. 'Z' or '+00:00')")
     return SourceContext(site=bounded_text(site, "site"), network=bounded_text(network,
