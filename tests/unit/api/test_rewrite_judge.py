@@ -1,7 +1,6 @@
 """Defects an outside review found after the rewrite of the import write path, the
 parsers, the register rebuild and the API edges (main at 5c7eea5), each reproduced over
-the API. Each is marked ``xfail(strict=True)``: it states what a user must get, and
-turns the suite red the day it is fixed so the marker is taken off.
+the API. Each states what a user must get; all were fixed in the same session.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ def register(installation: Installation) -> dict[str, RiskEntry]:
 def test_fail_risk_cursor_with_a_huge_score_is_a_400(installation: Installation,
                                                      cursor: str) -> None:
     """`after` is `score.id`; a score no entry can have is not a cursor this API
-    returned: a 400 problem, never a 5xx (G10). (PostgreSQL answers 200 today.)"""
+    returned: a 400 problem, never a 5xx (G10)."""
     api = installation.api()
     for params in ({}, {"factor": "unmanaged"}, {"site": "hq"}):
         answer = api.get(ENTRIES, params={**params, "after": cursor})

@@ -1,5 +1,5 @@
-"""Defects an outside review found in ``iotiam discover`` (main at 5c7eea5), each marked
-``xfail(strict=True)``: it states what a user must get."""
+"""Defects an outside review found in ``iotiam discover`` (main at 5c7eea5), each
+stating what a user must get (fixed since)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""A defect an outside review found in migration 0020 (main at 5c7eea5), marked
-``xfail(strict=True)``: it states what an upgraded installation must keep."""
+"""A defect an outside review found in migration 0020 (main at 5c7eea5), stating
+what an upgraded installation must keep (fixed since)."""
 
 from __future__ import annotations
 
