@@ -242,7 +242,10 @@ def _decode(text: str) -> Any:
     to the C scanner (the two white-space matches cost a third of a JSON line's parse)."""
     if text[:1] != "{" or text[-1:] != "}":
         return _DECODER.decode(text)
-    value, end = _SCAN(text, 0)
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:  # the scanner's "no value here": the decoder says where and what
+        return _DECODER.decode(text)
     if end != len(text):  # something after the object: the decoder says where and what
         return _DECODER.decode(text)
     return value

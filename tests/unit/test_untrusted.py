@@ -127,6 +127,8 @@ def test_json_error_names_line_and_column() -> None:
     '{"a":1} {"b":2}', '{"a":1}}', '{"a":1}x', '{"a":', '{"a":1', '{ }', '{"a":1}\n\n{',
     b'{"a":1}', b'\xef\xbb\xbf{"a":1}', '{"a":1}'.encode("utf-16-le"),
     '{"a":1}'.encode("utf-16-be"), '{"a":1}'.encode("utf-32-le"), b'{"a":"\xc3\xa9"}',
+    # a value missing inside the object: the C scanner says so with StopIteration
+    '{"a":[}', '{"a": }', '{"a":[1,]}', '{"a":{"b":}}',
 ], ids=lambda d: repr(d)[:30])
 def test_ok_same_answer_as_json_loads(document: str | bytes) -> None:
     # the object fast path (no white space around it, UTF-8 at once) answers as json does
