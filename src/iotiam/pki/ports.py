@@ -143,6 +143,11 @@ class CertificateStore(Protocol):
         """Every certificate of a device."""
         ...
 
+    def for_devices(self, device_ids: Sequence[str]) -> dict[str, list[CertificateRecord]]:
+        """Every certificate of each of these devices, oldest first (a device without
+        any is absent): one read for a batch, not one per device."""
+        ...
+
     def key_holders(self, key_hashes: Sequence[str]) -> list[tuple[str, str | None]]:
         """(key hash, device id) of every certificate (any status) for one of these keys."""
         ...

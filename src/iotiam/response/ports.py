@@ -108,6 +108,10 @@ class TrustStore(Protocol):
         """Store (replace) a device's score."""
         ...
 
+    def put_many(self, scores: Sequence[TrustScore]) -> None:
+        """Store (replace) these devices' scores (one statement for a batch)."""
+        ...
+
     def touch_devices(self, device_ids: Sequence[str], at: datetime) -> None:
         """Move the devices' ``updated_at``: decision caches and the broker sync re-read
         them (their policy conditions may flip with the new score)."""

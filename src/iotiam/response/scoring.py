@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -39,6 +40,16 @@ log = logging.getLogger(__name__)
 OVERLAP = timedelta(seconds=5)
 
 
+@dataclass(frozen=True)
+class Rescored:
+    """What one recomputation stored."""
+
+    scores: dict[str, TrustScore]
+    #: the devices whose score or firmware verdict moved: their ``updated_at`` is now ``at``
+    moved: tuple[str, ...]
+    at: datetime
+
+
 class TrustScores:
     """Computes, stores and explains trust scores."""
 
@@ -54,23 +65,26 @@ class TrustScores:
 
     def recompute(self, device_ids: Sequence[str]) -> dict[str, TrustScore]:
         """Compute and store the scores of these devices; unknown ids are skipped."""
+        return self.rescore(device_ids).scores
+
+    def rescore(self, device_ids: Sequence[str]) -> Rescored:
+        """``recompute``, telling also whose ``updated_at`` moved, and to when."""
+        now = self._clock.now()
         if not device_ids:
-            return {}
+            return Rescored({}, (), now)
         compliance = self._firmware.compliance_of(device_ids)
         with self._uow() as uow:
             scores = self._compute(uow, device_ids, compliance)
             before = uow.trust.for_devices(list(scores))
-            moved = []
-            for device_id, score in scores.items():
-                old = before.get(device_id)
-                uow.trust.put(score)
-                if old is None or old.score != score.score \
-                        or old.firmware_compliant != score.firmware_compliant:
-                    moved.append(device_id)
+            uow.trust.put_many(list(scores.values()))
+            moved = tuple(
+                device_id for device_id, score in scores.items()
+                if (old := before.get(device_id)) is None or old.score != score.score
+                or old.firmware_compliant != score.firmware_compliant)
             if moved:
-                uow.trust.touch_devices(moved, self._clock.now())
-                uow.changes.record(TrustChanged(tuple(moved)))
-        return scores
+                uow.trust.touch_devices(moved, now)
+                uow.changes.record(TrustChanged(moved))
+        return Rescored(scores, moved, now)
 
     def _compute(self, uow: ResponseUnitOfWork, device_ids: Sequence[str],
                  compliance: Mapping[str, FirmwareStatusLike]) -> dict[str, TrustScore]:
@@ -78,9 +92,10 @@ class TrustScores:
         findings = uow.findings.live_for_devices(device_ids)
         types = {t.name: t for t in uow.device_types.list_all()}
         devices = uow.devices.get_many(device_ids)  # one query, not one per device
+        held = uow.certificates.for_devices(list(devices))  # likewise
         scores: dict[str, TrustScore] = {}
         for device_id, device in devices.items():
-            certificates = uow.certificates.for_device(device_id)
+            certificates = held.get(device_id, [])
             device_type = types.get(device.type_name)
             rotation_age = device_type.rotation.max_credential_age if device_type \
                 else timedelta(days=365)
@@ -122,8 +137,13 @@ class TrustRefresher:
     revoked credential or a changed device (``rescore_later``, subscribed to the change
     feed), and what moves a device's ``updated_at`` without publishing a change (a
     renewed certificate, a new attestation verdict). A recomputation that moves a score
-    moves ``updated_at`` too, so the next pass sees the device once more and finds
-    nothing moved: it settles.
+    moves ``updated_at`` too; the refresher remembers that time, so the next pass does
+    not rescore the device for its own touch.
+
+    Each pass reads the devices updated since the last pass began, less ``OVERLAP`` (a
+    change committed a little late is seen); a device already rescored at the
+    ``updated_at`` the read names is not rescored again, so an import of 100,000 devices
+    is scored once per device, not once per pass its changes stay in the window.
     """
 
     def __init__(self, trust: TrustScores, changes: ChangedDevices, clock: Clock, *,
@@ -135,6 +155,9 @@ class TrustRefresher:
         self._since = clock.now() - OVERLAP
         self._queued: set[str] = set()
         self._lock = threading.Lock()
+        #: device -> the ``updated_at`` it was last rescored at, for the devices the last
+        #: pass's window held (a later window starts no earlier: older ones never return)
+        self._scored_at: dict[str, datetime] = {}
 
     def rescore_later(self, published: Published) -> None:
         """Queue the devices a revocation or a device change touched for the next pass."""
@@ -152,10 +175,19 @@ class TrustRefresher:
         start = self._since - OVERLAP
         with self._lock:
             devices, self._queued = self._queued, set()
-        devices |= {d for d, _ in self._changes.device_changes(start)}
-        self._since = now
-        if devices:
-            self._trust.recompute(sorted(devices))
+        try:
+            changed = self._changes.device_changes(start)
+            devices |= {d for d, at in changed if self._scored_at.get(d) != at}
+            scored_at = dict(changed)
+            if devices:
+                rescored = self._trust.rescore(sorted(devices))
+                scored_at.update(dict.fromkeys(rescored.moved, rescored.at))
+        except BaseException:
+            with self._lock:  # a failed pass: the next one rescores them
+                self._queued |= devices
+            raise
+        # only once the scores are stored (a failed pass reads the same window again)
+        self._scored_at, self._since = scored_at, now
         return len(devices)
 
     def run(self, stop: threading.Event) -> None:

@@ -259,6 +259,16 @@ class SqlCertificateStore:
         )
         return [_record(r) for r in rows]
 
+    def for_devices(self, device_ids: Sequence[str]) -> dict[str, list[CertificateRecord]]:
+        """Every certificate of each of these devices, oldest first."""
+        c = t.certificates.c
+        found: dict[str, list[CertificateRecord]] = {}
+        for chunk in _chunks(list(dict.fromkeys(device_ids))):
+            for r in self._c.execute(select(t.certificates).where(c.device_id.in_(chunk))
+                                     .order_by(c.id)):
+                found.setdefault(r.device_id, []).append(_record(r))
+        return found
+
     def key_holders(self, key_hashes: Sequence[str]) -> list[tuple[str, str | None]]:
         """(key hash, device id) of every certificate (any status) for one of these keys."""
         raw = RawSql(self._c)

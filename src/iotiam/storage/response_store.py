@@ -226,11 +226,27 @@ class SqlTrustStore:
     def put(self, score: TrustScore) -> None:
         """Store (replace) a device's score; one upsert, so two writers of the same
         device's score (the refresher and an API request) never conflict."""
-        assert score.computed_at is not None
-        _replace(self._c, t.device_trust, {"device_id": score.device_id}, {
-            "score": score.score, "firmware_compliant": score.firmware_compliant,
-            "factors": dump_json([f.to_json() for f in score.factors]),
-            "computed_at": score.computed_at})
+        self.put_many([score])
+
+    def put_many(self, scores: Sequence[TrustScore]) -> None:
+        """Store (replace) these devices' scores: the upsert of ``put``, executed once
+        for the batch (a rescore after an import names thousands of devices)."""
+        if not scores:
+            return
+        rows = []
+        for score in scores:
+            assert score.computed_at is not None
+            rows.append({"device_id": score.device_id, "score": score.score,
+                         "firmware_compliant": score.firmware_compliant,
+                         "factors": dump_json([f.to_json() for f in score.factors]),
+                         "computed_at": score.computed_at})
+        upsert = (pg_insert if self._c.dialect.name == "postgresql" else sqlite_insert)(
+            t.device_trust)
+        self._c.execute(upsert.on_conflict_do_update(
+            index_elements=["device_id"],
+            set_={name: upsert.excluded[name]
+                  for name in ("score", "firmware_compliant", "factors", "computed_at")}),
+            rows)
 
     def touch_devices(self, device_ids: Sequence[str], at: datetime) -> None:
         """Move the devices' ``updated_at``."""

@@ -117,6 +117,15 @@ class MemoryCertificateStore(MemoryStore):
         """Every certificate of a device, oldest first."""
         return [c for c in self.certificates.values() if c.device_id == device_id]
 
+    def for_devices(self, device_ids: Sequence[str]) -> dict[str, list[CertificateRecord]]:
+        """Every certificate of each of these devices, oldest first."""
+        wanted = set(device_ids)
+        found: dict[str, list[CertificateRecord]] = {}
+        for c in self.certificates.values():
+            if c.device_id is not None and c.device_id in wanted:
+                found.setdefault(c.device_id, []).append(c)
+        return found
+
     def key_holders(self, key_hashes: Sequence[str]) -> list[tuple[str, str | None]]:
         """(key hash, device id) of every certificate for one of these keys."""
         wanted = set(key_hashes)

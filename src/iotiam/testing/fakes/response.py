@@ -162,6 +162,11 @@ class MemoryTrustStore(MemoryStore):
         assert score.computed_at is not None
         self.scores[score.device_id] = replace(score, factors=tuple(score.factors))
 
+    def put_many(self, scores: Sequence[TrustScore]) -> None:
+        """Store (replace) these devices' scores."""
+        for score in scores:
+            self.put(score)
+
     def touch_devices(self, device_ids: Sequence[str], at: datetime) -> None:
         """Move the devices' ``updated_at``."""
         self.devices.touch(device_ids, at)
