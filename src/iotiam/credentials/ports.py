@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -25,6 +25,11 @@ class PskStore(Protocol):
 
     def for_device(self, device_id: str) -> list[Psk]:
         """Every PSK of a device, oldest first."""
+        ...
+
+    def for_devices(self, device_ids: Sequence[str]) -> dict[str, list[Psk]]:
+        """Every PSK of each of these devices, oldest first (a device without any is
+        absent): one read for a batch, not one per device."""
         ...
 
     def revoke(self, psk_id: str, at: datetime, reason: str, replaced_by: str | None) -> bool:

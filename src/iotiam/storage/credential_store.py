@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +11,9 @@ from sqlalchemy import Connection, insert, select, update
 from iotiam.credentials.models import Psk, PskStatus
 from iotiam.storage.rows import under_path
 from iotiam.storage.tables import credentials as t
+
+#: ids per ``IN (...)`` (SQLite allows 32,766 bound parameters a statement)
+_IN_CHUNK = 500
 
 
 class SqlPskStore:
@@ -39,6 +42,18 @@ class SqlPskStore:
         rows = self._c.execute(select(t.psks).where(t.psks.c.device_id == device_id)
                                .order_by(t.psks.c.created_at))
         return [_psk(r) for r in rows]
+
+    def for_devices(self, device_ids: Sequence[str]) -> dict[str, list[Psk]]:
+        """Every PSK of each of these devices, oldest first."""
+        wanted = list(dict.fromkeys(device_ids))
+        found: dict[str, list[Psk]] = {}
+        for start in range(0, len(wanted), _IN_CHUNK):
+            rows = self._c.execute(
+                select(t.psks).where(t.psks.c.device_id.in_(wanted[start:start + _IN_CHUNK]))
+                .order_by(t.psks.c.created_at))
+            for r in rows:
+                found.setdefault(r.device_id, []).append(_psk(r))
+        return found
 
     def revoke(self, psk_id: str, at: datetime, reason: str, replaced_by: str | None) -> bool:
         """Mark revoked if still active."""

@@ -375,3 +375,30 @@ def test_ok_late_escalation_does_not_undo_an_admins_lift(installation: Installat
     response.handle([replace(probing, severity=Severity.CRITICAL, at=at + 9)])
     assert installation.services.inventory.get_device(SYSTEM, "s1").state \
         is DeviceState.QUARANTINED
+
+
+def test_ok_refresher_scores_each_change_once_while_its_window_lasts(
+        installation: Installation) -> None:
+    # an import's devices stay in the refresher's look-back window for several passes
+    # (OVERLAP); they are scored in the first, and again only when they change again
+    api = installation.api()
+    clock = installation.clock
+    refresher = TrustRefresher(installation.services.trust,
+                               MemoryFleetReads(installation.services.database, clock), clock)
+    installation.services.changes.subscribe(
+        (CertificateRevoked, CredentialRevoked, DeviceChanged), refresher.rescore_later)
+    rows = [{"row": n, "data": {"id": f"m{n}", "type": "sensor"}} for n in range(1, 4)]
+    assert api.post("/v1/devices/import", json={"rows": rows}).json()["imported"] == 3
+    clock.advance(timedelta(seconds=1))
+    assert refresher.refresh_once() == 3
+    with installation.services.database.reading() as uow:
+        assert set(uow.trust.for_devices(["m1", "m2", "m3"])) == {"m1", "m2", "m3"}
+    clock.advance(timedelta(seconds=1))
+    assert refresher.refresh_once() == 0  # its own touch of the new scores is no change
+    assert api.post("/v1/devices/m2/state", json={"state": "active"}).status_code == 200
+    clock.advance(timedelta(seconds=1))
+    assert refresher.refresh_once() == 1
+    with installation.services.database.reading() as uow:
+        assert uow.trust.for_devices(["m2"])["m2"].computed_at == clock.now()
+    clock.advance(timedelta(seconds=1))
+    assert refresher.refresh_once() == 0

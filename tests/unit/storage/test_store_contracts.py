@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -350,6 +351,10 @@ def test_certificates_lists(db: Any) -> None:
             org_path="/root/", device_id="d1", status=CertificateStatus.ISSUED)] == [serials[0]]
         assert [c.serial for c in uow.certificates.for_device("d1")] == [
             serials[0], serials[2], serials[4]]
+        batch = uow.certificates.for_devices(["d2", "d1", "d3", "d1"])
+        assert {d: [c.serial for c in cs] for d, cs in batch.items()} == {
+            "d1": [serials[0], serials[2], serials[4]], "d2": [serials[1]]}
+        assert batch["d1"] == uow.certificates.for_device("d1")
         assert sorted(uow.certificates.key_holders(["k2", "k9"])) == [("k2", "d1"),
                                                                       ("k2", "d2")]
         assert sorted(c.serial for c in uow.certificates.with_public_key("k2")) == [
@@ -564,11 +569,17 @@ def test_detection_settings_and_trust(db: Any) -> None:
         uow.trust.put(replace_score(score, 50))
         uow.trust.put(score)
         uow.trust.touch_devices(["d1", "d3"], t1)
+        # a batch replaces what is stored and adds what is not, in one call
+        uow.trust.put_many([replace_score(score, 40), replace(score, device_id="d2")])
+        uow.trust.put_many([])
+        assert uow.trust.for_devices(["d1"]) == {"d1": replace_score(score, 40)}
+        uow.trust.put(score)
     with db.reading() as uow:
         assert uow.detection_settings.modes() == {"sensor": DetectionMode.ENFORCE}
         assert uow.detection_settings.get_document("playbook") == '{"rules": []}'
         assert uow.detection_settings.get_document("nope") is None
-        assert uow.trust.for_devices(["d1", "d2"]) == {"d1": score}
+        assert uow.trust.for_devices(["d1", "d2"]) == {
+            "d1": score, "d2": replace(score, device_id="d2")}
         assert [uow.devices.get(i).updated_at for i in ("d1", "d2", "d3")] == [t1, T0, t1]
 
 
@@ -657,6 +668,8 @@ def test_psks(db: Any) -> None:
         assert not uow.psks.revoke("p1", T0, "again", None)
     with db.reading() as uow:
         assert [p.id for p in uow.psks.for_device("d1")] == ["p1", "p2"]
+        assert {d: [p.id for p in ps] for d, ps in uow.psks.for_devices(
+            ["d2", "d1", "d3"]).items()} == {"d1": ["p1", "p2"], "d2": ["p3"]}
         assert uow.psks.active_for_device("d1") == psk("p2", created=2)
         assert uow.psks.active_for_device("d3") is None
         revoked = uow.psks.for_device("d1")[0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -32,6 +32,15 @@ class MemoryPskStore(MemoryStore):
         """Every PSK of a device, oldest first."""
         return sorted((p for p in self.psks.values() if p.device_id == device_id),
                       key=lambda p: p.created_at)
+
+    def for_devices(self, device_ids: Sequence[str]) -> dict[str, list[Psk]]:
+        """Every PSK of each of these devices, oldest first."""
+        wanted = set(device_ids)
+        found: dict[str, list[Psk]] = {}
+        for psk in sorted(self.psks.values(), key=lambda p: p.created_at):
+            if psk.device_id in wanted:
+                found.setdefault(psk.device_id, []).append(psk)
+        return found
 
     def revoke(self, psk_id: str, at: datetime, reason: str, replaced_by: str | None) -> bool:
         """Mark revoked if active; True when this call did it."""
