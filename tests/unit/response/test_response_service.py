@@ -402,3 +402,27 @@ def test_ok_refresher_scores_each_change_once_while_its_window_lasts(
         assert uow.trust.for_devices(["m2"])["m2"].computed_at == clock.now()
     clock.advance(timedelta(seconds=1))
     assert refresher.refresh_once() == 0
+
+
+def test_fail_refresher_pass_that_fails_leaves_its_devices_for_the_next(
+        installation: Installation, monkeypatch: pytest.MonkeyPatch) -> None:
+    class NoUpdates:  # only the feed names devices: what a failed pass took must stay
+        def device_changes(self, since: Any) -> list[Any]:
+            return []
+
+    api = installation.api()
+    trust = installation.services.trust
+    refresher = TrustRefresher(trust, NoUpdates(), installation.clock)
+    installation.services.changes.subscribe((DeviceChanged,), refresher.rescore_later)
+    add_device(api, "s1")
+
+    def down(device_ids: Any) -> Any:
+        raise ConnectionError("database down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trust, "rescore", down)
+        with pytest.raises(ConnectionError):
+            refresher.refresh_once()
+    assert refresher.refresh_once() == 1
+    with installation.services.database.reading() as uow:
+        assert set(uow.trust.for_devices(["s1"])) == {"s1"}
