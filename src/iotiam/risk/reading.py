@@ -78,8 +78,11 @@ def read_index(uow: RiskUnitOfWork, discovery: DiscoveryReader, linter: PolicyLi
         for psk in uow.psks.iter_active(org_path=ROOT_PATH):
             psks[psk.device_id].append(psk)
     else:
+        # one read for the batch, not one per device: a refresh after an import names
+        # thousands
+        held_by_device = uow.psks.for_devices(devices)
         for device_id in devices:
-            held = uow.psks.for_device(device_id)
+            held = held_by_device.get(device_id, [])
             psks[device_id] = [p for p in held if p.status is PskStatus.ACTIVE]
             live = {p.identity for p in psks[device_id]}
             for identity in sorted({p.identity for p in held} - live):
@@ -158,8 +161,9 @@ def _certificates(uow: RiskUnitOfWork, devices: Sequence[str] | None
             if cert.device_id is not None:
                 by_device[cert.device_id].append(cert)
     else:
+        held = uow.certificates.for_devices(devices)  # one read for the batch, as the PSKs
         for device_id in devices:
-            by_device[device_id] = [c for c in uow.certificates.for_device(device_id)
+            by_device[device_id] = [c for c in held.get(device_id, ())
                                     if c.status is not CertificateStatus.RESERVED]
     holders: dict[str, set[str]] = defaultdict(set)
     if devices is None:
