@@ -17,8 +17,12 @@ from typing import Any, NamedTuple
 import pytest
 import typer
 import typer.main
+from fastapi.testclient import TestClient
 
+from conftest import Installation
 from iotiam.agent import cli as agent_cli
+from iotiam.api.app import create_api_app
+from iotiam.cli import client as cli_client
 from iotiam.cli import main as iotiam_cli
 
 iotiam_cli.register_commands()
@@ -176,3 +180,18 @@ def assert_one_line_error(result: Result, argv: Sequence[str]) -> str:
     assert lines[0].startswith("error: "), (argv, result)
     assert "this is a bug in iotiam" not in lines[0], (argv, result)
     return lines[0]
+
+
+def cli_against(installation: Installation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+                ) -> list[str]:
+    """The global options of a CLI whose HTTP client talks to ``installation``'s real API
+    app in process (any backend)."""
+    app = create_api_app(installation.services)
+
+    def client(**kwargs: Any) -> TestClient:
+        return TestClient(app, base_url=kwargs["base_url"], headers=kwargs["headers"],
+                          raise_server_exceptions=False)
+
+    monkeypatch.setattr(cli_client.httpx, "Client", client)
+    return ["--data-dir", str(tmp_path), "--url", "https://127.0.0.1:18443", "--token",
+            installation.admin_token]

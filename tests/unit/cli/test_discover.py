@@ -8,13 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from conftest import Installation
-from iotiam.api.app import create_api_app
-from iotiam.cli import client as cli_client
 
-from .commands import CLIS, assert_one_line_error, invoke
+from .commands import CLIS, assert_one_line_error, cli_against, invoke
 
 LINES = [{"seen_at": 1772359200, "mac": "02:00:00:00:00:01", "hostname": "cam-1"},
          {"mac": "not a mac"},
@@ -25,15 +22,8 @@ LINES = [{"seen_at": 1772359200, "mac": "02:00:00:00:00:01", "hostname": "cam-1"
 def cli(memory_installation: Installation, monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> list[str]:
     """The global options of a CLI talking to the memory installation's API."""
-    app = create_api_app(memory_installation.services)
-
-    def client(**kwargs: Any) -> TestClient:
-        return TestClient(app, base_url=kwargs["base_url"], headers=kwargs["headers"],
-                          raise_server_exceptions=False)
-
-    monkeypatch.setattr(cli_client.httpx, "Client", client)
-    return ["--data-dir", str(tmp_path), "--url", "https://127.0.0.1:18443", "--token",
-            memory_installation.admin_token]
+    options = cli_against(memory_installation, monkeypatch, tmp_path)
+    return options
 
 
 def scan(tmp_path: Path, lines: list[dict[str, Any]] = LINES) -> str:

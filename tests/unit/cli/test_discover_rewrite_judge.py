@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from conftest import Installation
-from iotiam.api.app import create_api_app
-from iotiam.cli import client as cli_client
 
-from .commands import CLIS, invoke
+from .commands import CLIS, cli_against, invoke
 
 #: what a device on the network chooses: an MQTT client id, a vendor string. ESC [ ... m
 #: recolours, ESC ] 0 ; ... retitles the admin's terminal
@@ -25,15 +21,8 @@ HOSTILE = "\x1b[31mred\x1b]0;owned\x1b\\"
 def cli(memory_installation: Installation, monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> list[str]:
     """The global options of a CLI talking to the memory installation's API."""
-    app = create_api_app(memory_installation.services)
-
-    def client(**kwargs: Any) -> TestClient:
-        return TestClient(app, base_url=kwargs["base_url"], headers=kwargs["headers"],
-                          raise_server_exceptions=False)
-
-    monkeypatch.setattr(cli_client.httpx, "Client", client)
-    return ["--data-dir", str(tmp_path), "--url", "https://127.0.0.1:18443", "--token",
-            memory_installation.admin_token]
+    options = cli_against(memory_installation, monkeypatch, tmp_path)
+    return options
 
 
 def test_fail_show_and_list_print_no_terminal_escapes(

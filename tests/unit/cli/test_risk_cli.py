@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from conftest import Installation
-from iotiam.api.app import create_api_app
-from iotiam.cli import client as cli_client
 from iotiam.kernel import SYSTEM
 
-from .commands import CLIS, assert_one_line_error, invoke
+from .commands import CLIS, assert_one_line_error, cli_against, invoke
 
 CASES = {
     "fail/export-format": (["risk", "export", "--format", "xml"],
@@ -63,16 +59,9 @@ def test_unreachable_api_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
 def cli(installation: Installation, monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> list[str]:
     """The global options of a CLI talking to the installation's API (each backend)."""
-    app = create_api_app(installation.services)
-
-    def client(**kwargs: Any) -> TestClient:
-        return TestClient(app, base_url=kwargs["base_url"], headers=kwargs["headers"],
-                          raise_server_exceptions=False)
-
-    monkeypatch.setattr(cli_client.httpx, "Client", client)
+    options = cli_against(installation, monkeypatch, tmp_path)
     installation.services.risk.rebuild(SYSTEM)
-    return ["--data-dir", str(tmp_path), "--url", "https://127.0.0.1:18443", "--token",
-            installation.admin_token]
+    return options
 
 
 @pytest.mark.parametrize("cursor", ["99999999999999999999.x", "1.x",
