@@ -34,7 +34,7 @@ from iotiam.changes import (
     SightingsImported,
     TrustChanged,
 )
-from iotiam.clock import Clock
+from iotiam.clock import Clock, idle
 
 # composition-level like bootstrap.py (it wires these jobs): the CRL job drives the PKI
 # service itself, the risk job the register (allowed by name in
@@ -256,12 +256,7 @@ class RiskRefresher:
     def _idle(self, stop: threading.Event, seconds: float) -> None:
         """Wait until a change is queued, ``stop`` is set or ``seconds`` pass (stop is
         seen within ``STOP_SECONDS``: ``serve`` shuts down at once)."""
-        deadline = time.monotonic() + seconds
-        while not (stop.is_set() or self._wanted.is_set()):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self._wanted.wait(min(STOP_SECONDS, left))
+        idle(self._wanted, stop, seconds, STOP_SECONDS)
 
     def run(self, stop: threading.Event) -> None:
         """Rebuild now and every ``every_seconds``; refresh queued devices in between."""

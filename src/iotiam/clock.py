@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -41,3 +43,14 @@ class FrozenClock:
         if instant.tzinfo is None:
             raise ValueError("FrozenClock needs an aware datetime")
         self._now = instant
+
+
+def idle(wake: threading.Event, stop: threading.Event, seconds: float, step: float) -> None:
+    """Wait until ``wake`` or ``stop`` is set or ``seconds`` pass; ``stop`` (which nobody
+    else sets ``wake`` for) is seen within ``step`` seconds."""
+    deadline = time.monotonic() + seconds
+    while not (stop.is_set() or wake.is_set()):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        wake.wait(min(step, left))

@@ -15,7 +15,6 @@ import hashlib
 import logging
 import secrets
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -24,7 +23,7 @@ from typing import IO
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.ports import Auditor
 from iotiam.changes import SightingsImported
-from iotiam.clock import Clock
+from iotiam.clock import Clock, idle
 from iotiam.discovery.catalog import source_named
 from iotiam.discovery.models import (
     AssetStatus,
@@ -251,12 +250,7 @@ class Discovery:
     def _idle(self, stop: threading.Event) -> None:
         """Wait until sightings are queued, ``stop`` is set or ``OBSERVE_SECONDS`` pass;
         ``stop`` is seen within ``STOP_SECONDS`` (``serve`` shuts down at once)."""
-        deadline = time.monotonic() + OBSERVE_SECONDS
-        while not (stop.is_set() or self._wake.is_set()):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self._wake.wait(min(STOP_SECONDS, left))
+        idle(self._wake, stop, OBSERVE_SECONDS, STOP_SECONDS)
 
     # -- reads ----------------------------------------------------------------------
 
