@@ -27,6 +27,8 @@ from iotiam.config import Settings
 from iotiam.discovery.ports import SightingSink
 from iotiam.enrollment.queue import QueueLimits
 from iotiam.installation import initialize
+from iotiam.kernel import SYSTEM
+from iotiam.risk.models import RiskEntry
 from iotiam.storage.database import Database, make_engine
 from iotiam.storage.migrate import upgrade_to_head
 from iotiam.storage.tables import metadata
@@ -253,6 +255,16 @@ class Installation:
         assert answer.status_code == 201, answer.text
         token: str = answer.json()["token"]
         return token
+
+    def risk_entries(self) -> dict[str, RiskEntry]:
+        """Every entry of the risk register, by id (paged through the service)."""
+        found: dict[str, RiskEntry] = {}
+        after = None
+        while True:
+            page, _, after = self.services.risk.entries(SYSTEM, after=after, limit=1000)
+            found.update((e.id, e) for e in page)
+            if after is None:
+                return found
 
     def close(self) -> None:
         """Release clients and connections."""

@@ -21,17 +21,6 @@ from iotiam.testing.synthetic_network import AS_OF, build_network
 from .test_discovery_accuracy import import_file, rest
 
 
-def register(installation: Installation) -> dict[str, RiskEntry]:
-    """Every entry of the register, by id."""
-    found: dict[str, RiskEntry] = {}
-    after = None
-    while True:
-        page, _, after = installation.services.risk.entries(SYSTEM, after=after, limit=1000)
-        found.update((e.id, e) for e in page)
-        if after is None:
-            return found
-
-
 def held_by(entries: dict[str, RiskEntry], device: str, psk_identity: str | None
             ) -> dict[str, RiskEntry]:
     """The entries of a device: its own, its PSK's, its certificates' (they name it)."""
@@ -60,7 +49,7 @@ def test_ok_refresh_writes_what_a_rebuild_writes(installation: Installation,
                          headers={"Content-Type": "application/octet-stream"})
     assert answer.status_code == 200 and answer.json()["refused"] == 0, answer.text
     installation.services.risk.rebuild(SYSTEM)
-    rebuilt = register(installation)
+    rebuilt = installation.risk_entries()
 
     plan = network.registered
     revoked = next(d.label for d in plan if d.revoke and d.fate == "seen")
@@ -80,7 +69,7 @@ def test_ok_refresh_writes_what_a_rebuild_writes(installation: Installation,
     written = installation.services.risk.refresh_devices(chosen)
 
     assert written == len(held)
-    assert register(installation) == rebuilt
+    assert installation.risk_entries() == rebuilt
 
 
 def psk_seen_from_two_assets(installation: Installation, device: str) -> None:
@@ -117,13 +106,13 @@ def test_ok_refresh_after_a_psk_is_revoked_writes_what_a_rebuild_writes(
     assert revoked.status_code == 200, revoked.text
 
     installation.services.risk.refresh_devices(["d9"])
-    refreshed = register(installation)
+    refreshed = installation.risk_entries()
     installation.services.risk.rebuild(SYSTEM)
-    rebuilt = register(installation)
+    rebuilt = installation.risk_entries()
     psk = [e for e in rebuilt.values() if e.subject == "psk" and e.subject_id == "d9"]
     assert [h.factor for e in psk for h in e.factors] == [RiskFactor.SHARED_CREDENTIAL]
     assert rebuilt == refreshed
 
     # the rebuild's entry is the device's: a refresh replaces it, to the same content
     installation.services.risk.refresh_devices(["d9"])
-    assert register(installation) == rebuilt
+    assert installation.risk_entries() == rebuilt

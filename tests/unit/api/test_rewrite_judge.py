@@ -13,7 +13,6 @@ from expect import assert_problem
 from api.tenants import build_tenants
 from conftest import Installation
 from iotiam.kernel import SYSTEM
-from iotiam.risk.models import RiskEntry
 
 IMPORTS = "/v1/discovery/imports"
 ASSETS = "/v1/discovery/assets"
@@ -23,17 +22,6 @@ RAW = {"Content-Type": "application/octet-stream"}
 
 def jsonl(*records: dict[str, object]) -> bytes:
     return b"".join(json.dumps(r).encode() + b"\n" for r in records)
-
-
-def register(installation: Installation) -> dict[str, RiskEntry]:
-    """Every entry of the register, by id."""
-    found: dict[str, RiskEntry] = {}
-    after = None
-    while True:
-        page, _, after = installation.services.risk.entries(SYSTEM, after=after, limit=1000)
-        found.update((e.id, e) for e in page)
-        if after is None:
-            return found
 
 
 @pytest.mark.parametrize("cursor", ["99999999999999999999.x", "9223372036854775808.x"])
@@ -73,16 +61,16 @@ def test_fail_refresh_after_a_psk_is_revoked_writes_what_a_rebuild_writes(
                            "mac": "02:00:00:05:00:03", "ip": "10.5.0.3"}))
     assert answer.status_code == 200 and answer.json()["added"] == 2, answer.text
     installation.services.risk.rebuild(SYSTEM)
-    shared = [e for e in register(installation).values()
+    shared = [e for e in installation.risk_entries().values()
               if e.subject == "psk" and e.subject_id == "d2"]
     assert [h.factor.value for e in shared for h in e.factors] == ["shared-credential"]
 
     revoked = api.post("/v1/devices/d2/psk/revoke", json={})
     assert revoked.status_code in (200, 204), revoked.text
     installation.services.risk.refresh_devices(["d2"])
-    refreshed = register(installation)
+    refreshed = installation.risk_entries()
     installation.services.risk.rebuild(SYSTEM)
-    assert register(installation) == refreshed
+    assert installation.risk_entries() == refreshed
 
 
 def test_fail_same_sightings_imported_by_two_tenants_stored_for_each(
