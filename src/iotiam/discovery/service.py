@@ -239,18 +239,14 @@ class Discovery:
     def run_observer(self, stop: threading.Event) -> None:
         """The background loop the composition root runs: store observed sightings."""
         while not stop.is_set():
-            self._idle(stop)
+            # stop is seen within STOP_SECONDS: serve shuts down at once
+            idle(self._wake, stop, OBSERVE_SECONDS, STOP_SECONDS)
             self._wake.clear()
             try:
                 self.flush_observed()
             except Exception:  # a database hiccup must not end the loop
                 log.exception("storing observed sightings failed; retrying")
         self.flush_observed()
-
-    def _idle(self, stop: threading.Event) -> None:
-        """Wait until sightings are queued, ``stop`` is set or ``OBSERVE_SECONDS`` pass;
-        ``stop`` is seen within ``STOP_SECONDS`` (``serve`` shuts down at once)."""
-        idle(self._wake, stop, OBSERVE_SECONDS, STOP_SECONDS)
 
     # -- reads ----------------------------------------------------------------------
 
