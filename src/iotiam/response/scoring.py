@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from iotiam.changes import (
     Published,
     TrustChanged,
 )
-from iotiam.clock import Clock
+from iotiam.clock import Clock, idle
 from iotiam.errors import IamError, NotFound
 from iotiam.inventory.credential_status import (
     credential_status_by_device,
@@ -38,6 +39,10 @@ from iotiam.response.trust import score_device
 log = logging.getLogger(__name__)
 #: a change committed a little late (a transaction begun before the last pass) is seen
 OVERLAP = timedelta(seconds=5)
+#: how long a woken refresher waits for the rest of a burst of changes before scoring
+GATHER = 0.05
+#: how soon a stop is seen while the refresher waits
+STOP_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,11 @@ class TrustRefresher:
     change committed a little late is seen); a device already rescored at the
     ``updated_at`` the read names is not rescored again, so an import of 100,000 devices
     is scored once per device, not once per pass its changes stay in the window.
+
+    A change on the feed wakes the loop: the devices it names are scored within
+    ``GATHER`` seconds (one batch for a burst of changes), not at the next pass, so a
+    device registered a moment ago is not held below a policy's ``min_trust_score`` by a
+    score nobody computed yet. Only the full pass reads the window.
     """
 
     def __init__(self, trust: TrustScores, changes: ChangedDevices, clock: Clock, *,
@@ -155,6 +165,7 @@ class TrustRefresher:
         self._since = clock.now() - OVERLAP
         self._queued: set[str] = set()
         self._lock = threading.Lock()
+        self._wake = threading.Event()
         #: device -> the ``updated_at`` it was last rescored at, for the devices the last
         #: pass's window held (a later window starts no earlier: older ones never return)
         self._scored_at: dict[str, datetime] = {}
@@ -168,6 +179,26 @@ class TrustRefresher:
                     self._queued.add(change.device_id)
             elif isinstance(change, DeviceChanged):
                 self._queued.update(change.device_ids)
+            if self._queued:
+                self._wake.set()
+
+    def refresh_queued(self) -> int:
+        """Score the devices the feed named since the last pass (no window read); returns
+        how many were rescored."""
+        with self._lock:
+            devices, self._queued = self._queued, set()
+            self._wake.clear()
+        if not devices:
+            return 0
+        try:
+            rescored = self._trust.rescore(sorted(devices))
+        except BaseException:
+            with self._lock:
+                self._queued |= devices
+            raise
+        # the full pass that reads their touch in the window does not score them again
+        self._scored_at.update(dict.fromkeys(rescored.moved, rescored.at))
+        return len(devices)
 
     def refresh_once(self) -> int:
         """One pass; returns how many devices were rescored."""
@@ -175,6 +206,7 @@ class TrustRefresher:
         start = self._since - OVERLAP
         with self._lock:
             devices, self._queued = self._queued, set()
+            self._wake.clear()
         try:
             changed = self._changes.device_changes(start)
             devices |= {d for d, at in changed if self._scored_at.get(d) != at}
@@ -191,9 +223,20 @@ class TrustRefresher:
         return len(devices)
 
     def run(self, stop: threading.Event) -> None:
-        """Refresh until ``stop`` is set (a failed pass is logged and retried)."""
-        while not stop.wait(self._every):
+        """Refresh until ``stop`` is set (a failed pass is logged and retried): in full
+        every ``every`` seconds, and the devices a change names as soon as it comes."""
+        next_full = time.monotonic() + self._every
+        while not stop.is_set():
+            idle(self._wake, stop, max(0.0, next_full - time.monotonic()), STOP_SECONDS)
+            if stop.is_set():
+                return
             try:
+                if time.monotonic() < next_full:
+                    stop.wait(GATHER)  # the rest of the burst joins this batch
+                    self.refresh_queued()
+                    continue
+                next_full = time.monotonic() + self._every
                 self.refresh_once()
             except IamError as e:
                 log.warning("trust refresh failed: %s", e)
+                stop.wait(STOP_SECONDS)  # a failing store is not retried in a tight loop

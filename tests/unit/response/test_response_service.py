@@ -3,6 +3,8 @@ stores, which tests/unit/storage/test_store_contracts.py holds to the SQL ones).
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -426,3 +428,36 @@ def test_fail_refresher_pass_that_fails_leaves_its_devices_for_the_next(
     assert refresher.refresh_once() == 1
     with installation.services.database.reading() as uow:
         assert set(uow.trust.for_devices(["s1"])) == {"s1"}
+
+
+def test_ok_refresher_scores_a_new_device_when_the_feed_names_it(
+        installation: Installation) -> None:
+    # a policy's min_trust_score denies a device without a score: a device registered a
+    # moment ago must not wait for the next full pass (every 2 s in serve) to get one
+    api = installation.api()
+    clock = installation.clock
+    refresher = TrustRefresher(installation.services.trust,
+                               MemoryFleetReads(installation.services.database, clock), clock,
+                               every=3600.0)
+    installation.services.changes.subscribe(
+        (CertificateRevoked, CredentialRevoked, DeviceChanged), refresher.rescore_later)
+    stop = threading.Event()
+    loop = threading.Thread(target=refresher.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        add_device(api, "fresh-1")
+        deadline = time.monotonic() + 30
+        scored: dict[str, Any] = {}
+        while "fresh-1" not in scored and time.monotonic() < deadline:
+            time.sleep(0.02)
+            with installation.services.database.reading() as uow:
+                scored = uow.trust.for_devices(["fresh-1"])
+        assert "fresh-1" in scored, "the device named by the feed was left for the full pass"
+        assert scored["fresh-1"].score == 80  # pending, no credential yet
+    finally:
+        stop.set()
+        loop.join(10)
+    assert not loop.is_alive()
+    # the full pass that later reads its touch in the window does not score it again
+    clock.advance(timedelta(seconds=1))
+    assert refresher.refresh_once() == 0
