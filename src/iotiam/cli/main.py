@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from iotiam.cli.client import ApiClient, load_profile
 from iotiam.cli.entry import run_app
+from iotiam.cli.terminal_text import TerminalConsole
 from iotiam.config import resolve_data_dir
 
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
+#: what is printed may come from the network: no markup, controls escaped
+console = TerminalConsole(soft_wrap=True)
+errors = TerminalConsole(stderr=True, soft_wrap=True)
 
 app = typer.Typer(
     name="iotiam",

@@ -19,8 +19,9 @@ from iotiam.cli.terminal_text import escape_controls, plain
 
 
 def print_json(value: Any) -> None:
-    """Machine-readable output."""
-    console.print_json(json.dumps(value))
+    """Machine-readable output (non-ASCII as ``\\u`` escapes: a control or bidi character
+    from the network never reaches the terminal raw)."""
+    console.print_json(json.dumps(value), ensure_ascii=True)
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -11,7 +11,9 @@ writes them (``\\x1b``), and never read as markup.
 from __future__ import annotations
 
 import re
+from typing import Any
 
+from rich.console import Console
 from rich.text import Text
 
 #: C0 and C1 controls and DEL, and the bidirectional overrides and isolates that make a
@@ -30,6 +32,20 @@ def escape_controls(text: str) -> str:
 def plain(value: object) -> Text:
     """``value`` as text for a Rich console: controls escaped, no markup (None is empty)."""
     return Text("" if value is None else escape_controls(str(value)))
+
+
+class TerminalConsole(Console):
+    """A Rich console that prints every string as plain text with its controls escaped.
+
+    Any ``console.print(f"... {value}")`` may carry a server's or a file's text, so no
+    string printed here is read as markup or emoji codes; tables of ``plain`` cells and
+    progress bars keep their own styling.
+    """
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        """``text`` as plain text: controls escaped, no markup, no emoji codes."""
+        options.update(markup=False, emoji=False)
+        return super().render_str(escape_controls(text), **options)
 
 
 def _escaped(found: re.Match[str]) -> str:
