@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp
 
 from iotiam import __version__
@@ -15,6 +15,7 @@ from iotiam.api.ocsp_fast_path import OcspFastPath
 from iotiam.api.openapi import install_openapi
 from iotiam.api.path_segments import EncodedSlashRefusal
 from iotiam.api.problems import install_problem_handlers
+from iotiam.api.query_params import refuse_repeated_query
 from iotiam.api.routes import (
     admin,
     attestation,
@@ -43,6 +44,7 @@ def create_api_app(services: Services) -> ASGIApp:
         version=__version__,
         description="Identity and access control plane for IoT fleets.",
         docs_url=None, redoc_url=None,  # served from the package: install_offline_docs
+        dependencies=[Depends(refuse_repeated_query)],
     )
     app.state.services = services
     install_problem_handlers(app)

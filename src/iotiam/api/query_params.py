@@ -1,4 +1,5 @@
-"""Query parameters sent once: one a route reads as a single value, repeated, is refused.
+"""Query parameters sent once: one a route reads as a single value, repeated, is refused
+(an app-wide dependency of the REST API, ``api/app.py``).
 
 Starlette keeps the last of ``?source=a&source=b`` and the route never learns there was
 another, so a filter would silently select other than what was asked. A route that takes

@@ -5,6 +5,9 @@ still takes several values."""
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from expect import assert_problem
 
@@ -111,3 +114,28 @@ def test_assets_ok_after_pages(installation: Installation) -> None:
 
 def test_assets_ok_cursor_shape_is_the_shape_ids_are_made_in() -> None:
     assert all(is_asset_id(new_asset_id()) for _ in range(100))
+
+
+def single_valued_queries(installation: Installation) -> list[tuple[str, str, str]]:
+    """(method, path with its path parameters filled, first single-valued query parameter)
+    of every GET and DELETE operation the API's OpenAPI document describes."""
+    document = installation.api().get("/openapi.json").json()
+    found = []
+    for path, operations in document["paths"].items():
+        for method in ("get", "delete"):
+            parameters = operations.get(method, {}).get("parameters", [])
+            single = [p["name"] for p in parameters if p["in"] == "query"
+                      and "array" not in json.dumps(p.get("schema", {}))]
+            if single:
+                found.append((method.upper(), re.sub(r"\{[^}]+\}", "x-1", path), single[0]))
+    return found
+
+
+def test_query_fail_repeated_on_every_route(memory_installation: Installation) -> None:
+    # not only discovery and risk: Starlette would keep the last value anywhere
+    routes = single_valued_queries(memory_installation)
+    assert any(path == "/v1/devices" for _, path, _ in routes), routes
+    api = memory_installation.api()
+    for method, path, name in routes:
+        answer = api.request(method, path, params=[(name, "1"), (name, "2")])
+        assert_problem(answer, 400, f"query parameter {name!r} is given more than once")

@@ -13,14 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import anyio.from_thread
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import Field, StrictBool, StrictInt
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from iotiam.api.auth import Caller, Wired
 from iotiam.api.json_bodies import UntrustedJsonRoute
-from iotiam.api.query_params import refuse_repeated_query
 from iotiam.api.schemas import Body
 from iotiam.discovery.adoption import MAX_ADOPT, Adopted, Proposal
 from iotiam.discovery.models import (
@@ -32,8 +31,7 @@ from iotiam.discovery.models import (
 )
 from iotiam.errors import InvalidInput, UnsupportedMediaType
 
-router = APIRouter(prefix="/v1/discovery", tags=["discovery"], route_class=UntrustedJsonRoute,
-                   dependencies=[Depends(refuse_repeated_query)])
+router = APIRouter(prefix="/v1/discovery", tags=["discovery"], route_class=UntrustedJsonRoute)
 
 MAX_OPTIONS = 64
 #: the buffer the sources read through (lines are read from it, never from the socket)

@@ -6,21 +6,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import Field, StrictInt
 
 from iotiam.api.auth import Caller, Wired
 from iotiam.api.json_bodies import UntrustedJsonRoute
-from iotiam.api.query_params import refuse_repeated_query
 from iotiam.api.schemas import Body
 from iotiam.errors import InvalidInput
 from iotiam.risk.models import EntryFilter, RiskFactor, Subject
 from iotiam.risk.service import MAX_ACCEPT_DAYS, entry_json
 
-router = APIRouter(prefix="/v1/risk", tags=["risk"], route_class=UntrustedJsonRoute,
-                   dependencies=[Depends(refuse_repeated_query)])
+router = APIRouter(prefix="/v1/risk", tags=["risk"], route_class=UntrustedJsonRoute)
 
 _MEDIA = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 
