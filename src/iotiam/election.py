@@ -161,10 +161,11 @@ class Elector:
                     log.warning("campaigning for %s failed: %s", job.name, e)
                     return
                 if won:
+                    term = _Term(job, now + self._leadership.takeover_seconds,
+                                 threading.Event())
                     with self._lock:
-                        self._terms[job.name] = _Term(
-                            job, now + self._leadership.takeover_seconds, threading.Event())
-            elif term is not None and term.thread is None and now >= term.starts_at:
+                        self._terms[job.name] = term
+            if term is not None and term.thread is None and now >= term.starts_at:
                 self._begin(term)
 
     def _begin(self, term: _Term) -> None:
