@@ -87,5 +87,5 @@ class Draining:
     def __call__(self) -> Status:
         """Not ready once draining."""
         if self._since.is_set():
-            return Status(False, "draining: this replica is shutting down")
+            return Status(False, "this replica is shutting down")
         return Status(True, "accepting requests")

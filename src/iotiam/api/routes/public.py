@@ -12,6 +12,7 @@ from iotiam.api.auth import Wired
 from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.openapi import binary, text
 from iotiam.api.problems import problem_response
+from iotiam.api.responses import ReadinessOut
 from iotiam.errors import NotFound
 
 router = APIRouter(tags=["public"], route_class=UntrustedJsonRoute)
@@ -25,9 +26,7 @@ def healthz(svc: Wired) -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=None,
-            responses={503: {"description": "not ready (application/problem+json, with "
-                                            "every check's answer)"}})
+@router.get("/readyz", response_model=ReadinessOut)
 def readyz(svc: Wired) -> JSONResponse:
     """Readiness: 200 when every check passes, else 503 naming what is not ready."""
     report = svc.readiness.report()
