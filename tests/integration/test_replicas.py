@@ -59,8 +59,9 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
         (base_b / "data" / "audit").mkdir(mode=0o700)
         shutil.copy2(a.data_dir / "audit" / "checkpoint.vkey",
                      base_b / "data" / "audit" / "checkpoint.vkey")
-        b = launch("postgresql", base_b, url, SHARED)
+        b = launch("postgresql", base_b, url, SHARED, follower=True)
         servers.append(b)
+        a.follower = True  # from here on either may be the one that follows
         yield a, b
     finally:
         for server in servers:
@@ -89,9 +90,7 @@ def ready(server: Server) -> tuple[int, dict[str, Any]]:
 
 def leading(server: Server) -> list[str]:
     """The singleton jobs the replica says it leads."""
-    _, body = ready(server)
-    jobs: list[str] = body["checks"]["singletons"]["leading"]
-    return jobs
+    return server.singletons_led()
 
 
 def ocsp_status(server: Server, pem: str) -> ocsp.OCSPCertStatus:
