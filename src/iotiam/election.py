@@ -122,8 +122,9 @@ class Elector:
         self._check_seconds = check_seconds
         self._terms: dict[str, _Term] = {}
         self._lock = threading.Lock()
-        #: every term this process began, in order (what ``/readyz`` and tests read)
+        #: how many terms this process began
         self.terms_begun = 0
+        self._failing = False
 
     def leading(self) -> list[str]:
         """The jobs this process runs now."""
@@ -158,8 +159,11 @@ class Elector:
                 try:
                     won = self._leadership.acquire(job.name)
                 except Exception as e:  # the next pass tries again
-                    log.warning("campaigning for %s failed: %s", job.name, e)
+                    if not self._failing:  # once per outage, not twice a second
+                        log.warning("campaigning for singleton jobs failed; retrying: %s", e)
+                    self._failing = True
                     return
+                self._failing = False
                 if won:
                     term = _Term(job, now + self._leadership.takeover_seconds,
                                  threading.Event())

@@ -155,3 +155,28 @@ def test_fixed_leadership_ok_first_process_leads_the_others_never() -> None:
     assert first.acquire("crl-refresher") and first.check()
     assert not other.acquire("crl-refresher")
     assert first.takeover_seconds == 0
+
+
+def test_elector_ok_campaign_failure_retried_at_the_next_pass(
+        caplog: pytest.LogCaptureFixture) -> None:
+    log: list[str] = []
+    a = Loop(log, "a")
+    leadership = ScriptedLeadership(free={"a"})
+    down = True
+
+    def acquire(job: str) -> bool:
+        if down:
+            raise OSError("connection refused")
+        return ScriptedLeadership.acquire(leadership, job)
+
+    leadership.acquire = acquire  # type: ignore[method-assign]
+    elector = _elector(leadership, a)
+    elector.step()
+    elector.step()
+    assert elector.leading() == []
+    # said once for the outage, not at every pass
+    assert sum("campaigning" in r.message for r in caplog.records) == 1
+    down = False
+    elector.step()
+    assert a.running.wait(5)
+    elector.resign()
