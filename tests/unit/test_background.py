@@ -20,14 +20,20 @@ def test_jobs_ok_singletons_led_host_jobs_in_the_first_process(
                                                                "discovery-observer"]
     assert [j.name for j in other.jobs if j.singleton] == singletons
     assert other.start_data_plane is None
-    # SQLite: the first process leads every singleton, the others none
-    assert not other.leadership.acquire("crl-refresher")
     first = background_jobs(services, first_process=True)
     assert [j.name for j in first.jobs if not j.singleton] == [
         "change-feed", "discovery-observer", "baseline-saver"]
     assert [j.name for j in first.jobs if j.singleton] == singletons
     assert first.start_data_plane is not None
-    assert first.leadership.acquire("crl-refresher")
+    if services.database.is_sqlite:  # one host: the first process leads, the others never
+        assert not other.leadership.acquire("crl-refresher")
+        assert first.leadership.acquire("crl-refresher")
+    else:  # replicas: whichever process takes a lock first, the others wait
+        assert other.leadership.acquire("crl-refresher")
+        assert not first.leadership.acquire("crl-refresher")
+        other.leadership.close()
+        assert first.leadership.acquire("crl-refresher")
+        first.leadership.close()
 
 
 def test_jobs_ok_stop_ends_every_loop_then_runs_at_exit() -> None:
