@@ -91,6 +91,8 @@ class BackgroundJobs:
     _threads: list[threading.Thread] = field(default_factory=list)
     _elector_thread: threading.Thread | None = None
     _stop_data_plane: Callable[[], None] | None = None
+    #: runs the singleton jobs while this process leads them
+    elector: Elector = field(init=False)
 
     def __post_init__(self) -> None:
         self.elector = Elector(self.leadership, [j for j in self.jobs if j.singleton])

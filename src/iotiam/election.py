@@ -146,9 +146,10 @@ class Elector:
         the jobs whose takeover wait is over."""
         try:
             held = self._leadership.check()
-        except Exception:  # a database hiccup: as good as lost
+        except Exception:  # as good as lost: let every lock go, so none is held twice
             log.exception("checking singleton leadership failed")
             held = False
+            self._close_quietly()
         if not held and self._terms:
             log.warning("lost leadership of %s; stopping them", ", ".join(sorted(self._terms)))
             self._end_terms(release=False)
@@ -185,9 +186,12 @@ class Elector:
         """End every job this process leads, then release its locks."""
         if not self._end_terms(release=True):
             return  # a job still runs: its lock goes only with the process
+        self._close_quietly()
+
+    def _close_quietly(self) -> None:
         try:
             self._leadership.close()
-        except Exception:  # exiting anyway: the session's end releases its locks
+        except Exception:  # the session's end (the process's at the latest) frees them
             log.exception("releasing singleton locks failed")
 
     def _end_terms(self, *, release: bool) -> bool:

@@ -180,3 +180,20 @@ def test_elector_ok_campaign_failure_retried_at_the_next_pass(
     elector.step()
     assert a.running.wait(5)
     elector.resign()
+
+
+def test_elector_ok_check_that_raises_counts_as_lost_and_lets_every_lock_go() -> None:
+    log: list[str] = []
+    a = Loop(log, "a")
+    leadership = ScriptedLeadership(free={"a"})
+    elector = _elector(leadership, a)
+    elector.step()
+    assert a.running.wait(5)
+
+    def broken() -> bool:
+        raise RuntimeError("driver bug")
+
+    leadership.check = broken  # type: ignore[method-assign]
+    elector.step()
+    assert log == ["a ended"] and elector.leading() == []
+    assert leadership.calls == ["close"]  # no lock left held by a session we gave up on
