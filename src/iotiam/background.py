@@ -1,16 +1,19 @@
 """What ``iotiam serve`` runs beside the requests: every background job, in one list.
 
 ``serving.background_jobs`` builds the list (and subscribes the jobs that follow the
-change feed); ``serve`` only starts and stops it. Two kinds of job:
+change feed); ``serve`` only starts and stops it. Three kinds of job:
 
 * **every process** runs its own: the change feed's dispatcher (it delivers to this
-  process's caches) and the CRL refresher;
-* **singletons** run in the first process only (``serve --workers``): the managed
-  broker and its sync, audit checkpoints, trust scores, baseline saving, pruning
-  the change table and the risk register (``RiskRefresher``).
+  process's caches) and the discovery observer (the sightings this process queued);
+* **the first process** of each ``serve`` (``serve --workers``) runs what belongs to
+  its host: the managed broker and its sync, and saving the detection baselines;
+* **singletons** (``Job.singleton``) run in one process of all replicas, the leader
+  of each (``iotiam.election``): the CRL refresher, audit checkpoints, trust scores,
+  pruning the change table and the risk register (``RiskRefresher``).
 
 A job is a loop ``run(stop)`` that survives a bad moment (a database restart) and
-returns soon after ``stop`` is set; ``at_exit`` runs once after every loop ended.
+returns soon after ``stop`` is set; ``at_exit`` runs once after its loop ended. A
+singleton's loop may be run again, in a later term of leadership.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from iotiam.changes import (
     TrustChanged,
 )
 from iotiam.clock import Clock, idle
+from iotiam.election import Elector, FixedLeadership, Leadership
 
 # composition-level like bootstrap.py (it wires these jobs): the CRL job drives the PKI
 # service itself, the risk job the register (allowed by name in
@@ -68,6 +72,8 @@ class Job:
     run: Loop
     #: once, after every loop ended (e.g. save the baselines one last time)
     at_exit: Callable[[], None] | None = None
+    #: runs in one process of all replicas, while it leads the job (``iotiam.election``)
+    singleton: bool = False
 
 
 @dataclass
@@ -75,31 +81,53 @@ class BackgroundJobs:
     """The jobs of one process: started after the fork, stopped at shutdown."""
 
     jobs: list[Job]
-    #: the managed broker and its sync (a singleton started before the listeners, so a
-    #: broker that cannot start stops ``serve`` with a one-line error)
+    #: the managed broker and its sync (started before the listeners, so a broker that
+    #: cannot start stops ``serve`` with a one-line error)
     start_data_plane: Callable[[], Callable[[], None] | None] | None = None
+    #: who runs the singleton jobs (default: this process, always)
+    leadership: Leadership = field(default_factory=lambda: FixedLeadership(leads=True))
     _stop: threading.Event = field(default_factory=threading.Event)
+    _resign: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _elector_thread: threading.Thread | None = None
     _stop_data_plane: Callable[[], None] | None = None
+    #: runs the singleton jobs while this process leads them
+    elector: Elector = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.elector = Elector(self.leadership, [j for j in self.jobs if j.singleton])
 
     def start(self) -> None:
-        """Start the data plane (if this process runs it), then every loop."""
+        """Start the data plane (if this process runs it), every loop, and the elector of
+        the singleton jobs."""
         if self.start_data_plane is not None:
             self._stop_data_plane = self.start_data_plane()
         for job in self.jobs:
-            thread = threading.Thread(target=job.run, args=(self._stop,), daemon=True,
-                                      name=job.name)
-            thread.start()
-            self._threads.append(thread)
+            if not job.singleton:
+                thread = threading.Thread(target=job.run, args=(self._stop,), daemon=True,
+                                          name=job.name)
+                thread.start()
+                self._threads.append(thread)
+        self._elector_thread = threading.Thread(target=self.elector.run, args=(self._resign,),
+                                                daemon=True, name="singleton-elector")
+        self._elector_thread.start()
+
+    def resign(self, timeout: float = 15.0) -> None:
+        """Stop the singleton jobs this process leads and release their locks, so that
+        another replica takes them over now (the first step of a drain)."""
+        self._resign.set()
+        if self._elector_thread is not None:
+            self._elector_thread.join(timeout=timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """End every loop, then run what must run at exit."""
+        """Resign, end every loop, then run what must run at exit."""
+        self.resign()
         self._stop.set()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         for job in self.jobs:
-            if job.at_exit is not None:
+            if job.at_exit is not None and not job.singleton:
                 job.at_exit()
 
     def stop_data_plane(self) -> None:
@@ -144,6 +172,10 @@ class ChangeDispatcher(ChangeFeed, Protocol):
 
     def prune(self, keep: timedelta, now: datetime) -> int:
         """Delete changes older than ``keep``."""
+        ...
+
+    def seconds_since_read(self) -> float:
+        """How long ago the change table was last read."""
         ...
 
 

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -67,6 +67,7 @@ from iotiam.policy.inquiry import PolicyInquiry
 from iotiam.policy.lint import lint_policy
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
 from iotiam.policy.subjects import DeviceSubjects
+from iotiam.readiness import Readiness
 from iotiam.response.alerts import AlertChannel, AlertDispatcher, SyslogChannel, WebhookChannel
 from iotiam.response.ports import NoFirmwareData
 from iotiam.response.scoring import TrustScores
@@ -148,6 +149,8 @@ class Services:
     adoption: Adoption
     #: the identity risk register (issue 13)
     risk: RiskRegister
+    #: what ``/readyz`` checks (``serve`` registers them: ``serving.readiness_checks``)
+    readiness: Readiness = field(default_factory=Readiness)
 
     def close(self) -> None:
         """Deliver queued alerts, release database connections."""

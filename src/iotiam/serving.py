@@ -32,6 +32,8 @@ from iotiam.changes import (
     SightingsImported,
     TrustChanged,
 )
+from iotiam.election import FixedLeadership, Leadership
+from iotiam.readiness import Draining, Status
 from iotiam.response.scoring import TrustRefresher
 from iotiam.storage.baseline_file import BaselineFile
 from iotiam.storage.fleet_reads import SqlFleetReads
@@ -63,6 +65,10 @@ def broker_plane(services: Services) -> Callable[[], None] | None:
     if plane is None:
         return None
     services.changes.subscribe(BROKER_FOLLOWS, plane.sync.follow, after=before)
+    if (broker := plane.broker) is not None:
+        services.readiness.add("broker", lambda: Status(
+            broker.pid is not None,
+            f"mosquitto runs (pid {broker.pid})" if broker.pid else "mosquitto is not running"))
     return plane.stop
 
 
@@ -75,27 +81,73 @@ def manufacturer_trust(services: Services) -> ManufacturerTrust:
     return trust
 
 
-def background_jobs(services: Services, *, singletons: bool) -> BackgroundJobs:
-    """Everything ``serve`` runs beside the requests in this process (``singletons``: the
-    jobs only the first process runs too; ``iotiam.background``)."""
+def background_jobs(services: Services, *, first_process: bool) -> BackgroundJobs:
+    """Everything ``serve`` runs beside the requests in this process (``first_process``:
+    the first of ``serve --workers``, which also runs its host's broker and saves the
+    baselines; singleton jobs are run by their leader, ``iotiam.background``)."""
     settings = services.settings
     crls = CrlRefresher(services.pki)
     services.changes.subscribe((CertificateRevoked,), crls.revoked)
-    jobs = [Job("change-feed", services.changes.run), Job("crl-refresher", crls.run),
-            Job("discovery-observer", services.discovery.run_observer)]
-    if not singletons:
-        return BackgroundJobs(jobs)
-    return BackgroundJobs([
-        *jobs,
+    # every process queues what the singletons must catch up with: the one that takes
+    # a job over after a leader died has the changes it missed
+    singletons = [
+        Job("crl-refresher", crls.run, singleton=True),
         Job("audit-checkpoints", checkpoint_signer(
             services.checkpoints, settings.audit_checkpoint_records,
-            settings.audit_checkpoint_seconds)),
-        Job("trust-scores", trust_scores_refresher(services).run),
+            settings.audit_checkpoint_seconds), singleton=True),
+        Job("trust-scores", trust_scores_refresher(services).run, singleton=True),
+        Job("change-pruner", change_pruner(services.changes, services.clock), singleton=True),
+        Job("risk-register", risk_refresher(services).run, singleton=True),
+    ]
+    jobs = [Job("change-feed", services.changes.run),
+            Job("discovery-observer", services.discovery.run_observer), *singletons]
+    leadership = singleton_leadership(services, first_process=first_process)
+    if not first_process:
+        return BackgroundJobs(jobs, leadership=leadership)
+    return BackgroundJobs([
+        *jobs,
         Job("baseline-saver", baseline_saver(lambda: save_baselines(services)),
             at_exit=lambda: save_baselines(services)),
-        Job("change-pruner", change_pruner(services.changes, services.clock)),
-        Job("risk-register", risk_refresher(services).run),
-    ], start_data_plane=lambda: broker_plane(services))
+    ], start_data_plane=lambda: broker_plane(services), leadership=leadership)
+
+
+def singleton_leadership(services: Services, *, first_process: bool) -> Leadership:
+    """Advisory locks on PostgreSQL (replicas on several hosts); on SQLite (one host)
+    the first process leads, as before replicas existed."""
+    if services.database.is_sqlite:
+        return FixedLeadership(leads=first_process)
+    from iotiam.storage.pg_leadership import AdvisoryLocks  # psycopg: PostgreSQL only
+    return AdvisoryLocks(services.database)
+
+
+#: a change feed that has not read the table for this long leaves the replica's caches
+#: behind the others': not ready (the PostgreSQL listener reads at least every second)
+FEED_LAG_SECONDS = 5.0
+
+
+def readiness_checks(services: Services, jobs: BackgroundJobs, draining: Draining) -> None:
+    """Register what ``/readyz`` checks in this process (the broker's check comes with
+    the broker, ``broker_plane``)."""
+    def database() -> Status:
+        with services.database.reading() as uow:
+            uow.counters.current("healthz")
+        return Status(True, "answers")
+
+    def change_feed() -> Status:
+        lag = services.changes.seconds_since_read()
+        return Status(lag < FEED_LAG_SECONDS, f"read {lag:.1f} s ago",
+                      {"seconds_since_read": round(lag, 3)})
+
+    def singletons() -> Status:
+        leading = jobs.elector.leading()
+        return Status(True, f"leads {', '.join(leading) or 'no singleton job'}",
+                      {"leading": leading})
+
+    readiness = services.readiness
+    readiness.add("draining", draining)
+    readiness.add("database", database)
+    readiness.add("change-feed", change_feed)
+    readiness.add("singletons", singletons)
 
 
 def save_baselines(services: Services) -> None:

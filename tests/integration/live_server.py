@@ -63,6 +63,8 @@ class Server:
     broker_ports: tuple[int, int, int] | None = None
     #: "managed" (serve runs Mosquitto) or "external" (serve drives one at the admin port)
     broker_mode: str = "managed"
+    #: another replica leads the singleton jobs: start-up does not wait to lead some
+    follower: bool = False
     process: subprocess.Popen[bytes] | None = None
     _log_offset: int = 0
 
@@ -203,7 +205,8 @@ class Server:
                 health = httpx.get(f"{self.http_url}/healthz", timeout=2)
                 with self.api(timeout=2) as api:
                     whoami = api.get("/v1/whoami")
-                if health.status_code == 200 and whoami.status_code == 200:
+                if health.status_code == 200 and whoami.status_code == 200 and \
+                        (self.follower or self.singletons_led()):
                     return
             except httpx.HTTPError:
                 pass
@@ -211,6 +214,13 @@ class Server:
         self.stop(kill=True)
         raise AssertionError(f"`iotiam serve` not ready in {STARTUP_SECONDS}s:\n"
                              f"{self.log_tail()}")
+
+    def singletons_led(self) -> list[str]:
+        """The singleton jobs ``/readyz`` says this server runs (on PostgreSQL they start
+        a moment after the listeners: ``iotiam.election``)."""
+        answer = httpx.get(f"{self.http_url}/readyz", timeout=2)
+        led: list[str] = answer.json()["checks"]["singletons"]["leading"]
+        return led
 
     def _save_ca_files(self) -> None:
         chain = httpx.get(f"{self.http_url}/ca/chain.pem", timeout=10)
@@ -267,10 +277,12 @@ def _base_env(data_dir: Path, database_url: str | None) -> dict[str, str]:
 
 def launch(backend: str, base: Path, database_url: str | None,
            extra_env: dict[str, str] | None = None, *, broker: bool = False,
-           external_broker: tuple[int, int, int] | None = None) -> Server:
+           external_broker: tuple[int, int, int] | None = None,
+           follower: bool = False) -> Server:
     """``init`` a data directory and start ``serve``, picking new ports if one was taken.
 
-    ``extra_env`` sets ``IOTIAM_*`` knobs for this server (the developer's own are dropped).
+    ``extra_env`` sets ``IOTIAM_*`` knobs for this server (the developer's own are dropped);
+    ``follower``: another replica already leads the singleton jobs.
     """
     executable = venv_tool("iotiam")
     data_dir = base / "data"
@@ -286,7 +298,8 @@ def launch(backend: str, base: Path, database_url: str | None,
                         env={**_base_env(data_dir, database_url), **(extra_env or {})},
                         broker_ports=external_broker or ((ports[2], ports[3], ports[4])
                                                          if broker else None),
-                        broker_mode="external" if external_broker else "managed")
+                        broker_mode="external" if external_broker else "managed",
+                        follower=follower)
         server.init()
         try:
             server.start()

@@ -9,19 +9,31 @@ from iotiam.background import BackgroundJobs, Job
 from iotiam.serving import background_jobs
 
 
-def test_jobs_ok_singletons_only_in_the_first_process(installation: Installation) -> None:
+def test_jobs_ok_singletons_led_host_jobs_in_the_first_process(
+        installation: Installation) -> None:
     services = installation.services
-    other = background_jobs(services, singletons=False)
-    # each process stores the sightings of its own traffic it queued
-    assert [j.name for j in other.jobs] == ["change-feed", "crl-refresher",
-                                            "discovery-observer"]
+    other = background_jobs(services, first_process=False)
+    singletons = ["crl-refresher", "audit-checkpoints", "trust-scores", "change-pruner",
+                  "risk-register"]
+    # each process delivers the feed and stores the sightings of its own traffic it queued
+    assert [j.name for j in other.jobs if not j.singleton] == ["change-feed",
+                                                               "discovery-observer"]
+    assert [j.name for j in other.jobs if j.singleton] == singletons
     assert other.start_data_plane is None
-    first = background_jobs(services, singletons=True)
-    assert [j.name for j in first.jobs] == [
-        "change-feed", "crl-refresher", "discovery-observer", "audit-checkpoints",
-        "trust-scores",
-        "baseline-saver", "change-pruner", "risk-register"]
+    first = background_jobs(services, first_process=True)
+    assert [j.name for j in first.jobs if not j.singleton] == [
+        "change-feed", "discovery-observer", "baseline-saver"]
+    assert [j.name for j in first.jobs if j.singleton] == singletons
     assert first.start_data_plane is not None
+    if services.database.is_sqlite:  # one host: the first process leads, the others never
+        assert not other.leadership.acquire("crl-refresher")
+        assert first.leadership.acquire("crl-refresher")
+    else:  # replicas: whichever process takes a lock first, the others wait
+        assert other.leadership.acquire("crl-refresher")
+        assert not first.leadership.acquire("crl-refresher")
+        other.leadership.close()
+        assert first.leadership.acquire("crl-refresher")
+        first.leadership.close()
 
 
 def test_jobs_ok_stop_ends_every_loop_then_runs_at_exit() -> None:

@@ -48,7 +48,7 @@ def test_revoke_ok_crl_refresher_woken_by_the_feed(installation: Installation) -
     api = installation.api()
     add_device(api, "d1")
     serial = int(issue(api, "d1")["serial"], 16)
-    (job,) = [j for j in background_jobs(services, singletons=False).jobs
+    (job,) = [j for j in background_jobs(services, first_process=False).jobs
               if j.name == "crl-refresher"]
     assert isinstance(getattr(job.run, "__self__", None), CrlRefresher)
     stop = threading.Event()

@@ -191,3 +191,18 @@ class PolicyWriteOut(Out):
     version: int
     findings: list[dict[str, Any]]
     diff: list[str]
+
+
+class ReadinessCheckOut(Out):
+    """One readiness check's answer; further fields are what it reports besides (the
+    singleton jobs led, how long ago the change feed read)."""
+
+    ready: bool
+    detail: str
+
+
+class ReadinessOut(Out):
+    """Every readiness check passed (a 503 problem carries the same ``checks``)."""
+
+    status: str
+    checks: dict[str, ReadinessCheckOut]

@@ -9,7 +9,8 @@ import logging
 import signal
 import socket
 import ssl
-from collections.abc import Generator
+import threading
+from collections.abc import Callable, Generator
 from typing import Any
 
 import uvicorn
@@ -22,11 +23,16 @@ from iotiam.api.workers import fork_workers, stop_workers
 from iotiam.bootstrap import Services
 from iotiam.config import ca_passphrase
 from iotiam.errors import SetupError
+from iotiam.readiness import Draining
 from iotiam.response.alerts import AlertDispatcher
 from iotiam.response.models import Action, Playbook
-from iotiam.serving import background_jobs, manufacturer_trust
+from iotiam.serving import background_jobs, manufacturer_trust, readiness_checks
 
 log = logging.getLogger("iotiam.server")
+
+#: how long in-flight requests may take to finish after SIGTERM before their
+#: connections are closed
+DRAIN_SECONDS = 10
 
 
 class _Server(uvicorn.Server):
@@ -91,11 +97,20 @@ def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> N
     index, children = fork_workers(workers - 1)
     if index:
         services.database.after_fork()
-    # one writer of the broker's state, one signer of checkpoints...: the first process
-    jobs = background_jobs(services, singletons=index == 0)
+    # the host's broker and baselines: the first process; singletons: their leader
+    jobs = background_jobs(services, first_process=index == 0)
+    draining = Draining()
+    readiness_checks(services, jobs, draining)
     jobs.start()
+
+    def drain() -> None:
+        # SIGTERM: /readyz fails at once, and the singleton jobs stop and release their
+        # locks while the requests in flight finish, so another replica takes them now
+        draining.begin()
+        threading.Thread(target=jobs.resign, name="resign", daemon=True).start()
+
     try:
-        _serve_here(services, api_sockets, public_sockets, log_level)
+        _serve_here(services, api_sockets, public_sockets, log_level, drain)
     finally:
         jobs.stop()  # the last checkpoint signs what the last requests appended
         stop_workers(children)
@@ -106,14 +121,15 @@ def _uvicorn_config(services: Services, app: ASGIApp, port: int, log_level: str,
                     **options: Any) -> uvicorn.Config:
     return uvicorn.Config(
         app, host=services.settings.host, port=port, log_level=log_level, access_log=False,
-        server_header=False,
+        server_header=False, timeout_graceful_shutdown=DRAIN_SECONDS,
         # iotiam reads X-Forwarded-For itself, from IOTIAM_TRUSTED_PROXIES only; uvicorn's
         # middleware would trust it from 127.0.0.1 and rewrite the peer address first
         proxy_headers=False, **options)
 
 
 def _serve_here(services: Services, api_sockets: list[socket.socket],
-                public_sockets: list[socket.socket], log_level: str) -> None:
+                public_sockets: list[socket.socket], log_level: str,
+                drain: Callable[[], None]) -> None:
     tls = services.settings.tls_dir
     # devices present manufacturer IDevIDs on EST: their CAs must pass the TLS handshake
     trust = manufacturer_trust(services)
@@ -136,6 +152,8 @@ def _serve_here(services: Services, api_sockets: list[socket.socket],
         loop = asyncio.get_running_loop()
 
         def shutdown() -> None:
+            if not api.should_exit:
+                drain()
             api.should_exit = True
             public.should_exit = True
 

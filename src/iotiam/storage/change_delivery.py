@@ -85,6 +85,7 @@ class ChangeDelivery:
         with database.reading() as uow:
             start = last_change_id(uow.conn)
         self._cursor = ChangeCursor(start)
+        self._read_at = time.monotonic()
         self._delivering = threading.Lock()
         self._again = threading.Event()
         # every commit of this process that recorded a change delivers it at once
@@ -114,6 +115,11 @@ class ChangeDelivery:
     def position(self) -> int:
         """Every change up to this id was delivered."""
         return self._cursor.position
+
+    def seconds_since_read(self) -> float:
+        """How long ago the change table was last read (``/readyz``: a feed that stopped
+        reading leaves this replica's caches behind the others)."""
+        return time.monotonic() - self._read_at
 
     def committed(self, published: list[Published]) -> None:
         """This process just committed these changes: deliver them before the committing
@@ -167,6 +173,7 @@ class ChangeDelivery:
         while True:
             with self._database.reading() as uow:
                 found = read_changes(uow.conn, self._cursor.position, PAGE)
+            self._read_at = time.monotonic()
             fresh = self._cursor.unseen(found)
             for published in fresh:
                 self._deliver(published)

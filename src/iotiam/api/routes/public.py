@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 
 from iotiam.api.auth import Wired
 from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.openapi import binary, text
+from iotiam.api.problems import problem_response
+from iotiam.api.responses import ReadinessOut
 from iotiam.errors import NotFound
 
 router = APIRouter(tags=["public"], route_class=UntrustedJsonRoute)
-
 
 
 @router.get("/healthz")
@@ -20,6 +24,18 @@ def healthz(svc: Wired) -> dict[str, str]:
     with svc.database.reading() as uow:
         uow.counters.current("healthz")
     return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=ReadinessOut)
+def readyz(svc: Wired) -> JSONResponse:
+    """Readiness: 200 when every check passes, else 503 naming what is not ready."""
+    report = svc.readiness.report()
+    checks: dict[str, Any] = {name: {"ready": s.ready, "detail": s.detail, **s.facts}
+                              for name, s in report.checks.items()}
+    if report.ready:
+        return JSONResponse({"status": "ready", "checks": checks})
+    return problem_response(503, "not-ready", "Not ready", "; ".join(report.not_ready()),
+                            headers={"Cache-Control": "no-store"}, checks=checks)
 
 
 @router.get("/crl/{ca_id}.crl", response_class=Response,

@@ -1,0 +1,118 @@
+"""Singleton job leadership across replicas (PostgreSQL): session-level advisory locks.
+
+Each job's lock is ``pg_try_advisory_lock`` on a key derived from the job's name and
+the schema the installation lives in (advisory locks are per database: two
+installations in two schemas of one database must not share them). The locks are
+held by a connection of their own, outside the pool: when it drops, or its process
+dies, PostgreSQL ends the session and frees every lock it held, and the next replica
+to campaign takes them (``iotiam.election``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import threading
+from typing import Any
+
+import psycopg
+
+from iotiam.storage.database import Database, StorageUnavailable
+
+log = logging.getLogger("iotiam.server")
+
+#: a winner's wait: a leader that lost its connection notices within one check of its
+#: elector (``iotiam.election.CHECK_SECONDS``, 0.5 s) and its jobs see their stop
+#: within about half a second more
+TAKEOVER_SECONDS = 2.0
+
+
+class AdvisoryLocks:
+    """``Leadership`` over PostgreSQL advisory locks on one dedicated connection."""
+
+    takeover_seconds = TAKEOVER_SECONDS
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._conn: psycopg.Connection[Any] | None = None
+        self._schema = ""
+        self._held: set[str] = set()
+        #: a lock was lost since the last check (the connection failed while holding it)
+        self._lost = False
+        # the elector's thread and a test may both call in: one statement at a time
+        self._lock = threading.Lock()
+
+    def acquire(self, job: str) -> bool:
+        """Take the job's advisory lock if no session holds it."""
+        with self._lock:
+            won = bool(self._scalar("SELECT pg_try_advisory_lock(%s)", self._key(job)))
+            if won:
+                self._held.add(job)
+            return won
+
+    def release(self, job: str) -> None:
+        """Unlock the job's advisory lock."""
+        with self._lock:
+            if job in self._held:
+                self._held.discard(job)
+                self._scalar("SELECT pg_advisory_unlock(%s)", self._key(job))
+
+    def check(self) -> bool:
+        """A round trip on the lock's connection: False when it failed while holding a
+        lock, or failed earlier since the last check."""
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(StorageUnavailable):
+                    self._scalar("SELECT 1")
+            lost, self._lost = self._lost, False
+            return not lost
+
+    def close(self) -> None:
+        """End the session: PostgreSQL frees every lock it held."""
+        with self._lock:
+            self._held.clear()
+            self._drop()
+
+    def backend_pid(self) -> int | None:
+        """The server process holding the locks (tests end it to drop the connection)."""
+        conn = self._conn
+        return int(conn.info.backend_pid) if conn is not None else None
+
+    def _key(self, job: str) -> int:
+        if self._conn is None:
+            self._connect()
+        digest = hashlib.blake2b(f"iotiam singleton {self._schema} {job}".encode(),
+                                 digest_size=8).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
+    def _connect(self) -> None:
+        try:
+            raw = self._database.engine.raw_connection()
+            conn: psycopg.Connection[Any] = raw.driver_connection  # type: ignore[assignment]
+            raw.detach()  # ours alone: the pool must never hand a lock holder out
+            conn.rollback()
+            conn.autocommit = True
+            row = conn.execute("SELECT current_schema()").fetchone()
+        except (psycopg.Error, OSError) as e:
+            raise StorageUnavailable(f"cannot open the leadership connection: {e}") from e
+        self._conn, self._schema = conn, str(row[0] if row else "")
+
+    def _scalar(self, statement: str, *params: object) -> object:
+        if self._conn is None:
+            self._connect()
+        assert self._conn is not None
+        try:
+            row = self._conn.execute(statement, params).fetchone()
+        except (psycopg.Error, OSError) as e:
+            self._lost = self._lost or bool(self._held)
+            self._held.clear()
+            self._drop()
+            raise StorageUnavailable(f"the leadership connection failed: {e}") from e
+        return row[0] if row else None
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
