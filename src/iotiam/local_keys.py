@@ -40,3 +40,10 @@ def data_key(settings: Settings, *, create: bool) -> bytes:
 def alert_webhook_key(settings: Settings) -> bytes:
     """The key that signs alert webhooks (share it with the receiver)."""
     return local_key(settings.alert_webhook_key_path, "alert webhook key", create=True)
+
+
+def console_session_key(settings: Settings) -> bytes:
+    """The key that encrypts and authenticates web console session cookies (made on
+    first use, so an installation from before the console gets one at its next start)."""
+    return local_key(settings.secrets_dir / "console-session.key", "console session key",
+                     create=True)
