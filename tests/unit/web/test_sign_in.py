@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from api.tenants import Tenants
 
 from iotiam.audit.models import AuditTag
+from iotiam.config import Settings
 from iotiam.kernel import SYSTEM
+from iotiam.local_keys import console_session_key
 from web.console_client import Console
 
 PAGES = ("/console/", "/console/devices", "/console/devices/acme-d1", "/console/risk",
@@ -156,3 +160,13 @@ def test_ok_every_page_has_the_strict_headers_and_no_inline_code(console: Consol
         assert not re.search(r"<script(?![^>]*\bsrc=)", html), path
         assert "<style" not in html and " style=" not in html and " on" + "click" not in html
         assert "http://" not in html and "https://" not in html, path  # nothing off-site
+
+
+def test_ok_workers_starting_together_share_one_session_key(tmp_path: Path) -> None:
+    """``serve --workers N``: each process makes the key if missing; all read one."""
+    settings = Settings(data_dir=tmp_path / "data")
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: console_session_key(settings), range(32)))
+    assert len(keys) == 1
+    assert (settings.secrets_dir / "console-session.key").stat().st_mode & 0o077 == 0
+    assert [p.name for p in settings.secrets_dir.iterdir()] == ["console-session.key"]

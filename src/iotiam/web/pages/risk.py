@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from iotiam.api.routes.risk import entry_filter
 from iotiam.discovery.models import AssetStatus, is_asset_id
 from iotiam.errors import InvalidInput
-from iotiam.risk.models import RiskFactor
+from iotiam.risk.models import RiskFactor, Subject
 from iotiam.risk.service import MAX_ACCEPT_DAYS, entry_json
 from iotiam.web.console import (
     Signed,
@@ -48,7 +48,7 @@ def register(
                                                limit=page_size(rows))
     return render(request, session, "risk.html", items=[entry_json(e) for e in items],
                   total=total, next=following, first_page=not after,
-                  factors=[str(f) for f in RiskFactor],
+                  factors=[str(f) for f in RiskFactor], subjects=[str(s) for s in Subject],
                   summary=svc.risk.summary(session.principal),
                   filters={"factor": factor or "", "site": site or "", "type": type or "",
                            "subject": subject or "", "min_score": min_score or "",
