@@ -204,3 +204,45 @@ def test_ok_audit_search_pages_through_windows(tenants: Tenants) -> None:
     assert first.records[-1].seq > second.records[0].seq
     narrow = audit.search(SYSTEM, AuditQuery(), limit=100, scan=2)
     assert len(narrow.records) == 2 and narrow.before == narrow.window[0]
+
+
+HOSTILE = [
+    ("/console/devices", {"state": "on-fire"}), ("/console/devices", {"type": "x" * 200}),
+    ("/console/devices/%00", {}), ("/console/audit", {"before": "abc"}),
+    ("/console/audit", {"since": "yesterday"}), ("/console/risk", {"min_score": "-1"}),
+    ("/console/risk", {"factor": "zzz"}), ("/console/risk", {"after": "zzz"}),
+    ("/console/findings", {"state": "zzz"}), ("/console/assets", {"after": "zzz"}),
+    ("/console/assets", {"status": "zzz"}), ("/console/risk/nope", {}),
+    ("/console/assets/nope", {}), ("/console/findings/nope", {}),
+    ("/console/static/../app.py", {}),
+]
+
+
+def test_fail_hostile_page_requests_get_a_4xx_page(console: Console) -> None:
+    """G10 for the console: a clear error page, never a 5xx."""
+    for path, params in HOSTILE:
+        answer = console.page(path, **params)
+        assert 400 <= answer.status_code < 500, (path, params, answer.status_code)
+        assert answer.headers["content-type"].startswith("text/html")
+
+
+def test_fail_hostile_forms_change_nothing(tenants: Tenants, console: Console) -> None:
+    before = len(tenants.installation.services.audit.export(SYSTEM, limit=100000))
+    console.page("/console/")
+    for path, form in (("/console/assets/adopt", {"asset": "nope", "type": "sensor"}),
+                       ("/console/assets/adopt", {"type": "sensor"}),
+                       ("/console/assets/adopt", {"asset": "a", "type": "sensor",
+                                                  "claim_hours": "99999"}),
+                       ("/console/risk/nope/accept", {"factor": "x", "reason": "y",
+                                                      "days": "3"}),
+                       ("/console/findings/nope/ack", {}),
+                       ("/console/devices/acme-d1/quarantine", {"reason": "r" * 3000}),
+                       ("/console/devices/acme-d1/certificates/00/revoke",
+                        {"reason": "keyCompromise"})):
+        answer = console.post(path, form)
+        assert 400 <= answer.status_code < 500, (path, answer.status_code, answer.text)
+    records = tenants.installation.services.audit.export(SYSTEM, after_seq=before,
+                                                         limit=100000)
+    assert all(r.outcome != "success" for r in records)
+    assert str(tenants.installation.services.inventory.get_device(SYSTEM, "acme-d1").state) \
+        == "active"
