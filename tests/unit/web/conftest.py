@@ -8,7 +8,7 @@ import pytest
 from api.tenants import Tenants, build_tenants
 
 from conftest import Installation
-from web.console_client import Console
+from iotiam.testing.console import Console
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def browsers(tenants: Tenants) -> Iterator[Callable[[str | None], Console]]:
     opened: list[Console] = []
 
     def open_one(token: str | None = None) -> Console:
-        console = Console(tenants.installation)
+        console = Console(tenants.installation.services, tenants.installation.admin_token)
         opened.append(console)
         answer = console.sign_in(token)
         assert answer.status_code == 303, answer.text

@@ -11,7 +11,7 @@ from api.tenants import ACME_DEVICES, DEVICES, Tenants
 from iotiam.audit.search import AuditQuery
 from iotiam.detection.models import Finding, FindingType, Severity
 from iotiam.kernel import SYSTEM
-from web.console_client import Console
+from iotiam.testing.console import Console
 
 
 def last_record(tenants: Tenants) -> object:

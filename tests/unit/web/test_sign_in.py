@@ -15,10 +15,15 @@ from iotiam.audit.models import AuditTag
 from iotiam.config import Settings
 from iotiam.kernel import SYSTEM
 from iotiam.local_keys import console_session_key
-from web.console_client import Console
+from iotiam.testing.console import Console
 
 PAGES = ("/console/", "/console/devices", "/console/devices/acme-d1", "/console/risk",
          "/console/assets", "/console/findings", "/console/audit")
+
+
+def signed_out(tenants: Tenants) -> Console:
+    """A browser with no session yet (the root admin's token at hand)."""
+    return Console(tenants.installation.services, tenants.installation.admin_token)
 
 
 def audit_tags(tenants: Tenants) -> list[str]:
@@ -26,7 +31,7 @@ def audit_tags(tenants: Tenants) -> list[str]:
 
 
 def test_ok_sign_in_sets_a_host_only_secure_strict_cookie(tenants: Tenants) -> None:
-    console = Console(tenants.installation)
+    console = signed_out(tenants)
     answer = console.sign_in()
     assert answer.status_code == 303 and answer.headers["location"] == "/console/"
     cookie = next(c for c in answer.headers.get_list("set-cookie")
@@ -43,7 +48,7 @@ def test_ok_sign_in_sets_a_host_only_secure_strict_cookie(tenants: Tenants) -> N
                          ids=["fail_unknown", "fail_empty", "fail_malformed"])
 def test_fail_a_bad_token_opens_no_session_and_is_audited(tenants: Tenants, token: str
                                                           ) -> None:
-    console = Console(tenants.installation)
+    console = signed_out(tenants)
     form = console.http.get("/console/sign-in")
     binding = re.search(r'name="binding" value="([^"]+)"', form.text)
     assert binding is not None
@@ -58,7 +63,7 @@ def test_fail_a_bad_token_opens_no_session_and_is_audited(tenants: Tenants, toke
 
 def test_fail_sign_in_without_the_forms_binding(tenants: Tenants) -> None:
     """A cross-site page cannot sign a browser in (login CSRF)."""
-    console = Console(tenants.installation)
+    console = signed_out(tenants)
     answer = console.http.post("/console/sign-in", data={
         "token": tenants.installation.admin_token, "binding": "forged"})
     assert answer.status_code == 401
@@ -67,7 +72,7 @@ def test_fail_sign_in_without_the_forms_binding(tenants: Tenants) -> None:
 
 
 def test_fail_no_session_goes_to_sign_in_and_comes_back(tenants: Tenants) -> None:
-    console = Console(tenants.installation)
+    console = signed_out(tenants)
     answer = console.http.get("/console/devices", params={"state": "active"})
     assert answer.status_code == 303
     assert answer.headers["location"].startswith(
@@ -81,7 +86,7 @@ def test_fail_no_session_goes_to_sign_in_and_comes_back(tenants: Tenants) -> Non
                               "fail_backslash"])
 def test_fail_sign_in_never_redirects_out_of_the_console(tenants: Tenants, target: str
                                                          ) -> None:
-    console = Console(tenants.installation)
+    console = signed_out(tenants)
     binding = re.search(r'name="binding" value="([^"]+)"',
                         console.http.get("/console/sign-in").text)
     assert binding is not None
