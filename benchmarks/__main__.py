@@ -21,6 +21,7 @@ from rich.table import Table
 from benchmarks import (
     api_issuance,
     broker_policy_change,
+    console_pages,
     crl,
     crypto_floor,
     dataplane,
@@ -42,7 +43,8 @@ from benchmarks.harness import Result, RunConfig, failed, format_number
 BENCHMARKS: tuple[ModuleType, ...] = (crypto_floor, issuance, api_issuance, est_enroll,
                                       crl, ocsp, policy_decisions, policy_hook, dataplane,
                                       broker_policy_change, oauth, simulate, detection,
-                                      device_import, discovery_import, risk_register)
+                                      device_import, discovery_import, risk_register,
+                                      console_pages)
 TABLE_WIDTH = 200
 _VERDICT_STYLE = {"PASS": "bold green", "MISS": "bold red", "ERROR": "bold magenta",
                   "info": "dim"}

@@ -9,6 +9,7 @@ variable names another place).
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -40,3 +41,29 @@ def data_key(settings: Settings, *, create: bool) -> bytes:
 def alert_webhook_key(settings: Settings) -> bytes:
     """The key that signs alert webhooks (share it with the receiver)."""
     return local_key(settings.alert_webhook_key_path, "alert webhook key", create=True)
+
+
+def console_session_key(settings: Settings) -> bytes:
+    """The key that encrypts and authenticates web console session cookies.
+
+    Made on first use (an installation from before the console gets one at its next
+    start) exactly once: ``serve --workers N`` starts several processes at the same
+    moment, and each must read the one key the others read.
+    """
+    path = settings.secrets_dir / "console-session.key"
+    if not path.exists():
+        _create_exclusively(path)
+    return local_key(path, "console session key", create=False)
+
+
+def _create_exclusively(path: Path) -> None:
+    """Write a new key to ``path`` unless another process already has (``link`` fails
+    when the name exists, so the first writer wins and no reader sees half a file)."""
+    draft = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    write_private_file(draft, secrets.token_bytes(32).hex() + "\n")
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()

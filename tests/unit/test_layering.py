@@ -63,8 +63,9 @@ FAST_USERS = {"iotiam.bootstrap"}
 #: root, and ``background.py``, composition-level like it (``serving.background_jobs``
 #: wires its jobs; the CRL job drives ``pki.service.Pki``)
 SERVICE_USERS = COMPOSITION | {"iotiam.background"}
-#: the front end the services are built for, and the test kit that builds them over fakes
-SERVICE_USER_PACKAGES = ("iotiam.api", "iotiam.testing")
+#: the front ends the services are built for (the REST API and the web console beside it),
+#: and the test kit that builds them over fakes
+SERVICE_USER_PACKAGES = ("iotiam.api", "iotiam.web", "iotiam.testing")
 #: the signature helper strips IOTIAM_* from a child's environment; the test kit reads
 #: the suite's own switch
 ENVIRONMENT_READERS = {"iotiam.config", "iotiam.fast.signature_helper",

@@ -116,6 +116,18 @@ class AdminTokens:
             token = uow.admin_tokens.get(token_id)
         if token is None or not hmac.compare_digest(token.secret_hash, hash_secret(secret)):
             raise Unauthenticated("unknown bearer token")
+        return self._live(token)
+
+    def reauthenticate(self, token_id: str) -> Principal:
+        """The principal of a token authenticated before (a console session holds its id),
+        refused once the token is revoked or expired."""
+        with self._uow.reading() as uow:
+            token = uow.admin_tokens.get(token_id)
+        if token is None:
+            raise Unauthenticated("unknown token")
+        return self._live(token)
+
+    def _live(self, token: AdminToken) -> Principal:
         now = self._clock.now()
         if token.revoked_at is not None:
             raise Unauthenticated("this token was revoked")

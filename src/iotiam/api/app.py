@@ -35,6 +35,7 @@ from iotiam.api.routes import (
     risk,
 )
 from iotiam.bootstrap import Services
+from iotiam.web.app import create_console_app
 
 
 def create_api_app(services: Services) -> ASGIApp:
@@ -66,6 +67,7 @@ def create_api_app(services: Services) -> ASGIApp:
     app.include_router(attestation.router)
     app.include_router(discovery.router)
     app.include_router(risk.router)
+    app.mount("/console", create_console_app(services))  # docs/console.md
     # the size limit wraps the OCSP fast path too; the broker hook and the token endpoint
     # bound their own bodies
     limited = BodySizeLimit(OcspFastPath(EncodedSlashRefusal(app), services),

@@ -98,6 +98,10 @@ class AuditTag(enum.StrEnum):
     RISK_REGISTER_REBUILT = "system:risk-register:rebuilt"
     #: an admin accepted one factor of a register entry, with a reason, until a date
     RISK_FACTOR_ACCEPTED = "admin:risk-factor:accepted"
+    #: a person signed in to the web console (``details.via``: how they proved who they are)
+    CONSOLE_SIGNED_IN = "admin:console-session:opened"
+    CONSOLE_SIGN_IN_REFUSED = "admin:console-session:refused"
+    CONSOLE_SIGNED_OUT = "admin:console-session:closed"
 
 
 class Outcome(enum.StrEnum):

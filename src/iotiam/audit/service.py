@@ -20,6 +20,7 @@ from iotiam.audit.models import (
 )
 from iotiam.audit.ports import AuditLog, AuditUnitOfWork, CheckpointLog
 from iotiam.audit.proofs import ConsistencyProof, InclusionProof
+from iotiam.audit.search import DEFAULT_SCAN, AuditQuery, AuditSearch, search
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, Forbidden, IamError, InvalidInput, NotFound
 from iotiam.kernel import Principal, Role, Transactions
@@ -169,6 +170,12 @@ class AuditTrail:
             return list(
                 uow.audit.iter_records(org_path=actor.org_path, after_seq=after_seq, limit=limit)
             )
+
+    def search(self, actor: Principal, query: AuditQuery, *, before_seq: int | None = None,
+               limit: int = 50, scan: int = DEFAULT_SCAN) -> AuditSearch:
+        """Records of the caller's subtree matching ``query``, newest first, read a bounded
+        window at a time (``audit/search.py``)."""
+        return search(self._uow, actor, query, before_seq=before_seq, limit=limit, scan=scan)
 
     def iter_all(self, actor: Principal, *, page: int = 5000) -> Iterator[AuditRecord]:
         """Every visible record, fetched page by page."""

@@ -37,8 +37,9 @@ def _iso(moment: float | None) -> str | None:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _filter(factor: str | None, site: str | None, type_name: str | None, org: str | None,
-            subject: str | None, min_score: str | None) -> EntryFilter:
+def entry_filter(factor: str | None, site: str | None, type_name: str | None, org: str | None,
+                 subject: str | None, min_score: str | None) -> EntryFilter:
+    """The register's filter from query text (the console reads the same parameters)."""
     score: int | None = None
     if min_score not in (None, ""):
         if not min_score.isdigit() or len(min_score) > 9:
@@ -63,7 +64,7 @@ def list_entries(
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Entries in the caller's subtree, worst first; ``next`` pages."""
-    where = _filter(factor, site, type_name, org, subject, min_score)
+    where = entry_filter(factor, site, type_name, org, subject, min_score)
     items, total, following = svc.risk.entries(caller, where, after=after, limit=limit)
     return {"items": [entry_json(e) for e in items], "total": total, "next": following}
 
@@ -114,7 +115,7 @@ def export(
     min_score: str | None = Query(default=None, max_length=12),
 ) -> StreamingResponse:
     """The caller's register as CSV or JSON, streamed."""
-    where = _filter(factor, site, type_name, org, subject, min_score)
+    where = entry_filter(factor, site, type_name, org, subject, min_score)
     chunks = svc.risk.export(caller, export_format, where)  # refuses a bad format here
     return StreamingResponse(chunks, media_type=_MEDIA[export_format], headers={
         "content-disposition": f'attachment; filename="risk-register.{export_format}"'})

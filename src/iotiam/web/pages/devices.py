@@ -1,0 +1,142 @@
+"""Inventory and device detail, with the device's actions.
+
+Each action calls the service the REST route calls (named beside it), as the signed-in
+person: the service checks the role, the tenancy (G9) and audits the change.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from iotiam.audit.models import AuditRecord
+from iotiam.audit.search import AuditQuery
+from iotiam.bootstrap import Services
+from iotiam.errors import Conflict, InvalidInput
+from iotiam.inventory.models import DeviceState
+from iotiam.pki.models import RevocationReason
+from iotiam.web.console import (
+    Signed,
+    Wired,
+    back,
+    checked_form,
+    field,
+    page_size,
+    quoted,
+    render,
+)
+from iotiam.web.sessions import Session
+
+router = APIRouter(include_in_schema=False)
+
+#: the newest certificates shown on a device page
+CERTIFICATES_SHOWN = 50
+#: the newest findings and audit records shown on a device page
+FINDINGS_SHOWN = 20
+AUDIT_SCANNED = 5000
+
+
+@router.get("/devices")
+def device_list(
+    request: Request, session: Signed, svc: Wired,
+    type: str | None = Query(default=None, max_length=128),
+    state: str | None = Query(default=None, max_length=32),
+    after: str | None = Query(default=None, max_length=256),
+    rows: str | None = Query(default=None, max_length=4),
+) -> Response:
+    """Devices in the caller's subtree, by id (keyset pages), with the total."""
+    caller = session.principal
+    limit = page_size(rows)
+    parsed = _state(state)
+    items = svc.inventory.list_devices(caller, type_name=type or None, state=parsed,
+                                       after_id=after or None, limit=limit)
+    total = svc.inventory.count_devices(caller, type_name=type or None, state=parsed)
+    return render(request, session, "devices.html", items=items, total=total,
+                  next=items[-1].id if len(items) == limit else None,
+                  filters={"type": type or "", "state": state or "", "rows": rows or ""},
+                  states=[str(s) for s in DeviceState],
+                  types=[t.name for t in svc.inventory.list_device_types()],
+                  first_page=not after)
+
+
+def _state(raw: str | None) -> DeviceState | None:
+    if not raw:
+        return None
+    try:
+        return DeviceState(raw)
+    except ValueError as e:
+        raise InvalidInput(f"state is one of {', '.join(DeviceState)}") from e
+
+
+@router.get("/devices/{device_id}")
+def device_detail(request: Request, device_id: str, session: Signed, svc: Wired) -> Response:
+    """Identity, credentials, effective policy, trust, findings, mitigations, audit."""
+    caller = session.principal
+    device = svc.inventory.get_device(caller, device_id)  # 404 outside the subtree (G9)
+    certificates = svc.pki.list_certificates(caller, device_id=device.id,
+                                             limit=CERTIFICATES_SHOWN)
+    return render(
+        request, session, "device.html", device=device, certificates=certificates,
+        permissions=svc.inquiry.permissions(caller, device.id),
+        trust=svc.trust.explain(caller, device.id),
+        findings=svc.response.list_findings(caller, device_id=device.id,
+                                            limit=FINDINGS_SHOWN),
+        mitigations=svc.response.mitigations(caller, device.id),
+        trail=_trail(svc, session, device.id), reasons=[str(r) for r in RevocationReason],
+        can_quarantine=device.state is DeviceState.ACTIVE,
+        can_lift=device.state is DeviceState.QUARANTINED,
+        can_decommission=device.state is not DeviceState.DECOMMISSIONED)
+
+
+def _trail(svc: Services, session: Session, device_id: str) -> list[AuditRecord]:
+    """The device's audit records among the newest of the caller's subtree."""
+    found = svc.audit.search(session.principal, AuditQuery(device=device_id),
+                                    limit=FINDINGS_SHOWN, scan=AUDIT_SCANNED)
+    return found.records
+
+
+@router.post("/devices/{device_id}/certificates/{serial}/revoke")
+async def revoke(request: Request, device_id: str, serial: str, session: Signed,
+                 svc: Wired) -> Response:
+    """Revoke one certificate (``POST /v1/certificates/{serial}/revoke``)."""
+    form = await checked_form(request, session)
+    record = svc.pki.get_certificate(session.principal, serial)
+    if record.device_id != device_id:
+        raise InvalidInput(f"certificate {serial[:64]!r} is not one of this device's")
+    svc.pki.revoke_certificate(session.principal, serial, field(form, "reason"))
+    return back(request, session, f"/devices/{quoted(device_id)}", "revoked")
+
+
+@router.post("/devices/{device_id}/quarantine")
+async def quarantine(request: Request, device_id: str, session: Signed,
+                     svc: Wired) -> Response:
+    """Quarantine (``POST /v1/devices/{id}/state`` with ``quarantined``)."""
+    form = await checked_form(request, session)
+    svc.inventory.set_state(session.principal, device_id, DeviceState.QUARANTINED,
+                            field(form, "reason", required=False))
+    return back(request, session, f"/devices/{quoted(device_id)}", "quarantined")
+
+
+@router.post("/devices/{device_id}/lift")
+async def lift(request: Request, device_id: str, session: Signed, svc: Wired) -> Response:
+    """Lift a quarantine: a playbook's through ``POST /v1/devices/{id}/quarantine/lift``
+    (back to the state before it), an admin's by moving the device back to active."""
+    form = await checked_form(request, session)
+    try:
+        svc.response.lift_quarantine(session.principal, device_id)
+    except Conflict:  # no playbook quarantine: one an admin set by hand
+        svc.inventory.set_state(session.principal, device_id, DeviceState.ACTIVE,
+                                field(form, "reason", required=False))
+    return back(request, session, f"/devices/{quoted(device_id)}", "lifted")
+
+
+@router.post("/devices/{device_id}/decommission")
+async def decommission(request: Request, device_id: str, session: Signed,
+                       svc: Wired) -> Response:
+    """Decommission (``POST /v1/devices/{id}/state``): every credential is revoked."""
+    form = await checked_form(request, session)
+    if field(form, "confirm", required=False) != device_id:
+        raise InvalidInput("type the device id to confirm decommissioning it")
+    svc.inventory.set_state(session.principal, device_id, DeviceState.DECOMMISSIONED,
+                            field(form, "reason", required=False))
+    return back(request, session, f"/devices/{quoted(device_id)}", "decommissioned")

@@ -1,0 +1,61 @@
+"""Overview: the fleet at a glance, drawn from the same summaries the API answers."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from iotiam.web.console import Signed, Wired, render
+
+router = APIRouter(include_in_schema=False)
+
+#: open findings counted for the overview (the newest ones; the page says so)
+FINDINGS_SCANNED = 1000
+SEVERITIES = ("critical", "high", "medium", "low")
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One bar of a server-drawn chart."""
+
+    label: str
+    count: int
+    #: the bar's length in the SVG's 0..300 user units
+    length: int
+    #: a link to the rows behind the bar, when there is a page for them
+    href: str | None = None
+
+
+def bars(counts: dict[str, int], order: tuple[str, ...] = (),
+         href: dict[str, str] | None = None) -> list[Bar]:
+    """Bars for a chart, longest first unless an order is given."""
+    keys = [k for k in order if k in counts] + sorted(
+        (k for k in counts if k not in order), key=lambda k: (-counts[k], k))
+    top = max(counts.values(), default=0) or 1
+    return [Bar(k, counts[k], round(300 * counts[k] / top), (href or {}).get(k))
+            for k in keys]
+
+
+@router.get("/")
+def overview(request: Request, session: Signed, svc: Wired) -> Response:
+    """Devices by state, type and credential status; presence; findings; expiring."""
+    caller = session.principal
+    summary = svc.inventory.summary(caller, rotation_age=svc.settings.rotation_age)
+    register = svc.risk.summary(caller)
+    open_findings = svc.response.list_findings(caller, state="open", limit=FINDINGS_SCANNED)
+    severity = Counter(f.finding.severity.label for f in open_findings)
+    states = {s: f"/console/devices?state={s}" for s in summary.by_state}
+    types = {t: f"/console/devices?type={t}" for t in summary.by_type}
+    return render(
+        request, session, "overview.html", summary=summary, register=register,
+        by_state=bars(summary.by_state, href=states), by_type=bars(summary.by_type, href=types),
+        by_credential=bars(summary.by_credential_status),
+        presence=bars({"managed": register.managed, "unmanaged": register.unmanaged,
+                       "dormant": register.dormant, "zombie": register.zombie},
+                      order=("managed", "unmanaged", "dormant", "zombie")),
+        by_severity=bars({s: severity.get(s, 0) for s in SEVERITIES}, order=SEVERITIES),
+        findings_capped=len(open_findings) == FINDINGS_SCANNED,
+        expiring=summary.by_credential_status.get("expiring", 0))
