@@ -257,34 +257,45 @@ class Reconciler:
         """The hits, with those whose device or asset a stronger identifier of the same
         sighting contradicts turned into misses: two boxes with the vendor's default
         host name and their own MACs are two boxes."""
-        if not any(hit.device or hit.asset for hit in hits):
+        #: kind -> what its hits name: a target one of the sighting's own values of a
+        #: kind names shows that value, so it cannot contradict the sighting on that kind
+        named: dict[IdentifierKind, set[tuple[str | None, str | None]]] = {}
+        for hit in hits:
+            if hit.device or hit.asset:
+                named.setdefault(hit.kind, set()).add(_target(hit))
+        if not named:
             return hits  # nothing named: nothing to contradict (every new thing)
         carried: dict[IdentifierKind, set[str]] = {}
         for hit in hits:
             carried.setdefault(hit.kind, set()).add(hit.key)
-        found = []
-        for hit in hits:
-            against = self._contradicting(hit, carried) if hit.device or hit.asset else ()
+        found = hits
+        for n, hit in enumerate(hits):
+            if not (hit.device or hit.asset):
+                continue
+            target = _target(hit)
+            # the usual sighting of a known box reached it through each of those kinds:
+            # nothing to gather
+            kinds = [k for k in _CHECKED[hit.kind]
+                     if k in carried and target not in named.get(k, ())]
+            against = self._contradicting(hit, kinds, carried) if kinds else ()
+            if not against:
+                continue
+            if found is hits:
+                found = list(hits)
             if hit.kind is IP and not set(against).isdisjoint(_ONE_PER_BOX):
                 # its holder then was another box: the address was handed on, so it names
                 # nothing and is re-bound to this sighting's holder (``_bind``)
-                hit = _Hit(hit.kind, hit.key, None, None)
-            elif against:
-                hit = _Hit(hit.kind, hit.key, None, None, contradicted=True)
-            found.append(hit)
+                found[n] = _Hit(hit.kind, hit.key, None, None)
+            else:
+                found[n] = _Hit(hit.kind, hit.key, None, None, contradicted=True)
         return found
 
-    def _contradicting(self, hit: _Hit, carried: dict[IdentifierKind, set[str]]
-                       ) -> list[IdentifierKind]:
-        """The kinds, stronger than the hit's, of which what ``hit`` names shows values
-        and the sighting carries none (known from this batch's lookups and the asset's
-        newest MAC: a cheap check, not the target's every identifier)."""
-        order = _ORDER[hit.kind]
-        kinds = [k for k in _ONE_PER_BOX if k in carried and _ORDER[k] < order]
-        if hit.kind in (HOSTNAME, IP):
-            kinds += [k for k in _CREDENTIALS if k in carried]
-        if not kinds:
-            return []
+    def _contradicting(self, hit: _Hit, kinds: list[IdentifierKind],
+                       carried: dict[IdentifierKind, set[str]]) -> list[IdentifierKind]:
+        """Of ``kinds`` (stronger than the hit's, ``_CHECKED``), those of which what
+        ``hit`` names shows values and the sighting carries none (known from this
+        batch's lookups and the asset's newest MAC: a cheap check, not the target's
+        every identifier)."""
         # what the target shows of those kinds, gathered without copying its key sets
         wanted = set(kinds)
         theirs: dict[IdentifierKind, set[str]] = {}
@@ -509,12 +520,22 @@ class Reconciler:
         self._dirty_presence.add(device.device_id)
 
 
+def _target(hit: _Hit) -> tuple[str | None, str | None]:
+    """What a hit names: its device and asset."""
+    return (hit.device.device_id if hit.device else None, hit.asset)
+
+
 def _host(name: str) -> str:
     """A host name's first label: a lease's ``cam-1`` is a PTR record's ``cam-1.lan``."""
     return name.partition(".")[0]
 
 
 _ORDER = {kind: n for n, kind in enumerate(IdentifierKind)}
+#: kind -> the kinds a target named by one of its values may contradict the sighting on:
+#: one a box has one of and stronger, and for a host name or an address the credentials
+_CHECKED = {kind: [k for k in _ONE_PER_BOX if _ORDER[k] < _ORDER[kind]]
+            + (list(_CREDENTIALS) if kind in (HOSTNAME, IP) else [])
+            for kind in IdentifierKind}
 
 #: what an asset shows of its newest sighting
 _ATTRIBUTES = ("site", "network", "ip", "mac", "hostname", "vendor", "model", "open_ports")

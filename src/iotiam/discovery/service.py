@@ -286,7 +286,7 @@ class Discovery:
             if missing:
                 raise NotFound(f"no asset {missing[0][:80]!r}")
             uow.discovery.save_assets([
-                replace(found[asset_id], status=AssetStatus.ADOPTED, device_id=device_id)
+                found[asset_id]._replace(status=AssetStatus.ADOPTED, device_id=device_id)
                 for asset_id, device_id in adopted.items()])
             self._audit.append(uow, AuditDraft(
                 tag=AuditTag.ASSETS_ADOPTED, actor=principal.name,
