@@ -82,11 +82,17 @@ def binding_values(keyed: Iterable[tuple[Sighting, list[Key]]]
     """Every binding value to look up for a batch, by kind, once (an address by the
     slots around each sighting's time)."""
     wanted: dict[IdentifierKind, set[str]] = {}
+    #: (address, day) once, however many sightings of it the batch has (a flow log's
+    #: server address is in every other sighting)
+    days: set[tuple[str, int]] = set()
     for sighting, keys in keyed:
         for kind, value in keys:
             if kind is IP:
-                wanted.setdefault(kind, set()).update(ip_slots_around(value,
-                                                                      sighting.seen_at))
+                days.add((value, int(sighting.seen_at // IP_SLOT_SECONDS)))
             else:
                 wanted.setdefault(kind, set()).add(binding_key(kind, value, sighting.site))
+    if days:
+        slots = wanted.setdefault(IP, set())
+        for value, day in days:
+            slots.update([f"{value}@{n}" for n in range(day - _IP_REACH, day + _IP_REACH + 1)])
     return {kind: sorted(values) for kind, values in wanted.items()}
