@@ -34,11 +34,10 @@ from typing import NamedTuple
 # the keys' functions are re-exported: the service imports them from here
 from iotiam.discovery.keys import (
     Key,
+    batch_values,
     binding_key,
-    binding_values,
     ip_slot,
     keys_of,
-    lookup_values,
     nearest_ip_binding,
 )
 from iotiam.discovery.models import (
@@ -72,8 +71,7 @@ TOUCH_SECONDS = 3600.0
 #: value (``DiscoveryStore.bindings_for``): a day's precision is plenty, and a device
 #: seen a few times a day keeps its MAC's and name's rows unwritten
 TOUCH_SECONDS_TIMELESS = 86400.0
-__all__ = ["Key", "Lookups", "Outcome", "Reconciler", "binding_values", "ip_slot", "keys_of",
-           "lookup_values"]
+__all__ = ["Key", "Lookups", "Outcome", "Reconciler", "batch_values", "ip_slot", "keys_of"]
 
 
 @dataclass
