@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from iotiam.discovery.asset_row import AssetRow
+
 # the keys' functions are re-exported: the service imports them from here
 from iotiam.discovery.keys import (
     Key,
@@ -97,49 +99,6 @@ class Outcome:
     new_assets: int
 
 
-class _Asset:
-    """An asset being changed by the batch (mutable: a batch touches it many times)."""
-
-    __slots__ = ("device_id", "first_seen", "hostname", "id", "ip", "last_seen", "mac",
-                 "model", "network", "open_ports", "org_path", "sightings", "site", "sources",
-                 "status", "vendor")
-    id: str
-    org_path: str
-    status: AssetStatus
-    first_seen: float
-    last_seen: float
-    sources: set[str]
-    sightings: int
-    site: str | None
-    network: str | None
-    ip: str | None
-    mac: str | None
-    hostname: str | None
-    vendor: str | None
-    model: str | None
-    open_ports: tuple[int, ...]
-    device_id: str | None
-
-    def __init__(self, a: DiscoveredAsset) -> None:
-        self.id, self.org_path, self.status, self.device_id = (a.id, a.org_path, a.status,
-                                                                a.device_id)
-        self.first_seen, self.last_seen, self.sightings = a.first_seen, a.last_seen, a.sightings
-        self.sources = set(a.sources)
-        self.site, self.network, self.ip, self.mac = a.site, a.network, a.ip, a.mac
-        self.hostname, self.vendor, self.model = a.hostname, a.vendor, a.model
-        self.open_ports = a.open_ports
-
-    def value(self) -> DiscoveredAsset:
-        """As stored."""
-        return DiscoveredAsset(
-            id=self.id, org_path=self.org_path, status=self.status,
-            first_seen=self.first_seen, last_seen=self.last_seen,
-            sources=tuple(sorted(self.sources)), identifiers=(), sightings=self.sightings,
-            site=self.site, network=self.network, ip=self.ip, mac=self.mac,
-            hostname=self.hostname, vendor=self.vendor, model=self.model,
-            open_ports=self.open_ports, device_id=self.device_id)
-
-
 class _Hit(NamedTuple):
     """What one identifier of a sighting resolved to (a tuple: made ~3 times a sighting)."""
 
@@ -174,7 +133,7 @@ class Reconciler:
                 self._device_keys.setdefault(binding.device_id, set()).add(key)
         for key, device in self._registered.items():
             self._device_keys.setdefault(device.device_id, set()).add(key)
-        self._assets = {a: _Asset(asset) for a, asset in lookups.assets.items()}
+        self._assets = {a: AssetRow(asset) for a, asset in lookups.assets.items()}
         self._presence = {d: PresenceRow(row) for d, row in lookups.presence.items()}
         self._new_id = new_id
         self._merged: dict[str, str] = {}
@@ -443,7 +402,7 @@ class Reconciler:
     def _new_asset(self, sighting: Sighting, hits: list[_Hit]) -> Match:
         asset_id = self._new_id()
         at = sighting.seen_at
-        self._assets[asset_id] = _Asset(DiscoveredAsset(
+        self._assets[asset_id] = AssetRow(DiscoveredAsset(
             id=asset_id, org_path=self._org_path, status=AssetStatus.UNMANAGED,
             first_seen=at, last_seen=at, sources=(), identifiers=(), sightings=0))
         self._grow(asset_id, sighting)
