@@ -35,15 +35,6 @@ def keys_of(sighting: Sighting) -> list[Key]:
             for kind, value in sighting.identifiers()]
 
 
-def lookup_values(keyed: Iterable[list[Key]]) -> dict[IdentifierKind, list[str]]:
-    """Every value to look up for a batch (its sightings' ``keys_of``), by kind, once."""
-    wanted: dict[IdentifierKind, set[str]] = {}
-    for keys in keyed:
-        for kind, value in keys:
-            wanted.setdefault(kind, set()).add(value)
-    return {kind: sorted(values) for kind, values in wanted.items()}
-
-
 def ip_slot(key: str, at: float) -> str:
     """The binding key of address ``key`` (``site|ip``) for a sighting at ``at``."""
     return f"{key}@{int(at // IP_SLOT_SECONDS)}"
@@ -77,16 +68,34 @@ def nearest_ip_binding(bindings: Mapping[Key, Binding], key: str, at: float
     return best
 
 
-def binding_values(keyed: Iterable[tuple[Sighting, list[Key]]]
-                   ) -> dict[IdentifierKind, list[str]]:
-    """Every binding value to look up for a batch, by kind, once (an address by the
-    slots around each sighting's time)."""
-    wanted: dict[IdentifierKind, set[str]] = {}
+def batch_values(keyed: Iterable[tuple[Sighting, list[Key]]]
+                 ) -> tuple[dict[IdentifierKind, list[str]], dict[IdentifierKind, list[str]]]:
+    """Every value a batch (its sightings and their ``keys_of``) looks up, by kind, once:
+    among the registered identities (a key as it is), and among the bindings (a host
+    name within its site, an address by the slots around each sighting's time)."""
+    looked: dict[IdentifierKind, set[str]] = {}
+    names: set[str] = set()
+    #: (address, day) once, however many sightings of it the batch has (a flow log's
+    #: server address is in every other sighting)
+    days: set[tuple[str, int]] = set()
     for sighting, keys in keyed:
         for kind, value in keys:
+            values = looked.get(kind)
+            if values is None:
+                values = looked[kind] = set()
+            values.add(value)
             if kind is IP:
-                wanted.setdefault(kind, set()).update(ip_slots_around(value,
-                                                                      sighting.seen_at))
-            else:
-                wanted.setdefault(kind, set()).add(binding_key(kind, value, sighting.site))
-    return {kind: sorted(values) for kind, values in wanted.items()}
+                days.add((value, int(sighting.seen_at // IP_SLOT_SECONDS)))
+            elif kind is HOSTNAME:
+                names.add(ip_key(sighting.site, value))
+    registered = {kind: sorted(values) for kind, values in looked.items()}
+    # the other kinds are bound as they are looked up: the same sorted list serves both
+    bound = {kind: values for kind, values in registered.items() if kind not in (IP, HOSTNAME)}
+    if names:
+        bound[HOSTNAME] = sorted(names)
+    if days:
+        slots: set[str] = set()
+        for value, day in days:
+            slots.update([f"{value}@{n}" for n in range(day - _IP_REACH, day + _IP_REACH + 1)])
+        bound[IP] = sorted(slots)
+    return registered, bound

@@ -308,9 +308,9 @@ class AssetStatus(enum.StrEnum):
     MATCHED = "matched"
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
-    """Why a sighting was attributed to a device or an asset."""
+class Match(NamedTuple):
+    """Why a sighting was attributed to a device or an asset (a tuple: an import makes
+    one per sighting, and a frozen dataclass costs eight times as much to build)."""
 
     basis: IdentifierKind
     confidence: float
@@ -331,9 +331,9 @@ class Presence(enum.StrEnum):
     NEVER_SEEN = "never-seen"
 
 
-@dataclass(frozen=True)
-class DiscoveredAsset:
-    """One unmanaged identity: every sighting that shares an identifier with it, merged."""
+class DiscoveredAsset(NamedTuple):
+    """One unmanaged identity: every sighting that shares an identifier with it, merged
+    (a tuple: an import reads and writes one for every second sighting or so)."""
 
     id: str
     #: the org subtree of whoever imported what it was seen by (G9)
@@ -417,8 +417,7 @@ class Binding(NamedTuple):
     device_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RegisteredDevice:
+class RegisteredDevice(NamedTuple):
     """A registered device an identifier value belongs to, and where it lives (G9)."""
 
     device_id: str

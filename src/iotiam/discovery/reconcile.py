@@ -31,14 +31,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from iotiam.discovery.asset_row import AssetRow
+
 # the keys' functions are re-exported: the service imports them from here
 from iotiam.discovery.keys import (
     Key,
+    batch_values,
     binding_key,
-    binding_values,
     ip_slot,
     keys_of,
-    lookup_values,
     nearest_ip_binding,
 )
 from iotiam.discovery.models import (
@@ -72,8 +73,7 @@ TOUCH_SECONDS = 3600.0
 #: value (``DiscoveryStore.bindings_for``): a day's precision is plenty, and a device
 #: seen a few times a day keeps its MAC's and name's rows unwritten
 TOUCH_SECONDS_TIMELESS = 86400.0
-__all__ = ["Key", "Lookups", "Outcome", "Reconciler", "binding_values", "ip_slot", "keys_of",
-           "lookup_values"]
+__all__ = ["Key", "Lookups", "Outcome", "Reconciler", "batch_values", "ip_slot", "keys_of"]
 
 
 @dataclass
@@ -97,49 +97,6 @@ class Outcome:
     merged: dict[str, str]
     matched: int
     new_assets: int
-
-
-class _Asset:
-    """An asset being changed by the batch (mutable: a batch touches it many times)."""
-
-    __slots__ = ("device_id", "first_seen", "hostname", "id", "ip", "last_seen", "mac",
-                 "model", "network", "open_ports", "org_path", "sightings", "site", "sources",
-                 "status", "vendor")
-    id: str
-    org_path: str
-    status: AssetStatus
-    first_seen: float
-    last_seen: float
-    sources: set[str]
-    sightings: int
-    site: str | None
-    network: str | None
-    ip: str | None
-    mac: str | None
-    hostname: str | None
-    vendor: str | None
-    model: str | None
-    open_ports: tuple[int, ...]
-    device_id: str | None
-
-    def __init__(self, a: DiscoveredAsset) -> None:
-        self.id, self.org_path, self.status, self.device_id = (a.id, a.org_path, a.status,
-                                                                a.device_id)
-        self.first_seen, self.last_seen, self.sightings = a.first_seen, a.last_seen, a.sightings
-        self.sources = set(a.sources)
-        self.site, self.network, self.ip, self.mac = a.site, a.network, a.ip, a.mac
-        self.hostname, self.vendor, self.model = a.hostname, a.vendor, a.model
-        self.open_ports = a.open_ports
-
-    def value(self) -> DiscoveredAsset:
-        """As stored."""
-        return DiscoveredAsset(
-            id=self.id, org_path=self.org_path, status=self.status,
-            first_seen=self.first_seen, last_seen=self.last_seen,
-            sources=tuple(sorted(self.sources)), identifiers=(), sightings=self.sightings,
-            site=self.site, network=self.network, ip=self.ip, mac=self.mac,
-            hostname=self.hostname, vendor=self.vendor, model=self.model,
-            open_ports=self.open_ports, device_id=self.device_id)
 
 
 class _Hit(NamedTuple):
@@ -176,7 +133,7 @@ class Reconciler:
                 self._device_keys.setdefault(binding.device_id, set()).add(key)
         for key, device in self._registered.items():
             self._device_keys.setdefault(device.device_id, set()).add(key)
-        self._assets = {a: _Asset(asset) for a, asset in lookups.assets.items()}
+        self._assets = {a: AssetRow(asset) for a, asset in lookups.assets.items()}
         self._presence = {d: PresenceRow(row) for d, row in lookups.presence.items()}
         self._new_id = new_id
         self._merged: dict[str, str] = {}
@@ -257,34 +214,45 @@ class Reconciler:
         """The hits, with those whose device or asset a stronger identifier of the same
         sighting contradicts turned into misses: two boxes with the vendor's default
         host name and their own MACs are two boxes."""
-        if not any(hit.device or hit.asset for hit in hits):
+        #: kind -> what its hits name: a target one of the sighting's own values of a
+        #: kind names shows that value, so it cannot contradict the sighting on that kind
+        named: dict[IdentifierKind, set[tuple[str | None, str | None]]] = {}
+        for hit in hits:
+            if hit.device or hit.asset:
+                named.setdefault(hit.kind, set()).add(_target(hit))
+        if not named:
             return hits  # nothing named: nothing to contradict (every new thing)
         carried: dict[IdentifierKind, set[str]] = {}
         for hit in hits:
             carried.setdefault(hit.kind, set()).add(hit.key)
-        found = []
-        for hit in hits:
-            against = self._contradicting(hit, carried) if hit.device or hit.asset else ()
+        found = hits
+        for n, hit in enumerate(hits):
+            if not (hit.device or hit.asset):
+                continue
+            target = _target(hit)
+            # the usual sighting of a known box reached it through each of those kinds:
+            # nothing to gather
+            kinds = [k for k in _CHECKED[hit.kind]
+                     if k in carried and target not in named.get(k, ())]
+            against = self._contradicting(hit, kinds, carried) if kinds else ()
+            if not against:
+                continue
+            if found is hits:
+                found = list(hits)
             if hit.kind is IP and not set(against).isdisjoint(_ONE_PER_BOX):
                 # its holder then was another box: the address was handed on, so it names
                 # nothing and is re-bound to this sighting's holder (``_bind``)
-                hit = _Hit(hit.kind, hit.key, None, None)
-            elif against:
-                hit = _Hit(hit.kind, hit.key, None, None, contradicted=True)
-            found.append(hit)
+                found[n] = _Hit(hit.kind, hit.key, None, None)
+            else:
+                found[n] = _Hit(hit.kind, hit.key, None, None, contradicted=True)
         return found
 
-    def _contradicting(self, hit: _Hit, carried: dict[IdentifierKind, set[str]]
-                       ) -> list[IdentifierKind]:
-        """The kinds, stronger than the hit's, of which what ``hit`` names shows values
-        and the sighting carries none (known from this batch's lookups and the asset's
-        newest MAC: a cheap check, not the target's every identifier)."""
-        order = _ORDER[hit.kind]
-        kinds = [k for k in _ONE_PER_BOX if k in carried and _ORDER[k] < order]
-        if hit.kind in (HOSTNAME, IP):
-            kinds += [k for k in _CREDENTIALS if k in carried]
-        if not kinds:
-            return []
+    def _contradicting(self, hit: _Hit, kinds: list[IdentifierKind],
+                       carried: dict[IdentifierKind, set[str]]) -> list[IdentifierKind]:
+        """Of ``kinds`` (stronger than the hit's, ``_CHECKED``), those of which what
+        ``hit`` names shows values and the sighting carries none (known from this
+        batch's lookups and the asset's newest MAC: a cheap check, not the target's
+        every identifier)."""
         # what the target shows of those kinds, gathered without copying its key sets
         wanted = set(kinds)
         theirs: dict[IdentifierKind, set[str]] = {}
@@ -434,7 +402,7 @@ class Reconciler:
     def _new_asset(self, sighting: Sighting, hits: list[_Hit]) -> Match:
         asset_id = self._new_id()
         at = sighting.seen_at
-        self._assets[asset_id] = _Asset(DiscoveredAsset(
+        self._assets[asset_id] = AssetRow(DiscoveredAsset(
             id=asset_id, org_path=self._org_path, status=AssetStatus.UNMANAGED,
             first_seen=at, last_seen=at, sources=(), identifiers=(), sightings=0))
         self._grow(asset_id, sighting)
@@ -509,12 +477,22 @@ class Reconciler:
         self._dirty_presence.add(device.device_id)
 
 
+def _target(hit: _Hit) -> tuple[str | None, str | None]:
+    """What a hit names: its device and asset."""
+    return (hit.device.device_id if hit.device else None, hit.asset)
+
+
 def _host(name: str) -> str:
     """A host name's first label: a lease's ``cam-1`` is a PTR record's ``cam-1.lan``."""
     return name.partition(".")[0]
 
 
 _ORDER = {kind: n for n, kind in enumerate(IdentifierKind)}
+#: kind -> the kinds a target named by one of its values may contradict the sighting on:
+#: one a box has one of and stronger, and for a host name or an address the credentials
+_CHECKED = {kind: [k for k in _ONE_PER_BOX if _ORDER[k] < _ORDER[kind]]
+            + (list(_CREDENTIALS) if kind in (HOSTNAME, IP) else [])
+            for kind in IdentifierKind}
 
 #: what an asset shows of its newest sighting
 _ATTRIBUTES = ("site", "network", "ip", "mac", "hostname", "vendor", "model", "open_ports")

@@ -46,9 +46,8 @@ from iotiam.discovery.reconcile import (
     Key,
     Lookups,
     Reconciler,
-    binding_values,
+    batch_values,
     keys_of,
-    lookup_values,
 )
 from iotiam.errors import InvalidInput, NotFound
 from iotiam.kernel import SYSTEM, Principal, Role, Transactions
@@ -193,11 +192,12 @@ class Discovery:
                  ) -> Lookups:
         """Everything the batch's identifiers are bound to: one query per kind."""
         lookups = Lookups()
-        for kind, values in lookup_values(k for _, k in keyed).items():
+        registered, bound = batch_values(keyed)
+        for kind, values in registered.items():
             for value, device in uow.registered_identities.devices_for(
                     kind, values, org_path=scope).items():
                 lookups.registered[(kind, value)] = device
-        for kind, values in binding_values(keyed).items():
+        for kind, values in bound.items():
             for value, binding in uow.discovery.bindings_for(kind, values,
                                                              org_path=scope).items():
                 lookups.bindings[(kind, value)] = binding
@@ -286,7 +286,7 @@ class Discovery:
             if missing:
                 raise NotFound(f"no asset {missing[0][:80]!r}")
             uow.discovery.save_assets([
-                replace(found[asset_id], status=AssetStatus.ADOPTED, device_id=device_id)
+                found[asset_id]._replace(status=AssetStatus.ADOPTED, device_id=device_id)
                 for asset_id, device_id in adopted.items()])
             self._audit.append(uow, AuditDraft(
                 tag=AuditTag.ASSETS_ADOPTED, actor=principal.name,

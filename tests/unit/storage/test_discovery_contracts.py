@@ -129,7 +129,7 @@ def test_assets_bindings_and_merge(db: Any) -> None:
         assert store.bindings_for(K.HOSTNAME, ["cam"], org_path="/root/beta/")["cam"
                                                                                ].asset_id == "as-3"
         got = store.asset("as-1")
-        assert got == replace(asset("as-1"), identifiers=((K.MAC, "aa:bb:cc:dd:ee:01"),
+        assert got == asset("as-1")._replace(identifiers=((K.MAC, "aa:bb:cc:dd:ee:01"),
                                                           (K.IP, "10.0.0.1")))
         assert store.asset("nope") is None
         assert set(store.assets_by_id(["as-1", "as-3", "nope"])) == {"as-1", "as-3"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from cryptography import x509
 
@@ -85,13 +85,13 @@ class MemoryDiscoveryStore(MemoryStore):
                     self.bindings[key] = binding._replace(asset_id=kept)
             for digest, (sighting, path, match) in list(self.sightings.items()):
                 if match.asset_id == gone:
-                    self.sightings[digest] = (sighting, path, replace(match, asset_id=kept))
+                    self.sightings[digest] = (sighting, path, match._replace(asset_id=kept))
             self.stored_assets.pop(gone, None)
 
     def save_assets(self, assets: Sequence[DiscoveredAsset]) -> None:
         """Insert or replace."""
         for asset in assets:
-            self.stored_assets[asset.id] = replace(asset, identifiers=())
+            self.stored_assets[asset.id] = asset._replace(identifiers=())
 
     def save_bindings(self, bindings: Sequence[Binding]) -> None:
         """Insert or replace."""
@@ -115,7 +115,7 @@ class MemoryDiscoveryStore(MemoryStore):
                          if b.kind in (Kind.IP, Kind.HOSTNAME) else b.value)
                         for b in self.bindings.values() if b.asset_id == asset.id},
                        key=lambda item: (list(Kind).index(item[0]), item[1]))
-        return replace(asset, identifiers=tuple(found))
+        return asset._replace(identifiers=tuple(found))
 
     def asset(self, asset_id: str) -> DiscoveredAsset | None:
         """One asset with its identifiers."""
