@@ -128,7 +128,8 @@ class _Devices:
     contexts: list[ssl.SSLContext]
 
 
-def _devices(issuing: CaMaterial, chain: Path, ids: list[str], work: Path) -> _Devices:
+def device_tls(issuing: CaMaterial, chain: Path, ids: list[str], work: Path) -> _Devices:
+    """A certificate per device (CN = its id), written under ``work``, as TLS contexts."""
     leaf = LeafBuilder(issuing.signer, issuing.certificate, None)
     key = generate_private_key(KeyAlgorithm.EC_P256)  # one key: the handshake is the same
     key_file = work / "device.key"
@@ -159,7 +160,8 @@ def _packet(kind: int, body: bytes) -> bytes:
             return bytes([kind]) + bytes(encoded) + body
 
 
-def _session(tls: ssl.SSLContext, port: int, client_id: str) -> ssl.SSLSocket:
+def mqtt_session(tls: ssl.SSLContext, port: int, client_id: str) -> ssl.SSLSocket:
+    """An mTLS MQTT 3.1.1 session, CONNACK checked, keepalive off."""
     raw = socket.create_connection(("127.0.0.1", port), timeout=30)
     conn = tls.wrap_socket(raw, server_hostname="127.0.0.1")
     name = client_id.encode()
@@ -169,7 +171,7 @@ def _session(tls: ssl.SSLContext, port: int, client_id: str) -> ssl.SSLSocket:
     connack = conn.recv(4)
     if len(connack) < 4 or connack[0] != 0x20 or connack[3] != 0:
         conn.close()
-        raise RuntimeError(f"CONNACK refused: {connack!r}")
+        raise RuntimeError(f"{client_id}: CONNACK refused: {connack!r}")
     return conn
 
 
@@ -188,7 +190,7 @@ def _connect_and_publish(devices: _Devices, port: int) -> float:
 
     def one(n: int) -> None:
         device_id = devices.ids[n]
-        with _session(devices.contexts[n], port, f"c-{device_id}") as conn:
+        with mqtt_session(devices.contexts[n], port, f"c-{device_id}") as conn:
             _publish(conn, f"devices/{device_id}/telemetry")
 
     start = time.perf_counter()
@@ -263,7 +265,7 @@ def _plugin(count: int, connects: int, sessions: int) -> list[Result]:
     step = max(1, count // (connects + 20))
     with tempfile.TemporaryDirectory(prefix="iotiam-bench-") as scratch, _plugin_broker(
             Path(scratch), pdp) as made:
-        chosen = _devices(made.issuing, made.files.ca, ids[::step][:connects + 20],
+        chosen = device_tls(made.issuing, made.files.ca, ids[::step][:connects + 20],
                           Path(scratch))
         pid = made.broker.pid
         assert pid is not None
@@ -296,7 +298,7 @@ def _plugin(count: int, connects: int, sessions: int) -> list[Result]:
 
 def _plugin_policy_change(plane: PluginAuthorization, pdp: _FleetPdp, devices: _Devices,
                           port: int) -> tuple[float, int]:
-    conns = [_session(tls, port, f"s-{d}") for d, tls in zip(devices.ids, devices.contexts,
+    conns = [mqtt_session(tls, port, f"s-{d}") for d, tls in zip(devices.ids, devices.contexts,
                                                              strict=True)]
     try:
         for conn, device_id in zip(conns, devices.ids, strict=True):
@@ -339,7 +341,7 @@ def _dynsec(count: int, connects: int) -> list[Result]:
             started = time.perf_counter()
             made.sync.cold_start()
             start_seconds = time.perf_counter() - started
-            sample = _devices(made.issuing, made.files.ca, ids[::step][:connects],
+            sample = device_tls(made.issuing, made.files.ca, ids[::step][:connects],
                               Path(scratch))
             pid = made.process.pid
             assert pid is not None
