@@ -65,8 +65,12 @@ class PluginAuthorization:
         change = published.change
         if isinstance(change, CertificateRevoked | CredentialRevoked):
             if change.device_id is not None:
-                self._install_files()
-                self._socket.kick(change.device_id)
+                try:
+                    self._install_files()
+                finally:
+                    # a CRL that cannot be installed now (the upkeep loop retries it)
+                    # must not keep the session: the decision point already denies it
+                    self._socket.kick(change.device_id)
         elif isinstance(change, DeviceChanged | TrustChanged):
             for device_id in change.device_ids:
                 if self._may_connect(device_id):

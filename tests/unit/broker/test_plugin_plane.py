@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
+import pytest
+
 from iotiam.broker.decision_socket import DecisionSocket
+from iotiam.broker.dynsec import BrokerUnavailable
 from iotiam.broker.installed_files import BrokerFileInstaller
 from iotiam.broker.layout import BrokerConfig, BrokerFiles, render_config
 from iotiam.broker.plugin_plane import PdpAnswers, PluginAuthorization
@@ -57,6 +60,17 @@ def test_plugin_plane_ok_revocation_installs_the_crl_then_kicks() -> None:
     follow(Published(3, CertificateRevoked(6, "issuing", None)))  # no device: nothing to do
     assert pushes.done == [("install files",), ("kick", "dev-1"),
                            ("install files",), ("kick", "dev-2")]
+
+
+def test_plugin_plane_ok_revocation_kicks_even_when_the_crl_cannot_be_installed() -> None:
+    class Refusing(Pushes):
+        def install(self) -> bool:
+            raise BrokerUnavailable("refusing to install this CRL on the broker: expired")
+
+    pushes = Refusing()
+    with pytest.raises(BrokerUnavailable):
+        plane(pushes, set()).follow(Published(1, CertificateRevoked(5, "issuing", "dev-1")))
+    assert pushes.done == [("kick", "dev-1")]
 
 
 def test_plugin_plane_ok_device_change_forgets_or_kicks_who_may_not_connect() -> None:
