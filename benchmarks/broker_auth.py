@@ -6,7 +6,8 @@ holding that fleet and measured on:
 
 * its start with the fleet (dynsec: the state file written, loaded and checked; the
   plugin: nothing to load);
-* connects/s of M devices of the fleet, each with its own certificate, each doing what
+* connects/s of M devices of the fleet, each with its own certificate (4 client
+  processes, so that the clients do not share iotiam's interpreter), each doing what
   a device does first: TLS handshake, CONNECT, one QoS 1 PUBLISH to its own topic and
   the PUBACK (so the broker authorized one publish per device: with the plugin a
   question to iotiam each, nothing being cached yet);
@@ -23,6 +24,7 @@ load a dynsec file of 100k devices (docs/broker-plugin.md), too long for one com
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import ssl
@@ -30,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -120,32 +122,44 @@ class _FleetPdp:
         return self.engine.decide(subject, action, resource, context)
 
 
-@dataclass
-class _Devices:
-    """M devices of the fleet with a certificate each (TLS contexts ready)."""
+@dataclass(frozen=True)
+class Devices:
+    """Devices of the fleet with a certificate each, on disk (``<work>/<id>.pem``, one
+    key): a client process builds its TLS contexts from the files."""
 
     ids: list[str]
-    contexts: list[ssl.SSLContext]
+    chain: Path
+    work: Path
+
+    def tls(self, n: int) -> ssl.SSLContext:
+        """The TLS client context of the n-th device."""
+        return _tls(str(self.chain), str(self.work / f"{self.ids[n]}.pem"),
+                    str(self.work / "device.key"))
+
+    def part(self, start: int, stop: int | None = None) -> Devices:
+        """A slice of these devices."""
+        return replace(self, ids=self.ids[start:stop])
 
 
-def device_tls(issuing: CaMaterial, chain: Path, ids: list[str], work: Path) -> _Devices:
-    """A certificate per device (CN = its id), written under ``work``, as TLS contexts."""
+@functools.cache
+def _tls(chain: str, cert: str, key: str) -> ssl.SSLContext:
+    tls = ssl.create_default_context(cafile=chain)
+    tls.load_cert_chain(cert, key)
+    return tls
+
+
+def device_tls(issuing: CaMaterial, chain: Path, ids: list[str], work: Path) -> Devices:
+    """A certificate per device (CN = its id), written under ``work``."""
     leaf = LeafBuilder(issuing.signer, issuing.certificate, None)
     key = generate_private_key(KeyAlgorithm.EC_P256)  # one key: the handshake is the same
-    key_file = work / "device.key"
-    key_file.write_bytes(key.private_bytes(PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    contexts = []
+    (work / "device.key").write_bytes(key.private_bytes(
+        PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     for n, device_id in enumerate(ids):
         cert = leaf.issue(key.public_key(), LeafIdentity(subject=x509.Name(
             [x509.NameAttribute(NameOID.COMMON_NAME, device_id)])), DEVICE, 1000 + n,
             datetime.now(UTC) - timedelta(minutes=5))
-        cert_file = work / f"{device_id}.pem"
-        cert_file.write_bytes(cert.public_bytes(PEM))
-        tls = ssl.create_default_context(cafile=str(chain))
-        tls.load_cert_chain(cert_file, key_file)
-        contexts.append(tls)
-    return _Devices(ids, contexts)
+        (work / f"{device_id}.pem").write_bytes(cert.public_bytes(PEM))
+    return Devices(ids, chain, work)
 
 
 # -- MQTT 3.1.1 on a raw TLS socket ----------------------------------------------------------
@@ -185,17 +199,18 @@ def _publish(conn: ssl.SSLSocket, topic: str, packet_id: int = 1) -> None:
         raise RuntimeError(f"no PUBACK: {puback!r}")
 
 
-def _connect_and_publish(devices: _Devices, port: int) -> float:
-    """Connects/s of every device doing CONNECT + one PUBLISH, 4 at a time."""
+def _first_publish(devices: Devices, port: int, n: int) -> None:
+    device_id = devices.ids[n]
+    with mqtt_session(devices.tls(n), port, f"c-{device_id}") as conn:
+        _publish(conn, f"devices/{device_id}/telemetry")
 
-    def one(n: int) -> None:
-        device_id = devices.ids[n]
-        with mqtt_session(devices.contexts[n], port, f"c-{device_id}") as conn:
-            _publish(conn, f"devices/{device_id}/telemetry")
 
+def _connect_and_publish(pool: ProcessPoolExecutor, devices: Devices, port: int) -> float:
+    """Connects/s of every device doing CONNECT + one PUBLISH, from 4 client processes
+    (not threads of this one: iotiam's socket threads answer in this process)."""
     start = time.perf_counter()
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(one, range(len(devices.ids))))
+    list(pool.map(functools.partial(_first_publish, devices, port), range(len(devices.ids)),
+                  chunksize=8))
     return len(devices.ids) / (time.perf_counter() - start)
 
 
@@ -266,21 +281,21 @@ def _plugin(count: int, connects: int, sessions: int) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="iotiam-bench-") as scratch, _plugin_broker(
             Path(scratch), pdp) as made:
         chosen = device_tls(made.issuing, made.files.ca, ids[::step][:connects + 20],
-                          Path(scratch))
+                            Path(scratch))
         pid = made.broker.pid
         assert pid is not None
-        # the first connects warm TLS and the socket; the sample's devices are new to both
-        _connect_and_publish(replace(chosen, ids=chosen.ids[connects:],
-                                     contexts=chosen.contexts[connects:]), made.port)
-        sample = replace(chosen, ids=chosen.ids[:connects], contexts=chosen.contexts[:connects])
-        asked = made.decisions.answered
-        cpu = _cpu_seconds(pid) + _cpu_seconds(os.getpid(), _socket_threads)
-        rate = _connect_and_publish(sample, made.port)
+        sample = chosen.part(0, connects)
+        with ProcessPoolExecutor(4) as pool:
+            # the first connects start the clients and warm the socket; the sample's
+            # devices are new to the broker and to iotiam
+            _connect_and_publish(pool, chosen.part(connects), made.port)
+            asked = made.decisions.answered
+            cpu = _cpu_seconds(pid) + _cpu_seconds(os.getpid(), _socket_threads)
+            rate = _connect_and_publish(pool, sample, made.port)
         cpu = _cpu_seconds(pid) + _cpu_seconds(os.getpid(), _socket_threads) - cpu
         asked = made.decisions.answered - asked
-        apply_seconds, dropped = _plugin_policy_change(
-            made.plane, pdp, replace(sample, ids=sample.ids[:sessions],
-                                     contexts=sample.contexts[:sessions]), made.port)
+        apply_seconds, dropped = _plugin_policy_change(made.plane, pdp,
+                                                       sample.part(0, sessions), made.port)
         start_seconds = made.start_seconds
     per = cpu / len(sample.ids) * 1000
     return [
@@ -288,18 +303,17 @@ def _plugin(count: int, connects: int, sessions: int) -> list[Result]:
                notes="nothing about the fleet is loaded: the broker asks iotiam"),
         Result(name=f"plugin: connect + first publish, {count:,} devices", value=rate,
                unit="connects/s",
-               notes=f"{len(sample.ids):,} devices, 4 threads; {asked:,} questions to iotiam; "
-                     f"server CPU {per:.2f} ms/connect (broker + iotiam's socket)"),
+               notes=f"{len(sample.ids):,} devices, 4 client processes; {asked:,} questions "
+                     f"to iotiam; server CPU {per:.2f} ms/connect (broker + iotiam's socket)"),
         Result(name="plugin: policy change to apply", value=apply_seconds, unit="s",
                notes=f"root guardrail: push 'forget all', then {sessions} live sessions "
                      f"each re-decided on their next publish; {dropped} sessions dropped"),
     ]
 
 
-def _plugin_policy_change(plane: PluginAuthorization, pdp: _FleetPdp, devices: _Devices,
+def _plugin_policy_change(plane: PluginAuthorization, pdp: _FleetPdp, devices: Devices,
                           port: int) -> tuple[float, int]:
-    conns = [mqtt_session(tls, port, f"s-{d}") for d, tls in zip(devices.ids, devices.contexts,
-                                                             strict=True)]
+    conns = [mqtt_session(devices.tls(n), port, f"s-{d}") for n, d in enumerate(devices.ids)]
     try:
         for conn, device_id in zip(conns, devices.ids, strict=True):
             _publish(conn, f"devices/{device_id}/firmware/v")  # allowed, now cached
@@ -327,7 +341,7 @@ def _plugin_policy_change(plane: PluginAuthorization, pdp: _FleetPdp, devices: _
 def _dynsec(count: int, connects: int) -> list[Result]:
     subjects = _subjects(count)
     ids = sorted(subjects)
-    step = max(1, count // connects)
+    step = max(1, count // (connects + 20))
 
     def fleet_of(issuing: CaMaterial) -> StaticFleet:
         fleet = StaticFleet(issuing)
@@ -341,12 +355,15 @@ def _dynsec(count: int, connects: int) -> list[Result]:
             started = time.perf_counter()
             made.sync.cold_start()
             start_seconds = time.perf_counter() - started
-            sample = device_tls(made.issuing, made.files.ca, ids[::step][:connects],
-                              Path(scratch))
+            chosen = device_tls(made.issuing, made.files.ca, ids[::step][:connects + 20],
+                                Path(scratch))
+            sample = chosen.part(0, connects)
             pid = made.process.pid
             assert pid is not None
-            cpu = _cpu_seconds(pid)
-            rate = _connect_and_publish(sample, made.config.mtls_port)
+            with ProcessPoolExecutor(4) as pool:
+                _connect_and_publish(pool, chosen.part(connects), made.config.mtls_port)
+                cpu = _cpu_seconds(pid)
+                rate = _connect_and_publish(pool, sample, made.config.mtls_port)
             cpu = _cpu_seconds(pid) - cpu
             made.fleet.compile(_engine(GUARDRAIL), list(subjects.values()))
             changed = time.perf_counter()
@@ -361,7 +378,8 @@ def _dynsec(count: int, connects: int) -> list[Result]:
                notes="state file written, loaded by the plugin, checked by listClients"),
         Result(name=f"dynsec: connect + first publish, {count:,} devices", value=rate,
                unit="connects/s",
-               notes=f"{len(sample.ids):,} devices, 4 threads; server CPU {per:.2f} ms/connect"),
+               notes=f"{len(sample.ids):,} devices, 4 client processes; "
+                     f"server CPU {per:.2f} ms/connect"),
         Result(name="dynsec: policy change to apply", value=apply_seconds, unit="s",
                notes=f"root guardrail: {report.commands} dynsec commands "
                      f"({report.roles_edited} class roles edited), the fleet recompiled before"),

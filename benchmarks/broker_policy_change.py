@@ -141,8 +141,8 @@ def _connect_all(scratch: Path, issuing: CaMaterial, ca: Path, port: int,
                  device_ids: list[str]) -> list[ssl.SSLSocket]:
     """One mTLS MQTT session per device (its own certificate), CONNACK checked."""
     devices = device_tls(issuing, ca, device_ids, scratch)
-    return [mqtt_session(tls, port, device_id)
-            for device_id, tls in zip(devices.ids, devices.contexts, strict=True)]
+    return [mqtt_session(devices.tls(n), port, device_id)
+            for n, device_id in enumerate(devices.ids)]
 
 
 def _dropped(session: ssl.SSLSocket) -> bool:
