@@ -116,6 +116,9 @@ class _FleetPdp:
     def cached(self, device_id: str) -> Subject | None:
         return self.subjects.get(device_id)
 
+    def forget(self, device_id: str | None = None) -> None:
+        pass  # nothing is cached: the subjects are the fleet itself
+
     def decide(self, subject: Subject, action: str, resource: str, *,
                source_ip: str | None = None) -> Decision:
         context = RequestContext(at=datetime.now(UTC), source_ip=source_ip)

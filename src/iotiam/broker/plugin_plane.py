@@ -12,6 +12,10 @@ feed into the plugin's pushes:
   if it may no longer connect at all (disabled, quarantined to nothing, retired);
 * a policy change: every answer is forgotten. Nothing is rewritten, nobody is kicked
   (G11): the next publish of each device is decided on the new policy set.
+
+As under the dynsec sync, a poll of devices' ``updated_at`` and of the policy generation
+every ``SAFETY_NET_SECONDS`` catches a change that was not published (a restored backup,
+a hand edit) and is treated like a published one.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
 
 from iotiam.broker.decision_socket import DecisionSocket
 from iotiam.broker.dynsec import BrokerUnavailable
@@ -27,7 +33,13 @@ from iotiam.broker.installed_files import BrokerFileInstaller
 from iotiam.broker.layout import ADMIN_USERNAME, BrokerFiles
 from iotiam.broker.process import ManagedMosquitto
 from iotiam.broker.roles import laid_out_state
-from iotiam.broker.sync import DEAD_AFTER, HEALTH_SECONDS, stored_dynsec_state
+from iotiam.broker.sync import (
+    DEAD_AFTER,
+    HEALTH_SECONDS,
+    SAFETY_NET_SECONDS,
+    stored_dynsec_state,
+)
+from iotiam.broker.sync_ports import Updates
 from iotiam.changes import (
     CertificateRevoked,
     CredentialRevoked,
@@ -36,11 +48,12 @@ from iotiam.changes import (
     Published,
     TrustChanged,
 )
+from iotiam.clock import Clock, SystemClock
 from iotiam.config import write_private_file
 from iotiam.errors import IamError
 from iotiam.policy.actions import CONNECT
 from iotiam.policy.models import Decision
-from iotiam.policy.mqtt_requests import CachedSubjects, Decider, decide_mqtt_request
+from iotiam.policy.mqtt_requests import Decider, ForgettingSubjects, decide_mqtt_request
 
 log = logging.getLogger("iotiam.broker")
 
@@ -50,8 +63,14 @@ class PluginAuthorization:
 
     def __init__(self, files: BrokerFiles, installer: BrokerFileInstaller,
                  broker: ManagedMosquitto, socket: DecisionSocket,
-                 may_connect: Callable[[str], bool]) -> None:
+                 may_connect: Callable[[str], bool], *,
+                 updates: Callable[[datetime], Updates] | None = None,
+                 reread: Callable[[str], None] | None = None, clock: Clock | None = None
+                 ) -> None:
         self._files = files
+        self._updates = updates
+        self._reread = reread
+        self._clock = clock or SystemClock()
         self._installer = installer
         self._broker = broker
         self._socket = socket
@@ -72,13 +91,16 @@ class PluginAuthorization:
                     # must not keep the session: the decision point already denies it
                     self._socket.kick(change.device_id)
         elif isinstance(change, DeviceChanged | TrustChanged):
-            for device_id in change.device_ids:
-                if self._may_connect(device_id):
-                    self._socket.forget(device_id)
-                else:
-                    self._socket.kick(device_id)
+            self._devices_changed(change.device_ids)
         elif isinstance(change, PolicyChanged):
             self._socket.forget_all()
+
+    def _devices_changed(self, device_ids: Iterable[str]) -> None:
+        for device_id in device_ids:
+            if self._may_connect(device_id):
+                self._socket.forget(device_id)
+            else:
+                self._socket.kick(device_id)
 
     def cold_start(self) -> str:
         """Start the broker with dynsec holding iotiam's admin alone, and the files."""
@@ -92,17 +114,36 @@ class PluginAuthorization:
             return f"plugin authorization on {self._files.plugin_socket}"
 
     def run(self, stop: threading.Event) -> None:
-        """Restart a dead broker and install changed files until ``stop``."""
+        """Restart a dead broker, install changed files and act on unpublished changes
+        until ``stop``."""
+        since = self._clock.now()
+        next_health = 0.0
         while not stop.is_set():
             try:
-                self._check_broker()
-                self._install_files()
+                if time.monotonic() >= next_health:
+                    next_health = time.monotonic() + HEALTH_SECONDS
+                    self._check_broker()
+                    self._install_files()
+                since = self._safety_net(since)
             except (BrokerUnavailable, IamError, OSError) as e:
                 log.warning("broker upkeep failed, retrying: %s", e)
             except Exception:  # a bug: logged, and the broker is still looked after
                 log.exception("broker upkeep failed unexpectedly")
-            self.wake.wait(HEALTH_SECONDS)
+            self.wake.wait(SAFETY_NET_SECONDS)
             self.wake.clear()
+
+    def _safety_net(self, since: datetime) -> datetime:
+        """Devices and policies that changed without a published change."""
+        if self._updates is None:
+            return since
+        changes = self._updates(since)
+        if changes.policies_changed:
+            self._socket.forget_all()
+        for device_id in changes.changed:
+            if self._reread is not None:
+                self._reread(device_id)  # the subject cache has not seen it either
+        self._devices_changed(sorted(changes.changed))
+        return changes.until or since
 
     def close(self) -> None:
         """Stop answering: the plugin then denies everything (fail closed)."""
@@ -131,7 +172,7 @@ class PdpAnswers:
     """The decision point as the plugin's socket asks it: one client's request, and
     whether a device may still connect at all."""
 
-    def __init__(self, subjects: CachedSubjects, decisions: Decider) -> None:
+    def __init__(self, subjects: ForgettingSubjects, decisions: Decider) -> None:
         self._subjects = subjects
         self._decisions = decisions
 
@@ -140,6 +181,10 @@ class PdpAnswers:
         """Permit or Deny one publish, subscribe or receive."""
         return decide_mqtt_request(self._subjects, self._decisions, username, action, topic,
                                    source_ip=source_ip)
+
+    def reread(self, device_id: str) -> None:
+        """Read the device afresh at its next question (a change the feed did not carry)."""
+        self._subjects.forget(device_id)
 
     def may_connect(self, device_id: str) -> bool:
         """Whether the device may hold a session (what dynsec's client deletion enforces)."""

@@ -95,7 +95,9 @@ def start_data_plane(fleet: LiveFleet, settings: Settings,
         socket = DecisionSocket(files.plugin_socket, answers.answer)
         socket.start()
         sync = PluginAuthorization(files, BrokerFileInstaller(fleet, fleet.clock, files, broker),
-                                   broker, socket, answers.may_connect)
+                                   broker, socket, answers.may_connect,
+                                   updates=fleet.updates_since, reread=answers.reread,
+                                   clock=fleet.clock)
     else:
         sync = BrokerSync(fleet, fleet.clock, files, connect, broker)
     events: BrokerEventSource | None = None

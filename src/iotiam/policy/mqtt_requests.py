@@ -24,6 +24,14 @@ class CachedSubjects(Protocol):
         ...
 
 
+class ForgettingSubjects(CachedSubjects, Protocol):
+    """Cached subjects whose entries can be dropped (a change seen outside the feed)."""
+
+    def forget(self, device_id: str | None = None) -> None:
+        """Drop one device's entry (every entry when None)."""
+        ...
+
+
 class Decider(Protocol):
     """The decision point (``policy.service.DecisionPoint``)."""
 

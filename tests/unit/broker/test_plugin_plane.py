@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
@@ -13,6 +14,7 @@ from iotiam.broker.installed_files import BrokerFileInstaller
 from iotiam.broker.layout import BrokerConfig, BrokerFiles, render_config
 from iotiam.broker.plugin_plane import PdpAnswers, PluginAuthorization
 from iotiam.broker.process import ManagedMosquitto
+from iotiam.broker.sync_ports import Updates
 from iotiam.changes import (
     CertificateRevoked,
     CredentialRevoked,
@@ -87,9 +89,35 @@ def test_plugin_plane_ok_policy_change_forgets_everything_and_kicks_nobody() -> 
     assert pushes.done == [("forget all",)]
 
 
+def test_plugin_plane_ok_safety_net_acts_on_unpublished_changes() -> None:
+    pushes = Pushes()
+    reread: list[str] = []
+    asked: list[datetime] = []
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def updates(since: datetime) -> Updates:
+        asked.append(since)
+        return Updates(changed={"dev-2", "dev-1"}, policies_changed=True,
+                       until=since + timedelta(seconds=1))
+
+    watched = PluginAuthorization(BrokerFiles(Path("/nonexistent")),
+                                  cast(BrokerFileInstaller, pushes),
+                                  cast(ManagedMosquitto, None), cast(DecisionSocket, pushes),
+                                  lambda device_id: device_id == "dev-1", updates=updates,
+                                  reread=reread.append)
+    assert watched._safety_net(start) == start + timedelta(seconds=1)
+    assert asked == [start]
+    assert sorted(reread) == ["dev-1", "dev-2"]  # read afresh before being decided on
+    assert pushes.done == [("forget all",), ("forget", "dev-1"), ("kick", "dev-2")]
+
+
 class Pdp:
     def __init__(self) -> None:
         self.asked: list[tuple[str, str, str | None]] = []
+        self.forgotten: list[str | None] = []
+
+    def forget(self, device_id: str | None = None) -> None:
+        self.forgotten.append(device_id)
 
     def cached(self, device_id: str) -> Subject | None:
         if device_id == "gone":
@@ -110,6 +138,8 @@ def test_pdp_answers_ok_ask_the_decision_point() -> None:
     assert answers.answer("dev-1", PUBLISH, "10.0.0.1", "devices/dev-1/t").allowed
     assert answers.may_connect("dev-1")
     assert pdp.asked == [(PUBLISH, "devices/dev-1/t", "10.0.0.1"), (CONNECT, "dev-1", None)]
+    answers.reread("dev-1")
+    assert pdp.forgotten == ["dev-1"]
 
 
 def test_pdp_answers_fail_unknown_or_malformed_device_is_denied() -> None:
