@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DATA_DIR ?= $(HOME)/.local/share/iotiam
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install plugin run test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) plugin
+
+# the Mosquitto authorization plugin (`iotiam init --broker-auth plugin`), built from its
+# source when the headers are there (Debian: mosquitto-dev, libmosquitto-dev); without
+# them the broker builds it on first use, or says what to install
+PLUGIN_SRC := src/iotiam/broker/plugin/iotiam_auth.c
+PLUGIN_SO  := src/iotiam/broker/plugin/iotiam_auth.so
+plugin:
+	@if [ -f /usr/include/mosquitto_broker.h ]; then $(MAKE) --no-print-directory $(PLUGIN_SO); \
+	else echo "mosquitto-dev headers missing: the broker plugin is not built"; fi
+
+$(PLUGIN_SO): $(PLUGIN_SRC)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -fPIC -shared -o $@ $<
 
 run: install
 	@# init is idempotent: it creates what is missing and never replaces keys
@@ -39,4 +51,4 @@ bench: install
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(PLUGIN_SO)

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from benchmarks import (
     api_issuance,
+    broker_auth,
     broker_policy_change,
     console_pages,
     crl,
@@ -42,9 +43,9 @@ from benchmarks.harness import Result, RunConfig, failed, format_number
 #: In the order they run; crypto-floor first, it is the ceiling the others are read against.
 BENCHMARKS: tuple[ModuleType, ...] = (crypto_floor, issuance, api_issuance, est_enroll,
                                       crl, ocsp, policy_decisions, policy_hook, dataplane,
-                                      broker_policy_change, oauth, simulate, detection,
-                                      device_import, discovery_import, risk_register,
-                                      console_pages)
+                                      broker_policy_change, broker_auth, oauth, simulate,
+                                      detection, device_import, discovery_import,
+                                      risk_register, console_pages)
 TABLE_WIDTH = 200
 _VERDICT_STYLE = {"PASS": "bold green", "MISS": "bold red", "ERROR": "bold magenta",
                   "info": "dim"}

@@ -14,27 +14,17 @@ and whether it was restarted (it must not be).
 from __future__ import annotations
 
 import select
-import socket
 import ssl
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
-
-from benchmarks.dataplane import PEM, StaticFleet, synced_broker
+from benchmarks.broker_auth import device_tls, mqtt_session
+from benchmarks.dataplane import StaticFleet, synced_broker
 from benchmarks.harness import Result, RunConfig, Target
 from iotiam.broker.dynsec import DynsecAdmin
 from iotiam.broker.layout import ADMIN_USERNAME, mosquitto_binary
 from iotiam.pki.authority import CaMaterial
-from iotiam.pki.csr import LeafIdentity
-from iotiam.pki.keys import generate_private_key
-from iotiam.pki.leaf_builder import LeafBuilder
-from iotiam.pki.models import KeyAlgorithm
-from iotiam.pki.profiles import DEVICE
 from iotiam.policy.defaults import DEFAULT_DEVICE_POLICY
 from iotiam.policy.engine import PolicyEngine
 from iotiam.policy.models import Attachment, AttachmentTarget, Subject, TargetKind
@@ -150,36 +140,9 @@ def _control_kick(admin_port: int, password: str, session: ssl.SSLSocket,
 def _connect_all(scratch: Path, issuing: CaMaterial, ca: Path, port: int,
                  device_ids: list[str]) -> list[ssl.SSLSocket]:
     """One mTLS MQTT session per device (its own certificate), CONNACK checked."""
-    leaf = LeafBuilder(issuing.signer, issuing.certificate, None)
-    key = generate_private_key(KeyAlgorithm.EC_P256)
-    key_file = scratch / "device.key"
-    key_file.write_bytes(key.private_bytes(PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    sessions: list[ssl.SSLSocket] = []
-    for n, device_id in enumerate(device_ids):
-        cert = leaf.issue(key.public_key(), LeafIdentity(subject=x509.Name(
-            [x509.NameAttribute(NameOID.COMMON_NAME, device_id)])), DEVICE, 1000 + n,
-            datetime.now(UTC) - timedelta(minutes=5))
-        cert_file = scratch / f"{device_id}.pem"
-        cert_file.write_bytes(cert.public_bytes(PEM))
-        tls = ssl.create_default_context(cafile=str(ca))
-        tls.load_cert_chain(cert_file, key_file)
-        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-        conn = tls.wrap_socket(raw, server_hostname="127.0.0.1")
-        conn.sendall(_connect_packet(device_id))
-        connack = conn.recv(4)
-        if len(connack) < 4 or connack[0] != 0x20 or connack[3] != 0:
-            conn.close()
-            raise RuntimeError(f"{device_id}: CONNACK refused: {connack!r}")
-        sessions.append(conn)
-    return sessions
-
-
-def _connect_packet(client_id: str) -> bytes:
-    """MQTT 3.1.1 CONNECT, clean session, keepalive off: only the broker ends it."""
-    name = client_id.encode()
-    body = b"\x00\x04MQTT" + bytes([4, 2, 0, 0]) + len(name).to_bytes(2, "big") + name
-    return bytes([0x10, len(body)]) + body
+    devices = device_tls(issuing, ca, device_ids, scratch)
+    return [mqtt_session(devices.tls(n), port, device_id)
+            for n, device_id in enumerate(devices.ids)]
 
 
 def _dropped(session: ssl.SSLSocket) -> bool:

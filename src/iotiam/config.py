@@ -67,6 +67,10 @@ class Settings:
     #: auth failures) or "messages" (also each publish's topic and size, subscribes and
     #: ACL refusals; costs broker throughput, measured in iotiam.broker.events)
     broker_event_log: str = "messages"
+    #: how the managed broker authorizes devices: "dynsec" (Mosquitto's dynamic-security
+    #: plugin holds every device's ACLs) or "plugin" (iotiam's plugin asks the decision
+    #: point over a Unix socket; docs/broker-plugin.md) (IOTIAM_BROKER_AUTH)
+    broker_auth: str = "dynsec"
     #: findings are POSTed here, signed with secrets/alert-webhook.key (HMAC-SHA256)
     alert_webhook_url: str | None = None
     #: RFC 5424 syslog target for findings: ``host:port`` (UDP) or ``host:port/tcp``
@@ -218,6 +222,7 @@ def load_settings(data_dir: Path) -> Settings:
         broker_password=read.text("IOTIAM_BROKER_PASSWORD"),
         broker_event_log=_broker_event_log(read.text("IOTIAM_BROKER_EVENT_LOG",
                                                      "broker_event_log") or "messages"),
+        broker_auth=_broker_auth(read.text("IOTIAM_BROKER_AUTH", "broker_auth") or "dynsec"),
         alert_webhook_url=read.text("IOTIAM_ALERT_WEBHOOK_URL", "alert_webhook_url"),
         alert_syslog=read.text("IOTIAM_ALERT_SYSLOG", "alert_syslog"),
         detection_learning_seconds=float(read.seconds(
@@ -282,6 +287,14 @@ BROKER_MODES = ("managed", "external", "off")
 
 
 BROKER_EVENT_LOGS = ("connections", "messages")
+BROKER_AUTHS = ("dynsec", "plugin")
+
+
+def _broker_auth(value: str) -> str:
+    if value not in BROKER_AUTHS:
+        raise SetupError(f"the broker authorization must be one of {', '.join(BROKER_AUTHS)}, "
+                         f"not {value!r}")
+    return value
 
 
 def _broker_event_log(value: str) -> str:
@@ -347,6 +360,7 @@ def save_settings(settings: Settings) -> None:
         "broker_admin_port": settings.broker_admin_port,
         "broker_admin_host": settings.broker_admin_host,
         "broker_event_log": settings.broker_event_log,
+        "broker_auth": settings.broker_auth,
         "alert_webhook_url": settings.alert_webhook_url,
         "alert_syslog": settings.alert_syslog,
         "detection_learning_seconds": settings.detection_learning_seconds,

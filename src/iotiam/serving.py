@@ -22,6 +22,7 @@ from iotiam.background import (
 )
 from iotiam.bootstrap import Services
 from iotiam.broker.fleet import LiveFleet
+from iotiam.broker.plugin_plane import PdpAnswers
 from iotiam.broker.runtime import start_data_plane
 from iotiam.changes import (
     CertificateRevoked,
@@ -61,7 +62,8 @@ def broker_plane(services: Services) -> Callable[[], None] | None:
     follows the change feed from before its cold start; returns how to stop it."""
     before = services.changes.position
     plane = start_data_plane(broker_fleet(services), services.settings,
-                             deliver=services.ingest.deliver)
+                             deliver=services.ingest.deliver,
+                             answers=PdpAnswers(services.subjects, services.decisions))
     if plane is None:
         return None
     services.changes.subscribe(BROKER_FOLLOWS, plane.sync.follow, after=before)

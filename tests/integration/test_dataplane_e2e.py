@@ -27,14 +27,20 @@ from .live_server import Server
 pytestmark = pytest.mark.integration
 
 SYNC_SECONDS = 5.0  # generous: the loop polls every 100 ms
+#: how the managed broker authorizes: its dynsec plugin, or iotiam's own plugin asking
+#: the decision point (docs/broker-plugin.md); every test here runs on both
+BROKER_AUTHS = ("dynsec", "plugin")
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=[(backend, auth) for backend in BACKENDS
+                                        for auth in BROKER_AUTHS],
+                ids=lambda param: "-".join(param))
 def plane(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Server]:
     require_binary("mosquitto")
-    yield from serve_live(request.param, tmp_path_factory.mktemp(f"plane-{request.param}"),
-                          broker=True)
+    backend, auth = request.param
+    yield from serve_live(backend, tmp_path_factory.mktemp(f"plane-{backend}-{auth}"),
+                          {"IOTIAM_BROKER_AUTH": auth}, broker=True)
 
 
 def enroll(server: Server, device_id: str) -> tuple[Path, Path, str]:

@@ -36,6 +36,23 @@ def test_broker_ports_ok_recorded_then_overridden(tmp_path: Path,
     assert "listener 19885 127.0.0.1" in text
 
 
+def test_broker_auth_ok_recorded_then_overridden(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(tmp_path).broker_auth == "dynsec"  # the default
+    save_settings(Settings(data_dir=tmp_path, broker_auth="plugin"))
+    assert broker_config(load_settings(tmp_path)).auth == "plugin"
+    monkeypatch.setenv("IOTIAM_BROKER_AUTH", "dynsec")
+    assert load_settings(tmp_path).broker_auth == "dynsec"
+
+
+def test_broker_auth_fail_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IOTIAM_BROKER_AUTH", "acl-file")
+    with pytest.raises(SetupError) as refused:
+        load_settings(tmp_path)
+    assert refused.value.diagnostics() == (
+        "the broker authorization must be one of dynsec, plugin, not 'acl-file'")
+
+
 @pytest.mark.parametrize("name", ["IOTIAM_BROKER_PORT", "IOTIAM_BROKER_PSK_PORT",
                                   "IOTIAM_BROKER_ADMIN_PORT", "IOTIAM_PORT",
                                   "IOTIAM_HTTP_PORT"])

@@ -35,9 +35,9 @@ from iotiam.api.one_send import send_response
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.bootstrap import Services
 from iotiam.errors import IamError, InvalidInput, Unauthenticated
-from iotiam.inventory.models import check_identifier
 from iotiam.kernel import ROOT_PATH, Principal
 from iotiam.policy.actions import PUBLISH, SUBSCRIBE
+from iotiam.policy.mqtt_requests import decide_mqtt_request
 from iotiam.untrusted import load_json
 
 log = logging.getLogger("iotiam.api.emqx")
@@ -100,14 +100,8 @@ def answer_hook(services: Services, caller: Principal, fields: Mapping[str, Any]
         return False, "no topic"
     peer = fields.get("peerhost")
     source_ip = peer if isinstance(peer, str) and peer and peer != "undefined" else None
-    try:
-        check_identifier(username, "username (device id)")
-        subject = services.subjects.cached(username)
-        if subject is None or not caller.sees(subject.org_path):
-            return False, f"device {username!r} not found"  # another tenant's: not revealed
-        decision = services.decisions.decide(subject, action, topic, source_ip=source_ip)
-    except IamError as e:  # a malformed topic or address, the store unavailable, ...
-        return False, e.detail
+    decision = decide_mqtt_request(services.subjects, services.decisions, username, action,
+                                   topic, source_ip=source_ip, visible=caller.sees)
     return decision.allowed, "" if decision.allowed else decision.reason
 
 

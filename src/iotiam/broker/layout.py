@@ -50,6 +50,9 @@ class BrokerConfig:
     event_log: str = "messages"
     #: seconds between ``$SYS`` updates (Mosquitto publishes every interval + 1 s)
     sys_interval: int = 10
+    #: who authorizes devices: "dynsec" (the plugin holds their ACLs) or "plugin"
+    #: (iotiam's plugin asks the decision point; dynsec then holds iotiam's admin only)
+    auth: str = "dynsec"
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,11 @@ class BrokerFiles:
         return self.root / "dynamic-security.json"
 
     @property
+    def plugin_socket(self) -> Path:
+        """Where iotiam answers its authorization plugin (docs/broker-plugin.md)."""
+        return self.root / "iotiam-auth.sock"
+
+    @property
     def admin_password(self) -> Path:
         """The dynsec admin password (0600)."""
         return self.root / "admin-password"
@@ -126,8 +134,14 @@ def log_types(event_log: str) -> tuple[str, ...]:
     return (*types, "debug", "subscribe") if event_log == "messages" else types
 
 
-def render_config(config: BrokerConfig, files: BrokerFiles, plugin: Path) -> str:
-    """mosquitto.conf for the three listeners."""
+def render_config(config: BrokerConfig, files: BrokerFiles, plugin: Path,
+                  auth_plugin: Path | None = None) -> str:
+    """mosquitto.conf for the three listeners; with ``auth_plugin``, iotiam's plugin
+    decides for every client but the admin, whom it leaves to dynsec."""
+    # Mosquitto asks its plugins in this order and takes the first answer that is not
+    # "defer"; each plugin_opt_ line belongs to the plugin line above it
+    asking = [f"plugin {auth_plugin}", f"plugin_opt_socket {files.plugin_socket}",
+              f"plugin_opt_defer_user {ADMIN_USERNAME}"] if auth_plugin is not None else []
     # Started as root, Mosquitto switches to the user named here; iotiam's files are
     # 0600 and owned by whoever runs iotiam, so the broker stays that user.
     user = getpass.getuser()
@@ -145,6 +159,7 @@ def render_config(config: BrokerConfig, files: BrokerFiles, plugin: Path) -> str
         "log_timestamp_format %Y-%m-%dT%H:%M:%S%z",
         # broker statistics for iotiam.broker.broker_watch (changed values only)
         f"sys_interval {config.sys_interval}",
+        *asking,
         f"plugin {plugin}",
         f"plugin_opt_config_file {files.dynsec}",
         f"psk_file {files.psk_file}",

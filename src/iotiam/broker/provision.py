@@ -16,6 +16,7 @@ from iotiam.broker.layout import (
     dynsec_seed,
     render_config,
 )
+from iotiam.broker.plugin_build import auth_plugin_library
 from iotiam.config import write_private_file
 from iotiam.pki.authority import create_server_tls_certificate
 from iotiam.pki.models import KeyAlgorithm
@@ -59,7 +60,8 @@ def provision_broker(
         write_private_file(files.dynsec, dynsec_seed(admin_password(files)))
     if not files.psk_file.exists():
         write_private_file(files.psk_file, "")
-    write_private_file(files.config, render_config(config, files, dynsec_plugin()))
+    auth_plugin = auth_plugin_library(files.root) if config.auth == "plugin" else None
+    write_private_file(files.config, render_config(config, files, dynsec_plugin(), auth_plugin))
 
 
 def admin_password(files: BrokerFiles) -> str:

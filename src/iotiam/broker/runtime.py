@@ -9,10 +9,13 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from iotiam.broker.broker_watch import BrokerWatch
+from iotiam.broker.decision_socket import DecisionSocket
 from iotiam.broker.dynsec import DynsecAdmin
 from iotiam.broker.event_source import BrokerEventSource, Deliver
 from iotiam.broker.fleet import LiveFleet
+from iotiam.broker.installed_files import BrokerFileInstaller
 from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosquitto_binary
+from iotiam.broker.plugin_plane import PdpAnswers, PluginAuthorization
 from iotiam.broker.process import ManagedMosquitto
 from iotiam.broker.provision import admin_password, provision_broker
 from iotiam.broker.sync import BrokerSync
@@ -26,7 +29,7 @@ def broker_config(settings: Settings) -> BrokerConfig:
     """The broker's listeners as ``init`` recorded them."""
     return BrokerConfig(host=settings.host, mtls_port=settings.broker_port,
                         psk_port=settings.broker_psk_port, admin_port=settings.broker_admin_port,
-                        event_log=settings.broker_event_log)
+                        event_log=settings.broker_event_log, auth=settings.broker_auth)
 
 
 def broker_files(settings: Settings) -> BrokerFiles:
@@ -36,9 +39,10 @@ def broker_files(settings: Settings) -> BrokerFiles:
 
 @dataclass
 class DataPlane:
-    """The running sync loop and, when managed, the broker process."""
+    """The running sync loop (or, with the plugin, the upkeep loop) and, when managed,
+    the broker process."""
 
-    sync: BrokerSync
+    sync: BrokerSync | PluginAuthorization
     broker: ManagedMosquitto | None
     thread: threading.Thread
     stop_event: threading.Event
@@ -62,7 +66,8 @@ class DataPlane:
 
 
 def start_data_plane(fleet: LiveFleet, settings: Settings,
-                     deliver: Deliver | None = None) -> DataPlane | None:
+                     deliver: Deliver | None = None, answers: PdpAnswers | None = None
+                     ) -> DataPlane | None:
     """Provision and start the managed broker (or attach to an external one) and sync it.
 
     With ``deliver`` (e.g. the detection service's ingest), the managed broker's log is
@@ -83,7 +88,18 @@ def start_data_plane(fleet: LiveFleet, settings: Settings,
     def connect() -> DynsecAdmin:
         return DynsecAdmin(host, config.admin_port, ADMIN_USERNAME, password, cancel=stop)
 
-    sync = BrokerSync(fleet, fleet.clock, files, connect, broker)
+    sync: BrokerSync | PluginAuthorization
+    if broker is not None and config.auth == "plugin":
+        if answers is None:
+            raise SetupError("the broker plugin needs the decision point")
+        socket = DecisionSocket(files.plugin_socket, answers.answer)
+        socket.start()
+        sync = PluginAuthorization(files, BrokerFileInstaller(fleet, fleet.clock, files, broker),
+                                   broker, socket, answers.may_connect,
+                                   updates=fleet.updates_since, reread=answers.reread,
+                                   clock=fleet.clock)
+    else:
+        sync = BrokerSync(fleet, fleet.clock, files, connect, broker)
     events: BrokerEventSource | None = None
     if broker is not None and deliver is not None:
         # started before the broker: its first connections are in the part of the log
@@ -96,6 +112,7 @@ def start_data_plane(fleet: LiveFleet, settings: Settings,
         except BaseException:
             if events is not None:
                 events.stop()
+            sync.close()
             raise
     # on the managed broker the log already has every publish: `#` would double them
     watch = BrokerWatch(host, config.admin_port, ADMIN_USERNAME, password,

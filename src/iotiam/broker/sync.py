@@ -36,9 +36,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from cryptography import x509
-
 from iotiam.broker.dynsec import BrokerUnavailable, DynsecAdmin, DynsecError
+from iotiam.broker.installed_files import BrokerFileInstaller
 from iotiam.broker.layout import ADMIN_USERNAME, BrokerFiles, dynsec_seed
 from iotiam.broker.process import ManagedMosquitto
 from iotiam.broker.provision import admin_password
@@ -72,8 +71,7 @@ from iotiam.changes import (
 )
 from iotiam.clock import Clock
 from iotiam.config import write_private_file
-from iotiam.errors import IamError, InvalidInput
-from iotiam.pki.crl import verify_crl
+from iotiam.errors import IamError
 from iotiam.policy.broker_acl import BrokerAcl
 
 log = logging.getLogger("iotiam.broker")
@@ -137,9 +135,7 @@ class BrokerSync:
         #: liveness probes in a row the broker did not answer
         self._silent = 0
         self._generation_seen = -1
-        self._crl_installed: bytes | None = None
-        self._psk_installed: str | None = None
-        self._files_version: tuple[object, ...] | None = None
+        self._files_installer = BrokerFileInstaller(fleet, clock, files, broker)
         self.wake = threading.Event()
 
     # -- admin link --------------------------------------------------------------------
@@ -188,25 +184,7 @@ class BrokerSync:
 
     def install_files(self) -> bool:
         """Verify and install a changed CRL or PSK file, then SIGHUP; True if reloaded."""
-        version = self._fleet.files_version()
-        if version == self._files_version:
-            return False
-        crl = self._fleet.crl_pem()
-        psks = self._fleet.psk_file()
-        changed = False
-        if crl != self._crl_installed:
-            checked_crl(crl, self._fleet.issuer_certificate(), self._clock.now())
-            write_private_file(self._files.crl, crl)
-            self._crl_installed = crl
-            changed = True
-        if psks != self._psk_installed:
-            write_private_file(self._files.psk_file, psks)
-            self._psk_installed = psks
-            changed = True
-        if changed and self._broker is not None:
-            self._broker.reload()
-        self._files_version = version
-        return changed
+        return self._files_installer.install()
 
     # -- syncing -----------------------------------------------------------------------
 
@@ -290,28 +268,15 @@ class BrokerSync:
             self.close()
             self._broker.stop()
             desired, _ = self._desired()
-            state = laid_out_state(self._dynsec_state(), ADMIN_USERNAME, desired)
+            state = laid_out_state(stored_dynsec_state(self._files), ADMIN_USERNAME, desired)
             write_private_file(self._files.dynsec, json.dumps(state))
-            self._crl_installed = self._psk_installed = self._files_version = None
+            self._files_installer.forget()
             self.install_files()
             self._broker.start()
             self._generation_seen = self._broker.generation
             report = self.full_sync()
             report.created = len(desired)
             return report
-
-    def _dynsec_state(self) -> dict[str, Any]:
-        """The stopped broker's dynsec file; the seed (its admin only) if the broker died
-        while rewriting it, as it does after every command (the fleet is written anew)."""
-        try:
-            state = json.loads(self._files.dynsec.read_text())
-            if isinstance(state, dict):
-                return state
-        except (OSError, ValueError):
-            pass
-        log.warning("the broker's dynsec file is unreadable; rebuilding it from the seed")
-        seeded: dict[str, Any] = json.loads(dynsec_seed(admin_password(self._files)))
-        return seeded
 
     def sync_devices(self, device_ids: Iterable[str], *, kick: Iterable[str] = ()
                      ) -> SyncReport:
@@ -487,6 +452,20 @@ class BrokerSync:
         return changes.until or since
 
 
+def stored_dynsec_state(files: BrokerFiles) -> dict[str, Any]:
+    """A stopped broker's dynsec file; the seed (its admin only) if the broker died while
+    rewriting it, as it does after every command (the fleet is written anew)."""
+    try:
+        state = json.loads(files.dynsec.read_text())
+        if isinstance(state, dict):
+            return state
+    except (OSError, ValueError):
+        pass
+    log.warning("the broker's dynsec file is unreadable; rebuilding it from the seed")
+    seeded: dict[str, Any] = json.loads(dynsec_seed(admin_password(files)))
+    return seeded
+
+
 def _with_overlays(desired: dict[str, DeviceRights], plan: ClassPlan
                    ) -> dict[str, DeviceRights]:
     """Each device's own role made to carry what it wants beyond its class."""
@@ -502,11 +481,3 @@ def _counted(report: SyncReport, commands: list[dict[str, Any]], outcome: str
     elif outcome == "updated":
         report.updated += 1
     return commands
-
-
-def checked_crl(pem: bytes, issuer: x509.Certificate, now: datetime) -> None:
-    """Refuse a CRL Mosquitto would fail open on (garbage) or lock everyone out with."""
-    try:
-        verify_crl(x509.load_pem_x509_crl(pem), issuer, now)
-    except (ValueError, InvalidInput) as e:
-        raise BrokerUnavailable(f"refusing to install this CRL on the broker: {e}") from e

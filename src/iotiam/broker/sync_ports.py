@@ -12,24 +12,11 @@ from cryptography import x509
 from iotiam.policy.broker_acl import BrokerAcl
 
 
-class FleetSource(Protocol):
-    """What the sync needs to know about the fleet."""
-
-    def broker_acl(self, device_id: str) -> BrokerAcl | None:
-        """The device's compiled ACLs now; None if it is unknown to the inventory."""
-        ...
-
-    def all_acls(self) -> Iterable[BrokerAcl]:
-        """The ACLs of every device that may have a broker identity."""
-        ...
+class BrokerFileSource(Protocol):
+    """What the broker's CRL and PSK file are made of."""
 
     def files_version(self) -> tuple[object, ...]:
         """Cheap: changes whenever the CRL or the PSK file must be reinstalled."""
-        ...
-
-    def updates_since(self, since: datetime) -> Updates:
-        """Devices changed after ``since``, and whether policies changed (the safety net
-        under the change feed: what moves a device without publishing a change)."""
         ...
 
     def crl_pem(self) -> bytes:
@@ -42,6 +29,23 @@ class FleetSource(Protocol):
 
     def psk_file(self) -> str:
         """Mosquitto ``psk_file`` content for every live PSK."""
+        ...
+
+
+class FleetSource(BrokerFileSource, Protocol):
+    """What the sync needs to know about the fleet."""
+
+    def broker_acl(self, device_id: str) -> BrokerAcl | None:
+        """The device's compiled ACLs now; None if it is unknown to the inventory."""
+        ...
+
+    def all_acls(self) -> Iterable[BrokerAcl]:
+        """The ACLs of every device that may have a broker identity."""
+        ...
+
+    def updates_since(self, since: datetime) -> Updates:
+        """Devices changed after ``since``, and whether policies changed (the safety net
+        under the change feed: what moves a device without publishing a change)."""
         ...
 
 

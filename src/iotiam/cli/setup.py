@@ -11,7 +11,7 @@ import typer
 
 from iotiam.cli.entry import UsageError
 from iotiam.cli.main import Context, console
-from iotiam.config import BROKER_MODES, load_settings
+from iotiam.config import BROKER_AUTHS, BROKER_MODES, load_settings
 from iotiam.pki.models import KeyAlgorithm
 
 
@@ -53,6 +53,10 @@ def init(
         help="Data plane: managed (run Mosquitto when installed), external, or off.")] = None,
     no_broker: Annotated[bool, typer.Option(
         "--no-broker", help="Same as --broker off.")] = False,
+    broker_auth: Annotated[str | None, typer.Option(
+        help="How the managed broker authorizes devices: dynsec (its dynamic-security "
+             "plugin holds the fleet's ACLs; default) or plugin (it asks iotiam; for "
+             "large fleets, docs/broker-plugin.md).")] = None,
 ) -> None:
     """Create the data directory, database, CAs, TLS certificate and a local admin profile."""
     from iotiam.installation import initialize
@@ -62,7 +66,7 @@ def init(
                                 public_url=public_url, name=name, broker_port=broker_port,
                                 broker_psk_port=broker_psk_port,
                                 broker_admin_port=broker_admin_port, broker=broker,
-                                no_broker=no_broker)
+                                no_broker=no_broker, broker_auth=broker_auth)
     # the settings check the ports together (all distinct) as they are made
     settings = load_settings(obj.data_dir).with_overrides(**changes)
     result = initialize(settings, key_algorithm=key_algorithm, organization=organization)
@@ -81,7 +85,7 @@ def _recorded_choices(*, port: int | None, http_port: int | None, host: str | No
                       public_url: str | None, name: list[str] | None,
                       broker_port: int | None, broker_psk_port: int | None,
                       broker_admin_port: int | None, broker: str | None,
-                      no_broker: bool) -> dict[str, Any]:
+                      no_broker: bool, broker_auth: str | None = None) -> dict[str, Any]:
     """The settings ``init``'s options change (it records them in ``config.json``)."""
     changes: dict[str, Any] = {}
     for option, value in (("port", port), ("http_port", http_port),
@@ -102,6 +106,10 @@ def _recorded_choices(*, port: int | None, http_port: int | None, host: str | No
         if mode not in BROKER_MODES:
             raise UsageError(f"--broker must be one of {', '.join(BROKER_MODES)}")
         changes["broker_mode"] = mode
+    if broker_auth:
+        if broker_auth not in BROKER_AUTHS:
+            raise UsageError(f"--broker-auth must be one of {', '.join(BROKER_AUTHS)}")
+        changes["broker_auth"] = broker_auth
     return changes
 
 

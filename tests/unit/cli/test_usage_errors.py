@@ -35,6 +35,8 @@ CASES = {
     "fail/init-port": (["init", "--port", "0"], "--port must be between 1 and 65535"),
     "fail/init-broker": (["init", "--broker", "sideways"],
                          "--broker must be one of managed, external, off"),
+    "fail/init-broker-auth": (["init", "--broker-auth", "acl-file"],
+                              "--broker-auth must be one of dynsec, plugin"),
 }
 
 

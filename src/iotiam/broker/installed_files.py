@@ -1,0 +1,71 @@
+"""The files Mosquitto re-reads on SIGHUP: the CRL and the PSK file, verified first.
+
+Mosquitto 2.0 fails open on a garbage, empty or missing ``crlfile`` at SIGHUP and locks
+everyone out with an expired one (docs/broker-sync.md), so a CRL is verified against
+its issuer before it is written; both files are replaced atomically, then one HUP.
+Whoever authorizes the broker's devices (the dynsec sync or iotiam's plugin) installs
+them through this.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cryptography import x509
+
+from iotiam.broker.dynsec import BrokerUnavailable
+from iotiam.broker.layout import BrokerFiles
+from iotiam.broker.process import ManagedMosquitto
+from iotiam.broker.sync_ports import BrokerFileSource
+from iotiam.clock import Clock
+from iotiam.config import write_private_file
+from iotiam.errors import InvalidInput
+from iotiam.pki.crl import verify_crl
+
+
+class BrokerFileInstaller:
+    """Installs a changed CRL or PSK file and reloads the broker."""
+
+    def __init__(self, source: BrokerFileSource, clock: Clock, files: BrokerFiles,
+                 broker: ManagedMosquitto | None) -> None:
+        self._source = source
+        self._clock = clock
+        self._files = files
+        self._broker = broker
+        self._crl_installed: bytes | None = None
+        self._psk_installed: str | None = None
+        self._version: tuple[object, ...] | None = None
+
+    def forget(self) -> None:
+        """Install both files at the next call whatever was installed before (a restart)."""
+        self._crl_installed = self._psk_installed = self._version = None
+
+    def install(self) -> bool:
+        """Verify and install a changed CRL or PSK file, then SIGHUP; True if reloaded."""
+        version = self._source.files_version()
+        if version == self._version:
+            return False
+        crl = self._source.crl_pem()
+        psks = self._source.psk_file()
+        changed = False
+        if crl != self._crl_installed:
+            checked_crl(crl, self._source.issuer_certificate(), self._clock.now())
+            write_private_file(self._files.crl, crl)
+            self._crl_installed = crl
+            changed = True
+        if psks != self._psk_installed:
+            write_private_file(self._files.psk_file, psks)
+            self._psk_installed = psks
+            changed = True
+        if changed and self._broker is not None:
+            self._broker.reload()
+        self._version = version
+        return changed
+
+
+def checked_crl(pem: bytes, issuer: x509.Certificate, now: datetime) -> None:
+    """Refuse a CRL Mosquitto would fail open on (garbage) or lock everyone out with."""
+    try:
+        verify_crl(x509.load_pem_x509_crl(pem), issuer, now)
+    except (ValueError, InvalidInput) as e:
+        raise BrokerUnavailable(f"refusing to install this CRL on the broker: {e}") from e

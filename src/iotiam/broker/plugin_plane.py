@@ -1,0 +1,192 @@
+"""The managed broker when iotiam's plugin authorizes its devices (``--broker-auth plugin``).
+
+Nothing about the fleet is written to the broker: the plugin asks the decision point
+over ``DecisionSocket`` and caches the answers. What stays here is what the broker
+still reads itself (the CRL and the PSK file, installed then SIGHUP), keeping the
+broker alive (restarted only when it is dead, as with dynsec) and turning the change
+feed into the plugin's pushes:
+
+* a revoked credential: the new CRL first (a reconnect with that certificate then
+  fails at TLS), then the device's answers are forgotten and its session dropped (G3);
+* a changed device or trust score: its answers are forgotten, and its session dropped
+  if it may no longer connect at all (disabled, quarantined to nothing, retired);
+* a policy change: every answer is forgotten. Nothing is rewritten, nobody is kicked
+  (G11): the next publish of each device is decided on the new policy set.
+
+As under the dynsec sync, a poll of devices' ``updated_at`` and of the policy generation
+every ``SAFETY_NET_SECONDS`` catches a change that was not published (a restored backup,
+a hand edit) and is treated like a published one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from iotiam.broker.decision_socket import DecisionSocket
+from iotiam.broker.dynsec import BrokerUnavailable
+from iotiam.broker.installed_files import BrokerFileInstaller
+from iotiam.broker.layout import ADMIN_USERNAME, BrokerFiles
+from iotiam.broker.process import ManagedMosquitto
+from iotiam.broker.roles import laid_out_state
+from iotiam.broker.sync import (
+    DEAD_AFTER,
+    HEALTH_SECONDS,
+    SAFETY_NET_SECONDS,
+    stored_dynsec_state,
+)
+from iotiam.broker.sync_ports import Updates
+from iotiam.changes import (
+    CertificateRevoked,
+    CredentialRevoked,
+    DeviceChanged,
+    PolicyChanged,
+    Published,
+    TrustChanged,
+)
+from iotiam.clock import Clock, SystemClock
+from iotiam.config import write_private_file
+from iotiam.errors import IamError
+from iotiam.policy.actions import CONNECT
+from iotiam.policy.models import Decision
+from iotiam.policy.mqtt_requests import Decider, ForgettingSubjects, decide_mqtt_request
+
+log = logging.getLogger("iotiam.broker")
+
+
+class PluginAuthorization:
+    """Keeps a plugin-authorized broker running and its plugin's cache truthful."""
+
+    def __init__(self, files: BrokerFiles, installer: BrokerFileInstaller,
+                 broker: ManagedMosquitto, socket: DecisionSocket,
+                 may_connect: Callable[[str], bool], *,
+                 updates: Callable[[datetime], Updates] | None = None,
+                 reread: Callable[[str], None] | None = None, clock: Clock | None = None
+                 ) -> None:
+        self._files = files
+        self._updates = updates
+        self._reread = reread
+        self._clock = clock or SystemClock()
+        self._installer = installer
+        self._broker = broker
+        self._socket = socket
+        self._may_connect = may_connect
+        self._silent = 0
+        self._lock = threading.Lock()
+        self.wake = threading.Event()
+
+    def follow(self, published: Published) -> None:
+        """Act on a published change (subscribed to the change feed in ``serving.py``)."""
+        change = published.change
+        if isinstance(change, CertificateRevoked | CredentialRevoked):
+            if change.device_id is not None:
+                try:
+                    self._install_files()
+                finally:
+                    # a CRL that cannot be installed now (the upkeep loop retries it)
+                    # must not keep the session: the decision point already denies it
+                    self._socket.kick(change.device_id)
+        elif isinstance(change, DeviceChanged | TrustChanged):
+            self._devices_changed(change.device_ids)
+        elif isinstance(change, PolicyChanged):
+            self._socket.forget_all()
+
+    def _devices_changed(self, device_ids: Iterable[str]) -> None:
+        for device_id in device_ids:
+            if self._may_connect(device_id):
+                self._socket.forget(device_id)
+            else:
+                self._socket.kick(device_id)
+
+    def cold_start(self) -> str:
+        """Start the broker with dynsec holding iotiam's admin alone, and the files."""
+        with self._lock:
+            self._broker.stop()
+            state = laid_out_state(stored_dynsec_state(self._files), ADMIN_USERNAME, {})
+            write_private_file(self._files.dynsec, json.dumps(state))
+            self._installer.forget()
+            self._installer.install()
+            self._broker.start()
+            return f"plugin authorization on {self._files.plugin_socket}"
+
+    def run(self, stop: threading.Event) -> None:
+        """Restart a dead broker, install changed files and act on unpublished changes
+        until ``stop``."""
+        since = self._clock.now()
+        next_health = 0.0
+        while not stop.is_set():
+            try:
+                if time.monotonic() >= next_health:
+                    next_health = time.monotonic() + HEALTH_SECONDS
+                    self._check_broker()
+                    self._install_files()
+                since = self._safety_net(since)
+            except (BrokerUnavailable, IamError, OSError) as e:
+                log.warning("broker upkeep failed, retrying: %s", e)
+            except Exception:  # a bug: logged, and the broker is still looked after
+                log.exception("broker upkeep failed unexpectedly")
+            self.wake.wait(SAFETY_NET_SECONDS)
+            self.wake.clear()
+
+    def _safety_net(self, since: datetime) -> datetime:
+        """Devices and policies that changed without a published change."""
+        if self._updates is None:
+            return since
+        changes = self._updates(since)
+        if changes.policies_changed:
+            self._socket.forget_all()
+        for device_id in changes.changed:
+            if self._reread is not None:
+                self._reread(device_id)  # the subject cache has not seen it either
+        self._devices_changed(sorted(changes.changed))
+        return changes.until or since
+
+    def close(self) -> None:
+        """Stop answering: the plugin then denies everything (fail closed)."""
+        self._socket.stop()
+
+    def _install_files(self) -> None:
+        with self._lock:
+            self._installer.install()
+
+    def _check_broker(self) -> None:
+        if self._broker.pid is None:
+            log.warning("mosquitto is not running; starting it again")
+            self.cold_start()
+        elif self._broker.answers():
+            self._silent = 0
+        else:
+            self._silent += 1
+            if self._silent >= DEAD_AFTER:
+                log.warning("mosquitto (pid %s) has not answered %d liveness probes; "
+                            "restarting it", self._broker.pid, self._silent)
+                self._silent = 0
+                self.cold_start()
+
+
+class PdpAnswers:
+    """The decision point as the plugin's socket asks it: one client's request, and
+    whether a device may still connect at all."""
+
+    def __init__(self, subjects: ForgettingSubjects, decisions: Decider) -> None:
+        self._subjects = subjects
+        self._decisions = decisions
+
+    def answer(self, username: str, action: str, source_ip: str | None, topic: str
+               ) -> Decision:
+        """Permit or Deny one publish, subscribe or receive."""
+        return decide_mqtt_request(self._subjects, self._decisions, username, action, topic,
+                                   source_ip=source_ip)
+
+    def reread(self, device_id: str) -> None:
+        """Read the device afresh at its next question (a change the feed did not carry)."""
+        self._subjects.forget(device_id)
+
+    def may_connect(self, device_id: str) -> bool:
+        """Whether the device may hold a session (what dynsec's client deletion enforces)."""
+        return decide_mqtt_request(self._subjects, self._decisions, device_id, CONNECT,
+                                   device_id).allowed
