@@ -74,3 +74,14 @@ class PersistentDetector(Detector, Protocol):
     def restore(self, state: Mapping[str, Any]) -> None:
         """Replace the learned state with one ``snapshot`` returned."""
         ...
+
+
+class EventPublisher(Protocol):
+    """Where admitted events go to be scored elsewhere: a stream partitioned by device
+    (``iotiam.eventstream``) whose detection workers score them. Without one, ingestion
+    scores in process (the embedded default)."""
+
+    def publish(self, events: Sequence[Event]) -> None:
+        """Hand events over durably (the call returns once the stream holds them), or
+        raise ``StreamUnavailable``."""
+        ...

@@ -1,0 +1,232 @@
+"""A detection worker: owns some partitions of the event stream and scores their events.
+
+Ownership is a lease in a JetStream key-value bucket whose entries expire
+(``lease_seconds``): a worker claims a partition by creating its key (which fails while
+another worker holds it), keeps it by updating the key at the revision it last wrote
+(which fails once anybody else took it), and gives it up by deleting it. Each worker also
+renews an entry of its own in a second bucket; the live entries say how many workers
+there are, and each keeps about its share (``ceil(partitions / workers)``), releasing the
+rest so that a worker that joins gets some. A worker killed with ``kill -9`` stops
+renewing: its leases expire and the others claim its partitions.
+
+A claimed partition's engine carries on from the partition's snapshot in the object
+store (its baselines and the stream position they include) and reads the partition's
+subject from the next position with an ordered consumer; a batch at or before the
+snapshot's position is skipped (``PartitionEngine.apply``), so every event is counted
+once however often it is delivered. Snapshots are written right after a successful
+renewal (so a worker that lost its lease does not overwrite its successor's), every
+``snapshot_seconds`` while events arrive and when a partition is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import secrets
+import threading
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy, KeyValueConfig, ObjectStoreConfig
+from nats.js.errors import KeyWrongLastSequenceError, NoKeysError, ObjectNotFoundError
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+
+from iotiam.detection.partitions import PartitionEngine
+from iotiam.detection.ports import FindingSink, ModeSource
+from iotiam.errors import IamError, InvalidInput
+from iotiam.eventstream.connection import connect, ensure_stream
+from iotiam.eventstream.wire import EventStreamConfig, decode_events
+
+log = logging.getLogger("iotiam.eventstream")
+
+
+@dataclass
+class Owned:
+    """A partition this worker holds: its engine, lease revision and subscription."""
+
+    engine: PartitionEngine
+    revision: int
+    subscription: JetStreamContext.PushSubscription | None
+    saved_at: float = 0.0
+
+
+class DetectionWorker:
+    """Claims partitions, scores their events, snapshots them; one per process."""
+
+    def __init__(self, config: EventStreamConfig, sink: FindingSink, *,
+                 learning_seconds: float, modes: ModeSource | None = None,
+                 name: str | None = None) -> None:
+        self.config = config
+        self.name = name or f"worker-{secrets.token_hex(6)}"
+        self._sink = sink
+        self._learning = learning_seconds
+        self._modes = modes
+        self.owned: dict[int, Owned] = {}
+        self._client: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._leases: KeyValue | None = None
+        self._workers: KeyValue | None = None
+        self._snapshots: ObjectStore | None = None
+
+    # -- the job --------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Work until ``stop`` is set, then release every partition (a background job)."""
+        asyncio.run(self.work(stop))
+
+    async def work(self, stop: threading.Event) -> None:
+        """The worker's loop on the running event loop."""
+        tick = self.config.lease_seconds / 3
+        while not stop.is_set():
+            try:
+                await self._open()
+                await self.tick()
+            except (IamError, NatsError, TimeoutError, OSError) as e:
+                log.warning("detection worker %s: %s", self.name, e)
+            await asyncio.sleep(tick)
+        await self.close()
+
+    async def _open(self) -> None:
+        if self._client is not None:
+            return
+        client = await connect(self.config, f"iotiam-{self.name}")
+        js = client.jetstream()
+        await ensure_stream(js, self.config)
+        ttl = self.config.lease_seconds
+        self._leases = await js.create_key_value(KeyValueConfig(self.config.leases_bucket,
+                                                                ttl=ttl))
+        self._workers = await js.create_key_value(KeyValueConfig(self.config.workers_bucket,
+                                                                 ttl=ttl))
+        self._snapshots = await js.create_object_store(
+            self.config.snapshots_bucket, ObjectStoreConfig(bucket=self.config.snapshots_bucket))
+        self._client, self._js = client, js
+
+    async def tick(self) -> None:
+        """Renew, snapshot what is due, then claim or release to keep this worker's share."""
+        assert self._workers is not None and self._leases is not None
+        await self._workers.put(self.name, b"alive")
+        await self._renew()
+        share = math.ceil(self.config.partitions / await self._live_workers())
+        if len(self.owned) > share:
+            for partition in sorted(self.owned)[share:]:
+                await self.release(partition)
+        elif len(self.owned) < share:
+            await self._claim(share)
+
+    async def _live_workers(self) -> int:
+        assert self._workers is not None
+        try:
+            return max(1, len(await self._workers.keys()))
+        except NoKeysError:
+            return 1
+
+    async def _renew(self) -> None:
+        assert self._leases is not None
+        now = asyncio.get_running_loop().time()
+        for partition, owned in list(self.owned.items()):
+            try:
+                owned.revision = await self._leases.update(
+                    self._key(partition), self.name.encode(), last=owned.revision)
+            except KeyWrongLastSequenceError:
+                log.warning("%s lost partition %d to another worker", self.name, partition)
+                await self._drop(partition)
+                continue
+            if owned.engine.unsaved and now - owned.saved_at >= self.config.snapshot_seconds:
+                await self._save(owned)
+
+    async def _claim(self, share: int) -> None:
+        assert self._leases is not None
+        for partition in range(self.config.partitions):
+            if len(self.owned) >= share:
+                return
+            if partition in self.owned:
+                continue
+            try:
+                revision = await self._leases.create(self._key(partition), self.name.encode())
+            except KeyWrongLastSequenceError:
+                continue  # another worker holds it
+            await self._take(partition, revision)
+
+    async def _take(self, partition: int, revision: int) -> None:
+        assert self._js is not None
+        engine = await self._load(partition)
+        owned = Owned(engine, revision, None, asyncio.get_running_loop().time())
+
+        async def score(msg: Msg) -> None:
+            await self._score(owned.engine, msg)
+
+        owned.subscription = await self._js.subscribe(
+            self.config.subject(partition), cb=score, ordered_consumer=True,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            config=ConsumerConfig(opt_start_seq=engine.applied + 1))
+        self.owned[partition] = owned
+        log.info("%s took partition %d from position %d", self.name, partition, engine.applied)
+
+    async def _score(self, engine: PartitionEngine, msg: Msg) -> None:
+        sequence = msg.metadata.sequence.stream
+        try:
+            events = decode_events(msg.data)
+        except InvalidInput as e:  # a foreign message on our subject: skip it, once
+            log.warning("partition %d position %d: %s", engine.partition, sequence, e.detail)
+            events = []
+        findings = engine.apply(sequence, events)
+        if findings:
+            # the sink may write to a database: off the loop, in order
+            await asyncio.to_thread(self._sink.report, findings)
+
+    async def _load(self, partition: int) -> PartitionEngine:
+        assert self._snapshots is not None
+        try:
+            found = await self._snapshots.get(self._key(partition))
+        except ObjectNotFoundError:
+            return PartitionEngine.fresh(partition, learning_seconds=self._learning,
+                                         modes=self._modes)
+        return PartitionEngine.restore(json.loads(found.data or b"{}"), modes=self._modes)
+
+    async def _save(self, owned: Owned) -> None:
+        assert self._snapshots is not None
+        state = owned.engine.snapshot()
+        owned.engine.unsaved = 0
+        owned.saved_at = asyncio.get_running_loop().time()
+        body = await asyncio.to_thread(lambda: json.dumps(state, separators=(",", ":")).encode())
+        await self._snapshots.put(self._key(owned.engine.partition), body)
+
+    async def release(self, partition: int) -> None:
+        """Stop reading a partition, snapshot it, and give its lease up."""
+        assert self._leases is not None
+        owned = self.owned.pop(partition)
+        if owned.subscription is not None:
+            await owned.subscription.unsubscribe()
+        await self._save(owned)
+        await self._leases.delete(self._key(partition), last=owned.revision)
+        log.info("%s released partition %d at position %d", self.name, partition,
+                 owned.engine.applied)
+
+    async def _drop(self, partition: int) -> None:
+        owned = self.owned.pop(partition)
+        if owned.subscription is not None:
+            await owned.subscription.unsubscribe()
+
+    async def close(self) -> None:
+        """Release every partition and disconnect (a graceful stop)."""
+        if self._client is None:
+            return
+        for partition in list(self.owned):
+            try:
+                await self.release(partition)
+            except (NatsError, TimeoutError) as e:
+                log.warning("%s could not release partition %d: %s", self.name, partition, e)
+        if self._workers is not None:
+            await self._workers.delete(self.name)
+        await self._client.drain()
+        self._client = None
+
+    @staticmethod
+    def _key(partition: int) -> str:
+        return f"p{partition}"
