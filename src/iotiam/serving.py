@@ -32,6 +32,7 @@ from iotiam.changes import (
     SightingsImported,
     TrustChanged,
 )
+from iotiam.eventstream.worker import DetectionWorker
 from iotiam.response.scoring import TrustRefresher
 from iotiam.storage.baseline_file import BaselineFile
 from iotiam.storage.fleet_reads import SqlFleetReads
@@ -83,16 +84,24 @@ def background_jobs(services: Services, *, singletons: bool) -> BackgroundJobs:
     services.changes.subscribe((CertificateRevoked,), crls.revoked)
     jobs = [Job("change-feed", services.changes.run), Job("crl-refresher", crls.run),
             Job("discovery-observer", services.discovery.run_observer)]
+    stream = settings.event_stream
+    if stream is not None:
+        # every process takes its share of the stream's partitions (docs/event-stream.md)
+        jobs.append(Job("detection-worker", DetectionWorker(
+            stream, services.response, learning_seconds=settings.detection_learning_seconds,
+            modes=services.response).run))
     if not singletons:
         return BackgroundJobs(jobs)
+    savers = [] if stream is not None else [  # with a stream: the workers' snapshots
+        Job("baseline-saver", baseline_saver(lambda: save_baselines(services)),
+            at_exit=lambda: save_baselines(services))]
     return BackgroundJobs([
         *jobs,
         Job("audit-checkpoints", checkpoint_signer(
             services.checkpoints, settings.audit_checkpoint_records,
             settings.audit_checkpoint_seconds)),
         Job("trust-scores", trust_scores_refresher(services).run),
-        Job("baseline-saver", baseline_saver(lambda: save_baselines(services)),
-            at_exit=lambda: save_baselines(services)),
+        *savers,
         Job("change-pruner", change_pruner(services.changes, services.clock)),
         Job("risk-register", risk_refresher(services).run),
     ], start_data_plane=lambda: broker_plane(services))

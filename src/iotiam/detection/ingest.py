@@ -123,6 +123,11 @@ class EventIngest:
         """The engine (for snapshots and stats)."""
         return self._engine
 
+    def close(self) -> None:
+        """Let go of the event stream, if events are published to one."""
+        if self._publisher is not None:
+            self._publisher.close()
+
     def devices_changed(self, published: Published) -> None:
         """Registered, moved or re-typed devices: look their type and org path up again."""
         change = published.change

@@ -22,10 +22,6 @@ from iotiam.detection.models import Event, Finding
 from iotiam.detection.ports import ModeSource
 from iotiam.errors import InvalidInput
 
-#: how many partitions a stream has unless configured (a worker owns whole partitions,
-#: so this bounds how many workers share the load)
-DEFAULT_PARTITIONS = 16
-MAX_PARTITIONS = 1024
 PARTITION_SNAPSHOT_VERSION = 1
 
 log = logging.getLogger("iotiam.detection")
@@ -42,13 +38,6 @@ def partition_of(event: Event, partitions: int) -> int:
     """The event's partition: a stable hash of its key (the same in every process and
     release: CRC-32, not Python's salted ``hash``)."""
     return zlib.crc32(partition_key(event).encode()) % partitions
-
-
-def check_partitions(partitions: int) -> int:
-    """``partitions`` if it is a usable count, else ``InvalidInput``."""
-    if not 1 <= partitions <= MAX_PARTITIONS:
-        raise InvalidInput(f"the event partitions must be between 1 and {MAX_PARTITIONS}")
-    return partitions
 
 
 class PartitionEngine:

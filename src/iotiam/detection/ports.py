@@ -85,3 +85,7 @@ class EventPublisher(Protocol):
         """Hand events over durably (the call returns once the stream holds them), or
         raise ``StreamUnavailable``."""
         ...
+
+    def close(self) -> None:
+        """Flush and let go of the stream (at shutdown)."""
+        ...

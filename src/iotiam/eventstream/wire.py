@@ -10,9 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from iotiam.detection.models import OPTIONAL_FIELDS, Event
-from iotiam.detection.partitions import DEFAULT_PARTITIONS
 from iotiam.errors import InvalidInput
 
+#: how many partitions the stream has unless configured (a worker owns whole partitions,
+#: so this bounds how many workers share the load)
+DEFAULT_PARTITIONS = 16
+MAX_PARTITIONS = 1024
 #: a message holds at most this many events (a batch of JSON well under NATS's 1 MB)
 EVENTS_PER_MESSAGE = 1000
 
