@@ -18,8 +18,8 @@ from pathlib import Path
 from iotiam.detection.engine import ModeTable
 from iotiam.detection.models import DetectionMode, Event, EventKind, Finding
 from iotiam.eventstream.publisher import NatsEventPublisher
-from iotiam.eventstream.worker import DetectionWorker
 from iotiam.eventstream.wire import EventStreamConfig
+from iotiam.eventstream.worker import DetectionWorker
 
 T0 = 1_780_000_000.0
 DEVICES = 60
