@@ -15,6 +15,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import nats
@@ -31,6 +32,7 @@ from iotiam.eventstream.wire import EventStreamConfig
 from iotiam.testing import free_port
 from iotiam.testing.nats import nats_jetstream
 
+from .conftest import serve_live
 from .stream_processes import (
     DEVICES,
     LEARNING_SECONDS,
@@ -57,12 +59,12 @@ def spawn(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, str(SCRIPT), *args], env=env)
 
 
-async def _read_owners(url: str) -> dict[int, str]:
-    client = await nats.connect(url)
+async def _read_owners(stream: EventStreamConfig) -> dict[int, str]:
+    client = await nats.connect(stream.url)
     try:
-        leases = await client.jetstream().key_value(config(url).leases_bucket)
+        leases = await client.jetstream().key_value(stream.leases_bucket)
         owners = {}
-        for partition in range(PARTITIONS):
+        for partition in range(stream.partitions):
             try:
                 entry = await leases.get(f"p{partition}")
             except KeyNotFoundError:
@@ -91,12 +93,17 @@ async def _read_snapshots(url: str) -> dict[int, PartitionEngine]:
         await client.close()
 
 
-def owners(url: str) -> dict[int, str]:
+def owners_of(stream: EventStreamConfig) -> dict[int, str]:
     """Which worker holds each partition's lease."""
     try:
-        return asyncio.run(_read_owners(url))
+        return asyncio.run(_read_owners(stream))
     except (nats.errors.Error, nats.js.errors.Error):  # the bucket is not there yet
         return {}
+
+
+def owners(url: str) -> dict[int, str]:
+    """``owners_of`` the stream of the worker processes."""
+    return owners_of(config(url))
 
 
 def snapshots(url: str) -> dict[int, PartitionEngine]:
@@ -198,3 +205,34 @@ def test_fail_stream_cut_into_other_partitions_is_refused(nats_url: str) -> None
             await client.close()
 
     asyncio.run(both())
+
+
+def test_serve_ok_api_events_reach_a_worker_then_503_once_the_stream_is_gone(
+        tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        url = stack.enter_context(nats_jetstream())
+        env = {"IOTIAM_EVENTS_URL": url, "IOTIAM_EVENT_PARTITIONS": "4",
+               "IOTIAM_DETECTION_LEARNING_SECONDS": "0"}
+        for server in serve_live("sqlite", tmp_path, env):
+            server.register("st-1", device_type="sensor")
+            now = time.time()
+            burst = [{"kind": "auth_failure", "ts": now + i / 10, "device_id": "st-1",
+                      "source_ip": "198.51.100.9"} for i in range(40)]
+            with server.api() as api:
+                assert api.put("/v1/detection/modes/sensor",
+                               json={"mode": "monitor"}).status_code == 200
+                answer = api.post("/v1/events", json=burst).json()
+                # published, not scored in the API's process: the finding comes later
+                assert (answer["accepted"], answer["findings"]) == (40, 0)
+
+                def found() -> bool:
+                    return bool(api.get("/v1/findings", params={"device": "st-1"}
+                                        ).json()["items"])
+
+                wait_for("the worker's finding", found)
+                assert sorted(owners_of(EventStreamConfig(url, partitions=4))) == [0, 1, 2, 3]
+                stack.close()  # the NATS server goes away
+                refused = api.post("/v1/events", json=burst[:1])
+                assert refused.status_code == 503, refused.text
+                assert refused.headers["content-type"].startswith("application/problem+json")
+                assert "event stream" in refused.json()["detail"]

@@ -7,6 +7,7 @@ a stream cut into another number of partitions is a ``SetupError``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -21,8 +22,10 @@ from nats.js.errors import NotFoundError
 from iotiam.errors import SetupError, StreamUnavailable
 from iotiam.eventstream.wire import EventStreamConfig
 
+log = logging.getLogger("iotiam.eventstream")
 T = TypeVar("T")
 CONNECT_TIMEOUT_SECONDS = 2.0
+FIRST_CONNECT_SECONDS = 3.0
 
 
 class LoopThread:
@@ -44,12 +47,20 @@ class LoopThread:
         self._thread.join(timeout=5)
 
 
+async def _trouble(error: Exception) -> None:
+    # the client's default logs a traceback for every refused connection attempt
+    log.warning("event stream: %s", error or type(error).__name__)
+
+
 async def connect(config: EventStreamConfig, name: str) -> Client:
-    """A client that reconnects by itself once connected."""
+    """A client that reconnects by itself once connected (the first connection is not
+    retried for more than a few seconds: the caller hears the stream is unavailable)."""
     try:
-        return await nats.connect(config.url, name=name, connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                                  allow_reconnect=True, max_reconnect_attempts=-1,
-                                  reconnect_time_wait=0.5)
+        # with endless reconnection the client retries its first connection endlessly too
+        return await asyncio.wait_for(nats.connect(
+            config.url, name=name, connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+            error_cb=_trouble), FIRST_CONNECT_SECONDS)
     except (OSError, TimeoutError, NatsError) as e:
         raise StreamUnavailable(f"cannot reach the event stream at {config.url}: {e}") from e
 

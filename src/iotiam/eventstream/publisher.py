@@ -84,6 +84,11 @@ class NatsEventPublisher:
 
     async def _send(self, messages: list[tuple[str, bytes, str]]) -> None:
         js = await self._stream()
+        if self._client is not None and not self._client.is_connected:
+            # waiting out a reconnection would hold the caller (an API request) for
+            # every attempt's timeout: say so at once, the caller may try again
+            raise StreamUnavailable(f"the event stream at {self.config.url} is not "
+                                    "connected (reconnecting)")
         await asyncio.gather(*(self._send_one(js, *m) for m in messages))
         self.messages += len(messages)
 
@@ -106,8 +111,8 @@ class NatsEventPublisher:
             return
         if client is not None:
             try:
-                loop.run(client.drain(), 5)
-            except (TimeoutError, NatsError, OSError):
-                log.warning("the event stream connection did not drain", exc_info=True)
+                loop.run(client.drain() if client.is_connected else client.close(), 5)
+            except (TimeoutError, NatsError, OSError) as e:
+                log.warning("the event stream connection did not drain: %s", e)
         loop.close()
         self._loop = self._client = self._js = None

@@ -215,17 +215,21 @@ class DetectionWorker:
 
     async def close(self) -> None:
         """Release every partition and disconnect (a graceful stop)."""
-        if self._client is None:
+        client, self._client = self._client, None
+        if client is None:
             return
-        for partition in list(self.owned):
-            try:
+        try:
+            for partition in list(self.owned):
                 await self.release(partition)
-            except (NatsError, TimeoutError) as e:
-                log.warning("%s could not release partition %d: %s", self.name, partition, e)
-        if self._workers is not None:
-            await self._workers.delete(self.name)
-        await self._client.drain()
-        self._client = None
+            if self._workers is not None:
+                await self._workers.delete(self.name)
+        except (IamError, NatsError, TimeoutError, OSError) as e:
+            log.warning("%s stopped without releasing its partitions (%s): their leases "
+                        "expire instead", self.name, e)
+        try:
+            await (client.drain() if client.is_connected else client.close())
+        except (NatsError, TimeoutError, OSError) as e:
+            log.warning("%s: the event stream connection did not drain: %s", self.name, e)
 
     @staticmethod
     def _key(partition: int) -> str:
