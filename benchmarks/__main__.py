@@ -25,6 +25,7 @@ from benchmarks import (
     crypto_floor,
     dataplane,
     detection,
+    detection_stream,
     device_import,
     discovery_import,
     est_enroll,
@@ -42,6 +43,7 @@ from benchmarks.harness import Result, RunConfig, failed, format_number
 BENCHMARKS: tuple[ModuleType, ...] = (crypto_floor, issuance, api_issuance, est_enroll,
                                       crl, ocsp, policy_decisions, policy_hook, dataplane,
                                       broker_policy_change, oauth, simulate, detection,
+                                      detection_stream,
                                       device_import, discovery_import, risk_register)
 TABLE_WIDTH = 200
 _VERDICT_STYLE = {"PASS": "bold green", "MISS": "bold red", "ERROR": "bold magenta",

@@ -13,6 +13,7 @@ Pure: no stream, no clock; the adapter (``iotiam.eventstream``) feeds it positio
 from __future__ import annotations
 
 import logging
+import threading
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -52,6 +53,10 @@ class PartitionEngine:
         self.unsaved = 0
         #: events a detector failed on (logged, not retried: they would fail again)
         self.failed = 0
+        #: released or lost: nothing more is applied (its next owner carries on)
+        self.closed = False
+        # a snapshot must hold the baselines and the position they include together
+        self._lock = threading.Lock()
 
     @classmethod
     def fresh(cls, partition: int, *, learning_seconds: float,
@@ -74,9 +79,19 @@ class PartitionEngine:
 
     def apply(self, sequence: int, events: Sequence[Event]) -> list[Finding] | None:
         """Score a batch read at stream position ``sequence``; None (nothing done) when
-        that position was applied already: a redelivery after a takeover."""
-        if sequence <= self.applied:
-            return None
+        that position was applied already (a redelivery after a takeover) or the
+        partition is closed."""
+        with self._lock:
+            if sequence <= self.applied or self.closed:
+                return None
+            return self._apply(sequence, events)
+
+    def close(self) -> None:
+        """Apply nothing more (waits for a batch being applied)."""
+        with self._lock:
+            self.closed = True
+
+    def _apply(self, sequence: int, events: Sequence[Event]) -> list[Finding]:
         findings: list[Finding] = []
         process = self.engine.process
         for event in events:
@@ -91,6 +106,9 @@ class PartitionEngine:
         return findings
 
     def snapshot(self) -> dict[str, Any]:
-        """JSON-safe state: the baselines and the position they include."""
-        return {"version": PARTITION_SNAPSHOT_VERSION, "partition": self.partition,
-                "applied": self.applied, "engine": self.engine.snapshot()}
+        """JSON-safe state: the baselines and the position they include (from now on
+        ``unsaved`` counts the batches since this one)."""
+        with self._lock:
+            self.unsaved = 0
+            return {"version": PARTITION_SNAPSHOT_VERSION, "partition": self.partition,
+                    "applied": self.applied, "engine": self.engine.snapshot()}

@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import math
+import queue
 import secrets
 import threading
 from dataclasses import dataclass
@@ -33,7 +34,12 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy, KeyValueConfig, ObjectStoreConfig
-from nats.js.errors import KeyWrongLastSequenceError, NoKeysError, ObjectNotFoundError
+from nats.js.errors import (
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+    ObjectNotFoundError,
+)
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
@@ -44,6 +50,9 @@ from iotiam.eventstream.connection import connect, ensure_stream
 from iotiam.eventstream.wire import EventStreamConfig, decode_events
 
 log = logging.getLogger("iotiam.eventstream")
+
+#: messages read ahead of the scoring thread (each up to ``EVENTS_PER_MESSAGE`` events)
+INBOX = 64
 
 
 @dataclass
@@ -68,11 +77,15 @@ class DetectionWorker:
         self._learning = learning_seconds
         self._modes = modes
         self.owned: dict[int, Owned] = {}
+        #: events scored by this worker since it started (redeliveries skipped not counted)
+        self.events_applied = 0
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
         self._leases: KeyValue | None = None
         self._workers: KeyValue | None = None
         self._snapshots: ObjectStore | None = None
+        #: messages handed from the event loop to the scoring thread, in arrival order
+        self._inbox: queue.Queue[tuple[Owned, int, bytes] | None] = queue.Queue(INBOX)
 
     # -- the job --------------------------------------------------------------------------
 
@@ -81,16 +94,24 @@ class DetectionWorker:
         asyncio.run(self.work(stop))
 
     async def work(self, stop: threading.Event) -> None:
-        """The worker's loop on the running event loop."""
-        tick = self.config.lease_seconds / 3
-        while not stop.is_set():
-            try:
-                await self._open()
-                await self.tick()
-            except (IamError, NatsError, TimeoutError, OSError) as e:
-                log.warning("detection worker %s: %s", self.name, e)
-            await asyncio.sleep(tick)
-        await self.close()
+        """The worker's loop on the running event loop; events are scored on a thread of
+        their own, so that a backlog never holds up the renewal of the leases."""
+        scorer = threading.Thread(target=self._score_all, name=f"{self.name}-scoring",
+                                  daemon=True)
+        scorer.start()
+        tick = self.config.lease_seconds / 4
+        try:
+            while not stop.is_set():
+                try:
+                    await self._open()
+                    await self.tick()
+                except (IamError, NatsError, TimeoutError, OSError) as e:
+                    log.warning("detection worker %s: %s", self.name, e)
+                await asyncio.sleep(tick)
+            await self.close()
+        finally:
+            self._inbox.put(None)
+            await asyncio.to_thread(scorer.join)
 
     async def _open(self) -> None:
         if self._client is not None:
@@ -127,18 +148,38 @@ class DetectionWorker:
             return 1
 
     async def _renew(self) -> None:
-        assert self._leases is not None
+        # all at once: one after the other, they could outlast the leases they renew
+        kept = await asyncio.gather(*(self._renew_one(p, o) for p, o in self.owned.items()))
         now = asyncio.get_running_loop().time()
-        for partition, owned in list(self.owned.items()):
-            try:
-                owned.revision = await self._leases.update(
-                    self._key(partition), self.name.encode(), last=owned.revision)
-            except KeyWrongLastSequenceError:
+        for owned in kept:
+            if owned is not None and owned.engine.unsaved \
+                    and now - owned.saved_at >= self.config.snapshot_seconds:
+                await self._save(owned)
+
+    async def _renew_one(self, partition: int, owned: Owned) -> Owned | None:
+        assert self._leases is not None
+        try:
+            owned.revision = await self._leases.update(
+                self._key(partition), self.name.encode(), last=owned.revision)
+        except (KeyWrongLastSequenceError, KeyNotFoundError):
+            if not await self._still_mine(partition, owned):
                 log.warning("%s lost partition %d to another worker", self.name, partition)
                 await self._drop(partition)
-                continue
-            if owned.engine.unsaved and now - owned.saved_at >= self.config.snapshot_seconds:
-                await self._save(owned)
+                return None
+        return owned
+
+    async def _still_mine(self, partition: int, owned: Owned) -> bool:
+        """Whether the lease still names this worker: a renewal whose answer timed out
+        did happen, and left a revision this worker has not seen."""
+        assert self._leases is not None
+        try:
+            entry = await self._leases.get(self._key(partition))
+        except KeyNotFoundError:
+            return False
+        if entry.value != self.name.encode() or entry.revision is None:
+            return False
+        owned.revision = entry.revision
+        return True
 
     async def _claim(self, share: int) -> None:
         assert self._leases is not None
@@ -159,7 +200,12 @@ class DetectionWorker:
         owned = Owned(engine, revision, None, asyncio.get_running_loop().time())
 
         async def score(msg: Msg) -> None:
-            await self._score(owned.engine, msg)
+            item = (owned, msg.metadata.sequence.stream, msg.data)
+            while True:
+                try:
+                    return self._inbox.put_nowait(item)
+                except queue.Full:  # the scoring thread is behind: hold the stream back
+                    await asyncio.sleep(0.005)
 
         owned.subscription = await self._js.subscribe(
             self.config.subject(partition), cb=score, ordered_consumer=True,
@@ -168,17 +214,27 @@ class DetectionWorker:
         self.owned[partition] = owned
         log.info("%s took partition %d from position %d", self.name, partition, engine.applied)
 
-    async def _score(self, engine: PartitionEngine, msg: Msg) -> None:
-        sequence = msg.metadata.sequence.stream
+    def _score_all(self) -> None:
+        """The scoring thread: every message handed over, in order, until None."""
+        while (item := self._inbox.get()) is not None:
+            owned, sequence, body = item
+            try:
+                self._score(owned.engine, sequence, body)
+            except Exception:  # the sink's trouble must not stop the scoring of the rest
+                log.exception("%s: scoring partition %d position %d failed", self.name,
+                              owned.engine.partition, sequence)
+
+    def _score(self, engine: PartitionEngine, sequence: int, body: bytes) -> None:
         try:
-            events = decode_events(msg.data)
+            events = decode_events(body)
         except InvalidInput as e:  # a foreign message on our subject: skip it, once
             log.warning("partition %d position %d: %s", engine.partition, sequence, e.detail)
             events = []
         findings = engine.apply(sequence, events)
+        if findings is not None:
+            self.events_applied += len(events)
         if findings:
-            # the sink may write to a database: off the loop, in order
-            await asyncio.to_thread(self._sink.report, findings)
+            self._sink.report(findings)
 
     async def _load(self, partition: int) -> PartitionEngine:
         assert self._snapshots is not None
@@ -192,7 +248,6 @@ class DetectionWorker:
     async def _save(self, owned: Owned) -> None:
         assert self._snapshots is not None
         state = owned.engine.snapshot()
-        owned.engine.unsaved = 0
         owned.saved_at = asyncio.get_running_loop().time()
         body = await asyncio.to_thread(lambda: json.dumps(state, separators=(",", ":")).encode())
         await self._snapshots.put(self._key(owned.engine.partition), body)
@@ -203,13 +258,17 @@ class DetectionWorker:
         owned = self.owned.pop(partition)
         if owned.subscription is not None:
             await owned.subscription.unsubscribe()
+        owned.engine.close()  # what is still queued for it is its next owner's
         await self._save(owned)
         await self._leases.delete(self._key(partition), last=owned.revision)
         log.info("%s released partition %d at position %d", self.name, partition,
                  owned.engine.applied)
 
     async def _drop(self, partition: int) -> None:
-        owned = self.owned.pop(partition)
+        owned = self.owned.pop(partition, None)
+        if owned is None:
+            return
+        owned.engine.close()
         if owned.subscription is not None:
             await owned.subscription.unsubscribe()
 
