@@ -196,8 +196,8 @@ def run(config: RunConfig) -> list[Result]:
                f"{len(scenario.devices)} devices, {len(scenario.attacks)} attacks"),
         Result(f"{NAME}: worker CPU per event", cpu_us, "µs",
                notes=f"both workers' process CPU time from holding their partitions to "
-                     f"their exit (decoding, scoring, snapshots) over the events they scored: {1e6 / cpu_us:,.0f} events per "
-                     f"worker CPU-second"),
+                     f"their exit (decoding, scoring, snapshots) over the events they "
+                     f"scored: {1e6 / cpu_us:,.0f} events per worker CPU-second"),
         Result(f"{NAME}: event → finding p99 at {OFFERED_RATE:,} events/s", percentile_ms(
             latencies, 99), "ms", Target(LATENCY_TARGET_MS, at_least=False),
             f"{len(latencies)} findings; p50 {percentile_ms(latencies, 50):.0f} ms, max "
