@@ -76,12 +76,12 @@ async def _read_owners(stream: EventStreamConfig) -> dict[int, str]:
         await client.close()
 
 
-async def _read_snapshots(url: str) -> dict[int, PartitionEngine]:
-    client = await nats.connect(url)
+async def _read_snapshots(stream: EventStreamConfig) -> dict[int, PartitionEngine]:
+    client = await nats.connect(stream.url)
     try:
-        store = await client.jetstream().object_store(config(url).snapshots_bucket)
+        store = await client.jetstream().object_store(stream.snapshots_bucket)
         engines = {}
-        for partition in range(PARTITIONS):
+        for partition in range(stream.partitions):
             try:
                 found = await store.get(f"p{partition}")
             except ObjectNotFoundError:
@@ -107,9 +107,14 @@ def owners(url: str) -> dict[int, str]:
 
 
 def snapshots(url: str) -> dict[int, PartitionEngine]:
+    """``snapshots_of`` the stream of the worker processes."""
+    return snapshots_of(config(url))
+
+
+def snapshots_of(stream: EventStreamConfig) -> dict[int, PartitionEngine]:
     """Every partition's saved engine."""
     try:
-        return asyncio.run(_read_snapshots(url))
+        return asyncio.run(_read_snapshots(stream))
     except (nats.errors.Error, nats.js.errors.Error):
         return {}
 
@@ -230,7 +235,21 @@ def test_serve_ok_api_events_reach_a_worker_then_503_once_the_stream_is_gone(
                                         ).json()["items"])
 
                 wait_for("the worker's finding", found)
-                assert sorted(owners_of(EventStreamConfig(url, partitions=4))) == [0, 1, 2, 3]
+                stream = EventStreamConfig(url, partitions=4)
+                assert sorted(owners_of(stream)) == [0, 1, 2, 3]
+                # a false positive reaches the engine that raised it: the burst's peak
+                # becomes the device's allowance in that partition's baselines
+                finding = api.get("/v1/findings", params={"device": "st-1"}).json()["items"][0]
+                assert api.post(f"/v1/findings/{finding['id']}/resolve",
+                                json={"false_positive": True}).status_code == 200
+                home = partition_of(Event(EventKind.CONNECT, 0, device_id="st-1"), 4)
+
+                def allowed(stream: EventStreamConfig = stream, home: int = home) -> bool:
+                    engine = snapshots_of(stream).get(home)
+                    state = engine.engine.snapshot()["detectors"] if engine else {}
+                    return bool(state and state["auth_failure_burst"]["allow"])
+
+                wait_for("the allowance in the partition's snapshot", allowed)
                 stack.close()  # the NATS server goes away
                 refused = api.post("/v1/events", json=burst[:1])
                 assert refused.status_code == 503, refused.text

@@ -40,7 +40,7 @@ from iotiam.discovery.sources.own_traffic import (
     RecentSightings,
     sightings_of_events,
 )
-from iotiam.errors import InvalidInput, contained
+from iotiam.errors import InvalidInput, StreamUnavailable, contained
 from iotiam.kernel import ROOT_PATH
 from iotiam.untrusted import load_json
 
@@ -136,7 +136,15 @@ class EventIngest:
                 self._types.pop(device_id, None)
 
     def false_positive(self, finding: Finding) -> None:
-        """Tell the engine an admin marked a finding a false positive."""
+        """Tell the engine an admin marked a finding a false positive (with a stream: the
+        partition's owner, through the stream)."""
+        if self._publisher is not None:
+            try:
+                self._publisher.forgive(finding)
+            except StreamUnavailable as e:  # the finding is marked; only the lesson is lost
+                log.warning("the false positive %s of %s could not reach its detector: %s",
+                            finding.type, finding.device_id, e.detail)
+            return
         # a finding no detector of the engine raised (attestation, say) has no baseline
         # to widen
         with self._lock, contextlib.suppress(InvalidInput):

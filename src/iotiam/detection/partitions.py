@@ -86,6 +86,20 @@ class PartitionEngine:
                 return None
             return self._apply(sequence, events)
 
+    def forgive(self, sequence: int, finding: Finding) -> bool:
+        """Apply a false positive read at ``sequence`` (False: applied already, closed,
+        or no detector of this engine raised it)."""
+        with self._lock:
+            if sequence <= self.applied or self.closed:
+                return False
+            self.applied = sequence
+            self.unsaved += 1
+            try:
+                self.engine.false_positive(finding)
+            except InvalidInput:
+                return False
+            return True
+
     def close(self) -> None:
         """Apply nothing more (waits for a batch being applied)."""
         with self._lock:

@@ -86,6 +86,11 @@ class EventPublisher(Protocol):
         raise ``StreamUnavailable``."""
         ...
 
+    def forgive(self, finding: Finding) -> None:
+        """Have the engine that raised ``finding`` widen its baseline (a false positive),
+        in order with the events of its device; or raise ``StreamUnavailable``."""
+        ...
+
     def close(self) -> None:
         """Flush and let go of the stream (at shutdown)."""
         ...

@@ -21,11 +21,16 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
-from iotiam.detection.models import Event
+from iotiam.detection.models import Event, EventKind, Finding
 from iotiam.detection.partitions import partition_of
 from iotiam.errors import StreamUnavailable
 from iotiam.eventstream.connection import LoopThread, connect, ensure_stream
-from iotiam.eventstream.wire import EVENTS_PER_MESSAGE, EventStreamConfig, encode_events
+from iotiam.eventstream.wire import (
+    EVENTS_PER_MESSAGE,
+    EventStreamConfig,
+    encode_events,
+    encode_false_positive,
+)
 
 log = logging.getLogger("iotiam.eventstream")
 
@@ -51,7 +56,9 @@ class NatsEventPublisher:
         """Store every event in its partition's subject; returns once all are stored."""
         if not events:
             return
-        messages = self._messages(events)
+        self._run(self._messages(events))
+
+    def _run(self, messages: list[tuple[str, bytes, str]]) -> None:
         with self._lock:
             if self._loop is None:
                 self._loop = LoopThread("event-publisher")
@@ -60,6 +67,18 @@ class NatsEventPublisher:
             loop.run(self._send(messages), PUBLISH_TIMEOUT_SECONDS * PUBLISH_ATTEMPTS + 5)
         except TimeoutError as e:
             raise StreamUnavailable("the event stream did not acknowledge in time") from e
+
+    def forgive(self, finding: Finding) -> None:
+        """Send a false positive to its device's partition (a finding of no device, to
+        every partition: any of them may have raised it)."""
+        body = encode_false_positive(finding)
+        if finding.device_id is not None:
+            partitions = [partition_of(Event(EventKind.CONNECT, 0, device_id=finding.device_id),
+                                       self.config.partitions)]
+        else:
+            partitions = list(range(self.config.partitions))
+        self._run([(self.config.subject(p), body, f"{self._producer}-{next(self._numbers)}")
+                   for p in partitions])
 
     def _messages(self, events: Sequence[Event]) -> list[tuple[str, bytes, str]]:
         by_partition: dict[int, list[Event]] = {}

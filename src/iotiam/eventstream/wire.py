@@ -9,7 +9,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from iotiam.detection.models import OPTIONAL_FIELDS, Event, EventKind
+from iotiam.detection.models import (
+    OPTIONAL_FIELDS,
+    Event,
+    EventKind,
+    Finding,
+    FindingType,
+    Severity,
+)
 from iotiam.errors import InvalidInput
 
 #: how many partitions the stream has unless configured (a worker owns whole partitions,
@@ -81,6 +88,28 @@ def encode_events(events: Sequence[Event]) -> bytes:
         rows.append([event.kind.value, event.at, event.device_id,
                      *(getattr(event, name) for name in OPTIONAL_FIELDS)])
     return json.dumps(rows, separators=(",", ":")).encode()
+
+
+def encode_false_positive(finding: Finding) -> bytes:
+    """A message telling a partition's engine that ``finding`` was a false positive."""
+    return json.dumps({"false_positive": {
+        "type": finding.type.value, "severity": int(finding.severity), "at": finding.at,
+        "device_id": finding.device_id, "summary": finding.summary,
+        "detector": finding.detector, "evidence": dict(finding.evidence),
+        "device_type": finding.device_type}}, separators=(",", ":")).encode()
+
+
+def decode_message(body: bytes) -> list[Event] | Finding:
+    """A message's events, or the false positive it carries."""
+    if not body.startswith(b"{"):
+        return decode_events(body)
+    try:
+        data = json.loads(body)["false_positive"]
+        return Finding(FindingType(data["type"]), Severity(data["severity"]),
+                       float(data["at"]), data["device_id"], str(data["summary"]),
+                       str(data["detector"]), dict(data["evidence"]), data["device_type"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise InvalidInput(f"not a false positive message: {e!r}") from e
 
 
 def decode_events(body: bytes) -> list[Event]:

@@ -43,11 +43,12 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
+from iotiam.detection.models import Finding
 from iotiam.detection.partitions import PartitionEngine
 from iotiam.detection.ports import FindingSink, ModeSource
 from iotiam.errors import IamError, InvalidInput
 from iotiam.eventstream.connection import connect, ensure_stream
-from iotiam.eventstream.wire import EventStreamConfig, decode_events
+from iotiam.eventstream.wire import EventStreamConfig, decode_message
 
 log = logging.getLogger("iotiam.eventstream")
 
@@ -226,10 +227,14 @@ class DetectionWorker:
 
     def _score(self, engine: PartitionEngine, sequence: int, body: bytes) -> None:
         try:
-            events = decode_events(body)
+            message = decode_message(body)
         except InvalidInput as e:  # a foreign message on our subject: skip it, once
             log.warning("partition %d position %d: %s", engine.partition, sequence, e.detail)
-            events = []
+            message = []
+        if isinstance(message, Finding):
+            engine.forgive(sequence, message)
+            return
+        events = message
         findings = engine.apply(sequence, events)
         if findings is not None:
             self.events_applied += len(events)

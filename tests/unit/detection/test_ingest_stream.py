@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from iotiam.detection.ingest import EventIngest
-from iotiam.detection.models import Event, EventKind, Finding
+from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
 from iotiam.errors import StreamUnavailable
 from iotiam.testing.fakes.event_stream import RecordingEventPublisher
 
@@ -62,3 +62,16 @@ def test_close_ok_lets_go_of_the_stream() -> None:
     publisher = RecordingEventPublisher()
     EventIngest(Engine(), Findings(), Devices(), publisher=publisher).close()
     assert publisher.closed
+
+
+def test_false_positive_ok_sent_through_the_stream_not_to_the_local_engine() -> None:
+    publisher = RecordingEventPublisher()
+    finding = Finding(FindingType.RATE_CHANGE, Severity.HIGH, AT, "dev-1", "s", "rate_change")
+    EventIngest(Engine(), Findings(), Devices(), publisher=publisher).false_positive(finding)
+    assert publisher.forgiven == [finding]
+
+
+def test_false_positive_ok_stream_down_is_logged_not_raised() -> None:
+    finding = Finding(FindingType.RATE_CHANGE, Severity.HIGH, AT, "dev-1", "s", "rate_change")
+    EventIngest(Engine(), Findings(), Devices(),
+                publisher=RecordingEventPublisher(down=True)).false_positive(finding)

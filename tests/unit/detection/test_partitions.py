@@ -96,3 +96,19 @@ def test_snapshot_ok_restored_engine_carries_on_from_the_same_position() -> None
 def test_restore_fail_damaged_snapshot(state: dict[str, object]) -> None:
     with pytest.raises(InvalidInput):
         PartitionEngine.restore(state, modes=None)
+
+
+def test_forgive_ok_in_order_once_and_widens_the_baseline() -> None:
+    engine = fresh()
+    for n in range(1, 40):
+        engine.apply(n, [publish("dev-1", AT + 10 * n)])
+    flood = [publish("dev-1", AT + 400 + k * 0.05) for k in range(60)]
+    (finding, *_) = fresh_copy(engine).apply(40, flood) or []
+    assert engine.forgive(40, finding)
+    assert not engine.forgive(40, finding)  # redelivered: applied once
+    assert engine.applied == 40
+    assert engine.apply(41, flood) == []  # that flood is tolerated now
+
+
+def fresh_copy(engine: PartitionEngine) -> PartitionEngine:
+    return PartitionEngine.restore(engine.snapshot(), modes=ModeTable(DetectionMode.MONITOR))

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from iotiam.detection.models import Event, EventKind
+from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
 from iotiam.errors import InvalidInput
-from iotiam.eventstream.wire import EventStreamConfig, decode_events, encode_events
+from iotiam.eventstream.wire import (
+    EventStreamConfig,
+    decode_events,
+    decode_message,
+    encode_events,
+    encode_false_positive,
+)
 
 AT = 1_800_000_000.123456
 
@@ -35,3 +41,17 @@ def test_config_ok_subjects_and_buckets_named_after_the_stream() -> None:
     assert {config.leases_bucket, config.workers_bucket, config.snapshots_bucket} == {
         "EV_leases", "EV_workers", "EV_baselines"}
     assert "partitions=4" in config.description
+
+
+def test_wire_ok_false_positive_round_trip() -> None:
+    finding = Finding(FindingType.RATE_CHANGE, Severity.HIGH, AT, "dev-1", "rate up",
+                      "rate_change", {"factor": 12.5, "metric": "aws:num-messages-sent"},
+                      "sensor")
+    assert decode_message(encode_false_positive(finding)) == finding
+    events = [Event(EventKind.CONNECT, AT, device_id="d")]
+    assert decode_message(encode_events(events)) == events
+
+
+def test_wire_fail_damaged_false_positive() -> None:
+    with pytest.raises(InvalidInput):
+        decode_message(b'{"false_positive": {"type": "nope"}}')

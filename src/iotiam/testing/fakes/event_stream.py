@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from iotiam.detection.models import Event
+from iotiam.detection.models import Event, Finding
 from iotiam.errors import StreamUnavailable
 
 
@@ -13,6 +13,7 @@ class RecordingEventPublisher:
 
     def __init__(self, *, down: bool = False) -> None:
         self.batches: list[list[Event]] = []
+        self.forgiven: list[Finding] = []
         self.down = down
         self.closed = False
 
@@ -21,6 +22,12 @@ class RecordingEventPublisher:
         if self.down:
             raise StreamUnavailable("the event stream is down (a test's fake)")
         self.batches.append(list(events))
+
+    def forgive(self, finding: Finding) -> None:
+        """Keep the false positive, or refuse it."""
+        if self.down:
+            raise StreamUnavailable("the event stream is down (a test's fake)")
+        self.forgiven.append(finding)
 
     def close(self) -> None:
         """Remember it was closed."""
