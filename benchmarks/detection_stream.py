@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.detection import percentile_ms
 from benchmarks.harness import Result, RunConfig, Target
 from iotiam.detection.engine import ModeTable
 from iotiam.detection.models import DetectionMode, Event, Finding
@@ -167,14 +168,6 @@ def phase(events: list[Event], learning: float, rate: float | None, workdir: Pat
             if index >= 0:
                 latencies.append(found - sent[index][1])
     return (len(events) - 1) / (end - started), latencies, final
-
-
-def percentile_ms(samples: list[float], q: float) -> float:
-    """Nearest-rank percentile of seconds, in milliseconds."""
-    if not samples:
-        return float("nan")
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))] * 1000
 
 
 def run(config: RunConfig) -> list[Result]:
