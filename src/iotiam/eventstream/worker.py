@@ -16,6 +16,10 @@ snapshot's position is skipped (``PartitionEngine.apply``), so every event is co
 once however often it is delivered. Snapshots are written right after a successful
 renewal (so a worker that lost its lease does not overwrite its successor's), every
 ``snapshot_seconds`` while events arrive and when a partition is released.
+
+The NATS client lives on the worker's event loop; events are decoded and scored on a
+thread of its own, fed through a bounded queue: scored on the loop, a backlog held the
+renewals back until the leases expired under a busy worker.
 """
 
 from __future__ import annotations
@@ -118,15 +122,20 @@ class DetectionWorker:
         if self._client is not None:
             return
         client = await connect(self.config, f"iotiam-{self.name}")
-        js = client.jetstream()
-        await ensure_stream(js, self.config)
-        ttl = self.config.lease_seconds
-        self._leases = await js.create_key_value(KeyValueConfig(self.config.leases_bucket,
-                                                                ttl=ttl))
-        self._workers = await js.create_key_value(KeyValueConfig(self.config.workers_bucket,
-                                                                 ttl=ttl))
-        self._snapshots = await js.create_object_store(
-            self.config.snapshots_bucket, ObjectStoreConfig(bucket=self.config.snapshots_bucket))
+        try:
+            js = client.jetstream()
+            await ensure_stream(js, self.config)
+            ttl = self.config.lease_seconds
+            self._leases = await js.create_key_value(
+                KeyValueConfig(self.config.leases_bucket, ttl=ttl))
+            self._workers = await js.create_key_value(
+                KeyValueConfig(self.config.workers_bucket, ttl=ttl))
+            self._snapshots = await js.create_object_store(
+                self.config.snapshots_bucket,
+                ObjectStoreConfig(bucket=self.config.snapshots_bucket))
+        except BaseException:
+            await client.close()  # the next tick connects again from scratch
+            raise
         self._client, self._js = client, js
 
     async def tick(self) -> None:
