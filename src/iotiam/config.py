@@ -252,13 +252,14 @@ def load_settings(data_dir: Path) -> Settings:
         data_key_file=read.path("IOTIAM_DATA_KEY_FILE"),
         alert_webhook_key_file=read.path("IOTIAM_ALERT_WEBHOOK_KEY_FILE"),
         workers=read.count("IOTIAM_WORKERS", None, 1, "processes", high=64),
-        events_url=_events_url(read.text("IOTIAM_EVENTS_URL", "events_url")),
+        events_url=check_events_url(read.text("IOTIAM_EVENTS_URL", "events_url")),
         event_partitions=read.count("IOTIAM_EVENT_PARTITIONS", "event_partitions",
                                     DEFAULT_PARTITIONS, "partitions", high=MAX_PARTITIONS),
     )
 
 
-def _events_url(value: str | None) -> str | None:
+def check_events_url(value: str | None) -> str | None:
+    """``value`` if it is a NATS URL (or None), else a ``SetupError``."""
     if value is not None and not value.startswith(("nats://", "tls://")):
         raise SetupError(f"IOTIAM_EVENTS_URL must be a nats:// or tls:// URL, not {value!r}")
     return value

@@ -11,7 +11,7 @@ import typer
 
 from iotiam.cli.entry import UsageError
 from iotiam.cli.main import Context, console
-from iotiam.config import BROKER_MODES, load_settings
+from iotiam.config import BROKER_MODES, check_events_url, load_settings
 from iotiam.pki.models import KeyAlgorithm
 
 
@@ -53,6 +53,9 @@ def init(
         help="Data plane: managed (run Mosquitto when installed), external, or off.")] = None,
     no_broker: Annotated[bool, typer.Option(
         "--no-broker", help="Same as --broker off.")] = False,
+    events_url: Annotated[str | None, typer.Option(
+        help="NATS JetStream for detection events (nats://HOST:4222; default: none, "
+             "scored in process).")] = None,
 ) -> None:
     """Create the data directory, database, CAs, TLS certificate and a local admin profile."""
     from iotiam.installation import initialize
@@ -62,7 +65,7 @@ def init(
                                 public_url=public_url, name=name, broker_port=broker_port,
                                 broker_psk_port=broker_psk_port,
                                 broker_admin_port=broker_admin_port, broker=broker,
-                                no_broker=no_broker)
+                                no_broker=no_broker, events_url=events_url)
     # the settings check the ports together (all distinct) as they are made
     settings = load_settings(obj.data_dir).with_overrides(**changes)
     result = initialize(settings, key_algorithm=key_algorithm, organization=organization)
@@ -81,7 +84,7 @@ def _recorded_choices(*, port: int | None, http_port: int | None, host: str | No
                       public_url: str | None, name: list[str] | None,
                       broker_port: int | None, broker_psk_port: int | None,
                       broker_admin_port: int | None, broker: str | None,
-                      no_broker: bool) -> dict[str, Any]:
+                      no_broker: bool, events_url: str | None) -> dict[str, Any]:
     """The settings ``init``'s options change (it records them in ``config.json``)."""
     changes: dict[str, Any] = {}
     for option, value in (("port", port), ("http_port", http_port),
@@ -102,6 +105,8 @@ def _recorded_choices(*, port: int | None, http_port: int | None, host: str | No
         if mode not in BROKER_MODES:
             raise UsageError(f"--broker must be one of {', '.join(BROKER_MODES)}")
         changes["broker_mode"] = mode
+    if events_url:
+        changes["events_url"] = check_events_url(events_url)
     return changes
 
 
