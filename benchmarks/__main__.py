@@ -27,6 +27,7 @@ from benchmarks import (
     crypto_floor,
     dataplane,
     detection,
+    detection_stream,
     device_import,
     discovery_import,
     est_enroll,
@@ -44,8 +45,8 @@ from benchmarks.harness import Result, RunConfig, failed, format_number
 BENCHMARKS: tuple[ModuleType, ...] = (crypto_floor, issuance, api_issuance, est_enroll,
                                       crl, ocsp, policy_decisions, policy_hook, dataplane,
                                       broker_policy_change, broker_auth, oauth, simulate,
-                                      detection, device_import, discovery_import,
-                                      risk_register, console_pages)
+                                      detection, detection_stream, device_import,
+                                      discovery_import, risk_register, console_pages)
 TABLE_WIDTH = 200
 _VERDICT_STYLE = {"PASS": "bold green", "MISS": "bold red", "ERROR": "bold magenta",
                   "info": "dim"}

@@ -38,7 +38,7 @@ from iotiam.credentials.sealing import SecretSealer
 from iotiam.credentials.service import Psks
 from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.ingest import EventIngest
-from iotiam.detection.ports import ModeSource
+from iotiam.detection.ports import EventPublisher, ModeSource
 from iotiam.discovery.adoption import Adoption
 from iotiam.discovery.ports import SightingSink
 from iotiam.discovery.service import Discovery
@@ -49,6 +49,7 @@ from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
 from iotiam.enrollment.service import Enrollment
 from iotiam.enrollment.transfer import OwnershipTransfer
 from iotiam.errors import IamError, InvalidInput, SetupError
+from iotiam.eventstream.publisher import NatsEventPublisher
 from iotiam.fast.batching import LoopCombiner, ThreadCombiner
 from iotiam.fast.leaf_encoding import DirectLeafSigner
 from iotiam.fast.signature_helper import HelperProofChecks
@@ -153,8 +154,9 @@ class Services:
     readiness: Readiness = field(default_factory=Readiness)
 
     def close(self) -> None:
-        """Deliver queued alerts, release database connections."""
+        """Deliver queued alerts, flush published events, release database connections."""
         self.alerts.close()
+        self.ingest.close()
         self.database.dispose()
 
 
@@ -378,7 +380,8 @@ def detection_and_response(
     sightings: SightingSink,
 ) -> tuple[IncidentResponse[SqlUnitOfWork], TrustScores, Attestation, EventIngest]:
     """Incident response, the trust scores it keeps, attestation reporting findings to
-    it, and the event pipeline whose engine reads its per-type modes."""
+    it, and the event pipeline whose engine reads its per-type modes (or which hands its
+    events to the event stream, when one is configured, whose workers score them)."""
     trust = TrustScores(database, clock, NoFirmwareData())
     response = IncidentResponse(database, clock, audit, devices, every_credential, alerts,
                                 trust)
@@ -386,9 +389,17 @@ def detection_and_response(
         pki.cas.issuing_id, pki.cas.issuing.certificate.subject), finding_sink=response)
     trust.use_firmware_source(attestation)
     ingest = EventIngest(detection_engine(settings, response), response,
-                         SqlDeviceLookup(database.engine), sightings=sightings)
+                         SqlDeviceLookup(database.engine), sightings=sightings,
+                         publisher=event_publisher(settings))
     response.on_false_positive(ingest.false_positive)
     return response, trust, attestation, ingest
+
+
+def event_publisher(settings: Settings) -> EventPublisher | None:
+    """Where ingestion publishes events: the configured stream, else nowhere (scored in
+    process)."""
+    stream = settings.event_stream
+    return NatsEventPublisher(stream) if stream is not None else None
 
 
 def alert_channels(settings: Settings) -> list[AlertChannel]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from iotiam.errors import SetupError
+from iotiam.eventstream.wire import DEFAULT_PARTITIONS, MAX_PARTITIONS, EventStreamConfig
 from iotiam.pki.models import PkiConfig
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "iotiam"
@@ -96,6 +97,11 @@ class Settings:
     alert_webhook_key_file: Path | None = None
     #: serving processes of ``iotiam serve`` (IOTIAM_WORKERS; ``--workers`` wins)
     workers: int = 1
+    #: detection events through NATS JetStream (IOTIAM_EVENTS_URL, ``nats://host:4222``);
+    #: unset: scored in process, the embedded default
+    events_url: str | None = None
+    #: the stream's partitions by device (IOTIAM_EVENT_PARTITIONS; the same everywhere)
+    event_partitions: int = DEFAULT_PARTITIONS
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -137,6 +143,13 @@ class Settings:
     def tls_dir(self) -> Path:
         """Directory holding the server TLS certificate and key."""
         return self.data_dir / "tls"
+
+    @property
+    def event_stream(self) -> EventStreamConfig | None:
+        """The event stream, when one is configured."""
+        if self.events_url is None:
+            return None
+        return EventStreamConfig(self.events_url, partitions=self.event_partitions)
 
     @property
     def baselines_file(self) -> Path:
@@ -244,7 +257,17 @@ def load_settings(data_dir: Path) -> Settings:
         data_key_file=read.path("IOTIAM_DATA_KEY_FILE"),
         alert_webhook_key_file=read.path("IOTIAM_ALERT_WEBHOOK_KEY_FILE"),
         workers=read.count("IOTIAM_WORKERS", None, 1, "processes", high=64),
+        events_url=check_events_url(read.text("IOTIAM_EVENTS_URL", "events_url")),
+        event_partitions=read.count("IOTIAM_EVENT_PARTITIONS", "event_partitions",
+                                    DEFAULT_PARTITIONS, "partitions", high=MAX_PARTITIONS),
     )
+
+
+def check_events_url(value: str | None) -> str | None:
+    """``value`` if it is a NATS URL (or None), else a ``SetupError``."""
+    if value is not None and not value.startswith(("nats://", "tls://")):
+        raise SetupError(f"IOTIAM_EVENTS_URL must be a nats:// or tls:// URL, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -364,6 +387,8 @@ def save_settings(settings: Settings) -> None:
         "alert_webhook_url": settings.alert_webhook_url,
         "alert_syslog": settings.alert_syslog,
         "detection_learning_seconds": settings.detection_learning_seconds,
+        "events_url": settings.events_url,
+        "event_partitions": settings.event_partitions,
         "crl_validity_seconds": _secs(settings.crl_validity),
         "ocsp_validity_seconds": _secs(settings.ocsp_validity),
     }

@@ -123,3 +123,10 @@ class SetupError(IamError):
 
     kind = "setup"
     title = "Setup error"
+
+
+class StreamUnavailable(IamError):
+    """The event stream (NATS JetStream) cannot take events now: try again later."""
+
+    kind = "stream-unavailable"
+    title = "Event stream unavailable"

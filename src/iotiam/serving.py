@@ -34,6 +34,7 @@ from iotiam.changes import (
     TrustChanged,
 )
 from iotiam.election import FixedLeadership, Leadership
+from iotiam.eventstream.worker import DetectionWorker
 from iotiam.readiness import Draining, Status
 from iotiam.response.scoring import TrustRefresher
 from iotiam.storage.baseline_file import BaselineFile
@@ -103,14 +104,20 @@ def background_jobs(services: Services, *, first_process: bool) -> BackgroundJob
     ]
     jobs = [Job("change-feed", services.changes.run),
             Job("discovery-observer", services.discovery.run_observer), *singletons]
+    stream = settings.event_stream
+    if stream is not None:
+        # every process takes its share of the stream's partitions (docs/event-stream.md)
+        jobs.append(Job("detection-worker", DetectionWorker(
+            stream, services.response, learning_seconds=settings.detection_learning_seconds,
+            modes=services.response).run))
     leadership = singleton_leadership(services, first_process=first_process)
     if not first_process:
         return BackgroundJobs(jobs, leadership=leadership)
-    return BackgroundJobs([
-        *jobs,
+    savers = [] if stream is not None else [  # with a stream: the workers' snapshots
         Job("baseline-saver", baseline_saver(lambda: save_baselines(services)),
-            at_exit=lambda: save_baselines(services)),
-    ], start_data_plane=lambda: broker_plane(services), leadership=leadership)
+            at_exit=lambda: save_baselines(services))]
+    return BackgroundJobs([*jobs, *savers], start_data_plane=lambda: broker_plane(services),
+                          leadership=leadership)
 
 
 def singleton_leadership(services: Services, *, first_process: bool) -> Leadership:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 from conftest import Installation
 from iotiam.background import BackgroundJobs, Job
@@ -55,3 +56,14 @@ def test_jobs_ok_stop_ends_every_loop_then_runs_at_exit() -> None:
     jobs.stop_data_plane()
     jobs.stop_data_plane()  # once only
     assert stopped_plane == [True]
+
+
+def test_jobs_ok_with_an_event_stream_every_process_runs_a_detection_worker(
+        installation: Installation) -> None:
+    services = replace(installation.services, settings=replace(
+        installation.services.settings, events_url="nats://127.0.0.1:4222"))
+    other = background_jobs(services, first_process=False)
+    assert [j.name for j in other.jobs][-1] == "detection-worker"
+    first = [j.name for j in background_jobs(services, first_process=True).jobs]
+    # the baselines are the workers' snapshots in the stream, not a file
+    assert "detection-worker" in first and "baseline-saver" not in first

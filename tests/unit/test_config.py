@@ -187,3 +187,18 @@ def test_firmware_key_passphrase_ok(monkeypatch: pytest.MonkeyPatch) -> None:
     assert firmware_key_passphrase() is None
     monkeypatch.setenv("IOTIAM_FIRMWARE_KEY_PASSPHRASE", "open sesame")
     assert firmware_key_passphrase() == "open sesame"
+
+
+def test_event_stream_ok_none_by_default_recorded_then_overridden(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(tmp_path).event_stream is None  # the embedded, in-process path
+    save_settings(Settings(data_dir=tmp_path, events_url="nats://10.0.0.5:4222",
+                           event_partitions=32))
+    stream = load_settings(tmp_path).event_stream
+    assert stream is not None and (stream.url, stream.partitions) == (
+        "nats://10.0.0.5:4222", 32)
+    monkeypatch.setenv("IOTIAM_EVENTS_URL", "tls://nats.example:4222")
+    monkeypatch.setenv("IOTIAM_EVENT_PARTITIONS", "8")
+    stream = load_settings(tmp_path).event_stream
+    assert stream is not None and (stream.url, stream.partitions) == (
+        "tls://nats.example:4222", 8)

@@ -23,6 +23,7 @@ from iotiam.errors import (
     NotFound,
     PayloadTooLarge,
     SetupError,
+    StreamUnavailable,
     TooManyRequests,
     Unauthenticated,
     UnsupportedMediaType,
@@ -47,6 +48,7 @@ STATUS_BY_ERROR: tuple[tuple[type[IamError], int], ...] = (
     (TooManyRequests, 429),
     (SetupError, 500),
     (InternalError, 500),
+    (StreamUnavailable, 503),
 )
 
 

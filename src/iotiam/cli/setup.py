@@ -11,7 +11,7 @@ import typer
 
 from iotiam.cli.entry import UsageError
 from iotiam.cli.main import Context, console
-from iotiam.config import BROKER_AUTHS, BROKER_MODES, load_settings
+from iotiam.config import BROKER_AUTHS, BROKER_MODES, check_events_url, load_settings
 from iotiam.pki.models import KeyAlgorithm
 
 
@@ -57,6 +57,9 @@ def init(
         help="How the managed broker authorizes devices: dynsec (its dynamic-security "
              "plugin holds the fleet's ACLs; default) or plugin (it asks iotiam; for "
              "large fleets, docs/broker-plugin.md).")] = None,
+    events_url: Annotated[str | None, typer.Option(
+        help="NATS JetStream for detection events (nats://HOST:4222; default: none, "
+             "scored in process).")] = None,
 ) -> None:
     """Create the data directory, database, CAs, TLS certificate and a local admin profile."""
     from iotiam.installation import initialize
@@ -66,7 +69,8 @@ def init(
                                 public_url=public_url, name=name, broker_port=broker_port,
                                 broker_psk_port=broker_psk_port,
                                 broker_admin_port=broker_admin_port, broker=broker,
-                                no_broker=no_broker, broker_auth=broker_auth)
+                                no_broker=no_broker, broker_auth=broker_auth,
+                                events_url=events_url)
     # the settings check the ports together (all distinct) as they are made
     settings = load_settings(obj.data_dir).with_overrides(**changes)
     result = initialize(settings, key_algorithm=key_algorithm, organization=organization)
@@ -85,7 +89,8 @@ def _recorded_choices(*, port: int | None, http_port: int | None, host: str | No
                       public_url: str | None, name: list[str] | None,
                       broker_port: int | None, broker_psk_port: int | None,
                       broker_admin_port: int | None, broker: str | None,
-                      no_broker: bool, broker_auth: str | None = None) -> dict[str, Any]:
+                      no_broker: bool, broker_auth: str | None = None,
+                      events_url: str | None = None) -> dict[str, Any]:
     """The settings ``init``'s options change (it records them in ``config.json``)."""
     changes: dict[str, Any] = {}
     for option, value in (("port", port), ("http_port", http_port),
@@ -110,6 +115,8 @@ def _recorded_choices(*, port: int | None, http_port: int | None, host: str | No
         if broker_auth not in BROKER_AUTHS:
             raise UsageError(f"--broker-auth must be one of {', '.join(BROKER_AUTHS)}")
         changes["broker_auth"] = broker_auth
+    if events_url:
+        changes["events_url"] = check_events_url(events_url)
     return changes
 
 

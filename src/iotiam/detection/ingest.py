@@ -6,6 +6,12 @@ plain dicts), so ingestion serialises on one lock; a batch is scored as a whole 
 findings are reported once, after the lock is released, so a slow database never stalls
 the scoring of the next batch for longer than one write.
 
+With an ``EventPublisher`` (an event stream is configured) ingestion still parses,
+attributes and checks tenancy here, but scores nothing: the admitted events, their device
+type filled in, are published, and the stream's detection workers score them and report
+their findings (``detection/partitions.py``, ``docs/event-stream.md``). The report then
+counts no findings: they are raised moments later, elsewhere.
+
 What the events show of identities iotiam does not manage (refused connections, a
 connection as an identity the inventory does not know, flows to peers on the site's
 network) goes on to discovery as sightings (``discovery.sources.own_traffic``), for
@@ -25,7 +31,7 @@ from typing import Any, Protocol
 
 from iotiam.changes import DeviceChanged, Published
 from iotiam.detection.models import Event, Finding
-from iotiam.detection.ports import FindingSink
+from iotiam.detection.ports import EventPublisher, FindingSink
 from iotiam.discovery.ports import SightingSink
 from iotiam.discovery.sources.own_traffic import (
     BROKER,
@@ -34,7 +40,7 @@ from iotiam.discovery.sources.own_traffic import (
     RecentSightings,
     sightings_of_events,
 )
-from iotiam.errors import InvalidInput, contained
+from iotiam.errors import InvalidInput, StreamUnavailable, contained
 from iotiam.kernel import ROOT_PATH
 from iotiam.untrusted import load_json
 
@@ -98,8 +104,10 @@ class EventIngest:
 
     def __init__(self, engine: ScoringEngine, sink: FindingSink, devices: DeviceLookup,
                  *, clock: Callable[[], float] = time.time,
-                 sightings: SightingSink = NO_SIGHTINGS) -> None:
+                 sightings: SightingSink = NO_SIGHTINGS,
+                 publisher: EventPublisher | None = None) -> None:
         self._engine = engine
+        self._publisher = publisher
         self._sink = sink
         self._devices = devices
         self._clock = clock
@@ -115,6 +123,11 @@ class EventIngest:
         """The engine (for snapshots and stats)."""
         return self._engine
 
+    def close(self) -> None:
+        """Let go of the event stream, if events are published to one."""
+        if self._publisher is not None:
+            self._publisher.close()
+
     def devices_changed(self, published: Published) -> None:
         """Registered, moved or re-typed devices: look their type and org path up again."""
         change = published.change
@@ -123,7 +136,15 @@ class EventIngest:
                 self._types.pop(device_id, None)
 
     def false_positive(self, finding: Finding) -> None:
-        """Tell the engine an admin marked a finding a false positive."""
+        """Tell the engine an admin marked a finding a false positive (with a stream: the
+        partition's owner, through the stream)."""
+        if self._publisher is not None:
+            try:
+                self._publisher.forgive(finding)
+            except StreamUnavailable as e:  # the finding is marked; only the lesson is lost
+                log.warning("the false positive %s of %s could not reach its detector: %s",
+                            finding.type, finding.device_id, e.detail)
+            return
         # a finding no detector of the engine raised (attestation, say) has no baseline
         # to widen
         with self._lock, contextlib.suppress(InvalidInput):
@@ -161,6 +182,7 @@ class EventIngest:
         """
         report = report or IngestReport()
         findings: list[Finding] = []
+        admitted: list[Event] = []
         with self._lock:
             known = self._attribute(events)
             for index, event in enumerate(events):
@@ -173,14 +195,24 @@ class EventIngest:
                         continue
                 if type_name is not None and event.device_type != type_name:
                     event = replace(event, device_type=type_name)
+                if self._publisher is not None:
+                    admitted.append(event)
+                    continue
                 try:
                     findings.extend(self._engine.process(event))
                 except Exception as e:  # a detector's bug on one event fails it alone (G12)
                     report.reject(number, contained(e, "an event").detail)
                     continue
                 report.accepted += 1
-            self.events_seen += report.accepted
+            if not admitted:
+                self.events_seen += report.accepted
             self.events_rejected += report.rejected
+        if admitted and self._publisher is not None:
+            # the stream's workers score them; their findings reach the sink from there
+            self._publisher.publish(admitted)
+            report.accepted += len(admitted)
+            with self._lock:
+                self.events_seen += len(admitted)
         if self._sightings is not NO_SIGHTINGS and (org_path is None or org_path == ROOT_PATH):
             self._sighted(events, known, via)
         if findings:

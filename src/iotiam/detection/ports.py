@@ -74,3 +74,23 @@ class PersistentDetector(Detector, Protocol):
     def restore(self, state: Mapping[str, Any]) -> None:
         """Replace the learned state with one ``snapshot`` returned."""
         ...
+
+
+class EventPublisher(Protocol):
+    """Where admitted events go to be scored elsewhere: a stream partitioned by device
+    (``iotiam.eventstream``) whose detection workers score them. Without one, ingestion
+    scores in process (the embedded default)."""
+
+    def publish(self, events: Sequence[Event]) -> None:
+        """Hand events over durably (the call returns once the stream holds them), or
+        raise ``StreamUnavailable``."""
+        ...
+
+    def forgive(self, finding: Finding) -> None:
+        """Have the engine that raised ``finding`` widen its baseline (a false positive),
+        in order with the events of its device; or raise ``StreamUnavailable``."""
+        ...
+
+    def close(self) -> None:
+        """Flush and let go of the stream (at shutdown)."""
+        ...

@@ -26,6 +26,15 @@ CASES = {
     "fail/serve-broker-psk-port-env": (["serve"], {"IOTIAM_BROKER_PSK_PORT": "0"},
                                        "IOTIAM_BROKER_PSK_PORT must be a port between 1 and "
                                        "65535"),
+    "fail/init-events-url": (["init", "--events-url", "http://127.0.0.1:4222"], {},
+                             "IOTIAM_EVENTS_URL must be a nats:// or tls:// URL, not "
+                             "'http://127.0.0.1:4222'"),
+    "fail/serve-events-url-env": (["serve"], {"IOTIAM_EVENTS_URL": "127.0.0.1:4222"},
+                                  "IOTIAM_EVENTS_URL must be a nats:// or tls:// URL, not "
+                                  "'127.0.0.1:4222'"),
+    "fail/serve-event-partitions-env": (["serve"], {"IOTIAM_EVENT_PARTITIONS": "0"},
+                                        "IOTIAM_EVENT_PARTITIONS must be a number of "
+                                        "partitions between 1 and 1024"),
     "fail/serve-workers-env": (["serve"], {"IOTIAM_WORKERS": "0"},
                                "IOTIAM_WORKERS must be a number of processes between 1 and 64"),
 }

@@ -1,0 +1,143 @@
+"""The stream's names, its configuration and how a batch of events is written on it.
+
+No NATS client here: ``config.py`` builds an ``EventStreamConfig`` without importing one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from iotiam.detection.models import (
+    OPTIONAL_FIELDS,
+    Event,
+    EventKind,
+    Finding,
+    FindingType,
+    Severity,
+)
+from iotiam.errors import InvalidInput
+
+#: how many partitions the stream has unless configured (a worker owns whole partitions,
+#: so this bounds how many workers share the load)
+DEFAULT_PARTITIONS = 16
+MAX_PARTITIONS = 1024
+#: a message holds at most this many events (a batch of JSON well under NATS's 1 MB)
+EVENTS_PER_MESSAGE = 1000
+
+
+@dataclass(frozen=True)
+class EventStreamConfig:
+    """Where the event stream is and how it is cut (the same in every process)."""
+
+    url: str
+    partitions: int = DEFAULT_PARTITIONS
+    #: the JetStream stream holding the events
+    stream: str = "IOTIAM_EVENTS"
+    #: subjects are ``<prefix>.<partition>``
+    subject_prefix: str = "iotiam.events"
+    #: how long an event is kept: a partition whose snapshot is older loses the gap
+    retention_seconds: float = 7 * 86400.0
+    #: a worker that stops renewing its partitions loses them after this long
+    lease_seconds: float = 3.0
+    #: a partition's baselines are saved at least this often while events arrive
+    snapshot_seconds: float = 5.0
+    #: JetStream's publish-side dedupe window (``Nats-Msg-Id``)
+    duplicate_window_seconds: float = 120.0
+
+    def subject(self, partition: int) -> str:
+        """The subject of one partition."""
+        return f"{self.subject_prefix}.{partition}"
+
+    @property
+    def leases_bucket(self) -> str:
+        """KV bucket: partition -> the worker that owns it (entries expire)."""
+        return f"{self.stream}_leases"
+
+    @property
+    def workers_bucket(self) -> str:
+        """KV bucket: the live workers, each renewing its own entry."""
+        return f"{self.stream}_workers"
+
+    @property
+    def snapshots_bucket(self) -> str:
+        """Object store: each partition's baselines and the position they include."""
+        return f"{self.stream}_baselines"
+
+    @property
+    def description(self) -> str:
+        """Recorded on the stream, so a process cut differently is refused."""
+        return f"iotiam detection events; partitions={self.partitions}"
+
+
+#: the layout of a message (``[WIRE_VERSION, row, row, ...]``); a row is an event's
+#: values in ``Event``'s own field order: kind, time, device, then ``OPTIONAL_FIELDS``
+WIRE_VERSION = 1
+_ROW = 3 + len(OPTIONAL_FIELDS)
+_KINDS = {kind.value: kind for kind in EventKind}
+_INTS = frozenset({"size", "qos", "dst_port", "src_port", "bytes", "packets"})
+#: for each optional field, the one type its value may have besides None
+_TYPES = tuple(int if name in _INTS else str for name in OPTIONAL_FIELDS)
+
+
+def encode_events(events: Sequence[Event]) -> bytes:
+    """One message's body: a JSON array of rows (time as epoch seconds, exact)."""
+    rows: list[object] = [WIRE_VERSION]
+    for event in events:
+        rows.append([event.kind.value, event.at, event.device_id,
+                     *(getattr(event, name) for name in OPTIONAL_FIELDS)])
+    return json.dumps(rows, separators=(",", ":")).encode()
+
+
+def encode_false_positive(finding: Finding) -> bytes:
+    """A message telling a partition's engine that ``finding`` was a false positive."""
+    return json.dumps({"false_positive": {
+        "type": finding.type.value, "severity": int(finding.severity), "at": finding.at,
+        "device_id": finding.device_id, "summary": finding.summary,
+        "detector": finding.detector, "evidence": dict(finding.evidence),
+        "device_type": finding.device_type}}, separators=(",", ":")).encode()
+
+
+def decode_message(body: bytes) -> list[Event] | Finding:
+    """A message's events, or the false positive it carries."""
+    if not body.startswith(b"{"):
+        return decode_events(body)
+    try:
+        data = json.loads(body)["false_positive"]
+        return Finding(FindingType(data["type"]), Severity(data["severity"]),
+                       float(data["at"]), data["device_id"], str(data["summary"]),
+                       str(data["detector"]), dict(data["evidence"]), data["device_type"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise InvalidInput(f"not a false positive message: {e!r}") from e
+
+
+def decode_events(body: bytes) -> list[Event]:
+    """Inverse of ``encode_events``; ``InvalidInput`` if the body is not one.
+
+    The events were checked in full when they were admitted (``Event.from_json``); this
+    checks each value's type only (half the cost of scoring, otherwise), so a message
+    forged on the subject cannot hand a detector a value of the wrong type.
+    """
+    try:
+        rows = json.loads(body)
+    except ValueError as e:
+        raise InvalidInput("an event message is not JSON") from e
+    if not isinstance(rows, list) or not rows or rows[0] != WIRE_VERSION:
+        raise InvalidInput(f"an event message must be an array of version {WIRE_VERSION}")
+    return [_event(row) for row in rows[1:]]
+
+
+def _event(row: object) -> Event:
+    if not isinstance(row, list) or len(row) != _ROW:
+        raise InvalidInput(f"an event row must be an array of {_ROW} values")
+    kind, at, device_id, *values = row
+    kind = _KINDS.get(kind) if isinstance(kind, str) else None
+    if kind is None or isinstance(at, bool) or not isinstance(at, int | float) \
+            or not (device_id is None or isinstance(device_id, str)):
+        raise InvalidInput("an event row needs a kind, a time and a device id or null")
+    for value, wanted in zip(values, _TYPES, strict=True):
+        if value is not None and (type(value) is not wanted):
+            raise InvalidInput(f"an event row holds {value!r} where a {wanted.__name__} "
+                               "belongs")
+    return Event(kind, float(at), device_id, *values)

@@ -1,0 +1,57 @@
+"""The stream's wire format: a batch of events survives the trip exactly."""
+
+from __future__ import annotations
+
+import pytest
+
+from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
+from iotiam.errors import InvalidInput
+from iotiam.eventstream.wire import (
+    EventStreamConfig,
+    decode_events,
+    decode_message,
+    encode_events,
+    encode_false_positive,
+)
+
+AT = 1_800_000_000.123456
+
+
+def test_wire_ok_round_trip_keeps_every_field_and_exact_time() -> None:
+    events = [
+        Event(EventKind.FLOW, AT, device_id="gw-1", device_type="gateway",
+              source_ip="10.0.0.1", dst_ip="10.0.0.2", dst_port=502, src_port=4000,
+              protocol="tcp", bytes=10, packets=1),
+        Event(EventKind.AUTH_FAILURE, AT + 1, source_ip="::1", client_id="who",
+              reason="bad password"),
+    ]
+    assert decode_events(encode_events(events)) == events
+
+
+@pytest.mark.parametrize("body", [b"not json", b"{}", b'[{"kind": "nope", "ts": 1}]',
+                                  b'[{"kind": "publish", "ts": 1, "device_id": "d"}]'])
+def test_wire_fail_not_a_batch_of_events(body: bytes) -> None:
+    with pytest.raises(InvalidInput):
+        decode_events(body)
+
+
+def test_config_ok_subjects_and_buckets_named_after_the_stream() -> None:
+    config = EventStreamConfig("nats://127.0.0.1:4222", partitions=4, stream="EV")
+    assert config.subject(3) == "iotiam.events.3"
+    assert {config.leases_bucket, config.workers_bucket, config.snapshots_bucket} == {
+        "EV_leases", "EV_workers", "EV_baselines"}
+    assert "partitions=4" in config.description
+
+
+def test_wire_ok_false_positive_round_trip() -> None:
+    finding = Finding(FindingType.RATE_CHANGE, Severity.HIGH, AT, "dev-1", "rate up",
+                      "rate_change", {"factor": 12.5, "metric": "aws:num-messages-sent"},
+                      "sensor")
+    assert decode_message(encode_false_positive(finding)) == finding
+    events = [Event(EventKind.CONNECT, AT, device_id="d")]
+    assert decode_message(encode_events(events)) == events
+
+
+def test_wire_fail_damaged_false_positive() -> None:
+    with pytest.raises(InvalidInput):
+        decode_message(b'{"false_positive": {"type": "nope"}}')
