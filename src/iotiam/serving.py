@@ -107,9 +107,10 @@ def background_jobs(services: Services, *, first_process: bool) -> BackgroundJob
     stream = settings.event_stream
     if stream is not None:
         # every process takes its share of the stream's partitions (docs/event-stream.md)
-        jobs.append(Job("detection-worker", DetectionWorker(
-            stream, services.response, learning_seconds=settings.detection_learning_seconds,
-            modes=services.response).run))
+        worker = DetectionWorker(stream, services.response, modes=services.response,
+                                 learning_seconds=settings.detection_learning_seconds)
+        jobs.append(Job("detection-worker", worker.run))
+        services.readiness.add("stream", worker.readiness)
     leadership = singleton_leadership(services, first_process=first_process)
     if not first_process:
         return BackgroundJobs(jobs, leadership=leadership)

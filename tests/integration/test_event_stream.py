@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+import httpx
 import nats
 import pytest
 from nats.js.errors import KeyNotFoundError, ObjectNotFoundError
@@ -237,6 +238,9 @@ def test_serve_ok_api_events_reach_a_worker_then_503_once_the_stream_is_gone(
                 wait_for("the worker's finding", found)
                 stream = EventStreamConfig(url, partitions=4)
                 assert sorted(owners_of(stream)) == [0, 1, 2, 3]
+                ready = httpx.get(f"{server.http_url}/readyz", timeout=10).json()
+                assert ready["checks"]["stream"]["ready"] is True, ready
+                assert ready["checks"]["stream"]["partitions"] == [0, 1, 2, 3]
                 # a false positive reaches the engine that raised it: the burst's peak
                 # becomes the device's allowance in that partition's baselines
                 finding = api.get("/v1/findings", params={"device": "st-1"}).json()["items"][0]
@@ -255,3 +259,9 @@ def test_serve_ok_api_events_reach_a_worker_then_503_once_the_stream_is_gone(
                 assert refused.status_code == 503, refused.text
                 assert refused.headers["content-type"].startswith("application/problem+json")
                 assert "event stream" in refused.json()["detail"]
+
+                def unready(readyz: str = f"{server.http_url}/readyz") -> bool:
+                    answer = httpx.get(readyz, timeout=10)
+                    return answer.status_code == 503 and "stream" in answer.json()["detail"]
+
+                wait_for("/readyz to say the stream is gone", unready)

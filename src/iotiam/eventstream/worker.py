@@ -31,6 +31,7 @@ import math
 import queue
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -53,6 +54,7 @@ from iotiam.detection.ports import FindingSink, ModeSource
 from iotiam.errors import IamError, InvalidInput
 from iotiam.eventstream.connection import connect, ensure_stream
 from iotiam.eventstream.wire import EventStreamConfig, decode_message
+from iotiam.readiness import Status
 
 log = logging.getLogger("iotiam.eventstream")
 
@@ -91,6 +93,19 @@ class DetectionWorker:
         self._snapshots: ObjectStore | None = None
         #: messages handed from the event loop to the scoring thread, in arrival order
         self._inbox: queue.Queue[tuple[Owned, int, bytes] | None] = queue.Queue(INBOX)
+        #: when the last pass with the stream succeeded (monotonic), and what went wrong
+        self._last_pass: float | None = None
+        self._trouble = "not connected yet"
+
+    def readiness(self) -> Status:
+        """``/readyz``'s ``stream`` check: ready while passes with the stream succeed
+        (leases renewed within their lifetime)."""
+        last = self._last_pass
+        if last is None or time.monotonic() - last > self.config.lease_seconds:
+            return Status(False, f"no pass with the event stream lately: {self._trouble}")
+        owned = sorted(dict(self.owned))
+        return Status(True, f"owns {len(owned)} of {self.config.partitions} partitions",
+                      {"partitions": owned})
 
     # -- the job --------------------------------------------------------------------------
 
@@ -110,8 +125,10 @@ class DetectionWorker:
                 try:
                     await self._open()
                     await self.tick()
+                    self._last_pass = time.monotonic()
                 except (IamError, NatsError, TimeoutError, OSError) as e:
                     log.warning("detection worker %s: %s", self.name, e)
+                    self._trouble = str(e) or type(e).__name__
                 await asyncio.sleep(tick)
             await self.close()
         finally:
