@@ -32,7 +32,7 @@ from iotiam.changes import (
     SightingsImported,
     TrustChanged,
 )
-from iotiam.response.scoring import TrustRefresher
+from iotiam.response.scoring import Scored, TrustRefresher
 from iotiam.storage.baseline_file import BaselineFile
 from iotiam.storage.fleet_reads import SqlFleetReads
 
@@ -85,16 +85,18 @@ def background_jobs(services: Services, *, singletons: bool) -> BackgroundJobs:
             Job("discovery-observer", services.discovery.run_observer)]
     if not singletons:
         return BackgroundJobs(jobs)
+    risk = risk_refresher(services)
     return BackgroundJobs([
         *jobs,
         Job("audit-checkpoints", checkpoint_signer(
             services.checkpoints, settings.audit_checkpoint_records,
             settings.audit_checkpoint_seconds)),
-        Job("trust-scores", trust_scores_refresher(services).run),
+        # the register judges what the trust refresher scored, after it is scored
+        Job("trust-scores", trust_scores_refresher(services, then=risk.queue).run),
         Job("baseline-saver", baseline_saver(lambda: save_baselines(services)),
             at_exit=lambda: save_baselines(services)),
         Job("change-pruner", change_pruner(services.changes, services.clock)),
-        Job("risk-register", risk_refresher(services).run),
+        Job("risk-register", risk.run),
     ], start_data_plane=lambda: broker_plane(services))
 
 
@@ -103,23 +105,27 @@ def save_baselines(services: Services) -> None:
     BaselineFile(services.settings.baselines_file).save(services.ingest.engine.snapshot())
 
 
-def trust_scores_refresher(services: Services) -> TrustRefresher:
-    """Rescoring of devices whose record, credentials or firmware verdict changed."""
+def trust_scores_refresher(services: Services, *, then: Scored | None = None
+                           ) -> TrustRefresher:
+    """Rescoring of devices whose record, credentials or firmware verdict changed; ``then``
+    is handed the devices each pass scored."""
     refresher = TrustRefresher(services.trust, SqlFleetReads(services.database, services.clock),
-                               services.clock)
+                               services.clock, then=then)
     services.changes.subscribe((CertificateRevoked, CredentialRevoked, DeviceChanged),
                                refresher.rescore_later)
     return refresher
 
 
-#: what changes send a device's risk entries (an import: the register) to be judged again
-RISK_FOLLOWS = (CertificateRevoked, CredentialRevoked, DeviceChanged, TrustChanged,
-                SightingsImported)
+#: what changes send a device's risk entries (an import: the register) to be judged
+#: again; a device change or a revocation reaches the register through the trust
+#: refresher's hand-off (``background_jobs``), once the device's score is stored
+RISK_FOLLOWS = (TrustChanged, SightingsImported)
 
 
 def risk_refresher(services: Services) -> RiskRefresher:
-    """The register judged again for each device the change feed names, and in full on
-    a schedule (a singleton: the rebuild writes the whole register)."""
+    """The register judged again for each device a finding rescored, each device the
+    trust refresher hands over, and in full on a schedule (a singleton: the rebuild
+    writes the whole register)."""
     refresher = RiskRefresher(services.risk)
     services.changes.subscribe(RISK_FOLLOWS, refresher.changed)
     return refresher
