@@ -85,14 +85,13 @@ def background_jobs(services: Services, *, singletons: bool) -> BackgroundJobs:
             Job("discovery-observer", services.discovery.run_observer)]
     if not singletons:
         return BackgroundJobs(jobs)
-    risk = risk_refresher(services)
+    trust, risk = device_refreshers(services)
     return BackgroundJobs([
         *jobs,
         Job("audit-checkpoints", checkpoint_signer(
             services.checkpoints, settings.audit_checkpoint_records,
             settings.audit_checkpoint_seconds)),
-        # the register judges what the trust refresher scored, after it is scored
-        Job("trust-scores", trust_scores_refresher(services, then=risk.queue).run),
+        Job("trust-scores", trust.run),
         Job("baseline-saver", baseline_saver(lambda: save_baselines(services)),
             at_exit=lambda: save_baselines(services)),
         Job("change-pruner", change_pruner(services.changes, services.clock)),
@@ -103,6 +102,14 @@ def background_jobs(services: Services, *, singletons: bool) -> BackgroundJobs:
 def save_baselines(services: Services) -> None:
     """Write the detection engine's baselines to the data directory."""
     BaselineFile(services.settings.baselines_file).save(services.ingest.engine.snapshot())
+
+
+def device_refreshers(services: Services) -> tuple[TrustRefresher, RiskRefresher]:
+    """The trust refresher and the risk register's job, chained: the register judges what
+    the refresher scored once it is scored (a changed device is judged once, with its new
+    score; ``RiskRefresher``)."""
+    risk = risk_refresher(services)
+    return trust_scores_refresher(services, then=risk.queue), risk
 
 
 def trust_scores_refresher(services: Services, *, then: Scored | None = None

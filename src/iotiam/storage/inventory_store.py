@@ -31,6 +31,8 @@ from iotiam.storage.raw import (
     in_statement,
     row_object,
     select_sql,
+    utc,
+    utc_required,
 )
 from iotiam.storage.rows import dump_json, load_json, under_path
 from iotiam.storage.tables import inventory as t
@@ -107,6 +109,18 @@ def device_from_row(row: Any) -> Device:
         updated_at=row.updated_at,
         tokens_not_before=row.tokens_not_before,
     )
+
+
+def _device_of(values: Any) -> Device:
+    """A device from a row of ``_DEVICE_COLUMNS`` as the driver returns it (a batch's
+    reads build thousands: no row object in between)."""
+    (device_id, type_name, org_unit_id, org_path, state, site, location, attributes,
+     created_at, updated_at, tokens_not_before) = values
+    return Device(
+        id=device_id, type_name=type_name, org_unit_id=org_unit_id, org_path=org_path,
+        state=DeviceState(state), site=site, location=location,
+        attributes=load_json(attributes), created_at=utc_required(created_at),
+        updated_at=utc_required(updated_at), tokens_not_before=utc(tokens_not_before))
 
 
 class SqlOrgUnitStore:
@@ -292,7 +306,7 @@ class SqlDeviceStore:
             chunk = wanted[start:start + _IN_CHUNK]
             statement = in_statement(_GET_DEVICES, "id", len(chunk))
             for row in raw.all(statement, in_params("id", chunk)):
-                device = device_from_row(row_object(_DEVICE_COLUMNS, row, _DEVICE_TIMES))
+                device = _device_of(row)
                 found[device.id] = device
         return found
 

@@ -139,6 +139,8 @@ def utc(value: Any) -> datetime | None:
 
 def utc_required(value: Any) -> datetime:
     """A stored non-null ``UtcDateTime`` value."""
+    if isinstance(value, str):  # SQLite: the zone parsed with the rest (no replace)
+        return datetime.fromisoformat(value + "+00:00")
     parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     return parsed.replace(tzinfo=UTC)
 

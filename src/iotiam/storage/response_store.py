@@ -13,7 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType, Severity
 from iotiam.inventory.models import DeviceState
 from iotiam.response.models import Action, Mitigation, StoredFinding, TrustFactor, TrustScore
-from iotiam.storage.rows import dump_json, load_json, under_path
+from iotiam.storage.rows import dump_json, load_json, one_of, under_path
 from iotiam.storage.tables import inventory
 from iotiam.storage.tables import response as t
 
@@ -107,12 +107,13 @@ class SqlFindingStore:
     def live_for_devices(self, device_ids: Sequence[str]) -> dict[str, list[StoredFinding]]:
         """Open and acknowledged findings of each device."""
         result: dict[str, list[StoredFinding]] = {}
-        for start in range(0, len(device_ids), CHUNK):
-            rows = self._c.execute(select(t.findings).where(
-                t.findings.c.device_id.in_(device_ids[start:start + CHUNK]),
-                t.findings.c.state.in_(_LIVE)))
-            for row in rows:
-                result.setdefault(row.device_id, []).append(_finding(row))
+        if not device_ids:
+            return result
+        rows = self._c.execute(select(t.findings).where(
+            one_of(self._c, t.findings.c.device_id, device_ids),
+            t.findings.c.state.in_(_LIVE)))
+        for row in rows:
+            result.setdefault(row.device_id, []).append(_finding(row))
         return result
 
 
@@ -213,14 +214,15 @@ class SqlTrustStore:
     def for_devices(self, device_ids: Sequence[str]) -> dict[str, TrustScore]:
         """Stored scores of these devices."""
         result: dict[str, TrustScore] = {}
-        for start in range(0, len(device_ids), CHUNK):
-            for r in self._c.execute(select(t.device_trust).where(
-                    t.device_trust.c.device_id.in_(device_ids[start:start + CHUNK]))):
-                result[r.device_id] = TrustScore(
-                    device_id=r.device_id, score=r.score,
-                    factors=tuple(TrustFactor(f["factor"], f["delta"], f["detail"])
-                                  for f in load_json(r.factors)),
-                    firmware_compliant=r.firmware_compliant, computed_at=r.computed_at)
+        if not device_ids:
+            return result
+        for r in self._c.execute(select(t.device_trust).where(
+                one_of(self._c, t.device_trust.c.device_id, device_ids))):
+            result[r.device_id] = TrustScore(
+                device_id=r.device_id, score=r.score,
+                factors=tuple(TrustFactor(f["factor"], f["delta"], f["detail"])
+                              for f in load_json(r.factors)),
+                firmware_compliant=r.firmware_compliant, computed_at=r.computed_at)
         return result
 
     def put(self, score: TrustScore) -> None:
@@ -250,9 +252,9 @@ class SqlTrustStore:
 
     def touch_devices(self, device_ids: Sequence[str], at: datetime) -> None:
         """Move the devices' ``updated_at``."""
-        for start in range(0, len(device_ids), CHUNK):
+        if device_ids:
             self._c.execute(update(inventory.devices).where(
-                inventory.devices.c.id.in_(device_ids[start:start + CHUNK])).values(updated_at=at))
+                one_of(self._c, inventory.devices.c.id, device_ids)).values(updated_at=at))
 
 
 class SqlDeviceLookup:
