@@ -24,11 +24,10 @@ from iotiam.inventory.models import (
     RotationPolicy,
 )
 from iotiam.storage.raw import (
+    ByIds,
     ParsedRows,
     RawSql,
     RawStatement,
-    in_params,
-    in_statement,
     row_object,
     select_sql,
     utc,
@@ -52,7 +51,7 @@ _TYPE_COLUMNS = ("name", "device_class", "criticality", "description", "certific
                  "max_credential_age_seconds")
 # ids per ``IN (…)``: far below every driver's parameter limit
 _IN_CHUNK = 500
-_GET_DEVICES = select_sql("devices", _DEVICE_COLUMNS, "id IN ({in_list})")
+_GET_DEVICES = ByIds(select_sql("devices", _DEVICE_COLUMNS, "id {ids}"))
 _GET_TYPE = RawStatement(select_sql("device_types", _TYPE_COLUMNS, "name = :name"))
 _EXISTING_PG = "SELECT id FROM devices WHERE id = ANY(%s::varchar[])"
 #: a bulk import's rows per ``INSERT``: 11 columns, far below SQLite's 32,766 parameters
@@ -299,15 +298,12 @@ class SqlDeviceStore:
 
     def get_many(self, device_ids: Sequence[str]) -> dict[str, Device]:
         """The registered devices among these ids, by id (hot: batch issuance)."""
-        raw = RawSql(self._c)
-        wanted = list(dict.fromkeys(device_ids))
         found: dict[str, Device] = {}
-        for start in range(0, len(wanted), _IN_CHUNK):
-            chunk = wanted[start:start + _IN_CHUNK]
-            statement = in_statement(_GET_DEVICES, "id", len(chunk))
-            for row in raw.all(statement, in_params("id", chunk)):
-                device = _device_of(row)
-                found[device.id] = device
+        if not device_ids:
+            return found
+        for row in _GET_DEVICES.rows(RawSql(self._c), list(dict.fromkeys(device_ids))):
+            device = _device_of(row)
+            found[device.id] = device
         return found
 
     def exists(self, device_ids: Sequence[str]) -> set[str]:

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType, Severity
 from iotiam.inventory.models import DeviceState
 from iotiam.response.models import Action, Mitigation, StoredFinding, TrustFactor, TrustScore
+from iotiam.storage.raw import ByIds, RawSql, RawStatement, utc_required
 from iotiam.storage.rows import dump_json, load_json, one_of, under_path
 from iotiam.storage.tables import inventory
 from iotiam.storage.tables import response as t
@@ -20,6 +21,16 @@ from iotiam.storage.tables import response as t
 _LIVE = (str(FindingState.OPEN), str(FindingState.ACKNOWLEDGED))
 #: ``IN`` lists are cut to this many ids (SQLite's variable limit is 32,766; stay modest)
 CHUNK = 500
+
+_TRUST_OF = ByIds("SELECT device_id, score, firmware_compliant, factors, computed_at "
+                  "FROM device_trust WHERE device_id {ids}")
+# one upsert for both dialects, executed for a whole batch of scores
+_PUT_TRUST = RawStatement(
+    "INSERT INTO device_trust (device_id, score, firmware_compliant, factors, computed_at) "
+    "VALUES (:device_id, :score, :firmware_compliant, :factors, :computed_at) "
+    "ON CONFLICT (device_id) DO UPDATE SET score = excluded.score, "
+    "firmware_compliant = excluded.firmware_compliant, factors = excluded.factors, "
+    "computed_at = excluded.computed_at")
 
 
 class SqlFindingStore:
@@ -216,13 +227,15 @@ class SqlTrustStore:
         result: dict[str, TrustScore] = {}
         if not device_ids:
             return result
-        for r in self._c.execute(select(t.device_trust).where(
-                one_of(self._c, t.device_trust.c.device_id, device_ids))):
-            result[r.device_id] = TrustScore(
-                device_id=r.device_id, score=r.score,
+        # straight from the driver's rows: the risk register reads a batch's scores
+        for device_id, score, compliant, factors, computed_at in _TRUST_OF.rows(
+                RawSql(self._c), device_ids):
+            result[device_id] = TrustScore(
+                device_id=device_id, score=score,
                 factors=tuple(TrustFactor(f["factor"], f["delta"], f["detail"])
-                              for f in load_json(r.factors)),
-                firmware_compliant=r.firmware_compliant, computed_at=r.computed_at)
+                              for f in load_json(factors)),
+                firmware_compliant=None if compliant is None else bool(compliant),
+                computed_at=utc_required(computed_at))
         return result
 
     def put(self, score: TrustScore) -> None:
@@ -235,20 +248,15 @@ class SqlTrustStore:
         for the batch (a rescore after an import names thousands of devices)."""
         if not scores:
             return
+        raw = RawSql(self._c)
         rows = []
         for score in scores:
             assert score.computed_at is not None
             rows.append({"device_id": score.device_id, "score": score.score,
                          "firmware_compliant": score.firmware_compliant,
                          "factors": dump_json([f.to_json() for f in score.factors]),
-                         "computed_at": score.computed_at})
-        upsert = (pg_insert if self._c.dialect.name == "postgresql" else sqlite_insert)(
-            t.device_trust)
-        self._c.execute(upsert.on_conflict_do_update(
-            index_elements=["device_id"],
-            set_={name: upsert.excluded[name]
-                  for name in ("score", "firmware_compliant", "factors", "computed_at")}),
-            rows)
+                         "computed_at": raw.when(score.computed_at)})
+        raw.change_many(_PUT_TRUST, rows)
 
     def touch_devices(self, device_ids: Sequence[str], at: datetime) -> None:
         """Move the devices' ``updated_at``."""
