@@ -227,13 +227,17 @@ class SqlTrustStore:
         result: dict[str, TrustScore] = {}
         if not device_ids:
             return result
+        #: a batch's devices mostly share their factors (a new device's are all alike):
+        #: each stored text is parsed once
+        parsed: dict[str, tuple[TrustFactor, ...]] = {}
         # straight from the driver's rows: the risk register reads a batch's scores
         for device_id, score, compliant, factors, computed_at in _TRUST_OF.rows(
                 RawSql(self._c), device_ids):
+            if (found := parsed.get(factors)) is None:
+                found = parsed[factors] = tuple(
+                    TrustFactor(f["factor"], f["delta"], f["detail"]) for f in load_json(factors))
             result[device_id] = TrustScore(
-                device_id=device_id, score=score,
-                factors=tuple(TrustFactor(f["factor"], f["delta"], f["detail"])
-                              for f in load_json(factors)),
+                device_id=device_id, score=score, factors=found,
                 firmware_compliant=None if compliant is None else bool(compliant),
                 computed_at=utc_required(computed_at))
         return result
@@ -250,12 +254,16 @@ class SqlTrustStore:
             return
         raw = RawSql(self._c)
         rows = []
+        #: each distinct list of factors encoded once (a batch's are mostly alike)
+        encoded: dict[tuple[TrustFactor, ...], str] = {}
         for score in scores:
             assert score.computed_at is not None
+            key = tuple(score.factors)
+            if (factors := encoded.get(key)) is None:
+                factors = encoded[key] = dump_json([f.to_json() for f in key])
             rows.append({"device_id": score.device_id, "score": score.score,
                          "firmware_compliant": score.firmware_compliant,
-                         "factors": dump_json([f.to_json() for f in score.factors]),
-                         "computed_at": raw.when(score.computed_at)})
+                         "factors": factors, "computed_at": raw.when(score.computed_at)})
         raw.change_many(_PUT_TRUST, rows)
 
     def touch_devices(self, device_ids: Sequence[str], at: datetime) -> None:
