@@ -22,21 +22,13 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from iotiam.audit.anchor import CheckpointWriter, Refused
-from iotiam.changes import (
-    CertificateRevoked,
-    ChangeFeed,
-    CredentialRevoked,
-    DeviceChanged,
-    Published,
-    SightingsImported,
-    TrustChanged,
-)
+from iotiam.changes import ChangeFeed, Published, SightingsImported, TrustChanged
 from iotiam.clock import Clock, idle
 from iotiam.election import Elector, FixedLeadership, Leadership
 
@@ -179,6 +171,21 @@ class ChangeDispatcher(ChangeFeed, Protocol):
         ...
 
 
+def together(*loops: Loop) -> Loop:
+    """One loop that runs ``loops`` side by side, each on a thread of its own, until the
+    stop (jobs that must run in the same process: one singleton lock for all of them)."""
+    def run(stop: threading.Event) -> None:
+        threads = [threading.Thread(target=loop, args=(stop,), daemon=True,
+                                    name=getattr(loop, "__qualname__", "loop"))
+                   for loop in loops]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    return run
+
+
 def change_pruner(feed: ChangeDispatcher, clock: Clock) -> Loop:
     """A loop deleting published changes older than ``CHANGE_RETENTION``."""
     def run(stop: threading.Event) -> None:
@@ -246,9 +253,15 @@ RISK_AFTER_IMPORT_SECONDS = 10.0
 
 
 class RiskRefresher:
-    """Keeps the risk register current: the devices the change feed names are judged
-    again within a second or so, the whole register on a schedule, and acceptances that
-    ran out count again (a singleton: the rebuild writes the register in full)."""
+    """Keeps the risk register current: changed devices are judged again within a second
+    or so, the whole register on a schedule, and acceptances that ran out count again (a
+    singleton: the rebuild writes the register in full).
+
+    A device's entries read its trust score, so a changed device is judged after the
+    trust refresher scored it: that refresher hands over what it scored (``queue``) and
+    its own ``TrustChanged`` (``refreshed``) is left to that hand-off. Judging on the
+    change itself too judged each device twice, the first time with a stale score.
+    """
 
     def __init__(self, register: RiskRegister, every_seconds: float = RISK_REBUILD_SECONDS
                  ) -> None:
@@ -256,27 +269,30 @@ class RiskRefresher:
         self._every = every_seconds
         self._pending: set[str] = set()
         self._lock = threading.Lock()
+        #: how many device judgements the refreshes asked for (an import's: one a device)
+        self.judged = 0
         self._wanted = threading.Event()
         #: when sightings were imported: the monotonic time a rebuild is due by
         self._rebuild_by = math.inf
 
     def changed(self, published: Published) -> None:
-        """A device, credential or trust changed, or sightings were imported (subscribed
-        to the change feed): queue its device(s), or a rebuild, and return at once."""
+        """A finding or an explanation moved trust scores, or sightings were imported
+        (subscribed to the change feed): queue the devices, or a rebuild, and return at
+        once. A ``TrustChanged`` the trust refresher published is left to its hand-off."""
         change = published.change
         if isinstance(change, SightingsImported):
             with self._lock:
                 self._rebuild_by = time.monotonic() + RISK_AFTER_IMPORT_SECONDS
             self._wanted.set()
-            return
-        wanted: set[str] = set()
-        if isinstance(change, DeviceChanged | TrustChanged):
-            wanted.update(change.device_ids)
-        elif isinstance(change, CertificateRevoked | CredentialRevoked) and change.device_id:
-            wanted.add(change.device_id)
-        if wanted:
+        elif isinstance(change, TrustChanged) and not change.refreshed:
+            self.queue(change.device_ids)
+
+    def queue(self, device_ids: Sequence[str]) -> None:
+        """Judge these devices at the next refresh (the trust refresher's hand-off: a
+        device change, a revocation or a touched record, its score now stored)."""
+        if device_ids:
             with self._lock:
-                self._pending |= wanted
+                self._pending.update(device_ids)
             self._wanted.set()
 
     def take(self) -> list[str]:
@@ -304,6 +320,7 @@ class RiskRefresher:
                     self._register.rebuild()
                 elif devices := self.take():
                     self._register.refresh_devices(devices)
+                    self.judged += len(devices)
                 self._register.expire_acceptances()
             except Exception:  # the loop must survive a bad moment (DB restart, ...)
                 log.exception("risk register update failed; a full rebuild follows")

@@ -60,6 +60,10 @@ class TrustChanged:
     """Devices' stored trust scores moved (policy conditions read them)."""
 
     device_ids: tuple[str, ...]
+    #: moved by the trust refresher, for a change of the devices (or of their records)
+    #: it followed; it hands those devices to the risk register itself, with their new
+    #: scores stored (``serving.risk_refresher``), so the register judges them once
+    refreshed: bool = False
 
 
 @dataclass(frozen=True)

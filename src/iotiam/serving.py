@@ -19,6 +19,7 @@ from iotiam.background import (
     baseline_saver,
     change_pruner,
     checkpoint_signer,
+    together,
 )
 from iotiam.bootstrap import Services
 from iotiam.broker.fleet import LiveFleet
@@ -36,7 +37,7 @@ from iotiam.changes import (
 from iotiam.election import FixedLeadership, Leadership
 from iotiam.eventstream.worker import DetectionWorker
 from iotiam.readiness import Draining, Status
-from iotiam.response.scoring import TrustRefresher
+from iotiam.response.scoring import Scored, TrustRefresher
 from iotiam.storage.baseline_file import BaselineFile
 from iotiam.storage.fleet_reads import SqlFleetReads
 
@@ -91,6 +92,7 @@ def background_jobs(services: Services, *, first_process: bool) -> BackgroundJob
     settings = services.settings
     crls = CrlRefresher(services.pki)
     services.changes.subscribe((CertificateRevoked,), crls.revoked)
+    trust, risk = device_refreshers(services)
     # every process queues what the singletons must catch up with: the one that takes
     # a job over after a leader died has the changes it missed
     singletons = [
@@ -98,9 +100,9 @@ def background_jobs(services: Services, *, first_process: bool) -> BackgroundJob
         Job("audit-checkpoints", checkpoint_signer(
             services.checkpoints, settings.audit_checkpoint_records,
             settings.audit_checkpoint_seconds), singleton=True),
-        Job("trust-scores", trust_scores_refresher(services).run, singleton=True),
+        # one lock for both: the register judges what the trust refresher hands over
+        Job("trust-and-risk", together(trust.run, risk.run), singleton=True),
         Job("change-pruner", change_pruner(services.changes, services.clock), singleton=True),
-        Job("risk-register", risk_refresher(services).run, singleton=True),
     ]
     jobs = [Job("change-feed", services.changes.run),
             Job("discovery-observer", services.discovery.run_observer), *singletons]
@@ -165,23 +167,35 @@ def save_baselines(services: Services) -> None:
     BaselineFile(services.settings.baselines_file).save(services.ingest.engine.snapshot())
 
 
-def trust_scores_refresher(services: Services) -> TrustRefresher:
-    """Rescoring of devices whose record, credentials or firmware verdict changed."""
+def device_refreshers(services: Services) -> tuple[TrustRefresher, RiskRefresher]:
+    """The trust refresher and the risk register's job, chained: the register judges what
+    the refresher scored once it is scored (a changed device is judged once, with its new
+    score; ``RiskRefresher``)."""
+    risk = risk_refresher(services)
+    return trust_scores_refresher(services, then=risk.queue), risk
+
+
+def trust_scores_refresher(services: Services, *, then: Scored | None = None
+                           ) -> TrustRefresher:
+    """Rescoring of devices whose record, credentials or firmware verdict changed; ``then``
+    is handed the devices each pass scored."""
     refresher = TrustRefresher(services.trust, SqlFleetReads(services.database, services.clock),
-                               services.clock)
+                               services.clock, then=then)
     services.changes.subscribe((CertificateRevoked, CredentialRevoked, DeviceChanged),
                                refresher.rescore_later)
     return refresher
 
 
-#: what changes send a device's risk entries (an import: the register) to be judged again
-RISK_FOLLOWS = (CertificateRevoked, CredentialRevoked, DeviceChanged, TrustChanged,
-                SightingsImported)
+#: what changes send a device's risk entries (an import: the register) to be judged
+#: again; a device change or a revocation reaches the register through the trust
+#: refresher's hand-off (``background_jobs``), once the device's score is stored
+RISK_FOLLOWS = (TrustChanged, SightingsImported)
 
 
 def risk_refresher(services: Services) -> RiskRefresher:
-    """The register judged again for each device the change feed names, and in full on
-    a schedule (a singleton: the rebuild writes the whole register)."""
+    """The register judged again for each device a finding rescored, each device the
+    trust refresher hands over, and in full on a schedule (a singleton: the rebuild
+    writes the whole register)."""
     refresher = RiskRefresher(services.risk)
     services.changes.subscribe(RISK_FOLLOWS, refresher.changed)
     return refresher

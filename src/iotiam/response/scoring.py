@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -29,7 +29,7 @@ from iotiam.inventory.credential_status import (
     credential_status_by_device,
     never_rotated_devices,
 )
-from iotiam.inventory.models import CredentialStatus
+from iotiam.inventory.models import CredentialStatus, Device
 from iotiam.inventory.ports import visible_device
 from iotiam.kernel import Principal, Transactions
 from iotiam.response.models import TrustScore
@@ -53,6 +53,8 @@ class Rescored:
     #: the devices whose score or firmware verdict moved: their ``updated_at`` is now ``at``
     moved: tuple[str, ...]
     at: datetime
+    #: the ``updated_at`` of each scored device whose score did not move, as read
+    unmoved: dict[str, datetime] = field(default_factory=dict)
 
 
 class TrustScores:
@@ -72,14 +74,18 @@ class TrustScores:
         """Compute and store the scores of these devices; unknown ids are skipped."""
         return self.rescore(device_ids).scores
 
-    def rescore(self, device_ids: Sequence[str]) -> Rescored:
-        """``recompute``, telling also whose ``updated_at`` moved, and to when."""
+    def rescore(self, device_ids: Sequence[str], *, refreshed: bool = False) -> Rescored:
+        """``recompute``, telling also whose ``updated_at`` moved, and to when
+        (``refreshed``: by the trust refresher, ``TrustChanged.refreshed``)."""
         now = self._clock.now()
         if not device_ids:
             return Rescored({}, (), now)
         compliance = self._firmware.compliance_of(device_ids)
         with self._uow() as uow:
-            scores = self._compute(uow, device_ids, compliance)
+            devices = uow.devices.get_many(device_ids)  # one query, not one per device
+            # the score is stamped with the time its moved devices are touched at: the
+            # refresher's read of changed records knows its own touch by that
+            scores = self._compute(uow, devices, compliance, now)
             before = uow.trust.for_devices(list(scores))
             uow.trust.put_many(list(scores.values()))
             moved = tuple(
@@ -88,16 +94,18 @@ class TrustScores:
                 or old.firmware_compliant != score.firmware_compliant)
             if moved:
                 uow.trust.touch_devices(moved, now)
-                uow.changes.record(TrustChanged(moved))
-        return Rescored(scores, moved, now)
+                uow.changes.record(TrustChanged(moved, refreshed=refreshed))
+        kept = set(scores) - set(moved)
+        return Rescored(scores, moved, now,
+                        {d: device.updated_at for d, device in devices.items() if d in kept})
 
-    def _compute(self, uow: ResponseUnitOfWork, device_ids: Sequence[str],
-                 compliance: Mapping[str, FirmwareStatusLike]) -> dict[str, TrustScore]:
-        now = self._clock.now()
+    def _compute(self, uow: ResponseUnitOfWork, devices: Mapping[str, Device],
+                 compliance: Mapping[str, FirmwareStatusLike], now: datetime
+                 ) -> dict[str, TrustScore]:
+        device_ids = list(devices)
         findings = uow.findings.live_for_devices(device_ids)
         types = {t.name: t for t in uow.device_types.list_all()}
-        devices = uow.devices.get_many(device_ids)  # one query, not one per device
-        held = uow.certificates.for_devices(list(devices))  # likewise
+        held = uow.certificates.for_devices(device_ids)  # one query, not one per device
         scores: dict[str, TrustScore] = {}
         for device_id, device in devices.items():
             certificates = held.get(device_id, [])
@@ -130,9 +138,15 @@ class TrustScores:
 class ChangedDevices(Protocol):
     """Devices whose record or credentials changed (``storage.fleet_reads``)."""
 
-    def device_changes(self, since: datetime) -> list[tuple[str, datetime]]:
-        """(device, updated_at) of devices updated after ``since``."""
+    def unscored_changes(self, since: datetime) -> list[tuple[str, datetime]]:
+        """(device, updated_at) of devices updated after ``since``, but for those whose
+        ``updated_at`` is their stored score's ``computed_at`` (``TrustScores.rescore``'s
+        own touch: nothing changed since they were scored)."""
         ...
+
+
+#: who is handed the devices each pass scored (the risk register's job, ``serving.py``)
+Scored = Callable[[Sequence[str]], None]
 
 
 class TrustRefresher:
@@ -142,33 +156,42 @@ class TrustRefresher:
     revoked credential or a changed device (``rescore_later``, subscribed to the change
     feed), and what moves a device's ``updated_at`` without publishing a change (a
     renewed certificate, a new attestation verdict). A recomputation that moves a score
-    moves ``updated_at`` too; the refresher remembers that time, so the next pass does
-    not rescore the device for its own touch.
+    moves ``updated_at`` too, to the score's ``computed_at``: the read of changed
+    records leaves those out in the query, so a pass does not even read back the
+    devices scored for their own touch.
 
     Each pass reads the devices updated since the last pass began, less ``OVERLAP`` (a
-    change committed a little late is seen); a device already rescored at the
-    ``updated_at`` the read names is not rescored again, so an import of 100,000 devices
-    is scored once per device, not once per pass its changes stay in the window.
+    change committed a little late is seen); a device whose score did not move and was
+    already rescored at the ``updated_at`` the read names is not rescored again, so an
+    import of 100,000 devices is scored once per device, not once per pass its changes
+    stay in the window.
 
     A change on the feed wakes the loop: the devices it names are scored within
     ``GATHER`` seconds (one batch for a burst of changes), not at the next pass, so a
     device registered a moment ago is not held below a policy's ``min_trust_score`` by a
     score nobody computed yet. Only the full pass reads the window.
+
+    After each pass the devices it scored go to ``then``: the risk register judges them
+    with their new scores, once (the ``TrustChanged`` this publishes says ``refreshed``,
+    and the register's job leaves it to this hand-off).
     """
 
     def __init__(self, trust: TrustScores, changes: ChangedDevices, clock: Clock, *,
-                 every: float = 2.0) -> None:
+                 every: float = 2.0, then: Scored | None = None) -> None:
         self._trust = trust
         self._changes = changes
         self._clock = clock
         self._every = every
+        self._then = then
         self._since = clock.now() - OVERLAP
         self._queued: set[str] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        #: device -> the ``updated_at`` it was last rescored at, for the devices the last
-        #: pass's window held (a later window starts no earlier: older ones never return)
+        #: device -> the ``updated_at`` it was last rescored at, for the devices whose
+        #: score did not move (a later window starts no earlier: older ones never return)
         self._scored_at: dict[str, datetime] = {}
+        #: how many device scores the passes computed (an import's: one per device)
+        self.scored = 0
 
     def rescore_later(self, published: Published) -> None:
         """Queue the devices a revocation or a device change touched for the next pass."""
@@ -191,13 +214,13 @@ class TrustRefresher:
         if not devices:
             return 0
         try:
-            rescored = self._trust.rescore(sorted(devices))
+            rescored = self._rescore(devices)
         except BaseException:
             with self._lock:
                 self._queued |= devices
             raise
-        # the full pass that reads their touch in the window does not score them again
-        self._scored_at.update(dict.fromkeys(rescored.moved, rescored.at))
+        # the full pass that reads their record in the window does not score them again
+        self._scored_at.update(rescored.unmoved)
         return len(devices)
 
     def refresh_once(self) -> int:
@@ -208,12 +231,11 @@ class TrustRefresher:
             devices, self._queued = self._queued, set()
             self._wake.clear()
         try:
-            changed = self._changes.device_changes(start)
+            changed = self._changes.unscored_changes(start)
             devices |= {d for d, at in changed if self._scored_at.get(d) != at}
             scored_at = dict(changed)
             if devices:
-                rescored = self._trust.rescore(sorted(devices))
-                scored_at.update(dict.fromkeys(rescored.moved, rescored.at))
+                scored_at.update(self._rescore(devices).unmoved)
         except BaseException:
             with self._lock:  # a failed pass: the next one rescores them
                 self._queued |= devices
@@ -221,6 +243,16 @@ class TrustRefresher:
         # only once the scores are stored (a failed pass reads the same window again)
         self._scored_at, self._since = scored_at, now
         return len(devices)
+
+    def _rescore(self, devices: set[str]) -> Rescored:
+        """Score ``devices``, then hand them to ``then`` (unknown ones too: a deleted
+        device's register entries go)."""
+        ordered = sorted(devices)
+        rescored = self._trust.rescore(ordered, refreshed=True)
+        self.scored += len(rescored.scores)
+        if self._then is not None:
+            self._then(ordered)
+        return rescored
 
     def run(self, stop: threading.Event) -> None:
         """Refresh until ``stop`` is set (a failed pass is logged and retried): in full

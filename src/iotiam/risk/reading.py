@@ -221,13 +221,16 @@ def _groups(uow: RiskUnitOfWork) -> dict[str, frozenset[str]]:
 
 def _revoked_psks_seen(uow: RiskUnitOfWork, snapshot: Snapshot) -> None:
     """Every revoked PSK the sources still see whose identity no live PSK holds."""
-    for (kind, value), seen in snapshot.index.seen_credentials.items():
-        if kind is not IdentifierKind.PSK_IDENTITY or value in snapshot.psk_identities:
-            continue
-        for device_id in seen.device_ids:
-            psk = last_revoked(uow.psks.for_device(device_id), value)
-            if psk is not None:
-                _add_revoked_if_seen(uow, snapshot, psk, device_id)
+    candidates = [(value, device_id)
+                  for (kind, value), seen in snapshot.index.seen_credentials.items()
+                  if kind is IdentifierKind.PSK_IDENTITY and value not in snapshot.psk_identities
+                  for device_id in seen.device_ids]
+    # one read for every device seen with such an identity, not one per device
+    held = uow.psks.for_devices(sorted({device_id for _, device_id in candidates}))
+    for value, device_id in candidates:
+        psk = last_revoked(held.get(device_id, []), value)
+        if psk is not None:
+            _add_revoked_if_seen(uow, snapshot, psk, device_id)
 
 
 def _add_revoked_if_seen(uow: RiskUnitOfWork, snapshot: Snapshot, psk: Psk,

@@ -20,7 +20,7 @@ from iotiam.attestation.models import (
     SignerAlgorithm,
 )
 from iotiam.kernel import ancestor_paths
-from iotiam.storage.rows import dump_json, load_json, under_path
+from iotiam.storage.rows import dump_json, load_json, one_of, under_path
 from iotiam.storage.tables import attestation as t
 from iotiam.storage.tables import inventory
 
@@ -198,7 +198,7 @@ class SqlFirmwareStore:
         if not device_ids:
             return {}
         rows = self._c.execute(select(t.device_firmware).where(
-            t.device_firmware.c.device_id.in_(list(device_ids))))
+            one_of(self._c, t.device_firmware.c.device_id, device_ids)))
         return {r.device_id: _status(r) for r in rows}
 
     def statuses_of_type(self, device_type: str, org_path: str

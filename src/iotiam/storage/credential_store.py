@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from iotiam.credentials.models import Psk, PskStatus
-from iotiam.storage.rows import under_path
+from iotiam.storage.rows import one_of, under_path
 from iotiam.storage.tables import credentials as t
 
 #: ids per ``IN (...)`` (SQLite allows 32,766 bound parameters a statement)
@@ -45,14 +45,15 @@ class SqlPskStore:
 
     def for_devices(self, device_ids: Sequence[str]) -> dict[str, list[Psk]]:
         """Every PSK of each of these devices, oldest first."""
-        wanted = list(dict.fromkeys(device_ids))
         found: dict[str, list[Psk]] = {}
-        for start in range(0, len(wanted), _IN_CHUNK):
-            rows = self._c.execute(
-                select(t.psks).where(t.psks.c.device_id.in_(wanted[start:start + _IN_CHUNK]))
-                .order_by(t.psks.c.created_at))
-            for r in rows:
-                found.setdefault(r.device_id, []).append(_psk(r))
+        if not device_ids:
+            return found
+        rows = self._c.execute(
+            select(t.psks).where(one_of(self._c, t.psks.c.device_id,
+                                        list(dict.fromkeys(device_ids))))
+            .order_by(t.psks.c.created_at))
+        for r in rows:
+            found.setdefault(r.device_id, []).append(_psk(r))
         return found
 
     def revoke(self, psk_id: str, at: datetime, reason: str, replaced_by: str | None) -> bool:

@@ -40,6 +40,21 @@ class SqlFleetReads:
             rows = uow.conn.execute(select(d.id, d.updated_at).where(d.updated_at > since))
             return [(r.id, r.updated_at) for r in rows]
 
+    def unscored_changes(self, since: datetime) -> list[tuple[str, datetime]]:
+        """``device_changes`` but for the devices whose ``updated_at`` is their score's
+        ``computed_at`` (the trust refresher's own touch), left out by the query: after an
+        import the window holds every new device, and reading them back each pass cost
+        more than scoring them."""
+        d, t = inventory.devices.c, response.device_trust.c
+        with self._db.reading() as uow:
+            rows = uow.conn.execute(
+                select(d.id, d.updated_at)
+                .select_from(inventory.devices.outerjoin(response.device_trust,
+                                                         t.device_id == d.id))
+                .where(d.updated_at > since,
+                       or_(t.computed_at.is_(None), t.computed_at != d.updated_at)))
+            return [(r.id, r.updated_at) for r in rows]
+
     def psk_version(self) -> tuple[int, datetime | None]:
         """(live PSKs, newest change): moves on every issue, rotation and revocation, and
         on every change of a device holding a live PSK (its state decides whether the

@@ -24,13 +24,14 @@ from iotiam.inventory.models import (
     RotationPolicy,
 )
 from iotiam.storage.raw import (
+    ByIds,
     ParsedRows,
     RawSql,
     RawStatement,
-    in_params,
-    in_statement,
     row_object,
     select_sql,
+    utc,
+    utc_required,
 )
 from iotiam.storage.rows import dump_json, load_json, under_path
 from iotiam.storage.tables import inventory as t
@@ -50,7 +51,7 @@ _TYPE_COLUMNS = ("name", "device_class", "criticality", "description", "certific
                  "max_credential_age_seconds")
 # ids per ``IN (…)``: far below every driver's parameter limit
 _IN_CHUNK = 500
-_GET_DEVICES = select_sql("devices", _DEVICE_COLUMNS, "id IN ({in_list})")
+_GET_DEVICES = ByIds(select_sql("devices", _DEVICE_COLUMNS, "id {ids}"))
 _GET_TYPE = RawStatement(select_sql("device_types", _TYPE_COLUMNS, "name = :name"))
 _EXISTING_PG = "SELECT id FROM devices WHERE id = ANY(%s::varchar[])"
 #: a bulk import's rows per ``INSERT``: 11 columns, far below SQLite's 32,766 parameters
@@ -107,6 +108,18 @@ def device_from_row(row: Any) -> Device:
         updated_at=row.updated_at,
         tokens_not_before=row.tokens_not_before,
     )
+
+
+def _device_of(values: Any) -> Device:
+    """A device from a row of ``_DEVICE_COLUMNS`` as the driver returns it (a batch's
+    reads build thousands: no row object in between)."""
+    (device_id, type_name, org_unit_id, org_path, state, site, location, attributes,
+     created_at, updated_at, tokens_not_before) = values
+    return Device(
+        id=device_id, type_name=type_name, org_unit_id=org_unit_id, org_path=org_path,
+        state=DeviceState(state), site=site, location=location,
+        attributes=load_json(attributes), created_at=utc_required(created_at),
+        updated_at=utc_required(updated_at), tokens_not_before=utc(tokens_not_before))
 
 
 class SqlOrgUnitStore:
@@ -285,15 +298,12 @@ class SqlDeviceStore:
 
     def get_many(self, device_ids: Sequence[str]) -> dict[str, Device]:
         """The registered devices among these ids, by id (hot: batch issuance)."""
-        raw = RawSql(self._c)
-        wanted = list(dict.fromkeys(device_ids))
         found: dict[str, Device] = {}
-        for start in range(0, len(wanted), _IN_CHUNK):
-            chunk = wanted[start:start + _IN_CHUNK]
-            statement = in_statement(_GET_DEVICES, "id", len(chunk))
-            for row in raw.all(statement, in_params("id", chunk)):
-                device = device_from_row(row_object(_DEVICE_COLUMNS, row, _DEVICE_TIMES))
-                found[device.id] = device
+        if not device_ids:
+            return found
+        for row in _GET_DEVICES.rows(RawSql(self._c), list(dict.fromkeys(device_ids))):
+            device = _device_of(row)
+            found[device.id] = device
         return found
 
     def exists(self, device_ids: Sequence[str]) -> set[str]:

@@ -32,7 +32,7 @@ from iotiam.storage.raw import (
     select_sql,
     utc_required,
 )
-from iotiam.storage.rows import under_path
+from iotiam.storage.rows import one_of, under_path
 from iotiam.storage.tables import pki as t
 
 _CERT_COLUMNS = tuple(c.name for c in t.certificates.columns if c.name != "id")
@@ -263,10 +263,11 @@ class SqlCertificateStore:
         """Every certificate of each of these devices, oldest first."""
         c = t.certificates.c
         found: dict[str, list[CertificateRecord]] = {}
-        for chunk in _chunks(list(dict.fromkeys(device_ids))):
-            for r in self._c.execute(select(t.certificates).where(c.device_id.in_(chunk))
-                                     .order_by(c.id)):
-                found.setdefault(r.device_id, []).append(_record(r))
+        if not device_ids:
+            return found
+        for r in self._c.execute(select(t.certificates).where(
+                one_of(self._c, c.device_id, list(dict.fromkeys(device_ids)))).order_by(c.id)):
+            found.setdefault(r.device_id, []).append(_record(r))
         return found
 
     def key_holders(self, key_hashes: Sequence[str]) -> list[tuple[str, str | None]]:

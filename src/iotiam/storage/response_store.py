@@ -13,13 +13,24 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType, Severity
 from iotiam.inventory.models import DeviceState
 from iotiam.response.models import Action, Mitigation, StoredFinding, TrustFactor, TrustScore
-from iotiam.storage.rows import dump_json, load_json, under_path
+from iotiam.storage.raw import ByIds, RawSql, RawStatement, utc_required
+from iotiam.storage.rows import dump_json, load_json, one_of, under_path
 from iotiam.storage.tables import inventory
 from iotiam.storage.tables import response as t
 
 _LIVE = (str(FindingState.OPEN), str(FindingState.ACKNOWLEDGED))
 #: ``IN`` lists are cut to this many ids (SQLite's variable limit is 32,766; stay modest)
 CHUNK = 500
+
+_TRUST_OF = ByIds("SELECT device_id, score, firmware_compliant, factors, computed_at "
+                  "FROM device_trust WHERE device_id {ids}")
+# one upsert for both dialects, executed for a whole batch of scores
+_PUT_TRUST = RawStatement(
+    "INSERT INTO device_trust (device_id, score, firmware_compliant, factors, computed_at) "
+    "VALUES (:device_id, :score, :firmware_compliant, :factors, :computed_at) "
+    "ON CONFLICT (device_id) DO UPDATE SET score = excluded.score, "
+    "firmware_compliant = excluded.firmware_compliant, factors = excluded.factors, "
+    "computed_at = excluded.computed_at")
 
 
 class SqlFindingStore:
@@ -107,12 +118,13 @@ class SqlFindingStore:
     def live_for_devices(self, device_ids: Sequence[str]) -> dict[str, list[StoredFinding]]:
         """Open and acknowledged findings of each device."""
         result: dict[str, list[StoredFinding]] = {}
-        for start in range(0, len(device_ids), CHUNK):
-            rows = self._c.execute(select(t.findings).where(
-                t.findings.c.device_id.in_(device_ids[start:start + CHUNK]),
-                t.findings.c.state.in_(_LIVE)))
-            for row in rows:
-                result.setdefault(row.device_id, []).append(_finding(row))
+        if not device_ids:
+            return result
+        rows = self._c.execute(select(t.findings).where(
+            one_of(self._c, t.findings.c.device_id, device_ids),
+            t.findings.c.state.in_(_LIVE)))
+        for row in rows:
+            result.setdefault(row.device_id, []).append(_finding(row))
         return result
 
 
@@ -213,14 +225,21 @@ class SqlTrustStore:
     def for_devices(self, device_ids: Sequence[str]) -> dict[str, TrustScore]:
         """Stored scores of these devices."""
         result: dict[str, TrustScore] = {}
-        for start in range(0, len(device_ids), CHUNK):
-            for r in self._c.execute(select(t.device_trust).where(
-                    t.device_trust.c.device_id.in_(device_ids[start:start + CHUNK]))):
-                result[r.device_id] = TrustScore(
-                    device_id=r.device_id, score=r.score,
-                    factors=tuple(TrustFactor(f["factor"], f["delta"], f["detail"])
-                                  for f in load_json(r.factors)),
-                    firmware_compliant=r.firmware_compliant, computed_at=r.computed_at)
+        if not device_ids:
+            return result
+        #: a batch's devices mostly share their factors (a new device's are all alike):
+        #: each stored text is parsed once
+        parsed: dict[str, tuple[TrustFactor, ...]] = {}
+        # straight from the driver's rows: the risk register reads a batch's scores
+        for device_id, score, compliant, factors, computed_at in _TRUST_OF.rows(
+                RawSql(self._c), device_ids):
+            if (found := parsed.get(factors)) is None:
+                found = parsed[factors] = tuple(
+                    TrustFactor(f["factor"], f["delta"], f["detail"]) for f in load_json(factors))
+            result[device_id] = TrustScore(
+                device_id=device_id, score=score, factors=found,
+                firmware_compliant=None if compliant is None else bool(compliant),
+                computed_at=utc_required(computed_at))
         return result
 
     def put(self, score: TrustScore) -> None:
@@ -233,26 +252,25 @@ class SqlTrustStore:
         for the batch (a rescore after an import names thousands of devices)."""
         if not scores:
             return
+        raw = RawSql(self._c)
         rows = []
+        #: each distinct list of factors encoded once (a batch's are mostly alike)
+        encoded: dict[tuple[TrustFactor, ...], str] = {}
         for score in scores:
             assert score.computed_at is not None
+            key = tuple(score.factors)
+            if (factors := encoded.get(key)) is None:
+                factors = encoded[key] = dump_json([f.to_json() for f in key])
             rows.append({"device_id": score.device_id, "score": score.score,
                          "firmware_compliant": score.firmware_compliant,
-                         "factors": dump_json([f.to_json() for f in score.factors]),
-                         "computed_at": score.computed_at})
-        upsert = (pg_insert if self._c.dialect.name == "postgresql" else sqlite_insert)(
-            t.device_trust)
-        self._c.execute(upsert.on_conflict_do_update(
-            index_elements=["device_id"],
-            set_={name: upsert.excluded[name]
-                  for name in ("score", "firmware_compliant", "factors", "computed_at")}),
-            rows)
+                         "factors": factors, "computed_at": raw.when(score.computed_at)})
+        raw.change_many(_PUT_TRUST, rows)
 
     def touch_devices(self, device_ids: Sequence[str], at: datetime) -> None:
         """Move the devices' ``updated_at``."""
-        for start in range(0, len(device_ids), CHUNK):
+        if device_ids:
             self._c.execute(update(inventory.devices).where(
-                inventory.devices.c.id.in_(device_ids[start:start + CHUNK])).values(updated_at=at))
+                one_of(self._c, inventory.devices.c.id, device_ids)).values(updated_at=at))
 
 
 class SqlDeviceLookup:

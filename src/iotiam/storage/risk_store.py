@@ -17,7 +17,6 @@ acceptances); any other combination is an exact count over the index its page us
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -50,7 +49,7 @@ from iotiam.risk.models import (
     Weighting,
 )
 from iotiam.risk.ports import Cursor
-from iotiam.storage.raw import RawSql, RawStatement
+from iotiam.storage.raw import ByIds, RawSql, RawStatement
 from iotiam.storage.rows import dump_json, load_json, under_path
 from iotiam.storage.tables import risk as t
 
@@ -77,28 +76,11 @@ _TALLY = RawStatement(
     "DO UPDATE SET count = risk_tallies.count + excluded.count")
 
 
-class _ByIds:
-    """A statement over a list of entry ids given as one text parameter (entry ids never
-    hold a comma, ``risk.models.entry_id``): no SQL compiled and no array built per
-    call, which at 5,000 ids is most of the statement's cost."""
-
-    def __init__(self, template: str) -> None:
-        self._sqlite = RawStatement(template.format(ids="IN (SELECT value FROM json_each(:ids))"))
-        self._postgresql = RawStatement(
-            template.format(ids="= ANY(string_to_array(:ids, ','))"))
-
-    def rows(self, raw: RawSql, ids: Sequence[str]) -> list[Any]:
-        """Execute; every row it returns."""
-        if raw.is_sqlite:
-            return raw.all(self._sqlite, {"ids": json.dumps(list(ids))})
-        return raw.all(self._postgresql, {"ids": ",".join(ids)})
-
-
 # deleted rows come back (RETURNING) to be taken off the tallies: one statement each
-_DELETE_FACTORS = _ByIds("DELETE FROM risk_entry_factors WHERE entry_id {ids} "
+_DELETE_FACTORS = ByIds("DELETE FROM risk_entry_factors WHERE entry_id {ids} "
                          "RETURNING org_path, site, factor, severity")
-_DELETE_ENTRIES = _ByIds("DELETE FROM risk_entries WHERE id {ids} RETURNING org_path, site")
-_DIGESTS = _ByIds("SELECT id, digest FROM risk_entries WHERE id {ids}")
+_DELETE_ENTRIES = ByIds("DELETE FROM risk_entries WHERE id {ids} RETURNING org_path, site")
+_DIGESTS = ByIds("SELECT id, digest FROM risk_entries WHERE id {ids}")
 
 
 def _hidden(now: float) -> ColumnElement[bool]:

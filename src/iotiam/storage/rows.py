@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, Connection, String, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from iotiam.errors import InvalidInput
 
@@ -32,3 +34,15 @@ def under_path(column: ColumnElement[str], path: str) -> ColumnElement[bool]:
     if not path.startswith("/") or not path.endswith("/"):
         raise InvalidInput(f"bad org path {path!r}")
     return column.startswith(path, autoescape=True)
+
+
+def one_of(conn: Connection, column: ColumnElement[str], values: Sequence[str]
+           ) -> ColumnElement[bool]:
+    """``column IN values`` with the values as one parameter: a JSON array read by
+    ``json_each`` on SQLite, a text array on PostgreSQL. An expanded ``IN`` costs
+    SQLAlchemy a bound parameter per value on every call (a batch of 5,000 devices: most
+    of a read's time) and SQLite a statement per 500 values."""
+    if conn.dialect.name == "sqlite":
+        listed = func.json_each(bindparam(None, dump_json(list(values)), type_=String))
+        return column.in_(select(listed.table_valued("value").c.value))
+    return column == any_(bindparam(None, list(values), type_=ARRAY(String)))

@@ -409,7 +409,7 @@ def test_ok_refresher_scores_each_change_once_while_its_window_lasts(
 def test_fail_refresher_pass_that_fails_leaves_its_devices_for_the_next(
         installation: Installation, monkeypatch: pytest.MonkeyPatch) -> None:
     class NoUpdates:  # only the feed names devices: what a failed pass took must stay
-        def device_changes(self, since: Any) -> list[Any]:
+        def unscored_changes(self, since: Any) -> list[Any]:
             return []
 
     api = installation.api()
@@ -418,7 +418,7 @@ def test_fail_refresher_pass_that_fails_leaves_its_devices_for_the_next(
     installation.services.changes.subscribe((DeviceChanged,), refresher.rescore_later)
     add_device(api, "s1")
 
-    def down(device_ids: Any) -> Any:
+    def down(device_ids: Any, **options: Any) -> Any:
         raise ConnectionError("database down")
 
     with monkeypatch.context() as patch:

@@ -40,12 +40,22 @@ class Recorder:
 def test_ok_changes_queue_their_devices_once() -> None:
     job = RiskRefresher(Recorder())  # type: ignore[arg-type]
     for position, change in enumerate([
-            DeviceChanged(("d1", "d2")), TrustChanged(("d2",)),
-            CertificateRevoked(serial=1, issuer_id="i", device_id="d3"),
-            CredentialRevoked(kind="psk", credential_id="p", device_id=None),
-            PolicyChanged()]):
+            TrustChanged(("d2", "d4")), TrustChanged(("d2",)), PolicyChanged()]):
         job.changed(Published(position, change))
-    assert job.take() == ["d1", "d2", "d3"]
+    job.queue(["d1", "d2"])  # the trust refresher's hand-off
+    assert job.take() == ["d1", "d2", "d4"]
+    assert job.take() == []
+
+
+def test_ok_what_the_trust_refresher_scored_comes_by_its_hand_off_only() -> None:
+    # a device change or a revocation is judged once its new score is stored: the trust
+    # refresher hands the device over, and its own TrustChanged would judge it twice
+    job = RiskRefresher(Recorder())  # type: ignore[arg-type]
+    for position, change in enumerate([
+            DeviceChanged(("d1",)), TrustChanged(("d1",), refreshed=True),
+            CertificateRevoked(serial=1, issuer_id="i", device_id="d3"),
+            CredentialRevoked(kind="psk", credential_id="p", device_id="d3")]):
+        job.changed(Published(position, change))
     assert job.take() == []
 
 
@@ -59,7 +69,7 @@ def test_ok_run_rebuilds_first_then_refreshes_queued_devices() -> None:
         deadline = time.monotonic() + 5
         while not recorder.calls and time.monotonic() < deadline:
             time.sleep(0.01)
-        job.changed(Published(1, DeviceChanged(("d9",))))
+        job.changed(Published(1, TrustChanged(("d9",))))
         assert recorder.done.wait(5)
     finally:
         stop.set()

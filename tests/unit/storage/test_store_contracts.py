@@ -795,6 +795,13 @@ def test_change_log_status_reader_and_device_lookup(db: Any) -> None:
         uow.psks.revoke("p1", t1, "rotated", "p2")
         uow.trust.put(TrustScore("d1", 70, (), None, T0))
     assert sorted(changes.device_changes(T0)) == [("d1", t1)]
+    # d1 changed after its score: still to score; once its score's time is its touch's
+    # (the trust refresher's own), it is left out
+    assert sorted(changes.unscored_changes(T0)) == [("d1", t1)]
+    with db() as uow:
+        uow.trust.put(TrustScore("d1", 70, (), None, t1))
+    assert changes.unscored_changes(T0) == []
+    assert sorted(changes.device_changes(T0)) == [("d1", t1)]
     assert changes.psk_version() == (1, t1)
     assert changes.device("d4").state is DeviceState.DECOMMISSIONED
     assert [d.id for d in changes.device_page(None, 10)] == ["d1", "d2", "d3"]

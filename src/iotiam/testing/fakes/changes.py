@@ -32,6 +32,12 @@ class MemoryFleetReads:
         return [(d.id, d.updated_at) for d in self._uow.devices.devices.values()
                 if d.updated_at > since]
 
+    def unscored_changes(self, since: datetime) -> list[tuple[str, datetime]]:
+        """``device_changes`` but for devices whose ``updated_at`` is their score's time."""
+        scores = self._uow.trust.scores
+        return [(d, at) for d, at in self.device_changes(since)
+                if (score := scores.get(d)) is None or score.computed_at != at]
+
     def psk_version(self) -> tuple[int, datetime | None]:
         """(live PSKs, newest change of a PSK or of a device holding a live one)."""
         psks = list(self._uow.psks.psks.values())
