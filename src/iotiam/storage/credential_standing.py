@@ -1,0 +1,112 @@
+"""``device_credentials``: one row per certificate holder, what its credential status is
+judged from at any time (``storage/fleet_counts.py`` reads it).
+
+The certificate store rewrites a holder's row in the transaction that issues or revokes
+one of its certificates; a transfer moves its ``org_path`` by trigger (migration 0022).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, insert, text
+
+from iotiam.inventory.credential_status import renewal_point
+from iotiam.storage.raw import utc
+from iotiam.storage.tables import inventory
+
+_STANDING = inventory.device_credentials
+#: rows written per ``INSERT`` when the whole table is rebuilt
+_BATCH = 5000
+
+# Per device: the issued certificate with the newest notBefore (the oldest row on a
+# tie, as a scan in row order finds it), the latest notAfter of any issued one, and
+# when the newest one's key was first certified. Only issued and revoked certificates
+# count (``iter_device_certificates``); a reserved one is not signed yet.
+_HOLDERS = """
+WITH held AS (
+  SELECT device_id, id, not_before, not_after, status, public_key_sha256,
+         MIN(not_before) OVER (PARTITION BY device_id, public_key_sha256) AS key_since
+  FROM certificates
+  WHERE device_id IS NOT NULL AND status <> 'reserved' {where}
+), issued AS (
+  SELECT device_id, not_before, not_after, public_key_sha256, key_since,
+         ROW_NUMBER() OVER (PARTITION BY device_id ORDER BY not_before DESC, id) AS rank,
+         MAX(not_after) OVER (PARTITION BY device_id) AS issued_until
+  FROM held WHERE status = 'issued'
+)
+SELECT h.device_id, d.org_path, d.type_name, n.not_before, n.not_after, n.issued_until,
+       CASE WHEN n.public_key_sha256 IS NULL THEN NULL ELSE n.key_since END
+FROM (SELECT DISTINCT device_id FROM held) h
+JOIN devices d ON d.id = h.device_id
+LEFT JOIN issued n ON n.device_id = h.device_id AND n.rank = 1
+"""
+_HOLDERS_OF = text(_HOLDERS.format(where="AND device_id IN :ids")).bindparams(
+    bindparam("ids", expanding=True))
+_ALL_HOLDERS = text(_HOLDERS.format(where=""))
+_DEVICES_OF_SERIALS = text(
+    "SELECT DISTINCT device_id FROM certificates WHERE issuer_id = :issuer "
+    "AND serial IN :serials AND device_id IS NOT NULL").bindparams(
+    bindparam("serials", expanding=True))
+_DEVICES_OF_SERIALS = text(
+    "SELECT DISTINCT device_id FROM certificates WHERE issuer_id = :issuer "
+    "AND serial IN :serials AND device_id IS NOT NULL").bindparams(
+    bindparam("serials", expanding=True))
+
+
+def _standing_row(row: Any) -> dict[str, Any]:
+    """A ``device_credentials`` row from a :data:`_HOLDERS` result row."""
+    device_id, org_path, type_name, not_before, not_after, issued_until, key_since = row
+    not_before, not_after = utc(not_before), utc(not_after)
+    return {
+        "device_id": device_id, "org_path": org_path, "type_name": type_name,
+        "newest_not_before": not_before, "newest_not_after": not_after,
+        "renew_by": (renewal_point(not_before, not_after)
+                     if not_before is not None and not_after is not None else None),
+        "issued_until": utc(issued_until), "key_since": utc(key_since),
+    }
+
+
+def refresh_standing(conn: Connection, device_ids: Iterable[str]) -> None:
+    """Rewrite the ``device_credentials`` rows of these devices from their certificates
+    (inside the transaction that changed them)."""
+    wanted = sorted(set(device_ids))
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        rows = [_standing_row(r) for r in conn.execute(_HOLDERS_OF, {"ids": chunk})]
+        conn.execute(delete(_STANDING).where(_STANDING.c.device_id.in_(chunk)))
+        if rows:
+            conn.execute(insert(_STANDING), rows)
+
+
+def devices_of_serials(conn: Connection, issuer_id: str, serials: Sequence[str]) -> set[str]:
+    """The devices holding these certificates of one issuer (serials in stored form)."""
+    found: set[str] = set()
+    for start in range(0, len(serials), 500):
+        chunk = list(serials[start:start + 500])
+        found.update(r[0] for r in conn.execute(_DEVICES_OF_SERIALS,
+                                                {"issuer": issuer_id, "serials": chunk}))
+    return found
+
+
+def rebuild_standing(conn: Connection) -> int:
+    """Rewrite every row from the certificates (set-based: one query, streamed); how
+    many holders were written."""
+    conn.execute(delete(_STANDING))
+    written = 0
+    batch: list[dict[str, Any]] = []
+    # streamed: a million holders are never all in memory
+    for row in conn.execute(_ALL_HOLDERS, execution_options={
+            "stream_results": True, "yield_per": _BATCH}):
+        batch.append(_standing_row(row))
+        if len(batch) == _BATCH:
+            written += _write(conn, batch)
+            batch = []
+    return written + _write(conn, batch)
+
+
+def _write(conn: Connection, rows: list[dict[str, Any]]) -> int:
+    if rows:
+        conn.execute(insert(_STANDING), rows)
+    return len(rows)

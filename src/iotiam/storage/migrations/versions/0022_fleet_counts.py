@@ -1,0 +1,154 @@
+"""Maintained counts for the inventory report and list totals
+
+``device_counts`` (devices per org unit, type, state and site) is kept by triggers on
+``devices``: every writer — one device, a bulk import's multi-row ``INSERT``, a state
+change, a transfer — moves it in its own transaction, and none can forget to. On
+PostgreSQL the triggers are per statement over transition tables, so a bulk import of
+5,000 rows adds one grouped upsert, not 5,000; SQLite has only row triggers.
+The same triggers carry a transfer's new ``org_path`` to ``device_credentials`` (the
+per-device credential row the certificate store keeps: storage/credential_standing.py).
+
+Both are filled from the existing rows in set-based SQL (``fleet_counts.recount``, the
+same function ``iotiam db recount`` runs).
+
+Revision ID: 0022
+Revises: 0020
+"""
+
+# the DDL below is put together from this file's own constants, never from input
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from iotiam.storage.fleet_counts import recount
+
+revision = "0022"
+down_revision = "0020"
+branch_labels = None
+depends_on = None
+
+_KEY = "org_path, type_name, state, site"
+_BUMP = f"ON CONFLICT ({_KEY}) DO UPDATE SET n = device_counts.n + EXCLUDED.n"
+
+_PG = [
+    f"""CREATE FUNCTION device_counts_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO device_counts ({_KEY}, n)
+  SELECT org_path, type_name, state, COALESCE(site, ''), COUNT(*) FROM new_devices
+  GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 {_BUMP};
+  RETURN NULL;
+END $$""",
+    f"""CREATE FUNCTION device_counts_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  -- keys in one order in every transaction: two writers cannot deadlock on them
+  INSERT INTO device_counts ({_KEY}, n)
+  SELECT org_path, type_name, state, site, SUM(d) FROM (
+    SELECT n.org_path, n.type_name, n.state, COALESCE(n.site, '') AS site, 1 AS d
+    FROM new_devices n JOIN old_devices o ON o.id = n.id
+    WHERE (o.org_path, o.type_name, o.state, o.site)
+          IS DISTINCT FROM (n.org_path, n.type_name, n.state, n.site)
+    UNION ALL
+    SELECT o.org_path, o.type_name, o.state, COALESCE(o.site, ''), -1
+    FROM new_devices n JOIN old_devices o ON o.id = n.id
+    WHERE (o.org_path, o.type_name, o.state, o.site)
+          IS DISTINCT FROM (n.org_path, n.type_name, n.state, n.site)
+  ) moved GROUP BY 1, 2, 3, 4 HAVING SUM(d) <> 0 ORDER BY 1, 2, 3, 4 {_BUMP};
+  UPDATE device_credentials c SET org_path = n.org_path
+  FROM new_devices n JOIN old_devices o ON o.id = n.id
+  WHERE c.device_id = n.id AND o.org_path <> n.org_path;
+  RETURN NULL;
+END $$""",
+    f"""CREATE FUNCTION device_counts_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO device_counts ({_KEY}, n)
+  SELECT org_path, type_name, state, COALESCE(site, ''), -COUNT(*) FROM old_devices
+  GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 {_BUMP};
+  DELETE FROM device_credentials c USING old_devices o WHERE c.device_id = o.id;
+  RETURN NULL;
+END $$""",
+    "CREATE TRIGGER devices_counted_insert AFTER INSERT ON devices REFERENCING NEW TABLE "
+    "AS new_devices FOR EACH STATEMENT EXECUTE FUNCTION device_counts_inserted()",
+    "CREATE TRIGGER devices_counted_update AFTER UPDATE ON devices REFERENCING OLD TABLE "
+    "AS old_devices NEW TABLE AS new_devices FOR EACH STATEMENT "
+    "EXECUTE FUNCTION device_counts_updated()",
+    "CREATE TRIGGER devices_counted_delete AFTER DELETE ON devices REFERENCING OLD TABLE "
+    "AS old_devices FOR EACH STATEMENT EXECUTE FUNCTION device_counts_deleted()",
+]
+_PG_DROP = [
+    "DROP TRIGGER devices_counted_insert ON devices",
+    "DROP TRIGGER devices_counted_update ON devices",
+    "DROP TRIGGER devices_counted_delete ON devices",
+    "DROP FUNCTION device_counts_inserted()",
+    "DROP FUNCTION device_counts_updated()",
+    "DROP FUNCTION device_counts_deleted()",
+]
+
+
+def _sqlite_bump(row: str, delta: int) -> str:
+    return (f"INSERT INTO device_counts ({_KEY}, n) VALUES ({row}.org_path, {row}.type_name, "
+            f"{row}.state, COALESCE({row}.site, ''), {delta}) {_BUMP};")
+
+
+_SQLITE = [
+    f"""CREATE TRIGGER devices_counted_insert AFTER INSERT ON devices BEGIN
+  {_sqlite_bump("NEW", 1)}
+END""",
+    f"""CREATE TRIGGER devices_counted_update AFTER UPDATE OF {_KEY} ON devices
+WHEN OLD.org_path IS NOT NEW.org_path OR OLD.type_name IS NOT NEW.type_name
+  OR OLD.state IS NOT NEW.state OR OLD.site IS NOT NEW.site
+BEGIN
+  {_sqlite_bump("OLD", -1)}
+  {_sqlite_bump("NEW", 1)}
+  UPDATE device_credentials SET org_path = NEW.org_path
+  WHERE device_id = NEW.id AND OLD.org_path IS NOT NEW.org_path;
+END""",
+    f"""CREATE TRIGGER devices_counted_delete AFTER DELETE ON devices BEGIN
+  {_sqlite_bump("OLD", -1)}
+  DELETE FROM device_credentials WHERE device_id = OLD.id;
+END""",
+]
+_SQLITE_DROP = [
+    "DROP TRIGGER devices_counted_insert",
+    "DROP TRIGGER devices_counted_update",
+    "DROP TRIGGER devices_counted_delete",
+]
+
+
+def upgrade() -> None:
+    op.create_table(
+        "device_counts",
+        sa.Column("org_path", sa.String(2048), nullable=False),
+        sa.Column("type_name", sa.String(128), nullable=False),
+        sa.Column("state", sa.String(32), nullable=False),
+        sa.Column("site", sa.String(256), nullable=False),
+        sa.Column("n", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("org_path", "type_name", "state", "site"),
+    )
+    op.create_table(
+        "device_credentials",
+        sa.Column("device_id", sa.String(128), primary_key=True),
+        sa.Column("org_path", sa.String(2048), nullable=False),
+        sa.Column("type_name", sa.String(128), nullable=False),
+        sa.Column("newest_not_before", sa.DateTime(), nullable=True),
+        sa.Column("newest_not_after", sa.DateTime(), nullable=True),
+        sa.Column("renew_by", sa.DateTime(), nullable=True),
+        sa.Column("issued_until", sa.DateTime(), nullable=True),
+        sa.Column("key_since", sa.DateTime(), nullable=True),
+    )
+    op.create_index("ix_device_credentials_org_path", "device_credentials", ["org_path"])
+    conn = op.get_bind()
+    for statement in _PG if conn.dialect.name == "postgresql" else _SQLITE:
+        op.execute(statement)
+    recount(conn)
+
+
+def downgrade() -> None:
+    conn = op.get_bind()
+    for statement in _PG_DROP if conn.dialect.name == "postgresql" else _SQLITE_DROP:
+        op.execute(statement)
+    op.drop_index("ix_device_credentials_org_path", "device_credentials")
+    op.drop_table("device_credentials")
+    op.drop_table("device_counts")
