@@ -34,6 +34,7 @@ from benchmarks import (
     policy_decisions,
     policy_hook,
     risk_register,
+    scale,
     simulate,
 )
 from benchmarks.harness import Result, RunConfig, failed, format_number
@@ -42,7 +43,7 @@ from benchmarks.harness import Result, RunConfig, failed, format_number
 BENCHMARKS: tuple[ModuleType, ...] = (crypto_floor, issuance, api_issuance, est_enroll,
                                       crl, ocsp, policy_decisions, policy_hook, dataplane,
                                       broker_policy_change, oauth, simulate, detection,
-                                      device_import, discovery_import, risk_register)
+                                      device_import, discovery_import, risk_register, scale)
 TABLE_WIDTH = 200
 _VERDICT_STYLE = {"PASS": "bold green", "MISS": "bold red", "ERROR": "bold magenta",
                   "info": "dim"}

@@ -66,6 +66,7 @@ def register_commands() -> None:
         admin,
         certs,
         credentials,
+        database,
         detection,
         devices,
         discover,
@@ -91,6 +92,7 @@ def register_commands() -> None:
     detection.register(app)
     discover.register(app)
     risk.register(app)
+    database.register(app)
 
 
 def run(argv: Sequence[str] | None = None) -> None:

@@ -20,27 +20,32 @@ _STANDING = inventory.device_credentials
 #: rows written per ``INSERT`` when the whole table is rebuilt
 _BATCH = 5000
 
-# Per device: the issued certificate with the newest notBefore (the oldest row on a
-# tie, as a scan in row order finds it), the latest notAfter of any issued one, and
-# when the newest one's key was first certified. Only issued and revoked certificates
+# Per device, in one pass of window functions (no self-join: a planner that misjudges a
+# join of two derived tables of millions of rows falls back to nested loops): the issued
+# certificate with the newest notBefore (the oldest row on a tie, as a scan in row order
+# finds it) ranks first, ahead of any revoked one; beside it the latest notAfter of any
+# issued one and when its key was first certified. Only issued and revoked certificates
 # count (``iter_device_certificates``); a reserved one is not signed yet.
 _HOLDERS = """
-WITH held AS (
-  SELECT device_id, id, not_before, not_after, status, public_key_sha256,
+SELECT x.device_id, d.org_path, d.type_name,
+       CASE WHEN x.status = 'issued' THEN x.not_before END,
+       CASE WHEN x.status = 'issued' THEN x.not_after END,
+       x.issued_until,
+       CASE WHEN x.status = 'issued' AND x.public_key_sha256 IS NOT NULL
+            THEN x.key_since END
+FROM (
+  SELECT device_id, status, not_before, not_after, public_key_sha256,
+         ROW_NUMBER() OVER (PARTITION BY device_id
+                            ORDER BY CASE WHEN status = 'issued' THEN 0 ELSE 1 END,
+                                     not_before DESC, id) AS rank,
+         MAX(CASE WHEN status = 'issued' THEN not_after END)
+             OVER (PARTITION BY device_id) AS issued_until,
          MIN(not_before) OVER (PARTITION BY device_id, public_key_sha256) AS key_since
   FROM certificates
   WHERE device_id IS NOT NULL AND status <> 'reserved' {where}
-), issued AS (
-  SELECT device_id, not_before, not_after, public_key_sha256, key_since,
-         ROW_NUMBER() OVER (PARTITION BY device_id ORDER BY not_before DESC, id) AS rank,
-         MAX(not_after) OVER (PARTITION BY device_id) AS issued_until
-  FROM held WHERE status = 'issued'
-)
-SELECT h.device_id, d.org_path, d.type_name, n.not_before, n.not_after, n.issued_until,
-       CASE WHEN n.public_key_sha256 IS NULL THEN NULL ELSE n.key_since END
-FROM (SELECT DISTINCT device_id FROM held) h
-JOIN devices d ON d.id = h.device_id
-LEFT JOIN issued n ON n.device_id = h.device_id AND n.rank = 1
+) x
+JOIN devices d ON d.id = x.device_id
+WHERE x.rank = 1
 """
 _HOLDERS_OF = text(_HOLDERS.format(where="AND device_id IN :ids")).bindparams(
     bindparam("ids", expanding=True))
