@@ -2,21 +2,34 @@
 judged from at any time (``storage/fleet_counts.py`` reads it).
 
 The certificate store rewrites a holder's row in the transaction that issues or revokes
-one of its certificates; a transfer moves its ``org_path`` by trigger (migration 0022).
+one of its certificates, a transfer when it moves the device; ``device_credential_days``
+moves with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, text
+from sqlalchemy import Connection, bindparam, delete, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from iotiam.inventory.credential_status import renewal_point
 from iotiam.storage.raw import utc
 from iotiam.storage.tables import inventory
 
 _STANDING = inventory.device_credentials
+_DAYS = inventory.device_credential_days
+#: the instants of a holder's row, each counted by its day
+INSTANTS = ("newest_not_before", "newest_not_after", "renew_by", "issued_until", "key_since")
+_DAY_KEY = ("org_path", "type_name", "not_before_day", "not_after_day", "renew_by_day",
+            "issued_until_day", "key_since_day")
+#: the day of a missing instant: far from any threshold's day
+NO_DAY = -1_000_000
+_EPOCH = date(1970, 1, 1)
 #: rows written per ``INSERT`` when the whole table is rebuilt
 _BATCH = 5000
 
@@ -74,15 +87,47 @@ def _standing_row(row: Any) -> dict[str, Any]:
 
 
 def refresh_standing(conn: Connection, device_ids: Iterable[str]) -> None:
-    """Rewrite the ``device_credentials`` rows of these devices from their certificates
-    (inside the transaction that changed them)."""
+    """Rewrite the ``device_credentials`` rows of these devices from their certificates,
+    and their day buckets (inside the transaction that changed them)."""
     wanted = sorted(set(device_ids))
     for start in range(0, len(wanted), 500):
         chunk = wanted[start:start + 500]
         rows = [_standing_row(r) for r in conn.execute(_HOLDERS_OF, {"ids": chunk})]
+        moved = Counter(day_bucket(r) for r in rows)
+        moved.subtract(day_bucket(r._mapping) for r in conn.execute(
+            select(_STANDING).where(_STANDING.c.device_id.in_(chunk))))
         conn.execute(delete(_STANDING).where(_STANDING.c.device_id.in_(chunk)))
         if rows:
             conn.execute(insert(_STANDING), rows)
+        _bump(conn, moved)
+
+
+def day_of(value: datetime | None) -> int:
+    """The UTC day of ``value`` (days since 1970-01-01), ``NO_DAY`` for none."""
+    return NO_DAY if value is None else (value.astimezone(UTC).date() - _EPOCH).days
+
+
+def day_start(day: int) -> datetime:
+    """The first instant of a :func:`day_of` day."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=day)
+
+
+def day_bucket(row: Mapping[Any, Any]) -> tuple[Any, ...]:
+    """A ``device_credentials`` row's key in ``device_credential_days``."""
+    return (row["org_path"], row["type_name"], *(day_of(row[c]) for c in INSTANTS))
+
+
+def _bump(conn: Connection, moved: Counter[tuple[Any, ...]]) -> None:
+    """Add ``moved`` to the day buckets, keys in one order (no deadlock between writers)."""
+    changes = [dict(zip(_DAY_KEY, key, strict=True), n=n)
+               for key, n in sorted(moved.items()) if n]
+    if not changes:
+        return
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = dialect_insert(_DAYS)
+    conn.execute(statement.on_conflict_do_update(
+        index_elements=list(_DAY_KEY), set_={"n": _DAYS.c.n + statement.excluded.n}),
+        changes)
 
 
 def devices_of_serials(conn: Connection, issuer_id: str, serials: Sequence[str]) -> set[str]:
@@ -96,19 +141,24 @@ def devices_of_serials(conn: Connection, issuer_id: str, serials: Sequence[str])
 
 
 def rebuild_standing(conn: Connection) -> int:
-    """Rewrite every row from the certificates (set-based: one query, streamed); how
+    """Rewrite every row and day bucket from the certificates (one query, streamed); how
     many holders were written."""
     conn.execute(delete(_STANDING))
+    conn.execute(delete(_DAYS))
     written = 0
+    buckets: Counter[tuple[Any, ...]] = Counter()
     batch: list[dict[str, Any]] = []
     # streamed: a million holders are never all in memory
     for row in conn.execute(_ALL_HOLDERS, execution_options={
             "stream_results": True, "yield_per": _BATCH}):
         batch.append(_standing_row(row))
+        buckets[day_bucket(batch[-1])] += 1
         if len(batch) == _BATCH:
             written += _write(conn, batch)
             batch = []
-    return written + _write(conn, batch)
+    written += _write(conn, batch)
+    _bump(conn, buckets)
+    return written
 
 
 def _write(conn: Connection, rows: list[dict[str, Any]]) -> int:

@@ -12,6 +12,7 @@ narrow rows.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from sqlalchemy import (
 
 from iotiam.inventory.credential_status import credential_tally
 from iotiam.inventory.models import CredentialStatus, CredentialTally, DeviceTally
+from iotiam.storage.credential_days import Thresholds
 from iotiam.storage.credential_standing import rebuild_standing
 from iotiam.storage.inventory_store import SqlDeviceStore
 from iotiam.storage.pki_store import SqlCertificateStore
@@ -39,6 +41,7 @@ from iotiam.storage.tables import inventory
 
 _COUNTS = inventory.device_counts
 _STANDING = inventory.device_credentials
+_DAYS = inventory.device_credential_days
 #: a device the one-row summary cannot judge (an older certificate outlives the newest,
 #: or the newest carries no key hash): judged from its certificates instead
 _IRREGULAR = "irregular"
@@ -87,35 +90,64 @@ class SqlFleetCounts:
         self, *, org_path: str, now: datetime, rotation_age: timedelta,
         expiring_within: timedelta | None, max_age_by_type: dict[str, timedelta],
     ) -> CredentialTally:
-        """One pass over the holders' rows, judged at ``now``; the rare irregular
-        holders are judged from their certificates."""
+        """The day buckets judged whole where their days allow; the rows of the others
+        judged one by one (and the rare irregular holders from their certificates)."""
+        thresholds = Thresholds(now, rotation_age, expiring_within, max_age_by_type)
+        d = _DAYS.c
+        by_status: Counter[str] = Counter()
+        stale_keys = 0
+        reads: dict[tuple[Any, ...], ColumnElement[bool]] = {}
+        for bucket in self._c.execute(select(_DAYS).where(under_path(d.org_path, org_path),
+                                                          d.n != 0)):
+            verdict, key, rows = thresholds.judge(bucket)
+            if verdict is not None:
+                by_status[verdict[0]] += bucket.n
+                stale_keys += verdict[1] * bucket.n
+            else:
+                reads[key] = thresholds.on_threshold_days() if rows is None else rows
+        if reads:
+            exact = self._rows_tally(org_path, or_(*reads.values()), now, rotation_age,
+                                     expiring_within, max_age_by_type)
+            by_status.update(exact.by_status)
+            stale_keys += exact.never_rotated
+        return CredentialTally({name: n for name, n in by_status.items() if n}, stale_keys)
+
+    def _rows_tally(
+        self, org_path: str, where: ColumnElement[bool], now: datetime,
+        rotation_age: timedelta, expiring_within: timedelta | None,
+        max_age_by_type: dict[str, timedelta],
+    ) -> CredentialTally:
+        """The holders' rows under ``org_path`` that ``where`` selects, judged at ``now``."""
         c = _STANDING.c
         status, never_rotated, irregular = _judged(now, rotation_age, expiring_within,
                                                     max_age_by_type)
         judged = select(status.label("status"), never_rotated.label("never_rotated")).where(
-            under_path(c.org_path, org_path)).subquery()
+            under_path(c.org_path, org_path), where).subquery()
         rows = self._c.execute(select(judged.c.status, func.count(),
                                       func.sum(judged.c.never_rotated))
                                .group_by(judged.c.status))
         by_status: dict[str, int] = {}
         stale_keys = 0
+        irregulars = 0
         for name, n, never in rows:
-            if name != _IRREGULAR:
+            if name == _IRREGULAR:
+                irregulars = int(n)
+            else:
                 by_status[name] = int(n)
                 stale_keys += int(never or 0)
+        if not irregulars:
+            return CredentialTally(by_status, stale_keys)
         odd = [r[0] for r in self._c.execute(select(c.device_id).where(
-            under_path(c.org_path, org_path), irregular))]
-        if odd:
-            devices = SqlDeviceStore(self._c).get_many(odd).values()
-            certificates = SqlCertificateStore(self._c).for_devices(odd)
-            extra = credential_tally(
-                devices, [cert for certs in certificates.values() for cert in certs],
-                now=now, rotation_age=rotation_age, expiring_within=expiring_within,
-                max_age_by_type=max_age_by_type)
-            for name, n in extra.by_status.items():
-                by_status[name] = by_status.get(name, 0) + n
-            stale_keys += extra.never_rotated
-        return CredentialTally(by_status, stale_keys)
+            under_path(c.org_path, org_path), where, irregular))]
+        devices = SqlDeviceStore(self._c).get_many(odd).values()
+        certificates = SqlCertificateStore(self._c).for_devices(odd)
+        extra = credential_tally(
+            devices, [cert for certs in certificates.values() for cert in certs],
+            now=now, rotation_age=rotation_age, expiring_within=expiring_within,
+            max_age_by_type=max_age_by_type)
+        for name, n in extra.by_status.items():
+            by_status[name] = by_status.get(name, 0) + n
+        return CredentialTally(by_status, stale_keys + extra.never_rotated)
 
 
 def _judged(

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from fleet import add_device, add_org_unit, issue, revoke
+from sqlalchemy import select
 
 from conftest import Installation
 from iotiam.inventory.credential_status import credential_tally
@@ -15,7 +16,9 @@ from iotiam.inventory.models import DeviceTally
 from iotiam.kernel import ROOT_PATH
 from iotiam.pki.keys import generate_private_key
 from iotiam.pki.models import KeyAlgorithm
+from iotiam.storage.credential_standing import day_bucket
 from iotiam.storage.fleet_counts import recount
+from iotiam.storage.tables import inventory
 
 DAY = timedelta(days=1)
 #: (rotation age, expiring window) pairs the report is asked with
@@ -80,6 +83,12 @@ def compare_all(installation: Installation) -> None:
     """Every maintained count equals the recount, in every subtree, for every question."""
     now = installation.clock.now()
     with installation.services.database.reading() as uow:
+        # the day buckets count the holders' rows exactly
+        rows = uow.conn.execute(select(inventory.device_credentials)).mappings()
+        counted = Counter(day_bucket(r) for r in rows)
+        buckets = {tuple(r[:-1]): r[-1] for r in uow.conn.execute(
+            select(inventory.device_credential_days)) if r[-1]}
+        assert buckets == counted
         max_age = {t.name: t.rotation.max_credential_age for t in uow.device_types.list_all()}
         certificates = list(uow.certificates.iter_device_certificates(org_path=ROOT_PATH))
         for org_path in (ROOT_PATH, "/root/acme/", "/root/acme/acme-plant/", "/root/globex/"):

@@ -113,4 +113,28 @@ device_credentials = Table(
     # when the newest certificate's key was first certified; NULL: no key hash recorded
     Column("key_since", UtcDateTime(), nullable=True),
     Index("ix_device_credentials_org_path", "org_path"),
+    # the report reads exactly only the rows whose instants fall on a threshold's day
+    Index("ix_device_credentials_not_before", "newest_not_before"),
+    Index("ix_device_credentials_not_after", "newest_not_after"),
+    Index("ix_device_credentials_renew_by", "renew_by"),
+    Index("ix_device_credentials_issued_until", "issued_until"),
+    Index("ix_device_credentials_key_since", "key_since"),
+)
+
+#: ``device_credentials`` counted per org unit, type and the UTC day of each instant
+#: (``NO_DAY`` for none): the report judges a whole day-bucket at once and reads rows only
+#: for the buckets whose day is a threshold's (storage/credential_days.py)
+device_credential_days = Table(
+    "device_credential_days",
+    metadata,
+    Column("org_path", String(2048), nullable=False),
+    Column("type_name", String(128), nullable=False),
+    Column("not_before_day", Integer, nullable=False),
+    Column("not_after_day", Integer, nullable=False),
+    Column("renew_by_day", Integer, nullable=False),
+    Column("issued_until_day", Integer, nullable=False),
+    Column("key_since_day", Integer, nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("org_path", "type_name", "not_before_day", "not_after_day",
+                         "renew_by_day", "issued_until_day", "key_since_day"),
 )

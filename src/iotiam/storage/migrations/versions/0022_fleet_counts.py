@@ -5,10 +5,11 @@
 change, a transfer — moves it in its own transaction, and none can forget to. On
 PostgreSQL the triggers are per statement over transition tables, so a bulk import of
 5,000 rows adds one grouped upsert, not 5,000; SQLite has only row triggers.
-The same triggers carry a transfer's new ``org_path`` to ``device_credentials`` (the
-per-device credential row the certificate store keeps: storage/credential_standing.py).
+``device_credentials`` (one row per certificate holder) and ``device_credential_days``
+(those rows counted per day of each instant) are kept by the certificate store and the
+transfer (storage/credential_standing.py).
 
-Both are filled from the existing rows in set-based SQL (``fleet_counts.recount``, the
+All three are filled from the existing rows in set-based SQL (``fleet_counts.recount``, the
 same function ``iotiam db recount`` runs).
 
 Revision ID: 0022
@@ -30,6 +31,15 @@ down_revision = "0020"
 branch_labels = None
 depends_on = None
 
+_STANDING_INDEXES = {
+    "ix_device_credentials_org_path": "org_path",
+    "ix_device_credentials_not_before": "newest_not_before",
+    "ix_device_credentials_not_after": "newest_not_after",
+    "ix_device_credentials_renew_by": "renew_by",
+    "ix_device_credentials_issued_until": "issued_until",
+    "ix_device_credentials_key_since": "key_since",
+}
+_DAYS = ("not_before", "not_after", "renew_by", "issued_until", "key_since")
 _KEY = "org_path, type_name, state, site"
 _BUMP = f"ON CONFLICT ({_KEY}) DO UPDATE SET n = device_counts.n + EXCLUDED.n"
 
@@ -56,9 +66,6 @@ BEGIN
     WHERE (o.org_path, o.type_name, o.state, o.site)
           IS DISTINCT FROM (n.org_path, n.type_name, n.state, n.site)
   ) moved GROUP BY 1, 2, 3, 4 HAVING SUM(d) <> 0 ORDER BY 1, 2, 3, 4 {_BUMP};
-  UPDATE device_credentials c SET org_path = n.org_path
-  FROM new_devices n JOIN old_devices o ON o.id = n.id
-  WHERE c.device_id = n.id AND o.org_path <> n.org_path;
   RETURN NULL;
 END $$""",
     f"""CREATE FUNCTION device_counts_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -66,7 +73,6 @@ BEGIN
   INSERT INTO device_counts ({_KEY}, n)
   SELECT org_path, type_name, state, COALESCE(site, ''), -COUNT(*) FROM old_devices
   GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 {_BUMP};
-  DELETE FROM device_credentials c USING old_devices o WHERE c.device_id = o.id;
   RETURN NULL;
 END $$""",
     "CREATE TRIGGER devices_counted_insert AFTER INSERT ON devices REFERENCING NEW TABLE "
@@ -102,12 +108,9 @@ WHEN OLD.org_path IS NOT NEW.org_path OR OLD.type_name IS NOT NEW.type_name
 BEGIN
   {_sqlite_bump("OLD", -1)}
   {_sqlite_bump("NEW", 1)}
-  UPDATE device_credentials SET org_path = NEW.org_path
-  WHERE device_id = NEW.id AND OLD.org_path IS NOT NEW.org_path;
 END""",
     f"""CREATE TRIGGER devices_counted_delete AFTER DELETE ON devices BEGIN
   {_sqlite_bump("OLD", -1)}
-  DELETE FROM device_credentials WHERE device_id = OLD.id;
 END""",
 ]
 _SQLITE_DROP = [
@@ -138,7 +141,16 @@ def upgrade() -> None:
         sa.Column("issued_until", sa.DateTime(), nullable=True),
         sa.Column("key_since", sa.DateTime(), nullable=True),
     )
-    op.create_index("ix_device_credentials_org_path", "device_credentials", ["org_path"])
+    for name, column in _STANDING_INDEXES.items():
+        op.create_index(name, "device_credentials", [column])
+    op.create_table(
+        "device_credential_days",
+        sa.Column("org_path", sa.String(2048), nullable=False),
+        sa.Column("type_name", sa.String(128), nullable=False),
+        *[sa.Column(f"{day}_day", sa.Integer(), nullable=False) for day in _DAYS],
+        sa.Column("n", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("org_path", "type_name", *[f"{day}_day" for day in _DAYS]),
+    )
     conn = op.get_bind()
     for statement in _PG if conn.dialect.name == "postgresql" else _SQLITE:
         op.execute(statement)
@@ -149,6 +161,8 @@ def downgrade() -> None:
     conn = op.get_bind()
     for statement in _PG_DROP if conn.dialect.name == "postgresql" else _SQLITE_DROP:
         op.execute(statement)
-    op.drop_index("ix_device_credentials_org_path", "device_credentials")
+    op.drop_table("device_credential_days")
+    for name in _STANDING_INDEXES:
+        op.drop_index(name, "device_credentials")
     op.drop_table("device_credentials")
     op.drop_table("device_counts")
