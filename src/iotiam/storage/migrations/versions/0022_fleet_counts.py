@@ -3,8 +3,9 @@
 ``device_counts`` (devices per org unit, type, state and site) is kept by triggers on
 ``devices``: every writer — one device, a bulk import's multi-row ``INSERT``, a state
 change, a transfer — moves it in its own transaction, and none can forget to. On
-PostgreSQL the triggers are per statement over transition tables, so a bulk import of
-5,000 rows adds one grouped upsert, not 5,000; SQLite has only row triggers.
+PostgreSQL an insert or delete fires once per statement over its transition table (a
+bulk import of 5,000 rows adds one grouped upsert, not 5,000), an update once per row
+that changes a counted column; SQLite has only row triggers.
 ``device_credentials`` (one row per certificate holder) and ``device_credential_days``
 (those rows counted per day of each instant) are kept by the certificate store and the
 transfer (storage/credential_standing.py).
@@ -51,21 +52,24 @@ BEGIN
   GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 {_BUMP};
   RETURN NULL;
 END $$""",
+    # per row, and only when a counted column changes (the WHEN clause is evaluated
+    # without calling the function): issuance touches updated_at of thousands of
+    # devices a second and must not pay for counts it does not move
     f"""CREATE FUNCTION device_counts_updated() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  -- keys in one order in every transaction: two writers cannot deadlock on them
-  INSERT INTO device_counts ({_KEY}, n)
-  SELECT org_path, type_name, state, site, SUM(d) FROM (
-    SELECT n.org_path, n.type_name, n.state, COALESCE(n.site, '') AS site, 1 AS d
-    FROM new_devices n JOIN old_devices o ON o.id = n.id
-    WHERE (o.org_path, o.type_name, o.state, o.site)
-          IS DISTINCT FROM (n.org_path, n.type_name, n.state, n.site)
-    UNION ALL
-    SELECT o.org_path, o.type_name, o.state, COALESCE(o.site, ''), -1
-    FROM new_devices n JOIN old_devices o ON o.id = n.id
-    WHERE (o.org_path, o.type_name, o.state, o.site)
-          IS DISTINCT FROM (n.org_path, n.type_name, n.state, n.site)
-  ) moved GROUP BY 1, 2, 3, 4 HAVING SUM(d) <> 0 ORDER BY 1, 2, 3, 4 {_BUMP};
+  -- the two keys in one order in every transaction: two opposite moves cannot deadlock
+  IF ROW(OLD.org_path, OLD.type_name, OLD.state, COALESCE(OLD.site, ''))
+     < ROW(NEW.org_path, NEW.type_name, NEW.state, COALESCE(NEW.site, '')) THEN
+    INSERT INTO device_counts ({_KEY}, n) VALUES (OLD.org_path, OLD.type_name, OLD.state,
+      COALESCE(OLD.site, ''), -1) {_BUMP};
+    INSERT INTO device_counts ({_KEY}, n) VALUES (NEW.org_path, NEW.type_name, NEW.state,
+      COALESCE(NEW.site, ''), 1) {_BUMP};
+  ELSE
+    INSERT INTO device_counts ({_KEY}, n) VALUES (NEW.org_path, NEW.type_name, NEW.state,
+      COALESCE(NEW.site, ''), 1) {_BUMP};
+    INSERT INTO device_counts ({_KEY}, n) VALUES (OLD.org_path, OLD.type_name, OLD.state,
+      COALESCE(OLD.site, ''), -1) {_BUMP};
+  END IF;
   RETURN NULL;
 END $$""",
     f"""CREATE FUNCTION device_counts_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -77,8 +81,9 @@ BEGIN
 END $$""",
     "CREATE TRIGGER devices_counted_insert AFTER INSERT ON devices REFERENCING NEW TABLE "
     "AS new_devices FOR EACH STATEMENT EXECUTE FUNCTION device_counts_inserted()",
-    "CREATE TRIGGER devices_counted_update AFTER UPDATE ON devices REFERENCING OLD TABLE "
-    "AS old_devices NEW TABLE AS new_devices FOR EACH STATEMENT "
+    "CREATE TRIGGER devices_counted_update AFTER UPDATE OF org_path, type_name, state, site "
+    "ON devices FOR EACH ROW WHEN ((OLD.org_path, OLD.type_name, OLD.state, OLD.site) "
+    "IS DISTINCT FROM (NEW.org_path, NEW.type_name, NEW.state, NEW.site)) "
     "EXECUTE FUNCTION device_counts_updated()",
     "CREATE TRIGGER devices_counted_delete AFTER DELETE ON devices REFERENCING OLD TABLE "
     "AS old_devices FOR EACH STATEMENT EXECUTE FUNCTION device_counts_deleted()",
