@@ -13,12 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, delete, insert, text
 
 from iotiam.inventory.credential_status import renewal_point
-from iotiam.storage.raw import utc
+from iotiam.storage.raw import RawSql, RawStatement, in_params, in_statement, row_object, utc
 from iotiam.storage.tables import inventory
 
 _STANDING = inventory.device_credentials
@@ -30,6 +28,7 @@ _DAY_KEY = ("org_path", "type_name", "not_before_day", "not_after_day", "renew_b
 #: the day of a missing instant: far from any threshold's day
 NO_DAY = -1_000_000
 _EPOCH = date(1970, 1, 1)
+_TIMES = frozenset(INSTANTS)
 #: rows written per ``INSERT`` when the whole table is rebuilt
 _BATCH = 5000
 
@@ -60,17 +59,23 @@ FROM (
 JOIN devices d ON d.id = x.device_id
 WHERE x.rank = 1
 """
-_HOLDERS_OF = text(_HOLDERS.format(where="AND device_id IN :ids")).bindparams(
-    bindparam("ids", expanding=True))
 _ALL_HOLDERS = text(_HOLDERS.format(where=""))
-_DEVICES_OF_SERIALS = text(
-    "SELECT DISTINCT device_id FROM certificates WHERE issuer_id = :issuer "
-    "AND serial IN :serials AND device_id IS NOT NULL").bindparams(
-    bindparam("serials", expanding=True))
-_DEVICES_OF_SERIALS = text(
-    "SELECT DISTINCT device_id FROM certificates WHERE issuer_id = :issuer "
-    "AND serial IN :serials AND device_id IS NOT NULL").bindparams(
-    bindparam("serials", expanding=True))
+# the write path's statements go straight to the driver (storage/raw.py): they run in
+# every issuance and revocation
+_HOLDERS_OF = _HOLDERS.format(where="AND device_id IN ({in_list})")
+_DEVICES_OF_SERIALS = ("SELECT DISTINCT device_id FROM certificates WHERE issuer_id = "
+                       ":issuer AND serial IN ({in_list}) AND device_id IS NOT NULL")
+_STANDING_COLUMNS = ("device_id", "org_path", "type_name", *INSTANTS)
+# the rows replaced, as they were: their buckets lose them
+_DROP = (f"DELETE FROM device_credentials WHERE device_id IN ({{in_list}}) "  # noqa: S608
+         f"RETURNING {', '.join(_STANDING_COLUMNS)}")
+_PUT = RawStatement(
+    f"INSERT INTO device_credentials ({', '.join(_STANDING_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join(':' + c for c in _STANDING_COLUMNS)})")
+_BUMP = RawStatement(
+    f"INSERT INTO device_credential_days ({', '.join(_DAY_KEY)}, n) "  # noqa: S608
+    f"VALUES ({', '.join(':' + c for c in _DAY_KEY)}, :n) ON CONFLICT ({', '.join(_DAY_KEY)}) "
+    "DO UPDATE SET n = device_credential_days.n + excluded.n")
 
 
 def _standing_row(row: Any) -> dict[str, Any]:
@@ -89,16 +94,18 @@ def _standing_row(row: Any) -> dict[str, Any]:
 def refresh_standing(conn: Connection, device_ids: Iterable[str]) -> None:
     """Rewrite the ``device_credentials`` rows of these devices from their certificates,
     and their day buckets (inside the transaction that changed them)."""
+    raw = RawSql(conn)
     wanted = sorted(set(device_ids))
     for start in range(0, len(wanted), 500):
         chunk = wanted[start:start + 500]
-        rows = [_standing_row(r) for r in conn.execute(_HOLDERS_OF, {"ids": chunk})]
+        ids = in_params("id", chunk)
+        rows = [_standing_row(r) for r in raw.all(
+            in_statement(_HOLDERS_OF, "id", len(chunk)), ids)]
         moved = Counter(day_bucket(r) for r in rows)
-        moved.subtract(day_bucket(r._mapping) for r in conn.execute(
-            select(_STANDING).where(_STANDING.c.device_id.in_(chunk))))
-        conn.execute(delete(_STANDING).where(_STANDING.c.device_id.in_(chunk)))
-        if rows:
-            conn.execute(insert(_STANDING), rows)
+        moved.subtract(day_bucket(vars(row_object(_STANDING_COLUMNS, r, _TIMES)))
+                       for r in raw.all(in_statement(_DROP, "id", len(chunk)), ids))
+        raw.change_many(_PUT, [{**r, **{c: raw.when(r[c]) for c in INSTANTS}}
+                               for r in rows])
         _bump(conn, moved)
 
 
@@ -119,24 +126,19 @@ def day_bucket(row: Mapping[Any, Any]) -> tuple[Any, ...]:
 
 def _bump(conn: Connection, moved: Counter[tuple[Any, ...]]) -> None:
     """Add ``moved`` to the day buckets, keys in one order (no deadlock between writers)."""
-    changes = [dict(zip(_DAY_KEY, key, strict=True), n=n)
-               for key, n in sorted(moved.items()) if n]
-    if not changes:
-        return
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = dialect_insert(_DAYS)
-    conn.execute(statement.on_conflict_do_update(
-        index_elements=list(_DAY_KEY), set_={"n": _DAYS.c.n + statement.excluded.n}),
-        changes)
+    RawSql(conn).change_many(_BUMP, [dict(zip(_DAY_KEY, key, strict=True), n=n)
+                                     for key, n in sorted(moved.items()) if n])
 
 
 def devices_of_serials(conn: Connection, issuer_id: str, serials: Sequence[str]) -> set[str]:
     """The devices holding these certificates of one issuer (serials in stored form)."""
+    raw = RawSql(conn)
     found: set[str] = set()
     for start in range(0, len(serials), 500):
         chunk = list(serials[start:start + 500])
-        found.update(r[0] for r in conn.execute(_DEVICES_OF_SERIALS,
-                                                {"issuer": issuer_id, "serials": chunk}))
+        found.update(r[0] for r in raw.all(
+            in_statement(_DEVICES_OF_SERIALS, "serial", len(chunk)),
+            {"issuer": issuer_id, **in_params("serial", chunk)}))
     return found
 
 

@@ -2,12 +2,13 @@
 
 ``device_counts`` is kept by triggers on ``devices`` (migration 0022), so every write of
 a device — one, a bulk import, a state change, a transfer — moves it in its own
-transaction. ``device_credentials`` holds one row per certificate holder, rewritten
-whenever a certificate of the device is issued or revoked
-(``storage/credential_standing.py``, called by the certificate store). Expiry needs no
-write: the row keeps the instants (newest notBefore/notAfter, renewal point, key age)
-and the status is judged against ``now`` when the report is read, in one pass over
-narrow rows.
+transaction. ``device_credentials`` holds one row per certificate holder and
+``device_credential_days`` counts those rows per day of each instant, both rewritten
+whenever a certificate of the device is issued or revoked or the device is transferred
+(``storage/credential_standing.py``). Expiry needs no write: the rows keep instants
+(newest notBefore/notAfter, renewal point, key age), and the status is judged against
+``now`` when the report is read — whole day buckets where their days allow, rows only
+for the buckets on a threshold's day (``storage/credential_days.py``; docs/scale.md).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Recount:
 
 
 def recount(conn: Connection) -> Recount:
-    """Rebuild both tables from the devices and certificates, in set-based SQL (the
+    """Rebuild every count from the devices and certificates, in set-based SQL (the
     migration's fill and ``iotiam db recount``)."""
     before = {tuple(r[:4]): int(r[4]) for r in conn.execute(select(_COUNTS)) if r[4]}
     conn.execute(delete(_COUNTS))
