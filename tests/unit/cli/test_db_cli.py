@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conftest import Installation
 
-from .commands import CLIS, invoke
+from .commands import CLIS, assert_one_line_error, invoke
 
 
 def test_ok_recount_repairs_counts(installation: Installation,
@@ -33,3 +35,13 @@ def test_ok_migrate_is_idempotent(installation: Installation,
     result = invoke(CLIS[0], argv, capsys)
     assert result.rc == 0, result
     assert "schema up to date" in result.out
+
+
+@pytest.mark.parametrize("command", ["migrate", "recount"])
+def test_fail_no_installation(command: str, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--data-dir", str(tmp_path / "nothing"), "db", command]
+    result = invoke(CLIS[0], argv, capsys)
+    line = assert_one_line_error(result, argv)
+    assert "no iotiam database in" in line and "run `iotiam init` there" in line
+    assert not (tmp_path / "nothing").exists()  # nothing created
