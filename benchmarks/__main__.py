@@ -37,6 +37,7 @@ from benchmarks import (
     policy_decisions,
     policy_hook,
     risk_register,
+    scale,
     simulate,
 )
 from benchmarks.harness import Result, RunConfig, failed, format_number
@@ -46,7 +47,7 @@ BENCHMARKS: tuple[ModuleType, ...] = (crypto_floor, issuance, api_issuance, est_
                                       crl, ocsp, policy_decisions, policy_hook, dataplane,
                                       broker_policy_change, broker_auth, oauth, simulate,
                                       detection, detection_stream, device_import,
-                                      discovery_import, risk_register, console_pages)
+                                      discovery_import, risk_register, scale, console_pages)
 TABLE_WIDTH = 200
 _VERDICT_STYLE = {"PASS": "bold green", "MISS": "bold red", "ERROR": "bold magenta",
                   "info": "dim"}

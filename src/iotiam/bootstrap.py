@@ -79,6 +79,7 @@ from iotiam.risk.service import RiskRegister
 from iotiam.storage.baseline_file import BaselineFile
 from iotiam.storage.checkpoint_file import CheckpointFile, CheckpointKeyFile
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
+from iotiam.storage.fleet_counts import Recount, recount
 from iotiam.storage.fleet_reads import SqlFleetReads
 from iotiam.storage.migrate import upgrade_to_head
 from iotiam.storage.polling_feed import PollingChangeFeed
@@ -165,6 +166,22 @@ def open_database(settings: Settings) -> Database:
     engine = make_engine(settings.effective_database_url)
     upgrade_to_head(engine)
     return Database(engine)
+
+
+def migrate_database(settings: Settings) -> None:
+    """``iotiam db migrate``: bring the schema up to date (what ``serve`` does first)."""
+    open_database(settings).dispose()
+
+
+def recount_fleet(settings: Settings) -> Recount:
+    """``iotiam db recount``: rebuild the report's maintained counts from the devices and
+    certificates, in one transaction; what was wrong is in the answer."""
+    database = open_database(settings)
+    try:
+        with database() as uow:
+            return recount(uow.conn)
+    finally:
+        database.dispose()
 
 
 def checkpoint_writer(settings: Settings, database: Database, clock: Clock,

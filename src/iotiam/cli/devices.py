@@ -31,6 +31,9 @@ IMPORT_CHUNK = 5000
 #: (``Settings.max_body_bytes``, 1 MiB), so long rows make shorter requests, not a 413
 IMPORT_BYTES = 512 * 1024
 
+#: sites listed in the report's table, the most populous first
+_SITES_SHOWN = 20
+
 
 def import_requests(rows: list[tuple[int, dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
     """The import's rows as request bodies' ``rows``: at most ``IMPORT_CHUNK`` rows and
@@ -234,7 +237,7 @@ def inventory(
         help="Credentials older than this are overdue for rotation (default 30).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Counts by device type, lifecycle state and credential status."""
+    """Counts by device type, lifecycle state, org unit, site and credential status."""
     obj: Context = ctx.obj
     report = obj.client().get("/v1/inventory", expiring_days=expiring_days,
                               rotation_age_days=rotation_age_days)
@@ -244,6 +247,13 @@ def inventory(
     console.print(f"{report['total']} devices")
     print_table("by type", ["type", "devices"], sorted(report["by_type"].items()))
     print_table("by state", ["state", "devices"], sorted(report["by_state"].items()))
+    print_table("by org unit", ["org unit", "devices"], sorted(report["by_org"].items()))
+    sites = sorted(report["by_site"].items(), key=lambda item: (-item[1], item[0]))
+    shown = [[site or "(none)", n] for site, n in sites[:_SITES_SHOWN]]
+    if len(sites) > _SITES_SHOWN:
+        shown.append([f"… {len(sites) - _SITES_SHOWN} more sites (--json lists all)",
+                      sum(n for _, n in sites[_SITES_SHOWN:])])
+    print_table("by site", ["site", "devices"], shown)
     days = report["expiring_within_days"]
     labels = {"expiring": "expiring (past renewal point, not renewed"
                           + (f"; or within {days} days)" if days is not None else ")"),

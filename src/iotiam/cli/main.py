@@ -67,6 +67,7 @@ def register_commands() -> None:
         admin,
         certs,
         credentials,
+        database,
         detection,
         devices,
         discover,
@@ -92,6 +93,7 @@ def register_commands() -> None:
     detection.register(app)
     discover.register(app)
     risk.register(app)
+    database.register(app)
 
 
 def run(argv: Sequence[str] | None = None) -> None:

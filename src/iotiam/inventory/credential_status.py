@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from iotiam.inventory.models import CredentialStatus
+from iotiam.inventory.models import CredentialStatus, CredentialTally, Device
 from iotiam.pki.models import CertificateRecord, CertificateStatus
 
 #: a certificate is renewed at this fraction of its lifetime (what the agent does) ...
@@ -23,8 +24,12 @@ def renewal_overdue_at(certificate: CertificateRecord) -> datetime:
     Judged against each certificate's own lifetime: with 24 h certificates a fixed
     window of days would call every device "expiring".
     """
-    lifetime = certificate.not_after - certificate.not_before
-    return certificate.not_before + lifetime * (RENEWAL_POINT + RENEWAL_JITTER)
+    return renewal_point(certificate.not_before, certificate.not_after)
+
+
+def renewal_point(not_before: datetime, not_after: datetime) -> datetime:
+    """:func:`renewal_overdue_at` of a certificate valid from ``not_before`` to ``not_after``."""
+    return not_before + (not_after - not_before) * (RENEWAL_POINT + RENEWAL_JITTER)
 
 
 def credential_status_by_device(
@@ -103,3 +108,29 @@ def never_rotated_devices(
         if device_id in max_age_by_device
         and now - first_seen[(device_id, key_hash)] >= max_age_by_device[device_id]
     }
+
+
+def credential_tally(
+    devices: Iterable[Device],
+    certificates: Iterable[CertificateRecord],
+    *,
+    now: datetime,
+    rotation_age: timedelta,
+    expiring_within: timedelta | None,
+    max_age_by_type: dict[str, timedelta],
+) -> CredentialTally:
+    """Statuses and never-rotated keys of ``devices``, judged from every certificate.
+
+    The full recount: the in-memory stores answer with it, and the maintained counts of
+    the SQL stores must always equal it.
+    """
+    certificates = list(certificates)
+    type_of = {d.id: d.type_name for d in devices}
+    mine = [c for c in certificates if c.device_id in type_of]
+    statuses = credential_status_by_device(mine, now=now, rotation_age=rotation_age,
+                                           expiring_within=expiring_within)
+    max_age = {device: max_age_by_type[kind] for device, kind in type_of.items()
+               if kind in max_age_by_type}
+    never_rotated = never_rotated_devices(mine, now=now, max_age_by_device=max_age)
+    return CredentialTally(dict(Counter(str(s) for s in statuses.values())),
+                           len(never_rotated))

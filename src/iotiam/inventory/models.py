@@ -304,3 +304,28 @@ class InventorySummary:
     rotation_age_days: int
     #: devices whose current key is older than their type's maximum credential age
     never_rotated: int = 0
+    #: devices per site (``""``: none recorded) and per org unit path
+    by_site: dict[str, int] = field(default_factory=dict)
+    by_org: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeviceTally:
+    """How many devices of one type, in one state, at one site live in one org unit."""
+
+    org_path: str
+    type_name: str
+    state: str
+    #: ``""`` when the devices record no site
+    site: str
+    count: int
+
+
+@dataclass(frozen=True)
+class CredentialTally:
+    """Credential hygiene of the devices that hold or held a certificate."""
+
+    #: devices per status; devices with no certificate are not counted (``none``)
+    by_status: dict[str, int]
+    #: devices whose live key is older than their type allows
+    never_rotated: int

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.changes import ChangeRecorder
 from iotiam.errors import NotFound
 from iotiam.inventory.models import (
+    CredentialTally,
     Device,
     DeviceState,
+    DeviceTally,
     DeviceType,
     Group,
     OrgUnit,
@@ -247,6 +249,23 @@ def visible_device(
     return device
 
 
+class FleetCounts(Protocol):
+    """The inventory report's counts, kept as the fleet changes: reading them costs the
+    same at a million devices as at ten (never a scan of the devices or certificates)."""
+
+    def device_tallies(self, *, org_path: str) -> list[DeviceTally]:
+        """Devices under ``org_path`` per org unit, type, state and site (no zero rows)."""
+        ...
+
+    def credential_tally(
+        self, *, org_path: str, now: datetime, rotation_age: timedelta,
+        expiring_within: timedelta | None, max_age_by_type: dict[str, timedelta],
+    ) -> CredentialTally:
+        """Credential statuses and never-rotated keys of the devices under ``org_path``
+        at ``now``, exactly as ``credential_status.credential_tally`` judges them."""
+        ...
+
+
 class InventoryUnitOfWork(DeviceUnitOfWork, AuditUnitOfWork, Protocol):
     """The stores inventory use cases work with, inside one transaction."""
 
@@ -272,7 +291,12 @@ class InventoryUnitOfWork(DeviceUnitOfWork, AuditUnitOfWork, Protocol):
 
     @property
     def certificates(self) -> CertificateStore:
-        """Certificates, read for the credential status of the report."""
+        """Certificates."""
+        ...
+
+    @property
+    def fleet_counts(self) -> FleetCounts:
+        """The report's maintained counts."""
         ...
 
     def savepoint(self) -> AbstractContextManager[None]:

@@ -20,10 +20,6 @@ from iotiam.errors import (
 )
 from iotiam.inventory import bulk
 from iotiam.inventory.bulk import DEVICE_ID
-from iotiam.inventory.credential_status import (
-    credential_status_by_device,
-    never_rotated_devices,
-)
 from iotiam.inventory.models import (
     ALLOWED_CHILDREN,
     CredentialStatus,
@@ -394,41 +390,38 @@ class Inventory(Generic[UnitOfWorkT]):
         self, actor: Principal, *, rotation_age: timedelta,
         expiring_within: timedelta | None = None,
     ) -> InventorySummary:
-        """Counts by type, state and credential status for the caller's subtree."""
+        """Counts by type, state, site, org unit and credential status for the caller's
+        subtree, from the maintained counts (``FleetCounts``)."""
         now = self._clock.now()
         by_type: Counter[str] = Counter()
         by_state: Counter[str] = Counter()
+        by_site: Counter[str] = Counter()
+        by_org: Counter[str] = Counter()
         with self._uow.reading() as uow:
-            device_ids: list[str] = []
-            max_age: dict[str, timedelta] = {}
-            type_age = {t.name: t.rotation.max_credential_age
-                        for t in uow.device_types.list_all()}
-            for device in uow.devices.iter_all(org_path=actor.org_path):
-                by_type[device.type_name] += 1
-                by_state[str(device.state)] += 1
-                device_ids.append(device.id)
-                if device.type_name in type_age:
-                    max_age[device.id] = type_age[device.type_name]
-            certificates = list(
-                uow.certificates.iter_device_certificates(org_path=actor.org_path))
-            statuses = credential_status_by_device(
-                certificates, now=now, expiring_within=expiring_within,
-                rotation_age=rotation_age,
-            )
-            never_rotated = never_rotated_devices(certificates, now=now,
-                                                  max_age_by_device=max_age)
-        by_credential: Counter[str] = Counter(
-            str(statuses.get(d, CredentialStatus.NONE)) for d in device_ids
-        )
+            max_age = {t.name: t.rotation.max_credential_age
+                       for t in uow.device_types.list_all()}
+            for tally in uow.fleet_counts.device_tallies(org_path=actor.org_path):
+                by_type[tally.type_name] += tally.count
+                by_state[tally.state] += tally.count
+                by_site[tally.site] += tally.count
+                by_org[tally.org_path] += tally.count
+            credentials = uow.fleet_counts.credential_tally(
+                org_path=actor.org_path, now=now, rotation_age=rotation_age,
+                expiring_within=expiring_within, max_age_by_type=max_age)
+        total = sum(by_type.values())
+        by_credential = {str(s): credentials.by_status.get(str(s), 0) for s in CredentialStatus}
+        by_credential[str(CredentialStatus.NONE)] = total - sum(credentials.by_status.values())
         return InventorySummary(
-            total=len(device_ids),
+            total=total,
             by_type=dict(by_type),
             by_state=dict(by_state),
-            by_credential_status={str(s): by_credential.get(str(s), 0) for s in CredentialStatus},
+            by_credential_status=by_credential,
             expiring_within_days=(None if expiring_within is None
                                   else int(expiring_within.total_seconds() // 86400)),
             rotation_age_days=int(rotation_age.total_seconds() // 86400),
-            never_rotated=len(never_rotated),
+            never_rotated=credentials.never_rotated,
+            by_site=dict(by_site),
+            by_org=dict(by_org),
         )
 
 

@@ -32,6 +32,7 @@ from iotiam.storage.enrollment_store import (
     SqlManifestStore,
     SqlManufacturerStore,
 )
+from iotiam.storage.fleet_counts import SqlFleetCounts
 from iotiam.storage.inventory_store import (
     SqlDeviceStore,
     SqlDeviceTypeStore,
@@ -123,6 +124,7 @@ class SqlUnitOfWork:
         self.groups = SqlGroupStore(conn)
         self.cas = SqlCaStore(conn)
         self.certificates = SqlCertificateStore(conn)
+        self.fleet_counts = SqlFleetCounts(conn)
         self.crls = SqlCrlStore(conn)
         self.counters = SqlCounterStore(conn)
         self.audit = SqlAuditLog(conn)

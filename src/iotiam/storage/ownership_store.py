@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Connection, delete, select, update
 
 from iotiam.inventory.models import DeviceState
+from iotiam.storage.credential_standing import refresh_standing
 from iotiam.storage.tables import inventory
 
 
@@ -26,6 +27,8 @@ class SqlOwnershipStore:
             .values(org_unit_id=org_unit_id, org_path=org_path,
                     state=str(DeviceState.PENDING), updated_at=at)
         )
+        # its credential row counts under its new org unit now
+        refresh_standing(self._c, [device_id])
 
     def leave_groups_outside(self, device_id: str, org_path: str) -> list[str]:
         """Drop the device from every group whose subtree no longer holds ``org_path``."""

@@ -23,6 +23,7 @@ from iotiam.pki.models import (
     serial_hex,
 )
 from iotiam.pki.ports import CrlInfo, SignedCertificate, StoredCa, StoredCrl
+from iotiam.storage.credential_standing import devices_of_serials, refresh_standing
 from iotiam.storage.raw import (
     RawSql,
     RawStatement,
@@ -179,6 +180,12 @@ class SqlCertificateStore:
         } for cert in signed])
         if updated != len(signed):
             raise Conflict("a certificate to store is no longer reserved")
+        by_issuer: dict[str, list[str]] = {}
+        for cert in signed:
+            by_issuer.setdefault(cert.issuer_id, []).append(serial_hex(cert.serial))
+        # the report's per-device row moves with the certificate (fleet_counts.py)
+        refresh_standing(self._c, {device for issuer, serials in by_issuer.items()
+                                   for device in devices_of_serials(self._c, issuer, serials)})
 
     def get(
         self, issuer_id: str, serial: int, *, for_update: bool = False
@@ -230,6 +237,7 @@ class SqlCertificateStore:
         )
         if result.rowcount != 1:
             raise Conflict(f"certificate {serial_hex(serial)} is already revoked")
+        refresh_standing(self._c, devices_of_serials(self._c, issuer_id, [serial_hex(serial)]))
 
     def page(
         self,

@@ -38,7 +38,7 @@ def buckets(installation: Installation, **params: Any) -> dict[str, int]:
 
 def test_report_ok_empty(installation: Installation) -> None:
     assert report(installation) == {
-        "total": 0, "by_type": {}, "by_state": {},
+        "total": 0, "by_type": {}, "by_state": {}, "by_site": {}, "by_org": {},
         "by_credential_status": dict.fromkeys(BUCKETS, 0),
         "expiring_within_days": None, "rotation_age_days": 30, "never_rotated": 0,
         "expiring_rule": "past its renewal point (67% of its lifetime, +5% jitter) and "

@@ -171,14 +171,16 @@ def inventory_report(
     expiring_days: int | None = Query(default=None, ge=0, le=3650),
     rotation_age_days: int | None = Query(default=None, ge=1, le=3650),
 ) -> dict[str, Any]:
-    """Counts by type, state and credential status, and how the fleet stands against
-    what the network shows (as of the risk register's last rebuild)."""
+    """Counts by type, state, site (``""``: none), org unit path and credential status
+    (from maintained counts), and how the fleet stands against what the network shows
+    (as of the risk register's last rebuild)."""
     rotation = (timedelta(days=rotation_age_days) if rotation_age_days
                 else svc.settings.rotation_age)
     summary = svc.inventory.summary(
         caller, rotation_age=rotation,
         expiring_within=None if expiring_days is None else timedelta(days=expiring_days))
     return {"total": summary.total, "by_type": summary.by_type, "by_state": summary.by_state,
+            "by_site": summary.by_site, "by_org": summary.by_org,
             "by_credential_status": summary.by_credential_status,
             "expiring_within_days": summary.expiring_within_days,
             "expiring_rule": EXPIRING_RULE + (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     ForeignKey,
     Index,
@@ -78,4 +79,62 @@ group_members = Table(
     Column("device_id", String(128), ForeignKey("devices.id"), nullable=False),
     PrimaryKeyConstraint("group_id", "device_id"),
     Index("ix_group_members_device", "device_id"),
+)
+
+#: devices per (org unit, type, state, site), kept by triggers on ``devices`` in the
+#: writing transaction (migration 0022): the report and list totals read these rows,
+#: never the million device rows; ``site`` is ``''`` for none (a key column)
+device_counts = Table(
+    "device_counts",
+    metadata,
+    Column("org_path", String(2048), nullable=False),
+    Column("type_name", String(128), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("site", String(256), nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("org_path", "type_name", "state", "site"),
+)
+
+#: one row per device that holds (or held) a certificate: what its credential status
+#: and key age are judged from at any time, so that the report reads one narrow row per
+#: device instead of three certificates (storage/credential_standing.py keeps it)
+device_credentials = Table(
+    "device_credentials",
+    metadata,
+    Column("device_id", String(128), primary_key=True),
+    Column("org_path", String(2048), nullable=False),
+    Column("type_name", String(128), nullable=False),
+    # the issued certificate with the newest notBefore, NULL when none is issued
+    Column("newest_not_before", UtcDateTime(), nullable=True),
+    Column("newest_not_after", UtcDateTime(), nullable=True),
+    Column("renew_by", UtcDateTime(), nullable=True),
+    # the latest notAfter of any issued certificate (an older one may outlive the newest)
+    Column("issued_until", UtcDateTime(), nullable=True),
+    # when the newest certificate's key was first certified; NULL: no key hash recorded
+    Column("key_since", UtcDateTime(), nullable=True),
+    Index("ix_device_credentials_org_path", "org_path"),
+    # the report reads exactly only the rows whose instants fall on a threshold's day
+    Index("ix_device_credentials_not_before", "newest_not_before"),
+    Index("ix_device_credentials_not_after", "newest_not_after"),
+    Index("ix_device_credentials_renew_by", "renew_by"),
+    Index("ix_device_credentials_issued_until", "issued_until"),
+    Index("ix_device_credentials_key_since", "key_since"),
+)
+
+#: ``device_credentials`` counted per org unit, type and the UTC day of each instant
+#: (``NO_DAY`` for none): the report judges a whole day-bucket at once and reads rows only
+#: for the buckets whose day is a threshold's (storage/credential_days.py)
+device_credential_days = Table(
+    "device_credential_days",
+    metadata,
+    Column("org_path", String(2048), nullable=False),
+    Column("type_name", String(128), nullable=False),
+    Column("not_before_day", Integer, nullable=False),
+    Column("not_after_day", Integer, nullable=False),
+    Column("renew_by_day", Integer, nullable=False),
+    Column("issued_until_day", Integer, nullable=False),
+    Column("key_since_day", Integer, nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("org_path", "type_name", "not_before_day", "not_after_day",
+                         "renew_by_day", "issued_until_day", "key_since_day"),
 )

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from iotiam.errors import Conflict
-from iotiam.inventory.models import Device, DeviceState, DeviceType, Group, OrgUnit, RotationPolicy
+from iotiam.inventory.credential_status import credential_tally
+from iotiam.inventory.models import (
+    CredentialTally,
+    Device,
+    DeviceState,
+    DeviceTally,
+    DeviceType,
+    Group,
+    OrgUnit,
+    RotationPolicy,
+)
+from iotiam.kernel import ROOT_PATH
 from iotiam.testing.fakes.memory import MemoryStore, under
+from iotiam.testing.fakes.pki import MemoryCertificateStore
 
 
 @dataclass
@@ -192,3 +205,28 @@ class MemoryGroupStore(MemoryStore):
     def groups_of(self, device_id: str) -> list[str]:
         """Ids of the groups a device is in, sorted."""
         return sorted(g for g, d in self.memberships if d == device_id)
+
+
+@dataclass
+class MemoryFleetCounts(MemoryStore):
+    """``FleetCounts`` by a full recount of the rows (what the SQL counts must equal)."""
+
+    devices: MemoryDeviceStore
+    certificates: MemoryCertificateStore
+
+    def device_tallies(self, *, org_path: str) -> list[DeviceTally]:
+        """Devices under ``org_path`` per org unit, type, state and site."""
+        counted = Counter((d.org_path, d.type_name, str(d.state), d.site or "")
+                          for d in self.devices.iter_all(org_path=org_path))
+        return [DeviceTally(*key, count=n) for key, n in sorted(counted.items())]
+
+    def credential_tally(
+        self, *, org_path: str, now: datetime, rotation_age: timedelta,
+        expiring_within: timedelta | None, max_age_by_type: dict[str, timedelta],
+    ) -> CredentialTally:
+        """Judged from every certificate of the devices under ``org_path``."""
+        return credential_tally(
+            self.devices.iter_all(org_path=org_path),
+            self.certificates.iter_device_certificates(org_path=ROOT_PATH),
+            now=now, rotation_age=rotation_age, expiring_within=expiring_within,
+            max_age_by_type=max_age_by_type)

@@ -29,6 +29,7 @@ from iotiam.testing.fakes.enrollment import (
 from iotiam.testing.fakes.inventory import (
     MemoryDeviceStore,
     MemoryDeviceTypeStore,
+    MemoryFleetCounts,
     MemoryGroupStore,
     MemoryOrgUnitStore,
 )
@@ -80,6 +81,7 @@ class MemoryUnitOfWork:
         self.cas = MemoryCaStore()
         self.certificates = MemoryCertificateStore()
         self.crls = MemoryCrlStore()
+        self.fleet_counts = MemoryFleetCounts(self.devices, self.certificates)
         self.counters = MemoryCounterStore()
         self.audit = MemoryAuditLog()
         self.admin_tokens = MemoryAdminTokenStore()
