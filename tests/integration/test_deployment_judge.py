@@ -4,6 +4,7 @@ that never finishes its body cannot hold the process past the drain, exit 0, no 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -109,10 +110,8 @@ def test_drain_fail_client_that_never_finishes_its_body_cannot_hold_the_stop(
             raise AssertionError("a half-sent body held `serve` past its drain") from None
         took = time.monotonic() - started
     finally:
-        try:
+        with contextlib.suppress(OSError, ssl.SSLError):
             tls.close()
-        except (OSError, ssl.SSLError):
-            pass
     log = server.log_tail(20000)
     assert code == 0, log
     assert took < DRAIN_SECONDS + 8, took

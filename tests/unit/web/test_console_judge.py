@@ -3,6 +3,7 @@ demanding user or an attacker must get (CSRF, redirects, headers, tenancy, roles
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 
@@ -321,9 +322,8 @@ _EVIL = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
 def test_console_fail_asset_values_from_the_network_are_escaped(
         tenants: Tenants, console: Console) -> None:
     api = tenants.installation.api()
-    line = ('{"ip": "10.9.8.7", "mac": "aa:bb:cc:dd:ee:01", "hostname": "evil-host", '
-            '"vendor": "%s", "model": "%s"}\n') % (_EVIL.replace('"', '\\"'),
-                                                   _EVIL.replace('"', '\\"'))
+    line = json.dumps({"ip": "10.9.8.7", "mac": "aa:bb:cc:dd:ee:01", "hostname": "evil-host",
+                       "vendor": _EVIL, "model": _EVIL}) + "\n"
     answer = api.post("/v1/discovery/imports", params={"source": "jsonl"},
                       content=line.encode(), headers={"Content-Type": "application/x-ndjson"})
     assert answer.status_code in (200, 201), answer.text
