@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from api.tenants import Tenants
@@ -43,53 +44,6 @@ def test_console_fail_get_on_an_action_changes_nothing(
     assert _state(tenants, "acme-d1") == "active"
 
 
-def test_console_fail_method_override_header_ignored(
-        tenants: Tenants, console: Console) -> None:
-    answer = console.http.get("/console/devices/acme-d1/quarantine",
-                              headers={"X-HTTP-Method-Override": "POST"},
-                              params={"_method": "POST", "csrf": console.csrf})
-    assert answer.status_code in (404, 405)
-    assert _state(tenants, "acme-d1") == "active"
-
-
-@pytest.mark.parametrize("target", [
-    "https://evil.example/", "//evil.example/", "/\\evil.example/", "\\\\evil.example",
-    "https:evil.example", " //evil.example", "/%2F%2Fevil.example",
-    "javascript:alert(1)", "/console/\r\nSet-Cookie: x=1",
-])
-def test_console_fail_sign_in_next_never_leaves_the_console(
-        tenants: Tenants, target: str) -> None:
-    console = Console(tenants.installation.services, tenants.installation.admin_token)
-    try:
-        form = console.http.get("/console/sign-in", params={"next": target})
-        binding = re.search(r'name="binding" value="([^"]+)"', form.text)
-        assert binding is not None
-        answer = console.http.post("/console/sign-in", data={
-            "token": console.token, "binding": binding.group(1), "next": target})
-        assert answer.status_code == 303
-        location = answer.headers["location"]
-        assert location.startswith("/console"), location
-        assert not location.startswith("//") and "\\" not in location
-        assert "\n" not in location and "evil" not in location
-    finally:
-        console.close()
-
-
-def test_console_fail_sign_in_without_binding_cookie_refused(tenants: Tenants) -> None:
-    console = Console(tenants.installation.services, tenants.installation.admin_token)
-    try:
-        form = console.http.get("/console/sign-in")
-        binding = re.search(r'name="binding" value="([^"]+)"', form.text)
-        assert binding is not None
-        console.http.cookies.clear()
-        answer = console.http.post("/console/sign-in", data={
-            "token": console.token, "binding": binding.group(1), "next": "/console/"})
-        assert answer.status_code in (400, 401, 403)
-        assert "__Host-iotiam-console" not in answer.headers.get("set-cookie", "")
-    finally:
-        console.close()
-
-
 _HEADERS = {
     "content-security-policy": "frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
@@ -111,13 +65,6 @@ def test_console_ok_security_headers_on_errors(console: Console, path: str) -> N
         assert value in answer.headers.get(header, ""), (path, header, dict(answer.headers))
 
 
-def test_console_ok_security_headers_on_csrf_refusal(console: Console) -> None:
-    answer = console.post("/console/devices/acme-d1/quarantine", {"reason": "x"}, csrf=False)
-    assert answer.status_code == 403
-    for header, value in _HEADERS.items():
-        assert value in answer.headers.get(header, ""), header
-
-
 def test_console_ok_security_headers_on_static_files(console: Console) -> None:
     page = console.page("/console/")
     assets = re.findall(r'(?:src|href)="(/console/static/[^"]+)"', page.text)
@@ -127,18 +74,6 @@ def test_console_ok_security_headers_on_static_files(console: Console) -> None:
         assert answer.status_code == 200, asset
         assert answer.headers.get("x-content-type-options") == "nosniff", asset
         assert "frame-ancestors 'none'" in answer.headers.get("content-security-policy", "")
-
-
-def test_console_ok_security_headers_signed_out(tenants: Tenants) -> None:
-    console = Console(tenants.installation.services, tenants.installation.admin_token)
-    try:
-        for path in ("/console/sign-in", "/console/", "/console/devices"):
-            answer = console.http.get(path)
-            assert answer.status_code in (200, 303), path
-            for header, value in _HEADERS.items():
-                assert value in answer.headers.get(header, ""), (path, header)
-    finally:
-        console.close()
 
 
 @pytest.mark.parametrize(("path", "params"), [
@@ -173,17 +108,6 @@ def test_console_fail_garbage_paging_is_4xx_or_page(
     assert "Traceback" not in answer.text
 
 
-def test_console_fail_org_admin_cannot_see_another_tenant_device(
-        tenants: Tenants, browsers: Browsers) -> None:
-    acme = browsers(tenants.token("acme", "admin"))
-    other = acme.http.get("/console/devices/globex-d1")
-    missing = acme.http.get("/console/devices/no-such-device")
-    assert other.status_code == missing.status_code == 404
-    assert other.text.replace("globex-d1", "no-such-device") == missing.text
-    listing = acme.page("/console/devices")
-    assert "globex-d1" not in listing.text and "acme-d1" in listing.text
-
-
 @pytest.mark.parametrize("action", ["quarantine", "decommission"])
 def test_console_fail_org_admin_cannot_act_on_another_tenant_device(
         tenants: Tenants, browsers: Browsers, action: str) -> None:
@@ -208,40 +132,6 @@ def test_console_fail_org_admin_cannot_revoke_another_tenant_certificate(
     assert cert.json()["revoked_at"] is None, cert.text
 
 
-def test_console_fail_viewer_cannot_quarantine(tenants: Tenants, browsers: Browsers) -> None:
-    viewer = browsers(tenants.token("acme", "viewer"))
-    viewer.page("/console/devices/acme-d1")
-    answer = viewer.post("/console/devices/acme-d1/quarantine", {"reason": "judge"})
-    assert answer.status_code == 403
-    assert _state(tenants, "acme-d1") == "active"
-
-
-def test_console_fail_decommission_needs_the_typed_id(
-        tenants: Tenants, console: Console) -> None:
-    console.page("/console/devices/acme-d1")
-    for confirm in ("", "acme-d", "ACME-D1", " acme-d1x"):
-        answer = console.post("/console/devices/acme-d1/decommission",
-                              {"confirm": confirm, "reason": "judge"})
-        assert 400 <= answer.status_code < 500, confirm
-    assert _state(tenants, "acme-d1") == "active"
-
-
-def test_console_ok_quarantine_is_audited_with_the_person(
-        tenants: Tenants, browsers: Browsers) -> None:
-    name = "judge-person"
-    answer = tenants.installation.api().post(
-        "/v1/tokens", json={"name": name, "role": "admin", "org": "acme"})
-    assert answer.status_code == 201, answer.text
-    person = browsers(answer.json()["token"])
-    person.page("/console/devices/acme-d1")
-    done = person.post("/console/devices/acme-d1/quarantine", {"reason": "judge"})
-    assert done.status_code == 303, done.text
-    assert _state(tenants, "acme-d1") == "quarantined"
-    records = tenants.installation.api().get("/v1/audit/records", params={"device": "acme-d1"})
-    assert records.status_code == 200, records.text
-    assert f"token:{name}" in records.text
-
-
 def test_console_fail_reason_with_markup_is_escaped_everywhere(
         tenants: Tenants, console: Console) -> None:
     evil = '<script>alert(1)</script><img src=x onerror=alert(2)>"\'><svg onload=alert(3)>'
@@ -254,66 +144,6 @@ def test_console_fail_reason_with_markup_is_escaped_everywhere(
         assert page.status_code == 200, path
         assert "<script>alert" not in page.text and "<img src=x" not in page.text, path
         assert "<svg onload" not in page.text, path
-
-
-def test_console_fail_device_attribute_markup_is_escaped(
-        tenants: Tenants, console: Console) -> None:
-    api = tenants.installation.api()
-    evil = '"><script>alert(1)</script>'
-    answer = api.post("/v1/devices", json={
-        "id": "xss-d1", "type": "sensor",
-        "attributes": {"vendor": evil, evil[:10]: "x"}})
-    if answer.status_code != 201:
-        answer = api.post("/v1/devices", json={"id": "xss-d1", "type": "sensor",
-                                               "attributes": {"vendor": evil}})
-    assert answer.status_code == 201, answer.text
-    page = console.page("/console/devices/xss-d1")
-    assert page.status_code == 200
-    assert "<script>alert(1)" not in page.text
-
-
-def test_console_fail_every_form_field_has_a_label(console: Console) -> None:
-    for path in ("/console/devices", "/console/devices/acme-d1", "/console/risk",
-                 "/console/assets", "/console/findings", "/console/audit",
-                 "/console/sign-in"):
-        page = console.page(path).text
-        labelled = set(re.findall(r'<label[^>]*for="([^"]+)"', page))
-        body = re.sub(r"<label\b[^>]*>.*?</label>", "", page, flags=re.S)
-        for field in re.finditer(r"<(input|select|textarea)\b[^>]*>", body):
-            tag = field.group(0)
-            if 'type="hidden"' in tag:
-                continue
-            ident = re.search(r'id="([^"]+)"', tag)
-            assert (ident and ident.group(1) in labelled) or "aria-label" in tag, (path, tag)
-
-
-def test_console_fail_sign_out_with_get_keeps_session_and_is_refused(
-        console: Console) -> None:
-    answer = console.http.get("/console/sign-out")
-    assert answer.status_code in (404, 405)
-    assert console.http.get("/console/devices").status_code == 200
-
-
-def test_console_fail_signed_out_action_redirects_or_refuses(tenants: Tenants) -> None:
-    stranger = Console(tenants.installation.services, tenants.installation.admin_token)
-    try:
-        answer = stranger.http.post("/console/devices/acme-d1/quarantine",
-                                    data={"reason": "x", "csrf": "x"})
-        assert answer.status_code in (303, 401, 403)
-        assert _state(tenants, "acme-d1") == "active"
-    finally:
-        stranger.close()
-
-
-def test_console_fail_forged_cookie_does_not_sign_in(tenants: Tenants) -> None:
-    stranger = Console(tenants.installation.services, tenants.installation.admin_token)
-    try:
-        stranger.http.cookies.set("__Host-iotiam-console", "A" * 200)
-        answer = stranger.http.get("/console/devices")
-        assert answer.status_code in (303, 401)
-        assert "acme-d1" not in answer.text
-    finally:
-        stranger.close()
 
 
 _EVIL = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
@@ -373,16 +203,6 @@ def test_console_fail_org_admin_audit_page_shows_only_its_subtree(
         assert "acme-d1" in shown or params, params
 
 
-def test_console_fail_org_admin_cannot_verify_the_chain(
-        tenants: Tenants, browsers: Browsers) -> None:
-    acme = browsers(tenants.token("acme", "admin"))
-    page = acme.page("/console/audit")
-    assert "checkpoint" not in page.text.lower() or "verify" not in page.text.lower()
-    for path in ("/console/audit/verify",):
-        assert acme.http.get(path).status_code in (403, 404, 405)
-        assert acme.post(path).status_code in (403, 404, 405)
-
-
 @pytest.mark.parametrize(("days", "reason"), [
     ("-1", "judge"), ("0", "judge"), ("1e9", "judge"), ("nan", "judge"),
     ("99999999999999999999", "judge"), ("abc", "judge"), ("", "judge"), ("366", "judge"),
@@ -421,12 +241,6 @@ def test_console_fail_adopt_garbage_is_never_5xx(
     assert "Traceback" not in answer.text
 
 
-def test_console_fail_head_on_pages_is_not_an_error(console: Console) -> None:
-    for path in ("/console/", "/console/devices", "/console/sign-in"):
-        answer = console.http.head(path)
-        assert answer.status_code == 200, (path, answer.status_code)
-
-
 def _root_asset(tenants: Tenants) -> str:
     api = tenants.installation.api()
     imported = api.post("/v1/discovery/imports", params={"source": "jsonl"},
@@ -455,47 +269,6 @@ def test_console_fail_org_admin_cannot_see_or_adopt_a_root_asset(
     assert adopted.status_code != 500
     status = tenants.installation.api().get(f"/v1/discovery/assets/{asset_id}").json()
     assert status["status"] == "unmanaged", status
-
-
-def test_console_fail_viewer_cannot_accept_or_adopt(
-        tenants: Tenants, browsers: Browsers) -> None:
-    asset_id = _root_asset(tenants)
-    assert tenants.installation.api().post("/v1/risk/rebuild").status_code == 200
-    entry = next(iter(tenants.installation.risk_entries()))
-    viewer = browsers(tenants.token("root", "viewer"))
-    viewer.page("/console/assets")
-    adopted = viewer.post("/console/assets/adopt", {"asset": [asset_id], "type": "sensor"})
-    accepted = viewer.post(f"/console/risk/{entry}/accept",
-                           {"factor": "unmanaged", "reason": "judge", "days": "30"})
-    assert adopted.status_code == 403 and accepted.status_code == 403
-    status = tenants.installation.api().get(f"/v1/discovery/assets/{asset_id}").json()
-    assert status["status"] == "unmanaged", status
-    assert not tenants.installation.risk_entries()[entry].accepted
-
-
-def test_console_fail_sign_out_without_csrf_keeps_the_session(console: Console) -> None:
-    answer = console.post("/console/sign-out", csrf=False)
-    assert answer.status_code == 403
-    assert console.http.get("/console/devices").status_code == 200
-
-
-def test_console_fail_notice_parameter_is_not_reflected(console: Console) -> None:
-    text = "Your session expired call 555-0100 now"
-    for path in ("/console/devices/acme-d1", "/console/devices", "/console/"):
-        page = console.http.get(path, params={"notice": text})
-        assert page.status_code in (200, 400), path
-        assert "555-0100" not in page.text, path
-        page = console.http.get(path, params={"notice": "<b>x</b>"})
-        assert "<b>x</b>" not in page.text, path
-
-
-def test_console_fail_after_sign_out_the_page_asks_to_sign_in(console: Console) -> None:
-    console.page("/console/")
-    out = console.post("/console/sign-out")
-    assert out.status_code == 303
-    answer = console.http.get("/console/devices")
-    assert answer.status_code in (303, 401)
-    assert "acme-d1" not in answer.text
 
 
 @pytest.mark.parametrize("path", [
@@ -545,22 +318,6 @@ def test_console_fail_sign_in_binding_is_one_time(tenants: Tenants) -> None:
         console.close()
 
 
-def test_console_fail_no_cors_for_another_origin(console: Console) -> None:
-    evil = {"Origin": "https://evil.example"}
-    answer = console.http.get("/console/devices", headers=evil)
-    assert "access-control-allow-origin" not in answer.headers
-    preflight = console.http.options("/console/devices/acme-d1/quarantine", headers={
-        **evil, "Access-Control-Request-Method": "POST"})
-    assert "access-control-allow-origin" not in preflight.headers
-
-
-def test_console_ok_bare_console_path_leads_to_the_overview(console: Console) -> None:
-    answer = console.http.get("/console")
-    assert answer.status_code in (200, 301, 302, 303, 307, 308), answer.status_code
-    if answer.is_redirect:
-        assert answer.headers["location"].endswith("/console/")
-
-
 @pytest.mark.xfail(strict=True, reason=(
     "judge: the console decommissions with a 501-character reason that "
     "POST /v1/devices/{id}/state refuses (at most 500): its validation is not the API's"))
@@ -574,3 +331,31 @@ def test_console_fail_decommission_reason_over_500_is_refused_like_the_api(
                           {"confirm": "acme-d1", "reason": "d" * 501})
     assert answer.status_code == 400, answer.status_code
     assert _state(tenants, "acme-d1") == "active"
+
+
+def test_console_fail_session_ends_after_8_hours_even_when_busy(
+        tenants: Tenants, console: Console) -> None:
+    clock = tenants.installation.clock
+    for _ in range(8 * 6 - 1):  # a request every 10 minutes for 7 h 50 min
+        clock.advance(timedelta(minutes=10))
+        assert console.http.get("/console/devices").status_code == 200
+    clock.advance(timedelta(minutes=11))
+    answer = console.http.get("/console/devices")
+    assert answer.status_code in (303, 401), answer.status_code
+    assert "acme-d1" not in answer.text
+
+
+def test_console_fail_refused_action_is_audited_with_the_person(
+        tenants: Tenants, browsers: Browsers) -> None:
+    api = tenants.installation.api()
+    made = api.post("/v1/tokens", json={"name": "judge-viewer", "role": "viewer"})
+    assert made.status_code == 201
+    viewer = browsers(made.json()["token"])
+    viewer.page("/console/devices/acme-d1")
+    assert viewer.post("/console/devices/acme-d1/quarantine", {"reason": "x"}).status_code \
+        == 403
+    items = api.get("/v1/audit/records", params={"limit": 1000}).json()
+    records = items["items"] if isinstance(items, dict) else items
+    mine = [r for r in records if r["actor"] == "token:judge-viewer"
+            and r["outcome"] != "success"]
+    assert mine, [r["tag"] for r in records[-5:]]
