@@ -5,7 +5,8 @@ balancers every few seconds) and each answering a ``Status``: the database answe
 change feed reads, the managed broker runs, which singleton jobs this process leads,
 whether it is draining. ``serving.readiness_checks`` registers them; another part of
 ``serve`` (an event stream, say) adds its own with ``Readiness.add``. A check that
-raises counts as not ready, with the error as its detail.
+raises counts as not ready; its error's type is the detail (its text, which may name
+hosts or URLs, goes to the log only).
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ class Readiness:
             try:
                 answers[name] = check()
             except Exception as e:  # a failing check is an answer, not an outage of /readyz
+                # /readyz answers anyone: the error's text (hosts, URLs) stays in the log
                 log.warning("readiness check %s failed: %s", name, e)
-                answers[name] = Status(False, f"{type(e).__name__}: {e}")
+                answers[name] = Status(False, f"the check failed ({type(e).__name__}; "
+                                              "the server's log says why)")
         return Report(answers)
 
 

@@ -11,6 +11,7 @@ from iotiam.admin.models import AdminToken
 from iotiam.audit.export import to_jsonl
 from iotiam.audit.models import AuditRecord
 from iotiam.inventory.models import (
+    MAX_STATE_REASON,
     Criticality,
     Device,
     DeviceClass,
@@ -56,7 +57,7 @@ class StateChangeIn(Body):
     """Move a device to another lifecycle state."""
 
     state: DeviceState
-    reason: str = Field(default="", max_length=500)
+    reason: str = Field(default="", max_length=MAX_STATE_REASON)
 
 
 class ImportRowIn(Body):

@@ -242,6 +242,14 @@ class DeviceDraft:
 
 
 MAX_ATTRIBUTES = 64
+#: the longest reason a state change records (API, CLI and console alike)
+MAX_STATE_REASON = 500
+
+
+def check_state_reason(reason: str) -> None:
+    """A state change's reason is a short note for the audit trail."""
+    if len(reason) > MAX_STATE_REASON:
+        raise InvalidInput(f"the reason is longer than {MAX_STATE_REASON} characters")
 
 
 def check_attributes(attributes: dict[str, str]) -> None:

@@ -36,6 +36,7 @@ from iotiam.inventory.models import (
     OrgUnitKind,
     RotationPolicy,
     check_identifier,
+    check_state_reason,
     check_transition,
 )
 from iotiam.inventory.ports import (
@@ -268,6 +269,7 @@ class Inventory(Generic[UnitOfWorkT]):
         )
         with self._audit.refusals(draft), self._uow() as uow:
             actor.require(Role.OPERATOR, "changing device state")
+            check_state_reason(reason)
             device = visible_device(uow.devices, actor, device_id, for_update=True)
             check_transition(device.state, target)
             now = self._clock.now()

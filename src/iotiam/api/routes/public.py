@@ -18,12 +18,16 @@ from iotiam.errors import NotFound
 router = APIRouter(tags=["public"], route_class=UntrustedJsonRoute)
 
 
+#: a probe's answer is about this instant: no cache between it and the replica keeps one
+NOT_CACHED = {"Cache-Control": "no-store"}
+
+
 @router.get("/healthz")
-def healthz(svc: Wired) -> dict[str, str]:
+def healthz(svc: Wired) -> JSONResponse:
     """Liveness plus a database round trip."""
     with svc.database.reading() as uow:
         uow.counters.current("healthz")
-    return {"status": "ok"}
+    return JSONResponse({"status": "ok"}, headers=NOT_CACHED)
 
 
 @router.get("/readyz", response_model=ReadinessOut)
@@ -33,9 +37,9 @@ def readyz(svc: Wired) -> JSONResponse:
     checks: dict[str, Any] = {name: {"ready": s.ready, "detail": s.detail, **s.facts}
                               for name, s in report.checks.items()}
     if report.ready:
-        return JSONResponse({"status": "ready", "checks": checks})
+        return JSONResponse({"status": "ready", "checks": checks}, headers=NOT_CACHED)
     return problem_response(503, "not-ready", "Not ready", "; ".join(report.not_ready()),
-                            headers={"Cache-Control": "no-store"}, checks=checks)
+                            headers=NOT_CACHED, checks=checks)
 
 
 @router.get("/crl/{ca_id}.crl", response_class=Response,
