@@ -95,11 +95,13 @@ def _raise_finding(api: httpx.Client) -> str:
     raise AssertionError(f"no finding was raised for acme-cam: {sent.text}")
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=BACKENDS[-1:])
 def console_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                    ) -> Iterator[Server]:
     """One live server for the module, judging events from the first one (no hour of
-    learning), so that a burst of events raises a finding."""
+    learning), so that a burst of events raises a finding. One backend (PostgreSQL when
+    the suite has it): the pages call the services, whose unit tests (tests/unit/web)
+    run on both."""
     yield from serve_live(request.param, tmp_path_factory.mktemp(f"console-{request.param}"),
                           {"IOTIAM_DETECTION_LEARNING_SECONDS": "0"})
 

@@ -43,9 +43,11 @@ class TerminalConsole(Console):
     """
 
     def render_str(self, text: str, **options: Any) -> Text:
-        """``text`` as plain text: controls escaped, no markup, no emoji codes."""
+        """``text`` as plain text: controls escaped but its line breaks kept (a PEM, a
+        report), no markup, no emoji codes."""
         options.update(markup=False, emoji=False)
-        return super().render_str(escape_controls(text), **options)
+        lines = "\n".join(escape_controls(line) for line in text.split("\n"))
+        return super().render_str(lines, **options)
 
 
 def _escaped(found: re.Match[str]) -> str:

@@ -65,6 +65,12 @@ _ALL_HOLDERS = text(_HOLDERS.format(where=""))
 _HOLDERS_OF = _HOLDERS.format(where="AND device_id IN ({in_list})")
 _DEVICES_OF_SERIALS = ("SELECT DISTINCT device_id FROM certificates WHERE issuer_id = "
                        ":issuer AND serial IN ({in_list}) AND device_id IS NOT NULL")
+# PostgreSQL: two transactions issuing to one device (two replicas) take turns here, so
+# the second reads the first's certificate and row once it committed (READ COMMITTED
+# reads afresh per statement): each replaces the row it sees, and the day buckets move
+# by exactly what was replaced. SQLite has one writer at a time already.
+_LOCK_HOLDERS = ("SELECT id FROM devices WHERE id IN ({in_list}) "
+                 "ORDER BY id FOR UPDATE")
 _STANDING_COLUMNS = ("device_id", "org_path", "type_name", *INSTANTS)
 # the rows replaced, as they were: their buckets lose them
 _DROP = (f"DELETE FROM device_credentials WHERE device_id IN ({{in_list}}) "  # noqa: S608
@@ -99,6 +105,8 @@ def refresh_standing(conn: Connection, device_ids: Iterable[str]) -> None:
     for start in range(0, len(wanted), 500):
         chunk = wanted[start:start + 500]
         ids = in_params("id", chunk)
+        if conn.dialect.name == "postgresql":
+            raw.all(in_statement(_LOCK_HOLDERS, "id", len(chunk)), ids)
         rows = [_standing_row(r) for r in raw.all(
             in_statement(_HOLDERS_OF, "id", len(chunk)), ids)]
         moved = Counter(day_bucket(r) for r in rows)

@@ -78,3 +78,10 @@ def test_ok_json_output_escapes_controls_and_bidi(
     assert "\u202e" not in listed.out and "\x9b" not in listed.out
     (asset,) = json.loads(listed.out)
     assert asset["vendor"] == vendor  # lossless for scripts
+
+
+def test_terminal_console_keeps_line_breaks() -> None:
+    # a PEM or a multi-line report printed whole keeps its lines; other controls do not
+    console = TerminalConsole(record=True, width=200, color_system=None)
+    console.print("-----BEGIN X-----\nAAAA\x1b[2J\n-----END X-----", end="")
+    assert console.export_text() == "-----BEGIN X-----\nAAAA\\x1b[2J\n-----END X-----"
