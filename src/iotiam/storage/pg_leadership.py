@@ -69,8 +69,14 @@ class AdvisoryLocks:
             return not lost
 
     def close(self) -> None:
-        """End the session: PostgreSQL frees every lock it held."""
+        """Give every lock up, then end the session. The locks go in a statement
+        answered before this returns: a closed connection's backend frees them only as
+        it exits, a moment after the client let go, and a replica campaigning then would
+        still find them held."""
         with self._lock:
+            if self._conn is not None and self._held:
+                with contextlib.suppress(psycopg.Error, OSError):
+                    self._conn.execute("SELECT pg_advisory_unlock_all()")
             self._held.clear()
             self._drop()
 
