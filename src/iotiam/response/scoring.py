@@ -8,10 +8,11 @@ policy's ``min_trust_score`` loses those rights on the broker within a sync pass
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -208,17 +209,10 @@ class TrustRefresher:
     def refresh_queued(self) -> int:
         """Score the devices the feed named since the last pass (no window read); returns
         how many were rescored."""
-        with self._lock:
-            devices, self._queued = self._queued, set()
-            self._wake.clear()
-        if not devices:
-            return 0
-        try:
+        with self._taken() as devices:
+            if not devices:
+                return 0
             rescored = self._rescore(devices)
-        except BaseException:
-            with self._lock:
-                self._queued |= devices
-            raise
         # the full pass that reads their record in the window does not score them again
         self._scored_at.update(rescored.unmoved)
         return len(devices)
@@ -227,22 +221,29 @@ class TrustRefresher:
         """One pass; returns how many devices were rescored."""
         now = self._clock.now()
         start = self._since - OVERLAP
-        with self._lock:
-            devices, self._queued = self._queued, set()
-            self._wake.clear()
-        try:
+        with self._taken() as devices:
             changed = self._changes.unscored_changes(start)
             devices |= {d for d, at in changed if self._scored_at.get(d) != at}
             scored_at = dict(changed)
             if devices:
                 scored_at.update(self._rescore(devices).unmoved)
-        except BaseException:
-            with self._lock:  # a failed pass: the next one rescores them
-                self._queued |= devices
-            raise
         # only once the scores are stored (a failed pass reads the same window again)
         self._scored_at, self._since = scored_at, now
         return len(devices)
+
+    @contextlib.contextmanager
+    def _taken(self) -> Iterator[set[str]]:
+        """The devices the feed queued, taken for one pass (which may add to them); a
+        pass that fails puts them all back, so the next one scores them."""
+        with self._lock:
+            devices, self._queued = self._queued, set()
+            self._wake.clear()
+        try:
+            yield devices
+        except BaseException:
+            with self._lock:
+                self._queued |= devices
+            raise
 
     def _rescore(self, devices: set[str]) -> Rescored:
         """Score ``devices``, then hand them to ``then`` (unknown ones too: a deleted
