@@ -80,10 +80,16 @@ def test_revoke_ok_subject_cache_drops_the_device_at_once(installation: Installa
     serial = issue(api, "d1")["serial"]
     issue(api, "d2")
     # the activations (pending -> active) may still be on their way from the issuing
-    # thread: deliver them, so that what follows sees only the revocation's effect
-    services.changes.deliver_pending()
+    # thread: deliver them until both devices are seen credentialed, so that what
+    # follows sees only the revocation's effect
+    def activated() -> bool:
+        services.changes.deliver_pending()
+        return all((subject := services.subjects.cached(device)) is not None
+                   and subject.credentialed for device in ("d1", "d2"))
+
+    assert _until(activated)
     first, other = services.subjects.cached("d1"), services.subjects.cached("d2")
-    assert first is not None and first.credentialed
+    assert first is not None
     revoke(api, serial)
     again = services.subjects.cached("d1")
     assert again is not None and again is not first and again.credentialed is False
