@@ -15,9 +15,11 @@ lock and runs the job only while it holds it. Two ways to hold a lock
 A term ends when the lock is lost (the elector notices within ``CHECK_SECONDS`` and
 stops the job before it campaigns again) or when ``serve`` stops (the job ends first,
 then the lock is released, so another replica takes over at its next campaign rather
-than after a timeout). A process that wins a lock waits ``takeover_seconds`` before it
-starts the job: a leader that lost its connection (rather than died) needs that long to
-notice and stop, so the two never run at once.
+than after a timeout). A process that wins a lock after a leader whose term did not end
+cleanly waits before it starts the job (``Leadership.acquire`` says how long): a leader
+that lost its connection (rather than died) needs that long to notice and stop, so the
+two never run at once. A lock released by a leader that ended its job first (``serve``
+stopping) is taken up at once.
 """
 
 from __future__ import annotations
@@ -59,16 +61,15 @@ class SingletonJob(Protocol):
 class Leadership(Protocol):
     """Locks that say which process runs each singleton job."""
 
-    #: how long a winner waits before starting: the time a leader that lost its lock
-    #: needs to notice (``CHECK_SECONDS``) and stop its job
-    takeover_seconds: float
-
-    def acquire(self, job: str) -> bool:
-        """Take the job's lock if no process holds it; whether this process now does."""
+    def acquire(self, job: str) -> float | None:
+        """Take the job's lock if no process holds it. ``None``: another process does;
+        else how long to wait before starting the job — the time a leader that lost the
+        lock without ending its term needs to notice (``CHECK_SECONDS``) and stop, or 0
+        when the last term ended cleanly."""
         ...
 
     def release(self, job: str) -> None:
-        """Give the job's lock up (its job has ended)."""
+        """Give the job's lock up: its job has ended, the next winner may start at once."""
         ...
 
     def check(self) -> bool:
@@ -83,14 +84,12 @@ class Leadership(Protocol):
 class FixedLeadership:
     """One host (SQLite): the first process leads every singleton job, the others none."""
 
-    takeover_seconds = 0.0
-
     def __init__(self, *, leads: bool) -> None:
         self._leads = leads
 
-    def acquire(self, job: str) -> bool:
-        """Always (first process) or never (the others)."""
-        return self._leads
+    def acquire(self, job: str) -> float | None:
+        """Always and at once (first process), or never (the others)."""
+        return 0.0 if self._leads else None
 
     def release(self, job: str) -> None:
         """Nothing to release."""
@@ -106,7 +105,7 @@ class FixedLeadership:
 @dataclass
 class _Term:
     job: SingletonJob
-    #: monotonic time the job starts (after ``takeover_seconds``)
+    #: monotonic time the job starts (after the wait ``Leadership.acquire`` asked for)
     starts_at: float
     stop: threading.Event
     thread: threading.Thread | None = None
@@ -158,16 +157,15 @@ class Elector:
             term = self._terms.get(job.name)
             if term is None and held:
                 try:
-                    won = self._leadership.acquire(job.name)
+                    wait = self._leadership.acquire(job.name)
                 except Exception as e:  # the next pass tries again
                     if not self._failing:  # once per outage, not twice a second
                         log.warning("campaigning for singleton jobs failed; retrying: %s", e)
                     self._failing = True
                     return
                 self._failing = False
-                if won:
-                    term = _Term(job, now + self._leadership.takeover_seconds,
-                                 threading.Event())
+                if wait is not None:
+                    term = _Term(job, now + wait, threading.Event())
                     with self._lock:
                         self._terms[job.name] = term
             if term is not None and term.thread is None and now >= term.starts_at:

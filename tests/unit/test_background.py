@@ -16,6 +16,7 @@ from iotiam.kernel import SYSTEM
 from iotiam.response import scoring
 from iotiam.risk.models import RiskFactor, Subject
 from iotiam.serving import background_jobs, device_refreshers
+from iotiam.storage.pg_leadership import TAKEOVER_SECONDS
 
 #: rows an import request of the test sends, and how many requests
 ROWS, REQUESTS = 400, 3
@@ -37,13 +38,16 @@ def test_jobs_ok_singletons_led_host_jobs_in_the_first_process(
     assert [j.name for j in first.jobs if j.singleton] == singletons
     assert first.start_data_plane is not None
     if services.database.is_sqlite:  # one host: the first process leads, the others never
-        assert not other.leadership.acquire("crl-refresher")
-        assert first.leadership.acquire("crl-refresher")
+        assert other.leadership.acquire("crl-refresher") is None
+        assert first.leadership.acquire("crl-refresher") == 0
     else:  # replicas: whichever process takes a lock first, the others wait
-        assert other.leadership.acquire("crl-refresher")
-        assert not first.leadership.acquire("crl-refresher")
+        assert other.leadership.acquire("crl-refresher") == 0  # nobody led before
+        assert first.leadership.acquire("crl-refresher") is None
+        other.leadership.close()  # as if cut off: its term was never released
+        assert first.leadership.acquire("crl-refresher") == TAKEOVER_SECONDS
+        first.leadership.release("crl-refresher")
+        assert other.leadership.acquire("crl-refresher") == 0
         other.leadership.close()
-        assert first.leadership.acquire("crl-refresher")
         first.leadership.close()
 
 

@@ -22,10 +22,11 @@ class ScriptedLeadership:
     takeover_seconds: float = 0.0
     calls: list[str] = field(default_factory=list)
 
-    def acquire(self, job: str) -> bool:
-        won = job in self.free
+    def acquire(self, job: str) -> float | None:
+        if job not in self.free:
+            return None
         self.free.discard(job)
-        return won
+        return self.takeover_seconds
 
     def release(self, job: str) -> None:
         self.calls.append(f"release {job}")
@@ -152,9 +153,8 @@ def test_elector_ok_run_campaigns_until_stopped() -> None:
 
 def test_fixed_leadership_ok_first_process_leads_the_others_never() -> None:
     first, other = FixedLeadership(leads=True), FixedLeadership(leads=False)
-    assert first.acquire("crl-refresher") and first.check()
-    assert not other.acquire("crl-refresher")
-    assert first.takeover_seconds == 0
+    assert first.acquire("crl-refresher") == 0 and first.check()
+    assert other.acquire("crl-refresher") is None
 
 
 def test_elector_ok_campaign_failure_retried_at_the_next_pass(

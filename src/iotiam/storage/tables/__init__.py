@@ -18,6 +18,7 @@ from iotiam.storage.tables import (
     discovery,
     enrollment,
     inventory,
+    leadership,
     pki,
     policy,
     response,
@@ -27,6 +28,5 @@ from iotiam.storage.tables import (
 from iotiam.storage.tables.columns import metadata
 
 __all__ = ["admin", "attestation", "audit", "changes", "credentials", "discovery", "enrollment",
-           "inventory", "metadata", "pki", "policy", "response", "tokens"]
-__all__ = ["admin", "attestation", "audit", "changes", "credentials", "enrollment", "inventory",
-           "metadata", "pki", "policy", "response", "risk", "tokens"]
+           "inventory", "leadership", "metadata", "pki", "policy", "response", "risk",
+           "tokens"]
