@@ -82,6 +82,8 @@ class Settings:
     audit_checkpoint_records: int = 1000
     #: ... and at least this often while records arrive (seconds)
     audit_checkpoint_seconds: int = 60
+    #: after SIGTERM, how long requests in flight may take before their connections are cut
+    drain_seconds: int = 10
     #: RFC 5280 §5.1.2.5: a CRL's nextUpdate is this long after its thisUpdate
     crl_validity: timedelta = timedelta(hours=24)
     #: RFC 6960 §4.2.1: an OCSP response's nextUpdate; at most the CRL's validity
@@ -245,6 +247,7 @@ def load_settings(data_dir: Path) -> Settings:
                                             high=1_000_000),
         audit_checkpoint_seconds=read.seconds("IOTIAM_AUDIT_CHECKPOINT_SECONDS",
                                               "audit_checkpoint_seconds", 60),
+        drain_seconds=read.seconds("IOTIAM_DRAIN_SECONDS", None, 10, low=2, high=600),
         crl_validity=timedelta(seconds=read.seconds(
             "IOTIAM_CRL_VALIDITY", "crl_validity_seconds", 86400, low=CRL_VALIDITY_MIN,
             high=CRL_VALIDITY_MAX)),

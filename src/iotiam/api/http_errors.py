@@ -32,6 +32,17 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         if len(self.url) > MAX_URL_BYTES:
             raise UrlTooLong  # httptools turns it into the HttpParserError uvicorn handles
 
+    def shutdown(self) -> None:
+        """The server is stopping: an idle keep-alive connection is cut at once; one
+        with a request in flight closes after its response (uvicorn's way).
+
+        uvicorn closes an idle one, which on TLS sends close_notify and waits for the
+        client's: an idle client never answers, and the stop waited the whole drain."""
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.abort()
+        else:
+            super().shutdown()
+
     def send_400_response(self, msg: str) -> None:
         """Answer 414 for an over-long URL, else 400, as problem+json; then close."""
         if len(getattr(self, "url", b"")) > MAX_URL_BYTES:

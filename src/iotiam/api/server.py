@@ -30,18 +30,36 @@ from iotiam.serving import background_jobs, manufacturer_trust, readiness_checks
 
 log = logging.getLogger("iotiam.server")
 
-#: how long in-flight requests may take to finish after SIGTERM before their
-#: connections are closed
-DRAIN_SECONDS = 10
+#: what is left of the drain (``Settings.drain_seconds``, IOTIAM_DRAIN_SECONDS) when the
+#: connections still open are cut: their requests see the client gone and end, before
+#: uvicorn would cancel them at the drain's end
+CUT_BEFORE_END_SECONDS = 1.0
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to ``serve``."""
+    """A uvicorn server that leaves signal handling to ``serve`` and ends its drain by
+    cutting the connections still open."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         """Signals are handled once for both listeners."""
         yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's graceful shutdown, but a request still open near the drain's end
+        (a client that stopped sending its body) is told its client is gone rather than
+        cancelled, which logs a traceback of a ``CancelledError`` and skips its clean-up."""
+        drain = self.config.timeout_graceful_shutdown or 0
+        cut = asyncio.get_running_loop().call_later(
+            max(drain - CUT_BEFORE_END_SECONDS, drain / 2), self._cut_connections)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            cut.cancel()
+
+    def _cut_connections(self) -> None:
+        for connection in list(self.server_state.connections):
+            connection.transport.abort()  # connection_lost: the request reads a disconnect
 
 
 def listen_sockets(host: str, port: int) -> list[socket.socket]:
@@ -121,7 +139,7 @@ def _uvicorn_config(services: Services, app: ASGIApp, port: int, log_level: str,
                     **options: Any) -> uvicorn.Config:
     return uvicorn.Config(
         app, host=services.settings.host, port=port, log_level=log_level, access_log=False,
-        server_header=False, timeout_graceful_shutdown=DRAIN_SECONDS,
+        server_header=False, timeout_graceful_shutdown=services.settings.drain_seconds,
         # iotiam reads X-Forwarded-For itself, from IOTIAM_TRUSTED_PROXIES only; uvicorn's
         # middleware would trust it from 127.0.0.1 and rewrite the peer address first
         proxy_headers=False, **options)
