@@ -43,7 +43,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy src/iotiam
 
+# the suite starts `iotiam` hundreds of times: compiled once here, each start skips
+# compiling the package (where PYTHONDONTWRITEBYTECODE keeps Python from caching it)
 test: install lint typecheck
+	$(BIN)/python -m compileall -q src/iotiam >/dev/null
 	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
