@@ -1,5 +1,6 @@
 """Two ``iotiam serve`` replicas sharing one PostgreSQL (separate data directories and
-ports, the same CA and local keys): G3 across them, G1/G2 under concurrent issuance
+ports, the same CA and local keys, each its own managed Mosquitto): G3 across them —
+B's OCSP, introspection, EMQX hook and broker session —, G1/G2 under concurrent issuance
 and CRL publication on both, singleton jobs led by one replica with fail-over after
 ``kill -9``, and the SIGTERM drain.
 
@@ -24,6 +25,7 @@ from cryptography.x509 import ocsp
 from conftest import PG_URL, migrated_schema_url
 from iotiam.testing import make_csr, require
 
+from . import test_dataplane_e2e as plane
 from .live_server import Server, launch
 from .test_oauth import enroll, mtls_token
 
@@ -51,14 +53,15 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
     url = next(schema)
     servers: list[Server] = []
     try:
-        a = launch("postgresql", tmp_path_factory.mktemp("replica-a"), url, SHARED)
+        a = launch("postgresql", tmp_path_factory.mktemp("replica-a"), url, SHARED,
+                   broker=True)
         servers.append(a)
         base_b = tmp_path_factory.mktemp("replica-b")
         shutil.copytree(a.data_dir / "secrets", base_b / "data" / "secrets")
         (base_b / "data" / "audit").mkdir(mode=0o700)
         shutil.copy2(a.data_dir / "audit" / "checkpoint.vkey",
                      base_b / "data" / "audit" / "checkpoint.vkey")
-        b = launch("postgresql", base_b, url, SHARED, follower=True)
+        b = launch("postgresql", base_b, url, SHARED, broker=True, follower=True)
         servers.append(b)
         a.follower = True  # from here on either may be the one that follows
         yield a, b
@@ -155,6 +158,32 @@ def test_replicas_ok_g3_revocation_on_a_reflected_by_b_at_once(
                   not introspect(b, token) and not hook_allows(b, device.device_id),
                   REFLECTED_SECONDS)
     assert took < REFLECTED_SECONDS
+
+
+def test_replicas_ok_revocation_on_a_drops_the_session_on_b_broker(
+        replicas: tuple[Server, Server]) -> None:
+    """G3 on the data plane: B's broker learns of A's revocations through the change
+    feed and drops the device's live session within a second, each of several times."""
+    a, b = replicas
+    took: list[float] = []
+    for attempt in range(5):
+        cert, key, serial = plane.enroll(a, f"replica-mqtt-{attempt}")
+        device = plane.connect(b, cert, key)  # retried until B's sync knows the device
+        try:
+            assert device.connect_result == "Success", device.connect_result
+            device.client.reconnect_delay_set(30, 60)
+            with a.api() as api:
+                started = time.monotonic()
+                answer = api.post(f"/v1/certificates/{serial}/revoke",
+                                  json={"reason": "keyCompromise"})
+            assert answer.status_code == 200, answer.text
+            assert device.disconnected.wait(REFLECTED_SECONDS), \
+                f"B's broker kept the session of a certificate A revoked: {b.log_tail()}"
+            took.append(time.monotonic() - started)
+        finally:
+            device.close()
+    print(f"revocation on A -> session on B's broker dropped: {sorted(took)} s")
+    assert max(took) < 1.0, took
 
 
 def _burst(server: Server, devices: list[str], issued: list[tuple[int, str]],
