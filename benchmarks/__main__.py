@@ -36,6 +36,7 @@ from benchmarks import (
     ocsp,
     policy_decisions,
     policy_hook,
+    replica_revocation,
     risk_register,
     scale,
     simulate,
@@ -47,7 +48,8 @@ BENCHMARKS: tuple[ModuleType, ...] = (crypto_floor, issuance, api_issuance, est_
                                       crl, ocsp, policy_decisions, policy_hook, dataplane,
                                       broker_policy_change, broker_auth, oauth, simulate,
                                       detection, detection_stream, device_import,
-                                      discovery_import, risk_register, scale, console_pages)
+                                      discovery_import, risk_register, scale, replica_revocation,
+                                      console_pages)
 TABLE_WIDTH = 200
 _VERDICT_STYLE = {"PASS": "bold green", "MISS": "bold red", "ERROR": "bold magenta",
                   "info": "dim"}

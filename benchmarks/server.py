@@ -41,6 +41,10 @@ class RunningServer:
     token: str
     ca_file: Path
     pid: int
+    #: ``None``: SQLite in the data directory
+    database_url: str | None = None
+    #: the managed broker's mTLS, PSK and admin ports, when it runs
+    broker_ports: tuple[int, int, int] | None = None
 
     def tls_context(self) -> ssl.SSLContext:
         """Trust exactly the installation's root (``<data-dir>/tls/ca.pem``)."""
@@ -70,17 +74,24 @@ def _log_tail(path: Path) -> str:
 
 @contextmanager
 def running_server(config: RunConfig, label: str, *, workers: int = 1,
-                   broker_ports: tuple[int, int, int] | None = None
-                   ) -> Iterator[RunningServer]:
+                   broker_ports: tuple[int, int, int] | None = None,
+                   replica_of: RunningServer | None = None) -> Iterator[RunningServer]:
     """Init a data directory on free ports, start ``iotiam serve``, stop it afterwards.
 
     The managed broker runs only when ``broker_ports`` (mTLS, PSK, admin) are given.
+    ``replica_of``: a second replica of that server's installation — its database and
+    its secrets, as another host gets them (docs/deployment.md).
     """
     broker_options = ["--no-broker"] if broker_ports is None else [
         "--broker-port", str(broker_ports[0]), "--broker-psk-port", str(broker_ports[1]),
         "--broker-admin-port", str(broker_ports[2])]
-    with scratch_dir(label) as root, throwaway_database(config) as database_url:
+    with scratch_dir(label) as root, _database(config, replica_of) as database_url:
         data_dir = root / "data"
+        if replica_of is not None:
+            shutil.copytree(replica_of.data_dir / "secrets", data_dir / "secrets")
+            (data_dir / "audit").mkdir(mode=0o700)
+            shutil.copy2(replica_of.data_dir / "audit" / "checkpoint.vkey",
+                         data_dir / "audit" / "checkpoint.vkey")
         env = clean_environment()
         if database_url:
             env["IOTIAM_DATABASE_URL"] = database_url
@@ -111,11 +122,22 @@ def running_server(config: RunConfig, label: str, *, workers: int = 1,
                 token=profile["token"],
                 ca_file=data_dir / "tls" / "ca.pem",
                 pid=process.pid,
+                database_url=database_url,
+                broker_ports=broker_ports,
             )
             _wait_until_ready(server, process, log_path)
             yield server
         finally:
             _stop(process)
+
+
+@contextmanager
+def _database(config: RunConfig, replica_of: RunningServer | None) -> Iterator[str | None]:
+    if replica_of is None:
+        with throwaway_database(config) as database_url:
+            yield database_url
+    else:
+        yield replica_of.database_url
 
 
 def _wait_until_ready(server: RunningServer, process: subprocess.Popen[bytes],
