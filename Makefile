@@ -41,7 +41,7 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 
 typecheck: install
-	$(BIN)/mypy src/iotiam
+	$(BIN)/mypy
 
 # the suite starts `iotiam` hundreds of times: compiled once here, each start skips
 # compiling the package (where PYTHONDONTWRITEBYTECODE keeps Python from caching it)

@@ -36,6 +36,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
 from pathlib import Path
 
 from cryptography import x509
@@ -121,7 +122,8 @@ class _FleetPdp:
 
     def decide(self, subject: Subject, action: str, resource: str, *,
                source_ip: str | None = None) -> Decision:
-        context = RequestContext(at=datetime.now(UTC), source_ip=source_ip)
+        context = RequestContext(at=datetime.now(UTC),
+                                 source_ip=ip_address(source_ip) if source_ip else None)
         return self.engine.decide(subject, action, resource, context)
 
 

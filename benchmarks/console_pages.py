@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 from benchmarks.harness import Result, RunConfig, Target
 from benchmarks.risk_register import fill, sized_installation
@@ -61,7 +62,7 @@ def run(config: RunConfig) -> list[Result]:
         try:
             results = []
             for label, path in PAGES:
-                wall, cpu = per_page(lambda p=path: console.page(p).status_code)
+                wall, cpu = per_page(partial(_status, console, path))
                 results.append(Result(f"{NAME}: {label}", wall, "ms",
                                       Target(PAGE_TARGET_MS, at_least=False),
                                       f"CPU {cpu:.0f} ms/page, {1000 / wall:.1f} pages/s; "
@@ -69,3 +70,7 @@ def run(config: RunConfig) -> list[Result]:
         finally:
             console.close()
     return results
+
+
+def _status(console: Console, path: str) -> int:
+    return console.page(path).status_code

@@ -99,7 +99,7 @@ def fill(services: Services, devices: int, assets: int) -> None:
         unit = conn.execute(select(inv.org_units.c.id).where(
             inv.org_units.c.path == ROOT_PATH)).scalar_one()
         issuer = conn.execute(select(pki.cas.c.id).where(pki.cas.c.role == "issuing")
-                              ).scalars().first()
+                              ).scalar_one()
     tables: list[tuple[Any, Iterator[dict[str, Any]]]] = [
         (inv.devices, ({"id": f"dev-{n:06d}", "type_name": "sensor", "org_unit_id": unit,
                         "org_path": ROOT_PATH, "state": "active", "site": f"site-{n % SITES:02d}",
