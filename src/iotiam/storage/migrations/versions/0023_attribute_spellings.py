@@ -15,6 +15,8 @@ Revises: 0022
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from alembic import op
 
 revision = "0023"
@@ -37,17 +39,18 @@ def _spelled(dialect: str, name: str) -> str:
     return f"rtrim({_attribute(dialect, name)}, '.')"
 
 
-def upgrade() -> None:
+def _reindex(old: str, new: str, expression: Callable[[str, str], str]) -> None:
+    """Replace the index ``old`` of each attribute by ``new`` over ``expression``."""
     dialect = op.get_bind().dialect.name
     for name in ("mac", "hostname"):
-        op.execute(f"DROP INDEX ix_devices_attribute_{name}")
-        op.execute(f"CREATE INDEX ix_devices_{name}_spelled ON devices "
-                   f"({_spelled(dialect, name)})")
+        op.execute(f"DROP INDEX {old.format(name=name)}")
+        op.execute(f"CREATE INDEX {new.format(name=name)} ON devices "
+                   f"({expression(dialect, name)})")
+
+
+def upgrade() -> None:
+    _reindex("ix_devices_attribute_{name}", "ix_devices_{name}_spelled", _spelled)
 
 
 def downgrade() -> None:
-    dialect = op.get_bind().dialect.name
-    for name in ("mac", "hostname"):
-        op.execute(f"DROP INDEX ix_devices_{name}_spelled")
-        op.execute(f"CREATE INDEX ix_devices_attribute_{name} ON devices "
-                   f"({_attribute(dialect, name)})")
+    _reindex("ix_devices_{name}_spelled", "ix_devices_attribute_{name}", _attribute)
