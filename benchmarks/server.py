@@ -41,6 +41,8 @@ class RunningServer:
     token: str
     ca_file: Path
     pid: int
+    #: the server's PostgreSQL database (None: SQLite in the data directory)
+    database_url: str | None = None
 
     def tls_context(self) -> ssl.SSLContext:
         """Trust exactly the installation's root (``<data-dir>/tls/ca.pem``)."""
@@ -111,6 +113,7 @@ def running_server(config: RunConfig, label: str, *, workers: int = 1,
                 token=profile["token"],
                 ca_file=data_dir / "tls" / "ca.pem",
                 pid=process.pid,
+                database_url=database_url,
             )
             _wait_until_ready(server, process, log_path)
             yield server
