@@ -231,4 +231,4 @@ def postgres_result(label: str, seconds: float | None, devices: int, when: str) 
     value = float("nan") if seconds is None else seconds / devices * 1e6
     return Result(f"{NAME}: {label}", value, "µs", None,
                   f"CPU of the run's PostgreSQL backends {when} / devices (same host, "
-                  f"from /proc; the rate is bounded by this plus iotiam's own CPU)")
+                  f"from /proc; iotiam's own CPU is in the rows above)")
