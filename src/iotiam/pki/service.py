@@ -182,6 +182,13 @@ class Pki:
         """Certify many keys in two transactions; a refused request yields its error."""
         return self._issue([(actor, request) for request in requests])
 
+    def issue_batch(self, items: Sequence[tuple[Principal, IssueRequest]]
+                    ) -> list[CertificateRecord | IamError]:
+        """One batch as it comes, each request with its own actor, in two transactions,
+        not combined with other callers': for a combiner that gathers requests itself
+        (the API's, ``bootstrap.certificate_batches``)."""
+        return self._issuance.issue_many(items)
+
     def check_issuable(
         self, csr: x509.CertificateSigningRequest, device: Device, device_type: DeviceType,
         profile: str | None, *, admin: bool,
