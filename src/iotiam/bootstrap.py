@@ -61,8 +61,7 @@ from iotiam.kernel import Principal, Transactions
 from iotiam.local_keys import alert_webhook_key, audit_head_key, data_key
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.keys import load_private_key
-from iotiam.pki.issuing import IssueRequest
-from iotiam.pki.models import CaRole, CertificateRecord
+from iotiam.pki.models import CaRole, CertificateRecord, IssueRequest
 from iotiam.pki.ports import CaUnitOfWork, SerialSource
 from iotiam.pki.service import CaSet, Pki
 from iotiam.pki.signer import SigningCa
@@ -511,4 +510,4 @@ def certificate_batches(services: Services, *, max_batch: int
     threads (the CLI's in-process paths, other use cases) combine through ``Pki``'s own
     ``ThreadCombiner``; both reach the same ``CertificateIssuance.issue_many``."""
     return LoopCombiner(services.pki.issue_batch, max_batch=max_batch,
-                        thread_name="certificates", run_here_if=services.database.writer_if_free)
+                        thread_name="certificates")

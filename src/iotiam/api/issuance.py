@@ -19,8 +19,7 @@ from fastapi import Depends, FastAPI, Request
 from iotiam.bootstrap import Services, certificate_batches
 from iotiam.errors import IamError
 from iotiam.kernel import Principal
-from iotiam.pki.issuing import IssueRequest
-from iotiam.pki.models import CertificateRecord
+from iotiam.pki.models import CertificateRecord, IssueRequest
 
 #: requests answered by one batch at most (bounds a batch's latency)
 MAX_BATCH = 64

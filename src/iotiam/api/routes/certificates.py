@@ -14,8 +14,7 @@ from iotiam.api.issuance import Batches, issue_one
 from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.responses import CertificateList, CertificateOut
 from iotiam.api.schemas import MAX_JSON_INT, CertificateIn, RevokeIn, render_certificate
-from iotiam.pki.issuing import IssueRequest
-from iotiam.pki.models import CertificateStatus
+from iotiam.pki.models import CertificateStatus, IssueRequest
 from iotiam.pki.service import public_urls
 
 router = APIRouter(prefix="/v1", tags=["pki"], route_class=UntrustedJsonRoute)
