@@ -9,13 +9,15 @@ own C work (uvloop: TLS records, epoll, socket calls) under the loop's ``run`` f
 The switch interval is lowered so the sampler gets the GIL often enough to see the
 working thread rather than only the points where it blocks. Every second the stacks
 go to ``$BENCHMARK_SAMPLES.<pid>`` as ``seconds<TAB>file:function;...`` lines (forked
-workers write their own file).
+workers write their own file). SIGUSR2 forgets what was sampled so far: the driver
+sends it once start-up and the benchmark's set-up are over.
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import signal
 import sys
 import threading
 import time
@@ -76,6 +78,7 @@ def main() -> None:
     path = os.environ["BENCHMARK_SAMPLES"]
     sys.setswitchinterval(INTERVAL)
     _start(path)
+    signal.signal(signal.SIGUSR2, lambda number, frame: _stacks.clear())
     os.register_at_fork(after_in_child=lambda: _start(path))
     from iotiam.cli.main import run
     sys.argv[0] = "iotiam"

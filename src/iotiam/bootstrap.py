@@ -506,8 +506,11 @@ def certificate_batches(services: Services, *, max_batch: int
                         ) -> LoopCombiner[tuple[Principal, IssueRequest],
                                           CertificateRecord | IamError]:
     """The API's group commit for certificates (``POST /v1/certificates``, EST): concurrent
-    requests share one ``Pki.issue_batch`` call, the same way as tokens. Callers on
-    threads (the CLI's in-process paths, other use cases) combine through ``Pki``'s own
-    ``ThreadCombiner``; both reach the same ``CertificateIssuance.issue_many``."""
+    requests share one ``Pki.issue_batch`` call, always on the combiner's worker thread.
+    A certificate batch takes milliseconds (proofs, signatures, two commits); meanwhile
+    the event loop reads the requests that make the next batch. Run on the loop, as
+    tokens' batches are, those requests waited unread and most batches held one request
+    (measured: ``benchmarks/README.md``). Callers on threads (other use cases) combine
+    through ``Pki``'s own ``ThreadCombiner``; both reach ``CertificateIssuance.issue_many``."""
     return LoopCombiner(services.pki.issue_batch, max_batch=max_batch,
                         thread_name="certificates")

@@ -4,10 +4,9 @@
 ``iotiam.fast.batching.LoopCombiner`` per app (built by ``bootstrap.certificate_batches``;
 only the composition root imports ``iotiam.fast``): requests that arrive while a batch
 runs share the next ``Pki.issue_batch`` call, one reservation and one completion
-transaction with one audit record per certificate (G1, G5), on the event loop while
-SQLite's writer is free, else on one worker thread. No request waits on a pool thread
-of its own: under load those hand-offs cost more CPU than the certificate
-(``benchmarks/README.md``).
+transaction with one audit record per certificate (G1, G5), on the combiner's one worker
+thread. No request waits on a pool thread of its own: under load those hand-offs cost
+more CPU than the certificate (``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -35,7 +34,8 @@ class CertificateQueue(Protocol):
 
 
 def install_certificate_batches(app: FastAPI, services: Services) -> None:
-    """Give the app its combiner (one per app, built in the serving process)."""
+    """Give the app its combiner (one per app, built in the serving process; its worker
+    thread starts with the first request, as the token endpoint's does)."""
     app.state.certificate_batches = certificate_batches(services, max_batch=MAX_BATCH)
 
 
