@@ -156,14 +156,16 @@ def _csrattrs(label: str | None) -> Response:
     return Response(status_code=204, media_type=CSRATTRS_MIME)
 
 
+# cacerts and csrattrs read nothing but memory: answered on the event loop, with no
+# pool thread per device (every agent's enrollment starts with cacerts)
 @router.get("/cacerts", responses=_CERTS_DOC, response_class=Response)
-def cacerts(request: Request, svc: Wired) -> Response:
+async def cacerts(request: Request, svc: Wired) -> Response:
     """RFC 7030 §4.1: the CA certificates."""
     return _cacerts(request, svc, None)
 
 
 @router.get("/{label}/cacerts", responses=_CERTS_DOC, response_class=Response)
-def cacerts_labelled(label: str, request: Request, svc: Wired) -> Response:
+async def cacerts_labelled(label: str, request: Request, svc: Wired) -> Response:
     """RFC 7030 §4.1 with a label."""
     return _cacerts(request, svc, label)
 
@@ -201,13 +203,13 @@ async def simplereenroll_labelled(label: str, request: Request, svc: Wired,
 
 
 @router.get("/csrattrs", status_code=204, response_class=Response)
-def csrattrs() -> Response:
+async def csrattrs() -> Response:
     """RFC 7030 §4.5: no attributes are required."""
     return _csrattrs(None)
 
 
 @router.get("/{label}/csrattrs", status_code=204, response_class=Response)
-def csrattrs_labelled(label: str) -> Response:
+async def csrattrs_labelled(label: str) -> Response:
     """RFC 7030 §4.5 with a label."""
     return _csrattrs(label)
 
