@@ -226,6 +226,13 @@ async def run_bounded_async(
     return Measured(len(latencies), elapsed, latencies, "time" if timed_out else "count")
 
 
+def server_ms_per_request(meter: CpuMeter, measured: Measured) -> float:
+    """The server's CPU per finished request, in ms (nan when unknown)."""
+    if meter.server_seconds is None or not measured.done:
+        return float("nan")
+    return meter.server_seconds / measured.done * 1000
+
+
 def process_cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of a process, its threads and its child processes (``serve
     --workers``), from Linux ``/proc``; None if it is gone."""

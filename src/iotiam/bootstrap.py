@@ -24,6 +24,7 @@ from iotiam.background import (
     ChangeDispatcher,
 )
 from iotiam.changes import (
+    AdminTokenRevoked,
     CertificateRevoked,
     ChangeFeed,
     CredentialRevoked,
@@ -56,11 +57,11 @@ from iotiam.fast.signature_helper import HelperProofChecks
 from iotiam.fast.token_reads import ReadAhead
 from iotiam.inventory.ports import AllCredentials, DeviceLifecycle
 from iotiam.inventory.service import Inventory
-from iotiam.kernel import Transactions
+from iotiam.kernel import Principal, Transactions
 from iotiam.local_keys import alert_webhook_key, audit_head_key, data_key
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.keys import load_private_key
-from iotiam.pki.models import CaRole
+from iotiam.pki.models import CaRole, CertificateRecord, IssueRequest
 from iotiam.pki.ports import CaUnitOfWork, SerialSource
 from iotiam.pki.service import CaSet, Pki
 from iotiam.pki.signer import SigningCa
@@ -336,6 +337,11 @@ class ChangeFollowers(Protocol):
         ...
 
     @property
+    def admin_tokens(self) -> AdminTokens:
+        """Admin tokens (the ones authenticated before)."""
+        ...
+
+    @property
     def decisions(self) -> DecisionPoint:
         """The policy decision point."""
         ...
@@ -363,6 +369,8 @@ def follow_changes(services: FollowersT) -> FollowersT:
     feed.subscribe((CertificateRevoked, CredentialRevoked, DeviceChanged, TrustChanged),
                    services.subjects.changed)
     feed.subscribe((CertificateRevoked,), services.pki.forget_ocsp_response)
+    # a revoked admin token is refused by every process within the feed's delay
+    feed.subscribe((AdminTokenRevoked,), services.admin_tokens.forget)
     feed.subscribe((PolicyChanged,), services.decisions.policies_changed)
     # the modes, held once by the response settings (the detection engine asks them)
     feed.subscribe((DetectionModeChanged,), services.response.settings_changed)
@@ -492,3 +500,17 @@ def token_batches(services: Services, *, max_batch: int
     free, else on one worker thread."""
     return LoopCombiner(services.oauth.issue_tokens, max_batch=max_batch,
                         thread_name="oauth-tokens", run_here_if=services.database.writer_if_free)
+
+
+def certificate_batches(services: Services, *, max_batch: int
+                        ) -> LoopCombiner[tuple[Principal, IssueRequest],
+                                          CertificateRecord | IamError]:
+    """The API's group commit for certificates (``POST /v1/certificates``, EST): concurrent
+    requests share one ``Pki.issue_batch`` call, always on the combiner's worker thread.
+    A certificate batch takes milliseconds (proofs, signatures, two commits); meanwhile
+    the event loop reads the requests that make the next batch. Run on the loop, as
+    tokens' batches are, those requests waited unread and most batches held one request
+    (measured: ``benchmarks/README.md``). Callers on threads (other use cases) combine
+    through ``Pki``'s own ``ThreadCombiner``; both reach ``CertificateIssuance.issue_many``."""
+    return LoopCombiner(services.pki.issue_batch, max_batch=max_batch,
+                        thread_name="certificates")

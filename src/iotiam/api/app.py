@@ -9,6 +9,7 @@ from iotiam import __version__
 from iotiam.api.docs import install_offline_docs
 from iotiam.api.emqx_hook import EmqxHookFastPath
 from iotiam.api.head_requests import HeadAsGet
+from iotiam.api.issuance import install_certificate_batches
 from iotiam.api.limits import BodySizeLimit
 from iotiam.api.oauth_token_path import OAuthTokenFastPath
 from iotiam.api.ocsp_fast_path import OcspFastPath
@@ -48,6 +49,7 @@ def create_api_app(services: Services) -> ASGIApp:
         dependencies=[Depends(refuse_repeated_query)],
     )
     app.state.services = services
+    install_certificate_batches(app, services)
     install_problem_handlers(app)
     install_offline_docs(app)
     install_openapi(app)
