@@ -13,7 +13,6 @@ answers with a page of ours that moves on to the console (a same-site navigation
 
 from __future__ import annotations
 
-
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
