@@ -19,6 +19,7 @@ from iotiam.attestation.service import Attestation, DeviceCa
 from iotiam.audit.anchor import CheckpointWriter
 from iotiam.audit.checkpoint import Verifier
 from iotiam.audit.export import checkpoint_to_syslog
+from iotiam.audit.ports import Auditor
 from iotiam.audit.service import AuditTrail
 from iotiam.background import (
     ChangeDispatcher,
@@ -294,20 +295,19 @@ def build_services(
         response=response,
         trust=trust,
         ingest=ingest,
-        alerts=alerts,
-        discovery=discovery,
+        alerts=alerts, discovery=discovery,
         adoption=Adoption(discovery, inventory, enrollment, audit),
         risk=risk_register(settings, database, clock, audit, discovery, channels),
         sso=single_sign_on(settings, database, clock, audit),
     ))
 
 
-def single_sign_on(settings: Settings, database: Database, clock: Clock, audit: AuditTrail
+def single_sign_on(settings: Settings, database: Database, clock: Clock, audit: Auditor
                    ) -> SingleSignOn | None:
     """Console sign-in through the configured OpenID Connect provider (None: none is)."""
     if settings.oidc is None:
         return None
-    from iotiam.sso.provider import OidcProvider
+    from iotiam.web.identity_provider import OidcProvider
 
     # the provider sends the browser back to the console on the API's own URL
     redirect_uri = settings.oidc.redirect_uri or settings.api_url + CALLBACK_PATH

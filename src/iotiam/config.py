@@ -274,7 +274,7 @@ def load_settings(data_dir: Path) -> Settings:
 def oidc_config(env: Mapping[str, str]) -> OidcConfig | None:
     """Console single sign-on from IOTIAM_OIDC_* (None when IOTIAM_OIDC_ISSUER is unset)."""
     from iotiam.errors import InvalidInput
-    from iotiam.sso.provider import check_provider_url
+    from iotiam.sso.pkce import check_provider_url
     from iotiam.sso.role_map import parse_role_map
 
     issuer = env.get("IOTIAM_OIDC_ISSUER")

@@ -17,6 +17,11 @@ from iotiam.errors import InvalidInput
 from iotiam.sso.models import Identity, SignInRefused
 from iotiam.tokens import jws
 
+
+class SignatureNotVerified(SignInRefused):
+    """No key we hold verifies the ID token: perhaps the provider rotated its keys."""
+
+
 #: what providers sign ID tokens with (RS256 is the OIDC default, §15.1); no HMAC
 ID_TOKEN_ALGORITHMS = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
 MAX_GROUPS = 500
@@ -28,7 +33,9 @@ def verify_id_token(token: str, keys: Sequence[Key], *, issuer: str, client_id: 
     try:
         _, claims, _ = jws.verify(token, keys, ID_TOKEN_ALGORITHMS)
     except InvalidInput as e:
-        raise SignInRefused(f"the ID token is not valid: {e.detail}") from e
+        unverified = "signature" in e.detail  # jws.verify's one message for "no key fits"
+        raise (SignatureNotVerified if unverified else SignInRefused)(
+            f"the ID token is not valid: {e.detail}") from e
     # §3.1.3.7 step 2: iss exactly the provider's issuer
     if claims.get("iss") != issuer:
         raise SignInRefused("the ID token was issued by another issuer")

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from iotiam.audit.models import AuditDraft, AuditTag, refused
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.errors import Forbidden, IamError, Unauthenticated
 from iotiam.kernel import ROOT_PATH, Principal, Transactions
-from iotiam.sso.id_tokens import verify_id_token
+from iotiam.sso.id_tokens import SignatureNotVerified, verify_id_token
 from iotiam.sso.models import (
     SIGN_IN_SECONDS,
     VIA,
@@ -56,7 +56,7 @@ class SingleSignOn:
     """Sign-in through one OpenID Connect provider."""
 
     def __init__(self, config: OidcConfig, provider: IdentityProvider,
-                 uow: Transactions[SsoUnitOfWork], audit: AuditTrail, clock: Clock) -> None:
+                 uow: Transactions[SsoUnitOfWork], audit: Auditor, clock: Clock) -> None:
         self._config = config
         self._provider = provider
         self._uow = uow
@@ -146,9 +146,7 @@ class SingleSignOn:
                 groups_claim=self._config.groups_claim)
         try:
             return check(False)
-        except SignInRefused as e:
-            if "signature" not in e.detail:
-                raise
+        except SignatureNotVerified:
             # signed with a key published since we fetched the set (rotation)
             return check(True)
 

@@ -166,6 +166,13 @@ def test_fail_bad_signature(sso: Sso) -> None:
     assert record["actor"] == "anonymous"  # nobody is named by a token that does not verify
 
 
+def test_ok_provider_key_rotation_refetches_its_keys(sso: Sso) -> None:
+    assert sso.sign_in(sso.console(), ANNA).status_code == 200
+    sso.provider.rotate()
+    assert sso.sign_in(sso.console(), ANNA).status_code == 200
+    assert sso.provider.fetches == 2
+
+
 def test_ok_clock_skew_within_the_bound_is_accepted(sso: Sso) -> None:
     """A provider whose clock runs 50 s ahead (leeway 60 s): iat in our future is fine."""
     now = int(sso.tenants.installation.clock.now().timestamp())

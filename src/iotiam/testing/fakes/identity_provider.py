@@ -16,7 +16,7 @@ from joserfc.jwk import ECKey, Key
 
 from iotiam.clock import Clock
 from iotiam.sso.models import PendingSignIn, SignInRefused
-from iotiam.sso.provider import code_challenge
+from iotiam.sso.pkce import code_challenge
 from iotiam.tokens import jws
 
 
@@ -49,6 +49,9 @@ class FakeIdentityProvider:
         #: claims a test overrides in the next ID tokens (None: leave the claim out)
         self.claims: dict[str, Any] = {}
         self._codes: dict[str, _Code] = {}
+        #: the key set a relying party last fetched (refreshed only when asked)
+        self._served: list[Key] = []
+        self.fetches = 0
 
     def authorization_url(self, pending: PendingSignIn) -> str:
         """The provider's authorization endpoint with the request's parameters."""
@@ -81,8 +84,15 @@ class FakeIdentityProvider:
         return jws.sign({k: v for k, v in claims.items() if v is not None}, self.signer,
                         "k1", "JWT")
 
+    def rotate(self) -> None:
+        """Publish a new signing key and sign with it from now on."""
+        self.key = self.signer = ECKey.generate_key("P-256", private=True)
+
     def keys(self, *, refresh: bool = False) -> list[Key]:
-        """The published key (public part)."""
-        public = jws.key_from_public(self.key.public_key)
-        assert public is not None
-        return [public]
+        """The published key (public part), as fetched: a cached set until ``refresh``."""
+        if refresh or not self._served:
+            public = jws.key_from_public(self.key.public_key)
+            assert public is not None
+            self._served = [public]
+            self.fetches += 1
+        return self._served

@@ -1,22 +1,21 @@
-"""The OpenID Connect provider over HTTP: discovery, the authorization URL, the code
-exchange and its signing keys. Foreign errors (httpx, JSON) are turned into
-``SignInRefused`` here, once."""
+"""The console's OpenID Connect provider over HTTP (``sso.ports.IdentityProvider``):
+discovery, the authorization URL, the code exchange and its signing keys. Foreign
+errors (httpx, JSON) are turned into ``SignInRefused`` here, once."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import ipaddress
 import threading
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import httpx
 from joserfc.jwk import Key
 
 from iotiam.errors import InvalidInput, Unauthenticated
 from iotiam.sso.models import OidcConfig, PendingSignIn, SignInRefused
+from iotiam.sso.pkce import check_provider_url, code_challenge
 from iotiam.tokens import jws
 from iotiam.tokens.verify import RemoteJwks, client_tls_context
 from iotiam.untrusted import load_json
@@ -24,32 +23,6 @@ from iotiam.untrusted import load_json
 #: providers publish a handful of signing keys (rotation overlaps); bound what we read
 MAX_PROVIDER_KEYS = 50
 TIMEOUT = 5.0
-
-
-def code_challenge(verifier: str) -> str:
-    """RFC 7636 §4.2: S256, the base64url SHA-256 of the verifier."""
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def check_provider_url(url: str, what: str) -> None:
-    """HTTPS, or plain HTTP to this machine only (a provider in a test or a sidecar)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname and _loopback(parts.hostname):
-        return
-    raise InvalidInput(f"the OIDC {what} must be an https:// URL (http:// only to "
-                       f"127.0.0.1, ::1 or localhost): {url[:200]!r}")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -84,9 +57,12 @@ class OidcProvider:
     def metadata(self) -> ProviderMetadata:
         """The discovery document, fetched once (OIDC Discovery §4)."""
         with self._lock:
-            if self._metadata is None:
-                self._metadata = self._discover()
-            return self._metadata
+            return self._metadata_held()
+
+    def _metadata_held(self) -> ProviderMetadata:
+        if self._metadata is None:
+            self._metadata = self._discover()
+        return self._metadata
 
     def _discover(self) -> ProviderMetadata:
         url = self._config.issuer.rstrip("/") + "/.well-known/openid-configuration"
@@ -153,7 +129,7 @@ class OidcProvider:
         """The provider's signing keys; ``refresh`` asks again (rate limited)."""
         with self._lock:
             if self._jwks is None:
-                self._jwks = RemoteJwks(self.metadata_unlocked().jwks_uri,
+                self._jwks = RemoteJwks(self._metadata_held().jwks_uri,
                                         client=self._http)
             if not self._keys or refresh:
                 try:
@@ -169,12 +145,6 @@ class OidcProvider:
                 except Unauthenticated as e:
                     raise SignInRefused(e.detail) from e
             return self._keys
-
-    def metadata_unlocked(self) -> ProviderMetadata:
-        """The discovery document, for a caller that holds the lock."""
-        if self._metadata is None:
-            self._metadata = self._discover()
-        return self._metadata
 
     def _get_json(self, url: str, what: str) -> dict[str, Any]:
         try:
