@@ -13,6 +13,8 @@ answers with a page of ours that moves on to the console (a same-site navigation
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
@@ -55,7 +57,7 @@ def start(request: Request, svc: Wired, next: str | None = None) -> Response:
     """Send the browser to the provider with a new state, nonce and PKCE challenge."""
     url, pending = _sso(svc).begin(safe_next(next))
     answer = RedirectResponse(url, status_code=303)
-    answer.set_cookie(FLOW_COOKIE, _sealer(request).seal(pending.__dict__),
+    answer.set_cookie(FLOW_COOKIE, _sealer(request).seal(asdict(pending)),
                       max_age=SIGN_IN_SECONDS, path="/", secure=True, httponly=True,
                       samesite="lax")
     return answer
@@ -70,17 +72,17 @@ def callback(request: Request, svc: Wired) -> Response:
                             error=query.get("error"),
                             error_description=query.get("error_description"),
                             iss=query.get("iss"))
+    pending = _pending(request)
     try:
-        done = sso.complete(_pending(request), answer)
+        done = sso.complete(pending, answer)
     except (Unauthenticated, Forbidden) as e:
         status = 403 if isinstance(e, Forbidden) else 401
         refusal = render(request, None, "sign_in_refused.html", status=status,
-                         detail=e.detail, name=sso.display_name)
+                         detail=e.detail)
         return _forget_flow(refusal)
+    assert pending is not None  # complete() refuses a callback without one
     session = sessions_of(request).open(done.principal, VIA, done.detail)
-    target = _pending(request)
-    landing = render(request, session, "signed_in.html",
-                     target=target.next if target else f"{PREFIX}/")
+    landing = render(request, session, "signed_in.html", target=pending.next)
     return _forget_flow(keep_cookie(landing, request, session))
 
 
