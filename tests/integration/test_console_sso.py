@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,16 +76,33 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Path]]:
+    """Screenshots of what the browser showed, listed at the end of the module."""
+    saved: list[Path] = []
+    yield saved
+    print("\nsingle sign-on screenshots:\n" + "\n".join(map(str, saved)))
+
+
 @pytest.fixture
-def page(browser: Any, tmp_path: Path) -> Iterator[Any]:
-    """A fresh browser context (its own cookies); script errors on our pages fail the test."""
+def page(browser: Any, shots: list[Path], tmp_path: Path, request: pytest.FixtureRequest,
+         record_property: Callable[[str, object], None]) -> Iterator[Any]:
+    """A fresh browser context (its own cookies); script errors on our pages fail the test.
+    Each page the test waited on is saved as a screenshot (``page.shoot(name)``)."""
     context = browser.new_context(ignore_https_errors=True, viewport=VIEWPORT)
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda e: problems.append(str(e)))
+
+    def shoot(name: str) -> None:
+        path = tmp_path / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        shots.append(path)
+
+    page.shoot = shoot
     yield page
-    page.screenshot(path=str(tmp_path / "last.png"), full_page=True)
     context.close()
+    record_property("screenshots", [str(p) for p in shots])
     assert not problems, problems
 
 
@@ -94,10 +111,12 @@ def sign_in_through_provider(server: Server, page: Any, person: tuple[str, ...],
     """From a console page to the provider's login form and back, as a person would."""
     page.goto(server.api_url + start)
     assert "/console/sign-in" in page.url
+    page.shoot(f"{person[0]}-sign-in")
     page.get_by_role("link", name="Sign in with Test IdP").click()
     page.wait_for_selector("h1:text('Test IdP')")  # the provider's own page
     page.get_by_label("Username").fill(person[0])
     page.get_by_label("Password").fill(person[1])
+    page.shoot(f"{person[0]}-provider-login")
     page.get_by_role("button", name="Log in").click()
 
 
@@ -113,11 +132,13 @@ def test_ok_plant_a_operator_signs_in_and_sees_only_plant_a(
     server, _ = sso
     sign_in_through_provider(server, page, ALICE, "/console/devices")
     page.wait_for_selector("h1:text-is('Inventory')")
+    page.shoot("alice-inventory")
     assert "oidc:alice@plant-a.example · operator · /root/plant-a/" in page.inner_text("header")
     assert page.locator("tbody a").all_inner_texts() == ["plant-a-cam"]
     # G9: another tenant's device answers as a missing one
     answer = page.goto(f"{server.api_url}/console/devices/plant-b-cam")
     assert answer is not None and answer.status == 404 and heading(page) == "Not found"
+    page.shoot("alice-other-tenant-not-found")
     page.goto(f"{server.api_url}/console/devices/plant-a-cam")
     assert heading(page) == "Device plant-a-cam"
     opened = [r for r in audit_records(server, "admin:console-session:opened")
@@ -159,6 +180,7 @@ def test_fail_a_person_in_no_mapped_group_is_refused(
             if CALLBACK_PATH in r.url else None)
     sign_in_through_provider(server, page, CAROL)
     page.wait_for_selector("h1:text('Sign-in refused')")
+    page.shoot("carol-refused")
     assert responses == [403]
     assert "carol@example.com is in no group" in page.inner_text("main")
     assert all(c["name"] != "__Host-iotiam-console" for c in page.context.cookies())
