@@ -120,11 +120,14 @@ def sign_in_through_provider(server: Server, page: Any, person: tuple[str, ...],
     page.get_by_role("button", name="Log in").click()
 
 
-def audit_records(server: Server, tag: str) -> list[dict[str, Any]]:
+def newest_record(server: Server, tag: str, sub: str) -> dict[str, Any]:
+    """The newest audit record with ``tag`` about the person ``sub``."""
     with server.api() as api:
         items: list[dict[str, Any]] = api.get("/v1/audit/records",
                                               params={"limit": 5000}).json()["items"]
-    return [r for r in items if r["tag"] == tag]
+    found = [r for r in items if r["tag"] == tag and r["details"].get("sub") == sub]
+    assert found, f"no {tag} record for {sub}"
+    return found[-1]
 
 
 def test_ok_plant_a_operator_signs_in_and_sees_only_plant_a(
@@ -141,10 +144,9 @@ def test_ok_plant_a_operator_signs_in_and_sees_only_plant_a(
     page.shoot("alice-other-tenant-not-found")
     page.goto(f"{server.api_url}/console/devices/plant-a-cam")
     assert heading(page) == "Device plant-a-cam"
-    opened = [r for r in audit_records(server, "admin:console-session:opened")
-              if r["details"].get("sub") == "alice"]
-    assert opened and opened[-1]["actor"] == "oidc:alice@plant-a.example"
-    assert opened[-1]["details"].items() >= {
+    opened = newest_record(server, "admin:console-session:opened", "alice")
+    assert opened["actor"] == "oidc:alice@plant-a.example"
+    assert opened["details"].items() >= {
         "via": "oidc", "email": "alice@plant-a.example", "group": "plant-a",
         "role": "operator"}.items()
     cookie = next(c for c in page.context.cookies() if c["name"] == "__Host-iotiam-console")
@@ -166,10 +168,9 @@ def test_ok_admin_group_sees_every_tenant_and_signs_out(
     # the session is over: the console sends the browser to sign in again
     page.goto(f"{server.api_url}/console/devices")
     assert "/console/sign-in" in page.url
-    closed = [r for r in audit_records(server, "admin:console-session:closed")
-              if r["details"].get("sub") == "bob"]
-    assert closed and closed[-1]["actor"] == "oidc:bob@example.com"
-    assert closed[-1]["details"]["email"] == "bob@example.com"
+    closed = newest_record(server, "admin:console-session:closed", "bob")
+    assert closed["actor"] == "oidc:bob@example.com"
+    assert closed["details"]["email"] == "bob@example.com"
 
 
 def test_fail_a_person_in_no_mapped_group_is_refused(
@@ -184,10 +185,9 @@ def test_fail_a_person_in_no_mapped_group_is_refused(
     assert responses == [403]
     assert "carol@example.com is in no group" in page.inner_text("main")
     assert all(c["name"] != "__Host-iotiam-console" for c in page.context.cookies())
-    refused = [r for r in audit_records(server, "admin:console-session:refused")
-               if r["details"].get("sub") == "carol"]
-    assert refused and refused[-1]["outcome"] == "denied"
-    assert refused[-1]["details"]["email"] == "carol@example.com"
+    refused = newest_record(server, "admin:console-session:refused", "carol")
+    assert refused["outcome"] == "denied" and refused["actor"] == "oidc:carol@example.com"
+    assert refused["details"]["email"] == "carol@example.com"
 
 
 def test_fail_a_forged_provider_answer_is_refused(
