@@ -163,6 +163,8 @@ class Services:
         """Deliver queued alerts, flush published events, release database connections."""
         self.alerts.close()
         self.ingest.close()
+        if self.sso is not None:
+            self.sso.close()
         self.database.dispose()
 
 

@@ -26,6 +26,10 @@ class IdentityProvider(Protocol):
         """The provider's signing keys."""
         ...
 
+    def close(self) -> None:
+        """Release its connections."""
+        ...
+
 
 class SsoUnitOfWork(AuditUnitOfWork, Protocol):
     """The stores a sign-in reads, inside one transaction."""

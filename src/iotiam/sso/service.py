@@ -68,6 +68,10 @@ class SingleSignOn:
         """The provider's name on the sign-in button."""
         return self._config.display_name
 
+    def close(self) -> None:
+        """Release the provider's connections."""
+        self._provider.close()
+
     def begin(self, next_page: str) -> tuple[str, PendingSignIn]:
         """A new sign-in: where to send the browser, and what it must bring back."""
         pending = PendingSignIn(

@@ -96,3 +96,6 @@ class FakeIdentityProvider:
             self._served = [public]
             self.fetches += 1
         return self._served
+
+    def close(self) -> None:
+        """Nothing to release."""
