@@ -19,6 +19,7 @@ from iotiam.attestation.service import Attestation, DeviceCa
 from iotiam.audit.anchor import CheckpointWriter
 from iotiam.audit.checkpoint import Verifier
 from iotiam.audit.export import checkpoint_to_syslog
+from iotiam.audit.ports import Auditor
 from iotiam.audit.service import AuditTrail
 from iotiam.background import (
     ChangeDispatcher,
@@ -77,6 +78,8 @@ from iotiam.response.service import IncidentResponse
 from iotiam.risk.models import FleetChannels
 from iotiam.risk.ports import StaticChannels
 from iotiam.risk.service import RiskRegister
+from iotiam.sso.models import CALLBACK_PATH
+from iotiam.sso.service import SingleSignOn
 from iotiam.storage.baseline_file import BaselineFile
 from iotiam.storage.checkpoint_file import CheckpointFile, CheckpointKeyFile
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
@@ -154,11 +157,15 @@ class Services:
     risk: RiskRegister
     #: what ``/readyz`` checks (``serve`` registers them: ``serving.readiness_checks``)
     readiness: Readiness = field(default_factory=Readiness)
+    #: console sign-in through an OpenID Connect provider, when one is configured
+    sso: SingleSignOn | None = None
 
     def close(self) -> None:
         """Deliver queued alerts, flush published events, release database connections."""
         self.alerts.close()
         self.ingest.close()
+        if self.sso is not None:
+            self.sso.close()
         self.database.dispose()
 
 
@@ -291,11 +298,24 @@ def build_services(
         response=response,
         trust=trust,
         ingest=ingest,
-        alerts=alerts,
-        discovery=discovery,
+        alerts=alerts, discovery=discovery,
         adoption=Adoption(discovery, inventory, enrollment, audit),
         risk=risk_register(settings, database, clock, audit, discovery, channels),
+        sso=single_sign_on(settings, database, clock, audit),
     ))
+
+
+def single_sign_on(settings: Settings, database: Database, clock: Clock, audit: Auditor
+                   ) -> SingleSignOn | None:
+    """Console sign-in through the configured OpenID Connect provider (None: none is)."""
+    if settings.oidc is None:
+        return None
+    from iotiam.web.identity_provider import OidcProvider
+
+    # the provider sends the browser back to the console on the API's own URL
+    redirect_uri = settings.oidc.redirect_uri or settings.api_url + CALLBACK_PATH
+    return SingleSignOn(settings.oidc, OidcProvider(settings.oidc, redirect_uri), database,
+                        audit, clock)
 
 
 def risk_register(settings: Settings, database: Database, clock: Clock, audit: AuditTrail,
