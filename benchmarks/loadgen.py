@@ -164,7 +164,7 @@ class ResumingClient:
             while chunk := conn.recv(65536):
                 data += chunk
             # TLS 1.3 tickets arrive after the handshake: the session is read at the end
-            self.resumed += conn.session_reused
+            self.resumed += bool(conn.session_reused)
             self._session = conn.session
         head, _, body = data.partition(_HEADER_END)
         return Answer(int(head[9:12]), body)

@@ -59,8 +59,8 @@ def layer_of(stack: str) -> str:
 
 def breakdown(paths: list[Path]) -> str:
     """The report over the samples in ``paths``."""
-    layers: collections.Counter[str] = collections.Counter()
-    functions: collections.Counter[str] = collections.Counter()
+    layers: collections.defaultdict[str, float] = collections.defaultdict(float)
+    functions: collections.defaultdict[str, float] = collections.defaultdict(float)
     for path in paths:
         for line in path.read_text().splitlines():
             seconds_text, _, stack = line.partition("\t")
@@ -73,7 +73,8 @@ def breakdown(paths: list[Path]) -> str:
                     functions[name] += seconds
     total = sum(layers.values()) or 1.0
     lines = [f"sampled server CPU: {total:.2f} s"]
-    lines += [f"{share / total * 100:5.1f}%  {name}" for name, share in layers.most_common()]
+    lines += [f"{share / total * 100:5.1f}%  {name}" for name, share in
+              sorted(layers.items(), key=lambda item: -item[1])]
     lines.append("inclusive:")
     lines += [f"{functions[name] / total * 100:5.1f}%  {name}" for name in FUNCTIONS]
     return "\n".join(lines)
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["BENCHMARK_SAMPLES"] = str(samples)
         sampler = Path(__file__).with_name("sampling.py")
         server.iotiam_command = lambda: [sys.executable, str(sampler)]
-        module.WORKERS = args.workers
+        setattr(module, "WORKERS", args.workers)  # noqa: B010 (either module's)
         _forget_set_up(module)
         for result in module.run(RunConfig(quick=True, database_url=args.database_url)):
             print(f"{result.name}: {result.value:.2f} {result.unit}  {result.notes}")

@@ -23,7 +23,7 @@ import threading
 import time
 
 INTERVAL = 0.0005
-_stacks: collections.Counter[str] = collections.Counter()
+_stacks: collections.defaultdict[str, float] = collections.defaultdict(float)
 _sampler: list[int] = []
 
 
