@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from iotiam.audit.models import AuditDraft, AuditTag
@@ -30,6 +30,7 @@ from iotiam.audit.ports import Auditor
 from iotiam.changes import DetectionModeChanged, Published
 from iotiam.clock import Clock
 from iotiam.detection.models import (
+    UNKNOWN_TYPE,
     DetectionMode,
     Finding,
     FindingState,
@@ -44,9 +45,11 @@ from iotiam.response.alerts import AlertDispatcher
 from iotiam.response.models import (
     DEFAULT_PLAYBOOK,
     Action,
+    EventBatch,
     Mitigation,
     Playbook,
     StoredFinding,
+    WouldActTally,
 )
 from iotiam.response.ports import ResponseUnitOfWork
 from iotiam.response.scoring import TrustScores
@@ -57,6 +60,16 @@ log = logging.getLogger(__name__)
 DETECTION = Principal(name="detection", role=Role.ADMIN, org_unit_id="root",
                       org_path=ROOT_PATH)
 PLAYBOOK_DOCUMENT = "playbook"
+#: the mode of events with no device type (``UNKNOWN_TYPE``) is kept as a document: it
+#: is no device type of the inventory
+UNKNOWN_MODE_DOCUMENT = "unknown_mode"
+#: events with no device type are monitored unless set otherwise: their findings are
+#: about clients iotiam does not know (credential stuffing, a scanner), and a baseline
+#: of attackers' behaviour is nothing worth learning
+UNKNOWN_DEFAULT_MODE = DetectionMode.MONITOR
+#: how far back ``would_act`` counts by default, and at most
+WOULD_ACT_DEFAULT_DAYS = 7
+WOULD_ACT_MAX_DAYS = 90
 #: how long the admin paths trust the cached modes and playbook (other processes may
 #: change them; a mode change also arrives through the change feed: ``settings_changed``)
 SETTINGS_TTL = 2.0
@@ -104,6 +117,7 @@ class IncidentResponse(Generic[UnitOfWorkT]):
         self._settings_read = 0.0
         #: None until first read; then replaced whole on every read, never edited
         self._modes: dict[str, DetectionMode] | None = None
+        self._unknown_mode = UNKNOWN_DEFAULT_MODE
         self._playbook = DEFAULT_PLAYBOOK
         self._fp_listeners: list[FalsePositiveListener] = []
         self.default_mode = DetectionMode.LEARN
@@ -127,8 +141,11 @@ class IncidentResponse(Generic[UnitOfWorkT]):
             with self._uow.reading() as uow:
                 modes = uow.detection_settings.modes()
                 document = uow.detection_settings.get_document(PLAYBOOK_DOCUMENT)
+                unknown = uow.detection_settings.get_document(UNKNOWN_MODE_DOCUMENT)
             self._playbook = Playbook.from_json(json.loads(document)) if document \
                 else DEFAULT_PLAYBOOK
+            self._unknown_mode = DetectionMode(json.loads(unknown)) if unknown \
+                else UNKNOWN_DEFAULT_MODE
             self._modes = modes
             self._settings_read = time.monotonic()
         return modes
@@ -136,6 +153,11 @@ class IncidentResponse(Generic[UnitOfWorkT]):
     def modes(self) -> dict[str, DetectionMode]:
         """Every device type with a mode set (others are in the default mode)."""
         return dict(self._refresh_settings())
+
+    def unknown_mode(self) -> DetectionMode:
+        """The mode of events with no device type (``UNKNOWN_TYPE``)."""
+        self._refresh_settings()
+        return self._unknown_mode
 
     def mode_of(self, device_type: str | None) -> DetectionMode:
         """The mode of a device type: the detection engine asks for every event, so this
@@ -145,10 +167,13 @@ class IncidentResponse(Generic[UnitOfWorkT]):
         modes = self._modes
         if modes is None:
             modes = self._read_settings()
-        return modes.get(device_type or "", self.default_mode)
+        if device_type is None:
+            return self._unknown_mode
+        return modes.get(device_type, self.default_mode)
 
     def set_mode(self, actor: Principal, device_type: str, mode: str) -> DetectionMode:
-        """Switch a device type between learn, monitor and enforce (global admins)."""
+        """Switch a device type between learn, monitor and enforce (global admins);
+        ``UNKNOWN_TYPE`` sets the mode of events with no device type."""
         draft = AuditDraft(tag=AuditTag.DETECTION_MODE_SET, actor=actor.name,
                            org_path=actor.org_path, subject=f"device-type:{device_type[:128]}")
         with self._audit.refusals(draft), self._uow() as uow:
@@ -160,10 +185,17 @@ class IncidentResponse(Generic[UnitOfWorkT]):
             except ValueError:
                 raise InvalidInput(f"mode must be one of learn, monitor, enforce; not "
                                    f"{mode[:32]!r}") from None
-            if uow.device_types.get(device_type) is None:
+            if device_type == UNKNOWN_TYPE:
+                saved = uow.detection_settings.get_document(UNKNOWN_MODE_DOCUMENT)
+                before = DetectionMode(json.loads(saved)) if saved else UNKNOWN_DEFAULT_MODE
+                uow.detection_settings.put_document(UNKNOWN_MODE_DOCUMENT,
+                                                    json.dumps(str(parsed)), self._clock.now())
+            elif uow.device_types.get(device_type) is None:
                 raise NotFound(f"device type {device_type!r} not found")
-            before = uow.detection_settings.modes().get(device_type, self.default_mode)
-            uow.detection_settings.set_mode(device_type, parsed, self._clock.now(), actor.name)
+            else:
+                before = uow.detection_settings.modes().get(device_type, self.default_mode)
+                uow.detection_settings.set_mode(device_type, parsed, self._clock.now(),
+                                                actor.name)
             uow.changes.record(DetectionModeChanged(device_type, str(parsed)))
             self._audit.append(uow, replace(draft, details={"from": str(before),
                                                             "to": str(parsed)}))
@@ -204,23 +236,34 @@ class IncidentResponse(Generic[UnitOfWorkT]):
 
     def handle(self, findings: Sequence[Finding]) -> list[StoredFinding]:
         """``report``, returning the findings that were new or escalated (repeats of a
-        live finding at the same or a lower severity are only counted)."""
+        live episode at the same or a lower severity are only counted).
+
+        A finding folds into the latest live finding of its subject (the device; with
+        none, the source address; else the fleet) and type only if it belongs to that
+        finding's episode: its event came within the episode gap (scaled by the engine
+        to the device's own rhythm) of the episode's events. Otherwise it is a new
+        finding with its own time, even while the older one is still open.
+        """
         if not findings:
             return []
         self._refresh_settings()
         fresh: list[StoredFinding] = []
+        links: dict[str, list[str]] = {}
         with self._lock, self._uow() as uow:
             now = self._clock.now()
             drafts = []
             devices = uow.devices.get_many([f.device_id for f in findings if f.device_id])
             for finding in findings:
-                live = uow.findings.live_for(finding.device_id, finding.type)
+                live = uow.findings.live_for(finding.subject, finding.type)
+                if live is not None and not live.same_episode(finding):
+                    live = None
                 if live is not None and finding.severity > live.finding.severity:
                     # the same behaviour got worse: the finding escalates and the
                     # playbook is asked again (it may now quarantine)
                     uow.findings.escalate(live.id, finding, now)
                     escalated = replace(live, finding=replace(
-                        finding, device_type=live.finding.device_type), updated_at=now)
+                        finding, at=live.finding.at, device_type=live.finding.device_type),
+                        updated_at=now, last_event_at=max(live.episode_end, finding.at))
                     fresh.append(escalated)
                     drafts.append(AuditDraft(
                         tag=AuditTag.FINDING_ESCALATED, actor=finding.detector,
@@ -228,29 +271,35 @@ class IncidentResponse(Generic[UnitOfWorkT]):
                         details={"finding": live.id, "from": live.finding.severity.label,
                                  "to": finding.severity.label,
                                  "summary": finding.summary[:300]}))
-                    continue
-                if live is not None:
-                    uow.findings.repeat(live.id, now)
-                    continue
-                org_path = FLEET_PATH
-                device_type = finding.device_type
-                device = devices.get(finding.device_id) if finding.device_id else None
-                if device is not None:
-                    org_path = device.org_path
-                    device_type = device.type_name
-                stored = StoredFinding(
-                    id=new_finding_id(finding.at), org_path=org_path,
-                    finding=replace(finding, device_type=device_type),
-                    state=FindingState.OPEN, mode=self.mode_of(device_type),
-                    raised_at=now, updated_at=now, last_seen_at=now)
-                uow.findings.add(stored)
-                fresh.append(stored)
-                drafts.append(AuditDraft(
-                    tag=AuditTag.FINDING_RAISED, actor=finding.detector, org_path=org_path,
-                    subject=_subject(finding),
-                    details={"finding": stored.id, "type": str(finding.type),
-                             "severity": finding.severity.label, "mode": str(stored.mode),
-                             "summary": finding.summary[:300]}))
+                elif live is not None:
+                    uow.findings.repeat(live.id, now, finding.at)
+                else:
+                    org_path = FLEET_PATH
+                    device_type = finding.device_type
+                    device = devices.get(finding.device_id) if finding.device_id else None
+                    if device is not None:
+                        org_path = device.org_path
+                        device_type = device.type_name
+                    live = StoredFinding(
+                        id=new_finding_id(finding.at), org_path=org_path,
+                        finding=replace(finding, device_type=device_type),
+                        state=FindingState.OPEN, mode=self.mode_of(device_type),
+                        raised_at=now, updated_at=now, last_seen_at=now)
+                    uow.findings.add(live)
+                    fresh.append(live)
+                    drafts.append(AuditDraft(
+                        tag=AuditTag.FINDING_RAISED, actor=finding.detector,
+                        org_path=org_path, subject=_subject(finding),
+                        details={"finding": live.id, "type": str(finding.type),
+                                 "severity": finding.severity.label, "mode": str(live.mode),
+                                 "summary": finding.summary[:300]}))
+                if finding.batch is not None:
+                    links.setdefault(finding.batch, []).append(live.id)
+            for batch_id, finding_ids in links.items():
+                # a batch id comes with the events (through the stream, too): only an
+                # upload recorded here is linked
+                if uow.findings.get_batch(batch_id) is not None:
+                    uow.findings.link_batch(batch_id, finding_ids)
             self._audit.append_many(uow, drafts)
         for stored in fresh:
             self._respond(stored)
@@ -331,6 +380,61 @@ class IncidentResponse(Generic[UnitOfWorkT]):
             return uow.findings.page(org_path=actor.org_path, state=parsed_state,
                                      device_id=device_id, finding_type=parsed_type,
                                      before_id=before_id, limit=limit)
+
+    def open_batch(self, actor: Principal, events: int) -> EventBatch:
+        """Record an upload of ``events`` events before they are scored: the findings they
+        raise are linked to it (in this process now, or by a stream worker later)."""
+        actor.require(Role.OPERATOR, "sending events")
+        batch = EventBatch(id=f"bat-{secrets.token_hex(12)}", org_path=actor.org_path,
+                           created_at=self._clock.now(), created_by=actor.name, events=events)
+        with self._uow() as uow:
+            uow.findings.add_batch(batch)
+        return batch
+
+    def batch_findings(self, actor: Principal, batch_id: str
+                       ) -> tuple[EventBatch, list[StoredFinding]]:
+        """An upload the caller may see and the findings its events raised so far that
+        the caller may see (404 for another tenant's upload, G9)."""
+        with self._uow.reading() as uow:
+            batch = uow.findings.get_batch(batch_id)
+            if batch is None or not actor.sees(batch.org_path):
+                raise NotFound(f"event batch {batch_id!r} not found")
+            found = [f for f in uow.findings.batch_findings(batch.id)
+                     if actor.sees(f.org_path)]
+        return batch, found
+
+    def would_act(self, actor: Principal, *, days: int = WOULD_ACT_DEFAULT_DAYS
+                  ) -> dict[str, Any]:
+        """What the playbook would have done to the findings raised in monitor mode in the
+        last ``days`` (by finding type and by device type), and what it did in enforce
+        mode: an admin switches a type to enforce once its would-be actions are ones
+        they would have wanted."""
+        if not 1 <= days <= WOULD_ACT_MAX_DAYS:
+            raise InvalidInput(f"days must be between 1 and {WOULD_ACT_MAX_DAYS}")
+        playbook = self.playbook()
+        since = self._clock.now() - timedelta(days=days)
+        with self._uow.reading() as uow:
+            groups = uow.findings.would_act_counts(org_path=actor.org_path, since=since)
+        by_type: dict[str, WouldActTally] = {}
+        by_device_type: dict[str, WouldActTally] = {}
+        total = WouldActTally()
+        enforced = WouldActTally()
+        for group in groups:
+            actions = playbook.actions_of(group.finding_type, group.severity)
+            if group.mode is DetectionMode.ENFORCE:
+                enforced.count(group, actions)
+            if group.mode is not DetectionMode.MONITOR:
+                continue
+            total.count(group, actions)
+            by_type.setdefault(str(group.finding_type), WouldActTally()).count(group, actions)
+            by_device_type.setdefault(group.device_type or UNKNOWN_TYPE,
+                                      WouldActTally()).count(group, actions)
+        return {"since": since.isoformat(), "days": days, "monitor": total.to_json(),
+                "enforce": enforced.to_json(),
+                "by_finding_type": [{"finding_type": k, **v.to_json()}
+                                    for k, v in sorted(by_type.items())],
+                "by_device_type": [{"device_type": k, **v.to_json()}
+                                   for k, v in sorted(by_device_type.items())]}
 
     def get_finding(self, actor: Principal, finding_id: str) -> StoredFinding:
         """One finding the caller may see (404 otherwise, G9)."""
