@@ -261,8 +261,10 @@ class IncidentResponse(Generic[UnitOfWorkT]):
                     # the same behaviour got worse: the finding escalates and the
                     # playbook is asked again (it may now quarantine)
                     uow.findings.escalate(live.id, finding, now)
+                    # (the escalating evidence's own time: a quarantine lifted after it
+                    # was seen is not put back, ``_mitigate``)
                     escalated = replace(live, finding=replace(
-                        finding, at=live.finding.at, device_type=live.finding.device_type),
+                        finding, device_type=live.finding.device_type),
                         updated_at=now, last_event_at=max(live.episode_end, finding.at))
                     fresh.append(escalated)
                     drafts.append(AuditDraft(

@@ -140,11 +140,15 @@ class AuthFailureBurst:
         from now on."""
         scope = finding.evidence.get("scope")
         key = f"{scope}:{finding.evidence.get('key')}"
-        if scope == "source_identities":
-            seen = max(int(finding.evidence.get("identities", MIN_SPREAD)),
-                       self._peaks.get(key, 0))
-            self._allow[key] = max(self._allow.get(key, 0), seen - MIN_SPREAD + 1)
-            return
+        if scope in ("source_identities", "source_ip"):
+            # a burst from many identities at one address that was normal makes that
+            # many identities failing there normal too
+            spread = f"source_identities:{finding.evidence.get('key')}"
+            seen = max(int(finding.evidence.get("identities", 0)), self._peaks.get(spread, 0))
+            if seen >= MIN_SPREAD:
+                self._allow[spread] = max(self._allow.get(spread, 0), seen - MIN_SPREAD + 1)
+            if scope == "source_identities":
+                return
         failures = max(int(finding.evidence.get("failures", MIN_FAILURES)),
                        self._peaks.get(key, 0))
         self._allow[key] = max(self._allow.get(key, 0), failures - MIN_FAILURES + 1)
