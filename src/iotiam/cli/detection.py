@@ -128,12 +128,16 @@ def detect_mode(
 def detect_would_act(
     ctx: typer.Context,
     days: Annotated[int, typer.Option(min=1, max=90, help="Look back this many days.")] = 7,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """How often enforce's playbook would have acted on the findings raised in monitor
     mode, by finding type and device type: switch a type to enforce once these are
     actions you want."""
     obj: Context = ctx.obj
     report = obj.client().get("/v1/detection/would-act", days=days)
+    if as_json:
+        print_json(report)
+        return
     columns = ["findings", "repeats", "would_alert", "would_quarantine", "would_revoke"]
     headers = ["findings", "repeats", "alert", "quarantine", "revoke"]
     print_table(f"Monitor mode, last {days} days, by finding type", ["finding type", *headers],
@@ -148,10 +152,14 @@ def detect_would_act(
 
 
 @detect_app.command("batch")
-def detect_batch(ctx: typer.Context, batch_id: str) -> None:
+def detect_batch(ctx: typer.Context, batch_id: str,
+                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The findings an upload of events raised (its id is in `POST /v1/events`'s answer)."""
     obj: Context = ctx.obj
     result = obj.client().get(api_path("/v1/events/batches", batch_id, "findings"))
+    if as_json:
+        print_json(result)
+        return
     print_table(f"Findings of {result['batch']} ({result['events']} events)",
                 ["id", "state", "severity", "type", "device", "at", "summary"],
                 _finding_rows(result["items"]))
