@@ -1,8 +1,10 @@
 """Use cases of the response layer: take findings, act by playbook and mode, and undo.
 
 ``report`` is the one way findings come in (the event pipeline and attestation both call
-it). For each finding, in one transaction: a live finding of the same device and type is
-counted again instead of duplicated; a new one is stored and audited. Then, outside the
+it). For each finding, in one transaction: one that belongs to the episode of a live
+finding of its subject (device, else source address, else fleet) and type is counted
+again (or escalates it) instead of duplicated; any other is stored and audited as new,
+with its own time (``docs/events.md``, *Findings and their episodes*). Then, outside the
 transaction, the device type's mode decides: ``learn`` keeps it quiet (the engine raises
 nothing in learn mode anyway; attestation findings still get stored), ``monitor`` alerts,
 ``enforce`` alerts and carries out the playbook's actions. Each action is its own
