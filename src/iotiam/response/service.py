@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from iotiam.audit.models import AuditDraft, AuditTag
@@ -44,6 +44,7 @@ from iotiam.inventory.models import DeviceState
 from iotiam.inventory.ports import CredentialRevoker, DeviceLifecycle, visible_device
 from iotiam.kernel import ROOT_PATH, Principal, Role, Transactions
 from iotiam.response.alerts import AlertDispatcher
+from iotiam.response.folding import fold
 from iotiam.response.models import (
     DEFAULT_PLAYBOOK,
     Action,
@@ -51,10 +52,10 @@ from iotiam.response.models import (
     Mitigation,
     Playbook,
     StoredFinding,
-    WouldActTally,
 )
 from iotiam.response.ports import ResponseUnitOfWork
 from iotiam.response.scoring import TrustScores
+from iotiam.response.would_act import WOULD_ACT_DEFAULT_DAYS, would_act
 
 log = logging.getLogger(__name__)
 
@@ -69,24 +70,15 @@ UNKNOWN_MODE_DOCUMENT = "unknown_mode"
 #: about clients iotiam does not know (credential stuffing, a scanner), and a baseline
 #: of attackers' behaviour is nothing worth learning
 UNKNOWN_DEFAULT_MODE = DetectionMode.MONITOR
-#: how far back ``would_act`` counts by default, and at most
-WOULD_ACT_DEFAULT_DAYS = 7
-WOULD_ACT_MAX_DAYS = 90
+
 #: how long the admin paths trust the cached modes and playbook (other processes may
 #: change them; a mode change also arrives through the change feed: ``settings_changed``)
 SETTINGS_TTL = 2.0
-#: a fleet-wide finding (no device) lives at the root: only global admins see it
-FLEET_PATH = ROOT_PATH
 MAX_NOTE = 2000
 
 _E = TypeVar("_E")
 UnitOfWorkT = TypeVar("UnitOfWorkT", bound=ResponseUnitOfWork)
 FalsePositiveListener = Callable[[Finding], None]
-
-
-def new_finding_id(at: float) -> str:
-    """Sortable by time: milliseconds then randomness."""
-    return f"fnd-{int(at * 1000):012x}{secrets.token_hex(5)}"
 
 
 class IncidentResponse(Generic[UnitOfWorkT]):
@@ -237,15 +229,9 @@ class IncidentResponse(Generic[UnitOfWorkT]):
         self.handle(findings)
 
     def handle(self, findings: Sequence[Finding]) -> list[StoredFinding]:
-        """``report``, returning the findings that were new or escalated (repeats of a
-        live episode at the same or a lower severity are only counted).
-
-        A finding folds into the latest live finding of its subject (the device; with
-        none, the source address; else the fleet) and type only if it belongs to that
-        finding's episode: its event came within the episode gap (scaled by the engine
-        to the device's own rhythm) of the episode's events. Otherwise it is a new
-        finding with its own time, even while the older one is still open.
-        """
+        """``report``, returning the findings that were new or escalated (repeats within
+        a live finding's episode at the same or a lower severity are only counted; how
+        findings fold: ``response/folding.py``)."""
         if not findings:
             return []
         self._refresh_settings()
@@ -256,49 +242,12 @@ class IncidentResponse(Generic[UnitOfWorkT]):
             drafts = []
             devices = uow.devices.get_many([f.device_id for f in findings if f.device_id])
             for finding in findings:
-                live = uow.findings.live_for(finding.subject, finding.type)
-                if live is not None and not live.same_episode(finding):
-                    live = None
-                if live is not None and finding.severity > live.finding.severity:
-                    # the same behaviour got worse: the finding escalates and the
-                    # playbook is asked again (it may now quarantine)
-                    uow.findings.escalate(live.id, finding, now)
-                    # (the escalating evidence's own time: a quarantine lifted after it
-                    # was seen is not put back, ``_mitigate``)
-                    escalated = replace(live, finding=replace(
-                        finding, device_type=live.finding.device_type),
-                        updated_at=now, last_event_at=max(live.episode_end, finding.at))
-                    fresh.append(escalated)
-                    drafts.append(AuditDraft(
-                        tag=AuditTag.FINDING_ESCALATED, actor=finding.detector,
-                        org_path=live.org_path, subject=_subject(finding),
-                        details={"finding": live.id, "from": live.finding.severity.label,
-                                 "to": finding.severity.label,
-                                 "summary": finding.summary[:300]}))
-                elif live is not None:
-                    uow.findings.repeat(live.id, now, finding.at)
-                else:
-                    org_path = FLEET_PATH
-                    device_type = finding.device_type
-                    device = devices.get(finding.device_id) if finding.device_id else None
-                    if device is not None:
-                        org_path = device.org_path
-                        device_type = device.type_name
-                    live = StoredFinding(
-                        id=new_finding_id(finding.at), org_path=org_path,
-                        finding=replace(finding, device_type=device_type),
-                        state=FindingState.OPEN, mode=self.mode_of(device_type),
-                        raised_at=now, updated_at=now, last_seen_at=now)
-                    uow.findings.add(live)
-                    fresh.append(live)
-                    drafts.append(AuditDraft(
-                        tag=AuditTag.FINDING_RAISED, actor=finding.detector,
-                        org_path=org_path, subject=_subject(finding),
-                        details={"finding": live.id, "type": str(finding.type),
-                                 "severity": finding.severity.label, "mode": str(live.mode),
-                                 "summary": finding.summary[:300]}))
+                folded = fold(uow, finding, now, devices, self.mode_of)
+                if folded.audit is not None:
+                    fresh.append(folded.stored)
+                    drafts.append(folded.audit)
                 if finding.batch is not None:
-                    links.setdefault(finding.batch, []).append(live.id)
+                    links.setdefault(finding.batch, []).append(folded.stored.id)
             for batch_id, finding_ids in links.items():
                 # a batch id comes with the events (through the stream, too): only an
                 # upload recorded here is linked
@@ -410,35 +359,8 @@ class IncidentResponse(Generic[UnitOfWorkT]):
     def would_act(self, actor: Principal, *, days: int = WOULD_ACT_DEFAULT_DAYS
                   ) -> dict[str, Any]:
         """What the playbook would have done to the findings raised in monitor mode in the
-        last ``days`` (by finding type and by device type), and what it did in enforce
-        mode: an admin switches a type to enforce once its would-be actions are ones
-        they would have wanted."""
-        if not 1 <= days <= WOULD_ACT_MAX_DAYS:
-            raise InvalidInput(f"days must be between 1 and {WOULD_ACT_MAX_DAYS}")
-        playbook = self.playbook()
-        since = self._clock.now() - timedelta(days=days)
-        with self._uow.reading() as uow:
-            groups = uow.findings.would_act_counts(org_path=actor.org_path, since=since)
-        by_type: dict[str, WouldActTally] = {}
-        by_device_type: dict[str, WouldActTally] = {}
-        total = WouldActTally()
-        enforced = WouldActTally()
-        for group in groups:
-            actions = playbook.actions_of(group.finding_type, group.severity)
-            if group.mode is DetectionMode.ENFORCE:
-                enforced.count(group, actions)
-            if group.mode is not DetectionMode.MONITOR:
-                continue
-            total.count(group, actions)
-            by_type.setdefault(str(group.finding_type), WouldActTally()).count(group, actions)
-            by_device_type.setdefault(group.device_type or UNKNOWN_TYPE,
-                                      WouldActTally()).count(group, actions)
-        return {"since": since.isoformat(), "days": days, "monitor": total.to_json(),
-                "enforce": enforced.to_json(),
-                "by_finding_type": [{"finding_type": k, **v.to_json()}
-                                    for k, v in sorted(by_type.items())],
-                "by_device_type": [{"device_type": k, **v.to_json()}
-                                   for k, v in sorted(by_device_type.items())]}
+        last ``days``, by finding type and device type (``response/would_act.py``)."""
+        return would_act(self._uow, actor, self.playbook(), self._clock.now(), days)
 
     def get_finding(self, actor: Principal, finding_id: str) -> StoredFinding:
         """One finding the caller may see (404 otherwise, G9)."""
@@ -524,10 +446,6 @@ class IncidentResponse(Generic[UnitOfWorkT]):
                 details={"mitigations": [m.id for m in lifted], "from": str(device.state),
                          "to": str(restore)}))
         return [replace(m, lifted_at=now, lifted_by=actor.name) for m in lifted]
-
-
-def _subject(finding: Finding) -> str:
-    return f"device:{finding.device_id}" if finding.device_id else "fleet"
 
 
 def _visible(uow: ResponseUnitOfWork, actor: Principal, finding_id: str, *,
