@@ -4,10 +4,16 @@ enforce would have done; bad input is a problem, another tenant's upload is not 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from fleet import add_device, add_org_unit
 
 from conftest import Installation
+from iotiam.detection.engine import DetectionEngine
+from iotiam.detection.models import Event
+from iotiam.eventstream.wire import decode_events, encode_events
+from iotiam.kernel import SYSTEM
 
 T0 = 1_772_366_400.0
 
@@ -117,3 +123,19 @@ def test_fail_tenant_cannot_read_another_tenants_batch(installation: Installatio
     tenant_admin = installation.api(installation.token("admin", "acme"))
     assert tenant_admin.put("/v1/detection/modes/_unknown",
                             json={"mode": "learn"}).status_code == 404
+
+
+def test_ok_a_stream_worker_links_the_findings_it_raises_later(
+        installation: Installation) -> None:
+    """With an event stream the upload's events are scored by a worker after the answer:
+    the batch travels in the stream's rows, and the worker's findings join the batch."""
+    api = installation.api()
+    batch = installation.services.response.open_batch(SYSTEM, 12)
+    assert api.get(f"/v1/events/batches/{batch.id}/findings").json()["items"] == []
+    events = [replace(Event.from_json(e), batch=batch.id)
+              for e in stuffing("203.0.113.9", 12)]
+    worker = DetectionEngine(modes=installation.services.response)
+    installation.services.response.report(
+        worker.process_many(decode_events(encode_events(events))))
+    (finding,) = api.get(f"/v1/events/batches/{batch.id}/findings").json()["items"]
+    assert finding["evidence"]["source_ip"] == "203.0.113.9"
