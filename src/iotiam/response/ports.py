@@ -49,6 +49,10 @@ class FindingStore(Protocol):
         """One upload."""
         ...
 
+    def remove_batch(self, batch_id: str) -> None:
+        """Forget an upload whose events were not taken (and its links)."""
+        ...
+
     def link_batch(self, batch_id: str, finding_ids: Sequence[str]) -> None:
         """These findings were raised (or raised again) by the upload's events (a link
         made before is kept once)."""

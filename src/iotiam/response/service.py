@@ -344,6 +344,11 @@ class IncidentResponse(Generic[UnitOfWorkT]):
             uow.findings.add_batch(batch)
         return batch
 
+    def discard_batch(self, batch: EventBatch) -> None:
+        """Forget an upload whose events were refused as a whole (the stream was down)."""
+        with self._uow() as uow:
+            uow.findings.remove_batch(batch.id)
+
     def batch_findings(self, actor: Principal, batch_id: str
                        ) -> tuple[EventBatch, list[StoredFinding]]:
         """An upload the caller may see and the findings its events raised so far that

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, case, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, case, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -103,6 +103,12 @@ class SqlFindingStore:
             t.event_batches.c.id == batch_id)).first()
         return EventBatch(id=row.id, org_path=row.org_path, created_at=row.created_at,
                           created_by=row.created_by, events=row.events) if row else None
+
+    def remove_batch(self, batch_id: str) -> None:
+        """Forget an upload and its links."""
+        self._c.execute(delete(t.event_batch_findings).where(
+            t.event_batch_findings.c.batch_id == batch_id))
+        self._c.execute(delete(t.event_batches).where(t.event_batches.c.id == batch_id))
 
     def link_batch(self, batch_id: str, finding_ids: Sequence[str]) -> None:
         """Link findings to an upload (each once)."""

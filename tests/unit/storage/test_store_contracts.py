@@ -581,6 +581,12 @@ def test_event_batches_link_findings_once(db: Any) -> None:
         assert uow.findings.get_batch("bat-2") is None
         assert [f.id for f in uow.findings.batch_findings("bat-1")] == ["f1", "f2"]
         assert uow.findings.batch_findings("bat-2") == []
+    with db() as uow:
+        uow.findings.remove_batch("bat-1")
+    with db.reading() as uow:
+        assert uow.findings.get_batch("bat-1") is None
+        assert uow.findings.batch_findings("bat-1") == []
+        assert uow.findings.get("f1") is not None
 
 
 def test_would_act_counts_group_by_type_severity_mode_and_device(db: Any) -> None:

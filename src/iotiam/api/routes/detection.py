@@ -96,8 +96,12 @@ async def post_events(request: Request, caller: Caller, svc: Wired) -> dict[str,
             raise InvalidInput("no events in the body")
     # recorded first: with an event stream, its findings are raised (and linked) later
     batch = await run_in_threadpool(svc.response.open_batch, caller, len(records))
-    report = await run_in_threadpool(svc.ingest.ingest_records, records,
-                                     org_path=caller.org_path, batch=batch.id)
+    try:
+        report = await run_in_threadpool(svc.ingest.ingest_records, records,
+                                         org_path=caller.org_path, batch=batch.id)
+    except BaseException:  # nothing of a refused upload is kept (G10)
+        await run_in_threadpool(svc.response.discard_batch, batch)
+        raise
     return {**report.to_json(), "batch": batch.id,
             "findings_url": f"/v1/events/batches/{batch.id}/findings"}
 

@@ -72,6 +72,11 @@ class MemoryFindingStore(MemoryStore):
         """One upload."""
         return self.batches.get(batch_id)
 
+    def remove_batch(self, batch_id: str) -> None:
+        """Forget an upload and its links."""
+        self.batches.pop(batch_id, None)
+        self.batch_links.pop(batch_id, None)
+
     def link_batch(self, batch_id: str, finding_ids: Sequence[str]) -> None:
         """Link findings to an upload (each once)."""
         linked = self.batch_links.setdefault(batch_id, [])
