@@ -120,7 +120,7 @@ def detect_mode(
     modes = client.get("/v1/detection/modes")
     print_table("Detection modes", ["device type", "mode"],
                 [[m["device_type"], m["mode"]] for m in modes["items"]]
-                + [[f"(no type: {UNKNOWN_TYPE})", modes["unknown"]],
+                + [[f"(no type: {UNKNOWN_TYPE})", modes.get("unknown", "learn")],
                    ["(types never set)", modes["default"]]])
 
 

@@ -65,7 +65,8 @@ def test_ok_two_addresses_are_two_findings_and_a_later_episode_a_third(
     # the same address a day later: a new episode with its own time, not a repeat
     later = api.post("/v1/events", json=stuffing("203.0.113.9", 10, start=T0 + 86400)).json()
     (again,) = api.get(later["findings_url"]).json()["items"]
-    assert again["at"].startswith("2026-03-02")
+    assert again["at"].startswith("2026-03-02") and again["subject"] == "source:203.0.113.9"
+    assert again["last_event_at"] >= again["at"]
     items = api.get("/v1/findings", params={"type": "auth_failure_burst"}).json()["items"]
     assert len(items) == 3
 

@@ -14,6 +14,7 @@ from iotiam.api.schemas import Body
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.broker.broker_watch import broker_statistics
 from iotiam.detection.ingest import json_lines
+from iotiam.detection.models import format_timestamp
 from iotiam.errors import InvalidInput
 from iotiam.kernel import Role
 from iotiam.response.models import Mitigation, StoredFinding
@@ -57,7 +58,9 @@ def render_finding(stored: StoredFinding) -> dict[str, Any]:
             "updated_at": stored.updated_at.isoformat(),
             "last_seen_at": stored.last_seen_at.isoformat() if stored.last_seen_at else None,
             "repeats": stored.repeats, "actions": list(stored.actions), "note": stored.note,
-            "updated_by": stored.updated_by}
+            "updated_by": stored.updated_by, "subject": stored.finding.subject,
+            # the latest event of its episode so far (``at`` is the first)
+            "last_event_at": format_timestamp(stored.episode_end)}
 
 
 def render_mitigation(m: Mitigation) -> dict[str, Any]:
