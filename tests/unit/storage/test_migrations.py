@@ -6,7 +6,6 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import fields
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from conftest import BACKENDS, Installation, postgres_schema_url
-from iotiam.detection.models import FindingType
 from iotiam.discovery.catalog import source_named
 from iotiam.discovery.models import Sighting, SourceContext, scoped_digests
 from iotiam.storage.database import make_engine
 from iotiam.storage.migrate import alembic_config
-from iotiam.storage.response_store import SqlFindingStore
 from iotiam.storage.tables import metadata
 
 SIGHTING_FIELDS = tuple(f.name for f in fields(Sighting))
@@ -125,32 +122,3 @@ def _old_row(n: int, path: str, sighting: Sighting) -> dict[str, Any]:
     values = {f: getattr(sighting, f) for f in SIGHTING_FIELDS}
     values["open_ports"] = ",".join(map(str, sighting.open_ports)) or None
     return values | {"digest": n.to_bytes(16, "big"), "org_path": path}
-
-
-def test_migration_0025_ok_gives_old_findings_their_subject_and_episode_end(
-        database_at_0019: str) -> None:
-    """Findings stored before 0025 (folded per device and type) keep folding: a device's
-    under ``device:<id>``, a fleet one under ``fleet``, their event time the episode's end."""
-    engine = make_engine(database_at_0019)
-    cfg = alembic_config()
-    old = ("INSERT INTO findings (id, device_id, device_type, org_path, type, severity, "
-           "state, mode, detector, summary, evidence, event_at, raised_at, updated_at, "
-           "repeats, actions) VALUES (:id, :device, 'sensor', '/root/', 'rate_change', 2, "
-           "'open', 'monitor', 'rate_change', 's', '{}', :at, :at, :at, 0, '[]')")
-    at = datetime(2026, 3, 1, 12, 0)
-    try:
-        with engine.connect() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0022")
-            conn.execute(text(old), [{"id": "fnd-1", "device": "s1", "at": at},
-                                     {"id": "fnd-2", "device": None, "at": at}])
-            command.upgrade(cfg, "heads")
-            store = SqlFindingStore(conn)
-            device = store.live_for("device:s1", FindingType.RATE_CHANGE)
-            fleet = store.live_for("fleet", FindingType.RATE_CHANGE)
-            conn.commit()
-    finally:
-        engine.dispose()
-    assert device is not None and fleet is not None
-    assert (device.id, fleet.id) == ("fnd-1", "fnd-2")
-    assert device.last_event_at == device.finding.at == at.replace(tzinfo=UTC).timestamp()
