@@ -52,17 +52,17 @@ from iotiam.enrollment.service import Enrollment
 from iotiam.enrollment.transfer import OwnershipTransfer
 from iotiam.errors import IamError, InvalidInput, SetupError
 from iotiam.eventstream.publisher import NatsEventPublisher
-from iotiam.fast.batching import LoopCombiner, ThreadCombiner
+from iotiam.fast.batching import ThreadCombiner
 from iotiam.fast.leaf_encoding import DirectLeafSigner
 from iotiam.fast.signature_helper import HelperProofChecks
 from iotiam.fast.token_reads import ReadAhead
 from iotiam.inventory.ports import AllCredentials, DeviceLifecycle
 from iotiam.inventory.service import Inventory
-from iotiam.kernel import Principal, Transactions
+from iotiam.kernel import Transactions
 from iotiam.local_keys import alert_webhook_key, audit_head_key, data_key
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.keys import load_private_key
-from iotiam.pki.models import CaRole, CertificateRecord, IssueRequest
+from iotiam.pki.models import CaRole
 from iotiam.pki.ports import CaUnitOfWork, SerialSource
 from iotiam.pki.service import CaSet, Pki
 from iotiam.pki.signer import SigningCa
@@ -93,7 +93,7 @@ from iotiam.tokens.client_auth import ClientAuthenticator, IssuingCa
 from iotiam.tokens.clients import OAuthClients
 from iotiam.tokens.device_codes import DeviceCodes
 from iotiam.tokens.introspection import Introspection
-from iotiam.tokens.models import IssuedToken, TokenConfig, TokenRequest
+from iotiam.tokens.models import TokenConfig
 from iotiam.tokens.ports import TokensUnitOfWork
 from iotiam.tokens.reads import ReadsAhead
 from iotiam.tokens.revocation import TokenRevocation
@@ -511,26 +511,3 @@ def authorization_server(
         introspection=Introspection(database, clock, audit, keys, config, pki.cas.issuing_id),
         revocation=TokenRevocation(database, clock, audit, keys, config),
     )
-
-
-def token_batches(services: Services, *, max_batch: int
-                  ) -> LoopCombiner[TokenRequest, IssuedToken | IamError]:
-    """The token endpoint's group commit (``api/oauth_token_path.py``): concurrent
-    requests share one ``issue_tokens`` call, on the event loop while SQLite's writer is
-    free, else on one worker thread."""
-    return LoopCombiner(services.oauth.issue_tokens, max_batch=max_batch,
-                        thread_name="oauth-tokens", run_here_if=services.database.writer_if_free)
-
-
-def certificate_batches(services: Services, *, max_batch: int
-                        ) -> LoopCombiner[tuple[Principal, IssueRequest],
-                                          CertificateRecord | IamError]:
-    """The API's group commit for certificates (``POST /v1/certificates``, EST): concurrent
-    requests share one ``Pki.issue_batch`` call, always on the combiner's worker thread.
-    A certificate batch takes milliseconds (proofs, signatures, two commits); meanwhile
-    the event loop reads the requests that make the next batch. Run on the loop, as
-    tokens' batches are, those requests waited unread and most batches held one request
-    (measured: ``benchmarks/README.md``). Callers on threads (other use cases) combine
-    through ``Pki``'s own ``ThreadCombiner``; both reach ``CertificateIssuance.issue_many``."""
-    return LoopCombiner(services.pki.issue_batch, max_batch=max_batch,
-                        thread_name="certificates")

@@ -245,7 +245,8 @@ def load_settings(data_dir: Path) -> Settings:
         alert_webhook_url=read.text("IOTIAM_ALERT_WEBHOOK_URL", "alert_webhook_url"),
         alert_syslog=read.text("IOTIAM_ALERT_SYSLOG", "alert_syslog"),
         detection_learning_seconds=float(read.seconds(
-            "IOTIAM_DETECTION_LEARNING_SECONDS", "detection_learning_seconds", 3600, low=0)),
+            "IOTIAM_DETECTION_LEARNING_SECONDS", "detection_learning_seconds", 3600, low=0,
+            high=MAX_LEARNING_SECONDS)),
         audit_checkpoint_records=read.count("IOTIAM_AUDIT_CHECKPOINT_RECORDS",
                                             "audit_checkpoint_records", 1000, "records",
                                             high=1_000_000),
@@ -361,6 +362,9 @@ def firmware_key_passphrase() -> str | None:
 
 
 BROKER_MODES = ("managed", "external", "off")
+#: the longest learning period: 30 days, what an admin monitors before trusting enforce
+#: (weekly rhythms need at least a week)
+MAX_LEARNING_SECONDS = 30 * 86400
 
 
 BROKER_EVENT_LOGS = ("connections", "messages")

@@ -9,6 +9,8 @@ gives them back; in monitor mode only a signed webhook alert goes out.
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -244,3 +246,40 @@ def test_detect_ok_trust_score_drop_takes_rights_on_the_broker(plane: Server) ->
         assert plant_works(True), "the restored score did not give the rights back"
     finally:
         device.close()
+
+
+def refused_at_tls(port: int) -> None:
+    """One connection to the broker's mTLS listener without a client certificate: the
+    broker refuses it and logs only the address (no client id: TLS ends first)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        try:
+            with context.wrap_socket(raw) as tls:
+                tls.recv(1)  # TLS 1.3: the refusal arrives after the client's handshake
+        except (ssl.SSLError, OSError):
+            pass
+
+
+def test_detect_ok_unknown_clients_at_the_managed_broker_are_found_by_default(
+        plane: Server) -> None:
+    """Issue 15, class 5: no mode was set, the events name no device, and the broker's
+    own auth failures carry only the address; monitor is the default for them."""
+    assert plane.broker_ports is not None
+    with plane.api() as api:
+        assert api.get("/v1/detection/modes").json()["unknown"] == "monitor"
+    for _ in range(10):
+        refused_at_tls(plane.broker_ports[0])
+    deadline = time.monotonic() + FINDING_SECONDS
+    with plane.api() as api:
+        while time.monotonic() < deadline:
+            items = [f for f in api.get("/v1/findings",
+                                        params={"type": "auth_failure_burst"}).json()["items"]
+                     if f["device_id"] is None]
+            if items:
+                break
+            time.sleep(0.2)
+    assert items, f"no finding for the refused connections; log:\n{plane.log_text()[-3000:]}"
+    assert items[0]["evidence"]["source_ip"] == "127.0.0.1"
+    assert items[0]["mode"] == "monitor"

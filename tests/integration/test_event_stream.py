@@ -7,9 +7,11 @@ Each test starts its own server on a free port with its own store (``testing.nat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -236,6 +238,9 @@ def test_serve_ok_api_events_reach_a_worker_then_503_once_the_stream_is_gone(
                                         ).json()["items"])
 
                 wait_for("the worker's finding", found)
+                # the upload's findings, raised in the worker, are the batch's
+                linked = api.get(answer["findings_url"]).json()["items"]
+                assert [f["device_id"] for f in linked] == ["st-1"], linked
                 stream = EventStreamConfig(url, partitions=4)
                 assert sorted(owners_of(stream)) == [0, 1, 2, 3]
                 ready = httpx.get(f"{server.http_url}/readyz", timeout=10).json()
@@ -257,6 +262,8 @@ def test_serve_ok_api_events_reach_a_worker_then_503_once_the_stream_is_gone(
                 stack.close()  # the NATS server goes away
                 refused = api.post("/v1/events", json=burst[:1])
                 assert refused.status_code == 503, refused.text
+                with contextlib.closing(sqlite3.connect(server.data_dir / "iotiam.db")) as db:
+                    assert db.execute("SELECT count(*) FROM event_batches").fetchone() == (1,)
                 assert refused.headers["content-type"].startswith("application/problem+json")
                 assert "event stream" in refused.json()["detail"]
 

@@ -202,3 +202,25 @@ def test_event_stream_ok_none_by_default_recorded_then_overridden(
     stream = load_settings(tmp_path).event_stream
     assert stream is not None and (stream.url, stream.partitions) == (
         "tls://nats.example:4222", 8)
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("0", 0.0), ("604800", 604800.0),
+                                                ("2592000", 2592000.0)],
+                         ids=["ok/none", "ok/a-week", "ok/thirty-days"])
+def test_learning_period_ok_up_to_thirty_days(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              value: str, seconds: float) -> None:
+    monkeypatch.setenv("IOTIAM_DETECTION_LEARNING_SECONDS", value)
+    settings = load_settings(tmp_path)
+    assert settings.detection_learning_seconds == seconds
+    save_settings(settings)
+    monkeypatch.delenv("IOTIAM_DETECTION_LEARNING_SECONDS")
+    assert load_settings(tmp_path).detection_learning_seconds == seconds
+
+
+def test_learning_period_fail_beyond_thirty_days(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IOTIAM_DETECTION_LEARNING_SECONDS", "2592001")
+    with pytest.raises(SetupError) as refused:
+        load_settings(tmp_path)
+    assert refused.value.diagnostics() == ("IOTIAM_DETECTION_LEARNING_SECONDS must be a "
+                                           "number of seconds between 0 and 2592000")

@@ -55,10 +55,11 @@ PUBLISHED: dict[str, set[str]] = {
     # certificates as every source does (``certificates``)
     "discovery": {"sources.own_traffic", "certificates"},
 }
-COMPOSITION = {"iotiam.bootstrap", "iotiam.installation", "iotiam.serving"}
+COMPOSITION = {"iotiam.bootstrap", "iotiam.group_commits", "iotiam.installation",
+               "iotiam.serving"}
 #: who builds the speed machinery into the graph (``api/oauth_token_path.py`` is handed
-#: its combiner by ``bootstrap.token_batches``)
-FAST_USERS = {"iotiam.bootstrap"}
+#: its combiner by ``group_commits.token_batches``)
+FAST_USERS = {"iotiam.bootstrap", "iotiam.group_commits"}
 #: outside the domains, who may import a domain's ``service`` module: the composition
 #: root, and ``background.py``, composition-level like it (``serving.background_jobs``
 #: wires its jobs; the CRL job drives ``pki.service.Pki``)

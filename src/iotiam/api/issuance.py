@@ -1,7 +1,7 @@
 """Certificate requests from the API's coroutines, combined into shared batches.
 
 ``POST /v1/certificates`` and EST's enrollments hand their request to one
-``iotiam.fast.batching.LoopCombiner`` per app (built by ``bootstrap.certificate_batches``;
+``iotiam.fast.batching.LoopCombiner`` per app (built by ``group_commits.certificate_batches``;
 only the composition root imports ``iotiam.fast``): requests that arrive while a batch
 runs share the next ``Pki.issue_batch`` call, one reservation and one completion
 transaction with one audit record per certificate (G1, G5), on the combiner's one worker
@@ -15,8 +15,9 @@ from typing import Annotated, Protocol
 
 from fastapi import Depends, FastAPI, Request
 
-from iotiam.bootstrap import Services, certificate_batches
+from iotiam.bootstrap import Services
 from iotiam.errors import IamError
+from iotiam.group_commits import certificate_batches
 from iotiam.kernel import Principal
 from iotiam.pki.models import CertificateRecord, IssueRequest
 

@@ -3,7 +3,7 @@
 The request is read and answered here, exactly as the FastAPI route would (the same
 form rules and RFC 6749 §5.2 errors, from ``oauth_wire.py``); everything else goes on
 to the app behind. Requests are combined into batches (group commit, a
-``iotiam.fast.batching.LoopCombiner`` built by ``bootstrap.token_batches``: only the
+``iotiam.fast.batching.LoopCombiner`` built by ``group_commits.token_batches``: only the
 composition root imports ``iotiam.fast``), each answered by
 ``AuthorizationServer.issue_tokens`` in one transaction, on the event loop when
 SQLite's writer is free and on one worker thread otherwise: under load, one commit
@@ -28,8 +28,9 @@ from iotiam.api.oauth_wire import (
 )
 from iotiam.api.one_send import send_response
 from iotiam.api.tls import CLIENT_CERT_HEADER, client_address, client_certificate_der
-from iotiam.bootstrap import Services, token_batches
+from iotiam.bootstrap import Services
 from iotiam.errors import IamError
+from iotiam.group_commits import token_batches
 from iotiam.tokens.models import IssuedToken, TokenRequest
 
 log = logging.getLogger("iotiam.api.oauth")

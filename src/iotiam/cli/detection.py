@@ -14,6 +14,7 @@ from iotiam.cli.entry import UsageError
 from iotiam.cli.inputs import LimitOption
 from iotiam.cli.main import Context, console
 from iotiam.cli.output import print_fields, print_json, print_table
+from iotiam.detection.models import UNKNOWN_TYPE
 from iotiam.errors import InvalidInput
 
 findings_app = typer.Typer(help="Findings of the detectors and attestation.",
@@ -97,10 +98,18 @@ def detect_mode(
     ctx: typer.Context,
     device_type: Annotated[str | None, typer.Argument(help="device type")] = None,
     mode: Annotated[str | None, typer.Argument(help="learn | monitor | enforce")] = None,
+    unknown: Annotated[str | None, typer.Option(
+        "--unknown", help="Set the mode of events with no device type (unknown clients' "
+                          "auth failures): learn | monitor | enforce.")] = None,
 ) -> None:
-    """Show every type's mode, or set one: ``iotiam detect mode sensor enforce``."""
+    """Show every type's mode, or set one: ``iotiam detect mode sensor enforce``,
+    ``iotiam detect mode --unknown monitor``."""
     obj: Context = ctx.obj
     client = obj.client()
+    if unknown is not None:
+        if device_type is not None or mode is not None:
+            raise UsageError("--unknown takes the mode: give no device type with it")
+        device_type, mode = UNKNOWN_TYPE, unknown
     if device_type is not None and mode is not None:
         result = client.request("PUT", api_path("/v1/detection/modes", device_type),
                                 json={"mode": mode}).json()
@@ -110,7 +119,50 @@ def detect_mode(
         raise UsageError("give both a device type and a mode (learn, monitor, enforce)")
     modes = client.get("/v1/detection/modes")
     print_table("Detection modes", ["device type", "mode"],
-                [[m["device_type"], m["mode"]] for m in modes["items"]])
+                [[m["device_type"], m["mode"]] for m in modes["items"]]
+                + [[f"(no type: {UNKNOWN_TYPE})", modes.get("unknown", "learn")],
+                   ["(types never set)", modes["default"]]])
+
+
+@detect_app.command("would-act")
+def detect_would_act(
+    ctx: typer.Context,
+    days: Annotated[int, typer.Option(min=1, max=90, help="Look back this many days.")] = 7,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """How often enforce's playbook would have acted on the findings raised in monitor
+    mode, by finding type and device type: switch a type to enforce once these are
+    actions you want."""
+    obj: Context = ctx.obj
+    report = obj.client().get("/v1/detection/would-act", days=days)
+    if as_json:
+        print_json(report)
+        return
+    columns = ["findings", "repeats", "would_alert", "would_quarantine", "would_revoke"]
+    headers = ["findings", "repeats", "alert", "quarantine", "revoke"]
+    print_table(f"Monitor mode, last {days} days, by finding type", ["finding type", *headers],
+                [[r["finding_type"], *(r[c] for c in columns)]
+                 for r in report["by_finding_type"]])
+    print_table(f"Monitor mode, last {days} days, by device type", ["device type", *headers],
+                [[r["device_type"], *(r[c] for c in columns)]
+                 for r in report["by_device_type"]])
+    total = report["monitor"]
+    console.print(f"in all: {total['findings']} findings; enforce would have quarantined "
+                  f"{total['would_quarantine']} and revoked {total['would_revoke']}")
+
+
+@detect_app.command("batch")
+def detect_batch(ctx: typer.Context, batch_id: str,
+                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The findings an upload of events raised (its id is in `POST /v1/events`'s answer)."""
+    obj: Context = ctx.obj
+    result = obj.client().get(api_path("/v1/events/batches", batch_id, "findings"))
+    if as_json:
+        print_json(result)
+        return
+    print_table(f"Findings of {result['batch']} ({result['events']} events)",
+                ["id", "state", "severity", "type", "device", "at", "summary"],
+                _finding_rows(result["items"]))
 
 
 @detect_app.command("playbook")

@@ -10,8 +10,15 @@ from typing import Annotated, Any
 import typer
 
 from iotiam.cli.entry import UsageError
+from iotiam.cli.inputs import parse_duration
 from iotiam.cli.main import Context, console
-from iotiam.config import BROKER_AUTHS, BROKER_MODES, check_events_url, load_settings
+from iotiam.config import (
+    BROKER_AUTHS,
+    BROKER_MODES,
+    MAX_LEARNING_SECONDS,
+    check_events_url,
+    load_settings,
+)
 from iotiam.pki.models import KeyAlgorithm
 
 
@@ -60,6 +67,9 @@ def init(
     events_url: Annotated[str | None, typer.Option(
         help="NATS JetStream for detection events (nats://HOST:4222; default: none, "
              "scored in process).")] = None,
+    learning_period: Annotated[str | None, typer.Option(
+        help="How long a new device's baselines learn before it is judged by its own "
+             "(e.g. 1h, 7d; at most 30d; default 1h).")] = None,
 ) -> None:
     """Create the data directory, database, CAs, TLS certificate and a local admin profile."""
     from iotiam.installation import initialize
@@ -70,7 +80,7 @@ def init(
                                 broker_psk_port=broker_psk_port,
                                 broker_admin_port=broker_admin_port, broker=broker,
                                 no_broker=no_broker, broker_auth=broker_auth,
-                                events_url=events_url)
+                                events_url=events_url, learning_period=learning_period)
     # the settings check the ports together (all distinct) as they are made
     settings = load_settings(obj.data_dir).with_overrides(**changes)
     result = initialize(settings, key_algorithm=key_algorithm, organization=organization)
@@ -90,7 +100,8 @@ def _recorded_choices(*, port: int | None, http_port: int | None, host: str | No
                       broker_port: int | None, broker_psk_port: int | None,
                       broker_admin_port: int | None, broker: str | None,
                       no_broker: bool, broker_auth: str | None = None,
-                      events_url: str | None = None) -> dict[str, Any]:
+                      events_url: str | None = None,
+                      learning_period: str | None = None) -> dict[str, Any]:
     """The settings ``init``'s options change (it records them in ``config.json``)."""
     changes: dict[str, Any] = {}
     for option, value in (("port", port), ("http_port", http_port),
@@ -117,6 +128,11 @@ def _recorded_choices(*, port: int | None, http_port: int | None, host: str | No
         changes["broker_auth"] = broker_auth
     if events_url:
         changes["events_url"] = check_events_url(events_url)
+    if learning_period:
+        seconds = parse_duration(learning_period).total_seconds()
+        if seconds > MAX_LEARNING_SECONDS:
+            raise UsageError(f"--learning-period is at most {MAX_LEARNING_SECONDS // 86400}d")
+        changes["detection_learning_seconds"] = seconds
     return changes
 
 

@@ -19,11 +19,12 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from iotiam.detection.detectors import default_detectors
-from iotiam.detection.models import DetectionMode, Event, EventKind, Finding
+from iotiam.detection.episodes import DeviceRhythm
+from iotiam.detection.models import UNKNOWN_TYPE, DetectionMode, Event, EventKind, Finding
 from iotiam.detection.ports import Detector, ModeSource
 from iotiam.errors import InvalidInput
 
@@ -44,7 +45,8 @@ def parse_mode(mode: DetectionMode | str) -> DetectionMode:
 
 
 class ModeTable:
-    """A ``ModeSource`` given in code: ``default`` for every type but those in ``by_type``.
+    """A ``ModeSource`` given in code: ``default`` for every type but those in ``by_type``
+    (events with no type: ``by_type[UNKNOWN_TYPE]``, else ``default`` too).
 
     An engine built without a source reads ``ModeTable()``: every type learns. The tests
     and the benchmarks give others; a running installation's engine reads the response
@@ -62,7 +64,7 @@ class ModeTable:
 
     def mode_of(self, device_type: str | None) -> DetectionMode:
         """The type's mode."""
-        return self._by_type.get(device_type or "", self.default)
+        return self._by_type.get(device_type or UNKNOWN_TYPE, self.default)
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class DetectionEngine:
             kind: tuple(d for d in self.detectors
                         if kind in getattr(d, "kinds", frozenset(EventKind)))
             for kind in EventKind}
+        self._rhythm = DeviceRhythm()
         self._lock = threading.Lock()
         self._events = 0
         self._by_kind: Counter[EventKind] = Counter()
@@ -135,6 +138,8 @@ class DetectionEngine:
         self._events += 1
         self._by_kind[event.kind] += 1
         detectors = self._routes[event.kind]
+        if event.device_id is not None:
+            self._rhythm.beat(event.device_id, event.at)
         if self._mode_of(event.device_type) is DetectionMode.LEARN:
             for detector in detectors:
                 detector.learn(event)
@@ -146,8 +151,14 @@ class DetectionEngine:
                 findings.extend(found)
             detector.learn(event)
         if findings:
-            for finding in findings:
+            gap = self._rhythm.episode_gap(event.device_id)
+            for index, finding in enumerate(findings):
                 self._by_type[finding.type.value] += 1
+                # a device's finding ends its episode after the device's own calm; a
+                # deviceless one (a source address, the fleet) after the default
+                findings[index] = replace(
+                    finding, batch=event.batch,
+                    episode_gap=gap if finding.device_id == event.device_id else None)
         return findings
 
     def false_positive(self, finding: Finding) -> None:
@@ -180,6 +191,7 @@ class DetectionEngine:
                 "learning_seconds": self.learning_seconds,
                 "stats": {"events": self._events, "findings_by_type": dict(self._by_type)},
                 "detectors": states,
+                "rhythm": self._rhythm.snapshot(),
             }
 
     @classmethod
@@ -208,6 +220,7 @@ class DetectionEngine:
                 load = getattr(detector, "restore", None)
                 if saved is not None and load is not None:
                     load(saved)
+            engine._rhythm.restore(state.get("rhythm", {}))
         except (KeyError, TypeError, ValueError, IndexError) as error:
             raise InvalidInput(f"detection snapshot is damaged: {error!r}") from error
         return engine

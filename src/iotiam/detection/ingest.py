@@ -173,12 +173,13 @@ class EventIngest:
     def ingest(self, events: Sequence[Event], *, org_path: str | None = None,
                report: IngestReport | None = None,
                numbers: Sequence[int] | None = None,
-               via: str = EVENTS) -> IngestReport:
+               via: str = EVENTS, batch: str | None = None) -> IngestReport:
         """Score events (time order within the batch is the caller's) and report findings.
 
         With ``org_path`` (a tenant's upload) events about devices outside that subtree,
         or unknown to the inventory, are rejected, as if the device did not exist (G9).
-        ``via`` names the source of the sightings they show (``broker``, ``events``).
+        ``via`` names the source of the sightings they show (``broker``, ``events``);
+        ``batch`` the upload they came in (the findings they raise are linked to it).
         """
         report = report or IngestReport()
         findings: list[Finding] = []
@@ -194,7 +195,9 @@ class EventIngest:
                         report.reject(number, f"device {event.device_id!r} not found")
                         continue
                 if type_name is not None and event.device_type != type_name:
-                    event = replace(event, device_type=type_name)
+                    event = replace(event, device_type=type_name, batch=batch)
+                elif batch is not None:
+                    event = replace(event, batch=batch)
                 if self._publisher is not None:
                     admitted.append(event)
                     continue
@@ -237,8 +240,10 @@ class EventIngest:
             log.exception("handing %d events' sightings to discovery failed", len(events))
 
     def ingest_records(self, records: Iterable[tuple[int, object]], *,
-                       org_path: str | None = None) -> IngestReport:
-        """Parse numbered JSON values into events (bad ones reported), then ingest."""
+                       org_path: str | None = None, batch: str | None = None
+                       ) -> IngestReport:
+        """Parse numbered JSON values into events (bad ones reported), then ingest
+        (``batch``: the upload they came in)."""
         report = IngestReport()
         events: list[Event] = []
         numbers: list[int] = []
@@ -254,7 +259,7 @@ class EventIngest:
                 report.reject(number, contained(e, "an event").detail)
         events_sorted = sorted(zip(events, numbers, strict=True), key=lambda p: p[0].at)
         return self.ingest([e for e, _ in events_sorted], org_path=org_path, report=report,
-                           numbers=[n for _, n in events_sorted])
+                           numbers=[n for _, n in events_sorted], batch=batch)
 
 
 def json_lines(data: bytes) -> Iterable[tuple[int, object]]:

@@ -40,8 +40,14 @@ class EventKind(enum.StrEnum):
     ATTESTATION = "attestation"
 
 
+#: the name events with no device type are set under (an unknown client's auth failures,
+#: the managed broker's, which carry only an address): not a device type of the inventory
+UNKNOWN_TYPE = "_unknown"
+
+
 class DetectionMode(enum.StrEnum):
-    """How the pipeline treats a device type (per type; new types start in ``learn``)."""
+    """How the pipeline treats a device type (per type; new types start in ``learn``,
+    events with no type in ``monitor``: ``UNKNOWN_TYPE``)."""
 
     #: baselines learn, no findings
     LEARN = "learn"
@@ -89,6 +95,11 @@ class Severity(enum.IntEnum):
         except KeyError:
             names = ", ".join(s.label for s in Severity)
             raise InvalidInput(f"unknown severity {text!r}; one of {names}") from None
+
+
+#: a finding folds into a live one of its subject and type only while their events are
+#: less than this apart (unless the engine knows the device's own rhythm: ``episode_gap``)
+DEFAULT_EPISODE_GAP = 600.0
 
 
 class FindingState(enum.StrEnum):
@@ -144,6 +155,9 @@ class Event:
     firmware_version: str | None = None
     firmware_hash: str | None = None
     reason: str | None = None
+    #: the upload the event came in (``POST /v1/events`` answers its id); not part of
+    #: the JSON schema: ingestion sets it, the findings the event raises carry it
+    batch: str | None = None
 
     @staticmethod
     def from_json(data: Mapping[str, Any]) -> Event:
@@ -242,6 +256,20 @@ class Finding:
     #: numbers and values behind it (JSON-safe): observed vs baseline, peers, topics …
     evidence: Mapping[str, Any] = field(default_factory=dict)
     device_type: str | None = None
+    #: how long a quiet spell ends this finding's episode: the engine scales it to the
+    #: device's own message interval (None: ``DEFAULT_EPISODE_GAP``)
+    episode_gap: float | None = None
+    #: the batch of the event that raised it (``Event.batch``)
+    batch: str | None = None
+
+    @property
+    def subject(self) -> str:
+        """Who the finding is about, the key its episodes fold under (with its type): the
+        device; with none, the source address it names; else the fleet."""
+        if self.device_id is not None:
+            return f"device:{self.device_id}"
+        source = self.evidence.get("source_ip")
+        return f"source:{source}" if source else "fleet"
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form."""

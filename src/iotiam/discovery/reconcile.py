@@ -491,10 +491,9 @@ def _one_target(hits: list[_Hit]) -> bool:
     target: tuple[str | None, str | None] | None = None
     for hit in hits:
         if hit.device or hit.asset:
-            named = (hit.device.device_id if hit.device else None, hit.asset)
             if target is None:
-                target = named
-            elif named != target:
+                target = _target(hit)
+            elif _target(hit) != target:
                 return False
         elif hit.kind in _CHECKED_KINDS:
             # a value of a kind a box has one of that names nothing: the target may show

@@ -72,13 +72,17 @@ class EventStreamConfig:
 
 
 #: the layout of a message (``[WIRE_VERSION, row, row, ...]``); a row is an event's
-#: values in ``Event``'s own field order: kind, time, device, then ``OPTIONAL_FIELDS``
-WIRE_VERSION = 1
-_ROW = 3 + len(OPTIONAL_FIELDS)
+#: values in ``Event``'s own field order: kind, time, device, then ``OPTIONAL_FIELDS``,
+#: then (version 2) the upload it came in, so that the findings it raises in a worker are
+#: linked to it; version 1 rows (no batch) are still read
+WIRE_VERSION = 2
+_ROW = 4 + len(OPTIONAL_FIELDS)
+_ROW_V1 = _ROW - 1
 _KINDS = {kind.value: kind for kind in EventKind}
 _INTS = frozenset({"size", "qos", "dst_port", "src_port", "bytes", "packets"})
-#: for each optional field, the one type its value may have besides None
-_TYPES = tuple(int if name in _INTS else str for name in OPTIONAL_FIELDS)
+#: for each optional field (and the batch), the one type its value may have besides None
+_TYPES_V1 = tuple(int if name in _INTS else str for name in OPTIONAL_FIELDS)
+_TYPES = (*_TYPES_V1, str)
 
 
 def encode_events(events: Sequence[Event]) -> bytes:
@@ -86,7 +90,7 @@ def encode_events(events: Sequence[Event]) -> bytes:
     rows: list[object] = [WIRE_VERSION]
     for event in events:
         rows.append([event.kind.value, event.at, event.device_id,
-                     *(getattr(event, name) for name in OPTIONAL_FIELDS)])
+                     *(getattr(event, name) for name in OPTIONAL_FIELDS), event.batch])
     return json.dumps(rows, separators=(",", ":")).encode()
 
 
@@ -123,20 +127,22 @@ def decode_events(body: bytes) -> list[Event]:
         rows = json.loads(body)
     except ValueError as e:
         raise InvalidInput("an event message is not JSON") from e
-    if not isinstance(rows, list) or not rows or rows[0] != WIRE_VERSION:
+    if not isinstance(rows, list) or not rows or type(rows[0]) is not int \
+            or rows[0] not in (1, WIRE_VERSION):
         raise InvalidInput(f"an event message must be an array of version {WIRE_VERSION}")
-    return [_event(row) for row in rows[1:]]
+    size = _ROW if rows[0] == WIRE_VERSION else _ROW_V1
+    return [_event(row, size) for row in rows[1:]]
 
 
-def _event(row: object) -> Event:
-    if not isinstance(row, list) or len(row) != _ROW:
-        raise InvalidInput(f"an event row must be an array of {_ROW} values")
+def _event(row: object, size: int) -> Event:
+    if not isinstance(row, list) or len(row) != size:
+        raise InvalidInput(f"an event row must be an array of {size} values")
     kind, at, device_id, *values = row
     kind = _KINDS.get(kind) if isinstance(kind, str) else None
     if kind is None or isinstance(at, bool) or not isinstance(at, int | float) \
             or not (device_id is None or isinstance(device_id, str)):
         raise InvalidInput("an event row needs a kind, a time and a device id or null")
-    for value, wanted in zip(values, _TYPES, strict=True):
+    for value, wanted in zip(values, _TYPES if size == _ROW else _TYPES_V1, strict=True):
         if value is not None and (type(value) is not wanted):
             raise InvalidInput(f"an event row holds {value!r} where a {wanted.__name__} "
                                "belongs")

@@ -191,7 +191,7 @@ class Pki:
                     ) -> list[CertificateRecord | IamError]:
         """One batch as it comes, each request with its own actor, in two transactions,
         not combined with other callers': for a combiner that gathers requests itself
-        (the API's, ``bootstrap.certificate_batches``)."""
+        (the API's, ``group_commits.certificate_batches``)."""
         return self._issuance.issue_many(items)
 
     def check_issuable(

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from iotiam.detection.models import (
+    DEFAULT_EPISODE_GAP,
     FINDING_TRANSITIONS,
     DetectionMode,
     Finding,
@@ -41,8 +42,12 @@ class PlaybookRule:
 
     def matches(self, finding: Finding) -> bool:
         """Whether the rule applies to ``finding``."""
-        return ((self.finding_type is None or self.finding_type is finding.type)
-                and finding.severity >= self.min_severity)
+        return self.applies_to(finding.type, finding.severity)
+
+    def applies_to(self, finding_type: FindingType, severity: Severity) -> bool:
+        """Whether the rule applies to findings of this type and severity."""
+        return ((self.finding_type is None or self.finding_type is finding_type)
+                and severity >= self.min_severity)
 
     def to_json(self) -> dict[str, Any]:
         """The document form."""
@@ -96,7 +101,12 @@ class Playbook:
 
     def actions_for(self, finding: Finding) -> frozenset[Action]:
         """Every action the matching rules name."""
-        return frozenset(a for rule in self.rules if rule.matches(finding) for a in rule.actions)
+        return self.actions_of(finding.type, finding.severity)
+
+    def actions_of(self, finding_type: FindingType, severity: Severity) -> frozenset[Action]:
+        """Every action the rules matching this type and severity name."""
+        return frozenset(a for rule in self.rules if rule.applies_to(finding_type, severity)
+                         for a in rule.actions)
 
     def to_json(self) -> dict[str, Any]:
         """The document form."""
@@ -134,9 +144,11 @@ class StoredFinding:
     mode: DetectionMode
     raised_at: datetime
     updated_at: datetime
-    #: how many times the same (device, type) was raised again while this one was open
+    #: how many times its episode was raised again while this one was live
     repeats: int = 0
     last_seen_at: datetime | None = None
+    #: the time of the latest event folded into it (None: only the first, ``finding.at``)
+    last_event_at: float | None = None
     actions: tuple[str, ...] = ()
     note: str | None = None
     updated_by: str | None = None
@@ -146,6 +158,74 @@ class StoredFinding:
         if target not in FINDING_TRANSITIONS[self.state]:
             allowed = ", ".join(sorted(FINDING_TRANSITIONS[self.state])) or "none (final)"
             raise Conflict(f"finding {self.id} is {self.state}; it can move to: {allowed}")
+
+
+    @property
+    def episode_end(self) -> float:
+        """The time of the latest event of its episode so far."""
+        return self.last_event_at if self.last_event_at is not None else self.finding.at
+
+    def same_episode(self, finding: Finding) -> bool:
+        """Whether ``finding`` (of this one's subject and type) belongs to its episode:
+        its event came within the episode's gap of the episode's events."""
+        gap = finding.episode_gap if finding.episode_gap is not None else DEFAULT_EPISODE_GAP
+        return self.finding.at - gap <= finding.at <= self.episode_end + gap
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """One upload of events (``POST /v1/events``): the findings its events raise are
+    linked to it, whenever they are raised (in process, or later by a stream worker)."""
+
+    id: str
+    org_path: str
+    created_at: datetime
+    created_by: str
+    events: int
+
+
+@dataclass(frozen=True)
+class WouldActCount:
+    """Findings of one type, device type and severity raised in one mode since a time;
+    ``deviceless`` ones name no device (no playbook action but an alert reaches them)."""
+
+    finding_type: FindingType
+    device_type: str | None
+    severity: Severity
+    mode: DetectionMode
+    deviceless: bool
+    findings: int
+    repeats: int
+
+
+@dataclass
+class WouldActTally:
+    """How often the playbook acted, or would have in enforce mode, on some findings."""
+
+    findings: int = 0
+    repeats: int = 0
+    alert: int = 0
+    quarantine: int = 0
+    revoke: int = 0
+
+    def count(self, group: WouldActCount, actions: frozenset[Action]) -> None:
+        """Add a group of findings the playbook names ``actions`` for; quarantine and
+        revoke reach only findings that name a device (as in enforce mode)."""
+        self.findings += group.findings
+        self.repeats += group.repeats
+        if Action.ALERT in actions:
+            self.alert += group.findings
+        if not group.deviceless:
+            if Action.QUARANTINE in actions:
+                self.quarantine += group.findings
+            if Action.REVOKE in actions:
+                self.revoke += group.findings
+
+    def to_json(self) -> dict[str, int]:
+        """The JSON form."""
+        return {"findings": self.findings, "repeats": self.repeats,
+                "would_alert": self.alert, "would_quarantine": self.quarantine,
+                "would_revoke": self.revoke}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,13 @@ from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType
 from iotiam.inventory.ports import DeviceTypeStore, DeviceUnitOfWork
 from iotiam.pki.ports import CertificateStore
-from iotiam.response.models import Mitigation, StoredFinding, TrustScore
+from iotiam.response.models import (
+    EventBatch,
+    Mitigation,
+    StoredFinding,
+    TrustScore,
+    WouldActCount,
+)
 
 
 class FindingStore(Protocol):
@@ -20,17 +26,45 @@ class FindingStore(Protocol):
         """Store a new finding."""
         ...
 
-    def live_for(self, device_id: str | None, finding_type: FindingType) -> StoredFinding | None:
-        """The open or acknowledged finding of this device (None: fleet) and type."""
+    def live_for(self, subject: str, finding_type: FindingType) -> StoredFinding | None:
+        """The latest open or acknowledged finding of this subject (``Finding.subject``)
+        and type."""
         ...
 
-    def repeat(self, finding_id: str, at: datetime) -> None:
-        """The same finding was raised again while live: count it, move last_seen_at."""
+    def repeat(self, finding_id: str, at: datetime, event_at: float) -> None:
+        """Its episode was raised again while live: count it, move last_seen_at, and
+        last_event_at if ``event_at`` is later."""
         ...
 
     def escalate(self, finding_id: str, worse: Finding, at: datetime) -> None:
         """The live finding was raised again at a higher severity: take its severity,
-        summary and evidence."""
+        summary and evidence (its first event time stays: the episode began then)."""
+        ...
+
+    def add_batch(self, batch: EventBatch) -> None:
+        """Record an upload of events."""
+        ...
+
+    def get_batch(self, batch_id: str) -> EventBatch | None:
+        """One upload."""
+        ...
+
+    def remove_batch(self, batch_id: str) -> None:
+        """Forget an upload whose events were not taken (and its links)."""
+        ...
+
+    def link_batch(self, batch_id: str, finding_ids: Sequence[str]) -> None:
+        """These findings were raised (or raised again) by the upload's events (a link
+        made before is kept once)."""
+        ...
+
+    def batch_findings(self, batch_id: str) -> list[StoredFinding]:
+        """The findings an upload's events raised, oldest first."""
+        ...
+
+    def would_act_counts(self, *, org_path: str, since: datetime) -> list[WouldActCount]:
+        """Findings under ``org_path`` raised since ``since``, counted by type, device
+        type, severity, mode and whether they name a device."""
         ...
 
     def get(self, finding_id: str, *, for_update: bool = False) -> StoredFinding | None:

@@ -1,8 +1,10 @@
 """Use cases of the response layer: take findings, act by playbook and mode, and undo.
 
 ``report`` is the one way findings come in (the event pipeline and attestation both call
-it). For each finding, in one transaction: a live finding of the same device and type is
-counted again instead of duplicated; a new one is stored and audited. Then, outside the
+it). For each finding, in one transaction: one that belongs to the episode of a live
+finding of its subject (device, else source address, else fleet) and type is counted
+again (or escalates it) instead of duplicated; any other is stored and audited as new,
+with its own time (``docs/events.md``, *Findings and their episodes*). Then, outside the
 transaction, the device type's mode decides: ``learn`` keeps it quiet (the engine raises
 nothing in learn mode anyway; attestation findings still get stored), ``monitor`` alerts,
 ``enforce`` alerts and carries out the playbook's actions. Each action is its own
@@ -30,6 +32,7 @@ from iotiam.audit.ports import Auditor
 from iotiam.changes import DetectionModeChanged, Published
 from iotiam.clock import Clock
 from iotiam.detection.models import (
+    UNKNOWN_TYPE,
     DetectionMode,
     Finding,
     FindingState,
@@ -41,15 +44,18 @@ from iotiam.inventory.models import DeviceState
 from iotiam.inventory.ports import CredentialRevoker, DeviceLifecycle, visible_device
 from iotiam.kernel import ROOT_PATH, Principal, Role, Transactions
 from iotiam.response.alerts import AlertDispatcher
+from iotiam.response.folding import fold
 from iotiam.response.models import (
     DEFAULT_PLAYBOOK,
     Action,
+    EventBatch,
     Mitigation,
     Playbook,
     StoredFinding,
 )
 from iotiam.response.ports import ResponseUnitOfWork
 from iotiam.response.scoring import TrustScores
+from iotiam.response.would_act import WOULD_ACT_DEFAULT_DAYS, would_act
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +63,22 @@ log = logging.getLogger(__name__)
 DETECTION = Principal(name="detection", role=Role.ADMIN, org_unit_id="root",
                       org_path=ROOT_PATH)
 PLAYBOOK_DOCUMENT = "playbook"
+#: the mode of events with no device type (``UNKNOWN_TYPE``) is kept as a document: it
+#: is no device type of the inventory
+UNKNOWN_MODE_DOCUMENT = "unknown_mode"
+#: events with no device type are monitored unless set otherwise: their findings are
+#: about clients iotiam does not know (credential stuffing, a scanner), and a baseline
+#: of attackers' behaviour is nothing worth learning
+UNKNOWN_DEFAULT_MODE = DetectionMode.MONITOR
+
 #: how long the admin paths trust the cached modes and playbook (other processes may
 #: change them; a mode change also arrives through the change feed: ``settings_changed``)
 SETTINGS_TTL = 2.0
-#: a fleet-wide finding (no device) lives at the root: only global admins see it
-FLEET_PATH = ROOT_PATH
 MAX_NOTE = 2000
 
 _E = TypeVar("_E")
 UnitOfWorkT = TypeVar("UnitOfWorkT", bound=ResponseUnitOfWork)
 FalsePositiveListener = Callable[[Finding], None]
-
-
-def new_finding_id(at: float) -> str:
-    """Sortable by time: milliseconds then randomness."""
-    return f"fnd-{int(at * 1000):012x}{secrets.token_hex(5)}"
 
 
 class IncidentResponse(Generic[UnitOfWorkT]):
@@ -104,6 +111,7 @@ class IncidentResponse(Generic[UnitOfWorkT]):
         self._settings_read = 0.0
         #: None until first read; then replaced whole on every read, never edited
         self._modes: dict[str, DetectionMode] | None = None
+        self._unknown_mode = UNKNOWN_DEFAULT_MODE
         self._playbook = DEFAULT_PLAYBOOK
         self._fp_listeners: list[FalsePositiveListener] = []
         self.default_mode = DetectionMode.LEARN
@@ -127,8 +135,11 @@ class IncidentResponse(Generic[UnitOfWorkT]):
             with self._uow.reading() as uow:
                 modes = uow.detection_settings.modes()
                 document = uow.detection_settings.get_document(PLAYBOOK_DOCUMENT)
+                unknown = uow.detection_settings.get_document(UNKNOWN_MODE_DOCUMENT)
             self._playbook = Playbook.from_json(json.loads(document)) if document \
                 else DEFAULT_PLAYBOOK
+            self._unknown_mode = DetectionMode(json.loads(unknown)) if unknown \
+                else UNKNOWN_DEFAULT_MODE
             self._modes = modes
             self._settings_read = time.monotonic()
         return modes
@@ -136,6 +147,11 @@ class IncidentResponse(Generic[UnitOfWorkT]):
     def modes(self) -> dict[str, DetectionMode]:
         """Every device type with a mode set (others are in the default mode)."""
         return dict(self._refresh_settings())
+
+    def unknown_mode(self) -> DetectionMode:
+        """The mode of events with no device type (``UNKNOWN_TYPE``)."""
+        self._refresh_settings()
+        return self._unknown_mode
 
     def mode_of(self, device_type: str | None) -> DetectionMode:
         """The mode of a device type: the detection engine asks for every event, so this
@@ -145,10 +161,13 @@ class IncidentResponse(Generic[UnitOfWorkT]):
         modes = self._modes
         if modes is None:
             modes = self._read_settings()
-        return modes.get(device_type or "", self.default_mode)
+        if device_type is None:
+            return self._unknown_mode
+        return modes.get(device_type, self.default_mode)
 
     def set_mode(self, actor: Principal, device_type: str, mode: str) -> DetectionMode:
-        """Switch a device type between learn, monitor and enforce (global admins)."""
+        """Switch a device type between learn, monitor and enforce (global admins);
+        ``UNKNOWN_TYPE`` sets the mode of events with no device type."""
         draft = AuditDraft(tag=AuditTag.DETECTION_MODE_SET, actor=actor.name,
                            org_path=actor.org_path, subject=f"device-type:{device_type[:128]}")
         with self._audit.refusals(draft), self._uow() as uow:
@@ -160,10 +179,17 @@ class IncidentResponse(Generic[UnitOfWorkT]):
             except ValueError:
                 raise InvalidInput(f"mode must be one of learn, monitor, enforce; not "
                                    f"{mode[:32]!r}") from None
-            if uow.device_types.get(device_type) is None:
+            if device_type == UNKNOWN_TYPE:
+                saved = uow.detection_settings.get_document(UNKNOWN_MODE_DOCUMENT)
+                before = DetectionMode(json.loads(saved)) if saved else UNKNOWN_DEFAULT_MODE
+                uow.detection_settings.put_document(UNKNOWN_MODE_DOCUMENT,
+                                                    json.dumps(str(parsed)), self._clock.now())
+            elif uow.device_types.get(device_type) is None:
                 raise NotFound(f"device type {device_type!r} not found")
-            before = uow.detection_settings.modes().get(device_type, self.default_mode)
-            uow.detection_settings.set_mode(device_type, parsed, self._clock.now(), actor.name)
+            else:
+                before = uow.detection_settings.modes().get(device_type, self.default_mode)
+                uow.detection_settings.set_mode(device_type, parsed, self._clock.now(),
+                                                actor.name)
             uow.changes.record(DetectionModeChanged(device_type, str(parsed)))
             self._audit.append(uow, replace(draft, details={"from": str(before),
                                                             "to": str(parsed)}))
@@ -203,54 +229,30 @@ class IncidentResponse(Generic[UnitOfWorkT]):
         self.handle(findings)
 
     def handle(self, findings: Sequence[Finding]) -> list[StoredFinding]:
-        """``report``, returning the findings that were new or escalated (repeats of a
-        live finding at the same or a lower severity are only counted)."""
+        """``report``, returning the findings that were new or escalated (repeats within
+        a live finding's episode at the same or a lower severity are only counted; how
+        findings fold: ``response/folding.py``)."""
         if not findings:
             return []
         self._refresh_settings()
         fresh: list[StoredFinding] = []
+        links: dict[str, list[str]] = {}
         with self._lock, self._uow() as uow:
             now = self._clock.now()
             drafts = []
             devices = uow.devices.get_many([f.device_id for f in findings if f.device_id])
             for finding in findings:
-                live = uow.findings.live_for(finding.device_id, finding.type)
-                if live is not None and finding.severity > live.finding.severity:
-                    # the same behaviour got worse: the finding escalates and the
-                    # playbook is asked again (it may now quarantine)
-                    uow.findings.escalate(live.id, finding, now)
-                    escalated = replace(live, finding=replace(
-                        finding, device_type=live.finding.device_type), updated_at=now)
-                    fresh.append(escalated)
-                    drafts.append(AuditDraft(
-                        tag=AuditTag.FINDING_ESCALATED, actor=finding.detector,
-                        org_path=live.org_path, subject=_subject(finding),
-                        details={"finding": live.id, "from": live.finding.severity.label,
-                                 "to": finding.severity.label,
-                                 "summary": finding.summary[:300]}))
-                    continue
-                if live is not None:
-                    uow.findings.repeat(live.id, now)
-                    continue
-                org_path = FLEET_PATH
-                device_type = finding.device_type
-                device = devices.get(finding.device_id) if finding.device_id else None
-                if device is not None:
-                    org_path = device.org_path
-                    device_type = device.type_name
-                stored = StoredFinding(
-                    id=new_finding_id(finding.at), org_path=org_path,
-                    finding=replace(finding, device_type=device_type),
-                    state=FindingState.OPEN, mode=self.mode_of(device_type),
-                    raised_at=now, updated_at=now, last_seen_at=now)
-                uow.findings.add(stored)
-                fresh.append(stored)
-                drafts.append(AuditDraft(
-                    tag=AuditTag.FINDING_RAISED, actor=finding.detector, org_path=org_path,
-                    subject=_subject(finding),
-                    details={"finding": stored.id, "type": str(finding.type),
-                             "severity": finding.severity.label, "mode": str(stored.mode),
-                             "summary": finding.summary[:300]}))
+                folded = fold(uow, finding, now, devices, self.mode_of)
+                if folded.audit is not None:
+                    fresh.append(folded.stored)
+                    drafts.append(folded.audit)
+                if finding.batch is not None:
+                    links.setdefault(finding.batch, []).append(folded.stored.id)
+            for batch_id, finding_ids in links.items():
+                # a batch id comes with the events (through the stream, too): only an
+                # upload recorded here is linked
+                if uow.findings.get_batch(batch_id) is not None:
+                    uow.findings.link_batch(batch_id, finding_ids)
             self._audit.append_many(uow, drafts)
         for stored in fresh:
             self._respond(stored)
@@ -331,6 +333,39 @@ class IncidentResponse(Generic[UnitOfWorkT]):
             return uow.findings.page(org_path=actor.org_path, state=parsed_state,
                                      device_id=device_id, finding_type=parsed_type,
                                      before_id=before_id, limit=limit)
+
+    def open_batch(self, actor: Principal, events: int) -> EventBatch:
+        """Record an upload of ``events`` events before they are scored: the findings they
+        raise are linked to it (in this process now, or by a stream worker later)."""
+        actor.require(Role.OPERATOR, "sending events")
+        batch = EventBatch(id=f"bat-{secrets.token_hex(12)}", org_path=actor.org_path,
+                           created_at=self._clock.now(), created_by=actor.name, events=events)
+        with self._uow() as uow:
+            uow.findings.add_batch(batch)
+        return batch
+
+    def discard_batch(self, batch: EventBatch) -> None:
+        """Forget an upload whose events were refused as a whole (the stream was down)."""
+        with self._uow() as uow:
+            uow.findings.remove_batch(batch.id)
+
+    def batch_findings(self, actor: Principal, batch_id: str
+                       ) -> tuple[EventBatch, list[StoredFinding]]:
+        """An upload the caller may see and the findings its events raised so far that
+        the caller may see (404 for another tenant's upload, G9)."""
+        with self._uow.reading() as uow:
+            batch = uow.findings.get_batch(batch_id)
+            if batch is None or not actor.sees(batch.org_path):
+                raise NotFound(f"event batch {batch_id!r} not found")
+            found = [f for f in uow.findings.batch_findings(batch.id)
+                     if actor.sees(f.org_path)]
+        return batch, found
+
+    def would_act(self, actor: Principal, *, days: int = WOULD_ACT_DEFAULT_DAYS
+                  ) -> dict[str, Any]:
+        """What the playbook would have done to the findings raised in monitor mode in the
+        last ``days``, by finding type and device type (``response/would_act.py``)."""
+        return would_act(self._uow, actor, self.playbook(), self._clock.now(), days)
 
     def get_finding(self, actor: Principal, finding_id: str) -> StoredFinding:
         """One finding the caller may see (404 otherwise, G9)."""
@@ -416,10 +451,6 @@ class IncidentResponse(Generic[UnitOfWorkT]):
                 details={"mitigations": [m.id for m in lifted], "from": str(device.state),
                          "to": str(restore)}))
         return [replace(m, lifted_at=now, lifted_by=actor.name) for m in lifted]
-
-
-def _subject(finding: Finding) -> str:
-    return f"device:{finding.device_id}" if finding.device_id else "fleet"
 
 
 def _visible(uow: ResponseUnitOfWork, actor: Principal, finding_id: str, *,

@@ -7,13 +7,21 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy import Connection, Engine, Table, case, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType, Severity
 from iotiam.inventory.models import DeviceState
-from iotiam.response.models import Action, Mitigation, StoredFinding, TrustFactor, TrustScore
+from iotiam.response.models import (
+    Action,
+    EventBatch,
+    Mitigation,
+    StoredFinding,
+    TrustFactor,
+    TrustScore,
+    WouldActCount,
+)
 from iotiam.storage.raw import ByIds, RawSql, bulk_upsert, utc_required
 from iotiam.storage.rows import dump_json, load_json, one_of, under_path
 from iotiam.storage.tables import inventory
@@ -28,6 +36,10 @@ _TRUST_OF = ByIds("SELECT device_id, score, firmware_compliant, factors, compute
 # one statement for a whole batch of scores
 _PUT_TRUST = bulk_upsert(t.device_trust, ("device_id", "score", "firmware_compliant",
                                           "factors", "computed_at"), ("device_id",))
+
+
+def _utc(at: float) -> datetime:
+    return datetime.fromtimestamp(at, UTC)
 
 
 class SqlFindingStore:
@@ -47,28 +59,84 @@ class SqlFindingStore:
             event_at=datetime.fromtimestamp(f.at, UTC), raised_at=stored.raised_at,
             updated_at=stored.updated_at, last_seen_at=stored.last_seen_at,
             repeats=stored.repeats, actions=dump_json(list(stored.actions)), note=stored.note,
-            updated_by=stored.updated_by))
+            updated_by=stored.updated_by, subject=f.subject,
+            last_event_at=_utc(stored.episode_end)))
 
-    def live_for(self, device_id: str | None, finding_type: FindingType) -> StoredFinding | None:
-        """The open or acknowledged finding of this device (None: fleet) and type."""
-        device = t.findings.c.device_id.is_(None) if device_id is None \
-            else t.findings.c.device_id == device_id
+    def live_for(self, subject: str, finding_type: FindingType) -> StoredFinding | None:
+        """The latest open or acknowledged finding of this subject and type."""
         row = self._c.execute(select(t.findings).where(
-            device, t.findings.c.type == str(finding_type),
-            t.findings.c.state.in_(_LIVE)).limit(1)).first()
+            t.findings.c.type == str(finding_type), t.findings.c.subject == subject,
+            t.findings.c.state.in_(_LIVE)).order_by(t.findings.c.last_event_at.desc(),
+                                                    t.findings.c.id.desc()).limit(1)).first()
         return _finding(row) if row else None
 
-    def repeat(self, finding_id: str, at: datetime) -> None:
-        """Count a repeat."""
+    def _later_event(self, event_at: float) -> Any:
+        moment = _utc(event_at)
+        return case((t.findings.c.last_event_at < moment, moment),
+                    else_=t.findings.c.last_event_at)
+
+    def repeat(self, finding_id: str, at: datetime, event_at: float) -> None:
+        """Count a repeat, move last_seen_at (and last_event_at forward)."""
         self._c.execute(update(t.findings).where(t.findings.c.id == finding_id).values(
-            repeats=t.findings.c.repeats + 1, last_seen_at=at))
+            repeats=t.findings.c.repeats + 1, last_seen_at=at,
+            last_event_at=self._later_event(event_at)))
 
     def escalate(self, finding_id: str, worse: Finding, at: datetime) -> None:
         """Take the worse severity, summary and evidence."""
         self._c.execute(update(t.findings).where(t.findings.c.id == finding_id).values(
             severity=int(worse.severity), summary=worse.summary,
             evidence=dump_json(dict(worse.evidence)), updated_at=at, last_seen_at=at,
-            repeats=t.findings.c.repeats + 1))
+            repeats=t.findings.c.repeats + 1, last_event_at=self._later_event(worse.at)))
+
+    def add_batch(self, batch: EventBatch) -> None:
+        """Record an upload."""
+        self._c.execute(insert(t.event_batches).values(
+            id=batch.id, org_path=batch.org_path, created_at=batch.created_at,
+            created_by=batch.created_by, events=batch.events))
+
+    def get_batch(self, batch_id: str) -> EventBatch | None:
+        """One upload."""
+        row = self._c.execute(select(t.event_batches).where(
+            t.event_batches.c.id == batch_id)).first()
+        return EventBatch(id=row.id, org_path=row.org_path, created_at=row.created_at,
+                          created_by=row.created_by, events=row.events) if row else None
+
+    def remove_batch(self, batch_id: str) -> None:
+        """Forget an upload and its links."""
+        self._c.execute(delete(t.event_batch_findings).where(
+            t.event_batch_findings.c.batch_id == batch_id))
+        self._c.execute(delete(t.event_batches).where(t.event_batches.c.id == batch_id))
+
+    def link_batch(self, batch_id: str, finding_ids: Sequence[str]) -> None:
+        """Link findings to an upload (each once)."""
+        links = t.event_batch_findings
+        have = {r.finding_id for r in self._c.execute(select(links.c.finding_id).where(
+            links.c.batch_id == batch_id, one_of(self._c, links.c.finding_id, finding_ids)))}
+        rows = [{"batch_id": batch_id, "finding_id": f}
+                for f in dict.fromkeys(finding_ids) if f not in have]
+        if rows:
+            self._c.execute(insert(links), rows)
+
+    def batch_findings(self, batch_id: str) -> list[StoredFinding]:
+        """The upload's findings, oldest first."""
+        links = t.event_batch_findings
+        rows = self._c.execute(select(t.findings).join(
+            links, links.c.finding_id == t.findings.c.id).where(
+            links.c.batch_id == batch_id).order_by(t.findings.c.id))
+        return [_finding(r) for r in rows]
+
+    def would_act_counts(self, *, org_path: str, since: datetime) -> list[WouldActCount]:
+        """Counted by type, device type, severity, mode and whether a device is named."""
+        f = t.findings.c
+        deviceless = case((f.device_id.is_(None), 1), else_=0).label("deviceless")
+        rows = self._c.execute(select(
+            f.type, f.device_type, f.severity, f.mode, deviceless,
+            func.count().label("findings"), func.sum(f.repeats).label("repeats"),
+        ).where(under_path(f.org_path, org_path), f.raised_at >= since).group_by(
+            f.type, f.device_type, f.severity, f.mode, deviceless))
+        return [WouldActCount(FindingType(r.type), r.device_type, Severity(r.severity),
+                              DetectionMode(r.mode), bool(r.deviceless), int(r.findings),
+                              int(r.repeats or 0)) for r in rows]
 
     def get(self, finding_id: str, *, for_update: bool = False) -> StoredFinding | None:
         """One finding."""
@@ -134,6 +202,7 @@ def _finding(row: Any) -> StoredFinding:
         id=row.id, finding=finding, org_path=row.org_path, state=FindingState(row.state),
         mode=DetectionMode(row.mode), raised_at=row.raised_at, updated_at=row.updated_at,
         repeats=row.repeats, last_seen_at=row.last_seen_at,
+        last_event_at=row.last_event_at.timestamp() if row.last_event_at else None,
         actions=tuple(load_json(row.actions)), note=row.note, updated_by=row.updated_by)
 
 

@@ -35,6 +35,10 @@ CASES = {
     "fail/serve-event-partitions-env": (["serve"], {"IOTIAM_EVENT_PARTITIONS": "0"},
                                         "IOTIAM_EVENT_PARTITIONS must be a number of "
                                         "partitions between 1 and 1024"),
+    "fail/init-learning-period-env": (["init"], {"IOTIAM_DETECTION_LEARNING_SECONDS":
+                                                 "2592001"},
+                                      "IOTIAM_DETECTION_LEARNING_SECONDS must be a number of "
+                                      "seconds between 0 and 2592000"),
     "fail/serve-workers-env": (["serve"], {"IOTIAM_WORKERS": "0"},
                                "IOTIAM_WORKERS must be a number of processes between 1 and 64"),
 }

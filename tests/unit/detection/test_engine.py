@@ -158,3 +158,34 @@ def test_fail_duplicate_detector_names() -> None:
     from iotiam.detection.detectors import RateChange
     with pytest.raises(InvalidInput, match="unique"):
         DetectionEngine([RateChange(), RateChange()])
+
+
+def test_ok_findings_carry_an_episode_gap_scaled_to_the_devices_rhythm() -> None:
+    """A device heard every 15 minutes keeps one episode across its quiet spells; one
+    heard every minute gets the default gap; findings carry the event's batch."""
+    engine = monitor()
+    slow = publishes("act-1", T0, 40, 900.0, device_type="actuator")
+    fast = publishes("s1", T0, 600, 60.0)
+    flows = [event(EventKind.FLOW, T0 + 1800 * i + 5, device, device_type, dst_ip="52.0.0.1",
+                   dst_port=443)
+             for i in range(20) for device, device_type in (("act-1", "actuator"),
+                                                            ("s1", "sensor"))]
+    run(engine, slow + fast + flows)
+    later = T0 + 40 * 900.0
+    odd = [Event(EventKind.FLOW, later, "act-1", "actuator", dst_ip="185.0.0.1",
+                 dst_port=443, batch="bat-1"),
+           Event(EventKind.FLOW, later, "s1", "sensor", dst_ip="185.0.0.1", dst_port=443)]
+    gaps = {f.device_id: (f.episode_gap, f.batch) for f in run(engine, odd)}
+    assert gaps["s1"] == (600.0, None)
+    assert gaps["act-1"][1] == "bat-1"
+    assert 2400 < (gaps["act-1"][0] or 0) < 2800  # three of its ~15-minute gaps
+
+
+def test_ok_events_with_no_type_follow_the_unknown_entry() -> None:
+    stuffing = [Event(EventKind.AUTH_FAILURE, T0 + i, None, client_id=f"c{i}",
+                      source_ip="45.0.0.1") for i in range(8)]
+    quiet = DetectionEngine(modes=ModeTable(DetectionMode.MONITOR,
+                                            {"_unknown": DetectionMode.LEARN}))
+    assert run(quiet, stuffing) == []
+    watched = DetectionEngine(modes=ModeTable(by_type={"_unknown": DetectionMode.MONITOR}))
+    assert [f.subject for f in run(watched, stuffing)] == ["source:45.0.0.1"]

@@ -75,3 +75,10 @@ def test_false_positive_ok_stream_down_is_logged_not_raised() -> None:
     finding = Finding(FindingType.RATE_CHANGE, Severity.HIGH, AT, "dev-1", "s", "rate_change")
     EventIngest(Engine(), Findings(), Devices(),
                 publisher=RecordingEventPublisher(down=True)).false_positive(finding)
+
+
+def test_ingest_ok_published_events_carry_their_upload() -> None:
+    publisher = RecordingEventPublisher()
+    ingest = EventIngest(Engine(), Findings(), Devices(), publisher=publisher)
+    ingest.ingest([KNOWN, REFUSED], batch="bat-1")
+    assert [e.batch for e in publisher.batches[0]] == ["bat-1", "bat-1"]

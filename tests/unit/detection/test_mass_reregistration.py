@@ -44,3 +44,24 @@ def test_ok_false_positive_makes_waves_that_size_normal() -> None:
     [finding] = run(engine, fleet() + [enroll(LATER + i, f"d{i}") for i in range(8)])
     engine.false_positive(finding)
     assert run(engine, [enroll(LATER + 3600 + i, f"d{i}") for i in range(8)]) == []
+
+
+def test_ok_evidence_names_the_devices_and_their_sources() -> None:
+    wave = [event(EventKind.ENROLL, LATER + 3 * i, f"d{i}", source_ip="203.0.113.5")
+            for i in range(11)]
+    wave.append(event(EventKind.ENROLL, LATER + 40, "d11", source_ip="10.0.0.9"))
+    [finding] = run(monitor(MassReregistration(learning_seconds=LEARN)), fleet() + wave)
+    evidence = finding.evidence
+    assert evidence["reenrolled_devices"] == sorted(f"d{i}" for i in range(6))
+    assert evidence["sources"] == {"203.0.113.5": 6}
+    # (nearly) all from one address: the finding is about that source
+    assert evidence["source_ip"] == "203.0.113.5"
+    assert finding.subject == "source:203.0.113.5"
+
+
+def test_ok_a_wave_from_many_addresses_is_the_fleets() -> None:
+    wave = [event(EventKind.ENROLL, LATER + 3 * i, f"d{i}", source_ip=f"10.1.0.{i}")
+            for i in range(12)]
+    [finding] = run(monitor(MassReregistration(learning_seconds=LEARN)), fleet() + wave)
+    assert "source_ip" not in finding.evidence and finding.subject == "fleet"
+    assert len(finding.evidence["sources"]) == 6

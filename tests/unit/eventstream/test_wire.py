@@ -55,3 +55,14 @@ def test_wire_ok_false_positive_round_trip() -> None:
 def test_wire_fail_damaged_false_positive() -> None:
     with pytest.raises(InvalidInput):
         decode_message(b'{"false_positive": {"type": "nope"}}')
+
+
+def test_wire_ok_batch_travels_and_version_1_is_still_read() -> None:
+    events = [Event(EventKind.CONNECT, AT, device_id="d", batch="bat-1"),
+              Event(EventKind.CONNECT, AT + 1, device_id="d")]
+    assert decode_events(encode_events(events)) == events
+    old_row = ["connect", AT, "d", *([None] * 16)]
+    assert decode_events(b'[1,' + str(old_row).replace("None", "null").replace(
+        "'", '"').encode() + b']') == [Event(EventKind.CONNECT, AT, device_id="d")]
+    with pytest.raises(InvalidInput):
+        decode_events(b'[2,["connect",1.0,"d"' + b',null' * 16 + b',7]]')

@@ -73,7 +73,15 @@ from iotiam.policy.models import (
     TargetKind,
 )
 from iotiam.policy.parsing import parse_policy
-from iotiam.response.models import Action, Mitigation, StoredFinding, TrustFactor, TrustScore
+from iotiam.response.models import (
+    Action,
+    EventBatch,
+    Mitigation,
+    StoredFinding,
+    TrustFactor,
+    TrustScore,
+    WouldActCount,
+)
 from iotiam.storage.database import Database, make_engine
 from iotiam.storage.fleet_reads import SqlFleetReads
 from iotiam.storage.migrate import upgrade_to_head
@@ -495,7 +503,7 @@ def finding(finding_id: str, device_id: str | None = "d1", *, path: str = ACME,
                     evidence={"observed": 5}, device_type="sensor")
     return StoredFinding(id=finding_id, finding=found, org_path=path, state=FindingState.OPEN,
                          mode=DetectionMode.MONITOR, raised_at=T0, updated_at=T0,
-                         last_seen_at=T0)
+                         last_seen_at=T0, last_event_at=T0.timestamp())
 
 
 def test_findings(db: Any) -> None:
@@ -508,7 +516,7 @@ def test_findings(db: Any) -> None:
         uow.findings.add(finding("f3", "d2", path=BETA))
         uow.findings.add(finding("f2", kind=FindingType.NEW_DESTINATION))
         uow.findings.add(finding("f4", None, path="/root/"))
-        uow.findings.repeat("f1", t1)
+        uow.findings.repeat("f1", t1, T0.timestamp() + 60)
         uow.findings.escalate("f1", worse, t1)
         uow.findings.add_actions("f1", ["alert", "quarantine"])
         uow.findings.add_actions("f1", ["quarantine", "revoke"])
@@ -521,9 +529,11 @@ def test_findings(db: Any) -> None:
             2, t1, t1, Severity.HIGH, "worse", {"observed": 50},
             ("alert", "quarantine", "revoke"))
         assert (f2.state, f2.note, f2.updated_by) == (FindingState.RESOLVED, "looking", "admin")
-        assert uow.findings.live_for("d1", FindingType.RATE_CHANGE).id == "f1"
-        assert uow.findings.live_for("d1", FindingType.NEW_DESTINATION) is None
-        assert uow.findings.live_for(None, FindingType.RATE_CHANGE).id == "f4"
+        # the escalation's event (at 0) is older: the episode's last event stays
+        assert f1.last_event_at == T0.timestamp() + 60
+        assert uow.findings.live_for("device:d1", FindingType.RATE_CHANGE).id == "f1"
+        assert uow.findings.live_for("device:d1", FindingType.NEW_DESTINATION) is None
+        assert uow.findings.live_for("fleet", FindingType.RATE_CHANGE).id == "f4"
         assert uow.findings.get("f3") == finding("f3", "d2", path=BETA)
 
         def page(**filters: Any) -> list[str]:
@@ -541,6 +551,58 @@ def test_findings(db: Any) -> None:
                                                                           "d2": ["f3"]}
     with pytest.raises(Conflict), db() as uow:
         uow.findings.add(finding("f1"))
+
+
+def test_findings_fold_under_their_subject_latest_episode_first(db: Any) -> None:
+    first = finding("f1", None)
+    stuffing = replace(first.finding, evidence={"source_ip": "45.0.0.1"})
+    with db() as uow:
+        uow.findings.add(first)
+        uow.findings.add(replace(first, id="f2", finding=stuffing))
+        uow.findings.add(replace(first, id="f3", finding=replace(stuffing, at=T0.timestamp()
+                                                                + 3600),
+                                 last_event_at=T0.timestamp() + 3600))
+    with db.reading() as uow:
+        assert uow.findings.live_for("fleet", FindingType.RATE_CHANGE).id == "f1"
+        # the later episode of the same address is the one a new finding may join
+        assert uow.findings.live_for("source:45.0.0.1", FindingType.RATE_CHANGE).id == "f3"
+        assert uow.findings.live_for("source:45.0.0.2", FindingType.RATE_CHANGE) is None
+
+
+def test_event_batches_link_findings_once(db: Any) -> None:
+    with db() as uow:
+        uow.findings.add(finding("f1"))
+        uow.findings.add(finding("f2", "d2"))
+        uow.findings.add_batch(EventBatch("bat-1", ACME, T0, "ops", 40))
+        uow.findings.link_batch("bat-1", ["f2", "f1"])
+        uow.findings.link_batch("bat-1", ["f1"])
+    with db.reading() as uow:
+        assert uow.findings.get_batch("bat-1") == EventBatch("bat-1", ACME, T0, "ops", 40)
+        assert uow.findings.get_batch("bat-2") is None
+        assert [f.id for f in uow.findings.batch_findings("bat-1")] == ["f1", "f2"]
+        assert uow.findings.batch_findings("bat-2") == []
+    with db() as uow:
+        uow.findings.remove_batch("bat-1")
+    with db.reading() as uow:
+        assert uow.findings.get_batch("bat-1") is None
+        assert uow.findings.batch_findings("bat-1") == []
+        assert uow.findings.get("f1") is not None
+
+
+def test_would_act_counts_group_by_type_severity_mode_and_device(db: Any) -> None:
+    with db() as uow:
+        uow.findings.add(finding("f1"))
+        uow.findings.add(replace(finding("f2", "d2"), repeats=3))
+        uow.findings.add(replace(finding("f3", None), mode=DetectionMode.ENFORCE))
+        uow.findings.add(finding("f4", path=BETA))
+        uow.findings.add(replace(finding("f5"), raised_at=T0 - timedelta(days=9)))
+    with db.reading() as uow:
+        counts = uow.findings.would_act_counts(org_path=ACME, since=T0 - timedelta(days=7))
+    assert sorted(counts, key=lambda c: c.mode) == [
+        WouldActCount(FindingType.RATE_CHANGE, "sensor", Severity.MEDIUM,
+                      DetectionMode.ENFORCE, True, 1, 0),
+        WouldActCount(FindingType.RATE_CHANGE, "sensor", Severity.MEDIUM,
+                      DetectionMode.MONITOR, False, 2, 3)]
 
 
 def test_mitigations(db: Any) -> None:

@@ -14,6 +14,7 @@ from iotiam.api.schemas import Body
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.broker.broker_watch import broker_statistics
 from iotiam.detection.ingest import json_lines
+from iotiam.detection.models import format_timestamp
 from iotiam.errors import InvalidInput
 from iotiam.kernel import Role
 from iotiam.response.models import Mitigation, StoredFinding
@@ -57,7 +58,9 @@ def render_finding(stored: StoredFinding) -> dict[str, Any]:
             "updated_at": stored.updated_at.isoformat(),
             "last_seen_at": stored.last_seen_at.isoformat() if stored.last_seen_at else None,
             "repeats": stored.repeats, "actions": list(stored.actions), "note": stored.note,
-            "updated_by": stored.updated_by}
+            "updated_by": stored.updated_by, "subject": stored.finding.subject,
+            # the latest event of its episode so far (``at`` is the first)
+            "last_event_at": format_timestamp(stored.episode_end)}
 
 
 def render_mitigation(m: Mitigation) -> dict[str, Any]:
@@ -94,9 +97,25 @@ async def post_events(request: Request, caller: Caller, svc: Wired) -> dict[str,
         records = _records(await request.body(), media, svc.settings.max_body_bytes)
         if not records:
             raise InvalidInput("no events in the body")
-    report = await run_in_threadpool(svc.ingest.ingest_records, records,
-                                     org_path=caller.org_path)
-    return report.to_json()
+    # recorded first: with an event stream, its findings are raised (and linked) later
+    batch = await run_in_threadpool(svc.response.open_batch, caller, len(records))
+    try:
+        report = await run_in_threadpool(svc.ingest.ingest_records, records,
+                                         org_path=caller.org_path, batch=batch.id)
+    except BaseException:  # nothing of a refused upload is kept (G10)
+        await run_in_threadpool(svc.response.discard_batch, batch)
+        raise
+    return {**report.to_json(), "batch": batch.id,
+            "findings_url": f"/v1/events/batches/{batch.id}/findings"}
+
+
+@router.get("/events/batches/{batch_id}/findings")
+def batch_findings(batch_id: str, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """The findings an upload's events raised so far (new, repeated or escalated ones;
+    with an event stream they appear as its workers score the events)."""
+    batch, found = svc.response.batch_findings(caller, batch_id)
+    return {"batch": batch.id, "created_at": batch.created_at.isoformat(),
+            "events": batch.events, "items": [render_finding(f) for f in found]}
 
 
 @router.get("/findings")
@@ -139,14 +158,16 @@ def resolve_finding(finding_id: str, body: ResolveIn, caller: Caller,
 def list_modes(caller: Caller, svc: Wired) -> dict[str, Any]:
     """The detection mode of every device type."""
     modes = svc.response.modes()
-    return {"default": str(svc.response.default_mode), "items": [
+    return {"default": str(svc.response.default_mode),
+            "unknown": str(svc.response.unknown_mode()), "items": [
         {"device_type": t.name, "mode": str(modes.get(t.name, svc.response.default_mode))}
         for t in svc.inventory.list_device_types()]}
 
 
 @router.put("/detection/modes/{device_type}")
 def set_mode(device_type: str, body: ModeIn, caller: Caller, svc: Wired) -> dict[str, Any]:
-    """learn | monitor | enforce for one device type (global admins)."""
+    """learn | monitor | enforce for one device type (global admins); ``_unknown`` is the
+    mode of events with no device type (unknown clients' auth failures)."""
     mode = svc.response.set_mode(caller, device_type, body.mode)
     return {"device_type": device_type, "mode": str(mode)}
 
@@ -163,6 +184,14 @@ async def put_playbook(request: Request, caller: Caller, svc: Wired) -> dict[str
     document = load_json(await request.body(), what="the playbook",
                          max_bytes=svc.settings.max_body_bytes)
     return (await run_in_threadpool(svc.response.set_playbook, caller, document)).to_json()
+
+
+@router.get("/detection/would-act")
+def would_act(caller: Caller, svc: Wired,
+              days: int = Query(default=7, ge=1, le=90)) -> dict[str, Any]:
+    """How often the playbook would have acted on the findings raised in monitor mode in
+    the last ``days``, by finding type and device type (and what it did in enforce)."""
+    return svc.response.would_act(caller, days=days)
 
 
 @router.get("/detection/stats")

@@ -22,6 +22,15 @@ MIN_ENROLLMENTS = 40
 #: the threshold is at least this many times the busiest normal window
 PEAK_FACTOR = 2.0
 FLEET = "fleet"
+#: a finding names at most this many devices and addresses (its counts are complete)
+NAMED = 50
+#: one address sending this share of the window's enrollments is the wave's source
+ONE_SOURCE_SHARE = 0.8
+
+
+def _devices(window: Window) -> set[str]:
+    """The distinct devices of a window of (device, type, source address) values."""
+    return {value[0] for value in window.distinct() if isinstance(value, tuple)}
 
 
 class MassReregistration:
@@ -47,7 +56,7 @@ class MassReregistration:
         if event.kind is not EventKind.ENROLL or event.device_id is None:
             return
         at = event.at
-        value = (event.device_id, event.device_type)
+        value = (event.device_id, event.device_type, event.source_ip)
         self._all.add(at, value)
         if event.device_id in self._known:
             self._again.add(at, value)
@@ -67,7 +76,7 @@ class MassReregistration:
         # are not folded in (each would raise the bar a little, and an attack would
         # chase its own threshold up), only taught by a false positive
         if event.kind is EventKind.ENROLL and learning and not self._alarm:
-            self._peak[0] = max(self._peak[0], len(self._again.distinct()))
+            self._peak[0] = max(self._peak[0], len(_devices(self._again)))
             self._peak[1] = max(self._peak[1], len(self._all))
         self._alarm = False
 
@@ -77,7 +86,8 @@ class MassReregistration:
         if event.kind is not EventKind.ENROLL or event.device_id is None:
             return []
         at = event.at
-        reenrolled = len(self._again.distinct())
+        again = _devices(self._again)
+        reenrolled = len(again)
         need_again = max(MIN_REENROLLMENTS, int(PEAK_FACTOR * self._peak[0]) + 1)
         need_all = max(MIN_ENROLLMENTS, int(PEAK_FACTOR * self._peak[1]) + 1)
         if reenrolled < need_again and len(self._all) < need_all:
@@ -85,19 +95,28 @@ class MassReregistration:
         self._alarm = True
         if not self._cooldown.ready(FLEET, at):
             return []
-        types = Counter(str(v[1] or "") for v in self._all.distinct() if isinstance(v, tuple))
+        values = [v for v in self._all.distinct() if isinstance(v, tuple)]
+        types = Counter(str(v[1] or "") for v in values)
         main_type, main_count = types.most_common(1)[0]
         single_type = main_count >= 0.8 * sum(types.values())
+        sources = Counter(str(v[2] or "unknown") for v in values)
+        evidence: dict[str, Any] = {
+            "reenrollments": reenrolled, "enrollments": len(self._all),
+            "threshold_reenrollments": need_again, "threshold_enrollments": need_all,
+            "by_type": dict(types), "window_s": WINDOW_SECONDS,
+            "reenrolled_devices": sorted(again)[:NAMED],
+            "devices": sorted({str(v[0]) for v in values})[:NAMED],
+            "sources": dict(sources.most_common(NAMED))}
+        main_source, source_count = sources.most_common(1)[0]
+        if main_source != "unknown" and source_count >= ONE_SOURCE_SHARE * len(values):
+            # one address enrolled (nearly) all of them: the wave's findings fold per source
+            evidence["source_ip"] = main_source
         return [Finding(
             FindingType.MASS_REREGISTRATION, Severity.CRITICAL if reenrolled >= need_again
             else Severity.HIGH, at, None,
             f"{reenrolled} existing devices re-enrolled and {len(self._all)} enrollments "
             f"in all within {WINDOW_SECONDS:.0f} s (thresholds {need_again} and {need_all})",
-            self.name,
-            {"reenrollments": reenrolled, "enrollments": len(self._all),
-             "threshold_reenrollments": need_again, "threshold_enrollments": need_all,
-             "by_type": dict(types), "window_s": WINDOW_SECONDS},
-            main_type if single_type and main_type else None)]
+            self.name, evidence, main_type if single_type and main_type else None)]
 
     def forgive(self, finding: Finding) -> None:
         """Waves this large are normal for the fleet from now on."""

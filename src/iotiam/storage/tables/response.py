@@ -1,5 +1,5 @@
-"""Detection and response (migration 0009): findings, mitigations, detection modes
-and documents, device trust scores."""
+"""Detection and response (migrations 0009, 0025): findings, mitigations, detection
+modes and documents, device trust scores, event uploads and the findings they raised."""
 
 from __future__ import annotations
 
@@ -38,9 +38,32 @@ findings = Table(
     Column("actions", Text, nullable=False, default="[]"),
     Column("note", Text, nullable=True),
     Column("updated_by", String(256), nullable=True),
+    #: what the finding folds under with its type (``Finding.subject``)
+    Column("subject", String(300), nullable=False),
+    #: the latest event folded into it (its episode's last, so far)
+    Column("last_event_at", UtcDateTime(), nullable=True),
     Index("ix_findings_org_path_id", "org_path", "id"),
-    # "the live finding of this device and type" on every finding reported
     Index("ix_findings_device_type_state", "device_id", "type", "state"),
+    # "the live finding of this subject and type" on every finding reported
+    Index("ix_findings_type_subject_state", "type", "subject", "state"),
+)
+
+event_batches = Table(
+    "event_batches",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_path", String(2048), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("events", Integer, nullable=False),
+    Index("ix_event_batches_created_at", "created_at"),
+)
+
+event_batch_findings = Table(
+    "event_batch_findings",
+    metadata,
+    Column("batch_id", String(40), ForeignKey("event_batches.id"), primary_key=True),
+    Column("finding_id", String(40), ForeignKey("findings.id"), primary_key=True),
 )
 
 mitigations = Table(

@@ -8,7 +8,13 @@ from datetime import datetime
 
 from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType
 from iotiam.errors import Conflict
-from iotiam.response.models import Mitigation, StoredFinding, TrustScore
+from iotiam.response.models import (
+    EventBatch,
+    Mitigation,
+    StoredFinding,
+    TrustScore,
+    WouldActCount,
+)
 from iotiam.testing.fakes.inventory import MemoryDeviceStore
 from iotiam.testing.fakes.memory import MemoryStore, under
 
@@ -20,6 +26,8 @@ class MemoryFindingStore(MemoryStore):
     """``FindingStore``: findings by id (ids sort by time)."""
 
     findings: dict[str, StoredFinding] = field(default_factory=dict)
+    batches: dict[str, EventBatch] = field(default_factory=dict)
+    batch_links: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, stored: StoredFinding) -> None:
         """Store a new finding (Conflict if the id exists)."""
@@ -27,21 +35,23 @@ class MemoryFindingStore(MemoryStore):
             raise Conflict(f"finding {stored.id} exists")
         self.findings[stored.id] = stored
 
-    def live_for(self, device_id: str | None, finding_type: FindingType) -> StoredFinding | None:
-        """The open or acknowledged finding of this device (None: fleet) and type."""
-        return next((f for f in self.findings.values()
-                     if f.finding.device_id == device_id and f.finding.type is finding_type
-                     and f.state in _LIVE), None)
+    def live_for(self, subject: str, finding_type: FindingType) -> StoredFinding | None:
+        """The latest open or acknowledged finding of this subject and type."""
+        live = [f for f in self.findings.values()
+                if f.finding.subject == subject and f.finding.type is finding_type
+                and f.state in _LIVE]
+        return max(live, key=lambda f: (f.episode_end, f.id), default=None)
 
     def _change(self, finding_id: str, **values: object) -> None:
         if finding_id in self.findings:
             self.findings[finding_id] = replace(self.findings[finding_id], **values)  # type: ignore[arg-type]
 
-    def repeat(self, finding_id: str, at: datetime) -> None:
-        """Count a repeat, move last_seen_at."""
-        if finding_id in self.findings:
-            self._change(finding_id, repeats=self.findings[finding_id].repeats + 1,
-                         last_seen_at=at)
+    def repeat(self, finding_id: str, at: datetime, event_at: float) -> None:
+        """Count a repeat, move last_seen_at (and last_event_at forward)."""
+        stored = self.findings.get(finding_id)
+        if stored is not None:
+            self._change(finding_id, repeats=stored.repeats + 1, last_seen_at=at,
+                         last_event_at=max(stored.episode_end, event_at))
 
     def escalate(self, finding_id: str, worse: Finding, at: datetime) -> None:
         """Take the worse severity, summary and evidence."""
@@ -51,7 +61,43 @@ class MemoryFindingStore(MemoryStore):
         finding = replace(stored.finding, severity=worse.severity, summary=worse.summary,
                           evidence=dict(worse.evidence))
         self._change(finding_id, finding=finding, updated_at=at, last_seen_at=at,
-                     repeats=stored.repeats + 1)
+                     repeats=stored.repeats + 1,
+                     last_event_at=max(stored.episode_end, worse.at))
+
+    def add_batch(self, batch: EventBatch) -> None:
+        """Record an upload."""
+        self.batches[batch.id] = batch
+
+    def get_batch(self, batch_id: str) -> EventBatch | None:
+        """One upload."""
+        return self.batches.get(batch_id)
+
+    def remove_batch(self, batch_id: str) -> None:
+        """Forget an upload and its links."""
+        self.batches.pop(batch_id, None)
+        self.batch_links.pop(batch_id, None)
+
+    def link_batch(self, batch_id: str, finding_ids: Sequence[str]) -> None:
+        """Link findings to an upload (each once)."""
+        linked = self.batch_links.setdefault(batch_id, [])
+        linked.extend(f for f in dict.fromkeys(finding_ids) if f not in linked)
+
+    def batch_findings(self, batch_id: str) -> list[StoredFinding]:
+        """The upload's findings, oldest first."""
+        return sorted((self.findings[f] for f in self.batch_links.get(batch_id, [])
+                       if f in self.findings), key=lambda f: f.id)
+
+    def would_act_counts(self, *, org_path: str, since: datetime) -> list[WouldActCount]:
+        """Counted by type, device type, severity, mode and whether a device is named."""
+        groups: dict[WouldActCount, list[int]] = {}
+        for f in self.findings.values():
+            if under(f.org_path, org_path) and f.raised_at >= since:
+                key = WouldActCount(f.finding.type, f.finding.device_type, f.finding.severity,
+                                    f.mode, f.finding.device_id is None, 0, 0)
+                group = groups.setdefault(key, [0, 0])
+                group[0] += 1
+                group[1] += f.repeats
+        return [replace(key, findings=n, repeats=r) for key, (n, r) in groups.items()]
 
     def get(self, finding_id: str, *, for_update: bool = False) -> StoredFinding | None:
         """One finding."""

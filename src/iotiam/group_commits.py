@@ -1,0 +1,35 @@
+"""The API's group commits: concurrent requests of one kind share one call of their use
+case's batch method (``iotiam.fast.batching.LoopCombiner``), built here for the app that
+owns them (``api/oauth_token_path.py``, ``api/issuance.py``)."""
+
+from __future__ import annotations
+
+from iotiam.bootstrap import Services
+from iotiam.errors import IamError
+from iotiam.fast.batching import LoopCombiner
+from iotiam.kernel import Principal
+from iotiam.pki.models import CertificateRecord, IssueRequest
+from iotiam.tokens.models import IssuedToken, TokenRequest
+
+
+def token_batches(services: Services, *, max_batch: int
+                  ) -> LoopCombiner[TokenRequest, IssuedToken | IamError]:
+    """The token endpoint's group commit (``api/oauth_token_path.py``): concurrent
+    requests share one ``issue_tokens`` call, on the event loop while SQLite's writer is
+    free, else on one worker thread."""
+    return LoopCombiner(services.oauth.issue_tokens, max_batch=max_batch,
+                        thread_name="oauth-tokens", run_here_if=services.database.writer_if_free)
+
+
+def certificate_batches(services: Services, *, max_batch: int
+                        ) -> LoopCombiner[tuple[Principal, IssueRequest],
+                                          CertificateRecord | IamError]:
+    """The API's group commit for certificates (``POST /v1/certificates``, EST): concurrent
+    requests share one ``Pki.issue_batch`` call, always on the combiner's worker thread.
+    A certificate batch takes milliseconds (proofs, signatures, two commits); meanwhile
+    the event loop reads the requests that make the next batch. Run on the loop, as
+    tokens' batches are, those requests waited unread and most batches held one request
+    (measured: ``benchmarks/README.md``). Callers on threads (other use cases) combine
+    through ``Pki``'s own ``ThreadCombiner``; both reach ``CertificateIssuance.issue_many``."""
+    return LoopCombiner(services.pki.issue_batch, max_batch=max_batch,
+                        thread_name="certificates")
