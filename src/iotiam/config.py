@@ -104,6 +104,9 @@ class Settings:
     events_url: str | None = None
     #: the stream's partitions by device (IOTIAM_EVENT_PARTITIONS; the same everywhere)
     event_partitions: int = DEFAULT_PARTITIONS
+    #: ``serve``'s log lines: "text" (the default) or "json", one object a line
+    #: (IOTIAM_LOG_FORMAT; ``--log-format`` wins)
+    log_format: str = "text"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -157,6 +160,11 @@ class Settings:
     def baselines_file(self) -> Path:
         """Where the detection engine's learned baselines are kept between runs."""
         return self.data_dir / "detection" / "baselines.json"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """The files ``serve``'s processes share their metrics through (emptied at start)."""
+        return self.data_dir / "metrics"
 
     @property
     def audit_dir(self) -> Path:
@@ -263,6 +271,7 @@ def load_settings(data_dir: Path) -> Settings:
         events_url=check_events_url(read.text("IOTIAM_EVENTS_URL", "events_url")),
         event_partitions=read.count("IOTIAM_EVENT_PARTITIONS", "event_partitions",
                                     DEFAULT_PARTITIONS, "partitions", high=MAX_PARTITIONS),
+        log_format=check_log_format(read.text("IOTIAM_LOG_FORMAT") or "text"),
     )
 
 
@@ -302,6 +311,23 @@ class _Layers:
               high: int) -> int:
         recorded = int(self.recorded.get(key, default)) if key else default
         return _count(self.env.get(name), name, recorded, what, high=high)
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def check_log_format(value: str) -> str:
+    """``value`` if it names a log format, else a ``SetupError``."""
+    if value not in LOG_FORMATS:
+        raise SetupError(f"the log format must be one of {', '.join(LOG_FORMATS)}, "
+                         f"not {value!r}")
+    return value
+
+
+def export_prometheus_dir(directory: Path) -> None:
+    """Tell prometheus-client (which reads only its environment variable) where ``serve``'s
+    processes share their metrics; the forked workers inherit it."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def firmware_key_passphrase() -> str | None:
