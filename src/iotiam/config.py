@@ -319,8 +319,8 @@ LOG_FORMATS = ("text", "json")
 def check_log_format(value: str) -> str:
     """``value`` if it names a log format, else a ``SetupError``."""
     if value not in LOG_FORMATS:
-        raise SetupError(f"the log format must be one of {', '.join(LOG_FORMATS)}, "
-                         f"not {value!r}")
+        raise SetupError(f"the log format (IOTIAM_LOG_FORMAT, --log-format) must be one of "
+                         f"{', '.join(LOG_FORMATS)}, not {value!r}")
     return value
 
 

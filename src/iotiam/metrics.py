@@ -38,6 +38,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from iotiam.audit.models import AuditRecord, AuditTag
 from iotiam.config import export_prometheus_dir
+from iotiam.errors import SetupError
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,12 @@ Probe = Callable[["Metrics"], None]
 def share_between_processes(directory: Path) -> None:
     """Before any ``Metrics`` is built: keep the values in memory-mapped files under
     ``directory``, emptied now (what a previous run left would be summed in)."""
+    if not directory.parent.is_dir():
+        raise SetupError(f"{directory.parent} is not a data directory: run `iotiam init` "
+                         "first")
     if directory.exists():
         shutil.rmtree(directory)
-    directory.mkdir(parents=True, mode=0o700)
+    directory.mkdir(mode=0o700)
     export_prometheus_dir(directory)
     # prometheus-client picks its value class from the environment when it is first
     # imported; this module imported it before the directory was known

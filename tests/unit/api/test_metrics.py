@@ -15,7 +15,6 @@ from sqlalchemy import insert
 
 from conftest import Installation
 from iotiam.detection.models import Finding, FindingType, Severity
-from iotiam.kernel import SYSTEM
 from iotiam.serving import background_jobs
 from iotiam.storage.tables.changes import changes
 from iotiam.testing import make_csr
