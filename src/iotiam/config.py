@@ -318,10 +318,7 @@ LOG_FORMATS = ("text", "json")
 
 def check_log_format(value: str) -> str:
     """``value`` if it names a log format, else a ``SetupError``."""
-    if value not in LOG_FORMATS:
-        raise SetupError(f"the log format (IOTIAM_LOG_FORMAT, --log-format) must be one of "
-                         f"{', '.join(LOG_FORMATS)}, not {value!r}")
-    return value
+    return _one_of(value, LOG_FORMATS, "the log format (IOTIAM_LOG_FORMAT, --log-format)")
 
 
 def export_prometheus_dir(directory: Path) -> None:
@@ -342,24 +339,22 @@ BROKER_EVENT_LOGS = ("connections", "messages")
 BROKER_AUTHS = ("dynsec", "plugin")
 
 
-def _broker_auth(value: str) -> str:
-    if value not in BROKER_AUTHS:
-        raise SetupError(f"the broker authorization must be one of {', '.join(BROKER_AUTHS)}, "
-                         f"not {value!r}")
+def _one_of(value: str, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise SetupError(f"{what} must be one of {', '.join(choices)}, not {value!r}")
     return value
+
+
+def _broker_auth(value: str) -> str:
+    return _one_of(value, BROKER_AUTHS, "the broker authorization")
 
 
 def _broker_event_log(value: str) -> str:
-    if value not in BROKER_EVENT_LOGS:
-        raise SetupError(f"the broker event log must be one of {', '.join(BROKER_EVENT_LOGS)}, "
-                         f"not {value!r}")
-    return value
+    return _one_of(value, BROKER_EVENT_LOGS, "the broker event log")
 
 
 def _broker_mode(value: str) -> str:
-    if value not in BROKER_MODES:
-        raise SetupError(f"broker mode must be one of {', '.join(BROKER_MODES)}, not {value!r}")
-    return value
+    return _one_of(value, BROKER_MODES, "broker mode")
 
 
 def _seconds(value: str | None, name: str, default: int, *, low: int = 1,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -70,6 +71,46 @@ ENROLLMENT: dict[str, str] = {
 Probe = Callable[["Metrics"], None]
 
 
+class RequestTimes:
+    """Request latencies, counted in plain numbers by the serving thread and added to the
+    shared histogram at each ``flush`` (``Metrics.sample``: every second and at a scrape).
+
+    An observation of the multiprocess histogram writes its file under a lock twice
+    (the sum and a bucket): ~6 µs a request with the middleware, a fifth of an OCSP
+    answer's CPU in the process. Counting here costs a tenth of that.
+    """
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._histogram = histogram
+        #: label values -> observations per bucket (the last one +Inf), then their sum
+        self._pending: dict[tuple[str, ...], list[float]] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, labels: tuple[str, ...], seconds: float) -> None:
+        """One request of ``labels`` took ``seconds``."""
+        bucket = bisect_left(LATENCY_BUCKETS, seconds)  # the first bound >= seconds: le
+        with self._lock:
+            row = self._pending.get(labels)
+            if row is None:
+                row = self._pending[labels] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+            row[bucket] += 1
+            row[-1] += seconds
+
+    def flush(self) -> None:
+        """Add what was counted since the last flush to the histogram."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for labels, row in pending.items():
+            series = self._histogram.labels(*labels)
+            # prometheus-client keeps a series as per-bucket values and a sum (it makes
+            # them cumulative when collected); Histogram has no call to add many at once
+            # (tests/unit/api/test_metrics.py holds this to what observe() would give)
+            series._sum.inc(row[-1])
+            for bucket, count in enumerate(row[:-1]):
+                if count:
+                    series._buckets[bucket].inc(count)
+
+
 def share_between_processes(directory: Path) -> None:
     """Before any ``Metrics`` is built: keep the values in memory-mapped files under
     ``directory``, emptied now (what a previous run left would be summed in)."""
@@ -98,50 +139,51 @@ class Metrics:
             "iotiam_http_request_duration_seconds",
             "HTTP requests by listener, method, route template and status class",
             ("listener", "method", "route", "status"), buckets=LATENCY_BUCKETS, registry=r)
-        self.issuance = Counter(
-            "iotiam_issuance", "Credentials issued or refused, by kind and audit outcome",
-            ("kind", "outcome"), registry=r)
-        self.revocations = Counter(
-            "iotiam_revocations", "Revocations done or refused, by kind and audit outcome",
-            ("kind", "outcome"), registry=r)
-        self.enrollments = Counter(
-            "iotiam_enrollments", "Enrollment steps, by kind and audit outcome",
-            ("kind", "outcome"), registry=r)
-        self.findings = Counter(
-            "iotiam_findings_raised", "Findings stored, by type and severity",
-            ("type", "severity"), registry=r)
-        self.audit_records = Counter(
-            "iotiam_audit_records", "Audit records appended, by tag and outcome",
-            ("tag", "outcome"), registry=r)
-        self.detection_events = Counter(
+        #: what the request middleware counts into (``api/http_metrics.py``)
+        self.requests = RequestTimes(self.http)
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(name, doc, labels, registry=r)
+
+        def worst(name: str, doc: str, *labels: str) -> Gauge:
+            # a gauge of each process's own view: the scrape shows the highest
+            return Gauge(name, doc, labels, multiprocess_mode="livemax", registry=r)
+
+        by_kind = ("kind", "outcome")
+        self.issuance = counter("iotiam_issuance",
+                                "Credentials issued or refused, by kind and audit outcome",
+                                *by_kind)
+        self.revocations = counter("iotiam_revocations",
+                                   "Revocations done or refused, by kind and audit outcome",
+                                   *by_kind)
+        self.enrollments = counter("iotiam_enrollments",
+                                   "Enrollment steps, by kind and audit outcome", *by_kind)
+        self.findings = counter("iotiam_findings_raised",
+                                "Findings stored, by type and severity", "type", "severity")
+        self.audit_records = counter("iotiam_audit_records",
+                                     "Audit records appended, by tag and outcome",
+                                     "tag", "outcome")
+        self.detection_events = counter(
             "iotiam_detection_events", "Detection events ingested (admitted) or rejected",
-            ("outcome",), registry=r)
+            "outcome")
         self.leader = Gauge(
             "iotiam_singleton_leader", "1 for each singleton job this process leads",
             ("job",), multiprocess_mode="liveall", registry=r)
-        self.change_feed_behind = Gauge(
+        self.change_feed_behind = worst(
             "iotiam_change_feed_behind_changes",
-            "Changes committed (newest id in the change table) not yet delivered here",
-            multiprocess_mode="livemax", registry=r)
-        self.change_feed_lag = Gauge(
+            "Changes committed (newest id in the change table) not yet delivered here")
+        self.change_feed_lag = worst(
             "iotiam_change_feed_lag_seconds",
-            "Age of the oldest change committed but not yet delivered here (0: none)",
-            multiprocess_mode="livemax", registry=r)
-        self.change_feed_read = Gauge(
+            "Age of the oldest change committed but not yet delivered here (0: none)")
+        self.change_feed_read = worst(
             "iotiam_change_feed_seconds_since_read",
-            "Seconds since this process last read the change table (worst process)",
-            multiprocess_mode="livemax", registry=r)
-        self.broker_queue = Gauge(
-            "iotiam_broker_sync_queued_devices",
-            "Devices queued for the broker sync's next pass",
-            multiprocess_mode="livemax", registry=r)
-        self.broker_lag = Gauge(
+            "Seconds since this process last read the change table (worst process)")
+        self.broker_queue = worst("iotiam_broker_sync_queued_devices",
+                                  "Devices queued for the broker sync's next pass")
+        self.broker_lag = worst(
             "iotiam_broker_sync_oldest_queued_seconds",
-            "Age of the oldest request waiting in the broker sync's queue (0: empty)",
-            multiprocess_mode="livemax", registry=r)
-        self.queue = Gauge(
-            "iotiam_queue_depth", "Items waiting in a background queue, in its leader",
-            ("queue",), multiprocess_mode="livemax", registry=r)
+            "Age of the oldest request waiting in the broker sync's queue (0: empty)")
+        self.queue = worst("iotiam_queue_depth",
+                           "Items waiting in a background queue, in its leader", "queue")
         self._probes: list[Probe] = []
         self._sampling = threading.Lock()
         self._ingest_seen = (0, 0)
@@ -181,6 +223,7 @@ class Metrics:
     def sample(self) -> None:
         """Run every probe (a failing one is logged and skipped: a scrape still answers)."""
         with self._sampling:
+            self.requests.flush()
             for probe in self._probes:
                 try:
                     probe(self)

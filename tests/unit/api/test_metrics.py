@@ -15,6 +15,7 @@ from sqlalchemy import insert
 
 from conftest import Installation
 from iotiam.detection.models import Finding, FindingType, Severity
+from iotiam.metrics import Metrics
 from iotiam.serving import background_jobs
 from iotiam.storage.tables.changes import changes
 from iotiam.testing import make_csr
@@ -154,3 +155,24 @@ def test_metrics_ok_only_on_the_public_listener(installation: Installation) -> N
     answer = installation.public().get("/metrics")
     assert answer.headers["cache-control"] == "no-store"
     assert "# TYPE iotiam_issuance_total counter" in answer.text
+
+
+def test_request_times_ok_flush_equals_observing_each() -> None:
+    """The middleware's counts reach the histogram as observe() would have put them
+    (``RequestTimes.flush`` writes prometheus-client's series itself)."""
+    counted, observed = Metrics(), Metrics()
+    labels = ("public", "POST", "/ocsp", "2xx")
+
+    def samples(metrics: Metrics) -> Samples:
+        body = metrics.exposition()[0].decode()
+        return {(s.name, frozenset(s.labels.items())): s.value
+                for family in text_string_to_metric_families(body)
+                for s in family.samples if not s.name.endswith("_created")}
+
+    for durations in ([0.0004, 0.001, 0.0011, 0.003, 0.2, 0.2, 7.0, 42.0], [0.5]):
+        for seconds in durations:
+            counted.requests.observe(labels, seconds)
+            observed.http.labels(*labels).observe(seconds)
+        assert samples(counted) == samples(observed)
+    assert value(samples(counted), "iotiam_http_request_duration_seconds_count",
+                 listener="public", method="POST", route="/ocsp", status="2xx") == 9
