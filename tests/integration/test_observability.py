@@ -4,6 +4,7 @@ and every log line is one JSON object."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,7 +56,9 @@ def test_workers_ok_metrics_summed_whichever_worker_answers(json_workers: Server
     posts = ("iotiam_http_request_duration_seconds_count", frozenset({
         ("listener", "api"), ("method", "POST"), ("route", "/v1/certificates"),
         ("status", "2xx")}))
-    # both processes counted requests, and every scrape (on either) sums them
+    # both processes counted requests, and every scrape (on either) sums them once each
+    # has added its latest requests to the shared files (its sampler, every second)
+    time.sleep(1.5)
     assert len(pids_with_files(server.data_dir / "metrics", "histogram")) == 2
     for _ in range(6):
         samples = scrape(server)
