@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert
 
 from conftest import Installation
+from iotiam.audit.models import AuditRecord, AuditTag
 from iotiam.detection.models import Finding, FindingType, Severity
 from iotiam.metrics import Metrics
 from iotiam.serving import background_jobs
@@ -176,3 +177,37 @@ def test_request_times_ok_flush_equals_observing_each() -> None:
         assert samples(counted) == samples(observed)
     assert value(samples(counted), "iotiam_http_request_duration_seconds_count",
                  listener="public", method="POST", route="/ocsp", status="2xx") == 9
+
+
+def test_audited_ok_each_mapped_tag_counts_once_by_kind_and_outcome() -> None:
+    """Every audit tag the metrics name lands in its counter, with the record's outcome
+    (enrollment, PSKs and tokens here; the API tests above drive certificates)."""
+    metrics = Metrics()
+
+    def record(tag: str, outcome: str = "success") -> AuditRecord:
+        return AuditRecord(seq=1, at=datetime.now(UTC), tag=tag, actor="test", org_path="/",
+                           subject="device:d1", outcome=outcome, reason=None, details={},
+                           prev_hash="", hash="")
+
+    metrics.audited([record(AuditTag.ENROLLMENT_SUCCEEDED),
+                     record(AuditTag.ENROLLMENT_REFUSED, "denied"),
+                     record(AuditTag.ENROLLMENT_HELD),
+                     record(AuditTag.PSK_ISSUED), record(AuditTag.PSK_REVOKED),
+                     record(AuditTag.OAUTH_TOKEN_ISSUED), record(AuditTag.OAUTH_TOKEN_ISSUED),
+                     record(AuditTag.OAUTH_TOKEN_REFUSED, "failure"),
+                     record(AuditTag.SITE_SAVED)])
+    body = metrics.exposition()[0].decode()
+    samples = {(s.name, frozenset(s.labels.items())): s.value
+               for family in text_string_to_metric_families(body) for s in family.samples}
+    for name, labels, expected in [
+            ("iotiam_enrollments_total", {"kind": "enrollment", "outcome": "success"}, 1),
+            ("iotiam_enrollments_total", {"kind": "enrollment", "outcome": "denied"}, 1),
+            ("iotiam_enrollments_total",
+             {"kind": "held-for-approval", "outcome": "success"}, 1),
+            ("iotiam_issuance_total", {"kind": "psk", "outcome": "success"}, 1),
+            ("iotiam_revocations_total", {"kind": "psk", "outcome": "success"}, 1),
+            ("iotiam_issuance_total", {"kind": "access-token", "outcome": "success"}, 2),
+            ("iotiam_issuance_total", {"kind": "access-token", "outcome": "failure"}, 1),
+            ("iotiam_audit_records_total",
+             {"tag": "admin:site:saved", "outcome": "success"}, 1)]:
+        assert value(samples, name, **labels) == expected, (name, labels)
