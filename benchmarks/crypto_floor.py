@@ -8,6 +8,7 @@ cost. (This replaces an earlier hand-run PKI throughput script.)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -18,6 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from benchmarks.harness import Result, RunConfig, run_bounded
 from iotiam.pki.authority import (
+    CaMaterial,
     PublicUrls,
     create_issuing_ca,
     create_ocsp_responder,
@@ -37,29 +39,52 @@ URLS = PublicUrls("http://bench.test/ocsp", "http://bench.test/ca.der", "http://
 DER = serialization.Encoding.DER
 
 
-def run(config: RunConfig) -> list[Result]:
-    """CSR-to-certificate on 1 and 2 threads; OCSP response signing and a cache hit."""
+IDENTITY = LeafIdentity(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dev")]))
+
+
+def _issuing_ca() -> CaMaterial:
     alg = KeyAlgorithm.EC_P256
     root = create_root_ca(alg=alg, common_name="bench root", organization="", now=NOW, serial=1)
-    issuing = create_issuing_ca(root=root, alg=alg, common_name="bench ca", organization="",
-                                now=NOW, serial=2)
-    responder = create_ocsp_responder(issuer=issuing, alg=alg, common_name="bench ocsp",
-                                      now=NOW, serial=3)
-    identity = LeafIdentity(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dev")]))
+    return create_issuing_ca(root=root, alg=alg, common_name="bench ca", organization="",
+                             now=NOW, serial=2)
+
+
+def csr_issuer(issuing: CaMaterial, csr_count: int) -> Callable[[int], None]:
+    """``work(i)``: parse CSR i (mod ``csr_count``), check it, sign its certificate."""
     issuer = LeafBuilder(issuing.signer, issuing.certificate, URLS)
     csrs = [
         x509.CertificateSigningRequestBuilder()
-        .subject_name(identity.subject)
+        .subject_name(IDENTITY.subject)
         .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
         .public_bytes(DER)
-        for _ in range(config.size(500, 100))
+        for _ in range(csr_count)
     ]
 
     def issue_from_csr(i: int) -> None:
         csr = parse_csr(csrs[i % len(csrs)])
-        validate_csr(csr, identity)
-        issuer.issue(require_leaf_public_key(csr.public_key()), identity, DEVICE,
+        validate_csr(csr, IDENTITY)
+        issuer.issue(require_leaf_public_key(csr.public_key()), IDENTITY, DEVICE,
                      x509.random_serial_number(), NOW)
+
+    return issue_from_csr
+
+
+def floor_ms_per_certificate(count: int = 400) -> float:
+    """CPU of one CSR parse + check + sign here, in ms: the floor beside a server's figure."""
+    issuing = _issuing_ca()
+    work = csr_issuer(issuing, min(count, 100))
+    measured = run_bounded(work, count=count, seconds=5.0)
+    return (measured.cpu_seconds or 0.0) / max(measured.done, 1) * 1000
+
+
+def run(config: RunConfig) -> list[Result]:
+    """CSR-to-certificate on 1 and 2 threads; OCSP response signing and a cache hit."""
+    issuing = _issuing_ca()
+    responder = create_ocsp_responder(issuer=issuing, alg=KeyAlgorithm.EC_P256,
+                                      common_name="bench ocsp", now=NOW, serial=3)
+    identity = IDENTITY
+    issuer = LeafBuilder(issuing.signer, issuing.certificate, URLS)
+    issue_from_csr = csr_issuer(issuing, config.size(500, 100))
 
     count, seconds = config.size(20_000, 3_000), config.seconds(4.0, 1.0)
     results = []

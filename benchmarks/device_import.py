@@ -9,12 +9,15 @@ sends them.
   process: 1,000,000 devices (100,000 with ``--quick``) into one fresh installation;
   devices/s by wall clock while importing, and this process's CPU per device (on
   PostgreSQL the server's CPU is not in it). Making the rows is not timed.
-- through the API over HTTPS (``POST /v1/devices/import`` on a real ``iotiam serve``):
+- through the API over HTTPS (``POST /v1/devices/import`` on a real ``iotiam serve``,
+  two requests in flight as ``iotiam device import`` keeps them):
   100,000 devices (20,000 with ``--quick``); devices/s, and the server's CPU per device
   (request parsing, validation, the import, the answer, and whatever background work
   ran meanwhile); then the server's CPU per device until it is idle again: the trust
   scores and the risk register entries of the new devices, which may finish after the
   last request (they share the server's GIL with the requests).
+- on PostgreSQL, the CPU of the run's PostgreSQL backends per device too (``PostgresCpu``:
+  local servers only), in the same windows.
 
 Every import is checked: each row must land, and the installation must then hold
 exactly that many devices; a fast import that loses rows is an error, not a number.
@@ -32,6 +35,7 @@ import httpx
 from benchmarks.harness import (
     CpuMeter,
     Measured,
+    PostgresCpu,
     Result,
     RunConfig,
     Target,
@@ -40,6 +44,7 @@ from benchmarks.harness import (
 )
 from benchmarks.server import running_server
 from iotiam.bootstrap import Services
+from iotiam.cli.devices import IMPORT_IN_FLIGHT, import_in_flight
 from iotiam.inventory.models import OrgUnitKind
 from iotiam.inventory.service import MAX_IMPORT_ROWS
 from iotiam.kernel import SYSTEM
@@ -75,12 +80,15 @@ def row(n: int, prefix: str) -> dict[str, Any]:
     return data
 
 
-def through_service(services: Services, count: int) -> Measured:
-    """Import ``count`` devices with ``Inventory.import_devices``; wall and CPU of the calls."""
+def through_service(services: Services, count: int) -> tuple[Measured, PostgresCpu]:
+    """Import ``count`` devices with ``Inventory.import_devices``; wall and CPU of the calls,
+    and PostgreSQL's CPU meanwhile."""
     services.inventory.create_org_unit(SYSTEM, unit_id=TENANT, name=TENANT,
                                        kind=OrgUnitKind.TENANT, parent_id="root")
     wall = cpu = 0.0
     done = 0
+    postgres = PostgresCpu(services.settings.database_url)
+    postgres.start()
     for rows in chunks(count, "svc"):
         began, began_cpu = time.perf_counter(), time.process_time()
         results = services.inventory.import_devices(SYSTEM, rows)
@@ -90,10 +98,11 @@ def through_service(services: Services, count: int) -> Measured:
         if bad:
             raise RuntimeError(f"row {bad[0].row} refused: {bad[0].error}")
         done += len(results)
+    postgres.stop()
     stored = services.inventory.count_devices(SYSTEM)
     if stored != count:
         raise RuntimeError(f"imported {count:,} rows but {stored:,} devices are stored")
-    return Measured(done, wall, cpu_seconds=cpu)
+    return Measured(done, wall, cpu_seconds=cpu), postgres
 
 
 @dataclass(frozen=True)
@@ -103,9 +112,11 @@ class Settled:
 
     cpu_seconds: float
     after_seconds: float
+    #: PostgreSQL's CPU over the same span (None: SQLite, or not on this host)
+    postgres_seconds: float | None = None
 
 
-def settle(pid: int, began_cpu: float) -> Settled:
+def settle(pid: int, began_cpu: float, postgres: PostgresCpu) -> Settled:
     """Wait until the server is idle (its background work for the import done)."""
     began = time.perf_counter()
     last = process_cpu_seconds(pid) or 0.0
@@ -113,13 +124,17 @@ def settle(pid: int, began_cpu: float) -> Settled:
         time.sleep(QUIET)
         now = process_cpu_seconds(pid) or 0.0
         if now - last < IDLE_CORES * QUIET:
-            return Settled(now - began_cpu, time.perf_counter() - began - QUIET)
+            postgres.stop()
+            return Settled(now - began_cpu, time.perf_counter() - began - QUIET,
+                           postgres.seconds)
         last = now
     raise RuntimeError(f"the server was still busy {SETTLE_LIMIT:.0f} s after the import")
 
 
-def through_api(config: RunConfig, count: int) -> tuple[Measured, CpuMeter, Settled]:
-    """Import ``count`` devices with ``POST /v1/devices/import`` on a real server."""
+def through_api(config: RunConfig, count: int, in_flight: int = IMPORT_IN_FLIGHT
+                ) -> tuple[Measured, CpuMeter, PostgresCpu, Settled]:
+    """Import ``count`` devices with ``POST /v1/devices/import`` on a real server,
+    ``in_flight`` requests at once as ``iotiam device import`` sends them."""
     with running_server(config, "device-import-api") as server, httpx.Client(
             base_url=server.api_url, verify=server.tls_context(),
             headers=server.admin_headers(), timeout=120.0) as client:
@@ -127,23 +142,33 @@ def through_api(config: RunConfig, count: int) -> tuple[Measured, CpuMeter, Sett
                                                   "parent": "root"})
         if made.status_code != 201:
             raise RuntimeError(f"creating the tenant answered {made.status_code}: {made.text}")
-        bodies = [{"rows": [{"row": n, "data": d} for n, d in rows]}
-                  for rows in chunks(count, "api")]
-        meter = CpuMeter(server.pid)
-        meter.start()
-        began_cpu = process_cpu_seconds(server.pid) or 0.0
-        began = time.perf_counter()
-        for body in bodies:
-            answer = client.post("/v1/devices/import", json=body)
+        bodies = [[{"row": n, "data": d} for n, d in rows] for rows in chunks(count, "api")]
+
+        def post(body: list[dict[str, Any]]) -> Any:
+            answer = client.post("/v1/devices/import", json={"rows": body})
             if answer.status_code != 200 or answer.json()["failed"]:
                 raise RuntimeError(f"import answered {answer.status_code}: {answer.text[:300]}")
+            return answer
+
+
+        meter = CpuMeter(server.pid)
+        postgres, postgres_until_idle = (PostgresCpu(server.database_url),
+                                         PostgresCpu(server.database_url))
+        meter.start()
+        postgres.start()
+        postgres_until_idle.start()
+        began_cpu = process_cpu_seconds(server.pid) or 0.0
+        began = time.perf_counter()
+        for _ in import_in_flight(post, bodies, in_flight=in_flight):
+            pass
         elapsed = time.perf_counter() - began
         meter.stop()
-        settled = settle(server.pid, began_cpu)
+        postgres.stop()
+        settled = settle(server.pid, began_cpu, postgres_until_idle)
         total = client.get("/v1/devices", params={"limit": 1}).json()["total"]
         if total != count:
             raise RuntimeError(f"imported {count:,} rows but {total:,} devices are stored")
-    return Measured(count, elapsed), meter, settled
+    return Measured(count, elapsed), meter, postgres, settled
 
 
 def cores(meter: CpuMeter, api: Measured) -> str:
@@ -159,14 +184,14 @@ def run(config: RunConfig) -> list[Result]:
     service_count = config.size(1_000_000, 100_000)
     api_count = config.size(100_000, 20_000)
     with installation(config, "device-import") as services:
-        service = through_service(services, service_count)
-    api, meter, settled = through_api(config, api_count)
+        service, service_postgres = through_service(services, service_count)
+    api, meter, api_postgres, settled = through_api(config, api_count)
     cpu_us = (service.cpu_seconds or 0.0) / service.done * 1e6
     server_us = (float("nan") if meter.server_seconds is None
                  else meter.server_seconds / api.done * 1e6)
     budget = 1e6 / RATE_TARGET
     elsewhere = "; PostgreSQL's own CPU is not in it" if config.database_url else ""
-    return [
+    results = [
         Result(f"{NAME}: through the service", service.rate, "devices/s", Target(RATE_TARGET),
                f"{service.done:,} devices in chunks of {MAX_IMPORT_ROWS:,}, {backend}; "
                f"{service.elapsed:.1f} s"),
@@ -176,6 +201,7 @@ def run(config: RunConfig) -> list[Result]:
                f"is {budget:.0f} µs){elsewhere}"),
         Result(f"{NAME}: through the API (HTTPS)", api.rate, "devices/s", Target(RATE_TARGET),
                f"{api.done:,} devices, POST /v1/devices/import of {MAX_IMPORT_ROWS:,} rows, "
+               f"{IMPORT_IN_FLIGHT} in flight, "
                f"{backend}; {api.elapsed:.1f} s; {cores(meter, api)}"),
         Result(f"{NAME}: API, server CPU per device", server_us, "µs",
                Target(budget, at_least=False),
@@ -187,3 +213,22 @@ def run(config: RunConfig) -> list[Result]:
                f"({settled.after_seconds:.0f} s after the last answer): the import and the "
                f"devices' trust scores and risk register entries{elsewhere}"),
     ]
+    if config.database_url:
+        results += [
+            postgres_result("service, PostgreSQL CPU per device", service_postgres.seconds,
+                            service.done, "while the service imported"),
+            postgres_result("API, PostgreSQL CPU per device", api_postgres.seconds, api.done,
+                            "while the API imported (the background work's queries too)"),
+            postgres_result("API, PostgreSQL CPU per device until idle",
+                            settled.postgres_seconds, api.done,
+                            "from the first request until the server was idle again"),
+        ]
+    return results
+
+
+def postgres_result(label: str, seconds: float | None, devices: int, when: str) -> Result:
+    """A row of the PostgreSQL backends' CPU per device (NaN when not measurable)."""
+    value = float("nan") if seconds is None else seconds / devices * 1e6
+    return Result(f"{NAME}: {label}", value, "µs", None,
+                  f"CPU of the run's PostgreSQL backends {when} / devices (same host, "
+                  f"from /proc; iotiam's own CPU is in the rows above)")

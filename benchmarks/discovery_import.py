@@ -24,14 +24,19 @@ API and the CLI call it:
 The reports are checked against ``synthetic_bulk.expected``: a fast import that adds or
 matches the wrong number is an error, not a number.
 
-What is written per line (``docs/discovery.md``, "Idempotent, streamed imports"): a
-16-byte digest (claimed with one ``INSERT ... RETURNING`` per batch, so a re-import
-stops there), no sighting row (none of these lines shows a credential), about 1.5
-binding rows on the first import (a thing seen again within a day keeps its MAC's and
-name's rows; its address's row moves), 0.67 asset rows and 0.33 presence rows. Before
-the imports the start-up objects are frozen out of the collector, as ``iotiam serve``
-does (``api/server.py``); without it full collections walk them and the first import
-costs about a quarter more CPU.
+What is looked up per line: about eight values (its MAC, host name and address against
+the devices' attributes, each one index probe since migration 0023, and among the
+bindings, the address in three day slots). What is written per line
+(``docs/discovery.md``, "Idempotent, streamed imports"): a 16-byte digest (claimed with
+one ``INSERT ... RETURNING`` per batch, so a re-import stops there), no sighting row
+(none of these lines shows a credential), about 1.5 binding rows on the first import (a
+thing seen again within a day keeps its MAC's and name's rows; its address's row moves),
+0.67 asset rows and 0.33 presence rows. Before the imports the start-up objects are
+frozen out of the collector, as ``iotiam serve`` does (``api/server.py``); without it
+full collections walk them and the first import costs about a quarter more CPU.
+
+Where the CPU goes, phase by phase, before and after each change, and why the target
+of 20 µs a line is out of reach for one process: ``docs/discovery.md``, "Speed".
 """
 
 from __future__ import annotations

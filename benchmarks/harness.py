@@ -226,6 +226,13 @@ async def run_bounded_async(
     return Measured(len(latencies), elapsed, latencies, "time" if timed_out else "count")
 
 
+def server_ms_per_request(meter: CpuMeter, measured: Measured) -> float:
+    """The server's CPU per finished request, in ms (nan when unknown)."""
+    if meter.server_seconds is None or not measured.done:
+        return float("nan")
+    return meter.server_seconds / measured.done * 1000
+
+
 def process_cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of a process, its threads and its child processes (``serve
     --workers``), from Linux ``/proc``; None if it is gone."""
@@ -262,7 +269,8 @@ def throwaway_database(config: RunConfig) -> Iterator[str | None]:
     """``None`` (SQLite in the data directory) or a fresh schema on ``--database-url``.
 
     PostgreSQL only: the schema is created, pinned with ``search_path`` in the URL
-    (as the test suite does) and dropped afterwards.
+    (as the test suite does) and dropped afterwards; the run's connections carry the
+    schema's name as their ``application_name``.
     """
     if not config.database_url:
         yield None
@@ -276,7 +284,9 @@ def throwaway_database(config: RunConfig) -> Iterator[str | None]:
             conn.execute(text(f"CREATE SCHEMA {schema}"))
         separator = "&" if "?" in config.database_url else "?"
         try:
-            yield f"{config.database_url}{separator}options=-csearch_path%3D{schema}"
+            # the schema names the run's connections too (``PostgresCpu`` finds them so)
+            yield (f"{config.database_url}{separator}options=-csearch_path%3D{schema}"
+                   f"&application_name={schema}")
         finally:
             with admin.begin() as conn:
                 conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
@@ -365,3 +375,51 @@ class CpuMeter:
             return client
         return (f"server {self.server_seconds / measured.elapsed:.2f} cores, "
                 f"{self.server_seconds / measured.done * 1000:.2f} ms CPU/req; {client}")
+
+
+class PostgresCpu:
+    """CPU used by the PostgreSQL backends of one run's connections over a window.
+
+    The server (or the service in this process) talks to a local PostgreSQL, whose
+    work is not in its own CPU. Backends are found by the ``application_name`` that
+    ``throwaway_database`` sets, and read from ``/proc`` (same host only: otherwise
+    ``seconds`` stays None). A backend that exits inside the window loses its share;
+    the connection pools of these runs keep theirs open.
+    """
+
+    def __init__(self, database_url: str | None) -> None:
+        self._url = database_url
+        self._name = _application_name(database_url)
+        self._began: dict[int, float] = {}
+        self.seconds: float | None = None
+
+    def _backends(self) -> dict[int, float]:
+        if self._url is None or self._name is None:
+            return {}
+        engine = make_engine(self._url.split("?", 1)[0])
+        try:
+            with engine.connect() as conn:
+                pids = conn.execute(text(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
+                    {"name": self._name}).scalars().all()
+        finally:
+            engine.dispose()
+        read = {pid: process_cpu_seconds(pid) for pid in pids}
+        return {pid: cpu for pid, cpu in read.items() if cpu is not None}
+
+    def start(self) -> None:
+        """Begin the window."""
+        self._began = self._backends()
+
+    def stop(self) -> None:
+        """End the window."""
+        now = self._backends()
+        if now:
+            self.seconds = sum(cpu - self._began.get(pid, 0.0) for pid, cpu in now.items())
+
+
+def _application_name(database_url: str | None) -> str | None:
+    if not database_url or "application_name=" not in database_url:
+        return None
+    return database_url.split("application_name=", 1)[1].split("&", 1)[0]
+

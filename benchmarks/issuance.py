@@ -31,8 +31,7 @@ from benchmarks.harness import (
     run_bounded,
 )
 from iotiam.kernel import SYSTEM
-from iotiam.pki.issuing import IssueRequest
-from iotiam.pki.models import CertificateRecord
+from iotiam.pki.models import CertificateRecord, IssueRequest
 
 NAME = "issuance"
 TITLE = "in-process issuance: one call per cert (1-4 threads) and batches of 100"

@@ -41,7 +41,7 @@ class RunningServer:
     token: str
     ca_file: Path
     pid: int
-    #: ``None``: SQLite in the data directory
+    #: the server's PostgreSQL database (None: SQLite in the data directory)
     database_url: str | None = None
     #: the managed broker's mTLS, PSK and admin ports, when it runs
     broker_ports: tuple[int, int, int] | None = None

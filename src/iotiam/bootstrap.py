@@ -19,12 +19,13 @@ from iotiam.attestation.service import Attestation, DeviceCa
 from iotiam.audit.anchor import CheckpointWriter
 from iotiam.audit.checkpoint import Verifier
 from iotiam.audit.export import checkpoint_to_syslog
-from iotiam.audit.ports import AuditObserver
+from iotiam.audit.ports import AuditObserver, Auditor
 from iotiam.audit.service import AuditTrail
 from iotiam.background import (
     ChangeDispatcher,
 )
 from iotiam.changes import (
+    AdminTokenRevoked,
     CertificateRevoked,
     ChangeFeed,
     CredentialRevoked,
@@ -57,12 +58,12 @@ from iotiam.fast.signature_helper import HelperProofChecks
 from iotiam.fast.token_reads import ReadAhead
 from iotiam.inventory.ports import AllCredentials, DeviceLifecycle
 from iotiam.inventory.service import Inventory
-from iotiam.kernel import Transactions
+from iotiam.kernel import Principal, Transactions
 from iotiam.local_keys import alert_webhook_key, audit_head_key, data_key
 from iotiam.metrics import Metrics
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.keys import load_private_key
-from iotiam.pki.models import CaRole
+from iotiam.pki.models import CaRole, CertificateRecord, IssueRequest
 from iotiam.pki.ports import CaUnitOfWork, SerialSource
 from iotiam.pki.service import CaSet, Pki
 from iotiam.pki.signer import SigningCa
@@ -78,6 +79,8 @@ from iotiam.response.service import IncidentResponse
 from iotiam.risk.models import FleetChannels
 from iotiam.risk.ports import StaticChannels
 from iotiam.risk.service import RiskRegister
+from iotiam.sso.models import CALLBACK_PATH
+from iotiam.sso.service import SingleSignOn
 from iotiam.storage.baseline_file import BaselineFile
 from iotiam.storage.checkpoint_file import CheckpointFile, CheckpointKeyFile
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
@@ -157,11 +160,15 @@ class Services:
     readiness: Readiness = field(default_factory=Readiness)
     #: what ``/metrics`` answers (its counters are fed by the audit trail)
     metrics: Metrics = field(default_factory=Metrics)
+    #: console sign-in through an OpenID Connect provider, when one is configured
+    sso: SingleSignOn | None = None
 
     def close(self) -> None:
         """Deliver queued alerts, flush published events, release database connections."""
         self.alerts.close()
         self.ingest.close()
+        if self.sso is not None:
+            self.sso.close()
         self.database.dispose()
 
 
@@ -290,12 +297,25 @@ def build_services(settings: Settings, *, clock: Clock | None = None,
         response=response,
         trust=trust,
         ingest=ingest,
-        alerts=alerts,
-        discovery=discovery,
+        alerts=alerts, discovery=discovery,
         adoption=Adoption(discovery, inventory, enrollment, audit),
         risk=risk_register(settings, database, clock, audit, discovery, channels),
         metrics=metrics,
+        sso=single_sign_on(settings, database, clock, audit),
     ))
+
+
+def single_sign_on(settings: Settings, database: Database, clock: Clock, audit: Auditor
+                   ) -> SingleSignOn | None:
+    """Console sign-in through the configured OpenID Connect provider (None: none is)."""
+    if settings.oidc is None:
+        return None
+    from iotiam.web.identity_provider import OidcProvider
+
+    # the provider sends the browser back to the console on the API's own URL
+    redirect_uri = settings.oidc.redirect_uri or settings.api_url + CALLBACK_PATH
+    return SingleSignOn(settings.oidc, OidcProvider(settings.oidc, redirect_uri), database,
+                        audit, clock)
 
 
 def risk_register(settings: Settings, database: Database, clock: Clock, audit: AuditTrail,
@@ -337,6 +357,11 @@ class ChangeFollowers(Protocol):
         ...
 
     @property
+    def admin_tokens(self) -> AdminTokens:
+        """Admin tokens (the ones authenticated before)."""
+        ...
+
+    @property
     def decisions(self) -> DecisionPoint:
         """The policy decision point."""
         ...
@@ -364,6 +389,8 @@ def follow_changes(services: FollowersT) -> FollowersT:
     feed.subscribe((CertificateRevoked, CredentialRevoked, DeviceChanged, TrustChanged),
                    services.subjects.changed)
     feed.subscribe((CertificateRevoked,), services.pki.forget_ocsp_response)
+    # a revoked admin token is refused by every process within the feed's delay
+    feed.subscribe((AdminTokenRevoked,), services.admin_tokens.forget)
     feed.subscribe((PolicyChanged,), services.decisions.policies_changed)
     # the modes, held once by the response settings (the detection engine asks them)
     feed.subscribe((DetectionModeChanged,), services.response.settings_changed)
@@ -494,3 +521,17 @@ def token_batches(services: Services, *, max_batch: int
     free, else on one worker thread."""
     return LoopCombiner(services.oauth.issue_tokens, max_batch=max_batch,
                         thread_name="oauth-tokens", run_here_if=services.database.writer_if_free)
+
+
+def certificate_batches(services: Services, *, max_batch: int
+                        ) -> LoopCombiner[tuple[Principal, IssueRequest],
+                                          CertificateRecord | IamError]:
+    """The API's group commit for certificates (``POST /v1/certificates``, EST): concurrent
+    requests share one ``Pki.issue_batch`` call, always on the combiner's worker thread.
+    A certificate batch takes milliseconds (proofs, signatures, two commits); meanwhile
+    the event loop reads the requests that make the next batch. Run on the loop, as
+    tokens' batches are, those requests waited unread and most batches held one request
+    (measured: ``benchmarks/README.md``). Callers on threads (other use cases) combine
+    through ``Pki``'s own ``ThreadCombiner``; both reach ``CertificateIssuance.issue_many``."""
+    return LoopCombiner(services.pki.issue_batch, max_batch=max_batch,
+                        thread_name="certificates")

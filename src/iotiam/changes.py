@@ -89,6 +89,13 @@ class ManufacturerTrustChanged:
 
 
 @dataclass(frozen=True)
+class AdminTokenRevoked:
+    """An admin bearer token was revoked (processes drop what they cached of it)."""
+
+    token_id: str
+
+
+@dataclass(frozen=True)
 class SightingsImported:
     """Sightings were stored under ``org_path``: assets may be new, devices seen again."""
 
@@ -98,7 +105,7 @@ class SightingsImported:
 
 Change = (CertificateRevoked | CredentialRevoked | DeviceChanged | PolicyChanged
           | TrustChanged | DetectionModeChanged | FirmwareSignerRevoked
-          | ManufacturerTrustChanged | SightingsImported)
+          | ManufacturerTrustChanged | SightingsImported | AdminTokenRevoked)
 
 #: every kind of change by the name it is stored under
 KINDS: dict[str, type[Change]] = {
@@ -111,6 +118,7 @@ KINDS: dict[str, type[Change]] = {
     "firmware-signer-revoked": FirmwareSignerRevoked,
     "manufacturer-trust-changed": ManufacturerTrustChanged,
     "sightings-imported": SightingsImported,
+    "admin-token-revoked": AdminTokenRevoked,
 }
 _NAMES = {kind: name for name, kind in KINDS.items()}
 

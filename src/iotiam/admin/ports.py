@@ -7,6 +7,7 @@ from typing import Protocol
 
 from iotiam.admin.models import AdminToken
 from iotiam.audit.ports import AuditUnitOfWork
+from iotiam.changes import ChangeRecorder
 from iotiam.inventory.ports import OrgUnitStore
 
 
@@ -41,4 +42,9 @@ class AdminUnitOfWork(AuditUnitOfWork, Protocol):
     @property
     def org_units(self) -> OrgUnitStore:
         """The org units a token may be scoped to (read only)."""
+        ...
+
+    @property
+    def changes(self) -> ChangeRecorder:
+        """Where a revocation is published (every process drops its cached token)."""
         ...

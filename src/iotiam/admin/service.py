@@ -12,10 +12,14 @@ from iotiam.admin.models import AdminToken
 from iotiam.admin.ports import AdminUnitOfWork
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.ports import Auditor
+from iotiam.changes import AdminTokenRevoked, Published
 from iotiam.clock import Clock
 from iotiam.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from iotiam.kernel import Principal, Role, Transactions
 
+#: tokens kept after their first use (a fleet has few admin tokens; beyond this the
+#: cache starts over, which costs one read per token)
+MAX_CACHED_TOKENS = 4096
 TOKEN_PREFIX = "iotiam_"  # noqa: S105 - a prefix, not a secret
 _TOKEN = re.compile(r"^iotiam_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})$")
 
@@ -33,6 +37,12 @@ class AdminTokens:
         self._uow = uow
         self._clock = clock
         self._audit = audit
+        # token id -> the stored token, read once: every API call authenticates, and
+        # a read transaction cost more than the rest of authentication. Revocation
+        # reaches it through the change feed (``forget``); expiry is checked each time.
+        self._known: dict[str, AdminToken] = {}
+        #: moves on every revocation heard: a read that overlapped one is not kept
+        self._revocations = 0
 
     def mint(
         self,
@@ -112,11 +122,36 @@ class AdminTokens:
         if not match:
             raise Unauthenticated("malformed bearer token")
         token_id, secret = match.groups()
-        with self._uow.reading() as uow:
-            token = uow.admin_tokens.get(token_id)
+        token = self._known.get(token_id)
+        if token is None:
+            heard = self._revocations
+            with self._uow.reading() as uow:
+                token = uow.admin_tokens.get(token_id)
+            if token is not None and token.revoked_at is None and heard == self._revocations:
+                if len(self._known) >= MAX_CACHED_TOKENS:
+                    self._known.clear()
+                self._known[token_id] = token
         if token is None or not hmac.compare_digest(token.secret_hash, hash_secret(secret)):
             raise Unauthenticated("unknown bearer token")
         return self._live(token)
+
+    def known(self, bearer: str) -> Principal | None:
+        """The principal of a token authenticated before and still good, without I/O;
+        None when only :meth:`authenticate` can tell (and audit a refusal)."""
+        match = _TOKEN.match(bearer.strip())
+        token = self._known.get(match.group(1)) if match else None
+        if (match is None or token is None
+                or not hmac.compare_digest(token.secret_hash, hash_secret(match.group(2)))
+                or (token.expires_at is not None and token.expires_at <= self._clock.now())):
+            return None
+        return self._live(token)
+
+    def forget(self, published: Published) -> None:
+        """A token was revoked (in any process): authenticate it from the database again."""
+        change = published.change
+        if isinstance(change, AdminTokenRevoked):
+            self._revocations += 1
+            self._known.pop(change.token_id, None)
 
     def reauthenticate(self, token_id: str) -> Principal:
         """The principal of a token authenticated before (a console session holds its id),
@@ -158,6 +193,7 @@ class AdminTokens:
                 raise NotFound(f"token {token_id!r} not found")
             if token.revoked_at is None:
                 uow.admin_tokens.revoke(token_id, self._clock.now())
+                uow.changes.record(AdminTokenRevoked(token_id))
             self._audit.append(
                 uow,
                 AuditDraft(

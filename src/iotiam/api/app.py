@@ -10,6 +10,7 @@ from iotiam.api.docs import install_offline_docs
 from iotiam.api.emqx_hook import EmqxHookFastPath
 from iotiam.api.head_requests import HeadAsGet
 from iotiam.api.http_metrics import RequestMetrics, RouteNote
+from iotiam.api.issuance import install_certificate_batches
 from iotiam.api.limits import BodySizeLimit
 from iotiam.api.oauth_token_path import OAuthTokenFastPath
 from iotiam.api.ocsp_fast_path import OcspFastPath
@@ -51,6 +52,7 @@ def create_api_app(services: Services) -> ASGIApp:
     )
     app.state.services = services
     app.add_middleware(RouteNote)
+    install_certificate_batches(app, services)
     install_problem_handlers(app)
     install_offline_docs(app)
     install_openapi(app)

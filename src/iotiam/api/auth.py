@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.bootstrap import Services
@@ -31,5 +32,18 @@ def principal(request: Request) -> Principal:
         return wired.admin_tokens.authenticate(value)
 
 
-Caller = Annotated[Principal, Depends(principal)]
+async def known_principal(request: Request) -> Principal:
+    """``principal`` on the event loop for a token already authenticated here (no read,
+    no thread); anything else through ``principal`` on a thread (a read, or a refusal
+    to audit)."""
+    wired: Services = request.app.state.services
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        known = wired.admin_tokens.known(value)
+        if known is not None:
+            return known
+    return await run_in_threadpool(principal, request)
+
+
+Caller = Annotated[Principal, Depends(known_principal)]
 Wired = Annotated[Services, Depends(services)]

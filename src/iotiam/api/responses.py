@@ -206,3 +206,21 @@ class ReadinessOut(Out):
 
     status: str
     checks: dict[str, ReadinessCheckOut]
+
+
+class ImportRowOut(Out):
+    """One row of a bulk import: the device it registered, or why it did not."""
+
+    row: int
+    device: str | None
+    ok: bool
+    error: str | None
+
+
+class ImportOut(Out):
+    """A bulk import's answer: counts and one result per row, in row order."""
+
+    imported: int
+    failed: int
+    results: list[ImportRowOut]
+

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +33,10 @@ IMPORT_CHUNK = 5000
 #: (``Settings.max_body_bytes``, 1 MiB), so long rows make shorter requests, not a 413
 IMPORT_BYTES = 512 * 1024
 
+#: import requests in flight at once: the server reads and checks one batch while the
+#: database writes the other (one at a time, each waited for the other's round trips)
+IMPORT_IN_FLIGHT = 2
+
 #: sites listed in the report's table, the most populous first
 _SITES_SHOWN = 20
 
@@ -50,6 +56,38 @@ def import_requests(rows: list[tuple[int, dict[str, Any]]]) -> Iterator[list[dic
         size += length
     if chunk:
         yield chunk
+
+
+Chunk = list[dict[str, Any]]
+
+
+def import_in_flight(post: Callable[[Chunk], Any], chunks: Iterable[Chunk], *,
+                     in_flight: int = IMPORT_IN_FLIGHT) -> Iterator[tuple[Chunk, Any]]:
+    """Each chunk with its answer (``post(chunk)``), in the chunks' order, with up to
+    ``in_flight`` requests sent at once.
+
+    A chunk naming a device id that an unanswered chunk names waits for that answer: the
+    server judges each batch against what is stored, so a repeated id stays taken by its
+    first row in the file, as when the chunks go one after another. A failed request
+    raises here, in order, after the chunks before it were answered.
+    """
+    with ThreadPoolExecutor(max_workers=in_flight) as pool:
+        sent: deque[tuple[Chunk, set[str], Future[Any]]] = deque()
+        for chunk in chunks:
+            ids = _device_ids(chunk)
+            while sent and (len(sent) >= in_flight or any(ids & named for _, named, _ in sent)):
+                done, _, answer = sent.popleft()
+                yield done, answer.result()
+            sent.append((chunk, ids, pool.submit(post, chunk)))
+        while sent:
+            done, _, answer = sent.popleft()
+            yield done, answer.result()
+
+
+def _device_ids(chunk: Chunk) -> set[str]:
+    """The ids the rows name, as the server reads them (stripped)."""
+    named = (item["data"].get("id") for item in chunk if isinstance(item["data"], dict))
+    return {value.strip() for value in named if isinstance(value, str)}
 
 
 def register(app: typer.Typer) -> None:
@@ -206,8 +244,9 @@ def device_import(
     with Progress(TextColumn("importing"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeRemainingColumn(), console=errors, transient=True) as progress:
         task = progress.add_task("import", total=len(rows))
-        for chunk in import_requests(rows):
-            answer = client.post("/v1/devices/import", {"rows": chunk})
+        for chunk, answer in import_in_flight(
+                lambda chunk: client.post("/v1/devices/import", {"rows": chunk}),
+                import_requests(rows)):
             imported += answer["imported"]
             failures.extend(r for r in answer["results"] if not r["ok"])
             progress.advance(task, len(chunk))

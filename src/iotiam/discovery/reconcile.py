@@ -214,14 +214,14 @@ class Reconciler:
         """The hits, with those whose device or asset a stronger identifier of the same
         sighting contradicts turned into misses: two boxes with the vendor's default
         host name and their own MACs are two boxes."""
+        if _one_target(hits):
+            return hits  # a new thing, or a known box seen again with what it showed
         #: kind -> what its hits name: a target one of the sighting's own values of a
         #: kind names shows that value, so it cannot contradict the sighting on that kind
         named: dict[IdentifierKind, set[tuple[str | None, str | None]]] = {}
         for hit in hits:
             if hit.device or hit.asset:
                 named.setdefault(hit.kind, set()).add(_target(hit))
-        if not named:
-            return hits  # nothing named: nothing to contradict (every new thing)
         carried: dict[IdentifierKind, set[str]] = {}
         for hit in hits:
             carried.setdefault(hit.kind, set()).add(hit.key)
@@ -482,6 +482,27 @@ def _target(hit: _Hit) -> tuple[str | None, str | None]:
     return (hit.device.device_id if hit.device else None, hit.asset)
 
 
+def _one_target(hits: list[_Hit]) -> bool:
+    """Whether no hit can be contradicted: the hits that name something all name one
+    target, and every identifier a contradiction is judged on (``_CHECKED_KINDS``) names
+    it. Then each kind ``_uncontradicted`` would check reached that target through the
+    sighting's own value, which it shows. The usual sighting: a new thing (nothing
+    named), or a known box seen again."""
+    target: tuple[str | None, str | None] | None = None
+    for hit in hits:
+        if hit.device or hit.asset:
+            named = (hit.device.device_id if hit.device else None, hit.asset)
+            if target is None:
+                target = named
+            elif named != target:
+                return False
+        elif hit.kind in _CHECKED_KINDS:
+            # a value of a kind a box has one of that names nothing: the target may show
+            # another one
+            return target is None and all(not (h.device or h.asset) for h in hits)
+    return True
+
+
 def _host(name: str) -> str:
     """A host name's first label: a lease's ``cam-1`` is a PTR record's ``cam-1.lan``."""
     return name.partition(".")[0]
@@ -493,6 +514,8 @@ _ORDER = {kind: n for n, kind in enumerate(IdentifierKind)}
 _CHECKED = {kind: [k for k in _ONE_PER_BOX if _ORDER[k] < _ORDER[kind]]
             + (list(_CREDENTIALS) if kind in (HOSTNAME, IP) else [])
             for kind in IdentifierKind}
+#: every kind some hit may be contradicted on
+_CHECKED_KINDS = frozenset(k for kinds in _CHECKED.values() for k in kinds)
 
 #: what an asset shows of its newest sighting
 _ATTRIBUTES = ("site", "network", "ip", "mac", "hostname", "vendor", "model", "open_ports")

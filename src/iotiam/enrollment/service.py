@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from iotiam.audit.models import AuditDraft, AuditTag
+from iotiam.audit.models import AuditDraft, AuditTag, refused
 from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
 from iotiam.enrollment import proof
@@ -24,7 +24,7 @@ from iotiam.inventory.ports import visible_device
 from iotiam.kernel import ROOT_PATH, Principal, Role, Transactions
 from iotiam.pki.csr import parse_csr
 from iotiam.pki.keys import require_leaf_public_key
-from iotiam.pki.models import CertificateRecord, CertificateStatus
+from iotiam.pki.models import CertificateRecord, CertificateStatus, IssueRequest
 from iotiam.pki.ports import DeviceCertificates
 from iotiam.pki.profiles import get_profile
 
@@ -56,6 +56,10 @@ def mint_claim(
         secret_hash=_hash(secret), created_at=now, expires_at=now + ttl, created_by=created_by,
     )
     return token, f"{CLAIM_PREFIX}{token.id}_{secret}"
+
+
+#: who asks for a certificate, and what: a request ready to issue, alone or in a batch
+Issuance = tuple[Principal, IssueRequest]
 
 
 def device_principal(device: Device, via: str) -> Principal:
@@ -132,6 +136,14 @@ class Enrollment:
         self, device_id: str, presented: str, csr_der: bytes, label: str | None
     ) -> CertificateRecord:
         """RFC 7030 §3.2.3 / §4.2.1: HTTP Basic (device id, claim token) + a CSR."""
+        return self._pki.issue(*self.claim_issuance(device_id, presented, csr_der, label))
+
+    def claim_issuance(
+        self, device_id: str, presented: str, csr_der: bytes, label: str | None
+    ) -> Issuance:
+        """The checks of ``enroll_with_claim`` before issuance, and the request to issue
+        (the claim redeemed in its reservation, the enrollment audited with its outcome):
+        a caller that batches requests issues it with others (``api/issuance.py``)."""
         draft = AuditDraft(tag=AuditTag.ENROLLMENT_REFUSED, actor=f"est:{device_id[:128]}",
                            org_path=ROOT_PATH, subject=f"device:{device_id[:128]}",
                            details={"method": "claim"})
@@ -161,11 +173,10 @@ class Enrollment:
                     org_path=device.org_path, subject=f"device:{device.id}",
                     details={"method": "claim", "claim": token_id, "serial": record.serial_hex})
 
-            return self._pki.issue_certificate(
-                device_principal(device, "est"), device_id=device.id, csr_data=csr_der,
-                profile=profile.name if profile else None, fresh_key=True, on_reserve=redeem,
-                also_audit=enrolled,
-            )
+        return device_principal(device, "est"), IssueRequest(
+            device.id, csr_der, profile.name if profile else None, fresh_key=True,
+            on_reserve=redeem, also_audit=enrolled,
+            also_refused=lambda error: refused(draft, error))
 
     # -- EST simplereenroll ------------------------------------------------------------
 
@@ -173,6 +184,13 @@ class Enrollment:
         self, client_cert: x509.Certificate | None, csr_der: bytes, label: str | None
     ) -> CertificateRecord:
         """RFC 7030 §4.2.2: authenticated by the current certificate; same subject and SAN."""
+        return self._pki.issue(*self.reenroll_issuance(client_cert, csr_der, label))
+
+    def reenroll_issuance(
+        self, client_cert: x509.Certificate | None, csr_der: bytes, label: str | None
+    ) -> Issuance:
+        """The checks of ``reenroll`` before issuance, and the request to issue (the
+        renewal audited with its outcome, in the certificate's own transaction)."""
         subject_hint = (client_cert.subject.rfc4514_string()[:200] if client_cert
                         else "anonymous")
         draft = AuditDraft(tag=AuditTag.REENROLLMENT_REFUSED, actor=f"est:{subject_hint}",
@@ -187,20 +205,20 @@ class Enrollment:
                 device = uow.devices.get(current.device_id or "")
             if device is None:
                 raise NotFound("the device of this certificate no longer exists")
-            refused = refusal(device.id, device.state, Transport.REENROLL)
-            if refused is not None:
-                raise Conflict(refused)
+            blocked = refusal(device.id, device.state, Transport.REENROLL)
+            if blocked is not None:
+                raise Conflict(blocked)
             profile = get_profile(label).name if label else current.profile
-            record = self._pki.issue_certificate(
-                device_principal(device, "est"), device_id=device.id, csr_data=csr_der,
-                profile=profile,
-            )
-        self._audit.record(AuditDraft(
-            tag=AuditTag.REENROLLMENT_SUCCEEDED, actor=f"est:{device.id}",
-            org_path=device.org_path, subject=f"device:{device.id}",
-            details={"previous": current.serial_hex, "serial": record.serial_hex},
-        ))
-        return record
+
+        def renewed(record: CertificateRecord) -> AuditDraft:
+            return AuditDraft(
+                tag=AuditTag.REENROLLMENT_SUCCEEDED, actor=f"est:{device.id}",
+                org_path=device.org_path, subject=f"device:{device.id}",
+                details={"previous": current.serial_hex, "serial": record.serial_hex})
+
+        return device_principal(device, "est"), IssueRequest(
+            device.id, csr_der, profile, also_audit=renewed,
+            also_refused=lambda error: refused(draft, error))
 
     # -- recovery inside the grace window ----------------------------------------------
 

@@ -5,9 +5,10 @@ tricks; the domains never import this package, nor does anything but ``bootstrap
 
 - ``batching``: group commit. One combiner (on threads, or on an event loop with a
   worker thread) decides when to call a domain's plain batch use case:
-  ``CertificateIssuance.issue_many`` (through ``Pki``'s ``batching``) and
-  ``AuthorizationServer.issue_tokens`` (for ``api/oauth_token_path.py``, built by
-  ``bootstrap.token_batches``).
+  ``CertificateIssuance.issue_many`` (through ``Pki``'s ``batching``, and for the API's
+  coroutines through ``Pki.issue_batch``, built by ``bootstrap.certificate_batches``
+  for ``api/issuance.py``) and ``AuthorizationServer.issue_tokens`` (for
+  ``api/oauth_token_path.py``, built by ``bootstrap.token_batches``).
 - ``leaf_encoding``: ``DirectLeafSigner``, a ``pki.ports.LeafSigner`` joining the leaf
   certificate's DER itself, checked at start-up against ``pki.leaf_builder.LeafBuilder``.
 - ``signature_helper``: ``HelperProofChecks``, a ``pki.ports.ProofChecks`` checking part

@@ -22,7 +22,6 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -42,6 +41,7 @@ from iotiam.pki.models import (
     CertificateProfile,
     CertificateRecord,
     CertificateStatus,
+    IssueRequest,
     PkiConfig,
     SerialInUse,
 )
@@ -56,30 +56,9 @@ from iotiam.pki.ports import (
 from iotiam.pki.profiles import get_profile
 from iotiam.pki.signer import SigningCa
 
-#: Runs inside the reservation transaction with the device being certified (e.g. to
-#: redeem a claim token atomically with the reservation). A hook that refuses must
-#: raise before it writes: a batch shares the transaction with other requests. It sees
-#: the transaction as its caller's own unit of work (``ports.DeviceCertificates``; the
-#: SQL unit of work is every domain's), which this module does not name.
-ReservationHook = Callable[[Any, Device], None]
-
 #: how a bug met by one request of a batch names that request in its error
 _ONE = "a certificate request"
 SERIAL_RETRIES = 3
-
-
-@dataclass(frozen=True)
-class IssueRequest:
-    """One certificate wanted for one device."""
-
-    device_id: str
-    csr_data: bytes
-    profile: str | None = None
-    #: also refuse a key this device already has (first contact: a known key is a replay)
-    fresh_key: bool = False
-    on_reserve: ReservationHook | None = None
-    #: another audit record to commit with the certificate (e.g. the enrollment it ends)
-    also_audit: Callable[[CertificateRecord], AuditDraft] | None = None
 
 
 #: a batch of certificate requests, each with its actor, to the result of each in order
@@ -454,8 +433,12 @@ class CertificateIssuance:
                 ))
                 if request.also_audit is not None:
                     drafts.append(request.also_audit(record))
-            drafts += [_refusal(*items[index], result)
-                       for index, result in enumerate(results) if isinstance(result, IamError)]
+            for index, result in enumerate(results):
+                if isinstance(result, IamError):
+                    actor, request = items[index]
+                    drafts.append(_refusal(actor, request, result))
+                    if request.also_refused is not None:
+                        drafts.append(request.also_refused(result))
             self._audit.append_many(uow, drafts)
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from cryptography import x509
 
-from iotiam.errors import Conflict, InvalidInput
+from iotiam.audit.models import AuditDraft
+from iotiam.errors import Conflict, IamError, InvalidInput
+from iotiam.inventory.models import Device
 
 
 class KeyAlgorithm(enum.StrEnum):
@@ -179,3 +182,28 @@ class PkiConfig:
     ocsp_validity: timedelta = timedelta(hours=1)
     # leaf notBefore is backdated a little for devices with skewed clocks
     backdate: timedelta = timedelta(minutes=5)
+
+
+#: Runs inside the reservation transaction with the device being certified (e.g. to
+#: redeem a claim token atomically with the reservation). A hook that refuses must
+#: raise before it writes: a batch shares the transaction with other requests. It sees
+#: the transaction as its caller's own unit of work (``ports.DeviceCertificates``; the
+#: SQL unit of work is every domain's), which this module does not name.
+ReservationHook = Callable[[Any, Device], None]
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    """One certificate wanted for one device."""
+
+    device_id: str
+    csr_data: bytes
+    profile: str | None = None
+    #: also refuse a key this device already has (first contact: a known key is a replay)
+    fresh_key: bool = False
+    on_reserve: ReservationHook | None = None
+    #: another audit record to commit with the certificate (e.g. the enrollment it ends)
+    also_audit: Callable[[CertificateRecord], AuditDraft] | None = None
+    #: another audit record to commit if this request is refused (e.g. the enrollment
+    #: it was for), in the same transaction as the refusal's own
+    also_refused: Callable[[IamError], AuditDraft] | None = None

@@ -23,6 +23,7 @@ from iotiam.pki.models import (
     CertificateProfile,
     CertificateRecord,
     CertificateStatus,
+    IssueRequest,
     Revocation,
     RevocationReason,
 )
@@ -283,6 +284,11 @@ class DeviceCertificates(Protocol[CallerUnitOfWork_co]):
         """Certify a device's key; ``on_reserve`` runs inside the reservation transaction
         (a refusing hook raises before it writes), ``also_audit`` commits with the
         certificate."""
+        ...
+
+    def issue(self, actor: Principal, request: IssueRequest) -> CertificateRecord:
+        """Certify one request (``IssueRequest``: its hooks and audit records included);
+        raises the error refusing it."""
         ...
 
     def check_issuable(

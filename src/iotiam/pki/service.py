@@ -26,8 +26,6 @@ from iotiam.pki.csr import validate_csr
 from iotiam.pki.issuing import (
     CertificateIssuance,
     IssueBatch,
-    IssueRequest,
-    ReservationHook,
     device_identity,
     public_key_sha256,
 )
@@ -35,7 +33,9 @@ from iotiam.pki.leaf_builder import LeafBuilder
 from iotiam.pki.models import (
     CertificateRecord,
     CertificateStatus,
+    IssueRequest,
     PkiConfig,
+    ReservationHook,
     RevocationReason,
     parse_serial,
     serial_hex,
@@ -162,6 +162,7 @@ class Pki:
         fresh_key: bool = False,
         on_reserve: ReservationHook | None = None,
         also_audit: Callable[[CertificateRecord], AuditDraft] | None = None,
+        also_refused: Callable[[IamError], AuditDraft] | None = None,
     ) -> CertificateRecord:
         """Certify a device's key; the name comes from the inventory, the key from the CSR.
 
@@ -170,7 +171,11 @@ class Pki:
         known key means a replayed request). ``on_reserve`` runs inside the reservation
         transaction (e.g. to redeem a claim token atomically with it).
         """
-        request = IssueRequest(device_id, csr_data, profile, fresh_key, on_reserve, also_audit)
+        return self.issue(actor, IssueRequest(device_id, csr_data, profile, fresh_key,
+                                              on_reserve, also_audit, also_refused))
+
+    def issue(self, actor: Principal, request: IssueRequest) -> CertificateRecord:
+        """``issue_certificate`` with the request spelled as a value."""
         (result,) = self._issue([(actor, request)])
         if isinstance(result, IamError):
             raise result
@@ -181,6 +186,13 @@ class Pki:
     ) -> list[CertificateRecord | IamError]:
         """Certify many keys in two transactions; a refused request yields its error."""
         return self._issue([(actor, request) for request in requests])
+
+    def issue_batch(self, items: Sequence[tuple[Principal, IssueRequest]]
+                    ) -> list[CertificateRecord | IamError]:
+        """One batch as it comes, each request with its own actor, in two transactions,
+        not combined with other callers': for a combiner that gathers requests itself
+        (the API's, ``bootstrap.certificate_batches``)."""
+        return self._issuance.issue_many(items)
 
     def check_issuable(
         self, csr: x509.CertificateSigningRequest, device: Device, device_type: DeviceType,

@@ -20,7 +20,7 @@ from iotiam.discovery.models import (
     IdentifierKind,
     Sighting,
 )
-from iotiam.storage.rows import under_path
+from iotiam.storage.rows import one_of, under_path
 from iotiam.storage.tables import discovery as t
 
 #: rows per page of the streamed reads
@@ -198,15 +198,12 @@ class SqlDiscoveryReads:
     def devices_seen(self, *, org_path: str, device_ids: Sequence[str]) -> list[DeviceSeen]:
         """What the sources saw of these devices under ``org_path``, by device id."""
         p = t.presence.c
-        found: list[DeviceSeen] = []
-        wanted = sorted(set(device_ids))
-        for start in range(0, len(wanted), IN_CHUNK):
-            rows = self._conn.execute(
-                select(t.presence).where(under_path(p.org_path, org_path),
-                                         p.device_id.in_(wanted[start:start + IN_CHUNK]))
-                .order_by(p.device_id))
-            found.extend(presence_of(row).seen() for row in rows)
-        return found
+        # the ids as one parameter: a risk refresh asks for a whole import batch
+        rows = self._conn.execute(
+            select(t.presence).where(under_path(p.org_path, org_path),
+                                     one_of(self._conn, p.device_id, sorted(set(device_ids))))
+            .order_by(p.device_id))
+        return [presence_of(row).seen() for row in rows]
 
     def credentials_seen(self, *, org_path: str,
                          keys: Sequence[tuple[IdentifierKind, str]]) -> list[CredentialSeen]:

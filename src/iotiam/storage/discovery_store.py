@@ -16,7 +16,7 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Float, Integer, LargeBinary, Table
+from sqlalchemy import Connection
 
 from iotiam.discovery.models import (
     Binding,
@@ -26,6 +26,7 @@ from iotiam.discovery.models import (
 )
 from iotiam.discovery.ports import SightingRow
 from iotiam.storage.discovery_reads import SqlDiscoveryReads, asset_of, presence_of
+from iotiam.storage.raw import BulkInsert, bulk_upsert
 from iotiam.storage.tables import discovery as t
 
 #: values per ``IN (...)`` on SQLite (its limit is 32766 parameters)
@@ -63,51 +64,6 @@ _PRESENCE_WHERE = (f"SELECT {', '.join(_PRESENCE_COLUMNS)} "  # noqa: S608
                    "FROM discovery_presence WHERE {in}")
 
 
-def _pg_type(table: Table, column: str) -> str:
-    kind = table.c[column].type
-    if isinstance(kind, LargeBinary):
-        return "bytea"
-    if isinstance(kind, Float):
-        return "float8"
-    if isinstance(kind, BigInteger):
-        return "int8"
-    if isinstance(kind, Integer):
-        return "int4"
-    return "text"
-
-
-class BulkInsert:
-    """One ``INSERT`` of many rows, written once for each backend."""
-
-    def __init__(self, table: Table, columns: Sequence[str], conflict: str) -> None:
-        self.columns = tuple(columns)
-        names = ", ".join(self.columns)
-        self.sqlite = (f"INSERT INTO {table.name} ({names}) VALUES "  # noqa: S608
-                       f"({', '.join('?' for _ in self.columns)}) {conflict}")
-        arrays = ", ".join(f"%s::{_pg_type(table, c)}[]" for c in self.columns)
-        self.postgresql = (f"INSERT INTO {table.name} ({names}) "  # noqa: S608
-                           f"SELECT * FROM unnest({arrays}) {conflict}")
-
-    def run(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
-        """Insert ``rows`` (tuples in ``columns`` order); how many rows were written."""
-        if not rows:
-            return 0
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            if conn.dialect.name == "sqlite":
-                cursor.executemany(self.sqlite, rows)
-            else:
-                cursor.execute(self.postgresql, [list(c) for c in zip(*rows, strict=True)])
-            return int(cursor.rowcount)
-        finally:
-            cursor.close()
-
-
-def _upsert(table: Table, columns: Sequence[str], key: Sequence[str]) -> BulkInsert:
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
-    return BulkInsert(table, columns, f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}")
-
-
 _CLAIM_PG = ("INSERT INTO discovery_sighting_digests (digest) SELECT unnest(%s::bytea[]) "
              "ON CONFLICT DO NOTHING RETURNING digest")
 _CLAIM_SQLITE_STAGE = ("CREATE TEMP TABLE IF NOT EXISTS discovery_claimed "
@@ -119,9 +75,9 @@ _CLAIM_SQLITE_MOVE = ("INSERT INTO discovery_sighting_digests (digest) SELECT di
                       "RETURNING digest")
 _CLAIM_SQLITE_EMPTY = "DELETE FROM temp.discovery_claimed"
 _ADD_SIGHTINGS = BulkInsert(t.sightings, _SIGHTING_COLUMNS, "ON CONFLICT (digest) DO NOTHING")
-_SAVE_ASSETS = _upsert(t.assets, _ASSET_COLUMNS, ("id",))
-_SAVE_BINDINGS = _upsert(t.bindings, _BINDING_COLUMNS, ("kind", "value", "org_path"))
-_SAVE_PRESENCE = _upsert(t.presence, _PRESENCE_COLUMNS, ("device_id",))
+_SAVE_ASSETS = bulk_upsert(t.assets, _ASSET_COLUMNS, ("id",))
+_SAVE_BINDINGS = bulk_upsert(t.bindings, _BINDING_COLUMNS, ("kind", "value", "org_path"))
+_SAVE_PRESENCE = bulk_upsert(t.presence, _PRESENCE_COLUMNS, ("device_id",))
 
 
 def _ports(ports: tuple[int, ...]) -> str | None:

@@ -262,9 +262,11 @@ class SqlDeviceStore:
         if not devices:
             return set()
         raw = RawSql(self._c)
-        rows = [(d.id, d.type_name, d.org_unit_id, d.org_path, str(d.state), d.site,
-                 d.location, dump_json(d.attributes), raw.when(d.created_at),
-                 raw.when(d.updated_at)) for d in devices]
+        # a batch's devices share their instants: each converted once
+        when = functools.cache(raw.when)
+        rows = [(d.id, d.type_name, d.org_unit_id, d.org_path, d.state.value, d.site,
+                 d.location, dump_json(d.attributes), when(d.created_at),
+                 when(d.updated_at)) for d in devices]
         dbapi = self._c.dialect.loaded_dbapi
         cursor = self._c.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         written: set[str] = set()

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import BigInteger, Boolean, Connection, DateTime, Float, Integer, LargeBinary, Table
 from sqlalchemy.exc import DBAPIError
 
 # SQLAlchemy's SQLite DATETIME format: what the Core path writes and reads back
@@ -193,3 +193,64 @@ def select_sql(table: str, columns: tuple[str, ...], where: str) -> str:
     """``SELECT <columns> FROM <table> WHERE <where>``."""
     # only ever called with this package's own constant names, never with input
     return f"SELECT {', '.join(columns)} FROM {table} WHERE {where}"  # noqa: S608
+
+
+def _pg_type(table: Table, column: str) -> str:
+    kind = table.c[column].type
+    if isinstance(kind, LargeBinary):
+        return "bytea"
+    if isinstance(kind, Float):
+        return "float8"
+    if isinstance(kind, BigInteger):
+        return "int8"
+    if isinstance(kind, Integer):
+        return "int4"
+    if isinstance(kind, Boolean):
+        return "bool"
+    if isinstance(getattr(kind, "impl", kind), DateTime):  # ``UtcDateTime``: naive UTC
+        return "timestamp"
+    return "text"
+
+
+class BulkInsert:
+    """One ``INSERT`` of many rows, written once for each backend: ``executemany`` of one
+    prepared statement on SQLite, one ``INSERT ... SELECT FROM unnest(<column arrays>)``
+    on PostgreSQL (one statement for the server to plan and run, not one per row)."""
+
+    def __init__(self, table: Table, columns: Sequence[str], conflict: str) -> None:
+        self.columns = tuple(columns)
+        names = ", ".join(self.columns)
+        self.sqlite = (f"INSERT INTO {table.name} ({names}) VALUES "  # noqa: S608
+                       f"({', '.join('?' for _ in self.columns)}) {conflict}")
+        arrays = ", ".join(f"%s::{_pg_type(table, c)}[]" for c in self.columns)
+        self.postgresql = (f"INSERT INTO {table.name} ({names}) "  # noqa: S608
+                           f"SELECT * FROM unnest({arrays}) {conflict}")
+
+    def run(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Insert ``rows`` (tuples in ``columns`` order); how many rows were written.
+
+        On PostgreSQL no two rows may share the conflict key (``DO UPDATE`` cannot touch
+        a row twice in one statement): the caller keeps one per key.
+        """
+        if not rows:
+            return 0
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        dbapi = conn.dialect.loaded_dbapi
+        try:
+            if conn.dialect.name == "sqlite":
+                cursor.executemany(self.sqlite, rows)
+            else:
+                cursor.execute(self.postgresql, [list(c) for c in zip(*rows, strict=True)])
+            return int(cursor.rowcount)
+        except dbapi.Error as e:
+            # the same IntegrityError / DataError Core would raise (storage/database.py)
+            raise DBAPIError.instance(self.sqlite, None, e, dbapi.Error) from e
+        finally:
+            cursor.close()
+
+
+def bulk_upsert(table: Table, columns: Sequence[str], key: Sequence[str]) -> BulkInsert:
+    """A :class:`BulkInsert` replacing the other columns of a row whose ``key`` exists."""
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    return BulkInsert(table, columns, f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}")
+

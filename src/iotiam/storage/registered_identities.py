@@ -1,7 +1,7 @@
 """``RegisteredIdentities`` in SQL: which registered device a batch of identifier values
 belongs to, one indexed query per kind (certificates by fingerprint or issuer and
 serial, PSKs by identity, devices by id or by their ``mac``/``hostname``/``ip``
-attribute through the expression indexes of migration 0016)."""
+attribute through the expression indexes of migrations 0016 and 0023)."""
 
 from __future__ import annotations
 
@@ -18,18 +18,35 @@ from iotiam.storage.discovery_store import IN_CHUNK
 from iotiam.storage.tables import discovery as discovery_tables
 
 K = IdentifierKind
-#: the indexed expression of each device attribute (as migration 0016 wrote it)
+#: a device attribute, lower-cased (as migrations 0016 and 0023 wrote it)
 _ATTRIBUTE_SQL = {
     "sqlite": "lower(json_extract(attributes, '$.{name}'))",
     "postgresql": "lower((attributes::json) ->> '{name}')",
 }
+#: the indexed expression of each attribute: one spelling of what an admin may have
+#: written (a MAC as ``aa:bb:..``, ``aa-bb-..``, ``aabb..`` or ``aabb.ccdd.eeff``, a host
+#: name with its trailing dot), so a value is one index probe (migration 0023)
+_SPELLED_SQL = {
+    K.MAC: "replace(replace(replace({attribute}, ':', ''), '-', ''), '.', '')",
+    K.HOSTNAME: "rtrim({attribute}, '.')",
+    K.IP: "{attribute}",
+}
 assert set(discovery_tables.DEVICE_ATTRIBUTES) == {"mac", "hostname", "ip"}
 
 
-def _mac_spellings(mac: str) -> list[str]:
-    """How an admin may have written a MAC attribute (lower-cased by the index)."""
-    bare = mac.replace(":", "")
-    return [mac, mac.replace(":", "-"), bare, f"{bare[:4]}.{bare[4:8]}.{bare[8:]}"]
+def spelled_expression(dialect: str, kind: IdentifierKind) -> str:
+    """The indexed expression of the device attribute ``kind`` on ``dialect``."""
+    return _SPELLED_SQL[kind].format(attribute=_ATTRIBUTE_SQL[dialect].format(name=kind))
+
+
+def _spelled(kind: IdentifierKind, value: str) -> str:
+    """A sighting's value as the attribute's index spells it (``normalize_mac`` leaves
+    colons, ``normalize_hostname`` no trailing dot; an address is ``site|ip``)."""
+    if kind is K.MAC:
+        return value.replace(":", "")
+    if kind is K.IP:
+        return value.rpartition("|")[2]
+    return value
 
 
 @functools.lru_cache(maxsize=64)
@@ -133,17 +150,10 @@ class SqlRegisteredIdentities:
 
     def _by_attribute(self, kind: IdentifierKind, values: Sequence[str], scope: list[Any]
                       ) -> dict[str, RegisteredDevice]:
-        spelled: dict[str, str] = {}  # a spelling an admin may have used -> the value
+        # the indexed spelling -> the value (an address: the same for every site)
+        spelled = {_spelled(kind, value): value for value in values}
         wanted = set(values)
-        for value in values:
-            if kind is K.IP:
-                address = value.rpartition("|")[2]
-                spelled[address] = address
-            elif kind is K.MAC:
-                spelled |= {spelling: value for spelling in _mac_spellings(value)}
-            else:
-                spelled |= {value: value, f"{value}.": value}
-        expression = _ATTRIBUTE_SQL["postgresql" if self._pg else "sqlite"].format(name=kind)
+        expression = spelled_expression("postgresql" if self._pg else "sqlite", kind)
         # a decommissioned device holds no address any more: its old one is someone else's
         live = " AND state <> 'decommissioned'" if kind is K.IP else ""
         found: dict[str, RegisteredDevice] = {}

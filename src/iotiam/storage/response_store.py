@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType, Severity
 from iotiam.inventory.models import DeviceState
 from iotiam.response.models import Action, Mitigation, StoredFinding, TrustFactor, TrustScore
-from iotiam.storage.raw import ByIds, RawSql, RawStatement, utc_required
+from iotiam.storage.raw import ByIds, RawSql, bulk_upsert, utc_required
 from iotiam.storage.rows import dump_json, load_json, one_of, under_path
 from iotiam.storage.tables import inventory
 from iotiam.storage.tables import response as t
@@ -24,13 +25,9 @@ CHUNK = 500
 
 _TRUST_OF = ByIds("SELECT device_id, score, firmware_compliant, factors, computed_at "
                   "FROM device_trust WHERE device_id {ids}")
-# one upsert for both dialects, executed for a whole batch of scores
-_PUT_TRUST = RawStatement(
-    "INSERT INTO device_trust (device_id, score, firmware_compliant, factors, computed_at) "
-    "VALUES (:device_id, :score, :firmware_compliant, :factors, :computed_at) "
-    "ON CONFLICT (device_id) DO UPDATE SET score = excluded.score, "
-    "firmware_compliant = excluded.firmware_compliant, factors = excluded.factors, "
-    "computed_at = excluded.computed_at")
+# one statement for a whole batch of scores
+_PUT_TRUST = bulk_upsert(t.device_trust, ("device_id", "score", "firmware_compliant",
+                                          "factors", "computed_at"), ("device_id",))
 
 
 class SqlFindingStore:
@@ -253,7 +250,9 @@ class SqlTrustStore:
         if not scores:
             return
         raw = RawSql(self._c)
-        rows = []
+        when = functools.cache(raw.when)
+        #: one row per device, the last score given for it (as one upsert after another)
+        rows: dict[str, tuple[Any, ...]] = {}
         #: each distinct list of factors encoded once (a batch's are mostly alike)
         encoded: dict[tuple[TrustFactor, ...], str] = {}
         for score in scores:
@@ -261,10 +260,9 @@ class SqlTrustStore:
             key = tuple(score.factors)
             if (factors := encoded.get(key)) is None:
                 factors = encoded[key] = dump_json([f.to_json() for f in key])
-            rows.append({"device_id": score.device_id, "score": score.score,
-                         "firmware_compliant": score.firmware_compliant,
-                         "factors": factors, "computed_at": raw.when(score.computed_at)})
-        raw.change_many(_PUT_TRUST, rows)
+            rows[score.device_id] = (score.device_id, score.score, score.firmware_compliant,
+                                     factors, when(score.computed_at))
+        _PUT_TRUST.run(self._c, list(rows.values()))
 
     def touch_devices(self, device_ids: Sequence[str], at: datetime) -> None:
         """Move the devices' ``updated_at``."""

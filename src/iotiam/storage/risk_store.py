@@ -50,7 +50,7 @@ from iotiam.risk.models import (
 )
 from iotiam.risk.ports import Cursor
 from iotiam.storage.raw import ByIds, RawSql, RawStatement
-from iotiam.storage.rows import dump_json, load_json, under_path
+from iotiam.storage.rows import dump_json, load_json, one_of, under_path
 from iotiam.storage.tables import risk as t
 
 #: ids per ``IN`` list
@@ -186,12 +186,11 @@ class SqlRiskStore:
 
     def remove_for_devices(self, device_ids: Sequence[str]) -> int:
         """Delete the entries these devices hold."""
-        removed = 0
-        for start in range(0, len(device_ids), CHUNK):
-            chunk = list(device_ids[start:start + CHUNK])
-            removed += self.remove_entries([r[0] for r in self._c.execute(
-                select(_E.c.id).where(_E.c.holder.in_(chunk)))])
-        return removed
+        if not device_ids:
+            return 0
+        # the ids as one parameter: a risk refresh names a whole import batch
+        return self.remove_entries([r[0] for r in self._c.execute(
+            select(_E.c.id).where(one_of(self._c, _E.c.holder, device_ids)))])
 
     def remove_entries(self, entry_ids: Sequence[str]) -> int:
         """Delete these entries, keeping the counters by what went."""

@@ -182,13 +182,13 @@ def key_from_public(public_key: PublicKeyTypes) -> Key | None:
     return None
 
 
-def public_key_set(value: Any) -> list[Key]:
-    """Parse a client's registered JWKS: public asymmetric keys only."""
+def public_key_set(value: Any, *, max_keys: int = 10) -> list[Key]:
+    """Parse a client's registered JWKS (or a provider's): public asymmetric keys only."""
     check_depth(value, what="jwks", max_depth=JWKS_MAX_DEPTH)
     if not isinstance(value, dict) or not isinstance(value.get("keys"), list):
         raise InvalidInput("jwks must be a JSON object with a 'keys' list")
-    if not value["keys"] or len(value["keys"]) > 10:
-        raise InvalidInput("jwks must hold 1-10 keys")
+    if not value["keys"] or len(value["keys"]) > max_keys:
+        raise InvalidInput(f"jwks must hold 1-{max_keys} keys")
     for item in value["keys"]:
         if not isinstance(item, dict):
             raise InvalidInput("every jwks entry must be a JSON object")

@@ -45,7 +45,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -58,6 +58,9 @@ from iotiam.tokens import jws
 from iotiam.tokens.client_auth import x5t_s256
 from iotiam.tokens.models import ACCESS_TOKEN_TYP, SIGNING_ALGORITHM
 from iotiam.untrusted import load_json
+
+if TYPE_CHECKING:  # imported where used: resource servers load this module cheaply
+    import httpx
 
 JwksSource = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
 #: a client certificate as httpx took it: a PEM file with the key, ``(cert, key)`` or
@@ -268,8 +271,11 @@ class RemoteJwks:
     """A JWKS fetched over HTTPS and cached; an unknown kid refetches (rate limited)."""
 
     def __init__(self, url: str, *, verify: ssl.SSLContext | str | bool = True,
-                 min_refetch: float = 10.0, timeout: float = 5.0) -> None:
+                 min_refetch: float = 10.0, timeout: float = 5.0,
+                 client: httpx.Client | None = None) -> None:
         self._url = url
+        #: a caller's own client (its TLS trust, its transport); else one request each
+        self._client = client
         self._verify = client_tls_context(verify)
         self._min_refetch = min_refetch
         self._timeout = timeout
@@ -288,7 +294,8 @@ class RemoteJwks:
         import httpx
 
         try:
-            response = httpx.get(self._url, verify=self._verify, timeout=self._timeout)
+            response = (self._client.get(self._url) if self._client is not None else
+                        httpx.get(self._url, verify=self._verify, timeout=self._timeout))
             response.raise_for_status()
             body = load_json(response.content, what="the issuer's JWKS")
         except (httpx.HTTPError, InvalidInput) as e:

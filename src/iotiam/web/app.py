@@ -17,8 +17,8 @@ from iotiam.bootstrap import Services
 from iotiam.errors import IamError
 from iotiam.local_keys import console_session_key
 from iotiam.web.console import PREFIX, SignInNeeded, render, signed_in
-from iotiam.web.pages import audit, devices, findings, overview, risk, sign_in
-from iotiam.web.sessions import Sessions
+from iotiam.web.pages import audit, devices, findings, oidc, overview, risk, sign_in
+from iotiam.web.sessions import CookieSealer, Sessions
 
 STATIC = Path(__file__).with_name("static")
 
@@ -63,12 +63,15 @@ def create_console_app(services: Services) -> ASGIApp:
     """The console's pages, its sign-in and its static assets."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
-    app.state.sessions = sessions = Sessions(console_session_key(services.settings),
-                                             services.clock)
+    key = console_session_key(services.settings)
+    app.state.sessions = sessions = Sessions(key, services.clock)
     sign_in.register(sessions, services)
+    if services.sso is not None:
+        oidc.register(sessions, services.sso)
+    app.state.oidc_flow = CookieSealer(key, oidc.FLOW_PURPOSE)
     _install_error_pages(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (sign_in, overview, devices, risk, findings, audit):
+    for module in (sign_in, oidc, overview, devices, risk, findings, audit):
         app.include_router(module.router)
     return SecurityHeaders(app)
 

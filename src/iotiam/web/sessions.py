@@ -1,9 +1,10 @@
 """Console sessions: who is signed in, carried in an encrypted cookie.
 
-A session is opened by a sign-in method (today the admin token, ``sign_in.py``; an
-OpenID Connect callback is the second one foreseen) through :meth:`Sessions.open`, which
-takes the principal the method proved and the method's name. Nothing else about the
-method is stored, so a new method needs no change here.
+A session is opened by a sign-in method (the admin token, ``pages/sign_in.py``; an
+OpenID Connect provider, ``pages/oidc.py``) through :meth:`Sessions.open`, which takes
+the principal the method proved, the method's name and a few strings the method wants
+back when it re-checks the session (``detail``: the OIDC subject and the group that
+granted the role). A new method needs no change here.
 
 The cookie is AES-256-GCM over a small JSON value with a key kept in the data directory
 (``local_keys.console_session_key``): no session table, and every ``serve`` worker and
@@ -19,9 +20,10 @@ import binascii
 import hmac
 import json
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -50,6 +52,8 @@ class Session:
     csrf: str
     opened_at: float
     seen_at: float
+    #: what the sign-in method keeps to re-check the session (and to audit who it was)
+    detail: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def actor(self) -> str:
@@ -66,7 +70,7 @@ class Sessions:
 
     def __init__(self, key: bytes, clock: Clock,
                  revalidators: dict[str, Revalidator] | None = None) -> None:
-        self._aead = AESGCM(key)
+        self._sealer = CookieSealer(key, _AAD)
         self._clock = clock
         self._revalidators = dict(revalidators or {})
 
@@ -74,23 +78,25 @@ class Sessions:
         """Accept sessions opened by sign-in method ``via``, re-checked by ``revalidate``."""
         self._revalidators[via] = revalidate
 
-    def open(self, principal: Principal, via: str) -> Session:
+    def open(self, principal: Principal, via: str,
+             detail: Mapping[str, str] | None = None) -> Session:
         """A new session for a principal a sign-in method has just proved."""
         if via not in self._revalidators:
             raise ValueError(f"sign-in method {via!r} is not registered")
         now = self._clock.now().timestamp()
         return Session(principal=principal, via=via, csrf=secrets.token_urlsafe(32),
-                       opened_at=now, seen_at=now)
+                       opened_at=now, seen_at=now, detail=dict(detail or {}))
 
     def seal(self, session: Session) -> str:
         """The cookie value of a session."""
         p = session.principal
-        plain = json.dumps({
+        value: dict[str, object] = {
             "n": p.name, "r": str(p.role), "o": p.org_unit_id, "p": p.org_path,
             "t": p.token_id, "v": session.via, "c": session.csrf,
-            "a": session.opened_at, "s": session.seen_at}, separators=(",", ":")).encode()
-        nonce = secrets.token_bytes(12)
-        return base64.urlsafe_b64encode(nonce + self._aead.encrypt(nonce, plain, _AAD)).decode()
+            "a": session.opened_at, "s": session.seen_at}
+        if session.detail:
+            value["d"] = dict(session.detail)
+        return self._sealer.seal(value)
 
     def resume(self, cookie: str | None) -> Session:
         """The session in a cookie, refreshed; Unauthenticated if absent, forged, idle
@@ -110,17 +116,46 @@ class Sessions:
         return replace(session, principal=principal, seen_at=now)
 
     def _unseal(self, cookie: str) -> Session:
+        data = self._sealer.unseal(cookie)
+        if data is None:
+            raise Unauthenticated("the session cookie is not one this server issued")
         try:
-            raw = base64.urlsafe_b64decode(cookie.encode("ascii"))
-            plain = self._aead.decrypt(raw[:12], raw[12:], _AAD)
-            data = json.loads(plain)
             principal = Principal(name=data["n"], role=Role(data["r"]), org_unit_id=data["o"],
                                   org_path=data["p"], token_id=data["t"])
+            detail = data.get("d") or {}
+            if not isinstance(detail, dict):
+                raise TypeError("detail")
             return Session(principal=principal, via=data["v"], csrf=data["c"],
-                           opened_at=float(data["a"]), seen_at=float(data["s"]))
-        except (ValueError, KeyError, TypeError, InvalidTag, binascii.Error,
-                UnicodeEncodeError) as e:
+                           opened_at=float(data["a"]), seen_at=float(data["s"]),
+                           detail={str(k): str(v) for k, v in detail.items()})
+        except (ValueError, KeyError, TypeError) as e:
             raise Unauthenticated("the session cookie is not one this server issued") from e
+
+
+class CookieSealer:
+    """A JSON object sealed with AES-256-GCM for a cookie; ``purpose`` (the associated
+    data) keeps one kind of cookie from being replayed as another."""
+
+    def __init__(self, key: bytes, purpose: bytes) -> None:
+        self._aead = AESGCM(key)
+        self._purpose = purpose
+
+    def seal(self, value: Mapping[str, object]) -> str:
+        """The cookie value of ``value``."""
+        plain = json.dumps(value, separators=(",", ":")).encode()
+        nonce = secrets.token_bytes(12)
+        sealed = nonce + self._aead.encrypt(nonce, plain, self._purpose)
+        return base64.urlsafe_b64encode(sealed).decode()
+
+    def unseal(self, cookie: str) -> dict[str, Any] | None:
+        """The object a cookie holds, or None if this server did not seal it (for this
+        purpose) or it was altered."""
+        try:
+            raw = base64.urlsafe_b64decode(cookie.encode("ascii"))
+            data = json.loads(self._aead.decrypt(raw[:12], raw[12:], self._purpose))
+        except (ValueError, InvalidTag, binascii.Error, UnicodeEncodeError):
+            return None
+        return data if isinstance(data, dict) else None
 
 
 def csrf_matches(session: Session, presented: str | None) -> bool:

@@ -14,6 +14,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from conftest import Installation
+from iotiam.admin.service import AdminTokens
+from iotiam.changes import AdminTokenRevoked, Published
+from iotiam.errors import Unauthenticated
 from iotiam.storage.tables.admin import admin_tokens
 
 CHALLENGE = 'Bearer realm="iotiam"'
@@ -197,3 +200,42 @@ def test_auth_fail_every_endpoint_needs_a_token(installation: Installation, meth
     answer = getattr(bare_client(installation), method)(path)
     assert_unauthenticated(answer, "Authorization: Bearer")
     assert row_counts(installation) == before
+
+
+def test_token_fail_kept_token_revoked_through_the_feed(installation: Installation) -> None:
+    """A process keeps the tokens it authenticated and drops one when the change feed
+    delivers its ``AdminTokenRevoked``, whoever revoked it."""
+    created = create(installation)
+    services = installation.services
+    kept = services.admin_tokens
+    assert kept.authenticate(created["token"]).name == "token:ci"
+    assert kept.known(created["token"]) is not None
+    # not through ``kept``: only the feed can tell it (as it tells the other processes)
+    other = AdminTokens(services.database, installation.clock, services.audit)
+    other.revoke(other.authenticate(installation.admin_token), created["id"])
+    assert kept.known(created["token"]) is None
+    with pytest.raises(Unauthenticated, match="this token was revoked"):
+        kept.authenticate(created["token"])
+    # delivered again (at least once): still refused, nothing kept
+    kept.forget(Published(position=1, change=AdminTokenRevoked(created["id"])))
+    assert kept.known(created["token"]) is None
+
+
+def test_token_fail_kept_token_expires(installation: Installation) -> None:
+    created = create(installation, ttl_seconds=60)
+    tokens = installation.services.admin_tokens
+    assert tokens.authenticate(created["token"]).name == "token:ci"
+    installation.clock.advance(timedelta(seconds=60))
+    assert tokens.known(created["token"]) is None
+    with pytest.raises(Unauthenticated, match="this token has expired"):
+        tokens.authenticate(created["token"])
+
+
+def test_auth_fail_kept_token_wrong_secret(installation: Installation) -> None:
+    created = create(installation)
+    tokens = installation.services.admin_tokens
+    tokens.authenticate(created["token"])
+    forged = f"iotiam_{created['id']}_{'x' * 43}"
+    assert tokens.known(forged) is None
+    with pytest.raises(Unauthenticated, match="unknown bearer token"):
+        tokens.authenticate(forged)

@@ -16,8 +16,7 @@ from iotiam.errors import Conflict, Forbidden, InternalError, InvalidInput, NotF
 from iotiam.fast.signature_helper import HELPER_MIN_BATCH, HELPER_SHARE, PendingAnswers
 from iotiam.inventory.models import DeviceState
 from iotiam.kernel import SYSTEM, Principal, Role
-from iotiam.pki.issuing import IssueRequest
-from iotiam.pki.models import CertificateRecord, CertificateStatus
+from iotiam.pki.models import CertificateRecord, CertificateStatus, IssueRequest
 from iotiam.pki.service import Pki
 from iotiam.storage.status_reader import SqlStatusReader
 from iotiam.testing import make_csr, make_key

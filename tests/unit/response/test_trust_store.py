@@ -78,3 +78,32 @@ def test_ok_concurrent_writers_of_one_row_both_succeed(installation: Installatio
     assert errors == []
     with database.reading() as uow:
         assert read(uow) == expected
+
+
+def test_ok_a_batch_of_scores_is_stored_as_one_upsert_after_another(
+        installation: Installation) -> None:
+    """``put_many`` is one statement on PostgreSQL (``unnest``): a device named twice keeps
+    its last score, every firmware verdict (none, true, false) and instant round-trips,
+    and a stored score is replaced."""
+    api = installation.api()
+    for device_id in ("b1", "b2", "b3"):
+        add_device(api, device_id)
+    database = installation.services.database
+    factors = (TrustFactor("credentials", -5, "none"),)
+    with database() as uow:
+        uow.trust.put(TrustScore("b3", 10, factors, True, _at(0)))
+    with database() as uow:
+        uow.trust.put_many([
+            TrustScore("b1", 40, factors, None, _at(1)),
+            TrustScore("b2", 60, (), False, _at(2)),
+            TrustScore("b1", 70, (), True, _at(3)),
+            TrustScore("b3", 90, factors, None, _at(4)),
+        ])
+    with database.reading() as uow:
+        stored = uow.trust.for_devices(["b1", "b2", "b3"])
+    assert {d: (s.score, s.firmware_compliant, s.computed_at, s.factors)
+            for d, s in stored.items()} == {
+        "b1": (70, True, _at(3), ()),
+        "b2": (60, False, _at(2), ()),
+        "b3": (90, None, _at(4), factors),
+    }

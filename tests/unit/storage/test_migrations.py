@@ -13,13 +13,16 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from conftest import BACKENDS, Installation, postgres_schema_url
 from iotiam.discovery.catalog import source_named
-from iotiam.discovery.models import Sighting, SourceContext, scoped_digests
+from iotiam.discovery.models import IdentifierKind, Sighting, SourceContext, scoped_digests
+from iotiam.inventory.models import Criticality, DeviceClass
+from iotiam.kernel import SYSTEM
 from iotiam.storage.database import make_engine
 from iotiam.storage.migrate import alembic_config
+from iotiam.storage.registered_identities import SqlRegisteredIdentities, spelled_expression
 from iotiam.storage.tables import metadata
 
 SIGHTING_FIELDS = tuple(f.name for f in fields(Sighting))
@@ -122,3 +125,48 @@ def _old_row(n: int, path: str, sighting: Sighting) -> dict[str, Any]:
     values = {f: getattr(sighting, f) for f in SIGHTING_FIELDS}
     values["open_ports"] = ",".join(map(str, sighting.open_ports)) or None
     return values | {"digest": n.to_bytes(16, "big"), "org_path": path}
+
+
+def test_migration_0023_ok_finds_devices_stored_before_it_through_its_indexes(
+        installation: Installation) -> None:
+    """A MAC or host name an admin wrote before the upgrade, in any of its spellings, is
+    found after it, one index probe a value (the lookup's expression is the index's)."""
+    inventory = installation.services.inventory
+    inventory.create_device_type(SYSTEM, name="cam", device_class=DeviceClass.SENSOR,
+                                 criticality=Criticality.LOW)
+    spelled = {"m1": {"mac": "AA-BB-CC-DD-EE-01", "hostname": "Cam-1."},
+               "m2": {"mac": "aabb.ccdd.ee02"}, "m3": {"mac": "AABBCCDDEE03"},
+               "m4": {"mac": "aa:bb:cc:dd:ee:04", "hostname": "cam-4"}}
+    assert all(r.ok for r in inventory.import_devices(SYSTEM, [
+        (n, {"id": device_id, "type": "cam", "attributes": attributes})
+        for n, (device_id, attributes) in enumerate(spelled.items(), 1)]))
+    engine = installation.services.database.engine
+    cfg = alembic_config()
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0022")
+        command.upgrade(cfg, "heads")
+        ids = SqlRegisteredIdentities(conn)
+        macs = ids.devices_for(IdentifierKind.MAC, [f"aa:bb:cc:dd:ee:0{n}" for n in range(6)],
+                               org_path="/root/")
+        names = ids.devices_for(IdentifierKind.HOSTNAME, ["cam-1", "cam-4", "cam-2"],
+                                org_path="/root/")
+        plans = [_plan(conn, f"SELECT id FROM devices WHERE {expression} = 'x'")
+                 for expression in (
+                     spelled_expression(conn.dialect.name, IdentifierKind.MAC),
+                     spelled_expression(conn.dialect.name, IdentifierKind.HOSTNAME))]
+        conn.rollback()
+    assert {value: d.device_id for value, d in macs.items()} == {
+        f"aa:bb:cc:dd:ee:0{n}": f"m{n}" for n in range(1, 5)}
+    assert {value: d.device_id for value, d in names.items()} == {"cam-1": "m1",
+                                                                  "cam-4": "m4"}
+    assert "ix_devices_mac_spelled" in plans[0]
+    assert "ix_devices_hostname_spelled" in plans[1]
+
+
+def _plan(conn: Connection, select: str) -> str:
+    """The query plan of ``select`` as text (an index wherever one serves)."""
+    if conn.dialect.name == "sqlite":
+        return str(conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {select}").all())
+    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    return str(conn.exec_driver_sql(f"EXPLAIN {select}").all())

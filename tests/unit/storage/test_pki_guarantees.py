@@ -20,8 +20,7 @@ from iotiam.api.app import create_public_app
 from iotiam.bootstrap import Services
 from iotiam.errors import Conflict, InternalError
 from iotiam.kernel import SYSTEM
-from iotiam.pki.issuing import IssueRequest
-from iotiam.pki.models import SerialInUse, serial_hex
+from iotiam.pki.models import IssueRequest, SerialInUse, serial_hex
 from iotiam.storage.tables.pki import certificates, crls
 from iotiam.testing import SequenceSerials, make_csr
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from iotiam.api.auth import Wired
+from iotiam.api.issuance import Batches, issue_one
 from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.openapi import binary
 from iotiam.api.problems import problem_response, status_for
@@ -104,16 +105,18 @@ def _cacerts(request: Request, svc: Wired, label: str | None) -> Response:
                                       one_line=wants_one_line(request.headers)))
 
 
-async def _simpleenroll(request: Request, svc: Wired, label: str | None) -> Response:
+async def _simpleenroll(request: Request, svc: Wired, batches: Batches, label: str | None
+                        ) -> Response:
     try:
         csr_der = decode_csr_body(await request.body(), request.headers.get("content-type"))
         credentials = _basic_credentials(request)
         if credentials is not None:
             device_id, token = credentials
-            # database and signing work: keep it off the event loop
-            record = await run_in_threadpool(
-                svc.enrollment.enroll_with_claim, device_id, token, csr_der, label)
-            return _issued(request, record)
+            # the claim's checks read the database: off the event loop; the certificate
+            # then shares a batch with the requests that came meanwhile
+            actor, wanted = await run_in_threadpool(
+                svc.enrollment.claim_issuance, device_id, token, csr_der, label)
+            return _issued(request, await issue_one(batches, actor, wanted))
         # no claim: a manufacturer IDevID over mTLS, or an unknown device to hold
         trusted = svc.settings.trusted_proxies
         outcome = await run_in_threadpool(
@@ -126,7 +129,8 @@ async def _simpleenroll(request: Request, svc: Wired, label: str | None) -> Resp
     return _issued(request, outcome)
 
 
-async def _simplereenroll(request: Request, svc: Wired, label: str | None) -> Response:
+async def _simplereenroll(request: Request, svc: Wired, batches: Batches,
+                          label: str | None) -> Response:
     try:
         csr_der = decode_csr_body(await request.body(), request.headers.get("content-type"))
         trusted = svc.settings.trusted_proxies
@@ -137,7 +141,9 @@ async def _simplereenroll(request: Request, svc: Wired, label: str | None) -> Re
             outcome = await run_in_threadpool(svc.first_contact.enroll, cert, csr_der, label,
                                               client_address(request, trusted))
             return _held(outcome) if isinstance(outcome, Held) else _issued(request, outcome)
-        record = await run_in_threadpool(svc.enrollment.reenroll, cert, csr_der, label)
+        actor, wanted = await run_in_threadpool(
+            svc.enrollment.reenroll_issuance, cert, csr_der, label)
+        record = await issue_one(batches, actor, wanted)
     except IamError as e:
         return _problem(e)
     return _issued(request, record)
@@ -150,56 +156,60 @@ def _csrattrs(label: str | None) -> Response:
     return Response(status_code=204, media_type=CSRATTRS_MIME)
 
 
+# cacerts and csrattrs read nothing but memory: answered on the event loop, with no
+# pool thread per device (every agent's enrollment starts with cacerts)
 @router.get("/cacerts", responses=_CERTS_DOC, response_class=Response)
-def cacerts(request: Request, svc: Wired) -> Response:
+async def cacerts(request: Request, svc: Wired) -> Response:
     """RFC 7030 §4.1: the CA certificates."""
     return _cacerts(request, svc, None)
 
 
 @router.get("/{label}/cacerts", responses=_CERTS_DOC, response_class=Response)
-def cacerts_labelled(label: str, request: Request, svc: Wired) -> Response:
+async def cacerts_labelled(label: str, request: Request, svc: Wired) -> Response:
     """RFC 7030 §4.1 with a label."""
     return _cacerts(request, svc, label)
 
 
 @router.post("/simpleenroll", responses=_ENROLL_DOC, response_class=Response,
              openapi_extra=_CSR_BODY)
-async def simpleenroll(request: Request, svc: Wired) -> Response:
+async def simpleenroll(request: Request, svc: Wired, batches: Batches) -> Response:
     """RFC 7030 §4.2.1: first enrollment with a claim token or a manufacturer IDevID."""
-    return await _simpleenroll(request, svc, None)
+    return await _simpleenroll(request, svc, batches, None)
 
 
 @router.post("/{label}/simpleenroll",
              responses=_ENROLL_DOC, response_class=Response,
              openapi_extra=_CSR_BODY)
-async def simpleenroll_labelled(label: str, request: Request, svc: Wired) -> Response:
+async def simpleenroll_labelled(label: str, request: Request, svc: Wired, batches: Batches
+                                ) -> Response:
     """RFC 7030 §4.2.1 with a label selecting the profile."""
-    return await _simpleenroll(request, svc, label)
+    return await _simpleenroll(request, svc, batches, label)
 
 
 @router.post("/simplereenroll", responses=_ENROLL_DOC, response_class=Response,
              openapi_extra=_CSR_BODY)
-async def simplereenroll(request: Request, svc: Wired) -> Response:
+async def simplereenroll(request: Request, svc: Wired, batches: Batches) -> Response:
     """RFC 7030 §4.2.2: renewal authenticated by the current certificate."""
-    return await _simplereenroll(request, svc, None)
+    return await _simplereenroll(request, svc, batches, None)
 
 
 @router.post("/{label}/simplereenroll",
              responses=_ENROLL_DOC, response_class=Response,
              openapi_extra=_CSR_BODY)
-async def simplereenroll_labelled(label: str, request: Request, svc: Wired) -> Response:
+async def simplereenroll_labelled(label: str, request: Request, svc: Wired,
+                                  batches: Batches) -> Response:
     """RFC 7030 §4.2.2 with a label."""
-    return await _simplereenroll(request, svc, label)
+    return await _simplereenroll(request, svc, batches, label)
 
 
 @router.get("/csrattrs", status_code=204, response_class=Response)
-def csrattrs() -> Response:
+async def csrattrs() -> Response:
     """RFC 7030 §4.5: no attributes are required."""
     return _csrattrs(None)
 
 
 @router.get("/{label}/csrattrs", status_code=204, response_class=Response)
-def csrattrs_labelled(label: str) -> Response:
+async def csrattrs_labelled(label: str) -> Response:
     """RFC 7030 §4.5 with a label."""
     return _csrattrs(label)
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 
 from iotiam.api.auth import Caller, Wired
 from iotiam.api.json_bodies import UntrustedJsonRoute
@@ -16,6 +17,7 @@ from iotiam.api.responses import (
     DeviceTypeOut,
     GroupList,
     GroupOut,
+    ImportOut,
     OrgUnitList,
     OrgUnitOut,
 )
@@ -114,16 +116,19 @@ def list_devices(
             "next": devices[-1].id if len(devices) == limit else None}
 
 
-@router.post("/devices/import")
-def import_devices(body: ImportIn, caller: Caller, svc: Wired) -> dict[str, Any]:
+@router.post("/devices/import", response_model=None, responses={200: {"model": ImportOut}})
+def import_devices(body: ImportIn, caller: Caller, svc: Wired) -> JSONResponse:
     """Register many devices; the answer reports each row."""
     results = svc.inventory.import_devices(caller, [(r.row, r.data) for r in body.rows])
-    return {
-        "imported": sum(1 for r in results if r.ok),
-        "failed": sum(1 for r in results if not r.ok),
+    imported = sum(1 for r in results if r.ok)
+    # rendered as is: FastAPI's encoder walks each of 5,000 plain rows again (a fifth of
+    # the request's CPU, measured); the shape is ``ImportOut``
+    return JSONResponse({
+        "imported": imported,
+        "failed": len(results) - imported,
         "results": [{"row": r.row, "device": r.device_id, "ok": r.ok, "error": r.error}
                     for r in results],
-    }
+    })
 
 
 @router.get("/devices/{device_id}", response_model=DeviceOut)

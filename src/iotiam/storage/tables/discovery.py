@@ -6,8 +6,8 @@ a credential, the one thing read back of sightings (migration 0020).
 Times are seconds since the epoch (``Float``), as in ``discovery/models.py``: an import
 writes a million of them. The registered identities are read from the inventory, PKI
 and PSK tables; the indexes those lookups need are declared here, on those tables
-(migration 0016); the device-attribute ones are expressions over the JSON attributes,
-which the migration writes out per backend.
+(migration 0016, 0023); the device-attribute ones are expressions over the JSON
+attributes, which the migrations write out per backend.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sqlalchemy import (
     cast,
     func,
 )
+from sqlalchemy.sql.elements import ColumnElement
 
 from iotiam.storage.tables import credentials, inventory, pki
 from iotiam.storage.tables.columns import metadata
@@ -142,8 +143,17 @@ presence = Table(
 # the registered identities' lookups (``storage/registered_identities.py``)
 Index("ix_certificates_fingerprint", pki.certificates.c.fingerprint_sha256)
 Index("ix_psks_identity", credentials.psks.c.identity)
-#: the device attributes sightings match (``lower(attributes ->> name)``, each indexed)
+#: the device attributes sightings match, each indexed in the one spelling a lookup
+#: asks for (migration 0023): an address lower-cased, a MAC also without separators, a
+#: host name also without trailing dots
 DEVICE_ATTRIBUTES = ("mac", "hostname", "ip")
-for _name in DEVICE_ATTRIBUTES:
-    Index(f"ix_devices_attribute_{_name}", func.lower(
-        cast(inventory.devices.c.attributes, JSON)[_name].as_string()))
+
+
+def _attribute(name: str) -> ColumnElement[str]:
+    return func.lower(cast(inventory.devices.c.attributes, JSON)[name].as_string())
+
+
+Index("ix_devices_attribute_ip", _attribute("ip"))
+Index("ix_devices_mac_spelled", func.replace(func.replace(func.replace(
+    _attribute("mac"), ":", ""), "-", ""), ".", ""))
+Index("ix_devices_hostname_spelled", func.rtrim(_attribute("hostname"), "."))

@@ -25,6 +25,7 @@ from iotiam.web.console import (
     checked_form,
     keep_cookie,
     render,
+    services_of,
     sessions_of,
 )
 from iotiam.web.sessions import COOKIE, SIGN_IN_COOKIE, Session, Sessions
@@ -44,12 +45,18 @@ def register(sessions: Sessions, services: Services) -> None:
     sessions.register_method(ADMIN_TOKEN, still_valid)
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     """Only a path inside the console (no other host, no scheme-relative URL)."""
     if target and target.startswith(PREFIX + "/") and not target.startswith("//") \
             and "\\" not in target and "\n" not in target:
         return target
     return PREFIX + "/"
+
+
+def _sso_name(request: Request) -> str | None:
+    """The single sign-on provider's name, when one is configured."""
+    sso = services_of(request).sso
+    return sso.display_name if sso is not None else None
 
 
 @router.get("/sign-in")
@@ -58,8 +65,8 @@ def sign_in_form(request: Request, next: str | None = None, why: str | None = No
     """The sign-in form, bound to this browser by a one-time value."""
     binding = secrets.token_urlsafe(24)
     response = render(request, None, "sign_in.html", binding=binding,
-                      next=_safe_next(next), why=why if why != "not signed in" else None,
-                      error=None)
+                      next=safe_next(next), why=why if why != "not signed in" else None,
+                      error=None, sso=_sso_name(request))
     response.set_cookie(SIGN_IN_COOKIE, binding, max_age=600, path="/", secure=True,
                         httponly=True, samesite="strict")
     return response
@@ -83,14 +90,14 @@ async def sign_in(request: Request, svc: Wired) -> Response:
             principal = svc.admin_tokens.authenticate(token)
     except Unauthenticated as e:
         return render(request, None, "sign_in.html", status=401, binding=expected or "",
-                      next=_safe_next(target if isinstance(target, str) else None),
-                      why=None, error=e.detail)
+                      next=safe_next(target if isinstance(target, str) else None),
+                      why=None, error=e.detail, sso=_sso_name(request))
     session = sessions_of(request).open(principal, ADMIN_TOKEN)
     svc.audit.record(AuditDraft(
         tag=AuditTag.CONSOLE_SIGNED_IN, actor=principal.name, org_path=principal.org_path,
         subject="console", details={"via": ADMIN_TOKEN, "role": str(principal.role),
                                     "org": principal.org_unit_id}))
-    answer = RedirectResponse(_safe_next(target if isinstance(target, str) else None),
+    answer = RedirectResponse(safe_next(target if isinstance(target, str) else None),
                               status_code=303)
     answer.delete_cookie(SIGN_IN_COOKIE, path="/", secure=True, httponly=True,
                          samesite="strict")
@@ -104,7 +111,7 @@ async def sign_out(request: Request, session: Signed, svc: Wired) -> Response:
     svc.audit.record(AuditDraft(
         tag=AuditTag.CONSOLE_SIGNED_OUT, actor=session.actor,
         org_path=session.principal.org_path, subject="console",
-        details={"via": session.via}))
+        details={"via": session.via, **session.detail}))
     answer = RedirectResponse(f"{PREFIX}/sign-in?notice=signed_out", status_code=303)
     answer.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
     return answer

@@ -7,7 +7,7 @@ such a leader needs to notice and stop (``storage/pg_leadership.py``). SQLite ha
 leader for good and never reads the table.
 
 Revision ID: 0028
-Revises: 0022
+Revises: 0023
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0028"
-down_revision = "0022"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""Console single sign-on through an OpenID Connect provider (authorization code + PKCE)."""
