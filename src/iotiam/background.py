@@ -295,6 +295,11 @@ class RiskRefresher:
                 self._pending.update(device_ids)
             self._wanted.set()
 
+    def queued(self) -> int:
+        """How many devices wait to be judged."""
+        with self._lock:
+            return len(self._pending)
+
     def take(self) -> list[str]:
         """The devices queued since the last call."""
         with self._lock:

@@ -19,7 +19,7 @@ from iotiam.attestation.service import Attestation, DeviceCa
 from iotiam.audit.anchor import CheckpointWriter
 from iotiam.audit.checkpoint import Verifier
 from iotiam.audit.export import checkpoint_to_syslog
-from iotiam.audit.ports import Auditor
+from iotiam.audit.ports import AuditObserver, Auditor
 from iotiam.audit.service import AuditTrail
 from iotiam.background import (
     ChangeDispatcher,
@@ -60,6 +60,7 @@ from iotiam.inventory.ports import AllCredentials, DeviceLifecycle
 from iotiam.inventory.service import Inventory
 from iotiam.kernel import Transactions
 from iotiam.local_keys import alert_webhook_key, audit_head_key, data_key
+from iotiam.metrics import Metrics
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.keys import load_private_key
 from iotiam.pki.models import CaRole
@@ -157,6 +158,8 @@ class Services:
     risk: RiskRegister
     #: what ``/readyz`` checks (``serve`` registers them: ``serving.readiness_checks``)
     readiness: Readiness = field(default_factory=Readiness)
+    #: what ``/metrics`` answers (its counters are fed by the audit trail)
+    metrics: Metrics = field(default_factory=Metrics)
     #: console sign-in through an OpenID Connect provider, when one is configured
     sso: SingleSignOn | None = None
 
@@ -243,18 +246,15 @@ def certificate_authority(settings: Settings, database: Database, clock: Clock,
                proofs=HelperProofChecks(), batching=ThreadCombiner)
 
 
-def build_services(
-    settings: Settings,
-    *,
-    clock: Clock | None = None,
-    serials: SerialSource | None = None,
-    database: Database | None = None,
-) -> Services:
+def build_services(settings: Settings, *, clock: Clock | None = None,
+                   serials: SerialSource | None = None, database: Database | None = None,
+                   metrics: Metrics | None = None) -> Services:
     """Wire the services for an initialised data directory."""
-    clock = clock or SystemClock()
+    clock, metrics = clock or SystemClock(), metrics or Metrics()
     database = database or open_database(settings)
     passphrase = ca_passphrase(settings, create=False)
-    audit, checkpoints = audit_trail(settings, database, clock, passphrase)
+    audit, checkpoints = audit_trail(settings, database, clock, passphrase,
+                                     observer=metrics.audited)
     pki = certificate_authority(settings, database, clock, audit, passphrase,
                                 serials or x509.random_serial_number)
     psks = Psks(database, clock, audit, SecretSealer(data_key(settings, create=False)))
@@ -266,8 +266,7 @@ def build_services(
     policies, decisions, subjects = policy_services(database, clock, audit)
     inventory = Inventory(database, clock, audit, every_credential)
     channels = alert_channels(settings)
-    alerts = AlertDispatcher(channels)
-    enrollment = Enrollment(database, clock, audit, pki)
+    alerts, enrollment = AlertDispatcher(channels), Enrollment(database, clock, audit, pki)
     response, trust, attestation, ingest = detection_and_response(
         settings, database, clock, audit, pki, inventory, every_credential, alerts,
         discovery)
@@ -301,6 +300,7 @@ def build_services(
         alerts=alerts, discovery=discovery,
         adoption=Adoption(discovery, inventory, enrollment, audit),
         risk=risk_register(settings, database, clock, audit, discovery, channels),
+        metrics=metrics,
         sso=single_sign_on(settings, database, clock, audit),
     ))
 
@@ -399,12 +399,13 @@ def follow_changes(services: FollowersT) -> FollowersT:
 
 
 def audit_trail(settings: Settings, database: Database, clock: Clock,
-                passphrase: bytes) -> tuple[AuditTrail, CheckpointWriter]:
+                passphrase: bytes, *, observer: AuditObserver | None = None
+                ) -> tuple[AuditTrail, CheckpointWriter]:
     """The audit trail (its head MAC'd with the local audit key) and its checkpoints."""
     checkpoints, verifier, checkpoint_files = checkpoint_writer(settings, database, clock,
                                                                 passphrase)
     audit = AuditTrail(database, clock, audit_head_key(settings, create=False),
-                       checkpoint_files, verifier)
+                       checkpoint_files, verifier, observer=observer)
     return audit, checkpoints
 
 

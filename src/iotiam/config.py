@@ -20,6 +20,7 @@ from iotiam.errors import SetupError
 from iotiam.eventstream.wire import DEFAULT_PARTITIONS, MAX_PARTITIONS, EventStreamConfig
 from iotiam.pki.models import PkiConfig
 from iotiam.sso.models import OidcConfig
+from iotiam.sso.settings import oidc_config
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "iotiam"
 CONFIG_FILE = "config.json"
@@ -105,6 +106,9 @@ class Settings:
     events_url: str | None = None
     #: the stream's partitions by device (IOTIAM_EVENT_PARTITIONS; the same everywhere)
     event_partitions: int = DEFAULT_PARTITIONS
+    #: ``serve``'s log lines: "text" (the default) or "json", one object a line
+    #: (IOTIAM_LOG_FORMAT; ``--log-format`` wins)
+    log_format: str = "text"
     #: console single sign-on through an OpenID Connect provider (IOTIAM_OIDC_*; unset:
     #: admin tokens only). Its client secret comes from the environment or a file only.
     oidc: OidcConfig | None = None
@@ -163,6 +167,11 @@ class Settings:
         return self.data_dir / "detection" / "baselines.json"
 
     @property
+    def metrics_dir(self) -> Path:
+        """The files ``serve``'s processes share their metrics through (emptied at start)."""
+        return self.data_dir / "metrics"
+
+    @property
     def audit_dir(self) -> Path:
         """Signed audit checkpoints and the checkpoint verifier key (outside the database)."""
         return self.data_dir / "audit"
@@ -210,15 +219,21 @@ def cli_profile_overrides() -> dict[str, str | None]:
             ("url", "token", "ca_file")}
 
 
+def _recorded(data_dir: Path) -> dict[str, Any]:
+    """What ``init`` recorded in ``config.json`` (nothing yet: empty)."""
+    path = data_dir / CONFIG_FILE
+    if not path.exists():
+        return {}
+    try:
+        recorded: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SetupError(f"cannot read {path}: {e}") from e
+    return recorded
+
+
 def load_settings(data_dir: Path) -> Settings:
     """Read ``config.json`` from the data directory and apply environment overrides."""
-    recorded: dict[str, Any] = {}
-    path = data_dir / CONFIG_FILE
-    if path.exists():
-        try:
-            recorded = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise SetupError(f"cannot read {path}: {e}") from e
+    recorded = _recorded(data_dir)
     read = _Layers(os.environ, recorded)
     return Settings(
         data_dir=data_dir,
@@ -268,54 +283,9 @@ def load_settings(data_dir: Path) -> Settings:
         events_url=check_events_url(read.text("IOTIAM_EVENTS_URL", "events_url")),
         event_partitions=read.count("IOTIAM_EVENT_PARTITIONS", "event_partitions",
                                     DEFAULT_PARTITIONS, "partitions", high=MAX_PARTITIONS),
+        log_format=check_log_format(read.text("IOTIAM_LOG_FORMAT") or "text"),
         oidc=oidc_config(os.environ),
     )
-
-
-def oidc_config(env: Mapping[str, str]) -> OidcConfig | None:
-    """Console single sign-on from IOTIAM_OIDC_* (None when IOTIAM_OIDC_ISSUER is unset)."""
-    from iotiam.errors import InvalidInput
-    from iotiam.sso.pkce import check_provider_url
-    from iotiam.sso.role_map import parse_role_map
-
-    issuer = env.get("IOTIAM_OIDC_ISSUER")
-    if not issuer:
-        return None
-    client_id = env.get("IOTIAM_OIDC_CLIENT_ID")
-    if not client_id:
-        raise SetupError("IOTIAM_OIDC_ISSUER is set: set IOTIAM_OIDC_CLIENT_ID too")
-    role_map_text = env.get("IOTIAM_OIDC_ROLE_MAP") or _read_secret_file(
-        env, "IOTIAM_OIDC_ROLE_MAP_FILE")
-    if not role_map_text:
-        raise SetupError("IOTIAM_OIDC_ISSUER is set: set IOTIAM_OIDC_ROLE_MAP (or "
-                         "IOTIAM_OIDC_ROLE_MAP_FILE) to map groups to roles and org units")
-    try:
-        check_provider_url(issuer, "issuer (IOTIAM_OIDC_ISSUER)")
-        role_map = parse_role_map(role_map_text)
-    except InvalidInput as e:
-        raise SetupError(e.detail) from e
-    ca_file = env.get("IOTIAM_OIDC_CA_FILE")
-    if ca_file and not Path(ca_file).is_file():
-        raise SetupError(f"IOTIAM_OIDC_CA_FILE {ca_file!r} is not a file")
-    return OidcConfig(
-        issuer=issuer, client_id=client_id, role_map=role_map,
-        client_secret=env.get("IOTIAM_OIDC_CLIENT_SECRET")
-        or _read_secret_file(env, "IOTIAM_OIDC_CLIENT_SECRET_FILE"),
-        display_name=env.get("IOTIAM_OIDC_NAME") or "single sign-on",
-        groups_claim=env.get("IOTIAM_OIDC_GROUPS_CLAIM") or "groups",
-        scopes=env.get("IOTIAM_OIDC_SCOPES") or "openid email profile",
-        ca_file=Path(ca_file) if ca_file else None,
-        redirect_uri=env.get("IOTIAM_OIDC_REDIRECT_URI") or None)
-
-
-def _read_secret_file(env: Mapping[str, str], name: str) -> str | None:
-    path = env.get(name)
-    if not path:
-        return None
-    try:
-        return Path(path).read_text().strip() or None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SetupError(f"cannot read {name}: {e}") from e
 
 
 def check_events_url(value: str | None) -> str | None:
@@ -356,6 +326,20 @@ class _Layers:
         return _count(self.env.get(name), name, recorded, what, high=high)
 
 
+LOG_FORMATS = ("text", "json")
+
+
+def check_log_format(value: str) -> str:
+    """``value`` if it names a log format, else a ``SetupError``."""
+    return _one_of(value, LOG_FORMATS, "the log format (IOTIAM_LOG_FORMAT, --log-format)")
+
+
+def export_prometheus_dir(directory: Path) -> None:
+    """Tell prometheus-client (which reads only its environment variable) where ``serve``'s
+    processes share their metrics; the forked workers inherit it."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
 def firmware_key_passphrase() -> str | None:
     """The passphrase of an encrypted firmware signing key, for ``firmware sign``."""
     return os.environ.get(FIRMWARE_KEY_PASSPHRASE_ENV) or None
@@ -371,24 +355,22 @@ BROKER_EVENT_LOGS = ("connections", "messages")
 BROKER_AUTHS = ("dynsec", "plugin")
 
 
-def _broker_auth(value: str) -> str:
-    if value not in BROKER_AUTHS:
-        raise SetupError(f"the broker authorization must be one of {', '.join(BROKER_AUTHS)}, "
-                         f"not {value!r}")
+def _one_of(value: str, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise SetupError(f"{what} must be one of {', '.join(choices)}, not {value!r}")
     return value
+
+
+def _broker_auth(value: str) -> str:
+    return _one_of(value, BROKER_AUTHS, "the broker authorization")
 
 
 def _broker_event_log(value: str) -> str:
-    if value not in BROKER_EVENT_LOGS:
-        raise SetupError(f"the broker event log must be one of {', '.join(BROKER_EVENT_LOGS)}, "
-                         f"not {value!r}")
-    return value
+    return _one_of(value, BROKER_EVENT_LOGS, "the broker event log")
 
 
 def _broker_mode(value: str) -> str:
-    if value not in BROKER_MODES:
-        raise SetupError(f"broker mode must be one of {', '.join(BROKER_MODES)}, not {value!r}")
-    return value
+    return _one_of(value, BROKER_MODES, "broker mode")
 
 
 def _seconds(value: str | None, name: str, default: int, *, low: int = 1,

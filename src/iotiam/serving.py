@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from iotiam.background import (
@@ -25,6 +26,7 @@ from iotiam.bootstrap import Services
 from iotiam.broker.fleet import LiveFleet
 from iotiam.broker.plugin_plane import PdpAnswers
 from iotiam.broker.runtime import start_data_plane
+from iotiam.broker.sync import BrokerSync
 from iotiam.changes import (
     CertificateRevoked,
     CredentialRevoked,
@@ -36,9 +38,11 @@ from iotiam.changes import (
 )
 from iotiam.election import FixedLeadership, Leadership
 from iotiam.eventstream.worker import DetectionWorker
+from iotiam.metrics import Metrics
 from iotiam.readiness import Draining, Status
 from iotiam.response.scoring import Scored, TrustRefresher
 from iotiam.storage.baseline_file import BaselineFile
+from iotiam.storage.change_table import feed_backlog
 from iotiam.storage.fleet_reads import SqlFleetReads
 
 if TYPE_CHECKING:
@@ -69,6 +73,12 @@ def broker_plane(services: Services) -> Callable[[], None] | None:
     if plane is None:
         return None
     services.changes.subscribe(BROKER_FOLLOWS, plane.sync.follow, after=before)
+    if isinstance(sync := plane.sync, BrokerSync):
+        def broker_backlog(metrics: Metrics) -> None:
+            queued, oldest = sync.backlog()
+            metrics.broker_queue.set(queued)
+            metrics.broker_lag.set(oldest)
+        services.metrics.watch(broker_backlog)
     if (broker := plane.broker) is not None:
         services.readiness.add("broker", lambda: Status(
             broker.pid is not None,
@@ -105,7 +115,8 @@ def background_jobs(services: Services, *, first_process: bool) -> BackgroundJob
         Job("change-pruner", change_pruner(services.changes, services.clock), singleton=True),
     ]
     jobs = [Job("change-feed", services.changes.run),
-            Job("discovery-observer", services.discovery.run_observer), *singletons]
+            Job("discovery-observer", services.discovery.run_observer),
+            Job("metrics-sampler", services.metrics.sampler()), *singletons]
     stream = settings.event_stream
     if stream is not None:
         # every process takes its share of the stream's partitions (docs/event-stream.md)
@@ -115,12 +126,48 @@ def background_jobs(services: Services, *, first_process: bool) -> BackgroundJob
         services.readiness.add("stream", worker.readiness)
     leadership = singleton_leadership(services, first_process=first_process)
     if not first_process:
-        return BackgroundJobs(jobs, leadership=leadership)
-    savers = [] if stream is not None else [  # with a stream: the workers' snapshots
-        Job("baseline-saver", baseline_saver(lambda: save_baselines(services)),
-            at_exit=lambda: save_baselines(services))]
-    return BackgroundJobs([*jobs, *savers], start_data_plane=lambda: broker_plane(services),
-                          leadership=leadership)
+        background = BackgroundJobs(jobs, leadership=leadership)
+    else:
+        savers = [] if stream is not None else [  # with a stream: the workers' snapshots
+            Job("baseline-saver", baseline_saver(lambda: save_baselines(services)),
+                at_exit=lambda: save_baselines(services))]
+        background = BackgroundJobs([*jobs, *savers],
+                                    start_data_plane=lambda: broker_plane(services),
+                                    leadership=leadership)
+    watch_background(services, background, trust, risk)
+    return background
+
+
+def watch_background(services: Services, background: BackgroundJobs,
+                     trust: TrustRefresher, risk: RiskRefresher) -> None:
+    """The metrics probes of this process: the singleton jobs it leads, the queues of
+    those it leads, its change feed's backlog, the events it ingested."""
+    singletons = sorted(job.name for job in background.jobs if job.singleton)
+
+    def leadership(metrics: Metrics) -> None:
+        leading = set(background.elector.leading())
+        for name in singletons:
+            metrics.leader.labels(name).set(1 if name in leading else 0)
+        # every process queues for the singletons; the leader's queue is the one worked
+        leads = "trust-and-risk" in leading
+        metrics.queue.labels("trust-refresher").set(trust.queued() if leads else 0)
+        metrics.queue.labels("risk-register").set(risk.queued() if leads else 0)
+
+    def change_feed(metrics: Metrics) -> None:
+        feed = services.changes
+        with services.database.reading() as uow:
+            newest, oldest = feed_backlog(uow.conn, feed.position)
+        metrics.change_feed_behind.set(max(0, newest - feed.position))
+        # the change table records the wall clock's time (storage/change_table.py)
+        metrics.change_feed_lag.set(0 if oldest is None else max(
+            0.0, (datetime.now(UTC) - oldest).total_seconds()))
+        metrics.change_feed_read.set(feed.seconds_since_read())
+
+    def ingest(metrics: Metrics) -> None:
+        metrics.ingested(services.ingest.events_seen, services.ingest.events_rejected)
+
+    for probe in (leadership, change_feed, ingest):
+        services.metrics.watch(probe)
 
 
 def singleton_leadership(services: Services, *, first_process: bool) -> Leadership:

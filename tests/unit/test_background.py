@@ -27,14 +27,15 @@ def test_jobs_ok_singletons_led_host_jobs_in_the_first_process(
     services = installation.services
     other = background_jobs(services, first_process=False)
     singletons = ["crl-refresher", "audit-checkpoints", "trust-and-risk", "change-pruner"]
-    # each process delivers the feed and stores the sightings of its own traffic it queued
-    assert [j.name for j in other.jobs if not j.singleton] == ["change-feed",
-                                                               "discovery-observer"]
+    # each process delivers the feed, stores the sightings of its own traffic it queued
+    # and samples its metrics into the files the scraped process sums
+    assert [j.name for j in other.jobs if not j.singleton] == [
+        "change-feed", "discovery-observer", "metrics-sampler"]
     assert [j.name for j in other.jobs if j.singleton] == singletons
     assert other.start_data_plane is None
     first = background_jobs(services, first_process=True)
     assert [j.name for j in first.jobs if not j.singleton] == [
-        "change-feed", "discovery-observer", "baseline-saver"]
+        "change-feed", "discovery-observer", "metrics-sampler", "baseline-saver"]
     assert [j.name for j in first.jobs if j.singleton] == singletons
     assert first.start_data_plane is not None
     if services.database.is_sqlite:  # one host: the first process leads, the others never

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
@@ -55,6 +56,7 @@ def imported_distributions() -> set[str]:
 def test_ok_packages_imported_by_src_are_declared() -> None:
     # a package src imports directly may not ride on another's dependency: that one may
     # drop it or move it a major version
-    names = {r.name.lower() for r in declared()}
-    missing = imported_distributions() - names
+    # canonical names: prometheus-client's distribution calls itself prometheus_client
+    names = {canonicalize_name(r.name) for r in declared()}
+    missing = {canonicalize_name(d) for d in imported_distributions()} - names
     assert not missing, f"imported by src/iotiam but not declared: {sorted(missing)}"

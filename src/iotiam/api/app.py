@@ -9,6 +9,7 @@ from iotiam import __version__
 from iotiam.api.docs import install_offline_docs
 from iotiam.api.emqx_hook import EmqxHookFastPath
 from iotiam.api.head_requests import HeadAsGet
+from iotiam.api.http_metrics import RequestMetrics, RouteNote
 from iotiam.api.issuance import install_certificate_batches
 from iotiam.api.limits import BodySizeLimit
 from iotiam.api.oauth_token_path import OAuthTokenFastPath
@@ -28,6 +29,7 @@ from iotiam.api.routes import (
     est,
     firmware,
     inventory,
+    metrics,
     oauth,
     oauth_clients,
     policies,
@@ -49,6 +51,7 @@ def create_api_app(services: Services) -> ASGIApp:
         dependencies=[Depends(refuse_repeated_query)],
     )
     app.state.services = services
+    app.add_middleware(RouteNote)
     install_certificate_batches(app, services)
     install_problem_handlers(app)
     install_offline_docs(app)
@@ -75,16 +78,23 @@ def create_api_app(services: Services) -> ASGIApp:
     limited = BodySizeLimit(OcspFastPath(EncodedSlashRefusal(app), services),
                             services.settings.max_body_bytes,
                             larger={"/v1/discovery/imports": services.settings.max_import_bytes})
-    # the token fast path outermost (it answers only POST /oauth2/token); HEAD inside it
-    return OAuthTokenFastPath(HeadAsGet(EmqxHookFastPath(limited, services)), services)
+    # the token fast path outermost but for the timing (it answers only POST
+    # /oauth2/token); HEAD inside it
+    return RequestMetrics(
+        OAuthTokenFastPath(HeadAsGet(EmqxHookFastPath(limited, services)), services),
+        services.metrics, "api")
 
 
 def create_public_app(services: Services) -> ASGIApp:
-    """OCSP, CRLs, CA certificates and ``/healthz``, for relying parties, over plain HTTP."""
+    """OCSP, CRLs, CA certificates, ``/healthz``, ``/readyz`` and ``/metrics``, over
+    plain HTTP."""
     app = FastAPI(title="iotiam public endpoints", version=__version__, docs_url=None,
                   redoc_url=None, openapi_url=None)
     app.state.services = services
+    app.add_middleware(RouteNote)
     install_problem_handlers(app)
     app.include_router(public.router)
-    return HeadAsGet(BodySizeLimit(OcspFastPath(EncodedSlashRefusal(app), services),
-                                   64 * 1024))
+    app.include_router(metrics.router)  # here only: docs/observability.md
+    return RequestMetrics(HeadAsGet(BodySizeLimit(
+        OcspFastPath(EncodedSlashRefusal(app), services), 64 * 1024)),
+        services.metrics, "public")

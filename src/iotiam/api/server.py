@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.config import LOGGING_CONFIG
 
 from iotiam.api.app import create_api_app, create_public_app
 from iotiam.api.one_send import OneSendHttpToolsProtocol
@@ -137,8 +138,11 @@ def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> N
 
 def _uvicorn_config(services: Services, app: ASGIApp, port: int, log_level: str,
                     **options: Any) -> uvicorn.Config:
+    # JSON logs: uvicorn's loggers left unconfigured reach the root logger's JSON lines
+    log_config = None if services.settings.log_format == "json" else LOGGING_CONFIG
     return uvicorn.Config(
         app, host=services.settings.host, port=port, log_level=log_level, access_log=False,
+        log_config=log_config,
         server_header=False, timeout_graceful_shutdown=services.settings.drain_seconds,
         # iotiam reads X-Forwarded-For itself, from IOTIAM_TRUSTED_PROXIES only; uvicorn's
         # middleware would trust it from 127.0.0.1 and rewrite the peer address first

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
 from iotiam.audit.models import AuditDraft, AuditRecord, ChainHead, StoredCheckpoint
+
+#: told of the records each append added (inside its transaction: a rollback after it
+#: leaves them counted); the metrics count issuance, revocations and findings from them
+AuditObserver = Callable[[Sequence[AuditRecord]], None]
 
 
 class AuditLog(Protocol):

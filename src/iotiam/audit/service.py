@@ -18,7 +18,7 @@ from iotiam.audit.models import (
     VerifyReport,
     refused,
 )
-from iotiam.audit.ports import AuditLog, AuditUnitOfWork, CheckpointLog
+from iotiam.audit.ports import AuditLog, AuditObserver, AuditUnitOfWork, CheckpointLog
 from iotiam.audit.proofs import ConsistencyProof, InclusionProof
 from iotiam.audit.search import DEFAULT_SCAN, AuditQuery, AuditSearch, search
 from iotiam.clock import Clock
@@ -31,8 +31,10 @@ class AuditTrail:
 
     def __init__(self, uow: Transactions[AuditUnitOfWork], clock: Clock, head_key: bytes,
                  checkpoints: CheckpointLog | None = None,
-                 verifier: Verifier | None = None) -> None:
+                 verifier: Verifier | None = None,
+                 observer: AuditObserver | None = None) -> None:
         self._uow = uow
+        self._observer = observer
         self._clock = clock
         self._key = head_key
         self._checkpoints = checkpoints
@@ -62,6 +64,8 @@ class AuditTrail:
             # O(1) hashes amortised per record: the compact range, not the whole tree
             tree.append(record_leaf(record.hash))
         uow.audit.append(records, make_head(records[-1], self._key, tree.encode()))
+        if self._observer is not None:
+            self._observer(records)
         return records
 
     def record(self, draft: AuditDraft) -> AuditRecord:

@@ -131,6 +131,8 @@ class BrokerSync:
         self._queue_lock = threading.Lock()
         self._pending: set[str] = set()
         self._pending_kicks: set[str] = set()
+        #: when the queue last went from empty to not (``time.monotonic``)
+        self._pending_since: float | None = None
         self._needs_full = True
         #: liveness probes in a row the broker did not answer
         self._silent = 0
@@ -161,10 +163,18 @@ class BrokerSync:
         """Queue devices for the next pass (kick: a credential of theirs was revoked)."""
         with self._queue_lock:
             ids = set(device_ids)
+            if ids and self._pending_since is None:
+                self._pending_since = time.monotonic()
             self._pending |= ids
             if kick:
                 self._pending_kicks |= ids
         self.wake.set()
+
+    def backlog(self) -> tuple[int, float]:
+        """Devices queued for the next pass, and how long the oldest has waited (s)."""
+        with self._queue_lock:
+            since = self._pending_since
+            return len(self._pending), 0.0 if since is None else time.monotonic() - since
 
     def follow(self, published: Published) -> None:
         """Act on a published change (subscribed to the change feed in ``bootstrap.py``):
@@ -429,6 +439,7 @@ class BrokerSync:
         with self._queue_lock:
             pending, self._pending = self._pending | changes.changed, set()
             kicks, self._pending_kicks = self._pending_kicks, set()
+            self._pending_since = None
             if changes.policies_changed:
                 self._needs_full = True
         kicked = False

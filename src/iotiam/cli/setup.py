@@ -17,6 +17,7 @@ from iotiam.config import (
     BROKER_MODES,
     MAX_LEARNING_SECONDS,
     check_events_url,
+    check_log_format,
     load_settings,
 )
 from iotiam.pki.models import KeyAlgorithm
@@ -144,19 +145,34 @@ def serve(
         help="Serving processes sharing the ports (signing is CPU-bound: up to one per core; "
              "default $IOTIAM_WORKERS, else 1)."
     )] = None,
+    log_format: Annotated[str | None, typer.Option(
+        show_default=False,
+        help="Log lines as 'text' or 'json' (one object a line; default "
+             "$IOTIAM_LOG_FORMAT, else text)."
+    )] = None,
 ) -> None:
     """Run the HTTPS API and the plain-HTTP OCSP/CRL endpoints."""
     from iotiam.api.server import serve as run_server
     from iotiam.bootstrap import build_services
+    from iotiam.json_logs import configure_logging
+    from iotiam.metrics import Metrics, share_between_processes
 
     obj: Context = ctx.obj
     settings = load_settings(obj.data_dir)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    services = build_services(settings)
-    console.print(f"iotiam API     {settings.api_url}  (docs: {settings.api_url}/docs)")
-    console.print(f"OCSP/CRL/CA    http://{settings.host}:{settings.http_port}")
-    console.print(f"CLI profile    {settings.data_dir / 'profile.json'}")
+    if log_format is not None:
+        settings = settings.with_overrides(log_format=check_log_format(log_format))
+    configure_logging(log_level, settings.log_format)
+    # before anything counts: every worker writes to files the scraped one sums
+    share_between_processes(settings.metrics_dir)
+    services = build_services(settings, metrics=Metrics(shared_dir=settings.metrics_dir))
+    where = {"iotiam API": f"{settings.api_url}  (docs: {settings.api_url}/docs)",
+             "OCSP/CRL/CA": f"http://{settings.host}:{settings.http_port}  (and /metrics)",
+             "CLI profile": str(settings.data_dir / "profile.json")}
+    for name, value in where.items():
+        if settings.log_format == "json":  # stdout too stays one object a line
+            logging.getLogger("iotiam.server").info("%s %s", name, value)
+        else:
+            console.print(f"{name:<14} {value}")
     try:
         run_server(services, log_level=log_level, workers=workers or settings.workers)
     finally:

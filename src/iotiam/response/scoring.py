@@ -206,6 +206,11 @@ class TrustRefresher:
             if self._queued:
                 self._wake.set()
 
+    def queued(self) -> int:
+        """How many devices wait for the next pass."""
+        with self._lock:
+            return len(self._queued)
+
     def refresh_queued(self) -> int:
         """Score the devices the feed named since the last pass (no window read); returns
         how many were rescored."""

@@ -59,6 +59,20 @@ def last_change_id(conn: Connection) -> int:
     return int(conn.execute(select(func.max(changes.c.id))).scalar() or 0)
 
 
+def feed_backlog(conn: Connection, delivered: int) -> tuple[int, datetime | None]:
+    """The newest change's id, and when the first change after ``delivered`` was
+    recorded (None: every change was delivered)."""
+    newest = last_change_id(conn)
+    if newest <= delivered:
+        return newest, None
+    c = changes.c
+    first = conn.execute(select(c.recorded_at).where(c.id > delivered)
+                         .order_by(c.id).limit(1)).scalar()
+    if first is not None and first.tzinfo is None:  # SQLite keeps no zone: stored as UTC
+        first = first.replace(tzinfo=UTC)
+    return newest, first
+
+
 def prune_changes(conn: Connection, keep: timedelta, now: datetime) -> int:
     """Delete changes older than ``keep`` (the newest always stays); how many."""
     c = changes.c

@@ -39,6 +39,14 @@ CASES = {
                                                  "2592001"},
                                       "IOTIAM_DETECTION_LEARNING_SECONDS must be a number of "
                                       "seconds between 0 and 2592000"),
+    "fail/serve-log-format-env": (["serve"], {"IOTIAM_LOG_FORMAT": "xml"},
+                                  "the log format (IOTIAM_LOG_FORMAT, --log-format) must be "
+                                  "one of text, json, not 'xml'"),
+    "fail/serve-log-format": (["serve", "--log-format", "logfmt"], {},
+                              "the log format (IOTIAM_LOG_FORMAT, --log-format) must be one "
+                              "of text, json, not 'logfmt'"),
+    "fail/serve-not-initialised": (["serve"], {}, "{data} is not a data directory: run "
+                                   "`iotiam init` first"),
     "fail/serve-workers-env": (["serve"], {"IOTIAM_WORKERS": "0"},
                                "IOTIAM_WORKERS must be a number of processes between 1 and 64"),
 }
@@ -53,5 +61,6 @@ def test_setting_error(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     argv = ["--data-dir", str(tmp_path / "data"), *words]
     result = invoke(CLIS[0], argv, capsys)
     line = assert_one_line_error(result, argv)
+    expected = expected.replace("{data}", str(tmp_path / "data"))
     assert (result.rc, line) == (1, f"error: {expected}")
     assert not (tmp_path / "data").exists()  # refused before anything was done

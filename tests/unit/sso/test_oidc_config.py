@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from iotiam.config import oidc_config
 from iotiam.errors import SetupError
 from iotiam.kernel import Role
 from iotiam.sso.models import RoleGrant
+from iotiam.sso.settings import oidc_config
 
 MAP = json.dumps({"iot-admins": {"role": "admin", "org": "/root/"},
                   "plant-a": {"role": "operator", "org": "/root/plant-a/"}})
