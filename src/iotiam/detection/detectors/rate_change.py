@@ -8,6 +8,20 @@ before a 3x change stands out of the noise (the log of a Gamma(n) sum has sigma
 ~0.53 for n=4, ~0.18 for 32, ~0.125 for 64), and its left tail is heavier than a
 normal's: over a day of sliding windows a Poisson stream reaches z ~6 by chance, so
 the long spans need 6.5.
+
+A device that sends rarely (an actuator's heartbeat every 15 minutes and an ack per
+command) would need many minutes to fill even the short spans' evidence, so floods are
+also judged as counts over time: the messages of the last 10, 30 and 60 s against what
+the device's rate allows in that window (a Poisson tail at 2.5x its rate, never less
+than the busiest such window it was seen to send, nor than ``FLOOD_FLOOR``). Whatever
+its normal period, a flood shows within a minute.
+
+What looks fast but is not: a device that reconnects after an outage flushes the
+messages it queued meanwhile. After a connect, up to the messages the gap could have
+queued (twice the device's rate over the gap, and two more), coming back to back, are
+catch-up: neither judged nor learned. And the one- and four-interval spans are judged against the
+shortest such span the device was seen to send as well as its mean (a camera's motion
+event that lands next to a snapshot makes one short interval, now and then).
 """
 
 from __future__ import annotations
@@ -17,7 +31,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from iotiam.detection.baselines import Cooldown, RobustLog, time_weight
+from iotiam.detection.baselines import Ceiling, Cooldown, RobustLog, time_weight
 from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
 
 #: inter-arrivals per span, and the z-score above which a span is too short
@@ -35,16 +49,53 @@ TYPE_MIN_SAMPLES = 50
 #: below this): for Poisson traffic (sigma ~1.28) a few close messages mean nothing
 REGULAR = 0.5
 KEEP = SPANS[-1]
+#: the short spans must also be this much shorter than the shortest the device sent
+BELOW_SHORTEST = math.log(1.5)
+SHORT_SPANS = 2
+#: flood windows (seconds), the fewest messages in one that can be a flood, the rate
+#: factor the Poisson tail allows, and how improbable a count must be under it
+WINDOWS = (10.0, 30.0, 60.0)
+FLOOD_FLOOR = 4
+FLOOD_FACTOR = 2.5
+FLOOD_TAIL = 1e-6
+#: learned messages between two refreshes of a device's flood limits
+REFRESH = 16
+#: catch-up after a connect comes back to back: each message within this of the one
+#: before (or of the connect), or the flush is over
+FLUSH_GAP = 15.0
+FLUSH_SLACK = 2
 _log = math.log
 
 
+def poisson_limit(mean: float, tail: float = FLOOD_TAIL) -> int:
+    """The smallest count k with P(N >= k) <= ``tail`` for N ~ Poisson(``mean``)."""
+    term = math.exp(-mean)
+    below = 0.0  # P(N < k)
+    k = 0
+    while 1.0 - below > tail and k < 10 * KEEP:
+        below += term
+        k += 1
+        term *= mean / k
+    return k
+
+
 class _DeviceRate:
-    __slots__ = ("allow", "first_at", "recent", "spans")
+    __slots__ = ("allow", "first_at", "limits", "owed", "owed_until", "peaks", "recent",
+                 "shortest", "spans", "stale")
 
     def __init__(self, first_at: float) -> None:
         self.first_at = first_at
         self.recent: deque[float] = deque(maxlen=KEEP)
         self.spans = [RobustLog() for _ in SPANS]
+        #: the shortest one- and four-interval spans seen (negated: a ceiling)
+        self.shortest = [Ceiling() for _ in range(SHORT_SPANS)]
+        #: the most messages seen in each flood window, and the counts that are a flood
+        self.peaks = [1] * len(WINDOWS)
+        self.limits: tuple[int, ...] | None = None
+        self.stale = 0
+        #: catch-up messages still expected after a reconnect, and until when
+        self.owed = 0
+        self.owed_until = 0.0
         #: extra log-ratio tolerated, taught by false positives
         self.allow = 0.0
 
@@ -53,7 +104,7 @@ class RateChange:
     """Messages sent (Device Defender ``aws:num-messages-sent``) far above baseline."""
 
     name = "rate_change"
-    kinds = frozenset({EventKind.PUBLISH})
+    kinds = frozenset({EventKind.PUBLISH, EventKind.CONNECT})
 
     def __init__(self, *, learning_seconds: float = 3600.0, cooldown: float = 600.0) -> None:
         self.learning_seconds = learning_seconds
@@ -73,6 +124,15 @@ class RateChange:
         if state is None:
             state = self._devices[device_id] = _DeviceRate(event.at)
         recent = state.recent
+        if event.kind is EventKind.CONNECT:
+            self._expect_catch_up(state, event.at)
+            return
+        if state.owed:
+            if event.at <= state.owed_until:
+                state.owed -= 1  # catch-up after a reconnect: its timing says nothing
+                state.owed_until = event.at + FLUSH_GAP
+                return
+            state.owed = 0
         if event is not self._outlier and recent:
             at = event.at
             # the type's prior is a population statistic: a sample of 1 message in 8
@@ -92,9 +152,51 @@ class RateChange:
                 elapsed = at - recent[-span]
                 value = _log(elapsed if elapsed > 1e-3 else 1e-3)
                 spans[i].add(value, weight)
+                if i < SHORT_SPANS:
+                    state.shortest[i].add(-value, -spans[i].mean, at - recent[-1])
                 if prior is not None:
                     prior[i].add(value)
+            peaks = state.peaks
+            for i, window in enumerate(WINDOWS):
+                # the count in the window, this message included, beats the peak
+                peak = peaks[i]
+                while peak <= n and at - recent[-peak] <= window:
+                    peak += 1
+                peaks[i] = peak
+            state.stale -= 1
         recent.append(event.at)
+
+    def _expect_catch_up(self, state: _DeviceRate, at: float) -> None:
+        """A connect: the device may flush what it queued since its last message."""
+        recent = state.recent
+        if not recent or state.spans[0].count < MIN_SAMPLES:
+            return
+        rate = 1.0 / math.exp(state.spans[0].mean)
+        state.owed = int(2.0 * rate * (at - recent[-1])) + FLUSH_SLACK
+        state.owed_until = at + FLUSH_GAP
+
+    def _flood_limits(self, state: _DeviceRate, baseline: list[RobustLog]) -> tuple[int, ...]:
+        """The message counts in each window that are a flood for this device."""
+        rate = FLOOD_FACTOR * math.exp(state.allow) / math.exp(baseline[0].mean)
+        limits = tuple(max(FLOOD_FLOOR, state.peaks[i] + 2, poisson_limit(rate * window))
+                       for i, window in enumerate(WINDOWS))
+        state.limits = limits
+        state.stale = REFRESH
+        return limits
+
+    def _flood(self, state: _DeviceRate, baseline: list[RobustLog],
+               at: float) -> tuple[int, float] | None:
+        """(messages, seconds) of a window holding a flood ending at ``at``, if one does."""
+        limits = state.limits
+        if limits is None or state.stale <= 0:
+            limits = self._flood_limits(state, baseline)
+        recent = state.recent
+        n = len(recent) + 1
+        for i, window in enumerate(WINDOWS):
+            limit = limits[i]
+            if limit <= n and at - recent[1 - limit] <= window:
+                return limit, at - recent[1 - limit]
+        return None
 
     def __call__(self, event: Event) -> list[Finding]:
         """A finding when the last 1, 4, 32 or 64 intervals were far shorter than usual."""
@@ -102,34 +204,47 @@ class RateChange:
         if device_id is None:
             return []
         state = self._devices.get(device_id)
-        if state is None or not state.recent:
+        if state is None or not state.recent or event.kind is not EventKind.PUBLISH:
             return []
         at = event.at
+        if state.owed and at <= state.owed_until:
+            return []
         recent = state.recent
         baseline = state.spans
+        own = True
         if baseline[1].count < LEARNED_SAMPLES and at - state.first_at < self.learning_seconds:
             prior = self._types.get(event.device_type or "")
             if prior is None or prior[1].count < TYPE_MIN_SAMPLES:
                 return []
-            baseline = prior
+            baseline, own = prior, False
+        if baseline[0].count < MIN_SAMPLES:
+            return []
         n = len(recent)
         floor = MIN_RATIO + state.allow
         regular = baseline[0].sigma(SIGMA_FLOOR) < REGULAR
-        for i, span in enumerate(SPANS):
-            if n < span:
-                return []
-            if span < 8 and not regular:
-                continue
-            stat = baseline[i]
-            if stat.count < MIN_SAMPLES:
-                return []
-            elapsed = max(at - recent[-span], 1e-3)
-            drop = stat.mean - math.log(elapsed)
-            sigma = stat.sigma(SIGMA_FLOOR)
-            if drop > floor and drop > Z[i] * sigma:
-                break
+        flood = self._flood(state, baseline, at)
+        if flood is not None:
+            span, elapsed = flood[0] - 1, max(flood[1], 1e-3)
+            drop = _log(span * math.exp(baseline[0].mean) / elapsed)
+            sigma = baseline[0].sigma(SIGMA_FLOOR)
         else:
-            return []
+            for i, span in enumerate(SPANS):
+                if n < span:
+                    return []
+                if span < 8 and not regular:
+                    continue
+                stat = baseline[i]
+                if stat.count < MIN_SAMPLES:
+                    return []
+                elapsed = max(at - recent[-span], 1e-3)
+                drop = stat.mean - math.log(elapsed)
+                sigma = stat.sigma(SIGMA_FLOOR)
+                if drop > floor and drop > Z[i] * sigma and (
+                        i >= SHORT_SPANS or not own
+                        or -math.log(elapsed) > state.shortest[i].value + BELOW_SHORTEST):
+                    break
+            else:
+                return []
         self._outlier = event
         if not self._cooldown.ready(device_id, at):
             return []
@@ -143,7 +258,8 @@ class RateChange:
             self.name,
             {"metric": "aws:num-messages-sent", "observed_interval_s": round(interval, 3),
              "baseline_interval_s": round(interval * factor, 3),
-             "factor": round(factor, 2), "z": round(drop / sigma, 1), "messages": span},
+             "factor": round(factor, 2), "z": round(drop / sigma, 1), "messages": span,
+             "window_s": round(elapsed, 1) if flood is not None else None},
             event.device_type)]
 
     def forgive(self, finding: Finding) -> None:
@@ -152,12 +268,14 @@ class RateChange:
         if state is not None:
             factor = float(finding.evidence.get("factor", 2.0))
             state.allow = max(state.allow, math.log(max(factor, 1.0)) * 1.5)
+            state.limits = None
 
     def snapshot(self) -> dict[str, Any]:
         """Per-device and per-type span baselines."""
         return {
             "spans": list(SPANS),
-            "devices": {d: [s.first_at, [x.to_json() for x in s.spans], s.allow]
+            "devices": {d: [s.first_at, [x.to_json() for x in s.spans], s.allow,
+                            [x.to_json() for x in s.shortest], s.peaks]
                         for d, s in self._devices.items()},
             "types": {t: [x.to_json() for x in spans] for t, spans in self._types.items()},
         }
@@ -168,10 +286,13 @@ class RateChange:
         self._types.clear()
         if list(state.get("spans", [])) != list(SPANS):
             return
-        for device_id, (first_at, spans, allow) in state.get("devices", {}).items():
-            entry = _DeviceRate(float(first_at))
-            entry.spans = [RobustLog.from_json(x) for x in spans]
-            entry.allow = float(allow)
+        for device_id, saved in state.get("devices", {}).items():
+            entry = _DeviceRate(float(saved[0]))
+            entry.spans = [RobustLog.from_json(x) for x in saved[1]]
+            entry.allow = float(saved[2])
+            if len(saved) > 3:  # older snapshots kept no extremes
+                entry.shortest = [Ceiling.from_json(x) for x in saved[3]]
+                entry.peaks = [int(x) for x in saved[4]]
             self._devices[device_id] = entry
         self._types = {t: [RobustLog.from_json(x) for x in spans]
                        for t, spans in state.get("types", {}).items()}
