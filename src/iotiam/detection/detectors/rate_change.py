@@ -80,8 +80,8 @@ def poisson_limit(mean: float, tail: float = FLOOD_TAIL) -> int:
 
 
 class _DeviceRate:
-    __slots__ = ("allow", "first_at", "limits", "owed", "owed_until", "peaks", "recent",
-                 "shortest", "spans", "stale")
+    __slots__ = ("abnormal_at", "allow", "first_at", "limits", "owed", "owed_until", "peaks",
+                 "rate", "recent", "shortest", "spans", "stale")
 
     def __init__(self, first_at: float) -> None:
         self.first_at = first_at
@@ -92,10 +92,15 @@ class _DeviceRate:
         #: the most messages seen in each flood window, and the counts that are a flood
         self.peaks = [1] * len(WINDOWS)
         self.limits: tuple[int, ...] | None = None
+        #: the average rate (messages/s) the limits were drawn from
+        self.rate = 1.0
         self.stale = 0
         #: catch-up messages still expected after a reconnect, and until when
         self.owed = 0
         self.owed_until = 0.0
+        #: the last message judged abnormal: no span reaching back to it is learned or
+        #: raises a new finding, so an attack's messages neither teach nor raise twice
+        self.abnormal_at = -math.inf
         #: extra log-ratio tolerated, taught by false positives
         self.allow = 0.0
 
@@ -146,8 +151,9 @@ class RateChange:
             weight = time_weight(at - recent[-1])
             n = len(recent)
             spans = state.spans
+            clean = state.abnormal_at
             for i, span in enumerate(SPANS):
-                if n < span:
+                if n < span or recent[-span] <= clean:
                     break
                 elapsed = at - recent[-span]
                 value = _log(elapsed if elapsed > 1e-3 else 1e-3)
@@ -160,7 +166,7 @@ class RateChange:
             for i, window in enumerate(WINDOWS):
                 # the count in the window, this message included, beats the peak
                 peak = peaks[i]
-                while peak <= n and at - recent[-peak] <= window:
+                while peak <= n and at - recent[-peak] <= window and recent[-peak] > clean:
                     peak += 1
                 peaks[i] = peak
             state.stale -= 1
@@ -177,7 +183,15 @@ class RateChange:
 
     def _flood_limits(self, state: _DeviceRate, baseline: list[RobustLog]) -> tuple[int, ...]:
         """The message counts in each window that are a flood for this device."""
-        rate = FLOOD_FACTOR * math.exp(state.allow) / math.exp(baseline[0].mean)
+        # the device's average rate: from the longest span learned (a sum of many
+        # intervals, so bursts and pauses average out), else from single intervals
+        rate = 1.0 / math.exp(baseline[0].mean)
+        for i in range(len(SPANS) - 1, 0, -1):
+            if baseline[i].count >= MIN_SAMPLES:
+                rate = SPANS[i] / math.exp(baseline[i].mean)
+                break
+        state.rate = rate
+        rate *= FLOOD_FACTOR * math.exp(state.allow)
         limits = tuple(max(FLOOD_FLOOR, state.peaks[i] + 2, poisson_limit(rate * window))
                        for i, window in enumerate(WINDOWS))
         state.limits = limits
@@ -225,7 +239,7 @@ class RateChange:
         flood = self._flood(state, baseline, at)
         if flood is not None:
             span, elapsed = flood[0] - 1, max(flood[1], 1e-3)
-            drop = _log(span * math.exp(baseline[0].mean) / elapsed)
+            drop = _log(span / elapsed / state.rate)
             sigma = baseline[0].sigma(SIGMA_FLOOR)
         else:
             for i, span in enumerate(SPANS):
@@ -242,10 +256,17 @@ class RateChange:
                 if drop > floor and drop > Z[i] * sigma and (
                         i >= SHORT_SPANS or not own
                         or -math.log(elapsed) > state.shortest[i].value + BELOW_SHORTEST):
+                    if recent[-span] <= state.abnormal_at:
+                        # a span still holding a reported episode's messages: the episode
+                        # goes on (or trails off), it is not a new one
+                        self._outlier = event
+                        self._cooldown.ready(device_id, at)
+                        return []
                     break
             else:
                 return []
         self._outlier = event
+        state.abnormal_at = at
         if not self._cooldown.ready(device_id, at):
             return []
         factor = math.exp(drop)
