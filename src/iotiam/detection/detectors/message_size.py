@@ -32,8 +32,9 @@ RECENT = 8
 Z_ONE, Z_MEAN = 8.0, 5.0
 #: a firmware update adding fields grows messages up to ~2x (with jitter): not news
 MIN_RATIO = math.log(2.3)
-#: and one message must pass the largest the topic (or a connect) ever sent by this much
-ABOVE_CEILING = math.log(1.3)
+#: and one message must pass the largest the topic (or a connect) sent by this much (a
+#: sync upload's size varies with the work it carries: 4-7x a scan, seen once or twice)
+ABOVE_CEILING = math.log(2.0)
 SIGMA_FLOOR = 0.05
 #: a device's learning period ends after ``learning_seconds`` or this many messages,
 #: whichever comes first; until then it is judged by its type's sizes. Devices of a
@@ -64,14 +65,15 @@ class _TopicSize:
 
 
 class _DeviceSize:
-    __slots__ = ("after_connect", "allow", "connected_at", "first_at", "last_at", "stat",
-                 "topics")
+    __slots__ = ("after_connect", "allow", "ceiling", "connected_at", "first_at", "last_at",
+                 "stat", "topics")
 
     def __init__(self, first_at: float) -> None:
         self.first_at = first_at
         self.last_at = first_at
         #: every topic together: the baseline of a topic too young for its own
         self.stat = RobustLog()
+        self.ceiling = Ceiling()
         self.topics: dict[str, _TopicSize] = {}
         #: the largest size sent within ``AFTER_CONNECT`` of a connect
         self.after_connect = Ceiling()
@@ -129,6 +131,7 @@ class MessageSize:
         state.stat.add(value, weight)
         topic.stat.add(value, weight)
         topic.ceiling.add(value, topic.stat.mean, elapsed)
+        state.ceiling.add(value, state.stat.mean, elapsed)
         if at - state.connected_at < AFTER_CONNECT:
             state.after_connect.add(value, state.stat.mean, elapsed)
         self._tick += 1
@@ -150,13 +153,19 @@ class MessageSize:
         topic = state.topics.get(event.topic or "") or state.topics.get(OTHER_TOPICS)
         ceiling = -math.inf
         spread_of_mean = 1.0 / math.sqrt(RECENT - 1)
+        own = True
         if topic is not None and topic.stat.count >= TOPIC_SAMPLES:
             stat = topic.stat
             ceiling = topic.ceiling.value
         elif state.stat.count >= LEARNED_SAMPLES or (
                 at - state.first_at >= self.learning_seconds and state.stat.count >= OWN_SAMPLES):
+            # a topic too young for its own: one message against the device's sizes
+            # over all its topics (the last 8 of this topic are not theirs)
             stat = state.stat
+            ceiling = state.ceiling.value
+            topic = None
         else:
+            own = False
             prior = self._types.get(event.device_type or "")
             if prior is None or prior.count < TYPE_MIN_SAMPLES // (TYPE_SAMPLING + 1):
                 return []
@@ -182,7 +191,9 @@ class MessageSize:
             n = RECENT - 1
         if not hit:
             return []
-        self._outlier = event
+        # while a device learns (judged by its type), what it does is its baseline all
+        # the same: its own habits are what the type's cannot tell
+        self._outlier = event if own else None
         if not self._cooldown.ready(device_id, at):
             return []
         factor = math.exp(growth)
@@ -213,7 +224,7 @@ class MessageSize:
         """Per-device (per topic) and per-type size baselines."""
         return {"version": 2,
                 "devices": {d: [s.first_at, s.stat.to_json(), s.allow,
-                                s.after_connect.to_json(),
+                                s.after_connect.to_json(), s.ceiling.to_json(),
                                 {t: [x.stat.to_json(), x.ceiling.to_json()]
                                  for t, x in s.topics.items()}]
                             for d, s in self._devices.items()},
@@ -227,7 +238,8 @@ class MessageSize:
             entry.stat, entry.allow = RobustLog.from_json(saved[1]), float(saved[2])
             if len(saved) > 3:
                 entry.after_connect = Ceiling.from_json(saved[3])
-                for name, (stat, ceiling) in saved[4].items():
+                entry.ceiling = Ceiling.from_json(saved[4])
+                for name, (stat, ceiling) in saved[5].items():
                     topic = entry.topics[str(name)] = _TopicSize()
                     topic.stat, topic.ceiling = RobustLog.from_json(stat), \
                         Ceiling.from_json(ceiling)

@@ -12,8 +12,10 @@ the long spans need 6.5.
 A device that sends rarely (an actuator's heartbeat every 15 minutes and an ack per
 command) would need many minutes to fill even the short spans' evidence, so floods are
 also judged as counts over time: the messages of the last 10, 30 and 60 s against what
-the device's rate allows in that window (a Poisson tail at 2.5x its rate, never less
-than the busiest such window it was seen to send, nor than ``FLOOD_FLOOR``). Whatever
+the device's rate allows in that window (a Poisson tail at 2.5x its rate; never less
+than twice the busiest such window the device was seen to send, two more than its
+type's busiest, nor than ``FLOOD_FLOOR``: commands acknowledged in a burst are not a
+flood). Whatever
 its normal period, a flood shows within a minute.
 
 What looks fast but is not: a device that reconnects after an outage flushes the
@@ -52,10 +54,12 @@ KEEP = SPANS[-1]
 #: the short spans must also be this much shorter than the shortest the device sent
 BELOW_SHORTEST = math.log(1.5)
 SHORT_SPANS = 2
+ODD_LIMIT = 2
+TYPE_ODD_LIMIT = 5
 #: flood windows (seconds), the fewest messages in one that can be a flood, the rate
 #: factor the Poisson tail allows, and how improbable a count must be under it
 WINDOWS = (10.0, 30.0, 60.0)
-FLOOD_FLOOR = 4
+FLOOD_FLOOR = 5
 FLOOD_FACTOR = 2.5
 FLOOD_TAIL = 1e-6
 #: learned messages between two refreshes of a device's flood limits
@@ -80,8 +84,8 @@ def poisson_limit(mean: float, tail: float = FLOOD_TAIL) -> int:
 
 
 class _DeviceRate:
-    __slots__ = ("abnormal_at", "allow", "first_at", "limits", "owed", "owed_until", "peaks",
-                 "rate", "recent", "shortest", "spans", "stale")
+    __slots__ = ("abnormal_at", "allow", "first_at", "limits", "odd", "owed", "owed_until",
+                 "peaks", "quick", "rate", "recent", "shortest", "spans", "stale")
 
     def __init__(self, first_at: float) -> None:
         self.first_at = first_at
@@ -89,6 +93,12 @@ class _DeviceRate:
         self.spans = [RobustLog() for _ in SPANS]
         #: the shortest one- and four-interval spans seen (negated: a ceiling)
         self.shortest = [Ceiling() for _ in range(SHORT_SPANS)]
+        #: how often a lone short one- or four-interval span came (extra messages now
+        #: and then: a motion event beside a snapshot); from ``ODD_LIMIT`` on, that
+        #: span no longer judges the device
+        self.odd = [0] * SHORT_SPANS
+        #: an interval longer than this is not short for any span (a cheap first test)
+        self.quick = math.inf
         #: the most messages seen in each flood window, and the counts that are a flood
         self.peaks = [1] * len(WINDOWS)
         self.limits: tuple[int, ...] | None = None
@@ -116,6 +126,10 @@ class RateChange:
         self._devices: dict[str, _DeviceRate] = {}
         #: per type, the spans of all its devices: the prior of young devices
         self._types: dict[str, list[RobustLog]] = {}
+        #: per type, lone short spans its devices sent in normal traffic, and the most
+        #: messages one of its devices sent in each flood window
+        self._type_odd: dict[str, int] = {}
+        self._type_peaks: dict[str, list[int]] = {}
         self._cooldown = Cooldown(cooldown)
         self._outlier: Event | None = None
         self._tick = 0
@@ -139,6 +153,7 @@ class RateChange:
                 return
             state.owed = 0
         if event is not self._outlier and recent:
+            self._count_odd(state, event)
             at = event.at
             # the type's prior is a population statistic: a sample of 1 message in 8
             # describes it as well and halves the cost of learning
@@ -162,15 +177,40 @@ class RateChange:
                     state.shortest[i].add(-value, -spans[i].mean, at - recent[-1])
                 if prior is not None:
                     prior[i].add(value)
+            if state.stale & 7 == 0:
+                state.quick = math.exp(spans[0].mean - MIN_RATIO)
             peaks = state.peaks
             for i, window in enumerate(WINDOWS):
                 # the count in the window, this message included, beats the peak
                 peak = peaks[i]
                 while peak <= n and at - recent[-peak] <= window and recent[-peak] > clean:
                     peak += 1
-                peaks[i] = peak
+                if peak > peaks[i]:
+                    peaks[i] = peak
+                    kind = self._type_peaks.setdefault(event.device_type or "",
+                                                       [1] * len(WINDOWS))
+                    if peak > kind[i]:
+                        kind[i] = peak
             state.stale -= 1
         recent.append(event.at)
+
+    def _count_odd(self, state: _DeviceRate, event: Event) -> None:
+        """Count a short span that would raise on its own in normal traffic (while the
+        device learns, or judged normal): a device that does this now and then is not
+        told by it."""
+        recent, spans, odd = state.recent, state.spans, state.odd
+        if event.at - recent[-1] > state.quick:
+            return  # the common case: the last interval alone is not short
+        for i in range(SHORT_SPANS):
+            span = SPANS[i]
+            stat = spans[i]
+            if odd[i] >= ODD_LIMIT or len(recent) < span or stat.count < MIN_SAMPLES:
+                continue
+            drop = stat.mean - _log(max(event.at - recent[-span], 1e-3))
+            if drop > MIN_RATIO and drop > Z[i] * stat.sigma(SIGMA_FLOOR):
+                odd[i] += 1
+                kind = event.device_type or ""
+                self._type_odd[kind] = self._type_odd.get(kind, 0) + 1
 
     def _expect_catch_up(self, state: _DeviceRate, at: float) -> None:
         """A connect: the device may flush what it queued since its last message."""
@@ -181,7 +221,8 @@ class RateChange:
         state.owed = int(2.0 * rate * (at - recent[-1])) + FLUSH_SLACK
         state.owed_until = at + FLUSH_GAP
 
-    def _flood_limits(self, state: _DeviceRate, baseline: list[RobustLog]) -> tuple[int, ...]:
+    def _flood_limits(self, state: _DeviceRate, baseline: list[RobustLog],
+                      device_type: str | None) -> tuple[int, ...]:
         """The message counts in each window that are a flood for this device."""
         # the device's average rate: from the longest span learned (a sum of many
         # intervals, so bursts and pauses average out), else from single intervals
@@ -192,18 +233,20 @@ class RateChange:
                 break
         state.rate = rate
         rate *= FLOOD_FACTOR * math.exp(state.allow)
-        limits = tuple(max(FLOOD_FLOOR, state.peaks[i] + 2, poisson_limit(rate * window))
+        kind = self._type_peaks.get(device_type or "", state.peaks)
+        limits = tuple(max(FLOOD_FLOOR, 2 * state.peaks[i], kind[i] + 2,
+                           poisson_limit(rate * window))
                        for i, window in enumerate(WINDOWS))
         state.limits = limits
         state.stale = REFRESH
         return limits
 
-    def _flood(self, state: _DeviceRate, baseline: list[RobustLog],
-               at: float) -> tuple[int, float] | None:
+    def _flood(self, state: _DeviceRate, baseline: list[RobustLog], at: float,
+               device_type: str | None) -> tuple[int, float] | None:
         """(messages, seconds) of a window holding a flood ending at ``at``, if one does."""
         limits = state.limits
         if limits is None or state.stale <= 0:
-            limits = self._flood_limits(state, baseline)
+            limits = self._flood_limits(state, baseline, device_type)
         recent = state.recent
         n = len(recent) + 1
         for i, window in enumerate(WINDOWS):
@@ -236,7 +279,11 @@ class RateChange:
         n = len(recent)
         floor = MIN_RATIO + state.allow
         regular = baseline[0].sigma(SIGMA_FLOOR) < REGULAR
-        flood = self._flood(state, baseline, at)
+        # a type whose devices send a lone extra message now and then (cameras) tells
+        # its young devices and its old ones alike
+        type_odd = self._type_odd.get(event.device_type or "", 0)
+        odd = state.odd if own and type_odd < TYPE_ODD_LIMIT else [ODD_LIMIT] * SHORT_SPANS
+        flood = self._flood(state, baseline, at, event.device_type)
         if flood is not None:
             span, elapsed = flood[0] - 1, max(flood[1], 1e-3)
             drop = _log(span / elapsed / state.rate)
@@ -245,7 +292,7 @@ class RateChange:
             for i, span in enumerate(SPANS):
                 if n < span:
                     return []
-                if span < 8 and not regular:
+                if span < 8 and (not regular or odd[0] >= ODD_LIMIT or odd[i] >= ODD_LIMIT):
                     continue
                 stat = baseline[i]
                 if stat.count < MIN_SAMPLES:
@@ -259,13 +306,15 @@ class RateChange:
                     if recent[-span] <= state.abnormal_at:
                         # a span still holding a reported episode's messages: the episode
                         # goes on (or trails off), it is not a new one
-                        self._outlier = event
+                        self._outlier = event if own else None
                         self._cooldown.ready(device_id, at)
                         return []
                     break
             else:
                 return []
-        self._outlier = event
+        # while a device learns (judged by its type), what it does is its baseline all
+        # the same: its own habits are what the type's cannot tell
+        self._outlier = event if own else None
         state.abnormal_at = at
         if not self._cooldown.ready(device_id, at):
             return []
@@ -290,14 +339,20 @@ class RateChange:
             factor = float(finding.evidence.get("factor", 2.0))
             state.allow = max(state.allow, math.log(max(factor, 1.0)) * 1.5)
             state.limits = None
+            if finding.evidence.get("messages") in SPANS[:SHORT_SPANS]:
+                # a lone extra message is what this device does: the short spans are
+                # not for it
+                state.odd = [ODD_LIMIT] * SHORT_SPANS
 
     def snapshot(self) -> dict[str, Any]:
         """Per-device and per-type span baselines."""
         return {
             "spans": list(SPANS),
             "devices": {d: [s.first_at, [x.to_json() for x in s.spans], s.allow,
-                            [x.to_json() for x in s.shortest], s.peaks]
+                            [x.to_json() for x in s.shortest], s.peaks, s.odd]
                         for d, s in self._devices.items()},
+            "type_odd": dict(self._type_odd),
+            "type_peaks": {t: list(p) for t, p in self._type_peaks.items()},
             "types": {t: [x.to_json() for x in spans] for t, spans in self._types.items()},
         }
 
@@ -305,6 +360,8 @@ class RateChange:
         """Inverse of ``snapshot`` (baselines of other spans than these are dropped)."""
         self._devices.clear()
         self._types.clear()
+        self._type_odd.clear()
+        self._type_peaks.clear()
         if list(state.get("spans", [])) != list(SPANS):
             return
         for device_id, saved in state.get("devices", {}).items():
@@ -314,6 +371,10 @@ class RateChange:
             if len(saved) > 3:  # older snapshots kept no extremes
                 entry.shortest = [Ceiling.from_json(x) for x in saved[3]]
                 entry.peaks = [int(x) for x in saved[4]]
+                entry.odd = [int(x) for x in saved[5]]
             self._devices[device_id] = entry
         self._types = {t: [RobustLog.from_json(x) for x in spans]
                        for t, spans in state.get("types", {}).items()}
+        self._type_odd = {str(t): int(n) for t, n in state.get("type_odd", {}).items()}
+        self._type_peaks = {str(t): [int(x) for x in p]
+                            for t, p in state.get("type_peaks", {}).items()}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from iotiam.detection.models import EventKind
-from iotiam.testing.scenarios.fleet import GATEWAY, SENSOR, Device, FleetBuilder, image_hash
+from iotiam.testing.scenarios.fleet import GATEWAY, SENSOR, FleetBuilder, image_hash
+from iotiam.testing.scenarios.models import Device
 
 
 def rollout(b: FleetBuilder) -> None:
