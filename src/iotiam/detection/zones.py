@@ -91,7 +91,11 @@ class LocalHours:
 
     def hour_of_week(self, zone: ZoneInfo | str, at: float) -> int:
         """The local hour of the week of ``at`` in ``zone``."""
-        local = at + self.offset(zone, at)
+        cached = self._offsets.get(zone)  # inlined ``offset``: once per timed event
+        if cached is not None and cached[0] == int(at // HOUR):
+            local = at + cached[1]
+        else:
+            local = at + self.offset(zone, at)
         return (int(local // HOUR) + _EPOCH_WEEKDAY_HOURS) % HOURS_OF_WEEK
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from detection.builders import LEARN, T0, event, monitor, publishes, run
 from iotiam.detection.detectors import RateChange
+from iotiam.detection.detectors.rate_change import ODD_LIMIT
 from iotiam.detection.models import Event, EventKind, FindingType, Severity
 
 
@@ -108,10 +109,21 @@ def test_fail_flood_right_after_a_short_reconnect_is_still_a_flood() -> None:
     assert len(findings) == 1 and findings[0].at - back <= 10
 
 
-def test_ok_an_extra_message_beside_a_regular_one_is_not_a_speed_up() -> None:
-    """A camera's snapshot every minute, and now and then a motion event next to one."""
+def test_ok_an_extra_message_beside_a_regular_one_is_the_devices_habit() -> None:
+    """A camera's snapshot every minute, and now and then a motion event next to one:
+    raised at most twice (each time the next snapshot comes on time), it is then what
+    the device does, whatever else the hours bring."""
+    for learning, every in [(3600.0, 10), (LEARN, 20)]:
+        engine = monitor(RateChange(learning_seconds=learning), learning=learning)
+        snapshots = publishes("c1", T0, 12 * 60, 60.0, device_type="camera")
+        motion = [event(EventKind.PUBLISH, s.at + 1.5, "c1", "camera",
+                        topic="devices/c1/motion", size=80) for s in snapshots[5::every]]
+        assert len(run(engine, snapshots + motion)) <= ODD_LIMIT
+
+
+def test_fail_a_sustained_speed_up_is_not_a_lone_extra_message() -> None:
     engine = monitor(RateChange(learning_seconds=LEARN))
-    snapshots = publishes("c1", T0, 8 * 60, 60.0, device_type="camera")
-    motion = [event(EventKind.PUBLISH, s.at + 1.5, "c1", "camera", topic="devices/c1/motion",
-                    size=80) for s in snapshots[5::37]]
-    assert run(engine, snapshots + motion) == []
+    snapshots = publishes("c1", T0, 200, 60.0, device_type="camera")
+    faster = publishes("c1", snapshots[-1].at + 15, 40, 15.0, device_type="camera")
+    findings = run(engine, snapshots + faster)
+    assert len(findings) == 1 and findings[0].at - faster[0].at <= 60

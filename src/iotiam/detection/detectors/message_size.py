@@ -53,6 +53,7 @@ OTHER_TOPICS = "*"
 AFTER_CONNECT = 120.0
 #: the type's prior is a population statistic: one message in 4 describes it as well
 TYPE_SAMPLING = 3
+_CONNECT = EventKind.CONNECT
 
 
 class _TopicSize:
@@ -115,7 +116,7 @@ class MessageSize:
         if state is None:
             state = self._devices[device_id] = _DeviceSize(event.at)
         at = event.at
-        if event.kind is EventKind.CONNECT:
+        if event.kind is _CONNECT:
             state.connected_at = at
             return
         if size is None:
@@ -182,8 +183,10 @@ class MessageSize:
         hit = growth > floor and growth > Z_ONE * sigma and value > ceiling + ABOVE_CEILING
         n = 1
         recent = topic.recent if topic is not None else ()
-        if not hit and len(recent) == RECENT:
-            # the last 8 with this one, without the largest of them
+        if not hit and len(recent) == RECENT \
+                and (sum(recent) - recent[0] + value) / RECENT - stat.mean > floor:
+            # the last 8 with this one, without the largest of them (which is at least
+            # their mean: when that does not pass, this cannot)
             values = list(recent)[1:]
             values.append(value)
             growth = (sum(values) - max(values)) / (RECENT - 1) - stat.mean

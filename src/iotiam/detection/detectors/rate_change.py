@@ -13,7 +13,7 @@ A device that sends rarely (an actuator's heartbeat every 15 minutes and an ack 
 command) would need many minutes to fill even the short spans' evidence, so floods are
 also judged as counts over time: the messages of the last 10, 30 and 60 s against what
 the device's rate allows in that window (a Poisson tail at 2.5x its rate; never less
-than twice the busiest such window the device was seen to send, two more than its
+than twice the busiest such window the device was seen to send (and one), two more than its
 type's busiest, nor than ``FLOOD_FLOOR``: commands acknowledged in a burst are not a
 flood). Whatever
 its normal period, a flood shows within a minute.
@@ -21,9 +21,11 @@ its normal period, a flood shows within a minute.
 What looks fast but is not: a device that reconnects after an outage flushes the
 messages it queued meanwhile. After a connect, up to the messages the gap could have
 queued (twice the device's rate over the gap, and two more), coming back to back, are
-catch-up: neither judged nor learned. And the one- and four-interval spans are judged against the
-shortest such span the device was seen to send as well as its mean (a camera's motion
-event that lands next to a snapshot makes one short interval, now and then).
+catch-up: neither judged nor learned. And a device that sends a lone extra message now
+and then in normal traffic (a camera's motion event next to a snapshot: one short
+interval) is no longer judged by the one- and four-interval spans, nor are the young
+devices of a type whose devices do that; floods still show in the windows and the long
+spans.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from iotiam.detection.baselines import Ceiling, Cooldown, RobustLog, time_weight
+from iotiam.detection.baselines import Cooldown, RobustLog, time_weight
 from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
 
 #: inter-arrivals per span, and the z-score above which a span is too short
@@ -51,24 +53,26 @@ TYPE_MIN_SAMPLES = 50
 #: below this): for Poisson traffic (sigma ~1.28) a few close messages mean nothing
 REGULAR = 0.5
 KEEP = SPANS[-1]
-#: the short spans must also be this much shorter than the shortest the device sent
-BELOW_SHORTEST = math.log(1.5)
 SHORT_SPANS = 2
 ODD_LIMIT = 2
-TYPE_ODD_LIMIT = 5
+#: a short span counts as a habit from this share of the z that raises: a device's
+#: extra messages are known before its spread has shrunk enough for them to raise
+ODD_Z = 0.6
+TYPE_ODD_LIMIT = 3
 #: flood windows (seconds), the fewest messages in one that can be a flood, the rate
 #: factor the Poisson tail allows, and how improbable a count must be under it
 WINDOWS = (10.0, 30.0, 60.0)
-FLOOD_FLOOR = 5
+FLOOD_FLOOR = 6
 FLOOD_FACTOR = 2.5
 FLOOD_TAIL = 1e-6
 #: learned messages between two refreshes of a device's flood limits
-REFRESH = 16
+REFRESH = 32
 #: catch-up after a connect comes back to back: each message within this of the one
 #: before (or of the connect), or the flush is over
 FLUSH_GAP = 15.0
 FLUSH_SLACK = 2
 _log = math.log
+_CONNECT, _PUBLISH = EventKind.CONNECT, EventKind.PUBLISH
 
 
 def poisson_limit(mean: float, tail: float = FLOOD_TAIL) -> int:
@@ -76,7 +80,7 @@ def poisson_limit(mean: float, tail: float = FLOOD_TAIL) -> int:
     term = math.exp(-mean)
     below = 0.0  # P(N < k)
     k = 0
-    while 1.0 - below > tail and k < 10 * KEEP:
+    while 1.0 - below > tail and k <= KEEP:  # more than KEEP cannot be counted
         below += term
         k += 1
         term *= mean / k
@@ -84,24 +88,26 @@ def poisson_limit(mean: float, tail: float = FLOOD_TAIL) -> int:
 
 
 class _DeviceRate:
-    __slots__ = ("abnormal_at", "allow", "first_at", "limits", "odd", "owed", "owed_until",
-                 "peaks", "quick", "rate", "recent", "shortest", "spans", "stale")
+    __slots__ = ("abnormal_at", "allow", "first_at", "least", "limits", "lone", "odd", "owed",
+                 "owed_until",
+                 "peaks", "quick", "rate", "recent", "spans", "stale")
 
     def __init__(self, first_at: float) -> None:
         self.first_at = first_at
         self.recent: deque[float] = deque(maxlen=KEEP)
         self.spans = [RobustLog() for _ in SPANS]
-        #: the shortest one- and four-interval spans seen (negated: a ceiling)
-        self.shortest = [Ceiling() for _ in range(SHORT_SPANS)]
         #: how often a lone short one- or four-interval span came (extra messages now
         #: and then: a motion event beside a snapshot); from ``ODD_LIMIT`` on, that
         #: span no longer judges the device
         self.odd = [0] * SHORT_SPANS
+        #: when the last message raised on one short interval alone (inf: none did)
+        self.lone = math.inf
         #: an interval longer than this is not short for any span (a cheap first test)
         self.quick = math.inf
         #: the most messages seen in each flood window, and the counts that are a flood
         self.peaks = [1] * len(WINDOWS)
         self.limits: tuple[int, ...] | None = None
+        self.least = 0
         #: the average rate (messages/s) the limits were drawn from
         self.rate = 1.0
         self.stale = 0
@@ -143,7 +149,7 @@ class RateChange:
         if state is None:
             state = self._devices[device_id] = _DeviceRate(event.at)
         recent = state.recent
-        if event.kind is EventKind.CONNECT:
+        if event.kind is _CONNECT:
             self._expect_catch_up(state, event.at)
             return
         if state.owed:
@@ -152,9 +158,16 @@ class RateChange:
                 state.owed_until = event.at + FLUSH_GAP
                 return
             state.owed = 0
+        if state.lone < event.at and recent:
+            # the message after a lone short interval that raised: back to normal means
+            # it was an extra message (counted as the device's habit), not a speed-up
+            if event.at - recent[-1] > state.quick:
+                self._odd(state, 0, event.device_type)
+            state.lone = math.inf
         if event is not self._outlier and recent:
-            self._count_odd(state, event)
             at = event.at
+            if at - recent[-1] <= state.quick:  # the last interval alone is short
+                self._count_odd(state, event)
             # the type's prior is a population statistic: a sample of 1 message in 8
             # describes it as well and halves the cost of learning
             self._tick += 1
@@ -173,14 +186,12 @@ class RateChange:
                 elapsed = at - recent[-span]
                 value = _log(elapsed if elapsed > 1e-3 else 1e-3)
                 spans[i].add(value, weight)
-                if i < SHORT_SPANS:
-                    state.shortest[i].add(-value, -spans[i].mean, at - recent[-1])
                 if prior is not None:
                     prior[i].add(value)
             if state.stale & 7 == 0:
                 state.quick = math.exp(spans[0].mean - MIN_RATIO)
             peaks = state.peaks
-            for i, window in enumerate(WINDOWS):
+            for i, window in enumerate(WINDOWS if at - recent[-1] <= WINDOWS[-1] else ()):
                 # the count in the window, this message included, beats the peak
                 peak = peaks[i]
                 while peak <= n and at - recent[-peak] <= window and recent[-peak] > clean:
@@ -199,18 +210,19 @@ class RateChange:
         device learns, or judged normal): a device that does this now and then is not
         told by it."""
         recent, spans, odd = state.recent, state.spans, state.odd
-        if event.at - recent[-1] > state.quick:
-            return  # the common case: the last interval alone is not short
         for i in range(SHORT_SPANS):
             span = SPANS[i]
             stat = spans[i]
             if odd[i] >= ODD_LIMIT or len(recent) < span or stat.count < MIN_SAMPLES:
                 continue
             drop = stat.mean - _log(max(event.at - recent[-span], 1e-3))
-            if drop > MIN_RATIO and drop > Z[i] * stat.sigma(SIGMA_FLOOR):
-                odd[i] += 1
-                kind = event.device_type or ""
-                self._type_odd[kind] = self._type_odd.get(kind, 0) + 1
+            if drop > MIN_RATIO and drop > ODD_Z * Z[i] * stat.sigma(SIGMA_FLOOR):
+                self._odd(state, i, event.device_type)
+
+    def _odd(self, state: _DeviceRate, span: int, device_type: str | None) -> None:
+        state.odd[span] += 1
+        kind = device_type or ""
+        self._type_odd[kind] = self._type_odd.get(kind, 0) + 1
 
     def _expect_catch_up(self, state: _DeviceRate, at: float) -> None:
         """A connect: the device may flush what it queued since its last message."""
@@ -234,10 +246,11 @@ class RateChange:
         state.rate = rate
         rate *= FLOOD_FACTOR * math.exp(state.allow)
         kind = self._type_peaks.get(device_type or "", state.peaks)
-        limits = tuple(max(FLOOD_FLOOR, 2 * state.peaks[i], kind[i] + 2,
+        limits = tuple(max(FLOOD_FLOOR, 2 * state.peaks[i] + 1, kind[i] + 2,
                            poisson_limit(rate * window))
                        for i, window in enumerate(WINDOWS))
         state.limits = limits
+        state.least = min(limits)
         state.stale = REFRESH
         return limits
 
@@ -245,7 +258,7 @@ class RateChange:
                device_type: str | None) -> tuple[int, float] | None:
         """(messages, seconds) of a window holding a flood ending at ``at``, if one does."""
         limits = state.limits
-        if limits is None or state.stale <= 0:
+        if limits is None or state.stale <= 0 or state.least == 0:
             limits = self._flood_limits(state, baseline, device_type)
         recent = state.recent
         n = len(recent) + 1
@@ -261,7 +274,7 @@ class RateChange:
         if device_id is None:
             return []
         state = self._devices.get(device_id)
-        if state is None or not state.recent or event.kind is not EventKind.PUBLISH:
+        if state is None or not state.recent or event.kind is not _PUBLISH:
             return []
         at = event.at
         if state.owed and at <= state.owed_until:
@@ -278,12 +291,16 @@ class RateChange:
             return []
         n = len(recent)
         floor = MIN_RATIO + state.allow
-        regular = baseline[0].sigma(SIGMA_FLOOR) < REGULAR
-        # a type whose devices send a lone extra message now and then (cameras) tells
-        # its young devices and its old ones alike
-        type_odd = self._type_odd.get(event.device_type or "", 0)
-        odd = state.odd if own and type_odd < TYPE_ODD_LIMIT else [ODD_LIMIT] * SHORT_SPANS
-        flood = self._flood(state, baseline, at, event.device_type)
+        short = baseline[0].sigma(SIGMA_FLOOR) < REGULAR
+        if short:
+            # a device, or a type, that sends a lone extra message now and then in
+            # normal traffic (cameras) is not judged by the short spans
+            short = self._type_odd.get(event.device_type or "", 0) < TYPE_ODD_LIMIT \
+                and not (own and state.odd[0] >= ODD_LIMIT)
+        flood = None
+        least = state.least  # no window holds a flood unless this many fit in the longest
+        if state.stale <= 0 or (least <= n + 1 and at - recent[1 - least] <= WINDOWS[-1]):
+            flood = self._flood(state, baseline, at, event.device_type)
         if flood is not None:
             span, elapsed = flood[0] - 1, max(flood[1], 1e-3)
             drop = _log(span / elapsed / state.rate)
@@ -292,7 +309,7 @@ class RateChange:
             for i, span in enumerate(SPANS):
                 if n < span:
                     return []
-                if span < 8 and (not regular or odd[0] >= ODD_LIMIT or odd[i] >= ODD_LIMIT):
+                if span < 8 and (not short or (own and state.odd[i] >= ODD_LIMIT)):
                     continue
                 stat = baseline[i]
                 if stat.count < MIN_SAMPLES:
@@ -300,9 +317,7 @@ class RateChange:
                 elapsed = max(at - recent[-span], 1e-3)
                 drop = stat.mean - math.log(elapsed)
                 sigma = stat.sigma(SIGMA_FLOOR)
-                if drop > floor and drop > Z[i] * sigma and (
-                        i >= SHORT_SPANS or not own
-                        or -math.log(elapsed) > state.shortest[i].value + BELOW_SHORTEST):
+                if drop > floor and drop > Z[i] * sigma:
                     if recent[-span] <= state.abnormal_at:
                         # a span still holding a reported episode's messages: the episode
                         # goes on (or trails off), it is not a new one
@@ -316,6 +331,8 @@ class RateChange:
         # the same: its own habits are what the type's cannot tell
         self._outlier = event if own else None
         state.abnormal_at = at
+        if flood is None and span == 1:
+            state.lone = at
         if not self._cooldown.ready(device_id, at):
             return []
         factor = math.exp(drop)
@@ -338,7 +355,7 @@ class RateChange:
         if state is not None:
             factor = float(finding.evidence.get("factor", 2.0))
             state.allow = max(state.allow, math.log(max(factor, 1.0)) * 1.5)
-            state.limits = None
+            state.limits, state.least, state.stale = None, 0, 0
             if finding.evidence.get("messages") in SPANS[:SHORT_SPANS]:
                 # a lone extra message is what this device does: the short spans are
                 # not for it
@@ -349,7 +366,7 @@ class RateChange:
         return {
             "spans": list(SPANS),
             "devices": {d: [s.first_at, [x.to_json() for x in s.spans], s.allow,
-                            [x.to_json() for x in s.shortest], s.peaks, s.odd]
+                            s.peaks, s.odd]
                         for d, s in self._devices.items()},
             "type_odd": dict(self._type_odd),
             "type_peaks": {t: list(p) for t, p in self._type_peaks.items()},
@@ -369,9 +386,8 @@ class RateChange:
             entry.spans = [RobustLog.from_json(x) for x in saved[1]]
             entry.allow = float(saved[2])
             if len(saved) > 3:  # older snapshots kept no extremes
-                entry.shortest = [Ceiling.from_json(x) for x in saved[3]]
-                entry.peaks = [int(x) for x in saved[4]]
-                entry.odd = [int(x) for x in saved[5]]
+                entry.peaks = [int(x) for x in saved[3]]
+                entry.odd = [int(x) for x in saved[4]]
             self._devices[device_id] = entry
         self._types = {t: [RobustLog.from_json(x) for x in spans]
                        for t, spans in state.get("types", {}).items()}

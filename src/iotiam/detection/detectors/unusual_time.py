@@ -103,10 +103,18 @@ class UnusualTime:
         self._outlier: Event | None = None
         #: the last event's (zone, local hour of the week): judged, then learned
         self._placed: tuple[Event | None, ZoneInfo | str, int] = (None, "UTC", 0)
+        self._keys: dict[tuple[str | None, ZoneInfo | str], str] = {}
 
     def use_zones(self, zones: ZoneSource) -> None:
         """Read device zones from ``zones``."""
         self._zones = zones
+
+    def _type_key(self, device_type: str | None, zone: ZoneInfo | str) -> str:
+        """``type|zone``: a type's hours are counted per zone (its sites' local time)."""
+        key = self._keys.get((device_type, zone))
+        if key is None:
+            key = self._keys[(device_type, zone)] = f"{device_type or ''}|{zone_name(zone)}"
+        return key
 
     def _place(self, event: Event) -> tuple[ZoneInfo | str, int]:
         placed = self._placed
@@ -153,7 +161,7 @@ class UnusualTime:
             device = self._devices[device_id] = _Activity(at)
         device.counts[hour] += 1
         device.total += 1
-        key = f"{event.device_type or ''}|{zone_name(zone)}"
+        key = self._type_key(event.device_type, zone)
         kind = self._types.get(key)
         if kind is None:
             kind = self._types[key] = _Activity(at, list(self._exposure))
@@ -180,7 +188,7 @@ class UnusualTime:
         if device is not None and at - device.first_at < WEEK \
                 and _day_total(device.counts, hour):
             return []  # less than a week known: the same hour of another day
-        kind = self._types.get(f"{event.device_type or ''}|{zone_name(zone)}")
+        kind = self._types.get(self._type_key(event.device_type, zone))
         if kind is None or at - kind.first_at < self.learning_seconds:
             return []
         self._advance(at)
