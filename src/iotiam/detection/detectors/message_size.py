@@ -182,8 +182,8 @@ class MessageSize:
         growth = value - stat.mean
         hit = growth > floor and growth > Z_ONE * sigma and value > ceiling + ABOVE_CEILING
         n = 1
-        recent = topic.recent if topic is not None else ()
-        if not hit and len(recent) == RECENT \
+        recent = topic.recent if topic is not None else None
+        if not hit and recent is not None and len(recent) == RECENT \
                 and (sum(recent) - recent[0] + value) / RECENT - stat.mean > floor:
             # the last 8 with this one, without the largest of them (which is at least
             # their mean: when that does not pass, this cannot)
