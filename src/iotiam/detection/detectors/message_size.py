@@ -89,7 +89,21 @@ class _DeviceSize:
                 key = OTHER_TOPICS
                 topic = self.topics.get(key)
             if topic is None:
-                topic = self.topics[key] = _TopicSize()
+                topic = self._new_topic(key)
+        return topic
+
+    def _new_topic(self, key: str) -> _TopicSize:
+        topic = _TopicSize()
+        if not self.topics:
+            # most devices send one kind of message: its topic's baseline is the device's
+            # (one object, learned once) until a second kind comes
+            topic.stat, topic.ceiling = self.stat, self.ceiling
+        elif len(self.topics) == 1:
+            [first] = self.topics.values()
+            if first.stat is self.stat:
+                first.stat = RobustLog.from_json(self.stat.to_json())
+                first.ceiling = Ceiling(self.ceiling.value)
+        self.topics[key] = topic
         return topic
 
 
@@ -130,9 +144,10 @@ class MessageSize:
             return
         weight = time_weight(elapsed)
         state.stat.add(value, weight)
-        topic.stat.add(value, weight)
-        topic.ceiling.add(value, topic.stat.mean, elapsed)
         state.ceiling.add(value, state.stat.mean, elapsed)
+        if topic.stat is not state.stat:
+            topic.stat.add(value, weight)
+            topic.ceiling.add(value, topic.stat.mean, elapsed)
         if at - state.connected_at < AFTER_CONNECT:
             state.after_connect.add(value, state.stat.mean, elapsed)
         self._tick += 1
@@ -243,8 +258,9 @@ class MessageSize:
                 entry.after_connect = Ceiling.from_json(saved[3])
                 entry.ceiling = Ceiling.from_json(saved[4])
                 for name, (stat, ceiling) in saved[5].items():
-                    topic = entry.topics[str(name)] = _TopicSize()
-                    topic.stat, topic.ceiling = RobustLog.from_json(stat), \
-                        Ceiling.from_json(ceiling)
+                    topic = entry.topic(str(name))
+                    if topic.stat is not entry.stat:
+                        topic.stat, topic.ceiling = RobustLog.from_json(stat), \
+                            Ceiling.from_json(ceiling)
             self._devices[device_id] = entry
         self._types = {t: RobustLog.from_json(s) for t, s in state.get("types", {}).items()}
