@@ -16,7 +16,7 @@ Every draw comes from the builder's one seeded generator (see ``fleet``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from iotiam.detection.models import EventKind
@@ -99,6 +99,16 @@ def _periodic(b: FleetBuilder, device: Device, since: float, until: float,
     return times
 
 
+def _at_random(b: FleetBuilder, since: float, every: float) -> Iterator[float]:
+    """Times of a Poisson process (mean ``every`` seconds apart) until the scenario ends."""
+    at = since
+    while True:
+        at += b.rng.expovariate(1 / every)
+        if at >= b.end:
+            return
+        yield at
+
+
 def meter_day(b: FleetBuilder, device: Device, since: float) -> None:
     """Readings every ~5 minutes; after an outage, the queued ones at once."""
     rng = b.rng
@@ -121,11 +131,7 @@ def camera_day(b: FleetBuilder, device: Device, since: float) -> None:
     rng = b.rng
     b.sessions(device, since)
     snapshots = _periodic(b, device, since, b.end)
-    at = since
-    while True:
-        at += rng.expovariate(1 / device.events_every)
-        if at >= b.end:
-            break
+    for at in _at_random(b, since, device.events_every):
         when = at
         if rng.random() < 0.5 and snapshots:
             when = rng.choice(snapshots) + rng.uniform(0.3, 3.0)
@@ -137,12 +143,7 @@ def actuator_day(b: FleetBuilder, device: Device, since: float) -> None:
     rng = b.rng
     b.sessions(device, since)
     _periodic(b, device, since, b.end, "state")
-    at = since
-    while True:
-        at += rng.expovariate(1 / device.events_every)
-        if at >= b.end:
-            break
-        command = at
+    for command in _at_random(b, since, device.events_every):
         for _ in range(1 if rng.random() < 0.7 else rng.randint(2, 3)):
             _publish(b, device, command + rng.uniform(0.1, 1.5), "ack", 30.0, 0.1)
             command += rng.uniform(0.5, 5.0)
