@@ -266,7 +266,7 @@ def build_services(
     response, trust, attestation, ingest, zones = detection_and_response(
         settings, database, clock, audit, pki, inventory, every_credential, alerts,
         discovery)
-    services = follow_changes(Services(
+    return follow_site_zones(follow_changes(Services(
         settings=settings,
         clock=clock,
         database=database,
@@ -292,17 +292,20 @@ def build_services(
         attestation=attestation,
         response=response,
         trust=trust,
-        ingest=ingest,
-        zones=zones,
+        ingest=ingest, zones=zones,
         alerts=alerts,
         discovery=discovery,
         adoption=Adoption(discovery, inventory, enrollment, audit),
         risk=risk_register(settings, database, clock, audit, discovery, channels),
-    ))
-    # each device's time zone, its site's, which the detection engine asks: it follows
-    # where it is built, like the jobs (see ``follow_changes``)
-    services.changes.subscribe((DeviceChanged,), zones.devices_changed)
-    services.changes.subscribe((PolicyChanged,), zones.sites_changed)
+    )))
+
+
+def follow_site_zones(services: Services) -> Services:
+    """Each device's time zone, its site's, which the detection engine asks, follows
+    devices and sites (built with the engine, it subscribes here, like the jobs: see
+    ``follow_changes``)."""
+    services.changes.subscribe((DeviceChanged,), services.zones.devices_changed)
+    services.changes.subscribe((PolicyChanged,), services.zones.sites_changed)
     return services
 
 

@@ -214,11 +214,15 @@ class MessageSize:
         self._outlier = event if own else None
         if not self._cooldown.ready(device_id, at):
             return []
+        return self._finding(event, growth, stat, n)
+
+    def _finding(self, event: Event, growth: float, stat: RobustLog, n: int) -> list[Finding]:
+        device_id, size = event.device_id or "", event.size
         factor = math.exp(growth)
         usual = math.exp(stat.mean) - 1.0
         return [Finding(
             FindingType.MESSAGE_SIZE,
-            Severity.HIGH if factor >= 10 else Severity.MEDIUM, at, device_id,
+            Severity.HIGH if factor >= 10 else Severity.MEDIUM, event.at, device_id,
             f"{device_id} sends messages {factor:.1f}x larger than usual "
             f"({size} bytes, usually ~{usual:.0f})",
             self.name,

@@ -190,20 +190,25 @@ class RateChange:
                     prior[i].add(value)
             if state.stale & 7 == 0:
                 state.quick = math.exp(spans[0].mean - MIN_RATIO)
-            peaks = state.peaks
-            for i, window in enumerate(WINDOWS if at - recent[-1] <= WINDOWS[-1] else ()):
-                # the count in the window, this message included, beats the peak
-                peak = peaks[i]
-                while peak <= n and at - recent[-peak] <= window and recent[-peak] > clean:
-                    peak += 1
-                if peak > peaks[i]:
-                    peaks[i] = peak
-                    kind = self._type_peaks.setdefault(event.device_type or "",
-                                                       [1] * len(WINDOWS))
-                    if peak > kind[i]:
-                        kind[i] = peak
+            self._count_peaks(state, event, clean)
             state.stale -= 1
         recent.append(event.at)
+
+    def _count_peaks(self, state: _DeviceRate, event: Event, clean: float) -> None:
+        """Raise the device's (and its type's) most messages seen in each flood window."""
+        recent, at, peaks = state.recent, event.at, state.peaks
+        n = len(recent)
+        for i, window in enumerate(WINDOWS if at - recent[-1] <= WINDOWS[-1] else ()):
+            # the count in the window, this message included, beats the peak
+            peak = peaks[i]
+            while peak <= n and at - recent[-peak] <= window and recent[-peak] > clean:
+                peak += 1
+            if peak > peaks[i]:
+                peaks[i] = peak
+                kind = self._type_peaks.setdefault(event.device_type or "",
+                                                   [1] * len(WINDOWS))
+                if peak > kind[i]:
+                    kind[i] = peak
 
     def _count_odd(self, state: _DeviceRate, event: Event) -> None:
         """Count a short span that would raise on its own in normal traffic (while the
@@ -290,13 +295,6 @@ class RateChange:
         if baseline[0].count < MIN_SAMPLES:
             return []
         n = len(recent)
-        floor = MIN_RATIO + state.allow
-        short = baseline[0].sigma(SIGMA_FLOOR) < REGULAR
-        if short:
-            # a device, or a type, that sends a lone extra message now and then in
-            # normal traffic (cameras) is not judged by the short spans
-            short = self._type_odd.get(event.device_type or "", 0) < TYPE_ODD_LIMIT \
-                and not (own and state.odd[0] >= ODD_LIMIT)
         flood = None
         least = state.least  # no window holds a flood unless this many fit in the longest
         if state.stale <= 0 or (least <= n + 1 and at - recent[1 - least] <= WINDOWS[-1]):
@@ -306,26 +304,15 @@ class RateChange:
             drop = _log(span / elapsed / state.rate)
             sigma = baseline[0].sigma(SIGMA_FLOOR)
         else:
-            for i, span in enumerate(SPANS):
-                if n < span:
-                    return []
-                if span < 8 and (not short or (own and state.odd[i] >= ODD_LIMIT)):
-                    continue
-                stat = baseline[i]
-                if stat.count < MIN_SAMPLES:
-                    return []
-                elapsed = max(at - recent[-span], 1e-3)
-                drop = stat.mean - math.log(elapsed)
-                sigma = stat.sigma(SIGMA_FLOOR)
-                if drop > floor and drop > Z[i] * sigma:
-                    if recent[-span] <= state.abnormal_at:
-                        # a span still holding a reported episode's messages: the episode
-                        # goes on (or trails off), it is not a new one
-                        self._outlier = event if own else None
-                        self._cooldown.ready(device_id, at)
-                        return []
-                    break
-            else:
+            found = self._fast_span(state, baseline, event, own)
+            if found is None:
+                return []
+            span, elapsed, drop, sigma = found
+            if recent[-span] <= state.abnormal_at:
+                # a span still holding a reported episode's messages: the episode goes
+                # on (or trails off), it is not a new one
+                self._outlier = event if own else None
+                self._cooldown.ready(device_id, at)
                 return []
         # while a device learns (judged by its type), what it does is its baseline all
         # the same: its own habits are what the type's cannot tell
@@ -335,18 +322,50 @@ class RateChange:
             state.lone = at
         if not self._cooldown.ready(device_id, at):
             return []
+        return self._finding(event, span, elapsed, drop, sigma, flood is not None)
+
+    def _fast_span(self, state: _DeviceRate, baseline: list[RobustLog], event: Event,
+                   own: bool) -> tuple[int, float, float, float] | None:
+        """(span, seconds, log drop, sigma) of the first span far shorter than usual."""
+        recent, at = state.recent, event.at
+        n = len(recent)
+        floor = MIN_RATIO + state.allow
+        short = baseline[0].sigma(SIGMA_FLOOR) < REGULAR
+        if short:
+            # a device, or a type, that sends a lone extra message now and then in
+            # normal traffic (cameras) is not judged by the short spans
+            short = self._type_odd.get(event.device_type or "", 0) < TYPE_ODD_LIMIT \
+                and not (own and state.odd[0] >= ODD_LIMIT)
+        for i, span in enumerate(SPANS):
+            if n < span:
+                return None
+            if span < 8 and (not short or (own and state.odd[i] >= ODD_LIMIT)):
+                continue
+            stat = baseline[i]
+            if stat.count < MIN_SAMPLES:
+                return None
+            elapsed = max(at - recent[-span], 1e-3)
+            drop = stat.mean - math.log(elapsed)
+            sigma = stat.sigma(SIGMA_FLOOR)
+            if drop > floor and drop > Z[i] * sigma:
+                return span, elapsed, drop, sigma
+        return None
+
+    def _finding(self, event: Event, span: int, elapsed: float, drop: float, sigma: float,
+                 flood: bool) -> list[Finding]:
+        device_id = event.device_id or ""
         factor = math.exp(drop)
         interval = elapsed / span
         return [Finding(
             FindingType.RATE_CHANGE, Severity.HIGH if factor >= 10 else Severity.MEDIUM,
-            at, device_id,
+            event.at, device_id,
             f"{device_id} sends messages {factor:.1f}x faster than its baseline "
             f"(every {interval:.1f} s instead of every {interval * factor:.1f} s)",
             self.name,
             {"metric": "aws:num-messages-sent", "observed_interval_s": round(interval, 3),
              "baseline_interval_s": round(interval * factor, 3),
              "factor": round(factor, 2), "z": round(drop / sigma, 1), "messages": span,
-             "window_s": round(elapsed, 1) if flood is not None else None},
+             "window_s": round(elapsed, 1) if flood else None},
             event.device_type)]
 
     def forgive(self, finding: Finding) -> None:
