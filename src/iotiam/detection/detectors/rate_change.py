@@ -190,7 +190,8 @@ class RateChange:
                     prior[i].add(value)
             if state.stale & 7 == 0:
                 state.quick = math.exp(spans[0].mean - MIN_RATIO)
-            self._count_peaks(state, event, clean)
+            if at - recent[-1] <= WINDOWS[-1]:  # alone in every window: no new peak
+                self._count_peaks(state, event, clean)
             state.stale -= 1
         recent.append(event.at)
 
@@ -198,7 +199,7 @@ class RateChange:
         """Raise the device's (and its type's) most messages seen in each flood window."""
         recent, at, peaks = state.recent, event.at, state.peaks
         n = len(recent)
-        for i, window in enumerate(WINDOWS if at - recent[-1] <= WINDOWS[-1] else ()):
+        for i, window in enumerate(WINDOWS):
             # the count in the window, this message included, beats the peak
             peak = peaks[i]
             while peak <= n and at - recent[-peak] <= window and recent[-peak] > clean:
