@@ -47,7 +47,7 @@ _DAY_NAMES = list(_DAYS)
 
 
 class _Activity:
-    __slots__ = ("counts", "first_at", "offset", "total")
+    __slots__ = ("counts", "first_at", "key", "offset", "total", "type_name", "zone")
 
     def __init__(self, first_at: float, offset: list[float] | None = None) -> None:
         self.first_at = first_at
@@ -56,6 +56,10 @@ class _Activity:
         self.total = 0
         #: (types) the fleet exposure per UTC hour of the week when the type appeared
         self.offset = offset
+        #: (devices) the zone last seen and the type|zone key it gives
+        self.zone: ZoneInfo | str | None = None
+        self.type_name: str | None = None
+        self.key = ""
 
 
 def _pack(counts: list[int]) -> dict[str, int]:
@@ -161,7 +165,11 @@ class UnusualTime:
             device = self._devices[device_id] = _Activity(at)
         device.counts[hour] += 1
         device.total += 1
-        key = self._type_key(event.device_type, zone)
+        if device.zone is not zone or device.type_name != event.device_type:
+            # the device's type|zone key, kept while its zone and type are
+            device.zone, device.type_name = zone, event.device_type
+            device.key = self._type_key(event.device_type, zone)
+        key = device.key
         kind = self._types.get(key)
         if kind is None:
             kind = self._types[key] = _Activity(at, list(self._exposure))
