@@ -127,3 +127,15 @@ def test_fail_a_sustained_speed_up_is_not_a_lone_extra_message() -> None:
     faster = publishes("c1", snapshots[-1].at + 15, 40, 15.0, device_type="camera")
     findings = run(engine, snapshots + faster)
     assert len(findings) == 1 and findings[0].at - faster[0].at <= 60
+
+
+@pytest.mark.parametrize("factor", [pytest.param(73, id="fail/73x"),
+                                    pytest.param(112, id="fail/112x")])
+def test_fail_flood_on_a_heartbeat_every_15_minutes_within_a_minute(factor: int) -> None:
+    engine = monitor(RateChange(learning_seconds=LEARN))
+    normal = publishes("a1", T0, 4 * 24, 900.0, device_type="actuator")
+    start = normal[-1].at + 333
+    flood = publishes("a1", start, 60, 900.0 / factor, device_type="actuator")
+    findings = run(engine, normal + flood)
+    assert [f.device_id for f in findings] == ["a1"]
+    assert findings[0].at - start <= 60

@@ -62,7 +62,7 @@ TYPE_ODD_LIMIT = 3
 #: flood windows (seconds), the fewest messages in one that can be a flood, the rate
 #: factor the Poisson tail allows, and how improbable a count must be under it
 WINDOWS = (10.0, 30.0, 60.0)
-FLOOD_FLOOR = 6
+FLOOD_FLOOR = 5
 FLOOD_FACTOR = 2.5
 FLOOD_TAIL = 1e-6
 #: learned messages between two refreshes of a device's flood limits
