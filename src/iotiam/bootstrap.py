@@ -40,7 +40,7 @@ from iotiam.credentials.sealing import SecretSealer
 from iotiam.credentials.service import Psks
 from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.ingest import EventIngest
-from iotiam.detection.ports import EventPublisher, ModeSource
+from iotiam.detection.ports import EventPublisher, ModeSource, ZoneSource
 from iotiam.discovery.adoption import Adoption
 from iotiam.discovery.ports import SightingSink
 from iotiam.discovery.service import Discovery
@@ -89,6 +89,7 @@ from iotiam.storage.fleet_reads import SqlFleetReads
 from iotiam.storage.migrate import upgrade_to_head
 from iotiam.storage.polling_feed import PollingChangeFeed
 from iotiam.storage.response_store import SqlDeviceLookup
+from iotiam.storage.site_zones import SqlSiteZones
 from iotiam.storage.status_reader import SqlStatusReader
 from iotiam.tokens.client_auth import ClientAuthenticator, IssuingCa
 from iotiam.tokens.clients import OAuthClients
@@ -148,6 +149,8 @@ class Services:
     trust: TrustScores
     #: the event pipeline: every source of events ends here
     ingest: EventIngest
+    #: each device's time zone, its site's (the detection engine judges local time)
+    zones: SqlSiteZones
     #: signed webhook and syslog delivery of findings
     alerts: AlertDispatcher
     #: sightings, their reconciliation with the fleet, the discovered assets
@@ -267,10 +270,10 @@ def build_services(settings: Settings, *, clock: Clock | None = None,
     inventory = Inventory(database, clock, audit, every_credential)
     channels = alert_channels(settings)
     alerts, enrollment = AlertDispatcher(channels), Enrollment(database, clock, audit, pki)
-    response, trust, attestation, ingest = detection_and_response(
+    response, trust, attestation, ingest, zones = detection_and_response(
         settings, database, clock, audit, pki, inventory, every_credential, alerts,
         discovery)
-    return follow_changes(Services(
+    return follow_site_zones(follow_changes(Services(
         settings=settings,
         clock=clock,
         database=database,
@@ -296,13 +299,22 @@ def build_services(settings: Settings, *, clock: Clock | None = None,
         attestation=attestation,
         response=response,
         trust=trust,
-        ingest=ingest,
+        ingest=ingest, zones=zones,
         alerts=alerts, discovery=discovery,
         adoption=Adoption(discovery, inventory, enrollment, audit),
         risk=risk_register(settings, database, clock, audit, discovery, channels),
         metrics=metrics,
         sso=single_sign_on(settings, database, clock, audit),
-    ))
+    )))
+
+
+def follow_site_zones(services: Services) -> Services:
+    """Each device's time zone, its site's, which the detection engine asks, follows
+    devices and sites (built with the engine, it subscribes here, like the jobs: see
+    ``follow_changes``)."""
+    services.changes.subscribe((DeviceChanged,), services.zones.devices_changed)
+    services.changes.subscribe((PolicyChanged,), services.zones.sites_changed)
+    return services
 
 
 def single_sign_on(settings: Settings, database: Database, clock: Clock, audit: Auditor
@@ -383,7 +395,8 @@ FollowersT = TypeVar("FollowersT", bound=ChangeFollowers)
 def follow_changes(services: FollowersT) -> FollowersT:
     """Who follows which published change, in every process. (The jobs that follow
     changes subscribe where they are built: ``background_jobs``, ``trust_scores_refresher``,
-    ``manufacturer_trust``; the broker sync in ``broker_plane``.)"""
+    ``manufacturer_trust``; the broker sync in ``broker_plane``; the sites' zones in
+    ``build_services``.)"""
     feed = services.changes
     # G3: the broker hook's subjects, OCSP's cached answers
     feed.subscribe((CertificateRevoked, CredentialRevoked, DeviceChanged, TrustChanged),
@@ -424,21 +437,24 @@ def detection_and_response(
     every_credential: AllCredentials[SqlUnitOfWork],
     alerts: AlertDispatcher,
     sightings: SightingSink,
-) -> tuple[IncidentResponse[SqlUnitOfWork], TrustScores, Attestation, EventIngest]:
+) -> tuple[IncidentResponse[SqlUnitOfWork], TrustScores, Attestation, EventIngest,
+           SqlSiteZones]:
     """Incident response, the trust scores it keeps, attestation reporting findings to
-    it, and the event pipeline whose engine reads its per-type modes (or which hands its
-    events to the event stream, when one is configured, whose workers score them)."""
+    it, and the event pipeline whose engine reads its per-type modes and its devices'
+    zones (or which hands its events to the event stream, when one is configured, whose
+    workers score them)."""
     trust = TrustScores(database, clock, NoFirmwareData())
     response = IncidentResponse(database, clock, audit, devices, every_credential, alerts,
                                 trust)
     attestation = Attestation(database, clock, audit, DeviceCa(
         pki.cas.issuing_id, pki.cas.issuing.certificate.subject), finding_sink=response)
     trust.use_firmware_source(attestation)
-    ingest = EventIngest(detection_engine(settings, response), response,
+    zones = SqlSiteZones(database.engine).load()
+    ingest = EventIngest(detection_engine(settings, response, zones), response,
                          SqlDeviceLookup(database.engine), sightings=sightings,
                          publisher=event_publisher(settings))
     response.on_false_positive(ingest.false_positive)
-    return response, trust, attestation, ingest
+    return response, trust, attestation, ingest, zones
 
 
 def event_publisher(settings: Settings) -> EventPublisher | None:
@@ -463,21 +479,23 @@ def alert_channels(settings: Settings) -> list[AlertChannel]:
     return channels
 
 
-def detection_engine(settings: Settings, modes: ModeSource) -> DetectionEngine:
+def detection_engine(settings: Settings, modes: ModeSource,
+                     zones: ZoneSource | None = None) -> DetectionEngine:
     """The detection engine: carrying on from its saved baselines when they fit, reading
-    each type's mode from ``modes`` (the response settings)."""
+    each type's mode from ``modes`` (the response settings) and each device's time zone
+    from ``zones`` (its site's)."""
     learning = settings.detection_learning_seconds
     saved_file = BaselineFile(settings.baselines_file)
     saved = saved_file.load()
     engine: DetectionEngine | None = None
     if saved is not None:
         try:
-            engine = DetectionEngine.restore(saved, modes=modes)
+            engine = DetectionEngine.restore(saved, modes=modes, zones=zones)
         except InvalidInput as e:
             saved_file.set_aside(e.detail)
         if engine is not None and engine.learning_seconds != learning:
             engine = None  # a changed learning period: the saved baselines do not fit it
-    return engine or DetectionEngine(learning_seconds=learning, modes=modes)
+    return engine or DetectionEngine(learning_seconds=learning, modes=modes, zones=zones)
 
 
 def token_config(settings: Settings) -> TokenConfig:

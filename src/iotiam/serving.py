@@ -121,6 +121,7 @@ def background_jobs(services: Services, *, first_process: bool) -> BackgroundJob
     if stream is not None:
         # every process takes its share of the stream's partitions (docs/event-stream.md)
         worker = DetectionWorker(stream, services.response, modes=services.response,
+                                 zones=services.zones,
                                  learning_seconds=settings.detection_learning_seconds)
         jobs.append(Job("detection-worker", worker.run))
         services.readiness.add("stream", worker.readiness)

@@ -82,6 +82,49 @@ class RobustLog:
         return RobustLog(float(data[0]), float(data[1]), int(data[2]))
 
 
+#: how long an observed extreme (``Ceiling``) takes to fade back to the mean: a week,
+#: so what a device does once a day or once a week stays allowed
+EXTREME_MEMORY = 7 * 86400.0
+
+
+class Ceiling:
+    """The largest of a log-scaled quantity a baseline has seen, fading slowly to its mean.
+
+    What a device does now and then (a sync upload, a burst of acknowledgements) sets the
+    ceiling at once; it then sinks towards the mean over ``EXTREME_MEMORY``, so a one-off
+    from long ago does not open the baseline for good.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: float = -math.inf) -> None:
+        self.value = value
+
+    def add(self, value: float, mean: float, elapsed: float) -> None:
+        """Fold in one sample; ``mean`` is what the ceiling fades to, ``elapsed`` the
+        seconds since the previous sample."""
+        top = self.value
+        if value >= top:
+            self.value = value
+        elif top > mean:
+            fade = elapsed / EXTREME_MEMORY
+            self.value = top - (top - mean) * (fade if fade < 1.0 else 1.0)
+
+    def raise_to(self, value: float) -> None:
+        """Allow at least ``value`` (an admin said it was normal)."""
+        if value > self.value:
+            self.value = value
+
+    def to_json(self) -> float | None:
+        """The value (None when nothing was seen)."""
+        return None if self.value == -math.inf else self.value
+
+    @staticmethod
+    def from_json(data: float | None) -> Ceiling:
+        """Inverse of ``to_json``."""
+        return Ceiling(-math.inf if data is None else float(data))
+
+
 class Cooldown:
     """One finding per episode: dedupe, so an attack is one finding, not 10,000.
 

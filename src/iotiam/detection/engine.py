@@ -4,7 +4,8 @@ Synchronous and in-process: ``process`` returns the findings the event raised, s
 event -> finding latency is the time of that call. The engine decides nothing about
 responses and holds no modes: it asks its ``ModeSource`` (``detection/ports.py``; in a
 running installation the response settings, which admins set) for the mode of each
-event's type, learns only in ``learn``, and raises the same findings in ``monitor`` and
+event's type, its ``ZoneSource`` for each device's time zone (time of day is judged in
+the device's site's zone), learns only in ``learn``, and raises the same findings in ``monitor`` and
 ``enforce`` (the response layer reads the mode again to decide whether to act).
 
 Threading: built for one ingest thread calling ``process`` / ``process_many``, with
@@ -25,14 +26,17 @@ from typing import Any
 from iotiam.detection.detectors import default_detectors
 from iotiam.detection.episodes import DeviceRhythm
 from iotiam.detection.models import UNKNOWN_TYPE, DetectionMode, Event, EventKind, Finding
-from iotiam.detection.ports import Detector, ModeSource
+from iotiam.detection.ports import Detector, ModeSource, ZoneSource
+from iotiam.detection.zones import ZoneTable
 from iotiam.errors import InvalidInput
 
 #: a device is judged by its own baseline after this long (before, by its type's)
 DEFAULT_LEARNING_SECONDS = 3600.0
-#: 2: no modes (they are the response settings'); 1 also kept them, and is still read
-SNAPSHOT_VERSION = 2
-READABLE_VERSIONS = (1, SNAPSHOT_VERSION)
+#: 3: sizes per topic, rate extremes, activity per local hour of the week; 2: no modes
+#: (they are the response settings'); 1 also kept them. Both are still read (each
+#: detector reads its older shape)
+SNAPSHOT_VERSION = 3
+READABLE_VERSIONS = (1, 2, SNAPSHOT_VERSION)
 
 
 def parse_mode(mode: DetectionMode | str) -> DetectionMode:
@@ -92,7 +96,7 @@ class DetectionEngine:
 
     def __init__(self, detectors: Sequence[Detector] | None = None, *,
                  learning_seconds: float = DEFAULT_LEARNING_SECONDS,
-                 modes: ModeSource | None = None) -> None:
+                 modes: ModeSource | None = None, zones: ZoneSource | None = None) -> None:
         if learning_seconds < 0:
             raise InvalidInput("learning_seconds must not be negative")
         self.learning_seconds = learning_seconds
@@ -105,6 +109,12 @@ class DetectionEngine:
         if len(set(names)) != len(names):
             raise InvalidInput(f"detector names must be unique: {', '.join(names)}")
         self._by_name = {d.name: d for d in self.detectors}
+        #: where each device's time zone is read (its site's; UTC without a source)
+        self.zones: ZoneSource = ZoneTable({}) if zones is None else zones
+        for detector in self.detectors:
+            use_zones = getattr(detector, "use_zones", None)
+            if use_zones is not None:
+                use_zones(self.zones)
         # routing by kind: an event costs only the detectors that look at its kind
         self._routes: dict[EventKind, tuple[Detector, ...]] = {
             kind: tuple(d for d in self.detectors
@@ -196,9 +206,11 @@ class DetectionEngine:
 
     @classmethod
     def restore(cls, state: Mapping[str, Any], detectors: Sequence[Detector] | None = None,
-                *, modes: ModeSource | None = None) -> DetectionEngine:
+                *, modes: ModeSource | None = None,
+                zones: ZoneSource | None = None) -> DetectionEngine:
         """An engine that carries on from ``snapshot``'s state (default detectors unless
-        given; a detector missing from the state starts from scratch), reading ``modes``.
+        given; a detector missing from the state starts from scratch), reading ``modes``
+        and ``zones``.
 
         A version 1 state (saved when the engine kept modes too) is read as well: its
         ``default_mode`` must be a mode, as that engine wrote it, and is then read past,
@@ -210,7 +222,7 @@ class DetectionEngine:
             if state["version"] == 1:
                 DetectionMode(state["default_mode"])
             engine = cls(detectors, learning_seconds=float(state["learning_seconds"]),
-                         modes=modes)
+                         modes=modes, zones=zones)
             stats = state.get("stats", {})
             engine._events = int(stats.get("events", 0))
             engine._by_type.update({str(k): int(v)

@@ -20,7 +20,7 @@ from typing import Any
 
 from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.models import Event, Finding
-from iotiam.detection.ports import ModeSource
+from iotiam.detection.ports import ModeSource, ZoneSource
 from iotiam.errors import InvalidInput
 
 PARTITION_SNAPSHOT_VERSION = 1
@@ -59,20 +59,22 @@ class PartitionEngine:
         self._lock = threading.Lock()
 
     @classmethod
-    def fresh(cls, partition: int, *, learning_seconds: float,
-              modes: ModeSource | None) -> PartitionEngine:
+    def fresh(cls, partition: int, *, learning_seconds: float, modes: ModeSource | None,
+              zones: ZoneSource | None = None) -> PartitionEngine:
         """A partition nothing was learned for yet."""
-        return cls(partition, DetectionEngine(learning_seconds=learning_seconds, modes=modes))
+        return cls(partition, DetectionEngine(learning_seconds=learning_seconds, modes=modes,
+                                              zones=zones))
 
     @classmethod
-    def restore(cls, state: Mapping[str, Any], *, modes: ModeSource | None) -> PartitionEngine:
+    def restore(cls, state: Mapping[str, Any], *, modes: ModeSource | None,
+                zones: ZoneSource | None = None) -> PartitionEngine:
         """Carry on from ``snapshot``'s state."""
         if not isinstance(state, Mapping) or state.get("version") != PARTITION_SNAPSHOT_VERSION:
             raise InvalidInput("not a partition snapshot of version "
                                f"{PARTITION_SNAPSHOT_VERSION}")
         try:
             partition, applied = int(state["partition"]), int(state["applied"])
-            engine = DetectionEngine.restore(state["engine"], modes=modes)
+            engine = DetectionEngine.restore(state["engine"], modes=modes, zones=zones)
         except (KeyError, TypeError, ValueError) as error:
             raise InvalidInput(f"partition snapshot is damaged: {error!r}") from error
         return cls(partition, engine, applied)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from iotiam.detection.models import DetectionMode, Event, Finding
 
@@ -49,6 +50,28 @@ class ModeSource(Protocol):
 
     def mode_of(self, device_type: str | None) -> DetectionMode:
         """The type's mode (a type never set, or no type, is in the default mode)."""
+        ...
+
+
+class ZoneSource(Protocol):
+    """Where the engine reads the time zone a device lives in (its site's).
+
+    Time of day is judged in the device's local time (a shift starts at 06:00 in
+    Berlin and in Chicago alike). Asked for every timed event, so ``zone_of`` must be
+    a dict lookup: no lock, no clock, no database.
+    """
+
+    def zone_of(self, device_id: str | None) -> ZoneInfo | str:
+        """The device's zone (a ``ZoneInfo`` or an IANA name); the default one for a
+        device not known, or no device."""
+        ...
+
+
+class ZoneAware(Protocol):
+    """A detector that judges local time: the engine hands it its ``ZoneSource``."""
+
+    def use_zones(self, zones: ZoneSource) -> None:
+        """Read device zones from ``zones`` from now on."""
         ...
 
 

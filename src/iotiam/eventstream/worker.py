@@ -50,7 +50,7 @@ from nats.js.object_store import ObjectStore
 
 from iotiam.detection.models import Finding
 from iotiam.detection.partitions import PartitionEngine
-from iotiam.detection.ports import FindingSink, ModeSource
+from iotiam.detection.ports import FindingSink, ModeSource, ZoneSource
 from iotiam.errors import IamError, InvalidInput
 from iotiam.eventstream.connection import connect, ensure_stream
 from iotiam.eventstream.wire import EventStreamConfig, decode_message
@@ -77,12 +77,13 @@ class DetectionWorker:
 
     def __init__(self, config: EventStreamConfig, sink: FindingSink, *,
                  learning_seconds: float, modes: ModeSource | None = None,
-                 name: str | None = None) -> None:
+                 zones: ZoneSource | None = None, name: str | None = None) -> None:
         self.config = config
         self.name = name or f"worker-{secrets.token_hex(6)}"
         self._sink = sink
         self._learning = learning_seconds
         self._modes = modes
+        self._zones = zones
         self.owned: dict[int, Owned] = {}
         #: events scored by this worker since it started (redeliveries skipped not counted)
         self.events_applied = 0
@@ -273,8 +274,9 @@ class DetectionWorker:
             found = await self._snapshots.get(self._key(partition))
         except ObjectNotFoundError:
             return PartitionEngine.fresh(partition, learning_seconds=self._learning,
-                                         modes=self._modes)
-        return PartitionEngine.restore(json.loads(found.data or b"{}"), modes=self._modes)
+                                         modes=self._modes, zones=self._zones)
+        return PartitionEngine.restore(json.loads(found.data or b"{}"), modes=self._modes,
+                                       zones=self._zones)
 
     async def _save(self, owned: Owned) -> None:
         assert self._snapshots is not None

@@ -132,7 +132,7 @@ def test_ok_restore_reads_a_version_1_file_and_ignores_its_modes() -> None:
     learning = ModeTable()
     restored = DetectionEngine.restore(json.loads(json.dumps(old)), modes=learning)
     assert restored.modes is learning
-    assert restored.snapshot() == current and restored.snapshot()["version"] == 2
+    assert restored.snapshot() == current and restored.snapshot()["version"] == 3
     fast = publishes("s1", normal[-1].at + 1, 10, 1.0)
     assert run(restored, fast) == []  # every type learns, whatever the file said
     watched = DetectionEngine.restore(old, modes=ModeTable(by_type={"sensor": "monitor"}))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from detection.builders import LEARN, T0, monitor, publishes, run
+from detection.builders import LEARN, T0, event, monitor, publishes, run
 from iotiam.detection.detectors import MessageSize
-from iotiam.detection.models import FindingType
+from iotiam.detection.models import EventKind, FindingType
 
 
 @pytest.mark.parametrize(("size", "expected"), [
@@ -34,3 +34,47 @@ def test_ok_false_positive_teaches_the_larger_size() -> None:
     [finding] = run(engine, baseline + after)
     engine.false_positive(finding)
     assert run(engine, publishes("s1", after[-1].at + 7200, 5, 60.0, size=400)) == []
+
+
+def test_ok_two_kinds_of_message_are_judged_each_by_its_own_sizes() -> None:
+    """A camera: 50 kB snapshots and 300-byte motion events on another topic."""
+    engine = monitor(MessageSize(learning_seconds=LEARN))
+    snapshots = publishes("c1", T0, 200, 30.0, size=50_000, device_type="camera")
+    motion = [event(EventKind.PUBLISH, s.at + 2, "c1", "camera", topic="devices/c1/motion",
+                    size=300 + i % 40) for i, s in enumerate(snapshots[::4])]
+    assert run(engine, snapshots + motion) == []
+    later = snapshots[-1].at + 30
+    big_motion = event(EventKind.PUBLISH, later, "c1", "camera", topic="devices/c1/motion",
+                       size=3_000)
+    [finding] = run(engine, [big_motion])
+    assert finding.evidence["topic"] == "devices/c1/motion"
+
+
+def test_ok_what_a_device_sends_after_connecting_is_judged_by_what_it_sent_then() -> None:
+    """A handheld uploads a sync 4-7x its scan size right after each connect."""
+    engine = monitor(MessageSize(learning_seconds=LEARN))
+    events = []
+    for shift in range(4):
+        start = T0 + shift * 4 * 3600
+        events.append(event(EventKind.CONNECT, start, "h1", "handheld", source_ip="10.0.0.5"))
+        events.append(event(EventKind.PUBLISH, start + 3, "h1", "handheld",
+                            topic="devices/h1/data", size=(4 + shift) * 200))
+        events += publishes("h1", start + 10, 60, 40.0, size=200, device_type="handheld")
+    events = [e if e.topic != "devices/h1/telemetry" else
+              event(EventKind.PUBLISH, e.at, "h1", "handheld", topic="devices/h1/data",
+                    size=e.size) for e in events]
+    assert run(engine, events) == []
+    # the same upload away from a connect is not what the device does
+    late = events[-1].at + 40
+    [finding] = run(engine, [event(EventKind.PUBLISH, late, "h1", "handheld",
+                                   topic="devices/h1/data", size=3_000)])
+    assert finding.device_id == "h1"
+
+
+def test_ok_one_large_message_among_eight_does_not_move_their_mean() -> None:
+    engine = monitor(MessageSize(learning_seconds=LEARN))
+    baseline = publishes("s1", T0, 200, 60.0, size=100)
+    once = [event(EventKind.PUBLISH, baseline[-1].at + 60, "s1", topic="devices/s1/telemetry",
+                  size=180)]
+    after = publishes("s1", baseline[-1].at + 120, 7, 60.0, size=100)
+    assert run(engine, baseline + once + after) == []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from detection.builders import LEARN, T0, monitor, publishes, run
+from detection.builders import LEARN, T0, event, monitor, publishes, run
 from iotiam.detection.detectors import RateChange
-from iotiam.detection.models import FindingType, Severity
+from iotiam.detection.detectors.rate_change import ODD_LIMIT
+from iotiam.detection.models import Event, EventKind, FindingType, Severity
 
 
 @pytest.mark.parametrize(("every", "expected"), [
@@ -52,3 +55,87 @@ def test_ok_false_positive_teaches_the_new_rate() -> None:
     engine.false_positive(finding)
     again = publishes("s1", first[-1].at + 3600, 60, 20.0)
     assert run(engine, again) == []
+
+
+def irregular(device: str, start: float, until: float, mean: float, seed: int = 1,
+              device_type: str = "actuator") -> list[Event]:
+    """An actuator: a heartbeat every ~15 minutes and an ack per command (random)."""
+    rng = random.Random(seed)
+    out, at = [], start
+    while at < until:
+        out.append(event(EventKind.PUBLISH, at, device, device_type,
+                         topic=f"devices/{device}/heartbeat", size=40))
+        at += 900.0 * rng.uniform(0.95, 1.05)
+    at = start
+    while at < until:
+        at += rng.expovariate(1 / mean)
+        out.append(event(EventKind.PUBLISH, at, device, device_type,
+                         topic=f"devices/{device}/ack", size=20))
+    return out
+
+
+@pytest.mark.parametrize("factor", [pytest.param(60, id="fail/60x"),
+                                    pytest.param(73, id="fail/73x"),
+                                    pytest.param(112, id="fail/112x")])
+def test_fail_flood_on_a_rarely_sending_device_is_found_within_a_minute(factor: int) -> None:
+    engine = monitor(RateChange(learning_seconds=LEARN))
+    normal = irregular("a1", T0, T0 + 12 * 3600, mean=1200.0)
+    start = T0 + 12 * 3600 + 17
+    # the flood's rate is ``factor`` times the device's average (~1 message in 500 s)
+    flood = publishes("a1", start, 60, 500.0 / factor, device_type="actuator")
+    findings = run(engine, normal + flood)
+    assert [f.device_id for f in findings] == ["a1"]
+    assert findings[0].at - start <= 60
+
+
+def test_ok_catch_up_after_an_outage_is_not_a_flood() -> None:
+    engine = monitor(RateChange(learning_seconds=LEARN))
+    normal = publishes("m1", T0, 12 * 12, 300.0, device_type="meter")  # every 5 minutes
+    back = normal[-1].at + 2 * 3600  # two hours offline: ~24 messages queued
+    reconnect = [event(EventKind.DISCONNECT, normal[-1].at + 10, "m1", "meter"),
+                 event(EventKind.CONNECT, back, "m1", "meter", source_ip="10.0.0.2")]
+    flush = publishes("m1", back + 1, 24, 0.05, device_type="meter")
+    after = publishes("m1", back + 300, 12, 300.0, device_type="meter")
+    assert run(engine, normal + reconnect + flush + after) == []
+
+
+def test_fail_flood_right_after_a_short_reconnect_is_still_a_flood() -> None:
+    engine = monitor(RateChange(learning_seconds=LEARN))
+    normal = publishes("m1", T0, 12 * 12, 300.0, device_type="meter")
+    back = normal[-1].at + 30
+    connect = event(EventKind.CONNECT, back, "m1", "meter", source_ip="10.0.0.2")
+    flood = publishes("m1", back + 1, 60, 0.5, device_type="meter")
+    findings = run(engine, [*normal, connect, *flood])
+    assert len(findings) == 1 and findings[0].at - back <= 10
+
+
+def test_ok_an_extra_message_beside_a_regular_one_is_the_devices_habit() -> None:
+    """A camera's snapshot every minute, and now and then a motion event next to one:
+    raised at most twice (each time the next snapshot comes on time), it is then what
+    the device does, whatever else the hours bring."""
+    for learning, every in [(3600.0, 10), (LEARN, 20)]:
+        engine = monitor(RateChange(learning_seconds=learning), learning=learning)
+        snapshots = publishes("c1", T0, 12 * 60, 60.0, device_type="camera")
+        motion = [event(EventKind.PUBLISH, s.at + 1.5, "c1", "camera",
+                        topic="devices/c1/motion", size=80) for s in snapshots[5::every]]
+        assert len(run(engine, snapshots + motion)) <= ODD_LIMIT
+
+
+def test_fail_a_sustained_speed_up_is_not_a_lone_extra_message() -> None:
+    engine = monitor(RateChange(learning_seconds=LEARN))
+    snapshots = publishes("c1", T0, 200, 60.0, device_type="camera")
+    faster = publishes("c1", snapshots[-1].at + 15, 40, 15.0, device_type="camera")
+    findings = run(engine, snapshots + faster)
+    assert len(findings) == 1 and findings[0].at - faster[0].at <= 60
+
+
+@pytest.mark.parametrize("factor", [pytest.param(73, id="fail/73x"),
+                                    pytest.param(112, id="fail/112x")])
+def test_fail_flood_on_a_heartbeat_every_15_minutes_within_a_minute(factor: int) -> None:
+    engine = monitor(RateChange(learning_seconds=LEARN))
+    normal = publishes("a1", T0, 4 * 24, 900.0, device_type="actuator")
+    start = normal[-1].at + 333
+    flood = publishes("a1", start, 60, 900.0 / factor, device_type="actuator")
+    findings = run(engine, normal + flood)
+    assert [f.device_id for f in findings] == ["a1"]
+    assert findings[0].at - start <= 60

@@ -65,7 +65,7 @@ def test_hours(hour: int, device: str, expected: int) -> None:
     assert len(findings) == expected
     if expected:
         assert findings[0].type is FindingType.UNUSUAL_TIME
-        assert findings[0].evidence["hour_utc"] == hour
+        assert findings[0].evidence["hour_local"] == hour
 
 
 def test_ok_a_type_working_around_the_clock_is_never_odd() -> None:

@@ -4,8 +4,9 @@ Three shapes, judged on connect and attestation events:
 
 * a version the type knows, with a different hash: the image was modified
   (critical, at once);
-* an older version than the device ran: a rollback to something vulnerable (high, at
-  once);
+* an older version than the device runs: a rollback to something vulnerable (high, at
+  once), whether or not the device ran that version before (the minimum-version rule of
+  attestation and "seen before" are other questions);
 * a version the type has never run. A legitimate OTA campaign reaches many devices of
   the type within seconds to minutes; a tampered image shows up on one. So the first
   report waits ``CONSENSUS_SECONDS``: if another device of the type reports the same
@@ -82,19 +83,22 @@ class FirmwareDrift:
             return findings
         image = f"{version}|{event.firmware_hash or ''}"
         own = self._devices.get(device_id)
-        if own is not None and image in own:
-            return findings
         type_name = event.device_type or ""
         known = self._types.get(type_name)
         first = self._type_first.setdefault(type_name, at)
         if not known or at - first < self.learning_seconds:
             return findings  # a young type: what its devices run is what it runs
+        # a downgrade is judged before "seen before": an older image the device really
+        # ran (signed, known) is exactly what a rollback attack installs
         previous = self._current.get(device_id)
         if previous is not None and version_key(version) < version_key(previous):
             self._held = event
+            ran = " (which it ran before)" if own is not None and image in own else ""
             return findings + self._finding(event, Severity.HIGH, "rollback",
-                                            f"went back from {previous} to {version}",
+                                            f"went back from {previous} to {version}{ran}",
                                             sorted(own or ()))
+        if own is not None and image in own:
+            return findings
         if image in known:
             return findings  # catching up with the fleet
         same_version = [k for k in known if k.split("|", 1)[0] == version]

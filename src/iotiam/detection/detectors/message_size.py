@@ -1,9 +1,21 @@
 """Message size: payloads far larger than the device's (or its type's) usual ones.
 
-Exfiltration and tunnelling show up as bigger messages at an unchanged rate. One
-message is judged alone (a sensor's sizes barely vary) and as the mean of the last 8
-(a gateway relays sizes spread over an order of magnitude; averaging 8 cuts the noise
-by ~2.8 so a 3x growth still stands out).
+Exfiltration and tunnelling show up as bigger messages at an unchanged rate. Sizes are
+judged per topic, because one device often sends several kinds of message (a camera's
+snapshots and its small motion events, a handheld's scans and its sync uploads), and
+against the topic's own distribution, not only its mean:
+
+* one message alone (z >= 8 over the topic's mean, and above the largest size the topic
+  has sent, ``ceiling``: a kind of message that is sometimes 5x its mean is allowed 5x);
+* the last 8 of the topic without their largest (a gateway relays sizes spread over an
+  order of magnitude; averaging cuts the noise by ~2.7, and leaving the largest out
+  keeps one legitimate big message from moving the average);
+* right after a connect a device does what it does after connecting (a sync upload, a
+  state report): messages then are held to the largest size seen after earlier
+  connects as well.
+
+A topic with too few messages of its own is judged by the device's sizes over all its
+topics, and a young device by its type's.
 """
 
 from __future__ import annotations
@@ -13,13 +25,16 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from iotiam.detection.baselines import Cooldown, RobustLog, time_weight
+from iotiam.detection.baselines import Ceiling, Cooldown, RobustLog, time_weight
 from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
 
 RECENT = 8
 Z_ONE, Z_MEAN = 8.0, 5.0
 #: a firmware update adding fields grows messages up to ~2x (with jitter): not news
 MIN_RATIO = math.log(2.3)
+#: and one message must pass the largest the topic (or a connect) sent by this much (a
+#: sync upload's size varies with the work it carries: 4-7x a scan, seen once or twice)
+ABOVE_CEILING = math.log(2.0)
 SIGMA_FLOOR = 0.05
 #: a device's learning period ends after ``learning_seconds`` or this many messages,
 #: whichever comes first; until then it is judged by its type's sizes. Devices of a
@@ -27,24 +42,76 @@ SIGMA_FLOOR = 0.05
 #: device is better off with its own baseline soon
 LEARNED_SAMPLES = 100
 TYPE_MIN_SAMPLES = 200
+#: a device past its learning period is judged by its own sizes once it sent this many
+OWN_SAMPLES = 5
+#: a topic is judged by its own sizes after this many messages (before, the device's)
+TOPIC_SAMPLES = 20
+#: topics kept apart per device; more share one baseline (topics naming ids or times)
+MAX_TOPICS = 8
+OTHER_TOPICS = "*"
+#: messages this soon after a connect are what a device does on connecting
+AFTER_CONNECT = 120.0
+#: the type's prior is a population statistic: one message in 4 describes it as well
+TYPE_SAMPLING = 3
+_CONNECT = EventKind.CONNECT
+
+
+class _TopicSize:
+    __slots__ = ("ceiling", "recent", "stat")
+
+    def __init__(self) -> None:
+        self.stat = RobustLog()
+        self.ceiling = Ceiling()
+        self.recent: deque[float] = deque(maxlen=RECENT)
 
 
 class _DeviceSize:
-    __slots__ = ("allow", "first_at", "last_at", "recent", "stat")
+    __slots__ = ("after_connect", "allow", "ceiling", "connected_at", "first_at", "last_at",
+                 "stat", "topics")
 
     def __init__(self, first_at: float) -> None:
         self.first_at = first_at
         self.last_at = first_at
+        #: every topic together: the baseline of a topic too young for its own
         self.stat = RobustLog()
-        self.recent: deque[float] = deque(maxlen=RECENT)
+        self.ceiling = Ceiling()
+        self.topics: dict[str, _TopicSize] = {}
+        #: the largest size sent within ``AFTER_CONNECT`` of a connect
+        self.after_connect = Ceiling()
+        self.connected_at = -math.inf
         self.allow = 0.0
+
+    def topic(self, name: str | None) -> _TopicSize:
+        key = name or ""
+        topic = self.topics.get(key)
+        if topic is None:
+            if len(self.topics) >= MAX_TOPICS:
+                key = OTHER_TOPICS
+                topic = self.topics.get(key)
+            if topic is None:
+                topic = self._new_topic(key)
+        return topic
+
+    def _new_topic(self, key: str) -> _TopicSize:
+        topic = _TopicSize()
+        if not self.topics:
+            # most devices send one kind of message: its topic's baseline is the device's
+            # (one object, learned once) until a second kind comes
+            topic.stat, topic.ceiling = self.stat, self.ceiling
+        elif len(self.topics) == 1:
+            [first] = self.topics.values()
+            if first.stat is self.stat:
+                first.stat = RobustLog.from_json(self.stat.to_json())
+                first.ceiling = Ceiling(self.ceiling.value)
+        self.topics[key] = topic
+        return topic
 
 
 class MessageSize:
     """Message size (Device Defender ``aws:message-byte-size``) far above baseline."""
 
     name = "message_size"
-    kinds = frozenset({EventKind.PUBLISH})
+    kinds = frozenset({EventKind.PUBLISH, EventKind.CONNECT})
 
     def __init__(self, *, learning_seconds: float = 3600.0, cooldown: float = 600.0) -> None:
         self.learning_seconds = learning_seconds
@@ -52,28 +119,46 @@ class MessageSize:
         self._types: dict[str, RobustLog] = {}
         self._cooldown = Cooldown(cooldown)
         self._outlier: Event | None = None
+        self._tick = 0
 
     def learn(self, event: Event) -> None:
-        """Fold the size into the device's and its type's baseline."""
+        """Fold the size into the topic's, the device's and its type's baseline."""
         device_id, size = event.device_id, event.size
-        if device_id is None or size is None:
+        if device_id is None:
             return
         state = self._devices.get(device_id)
         if state is None:
             state = self._devices[device_id] = _DeviceSize(event.at)
+        at = event.at
+        if event.kind is _CONNECT:
+            state.connected_at = at
+            return
+        if size is None:
+            return
         value = math.log(size + 1.0)
-        state.recent.append(value)
-        elapsed = event.at - state.last_at  # before last_at moves: the weight needs it
-        state.last_at = event.at
-        if event is not self._outlier:
-            state.stat.add(value, time_weight(elapsed))
+        topic = state.topic(event.topic)
+        topic.recent.append(value)
+        elapsed = at - state.last_at  # before last_at moves: the weight needs it
+        state.last_at = at
+        if event is self._outlier:
+            return
+        weight = time_weight(elapsed)
+        state.stat.add(value, weight)
+        state.ceiling.add(value, state.stat.mean, elapsed)
+        if topic.stat is not state.stat:
+            topic.stat.add(value, weight)
+            topic.ceiling.add(value, topic.stat.mean, elapsed)
+        if at - state.connected_at < AFTER_CONNECT:
+            state.after_connect.add(value, state.stat.mean, elapsed)
+        self._tick += 1
+        if not self._tick & TYPE_SAMPLING:
             prior = self._types.get(event.device_type or "")
             if prior is None:
                 prior = self._types[event.device_type or ""] = RobustLog()
             prior.add(value)
 
     def __call__(self, event: Event) -> list[Finding]:
-        """A finding when this message, or the last 8 on average, is far too big."""
+        """A finding when this message, or the last 8 of its topic, is far too big."""
         device_id, size = event.device_id, event.size
         if device_id is None or size is None:
             return []
@@ -81,42 +166,69 @@ class MessageSize:
         if state is None:
             return []
         at = event.at
-        stat = state.stat
-        spread_of_mean = 1.0 / math.sqrt(RECENT)
-        if stat.count < LEARNED_SAMPLES and at - state.first_at < self.learning_seconds:
+        topic = state.topics.get(event.topic or "") or state.topics.get(OTHER_TOPICS)
+        ceiling = -math.inf
+        spread_of_mean = 1.0 / math.sqrt(RECENT - 1)
+        own = True
+        if topic is not None and topic.stat.count >= TOPIC_SAMPLES:
+            stat = topic.stat
+            ceiling = topic.ceiling.value
+        elif state.stat.count >= LEARNED_SAMPLES or (
+                at - state.first_at >= self.learning_seconds and state.stat.count >= OWN_SAMPLES):
+            # a topic too young for its own: one message against the device's sizes
+            # over all its topics (the last 8 of this topic are not theirs)
+            stat = state.stat
+            ceiling = state.ceiling.value
+            topic = None
+        else:
+            own = False
             prior = self._types.get(event.device_type or "")
-            if prior is None or prior.count < TYPE_MIN_SAMPLES:
+            if prior is None or prior.count < TYPE_MIN_SAMPLES // (TYPE_SAMPLING + 1):
                 return []
             stat = prior
             # the type's spread is mostly between devices, which averaging one
             # device's messages does not shrink
             spread_of_mean = 1.0
+        if at - state.connected_at < AFTER_CONNECT and state.after_connect.value > ceiling:
+            ceiling = state.after_connect.value
         value = math.log(size + 1.0)
         sigma = stat.sigma(SIGMA_FLOOR)
+        floor = MIN_RATIO + state.allow
         growth = value - stat.mean
-        hit = growth > MIN_RATIO + state.allow and growth > Z_ONE * sigma
+        hit = growth > floor and growth > Z_ONE * sigma and value > ceiling + ABOVE_CEILING
         n = 1
-        recent = state.recent
-        if not hit and len(recent) == RECENT:
-            growth = (sum(recent) - recent[0] + value) / RECENT - stat.mean
-            hit = growth > MIN_RATIO + state.allow and growth > Z_MEAN * sigma * spread_of_mean
-            n = RECENT
+        recent = topic.recent if topic is not None else None
+        if not hit and recent is not None and len(recent) == RECENT \
+                and (sum(recent) - recent[0] + value) / RECENT - stat.mean > floor:
+            # the last 8 with this one, without the largest of them (which is at least
+            # their mean: when that does not pass, this cannot)
+            values = list(recent)[1:]
+            values.append(value)
+            growth = (sum(values) - max(values)) / (RECENT - 1) - stat.mean
+            hit = growth > floor and growth > Z_MEAN * sigma * spread_of_mean
+            n = RECENT - 1
         if not hit:
             return []
-        self._outlier = event
+        # while a device learns (judged by its type), what it does is its baseline all
+        # the same: its own habits are what the type's cannot tell
+        self._outlier = event if own else None
         if not self._cooldown.ready(device_id, at):
             return []
+        return self._finding(event, growth, stat, n)
+
+    def _finding(self, event: Event, growth: float, stat: RobustLog, n: int) -> list[Finding]:
+        device_id, size = event.device_id or "", event.size
         factor = math.exp(growth)
         usual = math.exp(stat.mean) - 1.0
         return [Finding(
             FindingType.MESSAGE_SIZE,
-            Severity.HIGH if factor >= 10 else Severity.MEDIUM, at, device_id,
+            Severity.HIGH if factor >= 10 else Severity.MEDIUM, event.at, device_id,
             f"{device_id} sends messages {factor:.1f}x larger than usual "
             f"({size} bytes, usually ~{usual:.0f})",
             self.name,
             {"metric": "aws:message-byte-size", "observed_bytes": size,
              "baseline_bytes": round(usual, 1), "factor": round(factor, 2),
-             "messages": n},
+             "messages": n, "topic": event.topic},
             event.device_type)]
 
     def forgive(self, finding: Finding) -> None:
@@ -125,18 +237,34 @@ class MessageSize:
         if state is not None:
             factor = float(finding.evidence.get("factor", 2.0))
             state.allow = max(state.allow, math.log(max(factor, 1.0)) * 1.5)
+            observed = finding.evidence.get("observed_bytes")
+            if isinstance(observed, int):
+                topic = state.topic(finding.evidence.get("topic"))
+                topic.ceiling.raise_to(math.log(observed + 1.0))
 
     def snapshot(self) -> dict[str, Any]:
-        """Per-device and per-type size baselines."""
-        return {"devices": {d: [s.first_at, s.stat.to_json(), s.allow]
+        """Per-device (per topic) and per-type size baselines."""
+        return {"version": 2,
+                "devices": {d: [s.first_at, s.stat.to_json(), s.allow,
+                                s.after_connect.to_json(), s.ceiling.to_json(),
+                                {t: [x.stat.to_json(), x.ceiling.to_json()]
+                                 for t, x in s.topics.items()}]
                             for d, s in self._devices.items()},
                 "types": {t: s.to_json() for t, s in self._types.items()}}
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        """Inverse of ``snapshot``."""
+        """Inverse of ``snapshot`` (an older one, without topics, is read too)."""
         self._devices.clear()
-        for device_id, (first_at, stat, allow) in state.get("devices", {}).items():
-            entry = _DeviceSize(float(first_at))
-            entry.stat, entry.allow = RobustLog.from_json(stat), float(allow)
+        for device_id, saved in state.get("devices", {}).items():
+            entry = _DeviceSize(float(saved[0]))
+            entry.stat, entry.allow = RobustLog.from_json(saved[1]), float(saved[2])
+            if len(saved) > 3:
+                entry.after_connect = Ceiling.from_json(saved[3])
+                entry.ceiling = Ceiling.from_json(saved[4])
+                for name, (stat, ceiling) in saved[5].items():
+                    topic = entry.topic(str(name))
+                    if topic.stat is not entry.stat:
+                        topic.stat, topic.ceiling = RobustLog.from_json(stat), \
+                            Ceiling.from_json(ceiling)
             self._devices[device_id] = entry
         self._types = {t: RobustLog.from_json(s) for t, s in state.get("types", {}).items()}

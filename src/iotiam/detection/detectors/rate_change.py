@@ -8,6 +8,24 @@ before a 3x change stands out of the noise (the log of a Gamma(n) sum has sigma
 ~0.53 for n=4, ~0.18 for 32, ~0.125 for 64), and its left tail is heavier than a
 normal's: over a day of sliding windows a Poisson stream reaches z ~6 by chance, so
 the long spans need 6.5.
+
+A device that sends rarely (an actuator's heartbeat every 15 minutes and an ack per
+command) would need many minutes to fill even the short spans' evidence, so floods are
+also judged as counts over time: the messages of the last 10, 30 and 60 s against what
+the device's rate allows in that window (a Poisson tail at 2.5x its rate; never less
+than twice the busiest such window the device was seen to send (and one), two more than its
+type's busiest, nor than ``FLOOD_FLOOR``: commands acknowledged in a burst are not a
+flood). Whatever
+its normal period, a flood shows within a minute.
+
+What looks fast but is not: a device that reconnects after an outage flushes the
+messages it queued meanwhile. After a connect, up to the messages the gap could have
+queued (twice the device's rate over the gap, and two more), coming back to back, are
+catch-up: neither judged nor learned. And a device that sends a lone extra message now
+and then in normal traffic (a camera's motion event next to a snapshot: one short
+interval) is no longer judged by the one- and four-interval spans, nor are the young
+devices of a type whose devices do that; floods still show in the windows and the long
+spans.
 """
 
 from __future__ import annotations
@@ -35,16 +53,70 @@ TYPE_MIN_SAMPLES = 50
 #: below this): for Poisson traffic (sigma ~1.28) a few close messages mean nothing
 REGULAR = 0.5
 KEEP = SPANS[-1]
+SHORT_SPANS = 2
+ODD_LIMIT = 2
+#: a short span counts as a habit from this share of the z that raises: a device's
+#: extra messages are known before its spread has shrunk enough for them to raise
+ODD_Z = 0.6
+TYPE_ODD_LIMIT = 3
+#: flood windows (seconds), the fewest messages in one that can be a flood, the rate
+#: factor the Poisson tail allows, and how improbable a count must be under it
+WINDOWS = (10.0, 30.0, 60.0)
+FLOOD_FLOOR = 5
+FLOOD_FACTOR = 2.5
+FLOOD_TAIL = 1e-6
+#: learned messages between two refreshes of a device's flood limits
+REFRESH = 32
+#: catch-up after a connect comes back to back: each message within this of the one
+#: before (or of the connect), or the flush is over
+FLUSH_GAP = 15.0
+FLUSH_SLACK = 2
 _log = math.log
+_CONNECT, _PUBLISH = EventKind.CONNECT, EventKind.PUBLISH
+
+
+def poisson_limit(mean: float, tail: float = FLOOD_TAIL) -> int:
+    """The smallest count k with P(N >= k) <= ``tail`` for N ~ Poisson(``mean``)."""
+    term = math.exp(-mean)
+    below = 0.0  # P(N < k)
+    k = 0
+    while 1.0 - below > tail and k <= KEEP:  # more than KEEP cannot be counted
+        below += term
+        k += 1
+        term *= mean / k
+    return k
 
 
 class _DeviceRate:
-    __slots__ = ("allow", "first_at", "recent", "spans")
+    __slots__ = ("abnormal_at", "allow", "first_at", "least", "limits", "lone", "odd", "owed",
+                 "owed_until",
+                 "peaks", "quick", "rate", "recent", "spans", "stale")
 
     def __init__(self, first_at: float) -> None:
         self.first_at = first_at
         self.recent: deque[float] = deque(maxlen=KEEP)
         self.spans = [RobustLog() for _ in SPANS]
+        #: how often a lone short one- or four-interval span came (extra messages now
+        #: and then: a motion event beside a snapshot); from ``ODD_LIMIT`` on, that
+        #: span no longer judges the device
+        self.odd = [0] * SHORT_SPANS
+        #: when the last message raised on one short interval alone (inf: none did)
+        self.lone = math.inf
+        #: an interval longer than this is not short for any span (a cheap first test)
+        self.quick = math.inf
+        #: the most messages seen in each flood window, and the counts that are a flood
+        self.peaks = [1] * len(WINDOWS)
+        self.limits: tuple[int, ...] | None = None
+        self.least = 0
+        #: the average rate (messages/s) the limits were drawn from
+        self.rate = 1.0
+        self.stale = 0
+        #: catch-up messages still expected after a reconnect, and until when
+        self.owed = 0
+        self.owed_until = 0.0
+        #: the last message judged abnormal: no span reaching back to it is learned or
+        #: raises a new finding, so an attack's messages neither teach nor raise twice
+        self.abnormal_at = -math.inf
         #: extra log-ratio tolerated, taught by false positives
         self.allow = 0.0
 
@@ -53,13 +125,17 @@ class RateChange:
     """Messages sent (Device Defender ``aws:num-messages-sent``) far above baseline."""
 
     name = "rate_change"
-    kinds = frozenset({EventKind.PUBLISH})
+    kinds = frozenset({EventKind.PUBLISH, EventKind.CONNECT})
 
     def __init__(self, *, learning_seconds: float = 3600.0, cooldown: float = 600.0) -> None:
         self.learning_seconds = learning_seconds
         self._devices: dict[str, _DeviceRate] = {}
         #: per type, the spans of all its devices: the prior of young devices
         self._types: dict[str, list[RobustLog]] = {}
+        #: per type, lone short spans its devices sent in normal traffic, and the most
+        #: messages one of its devices sent in each flood window
+        self._type_odd: dict[str, int] = {}
+        self._type_peaks: dict[str, list[int]] = {}
         self._cooldown = Cooldown(cooldown)
         self._outlier: Event | None = None
         self._tick = 0
@@ -73,8 +149,25 @@ class RateChange:
         if state is None:
             state = self._devices[device_id] = _DeviceRate(event.at)
         recent = state.recent
+        if event.kind is _CONNECT:
+            self._expect_catch_up(state, event.at)
+            return
+        if state.owed:
+            if event.at <= state.owed_until:
+                state.owed -= 1  # catch-up after a reconnect: its timing says nothing
+                state.owed_until = event.at + FLUSH_GAP
+                return
+            state.owed = 0
+        if state.lone < event.at and recent:
+            # the message after a lone short interval that raised: back to normal means
+            # it was an extra message (counted as the device's habit), not a speed-up
+            if event.at - recent[-1] > state.quick:
+                self._odd(state, 0, event.device_type)
+            state.lone = math.inf
         if event is not self._outlier and recent:
             at = event.at
+            if at - recent[-1] <= state.quick:  # the last interval alone is short
+                self._count_odd(state, event)
             # the type's prior is a population statistic: a sample of 1 message in 8
             # describes it as well and halves the cost of learning
             self._tick += 1
@@ -86,15 +179,100 @@ class RateChange:
             weight = time_weight(at - recent[-1])
             n = len(recent)
             spans = state.spans
+            clean = state.abnormal_at
             for i, span in enumerate(SPANS):
-                if n < span:
+                if n < span or recent[-span] <= clean:
                     break
                 elapsed = at - recent[-span]
                 value = _log(elapsed if elapsed > 1e-3 else 1e-3)
                 spans[i].add(value, weight)
                 if prior is not None:
                     prior[i].add(value)
+            if state.stale & 7 == 0:
+                state.quick = math.exp(spans[0].mean - MIN_RATIO)
+            if at - recent[-1] <= WINDOWS[-1]:  # alone in every window: no new peak
+                self._count_peaks(state, event, clean)
+            state.stale -= 1
         recent.append(event.at)
+
+    def _count_peaks(self, state: _DeviceRate, event: Event, clean: float) -> None:
+        """Raise the device's (and its type's) most messages seen in each flood window."""
+        recent, at, peaks = state.recent, event.at, state.peaks
+        n = len(recent)
+        for i, window in enumerate(WINDOWS):
+            # the count in the window, this message included, beats the peak
+            peak = peaks[i]
+            while peak <= n and at - recent[-peak] <= window and recent[-peak] > clean:
+                peak += 1
+            if peak > peaks[i]:
+                peaks[i] = peak
+                kind = self._type_peaks.setdefault(event.device_type or "",
+                                                   [1] * len(WINDOWS))
+                if peak > kind[i]:
+                    kind[i] = peak
+
+    def _count_odd(self, state: _DeviceRate, event: Event) -> None:
+        """Count a short span that would raise on its own in normal traffic (while the
+        device learns, or judged normal): a device that does this now and then is not
+        told by it."""
+        recent, spans, odd = state.recent, state.spans, state.odd
+        for i in range(SHORT_SPANS):
+            span = SPANS[i]
+            stat = spans[i]
+            if odd[i] >= ODD_LIMIT or len(recent) < span or stat.count < MIN_SAMPLES:
+                continue
+            drop = stat.mean - _log(max(event.at - recent[-span], 1e-3))
+            if drop > MIN_RATIO and drop > ODD_Z * Z[i] * stat.sigma(SIGMA_FLOOR):
+                self._odd(state, i, event.device_type)
+
+    def _odd(self, state: _DeviceRate, span: int, device_type: str | None) -> None:
+        state.odd[span] += 1
+        kind = device_type or ""
+        self._type_odd[kind] = self._type_odd.get(kind, 0) + 1
+
+    def _expect_catch_up(self, state: _DeviceRate, at: float) -> None:
+        """A connect: the device may flush what it queued since its last message."""
+        recent = state.recent
+        if not recent or state.spans[0].count < MIN_SAMPLES:
+            return
+        rate = 1.0 / math.exp(state.spans[0].mean)
+        state.owed = int(2.0 * rate * (at - recent[-1])) + FLUSH_SLACK
+        state.owed_until = at + FLUSH_GAP
+
+    def _flood_limits(self, state: _DeviceRate, baseline: list[RobustLog],
+                      device_type: str | None) -> tuple[int, ...]:
+        """The message counts in each window that are a flood for this device."""
+        # the device's average rate: from the longest span learned (a sum of many
+        # intervals, so bursts and pauses average out), else from single intervals
+        rate = 1.0 / math.exp(baseline[0].mean)
+        for i in range(len(SPANS) - 1, 0, -1):
+            if baseline[i].count >= MIN_SAMPLES:
+                rate = SPANS[i] / math.exp(baseline[i].mean)
+                break
+        state.rate = rate
+        rate *= FLOOD_FACTOR * math.exp(state.allow)
+        kind = self._type_peaks.get(device_type or "", state.peaks)
+        limits = tuple(max(FLOOD_FLOOR, 2 * state.peaks[i] + 1, kind[i] + 2,
+                           poisson_limit(rate * window))
+                       for i, window in enumerate(WINDOWS))
+        state.limits = limits
+        state.least = min(limits)
+        state.stale = REFRESH
+        return limits
+
+    def _flood(self, state: _DeviceRate, baseline: list[RobustLog], at: float,
+               device_type: str | None) -> tuple[int, float] | None:
+        """(messages, seconds) of a window holding a flood ending at ``at``, if one does."""
+        limits = state.limits
+        if limits is None or state.stale <= 0 or state.least == 0:
+            limits = self._flood_limits(state, baseline, device_type)
+        recent = state.recent
+        n = len(recent) + 1
+        for i, window in enumerate(WINDOWS):
+            limit = limits[i]
+            if limit <= n and at - recent[1 - limit] <= window:
+                return limit, at - recent[1 - limit]
+        return None
 
     def __call__(self, event: Event) -> list[Finding]:
         """A finding when the last 1, 4, 32 or 64 intervals were far shorter than usual."""
@@ -102,48 +280,93 @@ class RateChange:
         if device_id is None:
             return []
         state = self._devices.get(device_id)
-        if state is None or not state.recent:
+        if state is None or not state.recent or event.kind is not _PUBLISH:
             return []
         at = event.at
+        if state.owed and at <= state.owed_until:
+            return []
         recent = state.recent
         baseline = state.spans
+        own = True
         if baseline[1].count < LEARNED_SAMPLES and at - state.first_at < self.learning_seconds:
             prior = self._types.get(event.device_type or "")
             if prior is None or prior[1].count < TYPE_MIN_SAMPLES:
                 return []
-            baseline = prior
+            baseline, own = prior, False
+        if baseline[0].count < MIN_SAMPLES:
+            return []
+        n = len(recent)
+        flood = None
+        least = state.least  # no window holds a flood unless this many fit in the longest
+        if state.stale <= 0 or (least <= n + 1 and at - recent[1 - least] <= WINDOWS[-1]):
+            flood = self._flood(state, baseline, at, event.device_type)
+        if flood is not None:
+            span, elapsed = flood[0] - 1, max(flood[1], 1e-3)
+            drop = _log(span / elapsed / state.rate)
+            sigma = baseline[0].sigma(SIGMA_FLOOR)
+        else:
+            found = self._fast_span(state, baseline, event, own)
+            if found is None:
+                return []
+            span, elapsed, drop, sigma = found
+            if recent[-span] <= state.abnormal_at:
+                # a span still holding a reported episode's messages: the episode goes
+                # on (or trails off), it is not a new one
+                self._outlier = event if own else None
+                self._cooldown.ready(device_id, at)
+                return []
+        # while a device learns (judged by its type), what it does is its baseline all
+        # the same: its own habits are what the type's cannot tell
+        self._outlier = event if own else None
+        state.abnormal_at = at
+        if flood is None and span == 1:
+            state.lone = at
+        if not self._cooldown.ready(device_id, at):
+            return []
+        return self._finding(event, span, elapsed, drop, sigma, flood is not None)
+
+    def _fast_span(self, state: _DeviceRate, baseline: list[RobustLog], event: Event,
+                   own: bool) -> tuple[int, float, float, float] | None:
+        """(span, seconds, log drop, sigma) of the first span far shorter than usual."""
+        recent, at = state.recent, event.at
         n = len(recent)
         floor = MIN_RATIO + state.allow
-        regular = baseline[0].sigma(SIGMA_FLOOR) < REGULAR
+        short = baseline[0].sigma(SIGMA_FLOOR) < REGULAR
+        if short:
+            # a device, or a type, that sends a lone extra message now and then in
+            # normal traffic (cameras) is not judged by the short spans
+            short = self._type_odd.get(event.device_type or "", 0) < TYPE_ODD_LIMIT \
+                and not (own and state.odd[0] >= ODD_LIMIT)
         for i, span in enumerate(SPANS):
             if n < span:
-                return []
-            if span < 8 and not regular:
+                return None
+            if span < 8 and (not short or (own and state.odd[i] >= ODD_LIMIT)):
                 continue
             stat = baseline[i]
             if stat.count < MIN_SAMPLES:
-                return []
+                return None
             elapsed = max(at - recent[-span], 1e-3)
             drop = stat.mean - math.log(elapsed)
             sigma = stat.sigma(SIGMA_FLOOR)
             if drop > floor and drop > Z[i] * sigma:
-                break
-        else:
-            return []
-        self._outlier = event
-        if not self._cooldown.ready(device_id, at):
-            return []
+                return span, elapsed, drop, sigma
+        return None
+
+    def _finding(self, event: Event, span: int, elapsed: float, drop: float, sigma: float,
+                 flood: bool) -> list[Finding]:
+        device_id = event.device_id or ""
         factor = math.exp(drop)
         interval = elapsed / span
         return [Finding(
             FindingType.RATE_CHANGE, Severity.HIGH if factor >= 10 else Severity.MEDIUM,
-            at, device_id,
+            event.at, device_id,
             f"{device_id} sends messages {factor:.1f}x faster than its baseline "
             f"(every {interval:.1f} s instead of every {interval * factor:.1f} s)",
             self.name,
             {"metric": "aws:num-messages-sent", "observed_interval_s": round(interval, 3),
              "baseline_interval_s": round(interval * factor, 3),
-             "factor": round(factor, 2), "z": round(drop / sigma, 1), "messages": span},
+             "factor": round(factor, 2), "z": round(drop / sigma, 1), "messages": span,
+             "window_s": round(elapsed, 1) if flood else None},
             event.device_type)]
 
     def forgive(self, finding: Finding) -> None:
@@ -152,13 +375,21 @@ class RateChange:
         if state is not None:
             factor = float(finding.evidence.get("factor", 2.0))
             state.allow = max(state.allow, math.log(max(factor, 1.0)) * 1.5)
+            state.limits, state.least, state.stale = None, 0, 0
+            if finding.evidence.get("messages") in SPANS[:SHORT_SPANS]:
+                # a lone extra message is what this device does: the short spans are
+                # not for it
+                state.odd = [ODD_LIMIT] * SHORT_SPANS
 
     def snapshot(self) -> dict[str, Any]:
         """Per-device and per-type span baselines."""
         return {
             "spans": list(SPANS),
-            "devices": {d: [s.first_at, [x.to_json() for x in s.spans], s.allow]
+            "devices": {d: [s.first_at, [x.to_json() for x in s.spans], s.allow,
+                            s.peaks, s.odd]
                         for d, s in self._devices.items()},
+            "type_odd": dict(self._type_odd),
+            "type_peaks": {t: list(p) for t, p in self._type_peaks.items()},
             "types": {t: [x.to_json() for x in spans] for t, spans in self._types.items()},
         }
 
@@ -166,12 +397,20 @@ class RateChange:
         """Inverse of ``snapshot`` (baselines of other spans than these are dropped)."""
         self._devices.clear()
         self._types.clear()
+        self._type_odd.clear()
+        self._type_peaks.clear()
         if list(state.get("spans", [])) != list(SPANS):
             return
-        for device_id, (first_at, spans, allow) in state.get("devices", {}).items():
-            entry = _DeviceRate(float(first_at))
-            entry.spans = [RobustLog.from_json(x) for x in spans]
-            entry.allow = float(allow)
+        for device_id, saved in state.get("devices", {}).items():
+            entry = _DeviceRate(float(saved[0]))
+            entry.spans = [RobustLog.from_json(x) for x in saved[1]]
+            entry.allow = float(saved[2])
+            if len(saved) > 3:  # older snapshots kept no extremes
+                entry.peaks = [int(x) for x in saved[3]]
+                entry.odd = [int(x) for x in saved[4]]
             self._devices[device_id] = entry
         self._types = {t: [RobustLog.from_json(x) for x in spans]
                        for t, spans in state.get("types", {}).items()}
+        self._type_odd = {str(t): int(n) for t, n in state.get("type_odd", {}).items()}
+        self._type_peaks = {str(t): [int(x) for x in p]
+                            for t, p in state.get("type_peaks", {}).items()}

@@ -47,6 +47,7 @@ from iotiam.detection.models import FindingType
 from iotiam.testing.scenarios.attacks import (
     auth_failure_burst,
     firmware_drift,
+    flood,
     lateral_movement,
     mass_reregistration,
     message_size,
@@ -96,6 +97,8 @@ def generate(seed: int, *, devices: int = 150, duration: float = DEFAULT_DURATIO
         makers += [partial(topic_probing, b), partial(auth_failure_burst, b),
                    partial(unusual_source, b), partial(unusual_time, b, i, n),
                    partial(firmware_drift, b)]
+        if i % 2:
+            makers.append(partial(flood, b))
     for make in makers:
         make()
     first = start + learning_seconds + SETTLE
@@ -114,4 +117,5 @@ def generate(seed: int, *, devices: int = 150, duration: float = DEFAULT_DURATIO
     b.events.sort(key=attrgetter("at"))
     b.attacks.sort(key=attrgetter("start"))
     return Scenario(seed, start, duration, learning_seconds,
-                    {d.id: d.type for d in b.devices}, b.events, b.attacks, b.noise)
+                    {d.id: d.type for d in b.devices}, b.events, b.attacks, b.noise,
+                    {d.id: b.zone_of(d) for d in b.devices})

@@ -4,9 +4,11 @@ events into the builder and records its ground truth."""
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from iotiam.detection.models import EventKind, FindingType
+from iotiam.testing.scenarios.archetypes import ACTUATOR, average_interval
 from iotiam.testing.scenarios.fleet import CONTROLLER, GATEWAY, SENSOR, FleetBuilder, image_hash
 
 
@@ -18,6 +20,23 @@ def rate_change(b: FleetBuilder, gateway: bool) -> None:
     end = start + b.rng.uniform(600, 1800)
     b.rate_windows[device.id] = (start, end, factor)
     b.attack(FindingType.RATE_CHANGE, device, start, end, f"publishes {factor:.1f}x faster")
+
+
+def flood(b: FleetBuilder) -> None:
+    """An actuator (heartbeat every 15 minutes, an ack per command) flooding 50-120x its
+    average rate for 5-15 minutes."""
+    rng = b.rng
+    device = b.victim(ACTUATOR)
+    start = b.when()
+    factor = rng.uniform(50, 120)
+    step = average_interval(device) / factor
+    at, end = start, start + rng.uniform(300, 900)
+    while at < end:
+        b.emit(EventKind.PUBLISH, at, device, topic=f"devices/{device.id}/ack",
+               size=int(30 * rng.lognormvariate(0, 0.1)), qos=1)
+        at += step * rng.uniform(0.8, 1.2)
+    b.attack(FindingType.RATE_CHANGE, device, start, end,
+             f"floods {factor:.0f}x its average rate")
 
 
 def message_size(b: FleetBuilder, gateway: bool) -> None:
@@ -144,10 +163,13 @@ def unusual_source(b: FleetBuilder) -> None:
 
 
 def unusual_time(b: FleetBuilder, slot: int, slots: int) -> None:
-    """A controller active in the evening, when controllers are not."""
+    """A controller active in its site's evening, when controllers there are not."""
     rng = b.rng
-    device = b.victim(CONTROLLER)
-    earliest, latest = b.day(19.35), b.end - 1200
+    evening = [d for d in b.devices if d.type == CONTROLLER and d.id not in b.busy
+               and b.local_day(d, 19.35) < b.end - 3600]
+    device = rng.choice(evening)
+    b.busy.add(device.id)
+    earliest, latest = b.local_day(device, 19.35), b.end - 1200
     width = (latest - earliest) / slots
     start = rng.uniform(earliest + slot * width, earliest + (slot + 1) * width - 60)
     b.connect(device, start)
@@ -158,7 +180,8 @@ def unusual_time(b: FleetBuilder, slot: int, slots: int) -> None:
         at += device.period * rng.uniform(0.9, 1.3)
     b.emit(EventKind.DISCONNECT, end, device)
     b.attack(FindingType.UNUSUAL_TIME, device, start, end,
-             f"active at {datetime.fromtimestamp(start, UTC):%H:%M} UTC")
+             f"active at {datetime.fromtimestamp(start, ZoneInfo(b.zone_of(device))):%H:%M} "
+        f"{b.zone_of(device)}")
 
 
 def firmware_drift(b: FleetBuilder) -> None:
@@ -167,13 +190,21 @@ def firmware_drift(b: FleetBuilder) -> None:
     device = b.victim(SENSOR, GATEWAY)
     start = b.when()
     old, new = b.versions[device.type]
-    shape = rng.choice(["tampered", "rollback", "unknown"])
+    shape = rng.choice(["tampered", "rollback", "rollback", "unknown"])
     if shape == "rollback" and device.firmware == old:
         shape = "tampered"  # it already runs the older version
+    elif shape == "rollback" and rng.random() < 0.5:
+        # back to a signed version it really ran: it was updated earlier today
+        device.firmware = old
+        updated = rng.uniform(b.start + 600, start - 1800)
+        b.firmware_changes.setdefault(device.id, []).append((updated, new))
+        b.emit(EventKind.DISCONNECT, updated - 2, device, reason="firmware update")
+        b.connect(device, updated)
+        shape = "rollback to a version it ran"
     if shape == "tampered":
         version = device.firmware[0]
         image = (version, image_hash("tampered", device.id, str(start)))
-    elif shape == "rollback":
+    elif shape.startswith("rollback"):
         image = old
     else:
         image = (f"{new[0]}-{rng.choice(['dev', 'custom', 'patched'])}{rng.randint(1, 99)}",

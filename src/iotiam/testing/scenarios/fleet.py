@@ -9,11 +9,19 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from iotiam.detection.models import Event, EventKind, FindingType
-from iotiam.testing.scenarios.models import Attack
+from iotiam.testing.scenarios.archetypes import (
+    ACTUATOR,
+    ARCHETYPES,
+    CAMERA,
+    HANDHELD,
+    METER,
+    archetype,
+)
+from iotiam.testing.scenarios.models import Attack, Device
 
 #: Monday 2 March 2026, 12:00 UTC: controllers are at work, the evening is quiet
 DEFAULT_START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC).timestamp()
@@ -23,24 +31,8 @@ DEFAULT_LEARNING = 2 * 3600.0
 SETTLE = 1800.0
 
 SENSOR, GATEWAY, CONTROLLER = "sensor", "gateway", "controller"
-
-
-@dataclass
-class Device:
-    """One simulated device and the parameters of its normal behaviour."""
-
-    id: str
-    type: str
-    site: int
-    ip: str
-    firmware: tuple[str, str]
-    period: float = 60.0
-    jitter: float = 0.1
-    size: float = 100.0
-    size_spread: float = 0.05
-    peers: list[tuple[str, int]] = field(default_factory=list)
-    flow_every: float = 900.0
-    day_end: float = 0.0
+#: the zones sites are in (the first site is always in UTC)
+SITE_ZONES = ("Europe/Berlin", "Europe/Helsinki", "America/New_York", "UTC")
 
 
 def image_hash(*parts: str) -> str:
@@ -80,11 +72,14 @@ class FleetBuilder:
     def _build_fleet(self, count: int) -> None:
         rng = self.rng
         self.sites = rng.randint(3, 6)
+        self.zones = ["UTC"] + [rng.choice(SITE_ZONES) for _ in range(self.sites - 1)]
         gateways = max(4, count // 35)
         controllers = max(12, count // 7)
-        sensors = max(20, count - gateways - controllers)
+        others = {METER: max(4, count // 12), CAMERA: max(3, count // 25),
+                  ACTUATOR: max(4, count // 15), HANDHELD: max(4, count // 15)}
+        sensors = max(20, count - gateways - controllers - sum(others.values()))
         self.versions: dict[str, list[tuple[str, str]]] = {}
-        for kind in (SENSOR, GATEWAY, CONTROLLER):
+        for kind in (SENSOR, GATEWAY, CONTROLLER, *others):
             major, minor = rng.randint(1, 4), rng.randint(0, 9)
             old = f"{major}.{minor}.{rng.randint(0, 5)}"
             new = f"{major}.{minor + 1}.{rng.randint(0, 5)}"
@@ -99,6 +94,9 @@ class FleetBuilder:
             self.devices.append(self.device(f"gateway-{i:03d}", GATEWAY))
         for i in range(controllers):
             self.devices.append(self.device(f"controller-{i:03d}", CONTROLLER))
+        for kind, number in others.items():
+            for i in range(number):
+                self.devices.append(archetype(self, f"{kind}-{i:03d}", kind))
 
     def address(self, site: int, subnet: int | None = None) -> str:
         """A random address in a site subnet (10.site.subnet.host)."""
@@ -133,13 +131,27 @@ class FleetBuilder:
             device.size_spread = 0.15
             device.peers = [(self.address(site, 0), 502) for _ in range(rng.randint(1, 2))]
             device.flow_every = 120.0
-            device.day_end = self.day(rng.uniform(16.5, 18.75))
+            device.day_end = self.local_day(device, rng.uniform(16.5, 18.75))
         return device
 
     def day(self, hour: float) -> float:
         """Epoch seconds of ``hour`` (UTC, may be fractional) on the scenario's first day."""
         midnight = self.start - self.start % 86400.0
         return midnight + hour * 3600.0
+
+    def zone_of(self, device: Device) -> str:
+        """The zone of the device's site."""
+        return self.zones[device.site]
+
+    def local_hour(self, device: Device, at: float) -> float:
+        """The hour of the day (fractional) at ``at`` in the device's site zone."""
+        local = datetime.fromtimestamp(at, ZoneInfo(self.zone_of(device)))
+        return local.hour + local.minute / 60.0
+
+    def local_day(self, device: Device, hour: float) -> float:
+        """Epoch seconds of ``hour`` in the device's site zone on the scenario's first day."""
+        offset = datetime.fromtimestamp(self.start, ZoneInfo(self.zone_of(device))).utcoffset()
+        return self.day(hour) - (offset.total_seconds() if offset else 0.0)
 
     # -- emitting -----------------------------------------------------------------------
 
@@ -176,14 +188,18 @@ class FleetBuilder:
 
     def simulate(self, device: Device, since: float) -> None:
         """One device's sessions, messages and flows from ``since``."""
-        self._sessions(device, since)
+        if device.type in ARCHETYPES:
+            ARCHETYPES[device.type](self, device, since)
+            return
+        self.sessions(device, since)
         self._publishes(device, since)
         self._flows(device, since)
 
     def _active_until(self, device: Device) -> float:
         return device.day_end if device.type == CONTROLLER else self.end
 
-    def _sessions(self, device: Device, since: float) -> None:
+    def sessions(self, device: Device, since: float) -> None:
+        """The device's connections: reconnects every hour or two (DHCP may move it)."""
         rng = self.rng
         at = since + rng.uniform(0, 60)
         until = self._active_until(device)
@@ -220,6 +236,19 @@ class FleetBuilder:
                 # fast interval after its last one, not at the end of a slow one
                 step = max(rate[0] - at, self._step(device, rate[2]))
             at += step
+
+    def rate_factor(self, device: Device, at: float) -> float:
+        """How much faster than normal the device publishes at ``at`` (an attack's)."""
+        rate = self.rate_windows.get(device.id)
+        return rate[2] if rate and rate[0] <= at < rate[1] else 1.0
+
+    def size_factor(self, device: Device, at: float) -> float:
+        """How much larger than normal the device's messages are at ``at``."""
+        size = self.size_windows.get(device.id)
+        grow = size[2] if size and size[0] <= at < size[1] else 1.0
+        if grow > 1.0 and device.id not in self.first_message:
+            self.first_message[device.id] = at  # the attack shows from here
+        return grow
 
     def _step(self, device: Device, factor: float) -> float:
         if device.type == GATEWAY:  # Poisson traffic

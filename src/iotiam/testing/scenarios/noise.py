@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from iotiam.detection.models import EventKind
-from iotiam.testing.scenarios.fleet import GATEWAY, SENSOR, Device, FleetBuilder, image_hash
+from iotiam.testing.scenarios.fleet import GATEWAY, SENSOR, FleetBuilder, image_hash
+from iotiam.testing.scenarios.models import Device
 
 
 def rollout(b: FleetBuilder) -> None:
@@ -20,17 +21,20 @@ def rollout(b: FleetBuilder) -> None:
         if device.type != kind or device.id in b.firmware_changes:
             continue
         at = start + rng.uniform(0, spread)
+        if device.id in b.busy:
+            # an attack's victim: its attack's connects were drawn with the firmware it
+            # ran then, before this rollout existed
+            continue
         b.firmware_changes.setdefault(device.id, []).append((at, image))
         b.emit(EventKind.DISCONNECT, at - 2, device, reason="firmware update")
         b.connect(device, at)
-        if device.id not in b.busy:
-            # the new firmware reports more fields, and tries two topics its policy
-            # does not grant yet
-            b.size_windows[device.id] = (at, b.end, growth)
-            for topic in ("diagnostics", "shadow/update"):
-                b.emit(EventKind.AUTHZ_FAILURE, at + rng.uniform(5, 60), device,
-                       topic=f"devices/{device.id}/{topic}", action="publish",
-                       reason="not authorized")
+        # the new firmware reports more fields, and tries two topics its policy does
+        # not grant yet
+        b.size_windows[device.id] = (at, b.end, growth)
+        for topic in ("diagnostics", "shadow/update"):
+            b.emit(EventKind.AUTHZ_FAILURE, at + rng.uniform(5, 60), device,
+                   topic=f"devices/{device.id}/{topic}", action="publish",
+                   reason="not authorized")
     b.noise.append(f"firmware rollout of {version} to every {kind} over {spread:.0f} s; "
                    f"messages grow {growth:.2f}x, two topics refused once each")
 
