@@ -124,7 +124,7 @@ class Device:
              size: int = 600, packets: int = 6, src_port: int = 40000) -> Record:
         """A flow record; the exporter writes local time with the site's UTC offset."""
         record = self.base("flow", at)
-        record["ts"] = self.site.local(at).isoformat(timespec="milliseconds")
+        record["ts"] = self.site.local(round(at, 3)).isoformat(timespec="milliseconds")
         record.update(source_ip=self.address_at(at), src_port=src_port, dst_ip=dst_ip,
                       dst_port=dst_port, protocol=protocol, bytes=max(int(size), 0),
                       packets=max(packets, 1))

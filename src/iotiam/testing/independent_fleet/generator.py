@@ -66,23 +66,25 @@ def timestamp(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-def generate(seed: int, devices: int = 60) -> Fleet:
+def generate(seed: int, devices: int = 60, *, tuning_days: int = TUNING_DAYS,
+             monitor_days: int = MONITOR_DAYS) -> Fleet:
     """A fleet of about ``devices`` devices over a week; attacks in the last two days."""
     rng = random.Random(seed)  # noqa: S311 - a reproducible simulation, not a secret
-    start, tuning_end = START, START + TUNING_DAYS * DAY
-    end = tuning_end + MONITOR_DAYS * DAY
+    start, tuning_end = START, START + tuning_days * DAY
+    end = tuning_end + monitor_days * DAY
     fleet = plan_devices(rng, devices, start, end)
     shared: Out = []
     plan_life(rng, fleet, start, tuning_end, end, shared)
     streams = {device.device_id: write(rng, device, start, end) for device in fleet}
     attacks = launch(rng, fleet, streams, shared, tuning_end, end)
-    merged = [item for stream in streams.values() for item in stream] + shared
-    merged.sort(key=lambda item: item[0])
+    merged = [record for stream in streams.values() for _, record in stream]
+    merged += [record for _, record in shared]
+    merged.sort(key=timestamp)  # by the time as written, to the millisecond
     return Fleet(seed=seed, start=start, end=end, tuning_end=tuning_end,
                  sites={site.name: site.zone for site in SITES},
                  device_sites={d.device_id: d.site.name for d in fleet},
                  device_types={d.device_id: d.device_type for d in fleet},
-                 events=[record for _, record in merged], attacks=attacks)
+                 events=merged, attacks=attacks)
 
 
 def plan_devices(rng: random.Random, count: int, start: float, end: float) -> list[Device]:
@@ -168,7 +170,7 @@ def plan_rollouts(rng: random.Random, fleet: list[Device], start: float, tuning_
     a type of six or more devices moves in two waves hours apart, a smaller one at once."""
     for archetype in ARCHETYPES:
         members = [d for d in fleet if d.archetype is archetype]
-        steps = [(1, start + rng.uniform(DAY, (TUNING_DAYS - 1.5) * DAY))]
+        steps = [(1, start + rng.uniform(DAY, max(tuning_end - start - 1.5 * DAY, DAY)))]
         if rng.random() < 0.4:
             steps.append((2, tuning_end + rng.uniform(2 * HOUR, DAY)))
         for index, around in steps:

@@ -118,10 +118,11 @@ def test_attack_kind_meets_target(verdict: tuple[Score, float], kind: str) -> No
 
 
 def test_generator_is_deterministic_and_its_events_parse() -> None:
-    fleet = generate(424242, devices=6)
-    again = generate(424242, devices=6)
+    short = {"devices": 6, "tuning_days": 2, "monitor_days": 1}
+    fleet = generate(424242, **short)
+    again = generate(424242, **short)
     assert fleet.events == again.events and fleet.attacks == again.attacks
-    assert generate(424243, devices=6).attacks != fleet.attacks
+    assert generate(424243, **short).attacks != fleet.attacks
     times = [Event.from_json(event).at for event in fleet.events]
     assert times == sorted(times) == [timestamp(event) for event in fleet.events]
     assert {"Europe/Berlin", "Europe/Helsinki", "America/New_York"} <= set(fleet.sites.values())
