@@ -6,7 +6,8 @@ import pytest
 
 from detection.builders import LEARN, T0, event, monitor, run
 from iotiam.detection.detectors import FirmwareDrift
-from iotiam.detection.models import Event, EventKind, FindingType, Severity
+from iotiam.detection.engine import DetectionEngine
+from iotiam.detection.models import DetectionMode, Event, EventKind, FindingType, Severity
 
 
 def connect(at: float, device: str, version: str, digest: str) -> Event:
@@ -48,3 +49,31 @@ def test_ok_false_positive_makes_the_image_known() -> None:
     [finding] = run(engine, [*fleet(), connect(LATER, "d5", "1.3.0", "evil")])
     engine.false_positive(finding)
     assert run(engine, [connect(LATER + 3600, "d6", "1.3.0", "evil")]) == []
+
+
+class _Switch:
+    """Every type in one mode, which the test changes (as an admin does)."""
+
+    def __init__(self) -> None:
+        self.mode = DetectionMode.LEARN
+
+    def mode_of(self, type_name: str | None) -> DetectionMode:
+        return self.mode
+
+
+@pytest.mark.parametrize(("report", "shape"), [
+    pytest.param(("d5", "1.3.0", "evil"), "tampered", id="fail/tampered"),
+    pytest.param(("d5", "1.2.0", "h12"), "rollback", id="fail/rollback"),
+])
+def test_drift_fail_judged_from_the_first_report_after_learn_mode(
+        report: tuple[str, str, str], shape: str) -> None:
+    """A type that spent its learning in learn mode is not young again once monitored:
+    the first tampered image or rollback after the switch is raised, not learned."""
+    modes = _Switch()
+    engine = DetectionEngine([FirmwareDrift(learning_seconds=LEARN)],
+                             learning_seconds=LEARN, modes=modes)
+    run(engine, fleet() + [connect(T0 + LEARN + i, f"d{i}", "1.3.0", "h13")
+                           for i in range(2, 10)])
+    modes.mode = DetectionMode.MONITOR
+    findings = run(engine, [connect(LATER + 2 * LEARN, *report)])
+    assert [f.evidence["shape"] for f in findings] == [shape]

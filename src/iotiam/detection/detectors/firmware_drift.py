@@ -72,6 +72,9 @@ class FirmwareDrift:
         self._devices.setdefault(event.device_id, set()).add(image)
         self._current[event.device_id] = version
         self._types.setdefault(event.device_type or "", set()).add(image)
+        # the type's age counts from what it was first seen running, judged or not: a
+        # type that learned (learn mode) and is then monitored is not young again
+        self._type_first.setdefault(event.device_type or "", event.at)
 
     def __call__(self, event: Event) -> list[Finding]:
         """Findings for tampered images and rollbacks at once, for lone new versions when

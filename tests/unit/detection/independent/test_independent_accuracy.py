@@ -1,0 +1,161 @@
+"""An independent judge of detection accuracy (issue 15).
+
+The detectors are tuned on iotiam.testing.scenarios; this generator judges them and was
+never used to tune. ``iotiam.testing.independent_fleet`` was written from
+``docs/events.md`` alone, by someone who never read the detectors or their tests: six
+device archetypes at sites in three time zones (UTC+1, UTC+2, UTC-5), DHCP churn, site
+outages with buffered messages, firmware rollouts in waves, devices joining and
+leaving, certificate renewals, and the ten attack kinds after a tuning week.
+
+For every run (seed, fleet size) the engine learns the tuning days in ``learn`` and
+judges the rest in ``monitor``; findings are scored per finding type and per attack
+kind (``independent_fleet.scoring``). The target, for every kind: precision of its
+finding type >= 0.95, recall >= 0.95, worst delay <= 60 s. Kinds that miss it today are
+strict xfails, so that a detector fix turns them into an XPASS and the mark is removed.
+Run with ``-s`` to see the table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+
+from iotiam.detection.engine import DetectionEngine
+from iotiam.detection.models import DetectionMode, Event
+from iotiam.testing.independent_fleet import KINDS, Fleet, Score, generate, score, timestamp
+
+SMALL, LARGE = 30, 80
+#: seeds the detectors never saw; two fleet sizes
+RUNS = ((7001, SMALL), (7002, SMALL), (7003, SMALL), (7101, LARGE), (7102, LARGE))
+PRECISION, RECALL, WORST_DELAY = 0.95, 0.95, 60.0
+
+#: the kinds that miss the target on main's detectors today (2026-12-07), and how
+FAILING_TODAY: dict[str, str] = {
+    "flood": "rate_change precision 0.56 (was 0.004): cameras' and actuators' own bursts",
+    "exfiltration": "message_size precision 0.70: actuators' rare large messages",
+    "new_destination": "precision 0.28: a new gateway at a site whose NTP server is public "
+                       "is flagged every hour, the address never becomes the device's",
+    "lateral_movement": "precision 0.88: a newly joined gateway polling its PLCs",
+    "topic_probing": "recall 0.8: probes on handhelds and terminals go unseen",
+    "foreign_network": "unusual_source precision 0.58: handhelds roam a Wi-Fi /22",
+    "unusual_hour": "unusual_time recall 0.67 (was 0.4 in UTC hours)",
+    "firmware_tamper": "firmware_drift precision 0.55: rollouts in waves longer than the "
+                       "consensus window are lone unknown versions",
+    "firmware_rollback": "firmware_drift precision 0.55 (the same findings as tampering)",
+    "mass_reregistration": "recall 0.87: eight re-enrollments over 100 s reach six after 60 s",
+}
+
+
+class SwitchedModes:
+    """A mode source: every type (and unknown clients) learns until switched to monitor."""
+
+    def __init__(self) -> None:
+        self.mode = DetectionMode.LEARN
+
+    def mode_of(self, device_type: str | None) -> DetectionMode:
+        return self.mode
+
+
+def make_engine(fleet: Fleet, learning_seconds: float) -> DetectionEngine:
+    """The engine as documented, told each device's zone; its modes start in learn."""
+    from iotiam.detection.zones import ZoneTable
+
+    return DetectionEngine(learning_seconds=learning_seconds, modes=SwitchedModes(),
+                           zones=ZoneTable(fleet.device_zones, default="UTC"))
+
+
+def judge(seed: int, devices: int) -> Score:
+    """Generate one fleet, learn its tuning days, monitor the rest, score the findings."""
+    fleet = generate(seed, devices=devices)
+    learning, monitored = fleet.split()
+    engine = make_engine(fleet, fleet.tuning_end - fleet.start)
+    engine.process_many(Event.from_json(event) for event in learning)
+    engine.modes.mode = DetectionMode.MONITOR  # type: ignore[attr-defined]
+    findings = engine.process_many(Event.from_json(event) for event in monitored)
+    return score(fleet.attacks, findings)
+
+
+@pytest.fixture(scope="module")
+def verdict() -> tuple[Score, float]:
+    """Every run's score folded into one, and the CPU seconds it took."""
+    total = Score()
+    started = time.process_time()
+    for seed, devices in RUNS:
+        total.add(judge(seed, devices))
+    return total, time.process_time() - started
+
+
+def test_table_per_detector_and_attack_kind(verdict: tuple[Score, float],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    total, seconds = verdict
+    noisy = Counter((f.type.value, f.device_type) for f in total.false_positives)
+    with capsys.disabled():
+        print(f"\nindependent fleet, runs (seed, devices) {RUNS}, {seconds:.1f} s CPU")
+        print(total.table())
+        print("false positives by (finding type, device type):",
+              ", ".join(f"{t}/{d}: {n}" for (t, d), n in noisy.most_common(12)) or "none")
+    # every kind was tried several times in every run
+    for kind in KINDS:
+        assert total.by_kind[kind].attacks >= 2 * len(RUNS), kind
+
+
+@pytest.mark.parametrize("kind", [
+    pytest.param(kind, marks=pytest.mark.xfail(strict=True, reason=FAILING_TODAY[kind]))
+    if kind in FAILING_TODAY else kind
+    for kind in KINDS])
+def test_attack_kind_meets_target(verdict: tuple[Score, float], kind: str) -> None:
+    total, _ = verdict
+    precision, recall, worst = total.kind(kind)
+    missed = [(a.device_id or a.source_ip, round(a.start)) for a in total.missed
+              if a.kind == kind][:5]
+    assert precision >= PRECISION, f"{kind}: precision {precision:.3f}"
+    assert recall >= RECALL, f"{kind}: recall {recall:.3f}, missed {missed}"
+    assert worst is not None and worst <= WORST_DELAY, f"{kind}: worst delay {worst}"
+
+
+def test_generator_is_deterministic_and_its_events_parse() -> None:
+    short = {"devices": 6, "tuning_days": 2, "monitor_days": 1}
+    fleet = generate(424242, **short)
+    again = generate(424242, **short)
+    assert fleet.events == again.events and fleet.attacks == again.attacks
+    assert generate(424243, **short).attacks != fleet.attacks
+    times = [Event.from_json(event).at for event in fleet.events]
+    assert times == sorted(times) == [timestamp(event) for event in fleet.events]
+    assert {"Europe/Berlin", "Europe/Helsinki", "America/New_York"} <= set(fleet.sites.values())
+    assert {a.kind for a in fleet.attacks} == set(KINDS)
+    assert all(fleet.tuning_end < a.start <= a.end < fleet.end for a in fleet.attacks)
+    assert set(fleet.device_types) == set(fleet.device_sites)
+    assert {e["device_id"] for e in fleet.events if "device_id" in e} <= set(fleet.device_types)
+
+
+def _firmware(at: float, device: str, version: str, digest: str) -> Event:
+    return Event.from_json({"kind": "connect", "ts": at, "device_id": device,
+                            "device_type": "meter", "source_ip": "10.1.10.20",
+                            "client_id": device, "firmware_version": version,
+                            "firmware_hash": digest})
+
+
+def _meters_after_an_update() -> DetectionEngine:
+    """Three meters that ran 3.1.0 and then 3.2.0 while learning; now monitored."""
+    modes = SwitchedModes()
+    engine = DetectionEngine(learning_seconds=3600, modes=modes)
+    engine.process_many(_firmware(1000 + i * 600, f"m{i % 3}", "3.1.0", "h310")
+                        for i in range(100))
+    engine.process_many(_firmware(61000 + i * 600, f"m{i % 3}", "3.2.0", "h320")
+                        for i in range(100))
+    modes.mode = DetectionMode.MONITOR
+    return engine
+
+
+def test_probe_first_forged_hash_is_raised() -> None:
+    engine = _meters_after_an_update()
+    found = engine.process(_firmware(200_000, "m0", "3.2.0", "f0f0"))
+    assert [f.type.value for f in found] == ["firmware_drift"]
+
+
+def test_probe_rollback_to_an_image_the_device_ran_is_raised() -> None:
+    engine = _meters_after_an_update()
+    found = engine.process(_firmware(200_000, "m0", "3.1.0", "h310"))
+    assert [f.type.value for f in found] == ["firmware_drift"]
