@@ -15,7 +15,7 @@ from cryptography import x509
 
 from iotiam.admin.service import AdminTokens
 from iotiam.attestation.registry import FirmwareRegistry
-from iotiam.attestation.service import Attestation, DeviceCa
+from iotiam.attestation.service import Attestation
 from iotiam.audit.anchor import CheckpointWriter
 from iotiam.audit.checkpoint import Verifier
 from iotiam.audit.export import checkpoint_to_syslog
@@ -38,9 +38,8 @@ from iotiam.clock import Clock, SystemClock
 from iotiam.config import Settings, ca_passphrase
 from iotiam.credentials.sealing import SecretSealer
 from iotiam.credentials.service import Psks
-from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.ingest import EventIngest
-from iotiam.detection.ports import EventPublisher, ModeSource, ZoneSource
+from iotiam.detection_wiring import alert_channels, detection_and_response
 from iotiam.discovery.adoption import Adoption
 from iotiam.discovery.ports import SightingSink
 from iotiam.discovery.service import Discovery
@@ -50,16 +49,15 @@ from iotiam.enrollment.manufacturers import Manufacturers
 from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
 from iotiam.enrollment.service import Enrollment
 from iotiam.enrollment.transfer import OwnershipTransfer
-from iotiam.errors import IamError, InvalidInput, SetupError
-from iotiam.eventstream.publisher import NatsEventPublisher
+from iotiam.errors import IamError, SetupError
 from iotiam.fast.batching import ThreadCombiner
 from iotiam.fast.leaf_encoding import DirectLeafSigner
 from iotiam.fast.signature_helper import HelperProofChecks
 from iotiam.fast.token_reads import ReadAhead
-from iotiam.inventory.ports import AllCredentials, DeviceLifecycle
+from iotiam.inventory.ports import AllCredentials
 from iotiam.inventory.service import Inventory
 from iotiam.kernel import Transactions
-from iotiam.local_keys import alert_webhook_key, audit_head_key, data_key
+from iotiam.local_keys import audit_head_key, data_key
 from iotiam.metrics import Metrics
 from iotiam.pki.authority import CaMaterial
 from iotiam.pki.keys import load_private_key
@@ -72,8 +70,7 @@ from iotiam.policy.lint import lint_policy
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
 from iotiam.policy.subjects import DeviceSubjects
 from iotiam.readiness import Readiness
-from iotiam.response.alerts import AlertChannel, AlertDispatcher, SyslogChannel, WebhookChannel
-from iotiam.response.ports import NoFirmwareData
+from iotiam.response.alerts import AlertChannel, AlertDispatcher, SyslogChannel
 from iotiam.response.scoring import TrustScores
 from iotiam.response.service import IncidentResponse
 from iotiam.risk.models import FleetChannels
@@ -81,14 +78,12 @@ from iotiam.risk.ports import StaticChannels
 from iotiam.risk.service import RiskRegister
 from iotiam.sso.models import CALLBACK_PATH
 from iotiam.sso.service import SingleSignOn
-from iotiam.storage.baseline_file import BaselineFile
 from iotiam.storage.checkpoint_file import CheckpointFile, CheckpointKeyFile
 from iotiam.storage.database import Database, SqlUnitOfWork, make_engine
 from iotiam.storage.fleet_counts import Recount, recount
 from iotiam.storage.fleet_reads import SqlFleetReads
 from iotiam.storage.migrate import upgrade_to_head
 from iotiam.storage.polling_feed import PollingChangeFeed
-from iotiam.storage.response_store import SqlDeviceLookup
 from iotiam.storage.site_zones import SqlSiteZones
 from iotiam.storage.status_reader import SqlStatusReader
 from iotiam.tokens.client_auth import ClientAuthenticator, IssuingCa
@@ -429,73 +424,6 @@ def policy_services(database: Database, clock: Clock, audit: AuditTrail
     decisions = DecisionPoint(policies, clock)
     reads = SqlFleetReads(database, clock)
     return policies, decisions, DeviceSubjects(reads, clock, posture=reads)
-
-
-def detection_and_response(
-    settings: Settings, database: Database, clock: Clock, audit: AuditTrail, pki: Pki,
-    devices: DeviceLifecycle[SqlUnitOfWork],
-    every_credential: AllCredentials[SqlUnitOfWork],
-    alerts: AlertDispatcher,
-    sightings: SightingSink,
-) -> tuple[IncidentResponse[SqlUnitOfWork], TrustScores, Attestation, EventIngest,
-           SqlSiteZones]:
-    """Incident response, the trust scores it keeps, attestation reporting findings to
-    it, and the event pipeline whose engine reads its per-type modes and its devices'
-    zones (or which hands its events to the event stream, when one is configured, whose
-    workers score them)."""
-    trust = TrustScores(database, clock, NoFirmwareData())
-    response = IncidentResponse(database, clock, audit, devices, every_credential, alerts,
-                                trust)
-    attestation = Attestation(database, clock, audit, DeviceCa(
-        pki.cas.issuing_id, pki.cas.issuing.certificate.subject), finding_sink=response)
-    trust.use_firmware_source(attestation)
-    zones = SqlSiteZones(database.engine).load()
-    ingest = EventIngest(detection_engine(settings, response, zones), response,
-                         SqlDeviceLookup(database.engine), sightings=sightings,
-                         publisher=event_publisher(settings))
-    response.on_false_positive(ingest.false_positive)
-    return response, trust, attestation, ingest, zones
-
-
-def event_publisher(settings: Settings) -> EventPublisher | None:
-    """Where ingestion publishes events: the configured stream, else nowhere (scored in
-    process)."""
-    stream = settings.event_stream
-    return NatsEventPublisher(stream) if stream is not None else None
-
-
-def alert_channels(settings: Settings) -> list[AlertChannel]:
-    """The configured alert channels (none: findings are stored, not sent)."""
-    channels: list[AlertChannel] = []
-    if settings.alert_webhook_url:
-        channels.append(WebhookChannel(settings.alert_webhook_url, alert_webhook_key(settings)))
-    if settings.alert_syslog:
-        target, _, transport = settings.alert_syslog.partition("/")
-        host, _, port = target.rpartition(":")
-        if not host or not port.isdigit() or transport not in ("", "udp", "tcp"):
-            raise SetupError(f"IOTIAM_ALERT_SYSLOG {settings.alert_syslog!r}: use host:port "
-                             "or host:port/tcp")
-        channels.append(SyslogChannel(host, int(port), tcp=transport == "tcp"))
-    return channels
-
-
-def detection_engine(settings: Settings, modes: ModeSource,
-                     zones: ZoneSource | None = None) -> DetectionEngine:
-    """The detection engine: carrying on from its saved baselines when they fit, reading
-    each type's mode from ``modes`` (the response settings) and each device's time zone
-    from ``zones`` (its site's)."""
-    learning = settings.detection_learning_seconds
-    saved_file = BaselineFile(settings.baselines_file)
-    saved = saved_file.load()
-    engine: DetectionEngine | None = None
-    if saved is not None:
-        try:
-            engine = DetectionEngine.restore(saved, modes=modes, zones=zones)
-        except InvalidInput as e:
-            saved_file.set_aside(e.detail)
-        if engine is not None and engine.learning_seconds != learning:
-            engine = None  # a changed learning period: the saved baselines do not fit it
-    return engine or DetectionEngine(learning_seconds=learning, modes=modes, zones=zones)
 
 
 def token_config(settings: Settings) -> TokenConfig:

@@ -54,7 +54,7 @@ class ModeTable:
 
     An engine built without a source reads ``ModeTable()``: every type learns. The tests
     and the benchmarks give others; a running installation's engine reads the response
-    settings instead (``bootstrap.detection_engine``).
+    settings instead (``detection_wiring.detection_engine``).
     """
 
     def __init__(self, default: DetectionMode | str = DetectionMode.LEARN,
