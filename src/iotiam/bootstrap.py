@@ -144,8 +144,6 @@ class Services:
     trust: TrustScores
     #: the event pipeline: every source of events ends here
     ingest: EventIngest
-    #: each device's time zone, its site's (the detection engine judges local time)
-    zones: SqlSiteZones
     #: signed webhook and syslog delivery of findings
     alerts: AlertDispatcher
     #: sightings, their reconciliation with the fleet, the discovered assets
@@ -160,6 +158,9 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     #: console sign-in through an OpenID Connect provider, when one is configured
     sso: SingleSignOn | None = None
+    #: each device's time zone, its site's, which the detection engine reads (None: the
+    #: engine judges in UTC — the in-memory installation of the tests)
+    zones: SqlSiteZones | None = None
 
     def close(self) -> None:
         """Deliver queued alerts, flush published events, release database connections."""
@@ -307,8 +308,9 @@ def follow_site_zones(services: Services) -> Services:
     """Each device's time zone, its site's, which the detection engine asks, follows
     devices and sites (built with the engine, it subscribes here, like the jobs: see
     ``follow_changes``)."""
-    services.changes.subscribe((DeviceChanged,), services.zones.devices_changed)
-    services.changes.subscribe((PolicyChanged,), services.zones.sites_changed)
+    if services.zones is not None:
+        services.changes.subscribe((DeviceChanged,), services.zones.devices_changed)
+        services.changes.subscribe((PolicyChanged,), services.zones.sites_changed)
     return services
 
 

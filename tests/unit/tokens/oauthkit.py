@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from conftest import Installation
 from iotiam.api.app import create_api_app
+from iotiam.api.oauth_token_path import OAuthTokenFastPath
 from iotiam.api.tls import CLIENT_CERT_HEADER
 from iotiam.pki.keys import PrivateKey
 from iotiam.storage.tables.audit import audit_records
@@ -187,3 +188,12 @@ def refused(kit: OAuthKit, assertion: str, detail: str | None = None) -> None:
         last = conn.execute(select(audit_records.c.tag, audit_records.c.outcome)
                             .order_by(audit_records.c.seq.desc()).limit(1)).one()
     assert last.tag == "device:access-token:refused" and last.outcome == "denied"
+
+
+def token_fast_path(kit: OAuthKit) -> OAuthTokenFastPath:
+    """The app's token fast path, under the layers that wrap it (request metrics):
+    each keeps the app it wraps as ``app``."""
+    app: object = kit.http.app
+    while not isinstance(app, OAuthTokenFastPath):
+        app = app.app  # type: ignore[attr-defined]  # an AttributeError: no fast path
+    return app

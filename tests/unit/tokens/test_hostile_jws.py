@@ -18,11 +18,18 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from iotiam.api.oauth_token_path import OAuthTokenFastPath
 from iotiam.errors import InternalError
 from iotiam.tokens.models import InvalidClient, IssuedToken
 from iotiam.tokens.verify import TokenRejected, TokenVerifier
-from tokens.oauthkit import TOKEN, DeviceIdentity, OAuthKit, b64, issued_count, refused
+from tokens.oauthkit import (
+    TOKEN,
+    DeviceIdentity,
+    OAuthKit,
+    b64,
+    issued_count,
+    refused,
+    token_fast_path,
+)
 from tokens.test_token_batches import _http, audit_ok, by_assertion, by_certificate
 
 DEEP = "[" * 1000 + "]" * 1000
@@ -119,8 +126,7 @@ def test_batch_ok_a_bug_in_one_request_fails_that_request_alone(
     assert issued_count(kit) == before + 2
     assert audit_ok(kit)
 
-    app = kit.http.app
-    assert isinstance(app, OAuthTokenFastPath)
+    app = token_fast_path(kit)
 
     async def concurrently() -> list[httpx.Response]:
         async with _http(app) as http:
@@ -140,8 +146,7 @@ def test_batch_ok_concurrent_hostile_requests_spoil_no_one_elses(kit: OAuthKit,
                                                                  d1: DeviceIdentity) -> None:
     """Two attackers' deep assertions among legitimate requests at the live endpoint:
     every legitimate request gets its token, in shared batches."""
-    app = kit.http.app
-    assert isinstance(app, OAuthTokenFastPath)
+    app = token_fast_path(kit)
     batches: list[int] = []
     issue = app.batcher._run
     app.batcher._run = lambda requests: batches.append(len(requests)) or issue(requests)

@@ -13,9 +13,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from iotiam.api.oauth_token_path import OAuthTokenFastPath
 from iotiam.tokens.models import CLIENT_ASSERTION_TYPE
-from tokens.oauthkit import INTROSPECT, TOKEN, DeviceIdentity, OAuthKit
+from tokens.oauthkit import INTROSPECT, TOKEN, DeviceIdentity, OAuthKit, token_fast_path
 
 PATHS = ("fast-path", "route")
 
@@ -24,8 +23,7 @@ def token_client(kit: OAuthKit, path: str) -> TestClient:
     """The whole app (the fast path answers) or the app behind the fast path (the route)."""
     if path == "fast-path":
         return kit.http
-    app = kit.http.app
-    assert isinstance(app, OAuthTokenFastPath)
+    app = token_fast_path(kit)
     route = TestClient(app.app, raise_server_exceptions=False, client=("127.0.0.1", 50000))
     kit.inst._clients.append(route)
     return route

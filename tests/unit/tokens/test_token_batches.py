@@ -25,7 +25,7 @@ from iotiam.tokens.models import (
     TokenRequest,
 )
 from iotiam.tokens.reads import read_when_asked
-from tokens.oauthkit import TOKEN, DeviceIdentity, OAuthKit, issued_count
+from tokens.oauthkit import TOKEN, DeviceIdentity, OAuthKit, issued_count, token_fast_path
 
 
 def by_assertion(assertion: str, scope: str | None = None) -> TokenRequest:
@@ -106,8 +106,7 @@ def test_ok_revocations_show_in_the_next_batch(kit: OAuthKit, d1: DeviceIdentity
 
 
 def test_ok_concurrent_requests_share_transactions(kit: OAuthKit, d1: DeviceIdentity) -> None:
-    app = kit.http.app
-    assert isinstance(app, OAuthTokenFastPath)
+    app = token_fast_path(kit)
     batches: list[int] = []
     issue = app.batcher._run
     app.batcher._run = lambda requests: batches.append(len(requests)) or issue(requests)
@@ -135,8 +134,7 @@ def _http(app: OAuthTokenFastPath) -> httpx.AsyncClient:
 
 def _recording_threads(kit: OAuthKit) -> tuple[OAuthTokenFastPath, list[str]]:
     """The fast path, and the names of the threads its batches run on, in order."""
-    app = kit.http.app
-    assert isinstance(app, OAuthTokenFastPath)
+    app = token_fast_path(kit)
     threads: list[str] = []
     issue = app.batcher._run
 

@@ -14,9 +14,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from iotiam.api.oauth_token_path import OAuthTokenFastPath
 from iotiam.tokens.models import CLIENT_ASSERTION_TYPE
-from tokens.oauthkit import TOKEN, DeviceIdentity, OAuthKit
+from tokens.oauthkit import TOKEN, DeviceIdentity, OAuthKit, token_fast_path
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 #: headers an OAuth client reads
@@ -78,8 +77,7 @@ CASES: dict[str, BadInput] = {
 def both(kit: OAuthKit) -> tuple[TestClient, TestClient]:
     """A client of the whole app and one of the app behind its token fast path."""
     fast = kit.http
-    app = fast.app
-    assert isinstance(app, OAuthTokenFastPath)
+    app = token_fast_path(kit)
     route = TestClient(app.app, raise_server_exceptions=False, client=("127.0.0.1", 50000))
     kit.inst._clients.append(route)
     return fast, route
@@ -109,8 +107,7 @@ def test_fail_bad_input_answered_as_the_route_does(kit: OAuthKit, d1: DeviceIden
 
 def test_ok_both_paths_issue_the_same_kind_of_token(kit: OAuthKit, d1: DeviceIdentity) -> None:
     fast, route = both(kit)
-    app = fast.app
-    assert isinstance(app, OAuthTokenFastPath)
+    app = token_fast_path(kit)
     batches: list[int] = []
     issue = app.batcher._run
     app.batcher._run = lambda requests: batches.append(len(requests)) or issue(requests)
