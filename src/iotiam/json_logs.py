@@ -34,9 +34,13 @@ class JsonLineFormatter(logging.Formatter):
 
 
 def configure_logging(level: str, log_format: str) -> None:
-    """Set up the root logger for ``serve`` (``log_format``: "text" or "json")."""
+    """Set up the root logger for ``serve`` (``log_format``: "text" or "json").
+
+    Only a root logger nothing configured yet is set up (a ``serve`` process's own): one
+    that has handlers already — a test runner calling ``serve`` in process — is left as
+    it is, with its level, so nothing outlives the call."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLineFormatter() if log_format == "json"
                          else logging.Formatter(TEXT_FORMAT))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     logging.getLogger("alembic").setLevel(logging.WARNING)
