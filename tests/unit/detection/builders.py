@@ -13,6 +13,17 @@ T0 = 1_772_452_800.0
 LEARN = 600.0
 
 
+class SwitchedModes:
+    """A mode source: every type (and unknown clients) learns until a test switches
+    ``mode`` to monitor, as an admin does."""
+
+    def __init__(self) -> None:
+        self.mode = DetectionMode.LEARN
+
+    def mode_of(self, device_type: str | None) -> DetectionMode:
+        return self.mode
+
+
 def event(kind: EventKind, at: float, device: str | None = "d1", device_type: str = "sensor",
           **fields: Any) -> Event:
     """One event of ``device`` (of ``device_type``)."""

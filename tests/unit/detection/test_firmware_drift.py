@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from detection.builders import LEARN, T0, event, monitor, run
+from detection.builders import LEARN, T0, SwitchedModes, event, monitor, run
 from iotiam.detection.detectors import FirmwareDrift
 from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.models import DetectionMode, Event, EventKind, FindingType, Severity
@@ -51,16 +51,6 @@ def test_ok_false_positive_makes_the_image_known() -> None:
     assert run(engine, [connect(LATER + 3600, "d6", "1.3.0", "evil")]) == []
 
 
-class _Switch:
-    """Every type in one mode, which the test changes (as an admin does)."""
-
-    def __init__(self) -> None:
-        self.mode = DetectionMode.LEARN
-
-    def mode_of(self, type_name: str | None) -> DetectionMode:
-        return self.mode
-
-
 @pytest.mark.parametrize(("report", "shape"), [
     pytest.param(("d5", "1.3.0", "evil"), "tampered", id="fail/tampered"),
     pytest.param(("d5", "1.2.0", "h12"), "rollback", id="fail/rollback"),
@@ -69,7 +59,7 @@ def test_drift_fail_judged_from_the_first_report_after_learn_mode(
         report: tuple[str, str, str], shape: str) -> None:
     """A type that spent its learning in learn mode is not young again once monitored:
     the first tampered image or rollback after the switch is raised, not learned."""
-    modes = _Switch()
+    modes = SwitchedModes()
     engine = DetectionEngine([FirmwareDrift(learning_seconds=LEARN)],
                              learning_seconds=LEARN, modes=modes)
     run(engine, fleet() + [connect(T0 + LEARN + i, f"d{i}", "1.3.0", "h13")

@@ -22,6 +22,7 @@ from collections import Counter
 
 import pytest
 
+from detection.builders import SwitchedModes
 from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.models import DetectionMode, Event
 from iotiam.testing.independent_fleet import KINDS, Fleet, Score, generate, score, timestamp
@@ -46,16 +47,6 @@ FAILING_TODAY: dict[str, str] = {
     "firmware_rollback": "firmware_drift precision 0.55 (the same findings as tampering)",
     "mass_reregistration": "recall 0.87: eight re-enrollments over 100 s reach six after 60 s",
 }
-
-
-class SwitchedModes:
-    """A mode source: every type (and unknown clients) learns until switched to monitor."""
-
-    def __init__(self) -> None:
-        self.mode = DetectionMode.LEARN
-
-    def mode_of(self, device_type: str | None) -> DetectionMode:
-        return self.mode
 
 
 def make_engine(fleet: Fleet, learning_seconds: float) -> DetectionEngine:
