@@ -24,7 +24,7 @@ from benchmarks.detection import percentile_ms
 from benchmarks.harness import Result, RunConfig, Target
 from benchmarks.server import RunningServer, running_server
 from iotiam.broker.layout import mosquitto_binary
-from iotiam.testing import free_port, make_csr, make_key
+from iotiam.testing import free_ports, make_csr, make_key
 from iotiam.testing.mqtt import MqttDevice
 
 NAME = "replica-revocation"
@@ -72,11 +72,8 @@ def run(config: RunConfig) -> list[Result]:
 
 
 def _ports() -> tuple[int, int, int]:
-    chosen: list[int] = []
-    while len(chosen) < 3:
-        if (port := free_port()) not in chosen:
-            chosen.append(port)
-    return chosen[0], chosen[1], chosen[2]
+    mtls, psk, admin = free_ports(3)
+    return mtls, psk, admin
 
 
 def _enrolled_on_b(api: httpx.Client, b: RunningServer, chain: Path, scratch: Path,

@@ -24,7 +24,7 @@ from benchmarks.harness import (
     scratch_dir,
     throwaway_database,
 )
-from iotiam.testing import free_port
+from iotiam.testing import free_ports
 
 STARTUP_SECONDS = 30.0
 STOP_SECONDS = 10.0
@@ -95,10 +95,7 @@ def running_server(config: RunConfig, label: str, *, workers: int = 1,
         env = clean_environment()
         if database_url:
             env["IOTIAM_DATABASE_URL"] = database_url
-        port = free_port()
-        http_port = free_port()
-        while http_port == port:
-            http_port = free_port()
+        port, http_port = free_ports(2)
         cli = [*iotiam_command(), "--data-dir", str(data_dir)]
         init = subprocess.run(
             [*cli, "init", "--host", "127.0.0.1", "--port", str(port),

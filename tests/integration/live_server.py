@@ -17,7 +17,7 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from iotiam.testing import free_port, require_binary
+from iotiam.testing import free_ports, require_binary
 
 STARTUP_SECONDS = 30.0
 STOP_SECONDS = 20.0  # a loaded 2-core machine: paho threads wind down in ~1 s each
@@ -287,10 +287,7 @@ def launch(backend: str, base: Path, database_url: str | None,
     executable = venv_tool("iotiam")
     data_dir = base / "data"
     for _attempt in range(3):
-        ports: list[int] = []
-        while len(ports) < (5 if broker else 2):
-            if (candidate := free_port()) not in ports:
-                ports.append(candidate)
+        ports = free_ports(5 if broker else 2)
         port, http_port = ports[:2]
         server = Server(backend=backend, data_dir=data_dir, work_dir=base,
                         database_url=database_url, port=port, http_port=http_port,
