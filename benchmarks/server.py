@@ -24,7 +24,7 @@ from benchmarks.harness import (
     scratch_dir,
     throwaway_database,
 )
-from iotiam.testing import free_ports
+from iotiam.testing import free_ports, join_replica
 
 STARTUP_SECONDS = 30.0
 STOP_SECONDS = 10.0
@@ -88,10 +88,7 @@ def running_server(config: RunConfig, label: str, *, workers: int = 1,
     with scratch_dir(label) as root, _database(config, replica_of) as database_url:
         data_dir = root / "data"
         if replica_of is not None:
-            shutil.copytree(replica_of.data_dir / "secrets", data_dir / "secrets")
-            (data_dir / "audit").mkdir(mode=0o700)
-            shutil.copy2(replica_of.data_dir / "audit" / "checkpoint.vkey",
-                         data_dir / "audit" / "checkpoint.vkey")
+            join_replica(replica_of.data_dir, data_dir)
         env = clean_environment()
         if database_url:
             env["IOTIAM_DATABASE_URL"] = database_url

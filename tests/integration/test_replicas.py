@@ -10,7 +10,6 @@ in file order and the fail-over test leaves both running again.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from conftest import PG_URL, migrated_schema_url
-from iotiam.testing import make_csr, require
+from iotiam.testing import join_replica, make_csr, require
 
 from . import test_dataplane_e2e as plane
 from .live_server import Server, launch
@@ -57,10 +56,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
                    broker=True)
         servers.append(a)
         base_b = tmp_path_factory.mktemp("replica-b")
-        shutil.copytree(a.data_dir / "secrets", base_b / "data" / "secrets")
-        (base_b / "data" / "audit").mkdir(mode=0o700)
-        shutil.copy2(a.data_dir / "audit" / "checkpoint.vkey",
-                     base_b / "data" / "audit" / "checkpoint.vkey")
+        join_replica(a.data_dir, base_b / "data")
         b = launch("postgresql", base_b, url, SHARED, broker=True, follower=True)
         servers.append(b)
         a.follower = True  # from here on either may be the one that follows

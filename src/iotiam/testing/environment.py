@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,13 @@ def free_ports(count: int) -> list[int]:
         if (port := free_port()) not in ports:
             ports.append(port)
     return ports
+
+
+def join_replica(first_data_dir: Path, data_dir: Path) -> None:
+    """Give a second replica's new data directory what docs/deployment.md says another
+    host takes from the first: its secrets (CA passphrase, audit, data and checkpoint
+    keys) and the checkpoint key's verifier key."""
+    shutil.copytree(first_data_dir / "secrets", data_dir / "secrets")
+    (data_dir / "audit").mkdir(mode=0o700)
+    shutil.copy2(first_data_dir / "audit" / "checkpoint.vkey",
+                 data_dir / "audit" / "checkpoint.vkey")
