@@ -16,7 +16,7 @@ from iotiam.broker.provision import admin_password, provision_broker
 from iotiam.pki.authority import create_issuing_ca, create_root_ca
 from iotiam.pki.crl import build_crl
 from iotiam.pki.models import KeyAlgorithm
-from iotiam.testing import free_port, require
+from iotiam.testing import free_ports, require
 
 
 @contextmanager
@@ -34,8 +34,8 @@ def foreign_mosquitto(base: Path, **config: Any
                                 common_name="Their Issuing", organization="them", now=now,
                                 serial=2)
     files = BrokerFiles(base / "theirs")
-    settings = BrokerConfig(mtls_port=free_port(), psk_port=free_port(),
-                            admin_port=free_port(), **config)
+    mtls, psk, admin = free_ports(3)
+    settings = BrokerConfig(mtls_port=mtls, psk_port=psk, admin_port=admin, **config)
     provision_broker(files, settings, issuing=issuing, root=root.certificate,
                      names=["127.0.0.1"], now=now, serial=3)
     files.crl.write_bytes(build_crl(

@@ -34,7 +34,7 @@ from iotiam.pki.leaf_builder import LeafBuilder
 from iotiam.pki.models import KeyAlgorithm, Revocation, RevocationReason
 from iotiam.pki.profiles import DEVICE
 from iotiam.policy.broker_acl import AclEntry, AclType, BrokerAcl
-from iotiam.testing import free_port, require
+from iotiam.testing import free_ports, require
 from iotiam.testing.mqtt import MqttDevice
 
 pytestmark = pytest.mark.integration
@@ -160,8 +160,8 @@ def provisioned_broker(work: Path) -> Provisioned:
     now = datetime.now(UTC)
     issuing, root = ca("Test", now)
     files = BrokerFiles(work / "broker")
-    broker_config = BrokerConfig(mtls_port=free_port(), psk_port=free_port(),
-                                 admin_port=free_port())
+    mtls, psk, admin = free_ports(3)
+    broker_config = BrokerConfig(mtls_port=mtls, psk_port=psk, admin_port=admin)
     provision_broker(files, broker_config, issuing=issuing, root=root,
                      names=["localhost", "127.0.0.1"], now=now, serial=3)
     fleet = Fleet(issuing, now)

@@ -10,7 +10,7 @@ import pytest
 
 from iotiam.broker.dynsec import DynsecAdmin
 from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig
-from iotiam.testing import free_port, make_csr
+from iotiam.testing import free_ports, make_csr
 
 from .foreign_broker import foreign_mosquitto
 from .live_server import Server, launch
@@ -68,7 +68,8 @@ def test_external_ok_devices_synced_over_dynsec(
 
 
 def test_external_fail_without_password(tmp_path: Path) -> None:
-    ports = (free_port(), free_port(), free_port())
+    mtls, psk, admin = free_ports(3)
+    ports = (mtls, psk, admin)
     (tmp_path / "iotiam").mkdir()
     with pytest.raises(AssertionError, match="IOTIAM_BROKER_PASSWORD"):
         launch("sqlite", tmp_path / "iotiam", None, external_broker=ports)
