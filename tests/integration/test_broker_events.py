@@ -34,7 +34,7 @@ from iotiam.pki.leaf_builder import LeafBuilder
 from iotiam.pki.models import KeyAlgorithm
 from iotiam.pki.profiles import DEVICE
 from iotiam.serving import broker_fleet
-from iotiam.testing import free_port, require
+from iotiam.testing import free_ports, require
 from iotiam.testing.mqtt import MqttDevice
 
 from .collected import Collected
@@ -167,9 +167,9 @@ def test_broker_events_ok_rotation_and_restart(broker: Broker) -> None:
 
 def test_broker_events_ok_serve_runtime_follows_the_managed_broker(tmp_path: Path) -> None:
     require(mosquitto_binary() is not None, "the mosquitto binary is not installed")
-    settings = Settings(data_dir=tmp_path / "data", port=free_port(), http_port=free_port(),
-                        broker_port=free_port(), broker_psk_port=free_port(),
-                        broker_admin_port=free_port())
+    api, http, mtls, psk, admin = free_ports(5)
+    settings = Settings(data_dir=tmp_path / "data", port=api, http_port=http,
+                        broker_port=mtls, broker_psk_port=psk, broker_admin_port=admin)
     initialize(settings)
     services = build_services(settings)
     collected = Collected()

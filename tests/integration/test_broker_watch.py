@@ -25,7 +25,7 @@ from iotiam.config import Settings
 from iotiam.detection.models import EventKind
 from iotiam.installation import initialize
 from iotiam.serving import broker_fleet
-from iotiam.testing import free_port, require_binary
+from iotiam.testing import free_ports, require_binary
 from iotiam.testing.mqtt import MqttDevice
 
 from .collected import Collected
@@ -123,11 +123,11 @@ def test_watch_ok_publish_metadata_and_sys_values_across_a_restart(broker: Broke
 def test_watch_ok_data_plane_reads_messages_only_from_external_brokers(
         broker: Broker, tmp_path: Path) -> None:
     for mode in ("external", "managed"):
-        admin_port = broker.config.admin_port if mode == "external" else free_port()
-        settings = Settings(data_dir=tmp_path / mode, port=free_port(), http_port=free_port(),
-                            broker_mode=mode, broker_port=free_port(),
-                            broker_psk_port=free_port(), broker_admin_port=admin_port,
-                            broker_password=broker.password)
+        api, http, mtls, psk, own_admin = free_ports(5)
+        admin_port = broker.config.admin_port if mode == "external" else own_admin
+        settings = Settings(data_dir=tmp_path / mode, port=api, http_port=http,
+                            broker_mode=mode, broker_port=mtls, broker_psk_port=psk,
+                            broker_admin_port=admin_port, broker_password=broker.password)
         initialize(settings)
         services = build_services(settings)
         plane = start_data_plane(broker_fleet(services), settings, Collected())
@@ -156,9 +156,9 @@ def test_watch_ok_external_admin_made_by_mosquitto_ctrl_keeps_its_role(
     subprocess.run([require_binary("mosquitto_ctrl"), "dynsec", "init", str(files.dynsec),
                     ADMIN_USERNAME, "operator-pw"], check=True, capture_output=True)
     broker.process.start()
-    settings = Settings(data_dir=tmp_path / "iotiam", port=free_port(), http_port=free_port(),
-                        broker_mode="external", broker_port=free_port(),
-                        broker_psk_port=free_port(),
+    api, http, mtls, psk = free_ports(4)
+    settings = Settings(data_dir=tmp_path / "iotiam", port=api, http_port=http,
+                        broker_mode="external", broker_port=mtls, broker_psk_port=psk,
                         broker_admin_port=broker.config.admin_port,
                         broker_password="operator-pw")
     initialize(settings)
