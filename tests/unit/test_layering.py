@@ -42,7 +42,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 DOMAINS = ("admin", "attestation", "audit", "credentials", "detection", "discovery",
            "enrollment", "inventory", "pki", "policy", "response", "risk", "sso", "tokens")
 KERNEL = {"iotiam.errors", "iotiam.clock", "iotiam.untrusted", "iotiam.kernel",
-          "iotiam.changes"}
+          "iotiam.changes", "iotiam.env_secrets"}
 #: what each domain offers the others besides its ``models`` and ``ports``: pure values
 #: and functions that read no store and call no service
 PUBLISHED: dict[str, set[str]] = {

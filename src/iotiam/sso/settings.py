@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from iotiam.env_secrets import env_or_file
 from iotiam.errors import InvalidInput, SetupError
 from iotiam.sso.models import OidcConfig
 from iotiam.sso.pkce import check_provider_url
@@ -20,11 +21,12 @@ def oidc_config(env: Mapping[str, str]) -> OidcConfig | None:
     client_id = env.get("IOTIAM_OIDC_CLIENT_ID")
     if not client_id:
         raise SetupError("IOTIAM_OIDC_ISSUER is set: set IOTIAM_OIDC_CLIENT_ID too")
-    role_map_text = env.get("IOTIAM_OIDC_ROLE_MAP") or _read_secret_file(
-        env, "IOTIAM_OIDC_ROLE_MAP_FILE")
+    role_map_text = env_or_file(env, "IOTIAM_OIDC_ROLE_MAP")
     if not role_map_text:
-        raise SetupError("IOTIAM_OIDC_ISSUER is set: set IOTIAM_OIDC_ROLE_MAP (or "
-                         "IOTIAM_OIDC_ROLE_MAP_FILE) to map groups to roles and org units")
+        raise SetupError(
+            "IOTIAM_OIDC_ISSUER is set: set IOTIAM_OIDC_ROLE_MAP (or "
+            "IOTIAM_OIDC_ROLE_MAP_FILE) to map groups to roles and org units"
+        )
     try:
         check_provider_url(issuer, "issuer (IOTIAM_OIDC_ISSUER)")
         role_map = parse_role_map(role_map_text)
@@ -34,21 +36,13 @@ def oidc_config(env: Mapping[str, str]) -> OidcConfig | None:
     if ca_file and not Path(ca_file).is_file():
         raise SetupError(f"IOTIAM_OIDC_CA_FILE {ca_file!r} is not a file")
     return OidcConfig(
-        issuer=issuer, client_id=client_id, role_map=role_map,
-        client_secret=env.get("IOTIAM_OIDC_CLIENT_SECRET")
-        or _read_secret_file(env, "IOTIAM_OIDC_CLIENT_SECRET_FILE"),
+        issuer=issuer,
+        client_id=client_id,
+        role_map=role_map,
+        client_secret=env_or_file(env, "IOTIAM_OIDC_CLIENT_SECRET"),
         display_name=env.get("IOTIAM_OIDC_NAME") or "single sign-on",
         groups_claim=env.get("IOTIAM_OIDC_GROUPS_CLAIM") or "groups",
         scopes=env.get("IOTIAM_OIDC_SCOPES") or "openid email profile",
         ca_file=Path(ca_file) if ca_file else None,
-        redirect_uri=env.get("IOTIAM_OIDC_REDIRECT_URI") or None)
-
-
-def _read_secret_file(env: Mapping[str, str], name: str) -> str | None:
-    path = env.get(name)
-    if not path:
-        return None
-    try:
-        return Path(path).read_text().strip() or None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SetupError(f"cannot read {name}: {e}") from e
+        redirect_uri=env.get("IOTIAM_OIDC_REDIRECT_URI") or None,
+    )
