@@ -50,7 +50,7 @@ class Settings:
     rotation_age: timedelta = timedelta(days=30)
     max_body_bytes: int = 1024 * 1024
     #: a discovery import's body (streamed, never held: ``POST /v1/discovery/imports``)
-    max_import_bytes: int = 16 * 1024**3
+    max_import_bytes: int = 16 * 1024 ** 3
     # a client certificate is read from CLIENT_CERT_HEADER only on requests from these
     trusted_proxies: tuple[str, ...] = ()
     #: RFC 7030 §4.2.3: how long a held enrollment's client waits before it polls again
@@ -119,17 +119,12 @@ class Settings:
         # the bounds that span two settings; each value's own bounds are checked as it
         # is read (load_settings) or typed (`iotiam init`)
         if self.ocsp_validity > self.crl_validity:
-            raise SetupError(
-                f"IOTIAM_OCSP_VALIDITY ({_secs(self.ocsp_validity)} s) must not "
-                f"exceed IOTIAM_CRL_VALIDITY ({_secs(self.crl_validity)} s)"
-            )
+            raise SetupError(f"IOTIAM_OCSP_VALIDITY ({_secs(self.ocsp_validity)} s) must not "
+                             f"exceed IOTIAM_CRL_VALIDITY ({_secs(self.crl_validity)} s)")
         ports = {"API": self.port, "HTTP": self.http_port}
         if self.broker_mode != "off":
-            ports |= {
-                "broker mTLS": self.broker_port,
-                "broker PSK": self.broker_psk_port,
-                "broker admin": self.broker_admin_port,
-            }
+            ports |= {"broker mTLS": self.broker_port, "broker PSK": self.broker_psk_port,
+                      "broker admin": self.broker_admin_port}
         if len(set(ports.values())) != len(ports):
             taken = ", ".join(f"{name} {port}" for name, port in ports.items())
             raise SetupError(f"the API, HTTP and broker ports must all differ ({taken})")
@@ -145,12 +140,9 @@ class Settings:
         base = self.public_base_url or f"http://{self.host}:{self.http_port}"
         # the CRL is rebuilt once half its validity is gone: a fetcher always gets one
         # with half of it left
-        return PkiConfig(
-            public_base_url=base.rstrip("/"),
-            crl_validity=self.crl_validity,
-            crl_refresh_margin=self.crl_validity / 2,
-            ocsp_validity=self.ocsp_validity,
-        )
+        return PkiConfig(public_base_url=base.rstrip("/"), crl_validity=self.crl_validity,
+                         crl_refresh_margin=self.crl_validity / 2,
+                         ocsp_validity=self.ocsp_validity)
 
     @property
     def api_url(self) -> str:
@@ -224,7 +216,8 @@ def cli_profile_overrides() -> dict[str, str | None]:
     An empty value is returned as ``""``, not ``None``: the CLI refuses it rather than
     fall back to the profile's token (a script's unset ``$T`` must not run as admin).
     """
-    return {name: os.environ.get(f"IOTIAM_{name.upper()}") for name in ("url", "token", "ca_file")}
+    return {name: os.environ.get(f"IOTIAM_{name.upper()}") for name in
+            ("url", "token", "ca_file")}
 
 
 def _recorded(data_dir: Path) -> dict[str, Any]:
@@ -251,64 +244,37 @@ def load_settings(data_dir: Path) -> Settings:
         http_port=read.port("IOTIAM_HTTP_PORT", "http_port", 8080),
         public_base_url=read.text("IOTIAM_PUBLIC_BASE_URL", "public_base_url"),
         server_names=tuple(recorded.get("server_names") or ["localhost", "127.0.0.1"]),
-        trusted_proxies=tuple(
-            p.strip()
-            for p in (
-                read.text("IOTIAM_TRUSTED_PROXIES") or ",".join(recorded.get("trusted_proxies", []))
-            ).split(",")
-            if p.strip()
-        ),
+        trusted_proxies=tuple(p.strip() for p in (
+            read.text("IOTIAM_TRUSTED_PROXIES")
+            or ",".join(recorded.get("trusted_proxies", []))).split(",") if p.strip()),
         est_retry_after_seconds=read.seconds("IOTIAM_EST_RETRY_AFTER", None, 60),
         broker_mode=_broker_mode(read.text("IOTIAM_BROKER", "broker_mode") or "managed"),
         broker_port=read.port("IOTIAM_BROKER_PORT", "broker_port", 8883),
         broker_psk_port=read.port("IOTIAM_BROKER_PSK_PORT", "broker_psk_port", 8884),
         broker_admin_port=read.port("IOTIAM_BROKER_ADMIN_PORT", "broker_admin_port", 18883),
-        broker_admin_host=read.text("IOTIAM_BROKER_ADMIN_HOST", "broker_admin_host") or "127.0.0.1",
+        broker_admin_host=read.text("IOTIAM_BROKER_ADMIN_HOST", "broker_admin_host")
+        or "127.0.0.1",
         broker_password=read.text("IOTIAM_BROKER_PASSWORD"),
-        broker_event_log=_broker_event_log(
-            read.text("IOTIAM_BROKER_EVENT_LOG", "broker_event_log") or "messages"
-        ),
+        broker_event_log=_broker_event_log(read.text("IOTIAM_BROKER_EVENT_LOG",
+                                                     "broker_event_log") or "messages"),
         broker_auth=_broker_auth(read.text("IOTIAM_BROKER_AUTH", "broker_auth") or "dynsec"),
         alert_webhook_url=read.text("IOTIAM_ALERT_WEBHOOK_URL", "alert_webhook_url"),
         alert_syslog=read.text("IOTIAM_ALERT_SYSLOG", "alert_syslog"),
-        detection_learning_seconds=float(
-            read.seconds(
-                "IOTIAM_DETECTION_LEARNING_SECONDS",
-                "detection_learning_seconds",
-                3600,
-                low=0,
-                high=MAX_LEARNING_SECONDS,
-            )
-        ),
-        audit_checkpoint_records=read.count(
-            "IOTIAM_AUDIT_CHECKPOINT_RECORDS",
-            "audit_checkpoint_records",
-            1000,
-            "records",
-            high=1_000_000,
-        ),
-        audit_checkpoint_seconds=read.seconds(
-            "IOTIAM_AUDIT_CHECKPOINT_SECONDS", "audit_checkpoint_seconds", 60
-        ),
+        detection_learning_seconds=float(read.seconds(
+            "IOTIAM_DETECTION_LEARNING_SECONDS", "detection_learning_seconds", 3600, low=0,
+            high=MAX_LEARNING_SECONDS)),
+        audit_checkpoint_records=read.count("IOTIAM_AUDIT_CHECKPOINT_RECORDS",
+                                            "audit_checkpoint_records", 1000, "records",
+                                            high=1_000_000),
+        audit_checkpoint_seconds=read.seconds("IOTIAM_AUDIT_CHECKPOINT_SECONDS",
+                                              "audit_checkpoint_seconds", 60),
         drain_seconds=read.seconds("IOTIAM_DRAIN_SECONDS", None, 10, low=2, high=600),
-        crl_validity=timedelta(
-            seconds=read.seconds(
-                "IOTIAM_CRL_VALIDITY",
-                "crl_validity_seconds",
-                86400,
-                low=CRL_VALIDITY_MIN,
-                high=CRL_VALIDITY_MAX,
-            )
-        ),
-        ocsp_validity=timedelta(
-            seconds=read.seconds(
-                "IOTIAM_OCSP_VALIDITY",
-                "ocsp_validity_seconds",
-                3600,
-                low=OCSP_VALIDITY_MIN,
-                high=CRL_VALIDITY_MAX,
-            )
-        ),
+        crl_validity=timedelta(seconds=read.seconds(
+            "IOTIAM_CRL_VALIDITY", "crl_validity_seconds", 86400, low=CRL_VALIDITY_MIN,
+            high=CRL_VALIDITY_MAX)),
+        ocsp_validity=timedelta(seconds=read.seconds(
+            "IOTIAM_OCSP_VALIDITY", "ocsp_validity_seconds", 3600, low=OCSP_VALIDITY_MIN,
+            high=CRL_VALIDITY_MAX)),
         oauth_issuer=read.text("IOTIAM_OAUTH_ISSUER"),
         token_lifetime_seconds=read.seconds("IOTIAM_TOKEN_LIFETIME", None, 600, low=30),
         audit_key_file=read.path("IOTIAM_AUDIT_KEY_FILE"),
@@ -316,13 +282,8 @@ def load_settings(data_dir: Path) -> Settings:
         alert_webhook_key_file=read.path("IOTIAM_ALERT_WEBHOOK_KEY_FILE"),
         workers=read.count("IOTIAM_WORKERS", None, 1, "processes", high=64),
         events_url=check_events_url(read.text("IOTIAM_EVENTS_URL", "events_url")),
-        event_partitions=read.count(
-            "IOTIAM_EVENT_PARTITIONS",
-            "event_partitions",
-            DEFAULT_PARTITIONS,
-            "partitions",
-            high=MAX_PARTITIONS,
-        ),
+        event_partitions=read.count("IOTIAM_EVENT_PARTITIONS", "event_partitions",
+                                    DEFAULT_PARTITIONS, "partitions", high=MAX_PARTITIONS),
         log_format=check_log_format(read.text("IOTIAM_LOG_FORMAT") or "text"),
         oidc=oidc_config(os.environ),
     )
@@ -355,13 +316,13 @@ class _Layers:
     def port(self, name: str, key: str, default: int) -> int:
         return _port(self.env.get(name), name, int(self.recorded.get(key, default)))
 
-    def seconds(
-        self, name: str, key: str | None, default: int, *, low: int = 1, high: int = 86400
-    ) -> int:
+    def seconds(self, name: str, key: str | None, default: int, *, low: int = 1,
+                high: int = 86400) -> int:
         recorded = int(self.recorded.get(key, default)) if key else default
         return _seconds(self.env.get(name), name, recorded, low=low, high=high)
 
-    def count(self, name: str, key: str | None, default: int, what: str, *, high: int) -> int:
+    def count(self, name: str, key: str | None, default: int, what: str, *,
+              high: int) -> int:
         recorded = int(self.recorded.get(key, default)) if key else default
         return _count(self.env.get(name), name, recorded, what, high=high)
 
@@ -413,7 +374,8 @@ def _broker_mode(value: str) -> str:
     return _one_of(value, BROKER_MODES, "broker mode")
 
 
-def _seconds(value: str | None, name: str, default: int, *, low: int = 1, high: int = 86400) -> int:
+def _seconds(value: str | None, name: str, default: int, *, low: int = 1,
+             high: int = 86400) -> int:
     if not value:
         return default
     try:
