@@ -29,7 +29,7 @@ from typing import Protocol
 
 from iotiam.audit.anchor import CheckpointWriter, Refused
 from iotiam.changes import ChangeFeed, Published, SightingsImported, TrustChanged
-from iotiam.clock import Clock, idle
+from iotiam.clock import idle
 from iotiam.election import Elector, FixedLeadership, Leadership
 
 # composition-level like bootstrap.py (it wires these jobs): the CRL job drives the PKI
@@ -186,14 +186,14 @@ def together(*loops: Loop) -> Loop:
     return run
 
 
-def change_pruner(feed: ChangeDispatcher, clock: Clock) -> Loop:
-    """A loop deleting published changes older than ``CHANGE_RETENTION``."""
+def pruner(what: str, prune: Callable[[], object]) -> Loop:
+    """A loop calling ``prune`` every ``PRUNE_SECONDS`` (``what`` names it in the log)."""
     def run(stop: threading.Event) -> None:
         while not stop.wait(PRUNE_SECONDS):
             try:
-                feed.prune(CHANGE_RETENTION, clock.now())
+                prune()
             except Exception:  # a database hiccup must not end the loop
-                log.exception("pruning the change table failed; retrying")
+                log.exception("pruning %s failed; retrying", what)
     return run
 
 

@@ -13,13 +13,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from iotiam.background import (
+    CHANGE_RETENTION,
     BackgroundJobs,
     CrlRefresher,
     Job,
     RiskRefresher,
     baseline_saver,
-    change_pruner,
     checkpoint_signer,
+    pruner,
     together,
 )
 from iotiam.bootstrap import Services
@@ -112,7 +113,10 @@ def background_jobs(services: Services, *, first_process: bool) -> BackgroundJob
             settings.audit_checkpoint_seconds), singleton=True),
         # one lock for both: the register judges what the trust refresher hands over
         Job("trust-and-risk", together(trust.run, risk.run), singleton=True),
-        Job("change-pruner", change_pruner(services.changes, services.clock), singleton=True),
+        Job("change-pruner", pruner("the change table", lambda: services.changes.prune(
+            CHANGE_RETENTION, services.clock.now())), singleton=True),
+        Job("batch-pruner", pruner("event uploads", services.response.prune_batches),
+            singleton=True),
     ]
     jobs = [Job("change-feed", services.changes.run),
             Job("discovery-observer", services.discovery.run_observer),

@@ -53,6 +53,11 @@ class FindingStore(Protocol):
         """Forget an upload whose events were not taken (and its links)."""
         ...
 
+    def prune_batches(self, before: datetime) -> int:
+        """Forget the uploads recorded before ``before`` and their links (their findings
+        stay); how many uploads."""
+        ...
+
     def link_batch(self, batch_id: str, finding_ids: Sequence[str]) -> None:
         """These findings were raised (or raised again) by the upload's events (a link
         made before is kept once)."""

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from iotiam.audit.models import AuditDraft, AuditTag
@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 DETECTION = Principal(name="detection", role=Role.ADMIN, org_unit_id="root",
                       org_path=ROOT_PATH)
 PLAYBOOK_DOCUMENT = "playbook"
+#: how long an upload's link to its findings is kept (the event stream keeps events as
+#: long: ``eventstream.wire``); the findings themselves stay
+BATCH_RETENTION = timedelta(days=7)
 #: the mode of events with no device type (``UNKNOWN_TYPE``) is kept as a document: it
 #: is no device type of the inventory
 UNKNOWN_MODE_DOCUMENT = "unknown_mode"
@@ -348,6 +351,11 @@ class IncidentResponse(Generic[UnitOfWorkT]):
         """Forget an upload whose events were refused as a whole (the stream was down)."""
         with self._uow() as uow:
             uow.findings.remove_batch(batch.id)
+
+    def prune_batches(self) -> int:
+        """Forget uploads older than ``BATCH_RETENTION`` (their findings stay); how many."""
+        with self._uow() as uow:
+            return uow.findings.prune_batches(self._clock.now() - BATCH_RETENTION)
 
     def batch_findings(self, actor: Principal, batch_id: str
                        ) -> tuple[EventBatch, list[StoredFinding]]:

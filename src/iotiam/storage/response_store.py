@@ -107,6 +107,14 @@ class SqlFindingStore:
             t.event_batch_findings.c.batch_id == batch_id))
         self._c.execute(delete(t.event_batches).where(t.event_batches.c.id == batch_id))
 
+    def prune_batches(self, before: datetime) -> int:
+        """Forget old uploads and their links."""
+        old = select(t.event_batches.c.id).where(t.event_batches.c.created_at < before)
+        self._c.execute(delete(t.event_batch_findings).where(
+            t.event_batch_findings.c.batch_id.in_(old)))
+        return int(self._c.execute(delete(t.event_batches).where(
+            t.event_batches.c.created_at < before)).rowcount or 0)
+
     def link_batch(self, batch_id: str, finding_ids: Sequence[str]) -> None:
         """Link findings to an upload (each once)."""
         links = t.event_batch_findings

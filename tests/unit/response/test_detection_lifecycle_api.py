@@ -5,6 +5,7 @@ enforce would have done; bad input is a problem, another tenant's upload is not 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from fleet import add_device, add_org_unit
@@ -14,6 +15,7 @@ from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.models import Event
 from iotiam.eventstream.wire import decode_events, encode_events
 from iotiam.kernel import SYSTEM
+from iotiam.response.service import BATCH_RETENTION
 
 T0 = 1_772_366_400.0
 
@@ -140,3 +142,22 @@ def test_ok_a_stream_worker_links_the_findings_it_raises_later(
         worker.process_many(decode_events(encode_events(events))))
     (finding,) = api.get(f"/v1/events/batches/{batch.id}/findings").json()["items"]
     assert finding["evidence"]["source_ip"] == "203.0.113.9"
+
+
+def test_ok_uploads_are_forgotten_after_retention_and_their_findings_stay(
+        installation: Installation) -> None:
+    api = installation.api()
+    add_device(api, "acme-1")
+    api.put("/v1/detection/modes/sensor", json={"mode": "monitor"})
+    burst = [{"kind": "auth_failure", "ts": T0 + i, "device_id": "acme-1",
+              "source_ip": "198.51.100.7"} for i in range(10)]
+    old = api.post("/v1/events", json=burst).json()
+    (finding,) = api.get(old["findings_url"]).json()["items"]
+    installation.clock.advance(BATCH_RETENTION - timedelta(seconds=1))
+    fresh = installation.services.response.open_batch(SYSTEM, 1)
+    assert installation.services.response.prune_batches() == 0
+    installation.clock.advance(timedelta(seconds=2))
+    assert installation.services.response.prune_batches() == 1
+    assert api.get(old["findings_url"]).status_code == 404
+    assert api.get(f"/v1/events/batches/{fresh.id}/findings").status_code == 200
+    assert api.get(f"/v1/findings/{finding['id']}").status_code == 200

@@ -589,6 +589,23 @@ def test_event_batches_link_findings_once(db: Any) -> None:
         assert uow.findings.get("f1") is not None
 
 
+def test_event_batches_pruned_by_age_keep_their_findings(db: Any) -> None:
+    with db() as uow:
+        uow.findings.add(finding("f1"))
+        uow.findings.add_batch(EventBatch("bat-old", ACME, T0, "ops", 10))
+        uow.findings.add_batch(EventBatch("bat-new", ACME, T0 + timedelta(hours=1), "ops", 5))
+        uow.findings.link_batch("bat-old", ["f1"])
+        uow.findings.link_batch("bat-new", ["f1"])
+    with db() as uow:
+        assert uow.findings.prune_batches(T0) == 0
+        assert uow.findings.prune_batches(T0 + timedelta(minutes=1)) == 1
+    with db.reading() as uow:
+        assert uow.findings.get_batch("bat-old") is None
+        assert uow.findings.batch_findings("bat-old") == []
+        assert [f.id for f in uow.findings.batch_findings("bat-new")] == ["f1"]
+        assert uow.findings.get("f1") is not None
+
+
 def test_would_act_counts_group_by_type_severity_mode_and_device(db: Any) -> None:
     with db() as uow:
         uow.findings.add(finding("f1"))

@@ -77,6 +77,13 @@ class MemoryFindingStore(MemoryStore):
         self.batches.pop(batch_id, None)
         self.batch_links.pop(batch_id, None)
 
+    def prune_batches(self, before: datetime) -> int:
+        """Forget old uploads and their links."""
+        old = [b.id for b in self.batches.values() if b.created_at < before]
+        for batch_id in old:
+            self.remove_batch(batch_id)
+        return len(old)
+
     def link_batch(self, batch_id: str, finding_ids: Sequence[str]) -> None:
         """Link findings to an upload (each once)."""
         linked = self.batch_links.setdefault(batch_id, [])
