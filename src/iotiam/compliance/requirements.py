@@ -44,6 +44,7 @@ def _factors(fleet: FleetEvidence, *names: str) -> tuple[Evidence, ...]:
 
 
 def _credentialed(fleet: FleetEvidence) -> int:
+    """Devices holding a certificate (the inventory's credential status counts those)."""
     return fleet.devices - fleet.by_credential.get("none", 0)
 
 
@@ -63,14 +64,14 @@ def unique_credentials(fleet: FleetEvidence, now: datetime
     evidence = (Evidence("devices with a credential", _credentialed(fleet), View.DEVICES),
                 *_factors(fleet, "default-credential", "shared-credential",
                           "conflicting-client-id"))
-    if _credentialed(fleet) == 0:
-        return Status.NO_EVIDENCE, "no device holds a credential yet", evidence
     if (why := _unbuilt(fleet)) is not None:
         return Status.NO_EVIDENCE, why, evidence
     bad = sum(fleet.factor(f) for f in ("default-credential", "shared-credential",
                                         "conflicting-client-id"))
     if bad:
         return Status.NOT_MET, f"{bad} identities use a default or shared credential", evidence
+    if _credentialed(fleet) == 0:
+        return Status.NO_EVIDENCE, "no device holds a certificate yet", evidence
     return Status.MET, "every credential is unique to its device", evidence
 
 
@@ -98,8 +99,11 @@ def identification(fleet: FleetEvidence, now: datetime
 def key_management(fleet: FleetEvidence, now: datetime
                    ) -> tuple[Status, str, tuple[Evidence, ...]]:
     """Keys rotate before they age out, and revoked or expired ones are not in use."""
+    expired = fleet.by_credential.get("expired", 0)
     evidence = (Evidence("devices whose key is older than their type allows",
                          fleet.never_rotated, View.DEVICES),
+                Evidence("devices whose certificate expired unrenewed", expired,
+                         View.DEVICES),
                 *_factors(fleet, "never-rotated", "expired-in-use", "expiring-no-renewal",
                           "revoked-in-use", "active-under-revoked-ca", "weak-key"))
     if _credentialed(fleet) == 0:
@@ -111,7 +115,7 @@ def key_management(fleet: FleetEvidence, now: datetime
     if broken:
         return (Status.NOT_MET, f"{broken} identities use an expired or revoked credential",
                 evidence)
-    late = fleet.never_rotated + sum(fleet.factor(f) for f in (
+    late = fleet.never_rotated + expired + sum(fleet.factor(f) for f in (
         "expiring-no-renewal", "weak-key"))
     if late:
         return Status.PARTLY, f"{late} credentials are overdue for rotation or weak", evidence
