@@ -281,7 +281,7 @@ MAPPING: tuple[Mapped, ...] = (
        "entities using a secure and configurable mechanism", "signed images and signers; "
        "non-compliant firmware", signed_firmware),
     _r(NIST, "Cybersecurity State Awareness", "The device can report on its cybersecurity "
-       "state to authorized entities", "detection modes; the audit chain", monitoring),
+       "state to authorized entities", "detection mode per device type", monitoring),
     _r(CRA, "Part I (2)(b)", "Secure by default configuration", "default and shared "
        "credentials", unique_credentials),
     _r(CRA, "Part I (2)(c)", "Vulnerabilities can be addressed through security updates",
