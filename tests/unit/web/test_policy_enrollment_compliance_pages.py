@@ -235,3 +235,19 @@ def test_fail_a_tenant_report_counts_its_subtree_only(tenants: Tenants,
     page = acme.page("/console/compliance")
     assert "/root/acme/ · 2 devices" in page.text
     assert "/root/acme/" in acme.page("/console/compliance/export").text
+
+
+def test_fail_a_guardrail_refuses_an_attachment_and_stores_nothing(
+        tenants: Tenants, console: Console) -> None:
+    _policy(tenants, GUARDRAIL)
+    assert tenants.installation.api().post(
+        "/v1/policies/no-firmware-writes/attachments",
+        json={"kind": "org-unit", "id": "acme"}).status_code == 201
+    _policy(tenants, GLOBEX_POLICY.replace("globex-telemetry", "firmware-push").replace(
+        "globex/${device.id}/telemetry", "firmware/${device.id}"), owner="acme")
+    console.page("/console/policies/firmware-push")
+    answer = console.post("/console/policies/firmware-push/attach",
+                          {"kind": "device", "id": "acme-d1"})
+    assert answer.status_code == 403 and "no-firmware-writes" in answer.text
+    assert tenants.installation.services.policies.describe(
+        SYSTEM, "firmware-push").attachments == ()
