@@ -33,6 +33,13 @@ PAGES = (
     ("discovered assets", "/console/assets?status=unmanaged"),
     ("findings", "/console/findings"),
     ("audit search (5000 records read)", "/console/audit?tag=admin:"),
+    ("policies", "/console/policies"),
+    ("decision simulator", "/console/policies/simulate?device=dev-000042"
+     "&action=mqtt:publish&topic=devices/dev-000042/t"),
+    ("who can (500 devices scanned)", "/console/policies/who-can?action=mqtt:publish"
+     "&topic=devices/dev-000042/t"),
+    ("enrollment", "/console/enrollment"),
+    ("compliance report", "/console/compliance"),
 )
 
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -35,6 +36,7 @@ from iotiam.changes import (
     TrustChanged,
 )
 from iotiam.clock import Clock, SystemClock
+from iotiam.compliance.service import ComplianceReports
 from iotiam.config import Settings, ca_passphrase
 from iotiam.credentials.sealing import SecretSealer
 from iotiam.credentials.service import Psks
@@ -161,6 +163,15 @@ class Services:
     #: each device's time zone, its site's, which the detection engine reads (None: the
     #: engine judges in UTC — the in-memory installation of the tests)
     zones: SqlSiteZones | None = None
+
+    @functools.cached_property
+    def compliance(self) -> ComplianceReports:
+        """The fleet against ETSI EN 303 645, NIST IR 8259A and CRA Annex I, from the
+        services above (built on first use)."""
+        return ComplianceReports(
+            inventory=self.inventory, risk=self.risk, policies=self.policies,
+            firmware=self.firmware, findings=self.response, checkpoints=self.audit,
+            clock=self.clock, rotation_age=self.settings.rotation_age)
 
     def close(self) -> None:
         """Deliver queued alerts, flush published events, release database connections."""

@@ -22,6 +22,7 @@ from iotiam.api.routes import (
     admin,
     attestation,
     certificates,
+    compliance,
     credentials,
     detection,
     discovery,
@@ -72,6 +73,7 @@ def create_api_app(services: Services) -> ASGIApp:
     app.include_router(attestation.router)
     app.include_router(discovery.router)
     app.include_router(risk.router)
+    app.include_router(compliance.router)
     app.mount("/console", create_console_app(services))  # docs/console.md
     # the size limit wraps the OCSP fast path too; the broker hook and the token endpoint
     # bound their own bodies

@@ -66,6 +66,7 @@ def register_commands() -> None:
     from iotiam.cli import (
         admin,
         certs,
+        compliance,
         credentials,
         database,
         detection,
@@ -93,6 +94,7 @@ def register_commands() -> None:
     detection.register(app)
     discover.register(app)
     risk.register(app)
+    compliance.register(app)
     database.register(app)
 
 

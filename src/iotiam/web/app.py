@@ -17,7 +17,18 @@ from iotiam.bootstrap import Services
 from iotiam.errors import IamError
 from iotiam.local_keys import console_session_key
 from iotiam.web.console import PREFIX, SignInNeeded, render, signed_in
-from iotiam.web.pages import audit, devices, findings, oidc, overview, risk, sign_in
+from iotiam.web.pages import (
+    audit,
+    compliance,
+    devices,
+    enrollment,
+    findings,
+    oidc,
+    overview,
+    policies,
+    risk,
+    sign_in,
+)
 from iotiam.web.sessions import CookieSealer, Sessions
 
 STATIC = Path(__file__).with_name("static")
@@ -71,7 +82,8 @@ def create_console_app(services: Services) -> ASGIApp:
     app.state.oidc_flow = CookieSealer(key, oidc.FLOW_PURPOSE)
     _install_error_pages(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (sign_in, oidc, overview, devices, risk, findings, audit):
+    for module in (sign_in, oidc, overview, devices, risk, findings, policies, enrollment,
+                   compliance, audit):
         app.include_router(module.router)
     return SecurityHeaders(app)
 

@@ -160,5 +160,9 @@ NOTICES = {
     "false_positive": "Finding marked as a false positive; its mitigations were lifted.",
     "accepted": "Risk accepted until the date shown.",
     "adopted": "Assets brought under management as pending devices.",
+    "attached": "Policy attached.",
+    "detached": "Attachment removed.",
+    "approved": "Enrollment approved: the device collects its certificate on its next poll.",
+    "rejected": "Enrollment rejected: the device's next poll is refused.",
     "signed_out": "Signed out.",
 }

@@ -1,0 +1,375 @@
+"""The policies, enrollment and compliance pages in real Chromium against a live
+``iotiam serve``, and two checks on every console page: axe-core finds no serious or
+critical accessibility violation, and Tab alone reaches every action.
+
+The fleet and the finding are the ones tests/integration/test_console_browser.py builds;
+this module adds policies, a held enrollment request and a manufacturer.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import BACKENDS
+from iotiam.testing import make_csr, make_key, make_manufacturer_ca, require
+
+from . import axe_core
+from .conftest import serve_live
+from .live_server import Server
+from .test_console_browser import CHROMIUM, VIEWPORT, _fleet, _raise_finding
+
+pytestmark = pytest.mark.integration
+
+TELEMETRY = """\
+name: fleet-telemetry
+version: 1
+statements:
+  - sid: telemetry
+    effect: allow
+    actions: [mqtt:publish]
+    topics: ["telemetry/${device.id}"]
+"""
+GLOBEX_ONLY = """\
+name: globex-private
+version: 1
+statements:
+  - sid: reports
+    effect: allow
+    actions: [mqtt:publish]
+    topics: ["globex/reports"]
+"""
+GUARDRAIL = """\
+name: no-firmware-writes
+version: 1
+guardrail: true
+statements:
+  - sid: no-writes
+    effect: deny
+    actions: [mqtt:publish]
+    topics: ["firmware/#"]
+"""
+
+
+@dataclass
+class World:
+    """The live server, what the tests put in it, and the browser."""
+
+    server: Server
+    browser: Any
+    shots: Path
+    acme_token: str
+    finding: str
+    held: list[str]
+    axe: str
+    saved: list[Path] = field(default_factory=list)
+
+
+def _policies(api: httpx.Client) -> None:
+    for source, owner in ((TELEMETRY, None), (GLOBEX_ONLY, "globex"), (GUARDRAIL, None)):
+        answer = api.put("/v1/policies", params={"owner": owner} if owner else None,
+                         content=source, headers={"content-type": "application/yaml"})
+        assert answer.status_code == 201, answer.text
+
+
+def _held(server: Server, device_id: str) -> str:
+    """An anonymous first contact for an unknown device: held for an admin."""
+    with httpx.Client(base_url=server.api_url, verify=server.tls_context()) as est:
+        answer = est.post("/.well-known/est/simpleenroll",
+                          content=base64.b64encode(make_csr(device_id, make_key(), pem=False)),
+                          headers={"content-type": "application/pkcs10"})
+    assert answer.status_code == 202, answer.text
+    return str(answer.json()["request"])
+
+
+@pytest.fixture(scope="module", params=BACKENDS[-1:])
+def pages_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[Server]:
+    """One live server for the module (judging events at once, as the other console
+    module's)."""
+    yield from serve_live(request.param, tmp_path_factory.mktemp(f"pages-{request.param}"),
+                          {"IOTIAM_DETECTION_LEARNING_SECONDS": "0"})
+
+
+@pytest.fixture(scope="module")
+def world(pages_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The fleet, policies, held requests, a manufacturer, a finding, and Chromium."""
+    server = pages_server
+    require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "the playwright package is missing (pip install -e '.[dev]')")
+        raise
+    engine = axe_core.script()
+    with server.api() as api:
+        acme_token, _, _ = _fleet(server, api)
+        finding = _raise_finding(api)
+        _policies(api)
+        maker = api.post("/v1/manufacturers", json={
+            "name": "acme-devices", "org": "acme",
+            "certificate": make_manufacturer_ca().pem})
+        assert maker.status_code == 201, maker.text
+        held = [_held(server, "meter-1"), _held(server, "meter-2")]
+        assert api.post("/v1/risk/rebuild").status_code == 200
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM,
+                                             args=["--no-sandbox", "--disable-gpu"])
+        world = World(server, browser, tmp_path_factory.mktemp("console-pages-screenshots"),
+                      acme_token, finding, held, engine)
+        try:
+            yield world
+        finally:
+            browser.close()
+            print("\nconsole screenshots:\n" + "\n".join(map(str, world.saved)))
+
+
+@pytest.fixture
+def open_page(world: World, record_property: Callable[[str, object], None]
+              ) -> Iterator[Callable[..., Any]]:
+    """A page in a fresh browser context that fails the test on any CSP violation or
+    script error (a 404 the test asked for aside)."""
+    contexts: list[Any] = []
+    problems: list[str] = []
+
+    def make(*, expect_404: bool = False) -> Any:
+        context = world.browser.new_context(ignore_https_errors=True, viewport=VIEWPORT,
+                                            accept_downloads=True)
+        contexts.append(context)
+        page = context.new_page()
+
+        def console_error(message: Any) -> None:
+            expected = expect_404 and "status of 404" in message.text
+            if message.type == "error" and not expected:
+                problems.append(message.text)
+
+        page.on("console", console_error)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    record_property("screenshots", [str(p) for p in world.saved])
+    assert not problems, problems
+
+
+def shoot(world: World, page: Any, name: str) -> None:
+    """Save a full-page screenshot of what the browser shows."""
+    path = world.shots / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    world.saved.append(path)
+
+
+def sign_in(world: World, page: Any, token: str | None = None) -> None:
+    """Sign in through the form, as a person would."""
+    page.goto(f"{world.server.api_url}/console/")
+    page.get_by_label("Admin token").fill(token or world.server.token)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_selector("h1:text('Overview')")
+
+
+def go(world: World, page: Any, path: str) -> None:
+    """Load a console page and wait for its heading."""
+    answer = page.goto(f"{world.server.api_url}{path}")
+    assert answer is not None and answer.status == 200, (path, answer and answer.status)
+    page.wait_for_selector("h1")
+
+
+# -- policies --------------------------------------------------------------------------
+
+
+def test_ok_policies_filter_attach_and_simulate(world: World,
+                                                open_page: Callable[[], Any]) -> None:
+    page = open_page()
+    sign_in(world, page)
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Policies").click()
+    page.wait_for_selector("h1:text-is('Policies')")
+    shoot(world, page, "policies")
+    page.get_by_label("Kind").select_option("guardrail")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**/console/policies?*kind=guardrail*")
+    assert page.locator("p.total").inner_text() == "1 policy matches."
+    assert page.locator("tbody a").all_inner_texts() == ["no-firmware-writes"]
+
+    page.goto(f"{world.server.api_url}/console/policies/fleet-telemetry")
+    page.get_by_label("Target kind").select_option("device")
+    page.get_by_label("Target id").fill("acme-cam")
+    page.get_by_role("button", name="Attach").click()
+    page.wait_for_selector("p.notice:text('Policy attached.')")
+    shoot(world, page, "policy")
+    with world.server.api() as api:
+        shown = api.get("/v1/policies/fleet-telemetry").json()
+    assert [(a["target"]["kind"], a["target"]["id"]) for a in shown["attachments"]] \
+        == [("device", "acme-cam")]
+
+    page.goto(f"{world.server.api_url}/console/policies/simulate")
+    page.get_by_label("Device").fill("acme-cam")
+    page.get_by_label("Topic or resource").fill("telemetry/acme-cam")
+    page.get_by_role("button", name="Ask").click()
+    page.wait_for_selector("#decision")
+    assert page.locator("#decision").inner_text() == "permit"
+    assert "fleet-telemetry" in page.locator("#explanation").inner_text()
+    shoot(world, page, "policy-simulator")
+    page.goto(f"{world.server.api_url}/console/policies/who-can?action=mqtt:publish"
+              "&topic=telemetry/acme-cam")
+    assert page.locator("tbody a").all_inner_texts() == ["acme-cam"]
+    shoot(world, page, "policy-who-can")
+
+
+def test_fail_a_business_unit_admin_sees_only_its_policies(
+        world: World, open_page: Callable[..., Any]) -> None:
+    page = open_page(expect_404=True)
+    sign_in(world, page, world.acme_token)
+    page.goto(f"{world.server.api_url}/console/policies")
+    names = page.locator("tbody a").all_inner_texts()
+    assert "fleet-telemetry" in names and "globex-private" not in names
+    answer = page.goto(f"{world.server.api_url}/console/policies/globex-private")
+    assert answer is not None and answer.status == 404
+
+
+# -- enrollment ------------------------------------------------------------------------
+
+
+def test_ok_enrollment_filter_approve_and_claim(world: World,
+                                                open_page: Callable[[], Any]) -> None:
+    page = open_page()
+    sign_in(world, page)
+    page.goto(f"{world.server.api_url}/console/enrollment")
+    shoot(world, page, "enrollment")
+    assert "acme-devices" in page.locator("#manufacturers ~ table").first.inner_text()
+    page.get_by_label("Device contains").fill("meter-1")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**/console/enrollment?*device=meter-1*")
+    assert page.locator("p.total").inner_text() == "1 request matches."
+    page.get_by_role("link", name=world.held[0]).click()
+    page.wait_for_selector("h1:text('Enrollment request')")
+    page.get_by_label("Type (a new device)").select_option("sensor")
+    page.get_by_label("Org unit (a new device)").fill("acme")
+    page.get_by_role("button", name="Approve").click()
+    page.wait_for_selector("p.notice:text('Enrollment approved')")
+    assert page.locator("#request-status").inner_text() == "approved"
+    shoot(world, page, "enrollment-request")
+    with world.server.api() as api:
+        assert api.get("/v1/devices/meter-1").json()["org"] == "acme"
+        assert api.post("/v1/devices", json={"id": "new-cam", "type": "sensor",
+                                             "org": "acme"}).status_code == 201
+    page.goto(f"{world.server.api_url}/console/enrollment#claims")
+    page.get_by_label("Device", exact=True).fill("new-cam")
+    page.get_by_role("button", name="Issue a claim").click()
+    page.wait_for_selector("h1:text('Claim issued')")
+    assert len(page.locator("#claim-token").inner_text()) >= 20
+    shoot(world, page, "claim")
+
+
+def test_fail_a_business_unit_admin_sees_no_unscoped_request(
+        world: World, open_page: Callable[..., Any]) -> None:
+    page = open_page(expect_404=True)
+    sign_in(world, page, world.acme_token)
+    page.goto(f"{world.server.api_url}/console/enrollment?status=all")
+    assert world.held[1] not in page.locator("main").inner_text()
+    answer = page.goto(f"{world.server.api_url}/console/enrollment/requests/{world.held[1]}")
+    assert answer is not None and answer.status == 404
+
+
+# -- compliance ------------------------------------------------------------------------
+
+
+def test_ok_compliance_filter_and_export(world: World, open_page: Callable[[], Any]) -> None:
+    page = open_page()
+    sign_in(world, page)
+    page.goto(f"{world.server.api_url}/console/compliance")
+    shoot(world, page, "compliance")
+    page.get_by_label("Framework").select_option("NIST IR 8259A")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**/console/compliance?*framework=NIST*")
+    frameworks = {t.strip() for t in page.locator("tbody tr td:first-child").all_inner_texts()}
+    assert frameworks == {"NIST IR 8259A"}
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export for an auditor (one HTML file)").click()
+    saved = world.shots / "compliance-report.html"
+    download.value.save_as(saved)
+    world.saved.append(saved)
+    html = saved.read_text()
+    assert "5.1-1" in html and "Part I (2)(d)" in html and "<style>" in html
+    assert not re.search(r"<link|<script|<img|src=|href=|@import|url\(", html)
+    # the file opened on its own shows the report, loading nothing
+    local = open_page()
+    local.goto(saved.as_uri())
+    assert "Compliance report" in local.locator("h1").inner_text()
+
+
+def test_fail_a_business_unit_admins_report_is_its_subtree(
+        world: World, open_page: Callable[[], Any]) -> None:
+    page = open_page()
+    sign_in(world, page, world.acme_token)
+    with world.server.api(world.acme_token) as api:
+        mine = api.get("/v1/compliance/report").json()
+    with world.server.api() as api:
+        everyone = api.get("/v1/compliance/report").json()
+    assert mine["org_path"] == "/root/acme/" and mine["devices"] < everyone["devices"]
+    page.goto(f"{world.server.api_url}/console/compliance")
+    assert f"/root/acme/ · {mine['devices']} devices" in page.locator("main").inner_text()
+
+
+# -- every page: axe-core and the keyboard -----------------------------------------------
+
+#: every console page, with a query where the page has more to show with one
+PAGES = ("/console/", "/console/devices", "/console/devices/acme-cam", "/console/risk",
+         "/console/assets", "/console/findings", "/console/findings/{finding}",
+         "/console/audit", "/console/policies", "/console/policies/fleet-telemetry",
+         "/console/policies/simulate?device=acme-cam&action=mqtt:publish"
+         "&topic=telemetry/acme-cam",
+         "/console/policies/who-can?action=mqtt:publish&topic=telemetry/acme-cam",
+         "/console/enrollment?status=all", "/console/enrollment/requests/{held}",
+         "/console/enrollment/manufacturers/acme-devices", "/console/compliance")
+
+#: what a person can act on (a radio group is one Tab stop: its checked button)
+_ACTIONS = """() => {
+  const all = [...document.querySelectorAll(
+      'a[href], button, input:not([type=hidden]), select, textarea')]
+    .filter(e => !e.disabled && e.getClientRects().length > 0)
+    .filter(e => e.type !== 'radio' || e.checked);
+  all.forEach((e, i) => e.setAttribute('data-walk', String(i)));
+  return all.length;
+}"""
+
+
+def not_reached_by_tab(page: Any) -> list[str]:
+    """The actions of the page that Tab from the top never focuses."""
+    count = page.evaluate(_ACTIONS)
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    reached: set[int] = set()
+    # a date-time field takes a Tab stop per part (day, month, year, hours, minutes)
+    for _ in range(count * 2 + 12):
+        page.keyboard.press("Tab")
+        walked = page.evaluate("document.activeElement?.getAttribute('data-walk') ?? null")
+        if walked is not None:
+            reached.add(int(walked))
+    missed: list[str] = page.evaluate("""(reached) => [...document.querySelectorAll(
+        '[data-walk]')].filter(e => !reached.includes(Number(e.getAttribute('data-walk'))))
+        .map(e => e.outerHTML.slice(0, 160))""", sorted(reached))
+    return missed
+
+
+def test_ok_every_page_passes_axe_and_the_keyboard_reaches_every_action(
+        world: World, open_page: Callable[[], Any]) -> None:
+    page = open_page()
+    page.goto(f"{world.server.api_url}/console/sign-in")
+    problems = {"/console/sign-in": axe_core.violations(page, world.axe)}
+    sign_in(world, page)
+    missed: dict[str, list[str]] = {}
+    for template in PAGES:
+        path = template.format(finding=world.finding, held=world.held[1])
+        go(world, page, path)
+        problems[path] = axe_core.violations(page, world.axe)
+        missed[path] = not_reached_by_tab(page)
+    assert not any(problems.values()), {p: v for p, v in problems.items() if v}
+    assert not any(missed.values()), {p: m for p, m in missed.items() if m}
