@@ -22,7 +22,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from iotiam.errors import InvalidInput, PayloadTooLarge, SetupError
-from iotiam.pki.der import element_at, tlv
+from iotiam.pki.der import content, element_at, tlv
 from iotiam.pki.models import RevocationReason
 from iotiam.pki.signer import Signer, SigningCa
 
@@ -323,9 +323,17 @@ def _with_certs_field(response_der: bytes, certs_field: bytes) -> bytes:
     """Append ``certs_field`` to the BasicOCSPResponse inside an encoded OCSPResponse.
 
     RFC 6960 §4.2.1: ``certs`` follows the signature in BasicOCSPResponse and is not
-    covered by it, so appending it leaves the signature valid. The path walked is
-    OCSPResponse SEQUENCE → responseStatus, responseBytes [0] EXPLICIT SEQUENCE →
-    responseType, response OCTET STRING → BasicOCSPResponse SEQUENCE.
+    covered by it, so appending it leaves the signature valid.
+    """
+    return replace_basic_response(
+        response_der, lambda basic: tlv(0x30, content(basic) + certs_field))
+
+
+def replace_basic_response(response_der: bytes, change: Callable[[bytes], bytes]) -> bytes:
+    """The OCSPResponse with its BasicOCSPResponse (DER) passed through ``change``.
+
+    The path walked is OCSPResponse SEQUENCE → responseStatus, responseBytes [0]
+    EXPLICIT SEQUENCE → responseType, response OCTET STRING → BasicOCSPResponse.
     """
     der = response_der
     _, outer, _ = element_at(der, 0)
@@ -333,11 +341,10 @@ def _with_certs_field(response_der: bytes, certs_field: bytes) -> bytes:
     _, explicit, _ = element_at(der, after_status)
     _, response_bytes, _ = element_at(der, explicit)
     _, _, after_type = element_at(der, response_bytes)
-    tag, octets, _ = element_at(der, after_type)
-    _, basic, basic_end = element_at(der, octets)
+    tag, octets, octets_end = element_at(der, after_type)
     if tag != _DER_OCTET_STRING:
         raise ValueError("not a successful OCSPResponse")
-    basic_der = tlv(0x30, der[basic:basic_end] + certs_field)
+    basic_der = change(der[octets:octets_end])
     response_bytes_der = tlv(0x30, der[response_bytes:after_type] + tlv(0x04, basic_der))
     return tlv(0x30, der[outer:after_status] + tlv(0xA0, response_bytes_der))
 
