@@ -35,7 +35,7 @@ from iotiam.changes import (
     TrustChanged,
 )
 from iotiam.clock import Clock, SystemClock
-from iotiam.config import Settings, ca_passphrase
+from iotiam.config import Settings, ca_passphrase, pkcs11_config
 from iotiam.credentials.sealing import SecretSealer
 from iotiam.credentials.service import Psks
 from iotiam.detection.ingest import EventIngest
@@ -54,12 +54,14 @@ from iotiam.fast.batching import ThreadCombiner
 from iotiam.fast.leaf_encoding import DirectLeafSigner
 from iotiam.fast.signature_helper import HelperProofChecks
 from iotiam.fast.token_reads import ReadAhead
+from iotiam.hsm.pkcs11_signer import open_signer
+from iotiam.hsm.uri import parse_pkcs11_uri
 from iotiam.inventory.ports import AllCredentials
 from iotiam.inventory.service import Inventory
 from iotiam.kernel import Transactions
 from iotiam.local_keys import audit_head_key, data_key
 from iotiam.metrics import Metrics
-from iotiam.pki.authority import CaMaterial
+from iotiam.pki.authority import CaMaterial, HeldCa
 from iotiam.pki.keys import load_private_key
 from iotiam.pki.models import CaRole
 from iotiam.pki.ports import CaUnitOfWork, SerialSource
@@ -213,7 +215,7 @@ def checkpoint_writer(settings: Settings, database: Database, clock: Clock,
 
 
 def load_ca_set(database: Transactions[CaUnitOfWork], passphrase: bytes) -> CaSet:
-    """Decrypt the CA keys for this process."""
+    """Decrypt the CA keys for this process (or open them in their PKCS#11 tokens)."""
     with database.reading() as uow:
         stored = {role: uow.cas.active(role) for role in CaRole}
     missing = [str(r) for r in (CaRole.ROOT, CaRole.ISSUING, CaRole.OCSP_RESPONDER)
@@ -225,7 +227,10 @@ def load_ca_set(database: Transactions[CaUnitOfWork], passphrase: bytes) -> CaSe
         item = stored[role]
         assert item is not None
         cert = x509.load_pem_x509_certificate(item.certificate_pem.encode())
-        # the one line a signer elsewhere (an HSM) changes: its SigningCa instead
+        if item.key_uri is not None:  # held in a PKCS#11 token: opened, checked, kept open
+            signer = open_signer(parse_pkcs11_uri(item.key_uri), pkcs11_config(),
+                                 expected=cert.public_key())
+            return item.id, HeldCa(cert, signer)
         return item.id, CaMaterial(cert, load_private_key(item.encrypted_key_pem.encode(),
                                                           passphrase))
 
