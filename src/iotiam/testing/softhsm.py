@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from iotiam.config import DEFAULT_PKCS11_MODULE
-from iotiam.testing.environment import require, require_binary
+from iotiam.testing.environment import require
 
 
 @dataclass(frozen=True)
@@ -26,13 +27,28 @@ class SoftHsmToken:
                 "IOTIAM_PKCS11_MODULE": self.module}
 
 
+def softhsm_missing() -> str | None:
+    """Why no SoftHSM2 token can be made here, or ``None`` if one can."""
+    if shutil.which("softhsm2-util") is None:
+        return "the 'softhsm2-util' binary is not installed (Debian package softhsm2)"
+    if not Path(DEFAULT_PKCS11_MODULE).is_file():
+        return f"the SoftHSM2 module {DEFAULT_PKCS11_MODULE} is not installed"
+    return None
+
+
 def create_token(directory: Path, label: str = "iotiam", pin: str = "4711-test",
                  so_pin: str = "so-4711-test") -> SoftHsmToken:
-    """Initialise a token in a store under ``directory`` (skips, or fails under
-    IOTIAM_REQUIRE_INTEGRATION, without SoftHSM2)."""
-    util = require_binary("softhsm2-util")
-    require(Path(DEFAULT_PKCS11_MODULE).is_file(),
-            f"the SoftHSM2 module {DEFAULT_PKCS11_MODULE} is not installed")
+    """:func:`init_token` for a test: skips (or fails, under IOTIAM_REQUIRE_INTEGRATION)
+    without SoftHSM2."""
+    missing = softhsm_missing()
+    require(missing is None, missing or "")
+    return init_token(directory, label, pin, so_pin)
+
+
+def init_token(directory: Path, label: str = "iotiam", pin: str = "4711-test",
+               so_pin: str = "so-4711-test") -> SoftHsmToken:
+    """Initialise a token in a store of its own under ``directory``."""
+    util = shutil.which("softhsm2-util") or "softhsm2-util"
     store = directory / "softhsm-tokens"
     store.mkdir(parents=True, exist_ok=True)
     conf = directory / "softhsm2.conf"
