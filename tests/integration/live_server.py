@@ -280,7 +280,8 @@ def _base_env(data_dir: Path, database_url: str | None) -> dict[str, str]:
 def launch(backend: str, base: Path, database_url: str | None,
            extra_env: dict[str, str] | None = None, *, broker: bool = False,
            external_broker: tuple[int, int, int] | None = None,
-           follower: bool = False, init_args: tuple[str, ...] = ()) -> Server:
+           follower: bool = False, init_args: tuple[str, ...] = (),
+           serve_args: tuple[str, ...] = ()) -> Server:
     """``init`` a data directory and start ``serve``, picking new ports if one was taken.
 
     ``extra_env`` sets ``IOTIAM_*`` knobs for this server (the developer's own are dropped);
@@ -298,7 +299,7 @@ def launch(backend: str, base: Path, database_url: str | None,
                         broker_ports=external_broker or ((ports[2], ports[3], ports[4])
                                                          if broker else None),
                         broker_mode="external" if external_broker else "managed",
-                        follower=follower, init_args=init_args)
+                        follower=follower, init_args=init_args, serve_args=serve_args)
         server.init()
         try:
             server.start()

@@ -3,6 +3,7 @@ publishes CRLs and answers OCSP with keys that never leave the token (docs/hsm.m
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import secrets
@@ -10,10 +11,13 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
 
+from iotiam.testing import make_csr
 from iotiam.testing.softhsm import SoftHsmToken, create_token
 
 from .live_server import Server, launch, venv_tool
@@ -35,7 +39,9 @@ def token(tmp_path_factory: pytest.TempPathFactory) -> SoftHsmToken:
 def hsm_server(tmp_path_factory: pytest.TempPathFactory, token: SoftHsmToken
                ) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("iotiam-hsm")
-    server = launch("sqlite", base, None, token.environment(), init_args=("--ca-key", CA_KEY))
+    # two serving processes: each opens its own session on the token after the fork
+    server = launch("sqlite", base, None, token.environment(), init_args=("--ca-key", CA_KEY),
+                    serve_args=("--workers", "2"))
     try:
         yield server
     finally:
@@ -103,6 +109,25 @@ def test_issue_ok_chain_verifies(hsm_server, openssl):
     result = verify(openssl, hsm_server, cred.leaf)
     assert result.returncode == 0, result
     assert result.stdout.strip() == f"{cred.leaf}: OK"
+
+
+def test_est_enroll_ok_signed_in_token(hsm_server):
+    """RFC 7030 §4.2.1 simpleenroll with a claim token: the leaf is signed by the token."""
+    device = _device_id("hsm-est")
+    hsm_server.register(device)
+    token = hsm_server.cli("claim", "create", "--device", device, "--ttl", "10m"
+                           ).out.strip().splitlines()[-1]
+    with httpx.Client(base_url=hsm_server.api_url, verify=hsm_server.tls_context(),
+                      timeout=30) as client:
+        answer = client.post("/.well-known/est/simpleenroll",
+                             content=base64.b64encode(make_csr(device, pem=False)),
+                             headers={"Content-Type": "application/pkcs10"},
+                             auth=(device, token))
+    assert answer.status_code == 200, answer.text
+    (leaf,) = pkcs7.load_der_pkcs7_certificates(base64.b64decode(answer.content))
+    issuing = x509.load_pem_x509_certificate(hsm_server.issuing_pem.read_bytes())
+    leaf.verify_directly_issued_by(issuing)
+    assert leaf.subject.rfc4514_string().startswith(f"CN={device}")
 
 
 def test_crl_ok_signed_in_token_then_lists_revoked(hsm_server, openssl, curl):
