@@ -54,7 +54,8 @@ from iotiam.fast.batching import ThreadCombiner
 from iotiam.fast.leaf_encoding import DirectLeafSigner
 from iotiam.fast.signature_helper import HelperProofChecks
 from iotiam.fast.token_reads import ReadAhead
-from iotiam.hsm.pkcs11_signer import open_signer
+from iotiam.hsm.pkcs11_signer import Pkcs11Signer, open_signer
+from iotiam.hsm.token_keys import Pkcs11KeyVault
 from iotiam.hsm.uri import parse_pkcs11_uri
 from iotiam.inventory.ports import AllCredentials
 from iotiam.inventory.service import Inventory
@@ -449,10 +450,14 @@ def authorization_server(
     audit: AuditTrail, pki: Pki, decisions: DecisionPoint, passphrase: bytes, *,
     reads_ahead: ReadsAhead = ReadAhead, sightings: SightingSink = NO_SIGHTINGS,
 ) -> AuthorizationServer:
-    """Wire the OAuth2 authorization server (signing keys encrypted like the CA keys;
-    a batch's rows read ahead, ``fast.token_reads``, unless told otherwise; clients it
-    does not know reported to ``sightings``)."""
-    keys = SigningKeys(database, clock, audit, passphrase, config)
+    """Wire the OAuth2 authorization server (signing keys encrypted like the CA keys, or
+    made in the issuing CA's PKCS#11 token if that holds its key; a batch's rows read
+    ahead, ``fast.token_reads``, unless told otherwise; clients it does not know
+    reported to ``sightings``)."""
+    issuing_signer = pki.cas.issuing.signer
+    vault = (Pkcs11KeyVault(issuing_signer.uri, pkcs11_config())
+             if isinstance(issuing_signer, Pkcs11Signer) else None)
+    keys = SigningKeys(database, clock, audit, passphrase, config, vault)
     scopes = ScopeGrant(decisions, clock)
     return AuthorizationServer(
         database, clock, audit, config, keys=keys,

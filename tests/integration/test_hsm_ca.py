@@ -16,12 +16,16 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
+from joserfc import jwt
+from joserfc.jwk import ECKey
 
 from iotiam.testing import make_csr
 from iotiam.testing.softhsm import SoftHsmToken, create_token
 
 from .live_server import Server, launch, venv_tool
 from .relying_party import crl_serials, crl_url, enroll, fetch_crl, ocsp, ocsp_status, verify
+from .test_oauth import enroll as oauth_enroll
+from .test_oauth import introspect_cli, mtls_token
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +105,7 @@ def test_no_private_key_of_the_token_in_data_dir(hsm_server, token, tmp_path):
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
             assert spki not in on_token, f"a token key is in {path}"
     assert found >= 1  # the server's own TLS key is there: the scan did read keys
-    assert len(on_token) == 3
+    assert len(on_token) >= 3  # the CA keys (and access-token keys, once made)
 
 
 def test_issue_ok_chain_verifies(hsm_server, openssl):
@@ -149,6 +153,27 @@ def test_ocsp_ok_good_then_revoked(hsm_server, openssl):
     hsm_server.cli("cert", "revoke", cred.serial, "--reason", "keyCompromise")
     assert ocsp_status(ocsp(openssl, hsm_server, cred.leaf, "-no_nonce"),
                        cred.leaf) == "revoked"
+
+
+def test_access_token_ok_signed_by_key_in_token(hsm_server, token, tmp_path):
+    """The access-token signing key is made in the issuing CA's token too: the database
+    names it by URI, the JWKS publishes it, and a token it signs verifies there."""
+    device = oauth_enroll(hsm_server, _device_id("hsm-oauth"))
+    answer = mtls_token(hsm_server, device)
+    assert answer.status_code == 200, answer.text
+    access_token = answer.json()["access_token"]
+    (key_field,) = [row[0] for row in hsm_server.sql(
+        "SELECT encrypted_key_pem FROM oauth_signing_keys WHERE retired_at IS NULL")]
+    assert key_field.startswith("pkcs11:token=iotiam;object=oauth-signing-")
+    jwks = httpx.get(f"{hsm_server.api_url}/oauth2/jwks", verify=hsm_server.tls_context())
+    keys = [ECKey.import_key(k) for k in jwks.json()["keys"]]
+    (published,) = keys
+    assert published.public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) in _token_public_keys(token, tmp_path)
+    claims = jwt.decode(access_token, published, algorithms=["ES256"]).claims
+    assert claims["client_id"] == device.device_id
+    assert introspect_cli(hsm_server, access_token)["active"] is True
 
 
 def test_serve_fail_wrong_pin_is_one_line(hsm_server, token):
