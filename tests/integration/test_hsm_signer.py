@@ -111,3 +111,30 @@ def test_open_signer_fail_no_pin(token):
 def test_open_signer_fail_no_module(token, tmp_path):
     with pytest.raises(SetupError, match="no PKCS#11 module at"):
         open_signer(URI, Pkcs11Config(module_path=str(tmp_path / "nope.so"), pin="1"))
+
+
+def test_sign_ok_after_module_dropped_the_session(token):
+    signer = open_signer(URI, _config(token), create=True)
+    # as if the module had restarted: the session this process held is gone
+    signer._token._session.close()
+    signature = signer.sign_bytes(b"tbs")
+    signer.public_key().verify(signature, b"tbs", ec.ECDSA(hashes.SHA256()))
+
+
+def test_open_signer_fail_private_key_of_another_pair(token):
+    """Public 'issuing-ca' from one pair, the private 'issuing-ca' from another: refused
+    at start, not found out by relying parties."""
+    from pkcs11 import Attribute, ObjectClass
+
+    first = open_signer(URI, _config(token), create=True)
+    open_signer(URI.for_object("other"), _config(token), create=True)
+    session = first._token._session
+    (mine,) = session.get_objects({Attribute.LABEL: "issuing-ca",
+                                   Attribute.CLASS: ObjectClass.PRIVATE_KEY})
+    (theirs,) = session.get_objects({Attribute.LABEL: "other",
+                                     Attribute.CLASS: ObjectClass.PRIVATE_KEY})
+    mine.destroy()
+    theirs[Attribute.LABEL] = "issuing-ca"
+    close_sessions()
+    with pytest.raises(SetupError, match="does not match its public key"):
+        open_signer(URI, _config(token))

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pkcs11
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_der_public_key
@@ -35,7 +37,8 @@ from iotiam.pki.keys import PublicKey
 class Pkcs11Signer(ExternalKeySigner):
     """A :class:`~iotiam.pki.signer.Signer` whose EC P-256 key is on a PKCS#11 token."""
 
-    def __init__(self, token: Pkcs11Token, uri: Pkcs11Uri, public_key: PublicKey) -> None:
+    def __init__(self, token: Pkcs11Token, uri: Pkcs11Uri,
+                 public_key: ec.EllipticCurvePublicKey) -> None:
         super().__init__()
         self._token = token
         self._uri = uri
@@ -60,6 +63,11 @@ class Pkcs11Signer(ExternalKeySigner):
                                     int.from_bytes(raw[half:], "big"))
 
 
+#: what says the session is gone rather than the signature refused
+_LOST_SESSION = (p11.SessionHandleInvalid, p11.SessionClosed, p11.DeviceRemoved,
+                 p11.TokenNotPresent, p11.UserNotLoggedIn)
+
+
 class Pkcs11Token:
     """One logged-in session on one token for this process, with the keys found on it."""
 
@@ -82,16 +90,29 @@ class Pkcs11Token:
     def sign(self, uri: Pkcs11Uri, digest: bytes) -> bytes:
         """Raw ECDSA (r || s) over ``digest`` with the private key ``uri`` names."""
         with self._usable():
-            key = self._keys.get((uri.object, uri.id))
-            if key is None:
-                key = self._keys[(uri.object, uri.id)] = self._private_key(uri)
             try:
-                return bytes(key.sign(digest, mechanism=Mechanism.ECDSA))
+                return self._sign(uri, digest)
+            except _LOST_SESSION:
+                # the module dropped the session (restarted, re-plugged): log in once more
+                self._open()
+                try:
+                    return self._sign(uri, digest)
+                except p11.PKCS11Error as e:
+                    raise self._refused(uri, e) from e
             except p11.PKCS11Error as e:
-                raise SetupError(f"the PKCS#11 token {self.name} refused to sign with "
-                                 f"{uri}: {type(e).__name__}") from e
+                raise self._refused(uri, e) from e
 
-    def public_key(self, uri: Pkcs11Uri, *, create: bool) -> PublicKey:
+    def _sign(self, uri: Pkcs11Uri, digest: bytes) -> bytes:
+        key = self._keys.get((uri.object, uri.id))
+        if key is None:
+            key = self._keys[(uri.object, uri.id)] = self._private_key(uri)
+        return bytes(key.sign(digest, mechanism=Mechanism.ECDSA))
+
+    def _refused(self, uri: Pkcs11Uri, error: p11.PKCS11Error) -> SetupError:
+        return SetupError(f"the PKCS#11 token {self.name} refused to sign with {uri}: "
+                          f"{type(error).__name__}")
+
+    def public_key(self, uri: Pkcs11Uri, *, create: bool) -> ec.EllipticCurvePublicKey:
         """The public key of the key pair ``uri`` names; generated in the token (EC P-256,
         private part sensitive and never extractable) if absent and ``create``."""
         with self._usable():
@@ -181,7 +202,15 @@ def open_signer(uri: Pkcs11Uri, config: Pkcs11Config, *, create: bool = False,
     if expected is not None and public_key != expected:
         raise SetupError(f"the key {_named(uri)} on the PKCS#11 token {token.name} is not "
                          "the one its CA certificate names")
-    return Pkcs11Signer(token, uri, public_key)
+    signer = Pkcs11Signer(token, uri, public_key)
+    # one signature at start proves the private object is the public one's other half
+    probe = b"iotiam: the key in the token signs"
+    try:
+        public_key.verify(signer.sign_bytes(probe), probe, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature as e:
+        raise SetupError(f"the private key {_named(uri)} on the PKCS#11 token {token.name} "
+                         "does not match its public key") from e
+    return signer
 
 
 def check_token(uri: Pkcs11Uri, config: Pkcs11Config) -> None:
