@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 
 from cryptography import x509
@@ -26,6 +27,7 @@ from benchmarks.harness import (
     device_csrs,
     device_ids,
     run_bounded_async,
+    scratch_dir,
     server_ms_per_request,
 )
 from benchmarks.loadgen import KeepAlivePool, encode_request
@@ -36,6 +38,7 @@ from benchmarks.server import (
     issue_via_api,
     running_server,
 )
+from iotiam.testing.softhsm import init_token, softhsm_missing
 
 NAME = "api-issuance"
 TITLE = "POST /v1/certificates over HTTPS against a real `iotiam serve`"
@@ -115,6 +118,34 @@ def fresh_csrs(ids: list[str], count: int) -> tuple[list[str], list[str]]:
     return devices, [c.decode() for c in device_csrs(devices, pem=True)]
 
 
+def hsm_rows(config: RunConfig, builtin: float) -> list[Result]:
+    """The same lean load on a server whose CA keys are in a SoftHSM2 token (docs/hsm.md),
+    beside ``builtin`` (server ms/cert with the keys in the process)."""
+    name = "issuance via API, HSM signer (SoftHSM2), server CPU"
+    missing = softhsm_missing()
+    if missing is not None:
+        return [Result(name=name, value=math.nan, unit="ms/cert", notes=f"skipped: {missing}")]
+    ids = device_ids(config.size(300, 60))
+    count = config.size(3_000, 300)
+    with scratch_dir("softhsm") as store:
+        token = init_token(store)
+        with running_server(config, f"{NAME}-hsm", workers=WORKERS,
+                            init_args=("--ca-key", "pkcs11:token=iotiam;object=issuing-ca"),
+                            extra_env=token.environment()) as server:
+            import_devices(server, ids)
+            cpu = CpuMeter(server.pid)
+            measured = asyncio.run(drive_lean(
+                server, *fresh_csrs(ids, count + CONNECTIONS + 1), count=count,
+                seconds=config.seconds(8.0, 2.0), cpu=cpu))
+    ms = server_ms_per_request(cpu, measured)
+    return [Result(
+        name=name, value=ms, unit="ms/cert",
+        notes=f"built-in signer {builtin:.2f} ms/cert above; {measured.rate:.0f} certs/s, "
+              f"p99 {measured.percentile_ms(99):.1f} ms; {measured.describe()}; SoftHSM2 "
+              "signs in the serving process, so its CPU is counted (a network HSM's is not, "
+              "its round trip is)")]
+
+
 def run(config: RunConfig) -> list[Result]:
     """Start a server, register devices, drive issuance with both clients."""
     ids = device_ids(config.size(1_000, 100))
@@ -131,11 +162,12 @@ def run(config: RunConfig) -> list[Result]:
     setup = (f"{CONNECTIONS} keep-alive TLS connections, {len(ids):,} devices, "
              f"serve --workers {WORKERS}")
     floor = floor_ms_per_certificate()
+    builtin_ms = server_ms_per_request(lean_cpu, lean)
     return [
         Result(name="issuance via API (HTTPS)", value=lean.rate, unit="certs/s",
                target=TARGET,
                notes=f"{lean.describe()}; {setup}; {lean_cpu.describe(lean)}"),
-        Result(name="issuance via API, server CPU", value=server_ms_per_request(lean_cpu, lean),
+        Result(name="issuance via API, server CPU", value=builtin_ms,
                unit="ms/cert", target=CPU_TARGET,
                notes=f"every serving process; crypto floor {floor:.2f} ms/cert (CSR parse + "
                      "check + sign alone, this process); step-ca 0.19: 1.2, cfssl: 0.56"),
@@ -147,4 +179,5 @@ def run(config: RunConfig) -> list[Result]:
                notes=f"{with_httpx.describe()}; p50 {with_httpx.percentile_ms(50):.1f} ms, "
                      f"p99 {with_httpx.percentile_ms(99):.1f} ms; "
                      f"{httpx_cpu.describe(with_httpx)}"),
+        *hsm_rows(config, builtin_ms),
     ]

@@ -8,7 +8,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,12 +75,16 @@ def _log_tail(path: Path) -> str:
 @contextmanager
 def running_server(config: RunConfig, label: str, *, workers: int = 1,
                    broker_ports: tuple[int, int, int] | None = None,
-                   replica_of: RunningServer | None = None) -> Iterator[RunningServer]:
+                   replica_of: RunningServer | None = None,
+                   init_args: Sequence[str] = (),
+                   extra_env: Mapping[str, str] | None = None) -> Iterator[RunningServer]:
     """Init a data directory on free ports, start ``iotiam serve``, stop it afterwards.
 
     The managed broker runs only when ``broker_ports`` (mTLS, PSK, admin) are given.
     ``replica_of``: a second replica of that server's installation — its database and
-    its secrets, as another host gets them (docs/deployment.md).
+    its secrets, as another host gets them (docs/deployment.md). ``init_args`` and
+    ``extra_env`` go to ``init`` and ``serve`` (e.g. ``--ca-key`` and a SoftHSM2 token's
+    environment: docs/hsm.md).
     """
     broker_options = ["--no-broker"] if broker_ports is None else [
         "--broker-port", str(broker_ports[0]), "--broker-psk-port", str(broker_ports[1]),
@@ -89,14 +93,14 @@ def running_server(config: RunConfig, label: str, *, workers: int = 1,
         data_dir = root / "data"
         if replica_of is not None:
             join_replica(replica_of.data_dir, data_dir)
-        env = clean_environment()
+        env = {**clean_environment(), **(extra_env or {})}
         if database_url:
             env["IOTIAM_DATABASE_URL"] = database_url
         port, http_port = free_ports(2)
         cli = [*iotiam_command(), "--data-dir", str(data_dir)]
         init = subprocess.run(
             [*cli, "init", "--host", "127.0.0.1", "--port", str(port),
-             "--http-port", str(http_port), *broker_options],
+             "--http-port", str(http_port), *broker_options, *init_args],
             env=env, capture_output=True, text=True, timeout=120, check=False,
         )
         if init.returncode != 0:

@@ -37,7 +37,7 @@ from iotiam.changes import (
 )
 from iotiam.clock import Clock, SystemClock
 from iotiam.compliance.service import ComplianceReports
-from iotiam.config import Settings, ca_passphrase
+from iotiam.config import Settings, ca_passphrase, pkcs11_config
 from iotiam.credentials.sealing import SecretSealer
 from iotiam.credentials.service import Psks
 from iotiam.detection.ingest import EventIngest
@@ -56,12 +56,15 @@ from iotiam.fast.batching import ThreadCombiner
 from iotiam.fast.leaf_encoding import DirectLeafSigner
 from iotiam.fast.signature_helper import HelperProofChecks
 from iotiam.fast.token_reads import ReadAhead
+from iotiam.hsm.pkcs11_signer import Pkcs11Signer, open_signer
+from iotiam.hsm.token_keys import Pkcs11KeyVault
+from iotiam.hsm.uri import parse_pkcs11_uri
 from iotiam.inventory.ports import AllCredentials
 from iotiam.inventory.service import Inventory
 from iotiam.kernel import Transactions
 from iotiam.local_keys import audit_head_key, data_key
 from iotiam.metrics import Metrics
-from iotiam.pki.authority import CaMaterial
+from iotiam.pki.authority import CaMaterial, HeldCa
 from iotiam.pki.keys import load_private_key
 from iotiam.pki.models import CaRole
 from iotiam.pki.ports import CaUnitOfWork, SerialSource
@@ -224,7 +227,7 @@ def checkpoint_writer(settings: Settings, database: Database, clock: Clock,
 
 
 def load_ca_set(database: Transactions[CaUnitOfWork], passphrase: bytes) -> CaSet:
-    """Decrypt the CA keys for this process."""
+    """Decrypt the CA keys for this process (or open them in their PKCS#11 tokens)."""
     with database.reading() as uow:
         stored = {role: uow.cas.active(role) for role in CaRole}
     missing = [str(r) for r in (CaRole.ROOT, CaRole.ISSUING, CaRole.OCSP_RESPONDER)
@@ -236,7 +239,10 @@ def load_ca_set(database: Transactions[CaUnitOfWork], passphrase: bytes) -> CaSe
         item = stored[role]
         assert item is not None
         cert = x509.load_pem_x509_certificate(item.certificate_pem.encode())
-        # the one line a signer elsewhere (an HSM) changes: its SigningCa instead
+        if item.key_uri is not None:  # held in a PKCS#11 token: opened, checked, kept open
+            signer = open_signer(parse_pkcs11_uri(item.key_uri), pkcs11_config(),
+                                 expected=cert.public_key())
+            return item.id, HeldCa(cert, signer)
         return item.id, CaMaterial(cert, load_private_key(item.encrypted_key_pem.encode(),
                                                           passphrase))
 
@@ -455,10 +461,14 @@ def authorization_server(
     audit: AuditTrail, pki: Pki, decisions: DecisionPoint, passphrase: bytes, *,
     reads_ahead: ReadsAhead = ReadAhead, sightings: SightingSink = NO_SIGHTINGS,
 ) -> AuthorizationServer:
-    """Wire the OAuth2 authorization server (signing keys encrypted like the CA keys;
-    a batch's rows read ahead, ``fast.token_reads``, unless told otherwise; clients it
-    does not know reported to ``sightings``)."""
-    keys = SigningKeys(database, clock, audit, passphrase, config)
+    """Wire the OAuth2 authorization server (signing keys encrypted like the CA keys, or
+    made in the issuing CA's PKCS#11 token if that holds its key; a batch's rows read
+    ahead, ``fast.token_reads``, unless told otherwise; clients it does not know
+    reported to ``sightings``)."""
+    issuing_signer = pki.cas.issuing.signer
+    vault = (Pkcs11KeyVault(issuing_signer.uri, pkcs11_config())
+             if isinstance(issuing_signer, Pkcs11Signer) else None)
+    keys = SigningKeys(database, clock, audit, passphrase, config, vault)
     scopes = ScopeGrant(decisions, clock)
     return AuthorizationServer(
         database, clock, audit, config, keys=keys,

@@ -459,6 +459,29 @@ def ca_passphrase(settings: Settings, *, create: bool) -> bytes:
     return value.encode()
 
 
+#: Debian's SoftHSM2 module (package ``softhsm2``), the default PKCS#11 module
+DEFAULT_PKCS11_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+@dataclass(frozen=True)
+class Pkcs11Config:
+    """Where CA keys in a hardware module are reached (docs/hsm.md)."""
+
+    #: the PKCS#11 module (IOTIAM_PKCS11_MODULE; a URI's module-path wins)
+    module_path: str = DEFAULT_PKCS11_MODULE
+    #: the user PIN (IOTIAM_PKCS11_PIN, else IOTIAM_PKCS11_PIN_FILE; a URI's
+    #: pin-source wins); read only when a key in a module is opened
+    pin: str | None = field(default=None, repr=False)
+
+
+def pkcs11_config() -> Pkcs11Config:
+    """The PKCS#11 module and PIN from the environment (IOTIAM_PKCS11_PIN, else the file
+    IOTIAM_PKCS11_PIN_FILE names: ``env_or_file``)."""
+    pin = env_or_file(os.environ, "IOTIAM_PKCS11_PIN")
+    module = os.environ.get("IOTIAM_PKCS11_MODULE") or DEFAULT_PKCS11_MODULE
+    return Pkcs11Config(module_path=module, pin=pin)
+
+
 def write_private_file(path: Path, content: str | bytes) -> None:
     """Write a file only its owner can read, atomically (temp file + rename)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -23,18 +23,31 @@ from iotiam.audit.ports import Auditor, AuditUnitOfWork
 from iotiam.audit.service import AuditTrail
 from iotiam.bootstrap import checkpoint_writer, load_ca_set, open_database
 from iotiam.clock import Clock, SystemClock
-from iotiam.config import PROFILE_FILE, Settings, ca_passphrase, save_settings, write_private_file
-from iotiam.errors import NotFound, Unauthenticated
+from iotiam.config import (
+    PROFILE_FILE,
+    Settings,
+    ca_passphrase,
+    pkcs11_config,
+    save_settings,
+    write_private_file,
+)
+from iotiam.errors import NotFound, SetupError, Unauthenticated
+from iotiam.hsm.pkcs11_signer import Pkcs11Signer, check_token, open_signer
+from iotiam.hsm.uri import CaKeyUris
 from iotiam.inventory.models import Criticality, DeviceClass, DeviceType, OrgUnit, OrgUnitKind
 from iotiam.inventory.ports import DeviceTypeStore, OrgUnitStore
 from iotiam.kernel import ROOT_ORG_ID, ROOT_PATH, SYSTEM, Principal, Role
 from iotiam.local_keys import audit_head_key, data_key
 from iotiam.pki.authority import (
     CaMaterial,
+    HeldCa,
     create_issuing_ca,
     create_ocsp_responder,
     create_root_ca,
     create_server_tls_certificate,
+    issuing_certificate,
+    responder_certificate,
+    root_certificate,
 )
 from iotiam.pki.keys import encrypt_private_key, load_private_key
 from iotiam.pki.models import CaRole, KeyAlgorithm
@@ -83,9 +96,16 @@ def initialize(
     key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256,
     organization: str = "iotiam",
     clock: Clock | None = None,
+    ca_keys: CaKeyUris | None = None,
 ) -> InitResult:
-    """Create or complete an installation. Running it again never destroys keys."""
+    """Create or complete an installation. Running it again never destroys keys.
+
+    ``ca_keys``: the CA keys are made in (or taken from) PKCS#11 tokens (docs/hsm.md).
+    """
     clock = clock or SystemClock()
+    if ca_keys is not None:  # a wrong PIN or token stops init before it writes anything
+        for uri in (ca_keys.root, ca_keys.issuing, ca_keys.responder):
+            check_token(uri, pkcs11_config())
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     save_settings(settings)
     passphrase = ca_passphrase(settings, create=True)
@@ -97,7 +117,7 @@ def initialize(
         with database() as uow:
             seed_inventory(uow, clock)
             created_ca = ensure_cas(uow, audit, key_algorithm, organization,
-                                     passphrase, clock)
+                                     passphrase, clock, ca_keys)
         _write_tls_files(database, settings, passphrase, clock, key_algorithm)
         ensure_default_policy(PolicyAdministration(database, clock, audit))
         created_token = _ensure_profile(database, audit, settings, clock)
@@ -151,11 +171,31 @@ def seed_inventory(uow: SeedUnitOfWork, clock: Clock) -> None:
 
 def ensure_cas(
     uow: SeedUnitOfWork, audit: Auditor, alg: KeyAlgorithm, organization: str,
-    passphrase: bytes, clock: Clock,
+    passphrase: bytes, clock: Clock, held: CaKeyUris | None = None,
 ) -> bool:
-    """Create and store the root, issuing and OCSP responder CAs unless there are some."""
+    """Create and store the root, issuing and OCSP responder CAs unless there are some
+    (their keys made in a PKCS#11 token where ``held`` says, else here, encrypted)."""
     if uow.cas.active(CaRole.ISSUING) is not None:
         return False
+    if held is not None and alg is not KeyAlgorithm.EC_P256:
+        raise SetupError("CA keys in a PKCS#11 token are EC P-256 (--key-algorithm ec-p256)")
+    cas = (_cas_in_token(held, organization, clock) if held is not None
+           else _cas_here(alg, organization, clock))
+    for role, material in cas:
+        key_uri = _held_uri(material)
+        _store_material(uow, role, material, passphrase, clock)
+        details = {"algorithm": str(alg),
+                   "subject": material.certificate.subject.rfc4514_string()}
+        if key_uri is not None:
+            details["key"] = key_uri
+        audit.append(uow, AuditDraft(tag=AuditTag.CA_CREATED, actor=SYSTEM.name,
+                                     org_path=ROOT_PATH, subject=f"ca:{role}",
+                                     details=details))
+    return True
+
+
+def _cas_here(alg: KeyAlgorithm, organization: str,
+              clock: Clock) -> list[tuple[CaRole, CaMaterial | HeldCa]]:
     now = clock.now()
     root = create_root_ca(alg=alg, common_name=f"{organization} Root CA",
                           organization=organization, now=now,
@@ -166,15 +206,28 @@ def ensure_cas(
     responder = create_ocsp_responder(issuer=issuing, alg=alg,
                                       common_name=f"{organization} OCSP Responder 1", now=now,
                                       serial=x509.random_serial_number())
-    for role, material in ((CaRole.ROOT, root), (CaRole.ISSUING, issuing),
-                           (CaRole.OCSP_RESPONDER, responder)):
-        _store_material(uow, role, material, passphrase, clock)
-        audit.append(uow, AuditDraft(tag=AuditTag.CA_CREATED, actor=SYSTEM.name,
-                                     org_path=ROOT_PATH, subject=f"ca:{role}",
-                                     details={"algorithm": str(alg),
-                                              "subject": material.certificate.subject
-                                              .rfc4514_string()}))
-    return True
+    return [(CaRole.ROOT, root), (CaRole.ISSUING, issuing), (CaRole.OCSP_RESPONDER, responder)]
+
+
+def _cas_in_token(uris: CaKeyUris, organization: str,
+                  clock: Clock) -> list[tuple[CaRole, CaMaterial | HeldCa]]:
+    """The three keys generated in (or found on) their tokens, each certificate signed
+    there by its issuer's key: nothing private passes through this process."""
+    now, config = clock.now(), pkcs11_config()
+    root_key = open_signer(uris.root, config, create=True)
+    root = HeldCa(root_certificate(root_key, common_name=f"{organization} Root CA",
+                                   organization=organization, now=now,
+                                   serial=x509.random_serial_number()), root_key)
+    issuing_key = open_signer(uris.issuing, config, create=True)
+    issuing = HeldCa(issuing_certificate(
+        issuing_key.public_key(), root=root, common_name=f"{organization} Issuing CA 1",
+        organization=organization, now=now, serial=x509.random_serial_number()), issuing_key)
+    responder_key = open_signer(uris.responder, config, create=True)
+    responder = HeldCa(responder_certificate(
+        responder_key.public_key(), issuer=issuing,
+        common_name=f"{organization} OCSP Responder 1", now=now,
+        serial=x509.random_serial_number()), responder_key)
+    return [(CaRole.ROOT, root), (CaRole.ISSUING, issuing), (CaRole.OCSP_RESPONDER, responder)]
 
 
 def ca_id(role: CaRole, certificate: x509.Certificate) -> str:
@@ -184,17 +237,30 @@ def ca_id(role: CaRole, certificate: x509.Certificate) -> str:
 
 
 def _store_material(
-    uow: SeedUnitOfWork, role: CaRole, material: CaMaterial, passphrase: bytes, clock: Clock
+    uow: SeedUnitOfWork, role: CaRole, material: CaMaterial | HeldCa, passphrase: bytes,
+    clock: Clock,
 ) -> str:
     identifier = ca_id(role, material.certificate)
+    # a token keeps its key; the database then only where to find it (no PIN)
+    key_field = _held_uri(material)
+    if key_field is None:
+        assert isinstance(material, CaMaterial)
+        key_field = encrypt_private_key(material.key, passphrase).decode()
     uow.cas.add(StoredCa(
         id=identifier,
         role=role,
         certificate_pem=material.certificate.public_bytes(serialization.Encoding.PEM).decode(),
-        encrypted_key_pem=encrypt_private_key(material.key, passphrase).decode(),
+        encrypted_key_pem=key_field,
         created_at=clock.now(),
     ))
     return identifier
+
+
+def _held_uri(material: CaMaterial | HeldCa) -> str | None:
+    if isinstance(material, HeldCa):
+        assert isinstance(material.signer, Pkcs11Signer)
+        return str(material.signer.uri)
+    return None
 
 
 def _write_tls_files(

@@ -59,6 +59,8 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     #: extra ``serve`` options, e.g. ``("--workers", "2")``
     serve_args: tuple[str, ...] = ()
+    #: extra ``init`` options, e.g. ``("--ca-key", "pkcs11:...")``
+    init_args: tuple[str, ...] = ()
     #: (mTLS, PSK, admin) ports of a managed Mosquitto; None: the data plane is off
     broker_ports: tuple[int, int, int] | None = None
     #: "managed" (serve runs Mosquitto) or "external" (serve drives one at the admin port)
@@ -167,7 +169,7 @@ class Server:
         """``iotiam --data-dir D init --port P --http-port Q``."""
         return self.cli("--data-dir", self.data_dir, "init", "--port", str(self.port),
                         "--http-port", str(self.http_port), *self.broker_options(),
-                        check=check)
+                        *self.init_args, check=check)
 
     def broker_options(self) -> list[str]:
         """``init`` options for the data plane: off unless broker ports were chosen."""
@@ -278,7 +280,8 @@ def _base_env(data_dir: Path, database_url: str | None) -> dict[str, str]:
 def launch(backend: str, base: Path, database_url: str | None,
            extra_env: dict[str, str] | None = None, *, broker: bool = False,
            external_broker: tuple[int, int, int] | None = None,
-           follower: bool = False) -> Server:
+           follower: bool = False, init_args: tuple[str, ...] = (),
+           serve_args: tuple[str, ...] = ()) -> Server:
     """``init`` a data directory and start ``serve``, picking new ports if one was taken.
 
     ``extra_env`` sets ``IOTIAM_*`` knobs for this server (the developer's own are dropped);
@@ -296,7 +299,7 @@ def launch(backend: str, base: Path, database_url: str | None,
                         broker_ports=external_broker or ((ports[2], ports[3], ports[4])
                                                          if broker else None),
                         broker_mode="external" if external_broker else "managed",
-                        follower=follower)
+                        follower=follower, init_args=init_args, serve_args=serve_args)
         server.init()
         try:
             server.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,7 +20,12 @@ from iotiam.config import (
     check_log_format,
     load_settings,
 )
+from iotiam.hsm.uri import CaKeyUris
 from iotiam.pki.models import KeyAlgorithm
+
+if TYPE_CHECKING:
+    from iotiam.config import Settings
+    from iotiam.installation import InitResult
 
 
 def register(app: typer.Typer) -> None:
@@ -71,6 +76,11 @@ def init(
     learning_period: Annotated[str | None, typer.Option(
         help="How long a new device's baselines learn before it is judged by its own "
              "(e.g. 1h, 7d; at most 30d; default 1h).")] = None,
+    ca_key: Annotated[str | None, typer.Option(help=(
+        "Issuing CA key in a PKCS#11 token, e.g. 'pkcs11:token=iotiam;object=issuing-ca'; "
+        "root and OCSP keys go beside it (root-ca, ocsp-responder); docs/hsm.md."))] = None,
+    root_key: Annotated[str | None, typer.Option(help="Root CA key's PKCS#11 URI.")] = None,
+    ocsp_key: Annotated[str | None, typer.Option(help="OCSP key's PKCS#11 URI.")] = None,
 ) -> None:
     """Create the data directory, database, CAs, TLS certificate and a local admin profile."""
     from iotiam.installation import initialize
@@ -84,7 +94,21 @@ def init(
                                 events_url=events_url, learning_period=learning_period)
     # the settings check the ports together (all distinct) as they are made
     settings = load_settings(obj.data_dir).with_overrides(**changes)
-    result = initialize(settings, key_algorithm=key_algorithm, organization=organization)
+    result = initialize(settings, key_algorithm=key_algorithm, organization=organization,
+                        ca_keys=_ca_keys(ca_key, root_key, ocsp_key))
+    _print_init(settings, result)
+
+
+def _ca_keys(ca_key: str | None, root_key: str | None,
+             ocsp_key: str | None) -> CaKeyUris | None:
+    if ca_key is None:
+        if root_key or ocsp_key:
+            raise UsageError("--root-key and --ocsp-key go with --ca-key")
+        return None
+    return CaKeyUris.parse(ca_key, root=root_key, responder=ocsp_key)
+
+
+def _print_init(settings: Settings, result: InitResult) -> None:
     console.print(f"data directory  {settings.data_dir}")
     console.print(f"CA              {'created' if result.created_ca else 'kept (already there)'}")
     console.print(f"admin profile   {result.profile_path}"

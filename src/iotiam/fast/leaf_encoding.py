@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from iotiam.pki.authority import PublicUrls
 from iotiam.pki.csr import LeafIdentity
+from iotiam.pki.der import content, elements, tlv
 from iotiam.pki.keys import PublicKey
 from iotiam.pki.leaf_builder import Ext, LeafBuilder, key_kind
 from iotiam.pki.models import CertificateProfile
@@ -39,15 +40,6 @@ _GENERALIZED_TIME = 0x18
 _BOOLEAN_TRUE = b"\x01\x01\xff"
 # [0] EXPLICIT Version ::= v3
 _VERSION_3 = b"\xa0\x03\x02\x01\x02"
-
-
-def tlv(tag: int, content: bytes) -> bytes:
-    """One DER element: tag, definite length, content (X.690 §8.1)."""
-    size = len(content)
-    if size < 0x80:
-        return bytes((tag, size)) + content
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(length))) + length + content
 
 
 def integer(value: int) -> bytes:
@@ -69,33 +61,6 @@ def object_identifier(dotted: str) -> bytes:
     return tlv(_OID, bytes(body))
 
 
-def elements(der: bytes) -> list[bytes]:
-    """The elements (whole TLVs) inside one constructed DER element."""
-    content = _content(der)
-    found = []
-    offset = 0
-    while offset < len(content):
-        start = offset
-        offset, size = _header(content, offset)
-        offset += size
-        found.append(content[start:offset])
-    return found
-
-
-def _header(der: bytes, offset: int) -> tuple[int, int]:
-    """(offset of the content, content length) of the element at ``offset``."""
-    first = der[offset + 1]
-    if first < 0x80:
-        return offset + 2, first
-    count = first & 0x7F
-    return offset + 2 + count, int.from_bytes(der[offset + 2:offset + 2 + count], "big")
-
-
-def _content(der: bytes) -> bytes:
-    start, size = _header(der, 0)
-    return der[start:start + size]
-
-
 def key_identifier(spki_der: bytes) -> bytes:
     """RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING's value.
 
@@ -103,7 +68,7 @@ def key_identifier(spki_der: bytes) -> bytes:
     """
     _, bit_string = elements(spki_der)
     # the first content octet counts the unused bits (0 for every key type we take)
-    key_bits = _content(bit_string)[1:]
+    key_bits = content(bit_string)[1:]
     return hashlib.sha1(key_bits, usedforsecurity=False).digest()
 
 

@@ -17,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from iotiam.errors import InvalidInput
 from iotiam.pki.csr import IpAddress, LeafIdentity
-from iotiam.pki.keys import PrivateKey, generate_private_key
+from iotiam.pki.keys import PrivateKey, PublicKey, generate_private_key
 from iotiam.pki.leaf_builder import (
     LeafBuilder,
     authority_information_access,
@@ -51,6 +51,14 @@ class CaMaterial:
 
 
 @dataclass(frozen=True)
+class HeldCa:
+    """A certificate whose key is held elsewhere (a PKCS#11 token), with its signer."""
+
+    certificate: x509.Certificate
+    signer: Signer
+
+
+@dataclass(frozen=True)
 class PublicUrls:
     """Where relying parties fetch revocation data and the issuer's certificate."""
 
@@ -70,7 +78,22 @@ def create_root_ca(
 ) -> CaMaterial:
     """Create a self-signed root CA (a trust anchor; RFC 5280 §4.2.1.9 cA=TRUE)."""
     key = generate_private_key(alg)
-    public_key = key.public_key()
+    return CaMaterial(root_certificate(LocalKeySigner(key), common_name=common_name,
+                                       organization=organization, now=now, serial=serial,
+                                       lifetime=lifetime), key)
+
+
+def root_certificate(
+    signer: Signer,
+    *,
+    common_name: str,
+    organization: str,
+    now: datetime,
+    serial: int,
+    lifetime: timedelta = timedelta(days=365 * 20),
+) -> x509.Certificate:
+    """The self-signed root certificate of ``signer``'s key (wherever that is held)."""
+    public_key = signer.public_key()
     name = _ca_name(common_name, organization)
     ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
     extensions = [
@@ -82,7 +105,7 @@ def create_root_ca(
         _ext(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), False),
     ]
     builder = _builder(name, name, public_key, serial, now, now + lifetime, extensions)
-    return CaMaterial(LocalKeySigner(key).sign_certificate(builder), key)
+    return signer.sign_certificate(builder)
 
 
 def create_issuing_ca(
@@ -98,7 +121,23 @@ def create_issuing_ca(
 ) -> CaMaterial:
     """Create the online CA that signs leaves; pathLenConstraint 0 keeps it from minting CAs."""
     key = generate_private_key(alg)
-    public_key = key.public_key()
+    return CaMaterial(issuing_certificate(key.public_key(), root=root, common_name=common_name,
+                                          organization=organization, now=now, serial=serial,
+                                          lifetime=lifetime, root_urls=root_urls), key)
+
+
+def issuing_certificate(
+    public_key: PublicKey,
+    *,
+    root: SigningCa,
+    common_name: str,
+    organization: str,
+    now: datetime,
+    serial: int,
+    lifetime: timedelta = timedelta(days=365 * 5),
+    root_urls: PublicUrls | None = None,
+) -> x509.Certificate:
+    """The issuing CA's certificate for ``public_key`` (wherever its private half is)."""
     extensions = [
         # RFC 5280 §4.2.1.9: pathLenConstraint 0 — only end entities below this CA.
         _ext(x509.BasicConstraints(ca=True, path_length=0), True),
@@ -120,7 +159,7 @@ def create_issuing_ca(
         _capped(now + lifetime, root.certificate),
         extensions,
     )
-    return CaMaterial(root.signer.sign_certificate(builder), key)
+    return root.signer.sign_certificate(builder)
 
 
 def create_ocsp_responder(
@@ -134,7 +173,21 @@ def create_ocsp_responder(
 ) -> CaMaterial:
     """Create a delegated OCSP responder certificate for ``issuer`` (RFC 6960 §4.2.2.2)."""
     key = generate_private_key(alg)
-    public_key = key.public_key()
+    return CaMaterial(responder_certificate(key.public_key(), issuer=issuer,
+                                            common_name=common_name, now=now, serial=serial,
+                                            lifetime=lifetime), key)
+
+
+def responder_certificate(
+    public_key: PublicKey,
+    *,
+    issuer: SigningCa,
+    common_name: str,
+    now: datetime,
+    serial: int,
+    lifetime: timedelta = timedelta(days=365),
+) -> x509.Certificate:
+    """The delegated OCSP responder's certificate for ``public_key``."""
     extensions = [
         _ext(x509.BasicConstraints(ca=False, path_length=None), True),
         _ext(_signing_key_usage(), True),
@@ -155,7 +208,7 @@ def create_ocsp_responder(
         _capped(now + lifetime, issuer.certificate),
         extensions,
     )
-    return CaMaterial(issuer.signer.sign_certificate(builder), key)
+    return issuer.signer.sign_certificate(builder)
 
 
 def create_server_tls_certificate(

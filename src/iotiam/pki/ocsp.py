@@ -22,6 +22,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from iotiam.errors import InvalidInput, PayloadTooLarge, SetupError
+from iotiam.pki.der import content, element_at, tlv
 from iotiam.pki.models import RevocationReason
 from iotiam.pki.signer import Signer, SigningCa
 
@@ -102,7 +103,7 @@ class OcspResponder:
             raise ValueError("OCSP response validity must be positive")
         self._responder_cert = responder_cert
         # BasicOCSPResponse.certs  [0] EXPLICIT SEQUENCE OF Certificate (RFC 6960 §4.2.1)
-        self._certs_field = _der(0xA0, _der(0x30, responder_cert.public_bytes(_DER)))
+        self._certs_field = tlv(0xA0, tlv(0x30, responder_cert.public_bytes(_DER)))
         self._responder_not_after = responder_cert.not_valid_after_utc
         self._signer = signer
         self._validity = validity
@@ -310,9 +311,9 @@ def _subject_public_key_bits(cert: x509.Certificate) -> bytes:
     spki = cert.public_key().public_bytes(_DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     # SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier,
     #                                     subjectPublicKey BIT STRING }
-    _, body, _ = _der_element(spki, 0)
-    _, _, after_algorithm = _der_element(spki, body)
-    tag, bits, end = _der_element(spki, after_algorithm)
+    _, body, _ = element_at(spki, 0)
+    _, _, after_algorithm = element_at(spki, body)
+    tag, bits, end = element_at(spki, after_algorithm)
     if tag != _DER_BIT_STRING or spki[bits] != 0:
         raise SetupError("the issuing CA's public key is not a whole-octet BIT STRING")
     return spki[bits + 1 : end]
@@ -322,48 +323,36 @@ def _with_certs_field(response_der: bytes, certs_field: bytes) -> bytes:
     """Append ``certs_field`` to the BasicOCSPResponse inside an encoded OCSPResponse.
 
     RFC 6960 §4.2.1: ``certs`` follows the signature in BasicOCSPResponse and is not
-    covered by it, so appending it leaves the signature valid. The path walked is
-    OCSPResponse SEQUENCE → responseStatus, responseBytes [0] EXPLICIT SEQUENCE →
-    responseType, response OCTET STRING → BasicOCSPResponse SEQUENCE.
+    covered by it, so appending it leaves the signature valid.
+    """
+    return replace_basic_response(
+        response_der, lambda basic: tlv(0x30, content(basic) + certs_field))
+
+
+def replace_basic_response(response_der: bytes, change: Callable[[bytes], bytes]) -> bytes:
+    """The OCSPResponse with its BasicOCSPResponse (DER) passed through ``change``.
+
+    The path walked is OCSPResponse SEQUENCE → responseStatus, responseBytes [0]
+    EXPLICIT SEQUENCE → responseType, response OCTET STRING → BasicOCSPResponse.
     """
     der = response_der
-    _, outer, _ = _der_element(der, 0)
-    _, _, after_status = _der_element(der, outer)
-    _, explicit, _ = _der_element(der, after_status)
-    _, response_bytes, _ = _der_element(der, explicit)
-    _, _, after_type = _der_element(der, response_bytes)
-    tag, octets, _ = _der_element(der, after_type)
-    _, basic, basic_end = _der_element(der, octets)
+    _, outer, _ = element_at(der, 0)
+    _, _, after_status = element_at(der, outer)
+    _, explicit, _ = element_at(der, after_status)
+    _, response_bytes, _ = element_at(der, explicit)
+    _, _, after_type = element_at(der, response_bytes)
+    tag, octets, octets_end = element_at(der, after_type)
     if tag != _DER_OCTET_STRING:
         raise ValueError("not a successful OCSPResponse")
-    basic_der = _der(0x30, der[basic:basic_end] + certs_field)
-    response_bytes_der = _der(0x30, der[response_bytes:after_type] + _der(0x04, basic_der))
-    return _der(0x30, der[outer:after_status] + _der(0xA0, response_bytes_der))
-
-
-def _der(tag: int, content: bytes) -> bytes:
-    """One DER element: tag, definite length (X.690 §8.1.3), content."""
-    size = len(content)
-    if size < 0x80:
-        return bytes((tag, size)) + content
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(length))) + length + content
+    basic_der = change(der[octets:octets_end])
+    response_bytes_der = tlv(0x30, der[response_bytes:after_type] + tlv(0x04, basic_der))
+    return tlv(0x30, der[outer:after_status] + tlv(0xA0, response_bytes_der))
 
 
 _DER_BIT_STRING = 0x03
 _DER_OCTET_STRING = 0x04
 
 
-def _der_element(data: bytes, offset: int) -> tuple[int, int, int]:
-    """(tag, content start, content end) of the DER element at ``offset`` (X.690 §8.1)."""
-    tag = data[offset]
-    length = data[offset + 1]
-    start = offset + 2
-    if length & 0x80:
-        octets = length & 0x7F
-        length = int.from_bytes(data[start : start + octets], "big")
-        start += octets
-    return tag, start, start + length
 
 
 def _check_delegation(

@@ -44,13 +44,23 @@ class SignedCertificate:
 
 @dataclass(frozen=True)
 class StoredCa:
-    """A key pair iotiam holds, with its key encrypted at rest."""
+    """A key pair iotiam holds, with its key encrypted at rest.
+
+    For a key held in a hardware module ``encrypted_key_pem`` is the key's PKCS#11 URI
+    (RFC 7512, never with a PIN) instead: nothing of the key is stored (docs/hsm.md).
+    """
 
     id: str
     role: CaRole
     certificate_pem: str
     encrypted_key_pem: str
     created_at: datetime
+
+    @property
+    def key_uri(self) -> str | None:
+        """The PKCS#11 URI of a key held in a module, else ``None``."""
+        value = self.encrypted_key_pem
+        return value if value.startswith("pkcs11:") else None
 
 
 @dataclass(frozen=True)

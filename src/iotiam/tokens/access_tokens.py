@@ -63,7 +63,7 @@ class AccessTokenMinter:
             claims["cnf"] = {"x5t#S256": client.x5t_s256}
         if client.certificate_serial is not None:
             claims[CERTIFICATE_CLAIM] = client.certificate_serial
-        token = jws.sign(claims, ring.signing_key, ring.signing_kid, ACCESS_TOKEN_TYP)
+        token = jws.sign_with(claims, ring.sign, ring.signing_kid, ACCESS_TOKEN_TYP)
         return IssuedToken(access_token=token, expires_in=lifetime, scope=claims["scope"],
                            jti=claims["jti"], bound=client.x5t_s256 is not None), claims
 

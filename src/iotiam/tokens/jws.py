@@ -15,7 +15,7 @@ import binascii
 import functools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from cryptography.hazmat.primitives import hashes
@@ -146,12 +146,28 @@ def sign(claims: dict[str, Any], key: ECKey, kid: str, typ: str) -> str:
     Written out rather than left to joserfc: the token endpoint signs thousands a second
     and the library's generic path costs twice the signature itself.
     """
+    return sign_with(claims, es256_signer(key), kid, typ)
+
+
+def es256_signer(key: ECKey) -> Callable[[bytes], bytes]:
+    """DER ECDSA P-256 / SHA-256 signatures with ``key``'s private half."""
     private = key.private_key
     if not isinstance(private, ec.EllipticCurvePrivateKey) or \
             private.curve.name != "secp256r1":
         raise ValueError("ES256 signs with a P-256 private key")
+
+    def sign_der(data: bytes) -> bytes:
+        return private.sign(data, _ES256)
+
+    return sign_der
+
+
+def sign_with(claims: dict[str, Any], sign_der: Callable[[bytes], bytes], kid: str,
+              typ: str) -> str:
+    """:func:`sign` with ``sign_der`` (DER ECDSA P-256 over SHA-256 of its input: a key
+    here, or one held in a hardware module) making the signature."""
     signing_input = f"{_header_segment(kid, typ)}.{_b64(_compact_json(claims))}"
-    r, s = decode_dss_signature(private.sign(signing_input.encode("ascii"), _ES256))
+    r, s = decode_dss_signature(sign_der(signing_input.encode("ascii")))
     return f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 

@@ -1,10 +1,12 @@
-"""Storage the authorization server needs."""
+"""Storage (and key custody) the authorization server needs."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.changes import ChangeRecorder
@@ -81,6 +83,20 @@ class SigningKeyStore(Protocol):
 
     def retire(self, kid: str, at: datetime, publish_until: datetime) -> None:
         """Stop signing with ``kid``; keep it in the JWKS until ``publish_until``."""
+        ...
+
+
+class KeyVault(Protocol):
+    """Where new access-token signing keys are made and kept instead of the database
+    (a PKCS#11 token: ``iotiam.hsm.token_keys``); none, and they are stored encrypted."""
+
+    def create(self) -> tuple[ec.EllipticCurvePublicKey, str]:
+        """A new P-256 key pair: its public key, and the reference stored in place of
+        the encrypted private key."""
+        ...
+
+    def signer(self, reference: str) -> Callable[[bytes], bytes]:
+        """DER ECDSA P-256 / SHA-256 signatures with the key ``reference`` names."""
         ...
 
 

@@ -3,7 +3,9 @@
 A key signs until it is retired; then it stays in the JWKS until the last token it
 signed has expired (``TokenConfig.key_overlap``), so resource servers that cache the
 JWKS never see a valid token whose key has gone. The private key is stored as
-passphrase-encrypted PKCS#8, with the CA passphrase, exactly like the CA keys.
+passphrase-encrypted PKCS#8, with the CA passphrase, exactly like the CA keys; or, with
+a ``KeyVault`` (the CA keys in a PKCS#11 token: docs/hsm.md), made and kept there, the
+database holding only its reference.
 Several processes share one database: each reloads the key set when it meets a
 ``kid`` it does not know and at most every few seconds otherwise.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -20,12 +23,14 @@ from joserfc.jwk import ECKey
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.ports import Auditor
 from iotiam.clock import Clock
-from iotiam.errors import Forbidden
+from iotiam.errors import Forbidden, SetupError
 from iotiam.kernel import SYSTEM, Principal, Role, Transactions
 from iotiam.pki.keys import encrypt_private_key, load_private_key
+from iotiam.tokens import jws
 from iotiam.tokens.models import SIGNING_ALGORITHM, StoredSigningKey, TokenConfig
-from iotiam.tokens.ports import TokensUnitOfWork
+from iotiam.tokens.ports import KeyVault, TokensUnitOfWork
 
+_PEM = "-----BEGIN"
 #: seconds between two looks at the key table when nothing prompts one
 RELOAD_EVERY = 5.0
 #: an unknown kid triggers a reload at most this often (a flood of junk kids is cheap)
@@ -37,7 +42,10 @@ class KeyRing:
     """The keys of this moment: the one that signs, and every published public key."""
 
     signing_kid: str
-    signing_key: ECKey
+    #: the signing key as JOSE holds it (None: held in a ``KeyVault``)
+    signing_key: ECKey | None
+    #: DER ECDSA P-256 / SHA-256 with the signing key, wherever it is
+    sign: Callable[[bytes], bytes]
     published: dict[str, ECKey]
     jwks: dict[str, list[dict[str, str]]]
 
@@ -46,8 +54,9 @@ class SigningKeys:
     """Loads, creates and rotates the access-token signing keys."""
 
     def __init__(self, uow: Transactions[TokensUnitOfWork], clock: Clock, audit: Auditor,
-                 passphrase: bytes, config: TokenConfig) -> None:
+                 passphrase: bytes, config: TokenConfig, vault: KeyVault | None = None) -> None:
         self._uow = uow
+        self._vault = vault
         self._clock = clock
         self._audit = audit
         self._passphrase = passphrase
@@ -55,7 +64,7 @@ class SigningKeys:
         self._ring: KeyRing | None = None
         self._loaded_at = 0.0
         self._unknown_reload_at = 0.0
-        self._private: dict[str, ECKey] = {}
+        self._private: dict[str, tuple[ECKey | None, Callable[[bytes], bytes]]] = {}
         self._lock = threading.Lock()
 
     # -- reading -------------------------------------------------------------------------
@@ -80,9 +89,11 @@ class SigningKeys:
             assert current is not None
             published = {k.kid: ECKey.import_key(k.public_jwk) for k in stored
                          if k.published(now)}
+            signing_key, sign = self._private_key(current)
             ring = KeyRing(
                 signing_kid=current.kid,
-                signing_key=self._private_key(current),
+                signing_key=signing_key,
+                sign=sign,
                 published=published,
                 jwks={"keys": [_public_jwk(k) for k in stored if k.published(now)]},
             )
@@ -122,13 +133,18 @@ class SigningKeys:
 
     def _rotate(self, actor: Principal, *, reason: str) -> StoredSigningKey:
         now = self._clock.now()
-        private = ec.generate_private_key(ec.SECP256R1())
-        jose_key = ECKey.import_key(private)
+        if self._vault is not None:
+            public, key_field = self._vault.create()
+            jose_key = ECKey.import_key(public)
+        else:
+            private = ec.generate_private_key(ec.SECP256R1())
+            jose_key = ECKey.import_key(private)
+            key_field = encrypt_private_key(private, self._passphrase).decode()
         kid = jose_key.thumbprint()
         created = StoredSigningKey(
             kid=kid, algorithm=SIGNING_ALGORITHM,
             public_jwk={k: str(v) for k, v in jose_key.as_dict(private=False).items()},
-            encrypted_key_pem=encrypt_private_key(private, self._passphrase).decode(),
+            encrypted_key_pem=key_field,
             created_at=now,
         )
         with self._uow() as uow:
@@ -154,14 +170,25 @@ class SigningKeys:
         with self._uow.reading() as uow:
             return uow.oauth_signing_keys.list_all()
 
-    def _private_key(self, stored: StoredSigningKey) -> ECKey:
-        # decrypting a PKCS#8 key runs a KDF: do it once per key and process
-        key = self._private.get(stored.kid)
-        if key is None:
+    def _private_key(self, stored: StoredSigningKey
+                     ) -> tuple[ECKey | None, Callable[[bytes], bytes]]:
+        # decrypting a PKCS#8 key runs a KDF (opening a vault's, a look-up): once per
+        # key and process
+        found = self._private.get(stored.kid)
+        if found is not None:
+            return found
+        if stored.encrypted_key_pem.startswith(_PEM):
             private = load_private_key(stored.encrypted_key_pem.encode(), self._passphrase)
             assert isinstance(private, ec.EllipticCurvePrivateKey)
-            key = self._private[stored.kid] = ECKey.import_key(private)
-        return key
+            key = ECKey.import_key(private)
+            found = (key, jws.es256_signer(key))
+        elif self._vault is None:
+            raise SetupError(f"the access-token signing key {stored.kid} is held in a key "
+                             "module, and none is configured")
+        else:
+            found = (None, self._vault.signer(stored.encrypted_key_pem))
+        self._private[stored.kid] = found
+        return found
 
 
 def _current(keys: list[StoredSigningKey]) -> StoredSigningKey | None:
