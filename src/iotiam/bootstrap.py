@@ -54,6 +54,7 @@ from iotiam.fast.batching import ThreadCombiner
 from iotiam.fast.leaf_encoding import DirectLeafSigner
 from iotiam.fast.signature_helper import HelperProofChecks
 from iotiam.fast.token_reads import ReadAhead
+from iotiam.gateways.service import Gateways
 from iotiam.inventory.ports import AllCredentials
 from iotiam.inventory.service import Inventory
 from iotiam.kernel import Transactions
@@ -152,6 +153,8 @@ class Services:
     adoption: Adoption
     #: the identity risk register (issue 13)
     risk: RiskRegister
+    #: children under gateways, and what gateways say for them (docs/gateways.md)
+    gateways: Gateways
     #: what ``/readyz`` checks (``serve`` registers them: ``serving.readiness_checks``)
     readiness: Readiness = field(default_factory=Readiness)
     #: what ``/metrics`` answers (its counters are fed by the audit trail)
@@ -269,6 +272,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None,
     response, trust, attestation, ingest, zones = detection_and_response(
         settings, database, clock, audit, pki, inventory, every_credential, alerts,
         discovery)
+    gateways = Gateways(database, clock, audit, psks, (pki.cas.issuing_id,
+                        pki.cas.issuing.certificate.subject), decisions, subjects, response)
+    inventory.use_children(gateways)
     return follow_site_zones(follow_changes(Services(
         settings=settings,
         clock=clock,
@@ -301,6 +307,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None,
         risk=risk_register(settings, database, clock, audit, discovery, channels),
         metrics=metrics,
         sso=single_sign_on(settings, database, clock, audit),
+        gateways=gateways,
     )))
 
 

@@ -40,7 +40,8 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 DOMAINS = ("admin", "attestation", "audit", "credentials", "detection", "discovery",
-           "enrollment", "inventory", "pki", "policy", "response", "risk", "sso", "tokens")
+           "enrollment", "gateways", "inventory", "pki", "policy", "response", "risk", "sso",
+           "tokens")
 KERNEL = {"iotiam.errors", "iotiam.clock", "iotiam.untrusted", "iotiam.kernel",
           "iotiam.changes"}
 #: what each domain offers the others besides its ``models`` and ``ports``: pure values
