@@ -306,8 +306,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None,
         adoption=Adoption(discovery, inventory, enrollment, audit),
         risk=risk_register(settings, database, clock, audit, discovery, channels),
         metrics=metrics,
-        sso=single_sign_on(settings, database, clock, audit),
-        gateways=gateways,
+        sso=single_sign_on(settings, database, clock, audit), gateways=gateways,
     )))
 
 
