@@ -236,3 +236,31 @@ def test_revoked_gateway_speaks_for_nobody(kit: Kit) -> None:
     ):
         assert answer.status_code == 401, answer.text
         assert "revoked" in answer.json()["detail"]
+
+
+def test_events_for_children_ok_and_mismatch_refused(kit: Kit) -> None:
+    kit.add_child("tag-1", "gw-1")
+    kit.add_child("tag-9", "gw-2")
+    at = kit.installation.clock.now().timestamp()
+    events = [{"kind": "publish", "ts": at, "device_id": "tag-1",
+               "topic": "devices/tag-1/telemetry", "size": 12},
+              {"kind": "connect", "ts": at, "device_id": "gw-1"},
+              {"kind": "publish", "ts": at, "device_id": "tag-9",
+               "topic": "devices/tag-9/telemetry", "size": 12},
+              {"kind": "connect", "ts": at}]
+    answer = kit.http.post("/v1/gateways/self/events", headers=kit.as_gateway("gw-1"),
+                           json={"events": events})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["accepted"] == 2
+    assert [r["event"] for r in body["refused"]] == [3, 4]
+    assert "'tag-9' is not a child of gateway 'gw-1'" in body["refused"][0]["reason"]
+    findings = kit.api.get("/v1/findings").json()["items"]
+    assert [f["evidence"]["child"] for f in findings
+            if f["type"] == FindingType.GATEWAY_MISMATCH] == ["tag-9"]
+
+
+def test_events_fail_without_certificate(kit: Kit) -> None:
+    answer = kit.http.post("/v1/gateways/self/events",
+                           json={"events": [{"kind": "connect", "ts": 1.0}]})
+    assert answer.status_code == 401

@@ -42,6 +42,13 @@ class SightingsIn(Body):
     children: list[str] = Field(max_length=1000)
 
 
+class EventsIn(Body):
+    """Events a gateway observed, each about one of its children or itself (the fields
+    of ``POST /v1/events``, docs/events.md)."""
+
+    events: list[Any] = Field(min_length=1, max_length=1000)
+
+
 @router.post("/devices/{device_id}/gateway")
 def move_child(device_id: str, body: MoveIn, caller: Caller, svc: Wired) -> dict[str, Any]:
     """Move a child to another gateway; its PSK is replaced."""
@@ -78,3 +85,27 @@ def sightings(body: SightingsIn, request: Request, svc: Wired) -> dict[str, Any]
         client_certificate(request, svc.settings.trusted_proxies), body.children)
     return {"results": [{"child": r.child_id, "accepted": r.accepted, "reason": r.reason}
                         for r in results]}
+
+
+@router.post("/gateways/self/events")
+def child_events(body: EventsIn, request: Request, svc: Wired) -> dict[str, Any]:
+    """Score the events the calling gateway reports for its children (or itself) as the
+    devices' own; an event about a device it may not speak for is refused, audited and
+    raised as a ``gateway_mismatch`` finding."""
+    certificate = client_certificate(request, svc.settings.trusted_proxies)
+    gateway = svc.gateways.authenticate(certificate, "events")
+    named = {n: e.get("device_id") if isinstance(e, dict) else None
+             for n, e in enumerate(body.events, start=1)}
+    others = sorted({d for d in named.values() if isinstance(d, str) and d != gateway.id})
+    judged = {r.child_id: r for r in svc.gateways.report_sightings(certificate, others)}
+    refused, records = [], []
+    for number, event in enumerate(body.events, start=1):
+        device = named[number]
+        if not isinstance(device, str):
+            refused.append({"event": number, "reason": "an event must name its device_id"})
+        elif device != gateway.id and not judged[device].accepted:
+            refused.append({"event": number, "reason": judged[device].reason})
+        else:
+            records.append((number, event))
+    report = svc.ingest.ingest_records(records, org_path=gateway.org_path)
+    return {**report.to_json(), "refused": refused}
