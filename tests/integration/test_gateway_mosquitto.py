@@ -1,5 +1,5 @@
 """A gateway on the real data plane: ``iotiam serve`` with its managed Mosquitto (dynamic
-security), the gateway's certificate, its child's PSK delivered sealed over mTLS and
+security, or iotiam's plugin), the gateway's certificate, its child's PSK delivered sealed over mTLS and
 opened with the gateway's key, publishes for its child allowed and for another device
 refused by the broker, and the gateway's revocation dropping its session."""
 
@@ -29,12 +29,18 @@ pytestmark = pytest.mark.integration
 SYNC_SECONDS = 5.0
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+#: the managed broker's dynsec layout on each backend, and iotiam's plugin asking the
+#: decision point (docs/broker-plugin.md) on SQLite
+PLANES = [*((backend, "dynsec") for backend in BACKENDS), ("sqlite", "plugin")]
+
+
+@pytest.fixture(scope="module", params=PLANES, ids=lambda param: "-".join(param))
 def plane(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Server]:
     require_binary("mosquitto")
-    yield from serve_live(request.param, tmp_path_factory.mktemp(f"gw-{request.param}"),
-                          {"IOTIAM_BROKER_AUTH": "dynsec"}, broker=True)
+    backend, auth = request.param
+    yield from serve_live(backend, tmp_path_factory.mktemp(f"gw-{backend}-{auth}"),
+                          {"IOTIAM_BROKER_AUTH": auth}, broker=True)
 
 
 def certify(server: Server, device_id: str, key: ec.EllipticCurvePrivateKey

@@ -23,7 +23,7 @@ from iotiam.gateways import rules, sealed_keys
 from iotiam.gateways.models import ChildKey, GatewayChildren, GatewayLink, SightingResult
 from iotiam.gateways.ports import ChildKeys, ChildSubjects, GatewaysUnitOfWork
 from iotiam.inventory.lifecycle import Transport, may, refusal
-from iotiam.inventory.models import Device, check_identifier
+from iotiam.inventory.models import Device, check_identifier, is_identifier
 from iotiam.inventory.ports import visible_device
 from iotiam.kernel import ROOT_PATH, Principal, Role, Transactions
 from iotiam.pki.models import CertificateStatus
@@ -179,6 +179,33 @@ class Gateways:
             {"child": child_id, "action": action, "resource": resource[:256],
              "allowed": decision.allowed, "reason": decision.reason[:500]}))
         return decision
+
+    def decide_relayed(self, gateway_id: str, action: str, topic: str, *,
+                       source_ip: str | None = None) -> Decision | None:
+        """A broker's question about a gateway's request on a topic that names one of its
+        children, judged as that child's (``relay``'s rules, for the plugin-authorized
+        broker); None when the topic names no child of this gateway."""
+        try:
+            levels = [level for level in topic.split("/") if is_identifier(level)]
+            with self._uow.reading() as uow:
+                links = [link for link in uow.gateway_links.get_many(levels).values()
+                         if link.gateway_id == gateway_id]
+                if not links:
+                    return None
+                devices = uow.devices.get_many([gateway_id, links[0].child_id])
+            gateway, child = devices.get(gateway_id), devices.get(links[0].child_id)
+            gateway_subject = self._subjects.cached(gateway_id)
+            child_subject = self._subjects.cached(links[0].child_id)
+            if gateway is None or gateway_subject is None or child_subject is None:
+                return Deny(f"gateway {gateway_id!r} or its child not found")
+            decision = rules.may_speak_for(gateway, gateway_subject.credentialed is not False,
+                                           links[0].child_id, child, links[0])
+            if not decision.allowed:
+                return decision
+            context = RequestContext.now(self._clock, source_ip=source_ip)
+            return self._decisions.decide_in(child_subject, action, topic, context)
+        except IamError as e:  # a malformed topic or address, the store unavailable
+            return Deny(e.detail)
 
     def report_sightings(self, certificate: x509.Certificate | None,
                          child_ids: Sequence[str]) -> list[SightingResult]:

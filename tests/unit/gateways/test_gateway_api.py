@@ -18,8 +18,10 @@ from fleet import add_device, certificate_of, issue, revoke
 from conftest import Installation
 from iotiam.api.app import create_api_app
 from iotiam.api.tls import CLIENT_CERT_HEADER
+from iotiam.broker.plugin_plane import PdpAnswers
 from iotiam.detection.models import FindingType
 from iotiam.gateways.sealed_keys import context_of, open_sealed
+from iotiam.policy.actions import PUBLISH
 from iotiam.testing import make_key
 
 
@@ -264,3 +266,26 @@ def test_events_fail_without_certificate(kit: Kit) -> None:
     answer = kit.http.post("/v1/gateways/self/events",
                            json={"events": [{"kind": "connect", "ts": 1.0}]})
     assert answer.status_code == 401
+
+
+def test_plugin_answers_gateway_for_child_ok_and_fail(kit: Kit) -> None:
+    """The plugin-authorized broker's questions: a gateway's publish on its child's topic
+    is judged as the child's; on any other device's topic it stays denied."""
+    services = kit.installation.services
+    answers = PdpAnswers(services.subjects, services.decisions, services.gateways)
+    kit.add_child("tag-1", "gw-1")
+    add_device(kit.api, "bystander")
+    assert answers.answer("gw-1", PUBLISH, None, "devices/gw-1/telemetry").allowed
+    assert answers.answer("gw-1", PUBLISH, None, "devices/tag-1/telemetry").allowed
+    assert not answers.answer("gw-2", PUBLISH, None, "devices/tag-1/telemetry").allowed
+    assert not answers.answer("gw-1", PUBLISH, None, "devices/bystander/cmd").allowed
+    assert kit.api.post("/v1/devices/tag-1/state", json={"state": "suspended"}
+                        ).status_code == 200
+    services.subjects.forget()
+    denied = answers.answer("gw-1", PUBLISH, None, "devices/tag-1/telemetry")
+    assert not denied.allowed and "'tag-1' is suspended" in denied.reason
+    assert kit.api.post("/v1/devices/tag-1/state", json={"state": "active"}
+                        ).status_code == 200
+    revoke(kit.api, kit.serials["gw-1"])
+    services.subjects.forget()
+    assert not answers.answer("gw-1", PUBLISH, None, "devices/tag-1/telemetry").allowed
