@@ -1,7 +1,8 @@
 """A gateway on the real data plane: ``iotiam serve`` with its managed Mosquitto (dynamic
-security, or iotiam's plugin), the gateway's certificate, its child's PSK delivered sealed over mTLS and
-opened with the gateway's key, publishes for its child allowed and for another device
-refused by the broker, and the gateway's revocation dropping its session."""
+security, or iotiam's plugin), the gateway's certificate, its child's PSK delivered
+sealed over mTLS and opened with the gateway's key, publishes for its child allowed and
+for another device refused by the broker, and the gateway's revocation dropping its
+session."""
 
 from __future__ import annotations
 
