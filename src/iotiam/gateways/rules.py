@@ -10,6 +10,7 @@ from iotiam.errors import Conflict, InvalidInput
 from iotiam.gateways.models import GatewayLink
 from iotiam.inventory.lifecycle import Transport, may
 from iotiam.inventory.models import Device, DeviceState, DeviceType
+from iotiam.kernel import within
 from iotiam.pki.profiles import get_profile
 from iotiam.policy.models import Decision, Deny, Permit
 
@@ -22,13 +23,16 @@ def is_gateway_type(device_type: DeviceType) -> bool:
     return get_profile(device_type.certificate_profile).acts_for_children
 
 
-def check_via(child_id: str, gateway: Device | None, gateway_type: DeviceType | None,
+def check_via(child: Device, gateway: Device | None, gateway_type: DeviceType | None,
               gateway_of: Callable[[str], str | None], *, via: str) -> Device:
-    """The gateway ``child_id`` may be placed under, or the reason it may not.
+    """The gateway ``child`` may be placed under, or the reason it may not.
 
     ``gateway`` is the device named ``via`` as the caller sees it (None: unknown or
-    another tenant's); ``gateway_of`` names a device's own gateway (for cycles).
+    another tenant's); ``gateway_of`` names a device's own gateway (for cycles). A child
+    lives in its gateway's org unit or below it: a gateway receives its children's keys,
+    so it never speaks for devices of another tenant or business unit (G9).
     """
+    child_id = child.id
     if gateway is None or gateway_type is None:
         raise InvalidInput(f"gateway {via!r} not found")
     if not is_gateway_type(gateway_type):
@@ -36,6 +40,9 @@ def check_via(child_id: str, gateway: Device | None, gateway_type: DeviceType | 
                            f"has the {gateway_type.certificate_profile!r} certificate profile)")
     if gateway.state is DeviceState.DECOMMISSIONED:
         raise Conflict(f"gateway {via!r} is decommissioned")
+    if not within(child.org_path, gateway.org_path):
+        raise InvalidInput(f"device {child_id!r} ({child.org_path}) is outside gateway "
+                           f"{via!r}'s org unit ({gateway.org_path})")
     current: str | None = gateway.id
     for _ in range(MAX_DEPTH):
         if current is None:

@@ -52,17 +52,17 @@ class Gateways:
 
     # -- the admin side ------------------------------------------------------------------
 
-    def check(self, uow: GatewaysUnitOfWork, actor: Principal, child_id: str, via: str
+    def check(self, uow: GatewaysUnitOfWork, actor: Principal, child: Device, via: str
               ) -> Device:
-        """The gateway ``child_id`` may be placed under, or raise why not (an import
-        judges every row before it writes any)."""
-        return self._gateway(uow, actor, child_id, via)
+        """The gateway ``child`` (about to be registered) may be placed under, or raise
+        why not (an import judges every row before it writes any)."""
+        return self._gateway(uow, actor, child, via)
 
     def attach(self, uow: GatewaysUnitOfWork, actor: Principal, child: Device, via: str
                ) -> GatewayLink:
         """Inside the caller's transaction (registration): place a new ``child`` under
         gateway ``via`` and give it the PSK its gateway will receive."""
-        gateway = self._gateway(uow, actor, child.id, via)
+        gateway = self._gateway(uow, actor, child, via)
         link = GatewayLink(child.id, gateway.id, self._clock.now())
         uow.gateway_links.put(link)
         psk = self._keys.issue_within(uow, actor, child, rotate=False)
@@ -88,7 +88,7 @@ class Gateways:
             refused = refusal(child.id, child.state, Transport.ENROLL)
             if refused is not None:
                 raise InvalidInput(f"{refused}; it cannot be re-keyed")
-            gateway = self._gateway(uow, actor, child.id, via)
+            gateway = self._gateway(uow, actor, child, via)
             if gateway.id == current.gateway_id:
                 raise InvalidInput(f"device {child_id!r} is already under {via!r}")
             link = GatewayLink(child.id, gateway.id, self._clock.now())
@@ -108,7 +108,7 @@ class Gateways:
             link = uow.gateway_links.get(device.id)
             return link.gateway_id if link is not None else None
 
-    def _gateway(self, uow: GatewaysUnitOfWork, actor: Principal, child_id: str, via: str
+    def _gateway(self, uow: GatewaysUnitOfWork, actor: Principal, child: Device, via: str
                  ) -> Device:
         check_identifier(via, "gateway id")
         gateway = uow.devices.get(via)
@@ -120,7 +120,7 @@ class Gateways:
             link = uow.gateway_links.get(device_id)
             return link.gateway_id if link is not None else None
 
-        return rules.check_via(child_id, gateway, gateway_type, gateway_of, via=via)
+        return rules.check_via(child, gateway, gateway_type, gateway_of, via=via)
 
     def _changed(self, uow: GatewaysUnitOfWork, at: datetime, *device_ids: str) -> None:
         # the gateways' broker ACLs carry their children's topics: they are re-synced too

@@ -351,9 +351,9 @@ class ChildLinks(Protocol[UnitOfWorkT_contra]):
     """Places a device under a gateway inside the registration's transaction
     (implemented by ``gateways.service.Gateways``; docs/gateways.md)."""
 
-    def check(self, uow: UnitOfWorkT_contra, actor: Principal, child_id: str, via: str
+    def check(self, uow: UnitOfWorkT_contra, actor: Principal, child: Device, via: str
               ) -> object:
-        """Refuse (raise) unless ``child_id`` may be placed under gateway ``via``."""
+        """Refuse (raise) unless ``child`` may be placed under gateway ``via``."""
         ...
 
     def attach(self, uow: UnitOfWorkT_contra, actor: Principal, child: Device, via: str

@@ -373,7 +373,7 @@ class Inventory(Generic[UnitOfWorkT]):
             if device.id not in vias:
                 continue
             try:
-                self._child_links().check(uow, actor, device.id, vias[device.id])
+                self._child_links().check(uow, actor, device, vias[device.id])
             except IamError as e:
                 bulk.refuse(judged, rows, device.id, e)
                 del vias[device.id]

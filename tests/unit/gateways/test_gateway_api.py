@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from expect import audit_records
 from fastapi.testclient import TestClient
-from fleet import add_device, certificate_of, issue, revoke
+from fleet import add_device, add_org_unit, certificate_of, issue, revoke
 
 from conftest import Installation
 from iotiam.api.app import create_api_app
@@ -289,3 +289,17 @@ def test_plugin_answers_gateway_for_child_ok_and_fail(kit: Kit) -> None:
     revoke(kit.api, kit.serials["gw-1"])
     services.subjects.forget()
     assert not answers.answer("gw-1", PUBLISH, None, "devices/tag-1/telemetry").allowed
+
+
+def test_register_child_fail_other_tenants_gateway(kit: Kit) -> None:
+    for tenant in ("acme", "beta"):
+        add_org_unit(kit.api, tenant, "tenant")
+    add_device(kit.api, "gw-beta", "gateway", org="beta")
+    answer = kit.api.post("/v1/devices", json={"id": "tag-1", "type": "tag", "org": "acme",
+                                               "via": "gw-beta"})
+    assert answer.status_code == 400, answer.text
+    assert "outside gateway 'gw-beta'" in answer.json()["detail"]
+    assert kit.api.get("/v1/devices/tag-1").status_code == 404
+    # a tenant's own gateway serves devices anywhere in the tenant's subtree
+    assert kit.api.post("/v1/devices", json={"id": "tag-2", "type": "tag", "org": "beta",
+                                             "via": "gw-beta"}).status_code == 201

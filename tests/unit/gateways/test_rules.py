@@ -17,10 +17,15 @@ SENSOR_TYPE = DeviceType("tag", DeviceClass.SENSOR, Criticality.LOW, "", "device
 
 
 def device(device_id: str, state: DeviceState = DeviceState.ACTIVE,
-           type_name: str = "edge") -> Device:
-    return Device(id=device_id, type_name=type_name, org_unit_id="root", org_path="/root/",
+           type_name: str = "edge", org_path: str = "/root/acme/") -> Device:
+    return Device(id=device_id, type_name=type_name, org_unit_id="acme", org_path=org_path,
                   state=state, site=None, location=None, attributes={}, created_at=NOW,
                   updated_at=NOW)
+
+
+TAG = Device(id="tag-1", type_name="tag", org_unit_id="acme", org_path="/root/acme/",
+             state=DeviceState.ACTIVE, site=None, location=None, attributes={},
+             created_at=NOW, updated_at=NOW)
 
 
 def no_gateway(_: str) -> str | None:
@@ -34,12 +39,12 @@ def test_gateway_type_ok() -> None:
 
 def test_check_via_ok() -> None:
     gateway = device("gw-1")
-    assert check_via("tag-1", gateway, GATEWAY_TYPE, no_gateway, via="gw-1") is gateway
+    assert check_via(TAG, gateway, GATEWAY_TYPE, no_gateway, via="gw-1") is gateway
 
 
 def test_check_via_ok_nested_gateways() -> None:
     chain = {"gw-2": "gw-1"}
-    assert check_via("tag-1", device("gw-2"), GATEWAY_TYPE, chain.get, via="gw-2").id == "gw-2"
+    assert check_via(TAG, device("gw-2"), GATEWAY_TYPE, chain.get, via="gw-2").id == "gw-2"
 
 
 @pytest.mark.parametrize(("gateway", "device_type", "chain", "error", "message"), [
@@ -54,17 +59,30 @@ def test_check_via_ok_nested_gateways() -> None:
 def test_check_via_fail(gateway: Device | None, device_type: DeviceType | None,
                         chain: dict[str, str], error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
-        check_via("tag-1", gateway, device_type, chain.get, via="gw-1")
+        check_via(TAG, gateway, device_type, chain.get, via="gw-1")
+
+
+@pytest.mark.parametrize("child_path", ["/root/", "/root/beta/"],
+                         ids=["fail/above-gateway", "fail/other-tenant"])
+def test_check_via_fail_outside_gateway_org(child_path: str) -> None:
+    child = device("tag-1", type_name="tag", org_path=child_path)
+    with pytest.raises(InvalidInput, match="outside gateway 'gw-1'"):
+        check_via(child, device("gw-1"), GATEWAY_TYPE, no_gateway, via="gw-1")
+
+
+def test_check_via_ok_below_gateway_org() -> None:
+    child = device("tag-1", type_name="tag", org_path="/root/acme/plant1/")
+    assert check_via(child, device("gw-1"), GATEWAY_TYPE, no_gateway, via="gw-1").id == "gw-1"
 
 
 def test_check_via_fail_self() -> None:
     with pytest.raises(Conflict, match="cycle"):
-        check_via("gw-1", device("gw-1"), GATEWAY_TYPE, no_gateway, via="gw-1")
+        check_via(device("gw-1"), device("gw-1"), GATEWAY_TYPE, no_gateway, via="gw-1")
 
 
 def test_check_via_fail_endless_chain() -> None:
     with pytest.raises(Conflict, match="gateways deep"):
-        check_via("tag-1", device("gw-0"), GATEWAY_TYPE, lambda d: d + "x", via="gw-0")
+        check_via(TAG, device("gw-0"), GATEWAY_TYPE, lambda d: d + "x", via="gw-0")
 
 
 LINK = GatewayLink("tag-1", "gw-1", NOW)
