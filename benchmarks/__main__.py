@@ -31,6 +31,7 @@ from benchmarks import (
     device_import,
     discovery_import,
     est_enroll,
+    gateways,
     issuance,
     oauth,
     ocsp,
@@ -49,7 +50,7 @@ BENCHMARKS: tuple[ModuleType, ...] = (crypto_floor, issuance, api_issuance, est_
                                       broker_policy_change, broker_auth, oauth, simulate,
                                       detection, detection_stream, device_import,
                                       discovery_import, risk_register, scale, replica_revocation,
-                                      console_pages)
+                                      console_pages, gateways)
 TABLE_WIDTH = 200
 _VERDICT_STYLE = {"PASS": "bold green", "MISS": "bold red", "ERROR": "bold magenta",
                   "info": "dim"}

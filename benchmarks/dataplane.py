@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -163,6 +163,9 @@ class StaticFleet:
 
     def files_version(self) -> tuple[object, ...]:
         return (1,)
+
+    def gateways_for(self, device_ids: Iterable[str]) -> set[str]:
+        return set()
 
     def updates_since(self, since: datetime) -> Updates:
         return Updates()

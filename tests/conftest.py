@@ -362,7 +362,8 @@ def make_memory_installation(data_dir: Path, *,
         subjects=memory.subjects, inquiry=memory.inquiry, oauth=memory.oauth,
         firmware=memory.firmware, attestation=memory.attestation, response=memory.response,
         trust=memory.trust, ingest=memory.ingest, alerts=memory.alerts,
-        discovery=memory.discovery, adoption=memory.adoption, risk=memory.risk)
+        discovery=memory.discovery, adoption=memory.adoption, risk=memory.risk,
+        gateways=memory.gateways)
     return Installation(settings=settings, services=services, clock=clock,
                         admin_token=memory.admin_token)
 

@@ -56,6 +56,7 @@ from iotiam.fast.batching import ThreadCombiner
 from iotiam.fast.leaf_encoding import DirectLeafSigner
 from iotiam.fast.signature_helper import HelperProofChecks
 from iotiam.fast.token_reads import ReadAhead
+from iotiam.gateways.service import Gateways
 from iotiam.hsm.pkcs11_signer import Pkcs11Signer, open_signer
 from iotiam.hsm.token_keys import Pkcs11KeyVault
 from iotiam.hsm.uri import parse_pkcs11_uri
@@ -157,6 +158,8 @@ class Services:
     adoption: Adoption
     #: the identity risk register (issue 13)
     risk: RiskRegister
+    #: children under gateways, and what gateways say for them (docs/gateways.md)
+    gateways: Gateways
     #: what ``/readyz`` checks (``serve`` registers them: ``serving.readiness_checks``)
     readiness: Readiness = field(default_factory=Readiness)
     #: what ``/metrics`` answers (its counters are fed by the audit trail)
@@ -286,6 +289,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None,
     response, trust, attestation, ingest, zones = detection_and_response(
         settings, database, clock, audit, pki, inventory, every_credential, alerts,
         discovery)
+    gateways = Gateways(database, clock, audit, psks, (pki.cas.issuing_id,
+                        pki.cas.issuing.certificate.subject), decisions, subjects, response)
+    inventory.use_children(gateways)
     return follow_site_zones(follow_changes(Services(
         settings=settings,
         clock=clock,
@@ -317,7 +323,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None,
         adoption=Adoption(discovery, inventory, enrollment, audit),
         risk=risk_register(settings, database, clock, audit, discovery, channels),
         metrics=metrics,
-        sso=single_sign_on(settings, database, clock, audit),
+        sso=single_sign_on(settings, database, clock, audit), gateways=gateways,
     )))
 
 

@@ -70,7 +70,8 @@ def broker_plane(services: Services) -> Callable[[], None] | None:
     before = services.changes.position
     plane = start_data_plane(broker_fleet(services), services.settings,
                              deliver=services.ingest.deliver,
-                             answers=PdpAnswers(services.subjects, services.decisions))
+                             answers=PdpAnswers(services.subjects, services.decisions,
+                                                services.gateways))
     if plane is None:
         return None
     services.changes.subscribe(BROKER_FOLLOWS, plane.sync.follow, after=before)

@@ -8,7 +8,7 @@ certificates from an iotiam CA, and paho-mqtt devices.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -78,6 +78,9 @@ class Fleet:
 
     def files_version(self) -> tuple[object, ...]:
         return (self.crl_number,)
+
+    def gateways_for(self, device_ids: Iterable[str]) -> set[str]:
+        return set()
 
     def updates_since(self, since: datetime) -> Updates:
         changes, self.changes = self.changes, Updates()

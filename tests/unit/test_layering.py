@@ -40,8 +40,8 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 DOMAINS = ("admin", "attestation", "audit", "compliance", "credentials", "detection",
-           "discovery", "enrollment", "inventory", "pki", "policy", "response", "risk", "sso",
-           "tokens")
+           "discovery", "enrollment", "gateways", "inventory", "pki", "policy", "response",
+           "risk", "sso", "tokens")
 KERNEL = {"iotiam.errors", "iotiam.clock", "iotiam.untrusted", "iotiam.kernel",
           "iotiam.changes", "iotiam.env_secrets"}
 #: what each domain offers the others besides its ``models`` and ``ports``: pure values

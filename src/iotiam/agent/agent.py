@@ -14,6 +14,7 @@ and CSR it keeps on disk so that a restart continues the same request.
 
 from __future__ import annotations
 
+import base64
 import logging
 import random
 import ssl
@@ -419,6 +420,34 @@ class Agent:
             if isinstance(e, AgentError):
                 raise
             raise AgentError(f"cannot attest: {e.detail}") from e
+
+    def child_keys(self) -> dict[str, bytes]:
+        """A gateway's children's PSKs (identity -> key), fetched over mTLS and opened
+        here with the device key (docs/gateways.md); a refusal raises ``AgentError``."""
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from iotiam.gateways.sealed_keys import context_of, open_sealed
+
+        self._require_certificate()
+        key = self.files.load_key()
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise AgentError("child keys are sealed to EC P-256 keys; this device's is not")
+        base = self._state["server_url"]
+        try:
+            with httpx.Client(base_url=base, verify=self.ssl_context(), timeout=30) as http:
+                listing = _answer(http.get("/v1/gateways/self/children"), "children")
+            return {str(c["psk_identity"]): open_sealed(
+                key, base64.b64decode(str(c["sealed_key"])),
+                context_of(self.device_id, str(c["id"]), str(c["psk_id"])))
+                for c in listing["children"]}
+        except (httpx.HTTPError, ssl.SSLError) as e:
+            raise AgentError(f"cannot reach {base}: {e}") from e
+        except (KeyError, TypeError, ValueError) as e:
+            raise AgentError(f"the children listing is malformed: {e}") from e
+        except IamError as e:
+            if isinstance(e, AgentError):
+                raise
+            raise AgentError(f"cannot open the children's keys: {e.detail}") from e
 
     def access_token(self, scope: str, *, audience: str | None = None,
                      method: str = "tls_client_auth") -> str:

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from iotiam.agent.agent import Agent, EnrollmentPending, load_idevid
+from iotiam.agent.files import write_atomically
 from iotiam.cli.entry import EXIT_FAILED, UsageError, run_app
 from iotiam.errors import InvalidInput
 
@@ -126,6 +127,22 @@ def attest(
     print(json.dumps(verdict, indent=2))
     if not verdict.get("compliant"):
         sys.exit(EXIT_NONCOMPLIANT)
+
+
+@app.command("gateway-keys")
+def gateway_keys(
+    directory: DirOption,
+    out: Annotated[Path, typer.Option(help="Where to write the children's psk_file.")],
+) -> None:
+    """A gateway's children's PSKs, fetched over mTLS and opened with the device key,
+    written (0600) as a Mosquitto ``psk_file`` for the listener that serves them."""
+    keys = Agent(directory).child_keys()
+    text = "".join(f"{identity}:{key.hex()}\n" for identity, key in sorted(keys.items()))
+    try:
+        write_atomically(out, text.encode(), 0o600)
+    except OSError as e:
+        raise InvalidInput(f"cannot write {out}: {e.strerror or e}") from e
+    print(f"{len(keys)} child key(s) written to {out}")
 
 
 def run(argv: Sequence[str] | None = None) -> None:

@@ -29,6 +29,7 @@ from iotiam.api.routes import (
     enrollment,
     est,
     firmware,
+    gateways,
     inventory,
     metrics,
     oauth,
@@ -71,6 +72,7 @@ def create_api_app(services: Services) -> ASGIApp:
     app.include_router(detection.router)
     app.include_router(firmware.router)
     app.include_router(attestation.router)
+    app.include_router(gateways.router)
     app.include_router(discovery.router)
     app.include_router(risk.router)
     app.include_router(compliance.router)

@@ -65,6 +65,8 @@ class DeviceOut(Out):
     attributes: dict[str, str]
     created_at: str
     updated_at: str
+    #: the gateway the device is registered under (absent in lists)
+    via: str | None = None
 
 
 class GroupOut(Out):

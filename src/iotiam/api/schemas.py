@@ -51,6 +51,8 @@ class DeviceIn(Body):
     site: str | None = Field(default=None, max_length=256)
     location: str | None = Field(default=None, max_length=256)
     attributes: dict[str, str] = Field(default_factory=dict)
+    #: the gateway the device is registered under (docs/gateways.md)
+    via: str | None = Field(default=None, max_length=128)
 
 
 class StateChangeIn(Body):

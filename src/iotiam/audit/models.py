@@ -79,6 +79,16 @@ class AuditTag(enum.StrEnum):
     #: evidence verified; the details say whether the firmware is compliant and why
     ATTESTATION_VERIFIED = "device:attestation:verified"
     ATTESTATION_REFUSED = "device:attestation:refused"
+    #: a device registered (or imported) under a gateway, with a PSK for it to hold
+    GATEWAY_CHILD_ATTACHED = "admin:gateway-child:attached"
+    #: a child moved to another gateway (re-keyed), or the move refused
+    GATEWAY_CHILD_MOVED = "admin:gateway-child:moved"
+    #: a gateway fetched its children's sealed keys, or was refused them
+    GATEWAY_CHILDREN_DELIVERED = "device:gateway-children:delivered"
+    #: a gateway's relayed action for a child, judged: permitted or refused (and why)
+    GATEWAY_RELAY_DECIDED = "device:gateway-relay:decided"
+    #: a gateway reported a child it may not speak for (a finding is raised too)
+    GATEWAY_SIGHTING_REFUSED = "device:gateway-sighting:refused"
     FINDING_RAISED = "detection:finding:raised"
     FINDING_ESCALATED = "detection:finding:escalated"
     FINDING_UPDATED = "admin:finding:state-changed"

@@ -7,7 +7,7 @@ protocols below; the composition root (``serving.broker_fleet``) hands it the se
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -21,7 +21,7 @@ from iotiam.inventory.ports import DeviceUnitOfWork
 from iotiam.kernel import Transactions
 from iotiam.pki.ports import StoredCrl
 from iotiam.pki.signer import SigningCa
-from iotiam.policy.broker_acl import BrokerAcl, compile_broker_acl
+from iotiam.policy.broker_acl import BrokerAcl, compile_broker_acl, with_children
 from iotiam.policy.engine import PolicyEngine
 from iotiam.policy.models import DevicePosture, RequestContext, Subject
 from iotiam.policy.ports import PostureLookup
@@ -49,6 +49,14 @@ class FleetReads(Protocol):
 
     def groups_of(self, device_ids: Sequence[str]) -> dict[str, set[str]]:
         """Group ids of each device."""
+        ...
+
+    def children_of(self, gateway_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The children registered under each of these gateways (none: absent)."""
+        ...
+
+    def gateways_of(self, device_ids: Sequence[str]) -> dict[str, str]:
+        """The gateway each of these devices is registered under (none: absent)."""
         ...
 
 
@@ -148,24 +156,44 @@ class LiveFleet:
         subject = Subject.from_device(device, groups, posture)
         return compile_broker_acl(engine, subject, RequestContext.now(self._clock))
 
+    def _acls(self, devices: Sequence[Device]) -> list[BrokerAcl]:
+        """The ACLs of these devices, a gateway's with its children's topics."""
+        ids = [d.id for d in devices]
+        groups, postures = self._log.groups_of(ids), self._postures(ids)
+        acls = [self._acl(d, groups.get(d.id, set()), postures.get(d.id)) for d in devices]
+        children = self._log.children_of([a.device_id for a in acls if a.can_connect])
+        if not children:
+            return acls
+        with self._uow.reading() as uow:
+            kids = uow.devices.get_many(sorted({c for cs in children.values() for c in cs}))
+        kid_acls = {acl.device_id: acl for acl in self._acls_of_children(list(kids.values()))}
+        return [with_children(a, [kid_acls[c] for c in children.get(a.device_id, ())
+                                  if c in kid_acls]) for a in acls]
+
+    def _acls_of_children(self, children: Sequence[Device]) -> list[BrokerAcl]:
+        ids = [d.id for d in children]
+        groups, postures = self._log.groups_of(ids), self._postures(ids)
+        return [self._acl(d, groups.get(d.id, set()), postures.get(d.id)) for d in children
+                if d.state is not DeviceState.DECOMMISSIONED]
+
     def broker_acl(self, device_id: str) -> BrokerAcl | None:
         """The device's ACLs now; None if it is unknown or retired."""
         with self._uow.reading() as uow:
             device = uow.devices.get(device_id)
         if device is None or device.state is DeviceState.DECOMMISSIONED:
             return None
-        return self._acl(device, self._log.groups_of([device_id]).get(device_id, set()),
-                         self._postures([device_id]).get(device_id))
+        return self._acls([device])[0]
 
     def all_acls(self) -> Iterator[BrokerAcl]:
         """Every device's ACLs, a page at a time."""
         after: str | None = None
         while page := self._log.device_page(after, PAGE):
-            groups = self._log.groups_of([d.id for d in page])
-            postures = self._postures([d.id for d in page])
-            for device in page:
-                yield self._acl(device, groups.get(device.id, set()), postures.get(device.id))
+            yield from self._acls(page)
             after = page[-1].id
+
+    def gateways_for(self, device_ids: Iterable[str]) -> set[str]:
+        """The gateways these devices are registered under."""
+        return set(self._log.gateways_of(sorted(device_ids)).values())
 
     def updates_since(self, since: datetime) -> Updates:
         """What changed after ``since`` (read with an overlap). Revocations are not
@@ -177,6 +205,7 @@ class LiveFleet:
                             and generation != self._policy_generation)
         self._policy_generation = generation
         changed = {device for device, _ in self._log.device_changes(start)}
+        changed |= self.gateways_for(changed)
         return Updates(changed=changed, policies_changed=policies_changed, until=now)
 
     def files_version(self) -> tuple[object, ...]:

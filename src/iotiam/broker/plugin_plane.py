@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Protocol
 
 from iotiam.broker.decision_socket import DecisionSocket
 from iotiam.broker.dynsec import BrokerUnavailable
@@ -65,9 +66,11 @@ class PluginAuthorization:
                  broker: ManagedMosquitto, socket: DecisionSocket,
                  may_connect: Callable[[str], bool], *,
                  updates: Callable[[datetime], Updates] | None = None,
-                 reread: Callable[[str], None] | None = None, clock: Clock | None = None
-                 ) -> None:
+                 reread: Callable[[str], None] | None = None, clock: Clock | None = None,
+                 gateways_for: Callable[[Iterable[str]], set[str]] | None = None) -> None:
         self._files = files
+        #: a gateway's answers name its children's topics: they follow the children
+        self._gateways_for = gateways_for
         self._updates = updates
         self._reread = reread
         self._clock = clock or SystemClock()
@@ -90,17 +93,25 @@ class PluginAuthorization:
                     # a CRL that cannot be installed now (the upkeep loop retries it)
                     # must not keep the session: the decision point already denies it
                     self._socket.kick(change.device_id)
+                    self._forget_gateways([change.device_id])
         elif isinstance(change, DeviceChanged | TrustChanged):
             self._devices_changed(change.device_ids)
         elif isinstance(change, PolicyChanged):
             self._socket.forget_all()
 
     def _devices_changed(self, device_ids: Iterable[str]) -> None:
+        device_ids = list(device_ids)
         for device_id in device_ids:
             if self._may_connect(device_id):
                 self._socket.forget(device_id)
             else:
                 self._socket.kick(device_id)
+        self._forget_gateways(device_ids)
+
+    def _forget_gateways(self, device_ids: Iterable[str]) -> None:
+        if self._gateways_for is not None:
+            for gateway in sorted(self._gateways_for(device_ids)):
+                self._socket.forget(gateway)
 
     def cold_start(self) -> str:
         """Start the broker with dynsec holding iotiam's admin alone, and the files."""
@@ -168,19 +179,36 @@ class PluginAuthorization:
                 self.cold_start()
 
 
+class Relays(Protocol):
+    """Gateways speaking for their children (``gateways.service.Gateways``)."""
+
+    def decide_relayed(self, gateway_id: str, action: str, topic: str, *,
+                       source_ip: str | None = None) -> Decision | None:
+        """The request judged as the child's the topic names, if it names a child of
+        this gateway (None: it names none)."""
+        ...
+
+
 class PdpAnswers:
     """The decision point as the plugin's socket asks it: one client's request, and
     whether a device may still connect at all."""
 
-    def __init__(self, subjects: ForgettingSubjects, decisions: Decider) -> None:
+    def __init__(self, subjects: ForgettingSubjects, decisions: Decider,
+                 relays: Relays | None = None) -> None:
         self._subjects = subjects
         self._decisions = decisions
+        self._relays = relays
 
     def answer(self, username: str, action: str, source_ip: str | None, topic: str
                ) -> Decision:
-        """Permit or Deny one publish, subscribe or receive."""
-        return decide_mqtt_request(self._subjects, self._decisions, username, action, topic,
-                                   source_ip=source_ip)
+        """Permit or Deny one publish, subscribe or receive; a gateway's request on a
+        child's topic is judged as the child's (docs/gateways.md)."""
+        decision = decide_mqtt_request(self._subjects, self._decisions, username, action,
+                                       topic, source_ip=source_ip)
+        if decision.allowed or self._relays is None:
+            return decision
+        relayed = self._relays.decide_relayed(username, action, topic, source_ip=source_ip)
+        return decision if relayed is None else relayed
 
     def reread(self, device_id: str) -> None:
         """Read the device afresh at its next question (a change the feed did not carry)."""

@@ -62,9 +62,12 @@ class DeviceRights:
     own: frozenset[Acl]
 
 
-def split_rights(device_id: str, acls: frozenset[Acl]) -> DeviceRights:
-    """Entries with the device's id as a topic level are its own; the rest are shared."""
-    own = frozenset(a for a in acls if device_id in a[1].split("/"))
+def split_rights(device_id: str, acls: frozenset[Acl], speaks_for: Iterable[str] = ()
+                 ) -> DeviceRights:
+    """Entries with the device's id (or, for a gateway, a child's) as a topic level are
+    its own; the rest are shared."""
+    names = {device_id, *speaks_for}
+    own = frozenset(a for a in acls if names.intersection(a[1].split("/")))
     return DeviceRights(acls - own, own)
 
 

@@ -97,7 +97,7 @@ def start_data_plane(fleet: LiveFleet, settings: Settings,
         sync = PluginAuthorization(files, BrokerFileInstaller(fleet, fleet.clock, files, broker),
                                    broker, socket, answers.may_connect,
                                    updates=fleet.updates_since, reread=answers.reread,
-                                   clock=fleet.clock)
+                                   clock=fleet.clock, gateways_for=fleet.gateways_for)
     else:
         sync = BrokerSync(fleet, fleet.clock, files, connect, broker)
     events: BrokerEventSource | None = None

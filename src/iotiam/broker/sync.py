@@ -250,7 +250,8 @@ class BrokerSync:
             if acl.valid_until is not None:
                 timers[acl.device_id] = acl.valid_until
             if acl.can_connect:
-                desired[acl.device_id] = split_rights(acl.device_id, _acls(acl))
+                desired[acl.device_id] = split_rights(acl.device_id, _acls(acl),
+                                                     acl.speaks_for)
         return desired, timers
 
     @staticmethod
@@ -300,14 +301,16 @@ class BrokerSync:
             commands: list[dict[str, Any]] = []
             wanted: dict[str, DeviceRights] = {}
             gone: list[str] = []
-            for device_id in sorted(set(device_ids) | kicked):
+            todo = set(device_ids) | kicked
+            # a gateway's ACL carries its children's topics: it follows their changes
+            for device_id in sorted(todo | self._fleet.gateways_for(todo)):
                 acl = self._fleet.broker_acl(device_id)
                 if acl is not None and acl.valid_until is not None:
                     self._timers[device_id] = acl.valid_until
                 else:
                     self._timers.pop(device_id, None)
                 if acl is not None and acl.can_connect:
-                    wanted[device_id] = split_rights(device_id, _acls(acl))
+                    wanted[device_id] = split_rights(device_id, _acls(acl), acl.speaks_for)
                     continue
                 if device_id in self._known or device_id in kicked:
                     commands += [{"command": "deleteClient", "username": device_id},

@@ -43,6 +43,10 @@ class FleetSource(BrokerFileSource, Protocol):
         """The ACLs of every device that may have a broker identity."""
         ...
 
+    def gateways_for(self, device_ids: Iterable[str]) -> set[str]:
+        """The gateways these devices are registered under (their ACLs carry them)."""
+        ...
+
     def updates_since(self, since: datetime) -> Updates:
         """Devices changed after ``since``, and whether policies changed (the safety net
         under the change feed: what moves a device without publishing a change)."""

@@ -120,20 +120,41 @@ def device_add(
     location: Annotated[str | None, typer.Option(help="Location label.")] = None,
     attr: Annotated[list[str] | None, typer.Option(help="Free attribute k=v (repeatable).")
                     ] = None,
+    via: Annotated[str | None, typer.Option(
+        metavar="GATEWAY", help="Register under this gateway, which receives its PSK.")
+                   ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Register a device."""
+    """Register a device (with --via: a gateway's child, keyed for that gateway)."""
     obj: Context = ctx.obj
     body: dict[str, Any] = {"id": device_id, "type": type_name, "attributes": _attrs(attr)}
-    for key, value in (("org", org), ("site", site), ("location", location)):
+    for key, value in (("org", org), ("site", site), ("location", location), ("via", via)):
         if value is not None:
             body[key] = value
     device = obj.client().post("/v1/devices", body)
     if as_json:
         print_json(device)
     else:
+        under = f", via {device['via']}" if device.get("via") else ""
         console.print(f"registered {device['id']} ({device['type']}, org {device['org']}, "
-                      f"{device['state']})")
+                      f"{device['state']}{under})")
+
+
+@device_app.command("move")
+def device_move(
+    ctx: typer.Context,
+    device_id: Annotated[str, typer.Argument(metavar="ID")],
+    via: Annotated[str, typer.Option(metavar="GATEWAY", help="The new gateway.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Move a gateway's child to another gateway; its PSK is replaced (re-keyed)."""
+    obj: Context = ctx.obj
+    moved = obj.client().post(api_path("/v1/devices", device_id, "gateway"),
+                              {"via": via})
+    if as_json:
+        print_json(moved)
+    else:
+        console.print(f"moved {moved['device']} under {moved['via']} (new PSK issued)")
 
 
 @device_app.command("list")

@@ -62,28 +62,48 @@ class Psks:
                 raise Conflict(f"device {device_id!r} has no active PSK to rotate")
             if not rotate and current is not None:
                 raise Conflict(f"device {device_id!r} already has an active PSK; rotate it")
-            now = self._clock.now()
-            key = secrets.token_bytes(PSK_BYTES)
-            psk_id = secrets.token_hex(8)
-            psk = Psk(id=psk_id, identity=device.id, device_id=device.id,
-                      org_path=device.org_path,
-                      encrypted_key=self._sealer.seal(key, f"psk:{psk_id}"),
-                      status=PskStatus.ACTIVE, created_at=now,
-                      expires_at=now + lifetime if lifetime else None)
-            if current is not None:
-                uow.psks.revoke(current.id, now, "superseded", psk.id)
-                uow.changes.record(CredentialRevoked("psk", current.id, device.id))
-            uow.psks.add(psk)
-            # its standing may change (G3): decision caches and the broker sync re-read it
-            uow.devices.touch([device.id], now)
-            uow.changes.record(DeviceChanged((device.id,)))
-            self._audit.append(uow, AuditDraft(
-                tag=tag, actor=actor.name, org_path=device.org_path,
-                subject=f"device:{device.id}",
-                details={"psk": psk.id, "identity": psk.identity,
-                         "replaced": current.id if current else None},
-            ))
+            psk, key = self._new_psk(uow, actor, device, current, lifetime, tag)
         return psk, key.hex()
+
+    def issue_within(self, uow: CredentialsUnitOfWork, actor: Principal, device: Device, *,
+                     rotate: bool) -> Psk:
+        """Inside the caller's transaction: a new PSK for ``device`` (a gateway's child);
+        rotate: replacing its active one, if any. The caller judged the device's state."""
+        current = uow.psks.active_for_device(device.id)
+        if not rotate and current is not None:
+            raise Conflict(f"device {device.id!r} already has an active PSK; rotate it")
+        tag = AuditTag.PSK_ROTATED if current is not None else AuditTag.PSK_ISSUED
+        return self._new_psk(uow, actor, device, current, None, tag)[0]
+
+    def reveal(self, psk: Psk) -> bytes:
+        """The key of a PSK, opened from its encryption at rest (for its gateway)."""
+        return self._sealer.open(psk.encrypted_key, f"psk:{psk.id}")
+
+    def _new_psk(self, uow: CredentialsUnitOfWork, actor: Principal, device: Device,
+                 current: Psk | None, lifetime: timedelta | None, tag: AuditTag
+                 ) -> tuple[Psk, bytes]:
+        now = self._clock.now()
+        key = secrets.token_bytes(PSK_BYTES)
+        psk_id = secrets.token_hex(8)
+        psk = Psk(id=psk_id, identity=device.id, device_id=device.id,
+                  org_path=device.org_path,
+                  encrypted_key=self._sealer.seal(key, f"psk:{psk_id}"),
+                  status=PskStatus.ACTIVE, created_at=now,
+                  expires_at=now + lifetime if lifetime else None)
+        if current is not None:
+            uow.psks.revoke(current.id, now, "superseded", psk.id)
+            uow.changes.record(CredentialRevoked("psk", current.id, device.id))
+        uow.psks.add(psk)
+        # its standing may change (G3): decision caches and the broker sync re-read it
+        uow.devices.touch([device.id], now)
+        uow.changes.record(DeviceChanged((device.id,)))
+        self._audit.append(uow, AuditDraft(
+            tag=tag, actor=actor.name, org_path=device.org_path,
+            subject=f"device:{device.id}",
+            details={"psk": psk.id, "identity": psk.identity,
+                     "replaced": current.id if current else None},
+        ))
+        return psk, key
 
     def revoke(self, actor: Principal, device_id: str, reason: str = "unspecified") -> Psk:
         """Revoke the device's active PSK (final)."""

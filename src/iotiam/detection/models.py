@@ -72,6 +72,9 @@ class FindingType(enum.StrEnum):
     MASS_REREGISTRATION = "mass_reregistration"
     FIRMWARE_NONCOMPLIANT = "firmware_noncompliant"
     ATTESTATION_FAILED = "attestation_failed"
+    #: a child seen through a gateway it is not registered under (raised by the gateway
+    #: API, not by a detector: docs/gateways.md)
+    GATEWAY_MISMATCH = "gateway_mismatch"
 
 
 class Severity(enum.IntEnum):

@@ -89,6 +89,8 @@ def check_row(draft: DeviceDraft) -> None:
     if is_reserved_id(draft.id):
         raise InvalidInput(f"device id {draft.id!r} is reserved")
     check_attributes(draft.attributes)
+    if draft.via is not None:
+        check_identifier(draft.via, "gateway id")
     for label, value in (("site", draft.site), ("location", draft.location)):
         if value is not None and (len(value) > 256 or "\x00" in value):
             raise InvalidInput(f"{label} is too long or has a NUL byte")
@@ -155,6 +157,16 @@ def _device(actor: Principal, draft: DeviceDraft, lookups: Lookups, claimed: set
         state=DeviceState.PENDING, site=draft.site, location=draft.location,
         attributes=dict(draft.attributes), created_at=now, updated_at=now,
     )
+
+
+def refuse(judged: Judged, rows: Sequence[Row], device_id: str, error: IamError) -> None:
+    """Take a judged device out of the batch: its row fails with ``error`` (a check made
+    after the batch was judged, e.g. its gateway)."""
+    index = next(i for i, d in enumerate(judged.devices) if d.id == device_id)
+    slot = judged.slots.pop(index)
+    judged.devices.pop(index)
+    number, raw = rows[slot]
+    judged.results[slot] = ImportRowResult(number, named_id(raw), False, error.detail)
 
 
 def settle(rows: Sequence[Row], judged: Judged, taken_meanwhile: set[str]

@@ -196,7 +196,7 @@ class Device:
 
 
 #: the keys of an import row that are no free attribute
-_DRAFT_KEYS = frozenset({"id", "type", "org", "site", "location", "attributes"})
+_DRAFT_KEYS = frozenset({"id", "type", "org", "site", "location", "attributes", "via"})
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
 
@@ -210,6 +210,8 @@ class DeviceDraft:
     site: str | None = None
     location: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+    #: the gateway the device is registered under (docs/gateways.md); None: none
+    via: str | None = None
 
     @staticmethod
     def from_mapping(raw: Any) -> DeviceDraft:
@@ -244,6 +246,7 @@ class DeviceDraft:
             site=row_text(row, "site"),
             location=row_text(row, "location"),
             attributes=attributes,
+            via=row_text(row, "via"),
         )
 
 

@@ -347,6 +347,21 @@ class CredentialRevoker(Protocol[UnitOfWorkT_contra]):
         ...
 
 
+class ChildLinks(Protocol[UnitOfWorkT_contra]):
+    """Places a device under a gateway inside the registration's transaction
+    (implemented by ``gateways.service.Gateways``; docs/gateways.md)."""
+
+    def check(self, uow: UnitOfWorkT_contra, actor: Principal, child: Device, via: str
+              ) -> object:
+        """Refuse (raise) unless ``child`` may be placed under gateway ``via``."""
+        ...
+
+    def attach(self, uow: UnitOfWorkT_contra, actor: Principal, child: Device, via: str
+               ) -> object:
+        """Place the newly registered ``child`` under gateway ``via`` and key it."""
+        ...
+
+
 class AllCredentials(Generic[UnitOfWorkT]):
     """Revokes through several revokers (certificates, PSKs, ...) in one transaction."""
 

@@ -14,6 +14,7 @@ from iotiam.changes import DeviceChanged
 from iotiam.clock import Clock
 from iotiam.errors import (
     Forbidden,
+    IamError,
     IdNotAvailable,
     InvalidInput,
     NotFound,
@@ -40,6 +41,7 @@ from iotiam.inventory.models import (
     check_transition,
 )
 from iotiam.inventory.ports import (
+    ChildLinks,
     CredentialRevoker,
     InventoryUnitOfWork,
     visible_device,
@@ -71,6 +73,17 @@ class Inventory(Generic[UnitOfWorkT]):
         self._clock = clock
         self._audit = audit
         self._revoker = revoker
+        self._children: ChildLinks[UnitOfWorkT] | None = None
+
+    def use_children(self, children: ChildLinks[UnitOfWorkT]) -> None:
+        """Where devices registered under a gateway (``--via``) are placed (wired after
+        the gateways, which report to the response layer built on this inventory)."""
+        self._children = children
+
+    def _child_links(self) -> ChildLinks[UnitOfWorkT]:
+        if self._children is None:
+            raise InvalidInput("this installation has no gateway support wired")
+        return self._children
 
     # -- org units ---------------------------------------------------------------------
 
@@ -200,9 +213,14 @@ class Inventory(Generic[UnitOfWorkT]):
             device = self._register(uow, actor, draft)
             uow.changes.record(DeviceChanged((device.id,), str(device.state)))
             registered = replace(refused, tag=AuditTag.DEVICE_REGISTERED)
-            self._audit.append(
-                uow, _with_path(registered, device.org_path, {"type": device.type_name})
-            )
+            details: dict[str, Any] = {"type": device.type_name}
+            if draft.via is not None:
+                details["via"] = draft.via
+            self._audit.append(uow, _with_path(registered, device.org_path, details))
+            if draft.via is not None:
+                self._child_links().attach(uow, actor, device, draft.via)
+                # attaching keys it, which activates a pending device
+                device = visible_device(uow.devices, actor, device.id)
             return device
 
     def _register(self, uow: InventoryUnitOfWork, actor: Principal, draft: DeviceDraft) -> Device:
@@ -325,6 +343,7 @@ class Inventory(Generic[UnitOfWorkT]):
                 taken_ids=frozenset(uow.devices.exists(sorted(device_ids))),
             )
             judged = bulk.judge(actor, rows, drafts, lookups, self._clock.now())
+            vias = self._check_vias(uow, actor, rows, drafts, judged)
             taken = uow.devices.add_new(judged.devices)
             results, landed = bulk.settle(rows, judged, taken)
             if landed:
@@ -335,7 +354,30 @@ class Inventory(Generic[UnitOfWorkT]):
                 subject=f"import:{len(landed)}-devices",
                 details=bulk.audit_details(results, landed),
             ))
+            for device in landed:
+                if device.id in vias:
+                    self._child_links().attach(uow, actor, device, vias[device.id])
         return results
+
+    def _check_vias(self, uow: UnitOfWorkT, actor: Principal,
+                    rows: Sequence[tuple[int, dict[str, Any]]],
+                    drafts: Sequence[DeviceDraft | ImportRowResult], judged: bulk.Judged
+                    ) -> dict[str, str]:
+        """The gateway of each judged device registered under one; a row whose gateway
+        is refused fails alone before anything is written (G12)."""
+        vias: dict[str, str] = {}
+        for draft in drafts:
+            if isinstance(draft, DeviceDraft) and draft.via is not None:
+                vias.setdefault(draft.id, draft.via)
+        for device in list(judged.devices):
+            if device.id not in vias:
+                continue
+            try:
+                self._child_links().check(uow, actor, device, vias[device.id])
+            except IamError as e:
+                bulk.refuse(judged, rows, device.id, e)
+                del vias[device.id]
+        return vias
 
     # -- groups ------------------------------------------------------------------------
 

@@ -128,6 +128,9 @@ class CertificateProfile:
     lifetime: timedelta
     client_auth: bool
     server_auth: bool
+    #: a device certified so may act for devices registered under it (a gateway's
+    #: children, docs/gateways.md)
+    acts_for_children: bool = False
 
 
 @dataclass(frozen=True)

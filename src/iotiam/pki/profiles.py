@@ -16,9 +16,11 @@ from iotiam.pki.models import CertificateProfile
 DEVICE = CertificateProfile(
     name="device", lifetime=timedelta(hours=24), client_auth=True, server_auth=False
 )
-#: Gateways also terminate TLS for the devices behind them.
+#: Gateways also terminate TLS for the devices behind them, and act for them: a device
+#: type with this profile may have children (docs/gateways.md).
 GATEWAY = CertificateProfile(
-    name="gateway", lifetime=timedelta(days=7), client_auth=True, server_auth=True
+    name="gateway", lifetime=timedelta(days=7), client_auth=True, server_auth=True,
+    acts_for_children=True,
 )
 #: An MQTT broker's server certificate; 90 days matches the ACME norm.
 BROKER_SERVER = CertificateProfile(

@@ -34,7 +34,8 @@ How the dynamic-security plugin (Mosquitto 2.0) checks ACLs, and what follows:
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -88,6 +89,8 @@ class BrokerAcl:
     generation: int
     computed_at: datetime
     reason: str = ""  # why the device may not connect
+    #: the children whose topics a gateway's entries carry (docs/gateways.md)
+    speaks_for: tuple[str, ...] = ()
 
     def to_dynsec(self) -> list[dict[str, Any]]:
         """The ``acls`` list of a dynsec role."""
@@ -136,6 +139,39 @@ def compile_broker_acl(
         min(changes) if changes else None, engine.generation, context.at,
         "" if connect.allowed else connect.reason,
     )
+
+
+def with_children(gateway: BrokerAcl, children: Sequence[BrokerAcl]) -> BrokerAcl:
+    """A gateway's ACL with its children's topics: for each child that may connect, the
+    entries naming it (compiled for the child: ``${device.id}`` is the child) and the
+    child's denies that reach them. Such a deny is carried whole, so it may take from the
+    gateway's own topics too (fail closed); nothing a child may not do is granted."""
+    if not gateway.can_connect:
+        return gateway
+    entries = set(gateway.entries)
+    spoken: list[str] = []
+    until = [gateway.valid_until] if gateway.valid_until is not None else []
+    for child in children:
+        if not child.can_connect:
+            continue
+        own = [e for e in child.entries if e.priority > FALLBACK_PRIORITY
+               and child.device_id in e.topic.split("/")]
+        granted = [tuple(e.topic.split("/")) for e in own if e.allow]
+        entries.update(own)
+        entries.update(e for e in child.entries if not e.allow and
+                       e.priority > FALLBACK_PRIORITY and
+                       any(overlap(tuple(e.topic.split("/")), g) for g in granted))
+        spoken.append(child.device_id)
+        if child.valid_until is not None:
+            until.append(child.valid_until)
+    denied = {(e.acltype, e.topic) for e in entries if not e.allow}
+    kept = {e for e in entries if not e.allow or (e.acltype, e.topic) not in denied}
+    # one entry per type and topic: a role holds one ACL per (type, topic)
+    by_key: dict[tuple[AclType, str], AclEntry] = {}
+    for entry in sorted(kept, reverse=True):
+        by_key.setdefault((entry.acltype, entry.topic), entry)
+    return replace(gateway, entries=tuple(sorted(by_key.values(), reverse=True)),
+                   valid_until=min(until) if until else None, speaks_for=tuple(spoken))
 
 
 def _applies(rule: Rule, subject: Subject, context: RequestContext, engine: PolicyEngine) -> bool:

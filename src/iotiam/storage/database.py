@@ -34,6 +34,7 @@ from iotiam.storage.enrollment_store import (
     SqlManufacturerStore,
 )
 from iotiam.storage.fleet_counts import SqlFleetCounts
+from iotiam.storage.gateway_store import SqlGatewayLinkStore
 from iotiam.storage.inventory_store import (
     SqlDeviceStore,
     SqlDeviceTypeStore,
@@ -186,6 +187,11 @@ class SqlUnitOfWork:
     def psks(self) -> SqlPskStore:
         """The psks in this transaction."""
         return SqlPskStore(self.conn)
+
+    @cached_property
+    def gateway_links(self) -> SqlGatewayLinkStore:
+        """Children and their gateways in this transaction."""
+        return SqlGatewayLinkStore(self.conn)
 
     @cached_property
     def manufacturers(self) -> SqlManufacturerStore:

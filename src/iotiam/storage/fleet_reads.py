@@ -21,7 +21,15 @@ from iotiam.pki.models import CertificateStatus
 from iotiam.policy.models import DevicePosture
 from iotiam.storage.database import Database
 from iotiam.storage.inventory_store import device_from_row
-from iotiam.storage.tables import attestation, credentials, inventory, pki, response, tokens
+from iotiam.storage.tables import (
+    attestation,
+    credentials,
+    gateways,
+    inventory,
+    pki,
+    response,
+    tokens,
+)
 from iotiam.tokens.models import ClientStatus
 
 
@@ -98,6 +106,25 @@ class SqlFleetReads:
                 for row in rows:
                     found.setdefault(row.device_id, set()).add(row.group_id)
         return found
+
+    def children_of(self, gateway_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The children registered under each of these gateways, by id."""
+        g = gateways.gateway_links.c
+        found: dict[str, list[str]] = {}
+        with self._db.reading() as uow:
+            for start in range(0, len(gateway_ids), 500):
+                rows = uow.conn.execute(select(g.gateway_id, g.child_id).where(
+                    g.gateway_id.in_(list(gateway_ids[start:start + 500])))
+                    .order_by(g.child_id))
+                for row in rows:
+                    found.setdefault(row.gateway_id, []).append(row.child_id)
+        return found
+
+    def gateways_of(self, device_ids: Sequence[str]) -> dict[str, str]:
+        """The gateway each of these devices is registered under."""
+        with self._db.reading() as uow:
+            return {child: link.gateway_id
+                    for child, link in uow.gateway_links.get_many(device_ids).items()}
 
     def posture_of(self, device_ids: Sequence[str]) -> dict[str, DevicePosture]:
         """Stored trust score, firmware verdict and credential standing of every device."""

@@ -93,9 +93,9 @@ def add_device(body: DeviceIn, caller: Caller, svc: Wired) -> dict[str, Any]:
     device = svc.inventory.add_device(
         caller,
         DeviceDraft(id=body.id, type_name=body.type, org_unit_id=body.org, site=body.site,
-                    location=body.location, attributes=body.attributes),
+                    location=body.location, attributes=body.attributes, via=body.via),
     )
-    return render_device(device)
+    return {**render_device(device), "via": body.via}
 
 
 @router.get("/devices", response_model=DevicePage)
@@ -136,6 +136,7 @@ def show_device(device_id: str, caller: Caller, svc: Wired) -> dict[str, Any]:
     """One device with its certificates."""
     device = svc.inventory.get_device(caller, device_id)
     body = render_device(device)
+    body["via"] = svc.gateways.gateway_of(caller, device_id)
     certs = svc.pki.list_certificates(caller, device_id=device_id, limit=1000)
     body["certificates"] = [
         {"serial": c.serial_hex, "status": str(c.status), "not_after": c.not_after.isoformat()}

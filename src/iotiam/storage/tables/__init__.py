@@ -17,6 +17,7 @@ from iotiam.storage.tables import (
     credentials,
     discovery,
     enrollment,
+    gateways,
     inventory,
     leadership,
     pki,
@@ -28,5 +29,5 @@ from iotiam.storage.tables import (
 from iotiam.storage.tables.columns import metadata
 
 __all__ = ["admin", "attestation", "audit", "changes", "credentials", "discovery", "enrollment",
-           "inventory", "leadership", "metadata", "pki", "policy", "response", "risk",
+           "gateways", "inventory", "leadership", "metadata", "pki", "policy", "response", "risk",
            "tokens"]

@@ -66,6 +66,21 @@ class MemoryFleetReads:
                 found[device_id] = set(groups)
         return found
 
+    def children_of(self, gateway_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The children registered under each of these gateways, by id."""
+        found: dict[str, list[str]] = {}
+        for gateway_id in gateway_ids:
+            children = [link.child_id for link in
+                        self._uow.gateway_links.children_of(gateway_id)]
+            if children:
+                found[gateway_id] = children
+        return found
+
+    def gateways_of(self, device_ids: Sequence[str]) -> dict[str, str]:
+        """The gateway each of these devices is registered under."""
+        return {c: link.gateway_id for c, link in
+                self._uow.gateway_links.get_many(device_ids).items()}
+
     def posture_of(self, device_ids: Sequence[str]) -> dict[str, DevicePosture]:
         """Stored trust score, firmware verdict and credential standing of each device."""
         now = self._clock.now()

@@ -38,6 +38,7 @@ from iotiam.enrollment.manufacturers import Manufacturers
 from iotiam.enrollment.queue import EnrollmentQueue, QueueLimits
 from iotiam.enrollment.service import Enrollment
 from iotiam.enrollment.transfer import OwnershipTransfer
+from iotiam.gateways.service import Gateways
 from iotiam.installation import ensure_cas, ensure_default_policy, seed_inventory
 from iotiam.inventory.ports import AllCredentials
 from iotiam.inventory.service import Inventory
@@ -116,6 +117,8 @@ class MemoryServices:
     discovery: Discovery
     adoption: Adoption
     risk: RiskRegister
+    #: children under gateways, and what gateways say for them
+    gateways: Gateways
     #: the plaintext of the bootstrap admin token (``profile.json`` of a real install)
     admin_token: str = ""
 
@@ -189,6 +192,9 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
     ingest = EventIngest(engine, response, MemoryDeviceLookup(database.uow.devices),
                          sightings=sightings)
     response.on_false_positive(ingest.false_positive)
+    gateways = Gateways(database, clock, audit, psks, (cas.issuing_id,
+                        cas.issuing.certificate.subject), decisions, subjects, response)
+    inventory.use_children(gateways)
     return follow_changes(MemoryServices(
         clock=clock, database=database, changes=MemoryChangeFeed.following(database),
         audit=audit, checkpoints=checkpoints,
@@ -208,6 +214,7 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
         adoption=Adoption(discovery, inventory, enrollment, audit),
         risk=RiskRegister(database, audit, clock, discovery.reader, FixedChannels(),
                           lint_policy),
+        gateways=gateways,
     ))
 
 

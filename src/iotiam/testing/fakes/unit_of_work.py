@@ -26,6 +26,7 @@ from iotiam.testing.fakes.enrollment import (
     MemoryManufacturerStore,
     MemoryOwnershipStore,
 )
+from iotiam.testing.fakes.gateways import MemoryGatewayLinkStore
 from iotiam.testing.fakes.inventory import (
     MemoryDeviceStore,
     MemoryDeviceTypeStore,
@@ -87,6 +88,7 @@ class MemoryUnitOfWork:
         self.admin_tokens = MemoryAdminTokenStore()
         self.claims = MemoryClaimTokenStore()
         self.psks = MemoryPskStore()
+        self.gateway_links = MemoryGatewayLinkStore()
         self.manufacturers = MemoryManufacturerStore()
         self.manifest = MemoryManifestStore()
         self.enrollment_requests = MemoryEnrollmentRequestStore()

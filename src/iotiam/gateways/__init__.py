@@ -1,0 +1,1 @@
+"""Gateways that speak for constrained devices registered under them (docs/gateways.md)."""
