@@ -220,10 +220,7 @@ class CertificateIssuance:
                             results[index] = contained(e, _ONE)
                     checked.sort(key=lambda item: item.index)
                 accepted = self._claim_keys(uow, items, checked, results)
-                serials = self._draw_serials(uow, len(accepted))
-                reserved = [_Reserved(item, self._record(item, serial, now))
-                            for item, serial in zip(accepted, serials, strict=True)]
-                uow.certificates.reserve_many([item.record for item in reserved])
+                reserved = self._reserve_serials(uow, accepted, now)
         except IamError as e:
             # the transaction itself failed: nothing of it was kept
             for index, _ in parsed:
@@ -324,27 +321,33 @@ class CertificateIssuance:
             accepted.append(item)
         return accepted
 
-    def _draw_serials(self, uow: PkiUnitOfWork, count: int) -> list[int]:
-        """``count`` serials unused under the issuer and distinct from each other (G1)."""
-        serials = [self._serials() for _ in range(count)]
-        unchecked = set(range(count))
+    def _reserve_serials(self, uow: PkiUnitOfWork, accepted: list[_Checked], now: datetime
+                         ) -> list[_Reserved]:
+        """Reserve a fresh serial for each request (G1): drawn distinct within the batch,
+        stored in one statement, drawn again for those the issuer had used already."""
+        serials = [self._serials() for _ in range(len(accepted))]
+        records: dict[int, CertificateRecord] = {}
+        pending = list(range(len(accepted)))
         for attempt in range(SERIAL_RETRIES):
-            taken = uow.certificates.taken_serials(
-                self._issuing_id, [serials[i] for i in sorted(unchecked)])
-            seen: set[int] = set()
-            clashes = []
-            for i, serial in enumerate(serials):
-                if serial in seen or (i in unchecked and serial in taken):
-                    clashes.append(i)
-                seen.add(serial)
+            waiting = set(pending)
+            seen = {serials[i] for i in range(len(serials)) if i not in waiting}
+            fresh: list[int] = []
+            clashes: list[int] = []
+            for i in pending:
+                (clashes if serials[i] in seen else fresh).append(i)
+                seen.add(serials[i])
+            for i in fresh:
+                records[i] = self._record(accepted[i], serials[i], now)
+            used = uow.certificates.reserve_many([records[i] for i in fresh]) if fresh else set()
+            clashes = sorted(clashes + [i for i in fresh if serials[i] in used])
             if not clashes:
-                return serials
+                return [_Reserved(item, records[i]) for i, item in enumerate(accepted)]
             if attempt < SERIAL_RETRIES - 1:
                 for i in clashes:
                     serials[i] = self._serials()
-                unchecked = set(clashes)
+                pending = clashes
         # ~2^-159 per draw: a source this unlucky is broken; refusing the whole batch
-        # keeps G1 and leaves nothing half-written
+        # (the transaction rolls back) keeps G1 and leaves nothing half-written
         raise SerialInUse(f"{len(clashes)} freshly drawn serial(s) already in use")
 
     def _record(self, item: _Checked, serial: int, now: datetime) -> CertificateRecord:
@@ -399,7 +402,8 @@ class CertificateIssuance:
         drafts: list[AuditDraft] = []
         with self._uow() as uow:
             uow.certificates.complete([
-                SignedCertificate(item.record.issuer_id, item.record.serial, pem, fingerprint)
+                SignedCertificate(item.record.issuer_id, item.record.serial, pem, fingerprint,
+                                  item.record.device_id)
                 for item, (pem, fingerprint) in signed
             ])
             # only a still-pending device becomes active; a state changed meanwhile stays.
