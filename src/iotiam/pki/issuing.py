@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from cryptography import x509
@@ -94,6 +94,17 @@ def device_identity(device: Device) -> LeafIdentity:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A batch's requests, each one's result once known, the CSRs that parsed, and the
+    proofs checked elsewhere."""
+
+    items: Sequence[tuple[Principal, IssueRequest]]
+    results: list[CertificateRecord | IamError | None]
+    parsed: list[tuple[int, x509.CertificateSigningRequest]]
+    proofs: Verdicts | None
+
+
 class CertificateIssuance:
     """Issues leaf certificates from the issuing CA."""
 
@@ -137,89 +148,90 @@ class CertificateIssuance:
         """Certify ``items``, then each batch ``following()`` gives until it gives none,
         answering each batch in order (its outcomes, or the error that failed it whole).
 
-        A batch's certificates are stored in the transaction that reserves the next
-        batch's serials, so a stream of batches pays one commit per batch, not two. G5
-        holds unchanged: a batch's serials commit before it is signed, and its
-        certificates with their audit records commit before it is answered.
+        The transaction that stores a batch's certificates also takes the next batch
+        (``following()`` is asked in it, once the batch is stored: the next one holds
+        whoever came meanwhile, as it would after a commit of its own) and reserves its
+        serials, so a stream of batches pays one commit per batch, not two. G5 holds
+        unchanged: a batch's serials commit before it is signed, and its certificates
+        with their audit records commit before it is answered.
         """
-        done: SignedBatch | None = None  # signed, to be stored with the next reservation
-        while items:
-            results: list[CertificateRecord | IamError | None] = [None] * len(items)
-            # 1. an operator's request, with a CSR that parses (RFC 2986)
-            parsed: list[tuple[int, x509.CertificateSigningRequest]] = []
-            for i, (actor, request) in enumerate(items):
-                try:
-                    actor.require(Role.OPERATOR, "issuing certificates")
-                    parsed.append((i, parse_csr(request.csr_data)))
-                except Exception as e:  # each request fails alone, even on a bug (G12)
-                    results[i] = contained(e, _ONE)
-            # RFC 2986 §3: part of a batch's proofs of possession may be checked
-            # elsewhere while this process does the other checks
-            pending = self._proofs.start([csr for _, csr in parsed]
-                                         ) if self._proofs and parsed else None
-            proofs = Verdicts(pending) if pending is not None else None
-            # 2. every check, then the serials reserved in a committed row (G1, G5),
-            # with the previous batch's certificates stored (4.) in the same transaction
-            reserved = self._reserve(items, parsed, results, proofs, done)
-            if done is not None:
-                answer(done.outcome)
+        first = self._batch(items)
+        # 2. every check, then the serials reserved in a committed row (G1, G5)
+        reserved = self._reserve(first)
+        batch: _Batch | None = first
+        while batch is not None:
             # 3. sign (RFC 5280 §4.1); a failure leaves its serial reserved, never reused
-            done = SignedBatch(items, self._sign_each(reserved, results), results)
-            items = following()
-        if done is not None:
-            # 4. store each certificate with its audit record, and audit each refusal
-            if done.signed or any(isinstance(r, IamError) for r in done.results):
-                try:
-                    with self._uow() as uow:
-                        complete_batch(uow, done, self._audit, self._clock)
-                except IamError as e:  # nothing of the batch was stored
-                    done.failed = e
+            done = SignedBatch(batch.items, self._sign_each(reserved, batch.results),
+                               batch.results)
+            # 4. store each certificate with its audit record, audit each refusal, and
+            # take and reserve the next batch (2.) in the same transaction
+            batch, reserved = self._store_and_next(done, following)
             answer(done.outcome)
 
-    # -- reservation -------------------------------------------------------------------
+    def _batch(self, items: Sequence[tuple[Principal, IssueRequest]]) -> _Batch:
+        """1. an operator's request, with a CSR that parses (RFC 2986)."""
+        results: list[CertificateRecord | IamError | None] = [None] * len(items)
+        parsed: list[tuple[int, x509.CertificateSigningRequest]] = []
+        for i, (actor, request) in enumerate(items):
+            try:
+                actor.require(Role.OPERATOR, "issuing certificates")
+                parsed.append((i, parse_csr(request.csr_data)))
+            except Exception as e:  # each request fails alone, even on a bug (G12)
+                results[i] = contained(e, _ONE)
+        # RFC 2986 §3: part of a batch's proofs of possession may be checked elsewhere
+        # while this process does the other checks
+        pending = self._proofs.start([csr for _, csr in parsed]
+                                     ) if self._proofs and parsed else None
+        return _Batch(items, results, parsed, Verdicts(pending) if pending else None)
 
-    def _reserve(
-        self,
-        items: Sequence[tuple[Principal, IssueRequest]],
-        parsed: list[tuple[int, x509.CertificateSigningRequest]],
-        results: list[CertificateRecord | IamError | None],
-        proofs: Verdicts | None,
-        done: SignedBatch | None,
-    ) -> list[Reserved]:
-        """Check every request, then record the survivors' serials, in one transaction
-        that also stores ``done``, the batch signed before."""
+    # -- reservation and completion ----------------------------------------------------
+
+    def _reserve(self, batch: _Batch) -> list[Reserved]:
+        """Check every request, then record the survivors' serials, in one transaction."""
         try:
             with self._uow() as uow:
-                if done is not None and (
-                        done.signed or any(isinstance(r, IamError) for r in done.results)):
-                    complete_batch(uow, done, self._audit, self._clock)
-                return self._check_and_reserve(uow, items, parsed, results, proofs
-                                               ) if parsed else []
+                return self._check_and_reserve(uow, batch)
         except IamError as e:
-            if done is not None:
-                # the shared transaction kept nothing: the signed batch is stored alone,
-                # then this one is reserved alone, each failing only itself
-                try:
-                    with self._uow() as uow:
-                        complete_batch(uow, done, self._audit, self._clock)
-                except IamError as stored:
-                    done.failed = stored
-                for index, _ in parsed:
-                    results[index] = None
-                return self._reserve(items, parsed, results, proofs, None)
             # the transaction itself failed: nothing of it was kept
-            for index, _ in parsed:
-                results[index] = e
+            for index, _ in batch.parsed:
+                batch.results[index] = e
             return []
 
-    def _check_and_reserve(
-        self,
-        uow: PkiUnitOfWork,
-        items: Sequence[tuple[Principal, IssueRequest]],
-        parsed: list[tuple[int, x509.CertificateSigningRequest]],
-        results: list[CertificateRecord | IamError | None],
-        proofs: Verdicts | None,
-    ) -> list[Reserved]:
+    def _store_and_next(
+        self, done: SignedBatch,
+        following: Callable[[], Sequence[tuple[Principal, IssueRequest]]],
+    ) -> tuple[_Batch | None, list[Reserved]]:
+        """Store ``done``; in the same transaction, the next batch if one waits, with its
+        serials reserved. ``done.failed`` says if it could not be stored."""
+        taken: _Batch | None = None
+        try:
+            with self._uow() as uow:
+                if done.signed or any(isinstance(r, IamError) for r in done.results):
+                    complete_batch(uow, done, self._audit, self._clock)
+                items = following()
+                if not items:
+                    return None, []
+                taken = self._batch(items)
+                return taken, self._check_and_reserve(uow, taken)
+        except IamError as e:
+            if taken is None:  # nothing of the batch was stored
+                done.failed = e
+                return None, []
+        # the shared transaction kept nothing: the signed batch is stored alone, then
+        # the next one reserved alone, each failing only itself
+        try:
+            with self._uow() as uow:
+                complete_batch(uow, done, self._audit, self._clock)
+        except IamError as stored:
+            done.failed = stored
+        for index, _ in taken.parsed:
+            taken.results[index] = None
+        return taken, self._reserve(taken)
+
+    def _check_and_reserve(self, uow: PkiUnitOfWork, batch: _Batch) -> list[Reserved]:
+        items, parsed, results, proofs = batch.items, batch.parsed, batch.results, batch.proofs
+        if not parsed:
+            return []
         devices = uow.devices.get_many([items[i][1].device_id for i, _ in parsed])
         now = self._clock.now()
         types: dict[str, DeviceType | None] = {}
