@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from iotiam.audit.models import AuditDraft, AuditTag, refused
-from iotiam.audit.ports import Auditor
 from iotiam.changes import DeviceChanged
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, IamError
@@ -102,8 +101,9 @@ class Verdicts:
         return self._read
 
 
-def complete_batch(uow: PkiUnitOfWork, done: SignedBatch, audit: Auditor, clock: Clock) -> None:
-    """Store a batch's certificates with their audit records, and audit its refusals."""
+def complete_batch(uow: PkiUnitOfWork, done: SignedBatch, clock: Clock) -> list[AuditDraft]:
+    """Store a batch's certificates; the audit records of its certificates and refusals,
+    to append in the same transaction."""
     items, signed, results = done.items, done.signed, done.results
     drafts: list[AuditDraft] = []
     uow.certificates.complete([
@@ -148,7 +148,7 @@ def complete_batch(uow: PkiUnitOfWork, done: SignedBatch, audit: Auditor, clock:
             drafts.append(refusal_draft(actor, request, result))
             if request.also_refused is not None:
                 drafts.append(request.also_refused(result))
-    audit.append_many(uow, drafts)
+    return drafts
 
 
 

@@ -204,15 +204,18 @@ class CertificateIssuance:
         """Store ``done``; in the same transaction, the next batch if one waits, with its
         serials reserved. ``done.failed`` says if it could not be stored."""
         taken: _Batch | None = None
+        reserved: list[Reserved] = []
         try:
             with self._uow() as uow:
-                if done.signed or any(isinstance(r, IamError) for r in done.results):
-                    complete_batch(uow, done, self._audit, self._clock)
+                drafts = complete_batch(uow, done, self._clock)
                 items = following()
-                if not items:
-                    return None, []
-                taken = self._batch(items)
-                return taken, self._check_and_reserve(uow, taken)
+                if items:
+                    taken = self._batch(items)
+                    reserved = self._check_and_reserve(uow, taken)
+                # the audit head's lock last, held the shortest: another serving process
+                # waits on it (PostgreSQL)
+                self._audit.append_many(uow, drafts)
+            return taken, reserved
         except IamError as e:
             if taken is None:  # nothing of the batch was stored
                 done.failed = e
@@ -221,7 +224,7 @@ class CertificateIssuance:
         # the next one reserved alone, each failing only itself
         try:
             with self._uow() as uow:
-                complete_batch(uow, done, self._audit, self._clock)
+                self._audit.append_many(uow, complete_batch(uow, done, self._clock))
         except IamError as stored:
             done.failed = stored
         for index, _ in taken.parsed:
