@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("benchmark", choices=["api-issuance", "est-enroll"])
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="also copy the serving processes' samples into DIR")
     args = parser.parse_args(argv)
     module = api_issuance if args.benchmark == "api-issuance" else est_enroll
     with tempfile.TemporaryDirectory(prefix="iotiam-samples-") as scratch:
@@ -115,6 +118,10 @@ def main(argv: list[str] | None = None) -> None:
         # the serving processes wrote last (``iotiam init`` wrote one too, long before)
         files = sorted(Path(scratch).glob("samples.*"), key=lambda p: p.stat().st_mtime)
         print(breakdown(files[-args.workers:]))
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for path in files[-args.workers:]:
+                shutil.copy(path, args.keep / path.name)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from iotiam.bootstrap import Services
 from iotiam.errors import IamError
-from iotiam.fast.batching import LoopCombiner
+from iotiam.fast.batching import LoopCombiner, StreamCombiner
 from iotiam.kernel import Principal
 from iotiam.pki.models import CertificateRecord, IssueRequest
 from iotiam.tokens.models import IssuedToken, TokenRequest
@@ -22,14 +22,16 @@ def token_batches(services: Services, *, max_batch: int
 
 
 def certificate_batches(services: Services, *, max_batch: int
-                        ) -> LoopCombiner[tuple[Principal, IssueRequest],
-                                          CertificateRecord | IamError]:
+                        ) -> StreamCombiner[tuple[Principal, IssueRequest],
+                                            CertificateRecord | IamError]:
     """The API's group commit for certificates (``POST /v1/certificates``, EST): concurrent
-    requests share one ``Pki.issue_batch`` call, always on the combiner's worker thread.
-    A certificate batch takes milliseconds (proofs, signatures, two commits); meanwhile
-    the event loop reads the requests that make the next batch. Run on the loop, as
-    tokens' batches are, those requests waited unread and most batches held one request
-    (measured: ``benchmarks/README.md``). Callers on threads (other use cases) combine
-    through ``Pki``'s own ``ThreadCombiner``; both reach ``CertificateIssuance.issue_many``."""
-    return LoopCombiner(services.pki.issue_batch, max_batch=max_batch,
-                        thread_name="certificates")
+    requests share one batch of ``Pki.issue_batches``, always on the combiner's worker
+    thread, and while requests keep coming one transaction stores a batch and reserves
+    the next (one commit per batch instead of two). A certificate batch takes
+    milliseconds (proofs, signatures, the commit); meanwhile the event loop reads the
+    requests that make the next batch. Run on the loop, as tokens' batches are, those
+    requests waited unread and most batches held one request (measured:
+    ``benchmarks/README.md``). Callers on threads (other use cases) combine through
+    ``Pki``'s own ``ThreadCombiner``; both reach ``CertificateIssuance``."""
+    return StreamCombiner(services.pki.issue_batches, max_batch=max_batch,
+                          thread_name="certificates")

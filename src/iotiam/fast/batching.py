@@ -19,11 +19,16 @@ Two ways to wait for an answer, one queue:
   thread hand-off, no contention for the GIL, about a fifth of the token endpoint's
   CPU, measured), else on one worker thread, so the loop never waits on a lock or a
   socket.
+- :class:`StreamCombiner`, a :class:`LoopCombiner` for a use case that runs batch after
+  batch (``CertificateIssuance.issue_stream``): it asks for the next batch when it is
+  ready for it and answers each batch as soon as it is done, so that one transaction can
+  end one batch and begin the next.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import threading
@@ -96,24 +101,34 @@ class _Queue(Generic[RequestT, OutcomeT, WaiterT]):
 
     def _answer(self, batch: list[WaiterT]) -> list[tuple[WaiterT, Answer[OutcomeT]]]:
         """Run one batch: each waiter's share of the outcomes, or the call's exception."""
-        if len(batch) == 1:
-            requests = batch[0].requests
-        else:
-            requests = [request for waiter in batch for request in waiter.requests]
+        requests = _requests(batch)
         try:
             outcomes = self._run(requests)
         except Exception as e:  # the whole call failed: every caller of this batch hears
             log.exception("a batch of %d requests failed", len(requests))
             return [(waiter, e) for waiter in batch]
-        if len(batch) == 1:
-            return [(batch[0], outcomes)]
-        answers: list[tuple[WaiterT, Answer[OutcomeT]]] = []
-        start = 0
-        for waiter in batch:
-            end = start + len(waiter.requests)
-            answers.append((waiter, outcomes[start:end]))
-            start = end
-        return answers
+        return _split(batch, outcomes)
+
+
+def _requests(batch: Sequence[_Waiter[RequestT]]) -> Sequence[RequestT]:
+    """The requests of a batch's waiters, in order."""
+    if len(batch) == 1:
+        return batch[0].requests
+    return [request for waiter in batch for request in waiter.requests]
+
+
+def _split(batch: list[WaiterT], outcomes: Answer[OutcomeT]
+           ) -> list[tuple[WaiterT, Answer[OutcomeT]]]:
+    """Each waiter's share of a batch's outcomes (or the exception that failed it)."""
+    if isinstance(outcomes, Exception) or len(batch) == 1:
+        return [(waiter, outcomes) for waiter in batch]
+    answers: list[tuple[WaiterT, Answer[OutcomeT]]] = []
+    start = 0
+    for waiter in batch:
+        end = start + len(waiter.requests)
+        answers.append((waiter, outcomes[start:end]))
+        start = end
+    return answers
 
 
 class _Sleeper(_Waiter[RequestT], Generic[RequestT, OutcomeT]):
@@ -212,17 +227,76 @@ class LoopCombiner(_Queue[RequestT, OutcomeT, _Awaiting[RequestT, OutcomeT]]):
     def _drain(self) -> None:
         """On the worker thread: batches until no request waits."""
         while self._more():
-            by_loop: dict[asyncio.AbstractEventLoop, list[_Answered[RequestT, OutcomeT]]] = {}
-            for waiter, answer in self._answer(self._next_batch()):
-                by_loop.setdefault(waiter.future.get_loop(), []).append((waiter, answer))
-            for loop, answered in by_loop.items():
-                # a closed loop (RuntimeError) has no one waiting any more
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_settle, answered)
+            _deliver(self._answer(self._next_batch()))
 
     def close(self) -> None:
         """Stop the worker thread once the queued batches are answered."""
         self._thread.shutdown(wait=True)
+
+
+#: a batch use case run batch after batch: ``stream(first, following, answer)`` works
+#: through ``first``, then each batch ``following()`` gives until it gives none, and
+#: calls ``answer`` once per batch, in order, with its outcomes or what failed it whole
+BatchStream = Callable[[Sequence[RequestT], Callable[[], Sequence[RequestT]],
+                        Callable[[Answer[OutcomeT]], None]], None]
+
+
+class StreamCombiner(LoopCombiner[RequestT, OutcomeT]):
+    """A :class:`LoopCombiner` (always on its worker thread) whose use case takes the
+    next batch when it is ready for it, so that it may join one batch's last step to the
+    next one's first (certificates: one transaction stores a batch and reserves the
+    next); each batch's callers are answered as soon as the use case answers it."""
+
+    def __init__(self, stream: BatchStream[RequestT, OutcomeT], *, max_batch: int,
+                 thread_name: str) -> None:
+        super().__init__(self._one_batch, max_batch=max_batch, thread_name=thread_name)
+        self._stream = stream
+
+    def _one_batch(self, requests: Sequence[RequestT]) -> list[OutcomeT]:
+        answers: list[Answer[OutcomeT]] = []
+        self._stream(requests, tuple, answers.append)
+        (answer,) = answers
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def _drain(self) -> None:
+        """On the worker thread: streams of batches until no request waits."""
+        while self._more():
+            handed = collections.deque([self._next_batch()])
+
+            def following(handed: collections.deque[list[_Awaiting[RequestT, OutcomeT]]]
+                          = handed) -> Sequence[RequestT]:
+                batch = self._next_batch()
+                if not batch:
+                    return ()
+                handed.append(batch)
+                return _requests(batch)
+
+            def answer(outcomes: Answer[OutcomeT],
+                       handed: collections.deque[list[_Awaiting[RequestT, OutcomeT]]]
+                       = handed) -> None:
+                _deliver(_split(handed.popleft(), outcomes))
+
+            try:
+                self._stream(_requests(handed[0]), following, answer)
+                if handed:
+                    raise RuntimeError(f"{len(handed)} batch(es) left unanswered")
+            except Exception as e:  # the callers of the batches not answered yet hear it
+                log.exception("a stream of batches failed")
+                while handed:
+                    _deliver([(waiter, e) for waiter in handed.popleft()])
+
+
+def _deliver(answered: Sequence[_Answered[RequestT, OutcomeT]]) -> None:
+    """From the worker thread: each answer to its waiter, on the waiter's event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Answered[RequestT, OutcomeT]]] = {}
+    for waiter, outcome in answered:
+        by_loop.setdefault(waiter.future.get_loop(), []).append((waiter, outcome))
+    for loop, answers in by_loop.items():
+        # a closed loop (RuntimeError) has no one waiting any more
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, answers)
 
 
 def _settle(answered: Sequence[_Answered[RequestT, OutcomeT]]) -> None:

@@ -27,15 +27,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from iotiam.audit.models import AuditDraft, AuditTag, refused
 from iotiam.audit.ports import Auditor
-from iotiam.changes import DeviceChanged
 from iotiam.clock import Clock
 from iotiam.errors import Conflict, Forbidden, IamError, NotFound, contained
 from iotiam.inventory.lifecycle import Transport, allowed_states, refusal
-from iotiam.inventory.models import Device, DeviceState, DeviceType, is_reserved_id
+from iotiam.inventory.models import Device, DeviceType, is_reserved_id
 from iotiam.kernel import Principal, Role, Transactions
 from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
+from iotiam.pki.issuance_batch import (
+    Checked,
+    Reserved,
+    SignedBatch,
+    Verdicts,
+    Window,
+    complete_batch,
+)
 from iotiam.pki.keys import PublicKey
 from iotiam.pki.models import (
     CertificateProfile,
@@ -47,11 +53,9 @@ from iotiam.pki.models import (
 )
 from iotiam.pki.ports import (
     LeafSigner,
-    PendingProofs,
     PkiUnitOfWork,
     ProofChecks,
     SerialSource,
-    SignedCertificate,
 )
 from iotiam.pki.profiles import get_profile
 from iotiam.pki.signer import SigningCa
@@ -91,37 +95,14 @@ def device_identity(device: Device) -> LeafIdentity:
 
 
 @dataclass(frozen=True, slots=True)
-class _Checked:
-    """A request that passed every check that needs no write, waiting for its serial."""
+class _Batch:
+    """A batch's requests, each one's result once known, the CSRs that parsed, and the
+    proofs checked elsewhere."""
 
-    index: int
-    device: Device
-    identity: LeafIdentity
-    public_key: PublicKey
-    spki_der: bytes
-    key_hash: str
-    window: _Window
-
-
-@dataclass(frozen=True, slots=True)
-class _Window:
-    """Validity of every certificate of one profile in one batch, in whole seconds.
-
-    X.509 times carry no fractions, so the reserved row, the signed certificate and
-    the audit record all state exactly the same instants (G5).
-    """
-
-    profile: CertificateProfile
-    not_before: datetime
-    not_after: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class _Reserved:
-    """A request whose serial is recorded, waiting for its signature."""
-
-    checked: _Checked
-    record: CertificateRecord
+    items: Sequence[tuple[Principal, IssueRequest]]
+    results: list[CertificateRecord | IamError | None]
+    parsed: list[tuple[int, x509.CertificateSigningRequest]]
+    proofs: Verdicts | None
 
 
 class CertificateIssuance:
@@ -153,8 +134,43 @@ class CertificateIssuance:
                    ) -> list[CertificateRecord | IamError]:
         """Certify each request's key for its actor, in two transactions for them all; a
         refused request yields its error, in order."""
+        answers: list[list[CertificateRecord | IamError] | Exception] = []
+        self.issue_stream(items, following=tuple, answer=answers.append)
+        (answer,) = answers
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def issue_stream(self, items: Sequence[tuple[Principal, IssueRequest]],
+                     following: Callable[[], Sequence[tuple[Principal, IssueRequest]]],
+                     answer: Callable[[list[CertificateRecord | IamError] | Exception], None],
+                     ) -> None:
+        """Certify ``items``, then each batch ``following()`` gives until it gives none,
+        answering each batch in order (its outcomes, or the error that failed it whole).
+
+        The transaction that stores a batch's certificates also takes the next batch
+        (``following()`` is asked in it, once the batch is stored: the next one holds
+        whoever came meanwhile, as it would after a commit of its own) and reserves its
+        serials, so a stream of batches pays one commit per batch, not two. G5 holds
+        unchanged: a batch's serials commit before it is signed, and its certificates
+        with their audit records commit before it is answered.
+        """
+        first = self._batch(items)
+        # 2. every check, then the serials reserved in a committed row (G1, G5)
+        reserved = self._reserve(first)
+        batch: _Batch | None = first
+        while batch is not None:
+            # 3. sign (RFC 5280 §4.1); a failure leaves its serial reserved, never reused
+            done = SignedBatch(batch.items, self._sign_each(reserved, batch.results),
+                               batch.results)
+            # 4. store each certificate with its audit record, audit each refusal, and
+            # take and reserve the next batch (2.) in the same transaction
+            batch, reserved = self._store_and_next(done, following)
+            answer(done.outcome)
+
+    def _batch(self, items: Sequence[tuple[Principal, IssueRequest]]) -> _Batch:
+        """1. an operator's request, with a CSR that parses (RFC 2986)."""
         results: list[CertificateRecord | IamError | None] = [None] * len(items)
-        # 1. an operator's request, with a CSR that parses (RFC 2986)
         parsed: list[tuple[int, x509.CertificateSigningRequest]] = []
         for i, (actor, request) in enumerate(items):
             try:
@@ -164,72 +180,93 @@ class CertificateIssuance:
                 results[i] = contained(e, _ONE)
         # RFC 2986 §3: part of a batch's proofs of possession may be checked elsewhere
         # while this process does the other checks
-        proofs = self._proofs.start([csr for _, csr in parsed]) if self._proofs else None
-        # 2. every check, then the serials reserved in a committed row (G1, G5)
-        reserved = self._reserve(items, parsed, results, proofs) if parsed else []
-        # 3. sign (RFC 5280 §4.1); a failure leaves its serial reserved, never reused
-        signed = self._sign_each(reserved, results)
-        # 4. store each certificate with its audit record, and audit each refusal
-        if signed or any(isinstance(r, IamError) for r in results):
-            self._complete(items, signed, results)
-        for item, (pem, fingerprint) in signed:
-            results[item.checked.index] = _issued(item.record, pem, fingerprint)
-        return [r if r is not None else Conflict("not issued") for r in results]
+        pending = self._proofs.start([csr for _, csr in parsed]
+                                     ) if self._proofs and parsed else None
+        return _Batch(items, results, parsed, Verdicts(pending) if pending else None)
 
-    # -- reservation -------------------------------------------------------------------
+    # -- reservation and completion ----------------------------------------------------
 
-    def _reserve(
-        self,
-        items: Sequence[tuple[Principal, IssueRequest]],
-        parsed: list[tuple[int, x509.CertificateSigningRequest]],
-        results: list[CertificateRecord | IamError | None],
-        proofs: PendingProofs | None,
-    ) -> list[_Reserved]:
+    def _reserve(self, batch: _Batch) -> list[Reserved]:
         """Check every request, then record the survivors' serials, in one transaction."""
         try:
             with self._uow() as uow:
-                devices = uow.devices.get_many([items[i][1].device_id for i, _ in parsed])
-                now = self._clock.now()
-                types: dict[str, DeviceType | None] = {}
-                windows: dict[CertificateProfile, _Window] = {}
-                # the first ``proofs.count`` requests wait for the verdicts from elsewhere
-                elsewhere = [index for index, _ in parsed[:proofs.count]] if proofs else []
-                later = set(elsewhere)
-                checked: list[_Checked] = []
-                waiting: list[tuple[int, x509.CertificateSigningRequest, Device, _Window]] = []
-                for index, csr in parsed:
-                    actor, request = items[index]
-                    try:
-                        device, window = self._check_request(
-                            uow, actor, request, devices.get(request.device_id), types,
-                            windows, now)
-                        if index in later:
-                            waiting.append((index, csr, device, window))
-                        else:
-                            checked.append(self._check_csr(index, csr, device, window, None))
-                    except Exception as e:
-                        results[index] = contained(e, _ONE)
-                if proofs is not None:
-                    # read even if nothing waits: unread answers must not linger
-                    verdicts = dict(zip(elsewhere, proofs.verdicts(), strict=True))
-                    for index, csr, device, window in waiting:
-                        try:
-                            checked.append(self._check_csr(index, csr, device, window,
-                                                           verdicts[index]))
-                        except Exception as e:
-                            results[index] = contained(e, _ONE)
-                    checked.sort(key=lambda item: item.index)
-                accepted = self._claim_keys(uow, items, checked, results)
-                serials = self._draw_serials(uow, len(accepted))
-                reserved = [_Reserved(item, self._record(item, serial, now))
-                            for item, serial in zip(accepted, serials, strict=True)]
-                uow.certificates.reserve_many([item.record for item in reserved])
+                return self._check_and_reserve(uow, batch)
         except IamError as e:
             # the transaction itself failed: nothing of it was kept
-            for index, _ in parsed:
-                results[index] = e
+            for index, _ in batch.parsed:
+                batch.results[index] = e
             return []
-        return reserved
+
+    def _store_and_next(
+        self, done: SignedBatch,
+        following: Callable[[], Sequence[tuple[Principal, IssueRequest]]],
+    ) -> tuple[_Batch | None, list[Reserved]]:
+        """Store ``done``; in the same transaction, the next batch if one waits, with its
+        serials reserved. ``done.failed`` says if it could not be stored."""
+        taken: _Batch | None = None
+        reserved: list[Reserved] = []
+        try:
+            with self._uow() as uow:
+                drafts = complete_batch(uow, done, self._clock)
+                items = following()
+                if items:
+                    taken = self._batch(items)
+                    reserved = self._check_and_reserve(uow, taken)
+                # the audit head's lock last, held the shortest: another serving process
+                # waits on it (PostgreSQL)
+                self._audit.append_many(uow, drafts)
+            return taken, reserved
+        except IamError as e:
+            if taken is None:  # nothing of the batch was stored
+                done.failed = e
+                return None, []
+        # the shared transaction kept nothing: the signed batch is stored alone, then
+        # the next one reserved alone, each failing only itself
+        try:
+            with self._uow() as uow:
+                self._audit.append_many(uow, complete_batch(uow, done, self._clock))
+        except IamError as stored:
+            done.failed = stored
+        for index, _ in taken.parsed:
+            taken.results[index] = None
+        return taken, self._reserve(taken)
+
+    def _check_and_reserve(self, uow: PkiUnitOfWork, batch: _Batch) -> list[Reserved]:
+        items, parsed, results, proofs = batch.items, batch.parsed, batch.results, batch.proofs
+        if not parsed:
+            return []
+        devices = uow.devices.get_many([items[i][1].device_id for i, _ in parsed])
+        now = self._clock.now()
+        types: dict[str, DeviceType | None] = {}
+        windows: dict[CertificateProfile, Window] = {}
+        # the first ``proofs.count`` requests wait for the verdicts from elsewhere
+        elsewhere = [index for index, _ in parsed[:proofs.count]] if proofs else []
+        later = set(elsewhere)
+        checked: list[Checked] = []
+        waiting: list[tuple[int, x509.CertificateSigningRequest, Device, Window]] = []
+        for index, csr in parsed:
+            actor, request = items[index]
+            try:
+                device, window = self._check_request(
+                    uow, actor, request, devices.get(request.device_id), types, windows, now)
+                if index in later:
+                    waiting.append((index, csr, device, window))
+                else:
+                    checked.append(self._check_csr(index, csr, device, window, None))
+            except Exception as e:
+                results[index] = contained(e, _ONE)
+        if proofs is not None:
+            # read even if nothing waits: unread answers must not linger
+            verdicts = dict(zip(elsewhere, proofs.verdicts(), strict=True))
+            for index, csr, device, window in waiting:
+                try:
+                    checked.append(self._check_csr(index, csr, device, window,
+                                                   verdicts[index]))
+                except Exception as e:
+                    results[index] = contained(e, _ONE)
+            checked.sort(key=lambda item: item.index)
+        accepted = self._claim_keys(uow, items, checked, results)
+        return self._reserve_serials(uow, accepted, now)
 
     def _check_request(
         self,
@@ -238,9 +275,9 @@ class CertificateIssuance:
         request: IssueRequest,
         device: Device | None,
         types: dict[str, DeviceType | None],
-        windows: dict[CertificateProfile, _Window],
+        windows: dict[CertificateProfile, Window],
         now: datetime,
-    ) -> tuple[Device, _Window]:
+    ) -> tuple[Device, Window]:
         """The checks of one request before its CSR: device, state, profile."""
         if device is None or not actor.sees(device.org_path):
             raise NotFound(f"device {request.device_id!r} not found")
@@ -273,37 +310,37 @@ class CertificateIssuance:
 
     @staticmethod
     def _check_csr(index: int, csr: x509.CertificateSigningRequest, device: Device,
-                   window: _Window, signature_valid: bool | None) -> _Checked:
+                   window: Window, signature_valid: bool | None) -> Checked:
         """The CSR's checks: key, proof of possession (``signature_valid`` if it was
         checked elsewhere), names the inventory gives this device."""
         identity = device_identity(device)
         public_key = validate_csr(csr, identity, signature_valid=signature_valid)
         spki = public_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        return _Checked(index, device, identity, public_key, spki,
+        return Checked(index, device, identity, public_key, spki,
                         hashlib.sha256(spki).hexdigest(), window)
 
-    def _window(self, profile: CertificateProfile, now: datetime) -> _Window:
+    def _window(self, profile: CertificateProfile, now: datetime) -> Window:
         # backdate for skewed device clocks, but never eat much of a short lifetime
         not_before = (now - min(self._config.backdate, profile.lifetime / 10)
                       ).replace(microsecond=0)
         not_after = min((not_before + profile.lifetime).replace(microsecond=0),
                         self._issuing_not_after)
         # the signer derives notAfter from the lifetime: make it land exactly here
-        return _Window(replace(profile, lifetime=not_after - not_before), not_before, not_after)
+        return Window(replace(profile, lifetime=not_after - not_before), not_before, not_after)
 
     def _claim_keys(
         self,
         uow: PkiUnitOfWork,
         items: Sequence[tuple[Principal, IssueRequest]],
-        checked: list[_Checked],
+        checked: list[Checked],
         results: list[CertificateRecord | IamError | None],
-    ) -> list[_Checked]:
+    ) -> list[Checked]:
         """Refuse shared or replayed keys (one query for the batch), then run the hooks."""
         holders: dict[str, list[str | None]] = {}
         for key_hash, device_id in uow.certificates.key_holders([c.key_hash for c in checked]):
             holders.setdefault(key_hash, []).append(device_id)
-        accepted: list[_Checked] = []
+        accepted: list[Checked] = []
         for item in checked:
             request = items[item.index][1]
             try:
@@ -324,30 +361,36 @@ class CertificateIssuance:
             accepted.append(item)
         return accepted
 
-    def _draw_serials(self, uow: PkiUnitOfWork, count: int) -> list[int]:
-        """``count`` serials unused under the issuer and distinct from each other (G1)."""
-        serials = [self._serials() for _ in range(count)]
-        unchecked = set(range(count))
+    def _reserve_serials(self, uow: PkiUnitOfWork, accepted: list[Checked], now: datetime
+                         ) -> list[Reserved]:
+        """Reserve a fresh serial for each request (G1): drawn distinct within the batch,
+        stored in one statement, drawn again for those the issuer had used already."""
+        serials = [self._serials() for _ in range(len(accepted))]
+        records: dict[int, CertificateRecord] = {}
+        pending = list(range(len(accepted)))
         for attempt in range(SERIAL_RETRIES):
-            taken = uow.certificates.taken_serials(
-                self._issuing_id, [serials[i] for i in sorted(unchecked)])
-            seen: set[int] = set()
-            clashes = []
-            for i, serial in enumerate(serials):
-                if serial in seen or (i in unchecked and serial in taken):
-                    clashes.append(i)
-                seen.add(serial)
+            waiting = set(pending)
+            seen = {serials[i] for i in range(len(serials)) if i not in waiting}
+            fresh: list[int] = []
+            clashes: list[int] = []
+            for i in pending:
+                (clashes if serials[i] in seen else fresh).append(i)
+                seen.add(serials[i])
+            for i in fresh:
+                records[i] = self._record(accepted[i], serials[i], now)
+            used = uow.certificates.reserve_many([records[i] for i in fresh]) if fresh else set()
+            clashes = sorted(clashes + [i for i in fresh if serials[i] in used])
             if not clashes:
-                return serials
+                return [Reserved(item, records[i]) for i, item in enumerate(accepted)]
             if attempt < SERIAL_RETRIES - 1:
                 for i in clashes:
                     serials[i] = self._serials()
-                unchecked = set(clashes)
+                pending = clashes
         # ~2^-159 per draw: a source this unlucky is broken; refusing the whole batch
-        # keeps G1 and leaves nothing half-written
+        # (the transaction rolls back) keeps G1 and leaves nothing half-written
         raise SerialInUse(f"{len(clashes)} freshly drawn serial(s) already in use")
 
-    def _record(self, item: _Checked, serial: int, now: datetime) -> CertificateRecord:
+    def _record(self, item: Checked, serial: int, now: datetime) -> CertificateRecord:
         device = item.device
         return CertificateRecord(
             issuer_id=self._issuing_id,
@@ -368,9 +411,9 @@ class CertificateIssuance:
 
     # -- signing and completion --------------------------------------------------------
 
-    def _sign_each(self, reserved: list[_Reserved],
+    def _sign_each(self, reserved: list[Reserved],
                    results: list[CertificateRecord | IamError | None]
-                   ) -> list[tuple[_Reserved, tuple[str, str]]]:
+                   ) -> list[tuple[Reserved, tuple[str, str]]]:
         """Sign every reserved certificate; one that fails leaves its serial reserved (G1)
         and fails its request alone."""
         signed = []
@@ -381,7 +424,7 @@ class CertificateIssuance:
                 results[item.checked.index] = contained(e, _ONE)
         return signed
 
-    def _sign(self, item: _Reserved) -> tuple[str, str]:
+    def _sign(self, item: Reserved) -> tuple[str, str]:
         """Sign a reserved certificate: its PEM and SHA-256 fingerprint."""
         record = item.record
         checked = item.checked
@@ -390,77 +433,8 @@ class CertificateIssuance:
             record.not_before, spki_der=checked.spki_der)
         return pem_certificate(der), hashlib.sha256(der).hexdigest()
 
-    def _complete(
-        self,
-        items: Sequence[tuple[Principal, IssueRequest]],
-        signed: list[tuple[_Reserved, tuple[str, str]]],
-        results: list[CertificateRecord | IamError | None],
-    ) -> None:
-        drafts: list[AuditDraft] = []
-        with self._uow() as uow:
-            uow.certificates.complete([
-                SignedCertificate(item.record.issuer_id, item.record.serial, pem, fingerprint)
-                for item, (pem, fingerprint) in signed
-            ])
-            # only a still-pending device becomes active; a state changed meanwhile stays.
-            # Activation is published: the broker lets the device in, caches see it
-            activated = sorted({item.checked.device.id for item, _ in signed
-                                if item.checked.device.state is DeviceState.PENDING})
-            uow.devices.activate_if_pending(activated, self._clock.now())
-            if activated:
-                uow.changes.record(DeviceChanged(tuple(activated)))
-            # a device that had lost its last credential has one again: caches and the
-            # broker sync see the moved updated_at on their safety-net poll. (Publishing
-            # every renewal cost a change row and its delivery per certificate, ~0.09 ms
-            # of CPU, for what is not a loss of rights: G3 is about revocation.)
-            uow.devices.touch(
-                sorted({item.checked.device.id for item, _ in signed
-                        if item.checked.device.state is not DeviceState.PENDING}),
-                self._clock.now())
-            for item, (_, fingerprint) in signed:
-                record = item.record
-                actor, request = items[item.checked.index]
-                drafts.append(AuditDraft(
-                    tag=AuditTag.CERTIFICATE_ISSUED, actor=actor.name,
-                    org_path=record.org_path, subject=f"device:{record.device_id}",
-                    details={
-                        "serial": record.serial_hex,
-                        "issuer": record.issuer_id,
-                        "profile": record.profile,
-                        "not_after": record.not_after.isoformat(),
-                        "sha256": fingerprint,
-                    },
-                ))
-                if request.also_audit is not None:
-                    drafts.append(request.also_audit(record))
-            for index, result in enumerate(results):
-                if isinstance(result, IamError):
-                    actor, request = items[index]
-                    drafts.append(_refusal(actor, request, result))
-                    if request.also_refused is not None:
-                        drafts.append(request.also_refused(result))
-            self._audit.append_many(uow, drafts)
-
-
 def pem_certificate(der: bytes) -> str:
     """RFC 7468 PEM of a DER certificate, byte for byte what ``public_bytes(PEM)`` gives."""
     text = base64.b64encode(der).decode()
     lines = [text[i:i + 64] for i in range(0, len(text), 64)]
     return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
-
-
-def _issued(record: CertificateRecord, pem: str, fingerprint: str) -> CertificateRecord:
-    # spelled out: dataclasses.replace costs ~9 µs a certificate on the hot path
-    return CertificateRecord(
-        issuer_id=record.issuer_id, serial=record.serial, device_id=record.device_id,
-        org_unit_id=record.org_unit_id, org_path=record.org_path, profile=record.profile,
-        subject=record.subject, not_before=record.not_before, not_after=record.not_after,
-        status=CertificateStatus.ISSUED, fingerprint_sha256=fingerprint, pem=pem,
-        created_at=record.created_at, public_key_sha256=record.public_key_sha256,
-    )
-
-
-def _refusal(actor: Principal, request: IssueRequest, error: IamError) -> AuditDraft:
-    return refused(AuditDraft(
-        tag=AuditTag.CERTIFICATE_REFUSED, actor=actor.name, org_path=actor.org_path,
-        subject=f"device:{request.device_id[:128]}"), error)

@@ -40,6 +40,8 @@ class SignedCertificate:
     serial: int
     pem: str
     fingerprint_sha256: str
+    #: the holder its reservation named (None: no device), whose standing moves with it
+    device_id: str | None
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,9 @@ class CertificateStore(Protocol):
         """Which of these serials the issuer has already used (reserved or issued)."""
         ...
 
-    def reserve_many(self, records: Sequence[CertificateRecord]) -> None:
-        """Record certificates before they are signed (G5); SerialInUse on a used serial (G1)."""
+    def reserve_many(self, records: Sequence[CertificateRecord]) -> set[int]:
+        """Record certificates (distinct serials) before they are signed (G5); the serials
+        the issuer had used already are left out and returned, the others reserved (G1)."""
         ...
 
     def complete(self, signed: Sequence[SignedCertificate]) -> None:

@@ -194,6 +194,16 @@ class Pki:
         (the API's, ``group_commits.certificate_batches``)."""
         return self._issuance.issue_many(items)
 
+    def issue_batches(
+        self, first: Sequence[tuple[Principal, IssueRequest]],
+        following: Callable[[], Sequence[tuple[Principal, IssueRequest]]],
+        answer: Callable[[list[CertificateRecord | IamError] | Exception], None],
+    ) -> None:
+        """Batch after batch as they come (``first``, then what ``following()`` gives until
+        it gives none), each answered in order, one commit per batch under load: for a
+        combiner that gathers requests itself (``group_commits.certificate_batches``)."""
+        self._issuance.issue_stream(first, following, answer)
+
     def check_issuable(
         self, csr: x509.CertificateSigningRequest, device: Device, device_type: DeviceType,
         profile: str | None, *, admin: bool,

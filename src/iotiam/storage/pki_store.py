@@ -40,13 +40,26 @@ _CERT_COLUMNS = tuple(c.name for c in t.certificates.columns if c.name != "id")
 _CERT_TIMES = frozenset({"not_before", "not_after", "created_at", "revoked_at"})
 _WITH_PUBLIC_KEY = RawStatement(
     select_sql("certificates", _CERT_COLUMNS, "public_key_sha256 = :key_hash"))
-# G1: the unique (issuer_id, serial) key refuses a second use; DO NOTHING keeps the
-# transaction usable on PostgreSQL so that the caller can draw another serial
-_RESERVE = RawStatement(
-    "INSERT INTO certificates (issuer_id, serial, device_id, org_unit_id, org_path, profile, "
-    "subject, not_before, not_after, status, created_at, public_key_sha256) VALUES (:issuer_id, "
-    ":serial, :device_id, :org_unit_id, :org_path, :profile, :subject, :not_before, :not_after, "
-    ":status, :created_at, :public_key_sha256) ON CONFLICT (issuer_id, serial) DO NOTHING")
+# G1: the unique (issuer_id, serial) key refuses a second use. One multi-row statement
+# reserves a batch and names the rows it stored: DO NOTHING skips a used serial and keeps
+# the transaction usable (PostgreSQL), so the caller draws again for those alone, with
+# no read of the serials beforehand (one statement, one round trip, per batch)
+_RESERVE_COLUMNS = ("issuer_id", "serial", "device_id", "org_unit_id", "org_path", "profile",
+                    "subject", "not_before", "not_after", "status", "created_at",
+                    "public_key_sha256")
+_RESERVE_ROWS = 500
+
+
+@functools.lru_cache(maxsize=64)
+def _reserve_statement(count: int) -> RawStatement:
+    """``INSERT`` of ``count`` reservations, ``RETURNING`` the serials it stored."""
+    rows = ", ".join("(" + ", ".join(f":{c}{i}" for c in _RESERVE_COLUMNS) + ")"
+                     for i in range(count))
+    return RawStatement(
+        f"INSERT INTO certificates ({', '.join(_RESERVE_COLUMNS)}) VALUES {rows} "  # noqa: S608
+        "ON CONFLICT (issuer_id, serial) DO NOTHING RETURNING serial")
+
+
 # values per ``IN (…)``: far below every driver's parameter limit
 _IN_CHUNK = 500
 _TAKEN_SERIALS = select_sql(
@@ -147,29 +160,36 @@ class SqlCertificateStore:
             taken.update(int(row[0], 16) for row in rows)
         return taken
 
-    def reserve_many(self, records: Sequence[CertificateRecord]) -> None:
-        """Record certificates before they are signed; the unique key enforces G1."""
+    def reserve_many(self, records: Sequence[CertificateRecord]) -> set[int]:
+        """Record certificates before they are signed (G5); the unique key enforces G1.
+        Returns the serials not reserved because the issuer has used them already."""
+        if len({r.serial for r in records}) != len(records):
+            raise SerialInUse("a serial appears twice among the certificates to reserve")
         raw = RawSql(self._c)
         reserved = str(CertificateStatus.RESERVED)
         # a batch shares its instants: convert each once
         when = functools.lru_cache(maxsize=8)(raw.when)
-        inserted = raw.change_many(_RESERVE, [{
-            "issuer_id": record.issuer_id,
-            "serial": serial_hex(record.serial),
-            "device_id": record.device_id,
-            "org_unit_id": record.org_unit_id,
-            "org_path": record.org_path,
-            "profile": record.profile,
-            "subject": record.subject,
-            "not_before": when(record.not_before),
-            "not_after": when(record.not_after),
-            "status": reserved,
-            "created_at": when(record.created_at),
-            "public_key_sha256": record.public_key_sha256,
-        } for record in records])
-        if inserted != len(records):
-            # a writer took one of these serials since taken_serials looked
-            raise SerialInUse("a serial to reserve is already used")
+        stored: set[str] = set()
+        for start in range(0, len(records), _RESERVE_ROWS):
+            chunk = records[start:start + _RESERVE_ROWS]
+            params: dict[str, Any] = {}
+            for i, record in enumerate(chunk):
+                params.update({
+                    f"issuer_id{i}": record.issuer_id,
+                    f"serial{i}": serial_hex(record.serial),
+                    f"device_id{i}": record.device_id,
+                    f"org_unit_id{i}": record.org_unit_id,
+                    f"org_path{i}": record.org_path,
+                    f"profile{i}": record.profile,
+                    f"subject{i}": record.subject,
+                    f"not_before{i}": when(record.not_before),
+                    f"not_after{i}": when(record.not_after),
+                    f"status{i}": reserved,
+                    f"created_at{i}": when(record.created_at),
+                    f"public_key_sha256{i}": record.public_key_sha256,
+                })
+            stored.update(row[0] for row in raw.all(_reserve_statement(len(chunk)), params))
+        return {r.serial for r in records if serial_hex(r.serial) not in stored}
 
     def complete(self, signed: Sequence[SignedCertificate]) -> None:
         """Attach signed certificates to their reservations."""
@@ -180,12 +200,9 @@ class SqlCertificateStore:
         } for cert in signed])
         if updated != len(signed):
             raise Conflict("a certificate to store is no longer reserved")
-        by_issuer: dict[str, list[str]] = {}
-        for cert in signed:
-            by_issuer.setdefault(cert.issuer_id, []).append(serial_hex(cert.serial))
         # the report's per-device row moves with the certificate (fleet_counts.py)
-        refresh_standing(self._c, {device for issuer, serials in by_issuer.items()
-                                   for device in devices_of_serials(self._c, issuer, serials)})
+        refresh_standing(self._c, {cert.device_id for cert in signed
+                                   if cert.device_id is not None})
 
     def get(
         self, issuer_id: str, serial: int, *, for_update: bool = False

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
 
-from iotiam.fast.batching import LoopCombiner, ThreadCombiner
+from iotiam.fast.batching import LoopCombiner, StreamCombiner, ThreadCombiner
 
 
 class Recorder:
@@ -139,4 +139,74 @@ def test_loop_fail_a_failed_call_raises_in_each_of_its_requests() -> None:
         return await combined.submit(3)
 
     assert asyncio.run(alone()) == 6
+    combined.close()
+
+
+class Streamer:
+    """A batch stream that doubles numbers: the first batch held until released, a
+    batch with a negative number fails the whole stream before it is answered."""
+
+    def __init__(self) -> None:
+        self.streams: list[list[list[int]]] = []
+        self.first_running = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, first: Sequence[int], following: Callable[[], Sequence[int]],
+                 answer: Callable[[list[int] | Exception], None]) -> None:
+        batches = [list(first)]
+        self.streams.append(batches)
+        self.first_running.set()
+        self.release.wait(10)
+        batch: Sequence[int] = first
+        while batch:
+            if any(n < 0 for n in batch):
+                raise RuntimeError("the stream failed")
+            answer([2 * n for n in batch])
+            batch = following()
+            if batch:
+                batches.append(list(batch))
+
+
+def test_stream_ok_waiting_batches_join_the_running_stream() -> None:
+    stream = Streamer()
+    combined = StreamCombiner(stream, max_batch=2, thread_name="stream-test")
+
+    async def many() -> list[int]:
+        first = asyncio.ensure_future(combined.submit(1))
+        while not stream.first_running.is_set():
+            await asyncio.sleep(0.01)
+        rest = [asyncio.ensure_future(combined.submit(n)) for n in (2, 3, 4)]
+        while len(combined._waiting) < 3:
+            await asyncio.sleep(0.01)
+        stream.release.set()
+        return list(await asyncio.gather(first, *rest))
+
+    assert asyncio.run(many()) == [2, 4, 6, 8]
+    # one stream: the first batch, then what waited, max_batch requests a batch
+    assert stream.streams == [[[1], [2, 3], [4]]]
+    combined.close()
+
+
+def test_stream_fail_reaches_only_the_batches_not_answered() -> None:
+    stream = Streamer()
+    combined = StreamCombiner(stream, max_batch=2, thread_name="stream-test")
+
+    async def batches() -> list[int | BaseException]:
+        first = asyncio.ensure_future(combined.submit(1))
+        while not stream.first_running.is_set():
+            await asyncio.sleep(0.01)
+        doomed = [asyncio.ensure_future(combined.submit(n)) for n in (-1, 3)]
+        while len(combined._waiting) < 2:
+            await asyncio.sleep(0.01)
+        stream.release.set()
+        return list(await asyncio.gather(first, *doomed, return_exceptions=True))
+
+    first, *doomed = asyncio.run(batches())
+    assert first == 2
+    assert all(isinstance(o, RuntimeError) for o in doomed)
+
+    async def alone() -> int:
+        return await combined.submit(5)
+
+    assert asyncio.run(alone()) == 10  # the combiner goes on with a new stream
     combined.close()

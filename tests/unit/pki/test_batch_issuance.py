@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -12,11 +12,11 @@ from expect import audit_records, row_counts
 from fleet import add_device
 
 from conftest import Installation
-from iotiam.errors import Conflict, Forbidden, InternalError, InvalidInput, NotFound
+from iotiam.errors import Conflict, Forbidden, IamError, InternalError, InvalidInput, NotFound
 from iotiam.fast.signature_helper import HELPER_MIN_BATCH, HELPER_SHARE, PendingAnswers
 from iotiam.inventory.models import DeviceState
 from iotiam.kernel import SYSTEM, Principal, Role
-from iotiam.pki.models import CertificateRecord, CertificateStatus, IssueRequest
+from iotiam.pki.models import CertificateRecord, CertificateStatus, IssueRequest, SerialInUse
 from iotiam.pki.service import Pki
 from iotiam.storage.status_reader import SqlStatusReader
 from iotiam.testing import make_csr, make_key
@@ -213,4 +213,76 @@ def test_batch_ok_plain_ports_issue_the_same(installation: Installation) -> None
         cert.verify_directly_issued_by(issuing)
         assert cert.serial_number == record.serial
     assert row_counts(installation)["reserved_certificates"] == 0
+    assert api.get("/v1/audit/verify").json()["ok"] is True
+
+
+def _stream(pki: Pki, batches: list[list[tuple[Principal, IssueRequest]]],
+            on_answer: Callable[[int], None] = lambda index: None,
+            ) -> list[list[CertificateRecord | IamError] | Exception]:
+    """Run ``batches`` as one stream; ``on_answer(i)`` runs as batch i is answered."""
+    answers: list[list[CertificateRecord | IamError] | Exception] = []
+    rest = list(batches[1:])
+
+    def answer(outcome: list[CertificateRecord | IamError] | Exception) -> None:
+        on_answer(len(answers))
+        answers.append(outcome)
+
+    pki.issue_batches(batches[0], lambda: rest.pop(0) if rest else (), answer)
+    return answers
+
+
+def test_stream_ok_one_commit_stores_a_batch_and_reserves_the_next(
+        installation: Installation) -> None:
+    """G5 across batches: a batch is answered only once its certificates are stored,
+    and that same commit reserved the next batch's serials (one commit per batch)."""
+    api = installation.api()
+    ids = [f"dev-{i}" for i in range(5)]
+    for device_id in ids:
+        add_device(api, device_id)
+    batches = [[(SYSTEM, IssueRequest(d, make_csr(d))) for d in ids[:2]],
+               [(SYSTEM, IssueRequest(d, make_csr(d))) for d in ids[2:]]]
+    seen: list[dict[str, int]] = []
+    answers = _stream(installation.services.pki, batches,
+                      lambda index: seen.append(row_counts(installation)))
+
+    assert [[type(r) for r in a] for a in answers if isinstance(a, list)] == [
+        [CertificateRecord] * 2, [CertificateRecord] * 3]
+    # when the first batch was answered: its two stored, the second's three reserved
+    assert [(s["certificates"], s["reserved_certificates"]) for s in seen] == [(5, 3), (5, 0)]
+    issued = [r for r in audit_records(api) if r["tag"] == "device:certificate:issued"]
+    assert [r["subject"] for r in issued] == [f"device:{d}" for d in ids]
+    assert api.get("/v1/audit/verify").json()["ok"] is True
+
+
+def test_stream_fail_shared_transaction_each_batch_alone(installation: Installation) -> None:
+    """When the transaction shared by two batches fails, the signed batch is stored on
+    its own and the next one reserved on its own: only the batch at fault fails."""
+    services = installation.services
+    drawn: list[int] = []
+
+    def serials() -> int:
+        # the first batch's draws are random; then stuck on the first one's serial
+        drawn.append(x509.random_serial_number() if len(drawn) < 2 else drawn[0])
+        return drawn[-1]
+
+    pki = Pki(services.database, services.clock, services.audit, services.settings.pki,
+              services.pki.cas, serials, SqlStatusReader(services.database.engine))
+    api = installation.api()
+    ids = ["dev-1", "dev-2", "dev-3"]
+    for device_id in ids:
+        add_device(api, device_id)
+    answers = _stream(pki, [[(SYSTEM, IssueRequest(d, make_csr(d))) for d in ids[:2]],
+                            [(SYSTEM, IssueRequest("dev-3", make_csr("dev-3")))]])
+
+    first, second = answers
+    assert isinstance(first, list) and all(isinstance(r, CertificateRecord) for r in first)
+    assert isinstance(second, list) and [type(r) for r in second] == [SerialInUse]
+    assert row_counts(installation)["reserved_certificates"] == 0
+    assert api.get("/v1/devices/dev-1").json()["state"] == "active"
+    assert api.get("/v1/devices/dev-3").json()["state"] == "pending"
+    tags = [(r["tag"], r["subject"]) for r in audit_records(api)
+            if r["tag"].startswith("device:certificate")]
+    assert tags == [("device:certificate:issued", "device:dev-1"),
+                    ("device:certificate:issued", "device:dev-2"),
+                    ("device:certificate:refused", "device:dev-3")]
     assert api.get("/v1/audit/verify").json()["ok"] is True

@@ -62,8 +62,8 @@ def test_registered_identities_each_kind(db: Any) -> None:
                                                device_id="m1"),
                                        replace(certificate(0x0F, "d2", BETA),
                                                issuer_id="ca-other")])
-        uow.certificates.complete([SignedCertificate("ca-other", 0xAB01, "PEM", "f" * 64),
-                                   SignedCertificate("ca-other", 0x0F, "PEM", "e" * 64)])
+        uow.certificates.complete([SignedCertificate("ca-other", 0xAB01, "PEM", "f" * 64, "m1"),
+                                   SignedCertificate("ca-other", 0x0F, "PEM", "e" * 64, "d2")])
         uow.psks.add(psk("p1", "d3"))
     m1, d3 = RegisteredDevice("m1", ACME), RegisteredDevice("d3", ACME)
     with db.reading() as uow:

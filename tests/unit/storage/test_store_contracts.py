@@ -312,8 +312,8 @@ def certificate(serial: int, device_id: str | None = "d1", path: str = ACME, *,
         pem=None, created_at=T0, public_key_sha256=key)
 
 
-def signed(serial: int) -> SignedCertificate:
-    return SignedCertificate(ISSUER, serial, f"PEM {serial}", f"fp{serial}")
+def signed(serial: int, device_id: str | None = "d1") -> SignedCertificate:
+    return SignedCertificate(ISSUER, serial, f"PEM {serial}", f"fp{serial}", device_id)
 
 
 def test_certificates_reserve_complete_revoke(db: Any) -> None:
@@ -333,8 +333,14 @@ def test_certificates_reserve_complete_revoke(db: Any) -> None:
             CertificateStatus.RESERVED, None, None)
         assert uow.certificates.status_of(ISSUER, 7) is None
         assert [c.serial for c in uow.certificates.find_by_serial(1 << 64)] == [1 << 64]
+    with db() as uow:
+        # a used serial is left out and named; the fresh one beside it is reserved (G1)
+        assert uow.certificates.reserve_many(
+            [certificate(1 << 64, "d2"), certificate(7, "d2")]) == {1 << 64}
+        assert uow.certificates.get(ISSUER, 1 << 64).device_id == "d1"
+        assert uow.certificates.status_of(ISSUER, 7) == (CertificateStatus.RESERVED, None, None)
     with pytest.raises(SerialInUse), db() as uow:
-        uow.certificates.reserve_many([certificate(1 << 64)])
+        uow.certificates.reserve_many([certificate(8), certificate(8)])
     with pytest.raises(Conflict), db() as uow:
         uow.certificates.complete([signed(1 << 64)])
     with pytest.raises(Conflict), db() as uow:
@@ -348,7 +354,8 @@ def test_certificates_lists(db: Any) -> None:
             certificate(serials[0]), certificate(serials[1], "d2", BETA, key="k2"),
             certificate(serials[2], key="k2", not_after=T0 + timedelta(hours=2)),
             certificate(serials[3], None), certificate(serials[4])])
-        uow.certificates.complete([signed(s) for s in serials[:4]])
+        uow.certificates.complete([signed(serials[0]), signed(serials[1], "d2"),
+                                   signed(serials[2]), signed(serials[3], None)])
         uow.certificates.revoke(ISSUER, serials[2], T0, RevocationReason.SUPERSEDED)
     with db.reading() as uow:
         page = uow.certificates.page(org_path="/root/")
@@ -867,7 +874,7 @@ def test_change_log_status_reader_and_device_lookup(db: Any) -> None:
         uow.groups.add(Group("line-1", "Line 1", "acme", ACME, "", T0))
         uow.groups.add_member("line-1", "d3", T0)
         uow.certificates.reserve_many([certificate(1 << 64), certificate((1 << 64) + 1, "d2")])
-        uow.certificates.complete([signed(1 << 64), signed((1 << 64) + 1)])
+        uow.certificates.complete([signed(1 << 64), signed((1 << 64) + 1, "d2")])
         uow.certificates.revoke(ISSUER, (1 << 64) + 1, t1, RevocationReason.KEY_COMPROMISE)
         uow.psks.add(psk("p1", "d3"))
         uow.psks.add(psk("p2", "d3", created=5))

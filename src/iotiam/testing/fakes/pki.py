@@ -58,15 +58,20 @@ class MemoryCertificateStore(MemoryStore):
         """Which of these serials the issuer has already used."""
         return {s for s in serials if (issuer_id, s) in self.certificates}
 
-    def reserve_many(self, records: Sequence[CertificateRecord]) -> None:
-        """Record certificates before they are signed; SerialInUse on a used serial (G1)."""
+    def reserve_many(self, records: Sequence[CertificateRecord]) -> set[int]:
+        """Record certificates before they are signed; the serials already used are left
+        out and returned (G1)."""
         keys = [(r.issuer_id, r.serial) for r in records]
-        if len(set(keys)) != len(keys) or any(k in self.certificates for k in keys):
-            raise SerialInUse("a serial to reserve is already used")
+        if len(set(keys)) != len(keys):
+            raise SerialInUse("a serial appears twice among the certificates to reserve")
+        used = {r.serial for r in records if (r.issuer_id, r.serial) in self.certificates}
         for record in records:
+            if record.serial in used:
+                continue
             self.certificates[(record.issuer_id, record.serial)] = replace(
                 record, status=CertificateStatus.RESERVED, pem=None,
                 fingerprint_sha256=None, revoked_at=None, revocation_reason=None)
+        return used
 
     def complete(self, signed: Sequence[SignedCertificate]) -> None:
         """Store signed certificates for their reservations (Conflict if one is not)."""
