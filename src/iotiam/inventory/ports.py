@@ -103,12 +103,13 @@ class DeviceReader(Protocol):
         state: DeviceState | None = None,
         after_id: str | None = None,
         limit: int = 100,
+        site: str | None = None,
     ) -> list[Device]:
         """Devices under ``org_path`` in id order, keyset-paginated by ``after_id``."""
         ...
 
     def count(self, *, org_path: str, type_name: str | None = None,
-              state: DeviceState | None = None) -> int:
+              state: DeviceState | None = None, site: str | None = None) -> int:
         """How many devices under ``org_path`` match the filters."""
         ...
 

@@ -242,6 +242,7 @@ class Inventory(Generic[UnitOfWorkT]):
         state: DeviceState | None = None,
         after_id: str | None = None,
         limit: int = 100,
+        site: str | None = None,
     ) -> list[Device]:
         """Devices in the caller's subtree, in id order."""
         if not 1 <= limit <= 1000:
@@ -249,15 +250,16 @@ class Inventory(Generic[UnitOfWorkT]):
         with self._uow.reading() as uow:
             return uow.devices.page(
                 org_path=actor.org_path, type_name=type_name, state=state,
-                after_id=after_id, limit=limit,
+                after_id=after_id, limit=limit, site=site,
             )
 
     def count_devices(self, actor: Principal, *, type_name: str | None = None,
-                      state: DeviceState | None = None) -> int:
-        """How many devices in the caller's subtree match the filters (every page)."""
+                      state: DeviceState | None = None, site: str | None = None) -> int:
+        """How many devices in the caller's subtree match the filters (every page), from
+        the maintained counts."""
         with self._uow.reading() as uow:
             return uow.devices.count(org_path=actor.org_path, type_name=type_name,
-                                     state=state)
+                                     state=state, site=site)
 
     def set_state(
         self, actor: Principal, device_id: str, target: DeviceState, reason: str = ""

@@ -142,23 +142,24 @@ class MemoryDeviceStore(MemoryStore):
             self.update(device_id, updated_at=at)
 
     def _matching(self, org_path: str, type_name: str | None,
-                  state: DeviceState | None) -> list[Device]:
+                  state: DeviceState | None, site: str | None = None) -> list[Device]:
         return [d for d in sorted(self.devices.values(), key=lambda d: d.id)
                 if under(d.org_path, org_path)
                 and (not type_name or d.type_name == type_name)
-                and (not state or d.state is state)]
+                and (not state or d.state is state)
+                and (not site or d.site == site)]
 
     def page(self, *, org_path: str, type_name: str | None = None,
              state: DeviceState | None = None, after_id: str | None = None,
-             limit: int = 100) -> list[Device]:
+             limit: int = 100, site: str | None = None) -> list[Device]:
         """Devices under ``org_path`` in id order, keyset-paginated by ``after_id``."""
-        found = self._matching(org_path, type_name, state)
+        found = self._matching(org_path, type_name, state, site)
         return [d for d in found if not after_id or d.id > after_id][:limit]
 
     def count(self, *, org_path: str, type_name: str | None = None,
-              state: DeviceState | None = None) -> int:
+              state: DeviceState | None = None, site: str | None = None) -> int:
         """How many devices under ``org_path`` match the filters."""
-        return len(self._matching(org_path, type_name, state))
+        return len(self._matching(org_path, type_name, state, site))
 
     def iter_all(self, *, org_path: str) -> Iterator[Device]:
         """Every device under ``org_path``."""

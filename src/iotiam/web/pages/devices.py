@@ -41,6 +41,7 @@ def device_list(
     request: Request, session: Signed, svc: Wired,
     type: str | None = Query(default=None, max_length=128),
     state: str | None = Query(default=None, max_length=32),
+    site: str | None = Query(default=None, max_length=256),
     after: str | None = Query(default=None, max_length=256),
     rows: str | None = Query(default=None, max_length=4),
 ) -> Response:
@@ -49,11 +50,14 @@ def device_list(
     limit = page_size(rows)
     parsed = _state(state)
     items = svc.inventory.list_devices(caller, type_name=type or None, state=parsed,
-                                       after_id=after or None, limit=limit)
-    total = svc.inventory.count_devices(caller, type_name=type or None, state=parsed)
+                                       after_id=after or None, limit=limit,
+                                       site=site or None)
+    total = svc.inventory.count_devices(caller, type_name=type or None, state=parsed,
+                                        site=site or None)
     return render(request, session, "devices.html", items=items, total=total,
                   next=items[-1].id if len(items) == limit else None,
-                  filters={"type": type or "", "state": state or "", "rows": rows or ""},
+                  filters={"type": type or "", "state": state or "", "site": site or "",
+                           "rows": rows or ""},
                   states=[str(s) for s in DeviceState],
                   types=[t.name for t in svc.inventory.list_device_types()],
                   first_page=not after)
