@@ -1,11 +1,20 @@
-"""Console pages: server time per page at 100k registered devices (issue 14: ≤ 300 ms).
+"""Console pages: server time per page at 1M devices (issue 14; ``--quick``: 100k).
 
-The fleet is the risk register benchmark's (``risk_register.fill``: sensors over 20
-sites with a certificate each, unmanaged assets), its register rebuilt once. A console
-signed in with the root admin token (in-process ASGI client over "https", so the Secure
-cookie travels) asks each page ``ROUNDS`` times; the table gives the median wall time
-and the CPU this process spent per page (rendering included; not the PostgreSQL
-server's). ``--quick`` uses a tenth of the sizes.
+The fleet is the scale benchmark's (``scale.filled``: devices over ten tenants and 200
+sites in every lifecycle state, three certificates each, filled in set-based SQL), then
+upgraded to the newest schema as ``iotiam serve`` would. With ``--quick`` the risk
+register is rebuilt over it (a rebuild at 1M takes minutes and is the risk-register
+benchmark's subject; at 1M the register pages read an empty register and say so).
+
+A console signed in with the root admin token (in-process ASGI client over "https", so
+the Secure cookie travels) asks each page once to warm up, then ``ROUNDS`` times; a row
+gives the median (p50) and p95 wall time and the CPU this process spent per page
+(rendering included; not the PostgreSQL server's). List pages are timed at the start
+and deep in the list: the page the keyset cursor reaches ~90 % in.
+
+Target: ≤ 300 ms server time a page, issue 14's figure (item 3). On this shared 2-core
+host a page that spends ~100 ms CPU reaches 300 ms wall when other jobs hold the cores,
+so the target is tight on purpose: a page that needs a scan of the fleet misses it.
 """
 
 from __future__ import annotations
@@ -16,35 +25,58 @@ from collections.abc import Callable
 from functools import partial
 
 from benchmarks.harness import Result, RunConfig, Target
-from benchmarks.risk_register import fill, sized_installation
+from benchmarks.scale import filled
+from iotiam.bootstrap import Services, build_services
 from iotiam.kernel import SYSTEM
+from iotiam.storage.migrate import upgrade_to_head
 from iotiam.testing.console import Console
 
 NAME = "console-pages"
-TITLE = "console pages: server time per page at 100k devices"
+TITLE = "console pages: server time per page at 1M devices (--quick: 100k)"
 PAGE_TARGET_MS = 300.0
-ROUNDS = 9
-PAGES = (
-    ("overview", "/console/"),
-    ("inventory, first page", "/console/devices"),
-    ("inventory, filtered", "/console/devices?state=active&type=sensor&rows=100"),
-    ("device detail", "/console/devices/dev-000042"),
-    ("risk register, filtered", "/console/risk?factor=unmanaged&site=site-07&min_score=40"),
-    ("discovered assets", "/console/assets?status=unmanaged"),
-    ("findings", "/console/findings"),
-    ("audit search (5000 records read)", "/console/audit?tag=admin:"),
-    ("policies", "/console/policies"),
-    ("decision simulator", "/console/policies/simulate?device=dev-000042"
-     "&action=mqtt:publish&topic=devices/dev-000042/t"),
-    ("who can (500 devices scanned)", "/console/policies/who-can?action=mqtt:publish"
-     "&topic=devices/dev-000042/t"),
-    ("enrollment", "/console/enrollment"),
-    ("compliance report", "/console/compliance"),
-)
+ROUNDS = 11
 
 
-def per_page(call: Callable[[], int]) -> tuple[float, float]:
-    """Median wall ms and mean CPU ms of ``ROUNDS`` calls (each must answer 200)."""
+def pages(devices: int) -> list[tuple[str, str]]:
+    """(label, path) of every page timed, for a fleet of ``devices``."""
+    deep = f"dev-{devices * 9 // 10:07d}"
+    one = f"dev-{devices // 2 + 42:07d}"
+    return [
+        ("overview", "/console/"),
+        ("inventory, first page", "/console/devices"),
+        (f"inventory, page after {deep} (~90 %)", f"/console/devices?after={deep}"),
+        ("inventory, type=gateway", "/console/devices?type=gateway"),
+        ("inventory, state=quarantined", "/console/devices?state=quarantined"),
+        (f"inventory, state+type, after {deep}",
+         f"/console/devices?state=active&type=gateway&after={deep}"),
+        ("inventory, site=hall-7", "/console/devices?site=hall-7"),
+        ("inventory, credential=expired", "/console/devices?credential=expired"),
+        ("inventory, 100 rows", "/console/devices?rows=100"),
+        ("device detail", f"/console/devices/{one}"),
+        ("risk register", "/console/risk"),
+        ("risk register, site=hall-7", "/console/risk?site=hall-7"),
+        ("risk register, factor=never-rotated",
+         "/console/risk?factor=never-rotated"),
+        ("risk register, type + min score", "/console/risk?type=gateway&min_score=20"),
+        ("discovered assets", "/console/assets"),
+        ("findings", "/console/findings"),
+        ("audit search", "/console/audit"),
+        ("audit search, by device", f"/console/audit?device={one}"),
+        ("policies", "/console/policies"),
+        ("decision simulator", f"/console/policies/simulate?device={one}"
+         f"&action=mqtt:publish&topic=devices/{one}/t"),
+        ("who can", f"/console/policies/who-can?action=mqtt:publish&topic=devices/{one}/t"),
+        ("enrollment", "/console/enrollment"),
+        ("compliance report", "/console/compliance"),
+        ("compliance report, worst first", "/console/compliance?sort=status"),
+        ("compliance HTML export", "/console/compliance/export"),
+    ]
+
+
+def per_page(call: Callable[[], int]) -> tuple[float, float, float]:
+    """p50 and p95 wall ms and mean CPU ms of ``ROUNDS`` calls after a warm-up (each
+    must answer 200)."""
+    call()
     walls: list[float] = []
     cpu_started = time.process_time()
     for _ in range(ROUNDS):
@@ -53,31 +85,59 @@ def per_page(call: Callable[[], int]) -> tuple[float, float]:
         walls.append((time.perf_counter() - started) * 1000)
         if status != 200:
             raise AssertionError(f"the page answered {status}")
-    return statistics.median(walls), (time.process_time() - cpu_started) * 1000 / ROUNDS
+    walls.sort()
+    p95 = walls[min(len(walls) - 1, round(0.95 * (len(walls) - 1)))]
+    return statistics.median(walls), p95, (time.process_time() - cpu_started) * 1000 / ROUNDS
 
 
 def run(config: RunConfig) -> list[Result]:
-    """Fill, rebuild the register, then time every page."""
-    devices = config.size(100_000, 10_000)
+    """Fill, upgrade, (``--quick``) rebuild the register, then time every page."""
+    devices = config.size(1_000_000, 100_000)
     backend = "PostgreSQL" if config.database_url else "SQLite"
-    with sized_installation(config) as sized:
-        fill(sized.services, devices, devices)
-        sized.services.risk.rebuild(SYSTEM)
-        console = Console(sized.services, sized.token)
-        if console.sign_in().status_code != 303:
-            raise AssertionError("the root admin token did not sign in")
+    with filled(config, devices) as (sized, fill_seconds):
+        upgrade_to_head(sized.engine)
+        services = build_services(sized.settings)
         try:
-            results = []
-            for label, path in PAGES:
-                wall, cpu = per_page(partial(_status, console, path))
-                results.append(Result(f"{NAME}: {label}", wall, "ms",
-                                      Target(PAGE_TARGET_MS, at_least=False),
-                                      f"CPU {cpu:.0f} ms/page, {1000 / wall:.1f} pages/s; "
-                                      f"{devices:,} devices and assets on {backend}"))
+            register = _register(services, config)
+            context = (f"{devices:,} devices on {backend} (filled in {fill_seconds:.0f} s); "
+                       f"register {register}")
+            return [Result(f"{NAME}: fleet", float(devices), "devices", None, context),
+                    *_timed(services, sized.token, devices)]
         finally:
-            console.close()
-    return results
+            services.close()
+
+
+def _register(services: Services, config: RunConfig) -> str:
+    if not config.quick:
+        return "empty (a 1M rebuild is not part of this run)"
+    started = time.perf_counter()
+    services.risk.rebuild(SYSTEM)
+    return f"rebuilt in {time.perf_counter() - started:.0f} s"
+
+
+def _timed(services: Services, token: str, devices: int) -> list[Result]:
+    console = Console(services, token)
+    if console.sign_in().status_code != 303:
+        raise AssertionError("the root admin token did not sign in")
+    try:
+        results = []
+        for label, path in pages(devices):
+            try:
+                p50, p95, cpu = per_page(partial(_status, console, path))
+            except AssertionError as e:  # one broken page does not hide the others
+                results.append(Result(f"{NAME}: {label}", float("nan"), "ms", None,
+                                      str(e)[:200]))
+                continue
+            results.append(Result(f"{NAME}: {label}", p50, "ms",
+                                  Target(PAGE_TARGET_MS, at_least=False),
+                                  f"p95 {p95:.0f} ms, CPU {cpu:.0f} ms/page"))
+        return results
+    finally:
+        console.close()
 
 
 def _status(console: Console, path: str) -> int:
-    return console.page(path).status_code
+    answer = console.page(path)
+    if answer.status_code != 200:
+        raise AssertionError(f"{path} answered {answer.status_code}: {answer.text[:300]}")
+    return answer.status_code

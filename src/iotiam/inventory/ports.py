@@ -20,6 +20,7 @@ from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.changes import ChangeRecorder
 from iotiam.errors import NotFound
 from iotiam.inventory.models import (
+    CredentialStatus,
     CredentialTally,
     Device,
     DeviceState,
@@ -103,12 +104,13 @@ class DeviceReader(Protocol):
         state: DeviceState | None = None,
         after_id: str | None = None,
         limit: int = 100,
+        site: str | None = None,
     ) -> list[Device]:
         """Devices under ``org_path`` in id order, keyset-paginated by ``after_id``."""
         ...
 
     def count(self, *, org_path: str, type_name: str | None = None,
-              state: DeviceState | None = None) -> int:
+              state: DeviceState | None = None, site: str | None = None) -> int:
         """How many devices under ``org_path`` match the filters."""
         ...
 
@@ -263,6 +265,18 @@ class FleetCounts(Protocol):
     ) -> CredentialTally:
         """Credential statuses and never-rotated keys of the devices under ``org_path``
         at ``now``, exactly as ``credential_status.credential_tally`` judges them."""
+        ...
+
+    def credential_page(
+        self, *, org_path: str, status: CredentialStatus, now: datetime,
+        rotation_age: timedelta, type_name: str | None = None, state: str | None = None,
+        site: str | None = None, after_id: str | None = None, limit: int = 100,
+    ) -> tuple[list[str], str | None]:
+        """Ids of the devices under ``org_path`` (and of this type, state and site) whose
+        credential status at ``now`` is ``status`` (as ``credential_status_by_device``
+        judges it; ``none``: no certificate ever), in id order after ``after_id``; and
+        the next page's cursor, None at the end. At most ``limit`` candidates are read,
+        so a page may hold fewer ids and still have a next one."""
         ...
 
 

@@ -260,6 +260,7 @@ class Inventory(Generic[UnitOfWorkT]):
         state: DeviceState | None = None,
         after_id: str | None = None,
         limit: int = 100,
+        site: str | None = None,
     ) -> list[Device]:
         """Devices in the caller's subtree, in id order."""
         if not 1 <= limit <= 1000:
@@ -267,15 +268,40 @@ class Inventory(Generic[UnitOfWorkT]):
         with self._uow.reading() as uow:
             return uow.devices.page(
                 org_path=actor.org_path, type_name=type_name, state=state,
-                after_id=after_id, limit=limit,
+                after_id=after_id, limit=limit, site=site,
             )
 
     def count_devices(self, actor: Principal, *, type_name: str | None = None,
-                      state: DeviceState | None = None) -> int:
-        """How many devices in the caller's subtree match the filters (every page)."""
+                      state: DeviceState | None = None, site: str | None = None) -> int:
+        """How many devices in the caller's subtree match the filters (every page), from
+        the maintained counts."""
         with self._uow.reading() as uow:
             return uow.devices.count(org_path=actor.org_path, type_name=type_name,
-                                     state=state)
+                                     state=state, site=site)
+
+    def devices_by_credential(
+        self, actor: Principal, status: CredentialStatus, *, rotation_age: timedelta,
+        type_name: str | None = None, state: DeviceState | None = None,
+        site: str | None = None, after_id: str | None = None, limit: int = 100,
+    ) -> tuple[list[Device], str | None, int | None]:
+        """A page of the caller's devices whose credential status is ``status`` now (as
+        the report judges it), the next page's cursor, and the total: from the
+        maintained counts when only the status narrows the subtree, else None (counting
+        that combination would read every device)."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000")
+        now = self._clock.now()
+        with self._uow.reading() as uow:
+            ids, following = uow.fleet_counts.credential_page(
+                org_path=actor.org_path, status=status, now=now, rotation_age=rotation_age,
+                type_name=type_name, state=str(state) if state else None, site=site,
+                after_id=after_id, limit=limit)
+            found = uow.devices.get_many(ids)
+        total = None
+        if type_name is None and state is None and site is None:
+            total = self.summary(actor, rotation_age=rotation_age).by_credential_status.get(
+                str(status), 0)
+        return [found[i] for i in ids if i in found], following, total
 
     def set_state(
         self, actor: Principal, device_id: str, target: DeviceState, reason: str = ""

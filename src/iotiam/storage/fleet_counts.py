@@ -31,7 +31,7 @@ from sqlalchemy import (
     text,
 )
 
-from iotiam.inventory.credential_status import credential_tally
+from iotiam.inventory.credential_status import credential_status_by_device, credential_tally
 from iotiam.inventory.models import CredentialStatus, CredentialTally, DeviceTally
 from iotiam.storage.credential_days import Thresholds
 from iotiam.storage.credential_standing import rebuild_standing
@@ -112,6 +112,42 @@ class SqlFleetCounts:
             by_status.update(exact.by_status)
             stale_keys += exact.never_rotated
         return CredentialTally({name: n for name, n in by_status.items() if n}, stale_keys)
+
+    def credential_page(
+        self, *, org_path: str, status: CredentialStatus, now: datetime,
+        rotation_age: timedelta, type_name: str | None = None, state: str | None = None,
+        site: str | None = None, after_id: str | None = None, limit: int = 100,
+    ) -> tuple[list[str], str | None]:
+        """Ids of the devices under ``org_path`` whose credential status at ``now`` is
+        ``status``, in id order after ``after_id``, judged in SQL on the holders' rows
+        (the irregular few from their certificates); and the cursor of the next page
+        (the last id read when ``limit`` candidates were read, else None)."""
+        d, c = inventory.devices.c, _STANDING.c
+        judged, _, irregular = _judged(now, rotation_age, None, {})
+        query = select(d.id, judged.label("status")).select_from(
+            inventory.devices.outerjoin(_STANDING, c.device_id == d.id)).where(
+            under_path(d.org_path, org_path))
+        if status is CredentialStatus.NONE:
+            query = query.where(c.device_id.is_(None))
+        else:
+            query = query.where(c.device_id.is_not(None),
+                                or_(judged == str(status), irregular))
+        for column, value in ((d.type_name, type_name), (d.state, state), (d.site, site)):
+            if value:
+                query = query.where(column == value)
+        if after_id:
+            query = query.where(d.id > after_id)
+        rows = self._c.execute(query.order_by(d.id).limit(limit)).all()
+        odd = [r.id for r in rows if r.status == _IRREGULAR]
+        regular = {r.id for r in rows if r.status != _IRREGULAR}
+        if odd:
+            certificates = SqlCertificateStore(self._c).for_devices(odd)
+            verdicts = credential_status_by_device(
+                [cert for certs in certificates.values() for cert in certs], now=now,
+                rotation_age=rotation_age)
+            regular |= {i for i in odd if verdicts.get(i, CredentialStatus.NONE) is status}
+        ids = [r.id for r in rows if r.id in regular]
+        return ids, rows[-1].id if len(rows) == limit else None
 
     def _rows_tally(
         self, org_path: str, where: ColumnElement[bool], now: datetime,

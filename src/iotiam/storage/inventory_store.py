@@ -365,16 +365,19 @@ class SqlDeviceStore:
         state: DeviceState | None = None,
         after_id: str | None = None,
         limit: int = 100,
+        site: str | None = None,
     ) -> list[Device]:
         """Devices under ``org_path`` in id order, keyset-paginated."""
         query = _filtered(select(t.devices), org_path, type_name, state)
+        if site:
+            query = query.where(t.devices.c.site == site)
         if after_id:
             query = query.where(t.devices.c.id > after_id)
         rows = self._c.execute(query.order_by(t.devices.c.id).limit(limit))
         return [device_from_row(r) for r in rows]
 
     def count(self, *, org_path: str, type_name: str | None = None,
-              state: DeviceState | None = None) -> int:
+              state: DeviceState | None = None, site: str | None = None) -> int:
         """How many devices under ``org_path`` match the filters."""
         # the maintained counts (migration 0022): a few rows, not the million devices
         c = t.device_counts.c
@@ -383,6 +386,8 @@ class SqlDeviceStore:
             query = query.where(c.type_name == type_name)
         if state:
             query = query.where(c.state == str(state))
+        if site:
+            query = query.where(c.site == site)
         return int(self._c.execute(query).scalar_one())
 
     def iter_all(self, *, org_path: str) -> Iterator[Device]:

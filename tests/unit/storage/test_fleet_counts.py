@@ -11,8 +11,8 @@ from fleet import add_device, add_org_unit, issue, revoke
 from sqlalchemy import select
 
 from conftest import Installation
-from iotiam.inventory.credential_status import credential_tally
-from iotiam.inventory.models import DeviceTally
+from iotiam.inventory.credential_status import credential_status_by_device, credential_tally
+from iotiam.inventory.models import CredentialStatus, DeviceTally
 from iotiam.kernel import ROOT_PATH
 from iotiam.pki.keys import generate_private_key
 from iotiam.pki.models import KeyAlgorithm
@@ -105,6 +105,45 @@ def compare_all(installation: Installation) -> None:
                     org_path=org_path, now=now, rotation_age=rotation_age,
                     expiring_within=expiring_within, max_age_by_type=max_age)
                 assert got == expected, (org_path, rotation_age, expiring_within)
+    compare_credential_pages(installation)
+
+
+def compare_credential_pages(installation: Installation) -> None:
+    """Walking ``credential_page`` two candidates at a time finds exactly the devices
+    each status names, as judged from their certificates, with and without filters."""
+    now = installation.clock.now()
+    with installation.services.database.reading() as uow:
+        certificates = list(uow.certificates.iter_device_certificates(org_path=ROOT_PATH))
+        for rotation_age, _ in QUESTIONS:
+            verdicts = credential_status_by_device(certificates, now=now,
+                                                   rotation_age=rotation_age)
+            for org_path in (ROOT_PATH, "/root/acme/", "/root/globex/"):
+                devices = list(uow.devices.iter_all(org_path=org_path))
+                for status in CredentialStatus:
+                    for narrow in ({}, {"type_name": "gateway"}, {"state": "active"},
+                                   {"site": "hall-1"}):
+                        expected = sorted(
+                            d.id for d in devices
+                            if verdicts.get(d.id, CredentialStatus.NONE) is status
+                            and all(str(getattr(d, k)) == v for k, v in narrow.items()))
+                        seen: list[str] = []
+                        after = None
+                        while True:
+                            ids, after = uow.fleet_counts.credential_page(
+                                org_path=org_path, status=status, now=now,
+                                rotation_age=rotation_age, after_id=after, limit=2,
+                                **narrow)
+                            seen += ids
+                            if after is None:
+                                break
+                        assert seen == expected, (org_path, rotation_age, status, narrow)
+
+
+def test_credential_pages_ok_in_memory_as_in_sql(memory_installation: Installation) -> None:
+    mixed_workload(memory_installation)
+    for _ in range(3):
+        compare_credential_pages(memory_installation)
+        memory_installation.clock.advance(timedelta(days=2))
 
 
 def test_fleet_counts_ok_equal_recount_after_mixed_workload(

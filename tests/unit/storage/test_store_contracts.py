@@ -252,6 +252,25 @@ def test_devices_read_back_and_page(db: Any) -> None:
         uow.devices.add(device("d1", BETA))
 
 
+def test_devices_page_and_count_by_site(db: Any) -> None:
+    with db() as uow:
+        uow.devices.add(replace(device("s1", BETA), site="hall 9"))
+        uow.devices.add(replace(device("s2", ACME, type_name="gateway"), site="hall 9"))
+        uow.devices.add(replace(device("s3", ACME), site=None))
+    with db.reading() as uow:
+        assert [d.id for d in uow.devices.page(org_path="/root/", site="hall 9")] == ["s1",
+                                                                                      "s2"]
+        assert [d.id for d in uow.devices.page(org_path=ACME, site="hall 9")] == ["s2"]
+        assert [d.id for d in uow.devices.page(org_path="/root/", site="hall 9",
+                                               after_id="s1")] == ["s2"]
+        assert [d.id for d in uow.devices.page(org_path="/root/", site="hall 9",
+                                               type_name="sensor")] == ["s1"]
+        assert uow.devices.count(org_path="/root/", site="hall 9") == 2
+        assert uow.devices.count(org_path=ACME, site="hall 9", type_name="gateway") == 1
+        assert uow.devices.count(org_path="/root/", site="hall 3") == 3
+        assert uow.devices.count(org_path="/root/", site="nowhere") == 0
+
+
 def test_devices_state_and_touch(db: Any) -> None:
     t1, t2, t3 = (T0 + timedelta(minutes=n) for n in (1, 2, 3))
     with db() as uow:

@@ -48,8 +48,39 @@ def test_ok_inventory_pages_with_a_total_and_filters(console: Console) -> None:
     assert "0 devices match." in none.text
 
 
+def test_ok_inventory_filters_by_site_with_its_total_in_the_api_too(
+        tenants: Tenants, console: Console) -> None:
+    api = tenants.installation.api()
+    for device_id, site in (("acme-h1", "hall 1"), ("acme-h2", "hall 1"), ("acme-h3", "hall 2")):
+        assert api.post("/v1/devices", json={"id": device_id, "type": "sensor", "org": "acme",
+                                             "site": site}).status_code == 201
+    hall = console.page("/console/devices", site="hall 1")
+    assert device_ids(hall.text) == {"acme-h1", "acme-h2"}
+    assert "2 devices match." in hall.text and 'value="hall 1"' in hall.text
+    later = console.page("/console/devices", site="hall 1", after="acme-h1")
+    assert device_ids(later.text) == {"acme-h2"} and "2 devices match." in later.text
+    assert "0 devices match." in console.page("/console/devices", site="hall 1",
+                                              state="suspended").text
+    body = api.get("/v1/devices", params={"site": "hall 2"}).json()
+    assert [d["id"] for d in body["items"]] == ["acme-h3"] and body["total"] == 1
+
+
+def test_ok_inventory_filters_by_credential_status(tenants: Tenants, console: Console) -> None:
+    api = tenants.installation.api()
+    assert api.post("/v1/devices", json={"id": "acme-bare", "type": "sensor",
+                                         "org": "acme"}).status_code == 201
+    active = console.page("/console/devices", credential="active", rows="25")
+    assert device_ids(active.text) == set(DEVICES) and "4 devices match." in active.text
+    bare = console.page("/console/devices", credential="none")
+    assert device_ids(bare.text) == {"acme-bare"} and "1 device match." in bare.text
+    narrowed = console.page("/console/devices", credential="active", type="sensor")
+    assert device_ids(narrowed.text) == set(DEVICES)
+    assert "Total not counted" in narrowed.text
+    assert device_ids(console.page("/console/devices", credential="expired").text) == set()
+
+
 def test_fail_bad_filters_are_a_400_page(console: Console) -> None:
-    for params in ({"state": "on-fire"}, {"rows": "7"}):
+    for params in ({"state": "on-fire"}, {"rows": "7"}, {"credential": "shiny"}):
         answer = console.page("/console/devices", **params)
         assert answer.status_code == 400 and 'role="alert"' in answer.text
 

@@ -104,14 +104,16 @@ def list_devices(
     svc: Wired,
     type: str | None = None,
     state: DeviceState | None = None,
+    site: str | None = Query(default=None, max_length=256),
     after: str | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Devices in the caller's subtree (keyset pagination: pass ``next`` as ``after``);
     ``total`` counts every device the filters select, not only this page."""
     devices = svc.inventory.list_devices(caller, type_name=type, state=state, after_id=after,
-                                         limit=limit)
-    total = svc.inventory.count_devices(caller, type_name=type, state=state)
+                                         limit=limit, site=site or None)
+    total = svc.inventory.count_devices(caller, type_name=type, state=state,
+                                        site=site or None)
     return {"items": [render_device(d) for d in devices], "total": total,
             "next": devices[-1].id if len(devices) == limit else None}
 

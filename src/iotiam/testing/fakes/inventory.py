@@ -8,8 +8,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from iotiam.errors import Conflict
-from iotiam.inventory.credential_status import credential_tally
+from iotiam.inventory.credential_status import credential_status_by_device, credential_tally
 from iotiam.inventory.models import (
+    CredentialStatus,
     CredentialTally,
     Device,
     DeviceState,
@@ -142,23 +143,24 @@ class MemoryDeviceStore(MemoryStore):
             self.update(device_id, updated_at=at)
 
     def _matching(self, org_path: str, type_name: str | None,
-                  state: DeviceState | None) -> list[Device]:
+                  state: DeviceState | None, site: str | None = None) -> list[Device]:
         return [d for d in sorted(self.devices.values(), key=lambda d: d.id)
                 if under(d.org_path, org_path)
                 and (not type_name or d.type_name == type_name)
-                and (not state or d.state is state)]
+                and (not state or d.state is state)
+                and (not site or d.site == site)]
 
     def page(self, *, org_path: str, type_name: str | None = None,
              state: DeviceState | None = None, after_id: str | None = None,
-             limit: int = 100) -> list[Device]:
+             limit: int = 100, site: str | None = None) -> list[Device]:
         """Devices under ``org_path`` in id order, keyset-paginated by ``after_id``."""
-        found = self._matching(org_path, type_name, state)
+        found = self._matching(org_path, type_name, state, site)
         return [d for d in found if not after_id or d.id > after_id][:limit]
 
     def count(self, *, org_path: str, type_name: str | None = None,
-              state: DeviceState | None = None) -> int:
+              state: DeviceState | None = None, site: str | None = None) -> int:
         """How many devices under ``org_path`` match the filters."""
-        return len(self._matching(org_path, type_name, state))
+        return len(self._matching(org_path, type_name, state, site))
 
     def iter_all(self, *, org_path: str) -> Iterator[Device]:
         """Every device under ``org_path``."""
@@ -230,3 +232,19 @@ class MemoryFleetCounts(MemoryStore):
             self.certificates.iter_device_certificates(org_path=ROOT_PATH),
             now=now, rotation_age=rotation_age, expiring_within=expiring_within,
             max_age_by_type=max_age_by_type)
+
+    def credential_page(
+        self, *, org_path: str, status: CredentialStatus, now: datetime,
+        rotation_age: timedelta, type_name: str | None = None, state: str | None = None,
+        site: str | None = None, after_id: str | None = None, limit: int = 100,
+    ) -> tuple[list[str], str | None]:
+        """Every device judged from its certificates, then filtered."""
+        verdicts = credential_status_by_device(
+            self.certificates.iter_device_certificates(org_path=ROOT_PATH), now=now,
+            rotation_age=rotation_age)
+        chosen = DeviceState(state) if state else None
+        candidates = self.devices.page(org_path=org_path, type_name=type_name, state=chosen,
+                                       site=site, after_id=after_id, limit=10**9)
+        matched = [d.id for d in candidates
+                   if verdicts.get(d.id, CredentialStatus.NONE) is status]
+        return matched[:limit], matched[limit - 1] if len(matched) > limit else None

@@ -13,7 +13,7 @@ from iotiam.audit.models import AuditRecord
 from iotiam.audit.search import AuditQuery
 from iotiam.bootstrap import Services
 from iotiam.errors import Conflict, InvalidInput
-from iotiam.inventory.models import DeviceState
+from iotiam.inventory.models import CredentialStatus, DeviceState
 from iotiam.pki.models import RevocationReason
 from iotiam.web.console import (
     Signed,
@@ -41,19 +41,35 @@ def device_list(
     request: Request, session: Signed, svc: Wired,
     type: str | None = Query(default=None, max_length=128),
     state: str | None = Query(default=None, max_length=32),
+    site: str | None = Query(default=None, max_length=256),
+    credential: str | None = Query(default=None, max_length=32),
     after: str | None = Query(default=None, max_length=256),
     rows: str | None = Query(default=None, max_length=4),
 ) -> Response:
-    """Devices in the caller's subtree, by id (keyset pages), with the total."""
+    """Devices in the caller's subtree, by id (keyset pages), with the total (from the
+    maintained counts; with a credential status and another filter, not counted)."""
     caller = session.principal
     limit = page_size(rows)
     parsed = _state(state)
-    items = svc.inventory.list_devices(caller, type_name=type or None, state=parsed,
-                                       after_id=after or None, limit=limit)
-    total = svc.inventory.count_devices(caller, type_name=type or None, state=parsed)
+    status = _credential(credential)
+    following: str | None
+    total: int | None
+    if status is None:
+        items = svc.inventory.list_devices(caller, type_name=type or None, state=parsed,
+                                           after_id=after or None, limit=limit,
+                                           site=site or None)
+        total = svc.inventory.count_devices(caller, type_name=type or None, state=parsed,
+                                            site=site or None)
+        following = items[-1].id if len(items) == limit else None
+    else:
+        items, following, total = svc.inventory.devices_by_credential(
+            caller, status, rotation_age=svc.settings.rotation_age, type_name=type or None,
+            state=parsed, site=site or None, after_id=after or None, limit=limit)
     return render(request, session, "devices.html", items=items, total=total,
-                  next=items[-1].id if len(items) == limit else None,
-                  filters={"type": type or "", "state": state or "", "rows": rows or ""},
+                  next=following,
+                  filters={"type": type or "", "state": state or "", "site": site or "",
+                           "credential": credential or "", "rows": rows or ""},
+                  credentials=[str(s) for s in CredentialStatus],
                   states=[str(s) for s in DeviceState],
                   types=[t.name for t in svc.inventory.list_device_types()],
                   first_page=not after)
@@ -66,6 +82,15 @@ def _state(raw: str | None) -> DeviceState | None:
         return DeviceState(raw)
     except ValueError as e:
         raise InvalidInput(f"state is one of {', '.join(DeviceState)}") from e
+
+
+def _credential(raw: str | None) -> CredentialStatus | None:
+    if not raw:
+        return None
+    try:
+        return CredentialStatus(raw)
+    except ValueError as e:
+        raise InvalidInput(f"credential is one of {', '.join(CredentialStatus)}") from e
 
 
 @router.get("/devices/{device_id}")
