@@ -75,6 +75,7 @@ def register_commands() -> None:
         firmware,
         oauth,
         policies,
+        revocation,
         risk,
         setup,
         simulate,
@@ -93,6 +94,7 @@ def register_commands() -> None:
     detection.register(app)
     discover.register(app)
     risk.register(app)
+    revocation.register(app)
     database.register(app)
 
 
