@@ -312,10 +312,15 @@ class SetRevocationReport:
     #: SHA-256 of the selected device ids, sorted, one per line (the audit names it)
     devices_sha256: str = ""
     sample: tuple[str, ...] = ()
+    #: a drill: the writes were made in a transaction that was rolled back
+    drill: bool = False
+    #: a drill's check: credentials the selected devices would still hold afterwards
+    left_live: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The API's and CLI's JSON form."""
-        return {"filter": self.filter, "dry_run": self.dry_run, "devices": self.devices,
+        return {"filter": self.filter, "dry_run": self.dry_run, "drill": self.drill,
+                "left_live": self.left_live, "devices": self.devices,
                 "certificates": self.certificates, "psks": self.psks,
                 "oauth_clients": self.oauth_clients, "sessions": self.sessions,
                 "reason": self.reason, "batches": self.batches, "set_id": self.set_id,

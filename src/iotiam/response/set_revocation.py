@@ -88,34 +88,75 @@ class SetRevocation:
                          "sample": device_ids[:SAMPLE_IDS]}))
         revoked: list[LiveCredential] = []
         for number, batch in enumerate(batches, 1):
-            revoked += self._revoke_batch(actor, set_id, number, batch, parsed)
+            with self._uow() as uow:
+                revoked += self._revoke_batch(uow, actor, set_id, number, batch, parsed)
         report = self._report(wanted, parsed, device_ids, revoked, dry_run=False)
         return replace(report, sessions=sessions, batches=len(batches), set_id=set_id)
 
-    def _revoke_batch(self, actor: Principal, set_id: str, number: int,
-                      batch: Sequence[str], reason: RevocationReason
-                      ) -> list[LiveCredential]:
-        """One transaction: the batch's credentials, its changes, its audit record."""
-        with self._uow() as uow:
-            now = self._clock.now()
-            live = uow.revocation_sets.live_credentials(batch, now)
-            uow.revocation_sets.revoke(live, batch, now, reason)
-            for issuer_id in sorted({c.issuer_id for c in live if c.issuer_id}):
-                uow.counters.next(revocation_counter(issuer_id))
-            for credential in live:
-                uow.changes.record(_change(credential))
-            counts = Counter(c.kind for c in live)
-            self._audit.append(uow, AuditDraft(
-                tag=AuditTag.REVOCATION_SET_BATCH_REVOKED, actor=actor.name,
-                org_path=actor.org_path, subject=f"revocation-set:{set_id}:{number}",
-                details={"set": set_id, "batch": number, "reason": str(reason),
-                         "devices": len(batch), "devices_sha256": ids_digest(batch),
-                         "credentials_sha256": credentials_digest(live),
-                         "certificates": counts[CredentialKind.CERTIFICATE],
-                         "psks": counts[CredentialKind.PSK],
-                         "oauth_clients": counts[CredentialKind.OAUTH_CLIENT],
-                         "first": batch[0], "last": batch[-1]}))
+    def _revoke_batch(self, uow: SetRevocationUnitOfWork, actor: Principal, set_id: str,
+                      number: int, batch: Sequence[str], reason: RevocationReason, *,
+                      audited: bool = True) -> list[LiveCredential]:
+        """Inside ``uow``: the batch's credentials, its changes, its audit record."""
+        now = self._clock.now()
+        live = uow.revocation_sets.live_credentials(batch, now)
+        uow.revocation_sets.revoke(live, batch, now, reason)
+        for issuer_id in sorted({c.issuer_id for c in live if c.issuer_id}):
+            uow.counters.next(revocation_counter(issuer_id))
+        for credential in live:
+            uow.changes.record(_change(credential))
+        if not audited:
+            return live
+        counts = Counter(c.kind for c in live)
+        self._audit.append(uow, AuditDraft(
+            tag=AuditTag.REVOCATION_SET_BATCH_REVOKED, actor=actor.name,
+            org_path=actor.org_path, subject=f"revocation-set:{set_id}:{number}",
+            details={"set": set_id, "batch": number, "reason": str(reason),
+                     "devices": len(batch), "devices_sha256": ids_digest(batch),
+                     "credentials_sha256": credentials_digest(live),
+                     "certificates": counts[CredentialKind.CERTIFICATE],
+                     "psks": counts[CredentialKind.PSK],
+                     "oauth_clients": counts[CredentialKind.OAUTH_CLIENT],
+                     "first": batch[0], "last": batch[-1]}))
         return live
+
+    def drill(self, actor: Principal, where: str, reason: str = "unspecified"
+              ) -> SetRevocationReport:
+        """Rehearse ``revoke``: the same writes, batch by batch, in one transaction that is
+        rolled back, then checked: ``left_live`` counts what the selected devices would
+        still hold (0: the playbook takes everything). Only the drill itself is audited."""
+        actor.require(Role.ADMIN, "drilling a set revocation")
+        wanted, parsed = parse_filter(where), RevocationReason.parse(reason)
+        outcome: list[tuple[list[str], list[LiveCredential], int]] = []
+        try:
+            with self._uow() as uow:
+                outcome.append(self._rehearse(uow, actor, wanted, parsed))
+                raise _RolledBack
+        except _RolledBack:
+            pass
+        device_ids, revoked, left = outcome[0]
+        report = replace(self._report(wanted, parsed, device_ids, revoked, dry_run=True),
+                         drill=True, left_live=left,
+                         batches=len(_batches(device_ids, self._batch)))
+        self._audit.record(AuditDraft(
+            tag=AuditTag.REVOCATION_SET_DRILLED, actor=actor.name, org_path=actor.org_path,
+            subject="revocation-set:drill", details={
+                "filter": report.filter, "reason": report.reason, "devices": report.devices,
+                "certificates": report.certificates, "psks": report.psks,
+                "oauth_clients": report.oauth_clients, "left_live": left,
+                "devices_sha256": report.devices_sha256}))
+        return report
+
+    def _rehearse(self, uow: SetRevocationUnitOfWork, actor: Principal, wanted: DeviceFilter,
+                  reason: RevocationReason) -> tuple[list[str], list[LiveCredential], int]:
+        device_ids = uow.revocation_sets.matching(wanted, actor.org_path)
+        revoked: list[LiveCredential] = []
+        batches = _batches(device_ids, self._batch)
+        for number, batch in enumerate(batches, 1):
+            revoked += self._revoke_batch(uow, actor, "drill", number, batch, reason,
+                                          audited=False)
+        now = self._clock.now()
+        left = sum(len(uow.revocation_sets.live_credentials(batch, now)) for batch in batches)
+        return device_ids, revoked, left
 
     def _report(self, wanted: DeviceFilter, reason: RevocationReason,
                 device_ids: list[str], live: Sequence[LiveCredential], *, dry_run: bool
@@ -128,6 +169,10 @@ class SetRevocation:
             sessions=self.sessions.connected(device_ids) if dry_run else None,
             reason=str(reason), devices_sha256=ids_digest(device_ids),
             sample=tuple(device_ids[:SAMPLE_IDS]))
+
+
+class _RolledBack(Exception):
+    """Ends a drill's transaction: everything it wrote is rolled back."""
 
 
 def ids_digest(device_ids: Sequence[str]) -> str:

@@ -60,3 +60,12 @@ def test_fail_bad_filter_is_one_line(cli: list[str], capsys: pytest.CaptureFixtu
     assert result.rc != 0 and expected in line
     left = invoke(CLIS[0], [*cli, "revoke", "--where", "type=sensor", "--dry-run"], capsys)
     assert "3 certificate(s)" in left.out
+
+
+def test_ok_drill_changes_nothing(cli: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    result = invoke(CLIS[0], [*cli, "drill", "revoke", "--where", "manufacturer=acme"], capsys)
+    assert result.rc == 0, result
+    assert result.out.startswith("drill: would revoke 2 device(s): 2 certificate(s)")
+    assert "credentials left afterwards: 0; rolled back" in result.out
+    left = invoke(CLIS[0], [*cli, "revoke", "--where", "type=sensor", "--dry-run"], capsys)
+    assert "3 certificate(s)" in left.out

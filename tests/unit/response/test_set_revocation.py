@@ -237,3 +237,33 @@ def test_tenant_sees_only_its_devices(installation: Installation) -> None:
     report = revoke_set(tenant, "manufacturer=acme")
     assert (report["devices"], report["certificates"]) == (1, 1)
     assert revoke_set(root, "manufacturer=acme", dry_run=True)["certificates"] == 3
+
+
+def test_drill_rehearses_and_rolls_back(installation: Installation) -> None:
+    api = installation.api()
+    serials = build(api)
+    assert api.post("/v1/devices/acme-a1/psk", json={}).status_code == 201
+    answer = api.post(f"{SETS}/drill", json={"where": "manufacturer=acme and batch=2026-07",
+                                              "reason": "keyCompromise"})
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert (report["drill"], report["devices"], report["certificates"], report["psks"],
+            report["left_live"], report["batches"]) == (True, 2, 2, 1, 0, 1)
+    # nothing changed: OCSP good, the PDP allows, the dry run still finds everything
+    assert ocsp_status(installation, serials["acme-a1"]) is ocsp.OCSPCertStatus.GOOD
+    assert allowed(installation, "acme-a1")
+    assert revoke_set(api, "manufacturer=acme and batch=2026-07",
+                      dry_run=True)["certificates"] == 2
+    with installation.services.database.engine.connect() as conn:
+        tags = [t for (t,) in conn.execute(select(audit_records.c.tag))]
+    assert tags.count(AuditTag.REVOCATION_SET_DRILLED) == 1
+    assert AuditTag.REVOCATION_SET_BATCH_REVOKED not in tags
+    assert AuditTag.REVOCATION_SET_STARTED not in tags
+    # the chain still verifies after the rolled-back writes
+    assert installation.services.audit.verify(SYSTEM).ok
+
+
+def test_drill_bad_filter_is_400(installation: Installation) -> None:
+    answer = installation.api().post(f"{SETS}/drill", json={"where": "colour=red"})
+    assert answer.status_code == 400
+    assert "unknown field" in answer.json()["detail"]

@@ -35,3 +35,20 @@ def revoke_set(body: RevocationSetIn, caller: Caller, svc: Wired) -> dict[str, A
     if body.dry_run:
         return sets.preview(caller, body.where, body.reason).as_dict()
     return sets.revoke(caller, body.where, body.reason).as_dict()
+
+
+class RevocationDrillIn(Body):
+    """The filter and reason a drill rehearses."""
+
+    where: str = Field(max_length=MAX_FILTER_CHARS)
+    reason: str = Field(default="unspecified", max_length=64)
+
+
+@router.post("/revocations/sets/drill")
+def drill_set(body: RevocationDrillIn, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Rehearse a set revocation: the same writes in a transaction that is rolled back,
+    and what the selected devices would still hold afterwards (``left_live``)."""
+    sets = svc.revocation_sets
+    if sets is None:
+        raise Conflict("revocation by set needs the SQL database of `iotiam serve`")
+    return sets.drill(caller, body.where, body.reason).as_dict()
