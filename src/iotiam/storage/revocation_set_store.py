@@ -8,7 +8,8 @@ Where each filter field lives (nothing new is stored for it):
   the manufacturer's manifest listing the device's id as a serial;
 * ``issuer``: a registered manufacturer IDevID CA, by name or SHA-256 fingerprint; it
   selects the devices that manufacturer vouches for, as ``manufacturer`` does;
-* ``batch``: the device's ``batch`` attribute (import rows and ``device add`` set it);
+* ``batch``: the device's ``batch`` attribute (import rows and ``POST /v1/devices`` set
+  it), or the ``batch`` column of the manufacturer's manifest row of the device's id;
 * ``firmware``: the version the device last attested (``device_firmware``).
 """
 
@@ -55,19 +56,24 @@ class SqlRevocationSetStore:
         maker = self._maker(wanted)
         if maker == "":
             return []
+        m = te.manifest_entries.c
         listed: set[str] = set()
         if maker is not None:
-            m = te.manifest_entries.c
             listed = set(self._c.execute(select(m.serial).where(m.manufacturer == maker))
                          .scalars())
         batch = wanted.value(FilterField.BATCH)
+        in_batch: set[str] = set()
+        if batch is not None:
+            in_batch = set(self._c.execute(select(m.serial).where(m.batch == batch))
+                           .scalars())
         found = []
         for device_id, attributes_text in self._c.execute(query):
             attributes = load_json(attributes_text) if attributes_text else {}
             if maker is not None and attributes.get("manufacturer") != maker \
                     and device_id not in listed:
                 continue
-            if batch is not None and attributes.get("batch") != batch:
+            if batch is not None and attributes.get("batch") != batch \
+                    and device_id not in in_batch:
                 continue
             found.append(device_id)
         return sorted(found)
