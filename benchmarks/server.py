@@ -75,12 +75,14 @@ def _log_tail(path: Path) -> str:
 @contextmanager
 def running_server(config: RunConfig, label: str, *, workers: int = 1,
                    broker_ports: tuple[int, int, int] | None = None,
-                   replica_of: RunningServer | None = None) -> Iterator[RunningServer]:
+                   replica_of: RunningServer | None = None,
+                   init_options: Sequence[str] = ()) -> Iterator[RunningServer]:
     """Init a data directory on free ports, start ``iotiam serve``, stop it afterwards.
 
     The managed broker runs only when ``broker_ports`` (mTLS, PSK, admin) are given.
     ``replica_of``: a second replica of that server's installation — its database and
-    its secrets, as another host gets them (docs/deployment.md).
+    its secrets, as another host gets them (docs/deployment.md). ``init_options`` go to
+    ``iotiam init`` (e.g. ``--broker-auth plugin``).
     """
     broker_options = ["--no-broker"] if broker_ports is None else [
         "--broker-port", str(broker_ports[0]), "--broker-psk-port", str(broker_ports[1]),
@@ -96,7 +98,7 @@ def running_server(config: RunConfig, label: str, *, workers: int = 1,
         cli = [*iotiam_command(), "--data-dir", str(data_dir)]
         init = subprocess.run(
             [*cli, "init", "--host", "127.0.0.1", "--port", str(port),
-             "--http-port", str(http_port), *broker_options],
+             "--http-port", str(http_port), *broker_options, *init_options],
             env=env, capture_output=True, text=True, timeout=120, check=False,
         )
         if init.returncode != 0:
