@@ -38,10 +38,14 @@ FLEET = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["dynsec", "plugin"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Server]:
+    """``serve`` with its managed Mosquitto, authorizing by dynsec or by iotiam's plugin
+    (docs/broker-plugin.md)."""
     require_binary("mosquitto")
-    yield from serve_live("sqlite", tmp_path_factory.mktemp("cascade"), broker=True)
+    yield from serve_live("sqlite", tmp_path_factory.mktemp(f"cascade-{request.param}"),
+                          {"IOTIAM_BROKER_AUTH": request.param}, broker=True)
 
 
 def dry_run(server: Server) -> dict[str, object]:

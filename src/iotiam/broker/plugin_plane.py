@@ -7,7 +7,10 @@ broker alive (restarted only when it is dead, as with dynsec) and turning the ch
 feed into the plugin's pushes:
 
 * a revoked credential: the new CRL first (a reconnect with that certificate then
-  fails at TLS), then the device's answers are forgotten and its session dropped (G3);
+  fails at TLS), then the device's answers are forgotten and its session dropped (G3).
+  Both are done by the upkeep thread, woken by the change: the revoking call does not
+  wait for them, and the revocations of one transaction (a set revocation's batch of
+  500 devices) cost one CRL check and install, then a kick each;
 * a changed device or trust score: its answers are forgotten, and its session dropped
   if it may no longer connect at all (disabled, quarantined to nothing, retired);
 * a policy change: every answer is forgotten. Nothing is rewritten, nobody is kicked
@@ -78,22 +81,36 @@ class PluginAuthorization:
         self._silent = 0
         self._lock = threading.Lock()
         self.wake = threading.Event()
+        #: devices whose credential was revoked, to kick once the CRL is installed
+        self._revoked: set[str] = set()
+        self._revoked_lock = threading.Lock()
 
     def follow(self, published: Published) -> None:
         """Act on a published change (subscribed to the change feed in ``serving.py``)."""
         change = published.change
         if isinstance(change, CertificateRevoked | CredentialRevoked):
             if change.device_id is not None:
-                try:
-                    self._install_files()
-                finally:
-                    # a CRL that cannot be installed now (the upkeep loop retries it)
-                    # must not keep the session: the decision point already denies it
-                    self._socket.kick(change.device_id)
+                with self._revoked_lock:
+                    self._revoked.add(change.device_id)
+                self.wake.set()
         elif isinstance(change, DeviceChanged | TrustChanged):
             self._devices_changed(change.device_ids)
         elif isinstance(change, PolicyChanged):
             self._socket.forget_all()
+
+    def kick_revoked(self) -> None:
+        """The CRL, then a kick for each device a revocation named since the last call."""
+        with self._revoked_lock:
+            revoked, self._revoked = self._revoked, set()
+        if not revoked:
+            return
+        try:
+            self._install_files()
+        finally:
+            # a CRL that cannot be installed now (the upkeep loop retries it) must not
+            # keep the sessions: the decision point already denies them
+            for device_id in sorted(revoked):
+                self._socket.kick(device_id)
 
     def _devices_changed(self, device_ids: Iterable[str]) -> None:
         for device_id in device_ids:
@@ -120,6 +137,7 @@ class PluginAuthorization:
         next_health = 0.0
         while not stop.is_set():
             try:
+                self.kick_revoked()
                 if time.monotonic() >= next_health:
                     next_health = time.monotonic() + HEALTH_SECONDS
                     self._check_broker()
