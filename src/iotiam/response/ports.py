@@ -231,9 +231,10 @@ class RevocationSetStore(Protocol):
         """Ids of the devices under ``org_path`` that ``wanted`` selects, sorted."""
         ...
 
-    def live_credentials(self, device_ids: Sequence[str], now: datetime
-                         ) -> list[LiveCredential]:
-        """The credentials of these devices that still work at ``now``."""
+    def live_credentials(self, device_ids: Sequence[str], now: datetime, *,
+                         lock: bool = False) -> list[LiveCredential]:
+        """The credentials of these devices that still work at ``now`` (``lock``: held
+        by this transaction until it ends, for revoking them)."""
         ...
 
     def revoke(self, credentials: Sequence[LiveCredential], device_ids: Sequence[str],

@@ -98,7 +98,7 @@ class SetRevocation:
                       audited: bool = True) -> list[LiveCredential]:
         """Inside ``uow``: the batch's credentials, its changes, its audit record."""
         now = self._clock.now()
-        live = uow.revocation_sets.live_credentials(batch, now)
+        live = uow.revocation_sets.live_credentials(batch, now, lock=True)
         uow.revocation_sets.revoke(live, batch, now, reason)
         for issuer_id in sorted({c.issuer_id for c in live if c.issuer_id}):
             uow.counters.next(revocation_counter(issuer_id))

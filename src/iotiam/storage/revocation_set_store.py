@@ -92,26 +92,32 @@ class SqlRevocationSetStore:
             return ""
         return str(found)
 
-    def live_credentials(self, device_ids: Sequence[str], now: datetime
-                         ) -> list[LiveCredential]:
-        """Issued unexpired certificates, active PSKs and OAuth clients of the devices."""
+    def live_credentials(self, device_ids: Sequence[str], now: datetime, *,
+                         lock: bool = False) -> list[LiveCredential]:
+        """Issued unexpired certificates, active PSKs and OAuth clients of the devices;
+        ``lock``: their rows stay this transaction's until it ends (PostgreSQL: two set
+        revocations of one device never both count its credentials)."""
         if not device_ids:
             return []
         ids = list(device_ids)
         c, p, o = tp.certificates.c, tc.psks.c, tt.oauth_clients.c
+        queries = (
+            select(c.issuer_id, c.serial, c.device_id).where(
+                one_of(self._c, c.device_id, ids), c.status == str(CertificateStatus.ISSUED),
+                c.not_after > now).order_by(c.id),
+            select(p.id, p.device_id).where(one_of(self._c, p.device_id, ids),
+                                            p.status == str(PskStatus.ACTIVE)),
+            select(o.client_id, o.device_id).where(one_of(self._c, o.device_id, ids),
+                                                   o.status == str(ClientStatus.ACTIVE)),
+        )
+        certificates, psks, clients = (
+            self._c.execute(q.with_for_update() if lock else q) for q in queries)
         live = [LiveCredential(CredentialKind.CERTIFICATE, r.serial, r.device_id,
                                issuer_id=r.issuer_id, serial=int(r.serial, 16))
-                for r in self._c.execute(
-                    select(c.issuer_id, c.serial, c.device_id).where(
-                        one_of(self._c, c.device_id, ids),
-                        c.status == str(CertificateStatus.ISSUED), c.not_after > now)
-                    .order_by(c.id))]
-        live += [LiveCredential(CredentialKind.PSK, r.id, r.device_id)
-                 for r in self._c.execute(select(p.id, p.device_id).where(
-                     one_of(self._c, p.device_id, ids), p.status == str(PskStatus.ACTIVE)))]
+                for r in certificates]
+        live += [LiveCredential(CredentialKind.PSK, r.id, r.device_id) for r in psks]
         live += [LiveCredential(CredentialKind.OAUTH_CLIENT, r.client_id, r.device_id)
-                 for r in self._c.execute(select(o.client_id, o.device_id).where(
-                     one_of(self._c, o.device_id, ids), o.status == str(ClientStatus.ACTIVE)))]
+                 for r in clients]
         return live
 
     def revoke(self, credentials: Sequence[LiveCredential], device_ids: Sequence[str],
