@@ -8,8 +8,9 @@ feed into the plugin's pushes:
 
 * a revoked credential: the new CRL first (a reconnect with that certificate then
   fails at TLS), then the device's answers are forgotten and its session dropped (G3).
-  Both are done by the upkeep thread, woken by the change: the revoking call does not
-  wait for them, and the revocations of one transaction (a set revocation's batch of
+  Both are done by a thread of their own, woken by the change (not the upkeep loop,
+  whose safety net may be busy with thousands of changed devices): the revoking call
+  does not wait for them, and the revocations of one transaction (a set revocation's batch of
   500 devices) cost one CRL check and install, then a kick each;
 * a changed device or trust score: its answers are forgotten, and its session dropped
   if it may no longer connect at all (disabled, quarantined to nothing, retired);
@@ -84,6 +85,7 @@ class PluginAuthorization:
         #: devices whose credential was revoked, to kick once the CRL is installed
         self._revoked: set[str] = set()
         self._revoked_lock = threading.Lock()
+        self._revoked_wake = threading.Event()
 
     def follow(self, published: Published) -> None:
         """Act on a published change (subscribed to the change feed in ``serving.py``)."""
@@ -92,7 +94,7 @@ class PluginAuthorization:
             if change.device_id is not None:
                 with self._revoked_lock:
                     self._revoked.add(change.device_id)
-                self.wake.set()
+                self._revoked_wake.set()
         elif isinstance(change, DeviceChanged | TrustChanged):
             self._devices_changed(change.device_ids)
         elif isinstance(change, PolicyChanged):
@@ -133,11 +135,13 @@ class PluginAuthorization:
     def run(self, stop: threading.Event) -> None:
         """Restart a dead broker, install changed files and act on unpublished changes
         until ``stop``."""
+        kicker = threading.Thread(target=self._kick_loop, args=(stop,), daemon=True,
+                                  name="broker-kicks")
+        kicker.start()
         since = self._clock.now()
         next_health = 0.0
         while not stop.is_set():
             try:
-                self.kick_revoked()
                 if time.monotonic() >= next_health:
                     next_health = time.monotonic() + HEALTH_SECONDS
                     self._check_broker()
@@ -149,6 +153,18 @@ class PluginAuthorization:
                 log.exception("broker upkeep failed unexpectedly")
             self.wake.wait(SAFETY_NET_SECONDS)
             self.wake.clear()
+
+    def _kick_loop(self, stop: threading.Event) -> None:
+        """Kick the devices revocations name, as soon as they are queued, until ``stop``."""
+        while not stop.is_set():
+            self._revoked_wake.wait(SAFETY_NET_SECONDS)
+            self._revoked_wake.clear()
+            try:
+                self.kick_revoked()
+            except (BrokerUnavailable, IamError, OSError) as e:
+                log.warning("installing the CRL before kicks failed, retried: %s", e)
+            except Exception:  # a bug: logged, and the next revocation is kicked still
+                log.exception("kicking revoked devices failed unexpectedly")
 
     def _safety_net(self, since: datetime) -> datetime:
         """Devices and policies that changed without a published change."""
