@@ -22,6 +22,7 @@ from benchmarks import (
     api_issuance,
     broker_auth,
     broker_policy_change,
+    cascade,
     console_pages,
     crl,
     crypto_floor,
@@ -50,7 +51,7 @@ BENCHMARKS: tuple[ModuleType, ...] = (crypto_floor, issuance, api_issuance, est_
                                       broker_policy_change, broker_auth, oauth, simulate,
                                       detection, detection_stream, device_import,
                                       discovery_import, risk_register, scale, replica_revocation,
-                                      console_pages, gateways)
+                                      cascade, console_pages, gateways)
 TABLE_WIDTH = 200
 _VERDICT_STYLE = {"PASS": "bold green", "MISS": "bold red", "ERROR": "bold magenta",
                   "info": "dim"}

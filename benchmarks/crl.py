@@ -29,8 +29,7 @@ from benchmarks.harness import (
 from iotiam.bootstrap import Services
 from iotiam.kernel import SYSTEM
 from iotiam.pki.crl import build_crl
-from iotiam.pki.models import CertificateStatus, RevocationReason, serial_hex
-from iotiam.pki.service import revocation_counter
+from iotiam.pki.models import CertificateStatus, RevocationReason, revocation_counter, serial_hex
 from iotiam.storage.tables.pki import certificates
 
 NAME = "crl"

@@ -84,7 +84,7 @@ def running_server(config: RunConfig, label: str, *, workers: int = 1,
     ``replica_of``: a second replica of that server's installation — its database and
     its secrets, as another host gets them (docs/deployment.md). ``init_args`` and
     ``extra_env`` go to ``init`` and ``serve`` (e.g. ``--ca-key`` and a SoftHSM2 token's
-    environment: docs/hsm.md).
+    environment: docs/hsm.md; ``--broker-auth plugin``).
     """
     broker_options = ["--no-broker"] if broker_ports is None else [
         "--broker-port", str(broker_ports[0]), "--broker-psk-port", str(broker_ports[1]),

@@ -77,8 +77,10 @@ from iotiam.policy.service import DecisionPoint, PolicyAdministration
 from iotiam.policy.subjects import DeviceSubjects
 from iotiam.readiness import Readiness
 from iotiam.response.alerts import AlertChannel, AlertDispatcher, SyslogChannel
+from iotiam.response.ports import NoSessionView
 from iotiam.response.scoring import TrustScores
 from iotiam.response.service import IncidentResponse
+from iotiam.response.set_revocation import SetRevocation
 from iotiam.risk.models import FleetChannels
 from iotiam.risk.ports import StaticChannels
 from iotiam.risk.service import RiskRegister
@@ -166,6 +168,8 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     #: console sign-in through an OpenID Connect provider, when one is configured
     sso: SingleSignOn | None = None
+    #: revocation by set (SQL stores only: None in the in-memory installation)
+    revocation_sets: SetRevocation | None = None
     #: each device's time zone, its site's, which the detection engine reads (None: the
     #: engine judges in UTC — the in-memory installation of the tests)
     zones: SqlSiteZones | None = None
@@ -315,15 +319,13 @@ def build_services(settings: Settings, *, clock: Clock | None = None,
         oauth=authorization_server(token_config(settings), database, clock, audit, pki,
                                    decisions, passphrase, sightings=discovery),
         firmware=FirmwareRegistry(database, clock, audit, finding_sink=response),
-        attestation=attestation,
-        response=response,
-        trust=trust,
-        ingest=ingest, zones=zones,
-        alerts=alerts, discovery=discovery,
+        attestation=attestation, response=response, trust=trust,
+        ingest=ingest, zones=zones, alerts=alerts, discovery=discovery,
         adoption=Adoption(discovery, inventory, enrollment, audit),
         risk=risk_register(settings, database, clock, audit, discovery, channels),
         metrics=metrics,
         sso=single_sign_on(settings, database, clock, audit), gateways=gateways,
+        revocation_sets=SetRevocation(database, clock, audit, NoSessionView()),
     )))
 
 

@@ -24,6 +24,7 @@ from iotiam.background import (
     together,
 )
 from iotiam.bootstrap import Services
+from iotiam.broker.event_source import LoggedSessions
 from iotiam.broker.fleet import LiveFleet
 from iotiam.broker.plugin_plane import PdpAnswers
 from iotiam.broker.runtime import start_data_plane
@@ -75,6 +76,9 @@ def broker_plane(services: Services) -> Callable[[], None] | None:
     if plane is None:
         return None
     services.changes.subscribe(BROKER_FOLLOWS, plane.sync.follow, after=before)
+    if plane.events is not None and services.revocation_sets is not None:
+        # a set revocation's dry run counts the sessions that would drop
+        services.revocation_sets.sessions = LoggedSessions(plane.events)
     if isinstance(sync := plane.sync, BrokerSync):
         def broker_backlog(metrics: Metrics) -> None:
             queued, oldest = sync.backlog()

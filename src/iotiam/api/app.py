@@ -37,6 +37,7 @@ from iotiam.api.routes import (
     policies,
     public,
     recovery,
+    revocations,
     risk,
 )
 from iotiam.bootstrap import Services
@@ -76,6 +77,7 @@ def create_api_app(services: Services) -> ASGIApp:
     app.include_router(discovery.router)
     app.include_router(risk.router)
     app.include_router(compliance.router)
+    app.include_router(revocations.router)
     app.mount("/console", create_console_app(services))  # docs/console.md
     # the size limit wraps the OCSP fast path too; the broker hook and the token endpoint
     # bound their own bodies

@@ -26,6 +26,10 @@ class AuditTag(enum.StrEnum):
     CERTIFICATE_REFUSED = "device:certificate:refused"
     CERTIFICATE_REVOKED = "device:certificate:revoked"
     REVOCATION_REFUSED = "device:certificate:revocation-refused"
+    REVOCATION_SET_STARTED = "admin:revocation-set:started"
+    REVOCATION_SET_BATCH_REVOKED = "admin:revocation-set:batch-revoked"
+    REVOCATION_SET_REFUSED = "admin:revocation-set:refused"
+    REVOCATION_SET_DRILLED = "admin:revocation-set:drilled"
     CRL_PUBLISHED = "pki:crl:published"
     CA_CREATED = "pki:ca:created"
     TOKEN_CREATED = "admin:token:created"  # noqa: S105

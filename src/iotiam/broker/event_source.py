@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from iotiam.broker.events import BrokerLogParser, ParserStats
@@ -211,3 +211,22 @@ class _Followed:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+class LoggedSessions:
+    """The managed broker's live sessions as its log opened and closed them
+    (``response.ports.LiveSessions``: a set revocation's dry run counts them)."""
+
+    def __init__(self, source: BrokerEventSource) -> None:
+        self._source = source
+
+    def connected(self, device_ids: Sequence[str]) -> int | None:
+        """How many of these devices have a session open now."""
+        for _ in range(3):
+            try:
+                # the reader thread edits the dict; a copy taken mid-edit is retried
+                online = {s.device_id for s in list(self._source.parser.sessions.values())}
+            except RuntimeError:
+                continue
+            return sum(1 for d in set(device_ids) if d in online)
+        return None

@@ -7,7 +7,11 @@ broker alive (restarted only when it is dead, as with dynsec) and turning the ch
 feed into the plugin's pushes:
 
 * a revoked credential: the new CRL first (a reconnect with that certificate then
-  fails at TLS), then the device's answers are forgotten and its session dropped (G3);
+  fails at TLS), then the device's answers are forgotten and its session dropped (G3).
+  Both are done by a thread of their own, woken by the change (not the upkeep loop,
+  whose safety net may be busy with thousands of changed devices): the revoking call
+  does not wait for them, and the revocations of one transaction (a set revocation's batch of
+  500 devices) cost one CRL check and install, then a kick each;
 * a changed device or trust score: its answers are forgotten, and its session dropped
   if it may no longer connect at all (disabled, quarantined to nothing, retired);
 * a policy change: every answer is forgotten. Nothing is rewritten, nobody is kicked
@@ -81,23 +85,38 @@ class PluginAuthorization:
         self._silent = 0
         self._lock = threading.Lock()
         self.wake = threading.Event()
+        #: devices whose credential was revoked, to kick once the CRL is installed
+        self._revoked: set[str] = set()
+        self._revoked_lock = threading.Lock()
+        self._revoked_wake = threading.Event()
 
     def follow(self, published: Published) -> None:
         """Act on a published change (subscribed to the change feed in ``serving.py``)."""
         change = published.change
         if isinstance(change, CertificateRevoked | CredentialRevoked):
             if change.device_id is not None:
-                try:
-                    self._install_files()
-                finally:
-                    # a CRL that cannot be installed now (the upkeep loop retries it)
-                    # must not keep the session: the decision point already denies it
-                    self._socket.kick(change.device_id)
-                    self._forget_gateways([change.device_id])
+                with self._revoked_lock:
+                    self._revoked.add(change.device_id)
+                self._revoked_wake.set()
         elif isinstance(change, DeviceChanged | TrustChanged):
             self._devices_changed(change.device_ids)
         elif isinstance(change, PolicyChanged):
             self._socket.forget_all()
+
+    def kick_revoked(self) -> None:
+        """The CRL, then a kick for each device a revocation named since the last call."""
+        with self._revoked_lock:
+            revoked, self._revoked = self._revoked, set()
+        if not revoked:
+            return
+        try:
+            self._install_files()
+        finally:
+            # a CRL that cannot be installed now (the upkeep loop retries it) must not
+            # keep the sessions: the decision point already denies them
+            for device_id in sorted(revoked):
+                self._socket.kick(device_id)
+            self._forget_gateways(revoked)  # a gateway no longer speaks for them
 
     def _devices_changed(self, device_ids: Iterable[str]) -> None:
         device_ids = list(device_ids)
@@ -127,6 +146,9 @@ class PluginAuthorization:
     def run(self, stop: threading.Event) -> None:
         """Restart a dead broker, install changed files and act on unpublished changes
         until ``stop``."""
+        kicker = threading.Thread(target=self._kick_loop, args=(stop,), daemon=True,
+                                  name="broker-kicks")
+        kicker.start()
         since = self._clock.now()
         next_health = 0.0
         while not stop.is_set():
@@ -142,6 +164,18 @@ class PluginAuthorization:
                 log.exception("broker upkeep failed unexpectedly")
             self.wake.wait(SAFETY_NET_SECONDS)
             self.wake.clear()
+
+    def _kick_loop(self, stop: threading.Event) -> None:
+        """Kick the devices revocations name, as soon as they are queued, until ``stop``."""
+        while not stop.is_set():
+            self._revoked_wake.wait(SAFETY_NET_SECONDS)
+            self._revoked_wake.clear()
+            try:
+                self.kick_revoked()
+            except (BrokerUnavailable, IamError, OSError) as e:
+                log.warning("installing the CRL before kicks failed, retried: %s", e)
+            except Exception:  # a bug: logged, and the next revocation is kicked still
+                log.exception("kicking revoked devices failed unexpectedly")
 
     def _safety_net(self, since: datetime) -> datetime:
         """Devices and policies that changed without a published change."""

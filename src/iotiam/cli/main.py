@@ -76,6 +76,7 @@ def register_commands() -> None:
         firmware,
         oauth,
         policies,
+        revocation,
         risk,
         setup,
         simulate,
@@ -95,6 +96,7 @@ def register_commands() -> None:
     discover.register(app)
     risk.register(app)
     compliance.register(app)
+    revocation.register(app)
     database.register(app)
 
 

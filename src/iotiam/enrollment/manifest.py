@@ -2,8 +2,9 @@
 
 A row names the serial (``serial``, ``serial_number`` or ``hardware_id``) and
 optionally the IDevID's public key (``public_key``: PEM or base64 DER
-SubjectPublicKeyInfo) or its SHA-256 (``public_key_sha256``, hex). Other columns
-(batch, MAC address, ...) are ignored, except ones that look like a key: a typo there
+SubjectPublicKeyInfo) or its SHA-256 (``public_key_sha256``, hex), and optionally the
+production ``batch`` (kept: a set revocation selects by it, docs/revocation.md). Other
+columns (MAC address, ...) are ignored, except ones that look like a key: a typo there
 must not silently drop the key binding.
 """
 
@@ -25,6 +26,8 @@ from iotiam.inventory.bulk_import import readable_row, row_text
 SERIAL_COLUMNS = ("serial", "serial_number", "hardware_id")
 KEY_COLUMNS = ("public_key", "public_key_sha256")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+#: what a set revocation's filter can name (``response/device_filter.py``, quoted)
+_BATCH = re.compile(r"[A-Za-z0-9._:@/+\- ]{1,128}")
 MAX_KEY_CHARS = 8192
 
 
@@ -34,6 +37,7 @@ class ManifestRow:
 
     serial: str
     public_key_sha256: str | None
+    batch: str | None = None
 
 
 def serial_of(raw: Any) -> str | None:
@@ -66,7 +70,10 @@ def parse_row(raw: Any) -> ManifestRow:
     given = _given_hash(row_text(row, "public_key_sha256"))
     if from_key and given and from_key != given:
         raise InvalidInput("'public_key' and 'public_key_sha256' disagree")
-    return ManifestRow(serial=serial, public_key_sha256=from_key or given)
+    batch = row_text(row, "batch")
+    if batch is not None and not _BATCH.fullmatch(batch):
+        raise InvalidInput("'batch' must be 1-128 letters, digits, spaces or ._:@/+-")
+    return ManifestRow(serial=serial, public_key_sha256=from_key or given, batch=batch)
 
 
 def _looks_like_a_key(column: str) -> bool:

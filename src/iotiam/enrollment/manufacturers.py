@@ -170,5 +170,6 @@ class Manufacturers:
         with uow.savepoint():
             uow.manifest.add(ManifestEntry(manufacturer=maker.name, serial=row.serial,
                                            imported_at=now,
-                                           public_key_sha256=row.public_key_sha256))
+                                           public_key_sha256=row.public_key_sha256,
+                                           batch=row.batch))
         return True

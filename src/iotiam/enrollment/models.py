@@ -50,6 +50,8 @@ class ManifestEntry:
     imported_at: datetime
     public_key_sha256: str | None = None
     enrolled_at: datetime | None = None
+    #: the production batch the manifest named (``batch`` column)
+    batch: str | None = None
 
 
 @dataclass(frozen=True)

@@ -210,3 +210,9 @@ class IssueRequest:
     #: another audit record to commit if this request is refused (e.g. the enrollment
     #: it was for), in the same transaction as the refusal's own
     also_refused: Callable[[IamError], AuditDraft] | None = None
+
+
+def revocation_counter(issuer_id: str) -> str:
+    """Counter bumped by every revocation under an issuer; CRLs record the value they cover
+    (the PKI's revocations and a set revocation's batches both bump it)."""
+    return f"revocations:{issuer_id}"

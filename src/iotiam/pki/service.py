@@ -38,6 +38,7 @@ from iotiam.pki.models import (
     ReservationHook,
     RevocationReason,
     parse_serial,
+    revocation_counter,
     serial_hex,
 )
 from iotiam.pki.ocsp import CertStatusInfo, OcspResponder
@@ -63,11 +64,6 @@ def public_urls(base_url: str, ca_id: str) -> PublicUrls:
         ca_issuers_url=f"{base_url}/ca/{ca_id}.crt",
         crl_url=f"{base_url}/crl/{ca_id}.crl",
     )
-
-
-def revocation_counter(issuer_id: str) -> str:
-    """Counter bumped by every revocation under an issuer; CRLs record the value they cover."""
-    return f"revocations:{issuer_id}"
 
 
 def crl_number_counter(issuer_id: str) -> str:

@@ -272,3 +272,56 @@ class TrustScore:
                 "firmware_compliant": self.firmware_compliant,
                 "computed_at": self.computed_at.isoformat() if self.computed_at else None,
                 "factors": [f.to_json() for f in self.factors]}
+
+
+class CredentialKind(enum.StrEnum):
+    """The credentials a set revocation takes away."""
+
+    CERTIFICATE = "certificate"
+    PSK = "psk"
+    OAUTH_CLIENT = "oauth-client"
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCredential:
+    """A credential of a selected device that still works (a certificate issued and not
+    expired, an active PSK or OAuth client)."""
+
+    kind: CredentialKind
+    id: str  # the serial in hex, the PSK's id or the client id
+    device_id: str
+    issuer_id: str | None = None
+    serial: int | None = None
+
+
+@dataclass(frozen=True)
+class SetRevocationReport:
+    """What a set revocation took away (or, dry run, would take away)."""
+
+    filter: str
+    dry_run: bool
+    devices: int
+    certificates: int
+    psks: int
+    oauth_clients: int
+    #: live broker sessions of the selected devices (None: no broker session view)
+    sessions: int | None
+    reason: str
+    batches: int = 0
+    set_id: str | None = None
+    #: SHA-256 of the selected device ids, sorted, one per line (the audit names it)
+    devices_sha256: str = ""
+    sample: tuple[str, ...] = ()
+    #: a drill: the writes were made in a transaction that was rolled back
+    drill: bool = False
+    #: a drill's check: credentials the selected devices would still hold afterwards
+    left_live: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The API's and CLI's JSON form."""
+        return {"filter": self.filter, "dry_run": self.dry_run, "drill": self.drill,
+                "left_live": self.left_live, "devices": self.devices,
+                "certificates": self.certificates, "psks": self.psks,
+                "oauth_clients": self.oauth_clients, "sessions": self.sessions,
+                "reason": self.reason, "batches": self.batches, "set_id": self.set_id,
+                "devices_sha256": self.devices_sha256, "sample": list(self.sample)}

@@ -7,11 +7,15 @@ from datetime import datetime
 from typing import Protocol
 
 from iotiam.audit.ports import AuditUnitOfWork
+from iotiam.changes import ChangeRecorder
 from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType
 from iotiam.inventory.ports import DeviceTypeStore, DeviceUnitOfWork
-from iotiam.pki.ports import CertificateStore
+from iotiam.pki.models import RevocationReason
+from iotiam.pki.ports import CertificateStore, CounterStore
+from iotiam.response.device_filter import DeviceFilter
 from iotiam.response.models import (
     EventBatch,
+    LiveCredential,
     Mitigation,
     StoredFinding,
     TrustScore,
@@ -222,3 +226,59 @@ class NoFirmwareData:
     def compliance_of(self, device_ids: Sequence[str]) -> Mapping[str, FirmwareStatusLike]:
         """Nothing."""
         return {}
+
+
+class RevocationSetStore(Protocol):
+    """The devices a filter selects and their live credentials, revoked in bulk (one
+    statement per kind of credential for a whole batch)."""
+
+    def matching(self, wanted: DeviceFilter, org_path: str) -> list[str]:
+        """Ids of the devices under ``org_path`` that ``wanted`` selects, sorted."""
+        ...
+
+    def live_credentials(self, device_ids: Sequence[str], now: datetime, *,
+                         lock: bool = False) -> list[LiveCredential]:
+        """The credentials of these devices that still work at ``now`` (``lock``: held
+        by this transaction until it ends, for revoking them)."""
+        ...
+
+    def revoke(self, credentials: Sequence[LiveCredential], device_ids: Sequence[str],
+               at: datetime, reason: RevocationReason) -> None:
+        """Revoke ``credentials`` (final, G4) and end the devices' access tokens issued
+        until ``at``."""
+        ...
+
+
+class SetRevocationUnitOfWork(AuditUnitOfWork, Protocol):
+    """The stores a set revocation works with in one batch's transaction."""
+
+    @property
+    def revocation_sets(self) -> RevocationSetStore:
+        """Selection and bulk revocation."""
+        ...
+
+    @property
+    def counters(self) -> CounterStore:
+        """Revocation watermarks (CRLs are rebuilt when theirs moves)."""
+        ...
+
+    @property
+    def changes(self) -> ChangeRecorder:
+        """The change feed (OCSP, PDP, broker kicks follow it)."""
+        ...
+
+
+class LiveSessions(Protocol):
+    """Which devices hold a live broker session (the managed broker's log says so)."""
+
+    def connected(self, device_ids: Sequence[str]) -> int | None:
+        """How many of these devices are connected now (None: not known here)."""
+        ...
+
+
+class NoSessionView:
+    """No broker session view (no managed broker, or its events are off)."""
+
+    def connected(self, device_ids: Sequence[str]) -> int | None:
+        """Not known."""
+        return None

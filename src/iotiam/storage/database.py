@@ -63,6 +63,7 @@ from iotiam.storage.response_store import (
     SqlMitigationStore,
     SqlTrustStore,
 )
+from iotiam.storage.revocation_set_store import SqlRevocationSetStore
 from iotiam.storage.risk_store import SqlRiskStore
 
 log = logging.getLogger(__name__)
@@ -297,6 +298,11 @@ class SqlUnitOfWork:
     def risk(self) -> SqlRiskStore:
         """The risk in this transaction."""
         return SqlRiskStore(self.conn)
+
+    @cached_property
+    def revocation_sets(self) -> SqlRevocationSetStore:
+        """Set revocation's selection and bulk writes in this transaction."""
+        return SqlRevocationSetStore(self.conn)
 
     @property
     def changes(self) -> SqlChangeRecorder:

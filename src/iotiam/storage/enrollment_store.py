@@ -148,7 +148,7 @@ class SqlManifestStore:
         self._c.execute(insert(t.manifest_entries).values(
             manufacturer=entry.manufacturer, serial=entry.serial,
             public_key_sha256=entry.public_key_sha256, imported_at=entry.imported_at,
-            enrolled_at=entry.enrolled_at,
+            enrolled_at=entry.enrolled_at, batch=entry.batch,
         ))
 
     def get(self, serial: str) -> ManifestEntry | None:
@@ -295,6 +295,7 @@ def _manifest_entry(row: Any) -> ManifestEntry:
     return ManifestEntry(
         manufacturer=row.manufacturer, serial=row.serial, imported_at=row.imported_at,
         public_key_sha256=row.public_key_sha256, enrolled_at=row.enrolled_at,
+        batch=row.batch,
     )
 
 

@@ -56,12 +56,17 @@ def plane(pushes: Pushes, may_connect: set[str]) -> PluginAuthorization:
 
 def test_plugin_plane_ok_revocation_installs_the_crl_then_kicks() -> None:
     pushes = Pushes()
-    follow = plane(pushes, {"dev-1"}).follow
+    authorization = plane(pushes, {"dev-1"})
+    follow = authorization.follow
     follow(Published(1, CertificateRevoked(5, "issuing", "dev-1")))
     follow(Published(2, CredentialRevoked("psk", "psk-1", "dev-2")))
     follow(Published(3, CertificateRevoked(6, "issuing", None)))  # no device: nothing to do
-    assert pushes.done == [("install files",), ("kick", "dev-1"),
-                           ("install files",), ("kick", "dev-2")]
+    # the feed's thread only queues them and wakes the kicking thread
+    assert pushes.done == []
+    authorization.kick_revoked()
+    assert pushes.done == [("install files",), ("kick", "dev-1"), ("kick", "dev-2")]
+    authorization.kick_revoked()  # nothing new: no install, no kick
+    assert len(pushes.done) == 3
 
 
 def test_plugin_plane_ok_revocation_kicks_even_when_the_crl_cannot_be_installed() -> None:
@@ -70,8 +75,10 @@ def test_plugin_plane_ok_revocation_kicks_even_when_the_crl_cannot_be_installed(
             raise BrokerUnavailable("refusing to install this CRL on the broker: expired")
 
     pushes = Refusing()
+    authorization = plane(pushes, set())
+    authorization.follow(Published(1, CertificateRevoked(5, "issuing", "dev-1")))
     with pytest.raises(BrokerUnavailable):
-        plane(pushes, set()).follow(Published(1, CertificateRevoked(5, "issuing", "dev-1")))
+        authorization.kick_revoked()
     assert pushes.done == [("kick", "dev-1")]
 
 

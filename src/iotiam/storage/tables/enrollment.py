@@ -56,7 +56,10 @@ manifest_entries = Table(
     Column("public_key_sha256", String(64), nullable=True),
     Column("imported_at", UtcDateTime(), nullable=False),
     Column("enrolled_at", UtcDateTime(), nullable=True),
+    # the production batch the manifest named (a set revocation selects by it)
+    Column("batch", String(128), nullable=True),
     Index("ix_manifest_entries_manufacturer", "manufacturer"),
+    Index("ix_manifest_entries_batch", "manufacturer", "batch"),
 )
 
 enrollment_requests = Table(
