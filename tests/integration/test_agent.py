@@ -74,11 +74,15 @@ def fleet(server: Server) -> Iterator[Fleet]:
     lifetimes run down while the first test waits, not one test after another."""
     set_rotation(server, grace="10m")
     agents = {}
-    for name in ("agent-live", "agent-offline", *LOGGING):
+
+    def enroll(name: str) -> None:
         server.register(name, "controller")
         agents[name] = Agent(server.work_dir / name, server_url=server.api_url, device_id=name,
                              server_ca=server.tls_ca_file)
         agents[name].enroll(claim(server, name))
+
+    for name in ("agent-offline", *LOGGING):
+        enroll(name)
     # a revoked certificate cannot be renewed (RFC 7030 §4.2.2 authenticates with it)
     server.cli("cert", "revoke", "--device", LOGGING[1], "--reason", "keyCompromise")
     tool = str(Path(sys.executable).with_name("iotiam-agent"))
@@ -93,6 +97,9 @@ def fleet(server: Server) -> Iterator[Fleet]:
             readers.append(threading.Thread(target=_collect, args=(process.stderr, logs[name]),
                                             daemon=True))
             readers[-1].start()
+        # last, so that a slow set-up on a busy machine cannot eat its renewal window
+        # before the first test starts it running
+        enroll("agent-live")
         yield Fleet(agents=agents, processes=running, logs=logs, readers=readers)
     finally:
         stop(running)
