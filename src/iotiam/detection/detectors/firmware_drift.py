@@ -143,15 +143,20 @@ class FirmwareDrift:
                                             f"reports {version}, which no "
                                             f"{type_name or 'device'} ran, older than the "
                                             f"newest its type runs", sorted(own or ()))
-        key = f"{type_name}|{image}"
+        self._await_rollout(event, f"{type_name}|{image}")
+        return findings
+
+    def _await_rollout(self, event: Event, key: str) -> None:
+        """Hold a newer version the type never ran until a second device reports it."""
+        device_id = event.device_id or ""
         lone = self._lone.get(key)
         if lone is not None and lone != device_id:
             del self._lone[key]  # a straggler of a rollout: the image is the type's
             self.learn(event)
-            return findings
+            return
         pending = self._pending.get(key)
         if pending is None:
-            pending = self._pending[key] = _Pending(at + CONSENSUS_SECONDS)
+            pending = self._pending[key] = _Pending(event.at + CONSENSUS_SECONDS)
             self._next_due = min(self._next_due, pending.due)
         pending.devices.add(device_id)
         pending.events.append(event)
@@ -160,9 +165,8 @@ class FirmwareDrift:
             for held in pending.events:
                 self._held = None
                 self.learn(held)
-            return findings
+            return
         self._held = event
-        return findings
 
     def _decide(self, at: float) -> list[Finding]:
         findings: list[Finding] = []

@@ -199,9 +199,8 @@ class MessageSize:
         hit = growth > floor and growth > Z_ONE * sigma and value > ceiling + ABOVE_CEILING
         n = 1
         recent = topic.recent if topic is not None else None
-        # the last 8 judge only a message that is itself large: once an episode's large
-        # messages are over, the window still holds them for 8 more messages (two hours
-        # of a heartbeat every 15 minutes), and the device's normal ones are no news
+        # the last 8 judge only a large message: after an episode they hold its messages
+        # for 8 more (two hours of a 15-minute heartbeat), and normal ones are no news
         if not hit and recent is not None and len(recent) == RECENT and growth > floor \
                 and (sum(recent) - recent[0] + value) / RECENT - stat.mean > floor:
             # the last 8 with this one, without the largest of them (which is at least
