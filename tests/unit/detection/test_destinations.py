@@ -102,3 +102,14 @@ def test_fail_young_device_scanning_is_judged_by_its_type() -> None:
     scan = [flow(base[-1].at + 10 + i, f"10.0.1.{i}", 22, device="g9") for i in range(1, 4)]
     findings = run(engine, base + newcomer + scan)
     assert [(f.type, f.device_id) for f in findings] == [(FindingType.LATERAL_MOVEMENT, "g9")]
+
+
+def test_ok_a_new_device_polls_its_own_peers_on_its_types_service() -> None:
+    """A gateway commissioned at a new plant polls PLCs no other gateway knows, on the
+    port every gateway polls on; the same newcomer trying SSH on two hosts is not that."""
+    engine = monitor(LateralMovement(learning_seconds=LEARN))
+    base = normal()
+    plcs = [flow(base[-1].at + i, f"10.7.50.{10 + i}", 502, device="g9") for i in range(4)]
+    assert run(engine, base + plcs) == []
+    ssh = [flow(plcs[-1].at + 5 + i, f"10.7.60.{i}", 22, device="g9") for i in range(1, 3)]
+    assert [f.device_id for f in run(engine, ssh)] == ["g9"]

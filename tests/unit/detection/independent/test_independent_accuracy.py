@@ -34,8 +34,6 @@ PRECISION, RECALL, WORST_DELAY = 0.95, 0.95, 60.0
 
 #: the kinds that miss the target on main's detectors today (2026-12-07), and how
 FAILING_TODAY: dict[str, str] = {
-    "lateral_movement": "precision 0.88: a newly joined gateway polling its PLCs",
-    "topic_probing": "recall 0.8: probes on handhelds and terminals go unseen",
     "unusual_hour": "unusual_time recall 0.67 (was 0.4 in UTC hours)",
     "firmware_tamper": "recall 0.93 (precision 1.0): the one miss is a second attack on a "
                        "device whose records the generator rewrote with the first attack's "
