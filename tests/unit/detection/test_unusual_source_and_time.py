@@ -116,6 +116,40 @@ def test_hours(hour: int, device: str, expected: int) -> None:
         assert findings[0].evidence["hour_local"] == hour
 
 
+@pytest.mark.parametrize(("minutes", "expected"), [
+    pytest.param(18 * 60 + 5, 0, id="ok/just-after-the-shift"),
+    pytest.param(18 * 60 + 30, 1, id="fail/half-an-hour-after-the-shift"),
+    pytest.param(24 * 60 + 7 * 60 + 52, 0, id="ok/just-before-the-next-shift"),
+    pytest.param(24 * 60 + 7 * 60 + 30, 1, id="fail/half-an-hour-before-the-next-shift"),
+    pytest.param(24 * 60 + 6 * 60 + 50, 1, id="fail/before-the-edge-of-the-hour-before"),
+])
+def test_the_edges_of_a_shift_are_not_its_night(minutes: int, expected: int) -> None:
+    """Controllers busy 08:00-18:00 (the next day's 08:00 not watched yet): one a few
+    minutes outside the shift is at its edge, not in the night."""
+    engine = monitor(UnusualTime(learning_seconds=LEARN))
+    day = shifts(range(8, 18))
+    clock = [event(EventKind.PUBLISH, T0 - 12 * 3600 + 60 * i, "s1", "sensor", topic="t",
+                   size=1) for i in range(32 * 60)]
+    odd = event(EventKind.PUBLISH, T0 - 12 * 3600 + minutes * 60, "c1", "controller",
+                topic="t", size=10)
+    findings = run(engine, [*sorted(day + clock, key=lambda e: e.at), odd])
+    assert len(findings) == expected
+
+
+def test_fail_a_types_hours_are_known_after_three_days_of_a_long_learning() -> None:
+    """A type that works by day shows its first event hours after the fleet's: with a
+    learning period of days, its nights are judged once it was watched for three."""
+    learning = 5 * 86400.0
+    engine = monitor(UnusualTime(learning_seconds=learning), learning=learning)
+    days = [e for k in range(4) for e in shifts(range(8 + 24 * k, 18 + 24 * k))]
+    clock = [event(EventKind.PUBLISH, T0 - 12 * 3600 + 60 * i, "s1", "sensor", topic="t",
+                   size=1) for i in range(5 * 24 * 60)]
+    odd = event(EventKind.PUBLISH, T0 - 12 * 3600 + 4 * 86400 + 2 * 3600, "c1", "controller",
+                topic="t", size=10)
+    findings = run(engine, [*sorted(days + clock, key=lambda e: e.at), odd])
+    assert [f.device_id for f in findings] == ["c1"]
+
+
 def test_ok_a_type_working_around_the_clock_is_never_odd() -> None:
     engine = monitor(UnusualTime(learning_seconds=LEARN))
     events = [event(EventKind.PUBLISH, T0 + 60 * i, f"s{i % 3}", "sensor", topic="t", size=1)

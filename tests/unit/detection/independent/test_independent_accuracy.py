@@ -34,13 +34,11 @@ PRECISION, RECALL, WORST_DELAY = 0.95, 0.95, 60.0
 
 #: the kinds that miss the target on main's detectors today (2026-12-07), and how
 FAILING_TODAY: dict[str, str] = {
-    "unusual_hour": "unusual_time recall 0.67 (was 0.4 in UTC hours)",
     "firmware_tamper": "recall 0.93 (precision 1.0): the one miss is a second attack on a "
                        "device whose records the generator rewrote with the first attack's "
                        "image (attacks.reboot_into rewrites every later record), so it "
                        "leaves no trace of its own",
     "firmware_rollback": "recall 0.93 (precision 1.0): the same rewrite, on a rollback",
-    "mass_reregistration": "recall 0.87: eight re-enrollments over 100 s reach six after 60 s",
 }
 
 
