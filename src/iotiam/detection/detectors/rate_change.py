@@ -44,13 +44,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from iotiam.detection.baselines import (
-    EXTREME_MEMORY,
-    Ceiling,
-    Cooldown,
-    RobustLog,
-    time_weight,
-)
+from iotiam.detection.baselines import Ceiling, Cooldown, RobustLog, time_weight
 from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
 
 #: inter-arrivals per span, and the z-score above which a span is too short
@@ -205,20 +199,15 @@ class RateChange:
                 elapsed = at - recent[-span]
                 value = _log(elapsed if elapsed > 1e-3 else 1e-3)
                 spans[i].add(value, weight)
-                if i >= SHORT_SPANS:
-                    # ``Ceiling.add`` inlined (twice per message): the fastest rises at
-                    # once, and fades back to the mean over ``EXTREME_MEMORY``
-                    fastest = state.fastest[i - SHORT_SPANS]
-                    top = fastest.value
-                    if -value >= top:
-                        fastest.value = -value
-                    elif top > -spans[i].mean:
-                        fastest.value = top - (top + spans[i].mean) * min(
-                            (at - recent[-1]) / EXTREME_MEMORY, 1.0)
+                if i >= SHORT_SPANS and -value > state.fastest[i - SHORT_SPANS].value:
+                    state.fastest[i - SHORT_SPANS].value = -value  # a new fastest, at once
                 if prior is not None:
                     prior[i].add(value)
             if state.stale & 7 == 0:
                 state.quick = math.exp(spans[0].mean - MIN_RATIO)
+                if n >= 8:  # the fastest fade back to the mean, eight intervals at a time
+                    for fastest, stat in zip(state.fastest, spans[SHORT_SPANS:], strict=True):
+                        fastest.add(-math.inf, -stat.mean, at - recent[-8])
             if at - recent[-1] <= WINDOWS[-1]:  # alone in every window: no new peak
                 self._count_peaks(state, event, clean)
             state.stale -= 1
