@@ -214,9 +214,11 @@ class PeerMemory:
     ``learn`` counts every flow of a device; ``keep`` says which peers are worth
     remembering (public ones for new destinations, internal ``ip:port`` ones for
     lateral movement). A device's first flow starts its clock, and its type's.
+    ``spread`` counts the devices, of any type, that know each peer: what many devices
+    of the fleet talk to (a public NTP or DNS server, a shared cloud) is the fleet's.
     """
 
-    __slots__ = ("devices", "first", "flows", "type_first", "types")
+    __slots__ = ("devices", "first", "flows", "spread", "type_first", "types")
 
     def __init__(self) -> None:
         self.devices: dict[str, set[str]] = {}
@@ -224,6 +226,7 @@ class PeerMemory:
         self.flows: dict[str, int] = {}
         self.types: dict[str, set[str]] = {}
         self.type_first: dict[str, float] = {}
+        self.spread: dict[str, int] = {}
 
     def learn(self, device_id: str, device_type: str | None, at: float,
               peer: str | None) -> None:
@@ -238,6 +241,7 @@ class PeerMemory:
         if peer is not None and peer not in known:
             known.add(peer)
             self.types.setdefault(device_type or "", set()).add(peer)
+            self.spread[peer] = self.spread.get(peer, 0) + 1
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-safe state."""
@@ -252,3 +256,7 @@ class PeerMemory:
         self.flows = {k: int(v) for k, v in state.get("flows", {}).items()}
         self.types = sets_from_json(state.get("types", {}))
         self.type_first = {k: float(v) for k, v in state.get("type_first", {}).items()}
+        self.spread = {}
+        for peers in self.devices.values():
+            for peer in peers:
+                self.spread[peer] = self.spread.get(peer, 0) + 1

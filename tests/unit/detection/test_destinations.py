@@ -61,6 +61,26 @@ def test_ok_another_device_of_the_type_uses_the_address() -> None:
     assert run(engine, other + base + [flow(base[-1].at + 5, "52.1.2.12", 443)]) == []
 
 
+def test_ok_an_address_many_devices_of_the_fleet_use_is_the_fleets() -> None:
+    """A public NTP server three meters use is not new for the only gateway that meets
+    it (its type's other devices sit at sites with their own)."""
+    engine = monitor(NewDestination(learning_seconds=LEARN))
+    meters = [event(EventKind.FLOW, T0 + 60 * i, f"m{i % 3}", "meter", dst_ip="162.159.200.1",
+                    dst_port=123) for i in range(30)]
+    base = normal()
+    assert run(engine, meters + base + [flow(base[-1].at + 5, "162.159.200.1", 123)]) == []
+    assert len(run(engine, [flow(base[-1].at + 9, "185.3.4.5", 443)])) == 1
+
+
+def test_fail_a_new_destination_is_one_finding_however_often_it_is_used() -> None:
+    engine = monitor(NewDestination(learning_seconds=LEARN))
+    base = normal()
+    hourly = [flow(base[-1].at + 3600 * k, "185.3.4.5", 443) for k in range(1, 6)]
+    findings = run(engine, base + hourly)
+    assert [f.evidence["destination"] for f in findings] == ["185.3.4.5"]
+    assert run(engine, [flow(hourly[-1].at + 60, "185.3.4.6", 443)]) != []
+
+
 def test_ok_false_positive_teaches_the_destination_and_the_peers() -> None:
     engine = monitor(NewDestination(learning_seconds=LEARN),
                      LateralMovement(learning_seconds=LEARN))
@@ -82,3 +102,14 @@ def test_fail_young_device_scanning_is_judged_by_its_type() -> None:
     scan = [flow(base[-1].at + 10 + i, f"10.0.1.{i}", 22, device="g9") for i in range(1, 4)]
     findings = run(engine, base + newcomer + scan)
     assert [(f.type, f.device_id) for f in findings] == [(FindingType.LATERAL_MOVEMENT, "g9")]
+
+
+def test_ok_a_new_device_polls_its_own_peers_on_its_types_service() -> None:
+    """A gateway commissioned at a new plant polls PLCs no other gateway knows, on the
+    port every gateway polls on; the same newcomer trying SSH on two hosts is not that."""
+    engine = monitor(LateralMovement(learning_seconds=LEARN))
+    base = normal()
+    plcs = [flow(base[-1].at + i, f"10.7.50.{10 + i}", 502, device="g9") for i in range(4)]
+    assert run(engine, base + plcs) == []
+    ssh = [flow(plcs[-1].at + 5 + i, f"10.7.60.{i}", 22, device="g9") for i in range(1, 3)]
+    assert [f.device_id for f in run(engine, ssh)] == ["g9"]

@@ -69,7 +69,8 @@ def test_ok_engine_asks_its_source_once_per_event_and_keeps_no_modes() -> None:
     engine = DetectionEngine(learning_seconds=LEARN, modes=modes)
     assert run(engine, flood()) == [] and modes.asked == 160
     modes.set("sensor", DetectionMode.MONITOR)
-    assert run(engine, publishes("s1", T0 + 7200, 60, 1.0)) != []
+    # ten times faster than the flood it learned (learn mode learns floods too)
+    assert run(engine, publishes("s1", T0 + 7200, 60, 0.1)) != []
     assert modes.asked == 220
     assert not {"modes", "default_mode"} & set(engine.snapshot())
 

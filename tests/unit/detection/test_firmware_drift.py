@@ -6,6 +6,7 @@ import pytest
 
 from detection.builders import LEARN, T0, SwitchedModes, event, monitor, run
 from iotiam.detection.detectors import FirmwareDrift
+from iotiam.detection.detectors.firmware_drift import CONSENSUS_SECONDS, version_key
 from iotiam.detection.engine import DetectionEngine
 from iotiam.detection.models import DetectionMode, Event, EventKind, FindingType, Severity
 
@@ -29,8 +30,11 @@ LATER = T0 + LEARN + 100
     pytest.param([("d5", "1.3.0", "evil")], [("tampered", Severity.CRITICAL)],
                  id="fail/tampered"),
     pytest.param([("d5", "1.2.0", "h12")], [("rollback", Severity.HIGH)], id="fail/rollback"),
-    pytest.param([("d5", "1.3.0-dev", "x")], [("unknown_version", Severity.HIGH)],
-                 id="fail/lone-unknown-version"),
+    # SemVer: a pre-release sorts before its release, so booting it is going back
+    pytest.param([("d5", "1.3.0-dev", "x")], [("rollback", Severity.HIGH)],
+                 id="fail/prerelease-of-the-running-version"),
+    pytest.param([("d0", "1.3.0-custom7", "x")], [("unknown_version", Severity.HIGH)],
+                 id="fail/custom-build-older-than-the-type-runs"),
 ])
 def test_drift(reports: list[tuple[str, str, str]], expected: list[tuple[str, Severity]]
                ) -> None:
@@ -42,6 +46,28 @@ def test_drift(reports: list[tuple[str, str, str]], expected: list[tuple[str, Se
     assert [(f.evidence["shape"], f.severity) for f in findings] == expected
     assert all(f.type is FindingType.FIRMWARE_DRIFT for f in findings)
     assert all(f.at - LATER <= 60 for f in findings)
+
+
+def test_lone_newer_version_waits_for_its_rollout() -> None:
+    """A newer version on one device is a finding only when no other device of the type
+    reports it within the consensus window (hours: rollouts go out in waves); a second
+    device reporting it even after that makes it the type's."""
+    engine = monitor(FirmwareDrift(learning_seconds=LEARN))
+    run(engine, fleet())
+    assert run(engine, [connect(LATER, "d5", "1.4.0", "h14"),
+                        connect(LATER + 1800, "d6", "1.4.0", "h14")]) == []
+    [late] = run(engine, [connect(LATER + 10, "d7", "1.5.0", "h15"),
+                          event(EventKind.PUBLISH, LATER + CONSENSUS_SECONDS + 20, "d9",
+                                topic="t", size=1)])
+    assert (late.device_id, late.evidence["shape"]) == ("d7", "unknown_version")
+    assert run(engine, [connect(LATER + CONSENSUS_SECONDS + 60, "d8", "1.5.0", "h15"),
+                        connect(LATER + CONSENSUS_SECONDS + 90, "d9", "1.5.0", "h15")]) == []
+
+
+def test_version_order_is_semver() -> None:
+    assert version_key("2.4.1-dev33") < version_key("2.4.1") < version_key("2.10.0")
+    assert version_key("v2.10.1-rc1") < version_key("v2.10.1-rc2") < version_key("2.10.1")
+    assert version_key("1.0.0+build.5") == version_key("1.0.0")
 
 
 def test_ok_false_positive_makes_the_image_known() -> None:

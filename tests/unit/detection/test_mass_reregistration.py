@@ -50,7 +50,10 @@ def test_ok_evidence_names_the_devices_and_their_sources() -> None:
     wave = [event(EventKind.ENROLL, LATER + 3 * i, f"d{i}", source_ip="203.0.113.5")
             for i in range(11)]
     wave.append(event(EventKind.ENROLL, LATER + 40, "d11", source_ip="10.0.0.9"))
-    [finding] = run(monitor(MassReregistration(learning_seconds=LEARN)), fleet() + wave)
+    # raised at four from one address, escalated at six (the fleet-wide threshold)
+    first, finding = run(monitor(MassReregistration(learning_seconds=LEARN)), fleet() + wave)
+    assert (first.severity, finding.severity) == (Severity.HIGH, Severity.CRITICAL)
+    assert first.evidence["reenrolled_devices"] == sorted(f"d{i}" for i in range(4))
     evidence = finding.evidence
     assert evidence["reenrolled_devices"] == sorted(f"d{i}" for i in range(6))
     assert evidence["sources"] == {"203.0.113.5": 6}
@@ -65,3 +68,20 @@ def test_ok_a_wave_from_many_addresses_is_the_fleets() -> None:
     [finding] = run(monitor(MassReregistration(learning_seconds=LEARN)), fleet() + wave)
     assert "source_ip" not in finding.evidence and finding.subject == "fleet"
     assert len(finding.evidence["sources"]) == 6
+
+
+@pytest.mark.parametrize(("sources", "found"), [
+    pytest.param([f"10.0.1.{i}" for i in range(5)], False, id="ok/five-from-their-own"),
+    pytest.param(["185.3.4.5"] * 5, True, id="fail/five-from-one-address"),
+])
+def test_existing_devices_re_enrolled_from_one_address(sources: list[str],
+                                                       found: bool) -> None:
+    """Five existing devices re-enrolling over 100 s is no fleet-wide wave, but one
+    address enrolling all five is a registrar at work: raised by the fourth."""
+    waves = [event(EventKind.ENROLL, LATER + 25 * i, f"d{i}", source_ip=ip, reason="x")
+             for i, ip in enumerate(sources)]
+    findings = run(monitor(MassReregistration(learning_seconds=LEARN)), fleet() + waves)
+    assert bool(findings) is found
+    if found:
+        assert findings[0].at == waves[3].at
+        assert findings[0].evidence["source_ip"] == "185.3.4.5"

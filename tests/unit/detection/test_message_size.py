@@ -78,3 +78,16 @@ def test_ok_one_large_message_among_eight_does_not_move_their_mean() -> None:
                   size=180)]
     after = publishes("s1", baseline[-1].at + 120, 7, 60.0, size=100)
     assert run(engine, baseline + once + after) == []
+
+
+def test_ok_the_normal_messages_after_an_episode_are_not_a_new_one() -> None:
+    """A heartbeat every 15 minutes carried five 20x messages: one episode. The eight
+    messages after it still average high with them, but are the device's usual ones."""
+    engine = monitor(MessageSize(learning_seconds=LEARN))
+    normal = publishes("a1", T0, 4 * 24, 900.0, size=56, device_type="actuator")
+    start = normal[-1].at + 900
+    big = publishes("a1", start, 5, 900.0, size=1120, device_type="actuator")
+    after = publishes("a1", big[-1].at + 900, 12, 900.0, size=56, device_type="actuator")
+    findings = run(engine, normal + big + after)
+    assert findings and all(f.at < after[0].at for f in findings)
+    assert findings[0].at == start

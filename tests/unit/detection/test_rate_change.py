@@ -139,3 +139,57 @@ def test_fail_flood_on_a_heartbeat_every_15_minutes_within_a_minute(factor: int)
     findings = run(engine, normal + flood)
     assert [f.device_id for f in findings] == ["a1"]
     assert findings[0].at - start <= 60
+
+
+def _week(device: str, days: int, busy_every: float, quiet_every: float) -> list[Event]:
+    """Poisson messages, every ``busy_every`` s on average from 08:00 to 16:00 UTC on
+    working days and every ``quiet_every`` s otherwise, for ``days`` days from Monday
+    ``T0`` (noon)."""
+    rng = random.Random(1)
+    out: list[Event] = []
+    at = T0
+    while at < T0 + days * 86400:
+        hour, weekday = int(at // 3600) % 24, int((at - T0 + 12 * 3600) // 86400) % 7
+        out.append(event(EventKind.PUBLISH, at, device, "actuator",
+                         topic=f"devices/{device}/state", size=90))
+        at += rng.expovariate(1 / (busy_every if weekday < 5 and 8 <= hour < 16
+                                   else quiet_every))
+    return out
+
+
+def test_ok_monday_morning_after_a_quiet_weekend_is_not_a_speed_up() -> None:
+    """Busy on working days, quiet at weekends: Monday morning is judged against the
+    fastest the device went on earlier days too, not only the weekend the baseline
+    remembers."""
+    engine = monitor(RateChange(learning_seconds=86400.0), learning=86400.0)
+    assert run(engine, _week("a1", 8, 60.0, 300.0)) == []
+
+
+def test_fail_a_flood_on_a_monday_morning_is_still_a_flood() -> None:
+    engine = monitor(RateChange(learning_seconds=86400.0), learning=86400.0)
+    start = T0 + 7 * 86400 - 2 * 3600  # Monday 10:00 UTC
+    week = [e for e in _week("a1", 8, 60.0, 300.0) if e.at < start]
+    run(engine, week)
+    flood = [event(EventKind.PUBLISH, start + i * 3.0, "a1", "actuator",
+                   topic="devices/a1/state", size=90) for i in range(100)]
+    findings = run(engine, flood)
+    assert [f.device_id for f in findings] == ["a1"] and findings[0].at - start <= 60
+
+
+def test_ok_a_bursty_device_no_faster_than_its_busiest_minute() -> None:
+    """A camera whose motion events come in chains: a run of them as fast as its busiest
+    minute was is what it does; a flood faster than that is not."""
+    rng = random.Random(5)
+    snapshots = publishes("c1", T0, 3 * 24 * 30, 120.0, device_type="camera")
+    chains = []
+    for s in snapshots[5::20]:
+        for k in range(rng.randint(1, 8)):
+            chains.append(event(EventKind.PUBLISH, s.at + 1.0 + 6.0 * k, "c1", "camera",
+                                topic="devices/c1/motion", size=100))
+    normal = sorted(snapshots + chains, key=lambda e: e.at)
+    engine = monitor(RateChange(learning_seconds=86400.0), learning=86400.0)
+    quiet = [f for f in run(engine, normal) if f.at > T0 + 2 * 86400]
+    assert quiet == []
+    start = normal[-1].at + 60
+    flood = publishes("c1", start, 200, 1.0, device_type="camera")
+    assert [f.device_id for f in run(engine, flood)] == ["c1"]

@@ -66,3 +66,28 @@ def test_allowed_subscriptions_outside_the_topic_set(topics: list[str], expected
     learning = [subscribed(T0 + 1, "devices/d1/cmd/#")]
     later = [subscribed(T0 + LEARN + 60 + 5 * i, t) for i, t in enumerate(topics)]
     assert len(run(engine, connected() + learning + later)) == expected
+
+
+def test_a_young_device_is_judged_by_its_types_usual_topics() -> None:
+    """A terminal that joined after the others learned: the refusals and filters every
+    terminal has at start are its usual ones too (its own id in them), a walk through
+    other devices' topics is not."""
+    engine = monitor(TopicProbing(learning_seconds=LEARN))
+    usual = []
+    for device in ("t1", "t2"):
+        usual += [event(EventKind.CONNECT, T0, device, "terminal"),
+                  event(EventKind.SUBSCRIBE, T0 + 1, device, "terminal",
+                        topic=f"devices/{device}/cmd/#"),
+                  *(event(EventKind.AUTHZ_FAILURE, T0 + 2 + i, device, "terminal",
+                          topic=f"fleet/terminal/config/{i}", action="subscribe")
+                    for i in range(5))]
+    later = T0 + LEARN + 60
+    newcomer = [event(EventKind.CONNECT, later, "t9", "terminal"),
+                event(EventKind.SUBSCRIBE, later + 1, "t9", "terminal", topic="devices/t9/cmd/#"),
+                *(event(EventKind.AUTHZ_FAILURE, later + 2 + i, "t9", "terminal",
+                        topic=f"fleet/terminal/config/{i}", action="subscribe")
+                  for i in range(5))]
+    assert run(engine, usual + newcomer) == []
+    walk = [event(EventKind.AUTHZ_FAILURE, later + 20 + i, "t9", "terminal",
+                  topic=f"devices/t{i}/cmd/set", action="publish") for i in range(1, 6)]
+    assert [f.device_id for f in run(engine, walk)] == ["t9"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from detection.builders import LEARN, T0, event, monitor, run
+from detection.builders import LEARN, T0, SwitchedModes, event, monitor, run
 from iotiam.detection.detectors import UnusualSource, UnusualTime
-from iotiam.detection.models import Event, EventKind, FindingType, Severity
+from iotiam.detection.engine import DetectionEngine
+from iotiam.detection.models import DetectionMode, Event, EventKind, FindingType, Severity
 
 
 def connect(at: float, ip: str, device: str = "d1", device_type: str = "sensor") -> Event:
@@ -31,6 +32,53 @@ def test_source_networks(ip: str, expected: Severity | None) -> None:
     if expected:
         assert findings[0].type is FindingType.UNUSUAL_SOURCE
         assert findings[0].evidence["network"].endswith(".0/24")
+
+
+def learned(events: list[Event]) -> DetectionEngine:
+    """An engine that learned ``events`` in learn mode and now monitors."""
+    modes = SwitchedModes()
+    engine = DetectionEngine([UnusualSource(learning_seconds=LEARN)], learning_seconds=LEARN,
+                             modes=modes)
+    run(engine, events)
+    modes.mode = DetectionMode.MONITOR
+    return engine
+
+
+def handhelds() -> list[Event]:
+    """Handhelds h1-h4 at site 10.2, each shift on a new lease of a Wi-Fi /22
+    (10.2.64.0-10.2.67.255), h1 on 64 and 67 only."""
+    leases = {"h1": (64, 67), "h2": (64, 65), "h3": (65, 66), "h4": (66, 67)}
+    return [connect(T0 + 3600 * k + i, f"10.2.{nets[k % 2]}.{10 + k}", device, "handheld")
+            for k in range(6) for i, (device, nets) in enumerate(leases.items())]
+
+
+@pytest.mark.parametrize(("device", "ip", "found"), [
+    pytest.param("h1", "10.2.65.9", False, id="ok/a-24-of-the-type-at-its-site"),
+    pytest.param("h2", "10.2.67.9", False, id="ok/another-24-of-the-type-at-its-site"),
+    pytest.param("h1", "10.1.64.9", True, id="fail/the-same-24-at-another-site"),
+    pytest.param("h1", "10.2.80.9", True, id="fail/a-24-its-type-never-used"),
+    pytest.param("h1", "91.2.3.4", True, id="fail/the-internet"),
+])
+def test_roaming_within_the_scope_of_its_site(device: str, ip: str, found: bool) -> None:
+    engine = learned(handhelds())
+    findings = run(engine, [connect(T0 + 8 * 3600, ip, device, "handheld")])
+    assert [f.device_id for f in findings] == ([device] if found else [])
+
+
+def test_ok_roaming_within_the_22_its_own_networks_span() -> None:
+    """h1 used 10.2.64 and 10.2.67: 10.2.66 is in its /22 even if no handheld used it."""
+    engine = learned([connect(T0 + 3600 * k, f"10.2.{(64, 67)[k % 2]}.9", "h1", "handheld")
+                      for k in range(4)])
+    assert run(engine, [connect(T0 + 5 * 3600, "10.2.66.9", "h1", "handheld")]) == []
+    assert run(engine, [connect(T0 + 6 * 3600, "10.2.68.9", "h1", "handheld")]) != []
+
+
+def test_ok_the_first_device_of_its_type_at_a_site_of_the_fleet() -> None:
+    engine = monitor(UnusualSource(learning_seconds=LEARN))
+    others = [connect(T0 + 3600 * k, "10.3.10.5", "m1", "meter") for k in range(3)]
+    gateways = [connect(T0 + 3600 * k, "10.1.30.5", "g1", "gateway") for k in range(3)]
+    newcomer = connect(T0 + 4 * 3600, "10.3.30.7", "g2", "gateway")
+    assert run(engine, [*others, *gateways, newcomer]) == []
 
 
 def test_ok_false_positive_teaches_the_network() -> None:
@@ -66,6 +114,40 @@ def test_hours(hour: int, device: str, expected: int) -> None:
     if expected:
         assert findings[0].type is FindingType.UNUSUAL_TIME
         assert findings[0].evidence["hour_local"] == hour
+
+
+@pytest.mark.parametrize(("minutes", "expected"), [
+    pytest.param(18 * 60 + 5, 0, id="ok/just-after-the-shift"),
+    pytest.param(18 * 60 + 30, 1, id="fail/half-an-hour-after-the-shift"),
+    pytest.param(24 * 60 + 7 * 60 + 52, 0, id="ok/just-before-the-next-shift"),
+    pytest.param(24 * 60 + 7 * 60 + 30, 1, id="fail/half-an-hour-before-the-next-shift"),
+    pytest.param(24 * 60 + 6 * 60 + 50, 1, id="fail/before-the-edge-of-the-hour-before"),
+])
+def test_the_edges_of_a_shift_are_not_its_night(minutes: int, expected: int) -> None:
+    """Controllers busy 08:00-18:00 (the next day's 08:00 not watched yet): one a few
+    minutes outside the shift is at its edge, not in the night."""
+    engine = monitor(UnusualTime(learning_seconds=LEARN))
+    day = shifts(range(8, 18))
+    clock = [event(EventKind.PUBLISH, T0 - 12 * 3600 + 60 * i, "s1", "sensor", topic="t",
+                   size=1) for i in range(32 * 60)]
+    odd = event(EventKind.PUBLISH, T0 - 12 * 3600 + minutes * 60, "c1", "controller",
+                topic="t", size=10)
+    findings = run(engine, [*sorted(day + clock, key=lambda e: e.at), odd])
+    assert len(findings) == expected
+
+
+def test_fail_a_types_hours_are_known_after_three_days_of_a_long_learning() -> None:
+    """A type that works by day shows its first event hours after the fleet's: with a
+    learning period of days, its nights are judged once it was watched for three."""
+    learning = 5 * 86400.0
+    engine = monitor(UnusualTime(learning_seconds=learning), learning=learning)
+    days = [e for k in range(4) for e in shifts(range(8 + 24 * k, 18 + 24 * k))]
+    clock = [event(EventKind.PUBLISH, T0 - 12 * 3600 + 60 * i, "s1", "sensor", topic="t",
+                   size=1) for i in range(5 * 24 * 60)]
+    odd = event(EventKind.PUBLISH, T0 - 12 * 3600 + 4 * 86400 + 2 * 3600, "c1", "controller",
+                topic="t", size=10)
+    findings = run(engine, [*sorted(days + clock, key=lambda e: e.at), odd])
+    assert [f.device_id for f in findings] == ["c1"]
 
 
 def test_ok_a_type_working_around_the_clock_is_never_odd() -> None:

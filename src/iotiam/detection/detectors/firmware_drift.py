@@ -1,16 +1,26 @@
 """Firmware drift: a device reporting firmware that neither it nor its fleet runs.
 
-Three shapes, judged on connect and attestation events:
+Four shapes, judged on connect and attestation events:
 
 * a version the type knows, with a different hash: the image was modified
   (critical, at once);
 * an older version than the device runs: a rollback to something vulnerable (high, at
   once), whether or not the device ran that version before (the minimum-version rule of
-  attestation and "seen before" are other questions);
-* a version the type has never run. A legitimate OTA campaign reaches many devices of
-  the type within seconds to minutes; a tampered image shows up on one. So the first
-  report waits ``CONSENSUS_SECONDS``: if another device of the type reports the same
-  version and hash by then it is a rollout and becomes known; if not, a finding.
+  attestation and "seen before" are other questions). Versions are ordered as SemVer
+  orders them (§11): a pre-release or custom build (``2.4.1-dev3``) comes before its
+  release (``2.4.1``), so a device that ran the release and now boots such a build went
+  back, whatever build number it carries;
+* a version the type never ran, older than the newest it runs (a custom build of an
+  older release): rollouts move forward, so this is no rollout (high, at once);
+* a newer version the type has never run. A vendor's rollout reaches the type's devices
+  in waves: minutes apart within a wave, hours apart between waves, and a device that
+  is off when its wave goes out reports the new version when it next comes on. So the
+  first report waits ``CONSENSUS_SECONDS`` (hours, not seconds): if another device of
+  the type reports the same version and hash by then it is a rollout and becomes known;
+  if not, a finding (late, and only medium: an unknown image is also what attestation's
+  signed-firmware registry refuses, at once). A version reported alone and confirmed
+  by a second device later still becomes known then: a rollout's stragglers are not
+  findings.
 """
 
 from __future__ import annotations
@@ -22,14 +32,24 @@ from typing import Any
 from iotiam.detection.baselines import Cooldown, json_sets, sets_from_json
 from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
 
-CONSENSUS_SECONDS = 45.0
+#: how long a new version waits for a second device of its type (a rollout's waves)
+CONSENSUS_SECONDS = 6 * 3600.0
 CONSENSUS_DEVICES = 2
 _NUMBERS = re.compile(r"\d+")
 
+VersionKey = tuple[tuple[int, ...], int, tuple[int, ...]]
 
-def version_key(version: str) -> tuple[int, ...]:
-    """``v2.10.1-rc1`` -> ``(2, 10, 1, 1)``: enough order for "older than"."""
-    return tuple(int(n) for n in _NUMBERS.findall(version))
+
+def version_key(version: str) -> VersionKey:
+    """``v2.10.1-rc1`` -> ``((2, 10, 1), 0, (1,))``: SemVer precedence, enough for "older
+    than" (a pre-release sorts before its release; build metadata after ``+`` is not
+    compared)."""
+    core = version.split("+", 1)[0]
+    release, dash, pre = core.partition("-")
+    numbers = tuple(int(n) for n in _NUMBERS.findall(release))
+    if not dash:
+        return numbers, 1, ()
+    return numbers, 0, tuple(int(n) for n in _NUMBERS.findall(pre))
 
 
 class _Pending:
@@ -59,6 +79,9 @@ class FirmwareDrift:
         self._type_first: dict[str, float] = {}
         #: device -> images already reported: drift is a state, one finding per image
         self._reported: dict[str, set[str]] = {}
+        #: "type|image" reported alone -> the device that reported it: a second device
+        #: reporting it later makes it a rollout's (known)
+        self._lone: dict[str, str] = {}
         self._next_due = float("inf")
         self._cooldown = Cooldown(cooldown)
         self._held: Event | None = None
@@ -111,10 +134,29 @@ class FirmwareDrift:
                                             f"reports {version} with a hash no "
                                             f"{type_name or 'device'} has for that version",
                                             sorted(same_version))
-        key = f"{type_name}|{image}"
+        newest = max(version_key(k.split("|", 1)[0]) for k in known)
+        if version_key(version) < newest:
+            # rollouts move forward: a version the type never ran, older than what it
+            # runs now (a custom or pre-release build of it), is no vendor's rollout
+            self._held = event
+            return findings + self._finding(event, Severity.HIGH, "unknown_version",
+                                            f"reports {version}, which no "
+                                            f"{type_name or 'device'} ran, older than the "
+                                            f"newest its type runs", sorted(own or ()))
+        self._await_rollout(event, f"{type_name}|{image}")
+        return findings
+
+    def _await_rollout(self, event: Event, key: str) -> None:
+        """Hold a newer version the type never ran until a second device reports it."""
+        device_id = event.device_id or ""
+        lone = self._lone.get(key)
+        if lone is not None and lone != device_id:
+            del self._lone[key]  # a straggler of a rollout: the image is the type's
+            self.learn(event)
+            return
         pending = self._pending.get(key)
         if pending is None:
-            pending = self._pending[key] = _Pending(at + CONSENSUS_SECONDS)
+            pending = self._pending[key] = _Pending(event.at + CONSENSUS_SECONDS)
             self._next_due = min(self._next_due, pending.due)
         pending.devices.add(device_id)
         pending.events.append(event)
@@ -123,9 +165,8 @@ class FirmwareDrift:
             for held in pending.events:
                 self._held = None
                 self.learn(held)
-            return findings
+            return
         self._held = event
-        return findings
 
     def _decide(self, at: float) -> list[Finding]:
         findings: list[Finding] = []
@@ -133,12 +174,15 @@ class FirmwareDrift:
             if pending.due > at:
                 continue
             del self._pending[key]
+            if len(self._lone) > 10_000:  # a flood of made-up images must not grow it
+                self._lone.clear()
+            self._lone[key] = next(iter(pending.devices))
             for event in pending.events:
                 version = event.firmware_version or ""
                 findings += self._finding(
-                    event, Severity.HIGH, "unknown_version",
+                    event, Severity.MEDIUM, "unknown_version",
                     f"reports {version}, which no other {event.device_type or 'device'} "
-                    f"reported within {CONSENSUS_SECONDS:.0f} s",
+                    f"reported within {CONSENSUS_SECONDS / 3600:.0f} h",
                     sorted(self._devices.get(event.device_id or "", ())), at=at)
         self._next_due = min((p.due for p in self._pending.values()), default=float("inf"))
         return findings

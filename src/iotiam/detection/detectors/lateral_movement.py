@@ -3,7 +3,10 @@
 An IoT device talks to a handful of fixed internal peers. Fan-out to unknown internal
 hosts or ports within a short window is scanning or pivoting; one unknown peer alone
 is not enough (a new peer device joins now and then), two within the window is. A young
-device is judged by the peers its type talks to.
+device is judged by what its type does: the peers its type talks to, and the services
+(internal ports) it talks to them on. A gateway commissioned at a new plant polls PLCs
+no other gateway knows, on the Modbus or S7 port every gateway polls on: that is what a
+gateway does, while SSH, SMB or a sweep is not.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class LateralMovement:
     def __init__(self, *, learning_seconds: float = 3600.0, cooldown: float = 600.0) -> None:
         self.learning_seconds = learning_seconds
         self._peers = PeerMemory()
+        #: type -> the internal ports its devices talk to
+        self._type_ports: dict[str, set[int]] = {}
         self._allow: dict[str, int] = {}
         self._windows: dict[str, Window] = {}
         self._scan_reported: set[str] = set()
@@ -42,8 +47,15 @@ class LateralMovement:
         device_id, dst = event.device_id, event.dst_ip
         if device_id is None or dst is None or event is self._outlier:
             return
+        internal = is_internal(dst)
         self._peers.learn(device_id, event.device_type, event.at,
-                          f"{dst}:{event.dst_port}" if is_internal(dst) else None)
+                          f"{dst}:{event.dst_port}" if internal else None)
+        if internal and event.dst_port is not None:
+            ports = self._type_ports.get(event.device_type or "")
+            if ports is None:
+                ports = self._type_ports[event.device_type or ""] = set()
+            if event.dst_port not in ports:
+                ports.add(event.dst_port)
 
     def __call__(self, event: Event) -> list[Finding]:
         """A finding once unknown internal peers in the window reach the threshold."""
@@ -61,7 +73,8 @@ class LateralMovement:
             type_name = event.device_type or ""
             first = peers_of.type_first.get(type_name)
             if first is None or event.at - first < self.learning_seconds \
-                    or peer in peers_of.types.get(type_name, ()):
+                    or peer in peers_of.types.get(type_name, ()) \
+                    or event.dst_port in self._type_ports.get(type_name, ()):
                 return []
             known = known or set()
         self._outlier = event
@@ -104,9 +117,12 @@ class LateralMovement:
 
     def snapshot(self) -> dict[str, Any]:
         """Known internal peers per device and taught allowances."""
-        return {**self._peers.snapshot(), "allow": dict(self._allow)}
+        return {**self._peers.snapshot(), "allow": dict(self._allow),
+                "type_ports": {t: sorted(p) for t, p in self._type_ports.items()}}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Inverse of ``snapshot``."""
         self._peers.restore(state)
         self._allow = {k: int(v) for k, v in state.get("allow", {}).items()}
+        self._type_ports = {str(t): {int(p) for p in ports}
+                            for t, ports in state.get("type_ports", {}).items()}

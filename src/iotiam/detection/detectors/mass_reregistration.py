@@ -5,6 +5,12 @@ existing identities re-enrolling within two minutes means someone is taking the 
 over (a leaked enrollment secret, a rogue registrar). New devices arriving in a batch
 are normal up to a much higher count. Thresholds follow the fleet's own busiest
 window seen while learning, so a fleet that renews in waves is judged by its waves.
+
+Each device enrolls from its own address. Several existing identities re-enrolling
+from one address within the window is one registrar doing it for all of them (a stolen
+enrollment secret at work): that is raised from ``MIN_FROM_ONE_SOURCE`` devices (or
+twice the most one address re-enrolled while learning, a NAT'd site's), long before
+the fleet-wide count is reached by a slow wave.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from iotiam.detection.models import Event, EventKind, Finding, FindingType, Seve
 WINDOW_SECONDS = 120.0
 MIN_REENROLLMENTS = 6
 MIN_ENROLLMENTS = 40
+MIN_FROM_ONE_SOURCE = 4
 #: the threshold is at least this many times the busiest normal window
 PEAK_FACTOR = 2.0
 FLEET = "fleet"
@@ -33,6 +40,13 @@ def _devices(window: Window) -> set[str]:
     return {value[0] for value in window.distinct() if isinstance(value, tuple)}
 
 
+def _most_from_one_source(window: Window) -> int:
+    """The most distinct devices of the window that one known address enrolled."""
+    sources = Counter(value[2] for value in window.distinct()
+                      if isinstance(value, tuple) and value[2])
+    return max(sources.values(), default=0)
+
+
 class MassReregistration:
     """Enrollments across the fleet (and re-enrollments of known devices) far above baseline."""
 
@@ -44,8 +58,9 @@ class MassReregistration:
         self._known: set[str] = set()
         self._again = Window(WINDOW_SECONDS)
         self._all = Window(WINDOW_SECONDS)
-        #: busiest normal windows seen: [re-enrollments, enrollments]
-        self._peak = [0, 0]
+        #: busiest normal windows seen: [re-enrollments, enrollments, re-enrollments
+        #: from one address]
+        self._peak = [0, 0, 0]
         self._cooldown = Cooldown(cooldown)
         self._alarm = False
         self._counted: Event | None = None
@@ -78,6 +93,7 @@ class MassReregistration:
         if event.kind is EventKind.ENROLL and learning and not self._alarm:
             self._peak[0] = max(self._peak[0], len(_devices(self._again)))
             self._peak[1] = max(self._peak[1], len(self._all))
+            self._peak[2] = max(self._peak[2], _most_from_one_source(self._again))
         self._alarm = False
 
     def __call__(self, event: Event) -> list[Finding]:
@@ -90,10 +106,14 @@ class MassReregistration:
         reenrolled = len(again)
         need_again = max(MIN_REENROLLMENTS, int(PEAK_FACTOR * self._peak[0]) + 1)
         need_all = max(MIN_ENROLLMENTS, int(PEAK_FACTOR * self._peak[1]) + 1)
-        if reenrolled < need_again and len(self._all) < need_all:
+        need_one = max(MIN_FROM_ONE_SOURCE, int(PEAK_FACTOR * self._peak[2]) + 1)
+        if reenrolled < need_again and len(self._all) < need_all \
+                and _most_from_one_source(self._again) < need_one:
             return []
         self._alarm = True
-        if not self._cooldown.ready(FLEET, at):
+        # raised from one address first, again (critical) when the fleet-wide count is met
+        severity = Severity.CRITICAL if reenrolled >= need_again else Severity.HIGH
+        if not self._cooldown.ready(FLEET, at, severity):
             return []
         values = [v for v in self._all.distinct() if isinstance(v, tuple)]
         types = Counter(str(v[1] or "") for v in values)
@@ -112,8 +132,7 @@ class MassReregistration:
             # one address enrolled (nearly) all of them: the wave's findings fold per source
             evidence["source_ip"] = main_source
         return [Finding(
-            FindingType.MASS_REREGISTRATION, Severity.CRITICAL if reenrolled >= need_again
-            else Severity.HIGH, at, None,
+            FindingType.MASS_REREGISTRATION, severity, at, None,
             f"{reenrolled} existing devices re-enrolled and {len(self._all)} enrollments "
             f"in all within {WINDOW_SECONDS:.0f} s (thresholds {need_again} and {need_all})",
             self.name, evidence, main_type if single_type and main_type else None)]
@@ -122,6 +141,9 @@ class MassReregistration:
         """Waves this large are normal for the fleet from now on."""
         self._peak[0] = max(self._peak[0], int(finding.evidence.get("reenrollments", 0)))
         self._peak[1] = max(self._peak[1], int(finding.evidence.get("enrollments", 0)))
+        sources = finding.evidence.get("sources", {})
+        if isinstance(sources, Mapping) and sources:
+            self._peak[2] = max(self._peak[2], max(int(n) for n in sources.values()))
 
     def snapshot(self) -> dict[str, Any]:
         """Known devices and the busiest normal windows."""
@@ -131,6 +153,6 @@ class MassReregistration:
         """Inverse of ``snapshot``."""
         self._known = {str(d) for d in state.get("known", [])}
         peak = state.get("peak", [0, 0])
-        self._peak = [int(peak[0]), int(peak[1])]
+        self._peak = [int(peak[0]), int(peak[1]), int(peak[2]) if len(peak) > 2 else 0]
         first = state.get("first")
         self._first = float(first) if first is not None else None

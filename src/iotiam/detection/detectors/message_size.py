@@ -9,7 +9,8 @@ against the topic's own distribution, not only its mean:
   has sent, ``ceiling``: a kind of message that is sometimes 5x its mean is allowed 5x);
 * the last 8 of the topic without their largest (a gateway relays sizes spread over an
   order of magnitude; averaging cuts the noise by ~2.7, and leaving the largest out
-  keeps one legitimate big message from moving the average);
+  keeps one legitimate big message from moving the average), when this message is
+  large itself (a window that still holds an episode's messages is not a new one);
 * right after a connect a device does what it does after connecting (a sync upload, a
   state report): messages then are held to the largest size seen after earlier
   connects as well.
@@ -198,7 +199,9 @@ class MessageSize:
         hit = growth > floor and growth > Z_ONE * sigma and value > ceiling + ABOVE_CEILING
         n = 1
         recent = topic.recent if topic is not None else None
-        if not hit and recent is not None and len(recent) == RECENT \
+        # the last 8 judge only a large message: after an episode they hold its messages
+        # for 8 more (two hours of a 15-minute heartbeat), and normal ones are no news
+        if not hit and recent is not None and len(recent) == RECENT and growth > floor \
                 and (sum(recent) - recent[0] + value) / RECENT - stat.mean > floor:
             # the last 8 with this one, without the largest of them (which is at least
             # their mean: when that does not pass, this cannot)

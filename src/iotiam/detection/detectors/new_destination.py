@@ -3,7 +3,15 @@
 Internal (private) peers are the lateral-movement detector's business; this one
 watches the way out (command and control, exfiltration). A destination its type
 already knows is not new for a device: cloud endpoints answer from pools of
-addresses and a device meets another member of the pool now and then.
+addresses and a device meets another member of the pool now and then. Nor is one that
+``FLEET_DEVICES`` devices of the fleet, of any type, talk to: a public NTP or DNS
+server, a shared cloud. A device at a site whose NTP server is public while its
+type's other devices sit at sites with their own is meeting the fleet's server, not a
+command-and-control one.
+
+A new destination is one finding per device, not one per flow: a device that keeps
+talking to it (an hourly sync, or a beacon) was reported at its first flow, and the
+admin decides (``forgive`` makes it the device's).
 """
 
 from __future__ import annotations
@@ -12,10 +20,12 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from iotiam.detection.baselines import Cooldown, PeerMemory
+from iotiam.detection.baselines import Cooldown, PeerMemory, json_sets, sets_from_json
 from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
 
 MIN_FLOWS = 3
+#: a public address this many devices of the fleet talk to is the fleet's
+FLEET_DEVICES = 3
 _PRIVATE_CACHE_LIMIT = 100_000
 _private: dict[str, bool] = {}
 _NONE: frozenset[str] = frozenset()
@@ -44,6 +54,8 @@ class NewDestination:
         self._peers = PeerMemory()
         self._cooldown = Cooldown(cooldown)
         self._outlier: Event | None = None
+        #: device -> destinations already reported: one finding per destination
+        self._reported: dict[str, set[str]] = {}
 
     def learn(self, event: Event) -> None:
         """Remember the destination for the device and its type."""
@@ -63,7 +75,7 @@ class NewDestination:
         if known is not None and dst in known:
             return []
         type_known = peers.types.get(event.device_type or "", _NONE)
-        if dst in type_known or is_internal(dst):
+        if dst in type_known or is_internal(dst) or peers.spread.get(dst, 0) >= FLEET_DEVICES:
             return []
         mature = (known is not None and peers.flows[device_id] >= MIN_FLOWS
                   and event.at - peers.first[device_id] >= self.learning_seconds)
@@ -71,8 +83,10 @@ class NewDestination:
                            < self.learning_seconds):
             return []  # a young device of a young type: nothing to judge it by yet
         self._outlier = event
-        if not self._cooldown.ready(device_id, event.at):
+        reported = self._reported.setdefault(device_id, set())
+        if dst in reported or not self._cooldown.ready(device_id, event.at):
             return []
+        reported.add(dst)
         return [Finding(
             FindingType.NEW_DESTINATION, Severity.MEDIUM, event.at, device_id,
             f"{device_id} opened a flow to {dst}:{event.dst_port}, a destination "
@@ -90,9 +104,10 @@ class NewDestination:
             self._peers.devices.setdefault(finding.device_id, set()).add(dst)
 
     def snapshot(self) -> dict[str, Any]:
-        """Known destinations per device and type."""
-        return self._peers.snapshot()
+        """Known destinations per device and type, and those already reported."""
+        return {**self._peers.snapshot(), "reported": json_sets(self._reported)}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Inverse of ``snapshot``."""
         self._peers.restore(state)
+        self._reported = sets_from_json(state.get("reported", {}))

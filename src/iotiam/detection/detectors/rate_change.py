@@ -25,7 +25,16 @@ catch-up: neither judged nor learned. And a device that sends a lone extra messa
 and then in normal traffic (a camera's motion event next to a snapshot: one short
 interval) is no longer judged by the one- and four-interval spans, nor are the young
 devices of a type whose devices do that; floods still show in the windows and the long
-spans.
+spans. Nor is the first interval after a reconnect (a timer restarts with the session).
+
+A device's rate follows the hours of its site (a camera sees more motion by day on
+working days, an actuator gets its commands then): a baseline that remembers the last
+hours only takes Monday morning for a speed-up after a quiet Sunday. So a long span
+raises only when it is also faster than the fastest that span went in the last week
+(``Ceiling``: the busy hours of earlier days). And a device whose traffic comes in
+clusters (its short spans are not judged: a camera's chains of motion events) is not
+told by a long span that is no faster than its busiest minute: chains of events can
+fill 32 messages in minutes, which the Poisson spread of the long spans does not allow.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from iotiam.detection.baselines import Cooldown, RobustLog, time_weight
+from iotiam.detection.baselines import Ceiling, Cooldown, RobustLog, time_weight
 from iotiam.detection.models import Event, EventKind, Finding, FindingType, Severity
 
 #: inter-arrivals per span, and the z-score above which a span is too short
@@ -88,9 +97,9 @@ def poisson_limit(mean: float, tail: float = FLOOD_TAIL) -> int:
 
 
 class _DeviceRate:
-    __slots__ = ("abnormal_at", "allow", "first_at", "least", "limits", "lone", "odd", "owed",
-                 "owed_until",
-                 "peaks", "quick", "rate", "recent", "spans", "stale")
+    __slots__ = ("abnormal_at", "allow", "connected_at", "fastest", "first_at", "least",
+                 "limits", "lone", "odd", "owed", "owed_until", "peaks", "quick", "rate",
+                 "recent", "spans", "stale")
 
     def __init__(self, first_at: float) -> None:
         self.first_at = first_at
@@ -119,6 +128,9 @@ class _DeviceRate:
         self.abnormal_at = -math.inf
         #: extra log-ratio tolerated, taught by false positives
         self.allow = 0.0
+        self.connected_at = -math.inf
+        #: the fastest each long span was seen (log messages/s, fading over a week)
+        self.fastest = [Ceiling() for _ in SPANS[SHORT_SPANS:]]
 
 
 class RateChange:
@@ -151,6 +163,7 @@ class RateChange:
         recent = state.recent
         if event.kind is _CONNECT:
             self._expect_catch_up(state, event.at)
+            state.connected_at = event.at
             return
         if state.owed:
             if event.at <= state.owed_until:
@@ -186,10 +199,15 @@ class RateChange:
                 elapsed = at - recent[-span]
                 value = _log(elapsed if elapsed > 1e-3 else 1e-3)
                 spans[i].add(value, weight)
+                if i >= SHORT_SPANS and -value > state.fastest[i - SHORT_SPANS].value:
+                    state.fastest[i - SHORT_SPANS].value = -value  # a new fastest, at once
                 if prior is not None:
                     prior[i].add(value)
             if state.stale & 7 == 0:
                 state.quick = math.exp(spans[0].mean - MIN_RATIO)
+                if n >= 8:  # the fastest fade back to the mean, eight intervals at a time
+                    for fastest, stat in zip(state.fastest, spans[SHORT_SPANS:], strict=True):
+                        fastest.add(-math.inf, -stat.mean, at - recent[-8])
             if at - recent[-1] <= WINDOWS[-1]:  # alone in every window: no new peak
                 self._count_peaks(state, event, clean)
             state.stale -= 1
@@ -340,7 +358,8 @@ class RateChange:
         for i, span in enumerate(SPANS):
             if n < span:
                 return None
-            if span < 8 and (not short or (own and state.odd[i] >= ODD_LIMIT)):
+            if span < 8 and (not short or (own and state.odd[i] >= ODD_LIMIT)
+                             or recent[-span] < state.connected_at):
                 continue
             stat = baseline[i]
             if stat.count < MIN_SAMPLES:
@@ -349,6 +368,13 @@ class RateChange:
             drop = stat.mean - math.log(elapsed)
             sigma = stat.sigma(SIGMA_FLOOR)
             if drop > floor and drop > Z[i] * sigma:
+                if span >= 8 and own and (
+                        -math.log(elapsed) <= state.fastest[i - SHORT_SPANS].value
+                        or (state.odd[0] >= ODD_LIMIT
+                            and span / elapsed <= state.peaks[-1] / WINDOWS[-1])):
+                    # no faster than the span went in the last week (a busy hour of an
+                    # earlier day), or than a bursty device's busiest minute
+                    continue
                 return span, elapsed, drop, sigma
         return None
 
@@ -386,7 +412,7 @@ class RateChange:
         return {
             "spans": list(SPANS),
             "devices": {d: [s.first_at, [x.to_json() for x in s.spans], s.allow,
-                            s.peaks, s.odd]
+                            s.peaks, s.odd, [c.to_json() for c in s.fastest]]
                         for d, s in self._devices.items()},
             "type_odd": dict(self._type_odd),
             "type_peaks": {t: list(p) for t, p in self._type_peaks.items()},
@@ -408,6 +434,8 @@ class RateChange:
             if len(saved) > 3:  # older snapshots kept no extremes
                 entry.peaks = [int(x) for x in saved[3]]
                 entry.odd = [int(x) for x in saved[4]]
+            if len(saved) > 5:  # nor the fastest spans
+                entry.fastest = [Ceiling.from_json(x) for x in saved[5]]
             self._devices[device_id] = entry
         self._types = {t: [RobustLog.from_json(x) for x in spans]
                        for t, spans in state.get("types", {}).items()}

@@ -7,6 +7,11 @@ outside its topic set (a device whose grant is too broad is not refused, but its
 walk through other namespaces is still new subscriptions). Refusals the device has
 normally (learned while it learns, or taught by a false positive) and the filters it
 subscribes to normally do not count.
+
+A device in its own learning period is judged by its type: the refusals and filters
+its type's devices have normally, with each device's own id in them read as a
+placeholder (``devices/{device}/cmd/#``), so a device that joined last week is not
+free to walk the broker until its learning ends.
 """
 
 from __future__ import annotations
@@ -36,6 +41,11 @@ class TopicProbing:
         #: filters each device subscribed to (allowed), its topic set
         self._subscribed: dict[str, set[str]] = {}
         self._allow: dict[str, int] = {}
+        #: per type, the refusals and filters its learning devices had (ids as
+        #: ``{device}``), and when the type was first seen
+        self._type_denied: dict[str, set[str]] = {}
+        self._type_subscribed: dict[str, set[str]] = {}
+        self._type_first: dict[str, float] = {}
         self._windows: dict[str, Window] = {}
         self._cooldown = Cooldown(cooldown)
 
@@ -47,10 +57,17 @@ class TopicProbing:
         first = self._first.setdefault(device_id, event.at)
         if topic is None or event.at - first >= self.learning_seconds:
             return
+        type_name = event.device_type or ""
+        self._type_first.setdefault(type_name, event.at)
         if event.kind is EventKind.AUTHZ_FAILURE:
             self._denied.setdefault(device_id, set()).add(topic)
+            usual = self._type_denied
         elif event.kind is EventKind.SUBSCRIBE:
             self._subscribed.setdefault(device_id, set()).add(topic)
+            usual = self._type_subscribed
+        else:
+            return
+        usual.setdefault(type_name, set()).add(topic.replace(device_id, "{device}"))
 
     def __call__(self, event: Event) -> list[Finding]:
         """A finding once distinct unusual topics in the window reach the threshold."""
@@ -58,11 +75,20 @@ class TopicProbing:
         if kind is EventKind.CONNECT or device_id is None or topic is None:
             return []
         first = self._first.get(device_id)
-        if first is None or event.at - first < self.learning_seconds:
-            return []  # still learning which refusals are its normal ones
-        usual = self._denied if kind is EventKind.AUTHZ_FAILURE else self._subscribed
+        if first is None:
+            return []
+        denied = kind is EventKind.AUTHZ_FAILURE
+        usual = self._denied if denied else self._subscribed
         if topic in usual.get(device_id, ()):
             return []
+        if event.at - first < self.learning_seconds:
+            # still learning which refusals are its normal ones: judged by its type's
+            type_name = event.device_type or ""
+            since = self._type_first.get(type_name)
+            typical = self._type_denied if denied else self._type_subscribed
+            if since is None or event.at - since < self.learning_seconds \
+                    or topic.replace(device_id, "{device}") in typical.get(type_name, ()):
+                return []
         window = self._windows.get(device_id)
         if window is None:
             window = self._windows[device_id] = Window(WINDOW_SECONDS)
@@ -93,7 +119,10 @@ class TopicProbing:
     def snapshot(self) -> dict[str, Any]:
         """Normally refused topics and taught allowances per device."""
         return {"first": dict(self._first), "denied": json_sets(self._denied),
-                "subscribed": json_sets(self._subscribed), "allow": dict(self._allow)}
+                "subscribed": json_sets(self._subscribed), "allow": dict(self._allow),
+                "type_denied": json_sets(self._type_denied),
+                "type_subscribed": json_sets(self._type_subscribed),
+                "type_first": dict(self._type_first)}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Inverse of ``snapshot``."""
@@ -101,3 +130,6 @@ class TopicProbing:
         self._denied = sets_from_json(state.get("denied", {}))
         self._subscribed = sets_from_json(state.get("subscribed", {}))
         self._allow = {k: int(v) for k, v in state.get("allow", {}).items()}
+        self._type_denied = sets_from_json(state.get("type_denied", {}))
+        self._type_subscribed = sets_from_json(state.get("type_subscribed", {}))
+        self._type_first = {k: float(v) for k, v in state.get("type_first", {}).items()}

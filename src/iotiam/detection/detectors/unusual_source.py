@@ -3,9 +3,15 @@
 Networks, not addresses: DHCP hands a device a new address in the same /24 (IPv6:
 /64) every so often, and that is not news. A network its type knows (another site of
 the fleet) is suspicious but explainable (a device moved); one no device of the type
-ever used is worse. A new device has no networks of its own yet: it is judged by the
-sites (/16) its type connects from, since it may well sit in a subnet of a known site
-that no device of its type used before.
+ever used is worse. A young device is at home at the sites (/16) of its own networks;
+one with none yet is judged by the sites (/16) the fleet connects from, since it may
+well sit in a subnet of a known site that no device of its type used before (the first
+gateway at a plant).
+
+A device's DHCP scope can be wider than a /24: a handheld roaming a Wi-Fi /22 takes a
+lease anywhere in it. A new /24 at the device's own site (/16) is therefore not news
+when its type already connects from it (the scope its type shares), or when it lies in
+the /22 that the device's own /24s there already span (two or more of them).
 """
 
 from __future__ import annotations
@@ -23,6 +29,27 @@ def network_of(address: str) -> str:
     if ":" not in address:
         return address.rsplit(".", 1)[0] + ".0/24"
     return str(ipaddress.ip_network(f"{address}/64", strict=False))
+
+
+#: the widest DHCP scope a device's own networks can span (third-octet bits: a /22)
+SCOPE_BITS = 2
+
+
+def roams_within(network: str, known: set[str], type_known: set[str]) -> bool:
+    """Whether ``network`` (a /24) is in the scope a device at that site moves in: its
+    type's networks at one of the device's own sites, or the /22 its own /24s span."""
+    if ":" in network:
+        return False
+    site = ".".join(network.split(".", 2)[:2]) + "."
+    own = [n for n in known if n.startswith(site)]
+    if not own:
+        return False
+    if network in type_known:
+        return True
+    if len(own) < 2:
+        return False
+    scope = int(network.split(".")[2]) >> SCOPE_BITS
+    return all(int(n.split(".")[2]) >> SCOPE_BITS == scope for n in own)
 
 
 def site_of(address: str) -> str:
@@ -45,6 +72,8 @@ class UnusualSource:
         self._types: dict[str, set[str]] = {}
         self._type_first: dict[str, float] = {}
         self._sites: dict[str, set[str]] = {}
+        #: the sites (/16) any device of the fleet connects from
+        self._fleet_sites: set[str] = set()
         #: device -> networks already reported: one finding per network, not per connect
         self._reported: dict[str, set[str]] = {}
         self._cooldown = Cooldown(cooldown)
@@ -63,7 +92,9 @@ class UnusualSource:
             self._type_first.setdefault(event.device_type or "", event.at)
         known.add(network)
         self._types.setdefault(event.device_type or "", set()).add(network)
-        self._sites.setdefault(event.device_type or "", set()).add(site_of(source))
+        site = site_of(source)
+        self._sites.setdefault(event.device_type or "", set()).add(site)
+        self._fleet_sites.add(site)
 
     def __call__(self, event: Event) -> list[Finding]:
         """A finding for a connection from a network outside the device's pattern."""
@@ -84,8 +115,15 @@ class UnusualSource:
             sites = self._sites.get(event.device_type or "", set())
             # no site of the type known at all (the first device of its type, or no
             # learning period): there is no pattern to be outside of
-            if type_young or not sites or site_of(source) in sites:
+            site = site_of(source)
+            if known:
+                # it has networks, too few to tell its scope: its own sites are home
+                if any(site_of(n.split("/", 1)[0]) == site for n in known):
+                    return []
+            elif type_young or not sites or site in self._fleet_sites:
                 return []
+        elif roams_within(network, known or set(), type_known):
+            return []
         self._outlier = event
         reported = self._reported.setdefault(device_id, set())
         if network in reported or not self._cooldown.ready(device_id, at):
@@ -121,4 +159,5 @@ class UnusualSource:
         self._types = sets_from_json(state.get("types", {}))
         self._type_first = {k: float(v) for k, v in state.get("type_first", {}).items()}
         self._sites = sets_from_json(state.get("sites", {}))
+        self._fleet_sites = {site for sites in self._sites.values() for site in sites}
         self._reported = sets_from_json(state.get("reported", {}))

@@ -13,6 +13,14 @@ percent of its peak at night) is not quiet at night. Early in an hour, this hour
 the one before are taken together, so the first minutes of a quiet hour are judged
 too. A device is judged only in hours it was never active in itself, so a type that
 works around the clock never raises this.
+
+Shifts do not start on the hour: a worker at 05:52 for a 06:00 shift, or one who stays
+till 22:05, is at the edge of the type's working hours, not in its night. So within
+``EDGE_SECONDS`` of an hour's end (or start) an hour next to a busy one is not quiet.
+And a type's quiet hours are known once it was watched for ``TYPE_KNOWN_SECONDS``,
+however long the learning period: a type that works by day shows its first event hours
+after the fleet's, and would stay young past the end of a learning period as long as
+the fleet's.
 """
 
 from __future__ import annotations
@@ -39,6 +47,10 @@ MIN_EVENTS = 30
 HOUR = 3600.0
 DAY_HOURS = 24
 MAX_GAP = 900.0
+#: the edge of an hour (seconds) in which its busy neighbour still counts
+EDGE_SECONDS = 1200.0
+#: a type's quiet hours are known after this long, whatever the learning period
+TYPE_KNOWN_SECONDS = 3 * 86400.0
 #: a device's own hours are its hours of the week once it has been seen this long
 WEEK = 7 * 86400.0
 _WEEKDAYS = range(0, HOURS_OF_WEEK, DAY_HOURS)
@@ -197,10 +209,12 @@ class UnusualTime:
                 and _day_total(device.counts, hour):
             return []  # less than a week known: the same hour of another day
         kind = self._types.get(self._type_key(event.device_type, zone))
-        if kind is None or at - kind.first_at < self.learning_seconds:
+        if kind is None or at - kind.first_at < min(self.learning_seconds, TYPE_KNOWN_SECONDS):
             return []
         self._advance(at)
-        quiet = self._quiet(kind, self._seen(kind, zone, at), hour)
+        into = (at + self._hours.offset(zone, at)) % HOUR
+        edge = 1 if into > HOUR - EDGE_SECONDS else -1 if into < EDGE_SECONDS else 0
+        quiet = self._quiet(kind, self._seen(kind, zone, at), hour, edge)
         if quiet is None:
             return []
         rate, peak, busy = quiet
@@ -224,12 +238,13 @@ class UnusualTime:
              "device_events_this_hour": device.counts[hour] if device else 0},
             event.device_type)]
 
-    def _quiet(self, kind: _Activity, seen: list[float],
-               hour: int) -> tuple[float, float, list[int]] | None:
+    def _quiet(self, kind: _Activity, seen: list[float], hour: int,
+               edge: int = 0) -> tuple[float, float, list[int]] | None:
         """(rate, peak rate, busy hours) when ``hour`` is quiet for the type, else None.
 
         By hour of the week where that hour was watched, else by hour of the day (the
-        same hour of every day watched)."""
+        same hour of every day watched). ``edge`` (+1 near the hour's end, -1 near its
+        start) names the neighbour that, busy, makes the hour not quiet."""
         counts = kind.counts
         if seen[hour] < MIN_EXPOSURE:
             counts = [_day_total(kind.counts, h) for h in range(DAY_HOURS)]
@@ -249,8 +264,20 @@ class UnusualTime:
             rate = (counts[hour] + counts[before]) / (seen[hour] + seen[before])
         if peak <= 0 or rate >= QUIET_SHARE * peak:
             return None
+        if edge and self._neighbour_rate(counts, seen, (hour + edge) % hours) \
+                >= QUIET_SHARE * peak:
+            return None  # the edge of a shift, not the middle of the night
         busy = [h for h in range(hours) if rates[h] >= QUIET_SHARE * peak]
         return rate, peak, busy
+
+    @staticmethod
+    def _neighbour_rate(counts: list[int], seen: list[float], hour: int) -> float:
+        """The type's rate in ``hour``; an hour of the week not watched yet (later today)
+        by the same hour of the other days."""
+        if seen[hour] < MIN_EXPOSURE and len(counts) == HOURS_OF_WEEK:
+            counts, seen = [_day_total(counts, hour)], [_day_total(seen, hour)]
+            hour = 0
+        return counts[hour] / seen[hour] if seen[hour] >= MIN_EXPOSURE else 0.0
 
     def forgive(self, finding: Finding) -> None:
         """The hour is one of the device's from now on."""
