@@ -52,6 +52,10 @@ class Arena:
         self.opens, self.closes = opens, closes
         self._busy: dict[str, list[tuple[float, float]]] = {}
         self._fleet_wide: list[float] = []
+        #: devices an attack rebooted into another image: one such attack a device, since
+        #: ``reboot_into`` rewrites every later record (a second attack generated at an
+        #: earlier time would overwrite the first, or repeat its image and change nothing)
+        self.rebooted: set[str] = set()
 
     def target(self, names: tuple[str, ...], lasting: float, *, tries: int = 400
                ) -> tuple[Device, float] | None:
@@ -310,6 +314,7 @@ def reboot_into(arena: Arena, device: Device, at: float, image: tuple[str, str])
     down = at - rng.uniform(20.0, 90.0)
     stream = arena.streams[device.device_id]
     stream[:] = [(t, r) for t, r in stream if not down < t < at]
+    arena.rebooted.add(device.device_id)
     for t, record in stream:
         if t > at and "firmware_hash" in record:
             record["firmware_version"], record["firmware_hash"] = image
@@ -325,6 +330,8 @@ def firmware_tamper(arena: Arena) -> Attack | None:
     if picked is None:
         return None
     device, start = picked
+    if device.device_id in arena.rebooted:
+        return None
     version, _ = device.image_at(start)
     forged = hashlib.sha256(arena.rng.randbytes(16)).hexdigest()
     reboot_into(arena, device, start, (version, forged))
@@ -339,6 +346,8 @@ def firmware_rollback(arena: Arena) -> Attack | None:
         if picked is None:
             return None
         device, start = picked
+        if device.device_id in arena.rebooted:
+            continue
         versions = device.archetype.versions
         current, _ = device.image_at(start)
         ran = [(version, digest) for (since, version, digest), until

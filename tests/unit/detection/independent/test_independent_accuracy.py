@@ -33,13 +33,7 @@ RUNS = ((7001, SMALL), (7002, SMALL), (7003, SMALL), (7101, LARGE), (7102, LARGE
 PRECISION, RECALL, WORST_DELAY = 0.95, 0.95, 60.0
 
 #: the kinds that miss the target on main's detectors today (2026-12-07), and how
-FAILING_TODAY: dict[str, str] = {
-    "firmware_tamper": "recall 0.93 (precision 1.0): the one miss is a second attack on a "
-                       "device whose records the generator rewrote with the first attack's "
-                       "image (attacks.reboot_into rewrites every later record), so it "
-                       "leaves no trace of its own",
-    "firmware_rollback": "recall 0.93 (precision 1.0): the same rewrite, on a rollback",
-}
+FAILING_TODAY: dict[str, str] = {}
 
 
 def make_engine(fleet: Fleet, learning_seconds: float) -> DetectionEngine:
