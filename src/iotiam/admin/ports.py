@@ -31,6 +31,14 @@ class AdminTokenStore(Protocol):
         ...
 
 
+class OneTimeValues(Protocol):
+    """Values usable once (the store of RFC 7523 assertion ids, shared)."""
+
+    def use(self, client_id: str, jti: str, expires_at: datetime) -> bool:
+        """Record ``jti`` under ``client_id``; False if it was recorded before."""
+        ...
+
+
 class AdminUnitOfWork(AuditUnitOfWork, Protocol):
     """The stores admin token use cases work with, inside one transaction."""
 
@@ -47,4 +55,9 @@ class AdminUnitOfWork(AuditUnitOfWork, Protocol):
     @property
     def changes(self) -> ChangeRecorder:
         """Where a revocation is published (every process drops its cached token)."""
+        ...
+
+    @property
+    def oauth_assertion_jtis(self) -> OneTimeValues:
+        """Where a console sign-in form's binding is spent."""
         ...

@@ -21,6 +21,10 @@ from iotiam.kernel import Principal, Role, Transactions
 #: cache starts over, which costs one read per token)
 MAX_CACHED_TOKENS = 4096
 TOKEN_PREFIX = "iotiam_"  # noqa: S105 - a prefix, not a secret
+#: the namespace a console sign-in form's binding is spent in (``spend_sign_in_binding``)
+SIGN_IN_BINDINGS = "console-sign-in"
+#: as long as the binding cookie lives (``web/pages/sign_in.py``), and a margin
+SIGN_IN_BINDING_LIFETIME = timedelta(minutes=15)
 _TOKEN = re.compile(r"^iotiam_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})$")
 
 
@@ -134,6 +138,16 @@ class AdminTokens:
         if token is None or not hmac.compare_digest(token.secret_hash, hash_secret(secret)):
             raise Unauthenticated("unknown bearer token")
         return self._live(token)
+
+    def spend_sign_in_binding(self, binding: str) -> None:
+        """Use up a sign-in form's binding: a form signs in once (a copied cookie and form
+        value replayed later are refused), in every process and replica."""
+        digest = hashlib.sha256(binding.encode()).hexdigest()
+        with self._uow() as uow:
+            spent = not uow.oauth_assertion_jtis.use(
+                SIGN_IN_BINDINGS, digest, self._clock.now() + SIGN_IN_BINDING_LIFETIME)
+        if spent:
+            raise Unauthenticated("this sign-in form was used already; load it again")
 
     def known(self, bearer: str) -> Principal | None:
         """The principal of a token authenticated before and still good, without I/O;

@@ -293,9 +293,6 @@ def test_console_fail_session_cookie_is_not_an_api_credential(
     assert _state(tenants, "acme-d1") == "active"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "judge: docs/console.md calls the sign-in binding a one-time value, but the same "
-    "binding cookie and form value sign in a second time (low severity: no cross-site use)"))
 def test_console_fail_sign_in_binding_is_one_time(tenants: Tenants) -> None:
     console = Console(tenants.installation.services, tenants.installation.admin_token)
     try:

@@ -88,6 +88,7 @@ async def sign_in(request: Request, svc: Wired) -> Response:
             if not isinstance(token, str) or not token.strip() or len(token) > 200:
                 raise Unauthenticated("enter an admin token")
             principal = svc.admin_tokens.authenticate(token)
+            svc.admin_tokens.spend_sign_in_binding(binding)
     except Unauthenticated as e:
         return render(request, None, "sign_in.html", status=401, binding=expected or "",
                       next=safe_next(target if isinstance(target, str) else None),
