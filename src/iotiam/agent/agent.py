@@ -29,7 +29,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from iotiam.agent.claim import csr_der, enroll_with_claim
+from iotiam.agent.claim import Enrolled, csr_der, enroll_with_claim, issuing_first
 from iotiam.agent.est_client import EnrollmentRefused, EstClient, Pending
 from iotiam.agent.files import AgentFiles
 from iotiam.agent.paths import AgentError, agent_directory, server_tls_context
@@ -215,7 +215,7 @@ class Agent:
                 self._note_pending(outcome)
                 continue
             cert, cas = outcome
-            chain = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in cas)
+            chain = Enrolled(key, cert, issuing_first(cert, cas)).chain_pem()
             self._install(key, cert, chain)
             return cert
 

@@ -36,13 +36,33 @@ def csr_der(key: PrivateKey, device_id: str) -> bytes:
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
+def issuing_first(cert: x509.Certificate, cas: list[x509.Certificate]
+                  ) -> list[x509.Certificate]:
+    """``cas`` ordered from ``cert``'s issuer up to the root, any others after them.
+
+    ``cacerts`` is a PKCS#7 SET, which comes back in no set order (the root first, as
+    cryptography reads iotiam's answer); the agent's ``chain.pem`` and ``fullchain.pem``
+    are issuing CA first.
+    """
+    ordered: list[x509.Certificate] = []
+    rest = list(cas)
+    current = cert
+    while (parent := next((c for c in rest if c.subject == current.issuer), None)):
+        ordered.append(parent)
+        rest.remove(parent)
+        if parent.subject == parent.issuer:
+            break
+        current = parent
+    return ordered + rest
+
+
 @dataclass(frozen=True)
 class Enrolled:
     """What a first enrollment gave: the key made for it, its certificate, the CA chain."""
 
     key: PrivateKey
     certificate: x509.Certificate
-    #: the CA certificates (RFC 7030 ``cacerts``: a PKCS#7 SET, in no set order)
+    #: the CA certificates, issuing CA first, then up to the root (``issuing_first``)
     chain: list[x509.Certificate]
 
     def chain_pem(self) -> str:
@@ -80,4 +100,4 @@ def enroll_with_claim(est: EstClient, device_id: str, claim: str) -> Enrolled:
         raise AgentError(f"enrollment refused: {e}") from e
     except httpx.HTTPError as e:
         raise AgentError(f"cannot reach {est.url}: {e}") from e
-    return Enrolled(key, cert, cas)
+    return Enrolled(key, cert, issuing_first(cert, cas))

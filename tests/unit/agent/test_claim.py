@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from iotiam.agent import AgentError
-from iotiam.agent.claim import Enrolled, csr_der, new_key
+from iotiam.agent.claim import Enrolled, csr_der, issuing_first, new_key
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -80,3 +80,13 @@ def test_ok_csr_names_the_device_and_is_signed_by_its_key() -> None:
     assert csr.is_signature_valid
     assert csr.public_key() == key.public_key()
     assert [a.value for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)] == ["dev-9"]
+
+
+def test_ok_chain_is_put_issuing_first(cas: dict) -> None:  # type: ignore[type-arg]
+    root_key, root = cas["root"]
+    issuing_key = new_key()
+    issuing = _leaf(root_key, "Root", "Issuing", issuing_key)
+    cert = _leaf(issuing_key, "Issuing", "dev-1", new_key())
+    other = cas["other"][1]
+    assert issuing_first(cert, [root, other, issuing]) == [issuing, root, other]
+    assert issuing_first(cert, [other]) == [other]
