@@ -2,10 +2,11 @@
 
 The command as an operator runs it, in its own process, against a real ``iotiam serve
 --workers 2`` (SQLite) through the profile ``iotiam init`` left: it registers the
-devices and mints their claims a chunk at a time, and one real agent per device
-(``iotiam.agent``: a key made on the device, ``cacerts`` + ``simpleenroll`` on one new
-TLS connection) enrolls, 16 at a time. The row passes when the command exits 0 with
-every device enrolled and the server's inventory shows them all active.
+devices and mints their claims a chunk at a time, and per device the agent's enrollment
+core (``iotiam.agent.claim``: a key made for the device, ``cacerts`` + ``simpleenroll``
+on one new TLS connection, the certificate checked) enrolls, 16 at a time, keeping its
+key and certificate in memory. The row passes when the command exits 0 with every device
+enrolled and the server's inventory shows them all active.
 """
 
 from __future__ import annotations

@@ -45,6 +45,11 @@ def test_ok_dir_keeps_each_agent_with_its_chain(server: Server, tmp_path: Path) 
         # cacerts came on the enrollment's connection: issuing CA then root
         assert (home / "chain.pem").read_text().count("BEGIN CERTIFICATE") == 2
         assert (home / "fullchain.pem").read_text().count("BEGIN CERTIFICATE") == 2
+        # fullchain is what the device presents: its certificate, then the issuing CA
+        issuing = x509.load_pem_x509_certificates((home / "fullchain.pem").read_bytes())[1]
+        assert issuing.subject == cert.issuer
+        root = x509.load_pem_x509_certificates((home / "chain.pem").read_bytes())[1]
+        assert root.subject == issuing.issuer == root.issuer
 
 
 def test_fail_unknown_type_is_one_line(server: Server) -> None:

@@ -27,9 +27,9 @@ from typing import Any
 
 import httpx
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
+from iotiam.agent.claim import Enrolled, csr_der, enroll_with_claim, issuing_first
 from iotiam.agent.est_client import EnrollmentRefused, EstClient, Pending
 from iotiam.agent.files import AgentFiles
 from iotiam.agent.paths import AgentError, agent_directory, server_tls_context
@@ -100,13 +100,6 @@ def load_idevid(cert_path: Path, key_path: Path) -> tuple[x509.Certificate, str]
         return cert, device_id_of(cert)
     except IamError as e:
         raise AgentError(f"{cert_path}: {e.detail}") from e
-
-
-def _csr(key: PrivateKey, device_id: str) -> bytes:
-    builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)])
-    )
-    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
 def _answer(response: httpx.Response, step: str) -> dict[str, Any]:
@@ -181,17 +174,9 @@ class Agent:
 
     def enroll(self, claim: str) -> x509.Certificate:
         """First contact: a new key, a CSR and the one-time claim token."""
-        key = self.files.new_key()
-        try:
-            cert, cas = self._est().enroll_with_chain(self.device_id, claim,
-                                                      _csr(key, self.device_id))
-        except EnrollmentRefused as e:
-            raise AgentError(f"enrollment refused: {e}") from e
-        except httpx.HTTPError as e:
-            raise AgentError(f"cannot reach {self._state['server_url']}: {e}") from e
-        chain = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in cas)
-        self._install(key, cert, chain)
-        return cert
+        enrolled = enroll_with_claim(self._est(), self.device_id, claim)
+        self._install(enrolled.key, enrolled.certificate, enrolled.chain_pem())
+        return enrolled.certificate
 
     def enroll_with_idevid(self, idevid_cert: Path, idevid_key: Path, *,
                            wait: float = 3600.0) -> x509.Certificate:
@@ -209,7 +194,7 @@ class Agent:
         key: PrivateKey
         if held is None:
             key = self.files.new_key()
-            csr = _csr(key, self.device_id)
+            csr = csr_der(key, self.device_id)
             self.files.save_pending(key, csr)
         else:
             # RFC 7030 §4.2.3: a held request is polled with the very same CSR
@@ -230,7 +215,7 @@ class Agent:
                 self._note_pending(outcome)
                 continue
             cert, cas = outcome
-            chain = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in cas)
+            chain = Enrolled(key, cert, issuing_first(cert, cas)).chain_pem()
             self._install(key, cert, chain)
             return cert
 
@@ -269,7 +254,7 @@ class Agent:
         key = self.files.new_key()
         try:
             cert = self._est().reenroll(self.files.fullchain, self.files.key,
-                                        _csr(key, self.device_id))
+                                        csr_der(key, self.device_id))
         except EnrollmentRefused as e:
             raise AgentError(f"renewal refused: {e}") from e
         except (httpx.HTTPError, ssl.SSLError) as e:
@@ -284,7 +269,7 @@ class Agent:
         try:
             cert, chain = self._est().recover(
                 current.public_bytes(serialization.Encoding.PEM).decode(),
-                self.files.load_key(), _csr(key, self.device_id), self._clock.now())
+                self.files.load_key(), csr_der(key, self.device_id), self._clock.now())
         except EnrollmentRefused as e:
             raise AgentError(f"recovery refused: {e}") from e
         except (httpx.HTTPError, ssl.SSLError) as e:

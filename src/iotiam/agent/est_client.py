@@ -96,13 +96,24 @@ class EstClient:
     """Talks to ``/.well-known/est`` (and ``/v1/recovery``) of one iotiam server."""
 
     def __init__(self, server_url: str, server_ca: Path, label: str | None = None,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, *, shared: ssl.SSLContext | None = None) -> None:
+        """``shared``: one server-auth context for every exchange that presents no
+        certificate (a simulated fleet's claims); otherwise one is made per exchange,
+        from ``server_ca`` as it is on the device then."""
         self._url = server_url.rstrip("/")
         self._server_ca = server_ca
         self._prefix = api_path("/.well-known/est", *([label] if label else []))
         self._timeout = timeout
+        self._shared = shared
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return self._url
 
     def _context(self, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+        if cert is None and self._shared is not None:
+            return self._shared
         return server_tls_context(self._server_ca, cert=cert, key=key)
 
     def _connect(self, context: ssl.SSLContext) -> httpx.Client:
