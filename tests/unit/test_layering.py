@@ -47,7 +47,7 @@ KERNEL = {"iotiam.errors", "iotiam.clock", "iotiam.untrusted", "iotiam.kernel",
 #: what each domain offers the others besides its ``models`` and ``ports``: pure values
 #: and functions that read no store and call no service
 PUBLISHED: dict[str, set[str]] = {
-    "pki": {"keys", "csr", "profiles"},
+    "pki": {"keys", "csr", "profiles", "client_certificates"},
     "inventory": {"lifecycle", "credential_status", "bulk_import"},
     "policy": {"actions", "topics"},
     "tokens": {"jws"},

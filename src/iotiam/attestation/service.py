@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from iotiam.attestation import findings
 from iotiam.attestation.compliance import effective_minimum, judge
@@ -45,7 +44,7 @@ from iotiam.inventory.lifecycle import Transport, refusal
 from iotiam.inventory.models import Device
 from iotiam.inventory.ports import visible_device
 from iotiam.kernel import ROOT_PATH, Principal, Transactions
-from iotiam.pki.models import CertificateStatus
+from iotiam.pki.client_certificates import presented_device
 
 NONCE_BYTES = 32
 DEFAULT_NONCE_TTL = timedelta(seconds=120)
@@ -196,16 +195,8 @@ class Attestation:
                 raise Unauthenticated("the client certificate was not issued by iotiam")
             with self._uow.reading() as uow:
                 record = uow.certificates.get(self._ca.id, certificate.serial_number)
-                der = certificate.public_bytes(serialization.Encoding.DER)
-                if record is None or record.device_id is None or \
-                        record.fingerprint_sha256 != hashlib.sha256(der).hexdigest():
-                    raise Unauthenticated("unknown client certificate")
-                if record.status is not CertificateStatus.ISSUED:
-                    raise Unauthenticated(f"the client certificate is {record.status}")
-                now = self._clock.now()
-                if not record.not_before <= now < record.not_after:
-                    raise Unauthenticated("the client certificate is not valid now")
-                device = uow.devices.get(record.device_id)
+                device = uow.devices.get(
+                    presented_device(record, certificate, self._clock.now()))
             if device is None:
                 raise Unauthenticated("the device of this certificate no longer exists")
             refused = refusal(device.id, device.state, Transport.ATTESTATION)

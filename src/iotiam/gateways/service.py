@@ -3,12 +3,10 @@ gateway, and what a gateway says for its children (relayed actions, sightings) j
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from iotiam.audit.models import AuditDraft, AuditTag
@@ -26,7 +24,7 @@ from iotiam.inventory.lifecycle import Transport, may, refusal
 from iotiam.inventory.models import Device, check_identifier, is_identifier
 from iotiam.inventory.ports import visible_device
 from iotiam.kernel import ROOT_PATH, Principal, Role, Transactions
-from iotiam.pki.models import CertificateStatus
+from iotiam.pki.client_certificates import presented_device
 from iotiam.policy.models import Decision, Deny, RequestContext
 from iotiam.policy.ports import PolicyDecisions
 
@@ -272,15 +270,7 @@ class Gateways:
 
     def _holder(self, uow: GatewaysUnitOfWork, certificate: x509.Certificate) -> Device:
         record = uow.certificates.get(self._ca_id, certificate.serial_number)
-        der = certificate.public_bytes(serialization.Encoding.DER)
-        if record is None or record.device_id is None or \
-                record.fingerprint_sha256 != hashlib.sha256(der).hexdigest():
-            raise Unauthenticated("unknown client certificate")
-        if record.status is not CertificateStatus.ISSUED:
-            raise Unauthenticated(f"the client certificate is {record.status}")
-        if not record.not_before <= self._clock.now() < record.not_after:
-            raise Unauthenticated("the client certificate is not valid now")
-        device = uow.devices.get(record.device_id)
+        device = uow.devices.get(presented_device(record, certificate, self._clock.now()))
         if device is None:
             raise Unauthenticated("the device of this certificate no longer exists")
         return device
