@@ -24,14 +24,13 @@ from iotiam.testing import require, require_binary
 from iotiam.testing.builders import make_csr
 
 from .conftest import serve_live
+from .console_chromium import CHROMIUM, heading, page_opener, shoot, sign_in
 from .live_server import Server
 from .relying_party import ocsp, ocsp_status
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
 FINDING_SECONDS = 15.0
-VIEWPORT = {"width": 1280, "height": 800}
 
 
 @dataclass
@@ -136,51 +135,8 @@ def world(console_server: Server, tmp_path_factory: pytest.TempPathFactory) -> I
 @pytest.fixture
 def open_page(world: World, record_property: Callable[[str, object], None]
               ) -> Iterator[Callable[..., Any]]:
-    """A page in a fresh browser context (its own cookies) that fails the test on any
-    Content-Security-Policy violation or script error."""
-    contexts: list[Any] = []
-    problems: list[str] = []
-
-    def make(*, expect_404: bool = False) -> Any:
-        context = world.browser.new_context(ignore_https_errors=True, viewport=VIEWPORT)
-        contexts.append(context)
-        page = context.new_page()
-        def console_error(message: Any) -> None:
-            # a page the test meant to be missing is logged by the browser as a failed load
-            expected = expect_404 and "status of 404" in message.text
-            if message.type == "error" and not expected:
-                problems.append(message.text)
-
-        page.on("console", console_error)
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
-    record_property("screenshots", [str(p) for p in world.saved])
-    assert not problems, problems
-
-
-def shoot(world: World, page: Any, name: str) -> None:
-    """Save a full-page screenshot of what the browser shows."""
-    path = world.shots / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    world.saved.append(path)
-
-
-def sign_in(world: World, page: Any, token: str | None = None) -> None:
-    """Sign in through the form, as a person would."""
-    page.goto(f"{world.server.api_url}/console/")
-    assert "/console/sign-in" in page.url
-    page.get_by_label("Admin token").fill(token or world.server.token)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_selector("h1:text('Overview')")
-
-
-def heading(page: Any) -> str:
-    """The page's one h1."""
-    return str(page.locator("h1").inner_text())
+    """A page in a fresh browser context (``console_chromium.page_opener``)."""
+    yield from page_opener(world, record_property)
 
 
 def test_ok_walk_every_page(world: World, open_page: Callable[[], Any]) -> None:

@@ -23,8 +23,9 @@ from iotiam.testing import make_csr, make_key, make_manufacturer_ca, require
 
 from . import axe_core
 from .conftest import serve_live
+from .console_chromium import CHROMIUM, page_opener, shoot, sign_in
 from .live_server import Server
-from .test_console_browser import CHROMIUM, VIEWPORT, _fleet, _raise_finding
+from .test_console_browser import _fleet, _raise_finding
 
 pytestmark = pytest.mark.integration
 
@@ -134,46 +135,8 @@ def world(pages_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Ite
 @pytest.fixture
 def open_page(world: World, record_property: Callable[[str, object], None]
               ) -> Iterator[Callable[..., Any]]:
-    """A page in a fresh browser context that fails the test on any CSP violation or
-    script error (a 404 the test asked for aside)."""
-    contexts: list[Any] = []
-    problems: list[str] = []
-
-    def make(*, expect_404: bool = False) -> Any:
-        context = world.browser.new_context(ignore_https_errors=True, viewport=VIEWPORT,
-                                            accept_downloads=True)
-        contexts.append(context)
-        page = context.new_page()
-
-        def console_error(message: Any) -> None:
-            expected = expect_404 and "status of 404" in message.text
-            if message.type == "error" and not expected:
-                problems.append(message.text)
-
-        page.on("console", console_error)
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
-    record_property("screenshots", [str(p) for p in world.saved])
-    assert not problems, problems
-
-
-def shoot(world: World, page: Any, name: str) -> None:
-    """Save a full-page screenshot of what the browser shows."""
-    path = world.shots / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    world.saved.append(path)
-
-
-def sign_in(world: World, page: Any, token: str | None = None) -> None:
-    """Sign in through the form, as a person would."""
-    page.goto(f"{world.server.api_url}/console/")
-    page.get_by_label("Admin token").fill(token or world.server.token)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_selector("h1:text('Overview')")
+    """A page in a fresh browser context (``console_chromium.page_opener``)."""
+    yield from page_opener(world, record_property)
 
 
 def go(world: World, page: Any, path: str) -> None:

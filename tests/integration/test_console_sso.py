@@ -23,9 +23,9 @@ from iotiam.testing import free_port, require
 
 from . import oidc_provider
 from .conftest import serve_live
+from .console_chromium import CHROMIUM, VIEWPORT, heading
 from .live_server import Server
 from .oidc_provider import ALICE, BOB, CAROL, RunningProvider
-from .test_console_browser import CHROMIUM, VIEWPORT, heading
 
 pytestmark = pytest.mark.integration
 
