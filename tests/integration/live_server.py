@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from iotiam.testing import free_ports, require_binary
+from iotiam.testing import free_ports, make_csr, make_key, require_binary
 
 STARTUP_SECONDS = 30.0
 STOP_SECONDS = 20.0  # a loaded 2-core machine: paho threads wind down in ~1 s each
@@ -149,6 +151,24 @@ class Server:
             answer = api.post("/v1/devices", json={"id": device_id, "type": device_type,
                                                    **fields})
         assert answer.status_code == 201, answer.text
+
+    def certify(self, device_id: str, key: ec.EllipticCurvePrivateKey | None = None
+                ) -> tuple[Path, Path, str]:
+        """A certificate for the registered ``device_id`` on ``key`` (a new one when
+        None), issued through the API: its file, its key's file and its serial."""
+        key = key or make_key()
+        with self.api() as api:
+            answer = api.post("/v1/certificates", json={
+                "device": device_id, "csr": make_csr(device_id, key=key).decode()})
+        assert answer.status_code == 201, answer.text
+        body = answer.json()
+        cert = self.work_dir / f"{device_id}-{body['serial']}.pem"
+        key_file = self.work_dir / f"{device_id}-{body['serial']}.key"
+        cert.write_text(body["pem"])
+        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        return cert, key_file, body["serial"]
 
     def sql(self, statement: str, **params: Any) -> list[Any]:
         """Run one SQL statement against the server's database (out of band)."""

@@ -15,10 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from conftest import BACKENDS
-from iotiam.testing import make_csr, make_key, require_binary
+from iotiam.testing import require_binary
 from iotiam.testing.mqtt import MqttDevice
 
 from .conftest import serve_live
@@ -49,18 +48,7 @@ def enroll(server: Server, device_id: str) -> tuple[Path, Path, str]:
     with server.api() as api:
         if api.get(f"/v1/devices/{device_id}").status_code == 404:
             server.register(device_id)
-        key = make_key()
-        answer = api.post("/v1/certificates", json={
-            "device": device_id, "csr": make_csr(device_id, key=key).decode()})
-    assert answer.status_code == 201, answer.text
-    body = answer.json()
-    cert = server.work_dir / f"{device_id}-{body['serial']}.pem"
-    key_file = server.work_dir / f"{device_id}-{body['serial']}.key"
-    cert.write_text(body["pem"])
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert, key_file, body["serial"]
+    return server.certify(device_id)
 
 
 def connect(server: Server, cert: Path, key: Path, *, wait: float = SYNC_SECONDS

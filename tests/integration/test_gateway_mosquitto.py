@@ -14,12 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from conftest import BACKENDS
 from iotiam.gateways.sealed_keys import context_of, open_sealed
-from iotiam.testing import make_csr, make_key, require_binary
+from iotiam.testing import make_key, require_binary
 from iotiam.testing.mqtt import MqttDevice
 
 from .conftest import serve_live
@@ -42,23 +41,6 @@ def plane(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     backend, auth = request.param
     yield from serve_live(backend, tmp_path_factory.mktemp(f"gw-{backend}-{auth}"),
                           {"IOTIAM_BROKER_AUTH": auth}, broker=True)
-
-
-def certify(server: Server, device_id: str, key: ec.EllipticCurvePrivateKey
-            ) -> tuple[Path, Path, str]:
-    """A certificate for ``device_id`` on ``key``: its files and serial."""
-    with server.api() as api:
-        answer = api.post("/v1/certificates", json={
-            "device": device_id, "csr": make_csr(device_id, key=key).decode()})
-    assert answer.status_code == 201, answer.text
-    body = answer.json()
-    cert = server.work_dir / f"{device_id}-{body['serial']}.pem"
-    key_file = server.work_dir / f"{device_id}-{body['serial']}.key"
-    cert.write_text(body["pem"])
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert, key_file, body["serial"]
 
 
 def connect(server: Server, device_id: str, cert: Path, key: Path) -> MqttDevice:
@@ -114,10 +96,10 @@ def test_gateway_speaks_for_its_child_only_until_revoked(plane: Server) -> None:
                         ).status_code == 201
         assert api.post("/v1/devices", json={"id": "bystander", "type": "sensor"}
                         ).status_code == 201
-    gw_cert, gw_key, gw_serial = certify(plane, "gw-1", gateway_key)
+    gw_cert, gw_key, gw_serial = plane.certify("gw-1", gateway_key)
     by_key = make_key()
     assert isinstance(by_key, ec.EllipticCurvePrivateKey)
-    by_cert, by_key_file, _ = certify(plane, "bystander", by_key)
+    by_cert, by_key_file, _ = plane.certify("bystander", by_key)
     # the child is registered after its gateway is live: the gateway's rights grow
     # without a reconnect
     gateway = connect(plane, "gw-1", gw_cert, gw_key)
