@@ -1,0 +1,50 @@
+"""``iotiam`` builds only the command tree its command line names: the table that says
+which module registers each top-level command must match what the modules register."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import typer
+import typer.main
+
+from iotiam.cli import main as iotiam_cli
+
+
+def _registered_names(module: str) -> set[str]:
+    app = typer.Typer()
+    importlib.import_module(f"iotiam.cli.{module}").register(app)
+    commands = {c.name for c in app.registered_commands}
+    groups = {g.name for g in app.registered_groups}
+    assert None not in commands | groups, f"iotiam.cli.{module} registers an unnamed command"
+    return {str(name) for name in commands | groups}
+
+
+def test_every_command_is_found_in_the_module_that_registers_it() -> None:
+    table: dict[str, str] = {}
+    for module in iotiam_cli.MODULES:
+        for name in _registered_names(module):
+            assert name not in table, f"{name} registered by {table.get(name)} and {module}"
+            table[name] = module
+    assert table == iotiam_cli.COMMAND_MODULES
+
+
+def test_global_options_that_take_a_value_are_known() -> None:
+    iotiam_cli.register_commands()
+    group = typer.main.get_command(iotiam_cli.app)
+    taking_value = {name for param in group.params if not getattr(param, "is_flag", False)
+                    for name in param.opts if name.startswith("--")}
+    assert taking_value == iotiam_cli.GLOBAL_VALUE_OPTIONS
+
+
+@pytest.mark.parametrize(("argv", "word"), [
+    ([], None),
+    (["--help"], None),
+    (["device", "list"], "device"),
+    (["--url", "device", "--token", "t", "whoami"], "whoami"),
+    (["--data-dir=/tmp/x", "policy", "lint", "f"], "policy"),
+    (["--data-dir", "/tmp/x"], None),
+])
+def test_command_word_skips_global_options(argv: list[str], word: str | None) -> None:
+    assert iotiam_cli.command_word(argv) == word
