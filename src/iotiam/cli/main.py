@@ -69,7 +69,7 @@ MODULES = ("setup", "devices", "certs", "admin", "simulate", "credentials", "enr
 
 #: the module that registers each top-level command: a command line builds only its own
 #: command's tree (building all of them costs more CPU than the command usually does);
-#: tests/unit/test_cli_startup.py checks this against what the modules register
+#: tests/unit/cli/test_startup.py checks this against what the modules register
 COMMAND_MODULES = {
     "init": "setup", "serve": "setup",
     "device": "devices", "org": "devices", "group": "devices", "device-type": "devices",
