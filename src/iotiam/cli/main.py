@@ -67,27 +67,28 @@ MODULES = ("setup", "devices", "certs", "admin", "simulate", "credentials", "enr
            "oauth", "policies", "firmware", "detection", "discover", "risk", "compliance",
            "revocation", "database")
 
-#: the module that registers each top-level command: a command line builds only its own
-#: command's tree (building all of them costs more CPU than the command usually does);
-#: tests/unit/cli/test_startup.py checks this against what the modules register
-COMMAND_MODULES = {
-    "init": "setup", "serve": "setup",
-    "device": "devices", "org": "devices", "group": "devices", "device-type": "devices",
-    "claim": "devices", "inventory": "devices",
-    "cert": "certs", "ca": "certs",
-    "audit": "admin", "token": "admin", "whoami": "admin", "profile": "admin",
-    "simulate": "simulate",
-    "psk": "credentials", "credentials": "credentials",
-    "manufacturer": "enrollment", "enrollment": "enrollment",
-    "client": "oauth", "device-code": "oauth",
-    "policy": "policies", "site": "policies",
-    "firmware": "firmware",
-    "findings": "detection", "detect": "detection", "trust": "detection",
-    "discover": "discover",
-    "risk": "risk",
-    "compliance": "compliance",
-    "revoke": "revocation", "drill": "revocation",
-    "db": "database",
+#: the modules that register each top-level command and its subcommands (``oauth`` adds
+#: to ``token``): a command line builds only its own command's tree (building all of
+#: them costs more CPU than the command usually does); tests/unit/cli/test_startup.py
+#: checks this against what the modules register
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "init": ("setup",), "serve": ("setup",),
+    "device": ("devices",), "org": ("devices",), "group": ("devices",), "device-type": ("devices",),
+    "claim": ("devices",), "inventory": ("devices",),
+    "cert": ("certs",), "ca": ("certs",),
+    "audit": ("admin",), "token": ("admin", "oauth"), "whoami": ("admin",), "profile": ("admin",),
+    "simulate": ("simulate",),
+    "psk": ("credentials",), "credentials": ("credentials",),
+    "manufacturer": ("enrollment",), "enrollment": ("enrollment",),
+    "client": ("oauth",), "device-code": ("oauth",),
+    "policy": ("policies",), "site": ("policies",),
+    "firmware": ("firmware",),
+    "findings": ("detection",), "detect": ("detection",), "trust": ("detection",),
+    "discover": ("discover",),
+    "risk": ("risk",),
+    "compliance": ("compliance",),
+    "revoke": ("revocation",), "drill": ("revocation",),
+    "db": ("database",),
 }
 
 #: the global options (of ``main``) that take a value: the word after one is not a command
@@ -173,9 +174,9 @@ def command_word(argv: Sequence[str]) -> str | None:
 
 def run(argv: Sequence[str] | None = None) -> None:
     """Console entry point: every failure is one line on stderr and a non-zero exit."""
-    module = COMMAND_MODULES.get(command_word(sys.argv[1:] if argv is None else argv) or "")
+    modules = COMMAND_MODULES.get(command_word(sys.argv[1:] if argv is None else argv) or "")
     # no command, or an unknown one: all of them, for the help text or a suggestion
-    register_commands(*([module] if module else []))
+    register_commands(*(modules or ()))
     run_app(app, argv)
 
 

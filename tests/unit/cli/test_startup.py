@@ -4,6 +4,7 @@ which module registers each top-level command must match what the modules regist
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import pytest
 import typer
@@ -27,7 +28,29 @@ def test_every_command_is_found_in_the_module_that_registers_it() -> None:
         for name in _registered_names(module):
             assert name not in table, f"{name} registered by {table.get(name)} and {module}"
             table[name] = module
-    assert table == iotiam_cli.COMMAND_MODULES
+    assert set(table) == set(iotiam_cli.COMMAND_MODULES)
+    assert all(table[name] in iotiam_cli.COMMAND_MODULES[name] for name in table)
+
+
+def _defined_in(command: Any) -> set[str]:
+    """The modules of ``iotiam.cli`` defining the callbacks of ``command`` and below it."""
+    found = {command.callback.__module__} if command.callback is not None else set()
+    for sub in getattr(command, "commands", {}).values():
+        found |= _defined_in(sub)
+    return {name.removeprefix("iotiam.cli.") for name in found if name != "typer.main"}
+
+
+def test_every_subcommand_is_found_with_its_command() -> None:
+    """A module adding subcommands to another's group (``oauth`` to ``token``) is listed
+    with that group: a fresh process imports only the listed modules."""
+    iotiam_cli.register_commands()
+    group = typer.main.get_command(iotiam_cli.app)
+    assert hasattr(group, "commands")
+    commands: dict[str, Any] = group.commands
+    for name, command in commands.items():
+        defined = _defined_in(command) - {"main"}
+        assert defined <= set(iotiam_cli.COMMAND_MODULES[name]), (name, defined)
+    assert _defined_in(commands["token"]) == {"admin", "oauth"}
 
 
 def test_global_options_that_take_a_value_are_known() -> None:
