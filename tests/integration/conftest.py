@@ -21,7 +21,8 @@ from .live_server import Server, launch
 
 
 def serve_live(backend: str, base: Path, extra_env: dict[str, str] | None = None, *,
-               broker: bool = False, migrated: bool = True) -> Iterator[Server]:
+               broker: bool = False, migrated: bool = True,
+               serve_args: tuple[str, ...] = ()) -> Iterator[Server]:
     """Launch a server for a fixture, stop it after, and check it logged no traceback.
 
     On PostgreSQL ``init`` finds the schema ``migrated`` already (one from the pool of
@@ -31,7 +32,7 @@ def serve_live(backend: str, base: Path, extra_env: dict[str, str] | None = None
         schema = migrated_schema_url() if migrated else postgres_schema_url()
     url = next(schema) if schema is not None else None
     try:
-        server = launch(backend, base, url, extra_env, broker=broker)
+        server = launch(backend, base, url, extra_env, broker=broker, serve_args=serve_args)
         try:
             yield server
         finally:

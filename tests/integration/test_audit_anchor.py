@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +20,13 @@ from .live_server import Server
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=BACKENDS)
-def anchored_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    """A server that signs a checkpoint after every record (polled each second)."""
-    yield from serve_live(request.param, tmp_path, {"IOTIAM_AUDIT_CHECKPOINT_RECORDS": "1"})
+@pytest.fixture(scope="module", params=BACKENDS)
+def anchored_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                    ) -> Iterator[Server]:
+    """A server that signs a checkpoint after every record (polled each second), shared by
+    the module's tests: the one that wipes the chain comes last."""
+    yield from serve_live(request.param, tmp_path_factory.mktemp(f"anchor-{request.param}"),
+                          {"IOTIAM_AUDIT_CHECKPOINT_RECORDS": "1"})
 
 
 def head_seq(server: Server) -> int:
@@ -104,6 +106,7 @@ def test_anchor_live_ok_proofs_checked_offline(anchored_server: Server) -> None:
 
 
 def test_anchor_live_fail_rolled_back_then_wiped(anchored_server: Server) -> None:
+    """Last in the module: it leaves the server's chain wiped."""
     server = anchored_server
     server.register("dev-a")
     settle(server)

@@ -65,9 +65,8 @@ class Device:
         return context
 
 
-def enroll(server: Server, device_id: str, *grants: str, client_args: tuple[str, ...] = ()
-           ) -> Device:
-    """Register, certify (admin API) and give an OAuth client (CLI) to a device."""
+def certified(server: Server, device_id: str) -> Device:
+    """Register and certify a device (admin API)."""
     server.register(device_id)
     key = make_key()
     with server.api() as api:
@@ -80,11 +79,24 @@ def enroll(server: Server, device_id: str, *grants: str, client_args: tuple[str,
     key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
-    grant_options = [arg for grant in grants for arg in ("--grant", grant)]
-    out = server.cli("client", "create", "--device", device_id, *grant_options,
-                     *client_args).out
-    assert device_id in out
     return Device(device_id, key, cert_file, key_file, answer.json()["serial"])
+
+
+def enroll(server: Server, device_id: str, *grants: str, audiences: tuple[str, ...] = ()
+           ) -> Device:
+    """A certified device with an OAuth client (admin API: ``iotiam client create`` is
+    checked in ``test_ok_cli_clients_and_revocation``)."""
+    device = certified(server, device_id)
+    body: dict[str, Any] = {"device": device_id}
+    if grants:
+        body["grant_types"] = list(grants)
+    if audiences:
+        body["audiences"] = list(audiences)
+    with server.api() as api:
+        created = api.post("/v1/oauth/clients", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["client_id"] == device_id
+    return device
 
 
 def issuer(server: Server) -> str:
@@ -253,7 +265,9 @@ def test_ok_g3_certificate_revocation_ends_the_token_at_once(
 
 
 def test_ok_cli_clients_and_revocation(server: Server) -> None:
-    device = enroll(server, "rc-cli")
+    device = certified(server, "rc-cli")
+    out = server.cli("client", "create", "--device", "rc-cli").out
+    assert out.startswith("OAuth client rc-cli "), out
     listed = server.cli("client", "list").out
     assert "rc-cli" in listed and "private_key_jwt" in listed
     token = mtls_token(server, device).json()["access_token"]
@@ -415,7 +429,7 @@ def test_ok_quarantine_is_told_and_its_tokens_stay_dead_after_the_lift(
 
 def test_ok_several_resources_and_empty_parameters_over_mtls(server: Server) -> None:
     a, b = "https://a.example/api", "https://b.example/api"
-    device = enroll(server, "rc-resources", client_args=("--audience", a, "--audience", b))
+    device = enroll(server, "rc-resources", audiences=(a, b))
     with httpx.Client(verify=device.tls(server), timeout=30) as http:
         answer = http.post(f"{server.api_url}/oauth2/token", content=urlencode([
             ("grant_type", "client_credentials"), ("client_id", "rc-resources"),

@@ -37,16 +37,39 @@ def one_line_error(result: CliResult, rc: int = 1) -> str:
     return lines[0]
 
 
-def _set_up(server: Server) -> tuple[str, str, str]:
-    """A site, a tenant with one device at that site, and a policy file: their names."""
+def _names() -> tuple[str, str, str]:
     suffix = secrets.token_hex(3)
-    site, tenant, device = f"plant-{suffix}", f"acme-{suffix}", f"press-{suffix}"
+    return f"plant-{suffix}", f"acme-{suffix}", f"press-{suffix}"
+
+
+def _set_up(server: Server) -> tuple[str, str, str]:
+    """A site, a tenant with one device at that site, and a policy file: their names,
+    made with ``iotiam site set``, ``org create`` and ``device add``."""
+    site, tenant, device = _names()
     created = server.cli("site", "set", site, "--tz", "Europe/Berlin", "--network",
                          "10.7.0.0/16", "--network", "fd07::/64")
     assert created.out.strip() == (f"created site {site} (Europe/Berlin; 10.7.0.0/16, "
                                    "fd07::/64)")
     server.cli("org", "create", tenant, "--kind", "tenant", "--parent", "root")
     server.cli("device", "add", device, "--type", "sensor", "--org", tenant, "--site", site)
+    certify(server, device)
+    return site, tenant, device
+
+
+def _set_up_through_api(server: Server) -> tuple[str, str, str]:
+    """What ``_set_up`` makes, through the API, for tests whose subject is elsewhere (each
+    ``iotiam`` run costs a Python start-up)."""
+    site, tenant, device = _names()
+    with server.api() as api:
+        for answer in (
+            api.put(f"/v1/sites/{site}", json={"timezone": "Europe/Berlin",
+                                               "networks": ["10.7.0.0/16", "fd07::/64"]}),
+            api.post("/v1/org-units", json={"id": tenant, "kind": "tenant",
+                                            "parent": "root"}),
+            api.post("/v1/devices", json={"id": device, "type": "sensor", "org": tenant,
+                                          "site": site}),
+        ):
+            assert answer.status_code == 201, answer.text
     certify(server, device)
     return site, tenant, device
 
@@ -117,9 +140,9 @@ def test_policy_put_attach_test_ok(server: Server) -> None:
 
 
 def test_policy_who_can_and_what_can_ok(server: Server) -> None:
-    _, tenant, device = _set_up(server)
+    _, tenant, device = _set_up_through_api(server)
     other = f"{device}-b"
-    server.cli("device", "add", other, "--type", "sensor", "--org", tenant)
+    server.register(other, org=tenant)
     certify(server, other)
     name = f"shared-{secrets.token_hex(3)}"
     document = server.work_dir / f"{name}.yml"
@@ -201,7 +224,7 @@ def test_policy_cli_fail_one_line(server: Server, args: tuple[str, ...]) -> None
 
 
 def test_emqx_hook_over_https_ok(server: Server) -> None:
-    _, _, device = _set_up(server)
+    _, _, device = _set_up_through_api(server)
     with server.api() as api:
         created = api.post("/v1/tokens", json={"name": "emqx", "role": "viewer"})
     assert created.status_code == 201, created.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,8 +13,10 @@ import httpx
 import pytest
 from cryptography import x509
 
+from conftest import BACKENDS
 from iotiam.testing import make_csr
 
+from .conftest import serve_live
 from .live_server import Server
 from .relying_party import ocsp, ocsp_status
 
@@ -35,12 +38,13 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.fixture
-def two_workers(fresh_server: Server) -> Server:
-    fresh_server.stop()
-    fresh_server.serve_args = ("--workers", "2")
-    fresh_server.start()
-    return fresh_server
+@pytest.fixture(scope="module", params=BACKENDS)
+def two_workers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[Server]:
+    """``serve --workers 2``, shared by the module's tests: the kill -9 test starts it again
+    (on two workers), so either test finds it as the other does."""
+    yield from serve_live(request.param, tmp_path_factory.mktemp(f"workers-{request.param}"),
+                          serve_args=("--workers", "2"))
 
 
 def test_two_workers_ok_share_the_work(two_workers: Server, openssl: str) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import functools
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -60,49 +61,122 @@ def main(
     ctx.obj = Context(data_dir=resolve_data_dir(data_dir), url=url, token=token)
 
 
-@functools.cache  # once per process: ``run`` may be called again (tests, embedding)
-def register_commands() -> None:
-    """Attach every command group (imported here to keep start-up cheap and explicit)."""
-    from iotiam.cli import (
-        admin,
-        certs,
-        compliance,
-        credentials,
-        database,
-        detection,
-        devices,
-        discover,
-        enrollment,
-        firmware,
-        oauth,
-        policies,
-        revocation,
-        risk,
-        setup,
-        simulate,
-    )
+#: the modules of ``iotiam.cli`` that hold the command groups, in the order ``--help``
+#: lists them
+MODULES = ("setup", "devices", "certs", "admin", "simulate", "credentials", "enrollment",
+           "oauth", "policies", "firmware", "detection", "discover", "risk", "compliance",
+           "revocation", "database")
 
-    setup.register(app)
-    devices.register(app)
-    certs.register(app)
-    admin.register(app)
-    simulate.register(app)
-    credentials.register(app)
-    enrollment.register(app)
-    oauth.register(app)
-    policies.register(app)
-    firmware.register(app)
-    detection.register(app)
-    discover.register(app)
-    risk.register(app)
-    compliance.register(app)
-    revocation.register(app)
-    database.register(app)
+#: the modules that register each top-level command and its subcommands (``oauth`` adds
+#: to ``token``): a command line builds only its own command's tree (building all of
+#: them costs more CPU than the command usually does); tests/unit/cli/test_startup.py
+#: checks this against what the modules register
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "init": ("setup",), "serve": ("setup",),
+    "device": ("devices",), "org": ("devices",), "group": ("devices",), "device-type": ("devices",),
+    "claim": ("devices",), "inventory": ("devices",),
+    "cert": ("certs",), "ca": ("certs",),
+    "audit": ("admin",), "token": ("admin", "oauth"), "whoami": ("admin",), "profile": ("admin",),
+    "simulate": ("simulate",),
+    "psk": ("credentials",), "credentials": ("credentials",),
+    "manufacturer": ("enrollment",), "enrollment": ("enrollment",),
+    "client": ("oauth",), "device-code": ("oauth",),
+    "policy": ("policies",), "site": ("policies",),
+    "firmware": ("firmware",),
+    "findings": ("detection",), "detect": ("detection",), "trust": ("detection",),
+    "discover": ("discover",),
+    "risk": ("risk",),
+    "compliance": ("compliance",),
+    "revoke": ("revocation",), "drill": ("revocation",),
+    "db": ("database",),
+}
+
+#: the global options (of ``main``) that take a value: the word after one is not a command
+GLOBAL_VALUE_OPTIONS = frozenset({"--data-dir", "--url", "--token"})
+
+_registered: set[str] = set()
+
+
+def register_commands(*modules: str) -> None:
+    """Attach the command groups of ``modules`` (all of them when none is named), each
+    once per process: ``run`` may be called again (tests, embedding)."""
+    for name in modules or MODULES:
+        if name not in _registered:
+            _module(name).register(app)
+            _registered.add(name)
+
+
+def _module(name: str) -> ModuleType:
+    """The module of ``iotiam.cli`` called ``name`` (each import spelled out: the layering
+    test follows imports, and none by a computed name)."""
+    match name:
+        case "setup":
+            from iotiam.cli import setup
+            return setup
+        case "devices":
+            from iotiam.cli import devices
+            return devices
+        case "certs":
+            from iotiam.cli import certs
+            return certs
+        case "admin":
+            from iotiam.cli import admin
+            return admin
+        case "simulate":
+            from iotiam.cli import simulate
+            return simulate
+        case "credentials":
+            from iotiam.cli import credentials
+            return credentials
+        case "enrollment":
+            from iotiam.cli import enrollment
+            return enrollment
+        case "oauth":
+            from iotiam.cli import oauth
+            return oauth
+        case "policies":
+            from iotiam.cli import policies
+            return policies
+        case "firmware":
+            from iotiam.cli import firmware
+            return firmware
+        case "detection":
+            from iotiam.cli import detection
+            return detection
+        case "discover":
+            from iotiam.cli import discover
+            return discover
+        case "risk":
+            from iotiam.cli import risk
+            return risk
+        case "compliance":
+            from iotiam.cli import compliance
+            return compliance
+        case "revocation":
+            from iotiam.cli import revocation
+            return revocation
+        case "database":
+            from iotiam.cli import database
+            return database
+    raise ValueError(f"no command module {name!r}")
+
+
+def command_word(argv: Sequence[str]) -> str | None:
+    """The top-level command ``argv`` names, if any (global options skipped)."""
+    words = iter(argv)
+    for word in words:
+        if word in GLOBAL_VALUE_OPTIONS:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def run(argv: Sequence[str] | None = None) -> None:
     """Console entry point: every failure is one line on stderr and a non-zero exit."""
-    register_commands()
+    modules = COMMAND_MODULES.get(command_word(sys.argv[1:] if argv is None else argv) or "")
+    # no command, or an unknown one: all of them, for the help text or a suggestion
+    register_commands(*(modules or ()))
     run_app(app, argv)
 
 
