@@ -24,6 +24,7 @@ from iotiam.changes import (
     Published,
     TrustChanged,
 )
+from iotiam.errors import InternalError
 from iotiam.policy.actions import CONNECT, PUBLISH
 from iotiam.policy.models import Decision, Deny, Permit, Subject
 
@@ -179,6 +180,16 @@ def test_pdp_answers_ok_many_devices_read_together_then_decided() -> None:
     assert answers.may_connect_many(["dev-1", "gone", "dev-2"]) == {"dev-1", "dev-2"}
     assert pdp.batches == [["dev-1", "gone", "dev-2"]]
     assert pdp.asked == [(CONNECT, "dev-1", None), (CONNECT, "dev-2", None)]
+
+
+def test_pdp_answers_fail_many_devices_denied_when_the_store_fails() -> None:
+    class Failing(Pdp):
+        def cached_many(self, device_ids: Sequence[str]) -> dict[str, Subject | None]:
+            raise InternalError("the database is not answering")
+
+    pdp = Failing()
+    assert PdpAnswers(pdp, pdp).may_connect_many(["dev-1", "dev-2"]) == set()
+    assert pdp.asked == []
 
 
 def test_pdp_answers_fail_unknown_or_malformed_device_is_denied() -> None:
