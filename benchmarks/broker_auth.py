@@ -31,7 +31,7 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -119,6 +119,9 @@ class _FleetPdp:
 
     def forget(self, device_id: str | None = None) -> None:
         pass  # nothing is cached: the subjects are the fleet itself
+
+    def cached_many(self, device_ids: Sequence[str]) -> dict[str, Subject | None]:
+        return {d: self.subjects.get(d) for d in device_ids}
 
     def decide(self, subject: Subject, action: str, resource: str, *,
                source_ip: str | None = None) -> Decision:
@@ -268,7 +271,7 @@ def _plugin_broker(work: Path, pdp: _FleetPdp) -> Iterator[_PluginBroker]:
     decisions.start()
     plane = PluginAuthorization(files, BrokerFileInstaller(
         StaticFleet(issuing), SystemClock(), files, broker), broker, decisions,
-        answers.may_connect)
+        answers.may_connect_many)
     started = time.perf_counter()
     try:
         plane.cold_start()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 
 from benchmarks.harness import Result, RunConfig, Target, device_csrs, device_ids, installation
-from benchmarks.server import running_server
+from benchmarks.server import RunningServer, running_server
 from iotiam.bootstrap import Services
 from iotiam.broker.layout import mosquitto_binary
 from iotiam.kernel import SYSTEM
@@ -43,6 +43,9 @@ CHUNK = 500
 #: how long the broker sync may take to admit a device just certified
 ADMIT_SECONDS = 10.0
 DROP_SECONDS = 10.0
+#: called with the running server just before the timed revocation (``profile_server``
+#: drops the set-up's samples there)
+before_revoke: Callable[[RunningServer], None] | None = None
 
 
 def seed(services: Services, ids: Sequence[str], batch: str) -> None:
@@ -145,6 +148,8 @@ def run_live(config: RunConfig, auth: str = "dynsec", *, full: int = 1000, quick
         for device in devices:
             stack.callback(device.close)
         preview = api.post("/v1/revocations/sets", json={"where": WHERE, "dry_run": True})
+        if before_revoke is not None:
+            before_revoke(server)
         cpu = server.cpu_seconds() or 0.0
         started = time.monotonic()
         answer = api.post("/v1/revocations/sets", json={"where": WHERE,

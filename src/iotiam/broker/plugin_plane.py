@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -68,7 +68,7 @@ class PluginAuthorization:
 
     def __init__(self, files: BrokerFiles, installer: BrokerFileInstaller,
                  broker: ManagedMosquitto, socket: DecisionSocket,
-                 may_connect: Callable[[str], bool], *,
+                 may_connect: Callable[[Sequence[str]], set[str]], *,
                  updates: Callable[[datetime], Updates] | None = None,
                  reread: Callable[[str], None] | None = None, clock: Clock | None = None,
                  gateways_for: Callable[[Iterable[str]], set[str]] | None = None) -> None:
@@ -120,8 +120,9 @@ class PluginAuthorization:
 
     def _devices_changed(self, device_ids: Iterable[str]) -> None:
         device_ids = list(device_ids)
+        allowed = self._may_connect(device_ids) if device_ids else set()
         for device_id in device_ids:
-            if self._may_connect(device_id):
+            if device_id in allowed:
                 self._socket.forget(device_id)
             else:
                 self._socket.kick(device_id)
@@ -252,3 +253,23 @@ class PdpAnswers:
         """Whether the device may hold a session (what dynsec's client deletion enforces)."""
         return decide_mqtt_request(self._subjects, self._decisions, device_id, CONNECT,
                                    device_id).allowed
+
+    def may_connect_many(self, device_ids: Sequence[str]) -> set[str]:
+        """Which of these devices may hold a session: the subjects not cached are read
+        together (a set revocation's 10,000 changed devices: a few queries per 500, not
+        eight per device), then each is decided on what was read. A store that cannot be
+        read denies them all (fail closed, as ``may_connect``)."""
+        try:
+            subjects = self._subjects.cached_many(device_ids)
+        except IamError as e:
+            log.warning("deciding %d changed devices failed, denied: %s", len(device_ids), e)
+            return set()
+        allowed: set[str] = set()
+        for device_id, subject in subjects.items():
+            try:
+                if subject is not None and self._decisions.decide(
+                        subject, CONNECT, device_id).allowed:
+                    allowed.add(device_id)
+            except IamError:
+                continue  # denied, as ``decide_mqtt_request`` denies it
+        return allowed

@@ -95,7 +95,7 @@ def start_data_plane(fleet: LiveFleet, settings: Settings,
         socket = DecisionSocket(files.plugin_socket, answers.answer)
         socket.start()
         sync = PluginAuthorization(files, BrokerFileInstaller(fleet, fleet.clock, files, broker),
-                                   broker, socket, answers.may_connect,
+                                   broker, socket, answers.may_connect_many,
                                    updates=fleet.updates_since, reread=answers.reread,
                                    clock=fleet.clock, gateways_for=fleet.gateways_for)
     else:

@@ -8,7 +8,7 @@ a malformed username or topic, an unknown device, the store unavailable.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from iotiam.errors import IamError
@@ -29,6 +29,10 @@ class ForgettingSubjects(CachedSubjects, Protocol):
 
     def forget(self, device_id: str | None = None) -> None:
         """Drop one device's entry (every entry when None)."""
+        ...
+
+    def cached_many(self, device_ids: Sequence[str]) -> dict[str, Subject | None]:
+        """``cached`` for many devices, those not cached read together."""
         ...
 
 

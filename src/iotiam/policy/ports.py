@@ -168,6 +168,10 @@ class DeviceDirectory(Protocol):
         """One device, whatever its state; None if unknown."""
         ...
 
+    def devices_of(self, device_ids: Sequence[str]) -> dict[str, Device]:
+        """The known devices among these ids, whatever their state (one query a chunk)."""
+        ...
+
     def groups_of(self, device_ids: Sequence[str]) -> dict[str, set[str]]:
         """Group ids of each device."""
         ...

@@ -104,6 +104,35 @@ class DeviceSubjects:
             self._entries[device_id] = (subject, now)
         return subject
 
+    def cached_many(self, device_ids: Sequence[str]) -> dict[str, Subject | None]:
+        """``cached`` for many devices at once: those not cached are read together (a
+        batch of changed devices, e.g. a set revocation's: a few queries per 500 devices,
+        not three per device)."""
+        now = time.monotonic()
+        if now - self._checked >= self._check_every:
+            self._drop_changed()
+        found: dict[str, Subject | None] = {}
+        missing: list[str] = []
+        for device_id in dict.fromkeys(device_ids):
+            entry = self._entries.get(device_id)
+            if entry is not None and now - entry[1] < self._lifetime(entry[0]):
+                found[device_id] = entry[0]
+            else:
+                missing.append(device_id)
+        if not missing:
+            return found
+        epoch = self._epoch
+        devices = list(self._devices.devices_of(missing).values())
+        read = {s.device_id: s for s in self.subjects_of(devices)}
+        for device_id in missing:
+            found[device_id] = read.get(device_id)
+        if epoch == self._epoch:  # as in ``cached``: nothing newer was missed meanwhile
+            for device_id in missing:
+                if len(self._entries) >= self._max_entries:
+                    self._evict_oldest()
+                self._entries[device_id] = (found[device_id], now)
+        return found
+
     def _lifetime(self, subject: Subject | None) -> float:
         # nothing moves updated_at when a device gets a credential: re-read such subjects
         if subject is not None and subject.credentialed is False:

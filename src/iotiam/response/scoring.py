@@ -42,6 +42,14 @@ log = logging.getLogger(__name__)
 OVERLAP = timedelta(seconds=5)
 #: how long a woken refresher waits for the rest of a burst of changes before scoring
 GATHER = 0.05
+#: a queue this long after ``GATHER`` is a burst that may go on (a set revocation's
+#: batches of 500, one commit every few hundred ms): it is gathered in steps of
+#: ``GATHER_STEP`` while it grows, up to ``GATHER_MAX``, so 20 batches make a few passes,
+#: not 20 (each pass a write beside the batches, and a ``TrustChanged`` every consumer
+#: decides on)
+BURST_DEVICES = 200
+GATHER_STEP = 0.3
+GATHER_MAX = 2.0
 #: how soon a stop is seen while the refresher waits
 STOP_SECONDS = 0.25
 
@@ -260,6 +268,19 @@ class TrustRefresher:
             self._then(ordered)
         return rescored
 
+    def _gather(self, stop: threading.Event) -> None:
+        """Wait ``GATHER``; a burst (``BURST_DEVICES`` queued) is waited on in
+        ``GATHER_STEP``s while it grows, up to ``GATHER_MAX`` (a few changed devices are
+        scored after ``GATHER``, as before)."""
+        deadline = time.monotonic() + GATHER_MAX
+        stop.wait(GATHER)
+        size = self.queued()
+        while size >= BURST_DEVICES and not stop.is_set() and time.monotonic() < deadline:
+            stop.wait(min(GATHER_STEP, max(0.0, deadline - time.monotonic())))
+            size, before = self.queued(), size
+            if size == before:
+                return
+
     def run(self, stop: threading.Event) -> None:
         """Refresh until ``stop`` is set (a failed pass is logged and retried): in full
         every ``every`` seconds, and the devices a change names as soon as it comes."""
@@ -270,7 +291,7 @@ class TrustRefresher:
                 return
             try:
                 if time.monotonic() < next_full:
-                    stop.wait(GATHER)  # the rest of the burst joins this batch
+                    self._gather(stop)  # the rest of the burst joins this batch
                     self.refresh_queued()
                     continue
                 next_full = time.monotonic() + self._every

@@ -85,6 +85,15 @@ class SqlFleetReads:
         with self._db.reading() as uow:
             return uow.devices.get(device_id)
 
+    def devices_of(self, device_ids: Sequence[str]) -> dict[str, Device]:
+        """The known devices among these ids (a batch of changed devices: one query per
+        500, not one per device)."""
+        found: dict[str, Device] = {}
+        with self._db.reading() as uow:
+            for start in range(0, len(device_ids), 500):
+                found.update(uow.devices.get_many(device_ids[start:start + 500]))
+        return found
+
     def device_page(self, after_id: str | None, limit: int) -> list[Device]:
         """Devices not decommissioned, by id."""
         d = inventory.devices.c

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
@@ -23,6 +24,7 @@ from iotiam.changes import (
     Published,
     TrustChanged,
 )
+from iotiam.errors import InternalError
 from iotiam.policy.actions import CONNECT, PUBLISH
 from iotiam.policy.models import Decision, Deny, Permit, Subject
 
@@ -51,7 +53,7 @@ def plane(pushes: Pushes, may_connect: set[str]) -> PluginAuthorization:
     return PluginAuthorization(BrokerFiles(Path("/nonexistent")),
                                cast(BrokerFileInstaller, pushes),
                                cast(ManagedMosquitto, None), cast(DecisionSocket, pushes),
-                               lambda device_id: device_id in may_connect)
+                               lambda ids: {d for d in ids if d in may_connect})
 
 
 def test_plugin_plane_ok_revocation_installs_the_crl_then_kicks() -> None:
@@ -90,6 +92,23 @@ def test_plugin_plane_ok_device_change_forgets_or_kicks_who_may_not_connect() ->
     assert pushes.done == [("forget", "dev-1"), ("kick", "dev-2"), ("forget", "dev-1")]
 
 
+def test_plugin_plane_ok_a_batch_of_changed_devices_is_decided_in_one_call() -> None:
+    pushes = Pushes()
+    asked: list[list[str]] = []
+
+    def allowed(device_ids: Sequence[str]) -> set[str]:
+        asked.append(list(device_ids))
+        return {d for d in device_ids if d != "dev-2"}
+
+    authorization = PluginAuthorization(BrokerFiles(Path("/nonexistent")),
+                                        cast(BrokerFileInstaller, pushes),
+                                        cast(ManagedMosquitto, None),
+                                        cast(DecisionSocket, pushes), allowed)
+    authorization.follow(Published(1, TrustChanged(("dev-1", "dev-2", "dev-3"))))
+    assert asked == [["dev-1", "dev-2", "dev-3"]]
+    assert pushes.done == [("forget", "dev-1"), ("kick", "dev-2"), ("forget", "dev-3")]
+
+
 def test_plugin_plane_ok_policy_change_forgets_everything_and_kicks_nobody() -> None:
     pushes = Pushes()
     plane(pushes, set()).follow(Published(1, PolicyChanged("p")))
@@ -110,7 +129,8 @@ def test_plugin_plane_ok_safety_net_acts_on_unpublished_changes() -> None:
     watched = PluginAuthorization(BrokerFiles(Path("/nonexistent")),
                                   cast(BrokerFileInstaller, pushes),
                                   cast(ManagedMosquitto, None), cast(DecisionSocket, pushes),
-                                  lambda device_id: device_id == "dev-1", updates=updates,
+                                  lambda ids: {d for d in ids if d == "dev-1"},
+                                  updates=updates,
                                   reread=reread.append)
     assert watched._safety_net(start) == start + timedelta(seconds=1)
     assert asked == [start]
@@ -122,9 +142,14 @@ class Pdp:
     def __init__(self) -> None:
         self.asked: list[tuple[str, str, str | None]] = []
         self.forgotten: list[str | None] = []
+        self.batches: list[list[str]] = []
 
     def forget(self, device_id: str | None = None) -> None:
         self.forgotten.append(device_id)
+
+    def cached_many(self, device_ids: Sequence[str]) -> dict[str, Subject | None]:
+        self.batches.append(list(device_ids))
+        return {d: self.cached(d) for d in device_ids}
 
     def cached(self, device_id: str) -> Subject | None:
         if device_id == "gone":
@@ -147,6 +172,24 @@ def test_pdp_answers_ok_ask_the_decision_point() -> None:
     assert pdp.asked == [(PUBLISH, "devices/dev-1/t", "10.0.0.1"), (CONNECT, "dev-1", None)]
     answers.reread("dev-1")
     assert pdp.forgotten == ["dev-1"]
+
+
+def test_pdp_answers_ok_many_devices_read_together_then_decided() -> None:
+    pdp = Pdp()
+    answers = PdpAnswers(pdp, pdp)
+    assert answers.may_connect_many(["dev-1", "gone", "dev-2"]) == {"dev-1", "dev-2"}
+    assert pdp.batches == [["dev-1", "gone", "dev-2"]]
+    assert pdp.asked == [(CONNECT, "dev-1", None), (CONNECT, "dev-2", None)]
+
+
+def test_pdp_answers_fail_many_devices_denied_when_the_store_fails() -> None:
+    class Failing(Pdp):
+        def cached_many(self, device_ids: Sequence[str]) -> dict[str, Subject | None]:
+            raise InternalError("the database is not answering")
+
+    pdp = Failing()
+    assert PdpAnswers(pdp, pdp).may_connect_many(["dev-1", "dev-2"]) == set()
+    assert pdp.asked == []
 
 
 def test_pdp_answers_fail_unknown_or_malformed_device_is_denied() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from iotiam.changes import CertificateRevoked, CredentialRevoked, DeviceChanged
+from iotiam.changes import CertificateRevoked, CredentialRevoked, DeviceChanged, Published
 from iotiam.clock import FrozenClock
 from iotiam.inventory.models import Device, DeviceState
 from iotiam.policy.models import DevicePosture
@@ -30,10 +30,15 @@ class FakeFleet:
     groups: dict[str, set[str]] = field(default_factory=dict)
     reads: int = 0
     checks: int = 0
+    batch_reads: list[list[str]] = field(default_factory=list)
 
     def device(self, device_id: str) -> Device | None:
         self.reads += 1
         return self.devices.get(device_id)
+
+    def devices_of(self, device_ids: Sequence[str]) -> dict[str, Device]:
+        self.batch_reads.append(list(device_ids))
+        return {d: self.devices[d] for d in device_ids if d in self.devices}
 
     def groups_of(self, device_ids: Sequence[str]) -> dict[str, set[str]]:
         return {d: set(self.groups[d]) for d in device_ids if d in self.groups}
@@ -157,3 +162,34 @@ class NoCredentials:
 
     def posture_of(self, device_ids: Sequence[str]) -> dict[str, DevicePosture]:
         return {d: DevicePosture(None, None, credentialed=False) for d in device_ids}
+
+
+def test_cached_many_ok_reads_only_the_uncached_devices_and_together() -> None:
+    clock = FrozenClock(T0)
+    at = T0 - timedelta(hours=1)
+    fleet = FakeFleet({d: _device(d, at) for d in ("d1", "d2", "d3")},
+                      {"d2": {"line-2"}})
+    cache = _cache(fleet, clock, check_every=3600)
+    first = cache.cached("d1")
+    found = cache.cached_many(["d1", "d2", "d3", "gone", "d2"])
+    assert fleet.batch_reads == [["d2", "d3", "gone"]]  # one read, d1 was cached
+    assert found["d1"] is first and found["gone"] is None
+    subject = found["d2"]
+    assert subject is not None and subject.groups == frozenset({"line-2"})
+    # now cached: the single-device path reads nothing
+    assert cache.cached("d2") is subject and cache.cached("d3") is found["d3"]
+    assert fleet.reads == 1
+    assert cache.cached_many(["d1", "d2"]) == {"d1": first, "d2": subject}
+    assert len(fleet.batch_reads) == 1
+
+
+def test_cached_many_ok_a_published_change_drops_what_it_read() -> None:
+    clock = FrozenClock(T0)
+    fleet = FakeFleet({"d1": _device("d1", T0 - timedelta(hours=1))})
+    cache = _cache(fleet, clock, check_every=3600)
+    cache.cached_many(["d1"])
+    fleet.change("d1", T0, state=DeviceState.QUARANTINED)
+    cache.changed(Published(1, DeviceChanged(("d1",))))
+    again = cache.cached_many(["d1"])["d1"]
+    assert again is not None and again.state is DeviceState.QUARANTINED
+    assert len(fleet.batch_reads) == 2

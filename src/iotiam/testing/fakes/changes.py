@@ -51,6 +51,10 @@ class MemoryFleetReads:
         """One device by id, whatever its state."""
         return self._uow.devices.get(device_id)
 
+    def devices_of(self, device_ids: Sequence[str]) -> dict[str, Device]:
+        """The known devices among these ids."""
+        return {d: device for d in device_ids if (device := self._uow.devices.get(d))}
+
     def device_page(self, after_id: str | None, limit: int) -> list[Device]:
         """Devices not decommissioned, by id."""
         return [d for d in sorted(self._uow.devices.devices.values(), key=lambda d: d.id)
