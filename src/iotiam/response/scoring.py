@@ -186,12 +186,15 @@ class TrustRefresher:
     """
 
     def __init__(self, trust: TrustScores, changes: ChangedDevices, clock: Clock, *,
-                 every: float = 2.0, then: Scored | None = None) -> None:
+                 every: float = 2.0, then: Scored | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._trust = trust
         self._changes = changes
         self._clock = clock
         self._every = every
         self._then = then
+        #: the seconds a burst is gathered in (injected: tests step it)
+        self._monotonic = monotonic
         self._since = clock.now() - OVERLAP
         self._queued: set[str] = set()
         self._lock = threading.Lock()
@@ -272,11 +275,11 @@ class TrustRefresher:
         """Wait ``GATHER``; a burst (``BURST_DEVICES`` queued) is waited on in
         ``GATHER_STEP``s while it grows, up to ``GATHER_MAX`` (a few changed devices are
         scored after ``GATHER``, as before)."""
-        deadline = time.monotonic() + GATHER_MAX
+        deadline = self._monotonic() + GATHER_MAX
         stop.wait(GATHER)
         size = self.queued()
-        while size >= BURST_DEVICES and not stop.is_set() and time.monotonic() < deadline:
-            stop.wait(min(GATHER_STEP, max(0.0, deadline - time.monotonic())))
+        while size >= BURST_DEVICES and not stop.is_set() and self._monotonic() < deadline:
+            stop.wait(min(GATHER_STEP, max(0.0, deadline - self._monotonic())))
             size, before = self.queued(), size
             if size == before:
                 return

@@ -5,7 +5,8 @@ together while they keep coming, so the batches are not each followed by a pass.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import pytest
@@ -37,9 +38,9 @@ def queue(refresher: TrustRefresher, device_ids: Sequence[str]) -> None:
     refresher.rescore_later(Published(1, DeviceChanged(tuple(device_ids))))
 
 
-def refresher() -> TrustRefresher:
+def refresher(monotonic: Callable[[], float] = time.monotonic) -> TrustRefresher:
     return TrustRefresher(cast(TrustScores, None), cast(ChangedDevices, None),
-                          FrozenClock(T0))
+                          FrozenClock(T0), monotonic=monotonic)
 
 
 def batch(number: int) -> list[str]:
@@ -65,13 +66,11 @@ def test_gather_ok_a_growing_burst_is_taken_in_one_pass() -> None:
     assert waiting.queued() == 2000
 
 
-def test_gather_ok_a_burst_that_never_ends_is_scored_by_gather_max(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    waiting = refresher()
-    queue(waiting, batch(0))
+def test_gather_ok_a_burst_that_never_ends_is_scored_by_gather_max() -> None:
     # the deadline is read at 0.0: GATHER_MAX later, 2.0
     times = iter([0.0, 0.0, 0.0, 1.0, 1.9, 3.0])
-    monkeypatch.setattr(scoring.time, "monotonic", lambda: next(times))
+    waiting = refresher(lambda: next(times))
+    queue(waiting, batch(0))
     stop = Feeding(waiting, [batch(n) for n in range(1, 50)])
     waiting._gather(stop)
     # still growing at 3.0, but past the deadline: scored; the last step was cut short
