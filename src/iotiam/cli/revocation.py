@@ -49,7 +49,7 @@ def drill_revoke(
                       ] = "unspecified",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Run ``revoke --where`` in a transaction that is rolled back; report what it did."""
+    """Run `revoke --where` in a transaction that is rolled back; report what it did."""
     obj: Context = ctx.obj
     report = obj.client().post("/v1/revocations/sets/drill",
                                {"where": where, "reason": reason})
