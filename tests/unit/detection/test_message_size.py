@@ -91,3 +91,23 @@ def test_ok_the_normal_messages_after_an_episode_are_not_a_new_one() -> None:
     findings = run(engine, normal + big + after)
     assert findings and all(f.at < after[0].at for f in findings)
     assert findings[0].at == start
+
+
+def test_ok_a_message_sent_once_a_shift_is_judged_by_the_largest_it_sent() -> None:
+    """A handheld syncs 4-7x its scan size on a topic of its own at each shift start:
+    too few syncs for the topic's own baseline, and over a worker's week away the
+    ceilings of the device and of its messages after a connect fade to the scans."""
+    engine = monitor(MessageSize(learning_seconds=LEARN))
+    for day, factor in ((0, 7.0), (1, 5.0), (2, 5.0), (10, 4.0), (18, 6.5)):
+        start = T0 + day * 86400
+        shift = [event(EventKind.CONNECT, start, "h1", "handheld", source_ip="10.0.0.5"),
+                 event(EventKind.PUBLISH, start + 10, "h1", "handheld",
+                       topic="devices/h1/sync", size=int(factor * 300))]
+        shift += publishes("h1", start + 20, 200, 60.0, size=300, device_type="handheld")
+        assert run(engine, shift) == [], day
+    # a sync far larger than any it sent is still news
+    late = T0 + 19 * 86400
+    run(engine, [event(EventKind.CONNECT, late, "h1", "handheld", source_ip="10.0.0.5")])
+    [finding] = run(engine, [event(EventKind.PUBLISH, late + 10, "h1", "handheld",
+                                   topic="devices/h1/sync", size=30 * 300)])
+    assert finding.evidence["topic"] == "devices/h1/sync"

@@ -16,7 +16,10 @@ against the topic's own distribution, not only its mean:
   connects as well.
 
 A topic with too few messages of its own is judged by the device's sizes over all its
-topics, and a young device by its type's.
+topics, and a young device by its type's. Its own largest message still counts once it
+sent a few: a kind of message sent once a shift (a sync upload, 4-7x a scan) needs weeks
+to reach a baseline of its own, and the ceiling of messages after a connect fades
+towards the device's usual size over the days between shifts.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ TYPE_MIN_SAMPLES = 200
 OWN_SAMPLES = 5
 #: a topic is judged by its own sizes after this many messages (before, the device's)
 TOPIC_SAMPLES = 20
+#: before that, a topic's own largest size counts from this many messages
+TOPIC_CEILING_SAMPLES = 3
 #: topics kept apart per device; more share one baseline (topics naming ids or times)
 MAX_TOPICS = 8
 OTHER_TOPICS = "*"
@@ -106,6 +111,16 @@ class _DeviceSize:
                 first.ceiling = Ceiling(self.ceiling.value)
         self.topics[key] = topic
         return topic
+
+
+def _young_topic_ceiling(state: _DeviceSize, topic: _TopicSize | None) -> float:
+    """The largest size allowed a topic too young for its own baseline: the device's, or
+    the topic's own largest once it sent a few (a kind of message sent once a shift, a
+    sync upload, is far from its own baseline for weeks, but its largest tells its size)."""
+    ceiling = state.ceiling.value
+    if topic is not None and topic.stat.count >= TOPIC_CEILING_SAMPLES:
+        return max(ceiling, topic.ceiling.value)
+    return ceiling
 
 
 class MessageSize:
@@ -179,7 +194,7 @@ class MessageSize:
             # a topic too young for its own: one message against the device's sizes
             # over all its topics (the last 8 of this topic are not theirs)
             stat = state.stat
-            ceiling = state.ceiling.value
+            ceiling = _young_topic_ceiling(state, topic)
             topic = None
         else:
             own = False
