@@ -12,6 +12,9 @@ from .live_server import Server
 
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1280, "height": 800}
+#: the tablet sizes every console page is laid out for (issue 14): an iPad-class screen
+TABLET = {"portrait": {"width": 768, "height": 1024},
+          "landscape": {"width": 1024, "height": 768}}
 
 
 class BrowserWorld(Protocol):
@@ -25,14 +28,16 @@ class BrowserWorld(Protocol):
 
 def page_opener(world: BrowserWorld, record_property: Callable[[str, object], None]
                 ) -> Iterator[Callable[..., Any]]:
-    """For a fixture: ``make()`` opens a page in a fresh browser context (its own cookies);
-    after the test, the contexts close and any CSP violation or script error fails it (a
-    404 the test asked for with ``make(expect_404=True)`` aside)."""
+    """For a fixture: ``make()`` opens a page in a fresh browser context (its own cookies),
+    at 1280x800 unless ``make(viewport=...)`` says otherwise; after the test, the contexts
+    close and any CSP violation or script error fails it (a 404 the test asked for with
+    ``make(expect_404=True)`` aside)."""
     contexts: list[Any] = []
     problems: list[str] = []
 
-    def make(*, expect_404: bool = False) -> Any:
-        context = world.browser.new_context(ignore_https_errors=True, viewport=VIEWPORT,
+    def make(*, expect_404: bool = False, viewport: dict[str, int] | None = None) -> Any:
+        context = world.browser.new_context(ignore_https_errors=True,
+                                            viewport=viewport or VIEWPORT,
                                             accept_downloads=True)
         contexts.append(context)
         page = context.new_page()

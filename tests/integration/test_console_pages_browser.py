@@ -2,6 +2,9 @@
 ``iotiam serve``, and two checks on every console page: axe-core finds no serious or
 critical accessibility violation, and Tab alone reaches every action.
 
+Every page is also laid out at a tablet's sizes: no sideways page scroll, wide tables
+scrolling in their own box, nothing clipped.
+
 The fleet and the finding are the ones tests/integration/test_console_browser.py builds;
 this module adds policies, a held enrollment request and a manufacturer.
 """
@@ -23,7 +26,7 @@ from iotiam.testing import make_csr, make_key, make_manufacturer_ca, require
 
 from . import axe_core
 from .conftest import serve_live
-from .console_chromium import CHROMIUM, page_opener, shoot, sign_in
+from .console_chromium import CHROMIUM, TABLET, page_opener, shoot, sign_in
 from .live_server import Server
 from .test_console_browser import _fleet, _raise_finding
 
@@ -207,7 +210,7 @@ def test_ok_enrollment_filter_approve_and_claim(world: World,
     sign_in(world, page)
     page.goto(f"{world.server.api_url}/console/enrollment")
     shoot(world, page, "enrollment")
-    assert "acme-devices" in page.locator("#manufacturers ~ table").first.inner_text()
+    assert "acme-devices" in page.locator("#manufacturers ~ .table-scroll table").first.inner_text()
     page.get_by_label("Device contains").fill("meter-1")
     page.get_by_role("button", name="Filter").click()
     page.wait_for_url("**/console/enrollment?*device=meter-1*")
@@ -336,3 +339,62 @@ def test_ok_every_page_passes_axe_and_the_keyboard_reaches_every_action(
         missed[path] = not_reached_by_tab(page)
     assert not any(problems.values()), {p: v for p, v in problems.items() if v}
     assert not any(missed.values()), {p: m for p, m in missed.items() if m}
+
+
+# -- every page on a tablet -------------------------------------------------------------
+
+#: what is wrong with the layout: the page wider than the screen, a console link off the
+#: screen, a table that widens the page instead of scrolling in its own box, clipped text;
+#: and how many tables scroll in their box
+_LAYOUT = """() => {
+  const width = document.documentElement.clientWidth;
+  const problems = [];
+  const scrollWidth = document.documentElement.scrollWidth;
+  if (scrollWidth > width + 1) problems.push(`the page is ${scrollWidth}px wide in ${width}px`);
+  const links = [...document.querySelectorAll('nav[aria-label=Console] a')];
+  if (links.length === 0) problems.push('no console navigation');
+  for (const a of links) {
+    const r = a.getBoundingClientRect();
+    if (r.width === 0 || r.left < 0 || r.right > width + 1)
+      problems.push(`console link ${a.textContent} at ${r.left}..${r.right}`);
+  }
+  const scrolls = e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX);
+  let scrolling = 0;
+  for (const table of document.querySelectorAll('main table')) {
+    let box = table.parentElement;
+    while (box !== document.body && !scrolls(box)) box = box.parentElement;
+    if (box === document.body) box = table;
+    else if (box.scrollWidth > box.clientWidth + 1) scrolling += 1;
+    const r = box.getBoundingClientRect();
+    if (r.right > width + 1) problems.push(`a table's box ends at ${r.right}px`);
+  }
+  for (const e of document.body.querySelectorAll('*')) {
+    const style = getComputedStyle(e);
+    const hides = [style.overflowX, style.overflowY].some(o => o === 'hidden' || o === 'clip')
+      || style.textOverflow === 'ellipsis';
+    if (hides && (e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1))
+      problems.push(`clipped: ${e.outerHTML.slice(0, 120)}`);
+  }
+  return {problems, scrolling};
+}"""
+
+
+@pytest.mark.parametrize("orientation", sorted(TABLET))
+def test_ok_every_page_fits_a_tablet(world: World, open_page: Callable[..., Any],
+                                     orientation: str) -> None:
+    page = open_page(viewport=TABLET[orientation])
+    sign_in(world, page)
+    problems: dict[str, list[str]] = {}
+    scrolling = 0
+    for template in PAGES:
+        path = template.format(finding=world.finding, held=world.held[1])
+        go(world, page, path)
+        layout = page.evaluate(_LAYOUT)
+        problems[path] = layout["problems"]
+        scrolling += layout["scrolling"]
+        slug = re.sub(r"[^a-z0-9]+", "-", path.split("?")[0].removeprefix("/console")).strip("-")
+        shoot(world, page, f"tablet-{orientation}-{slug or 'overview'}")
+    assert not any(problems.values()), {p: v for p, v in problems.items() if v}
+    if orientation == "portrait":
+        # the audit trail and the device page's tables are wider than a portrait tablet
+        assert scrolling > 0
