@@ -239,10 +239,11 @@ def pg_url() -> Iterator[str]:
 def _running(feed: ListeningChangeFeed, stop: threading.Event) -> threading.Thread:
     thread = threading.Thread(target=feed.run, args=(stop,), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 5
-    while feed.listener_pid() is None and time.monotonic() < deadline:
+    # listening: a connection ended before its LISTEN is not counted in ``connections``
+    deadline = time.monotonic() + 10
+    while feed.connections < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert feed.listener_pid() is not None
+    assert feed.connections >= 1 and feed.listener_pid() is not None
     return thread
 
 
