@@ -193,3 +193,47 @@ def test_ok_a_bursty_device_no_faster_than_its_busiest_minute() -> None:
     start = normal[-1].at + 60
     flood = publishes("c1", start, 200, 1.0, device_type="camera")
     assert [f.device_id for f in run(engine, flood)] == ["c1"]
+
+
+def _chains(device: str, days: int) -> list[Event]:
+    """A camera: a snapshot every 2 minutes, and after every 20th one a chain of 1-8
+    motion events 6 s apart (its busiest 10, 30 and 60 s hold 3, 6 and 9 messages)."""
+    rng = random.Random(5)
+    snapshots = publishes(device, T0, days * 24 * 30, 120.0, device_type="camera")
+    chains = [event(EventKind.PUBLISH, s.at + 1.0 + 6.0 * k, device, "camera",
+                    topic=f"devices/{device}/motion", size=100)
+              for s in snapshots[5::20] for k in range(rng.randint(1, 8))]
+    return sorted(snapshots + chains, key=lambda e: e.at)
+
+
+@pytest.mark.parametrize("cut", range(0, 32, 3))
+def test_fail_a_flood_under_twice_the_busiest_minute_is_found_within_a_minute(
+        cut: int) -> None:
+    """A flood of ~22 messages a minute on a camera whose busiest minute held 9: its
+    own messages are busier windows than the device ever had, and must not raise the
+    limits it is judged by before its minute is up, whenever the limits are refreshed
+    (``cut``: the flood starts at another point of the refresh cycle)."""
+    normal = _chains("c1", 3)
+    normal = normal[:len(normal) - cut]
+    engine = monitor(RateChange(learning_seconds=86400.0), learning=86400.0)
+    run(engine, normal)
+    start = normal[-1].at + 60
+    flood = publishes("c1", start, 60, 2.7, device_type="camera")
+    findings = run(engine, flood)
+    assert [f.device_id for f in findings] == ["c1"] and findings[0].at - start <= 60
+
+
+def test_the_busiest_windows_held_back_survive_a_snapshot() -> None:
+    """What a burst taught, but has not yet raised the limits, is saved and restored."""
+    detector = RateChange(learning_seconds=86400.0)
+    engine = monitor(detector, learning=86400.0)
+    normal = _chains("c1", 1)
+    run(engine, normal)
+    burst = publishes("c1", normal[-1].at + 30, 12, 4.0, device_type="camera")
+    run(engine, burst)
+    saved = detector.snapshot()
+    restored = RateChange(learning_seconds=86400.0)
+    restored.restore(saved)
+    assert restored.snapshot() == saved
+    held = saved["devices"]["c1"][7]
+    assert held and all(at > burst[0].at for at, _i, _peak in held)

@@ -16,7 +16,11 @@ the device's rate allows in that window (a Poisson tail at 2.5x its rate; never 
 than twice the busiest such window the device was seen to send (and one), two more than its
 type's busiest, nor than ``FLOOD_FLOOR``: commands acknowledged in a burst are not a
 flood). Whatever
-its normal period, a flood shows within a minute.
+its normal period, a flood shows within a minute. A new busiest window raises the
+limits only once it is older than the longest window (``HOLD``): until then it may be
+the start of a flood, whose own messages must not lift the bar it is judged by (a
+camera's flood at under twice its busiest minute otherwise raised its own limit before
+its minute was up). A forgiven finding releases what is held: it was normal.
 
 What looks fast but is not: a device that reconnects after an outage flushes the
 messages it queued meanwhile. After a connect, up to the messages the gap could have
@@ -76,6 +80,9 @@ FLOOD_FACTOR = 2.5
 FLOOD_TAIL = 1e-6
 #: learned messages between two refreshes of a device's flood limits
 REFRESH = 32
+#: seconds a new busiest window waits before it raises the flood limits: the longest
+#: window, so a flood is judged by the limits from before it began
+HOLD = WINDOWS[-1]
 #: catch-up after a connect comes back to back: each message within this of the one
 #: before (or of the connect), or the flush is over
 FLUSH_GAP = 15.0
@@ -89,7 +96,9 @@ def poisson_limit(mean: float, tail: float = FLOOD_TAIL) -> int:
     term = math.exp(-mean)
     below = 0.0  # P(N < k)
     k = 0
-    while 1.0 - below > tail and k <= KEEP:  # more than KEEP cannot be counted
+    # a window holds at most the KEEP messages kept and this one: a limit past that
+    # (KEEP + 2) is never reached, as a count the tail allows must not be
+    while 1.0 - below > tail and k <= KEEP + 1:
         below += term
         k += 1
         term *= mean / k
@@ -97,9 +106,9 @@ def poisson_limit(mean: float, tail: float = FLOOD_TAIL) -> int:
 
 
 class _DeviceRate:
-    __slots__ = ("abnormal_at", "allow", "connected_at", "fastest", "first_at", "least",
-                 "limits", "lone", "odd", "owed", "owed_until", "peaks", "quick", "rate",
-                 "recent", "spans", "stale")
+    __slots__ = ("abnormal_at", "allow", "connected_at", "fastest", "first_at", "held",
+                 "least", "limits", "lone", "odd", "owed", "owed_until", "peaks", "pending",
+                 "quick", "rate", "recent", "spans", "stale")
 
     def __init__(self, first_at: float) -> None:
         self.first_at = first_at
@@ -115,6 +124,10 @@ class _DeviceRate:
         self.quick = math.inf
         #: the most messages seen in each flood window, and the counts that are a flood
         self.peaks = [1] * len(WINDOWS)
+        #: the most messages seen in each window, those held back included, and the
+        #: held-back raises, oldest first: (when, window index, messages)
+        self.held = [1] * len(WINDOWS)
+        self.pending: deque[tuple[float, int, int]] = deque()
         self.limits: tuple[int, ...] | None = None
         self.least = 0
         #: the average rate (messages/s) the limits were drawn from
@@ -208,26 +221,38 @@ class RateChange:
                 if n >= 8:  # the fastest fade back to the mean, eight intervals at a time
                     for fastest, stat in zip(state.fastest, spans[SHORT_SPANS:], strict=True):
                         fastest.add(-math.inf, -stat.mean, at - recent[-8])
-            if at - recent[-1] <= WINDOWS[-1]:  # alone in every window: no new peak
-                self._count_peaks(state, event, clean)
+            self._count_peaks(state, event, clean)
             state.stale -= 1
         recent.append(event.at)
 
     def _count_peaks(self, state: _DeviceRate, event: Event, clean: float) -> None:
-        """Raise the device's (and its type's) most messages seen in each flood window."""
-        recent, at, peaks = state.recent, event.at, state.peaks
+        """Hold back a new most messages seen in a flood window (see ``HOLD``), and
+        raise the peaks by what was held back long enough."""
+        recent, at, held = state.recent, event.at, state.held
+        if state.pending and at - state.pending[0][0] > HOLD:
+            self._release(state, event.device_type, at - HOLD)
+        if at - recent[-1] > WINDOWS[-1]:  # alone in every window: no new peak
+            return
         n = len(recent)
         for i, window in enumerate(WINDOWS):
             # the count in the window, this message included, beats the peak
-            peak = peaks[i]
+            peak = held[i]
             while peak <= n and at - recent[-peak] <= window and recent[-peak] > clean:
                 peak += 1
+            if peak > held[i]:
+                held[i] = peak
+                state.pending.append((at, i, peak))
+
+    def _release(self, state: _DeviceRate, device_type: str | None, until: float) -> None:
+        """Raise the device's (and its type's) peaks by what was held back up to ``until``."""
+        pending, peaks = state.pending, state.peaks
+        kind = self._type_peaks.setdefault(device_type or "", [1] * len(WINDOWS))
+        while pending and pending[0][0] <= until:
+            _at, i, peak = pending.popleft()
             if peak > peaks[i]:
                 peaks[i] = peak
-                kind = self._type_peaks.setdefault(event.device_type or "",
-                                                   [1] * len(WINDOWS))
-                if peak > kind[i]:
-                    kind[i] = peak
+            if peak > kind[i]:
+                kind[i] = peak
 
     def _count_odd(self, state: _DeviceRate, event: Event) -> None:
         """Count a short span that would raise on its own in normal traffic (while the
@@ -401,6 +426,7 @@ class RateChange:
         if state is not None:
             factor = float(finding.evidence.get("factor", 2.0))
             state.allow = max(state.allow, math.log(max(factor, 1.0)) * 1.5)
+            self._release(state, finding.device_type, math.inf)
             state.limits, state.least, state.stale = None, 0, 0
             if finding.evidence.get("messages") in SPANS[:SHORT_SPANS]:
                 # a lone extra message is what this device does: the short spans are
@@ -412,7 +438,8 @@ class RateChange:
         return {
             "spans": list(SPANS),
             "devices": {d: [s.first_at, [x.to_json() for x in s.spans], s.allow,
-                            s.peaks, s.odd, [c.to_json() for c in s.fastest]]
+                            s.peaks, s.odd, [c.to_json() for c in s.fastest],
+                            list(s.held), [list(p) for p in s.pending]]
                         for d, s in self._devices.items()},
             "type_odd": dict(self._type_odd),
             "type_peaks": {t: list(p) for t, p in self._type_peaks.items()},
@@ -436,6 +463,12 @@ class RateChange:
                 entry.odd = [int(x) for x in saved[4]]
             if len(saved) > 5:  # nor the fastest spans
                 entry.fastest = [Ceiling.from_json(x) for x in saved[5]]
+            if len(saved) > 6:  # nor the busiest windows held back
+                entry.held = [int(x) for x in saved[6]]
+                entry.pending = deque((float(at), int(i), int(peak))
+                                      for at, i, peak in saved[7])
+            else:
+                entry.held = list(entry.peaks)
             self._devices[device_id] = entry
         self._types = {t: [RobustLog.from_json(x) for x in spans]
                        for t, spans in state.get("types", {}).items()}
