@@ -5,8 +5,11 @@ any Content-Security-Policy violation or script error, screenshots and the sign-
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
+
+from iotiam.testing import require
 
 from .live_server import Server
 
@@ -15,6 +18,33 @@ VIEWPORT = {"width": 1280, "height": 800}
 #: the tablet sizes every console page is laid out for (issue 14): an iPad-class screen
 TABLET = {"portrait": {"width": 768, "height": 1024},
           "landscape": {"width": 1024, "height": 768}}
+
+
+def require_chromium() -> None:
+    """Debian's Chromium and the playwright package are here (a skip, or a failure
+    under IOTIAM_REQUIRE_INTEGRATION): checked before a module builds its fleet."""
+    require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        require(False, "the playwright package is missing (pip install -e '.[dev]')")
+        raise
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (``executable_path``; never
+    ``playwright install``), closed on the way out."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM,
+                                             args=["--no-sandbox", "--disable-gpu"])
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 class BrowserWorld(Protocol):

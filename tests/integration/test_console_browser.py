@@ -20,11 +20,11 @@ import httpx
 import pytest
 
 from conftest import BACKENDS
-from iotiam.testing import require, require_binary
+from iotiam.testing import require_binary
 from iotiam.testing.builders import make_csr
 
 from .conftest import serve_live
-from .console_chromium import CHROMIUM, heading, page_opener, shoot, sign_in
+from .console_chromium import chromium, heading, page_opener, require_chromium, shoot, sign_in
 from .live_server import Server
 from .relying_party import ocsp, ocsp_status
 
@@ -110,25 +110,17 @@ def world(console_server: Server, tmp_path_factory: pytest.TempPathFactory) -> I
     """The fleet, a rebuilt risk register, a finding, and Chromium."""
     server = console_server
     require_binary("openssl")
-    require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "the playwright package is missing (pip install -e '.[dev]')")
-        raise
+    require_chromium()
     with server.api() as api:
         acme_token, leaf, serial = _fleet(server, api)
         finding = _raise_finding(api)
         assert api.post("/v1/risk/rebuild").status_code == 200
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM,
-                                             args=["--no-sandbox", "--disable-gpu"])
+    with chromium() as browser:
         shots = tmp_path_factory.mktemp("console-screenshots")
         world = World(server, browser, shots, acme_token, leaf, serial, finding)
         try:
             yield world
         finally:
-            browser.close()
             print("\nconsole screenshots:\n" + "\n".join(map(str, world.saved)))
 
 

@@ -22,11 +22,11 @@ import httpx
 import pytest
 
 from conftest import BACKENDS
-from iotiam.testing import make_csr, make_key, make_manufacturer_ca, require
+from iotiam.testing import make_csr, make_key, make_manufacturer_ca
 
 from . import axe_core
 from .conftest import serve_live
-from .console_chromium import CHROMIUM, TABLET, page_opener, shoot, sign_in
+from .console_chromium import TABLET, chromium, page_opener, require_chromium, shoot, sign_in
 from .live_server import Server
 from .test_console_browser import _fleet, _raise_finding
 
@@ -106,12 +106,7 @@ def pages_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 def world(pages_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """The fleet, policies, held requests, a manufacturer, a finding, and Chromium."""
     server = pages_server
-    require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "the playwright package is missing (pip install -e '.[dev]')")
-        raise
+    require_chromium()
     engine = axe_core.script()
     with server.api() as api:
         acme_token, _, _ = _fleet(server, api)
@@ -123,15 +118,12 @@ def world(pages_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Ite
         assert maker.status_code == 201, maker.text
         held = [_held(server, "meter-1"), _held(server, "meter-2")]
         assert api.post("/v1/risk/rebuild").status_code == 200
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM,
-                                             args=["--no-sandbox", "--disable-gpu"])
+    with chromium() as browser:
         world = World(server, browser, tmp_path_factory.mktemp("console-pages-screenshots"),
                       acme_token, finding, held, engine)
         try:
             yield world
         finally:
-            browser.close()
             print("\nconsole screenshots:\n" + "\n".join(map(str, world.saved)))
 
 

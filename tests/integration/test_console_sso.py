@@ -19,11 +19,11 @@ import pytest
 
 from conftest import BACKENDS
 from iotiam.sso.models import CALLBACK_PATH
-from iotiam.testing import free_port, require
+from iotiam.testing import free_port
 
 from . import oidc_provider
 from .conftest import serve_live
-from .console_chromium import CHROMIUM, VIEWPORT, heading
+from .console_chromium import VIEWPORT, chromium, heading
 from .live_server import Server
 from .oidc_provider import ALICE, BOB, CAROL, RunningProvider
 
@@ -64,16 +64,9 @@ def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Runn
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM,
-                                              args=["--no-sandbox", "--disable-gpu"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    """Debian's Chromium for the module (``console_chromium.chromium``)."""
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
