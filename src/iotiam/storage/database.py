@@ -22,6 +22,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from iotiam.changes import Published
 from iotiam.errors import Conflict, IamError, InvalidInput
 from iotiam.storage.admin_store import SqlAdminTokenStore
+from iotiam.storage.after_commit import AFTER_COMMIT, run_jobs
 from iotiam.storage.attestation_store import SqlFirmwareStore
 from iotiam.storage.audit_store import SqlAuditLog
 from iotiam.storage.change_table import RECORDED, SqlChangeRecorder
@@ -359,15 +360,20 @@ class Database:
         if not self.is_sqlite:
             with self._transaction("BEGIN") as uow:
                 uow.conn.info.pop(RECORDED, None)
+                uow.conn.info.pop(AFTER_COMMIT, None)
                 yield uow
                 recorded = uow.conn.info.pop(RECORDED, None)
+                jobs = uow.conn.info.pop(AFTER_COMMIT, ())
         else:
             with self._sqlite_writer, self._other_processes(), \
                     self._transaction("BEGIN IMMEDIATE") as uow:
                 uow.conn.info.pop(RECORDED, None)  # left by a transaction that failed
+                uow.conn.info.pop(AFTER_COMMIT, None)
                 yield uow
                 recorded = uow.conn.info.pop(RECORDED, None)
+                jobs = uow.conn.info.pop(AFTER_COMMIT, ())
         # committed, and every lock released
+        run_jobs(jobs, self.engine)
         if recorded:
             for callback in self._on_changes:
                 try:

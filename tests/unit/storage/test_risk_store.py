@@ -276,8 +276,9 @@ def test_ok_tally_rows_equal_a_recount(db: Any) -> None:
 
 
 def test_ok_a_finished_rebuild_leaves_fresh_statistics_on_postgresql(db: Any) -> None:
-    """Pages walk the (score, id) indexes only when the planner knows the register's size:
-    the rebuild analyses what it rewrote instead of waiting for autovacuum."""
+    """Pages walk the (score, id) indexes only when the planner knows the register's size,
+    and a filtered total reads an index alone only where the visibility map says so: the
+    rebuild vacuums and analyses what it rewrote instead of waiting for autovacuum."""
     if not isinstance(db, Database) or db.engine.dialect.name != "postgresql":
         pytest.skip("statistics are PostgreSQL's")
     rows = [entry(f"s{n}", n % 200, RiskFactor.NEVER_ROTATED) for n in range(1500)]
@@ -293,3 +294,7 @@ def test_ok_a_finished_rebuild_leaves_fresh_statistics_on_postgresql(db: Any) ->
                 "AND relnamespace = current_schema()::regnamespace"), {"t": table}).scalar_one()
             counted = uow.conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
             assert (planned, counted) == (1500, 1500), table
+            vacuumed = uow.conn.execute(text(
+                "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = :t "
+                "AND schemaname = current_schema()"), {"t": table}).scalar_one()
+            assert vacuumed == 1, table

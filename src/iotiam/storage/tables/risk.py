@@ -68,6 +68,10 @@ risk_entry_factors = Table(
 Index("ix_risk_entries_score_id", risk_entries.c.score.desc(), risk_entries.c.id)
 Index("ix_risk_entries_site_score_id", risk_entries.c.site, risk_entries.c.score.desc(),
       risk_entries.c.id)
+# a type's slice of that order (migration 0037); org path last so that a type's total
+# under an org unit, with or without a minimum score, reads this index alone
+Index("ix_risk_entries_type_score_id", risk_entries.c.type, risk_entries.c.score.desc(),
+      risk_entries.c.id, risk_entries.c.org_path)
 _factors = risk_entry_factors.c
 Index("ix_risk_entry_factors_factor", _factors.factor, _factors.score.desc(),
       _factors.entry_id, _factors.org_path)
