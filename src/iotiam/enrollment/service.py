@@ -256,6 +256,11 @@ class Enrollment:
                 device_type = uow.device_types.get(device.type_name) if device else None
             if device is None or device_type is None:
                 raise NotFound("the device of this certificate no longer exists")
+            # a renewal by proof (a key in a token, docs/hsm.md) obeys the lifecycle as
+            # simplereenroll does: a suspended or retired device gets no new certificate
+            blocked = refusal(device.id, device.state, Transport.REENROLL)
+            if blocked is not None:
+                raise Conflict(blocked)
             expired_for = now - cert.not_valid_after_utc
             grace = device_type.rotation.grace_period
             if expired_for > grace:
@@ -272,7 +277,8 @@ class Enrollment:
             org_path=device.org_path, subject=f"device:{device.id}",
             details={"previous": current.serial_hex, "serial": record.serial_hex,
                      "expired_for_seconds": max(0, int(expired_for.total_seconds())),
-                     "grace_seconds": int(grace.total_seconds())},
+                     "grace_seconds": int(grace.total_seconds()),
+                     "before_expiry": expired_for < timedelta(0)},
         ))
         return record
 
