@@ -278,7 +278,8 @@ class Agent:
             if isinstance(key, Pkcs11Signer):  # a refused key would pile up in the token
                 tokens.retire(str(key.uri))
             if isinstance(e, EnrollmentRefused):
-                raise AgentError(f"recovery refused: {e}") from e
+                expired = self._clock.now() >= current.not_valid_after_utc
+                raise AgentError(f"{'recovery' if expired else 'renewal'} refused: {e}") from e
             raise AgentError(f"cannot reach {self._state['server_url']}: {e}") from e
         self._install(key, cert, chain)
         return cert

@@ -225,10 +225,12 @@ class Enrollment:
     def recover(
         self, certificate_pem: str, csr_der: bytes, signed_at: datetime, signature: bytes
     ) -> CertificateRecord:
-        """A device offline past expiry proves it holds the old key and gets a new cert.
+        """A device proves it holds its certificate's key and gets a new cert: after an
+        outage past expiry, or as the renewal of a key in a token (docs/hsm.md).
 
-        Allowed only within its device type's grace period after expiry, only for a
-        certificate that was never revoked, only with a fresh key; always audited.
+        Allowed only up to its device type's grace period after expiry, only for a
+        certificate that was never revoked, a device whose lifecycle allows re-enrollment,
+        and a fresh key (so a proof works once); always audited.
         """
         draft = AuditDraft(tag=AuditTag.RECOVERY_REFUSED, actor="recovery",
                            org_path=ROOT_PATH, subject="certificate:unknown")
