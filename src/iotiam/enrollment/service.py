@@ -225,13 +225,10 @@ class Enrollment:
     def recover(
         self, certificate_pem: str, csr_der: bytes, signed_at: datetime, signature: bytes
     ) -> CertificateRecord:
-        """A device proves it holds its certificate's key and gets a new cert: after an
-        outage past expiry, or as the renewal of a key in a token (docs/hsm.md).
-
-        Allowed only up to its device type's grace period after expiry, only for a
-        certificate that was never revoked, a device whose lifecycle allows re-enrollment,
-        and a fresh key (so a proof works once); always audited.
-        """
+        """A device proves its certificate's key for a new cert: after an outage past
+        expiry, or to renew a key in a token (docs/hsm.md). Only up to the grace period
+        after expiry, for a never-revoked certificate, a device whose lifecycle allows
+        re-enrollment, and a fresh key (a proof works once); always audited."""
         draft = AuditDraft(tag=AuditTag.RECOVERY_REFUSED, actor="recovery",
                            org_path=ROOT_PATH, subject="certificate:unknown")
         with self._audit.refusals(draft):
@@ -258,8 +255,7 @@ class Enrollment:
                 device_type = uow.device_types.get(device.type_name) if device else None
             if device is None or device_type is None:
                 raise NotFound("the device of this certificate no longer exists")
-            # a renewal by proof (a key in a token, docs/hsm.md) obeys the lifecycle as
-            # simplereenroll does: a suspended or retired device gets no new certificate
+            # as simplereenroll: a suspended or retired device gets no new certificate
             blocked = refusal(device.id, device.state, Transport.REENROLL)
             if blocked is not None:
                 raise Conflict(blocked)
