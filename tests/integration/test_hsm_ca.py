@@ -204,7 +204,7 @@ def _empty_store(tmp_path: Path, token: SoftHsmToken) -> Path:
 @pytest.mark.parametrize("uri, pin, expected", [
     (CA_KEY, "0000-wrong", "error: the PIN for the PKCS#11 token 'iotiam' is wrong"),
     ("pkcs11:token=absent;object=issuing-ca", None, "error: no PKCS#11 token 'absent' in "),
-    ("pkcs11:object=issuing-ca", None, "error: a PKCS#11 URI for a CA key names its token"),
+    ("pkcs11:object=issuing-ca", None, "error: a signing key's PKCS#11 URI names its token"),
 ], ids=["fail/wrong-pin", "fail/no-such-token", "fail/no-token-in-uri"])
 def test_init_fail_is_one_line_and_writes_nothing(token, tmp_path, uri, pin, expected):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("IOTIAM_")},

@@ -29,15 +29,24 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from iotiam.agent.claim import Enrolled, csr_der, enroll_with_claim, issuing_first
+from iotiam.agent.claim import (
+    DeviceKey,
+    Enrolled,
+    csr_der,
+    enroll_with_claim,
+    issuing_first,
+    load_idevid,
+    read_file,
+)
 from iotiam.agent.est_client import EnrollmentRefused, EstClient, Pending
 from iotiam.agent.files import AgentFiles
 from iotiam.agent.paths import AgentError, agent_directory, server_tls_context
+from iotiam.agent.token_key import TokenKeys, engine_status, parse_key_uri, write_engine_files
 from iotiam.clock import Clock, SystemClock
-from iotiam.enrollment.idevid import device_id_of
 from iotiam.errors import IamError
+from iotiam.hsm.pkcs11_signer import Pkcs11Signer
 from iotiam.inventory.credential_status import RENEWAL_JITTER, RENEWAL_POINT
-from iotiam.pki.keys import PrivateKey
+from iotiam.pki.external_signer import ExternalKeySigner
 
 log = logging.getLogger("iotiam.agent")
 
@@ -71,35 +80,6 @@ def poll_delay(retry_after: float | None, rng: random.Random) -> float:
     base = POLL_DEFAULT if retry_after is None else retry_after
     base = min(max(base, POLL_MIN), POLL_MAX)
     return base * (1 + rng.uniform(0, POLL_JITTER))
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise AgentError(f"cannot read the {what} {path}: {e.strerror or e}") from e
-
-
-def load_idevid(cert_path: Path, key_path: Path) -> tuple[x509.Certificate, str]:
-    """The IDevID certificate and the device id it names, checked against its key file."""
-    try:
-        cert = x509.load_pem_x509_certificate(_read(cert_path, "IDevID certificate"))
-    except ValueError as e:
-        raise AgentError(f"{cert_path} is not a PEM certificate") from e
-    try:
-        key = serialization.load_pem_private_key(_read(key_path, "IDevID key"), password=None)
-    except TypeError as e:
-        raise AgentError(f"the IDevID key {key_path} is encrypted; the agent needs it "
-                         "unencrypted (e.g. exported by the secure element's driver)") from e
-    except ValueError as e:
-        raise AgentError(f"{key_path} is not a PEM private key") from e
-    if key.public_key() != cert.public_key():
-        raise AgentError(f"the IDevID key {key_path} does not match the certificate "
-                         f"{cert_path}")
-    try:
-        return cert, device_id_of(cert)
-    except IamError as e:
-        raise AgentError(f"{cert_path}: {e.detail}") from e
 
 
 def _answer(response: httpx.Response, step: str) -> dict[str, Any]:
@@ -140,7 +120,7 @@ class Agent:
         if server_ca is not None:
             # refused here, before the directory is made, rather than at first connection
             server_tls_context(Path(server_ca), what="--ca")
-            ca_pem = _read(Path(server_ca), "CA file")
+            ca_pem = read_file(Path(server_ca), "CA file")
         self.files = AgentFiles(agent_directory(Path(directory), create=ca_pem is not None),
                                 durable=durable)
         self._clock = clock or SystemClock()
@@ -172,14 +152,17 @@ class Agent:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def enroll(self, claim: str) -> x509.Certificate:
-        """First contact: a new key, a CSR and the one-time claim token."""
-        enrolled = enroll_with_claim(self._est(), self.device_id, claim)
+    def enroll(self, claim: str, *, key_uri: str | None = None) -> x509.Certificate:
+        """First contact: a new key (in the PKCS#11 token ``key_uri`` names, if given),
+        a CSR and the one-time claim token."""
+        key = TokenKeys().first(parse_key_uri(key_uri)) if key_uri else None
+        enrolled = enroll_with_claim(self._est(), self.device_id, claim, key)
         self._install(enrolled.key, enrolled.certificate, enrolled.chain_pem())
         return enrolled.certificate
 
     def enroll_with_idevid(self, idevid_cert: Path, idevid_key: Path, *,
-                           wait: float = 3600.0) -> x509.Certificate:
+                           wait: float = 3600.0, key_uri: str | None = None
+                           ) -> x509.Certificate:
         """Zero-touch first contact: mTLS with the manufacturer's IDevID, a new key made here.
 
         A request the server holds (202) is polled with the same CSR until an admin
@@ -190,12 +173,17 @@ class Agent:
         if named != self.device_id:
             raise AgentError(f"the IDevID names device {named!r}, not {self.device_id!r}")
         est = self._est()
-        held = self.files.load_pending()
-        key: PrivateKey
+        held = self._held_request()
+        key: DeviceKey
         if held is None:
-            key = self.files.new_key()
+            key = TokenKeys().first(parse_key_uri(key_uri)) if key_uri else self.files.new_key()
             csr = csr_der(key, self.device_id)
-            self.files.save_pending(key, csr)
+            if isinstance(key, Pkcs11Signer):  # the key stays in the token: its URI is kept
+                self._state["pending_key_uri"] = str(key.uri)
+                self.files.save_state(self._state)
+                self.files.save_pending(None, csr)
+            else:
+                self.files.save_pending(key, csr)
         else:
             # RFC 7030 §4.2.3: a held request is polled with the very same CSR
             key, csr = held
@@ -240,16 +228,24 @@ class Agent:
         if delay > 0:
             self._sleep(delay)
 
+    def _held_request(self) -> tuple[DeviceKey, bytes] | None:
+        uri = self._state.get("pending_key_uri")
+        csr = self.files.load_pending_csr()
+        if uri and csr is not None:
+            return TokenKeys().open(uri), csr
+        return self.files.load_pending()
+
     def _forget_pending(self) -> None:
         self.files.clear_pending()
-        for field in ("pending_poll_at", "pending_request"):
+        for field in ("pending_poll_at", "pending_request", "pending_key_uri"):
             self._state.pop(field, None)
         self.files.save_state(self._state)
 
     def renew(self) -> x509.Certificate:
         """RFC 7030 re-enrollment with the current certificate, onto a fresh key."""
         current = self._require_certificate()
-        if self._clock.now() >= current.not_valid_after_utc:
+        if self._clock.now() >= current.not_valid_after_utc or self.token_key_uri:
+            # a token key cannot authenticate TLS here: it proves itself by a signature
             return self.recover()
         key = self.files.new_key()
         try:
@@ -263,19 +259,36 @@ class Agent:
         return cert
 
     def recover(self) -> x509.Certificate:
-        """After an outage past expiry: prove the old key (accepted only in the grace window)."""
+        """Prove the current key by a signature over a CSR for a new one: after an outage
+        past expiry (accepted only in the grace window), and every renewal of a token key."""
         current = self._require_certificate()
-        key = self.files.new_key()
+        old: DeviceKey
+        key: DeviceKey
+        if (uri := self.token_key_uri) is not None:
+            tokens = TokenKeys()
+            old = tokens.open(uri)
+            key = tokens.successor(old.uri)
+        else:
+            old, key = self.files.load_key(), self.files.new_key()
         try:
             cert, chain = self._est().recover(
                 current.public_bytes(serialization.Encoding.PEM).decode(),
-                self.files.load_key(), csr_der(key, self.device_id), self._clock.now())
-        except EnrollmentRefused as e:
-            raise AgentError(f"recovery refused: {e}") from e
-        except (httpx.HTTPError, ssl.SSLError) as e:
+                old, csr_der(key, self.device_id), self._clock.now())
+        except (EnrollmentRefused, httpx.HTTPError, ssl.SSLError) as e:
+            if isinstance(key, Pkcs11Signer):  # a refused key would pile up in the token
+                tokens.retire(str(key.uri))
+            if isinstance(e, EnrollmentRefused):
+                expired = self._clock.now() >= current.not_valid_after_utc
+                raise AgentError(f"{'recovery' if expired else 'renewal'} refused: {e}") from e
             raise AgentError(f"cannot reach {self._state['server_url']}: {e}") from e
         self._install(key, cert, chain)
         return cert
+
+    @property
+    def token_key_uri(self) -> str | None:
+        """The PKCS#11 URI of the device key, when it is in a token (no key file then)."""
+        uri = self._state.get("key_uri")
+        return str(uri) if uri else None
 
     def _require_certificate(self) -> x509.Certificate:
         cert = self.files.load_certificate()
@@ -284,8 +297,17 @@ class Agent:
                              "or an IDevID")
         return cert
 
-    def _install(self, key: PrivateKey, cert: x509.Certificate, chain: str | None) -> None:
-        self.files.save_key(key)
+    def _install(self, key: DeviceKey, cert: x509.Certificate, chain: str | None) -> None:
+        previous = self.token_key_uri
+        if isinstance(key, Pkcs11Signer):
+            self.files.key.unlink(missing_ok=True)  # a file key this directory held before
+            self._state["key_uri"] = str(key.uri)
+            write_engine_files(self.files.root, str(key.uri), TokenKeys().module_path,
+                               durable=self.files.durable)
+        else:
+            assert not isinstance(key, ExternalKeySigner), "only token keys sign outside"
+            self.files.save_key(key)
+            self._state.pop("key_uri", None)
         self.files.save_certificate(cert, chain)
         lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
         jitter = lifetime * self._rng.uniform(-JITTER, JITTER)
@@ -294,6 +316,8 @@ class Agent:
                            failures=0, retry_at=None)
         # the key is installed: a held request's copy of it is no longer needed
         self._forget_pending()
+        if previous is not None and previous != self.token_key_uri:
+            TokenKeys().retire(previous)  # the old certificate's key: no longer used
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -355,13 +379,22 @@ class Agent:
             "renew_at": self._state.get("renew_at"),
             "failures": self._state.get("failures", 0),
             "last_error": self._state.get("last_error"),
+            "key": self.token_key_uri or str(self.files.key),
+            **({"mqtt": engine_status(self.files.root, self.token_key_uri, self.device_id)}
+               if self.token_key_uri else {}),
         }
+
+    def _file_key_only(self, what: str) -> None:
+        if self.token_key_uri:
+            raise AgentError(f"{what} needs TLS client authentication, which Python cannot "
+                             "do with a key in a PKCS#11 token (docs/hsm.md)")
 
     # -- for applications --------------------------------------------------------------
 
     def ssl_context(self) -> ssl.SSLContext:
         """A client TLS context with the device's certificate, trusting the iotiam CA."""
         self._require_certificate()
+        self._file_key_only("a TLS connection with the device certificate")
         ca = self.files.chain if self.files.chain.exists() else self.files.server_ca
         return server_tls_context(ca, cert=self.files.fullchain, key=self.files.key)
 
@@ -387,6 +420,7 @@ class Agent:
         from iotiam.attestation.models import Measurement
 
         self._require_certificate()
+        self._file_key_only("attestation")
         base = self._state["server_url"]
         try:
             with httpx.Client(base_url=base, verify=self.ssl_context(), timeout=30) as http:
@@ -414,6 +448,7 @@ class Agent:
         from iotiam.gateways.sealed_keys import context_of, open_sealed
 
         self._require_certificate()
+        self._file_key_only("fetching the gateway's child keys")
         key = self.files.load_key()
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise AgentError("child keys are sealed to EC P-256 keys; this device's is not")
@@ -435,23 +470,28 @@ class Agent:
             raise AgentError(f"cannot open the children's keys: {e.detail}") from e
 
     def access_token(self, scope: str, *, audience: str | None = None,
-                     method: str = "tls_client_auth") -> str:
+                     method: str | None = None) -> str:
         """An OAuth2 access token for ``scope`` from the device's own identity.
 
-        ``tls_client_auth`` gets a token bound to the device certificate (present it with
-        :meth:`ssl_context`); ``private_key_jwt`` signs a client assertion with the device
-        key. Cached, and refreshed before expiry and after every certificate renewal.
+        ``tls_client_auth`` (the default with a key file) gets a token bound to the
+        device certificate (present it with :meth:`ssl_context`); ``private_key_jwt`` (the
+        default, and the only way, with a token key) signs a client assertion with the
+        device key. Cached, and refreshed before expiry and after every renewal.
         """
         from iotiam.agent.oauth import TokenSource
 
         self._require_certificate()
+        uri = self.token_key_uri
+        method = method or ("private_key_jwt" if uri else "tls_client_auth")
+        key: Callable[[], DeviceKey] = (
+            (lambda: TokenKeys().open(uri)) if uri else self.files.load_key)
         sources: dict[str, TokenSource] = self.__dict__.setdefault("_token_sources", {})
         serial = str(self._state.get("serial"))
         source = sources.get(method)
         if source is None or self.__dict__.get("_token_serial") != serial:
             source = sources[method] = TokenSource(
                 self._state["server_url"], self.device_id, ssl_context=self.ssl_context,
-                key=self.files.load_key, server_ca=self.files.server_ca, clock=self._clock,
+                key=key, server_ca=self.files.server_ca, clock=self._clock,
                 method=method)
             if self.__dict__.get("_token_serial") != serial:
                 for other in list(sources):

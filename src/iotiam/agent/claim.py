@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 from cryptography import x509
@@ -20,7 +21,43 @@ from cryptography.x509.oid import NameOID
 
 from iotiam.agent.est_client import EnrollmentRefused, EstClient
 from iotiam.agent.paths import AgentError
+from iotiam.enrollment.idevid import device_id_of
+from iotiam.errors import IamError
+from iotiam.pki.external_signer import ExternalKeySigner
 from iotiam.pki.keys import PrivateKey
+
+#: a key the device signs with: in this process, or in a token (``agent.token_key``)
+DeviceKey = PrivateKey | ExternalKeySigner
+
+
+def read_file(path: Path, what: str) -> bytes:
+    """The bytes of a file the user named, or one ``AgentError`` line."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise AgentError(f"cannot read the {what} {path}: {e.strerror or e}") from e
+
+
+def load_idevid(cert_path: Path, key_path: Path) -> tuple[x509.Certificate, str]:
+    """The IDevID certificate and the device id it names, checked against its key file."""
+    try:
+        cert = x509.load_pem_x509_certificate(read_file(cert_path, "IDevID certificate"))
+    except ValueError as e:
+        raise AgentError(f"{cert_path} is not a PEM certificate") from e
+    try:
+        key = serialization.load_pem_private_key(read_file(key_path, "IDevID key"), password=None)
+    except TypeError as e:
+        raise AgentError(f"the IDevID key {key_path} is encrypted; the agent needs it "
+                         "unencrypted (e.g. exported by the secure element's driver)") from e
+    except ValueError as e:
+        raise AgentError(f"{key_path} is not a PEM private key") from e
+    if key.public_key() != cert.public_key():
+        raise AgentError(f"the IDevID key {key_path} does not match the certificate "
+                         f"{cert_path}")
+    try:
+        return cert, device_id_of(cert)
+    except IamError as e:
+        raise AgentError(f"{cert_path}: {e.detail}") from e
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -28,11 +65,13 @@ def new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def csr_der(key: PrivateKey, device_id: str) -> bytes:
+def csr_der(key: DeviceKey, device_id: str) -> bytes:
     """A DER PKCS#10 request for ``key``, its subject the device id."""
     builder = x509.CertificateSigningRequestBuilder().subject_name(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)])
     )
+    if isinstance(key, ExternalKeySigner):  # signed in the token
+        return key.sign_csr(builder).public_bytes(serialization.Encoding.DER)
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
@@ -60,7 +99,7 @@ def issuing_first(cert: x509.Certificate, cas: list[x509.Certificate]
 class Enrolled:
     """What a first enrollment gave: the key made for it, its certificate, the CA chain."""
 
-    key: PrivateKey
+    key: DeviceKey
     certificate: x509.Certificate
     #: the CA certificates, issuing CA first, then up to the root (``issuing_first``)
     chain: list[x509.Certificate]
@@ -91,9 +130,11 @@ class Enrolled:
             raise AgentError(f"the certificate was not issued by the chain's CA: {e}") from e
 
 
-def enroll_with_claim(est: EstClient, device_id: str, claim: str) -> Enrolled:
-    """Enroll ``device_id`` with its one-time ``claim`` onto a new key made here."""
-    key = new_key()
+def enroll_with_claim(est: EstClient, device_id: str, claim: str,
+                      key: DeviceKey | None = None) -> Enrolled:
+    """Enroll ``device_id`` with its one-time ``claim`` onto ``key`` (by default a new
+    key made here)."""
+    key = key if key is not None else new_key()
     try:
         cert, cas = est.enroll_with_chain(device_id, claim, csr_der(key, device_id))
     except EnrollmentRefused as e:

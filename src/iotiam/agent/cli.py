@@ -14,8 +14,10 @@ from typing import Annotated
 
 import typer
 
-from iotiam.agent.agent import Agent, EnrollmentPending, load_idevid
+from iotiam.agent.agent import Agent, EnrollmentPending
+from iotiam.agent.claim import load_idevid
 from iotiam.agent.files import write_atomically
+from iotiam.agent.token_key import parse_key_uri
 from iotiam.cli.entry import EXIT_FAILED, UsageError, run_app
 from iotiam.errors import InvalidInput
 
@@ -47,8 +49,14 @@ def enroll(
         help="With an IDevID: seconds to keep polling a request held for approval.")
     ] = 3600.0,
     label: Annotated[str | None, typer.Option(help="EST label (certificate profile).")] = None,
+    key: Annotated[str | None, typer.Option(
+        help="Keep the device key in a PKCS#11 token, e.g. 'pkcs11:token=dev;object=device' "
+             "(module and PIN: IOTIAM_PKCS11_MODULE, IOTIAM_PKCS11_PIN[_FILE]).")] = None,
 ) -> None:
     """Generate a key here and enroll with a claim token or a manufacturer IDevID.
+
+    With --key the key is generated in (or taken from) a PKCS#11 token and never
+    exists in a file; the agent keeps only its URI (docs/hsm.md).
 
     A held IDevID request (waiting for an admin) exits 3 once --wait is spent; running
     the same command again continues polling the same request.
@@ -63,12 +71,14 @@ def enroll(
             raise UsageError("--device is required with --claim")
     elif device is None:
         device = load_idevid(idevid_cert, idevid_key)[1]
+    if key is not None:
+        parse_key_uri(key)  # a malformed URI is refused before anything is written
     agent = Agent(directory, server_url=server, device_id=device, server_ca=ca, label=label)
     if idevid_cert is not None and idevid_key is not None:
-        cert = agent.enroll_with_idevid(idevid_cert, idevid_key, wait=wait)
+        cert = agent.enroll_with_idevid(idevid_cert, idevid_key, wait=wait, key_uri=key)
     else:
         assert claim is not None
-        cert = agent.enroll(claim)
+        cert = agent.enroll(claim, key_uri=key)
     print(f"enrolled {device}: serial {cert.serial_number:x}, valid until "
           f"{cert.not_valid_after_utc.isoformat()}")
 

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from iotiam.agent.paths import server_tls_context
 from iotiam.cli.client import api_path
 from iotiam.enrollment import proof
+from iotiam.pki.external_signer import ExternalKeySigner
 from iotiam.pki.keys import PrivateKey
 
 
@@ -176,10 +177,14 @@ class EstClient:
         return _certificate(self._post_csr("simplereenroll", csr_der,
                                            self._context(cert, key)))
 
-    def recover(self, cert_pem: str, old_key: PrivateKey, csr_der: bytes,
+    def recover(self, cert_pem: str, old_key: PrivateKey | ExternalKeySigner, csr_der: bytes,
                 now: datetime) -> tuple[x509.Certificate, str]:
-        """After expiry: prove possession of the old key (within the grace window)."""
-        signature = proof.sign(old_key, proof.recovery_message(now, csr_der))
+        """Prove possession of the current key (after expiry, within the grace window; or
+        any time for a key in a token, which no TLS handshake here can present)."""
+        message = proof.recovery_message(now, csr_der)
+        # a token's sign_bytes is ECDSA over SHA-256, DER: what proof.sign makes for EC
+        signature = (old_key.sign_bytes(message) if isinstance(old_key, ExternalKeySigner)
+                     else proof.sign(old_key, message))
         body: dict[str, Any] = {
             "certificate": cert_pem,
             "csr": base64.b64encode(csr_der).decode(),

@@ -108,9 +108,11 @@ class AgentFiles:
         """The current key."""
         return _load_key(self.key)
 
-    def save_pending(self, key: PrivateKey, csr_der: bytes) -> None:
-        """Keep a held request's key (0600) and CSR, so a restarted agent polls with them."""
-        self._write(self.pending_key, _key_pem(key), 0o600)
+    def save_pending(self, key: PrivateKey | None, csr_der: bytes) -> None:
+        """Keep a held request's key (0600; ``None`` for a key in a token, whose URI the
+        state keeps) and CSR, so a restarted agent polls with them."""
+        if key is not None:
+            self._write(self.pending_key, _key_pem(key), 0o600)
         # the CSR last: its presence means both files are complete
         self._write(self.pending_csr, csr_der, 0o600)
 
@@ -119,6 +121,10 @@ class AgentFiles:
         if not (self.pending_csr.exists() and self.pending_key.exists()):
             return None
         return _load_key(self.pending_key), self.pending_csr.read_bytes()
+
+    def load_pending_csr(self) -> bytes | None:
+        """The held request's CSR, if there is one."""
+        return self.pending_csr.read_bytes() if self.pending_csr.exists() else None
 
     def clear_pending(self) -> None:
         """Forget the held request (it was fulfilled or refused)."""

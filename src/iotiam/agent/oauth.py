@@ -9,6 +9,8 @@ passed, so a caller never holds one about to expire.
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 import ssl
 import threading
@@ -19,12 +21,14 @@ from pathlib import Path
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jwt
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 
 from iotiam.agent.paths import server_tls_context
 from iotiam.clock import Clock
 from iotiam.errors import IamError
+from iotiam.pki.external_signer import ExternalKeySigner
 from iotiam.pki.keys import PrivateKey
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -65,7 +69,8 @@ class TokenSource:
     """Gets and caches access tokens for one device client."""
 
     def __init__(self, server_url: str, client_id: str, *, ssl_context: Callable[[],
-                 ssl.SSLContext], key: Callable[[], PrivateKey], server_ca: Path,
+                 ssl.SSLContext], key: Callable[[], PrivateKey | ExternalKeySigner],
+                 server_ca: Path,
                  clock: Clock, method: str = "tls_client_auth",
                  issuer: str | None = None) -> None:
         if method not in ("tls_client_auth", "private_key_jwt"):
@@ -127,11 +132,14 @@ class TokenSource:
 
     def _assertion(self) -> str:
         issuer = self._issuer or self._discover_issuer()
-        key, alg = _jose_key(self._key())
         now = int(self._clock.now().timestamp())
         claims = {"iss": self._client_id, "sub": self._client_id, "aud": issuer,
                   "iat": now, "exp": now + int(ASSERTION_LIFETIME.total_seconds()),
                   "jti": secrets.token_urlsafe(16)}
+        device_key = self._key()
+        if isinstance(device_key, ExternalKeySigner):
+            return _token_signed_es256(device_key, claims)
+        key, alg = _jose_key(device_key)
         return jwt.encode({"alg": alg, "typ": "client-authentication+jwt"}, claims, key,
                           algorithms=[alg])
 
@@ -146,3 +154,17 @@ class TokenSource:
             raise TokenError(f"cannot read the authorization server metadata: {e}") from e
         self._issuer = str(issuer)
         return self._issuer
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _token_signed_es256(signer: ExternalKeySigner, claims: dict[str, object]) -> str:
+    """A compact JWS (RFC 7515 §7.1) signed by a key in a token: ES256 over the signing
+    input, the DER signature turned into the fixed-size ``r || s`` of RFC 7518 §3.4."""
+    header = {"alg": "ES256", "typ": "client-authentication+jwt"}
+    signing_input = ".".join(_b64url(json.dumps(part, separators=(",", ":")).encode())
+                             for part in (header, claims))
+    r, s = decode_dss_signature(signer.sign_bytes(signing_input.encode()))
+    return f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"

@@ -225,11 +225,10 @@ class Enrollment:
     def recover(
         self, certificate_pem: str, csr_der: bytes, signed_at: datetime, signature: bytes
     ) -> CertificateRecord:
-        """A device offline past expiry proves it holds the old key and gets a new cert.
-
-        Allowed only within its device type's grace period after expiry, only for a
-        certificate that was never revoked, only with a fresh key; always audited.
-        """
+        """A device proves its certificate's key for a new cert: after an outage past
+        expiry, or to renew a key in a token (docs/hsm.md). Only up to the grace period
+        after expiry, for a never-revoked certificate, a device whose lifecycle allows
+        re-enrollment, and a fresh key (a proof works once); always audited."""
         draft = AuditDraft(tag=AuditTag.RECOVERY_REFUSED, actor="recovery",
                            org_path=ROOT_PATH, subject="certificate:unknown")
         with self._audit.refusals(draft):
@@ -256,6 +255,10 @@ class Enrollment:
                 device_type = uow.device_types.get(device.type_name) if device else None
             if device is None or device_type is None:
                 raise NotFound("the device of this certificate no longer exists")
+            # as simplereenroll: a suspended or retired device gets no new certificate
+            blocked = refusal(device.id, device.state, Transport.REENROLL)
+            if blocked is not None:
+                raise Conflict(blocked)
             expired_for = now - cert.not_valid_after_utc
             grace = device_type.rotation.grace_period
             if expired_for > grace:
@@ -272,7 +275,8 @@ class Enrollment:
             org_path=device.org_path, subject=f"device:{device.id}",
             details={"previous": current.serial_hex, "serial": record.serial_hex,
                      "expired_for_seconds": max(0, int(expired_for.total_seconds())),
-                     "grace_seconds": int(grace.total_seconds())},
+                     "grace_seconds": int(grace.total_seconds()),
+                     "before_expiry": expired_for < timedelta(0)},
         ))
         return record
 

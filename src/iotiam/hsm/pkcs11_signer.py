@@ -157,6 +157,28 @@ class Pkcs11Token:
                              f"{self.name}")
         return found[0]
 
+    def key_ids(self, uri: Pkcs11Uri) -> list[bytes]:
+        """The ``CKA_ID`` of every EC private key ``uri`` matches (label and/or id)."""
+        with self._usable():
+            attrs = {**_object_attributes(uri), Attribute.CLASS: ObjectClass.PRIVATE_KEY}
+            return [bytes(key[Attribute.ID]) for key in self._session.get_objects(attrs)]
+
+    def destroy(self, uri: Pkcs11Uri) -> int:
+        """Delete the key pair ``uri`` names (both halves); how many objects went."""
+        with self._usable():
+            self._keys.pop((uri.object, uri.id), None)
+            gone = 0
+            for kind in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
+                for key in list(self._session.get_objects(
+                        {**_object_attributes(uri), Attribute.CLASS: kind})):
+                    try:
+                        key.destroy()
+                    except p11.PKCS11Error as e:
+                        raise SetupError(f"the PKCS#11 token {self.name} could not delete "
+                                         f"the key {_named(uri)}: {type(e).__name__}") from e
+                    gone += 1
+            return gone
+
     def close(self) -> None:
         """Close this process's session (the keys found on it go with it)."""
         with self._lock:
@@ -211,6 +233,16 @@ def open_signer(uri: Pkcs11Uri, config: Pkcs11Config, *, create: bool = False,
         raise SetupError(f"the private key {_named(uri)} on the PKCS#11 token {token.name} "
                          "does not match its public key") from e
     return signer
+
+
+def key_ids(uri: Pkcs11Uri, config: Pkcs11Config) -> list[bytes]:
+    """The ids of the EC private keys on the token that ``uri`` matches."""
+    return _token(uri, config).key_ids(uri)
+
+
+def destroy_key(uri: Pkcs11Uri, config: Pkcs11Config) -> int:
+    """Delete the key pair ``uri`` names from its token (a retired device key)."""
+    return _token(uri, config).destroy(uri)
 
 
 def check_token(uri: Pkcs11Uri, config: Pkcs11Config) -> None:

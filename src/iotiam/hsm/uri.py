@@ -116,9 +116,9 @@ def _from_fields(fields: dict[str, str]) -> Pkcs11Uri:
         pin_value=text("pin-value"),
     )
     if uri.token is None and uri.serial is None and uri.slot_id is None:
-        raise InvalidInput("a PKCS#11 URI for a CA key names its token (token=...)")
+        raise InvalidInput("a signing key's PKCS#11 URI names its token (token=...)")
     if uri.object is None and uri.id is None:
-        raise InvalidInput("a PKCS#11 URI for a CA key names its key (object=... or id=...)")
+        raise InvalidInput("a signing key's PKCS#11 URI names its key (object=... or id=...)")
     return uri
 
 

@@ -67,6 +67,19 @@ class ExternalKeySigner:
         stand_in = builder.sign(self._stand_in, hashes.SHA256())
         return x509.load_der_x509_crl(self._resigned(stand_in.public_bytes(_DER)))
 
+    def sign_csr(self, builder: x509.CertificateSigningRequestBuilder
+                 ) -> x509.CertificateSigningRequest:
+        """Sign a PKCS#10 request for the real key (RFC 2986 §4.1: the request info names
+        the subject's public key, so the stand-in's is replaced there before signing)."""
+        stand_in = builder.sign(self._stand_in, hashes.SHA256()).public_bytes(_DER)
+        info, algorithm, _ = elements(stand_in)
+        # CertificationRequestInfo ::= SEQUENCE { version, subject, subjectPKInfo, attributes }
+        fields = elements(info)
+        fields[2] = self.public_key().public_bytes(
+            _DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        info = tlv(_SEQUENCE, b"".join(fields))
+        return x509.load_der_x509_csr(tlv(_SEQUENCE, info + algorithm + self._bit_string(info)))
+
     def sign_ocsp(self, builder: ocsp.OCSPResponseBuilder) -> ocsp.OCSPResponse:
         """Sign an OCSP response (RFC 6960 §4.2.1 BasicOCSPResponse)."""
         # cryptography refuses a key that is not the responder certificate's, so the

@@ -36,6 +36,27 @@ def softhsm_missing() -> str | None:
     return None
 
 
+def pkcs11_engine_missing() -> str | None:
+    """Why OpenSSL has no pkcs11 engine here (Debian package libengine-pkcs11-openssl),
+    or ``None`` if it has one."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return "the 'openssl' binary is not installed"
+    answer = subprocess.run([openssl, "version", "-e"], capture_output=True, text=True)
+    # 'ENGINESDIR: "/usr/lib/x86_64-linux-gnu/engines-3"'
+    directory = answer.stdout.partition(":")[2].strip().strip('"')
+    if not (Path(directory) / "pkcs11.so").is_file():
+        return (f"OpenSSL has no pkcs11 engine in {directory or '(no ENGINESDIR)'} "
+                "(Debian package libengine-pkcs11-openssl)")
+    return None
+
+
+def require_pkcs11_engine() -> None:
+    """Skip (or fail, under IOTIAM_REQUIRE_INTEGRATION) without OpenSSL's pkcs11 engine."""
+    missing = pkcs11_engine_missing()
+    require(missing is None, missing or "")
+
+
 def create_token(directory: Path, label: str = "iotiam", pin: str = "4711-test",
                  so_pin: str = "so-4711-test") -> SoftHsmToken:
     """:func:`init_token` for a test: skips (or fails, under IOTIAM_REQUIRE_INTEGRATION)

@@ -213,3 +213,37 @@ def test_retry_after_header_forms() -> None:
                                now) == 0
     assert retry_after_seconds("soon", now) is None
     assert retry_after_seconds(None, now) is None
+
+
+def test_ok_held_with_token_key_restart_polls_same_csr_no_key_file(
+        device: Device, idevid_files: tuple[Path, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A held request whose key is in a (real SoftHSM2) token: the state keeps its URI,
+    a restarted agent polls with the same CSR, and no key file is ever written."""
+    from iotiam.hsm.pkcs11_signer import close_sessions
+    from iotiam.testing.softhsm import create_token
+
+    token = create_token(tmp_path / "softhsm", label="dev")
+    for name, value in token.environment().items():
+        monkeypatch.setenv(name, value)
+    close_sessions()
+    try:
+        agent, first = device.start([held(60)], monkeypatch)
+        with pytest.raises(EnrollmentPending):
+            agent.enroll_with_idevid(*idevid_files, wait=30,
+                                     key_uri="pkcs11:token=dev;object=device")
+        uri = agent.files.load_state()["pending_key_uri"]
+        assert ";id=" in uri and not agent.files.pending_key.exists()
+
+        device.clock.advance(timedelta(seconds=60))
+        again, second = device.start([None], monkeypatch)
+        cert = again.enroll_with_idevid(*idevid_files, wait=600)
+        assert second.csrs == first.csrs
+        state = again.files.load_state()
+        assert state["key_uri"] == uri and "pending_key_uri" not in state
+        assert again.status()["key"] == uri
+        assert not again.files.key.exists() and not again.files.pending_csr.exists()
+        assert x509.load_der_x509_csr(first.csrs[0]).public_key() == cert.public_key()
+        assert (again.files.root / "pkcs11" / "openssl.cnf").exists()
+    finally:
+        close_sessions()

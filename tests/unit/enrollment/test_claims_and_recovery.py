@@ -167,6 +167,31 @@ def test_recovery_fail_wrong_key_stale_or_revoked(installation: Installation) ->
     assert len(certs) == 1  # nothing was issued by any refused attempt
 
 
+def test_recovery_ok_before_expiry_as_renewal_by_proof(installation: Installation) -> None:
+    # a device whose key is in a PKCS#11 token renews this way (docs/hsm.md)
+    cert, key = _enrolled(installation, "r-4")
+    installation.clock.advance(timedelta(hours=16))
+    answer = installation.api().post(
+        "/v1/recovery", json=_recovery_body(cert, key, make_key(), "r-4", installation))
+    assert answer.status_code == 200, answer.text
+    records = installation.api().get("/v1/audit/records", params={"limit": 1000}
+                                     ).json()["items"]
+    assert [r["details"]["before_expiry"] for r in records
+            if r["tag"] == "device:recovery:succeeded" and r["subject"] == "device:r-4"
+            ] == [True]
+
+
+def test_recovery_fail_suspended_device(installation: Installation) -> None:
+    cert, key = _enrolled(installation, "r-5")
+    api = installation.api()
+    assert api.post("/v1/devices/r-5/state", json={"state": "suspended"}).status_code == 200
+    answer = api.post("/v1/recovery",
+                      json=_recovery_body(cert, key, make_key(), "r-5", installation))
+    assert answer.status_code == 409, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert len(api.get("/v1/certificates", params={"device": "r-5"}).json()["items"]) == 1
+
+
 def test_rotation_policy_sets_lifetime(installation: Installation) -> None:
     api = installation.api()
     answer = api.put("/v1/device-types/controller/rotation",

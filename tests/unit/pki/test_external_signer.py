@@ -124,3 +124,23 @@ def test_ocsp_responder_ok_with_outside_key(hierarchy, leaf_builder, device_iden
     assert response.certificate_status is ocsp.OCSPCertStatus.GOOD
     hierarchy.responder.certificate.public_key().verify(
         response.signature, response.tbs_response_bytes, ec.ECDSA(hashes.SHA256()))
+
+
+def test_sign_csr_ok_names_and_is_signed_by_the_outside_key():
+    key = ec.generate_private_key(ec.SECP256R1())
+    outside = OutsideKey(key)
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "dev-1")]))
+    csr = outside.sign_csr(builder)
+    assert csr.public_key() == key.public_key()  # the stand-in's key is gone
+    assert csr.is_signature_valid
+    assert csr.subject == builder.sign(key, hashes.SHA256()).subject
+    assert outside.signed == [csr.tbs_certrequest_bytes]
+
+
+def test_sign_csr_fail_other_key_signature_invalid():
+    outside = OutsideKey(ec.generate_private_key(ec.SECP256R1()),
+                         signs_with=ec.generate_private_key(ec.SECP256R1()))
+    csr = outside.sign_csr(x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "dev-1")])))
+    assert not csr.is_signature_valid
