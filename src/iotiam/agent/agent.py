@@ -49,6 +49,8 @@ POLL_DEFAULT = 60.0  # seconds, when a held request names no Retry-After
 POLL_MIN = 1.0
 POLL_MAX = 3600.0  # a longer Retry-After is capped: a device should not go silent for days
 POLL_JITTER = 0.1  # up to +10 %, never earlier than the server asked
+#: gateway API calls, named as such in a refusal
+GATEWAY_STEPS = ("children", "relay", "sightings", "events")
 
 
 class EnrollmentPending(AgentError):
@@ -110,7 +112,8 @@ def _answer(response: httpx.Response, step: str) -> dict[str, Any]:
         body = None
     if response.status_code != 200 or not isinstance(body, dict):
         detail = body.get("detail") if isinstance(body, dict) else None
-        raise AgentError(f"attestation {step} refused (HTTP {response.status_code}): "
+        what = step if step in GATEWAY_STEPS else f"attestation {step}"
+        raise AgentError(f"{what} refused (HTTP {response.status_code}): "
                          f"{detail or response.text[:200]}")
     return body
 
@@ -409,6 +412,11 @@ class Agent:
     def child_keys(self) -> dict[str, bytes]:
         """A gateway's children's PSKs (identity -> key), fetched over mTLS and opened
         here with the device key (docs/gateways.md); a refusal raises ``AgentError``."""
+        return {identity: key for _, identity, key in self.children()}
+
+    def children(self) -> list[tuple[str, str, bytes]]:
+        """A gateway's children as (child id, PSK identity, key), fetched over mTLS and
+        opened here with the device key; a refusal raises ``AgentError``."""
         from cryptography.hazmat.primitives.asymmetric import ec
 
         from iotiam.gateways.sealed_keys import context_of, open_sealed
@@ -417,22 +425,30 @@ class Agent:
         key = self.files.load_key()
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise AgentError("child keys are sealed to EC P-256 keys; this device's is not")
-        base = self._state["server_url"]
         try:
-            with httpx.Client(base_url=base, verify=self.ssl_context(), timeout=30) as http:
-                listing = _answer(http.get("/v1/gateways/self/children"), "children")
-            return {str(c["psk_identity"]): open_sealed(
+            listing = self.gateway_call("GET", "/v1/gateways/self/children", step="children")
+            return [(str(c["id"]), str(c["psk_identity"]), open_sealed(
                 key, base64.b64decode(str(c["sealed_key"])),
-                context_of(self.device_id, str(c["id"]), str(c["psk_id"])))
-                for c in listing["children"]}
-        except (httpx.HTTPError, ssl.SSLError) as e:
-            raise AgentError(f"cannot reach {base}: {e}") from e
+                context_of(self.device_id, str(c["id"]), str(c["psk_id"]))))
+                for c in listing["children"]]
         except (KeyError, TypeError, ValueError) as e:
             raise AgentError(f"the children listing is malformed: {e}") from e
         except IamError as e:
             if isinstance(e, AgentError):
                 raise
             raise AgentError(f"cannot open the children's keys: {e.detail}") from e
+
+    def gateway_call(self, method: str, path: str, body: Any = None, *, step: str
+                     ) -> dict[str, Any]:
+        """One call of the gateway API over mTLS (docs/gateways.md); the JSON answer, or
+        ``AgentError`` with the server's problem or why it could not be reached."""
+        self._require_certificate()
+        base = self._state["server_url"]
+        try:
+            with httpx.Client(base_url=base, verify=self.ssl_context(), timeout=30) as http:
+                return _answer(http.request(method, path, json=body), step)
+        except (httpx.HTTPError, ssl.SSLError, OSError) as e:
+            raise AgentError(f"cannot reach {base}: {e}") from e
 
     def access_token(self, scope: str, *, audience: str | None = None,
                      method: str = "tls_client_auth") -> str:
