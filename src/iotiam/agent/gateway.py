@@ -33,6 +33,7 @@ from iotiam.broker.child_listener import (
 from iotiam.broker.event_source import BrokerEventSource
 from iotiam.detection.models import Event, EventKind
 from iotiam.errors import IamError
+from iotiam.policy.actions import PUBLISH
 
 log = logging.getLogger("iotiam.agent.gateway")
 
@@ -124,7 +125,7 @@ class GatewayRelay:
         try:
             answer = self.agent.gateway_call(
                 "POST", "/v1/gateways/self/relay",
-                {"child": child, "action": "publish", "resource": topic}, step="relay")
+                {"child": child, "action": PUBLISH, "resource": topic}, step="relay")
         except AgentError as e:
             self.stats.failed += 1
             log.warning("relaying %s for %s failed: %s", topic, child,
