@@ -104,6 +104,11 @@ def load_idevid(cert_path: Path, key_path: Path) -> tuple[x509.Certificate, str]
         raise AgentError(f"{cert_path}: {e.detail}") from e
 
 
+class GatewayRefused(AgentError):
+    """The server refused the gateway itself (its certificate revoked, the device no
+    longer a gateway or no longer trusted): it must serve no child any more."""
+
+
 def _answer(response: httpx.Response, step: str) -> dict[str, Any]:
     """The JSON object of a 200 answer, or ``AgentError`` with the server's problem."""
     try:
@@ -113,7 +118,9 @@ def _answer(response: httpx.Response, step: str) -> dict[str, Any]:
     if response.status_code != 200 or not isinstance(body, dict):
         detail = body.get("detail") if isinstance(body, dict) else None
         what = step if step in GATEWAY_STEPS else f"attestation {step}"
-        raise AgentError(f"{what} refused (HTTP {response.status_code}): "
+        refused = GatewayRefused if step in GATEWAY_STEPS and response.status_code in (
+            401, 403) else AgentError
+        raise refused(f"{what} refused (HTTP {response.status_code}): "
                          f"{detail or response.text[:200]}")
     return body
 

@@ -180,6 +180,7 @@ def gateway_mode(
         raise AgentError("the gateway mode needs Mosquitto (Debian: apt install mosquitto)")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s iotiam-agent %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line a relayed message
     agent = Agent(directory)
     listener = ChildListener(binary, ChildListenerConfig(host, port, local_port),
                              agent.files.root / "gateway-broker")

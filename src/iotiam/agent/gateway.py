@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from iotiam.agent.agent import Agent
+from iotiam.agent.agent import Agent, GatewayRefused
 from iotiam.agent.paths import AgentError
 from iotiam.broker.child_listener import (
     AGENT_USERNAME,
@@ -88,9 +88,20 @@ class GatewayRelay:
     # -- the children --------------------------------------------------------------------
 
     def refresh(self) -> Installed:
-        """Fetch the children, install them on the listener, kick who lost its key."""
-        children = [LocalChild(child_id, identity, key)
-                    for child_id, identity, key in self.agent.children()]
+        """Fetch the children, install them on the listener, kick who lost its key.
+
+        Refused by the server (this gateway revoked or distrusted): every child is
+        dropped and kicked, then ``GatewayRefused`` is raised. Unreachable: the children
+        keep the keys last fetched (``AgentError``)."""
+        try:
+            children = [LocalChild(child_id, identity, key)
+                        for child_id, identity, key in self.agent.children()]
+        except GatewayRefused:
+            self._install([])
+            raise
+        return self._install(children)
+
+    def _install(self, children: list[LocalChild]) -> Installed:
         try:
             installed = self.listener.install(children)
         except IamError as e:
@@ -131,7 +142,7 @@ class GatewayRelay:
             log.warning("relaying %s for %s failed: %s", topic, child,
                         " ".join(e.diagnostics().split()))
             return False
-        if not answer.get("allowed"):
+        if answer.get("decision") != "permit":
             self.stats.refused += 1
             log.info("refused %s for %s: %s", topic, child, answer.get("reason"))
             return False
@@ -175,6 +186,7 @@ class GatewayRelay:
             answer = self.agent.gateway_call("POST", "/v1/gateways/self/sightings",
                                              {"children": seen}, step="sightings")
             self.stats.sightings += len(seen)
+            log.info("reported sighting(s): %s", ", ".join(seen))
             refused = [r for r in answer.get("results", []) if not r.get("accepted")]
             for result in refused:
                 log.warning("sighting of %s refused: %s", result.get("child"),
@@ -234,15 +246,21 @@ class GatewayRelay:
     def run(self, stop: threading.Event) -> None:
         """Serve and relay until ``stop``; refresh the children on schedule."""
         next_refresh = time.monotonic() + self.refresh_seconds
+        last_problem = ""
         while not stop.is_set():
             if time.monotonic() >= next_refresh:
                 try:
                     self.refresh()
                 except AgentError as e:
-                    # the children keep the keys last fetched until the server answers
+                    # unreachable: the children keep the keys last fetched until the
+                    # server answers (refused: none are left, ``refresh``)
                     self.stats.refresh_failures += 1
-                    log.warning("fetching the children failed: %s",
-                                " ".join(e.diagnostics().split()))
+                    problem = " ".join(e.diagnostics().split())
+                    if problem != last_problem:  # once, not every refresh
+                        log.warning("fetching the children failed: %s", problem)
+                    last_problem = problem
+                else:
+                    last_problem = ""
                 self.listener.ensure_running()  # its files are still in place
                 self.agent.tick()  # renews the gateway's certificate when due
                 next_refresh = time.monotonic() + self.refresh_seconds
