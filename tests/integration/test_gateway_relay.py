@@ -66,7 +66,7 @@ class GatewayAgent:
     def log(self) -> str:
         return self.stderr.read_text(errors="replace")
 
-    def keys(self) -> dict[str, str]:
+    def served(self) -> dict[str, str]:
         """identity -> hex key, as the gateway's broker holds them."""
         text = (self.broker_dir / "psk_file").read_text()
         return dict(line.split(":") for line in text.splitlines())
@@ -141,7 +141,7 @@ def test_gateway_relays_children_and_drops_a_revoked_one(
         agent = GatewayAgent(plane, "gw-r1", "--upstream",
                              f"127.0.0.1:{plane.broker_ports[0]}")
         agents.append(agent)
-        keys = agent.keys()
+        keys = agent.served()
         assert set(keys) == {"tag-1", "tag-2"}
         assert (agent.broker_dir / "psk_file").stat().st_mode & 0o077 == 0
         # the managed broker's own PSK listener does not know the children (G: around
@@ -178,7 +178,7 @@ def test_gateway_relays_children_and_drops_a_revoked_one(
             assert until(lambda: "as tag-2" in broker_log.read_text(), 10)
             plane.cli("psk", "revoke", "--device", "tag-2", "--reason", "keyCompromise")
             revoked_at = time.monotonic()
-            assert until(lambda: "tag-2" not in agent.keys())
+            assert until(lambda: "tag-2" not in agent.served())
             assert until(lambda: "Client tag-2 already connected, closing old connection"
                          in broker_log.read_text())
             took = time.monotonic() - revoked_at
@@ -200,7 +200,7 @@ def test_gateway_revoked_rekeys_children_and_agent_drops_them(
     plane.cli("device", "add", "tag-5", "--type", "tag", "--via", "gw-r2")
     agent = GatewayAgent(plane, "gw-r2")
     agents.append(agent)
-    old = agent.keys()["tag-5"]
+    old = agent.served()["tag-5"]
     assert agent.publish("tag-5", old, "devices/tag-5/t") == 0
 
     serial = Agent(plane.work_dir / "gw-r2").status()["serial"]
@@ -210,7 +210,7 @@ def test_gateway_revoked_rekeys_children_and_agent_drops_them(
         "SELECT count(*) FROM audit_records WHERE tag = :tag AND subject = :subject",
         tag="system:gateway-child:rekeyed", subject="device:tag-5")[0][0] == 1, 15)
     # the revoked gateway's agent is refused: it drops every child
-    assert until(lambda: agent.keys() == {}), agent.log()
+    assert until(lambda: agent.served() == {}), agent.log()
     assert agent.publish("tag-5", old, "devices/tag-5/t") != 0
     # moved to another gateway: delivered there, with a key the old one never held
     plane.cli("device", "move", "tag-5", "--via", "gw-r3")
