@@ -7,8 +7,8 @@ listeners: the children's TLS-PSK listener and, on loopback, the agent's own log
 the children it fetched: ``psk_file`` and ``acl_file`` hold exactly those children,
 replaced atomically (0600) and re-read on SIGHUP.
 
-Facts this relies on (Mosquitto 2.0.11, measured in
-``tests/integration/test_gateway_listener.py``):
+Facts this relies on (Mosquitto 2.0.11, measured by hand with ``mosquitto_sub --psk``
+across a SIGHUP, and the kick checked in ``tests/integration/test_gateway_relay.py``):
 
 * SIGHUP re-reads ``psk_file``, ``acl_file`` and ``password_file``, but a connected PSK
   session stays connected with its old key. A child removed or re-keyed is therefore
