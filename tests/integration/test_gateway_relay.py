@@ -163,6 +163,11 @@ def test_gateway_relays_children_and_drops_a_revoked_one(
                                  for d in relayed(plane, "gw-r1")))
         assert not any(d["resource"].startswith("devices/tag-2")
                        for d in relayed(plane, "gw-r1"))
+        # the refusal is reported upstream as the child's event, scored as its own
+        assert until(lambda: "child tag-1 was refused: publish on devices/tag-2/cmd"
+                     in agent.log()), agent.log()
+        assert "event(s) failed" not in agent.log()
+        assert "refused by the server" not in agent.log()
         assert central.received(timeout=2) == ("devices/tag-1/after", b"hello")
         # a wrong key and an unknown identity are refused at TLS
         assert agent.publish("tag-1", keys["tag-2"], "devices/tag-1/t") != 0

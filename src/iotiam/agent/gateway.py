@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from iotiam.agent.agent import Agent, GatewayRefused
@@ -43,7 +43,9 @@ REFRESH_SECONDS = 30.0
 MIN_REFRESH, MAX_REFRESH = 1.0, 3600.0
 #: messages waiting to be relayed; beyond this the newest are dropped (and counted)
 MAX_QUEUED = 10_000
-#: the relay sends a topic and the payload's size upstream, never more than this of it
+#: most events one report may carry (``POST /v1/gateways/self/events``)
+MAX_EVENTS = 1000
+#: the longest topic relayed (the relay API takes no longer resource)
 MAX_TOPIC = 65535
 
 
@@ -67,6 +69,7 @@ class RelayStats:
     dropped: int = 0
     kicked: int = 0
     sightings: int = 0
+    events: int = 0
 
 
 class GatewayRelay:
@@ -173,15 +176,40 @@ class GatewayRelay:
             except queue.Empty:
                 return done
 
-    # -- sightings -----------------------------------------------------------------------
+    # -- what the gateway's broker saw ----------------------------------------------------
 
-    def sighted(self, events: list[Event]) -> None:
-        """Report the children that connected to the listener (``BrokerEventSource``)."""
+    def observed(self, events: list[Event]) -> None:
+        """What the gateway's broker logged (``BrokerEventSource``): each child's
+        connection is reported as a sighting, and every event about a child (publishes,
+        subscribes, refused publishes, disconnects) goes to the gateway events API,
+        scored as the child's. Events naming no child (a wrong key from an unknown
+        client) are not reported: the server refuses events without a device."""
         by_identity = self.listener.children
-        seen = sorted({by_identity[e.device_id].child_id for e in events
-                       if e.kind is EventKind.CONNECT and e.device_id in by_identity})
-        if not seen:
-            return
+        about = [replace(e, device_id=by_identity[e.device_id].child_id) for e in events
+                 if e.device_id in by_identity]
+        seen = sorted({e.device_id for e in about
+                       if e.kind is EventKind.CONNECT and e.device_id is not None})
+        if seen:
+            self._report_sightings(seen)
+        for event in about:
+            if event.kind is EventKind.AUTHZ_FAILURE:
+                log.warning("child %s was refused: %s on %s", event.device_id,
+                            event.action or "request", event.topic)
+        for start in range(0, len(about), MAX_EVENTS):
+            batch = [e.to_json() for e in about[start:start + MAX_EVENTS]]
+            try:
+                answer = self.agent.gateway_call("POST", "/v1/gateways/self/events",
+                                                 {"events": batch}, step="events")
+                refused = answer.get("refused", [])
+                self.stats.events += len(batch) - len(refused)
+                if refused:
+                    log.warning("%d event(s) refused by the server: %s", len(refused),
+                                refused[0].get("reason"))
+            except AgentError as e:
+                log.warning("reporting %d event(s) failed: %s", len(batch),
+                            " ".join(e.diagnostics().split()))
+
+    def _report_sightings(self, seen: list[str]) -> None:
         try:
             answer = self.agent.gateway_call("POST", "/v1/gateways/self/sightings",
                                              {"children": seen}, step="sightings")
@@ -205,7 +233,7 @@ class GatewayRelay:
         try:
             self.listener.install(first)
             self.stats.refreshes += 1
-            self._events = BrokerEventSource(self.listener.files.log, self.sighted)
+            self._events = BrokerEventSource(self.listener.files.log, self.observed)
             self._events.start()
             self._local = self._connect_local()
             if self.upstream is not None:

@@ -121,8 +121,9 @@ def password_entry(username: str, password: str, salt: bytes | None = None) -> s
 
 
 def render_listener_config(config: ChildListenerConfig, files: BrokerFiles,
-                           event_log: str = "connections") -> str:
-    """mosquitto.conf of the gateway's broker."""
+                           event_log: str = "messages") -> str:
+    """mosquitto.conf of the gateway's broker (``event_log`` as for the managed broker:
+    at ``messages`` each publish's topic and size, and refused ones, are logged too)."""
     return "\n".join([
         "# written by iotiam-agent gateway: edits are overwritten",
         "per_listener_settings false",
