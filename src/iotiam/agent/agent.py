@@ -175,6 +175,12 @@ class Agent:
         """The device this agent speaks for."""
         return str(self._state["device_id"])
 
+    @property
+    def serial(self) -> str | None:
+        """The serial (hex) of the certificate installed last."""
+        serial = self._state.get("serial")
+        return str(serial) if serial else None
+
     def _est(self) -> EstClient:
         if not self.files.server_ca.exists():
             raise AgentError("no server CA file; pass --ca the first time")
@@ -445,15 +451,24 @@ class Agent:
                 raise
             raise AgentError(f"cannot open the children's keys: {e.detail}") from e
 
-    def gateway_call(self, method: str, path: str, body: Any = None, *, step: str
-                     ) -> dict[str, Any]:
-        """One call of the gateway API over mTLS (docs/gateways.md); the JSON answer, or
-        ``AgentError`` with the server's problem or why it could not be reached."""
+    def gateway_client(self) -> httpx.Client:
+        """An HTTPS client of the server with the device's certificate (mTLS), to keep
+        for many gateway calls (one handshake); the caller closes it."""
         self._require_certificate()
+        return httpx.Client(base_url=self._state["server_url"], verify=self.ssl_context(),
+                            timeout=30)
+
+    def gateway_call(self, method: str, path: str, body: Any = None, *, step: str,
+                     http: httpx.Client | None = None) -> dict[str, Any]:
+        """One call of the gateway API over mTLS (docs/gateways.md), on ``http`` or a
+        connection of its own; the JSON answer, or ``AgentError`` with the server's
+        problem or why it could not be reached."""
         base = self._state["server_url"]
         try:
-            with httpx.Client(base_url=base, verify=self.ssl_context(), timeout=30) as http:
+            if http is not None:
                 return _answer(http.request(method, path, json=body), step)
+            with self.gateway_client() as own:
+                return _answer(own.request(method, path, json=body), step)
         except (httpx.HTTPError, ssl.SSLError, OSError) as e:
             raise AgentError(f"cannot reach {base}: {e}") from e
 

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+import httpx
+
 from iotiam.agent.agent import Agent, GatewayRefused
 from iotiam.agent.paths import AgentError
 from iotiam.broker.child_listener import (
@@ -87,6 +89,8 @@ class GatewayRelay:
         self._local: Any = None
         self._upstream_client: Any = None
         self._events: BrokerEventSource | None = None
+        self._http: httpx.Client | None = None
+        self._http_serial: str | None = None
 
     # -- the children --------------------------------------------------------------------
 
@@ -139,8 +143,10 @@ class GatewayRelay:
         try:
             answer = self.agent.gateway_call(
                 "POST", "/v1/gateways/self/relay",
-                {"child": child, "action": PUBLISH, "resource": topic}, step="relay")
+                {"child": child, "action": PUBLISH, "resource": topic}, step="relay",
+                http=self._relay_client())
         except AgentError as e:
+            self._close_relay_client()  # a new connection (and certificate) next time
             self.stats.failed += 1
             log.warning("relaying %s for %s failed: %s", topic, child,
                         " ".join(e.diagnostics().split()))
@@ -153,6 +159,19 @@ class GatewayRelay:
         if self._upstream_client is not None:
             self._upstream_client.publish(topic, payload, qos=min(qos, 1))
         return True
+
+    def _relay_client(self) -> httpx.Client:
+        """One kept connection for the relay calls, new after a renewal."""
+        serial = self.agent.serial
+        if self._http is None or self._http_serial != serial:
+            self._close_relay_client()
+            self._http, self._http_serial = self.agent.gateway_client(), serial
+        return self._http
+
+    def _close_relay_client(self) -> None:
+        if self._http is not None:
+            self._http.close()
+        self._http = None
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         try:
@@ -301,6 +320,7 @@ class GatewayRelay:
                 client.disconnect()
                 client.loop_stop()
         self._local = self._upstream_client = None
+        self._close_relay_client()
         if self._events is not None:
             self._events.stop()
             self._events = None
