@@ -266,11 +266,10 @@ def load_settings(data_dir: Path) -> Settings:
         broker_event_log=_broker_event_log(read.text("IOTIAM_BROKER_EVENT_LOG",
                                                      "broker_event_log") or "messages"),
         broker_auth=_broker_auth(read.text("IOTIAM_BROKER_AUTH", "broker_auth") or "dynsec"),
-        child_psk_rotation_days=_days(read.text("IOTIAM_CHILD_PSK_ROTATION",
-                                                "child_psk_rotation_days"), 90),
+        child_psk_rotation_days=_days(read.text("IOTIAM_CHILD_PSK_ROTATION"), 90),
         child_psk_check_seconds=read.seconds("IOTIAM_CHILD_PSK_CHECK_SECONDS", None, 300),
-        child_psk_direct=_one_of(read.text("IOTIAM_CHILD_PSK_DIRECT", "child_psk_direct")
-                                 or "off", ("on", "off"), "IOTIAM_CHILD_PSK_DIRECT") == "on",
+        child_psk_direct=_one_of(read.text("IOTIAM_CHILD_PSK_DIRECT") or "off",
+                                 ("on", "off"), "IOTIAM_CHILD_PSK_DIRECT") == "on",
         alert_webhook_url=read.text("IOTIAM_ALERT_WEBHOOK_URL", "alert_webhook_url"),
         alert_syslog=read.text("IOTIAM_ALERT_SYSLOG", "alert_syslog"),
         detection_learning_seconds=float(read.seconds(
