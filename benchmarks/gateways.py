@@ -9,6 +9,7 @@ topics next to a plain device's.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -72,6 +73,16 @@ def run(config: RunConfig) -> list[Result]:
         fleet.broker_acl("tag-0")
     plain_acl = _cpu_per(50, started)
     assert acl is not None and len(acl.speaks_for) == children == len(listed.children)
+    started = time.process_time()
+    assert services.gateways.rotate_child_keys(timedelta(days=90)).rotated == ()
+    idle_pass = time.process_time() - started
+    services.clock.advance(timedelta(seconds=1))
+    services.pki.revoke_certificate(ADMIN, f"{certificate.serial_number:x}", "keyCompromise")
+    services.clock.advance(timedelta(seconds=1))
+    started = time.process_time()
+    report = services.gateways.rotate_child_keys(timedelta(days=90))
+    rekey = _cpu_per(len(report.rotated), started)
+    assert len(report.rotated) == children
     return [
         Result("seal a child PSK to its gateway (ECIES P-256)", seal * 1e6, "us CPU/key"),
         Result("register a device under a gateway (memory stores)", register * 1e3,
@@ -81,4 +92,8 @@ def run(config: RunConfig) -> list[Result]:
         Result(f"gateway broker ACL, {children} children", gateway_acl * 1e3,
                "ms CPU/gateway", notes=f"{len(acl.entries)} entries; a plain device "
                                        f"{plain_acl * 1e3:.2f} ms"),
+        Result(f"rotation pass, {children} children, none due", idle_pass * 1e3,
+               "ms CPU/pass", notes="the child-key-rotation job's look"),
+        Result(f"re-key a revoked gateway's {children} children", rekey * 1e3,
+               "ms CPU/child", notes="one transaction each, audited"),
     ]

@@ -186,6 +186,34 @@ def together(*loops: Loop) -> Loop:
     return run
 
 
+class Waker:
+    """A loop calling ``step`` at start, every ``every_seconds`` and soon after ``wake``
+    (a change that may make work due: one pass for a burst of them)."""
+
+    def __init__(self, what: str, step: Callable[[], object], every_seconds: float,
+                 settle_seconds: float = 1.0) -> None:
+        self._what = what
+        self._step = step
+        self._every = every_seconds
+        self._settle = settle_seconds
+        self._wanted = threading.Event()
+
+    def wake(self, published: object = None) -> None:
+        """Run a pass soon (subscribed to the change feed)."""
+        self._wanted.set()
+
+    def run(self, stop: threading.Event) -> None:
+        """One pass now, then one per wake-up or ``every_seconds``, until ``stop``."""
+        while not stop.is_set():
+            self._wanted.clear()
+            try:
+                self._step()
+            except Exception:  # the loop must survive a bad moment (DB restart, ...)
+                log.exception("%s failed; retrying", self._what)
+            idle(self._wanted, stop, self._every, STOP_SECONDS)
+            stop.wait(self._settle if not stop.is_set() else 0)
+
+
 def pruner(what: str, prune: Callable[[], object]) -> Loop:
     """A loop calling ``prune`` every ``PRUNE_SECONDS`` (``what`` names it in the log)."""
     def run(stop: threading.Event) -> None:

@@ -75,6 +75,14 @@ class Settings:
     #: plugin holds every device's ACLs) or "plugin" (iotiam's plugin asks the decision
     #: point over a Unix socket; docs/broker-plugin.md) (IOTIAM_BROKER_AUTH)
     broker_auth: str = "dynsec"
+    #: a gateway child's PSK is replaced once it is this many days old (0: never;
+    #: IOTIAM_CHILD_PSK_ROTATION), and at once when its gateway is revoked
+    child_psk_rotation_days: int = 90
+    #: how often the rotation job looks for due child keys (a revocation wakes it)
+    child_psk_check_seconds: int = 300
+    #: whether a gateway's children may also use the managed broker's PSK listener
+    #: directly, around their gateway (IOTIAM_CHILD_PSK_DIRECT=on; default off)
+    child_psk_direct: bool = False
     #: findings are POSTed here, signed with secrets/alert-webhook.key (HMAC-SHA256)
     alert_webhook_url: str | None = None
     #: RFC 5424 syslog target for findings: ``host:port`` (UDP) or ``host:port/tcp``
@@ -258,6 +266,10 @@ def load_settings(data_dir: Path) -> Settings:
         broker_event_log=_broker_event_log(read.text("IOTIAM_BROKER_EVENT_LOG",
                                                      "broker_event_log") or "messages"),
         broker_auth=_broker_auth(read.text("IOTIAM_BROKER_AUTH", "broker_auth") or "dynsec"),
+        child_psk_rotation_days=_days(read.text("IOTIAM_CHILD_PSK_ROTATION"), 90),
+        child_psk_check_seconds=read.seconds("IOTIAM_CHILD_PSK_CHECK_SECONDS", None, 300),
+        child_psk_direct=_one_of(read.text("IOTIAM_CHILD_PSK_DIRECT") or "off",
+                                 ("on", "off"), "IOTIAM_CHILD_PSK_DIRECT") == "on",
         alert_webhook_url=read.text("IOTIAM_ALERT_WEBHOOK_URL", "alert_webhook_url"),
         alert_syslog=read.text("IOTIAM_ALERT_SYSLOG", "alert_syslog"),
         detection_learning_seconds=float(read.seconds(
@@ -385,6 +397,15 @@ def _seconds(value: str | None, name: str, default: int, *, low: int = 1,
     if not low <= seconds <= high:
         raise SetupError(f"{name} must be a number of seconds between {low} and {high}")
     return seconds
+
+
+def _days(value: str | None, default: int) -> int:
+    if not value:
+        return default
+    if not value.isdigit() or int(value) > 825:
+        raise SetupError("IOTIAM_CHILD_PSK_ROTATION must be a number of days between 0 "
+                         "(never) and 825")
+    return int(value)
 
 
 def _count(value: str | None, name: str, default: int, what: str, *, high: int) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from iotiam.background import (
@@ -18,6 +18,7 @@ from iotiam.background import (
     CrlRefresher,
     Job,
     RiskRefresher,
+    Waker,
     baseline_saver,
     checkpoint_signer,
     pruner,
@@ -35,11 +36,13 @@ from iotiam.changes import (
     DeviceChanged,
     ManufacturerTrustChanged,
     PolicyChanged,
+    Published,
     SightingsImported,
     TrustChanged,
 )
 from iotiam.election import FixedLeadership, Leadership
 from iotiam.eventstream.worker import DetectionWorker
+from iotiam.gateways.rotation import GATEWAY_REVOKED, SCHEDULED
 from iotiam.metrics import Metrics
 from iotiam.readiness import Draining, Status
 from iotiam.response.scoring import Scored, TrustRefresher
@@ -57,7 +60,8 @@ def broker_fleet(services: Services) -> LiveFleet:
     """The fleet as the broker sync sees it."""
     reads = SqlFleetReads(services.database, services.clock)
     return LiveFleet(services.database, services.clock, reads, services.pki, services.psks,
-                     services.decisions, posture=reads)
+                     services.decisions, posture=reads,
+                     children_direct=services.settings.child_psk_direct)
 
 
 #: what the broker sync acts on (``BrokerSync.follow``)
@@ -122,6 +126,7 @@ def background_jobs(services: Services, *, first_process: bool) -> BackgroundJob
             CHANGE_RETENTION, services.clock.now())), singleton=True),
         Job("batch-pruner", pruner("event uploads", services.response.prune_batches),
             singleton=True),
+        Job("child-key-rotation", child_key_rotation(services).run, singleton=True),
     ]
     jobs = [Job("change-feed", services.changes.run),
             Job("discovery-observer", services.discovery.run_observer),
@@ -146,6 +151,31 @@ def background_jobs(services: Services, *, first_process: bool) -> BackgroundJob
                                     leadership=leadership)
     watch_background(services, background, trust, risk)
     return background
+
+
+def child_key_rotation(services: Services) -> Waker:
+    """The job re-keying gateways' children on schedule and at once after their
+    gateway's revocation (``gateways.rotation``); a revocation or a state change wakes it."""
+    settings = services.settings
+    period = timedelta(days=settings.child_psk_rotation_days) \
+        if settings.child_psk_rotation_days else None
+
+    def rotate() -> None:
+        report = services.gateways.rotate_child_keys(period)
+        if report.rotated:
+            log.info("re-keyed %d gateway child(ren): %d after their gateway's revocation, "
+                     "%d on schedule", len(report.rotated),
+                     report.count(GATEWAY_REVOKED), report.count(SCHEDULED))
+
+    waker = Waker("child key rotation", rotate, settings.child_psk_check_seconds)
+
+    def changed(published: Published) -> None:
+        change = published.change
+        if isinstance(change, CertificateRevoked) or (
+                isinstance(change, DeviceChanged) and change.state is not None):
+            waker.wake()
+    services.changes.subscribe((CertificateRevoked, DeviceChanged), changed)
+    return waker
 
 
 def watch_background(services: Services, background: BackgroundJobs,

@@ -246,3 +246,30 @@ def test_env_or_file_reads_the_file_stripped(tmp_path: Path) -> None:
 def test_env_or_file_unreadable_is_a_setup_error(tmp_path: Path) -> None:
     with pytest.raises(SetupError, match="cannot read S_FILE"):
         env_or_file({"S_FILE": str(tmp_path / "missing")}, "S")
+
+
+def test_child_psk_settings_ok_defaults_and_overridden(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(tmp_path)
+    assert (settings.child_psk_rotation_days, settings.child_psk_check_seconds,
+            settings.child_psk_direct) == (90, 300, False)
+    monkeypatch.setenv("IOTIAM_CHILD_PSK_ROTATION", "0")
+    monkeypatch.setenv("IOTIAM_CHILD_PSK_CHECK_SECONDS", "30")
+    monkeypatch.setenv("IOTIAM_CHILD_PSK_DIRECT", "on")
+    settings = load_settings(tmp_path)
+    assert (settings.child_psk_rotation_days, settings.child_psk_check_seconds,
+            settings.child_psk_direct) == (0, 30, True)
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("IOTIAM_CHILD_PSK_ROTATION", "826", "between 0 (never) and 825"),
+    ("IOTIAM_CHILD_PSK_ROTATION", "-1", "between 0 (never) and 825"),
+    ("IOTIAM_CHILD_PSK_DIRECT", "yes", "must be one of on, off"),
+    ("IOTIAM_CHILD_PSK_CHECK_SECONDS", "0", "IOTIAM_CHILD_PSK_CHECK_SECONDS"),
+], ids=["fail/rotation-high", "fail/rotation-negative", "fail/direct", "fail/check"])
+def test_child_psk_settings_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 name: str, value: str, message: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SetupError) as refused:
+        load_settings(tmp_path)
+    assert message in refused.value.diagnostics()

@@ -14,7 +14,6 @@ and CSR it keeps on disk so that a restart continues the same request.
 
 from __future__ import annotations
 
-import base64
 import logging
 import random
 import ssl
@@ -40,6 +39,7 @@ from iotiam.agent.claim import (
 )
 from iotiam.agent.est_client import EnrollmentRefused, EstClient, Pending
 from iotiam.agent.files import AgentFiles
+from iotiam.agent.gateway_calls import server_answer
 from iotiam.agent.paths import AgentError, agent_directory, server_tls_context
 from iotiam.agent.token_key import TokenKeys, engine_status, parse_key_uri, write_engine_files
 from iotiam.clock import Clock, SystemClock
@@ -80,19 +80,6 @@ def poll_delay(retry_after: float | None, rng: random.Random) -> float:
     base = POLL_DEFAULT if retry_after is None else retry_after
     base = min(max(base, POLL_MIN), POLL_MAX)
     return base * (1 + rng.uniform(0, POLL_JITTER))
-
-
-def _answer(response: httpx.Response, step: str) -> dict[str, Any]:
-    """The JSON object of a 200 answer, or ``AgentError`` with the server's problem."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if response.status_code != 200 or not isinstance(body, dict):
-        detail = body.get("detail") if isinstance(body, dict) else None
-        raise AgentError(f"attestation {step} refused (HTTP {response.status_code}): "
-                         f"{detail or response.text[:200]}")
-    return body
 
 
 class Agent:
@@ -144,6 +131,12 @@ class Agent:
     def device_id(self) -> str:
         """The device this agent speaks for."""
         return str(self._state["device_id"])
+
+    @property
+    def serial(self) -> str | None:
+        """The serial (hex) of the certificate installed last."""
+        serial = self._state.get("serial")
+        return str(serial) if serial else None
 
     def _est(self) -> EstClient:
         if not self.files.server_ca.exists():
@@ -384,7 +377,14 @@ class Agent:
                if self.token_key_uri else {}),
         }
 
-    def _file_key_only(self, what: str) -> None:
+    @property
+    def server_url(self) -> str:
+        """The iotiam server this agent enrolled with."""
+        return str(self._state["server_url"])
+
+    def require_file_key(self, what: str) -> None:
+        """``AgentError`` unless enrolled with a key in a file (``what`` needs Python's TLS)."""
+        self._require_certificate()
         if self.token_key_uri:
             raise AgentError(f"{what} needs TLS client authentication, which Python cannot "
                              "do with a key in a PKCS#11 token (docs/hsm.md)")
@@ -394,7 +394,7 @@ class Agent:
     def ssl_context(self) -> ssl.SSLContext:
         """A client TLS context with the device's certificate, trusting the iotiam CA."""
         self._require_certificate()
-        self._file_key_only("a TLS connection with the device certificate")
+        self.require_file_key("a TLS connection with the device certificate")
         ca = self.files.chain if self.files.chain.exists() else self.files.server_ca
         return server_tls_context(ca, cert=self.files.fullchain, key=self.files.key)
 
@@ -420,18 +420,18 @@ class Agent:
         from iotiam.attestation.models import Measurement
 
         self._require_certificate()
-        self._file_key_only("attestation")
+        self.require_file_key("attestation")
         base = self._state["server_url"]
         try:
             with httpx.Client(base_url=base, verify=self.ssl_context(), timeout=30) as http:
-                challenge = _answer(http.post("/v1/attestation/challenge"), "challenge")
+                challenge = server_answer(http.post("/v1/attestation/challenge"), "challenge")
                 evidence = sign_evidence(
                     self.files.load_key(), nonce=str(challenge["nonce"]),
                     device_id=self.device_id, firmware_version=firmware_version,
                     firmware_hash=firmware_hash,
                     measurements=[Measurement(n, d) for n, d in (measurements or {}).items()],
                     now=self._clock.now())
-                return _answer(http.post("/v1/attestation/evidence",
+                return server_answer(http.post("/v1/attestation/evidence",
                                          json={"evidence": evidence}), "evidence")
         except (httpx.HTTPError, ssl.SSLError) as e:
             raise AgentError(f"cannot reach {base}: {e}") from e
@@ -439,35 +439,6 @@ class Agent:
             if isinstance(e, AgentError):
                 raise
             raise AgentError(f"cannot attest: {e.detail}") from e
-
-    def child_keys(self) -> dict[str, bytes]:
-        """A gateway's children's PSKs (identity -> key), fetched over mTLS and opened
-        here with the device key (docs/gateways.md); a refusal raises ``AgentError``."""
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        from iotiam.gateways.sealed_keys import context_of, open_sealed
-
-        self._require_certificate()
-        self._file_key_only("fetching the gateway's child keys")
-        key = self.files.load_key()
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise AgentError("child keys are sealed to EC P-256 keys; this device's is not")
-        base = self._state["server_url"]
-        try:
-            with httpx.Client(base_url=base, verify=self.ssl_context(), timeout=30) as http:
-                listing = _answer(http.get("/v1/gateways/self/children"), "children")
-            return {str(c["psk_identity"]): open_sealed(
-                key, base64.b64decode(str(c["sealed_key"])),
-                context_of(self.device_id, str(c["id"]), str(c["psk_id"])))
-                for c in listing["children"]}
-        except (httpx.HTTPError, ssl.SSLError) as e:
-            raise AgentError(f"cannot reach {base}: {e}") from e
-        except (KeyError, TypeError, ValueError) as e:
-            raise AgentError(f"the children listing is malformed: {e}") from e
-        except IamError as e:
-            if isinstance(e, AgentError):
-                raise
-            raise AgentError(f"cannot open the children's keys: {e.detail}") from e
 
     def access_token(self, scope: str, *, audience: str | None = None,
                      method: str | None = None) -> str:

@@ -17,7 +17,12 @@ import typer
 from iotiam.agent.agent import Agent, EnrollmentPending
 from iotiam.agent.claim import load_idevid
 from iotiam.agent.files import write_atomically
+from iotiam.agent.gateway import MAX_REFRESH, MIN_REFRESH, REFRESH_SECONDS, GatewayRelay, Upstream
+from iotiam.agent.gateway_calls import child_keys
+from iotiam.agent.paths import AgentError
 from iotiam.agent.token_key import parse_key_uri
+from iotiam.broker.child_listener import ChildListener, ChildListenerConfig
+from iotiam.broker.layout import mosquitto_binary
 from iotiam.cli.entry import EXIT_FAILED, UsageError, run_app
 from iotiam.errors import InvalidInput
 
@@ -146,13 +151,69 @@ def gateway_keys(
 ) -> None:
     """A gateway's children's PSKs, fetched over mTLS and opened with the device key,
     written (0600) as a Mosquitto ``psk_file`` for the listener that serves them."""
-    keys = Agent(directory).child_keys()
+    keys = child_keys(Agent(directory))
     text = "".join(f"{identity}:{key.hex()}\n" for identity, key in sorted(keys.items()))
     try:
         write_atomically(out, text.encode(), 0o600)
     except OSError as e:
         raise InvalidInput(f"cannot write {out}: {e.strerror or e}") from e
     print(f"{len(keys)} child key(s) written to {out}")
+
+
+@app.command("gateway")
+def gateway_mode(
+    directory: DirOption,
+    port: Annotated[int, typer.Option(help="The children's TLS-PSK listener port.")] = 8884,
+    host: Annotated[str, typer.Option(help="Address the children's listener binds.")
+                    ] = "0.0.0.0",  # noqa: S104 - the children reach the gateway over its LAN
+    local_port: Annotated[int, typer.Option(
+        help="Loopback port of the agent's own login to its broker.")] = 18884,
+    refresh: Annotated[float, typer.Option(
+        help="Seconds between fetches of the children (a removed child's key works at "
+             "most this long).")] = REFRESH_SECONDS,
+    upstream: Annotated[str | None, typer.Option(
+        help="HOST:PORT of the central broker (mTLS) relayed messages are published to.")
+    ] = None,
+) -> None:
+    """Serve this gateway's children over TLS-PSK (a local Mosquitto) and relay their
+    messages upstream, judged as theirs; runs until SIGINT/SIGTERM, logs to stderr."""
+    if not MIN_REFRESH <= refresh <= MAX_REFRESH:
+        raise UsageError(f"--refresh must be between {MIN_REFRESH:g} and {MAX_REFRESH:g} "
+                         "seconds")
+    for name, value in (("--port", port), ("--local-port", local_port)):
+        if not 1 <= value <= 65535:
+            raise UsageError(f"{name} {value} is not a TCP port")
+    if port == local_port:
+        raise UsageError("--port and --local-port must differ")
+    target = _upstream(upstream) if upstream is not None else None
+    binary = mosquitto_binary()
+    if binary is None:
+        raise AgentError("the gateway mode needs Mosquitto (Debian: apt install mosquitto)")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s iotiam-agent %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line a relayed message
+    agent = Agent(directory)
+    listener = ChildListener(binary, ChildListenerConfig(host, port, local_port),
+                             agent.files.root / "gateway-broker")
+    relay = GatewayRelay(agent, listener, refresh_seconds=refresh, upstream=target)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    relay.start()
+    try:
+        logging.getLogger("iotiam.agent").info(
+            "gateway %s serving %d child(ren) on %s:%d", agent.device_id,
+            len(listener.children), host, port)
+        relay.run(stop)
+    finally:
+        relay.stop()
+
+
+def _upstream(value: str) -> Upstream:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UsageError(f"--upstream {value!r}: use HOST:PORT")
+    return Upstream(host.strip("[]"), int(port))
 
 
 def run(argv: Sequence[str] | None = None) -> None:

@@ -87,6 +87,9 @@ class AuditTag(enum.StrEnum):
     GATEWAY_CHILD_ATTACHED = "admin:gateway-child:attached"
     #: a child moved to another gateway (re-keyed), or the move refused
     GATEWAY_CHILD_MOVED = "admin:gateway-child:moved"
+    #: a child's PSK replaced by the rotation job: on schedule, or because its gateway
+    #: lost its standing (the details say which, and the old and new PSK)
+    GATEWAY_CHILD_REKEYED = "system:gateway-child:rekeyed"
     #: a gateway fetched its children's sealed keys, or was refused them
     GATEWAY_CHILDREN_DELIVERED = "device:gateway-children:delivered"
     #: a gateway's relayed action for a child, judged: permitted or refused (and why)

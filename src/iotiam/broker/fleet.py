@@ -117,8 +117,12 @@ class LiveFleet:
 
     def __init__(self, uow: Transactions[DeviceUnitOfWork], clock: Clock, log: FleetReads,
                  pki: FleetPki, psks: FleetPsks, decisions: FleetDecisions,
-                 posture: PostureLookup | None = None) -> None:
+                 posture: PostureLookup | None = None, *, children_direct: bool = False
+                 ) -> None:
+        """``children_direct``: a gateway's children's PSKs open the broker's own PSK
+        listener too (default: they do not; a child reaches iotiam through its gateway)."""
         self._uow = uow
+        self._children_direct = children_direct
         #: trust scores and firmware verdicts, settled into the ACLs like other conditions
         self._posture = posture
         self._clock = clock
@@ -233,5 +237,13 @@ class LiveFleet:
         return self._pki.cas.issuing.certificate
 
     def psk_file(self) -> str:
-        """Every live PSK in ``psk_file`` format."""
-        return self._psks.broker_psk_file()
+        """Every live PSK in ``psk_file`` format, but for gateways' children (unless
+        they may go around their gateway: ``children_direct``)."""
+        text = self._psks.broker_psk_file()
+        if self._children_direct or not text:
+            return text
+        lines = text.splitlines()
+        # a PSK's identity is its device's id (credentials.service.Psks)
+        behind = self._log.gateways_of([line.partition(":")[0] for line in lines])
+        return "".join(line + "\n" for line in lines
+                       if line.partition(":")[0] not in behind)

@@ -92,6 +92,16 @@ class BrokerFiles:
         return self.root / "psk_file"
 
     @property
+    def acl(self) -> Path:
+        """Mosquitto ``acl_file`` (a gateway's local broker: each child its own topics)."""
+        return self.root / "acl_file"
+
+    @property
+    def passwords(self) -> Path:
+        """Mosquitto ``password_file`` (a gateway's local broker: the agent's own login)."""
+        return self.root / "password_file"
+
+    @property
     def dynsec(self) -> Path:
         """The dynamic-security plugin's state."""
         return self.root / "dynamic-security.json"

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from iotiam.broker.layout import BrokerConfig, BrokerFiles
@@ -30,10 +31,14 @@ START_SECONDS = 10.0
 class ManagedMosquitto:
     """One broker process; ``generation`` counts (re)starts so a sync knows to redo all."""
 
-    def __init__(self, binary: Path, config: BrokerConfig, files: BrokerFiles) -> None:
+    def __init__(self, binary: Path, config: BrokerConfig, files: BrokerFiles, *,
+                 listeners: Sequence[tuple[str, str, int]] | None = None) -> None:
+        """``listeners`` (what, host, port) replace the managed broker's three (a
+        gateway's local broker listens elsewhere, ``broker.child_listener``)."""
         self._binary = binary
         self._config = config
         self._files = files
+        self._own_listeners = tuple(listeners) if listeners is not None else None
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self.generation = 0
@@ -65,8 +70,9 @@ class ManagedMosquitto:
                                      f"start: {self._last_error()}")
                 if self._listening():
                     self.generation += 1
-                    log.info("mosquitto running (pid %d, mTLS :%d, PSK :%d)",
-                             self._process.pid, self._config.mtls_port, self._config.psk_port)
+                    log.info("mosquitto running (pid %d, %s)", self._process.pid,
+                             ", ".join(f"{what} :{port}" for what, _, port in
+                                       self._listeners()))
                     return
                 time.sleep(0.05)
             self._process.kill()
@@ -77,6 +83,8 @@ class ManagedMosquitto:
 
     def _listeners(self) -> list[tuple[str, str, int]]:
         """(what, host, port) of each listener."""
+        if self._own_listeners is not None:
+            return list(self._own_listeners)
         return [("mTLS", self._config.host, self._config.mtls_port),
                 ("TLS-PSK", self._config.host, self._config.psk_port),
                 ("admin", "127.0.0.1", self._config.admin_port)]
@@ -97,8 +105,8 @@ class ManagedMosquitto:
         if process is None:
             return False
         owned = listening_ports(process.pid)
-        if owned is None:  # no /proc: the admin port answering must do
-            return _accepts(self._config.admin_port)
+        if owned is None:  # no /proc: the last port answering must do
+            return _accepts(self._listeners()[-1][2])
         return all(port in owned for _, _, port in self._listeners())
 
     def answers(self, timeout: float = 2.0) -> bool:

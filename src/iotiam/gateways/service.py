@@ -4,7 +4,7 @@ gateway, and what a gateway says for its children (relayed actions, sightings) j
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -17,13 +17,14 @@ from iotiam.credentials.models import PskStatus
 from iotiam.detection.models import Finding, FindingType, Severity
 from iotiam.detection.ports import FindingSink
 from iotiam.errors import IamError, InvalidInput, Unauthenticated
-from iotiam.gateways import rules, sealed_keys
+from iotiam.gateways import rotation, rules, sealed_keys
 from iotiam.gateways.models import ChildKey, GatewayChildren, GatewayLink, SightingResult
 from iotiam.gateways.ports import ChildKeys, ChildSubjects, GatewaysUnitOfWork
+from iotiam.gateways.rotation import RotationReport
 from iotiam.inventory.lifecycle import Transport, may, refusal
 from iotiam.inventory.models import Device, check_identifier, is_identifier
 from iotiam.inventory.ports import visible_device
-from iotiam.kernel import ROOT_PATH, Principal, Role, Transactions
+from iotiam.kernel import ROOT_ORG_ID, ROOT_PATH, Principal, Role, Transactions
 from iotiam.pki.client_certificates import presented_device
 from iotiam.policy.models import Decision, Deny, RequestContext
 from iotiam.policy.ports import PolicyDecisions
@@ -31,6 +32,9 @@ from iotiam.policy.ports import PolicyDecisions
 #: most children one sighting report may name
 MAX_SIGHTINGS = 1000
 DETECTOR = "gateway"
+#: who re-keys children on schedule and after their gateway's revocation (audited)
+ROTATION = Principal(name="gateway-key-rotation", role=Role.ADMIN, org_unit_id=ROOT_ORG_ID,
+                     org_path=ROOT_PATH)
 
 
 class Gateways:
@@ -124,6 +128,33 @@ class Gateways:
         # the gateways' broker ACLs carry their children's topics: they are re-synced too
         uow.devices.touch(list(device_ids), at)
         uow.changes.record(DeviceChanged(tuple(device_ids)))
+
+    def rotate_child_keys(self, period: timedelta | None) -> RotationReport:
+        """Re-key every child whose gateway lost its standing after the child's key was
+        made, and (``period``) every child whose key is older than that; one child a
+        transaction, each audited (``gateways.rotation``)."""
+        with self._uow.reading() as uow:
+            due = rotation.due_keys(uow, self._clock.now(), period)
+        rotated, skipped = [], 0
+        for item in due:
+            with self._uow() as uow:
+                child = uow.devices.get(item.child_id, for_update=True)
+                current = uow.psks.active_for_device(item.child_id)
+                link = uow.gateway_links.get(item.child_id)
+                if child is None or current is None or current.id != item.psk_id \
+                        or link is None or link.gateway_id != item.gateway_id \
+                        or refusal(child.id, child.state, Transport.ENROLL) is not None:
+                    skipped += 1  # changed meanwhile, or may get no new key now
+                    continue
+                psk = self._keys.issue_within(uow, ROTATION, child, rotate=True)
+                self._audit.append(uow, AuditDraft(
+                    tag=AuditTag.GATEWAY_CHILD_REKEYED, actor=ROTATION.name,
+                    org_path=child.org_path, subject=f"device:{child.id}",
+                    details={
+                        "gateway": item.gateway_id, "reason": item.reason,
+                        "psk": psk.id, "replaced": item.psk_id}))
+            rotated.append(item)
+        return RotationReport(tuple(rotated), skipped)
 
     # -- the gateway's side (authenticated by its certificate) ----------------------------
 

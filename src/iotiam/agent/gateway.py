@@ -1,0 +1,330 @@
+"""``iotiam-agent gateway``: the agent on a gateway serves its children and speaks for them.
+
+It fetches its children's PSKs over mTLS (sealed to its key, ``Agent.children``) and
+serves them on a local Mosquitto's TLS-PSK listener (``broker.child_listener``): each
+child may publish and subscribe only ``devices/<child>/...``. The agent reads what the
+children publish there and relays each message upstream: the control plane judges it
+as the child's (``POST /v1/gateways/self/relay``), and an allowed message is published
+to the central broker with the gateway's certificate when ``upstream`` is set. Each
+child's connection is reported as a sighting. The children list is fetched again every
+``refresh_seconds``: a child that left it (revoked, suspended, moved) leaves the
+listener's files and its session is kicked; a re-keyed child's old key stops working.
+The gateway's own certificate is renewed as ``iotiam-agent run`` renews it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import httpx
+
+from iotiam.agent import gateway_calls
+from iotiam.agent.agent import Agent
+from iotiam.agent.gateway_calls import GatewayRefused, gateway_call, gateway_client
+from iotiam.agent.paths import AgentError
+from iotiam.broker.child_listener import (
+    AGENT_USERNAME,
+    ChildListener,
+    Installed,
+    LocalChild,
+    wait_connected,
+)
+from iotiam.broker.event_source import BrokerEventSource
+from iotiam.detection.models import Event, EventKind
+from iotiam.errors import IamError
+from iotiam.policy.actions import PUBLISH
+
+log = logging.getLogger("iotiam.agent.gateway")
+
+#: how often the children list is fetched by default (a removed child's key works on
+#: the gateway at most this long; ``--refresh``)
+REFRESH_SECONDS = 30.0
+MIN_REFRESH, MAX_REFRESH = 1.0, 3600.0
+#: messages waiting to be relayed; beyond this the newest are dropped (and counted)
+MAX_QUEUED = 10_000
+#: most events one report may carry (``POST /v1/gateways/self/events``)
+MAX_EVENTS = 1000
+#: the longest topic relayed (the relay API takes no longer resource)
+MAX_TOPIC = 65535
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The central broker relayed messages are published to (mTLS, gateway's cert)."""
+
+    host: str
+    port: int
+
+
+@dataclass
+class RelayStats:
+    """What the gateway did since it started."""
+
+    refreshes: int = 0
+    refresh_failures: int = 0
+    relayed: int = 0
+    refused: int = 0
+    failed: int = 0
+    dropped: int = 0
+    kicked: int = 0
+    sightings: int = 0
+    events: int = 0
+
+
+class GatewayRelay:
+    """The gateway mode's work, one step at a time (``run`` loops over it)."""
+
+    def __init__(self, agent: Agent, listener: ChildListener, *,
+                 refresh_seconds: float = REFRESH_SECONDS,
+                 upstream: Upstream | None = None) -> None:
+        self.agent = agent
+        self.listener = listener
+        self.refresh_seconds = refresh_seconds
+        self.upstream = upstream
+        self.stats = RelayStats()
+        self._messages: queue.Queue[tuple[str, bytes, int]] = queue.Queue(MAX_QUEUED)
+        self._local: Any = None
+        self._upstream_client: Any = None
+        self._events: BrokerEventSource | None = None
+        self._http: httpx.Client | None = None
+        self._http_serial: str | None = None
+
+    # -- the children --------------------------------------------------------------------
+
+    def refresh(self) -> Installed:
+        """Fetch the children, install them on the listener, kick who lost its key.
+
+        Refused by the server (this gateway revoked or distrusted): every child is
+        dropped and kicked, then ``GatewayRefused`` is raised. Unreachable: the children
+        keep the keys last fetched (``AgentError``)."""
+        try:
+            children = [LocalChild(child_id, identity, key)
+                        for child_id, identity, key in gateway_calls.children(self.agent)]
+        except GatewayRefused:
+            self._install([])
+            raise
+        return self._install(children)
+
+    def _install(self, children: list[LocalChild]) -> Installed:
+        try:
+            installed = self.listener.install(children)
+        except IamError as e:
+            raise AgentError(f"cannot install the children: {e.detail}") from e
+        for identity in installed.to_kick:
+            if self.listener.kick(identity):
+                self.stats.kicked += 1
+        self.stats.refreshes += 1
+        if installed.to_kick:
+            log.info("children: %d served; dropped %s, re-keyed %s", installed.children,
+                     ", ".join(installed.removed) or "none",
+                     ", ".join(installed.rekeyed) or "none")
+        return installed
+
+    def child_of(self, topic: str) -> str | None:
+        """The child a local topic belongs to (the ACL lets only it publish there)."""
+        parts = topic.split("/")
+        if len(parts) < 2 or parts[0] != "devices":
+            return None
+        served = {c.child_id for c in self.listener.children.values()}
+        return parts[1] if parts[1] in served else None
+
+    # -- messages ------------------------------------------------------------------------
+
+    def relay(self, topic: str, payload: bytes, qos: int = 0) -> bool:
+        """Ask the control plane about a child's message; publish it upstream if allowed.
+        Whether it was allowed."""
+        child = self.child_of(topic)
+        if child is None or len(topic) > MAX_TOPIC:
+            self.stats.refused += 1
+            return False
+        try:
+            answer = gateway_call(
+                self.agent, "POST", "/v1/gateways/self/relay",
+                {"child": child, "action": PUBLISH, "resource": topic}, step="relay",
+                http=self._relay_client())
+        except AgentError as e:
+            self._close_relay_client()  # a new connection (and certificate) next time
+            self.stats.failed += 1
+            log.warning("relaying %s for %s failed: %s", topic, child,
+                        " ".join(e.diagnostics().split()))
+            return False
+        if answer.get("decision") != "permit":
+            self.stats.refused += 1
+            log.info("refused %s for %s: %s", topic, child, answer.get("reason"))
+            return False
+        self.stats.relayed += 1
+        if self._upstream_client is not None:
+            self._upstream_client.publish(topic, payload, qos=min(qos, 1))
+        return True
+
+    def _relay_client(self) -> httpx.Client:
+        """One kept connection for the relay calls, new after a renewal."""
+        serial = self.agent.serial
+        if self._http is None or self._http_serial != serial:
+            self._close_relay_client()
+            self._http, self._http_serial = gateway_client(self.agent), serial
+        return self._http
+
+    def _close_relay_client(self) -> None:
+        if self._http is not None:
+            self._http.close()
+        self._http = None
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        try:
+            self._messages.put_nowait((message.topic, bytes(message.payload),
+                                       int(message.qos)))
+        except queue.Full:
+            self.stats.dropped += 1
+
+    def drain(self, seconds: float) -> int:
+        """Relay what the children sent, waiting up to ``seconds`` for the first one."""
+        done = 0
+        try:
+            topic, payload, qos = self._messages.get(timeout=max(seconds, 0.0))
+        except queue.Empty:
+            return 0
+        while True:
+            self.relay(topic, payload, qos)
+            done += 1
+            try:
+                topic, payload, qos = self._messages.get_nowait()
+            except queue.Empty:
+                return done
+
+    # -- what the gateway's broker saw ----------------------------------------------------
+
+    def observed(self, events: list[Event]) -> None:
+        """What the gateway's broker logged (``BrokerEventSource``): each child's
+        connection is reported as a sighting, and every event about a child (publishes,
+        subscribes, refused publishes, disconnects) goes to the gateway events API,
+        scored as the child's. Events naming no child (a wrong key from an unknown
+        client) are not reported: the server refuses events without a device."""
+        by_identity = self.listener.children
+        about = [replace(e, device_id=by_identity[e.device_id].child_id) for e in events
+                 if e.device_id in by_identity]
+        seen = sorted({e.device_id for e in about
+                       if e.kind is EventKind.CONNECT and e.device_id is not None})
+        if seen:
+            self._report_sightings(seen)
+        for event in about:
+            if event.kind is EventKind.AUTHZ_FAILURE:
+                log.warning("child %s was refused: %s on %s", event.device_id,
+                            event.action or "request", event.topic)
+        for start in range(0, len(about), MAX_EVENTS):
+            batch = [e.to_json() for e in about[start:start + MAX_EVENTS]]
+            try:
+                answer = gateway_call(self.agent, "POST", "/v1/gateways/self/events",
+                                                 {"events": batch}, step="events")
+                refused = answer.get("refused", [])
+                self.stats.events += len(batch) - len(refused)
+                if refused:
+                    log.warning("%d event(s) refused by the server: %s", len(refused),
+                                refused[0].get("reason"))
+            except AgentError as e:
+                log.warning("reporting %d event(s) failed: %s", len(batch),
+                            " ".join(e.diagnostics().split()))
+
+    def _report_sightings(self, seen: list[str]) -> None:
+        try:
+            answer = gateway_call(self.agent, "POST", "/v1/gateways/self/sightings",
+                                             {"children": seen}, step="sightings")
+            self.stats.sightings += len(seen)
+            log.info("reported sighting(s): %s", ", ".join(seen))
+            refused = [r for r in answer.get("results", []) if not r.get("accepted")]
+            for result in refused:
+                log.warning("sighting of %s refused: %s", result.get("child"),
+                            result.get("reason"))
+        except AgentError as e:
+            log.warning("reporting sightings failed: %s", " ".join(e.diagnostics().split()))
+
+    # -- the process ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Fetch the children (a refusal or an unreachable server stops here, before
+        anything runs), start the listener, then the local reader and the uplink."""
+        first = [LocalChild(child_id, identity, key)
+                 for child_id, identity, key in gateway_calls.children(self.agent)]
+        self.listener.start()
+        try:
+            self.listener.install(first)
+            self.stats.refreshes += 1
+            self._events = BrokerEventSource(self.listener.files.log, self.observed)
+            self._events.start()
+            self._local = self._connect_local()
+            if self.upstream is not None:
+                self._upstream_client = self._connect_upstream(self.upstream)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _connect_local(self) -> Any:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=AGENT_USERNAME)
+        client.username_pw_set(AGENT_USERNAME, self.listener.password)
+        client.on_message = self._on_message
+        client.on_connect = lambda c, *_: c.subscribe("devices/#", qos=1)
+        client.connect("127.0.0.1", self.listener.config.local_port, keepalive=30)
+        client.loop_start()
+        if not wait_connected(client):
+            raise AgentError("the gateway's local broker refused the agent's login: "
+                             f"{self.listener.log_tail()[-300:]}")
+        return client
+
+    def _connect_upstream(self, upstream: Upstream) -> Any:
+        client = self.agent.mqtt_client()
+        try:
+            client.connect(upstream.host, upstream.port, keepalive=60)
+        except OSError as e:
+            raise AgentError(f"cannot reach the broker {upstream.host}:{upstream.port}: "
+                             f"{e}") from e
+        client.loop_start()
+        if not wait_connected(client):
+            client.loop_stop()
+            raise AgentError(f"the broker {upstream.host}:{upstream.port} refused the "
+                             "gateway's certificate")
+        return client
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve and relay until ``stop``; refresh the children on schedule."""
+        next_refresh = time.monotonic() + self.refresh_seconds
+        last_problem = ""
+        while not stop.is_set():
+            if time.monotonic() >= next_refresh:
+                try:
+                    self.refresh()
+                except AgentError as e:
+                    # unreachable: the children keep the keys last fetched until the
+                    # server answers (refused: none are left, ``refresh``)
+                    self.stats.refresh_failures += 1
+                    problem = " ".join(e.diagnostics().split())
+                    if problem != last_problem:  # once, not every refresh
+                        log.warning("fetching the children failed: %s", problem)
+                    last_problem = problem
+                else:
+                    last_problem = ""
+                self.listener.ensure_running()  # its files are still in place
+                self.agent.tick()  # renews the gateway's certificate when due
+                next_refresh = time.monotonic() + self.refresh_seconds
+            self.drain(min(0.5, max(0.0, next_refresh - time.monotonic())))
+
+    def stop(self) -> None:
+        """Stop the readers and the listener."""
+        for client in (self._local, self._upstream_client):
+            if client is not None:
+                client.disconnect()
+                client.loop_stop()
+        self._local = self._upstream_client = None
+        self._close_relay_client()
+        if self._events is not None:
+            self._events.stop()
+            self._events = None
+        self.listener.stop()
+
