@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -110,7 +110,7 @@ class TrustScores:
         kept = set(scores) - set(moved)
         stored = dict(devices)
         for device_id in moved:
-            stored[device_id] = replace(devices[device_id], updated_at=now)
+            stored[device_id] = devices[device_id].touched(now)
         return Rescored(scores, moved, now,
                         {d: device.updated_at for d, device in devices.items() if d in kept},
                         stored)
