@@ -22,7 +22,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -31,12 +31,14 @@ from iotiam.audit.anchor import CheckpointWriter, Refused
 from iotiam.changes import ChangeFeed, Published, SightingsImported, TrustChanged
 from iotiam.clock import idle
 from iotiam.election import Elector, FixedLeadership, Leadership
+from iotiam.inventory.models import Device
 
 # composition-level like bootstrap.py (it wires these jobs): the CRL job drives the PKI
 # service itself, the risk job the register (allowed by name in
 # tests/unit/test_layering.py, SERVICE_USERS)
 from iotiam.pki.service import Pki
-from iotiam.risk.service import RiskRegister
+from iotiam.response.models import TrustScore
+from iotiam.risk.service import RiskRegister, ScoredDevice
 
 log = logging.getLogger("iotiam.server")
 
@@ -295,7 +297,8 @@ class RiskRefresher:
                  ) -> None:
         self._register = register
         self._every = every_seconds
-        self._pending: set[str] = set()
+        #: device -> as the trust refresher stored it (None: read it when judging)
+        self._pending: dict[str, ScoredDevice | None] = {}
         self._lock = threading.Lock()
         #: how many device judgements the refreshes asked for (an import's: one a device)
         self.judged = 0
@@ -315,12 +318,20 @@ class RiskRefresher:
         elif isinstance(change, TrustChanged) and not change.refreshed:
             self.queue(change.device_ids)
 
-    def queue(self, device_ids: Sequence[str]) -> None:
+    def queue(self, device_ids: Sequence[str], devices: Mapping[str, Device] | None = None,
+              scores: Mapping[str, TrustScore] | None = None) -> None:
         """Judge these devices at the next refresh (the trust refresher's hand-off: a
-        device change, a revocation or a touched record, its score now stored)."""
+        device change, a revocation or a touched record, its score now stored, with the
+        devices and scores as it stored them, which the register then need not read)."""
         if device_ids:
+            devices, scores = devices or {}, scores or {}
             with self._lock:
-                self._pending.update(device_ids)
+                for device_id in device_ids:
+                    device, score = devices.get(device_id), scores.get(device_id)
+                    stored = None if device is None or score is None else (device, score)
+                    # a device queued to be read stays so: only a read is never stale
+                    if stored is None or self._pending.get(device_id, stored) is not None:
+                        self._pending[device_id] = stored
             self._wanted.set()
 
     def queued(self) -> int:
@@ -330,8 +341,13 @@ class RiskRefresher:
 
     def take(self) -> list[str]:
         """The devices queued since the last call."""
+        return sorted(self.take_scored())
+
+    def take_scored(self) -> dict[str, ScoredDevice | None]:
+        """The devices queued since the last call, as the trust refresher stored them
+        (None: to be read)."""
         with self._lock:
-            taken, self._pending = sorted(self._pending), set()
+            taken, self._pending = self._pending, {}
         return taken
 
     def _idle(self, stop: threading.Event, seconds: float) -> None:
@@ -351,8 +367,9 @@ class RiskRefresher:
                     self.take()  # the rebuild judges them too
                     next_rebuild = time.monotonic() + self._every
                     self._register.rebuild()
-                elif devices := self.take():
-                    self._register.refresh_devices(devices)
+                elif devices := self.take_scored():
+                    self._register.refresh_devices(list(devices), {
+                        d: stored for d, stored in devices.items() if stored is not None})
                     self.judged += len(devices)
                 self._register.expire_acceptances()
             except Exception:  # the loop must survive a bad moment (DB restart, ...)

@@ -64,6 +64,9 @@ class Rescored:
     at: datetime
     #: the ``updated_at`` of each scored device whose score did not move, as read
     unmoved: dict[str, datetime] = field(default_factory=dict)
+    #: the scored devices as the transaction left them (the moved ones' ``updated_at``
+    #: is ``at``): handed to the risk register, which need not read them again
+    devices: dict[str, Device] = field(default_factory=dict)
 
 
 class TrustScores:
@@ -105,8 +108,12 @@ class TrustScores:
                 uow.trust.touch_devices(moved, now)
                 uow.changes.record(TrustChanged(moved, refreshed=refreshed))
         kept = set(scores) - set(moved)
+        stored = dict(devices)
+        for device_id in moved:
+            stored[device_id] = devices[device_id].touched(now)
         return Rescored(scores, moved, now,
-                        {d: device.updated_at for d, device in devices.items() if d in kept})
+                        {d: device.updated_at for d, device in devices.items() if d in kept},
+                        stored)
 
     def _compute(self, uow: ResponseUnitOfWork, devices: Mapping[str, Device],
                  compliance: Mapping[str, FirmwareStatusLike], now: datetime
@@ -117,15 +124,17 @@ class TrustScores:
         held = uow.certificates.for_devices(device_ids)  # one query, not one per device
         scores: dict[str, TrustScore] = {}
         for device_id, device in devices.items():
-            certificates = held.get(device_id, [])
-            device_type = types.get(device.type_name)
-            rotation_age = device_type.rotation.max_credential_age if device_type \
-                else timedelta(days=365)
-            status = credential_status_by_device(
-                certificates, now=now, rotation_age=rotation_age,
-            ).get(device_id, CredentialStatus.NONE)
-            never_rotated = device_id in never_rotated_devices(
-                certificates, now=now, max_age_by_device={device_id: rotation_age})
+            certificates = held.get(device_id)
+            status, never_rotated = CredentialStatus.NONE, False
+            if certificates:  # a device just imported has none: nothing to classify
+                device_type = types.get(device.type_name)
+                rotation_age = device_type.rotation.max_credential_age if device_type \
+                    else timedelta(days=365)
+                status = credential_status_by_device(
+                    certificates, now=now, rotation_age=rotation_age,
+                ).get(device_id, CredentialStatus.NONE)
+                never_rotated = device_id in never_rotated_devices(
+                    certificates, now=now, max_age_by_device={device_id: rotation_age})
             firmware = compliance.get(device_id)
             scores[device_id] = score_device(
                 device_id, state=device.state, credential=status, never_rotated=never_rotated,
@@ -154,8 +163,9 @@ class ChangedDevices(Protocol):
         ...
 
 
-#: who is handed the devices each pass scored (the risk register's job, ``serving.py``)
-Scored = Callable[[Sequence[str]], None]
+#: who is handed the devices each pass scored (the risk register's job, ``serving.py``):
+#: their ids, and those found as the scoring transaction stored them, with their scores
+Scored = Callable[[Sequence[str], Mapping[str, Device], Mapping[str, TrustScore]], None]
 
 
 class TrustRefresher:
@@ -268,7 +278,7 @@ class TrustRefresher:
         rescored = self._trust.rescore(ordered, refreshed=True)
         self.scored += len(rescored.scores)
         if self._then is not None:
-            self._then(ordered)
+            self._then(ordered, rescored.devices, rescored.scores)
         return rescored
 
     def _gather(self, stop: threading.Event) -> None:

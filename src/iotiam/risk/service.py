@@ -27,8 +27,9 @@ from iotiam.clock import Clock
 from iotiam.discovery.models import ADOPTED_FROM
 from iotiam.discovery.ports import DiscoveryReader
 from iotiam.errors import Conflict, InvalidInput, NotFound
-from iotiam.inventory.models import DeviceState
+from iotiam.inventory.models import Device, DeviceState
 from iotiam.kernel import ROOT_PATH, SYSTEM, Principal, Role, Transactions
+from iotiam.response.models import TrustScore
 from iotiam.risk.builder import RegisterBuilder
 from iotiam.risk.models import (
     Acceptance,
@@ -46,6 +47,9 @@ from iotiam.risk.models import (
 from iotiam.risk.ports import Cursor, FleetSettings, PolicyLinter, RiskUnitOfWork
 from iotiam.risk.reading import Snapshot, read_index
 from iotiam.risk.scoring import MAX_SCORE, score
+
+#: a device as the trust refresher stored it, with the score it stored
+ScoredDevice = tuple[Device, TrustScore]
 
 #: entries written per write transaction by a rebuild (larger batches dirty fewer
 #: index pages per entry: entry ids are hashes, spread over the whole table)
@@ -187,19 +191,26 @@ class RiskRegister:
             uow.risk.put_entries([e for e, _ in batch], generation=generation,
                                  holder={e.id: h for e, h in batch}, now=now)
 
-    def refresh_devices(self, device_ids: Sequence[str]) -> int:
-        """Judge these devices (and their credentials) again now; how many entries."""
+    def refresh_devices(self, device_ids: Sequence[str],
+                        scored: Mapping[str, ScoredDevice] | None = None) -> int:
+        """Judge these devices (and their credentials) again now; how many entries.
+        ``scored``: devices and trust scores as the trust refresher just stored them (the
+        rest are read here; a device changed since is handed over again, newer)."""
         wanted = sorted(set(device_ids))
         if not wanted:
             return 0
+        known = scored or {}
         now = self._clock.now().timestamp()
         with self._tx.reading() as reader:
             snapshot = read_index(reader, self._discovery, self._linter, self._fleet,
                                   self.settings, now, devices=wanted)
             builder = RegisterBuilder(snapshot.index)
-            devices = reader.devices.get_many(wanted)
+            unread = [d for d in wanted if d not in known]
+            devices = {d: known[d][0] for d in wanted if d in known}
+            trust = {d: known[d][1] for d in devices}
+            devices.update(reader.devices.get_many(unread))
             findings = reader.findings.live_for_devices(list(devices))
-            trust = reader.trust.for_devices(list(devices))
+            trust.update(reader.trust.for_devices([d for d in devices if d not in known]))
             firmware = reader.firmware.statuses(list(devices))
             batch = [(e, d.id) for d in devices.values() for e in builder.device_entries(
                 d, findings=findings.get(d.id, ()), trust=trust.get(d.id),

@@ -53,7 +53,7 @@ _TYPE_COLUMNS = ("name", "device_class", "criticality", "description", "certific
 _IN_CHUNK = 500
 _GET_DEVICES = ByIds(select_sql("devices", _DEVICE_COLUMNS, "id {ids}"))
 _GET_TYPE = RawStatement(select_sql("device_types", _TYPE_COLUMNS, "name = :name"))
-_EXISTING_PG = "SELECT id FROM devices WHERE id = ANY(%s::varchar[])"
+_EXISTING_PG = "SELECT id FROM devices WHERE id = ANY(%b::varchar[])"
 #: a bulk import's rows per ``INSERT``: 11 columns, far below SQLite's 32,766 parameters
 _ADD_CHUNK = 500
 _NEW_DEVICE_COLUMNS = _DEVICE_COLUMNS[:-1]  # a new device has no ``tokens_not_before``

@@ -222,7 +222,10 @@ class BulkInsert:
         names = ", ".join(self.columns)
         self.sqlite = (f"INSERT INTO {table.name} ({names}) VALUES "  # noqa: S608
                        f"({', '.join('?' for _ in self.columns)}) {conflict}")
-        arrays = ", ".join(f"%s::{_pg_type(table, c)}[]" for c in self.columns)
+        # binary arrays (``%b``): psycopg's text arrays escape each element with a regex
+        # substitution per quote, 18 µs for a trust score's factors where binary takes
+        # 0.3 µs (measured: 5,000 JSON strings, psycopg 3.3)
+        arrays = ", ".join(f"%b::{_pg_type(table, c)}[]" for c in self.columns)
         self.postgresql = (f"INSERT INTO {table.name} ({names}) "  # noqa: S608
                            f"SELECT * FROM unnest({arrays}) {conflict}")
 

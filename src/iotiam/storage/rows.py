@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, String, any_, bindparam, func, select
+from sqlalchemy import ColumnElement, Connection, String, any_, bindparam, cast, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from iotiam.errors import InvalidInput
@@ -45,4 +45,12 @@ def one_of(conn: Connection, column: ColumnElement[str], values: Sequence[str]
     if conn.dialect.name == "sqlite":
         listed = func.json_each(bindparam(None, dump_json(list(values)), type_=String))
         return column.in_(select(listed.table_valued("value").c.value))
+    joined = ",".join(values)
+    if joined.count(",") == len(values) - 1 and "" not in values:
+        # no value holds a comma and none is empty (ids never do): one text the server
+        # splits, as ``raw.ByIds`` sends them. psycopg's text array ran a regex per
+        # element: 4-8 ms for 5,000 ids, a read of a batch's devices paid it each time
+        split = cast(func.string_to_array(bindparam(None, joined, type_=String), ","),
+                     ARRAY(String))
+        return column == any_(split)
     return column == any_(bindparam(None, list(values), type_=ARRAY(String)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ from expect import assert_problem, audit_records, row_counts
 from fleet import add_device, add_org_unit
 
 from conftest import Installation
+from iotiam.inventory.models import Device, DeviceState
 
 
 @pytest.fixture
@@ -258,3 +261,13 @@ def test_list_ok_total_counts_every_match_not_the_page(installation: Installatio
     later = api.get("/v1/devices", params={"limit": 2, "after": first["next"]}).json()
     assert later["total"] == 4  # the whole selection, whichever page
     assert api.get("/v1/devices", params={"type": "sensor", "limit": 1}).json()["total"] == 3
+
+
+def test_ok_touched_moves_only_updated_at() -> None:
+    at = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    device = Device("d1", "sensor", "root", "/root/", DeviceState.ACTIVE, "s", None,
+                    {"fw": "1"}, at, at, at)
+    later = at + timedelta(seconds=5)
+    moved = device.touched(later)
+    assert moved == dataclasses.replace(device, updated_at=later)
+    assert device.updated_at == at and moved.updated_at == later

@@ -18,6 +18,9 @@ from iotiam.changes import (
     SightingsImported,
     TrustChanged,
 )
+from iotiam.response.models import TrustScore
+
+from .facts import device
 
 
 class Recorder:
@@ -28,7 +31,7 @@ class Recorder:
     def rebuild(self) -> None:
         self.calls.append(("rebuild", ()))
 
-    def refresh_devices(self, device_ids: list[str]) -> int:
+    def refresh_devices(self, device_ids: list[str], scored: object = None) -> int:
         self.calls.append(("refresh", tuple(device_ids)))
         self.done.set()
         return 0
@@ -45,6 +48,17 @@ def test_ok_changes_queue_their_devices_once() -> None:
     job.queue(["d1", "d2"])  # the trust refresher's hand-off
     assert job.take() == ["d1", "d2", "d4"]
     assert job.take() == []
+
+
+def test_ok_the_hand_off_carries_what_was_stored_and_a_read_stays_a_read() -> None:
+    job = RiskRefresher(Recorder())  # type: ignore[arg-type]
+    old, new = device("d1", updated_days=1), device("d1", updated_days=0)
+    job.queue(["d1", "d2"], {"d1": old}, {"d1": TrustScore("d1", 90)})
+    job.queue(["d1"], {"d1": new}, {"d1": TrustScore("d1", 40)})  # newer: replaces
+    job.changed(Published(1, TrustChanged(("d3",))))  # a finding's rescore: read it
+    job.queue(["d3"], {"d3": device("d3")}, {"d3": TrustScore("d3", 80)})
+    assert job.take_scored() == {"d1": (new, TrustScore("d1", 40)), "d2": None, "d3": None}
+    assert job.take_scored() == {}
 
 
 def test_ok_what_the_trust_refresher_scored_comes_by_its_hand_off_only() -> None:

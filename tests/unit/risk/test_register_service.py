@@ -14,6 +14,7 @@ from iotiam.credentials.models import PskStatus
 from iotiam.errors import Conflict, Forbidden, InvalidInput, NotFound
 from iotiam.kernel import SYSTEM, Principal, Role
 from iotiam.policy.lint import lint_policy
+from iotiam.response.models import TrustScore
 from iotiam.risk.models import EntryFilter, FleetChannels, RiskFactor, Subject
 from iotiam.risk.service import RiskRegister
 from iotiam.testing.fakes.risk import FixedChannels, ListedDiscovery
@@ -171,6 +172,24 @@ def test_ok_refresh_rejudges_one_device(world) -> None:  # type: ignore[no-untyp
     register.refresh_devices(["dev-1"])
     subjects = {e.subject_id for e in register.entries(SYSTEM)[0]}
     assert "dev-1" not in subjects and "dev-2" in subjects
+
+
+def test_ok_refresh_judges_what_the_trust_refresher_handed_over(world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # the trust refresher hands over the devices and scores it just stored: the register
+    # judges with those and reads only the devices it was not handed
+    register, db, _, _ = world
+    read: list[list[str]] = []
+    get_many = db.uow.devices.get_many
+    monkeypatch.setattr(db.uow.devices, "get_many",
+                        lambda ids: read.append(list(ids)) or get_many(ids))
+    handed = device("dev-1", updated_days=0)
+    register.refresh_devices(["dev-1", "dev-2"], {"dev-1": (handed, TrustScore("dev-1", 10))})
+    assert read == [["dev-2"]]
+    (entry,) = [e for e in register.entries(ACME)[0] if e.subject_id == "dev-1"]
+    assert RiskFactor.LOW_TRUST in {h.factor for h in entry.factors}
+    register.refresh_devices(["dev-1"])  # nothing handed over: read, and no score stored
+    (entry,) = [e for e in register.entries(ACME)[0] if e.subject_id == "dev-1"]
+    assert RiskFactor.LOW_TRUST not in {h.factor for h in entry.factors}
 
 
 def test_ok_fleet_channels_and_export(world) -> None:  # type: ignore[no-untyped-def]
