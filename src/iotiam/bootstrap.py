@@ -92,7 +92,7 @@ from iotiam.storage.migrate import upgrade_to_head
 from iotiam.storage.polling_feed import PollingChangeFeed
 from iotiam.storage.site_zones import SqlSiteZones
 from iotiam.storage.status_reader import SqlStatusReader
-from iotiam.tokens.client_auth import ClientAuthenticator, IssuingCa
+from iotiam.tokens.client_auth import ClientAuthenticator
 from iotiam.tokens.clients import OAuthClients
 from iotiam.tokens.device_codes import DeviceCodes
 from iotiam.tokens.introspection import Introspection
@@ -267,8 +267,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None,
     response, trust, attestation, ingest, zones = detection_and_response(
         settings, database, clock, audit, pki, inventory, every_credential, alerts,
         discovery)
-    gateways = Gateways(database, clock, audit, psks, (pki.cas.issuing_id,
-                        pki.cas.issuing.certificate.subject), decisions, subjects, response)
+    gateways = Gateways(database, clock, audit, psks, pki, decisions, subjects, response)
     inventory.use_children(gateways)
     return follow_site_zones(follow_changes(Services(
         settings=settings,
@@ -459,11 +458,11 @@ def authorization_server(
     return AuthorizationServer(
         database, clock, audit, config, keys=keys,
         authenticator=ClientAuthenticator(
-            config, IssuingCa(pki.cas.issuing_id, pki.cas.issuing.certificate),
+            config, pki,
             reads_ahead=reads_ahead, sightings=sightings),
         scopes=scopes,
         clients=OAuthClients(database, clock, audit, decisions, scopes),
         device_codes=DeviceCodes(database, clock, audit, config),
-        introspection=Introspection(database, clock, audit, keys, config, pki.cas.issuing_id),
+        introspection=Introspection(database, clock, audit, keys, config),
         revocation=TokenRevocation(database, clock, audit, keys, config),
     )

@@ -272,8 +272,9 @@ def _write_tls_files(
         current = uow.cas.active(CaRole.SERVER_TLS)
         if current is not None:
             cert = x509.load_pem_x509_certificate(current.certificate_pem.encode())
+            # re-issued when the names change, it ages, or the issuing CA was rotated
             if _san_names(cert) == set(names) and cert.not_valid_after_utc - clock.now() > \
-                    timedelta(days=30):
+                    timedelta(days=30) and cert.issuer == cas.issuing.certificate.subject:
                 material = CaMaterial(cert, load_private_key(current.encrypted_key_pem.encode(),
                                                              passphrase))
             else:

@@ -91,6 +91,15 @@ class CaSet:
                 return ca_id
         return None
 
+    def issuer_named(self, name: x509.Name) -> str | None:
+        """The id of the issuing CA (any state) whose subject is ``name``."""
+        if name == self.issuing.certificate.subject:
+            return self.issuing_id
+        for former in self.former:
+            if name == former.ca.certificate.subject:
+                return former.id
+        return None
+
     def trusted_certificates(self) -> list[x509.Certificate]:
         """The trusted issuing CAs' certificates, the active one first."""
         return [ca.certificate for _, ca in self.trusted_issuers()]

@@ -247,6 +247,22 @@ class CaUnitOfWork(Protocol):
         ...
 
 
+class DeviceIssuers(Protocol):
+    """The issuing CAs whose certificates identify devices (``pki.service.Pki``): the
+    active one and those before it (docs/ca-rotation.md)."""
+
+    @property
+    def issuing_id(self) -> str:
+        """The id of the active issuing CA (most certificates presented are its)."""
+        ...
+
+    def issuer_named(self, name: x509.Name) -> str | None:
+        """The id of the issuing CA whose subject is ``name``, or None. A revoked one is
+        named too: every certificate it signed is revoked, which the caller's status
+        check refuses."""
+        ...
+
+
 class CaKeyring(Protocol):
     """Makes CA keys where the installation keeps them, and loads the CAs back."""
 
@@ -324,6 +340,14 @@ class DeviceCertificates(Protocol[CallerUnitOfWork_co]):
     @property
     def issuing_certificate(self) -> x509.Certificate:
         """The certificate of the CA that certifies devices."""
+        ...
+
+    def trusted_issuer_of(self, cert: x509.Certificate) -> str | None:
+        """The id of the trusted (active or retiring) issuing CA that signed ``cert``."""
+        ...
+
+    def issuer_named(self, name: x509.Name) -> str | None:
+        """The id of the issuing CA (any state) named ``name``, or None."""
         ...
 
     def issue_certificate(

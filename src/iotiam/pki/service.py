@@ -219,6 +219,14 @@ class Pki:
         """The certificate of the CA that certifies devices."""
         return self.cas.issuing.certificate
 
+    def issuer_named(self, name: x509.Name) -> str | None:
+        """The id of the issuing CA (active, retiring or revoked) named ``name``."""
+        return self.cas.issuer_named(name)
+
+    def trusted_issuer_of(self, cert: x509.Certificate) -> str | None:
+        """The id of the trusted (not revoked) issuing CA that signed ``cert``."""
+        return self.cas.trusted_issuer_of(cert)
+
     # -- lookup ------------------------------------------------------------------------
 
     def get_certificate(self, actor: Principal, serial_text: str) -> CertificateRecord:

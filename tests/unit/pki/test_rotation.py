@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from cryptography import x509
-from cryptography.x509 import ocsp
-from cryptography.hazmat.primitives import hashes, serialization
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
 
 from iotiam.audit.models import AuditTag
 from iotiam.errors import Conflict, Forbidden, InvalidInput, NotFound

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from iotiam.admin.service import AdminTokens
 from iotiam.attestation.registry import FirmwareRegistry
-from iotiam.attestation.service import Attestation, DeviceCa
+from iotiam.attestation.service import Attestation
 from iotiam.audit.anchor import CheckpointWriter
 from iotiam.audit.checkpoint import CheckpointKey
 from iotiam.audit.models import AuditDraft, AuditTag
@@ -190,16 +190,14 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
     alerts = AlertDispatcher(list(alert_channels))
     response = IncidentResponse(database, clock, audit, inventory, every_credential, alerts,
                                 trust)
-    attestation = Attestation(database, clock, audit, DeviceCa(
-        cas.issuing_id, cas.issuing.certificate.subject), finding_sink=response)
+    attestation = Attestation(database, clock, audit, pki, finding_sink=response)
     trust.use_firmware_source(attestation)
     engine = DetectionEngine(learning_seconds=config.detection_learning_seconds,
                              modes=response)
     ingest = EventIngest(engine, response, MemoryDeviceLookup(database.uow.devices),
                          sightings=sightings)
     response.on_false_positive(ingest.false_positive)
-    gateways = Gateways(database, clock, audit, psks, (cas.issuing_id,
-                        cas.issuing.certificate.subject), decisions, subjects, response)
+    gateways = Gateways(database, clock, audit, psks, pki, decisions, subjects, response)
     inventory.use_children(gateways)
     return follow_changes(MemoryServices(
         clock=clock, database=database, changes=MemoryChangeFeed.following(database),
