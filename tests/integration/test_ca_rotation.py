@@ -10,11 +10,14 @@ import re
 import ssl
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
 
+from iotiam.agent.agent import Agent
 from iotiam.testing import require_binary
 from iotiam.testing.builders import make_csr
 from iotiam.testing.mqtt import MqttDevice
@@ -212,3 +215,29 @@ def test_ca_revoke_bad_input_is_one_line(server: Server) -> None:
         bad = api.post("/v1/cas/rotate", json={"dry_run": "yes"})
     assert bad.status_code == 422 or bad.status_code == 400, bad.text
     assert bad.headers["content-type"].startswith("application/problem+json")
+
+
+def test_agent_moves_to_the_active_ca_when_asked(server: Server) -> None:
+    """``ca migrate``: an agent on a retiring CA renews onto the active one at its next
+    issuer check, long before its usual renewal; its chain.pem follows."""
+    server.register("rot-agent")
+    token = server.cli("claim", "create", "--device", "rot-agent").out.strip().splitlines()[-1]
+    agent = Agent(server.work_dir / "rot-agent", server_url=server.api_url,
+                  device_id="rot-agent", server_ca=server.tls_ca_file,
+                  issuer_check=timedelta(0), migration_spread=timedelta(0))
+    agent.enroll(token)
+    server.cli("ca", "rotate")  # the agent's CA retires
+    before = agent.files.load_certificate()
+    assert before is not None
+    assert agent.tick() == "waiting"  # not asked to move yet: renews at its time
+    moved = json.loads(server.cli("ca", "migrate", "--json").out)
+    assert moved["moving"] >= 1
+    assert agent.tick() == "renewed"
+    after = agent.files.load_certificate()
+    assert after is not None and after.issuer != before.issuer
+    assert after.issuer.rfc4514_string() == httpx.get(
+        f"{server.http_url}/ca/issuing.json", timeout=10).json()["subject"]
+    assert agent.files.chain.read_text().count(PEM_END) >= 2
+    first = x509.load_pem_x509_certificate(agent.files.chain.read_bytes())
+    assert first.subject == after.issuer
+    assert agent.tick() == "waiting"  # on the active CA now: nothing more to do

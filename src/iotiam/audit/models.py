@@ -33,6 +33,7 @@ class AuditTag(enum.StrEnum):
     CRL_PUBLISHED = "pki:crl:published"
     CA_CREATED = "pki:ca:created"
     CA_ROTATED = "admin:ca:rotated"
+    CA_MIGRATION_REQUESTED = "admin:ca:migration-requested"
     CA_REVOKED = "admin:ca:revoked"
     CA_CERTIFICATES_REVOKED = "admin:ca:certificates-revoked"
     CA_CHANGE_REFUSED = "admin:ca:refused"

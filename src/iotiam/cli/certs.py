@@ -186,12 +186,14 @@ def ca_rotate(
     ctx: typer.Context,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would happen.")
                        ] = False,
+    reissue: Annotated[bool, typer.Option(
+        "--reissue", help="Agents renew onto the new CA now (as `ca migrate`).")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Put a new issuing CA under the root: new certificates come from it at once, devices
     move at their next renewal, the old CA stays trusted for what it signed."""
     obj: Context = ctx.obj
-    report = obj.client().post("/v1/cas/rotate", {"dry_run": dry_run})
+    report = obj.client().post("/v1/cas/rotate", {"dry_run": dry_run, "reissue": reissue})
     if as_json:
         print_json(report)
     elif report["dry_run"]:
@@ -203,6 +205,22 @@ def ca_rotate(
                       f"{report['previous']} retires: {report['moving']} live "
                       "certificate(s) move at their next renewal",
                       markup=False, highlight=False)
+
+
+@ca_app.command("migrate")
+def ca_migrate(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Ask agents holding a certificate of a retiring CA to renew now (they learn within
+    their issuer check, 15 min, and spread their renewals over 10 min)."""
+    obj: Context = ctx.obj
+    report = obj.client().post("/v1/cas/migrate", {})
+    if as_json:
+        print_json(report)
+        return
+    console.print(f"agents asked to move to {report['new']}: {report['moving']} live "
+                  "certificate(s) of retiring CAs", markup=False, highlight=False)
 
 
 @ca_app.command("revoke")

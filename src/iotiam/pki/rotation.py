@@ -83,6 +83,16 @@ class RotationReport:
 
 
 @dataclass(frozen=True)
+class ActiveIssuer:
+    """What agents ask (``GET /ca/issuing.json``): the active issuing CA, and whether
+    certificates of the others are to be renewed now rather than at their time."""
+
+    id: str
+    subject: str
+    migrate: bool
+
+
+@dataclass(frozen=True)
 class CompromiseReport:
     """What revoking an issuing CA did (or, dry or drilled, would do)."""
 
@@ -201,6 +211,37 @@ class CaRotation:
         self._pki.use_cas(self._keyring.load())
         return RotationReport(False, cas.issuing_id, new_id,
                               certificate.subject.rfc4514_string(), moving)
+
+    # -- moving devices ------------------------------------------------------------------
+
+    def migrate(self, actor: Principal) -> RotationReport:
+        """Ask every agent whose certificate another issuing CA signed to renew now (it
+        learns at its next look at ``/ca/issuing.json``, spread by jitter), instead of
+        at its usual time."""
+        draft = AuditDraft(tag=AuditTag.CA_CHANGE_REFUSED, actor=actor.name,
+                           org_path=actor.org_path, subject="ca:migrate")
+        with self._audit.refusals(draft):
+            actor.require(Role.ADMIN, "moving devices to the active issuing CA")
+            self._require_root_org(actor)
+            cas, now = self._pki.cas, self._clock.now()
+            with self._uow() as uow:
+                moving = sum(uow.certificates.count_live(i, now) for i, _ in
+                             cas.trusted_issuers() if i != cas.issuing_id)
+                uow.counters.next(_migrate_counter(cas.issuing_id))
+                self._audit.append(uow, AuditDraft(
+                    tag=AuditTag.CA_MIGRATION_REQUESTED, actor=actor.name,
+                    org_path=ROOT_PATH, subject=f"ca:{cas.issuing_id}",
+                    details={"moving": moving}))
+        return RotationReport(False, cas.issuing_id, cas.issuing_id,
+                              cas.issuing.certificate.subject.rfc4514_string(), moving)
+
+    def active_issuer(self) -> ActiveIssuer:
+        """The active issuing CA and whether a migration to it was asked for."""
+        cas = self._pki.cas
+        with self._uow.reading() as uow:
+            migrate = uow.counters.current(_migrate_counter(cas.issuing_id)) > 0
+        return ActiveIssuer(cas.issuing_id, cas.issuing.certificate.subject.rfc4514_string(),
+                            migrate)
 
     # -- compromise ----------------------------------------------------------------------
 
@@ -341,6 +382,10 @@ class CaRotation:
         if actor.org_path != ROOT_PATH:
             # G9: the CAs serve every tenant; a tenant's admin does not change them
             raise Forbidden("only an admin of the root org unit changes the CAs")
+
+
+def _migrate_counter(issuing_id: str) -> str:
+    return f"ca-migrate:{issuing_id}"
 
 
 class _RolledBack(Exception):

@@ -24,10 +24,11 @@ router = APIRouter(prefix="/v1", tags=["ca"], route_class=UntrustedJsonRoute)
 _CA_ID = r"^[a-z-]{1,24}-[0-9a-f]{12}$"
 
 
-class RotateIn(Body):
-    """Whether to only report what a rotation would do."""
+class RotateAndMoveIn(Body):
+    """Whether to only report, and whether agents should move to the new CA now."""
 
     dry_run: StrictBool = False
+    reissue: StrictBool = False
 
 
 class CaRevokeIn(Body):
@@ -51,9 +52,20 @@ def list_cas(caller: Caller, svc: Wired) -> dict[str, Any]:
 
 
 @router.post("/cas/rotate")
-def rotate(body: RotateIn, caller: Caller, svc: Wired) -> dict[str, Any]:
-    """A new issuing CA under the same root certifies every new key from now on."""
-    return _plain(_rotation(svc).rotate(caller, dry_run=body.dry_run))
+def rotate(body: RotateAndMoveIn, caller: Caller, svc: Wired) -> dict[str, Any]:
+    """A new issuing CA under the same root certifies every new key from now on;
+    ``reissue``: agents renew onto it now instead of at their usual time."""
+    rotation = _rotation(svc)
+    report = rotation.rotate(caller, dry_run=body.dry_run)
+    if body.reissue and not body.dry_run:
+        rotation.migrate(caller)
+    return {**_plain(report), "reissue": body.reissue}
+
+
+@router.post("/cas/migrate")
+def migrate(caller: Caller, svc: Wired) -> dict[str, Any]:
+    """Agents whose certificate another issuing CA signed renew now (docs/ca-rotation.md)."""
+    return _plain(_rotation(svc).migrate(caller))
 
 
 @router.post("/cas/{ca_id}/revoke")
