@@ -56,6 +56,10 @@ def load_ca_set(database: Transactions[CaReadUnitOfWork], passphrase: bytes) -> 
     assert root is not None
     issuing, responder = active[CaRole.ISSUING], active[CaRole.OCSP_RESPONDER]
     assert issuing is not None and responder is not None
+    # the root first: a token without the keys is named by its first one (docs/hsm.md)
+    opened_root = _opened(root, passphrase)
+    opened_issuing = _opened(issuing, passphrase)
+    opened_responder = _opened(responder, passphrase)
     responders = [c for c in every if c.role is CaRole.OCSP_RESPONDER]
     former = []
     for stored in sorted((c for c in every if c.role is CaRole.ISSUING and c.id != issuing.id),
@@ -65,9 +69,8 @@ def load_ca_set(database: Transactions[CaReadUnitOfWork], passphrase: bytes) -> 
             continue  # no responder certified by it: nothing to answer OCSP with
         former.append(FormerIssuer(stored.id, _opened(stored, passphrase),
                                    _opened(own, passphrase), stored.id in revoked))
-    return CaSet(issuing_id=issuing.id, issuing=_opened(issuing, passphrase),
-                 root_id=root.id, root=_opened(root, passphrase),
-                 responder=_opened(responder, passphrase), former=tuple(former))
+    return CaSet(issuing_id=issuing.id, issuing=opened_issuing, root_id=root.id,
+                 root=opened_root, responder=opened_responder, former=tuple(former))
 
 
 class StoredCaKeys:
