@@ -13,6 +13,7 @@ kick and CRL follow the feed exactly as for a single revocation, G3).
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -124,6 +125,9 @@ class CaRotation:
         self._serials = serials
         self.sessions = sessions
         self._batch = batch
+        # one rotation or revocation at a time in this process (two would both name
+        # their new CA "Issuing CA <n>"; across processes the subject check refuses it)
+        self._lock = threading.Lock()
 
     # -- list ----------------------------------------------------------------------------
 
@@ -150,7 +154,8 @@ class CaRotation:
         with self._audit.refusals(draft):
             actor.require(Role.OPERATOR if dry_run else Role.ADMIN, "rotating the issuing CA")
             self._require_root_org(actor)
-            return self._rotate(actor, dry_run=dry_run, why="rotation")
+            with self._lock:
+                return self._rotate(actor, dry_run=dry_run, why="rotation")
 
     def _rotate(self, actor: Principal, *, dry_run: bool, why: str) -> RotationReport:
         cas, now = self._pki.cas, self._clock.now()
@@ -169,30 +174,22 @@ class CaRotation:
         label = secrets.token_hex(4)
         # where the CA keys live: the same PKCS#11 token, or encrypted in the database
         signer, key_field = self._keyring.new_key(old_issuing, f"issuing-ca-{label}")
-        serial = self._serials()
-        placeholder = CertificateRecord(
-            issuer_id=cas.root_id, serial=serial, device_id=None, org_unit_id=ROOT_ORG_ID,
-            org_path=ROOT_PATH, profile="issuing-ca", subject=f"CN={common_name}",
-            not_before=now, not_after=cas.root.certificate.not_valid_after_utc,
-            status=CertificateStatus.RESERVED, fingerprint_sha256=None, pem=None,
-            created_at=now)
-        with self._uow() as uow:  # G5: on record under the root before the root signs
-            if uow.certificates.reserve_many([placeholder]):
-                raise Conflict("the serial drawn for the new issuing CA is taken; try again")
-        certificate = issuing_certificate(signer.public_key(), root=cas.root,
-                                          common_name=common_name, organization=organization,
-                                          now=now, serial=serial)
-        new_ca = _Held(certificate, signer)
+        certificate = self._certified(signer, common_name, organization, now)
+        serial = certificate.serial_number
         responder_signer, responder_field = self._keyring.new_key(
             old_responder, f"ocsp-responder-{label}")
         responder = responder_certificate(
-            responder_signer.public_key(), issuer=new_ca,
+            responder_signer.public_key(), issuer=_Held(certificate, signer),
             common_name=f"{common_name[:48]} OCSP Responder", now=now,
             serial=self._serials())
         new_id = ca_id_of(CaRole.ISSUING, certificate)
         # the newest of a role is the active one: strictly after those before it
         stored_at = max(now, old_issuing.created_at + _TICK, old_responder.created_at + _TICK)
         with self._uow() as uow:
+            if any(_subject(c) == certificate.subject for c in uow.cas.list_all()
+                   if c.role is CaRole.ISSUING):
+                raise Conflict("another rotation made an issuing CA of this name meanwhile; "
+                               "see `iotiam ca list`")
             uow.certificates.complete([SignedCertificate(
                 cas.root_id, serial, _pem(certificate), _fingerprint(certificate), None)])
             uow.cas.add(StoredCa(new_id, CaRole.ISSUING, _pem(certificate), key_field,
@@ -211,6 +208,24 @@ class CaRotation:
         self._pki.use_cas(self._keyring.load())
         return RotationReport(False, cas.issuing_id, new_id,
                               certificate.subject.rfc4514_string(), moving)
+
+    def _certified(self, signer: Signer, common_name: str, organization: str,
+                   now: datetime) -> x509.Certificate:
+        """The new issuing CA's certificate, its serial on record under the root before
+        the root signs it (G5, G1)."""
+        cas, serial = self._pki.cas, self._serials()
+        placeholder = CertificateRecord(
+            issuer_id=cas.root_id, serial=serial, device_id=None, org_unit_id=ROOT_ORG_ID,
+            org_path=ROOT_PATH, profile="issuing-ca", subject=f"CN={common_name}",
+            not_before=now, not_after=cas.root.certificate.not_valid_after_utc,
+            status=CertificateStatus.RESERVED, fingerprint_sha256=None, pem=None,
+            created_at=now)
+        with self._uow() as uow:
+            if uow.certificates.reserve_many([placeholder]):
+                raise Conflict("the serial drawn for the new issuing CA is taken; try again")
+        return issuing_certificate(signer.public_key(), root=cas.root,
+                                   common_name=common_name, organization=organization,
+                                   now=now, serial=serial)
 
     # -- moving devices ------------------------------------------------------------------
 
@@ -261,18 +276,34 @@ class CaRotation:
                 return CompromiseReport(ca_id, str(parsed), True, len(live), len(devices),
                                         self.sessions.connected(devices), None)
             sessions = self.sessions.connected(devices)
-            successor = None
-            if state is CaState.ACTIVE:
-                successor = self._rotate(actor, dry_run=False, why=f"{ca_id} revoked").new
-        with self._uow() as uow:
-            self._revoke_ca(uow, actor, ca_id, parsed, len(live), len(devices))
-        for number, start in enumerate(range(0, len(live), self._batch), 1):
-            with self._uow() as uow:
-                self._revoke_batch(uow, actor, ca_id, number, live[start:start + self._batch],
-                                   parsed)
-        self._pki.use_cas(self._keyring.load())
-        return CompromiseReport(ca_id, str(parsed), False, len(live), len(devices), sessions,
-                                successor)
+            with self._lock:
+                self._revocable(ca_id, reason)  # another call may have revoked it meanwhile
+                successor = None
+                if state is CaState.ACTIVE:
+                    successor = self._rotate(actor, dry_run=False, why=f"{ca_id} revoked").new
+                with self._uow() as uow:
+                    self._revoke_ca(uow, actor, ca_id, parsed, len(live), len(devices))
+                revoked = self._revoke_signed(actor, ca_id, parsed)
+                self._pki.use_cas(self._keyring.load())
+        devices_hit = sorted({d for _, d in revoked if d is not None})
+        return CompromiseReport(ca_id, str(parsed), False, len(revoked), len(devices_hit),
+                                sessions, successor)
+
+    def _revoke_signed(self, actor: Principal, ca_id: str, reason: RevocationReason
+                       ) -> list[tuple[int, str | None]]:
+        """Every live certificate of the CA, batch by batch; then read once more, for a
+        batch that was being signed when the CA stopped issuing."""
+        revoked: list[tuple[int, str | None]] = []
+        number = 0
+        for _ in range(2):
+            live = self._live(ca_id)
+            for start in range(0, len(live), self._batch):
+                number += 1
+                with self._uow() as uow:
+                    self._revoke_batch(uow, actor, ca_id, number,
+                                       live[start:start + self._batch], reason)
+            revoked += live
+        return revoked
 
     def drill(self, actor: Principal, ca_id: str, reason: str = "keyCompromise"
               ) -> CompromiseReport:
@@ -408,6 +439,10 @@ def _summary(stored: StoredCa | None, cert: x509.Certificate, ca_id: str, role: 
     return CaSummary(ca_id, role, state, cert.subject.rfc4514_string(),
                      serial_hex(cert.serial_number), cert.not_valid_before_utc,
                      cert.not_valid_after_utc, live, key)
+
+
+def _subject(stored: StoredCa) -> x509.Name:
+    return x509.load_pem_x509_certificate(stored.certificate_pem.encode()).subject
 
 
 def _organization(cert: x509.Certificate) -> str:
