@@ -173,8 +173,11 @@ class StaticFleet:
     def crl_pem(self) -> bytes:
         return _crl(self._issuing, self._now)
 
-    def issuer_certificate(self) -> x509.Certificate:
-        return self._issuing.certificate
+    def crl_issuers(self) -> list[x509.Certificate]:
+        return [self._issuing.certificate]
+
+    def cafile_pem(self) -> bytes | None:
+        return None
 
     def psk_file(self) -> str:
         return ""

@@ -25,6 +25,7 @@ from iotiam.audit.service import AuditTrail
 from iotiam.background import (
     ChangeDispatcher,
 )
+from iotiam.ca_keyring import StoredCaKeys
 from iotiam.changes import (
     AdminTokenRevoked,
     CertificateRevoked,
@@ -32,6 +33,7 @@ from iotiam.changes import (
     CredentialRevoked,
     DetectionModeChanged,
     DeviceChanged,
+    IssuingCasChanged,
     PolicyChanged,
     TrustChanged,
 )
@@ -57,20 +59,16 @@ from iotiam.fast.leaf_encoding import DirectLeafSigner
 from iotiam.fast.signature_helper import HelperProofChecks
 from iotiam.fast.token_reads import ReadAhead
 from iotiam.gateways.service import Gateways
-from iotiam.hsm.pkcs11_signer import Pkcs11Signer, open_signer
+from iotiam.hsm.pkcs11_signer import Pkcs11Signer
 from iotiam.hsm.token_keys import Pkcs11KeyVault
-from iotiam.hsm.uri import parse_pkcs11_uri
 from iotiam.inventory.ports import AllCredentials
 from iotiam.inventory.service import Inventory
 from iotiam.kernel import Transactions
 from iotiam.local_keys import audit_head_key, data_key
 from iotiam.metrics import Metrics
-from iotiam.pki.authority import CaMaterial, HeldCa
-from iotiam.pki.keys import load_private_key
-from iotiam.pki.models import CaRole
-from iotiam.pki.ports import CaUnitOfWork, SerialSource
-from iotiam.pki.service import CaSet, Pki
-from iotiam.pki.signer import SigningCa
+from iotiam.pki.ports import SerialSource
+from iotiam.pki.rotation import CaRotation
+from iotiam.pki.service import Pki
 from iotiam.policy.inquiry import PolicyInquiry
 from iotiam.policy.lint import lint_policy
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
@@ -94,7 +92,7 @@ from iotiam.storage.migrate import upgrade_to_head
 from iotiam.storage.polling_feed import PollingChangeFeed
 from iotiam.storage.site_zones import SqlSiteZones
 from iotiam.storage.status_reader import SqlStatusReader
-from iotiam.tokens.client_auth import ClientAuthenticator, IssuingCa
+from iotiam.tokens.client_auth import ClientAuthenticator
 from iotiam.tokens.clients import OAuthClients
 from iotiam.tokens.device_codes import DeviceCodes
 from iotiam.tokens.introspection import Introspection
@@ -170,6 +168,8 @@ class Services:
     sso: SingleSignOn | None = None
     #: revocation by set (SQL stores only: None in the in-memory installation)
     revocation_sets: SetRevocation | None = None
+    #: issuing-CA rotation and compromise (docs/ca-rotation.md)
+    ca_rotation: CaRotation | None = None
     #: each device's time zone, its site's, which the detection engine reads (None: the
     #: engine judges in UTC — the in-memory installation of the tests)
     zones: SqlSiteZones | None = None
@@ -233,40 +233,14 @@ def checkpoint_writer(settings: Settings, database: Database, clock: Clock,
     return CheckpointWriter(database, clock, files, key, publish), key.verifier(), files
 
 
-def load_ca_set(database: Transactions[CaUnitOfWork], passphrase: bytes) -> CaSet:
-    """Decrypt the CA keys for this process (or open them in their PKCS#11 tokens)."""
-    with database.reading() as uow:
-        stored = {role: uow.cas.active(role) for role in CaRole}
-    missing = [str(r) for r in (CaRole.ROOT, CaRole.ISSUING, CaRole.OCSP_RESPONDER)
-               if stored[r] is None]
-    if missing:
-        raise SetupError(f"no {', '.join(missing)} CA in the database; run `iotiam init`")
-
-    def material(role: CaRole) -> tuple[str, SigningCa]:
-        item = stored[role]
-        assert item is not None
-        cert = x509.load_pem_x509_certificate(item.certificate_pem.encode())
-        if item.key_uri is not None:  # held in a PKCS#11 token: opened, checked, kept open
-            signer = open_signer(parse_pkcs11_uri(item.key_uri), pkcs11_config(),
-                                 expected=cert.public_key())
-            return item.id, HeldCa(cert, signer)
-        return item.id, CaMaterial(cert, load_private_key(item.encrypted_key_pem.encode(),
-                                                          passphrase))
-
-    root_id, root = material(CaRole.ROOT)
-    issuing_id, issuing = material(CaRole.ISSUING)
-    _, responder = material(CaRole.OCSP_RESPONDER)
-    return CaSet(issuing_id=issuing_id, issuing=issuing, root_id=root_id, root=root,
-                 responder=responder)
-
-
 def certificate_authority(settings: Settings, database: Database, clock: Clock,
                           audit: AuditTrail, passphrase: bytes, serials: SerialSource) -> Pki:
     """The built-in CA, with its fast paths (``iotiam.fast``): leaf DER joined directly,
     proofs of possession checked on the other core, concurrent callers sharing batches."""
-    return Pki(database, clock, audit, settings.pki, load_ca_set(database, passphrase),
+    keyring = StoredCaKeys(database, passphrase)
+    return Pki(database, clock, audit, settings.pki, keyring.load(),
                serials, SqlStatusReader(database.engine), leaf_signers=DirectLeafSigner,
-               proofs=HelperProofChecks(), batching=ThreadCombiner)
+               proofs=HelperProofChecks(), batching=ThreadCombiner, reload=keyring.load)
 
 
 def build_services(settings: Settings, *, clock: Clock | None = None,
@@ -293,8 +267,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None,
     response, trust, attestation, ingest, zones = detection_and_response(
         settings, database, clock, audit, pki, inventory, every_credential, alerts,
         discovery)
-    gateways = Gateways(database, clock, audit, psks, (pki.cas.issuing_id,
-                        pki.cas.issuing.certificate.subject), decisions, subjects, response)
+    gateways = Gateways(database, clock, audit, psks, pki, decisions, subjects, response)
     inventory.use_children(gateways)
     return follow_site_zones(follow_changes(Services(
         settings=settings,
@@ -326,6 +299,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None,
         metrics=metrics,
         sso=single_sign_on(settings, database, clock, audit), gateways=gateways,
         revocation_sets=SetRevocation(database, clock, audit, NoSessionView()),
+        ca_rotation=CaRotation(database, clock, audit, pki, StoredCaKeys(database, passphrase),
+                               serials or x509.random_serial_number, NoSessionView()),
     )))
 
 
@@ -424,6 +399,8 @@ def follow_changes(services: FollowersT) -> FollowersT:
     feed.subscribe((CertificateRevoked, CredentialRevoked, DeviceChanged, TrustChanged),
                    services.subjects.changed)
     feed.subscribe((CertificateRevoked,), services.pki.forget_ocsp_response)
+    # a rotated or revoked issuing CA: issuance, OCSP and the chains follow in every process
+    feed.subscribe((IssuingCasChanged,), services.pki.cas_changed)
     # a revoked admin token is refused by every process within the feed's delay
     feed.subscribe((AdminTokenRevoked,), services.admin_tokens.forget)
     feed.subscribe((PolicyChanged,), services.decisions.policies_changed)
@@ -481,11 +458,11 @@ def authorization_server(
     return AuthorizationServer(
         database, clock, audit, config, keys=keys,
         authenticator=ClientAuthenticator(
-            config, IssuingCa(pki.cas.issuing_id, pki.cas.issuing.certificate),
+            config, pki,
             reads_ahead=reads_ahead, sightings=sightings),
         scopes=scopes,
         clients=OAuthClients(database, clock, audit, decisions, scopes),
         device_codes=DeviceCodes(database, clock, audit, config),
-        introspection=Introspection(database, clock, audit, keys, config, pki.cas.issuing_id),
+        introspection=Introspection(database, clock, audit, keys, config),
         revocation=TokenRevocation(database, clock, audit, keys, config),
     )

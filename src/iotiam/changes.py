@@ -89,6 +89,15 @@ class ManufacturerTrustChanged:
 
 
 @dataclass(frozen=True)
+class IssuingCasChanged:
+    """An issuing CA was added (a rotation) or revoked: every process loads the CAs
+    again (issuance, OCSP, chains, the TLS trust store, the broker's cafile and CRL)."""
+
+    ca_id: str
+    action: str
+
+
+@dataclass(frozen=True)
 class AdminTokenRevoked:
     """An admin bearer token was revoked (processes drop what they cached of it)."""
 
@@ -105,7 +114,8 @@ class SightingsImported:
 
 Change = (CertificateRevoked | CredentialRevoked | DeviceChanged | PolicyChanged
           | TrustChanged | DetectionModeChanged | FirmwareSignerRevoked
-          | ManufacturerTrustChanged | SightingsImported | AdminTokenRevoked)
+          | ManufacturerTrustChanged | SightingsImported | AdminTokenRevoked
+          | IssuingCasChanged)
 
 #: every kind of change by the name it is stored under
 KINDS: dict[str, type[Change]] = {
@@ -119,6 +129,7 @@ KINDS: dict[str, type[Change]] = {
     "manufacturer-trust-changed": ManufacturerTrustChanged,
     "sightings-imported": SightingsImported,
     "admin-token-revoked": AdminTokenRevoked,
+    "issuing-cas-changed": IssuingCasChanged,
 }
 _NAMES = {kind: name for name, kind in KINDS.items()}
 

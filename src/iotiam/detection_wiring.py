@@ -4,7 +4,7 @@ alert channels, and the site zones the engine reads."""
 
 from __future__ import annotations
 
-from iotiam.attestation.service import Attestation, DeviceCa
+from iotiam.attestation.service import Attestation
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import Clock
 from iotiam.config import Settings
@@ -42,8 +42,7 @@ def detection_and_response(
     trust = TrustScores(database, clock, NoFirmwareData())
     response = IncidentResponse(database, clock, audit, devices, every_credential, alerts,
                                 trust)
-    attestation = Attestation(database, clock, audit, DeviceCa(
-        pki.cas.issuing_id, pki.cas.issuing.certificate.subject), finding_sink=response)
+    attestation = Attestation(database, clock, audit, pki, finding_sink=response)
     trust.use_firmware_source(attestation)
     zones = SqlSiteZones(database.engine).load()
     ingest = EventIngest(detection_engine(settings, response, zones), response,

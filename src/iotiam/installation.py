@@ -21,7 +21,8 @@ from iotiam.admin.service import AdminTokens
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.ports import Auditor, AuditUnitOfWork
 from iotiam.audit.service import AuditTrail
-from iotiam.bootstrap import checkpoint_writer, load_ca_set, open_database
+from iotiam.bootstrap import checkpoint_writer, open_database
+from iotiam.ca_keyring import load_ca_set
 from iotiam.clock import Clock, SystemClock
 from iotiam.config import (
     PROFILE_FILE,
@@ -49,6 +50,7 @@ from iotiam.pki.authority import (
     responder_certificate,
     root_certificate,
 )
+from iotiam.pki.ca_set import ca_id_of
 from iotiam.pki.keys import encrypt_private_key, load_private_key
 from iotiam.pki.models import CaRole, KeyAlgorithm
 from iotiam.pki.ports import CaUnitOfWork, StoredCa
@@ -230,17 +232,11 @@ def _cas_in_token(uris: CaKeyUris, organization: str,
     return [(CaRole.ROOT, root), (CaRole.ISSUING, issuing), (CaRole.OCSP_RESPONDER, responder)]
 
 
-def ca_id(role: CaRole, certificate: x509.Certificate) -> str:
-    """Stable id of a key pair: its role and the start of its key identifier."""
-    ski = x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest.hex()
-    return f"{role}-{ski[:12]}"
-
-
 def _store_material(
     uow: SeedUnitOfWork, role: CaRole, material: CaMaterial | HeldCa, passphrase: bytes,
     clock: Clock,
 ) -> str:
-    identifier = ca_id(role, material.certificate)
+    identifier = ca_id_of(role, material.certificate)
     # a token keeps its key; the database then only where to find it (no PIN)
     key_field = _held_uri(material)
     if key_field is None:
@@ -276,8 +272,9 @@ def _write_tls_files(
         current = uow.cas.active(CaRole.SERVER_TLS)
         if current is not None:
             cert = x509.load_pem_x509_certificate(current.certificate_pem.encode())
+            # re-issued when the names change, it ages, or the issuing CA was rotated
             if _san_names(cert) == set(names) and cert.not_valid_after_utc - clock.now() > \
-                    timedelta(days=30):
+                    timedelta(days=30) and cert.issuer == cas.issuing.certificate.subject:
                 material = CaMaterial(cert, load_private_key(current.encrypted_key_pem.encode(),
                                                              passphrase))
             else:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from cryptography.hazmat.primitives import serialization
+
 from iotiam.background import (
     CHANGE_RETENTION,
     BackgroundJobs,
@@ -34,6 +36,7 @@ from iotiam.changes import (
     CertificateRevoked,
     CredentialRevoked,
     DeviceChanged,
+    IssuingCasChanged,
     ManufacturerTrustChanged,
     PolicyChanged,
     Published,
@@ -83,6 +86,8 @@ def broker_plane(services: Services) -> Callable[[], None] | None:
     if plane.events is not None and services.revocation_sets is not None:
         # a set revocation's dry run counts the sessions that would drop
         services.revocation_sets.sessions = LoggedSessions(plane.events)
+        if services.ca_rotation is not None:  # and an issuing CA's revocation too
+            services.ca_rotation.sessions = services.revocation_sets.sessions
     if isinstance(sync := plane.sync, BrokerSync):
         def broker_backlog(metrics: Metrics) -> None:
             queued, oldest = sync.backlog()
@@ -98,10 +103,19 @@ def broker_plane(services: Services) -> Callable[[], None] | None:
 
 def manufacturer_trust(services: Services) -> ManufacturerTrust:
     """The TLS trust store of device endpoints: every registered manufacturer CA, a new
-    one as soon as it is registered in any process."""
+    one as soon as it is registered in any process, and a rotated-in issuing CA as soon
+    as it is made (docs/ca-rotation.md)."""
     from iotiam.api.tls import ManufacturerTrust
-    trust = ManufacturerTrust(services.manufacturers.trust_anchors)
-    services.changes.subscribe((ManufacturerTrustChanged,), trust.anchors_changed)
+
+    def anchors() -> list[str]:
+        issuing = [c.public_bytes(serialization.Encoding.PEM).decode()
+                   for c in services.pki.cas.trusted_certificates()]
+        return [*services.manufacturers.trust_anchors(), *issuing]
+
+    trust = ManufacturerTrust(anchors)
+    # follow_changes subscribed the PKI first: it has loaded the new CAs when this runs
+    services.changes.subscribe((ManufacturerTrustChanged, IssuingCasChanged),
+                               trust.anchors_changed)
     return trust
 
 

@@ -93,8 +93,11 @@ class Fleet:
                         next_update=self.now + timedelta(days=1))
         return crl.public_bytes(PEM)
 
-    def issuer_certificate(self) -> x509.Certificate:
-        return self.issuing.certificate
+    def crl_issuers(self) -> list[x509.Certificate]:
+        return [self.issuing.certificate]
+
+    def cafile_pem(self) -> bytes | None:
+        return None
 
     def psk_file(self) -> str:
         return ""

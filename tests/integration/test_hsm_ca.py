@@ -4,10 +4,12 @@ publishes CRLs and answers OCSP with keys that never leave the token (docs/hsm.m
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -219,3 +221,33 @@ def test_init_fail_is_one_line_and_writes_nothing(token, tmp_path, uri, pin, exp
     assert proc.stderr.strip().startswith(expected), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not data_dir.exists()
+
+
+def test_rotate_ok_new_issuing_key_made_in_the_token(hsm_server, token, tmp_path, openssl):
+    """``ca rotate`` makes the new issuing CA's key (and its responder's) in the token
+    the old one is in; both ``serve`` workers issue under it (the other one learns
+    through the change feed). Last in this module: it changes the active CA."""
+    before = _token_public_keys(token, tmp_path)
+    rotated = json.loads(hsm_server.cli("ca", "rotate", "--json").out)
+    ((key_field, pem),) = hsm_server.sql(
+        "SELECT encrypted_key_pem, certificate_pem FROM cas WHERE id = :id", id=rotated["new"])
+    assert key_field.startswith("pkcs11:token=iotiam;object=issuing-ca-"), key_field
+    new_ca = x509.load_pem_x509_certificate(pem.encode())
+    spki = new_ca.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert spki in _token_public_keys(token, tmp_path) and spki not in before
+    issuing = tmp_path / "issuing-2.pem"
+    issuing.write_bytes(new_ca.public_bytes(serialization.Encoding.PEM))
+    deadline = time.monotonic() + 10
+    for _ in range(4):  # requests reach either worker
+        while True:
+            cred = enroll(hsm_server, openssl, _device_id("hsm-rot"))
+            issued = x509.load_pem_x509_certificate(cred.leaf.read_bytes())
+            if issued.issuer == new_ca.subject or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert issued.issuer == new_ca.subject
+        done = subprocess.run([openssl, "verify", "-CAfile", str(hsm_server.root_pem),
+                               "-untrusted", str(issuing), str(cred.leaf)],
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done

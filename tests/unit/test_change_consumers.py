@@ -106,7 +106,7 @@ def test_revoke_ok_ocsp_cache_forgets_the_serial(installation: Installation) -> 
     ).build().public_bytes(Encoding.DER)
     good = ocsp.load_der_ocsp_response(services.pki.ocsp_response(request))
     assert good.certificate_status is ocsp.OCSPCertStatus.GOOD
-    cached = services.pki._ocsp._cache  # the responder's cache, looked at from outside
+    cached = services.pki._ocsp[0][1]._cache  # the active CA responder's cache, from outside
     assert ("sha256", good.serial_number) in cached
     revoke(api, issued["serial"])
     assert ("sha256", good.serial_number) not in cached

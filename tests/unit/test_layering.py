@@ -56,8 +56,8 @@ PUBLISHED: dict[str, set[str]] = {
     # certificates as every source does (``certificates``)
     "discovery": {"sources.own_traffic", "certificates"},
 }
-COMPOSITION = {"iotiam.bootstrap", "iotiam.detection_wiring", "iotiam.group_commits",
-               "iotiam.installation", "iotiam.serving"}
+COMPOSITION = {"iotiam.bootstrap", "iotiam.ca_keyring", "iotiam.detection_wiring",
+               "iotiam.group_commits", "iotiam.installation", "iotiam.serving"}
 #: who builds the speed machinery into the graph (``api/oauth_token_path.py`` is handed
 #: its combiner by ``group_commits.token_batches``)
 FAST_USERS = {"iotiam.bootstrap", "iotiam.group_commits"}

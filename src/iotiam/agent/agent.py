@@ -48,6 +48,11 @@ from iotiam.hsm.pkcs11_signer import Pkcs11Signer
 from iotiam.inventory.credential_status import RENEWAL_JITTER, RENEWAL_POINT
 from iotiam.pki.external_signer import ExternalKeySigner
 
+#: how often the agent asks which issuing CA is active (docs/ca-rotation.md)
+ISSUER_CHECK = timedelta(minutes=15)
+#: a fleet asked to move to a rotated-in issuing CA renews within this much time
+MIGRATION_SPREAD = timedelta(minutes=10)
+
 log = logging.getLogger("iotiam.agent")
 
 # one renewal rule: the inventory calls "expiring" what this agent would have renewed
@@ -97,12 +102,17 @@ class Agent:
         rng: random.Random | None = None,
         durable: bool = True,
         sleep: Callable[[float], None] | None = None,
+        issuer_check: timedelta = ISSUER_CHECK,
+        migration_spread: timedelta = MIGRATION_SPREAD,
     ) -> None:
         """``durable=False`` is for throw-away directories only (see ``AgentFiles``).
 
         ``sleep`` waits between polls of a held enrollment (tests pass one that moves
-        their clock).
+        their clock). ``issuer_check``: how often the agent asks which issuing CA is
+        active; ``migration_spread``: how far a fleet asked to move at once is spread.
         """
+        self._issuer_check = issuer_check
+        self._migration_spread = migration_spread
         ca_pem = None
         if server_ca is not None:
             # refused here, before the directory is made, rather than at first connection
@@ -248,7 +258,11 @@ class Agent:
             raise AgentError(f"renewal refused: {e}") from e
         except (httpx.HTTPError, ssl.SSLError) as e:
             raise AgentError(f"cannot reach {self._state['server_url']}: {e}") from e
-        self._install(key, cert, None)
+        chain = None
+        if cert.issuer != current.issuer:
+            # a rotated issuing CA: chain.pem follows the new certificate's issuer
+            chain = Enrolled(key, cert, issuing_first(cert, self._est().cacerts())).chain_pem()
+        self._install(key, cert, chain)
         return cert
 
     def recover(self) -> x509.Certificate:
@@ -327,6 +341,7 @@ class Agent:
     def tick(self) -> str:
         """Do whatever is due now: ``renewed``, ``recovered``, ``waiting`` or ``failed``."""
         now = self._clock.now()
+        self._check_issuer(now)
         if now < self.next_action_at():
             return "waiting"
         expired = now >= self._require_certificate().not_valid_after_utc
@@ -349,6 +364,30 @@ class Agent:
                  cert.serial_number, _when(cert.not_valid_after_utc),
                  _when(self.next_action_at()))
         return outcome
+
+    def _check_issuer(self, now: datetime) -> None:
+        """Now and then, ask which issuing CA is active; after ``iotiam ca migrate`` a
+        certificate of another one is renewed soon (spread by jitter), not at its time."""
+        due = self._state.get("issuer_check_at")
+        if (due and now < datetime.fromisoformat(due)) or not self._state.get("renew_at"):
+            return
+        self._state["issuer_check_at"] = (
+            now + self._issuer_check * self._rng.uniform(0.5, 1.0)).isoformat()
+        try:
+            subject, migrate = self._est().active_issuer()
+        except (AgentError, EnrollmentRefused, httpx.HTTPError, ssl.SSLError, ValueError,
+                KeyError, TypeError) as e:
+            log.debug("could not ask which issuing CA is active: %s", e)
+            self.files.save_state(self._state)
+            return
+        cert = self.files.load_certificate()
+        soon = now + self._migration_spread * self._rng.random()
+        if migrate and cert is not None and cert.issuer.rfc4514_string() != subject and \
+                soon < datetime.fromisoformat(self._state["renew_at"]):
+            self._state["renew_at"] = soon.isoformat()
+            log.info("the issuing CA was rotated and iotiam asks to move: renewing at %s",
+                     _when(soon))
+        self.files.save_state(self._state)
 
     def run(self, stop: threading.Event) -> None:
         """Renew forever (until ``stop`` is set)."""

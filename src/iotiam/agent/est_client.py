@@ -198,6 +198,16 @@ class EstClient:
         answer = response.json()
         return x509.load_pem_x509_certificate(answer["pem"].encode()), answer["chain_pem"]
 
+    def active_issuer(self) -> tuple[str, bool]:
+        """The active issuing CA's subject (RFC 4514) and whether iotiam asks agents on
+        another one to renew now (``GET /ca/issuing.json``, docs/ca-rotation.md)."""
+        with self._connect(self._context()) as http:
+            response = http.get("/ca/issuing.json")
+        if response.status_code != 200:
+            raise EnrollmentRefused(response.status_code, _detail(response))
+        answer = response.json()
+        return str(answer["subject"]), answer["migrate"] is True
+
     def cacerts(self) -> list[x509.Certificate]:
         """The CA certificates (``/cacerts``)."""
         with self._connect(self._context()) as http:

@@ -21,6 +21,7 @@ from iotiam.api.query_params import refuse_repeated_query
 from iotiam.api.routes import (
     admin,
     attestation,
+    cas,
     certificates,
     compliance,
     credentials,
@@ -78,6 +79,7 @@ def create_api_app(services: Services) -> ASGIApp:
     app.include_router(risk.router)
     app.include_router(compliance.router)
     app.include_router(revocations.router)
+    app.include_router(cas.router)
     app.mount("/console", create_console_app(services))  # docs/console.md
     # the size limit wraps the OCSP fast path too; the broker hook and the token endpoint
     # bound their own bodies

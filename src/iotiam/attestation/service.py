@@ -17,7 +17,6 @@ import base64
 import hashlib
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 
 from cryptography import x509
@@ -45,6 +44,7 @@ from iotiam.inventory.models import Device
 from iotiam.inventory.ports import visible_device
 from iotiam.kernel import ROOT_PATH, Principal, Transactions
 from iotiam.pki.client_certificates import presented_device
+from iotiam.pki.ports import DeviceIssuers
 
 NONCE_BYTES = 32
 DEFAULT_NONCE_TTL = timedelta(seconds=120)
@@ -52,14 +52,6 @@ DEFAULT_NONCE_TTL = timedelta(seconds=120)
 MAX_OPEN_NONCES = 8
 STATUS_BATCH = 500
 #: states in which a device may not attest (its certificates are revoked anyway)
-
-
-@dataclass(frozen=True)
-class DeviceCa:
-    """The CA whose certificates identify devices: its id in storage and its subject."""
-
-    id: str
-    subject: x509.Name
 
 
 def nonce_hash(nonce: str) -> str:
@@ -71,7 +63,7 @@ class Attestation:
     """Challenges devices, verifies their evidence and keeps their firmware status."""
 
     def __init__(self, uow: Transactions[AttestationUnitOfWork], clock: Clock,
-                 audit: Auditor, device_ca: DeviceCa,
+                 audit: Auditor, device_ca: DeviceIssuers,
                  finding_sink: FindingSink | None = None, *,
                  nonce_ttl: timedelta = DEFAULT_NONCE_TTL,
                  random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> None:
@@ -191,10 +183,11 @@ class Attestation:
             if certificate is None:
                 raise Unauthenticated("attestation needs the device's iotiam certificate "
                                       "over TLS (mTLS)")
-            if certificate.issuer != self._ca.subject:
+            issuer_id = self._ca.issuer_named(certificate.issuer)
+            if issuer_id is None:
                 raise Unauthenticated("the client certificate was not issued by iotiam")
             with self._uow.reading() as uow:
-                record = uow.certificates.get(self._ca.id, certificate.serial_number)
+                record = uow.certificates.get(issuer_id, certificate.serial_number)
                 device = uow.devices.get(
                     presented_device(record, certificate, self._clock.now()))
             if device is None:

@@ -32,6 +32,12 @@ class AuditTag(enum.StrEnum):
     REVOCATION_SET_DRILLED = "admin:revocation-set:drilled"
     CRL_PUBLISHED = "pki:crl:published"
     CA_CREATED = "pki:ca:created"
+    CA_ROTATED = "admin:ca:rotated"
+    CA_MIGRATION_REQUESTED = "admin:ca:migration-requested"
+    CA_REVOKED = "admin:ca:revoked"
+    CA_CERTIFICATES_REVOKED = "admin:ca:certificates-revoked"
+    CA_CHANGE_REFUSED = "admin:ca:refused"
+    CA_COMPROMISE_DRILLED = "admin:ca:compromise-drilled"
     TOKEN_CREATED = "admin:token:created"  # noqa: S105
     TOKEN_REVOKED = "admin:token:revoked"  # noqa: S105
     ACCESS_DENIED = "admin:access:denied"

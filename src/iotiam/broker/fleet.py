@@ -78,6 +78,14 @@ class FleetCas(Protocol):
         """The root CA."""
         ...
 
+    def trusted_issuers(self) -> Iterator[tuple[str, SigningCa]]:
+        """The issuing CAs whose certificates the broker accepts (id, CA)."""
+        ...
+
+    def trusted_certificates(self) -> list[x509.Certificate]:
+        """Their certificates, the active one first."""
+        ...
+
 
 class FleetPki(Protocol):
     """What the broker needs of the PKI (``pki.service.Pki``): its CAs and their CRLs."""
@@ -224,17 +232,28 @@ class LiveFleet:
         return Updates(changed=changed, policies_changed=policies_changed, until=now)
 
     def files_version(self) -> tuple[object, ...]:
-        """Changes when the CRL or the PSK file must be reinstalled."""
-        return (self._pki.crl_version(self._pki.cas.issuing_id), self._log.psk_version())
+        """Changes when the cafile, the CRLs or the PSK file must be reinstalled."""
+        ids = self._trusted_ids()
+        return (ids, tuple(self._pki.crl_version(i) for i in ids), self._log.psk_version())
 
     def crl_pem(self) -> bytes:
-        """The issuing CA's CRL, rebuilt first if a revocation is not on it yet."""
-        der = self._pki.current_crl(self._pki.cas.issuing_id).der
-        return x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM)
+        """The trusted issuing CAs' CRLs, each rebuilt first if a revocation is not on it."""
+        return b"".join(
+            x509.load_der_x509_crl(self._pki.current_crl(i).der).public_bytes(
+                serialization.Encoding.PEM) for i in self._trusted_ids())
 
-    def issuer_certificate(self) -> x509.Certificate:
-        """The issuing CA."""
-        return self._pki.cas.issuing.certificate
+    def crl_issuers(self) -> list[x509.Certificate]:
+        """The trusted issuing CAs, in ``crl_pem``'s order."""
+        return self._pki.cas.trusted_certificates()
+
+    def cafile_pem(self) -> bytes | None:
+        """The trusted issuing CAs and the root: a revoked issuing CA is left out, so a
+        certificate it signed no longer chains at the broker's TLS handshake."""
+        certificates = [*self._pki.cas.trusted_certificates(), self._pki.cas.root.certificate]
+        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
+
+    def _trusted_ids(self) -> tuple[str, ...]:
+        return tuple(i for i, _ in self._pki.cas.trusted_issuers())
 
     def psk_file(self) -> str:
         """Every live PSK in ``psk_file`` format, but for gateways' children (unless

@@ -33,12 +33,14 @@ class BrokerFileInstaller:
         self._files = files
         self._broker = broker
         self._crl_installed: bytes | None = None
+        self._cafile_installed: bytes | None = None
         self._psk_installed: str | None = None
         self._version: tuple[object, ...] | None = None
 
     def forget(self) -> None:
         """Install both files at the next call whatever was installed before (a restart)."""
         self._crl_installed = self._psk_installed = self._version = None
+        self._cafile_installed = None
 
     def install(self) -> bool:
         """Verify and install a changed CRL or PSK file, then SIGHUP; True if reloaded."""
@@ -47,9 +49,16 @@ class BrokerFileInstaller:
             return False
         crl = self._source.crl_pem()
         psks = self._source.psk_file()
+        cafile = self._source.cafile_pem()
         changed = False
+        if cafile is not None and cafile != self._cafile_installed:
+            # before the CRLs: Mosquitto reads both at the HUP, and a CRL whose CA is not
+            # in the cafile yet would be of no use
+            write_private_file(self._files.ca, cafile)
+            self._cafile_installed = cafile
+            changed = True
         if crl != self._crl_installed:
-            checked_crl(crl, self._source.issuer_certificate(), self._clock.now())
+            checked_crl(crl, self._source.crl_issuers(), self._clock.now())
             write_private_file(self._files.crl, crl)
             self._crl_installed = crl
             changed = True
@@ -63,9 +72,15 @@ class BrokerFileInstaller:
         return changed
 
 
-def checked_crl(pem: bytes, issuer: x509.Certificate, now: datetime) -> None:
-    """Refuse a CRL Mosquitto would fail open on (garbage) or lock everyone out with."""
+def checked_crl(pem: bytes, issuers: list[x509.Certificate], now: datetime) -> None:
+    """Refuse CRLs Mosquitto would fail open on (garbage) or lock everyone out with:
+    one for each of ``issuers``, each signed by its issuer and current."""
+    marker = b"-----END X509 CRL-----"
+    blocks = [b + marker for b in pem.split(marker) if b.strip()]
     try:
-        verify_crl(x509.load_pem_x509_crl(pem), issuer, now)
+        if len(blocks) != len(issuers):
+            raise InvalidInput(f"{len(blocks)} CRLs for {len(issuers)} CAs")
+        for block, issuer in zip(blocks, issuers, strict=True):
+            verify_crl(x509.load_pem_x509_crl(block), issuer, now)
     except (ValueError, InvalidInput) as e:
         raise BrokerUnavailable(f"refusing to install this CRL on the broker: {e}") from e

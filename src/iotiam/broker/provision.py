@@ -45,7 +45,7 @@ def provision_broker(
     pem = serialization.Encoding.PEM
     write_private_file(files.ca, issuing.certificate.public_bytes(pem)
                        + root.public_bytes(pem))
-    if _needs_certificate(files.certificate, now):
+    if _needs_certificate(files.certificate, now, issuing.certificate):
         server = create_server_tls_certificate(
             issuer=issuing, alg=KeyAlgorithm.EC_P256, names=names, now=now, serial=serial,
             urls=None)
@@ -69,9 +69,10 @@ def admin_password(files: BrokerFiles) -> str:
     return files.admin_password.read_text().strip()
 
 
-def _needs_certificate(path: Path, now: datetime) -> bool:
+def _needs_certificate(path: Path, now: datetime, issuing: x509.Certificate) -> bool:
     try:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
     except (OSError, ValueError):
         return True
-    return (cert.not_valid_after_utc - now).days < _RENEW_DAYS
+    # after a rotation or a compromise the broker is certified by the active issuing CA
+    return (cert.not_valid_after_utc - now).days < _RENEW_DAYS or cert.issuer != issuing.subject

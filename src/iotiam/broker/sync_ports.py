@@ -20,11 +20,17 @@ class BrokerFileSource(Protocol):
         ...
 
     def crl_pem(self) -> bytes:
-        """The issuing CA's current CRL (PEM)."""
+        """The current CRL (PEM) of every CA device certificates chain to, one after
+        another: the issuing CA's, and during a rotation's overlap the one before it."""
         ...
 
-    def issuer_certificate(self) -> x509.Certificate:
-        """The CA whose CRL the broker checks."""
+    def crl_issuers(self) -> list[x509.Certificate]:
+        """The CAs whose CRLs ``crl_pem`` holds (each is checked against its own)."""
+        ...
+
+    def cafile_pem(self) -> bytes | None:
+        """The broker's ``cafile``: the trusted issuing CAs and the root (a rotated-in
+        CA is added, a revoked one left out); None: it stays as provisioned."""
         ...
 
     def psk_file(self) -> str:

@@ -15,6 +15,7 @@ from iotiam.cli.entry import UsageError
 from iotiam.cli.inputs import LimitOption
 from iotiam.cli.main import Context, console, errors
 from iotiam.cli.output import print_fields, print_json, print_table
+from iotiam.cli.revocation import compromise_summary
 from iotiam.errors import InvalidInput
 
 cert_app = typer.Typer(help="Issue, inspect and revoke certificates.", no_args_is_help=True)
@@ -161,3 +162,84 @@ def ca_crl(
                       markup=False, highlight=False)
         return
     print_fields({k: v for k, v in info.items() if k != "der_base64"})
+
+
+@ca_app.command("list")
+def ca_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The root and every issuing CA: state, validity, live certificates."""
+    obj: Context = ctx.obj
+    items = obj.client().get("/v1/cas")["items"]
+    if as_json:
+        print_json(items)
+        return
+    print_table("CAs", ["id", "role", "state", "not after", "live certs", "subject"], [
+        (c["id"], c["role"], c["state"], c["not_after"][:10],
+         "" if c["live_certificates"] is None else c["live_certificates"], c["subject"])
+        for c in items])
+
+
+@ca_app.command("rotate")
+def ca_rotate(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would happen.")
+                       ] = False,
+    reissue: Annotated[bool, typer.Option(
+        "--reissue", help="Agents renew onto the new CA now (as `ca migrate`).")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Put a new issuing CA under the root: new certificates come from it at once, devices
+    move at their next renewal, the old CA stays trusted for what it signed."""
+    obj: Context = ctx.obj
+    report = obj.client().post("/v1/cas/rotate", {"dry_run": dry_run, "reissue": reissue})
+    if as_json:
+        print_json(report)
+    elif report["dry_run"]:
+        console.print(f"would rotate {report['previous']} to a new CA {report['subject']}; "
+                      f"{report['moving']} live certificate(s) move at their next renewal",
+                      markup=False, highlight=False)
+    else:
+        console.print(f"issuing CA {report['new']} ({report['subject']}) is active; "
+                      f"{report['previous']} retires: {report['moving']} live "
+                      "certificate(s) move at their next renewal",
+                      markup=False, highlight=False)
+
+
+@ca_app.command("migrate")
+def ca_migrate(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Ask agents holding a certificate of a retiring CA to renew now (they learn within
+    their issuer check, 15 min, and spread their renewals over 10 min)."""
+    obj: Context = ctx.obj
+    report = obj.client().post("/v1/cas/migrate", {})
+    if as_json:
+        print_json(report)
+        return
+    console.print(f"agents asked to move to {report['new']}: {report['moving']} live "
+                  "certificate(s) of retiring CAs", markup=False, highlight=False)
+
+
+@ca_app.command("revoke")
+def ca_revoke(
+    ctx: typer.Context,
+    ca_id: Annotated[str, typer.Argument(help="The issuing CA (see `iotiam ca list`).")],
+    reason: Annotated[str, typer.Option(help="RFC 5280 reason, e.g. keyCompromise.")
+                      ] = "keyCompromise",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would go.")
+                       ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Revoke a compromised issuing CA and every certificate it signed (final); a new one
+    takes over if it was the active one."""
+    obj: Context = ctx.obj
+    report = obj.client().post(api_path("/v1/cas", ca_id, "revoke"),
+                               {"reason": reason, "dry_run": dry_run})
+    if as_json:
+        print_json(report)
+        return
+    console.print(compromise_summary(report), markup=False, highlight=False)
+

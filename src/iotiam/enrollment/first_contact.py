@@ -173,7 +173,7 @@ class FirstContact:
     def _judge(self, cert: x509.Certificate, device_id: str) -> Verdict:
         """Decide on an IDevID: admit, hold, or refuse (raises)."""
         now = self._clock.now()
-        if idevid.issued_by(cert, self._pki.issuing_certificate):
+        if self._pki.issuer_named(cert.issuer) is not None:
             raise Unauthenticated("this certificate was issued by iotiam; renew it with "
                                   "simplereenroll instead")
         idevid.check_validity(cert, now, "IDevID")

@@ -9,7 +9,6 @@ import secrets
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 
 from iotiam.audit.models import AuditDraft, AuditTag, refused
 from iotiam.audit.ports import Auditor
@@ -283,29 +282,23 @@ class Enrollment:
     def _current_record(
         self, cert: x509.Certificate, *, allow_expired: bool = False
     ) -> CertificateRecord:
-        issuing = self._pki.issuing_certificate
-        if cert.issuer != issuing.subject or not _signed_by(cert, issuing):
-            raise Unauthenticated("the client certificate was not issued by this CA")
+        # the active issuing CA or one retiring since a rotation; never a revoked one
+        issuer_id = self._pki.trusted_issuer_of(cert)
+        if issuer_id is None:
+            raise Unauthenticated("the client certificate was not issued by a CA iotiam "
+                                  "trusts")
         now = self._clock.now()
         if now < cert.not_valid_before_utc:
             raise Unauthenticated("the client certificate is not valid yet")
         if not allow_expired and now >= cert.not_valid_after_utc:
             raise Unauthenticated("the client certificate has expired")
         with self._uow.reading() as uow:
-            record = uow.certificates.get(self._pki.issuing_id, cert.serial_number)
+            record = uow.certificates.get(issuer_id, cert.serial_number)
         if record is None or record.device_id is None:
             raise Unauthenticated("unknown client certificate")
         if record.status is not CertificateStatus.ISSUED:
             raise Unauthenticated(f"the client certificate is {record.status}")
         return record
-
-
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
 
 
 def _ago(delta: timedelta) -> str:

@@ -26,6 +26,7 @@ from iotiam.inventory.models import Device, check_identifier, is_identifier
 from iotiam.inventory.ports import visible_device
 from iotiam.kernel import ROOT_ORG_ID, ROOT_PATH, Principal, Role, Transactions
 from iotiam.pki.client_certificates import presented_device
+from iotiam.pki.ports import DeviceIssuers
 from iotiam.policy.models import Decision, Deny, RequestContext
 from iotiam.policy.ports import PolicyDecisions
 
@@ -41,13 +42,13 @@ class Gateways:
     """Children under gateways, and gateways speaking for them (docs/gateways.md)."""
 
     def __init__(self, uow: Transactions[GatewaysUnitOfWork], clock: Clock, audit: Auditor,
-                 keys: ChildKeys, ca: tuple[str, x509.Name], decisions: PolicyDecisions,
+                 keys: ChildKeys, issuers: DeviceIssuers, decisions: PolicyDecisions,
                  subjects: ChildSubjects, findings: FindingSink) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
         self._keys = keys
-        self._ca_id, self._ca_name = ca
+        self._issuers = issuers
         self._decisions = decisions
         self._subjects = subjects
         self._findings = findings
@@ -287,7 +288,7 @@ class Gateways:
             if certificate is None:
                 raise Unauthenticated("the gateway API needs the gateway's iotiam "
                                       "certificate over TLS (mTLS)")
-            if certificate.issuer != self._ca_name:
+            if self._issuers.issuer_named(certificate.issuer) is None:
                 raise Unauthenticated("the client certificate was not issued by iotiam")
             with self._uow.reading() as uow:
                 device = self._holder(uow, certificate)
@@ -300,7 +301,9 @@ class Gateways:
             return device
 
     def _holder(self, uow: GatewaysUnitOfWork, certificate: x509.Certificate) -> Device:
-        record = uow.certificates.get(self._ca_id, certificate.serial_number)
+        issuer_id = self._issuers.issuer_named(certificate.issuer)
+        record = None if issuer_id is None else \
+            uow.certificates.get(issuer_id, certificate.serial_number)
         device = uow.devices.get(presented_device(record, certificate, self._clock.now()))
         if device is None:
             raise Unauthenticated("the device of this certificate no longer exists")

@@ -47,7 +47,7 @@ _DER = serialization.Encoding.DER
 _MALFORMED = ocsp.OCSPResponseBuilder.build_unsuccessful(
     ocsp.OCSPResponseStatus.MALFORMED_REQUEST
 ).public_bytes(_DER)
-_UNAUTHORIZED = ocsp.OCSPResponseBuilder.build_unsuccessful(
+UNAUTHORIZED = ocsp.OCSPResponseBuilder.build_unsuccessful(
     ocsp.OCSPResponseStatus.UNAUTHORIZED
 ).public_bytes(_DER)
 
@@ -140,12 +140,12 @@ class OcspResponder:
             algorithm = request.hash_algorithm
         except UnsupportedAlgorithm:
             # We cannot tell whether the CertID names our CA, so we do not vouch for it.
-            return _UNAUTHORIZED
+            return UNAUTHORIZED
         expected = self._issuer_hashes.get(algorithm.name)
         if expected is None or expected != (request.issuer_name_hash, request.issuer_key_hash):
             # RFC 5019 §2.2.3: a responder that is not authoritative for the CertID
             # answers "unauthorized".
-            return _UNAUTHORIZED
+            return UNAUTHORIZED
         try:
             nonce = _nonce_of(request)
         except ValueError:

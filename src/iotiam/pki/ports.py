@@ -15,6 +15,7 @@ from iotiam.changes import ChangeRecorder
 from iotiam.inventory.models import Device, DeviceType
 from iotiam.inventory.ports import CredentialHolders, DeviceTypeStore
 from iotiam.kernel import Principal
+from iotiam.pki.ca_set import CaSet
 from iotiam.pki.crl import RevocationRow
 from iotiam.pki.csr import LeafIdentity
 from iotiam.pki.keys import PublicKey
@@ -27,6 +28,7 @@ from iotiam.pki.models import (
     Revocation,
     RevocationReason,
 )
+from iotiam.pki.signer import Signer
 
 #: a source of certificate serial numbers (G1: at least 64 random bits)
 SerialSource = Callable[[], int]
@@ -183,6 +185,21 @@ class CertificateStore(Protocol):
         """Issued or revoked device certificates under ``org_path`` (without PEM bodies)."""
         ...
 
+    def live_issued_by(self, issuer_id: str, now: datetime) -> list[tuple[int, str | None]]:
+        """(serial, device id) of every issued certificate of an issuer unexpired at
+        ``now``, oldest first: what a compromised CA's revocation takes away."""
+        ...
+
+    def count_live(self, issuer_id: str, now: datetime) -> int:
+        """How many issued certificates of an issuer are unexpired at ``now``."""
+        ...
+
+    def revoke_many(self, issuer_id: str, serials: Sequence[int], at: datetime,
+                    reason: RevocationReason) -> None:
+        """Revoke these certificates of an issuer in one statement (those revoked already
+        are left as they are, G4)."""
+        ...
+
 
 class CertificateStatusReader(Protocol):
     """The OCSP hot path: a certificate's current status straight from the database."""
@@ -230,6 +247,44 @@ class CaUnitOfWork(Protocol):
         ...
 
 
+class DeviceIssuers(Protocol):
+    """The issuing CAs whose certificates identify devices (``pki.service.Pki``): the
+    active one and those before it (docs/ca-rotation.md)."""
+
+    @property
+    def issuing_id(self) -> str:
+        """The id of the active issuing CA (most certificates presented are its)."""
+        ...
+
+    def issuer_named(self, name: x509.Name) -> str | None:
+        """The id of the issuing CA whose subject is ``name``, or None. A revoked one is
+        named too: every certificate it signed is revoked, which the caller's status
+        check refuses."""
+        ...
+
+
+class CaKeyring(Protocol):
+    """Makes CA keys where the installation keeps them, and loads the CAs back."""
+
+    def new_key(self, like: StoredCa, label: str) -> tuple[Signer, str]:
+        """A new key pair of ``like``'s algorithm, made where ``like``'s key is (in its
+        PKCS#11 token, labelled ``label``, or in this process), and what to store for
+        it in ``StoredCa.encrypted_key_pem`` (the encrypted key, or its URI)."""
+        ...
+
+    def load(self) -> CaSet:
+        """Every CA as the database now holds them (``bootstrap.load_ca_set``)."""
+        ...
+
+
+class SessionCount(Protocol):
+    """How many of some devices hold a live broker session (None: not known here)."""
+
+    def connected(self, device_ids: Sequence[str]) -> int | None:
+        """Connected devices among these."""
+        ...
+
+
 class PkiUnitOfWork(AuditUnitOfWork, Protocol):
     """The stores PKI use cases work with, inside one transaction."""
 
@@ -265,6 +320,10 @@ class PkiUnitOfWork(AuditUnitOfWork, Protocol):
         ...
 
 
+class CaRotationUnitOfWork(PkiUnitOfWork, CaUnitOfWork, Protocol):
+    """A transaction that adds or revokes issuing CAs and revokes what they signed."""
+
+
 #: the unit of work a caller's reservation hook sees: the caller's own view of the
 #: reservation transaction (the SQL unit of work is every domain's)
 CallerUnitOfWork_co = TypeVar("CallerUnitOfWork_co", covariant=True)
@@ -281,6 +340,14 @@ class DeviceCertificates(Protocol[CallerUnitOfWork_co]):
     @property
     def issuing_certificate(self) -> x509.Certificate:
         """The certificate of the CA that certifies devices."""
+        ...
+
+    def trusted_issuer_of(self, cert: x509.Certificate) -> str | None:
+        """The id of the trusted (active or retiring) issuing CA that signed ``cert``."""
+        ...
+
+    def issuer_named(self, name: x509.Name) -> str | None:
+        """The id of the issuing CA (any state) named ``name``, or None."""
         ...
 
     def issue_certificate(

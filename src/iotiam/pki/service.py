@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 from cryptography import x509
@@ -21,6 +21,7 @@ from iotiam.errors import Conflict, Forbidden, IamError, InvalidInput, NotFound
 from iotiam.inventory.models import Device, DeviceType
 from iotiam.kernel import SYSTEM, Principal, Role, Transactions
 from iotiam.pki.authority import PublicUrls
+from iotiam.pki.ca_set import CaSet
 from iotiam.pki.crl import CrlEntryCache, sign_crl_entries
 from iotiam.pki.csr import validate_csr
 from iotiam.pki.issuing import (
@@ -41,7 +42,7 @@ from iotiam.pki.models import (
     revocation_counter,
     serial_hex,
 )
-from iotiam.pki.ocsp import CertStatusInfo, OcspResponder
+from iotiam.pki.ocsp import UNAUTHORIZED, CertStatusInfo, OcspResponder, StatusLookup
 from iotiam.pki.ports import (
     CertificateStatusReader,
     LeafSigner,
@@ -51,7 +52,7 @@ from iotiam.pki.ports import (
     StoredCrl,
 )
 from iotiam.pki.profiles import get_profile
-from iotiam.pki.signer import Signer, SigningCa
+from iotiam.pki.signer import Signer
 
 #: makes the leaf signer of the issuing CA (``LeafBuilder``, or a faster one)
 LeafSigners = Callable[[Signer, x509.Certificate, PublicUrls], LeafSigner]
@@ -71,37 +72,6 @@ def crl_number_counter(issuer_id: str) -> str:
     return f"crl-number:{issuer_id}"
 
 
-@dataclass(frozen=True)
-class CaSet:
-    """The loaded key pairs the service signs with."""
-
-    issuing_id: str
-    issuing: SigningCa
-    root_id: str
-    root: SigningCa
-    responder: SigningCa
-
-    def material(self, ca_id: str) -> SigningCa:
-        """Key pair of an issuer by id."""
-        if ca_id == self.issuing_id:
-            return self.issuing
-        if ca_id == self.root_id:
-            return self.root
-        raise NotFound(f"no CA {ca_id!r}")
-
-    @property
-    def issuer_ids(self) -> tuple[str, str]:
-        """Every CA that publishes a CRL."""
-        return (self.issuing_id, self.root_id)
-
-    def chain_pem(self) -> str:
-        """Issuing CA then root, PEM."""
-        return "".join(
-            c.certificate.public_bytes(serialization.Encoding.PEM).decode()
-            for c in (self.issuing, self.root)
-        )
-
-
 class Pki:
     """The built-in CA: issuance, revocation, CRL and OCSP."""
 
@@ -118,33 +88,55 @@ class Pki:
         leaf_signers: LeafSigners = LeafBuilder,
         proofs: ProofChecks | None = None,
         batching: Callable[[IssueBatch], IssueBatch] | None = None,
+        reload: Callable[[], CaSet] | None = None,
     ) -> None:
         """``leaf_signers``, ``proofs`` and ``batching`` are where speed plugs in
         (``iotiam.fast``, wired by ``bootstrap.py``): what signs a leaf, whether proofs
         of possession are checked on another core, and how calls from many threads
         reach :meth:`CertificateIssuance.issue_many` (combined into shared batches, or
-        each on its own)."""
+        each on its own). ``reload`` reads the CAs from the database again (after a
+        rotation, ``cas_changed``)."""
         self._uow = uow
         self._clock = clock
         self._audit = audit
         self._config = config
-        self.cas = cas
         self._status = status_reader
-        self._issuance = CertificateIssuance(
-            uow, clock, audit, config, cas.issuing_id, cas.issuing,
-            leaf_signers(cas.issuing.signer, cas.issuing.certificate,
-                         public_urls(config.public_base_url, cas.issuing_id)),
-            serials,
-            proofs,
-        )
-        issue_many = self._issuance.issue_many
-        self._issue = batching(issue_many) if batching is not None else issue_many
-        self._ocsp = OcspResponder(
-            cas.issuing.certificate, cas.responder.certificate, cas.responder.signer,
-            validity=config.ocsp_validity,
-        )
+        self._leaf_signers = leaf_signers
+        self._serials = serials
+        self._proofs = proofs
+        self._reload = reload
         self._crl_lock = threading.Lock()
         self._crl_entries: dict[str, CrlEntryCache] = {}
+        self.use_cas(cas)
+        issue_many = self._issue_many
+        self._issue = batching(issue_many) if batching is not None else issue_many
+
+    def use_cas(self, cas: CaSet) -> None:
+        """Sign and answer with ``cas`` from now on (a rotation or a revoked issuing CA,
+        in this process or, through the change feed, in another): a batch already being
+        signed finishes under the CA it started with."""
+        self._issuance = CertificateIssuance(
+            self._uow, self._clock, self._audit, self._config, cas.issuing_id, cas.issuing,
+            self._leaf_signers(cas.issuing.signer, cas.issuing.certificate,
+                               public_urls(self._config.public_base_url, cas.issuing_id)),
+            self._serials,
+            self._proofs,
+        )
+        self._ocsp: list[tuple[str, OcspResponder, StatusLookup]] = [
+            (issuer_id, OcspResponder(issuing.certificate, responder.certificate,
+                                      responder.signer, validity=self._config.ocsp_validity),
+             self._status_lookup(issuer_id))
+            for issuer_id, issuing, responder in cas.responders()]
+        self.cas = cas
+
+    def cas_changed(self, published: Published) -> None:
+        """An issuing CA was rotated in or revoked (in any process): load them again."""
+        if self._reload is not None:
+            self.use_cas(self._reload())
+
+    def _issue_many(self, items: Sequence[tuple[Principal, IssueRequest]]
+                    ) -> list[CertificateRecord | IamError]:
+        return self._issuance.issue_many(items)
 
     # -- issuance ----------------------------------------------------------------------
 
@@ -226,6 +218,14 @@ class Pki:
     def issuing_certificate(self) -> x509.Certificate:
         """The certificate of the CA that certifies devices."""
         return self.cas.issuing.certificate
+
+    def issuer_named(self, name: x509.Name) -> str | None:
+        """The id of the issuing CA (active, retiring or revoked) named ``name``."""
+        return self.cas.issuer_named(name)
+
+    def trusted_issuer_of(self, cert: x509.Certificate) -> str | None:
+        """The id of the trusted (not revoked) issuing CA that signed ``cert``."""
+        return self.cas.trusted_issuer_of(cert)
 
     # -- lookup ------------------------------------------------------------------------
 
@@ -438,18 +438,35 @@ class Pki:
     # -- OCSP --------------------------------------------------------------------------
 
     def ocsp_response(self, request_der: bytes) -> bytes:
-        """Answer an OCSP request (RFC 6960); status read from the database every time (G3)."""
-        return self._ocsp.respond(request_der, self._ocsp_status, self._clock.now())
+        """Answer an OCSP request (RFC 6960); status read from the database every time (G3).
+
+        Each issuing CA has its own delegated responder (RFC 6960 §4.2.2.2); the one
+        whose CA the request's CertID names answers, the active CA's asked first. A
+        request naming none of them is ``unauthorized`` (RFC 5019 §2.2.3)."""
+        now = self._clock.now()
+        answer = UNAUTHORIZED
+        for _, responder, lookup in self._ocsp:
+            answer = responder.respond(request_der, lookup, now)
+            if answer != UNAUTHORIZED:
+                return answer
+        return answer
 
     def forget_ocsp_response(self, published: Published) -> None:
         """Drop the cached OCSP answer of a revoked certificate (the status is read on
         every request anyway, G3; this only frees the stale entry at once)."""
         change = published.change
-        if isinstance(change, CertificateRevoked) and change.issuer_id == self.cas.issuing_id:
-            self._ocsp.forget(change.serial)
+        if isinstance(change, CertificateRevoked):
+            for issuer_id, responder, _ in self._ocsp:
+                if issuer_id == change.issuer_id:
+                    responder.forget(change.serial)
 
-    def _ocsp_status(self, serial: int) -> CertStatusInfo:
-        found = self._status.status_of(self.cas.issuing_id, serial)
+    def _status_lookup(self, issuer_id: str) -> StatusLookup:
+        def lookup(serial: int) -> CertStatusInfo:
+            return self._ocsp_status(issuer_id, serial)
+        return lookup
+
+    def _ocsp_status(self, issuer_id: str, serial: int) -> CertStatusInfo:
+        found = self._status.status_of(issuer_id, serial)
         if found is None:
             return CertStatusInfo("unknown")
         status, revoked_at, reason = found

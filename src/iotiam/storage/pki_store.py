@@ -7,7 +7,16 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, String, insert, select, type_coerce, update
+from sqlalchemy import (
+    Connection,
+    String,
+    bindparam,
+    func,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -346,6 +355,37 @@ class SqlCertificateStore:
         )
         for row in rows:
             yield _record(row, with_pem=False)
+
+    def live_issued_by(self, issuer_id: str, now: datetime) -> list[tuple[int, str | None]]:
+        """(serial, device id) of the issuer's issued, unexpired certificates, oldest first."""
+        c = t.certificates.c
+        rows = self._c.execute(select(c.serial, c.device_id).where(
+            c.issuer_id == issuer_id, c.status == str(CertificateStatus.ISSUED),
+            c.not_after > now).order_by(c.id))
+        return [(int(r.serial, 16), r.device_id) for r in rows]
+
+    def count_live(self, issuer_id: str, now: datetime) -> int:
+        """How many of the issuer's issued certificates are unexpired."""
+        c = t.certificates.c
+        return int(self._c.execute(select(func.count()).select_from(t.certificates).where(
+            c.issuer_id == issuer_id, c.status == str(CertificateStatus.ISSUED),
+            c.not_after > now)).scalar_one())
+
+    def revoke_many(self, issuer_id: str, serials: Sequence[int], at: datetime,
+                    reason: RevocationReason) -> None:
+        """One statement for all; those revoked already stay as they were (G4)."""
+        if not serials:
+            return
+        c = t.certificates.c
+        hexes = [serial_hex(s) for s in serials]
+        self._c.execute(
+            update(t.certificates).where(
+                c.issuer_id == issuer_id, c.serial == bindparam("b_serial"),
+                c.status != str(CertificateStatus.REVOKED))
+            .values(status=str(CertificateStatus.REVOKED), revoked_at=at,
+                    revocation_reason=str(reason)),
+            [{"b_serial": h} for h in hexes])
+        refresh_standing(self._c, devices_of_serials(self._c, issuer_id, hexes))
 
 
 class SqlCrlStore:

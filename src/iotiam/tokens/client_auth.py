@@ -24,7 +24,6 @@ import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
@@ -39,6 +38,7 @@ from iotiam.discovery.sources.own_traffic import (
 from iotiam.inventory.lifecycle import Transport, refusal
 from iotiam.inventory.models import Device, DeviceState
 from iotiam.pki.models import CertificateRecord, CertificateStatus
+from iotiam.pki.ports import DeviceIssuers
 from iotiam.tokens import jws
 from iotiam.tokens.assertions import claimed_client, verify_assertion
 from iotiam.tokens.models import (
@@ -90,18 +90,10 @@ class _Unrecognised(InvalidClient):
         self.client_id = client_id
 
 
-@dataclass(frozen=True)
-class IssuingCa:
-    """The CA whose certificates identify devices."""
-
-    id: str
-    certificate: x509.Certificate
-
-
 class ClientAuthenticator:
     """Turns presented credentials into an ``AuthenticatedClient`` or ``InvalidClient``."""
 
-    def __init__(self, config: TokenConfig, issuing: IssuingCa,
+    def __init__(self, config: TokenConfig, issuing: DeviceIssuers,
                  reads_ahead: ReadsAhead = read_when_asked, *,
                  sightings: SightingSink = NO_SIGHTINGS) -> None:
         self._config = config
@@ -111,7 +103,7 @@ class ClientAuthenticator:
         self._recent = RecentSightings()
         # parsing a PEM per request costs more than the signature check: keep the keys
         self._cert_keys: OrderedDict[str, Key | None] = OrderedDict()
-        self._presented: dict[str, int | None] = {}
+        self._presented: dict[str, tuple[str, int] | None] = {}
 
     def authenticate(self, uow: TokensUnitOfWork, credentials: ClientCredentials, now: datetime
                      ) -> AuthenticatedClient:
@@ -146,11 +138,11 @@ class ClientAuthenticator:
             der = credentials.certificate_der
             if der is not None:
                 with contextlib.suppress(Exception):
-                    serial = self._presented_serial(der, hashlib.sha256(der).hexdigest())
-                    if serial is not None:
-                        serials.append(serial)
-        return self._reads_ahead(uow, client_ids=client_ids, issuer_id=self._issuing.id,
-                                 serials=serials)
+                    presented = self._presented_serial(der, hashlib.sha256(der).hexdigest())
+                    if presented is not None and presented[0] == self._issuing.issuing_id:
+                        serials.append(presented[1])
+        return self._reads_ahead(uow, client_ids=client_ids,
+                                 issuer_id=self._issuing.issuing_id, serials=serials)
 
     def check(self, uow: TokensUnitOfWork, credentials: ClientCredentials, now: datetime,
               reads: ClientReads | None = None) -> AuthenticatedClient:
@@ -274,13 +266,14 @@ class ClientAuthenticator:
         client's device (checked here even though TLS verified the chain: a trusted
         proxy may have forwarded it)."""
         fingerprint = hashlib.sha256(der).hexdigest()
-        serial = self._presented_serial(der, fingerprint)
-        if serial is None:
+        presented = self._presented_serial(der, fingerprint)
+        if presented is None:
             raise _Unrecognised("the TLS client certificate was not issued by iotiam",
                                      client.client_id)
+        issuer_id, serial = presented
         # the fingerprint must be that of the very certificate iotiam issued and stored:
         # stronger than a signature check (which it makes redundant), and cheaper
-        record = reads.certificate(self._issuing.id, serial)
+        record = reads.certificate(issuer_id, serial)
         if record is None or record.fingerprint_sha256 != fingerprint:
             # iotiam's issuer name on a certificate iotiam never issued
             raise _Unrecognised(f"the TLS client certificate does not belong to client "
@@ -294,17 +287,18 @@ class ClientAuthenticator:
             raise InvalidClient(f"certificate {record.serial_hex} is not valid now")
         return record
 
-    def _presented_serial(self, der: bytes, fingerprint: str) -> int | None:
-        """The serial of a presented certificate, None if iotiam's issuing CA did not
-        issue it; parsed once per certificate (the live status is read every time)."""
+    def _presented_serial(self, der: bytes, fingerprint: str) -> tuple[str, int] | None:
+        """The issuer id and serial of a presented certificate, None if none of iotiam's
+        issuing CAs issued it (a rotation leaves several); parsed once per certificate
+        (the live status is read every time)."""
         if fingerprint in self._presented:
             return self._presented[fingerprint]
         try:
             cert = x509.load_der_x509_certificate(der)
         except ValueError as e:
             raise InvalidClient("the TLS client certificate cannot be parsed") from e
-        serial = cert.serial_number if cert.issuer == self._issuing.certificate.subject \
-            else None
+        issuer_id = self._issuing.issuer_named(cert.issuer)
+        serial = None if issuer_id is None else (issuer_id, cert.serial_number)
         if len(self._presented) >= _PRESENTED_CACHE:
             self._presented.clear()
         self._presented[fingerprint] = serial

@@ -68,13 +68,12 @@ class Introspection:
     """RFC 7662 introspection over the live database."""
 
     def __init__(self, uow: Transactions[TokensUnitOfWork], clock: Clock, audit: Auditor,
-                 keys: SigningKeys, config: TokenConfig, issuing_id: str) -> None:
+                 keys: SigningKeys, config: TokenConfig) -> None:
         self._uow = uow
         self._clock = clock
         self._audit = audit
         self._keys = keys
         self._config = config
-        self._issuing_id = issuing_id
 
     # -- RFC 7662 ------------------------------------------------------------------------
 
@@ -118,9 +117,12 @@ class Introspection:
         serial = signed.claims.get(CERTIFICATE_CLAIM)
         if serial is not None:
             try:
-                record = uow.certificates.get(self._issuing_id, parse_serial(str(serial)))
+                # under whichever issuing CA signed it: a rotation leaves several
+                found = [r for r in uow.certificates.find_by_serial(parse_serial(str(serial)))
+                         if r.device_id == client.device_id]
             except InvalidInput:
                 return False
+            record = found[0] if len(found) == 1 else None
             if record is None or record.status is not CertificateStatus.ISSUED or \
                     record.device_id != client.device_id:
                 return False

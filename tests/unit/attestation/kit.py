@@ -26,7 +26,7 @@ from iotiam.attestation.evidence import sign_evidence
 from iotiam.attestation.metadata import sign_metadata
 from iotiam.attestation.models import Measurement
 from iotiam.attestation.registry import FirmwareRegistry
-from iotiam.attestation.service import Attestation, DeviceCa
+from iotiam.attestation.service import Attestation
 from iotiam.detection.models import Finding
 from iotiam.pki.keys import PrivateKey
 from iotiam.storage.tables.attestation import device_firmware, firmware_images, firmware_signers
@@ -79,7 +79,7 @@ class FirmwareKit:
                                              services.audit, self.sink)
         services.attestation = Attestation(
             services.database, services.clock, services.audit,
-            DeviceCa(services.pki.cas.issuing_id, services.pki.cas.issuing.certificate.subject),
+            services.pki,
             self.sink)
         self.api = installation.api()
         self.http = TestClient(create_api_app(replace(services)),

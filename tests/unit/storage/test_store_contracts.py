@@ -366,6 +366,40 @@ def test_certificates_reserve_complete_revoke(db: Any) -> None:
         uow.certificates.revoke(ISSUER, 1 << 64, revoked_at, RevocationReason.SUPERSEDED)
 
 
+def test_certificates_of_an_issuer_live_counted_and_revoked_together(db: Any) -> None:
+    """What an issuing CA's compromise reads and writes (pki/rotation.py)."""
+    serials = [(1 << 64) + n for n in range(4)]
+    with db() as uow:
+        uow.certificates.reserve_many([
+            certificate(serials[0]), certificate(serials[1], "d2", BETA, key="k2"),
+            certificate(serials[2], key="k3", not_after=T0 + timedelta(hours=2)),
+            certificate(serials[3], key="k4")])
+        uow.certificates.complete([signed(s, d) for s, d in (
+            (serials[0], "d1"), (serials[1], "d2"), (serials[2], "d1"))])  # [3] reserved
+    later = T0 + timedelta(hours=3)
+    with db.reading() as uow:
+        assert uow.certificates.live_issued_by(ISSUER, T0) == [
+            (serials[0], "d1"), (serials[1], "d2"), (serials[2], "d1")]
+        assert uow.certificates.live_issued_by(ISSUER, later) == [
+            (serials[0], "d1"), (serials[1], "d2")]
+        assert uow.certificates.count_live(ISSUER, T0) == 3
+        assert uow.certificates.count_live(ISSUER, later) == 2
+        assert uow.certificates.count_live("issuing-nobody", T0) == 0
+    with db() as uow:
+        uow.certificates.revoke(ISSUER, serials[1], T0, RevocationReason.SUPERSEDED)
+        uow.certificates.revoke_many(ISSUER, serials[:2], later,
+                                     RevocationReason.CA_COMPROMISE)
+        uow.certificates.revoke_many(ISSUER, [], later, RevocationReason.CA_COMPROMISE)
+    with db.reading() as uow:
+        first, second = (uow.certificates.get(ISSUER, s) for s in serials[:2])
+        assert (first.status, first.revoked_at, first.revocation_reason) == (
+            CertificateStatus.REVOKED, later, RevocationReason.CA_COMPROMISE)
+        # revoked before: left as it was (G4)
+        assert (second.revoked_at, second.revocation_reason) == (
+            T0, RevocationReason.SUPERSEDED)
+        assert uow.certificates.live_issued_by(ISSUER, T0) == [(serials[2], "d1")]
+
+
 def test_certificates_lists(db: Any) -> None:
     serials = [(1 << 64) + n for n in range(5)]
     with db() as uow:

@@ -6,6 +6,7 @@ import base64
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
@@ -74,8 +75,8 @@ def show_ca(caller: Caller, svc: Wired) -> dict[str, Any]:
     """The issuing CA and root, with the URLs relying parties use."""
     cas = svc.pki.cas
     base = svc.settings.pki.public_base_url
-    pem = cas.chain_pem()
-    issuing_pem, root_pem = _split_pem(pem)
+    issuing_pem, root_pem = (c.certificate.public_bytes(serialization.Encoding.PEM).decode()
+                             for c in (cas.issuing, cas.root))
     return {
         "issuing": {"id": cas.issuing_id, "pem": issuing_pem,
                     "subject": cas.issuing.certificate.subject.rfc4514_string(),
@@ -113,8 +114,3 @@ def _csr_bytes(text: str) -> bytes:
     except ValueError:
         return text.encode()  # parse_csr reports it as not a CSR
 
-
-def _split_pem(chain: str) -> tuple[str, str]:
-    marker = "-----END CERTIFICATE-----\n"
-    first, _, rest = chain.partition(marker)
-    return first + marker, rest

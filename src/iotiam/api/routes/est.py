@@ -101,7 +101,9 @@ def _cacerts(request: Request, svc: Wired, label: str | None) -> Response:
     if label:
         get_profile(label)
     cas = svc.pki.cas
-    return _certs_response(certs_only([cas.issuing.certificate, cas.root.certificate],
+    # RFC 7030 §4.1.3: every CA certificate a client needs; after a rotation the
+    # issuing CA before the active one too, until it is revoked
+    return _certs_response(certs_only([*cas.trusted_certificates(), cas.root.certificate],
                                       one_line=wants_one_line(request.headers)))
 
 
@@ -135,7 +137,7 @@ async def _simplereenroll(request: Request, svc: Wired, batches: Batches,
         csr_der = decode_csr_body(await request.body(), request.headers.get("content-type"))
         trusted = svc.settings.trusted_proxies
         cert = client_certificate(request, trusted)
-        if cert is not None and cert.issuer != svc.pki.cas.issuing.certificate.subject:
+        if cert is not None and svc.pki.issuer_named(cert.issuer) is None:
             # strongSwan's `pki --est --cert --key` can only send a client certificate to
             # simplereenroll: one from another issuer is an IDevID's first contact
             outcome = await run_in_threadpool(svc.first_contact.enroll, cert, csr_der, label,

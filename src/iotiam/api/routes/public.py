@@ -56,6 +56,16 @@ def crl(ca_id: str, svc: Wired) -> Response:
                     headers={"Cache-Control": f"public, max-age={min(max_age, 300)}"})
 
 
+@router.get("/ca/issuing.json")
+def active_issuer(svc: Wired) -> dict[str, Any]:
+    """The active issuing CA, and whether agents holding a certificate of another one
+    should renew now (``iotiam ca migrate``): what the agent's renew loop asks."""
+    if svc.ca_rotation is None:
+        raise NotFound("no CA rotation here")
+    active = svc.ca_rotation.active_issuer()
+    return {"id": active.id, "subject": active.subject, "migrate": active.migrate}
+
+
 @router.get("/ca/chain.pem", response_class=Response,
             responses=text("application/pem-certificate-chain", "issuing CA then root"))
 def chain(svc: Wired) -> Response:

@@ -165,6 +165,26 @@ class MemoryCertificateStore(MemoryStore):
                     and c.status is not CertificateStatus.RESERVED:
                 yield replace(c, pem=None)
 
+    def live_issued_by(self, issuer_id: str, now: datetime) -> list[tuple[int, str | None]]:
+        """(serial, device id) of the issuer's issued, unexpired certificates, oldest first."""
+        return [(c.serial, c.device_id) for c in self.certificates.values()
+                if c.issuer_id == issuer_id and c.status is CertificateStatus.ISSUED
+                and c.not_after > now]
+
+    def count_live(self, issuer_id: str, now: datetime) -> int:
+        """How many of the issuer's issued certificates are unexpired."""
+        return len(self.live_issued_by(issuer_id, now))
+
+    def revoke_many(self, issuer_id: str, serials: Sequence[int], at: datetime,
+                    reason: RevocationReason) -> None:
+        """Revoke those not revoked yet."""
+        for serial in serials:
+            record = self.certificates.get((issuer_id, serial))
+            if record is not None and record.status is not CertificateStatus.REVOKED:
+                self.certificates[(issuer_id, serial)] = replace(
+                    record, status=CertificateStatus.REVOKED, revoked_at=at,
+                    revocation_reason=reason)
+
 
 @dataclass
 class MemoryCrlStore(MemoryStore):

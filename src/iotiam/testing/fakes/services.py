@@ -19,12 +19,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from iotiam.admin.service import AdminTokens
 from iotiam.attestation.registry import FirmwareRegistry
-from iotiam.attestation.service import Attestation, DeviceCa
+from iotiam.attestation.service import Attestation
 from iotiam.audit.anchor import CheckpointWriter
 from iotiam.audit.checkpoint import CheckpointKey
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
-from iotiam.bootstrap import authorization_server, follow_changes, load_ca_set
+from iotiam.bootstrap import authorization_server, follow_changes
+from iotiam.ca_keyring import StoredCaKeys, load_ca_set
 from iotiam.clock import FrozenClock
 from iotiam.credentials.sealing import SecretSealer
 from iotiam.credentials.service import Psks
@@ -43,15 +44,17 @@ from iotiam.installation import ensure_cas, ensure_default_policy, seed_inventor
 from iotiam.inventory.ports import AllCredentials
 from iotiam.inventory.service import Inventory
 from iotiam.kernel import ROOT_ORG_ID, ROOT_PATH, SYSTEM, Role
+from iotiam.pki.ca_set import CaSet
 from iotiam.pki.models import KeyAlgorithm, PkiConfig
 from iotiam.pki.ports import SerialSource
-from iotiam.pki.service import CaSet, Pki
+from iotiam.pki.rotation import CaRotation
+from iotiam.pki.service import Pki
 from iotiam.policy.inquiry import PolicyInquiry
 from iotiam.policy.lint import lint_policy
 from iotiam.policy.service import DecisionPoint, PolicyAdministration
 from iotiam.policy.subjects import DeviceSubjects
 from iotiam.response.alerts import AlertChannel, AlertDispatcher
-from iotiam.response.ports import NoFirmwareData
+from iotiam.response.ports import NoFirmwareData, NoSessionView
 from iotiam.response.scoring import TrustScores
 from iotiam.response.service import IncidentResponse
 from iotiam.risk.service import RiskRegister
@@ -119,6 +122,8 @@ class MemoryServices:
     risk: RiskRegister
     #: children under gateways, and what gateways say for them
     gateways: Gateways
+    #: issuing-CA rotation and compromise
+    ca_rotation: CaRotation
     #: the plaintext of the bootstrap admin token (``profile.json`` of a real install)
     admin_token: str = ""
 
@@ -169,8 +174,9 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
     """The object graph of ``bootstrap.build_services`` on the memory database."""
     discovery = Discovery(database, clock, audit)
     sightings = sightings or discovery
+    keyring = StoredCaKeys(database, passphrase)
     pki = Pki(database, clock, audit, config.pki, cas, serials,
-              MemoryStatusReader(database.uow.certificates))
+              MemoryStatusReader(database.uow.certificates), reload=keyring.load)
     psks = Psks(database, clock, audit, SecretSealer(secrets.token_bytes(32)))
     every_credential: AllCredentials[MemoryUnitOfWork] = AllCredentials(pki, psks)
     queue = EnrollmentQueue(database, clock, audit, pki, config.queue, sightings=sightings)
@@ -184,16 +190,14 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
     alerts = AlertDispatcher(list(alert_channels))
     response = IncidentResponse(database, clock, audit, inventory, every_credential, alerts,
                                 trust)
-    attestation = Attestation(database, clock, audit, DeviceCa(
-        cas.issuing_id, cas.issuing.certificate.subject), finding_sink=response)
+    attestation = Attestation(database, clock, audit, pki, finding_sink=response)
     trust.use_firmware_source(attestation)
     engine = DetectionEngine(learning_seconds=config.detection_learning_seconds,
                              modes=response)
     ingest = EventIngest(engine, response, MemoryDeviceLookup(database.uow.devices),
                          sightings=sightings)
     response.on_false_positive(ingest.false_positive)
-    gateways = Gateways(database, clock, audit, psks, (cas.issuing_id,
-                        cas.issuing.certificate.subject), decisions, subjects, response)
+    gateways = Gateways(database, clock, audit, psks, pki, decisions, subjects, response)
     inventory.use_children(gateways)
     return follow_changes(MemoryServices(
         clock=clock, database=database, changes=MemoryChangeFeed.following(database),
@@ -215,6 +219,8 @@ def _wire(database: MemoryDatabase, clock: FrozenClock, audit: AuditTrail,
         risk=RiskRegister(database, audit, clock, discovery.reader, FixedChannels(),
                           lint_policy),
         gateways=gateways,
+        ca_rotation=CaRotation(database, clock, audit, pki, keyring, serials,
+                               NoSessionView()),
     ))
 
 
