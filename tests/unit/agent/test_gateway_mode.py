@@ -68,9 +68,21 @@ def test_broker_files_ok() -> None:
     assert render_psk_file(children) == f"tag-1:{KEY[::-1].hex()}\ntag-2:{KEY.hex()}\n"
     acl = render_acl(children)
     assert acl.splitlines() == [
-        f"user {AGENT_USERNAME}", "topic read devices/#", "",
-        "user tag-1", "topic readwrite devices/tag-1/#", "",
+        f"user {AGENT_USERNAME}", "topic read devices/#", "topic write devices/+/psk/next",
+        "", "user tag-1", "topic readwrite devices/tag-1/#", "",
         "user tag-2", "topic readwrite devices/tag-2/#"]
+
+
+def test_broker_files_ok_next_key() -> None:
+    # a child's next key is a second identity with the same topics, during the overlap
+    children = [LocalChild("tag-1", "tag-1", KEY),
+                LocalChild("tag-1", "tag-1.9f2c0a1b2c3d4e5f", KEY[::-1], "9f2c0a1b2c3d4e5f",
+                           next=True)]
+    assert render_psk_file(children) == (f"tag-1:{KEY.hex()}\n"
+                                         f"tag-1.9f2c0a1b2c3d4e5f:{KEY[::-1].hex()}\n")
+    assert render_acl(children).splitlines()[4:] == [
+        "user tag-1", "topic readwrite devices/tag-1/#", "",
+        "user tag-1.9f2c0a1b2c3d4e5f", "topic readwrite devices/tag-1/#"]
 
 
 @pytest.mark.parametrize("child", [
