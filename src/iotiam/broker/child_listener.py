@@ -205,11 +205,13 @@ class ChildListener:
         rekeyed = tuple(sorted(i for i, c in wanted.items() if i in self._installed
                                and self._installed[i] != c))
         added = set(wanted) - set(self._installed)
-        if removed or rekeyed or added:
-            write_private_file(self.files.psk_file, render_psk_file(children))
-            write_private_file(self.files.acl, render_acl(children))
-            self._installed = wanted
-            self._broker.reload()
+        if not (removed or rekeyed or added):
+            self._installed = wanted  # a next key promoted is the same key: no reload
+            return Installed(removed, rekeyed, len(wanted))
+        write_private_file(self.files.psk_file, render_psk_file(children))
+        write_private_file(self.files.acl, render_acl(children))
+        self._installed = wanted
+        self._broker.reload()
         return Installed(removed, rekeyed, len(wanted))
 
     def kick(self, identity: str) -> bool:

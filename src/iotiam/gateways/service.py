@@ -196,7 +196,6 @@ class Gateways:
                     return psk_id  # reported again: already the current key
                 self._keys.promote_within(uow, f"gateway:{gateway.id}", child_id, psk_id,
                                           "superseded")
-                self._changed(uow, self._clock.now(), child_id, gateway.id)
                 self._audit.append(uow, replace(draft, org_path=child.org_path, details={
                     **draft.details, "replaced": current.id if current else None}))
         return psk_id

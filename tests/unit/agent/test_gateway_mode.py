@@ -126,3 +126,17 @@ def test_install_reports_removed_and_rekeyed(tmp_path: Path) -> None:
     assert "tag-2" not in (tmp_path / "broker" / "acl_file").read_text()
     unchanged = listener.install([LocalChild("tag-1", "tag-1", KEY[::-1])])
     assert unchanged.to_kick == ()
+
+
+def test_install_next_key_promoted_is_no_rekey(tmp_path: Path) -> None:
+    listener = ChildListener(Path("/bin/false"), ChildListenerConfig(), tmp_path / "broker")
+    nxt = "tag-1.9f2c0a1b2c3d4e5f"
+    listener.install([LocalChild("tag-1", "tag-1", KEY),
+                      LocalChild("tag-1", nxt, KEY[::-1], "9f2c0a1b2c3d4e5f", next=True)])
+    assert listener.children[nxt].next
+    # promoted: the old identity leaves (kicked), the next one stays, no longer next
+    promoted = listener.install([LocalChild("tag-1", nxt, KEY[::-1], "9f2c0a1b2c3d4e5f")])
+    assert promoted.to_kick == ("tag-1",)
+    assert not listener.children[nxt].next
+    listener.install([LocalChild("tag-1", nxt, KEY[::-1], "9f2c0a1b2c3d4e5f", next=True)])
+    assert listener.children[nxt].next  # metadata follows the listing without a reload
