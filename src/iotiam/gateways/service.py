@@ -228,7 +228,7 @@ class Gateways:
                             public_key, self._keys.reveal(psk), context), psk.expires_at,
                         next=psk.status is PskStatus.NEXT))
         self._audit.record(_draft(AuditTag.GATEWAY_CHILDREN_DELIVERED, gateway,
-                                  {"children": len(keys)}))
+                                  {"children": len({k.child_id for k in keys})}))
         return GatewayChildren(gateway.id, tuple(keys))
 
     def relay(self, certificate: x509.Certificate | None, child_id: str, action: str,
