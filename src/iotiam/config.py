@@ -78,6 +78,8 @@ class Settings:
     #: a gateway child's PSK is replaced once it is this many days old (0: never;
     #: IOTIAM_CHILD_PSK_ROTATION), and at once when its gateway is revoked
     child_psk_rotation_days: int = 90
+    #: hours the current key stays valid beside the next (IOTIAM_CHILD_PSK_OVERLAP; 0: none)
+    child_psk_overlap_hours: int = 72
     #: how often the rotation job looks for due child keys (a revocation wakes it)
     child_psk_check_seconds: int = 300
     #: whether a gateway's children may also use the managed broker's PSK listener
@@ -266,7 +268,8 @@ def load_settings(data_dir: Path) -> Settings:
         broker_event_log=_broker_event_log(read.text("IOTIAM_BROKER_EVENT_LOG",
                                                      "broker_event_log") or "messages"),
         broker_auth=_broker_auth(read.text("IOTIAM_BROKER_AUTH", "broker_auth") or "dynsec"),
-        child_psk_rotation_days=_days(read.text("IOTIAM_CHILD_PSK_ROTATION"), 90),
+        child_psk_rotation_days=_up_to(read, "IOTIAM_CHILD_PSK_ROTATION", "days", 90, 825),
+        child_psk_overlap_hours=_up_to(read, "IOTIAM_CHILD_PSK_OVERLAP", "hours", 72, 2160),
         child_psk_check_seconds=read.seconds("IOTIAM_CHILD_PSK_CHECK_SECONDS", None, 300),
         child_psk_direct=_one_of(read.text("IOTIAM_CHILD_PSK_DIRECT") or "off",
                                  ("on", "off"), "IOTIAM_CHILD_PSK_DIRECT") == "on",
@@ -399,12 +402,12 @@ def _seconds(value: str | None, name: str, default: int, *, low: int = 1,
     return seconds
 
 
-def _days(value: str | None, default: int) -> int:
+def _up_to(read: _Layers, name: str, unit: str, default: int, most: int) -> int:
+    value = read.text(name)  # the environment only
     if not value:
         return default
-    if not value.isdigit() or int(value) > 825:
-        raise SetupError("IOTIAM_CHILD_PSK_ROTATION must be a number of days between 0 "
-                         "(never) and 825")
+    if not value.isdigit() or int(value) > most:
+        raise SetupError(f"{name} must be a number of {unit} between 0 (off) and {most}")
     return int(value)
 
 

@@ -173,9 +173,11 @@ def child_key_rotation(services: Services) -> Waker:
     settings = services.settings
     period = timedelta(days=settings.child_psk_rotation_days) \
         if settings.child_psk_rotation_days else None
+    overlap = timedelta(hours=settings.child_psk_overlap_hours) \
+        if settings.child_psk_overlap_hours else None
 
     def rotate() -> None:
-        report = services.gateways.rotate_child_keys(period)
+        report = services.gateways.rotate_child_keys(period, overlap)
         if report.rotated:
             log.info("re-keyed %d gateway child(ren): %d after their gateway's revocation, "
                      "%d on schedule", len(report.rotated),

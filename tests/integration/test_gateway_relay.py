@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -243,6 +244,73 @@ def test_gateway_mode_fail_unreachable_server(plane: Server) -> None:
     (line,) = [x for x in done.stderr.strip().splitlines() if x.startswith("error:")]
     assert "cannot reach" in line
     assert "Traceback" not in done.stderr
+
+
+#: a scheduled rotation run beside the server, with every child's key due now and the
+#: default overlap (the server's own job waits for the period)
+ROTATE_NOW = """
+import os
+from datetime import timedelta
+from pathlib import Path
+from iotiam.bootstrap import build_services
+from iotiam.config import load_settings
+services = build_services(load_settings(Path(os.environ["IOTIAM_DATA_DIR"])))
+try:
+    report = services.gateways.rotate_child_keys(timedelta(0), timedelta(hours=72))
+    print(" ".join(d.child_id for d in report.rotated))
+finally:
+    services.close()
+"""
+
+
+def test_scheduled_rotation_hands_the_next_key_to_the_child_ok(
+        plane: Server, agents: list[GatewayAgent]) -> None:
+    tag_type(plane)
+    enroll_gateway(plane, "gw-k")
+    plane.cli("device", "add", "tag-k", "--type", "tag", "--via", "gw-k")
+    agent = GatewayAgent(plane, "gw-k")
+    agents.append(agent)
+    old = agent.served()["tag-k"]
+    broker_log = agent.broker_dir / "mosquitto.log"
+    # the child holds a session with its current key, waiting on its next-key topic
+    sub = subprocess.Popen(
+        [require_binary("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(agent.port),
+         "--psk", old, "--psk-identity", "tag-k", "-t", "devices/tag-k/psk/next", "-C", "1",
+         "-W", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert until(lambda: "as tag-k" in broker_log.read_text(), 10)
+        rotated = subprocess.run([sys.executable, "-c", ROTATE_NOW], env=plane.env,
+                                 capture_output=True, text=True, timeout=60, check=False)
+        assert rotated.returncode == 0, rotated.stderr
+        assert "tag-k" in rotated.stdout.split()
+        out, err = sub.communicate(timeout=30)
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+            sub.wait(5)
+    assert sub.returncode == 0, err
+    offered = json.loads(out)
+    identity, key = offered["identity"], offered["key"]
+    assert identity.startswith("tag-k.") and offered["psk_id"] in identity
+    assert offered["current_expires_at"]  # the end of the overlap
+    # during the overlap both keys work
+    assert agent.served() == {"tag-k": old, identity: key}
+    assert agent.publish("tag-k", old, "devices/tag-k/t") == 0
+    # the child's first connection with its next key promotes it; the old one is dropped
+    assert agent.publish(identity, key, "devices/tag-k/t", "new") == 0
+    assert until(lambda: agent.served() == {identity: key}), agent.log()
+    assert agent.publish("tag-k", old, "devices/tag-k/t") != 0
+    assert agent.publish(identity, key, "devices/tag-k/t") == 0
+    promoted = plane.sql("SELECT count(*) FROM audit_records WHERE tag = :tag AND "
+                         "subject = :subject", tag="device:psk:promoted",
+                         subject="device:tag-k")
+    assert promoted[0][0] == 1
+    # the next key is no longer offered (the retained message is cleared)
+    left = subprocess.run(
+        [require_binary("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(agent.port),
+         "--psk", key, "--psk-identity", identity, "-t", "devices/tag-k/psk/next",
+         "--retained-only", "-W", "1"], capture_output=True, timeout=20, check=False)
+    assert left.stdout == b""
 
 
 #: relayed messages a second, at least (measured 117/s on SQLite on the 2-core CI host

@@ -253,6 +253,9 @@ def test_child_psk_settings_ok_defaults_and_overridden(tmp_path: Path,
     settings = load_settings(tmp_path)
     assert (settings.child_psk_rotation_days, settings.child_psk_check_seconds,
             settings.child_psk_direct) == (90, 300, False)
+    assert settings.child_psk_overlap_hours == 72
+    monkeypatch.setenv("IOTIAM_CHILD_PSK_OVERLAP", "0")
+    assert load_settings(tmp_path).child_psk_overlap_hours == 0
     monkeypatch.setenv("IOTIAM_CHILD_PSK_ROTATION", "0")
     monkeypatch.setenv("IOTIAM_CHILD_PSK_CHECK_SECONDS", "30")
     monkeypatch.setenv("IOTIAM_CHILD_PSK_DIRECT", "on")
@@ -262,11 +265,14 @@ def test_child_psk_settings_ok_defaults_and_overridden(tmp_path: Path,
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
-    ("IOTIAM_CHILD_PSK_ROTATION", "826", "between 0 (never) and 825"),
-    ("IOTIAM_CHILD_PSK_ROTATION", "-1", "between 0 (never) and 825"),
+    ("IOTIAM_CHILD_PSK_ROTATION", "826", "days between 0 (off) and 825"),
+    ("IOTIAM_CHILD_PSK_ROTATION", "-1", "days between 0 (off) and 825"),
+    ("IOTIAM_CHILD_PSK_OVERLAP", "2161", "hours between 0 (off) and 2160"),
+    ("IOTIAM_CHILD_PSK_OVERLAP", "3h", "IOTIAM_CHILD_PSK_OVERLAP"),
     ("IOTIAM_CHILD_PSK_DIRECT", "yes", "must be one of on, off"),
     ("IOTIAM_CHILD_PSK_CHECK_SECONDS", "0", "IOTIAM_CHILD_PSK_CHECK_SECONDS"),
-], ids=["fail/rotation-high", "fail/rotation-negative", "fail/direct", "fail/check"])
+], ids=["fail/rotation-high", "fail/rotation-negative", "fail/overlap-high",
+        "fail/overlap-unit", "fail/direct", "fail/check"])
 def test_child_psk_settings_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                  name: str, value: str, message: str) -> None:
     monkeypatch.setenv(name, value)

@@ -14,6 +14,7 @@ The gateway's own certificate is renewed as ``iotiam-agent run`` renews it.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -29,6 +30,7 @@ from iotiam.agent.gateway_calls import GatewayRefused, gateway_call, gateway_cli
 from iotiam.agent.paths import AgentError
 from iotiam.broker.child_listener import (
     AGENT_USERNAME,
+    NEXT_KEY_TOPIC,
     ChildListener,
     Installed,
     LocalChild,
@@ -93,6 +95,11 @@ class GatewayRelay:
         self._events: BrokerEventSource | None = None
         self._http: httpx.Client | None = None
         self._http_serial: str | None = None
+        #: child -> the next key's PSK id left retained on its topic
+        self._offered: dict[str, str] = {}
+        self._current_expiry: dict[str, str | None] = {}
+        #: set when a child used its next key: the listing changed, fetch it now
+        self._refresh_due = False
 
     # -- the children --------------------------------------------------------------------
 
@@ -103,12 +110,39 @@ class GatewayRelay:
         dropped and kicked, then ``GatewayRefused`` is raised. Unreachable: the children
         keep the keys last fetched (``AgentError``)."""
         try:
-            children = [LocalChild(child_id, identity, key)
-                        for child_id, identity, key in gateway_calls.children(self.agent)]
+            children = self._listed()
         except GatewayRefused:
             self._install([])
             raise
-        return self._install(children)
+        installed = self._install(children)
+        self._offer_next_keys(children)
+        return installed
+
+    def _listed(self) -> list[LocalChild]:
+        listed = gateway_calls.children(self.agent)
+        self._current_expiry = {k.child_id: k.expires_at for k in listed if not k.next}
+        return [LocalChild(k.child_id, k.identity, k.key, k.psk_id, k.next) for k in listed]
+
+    def _offer_next_keys(self, children: list[LocalChild]) -> None:
+        """Leave each child its next key, retained on its own topic (only it reads it:
+        the local ACL), and take it away once it is no longer pending."""
+        if self._local is None:
+            return
+        pending = {c.child_id: c for c in children if c.next}
+        for child_id in sorted(set(self._offered) - set(pending)):
+            self._local.publish(NEXT_KEY_TOPIC.format(child=child_id), b"", qos=1,
+                                retain=True)
+            del self._offered[child_id]
+        for child_id, child in sorted(pending.items()):
+            if self._offered.get(child_id) == child.psk_id:
+                continue
+            message = {"v": 1, "identity": child.identity, "key": child.key.hex(),
+                       "psk_id": child.psk_id,
+                       "current_expires_at": self._current_expiry.get(child_id)}
+            self._local.publish(NEXT_KEY_TOPIC.format(child=child_id),
+                                json.dumps(message).encode(), qos=1, retain=True)
+            self._offered[child_id] = child.psk_id
+            log.info("offered %s its next key (%s)", child_id, child.identity)
 
     def _install(self, children: list[LocalChild]) -> Installed:
         try:
@@ -176,6 +210,9 @@ class GatewayRelay:
         self._http = None
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        parts = str(message.topic).split("/")
+        if len(parts) > 2 and parts[0] == "devices" and parts[2] == "psk":
+            return  # the next keys the agent leaves (never relayed upstream)
         try:
             self._messages.put_nowait((message.topic, bytes(message.payload),
                                        int(message.qos)))
@@ -206,6 +243,10 @@ class GatewayRelay:
         scored as the child's. Events naming no child (a wrong key from an unknown
         client) are not reported: the server refuses events without a device."""
         by_identity = self.listener.children
+        for event in events:
+            used = by_identity.get(event.device_id or "")
+            if event.kind is EventKind.CONNECT and used is not None and used.next:
+                self._report_next_key_used(used)
         about = [replace(e, device_id=by_identity[e.device_id].child_id) for e in events
                  if e.device_id in by_identity]
         seen = sorted({e.device_id for e in about
@@ -230,6 +271,18 @@ class GatewayRelay:
                 log.warning("reporting %d event(s) failed: %s", len(batch),
                             " ".join(e.diagnostics().split()))
 
+    def _report_next_key_used(self, child: LocalChild) -> None:
+        try:
+            gateway_call(self.agent, "POST", "/v1/gateways/self/key-used",
+                         {"child": child.child_id, "psk_id": child.psk_id}, step="key-used")
+        except AgentError as e:
+            log.warning("reporting %s's next key failed: %s", child.child_id,
+                        " ".join(e.diagnostics().split()))
+            return
+        log.info("%s connected with its next key (%s): now its current key",
+                 child.child_id, child.identity)
+        self._refresh_due = True  # the old key leaves the listing: drop it now
+
     def _report_sightings(self, seen: list[str]) -> None:
         try:
             answer = gateway_call(self.agent, "POST", "/v1/gateways/self/sightings",
@@ -248,8 +301,7 @@ class GatewayRelay:
     def start(self) -> None:
         """Fetch the children (a refusal or an unreachable server stops here, before
         anything runs), start the listener, then the local reader and the uplink."""
-        first = [LocalChild(child_id, identity, key)
-                 for child_id, identity, key in gateway_calls.children(self.agent)]
+        first = self._listed()
         self.listener.start()
         try:
             self.listener.install(first)
@@ -257,6 +309,7 @@ class GatewayRelay:
             self._events = BrokerEventSource(self.listener.files.log, self.observed)
             self._events.start()
             self._local = self._connect_local()
+            self._offer_next_keys(first)
             if self.upstream is not None:
                 self._upstream_client = self._connect_upstream(self.upstream)
         except BaseException:
@@ -297,7 +350,8 @@ class GatewayRelay:
         next_refresh = time.monotonic() + self.refresh_seconds
         last_problem = ""
         while not stop.is_set():
-            if time.monotonic() >= next_refresh:
+            if time.monotonic() >= next_refresh or self._refresh_due:
+                self._refresh_due = False
                 try:
                     self.refresh()
                 except AgentError as e:
@@ -310,7 +364,9 @@ class GatewayRelay:
                     last_problem = problem
                 else:
                     last_problem = ""
-                self.listener.ensure_running()  # its files are still in place
+                if self.listener.ensure_running():  # its files are still in place
+                    self._offered.clear()  # retained next keys died with it
+                    self._offer_next_keys(list(self.listener.children.values()))
                 self.agent.tick()  # renews the gateway's certificate when due
                 next_refresh = time.monotonic() + self.refresh_seconds
             self.drain(min(0.5, max(0.0, next_refresh - time.monotonic())))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import ssl
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from iotiam.agent.agent import Agent
 
 #: gateway API calls, named as such in a refusal
-GATEWAY_STEPS = ("children", "relay", "sightings", "events")
+GATEWAY_STEPS = ("children", "relay", "sightings", "events", "key-used")
 
 
 class GatewayRefused(AgentError):
@@ -40,15 +41,28 @@ def server_answer(response: httpx.Response, step: str) -> dict[str, Any]:
     return body
 
 
+@dataclass(frozen=True)
+class ListedKey:
+    """One key of the children listing, opened: a child's current key, or its next one
+    (a scheduled rotation's, valid beside the current one until the child uses it)."""
+
+    child_id: str
+    identity: str
+    key: bytes = field(repr=False)
+    psk_id: str = ""
+    next: bool = False
+    expires_at: str | None = None
+
+
 def child_keys(agent: Agent) -> dict[str, bytes]:
     """A gateway's children's PSKs (identity -> key), fetched over mTLS and opened here
     with the device key (docs/gateways.md); a refusal raises ``AgentError``."""
-    return {identity: key for _, identity, key in children(agent)}
+    return {listed.identity: listed.key for listed in children(agent)}
 
 
-def children(agent: Agent) -> list[tuple[str, str, bytes]]:
-    """A gateway's children as (child id, PSK identity, key), fetched over mTLS and
-    opened here with the device key; a refusal raises ``AgentError``."""
+def children(agent: Agent) -> list[ListedKey]:
+    """A gateway's children's keys, fetched over mTLS and opened here with the device
+    key; a refusal raises ``AgentError``."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from iotiam.gateways.sealed_keys import context_of, open_sealed
@@ -59,9 +73,11 @@ def children(agent: Agent) -> list[tuple[str, str, bytes]]:
         raise AgentError("child keys are sealed to EC P-256 keys; this device's is not")
     try:
         listing = gateway_call(agent, "GET", "/v1/gateways/self/children", step="children")
-        return [(str(c["id"]), str(c["psk_identity"]), open_sealed(
+        return [ListedKey(str(c["id"]), str(c["psk_identity"]), open_sealed(
             key, base64.b64decode(str(c["sealed_key"])),
-            context_of(agent.device_id, str(c["id"]), str(c["psk_id"]))))
+            context_of(agent.device_id, str(c["id"]), str(c["psk_id"]))),
+            str(c["psk_id"]), c.get("next") is True,
+            str(c["expires_at"]) if c.get("expires_at") else None)
             for c in listing["children"]]
     except (KeyError, TypeError, ValueError) as e:
         raise AgentError(f"the children listing is malformed: {e}") from e

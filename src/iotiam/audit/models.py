@@ -53,6 +53,10 @@ class AuditTag(enum.StrEnum):
     PSK_ROTATED = "device:psk:rotated"
     PSK_REVOKED = "device:psk:revoked"
     PSK_EXPORTED = "admin:psk:exported"
+    #: a gateway child's next PSK made, valid beside its active one for the overlap
+    PSK_NEXT_ISSUED = "device:psk:next-issued"
+    #: a next PSK became the active one (the old one revoked)
+    PSK_PROMOTED = "device:psk:promoted"
     MANUFACTURER_REGISTERED = "admin:manufacturer:registered"
     MANIFEST_IMPORTED = "admin:manufacturer:manifest-imported"
     #: a finding: an unknown device or manufacturer asked to enroll and was held
@@ -98,6 +102,9 @@ class AuditTag(enum.StrEnum):
     GATEWAY_CHILD_REKEYED = "system:gateway-child:rekeyed"
     #: a gateway fetched its children's sealed keys, or was refused them
     GATEWAY_CHILDREN_DELIVERED = "device:gateway-children:delivered"
+    #: a gateway reported a child's first connection with its next key (promoted), or
+    #: the report refused
+    GATEWAY_CHILD_KEY_USED = "device:gateway-child-key:used"
     #: a gateway's relayed action for a child, judged: permitted or refused (and why)
     GATEWAY_RELAY_DECIDED = "device:gateway-relay:decided"
     #: a gateway reported a child it may not speak for (a finding is raised too)

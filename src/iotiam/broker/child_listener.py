@@ -45,6 +45,8 @@ from iotiam.inventory.models import is_identifier, is_reserved_id
 #: (the log parser drops its lines, ``broker.events``)
 AGENT_USERNAME = "iotiam-gateway-agent"
 _PASSWORD_ITERATIONS = 10_000
+#: where the agent leaves a child its next key (retained; only that child reads it)
+NEXT_KEY_TOPIC = "devices/{child}/psk/next"
 KICK_SECONDS = 5.0
 
 
@@ -55,6 +57,10 @@ class LocalChild:
     child_id: str
     identity: str
     key: bytes = field(repr=False)
+    #: the PSK's id, and whether it is the child's next key (not part of the key's
+    #: identity: a next key promoted to current is the same key, not a re-key)
+    psk_id: str = field(default="", compare=False)
+    next: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -104,8 +110,10 @@ def render_psk_file(children: Sequence[LocalChild]) -> str:
 
 
 def render_acl(children: Sequence[LocalChild]) -> str:
-    """Each child its own ``devices/<child>/...`` topics; the agent reads them all."""
-    lines = [f"user {AGENT_USERNAME}", "topic read devices/#", ""]
+    """Each child its own ``devices/<child>/...`` topics (with either of its keys); the
+    agent reads them all and writes the children's next keys (``NEXT_KEY_TOPIC``)."""
+    lines = [f"user {AGENT_USERNAME}", "topic read devices/#",
+             f"topic write {NEXT_KEY_TOPIC.format(child='+')}", ""]
     for child in checked_children(children):
         lines += [f"user {child.identity}", f"topic readwrite devices/{child.child_id}/#", ""]
     return "\n".join(lines)
@@ -197,11 +205,13 @@ class ChildListener:
         rekeyed = tuple(sorted(i for i, c in wanted.items() if i in self._installed
                                and self._installed[i] != c))
         added = set(wanted) - set(self._installed)
-        if removed or rekeyed or added:
-            write_private_file(self.files.psk_file, render_psk_file(children))
-            write_private_file(self.files.acl, render_acl(children))
-            self._installed = wanted
-            self._broker.reload()
+        if not (removed or rekeyed or added):
+            self._installed = wanted  # a next key promoted is the same key: no reload
+            return Installed(removed, rekeyed, len(wanted))
+        write_private_file(self.files.psk_file, render_psk_file(children))
+        write_private_file(self.files.acl, render_acl(children))
+        self._installed = wanted
+        self._broker.reload()
         return Installed(removed, rekeyed, len(wanted))
 
     def kick(self, identity: str) -> bool:

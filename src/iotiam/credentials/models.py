@@ -15,10 +15,12 @@ class CredentialKind(enum.StrEnum):
 
 
 class PskStatus(enum.StrEnum):
-    """A PSK is active until rotated away or revoked."""
+    """A PSK is active until rotated away or revoked; a gateway child's scheduled
+    rotation first makes a ``next`` one, valid beside the active one until promoted."""
 
     ACTIVE = "active"
     REVOKED = "revoked"
+    NEXT = "next"
 
 
 @dataclass(frozen=True)

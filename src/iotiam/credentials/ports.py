@@ -33,7 +33,15 @@ class PskStore(Protocol):
         ...
 
     def revoke(self, psk_id: str, at: datetime, reason: str, replaced_by: str | None) -> bool:
-        """Mark revoked if active; True when this call did it."""
+        """Mark revoked if active or next; True when this call did it."""
+        ...
+
+    def promote(self, psk_id: str) -> bool:
+        """Make a ``next`` PSK the active one; True when this call did it."""
+        ...
+
+    def set_expiry(self, psk_id: str, at: datetime) -> bool:
+        """Set when an active PSK expires; True when this call did it."""
         ...
 
     def iter_active(self, *, org_path: str) -> Iterator[Psk]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.ports import Auditor
@@ -75,6 +75,68 @@ class Psks:
         tag = AuditTag.PSK_ROTATED if current is not None else AuditTag.PSK_ISSUED
         return self._new_psk(uow, actor, device, current, None, tag)[0]
 
+    def issue_next_within(self, uow: CredentialsUnitOfWork, actor: Principal,
+                          device: Device, overlap: timedelta) -> Psk:
+        """Inside the caller's transaction: a next PSK for ``device`` (a gateway's child)
+        beside its active one, which now expires after ``overlap``. The next PSK has an
+        identity of its own (``<device>.<psk id>``), so both are valid on the gateway."""
+        current = uow.psks.active_for_device(device.id)
+        if current is None:
+            raise Conflict(f"device {device.id!r} has no active PSK to rotate")
+        now = self._clock.now()
+        self._revoke_pending(uow, device.id, now, "superseded", None)
+        ends = now + overlap
+        if current.expires_at is not None:
+            ends = min(ends, current.expires_at)
+        uow.psks.set_expiry(current.id, ends)
+        key = secrets.token_bytes(PSK_BYTES)
+        psk_id = secrets.token_hex(8)
+        psk = Psk(id=psk_id, identity=f"{device.id[:128 - 17]}.{psk_id}",
+                  device_id=device.id, org_path=device.org_path,
+                  encrypted_key=self._sealer.seal(key, f"psk:{psk_id}"),
+                  status=PskStatus.NEXT, created_at=now, expires_at=None)
+        uow.psks.add(psk)
+        uow.devices.touch([device.id], now)
+        uow.changes.record(DeviceChanged((device.id,)))
+        self._audit.append(uow, AuditDraft(
+            tag=AuditTag.PSK_NEXT_ISSUED, actor=actor.name, org_path=device.org_path,
+            subject=f"device:{device.id}",
+            details={"psk": psk.id, "identity": psk.identity, "current": current.id,
+                     "current_expires_at": ends.isoformat()}))
+        return psk
+
+    def promote_within(self, uow: CredentialsUnitOfWork, actor: str, device_id: str,
+                       next_id: str, reason: str) -> Psk:
+        """Inside the caller's transaction: the device's next PSK ``next_id`` becomes
+        its active one; the old one is revoked (``reason``). Conflict if it is not next."""
+        psks = uow.psks.for_device(device_id)
+        pending = next((p for p in psks if p.id == next_id
+                        and p.status is PskStatus.NEXT), None)
+        if pending is None:
+            raise Conflict(f"PSK {next_id} is not the next key of {device_id!r}")
+        now = self._clock.now()
+        current = uow.psks.active_for_device(device_id)
+        if current is not None:
+            uow.psks.revoke(current.id, now, reason, pending.id)
+            uow.changes.record(CredentialRevoked("psk", current.id, device_id))
+        uow.psks.promote(pending.id)
+        uow.devices.touch([device_id], now)
+        uow.changes.record(DeviceChanged((device_id,)))
+        self._audit.append(uow, AuditDraft(
+            tag=AuditTag.PSK_PROMOTED, actor=actor, org_path=pending.org_path,
+            subject=f"device:{device_id}",
+            details={"psk": pending.id, "identity": pending.identity,
+                     "replaced": current.id if current else None, "reason": reason}))
+        return replace(pending, status=PskStatus.ACTIVE)
+
+    def _revoke_pending(self, uow: CredentialsUnitOfWork, device_id: str, at: datetime,
+                        reason: str, replaced_by: str | None) -> None:
+        # a next key made for a scheduled rotation never outlives the key it was to replace
+        for psk in uow.psks.for_device(device_id):
+            if psk.status is PskStatus.NEXT and uow.psks.revoke(psk.id, at, reason,
+                                                                 replaced_by):
+                uow.changes.record(CredentialRevoked("psk", psk.id, device_id))
+
     def reveal(self, psk: Psk) -> bytes:
         """The key of a PSK, opened from its encryption at rest (for its gateway)."""
         return self._sealer.open(psk.encrypted_key, f"psk:{psk.id}")
@@ -93,6 +155,7 @@ class Psks:
         if current is not None:
             uow.psks.revoke(current.id, now, "superseded", psk.id)
             uow.changes.record(CredentialRevoked("psk", current.id, device.id))
+        self._revoke_pending(uow, device.id, now, "superseded", psk.id)
         uow.psks.add(psk)
         # its standing may change (G3): decision caches and the broker sync re-read it
         uow.devices.touch([device.id], now)
@@ -133,6 +196,7 @@ class Psks:
                 reason: str) -> None:
         if not uow.psks.revoke(psk.id, self._clock.now(), reason, None):
             raise Conflict(f"PSK {psk.id} was already revoked; revocation is final")
+        self._revoke_pending(uow, psk.device_id, self._clock.now(), reason, None)
         uow.changes.record(CredentialRevoked("psk", psk.id, psk.device_id))
         self._audit.append(uow, AuditDraft(
             tag=AuditTag.PSK_REVOKED, actor=actor.name, org_path=psk.org_path,

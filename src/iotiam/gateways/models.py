@@ -26,6 +26,8 @@ class ChildKey:
     #: ``gateways.sealed_keys`` format, opened only with the gateway's private key
     sealed_key: bytes
     expires_at: datetime | None
+    #: the child's next key (a scheduled rotation's), valid beside the current one
+    next: bool = False
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Protocol
 
 from iotiam.credentials.models import Psk
@@ -55,6 +56,17 @@ class ChildKeys(Protocol):
                      rotate: bool) -> Psk:
         """Inside the caller's transaction: a new PSK for ``device`` (rotate: replacing
         the active one, or issuing the first when it has none)."""
+        ...
+
+    def issue_next_within(self, uow: CredentialsUnitOfWork, actor: Principal,
+                          device: Device, overlap: timedelta) -> Psk:
+        """Inside the caller's transaction: a next PSK beside the active one, which
+        expires after ``overlap``."""
+        ...
+
+    def promote_within(self, uow: CredentialsUnitOfWork, actor: str, device_id: str,
+                       next_id: str, reason: str) -> Psk:
+        """Inside the caller's transaction: the next PSK becomes the active one."""
         ...
 
     def reveal(self, psk: Psk) -> bytes:

@@ -8,7 +8,11 @@ A child's key is replaced
   The keys it received may be in other hands now, so every child it held a key for is
   re-keyed, once; the new key is delivered only to a gateway that may hold it (the
   child's, or the one it is moved to);
-* on a schedule (``scheduled``): when the key is older than the rotation period.
+* on a schedule (``scheduled``): when the key is older than the rotation period. With
+  an overlap, a *next* key is made instead and the current one stays valid until the
+  overlap ends; the child's first connection with the next key promotes it
+  (``Gateways.next_key_used``), and if the overlap ends unused it is promoted anyway
+  (``overlap-ended``): the child is then cut off until it has the new key.
 
 The rules are pure (``due_reason``); ``Gateways.rotate_child_keys`` applies them, one
 child a transaction.
@@ -27,6 +31,7 @@ from iotiam.pki.models import CertificateRecord
 
 GATEWAY_REVOKED = "gateway-revoked"
 SCHEDULED = "scheduled"
+OVERLAP_ENDED = "overlap-ended"
 #: children read per batch while looking for due keys
 BATCH = 500
 
@@ -39,6 +44,8 @@ class DueKey:
     gateway_id: str
     psk_id: str
     reason: str
+    #: the child's pending next key (made by a scheduled rotation), if any
+    next_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,10 +71,14 @@ def lost_standing_at(gateway: Device | None,
 
 
 def due_reason(key_made_at: datetime, gateway_lost_at: datetime | None, now: datetime,
-               period: timedelta | None) -> str | None:
-    """Why a child's key must be replaced now (None: it need not)."""
+               period: timedelta | None, overlap_ends_at: datetime | None = None
+               ) -> str | None:
+    """Why a child's key must be replaced now (None: it need not). ``overlap_ends_at``:
+    when the current key expires, if a next key is pending."""
     if gateway_lost_at is not None and key_made_at < gateway_lost_at:
-        return GATEWAY_REVOKED
+        return GATEWAY_REVOKED  # at once, with no overlap: the old gateway held both
+    if overlap_ends_at is not None:
+        return OVERLAP_ENDED if overlap_ends_at <= now else None
     if period is not None and key_made_at + period <= now:
         return SCHEDULED
     return None
@@ -101,10 +112,14 @@ def _due_in(uow: GatewaysUnitOfWork, device_ids: Sequence[str], now: datetime,
     psks = uow.psks.for_devices(list(links))
     due = []
     for child_id, link in links.items():
-        live = [p for p in psks.get(child_id, []) if p.status is PskStatus.ACTIVE]
+        held = psks.get(child_id, [])
+        live = [p for p in held if p.status is PskStatus.ACTIVE]
+        pending = [p for p in held if p.status is PskStatus.NEXT]
         if not live:
             continue
-        reason = due_reason(live[-1].created_at, lost[link.gateway_id], now, period)
+        next_id = pending[-1].id if pending else None
+        ends = (live[-1].expires_at or now) if pending else None
+        reason = due_reason(live[-1].created_at, lost[link.gateway_id], now, period, ends)
         if reason is not None:
-            due.append(DueKey(child_id, link.gateway_id, live[-1].id, reason))
+            due.append(DueKey(child_id, link.gateway_id, live[-1].id, reason, next_id))
     return due

@@ -4,6 +4,7 @@ gateway, and what a gateway says for its children (relayed actions, sightings) j
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -13,7 +14,7 @@ from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.ports import Auditor
 from iotiam.changes import DeviceChanged
 from iotiam.clock import Clock
-from iotiam.credentials.models import PskStatus
+from iotiam.credentials.models import Psk, PskStatus
 from iotiam.detection.models import Finding, FindingType, Severity
 from iotiam.detection.ports import FindingSink
 from iotiam.errors import IamError, InvalidInput, Unauthenticated
@@ -130,32 +131,75 @@ class Gateways:
         uow.devices.touch(list(device_ids), at)
         uow.changes.record(DeviceChanged(tuple(device_ids)))
 
-    def rotate_child_keys(self, period: timedelta | None) -> RotationReport:
+    def rotate_child_keys(self, period: timedelta | None,
+                          overlap: timedelta | None = None) -> RotationReport:
         """Re-key every child whose gateway lost its standing after the child's key was
-        made, and (``period``) every child whose key is older than that; one child a
-        transaction, each audited (``gateways.rotation``)."""
+        made, at once, and (``period``) every child whose key is older than that: with
+        an ``overlap``, a next key valid beside the current one, promoted on first use
+        or when the overlap ends. One child a transaction, each audited
+        (``gateways.rotation``)."""
         with self._uow.reading() as uow:
             due = rotation.due_keys(uow, self._clock.now(), period)
         rotated, skipped = [], 0
         for item in due:
             with self._uow() as uow:
-                child = uow.devices.get(item.child_id, for_update=True)
-                current = uow.psks.active_for_device(item.child_id)
-                link = uow.gateway_links.get(item.child_id)
-                if child is None or current is None or current.id != item.psk_id \
-                        or link is None or link.gateway_id != item.gateway_id \
-                        or refusal(child.id, child.state, Transport.ENROLL) is not None:
-                    skipped += 1  # changed meanwhile, or may get no new key now
-                    continue
-                psk = self._keys.issue_within(uow, ROTATION, child, rotate=True)
-                self._audit.append(uow, AuditDraft(
-                    tag=AuditTag.GATEWAY_CHILD_REKEYED, actor=ROTATION.name,
-                    org_path=child.org_path, subject=f"device:{child.id}",
-                    details={
-                        "gateway": item.gateway_id, "reason": item.reason,
-                        "psk": psk.id, "replaced": item.psk_id}))
-            rotated.append(item)
+                made = self._rotate_one(uow, item, overlap)
+            if made is None:
+                skipped += 1  # changed meanwhile, or may get no new key now
+            else:
+                rotated.append(item)
         return RotationReport(tuple(rotated), skipped)
+
+    def _rotate_one(self, uow: GatewaysUnitOfWork, item: rotation.DueKey,
+                    overlap: timedelta | None) -> str | None:
+        child = uow.devices.get(item.child_id, for_update=True)
+        current = uow.psks.active_for_device(item.child_id)
+        link = uow.gateway_links.get(item.child_id)
+        if child is None or current is None or current.id != item.psk_id \
+                or link is None or link.gateway_id != item.gateway_id \
+                or refusal(child.id, child.state, Transport.ENROLL) is not None:
+            return None
+        details: dict[str, object] = {}
+        if item.reason == rotation.OVERLAP_ENDED and item.next_id is not None:
+            psk_id = self._keys.promote_within(uow, ROTATION.name, child.id, item.next_id,
+                                               rotation.OVERLAP_ENDED).id
+        elif item.reason == rotation.SCHEDULED and overlap:
+            psk = self._keys.issue_next_within(uow, ROTATION, child, overlap)
+            psk_id, details = psk.id, {"next": True, "overlap_ends": (
+                self._clock.now() + overlap).isoformat()}
+        else:  # gateway-revoked (a pending next key is revoked too), or no overlap
+            psk_id = self._keys.issue_within(uow, ROTATION, child, rotate=True).id
+        self._audit.append(uow, AuditDraft(
+            tag=AuditTag.GATEWAY_CHILD_REKEYED, actor=ROTATION.name,
+            org_path=child.org_path, subject=f"device:{child.id}",
+            details={"gateway": item.gateway_id, "reason": item.reason,
+                     "psk": psk_id, "replaced": item.psk_id, **details}))
+        return psk_id
+
+    def next_key_used(self, certificate: x509.Certificate | None, child_id: str,
+                      psk_id: str) -> str:
+        """A gateway saw its child connect with its next key: the next key becomes the
+        current one and the old one is revoked (audited). The child's PSK id now."""
+        gateway = self.authenticate(certificate, "key-used")
+        draft = AuditDraft(tag=AuditTag.GATEWAY_CHILD_KEY_USED, actor=f"gateway:{gateway.id}",
+                           org_path=gateway.org_path, subject=f"device:{child_id}"[:200],
+                           details={"gateway": gateway.id, "psk": psk_id[:64]})
+        with self._audit.refusals(draft):
+            decision = self._speaks_for(gateway, child_id)
+            if not decision.allowed:
+                raise InvalidInput(decision.reason)
+            with self._uow() as uow:
+                child = uow.devices.get(child_id, for_update=True)
+                current = uow.psks.active_for_device(child_id)
+                if child is None:
+                    raise InvalidInput(f"device {child_id!r} not found")
+                if current is not None and current.id == psk_id:
+                    return psk_id  # reported again: already the current key
+                self._keys.promote_within(uow, f"gateway:{gateway.id}", child_id, psk_id,
+                                          "superseded")
+                self._audit.append(uow, replace(draft, org_path=child.org_path, details={
+                    **draft.details, "replaced": current.id if current else None}))
+        return psk_id
 
     # -- the gateway's side (authenticated by its certificate) ----------------------------
 
@@ -176,16 +220,16 @@ class Gateways:
             keys = []
             for link in links:
                 child = devices.get(link.child_id)
-                live = [p for p in psks.get(link.child_id, []) if p.status is PskStatus.ACTIVE
-                        and (p.expires_at is None or p.expires_at > now)]
-                if child is None or not live or not may(child.state, Transport.MQTT_PSK):
-                    continue  # revoked, suspended or retired: its gateway drops it
-                psk = live[-1]
-                context = sealed_keys.context_of(gateway.id, child.id, psk.id)
-                keys.append(ChildKey(child.id, psk.identity, psk.id, sealed_keys.seal_to(
-                    public_key, self._keys.reveal(psk), context), psk.expires_at))
+                if child is None or not may(child.state, Transport.MQTT_PSK):
+                    continue  # suspended or retired: its gateway drops it
+                for psk in _served(psks.get(link.child_id, []), now):
+                    context = sealed_keys.context_of(gateway.id, child.id, psk.id)
+                    keys.append(ChildKey(
+                        child.id, psk.identity, psk.id, sealed_keys.seal_to(
+                            public_key, self._keys.reveal(psk), context), psk.expires_at,
+                        next=psk.status is PskStatus.NEXT))
         self._audit.record(_draft(AuditTag.GATEWAY_CHILDREN_DELIVERED, gateway,
-                                  {"children": len(keys)}))
+                                  {"children": len({k.child_id for k in keys})}))
         return GatewayChildren(gateway.id, tuple(keys))
 
     def relay(self, certificate: x509.Certificate | None, child_id: str, action: str,
@@ -308,6 +352,19 @@ class Gateways:
         if device is None:
             raise Unauthenticated("the device of this certificate no longer exists")
         return device
+
+
+def _served(held: Sequence[Psk], now: datetime) -> list[Psk]:
+    """The keys a gateway serves for one child: its active key until it expires, and its
+    next key while it holds an active one (expired or not: the overlap ended and the job
+    promotes it). A child whose PSK was revoked gets neither."""
+    active = [p for p in held if p.status is PskStatus.ACTIVE]
+    if not active:
+        return []
+    pending = [p for p in held if p.status is PskStatus.NEXT][-1:]
+    live = [active[-1]] if active[-1].expires_at is None or active[-1].expires_at > now \
+        else []
+    return live + pending
 
 
 def _draft(tag: AuditTag, gateway: Device, details: dict[str, object] | None = None

@@ -57,13 +57,29 @@ class SqlPskStore:
         return found
 
     def revoke(self, psk_id: str, at: datetime, reason: str, replaced_by: str | None) -> bool:
-        """Mark revoked if still active."""
+        """Mark revoked if still active (or next)."""
         result = self._c.execute(
             update(t.psks)
-            .where(t.psks.c.id == psk_id, t.psks.c.status == str(PskStatus.ACTIVE))
+            .where(t.psks.c.id == psk_id,
+                   t.psks.c.status.in_([str(PskStatus.ACTIVE), str(PskStatus.NEXT)]))
             .values(status=str(PskStatus.REVOKED), revoked_at=at, revocation_reason=reason,
                     replaced_by=replaced_by)
         )
+        return result.rowcount == 1
+
+    def promote(self, psk_id: str) -> bool:
+        """Make a next PSK the active one."""
+        result = self._c.execute(
+            update(t.psks).where(t.psks.c.id == psk_id, t.psks.c.status == str(PskStatus.NEXT))
+            .values(status=str(PskStatus.ACTIVE)))
+        return result.rowcount == 1
+
+    def set_expiry(self, psk_id: str, at: datetime) -> bool:
+        """Set when an active PSK expires."""
+        result = self._c.execute(
+            update(t.psks)
+            .where(t.psks.c.id == psk_id, t.psks.c.status == str(PskStatus.ACTIVE))
+            .values(expires_at=at))
         return result.rowcount == 1
 
     def iter_active(self, *, org_path: str) -> Iterator[Psk]:

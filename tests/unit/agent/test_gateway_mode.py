@@ -68,9 +68,21 @@ def test_broker_files_ok() -> None:
     assert render_psk_file(children) == f"tag-1:{KEY[::-1].hex()}\ntag-2:{KEY.hex()}\n"
     acl = render_acl(children)
     assert acl.splitlines() == [
-        f"user {AGENT_USERNAME}", "topic read devices/#", "",
-        "user tag-1", "topic readwrite devices/tag-1/#", "",
+        f"user {AGENT_USERNAME}", "topic read devices/#", "topic write devices/+/psk/next",
+        "", "user tag-1", "topic readwrite devices/tag-1/#", "",
         "user tag-2", "topic readwrite devices/tag-2/#"]
+
+
+def test_broker_files_ok_next_key() -> None:
+    # a child's next key is a second identity with the same topics, during the overlap
+    children = [LocalChild("tag-1", "tag-1", KEY),
+                LocalChild("tag-1", "tag-1.9f2c0a1b2c3d4e5f", KEY[::-1], "9f2c0a1b2c3d4e5f",
+                           next=True)]
+    assert render_psk_file(children) == (f"tag-1:{KEY.hex()}\n"
+                                         f"tag-1.9f2c0a1b2c3d4e5f:{KEY[::-1].hex()}\n")
+    assert render_acl(children).splitlines()[4:] == [
+        "user tag-1", "topic readwrite devices/tag-1/#", "",
+        "user tag-1.9f2c0a1b2c3d4e5f", "topic readwrite devices/tag-1/#"]
 
 
 @pytest.mark.parametrize("child", [
@@ -114,3 +126,17 @@ def test_install_reports_removed_and_rekeyed(tmp_path: Path) -> None:
     assert "tag-2" not in (tmp_path / "broker" / "acl_file").read_text()
     unchanged = listener.install([LocalChild("tag-1", "tag-1", KEY[::-1])])
     assert unchanged.to_kick == ()
+
+
+def test_install_next_key_promoted_is_no_rekey(tmp_path: Path) -> None:
+    listener = ChildListener(Path("/bin/false"), ChildListenerConfig(), tmp_path / "broker")
+    nxt = "tag-1.9f2c0a1b2c3d4e5f"
+    listener.install([LocalChild("tag-1", "tag-1", KEY),
+                      LocalChild("tag-1", nxt, KEY[::-1], "9f2c0a1b2c3d4e5f", next=True)])
+    assert listener.children[nxt].next
+    # promoted: the old identity leaves (kicked), the next one stays, no longer next
+    promoted = listener.install([LocalChild("tag-1", nxt, KEY[::-1], "9f2c0a1b2c3d4e5f")])
+    assert promoted.to_kick == ("tag-1",)
+    assert not listener.children[nxt].next
+    listener.install([LocalChild("tag-1", nxt, KEY[::-1], "9f2c0a1b2c3d4e5f", next=True)])
+    assert listener.children[nxt].next  # metadata follows the listing without a reload

@@ -42,6 +42,13 @@ class SightingsIn(Body):
     children: list[str] = Field(max_length=1000)
 
 
+class KeyUsedIn(Body):
+    """A child connected to its gateway with its next key."""
+
+    child: str = Field(max_length=128)
+    psk_id: str = Field(max_length=32)
+
+
 class EventsIn(Body):
     """Events a gateway observed, each about one of its children or itself (the fields
     of ``POST /v1/events``, docs/events.md)."""
@@ -64,8 +71,17 @@ def my_children(request: Request, svc: Wired) -> dict[str, Any]:
     return {"gateway": children.gateway_id, "sealing": SEALING, "children": [
         {"id": c.child_id, "psk_identity": c.identity, "psk_id": c.psk_id,
          "sealed_key": base64.b64encode(c.sealed_key).decode(),
-         "expires_at": c.expires_at.isoformat() if c.expires_at else None}
+         "expires_at": c.expires_at.isoformat() if c.expires_at else None,
+         "next": c.next}
         for c in children.children]}
+
+
+@router.post("/gateways/self/key-used")
+def next_key_used(body: KeyUsedIn, request: Request, svc: Wired) -> dict[str, Any]:
+    """The calling gateway saw a child connect with its next key: it becomes current."""
+    psk_id = svc.gateways.next_key_used(
+        client_certificate(request, svc.settings.trusted_proxies), body.child, body.psk_id)
+    return {"child": body.child, "psk_id": psk_id, "status": "active"}
 
 
 @router.post("/gateways/self/relay")

@@ -43,12 +43,28 @@ class MemoryPskStore(MemoryStore):
         return found
 
     def revoke(self, psk_id: str, at: datetime, reason: str, replaced_by: str | None) -> bool:
-        """Mark revoked if active; True when this call did it."""
+        """Mark revoked if active or next; True when this call did it."""
         psk = self.psks.get(psk_id)
-        if psk is None or psk.status is not PskStatus.ACTIVE:
+        if psk is None or psk.status is PskStatus.REVOKED:
             return False
         self.psks[psk_id] = replace(psk, status=PskStatus.REVOKED, revoked_at=at,
                                     revocation_reason=reason, replaced_by=replaced_by)
+        return True
+
+    def promote(self, psk_id: str) -> bool:
+        """Make a next PSK the active one; True when this call did it."""
+        psk = self.psks.get(psk_id)
+        if psk is None or psk.status is not PskStatus.NEXT:
+            return False
+        self.psks[psk_id] = replace(psk, status=PskStatus.ACTIVE)
+        return True
+
+    def set_expiry(self, psk_id: str, at: datetime) -> bool:
+        """Set when an active PSK expires; True when this call did it."""
+        psk = self.psks.get(psk_id)
+        if psk is None or psk.status is not PskStatus.ACTIVE:
+            return False
+        self.psks[psk_id] = replace(psk, expires_at=at)
         return True
 
     def iter_active(self, *, org_path: str) -> Iterator[Psk]:
