@@ -34,6 +34,12 @@ from iotiam.detection.models import Event, EventKind, Finding, FindingType, Seve
 
 RECENT = 8
 Z_ONE, Z_MEAN = 8.0, 5.0
+#: one message of a topic with a long history needs only this z once it passes twice the
+#: largest size the topic sent: that ceiling, drawn from hundreds of messages, is the
+#: guard then (a camera whose snapshots are larger by day has a wide spread over the
+#: day, and a 6x snapshot at night stays under z 8)
+Z_ONE_KNOWN = 5.0
+KNOWN_SAMPLES = 200
 #: a firmware update adding fields grows messages up to ~2x (with jitter): not news
 MIN_RATIO = math.log(2.3)
 #: and one message must pass the largest the topic (or a connect) sent by this much (a
@@ -69,6 +75,17 @@ class _TopicSize:
         self.stat = RobustLog()
         self.ceiling = Ceiling()
         self.recent: deque[float] = deque(maxlen=RECENT)
+
+
+class _AfterConnect:
+    """A type's largest message sent soon after a connect (what its devices upload on
+    connecting), fading to the type's usual size: the ceiling of its young devices."""
+
+    __slots__ = ("ceiling", "last_at")
+
+    def __init__(self) -> None:
+        self.ceiling = Ceiling()
+        self.last_at = 0.0
 
 
 class _DeviceSize:
@@ -133,6 +150,7 @@ class MessageSize:
         self.learning_seconds = learning_seconds
         self._devices: dict[str, _DeviceSize] = {}
         self._types: dict[str, RobustLog] = {}
+        self._type_after_connect: dict[str, _AfterConnect] = {}
         self._cooldown = Cooldown(cooldown)
         self._outlier: Event | None = None
         self._tick = 0
@@ -166,12 +184,22 @@ class MessageSize:
             topic.ceiling.add(value, topic.stat.mean, elapsed)
         if at - state.connected_at < AFTER_CONNECT:
             state.after_connect.add(value, state.stat.mean, elapsed)
+            self._learn_after_connect(event.device_type, value, at)
         self._tick += 1
         if not self._tick & TYPE_SAMPLING:
             prior = self._types.get(event.device_type or "")
             if prior is None:
                 prior = self._types[event.device_type or ""] = RobustLog()
             prior.add(value)
+
+    def _learn_after_connect(self, device_type: str | None, value: float, at: float) -> None:
+        kind = self._type_after_connect.get(device_type or "")
+        if kind is None:
+            kind = self._type_after_connect[device_type or ""] = _AfterConnect()
+        prior = self._types.get(device_type or "")
+        kind.ceiling.add(value, value if prior is None else prior.mean,
+                         at - kind.last_at if kind.last_at else 0.0)
+        kind.last_at = at
 
     def __call__(self, event: Event) -> list[Finding]:
         """A finding when this message, or the last 8 of its topic, is far too big."""
@@ -205,13 +233,23 @@ class MessageSize:
             # the type's spread is mostly between devices, which averaging one
             # device's messages does not shrink
             spread_of_mean = 1.0
-        if at - state.connected_at < AFTER_CONNECT and state.after_connect.value > ceiling:
-            ceiling = state.after_connect.value
+        if at - state.connected_at < AFTER_CONNECT:
+            after = state.after_connect.value
+            if not own:
+                # a young device does on connecting what its type's devices do (a
+                # sync upload at the start of a shift)
+                kind = self._type_after_connect.get(event.device_type or "")
+                if kind is not None and kind.ceiling.value > after:
+                    after = kind.ceiling.value
+            if after > ceiling:
+                ceiling = after
         value = math.log(size + 1.0)
         sigma = stat.sigma(SIGMA_FLOOR)
         floor = MIN_RATIO + state.allow
         growth = value - stat.mean
-        hit = growth > floor and growth > Z_ONE * sigma and value > ceiling + ABOVE_CEILING
+        z_one = Z_ONE_KNOWN if own and stat.count >= KNOWN_SAMPLES and topic is not None \
+            else Z_ONE
+        hit = growth > floor and growth > z_one * sigma and value > ceiling + ABOVE_CEILING
         n = 1
         recent = topic.recent if topic is not None else None
         # the last 8 judge only a large message: after an episode they hold its messages
@@ -268,7 +306,9 @@ class MessageSize:
                                 {t: [x.stat.to_json(), x.ceiling.to_json()]
                                  for t, x in s.topics.items()}]
                             for d, s in self._devices.items()},
-                "types": {t: s.to_json() for t, s in self._types.items()}}
+                "types": {t: s.to_json() for t, s in self._types.items()},
+                "type_after_connect": {t: [a.ceiling.to_json(), a.last_at]
+                                       for t, a in self._type_after_connect.items()}}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Inverse of ``snapshot`` (an older one, without topics, is read too)."""
@@ -286,3 +326,7 @@ class MessageSize:
                             Ceiling.from_json(ceiling)
             self._devices[device_id] = entry
         self._types = {t: RobustLog.from_json(s) for t, s in state.get("types", {}).items()}
+        self._type_after_connect = {}
+        for name, (ceiling, last_at) in state.get("type_after_connect", {}).items():
+            kind = self._type_after_connect[str(name)] = _AfterConnect()
+            kind.ceiling, kind.last_at = Ceiling.from_json(ceiling), float(last_at)
