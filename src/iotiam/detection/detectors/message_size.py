@@ -6,14 +6,15 @@ snapshots and its small motion events, a handheld's scans and its sync uploads),
 against the topic's own distribution, not only its mean:
 
 * one message alone (z >= 8 over the topic's mean, and above the largest size the topic
-  has sent, ``ceiling``: a kind of message that is sometimes 5x its mean is allowed 5x);
+  has sent, ``ceiling``: a kind of message that is sometimes 5x its mean is allowed 5x;
+  for a topic known from hundreds of messages the ceiling is the guard, and z >= 5);
 * the last 8 of the topic without their largest (a gateway relays sizes spread over an
   order of magnitude; averaging cuts the noise by ~2.7, and leaving the largest out
   keeps one legitimate big message from moving the average), when this message is
   large itself (a window that still holds an episode's messages is not a new one);
 * right after a connect a device does what it does after connecting (a sync upload, a
   state report): messages then are held to the largest size seen after earlier
-  connects as well.
+  connects as well (a young device: to what its type's devices sent then).
 
 A topic with too few messages of its own is judged by the device's sizes over all its
 topics, and a young device by its type's. Its own largest message still counts once it
@@ -201,6 +202,16 @@ class MessageSize:
                          at - kind.last_at if kind.last_at else 0.0)
         kind.last_at = at
 
+    def _after_connect(self, state: _DeviceSize, device_type: str | None, own: bool) -> float:
+        """The largest size the device sent soon after a connect; a young device does on
+        connecting what its type's devices do (a sync upload at the start of a shift)."""
+        after = state.after_connect.value
+        if not own:
+            kind = self._type_after_connect.get(device_type or "")
+            if kind is not None and kind.ceiling.value > after:
+                after = kind.ceiling.value
+        return after
+
     def __call__(self, event: Event) -> list[Finding]:
         """A finding when this message, or the last 8 of its topic, is far too big."""
         device_id, size = event.device_id, event.size
@@ -215,8 +226,7 @@ class MessageSize:
         spread_of_mean = 1.0 / math.sqrt(RECENT - 1)
         own = True
         if topic is not None and topic.stat.count >= TOPIC_SAMPLES:
-            stat = topic.stat
-            ceiling = topic.ceiling.value
+            stat, ceiling = topic.stat, topic.ceiling.value
         elif state.stat.count >= LEARNED_SAMPLES or (
                 at - state.first_at >= self.learning_seconds and state.stat.count >= OWN_SAMPLES):
             # a topic too young for its own: one message against the device's sizes
@@ -234,21 +244,12 @@ class MessageSize:
             # device's messages does not shrink
             spread_of_mean = 1.0
         if at - state.connected_at < AFTER_CONNECT:
-            after = state.after_connect.value
-            if not own:
-                # a young device does on connecting what its type's devices do (a
-                # sync upload at the start of a shift)
-                kind = self._type_after_connect.get(event.device_type or "")
-                if kind is not None and kind.ceiling.value > after:
-                    after = kind.ceiling.value
-            if after > ceiling:
-                ceiling = after
+            ceiling = max(ceiling, self._after_connect(state, event.device_type, own))
         value = math.log(size + 1.0)
         sigma = stat.sigma(SIGMA_FLOOR)
         floor = MIN_RATIO + state.allow
         growth = value - stat.mean
-        z_one = Z_ONE_KNOWN if own and stat.count >= KNOWN_SAMPLES and topic is not None \
-            else Z_ONE
+        z_one = Z_ONE_KNOWN if own and topic and stat.count >= KNOWN_SAMPLES else Z_ONE
         hit = growth > floor and growth > z_one * sigma and value > ceiling + ABOVE_CEILING
         n = 1
         recent = topic.recent if topic is not None else None

@@ -5,7 +5,8 @@ week: a shift worker's 06:00 is 06:00 wherever the site is, and Sunday's 10:00 i
 Monday's. Per type and zone, events per second of each local hour of the week; the
 seconds ("exposure") are counted on the fleet's clock, so an hour in which the type
 sent nothing is known to be quiet rather than unseen. An hour not watched yet (the
-first week) is judged by the same hour of the other days.
+first week) is judged by the same hour of the other days, and one watched in one week
+only is quiet only if those are quiet too (one day's sample of an hour is not a habit).
 
 An hour is quiet for a type when its own history holds (almost) nothing: a rate under
 1% of the type's busiest hour. A type that works a little around the clock (a few
