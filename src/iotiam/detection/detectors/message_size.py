@@ -7,7 +7,8 @@ against the topic's own distribution, not only its mean:
 
 * one message alone (z >= 8 over the topic's mean, and above the largest size the topic
   has sent, ``ceiling``: a kind of message that is sometimes 5x its mean is allowed 5x;
-  for a topic known from hundreds of messages the ceiling is the guard, and z >= 5);
+  for a topic known from hundreds of messages the ceiling is the guard, and z >= 5, or
+  3x the largest of the topic's last 8: its largest of the week is from its busy hours);
 * the last 8 of the topic without their largest (a gateway relays sizes spread over an
   order of magnitude; averaging cuts the noise by ~2.7, and leaving the largest out
   keeps one legitimate big message from moving the average), when this message is
@@ -41,6 +42,10 @@ Z_ONE, Z_MEAN = 8.0, 5.0
 #: day, and a 6x snapshot at night stays under z 8)
 Z_ONE_KNOWN = 5.0
 KNOWN_SAMPLES = 200
+#: and such a topic's largest of the week is its busiest hours' (a camera's by day): at
+#: other hours a message this far above the largest of the topic's last 8 counts too
+#: (not right after a connect: a sync upload is far above the scans before it)
+ABOVE_RECENT = math.log(3.0)
 #: a firmware update adding fields grows messages up to ~2x (with jitter): not news
 MIN_RATIO = math.log(2.3)
 #: and one message must pass the largest the topic (or a connect) sent by this much (a
@@ -129,6 +134,15 @@ class _DeviceSize:
                 first.ceiling = Ceiling(self.ceiling.value)
         self.topics[key] = topic
         return topic
+
+
+def _far_above(value: float, ceiling: float, topic: _TopicSize | None) -> bool:
+    """Whether one message is far above the largest size sent: the ceiling, or for a
+    long-known ``topic`` the largest of its last 8 (given only for such a topic)."""
+    if value > ceiling + ABOVE_CEILING:
+        return True
+    recent = topic.recent if topic is not None else ()
+    return len(recent) == RECENT and value > max(recent) + ABOVE_RECENT
 
 
 def _young_topic_ceiling(state: _DeviceSize, topic: _TopicSize | None) -> float:
@@ -243,14 +257,14 @@ class MessageSize:
             # the type's spread is mostly between devices, which averaging one
             # device's messages does not shrink
             spread_of_mean = 1.0
-        if at - state.connected_at < AFTER_CONNECT:
+        connecting = at - state.connected_at < AFTER_CONNECT
+        if connecting:
             ceiling = max(ceiling, self._after_connect(state, event.device_type, own))
-        value = math.log(size + 1.0)
-        sigma = stat.sigma(SIGMA_FLOOR)
-        floor = MIN_RATIO + state.allow
-        growth = value - stat.mean
-        z_one = Z_ONE_KNOWN if own and topic and stat.count >= KNOWN_SAMPLES else Z_ONE
-        hit = growth > floor and growth > z_one * sigma and value > ceiling + ABOVE_CEILING
+        value, sigma = math.log(size + 1.0), stat.sigma(SIGMA_FLOOR)
+        floor, growth = MIN_RATIO + state.allow, value - stat.mean
+        known = own and topic is not None and stat.count >= KNOWN_SAMPLES and not connecting
+        hit = growth > floor and growth > (Z_ONE_KNOWN if known else Z_ONE) * sigma \
+            and _far_above(value, ceiling, topic if known else None)
         n = 1
         recent = topic.recent if topic is not None else None
         # the last 8 judge only a large message: after an episode they hold its messages
