@@ -176,3 +176,15 @@ def test_a_new_devices_upload_on_connecting_is_judged_by_its_types(
     found = run(engine, _shift("new", T0 + 4 * 86400, sync))
     assert len(found) == expected
     assert all(f.evidence["topic"] == "devices/new/sync" for f in found)
+
+
+def test_ok_a_device_that_connected_twice_uploads_on_connecting_what_its_type_does() -> None:
+    """A handheld past its learning period (hundreds of scans in one shift) that synced
+    only on its two connects so far, 3x a scan: its third sync, 7x, is what handhelds
+    upload on connecting (a sync's size varies with the work it carries)."""
+    engine = monitor(MessageSize(learning_seconds=LEARN))
+    fleet = [e for day in range(4) for k, factor in enumerate((4.0, 5.5, 7.0, 5.0))
+             for e in _shift(f"h{k}", T0 + day * 86400 + 60 * k, factor)]
+    new = [e for day in range(2) for e in _shift("new", T0 + day * 86400 + 600, 3.0)]
+    assert run(engine, fleet + new) == []
+    assert run(engine, _shift("new", T0 + 2 * 86400 + 600, 7.0)) == []

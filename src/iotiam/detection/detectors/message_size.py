@@ -15,7 +15,8 @@ against the topic's own distribution, not only its mean:
   large itself (a window that still holds an episode's messages is not a new one);
 * right after a connect a device does what it does after connecting (a sync upload, a
   state report): messages then are held to the largest size seen after earlier
-  connects as well (a young device: to what its type's devices sent then).
+  connects as well (a young device, or one that connected only a few times: to what
+  its type's devices sent then).
 
 A topic with too few messages of its own is judged by the device's sizes over all its
 topics, and a young device by its type's. Its own largest message still counts once it
@@ -69,6 +70,8 @@ MAX_TOPICS = 8
 OTHER_TOPICS = "*"
 #: messages this soon after a connect are what a device does on connecting
 AFTER_CONNECT = 120.0
+#: until a device connected this often, its type's uploads on connecting count as its own
+FEW_CONNECTS = 5
 #: the type's prior is a population statistic: one message in 4 describes it as well
 TYPE_SAMPLING = 3
 _CONNECT = EventKind.CONNECT
@@ -95,8 +98,8 @@ class _AfterConnect:
 
 
 class _DeviceSize:
-    __slots__ = ("after_connect", "allow", "ceiling", "connected_at", "first_at", "last_at",
-                 "stat", "topics")
+    __slots__ = ("after_connect", "allow", "ceiling", "connected_at", "connects", "first_at",
+                 "last_at", "stat", "topics")
 
     def __init__(self, first_at: float) -> None:
         self.first_at = first_at
@@ -108,6 +111,7 @@ class _DeviceSize:
         #: the largest size sent within ``AFTER_CONNECT`` of a connect
         self.after_connect = Ceiling()
         self.connected_at = -math.inf
+        self.connects = 0
         self.allow = 0.0
 
     def topic(self, name: str | None) -> _TopicSize:
@@ -181,6 +185,7 @@ class MessageSize:
         at = event.at
         if event.kind is _CONNECT:
             state.connected_at = at
+            state.connects += 1
             return
         if size is None:
             return
@@ -217,10 +222,11 @@ class MessageSize:
         kind.last_at = at
 
     def _after_connect(self, state: _DeviceSize, device_type: str | None, own: bool) -> float:
-        """The largest size the device sent soon after a connect; a young device does on
-        connecting what its type's devices do (a sync upload at the start of a shift)."""
+        """The largest size the device sent soon after a connect; a young device, or one
+        that connected only a few times, does on connecting what its type's devices do
+        (a sync upload at the start of a shift)."""
         after = state.after_connect.value
-        if not own:
+        if not own or state.connects < FEW_CONNECTS:
             kind = self._type_after_connect.get(device_type or "")
             if kind is not None and kind.ceiling.value > after:
                 after = kind.ceiling.value
@@ -319,7 +325,7 @@ class MessageSize:
                 "devices": {d: [s.first_at, s.stat.to_json(), s.allow,
                                 s.after_connect.to_json(), s.ceiling.to_json(),
                                 {t: [x.stat.to_json(), x.ceiling.to_json()]
-                                 for t, x in s.topics.items()}]
+                                 for t, x in s.topics.items()}, s.connects]
                             for d, s in self._devices.items()},
                 "types": {t: s.to_json() for t, s in self._types.items()},
                 "type_after_connect": {t: [a.ceiling.to_json(), a.last_at]
@@ -339,6 +345,8 @@ class MessageSize:
                     if topic.stat is not entry.stat:
                         topic.stat, topic.ceiling = RobustLog.from_json(stat), \
                             Ceiling.from_json(ceiling)
+            if len(saved) > 6:
+                entry.connects = int(saved[6])
             self._devices[device_id] = entry
         self._types = {t: RobustLog.from_json(s) for t, s in state.get("types", {}).items()}
         self._type_after_connect = {}
