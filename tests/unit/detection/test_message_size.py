@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 
 from detection.builders import LEARN, T0, event, monitor, publishes, run
 from iotiam.detection.detectors import MessageSize
-from iotiam.detection.models import EventKind, FindingType
+from iotiam.detection.models import Event, EventKind, FindingType
 
 
 @pytest.mark.parametrize(("size", "expected"), [
@@ -111,3 +114,77 @@ def test_ok_a_message_sent_once_a_shift_is_judged_by_the_largest_it_sent() -> No
     [finding] = run(engine, [event(EventKind.PUBLISH, late + 10, "h1", "handheld",
                                    topic="devices/h1/sync", size=30 * 300)])
     assert finding.evidence["topic"] == "devices/h1/sync"
+
+
+def _camera(device: str, hours: int, rng: random.Random) -> list[Event]:
+    """Snapshots every 2 minutes, ~150 kB by day (08-17 UTC) and ~90 kB at night, each
+    off by a lognormal 0.2: a wide spread over the day, a narrow one at any hour."""
+    out = []
+    for i in range(hours * 30):
+        at = T0 + i * 120.0
+        mean = 150_000 if 8 <= int(at // 3600) % 24 < 17 else 90_000
+        out.append(event(EventKind.PUBLISH, at, device, "camera",
+                         topic=f"devices/{device}/snapshot",
+                         size=int(rng.lognormvariate(math.log(mean), 0.2))))
+    return out
+
+
+@pytest.mark.parametrize(("factor", "expected"), [
+    pytest.param(1.0, 0, id="ok"),
+    pytest.param(3.0, 0, id="ok/within-twice-the-largest-by-day"),
+    pytest.param(5.5, 1, id="fail/exfiltration-5.5x-at-night"),
+])
+def test_a_snapshot_larger_than_any_of_the_week_by_a_camera_larger_by_day(
+        factor: float, expected: int) -> None:
+    """Exfiltration on a topic whose sizes follow the time of day: the first 5.5x snapshot
+    at night is found (the next ones come minutes later), though its z over the whole
+    day's spread is under 8 and it is under twice the largest snapshot of the day:
+    it is 3x the largest of the last 8, in a topic known from hundreds of messages."""
+    rng = random.Random(5)
+    engine = monitor(MessageSize(learning_seconds=LEARN))
+    days = _camera("c1", 3 * 24 + 14, rng)  # from Monday 12:00 to Friday 02:00 UTC
+    assert run(engine, days) == []
+    at = days[-1].at + 120
+    found = run(engine, [event(EventKind.PUBLISH, at, "c1", "camera",
+                               topic="devices/c1/snapshot", size=int(90_000 * factor))])
+    assert len(found) == expected
+
+
+def _shift(device: str, start: float, sync: float) -> list[Event]:
+    """A handheld's shift: connect, a sync upload ``sync`` times a scan, 100 scans."""
+    return [event(EventKind.CONNECT, start, device, "handheld", source_ip="10.0.0.5"),
+            event(EventKind.PUBLISH, start + 8, device, "handheld",
+                  topic=f"devices/{device}/sync", size=int(sync * 320)),
+            *[event(EventKind.PUBLISH, start + 20 + 70 * i, device, "handheld",
+                    topic=f"devices/{device}/scan", size=300 + (i * 37) % 40)
+              for i in range(100)]]
+
+
+@pytest.mark.parametrize(("sync", "expected"), [
+    pytest.param(6.0, 0, id="ok/first-sync-as-its-type-uploads"),
+    pytest.param(40.0, 1, id="fail/first-upload-far-above-its-types"),
+])
+def test_a_new_devices_upload_on_connecting_is_judged_by_its_types(
+        sync: float, expected: int) -> None:
+    """A handheld enrolled while monitored: its first message is its shift's sync upload,
+    4-7x a scan. Judged by its type's messages, mostly scans, that is 5x; its type's
+    devices upload that much after every connect."""
+    engine = monitor(MessageSize(learning_seconds=3 * 86400.0), learning=3 * 86400.0)
+    fleet = [e for day in range(4) for k, factor in enumerate((4.0, 5.5, 7.0, 5.0))
+             for e in _shift(f"h{k}", T0 + day * 86400 + 60 * k, factor)]
+    assert run(engine, fleet) == []
+    found = run(engine, _shift("new", T0 + 4 * 86400, sync))
+    assert len(found) == expected
+    assert all(f.evidence["topic"] == "devices/new/sync" for f in found)
+
+
+def test_ok_a_device_that_connected_twice_uploads_on_connecting_what_its_type_does() -> None:
+    """A handheld past its learning period (hundreds of scans in one shift) that synced
+    only on its two connects so far, 3x a scan: its third sync, 7x, is what handhelds
+    upload on connecting (a sync's size varies with the work it carries)."""
+    engine = monitor(MessageSize(learning_seconds=LEARN))
+    fleet = [e for day in range(4) for k, factor in enumerate((4.0, 5.5, 7.0, 5.0))
+             for e in _shift(f"h{k}", T0 + day * 86400 + 60 * k, factor)]
+    new = [e for day in range(2) for e in _shift("new", T0 + day * 86400 + 600, 3.0)]
+    assert run(engine, fleet + new) == []
+    assert run(engine, _shift("new", T0 + 2 * 86400 + 600, 7.0)) == []

@@ -237,3 +237,16 @@ def test_the_busiest_windows_held_back_survive_a_snapshot() -> None:
     assert restored.snapshot() == saved
     held = saved["devices"]["c1"][7]
     assert held and all(at > burst[0].at for at, _i, _peak in held)
+
+
+def test_fail_a_second_flood_on_a_slow_device_is_a_new_finding() -> None:
+    """A meter reports every 5 minutes. Its long spans hold a first flood's messages for
+    hours afterwards; a second flood 45 minutes later is a new attack all the same."""
+    engine = monitor(RateChange(learning_seconds=LEARN))
+    normal = publishes("m1", T0, 2 * 288, 300.0, device_type="meter")
+    first = publishes("m1", normal[-1].at + 100, 300, 0.4, device_type="meter")
+    calm = publishes("m1", first[-1].at + 200, 9, 300.0, device_type="meter")
+    second = publishes("m1", calm[-1].at + 150, 300, 0.4, device_type="meter")
+    findings = run(engine, normal + first + calm + second)
+    assert [f.device_id for f in findings] == ["m1", "m1"]
+    assert findings[0].at - first[0].at <= 60 and findings[1].at - second[0].at <= 60

@@ -155,3 +155,43 @@ def test_ok_a_type_working_around_the_clock_is_never_odd() -> None:
     events = [event(EventKind.PUBLISH, T0 + 60 * i, f"s{i % 3}", "sensor", topic="t", size=1)
               for i in range(60 * 30)]
     assert run(engine, events) == []
+
+
+def _shift_day(device: str, day: int, start: float, end: float) -> list[Event]:
+    """A handheld publishing every 5 minutes from ``start`` to ``end`` (UTC hours) of
+    ``day`` (day 0: Monday 2 March 2026)."""
+    base = T0 - 12 * 3600 + day * 86400
+    return [event(EventKind.PUBLISH, base + start * 3600 + m * 300, device, "handheld",
+                  topic="t", size=10)
+            for m in range(int((end - start) * 12))]
+
+
+def test_ok_a_day_away_does_not_make_an_hour_of_the_week_quiet() -> None:
+    """The only late-shift worker (14-22) is away on Saturday: an early-shift worker
+    back from a break at 14:30 that day is in the late shift's hours, not in a quiet
+    hour; that Saturday's 14:00 was watched once, and on every other day it is busy."""
+    engine = monitor(UnusualTime(learning_seconds=LEARN))
+    days = [e for day in range(5) for e in
+            _shift_day("early", day, 6, 14) + _shift_day("late", day, 14, 22)]
+    saturday = _shift_day("early", 5, 6, 14) + _shift_day("early", 5, 14.5, 14.75)
+    clock = [event(EventKind.PUBLISH, T0 - 12 * 3600 + 60 * i, "m1", "meter", topic="t",
+                   size=1) for i in range(6 * 24 * 60)]
+    assert run(engine, [*days, *saturday, *clock]) == []
+    # the same hour of the night is quiet by every day's history
+    night = _shift_day("early", 5, 23.25, 23.5)
+    assert [f.device_id for f in run(engine, night)] == ["early"]
+
+
+def test_fail_a_second_night_session_after_a_pause_is_a_new_finding() -> None:
+    """Controllers work 08-18; one is used at 02:10 for ten minutes, then again at 03:05
+    (45 minutes later): two intrusions, two findings."""
+    engine = monitor(UnusualTime(learning_seconds=LEARN))
+    day = shifts(range(8, 18))
+    clock = [event(EventKind.PUBLISH, T0 - 12 * 3600 + 60 * i, "s1", "sensor", topic="t",
+                   size=1) for i in range(28 * 60)]
+    first = [event(EventKind.PUBLISH, T0 + 12 * 3600 + 2 * 3600 + 600 + 60 * i, "c1",
+                   "controller", topic="t", size=10) for i in range(10)]
+    second = [event(EventKind.PUBLISH, first[-1].at + 45 * 60 + 60 * i, "c1", "controller",
+                    topic="t", size=10) for i in range(10)]
+    findings = run(engine, [*day, *clock, *first, *second])
+    assert [f.at for f in findings] == [first[0].at, second[0].at]

@@ -6,14 +6,17 @@ snapshots and its small motion events, a handheld's scans and its sync uploads),
 against the topic's own distribution, not only its mean:
 
 * one message alone (z >= 8 over the topic's mean, and above the largest size the topic
-  has sent, ``ceiling``: a kind of message that is sometimes 5x its mean is allowed 5x);
+  has sent, ``ceiling``: a kind of message that is sometimes 5x its mean is allowed 5x;
+  for a topic known from hundreds of messages the ceiling is the guard, and z >= 5, or
+  3x the largest of the topic's last 8: its largest of the week is from its busy hours);
 * the last 8 of the topic without their largest (a gateway relays sizes spread over an
   order of magnitude; averaging cuts the noise by ~2.7, and leaving the largest out
   keeps one legitimate big message from moving the average), when this message is
   large itself (a window that still holds an episode's messages is not a new one);
 * right after a connect a device does what it does after connecting (a sync upload, a
   state report): messages then are held to the largest size seen after earlier
-  connects as well.
+  connects as well (a young device, or one that connected only a few times: to what
+  its type's devices sent then).
 
 A topic with too few messages of its own is judged by the device's sizes over all its
 topics, and a young device by its type's. Its own largest message still counts once it
@@ -34,6 +37,16 @@ from iotiam.detection.models import Event, EventKind, Finding, FindingType, Seve
 
 RECENT = 8
 Z_ONE, Z_MEAN = 8.0, 5.0
+#: one message of a topic with a long history needs only this z once it passes twice the
+#: largest size the topic sent: that ceiling, drawn from hundreds of messages, is the
+#: guard then (a camera whose snapshots are larger by day has a wide spread over the
+#: day, and a 6x snapshot at night stays under z 8)
+Z_ONE_KNOWN = 5.0
+KNOWN_SAMPLES = 200
+#: and such a topic's largest of the week is its busiest hours' (a camera's by day): at
+#: other hours a message this far above the largest of the topic's last 8 counts too
+#: (not right after a connect: a sync upload is far above the scans before it)
+ABOVE_RECENT = math.log(3.0)
 #: a firmware update adding fields grows messages up to ~2x (with jitter): not news
 MIN_RATIO = math.log(2.3)
 #: and one message must pass the largest the topic (or a connect) sent by this much (a
@@ -57,6 +70,8 @@ MAX_TOPICS = 8
 OTHER_TOPICS = "*"
 #: messages this soon after a connect are what a device does on connecting
 AFTER_CONNECT = 120.0
+#: until a device connected this often, its type's uploads on connecting count as its own
+FEW_CONNECTS = 5
 #: the type's prior is a population statistic: one message in 4 describes it as well
 TYPE_SAMPLING = 3
 _CONNECT = EventKind.CONNECT
@@ -71,9 +86,20 @@ class _TopicSize:
         self.recent: deque[float] = deque(maxlen=RECENT)
 
 
+class _AfterConnect:
+    """A type's largest message sent soon after a connect (what its devices upload on
+    connecting), fading to the type's usual size: the ceiling of its young devices."""
+
+    __slots__ = ("ceiling", "last_at")
+
+    def __init__(self) -> None:
+        self.ceiling = Ceiling()
+        self.last_at = 0.0
+
+
 class _DeviceSize:
-    __slots__ = ("after_connect", "allow", "ceiling", "connected_at", "first_at", "last_at",
-                 "stat", "topics")
+    __slots__ = ("after_connect", "allow", "ceiling", "connected_at", "connects", "first_at",
+                 "last_at", "stat", "topics")
 
     def __init__(self, first_at: float) -> None:
         self.first_at = first_at
@@ -85,6 +111,7 @@ class _DeviceSize:
         #: the largest size sent within ``AFTER_CONNECT`` of a connect
         self.after_connect = Ceiling()
         self.connected_at = -math.inf
+        self.connects = 0
         self.allow = 0.0
 
     def topic(self, name: str | None) -> _TopicSize:
@@ -113,6 +140,15 @@ class _DeviceSize:
         return topic
 
 
+def _far_above(value: float, ceiling: float, topic: _TopicSize | None) -> bool:
+    """Whether one message is far above the largest size sent: the ceiling, or for a
+    long-known ``topic`` the largest of its last 8 (given only for such a topic)."""
+    if value > ceiling + ABOVE_CEILING:
+        return True
+    recent = topic.recent if topic is not None else ()
+    return len(recent) == RECENT and value > max(recent) + ABOVE_RECENT
+
+
 def _young_topic_ceiling(state: _DeviceSize, topic: _TopicSize | None) -> float:
     """The largest size allowed a topic too young for its own baseline: the device's, or
     the topic's own largest once it sent a few (a kind of message sent once a shift, a
@@ -133,6 +169,7 @@ class MessageSize:
         self.learning_seconds = learning_seconds
         self._devices: dict[str, _DeviceSize] = {}
         self._types: dict[str, RobustLog] = {}
+        self._type_after_connect: dict[str, _AfterConnect] = {}
         self._cooldown = Cooldown(cooldown)
         self._outlier: Event | None = None
         self._tick = 0
@@ -148,6 +185,7 @@ class MessageSize:
         at = event.at
         if event.kind is _CONNECT:
             state.connected_at = at
+            state.connects += 1
             return
         if size is None:
             return
@@ -166,12 +204,33 @@ class MessageSize:
             topic.ceiling.add(value, topic.stat.mean, elapsed)
         if at - state.connected_at < AFTER_CONNECT:
             state.after_connect.add(value, state.stat.mean, elapsed)
+            self._learn_after_connect(event.device_type, value, at)
         self._tick += 1
         if not self._tick & TYPE_SAMPLING:
             prior = self._types.get(event.device_type or "")
             if prior is None:
                 prior = self._types[event.device_type or ""] = RobustLog()
             prior.add(value)
+
+    def _learn_after_connect(self, device_type: str | None, value: float, at: float) -> None:
+        kind = self._type_after_connect.get(device_type or "")
+        if kind is None:
+            kind = self._type_after_connect[device_type or ""] = _AfterConnect()
+        prior = self._types.get(device_type or "")
+        kind.ceiling.add(value, value if prior is None else prior.mean,
+                         at - kind.last_at if kind.last_at else 0.0)
+        kind.last_at = at
+
+    def _after_connect(self, state: _DeviceSize, device_type: str | None, own: bool) -> float:
+        """The largest size the device sent soon after a connect; a young device, or one
+        that connected only a few times, does on connecting what its type's devices do
+        (a sync upload at the start of a shift)."""
+        after = state.after_connect.value
+        if not own or state.connects < FEW_CONNECTS:
+            kind = self._type_after_connect.get(device_type or "")
+            if kind is not None and kind.ceiling.value > after:
+                after = kind.ceiling.value
+        return after
 
     def __call__(self, event: Event) -> list[Finding]:
         """A finding when this message, or the last 8 of its topic, is far too big."""
@@ -187,8 +246,7 @@ class MessageSize:
         spread_of_mean = 1.0 / math.sqrt(RECENT - 1)
         own = True
         if topic is not None and topic.stat.count >= TOPIC_SAMPLES:
-            stat = topic.stat
-            ceiling = topic.ceiling.value
+            stat, ceiling = topic.stat, topic.ceiling.value
         elif state.stat.count >= LEARNED_SAMPLES or (
                 at - state.first_at >= self.learning_seconds and state.stat.count >= OWN_SAMPLES):
             # a topic too young for its own: one message against the device's sizes
@@ -205,13 +263,14 @@ class MessageSize:
             # the type's spread is mostly between devices, which averaging one
             # device's messages does not shrink
             spread_of_mean = 1.0
-        if at - state.connected_at < AFTER_CONNECT and state.after_connect.value > ceiling:
-            ceiling = state.after_connect.value
-        value = math.log(size + 1.0)
-        sigma = stat.sigma(SIGMA_FLOOR)
-        floor = MIN_RATIO + state.allow
-        growth = value - stat.mean
-        hit = growth > floor and growth > Z_ONE * sigma and value > ceiling + ABOVE_CEILING
+        connecting = at - state.connected_at < AFTER_CONNECT
+        if connecting:
+            ceiling = max(ceiling, self._after_connect(state, event.device_type, own))
+        value, sigma = math.log(size + 1.0), stat.sigma(SIGMA_FLOOR)
+        floor, growth = MIN_RATIO + state.allow, value - stat.mean
+        known = own and topic is not None and stat.count >= KNOWN_SAMPLES and not connecting
+        hit = growth > floor and growth > (Z_ONE_KNOWN if known else Z_ONE) * sigma \
+            and _far_above(value, ceiling, topic if known else None)
         n = 1
         recent = topic.recent if topic is not None else None
         # the last 8 judge only a large message: after an episode they hold its messages
@@ -266,9 +325,11 @@ class MessageSize:
                 "devices": {d: [s.first_at, s.stat.to_json(), s.allow,
                                 s.after_connect.to_json(), s.ceiling.to_json(),
                                 {t: [x.stat.to_json(), x.ceiling.to_json()]
-                                 for t, x in s.topics.items()}]
+                                 for t, x in s.topics.items()}, s.connects]
                             for d, s in self._devices.items()},
-                "types": {t: s.to_json() for t, s in self._types.items()}}
+                "types": {t: s.to_json() for t, s in self._types.items()},
+                "type_after_connect": {t: [a.ceiling.to_json(), a.last_at]
+                                       for t, a in self._type_after_connect.items()}}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Inverse of ``snapshot`` (an older one, without topics, is read too)."""
@@ -284,5 +345,11 @@ class MessageSize:
                     if topic.stat is not entry.stat:
                         topic.stat, topic.ceiling = RobustLog.from_json(stat), \
                             Ceiling.from_json(ceiling)
+            if len(saved) > 6:
+                entry.connects = int(saved[6])
             self._devices[device_id] = entry
         self._types = {t: RobustLog.from_json(s) for t, s in state.get("types", {}).items()}
+        self._type_after_connect = {}
+        for name, (ceiling, last_at) in state.get("type_after_connect", {}).items():
+            kind = self._type_after_connect[str(name)] = _AfterConnect()
+            kind.ceiling, kind.last_at = Ceiling.from_json(ceiling), float(last_at)

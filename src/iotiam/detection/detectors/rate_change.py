@@ -353,10 +353,11 @@ class RateChange:
                 return []
             span, elapsed, drop, sigma = found
             if recent[-span] <= state.abnormal_at:
-                # a span still holding a reported episode's messages: the episode goes
-                # on (or trails off), it is not a new one
+                # a span still holding a reported episode's messages trails off: it is
+                # not a new episode, nor does it extend the old one (a device sending
+                # every few minutes trails for hours, and a second flood meanwhile is
+                # a new attack)
                 self._outlier = event if own else None
-                self._cooldown.ready(device_id, at)
                 return []
         # while a device learns (judged by its type), what it does is its baseline all
         # the same: its own habits are what the type's cannot tell

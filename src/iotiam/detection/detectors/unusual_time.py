@@ -5,7 +5,8 @@ week: a shift worker's 06:00 is 06:00 wherever the site is, and Sunday's 10:00 i
 Monday's. Per type and zone, events per second of each local hour of the week; the
 seconds ("exposure") are counted on the fleet's clock, so an hour in which the type
 sent nothing is known to be quiet rather than unseen. An hour not watched yet (the
-first week) is judged by the same hour of the other days.
+first week) is judged by the same hour of the other days, and one watched in one week
+only is quiet only if those are quiet too (one day's sample of an hour is not a habit).
 
 An hour is quiet for a type when its own history holds (almost) nothing: a rate under
 1% of the type's busiest hour. A type that works a little around the clock (a few
@@ -45,6 +46,10 @@ QUIET_SHARE = 0.01
 MIN_EXPOSURE = 900.0
 MIN_EVENTS = 30
 HOUR = 3600.0
+#: an hour of the week watched this long was watched in more than one week: its own
+#: history alone can call it quiet. Before, one day's sample of it (a late-shift worker
+#: away today) must agree with the same hour of the other days
+WEEKS_EXPOSURE = HOUR + MIN_EXPOSURE
 DAY_HOURS = 24
 MAX_GAP = 900.0
 #: the edge of an hour (seconds) in which its busy neighbour still counts
@@ -104,7 +109,7 @@ class UnusualTime:
     name = "unusual_time"
     kinds = frozenset({EventKind.CONNECT, EventKind.PUBLISH, EventKind.SUBSCRIBE})
 
-    def __init__(self, *, learning_seconds: float = 3600.0, cooldown: float = 3600.0,
+    def __init__(self, *, learning_seconds: float = 3600.0, cooldown: float = 600.0,
                  zones: ZoneSource | None = None) -> None:
         self.learning_seconds = learning_seconds
         self._zones: ZoneSource = ZoneTable({}) if zones is None else zones
@@ -242,14 +247,23 @@ class UnusualTime:
                edge: int = 0) -> tuple[float, float, list[int]] | None:
         """(rate, peak rate, busy hours) when ``hour`` is quiet for the type, else None.
 
-        By hour of the week where that hour was watched, else by hour of the day (the
-        same hour of every day watched). ``edge`` (+1 near the hour's end, -1 near its
-        start) names the neighbour that, busy, makes the hour not quiet."""
-        counts = kind.counts
-        if seen[hour] < MIN_EXPOSURE:
-            counts = [_day_total(kind.counts, h) for h in range(DAY_HOURS)]
-            seen = [_day_total(seen, h) for h in range(DAY_HOURS)]
-            hour %= DAY_HOURS
+        By hour of the week where that hour was watched in more than one week; by hour
+        of the day (the same hour of every day watched) where it was not watched yet;
+        in between by both (one day's sample of an hour of the week is not its habit).
+        ``edge`` (+1 near the hour's end, -1 near its start) names the neighbour that,
+        busy, makes the hour not quiet."""
+        if seen[hour] >= WEEKS_EXPOSURE:
+            return self._quiet_in(kind.counts, seen, hour, edge)
+        by_day = self._quiet_in([_day_total(kind.counts, h) for h in range(DAY_HOURS)],
+                                [_day_total(seen, h) for h in range(DAY_HOURS)],
+                                hour % DAY_HOURS, edge)
+        if by_day is None or seen[hour] < MIN_EXPOSURE:
+            return by_day
+        return self._quiet_in(kind.counts, seen, hour, edge)
+
+    def _quiet_in(self, counts: list[int], seen: list[float], hour: int,
+                  edge: int) -> tuple[float, float, list[int]] | None:
+        """``_quiet`` over one history: by hour of the week or of the day."""
         hours = len(counts)
         rates = [counts[h] / seen[h] if seen[h] >= MIN_EXPOSURE else 0.0
                  for h in range(hours)]
