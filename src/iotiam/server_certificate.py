@@ -19,17 +19,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from iotiam.audit.models import AuditDraft, AuditTag
-from iotiam.audit.service import AuditTrail
+from iotiam.audit.ports import Auditor
 from iotiam.changes import IssuingCasChanged, Published
 from iotiam.clock import Clock
 from iotiam.config import Settings, write_private_file
-from iotiam.kernel import ROOT_PATH, SYSTEM
+from iotiam.kernel import ROOT_PATH, SYSTEM, Transactions
 from iotiam.pki.authority import CaMaterial, create_server_tls_certificate
 from iotiam.pki.ca_set import CaSet, ca_id_of
 from iotiam.pki.keys import encrypt_private_key, load_private_key
 from iotiam.pki.models import CaRole, KeyAlgorithm
-from iotiam.pki.ports import StoredCa
-from iotiam.storage.database import Database
+from iotiam.pki.ports import CaRotationUnitOfWork, StoredCa
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +55,10 @@ def replacement_due(cert: x509.Certificate, names: list[str], cas: CaSet, clock:
     return None
 
 
-def ensure_server_certificate(database: Database, cas: CaSet, names: list[str],
-                              passphrase: bytes, clock: Clock, *,
+def ensure_server_certificate(database: Transactions[CaRotationUnitOfWork], cas: CaSet,
+                              names: list[str], passphrase: bytes, clock: Clock, *,
                               alg: KeyAlgorithm | None = None,
-                              audit: AuditTrail | None = None) -> tuple[CaMaterial, str | None]:
+                              audit: Auditor | None = None) -> tuple[CaMaterial, str | None]:
     """The server's key pair, replaced first when due; and why it was replaced (None:
     kept). With ``audit`` the replacement is audited and announced on the change feed."""
     with database() as uow:  # the check and the new row in one write transaction
@@ -112,9 +111,9 @@ class ServerCertificate:
     """Keeps this process's live TLS context(s) presenting a certificate of the active
     issuing CA; ``reissues``: this process makes the new one when due."""
 
-    def __init__(self, settings: Settings, database: Database, cas: Callable[[], CaSet],
-                 passphrase: bytes, clock: Clock, audit: AuditTrail, *, reissues: bool,
-                 serving: bytes | None = None) -> None:
+    def __init__(self, settings: Settings, database: Transactions[CaRotationUnitOfWork],
+                 cas: Callable[[], CaSet], passphrase: bytes, clock: Clock, audit: Auditor, *,
+                 reissues: bool, serving: bytes | None = None) -> None:
         """``serving``: the DER of the certificate the files hold already."""
         self._settings = settings
         self._database = database

@@ -69,8 +69,8 @@ def renew_broker_certificate(files: BrokerFiles, *, issuing: SigningCa, names: l
         urls=None)
     # Mosquitto cannot ask for a passphrase: the key is unencrypted, 0600, and made here.
     # Two renames, not one: the installer that calls this sends its SIGHUP after both
-    # (``installed_files``); another reload falling between them (the log's rotation)
-    # would read a mismatched pair, and that HUP's reload loads the right one.
+    # (``installed_files``); a reload falling between them (the log's rotation) would
+    # read a mismatched pair, which that installer's SIGHUP then replaces.
     write_private_file(files.key, server.key.private_bytes(
         pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     write_private_file(files.certificate, server.certificate.public_bytes(pem)

@@ -75,8 +75,7 @@ def start_data_plane(fleet: LiveFleet, settings: Settings,
     followed and its events are handed to it in batches; an external broker's log is
     not iotiam's to read, so there a subscription to every message gives their metadata
     instead (``BrokerWatch``). Either way ``$SYS`` is watched for broker statistics.
-    The managed broker's certificate follows the active issuing CA; ``certified`` is told
-    of each new one.
+    ``certified``: told of each new certificate of the managed broker.
     """
     if settings.broker_mode == "off":
         return None
@@ -91,29 +90,9 @@ def start_data_plane(fleet: LiveFleet, settings: Settings,
     def connect() -> DynsecAdmin:
         return DynsecAdmin(host, config.admin_port, ADMIN_USERNAME, password, cancel=stop)
 
-    def own_certificate() -> bool:
-        if broker is None or not renew_broker_certificate(
-                files, issuing=fleet.issuing, names=list(settings.server_names),
-                now=fleet.now(), serial=x509.random_serial_number()):
-            return False
-        if certified is not None:
-            certified()
-        return True
-
-    sync: BrokerSync | PluginAuthorization
-    if broker is not None and config.auth == "plugin":
-        if answers is None:
-            raise SetupError("the broker plugin needs the decision point")
-        socket = DecisionSocket(files.plugin_socket, answers.answer)
-        socket.start()
-        sync = PluginAuthorization(files, BrokerFileInstaller(fleet, fleet.clock, files, broker,
-                                                              own_certificate=own_certificate),
-                                   broker, socket, answers.may_connect_many,
-                                   updates=fleet.updates_since, reread=answers.reread,
-                                   clock=fleet.clock, gateways_for=fleet.gateways_for)
-    else:
-        sync = BrokerSync(fleet, fleet.clock, files, connect, broker,
-                          own_certificate=own_certificate)
+    own_certificate = None if broker is None else broker_certificate(fleet, settings, files,
+                                                                       certified)
+    sync = _sync(fleet, files, config, broker, connect, answers, own_certificate)
     events: BrokerEventSource | None = None
     if broker is not None and deliver is not None:
         # started before the broker: its first connections are in the part of the log
@@ -137,6 +116,40 @@ def start_data_plane(fleet: LiveFleet, settings: Settings,
     if broker is not None:
         log.info("managed Mosquitto: mTLS :%d, TLS-PSK :%d", config.mtls_port, config.psk_port)
     return DataPlane(sync, broker, thread, stop, events, watch)
+
+
+def _sync(fleet: LiveFleet, files: BrokerFiles, config: BrokerConfig,
+          broker: ManagedMosquitto | None, connect: Callable[[], DynsecAdmin],
+          answers: PdpAnswers | None, own_certificate: Callable[[], bool] | None
+          ) -> BrokerSync | PluginAuthorization:
+    """The dynsec sync, or with the plugin its upkeep loop (a managed broker only)."""
+    if broker is not None and config.auth == "plugin":
+        if answers is None:
+            raise SetupError("the broker plugin needs the decision point")
+        socket = DecisionSocket(files.plugin_socket, answers.answer)
+        socket.start()
+        return PluginAuthorization(files, BrokerFileInstaller(fleet, fleet.clock, files, broker,
+                                                              own_certificate=own_certificate),
+                                   broker, socket, answers.may_connect_many,
+                                   updates=fleet.updates_since, reread=answers.reread,
+                                   clock=fleet.clock, gateways_for=fleet.gateways_for)
+    return BrokerSync(fleet, fleet.clock, files, connect, broker,
+                      own_certificate=own_certificate)
+
+
+def broker_certificate(fleet: LiveFleet, settings: Settings, files: BrokerFiles,
+                       certified: Callable[[], None] | None) -> Callable[[], bool]:
+    """Renews the managed broker's certificate when the active issuing CA did not sign it
+    (the file installer calls it before its SIGHUP); True if it did."""
+    def renew() -> bool:
+        if not renew_broker_certificate(files, issuing=fleet.issuing,
+                                        names=list(settings.server_names), now=fleet.now(),
+                                        serial=x509.random_serial_number()):
+            return False
+        if certified is not None:
+            certified()
+        return True
+    return renew
 
 
 def _admin_link(fleet: LiveFleet, settings: Settings, config: BrokerConfig, files: BrokerFiles
