@@ -77,12 +77,16 @@ def ensure_server_certificate(database: Transactions[CaRotationUnitOfWork], cas:
             else alg, names=names, now=clock.now(), serial=x509.random_serial_number(),
             urls=None)
         identifier = ca_id_of(CaRole.SERVER_TLS, material.certificate)
+        # the newest row is the one served: a clock that did not move (or stepped back)
+        # must not leave the old one newest
+        created = clock.now() if current is None else max(
+            clock.now(), current.created_at + timedelta(microseconds=1))
         uow.cas.add(StoredCa(
             id=identifier, role=CaRole.SERVER_TLS,
             certificate_pem=material.certificate.public_bytes(
                 serialization.Encoding.PEM).decode(),
             encrypted_key_pem=encrypt_private_key(material.key, passphrase).decode(),
-            created_at=clock.now()))
+            created_at=created))
         if audit is not None:
             audit.append(uow, AuditDraft(
                 tag=AuditTag.SERVER_CERTIFICATE_REISSUED, actor=SYSTEM.name,
