@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -45,18 +44,18 @@ from iotiam.pki.authority import (
     create_issuing_ca,
     create_ocsp_responder,
     create_root_ca,
-    create_server_tls_certificate,
     issuing_certificate,
     responder_certificate,
     root_certificate,
 )
 from iotiam.pki.ca_set import ca_id_of
-from iotiam.pki.keys import encrypt_private_key, load_private_key
+from iotiam.pki.keys import encrypt_private_key
 from iotiam.pki.models import CaRole, KeyAlgorithm
 from iotiam.pki.ports import CaUnitOfWork, StoredCa
 from iotiam.policy.defaults import DEFAULT_DEVICE_POLICY, DEFAULT_DEVICE_POLICY_YAML
 from iotiam.policy.models import AttachmentTarget, TargetKind
 from iotiam.policy.service import PolicyAdministration
+from iotiam.server_certificate import ensure_server_certificate, write_server_files
 from iotiam.storage.database import Database
 
 SEED_DEVICE_TYPES = (
@@ -263,44 +262,12 @@ def _write_tls_files(
     database: Database, settings: Settings, passphrase: bytes, clock: Clock,
     alg: KeyAlgorithm,
 ) -> None:
-    """The server's own TLS certificate; re-issued when the configured names change."""
+    """The server's own TLS certificate; re-issued when the configured names change, it
+    ages, or its issuing CA is no longer the active one (``server_certificate``)."""
     cas = load_ca_set(database, passphrase)
-    tls = settings.tls_dir
-    cert_file, key_file = tls / "server.pem", tls / "server.key"
-    names = list(dict.fromkeys(settings.server_names))
-    with database() as uow:
-        current = uow.cas.active(CaRole.SERVER_TLS)
-        if current is not None:
-            cert = x509.load_pem_x509_certificate(current.certificate_pem.encode())
-            # re-issued when the names change, it ages, or the issuing CA was rotated
-            if _san_names(cert) == set(names) and cert.not_valid_after_utc - clock.now() > \
-                    timedelta(days=30) and cert.issuer == cas.issuing.certificate.subject:
-                material = CaMaterial(cert, load_private_key(current.encrypted_key_pem.encode(),
-                                                             passphrase))
-            else:
-                current = None
-        if current is None:
-            material = create_server_tls_certificate(
-                issuer=cas.issuing, alg=KeyAlgorithm.EC_P256 if alg is KeyAlgorithm.ED25519
-                else alg, names=names, now=clock.now(), serial=x509.random_serial_number(),
-                urls=None,
-            )
-            _store_material(uow, CaRole.SERVER_TLS, material, passphrase, clock)
-    chain = material.certificate.public_bytes(serialization.Encoding.PEM).decode()
-    write_private_file(cert_file, chain + cas.chain_pem())
-    write_private_file(key_file, encrypt_private_key(material.key, passphrase))
-    # trust anchors for API clients, and the CAs device client certificates chain to
-    # (issuing CA included, so a device that sends only its leaf still verifies)
-    write_private_file(tls / "ca.pem", cas.root.certificate.public_bytes(
-        serialization.Encoding.PEM))
-    write_private_file(tls / "client-ca.pem", cas.chain_pem())
-
-
-def _san_names(cert: x509.Certificate) -> set[str]:
-    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return {str(v) for v in san.get_values_for_type(x509.DNSName)} | {
-        str(v) for v in san.get_values_for_type(x509.IPAddress)
-    }
+    material, _ = ensure_server_certificate(database, cas, list(dict.fromkeys(
+        settings.server_names)), passphrase, clock, alg=alg)
+    write_server_files(settings, material, cas, passphrase)
 
 
 def _ensure_profile(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 
+from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.background import (
     CHANGE_RETENTION,
     BackgroundJobs,
@@ -43,12 +44,15 @@ from iotiam.changes import (
     SightingsImported,
     TrustChanged,
 )
+from iotiam.config import ca_passphrase
 from iotiam.election import FixedLeadership, Leadership
 from iotiam.eventstream.worker import DetectionWorker
 from iotiam.gateways.rotation import GATEWAY_REVOKED, SCHEDULED
+from iotiam.kernel import ROOT_PATH, SYSTEM
 from iotiam.metrics import Metrics
 from iotiam.readiness import Draining, Status
 from iotiam.response.scoring import Scored, TrustRefresher
+from iotiam.server_certificate import ServerCertificate
 from iotiam.storage.baseline_file import BaselineFile
 from iotiam.storage.change_table import feed_backlog
 from iotiam.storage.fleet_reads import SqlFleetReads
@@ -79,7 +83,8 @@ def broker_plane(services: Services) -> Callable[[], None] | None:
     plane = start_data_plane(broker_fleet(services), services.settings,
                              deliver=services.ingest.deliver,
                              answers=PdpAnswers(services.subjects, services.decisions,
-                                                services.gateways))
+                                                services.gateways),
+                             certified=broker_certified(services))
     if plane is None:
         return None
     services.changes.subscribe(BROKER_FOLLOWS, plane.sync.follow, after=before)
@@ -99,6 +104,31 @@ def broker_plane(services: Services) -> Callable[[], None] | None:
             broker.pid is not None,
             f"mosquitto runs (pid {broker.pid})" if broker.pid else "mosquitto is not running"))
     return plane.stop
+
+
+def broker_certified(services: Services) -> Callable[[], None]:
+    """Audits a new certificate of the managed broker (``broker.runtime``): made, with a
+    new key, when the issuing CA that signed the old one was rotated out or revoked."""
+    def certified() -> None:
+        issuer_id = services.pki.cas.issuing_id
+        services.audit.record(AuditDraft(
+            tag=AuditTag.BROKER_CERTIFICATE_REISSUED, actor=SYSTEM.name, org_path=ROOT_PATH,
+            subject="server:broker", details={"issuer": issuer_id}))
+        log.warning("broker TLS certificate re-issued under %s", issuer_id)
+    return certified
+
+
+def server_certificate(services: Services, *, first_process: bool,
+                       serving: bytes | None = None, follow: bool = True) -> ServerCertificate:
+    """The API's own certificate follows the active issuing CA (``server_certificate``);
+    the first process of ``serve --workers`` makes the new one, every process loads it
+    (``follow``: from the change feed)."""
+    own = ServerCertificate(services.settings, services.database, lambda: services.pki.cas,
+                            ca_passphrase(services.settings, create=False), services.clock,
+                            services.audit, reissues=first_process, serving=serving)
+    if follow:
+        services.changes.subscribe((IssuingCasChanged,), own.cas_changed)
+    return own
 
 
 def manufacturer_trust(services: Services) -> ManufacturerTrust:

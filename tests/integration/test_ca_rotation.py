@@ -8,6 +8,7 @@ import base64
 import json
 import re
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -202,6 +203,37 @@ def compromise_active_ca(server: Server, ca_id: str, ca_pem: Path, cert: Path, k
     # new issuance goes on under the successor
     successor_cert, _, _ = enroll(server, "rot-after")
     assert "Issuing CA 3" in issuer_of(successor_cert)
+    # the API and the broker present certificates of the successor, valid with CRLs
+    assert server.broker_ports is not None
+    successor_crls = crls(server, root_id, done["successor"])
+    for name, port in (("api", server.port), ("broker", server.broker_ports[0])):
+        leaf, intermediates = presented_chain(server, port, "Issuing CA 3")
+        ok, out = verify(server, leaf, intermediates, successor_crls)
+        assert ok, (name, out)
+
+
+def presented_chain(server: Server, port: int, issuer: str) -> tuple[Path, list[Path]]:
+    """The chain a fresh handshake to ``port`` presents (``openssl s_client
+    -showcerts``) once its leaf's issuer names ``issuer``: the leaf and the rest, PEM."""
+    deadline = time.monotonic() + 15
+    while True:
+        done = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+                               "-showcerts"], input="", capture_output=True, text=True,
+                              timeout=30, check=False)
+        blocks = re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n",
+                            done.stdout, re.DOTALL)
+        assert blocks, done.stdout + done.stderr
+        leaf = x509.load_pem_x509_certificate(blocks[0].encode())
+        if issuer in leaf.issuer.rfc4514_string():
+            break
+        assert time.monotonic() < deadline, f"port {port} still presents {leaf.issuer}"
+        time.sleep(0.3)
+    files = []
+    for n, block in enumerate(blocks):
+        path = server.work_dir / f"presented-{port}-{n}.pem"
+        path.write_text(block)
+        files.append(path)
+    return files[0], files[1:]
 
 
 def test_ca_revoke_bad_input_is_one_line(server: Server) -> None:

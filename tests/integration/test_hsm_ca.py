@@ -8,6 +8,8 @@ import json
 import os
 import re
 import secrets
+import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -54,6 +56,18 @@ def hsm_server(tmp_path_factory: pytest.TempPathFactory, token: SoftHsmToken
         crashed = server.process is None
         server.stop()
         assert crashed or "Traceback" not in server.log_text(), server.log_text()
+
+
+def _presented_leaf(port: int) -> x509.Certificate:
+    """The leaf a fresh TLS handshake to ``port`` presents (not verified: only read)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            context.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
 
 
 def _device_id(prefix: str) -> str:
@@ -251,3 +265,9 @@ def test_rotate_ok_new_issuing_key_made_in_the_token(hsm_server, token, tmp_path
                                "-untrusted", str(issuing), str(cred.leaf)],
                               capture_output=True, text=True, check=False)
         assert done.returncode == 0, done
+    # both workers present a server certificate of the new CA (one made it, both load it)
+    in_a_row, deadline = 0, time.monotonic() + 15
+    while in_a_row < 8:
+        presented = _presented_leaf(hsm_server.port)
+        in_a_row = in_a_row + 1 if presented.issuer == new_ca.subject else 0
+        assert in_a_row or time.monotonic() < deadline, f"still serves {presented.issuer}"

@@ -27,7 +27,13 @@ from iotiam.errors import SetupError
 from iotiam.readiness import Draining
 from iotiam.response.alerts import AlertDispatcher
 from iotiam.response.models import Action, Playbook
-from iotiam.serving import background_jobs, manufacturer_trust, readiness_checks
+from iotiam.server_certificate import ServerCertificate
+from iotiam.serving import (
+    background_jobs,
+    manufacturer_trust,
+    readiness_checks,
+    server_certificate,
+)
 
 log = logging.getLogger("iotiam.server")
 
@@ -113,11 +119,14 @@ def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> N
     gc.collect()
     gc.freeze()
     warn_if_alerts_go_nowhere(services.response.playbook(), services.alerts)
+    # a CA rotated or revoked while serve was down: the certificate moves before listening
+    serving = server_certificate(services, first_process=True, follow=False).follow()
     index, children = fork_workers(workers - 1)
     if index:
         services.database.after_fork()
     # the host's broker and baselines: the first process; singletons: their leader
     jobs = background_jobs(services, first_process=index == 0)
+    own = server_certificate(services, first_process=index == 0, serving=serving)
     draining = Draining()
     readiness_checks(services, jobs, draining)
     jobs.start()
@@ -129,7 +138,7 @@ def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> N
         threading.Thread(target=jobs.resign, name="resign", daemon=True).start()
 
     try:
-        _serve_here(services, api_sockets, public_sockets, log_level, drain)
+        _serve_here(services, api_sockets, public_sockets, log_level, drain, own)
     finally:
         jobs.stop()  # the last checkpoint signs what the last requests appended
         stop_workers(children)
@@ -151,10 +160,11 @@ def _uvicorn_config(services: Services, app: ASGIApp, port: int, log_level: str,
 
 def _serve_here(services: Services, api_sockets: list[socket.socket],
                 public_sockets: list[socket.socket], log_level: str,
-                drain: Callable[[], None]) -> None:
+                drain: Callable[[], None], own: ServerCertificate) -> None:
     tls = services.settings.tls_dir
     # devices present manufacturer IDevIDs on EST: their CAs must pass the TLS handshake
     trust = manufacturer_trust(services)
+    own.serve_with(trust.load_certificate)  # a re-issued server certificate goes live
     api = _Server(_uvicorn_config(
         services, create_api_app(services), services.settings.port, log_level,
         ssl_certfile=str(tls / "server.pem"), ssl_keyfile=str(tls / "server.key"),

@@ -8,11 +8,14 @@ before 3.13, so ``client_cert_chain`` holds the leaf alone.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
 import ssl
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -142,6 +145,7 @@ class ManufacturerTrust:
     def __init__(self, anchors: Callable[[], list[str]]) -> None:
         self._anchors = anchors
         self._context: ssl.SSLContext | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._loaded: set[str] = set()
         self._lock = threading.Lock()
 
@@ -151,8 +155,28 @@ class ManufacturerTrust:
         context = default()
         context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         self._context = context
+        with contextlib.suppress(RuntimeError):  # uvicorn loads its config in its loop
+            self._loop = asyncio.get_running_loop()
         self.refresh()
         return context
+
+    def load_certificate(self, certfile: Path, keyfile: Path, password: bytes) -> None:
+        """Present a new server certificate from the next handshake on. Loaded in the
+        event loop's thread, where handshakes start: between the certificate and its
+        key being set, the context must not start one."""
+        context, loop = self._context, self._loop
+        if context is None:
+            return
+
+        def load() -> None:
+            try:
+                context.load_cert_chain(certfile, keyfile, password)
+            except (ssl.SSLError, OSError):
+                log.exception("could not load the new server certificate")
+        if loop is None or loop.is_closed():
+            load()
+        else:
+            loop.call_soon_threadsafe(load)
 
     def add(self, pem: str) -> None:
         """Trust one more CA for client certificates (idempotent)."""

@@ -38,6 +38,8 @@ class AuditTag(enum.StrEnum):
     CA_CERTIFICATES_REVOKED = "admin:ca:certificates-revoked"
     CA_CHANGE_REFUSED = "admin:ca:refused"
     CA_COMPROMISE_DRILLED = "admin:ca:compromise-drilled"
+    SERVER_CERTIFICATE_REISSUED = "pki:server-certificate:reissued"
+    BROKER_CERTIFICATE_REISSUED = "pki:broker-certificate:reissued"
     TOKEN_CREATED = "admin:token:created"  # noqa: S105
     TOKEN_REVOKED = "admin:token:revoked"  # noqa: S105
     ACCESS_DENIED = "admin:access:denied"

@@ -1,14 +1,17 @@
-"""The files Mosquitto re-reads on SIGHUP: the CRL and the PSK file, verified first.
+"""The files Mosquitto re-reads on SIGHUP: the CRL and the PSK file, verified first, the
+cafile, and the broker's own certificate.
 
 Mosquitto 2.0 fails open on a garbage, empty or missing ``crlfile`` at SIGHUP and locks
 everyone out with an expired one (docs/broker-sync.md), so a CRL is verified against
 its issuer before it is written; both files are replaced atomically, then one HUP.
 Whoever authorizes the broker's devices (the dynsec sync or iotiam's plugin) installs
-them through this.
+them through this. One installer, one HUP after all of them: Mosquitto 2.0 clears its
+reload flag after reloading, so a second HUP that lands during a reload is lost.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from cryptography import x509
@@ -27,8 +30,12 @@ class BrokerFileInstaller:
     """Installs a changed CRL or PSK file and reloads the broker."""
 
     def __init__(self, source: BrokerFileSource, clock: Clock, files: BrokerFiles,
-                 broker: ManagedMosquitto | None) -> None:
+                 broker: ManagedMosquitto | None, *,
+                 own_certificate: Callable[[], bool] | None = None) -> None:
+        """``own_certificate``: writes a new broker certificate when the active issuing
+        CA did not sign the current one; True if it did (``provision``)."""
         self._source = source
+        self._own_certificate = own_certificate
         self._clock = clock
         self._files = files
         self._broker = broker
@@ -51,6 +58,10 @@ class BrokerFileInstaller:
         psks = self._source.psk_file()
         cafile = self._source.cafile_pem()
         changed = False
+        # the trusted CAs changed (a rotation or a revocation): the broker's own
+        # certificate moves to the active CA in the same reload
+        if self._own_certificate is not None and self._own_certificate():
+            changed = True
         if cafile is not None and cafile != self._cafile_installed:
             # before the CRLs: Mosquitto reads both at the HUP, and a CRL whose CA is not
             # in the cafile yet would be of no use

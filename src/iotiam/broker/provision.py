@@ -45,15 +45,7 @@ def provision_broker(
     pem = serialization.Encoding.PEM
     write_private_file(files.ca, issuing.certificate.public_bytes(pem)
                        + root.public_bytes(pem))
-    if _needs_certificate(files.certificate, now, issuing.certificate):
-        server = create_server_tls_certificate(
-            issuer=issuing, alg=KeyAlgorithm.EC_P256, names=names, now=now, serial=serial,
-            urls=None)
-        # Mosquitto cannot ask for a passphrase: the key is unencrypted, 0600, and made here
-        write_private_file(files.key, server.key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-        write_private_file(files.certificate, server.certificate.public_bytes(pem)
-                           + issuing.certificate.public_bytes(pem))
+    renew_broker_certificate(files, issuing=issuing, names=names, now=now, serial=serial)
     if not files.admin_password.exists():
         write_private_file(files.admin_password, secrets.token_urlsafe(32))
     if not files.dynsec.exists():
@@ -62,6 +54,28 @@ def provision_broker(
         write_private_file(files.psk_file, "")
     auth_plugin = auth_plugin_library(files.root) if config.auth == "plugin" else None
     write_private_file(files.config, render_config(config, files, dynsec_plugin(), auth_plugin))
+
+
+def renew_broker_certificate(files: BrokerFiles, *, issuing: SigningCa, names: list[str],
+                             now: datetime, serial: int) -> bool:
+    """A new key pair and certificate for the broker when it has none, it ages, or
+    ``issuing`` (the active issuing CA) did not sign it; True if one was written (the
+    running broker re-reads it at SIGHUP)."""
+    if not _needs_certificate(files.certificate, now, issuing.certificate):
+        return False
+    pem = serialization.Encoding.PEM
+    server = create_server_tls_certificate(
+        issuer=issuing, alg=KeyAlgorithm.EC_P256, names=names, now=now, serial=serial,
+        urls=None)
+    # Mosquitto cannot ask for a passphrase: the key is unencrypted, 0600, and made here.
+    # Two renames, not one: the installer that calls this sends its SIGHUP after both
+    # (``installed_files``); a reload falling between them (the log's rotation) would
+    # read a mismatched pair, which that installer's SIGHUP then replaces.
+    write_private_file(files.key, server.key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    write_private_file(files.certificate, server.certificate.public_bytes(pem)
+                       + issuing.certificate.public_bytes(pem))
+    return True
 
 
 def admin_password(files: BrokerFiles) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -17,7 +18,7 @@ from iotiam.broker.installed_files import BrokerFileInstaller
 from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosquitto_binary
 from iotiam.broker.plugin_plane import PdpAnswers, PluginAuthorization
 from iotiam.broker.process import ManagedMosquitto
-from iotiam.broker.provision import admin_password, provision_broker
+from iotiam.broker.provision import admin_password, provision_broker, renew_broker_certificate
 from iotiam.broker.sync import BrokerSync
 from iotiam.config import Settings
 from iotiam.errors import SetupError
@@ -66,14 +67,15 @@ class DataPlane:
 
 
 def start_data_plane(fleet: LiveFleet, settings: Settings,
-                     deliver: Deliver | None = None, answers: PdpAnswers | None = None
-                     ) -> DataPlane | None:
+                     deliver: Deliver | None = None, answers: PdpAnswers | None = None,
+                     certified: Callable[[], None] | None = None) -> DataPlane | None:
     """Provision and start the managed broker (or attach to an external one) and sync it.
 
     With ``deliver`` (e.g. the detection service's ingest), the managed broker's log is
     followed and its events are handed to it in batches; an external broker's log is
     not iotiam's to read, so there a subscription to every message gives their metadata
     instead (``BrokerWatch``). Either way ``$SYS`` is watched for broker statistics.
+    ``certified``: told of each new certificate of the managed broker.
     """
     if settings.broker_mode == "off":
         return None
@@ -88,18 +90,9 @@ def start_data_plane(fleet: LiveFleet, settings: Settings,
     def connect() -> DynsecAdmin:
         return DynsecAdmin(host, config.admin_port, ADMIN_USERNAME, password, cancel=stop)
 
-    sync: BrokerSync | PluginAuthorization
-    if broker is not None and config.auth == "plugin":
-        if answers is None:
-            raise SetupError("the broker plugin needs the decision point")
-        socket = DecisionSocket(files.plugin_socket, answers.answer)
-        socket.start()
-        sync = PluginAuthorization(files, BrokerFileInstaller(fleet, fleet.clock, files, broker),
-                                   broker, socket, answers.may_connect_many,
-                                   updates=fleet.updates_since, reread=answers.reread,
-                                   clock=fleet.clock, gateways_for=fleet.gateways_for)
-    else:
-        sync = BrokerSync(fleet, fleet.clock, files, connect, broker)
+    own_certificate = None if broker is None else broker_certificate(fleet, settings, files,
+                                                                       certified)
+    sync = _sync(fleet, files, config, broker, connect, answers, own_certificate)
     events: BrokerEventSource | None = None
     if broker is not None and deliver is not None:
         # started before the broker: its first connections are in the part of the log
@@ -123,6 +116,40 @@ def start_data_plane(fleet: LiveFleet, settings: Settings,
     if broker is not None:
         log.info("managed Mosquitto: mTLS :%d, TLS-PSK :%d", config.mtls_port, config.psk_port)
     return DataPlane(sync, broker, thread, stop, events, watch)
+
+
+def _sync(fleet: LiveFleet, files: BrokerFiles, config: BrokerConfig,
+          broker: ManagedMosquitto | None, connect: Callable[[], DynsecAdmin],
+          answers: PdpAnswers | None, own_certificate: Callable[[], bool] | None
+          ) -> BrokerSync | PluginAuthorization:
+    """The dynsec sync, or with the plugin its upkeep loop (a managed broker only)."""
+    if broker is not None and config.auth == "plugin":
+        if answers is None:
+            raise SetupError("the broker plugin needs the decision point")
+        socket = DecisionSocket(files.plugin_socket, answers.answer)
+        socket.start()
+        return PluginAuthorization(files, BrokerFileInstaller(fleet, fleet.clock, files, broker,
+                                                              own_certificate=own_certificate),
+                                   broker, socket, answers.may_connect_many,
+                                   updates=fleet.updates_since, reread=answers.reread,
+                                   clock=fleet.clock, gateways_for=fleet.gateways_for)
+    return BrokerSync(fleet, fleet.clock, files, connect, broker,
+                      own_certificate=own_certificate)
+
+
+def broker_certificate(fleet: LiveFleet, settings: Settings, files: BrokerFiles,
+                       certified: Callable[[], None] | None) -> Callable[[], bool]:
+    """Renews the managed broker's certificate when the active issuing CA did not sign it
+    (the file installer calls it before its SIGHUP); True if it did."""
+    def renew() -> bool:
+        if not renew_broker_certificate(files, issuing=fleet.issuing,
+                                        names=list(settings.server_names), now=fleet.now(),
+                                        serial=x509.random_serial_number()):
+            return False
+        if certified is not None:
+            certified()
+        return True
+    return renew
 
 
 def _admin_link(fleet: LiveFleet, settings: Settings, config: BrokerConfig, files: BrokerFiles

@@ -112,7 +112,9 @@ class BrokerSync:
         files: BrokerFiles,
         connect_admin: Callable[[], DynsecAdmin],
         broker: ManagedMosquitto | None,
+        own_certificate: Callable[[], bool] | None = None,
     ) -> None:
+        """``own_certificate``: renews the broker's certificate (``BrokerFileInstaller``)."""
         self._fleet = fleet
         self._clock = clock
         self._files = files
@@ -137,7 +139,8 @@ class BrokerSync:
         #: liveness probes in a row the broker did not answer
         self._silent = 0
         self._generation_seen = -1
-        self._files_installer = BrokerFileInstaller(fleet, clock, files, broker)
+        self._files_installer = BrokerFileInstaller(fleet, clock, files, broker,
+                                                    own_certificate=own_certificate)
         self.wake = threading.Event()
 
     # -- admin link --------------------------------------------------------------------
