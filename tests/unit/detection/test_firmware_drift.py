@@ -64,6 +64,38 @@ def test_lone_newer_version_waits_for_its_rollout() -> None:
                         connect(LATER + CONSENSUS_SECONDS + 90, "d9", "1.5.0", "h15")]) == []
 
 
+@pytest.mark.parametrize("tamper_first", [True, False], ids=["before-the-wave", "in-the-wave"])
+def test_fail_tampered_build_of_a_version_being_rolled_out(tamper_first: bool) -> None:
+    """A version still in its rollout window is not yet the type's, so a device reporting
+    it with another hash cannot be judged against it at once; the moment the rollout is
+    agreed (its second device), the other build of that version is a tampered one, not a
+    lone version to wait hours for."""
+    engine = monitor(FirmwareDrift(learning_seconds=LEARN))
+    run(engine, fleet())
+    evil = [connect(LATER, "d5", "1.4.0", "evil")]
+    wave = [connect(LATER + 30, "d6", "1.4.0", "h14"), connect(LATER + 40, "d7", "1.4.0", "h14")]
+    findings = run(engine, evil + wave if tamper_first else wave[:1] + evil + wave[1:])
+    assert [(f.device_id, f.evidence["shape"], f.severity) for f in findings] == [
+        ("d5", "tampered", Severity.CRITICAL)]
+    assert findings[0].at == LATER + 40  # found when the rollout was agreed
+    # the window closing later adds nothing: the build was judged
+    assert run(engine, [event(EventKind.PUBLISH, LATER + CONSENSUS_SECONDS + 60, "d9",
+                              topic="t", size=1)]) == []
+
+
+def test_fail_a_second_build_of_a_version_on_the_same_device() -> None:
+    """The first device of a rollout reports the new version, then the same version with
+    another hash: found at once, not when the rollout's window closes."""
+    engine = monitor(FirmwareDrift(learning_seconds=LEARN))
+    run(engine, fleet())
+    findings = run(engine, [connect(LATER, "d5", "1.4.0", "h14"),
+                            connect(LATER + 1500, "d5", "1.4.0", "evil")])
+    assert [(f.device_id, f.evidence["shape"], f.at) for f in findings] == [
+        ("d5", "tampered", LATER + 1500)]
+    # the rollout itself is still welcome
+    assert run(engine, [connect(LATER + 1800, "d6", "1.4.0", "h14")]) == []
+
+
 def test_version_order_is_semver() -> None:
     assert version_key("2.4.1-dev33") < version_key("2.4.1") < version_key("2.10.0")
     assert version_key("v2.10.1-rc1") < version_key("v2.10.1-rc2") < version_key("2.10.1")

@@ -143,17 +143,36 @@ class FirmwareDrift:
                                             f"reports {version}, which no "
                                             f"{type_name or 'device'} ran, older than the "
                                             f"newest its type runs", sorted(own or ()))
-        self._await_rollout(event, f"{type_name}|{image}")
-        return findings
+        other_build = self._other_build_waiting(type_name, version, image, device_id)
+        if other_build is not None:
+            # one device, two builds of one version within a rollout's window: a vendor
+            # ships one build of a version, so the newer report is not the vendor's
+            self._held = event
+            return findings + self._finding(event, Severity.CRITICAL, "tampered",
+                                            f"reports {version} with another hash than the "
+                                            f"{version} it reported before", [other_build])
+        return findings + self._await_rollout(event, f"{type_name}|{image}")
 
-    def _await_rollout(self, event: Event, key: str) -> None:
-        """Hold a newer version the type never ran until a second device reports it."""
+    def _other_build_waiting(self, type_name: str, version: str, image: str,
+                             device_id: str) -> str | None:
+        """The image of ``version`` with another hash this device reported that still
+        waits for its rollout, if any."""
+        for key, pending in self._pending.items():
+            waiting_type, waiting = key.split("|", 1)
+            if (waiting_type == type_name and waiting != image
+                    and waiting.split("|", 1)[0] == version and device_id in pending.devices):
+                return waiting
+        return None
+
+    def _await_rollout(self, event: Event, key: str) -> list[Finding]:
+        """Hold a newer version the type never ran until a second device reports it; once
+        a rollout is agreed, another image of its version still waiting is a tampered one."""
         device_id = event.device_id or ""
         lone = self._lone.get(key)
         if lone is not None and lone != device_id:
             del self._lone[key]  # a straggler of a rollout: the image is the type's
             self.learn(event)
-            return
+            return []
         pending = self._pending.get(key)
         if pending is None:
             pending = self._pending[key] = _Pending(event.at + CONSENSUS_SECONDS)
@@ -165,8 +184,27 @@ class FirmwareDrift:
             for held in pending.events:
                 self._held = None
                 self.learn(held)
-            return
+            return self._impostors_of(key, event.at)
         self._held = event
+        return []
+
+    def _impostors_of(self, agreed: str, at: float) -> list[Finding]:
+        """Findings for the images still waiting that claim the agreed image's type and
+        version with another hash: a rollout ships one build of a version, so the other
+        one was made by someone else (found when the rollout is agreed, not hours later
+        when the odd one's own window closes)."""
+        type_name, version, _ = agreed.rsplit("|", 2)
+        findings: list[Finding] = []
+        for key in [k for k in self._pending if k != agreed
+                    and k.rsplit("|", 2)[:2] == [type_name, version]]:
+            for event in self._pending.pop(key).events:
+                findings += self._finding(
+                    event, Severity.CRITICAL, "tampered",
+                    f"reports {version} with a hash other than the one the "
+                    f"{type_name or 'device'} rollout of {version} ships",
+                    sorted(self._devices.get(event.device_id or "", ())), at=at)
+        self._next_due = min((p.due for p in self._pending.values()), default=float("inf"))
+        return findings
 
     def _decide(self, at: float) -> list[Finding]:
         findings: list[Finding] = []
