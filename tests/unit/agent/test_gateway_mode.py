@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import sys
 from pathlib import Path
 
 import pytest
 
-from iotiam.agent import cli as agent_cli
+from agent.agent_failures import run_failing
 from iotiam.broker.child_listener import (
     AGENT_USERNAME,
     ChildListener,
@@ -25,18 +24,6 @@ from iotiam.errors import SetupError
 KEY = bytes(range(32))
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str],
-         monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["iotiam-agent", *argv])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as ended:
-        agent_cli.run()
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), captured
-    assert "Traceback" not in captured.err
-    code = ended.value.code
-    return (code if isinstance(code, int) else 1), lines[0]
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -51,7 +38,7 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str],
 def test_gateway_mode_fail_bad_args(tmp_path: Path, args: list[str], message: str,
                                     capsys: pytest.CaptureFixture[str],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    code, line = _run(["gateway", "--dir", str(tmp_path / "gw"), *args], capsys,
+    code, line = run_failing(["gateway", "--dir", str(tmp_path / "gw"), *args], capsys,
                       monkeypatch)
     assert code == 2 and message in line, line
     assert not (tmp_path / "gw").exists()  # refused before anything was made
@@ -59,7 +46,7 @@ def test_gateway_mode_fail_bad_args(tmp_path: Path, args: list[str], message: st
 
 def test_gateway_mode_fail_not_enrolled(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    code, line = _run(["gateway", "--dir", str(tmp_path)], capsys, monkeypatch)
+    code, line = run_failing(["gateway", "--dir", str(tmp_path)], capsys, monkeypatch)
     assert code == 1 and "--server and --device" in line, line
 
 

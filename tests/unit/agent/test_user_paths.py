@@ -7,30 +7,14 @@ FileExistsError ... (this is a bug in iotiam)", and a ``--ca`` file without PEM 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from iotiam.agent import cli as agent_cli
+from agent.agent_failures import run_failing
 from iotiam.testing import make_manufacturer_ca
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str],
-         monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
-    """``iotiam-agent ARGV`` in-process: its exit code and its one ``error:`` line."""
-    monkeypatch.setattr(sys, "argv", ["iotiam-agent", *argv])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as ended:
-        agent_cli.run()
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), captured
-    assert "this is a bug" not in lines[0] and "Traceback" not in captured.err, captured
-    code = ended.value.code
-    return (code if isinstance(code, int) else 1), lines[0]
 
 
 @pytest.fixture
@@ -48,7 +32,7 @@ def _enroll(directory: Path | str, ca: Path | str) -> list[str]:
 
 def test_dir_is_a_device_node(ca_file: Path, capsys: pytest.CaptureFixture[str],
                               monkeypatch: pytest.MonkeyPatch) -> None:
-    rc, line = _run(_enroll("/dev/null", ca_file), capsys, monkeypatch)
+    rc, line = run_failing(_enroll("/dev/null", ca_file), capsys, monkeypatch)
     assert (rc, line) == (1, "error: --dir /dev/null is not a directory")
 
 
@@ -58,13 +42,13 @@ def test_dir_is_a_file(tmp_path: Path, ca_file: Path, capsys: pytest.CaptureFixt
     for command in (_enroll(tmp_path / "file", ca_file),
                     ["renew", "--dir", str(tmp_path / "file")],
                     ["status", "--dir", str(tmp_path / "file")]):
-        rc, line = _run(command, capsys, monkeypatch)
+        rc, line = run_failing(command, capsys, monkeypatch)
         assert (rc, line) == (1, f"error: --dir {tmp_path / 'file'} is not a directory")
 
 
 def test_dir_under_a_file(ca_file: Path, capsys: pytest.CaptureFixture[str],
                           monkeypatch: pytest.MonkeyPatch) -> None:
-    rc, line = _run(_enroll("/dev/null/agent", ca_file), capsys, monkeypatch)
+    rc, line = run_failing(_enroll("/dev/null/agent", ca_file), capsys, monkeypatch)
     assert rc == 1 and line.startswith("error: cannot create --dir /dev/null/agent: "), line
 
 
@@ -93,7 +77,7 @@ def test_ca_without_pem(make: Callable[[Path], Path], tmp_path: Path,
                         capsys: pytest.CaptureFixture[str],
                         monkeypatch: pytest.MonkeyPatch) -> None:
     ca = make(tmp_path)
-    rc, line = _run(_enroll(tmp_path / "agent", ca), capsys, monkeypatch)
+    rc, line = run_failing(_enroll(tmp_path / "agent", ca), capsys, monkeypatch)
     assert (rc, line) == (1, f"error: --ca {ca} holds no PEM certificate")
     assert not (tmp_path / "agent").exists()  # nothing made for a refused command
 
@@ -101,14 +85,14 @@ def test_ca_without_pem(make: Callable[[Path], Path], tmp_path: Path,
 def test_ca_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                     monkeypatch: pytest.MonkeyPatch) -> None:
     ca = tmp_path / "nope.pem"
-    rc, line = _run(_enroll(tmp_path / "agent", ca), capsys, monkeypatch)
+    rc, line = run_failing(_enroll(tmp_path / "agent", ca), capsys, monkeypatch)
     assert (rc, line) == (1, f"error: cannot read --ca {ca}: No such file or directory")
 
 
 def test_ok_usable_paths_get_as_far_as_the_server(
         tmp_path: Path, ca_file: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    rc, line = _run(_enroll(tmp_path / "agent", ca_file), capsys, monkeypatch)
+    rc, line = run_failing(_enroll(tmp_path / "agent", ca_file), capsys, monkeypatch)
     assert rc == 1 and line.startswith("error: cannot reach https://127.0.0.1:9"), line
     assert (tmp_path / "agent" / "server-ca.pem").read_bytes() == ca_file.read_bytes()
 
@@ -116,5 +100,5 @@ def test_ok_usable_paths_get_as_far_as_the_server(
 def test_dir_that_cannot_be_written(ca_file: Path, capsys: pytest.CaptureFixture[str],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     # /proc/self is a directory no one, root included, can create files in
-    rc, line = _run(_enroll("/proc/self", ca_file), capsys, monkeypatch)
+    rc, line = run_failing(_enroll("/proc/self", ca_file), capsys, monkeypatch)
     assert rc == 1 and line.startswith("error: cannot write /proc/self/server-ca.pem: "), line
