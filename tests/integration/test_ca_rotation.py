@@ -21,7 +21,7 @@ from cryptography import x509
 from iotiam.agent.agent import Agent
 from iotiam.testing import require_binary
 from iotiam.testing.builders import make_csr
-from iotiam.testing.mqtt import MqttDevice
+from iotiam.testing.mqtt import MqttDevice, refused_within
 
 from .conftest import serve_live
 from .live_server import Server
@@ -190,16 +190,9 @@ def compromise_active_ca(server: Server, ca_id: str, ca_pem: Path, cert: Path, k
                            headers={"Content-Type": "application/pkcs10"})
     assert answer.status_code in (401, 403), answer.text
     # the broker refuses a reconnect once its cafile and CRLs are reinstalled
-    deadline = time.monotonic() + 15
-    while True:
-        again = MqttDevice("rot-new-again").use_certificate(server.chain_pem, cert, key)
-        assert server.broker_ports is not None
-        refused = not again.connect(server.broker_ports[0])
-        again.close()
-        if refused:
-            break
-        assert time.monotonic() < deadline, "the broker still accepts the revoked CA's cert"
-        time.sleep(0.5)
+    assert server.broker_ports is not None
+    assert refused_within(15, "rot-new-again", server.chain_pem, cert, key,
+                          server.broker_ports[0]), "the broker still accepts the revoked CA's cert"
     # new issuance goes on under the successor
     successor_cert, _, _ = enroll(server, "rot-after")
     assert "Issuing CA 3" in issuer_of(successor_cert)

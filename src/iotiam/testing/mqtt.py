@@ -97,3 +97,19 @@ class MqttDevice:
         with self._acked:
             self._acks[mid] = reasons
             self._acked.notify_all()
+
+
+def refused_within(seconds: float, client_id: str, ca: Path, cert: Path, key: Path,
+                   port: int) -> bool:
+    """Whether the broker on ``port`` refuses ``cert`` within ``seconds``, trying a fresh
+    connection every half second (a broker applies a revocation on its next reload)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        device = MqttDevice(client_id).use_certificate(ca, cert, key)
+        refused = not device.connect(port)
+        device.close()
+        if refused:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
