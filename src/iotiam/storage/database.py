@@ -313,13 +313,15 @@ class SqlUnitOfWork:
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A nested transaction; an exception inside rolls back only its own work (the
-        changes it recorded included)."""
+        changes it recorded and the work it asked for after the commit included)."""
         recorded = len(self.conn.info.get(RECORDED, ()))
+        asked = len(self.conn.info.get(AFTER_COMMIT, ()))
         try:
             with self.conn.begin_nested():
                 yield
         except BaseException:
             del self.conn.info.get(RECORDED, [])[recorded:]
+            del self.conn.info.get(AFTER_COMMIT, [])[asked:]
             raise
 
 

@@ -59,3 +59,13 @@ def test_fail_a_failing_job_is_logged_and_the_others_still_run(
         after_commit(uow.conn, lambda engine: seen.append("second"))
     assert seen == ["second"]
     assert "work after a commit failed" in caplog.text
+
+
+def test_fail_a_rolled_back_savepoint_takes_its_jobs_along(db: Database) -> None:
+    seen: list[str] = []
+    with db() as uow:
+        after_commit(uow.conn, lambda engine: seen.append("outer"))
+        with pytest.raises(InvalidInput), uow.savepoint():
+            after_commit(uow.conn, lambda engine: seen.append("inner"))
+            raise InvalidInput("refused")
+    assert seen == ["outer"]
