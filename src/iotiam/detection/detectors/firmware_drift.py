@@ -143,7 +143,7 @@ class FirmwareDrift:
                                             f"reports {version}, which no "
                                             f"{type_name or 'device'} ran, older than the "
                                             f"newest its type runs", sorted(own or ()))
-        other_build = self._other_build_waiting(type_name, version, image, device_id)
+        other_build = self._other_build_waiting(type_name, image, device_id)
         if other_build is not None:
             # one device, two builds of one version within a rollout's window: a vendor
             # ships one build of a version, so the newer report is not the vendor's
@@ -153,15 +153,20 @@ class FirmwareDrift:
                                             f"{version} it reported before", [other_build])
         return findings + self._await_rollout(event, f"{type_name}|{image}")
 
-    def _other_build_waiting(self, type_name: str, version: str, image: str,
-                             device_id: str) -> str | None:
-        """The image of ``version`` with another hash this device reported that still
+    def _other_builds(self, type_name: str, image: str) -> list[str]:
+        """Keys of the images waiting for their rollout that claim ``image``'s type and
+        version with another hash."""
+        version = image.split("|", 1)[0]
+        return [key for key in self._pending
+                if key.split("|", 2)[:2] == [type_name, version]
+                and key != f"{type_name}|{image}"]
+
+    def _other_build_waiting(self, type_name: str, image: str, device_id: str) -> str | None:
+        """The image of the same version with another hash this device reported that still
         waits for its rollout, if any."""
-        for key, pending in self._pending.items():
-            waiting_type, waiting = key.split("|", 1)
-            if (waiting_type == type_name and waiting != image
-                    and waiting.split("|", 1)[0] == version and device_id in pending.devices):
-                return waiting
+        for key in self._other_builds(type_name, image):
+            if device_id in self._pending[key].devices:
+                return key.split("|", 1)[1]
         return None
 
     def _await_rollout(self, event: Event, key: str) -> list[Finding]:
@@ -193,18 +198,22 @@ class FirmwareDrift:
         version with another hash: a rollout ships one build of a version, so the other
         one was made by someone else (found when the rollout is agreed, not hours later
         when the odd one's own window closes)."""
-        type_name, version, _ = agreed.rsplit("|", 2)
+        type_name, image = agreed.split("|", 1)
+        version = image.split("|", 1)[0]
         findings: list[Finding] = []
-        for key in [k for k in self._pending if k != agreed
-                    and k.rsplit("|", 2)[:2] == [type_name, version]]:
+        for key in self._other_builds(type_name, image):
             for event in self._pending.pop(key).events:
                 findings += self._finding(
                     event, Severity.CRITICAL, "tampered",
                     f"reports {version} with a hash other than the one the "
                     f"{type_name or 'device'} rollout of {version} ships",
                     sorted(self._devices.get(event.device_id or "", ())), at=at)
-        self._next_due = min((p.due for p in self._pending.values()), default=float("inf"))
+        self._reschedule()
         return findings
+
+    def _reschedule(self) -> None:
+        """The next moment a waiting image's window closes."""
+        self._next_due = min((p.due for p in self._pending.values()), default=float("inf"))
 
     def _decide(self, at: float) -> list[Finding]:
         findings: list[Finding] = []
@@ -222,7 +231,7 @@ class FirmwareDrift:
                     f"reports {version}, which no other {event.device_type or 'device'} "
                     f"reported within {CONSENSUS_SECONDS / 3600:.0f} h",
                     sorted(self._devices.get(event.device_id or "", ())), at=at)
-        self._next_due = min((p.due for p in self._pending.values()), default=float("inf"))
+        self._reschedule()
         return findings
 
     def _finding(self, event: Event, severity: Severity, shape: str, what: str,
