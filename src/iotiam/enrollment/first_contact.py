@@ -18,6 +18,7 @@ to use its claim token (401).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -30,6 +31,7 @@ from iotiam.enrollment import idevid, onboarding
 from iotiam.enrollment.models import (
     EnrollmentRequest,
     FirstContactOutcome,
+    Held,
     HoldReason,
     ManifestEntry,
     Manufacturer,
@@ -45,6 +47,9 @@ from iotiam.pki.csr import LeafIdentity, parse_csr, validate_csr
 from iotiam.pki.models import CertificateRecord, CertificateStatus
 from iotiam.pki.ports import DeviceCertificates
 from iotiam.pki.profiles import get_profile
+
+#: an approval's reservation younger than this is still being signed: poll again
+SIGNING_IN_FLIGHT = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -138,12 +143,17 @@ class FirstContact:
                                    profile or request.profile, request)
         return self._queue.polled(request)
 
-    def _fulfilled(self, request: EnrollmentRequest) -> CertificateRecord:
+    def _fulfilled(self, request: EnrollmentRequest) -> FirstContactOutcome:
         now = self._clock.now()
         with self._uow.reading() as uow:
-            live = [c for c in uow.certificates.with_public_key(request.public_key_sha256)
-                    if c.device_id == request.device_id and c.pem is not None
-                    and c.status is CertificateStatus.ISSUED and c.not_after > now]
+            mine = [c for c in uow.certificates.with_public_key(request.public_key_sha256)
+                    if c.device_id == request.device_id]
+        live = [c for c in mine if c.pem is not None
+                and c.status is CertificateStatus.ISSUED and c.not_after > now]
+        if not live and any(c.status is CertificateStatus.RESERVED
+                            and now - c.created_at < SIGNING_IN_FLIGHT for c in mine):
+            # the approval committed its reservation; the signed certificate follows
+            return Held(request, retry_after_seconds=1)
         if not live:
             raise Conflict(f"enrollment request {request.id} was fulfilled, but its "
                            "certificate is no longer valid; enroll again with a new key")

@@ -23,6 +23,8 @@ from enrollment.zerotouch import (
     register_manufacturer,
     simpleenroll,
 )
+from iotiam.enrollment.first_contact import SIGNING_IN_FLIGHT
+from iotiam.pki.issuing import CertificateIssuance
 
 
 @pytest.fixture
@@ -243,3 +245,50 @@ def test_viewer_lists_but_cannot_decide(installation: Installation) -> None:
     assert [r["id"] for r in pending(installation, viewer)] == [request["id"]]
     assert_problem(installation.api(viewer).post(
         f"/v1/enrollment-requests/{request['id']}/approve", json={"type": "sensor"}), 403)
+
+
+def test_poll_while_approval_signs_waits_then_ok(installation: Installation,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The approval commits its reservation before signing: a poll landing between the
+    two is told to come back in a second, not that its certificate is gone."""
+    csr = csr_for("meter-7")
+    request = held(installation, "meter-7", csr)
+    client = device_client(installation)
+    sign = CertificateIssuance._sign
+    during: list[Any] = []
+
+    def sign_after_a_poll(self: CertificateIssuance, item: Any) -> tuple[str, str]:
+        during.append(simpleenroll(client, csr, forwarded_for="203.0.113.5"))
+        return sign(self, item)
+
+    monkeypatch.setattr(CertificateIssuance, "_sign", sign_after_a_poll)
+    approved = installation.api().post(f"/v1/enrollment-requests/{request['id']}/approve",
+                                       json={"type": "sensor"})
+    assert approved.status_code == 200, approved.text
+    (poll,) = during
+    assert poll.status_code == 202, poll.text
+    assert poll.headers["retry-after"] == "1"
+    assert "waiting for its certificate to be signed" in poll.json()["detail"]
+    monkeypatch.setattr(CertificateIssuance, "_sign", sign)
+    cert = issued(simpleenroll(client, csr, forwarded_for="203.0.113.5"))
+    assert cert.serial_number == int(approved.json()["certificate"]["serial"].replace(":", ""), 16)
+
+
+def test_poll_after_an_abandoned_reservation_conflicts(installation: Installation,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reservation whose signing never finished is not waited for forever."""
+    csr = csr_for("meter-8")
+    request = held(installation, "meter-8", csr)
+
+    def broken(self: CertificateIssuance, item: Any) -> tuple[str, str]:
+        raise RuntimeError("the signer went away")
+
+    monkeypatch.setattr(CertificateIssuance, "_sign", broken)
+    failed = installation.api().post(f"/v1/enrollment-requests/{request['id']}/approve",
+                                     json={"type": "sensor"})
+    assert failed.status_code >= 400
+    client = device_client(installation)
+    assert simpleenroll(client, csr, forwarded_for="203.0.113.5").status_code == 202
+    installation.clock.advance(SIGNING_IN_FLIGHT)
+    assert_problem(simpleenroll(client, csr, forwarded_for="203.0.113.5"), 409,
+                   "certificate is no longer valid")

@@ -27,7 +27,7 @@ from iotiam.enrollment.est import (
     decode_csr_body,
     wants_one_line,
 )
-from iotiam.enrollment.models import Held
+from iotiam.enrollment.models import Held, RequestStatus
 from iotiam.errors import IamError, Unauthenticated
 from iotiam.pki.models import CertificateRecord
 from iotiam.pki.profiles import get_profile
@@ -70,9 +70,11 @@ def _problem(error: IamError) -> Response:
 
 def _held(held: Held) -> Response:
     """RFC 7030 §4.2.3: accepted but not processed; retry later with the same CSR."""
+    waiting_for = ("its certificate to be signed" if held.request.status is RequestStatus.APPROVED
+                   else "approval")
     body = {"status": "pending", "request": held.request.id,
-            "detail": "the enrollment request is waiting for approval; send the same CSR "
-                      f"again after {held.retry_after_seconds} seconds"}
+            "detail": f"the enrollment request is waiting for {waiting_for}; send the same "
+                      f"CSR again after {held.retry_after_seconds} seconds"}
     return Response(json.dumps(body), status_code=202, media_type="application/json",
                     headers={"Retry-After": str(held.retry_after_seconds)})
 
