@@ -150,6 +150,40 @@ def test_a_snapshot_larger_than_any_of_the_week_by_a_camera_larger_by_day(
     assert len(found) == expected
 
 
+@pytest.mark.parametrize(("factor", "expected"), [
+    pytest.param(1.0, 0, id="ok"),
+    pytest.param(2.0, 0, id="ok/twice-the-night-size-is-the-days"),
+    pytest.param(5.0, 1, id="fail/exfiltration-5x-two-hours-into-the-night"),
+])
+def test_early_in_the_night_a_snapshot_is_judged_by_the_nights_sizes(
+        factor: float, expected: int) -> None:
+    """Two hours into the night the topic's running mean still holds much of the day:
+    a 5x night snapshot is under z 5 of the whole day's spread, but the last 8 are the
+    night's, and their own spread is narrow."""
+    rng = random.Random(7)
+    engine = monitor(MessageSize(learning_seconds=LEARN))
+    days = _camera("c1", 3 * 24 + 7, rng)  # from Monday 12:00 to Thursday 19:00 UTC
+    assert run(engine, days) == []
+    found = run(engine, [event(EventKind.PUBLISH, days[-1].at + 120, "c1", "camera",
+                               topic="devices/c1/snapshot", size=int(90_000 * factor))])
+    assert len(found) == expected
+
+
+def test_ok_a_gateway_whose_sizes_spread_over_an_order_of_magnitude_at_any_hour() -> None:
+    """A gateway relays messages of any size (lognormal 0.9 around 1.5 kB, every
+    minute): now and then one is above the largest of the week and 3x the largest of the
+    last 8, but its spread around its last 8 is as wide, so it is no news."""
+    rng = random.Random(11)
+    engine = monitor(MessageSize(learning_seconds=LEARN))
+    week = [event(EventKind.PUBLISH, T0 + 60.0 * i, "g1", "gateway", topic="devices/g1/relay",
+                  size=int(rng.lognormvariate(math.log(1500), 0.9))) for i in range(4 * 1440)]
+    assert run(engine, week) == []
+    largest = max(e.size or 0 for e in week)
+    odd = event(EventKind.PUBLISH, week[-1].at + 60, "g1", "gateway",
+                topic="devices/g1/relay", size=int(largest * 1.3))
+    assert run(engine, [odd]) == []
+
+
 def _shift(device: str, start: float, sync: float) -> list[Event]:
     """A handheld's shift: connect, a sync upload ``sync`` times a scan, 100 scans."""
     return [event(EventKind.CONNECT, start, device, "handheld", source_ip="10.0.0.5"),

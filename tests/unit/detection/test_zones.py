@@ -119,3 +119,34 @@ def test_fail_rollback_to_a_version_the_device_ran_before() -> None:
     [finding] = run(engine, fleet + update + back)
     assert finding.device_id == "d3" and finding.evidence["shape"] == "rollback"
     assert "ran before" in finding.summary
+
+
+@pytest.mark.parametrize(("start", "expected"), [
+    pytest.param(6.5, 0, id="ok/a-new-early-shift-where-one-device-works-late"),
+    pytest.param(9.5, 0, id="ok/later-in-that-first-shift"),
+    pytest.param(2.5, 1, id="fail/the-night-no-handheld-works-anywhere"),
+])
+def test_one_other_device_is_not_its_types_habit_at_a_site(start: float,
+                                                             expected: int) -> None:
+    """Handhelds in Berlin work 06-14 (three of them) and 14-22 (one); the only handheld
+    in Helsinki works 14-22. A second Helsinki handheld starts on the early shift after
+    the learning period: one late worker's quiet mornings are not the type's at that
+    site, so its mornings are judged by the type's local hours in every zone (busy), and
+    its nights still by them (quiet everywhere)."""
+    learning = 3 * 86400.0
+    zones = {d: "Europe/Berlin" for d in ("b1", "b2", "b3", "b4")}
+    zones |= {"h1": "Europe/Helsinki", "h2": "Europe/Helsinki"}
+    engine = DetectionEngine([UnusualTime(learning_seconds=learning)],
+                             learning_seconds=learning, modes=ModeTable(DetectionMode.MONITOR),
+                             zones=ZoneTable(zones))
+    days = range(4)
+    history = shift("b1", 1, days) + shift("b2", 1, days) + shift("b3", 1, days) \
+        + shift("b4", 1, days, start=14, end=22) + shift("h1", 2, days, start=14, end=22)
+    clock = [event(EventKind.PUBLISH, T0 - 12 * HOUR + 300 * i, "s1", "sensor", topic="t",
+                   size=1) for i in range(12 * 24 * 5)]
+    # day 4, Helsinki (UTC+2) local time: an hour of work from ``start``
+    first = T0 - 12 * HOUR + 4 * 86400 + (start - 2) * HOUR
+    work = [event(EventKind.PUBLISH, first + 300 * m, "h2", "handheld", topic="t", size=10)
+            for m in range(12)]
+    findings = run(engine, history + clock + work)
+    assert [f.device_id for f in findings] == ["h2"] * expected

@@ -43,6 +43,13 @@ Z_ONE, Z_MEAN = 8.0, 5.0
 #: day, and a 6x snapshot at night stays under z 8)
 Z_ONE_KNOWN = 5.0
 KNOWN_SAMPLES = 200
+#: a topic whose sizes follow the day (a camera's snapshots, larger by day) has a
+#: spread drawn from both levels, and a 5x snapshot at night stays under z 5 of it. Its
+#: spread around its last 8 (``_TopicSize.local``) is the hour's own: a message above
+#: the topic's largest of the week, 3x the largest of its last 8 and this many of those
+#: spreads above their mean is news (a gateway relaying sizes over an order of
+#: magnitude has a wide local spread too, and stays quiet)
+Z_LOCAL = 6.0
 #: and such a topic's largest of the week is its busiest hours' (a camera's by day): at
 #: other hours a message this far above the largest of the topic's last 8 counts too
 #: (not right after a connect: a sync upload is far above the scans before it)
@@ -78,12 +85,20 @@ _CONNECT = EventKind.CONNECT
 
 
 class _TopicSize:
-    __slots__ = ("ceiling", "recent", "stat")
+    __slots__ = ("ceiling", "local", "recent", "stat")
 
     def __init__(self) -> None:
         self.stat = RobustLog()
         self.ceiling = Ceiling()
         self.recent: deque[float] = deque(maxlen=RECENT)
+        #: each size less the mean of the 8 before it: the spread within the hour
+        self.local = RobustLog()
+
+    def learn_local(self, value: float, weight: float) -> None:
+        """Fold in how far ``value`` is from the topic's last 8 (before it joins them)."""
+        recent = self.recent
+        if len(recent) == RECENT:
+            self.local.add(value - sum(recent) / RECENT, weight)
 
 
 class _AfterConnect:
@@ -149,6 +164,17 @@ def _far_above(value: float, ceiling: float, topic: _TopicSize | None) -> bool:
     return len(recent) == RECENT and value > max(recent) + ABOVE_RECENT
 
 
+def _far_above_local(value: float, ceiling: float, topic: _TopicSize) -> bool:
+    """Whether one message of a long-known topic is far above the topic's level of the
+    hour: above its largest of the week, 3x its last 8's largest, ``Z_LOCAL`` spreads."""
+    recent, local = topic.recent, topic.local
+    if len(recent) < RECENT or local.count < KNOWN_SAMPLES or value <= ceiling:
+        return False
+    if value <= max(recent) + ABOVE_RECENT:
+        return False
+    return value - sum(recent) / RECENT - local.mean > Z_LOCAL * local.sigma(SIGMA_FLOOR)
+
+
 def _young_topic_ceiling(state: _DeviceSize, topic: _TopicSize | None) -> float:
     """The largest size allowed a topic too young for its own baseline: the device's, or
     the topic's own largest once it sent a few (a kind of message sent once a shift, a
@@ -191,12 +217,14 @@ class MessageSize:
             return
         value = math.log(size + 1.0)
         topic = state.topic(event.topic)
-        topic.recent.append(value)
         elapsed = at - state.last_at  # before last_at moves: the weight needs it
         state.last_at = at
+        weight = time_weight(elapsed)
+        if event is not self._outlier:
+            topic.learn_local(value, weight)
+        topic.recent.append(value)
         if event is self._outlier:
             return
-        weight = time_weight(elapsed)
         state.stat.add(value, weight)
         state.ceiling.add(value, state.stat.mean, elapsed)
         if topic.stat is not state.stat:
@@ -271,6 +299,8 @@ class MessageSize:
         known = own and topic is not None and stat.count >= KNOWN_SAMPLES and not connecting
         hit = growth > floor and growth > (Z_ONE_KNOWN if known else Z_ONE) * sigma \
             and _far_above(value, ceiling, topic if known else None)
+        if not hit and known and topic is not None:
+            hit = growth > floor and _far_above_local(value, ceiling, topic)
         n = 1
         recent = topic.recent if topic is not None else None
         # the last 8 judge only a large message: after an episode they hold its messages
@@ -324,7 +354,8 @@ class MessageSize:
         return {"version": 2,
                 "devices": {d: [s.first_at, s.stat.to_json(), s.allow,
                                 s.after_connect.to_json(), s.ceiling.to_json(),
-                                {t: [x.stat.to_json(), x.ceiling.to_json()]
+                                {t: [x.stat.to_json(), x.ceiling.to_json(),
+                                     x.local.to_json()]
                                  for t, x in s.topics.items()}, s.connects]
                             for d, s in self._devices.items()},
                 "types": {t: s.to_json() for t, s in self._types.items()},
@@ -340,11 +371,13 @@ class MessageSize:
             if len(saved) > 3:
                 entry.after_connect = Ceiling.from_json(saved[3])
                 entry.ceiling = Ceiling.from_json(saved[4])
-                for name, (stat, ceiling) in saved[5].items():
+                for name, (stat, ceiling, *local) in saved[5].items():
                     topic = entry.topic(str(name))
                     if topic.stat is not entry.stat:
                         topic.stat, topic.ceiling = RobustLog.from_json(stat), \
                             Ceiling.from_json(ceiling)
+                    if local:  # a snapshot older than the local spread has none
+                        topic.local = RobustLog.from_json(local[0])
             if len(saved) > 6:
                 entry.connects = int(saved[6])
             self._devices[device_id] = entry

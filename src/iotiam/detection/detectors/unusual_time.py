@@ -58,13 +58,22 @@ EDGE_SECONDS = 1200.0
 TYPE_KNOWN_SECONDS = 3 * 86400.0
 #: a device's own hours are its hours of the week once it has been seen this long
 WEEK = 7 * 86400.0
+#: a type's hours at one site zone are its habit there once this many devices (other
+#: than the one judged) made them: a single late-shift worker's quiet mornings do not
+#: make the next early-shift worker's first mornings unusual. With fewer, a device
+#: known for less than the learning period is judged by its type's local hours in
+#: every zone
+MIN_DEVICES = 2
+#: the zone part of a type's key that counts its devices in every zone, by local hour
+EVERY_ZONE = "*"
 _WEEKDAYS = range(0, HOURS_OF_WEEK, DAY_HOURS)
 _DAYS = {"Mon": 0, "Tue": 1, "Wed": 2, "Thu": 3, "Fri": 4, "Sat": 5, "Sun": 6}
 _DAY_NAMES = list(_DAYS)
 
 
 class _Activity:
-    __slots__ = ("counts", "first_at", "key", "offset", "total", "type_name", "zone")
+    __slots__ = ("counts", "devices", "first_at", "key", "offset", "total", "type_name",
+                 "zone")
 
     def __init__(self, first_at: float, offset: list[float] | None = None) -> None:
         self.first_at = first_at
@@ -77,6 +86,8 @@ class _Activity:
         self.zone: ZoneInfo | str | None = None
         self.type_name: str | None = None
         self.key = ""
+        #: (types) how many devices the counts are of
+        self.devices = 0
 
 
 def _pack(counts: list[int]) -> dict[str, int]:
@@ -185,13 +196,21 @@ class UnusualTime:
         if device.zone is not zone or device.type_name != event.device_type:
             # the device's type|zone key, kept while its zone and type are
             device.zone, device.type_name = zone, event.device_type
-            device.key = self._type_key(event.device_type, zone)
-        key = device.key
+            key = self._type_key(event.device_type, zone)
+            if key != device.key:
+                self._kind(device.key, at).devices -= bool(device.key)
+                self._kind(key, at).devices += 1
+                device.key = key
+        for key in (device.key, self._type_key(event.device_type, EVERY_ZONE)):
+            kind = self._kind(key, at)
+            kind.counts[hour] += 1
+            kind.total += 1
+
+    def _kind(self, key: str, at: float) -> _Activity:
         kind = self._types.get(key)
         if kind is None:
             kind = self._types[key] = _Activity(at, list(self._exposure))
-        kind.counts[hour] += 1
-        kind.total += 1
+        return kind
 
     def _seen(self, kind: _Activity, zone: ZoneInfo | str, at: float) -> list[float]:
         """Seconds the type was watched in each local hour of the week."""
@@ -213,7 +232,12 @@ class UnusualTime:
         if device is not None and at - device.first_at < WEEK \
                 and _day_total(device.counts, hour):
             return []  # less than a week known: the same hour of another day
-        kind = self._types.get(self._type_key(event.device_type, zone))
+        own_pattern = device is not None and device.total >= MIN_EVENTS
+        key = self._type_key(event.device_type, zone)
+        kind = self._types.get(key)
+        if kind is not None and (device is None or at - device.first_at < self.learning_seconds) \
+                and kind.devices - (device is not None and device.key == key) < MIN_DEVICES:
+            kind = self._types.get(self._type_key(event.device_type, EVERY_ZONE))
         if kind is None or at - kind.first_at < min(self.learning_seconds, TYPE_KNOWN_SECONDS):
             return []
         self._advance(at)
@@ -223,7 +247,6 @@ class UnusualTime:
         if quiet is None:
             return []
         rate, peak, busy = quiet
-        own_pattern = device is not None and device.total >= MIN_EVENTS
         if not own_pattern and device is not None \
                 and at - device.first_at >= self.learning_seconds:
             return []  # an old but rarely active device: too little to call any hour odd
@@ -307,9 +330,9 @@ class UnusualTime:
         """Activity per local hour of the week (non-zero hours only) per device and
         type, and the fleet clock's exposure."""
         return {"version": 2, "clock": self._clock, "exposure": list(self._exposure),
-                "devices": {k: [a.first_at, a.total, _pack(a.counts)]
+                "devices": {k: [a.first_at, a.total, _pack(a.counts), a.key]
                             for k, a in self._devices.items()},
-                "types": {k: [a.first_at, a.total, _pack(a.counts), a.offset]
+                "types": {k: [a.first_at, a.total, _pack(a.counts), a.offset, a.devices]
                           for k, a in self._types.items()}}
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -324,9 +347,10 @@ class UnusualTime:
         self._exposure = exposure if len(exposure) == HOURS_OF_WEEK \
             else [0.0] * HOURS_OF_WEEK
         self._devices = {}
-        for key, (first_at, total, counts, *_rest) in state.get("devices", {}).items():
+        for key, (first_at, total, counts, *rest) in state.get("devices", {}).items():
             device = self._devices[key] = _Activity(float(first_at))
             device.total, device.counts = int(total), _unpack(counts)
+            device.key = str(rest[0]) if rest and not old else ""
         self._types = {}
         offsets = state.get("type_offset", {})
         for key, (first_at, total, counts, *rest) in state.get("types", {}).items():
@@ -338,6 +362,8 @@ class UnusualTime:
             kind = self._types[key] = _Activity(
                 float(first_at), None if offset is None else [float(x) for x in offset])
             kind.total, kind.counts = int(total), _unpack(counts)
+            # an older snapshot did not count devices: its type's hours stay the habit
+            kind.devices = int(rest[1]) if len(rest) > 1 else MIN_DEVICES + 1
 
 
 def _spread_day(day: list[float], hour: int) -> float:
