@@ -175,6 +175,22 @@ def _far_above_local(value: float, ceiling: float, topic: _TopicSize) -> bool:
     return value - sum(recent) / RECENT - local.mean > Z_LOCAL * local.sigma(SIGMA_FLOOR)
 
 
+def _window_growth(recent: deque[float], value: float, mean: float, floor: float
+                   ) -> float | None:
+    """The growth of the last 8 with this message, without the largest of them; None
+    when they are too few or their mean (with the largest) does not pass ``floor``.
+
+    The last 8 judge only a large message: after an episode they hold its messages for 8
+    more (two hours of a 15-minute heartbeat), and normal ones are no news. Leaving out
+    the largest (at least their mean: when that does not pass, this cannot) keeps one
+    legitimate big message from moving the average."""
+    if len(recent) < RECENT or (sum(recent) - recent[0] + value) / RECENT - mean <= floor:
+        return None
+    values = list(recent)[1:]
+    values.append(value)
+    return (sum(values) - max(values)) / (RECENT - 1) - mean
+
+
 def _young_topic_ceiling(state: _DeviceSize, topic: _TopicSize | None) -> float:
     """The largest size allowed a topic too young for its own baseline: the device's, or
     the topic's own largest once it sent a few (a kind of message sent once a shift, a
@@ -302,18 +318,11 @@ class MessageSize:
         if not hit and known and topic is not None:
             hit = growth > floor and _far_above_local(value, ceiling, topic)
         n = 1
-        recent = topic.recent if topic is not None else None
-        # the last 8 judge only a large message: after an episode they hold its messages
-        # for 8 more (two hours of a 15-minute heartbeat), and normal ones are no news
-        if not hit and recent is not None and len(recent) == RECENT and growth > floor \
-                and (sum(recent) - recent[0] + value) / RECENT - stat.mean > floor:
-            # the last 8 with this one, without the largest of them (which is at least
-            # their mean: when that does not pass, this cannot)
-            values = list(recent)[1:]
-            values.append(value)
-            growth = (sum(values) - max(values)) / (RECENT - 1) - stat.mean
-            hit = growth > floor and growth > Z_MEAN * sigma * spread_of_mean
-            n = RECENT - 1
+        if not hit and topic is not None and growth > floor:
+            window = _window_growth(topic.recent, value, stat.mean, floor)
+            if window is not None:
+                growth, n = window, RECENT - 1
+                hit = growth > floor and growth > Z_MEAN * sigma * spread_of_mean
         if not hit:
             return []
         # while a device learns (judged by its type), what it does is its baseline all
