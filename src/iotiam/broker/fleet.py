@@ -195,8 +195,9 @@ class LiveFleet:
                                                     for c in cs}))
             kid_acls = {acl.device_id: acl
                         for acl in self._acls_of_children(list(kids.values()))}
-            acls = [with_children(a, [kid_acls[c] for c in children.get(a.device_id, ())
-                                      if c in kid_acls]) for a in acls]
+            acls = [with_children(a, [kid_acls[c] for c in children[a.device_id]
+                                      if c in kid_acls])
+                    if a.device_id in children else a for a in acls]
         # the namespace of gateways' reports: theirs alone, whatever the policies grant
         gateway_types = self._log.gateway_types()
         return [with_reports(a, gateway=d.type_name in gateway_types)

@@ -169,7 +169,9 @@ def with_children(gateway: BrokerAcl, children: Sequence[BrokerAcl]) -> BrokerAc
         spoken.append(child.device_id)
         if child.valid_until is not None:
             until.append(child.valid_until)
-    denied = {(e.acltype, e.topic) for e in entries if not e.allow}
+    # the fallback (deny ``#`` at priority 0) takes nothing an allow of ``#`` grants
+    denied = {(e.acltype, e.topic) for e in entries
+              if not e.allow and e.priority > FALLBACK_PRIORITY}
     kept = {e for e in entries if not e.allow or (e.acltype, e.topic) not in denied}
     # one entry per type and topic: a role holds one ACL per (type, topic)
     by_key: dict[tuple[AclType, str], AclEntry] = {}
