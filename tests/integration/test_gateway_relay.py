@@ -439,7 +439,7 @@ def check_reports_over_mqtt(server: Server, agents: list[GatewayAgent], gateway_
         seen = answer_of(listener, "sightings")
         assert seen is not None and seen["results"] == [
             {"child": child_id, "accepted": True, "reason": ""}], seen
-        assert f"reported sighting(s) over MQTT: {child_id}" in agent.log()
+        assert f"reported sighting(s): {child_id} (MQTT)" in agent.log()
         assert "refused" not in agent.log()
 
         # an event about a device that is not the gateway's child: refused, audited and
@@ -507,3 +507,29 @@ def test_gateway_reports_over_mqtt_ok(plane: Server, agents: list[GatewayAgent])
 def test_gateway_reports_over_mqtt_plugin_ok(plugin_plane: Server,
                                              agents: list[GatewayAgent]) -> None:
     check_reports_over_mqtt(plugin_plane, agents, "gw-qp", "tag-qp")
+
+
+#: gateway reports over MQTT answered a second, at least (one gateway session, QoS 1)
+MIN_REPORT_RATE = 20.0
+
+
+def test_gateway_report_rate_ok(plane: Server) -> None:
+    tag_type(plane)
+    enroll_gateway(plane, "gw-mr")
+    plane.cli("device", "add", "tag-mr", "--type", "tag", "--via", "gw-mr")
+    session = gateway_session(plane, "gw-mr", "rate")
+    count = 200
+    report = json.dumps({"children": ["tag-mr"]}).encode()
+    try:
+        start = time.monotonic()
+        for _ in range(count):
+            session.client.publish("gateways/gw-mr/reports/sightings", report, qos=1)
+        got = [answer_of(session, "sightings", count / MIN_REPORT_RATE)
+               for _ in range(count)]
+        took = time.monotonic() - start
+    finally:
+        session.close()
+    assert all(a is not None and a["results"][0]["accepted"] for a in got), got[-1]
+    print(f"answered {count} sightings reports over MQTT in {took:.2f} s: "
+          f"{count / took:.0f}/s")
+    assert count / took >= MIN_REPORT_RATE

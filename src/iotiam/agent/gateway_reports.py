@@ -73,21 +73,22 @@ class HttpsReports:
 
     def sightings(self, children: list[str]) -> None:
         """``POST /v1/gateways/self/sightings``."""
-        self._post("sightings", {"children": children})
-        log.info("reported sighting(s): %s", ", ".join(children))
+        if self._post("sightings", {"children": children}):
+            log.info("reported sighting(s): %s", ", ".join(children))
 
     def events(self, batch: list[dict[str, Any]]) -> None:
         """``POST /v1/gateways/self/events``."""
         self._post("events", {"events": batch})
 
-    def _post(self, kind: str, body: dict[str, Any]) -> None:
+    def _post(self, kind: str, body: dict[str, Any]) -> bool:
         try:
             answer = gateway_call(self.agent, "POST", f"/v1/gateways/self/{kind}", body,
                                   step=kind)
         except AgentError as e:
             log.warning("reporting %s failed: %s", kind, " ".join(e.diagnostics().split()))
-            return
+            return False
         log_answer(kind, answer)
+        return True
 
 
 class MqttReports:
@@ -114,7 +115,7 @@ class MqttReports:
     def sightings(self, children: list[str]) -> None:
         """Publish a sightings report (or keep it until the session is up)."""
         self._queue("sightings", {"children": children})
-        log.info("reported sighting(s) over MQTT: %s", ", ".join(children))
+        log.info("reported sighting(s): %s (MQTT)", ", ".join(children))
 
     def events(self, batch: list[dict[str, Any]]) -> None:
         """Publish an events report (or keep it until the session is up)."""
