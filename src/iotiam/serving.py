@@ -47,6 +47,7 @@ from iotiam.changes import (
 from iotiam.config import ca_passphrase
 from iotiam.election import FixedLeadership, Leadership
 from iotiam.eventstream.worker import DetectionWorker
+from iotiam.gateways.reports import GatewayReports
 from iotiam.gateways.rotation import GATEWAY_REVOKED, SCHEDULED
 from iotiam.kernel import ROOT_PATH, SYSTEM
 from iotiam.metrics import Metrics
@@ -84,7 +85,8 @@ def broker_plane(services: Services) -> Callable[[], None] | None:
                              deliver=services.ingest.deliver,
                              answers=PdpAnswers(services.subjects, services.decisions,
                                                 services.gateways),
-                             certified=broker_certified(services))
+                             certified=broker_certified(services),
+                             reports=GatewayReports(services.gateways, services.ingest))
     if plane is None:
         return None
     services.changes.subscribe(BROKER_FOLLOWS, plane.sync.follow, after=before)

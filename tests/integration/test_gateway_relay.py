@@ -19,7 +19,7 @@ import pytest
 from conftest import BACKENDS
 from iotiam.agent import Agent
 from iotiam.testing import free_port, free_ports, require_binary
-from iotiam.testing.mqtt import MqttDevice
+from iotiam.testing.mqtt import MqttDevice, refused_within
 
 from .conftest import serve_live
 from .live_server import Server, venv_tool
@@ -336,3 +336,200 @@ def test_gateway_relay_rate_ok(plane: Server, agents: list[GatewayAgent]) -> Non
     took = time.monotonic() - start
     print(f"relayed {count} messages in {took:.2f} s: {count / took:.0f}/s")
     assert all(d["allowed"] for d in relayed(plane, "gw-m"))
+
+
+#: a policy that grants one device every topic: the namespace of gateways' reports must
+#: stay closed to it all the same
+EVERYTHING_POLICY = ("name: everything-{device}\nversion: 1\nstatements:\n"
+                     "  - effect: allow\n    actions: [mqtt:publish, mqtt:subscribe, "
+                     "mqtt:receive]\n    topics: [\"#\"]\n")
+
+
+@pytest.fixture(scope="module")
+def plugin_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The plugin-authorized broker (its rule for the report namespace is its own)."""
+    require_binary("mosquitto")
+    require_binary("mosquitto_pub")
+    yield from serve_live("sqlite", tmp_path_factory.mktemp("gwr-plugin"),
+                          {"IOTIAM_BROKER_AUTH": "plugin"}, broker=True)
+
+
+def answers(listener: MqttDevice, seconds: float = WITHIN) -> list[dict[str, Any]]:
+    """The answers ``listener`` (subscribed to a gateway's answers) got within ``seconds``
+    of the first, waiting up to ``seconds`` for it."""
+    got: list[dict[str, Any]] = []
+    message = listener.received(timeout=seconds)
+    while message is not None:
+        got.append(json.loads(message[1]))
+        message = listener.received(timeout=0.5)
+    return got
+
+
+def answer_of(listener: MqttDevice, report: str, seconds: float = WITHIN,
+              matching: Callable[[dict[str, Any]], bool] = lambda _: True
+              ) -> dict[str, Any] | None:
+    """The next answer to a ``report`` report that is ``matching`` (others skipped: the
+    agent reports too), or None."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        message = listener.received(timeout=left)
+        if message is None:
+            return None
+        answer: dict[str, Any] = json.loads(message[1])
+        if answer.get("report") == report and matching(answer):
+            return answer
+    return None
+
+
+def gateway_session(server: Server, gateway_id: str, name: str) -> MqttDevice:
+    """A second session with the gateway's certificate, reading its answers."""
+    assert server.broker_ports is not None
+    directory = server.work_dir / gateway_id
+    session = MqttDevice(f"{gateway_id}-{name}-{time.monotonic_ns()}").use_certificate(
+        server.chain_pem, directory / "fullchain.pem", directory / "key.pem")
+    assert until(lambda: session.connect(server.broker_ports[0]), 10)  # type: ignore[index]
+    assert session.subscribe(f"gateways/{gateway_id}/answers")
+    return session
+
+
+def intruder(server: Server, device_id: str) -> MqttDevice:
+    """A device whose policy grants it every topic (attached to a type of its own)."""
+    assert server.broker_ports is not None
+    with server.api() as api:
+        assert api.post("/v1/device-types", json={
+            "name": f"{device_id}-type", "device_class": "constrained-sensor"}
+        ).status_code == 201
+        assert api.put("/v1/policies", content=EVERYTHING_POLICY.format(device=device_id),
+                       headers={"Content-Type": "application/yaml"}).status_code == 201
+        assert api.post(f"/v1/policies/everything-{device_id}/attachments",
+                        json={"kind": "device-type", "id": f"{device_id}-type"}
+                        ).status_code == 201
+    server.register(device_id, f"{device_id}-type")
+    cert, key, _ = server.certify(device_id)
+    device = MqttDevice(f"{device_id}-{time.monotonic_ns()}").use_certificate(
+        server.chain_pem, cert, key)
+    assert until(lambda: device.connect(server.broker_ports[0]), 10)  # type: ignore[index]
+    return device
+
+
+def findings_about(server: Server, gateway_id: str) -> list[str]:
+    rows = server.sql("SELECT type FROM findings WHERE device_id = :device",
+                      device=gateway_id)
+    return [r.type for r in rows]
+
+
+def check_reports_over_mqtt(server: Server, agents: list[GatewayAgent], gateway_id: str,
+                            child_id: str) -> None:
+    """The report path end to end on ``server``'s broker (whichever authorizes it)."""
+    assert server.broker_ports is not None
+    tag_type(server)
+    enroll_gateway(server, gateway_id)
+    server.cli("device", "add", child_id, "--type", "tag", "--via", gateway_id)
+    server.register(f"{child_id}-other", "tag")  # nobody's child
+    listener = gateway_session(server, gateway_id, "answers")
+    other = intruder(server, f"{gateway_id}-intruder")
+    try:
+        agent = GatewayAgent(server, gateway_id, "--upstream",
+                             f"127.0.0.1:{server.broker_ports[0]}")
+        agents.append(agent)
+        assert "reports over MQTT" in agent.log()
+        # a child's connection through the gateway: a sighting, over MQTT, taken
+        key = agent.served()[child_id]
+        assert agent.publish(child_id, key, f"devices/{child_id}/t") == 0
+        seen = answer_of(listener, "sightings")
+        assert seen is not None and seen["results"] == [
+            {"child": child_id, "accepted": True, "reason": ""}], seen
+        assert f"reported sighting(s): {child_id} (MQTT)" in agent.log()
+        assert "refused" not in agent.log()
+
+        # an event about a device that is not the gateway's child: refused, audited and
+        # raised as a gateway_mismatch finding, as over HTTPS
+        foreign = {"events": [{"kind": "connect", "device_id": f"{child_id}-other",
+                               "ts": time.time()}]}
+        listener.publish(f"gateways/{gateway_id}/reports/events", json.dumps(foreign).encode())
+        refused = answer_of(listener, "events", matching=lambda a: bool(a.get("refused")))
+        assert refused is not None and refused["refused"] == [
+            {"event": 1, "reason": f"device '{child_id}-other' is not a child of gateway "
+                                   f"'{gateway_id}'"}], refused
+        assert until(lambda: "gateway_mismatch" in findings_about(server, gateway_id))
+        assert server.sql("SELECT count(*) FROM audit_records WHERE tag = :tag AND "
+                          "subject = :subject", tag="device:gateway-sighting:refused",
+                          subject=f"device:{child_id}-other")[0][0] >= 1
+
+        # a malformed report is refused alone: the next good one is taken
+        listener.publish(f"gateways/{gateway_id}/reports/sightings", b"{not json")
+        bad = answer_of(listener, "sightings")
+        assert bad is not None and bad["error"]["type"] == "malformed-document", bad
+        listener.publish(f"gateways/{gateway_id}/reports/sightings",
+                         json.dumps({"children": [child_id], "extra": 1}).encode())
+        schema = answer_of(listener, "sightings")
+        assert schema is not None and "unknown field" in schema["error"]["detail"], schema
+        listener.publish(f"gateways/{gateway_id}/reports/sightings",
+                         json.dumps({"children": [child_id]}).encode())
+        good = answer_of(listener, "sightings")
+        assert good is not None and good["results"][0]["accepted"] is True, good
+
+        # another device, granted every topic by its policy (in force: it reads what it
+        # publishes elsewhere), may neither report as the gateway nor read its answers
+        # nor answer in iotiam's place
+        assert until(lambda: other.subscribe("anything/else"))
+        other.publish("anything/else", b"ok")
+        assert other.received(timeout=WITHIN) == ("anything/else", b"ok")
+        assert other.subscribe("#") or True  # granted or not: nothing may reach it
+        other.publish(f"gateways/{gateway_id}/reports/sightings",
+                      json.dumps({"children": [child_id]}).encode())
+        other.publish(f"gateways/{gateway_id}/answers", b'{"report": "sightings"}')
+        assert answers(listener, 3) == []
+        listener.publish(f"gateways/{gateway_id}/reports/sightings",
+                         json.dumps({"children": [child_id]}).encode())
+        assert answer_of(listener, "sightings") is not None
+        leaked = [m for m in iter(lambda: other.received(timeout=1), None)
+                  if m[0].startswith("gateways/")]
+        assert leaked == []
+
+        # the gateway revoked: its session is dropped and it cannot report again
+        serial = Agent(server.work_dir / gateway_id).status()["serial"]
+        server.cli("cert", "revoke", serial, "--reason", "keyCompromise")
+        assert listener.disconnected.wait(WITHIN)
+        directory = server.work_dir / gateway_id
+        assert refused_within(WITHIN, f"{gateway_id}-again", server.chain_pem,
+                              directory / "fullchain.pem", directory / "key.pem",
+                              server.broker_ports[0])
+    finally:
+        listener.close()
+        other.close()
+
+
+def test_gateway_reports_over_mqtt_ok(plane: Server, agents: list[GatewayAgent]) -> None:
+    check_reports_over_mqtt(plane, agents, "gw-q", "tag-q")
+
+
+def test_gateway_reports_over_mqtt_plugin_ok(plugin_plane: Server,
+                                             agents: list[GatewayAgent]) -> None:
+    check_reports_over_mqtt(plugin_plane, agents, "gw-qp", "tag-qp")
+
+
+#: gateway reports over MQTT answered a second, at least (one gateway session, QoS 1)
+MIN_REPORT_RATE = 20.0
+
+
+def test_gateway_report_rate_ok(plane: Server) -> None:
+    tag_type(plane)
+    enroll_gateway(plane, "gw-mr")
+    plane.cli("device", "add", "tag-mr", "--type", "tag", "--via", "gw-mr")
+    session = gateway_session(plane, "gw-mr", "rate")
+    count = 200
+    report = json.dumps({"children": ["tag-mr"]}).encode()
+    try:
+        start = time.monotonic()
+        for _ in range(count):
+            session.client.publish("gateways/gw-mr/reports/sightings", report, qos=1)
+        got = [answer_of(session, "sightings", count / MIN_REPORT_RATE)
+               for _ in range(count)]
+        took = time.monotonic() - start
+    finally:
+        session.close()
+    assert all(a is not None and a["results"][0]["accepted"] for a in got), got[-1]
+    print(f"answered {count} sightings reports over MQTT in {took:.2f} s: "
+          f"{count / took:.0f}/s")
+    assert count / took >= MIN_REPORT_RATE

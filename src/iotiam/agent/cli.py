@@ -19,6 +19,7 @@ from iotiam.agent.claim import load_idevid
 from iotiam.agent.files import write_atomically
 from iotiam.agent.gateway import MAX_REFRESH, MIN_REFRESH, REFRESH_SECONDS, GatewayRelay, Upstream
 from iotiam.agent.gateway_calls import child_keys
+from iotiam.agent.gateway_reports import REPORT_MODES
 from iotiam.agent.paths import AgentError
 from iotiam.agent.token_key import parse_key_uri
 from iotiam.broker.child_listener import ChildListener, ChildListenerConfig
@@ -174,6 +175,10 @@ def gateway_mode(
     upstream: Annotated[str | None, typer.Option(
         help="HOST:PORT of the central broker (mTLS) relayed messages are published to.")
     ] = None,
+    reports: Annotated[str | None, typer.Option(
+        help="How sightings and events are reported: 'mqtt' (on the gateway's report "
+             "topics upstream; needs --upstream) or 'https' (the gateway API). Default: "
+             "mqtt with --upstream, else https.")] = None,
 ) -> None:
     """Serve this gateway's children over TLS-PSK (a local Mosquitto) and relay their
     messages upstream, judged as theirs; runs until SIGINT/SIGTERM, logs to stderr."""
@@ -186,6 +191,11 @@ def gateway_mode(
     if port == local_port:
         raise UsageError("--port and --local-port must differ")
     target = _upstream(upstream) if upstream is not None else None
+    mode = reports or ("mqtt" if target is not None else "https")
+    if mode not in REPORT_MODES:
+        raise UsageError(f"--reports {mode!r}: use {' or '.join(REPORT_MODES)}")
+    if mode == "mqtt" and target is None:
+        raise UsageError("--reports mqtt needs --upstream HOST:PORT (the central broker)")
     binary = mosquitto_binary()
     if binary is None:
         raise AgentError("the gateway mode needs Mosquitto (Debian: apt install mosquitto)")
@@ -195,15 +205,16 @@ def gateway_mode(
     agent = Agent(directory)
     listener = ChildListener(binary, ChildListenerConfig(host, port, local_port),
                              agent.files.root / "gateway-broker")
-    relay = GatewayRelay(agent, listener, refresh_seconds=refresh, upstream=target)
+    relay = GatewayRelay(agent, listener, refresh_seconds=refresh, upstream=target,
+                         reports=mode)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     relay.start()
     try:
         logging.getLogger("iotiam.agent").info(
-            "gateway %s serving %d child(ren) on %s:%d", agent.device_id,
-            len(listener.children), host, port)
+            "gateway %s serving %d child(ren) on %s:%d; reports over %s", agent.device_id,
+            len(listener.children), host, port, mode.upper())
         relay.run(stop)
     finally:
         relay.stop()

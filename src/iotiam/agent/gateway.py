@@ -27,6 +27,7 @@ import httpx
 from iotiam.agent import gateway_calls
 from iotiam.agent.agent import Agent
 from iotiam.agent.gateway_calls import GatewayRefused, gateway_call, gateway_client
+from iotiam.agent.gateway_reports import HttpsReports, MqttReports
 from iotiam.agent.paths import AgentError
 from iotiam.broker.child_listener import (
     AGENT_USERNAME,
@@ -83,8 +84,14 @@ class GatewayRelay:
 
     def __init__(self, agent: Agent, listener: ChildListener, *,
                  refresh_seconds: float = REFRESH_SECONDS,
-                 upstream: Upstream | None = None) -> None:
+                 upstream: Upstream | None = None, reports: str = "https") -> None:
+        """``reports``: ``mqtt`` (on the gateway's report topics upstream, which needs
+        ``upstream``) or ``https`` (the gateway API)."""
+        if reports == "mqtt" and upstream is None:
+            raise AgentError("reports over MQTT need the central broker (--upstream)")
         self.agent = agent
+        self.reporter: HttpsReports | MqttReports = MqttReports(agent.device_id) \
+            if reports == "mqtt" else HttpsReports(agent)
         self.listener = listener
         self.refresh_seconds = refresh_seconds
         self.upstream = upstream
@@ -252,24 +259,16 @@ class GatewayRelay:
         seen = sorted({e.device_id for e in about
                        if e.kind is EventKind.CONNECT and e.device_id is not None})
         if seen:
-            self._report_sightings(seen)
+            self.reporter.sightings(seen)
+            self.stats.sightings += len(seen)
         for event in about:
             if event.kind is EventKind.AUTHZ_FAILURE:
                 log.warning("child %s was refused: %s on %s", event.device_id,
                             event.action or "request", event.topic)
         for start in range(0, len(about), MAX_EVENTS):
             batch = [e.to_json() for e in about[start:start + MAX_EVENTS]]
-            try:
-                answer = gateway_call(self.agent, "POST", "/v1/gateways/self/events",
-                                                 {"events": batch}, step="events")
-                refused = answer.get("refused", [])
-                self.stats.events += len(batch) - len(refused)
-                if refused:
-                    log.warning("%d event(s) refused by the server: %s", len(refused),
-                                refused[0].get("reason"))
-            except AgentError as e:
-                log.warning("reporting %d event(s) failed: %s", len(batch),
-                            " ".join(e.diagnostics().split()))
+            self.reporter.events(batch)
+            self.stats.events += len(batch)
 
     def _report_next_key_used(self, child: LocalChild) -> None:
         try:
@@ -282,19 +281,6 @@ class GatewayRelay:
         log.info("%s connected with its next key (%s): now its current key",
                  child.child_id, child.identity)
         self._refresh_due = True  # the old key leaves the listing: drop it now
-
-    def _report_sightings(self, seen: list[str]) -> None:
-        try:
-            answer = gateway_call(self.agent, "POST", "/v1/gateways/self/sightings",
-                                             {"children": seen}, step="sightings")
-            self.stats.sightings += len(seen)
-            log.info("reported sighting(s): %s", ", ".join(seen))
-            refused = [r for r in answer.get("results", []) if not r.get("accepted")]
-            for result in refused:
-                log.warning("sighting of %s refused: %s", result.get("child"),
-                            result.get("reason"))
-        except AgentError as e:
-            log.warning("reporting sightings failed: %s", " ".join(e.diagnostics().split()))
 
     # -- the process ---------------------------------------------------------------------
 
@@ -332,7 +318,12 @@ class GatewayRelay:
         return client
 
     def _connect_upstream(self, upstream: Upstream) -> Any:
-        client = self.agent.mqtt_client()
+        import paho.mqtt.client as mqtt
+
+        # MQTT v5: reports carry a response topic and correlation data
+        client = self.agent.mqtt_client(protocol=mqtt.MQTTv5)
+        if isinstance(self.reporter, MqttReports):
+            self.reporter.attach(client)
         try:
             client.connect(upstream.host, upstream.port, keepalive=60)
         except OSError as e:

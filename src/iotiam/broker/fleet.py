@@ -21,7 +21,12 @@ from iotiam.inventory.ports import DeviceUnitOfWork
 from iotiam.kernel import Transactions
 from iotiam.pki.ports import StoredCrl
 from iotiam.pki.signer import SigningCa
-from iotiam.policy.broker_acl import BrokerAcl, compile_broker_acl, with_children
+from iotiam.policy.broker_acl import (
+    BrokerAcl,
+    compile_broker_acl,
+    with_children,
+    with_reports,
+)
 from iotiam.policy.engine import PolicyEngine
 from iotiam.policy.models import DevicePosture, RequestContext, Subject
 from iotiam.policy.ports import PostureLookup
@@ -57,6 +62,10 @@ class FleetReads(Protocol):
 
     def gateways_of(self, device_ids: Sequence[str]) -> dict[str, str]:
         """The gateway each of these devices is registered under (none: absent)."""
+        ...
+
+    def gateway_types(self) -> set[str]:
+        """The device types whose devices are gateways."""
         ...
 
 
@@ -180,13 +189,19 @@ class LiveFleet:
         groups, postures = self._log.groups_of(ids), self._postures(ids)
         acls = [self._acl(d, groups.get(d.id, set()), postures.get(d.id)) for d in devices]
         children = self._log.children_of([a.device_id for a in acls if a.can_connect])
-        if not children:
-            return acls
-        with self._uow.reading() as uow:
-            kids = uow.devices.get_many(sorted({c for cs in children.values() for c in cs}))
-        kid_acls = {acl.device_id: acl for acl in self._acls_of_children(list(kids.values()))}
-        return [with_children(a, [kid_acls[c] for c in children.get(a.device_id, ())
-                                  if c in kid_acls]) for a in acls]
+        if children:
+            with self._uow.reading() as uow:
+                kids = uow.devices.get_many(sorted({c for cs in children.values()
+                                                    for c in cs}))
+            kid_acls = {acl.device_id: acl
+                        for acl in self._acls_of_children(list(kids.values()))}
+            acls = [with_children(a, [kid_acls[c] for c in children[a.device_id]
+                                      if c in kid_acls])
+                    if a.device_id in children else a for a in acls]
+        # the namespace of gateways' reports: theirs alone, whatever the policies grant
+        gateway_types = self._log.gateway_types()
+        return [with_reports(a, gateway=d.type_name in gateway_types)
+                for a, d in zip(acls, devices, strict=True)]
 
     def _acls_of_children(self, children: Sequence[Device]) -> list[BrokerAcl]:
         ids = [d.id for d in children]

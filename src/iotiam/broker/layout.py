@@ -196,17 +196,16 @@ def render_config(config: BrokerConfig, files: BrokerFiles, plugin: Path,
     ])
 
 
-def dynsec_seed(password: str) -> str:
-    """Initial dynamic-security state: the admin user and role, default deny everywhere.
+#: the shared subscription iotiam reads gateways' reports with (one replica takes each)
+REPORTS_SUBSCRIPTION = "$share/iotiam-reports/gateways/+/reports/+"
 
-    The plugin's password format (PBKDF2-SHA512, base64 hash and salt) is what
-    ``mosquitto_ctrl dynsec init`` writes; written here so the password never appears
-    on a command line.
-    """
-    salt = secrets.token_bytes(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _ADMIN_HASH_ITERATIONS)
+
+def admin_acls() -> list[dict[str, object]]:
+    """What iotiam's admin user may do on its broker (the dynsec admin role's ACLs); a
+    start puts them back in the stored state (``sync.stored_dynsec_state``), so a broker
+    provisioned by an older iotiam gets what a newer one needs."""
     control = "$CONTROL/dynamic-security/#"
-    admin_acls = [
+    return [
         {"acltype": "publishClientSend", "topic": control, "allow": True},
         {"acltype": "publishClientReceive", "topic": control, "allow": True},
         {"acltype": "subscribePattern", "topic": control, "allow": True},
@@ -216,7 +215,21 @@ def dynsec_seed(password: str) -> str:
         {"acltype": "publishClientReceive", "topic": "#", "allow": True},
         {"acltype": "subscribePattern", "topic": "#", "allow": True},
         {"acltype": "unsubscribePattern", "topic": "#", "allow": True},
+        # gateways' reports, read once among the replicas, and the answers to them
+        {"acltype": "subscribePattern", "topic": REPORTS_SUBSCRIPTION, "allow": True},
+        {"acltype": "publishClientSend", "topic": "gateways/+/answers", "allow": True},
     ]
+
+
+def dynsec_seed(password: str) -> str:
+    """Initial dynamic-security state: the admin user and role, default deny everywhere.
+
+    The plugin's password format (PBKDF2-SHA512, base64 hash and salt) is what
+    ``mosquitto_ctrl dynsec init`` writes; written here so the password never appears
+    on a command line.
+    """
+    salt = secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _ADMIN_HASH_ITERATIONS)
     state = {
         "clients": [{
             "username": ADMIN_USERNAME,
@@ -226,7 +239,7 @@ def dynsec_seed(password: str) -> str:
             "iterations": _ADMIN_HASH_ITERATIONS,
             "roles": [{"rolename": ADMIN_USERNAME}],
         }],
-        "roles": [{"rolename": ADMIN_USERNAME, "acls": admin_acls}],
+        "roles": [{"rolename": ADMIN_USERNAME, "acls": admin_acls()}],
         "groups": [],
         # least privilege: a device gets exactly what its role grants, nothing by default
         "defaultACLAccess": {"publishClientSend": False, "publishClientReceive": False,

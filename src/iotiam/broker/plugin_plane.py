@@ -56,8 +56,9 @@ from iotiam.changes import (
 from iotiam.clock import Clock, SystemClock
 from iotiam.config import write_private_file
 from iotiam.errors import IamError
+from iotiam.gateways.models import in_reports_namespace
 from iotiam.policy.actions import CONNECT
-from iotiam.policy.models import Decision
+from iotiam.policy.models import Decision, Deny
 from iotiam.policy.mqtt_requests import Decider, ForgettingSubjects, decide_mqtt_request
 
 log = logging.getLogger("iotiam.broker")
@@ -223,6 +224,11 @@ class Relays(Protocol):
         this gateway (None: it names none)."""
         ...
 
+    def decide_report_topic(self, device_id: str, action: str, topic: str) -> Decision:
+        """A request in the namespace kept for gateways' reports: only a gateway, on its
+        own report and answer topics."""
+        ...
+
 
 class PdpAnswers:
     """The decision point as the plugin's socket asks it: one client's request, and
@@ -237,7 +243,12 @@ class PdpAnswers:
     def answer(self, username: str, action: str, source_ip: str | None, topic: str
                ) -> Decision:
         """Permit or Deny one publish, subscribe or receive; a gateway's request on a
-        child's topic is judged as the child's (docs/gateways.md)."""
+        child's topic is judged as the child's; the namespace of gateways' reports is
+        decided by its own rule, whatever the policies grant (docs/gateways.md)."""
+        if in_reports_namespace(topic):
+            if self._relays is None:
+                return Deny("the namespace of gateways' reports is closed here")
+            return self._relays.decide_report_topic(username, action, topic)
         decision = decide_mqtt_request(self._subjects, self._decisions, username, action,
                                        topic, source_ip=source_ip)
         if decision.allowed or self._relays is None:

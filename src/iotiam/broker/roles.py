@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iotiam.broker.dynsec import DynsecAdmin
+from iotiam.gateways.models import in_reports_namespace
 from iotiam.policy.broker_acl import FALLBACK_PRIORITY
 
 Acl = tuple[str, str, int, bool]  # acltype, topic, priority, allow
@@ -65,9 +66,12 @@ class DeviceRights:
 def split_rights(device_id: str, acls: frozenset[Acl], speaks_for: Iterable[str] = ()
                  ) -> DeviceRights:
     """Entries with the device's id (or, for a gateway, a child's) as a topic level are
-    its own; the rest are shared."""
+    its own, and so is every entry in the namespace kept for gateways' reports (its
+    denies must be tried before the shared allows: ``broker_acl.with_reports``); the
+    rest are shared."""
     names = {device_id, *speaks_for}
-    own = frozenset(a for a in acls if names.intersection(a[1].split("/")))
+    own = frozenset(a for a in acls if names.intersection(a[1].split("/"))
+                    or in_reports_namespace(a[1]))
     return DeviceRights(acls - own, own)
 
 

@@ -14,6 +14,7 @@ from iotiam.broker.decision_socket import DecisionSocket
 from iotiam.broker.dynsec import DynsecAdmin
 from iotiam.broker.event_source import BrokerEventSource, Deliver
 from iotiam.broker.fleet import LiveFleet
+from iotiam.broker.gateway_reports import GatewayReportConsumer, ReportTaker
 from iotiam.broker.installed_files import BrokerFileInstaller
 from iotiam.broker.layout import ADMIN_USERNAME, BrokerConfig, BrokerFiles, mosquitto_binary
 from iotiam.broker.plugin_plane import PdpAnswers, PluginAuthorization
@@ -51,6 +52,8 @@ class DataPlane:
     events: BrokerEventSource | None = None
     #: $SYS statistics; on an external broker also every message's metadata
     watch: BrokerWatch | None = None
+    #: gateways' reports over MQTT, read and answered (docs/gateways.md)
+    reports: GatewayReportConsumer | None = None
 
     def stop(self) -> None:
         """Stop syncing, then the broker, then read the broker's last log lines."""
@@ -58,6 +61,8 @@ class DataPlane:
         self.sync.wake.set()
         self.thread.join(timeout=5)
         self.sync.close()
+        if self.reports is not None:
+            self.reports.stop()
         if self.watch is not None:
             self.watch.stop()
         if self.broker is not None:
@@ -68,14 +73,16 @@ class DataPlane:
 
 def start_data_plane(fleet: LiveFleet, settings: Settings,
                      deliver: Deliver | None = None, answers: PdpAnswers | None = None,
-                     certified: Callable[[], None] | None = None) -> DataPlane | None:
+                     certified: Callable[[], None] | None = None,
+                     reports: ReportTaker | None = None) -> DataPlane | None:
     """Provision and start the managed broker (or attach to an external one) and sync it.
 
     With ``deliver`` (e.g. the detection service's ingest), the managed broker's log is
     followed and its events are handed to it in batches; an external broker's log is
     not iotiam's to read, so there a subscription to every message gives their metadata
     instead (``BrokerWatch``). Either way ``$SYS`` is watched for broker statistics.
-    ``certified``: told of each new certificate of the managed broker.
+    ``certified``: told of each new certificate of the managed broker. ``reports``:
+    takes the gateways' reports published on the broker (``GatewayReportConsumer``).
     """
     if settings.broker_mode == "off":
         return None
@@ -111,11 +118,16 @@ def start_data_plane(fleet: LiveFleet, settings: Settings,
     watch = BrokerWatch(host, config.admin_port, ADMIN_USERNAME, password,
                         deliver=deliver if broker is None else None)
     watch.start()
+    consumer = None
+    if reports is not None:
+        consumer = GatewayReportConsumer(host, config.admin_port, ADMIN_USERNAME, password,
+                                         reports, max_bytes=settings.max_body_bytes)
+        consumer.start()
     thread = threading.Thread(target=sync.run, args=(stop,), daemon=True, name="broker-sync")
     thread.start()
     if broker is not None:
         log.info("managed Mosquitto: mTLS :%d, TLS-PSK :%d", config.mtls_port, config.psk_port)
-    return DataPlane(sync, broker, thread, stop, events, watch)
+    return DataPlane(sync, broker, thread, stop, events, watch, consumer)
 
 
 def _sync(fleet: LiveFleet, files: BrokerFiles, config: BrokerConfig,

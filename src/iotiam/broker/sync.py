@@ -38,7 +38,7 @@ from typing import Any
 
 from iotiam.broker.dynsec import BrokerUnavailable, DynsecAdmin, DynsecError
 from iotiam.broker.installed_files import BrokerFileInstaller
-from iotiam.broker.layout import ADMIN_USERNAME, BrokerFiles, dynsec_seed
+from iotiam.broker.layout import ADMIN_USERNAME, BrokerFiles, admin_acls, dynsec_seed
 from iotiam.broker.process import ManagedMosquitto
 from iotiam.broker.provision import admin_password
 from iotiam.broker.roles import (
@@ -475,6 +475,9 @@ def stored_dynsec_state(files: BrokerFiles) -> dict[str, Any]:
     try:
         state = json.loads(files.dynsec.read_text())
         if isinstance(state, dict):
+            for role in state.get("roles", []):
+                if isinstance(role, dict) and role.get("rolename") == ADMIN_USERNAME:
+                    role["acls"] = admin_acls()  # what this iotiam's admin needs
             return state
     except (OSError, ValueError):
         pass

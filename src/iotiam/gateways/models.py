@@ -45,3 +45,40 @@ class SightingResult:
     child_id: str
     accepted: bool
     reason: str = ""
+
+
+#: the topic namespace iotiam keeps for gateways' reports and their answers: the broker
+#: lets a gateway publish only on its own report topics and read only its own answers,
+#: whatever the policies grant, and no other device anything there (docs/gateways.md)
+REPORTS_NAMESPACE = "gateways"
+#: what a gateway reports over MQTT: the last level of its report topic
+REPORT_KINDS = ("sightings", "events")
+
+
+def report_topic(gateway_id: str, kind: str) -> str:
+    """Where ``gateway_id`` publishes its reports of ``kind`` (``REPORT_KINDS``)."""
+    return f"{REPORTS_NAMESPACE}/{gateway_id}/reports/{kind}"
+
+
+def report_filter(gateway_id: str) -> str:
+    """The topic filter of every report topic of ``gateway_id``."""
+    return f"{REPORTS_NAMESPACE}/{gateway_id}/reports/+"
+
+
+def answers_topic(gateway_id: str) -> str:
+    """Where iotiam answers ``gateway_id``'s reports (its MQTT v5 response topic)."""
+    return f"{REPORTS_NAMESPACE}/{gateway_id}/answers"
+
+
+def report_of_topic(topic: str) -> tuple[str, str] | None:
+    """(gateway id, kind) of a report topic, or None when ``topic`` is not one."""
+    levels = topic.split("/")
+    if len(levels) != 4 or levels[0] != REPORTS_NAMESPACE or levels[2] != "reports" \
+            or levels[3] not in REPORT_KINDS or not levels[1]:
+        return None
+    return levels[1], levels[3]
+
+
+def in_reports_namespace(topic: str) -> bool:
+    """Whether a topic lies in the namespace kept for gateways' reports."""
+    return topic.partition("/")[0] == REPORTS_NAMESPACE

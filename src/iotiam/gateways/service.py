@@ -19,7 +19,15 @@ from iotiam.detection.models import Finding, FindingType, Severity
 from iotiam.detection.ports import FindingSink
 from iotiam.errors import IamError, InvalidInput, Unauthenticated
 from iotiam.gateways import rotation, rules, sealed_keys
-from iotiam.gateways.models import ChildKey, GatewayChildren, GatewayLink, SightingResult
+from iotiam.gateways.models import (
+    REPORTS_NAMESPACE,
+    ChildKey,
+    GatewayChildren,
+    GatewayLink,
+    SightingResult,
+    answers_topic,
+    report_of_topic,
+)
 from iotiam.gateways.ports import ChildKeys, ChildSubjects, GatewaysUnitOfWork
 from iotiam.gateways.rotation import RotationReport
 from iotiam.inventory.lifecycle import Transport, may, refusal
@@ -28,7 +36,8 @@ from iotiam.inventory.ports import visible_device
 from iotiam.kernel import ROOT_ORG_ID, ROOT_PATH, Principal, Role, Transactions
 from iotiam.pki.client_certificates import presented_device
 from iotiam.pki.ports import DeviceIssuers
-from iotiam.policy.models import Decision, Deny, RequestContext
+from iotiam.policy.actions import PUBLISH, RECEIVE, SUBSCRIBE
+from iotiam.policy.models import Decision, Deny, Permit, RequestContext
 from iotiam.policy.ports import PolicyDecisions
 
 #: most children one sighting report may name
@@ -285,7 +294,12 @@ class Gateways:
                          child_ids: Sequence[str]) -> list[SightingResult]:
         """Take a gateway's report of the children it saw; a device it may not speak for
         is refused, audited and raised as a ``gateway_mismatch`` finding."""
-        gateway = self.authenticate(certificate, "sightings")
+        return self.sightings_from(self.authenticate(certificate, "sightings"), child_ids)
+
+    def sightings_from(self, gateway: Device, child_ids: Sequence[str]
+                       ) -> list[SightingResult]:
+        """``report_sightings`` for a gateway already authenticated (by its certificate
+        on HTTPS, by the broker's ACL on MQTT: ``named``)."""
         if len(child_ids) > MAX_SIGHTINGS:
             raise InvalidInput(f"at most {MAX_SIGHTINGS} children per report")
         results, findings = [], []
@@ -321,6 +335,48 @@ class Gateways:
             device_type=gateway.type_name, detector=DETECTOR,
             summary=f"gateway {gateway.id} spoke for {child_id}, which it may not: {reason}",
             evidence={"child": child_id, "reason": reason})
+
+    def named(self, gateway_id: str, step: str) -> Device:
+        """The gateway that published a report on its own topic, which only it may
+        publish on (the broker's ACL authenticated it): still a gateway, in a state that
+        may take decisions and holding a live credential, or ``Unauthenticated``."""
+        draft = AuditDraft(tag=AuditTag.GATEWAY_CHILDREN_DELIVERED,
+                           actor=f"gateway:{gateway_id}"[:200], org_path=ROOT_PATH,
+                           subject=f"device:{gateway_id}"[:200],
+                           details={"step": step, "transport": "mqtt"})
+        with self._audit.refusals(draft):
+            check_identifier(gateway_id, "gateway id")
+            with self._uow.reading() as uow:
+                device = uow.devices.get(gateway_id)
+                device_type = uow.device_types.get(device.type_name) if device else None
+            subject = self._subjects.cached(gateway_id)
+            if device is None or subject is None:
+                raise Unauthenticated(f"gateway {gateway_id!r} no longer exists")
+            refused = refusal(device.id, device.state, Transport.DECISION)
+            if refused is not None:
+                raise Unauthenticated(refused)
+            if subject.credentialed is False:
+                raise Unauthenticated(f"gateway {gateway_id!r} holds no live credential")
+            if device_type is None or not rules.is_gateway_type(device_type):
+                raise Unauthenticated(f"device {gateway_id!r} is not a gateway")
+            return device
+
+    def decide_report_topic(self, device_id: str, action: str, topic: str) -> Decision:
+        """A broker's question about a topic in the namespace kept for gateways' reports
+        (``models.REPORTS_NAMESPACE``): a gateway may publish on its own report topics
+        and subscribe to and receive its own answers; nobody may do anything else there,
+        whatever the policies grant."""
+        report = report_of_topic(topic)
+        own = (action == PUBLISH and report is not None and report[0] == device_id) or (
+            action in (SUBSCRIBE, RECEIVE) and topic == answers_topic(device_id))
+        if not own:
+            return Deny(f"{REPORTS_NAMESPACE}/... is kept for gateways' reports: "
+                        f"{device_id!r} may not {action.removeprefix('mqtt:')} on {topic!r}")
+        try:
+            self.named(device_id, "broker")
+        except IamError as e:  # not a trusted gateway now, or the store unavailable
+            return Deny(e.detail)
+        return Permit(())
 
     def authenticate(self, certificate: x509.Certificate | None, step: str) -> Device:
         """The gateway holding this live iotiam certificate, or ``Unauthenticated``."""

@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from iotiam.gateways.models import REPORTS_NAMESPACE, answers_topic, report_filter
 from iotiam.inventory.lifecycle import Transport, may
 from iotiam.inventory.models import is_reserved_id
 from iotiam.policy.actions import CONNECT, PUBLISH, RECEIVE, SUBSCRIBE
@@ -51,6 +52,10 @@ from iotiam.policy.topics import HASH, PLUS, has_wildcard, overlap
 DENY_PRIORITY = 200
 ALLOW_PRIORITY = 100
 FALLBACK_PRIORITY = 0
+#: the namespace kept for gateways' reports: its denies come before every policy allow,
+#: a gateway's own report topics before those denies (``with_reports``)
+RESERVED_DENY = 250
+RESERVED_ALLOW = 300
 _BROKER_PATTERN_LEVELS = frozenset({"%c", "%u"})
 
 
@@ -164,7 +169,9 @@ def with_children(gateway: BrokerAcl, children: Sequence[BrokerAcl]) -> BrokerAc
         spoken.append(child.device_id)
         if child.valid_until is not None:
             until.append(child.valid_until)
-    denied = {(e.acltype, e.topic) for e in entries if not e.allow}
+    # the fallback (deny ``#`` at priority 0) takes nothing an allow of ``#`` grants
+    denied = {(e.acltype, e.topic) for e in entries
+              if not e.allow and e.priority > FALLBACK_PRIORITY}
     kept = {e for e in entries if not e.allow or (e.acltype, e.topic) not in denied}
     # one entry per type and topic: a role holds one ACL per (type, topic)
     by_key: dict[tuple[AclType, str], AclEntry] = {}
@@ -172,6 +179,41 @@ def with_children(gateway: BrokerAcl, children: Sequence[BrokerAcl]) -> BrokerAc
         by_key.setdefault((entry.acltype, entry.topic), entry)
     return replace(gateway, entries=tuple(sorted(by_key.values(), reverse=True)),
                    valid_until=min(until) if until else None, speaks_for=tuple(spoken))
+
+
+def with_reports(acl: BrokerAcl, *, gateway: bool) -> BrokerAcl:
+    """The namespace kept for gateways' reports (``gateways.models.REPORTS_NAMESPACE``)
+    laid over a device's ACL: a gateway may publish on its own report topics and read
+    its own answers (``RESERVED_ALLOW``); whatever a device's allows reach there is
+    denied (``RESERVED_DENY``, above every policy allow). Every such entry lies in the
+    namespace, so the broker sync keeps it in the device's own role, tried before the
+    shared allows (``broker.roles.split_rights``)."""
+    if not acl.can_connect:
+        return acl
+    namespace = (REPORTS_NAMESPACE, HASH)
+    entries = set(acl.entries)
+    reaching = {e.acltype for e in acl.entries if e.allow and e.priority > FALLBACK_PRIORITY
+                and overlap(tuple(e.topic.split("/")), namespace)}
+    # a subscription reaching in would be granted at the broker; only receive is checked
+    # per message, so the receive deny backs it
+    if reaching & {AclType.SUBSCRIBE_LITERAL, AclType.SUBSCRIBE_PATTERN}:
+        reaching |= {AclType.SUBSCRIBE_PATTERN, AclType.PUBLISH_CLIENT_RECEIVE}
+    reaching.discard(AclType.SUBSCRIBE_LITERAL)
+    entries.update(AclEntry(RESERVED_DENY, kind, f"{REPORTS_NAMESPACE}/{HASH}", False)
+                   for kind in reaching)
+    if gateway:
+        entries.update((
+            AclEntry(RESERVED_ALLOW, AclType.PUBLISH_CLIENT_SEND,
+                     report_filter(acl.device_id), True),
+            AclEntry(RESERVED_ALLOW, AclType.SUBSCRIBE_PATTERN, answers_topic(acl.device_id),
+                     True),
+            AclEntry(RESERVED_ALLOW, AclType.PUBLISH_CLIENT_RECEIVE,
+                     answers_topic(acl.device_id), True)))
+    # one entry per type and topic (a role holds one): the reserved one, tried first
+    by_key: dict[tuple[AclType, str], AclEntry] = {}
+    for entry in sorted(entries, reverse=True):
+        by_key.setdefault((entry.acltype, entry.topic), entry)
+    return replace(acl, entries=tuple(sorted(by_key.values(), reverse=True)))
 
 
 def _applies(rule: Rule, subject: Subject, context: RequestContext, engine: PolicyEngine) -> bool:

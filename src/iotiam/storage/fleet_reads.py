@@ -16,6 +16,7 @@ from sqlalchemy import Connection, func, or_, select
 
 from iotiam.clock import Clock
 from iotiam.credentials.models import PskStatus
+from iotiam.gateways.rules import is_gateway_type
 from iotiam.inventory.models import Device, DeviceState
 from iotiam.pki.models import CertificateStatus
 from iotiam.policy.models import DevicePosture
@@ -134,6 +135,11 @@ class SqlFleetReads:
         with self._db.reading() as uow:
             return {child: link.gateway_id
                     for child, link in uow.gateway_links.get_many(device_ids).items()}
+
+    def gateway_types(self) -> set[str]:
+        """The device types whose devices are gateways (their profile acts for children)."""
+        with self._db.reading() as uow:
+            return {t.name for t in uow.device_types.list_all() if is_gateway_type(t)}
 
     def posture_of(self, device_ids: Sequence[str]) -> dict[str, DevicePosture]:
         """Stored trust score, firmware verdict and credential standing of every device."""

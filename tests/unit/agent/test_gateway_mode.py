@@ -33,8 +33,11 @@ KEY = bytes(range(32))
     (["--port", "9000", "--local-port", "9000"], "--port and --local-port must differ"),
     (["--upstream", "nohost"], "--upstream 'nohost': use HOST:PORT"),
     (["--upstream", "host:99999"], "use HOST:PORT"),
+    (["--reports", "mqtt"], "--reports mqtt needs --upstream HOST:PORT"),
+    (["--reports", "carrier-pigeon"], "--reports 'carrier-pigeon': use mqtt or https"),
 ], ids=["fail/refresh-low", "fail/refresh-high", "fail/port", "fail/same-ports",
-        "fail/upstream", "fail/upstream-port"])
+        "fail/upstream", "fail/upstream-port", "fail/reports-mqtt-alone",
+        "fail/reports-unknown"])
 def test_gateway_mode_fail_bad_args(tmp_path: Path, args: list[str], message: str,
                                     capsys: pytest.CaptureFixture[str],
                                     monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from iotiam.broker.layout import (
+    ADMIN_USERNAME,
+    REPORTS_SUBSCRIPTION,
+    BrokerFiles,
+    admin_acls,
+    dynsec_seed,
+)
 from iotiam.broker.roles import (
     Acl,
     class_commands,
@@ -11,6 +21,7 @@ from iotiam.broker.roles import (
     plan_classes,
     split_rights,
 )
+from iotiam.broker.sync import stored_dynsec_state
 
 OWN: Acl = ("publishClientSend", "devices/d1/#", 100, True)
 TELEMETRY: Acl = ("publishClientSend", "fleet/telemetry", 100, True)
@@ -82,3 +93,21 @@ def test_class_commands_ok_denies_and_allows_in_their_roles() -> None:
     commands = class_commands("class:a", {}, GUARDED)
     made = {c["rolename"]: {a["topic"] for a in c["acls"]} for c in commands}
     assert made == {"class:a:deny": {GUARD[1]}, "class:a:allow": {TELEMETRY[1], "#"}}
+
+
+def test_stored_state_ok_admin_role_gets_what_this_iotiam_needs(tmp_path: Path) -> None:
+    files = BrokerFiles(tmp_path)
+    files.admin_password.write_text("secret")
+    seeded = json.loads(dynsec_seed("secret"))
+    # a broker provisioned before gateways reported over MQTT: the admin could not
+    # read their reports nor answer them
+    old = [a for a in admin_acls() if "gateways" not in str(a["topic"])]
+    seeded["roles"][0]["acls"] = old
+    seeded["roles"].append({"rolename": "device:d1", "acls": []})
+    files.dynsec.write_text(json.dumps(seeded))
+    state = stored_dynsec_state(files)
+    roles = {r["rolename"]: r["acls"] for r in state["roles"]}
+    assert roles[ADMIN_USERNAME] == admin_acls()
+    assert {"acltype": "subscribePattern", "topic": REPORTS_SUBSCRIPTION,
+            "allow": True} in roles[ADMIN_USERNAME]
+    assert roles["device:d1"] == []  # the fleet's roles are the sync's, untouched

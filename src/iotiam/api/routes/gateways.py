@@ -14,7 +14,9 @@ from iotiam.api.json_bodies import UntrustedJsonRoute
 from iotiam.api.policy_schemas import render_decision
 from iotiam.api.schemas import Body
 from iotiam.api.tls import client_address, client_certificate
+from iotiam.gateways.reports import MAX_EVENTS, GatewayReports
 from iotiam.gateways.sealed_keys import VERSION
+from iotiam.gateways.service import MAX_SIGHTINGS
 
 router = APIRouter(prefix="/v1", tags=["gateways"], route_class=UntrustedJsonRoute)
 
@@ -39,7 +41,7 @@ class RelayIn(Body):
 class SightingsIn(Body):
     """The children a gateway saw."""
 
-    children: list[str] = Field(max_length=1000)
+    children: list[str] = Field(max_length=MAX_SIGHTINGS)
 
 
 class KeyUsedIn(Body):
@@ -53,7 +55,7 @@ class EventsIn(Body):
     """Events a gateway observed, each about one of its children or itself (the fields
     of ``POST /v1/events``, docs/events.md)."""
 
-    events: list[Any] = Field(min_length=1, max_length=1000)
+    events: list[Any] = Field(min_length=1, max_length=MAX_EVENTS)
 
 
 @router.post("/devices/{device_id}/gateway")
@@ -97,10 +99,9 @@ def relay(body: RelayIn, request: Request, svc: Wired) -> dict[str, Any]:
 @router.post("/gateways/self/sightings")
 def sightings(body: SightingsIn, request: Request, svc: Wired) -> dict[str, Any]:
     """Take the calling gateway's report of the children it saw."""
-    results = svc.gateways.report_sightings(
-        client_certificate(request, svc.settings.trusted_proxies), body.children)
-    return {"results": [{"child": r.child_id, "accepted": r.accepted, "reason": r.reason}
-                        for r in results]}
+    certificate = client_certificate(request, svc.settings.trusted_proxies)
+    gateway = svc.gateways.authenticate(certificate, "sightings")
+    return GatewayReports(svc.gateways, svc.ingest).sightings(gateway, body.children)
 
 
 @router.post("/gateways/self/events")
@@ -110,18 +111,4 @@ def child_events(body: EventsIn, request: Request, svc: Wired) -> dict[str, Any]
     raised as a ``gateway_mismatch`` finding."""
     certificate = client_certificate(request, svc.settings.trusted_proxies)
     gateway = svc.gateways.authenticate(certificate, "events")
-    named = {n: e.get("device_id") if isinstance(e, dict) else None
-             for n, e in enumerate(body.events, start=1)}
-    others = sorted({d for d in named.values() if isinstance(d, str) and d != gateway.id})
-    judged = {r.child_id: r for r in svc.gateways.report_sightings(certificate, others)}
-    refused, records = [], []
-    for number, event in enumerate(body.events, start=1):
-        device = named[number]
-        if not isinstance(device, str):
-            refused.append({"event": number, "reason": "an event must name its device_id"})
-        elif device != gateway.id and not judged[device].accepted:
-            refused.append({"event": number, "reason": judged[device].reason})
-        else:
-            records.append((number, event))
-    report = svc.ingest.ingest_records(records, org_path=gateway.org_path)
-    return {**report.to_json(), "refused": refused}
+    return GatewayReports(svc.gateways, svc.ingest).events(gateway, body.events)

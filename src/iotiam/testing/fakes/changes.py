@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from iotiam.changes import Change, Consumer, Published
 from iotiam.clock import Clock
 from iotiam.credentials.models import PskStatus
+from iotiam.gateways.rules import is_gateway_type
 from iotiam.inventory.models import Device, DeviceState
 from iotiam.pki.models import CertificateStatus
 from iotiam.policy.models import DevicePosture
@@ -84,6 +85,10 @@ class MemoryFleetReads:
         """The gateway each of these devices is registered under."""
         return {c: link.gateway_id for c, link in
                 self._uow.gateway_links.get_many(device_ids).items()}
+
+    def gateway_types(self) -> set[str]:
+        """The device types whose devices are gateways."""
+        return {t.name for t in self._uow.device_types.list_all() if is_gateway_type(t)}
 
     def posture_of(self, device_ids: Sequence[str]) -> dict[str, DevicePosture]:
         """Stored trust score, firmware verdict and credential standing of each device."""
