@@ -152,6 +152,8 @@ environment.globals["quoted"] = quoted
 #: the notices a redirect may show (a key, never text from the query)
 NOTICES = {
     "revoked": "Certificate revoked. OCSP and the CRL answer 'revoked' from now on.",
+    "psk_revoked": "PSK revoked; revocation is final.",
+    "client_revoked": "OAuth client revoked: its tokens are inactive from now on.",
     "quarantined": "Device quarantined.",
     "lifted": "Quarantine lifted: the device is back in its previous state.",
     "decommissioned": "Device decommissioned; its credentials were revoked.",
