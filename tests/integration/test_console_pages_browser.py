@@ -262,6 +262,34 @@ def test_ok_compliance_filter_and_export(world: World, open_page: Callable[[], A
     local = open_page()
     local.goto(saved.as_uri())
     assert "Compliance report" in local.locator("h1").inner_text()
+    # printed to PDF as an auditor's browser would: every requirement is a heading of
+    # the PDF's outline, each framework starts a new page
+    pdf = local.pdf(format="A4", outline=True, print_background=True)
+    printed = world.shots / "compliance-report.pdf"
+    printed.write_bytes(pdf)
+    world.saved.append(printed)
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+    with world.server.api() as api:
+        report = api.get("/v1/compliance/report").json()
+    headings = {f"{r['clause']} · {r['title']}" for r in report["requirements"]}
+    frameworks = {r["framework"] for r in report["requirements"]}
+    assert len(headings) == len(report["requirements"]) >= 15
+    assert set(outline_titles(pdf)) >= headings | frameworks
+    assert len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf)) > len(frameworks)
+
+
+def outline_titles(pdf: bytes) -> list[str]:
+    """The ``/Title`` strings of a PDF's dictionaries (its outline's entries and the
+    document's title): literal strings and UTF-16 hex strings, as Chromium writes them."""
+    found = []
+    for raw in re.findall(rb"/Title\s*(<[0-9A-Fa-f\s]*>|\((?:\\.|[^\\)])*\))", pdf):
+        if raw.startswith(b"<"):
+            data = bytes.fromhex(raw[1:-1].decode())
+            found.append(data[2:].decode("utf-16-be") if data.startswith(b"\xfe\xff")
+                         else data.decode("latin-1"))
+        else:
+            found.append(re.sub(rb"\\(.)", rb"\1", raw[1:-1]).decode("latin-1"))
+    return found
 
 
 def test_fail_a_business_unit_admins_report_is_its_subtree(
