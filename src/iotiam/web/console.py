@@ -158,6 +158,7 @@ NOTICES = {
     "lifted": "Quarantine lifted: the device is back in its previous state.",
     "decommissioned": "Device decommissioned; its credentials were revoked.",
     "acknowledged": "Finding acknowledged.",
+    "mode_set": "Detection mode set; it applies to the next events of that type.",
     "resolved": "Finding resolved.",
     "false_positive": "Finding marked as a false positive; its mitigations were lifted.",
     "accepted": "Risk accepted until the date shown.",
