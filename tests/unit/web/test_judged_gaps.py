@@ -5,11 +5,13 @@ would have done, and accepting a risk on several register entries at once."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 from api.tenants import Tenants
 
 from iotiam.detection.models import Finding, FindingType, Severity
+from iotiam.kernel import SYSTEM
 from iotiam.testing.console import Console
 
 
@@ -66,3 +68,38 @@ def test_ok_detection_modes_set_and_monitor_counts(
                                                      "mode": "enforce"})
     assert refused.status_code == 404  # a business unit's admin sets no global mode (G9)
     assert str(services.response.mode_of("sensor")) == "monitor"
+
+
+def test_ok_accept_a_risk_on_several_entries_at_once(
+        tenants: Tenants, browsers: Callable[[str | None], Console]) -> None:
+    installation = tenants.installation
+    with installation.services.database.reading() as uow:
+        cert = next(iter(uow.certificates.iter_device_certificates(org_path="/root/")))
+    installation.clock.set(cert.not_before + (cert.not_after - cert.not_before) * 0.8)
+    installation.services.risk.rebuild(SYSTEM)
+    console = browsers(None)
+    listed = console.page("/console/risk", factor="expiring-no-renewal", subject="certificate")
+    assert "4 entries match." in listed.text
+    assert "Accept a risk on the chosen entries" in listed.text
+    chosen = re.findall(r'name="entry" value="([^"]+)"', listed.text)[:2]
+    other = console.page("/console/risk", factor="", subject="device").text
+    without = [e for e in re.findall(r'name="entry" value="([^"]+)"', other)
+               if e not in chosen][:1]  # a device entry: no expiring-no-renewal factor
+    refused = console.post("/console/risk/accept", {"entry": chosen, "reason": "",
+                                                    "factor": "expiring-no-renewal",
+                                                    "days": "7"})
+    assert refused.status_code == 400  # no reason: nothing accepted
+    assert "4 entries match." in console.page("/console/risk", factor="expiring-no-renewal",
+                                              subject="certificate").text
+    done = console.post("/console/risk/accept", {
+        "entry": [*chosen, *without], "factor": "expiring-no-renewal",
+        "reason": "replaced next week", "days": "7"})
+    assert done.status_code == 200
+    assert f"on 2 of {2 + len(without)} entries" in done.text
+    assert "2 entries match." in console.page("/console/risk", factor="expiring-no-renewal",
+                                              subject="certificate").text
+    acme = browsers(tenants.token("acme", "operator"))
+    acme.page("/console/risk")
+    assert acme.post("/console/risk/accept", {
+        "entry": chosen, "factor": "expiring-no-renewal", "reason": "r",
+        "days": "7"}).status_code == 403  # admins accept risks
