@@ -322,7 +322,8 @@ PAGES = ("/console/", "/console/devices", "/console/devices/acme-cam", "/console
          "&topic=telemetry/acme-cam",
          "/console/policies/who-can?action=mqtt:publish&topic=telemetry/acme-cam",
          "/console/enrollment?status=all", "/console/enrollment/requests/{held}",
-         "/console/enrollment/manufacturers/acme-devices", "/console/compliance")
+         "/console/enrollment/manufacturers/acme-devices", "/console/compliance",
+         "/console/detection")
 
 #: what a person can act on (a radio group is one Tab stop: its checked button)
 _ACTIONS = """() => {
