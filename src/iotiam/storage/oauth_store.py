@@ -29,7 +29,7 @@ from iotiam.storage.raw import (
     utc,
     utc_required,
 )
-from iotiam.storage.rows import dump_json, load_json, under_path
+from iotiam.storage.rows import dump_json, load_json, one_of, under_path
 from iotiam.storage.tables import tokens as t
 from iotiam.tokens.models import (
     AuthMethod,
@@ -158,6 +158,14 @@ class SqlOAuthClientStore:
         row = self._c.execute(select(t.oauth_clients).where(
             t.oauth_clients.c.device_id == device_id)).first()
         return _client(row) if row else None
+
+    def for_devices(self, device_ids: Sequence[str]) -> dict[str, OAuthClient]:
+        """The client of each of these devices that has one."""
+        if not device_ids:
+            return {}
+        rows = self._c.execute(select(t.oauth_clients).where(one_of(
+            self._c, t.oauth_clients.c.device_id, list(dict.fromkeys(device_ids)))))
+        return {r.device_id: _client(r) for r in rows}
 
     def list_under(self, *, org_path: str, limit: int = 1000) -> list[OAuthClient]:
         """Clients under ``org_path`` by id."""

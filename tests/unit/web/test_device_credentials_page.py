@@ -22,6 +22,10 @@ def test_ok_psk_only_device_shows_its_psk_and_status(tenants: Tenants,
     assert page.status_code == 200
     assert "Pre-shared keys" in page.text and "No PSK." not in page.text
     assert '<span class="status status-active">active</span></a></dd>' in page.text
+    # the trust score judges the same credentials: no "none" penalty for a PSK holder
+    assert "credential status: none" not in page.text
+    trust = tenants.installation.services.trust.explain(SYSTEM, "acme-child")
+    assert all(f.name != "credential" for f in trust.factors), trust.factors
     listed = console.page("/console/devices", credential="active", rows="25")
     assert "acme-child" in listed.text
     assert console.post("/console/devices/acme-child/psk/revoke",
