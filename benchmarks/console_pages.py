@@ -60,6 +60,8 @@ def pages(devices: int) -> list[tuple[str, str]]:
         ("risk register, type + min score", "/console/risk?type=gateway&min_score=20"),
         ("discovered assets", "/console/assets"),
         ("findings", "/console/findings"),
+        ("detection modes, would-act 7 days", "/console/detection"),
+        ("detection modes, would-act 90 days", "/console/detection?days=90"),
         ("audit search", "/console/audit"),
         ("audit search, by device", f"/console/audit?device={one}"),
         ("policies", "/console/policies"),

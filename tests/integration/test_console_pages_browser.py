@@ -262,6 +262,41 @@ def test_ok_compliance_filter_and_export(world: World, open_page: Callable[[], A
     local = open_page()
     local.goto(saved.as_uri())
     assert "Compliance report" in local.locator("h1").inner_text()
+    # printed to PDF as an auditor's browser would: every requirement is a heading of
+    # the PDF's outline, each framework starts a new page
+    pdf = local.pdf(format="A4", outline=True, tagged=True, print_background=True)
+    printed = world.shots / "compliance-report.pdf"
+    printed.write_bytes(pdf)
+    world.saved.append(printed)
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+    with world.server.api() as api:
+        report = api.get("/v1/compliance/report").json()
+    headings = {f"{r['clause']} · {r['title']}" for r in report["requirements"]}
+    frameworks = {r["framework"] for r in report["requirements"]}
+    assert len(headings) == len(report["requirements"]) >= 15
+    # Chromium drops the space where a long heading wraps: compared without spaces
+    assert {squeezed(t) for t in outline_titles(pdf)} >= {
+        squeezed(t) for t in headings | frameworks}
+    assert len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf)) > len(frameworks)
+
+
+def squeezed(text: str) -> str:
+    """``text`` without whitespace."""
+    return "".join(text.split())
+
+
+def outline_titles(pdf: bytes) -> list[str]:
+    """The ``/Title`` strings of a PDF's dictionaries (its outline's entries and the
+    document's title): literal strings and UTF-16 hex strings, as Chromium writes them."""
+    found = []
+    for raw in re.findall(rb"/Title\s*(<[0-9A-Fa-f\s]*>|\((?:\\.|[^\\)])*\))", pdf):
+        if raw.startswith(b"<"):
+            data = bytes.fromhex(raw[1:-1].decode())
+            found.append(data[2:].decode("utf-16-be") if data.startswith(b"\xfe\xff")
+                         else data.decode("latin-1"))
+        else:
+            found.append(re.sub(rb"\\(.)", rb"\1", raw[1:-1]).decode("latin-1"))
+    return found
 
 
 def test_fail_a_business_unit_admins_report_is_its_subtree(
@@ -287,7 +322,8 @@ PAGES = ("/console/", "/console/devices", "/console/devices/acme-cam", "/console
          "&topic=telemetry/acme-cam",
          "/console/policies/who-can?action=mqtt:publish&topic=telemetry/acme-cam",
          "/console/enrollment?status=all", "/console/enrollment/requests/{held}",
-         "/console/enrollment/manufacturers/acme-devices", "/console/compliance")
+         "/console/enrollment/manufacturers/acme-devices", "/console/compliance",
+         "/console/detection")
 
 #: what a person can act on (a radio group is one Tab stop: its checked button)
 _ACTIONS = """() => {

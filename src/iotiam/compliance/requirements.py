@@ -44,7 +44,9 @@ def _factors(fleet: FleetEvidence, *names: str) -> tuple[Evidence, ...]:
 
 
 def _credentialed(fleet: FleetEvidence) -> int:
-    """Devices holding a certificate (the inventory's credential status counts those)."""
+    """Devices holding a credential of any kind the inventory's credential status judges:
+    a certificate, a PSK (a scheduled rotation's next key not yet promoted aside) or an
+    OAuth client, live or not (every device but the status ``none``)."""
     return fleet.devices - fleet.by_credential.get("none", 0)
 
 
@@ -61,7 +63,8 @@ def _unbuilt(fleet: FleetEvidence) -> str | None:
 def unique_credentials(fleet: FleetEvidence, now: datetime
                        ) -> tuple[Status, str, tuple[Evidence, ...]]:
     """No default or shared credential on any identity."""
-    evidence = (Evidence("devices with a credential", _credentialed(fleet), View.DEVICES),
+    evidence = (Evidence("devices holding a certificate, PSK or OAuth client",
+                         _credentialed(fleet), View.DEVICES),
                 *_factors(fleet, "default-credential", "shared-credential",
                           "conflicting-client-id"))
     if (why := _unbuilt(fleet)) is not None:
@@ -71,7 +74,8 @@ def unique_credentials(fleet: FleetEvidence, now: datetime
     if bad:
         return Status.NOT_MET, f"{bad} identities use a default or shared credential", evidence
     if _credentialed(fleet) == 0:
-        return Status.NO_EVIDENCE, "no device holds a certificate yet", evidence
+        return (Status.NO_EVIDENCE, "no device holds a credential (certificate, PSK or "
+                "OAuth client) yet", evidence)
     return Status.MET, "every credential is unique to its device", evidence
 
 
@@ -102,7 +106,7 @@ def key_management(fleet: FleetEvidence, now: datetime
     expired = fleet.by_credential.get("expired", 0)
     evidence = (Evidence("devices whose key is older than their type allows",
                          fleet.never_rotated, View.DEVICES),
-                Evidence("devices whose certificate expired unrenewed", expired,
+                Evidence("devices whose current certificate or PSK expired unreplaced", expired,
                          View.DEVICES),
                 *_factors(fleet, "never-rotated", "expired-in-use", "expiring-no-renewal",
                           "revoked-in-use", "active-under-revoked-ca", "weak-key"))

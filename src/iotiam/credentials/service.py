@@ -235,6 +235,12 @@ class Psks:
                 lines.append(f"{psk.identity}:{key.hex()}")
         return sorted(lines)
 
+    def for_device(self, actor: Principal, device_id: str) -> list[Psk]:
+        """Every PSK of a device the caller sees, oldest first (404 outside, G9)."""
+        with self._uow.reading() as uow:
+            device = visible_device(uow.devices, actor, device_id)
+            return uow.psks.for_device(device.id)
+
     def credentials(self, actor: Principal, device_id: str) -> list[CredentialView]:
         """Every credential of a device (certificates and PSKs), one lifecycle model."""
         now = self._clock.now()

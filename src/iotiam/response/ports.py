@@ -8,6 +8,7 @@ from typing import Protocol
 
 from iotiam.audit.ports import AuditUnitOfWork
 from iotiam.changes import ChangeRecorder
+from iotiam.credentials.ports import PskStore
 from iotiam.detection.models import DetectionMode, Finding, FindingState, FindingType
 from iotiam.inventory.ports import DeviceTypeStore, DeviceUnitOfWork
 from iotiam.pki.models import RevocationReason
@@ -21,6 +22,7 @@ from iotiam.response.models import (
     TrustScore,
     WouldActCount,
 )
+from iotiam.tokens.ports import OAuthClientStore
 
 
 class FindingStore(Protocol):
@@ -194,6 +196,16 @@ class ResponseUnitOfWork(DeviceUnitOfWork, AuditUnitOfWork, Protocol):
     @property
     def certificates(self) -> CertificateStore:
         """Certificates, read for the credential factor of the score."""
+        ...
+
+    @property
+    def psks(self) -> PskStore:
+        """PSKs, read for the credential factor of the score."""
+        ...
+
+    @property
+    def oauth_clients(self) -> OAuthClientStore:
+        """OAuth clients, read for the credential factor of the score."""
         ...
 
 

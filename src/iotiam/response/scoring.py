@@ -27,7 +27,11 @@ from iotiam.changes import (
 from iotiam.clock import Clock, idle
 from iotiam.errors import IamError, NotFound
 from iotiam.inventory.credential_status import (
+    HeldCredential,
     credential_status_by_device,
+    held_certificate,
+    held_client,
+    held_psk,
     never_rotated_devices,
 )
 from iotiam.inventory.models import CredentialStatus, Device
@@ -121,7 +125,7 @@ class TrustScores:
         device_ids = list(devices)
         findings = uow.findings.live_for_devices(device_ids)
         types = {t.name: t for t in uow.device_types.list_all()}
-        held = uow.certificates.for_devices(device_ids)  # one query, not one per device
+        held = _held_credentials(uow, device_ids)
         scores: dict[str, TrustScore] = {}
         for device_id, device in devices.items():
             certificates = held.get(device_id)
@@ -312,3 +316,19 @@ class TrustRefresher:
             except IamError as e:
                 log.warning("trust refresh failed: %s", e)
                 stop.wait(STOP_SECONDS)  # a failing store is not retried in a tight loop
+
+
+def _held_credentials(uow: ResponseUnitOfWork, device_ids: list[str]
+                      ) -> dict[str, list[HeldCredential]]:
+    """Every credential of these devices, as the inventory's credential status judges
+    them (certificates, PSKs, the OAuth client): one query per kind, not per device."""
+    found: dict[str, list[HeldCredential]] = {}
+    kinds = [
+        *(held_certificate(c) for certs in uow.certificates.for_devices(device_ids).values()
+          for c in certs),
+        *(held_psk(p) for psks in uow.psks.for_devices(device_ids).values() for p in psks),
+        *map(held_client, uow.oauth_clients.for_devices(device_ids).values())]
+    for held in kinds:
+        if held is not None:
+            found.setdefault(held.device_id, []).append(held)
+    return found

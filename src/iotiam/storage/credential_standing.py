@@ -1,9 +1,10 @@
-"""``device_credentials``: one row per certificate holder, what its credential status is
+"""``device_credentials``: one row per credential holder, what its credential status is
 judged from at any time (``storage/fleet_counts.py`` reads it).
 
-The certificate store rewrites a holder's row in the transaction that issues or revokes
-one of its certificates, a transfer when it moves the device; ``device_credential_days``
-moves with it.
+A holder's row is rewritten in the transaction that issues or revokes one of its
+certificates (the certificate store, the revocation sets), makes, promotes, revokes or
+ends one of its PSKs (the PSK store), registers or revokes its OAuth client (the client
+store), or moves the device (a transfer); ``device_credential_days`` moves with it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, text
 
-from iotiam.inventory.credential_status import renewal_point
+from iotiam.inventory.credential_status import NEVER, renewal_point
 from iotiam.storage.raw import RawSql, RawStatement, in_params, in_statement, row_object, utc
 from iotiam.storage.tables import inventory
 
@@ -32,12 +33,31 @@ _TIMES = frozenset(INSTANTS)
 #: rows written per ``INSERT`` when the whole table is rebuilt
 _BATCH = 5000
 
+# Every credential kind a device's status is judged from (``inventory/credential_status``),
+# in one shape: a certificate; a PSK (not a ``next`` one) valid from its creation until
+# it expires or :never; a device's OAuth client from its registration until :never, and
+# ranked after every key (``late``: it decides only when no certificate or PSK is live).
+_HELD = """
+  SELECT device_id, status, not_before, not_after, public_key_sha256, 0 AS late,
+         0 AS kind, id AS row_id, '' AS text_id
+  FROM certificates WHERE device_id IS NOT NULL AND status <> 'reserved' {where}
+  UNION ALL
+  SELECT device_id, CASE WHEN status = 'active' THEN 'issued' ELSE 'revoked' END,
+         created_at, COALESCE(expires_at, :never), 'psk:' || id, 0, 1, 0, id
+  FROM psks WHERE status <> 'next' {where}
+  UNION ALL
+  SELECT device_id, CASE WHEN status = 'active' THEN 'issued' ELSE 'revoked' END,
+         created_at, COALESCE(revoked_at, :never), 'oauth:' || client_id, 1, 2, 0, client_id
+  FROM oauth_clients WHERE device_id IS NOT NULL {where}
+"""
 # Per device, in one pass of window functions (no self-join: a planner that misjudges a
-# join of two derived tables of millions of rows falls back to nested loops): the issued
-# certificate with the newest notBefore (the oldest row on a tie, as a scan in row order
-# finds it) ranks first, ahead of any revoked one; beside it the latest notAfter of any
-# issued one and when its key was first certified. Only issued and revoked certificates
-# count (``iter_device_certificates``); a reserved one is not signed yet.
+# join of two derived tables of millions of rows falls back to nested loops): the live
+# credential with the newest notBefore (a key ahead of an OAuth client; the oldest row
+# on a tie, as a scan in row order finds it) ranks first, ahead of any revoked one;
+# beside it the latest notAfter of any live one and when its key was first certified.
+# Only issued and revoked certificates count (``iter_device_certificates``); a reserved
+# one is not signed yet. (A revoked client's end is its revocation: only a live one's
+# is read, and :never alone would leave its type unknown to PostgreSQL.)
 _HOLDERS = """
 SELECT x.device_id, d.org_path, d.type_name,
        CASE WHEN x.status = 'issued' THEN x.not_before END,
@@ -48,21 +68,20 @@ SELECT x.device_id, d.org_path, d.type_name,
 FROM (
   SELECT device_id, status, not_before, not_after, public_key_sha256,
          ROW_NUMBER() OVER (PARTITION BY device_id
-                            ORDER BY CASE WHEN status = 'issued' THEN 0 ELSE 1 END,
-                                     not_before DESC, id) AS rank,
+                            ORDER BY CASE WHEN status = 'issued' THEN 0 ELSE 1 END, late,
+                                     not_before DESC, kind, row_id, text_id) AS rank,
          MAX(CASE WHEN status = 'issued' THEN not_after END)
              OVER (PARTITION BY device_id) AS issued_until,
          MIN(not_before) OVER (PARTITION BY device_id, public_key_sha256) AS key_since
-  FROM certificates
-  WHERE device_id IS NOT NULL AND status <> 'reserved' {where}
+  FROM ({held}) held
 ) x
 JOIN devices d ON d.id = x.device_id
 WHERE x.rank = 1
 """
-_ALL_HOLDERS = text(_HOLDERS.format(where=""))
+_ALL_HOLDERS = text(_HOLDERS.format(held=_HELD.format(where="")))
 # the write path's statements go straight to the driver (storage/raw.py): they run in
 # every issuance and revocation
-_HOLDERS_OF = _HOLDERS.format(where="AND device_id IN ({in_list})")
+_HOLDERS_OF = _HOLDERS.format(held=_HELD.format(where="AND device_id IN ({in_list})"))
 _DEVICES_OF_SERIALS = ("SELECT DISTINCT device_id FROM certificates WHERE issuer_id = "
                        ":issuer AND serial IN ({in_list}) AND device_id IS NOT NULL")
 # PostgreSQL: two transactions issuing to one device (two replicas) take turns here, so
@@ -108,7 +127,7 @@ def refresh_standing(conn: Connection, device_ids: Iterable[str]) -> None:
         if conn.dialect.name == "postgresql":
             raw.all(in_statement(_LOCK_HOLDERS, "id", len(chunk)), ids)
         rows = [_standing_row(r) for r in raw.all(
-            in_statement(_HOLDERS_OF, "id", len(chunk)), ids)]
+            in_statement(_HOLDERS_OF, "id", len(chunk)), {**ids, "never": raw.when(NEVER)})]
         moved = Counter(day_bucket(r) for r in rows)
         moved.subtract(day_bucket(vars(row_object(_STANDING_COLUMNS, r, _TIMES)))
                        for r in raw.all(in_statement(_DROP, "id", len(chunk)), ids))
@@ -151,7 +170,7 @@ def devices_of_serials(conn: Connection, issuer_id: str, serials: Sequence[str])
 
 
 def rebuild_standing(conn: Connection) -> int:
-    """Rewrite every row and day bucket from the certificates (one query, streamed); how
+    """Rewrite every row and day bucket from the credentials (one query, streamed); how
     many holders were written."""
     conn.execute(delete(_STANDING))
     conn.execute(delete(_DAYS))
@@ -159,8 +178,8 @@ def rebuild_standing(conn: Connection) -> int:
     buckets: Counter[tuple[Any, ...]] = Counter()
     batch: list[dict[str, Any]] = []
     # streamed: a million holders are never all in memory
-    for row in conn.execute(_ALL_HOLDERS, execution_options={
-            "stream_results": True, "yield_per": _BATCH}):
+    for row in conn.execute(_ALL_HOLDERS, {"never": RawSql(conn).when(NEVER)},
+                            execution_options={"stream_results": True, "yield_per": _BATCH}):
         batch.append(_standing_row(row))
         buckets[day_bucket(batch[-1])] += 1
         if len(batch) == _BATCH:

@@ -1,4 +1,8 @@
-"""SQL implementation of the PSK store."""
+"""SQL implementation of the PSK store.
+
+Every write of a PSK rewrites its device's credential standing in the same transaction
+(``storage/credential_standing.py``): the inventory report counts PSK holders too.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from iotiam.credentials.models import Psk, PskStatus
+from iotiam.storage.credential_standing import refresh_standing
 from iotiam.storage.rows import one_of, under_path
 from iotiam.storage.tables import credentials as t
 
@@ -30,6 +35,7 @@ class SqlPskStore:
             expires_at=psk.expires_at, revoked_at=psk.revoked_at,
             revocation_reason=psk.revocation_reason, replaced_by=psk.replaced_by,
         ))
+        refresh_standing(self._c, [psk.device_id])
 
     def active_for_device(self, device_id: str) -> Psk | None:
         """The device's active PSK."""
@@ -64,23 +70,31 @@ class SqlPskStore:
                    t.psks.c.status.in_([str(PskStatus.ACTIVE), str(PskStatus.NEXT)]))
             .values(status=str(PskStatus.REVOKED), revoked_at=at, revocation_reason=reason,
                     replaced_by=replaced_by)
+            .returning(t.psks.c.device_id)
         )
-        return result.rowcount == 1
+        return self._moved(result.first())
 
     def promote(self, psk_id: str) -> bool:
         """Make a next PSK the active one."""
         result = self._c.execute(
             update(t.psks).where(t.psks.c.id == psk_id, t.psks.c.status == str(PskStatus.NEXT))
-            .values(status=str(PskStatus.ACTIVE)))
-        return result.rowcount == 1
+            .values(status=str(PskStatus.ACTIVE)).returning(t.psks.c.device_id))
+        return self._moved(result.first())
 
     def set_expiry(self, psk_id: str, at: datetime) -> bool:
         """Set when an active PSK expires."""
         result = self._c.execute(
             update(t.psks)
             .where(t.psks.c.id == psk_id, t.psks.c.status == str(PskStatus.ACTIVE))
-            .values(expires_at=at))
-        return result.rowcount == 1
+            .values(expires_at=at).returning(t.psks.c.device_id))
+        return self._moved(result.first())
+
+    def _moved(self, changed: Any) -> bool:
+        """After an update of one PSK: its holder's standing rewritten; whether it did."""
+        if changed is None:
+            return False
+        refresh_standing(self._c, [changed.device_id])
+        return True
 
     def iter_active(self, *, org_path: str) -> Iterator[Psk]:
         """Active PSKs under ``org_path``."""

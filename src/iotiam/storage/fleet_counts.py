@@ -2,13 +2,14 @@
 
 ``device_counts`` is kept by triggers on ``devices`` (migration 0022), so every write of
 a device — one, a bulk import, a state change, a transfer — moves it in its own
-transaction. ``device_credentials`` holds one row per certificate holder and
+transaction. ``device_credentials`` holds one row per credential holder and
 ``device_credential_days`` counts those rows per day of each instant, both rewritten
-whenever a certificate of the device is issued or revoked or the device is transferred
-(``storage/credential_standing.py``). Expiry needs no write: the rows keep instants
-(newest notBefore/notAfter, renewal point, key age), and the status is judged against
-``now`` when the report is read — whole day buckets where their days allow, rows only
-for the buckets on a threshold's day (``storage/credential_days.py``; docs/scale.md).
+whenever a credential of the device (a certificate, a PSK, its OAuth client) is made,
+revoked or changed, or the device is transferred (``storage/credential_standing.py``).
+Expiry needs no write: the rows keep instants (newest notBefore/notAfter, renewal
+point, key age), and the status is judged against ``now`` when the report is read —
+whole day buckets where their days allow, rows only for the buckets on a threshold's
+day (``storage/credential_days.py``; docs/scale.md).
 """
 
 from __future__ import annotations
@@ -31,11 +32,20 @@ from sqlalchemy import (
     text,
 )
 
-from iotiam.inventory.credential_status import credential_status_by_device, credential_tally
+from iotiam.inventory.credential_status import (
+    HeldCredential,
+    credential_status_by_device,
+    credential_tally,
+    held_certificate,
+    held_client,
+    held_psk,
+)
 from iotiam.inventory.models import CredentialStatus, CredentialTally, DeviceTally
 from iotiam.storage.credential_days import Thresholds
 from iotiam.storage.credential_standing import rebuild_standing
+from iotiam.storage.credential_store import SqlPskStore
 from iotiam.storage.inventory_store import SqlDeviceStore
+from iotiam.storage.oauth_store import SqlOAuthClientStore
 from iotiam.storage.pki_store import SqlCertificateStore
 from iotiam.storage.rows import under_path
 from iotiam.storage.tables import inventory
@@ -141,13 +151,21 @@ class SqlFleetCounts:
         odd = [r.id for r in rows if r.status == _IRREGULAR]
         regular = {r.id for r in rows if r.status != _IRREGULAR}
         if odd:
-            certificates = SqlCertificateStore(self._c).for_devices(odd)
-            verdicts = credential_status_by_device(
-                [cert for certs in certificates.values() for cert in certs], now=now,
-                rotation_age=rotation_age)
+            verdicts = credential_status_by_device(self._held(odd), now=now,
+                                                   rotation_age=rotation_age)
             regular |= {i for i in odd if verdicts.get(i, CredentialStatus.NONE) is status}
         ids = [r.id for r in rows if r.id in regular]
         return ids, rows[-1].id if len(rows) == limit else None
+
+    def _held(self, device_ids: list[str]) -> list[HeldCredential]:
+        """Every credential of these devices (the irregular few), as the status judges."""
+        certificates = SqlCertificateStore(self._c).for_devices(device_ids)
+        psks = SqlPskStore(self._c).for_devices(device_ids)
+        clients = [SqlOAuthClientStore(self._c).for_device(i) for i in device_ids]
+        found = [*(held_certificate(c) for certs in certificates.values() for c in certs),
+                 *(held_psk(p) for held in psks.values() for p in held),
+                 *(held_client(c) for c in clients if c is not None)]
+        return [held for held in found if held is not None]
 
     def _rows_tally(
         self, org_path: str, where: ColumnElement[bool], now: datetime,
@@ -177,11 +195,9 @@ class SqlFleetCounts:
         odd = [r[0] for r in self._c.execute(select(c.device_id).where(
             under_path(c.org_path, org_path), where, irregular))]
         devices = SqlDeviceStore(self._c).get_many(odd).values()
-        certificates = SqlCertificateStore(self._c).for_devices(odd)
         extra = credential_tally(
-            devices, [cert for certs in certificates.values() for cert in certs],
-            now=now, rotation_age=rotation_age, expiring_within=expiring_within,
-            max_age_by_type=max_age_by_type)
+            devices, self._held(odd), now=now, rotation_age=rotation_age,
+            expiring_within=expiring_within, max_age_by_type=max_age_by_type)
         for name, n in extra.by_status.items():
             by_status[name] = by_status.get(name, 0) + n
         return CredentialTally(by_status, stale_keys + extra.never_rotated)

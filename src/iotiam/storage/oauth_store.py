@@ -17,6 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from iotiam.pki.models import CertificateRecord, CertificateStatus, serial_hex
 from iotiam.policy.models import DevicePosture
+from iotiam.storage.credential_standing import refresh_standing
 from iotiam.storage.raw import (
     ParsedRows,
     RawSql,
@@ -28,7 +29,7 @@ from iotiam.storage.raw import (
     utc,
     utc_required,
 )
-from iotiam.storage.rows import dump_json, load_json, under_path
+from iotiam.storage.rows import dump_json, load_json, one_of, under_path
 from iotiam.storage.tables import tokens as t
 from iotiam.tokens.models import (
     AuthMethod,
@@ -94,6 +95,8 @@ class SqlOAuthClientStore:
             status=str(client.status), created_at=client.created_at,
             created_by=client.created_by, revoked_at=client.revoked_at,
         ))
+        if client.device_id is not None:  # a device's client counts in its standing
+            refresh_standing(self._c, [client.device_id])
 
     def get(self, client_id: str) -> OAuthClient | None:
         """One client by id (read every time; parsed once per distinct row)."""
@@ -156,6 +159,14 @@ class SqlOAuthClientStore:
             t.oauth_clients.c.device_id == device_id)).first()
         return _client(row) if row else None
 
+    def for_devices(self, device_ids: Sequence[str]) -> dict[str, OAuthClient]:
+        """The client of each of these devices that has one."""
+        if not device_ids:
+            return {}
+        rows = self._c.execute(select(t.oauth_clients).where(one_of(
+            self._c, t.oauth_clients.c.device_id, list(dict.fromkeys(device_ids)))))
+        return {r.device_id: _client(r) for r in rows}
+
     def list_under(self, *, org_path: str, limit: int = 1000) -> list[OAuthClient]:
         """Clients under ``org_path`` by id."""
         c = t.oauth_clients.c
@@ -164,9 +175,13 @@ class SqlOAuthClientStore:
         return [_client(r) for r in rows]
 
     def revoke(self, client_id: str, at: datetime) -> None:
-        """Mark revoked."""
-        self._c.execute(update(t.oauth_clients).where(t.oauth_clients.c.client_id == client_id)
-                        .values(status=str(ClientStatus.REVOKED), revoked_at=at))
+        """Mark revoked (and rewrite its device's credential standing)."""
+        changed = self._c.execute(
+            update(t.oauth_clients).where(t.oauth_clients.c.client_id == client_id)
+            .values(status=str(ClientStatus.REVOKED), revoked_at=at)
+            .returning(t.oauth_clients.c.device_id)).first()
+        if changed is not None and changed.device_id is not None:
+            refresh_standing(self._c, [changed.device_id])
 
     def device_standing(self, device_id: str) -> tuple[list[str], DevicePosture | None]:
         """Group ids and posture of a device (for the policy subject of its client)."""

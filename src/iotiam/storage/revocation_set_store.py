@@ -134,7 +134,6 @@ class SqlRevocationSetStore:
                         revocation_reason=str(reason)),
                 [{"b_issuer": x.issuer_id, "b_serial": serial_hex(x.serial or 0)}
                  for x in certificates])
-            refresh_standing(self._c, {x.device_id for x in certificates})
         psks = [x.id for x in credentials if x.kind is CredentialKind.PSK]
         if psks:
             p = tc.psks.c
@@ -148,6 +147,8 @@ class SqlRevocationSetStore:
             self._c.execute(update(tt.oauth_clients).where(
                 one_of(self._c, o.client_id, clients), o.status == str(ClientStatus.ACTIVE))
                 .values(status=str(ClientStatus.REVOKED), revoked_at=at))
+        # every kind counts in the report's credential status
+        refresh_standing(self._c, {x.device_id for x in credentials})
         if device_ids:
             d = ti.devices.c
             self._c.execute(update(ti.devices).where(one_of(self._c, d.id, list(device_ids)))

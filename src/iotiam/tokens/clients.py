@@ -16,6 +16,7 @@ from iotiam.inventory.models import (
     check_identifier,
     is_reserved_id,
 )
+from iotiam.inventory.ports import visible_device
 from iotiam.kernel import Principal, Role, Transactions
 from iotiam.policy.actions import ACTION_KINDS
 from iotiam.policy.models import Effect, Subject
@@ -174,6 +175,12 @@ class OAuthClients:
         """One client the caller may see (404 for another tenant's, G9)."""
         with self._uow.reading() as uow:
             return _visible(uow, actor, client_id)
+
+    def for_device(self, actor: Principal, device_id: str) -> OAuthClient | None:
+        """The client of a device the caller sees, if it has one (404 outside, G9)."""
+        with self._uow.reading() as uow:
+            device = visible_device(uow.devices, actor, device_id)
+            return uow.oauth_clients.for_device(device.id)
 
     def revoke(self, actor: Principal, client_id: str) -> OAuthClient:
         """Revoke a client (final): its tokens turn inactive at once (G3)."""

@@ -38,6 +38,10 @@ class OAuthClientStore(Protocol):
         """The client bound to a device, if any."""
         ...
 
+    def for_devices(self, device_ids: Sequence[str]) -> dict[str, OAuthClient]:
+        """The client of each of these devices that has one, by device id (one read)."""
+        ...
+
     def list_under(self, *, org_path: str, limit: int = 1000) -> list[OAuthClient]:
         """Clients under ``org_path``, by id."""
         ...

@@ -152,10 +152,13 @@ environment.globals["quoted"] = quoted
 #: the notices a redirect may show (a key, never text from the query)
 NOTICES = {
     "revoked": "Certificate revoked. OCSP and the CRL answer 'revoked' from now on.",
+    "psk_revoked": "PSK revoked; revocation is final.",
+    "client_revoked": "OAuth client revoked: its tokens are inactive from now on.",
     "quarantined": "Device quarantined.",
     "lifted": "Quarantine lifted: the device is back in its previous state.",
     "decommissioned": "Device decommissioned; its credentials were revoked.",
     "acknowledged": "Finding acknowledged.",
+    "mode_set": "Detection mode set; it applies to the next events of that type.",
     "resolved": "Finding resolved.",
     "false_positive": "Finding marked as a false positive; its mitigations were lifted.",
     "accepted": "Risk accepted until the date shown.",

@@ -118,3 +118,22 @@ def test_ok_the_api_serves_the_report_within_the_callers_subtree(
     assert scoped.json()["org_path"] == "/root/acme/"
     assert memory_installation.api("not-a-token").get(
         "/v1/compliance/report").status_code == 401
+
+
+def test_ok_psk_and_client_holders_count_as_credentialed(
+        memory_installation: Installation) -> None:
+    """Identification counts a device whose only credential is a PSK or an OAuth client
+    as one holding a credential, not as one without."""
+    _fleet(memory_installation)
+    api = memory_installation.api()
+    issue(api, "acme-1")
+    assert api.post("/v1/devices/acme-2/psk", json={}).status_code == 201
+    assert api.post("/v1/oauth/clients", json={"device": "globex-1"}).status_code == 201
+    report = _report(memory_installation)
+    judged = next(j for j in report.judgements
+                  if j.requirement.framework is Framework.NIST_IR_8259A
+                  and j.requirement.clause == "Device Identification")
+    values = {e.label: e.value for e in judged.evidence}
+    assert values["devices without a credential"] == 1  # globex-2 only
+    assert judged.status is Status.PARTLY
+    assert judged.summary.startswith("1 devices hold no credential")

@@ -10,6 +10,8 @@ import pytest
 from fleet import add_device, issue, revoke
 
 from conftest import Installation
+from iotiam.inventory.models import CredentialStatus
+from iotiam.kernel import SYSTEM
 
 
 @pytest.fixture
@@ -190,3 +192,42 @@ def test_report_ok_expiry_judged_by_lifetime_and_renewal_point(
     assert buckets(installation) == {"expiring": 1, "active": 1}
     body = report(installation)
     assert body["expiring_within_days"] is None and "renewal point" in body["expiring_rule"]
+
+
+def test_report_ok_psk_only_device_judged_as_a_certificate(installation: Installation) -> None:
+    """A PSK-only device is active, then past its renewal point, then expired; without a
+    lifetime it grows older than the rotation age; a revoked one is revoked."""
+    api = installation.api()
+    for device_id in ("p-life", "p-open", "p-gone"):
+        add_device(api, device_id)
+    assert api.post("/v1/devices/p-life/psk",
+                    json={"lifetime_seconds": 30 * 86400}).status_code == 201
+    assert api.post("/v1/devices/p-open/psk", json={}).status_code == 201
+    assert api.post("/v1/devices/p-gone/psk", json={}).status_code == 201
+    assert api.post("/v1/devices/p-gone/psk/revoke", json={"reason": "keyCompromise"}
+                    ).status_code == 200
+    assert buckets(installation) == {"active": 2, "revoked": 1}
+    installation.clock.advance(22 * DAY)  # past 72% of 30 days: due for its rotation
+    assert buckets(installation) == {"active": 1, "expiring": 1, "revoked": 1}
+    installation.clock.advance(9 * DAY)
+    assert buckets(installation) == {"older-than-rotation-age": 1, "expired": 1,
+                                     "revoked": 1}
+    devices, following, total = installation.services.inventory.devices_by_credential(
+        SYSTEM, CredentialStatus.EXPIRED, rotation_age=30 * DAY)
+    assert ([d.id for d in devices], following, total) == (["p-life"], None, 1)
+
+
+def test_report_ok_oauth_client_decides_only_without_a_live_key(
+        installation: Installation) -> None:
+    """A device with only an OAuth client is judged by it (active, then revoked); beside
+    a certificate past its renewal point, the certificate decides."""
+    api = installation.api()
+    add_device(api, "c-only")
+    add_device(api, "c-cert", "gateway")
+    issue(api, "c-cert")
+    installation.clock.advance(5 * DAY + DAY / 2)  # its 7-day certificate is due
+    for device_id in ("c-only", "c-cert"):
+        assert api.post("/v1/oauth/clients", json={"device": device_id}).status_code == 201
+    assert buckets(installation, rotation_age_days=365) == {"active": 1, "expiring": 1}
+    assert api.post("/v1/oauth/clients/c-only/revoke").status_code == 200
+    assert buckets(installation, rotation_age_days=365) == {"revoked": 1, "expiring": 1}

@@ -1,9 +1,11 @@
 """The maintained counts (device_counts, device_credentials) always equal a full recount
-of the devices and certificates, after every kind of write and as time passes."""
+of the devices and their credentials (certificates, PSKs, OAuth clients), after every
+kind of write and as time passes."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -11,8 +13,17 @@ from fleet import add_device, add_org_unit, issue, revoke
 from sqlalchemy import select
 
 from conftest import Installation
-from iotiam.inventory.credential_status import credential_status_by_device, credential_tally
+from iotiam.credentials.models import Psk, PskStatus
+from iotiam.inventory.credential_status import (
+    HeldCredential,
+    credential_status_by_device,
+    credential_tally,
+    held_certificate,
+    held_client,
+    held_psk,
+)
 from iotiam.inventory.models import CredentialStatus, DeviceTally
+from iotiam.inventory.ports import InventoryUnitOfWork
 from iotiam.kernel import ROOT_PATH
 from iotiam.pki.keys import generate_private_key
 from iotiam.pki.models import KeyAlgorithm
@@ -72,6 +83,61 @@ def mixed_workload(installation: Installation) -> None:
     issue(api, "root-0")
 
 
+def other_kinds_workload(installation: Installation,
+                         check: Callable[[Installation], None]) -> None:
+    """The mixed workload, then PSKs and OAuth clients: issued with and without a
+    lifetime, rotated, revoked, a scheduled rotation's next key made, its overlap set and
+    the key promoted, clients registered and revoked, beside certificates or alone;
+    ``check`` runs while the next key waits."""
+    mixed_workload(installation)
+    api = installation.api()
+    for device_id in ("psk-0", "psk-1", "psk-2", "client-0", "client-1"):
+        add_device(api, device_id)
+
+    def ok(path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        answer = api.post(path, json=body or {})
+        assert answer.status_code in (200, 201), answer.text
+        found: dict[str, Any] = answer.json()
+        return found
+
+    ok("/v1/devices/psk-0/psk")  # no lifetime: active, then older than the rotation age
+    ok("/v1/devices/psk-1/psk", {"lifetime_seconds": 3 * 86400})  # expiring, then expired
+    ok("/v1/devices/psk-2/psk")
+    ok("/v1/devices/psk-2/psk/revoke", {"reason": "keyCompromise"})
+    ok("/v1/devices/imp-3/psk")  # its certificate was revoked: the PSK decides
+    ok("/v1/oauth/clients", {"device": "client-0"})  # a client alone decides
+    ok("/v1/oauth/clients", {"device": "client-1"})
+    ok("/v1/oauth/clients/client-1/revoke")
+    ok("/v1/oauth/clients", {"device": "imp-2"})  # beside a certificate: it decides
+    installation.clock.advance(DAY / 2)
+    ok("/v1/devices/psk-2/psk")  # a new key after a revoked one
+    now = installation.clock.now()
+    with installation.services.database() as uow:  # a scheduled rotation with overlap
+        current = uow.psks.active_for_device("psk-0")
+        assert current is not None
+        uow.psks.add(Psk(id="next0", identity="psk-0.next0", device_id="psk-0",
+                         org_path=current.org_path, encrypted_key=b"sealed",
+                         status=PskStatus.NEXT, created_at=now, expires_at=None))
+        assert uow.psks.set_expiry(current.id, now + DAY)
+    check(installation)
+    installation.clock.advance(DAY / 4)
+    with installation.services.database() as uow:  # the child used its next key
+        current = uow.psks.active_for_device("psk-0")
+        assert current is not None
+        assert uow.psks.revoke(current.id, installation.clock.now(), "superseded", "next0")
+        assert uow.psks.promote("next0")
+
+
+def held_credentials(uow: InventoryUnitOfWork | Any) -> list[HeldCredential]:
+    """Every credential of every device, as the credential status judges it."""
+    devices = [d.id for d in uow.devices.iter_all(org_path=ROOT_PATH)]
+    found = [*map(held_certificate, uow.certificates.iter_device_certificates(
+        org_path=ROOT_PATH)),
+             *map(held_psk, [p for ps in uow.psks.for_devices(devices).values() for p in ps]),
+             *map(held_client, uow.oauth_clients.list_under(org_path=ROOT_PATH, limit=10**5))]
+    return [held for held in found if held is not None]
+
+
 def recounted_devices(installation: Installation, org_path: str) -> list[DeviceTally]:
     with installation.services.database.reading() as uow:
         counted = Counter((d.org_path, d.type_name, str(d.state), d.site or "")
@@ -90,7 +156,7 @@ def compare_all(installation: Installation) -> None:
             select(inventory.device_credential_days)) if r[-1]}
         assert buckets == counted
         max_age = {t.name: t.rotation.max_credential_age for t in uow.device_types.list_all()}
-        certificates = list(uow.certificates.iter_device_certificates(org_path=ROOT_PATH))
+        certificates = held_credentials(uow)
         for org_path in (ROOT_PATH, "/root/acme/", "/root/acme/acme-plant/", "/root/globex/"):
             assert uow.fleet_counts.device_tallies(org_path=org_path) == recounted_devices(
                 installation, org_path)
@@ -110,10 +176,10 @@ def compare_all(installation: Installation) -> None:
 
 def compare_credential_pages(installation: Installation) -> None:
     """Walking ``credential_page`` two candidates at a time finds exactly the devices
-    each status names, as judged from their certificates, with and without filters."""
+    each status names, as judged from their credentials, with and without filters."""
     now = installation.clock.now()
     with installation.services.database.reading() as uow:
-        certificates = list(uow.certificates.iter_device_certificates(org_path=ROOT_PATH))
+        certificates = held_credentials(uow)
         for rotation_age, _ in QUESTIONS:
             verdicts = credential_status_by_device(certificates, now=now,
                                                    rotation_age=rotation_age)
@@ -153,6 +219,28 @@ def test_fleet_counts_ok_equal_recount_after_mixed_workload(
     for _ in range(4):  # renewal points, expiry and key ages pass: no write needed
         compare_all(installation)
         installation.clock.advance(timedelta(days=2))
+
+
+def test_fleet_counts_ok_psks_and_clients_counted_as_certificates(
+        sql_installation: Installation) -> None:
+    installation = sql_installation
+    other_kinds_workload(installation, compare_all)
+    for _ in range(3):  # the PSK with a lifetime passes its renewal point, then ends
+        compare_all(installation)
+        installation.clock.advance(DAY)
+    with installation.services.database() as uow:
+        found = recount(uow.conn)
+    # the 8 certificate holders and psk-0..2, client-0, client-1 (imp-2, imp-3 counted)
+    assert found.credential_rows == 13
+    compare_all(installation)
+
+
+def test_credential_pages_ok_psks_and_clients_in_memory(
+        memory_installation: Installation) -> None:
+    other_kinds_workload(memory_installation, compare_credential_pages)
+    for _ in range(3):
+        compare_credential_pages(memory_installation)
+        memory_installation.clock.advance(DAY)
 
 
 def test_fleet_counts_ok_recount_finds_no_drift(sql_installation: Installation) -> None:

@@ -6,6 +6,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import fields
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,27 @@ def _plan(conn: Connection, select: str) -> str:
         return str(conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {select}").all())
     conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
     return str(conn.exec_driver_sql(f"EXPLAIN {select}").all())
+
+
+def test_migration_0038_ok_counts_psk_and_client_holders_stored_before_it(
+        installation: Installation) -> None:
+    """A PSK holder and an OAuth client holder stored while only certificate holders had
+    a standing row are counted after the upgrade."""
+    api = installation.api()
+    for device_id in ("p1", "c1"):
+        assert api.post("/v1/devices", json={"id": device_id, "type": "sensor"}
+                        ).status_code == 201
+    assert api.post("/v1/devices/p1/psk", json={}).status_code == 201
+    assert api.post("/v1/oauth/clients", json={"device": "c1"}).status_code == 201
+    engine = installation.services.database.engine
+    cfg = alembic_config()
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0037")
+        conn.execute(text("DELETE FROM device_credentials"))  # as 0037's code left them
+        conn.execute(text("DELETE FROM device_credential_days"))
+        command.upgrade(cfg, "heads")
+        conn.commit()
+    summary = installation.services.inventory.summary(SYSTEM, rotation_age=timedelta(days=30))
+    assert summary.by_credential_status["active"] == 2
+    assert summary.by_credential_status["none"] == 0

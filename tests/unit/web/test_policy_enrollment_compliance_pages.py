@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 from api.tenants import Tenants
 from enrollment.zerotouch import (
@@ -14,6 +15,7 @@ from enrollment.zerotouch import (
     register_manufacturer,
     simpleenroll,
 )
+from markupsafe import escape
 
 from iotiam.kernel import SYSTEM
 from iotiam.testing.console import Console
@@ -227,6 +229,23 @@ def test_ok_compliance_export_is_one_self_contained_file(console: Console) -> No
     assert "<style>" in html and "5.1-1" in html and "NIST IR 8259A" in html
     for external in ("<link", "<script", "src=", "href=", "@import", "url("):
         assert external not in html, external
+    # every requirement is a heading (a printed PDF's outline lists them); printing starts
+    # each framework on a new page and never cuts a requirement in two
+    report = tenants_report(console)
+    for r in report["requirements"]:
+        heading = f'<span class="mono">{escape(r["clause"])}</span> · {escape(r["title"])}</h3>'
+        assert heading in html, r
+    assert "@media print" in html and ".framework + .framework { break-before: page; }" in html
+    assert ".requirement { break-inside: avoid; }" in html
+
+
+def tenants_report(console: Console) -> dict[str, Any]:
+    """The report the API answers the console's signed-in person."""
+    answer = console.http.get("/v1/compliance/report",
+                              headers={"Authorization": f"Bearer {console.token}"})
+    assert answer.status_code == 200, answer.text
+    found: dict[str, Any] = answer.json()
+    return found
 
 
 def test_fail_a_tenant_report_counts_its_subtree_only(tenants: Tenants,

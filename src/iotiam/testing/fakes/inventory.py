@@ -6,9 +6,17 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from iotiam.errors import Conflict
-from iotiam.inventory.credential_status import credential_status_by_device, credential_tally
+from iotiam.inventory.credential_status import (
+    HeldCredential,
+    credential_status_by_device,
+    credential_tally,
+    held_certificate,
+    held_client,
+    held_psk,
+)
 from iotiam.inventory.models import (
     CredentialStatus,
     CredentialTally,
@@ -20,9 +28,12 @@ from iotiam.inventory.models import (
     OrgUnit,
     RotationPolicy,
 )
-from iotiam.kernel import ROOT_PATH
 from iotiam.testing.fakes.memory import MemoryStore, under
 from iotiam.testing.fakes.pki import MemoryCertificateStore
+
+if TYPE_CHECKING:  # the tokens fakes import this module's device store
+    from iotiam.testing.fakes.credentials import MemoryPskStore
+    from iotiam.testing.fakes.tokens import MemoryOAuthClientStore
 
 
 @dataclass
@@ -215,6 +226,15 @@ class MemoryFleetCounts(MemoryStore):
 
     devices: MemoryDeviceStore
     certificates: MemoryCertificateStore
+    psks: MemoryPskStore
+    oauth_clients: MemoryOAuthClientStore
+
+    def _held(self) -> Iterator[HeldCredential]:
+        """Every device credential of every kind (certificates, PSKs, OAuth clients)."""
+        found = [*map(held_certificate, self.certificates.certificates.values()),
+                 *map(held_psk, self.psks.psks.values()),
+                 *map(held_client, self.oauth_clients.clients.values())]
+        yield from (held for held in found if held is not None)
 
     def device_tallies(self, *, org_path: str) -> list[DeviceTally]:
         """Devices under ``org_path`` per org unit, type, state and site."""
@@ -226,10 +246,9 @@ class MemoryFleetCounts(MemoryStore):
         self, *, org_path: str, now: datetime, rotation_age: timedelta,
         expiring_within: timedelta | None, max_age_by_type: dict[str, timedelta],
     ) -> CredentialTally:
-        """Judged from every certificate of the devices under ``org_path``."""
+        """Judged from every credential of the devices under ``org_path``."""
         return credential_tally(
-            self.devices.iter_all(org_path=org_path),
-            self.certificates.iter_device_certificates(org_path=ROOT_PATH),
+            self.devices.iter_all(org_path=org_path), self._held(),
             now=now, rotation_age=rotation_age, expiring_within=expiring_within,
             max_age_by_type=max_age_by_type)
 
@@ -238,10 +257,9 @@ class MemoryFleetCounts(MemoryStore):
         rotation_age: timedelta, type_name: str | None = None, state: str | None = None,
         site: str | None = None, after_id: str | None = None, limit: int = 100,
     ) -> tuple[list[str], str | None]:
-        """Every device judged from its certificates, then filtered."""
-        verdicts = credential_status_by_device(
-            self.certificates.iter_device_certificates(org_path=ROOT_PATH), now=now,
-            rotation_age=rotation_age)
+        """Every device judged from its credentials, then filtered."""
+        verdicts = credential_status_by_device(self._held(), now=now,
+                                                rotation_age=rotation_age)
         chosen = DeviceState(state) if state else None
         candidates = self.devices.page(org_path=org_path, type_name=type_name, state=chosen,
                                        site=site, after_id=after_id, limit=10**9)

@@ -51,6 +51,12 @@ class MemoryOAuthClientStore(MemoryStore):
         """The client bound to a device, if any."""
         return next((c for c in self.clients.values() if c.device_id == device_id), None)
 
+    def for_devices(self, device_ids: Sequence[str]) -> dict[str, OAuthClient]:
+        """The client of each of these devices that has one."""
+        wanted = set(device_ids)
+        return {c.device_id: c for c in self.clients.values()
+                if c.device_id is not None and c.device_id in wanted}
+
     def list_under(self, *, org_path: str, limit: int = 1000) -> list[OAuthClient]:
         """Clients under ``org_path``, by id."""
         return [self.clients[i] for i in sorted(self.clients)

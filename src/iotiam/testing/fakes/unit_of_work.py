@@ -82,7 +82,6 @@ class MemoryUnitOfWork:
         self.cas = MemoryCaStore()
         self.certificates = MemoryCertificateStore()
         self.crls = MemoryCrlStore()
-        self.fleet_counts = MemoryFleetCounts(self.devices, self.certificates)
         self.counters = MemoryCounterStore()
         self.audit = MemoryAuditLog()
         self.admin_tokens = MemoryAdminTokenStore()
@@ -105,6 +104,8 @@ class MemoryUnitOfWork:
         self.trust = MemoryTrustStore(self.devices)
         self.oauth_clients = MemoryOAuthClientStore(self.devices, self.groups, self.trust,
                                                     self.firmware, self.certificates)
+        self.fleet_counts = MemoryFleetCounts(self.devices, self.certificates, self.psks,
+                                              self.oauth_clients)
         self.oauth_signing_keys = MemorySigningKeyStore()
         self.oauth_assertion_jtis = MemoryAssertionJtiStore()
         self.oauth_revoked_tokens = MemoryTokenDenyList()

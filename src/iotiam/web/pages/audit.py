@@ -1,13 +1,15 @@
 """Audit: search by actor, tag, device and time, newest first; the chain's verification
-(``GET /v1/audit/verify``) on demand."""
+(``GET /v1/audit/verify``) on demand; the export (``GET /v1/audit/export``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
+from iotiam.audit.export import checkpoint_to_jsonl, to_jsonl
 from iotiam.audit.models import AuditTag
 from iotiam.audit.search import AuditQuery
 from iotiam.errors import InvalidInput
@@ -54,3 +56,23 @@ def audit_search(
                   checkpoint=svc.audit.latest_checkpoint(caller) if may_verify else None,
                   filters={"actor": actor or "", "tag": tag or "", "device": device or "",
                            "since": since or "", "until": until or "", "rows": rows or ""})
+
+
+@router.get("/audit/export")
+def audit_export(session: Signed, svc: Wired) -> Response:
+    """Every record of the caller's subtree as JSON lines, oldest first, as ``GET
+    /v1/audit/export`` answers (root admins also get the last signed checkpoint's
+    line), downloaded as one file."""
+    caller = session.principal
+    may_see_checkpoint = caller.is_global and caller.has_role(Role.ADMIN)
+
+    def lines() -> Iterator[str]:
+        for record in svc.audit.iter_all(caller):
+            yield to_jsonl(record) + "\n"
+        checkpoint = svc.audit.latest_checkpoint(caller) if may_see_checkpoint else None
+        if checkpoint is not None:
+            yield checkpoint_to_jsonl(checkpoint.note, checkpoint.at, checkpoint.size) + "\n"
+
+    stamp = svc.clock.now().strftime("%Y%m%dT%H%M%SZ")
+    return StreamingResponse(lines(), media_type="application/jsonl", headers={
+        "Content-Disposition": f'attachment; filename="iotiam-audit-{stamp}.jsonl"'})

@@ -12,9 +12,18 @@ from fastapi.responses import Response
 from iotiam.audit.models import AuditRecord
 from iotiam.audit.search import AuditQuery
 from iotiam.bootstrap import Services
+from iotiam.credentials.models import Psk
+from iotiam.enrollment.transfer import TRANSFERABLE
 from iotiam.errors import Conflict, InvalidInput
+from iotiam.inventory.credential_status import (
+    HeldCredential,
+    credential_status_by_device,
+    held_client,
+    held_psk,
+)
 from iotiam.inventory.models import CredentialStatus, DeviceState
-from iotiam.pki.models import RevocationReason
+from iotiam.pki.models import CertificateRecord, RevocationReason
+from iotiam.tokens.models import OAuthClient
 from iotiam.web.console import (
     Signed,
     Wired,
@@ -25,6 +34,7 @@ from iotiam.web.console import (
     quoted,
     render,
 )
+from iotiam.web.pages.enrollment import CLAIM_MINUTES
 from iotiam.web.sessions import Session
 
 router = APIRouter(include_in_schema=False)
@@ -100,8 +110,12 @@ def device_detail(request: Request, device_id: str, session: Signed, svc: Wired)
     device = svc.inventory.get_device(caller, device_id)  # 404 outside the subtree (G9)
     certificates = svc.pki.list_certificates(caller, device_id=device.id,
                                              limit=CERTIFICATES_SHOWN)
+    psks = svc.psks.for_device(caller, device.id)
+    client = svc.oauth.clients.for_device(caller, device.id)
     return render(
         request, session, "device.html", device=device, certificates=certificates,
+        psks=psks, client=client, now=svc.clock.now(),
+        standing=_standing(svc, device.id, certificates, psks, client),
         permissions=svc.inquiry.permissions(caller, device.id),
         trust=svc.trust.explain(caller, device.id),
         findings=svc.response.list_findings(caller, device_id=device.id,
@@ -110,7 +124,22 @@ def device_detail(request: Request, device_id: str, session: Signed, svc: Wired)
         trail=_trail(svc, session, device.id), reasons=[str(r) for r in RevocationReason],
         can_quarantine=device.state is DeviceState.ACTIVE,
         can_lift=device.state is DeviceState.QUARANTINED,
-        can_decommission=device.state is not DeviceState.DECOMMISSIONED)
+        can_decommission=device.state is not DeviceState.DECOMMISSIONED,
+        can_transfer=device.state in TRANSFERABLE,
+        can_claim=device.state is DeviceState.PENDING, claim_minutes=CLAIM_MINUTES)
+
+
+def _standing(svc: Services, device_id: str, certificates: list[CertificateRecord],
+              psks: list[Psk], client: OAuthClient | None) -> CredentialStatus:
+    """The device's credential status as the inventory report judges it (its newest
+    certificates shown, its PSKs and its OAuth client)."""
+    held: list[CertificateRecord | HeldCredential] = [
+        *certificates, *(h for h in map(held_psk, psks) if h is not None)]
+    if client is not None and (judged := held_client(client)) is not None:
+        held.append(judged)
+    return credential_status_by_device(
+        held, now=svc.clock.now(), rotation_age=svc.settings.rotation_age,
+    ).get(device_id, CredentialStatus.NONE)
 
 
 def _trail(svc: Services, session: Session, device_id: str) -> list[AuditRecord]:
@@ -130,6 +159,40 @@ async def revoke(request: Request, device_id: str, serial: str, session: Signed,
         raise InvalidInput(f"certificate {serial[:64]!r} is not one of this device's")
     svc.pki.revoke_certificate(session.principal, serial, field(form, "reason"))
     return back(request, session, f"/devices/{quoted(device_id)}", "revoked")
+
+
+@router.post("/devices/{device_id}/psk/revoke")
+async def revoke_psk(request: Request, device_id: str, session: Signed,
+                     svc: Wired) -> Response:
+    """Revoke the device's active PSK (``POST /v1/devices/{id}/psk/revoke``)."""
+    form = await checked_form(request, session)
+    svc.psks.revoke(session.principal, device_id, field(form, "reason"))
+    return back(request, session, f"/devices/{quoted(device_id)}", "psk_revoked")
+
+
+@router.post("/devices/{device_id}/oauth-client/revoke")
+async def revoke_client(request: Request, device_id: str, session: Signed,
+                        svc: Wired) -> Response:
+    """Revoke the device's OAuth client (``POST /v1/oauth/clients/{id}/revoke``)."""
+    await checked_form(request, session)
+    client = svc.oauth.clients.for_device(session.principal, device_id)
+    if client is None:
+        raise Conflict(f"device {device_id[:128]!r} has no OAuth client")
+    svc.oauth.clients.revoke(session.principal, client.client_id)
+    return back(request, session, f"/devices/{quoted(device_id)}", "client_revoked")
+
+
+@router.post("/devices/{device_id}/transfer")
+async def transfer(request: Request, device_id: str, session: Signed,
+                   svc: Wired) -> Response:
+    """Move the device to another org unit (``POST /v1/devices/{id}/transfer``): its
+    credentials are revoked and a claim token for its new owner is shown once."""
+    form = await checked_form(request, session)
+    if field(form, "confirm", required=False) != device_id:
+        raise InvalidInput("type the device id to confirm transferring it")
+    moved = svc.transfers.transfer(session.principal, device_id, field(form, "to"))
+    return render(request, session, "claim.html", token=moved.claim,
+                  plaintext=moved.claim_token, transferred=moved)
 
 
 @router.post("/devices/{device_id}/quarantine")

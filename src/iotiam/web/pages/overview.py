@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -15,6 +16,10 @@ router = APIRouter(include_in_schema=False)
 #: open findings counted for the overview (the newest ones; the page says so)
 FINDINGS_SCANNED = 1000
 SEVERITIES = ("critical", "high", "medium", "low")
+#: sites drawn on the overview (the most populated; the rest summed as one bar)
+SITES_SHOWN = 12
+#: the bar of the devices with no site, and of the sites beyond ``SITES_SHOWN``
+NO_SITE, OTHER_SITES = "(no site)", "(other sites)"
 
 
 @dataclass(frozen=True)
@@ -39,9 +44,22 @@ def bars(counts: dict[str, int], order: tuple[str, ...] = (),
             for k in keys]
 
 
+def by_site(counts: dict[str, int]) -> tuple[dict[str, int], dict[str, str]]:
+    """The most populated sites (``""``: none), the others summed, and their links."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = {(site or NO_SITE): n for site, n in ranked[:SITES_SHOWN]}
+    rest = sum(n for _, n in ranked[SITES_SHOWN:])
+    if rest:
+        shown[OTHER_SITES] = rest
+    links = {(site or NO_SITE): f"/console/devices?{urlencode({'site': site})}"
+             for site, _ in ranked[:SITES_SHOWN] if site}
+    return shown, links
+
+
 @router.get("/")
 def overview(request: Request, session: Signed, svc: Wired) -> Response:
-    """Devices by state, type and credential status; presence; findings; expiring."""
+    """Devices by state, type, site and credential status; presence; findings;
+    expiring."""
     caller = session.principal
     summary = svc.inventory.summary(caller, rotation_age=svc.settings.rotation_age)
     register = svc.risk.summary(caller)
@@ -49,10 +67,13 @@ def overview(request: Request, session: Signed, svc: Wired) -> Response:
     severity = Counter(f.finding.severity.label for f in open_findings)
     states = {s: f"/console/devices?state={s}" for s in summary.by_state}
     types = {t: f"/console/devices?type={t}" for t in summary.by_type}
+    credentials = {c: f"/console/devices?credential={c}" for c in summary.by_credential_status}
+    sites, site_links = by_site(summary.by_site)
     return render(
         request, session, "overview.html", summary=summary, register=register,
         by_state=bars(summary.by_state, href=states), by_type=bars(summary.by_type, href=types),
-        by_credential=bars(summary.by_credential_status),
+        by_credential=bars(summary.by_credential_status, href=credentials),
+        by_site=bars(sites, href=site_links),
         presence=bars({"managed": register.managed, "unmanaged": register.unmanaged,
                        "dormant": register.dormant, "zombie": register.zombie},
                       order=("managed", "unmanaged", "dormant", "zombie")),

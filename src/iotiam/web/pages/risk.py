@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from iotiam.api.routes.risk import entry_filter
 from iotiam.discovery.models import AssetStatus, is_asset_id
-from iotiam.errors import InvalidInput
+from iotiam.errors import Conflict, InvalidInput, NotFound
 from iotiam.risk.models import RiskFactor, Subject
 from iotiam.risk.service import MAX_ACCEPT_DAYS, entry_json
 from iotiam.web.console import (
@@ -49,7 +49,7 @@ def register(
     return render(request, session, "risk.html", items=[entry_json(e) for e in items],
                   total=total, next=following, first_page=not after,
                   factors=[str(f) for f in RiskFactor], subjects=[str(s) for s in Subject],
-                  summary=svc.risk.summary(session.principal),
+                  summary=svc.risk.summary(session.principal), max_days=MAX_ACCEPT_DAYS,
                   filters={"factor": factor or "", "site": site or "", "type": type or "",
                            "subject": subject or "", "min_score": min_score or "",
                            "rows": rows or ""})
@@ -73,6 +73,35 @@ async def accept(request: Request, entry_id: str, session: Signed, svc: Wired) -
     svc.risk.accept(session.principal, entry_id, field(form, "factor"), field(form, "reason"),
                     int(days))
     return back(request, session, f"/risk/{quoted(entry_id)}", "accepted")
+
+
+@router.post("/risk/accept")
+async def accept_many(request: Request, session: Signed, svc: Wired) -> Response:
+    """Accept one factor on each chosen entry, for a number of days, with one reason:
+    ``accept`` per entry, each its own transaction and audit record; the answer shows
+    each entry's outcome (one without that factor, or gone, is listed as refused). A bad
+    factor, reason or period, or a caller who may not accept, stops at the first entry
+    with nothing stored."""
+    form = await checked_form(request, session)
+    chosen = list(dict.fromkeys(v for v in form.getlist("entry") if isinstance(v, str)))
+    if not chosen:
+        raise InvalidInput("choose at least one entry")
+    if len(chosen) > MAX_ADOPT_FORM:
+        raise InvalidInput(f"accept at most {MAX_ADOPT_FORM} entries at a time")
+    days = field(form, "days")
+    if not days.isdigit() or len(days) > 4:
+        raise InvalidInput("days is a whole number")
+    factor, reason = field(form, "factor"), field(form, "reason")
+    outcomes: list[tuple[str, str | None]] = []
+    for entry_id in chosen:
+        try:
+            svc.risk.accept(session.principal, entry_id, factor, reason, int(days))
+        except (NotFound, Conflict) as e:
+            outcomes.append((entry_id, e.detail))
+        else:
+            outcomes.append((entry_id, None))
+    return render(request, session, "risk_accepted.html", outcomes=outcomes, factor=factor,
+                  days=int(days))
 
 
 @router.get("/assets")
