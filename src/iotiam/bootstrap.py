@@ -17,6 +17,7 @@ from cryptography import x509
 from iotiam.admin.service import AdminTokens
 from iotiam.attestation.registry import FirmwareRegistry
 from iotiam.attestation.service import Attestation
+from iotiam.audit.activity import DailyActivity
 from iotiam.audit.anchor import CheckpointWriter
 from iotiam.audit.checkpoint import Verifier
 from iotiam.audit.export import checkpoint_to_syslog
@@ -182,6 +183,12 @@ class Services:
             inventory=self.inventory, risk=self.risk, policies=self.policies,
             firmware=self.firmware, findings=self.response, checkpoints=self.audit,
             clock=self.clock, rotation_age=self.settings.rotation_age)
+
+    @functools.cached_property
+    def activity(self) -> DailyActivity:
+        """Enrollments and revocations by day, kept from the audit log (the tally job
+        runs in ``serve``; the console's overview reads them)."""
+        return DailyActivity(self.database, self.clock)
 
     def close(self) -> None:
         """Deliver queued alerts, flush published events, release database connections."""

@@ -63,6 +63,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: how often the tally job counts the audit records added since its last pass
+ACTIVITY_TALLY_SECONDS = 20.0
+
 
 def broker_fleet(services: Services) -> LiveFleet:
     """The fleet as the broker sync sees it."""
@@ -173,6 +176,9 @@ def background_jobs(services: Services, *, first_process: bool) -> BackgroundJob
         Job("batch-pruner", pruner("event uploads", services.response.prune_batches),
             singleton=True),
         Job("child-key-rotation", child_key_rotation(services).run, singleton=True),
+        # the overview's daily enrollments and revocations, from the audit log
+        Job("activity-tally", Waker("activity tally", services.activity.catch_up,
+                                    ACTIVITY_TALLY_SECONDS).run, singleton=True),
     ]
     jobs = [Job("change-feed", services.changes.run),
             Job("discovery-observer", services.discovery.run_observer),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from datetime import date
 from typing import Protocol
 
 from iotiam.audit.models import AuditDraft, AuditRecord, ChainHead, StoredCheckpoint
@@ -78,4 +79,34 @@ class Auditor(Protocol):
 
     def refusals(self, draft: AuditDraft) -> AbstractContextManager[None]:
         """Record the refusal of the request run inside, then let the error go on."""
+        ...
+
+
+#: a daily tally's key: (day in UTC, org path of the audited object, kind of activity)
+ActivityKey = tuple[date, str, str]
+
+
+class ActivityTallies(Protocol):
+    """Daily counts of enrollments and revocations, kept from the audit log
+    (``audit.activity``): the console's charts read them instead of the certificates."""
+
+    def lock_cursor(self) -> int:
+        """The last audit sequence number counted, locked until the transaction ends."""
+        ...
+
+    def add(self, counts: Mapping[ActivityKey, int], cursor: int) -> None:
+        """Add ``counts`` to the tallies and move the cursor to ``cursor``."""
+        ...
+
+    def daily(self, org_path: str, since: date) -> dict[tuple[date, str], int]:
+        """Counts by (day, kind) from ``since`` on, summed over the subtree at ``org_path``."""
+        ...
+
+
+class ActivityUnitOfWork(AuditUnitOfWork, Protocol):
+    """A transaction that reads the audit log and keeps the daily tallies."""
+
+    @property
+    def activity(self) -> ActivityTallies:
+        """The daily tallies and their cursor."""
         ...

@@ -24,6 +24,7 @@ from iotiam.errors import Conflict, IamError, InvalidInput
 from iotiam.storage.admin_store import SqlAdminTokenStore
 from iotiam.storage.after_commit import AFTER_COMMIT, run_jobs
 from iotiam.storage.attestation_store import SqlFirmwareStore
+from iotiam.storage.activity_store import SqlActivityTallies
 from iotiam.storage.audit_store import SqlAuditLog
 from iotiam.storage.change_table import RECORDED, SqlChangeRecorder
 from iotiam.storage.credential_store import SqlPskStore
@@ -174,6 +175,11 @@ class SqlUnitOfWork:
     def audit(self) -> SqlAuditLog:
         """The audit in this transaction."""
         return SqlAuditLog(self.conn)
+
+    @cached_property
+    def activity(self) -> SqlActivityTallies:
+        """The daily enrollment and revocation tallies in this transaction."""
+        return SqlActivityTallies(self.conn)
 
     @cached_property
     def admin_tokens(self) -> SqlAdminTokenStore:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Date,
     Index,
     Integer,
     String,
@@ -44,4 +45,23 @@ audit_head = Table(
     Column("mac", String(64), nullable=False),
     # the Merkle compact range over records 1..seq (audit/merkle.py), at most 64 hashes
     Column("frontier", Text, nullable=True),
+)
+
+#: enrollments and revocations by day (``audit.activity``, migration 0039): kept from the
+#: audit log by the tally job; a page view reads 30 days of the caller's org paths
+activity_daily = Table(
+    "activity_daily",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("org_path", String(2048), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+#: the last audit sequence number the tallies count (one row, id 1)
+activity_cursor = Table(
+    "activity_cursor",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", AuditSeq, nullable=False),
 )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import date
 
 from iotiam.audit.models import AuditDraft, AuditRecord, ChainHead, StoredCheckpoint
+from iotiam.audit.ports import ActivityKey
 from iotiam.errors import Conflict, IamError
 from iotiam.testing.fakes.memory import MemoryStore, under
 
@@ -81,3 +83,29 @@ class AuditRecorder:
         except IamError as e:
             self.refused.append(replace(draft, reason=e.detail))
             raise
+
+
+@dataclass
+class MemoryActivityTallies(MemoryStore):
+    """``ActivityTallies``: the daily counts and the cursor in memory."""
+
+    counts: dict[ActivityKey, int] = field(default_factory=dict)
+    cursor: int = 0
+
+    def lock_cursor(self) -> int:
+        """The cursor (one writer at a time holds the memory anyway)."""
+        return self.cursor
+
+    def add(self, counts: Mapping[ActivityKey, int], cursor: int) -> None:
+        """Add to each day's count and move the cursor."""
+        for key, n in counts.items():
+            self.counts[key] = self.counts.get(key, 0) + n
+        self.cursor = cursor
+
+    def daily(self, org_path: str, since: date) -> dict[tuple[date, str], int]:
+        """Counts by (day, kind) from ``since``, summed over the subtree at ``org_path``."""
+        found: dict[tuple[date, str], int] = {}
+        for (day, path, kind), n in self.counts.items():
+            if day >= since and under(path, org_path):
+                found[(day, kind)] = found.get((day, kind), 0) + n
+        return found

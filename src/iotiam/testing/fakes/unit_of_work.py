@@ -16,7 +16,7 @@ from typing import Any
 
 from iotiam.testing.fakes.admin import MemoryAdminTokenStore
 from iotiam.testing.fakes.attestation import MemoryFirmwareStore
-from iotiam.testing.fakes.audit import MemoryAuditLog
+from iotiam.testing.fakes.audit import MemoryActivityTallies, MemoryAuditLog
 from iotiam.testing.fakes.credentials import MemoryPskStore
 from iotiam.testing.fakes.discovery import MemoryDiscoveryStore, MemoryRegisteredIdentities
 from iotiam.testing.fakes.enrollment import (
@@ -84,6 +84,7 @@ class MemoryUnitOfWork:
         self.crls = MemoryCrlStore()
         self.counters = MemoryCounterStore()
         self.audit = MemoryAuditLog()
+        self.activity = MemoryActivityTallies()
         self.admin_tokens = MemoryAdminTokenStore()
         self.claims = MemoryClaimTokenStore()
         self.psks = MemoryPskStore()
