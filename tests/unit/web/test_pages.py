@@ -277,3 +277,27 @@ def test_fail_hostile_forms_change_nothing(tenants: Tenants, console: Console) -
     assert all(r.outcome != "success" for r in records)
     assert str(tenants.installation.services.inventory.get_device(SYSTEM, "acme-d1").state) \
         == "active"
+
+
+def daily_total(html: str, title: str) -> int:
+    found = re.search(rf"<figcaption>{title}: (\d+) in the last 30 days</figcaption>", html)
+    assert found, f"no {title} chart"
+    return int(found.group(1))
+
+
+def test_ok_overview_charts_revocations_and_enrollments_of_the_callers_subtree_only(
+        tenants: Tenants, browsers: Callable[[str | None], Console]) -> None:
+    services = tenants.installation.services
+    for device_id in ("acme-berlin-d1", "globex-d1", "acme2-d1"):
+        services.pki.revoke_certificate(SYSTEM, tenants.serials[device_id], "keyCompromise")
+    services.activity.catch_up()
+    root = browsers(None).page("/console/").text
+    assert daily_total(root, "Revocations") == 3
+    acme = browsers(tenants.token("acme", "admin")).page("/console/")
+    assert acme.status_code == 200
+    # G9: acme2's path starts like acme's but is not under it
+    assert daily_total(acme.text, "Revocations") == 1
+    assert daily_total(acme.text, "Enrollments") == 0
+    day = services.clock.now().date().isoformat()
+    assert f"<title>{day}: 1</title>" in acme.text
+    assert f"<tr><td>{day}</td><td>1</td></tr>" in acme.text

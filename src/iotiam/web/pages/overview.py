@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from iotiam.audit.activity import ActivityKind, ActivitySeries
 from iotiam.web.console import Signed, Wired, render
 
 router = APIRouter(include_in_schema=False)
@@ -56,10 +59,42 @@ def by_site(counts: dict[str, int]) -> tuple[dict[str, int], dict[str, str]]:
     return shown, links
 
 
+@dataclass(frozen=True)
+class DayBar:
+    """One day's column of a server-drawn chart over time."""
+
+    day: date
+    #: what the column sums, in the order of the chart's table columns
+    parts: tuple[int, ...]
+    #: the column's height in the SVG's 0..100 user units
+    height: int
+
+    @property
+    def count(self) -> int:
+        """The column's value."""
+        return sum(self.parts)
+
+
+def day_bars(days: Sequence[date], *series: Sequence[int]) -> list[DayBar]:
+    """A column per day, each the sum of the series' counts that day."""
+    parts = [tuple(s[n] for s in series) for n in range(len(days))]
+    top = max((sum(p) for p in parts), default=0) or 1
+    return [DayBar(day, p, round(100 * sum(p) / top)) for day, p in zip(days, parts,
+                                                                        strict=True)]
+
+
+def activity_charts(activity: ActivitySeries) -> dict[str, list[DayBar]]:
+    """The overview's two charts over time: enrollments (first ones and renewals) and
+    revocations (every credential revoked), from the daily tallies."""
+    return {"enrollments": day_bars(activity.days, activity.of(ActivityKind.ENROLLMENT),
+                                    activity.of(ActivityKind.REENROLLMENT)),
+            "revocations": day_bars(activity.days, activity.of(ActivityKind.REVOCATION))}
+
+
 @router.get("/")
 def overview(request: Request, session: Signed, svc: Wired) -> Response:
     """Devices by state, type, site and credential status; presence; findings;
-    expiring."""
+    expiring; enrollments and revocations over time."""
     caller = session.principal
     summary = svc.inventory.summary(caller, rotation_age=svc.settings.rotation_age)
     register = svc.risk.summary(caller)
@@ -79,4 +114,5 @@ def overview(request: Request, session: Signed, svc: Wired) -> Response:
                       order=("managed", "unmanaged", "dormant", "zombie")),
         by_severity=bars({s: severity.get(s, 0) for s in SEVERITIES}, order=SEVERITIES),
         findings_capped=len(open_findings) == FINDINGS_SCANNED,
-        expiring=summary.by_credential_status.get("expiring", 0))
+        expiring=summary.by_credential_status.get("expiring", 0),
+        **activity_charts(svc.activity.series(caller)))
