@@ -21,10 +21,10 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from iotiam.changes import Published
 from iotiam.errors import Conflict, IamError, InvalidInput
+from iotiam.storage.activity_store import SqlActivityTallies
 from iotiam.storage.admin_store import SqlAdminTokenStore
 from iotiam.storage.after_commit import AFTER_COMMIT, run_jobs
 from iotiam.storage.attestation_store import SqlFirmwareStore
-from iotiam.storage.activity_store import SqlActivityTallies
 from iotiam.storage.audit_store import SqlAuditLog
 from iotiam.storage.change_table import RECORDED, SqlChangeRecorder
 from iotiam.storage.credential_store import SqlPskStore

@@ -83,12 +83,12 @@ def day_bars(days: Sequence[date], *series: Sequence[int]) -> list[DayBar]:
                                                                         strict=True)]
 
 
-def activity_charts(activity: ActivitySeries) -> dict[str, list[DayBar]]:
+def activity_charts(activity: ActivitySeries) -> tuple[list[DayBar], list[DayBar]]:
     """The overview's two charts over time: enrollments (first ones and renewals) and
     revocations (every credential revoked), from the daily tallies."""
-    return {"enrollments": day_bars(activity.days, activity.of(ActivityKind.ENROLLMENT),
-                                    activity.of(ActivityKind.REENROLLMENT)),
-            "revocations": day_bars(activity.days, activity.of(ActivityKind.REVOCATION))}
+    return (day_bars(activity.days, activity.of(ActivityKind.ENROLLMENT),
+                     activity.of(ActivityKind.REENROLLMENT)),
+            day_bars(activity.days, activity.of(ActivityKind.REVOCATION)))
 
 
 @router.get("/")
@@ -104,6 +104,7 @@ def overview(request: Request, session: Signed, svc: Wired) -> Response:
     types = {t: f"/console/devices?type={t}" for t in summary.by_type}
     credentials = {c: f"/console/devices?credential={c}" for c in summary.by_credential_status}
     sites, site_links = by_site(summary.by_site)
+    enrollments, revocations = activity_charts(svc.activity.series(caller))
     return render(
         request, session, "overview.html", summary=summary, register=register,
         by_state=bars(summary.by_state, href=states), by_type=bars(summary.by_type, href=types),
@@ -115,4 +116,4 @@ def overview(request: Request, session: Signed, svc: Wired) -> Response:
         by_severity=bars({s: severity.get(s, 0) for s in SEVERITIES}, order=SEVERITIES),
         findings_capped=len(open_findings) == FINDINGS_SCANNED,
         expiring=summary.by_credential_status.get("expiring", 0),
-        **activity_charts(svc.activity.series(caller)))
+        enrollments=enrollments, revocations=revocations)
