@@ -25,8 +25,14 @@ class SqlActivityTallies:
     def lock_cursor(self) -> int:
         """The cursor under a row lock (SQLite: the write transaction already serialises;
         PostgreSQL: a second leader waits here, then reads the moved cursor)."""
+        postgres = self._c.dialect.name == "postgresql"
+        # the row first: ``FOR UPDATE`` locks no row that is not there, and two leaders
+        # would both count from 0 (a second insert waits for the first's commit)
+        upsert = pg_insert if postgres else sqlite_insert
+        self._c.execute(upsert(t.activity_cursor).values(id=_CURSOR_ID, seq=0)
+                        .on_conflict_do_nothing(index_elements=["id"]))
         query = select(t.activity_cursor.c.seq).where(t.activity_cursor.c.id == _CURSOR_ID)
-        if self._c.dialect.name == "postgresql":
+        if postgres:
             query = query.with_for_update()
         row = self._c.execute(query).first()
         return int(row.seq) if row else 0
