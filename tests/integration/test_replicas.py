@@ -30,8 +30,8 @@ from .test_oauth import enroll, mtls_token
 
 pytestmark = pytest.mark.integration
 
-SINGLETONS = ["audit-checkpoints", "batch-pruner", "change-pruner", "child-key-rotation",
-              "crl-refresher", "trust-and-risk"]
+SINGLETONS = ["activity-tally", "audit-checkpoints", "batch-pruner", "change-pruner",
+              "child-key-rotation", "crl-refresher", "trust-and-risk"]
 #: G3 "at once" across replicas: the change feed's NOTIFY, then B's caches
 REFLECTED_SECONDS = 1.5
 #: kill -9 of the leader → the other leads: its session ends with the process, then

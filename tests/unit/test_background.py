@@ -27,7 +27,7 @@ def test_jobs_ok_singletons_led_host_jobs_in_the_first_process(
     services = installation.services
     other = background_jobs(services, first_process=False)
     singletons = ["crl-refresher", "audit-checkpoints", "trust-and-risk", "change-pruner",
-                  "batch-pruner", "child-key-rotation"]
+                  "batch-pruner", "child-key-rotation", "activity-tally"]
     # each process delivers the feed, stores the sightings of its own traffic it queued
     # and samples its metrics into the files the scraped process sums
     assert [j.name for j in other.jobs if not j.singleton] == [

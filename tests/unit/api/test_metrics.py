@@ -123,7 +123,7 @@ def test_metrics_ok_probes_leadership_and_change_feed_lag(installation: Installa
     background_jobs(services, first_process=True)  # registers the probes; nothing started
     samples = scrape(public)
     for job in ("crl-refresher", "audit-checkpoints", "trust-and-risk", "change-pruner",
-                "batch-pruner", "child-key-rotation"):
+                "batch-pruner", "child-key-rotation", "activity-tally"):
         assert ("iotiam_singleton_leader", frozenset({("job", job)})) in samples, job
         assert value(samples, "iotiam_singleton_leader", job=job) == 0  # not started
     assert value(samples, "iotiam_change_feed_behind_changes") == 0
