@@ -363,6 +363,8 @@ def test_ok_every_page_passes_axe_and_the_keyboard_reaches_every_action(
     for template in PAGES:
         path = template.format(finding=world.finding, held=world.held[1])
         go(world, page, path)
+        if path == "/console/":  # enrollments and revocations over time: two charts
+            assert page.locator("figure.daily svg[role=img]").count() == 2
         problems[path] = axe_core.violations(page, world.axe)
         missed[path] = not_reached_by_tab(page)
     assert not any(problems.values()), {p: v for p, v in problems.items() if v}
