@@ -4,7 +4,8 @@ The fleet is the scale benchmark's (``scale.filled``: devices over ten tenants a
 sites in every lifecycle state, three certificates each, filled in set-based SQL), then
 upgraded to the newest schema as ``iotiam serve`` would, and the risk register is
 rebuilt over it (at 1M this takes minutes; the fleet row says how long), so the register
-pages read a register of the fleet's size.
+pages read a register of the fleet's size. The overview's charts over time read daily
+tallies seeded for 1,000 org paths over 90 days (``_activity``).
 
 A console signed in with the root admin token (in-process ASGI client over "https", so
 the Secure cookie travels) asks each page once to warm up, then ``ROUNDS`` times; a row
@@ -22,19 +23,25 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from functools import partial
+
+from sqlalchemy import Engine, insert, text
 
 from benchmarks.harness import Result, RunConfig, Target
 from benchmarks.scale import filled
 from iotiam.bootstrap import Services, build_services
-from iotiam.kernel import SYSTEM
+from iotiam.kernel import ROOT_PATH, SYSTEM
 from iotiam.storage.migrate import upgrade_to_head
+from iotiam.storage.tables.audit import activity_daily
 from iotiam.testing.console import Console
 
 NAME = "console-pages"
 TITLE = "console pages: server time per page at 1M devices (--quick: 100k)"
 PAGE_TARGET_MS = 300.0
 ROUNDS = 11
+#: org paths with enrollments or revocations every day, and the days of them, seeded
+ACTIVITY_PATHS, ACTIVITY_DAYS = 1000, 90
 
 
 def pages(devices: int) -> list[tuple[str, str]]:
@@ -98,15 +105,38 @@ def run(config: RunConfig) -> list[Result]:
     backend = "PostgreSQL" if config.database_url else "SQLite"
     with filled(config, devices) as (sized, fill_seconds):
         upgrade_to_head(sized.engine)
+        tallies = _activity(sized.engine)
         services = build_services(sized.settings)
         try:
             register = _register(services)
             context = (f"{devices:,} devices on {backend} (filled in {fill_seconds:.0f} s); "
-                       f"register {register}")
+                       f"register {register}; {tallies}")
             return [Result(f"{NAME}: fleet", float(devices), "devices", None, context),
                     *_timed(services, sized.token, devices)]
         finally:
             services.close()
+
+
+def _activity(engine: Engine) -> str:
+    """Daily enrollment and revocation tallies the overview charts (``audit.activity``),
+    pessimistic for the root admin: ``ACTIVITY_PATHS`` org paths with activity every day
+    of ``ACTIVITY_DAYS``, each day a row per kind (the scale fleet's audit log is nearly
+    empty: its devices and certificates were filled in SQL)."""
+    today = datetime.now(UTC).date()
+    paths = [ROOT_PATH, *(f"{ROOT_PATH}scale-t{t}/" for t in range(10)),
+             *(f"{ROOT_PATH}scale-t{n % 10}/unit-{n}/" for n in range(ACTIVITY_PATHS - 11))]
+    rows = [{"day": today - timedelta(days=d), "org_path": path, "kind": kind,
+             "count": 1 + (d * 7 + n) % 40}
+            for d in range(ACTIVITY_DAYS) for n, path in enumerate(paths)
+            for kind in ("enrollment", "reenrollment", "revocation")]
+    with engine.begin() as conn:
+        conn.execute(insert(activity_daily), rows)
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+                text("ANALYZE activity_daily"))
+    return (f"{len(rows):,} activity tallies ({ACTIVITY_PATHS} org paths, "
+            f"{ACTIVITY_DAYS} days)")
 
 
 def _register(services: Services) -> str:
