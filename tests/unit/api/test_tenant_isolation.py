@@ -14,6 +14,7 @@ from expect import assert_problem, audit_records, row_counts, snapshot
 from fleet import add_device, add_org_unit, issue
 
 from api.tenants import ACME_DEVICES, Tenants
+from iotiam.kernel import SYSTEM
 from iotiam.testing import make_csr
 
 ROLES = ["viewer", "operator", "admin"]
@@ -248,3 +249,25 @@ def test_wildcard_device_filters_match_literally(tenants: Tenants) -> None:
     listed = api.get("/v1/certificates", params={"device": "acme_d1"}).json()["items"]
     assert [c["device"] for c in listed] == ["acme_d1"]
     assert api.get("/v1/devices", params={"type": "sens%"}).json()["items"] == []
+
+
+def test_activity_report_counts_own_subtree(tenants: Tenants) -> None:
+    services = tenants.installation.services
+    for device_id in ("acme-d1", "globex-d1", "acme2-d1"):
+        services.pki.revoke_certificate(SYSTEM, tenants.serials[device_id], "superseded")
+    services.activity.catch_up()
+    mine = tenants.installation.api(tenants.token("acme", "viewer")).get(
+        "/v1/inventory/activity", params={"days": 7}).json()
+    assert len(mine["days"]) == 7
+    assert mine["totals"] == {"enrollments": 0, "reenrollments": 0, "revocations": 1}
+    today = services.clock.now().date().isoformat()
+    assert mine["days"][-1] == {"day": today, "enrollments": 0, "reenrollments": 0,
+                                "revocations": 1}
+    everything = tenants.installation.api().get("/v1/inventory/activity").json()
+    assert len(everything["days"]) == 30 and everything["totals"]["revocations"] == 3
+
+
+@pytest.mark.parametrize("days", ["0", "367", "a", "-1"])
+def test_activity_report_fail_bad_days(tenants: Tenants, days: str) -> None:
+    answer = tenants.installation.api().get("/v1/inventory/activity", params={"days": days})
+    assert_problem(answer, 400, "query.days")

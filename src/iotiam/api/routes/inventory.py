@@ -37,6 +37,7 @@ from iotiam.api.schemas import (
     render_group,
     render_org_unit,
 )
+from iotiam.audit.activity import DAYS, ActivityKind
 from iotiam.inventory.credential_status import EXPIRING_RULE
 from iotiam.inventory.models import DeviceDraft, DeviceState, RotationPolicy
 from iotiam.risk.models import RiskSummary
@@ -197,6 +198,21 @@ def inventory_report(
             "rotation_age_days": summary.rotation_age_days,
             "never_rotated": summary.never_rotated,
             "presence": presence(svc.risk.summary(caller))}
+
+
+@router.get("/inventory/activity")
+def activity_report(caller: Caller, svc: Wired,
+                    days: int = Query(default=DAYS, ge=1, le=366)) -> dict[str, Any]:
+    """Enrollments, re-enrollments and credentials revoked per UTC day in the caller's
+    subtree, oldest day first (the console overview's charts; docs/console.md)."""
+    series = svc.activity.series(caller, days)
+    kinds = {"enrollments": ActivityKind.ENROLLMENT,
+             "reenrollments": ActivityKind.REENROLLMENT,
+             "revocations": ActivityKind.REVOCATION}
+    return {"days": [{"day": day.isoformat(),
+                      **{name: series.of(kind)[n] for name, kind in kinds.items()}}
+                     for n, day in enumerate(series.days)],
+            "totals": {name: series.total(kind) for name, kind in kinds.items()}}
 
 
 def presence(register: RiskSummary) -> dict[str, Any]:
