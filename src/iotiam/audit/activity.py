@@ -4,8 +4,10 @@ Counting certificates by day on each page view would read millions of rows; inst
 singleton job (``serving.background_jobs``) reads the audit records after its cursor, a
 bounded batch at a time, and adds them to daily tallies keyed by (day in UTC, org path,
 kind), moving the cursor in the same transaction: a crash leaves both as they were, so a
-record is never counted twice or skipped. A page view then reads at most 30 days times
-the org paths under the caller.
+record is never counted twice or skipped. A record counts at its org path and at each
+ancestor's (a handful of rows), so a page view reads one row per day and kind: the
+caller's own path, whose count is its whole subtree's (G9), however many org units
+there are under it.
 
 What counts (successful records only; refusals count nothing):
 
@@ -30,7 +32,7 @@ from datetime import UTC, date, timedelta
 from iotiam.audit.models import AuditRecord, AuditTag, Outcome
 from iotiam.audit.ports import ActivityKey, ActivityUnitOfWork
 from iotiam.clock import Clock
-from iotiam.kernel import Principal, Transactions
+from iotiam.kernel import Principal, Transactions, ancestor_paths
 
 #: audit records read per transaction of the tally job
 BATCH = 5000
@@ -86,11 +88,14 @@ def utc_day(record: AuditRecord) -> date:
 
 
 def tally(records: Iterable[AuditRecord]) -> dict[ActivityKey, int]:
-    """The counts these records add, by (day, org path, kind)."""
+    """The counts these records add, by (day, org path, kind): each record counts at its
+    org path and at every ancestor's, so a subtree's count is one row a day and kind."""
     counts: Counter[ActivityKey] = Counter()
     for record in records:
         if (hit := counted(record)) is not None:
-            counts[(utc_day(record), record.org_path, hit[0].value)] += hit[1]
+            day, (kind, n) = utc_day(record), hit
+            for path in ancestor_paths(record.org_path):
+                counts[(day, path, kind.value)] += n
     return dict(counts)
 
 

@@ -99,7 +99,8 @@ class ActivityTallies(Protocol):
         ...
 
     def daily(self, org_path: str, since: date) -> dict[tuple[date, str], int]:
-        """Counts by (day, kind) from ``since`` on, summed over the subtree at ``org_path``."""
+        """Counts by (day, kind) from ``since`` on, of the rows at ``org_path`` exactly
+        (each count was added at every ancestor of its own path: the subtree's sum)."""
         ...
 
 

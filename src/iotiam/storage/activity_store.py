@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from iotiam.audit.ports import ActivityKey
-from iotiam.storage.rows import under_path
 from iotiam.storage.tables import audit as t
 
 _CURSOR_ID = 1
@@ -44,19 +43,21 @@ class SqlActivityTallies:
         if counts:
             statement = upsert(daily)
             self._c.execute(statement.on_conflict_do_update(
-                index_elements=["day", "org_path", "kind"],
+                index_elements=["org_path", "day", "kind"],
                 set_={"count": daily.c.count + statement.excluded.count}),
                 [{"day": day, "org_path": path, "kind": kind, "count": n}
-                 for (day, path, kind), n in sorted(counts.items())])
+                 for (day, path, kind), n in sorted(counts.items(),
+                                                    key=lambda kv: (kv[0][1], kv[0][0]))])
         moved = upsert(t.activity_cursor).values(id=_CURSOR_ID, seq=cursor)
         self._c.execute(moved.on_conflict_do_update(index_elements=["id"],
                                                     set_={"seq": moved.excluded.seq}))
 
     def daily(self, org_path: str, since: date) -> dict[tuple[date, str], int]:
-        """Counts by (day, kind) from ``since``, summed over the subtree's org paths."""
+        """Counts by (day, kind) from ``since``, of the rows at ``org_path``: a range of
+        the primary key, one row per day and kind."""
         daily = t.activity_daily
         rows = self._c.execute(
-            select(daily.c.day, daily.c.kind, func.sum(daily.c.count).label("n"))
-            .where(daily.c.day >= since, under_path(daily.c.org_path, org_path))
-            .group_by(daily.c.day, daily.c.kind))
+            select(daily.c.day, daily.c.kind, daily.c.count.label("n"))
+            .where(daily.c.org_path == org_path, daily.c.day >= since))
+        # ``row.count`` would be the tuple's own method
         return {(row.day, row.kind): int(row.n) for row in rows}

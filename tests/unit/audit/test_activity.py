@@ -16,7 +16,7 @@ from iotiam.kernel import SYSTEM, Principal, Role
 from iotiam.testing.fakes.unit_of_work import MemoryDatabase
 
 DAY1 = datetime(2026, 3, 1, 23, 59, tzinfo=UTC)
-ACME, GLOBEX = "/root/acme/", "/root/globex/"
+ROOT, ACME, GLOBEX = "/root/", "/root/acme/", "/root/globex/"
 
 
 class World:
@@ -48,17 +48,20 @@ def test_ok_counts_by_utc_day_org_and_kind_and_moves_the_cursor(world: World) ->
     world.record(AuditTag.ENROLLMENT_SUCCEEDED, GLOBEX)
     assert world.activity.count_batch() == 3
     day1, day2 = DAY1.date(), DAY1.date() + timedelta(days=1)
+    # at the record's org path and at each ancestor's: a subtree's count is one row
     assert world.counts == {(day1, ACME, "enrollment"): 1, (day1, ACME, "reenrollment"): 1,
-                            (day2, GLOBEX, "enrollment"): 1}
+                            (day2, GLOBEX, "enrollment"): 1,
+                            (day1, ROOT, "enrollment"): 1, (day1, ROOT, "reenrollment"): 1,
+                            (day2, ROOT, "enrollment"): 1}
     assert world.database.uow.activity.cursor == 3
     assert world.activity.count_batch() == 0  # nothing new: nothing added again
-    assert sum(world.counts.values()) == 3
+    assert sum(world.counts.values()) == 6
 
 
 def test_ok_batch_records_count_by_their_size_and_other_tags_not(world: World) -> None:
     world.record(AuditTag.REVOCATION_SET_BATCH_REVOKED, certificates=40, psks=2,
                  oauth_clients=1, devices=41)
-    world.record(AuditTag.CA_CERTIFICATES_REVOKED, "/root/", certificates=500, devices=9)
+    world.record(AuditTag.CA_CERTIFICATES_REVOKED, ROOT, certificates=500, devices=9)
     world.record(AuditTag.CERTIFICATE_REVOKED)
     world.record(AuditTag.PSK_REVOKED)
     world.record(AuditTag.CERTIFICATE_ISSUED)
@@ -67,7 +70,7 @@ def test_ok_batch_records_count_by_their_size_and_other_tags_not(world: World) -
     world.record(AuditTag.REVOCATION_SET_BATCH_REVOKED, certificates="many")
     assert world.activity.catch_up() == 8
     day = DAY1.date()
-    assert world.counts == {(day, ACME, "revocation"): 45, (day, "/root/", "revocation"): 500}
+    assert world.counts == {(day, ACME, "revocation"): 45, (day, ROOT, "revocation"): 545}
 
 
 def test_ok_catch_up_runs_batches_until_one_is_short(world: World) -> None:
@@ -76,7 +79,8 @@ def test_ok_catch_up_runs_batches_until_one_is_short(world: World) -> None:
     assert world.activity.catch_up(batches=2) == 6  # a bounded pass: 2 batches of 3
     assert world.database.uow.activity.cursor == 6
     assert world.activity.catch_up() == 1
-    assert world.counts == {(DAY1.date(), ACME, "revocation"): 7}
+    assert world.counts == {(DAY1.date(), ACME, "revocation"): 7,
+                            (DAY1.date(), ROOT, "revocation"): 7}
 
 
 def test_fail_a_failed_transaction_neither_counts_nor_moves_the_cursor(world: World) -> None:
@@ -95,7 +99,8 @@ def test_fail_a_failed_transaction_neither_counts_nor_moves_the_cursor(world: Wo
     assert world.database.uow.activity.counts == {}
     assert world.database.uow.activity.cursor == 0
     assert world.activity.count_batch() == 1
-    assert world.counts == {(DAY1.date(), ACME, "revocation"): 1}
+    assert world.counts == {(DAY1.date(), ACME, "revocation"): 1,
+                            (DAY1.date(), ROOT, "revocation"): 1}
 
 
 def test_ok_series_is_the_callers_subtree_over_30_days(world: World) -> None:

@@ -48,12 +48,13 @@ audit_head = Table(
 )
 
 #: enrollments and revocations by day (``audit.activity``, migration 0039): kept from the
-#: audit log by the tally job; a page view reads 30 days of the caller's org paths
+#: audit log by the tally job, each count at its org path and every ancestor's; a page
+#: view reads 30 days of the caller's own path (a range of the key)
 activity_daily = Table(
     "activity_daily",
     metadata,
-    Column("day", Date, primary_key=True),
     Column("org_path", String(2048), primary_key=True),
+    Column("day", Date, primary_key=True),
     Column("kind", String(16), primary_key=True),
     Column("count", BigInteger, nullable=False),
 )

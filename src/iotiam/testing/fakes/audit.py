@@ -103,9 +103,6 @@ class MemoryActivityTallies(MemoryStore):
         self.cursor = cursor
 
     def daily(self, org_path: str, since: date) -> dict[tuple[date, str], int]:
-        """Counts by (day, kind) from ``since``, summed over the subtree at ``org_path``."""
-        found: dict[tuple[date, str], int] = {}
-        for (day, path, kind), n in self.counts.items():
-            if day >= since and under(path, org_path):
-                found[(day, kind)] = found.get((day, kind), 0) + n
-        return found
+        """Counts by (day, kind) from ``since``, of the rows at ``org_path``."""
+        return {(day, kind): n for (day, path, kind), n in self.counts.items()
+                if day >= since and path == org_path}

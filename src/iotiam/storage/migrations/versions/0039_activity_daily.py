@@ -24,8 +24,8 @@ _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 def upgrade() -> None:
     op.create_table(
         "activity_daily",
-        sa.Column("day", sa.Date(), primary_key=True),
         sa.Column("org_path", sa.String(2048), primary_key=True),
+        sa.Column("day", sa.Date(), primary_key=True),
         sa.Column("kind", sa.String(16), primary_key=True),
         sa.Column("count", sa.BigInteger(), nullable=False),
     )
