@@ -115,6 +115,7 @@ def generated_requests(server: Server, prefixes: tuple[str, ...],
         response_schema_conformance,
         status_code_conformance,
     )
+    from schemathesis.transport.requests import ManagedCookiesSession
 
     checks = [schemathesis.checks.not_a_server_error, status_code_conformance,
               content_type_conformance, response_schema_conformance]
@@ -125,6 +126,9 @@ def generated_requests(server: Server, prefixes: tuple[str, ...],
         document = api.get("/openapi.json").json()
     schema = schemathesis.openapi.from_dict(document)
     headers = {"Authorization": f"Bearer {server.token}"}
+    # one session for every generated request: its connections are kept alive, so that a
+    # request costs no TLS handshake, and its cookies are dropped after each request
+    session = ManagedCookiesSession()
     failures: list[str] = []
     calls: list[str] = []
     for result in schema.get_all_operations():
@@ -145,7 +149,8 @@ def generated_requests(server: Server, prefixes: tuple[str, ...],
                       suppress_health_check=list(HealthCheck))
             def call(case: Any) -> None:
                 calls.append(case.operation.label)
-                case.call_and_validate(base_url=server.api_url, headers=headers,
+                case.call_and_validate(base_url=server.api_url, session=session,
+                                       headers=headers,
                                        verify=str(server.tls_ca_file), timeout=30,
                                        checks=checks)
 
@@ -158,5 +163,6 @@ def generated_requests(server: Server, prefixes: tuple[str, ...],
                 parts = getattr(e, "exceptions", None) or [e]
                 failures.append(f"{operation.label} ({mode}): "
                                 + "; ".join(str(p) for p in parts)[:2000])
+    session.close()
     assert failures == [], "\n\n".join(failures)
     return document, calls

@@ -107,7 +107,8 @@ def fresh_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("readme-home")
     base = home / ".local" / "share"
     base.mkdir(parents=True)
-    yield from serve_live("sqlite", base, {"HOME": str(home)})
+    # a new data directory: `init` migrates its new database itself
+    yield from serve_live("sqlite", base, {"HOME": str(home)}, migrated=False)
 
 
 def run_block(block: Block, env: dict[str, str], state: Path) -> subprocess.CompletedProcess[str]:
