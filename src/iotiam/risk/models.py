@@ -230,6 +230,14 @@ class EntryFilter:
     subject: Subject | None = None
     min_score: int | None = None
 
+    def __post_init__(self) -> None:
+        # refused here, before a streamed export starts: PostgreSQL refuses a NUL byte
+        # in text, and a refusal once the answer has begun can only break it
+        for name in ("site", "type", "org_path"):
+            value = getattr(self, name)
+            if value is not None and "\x00" in value:
+                raise InvalidInput(f"the {name.replace('_', ' ')} filter has a NUL byte")
+
 
 @dataclass(frozen=True)
 class RiskSummary:
