@@ -336,6 +336,29 @@ def migrated_sqlite_template() -> Path:
     return _sqlite_templates[0]
 
 
+@contextmanager
+def store_database(kind: str, tmp_path: Path) -> Iterator[Any]:
+    """A new database at the newest migration for a store test: ``memory`` (the fakes),
+    ``sqlite`` (a copy of the template) or ``postgresql`` (a pooled migrated schema)."""
+    if kind == "memory":
+        from iotiam.testing.fakes.unit_of_work import MemoryDatabase
+
+        yield MemoryDatabase()
+        return
+    if kind == "sqlite":
+        shutil.copyfile(migrated_sqlite_template(), tmp_path / "store.db")
+        urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'store.db'}"])
+    else:
+        urls = migrated_schema_url()
+    database = Database(make_engine(next(urls)))
+    try:
+        yield database
+    finally:
+        database.dispose()
+        for _ in urls:  # hands a pooled schema back
+            pass
+
+
 def make_memory_installation(data_dir: Path, *,
                              sightings: SightingSink | None = None) -> Installation:
     """An installation whose stores live in memory (``iotiam.testing.fakes``): seeded

@@ -4,7 +4,6 @@ two leaders counting at once count each audit record once."""
 from __future__ import annotations
 
 import secrets
-import shutil
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,46 +12,21 @@ from typing import Any
 
 import pytest
 
-from conftest import BACKENDS, migrated_schema_url
+from conftest import BACKENDS, store_database
 from iotiam.audit.activity import ActivityKind, DailyActivity
 from iotiam.audit.models import AuditDraft, AuditTag
 from iotiam.audit.service import AuditTrail
 from iotiam.clock import FrozenClock
 from iotiam.kernel import SYSTEM, Principal, Role
-from iotiam.storage.database import Database, make_engine
-from iotiam.storage.migrate import upgrade_to_head
-from iotiam.testing.fakes.unit_of_work import MemoryDatabase
 
 ACME, ACME2 = "/root/acme/", "/root/acme2/"
 START = datetime(2026, 3, 10, 22, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("activity") / "template.db"
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade_to_head(engine)
-    engine.dispose()
-    return path
-
-
 @pytest.fixture(params=["memory", *BACKENDS])
-def db(request: pytest.FixtureRequest, tmp_path: Path, migrated: Path) -> Iterator[Any]:
-    if request.param == "memory":
-        yield MemoryDatabase()
-        return
-    if request.param == "sqlite":
-        shutil.copy(migrated, tmp_path / "activity.db")
-        urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'activity.db'}"])
-    else:
-        urls = migrated_schema_url()
-    database = Database(make_engine(next(urls)))
-    try:
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    with store_database(request.param, tmp_path) as database:
         yield database
-    finally:
-        database.dispose()
-        for _ in urls:
-            pass
 
 
 def audited(db: Any, clock: FrozenClock, *drafts: tuple[AuditTag, str, dict[str, Any]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from conftest import BACKENDS, migrated_schema_url
+from conftest import BACKENDS, store_database
 from iotiam.inventory.models import Criticality, DeviceClass
 from iotiam.risk.models import (
     Acceptance,
@@ -24,41 +23,17 @@ from iotiam.risk.models import (
     entry_id,
     hit,
 )
-from iotiam.storage.database import Database, make_engine
-from iotiam.storage.migrate import upgrade_to_head
+from iotiam.storage.database import Database
 from iotiam.testing.fakes.unit_of_work import MemoryDatabase
 
 ACME, BETA = "/root/acme/", "/root/beta/"
 NOW = 1_800_000_000.0
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("risk") / "template.db"
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade_to_head(engine)
-    engine.dispose()
-    return path
-
-
 @pytest.fixture(params=["memory", *BACKENDS])
-def db(request: pytest.FixtureRequest, tmp_path: Path, migrated: Path) -> Iterator[Any]:
-    if request.param == "memory":
-        yield MemoryDatabase()
-        return
-    if request.param == "sqlite":
-        shutil.copy(migrated, tmp_path / "risk.db")
-        urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'risk.db'}"])
-    else:
-        urls = migrated_schema_url()
-    engine = make_engine(next(urls))
-    database = Database(engine)
-    try:
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    with store_database(request.param, tmp_path) as database:
         yield database
-    finally:
-        database.dispose()
-        for _ in urls:
-            pass
 
 
 def entry(subject_id: str, score: int, *factors: RiskFactor, org: str = ACME,
