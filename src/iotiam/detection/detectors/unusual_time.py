@@ -198,7 +198,9 @@ class UnusualTime:
             device.zone, device.type_name = zone, event.device_type
             key = self._type_key(event.device_type, zone)
             if key != device.key:
-                self._kind(device.key, at).devices -= bool(device.key)
+                left = self._types.get(device.key)  # none on the device's first event
+                if left is not None:
+                    left.devices -= 1
                 self._kind(key, at).devices += 1
                 device.key = key
         for key in (device.key, self._type_key(event.device_type, EVERY_ZONE)):
