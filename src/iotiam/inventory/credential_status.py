@@ -110,17 +110,13 @@ EXPIRING_RULE = (f"past its renewal point ({RENEWAL_POINT:.0%} of its lifetime, 
                  f"+{RENEWAL_JITTER:.0%} jitter) and not renewed")
 
 
-def renewal_overdue_at(certificate: CertificateRecord) -> datetime:
-    """When a healthy renewer would certainly have replaced ``certificate``.
+def renewal_point(not_before: datetime, not_after: datetime) -> datetime:
+    """When a healthy renewer would certainly have replaced a credential valid from
+    ``not_before`` to ``not_after``.
 
-    Judged against each certificate's own lifetime: with 24 h certificates a fixed
+    Judged against each credential's own lifetime: with 24 h certificates a fixed
     window of days would call every device "expiring".
     """
-    return renewal_point(certificate.not_before, certificate.not_after)
-
-
-def renewal_point(not_before: datetime, not_after: datetime) -> datetime:
-    """:func:`renewal_overdue_at` of a certificate valid from ``not_before`` to ``not_after``."""
     return not_before + (not_after - not_before) * (RENEWAL_POINT + RENEWAL_JITTER)
 
 
