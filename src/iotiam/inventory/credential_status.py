@@ -71,6 +71,15 @@ def held_client(client: OAuthClient) -> HeldCredential | None:
                           client.created_at, NEVER, f"oauth:{client.client_id}")
 
 
+def held_credentials(certificates: Iterable[CertificateRecord], psks: Iterable[Psk],
+                     clients: Iterable[OAuthClient | None]) -> list[HeldCredential]:
+    """Every credential of these kinds as judged, those that judge nothing left out (a
+    reserved certificate, a next PSK, a service's client)."""
+    found = [*map(held_certificate, certificates), *map(held_psk, psks),
+             *(held_client(c) for c in clients if c is not None)]
+    return [held for held in found if held is not None]
+
+
 def _held(credentials: Iterable[CertificateRecord | HeldCredential]) -> list[HeldCredential]:
     found = []
     for item in credentials:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain
 from typing import Protocol
 
 from iotiam.changes import (
@@ -29,9 +30,7 @@ from iotiam.errors import IamError, NotFound
 from iotiam.inventory.credential_status import (
     HeldCredential,
     credential_status_by_device,
-    held_certificate,
-    held_client,
-    held_psk,
+    held_credentials,
     never_rotated_devices,
 )
 from iotiam.inventory.models import CredentialStatus, Device
@@ -323,12 +322,9 @@ def _held_credentials(uow: ResponseUnitOfWork, device_ids: list[str]
     """Every credential of these devices, as the inventory's credential status judges
     them (certificates, PSKs, the OAuth client): one query per kind, not per device."""
     found: dict[str, list[HeldCredential]] = {}
-    kinds = [
-        *(held_certificate(c) for certs in uow.certificates.for_devices(device_ids).values()
-          for c in certs),
-        *(held_psk(p) for psks in uow.psks.for_devices(device_ids).values() for p in psks),
-        *map(held_client, uow.oauth_clients.for_devices(device_ids).values())]
-    for held in kinds:
-        if held is not None:
-            found.setdefault(held.device_id, []).append(held)
+    for held in held_credentials(
+            chain.from_iterable(uow.certificates.for_devices(device_ids).values()),
+            chain.from_iterable(uow.psks.for_devices(device_ids).values()),
+            uow.oauth_clients.for_devices(device_ids).values()):
+        found.setdefault(held.device_id, []).append(held)
     return found

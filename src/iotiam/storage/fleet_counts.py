@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import (
@@ -36,9 +37,7 @@ from iotiam.inventory.credential_status import (
     HeldCredential,
     credential_status_by_device,
     credential_tally,
-    held_certificate,
-    held_client,
-    held_psk,
+    held_credentials,
 )
 from iotiam.inventory.models import CredentialStatus, CredentialTally, DeviceTally
 from iotiam.storage.credential_days import Thresholds
@@ -161,11 +160,9 @@ class SqlFleetCounts:
         """Every credential of these devices (the irregular few), as the status judges."""
         certificates = SqlCertificateStore(self._c).for_devices(device_ids)
         psks = SqlPskStore(self._c).for_devices(device_ids)
-        clients = [SqlOAuthClientStore(self._c).for_device(i) for i in device_ids]
-        found = [*(held_certificate(c) for certs in certificates.values() for c in certs),
-                 *(held_psk(p) for held in psks.values() for p in held),
-                 *(held_client(c) for c in clients if c is not None)]
-        return [held for held in found if held is not None]
+        clients = SqlOAuthClientStore(self._c).for_devices(device_ids)
+        return held_credentials(chain.from_iterable(certificates.values()),
+                                chain.from_iterable(psks.values()), clients.values())
 
     def _rows_tally(
         self, org_path: str, where: ColumnElement[bool], now: datetime,

@@ -13,9 +13,7 @@ from iotiam.inventory.credential_status import (
     HeldCredential,
     credential_status_by_device,
     credential_tally,
-    held_certificate,
-    held_client,
-    held_psk,
+    held_credentials,
 )
 from iotiam.inventory.models import (
     CredentialStatus,
@@ -231,10 +229,9 @@ class MemoryFleetCounts(MemoryStore):
 
     def _held(self) -> Iterator[HeldCredential]:
         """Every device credential of every kind (certificates, PSKs, OAuth clients)."""
-        found = [*map(held_certificate, self.certificates.certificates.values()),
-                 *map(held_psk, self.psks.psks.values()),
-                 *map(held_client, self.oauth_clients.clients.values())]
-        yield from (held for held in found if held is not None)
+        yield from held_credentials(self.certificates.certificates.values(),
+                                    self.psks.psks.values(),
+                                    self.oauth_clients.clients.values())
 
     def device_tallies(self, *, org_path: str) -> list[DeviceTally]:
         """Devices under ``org_path`` per org unit, type, state and site."""

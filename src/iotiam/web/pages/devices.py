@@ -16,10 +16,8 @@ from iotiam.credentials.models import Psk
 from iotiam.enrollment.transfer import TRANSFERABLE
 from iotiam.errors import Conflict, InvalidInput
 from iotiam.inventory.credential_status import (
-    HeldCredential,
     credential_status_by_device,
-    held_client,
-    held_psk,
+    held_credentials,
 )
 from iotiam.inventory.models import CredentialStatus, DeviceState
 from iotiam.pki.models import CertificateRecord, RevocationReason
@@ -133,12 +131,9 @@ def _standing(svc: Services, device_id: str, certificates: list[CertificateRecor
               psks: list[Psk], client: OAuthClient | None) -> CredentialStatus:
     """The device's credential status as the inventory report judges it (its newest
     certificates shown, its PSKs and its OAuth client)."""
-    held: list[CertificateRecord | HeldCredential] = [
-        *certificates, *(h for h in map(held_psk, psks) if h is not None)]
-    if client is not None and (judged := held_client(client)) is not None:
-        held.append(judged)
     return credential_status_by_device(
-        held, now=svc.clock.now(), rotation_age=svc.settings.rotation_age,
+        held_credentials(certificates, psks, [client]), now=svc.clock.now(),
+        rotation_age=svc.settings.rotation_age,
     ).get(device_id, CredentialStatus.NONE)
 
 
