@@ -31,7 +31,7 @@ from iotiam.gateways.models import (
 from iotiam.gateways.ports import ChildKeys, ChildSubjects, GatewaysUnitOfWork
 from iotiam.gateways.rotation import RotationReport
 from iotiam.inventory.lifecycle import Transport, may, refusal
-from iotiam.inventory.models import Device, check_identifier, is_identifier
+from iotiam.inventory.models import Device, DeviceType, check_identifier, is_identifier
 from iotiam.inventory.ports import visible_device
 from iotiam.kernel import ROOT_ORG_ID, ROOT_PATH, Principal, Role, Transactions
 from iotiam.pki.client_certificates import presented_device
@@ -352,14 +352,7 @@ class Gateways:
             subject = self._subjects.cached(gateway_id)
             if device is None or subject is None:
                 raise Unauthenticated(f"gateway {gateway_id!r} no longer exists")
-            refused = refusal(device.id, device.state, Transport.DECISION)
-            if refused is not None:
-                raise Unauthenticated(refused)
-            if subject.credentialed is False:
-                raise Unauthenticated(f"gateway {gateway_id!r} holds no live credential")
-            if device_type is None or not rules.is_gateway_type(device_type):
-                raise Unauthenticated(f"device {gateway_id!r} is not a gateway")
-            return device
+            return _acting_gateway(device, device_type, subject.credentialed)
 
     def decide_report_topic(self, device_id: str, action: str, topic: str) -> Decision:
         """A broker's question about a topic in the namespace kept for gateways' reports
@@ -393,12 +386,7 @@ class Gateways:
             with self._uow.reading() as uow:
                 device = self._holder(uow, certificate)
                 device_type = uow.device_types.get(device.type_name)
-            refused = refusal(device.id, device.state, Transport.DECISION)
-            if refused is not None:
-                raise Unauthenticated(refused)
-            if device_type is None or not rules.is_gateway_type(device_type):
-                raise Unauthenticated(f"device {device.id!r} is not a gateway")
-            return device
+            return _acting_gateway(device, device_type)
 
     def _holder(self, uow: GatewaysUnitOfWork, certificate: x509.Certificate) -> Device:
         issuer_id = self._issuers.issuer_named(certificate.issuer)
@@ -408,6 +396,21 @@ class Gateways:
         if device is None:
             raise Unauthenticated("the device of this certificate no longer exists")
         return device
+
+
+def _acting_gateway(device: Device, device_type: DeviceType | None,
+                    credentialed: bool | None = None) -> Device:
+    """``device``, when it may act as a gateway now: in a state that may take decisions,
+    holding a live credential (``credentialed``; None: its certificate was just
+    checked), of a gateway type; else ``Unauthenticated``."""
+    refused = refusal(device.id, device.state, Transport.DECISION)
+    if refused is not None:
+        raise Unauthenticated(refused)
+    if credentialed is False:
+        raise Unauthenticated(f"gateway {device.id!r} holds no live credential")
+    if device_type is None or not rules.is_gateway_type(device_type):
+        raise Unauthenticated(f"device {device.id!r} is not a gateway")
+    return device
 
 
 def _served(held: Sequence[Psk], now: datetime) -> list[Psk]:
