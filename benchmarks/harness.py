@@ -27,6 +27,7 @@ from iotiam.installation import initialize
 from iotiam.kernel import SYSTEM
 from iotiam.storage.database import make_engine
 from iotiam.testing import free_port, make_csr
+from iotiam.testing.postgres import drop_schema
 
 #: Environment variables that would point a benchmark at someone's real installation.
 _IOTIAM_ENV_PREFIX = "IOTIAM_"
@@ -288,8 +289,7 @@ def throwaway_database(config: RunConfig) -> Iterator[str | None]:
             yield (f"{config.database_url}{separator}options=-csearch_path%3D{schema}"
                    f"&application_name={schema}")
         finally:
-            with admin.begin() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+            drop_schema(admin, schema)
     finally:
         admin.dispose()
 

@@ -34,6 +34,7 @@ from iotiam.storage.migrate import upgrade_to_head
 from iotiam.storage.tables import metadata
 from iotiam.testing.environment import integration_required
 from iotiam.testing.fakes.services import MemoryConfig, memory_services
+from iotiam.testing.postgres import drop_schema
 
 PG_URL = os.environ.get("IOTIAM_TEST_DATABASE_URL")
 BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
@@ -69,8 +70,7 @@ def postgres_schema_url() -> Iterator[str]:
     try:
         yield schema_url(name)
     finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
+        drop_schema(admin, name)
         admin.dispose()
 
 
@@ -184,8 +184,7 @@ class SchemaPool:
 
     def _drop(self, name: str) -> None:
         self._made.remove(name)
-        with self._admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+        drop_schema(self._admin, name)
 
     def close(self) -> None:
         """Drop every schema the pool made."""
