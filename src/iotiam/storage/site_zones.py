@@ -71,7 +71,7 @@ class SqlSiteZones:
             # import's change names 5,000 (as the other batch reads, ``rows.one_of``)
             rows = conn.execute(select(devices.id, devices.site)
                                 .where(one_of(conn, devices.id, device_ids)))
-            for device_id, site in rows.tuples():
+            for device_id, site in rows:
                 found[device_id] = site
         site_of = self._site_of  # one item at a time: a reader sees the old or the new
         for device_id, site in found.items():
