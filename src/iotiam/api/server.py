@@ -102,6 +102,29 @@ def warn_if_alerts_go_nowhere(playbook: Playbook, alerts: AlertDispatcher) -> No
                 "GET /v1/detection/stats")
 
 
+#: young collections between two full ones (CPython's default is 10; see below)
+FULL_COLLECTION_EVERY = 100
+
+
+def freeze_start_up() -> None:
+    """Leave what start-up built out of the collector's walks, and space full collections.
+
+    What start-up built lives as long as the process: frozen, the collector need not walk
+    it again, and forked workers keep sharing its pages. CPython holds a full collection
+    back until the objects promoted since the last one reach a quarter of those it kept;
+    once start-up is frozen, that is a quarter of a few thousand, so a batch's objects
+    (a 5,000-row import, its scores and register entries, all alive until the batch
+    ends) set one off every ten young collections, and each walked the whole batch
+    again: 14-32 µs of an API import's 100-190 µs of server CPU a device (issue 19,
+    ``benchmarks/README.md``). Cyclic garbage that outlives the young collections waits
+    longer; reference counting frees everything else at once, as before.
+    """
+    gc.collect()
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
+
+
 def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> None:
     """Run both listeners until SIGINT/SIGTERM, in ``workers`` processes."""
     settings = services.settings
@@ -114,10 +137,7 @@ def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> N
         for sock in api_sockets:
             sock.close()
         raise
-    # what start-up built lives as long as the process: the collector need not walk it
-    # again on every full collection, and forked workers keep sharing its pages
-    gc.collect()
-    gc.freeze()
+    freeze_start_up()
     warn_if_alerts_go_nowhere(services.response.playbook(), services.alerts)
     # a CA rotated or revoked while serve was down: the certificate moves before listening
     serving = server_certificate(services, first_process=True, follow=False).follow()

@@ -94,10 +94,14 @@ class RegisterBuilder:
                          score([h for h in hits if h.factor not in hidden], weighting),
                          tuple(hits), accepted, weighting)
 
-    def weighting(self, device: Device) -> Weighting:
-        """Criticality and class of the device's type, and whether it may publish."""
+    def weighting(self, device: Device, policies: Sequence[PolicyFacts] | None = None
+                  ) -> Weighting:
+        """Criticality and class of the device's type, and whether it may publish
+        (``policies``: the device's, when the caller has them already)."""
         device_type = self.index.types.get(device.type_name)
-        can_write = any(p.can_write for p in self.policies_of(device))
+        if policies is None:
+            policies = self.policies_of(device)
+        can_write = any(p.can_write for p in policies)
         if device_type is None:
             return Weighting(can_write=can_write)
         return Weighting(device_type.criticality, device_type.device_class, can_write)
@@ -123,7 +127,8 @@ class RegisterBuilder:
                        trust: TrustScore | None = None,
                        firmware: FirmwareStatus | None = None) -> list[RiskEntry]:
         """The entries of one device: itself, and each of its credentials with factors."""
-        weighting = self.weighting(device)
+        policies = self.policies_of(device)  # a scan of every attachment: once a device
+        weighting = self.weighting(device, policies)
         certs = self.index.certificates.get(device.id, ())
         psks = self.index.psks.get(device.id, ())
         entries = self._credential_entries(device, certs, psks, weighting)
@@ -137,7 +142,7 @@ class RegisterBuilder:
         optional = (presence.shared_device_places(seen), posture.firmware_check(firmware),
                     posture.findings_check(findings),
                     posture.trust_check(trust, self.index.settings),
-                    posture.policy_check(self.policies_of(device)))
+                    posture.policy_check(policies))
         hits += [h for h in optional if h is not None]
         if hits:
             entries.append(self.entry(Subject.DEVICE, device.id, device.org_path, device.site,
