@@ -58,6 +58,7 @@ from iotiam.storage.policy_store import (
     SqlSiteStore,
     SqlTargetDirectory,
 )
+from iotiam.storage.raw import RawSql, drop_deferred, send_deferred
 from iotiam.storage.registered_identities import SqlRegisteredIdentities
 from iotiam.storage.response_store import (
     SqlDetectionSettingsStore,
@@ -94,7 +95,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
+    _configure_postgresql(engine)
+    return engine
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    """Writes deferred by ``RawSql.defer`` go before any statement of SQLAlchemy's own
+    (a savepoint included) and with the COMMIT; a rollback forgets them."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before_statement(conn: Connection, *args: Any) -> None:
+        send_deferred(conn)
+
+    @event.listens_for(engine, "commit")
+    def _on_commit(conn: Connection) -> None:
+        RawSql(conn).flush(commit=True)
+
+    @event.listens_for(engine, "rollback")
+    def _on_rollback(conn: Connection) -> None:
+        drop_deferred(conn)
 
 
 def _configure_sqlite(engine: Engine) -> None:
