@@ -126,11 +126,14 @@ def refresh_standing(conn: Connection, device_ids: Iterable[str]) -> None:
         ids = in_params("id", chunk)
         if conn.dialect.name == "postgresql":  # sent with the read below
             raw.defer(in_statement(_LOCK_HOLDERS, "id", len(chunk)), [ids])
-        rows = [_standing_row(r) for r in raw.all(
-            in_statement(_HOLDERS_OF, "id", len(chunk)), {**ids, "never": raw.when(NEVER)})]
+        # the new rows and the replaced ones in one round trip (PostgreSQL)
+        held, dropped = raw.all_together([
+            (in_statement(_HOLDERS_OF, "id", len(chunk)), {**ids, "never": raw.when(NEVER)}),
+            (in_statement(_DROP, "id", len(chunk)), ids)])
+        rows = [_standing_row(r) for r in held]
         moved = Counter(day_bucket(r) for r in rows)
         moved.subtract(day_bucket(vars(row_object(_STANDING_COLUMNS, r, _TIMES)))
-                       for r in raw.all(in_statement(_DROP, "id", len(chunk)), ids))
+                       for r in dropped)
         raw.defer(_PUT, [{**r, **{c: raw.when(r[c]) for c in INSTANTS}} for r in rows])
         _bump(conn, moved)
 

@@ -116,8 +116,9 @@ class RawSql:
         cursor = dbapi_conn.cursor() if statement is not None else None
         try:
             if deferred or commit:
-                return _pipelined(dbapi_conn, deferred or [], cursor, sql, params, many=many,
-                                  commit=commit)
+                reads = [] if cursor is None else [(cursor, sql, params, many)]
+                _pipelined(dbapi_conn, deferred or [], reads, commit=commit)
+                return cursor
             if many:
                 cursor.executemany(sql, params)
             else:
@@ -128,6 +129,26 @@ class RawSql:
             # the same IntegrityError / DataError / OperationalError Core would raise
             raise DBAPIError.instance(sql, params, e, dbapi.Error) from e
         return cursor
+
+    def all_together(self, statements: Sequence[tuple[RawStatement, dict[str, Any]]]
+                     ) -> list[list[Any]]:
+        """Every row of each statement, run in order; on PostgreSQL in one round trip
+        (with the deferred writes), as none needs another's answer to be asked."""
+        if self.is_sqlite:
+            return [self.all(statement, params) for statement, params in statements]
+        dbapi_conn: Any = self._conn.connection.dbapi_connection
+        dbapi = self._conn.dialect.loaded_dbapi
+        reads = [(dbapi_conn.cursor(), statement.postgresql, params, False)
+                 for statement, params in statements]
+        try:
+            _pipelined(dbapi_conn, self._conn.info.pop(DEFERRED, None) or [], reads,
+                       commit=False)
+            return [list(cursor.fetchall()) for cursor, _, _, _ in reads]
+        except dbapi.Error as e:
+            raise DBAPIError.instance(reads[-1][1], None, e, dbapi.Error) from e
+        finally:
+            for cursor, _, _, _ in reads:
+                cursor.close()
 
     def first(self, statement: RawStatement, params: dict[str, Any]) -> Any:
         """The first row, or None."""
@@ -169,20 +190,21 @@ class RawSql:
 
 def _pipelined(dbapi_conn: Any, deferred: list[tuple[RawStatement, Sequence[dict[str, Any]],
                                                      Callable[[int], None] | None]],
-               cursor: Any, sql: str, params: Any, *, many: bool, commit: bool) -> Any:
-    """``deferred``, then the statement on ``cursor`` (if any), then COMMIT (if asked),
-    in one psycopg pipeline: one round trip. The checks run once it is answered, and
-    before the COMMIT is sent (a round trip more when a write to commit has one)."""
+               reads: list[tuple[Any, str, Any, bool]], *, commit: bool) -> None:
+    """``deferred``, then each (cursor, sql, parameters, many) of ``reads``, then COMMIT
+    (if asked), in one psycopg pipeline: one round trip. The checks run once it is
+    answered, and before the COMMIT is sent (a round trip more when a write to commit
+    has one)."""
     if commit and any(check is not None for _, _, check in deferred):
-        _pipelined(dbapi_conn, deferred, cursor, sql, params, many=many, commit=False)
-        deferred, cursor = [], None
+        _pipelined(dbapi_conn, deferred, reads, commit=False)
+        deferred, reads = [], []
     sent = []
     with dbapi_conn.pipeline():
         for statement, rows, check in deferred:
             write = dbapi_conn.cursor()
             write.executemany(statement.postgresql, rows)
             sent.append((write, check))
-        if cursor is not None:
+        for cursor, sql, params, many in reads:
             (cursor.executemany if many else cursor.execute)(sql, params)
         if commit:
             dbapi_conn.commit()
@@ -191,7 +213,6 @@ def _pipelined(dbapi_conn: Any, deferred: list[tuple[RawStatement, Sequence[dict
         write.close()
         if check is not None:
             check(touched)
-    return cursor
 
 
 def dbapi_cursor(conn: Connection) -> Any:
@@ -208,8 +229,10 @@ def send_deferred(conn: Connection) -> None:
 
 
 def drop_deferred(conn: Connection) -> None:
-    """Forget ``conn``'s deferred writes (its transaction rolled back)."""
-    conn.info.pop(DEFERRED, None)
+    """Forget ``conn``'s deferred writes (its transaction rolled back); a connection
+    that was lost took them with it."""
+    if not conn.invalidated:
+        conn.info.pop(DEFERRED, None)
 
 
 def utc(value: Any) -> datetime | None:
