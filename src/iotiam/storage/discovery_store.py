@@ -97,7 +97,7 @@ class SqlDiscoveryStore(SqlDiscoveryReads):
             if self._pg:
                 # planned for these values each time (a custom plan): a generic plan of
                 # an IN list is chosen blind, and has scanned a table per value
-                cursor.execute(sql, params, prepare=False)  # type: ignore[call-arg]
+                cursor.execute(sql, params, prepare=False)
             else:
                 cursor.execute(sql, params)
             return [] if cursor.description is None else list(cursor.fetchall())

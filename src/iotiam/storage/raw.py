@@ -113,7 +113,7 @@ class RawSql:
         dbapi = self._conn.dialect.loaded_dbapi
         sql = "" if statement is None else (
             statement.sqlite if self.is_sqlite else statement.postgresql)
-        cursor = dbapi_conn.cursor() if statement is not None else None
+        cursor: Any = dbapi_conn.cursor() if statement is not None else None
         try:
             if deferred or commit:
                 reads = [] if cursor is None else [(cursor, sql, params, many)]

@@ -79,7 +79,7 @@ class SqlRegisteredIdentities:
             if self._pg:
                 # planned for these values (see discovery_store.SqlDiscoveryStore._query)
                 cursor.execute(sql.format(**{"in": "= ANY(%s::text[])"}).replace("?", "%s"),
-                               [list(values), *extra], prepare=False)  # type: ignore[call-arg]
+                               [list(values), *extra], prepare=False)
                 yield from cursor.fetchall()
                 return
             for start in range(0, len(values), IN_CHUNK):
