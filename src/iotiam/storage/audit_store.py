@@ -6,7 +6,7 @@ import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
 from iotiam.audit.models import AuditRecord, ChainHead
 from iotiam.storage.raw import RawSql, RawStatement
@@ -21,8 +21,12 @@ _INSERT_RECORD = RawStatement(
     "INSERT INTO audit_records (seq, at, tag, actor, org_path, subject, outcome, reason, "
     "details, prev_hash, hash) VALUES (:seq, :at, :tag, :actor, :org_path, :subject, :outcome, "
     ":reason, :details, :prev_hash, :hash)")
-_MOVE_HEAD = RawStatement("UPDATE audit_head SET seq = :seq, hash = :hash, mac = :mac, "
-                          "frontier = :frontier WHERE id = 1")
+# the head's row is made by the first append; no answer is needed of either statement,
+# so PostgreSQL gets both with the COMMIT (``RawSql.defer``)
+_MOVE_HEAD = RawStatement(
+    "INSERT INTO audit_head (id, seq, hash, mac, frontier) VALUES (1, :seq, :hash, :mac, "
+    ":frontier) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, "
+    "mac = excluded.mac, frontier = excluded.frontier")
 
 
 class SqlAuditLog:
@@ -48,20 +52,15 @@ class SqlAuditLog:
         raw = RawSql(self._c)
         # the records of one append share their instant: convert it once
         when = functools.lru_cache(maxsize=4)(raw.when)
-        raw.change_many(_INSERT_RECORD, [{
+        raw.defer(_INSERT_RECORD, [{
             "seq": record.seq, "at": when(record.at), "tag": record.tag,
             "actor": record.actor, "org_path": record.org_path, "subject": record.subject,
             "outcome": record.outcome, "reason": record.reason,
             "details": dump_json(record.details), "prev_hash": record.prev_hash,
             "hash": record.hash,
         } for record in records])
-        moved = raw.change(_MOVE_HEAD, {"seq": head.seq, "hash": head.hash, "mac": head.mac,
-                                        "frontier": head.frontier})
-        if moved == 0:
-            self._c.execute(
-                insert(t.audit_head).values(id=_HEAD_ID, seq=head.seq, hash=head.hash,
-                                            mac=head.mac, frontier=head.frontier)
-            )
+        raw.defer(_MOVE_HEAD, [{"seq": head.seq, "hash": head.hash, "mac": head.mac,
+                                "frontier": head.frontier}])
 
     def iter_records(
         self, *, org_path: str | None = None, after_seq: int = 0, limit: int | None = None

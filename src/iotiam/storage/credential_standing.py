@@ -124,15 +124,17 @@ def refresh_standing(conn: Connection, device_ids: Iterable[str]) -> None:
     for start in range(0, len(wanted), 500):
         chunk = wanted[start:start + 500]
         ids = in_params("id", chunk)
-        if conn.dialect.name == "postgresql":
-            raw.all(in_statement(_LOCK_HOLDERS, "id", len(chunk)), ids)
-        rows = [_standing_row(r) for r in raw.all(
-            in_statement(_HOLDERS_OF, "id", len(chunk)), {**ids, "never": raw.when(NEVER)})]
+        if conn.dialect.name == "postgresql":  # sent with the read below
+            raw.defer(in_statement(_LOCK_HOLDERS, "id", len(chunk)), [ids])
+        # the new rows and the replaced ones in one round trip (PostgreSQL)
+        held, dropped = raw.all_together([
+            (in_statement(_HOLDERS_OF, "id", len(chunk)), {**ids, "never": raw.when(NEVER)}),
+            (in_statement(_DROP, "id", len(chunk)), ids)])
+        rows = [_standing_row(r) for r in held]
         moved = Counter(day_bucket(r) for r in rows)
         moved.subtract(day_bucket(vars(row_object(_STANDING_COLUMNS, r, _TIMES)))
-                       for r in raw.all(in_statement(_DROP, "id", len(chunk)), ids))
-        raw.change_many(_PUT, [{**r, **{c: raw.when(r[c]) for c in INSTANTS}}
-                               for r in rows])
+                       for r in dropped)
+        raw.defer(_PUT, [{**r, **{c: raw.when(r[c]) for c in INSTANTS}} for r in rows])
         _bump(conn, moved)
 
 
@@ -153,8 +155,8 @@ def day_bucket(row: Mapping[Any, Any]) -> tuple[Any, ...]:
 
 def _bump(conn: Connection, moved: Counter[tuple[Any, ...]]) -> None:
     """Add ``moved`` to the day buckets, keys in one order (no deadlock between writers)."""
-    RawSql(conn).change_many(_BUMP, [dict(zip(_DAY_KEY, key, strict=True), n=n)
-                                     for key, n in sorted(moved.items()) if n])
+    RawSql(conn).defer(_BUMP, [dict(zip(_DAY_KEY, key, strict=True), n=n)
+                               for key, n in sorted(moved.items()) if n])
 
 
 def devices_of_serials(conn: Connection, issuer_id: str, serials: Sequence[str]) -> set[str]:

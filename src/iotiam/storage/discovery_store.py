@@ -26,7 +26,7 @@ from iotiam.discovery.models import (
 )
 from iotiam.discovery.ports import SightingRow
 from iotiam.storage.discovery_reads import SqlDiscoveryReads, asset_of, presence_of
-from iotiam.storage.raw import BulkInsert, bulk_upsert
+from iotiam.storage.raw import BulkInsert, bulk_upsert, dbapi_cursor
 from iotiam.storage.tables import discovery as t
 
 #: values per ``IN (...)`` on SQLite (its limit is 32766 parameters)
@@ -92,12 +92,12 @@ class SqlDiscoveryStore(SqlDiscoveryReads):
         self._pg = conn.dialect.name == "postgresql"
 
     def _query(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
-        cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = dbapi_cursor(self._conn)
         try:
             if self._pg:
                 # planned for these values each time (a custom plan): a generic plan of
                 # an IN list is chosen blind, and has scanned a table per value
-                cursor.execute(sql, params, prepare=False)  # type: ignore[call-arg]
+                cursor.execute(sql, params, prepare=False)
             else:
                 cursor.execute(sql, params)
             return [] if cursor.description is None else list(cursor.fetchall())
@@ -153,7 +153,7 @@ class SqlDiscoveryStore(SqlDiscoveryReads):
         # SQLite's RETURNING answers ``execute``, not ``executemany``: the digests go
         # through a temporary table (one prepared insert per digest), then one statement
         # moves the new ones over and names them
-        cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = dbapi_cursor(self._conn)
         try:
             cursor.execute(_CLAIM_SQLITE_STAGE)
             cursor.executemany(_CLAIM_SQLITE_FILL, [(d,) for d in sorted(digests)])
@@ -197,7 +197,7 @@ class SqlDiscoveryStore(SqlDiscoveryReads):
             return
         mark = "%s" if self._pg else "?"
         pairs = [(kept, gone) for gone, kept in merged.items()]
-        cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = dbapi_cursor(self._conn)
         try:
             for table in ("discovery_identifiers", "discovery_sightings"):
                 cursor.executemany(f"UPDATE {table} SET asset_id = {mark} "  # noqa: S608

@@ -28,6 +28,7 @@ from iotiam.storage.raw import (
     ParsedRows,
     RawSql,
     RawStatement,
+    dbapi_cursor,
     row_object,
     select_sql,
     utc,
@@ -268,7 +269,7 @@ class SqlDeviceStore:
                  d.location, dump_json(d.attributes), when(d.created_at),
                  when(d.updated_at)) for d in devices]
         dbapi = self._c.dialect.loaded_dbapi
-        cursor = self._c.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = dbapi_cursor(self._c)
         written: set[str] = set()
         try:
             if raw.is_sqlite:
@@ -316,7 +317,7 @@ class SqlDeviceStore:
             # one query for the batch (``varchar[]``: a ``text[]`` would compare
             # ``id::text``, which the primary key cannot answer); IN lists of 500 scanned
             # the table once each while a fast-growing table's statistics were stale
-            cursor = self._c.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            cursor = dbapi_cursor(self._c)
             try:
                 cursor.execute(_EXISTING_PG, [list(device_ids)])
                 return {r[0] for r in cursor.fetchall()}
@@ -346,7 +347,7 @@ class SqlDeviceStore:
         """Move pending devices to active (first certificate); other states stay."""
         raw = RawSql(self._c)
         when = raw.when(at)
-        raw.change_many(_ACTIVATE_IF_PENDING, [{
+        raw.defer(_ACTIVATE_IF_PENDING, [{
             "id": device_id, "at": when,
             "active": str(DeviceState.ACTIVE), "pending": str(DeviceState.PENDING),
         } for device_id in device_ids])
@@ -355,7 +356,7 @@ class SqlDeviceStore:
         """Move the devices' ``updated_at`` (a new credential changes their standing)."""
         raw = RawSql(self._c)
         when = raw.when(at)
-        raw.change_many(_TOUCH, [{"id": device_id, "at": when} for device_id in device_ids])
+        raw.defer(_TOUCH, [{"id": device_id, "at": when} for device_id in device_ids])
 
     def page(
         self,

@@ -202,13 +202,16 @@ class SqlCertificateStore:
 
     def complete(self, signed: Sequence[SignedCertificate]) -> None:
         """Attach signed certificates to their reservations."""
-        updated = RawSql(self._c).change_many(_COMPLETE, [{
+        def all_reserved(updated: int) -> None:
+            if updated != len(signed):
+                raise Conflict("a certificate to store is no longer reserved")
+
+        # sent with the standing's first read (PostgreSQL): one round trip for both
+        RawSql(self._c).defer(_COMPLETE, [{
             "issuer_id": cert.issuer_id, "serial": serial_hex(cert.serial), "pem": cert.pem,
             "fingerprint": cert.fingerprint_sha256, "issued": str(CertificateStatus.ISSUED),
             "reserved": str(CertificateStatus.RESERVED),
-        } for cert in signed])
-        if updated != len(signed):
-            raise Conflict("a certificate to store is no longer reserved")
+        } for cert in signed], all_reserved)
         # the report's per-device row moves with the certificate (fleet_counts.py)
         refresh_standing(self._c, {cert.device_id for cert in signed
                                    if cert.device_id is not None})

@@ -24,6 +24,8 @@ from sqlalchemy.exc import DBAPIError
 # SQLAlchemy's SQLite DATETIME format: what the Core path writes and reads back
 _SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
 _NAMED = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
+#: ``Connection.info`` key: the writes :meth:`RawSql.defer` holds for the next round trip
+DEFERRED = "iotiam_deferred_writes"
 
 
 class RawStatement:
@@ -80,20 +82,73 @@ class RawSql:
         finally:
             cursor.close()
 
-    def _execute(self, statement: RawStatement, params: Any, *, many: bool) -> Any:
-        sql = statement.sqlite if self.is_sqlite else statement.postgresql
-        cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    def defer(self, statement: RawStatement, rows: Sequence[dict[str, Any]],
+              check: Callable[[int], None] | None = None) -> None:
+        """A write whose answer nothing waits for, once per parameter set.
+
+        PostgreSQL: sent with the next statement that is waited for (a read, any Core
+        statement, the commit) in one round trip (psycopg's pipeline), in the order
+        asked, inside the same transaction; ``check`` is then given the rows touched
+        (raising fails the transaction). SQLite, whose statements are no round trips:
+        run now. A rollback drops what was not sent.
+        """
+        if not rows:
+            return
+        if self.is_sqlite:
+            touched = self.change_many(statement, rows)
+            if check is not None:
+                check(touched)
+            return
+        self._conn.info.setdefault(DEFERRED, []).append((statement, rows, check))
+
+    def flush(self, *, commit: bool = False) -> None:
+        """Send the deferred writes now, if any (then COMMIT, in the same round trip)."""
+        if self._conn.info.get(DEFERRED):
+            self._execute(None, None, many=False, commit=commit)
+
+    def _execute(self, statement: RawStatement | None, params: Any, *, many: bool,
+                 commit: bool = False) -> Any:
+        deferred = None if self.is_sqlite else self._conn.info.pop(DEFERRED, None)
+        dbapi_conn: Any = self._conn.connection.dbapi_connection
         dbapi = self._conn.dialect.loaded_dbapi
+        sql = "" if statement is None else (
+            statement.sqlite if self.is_sqlite else statement.postgresql)
+        cursor: Any = dbapi_conn.cursor() if statement is not None else None
         try:
+            if deferred or commit:
+                reads = [] if cursor is None else [(cursor, sql, params, many)]
+                _pipelined(dbapi_conn, deferred or [], reads, commit=commit)
+                return cursor
             if many:
                 cursor.executemany(sql, params)
             else:
                 cursor.execute(sql, params)
         except dbapi.Error as e:
-            cursor.close()
+            if cursor is not None:
+                cursor.close()
             # the same IntegrityError / DataError / OperationalError Core would raise
             raise DBAPIError.instance(sql, params, e, dbapi.Error) from e
         return cursor
+
+    def all_together(self, statements: Sequence[tuple[RawStatement, dict[str, Any]]]
+                     ) -> list[list[Any]]:
+        """Every row of each statement, run in order; on PostgreSQL in one round trip
+        (with the deferred writes), as none needs another's answer to be asked."""
+        if self.is_sqlite:
+            return [self.all(statement, params) for statement, params in statements]
+        dbapi_conn: Any = self._conn.connection.dbapi_connection
+        dbapi = self._conn.dialect.loaded_dbapi
+        reads = [(dbapi_conn.cursor(), statement.postgresql, params, False)
+                 for statement, params in statements]
+        try:
+            _pipelined(dbapi_conn, self._conn.info.pop(DEFERRED, None) or [], reads,
+                       commit=False)
+            return [list(cursor.fetchall()) for cursor, _, _, _ in reads]
+        except dbapi.Error as e:
+            raise DBAPIError.instance(reads[-1][1], None, e, dbapi.Error) from e
+        finally:
+            for cursor, _, _, _ in reads:
+                cursor.close()
 
     def first(self, statement: RawStatement, params: dict[str, Any]) -> Any:
         """The first row, or None."""
@@ -131,6 +186,53 @@ class RawSql:
         # isoformat writes _SQLITE_DATETIME at about half strftime's cost (hot: issuance
         # stores four times per certificate)
         return naive.isoformat(" ", "microseconds") if self.is_sqlite else naive
+
+
+def _pipelined(dbapi_conn: Any, deferred: list[tuple[RawStatement, Sequence[dict[str, Any]],
+                                                     Callable[[int], None] | None]],
+               reads: list[tuple[Any, str, Any, bool]], *, commit: bool) -> None:
+    """``deferred``, then each (cursor, sql, parameters, many) of ``reads``, then COMMIT
+    (if asked), in one psycopg pipeline: one round trip. The checks run once it is
+    answered, and before the COMMIT is sent (a round trip more when a write to commit
+    has one)."""
+    if commit and any(check is not None for _, _, check in deferred):
+        _pipelined(dbapi_conn, deferred, reads, commit=False)
+        deferred, reads = [], []
+    sent = []
+    with dbapi_conn.pipeline():
+        for statement, rows, check in deferred:
+            write = dbapi_conn.cursor()
+            write.executemany(statement.postgresql, rows)
+            sent.append((write, check))
+        for cursor, sql, params, many in reads:
+            (cursor.executemany if many else cursor.execute)(sql, params)
+        if commit:
+            dbapi_conn.commit()
+    for write, check in sent:
+        touched = int(write.rowcount)
+        write.close()
+        if check is not None:
+            check(touched)
+
+
+def dbapi_cursor(conn: Connection) -> Any:
+    """A cursor of the driver's under ``conn``, once its deferred writes are sent (what
+    runs on it comes after them, as the transaction asked)."""
+    send_deferred(conn)
+    return conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+
+
+def send_deferred(conn: Connection) -> None:
+    """Send ``conn``'s deferred writes (before a statement of SQLAlchemy's own)."""
+    if conn.info.get(DEFERRED):
+        RawSql(conn).flush()
+
+
+def drop_deferred(conn: Connection) -> None:
+    """Forget ``conn``'s deferred writes (its transaction rolled back); a connection
+    that was lost took them with it."""
+    if not conn.invalidated:
+        conn.info.pop(DEFERRED, None)
 
 
 def utc(value: Any) -> datetime | None:
@@ -237,7 +339,7 @@ class BulkInsert:
         """
         if not rows:
             return 0
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = dbapi_cursor(conn)
         dbapi = conn.dialect.loaded_dbapi
         try:
             if conn.dialect.name == "sqlite":

@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 from iotiam.discovery.models import IdentifierKind, RegisteredDevice
 from iotiam.errors import InvalidInput
 from iotiam.storage.discovery_store import IN_CHUNK
+from iotiam.storage.raw import dbapi_cursor
 from iotiam.storage.tables import discovery as discovery_tables
 
 K = IdentifierKind
@@ -73,12 +74,12 @@ class SqlRegisteredIdentities:
     def _rows(self, sql: str, values: Sequence[str], extra: Sequence[Any]) -> Iterator[Any]:
         """``sql`` with ``{in}`` the values (``ANY`` on PostgreSQL, chunks on SQLite),
         then the ``extra`` parameters."""
-        cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = dbapi_cursor(self._conn)
         try:
             if self._pg:
                 # planned for these values (see discovery_store.SqlDiscoveryStore._query)
                 cursor.execute(sql.format(**{"in": "= ANY(%s::text[])"}).replace("?", "%s"),
-                               [list(values), *extra], prepare=False)  # type: ignore[call-arg]
+                               [list(values), *extra], prepare=False)
                 yield from cursor.fetchall()
                 return
             for start in range(0, len(values), IN_CHUNK):
@@ -123,7 +124,7 @@ class SqlRegisteredIdentities:
 
     def _by_issuer_serial(self, values: Sequence[str], scope: list[Any]
                           ) -> dict[str, RegisteredDevice]:
-        cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = dbapi_cursor(self._conn)
         try:
             cursor.execute("SELECT id, certificate_pem FROM cas")
             cas = cursor.fetchall()

@@ -50,7 +50,7 @@ from iotiam.risk.models import (
 )
 from iotiam.risk.ports import Cursor
 from iotiam.storage.after_commit import after_commit, vacuum_analyse
-from iotiam.storage.raw import ByIds, RawSql, RawStatement
+from iotiam.storage.raw import ByIds, RawSql, RawStatement, dbapi_cursor
 from iotiam.storage.rows import dump_json, load_json, one_of, under_path
 from iotiam.storage.tables import risk as t
 
@@ -152,7 +152,7 @@ class SqlRiskStore:
         driver a few microseconds instead of a pipelined statement of its own)."""
         names = ", ".join(columns)
         dbapi = self._c.dialect.loaded_dbapi
-        cursor = self._c.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = dbapi_cursor(self._c)
         # table and column names are this module's constants, never input
         sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})" \
             if raw.is_sqlite else f"COPY {table} ({names}) FROM STDIN"  # noqa: S608
