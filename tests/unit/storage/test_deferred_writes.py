@@ -108,9 +108,8 @@ def test_ok_a_savepoint_rolled_back_keeps_the_writes_deferred_before_it(db: Data
     assert [name for name, _ in _sites(db)] == ["before"]
 
 
+@pytest.mark.parametrize("db", BACKENDS[1:], indirect=True)  # PostgreSQL: a backend dies
 def test_fail_a_lost_connection_is_storage_unavailable(db: Database) -> None:
-    if db.is_sqlite:
-        pytest.skip("PostgreSQL: a backend that dies under a transaction")
     with pytest.raises(StorageUnavailable), db() as uow:
         RawSql(uow.conn).defer(_ADD, [{"name": "s1"}])
         uow.conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
