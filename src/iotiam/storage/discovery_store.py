@@ -75,9 +75,11 @@ _CLAIM_SQLITE_MOVE = ("INSERT INTO discovery_sighting_digests (digest) SELECT di
                       "RETURNING digest")
 _CLAIM_SQLITE_EMPTY = "DELETE FROM temp.discovery_claimed"
 _ADD_SIGHTINGS = BulkInsert(t.sightings, _SIGHTING_COLUMNS, "ON CONFLICT (digest) DO NOTHING")
-_SAVE_ASSETS = bulk_upsert(t.assets, _ASSET_COLUMNS, ("id",))
-_SAVE_BINDINGS = bulk_upsert(t.bindings, _BINDING_COLUMNS, ("kind", "value", "org_path"))
-_SAVE_PRESENCE = bulk_upsert(t.presence, _PRESENCE_COLUMNS, ("device_id",))
+# PostgreSQL: through a staging table filled by ``COPY`` (``BulkInsert``'s ``copied``)
+_SAVE_ASSETS = bulk_upsert(t.assets, _ASSET_COLUMNS, ("id",), copied=True)
+_SAVE_BINDINGS = bulk_upsert(t.bindings, _BINDING_COLUMNS, ("kind", "value", "org_path"),
+                             copied=True)
+_SAVE_PRESENCE = bulk_upsert(t.presence, _PRESENCE_COLUMNS, ("device_id",), copied=True)
 
 
 def _ports(ports: tuple[int, ...]) -> str | None:
