@@ -82,6 +82,10 @@ _SAVE_BINDINGS = bulk_upsert(t.bindings, _BINDING_COLUMNS, ("kind", "value", "or
 _SAVE_PRESENCE = bulk_upsert(t.presence, _PRESENCE_COLUMNS, ("device_id",), copied=True)
 
 
+#: each kind's stored text (``Enum.value`` is a property: a lookup here is a third of it)
+_KIND_TEXT = {kind: kind.value for kind in IdentifierKind}
+
+
 def _ports(ports: tuple[int, ...]) -> str | None:
     return ",".join(map(str, ports)) if ports else None
 
@@ -220,8 +224,9 @@ class SqlDiscoveryStore(SqlDiscoveryReads):
 
     def save_bindings(self, bindings: Sequence[Binding]) -> None:
         """Insert or replace these bindings."""
+        kind_text = _KIND_TEXT
         _SAVE_BINDINGS.run(self._conn, [
-            (b.kind.value, b.value, b.org_path, b.asset_id, b.device_id, b.first_seen,
+            (kind_text[b.kind], b.value, b.org_path, b.asset_id, b.device_id, b.first_seen,
              b.last_seen) for b in sorted(bindings)])
 
     def save_presence(self, presence: Sequence[DevicePresence]) -> None:
