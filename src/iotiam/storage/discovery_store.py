@@ -2,7 +2,8 @@
 
 An import batch is a few thousand rows of each kind, so every write is one statement
 per batch, sent straight to the driver: ``executemany`` of one prepared statement on
-SQLite, one ``INSERT ... SELECT FROM unnest(<column arrays>)`` on PostgreSQL. A batch's
+SQLite; on PostgreSQL a binary ``COPY`` into a staging table of the session and one
+``INSERT ... SELECT ... ON CONFLICT`` from it (``raw.BulkInsert``, ``copied``). A batch's
 sighting digests are claimed first (``INSERT ... ON CONFLICT DO NOTHING RETURNING``: the
 new ones come back, the rest are duplicates); only sightings that show a credential are
 kept as rows.
