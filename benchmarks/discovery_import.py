@@ -12,7 +12,8 @@ throw-away schema of ``--database-url``), through ``Discovery.import_stream`` as
 API and the CLI call it:
 
 - the JSON-lines file's first import: sightings/s by wall clock, and this process's
-  CPU time per sighting (on PostgreSQL the server's CPU is not in it);
+  CPU time per sighting (on PostgreSQL the run's server backends' CPU beside it, read
+  from ``/proc`` by ``harness.PostgresCpu``: the server is on this host);
 - the same file again: every line a duplicate, nothing added;
 - the Zeek file after it: every address resolves to what the first file bound (a flow
   between two local addresses is two sightings, one of each side);
