@@ -8,7 +8,9 @@ narrow unit of work in its ``ports.py``; :class:`Transactions` opens one of them
 from __future__ import annotations
 
 import enum
-from contextlib import AbstractContextManager
+import gc
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -100,3 +102,23 @@ class Transactions(Protocol[UnitOfWorkT_co]):
     def reading(self) -> AbstractContextManager[UnitOfWorkT_co]:
         """Begin a read-only transaction that never waits for writers."""
         ...
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for a bulk step (as it was before, after).
+
+    A bulk step (a risk rebuild, an import batch) allocates hundreds of thousands of
+    small acyclic objects (rows, tuples, entries) that outlive a young collection while
+    they wait in a batch: every collection traversed them, about a tenth of the step's
+    CPU, and more as the batch grows. Reference counting frees all of it; nothing it
+    makes is a cycle. Whatever runs between two steps runs with the collector on.
+    """
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()

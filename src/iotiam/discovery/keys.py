@@ -72,25 +72,36 @@ def batch_values(keyed: Iterable[tuple[Sighting, list[Key]]]
                  ) -> tuple[dict[IdentifierKind, list[str]], dict[IdentifierKind, list[str]]]:
     """Every value a batch (its sightings and their ``keys_of``) looks up, by kind, once:
     among the registered identities (a key as it is), and among the bindings (a host
-    name within its site, an address by the slots around each sighting's time)."""
+    name within its site, an address by the slots around each sighting's time).
+
+    An address is looked up among the registered identities only for a sighting of
+    addresses alone: the ``ip`` an admin gave a device speaks for no other
+    (``Reconciler.place``), so a jsonl line's address is no index probe there."""
     looked: dict[IdentifierKind, set[str]] = {}
     names: set[str] = set()
     #: (address, day) once, however many sightings of it the batch has (a flow log's
     #: server address is in every other sighting)
     days: set[tuple[str, int]] = set()
+    addresses: set[str] = set()
     for sighting, keys in keyed:
+        alone = keys[0][0] is IP
         for kind, value in keys:
+            if kind is IP:
+                days.add((value, int(sighting.seen_at // IP_SLOT_SECONDS)))
+                if alone:
+                    addresses.add(value)
+                continue
             values = looked.get(kind)
             if values is None:
                 values = looked[kind] = set()
             values.add(value)
-            if kind is IP:
-                days.add((value, int(sighting.seen_at // IP_SLOT_SECONDS)))
-            elif kind is HOSTNAME:
+            if kind is HOSTNAME:
                 names.add(ip_key(sighting.site, value))
     registered = {kind: sorted(values) for kind, values in looked.items()}
     # the other kinds are bound as they are looked up: the same sorted list serves both
-    bound = {kind: values for kind, values in registered.items() if kind not in (IP, HOSTNAME)}
+    bound = {kind: values for kind, values in registered.items() if kind is not HOSTNAME}
+    if addresses:
+        registered[IP] = sorted(addresses)
     if names:
         bound[HOSTNAME] = sorted(names)
     if days:

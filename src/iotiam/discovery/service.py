@@ -11,10 +11,12 @@ identity: importing the same file twice adds nothing, and each org's imports are
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import secrets
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -50,11 +52,15 @@ from iotiam.discovery.reconcile import (
     keys_of,
 )
 from iotiam.errors import InvalidInput, NotFound
-from iotiam.kernel import SYSTEM, Principal, Role, Transactions
+from iotiam.kernel import SYSTEM, Principal, Role, Transactions, collector_paused
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 5000
+#: an import runs one full pass of the cyclic collector every this many batches, or
+#: after this many seconds, whichever comes first
+COLLECT_BATCHES = 20
+COLLECT_SECONDS = 5.0
 #: sightings of iotiam's own traffic waiting to be stored; beyond it the oldest go
 MAX_OBSERVED = 100_000
 #: how often the observer stores what was queued, at the latest
@@ -111,10 +117,7 @@ class Discovery:
             if context.default_time is None:
                 context = replace(context, default_time=self._clock.now().timestamp())
             report = ImportReport(source=source.name)
-            for batch in self._batches(source.read(stream, context), report):
-                self._store_batch(principal, source.name, batch, report)
-                if progress is not None:
-                    progress(report.read)
+            self._store_all(principal, source, stream, context, report, progress)
             if report.read == report.refused:
                 refusals = [{"line": r.position, "reason": r.reason}
                             for r in report.refusals[:100]]
@@ -124,6 +127,32 @@ class Discovery:
                          if report.refusals else "")
                 raise InvalidInput(f"the input {what}{first}", refusals=refusals)
             return report
+
+    def _store_all(self, principal: Principal, source: SightingSource, stream: IO[bytes],
+                   context: SourceContext, report: ImportReport,
+                   progress: Callable[[int], None] | None) -> None:
+        """Read and store every batch, with the cyclic collector paused but for one full
+        pass after every ``COLLECT_BATCHES`` batches or ``COLLECT_SECONDS``, whichever
+        comes first.
+
+        Reading, keying and storing a batch allocate acyclic objects only (reference
+        counting frees them), but the batch held in memory is what the collector's
+        passes kept traversing: a fifth of a re-import's CPU (26 µs a line against
+        21), a tenth of a first import's. Whatever else the process runs meanwhile
+        may leave cycles: the regular pass frees them, so memory stays bounded however
+        long the import. (A body that stalls mid-batch keeps the pass waiting until
+        that batch is read.)
+        """
+        last = time.monotonic()
+        with collector_paused():
+            for n, batch in enumerate(self._batches(source.read(stream, context), report),
+                                      start=1):
+                self._store_batch(principal, source.name, batch, report)
+                if progress is not None:
+                    progress(report.read)
+                if n % COLLECT_BATCHES == 0 or time.monotonic() - last > COLLECT_SECONDS:
+                    gc.collect()
+                    last = time.monotonic()
 
     def _batches(self, records: Iterable[Sighting | Refusal], report: ImportReport
                  ) -> Iterator[list[Keyed]]:
@@ -155,7 +184,10 @@ class Discovery:
         # what is claimed and stored is the digest under the caller's org path: another
         # org importing the same line gets it as its own (G9)
         scoped = dict(zip(scoped_digests(scope, unique), unique.values(), strict=True))
-        with self._uow() as uow:
+        # a batch's rows, lookups and decisions are acyclic: reference counting frees
+        # them, and the collector's passes over them were a tenth of an import's CPU (an
+        # import pauses it throughout, ``_store_all``; iotiam's own traffic per batch)
+        with collector_paused(), self._uow() as uow:
             store = uow.discovery
             store.begin_import()
             claimed = store.claim_digests(list(scoped))

@@ -8,7 +8,6 @@ answers "not found" like a missing one.
 from __future__ import annotations
 
 import csv
-import gc
 import io
 import json
 import queue
@@ -16,7 +15,6 @@ import re
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +26,7 @@ from iotiam.discovery.models import ADOPTED_FROM
 from iotiam.discovery.ports import DiscoveryReader
 from iotiam.errors import Conflict, InvalidInput, NotFound
 from iotiam.inventory.models import Device, DeviceState
-from iotiam.kernel import ROOT_PATH, SYSTEM, Principal, Role, Transactions
+from iotiam.kernel import ROOT_PATH, SYSTEM, Principal, Role, Transactions, collector_paused
 from iotiam.response.models import TrustScore
 from iotiam.risk.builder import RegisterBuilder
 from iotiam.risk.models import (
@@ -117,7 +115,7 @@ class RiskRegister:
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         #: every entry of this rebuild (the store leaves unchanged ones as they were)
         kept: set[str] = set()
-        with _collector_paused(), self._tx.reading() as reader, BatchWriter(
+        with collector_paused(), self._tx.reading() as reader, BatchWriter(
                 lambda batch: self._write(batch, generation, started)) as writer:
             snapshot = read_index(reader, self._discovery, self._linter, self._fleet,
                                   self.settings, started)
@@ -405,25 +403,6 @@ class BatchWriter:
         self._thread.join()
         if error is None:
             self._raise_failure()
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a rebuild judges (as it was before, after).
-
-    A rebuild allocates millions of small acyclic objects (hits, entries, rows) that
-    outlive a young collection while they wait in a batch, and holds the fleet's index:
-    every collection traversed both, a tenth of a rebuild's CPU at 20k devices and more
-    as the heap grows. Reference counting frees all of it; nothing it makes is a cycle.
-    """
-    paused = gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
 
 
 def _count(batch: Sequence[tuple[RiskEntry, str | None]], now: float,

@@ -2,7 +2,8 @@
 
 An import batch is a few thousand rows of each kind, so every write is one statement
 per batch, sent straight to the driver: ``executemany`` of one prepared statement on
-SQLite, one ``INSERT ... SELECT FROM unnest(<column arrays>)`` on PostgreSQL. A batch's
+SQLite; on PostgreSQL a binary ``COPY`` into a staging table of the session and one
+``INSERT ... SELECT ... ON CONFLICT`` from it (``raw.BulkInsert``, ``copied``). A batch's
 sighting digests are claimed first (``INSERT ... ON CONFLICT DO NOTHING RETURNING``: the
 new ones come back, the rest are duplicates); only sightings that show a credential are
 kept as rows.
@@ -75,9 +76,15 @@ _CLAIM_SQLITE_MOVE = ("INSERT INTO discovery_sighting_digests (digest) SELECT di
                       "RETURNING digest")
 _CLAIM_SQLITE_EMPTY = "DELETE FROM temp.discovery_claimed"
 _ADD_SIGHTINGS = BulkInsert(t.sightings, _SIGHTING_COLUMNS, "ON CONFLICT (digest) DO NOTHING")
-_SAVE_ASSETS = bulk_upsert(t.assets, _ASSET_COLUMNS, ("id",))
-_SAVE_BINDINGS = bulk_upsert(t.bindings, _BINDING_COLUMNS, ("kind", "value", "org_path"))
-_SAVE_PRESENCE = bulk_upsert(t.presence, _PRESENCE_COLUMNS, ("device_id",))
+# PostgreSQL: through a staging table filled by ``COPY`` (``BulkInsert``'s ``copied``)
+_SAVE_ASSETS = bulk_upsert(t.assets, _ASSET_COLUMNS, ("id",), copied=True)
+_SAVE_BINDINGS = bulk_upsert(t.bindings, _BINDING_COLUMNS, ("kind", "value", "org_path"),
+                             copied=True)
+_SAVE_PRESENCE = bulk_upsert(t.presence, _PRESENCE_COLUMNS, ("device_id",), copied=True)
+
+
+#: each kind's stored text (``Enum.value`` is a property: a lookup here is a third of it)
+_KIND_TEXT = {kind: kind.value for kind in IdentifierKind}
 
 
 def _ports(ports: tuple[int, ...]) -> str | None:
@@ -218,8 +225,9 @@ class SqlDiscoveryStore(SqlDiscoveryReads):
 
     def save_bindings(self, bindings: Sequence[Binding]) -> None:
         """Insert or replace these bindings."""
+        kind_text = _KIND_TEXT
         _SAVE_BINDINGS.run(self._conn, [
-            (b.kind.value, b.value, b.org_path, b.asset_id, b.device_id, b.first_seen,
+            (kind_text[b.kind], b.value, b.org_path, b.asset_id, b.device_id, b.first_seen,
              b.last_seen) for b in sorted(bindings)])
 
     def save_presence(self, presence: Sequence[DevicePresence]) -> None:

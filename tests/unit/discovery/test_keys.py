@@ -43,3 +43,19 @@ def test_batch_values_ok_address_by_the_slots_around_each_sightings_day() -> Non
         ip_slots_around("hq|10.0.0.5", later.seen_at))
     assert bound[K.IP] == sorted(wanted)
     assert len(bound[K.IP]) == 6
+
+
+def test_batch_values_ok_address_registered_only_for_sightings_of_addresses_alone() -> None:
+    # the ``ip`` an admin gave a device speaks only for a sighting of addresses alone, so
+    # a sighting that shows a MAC looks its address up among the bindings only
+    registered, bound = batch_values(keyed(
+        Sighting(source="dhcpd", seen_at=T, site="hq", ip="10.0.0.5", mac="aa:00:00:00:00:0a"),
+        Sighting(source="zeek", seen_at=T, site="hq", ip="10.0.0.6")))
+    assert registered[K.IP] == ["hq|10.0.0.6"]
+    assert {slot.partition("@")[0] for slot in bound[K.IP]} == {"hq|10.0.0.5", "hq|10.0.0.6"}
+
+
+def test_batch_values_ok_no_address_alone_no_registered_address_lookup() -> None:
+    registered, _ = batch_values(keyed(
+        Sighting(source="dhcpd", seen_at=T, site="hq", ip="10.0.0.5", mac="aa:00:00:00:00:0a")))
+    assert K.IP not in registered

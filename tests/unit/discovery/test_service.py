@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import threading
@@ -206,3 +207,22 @@ def test_import_ok_says_so_on_the_change_feed_only_when_it_stored_something(
     assert heard == [SightingsImported(ROOT_PATH, 3)]
     svc.discovery.import_stream(SYSTEM, "jsonl", lines(*RECORDS), SourceContext())
     assert heard == [SightingsImported(ROOT_PATH, 3)]  # nothing new: nothing to judge again
+
+
+def test_import_ok_collector_paused_only_while_it_runs(svc: MemoryServices) -> None:
+    # an import pauses the cyclic collector (its objects are acyclic) and hands it back
+    # as it found it, on success and on failure alike
+    paused: list[bool] = []
+    small = Discovery(svc.database, svc.clock, svc.audit, batch_size=1)
+    small.import_stream(SYSTEM, "jsonl", lines(*RECORDS), SourceContext(),
+                        progress=lambda _: paused.append(not gc.isenabled()))
+    assert paused == [True, True, True] and gc.isenabled()
+    with pytest.raises(InvalidInput):
+        small.import_stream(SYSTEM, "jsonl", io.BytesIO(b"{oops\n"), SourceContext())
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        small.import_stream(SYSTEM, "jsonl", lines(RECORDS[0]), SourceContext())
+        assert not gc.isenabled()  # a caller that had paused it keeps it paused
+    finally:
+        gc.enable()
