@@ -94,6 +94,8 @@ def test_leadership_ok_one_leader_and_takeover_when_its_connection_dies(pg_url: 
         # a's term was left open: b waited the time a cut-off leader needs to stop
         assert TAKEOVER_SECONDS <= took < TAKEOVER_SECONDS + 3
         assert a.elector.leading() == []  # a stopped its copy before b started one
+        # b leads once its job's thread is started; the loop itself begins a moment later
+        _until(lambda: len(exclusive.runs) > 1, 5)
         assert exclusive.runs == ["a", "b"]
         assert exclusive.most == 1
     finally:
