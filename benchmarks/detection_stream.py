@@ -15,7 +15,10 @@ partition); two worker processes (``DetectionWorker``, 16 partitions, 8 each) sc
   the publish of the batch holding the event that raised it to the finding reaching the
   worker's sink (both clocks are this host's wall clock).
 - **Worker CPU per event**: each worker's process CPU time, from holding its partitions
-  (start-up excluded) to its exit, over the events it scored.
+  (start-up excluded) to its exit, over the events it scored. Each worker process runs
+  ``freeze_start_up`` first, as ``iotiam serve`` does before its workers start.
+- **Publisher CPU per event**: this process's CPU time publishing flat out (partitioning,
+  encoding, the NATS client), over the events published.
 - An info row: the latency at 10,000 events/s, which a loaded host keeps up with (the
   stream's own delay, without a queue in front of the workers).
 """
@@ -37,6 +40,7 @@ from typing import Any
 
 from benchmarks.detection import percentile_ms
 from benchmarks.harness import Result, RunConfig, Target
+from iotiam.api.server import freeze_start_up
 from iotiam.detection.engine import ModeTable
 from iotiam.detection.models import DetectionMode, Event, Finding
 from iotiam.eventstream.publisher import NatsEventPublisher
@@ -78,6 +82,7 @@ def work(url: str, learning: float, status: Path) -> None:
     """A worker process: score until SIGTERM, writing progress to ``status``."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    freeze_start_up()  # as ``iotiam serve`` does before its workers start
     sink = TimedFindings()
     worker = DetectionWorker(stream(url), sink, learning_seconds=learning,
                              modes=ModeTable(DetectionMode.MONITOR))
@@ -122,9 +127,10 @@ def wait_for(condition: Any, seconds: float, what: str) -> None:
 
 
 def phase(events: list[Event], learning: float, rate: float | None, workdir: Path
-          ) -> tuple[float, list[float], list[dict[str, Any]]]:
+          ) -> tuple[float, list[float], list[dict[str, Any]], float]:
     """Publish ``events`` (at ``rate`` events/s, None: flat out) to 2 fresh workers; the
-    end-to-end rate, event → finding latencies (s) and each worker's last status."""
+    end-to-end rate, event → finding latencies (s), each worker's last status and this
+    process's CPU time publishing."""
     with nats_jetstream() as url:
         statuses = [workdir / f"worker-{n}-{rate}.json" for n in range(WORKERS)]
         env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
@@ -139,7 +145,7 @@ def phase(events: list[Event], learning: float, rate: float | None, workdir: Pat
                      "two workers holding 8 partitions each")
             idle_cpu = [read(s)["cpu"] for s in statuses]  # start-up: not per event
             sent: list[tuple[float, float]] = []  # (first event time, wall time published)
-            started = time.time()
+            started, cpu = time.time(), time.process_time()
             for n, start in enumerate(range(1, len(events), BATCH)):
                 if rate is not None:
                     delay = started + n * BATCH / rate - time.time()
@@ -149,6 +155,7 @@ def phase(events: list[Event], learning: float, rate: float | None, workdir: Pat
                 sent.append((batch[0].at, time.time()))
                 publisher.publish(batch)
             publisher.close()
+            cpu = time.process_time() - cpu
             wait_for(lambda: sum(read(s)["events"] for s in statuses) >= len(events), 600,
                      "every event to be scored")
         finally:
@@ -167,7 +174,7 @@ def phase(events: list[Event], learning: float, rate: float | None, workdir: Pat
             index = bisect.bisect_right(times, at) - 1
             if index >= 0:
                 latencies.append(found - sent[index][1])
-    return (len(events) - 1) / (end - started), latencies, final
+    return (len(events) - 1) / (end - started), latencies, final, cpu
 
 
 def run(config: RunConfig) -> list[Result]:
@@ -175,9 +182,9 @@ def run(config: RunConfig) -> list[Result]:
     scenario = generate(SEED, devices=config.size(150, 60))
     events, learning = scenario.events, scenario.learning_seconds
     with tempfile.TemporaryDirectory(prefix="iotiam-bench-stream-") as workdir:
-        rate, _, flat = phase(events, learning, None, Path(workdir))
-        _, latencies, paced = phase(events, learning, OFFERED_RATE, Path(workdir))
-        _, light, _ = phase(events, learning, LIGHT_RATE, Path(workdir))
+        rate, _, flat, publishing = phase(events, learning, None, Path(workdir))
+        _, latencies, paced, _ = phase(events, learning, OFFERED_RATE, Path(workdir))
+        _, light, _, _ = phase(events, learning, LIGHT_RATE, Path(workdir))
     scored = sum(w["events"] for w in flat)
     cpu_us = sum(w["cpu"] for w in flat) / scored * 1e6
     split = " / ".join(f"{w['events']:,}" for w in flat)
@@ -191,6 +198,9 @@ def run(config: RunConfig) -> list[Result]:
                notes=f"both workers' process CPU time from holding their partitions to "
                      f"their exit (decoding, scoring, snapshots) over the events they "
                      f"scored: {1e6 / cpu_us:,.0f} events per worker CPU-second"),
+        Result(f"{NAME}: publisher CPU per event", publishing / (len(events) - 1) * 1e6,
+               "µs", notes="this process's CPU time publishing flat out (partitioning, "
+                           "encoding, the NATS client) over the events published"),
         Result(f"{NAME}: event → finding p99 at {OFFERED_RATE:,} events/s", percentile_ms(
             latencies, 99), "ms", Target(LATENCY_TARGET_MS, at_least=False),
             f"{len(latencies)} findings; p50 {percentile_ms(latencies, 50):.0f} ms, max "

@@ -66,3 +66,32 @@ def test_wire_ok_batch_travels_and_version_1_is_still_read() -> None:
         "'", '"').encode() + b']') == [Event(EventKind.CONNECT, AT, device_id="d")]
     with pytest.raises(InvalidInput):
         decode_events(b'[2,["connect",1.0,"d"' + b',null' * 16 + b',7]]')
+
+
+def test_wire_ok_version_2_rows_are_still_read() -> None:
+    row = ["publish", AT, "d", *([None] * 3), "t/1", None, 12, *([None] * 10), "bat-2"]
+    body = b"[2," + str(row).replace("None", "null").replace("'", '"').encode() + b"]"
+    assert decode_events(body) == [Event(EventKind.PUBLISH, AT, device_id="d", topic="t/1",
+                                         size=12, batch="bat-2")]
+
+
+def test_wire_ok_columns_left_out_when_no_event_has_them() -> None:
+    body = encode_events([Event(EventKind.CONNECT, AT, device_id="d"),
+                          Event(EventKind.PUBLISH, AT, device_id="e", size=0)])
+    assert body.startswith(b"[3,") and b'"size":[null,0]' in body and b"topic" not in body
+    assert decode_events(encode_events([])) == []
+
+
+@pytest.mark.parametrize("body", [
+    b'[3,["connect"],[1.0],["d"]]',  # no optional columns
+    b'[3,["connect"],[1.0,2.0],["d"],{}]',  # columns of different lengths
+    b'[3,["nope"],[1.0],["d"],{}]',  # unknown kind
+    b'[3,["connect"],[true],["d"],{}]',  # a time that is not a number
+    b'[3,["connect"],[1.0],[7],{}]',  # a device id that is not a string
+    b'[3,["connect"],[1.0],["d"],{"size":["12"]}]',  # a string where an int belongs
+    b'[3,["connect"],[1.0],["d"],{"qos":[1,2]}]',  # a column longer than the rest
+    b'[3,["connect"],[1.0],["d"],{"payload":["x"]}]',  # a column no event has
+])
+def test_wire_fail_damaged_columns(body: bytes) -> None:
+    with pytest.raises(InvalidInput):
+        decode_events(body)
