@@ -24,13 +24,12 @@ import httpx
 import nats
 import pytest
 from nats.js.errors import KeyNotFoundError, ObjectNotFoundError
-from nats.js.object_store import ObjectStore
 
 from iotiam.detection.engine import ModeTable
 from iotiam.detection.models import DetectionMode, Event, EventKind
 from iotiam.detection.partitions import PartitionEngine, partition_of
 from iotiam.errors import SetupError, StreamUnavailable
-from iotiam.eventstream.connection import ensure_stream
+from iotiam.eventstream.connection import ensure_stream, read_object
 from iotiam.eventstream.publisher import NatsEventPublisher
 from iotiam.eventstream.wire import EventStreamConfig
 from iotiam.testing import free_port
@@ -87,7 +86,7 @@ async def _read_snapshots(stream: EventStreamConfig) -> dict[int, PartitionEngin
         engines = {}
         for partition in range(stream.partitions):
             try:
-                found = await _get(store, f"p{partition}")
+                found = await read_object(store, f"p{partition}")
             except ObjectNotFoundError:
                 continue
             engines[partition] = PartitionEngine.restore(json.loads(found.data or b""),
@@ -103,17 +102,6 @@ def owners_of(stream: EventStreamConfig) -> dict[int, str]:
         return asyncio.run(_read_owners(stream))
     except (nats.errors.Error, nats.js.errors.Error):  # the bucket is not there yet
         return {}
-
-
-async def _get(store: ObjectStore, name: str) -> ObjectStore.ObjectResult:
-    """An object; read again when it was rewritten while being read (nats-py's ``get``
-    then waits for chunks purged with the old version, for ever)."""
-    for _ in range(10):
-        try:
-            return await asyncio.wait_for(store.get(name), 3)
-        except TimeoutError:
-            continue
-    raise TimeoutError(f"object {name} could not be read")
 
 
 def owners(url: str) -> dict[int, str]:

@@ -18,6 +18,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
+from nats.js.object_store import ObjectStore
 
 from iotiam.errors import SetupError, StreamUnavailable
 from iotiam.eventstream.wire import EventStreamConfig
@@ -83,3 +84,22 @@ async def ensure_stream(js: JetStreamContext, config: EventStreamConfig) -> None
         raise SetupError(f"the event stream {config.stream} was created with "
                          f"{info.config.description!r}, this process has "
                          f"{config.description!r}: every process needs the same partitions")
+
+
+#: one read of a snapshot object, and how many reads before giving up
+OBJECT_READ_SECONDS = 3.0
+OBJECT_READ_TRIES = 10
+
+
+async def read_object(store: ObjectStore, name: str) -> ObjectStore.ObjectResult:
+    """An object of ``store``, read again when it was rewritten while being read: nats-py's
+    ``get`` then waits for ever for chunks purged with the old version (a worker taking
+    over a partition while the lease's last owner still saves its snapshot)."""
+    for attempt in range(1, OBJECT_READ_TRIES + 1):
+        try:
+            return await asyncio.wait_for(store.get(name), OBJECT_READ_SECONDS)
+        except TimeoutError:
+            log.warning("object %s not read in %.0f s (try %d of %d): reading it again",
+                        name, OBJECT_READ_SECONDS, attempt, OBJECT_READ_TRIES)
+    raise StreamUnavailable(f"the snapshot {name} could not be read in "
+                            f"{OBJECT_READ_TRIES} tries")

@@ -51,8 +51,8 @@ from nats.js.object_store import ObjectStore
 from iotiam.detection.models import Finding
 from iotiam.detection.partitions import PartitionEngine
 from iotiam.detection.ports import FindingSink, ModeSource, ZoneSource
-from iotiam.errors import IamError, InvalidInput
-from iotiam.eventstream.connection import connect, ensure_stream
+from iotiam.errors import IamError, InvalidInput, StreamUnavailable
+from iotiam.eventstream.connection import connect, ensure_stream, read_object
 from iotiam.eventstream.wire import EventStreamConfig, decode_message
 from iotiam.readiness import Status
 
@@ -220,7 +220,11 @@ class DetectionWorker:
                 revision = await self._leases.create(self._key(partition), self.name.encode())
             except KeyWrongLastSequenceError:
                 continue  # another worker holds it
-            await self._take(partition, revision)
+            try:
+                await self._take(partition, revision)
+            except StreamUnavailable as e:  # its snapshot could not be read: claimed later
+                log.warning("%s gives partition %d back: %s", self.name, partition, e)
+                await self._leases.delete(self._key(partition), last=revision)
 
     async def _take(self, partition: int, revision: int) -> None:
         assert self._js is not None
@@ -271,7 +275,7 @@ class DetectionWorker:
     async def _load(self, partition: int) -> PartitionEngine:
         assert self._snapshots is not None
         try:
-            found = await self._snapshots.get(self._key(partition))
+            found = await read_object(self._snapshots, self._key(partition))
         except ObjectNotFoundError:
             return PartitionEngine.fresh(partition, learning_seconds=self._learning,
                                          modes=self._modes, zones=self._zones)
