@@ -135,7 +135,10 @@ def _new_sensor_batch(b: FleetBuilder) -> None:
 
 def _faster_sensor(b: FleetBuilder, quiet: list[Device]) -> None:
     """A sensor reconfigured to report twice as often, for good."""
-    faster = b.rng.choice([d for d in quiet if d.type == SENSOR and d.id not in b.busy])
+    candidates = [d for d in quiet if d.type == SENSOR and d.id not in b.busy]
+    if not candidates:  # a small fleet's sensors are all busy with other noise already
+        return
+    faster = b.rng.choice(candidates)
     b.busy.add(faster.id)
     b.rate_windows[faster.id] = (b.when(), b.end, 2.0)
     b.noise.append(f"{faster.id} reconfigured to report twice as often")
