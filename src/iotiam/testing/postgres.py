@@ -9,6 +9,9 @@ tries again.
 
 from __future__ import annotations
 
+import sys
+import warnings
+
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
@@ -17,9 +20,11 @@ LOCK_WAIT = "5s"
 ATTEMPTS = 3
 
 _HOLDERS = text("""
-    SELECT DISTINCT l.pid FROM pg_locks l
+    SELECT DISTINCT l.pid, a.application_name, a.state, left(a.query, 120) AS query
+    FROM pg_locks l
     JOIN pg_class c ON c.oid = l.relation
     JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_stat_activity a ON a.pid = l.pid
     WHERE n.nspname = :name AND l.pid <> pg_backend_pid()
 """)
 
@@ -36,5 +41,13 @@ def drop_schema(admin: Engine, name: str) -> None:
             if attempt == ATTEMPTS - 1:
                 raise
             with admin.begin() as conn:
-                for pid in conn.execute(_HOLDERS, {"name": name}).scalars():
-                    conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                for holder in conn.execute(_HOLDERS, {"name": name}).all():
+                    # who forgot a connection: the warning names the test it ended in,
+                    # and the line on stderr shows one found when the session finishes
+                    said = (f"schema {name} was held by a session {holder.state} "
+                            f"({holder.application_name!r}, last query {holder.query!r}): "
+                            "ended")
+                    print(f"iotiam.testing.postgres: {said}", file=sys.__stderr__)
+                    warnings.warn(said, stacklevel=2)
+                    conn.execute(text("SELECT pg_terminate_backend(:pid)"),
+                                 {"pid": holder.pid})
