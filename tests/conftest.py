@@ -60,6 +60,15 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _name_postgres_sessions(request: pytest.FixtureRequest,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL sessions opened during a test carry its name (``application_name``
+    from libpq's ``PGAPPNAME``, 63 bytes kept), so that a connection a test forgot is
+    named by ``drop_schema`` when it has to end it."""
+    monkeypatch.setenv("PGAPPNAME", request.node.nodeid[-63:])
+
+
 def postgres_schema_url() -> Iterator[str]:
     """A throw-away PostgreSQL schema, empty; the URL pins ``search_path`` to it."""
     assert PG_URL

@@ -49,5 +49,8 @@ def drop_schema(admin: Engine, name: str) -> None:
                             "ended")
                     print(f"iotiam.testing.postgres: {said}", file=sys.__stderr__)
                     warnings.warn(said, stacklevel=2)
+                    # an xdist worker's stderr may be lost: the server's log keeps it
+                    logged = said.replace("'", "''").replace("$", "_")
+                    conn.exec_driver_sql(f"DO $$BEGIN RAISE LOG 'iotiam tests: {logged}'; END$$")
                     conn.execute(text("SELECT pg_terminate_backend(:pid)"),
                                  {"pid": holder.pid})

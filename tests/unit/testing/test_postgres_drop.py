@@ -23,8 +23,10 @@ def test_ok_drop_ends_a_session_idle_in_a_transaction_on_the_schema() -> None:
             conn.execute(text(f"CREATE SCHEMA {name}; CREATE TABLE {name}.t (x int)"))
         holder = forgotten.connect()
         holder.execute(text(f"SELECT * FROM {name}.t"))  # a lock held, transaction open
-        with pytest.warns(UserWarning, match="idle in transaction"):
+        with pytest.warns(UserWarning, match="idle in transaction") as said:
             drop_schema(admin, name)
+        # the session is named after the test that opened it (conftest's PGAPPNAME)
+        assert "on_the_schema'" in str(said[0].message)
         holder.invalidate()  # its session was ended under it
         with admin.connect() as conn:
             left = conn.execute(text("SELECT count(*) FROM pg_namespace WHERE nspname = :n"),
