@@ -226,6 +226,20 @@ def cfssl_certificate(answer: Answer) -> x509.Certificate:
     return x509.load_pem_x509_certificate(body["result"]["certificate"].encode())
 
 
+def cfssl_info_request(peer: Peer, *, close: bool = False) -> bytes:
+    """``POST /api/v1/cfssl/info``: the signing CA's certificate, no signing."""
+    return encode_request("POST", f"{peer.url}/api/v1/cfssl/info", b"{}",
+                          {"Content-Type": "application/json"}, close=close)
+
+
+def cfssl_info_certificate(answer: Answer) -> x509.Certificate:
+    """The CA certificate of a successful ``info`` answer."""
+    body = json.loads(answer.body)
+    if answer.status != 200 or not body.get("success"):
+        raise RuntimeError(f"cfssl info answered {answer.status}: {answer.body[:300]!r}")
+    return x509.load_pem_x509_certificate(body["result"]["certificate"].encode())
+
+
 # -- step-ca -------------------------------------------------------------------------------
 
 
@@ -292,3 +306,15 @@ def step_ca_certificate(answer: Answer) -> x509.Certificate:
     if answer.status != 201:
         raise RuntimeError(f"step-ca sign answered {answer.status}: {answer.body[:300]!r}")
     return x509.load_pem_x509_certificate(json.loads(answer.body)["crt"].encode())
+
+
+def step_ca_roots_request(peer: Peer, *, close: bool = False) -> bytes:
+    """``GET /roots``: the root certificates, no token, no signing."""
+    return encode_request("GET", f"{peer.url}/roots", b"", close=close)
+
+
+def step_ca_root(answer: Answer) -> x509.Certificate:
+    """The first root of a successful ``roots`` answer."""
+    if answer.status not in (200, 201):  # 0.19 answers a read with 201 Created
+        raise RuntimeError(f"step-ca roots answered {answer.status}: {answer.body[:300]!r}")
+    return x509.load_pem_x509_certificate(json.loads(answer.body)["crts"][0].encode())

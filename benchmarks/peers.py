@@ -49,6 +49,8 @@ from benchmarks.peer_servers import (
     Peer,
     cfssl_binary,
     cfssl_certificate,
+    cfssl_info_certificate,
+    cfssl_info_request,
     cfssl_sign_request,
     make_pki,
     provisioner_key,
@@ -57,6 +59,8 @@ from benchmarks.peer_servers import (
     sign_token,
     step_ca_binary,
     step_ca_certificate,
+    step_ca_root,
+    step_ca_roots_request,
     step_ca_sign_request,
 )
 from benchmarks.server import create_claims, import_devices, running_server
@@ -67,12 +71,26 @@ TITLE = ("iotiam beside cfssl and step-ca (Debian's builds): server CPU per cert
 CONNECTIONS = api_issuance.CONNECTIONS
 CONCURRENCY = est_enroll.CONCURRENCY
 IOTIAM_WORKERS = (1, 2)
-KEEP_ALIVE = "keep-alive"
-FRESH = "new TLS connection each"
+KEEP_ALIVE = "sign, keep-alive"
+FRESH = "sign, new TLS connection each"
+#: the handshake + HTTP floor: the CA's certificates, a new connection each, no signing
+FLOOR = "CA certificates, new TLS connection each"
+UNITS = {KEEP_ALIVE: "ms/cert", FRESH: "ms/cert", FLOOR: "ms/req"}
 
-#: a sign request for (peer, CN, PEM CSR, close the connection after it)
-SignRequest = Callable[[Peer, str, str, bool], bytes]
 Check = Callable[[Answer], x509.Certificate]
+
+
+@dataclass(frozen=True)
+class PeerApi:
+    """How the driver asks one peer for a certificate, and for its CA certificate."""
+
+    #: (peer, CN, PEM CSR, close the connection after it) -> the request
+    sign: Callable[[Peer, str, str, bool], bytes]
+    issued: Check
+    #: (peer, close) -> the request
+    ca: Callable[[Peer, bool], bytes]
+    ca_answer: Check
+    ca_cn: str
 
 
 @dataclass(frozen=True)
@@ -115,7 +133,7 @@ class Run:
     def describe(self) -> str:
         """Rate, p50/p99 and the CPU split."""
         m = self.measured
-        return (f"{m.rate:,.0f} certs/s, p50 {m.percentile_ms(50):.1f} ms, p99 "
+        return (f"{m.rate:,.0f}/s, p50 {m.percentile_ms(50):.1f} ms, p99 "
                 f"{m.percentile_ms(99):.1f} ms; {m.describe()}; {self.cpu.describe(m)}")
 
 
@@ -174,17 +192,20 @@ async def drive_fresh(peer: Peer, requests: Sequence[bytes], *, check: Check,
     return Run(measured, cpu)
 
 
-def drive_peer(peer: Peer, work: Workload, request: SignRequest, check: Check) -> dict[str, Run]:
-    """Both ways of connecting against one started peer."""
-    keep = [request(peer, cn, csr, False) for cn, csr in zip(work.keep_ids, work.keep_csrs,
+def drive_peer(peer: Peer, work: Workload, api: PeerApi) -> dict[str, Run]:
+    """Both ways of connecting, and the floor, against one started peer."""
+    keep = [api.sign(peer, cn, csr, False) for cn, csr in zip(work.keep_ids, work.keep_csrs,
+                                                                strict=True)]
+    fresh = [api.sign(peer, cn, csr, True) for cn, csr in zip(work.fresh_ids, work.fresh_csrs,
                                                                strict=True)]
-    fresh = [request(peer, cn, csr, True) for cn, csr in zip(work.fresh_ids, work.fresh_csrs,
-                                                              strict=True)]
+    floor = [api.ca(peer, True)] * len(fresh)
     return {
-        KEEP_ALIVE: asyncio.run(drive_keep_alive(peer, keep, check=check,
+        KEEP_ALIVE: asyncio.run(drive_keep_alive(peer, keep, check=api.issued,
                                                  first_cn=work.keep_ids[0],
                                                  seconds=work.keep_seconds)),
-        FRESH: asyncio.run(drive_fresh(peer, fresh, check=check, first_cn=work.fresh_ids[0],
+        FRESH: asyncio.run(drive_fresh(peer, fresh, check=api.issued,
+                                       first_cn=work.fresh_ids[0], seconds=work.fresh_seconds)),
+        FLOOR: asyncio.run(drive_fresh(peer, floor, check=api.ca_answer, first_cn=api.ca_cn,
                                        seconds=work.fresh_seconds)),
     }
 
@@ -195,8 +216,11 @@ def cfssl_server(work: Workload) -> Server:
     if binary is None:
         return Server("cfssl", {}, skipped=CFSSL_MISSING)
     with scratch_dir("cfssl") as directory, running_cfssl(binary, directory, make_pki()) as peer:
-        runs = drive_peer(peer, work, lambda p, _cn, csr, close: cfssl_sign_request(
-            p, csr, close=close), cfssl_certificate)
+        runs = drive_peer(peer, work, PeerApi(
+            sign=lambda p, _cn, csr, close: cfssl_sign_request(p, csr, close=close),
+            issued=cfssl_certificate,
+            ca=lambda p, close: cfssl_info_request(p, close=close),
+            ca_answer=cfssl_info_certificate, ca_cn="bench issuing CA"))
     return Server("cfssl", runs, setup="no certificate database, no audit")
 
 
@@ -214,7 +238,10 @@ def step_ca_server(work: Workload) -> Server:
             return step_ca_sign_request(p, csr, sign_token(provisioner, p.url, cn, now=now),
                                         close=close)
 
-        runs = drive_peer(peer, work, request, step_ca_certificate)
+        runs = drive_peer(peer, work, PeerApi(
+            sign=request, issued=step_ca_certificate,
+            ca=lambda p, close: step_ca_roots_request(p, close=close),
+            ca_answer=step_ca_root, ca_cn="bench root CA"))
     return Server("step-ca", runs, setup="JWK one-time tokens, badgerv2 stores certificates "
                                          "and used tokens; request log to a file")
 
@@ -225,7 +252,7 @@ def iotiam_server(config: RunConfig, work: Workload, workers: int) -> Server:
     with running_server(config, f"{NAME}-iotiam-{workers}", workers=workers) as server:
         import_devices(server, sorted(set(work.keep_ids)) + work.fresh_ids)
         claims = create_claims(server, work.fresh_ids)
-        keep_cpu, fresh_cpu = CpuMeter(server.pid), CpuMeter(server.pid)
+        keep_cpu, fresh_cpu, floor_cpu = (CpuMeter(server.pid) for _ in range(3))
         keep = asyncio.run(api_issuance.drive_lean(
             server, work.keep_ids, work.keep_csrs, count=work.keep_count,
             seconds=work.keep_seconds, cpu=keep_cpu))
@@ -235,8 +262,12 @@ def iotiam_server(config: RunConfig, work: Workload, workers: int) -> Server:
         fresh = asyncio.run(est_enroll.drive_enrollments(
             server, work.fresh_ids, requests, warm=2 * CONCURRENCY,
             seconds=work.fresh_seconds, cpu=fresh_cpu))
-    return Server(label, {KEEP_ALIVE: Run(keep, keep_cpu), FRESH: Run(fresh, fresh_cpu)},
-                  setup="SQLite, audit; fresh connections are EST simpleenroll with a claim")
+        floor = asyncio.run(est_enroll.drive_cacerts(
+            server, count=work.fresh_count, seconds=work.fresh_seconds, cpu=floor_cpu))
+    return Server(label, {KEEP_ALIVE: Run(keep, keep_cpu), FRESH: Run(fresh, fresh_cpu),
+                          FLOOR: Run(floor, floor_cpu)},
+                  setup="SQLite, audit; a new connection signs through EST simpleenroll "
+                        "with a claim, CA certificates are EST cacerts")
 
 
 def _der(csrs: Sequence[str]) -> list[bytes]:
@@ -248,8 +279,8 @@ def server_rows(server: Server) -> list[Result]:
     if server.skipped is not None:
         return [Result(name=f"{server.label}: sign, server CPU", value=math.nan,
                        unit="ms/cert", notes=f"skipped: {server.skipped}")]
-    return [Result(name=f"{server.label}: sign, {how}, server CPU", value=run.ms,
-                   unit="ms/cert", notes=f"{run.describe()}; {server.setup}")
+    return [Result(name=f"{server.label}: {how}, server CPU", value=run.ms,
+                   unit=UNITS[how], notes=f"{run.describe()}; {server.setup}")
             for how, run in server.runs.items()]
 
 
@@ -258,7 +289,7 @@ def ratio_rows(ours: Sequence[Server], peers: Sequence[Server]) -> list[Result]:
     rows = []
     for peer in peers:
         for server in ours:
-            for how in (KEEP_ALIVE, FRESH):
+            for how in (KEEP_ALIVE, FRESH, FLOOR):
                 theirs, mine = peer.runs.get(how), server.runs.get(how)
                 if theirs is None or mine is None:
                     continue

@@ -120,8 +120,9 @@ def test_ok_ratios_only_against_peers_that_ran() -> None:
     cfssl = peers.Server("cfssl", {}, skipped="not installed")
     rows = peers.ratio_rows([ours], [cfssl, step_ca])
     assert [(r.name, r.value) for r in rows] == [
-        ("ratio iotiam --workers 1 / step-ca, keep-alive", pytest.approx(2.0)),
-        ("ratio iotiam --workers 1 / step-ca, new TLS connection each", pytest.approx(3.0)),
+        ("ratio iotiam --workers 1 / step-ca, sign, keep-alive", pytest.approx(2.0)),
+        ("ratio iotiam --workers 1 / step-ca, sign, new TLS connection each",
+         pytest.approx(3.0)),
     ]
 
 
