@@ -3,14 +3,16 @@
 ``python -m benchmarks --only peers`` starts each peer that is installed (cfssl from
 ``golang-cfssl``; step-ca built from ``golang-github-smallstep-certificates-dev``, found
 through ``IOTIAM_BENCH_STEP_CA`` or on PATH: benchmarks/README.md) on 127.0.0.1, then
-``iotiam serve`` on SQLite with ``--workers 1`` and ``--workers 2``, and drives each the
-same two ways:
+``iotiam serve`` (SQLite, or ``--database-url``) with ``--workers 1`` and ``--workers 2``,
+and drives each the same three ways:
 
 - keep-alive: ``api-issuance``'s lean driver, 8 TLS connections, a fresh P-256 key per
   CSR (for iotiam it *is* ``api_issuance.drive_lean``);
 - a new TLS connection per certificate, 24 at a time: for iotiam that is ``est-enroll``
   (``simpleenroll`` with a claim token), for the peers their sign call with
-  ``Connection: close``.
+  ``Connection: close``;
+- the floor of that: the CA's certificates on a new TLS connection, no signing (iotiam's
+  EST ``cacerts``, cfssl's ``info``, step-ca's ``/roots``).
 
 step-ca's one-time tokens are made before the timed window, so they cost this process
 and not the server; the server still checks each one and stores its ``jti``. The figure
@@ -264,9 +266,10 @@ def iotiam_server(config: RunConfig, work: Workload, workers: int) -> Server:
             seconds=work.fresh_seconds, cpu=fresh_cpu))
         floor = asyncio.run(est_enroll.drive_cacerts(
             server, count=work.fresh_count, seconds=work.fresh_seconds, cpu=floor_cpu))
+    backend = "PostgreSQL" if config.database_url else "SQLite"
     return Server(label, {KEEP_ALIVE: Run(keep, keep_cpu), FRESH: Run(fresh, fresh_cpu),
                           FLOOR: Run(floor, floor_cpu)},
-                  setup="SQLite, audit; a new connection signs through EST simpleenroll "
+                  setup=f"{backend}, audit; a new connection signs through EST simpleenroll "
                         "with a claim, CA certificates are EST cacerts")
 
 
@@ -295,7 +298,7 @@ def ratio_rows(ours: Sequence[Server], peers: Sequence[Server]) -> list[Result]:
                     continue
                 rows.append(Result(
                     name=f"ratio {server.label} / {peer.label}, {how}",
-                    value=mine.ms / theirs.ms, unit="ratio",
+                    value=mine.ms / theirs.ms if theirs.ms else math.nan, unit="ratio",
                     notes=f"{mine.ms:.2f} / {theirs.ms:.2f} ms; p99 "
                           f"{mine.measured.percentile_ms(99):.0f} / "
                           f"{theirs.measured.percentile_ms(99):.0f} ms"))
