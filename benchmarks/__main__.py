@@ -36,6 +36,7 @@ from benchmarks import (
     issuance,
     oauth,
     ocsp,
+    peers,
     policy_decisions,
     policy_hook,
     replica_revocation,
@@ -51,7 +52,7 @@ BENCHMARKS: tuple[ModuleType, ...] = (crypto_floor, issuance, api_issuance, est_
                                       broker_policy_change, broker_auth, oauth, simulate,
                                       detection, detection_stream, device_import,
                                       discovery_import, risk_register, scale, replica_revocation,
-                                      cascade, console_pages, gateways)
+                                      cascade, console_pages, gateways, peers)
 TABLE_WIDTH = 200
 _VERDICT_STYLE = {"PASS": "bold green", "MISS": "bold red", "ERROR": "bold magenta",
                   "info": "dim"}
