@@ -130,13 +130,16 @@ def queued_devices(metrics_url: str) -> float:
 
 def settle(pid: int, began_cpu: float, postgres: PostgresCpu, metrics_url: str) -> Settled:
     """Wait until the server is idle (its background work for the import done): under
-    ``IDLE_CORES`` over ``QUIET``, with nothing queued for the background jobs."""
+    ``IDLE_CORES`` over ``QUIET``, with nothing queued for the background jobs at its
+    start and at its end (a pass that took its queue at the start spends its CPU inside)."""
     began = time.perf_counter()
     last = process_cpu_seconds(pid) or 0.0
+    queued = queued_devices(metrics_url)
     while time.perf_counter() - began < SETTLE_LIMIT:
         time.sleep(QUIET)
         now = process_cpu_seconds(pid) or 0.0
-        if now - last < IDLE_CORES * QUIET and not queued_devices(metrics_url):
+        queued, before = queued_devices(metrics_url), queued
+        if now - last < IDLE_CORES * QUIET and not queued and not before:
             postgres.stop()
             return Settled(now - began_cpu, time.perf_counter() - began - QUIET,
                            postgres.seconds)
