@@ -203,7 +203,10 @@ class TrustRefresher:
     A change on the feed wakes the loop: the devices it names are scored within
     ``GATHER`` seconds (one batch for a burst of changes), not at the next pass, so a
     device registered a moment ago is not held below a policy's ``min_trust_score`` by a
-    score nobody computed yet. Only the full pass reads the window.
+    score nobody computed yet. Only the full pass reads the window. A burst of
+    registrations alone (an import) waits for the import's requests to stop
+    (``REGISTRATION_STEP``): its devices are pending, with no credential to be judged
+    on, until an enrollment, whose change ends the wait.
 
     After each pass the devices it scored go to ``then``: the risk register judges them
     with their new scores, once (the ``TrustChanged`` this publishes says ``refreshed``,
@@ -310,8 +313,9 @@ class TrustRefresher:
 
     def _gather(self, stop: threading.Event) -> None:
         """Wait ``GATHER``; a burst (``BURST_DEVICES`` queued) is waited on in
-        ``GATHER_STEP``s while it grows, up to ``GATHER_MAX`` (a few changed devices are
-        scored after ``GATHER``, as before)."""
+        ``GATHER_STEP``s while it grows, up to ``GATHER_MAX``, a burst of registrations
+        alone in ``REGISTRATION_STEP``s up to ``REGISTRATION_MAX`` (a few changed devices
+        are scored after ``GATHER``, as before)."""
         began = self._monotonic()
         stop.wait(GATHER)
         size = self.queued()
