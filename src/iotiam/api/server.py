@@ -104,6 +104,9 @@ def warn_if_alerts_go_nowhere(playbook: Playbook, alerts: AlertDispatcher) -> No
 
 #: young collections between two full ones (CPython's default is 10; see below)
 FULL_COLLECTION_EVERY = 100
+#: container objects allocated (less those freed) between two young collections
+#: (CPython's default is 700; see below)
+YOUNG_COLLECTION_AFTER = 10_000
 
 
 def freeze_start_up() -> None:
@@ -116,13 +119,16 @@ def freeze_start_up() -> None:
     (a 5,000-row import, its scores and register entries, all alive until the batch
     ends) set one off every ten young collections, and each walked the whole batch
     again: 14-32 µs of an API import's 100-190 µs of server CPU a device (issue 19,
-    ``benchmarks/README.md``). Cyclic garbage that outlives the young collections waits
-    longer; reference counting frees everything else at once, as before.
+    ``benchmarks/README.md``). Young collections come after ``YOUNG_COLLECTION_AFTER``
+    allocations, not 700: a batch's short-lived objects (a request's rows, a statement's
+    parameters) are mostly freed before one, not walked by it (an import's own CPU fell
+    by 1.5-3 µs a device of 28-31, measured in process). Cyclic garbage waits longer;
+    reference counting frees everything else at once, as before.
     """
     gc.collect()
     gc.freeze()
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
+    _, middle, _ = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_AFTER, middle, FULL_COLLECTION_EVERY)
 
 
 def serve(services: Services, *, log_level: str = "info", workers: int = 1) -> None:

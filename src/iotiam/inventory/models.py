@@ -220,7 +220,7 @@ _DRAFT_KEYS = frozenset({"id", "type", "org", "site", "location", "attributes", 
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class DeviceDraft:
     """What a caller supplies to register a device."""
 
@@ -232,6 +232,14 @@ class DeviceDraft:
     attributes: dict[str, str] = field(default_factory=dict)
     #: the gateway the device is registered under (docs/gateways.md); None: none
     via: str | None = None
+
+    def __init__(self, id: str, type_name: str, org_unit_id: str | None = None,
+                 site: str | None = None, location: str | None = None,
+                 attributes: dict[str, str] | None = None, via: str | None = None) -> None:
+        # the fields filled at once, as ``Device``'s: an import builds one a row
+        vars(self).update(
+            id=id, type_name=type_name, org_unit_id=org_unit_id, site=site,
+            location=location, attributes={} if attributes is None else attributes, via=via)
 
     @staticmethod
     def from_mapping(raw: Any) -> DeviceDraft:

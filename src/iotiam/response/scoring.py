@@ -33,7 +33,7 @@ from iotiam.inventory.credential_status import (
     held_credentials,
     never_rotated_devices,
 )
-from iotiam.inventory.models import CredentialStatus, Device
+from iotiam.inventory.models import CredentialStatus, Device, DeviceState
 from iotiam.inventory.ports import visible_device
 from iotiam.kernel import Principal, Transactions
 from iotiam.response.models import TrustScore
@@ -41,6 +41,8 @@ from iotiam.response.ports import FirmwareCompliance, FirmwareStatusLike, Respon
 from iotiam.response.trust import score_device
 
 log = logging.getLogger(__name__)
+#: the state a ``DeviceChanged`` names for devices just registered (``REGISTRATION_STEP``)
+REGISTERED = str(DeviceState.PENDING)
 #: a change committed a little late (a transaction begun before the last pass) is seen
 OVERLAP = timedelta(seconds=5)
 #: how long a woken refresher waits for the rest of a burst of changes before scoring
@@ -53,6 +55,16 @@ GATHER = 0.05
 BURST_DEVICES = 200
 GATHER_STEP = 0.3
 GATHER_MAX = 2.0
+#: a burst of registrations only (``DeviceChanged`` to ``pending``: an import's batches)
+#: is gathered while it grows by ``REGISTRATION_STEP``, up to ``REGISTRATION_MAX``:
+#: scored once the import's requests stop, not between them, where the scoring took the
+#: requests' GIL (a pending device holds no credential a token or the broker accepts, so
+#: no decision waits on its first score; any other change ends the wait at once)
+REGISTRATION_STEP = 1.0
+REGISTRATION_MAX = 10.0
+#: the most devices one scoring transaction takes (a gathered import: SQLite's writer
+#: lock is held for a chunk, not for the whole burst)
+RESCORE_CHUNK = 10_000
 #: how soon a stop is seen while the refresher waits
 STOP_SECONDS = 0.25
 
@@ -191,7 +203,10 @@ class TrustRefresher:
     A change on the feed wakes the loop: the devices it names are scored within
     ``GATHER`` seconds (one batch for a burst of changes), not at the next pass, so a
     device registered a moment ago is not held below a policy's ``min_trust_score`` by a
-    score nobody computed yet. Only the full pass reads the window.
+    score nobody computed yet. Only the full pass reads the window. A burst of
+    registrations alone (an import) waits for the import's requests to stop
+    (``REGISTRATION_STEP``): its devices are pending, with no credential to be judged
+    on, until an enrollment, whose change ends the wait.
 
     After each pass the devices it scored go to ``then``: the risk register judges them
     with their new scores, once (the ``TrustChanged`` this publishes says ``refreshed``,
@@ -212,6 +227,8 @@ class TrustRefresher:
         self._queued: set[str] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        #: set when the queue holds more than registrations (``REGISTRATION_STEP``)
+        self._urgent = threading.Event()
         #: device -> the ``updated_at`` it was last rescored at, for the devices whose
         #: score did not move (a later window starts no earlier: older ones never return)
         self._scored_at: dict[str, datetime] = {}
@@ -225,8 +242,11 @@ class TrustRefresher:
             if isinstance(change, CertificateRevoked | CredentialRevoked):
                 if change.device_id is not None:
                     self._queued.add(change.device_id)
+                    self._urgent.set()
             elif isinstance(change, DeviceChanged):
                 self._queued.update(change.device_ids)
+                if change.state != REGISTERED and change.device_ids:
+                    self._urgent.set()
             if self._queued:
                 self._wake.set()
 
@@ -241,9 +261,9 @@ class TrustRefresher:
         with self._taken() as devices:
             if not devices:
                 return 0
-            rescored = self._rescore(devices)
+            unmoved = self._rescore(devices)
         # the full pass that reads their record in the window does not score them again
-        self._scored_at.update(rescored.unmoved)
+        self._scored_at.update(unmoved)
         return len(devices)
 
     def refresh_once(self) -> int:
@@ -255,7 +275,7 @@ class TrustRefresher:
             devices |= {d for d, at in changed if self._scored_at.get(d) != at}
             scored_at = dict(changed)
             if devices:
-                scored_at.update(self._rescore(devices).unmoved)
+                scored_at.update(self._rescore(devices))
         # only once the scores are stored (a failed pass reads the same window again)
         self._scored_at, self._since = scored_at, now
         return len(devices)
@@ -267,35 +287,64 @@ class TrustRefresher:
         with self._lock:
             devices, self._queued = self._queued, set()
             self._wake.clear()
+            self._urgent.clear()
         try:
             yield devices
         except BaseException:
             with self._lock:
                 self._queued |= devices
+                self._urgent.set()  # retried after ``STOP_SECONDS``, not gathered
             raise
 
-    def _rescore(self, devices: set[str]) -> Rescored:
-        """Score ``devices``, then hand them to ``then`` (unknown ones too: a deleted
-        device's register entries go)."""
+    def _rescore(self, devices: set[str]) -> dict[str, datetime]:
+        """Score ``devices``, ``RESCORE_CHUNK`` a transaction, handing each chunk to
+        ``then`` (unknown ones too: a deleted device's register entries go); returns
+        ``Rescored.unmoved`` of them all."""
         ordered = sorted(devices)
-        rescored = self._trust.rescore(ordered, refreshed=True)
-        self.scored += len(rescored.scores)
-        if self._then is not None:
-            self._then(ordered, rescored.devices, rescored.scores)
-        return rescored
+        unmoved: dict[str, datetime] = {}
+        for start in range(0, len(ordered), RESCORE_CHUNK):
+            chunk = ordered[start:start + RESCORE_CHUNK]
+            rescored = self._trust.rescore(chunk, refreshed=True)
+            self.scored += len(rescored.scores)
+            if self._then is not None:
+                self._then(chunk, rescored.devices, rescored.scores)
+            unmoved.update(rescored.unmoved)
+        return unmoved
 
     def _gather(self, stop: threading.Event) -> None:
         """Wait ``GATHER``; a burst (``BURST_DEVICES`` queued) is waited on in
-        ``GATHER_STEP``s while it grows, up to ``GATHER_MAX`` (a few changed devices are
-        scored after ``GATHER``, as before)."""
-        deadline = self._monotonic() + GATHER_MAX
+        ``GATHER_STEP``s while it grows, up to ``GATHER_MAX``, a burst of registrations
+        alone in ``REGISTRATION_STEP``s up to ``REGISTRATION_MAX`` (a few changed devices
+        are scored after ``GATHER``, as before)."""
+        began = self._monotonic()
         stop.wait(GATHER)
         size = self.queued()
+        if size >= BURST_DEVICES and not self._urgent.is_set():
+            size = self._gather_registrations(stop, began + REGISTRATION_MAX)
+        deadline = began + GATHER_MAX
         while size >= BURST_DEVICES and not stop.is_set() and self._monotonic() < deadline:
             stop.wait(min(GATHER_STEP, max(0.0, deadline - self._monotonic())))
             size, before = self.queued(), size
             if size == before:
                 return
+
+    def _gather_registrations(self, stop: threading.Event, deadline: float) -> int:
+        """Wait in ``REGISTRATION_STEP``s while a burst of registrations grows, until
+        ``deadline`` or until another change joins it (then it is a burst like any other,
+        gathered as one); returns the queue's size (0: done gathering)."""
+        size = self.queued()
+        while not stop.is_set() and (left := deadline - self._monotonic()) > 0:
+            idle(self._urgent, stop, min(REGISTRATION_STEP, left), STOP_SECONDS)
+            if self._urgent.is_set():
+                return self.queued()
+            size, before = self.queued(), size
+            if size == before:
+                return 0
+        return 0
+
+    def _gathering_registrations(self) -> bool:
+        """Whether the queue is a burst of registrations only."""
+        return self.queued() >= BURST_DEVICES and not self._urgent.is_set()
 
     def run(self, stop: threading.Event) -> None:
         """Refresh until ``stop`` is set (a failed pass is logged and retried): in full
@@ -306,7 +355,9 @@ class TrustRefresher:
             if stop.is_set():
                 return
             try:
-                if time.monotonic() < next_full:
+                # a registration burst being gathered holds the full pass back too: it
+                # would read the burst's devices in its window and score them piecemeal
+                if time.monotonic() < next_full or self._gathering_registrations():
                     self._gather(stop)  # the rest of the burst joins this batch
                     self.refresh_queued()
                     continue

@@ -76,3 +76,89 @@ def test_gather_ok_a_burst_that_never_ends_is_scored_by_gather_max() -> None:
     # still growing at 3.0, but past the deadline: scored; the last step was cut short
     assert stop.waits == [scoring.GATHER, scoring.GATHER_STEP, pytest.approx(0.1)]
     assert len(stop.bursts) == 49 - 3
+
+
+def register(refresher: TrustRefresher, device_ids: Sequence[str]) -> None:
+    refresher.rescore_later(Published(1, DeviceChanged(tuple(device_ids), scoring.REGISTERED)))
+
+
+class Registering(threading.Event):
+    """The refresher's ``urgent`` event as ``idle`` waits on it: at each wait the next
+    burst of registrations (or, at ``urgent_at``, a revocation's device change) comes."""
+
+    def __init__(self, refresher: TrustRefresher, bursts: Sequence[Sequence[str]],
+                 urgent_at: int | None = None) -> None:
+        super().__init__()
+        self.refresher = refresher
+        self.bursts = [list(b) for b in bursts]
+        self.urgent_at = urgent_at
+        self.waits = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits += 1
+        if self.waits == self.urgent_at:
+            queue(self.refresher, ["suspended-1"])
+        elif self.bursts:
+            register(self.refresher, self.bursts.pop(0))
+        return self.is_set()
+
+
+@pytest.fixture(autouse=True)
+def one_wait_a_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``idle`` waits once on its event (which feeds the bursts), not on the wall clock."""
+    monkeypatch.setattr(scoring, "idle", lambda wake, stop, seconds, step: wake.wait(seconds))
+
+
+def registering(waiting: TrustRefresher, bursts: Sequence[Sequence[str]],
+                urgent_at: int | None = None) -> Registering:
+    event = Registering(waiting, bursts, urgent_at)
+    with waiting._lock:  # the refresher's flag, replaced by one that feeds the bursts
+        if waiting._urgent.is_set():
+            event.set()
+        waiting._urgent = event
+    return event
+
+
+def test_gather_ok_an_import_is_gathered_while_its_registrations_come() -> None:
+    # an import of 10 requests, each committed within REGISTRATION_STEP of the last: one
+    # pass after the last, where GATHER_MAX cut it into passes between the requests
+    clock = iter(n / 2 for n in range(100))
+    waiting = refresher(lambda: next(clock))
+    register(waiting, batch(0))
+    fed = registering(waiting, [batch(n) for n in range(1, 10)])
+    waiting._gather(Feeding(waiting, []))
+    assert fed.waits == 10  # nine that grew the queue, one that did not
+    assert waiting.queued() == 5000
+
+
+def test_gather_ok_registrations_are_scored_by_registration_max() -> None:
+    clock = iter(float(n) for n in range(100))
+    waiting = refresher(lambda: next(clock))
+    register(waiting, batch(0))
+    fed = registering(waiting, [batch(n) for n in range(1, 50)])
+    waiting._gather(Feeding(waiting, []))
+    assert fed.waits == scoring.REGISTRATION_MAX - 1
+    assert len(fed.bursts) < 49
+
+
+def test_gather_ok_another_change_ends_the_wait_for_registrations() -> None:
+    # a device change that is no registration (its score may decide a request) is not
+    # held back by an import: the queue is scored as a burst like any other
+    clock = iter(float(n) for n in range(100))
+    waiting = refresher(lambda: next(clock))
+    register(waiting, batch(0))
+    fed = registering(waiting, [batch(n) for n in range(1, 50)], urgent_at=3)
+    stop = Feeding(waiting, [])
+    waiting._gather(stop)
+    assert fed.waits == 3
+    assert stop.waits == [scoring.GATHER]  # past GATHER_MAX by the injected clock
+    assert "suspended-1" in waiting._queued
+
+
+def test_gather_ok_a_few_registrations_wait_one_gather() -> None:
+    waiting = refresher()
+    register(waiting, ["d1", "d2"])
+    fed = registering(waiting, [["d3"]])
+    stop = Feeding(waiting, [])
+    waiting._gather(stop)
+    assert (stop.waits, fed.waits) == ([scoring.GATHER], 0)
