@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 from conftest import Installation
 from iotiam.enrollment import proof
+from iotiam.inventory.models import DeviceState
+from iotiam.kernel import SYSTEM
 from iotiam.testing import make_csr, make_key
 
 
@@ -84,10 +86,9 @@ def test_claim_fail_checked_before_anything_else(installation: Installation) -> 
     # profile or the key: a caller without a good claim learns nothing but 401
     register(installation, "c-6")
     good = claim(installation, "c-6")
-    assert installation.api().post("/v1/devices/c-6/state",
-                                   json={"state": "suspended"}).status_code == 200
+    installation.services.inventory.set_state(SYSTEM, "c-6", DeviceState.DECOMMISSIONED)
     wrong = "iotc_" + "0" * 16 + "_" + "a" * 40
-    assert enroll(installation, "c-6", wrong)[0] == 401  # not 409 (suspended)
+    assert enroll(installation, "c-6", wrong)[0] == 401  # not 409 (decommissioned)
     assert enroll(installation, "c-6", "not-a-claim")[0] == 401
     assert enroll(installation, "no-such-device", good)[0] == 401  # not 404
     assert enroll(installation, "c-6", good)[0] == 409  # the good claim: now the state
