@@ -140,10 +140,10 @@ class Enrollment:
     def claim_issuance(
         self, device_id: str, presented: str, csr_der: bytes, label: str | None
     ) -> Issuance:
-        """The request to issue for ``enroll_with_claim``, read nothing yet: the claim is
-        checked first thing in the batch's reservation transaction, beside the device the
-        batch reads anyway (``IssueRequest.authenticate``), and redeemed in it once the
-        CSR passed; the enrollment is audited with its outcome. A caller that batches
+        """The request to issue for ``enroll_with_claim``; nothing is read here. The claim
+        is checked first thing in the batch's reservation transaction, beside the device
+        the batch reads anyway (``IssueRequest.authenticate``), and redeemed in it once
+        the CSR passed; the enrollment is audited with its outcome. A caller that batches
         requests (``api/issuance.py``) hands it over from the event loop, with no pool
         thread and no read transaction of its own."""
         draft = AuditDraft(tag=AuditTag.ENROLLMENT_REFUSED, actor=f"est:{device_id[:128]}",
