@@ -21,8 +21,11 @@ from iotiam.errors import InvalidInput
 _MANY = (list, tuple, set, frozenset)
 
 
-def refuse_repeated_query(request: Request) -> None:
-    """A router dependency: 400 when a single-valued query parameter is given twice."""
+async def refuse_repeated_query(request: Request) -> None:
+    """A router dependency: 400 when a single-valued query parameter is given twice.
+    Async (it reads only the request): FastAPI runs a sync dependency on a pool
+    thread, one hop for every request of the API, EST enrollments and
+    ``POST /v1/certificates`` included (``benchmarks/README.md``)."""
     seen: set[str] = set()
     for name, _ in request.query_params.multi_items():
         if name in seen and name not in _list_parameters(request):

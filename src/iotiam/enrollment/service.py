@@ -20,7 +20,7 @@ from iotiam.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from iotiam.inventory.lifecycle import Transport, refusal
 from iotiam.inventory.models import Device
 from iotiam.inventory.ports import visible_device
-from iotiam.kernel import ROOT_PATH, Principal, Role, Transactions
+from iotiam.kernel import ROOT_ORG_ID, ROOT_PATH, Principal, Role, Transactions
 from iotiam.pki.csr import parse_csr
 from iotiam.pki.keys import require_leaf_public_key
 from iotiam.pki.models import CertificateRecord, CertificateStatus, IssueRequest
@@ -140,40 +140,45 @@ class Enrollment:
     def claim_issuance(
         self, device_id: str, presented: str, csr_der: bytes, label: str | None
     ) -> Issuance:
-        """The checks of ``enroll_with_claim`` before issuance, and the request to issue
-        (the claim redeemed in its reservation, the enrollment audited with its outcome):
-        a caller that batches requests issues it with others (``api/issuance.py``)."""
+        """The request to issue for ``enroll_with_claim``; nothing is read here. The claim
+        is checked first thing in the batch's reservation transaction, beside the device
+        the batch reads anyway (``IssueRequest.authenticate``), and redeemed in it once
+        the CSR passed; the enrollment is audited with its outcome. A caller that batches
+        requests (``api/issuance.py``) hands it over from the event loop, with no pool
+        thread and no read transaction of its own."""
         draft = AuditDraft(tag=AuditTag.ENROLLMENT_REFUSED, actor=f"est:{device_id[:128]}",
                            org_path=ROOT_PATH, subject=f"device:{device_id[:128]}",
                            details={"method": "claim"})
-        with self._audit.refusals(draft):
-            match = _CLAIM.match(presented.strip())
+        match = _CLAIM.match(presented.strip())
+        token_id, secret = match.groups() if match else ("", "")
+
+        def authenticated(uow: EnrollmentUnitOfWork, device: Device | None) -> Principal:
+            # a malformed token is refused here too: its refusal is audited with the batch
             if not match:
                 raise Unauthenticated("malformed claim token")
-            token_id, secret = match.groups()
-            profile = get_profile(label) if label else None
-            parse_csr(csr_der)  # a garbage body fails before the claim is looked at
-            with self._uow.reading() as uow:
-                token = uow.claims.get(token_id)
-                device = uow.devices.get(device_id)
+            token = uow.claims.get(token_id)
             if (token is None or device is None or token.device_id != device.id
                     or not hmac.compare_digest(token.secret_hash, _hash(secret))):
                 raise Unauthenticated("unknown claim token for this device")
+            return device_principal(device, "est")
 
-            def redeem(uow: EnrollmentUnitOfWork, current: Device) -> None:
-                # same transaction as the reservation: a refused CSR does not burn the claim
-                if not uow.claims.redeem(token_id, self._clock.now()):
-                    raise Unauthenticated("this claim token was already used or has expired")
+        def redeem(uow: EnrollmentUnitOfWork, current: Device) -> None:
+            # same transaction as the reservation: a refused CSR does not burn the claim
+            if not uow.claims.redeem(token_id, self._clock.now()):
+                raise Unauthenticated("this claim token was already used or has expired")
 
-            def enrolled(record: CertificateRecord) -> AuditDraft:
-                # committed with the certificate: no second write transaction per enrollment
-                return AuditDraft(
-                    tag=AuditTag.ENROLLMENT_SUCCEEDED, actor=f"est:{device.id}",
-                    org_path=device.org_path, subject=f"device:{device.id}",
-                    details={"method": "claim", "claim": token_id, "serial": record.serial_hex})
+        def enrolled(record: CertificateRecord) -> AuditDraft:
+            # committed with the certificate: no second write transaction per enrollment
+            return AuditDraft(
+                tag=AuditTag.ENROLLMENT_SUCCEEDED, actor=f"est:{record.device_id}",
+                org_path=record.org_path, subject=f"device:{record.device_id}",
+                details={"method": "claim", "claim": token_id, "serial": record.serial_hex})
 
-        return device_principal(device, "est"), IssueRequest(
-            device.id, csr_der, profile.name if profile else None, fresh_key=True,
+        # who asks is not known until the claim is read: a stand-in with no rights
+        unknown = Principal(name=draft.actor, role=Role.VIEWER, org_unit_id=ROOT_ORG_ID,
+                            org_path=ROOT_PATH)
+        return unknown, IssueRequest(
+            device_id, csr_der, label, fresh_key=True, authenticate=authenticated,
             on_reserve=redeem, also_audit=enrolled,
             also_refused=lambda error: refused(draft, error))
 

@@ -99,7 +99,8 @@ class _Batch:
     """A batch's requests, each one's result once known, the CSRs that parsed, and the
     proofs checked elsewhere."""
 
-    items: Sequence[tuple[Principal, IssueRequest]]
+    #: each request with its actor (an ``authenticate`` hook's, once it ran)
+    items: list[tuple[Principal, IssueRequest]]
     results: list[CertificateRecord | IamError | None]
     parsed: list[tuple[int, x509.CertificateSigningRequest]]
     proofs: Verdicts | None
@@ -174,7 +175,8 @@ class CertificateIssuance:
         parsed: list[tuple[int, x509.CertificateSigningRequest]] = []
         for i, (actor, request) in enumerate(items):
             try:
-                actor.require(Role.OPERATOR, "issuing certificates")
+                if request.authenticate is None:  # else known in the reservation
+                    actor.require(Role.OPERATOR, "issuing certificates")
                 parsed.append((i, parse_csr(request.csr_data)))
             except Exception as e:  # each request fails alone, even on a bug (G12)
                 results[i] = contained(e, _ONE)
@@ -182,7 +184,7 @@ class CertificateIssuance:
         # while this process does the other checks
         pending = self._proofs.start([csr for _, csr in parsed]
                                      ) if self._proofs and parsed else None
-        return _Batch(items, results, parsed, Verdicts(pending) if pending else None)
+        return _Batch(list(items), results, parsed, Verdicts(pending) if pending else None)
 
     # -- reservation and completion ----------------------------------------------------
 
@@ -247,6 +249,11 @@ class CertificateIssuance:
         for index, csr in parsed:
             actor, request = items[index]
             try:
+                if request.authenticate is not None:
+                    # who asks first: nothing else is told to a caller not yet known
+                    actor = request.authenticate(uow, devices.get(request.device_id))
+                    actor.require(Role.OPERATOR, "issuing certificates")
+                    items[index] = actor, request
                 device, window = self._check_request(
                     uow, actor, request, devices.get(request.device_id), types, windows, now)
                 if index in later:

@@ -13,6 +13,7 @@ from cryptography import x509
 from iotiam.audit.models import AuditDraft
 from iotiam.errors import Conflict, IamError, InvalidInput
 from iotiam.inventory.models import Device
+from iotiam.kernel import Principal
 
 
 class KeyAlgorithm(enum.StrEnum):
@@ -193,6 +194,12 @@ class PkiConfig:
 #: the transaction as its caller's own unit of work (``ports.DeviceCertificates``; the
 #: SQL unit of work is every domain's), which this module does not name.
 ReservationHook = Callable[[Any, Device], None]
+#: Who asks, when only the reservation transaction can tell (a claim token, read beside
+#: the device): called in that transaction with the device as read (None: unknown)
+#: before any other check of the request, it returns the principal the request is then
+#: checked and audited as, or raises the refusal that answers the request. The item's
+#: own actor stands in until then (it audits that refusal), so it should hold no rights.
+ReservationAuthentication = Callable[[Any, Device | None], Principal]
 
 
 @dataclass(frozen=True)
@@ -210,6 +217,8 @@ class IssueRequest:
     #: another audit record to commit if this request is refused (e.g. the enrollment
     #: it was for), in the same transaction as the refusal's own
     also_refused: Callable[[IamError], AuditDraft] | None = None
+    #: who asks, told by the reservation transaction (a claim token)
+    authenticate: ReservationAuthentication | None = None
 
 
 def revocation_counter(issuer_id: str) -> str:

@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 from conftest import Installation
 from iotiam.enrollment import proof
+from iotiam.inventory.models import DeviceState
+from iotiam.kernel import SYSTEM
 from iotiam.testing import make_csr, make_key
 
 
@@ -72,6 +74,47 @@ def test_claim_fail_expired(installation: Installation) -> None:
     records = installation.api().get("/v1/audit/records", params={"limit": 1000}).json()["items"]
     refused = [r for r in records if r["tag"] == "device:enrollment:refused"]
     assert refused and "expired" in (refused[-1]["reason"] or "")
+
+
+def _enrollment_refusals(inst: Installation) -> list[dict[str, str]]:
+    records = inst.api().get("/v1/audit/records", params={"limit": 1000}).json()["items"]
+    return [r for r in records if r["tag"] == "device:enrollment:refused"]
+
+
+def test_claim_fail_checked_before_anything_else(installation: Installation) -> None:
+    # the claim is checked in the batch's reservation, before the device's state, the
+    # profile or the key: a caller without a good claim learns nothing but 401
+    register(installation, "c-6")
+    good = claim(installation, "c-6")
+    installation.services.inventory.set_state(SYSTEM, "c-6", DeviceState.DECOMMISSIONED)
+    wrong = "iotc_" + "0" * 16 + "_" + "a" * 40
+    assert enroll(installation, "c-6", wrong)[0] == 401  # not 409 (decommissioned)
+    assert enroll(installation, "c-6", "not-a-claim")[0] == 401
+    assert enroll(installation, "no-such-device", good)[0] == 401  # not 404
+    assert enroll(installation, "c-6", good)[0] == 409  # the good claim: now the state
+    label = installation.api().post(f"{EST}/gateway/simpleenroll",
+                                    content=base64.b64encode(make_csr("c-6", pem=False)),
+                                    headers=PKCS10, auth=("c-6", wrong))
+    assert label.status_code == 401  # not 403 (a server profile for a sensor)
+    reasons = [r["reason"] or "" for r in _enrollment_refusals(installation)]
+    assert sum("unknown claim token" in r for r in reasons) == 3
+    assert sum("malformed claim token" in r for r in reasons) == 1
+
+
+def test_claim_ok_after_refused_attempts(installation: Installation) -> None:
+    # a refused attempt (wrong token, garbage CSR) does not burn the device's claim
+    register(installation, "c-7")
+    good = claim(installation, "c-7")
+    assert enroll(installation, "c-7", "iotc_" + "1" * 16 + "_" + "b" * 40)[0] == 401
+    garbage = installation.api().post(f"{EST}/simpleenroll", content=base64.b64encode(b"x"),
+                                      headers=PKCS10, auth=("c-7", good))
+    assert garbage.status_code == 400
+    status, cert = enroll(installation, "c-7", good)
+    assert status == 200 and cert is not None
+    succeeded = [r for r in installation.api().get(
+        "/v1/audit/records", params={"limit": 1000}).json()["items"]
+        if r["tag"] == "device:enrollment:succeeded"]
+    assert [r["actor"] for r in succeeded] == ["est:c-7"]
 
 
 @pytest.mark.parametrize("ttl", [0, 29, 31 * 86400])

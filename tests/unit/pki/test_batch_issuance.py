@@ -12,9 +12,17 @@ from expect import audit_records, row_counts
 from fleet import add_device
 
 from conftest import Installation
-from iotiam.errors import Conflict, Forbidden, IamError, InternalError, InvalidInput, NotFound
+from iotiam.errors import (
+    Conflict,
+    Forbidden,
+    IamError,
+    InternalError,
+    InvalidInput,
+    NotFound,
+    Unauthenticated,
+)
 from iotiam.fast.signature_helper import HELPER_MIN_BATCH, HELPER_SHARE, PendingAnswers
-from iotiam.inventory.models import DeviceState
+from iotiam.inventory.models import Device, DeviceState
 from iotiam.kernel import SYSTEM, Principal, Role
 from iotiam.pki.models import CertificateRecord, CertificateStatus, IssueRequest, SerialInUse
 from iotiam.pki.service import Pki
@@ -88,6 +96,46 @@ def test_batch_fail_viewer_refused_every_request(installation: Installation) -> 
     assert row_counts(installation)["certificates"] == before["certificates"]
     refused = [r for r in audit_records(api) if r["tag"] == "device:certificate:refused"]
     assert [(r["actor"], r["outcome"]) for r in refused] == [("token:viewer", "denied")] * 2
+
+
+def test_batch_ok_authenticate_names_the_actor_in_the_reservation(
+        installation: Installation) -> None:
+    # a request whose asker only the reservation can tell (an EST claim): its hook runs
+    # first, is given the device as read, and its principal is the one checked and
+    # audited; the stand-in actor has no rights of its own
+    api = installation.api()
+    for device_id in ("dev-1", "dev-2"):
+        add_device(api, device_id)
+    stand_in = Principal(name="est:someone", role=Role.VIEWER, org_unit_id="root",
+                         org_path="/root/")
+    seen: list[str | None] = []
+
+    def as_device(uow: object, device: Device | None) -> Principal:
+        seen.append(device.id if device else None)
+        if device is None or device.id != "dev-1":
+            raise Unauthenticated("not this one")
+        return Principal(name=f"est:{device.id}", role=Role.OPERATOR,
+                         org_unit_id=device.org_unit_id, org_path=device.org_path)
+
+    before = row_counts(installation)
+    results = installation.services.pki.issue_batch([
+        (stand_in, IssueRequest("dev-1", make_csr("dev-1"), authenticate=as_device)),
+        (stand_in, IssueRequest("dev-2", make_csr("dev-2"), authenticate=as_device)),
+        (stand_in, IssueRequest("nobody", make_csr("nobody"), authenticate=as_device)),
+        (stand_in, IssueRequest("dev-2", make_csr("dev-2"))),  # no hook: the stand-in
+    ])
+
+    assert [type(r) for r in results] == [CertificateRecord, Unauthenticated,
+                                          Unauthenticated, Forbidden]
+    assert seen == ["dev-1", "dev-2", None]
+    assert row_counts(installation)["certificates"] == before["certificates"] + 1
+    records = audit_records(api)
+    issued = [r for r in records if r["tag"] == "device:certificate:issued"]
+    assert [(r["actor"], r["subject"]) for r in issued][-1:] == [("est:dev-1", "device:dev-1")]
+    refused = [r for r in records if r["tag"] == "device:certificate:refused"]
+    assert [(r["actor"], r["subject"]) for r in refused] == [
+        ("est:someone", "device:dev-2"), ("est:someone", "device:nobody"),
+        ("est:someone", "device:dev-2")]
 
 
 def test_concurrent_callers_ok_combined(installation: Installation) -> None:

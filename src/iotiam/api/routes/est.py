@@ -116,10 +116,9 @@ async def _simpleenroll(request: Request, svc: Wired, batches: Batches, label: s
         credentials = _basic_credentials(request)
         if credentials is not None:
             device_id, token = credentials
-            # the claim's checks read the database: off the event loop; the certificate
-            # then shares a batch with the requests that came meanwhile
-            actor, wanted = await run_in_threadpool(
-                svc.enrollment.claim_issuance, device_id, token, csr_der, label)
+            # the claim is checked in the batch's reservation (no pool thread, no read
+            # of its own here), with the requests that came meanwhile
+            actor, wanted = svc.enrollment.claim_issuance(device_id, token, csr_der, label)
             return _issued(request, await issue_one(batches, actor, wanted))
         # no claim: a manufacturer IDevID over mTLS, or an unknown device to hold
         trusted = svc.settings.trusted_proxies
