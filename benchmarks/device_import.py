@@ -11,7 +11,7 @@ sends them.
   PostgreSQL the server's CPU is not in it). Making the rows is not timed.
 - through the API over HTTPS (``POST /v1/devices/import`` on a real ``iotiam serve``,
   two requests in flight as ``iotiam device import`` keeps them):
-  100,000 devices (20,000 with ``--quick``); devices/s, and the server's CPU per device
+  1,000,000 devices (20,000 with ``--quick``); devices/s, and the server's CPU per device
   (request parsing, validation, the import, the answer, and whatever background work
   ran meanwhile); then the server's CPU per device until it is idle again: the trust
   scores and the risk register entries of the new devices, which may finish after the
@@ -51,7 +51,7 @@ from iotiam.inventory.service import MAX_IMPORT_ROWS
 from iotiam.kernel import SYSTEM
 
 NAME = "device-import"
-TITLE = ("bulk device import: 1M devices through the service, 100k through the API "
+TITLE = ("bulk device import: 1M devices through the service, 1M through the API "
          "(--quick: 100k, 20k)")
 RATE_TARGET = 20_000
 TENANT = "bench-tenant"
@@ -199,7 +199,7 @@ def run(config: RunConfig) -> list[Result]:
     """Time the service import, then the API import."""
     backend = "PostgreSQL" if config.database_url else "SQLite"
     service_count = config.size(1_000_000, 100_000)
-    api_count = config.size(100_000, 20_000)
+    api_count = config.size(1_000_000, 20_000)
     with installation(config, "device-import") as services:
         service, service_postgres = through_service(services, service_count)
     api, meter, api_postgres, settled = through_api(config, api_count)
