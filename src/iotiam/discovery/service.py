@@ -73,6 +73,8 @@ MAX_PAGE = 1000
 
 #: a sighting with its identifiers as reconciliation looks them up (computed once)
 Keyed = tuple[Sighting, list[Key]]
+#: what a batch looks up (``keys.batch_values``): among registered identities, bindings
+_Values = tuple[dict[IdentifierKind, list[str]], dict[IdentifierKind, list[str]]]
 
 
 def new_asset_id() -> str:
@@ -152,10 +154,15 @@ class Discovery:
         """
         last = time.monotonic()
         stored = 0
+        #: whether the last batch stored was all new: the next one's values to look up
+        #: are then gathered while it is stored (a re-import needs none)
+        all_new = True
 
         def store(batch: _Digested) -> None:
-            nonlocal last, stored
+            nonlocal last, stored, all_new
+            before = report.duplicates
             self._store_batch(principal, source.name, batch, report)
+            all_new = report.duplicates == before
             stored += 1
             if progress is not None:
                 progress(batch.read)
@@ -165,7 +172,7 @@ class Discovery:
 
         scope = principal.org_path
         with collector_paused():
-            pipelined((_digested(scope, batch, report.read) for batch
+            pipelined((_digested(scope, batch, report.read, gather=all_new) for batch
                        in self._batches(source.read(stream, context), report)), store)
 
     def _batches(self, records: Iterable[Sighting | Refusal], report: ImportReport
@@ -205,9 +212,11 @@ class Discovery:
             report.duplicates += len(unique) - len(fresh)
             added = matched = new_assets = 0
             if fresh:
-                reconciler = Reconciler(scope, self._lookups(uow, scope, [k for _, k
-                                                                          in fresh]),
-                                        self._new_id)
+                # the values gathered with the digests are the fresh sightings' when
+                # every sighting is fresh (a first import), and only then
+                values = batch.values if len(fresh) == len(scoped) else None
+                reconciler = Reconciler(scope, self._lookups(
+                    uow, scope, [k for _, k in fresh], values), self._new_id)
                 rows: list[SightingRow] = [(s, key, scope, reconciler.place(s, keys))
                                            for key, (s, keys) in fresh]
                 outcome = reconciler.outcome()
@@ -230,11 +239,12 @@ class Discovery:
         report.new_assets += new_assets
 
     @staticmethod
-    def _lookups(uow: DiscoveryUnitOfWork, scope: str, keyed: Sequence[Keyed]
-                 ) -> Lookups:
-        """Everything the batch's identifiers are bound to: one query per kind."""
+    def _lookups(uow: DiscoveryUnitOfWork, scope: str, keyed: Sequence[Keyed],
+                 gathered: _Values | None = None) -> Lookups:
+        """Everything the batch's identifiers are bound to: one query per kind
+        (``gathered``: their ``batch_values``, when the caller has them already)."""
         lookups = Lookups()
-        registered, bound = batch_values(keyed)
+        registered, bound = batch_values(keyed) if gathered is None else gathered
         for kind, values in registered.items():
             for value, device in uow.registered_identities.devices_for(
                     kind, values, org_path=scope).items():
@@ -277,7 +287,8 @@ class Discovery:
             kept = [(s, keys) for s in batch if (keys := keys_of(s))]
             if kept:
                 self._store_batch(SYSTEM, "observed",
-                                  _digested(SYSTEM.org_path, kept, len(batch)), report)
+                                  _digested(SYSTEM.org_path, kept, len(batch),
+                                            gather=False), report)
 
     def run_observer(self, stop: threading.Event) -> None:
         """The background loop the composition root runs: store observed sightings."""
@@ -354,16 +365,22 @@ class _Digested(NamedTuple):
     scoped: dict[bytes, Keyed]
     #: the lines read from the source up to the end of this batch
     read: int
+    #: the distinct sightings' ``batch_values``, when gathered ahead
+    values: _Values | None
 
 
-def _digested(scope: str, batch: Sequence[Keyed], read: int) -> _Digested:
+def _digested(scope: str, batch: Sequence[Keyed], read: int, *, gather: bool
+               ) -> _Digested:
     """``batch`` with its digests: what is claimed is the digest under the caller's org
-    path, so another org importing the same line gets it as its own (G9)."""
+    path, so another org importing the same line gets it as its own (G9). ``gather``:
+    with the values its distinct sightings look up (``batch_values``), which is what a
+    batch looks up when none of them was imported before."""
     unique: dict[bytes, Keyed] = {}
     for keyed in batch:
         unique.setdefault(keyed[0].digest(), keyed)
     scoped = dict(zip(scoped_digests(scope, unique), unique.values(), strict=True))
-    return _Digested(len(batch), list(unique), scoped, read)
+    values = batch_values(scoped.values()) if gather else None
+    return _Digested(len(batch), list(unique), scoped, read, values)
 
 
 def check_options(source: SightingSource, options: Mapping[str, str]) -> None:
