@@ -13,6 +13,7 @@ import pytest
 
 from iotiam.audit.models import AuditTag
 from iotiam.changes import SightingsImported
+from iotiam.discovery.keys import batch_values
 from iotiam.discovery.models import AssetStatus, IdentifierKind, Sighting, SourceContext
 from iotiam.discovery.service import OBSERVE_SECONDS, Discovery
 from iotiam.errors import Forbidden, InvalidInput, NotFound
@@ -226,3 +227,27 @@ def test_import_ok_collector_paused_only_while_it_runs(svc: MemoryServices) -> N
         assert not gc.isenabled()  # a caller that had paused it keeps it paused
     finally:
         gc.enable()
+
+
+def test_import_ok_values_gathered_ahead_only_for_a_batch_all_new(
+        svc: MemoryServices, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a batch's values to look up may be gathered while the batch before is stored; they
+    # are used only when every sighting of the batch is new, since the lookups of a
+    # sighting already imported could change what the others decide
+    used: list[bool] = []
+    real = Discovery._lookups
+
+    def checking(uow: object, scope: str, keyed: list[object], gathered: object = None
+                 ) -> object:
+        if gathered is not None:
+            used.append(gathered == batch_values(keyed))  # type: ignore[arg-type]
+        return real(uow, scope, keyed, gathered)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Discovery, "_lookups", staticmethod(checking))
+    records = [{"seen_at": 1772359200 + n, "mac": f"02:00:00:00:01:{n:02x}",
+                "ip": f"10.0.1.{n}", "hostname": "printer"} for n in range(6)]
+    small = Discovery(svc.database, svc.clock, svc.audit, batch_size=2)
+    small.import_stream(SYSTEM, "jsonl", lines(records[5]), SourceContext())
+    report = small.import_stream(SYSTEM, "jsonl", lines(*records), SourceContext())
+    assert (report.read, report.added, report.duplicates) == (6, 5, 1)
+    assert used and all(used)
