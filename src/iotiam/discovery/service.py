@@ -87,14 +87,18 @@ class Discovery:
 
     def __init__(self, uow: Transactions[DiscoveryUnitOfWork], clock: Clock, audit: Auditor,
                  *, sources: Callable[[str], SightingSource] = source_named,
-                 new_id: Callable[[], str] = new_asset_id, batch_size: int = BATCH_SIZE
-                 ) -> None:
+                 new_id: Callable[[], str] = new_asset_id, batch_size: int = BATCH_SIZE,
+                 read_ahead: bool = False) -> None:
+        """``read_ahead``: read each batch while the one before is stored, on two
+        threads (``_store_all``); worth it where a database call leaves the interpreter
+        for a whole statement (PostgreSQL), not where it does so row by row (SQLite)."""
         self._uow = uow
         self._clock = clock
         self._audit = audit
         self._sources = sources
         self._new_id = new_id
         self._batch_size = batch_size
+        self._read_ahead = read_ahead
         self._observed: deque[Sighting] = deque(maxlen=MAX_OBSERVED)
         self._observed_lock = threading.Lock()
         self._wake = threading.Event()
@@ -139,10 +143,14 @@ class Discovery:
         pass after every ``COLLECT_BATCHES`` batches or ``COLLECT_SECONDS``, whichever
         comes first.
 
-        The batches are read, keyed and digested on this thread while the one before is
-        stored on another (``kernel.pipelined``): reading a line (13 to 18 µs) runs while
-        the storing waits on the database, which on PostgreSQL is half of it. The order
-        of the batches, and of the sightings in each, is the file's.
+        With ``read_ahead`` the batches are read, keyed and digested on this thread
+        while the one before is stored on another (``kernel.pipelined``): reading a line
+        and gathering its values (about 20 µs) runs while the storing waits on the
+        PostgreSQL server (about 50 µs a line of a first import). On SQLite, whose calls
+        give the interpreter back for each row, the two threads only handed it back and
+        forth: a first import took 7 µs a line more CPU and was slower by the clock
+        (``docs/discovery.md``, "Speed"). The order of the batches, and of the sightings
+        in each, is the file's either way.
 
         Reading, keying and storing a batch allocate acyclic objects only (reference
         counting frees them), but the batch held in memory is what the collector's
@@ -172,8 +180,13 @@ class Discovery:
 
         scope = principal.org_path
         with collector_paused():
-            pipelined((_digested(scope, batch, report.read, gather=all_new) for batch
-                       in self._batches(source.read(stream, context), report)), store)
+            batches = (_digested(scope, batch, report.read, gather=all_new) for batch
+                       in self._batches(source.read(stream, context), report))
+            if self._read_ahead:
+                pipelined(batches, store)
+            else:
+                for batch in batches:
+                    store(batch)
 
     def _batches(self, records: Iterable[Sighting | Refusal], report: ImportReport
                  ) -> Iterator[list[Keyed]]:

@@ -210,11 +210,13 @@ def test_import_ok_says_so_on_the_change_feed_only_when_it_stored_something(
     assert heard == [SightingsImported(ROOT_PATH, 3)]  # nothing new: nothing to judge again
 
 
-def test_import_ok_collector_paused_only_while_it_runs(svc: MemoryServices) -> None:
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_import_ok_collector_paused_only_while_it_runs(svc: MemoryServices,
+                                                       read_ahead: bool) -> None:
     # an import pauses the cyclic collector (its objects are acyclic) and hands it back
     # as it found it, on success and on failure alike
     paused: list[bool] = []
-    small = Discovery(svc.database, svc.clock, svc.audit, batch_size=1)
+    small = Discovery(svc.database, svc.clock, svc.audit, batch_size=1, read_ahead=read_ahead)
     small.import_stream(SYSTEM, "jsonl", lines(*RECORDS), SourceContext(),
                         progress=lambda _: paused.append(not gc.isenabled()))
     assert paused == [True, True, True] and gc.isenabled()
@@ -229,8 +231,9 @@ def test_import_ok_collector_paused_only_while_it_runs(svc: MemoryServices) -> N
         gc.enable()
 
 
+@pytest.mark.parametrize("read_ahead", [False, True])
 def test_import_ok_values_gathered_ahead_only_for_a_batch_all_new(
-        svc: MemoryServices, monkeypatch: pytest.MonkeyPatch) -> None:
+        svc: MemoryServices, monkeypatch: pytest.MonkeyPatch, read_ahead: bool) -> None:
     # a batch's values to look up may be gathered while the batch before is stored; they
     # are used only when every sighting of the batch is new, since the lookups of a
     # sighting already imported could change what the others decide
@@ -246,8 +249,24 @@ def test_import_ok_values_gathered_ahead_only_for_a_batch_all_new(
     monkeypatch.setattr(Discovery, "_lookups", staticmethod(checking))
     records = [{"seen_at": 1772359200 + n, "mac": f"02:00:00:00:01:{n:02x}",
                 "ip": f"10.0.1.{n}", "hostname": "printer"} for n in range(6)]
-    small = Discovery(svc.database, svc.clock, svc.audit, batch_size=2)
+    small = Discovery(svc.database, svc.clock, svc.audit, batch_size=2, read_ahead=read_ahead)
     small.import_stream(SYSTEM, "jsonl", lines(records[5]), SourceContext())
     report = small.import_stream(SYSTEM, "jsonl", lines(*records), SourceContext())
     assert (report.read, report.added, report.duplicates) == (6, 5, 1)
     assert used and all(used)
+
+
+def test_import_ok_same_rows_reading_ahead_or_not() -> None:
+    # reading the next batch on another thread changes no decision and no stored row
+    records = [{"seen_at": 1772359200 + n, "mac": f"02:00:00:00:02:{n % 7:02x}",
+                "ip": f"10.0.2.{n % 5}", "hostname": f"box-{n % 3}"} for n in range(40)]
+    results = []
+    for ahead in (False, True):
+        services = memory_services()
+        ids = (f"as-{n:016x}" for n in range(1000))
+        discovery = Discovery(services.database, services.clock, services.audit,
+                              batch_size=3, read_ahead=ahead, new_id=ids.__next__)
+        report = discovery.import_stream(SYSTEM, "jsonl", lines(*records), SourceContext())
+        results.append((report, discovery.assets(SYSTEM), imports(services)))
+    assert results[0] == results[1]
+    assert results[0][0].new_assets > 1 and len(results[0][1]) > 1
