@@ -4,7 +4,7 @@ An import streams: the source yields a record at a time, records are gathered in
 batches of ``BATCH_SIZE``, and each batch is one transaction that looks up every
 identifier it needs in one query per kind, reconciles (``reconcile.py``), writes its
 rows in bulk and appends one audit record naming its count and the digest of its
-rows. Memory holds one batch, never the input. A sighting's digest
+rows. Memory holds a batch or three (reading ahead), never the input. A sighting's digest
 (``Sighting.digest``) under the importing caller's org path (``scoped_digests``) is its
 identity: importing the same file twice adds nothing, and each org's imports are its own.
 """

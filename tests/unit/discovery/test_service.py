@@ -15,6 +15,7 @@ from iotiam.audit.models import AuditTag
 from iotiam.changes import SightingsImported
 from iotiam.discovery.keys import batch_values
 from iotiam.discovery.models import AssetStatus, IdentifierKind, Sighting, SourceContext
+from iotiam.discovery.reconcile import Reconciler
 from iotiam.discovery.service import OBSERVE_SECONDS, Discovery
 from iotiam.errors import Forbidden, InvalidInput, NotFound
 from iotiam.inventory.models import Device, DeviceState, OrgUnit, OrgUnitKind
@@ -270,3 +271,56 @@ def test_import_ok_same_rows_reading_ahead_or_not() -> None:
         results.append((report, discovery.assets(SYSTEM), imports(services)))
     assert results[0] == results[1]
     assert results[0][0].new_assets > 1 and len(results[0][1]) > 1
+
+
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_import_fail_a_batch_that_fails_stops_the_import_and_keeps_the_ones_before(
+        svc: MemoryServices, monkeypatch: pytest.MonkeyPatch, read_ahead: bool) -> None:
+    records = [{"seen_at": 1772359200 + n, "mac": f"02:00:00:00:03:{n:02x}"}
+               for n in range(6)]
+    stored: list[int] = []
+    real = Reconciler.outcome
+
+    def failing_second(self: Reconciler) -> object:
+        stored.append(len(stored))
+        if len(stored) == 2:
+            raise RuntimeError("disk full")
+        return real(self)
+
+    monkeypatch.setattr(Reconciler, "outcome", failing_second)
+    small = Discovery(svc.database, svc.clock, svc.audit, batch_size=2, read_ahead=read_ahead)
+    with pytest.raises(RuntimeError, match="disk full"):
+        small.import_stream(SYSTEM, "jsonl", lines(*records), SourceContext())
+    assert stored == [0, 1]  # the third batch is never stored
+    assert sorted(a.mac or "" for a in svc.discovery.assets(SYSTEM)) == [
+        "02:00:00:00:03:00", "02:00:00:00:03:01"]
+
+
+class _BrokenAfter(io.RawIOBase):
+    """A body whose connection breaks after ``good`` bytes."""
+
+    def __init__(self, good: bytes) -> None:
+        self._good = io.BytesIO(good)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: object) -> int:
+        size = self._good.readinto(buffer)  # type: ignore[arg-type]
+        if not size:
+            raise InvalidInput("the client went away before the body ended")
+        return size
+
+
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_import_fail_body_breaks_keeps_the_batches_read_before(
+        svc: MemoryServices, read_ahead: bool) -> None:
+    records = [{"seen_at": 1772359200 + n, "mac": f"02:00:00:00:04:{n:02x}"}
+               for n in range(5)]
+    body = b"".join(json.dumps(r).encode() + b"\n" for r in records)
+    small = Discovery(svc.database, svc.clock, svc.audit, batch_size=2, read_ahead=read_ahead)
+    with pytest.raises(InvalidInput, match="went away"):
+        small.import_stream(SYSTEM, "jsonl", io.BufferedReader(_BrokenAfter(body)),
+                            SourceContext())
+    # the two whole batches read before the break are stored; the half batch is not
+    assert len(svc.discovery.assets(SYSTEM)) == 4
