@@ -146,9 +146,8 @@ class Discovery:
         With ``read_ahead`` the batches are read, keyed and digested on this thread
         while the one before is stored on another (``kernel.pipelined``): reading a line
         and gathering its values (about 20 µs) runs while the storing waits on the
-        PostgreSQL server (about 50 µs a line of a first import). On SQLite, whose calls
-        give the interpreter back for each row, the two threads only handed it back and
-        forth: a first import took 7 µs a line more CPU and was slower by the clock
+        PostgreSQL server (about 45 µs a line of a first import). On SQLite, whose calls
+        give the interpreter back only around each row, it showed no gain
         (``docs/discovery.md``, "Speed"). The order of the batches, and of the sightings
         in each, is the file's either way.
 
