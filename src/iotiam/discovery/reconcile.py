@@ -32,8 +32,11 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from iotiam.discovery.asset_row import AssetRow
+
+# the keys' functions are re-exported: the service imports them from here
 from iotiam.discovery.keys import (
     Key,
+    batch_values,
     binding_key,
     ip_slot,
     keys_of,
@@ -70,7 +73,7 @@ TOUCH_SECONDS = 3600.0
 #: value (``DiscoveryStore.bindings_for``): a day's precision is plenty, and a device
 #: seen a few times a day keeps its MAC's and name's rows unwritten
 TOUCH_SECONDS_TIMELESS = 86400.0
-__all__ = ["Key", "Lookups", "Outcome", "Reconciler", "ip_slot", "keys_of"]
+__all__ = ["Key", "Lookups", "Outcome", "Reconciler", "batch_values", "ip_slot", "keys_of"]
 
 
 @dataclass
@@ -101,8 +104,6 @@ class _Hit(NamedTuple):
 
     kind: IdentifierKind
     key: str
-    #: its key among the bindings (``binding_key``; an address's: the sighting's day)
-    bound: str
     device: RegisteredDevice | None
     asset: str | None
     #: named only by the ``ip`` an admin wrote on a device, which carries no time
@@ -190,17 +191,15 @@ class Reconciler:
                  alone: bool = True) -> _Hit:
         registered = self._registered.get((kind, key))
         if kind is IP:
-            bound = ip_slot(key, sighting.seen_at)
             binding = nearest_ip_binding(self._bindings, key, sighting.seen_at)
             if binding is not None or not alone:
                 # what a sighting bound the address to at this time beats the address
                 # an admin wrote down once (DHCP has since handed it on)
                 registered = None
         else:
-            bound = binding_key(kind, key, sighting.site)
-            binding = self._bindings.get((kind, bound))
-        if registered is None and binding is None:  # the common case of a new asset
-            return _Hit(kind, key, bound, None, None)
+            binding = self._bindings.get((kind, binding_key(kind, key, sighting.site)))
+        if registered is None and binding is None:
+            return _Hit(kind, key, None, None)  # the common case of a new asset
         asset = self._live(binding.asset_id) if binding and binding.asset_id else None
         device = registered
         if device is None and binding is not None and binding.device_id:
@@ -209,7 +208,7 @@ class Reconciler:
             owner = self._assets.get(asset)
             if owner is not None and owner.device_id:
                 device = RegisteredDevice(owner.device_id, owner.org_path)
-        return _Hit(kind, key, bound, device, asset, timeless=kind is IP and binding is None)
+        return _Hit(kind, key, device, asset, timeless=kind is IP and binding is None)
 
     def _uncontradicted(self, hits: list[_Hit]) -> list[_Hit]:
         """The hits, with those whose device or asset a stronger identifier of the same
@@ -243,9 +242,9 @@ class Reconciler:
             if hit.kind is IP and not set(against).isdisjoint(_ONE_PER_BOX):
                 # its holder then was another box: the address was handed on, so it names
                 # nothing and is re-bound to this sighting's holder (``_bind``)
-                found[n] = _Hit(hit.kind, hit.key, hit.bound, None, None)
+                found[n] = _Hit(hit.kind, hit.key, None, None)
             else:
-                found[n] = _Hit(hit.kind, hit.key, hit.bound, None, None, contradicted=True)
+                found[n] = _Hit(hit.kind, hit.key, None, None, contradicted=True)
         return found
 
     def _contradicting(self, hit: _Hit, kinds: list[IdentifierKind],
@@ -294,7 +293,7 @@ class Reconciler:
                 if hit.asset and (hit.kind is not IP or self._same_box(hit.asset, sighting)):
                     self._tie(hit.asset, device)
                 if hit.kind is IP:
-                    self._absorb(hit.bound, sighting, device=device)
+                    self._absorb(hit.key, sighting, device=device)
         for hit in hits:
             if hit.device and hit.device.device_id != device.device_id and hit.kind is not IP:
                 continue  # the contradicting value stays with its own device
@@ -306,7 +305,7 @@ class Reconciler:
                 continue  # an address alone does not teach a device its MAC
             if hit.contradicted:
                 continue
-            self._bind(hit.kind, hit.bound, sighting, device.org_path,
+            self._bind(hit.kind, hit.key, sighting, device.org_path,
                        device_id=device.device_id)
         self._present(device, sighting)
         return Match(by.kind, confidence, device_id=device.device_id)
@@ -330,13 +329,13 @@ class Reconciler:
                 self._merge(hit.asset, kept)
         for hit in hits:
             if hit.kind is IP:
-                self._absorb(hit.bound, sighting, kept=kept)
+                self._absorb(hit.key, sighting, kept=kept)
         kept = self._live(kept)
         path = self._assets[kept].org_path
         for hit in hits:
             # only an IP can name a device here: the address was handed on, it is ours now
             if not hit.contradicted:
-                self._bind(hit.kind, hit.bound, sighting, path, asset_id=kept)
+                self._bind(hit.kind, hit.key, sighting, path, asset_id=kept)
         self._grow(kept, sighting)
         return Match(first.kind, CONFIDENCE[first.kind], asset_id=kept)
 
@@ -360,13 +359,13 @@ class Reconciler:
                 return False
         return True
 
-    def _absorb(self, slot: str, sighting: Sighting, *, kept: str | None = None,
+    def _absorb(self, key: str, sighting: Sighting, *, kept: str | None = None,
                 device: RegisteredDevice | None = None) -> None:
         """The asset holding this sighting's own slot of the address is about to lose it
         (the address is re-bound to what the sighting is): when it is the same box (it
         was nearer another holder's time, e.g. flows imported before the lease between
         them), merge it into ``kept`` or tie it to ``device`` instead."""
-        old = self._bindings.get((IP, slot))
+        old = self._bindings.get((IP, ip_slot(key, sighting.seen_at)))
         if old is None or not old.asset_id:
             return
         other = self._live(old.asset_id)
@@ -385,7 +384,8 @@ class Reconciler:
         newer, older = (b, a) if b.last_seen > a.last_seen else (a, b)
         for name in _ATTRIBUTES:
             setattr(a, name, getattr(newer, name) or getattr(older, name))
-        a.first_seen, a.last_seen = min(a.first_seen, b.first_seen), max(a.last_seen, b.last_seen)
+        a.first_seen, a.last_seen = min(a.first_seen, b.first_seen), max(a.last_seen,
+                                                                          b.last_seen)
         a.sources |= b.sources
         a.sightings += b.sightings
         del self._assets[gone]
@@ -408,7 +408,7 @@ class Reconciler:
         self._grow(asset_id, sighting)
         for hit in hits:
             if not hit.contradicted:
-                self._bind(hit.kind, hit.bound, sighting, self._org_path, asset_id=asset_id)
+                self._bind(hit.kind, hit.key, sighting, self._org_path, asset_id=asset_id)
         self._new_assets += 1
         kind = hits[0].kind if hits else IP
         return Match(kind, CONFIDENCE[kind], asset_id=asset_id)
@@ -429,6 +429,7 @@ class Reconciler:
     def _bind(self, kind: IdentifierKind, key: str, sighting: Sighting, org_path: str, *,
               asset_id: str | None = None, device_id: str | None = None) -> None:
         at = sighting.seen_at
+        key = ip_slot(key, at) if kind is IP else binding_key(kind, key, sighting.site)
         old = self._bindings.get((kind, key))
         if device_id and old is not None and old.asset_id:
             owner = self._assets.get(self._live(old.asset_id))

@@ -27,7 +27,6 @@ from iotiam.audit.ports import Auditor
 from iotiam.changes import SightingsImported
 from iotiam.clock import Clock, idle
 from iotiam.discovery.catalog import source_named
-from iotiam.discovery.keys import Key, batch_values, keys_of
 from iotiam.discovery.models import (
     AssetStatus,
     CredentialSeen,
@@ -45,7 +44,13 @@ from iotiam.discovery.ports import (
     SightingRow,
     SightingSource,
 )
-from iotiam.discovery.reconcile import Lookups, Reconciler
+from iotiam.discovery.reconcile import (
+    Key,
+    Lookups,
+    Reconciler,
+    batch_values,
+    keys_of,
+)
 from iotiam.errors import InvalidInput, NotFound
 from iotiam.kernel import (
     SYSTEM,
