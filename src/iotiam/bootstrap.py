@@ -264,7 +264,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None,
     psks = Psks(database, clock, audit, SecretSealer(data_key(settings, create=False)))
     every_credential: AllCredentials[SqlUnitOfWork] = AllCredentials(pki, psks)
     # the queue, the event pipeline and the token endpoint report unknown identities
-    discovery = Discovery(database, clock, audit)
+    discovery = Discovery(database, clock, audit,
+                          read_ahead=not database.is_sqlite)
     queue = EnrollmentQueue(database, clock, audit, pki, QueueLimits(
         retry_after_seconds=settings.est_retry_after_seconds), sightings=discovery)
     policies, decisions, subjects = policy_services(database, clock, audit)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import enum
 import gc
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -86,6 +88,7 @@ class Principal:
 SYSTEM = Principal(name="system", role=Role.ADMIN, org_unit_id=ROOT_ORG_ID, org_path=ROOT_PATH)
 
 UnitOfWorkT_co = TypeVar("UnitOfWorkT_co", covariant=True)
+ItemT = TypeVar("ItemT")
 
 
 class Transactions(Protocol[UnitOfWorkT_co]):
@@ -122,3 +125,42 @@ def collector_paused() -> Iterator[None]:
     finally:
         if paused:
             gc.enable()
+
+
+def pipelined(items: Iterable[ItemT], consume: Callable[[ItemT], None]) -> None:
+    """``consume`` each of ``items`` in order, on a second thread, while this thread
+    produces the next one: a bulk step's reading overlaps its writing.
+
+    The overlap is the time the consumer spends outside the interpreter (a database
+    call, a commit, the server's share on PostgreSQL): the producer runs then. At most
+    one item waits between the two, so memory holds three (one being produced, one
+    waiting, one being consumed). The items are produced on the calling thread, which
+    a request body read through the event loop needs. Whatever the consumer raises
+    stops the production and is raised here once the consumer is done; whatever the
+    producer raises is raised after every item produced before it was consumed (so a
+    bulk step keeps what it had read, as when it ran on one thread).
+    """
+    waiting: queue.Queue[tuple[ItemT] | None] = queue.Queue(maxsize=1)
+    failed: list[BaseException] = []
+
+    def drain() -> None:
+        while (item := waiting.get()) is not None:
+            if failed:
+                continue  # the producer stops at its next item: do not block it meanwhile
+            try:
+                consume(item[0])
+            except BaseException as e:  # raised again on the caller's thread
+                failed.append(e)
+
+    consumer = threading.Thread(target=drain, name="pipelined-consumer", daemon=True)
+    consumer.start()
+    try:
+        for item in items:
+            if failed:
+                break
+            waiting.put((item,))
+    finally:
+        waiting.put(None)
+        consumer.join()
+    if failed:
+        raise failed[0]

@@ -13,7 +13,9 @@ import pytest
 
 from iotiam.audit.models import AuditTag
 from iotiam.changes import SightingsImported
+from iotiam.discovery.keys import batch_values
 from iotiam.discovery.models import AssetStatus, IdentifierKind, Sighting, SourceContext
+from iotiam.discovery.reconcile import Reconciler
 from iotiam.discovery.service import OBSERVE_SECONDS, Discovery
 from iotiam.errors import Forbidden, InvalidInput, NotFound
 from iotiam.inventory.models import Device, DeviceState, OrgUnit, OrgUnitKind
@@ -209,11 +211,13 @@ def test_import_ok_says_so_on_the_change_feed_only_when_it_stored_something(
     assert heard == [SightingsImported(ROOT_PATH, 3)]  # nothing new: nothing to judge again
 
 
-def test_import_ok_collector_paused_only_while_it_runs(svc: MemoryServices) -> None:
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_import_ok_collector_paused_only_while_it_runs(svc: MemoryServices,
+                                                       read_ahead: bool) -> None:
     # an import pauses the cyclic collector (its objects are acyclic) and hands it back
     # as it found it, on success and on failure alike
     paused: list[bool] = []
-    small = Discovery(svc.database, svc.clock, svc.audit, batch_size=1)
+    small = Discovery(svc.database, svc.clock, svc.audit, batch_size=1, read_ahead=read_ahead)
     small.import_stream(SYSTEM, "jsonl", lines(*RECORDS), SourceContext(),
                         progress=lambda _: paused.append(not gc.isenabled()))
     assert paused == [True, True, True] and gc.isenabled()
@@ -226,3 +230,97 @@ def test_import_ok_collector_paused_only_while_it_runs(svc: MemoryServices) -> N
         assert not gc.isenabled()  # a caller that had paused it keeps it paused
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_import_ok_values_gathered_ahead_only_for_a_batch_all_new(
+        svc: MemoryServices, monkeypatch: pytest.MonkeyPatch, read_ahead: bool) -> None:
+    # a batch's values to look up may be gathered while the batch before is stored; they
+    # are used only when every sighting of the batch is new, since the lookups of a
+    # sighting already imported could change what the others decide
+    used: list[bool] = []
+    real = Discovery._lookups
+
+    def checking(uow: object, scope: str, keyed: list[object], gathered: object = None
+                 ) -> object:
+        if gathered is not None:
+            used.append(gathered == batch_values(keyed))  # type: ignore[arg-type]
+        return real(uow, scope, keyed, gathered)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Discovery, "_lookups", staticmethod(checking))
+    records = [{"seen_at": 1772359200 + n, "mac": f"02:00:00:00:01:{n:02x}",
+                "ip": f"10.0.1.{n}", "hostname": "printer"} for n in range(6)]
+    small = Discovery(svc.database, svc.clock, svc.audit, batch_size=2, read_ahead=read_ahead)
+    small.import_stream(SYSTEM, "jsonl", lines(records[5]), SourceContext())
+    report = small.import_stream(SYSTEM, "jsonl", lines(*records), SourceContext())
+    assert (report.read, report.added, report.duplicates) == (6, 5, 1)
+    assert used and all(used)
+
+
+def test_import_ok_same_rows_reading_ahead_or_not() -> None:
+    # reading the next batch on another thread changes no decision and no stored row
+    records = [{"seen_at": 1772359200 + n, "mac": f"02:00:00:00:02:{n % 7:02x}",
+                "ip": f"10.0.2.{n % 5}", "hostname": f"box-{n % 3}"} for n in range(40)]
+    results = []
+    for ahead in (False, True):
+        services = memory_services()
+        ids = (f"as-{n:016x}" for n in range(1000))
+        discovery = Discovery(services.database, services.clock, services.audit,
+                              batch_size=3, read_ahead=ahead, new_id=ids.__next__)
+        report = discovery.import_stream(SYSTEM, "jsonl", lines(*records), SourceContext())
+        results.append((report, discovery.assets(SYSTEM), imports(services)))
+    assert results[0] == results[1]
+    assert results[0][0].new_assets > 1 and len(results[0][1]) > 1
+
+
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_import_fail_a_batch_that_fails_stops_the_import_and_keeps_the_ones_before(
+        svc: MemoryServices, monkeypatch: pytest.MonkeyPatch, read_ahead: bool) -> None:
+    records = [{"seen_at": 1772359200 + n, "mac": f"02:00:00:00:03:{n:02x}"}
+               for n in range(6)]
+    stored: list[int] = []
+    real = Reconciler.outcome
+
+    def failing_second(self: Reconciler) -> object:
+        stored.append(len(stored))
+        if len(stored) == 2:
+            raise RuntimeError("disk full")
+        return real(self)
+
+    monkeypatch.setattr(Reconciler, "outcome", failing_second)
+    small = Discovery(svc.database, svc.clock, svc.audit, batch_size=2, read_ahead=read_ahead)
+    with pytest.raises(RuntimeError, match="disk full"):
+        small.import_stream(SYSTEM, "jsonl", lines(*records), SourceContext())
+    assert stored == [0, 1]  # the third batch is never stored
+    assert sorted(a.mac or "" for a in svc.discovery.assets(SYSTEM)) == [
+        "02:00:00:00:03:00", "02:00:00:00:03:01"]
+
+
+class _BrokenAfter(io.RawIOBase):
+    """A body whose connection breaks after ``good`` bytes."""
+
+    def __init__(self, good: bytes) -> None:
+        self._good = io.BytesIO(good)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: object) -> int:
+        size = self._good.readinto(buffer)  # type: ignore[arg-type]
+        if not size:
+            raise InvalidInput("the client went away before the body ended")
+        return size
+
+
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_import_fail_body_breaks_keeps_the_batches_read_before(
+        svc: MemoryServices, read_ahead: bool) -> None:
+    records = [{"seen_at": 1772359200 + n, "mac": f"02:00:00:00:04:{n:02x}"}
+               for n in range(5)]
+    body = b"".join(json.dumps(r).encode() + b"\n" for r in records)
+    small = Discovery(svc.database, svc.clock, svc.audit, batch_size=2, read_ahead=read_ahead)
+    with pytest.raises(InvalidInput, match="went away"):
+        small.import_stream(SYSTEM, "jsonl", io.BufferedReader(_BrokenAfter(body)),
+                            SourceContext())
+    # the two whole batches read before the break are stored; the half batch is not
+    assert len(svc.discovery.assets(SYSTEM)) == 4
