@@ -61,7 +61,7 @@ GATHER_MAX = 2.0
 #: requests' GIL (a pending device holds no credential a token or the broker accepts, so
 #: no decision waits on its first score; any other change ends the wait at once)
 REGISTRATION_STEP = 1.0
-REGISTRATION_MAX = 10.0
+REGISTRATION_MAX = 60.0
 #: the most devices one scoring transaction takes (a gathered import: SQLite's writer
 #: lock is held for a chunk, not for the whole burst)
 RESCORE_CHUNK = 10_000

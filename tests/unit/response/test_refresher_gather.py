@@ -132,13 +132,15 @@ def test_gather_ok_an_import_is_gathered_while_its_registrations_come() -> None:
 
 
 def test_gather_ok_registrations_are_scored_by_registration_max() -> None:
-    clock = iter(float(n) for n in range(100))
+    # an import that never stops growing: scored once REGISTRATION_MAX has passed
+    longer = int(scoring.REGISTRATION_MAX) + 20
+    clock = iter(float(n) for n in range(2 * longer))
     waiting = refresher(lambda: next(clock))
     register(waiting, batch(0))
-    fed = registering(waiting, [batch(n) for n in range(1, 50)])
+    fed = registering(waiting, [batch(n) for n in range(1, longer)])
     waiting._gather(Feeding(waiting, []))
     assert fed.waits == scoring.REGISTRATION_MAX - 1
-    assert len(fed.bursts) < 49
+    assert len(fed.bursts) < longer - 1
 
 
 def test_gather_ok_another_change_ends_the_wait_for_registrations() -> None:
