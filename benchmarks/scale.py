@@ -18,6 +18,7 @@ none, some only lapsed ones). Then, measured:
 * the inventory report (``GET /v1/inventory``: by state, type, site, org, credential
   status, and the register's presence) for the root and for one tenant's admin (G9);
 * the credential-status counts alone (``FleetCounts.credential_tally``);
+* one OCSP answer and one decision subject's load at this size (``scale_lookups.py``);
 * the register summary (``GET /v1/risk/summary``) over a register rebuilt at this size
   (the rebuild itself is the risk-register benchmark's subject, at 100k; at a million
   devices it takes this benchmark ten minutes or more).
@@ -43,6 +44,7 @@ from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
 
 from benchmarks.harness import Result, RunConfig, Target, scratch_dir, throwaway_database
+from benchmarks.scale_lookups import lookups
 from iotiam.api.app import create_api_app
 from iotiam.bootstrap import Services, build_services
 from iotiam.config import Settings
@@ -118,7 +120,9 @@ _PG_CERTIFICATES = """
 INSERT INTO certificates (issuer_id, serial, device_id, org_unit_id, org_path, profile,
                           subject, not_before, not_after, status, fingerprint_sha256, pem,
                           created_at, revoked_at, revocation_reason, public_key_sha256)
-SELECT :issuer, lpad(to_hex(n * 3 + k + 1), 40, '0'), d.id, d.org_unit_id, d.org_path,
+SELECT :issuer,
+       lpad(to_hex(n * 3 + k + 1), (length(to_hex(n * 3 + k + 1)) + 1) / 2 * 2, '0'),
+       d.id, d.org_unit_id, d.org_path,
        'device', 'CN=' || d.id, c.nb, c.nb + interval '90 days',
        CASE WHEN k = 1 AND n % 3 = 0 THEN 'revoked' ELSE 'issued' END, NULL, NULL, c.nb,
        CASE WHEN k = 1 AND n % 3 = 0 THEN c.nb + interval '1 day' END,
@@ -154,7 +158,8 @@ c AS (SELECT n, k, strftime('%Y-%m-%d %H:%M:%f', :now,
 INSERT INTO certificates (issuer_id, serial, device_id, org_unit_id, org_path, profile,
                           subject, not_before, not_after, status, fingerprint_sha256, pem,
                           created_at, revoked_at, revocation_reason, public_key_sha256)
-SELECT :issuer, printf('%040x', c.n * 3 + c.k + 1), d.id, d.org_unit_id, d.org_path,
+SELECT :issuer, substr('0' || printf('%x', c.n * 3 + c.k + 1),
+       2 - length(printf('%x', c.n * 3 + c.k + 1)) % 2), d.id, d.org_unit_id, d.org_path,
        'device', 'CN=' || d.id, c.nb, strftime('%Y-%m-%d %H:%M:%f', c.nb, '+90 days'),
        CASE WHEN c.k = 1 AND c.n % 3 = 0 THEN 'revoked' ELSE 'issued' END, NULL, NULL, c.nb,
        CASE WHEN c.k = 1 AND c.n % 3 = 0 THEN strftime('%Y-%m-%d %H:%M:%f', c.nb, '+1 day')
@@ -282,6 +287,7 @@ def _reads(services: Services, sized: Sized, devices: int, config: RunConfig
             f"{NAME}: inventory report, one tenant's admin (G9)", median, "ms", target,
             f"{scoped['total']:,} devices in its subtree; max {worst:.0f} ms"))
         rows.append(_credential_counts(services, target))
+        rows += lookups(NAME, services, sized.engine, devices)
         rows += _register(services, client, config, target)
         return rows
     finally:
