@@ -36,6 +36,7 @@ from joserfc.jwk import ECKey
 
 from benchmarks.harness import clean_environment
 from benchmarks.loadgen import Answer, encode_request
+from benchmarks.server import stop_process
 from iotiam.testing import free_port
 
 #: where a step-ca binary built from Debian's package is (else ``step-ca`` on PATH)
@@ -50,7 +51,6 @@ PROVISIONER = "bench"
 TOKEN_SECONDS = 300
 HOST = "127.0.0.1"
 STARTUP_SECONDS = 60.0
-STOP_SECONDS = 10.0
 _LOG_TAIL_CHARS = 2000
 
 
@@ -158,13 +158,7 @@ def running_peer(name: str, argv: list[str], *, url: str, tls: ssl.SSLContext,
         _wait_until_answering(name, process, url, tls, log_path)
         yield Peer(name=name, url=url, pid=process.pid, tls=tls)
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_SECONDS)
+        stop_process(process)
 
 
 def _wait_until_answering(name: str, process: subprocess.Popen[bytes], url: str,
@@ -218,11 +212,11 @@ def cfssl_sign_request(peer: Peer, csr_pem: str, *, close: bool = False) -> byte
                           {"Content-Type": "application/json"}, close=close)
 
 
-def cfssl_certificate(answer: Answer) -> x509.Certificate:
-    """The certificate of a successful ``sign`` answer."""
+def cfssl_certificate(answer: Answer, call: str = "sign") -> x509.Certificate:
+    """The certificate of a successful ``sign`` (or ``info``) answer."""
     body = json.loads(answer.body)
     if answer.status != 200 or not body.get("success"):
-        raise RuntimeError(f"cfssl sign answered {answer.status}: {answer.body[:300]!r}")
+        raise RuntimeError(f"cfssl {call} answered {answer.status}: {answer.body[:300]!r}")
     return x509.load_pem_x509_certificate(body["result"]["certificate"].encode())
 
 
@@ -234,10 +228,7 @@ def cfssl_info_request(peer: Peer, *, close: bool = False) -> bytes:
 
 def cfssl_info_certificate(answer: Answer) -> x509.Certificate:
     """The CA certificate of a successful ``info`` answer."""
-    body = json.loads(answer.body)
-    if answer.status != 200 or not body.get("success"):
-        raise RuntimeError(f"cfssl info answered {answer.status}: {answer.body[:300]!r}")
-    return x509.load_pem_x509_certificate(body["result"]["certificate"].encode())
+    return cfssl_certificate(answer, "info")
 
 
 # -- step-ca -------------------------------------------------------------------------------

@@ -126,7 +126,7 @@ def running_server(config: RunConfig, label: str, *, workers: int = 1,
             _wait_until_ready(server, process, log_path)
             yield server
         finally:
-            _stop(process)
+            stop_process(process)
 
 
 @contextmanager
@@ -160,7 +160,8 @@ def _wait_until_ready(server: RunningServer, process: subprocess.Popen[bytes],
                        f"{_log_tail(log_path)}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate ``process``, then kill it if it has not ended in ``STOP_SECONDS``."""
     if process.poll() is None:
         process.terminate()
         try:
