@@ -8,7 +8,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,23 +140,36 @@ def _database(config: RunConfig, replica_of: RunningServer | None) -> Iterator[s
 
 def _wait_until_ready(server: RunningServer, process: subprocess.Popen[bytes],
                       log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
+    def ready(client: httpx.Client) -> str | None:
+        public = client.get(f"{server.http_url}/healthz")
+        api = client.get(f"{server.api_url}/v1/ca", headers=server.admin_headers())
+        if public.status_code == 200 and api.status_code == 200:
+            return None
+        return f"healthz {public.status_code}, /v1/ca {api.status_code}"
+
+    wait_until_answering("iotiam serve", process, log_path, server.tls_context(), ready)
+
+
+def wait_until_answering(name: str, process: subprocess.Popen[bytes], log_path: Path,
+                         tls: ssl.SSLContext, ready: Callable[[httpx.Client], str | None],
+                         seconds: float = STARTUP_SECONDS) -> None:
+    """Ask ``ready`` (None: ready, else what it saw) every 0.1 s until it is, failing
+    with the log's tail when ``process`` exits or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
     last_error = "no answer yet"
-    with httpx.Client(timeout=2.0, verify=server.tls_context()) as client:
+    with httpx.Client(timeout=2.0, verify=tls) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"iotiam serve exited with {process.returncode}: "
+                raise RuntimeError(f"{name} exited with {process.returncode}: "
                                    f"{_log_tail(log_path)}")
             try:
-                public = client.get(f"{server.http_url}/healthz")
-                api = client.get(f"{server.api_url}/v1/ca", headers=server.admin_headers())
-                if public.status_code == 200 and api.status_code == 200:
+                if (seen := ready(client)) is None:
                     return
-                last_error = f"healthz {public.status_code}, /v1/ca {api.status_code}"
+                last_error = seen
             except httpx.TransportError as e:
                 last_error = str(e)
             time.sleep(0.1)
-    raise RuntimeError(f"iotiam serve not ready after {STARTUP_SECONDS:.0f} s ({last_error}): "
+    raise RuntimeError(f"{name} not ready after {seconds:.0f} s ({last_error}): "
                        f"{_log_tail(log_path)}")
 
 

@@ -319,7 +319,7 @@ class TrustRefresher:
         began = self._monotonic()
         stop.wait(GATHER)
         size = self.queued()
-        if size >= BURST_DEVICES and not self._urgent.is_set():
+        if self._gathering_registrations():
             size = self._gather_registrations(stop, began + REGISTRATION_MAX)
         deadline = began + GATHER_MAX
         while size >= BURST_DEVICES and not stop.is_set() and self._monotonic() < deadline:
